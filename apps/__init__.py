@@ -1,0 +1,1 @@
+"""threefold.apps: the three vertical applications and the suite's command line."""

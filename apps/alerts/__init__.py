@@ -1,0 +1,1 @@
+"""Financial-news sentiment alerting over Kafka."""

@@ -1,0 +1,1 @@
+"""Customer-service QA bot: FAQ retrieval with FAISS, fallback and human handoff."""

@@ -1,0 +1,1 @@
+"""Text-based recommendation ranker with a Redis cache."""

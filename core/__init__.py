@@ -1,0 +1,1 @@
+"""threefold.core: the shared AI core (classifiers, embedder, vector index, model registry)."""

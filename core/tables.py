@@ -1,0 +1,164 @@
+"""Read CSV, JSON and JSONL record files with errors that name file, line and column."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from threefold.core.errors import DataError
+
+SUPPORTED_SUFFIXES = (".csv", ".json", ".jsonl")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One row of a table with the line it came from (1-based, header is line 1 in CSV)."""
+
+    line: int
+    values: dict[str, object]
+
+
+def read_records(
+    path: str | Path,
+    required: Sequence[str] = (),
+    *,
+    non_empty: Sequence[str] = (),
+    hint: str = "",
+) -> list[Record]:
+    """Read a CSV (header row), JSON (array of objects) or JSONL file.
+
+    Args:
+        required: columns every record must have.
+        non_empty: columns whose value must be a non-blank string.
+        hint: appended to a missing-column error, e.g. "or pass --text-column NAME".
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such file; expected one of {list(SUPPORTED_SUFFIXES)}", path=str(path))
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        records = list(_read_csv(path))
+    elif suffix == ".jsonl":
+        records = list(_read_jsonl(path))
+    elif suffix == ".json":
+        records = list(_read_json(path))
+    else:
+        raise DataError(
+            f"unsupported file type {suffix!r}; expected one of {list(SUPPORTED_SUFFIXES)}",
+            path=str(path),
+        )
+    if not records:
+        raise DataError(
+            "the file has no records (expected a header and at least one row)", path=str(path)
+        )
+    columns = set().union(*(r.values.keys() for r in records))
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise DataError(
+            f"missing column(s) {missing}; found {sorted(columns)}. "
+            f"Rename the column(s){' ' + hint if hint else ''}",
+            path=str(path),
+        )
+    for record in records:
+        for column in required:
+            if column not in record.values:
+                raise DataError(
+                    f"record has no {column!r}", path=str(path), line=record.line, column=column
+                )
+        for column in non_empty:
+            value = record.values.get(column)
+            if not isinstance(value, str) or not value.strip():
+                raise DataError(
+                    f"expected non-empty text in {column!r}, found {value!r}",
+                    path=str(path),
+                    line=record.line,
+                    column=column,
+                )
+    return records
+
+
+def _read_csv(path: Path) -> Iterable[Record]:
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise DataError(f"cannot open: {exc}", path=str(path)) from exc
+    with handle:
+        try:
+            reader = csv.DictReader(handle, strict=True)
+            header = reader.fieldnames
+            if not header:
+                return
+            for row in reader:
+                line = reader.line_num
+                if None in row:
+                    raise DataError(
+                        f"row has {len(header) + len(row[None])} fields, header has {len(header)}; "
+                        "quote fields that contain commas",
+                        path=str(path),
+                        line=line,
+                        column=len(header) + 1,
+                    )
+                if any(v is None for v in row.values()):
+                    short = [k for k, v in row.items() if v is None]
+                    raise DataError(
+                        f"row has fewer fields than the header; missing {short}",
+                        path=str(path),
+                        line=line,
+                        column=short[0],
+                    )
+                if not any((v or "").strip() for v in row.values()):
+                    continue
+                yield Record(line=line, values=dict(row))
+        except csv.Error as exc:
+            raise DataError(f"malformed CSV: {exc}", path=str(path), line=reader.line_num) from exc
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text: {exc.reason}", path=str(path)) from exc
+
+
+def _read_jsonl(path: Path) -> Iterable[Record]:
+    with path.open(encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise DataError(
+                    f"invalid JSON: {exc.msg}", path=str(path), line=number, column=exc.colno
+                ) from exc
+            if not isinstance(value, dict):
+                raise DataError(
+                    f"expected a JSON object per line, found {type(value).__name__}",
+                    path=str(path),
+                    line=number,
+                    column=1,
+                )
+            yield Record(line=number, values=value)
+
+
+def _read_json(path: Path) -> Iterable[Record]:
+    text = path.read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"invalid JSON: {exc.msg}", path=str(path), line=exc.lineno, column=exc.colno
+        ) from exc
+    if isinstance(value, dict):
+        value = next((v for v in value.values() if isinstance(v, list)), None)
+    if not isinstance(value, list):
+        raise DataError(
+            "expected a JSON array of objects (or an object holding one)",
+            path=str(path),
+            line=1,
+            column=1,
+        )
+    for index, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise DataError(
+                f"item {index} is {type(item).__name__}, expected an object", path=str(path), line=1
+            )
+        yield Record(line=index + 1, values=item)

@@ -1,0 +1,1 @@
+"""threefold.streaming: Kafka plumbing and embedded services shared by the apps."""

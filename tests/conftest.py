@@ -1,0 +1,11 @@
+"""Suite-wide test setup: offline Hugging Face, shared fixtures from tests/support/."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+pytest_plugins = ["support.services", "support.models", "support.browser"]

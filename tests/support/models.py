@@ -1,0 +1,21 @@
+"""Session-wide model fixtures: the base model is resolved and loaded once per test run."""
+
+from __future__ import annotations
+
+import pytest
+
+from threefold.core.base_model import resolve_base_model
+
+
+@pytest.fixture(scope="session")
+def base_model_path() -> str:
+    """Local directory of the packaged all-MiniLM-L6-v2."""
+    return resolve_base_model(None)
+
+
+@pytest.fixture(scope="session")
+def embedder(base_model_path: str):
+    """A loaded Embedder shared by the whole run; never fine-tune it in place."""
+    from threefold.core.embedder import Embedder
+
+    return Embedder(base_model_path).load()
