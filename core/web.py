@@ -1,0 +1,278 @@
+"""Flask plumbing shared by every threefold HTTP API: JSON errors, logs, metrics, CORS, limits."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from werkzeug.exceptions import HTTPException
+
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable_entity",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raise in a view to answer with a JSON error: `{"error": code, "message": ..., **details}`."""
+
+    def __init__(
+        self, status: int, message: str, *, code: str | None = None, **details: Any
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or ERROR_CODES.get(status, "error")
+        self.details = details
+
+    def to_response(self) -> Response:
+        body = {"error": self.code, "message": self.message, **self.details}
+        return _json_response(body, self.status)
+
+
+def _json_response(body: dict[str, Any], status: int) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def read_json_body(*, max_bytes: int = 64_000) -> dict[str, Any]:
+    """The request's JSON object, or an ApiError (413, 415, 400) that says what was wrong."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise ApiError(
+            413, f"request body is {length} bytes; the limit is {max_bytes}", limit=max_bytes
+        )
+    if not request.is_json:
+        raise ApiError(
+            415,
+            f"expected Content-Type application/json, found {request.mimetype or 'none'!r}",
+        )
+    raw = request.get_data(cache=True)
+    if len(raw) > max_bytes:
+        raise ApiError(
+            413, f"request body is {len(raw)} bytes; the limit is {max_bytes}", limit=max_bytes
+        )
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, f"expected a JSON object, found {type(body).__name__}")
+    return body
+
+
+def require_fields(body: dict[str, Any], spec: dict[str, type | tuple[type, ...]]) -> None:
+    """Raise a 400 ApiError naming the first field that is missing or of the wrong type."""
+    for field, expected in spec.items():
+        if field not in body:
+            raise ApiError(400, f"missing field {field!r}", field=field)
+        value = body[field]
+        # bool is an int subclass; never accept it where a number is asked for.
+        wrong_bool = isinstance(value, bool) and bool not in _as_tuple(expected)
+        if wrong_bool or not isinstance(value, expected):
+            names = " or ".join(t.__name__ for t in _as_tuple(expected))
+            raise ApiError(
+                400,
+                f"field {field!r} must be {names}, found {type(value).__name__}",
+                field=field,
+            )
+
+
+def _as_tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:
+    return expected if isinstance(expected, tuple) else (expected,)
+
+
+class TokenBucketLimiter:
+    """Per-client token buckets: `rate_per_minute` sustained, `burst` at once."""
+
+    def __init__(self, rate_per_minute: int, burst: int | None = None) -> None:
+        if rate_per_minute <= 0:
+            raise ValueError(f"rate_per_minute must be positive, got {rate_per_minute}")
+        self.rate = rate_per_minute / 60.0
+        self.capacity = float(burst if burst is not None else max(1, rate_per_minute // 4))
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, client: str) -> float:
+        """Take one token; returns 0 when allowed, else the seconds to wait."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, stamp = self._buckets.get(client, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[client] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[client] = (tokens, now)
+            if len(self._buckets) > 100_000:
+                self._buckets.clear()
+            return (1.0 - tokens) / self.rate
+
+
+def client_key() -> str:
+    """The client a request counts against: the first X-Forwarded-For hop, else the peer."""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    return forwarded.split(",")[0].strip() or request.remote_addr or "unknown"
+
+
+def setup_web_app(
+    app: Flask,
+    *,
+    name: str,
+    registry: CollectorRegistry,
+    allowed_origins: Sequence[str] = (),
+    rate_limit_per_minute: int | None = None,
+    rate_limit_paths: Sequence[str] = ("/api/",),
+) -> None:
+    """Install JSON errors, request logs, Prometheus metrics, `/metrics`, CORS and rate limits."""
+    http_log = logging.getLogger(f"threefold.{name}.http")
+    requests_total = Counter(
+        "http_requests_total",
+        "HTTP requests answered",
+        ["method", "endpoint", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "http_request_duration_seconds",
+        "HTTP request latency",
+        ["method", "endpoint"],
+        registry=registry,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    )
+    limiter = TokenBucketLimiter(rate_limit_per_minute) if rate_limit_per_minute else None
+    origins = frozenset(o.rstrip("/") for o in allowed_origins)
+
+    @app.before_request
+    def _start() -> Response | None:
+        g.threefold_started = time.perf_counter()
+        if request.method == "OPTIONS" and request.headers.get("Access-Control-Request-Method"):
+            return Response(status=204)
+        if limiter and request.path.startswith(tuple(rate_limit_paths)):
+            wait = limiter.acquire(client_key())
+            if wait > 0:
+                raise ApiError(
+                    429,
+                    "too many requests from this client; slow down",
+                    retry_after=round(wait, 2),
+                )
+        return None
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin and origin.rstrip("/") in origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
+        if response.status_code == 429 and "Retry-After" not in response.headers:
+            response.headers["Retry-After"] = "1"
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        elapsed = time.perf_counter() - g.get("threefold_started", time.perf_counter())
+        requests_total.labels(request.method, endpoint, str(response.status_code)).inc()
+        latency.labels(request.method, endpoint).observe(elapsed)
+        http_log.info(
+            "request",
+            extra={
+                "fields": {
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "ms": round(elapsed * 1000, 2),
+                    "client": client_key(),
+                }
+            },
+        )
+        return response
+
+    @app.errorhandler(ApiError)
+    def _api_error(error: ApiError) -> Response:
+        return error.to_response()
+
+    @app.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        return ApiError(status, error.description or error.name).to_response()
+
+    @app.errorhandler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        http_log.exception("unhandled error on %s %s", request.method, request.path)
+        return ApiError(500, "internal error; the server log has the details").to_response()
+
+    metrics = Blueprint(f"{name}_metrics", __name__)
+
+    @metrics.get("/metrics")
+    def _metrics() -> Response:
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    app.register_blueprint(metrics)
+
+
+def bearer_token_required(config_key: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Protect a view with the bearer token in `app.config[config_key]` (503 when none is set)."""
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            expected = current_app.config.get(config_key)
+            if not expected:
+                raise ApiError(
+                    503,
+                    f"admin API disabled: no token configured ({config_key} is not set)",
+                )
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise ApiError(401, "missing 'Authorization: Bearer <token>' header")
+            if not hmac.compare_digest(token.strip().encode(), str(expected).encode()):
+                raise ApiError(403, "invalid admin token")
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and `extra={"fields": {...}}`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_json_logging(level: int = logging.INFO) -> None:
+    """Send all logs to stderr as JSON lines (call once, at a server's entry point)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,157 @@
+"""Shared Flask plumbing: every error path answers JSON, metrics, CORS, token, rate limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from flask import Flask, jsonify
+from prometheus_client import CollectorRegistry
+
+from threefold.core.web import (
+    ApiError,
+    JsonLogFormatter,
+    TokenBucketLimiter,
+    bearer_token_required,
+    read_json_body,
+    require_fields,
+    setup_web_app,
+)
+
+
+def make_app(**kwargs) -> Flask:
+    app = Flask(__name__)
+    app.config["ADMIN_TOKEN"] = "s3cret"
+    setup_web_app(app, name="webtest", registry=CollectorRegistry(), **kwargs)
+
+    @app.post("/api/echo")
+    def echo():
+        body = read_json_body(max_bytes=200)
+        require_fields(body, {"message": str, "k": int})
+        return jsonify(body)
+
+    @app.get("/api/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    @app.get("/api/admin")
+    @bearer_token_required("ADMIN_TOKEN")
+    def admin():
+        return jsonify(ok=True)
+
+    return app
+
+
+@pytest.fixture
+def client():
+    return make_app(allowed_origins=["https://shop.example"]).test_client()
+
+
+def test_valid_body_round_trips(client) -> None:
+    response = client.post("/api/echo", json={"message": "hi", "k": 3})
+    assert response.status_code == 200
+    assert response.get_json() == {"message": "hi", "k": 3}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "needle"),
+    [
+        ({"data": "not json", "content_type": "application/json"}, 400, "not valid JSON"),
+        ({"data": "[1, 2]", "content_type": "application/json"}, 400, "expected a JSON object"),
+        ({"data": "message=hi", "content_type": "text/plain"}, 415, "application/json"),
+        ({"json": {"k": 1}}, 400, "missing field 'message'"),
+        ({"json": {"message": "hi", "k": "3"}}, 400, "must be int, found str"),
+        ({"json": {"message": "hi", "k": True}}, 400, "must be int, found bool"),
+        ({"json": {"message": "x" * 500, "k": 1}}, 413, "limit is 200"),
+    ],
+)
+def test_bad_bodies_get_json_4xx(client, kwargs, status, needle) -> None:
+    response = client.post("/api/echo", **kwargs)
+    assert response.status_code == status
+    assert response.is_json
+    assert needle in response.get_json()["message"]
+
+
+def test_unknown_route_and_method_are_json(client) -> None:
+    assert client.get("/nope").get_json()["error"] == "not_found"
+    response = client.get("/api/echo")
+    assert response.status_code == 405
+    assert response.get_json()["error"] == "method_not_allowed"
+
+
+def test_unexpected_exception_hides_internals(client, caplog) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = client.get("/api/boom")
+    assert response.status_code == 500
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert "secret internals" in caplog.text
+
+
+def test_bearer_token(client) -> None:
+    assert client.get("/api/admin").status_code == 401
+    wrong = client.get("/api/admin", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 403
+    right = client.get("/api/admin", headers={"Authorization": "Bearer s3cret"})
+    assert right.get_json() == {"ok": True}
+
+
+def test_admin_disabled_without_token() -> None:
+    app = make_app()
+    app.config["ADMIN_TOKEN"] = ""
+    response = app.test_client().get("/api/admin", headers={"Authorization": "Bearer x"})
+    assert response.status_code == 503
+    assert "ADMIN_TOKEN" in response.get_json()["message"]
+
+
+def test_cors_only_for_configured_origins(client) -> None:
+    allowed = client.get("/nope", headers={"Origin": "https://shop.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    denied = client.get("/nope", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in denied.headers
+    preflight = client.options(
+        "/api/echo",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+
+
+def test_rate_limit_answers_429_with_retry_after() -> None:
+    client = make_app(rate_limit_per_minute=60).test_client()
+    statuses = [
+        client.post("/api/echo", json={"message": "a", "k": 1}).status_code for _ in range(30)
+    ]
+    assert statuses[0] == 200
+    assert 429 in statuses
+    limited = client.post("/api/echo", json={"message": "a", "k": 1})
+    assert limited.status_code == 429
+    assert limited.get_json()["retry_after"] > 0
+    assert client.get("/metrics").status_code == 200  # not under /api/: never limited
+
+
+def test_metrics_count_requests(client) -> None:
+    client.post("/api/echo", json={"message": "hi", "k": 1})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'http_requests_total{endpoint="/api/echo",method="POST",status="200"} 1.0' in text
+
+
+def test_token_bucket_refills() -> None:
+    limiter = TokenBucketLimiter(rate_per_minute=60, burst=2)
+    assert limiter.acquire("a") == 0 and limiter.acquire("a") == 0
+    assert limiter.acquire("a") > 0
+    assert limiter.acquire("b") == 0
+
+
+def test_api_error_payload_and_json_log_line() -> None:
+    error = ApiError(404, "no such FAQ", faq_id="x1")
+    assert json.loads(error.to_response().get_data()) == {
+        "error": "not_found",
+        "message": "no such FAQ",
+        "faq_id": "x1",
+    }
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "hello %s", ("w",), None)
+    record.fields = {"status": 200}
+    line = json.loads(JsonLogFormatter().format(record))
+    assert line["message"] == "hello w" and line["status"] == 200
