@@ -1,0 +1,91 @@
+"""The records a ConsumerRunner hands to a BatchProcessor, and what the processor returns."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class ProcessingError(Exception):
+    """Raised for a message (or batch) that cannot be processed.
+
+    `retriable=False`: the message itself is bad (invalid JSON, missing field): dead-letter it.
+    `retriable=True`: a transient problem: the runner retries with backoff before dead-lettering.
+    """
+
+    def __init__(self, reason: str, *, retriable: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retriable = retriable
+
+
+@dataclass(frozen=True)
+class Message:
+    """One consumed Kafka record (a tombstone's value is b"")."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+    def text(self) -> str:
+        """The value as UTF-8 text; ProcessingError (not retriable) when it is not UTF-8."""
+        try:
+            return self.value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProcessingError(
+                f"value is not UTF-8 text (byte {exc.start}: {exc.reason})"
+            ) from exc
+
+    def json(self) -> dict[str, Any]:
+        """The value as a JSON object; ProcessingError (not retriable) for anything else."""
+        if not self.value:
+            raise ProcessingError("empty value; expected a JSON object")
+        text = self.text()
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ProcessingError(
+                f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from exc
+        if not isinstance(value, dict):
+            raise ProcessingError(f"expected a JSON object, found {type(value).__name__}")
+        return value
+
+    def key_text(self) -> str | None:
+        """The key as text (invalid UTF-8 replaced), or None."""
+        return None if self.key is None else self.key.decode("utf-8", errors="replace")
+
+
+@dataclass
+class Output:
+    """A JSON value to produce; `timestamp_ms` None lets the producer stamp it."""
+
+    topic: str
+    value: dict[str, Any]
+    key: str | None = None
+    timestamp_ms: int | None = None
+
+
+@dataclass
+class BatchResult:
+    """What a processor made of a batch: outputs, and the messages it rejects with a reason."""
+
+    outputs: list[Output] = field(default_factory=list)
+    failed: list[tuple[Message, str]] = field(default_factory=list)
+
+
+@runtime_checkable
+class BatchProcessor(Protocol):
+    """Turns a micro-batch of messages into outputs; the runner consumes, produces and commits.
+
+    Optional hooks `on_partitions_revoked(partitions)` / `on_partitions_assigned(partitions)`
+    receive sets of kafka TopicPartition; the runner calls them when present (revoked also on a
+    graceful stop, not after a failure). They run on kafka-python's IO thread while the runner
+    waits in poll/close, never concurrently with `process`; keep them short (heartbeats wait).
+    """
+
+    def process(self, batch: list[Message]) -> BatchResult: ...

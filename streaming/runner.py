@@ -1,0 +1,419 @@
+"""ConsumerRunner: consume in micro-batches, call a BatchProcessor, produce, then commit.
+
+At-least-once: a batch's offsets are committed only after its outputs and dead letters were
+acknowledged by the broker. A crash (or SIGKILL) before that means the batch is read again by the
+next consumer of the group, so outputs may repeat but nothing is lost. Every message that cannot be
+processed goes to the dead-letter topic with the reason; none is dropped silently.
+
+Failure handling of one batch:
+- `BatchResult.failed` entries are dead-lettered with error_type "rejected".
+- ProcessingError(retriable=False) raised for the batch: each message is processed alone; those
+  that fail are dead-lettered (error_type = the exception class name).
+- Any other exception (or a retriable ProcessingError): the batch is retried up to `max_retries`
+  times with exponential backoff, then processed message by message as above.
+- ServiceError (a dependency such as Redis or Kafka is down) is retried the same way and then
+  re-raised: the runner stops without committing, instead of dead-lettering good messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import errors as kafka_errors
+from kafka.structs import OffsetAndMetadata
+
+from threefold.core.errors import ConfigError, ServiceError
+from threefold.streaming.batching import (
+    BatchOutcome,
+    Failure,
+    MicroBatcher,
+    RetryPolicy,
+    process_batch,
+)
+from threefold.streaming.dead_letter import dead_letter_record
+from threefold.streaming.kafka_config import consumer_config
+from threefold.streaming.messages import (
+    BatchProcessor,
+    BatchResult,
+    Message,
+    Output,
+    ProcessingError,
+)
+from threefold.streaming.metrics import RunnerMetrics
+from threefold.streaming.producer import JsonProducer, encode_json
+
+__all__ = [
+    "BatchProcessor",
+    "BatchResult",
+    "ConsumerRunner",
+    "Message",
+    "Output",
+    "ProcessingError",
+    "RunnerStats",
+]
+
+logger = logging.getLogger(__name__)
+
+LAG_INTERVAL_S = 1.0
+_COMMIT_LOST = (
+    kafka_errors.CommitFailedError,
+    kafka_errors.RebalanceInProgressError,
+    kafka_errors.IllegalGenerationError,
+    kafka_errors.UnknownMemberIdError,
+)
+
+
+@dataclass
+class RunnerStats:
+    """Counts since the runner was built."""
+
+    batches: int = 0
+    processed: int = 0
+    dead_lettered: int = 0
+    outputs: int = 0
+    commits_failed: int = 0
+
+
+class ConsumerRunner:
+    """Moves messages and offsets between Kafka and a BatchProcessor (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topics: Sequence[str],
+        group_id: str,
+        processor: BatchProcessor,
+        dead_letter_topic: str,
+        max_batch: int = 64,
+        max_wait_ms: int = 200,
+        max_retries: int = 3,
+        metrics_registry: Any = None,
+        consumer_overrides: dict[str, Any] | None = None,
+        producer_overrides: dict[str, Any] | None = None,
+        retry_backoff_ms: int = 200,
+        max_backoff_ms: int = 2000,
+    ) -> None:
+        topics = list(topics)
+        if not topics:
+            raise ConfigError("topics is empty; pass at least one topic to consume")
+        if dead_letter_topic in topics:
+            raise ConfigError(
+                f"dead_letter_topic {dead_letter_topic!r} is also an input topic; "
+                "use a separate topic, e.g. '<input>.dlq'"
+            )
+        for name, value, low in (
+            ("max_batch", max_batch, 1),
+            ("max_wait_ms", max_wait_ms, 0),
+            ("max_retries", max_retries, 0),
+            ("retry_backoff_ms", retry_backoff_ms, 0),
+            ("max_backoff_ms", max_backoff_ms, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, found {value!r}")
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.group_id = group_id
+        self.processor = processor
+        self.dead_letter_topic = dead_letter_topic
+        self.max_batch = max_batch
+        self.max_wait_ms = max_wait_ms
+        self.retry_policy = RetryPolicy(max_retries, retry_backoff_ms, max_backoff_ms)
+        self.metrics = RunnerMetrics(metrics_registry)
+        self.stats = RunnerStats()
+        self._consumer_config = consumer_config(group_id, **(consumer_overrides or {}))
+        self._producer_overrides = dict(producer_overrides or {})
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._consumer: KafkaConsumer | None = None
+        self._producer: JsonProducer | None = None
+        self._batcher = MicroBatcher(max_batch, max_wait_ms)
+        self._next_offsets: dict[TopicPartition, int] = {}
+        self._failed = False
+        self._last_lag_update = 0.0
+
+    # -- control -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask `run()` to finish the current batch, commit, close and return (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the runner gracefully; a second signal acts as the default would.
+
+        Call from the main thread of the consumer process (entry points, not libraries).
+        """
+
+        def handle(signum: int, _frame: Any) -> None:
+            logger.info(
+                "received %s: finishing the current batch, then stopping",
+                signal.Signals(signum).name,
+            )
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        stop_after: float | None = None,
+        stop_when: Callable[[], bool] | None = None,
+    ) -> RunnerStats:
+        """Consume until stopped (stop(), a signal, `stop_after` seconds, or `stop_when()`).
+
+        On a stop the buffered batch is finished, produced, flushed and committed, then the
+        consumer leaves the group. Returns the stats. Raises ServiceError when Kafka or a
+        dependency fails for good; the batch in flight is then not committed, so the next
+        consumer of the group processes it again.
+        """
+        deadline = None if stop_after is None else time.monotonic() + stop_after
+        self._failed = False
+        consumer = self._open()
+        try:
+            while not self._should_stop(deadline, stop_when):
+                records = self._poll(consumer)
+                with self._lock:
+                    for tp_records in records.values():
+                        self._batcher.add([_to_message(r) for r in tp_records])
+                    if self._batcher.due():
+                        self._handle_batch(self._batcher.take())
+                self._maybe_update_lag()
+            with self._lock:
+                if len(self._batcher):
+                    self._handle_batch(self._batcher.take())
+        except BaseException:
+            self._failed = True
+            raise
+        finally:
+            self._close()
+        return self.stats
+
+    def _open(self) -> KafkaConsumer:
+        try:
+            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, **self._consumer_config)
+        except kafka_errors.KafkaError as exc:
+            raise ServiceError(
+                f"cannot connect a Kafka consumer to {self.bootstrap!r} ({exc}); start the broker "
+                "or fix KAFKA_BOOTSTRAP_SERVERS / --bootstrap"
+            ) from exc
+        consumer.subscribe(self.topics, listener=_Listener(self))
+        self._consumer = consumer
+        self._producer = JsonProducer(self.bootstrap, **self._producer_overrides)
+        logger.info(
+            "consuming %s as group %r (batch <= %d messages / %d ms, dead letters to %r)",
+            self.topics,
+            self.group_id,
+            self.max_batch,
+            self.max_wait_ms,
+            self.dead_letter_topic,
+        )
+        return consumer
+
+    def _poll(self, consumer: KafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        try:
+            return consumer.poll(
+                timeout_ms=self._batcher.poll_timeout_ms(), max_records=self._batcher.room
+            )
+        except kafka_errors.KafkaError as exc:
+            raise ServiceError(
+                f"consuming {self.topics} from {self.bootstrap!r} failed: {exc!r}"
+            ) from exc
+
+    def _close(self) -> None:
+        consumer, producer = self._consumer, self._producer
+        try:
+            if consumer is not None:
+                consumer.close(autocommit=False)
+        except kafka_errors.KafkaError as exc:  # e.g. the processor's revocation hook failed
+            if not self._failed:
+                raise ServiceError(f"closing the consumer failed: {exc!r}") from exc
+            logger.warning("closing the consumer after a failure also failed: %r", exc)
+        finally:
+            self._consumer = self._producer = None
+            if producer is not None:
+                producer.close()
+            self._batcher.take()
+            self._next_offsets.clear()
+            self._stop.clear()
+        logger.info("consumer of group %r closed (%s)", self.group_id, self.stats)
+
+    def _should_stop(self, deadline: float | None, stop_when: Callable[[], bool] | None) -> bool:
+        if self._stop.is_set():
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return True
+        return stop_when is not None and bool(stop_when())
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _handle_batch(self, batch: list[Message]) -> None:
+        started = time.monotonic()
+        outcome = process_batch(self.processor, batch, self.retry_policy)
+        producer = self._producer
+        if producer is None:
+            raise ServiceError("the runner is not running; call run()")
+        for out in outcome.outputs:
+            producer.send_bytes(out.topic, out.value, key=out.key, timestamp_ms=out.timestamp_ms)
+        for failure in outcome.failures:
+            record = dead_letter_record(failure.message, failure.reason, failure.error_type)
+            producer.send_bytes(
+                self.dead_letter_topic, encode_json(record), key=failure.message.key
+            )
+        producer.flush()
+        self._commit(batch)
+        self._account(batch, outcome, time.monotonic() - started)
+        self._maybe_update_lag(force=True)
+
+    def _commit(self, batch: list[Message]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for message in batch:
+            tp = TopicPartition(message.topic, message.partition)
+            offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
+        consumer = self._consumer
+        if consumer is None:
+            raise ServiceError("the runner is not running; call run()")
+        try:
+            consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+        except _COMMIT_LOST as exc:
+            # The group rebalanced: the new owner re-reads these messages (duplicates, no loss).
+            self.stats.commits_failed += 1
+            self.metrics.commits.labels(outcome="failed").inc()
+            logger.warning(
+                "offset commit failed after a rebalance (%r); the batch's messages will be "
+                "processed again by the partitions' new owner",
+                exc,
+            )
+            return
+        except kafka_errors.KafkaError as exc:
+            self.metrics.commits.labels(outcome="error").inc()
+            raise ServiceError(f"offset commit to {self.bootstrap!r} failed: {exc!r}") from exc
+        self.metrics.commits.labels(outcome="ok").inc()
+        self._next_offsets.update(offsets)
+
+    def _account(self, batch: list[Message], outcome: BatchOutcome, seconds: float) -> None:
+        failures: list[Failure] = outcome.failures
+        failed_ids = {(f.message.topic, f.message.partition, f.message.offset) for f in failures}
+        for message in batch:
+            if (message.topic, message.partition, message.offset) not in failed_ids:
+                self.metrics.messages_processed.labels(topic=message.topic).inc()
+        for failure in failures:
+            self.metrics.messages_failed.labels(
+                topic=failure.message.topic, error_type=failure.error_type
+            ).inc()
+        for out in outcome.outputs:
+            self.metrics.outputs_produced.labels(topic=out.topic).inc()
+        if outcome.retries:
+            self.metrics.batch_retries.inc(outcome.retries)
+        self.metrics.observe_batch(len(batch), seconds)
+        self.stats.batches += 1
+        self.stats.processed += len(batch) - len(failed_ids)
+        self.stats.dead_lettered += len(failures)
+        self.stats.outputs += len(outcome.outputs)
+        if failures:
+            logger.info(
+                "batch of %d: %d dead-lettered to %r",
+                len(batch),
+                len(failures),
+                self.dead_letter_topic,
+            )
+
+    def _maybe_update_lag(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._consumer is None or (not force and now - self._last_lag_update < LAG_INTERVAL_S):
+            return
+        self._last_lag_update = now
+        self.metrics.refresh_throughput()
+        consumer = self._consumer
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            done = self._next_offsets.get(tp)
+            if done is None:
+                try:
+                    done = consumer.position(tp, timeout_ms=1000)
+                except kafka_errors.KafkaError:
+                    continue
+            if done is not None:
+                self.metrics.set_lag(tp.topic, tp.partition, highwater - done)
+
+    # -- rebalance (kafka-python calls these on its IO thread while run() is in poll/close) --
+
+    def _on_revoked(self, partitions: Collection[TopicPartition], *, lost: bool) -> None:
+        with self._lock:
+            revoked = set(partitions)
+            dropped = self._batcher.drop(
+                lambda m: TopicPartition(m.topic, m.partition) not in revoked
+            )
+            if dropped and self._consumer is not None and not lost:
+                # Not processed, not committed: rewind so that if this consumer keeps the
+                # partition it reads them again; a new owner starts at the committed offset.
+                first: dict[TopicPartition, int] = {}
+                for m in dropped:
+                    tp = TopicPartition(m.topic, m.partition)
+                    first[tp] = min(first.get(tp, m.offset), m.offset)
+                for tp, offset in first.items():
+                    self._consumer.seek(tp, offset)
+            for tp in revoked:
+                self._next_offsets.pop(tp, None)
+                self.metrics.forget_partition(tp.topic, tp.partition)
+            event = "lost" if lost else "revoked"
+            self.metrics.rebalances.labels(event=event).inc()
+            logger.info(
+                "partitions %s %s (%d buffered message(s) left for re-reading)",
+                sorted(revoked),
+                event,
+                len(dropped),
+            )
+            hook = getattr(self.processor, "on_partitions_revoked", None)
+            if hook is not None and not self._failed:
+                hook(revoked)
+
+    def _on_assigned(self, partitions: Collection[TopicPartition]) -> None:
+        with self._lock:
+            self.metrics.rebalances.labels(event="assigned").inc()
+            logger.info("partitions %s assigned", sorted(partitions))
+            hook = getattr(self.processor, "on_partitions_assigned", None)
+            if hook is not None:
+                hook(set(partitions))
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self._runner = runner
+
+    def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        self._runner._on_revoked(revoked, lost=False)
+
+    def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        self._runner._on_assigned(assigned)
+
+    def on_partitions_lost(self, lost: Collection[TopicPartition]) -> None:
+        self._runner._on_revoked(lost, lost=True)
+
+
+def _to_message(record: Any) -> Message:
+    return Message(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value if record.value is not None else b"",
+        timestamp_ms=record.timestamp,
+    )
