@@ -128,9 +128,8 @@ class TokenBucketLimiter:
 
 
 def client_key() -> str:
-    """The client a request counts against: the first X-Forwarded-For hop, else the peer."""
-    forwarded = request.headers.get("X-Forwarded-For", "")
-    return forwarded.split(",")[0].strip() or request.remote_addr or "unknown"
+    """The client a request counts against: the peer address (see `trusted_proxies`)."""
+    return request.remote_addr or "unknown"
 
 
 def setup_web_app(
@@ -141,8 +140,17 @@ def setup_web_app(
     allowed_origins: Sequence[str] = (),
     rate_limit_per_minute: int | None = None,
     rate_limit_paths: Sequence[str] = ("/api/",),
+    trusted_proxies: int = 0,
 ) -> None:
-    """Install JSON errors, request logs, Prometheus metrics, `/metrics`, CORS and rate limits."""
+    """Install JSON errors, request logs, Prometheus metrics, `/metrics`, CORS and rate limits.
+
+    `trusted_proxies`: how many reverse proxies in front of the app set X-Forwarded-For; only
+    then is that header believed (werkzeug's ProxyFix), so clients cannot spoof their address.
+    """
+    if trusted_proxies > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted_proxies, x_proto=trusted_proxies)
     http_log = logging.getLogger(f"threefold.{name}.http")
     requests_total = Counter(
         "http_requests_total",

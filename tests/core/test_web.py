@@ -155,3 +155,22 @@ def test_api_error_payload_and_json_log_line() -> None:
     record.fields = {"status": 200}
     line = json.loads(JsonLogFormatter().format(record))
     assert line["message"] == "hello w" and line["status"] == 200
+
+
+def test_forwarded_for_is_trusted_only_behind_configured_proxies() -> None:
+    spoofing = make_app(rate_limit_per_minute=4).test_client()
+    codes = [
+        spoofing.post(
+            "/api/echo", json={"message": "a", "k": 1}, headers={"X-Forwarded-For": f"10.0.0.{i}"}
+        ).status_code
+        for i in range(10)
+    ]
+    assert 429 in codes  # a fresh X-Forwarded-For per request does not escape the limit
+    proxied = make_app(rate_limit_per_minute=4, trusted_proxies=1).test_client()
+    codes = [
+        proxied.post(
+            "/api/echo", json={"message": "a", "k": 1}, headers={"X-Forwarded-For": f"10.0.0.{i}"}
+        ).status_code
+        for i in range(10)
+    ]
+    assert codes == [200] * 10  # behind a trusted proxy each forwarded client has its own bucket
