@@ -1,0 +1,261 @@
+"""`threefold classifier ...`: train, evaluate and run text classifiers from the shell.
+
+Results go to stdout as JSON; logs and progress bars go to stderr. Only click is imported at
+module level: torch and transformers load inside the commands.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+logger = logging.getLogger("threefold.classifier")
+
+
+def _clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a ThreefoldError into a one-line `Error: ...` on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from threefold.core.base_model import configure_offline
+        from threefold.core.errors import ThreefoldError
+
+        configure_offline()
+        try:
+            return command(*args, **kwargs)
+        except ThreefoldError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def _emit(value: dict) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False))
+
+
+@click.group("classifier")
+def classifier() -> None:
+    """Train, evaluate and run BERT text classifiers (CSV/JSON/JSONL with text,label)."""
+
+
+@classifier.command("train")
+@click.option(
+    "--train",
+    "train_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Training file (CSV with a header, JSON or JSONL).",
+)
+@click.option(
+    "--eval",
+    "eval_path",
+    type=click.Path(dir_okay=False),
+    help="Eval file for early stopping; default: a stratified --eval-fraction of --train.",
+)
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Directory to save into."
+)
+@click.option("--base", default=None, help="Base model directory or hub id [default: MiniLM].")
+@click.option("--epochs", type=float, default=4.0, show_default=True)
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--learning-rate", type=float, default=5e-5, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option(
+    "--max-length",
+    type=int,
+    default=128,
+    show_default=True,
+    help="Tokens per text; longer texts are truncated.",
+)
+@click.option(
+    "--max-steps", type=int, default=-1, show_default=True, help="Stop after N steps (-1: off)."
+)
+@click.option(
+    "--eval-fraction",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Held-out share of --train when no --eval is given (0: no early stopping).",
+)
+@click.option(
+    "--patience",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Evaluations without a better macro-F1 before stopping (0: never stop early).",
+)
+@click.option(
+    "--class-weighting/--no-class-weighting",
+    default=True,
+    show_default=True,
+    help="Weight the loss by inverse label frequency.",
+)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Allow --out to be a non-empty directory.")
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
+@_clean_errors
+def train_command(
+    train_path: str,
+    eval_path: str | None,
+    out: str,
+    base: str | None,
+    epochs: float,
+    text_column: str,
+    label_column: str,
+    learning_rate: float,
+    batch_size: int,
+    max_length: int,
+    max_steps: int,
+    eval_fraction: float,
+    patience: int,
+    class_weighting: bool,
+    seed: int,
+    overwrite: bool,
+    no_progress: bool,
+) -> None:
+    """Fine-tune a classifier on TRAIN and save it to OUT; prints a JSON summary."""
+    from threefold.core.errors import ConfigError
+    from threefold.core.training_config import TrainingConfig
+
+    config = TrainingConfig(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_length=max_length,
+        eval_fraction=eval_fraction,
+        seed=seed,
+        early_stopping_patience=patience,
+        class_weighting=class_weighting,
+        max_steps=max_steps,
+        text_column=text_column,
+        label_column=label_column,
+        output_progress=not no_progress,
+    )
+    out_dir = Path(out)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"--out {out_dir} is a non-empty directory; pass --overwrite to replace the "
+            "classifier there, or choose a new directory"
+        )
+    from threefold.core.classifier import TextClassifier
+
+    model = TextClassifier.train_from_files(train_path, eval_path, base_model=base, config=config)
+    model.save(out_dir)
+    evaluation = model.metrics.get("eval") or {}
+    _emit(
+        {
+            "out": str(out_dir),
+            "version": model.version,
+            "labels": model.labels,
+            "n_train": model.metrics.get("n_train"),
+            "eval_source": model.metrics.get("eval_source"),
+            "eval_accuracy": evaluation.get("accuracy"),
+            "eval_macro_f1": evaluation.get("macro_f1"),
+            "epochs_completed": model.metrics.get("epochs_completed"),
+            "train_seconds": model.train_seconds,
+        }
+    )
+
+
+@classifier.command("eval")
+@click.option(
+    "--model", "model_dir", required=True, type=click.Path(), help="Saved classifier directory."
+)
+@click.option(
+    "--data", "data_path", required=True, type=click.Path(dir_okay=False), help="Labelled file."
+)
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU inference).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--device", default=None, help="cpu or cuda [default: cuda when available].")
+@_clean_errors
+def eval_command(
+    model_dir: str,
+    data_path: str,
+    text_column: str,
+    label_column: str,
+    quantize: bool,
+    batch_size: int,
+    device: str | None,
+) -> None:
+    """Score a saved classifier on labelled DATA; prints one JSON object.
+
+    Keys: n, accuracy, macro_f1, per_class (precision/recall/f1/support), confusion
+    (matrix[i][j] = true labels[i] predicted as labels[j]), plus sentences_per_second.
+    """
+    from threefold.core.classifier import TextClassifier, read_labelled
+    from threefold.core.errors import DataError
+    from threefold.core.metrics import classification_report
+
+    texts, labels = read_labelled(data_path, text_column, label_column)
+    model = TextClassifier.load(model_dir, quantize=quantize, device=device)
+    unknown = sorted(set(labels) - set(model.labels))
+    if unknown:
+        raise DataError(
+            f"labels {unknown} are not among the classifier's labels {model.labels}; it can "
+            "never predict them. Fix: check --label-column, or drop those rows",
+            path=data_path,
+            column=label_column,
+        )
+    started = time.perf_counter()
+    predicted = model.predict(texts, batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    report = classification_report(labels, predicted, labels=model.labels)
+    logger.info("scored %d texts in %.2f s", len(texts), seconds)
+    _emit(
+        {
+            **report,
+            "sentences_per_second": round(len(texts) / seconds, 2) if seconds > 0 else None,
+            "model_version": model.version,
+            "quantized": quantize,
+            "device": model.device,
+        }
+    )
+
+
+@classifier.command("predict")
+@click.option(
+    "--model", "model_dir", required=True, type=click.Path(), help="Saved classifier directory."
+)
+@click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU inference).")
+@click.option("--device", default=None, help="cpu or cuda [default: cuda when available].")
+@click.argument("texts", nargs=-1)
+@_clean_errors
+def predict_command(
+    model_dir: str, quantize: bool, device: str | None, texts: tuple[str, ...]
+) -> None:
+    """Classify each TEXT (or, with none given, each non-blank stdin line).
+
+    Prints one JSON line per text: {"text", "label", "probabilities": {label: p}}.
+    """
+    if not texts:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise click.UsageError("give one or more TEXT arguments, or pipe lines on stdin")
+        texts = tuple(line for line in sys.stdin.read().splitlines() if line.strip())
+        if not texts:
+            raise click.UsageError("stdin held no text to classify")
+    from threefold.core.classifier import TextClassifier
+
+    model = TextClassifier.load(model_dir, quantize=quantize, device=device)
+    probabilities = model.predict_proba(list(texts))
+    for text, row in zip(texts, probabilities, strict=True):
+        best = int(row.argmax())
+        _emit(
+            {
+                "text": text,
+                "label": model.labels[best],
+                "probabilities": {
+                    label: round(float(p), 6) for label, p in zip(model.labels, row, strict=True)
+                },
+            }
+        )

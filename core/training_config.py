@@ -1,0 +1,102 @@
+"""Training options for the text classifier: one dataclass, validated on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from threefold.core.errors import ConfigError
+
+
+@dataclass
+class TrainingConfig:
+    """How to fine-tune a `TextClassifier`.
+
+    `eval_fraction` is the stratified share of the training data held out for early stopping
+    when no separate eval set is given (0 trains on everything, without early stopping).
+    `max_steps` > 0 overrides `epochs`. `early_stopping_patience` counts evaluations without
+    a better eval macro-F1 before training stops (0 turns early stopping off).
+    """
+
+    epochs: float = 4.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    max_length: int = 128
+    eval_fraction: float = 0.2
+    seed: int = 42
+    early_stopping_patience: int = 2
+    class_weighting: bool = True
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_steps: int = -1
+    text_column: str = "text"
+    label_column: str = "label"
+    output_progress: bool = True
+
+    def __post_init__(self) -> None:
+        _check_number("epochs", self.epochs, low=0.0, low_inclusive=False)
+        _check_number("learning_rate", self.learning_rate, low=0.0, low_inclusive=False, high=1.0)
+        _check_int("batch_size", self.batch_size, minimum=1)
+        _check_int("max_length", self.max_length, minimum=8)
+        _check_number("eval_fraction", self.eval_fraction, low=0.0, high=1.0, high_inclusive=False)
+        _check_int("seed", self.seed, minimum=0)
+        _check_int("early_stopping_patience", self.early_stopping_patience, minimum=0)
+        _check_number("weight_decay", self.weight_decay, low=0.0)
+        _check_number("warmup_ratio", self.warmup_ratio, low=0.0, high=1.0, high_inclusive=False)
+        _check_int("max_steps", self.max_steps, minimum=-1)
+        if self.max_steps == 0:
+            raise ConfigError("max_steps must be -1 (use epochs) or a positive number; found 0")
+        for name in ("text_column", "label_column"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigError(f"{name} must be a non-empty column name; found {value!r}")
+        if self.text_column == self.label_column:
+            raise ConfigError(
+                f"text_column and label_column are both {self.text_column!r}; "
+                "they must name two different columns"
+            )
+        for name in ("class_weighting", "output_progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false; found {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON-ready copy (stored beside the trained weights)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> TrainingConfig:
+        """Rebuild from `to_dict()` output; unknown keys are a ConfigError naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown training option(s) {unknown}; expected some of {sorted(known)}"
+            )
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _check_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer; found {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}; found {value}")
+
+
+def _check_number(
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number; found {value!r}")
+    too_low = low is not None and (value < low if low_inclusive else value <= low)
+    too_high = high is not None and (value > high if high_inclusive else value >= high)
+    if too_low or too_high:
+        left = "[" if low_inclusive else "("
+        right = "]" if high_inclusive else ")"
+        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise ConfigError(f"{name} must be in {span}; found {value}")

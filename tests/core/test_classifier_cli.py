@@ -1,0 +1,221 @@
+"""`threefold classifier train|eval|predict` end to end through the root CLI (click runner)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from threefold.apps.cli import cli
+
+SENTENCES = {
+    "positive": [
+        "profit rose sharply this quarter",
+        "sales grew strongly in every region",
+        "the company beat expectations again",
+        "record revenue and higher margins",
+        "shares jumped after strong results",
+        "orders increased by a third",
+    ],
+    "negative": [
+        "profit fell sharply this quarter",
+        "sales dropped badly in every region",
+        "the company missed expectations again",
+        "losses widened and margins shrank",
+        "shares slumped after weak results",
+        "orders decreased by a third",
+    ],
+}
+
+
+def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def labelled_rows() -> list[list[str]]:
+    return [[text, label] for label, texts in SENTENCES.items() for text in texts]
+
+
+def invoke(*args: str, stdin: str | None = None) -> Result:
+    return CliRunner().invoke(cli, ["classifier", *args], input=stdin)
+
+
+def assert_clean_error(result: Result, match: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert "Error:" in result.stderr
+    assert match in result.stderr
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli-data")
+    write_rows(folder / "train.csv", ["sentence", "tone"], labelled_rows())
+    write_rows(
+        folder / "test.csv",
+        ["sentence", "tone"],
+        [["profit grew strongly", "positive"], ["sales fell badly", "negative"]],
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path) -> tuple[Path, dict]:
+    """Train once through the CLI (eval split taken from --train) and keep its JSON summary."""
+    out = data_dir / "model"
+    result = invoke(
+        "train",
+        "--train",
+        str(data_dir / "train.csv"),
+        "--out",
+        str(out),
+        "--text-column",
+        "sentence",
+        "--label-column",
+        "tone",
+        "--max-steps",
+        "12",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "2e-4",
+        "--eval-fraction",
+        "0.25",
+        "--no-progress",
+    )
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["predict"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.stdout
+
+
+def test_train_help_lists_the_contract_options() -> None:
+    text = invoke("train", "--help").stdout
+    for option in ("--train", "--eval", "--out", "--base", "--epochs", "--text-column"):
+        assert option in text
+
+
+def test_train_with_missing_column_fails_cleanly(data_dir: Path, tmp_path: Path) -> None:
+    result = invoke("train", "--train", str(data_dir / "train.csv"), "--out", str(tmp_path / "m"))
+    assert_clean_error(result, "found ['sentence', 'tone']")
+    assert "--text-column" in result.stderr
+
+
+def test_train_on_empty_file_fails_cleanly(tmp_path: Path) -> None:
+    empty = write_rows(tmp_path / "empty.csv", ["text", "label"], [])
+    result = invoke("train", "--train", str(empty), "--out", str(tmp_path / "m"))
+    assert_clean_error(result, "has no records")
+
+
+def test_train_with_bad_option_value_fails_cleanly(data_dir: Path, tmp_path: Path) -> None:
+    result = invoke(
+        "train", "--train", str(data_dir / "train.csv"), "--out", str(tmp_path), "--epochs", "0"
+    )
+    assert_clean_error(result, "epochs must be in (0.0, inf]; found 0")
+
+
+def test_train_refuses_a_non_empty_out_directory(data_dir: Path) -> None:
+    result = invoke("train", "--train", str(data_dir / "train.csv"), "--out", str(data_dir))
+    assert_clean_error(result, "pass --overwrite")
+
+
+def test_eval_of_a_missing_model_fails_cleanly(data_dir: Path, tmp_path: Path) -> None:
+    data = write_rows(tmp_path / "t.csv", ["text", "label"], [["profit rose", "positive"]])
+    result = invoke("eval", "--model", str(tmp_path / "none"), "--data", str(data))
+    assert_clean_error(result, "does not exist")
+
+
+def test_predict_without_texts_is_a_usage_error(tmp_path: Path) -> None:
+    result = invoke("predict", "--model", str(tmp_path), stdin="")
+    assert result.exit_code == 2
+    assert "stdin held no text" in result.stderr
+
+
+@pytest.mark.slow
+def test_train_prints_a_summary_and_saves_the_model(trained: tuple[Path, dict]) -> None:
+    out, summary = trained
+    assert summary["labels"] == ["negative", "positive"]
+    assert summary["n_train"] == 8
+    assert summary["eval_source"].startswith("0.25 stratified split")
+    assert 0.0 <= summary["eval_macro_f1"] <= 1.0
+    assert summary["train_seconds"] > 0
+    assert (out / "threefold_classifier.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [[], ["--quantize"]])
+def test_eval_prints_exactly_one_json_report(
+    trained: tuple[Path, dict], data_dir: Path, extra: list[str]
+) -> None:
+    out, summary = trained
+    result = invoke(
+        "eval",
+        "--model",
+        str(out),
+        "--data",
+        str(data_dir / "test.csv"),
+        "--text-column",
+        "sentence",
+        "--label-column",
+        "tone",
+        *extra,
+    )
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.strip().splitlines()) == 1
+    report = json.loads(result.stdout)
+    assert report["n"] == 2
+    assert 0.0 <= report["accuracy"] <= 1.0
+    assert 0.0 <= report["macro_f1"] <= 1.0
+    assert set(report["per_class"]) == {"negative", "positive"}
+    assert set(report["per_class"]["positive"]) == {"precision", "recall", "f1", "support"}
+    assert report["confusion"]["labels"] == ["negative", "positive"]
+    assert sum(map(sum, report["confusion"]["matrix"])) == 2
+    assert report["sentences_per_second"] > 0
+    assert report["quantized"] == bool(extra)
+    assert report["model_version"] == summary["version"]
+
+
+@pytest.mark.slow
+def test_eval_with_labels_the_model_never_saw_fails_cleanly(
+    trained: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out, _ = trained
+    data = write_rows(tmp_path / "t.csv", ["text", "label"], [["profit rose", "mixed"]])
+    result = invoke("eval", "--model", str(out), "--data", str(data))
+    assert_clean_error(result, "labels ['mixed'] are not among the classifier's labels")
+
+
+@pytest.mark.slow
+def test_predict_prints_one_json_line_per_text(trained: tuple[Path, dict]) -> None:
+    out, _ = trained
+    texts = ["profit rose sharply", "sales dropped badly", "x " * 2000]
+    result = invoke("predict", "--model", str(out), *texts)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["text"] for line in lines] == texts
+    for line in lines:
+        assert set(line["probabilities"]) == {"negative", "positive"}
+        assert line["label"] == max(line["probabilities"], key=line["probabilities"].get)
+        assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_predict_reads_stdin_and_rejects_empty_text(trained: tuple[Path, dict]) -> None:
+    out, _ = trained
+    result = invoke("predict", "--model", str(out), stdin="profit rose\n\nsales fell\n")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+    assert_clean_error(invoke("predict", "--model", str(out), "ok", " "), "text #1 is empty")
