@@ -7,5 +7,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models on a small CPU: one intra-op thread is faster and leaves cores to the services.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 pytest_plugins = ["support.services", "support.models", "support.browser"]

@@ -1,0 +1,145 @@
+"""Admin endpoints (bearer token): knowledge-base CRUD, reload, rollback, feedback exports."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from threefold.apps.qa.knowledge_base import entry_from_mapping
+from threefold.core.errors import ModelError
+from threefold.core.web import ApiError, bearer_token_required, read_json_body
+
+TOKEN_KEY = "THREEFOLD_QA_ADMIN_TOKEN"
+admin_blueprint = Blueprint("qa_admin", __name__, url_prefix="/api")
+MAX_ADMIN_BODY = 1_000_000
+
+
+def _services() -> Any:
+    return current_app.extensions["threefold_qa"]
+
+
+def _entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> Any:
+    if faq_id is not None:
+        if "id" in body and body["id"] != faq_id:
+            raise ApiError(400, f"body id {body['id']!r} differs from the URL id {faq_id!r}")
+        body = {**body, "id": faq_id}
+    try:
+        return entry_from_mapping(body)
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def _version_response(version: str, stats: Any, status: int = 200) -> ResponseReturnValue:
+    return jsonify({"version": version, **stats.__dict__}), status
+
+
+@admin_blueprint.get("/kb")
+@bearer_token_required(TOKEN_KEY)
+def list_entries() -> ResponseReturnValue:
+    bot = _services().manager.bot
+    return jsonify({"version": bot.version, "count": len(bot.kb), "entries": bot.kb.to_json()})
+
+
+@admin_blueprint.get("/kb/<faq_id>")
+@bearer_token_required(TOKEN_KEY)
+def get_entry(faq_id: str) -> ResponseReturnValue:
+    entry = _services().manager.bot.kb.get(faq_id)
+    if entry is None:
+        raise ApiError(404, f"no FAQ with id {faq_id!r}", code="unknown_faq")
+    return jsonify(entry.to_dict())
+
+
+@admin_blueprint.post("/kb")
+@bearer_token_required(TOKEN_KEY)
+def create_entry() -> ResponseReturnValue:
+    """Add one entry `{id, questions|question, answer, category?}`; 409 when the id exists."""
+    entry = _entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY))
+    manager = _services().manager
+    if entry.id in manager.bot.kb:
+        raise ApiError(409, f"FAQ id {entry.id!r} exists; use PUT /api/kb/{entry.id} to replace it")
+    version, stats = manager.edit(upserts=[entry])
+    return _version_response(version, stats, 201)
+
+
+@admin_blueprint.put("/kb/<faq_id>")
+@bearer_token_required(TOKEN_KEY)
+def replace_entry(faq_id: str) -> ResponseReturnValue:
+    """Create or replace the entry with this id; only changed texts are re-embedded."""
+    entry = _entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY), faq_id=faq_id)
+    version, stats = _services().manager.edit(upserts=[entry])
+    return _version_response(version, stats)
+
+
+@admin_blueprint.delete("/kb/<faq_id>")
+@bearer_token_required(TOKEN_KEY)
+def delete_entry(faq_id: str) -> ResponseReturnValue:
+    manager = _services().manager
+    if faq_id not in manager.bot.kb:
+        raise ApiError(404, f"no FAQ with id {faq_id!r}", code="unknown_faq")
+    if len(manager.bot.kb) == 1:
+        raise ApiError(409, "cannot delete the last FAQ entry; a bot needs at least one")
+    version, stats = manager.edit(deletes=[faq_id])
+    return _version_response(version, stats)
+
+
+@admin_blueprint.post("/kb/reload")
+@bearer_token_required(TOKEN_KEY)
+def reload_bot() -> ResponseReturnValue:
+    """Swap in the bot directory's current version (e.g. after `threefold qa build`)."""
+    try:
+        version = _services().manager.reload()
+    except ModelError as exc:
+        raise ApiError(409, f"reload failed, still serving the previous version: {exc}") from None
+    return jsonify({"version": version})
+
+
+@admin_blueprint.post("/kb/rollback")
+@bearer_token_required(TOKEN_KEY)
+def rollback_bot() -> ResponseReturnValue:
+    """Re-activate the previously active version."""
+    try:
+        version = _services().manager.rollback()
+    except ModelError as exc:
+        raise ApiError(409, str(exc)) from None
+    return jsonify({"version": version})
+
+
+@admin_blueprint.get("/kb/versions")
+@bearer_token_required(TOKEN_KEY)
+def list_versions() -> ResponseReturnValue:
+    store = _services().manager.store
+    return jsonify(
+        {
+            "current": store.current_version(),
+            "serving": _services().manager.bot.version,
+            "versions": store.versions(),
+            "history": store.history(),
+        }
+    )
+
+
+def _csv(text: str, name: str) -> Response:
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f"attachment; filename={name}"},
+    )
+
+
+@admin_blueprint.get("/admin/feedback.csv")
+@bearer_token_required(TOKEN_KEY)
+def export_feedback() -> ResponseReturnValue:
+    buffer = io.StringIO()
+    _services().feedback.export_feedback_csv(buffer)
+    return _csv(buffer.getvalue(), "feedback.csv")
+
+
+@admin_blueprint.get("/admin/unanswered.csv")
+@bearer_token_required(TOKEN_KEY)
+def export_unanswered() -> ResponseReturnValue:
+    buffer = io.StringIO()
+    _services().feedback.export_unanswered_csv(buffer)
+    return _csv(buffer.getvalue(), "unanswered.csv")

@@ -1,0 +1,455 @@
+"""Build a bot from a knowledge base (embed, index, calibrate) and apply incremental edits.
+
+Calibration data comes from the KB itself:
+- in-scope: paraphrases held out one at a time (leave-one-out: the query's own vector is masked,
+  the other paraphrases of its FAQ stay), for FAQs with at least two questions;
+- out-of-scope: the same held-out queries with their whole FAQ masked (a near-domain question
+  the KB cannot answer), generic off-topic probes (dropped when they closely match a KB question,
+  since they are then in scope for this KB) and any probes the caller passes (e.g. a file of real
+  out-of-scope queries).
+A KB with one question per FAQ has no in-scope held-out queries; the documented default curve
+and threshold of `calibration.py` are used then.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from threefold.apps.qa.bot import DEFAULT_AMBIGUITY_MARGIN, Bot, BotInfo
+from threefold.apps.qa.calibration import METHODS, fit_calibrator
+from threefold.apps.qa.knowledge_base import FaqEntry, KnowledgeBase
+from threefold.apps.qa.retrieval import per_id_max, vector_id
+from threefold.core.errors import ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+# Off-topic questions a store's customers may type; used as out-of-scope calibration probes.
+GENERIC_OOS_PROBES = (
+    "what's the weather going to be like tomorrow",
+    "tell me a joke",
+    "who won the football match last night",
+    "what is the capital of Mongolia",
+    "how do I bake banana bread",
+    "can you recommend a good book to read",
+    "what is the meaning of life",
+    "how tall is the Eiffel Tower",
+    "what's 17 times 23",
+    "who painted the Mona Lisa",
+    "how do I change a car tire",
+    "what time is it in Tokyo",
+    "how many planets are in the solar system",
+    "sing me a song",
+    "what should I cook for dinner tonight",
+    "how do I learn to play the guitar",
+    "what are the symptoms of the flu",
+    "how do I file my taxes",
+    "when was the French Revolution",
+    "how far is the moon from the earth",
+    "what is the best programming language",
+    "book me a flight to Chicago",
+    "set an alarm for 7 am",
+    "how do I get rid of ants in my kitchen",
+    "is it going to rain this weekend",
+    "what's the stock price of Apple today",
+    "translate thank you into German",
+    "how do I train my puppy to sit",
+    "who is the president of Brazil",
+    "what is quantum computing",
+    "how many calories should I eat a day",
+    "where can I watch the new Star Wars movie",
+    "how do I fix a leaking faucet",
+    "what's a good name for a cat",
+    "how long do I boil an egg",
+    "how do I renew my driver's license",
+    "what are the rules of chess",
+    "how do volcanoes form",
+    "what's the population of Canada",
+    "help me write a birthday message for my mom",
+)
+
+
+@dataclass
+class BuildOptions:
+    """Options of `build_bot`; the defaults give a fast build without fine-tuning."""
+
+    embed_answers: bool = True
+    calibration: str = "logistic"
+    threshold: float | None = None
+    ambiguity_margin: float = DEFAULT_AMBIGUITY_MARGIN
+    holdout_max: int = 2000
+    oos_weight: float = 1.0
+    generic_oos: bool = True
+    oos_probes: tuple[str, ...] = ()
+    generic_probe_max_similarity: float = 0.7
+    min_positives: int = 10
+    fine_tune: bool = False
+    fine_tune_epochs: int = 1
+    fine_tune_max_steps: int | None = None
+    fine_tune_batch_size: int = 32
+    fine_tune_learning_rate: float = 2e-5
+    seed: int = 13
+
+    def __post_init__(self) -> None:
+        if self.calibration not in METHODS:
+            raise ConfigError(
+                f"calibration {self.calibration!r} is not supported; expected one of {METHODS}"
+            )
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold must be within [0, 1], found {self.threshold}")
+        if not 0.0 <= self.ambiguity_margin < 1.0:
+            raise ConfigError(
+                f"ambiguity_margin must be within [0, 1), found {self.ambiguity_margin}"
+            )
+        if self.holdout_max < 0:
+            raise ConfigError(f"holdout_max must be >= 0, found {self.holdout_max}")
+        if self.oos_weight < 0:
+            raise ConfigError(f"oos_weight must be >= 0, found {self.oos_weight}")
+        if self.fine_tune_max_steps is not None and self.fine_tune_max_steps < 1:
+            raise ConfigError(
+                f"fine_tune_max_steps must be >= 1 or None, found {self.fine_tune_max_steps}"
+            )
+        if self.fine_tune_epochs < 1:
+            raise ConfigError(f"fine_tune_epochs must be >= 1, found {self.fine_tune_epochs}")
+        self.oos_probes = tuple(self.oos_probes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["oos_probes"] = len(self.oos_probes)
+        return data
+
+
+@dataclass
+class _Layout:
+    """The KB flattened into index rows, grouped by FAQ (rows of one FAQ are contiguous)."""
+
+    texts: list[str]
+    vector_ids: list[str]
+    owner: np.ndarray  # row -> FAQ position
+    group_starts: np.ndarray  # FAQ position -> first row
+    question_rows: list[list[int]]  # FAQ position -> rows of its questions
+
+
+def _layout(kb: KnowledgeBase, embed_answers: bool) -> _Layout:
+    texts: list[str] = []
+    vids: list[str] = []
+    owner: list[int] = []
+    starts: list[int] = []
+    question_rows: list[list[int]] = []
+    for position, entry in enumerate(kb):
+        starts.append(len(texts))
+        rows = []
+        for key, text in entry.texts(with_answer=embed_answers):
+            if key.startswith("q"):
+                rows.append(len(texts))
+            texts.append(text)
+            vids.append(vector_id(entry.id, key))
+            owner.append(position)
+        question_rows.append(rows)
+    return _Layout(texts, vids, np.asarray(owner), np.asarray(starts), question_rows)
+
+
+def _choose_holdout(
+    layout: _Layout, limit: int, rng: random.Random, *, per_faq: int | None = None
+) -> list[int]:
+    """Rows to hold out: round-robin over FAQs with >= 2 questions, up to `limit` rows.
+
+    Scoring is leave-one-out, so every paraphrase may be held out; `per_faq` caps it (when
+    fine-tuning, held-out questions are kept out of training, so only one per FAQ is held out).
+    """
+    pools = [
+        rng.sample(rows, len(rows))[:per_faq] for rows in layout.question_rows if len(rows) >= 2
+    ]
+    rng.shuffle(pools)
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < limit and any(depth < len(p) for p in pools):
+        for pool in pools:
+            if depth < len(pool) and len(chosen) < limit:
+                chosen.append(pool[depth])
+        depth += 1
+    return sorted(chosen)
+
+
+def _paraphrase_pairs(
+    kb: KnowledgeBase, held_out: set[str], *, with_answers: bool, rng: random.Random
+) -> list[tuple[str, str]]:
+    """(anchor, positive) pairs for contrastive fine-tuning, never using held-out questions."""
+    pairs: list[tuple[str, str]] = []
+    for entry in kb:
+        questions = [q for q in entry.questions if q not in held_out]
+        within = [(a, b) for i, a in enumerate(questions) for b in questions[i + 1 :]]
+        rng.shuffle(within)
+        pairs.extend(within[: 4 * len(questions)])
+        if with_answers:
+            pairs.extend((q, entry.answer) for q in questions)
+    rng.shuffle(pairs)
+    return pairs
+
+
+def _top_two(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Best column, best score and margin to the second per row (margin = score with one column)."""
+    best = np.argmax(scores, axis=1)
+    rows = np.arange(scores.shape[0])
+    s1 = scores[rows, best]
+    if scores.shape[1] < 2:
+        return best, s1, np.maximum(s1, 0.0)
+    masked = scores.copy()
+    masked[rows, best] = -np.inf
+    s2 = masked.max(axis=1)
+    margin = np.where(np.isfinite(s2), s1 - s2, np.maximum(s1, 0.0))
+    return best, s1, margin
+
+
+def _held_out_features(
+    vectors: np.ndarray, layout: _Layout, rows: Sequence[int], chunk: int = 512
+) -> dict[str, list]:
+    """Leave-one-out scores of held-out rows: in-scope (self masked) and OOS (own FAQ masked)."""
+    out: dict[str, list] = {"top": [], "margin": [], "correct": [], "in_scope": []}
+    n_faq = len(layout.group_starts)
+    for start in range(0, len(rows), chunk):
+        batch = np.asarray(rows[start : start + chunk])
+        sims = vectors[batch] @ vectors.T
+        sims[np.arange(len(batch)), batch] = -np.inf
+        scores = per_id_max(sims, layout.group_starts)
+        own = layout.owner[batch]
+        best, s1, margin = _top_two(scores)
+        out["top"] += s1.tolist()
+        out["margin"] += margin.tolist()
+        out["correct"] += (best == own).tolist()
+        out["in_scope"] += [True] * len(batch)
+        if n_faq >= 2:
+            scores[np.arange(len(batch)), own] = -np.inf
+            _, s1, margin = _top_two(scores)
+            out["top"] += s1.tolist()
+            out["margin"] += margin.tolist()
+            out["correct"] += [False] * len(batch)
+            out["in_scope"] += [False] * len(batch)
+    return out
+
+
+def _probe_features(
+    embedder: Any,
+    vectors: np.ndarray,
+    layout: _Layout,
+    probes: Sequence[str],
+    *,
+    max_similarity: float | None,
+) -> tuple[list[float], list[float], int]:
+    """Scores of out-of-scope probes; with `max_similarity`, probes closer than it are dropped."""
+    if not probes or len(layout.group_starts) == 0:
+        return [], [], 0
+    probe_vectors = embedder.encode(list(probes))
+    scores = per_id_max(probe_vectors @ vectors.T, layout.group_starts)
+    _, s1, margin = _top_two(scores)
+    keep = np.ones(len(probes), dtype=bool)
+    if max_similarity is not None:
+        keep = s1 < max_similarity
+    return s1[keep].tolist(), margin[keep].tolist(), int((~keep).sum())
+
+
+def fresh_copy(embedder: Any) -> Any:
+    """A separately loaded Embedder with the same weights and settings (safe to fine-tune)."""
+    from threefold.core.embedder import Embedder
+
+    return Embedder(
+        embedder.model, device=embedder.requested_device, max_length=embedder.max_length
+    ).load()
+
+
+def embedder_reference(embedder: Any, *, fine_tuned: bool) -> dict[str, Any]:
+    """How bot.json names the embedder: saved beside the bot, or a base model to load."""
+    ref = {"model_id": embedder.model_id, "max_length": embedder.max_length}
+    if fine_tuned:
+        return {**ref, "source": "saved", "path": "embedder"}
+    return {**ref, "source": "base", "model": embedder.model}
+
+
+def build_bot(
+    kb: KnowledgeBase,
+    embedder: Any,
+    options: BuildOptions | None = None,
+    *,
+    show_progress: bool = False,
+) -> Bot:
+    """Embed the KB, index it in FAISS and fit the confidence calibration on held-out data.
+
+    With `options.fine_tune` a copy of `embedder` is fine-tuned on paraphrase pairs (held-out
+    questions excluded), and the bot keeps that copy; `embedder` itself is never changed.
+    """
+    from threefold.core.index import build_index
+
+    options = options or BuildOptions()
+    if len(kb) == 0:
+        raise DataError("the knowledge base is empty; add at least one FAQ entry")
+    started = time.perf_counter()
+    rng = random.Random(options.seed)
+    layout = _layout(kb, options.embed_answers)
+    holdout = _choose_holdout(
+        layout, options.holdout_max, rng, per_faq=1 if options.fine_tune else None
+    )
+    model = embedder
+    fine_tune_stats: dict[str, Any] | None = None
+    if options.fine_tune:
+        held_texts = {layout.texts[r] for r in holdout}
+        pairs = _paraphrase_pairs(kb, held_texts, with_answers=options.embed_answers, rng=rng)
+        if not pairs:
+            raise ConfigError(
+                "fine-tuning needs FAQs with at least two questions (or answers embedded); this "
+                "KB has none. Build without --fine-tune"
+            )
+        model = fresh_copy(embedder)
+        logger.info("fine-tuning the embedder on %d paraphrase pairs", len(pairs))
+        fine_tune_stats = model.fine_tune(
+            pairs,
+            epochs=options.fine_tune_epochs,
+            batch_size=options.fine_tune_batch_size,
+            learning_rate=options.fine_tune_learning_rate,
+            max_steps=options.fine_tune_max_steps,
+            show_progress=show_progress,
+        )
+    logger.info("embedding %d texts of %d FAQs", len(layout.texts), len(kb))
+    vectors = np.asarray(model.encode(layout.texts, show_progress=show_progress), dtype=np.float32)
+    held = _held_out_features(vectors, layout, holdout)
+    probes: list[str] = list(GENERIC_OOS_PROBES) if options.generic_oos else []
+    generic_top, generic_margin, dropped = _probe_features(
+        model, vectors, layout, probes, max_similarity=options.generic_probe_max_similarity
+    )
+    given_top, given_margin, _ = _probe_features(
+        model, vectors, layout, options.oos_probes, max_similarity=None
+    )
+    probe_top = generic_top + given_top
+    calibrator = fit_calibrator(
+        held["top"] + probe_top,
+        held["margin"] + generic_margin + given_margin,
+        held["correct"] + [False] * len(probe_top),
+        held["in_scope"] + [False] * len(probe_top),
+        method=options.calibration,
+        oos_weight=options.oos_weight,
+        min_positives=options.min_positives,
+    )
+    if options.threshold is not None:
+        calibrator = calibrator.with_threshold(options.threshold)
+    index = build_index(layout.vector_ids, vectors)
+    stats = {
+        "faqs": len(kb),
+        "questions": kb.n_questions,
+        "vectors": len(layout.vector_ids),
+        "held_out": len(holdout),
+        "oos_probes": len(probe_top),
+        "generic_probes_dropped_as_in_scope": dropped,
+        "build_seconds": round(time.perf_counter() - started, 2),
+    }
+    if fine_tune_stats is not None:
+        stats["fine_tune"] = fine_tune_stats
+    info = BotInfo(
+        created_at=time.time(),
+        embedder=embedder_reference(model, fine_tuned=options.fine_tune),
+        embed_answers=options.embed_answers,
+        ambiguity_margin=options.ambiguity_margin,
+        options=options.to_dict(),
+        stats=stats,
+    )
+    logger.info(
+        "built bot: %d FAQs, %d vectors, calibration %s (threshold %.3f) in %.1f s",
+        len(kb),
+        len(layout.vector_ids),
+        calibrator.source,
+        calibrator.threshold,
+        stats["build_seconds"],
+    )
+    return Bot(kb=kb, index=index, embedder=model, calibrator=calibrator, info=info)
+
+
+@dataclass(frozen=True)
+class EditStats:
+    """What an incremental edit did: texts embedded anew, vectors reused, FAQs touched."""
+
+    embedded: int
+    reused: int
+    upserted: int
+    deleted: int
+
+
+def apply_edits(
+    bot: Bot, upserts: Iterable[FaqEntry] = (), deletes: Iterable[str] = ()
+) -> tuple[Bot, EditStats]:
+    """A new Bot with entries added/replaced/removed; only new or changed texts are embedded.
+
+    The current bot is left untouched (readers keep using it until the caller swaps), and the
+    calibration is kept (rebuild to recalibrate after large changes).
+    """
+    from threefold.core.index import build_index
+
+    upserts = list(upserts)
+    deletes = list(dict.fromkeys(deletes))
+    unknown = [faq_id for faq_id in deletes if faq_id not in bot.kb]
+    if unknown:
+        raise KeyError(f"unknown FAQ id(s) {unknown}")
+    with_answer = bot.info.embed_answers
+    old_ids = bot.index.ids
+    index = build_index(old_ids, np.vstack([bot.index.get_vector(v) for v in old_ids]))
+    stale: list[str] = []
+    for faq_id in deletes:
+        stale += [
+            vector_id(faq_id, key) for key, _ in bot.kb[faq_id].texts(with_answer=with_answer)
+        ]
+    new_ids: list[str] = []
+    new_vectors: list[np.ndarray] = []
+    to_embed: list[tuple[str, str]] = []
+    reused = 0
+    for entry in upserts:
+        previous = bot.kb.get(entry.id)
+        known: dict[str, np.ndarray] = {}
+        if previous is not None:
+            for key, text in previous.texts(with_answer=with_answer):
+                vid = vector_id(previous.id, key)
+                known.setdefault(text, bot.index.get_vector(vid))
+                stale.append(vid)
+        for key, text in entry.texts(with_answer=with_answer):
+            vid = vector_id(entry.id, key)
+            if text in known:
+                new_ids.append(vid)
+                new_vectors.append(known[text])
+                reused += 1
+            else:
+                to_embed.append((vid, text))
+    index.remove(stale)
+    if to_embed:
+        embedded = bot.embedder.encode([text for _, text in to_embed])
+        new_ids += [vid for vid, _ in to_embed]
+        new_vectors += list(embedded)
+    if new_ids:
+        index.add(new_ids, np.vstack(new_vectors).astype(np.float32))
+    kb = bot.kb.with_changes(upserts, deletes)
+    info = replace(
+        bot.info,
+        version="",
+        parent=bot.version or None,
+        created_at=time.time(),
+        stats={
+            **bot.info.stats,
+            "faqs": len(kb),
+            "questions": kb.n_questions,
+            "vectors": len(index),
+        },
+    )
+    stats = EditStats(
+        embedded=len(to_embed), reused=reused, upserted=len(upserts), deleted=len(deletes)
+    )
+    logger.info(
+        "edited bot: %d upserted, %d deleted, %d texts embedded, %d reused",
+        stats.upserted,
+        stats.deleted,
+        stats.embedded,
+        stats.reused,
+    )
+    return Bot(
+        kb=kb, index=index, embedder=bot.embedder, calibrator=bot.calibrator, info=info
+    ), stats

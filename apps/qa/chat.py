@@ -1,0 +1,283 @@
+"""One chat turn: retrieve, use the previous turn for follow-ups, decide, remember, hand off."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from threefold.apps.qa.bot import Bot, Retrieval
+from threefold.apps.qa.feedback import FeedbackStore
+from threefold.apps.qa.handoff import HandoffNotifier
+from threefold.apps.qa.policy import (
+    Decision,
+    decide,
+    looks_like_follow_up,
+    starts_like_follow_up,
+    wants_human,
+)
+from threefold.apps.qa.sessions import Session, SessionStore, Turn, new_id
+
+logger = logging.getLogger(__name__)
+HANDOFF_CANDIDATES = 5
+
+REPLIES = {
+    "ambiguous": "I found more than one possible answer. Which of these do you mean?",
+    "low_confidence": (
+        "Sorry, I'm not sure I understood. Could you rephrase, or pick one of these questions?"
+    ),
+    "requested": "I'm connecting you with a member of our team. They will reply here shortly.",
+    "repeated_failure": (
+        "I couldn't find an answer, so I've passed your question to a member of our team. "
+        "They will reply here shortly."
+    ),
+}
+
+
+class UnknownSession(KeyError):
+    """The session id is not known (never created, or expired)."""
+
+
+class UnknownTurn(KeyError):
+    """The turn id is not an answer of this session."""
+
+
+class UnknownFaq(KeyError):
+    """The requested FAQ id is not in the current knowledge base."""
+
+
+@dataclass
+class ChatReply:
+    """The response of POST /api/chat."""
+
+    session_id: str
+    turn_id: str
+    answer: str | None
+    confidence: float
+    faq_id: str | None
+    suggestions: list[dict[str, str]]
+    handoff: bool
+    outcome: str
+    reason: str
+    reply: str
+    used_context: bool = False
+    bot_version: str = ""
+    question: str | None = field(default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ChatService:
+    """Stateless between calls: the bot comes from `get_bot`, state lives in Redis."""
+
+    def __init__(
+        self,
+        *,
+        get_bot: Callable[[], Bot],
+        sessions: SessionStore,
+        feedback: FeedbackStore,
+        notifier: HandoffNotifier,
+        threshold: float | None = None,
+        ambiguity_margin: float | None = None,
+        handoff_after_failures: int = 2,
+        n_suggestions: int = 3,
+        observe: Callable[[ChatReply], None] | None = None,
+    ) -> None:
+        self.get_bot = get_bot
+        self.sessions = sessions
+        self.feedback = feedback
+        self.notifier = notifier
+        self.threshold = threshold
+        self.ambiguity_margin = ambiguity_margin
+        self.handoff_after_failures = handoff_after_failures
+        self.n_suggestions = n_suggestions
+        self.observe = observe
+
+    def open_session(self, session_id: str | None) -> Session:
+        if session_id is None:
+            return self.sessions.create()
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise UnknownSession(session_id)
+        return session
+
+    def chat(
+        self, message: str, *, session_id: str | None = None, faq_id: str | None = None
+    ) -> ChatReply:
+        """Answer one customer message (or a clicked suggestion when `faq_id` is given)."""
+        session = self.open_session(session_id)
+        bot = self.get_bot()
+        settings = bot.policy_settings(
+            threshold=self.threshold,
+            ambiguity_margin=self.ambiguity_margin,
+            handoff_after_failures=self.handoff_after_failures,
+            n_suggestions=self.n_suggestions,
+        )
+        used_context = False
+        if faq_id is not None:
+            if faq_id not in bot.kb:
+                raise UnknownFaq(faq_id)
+            result = None
+            decision = Decision("answer", "selected")
+            confidence = 1.0
+            chosen = faq_id
+        else:
+            result, used_context = self._retrieve(bot, message, session, settings.threshold)
+            decision = decide(
+                confidence=result.confidence,
+                margin=result.ranking.margin,
+                confidence_if_clear=result.confidence_if_clear,
+                settings=settings,
+                failures_so_far=session.failures,
+                human_requested=wants_human(message),
+            )
+            confidence = result.confidence
+            chosen = result.ranking.top.faq_id if result.ranking.top else None
+        reply = self._reply(bot, session, message, decision, result, confidence, chosen)
+        reply.used_context = used_context
+        self._remember(session, message, reply)
+        if decision.outcome == "handoff":
+            self._hand_off(bot, session, message, decision, result)
+        if decision.outcome != "answer":
+            self.feedback.log_unanswered(
+                session_id=session.id,
+                question=message,
+                reason=decision.reason,
+                confidence=confidence,
+                candidates=[s["faq_id"] for s in reply.suggestions],
+            )
+        if self.observe is not None:
+            self.observe(reply)
+        return reply
+
+    def _retrieve(
+        self, bot: Bot, message: str, session: Session, threshold: float
+    ) -> tuple[Retrieval, bool]:
+        """Retrieve for the message alone and, for a likely follow-up, in context.
+
+        The in-context result wins when it is more confident, or when the message opens like a
+        follow-up ("and ...", "what about ...") and the in-context result is answerable.
+        """
+        k = max(self.n_suggestions, HANDOFF_CANDIDATES)
+        result = bot.retrieve(message, k=k)
+        previous = session.last_user_text()
+        if previous and looks_like_follow_up(message):
+            combined = bot.retrieve_in_context(
+                message, previous, answered=session.last_answered_faq(), k=k
+            )
+            explicit = starts_like_follow_up(message) and combined.confidence >= threshold
+            if explicit or combined.confidence > result.confidence:
+                return combined, True
+        return result, False
+
+    def _reply(
+        self,
+        bot: Bot,
+        session: Session,
+        message: str,
+        decision: Decision,
+        result: Retrieval | None,
+        confidence: float,
+        chosen: str | None,
+    ) -> ChatReply:
+        answered = decision.outcome == "answer" and chosen is not None
+        entry = bot.kb[chosen] if answered and chosen is not None else None
+        suggestions: list[dict[str, str]] = []
+        if not answered and result is not None:
+            suggestions = [
+                {"faq_id": c.faq_id, "question": bot.kb[c.faq_id].question}
+                for c in result.ranking.candidates[: self.n_suggestions]
+            ]
+        return ChatReply(
+            session_id=session.id,
+            turn_id=new_id(),
+            answer=entry.answer if entry else None,
+            confidence=round(confidence, 4),
+            faq_id=entry.id if entry else None,
+            suggestions=suggestions,
+            handoff=decision.outcome == "handoff",
+            outcome=decision.outcome,
+            reason=decision.reason,
+            reply=entry.answer if entry else REPLIES[decision.reason],
+            bot_version=bot.version,
+            question=entry.question if entry else None,
+        )
+
+    def _remember(self, session: Session, message: str, reply: ChatReply) -> None:
+        now = time.time()
+        session.turns.append(Turn(turn_id=new_id(), role="user", text=message, ts=now))
+        session.turns.append(
+            Turn(
+                turn_id=reply.turn_id,
+                role="bot",
+                text=reply.reply,
+                ts=now,
+                faq_id=reply.faq_id,
+                confidence=reply.confidence,
+                outcome=reply.outcome,
+            )
+        )
+        if reply.outcome == "answer":
+            session.failures = 0
+        elif reply.outcome == "handoff":
+            session.failures = 0
+            session.handed_off = True
+        elif reply.reason == "low_confidence":
+            session.failures += 1
+        self.sessions.save(session)
+
+    def _hand_off(
+        self,
+        bot: Bot,
+        session: Session,
+        message: str,
+        decision: Decision,
+        result: Retrieval | None,
+    ) -> None:
+        candidates = []
+        if result is not None:
+            candidates = [
+                {
+                    "faq_id": c.faq_id,
+                    "question": bot.kb[c.faq_id].question,
+                    "answer": bot.kb[c.faq_id].answer,
+                    "score": round(c.score, 4),
+                }
+                for c in result.ranking.candidates[:HANDOFF_CANDIDATES]
+            ]
+        payload = {
+            "event": "handoff",
+            "session_id": session.id,
+            "reason": decision.reason,
+            "message": message,
+            "transcript": session.transcript(),
+            "candidates": candidates,
+            "confidence": round(result.confidence, 4) if result else None,
+            "bot_version": bot.version,
+            "ts": round(time.time(), 3),
+        }
+        logger.info("handing off session %s (%s)", session.id, decision.reason)
+        self.notifier.notify(payload)
+
+    def record_feedback(
+        self, *, session_id: str, turn_id: str, rating: str, comment: str = ""
+    ) -> dict[str, Any]:
+        """Store a thumbs up/down on one bot answer of the session."""
+        session = self.open_session(session_id)
+        turn = session.bot_turn(turn_id)
+        if turn is None:
+            raise UnknownTurn(turn_id)
+        position = session.turns.index(turn)
+        question = session.turns[position - 1].text if position > 0 else ""
+        return self.feedback.record_feedback(
+            session_id=session_id,
+            turn_id=turn_id,
+            rating=rating,
+            faq_id=turn.faq_id,
+            question=question,
+            answer=turn.text,
+            comment=comment,
+        )

@@ -1,0 +1,121 @@
+"""Public chat endpoints: POST /api/chat, POST /api/feedback, GET /api/sessions/<id>."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+from threefold.apps.qa.chat import UnknownFaq, UnknownSession, UnknownTurn
+from threefold.apps.qa.sessions import valid_session_id
+from threefold.core.web import ApiError, read_json_body, require_fields
+
+chat_blueprint = Blueprint("qa_chat", __name__, url_prefix="/api")
+RATINGS = ("down", "up")
+MAX_COMMENT_CHARS = 1000
+
+
+def _services() -> Any:
+    return current_app.extensions["threefold_qa"]
+
+
+def _session_id(body: dict[str, Any], *, required: bool) -> str | None:
+    value = body.get("session_id")
+    if value is None:
+        if required:
+            raise ApiError(400, "missing field 'session_id'", field="session_id")
+        return None
+    if not isinstance(value, str) or not valid_session_id(value):
+        raise ApiError(
+            400,
+            "session_id must be the 32-character hex id returned by /api/chat "
+            f"(or omitted to start a session), found {str(value)[:40]!r}",
+            field="session_id",
+        )
+    return value
+
+
+def _unknown_session(session_id: str | None) -> ApiError:
+    return ApiError(
+        404,
+        "unknown or expired session; start a new one by sending the message without session_id",
+        code="unknown_session",
+        session_id=session_id,
+    )
+
+
+@chat_blueprint.post("/chat")
+def chat() -> ResponseReturnValue:
+    """`{session_id?, message, faq_id?}` -> the bot's reply (answer, clarification or handoff)."""
+    services = _services()
+    body = read_json_body(max_bytes=services.config.max_body_bytes)
+    require_fields(body, {"message": str})
+    message = body["message"].strip()
+    if not message:
+        raise ApiError(400, "message is empty; type a question", field="message")
+    limit = services.config.max_message_chars
+    if len(message) > limit:
+        raise ApiError(
+            400,
+            f"message is {len(message)} characters; the limit is {limit}. Shorten it",
+            code="message_too_long",
+            field="message",
+            limit=limit,
+        )
+    session_id = _session_id(body, required=False)
+    faq_id = body.get("faq_id")
+    if faq_id is not None and not isinstance(faq_id, str):
+        raise ApiError(400, f"faq_id must be a string, found {type(faq_id).__name__}")
+    try:
+        reply = services.chat.chat(message, session_id=session_id, faq_id=faq_id)
+    except UnknownSession:
+        raise _unknown_session(session_id) from None
+    except UnknownFaq:
+        raise ApiError(
+            400, f"unknown faq_id {faq_id!r}; it may have been removed", code="unknown_faq"
+        ) from None
+    return jsonify(reply.to_json())
+
+
+@chat_blueprint.post("/feedback")
+def feedback() -> ResponseReturnValue:
+    """`{session_id, turn_id, rating: "up"|"down", comment?}` -> 201 with the stored record."""
+    services = _services()
+    body = read_json_body(max_bytes=services.config.max_body_bytes)
+    require_fields(body, {"session_id": str, "turn_id": str, "rating": str})
+    session_id = _session_id(body, required=True)
+    rating = body["rating"]
+    if rating not in RATINGS:
+        raise ApiError(
+            400, f"rating must be one of {list(RATINGS)}, found {rating[:20]!r}", field="rating"
+        )
+    comment = body.get("comment", "")
+    if not isinstance(comment, str) or len(comment) > MAX_COMMENT_CHARS:
+        raise ApiError(
+            400, f"comment must be text of at most {MAX_COMMENT_CHARS} characters", field="comment"
+        )
+    try:
+        record = services.chat.record_feedback(
+            session_id=session_id, turn_id=body["turn_id"], rating=rating, comment=comment
+        )
+    except UnknownSession:
+        raise _unknown_session(session_id) from None
+    except UnknownTurn:
+        raise ApiError(
+            404, "turn_id is not an answer of this session", code="unknown_turn"
+        ) from None
+    return jsonify({"status": "stored", "feedback": record}), 201
+
+
+@chat_blueprint.get("/sessions/<session_id>")
+def session_history(session_id: str) -> ResponseReturnValue:
+    """The conversation so far (the widget restores it after a page reload)."""
+    if not valid_session_id(session_id):
+        raise _unknown_session(None)
+    session = _services().sessions.get(session_id)
+    if session is None:
+        raise _unknown_session(session_id)
+    return jsonify(
+        {"session_id": session.id, "turns": session.transcript(), "handoff": session.handed_off}
+    )

@@ -1,0 +1,288 @@
+"""`threefold qa {build,eval,ask,export}` and `threefold serve qa`. Heavy imports stay inside."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def _emit(data: dict) -> None:
+    click.echo(json.dumps(data, indent=None, ensure_ascii=False))
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc)) from exc
+
+
+def _read_probes(path: str) -> tuple[str, ...]:
+    from threefold.core.errors import DataError
+    from threefold.core.tables import read_records
+
+    records = read_records(path)
+    columns = set().union(*(r.values.keys() for r in records))
+    column = next((c for c in ("text", "query", "question") if c in columns), None)
+    if column is None:
+        raise DataError(
+            "expected a 'text' or 'query' column of out-of-scope questions, "
+            f"found {sorted(columns)}",
+            path=path,
+        )
+    return tuple(str(r.values[column]) for r in records if str(r.values.get(column) or "").strip())
+
+
+@click.group()
+def qa() -> None:
+    """Customer-service FAQ bot: build, evaluate, ask."""
+
+
+@qa.command()
+@click.option(
+    "--kb",
+    "kb_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="FAQ file: CSV id,question,answer[,category] (rows sharing an id are "
+    "paraphrases) or JSON/JSONL.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Bot directory; a new version is added when it already holds a bot.",
+)
+@click.option("--model", default=None, help="Base embedder (folder or hub id); default MiniLM.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Answer threshold on the calibrated confidence (default: chosen at build).",
+)
+@click.option(
+    "--ambiguity-margin",
+    type=click.FloatRange(0, 0.99),
+    default=0.03,
+    show_default=True,
+    help="Cosine gap between the top two FAQs below which the bot asks to clarify.",
+)
+@click.option(
+    "--calibration",
+    type=click.Choice(["logistic", "isotonic"]),
+    default="logistic",
+    show_default=True,
+)
+@click.option(
+    "--oos",
+    "oos_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="File of out-of-scope questions (column text or query) used as calibration negatives.",
+)
+@click.option("--no-answers", is_flag=True, help="Index questions only (not the answers).")
+@click.option("--no-generic-oos", is_flag=True, help="Skip the built-in off-topic probes.")
+@click.option(
+    "--holdout-max",
+    type=click.IntRange(0),
+    default=2000,
+    show_default=True,
+    help="Most paraphrases held out for calibration.",
+)
+@click.option("--fine-tune", is_flag=True, help="Fine-tune the embedder on paraphrase pairs.")
+@click.option("--fine-tune-epochs", type=click.IntRange(1), default=1, show_default=True)
+@click.option(
+    "--fine-tune-steps",
+    type=click.IntRange(1),
+    default=None,
+    help="Stop fine-tuning after this many steps.",
+)
+@click.option("--seed", type=int, default=13, show_default=True)
+def build(
+    kb_path: str,
+    out_dir: str,
+    model: str | None,
+    threshold: float | None,
+    ambiguity_margin: float,
+    calibration: str,
+    oos_path: str | None,
+    no_answers: bool,
+    no_generic_oos: bool,
+    holdout_max: int,
+    fine_tune: bool,
+    fine_tune_epochs: int,
+    fine_tune_steps: int | None,
+    seed: int,
+) -> None:
+    """Build a bot from a knowledge base; prints a JSON summary."""
+    from threefold.apps.qa.builder import BuildOptions, build_bot
+    from threefold.apps.qa.knowledge_base import KnowledgeBase
+    from threefold.apps.qa.store import BotStore
+    from threefold.core.embedder import Embedder
+    from threefold.core.errors import ThreefoldError
+
+    try:
+        options = BuildOptions(
+            embed_answers=not no_answers,
+            calibration=calibration,
+            threshold=threshold,
+            ambiguity_margin=ambiguity_margin,
+            holdout_max=holdout_max,
+            generic_oos=not no_generic_oos,
+            oos_probes=_read_probes(oos_path) if oos_path else (),
+            fine_tune=fine_tune,
+            fine_tune_epochs=fine_tune_epochs,
+            fine_tune_max_steps=fine_tune_steps,
+            seed=seed,
+        )
+        kb = KnowledgeBase.load(kb_path)
+        bot = build_bot(kb, Embedder(model).load(), options, show_progress=sys.stderr.isatty())
+        version = BotStore(out_dir).publish(bot)
+    except ThreefoldError as exc:
+        _fail(exc)
+    _emit(
+        {
+            "bot_dir": out_dir,
+            "version": version,
+            **bot.info.stats,
+            "calibration": {
+                "source": bot.calibrator.source,
+                "method": bot.calibrator.method,
+                "threshold": round(bot.calibrator.threshold, 4),
+                **bot.calibrator.stats,
+            },
+        }
+    )
+
+
+@qa.command(name="eval")
+@click.option("--bot", "bot_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--queries",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="query,expected_id file; empty expected_id = out of scope.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Override the bot's answer threshold.",
+)
+@click.option("--ambiguity-margin", type=click.FloatRange(0, 0.99), default=None)
+def evaluate_command(
+    bot_dir: str, queries: str, threshold: float | None, ambiguity_margin: float | None
+) -> None:
+    """Evaluate a bot; prints one JSON object (accuracy, recall@5, MRR, OOS, latency)."""
+    from threefold.apps.qa.evaluation import evaluate, read_queries
+    from threefold.apps.qa.store import BotStore
+    from threefold.core.errors import ThreefoldError
+
+    try:
+        labeled = read_queries(queries)
+        bot = BotStore(bot_dir).load()
+        settings = bot.policy_settings(threshold=threshold, ambiguity_margin=ambiguity_margin)
+        result = evaluate(bot, labeled, settings=settings)
+    except ThreefoldError as exc:
+        _fail(exc)
+    _emit(result)
+
+
+@qa.command()
+@click.option("--bot", "bot_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--k", type=click.IntRange(1, 50), default=5, show_default=True)
+@click.argument("question", nargs=-1, required=True)
+def ask(bot_dir: str, k: int, question: tuple[str, ...]) -> None:
+    """Ask the bot one question (no session); prints the decision and the ranked candidates."""
+    from threefold.apps.qa.policy import decide
+    from threefold.apps.qa.store import BotStore
+    from threefold.core.errors import ThreefoldError
+
+    text = " ".join(question)
+    try:
+        bot = BotStore(bot_dir).load()
+    except ThreefoldError as exc:
+        _fail(exc)
+    result = bot.retrieve(text, k=k)
+    decision = decide(
+        confidence=result.confidence,
+        margin=result.ranking.margin,
+        confidence_if_clear=result.confidence_if_clear,
+        settings=bot.policy_settings(),
+    )
+    top = result.ranking.top
+    answered = decision.outcome == "answer" and top is not None
+    _emit(
+        {
+            "question": text,
+            "outcome": decision.outcome,
+            "reason": decision.reason,
+            "confidence": round(result.confidence, 4),
+            "faq_id": top.faq_id if answered else None,
+            "answer": bot.kb[top.faq_id].answer if answered else None,
+            "candidates": [
+                {
+                    "faq_id": c.faq_id,
+                    "score": round(c.score, 4),
+                    "question": bot.kb[c.faq_id].question,
+                }
+                for c in result.ranking.candidates[:k]
+            ],
+        }
+    )
+
+
+@qa.command()
+@click.option(
+    "--what", type=click.Choice(["feedback", "unanswered"]), default="feedback", show_default=True
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False),
+    default="-",
+    help="CSV file to write ('-' = stdout).",
+)
+@click.option(
+    "--redis-url",
+    envvar="REDIS_URL",
+    required=True,
+    help="Redis holding the feedback (default $REDIS_URL).",
+)
+@click.option(
+    "--prefix", envvar="THREEFOLD_QA_REDIS_PREFIX", default="threefold:qa:", show_default=True
+)
+def export(what: str, out_path: str, redis_url: str, prefix: str) -> None:
+    """Export thumbs-up/down feedback or the unanswered-question log to CSV."""
+    import redis
+
+    from threefold.apps.qa.feedback import FeedbackStore
+
+    store = FeedbackStore(redis.Redis.from_url(redis_url), prefix=prefix)
+    with click.open_file(out_path, "w", encoding="utf-8", lazy=False) as handle:
+        write = store.export_feedback_csv if what == "feedback" else store.export_unanswered_csv
+        rows = write(handle)
+    click.echo(f"wrote {rows} {what} rows to {out_path}", err=True)
+
+
+@click.command(name="qa")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--bot-dir", default=None, help="Overrides THREEFOLD_QA_BOT_DIR.")
+def serve_command(host: str, port: int, bot_dir: str | None) -> None:
+    """Serve the FAQ bot API, chat widget and demo page (settings from THREEFOLD_QA_*)."""
+    from threefold.apps.qa.api import create_app
+    from threefold.apps.qa.config import QAConfig
+    from threefold.core.errors import ThreefoldError
+    from threefold.core.web import configure_json_logging
+
+    configure_json_logging()
+    try:
+        config = QAConfig.from_env()
+        if bot_dir:
+            config.bot_dir = bot_dir
+        app = create_app(config)
+    except ThreefoldError as exc:
+        _fail(exc)
+    click.echo(f"QA bot on http://{host}:{port}/demo", err=True)
+    app.run(host=host, port=port, threaded=True, use_reloader=False)

@@ -1,0 +1,99 @@
+"""The answering policy: answer, ask to clarify, or hand off to a person. Pure functions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from threefold.core.errors import ConfigError
+
+Outcome = Literal["answer", "clarify", "handoff"]
+
+_HUMAN_REQUEST = re.compile(
+    r"\b(human|real person|a person|live (agent|chat|person)|agent|representative|operator|"
+    r"someone (real|from (your|the) (team|staff))|customer service rep|talk to (someone|somebody)|"
+    r"speak (to|with) (someone|somebody|staff|support))\b",
+    re.IGNORECASE,
+)
+_FOLLOW_UP_START = re.compile(
+    r"^\s*(and|also|but|what about|how about|same for|what if|or|for)\b", re.IGNORECASE
+)
+
+
+def wants_human(message: str) -> bool:
+    """True when the customer explicitly asks for a person (agent, human, representative...)."""
+    return bool(_HUMAN_REQUEST.search(message))
+
+
+def starts_like_follow_up(message: str) -> bool:
+    """The message opens with 'and', 'what about', 'also'...: it refers to the previous turn."""
+    return bool(_FOLLOW_UP_START.match(message))
+
+
+def looks_like_follow_up(message: str, *, max_words: int = 6) -> bool:
+    """A short message or one starting with 'and', 'what about'... may lean on the previous turn."""
+    return starts_like_follow_up(message) or len(message.split()) <= max_words
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """Policy knobs: `threshold` is a calibrated probability, `ambiguity_margin` a cosine gap."""
+
+    threshold: float
+    ambiguity_margin: float = 0.03
+    handoff_after_failures: int = 2
+    n_suggestions: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"threshold must be within [0, 1], found {self.threshold}")
+        if not 0.0 <= self.ambiguity_margin < 1.0:
+            raise ConfigError(
+                f"ambiguity_margin must be within [0, 1), found {self.ambiguity_margin}"
+            )
+        if self.handoff_after_failures < 1:
+            raise ConfigError(
+                f"handoff_after_failures must be >= 1, found {self.handoff_after_failures}"
+            )
+        if self.n_suggestions < 0:
+            raise ConfigError(f"n_suggestions must be >= 0, found {self.n_suggestions}")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with one message; `reason` explains it (answered, ambiguous, low_confidence,
+    requested, repeated_failure, selected)."""
+
+    outcome: Outcome
+    reason: str
+    counts_as_failure: bool = False
+
+
+def decide(
+    *,
+    confidence: float,
+    margin: float,
+    confidence_if_clear: float,
+    settings: PolicySettings,
+    failures_so_far: int = 0,
+    human_requested: bool = False,
+) -> Decision:
+    """Decide for one message.
+
+    Args:
+        confidence: calibrated probability that the top candidate is right.
+        margin: cosine gap between the top two candidates.
+        confidence_if_clear: the probability had the runner-up been `ambiguity_margin` further
+            away; used to tell "two strong, close candidates" (ambiguous) from "nothing fits".
+        failures_so_far: consecutive unanswered turns before this one in the session.
+    """
+    if human_requested:
+        return Decision("handoff", "requested")
+    if margin < settings.ambiguity_margin and confidence_if_clear >= settings.threshold:
+        return Decision("clarify", "ambiguous")
+    if confidence >= settings.threshold:
+        return Decision("answer", "answered")
+    if failures_so_far + 1 >= settings.handoff_after_failures:
+        return Decision("handoff", "repeated_failure", counts_as_failure=True)
+    return Decision("clarify", "low_confidence", counts_as_failure=True)

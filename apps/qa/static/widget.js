@@ -1,0 +1,410 @@
+/*
+ * threefold FAQ chat widget: one script tag adds a chat bubble to any page.
+ *
+ *   <script src="https://bot.example.com/static/widget.js"
+ *           data-api="https://bot.example.com" data-title="Help"></script>
+ *
+ * data-api   base URL of the QA bot API (default: the origin the script was loaded from)
+ * data-title heading of the chat panel (default "Questions? Ask us")
+ *
+ * A <threefold-chat> custom element with its own shadow DOM (page styles do not leak in or
+ * out). Every piece of text from the server or the user is rendered with textContent, never
+ * as HTML. The session id is kept in localStorage so a reload restores the conversation.
+ */
+(function () {
+  "use strict";
+
+  var script = document.currentScript;
+  var scriptOrigin = script && script.src ? new URL(script.src, location.href).origin : "";
+  var defaults = {
+    api: (script && script.dataset.api) || scriptOrigin || location.origin,
+    title: (script && script.dataset.title) || "Questions? Ask us",
+  };
+
+  var STYLE = [
+    ":host { all: initial; position: fixed; right: 20px; bottom: 20px; z-index: 2147483000;",
+    "  font: 15px/1.45 system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; color: #1f2328; }",
+    "* { box-sizing: border-box; }",
+    ".launcher { width: 60px; height: 60px; border-radius: 50%; border: 0; cursor: pointer;",
+    "  background: #2f5d50; color: #fff; box-shadow: 0 6px 18px rgba(0,0,0,.25);",
+    "  display: flex; align-items: center; justify-content: center; }",
+    ".launcher svg { width: 28px; height: 28px; fill: currentColor; }",
+    ".launcher:focus-visible, button:focus-visible, input:focus-visible {",
+    "  outline: 3px solid #f2b705; outline-offset: 2px; }",
+    ".panel { position: absolute; right: 0; bottom: 76px; width: 360px; max-width: calc(100vw - 40px);",
+    "  height: 520px; max-height: calc(100vh - 120px); background: #fff; border-radius: 14px;",
+    "  box-shadow: 0 12px 40px rgba(0,0,0,.28); display: flex; flex-direction: column;",
+    "  overflow: hidden; }",
+    ".panel[hidden] { display: none; }",
+    "header { background: #2f5d50; color: #fff; padding: 12px 14px; display: flex;",
+    "  align-items: center; justify-content: space-between; gap: 8px; }",
+    "h2 { margin: 0; font-size: 16px; font-weight: 600; }",
+    ".close { background: transparent; border: 0; color: #fff; font-size: 22px; line-height: 1;",
+    "  cursor: pointer; width: 36px; height: 36px; border-radius: 8px; }",
+    ".log { flex: 1; overflow-y: auto; padding: 12px; display: flex; flex-direction: column;",
+    "  gap: 8px; background: #f6f7f6; }",
+    ".msg { max-width: 85%; padding: 8px 11px; border-radius: 12px; white-space: pre-wrap;",
+    "  overflow-wrap: anywhere; }",
+    ".msg.user { align-self: flex-end; background: #2f5d50; color: #fff; border-bottom-right-radius: 4px; }",
+    ".msg.bot { align-self: flex-start; background: #fff; border: 1px solid #dde2df;",
+    "  border-bottom-left-radius: 4px; }",
+    ".msg.error { border-color: #c9372c; color: #8a1c13; }",
+    ".suggestions { display: flex; flex-direction: column; gap: 6px; align-self: stretch; }",
+    ".suggestion { text-align: left; background: #fff; color: #2f5d50; border: 1px solid #2f5d50;",
+    "  border-radius: 10px; padding: 8px 10px; cursor: pointer; font: inherit; min-height: 40px; }",
+    ".suggestion:hover { background: #eaf2ef; }",
+    ".feedback { display: flex; gap: 6px; align-items: center; font-size: 13px; color: #57606a; }",
+    ".feedback button { border: 1px solid #cfd6d2; background: #fff; border-radius: 8px;",
+    "  min-width: 40px; min-height: 32px; cursor: pointer; font-size: 16px; }",
+    ".feedback svg { width: 18px; height: 18px; fill: #2f5d50; vertical-align: middle; }",
+    ".feedback svg.down { transform: rotate(180deg); }",
+    ".feedback button[aria-pressed='true'] { background: #eaf2ef; border-color: #2f5d50; }",
+    ".feedback button:disabled { cursor: default; }",
+    ".notice { margin: 0; padding: 8px 12px; background: #fff4d6; color: #5c4200; font-size: 14px;",
+    "  border-top: 1px solid #f2d68a; }",
+    ".notice[hidden] { display: none; }",
+    "form { display: flex; gap: 8px; padding: 10px; border-top: 1px solid #dde2df; background: #fff; }",
+    "input { flex: 1; min-width: 0; font: inherit; padding: 10px 12px; border: 1px solid #b8c2bd;",
+    "  border-radius: 10px; }",
+    ".send { font: inherit; padding: 0 14px; min-height: 44px; border: 0; border-radius: 10px;",
+    "  background: #2f5d50; color: #fff; cursor: pointer; }",
+    ".send:disabled { opacity: .6; cursor: progress; }",
+    ".sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden;",
+    "  clip: rect(0 0 0 0); white-space: nowrap; }",
+    "@media (max-width: 480px) {",
+    "  :host { right: 12px; bottom: 12px; }",
+    "  .panel { position: fixed; inset: 0; width: 100vw; max-width: none; height: 100dvh;",
+    "    max-height: none; border-radius: 0; }",
+    "  :host([open]) .launcher { display: none; }",
+    "}",
+    "@media (prefers-reduced-motion: no-preference) { .launcher { transition: transform .15s; }",
+    "  .launcher:hover { transform: scale(1.05); } }",
+  ].join("\n");
+
+  // Material Design "thumb_up" (Apache-2.0); thumbs down is the same shape rotated.
+  var THUMB_PATH =
+    "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 " +
+    "7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23" +
+    ".14-.47.14-.73v-2z";
+  var ICON_PATH =
+    "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2zm3 6v2h2v-2H7zm4 0v2h2v-2h-2zm4 0v2h2v-2h-2z";
+  var SVG_NS = "http://www.w3.org/2000/svg";
+
+  function icon(d, extraClass) {
+    var svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    if (extraClass) svg.setAttribute("class", extraClass);
+    var path = document.createElementNS(SVG_NS, "path");
+    path.setAttribute("d", d);
+    svg.appendChild(path);
+    return svg;
+  }
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (name) {
+      node.setAttribute(name, attrs[name]);
+    });
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  class ThreefoldChat extends HTMLElement {
+    constructor() {
+      super();
+      this.api = (this.getAttribute("api") || defaults.api).replace(/\/+$/, "");
+      this.heading = this.getAttribute("heading") || defaults.title;
+      this.storageKey = "threefold-chat:session:" + this.api;
+      this.busy = false;
+      var root = this.attachShadow({ mode: "open" });
+      root.appendChild(el("style", {}, STYLE));
+
+      this.launcher = el("button", {
+        class: "launcher",
+        type: "button",
+        "aria-label": "Open chat: " + this.heading,
+        "aria-expanded": "false",
+        "aria-controls": "tf-panel",
+        "aria-haspopup": "dialog",
+      });
+      this.launcher.appendChild(icon(ICON_PATH, ""));
+
+      this.panel = el("div", {
+        class: "panel",
+        id: "tf-panel",
+        role: "dialog",
+        "aria-modal": "false",
+        "aria-labelledby": "tf-title",
+      });
+      this.panel.hidden = true;
+      var header = el("header");
+      header.appendChild(el("h2", { id: "tf-title" }, this.heading));
+      this.closeButton = el("button", { class: "close", type: "button", "aria-label": "Close chat" }, "×");
+      header.appendChild(this.closeButton);
+      this.log = el("div", {
+        class: "log",
+        role: "log",
+        "aria-live": "polite",
+        "aria-relevant": "additions",
+        "aria-label": "Conversation",
+        tabindex: "0",
+      });
+      this.notice = el("p", { class: "notice", role: "status" });
+      this.notice.hidden = true;
+      this.form = el("form", { "aria-label": "Send a question" });
+      var label = el("label", { class: "sr-only", for: "tf-input" }, "Your question");
+      this.input = el("input", {
+        id: "tf-input",
+        type: "text",
+        maxlength: "1000",
+        autocomplete: "off",
+        placeholder: "Type your question…",
+        enterkeyhint: "send",
+      });
+      this.sendButton = el("button", { class: "send", type: "submit", "aria-label": "Send message" }, "Send");
+      this.form.append(label, this.input, this.sendButton);
+      this.panel.append(header, this.log, this.notice, this.form);
+      root.append(this.panel, this.launcher);
+
+      this.launcher.addEventListener("click", () => this.toggle());
+      this.closeButton.addEventListener("click", () => this.close());
+      // Escape closes the open panel, also when focus has left it (e.g. a button just disabled).
+      document.addEventListener("keydown", (event) => {
+        if (event.key === "Escape" && !this.panel.hidden) {
+          event.preventDefault();
+          this.close();
+        }
+      });
+      this.form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        var text = this.input.value.trim();
+        if (text) this.send(text, null);
+      });
+    }
+
+    connectedCallback() {
+      this.restore();
+    }
+
+    get sessionId() {
+      try {
+        return localStorage.getItem(this.storageKey);
+      } catch (error) {
+        return null;
+      }
+    }
+
+    set sessionId(value) {
+      try {
+        if (value) localStorage.setItem(this.storageKey, value);
+        else localStorage.removeItem(this.storageKey);
+      } catch (error) {
+        /* storage disabled: the conversation just does not survive a reload */
+      }
+    }
+
+    toggle() {
+      if (this.panel.hidden) this.open();
+      else this.close();
+    }
+
+    open() {
+      this.panel.hidden = false;
+      this.setAttribute("open", "");
+      this.launcher.setAttribute("aria-expanded", "true");
+      this.launcher.setAttribute("aria-label", "Close chat: " + this.heading);
+      if (!this.log.childElementCount) {
+        this.addBot("Hi! Ask me anything about orders, shipping, returns or your account.");
+      }
+      this.input.focus();
+    }
+
+    close() {
+      this.panel.hidden = true;
+      this.removeAttribute("open");
+      this.launcher.setAttribute("aria-expanded", "false");
+      this.launcher.setAttribute("aria-label", "Open chat: " + this.heading);
+      this.launcher.focus();
+    }
+
+    scrollDown() {
+      this.log.scrollTop = this.log.scrollHeight;
+    }
+
+    addUser(text) {
+      var node = el("div", { class: "msg user" }, text);
+      this.log.appendChild(node);
+      this.scrollDown();
+      return node;
+    }
+
+    addBot(text, extraClass) {
+      var node = el("div", { class: "msg bot" + (extraClass ? " " + extraClass : "") }, text);
+      this.log.appendChild(node);
+      this.scrollDown();
+      return node;
+    }
+
+    addSuggestions(suggestions) {
+      if (!suggestions || !suggestions.length) return;
+      var group = el("div", { class: "suggestions", role: "group", "aria-label": "Suggested questions" });
+      suggestions.forEach((item) => {
+        var button = el("button", { class: "suggestion", type: "button" }, item.question);
+        button.addEventListener("click", () => {
+          group.querySelectorAll("button").forEach((b) => (b.disabled = true));
+          this.send(item.question, item.faq_id);
+        });
+        group.appendChild(button);
+      });
+      this.log.appendChild(group);
+      this.scrollDown();
+    }
+
+    addFeedback(turnId) {
+      var row = el("div", { class: "feedback", role: "group", "aria-label": "Was this answer helpful?" });
+      row.appendChild(el("span", { "aria-hidden": "true" }, "Helpful?"));
+      var up = el("button", { type: "button", "aria-label": "Yes, helpful", "aria-pressed": "false" });
+      var down = el("button", { type: "button", "aria-label": "No, not helpful", "aria-pressed": "false" });
+      up.appendChild(icon(THUMB_PATH, ""));
+      down.appendChild(icon(THUMB_PATH, "down"));
+      var status = el("span", { class: "feedback-status" });
+      var rate = (rating, button) => {
+        up.disabled = true;
+        down.disabled = true;
+        button.setAttribute("aria-pressed", "true");
+        this.input.focus();
+        this.post("/api/feedback", { session_id: this.sessionId, turn_id: turnId, rating: rating })
+          .then(() => (status.textContent = "Thanks for your feedback!"))
+          .catch(() => {
+            status.textContent = "Feedback could not be sent.";
+            up.disabled = false;
+            down.disabled = false;
+            button.setAttribute("aria-pressed", "false");
+          });
+      };
+      up.addEventListener("click", () => rate("up", up));
+      down.addEventListener("click", () => rate("down", down));
+      row.append(up, down, status);
+      this.log.appendChild(row);
+      this.scrollDown();
+    }
+
+    showHandoff() {
+      this.notice.textContent =
+        "A member of our team has been notified and will continue this conversation.";
+      this.notice.hidden = false;
+    }
+
+    post(path, body) {
+      return fetch(this.api + path, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      }).then((response) =>
+        response
+          .json()
+          .catch(() => ({}))
+          .then((data) => {
+            if (!response.ok) {
+              var error = new Error(data.message || "HTTP " + response.status);
+              error.status = response.status;
+              error.code = data.error;
+              throw error;
+            }
+            return data;
+          })
+      );
+    }
+
+    setBusy(busy) {
+      this.busy = busy;
+      this.sendButton.disabled = busy;
+      this.log.setAttribute("aria-busy", busy ? "true" : "false");
+    }
+
+    send(text, faqId) {
+      if (this.busy) return;
+      this.setBusy(true);
+      this.addUser(text);
+      this.input.value = "";
+      var body = { message: text };
+      if (faqId) body.faq_id = faqId;
+      var attempt = (retry) => {
+        var sessionId = this.sessionId;
+        var payload = Object.assign({}, body, sessionId ? { session_id: sessionId } : {});
+        return this.post("/api/chat", payload).catch((error) => {
+          if (retry && error.code === "unknown_session") {
+            this.sessionId = null; // expired: start a new session
+            return attempt(false);
+          }
+          throw error;
+        });
+      };
+      attempt(true)
+        .then((reply) => this.render(reply))
+        .catch((error) => {
+          var text =
+            error.status === 429
+              ? "You are sending messages very quickly. Please wait a moment and try again."
+              : "Sorry, something went wrong: " + error.message;
+          this.addBot(text, "error");
+        })
+        .finally(() => {
+          this.setBusy(false);
+          this.input.focus();
+        });
+    }
+
+    render(reply) {
+      this.sessionId = reply.session_id;
+      var node = this.addBot(reply.reply);
+      node.dataset.outcome = reply.outcome;
+      if (reply.faq_id) node.dataset.faqId = reply.faq_id;
+      if (reply.answer) this.addFeedback(reply.turn_id);
+      this.addSuggestions(reply.suggestions);
+      if (reply.handoff) this.showHandoff();
+    }
+
+    restore() {
+      var sessionId = this.sessionId;
+      if (!sessionId) return;
+      fetch(this.api + "/api/sessions/" + encodeURIComponent(sessionId))
+        .then((response) => {
+          if (response.status === 404) {
+            this.sessionId = null;
+            return null;
+          }
+          return response.ok ? response.json() : null;
+        })
+        .then((history) => {
+          if (!history || !history.turns) return;
+          history.turns.forEach((turn) => {
+            if (turn.role === "user") this.addUser(turn.text);
+            else {
+              var node = this.addBot(turn.text);
+              node.dataset.outcome = turn.outcome || "";
+              if (turn.faq_id) node.dataset.faqId = turn.faq_id;
+              if (turn.outcome === "answer") this.addFeedback(turn.turn_id);
+            }
+          });
+          if (history.handoff) this.showHandoff();
+        })
+        .catch(() => {
+          /* offline: start empty */
+        });
+    }
+  }
+
+  if (!customElements.get("threefold-chat")) {
+    customElements.define("threefold-chat", ThreefoldChat);
+  }
+  function mount() {
+    if (!document.querySelector("threefold-chat")) {
+      document.body.appendChild(document.createElement("threefold-chat"));
+    }
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", mount);
+  else mount();
+})();

@@ -1,0 +1,110 @@
+"""Fixtures of the QA bot tests: the shipped store FAQ built once, per-test bot dirs and apps."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from threefold.apps.qa.bot import Bot
+from threefold.apps.qa.config import SAMPLE_KB, QAConfig
+from threefold.apps.qa.knowledge_base import KnowledgeBase
+from threefold.apps.qa.store import BotStore
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+def publish_copy(bot: Bot, root: Path) -> BotStore:
+    """Publish a copy of `bot` (own BotInfo, shared read-only index) as a new bot directory."""
+    clone = Bot(
+        kb=bot.kb,
+        index=bot.index,
+        embedder=bot.embedder,
+        calibrator=bot.calibrator,
+        info=replace(bot.info),
+    )
+    store = BotStore(root)
+    store.publish(clone)
+    return store
+
+
+@pytest.fixture(name="publish_copy")
+def publish_copy_fixture() -> Callable[[Bot, Path], BotStore]:
+    """The `publish_copy(bot, root)` helper as a fixture."""
+    return publish_copy
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    """Authorization header with the admin token the `make_app` apps use."""
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(scope="session")
+def store_kb() -> KnowledgeBase:
+    return KnowledgeBase.load(SAMPLE_KB)
+
+
+@pytest.fixture(scope="session")
+def store_bot(embedder, store_kb: KnowledgeBase) -> Bot:
+    """The shipped sample store FAQ, built once per test run (never mutate it)."""
+    from threefold.apps.qa.builder import build_bot
+
+    return build_bot(store_kb, embedder)
+
+
+@pytest.fixture
+def bot_dir(tmp_path: Path, store_bot: Bot) -> Path:
+    """A bot directory of this test holding one version of the store bot."""
+    root = tmp_path / "bot"
+    publish_copy(store_bot, root)
+    return root
+
+
+@pytest.fixture
+def make_app(bot_dir: Path, redis_url: str, redis_prefix: str, embedder) -> Callable[..., object]:
+    """`make_app(**config_overrides)` -> a Flask app on this test's bot dir and Redis prefix."""
+    from threefold.apps.qa.api import create_app
+
+    def make(**overrides: object) -> object:
+        settings: dict[str, object] = {
+            "bot_dir": str(bot_dir),
+            "kb_path": None,
+            "redis_url": redis_url,
+            "redis_prefix": redis_prefix,
+            "admin_token": ADMIN_TOKEN,
+            "rate_limit_per_minute": None,
+        }
+        settings.update(overrides)
+        return create_app(QAConfig(**settings), embedder=embedder)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def webhook_server() -> Iterator[tuple[str, queue.Queue]]:
+    """A local HTTP server that records JSON POST bodies: (url, queue of received payloads)."""
+    received: queue.Queue = queue.Queue()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            received.put(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/handoff", received
+    server.shutdown()
+    server.server_close()

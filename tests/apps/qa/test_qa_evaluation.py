@@ -1,0 +1,101 @@
+"""The evaluation contract: metric definitions and the `threefold qa build/eval` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from threefold.apps.qa.bot import Bot
+from threefold.apps.qa.cli import qa
+from threefold.apps.qa.config import SAMPLE_KB, SAMPLE_QUERIES
+from threefold.apps.qa.evaluation import LabeledQuery, evaluate, read_queries
+from threefold.core.errors import DataError
+
+CONTRACT_KEYS = {
+    "n",
+    "in_scope_accuracy",
+    "recall_at_5",
+    "mrr",
+    "oos_precision",
+    "oos_recall",
+    "overall_accuracy",
+    "latency_ms",
+}
+QUERIES = [
+    LabeledQuery("Is shipping free?", "shipping_cost"),
+    LabeledQuery("How do I reset my password?", "password_reset"),
+    LabeledQuery("What is the capital of Peru?", None),
+]
+
+
+def test_sample_queries_score_well_on_the_sample_kb(store_bot: Bot) -> None:
+    queries = read_queries(SAMPLE_QUERIES)
+    result = evaluate(store_bot, queries)
+    assert set(result) >= CONTRACT_KEYS
+    assert result["n"] == len(queries) == result["n_in_scope"] + result["n_out_of_scope"]
+    assert result["in_scope_accuracy"] >= 0.7
+    assert result["recall_at_5"] >= 0.9
+    assert result["recall_at_5"] >= result["in_scope_accuracy"]
+    assert result["oos_recall"] >= 0.75
+    assert result["latency_ms"]["p95"] >= result["latency_ms"]["p50"] > 0
+
+
+def test_answering_everything_detects_no_out_of_scope_query(store_bot: Bot) -> None:
+    result = evaluate(
+        store_bot, QUERIES, settings=store_bot.policy_settings(threshold=0.0, ambiguity_margin=0.0)
+    )
+    assert result["in_scope_accuracy"] == 1.0
+    assert result["oos_recall"] == 0.0
+    assert result["oos_precision"] is None  # nothing abstained
+    assert result["overall_accuracy"] == round(2 / 3, 4)
+    assert result["mrr"] == 1.0
+
+
+def test_abstaining_always_counts_in_scope_queries_as_wrong(store_bot: Bot) -> None:
+    result = evaluate(store_bot, QUERIES, settings=store_bot.policy_settings(threshold=1.0))
+    assert result["in_scope_accuracy"] == 0.0
+    assert result["recall_at_5"] == 1.0  # the ranking is scored regardless of abstention
+    assert result["oos_recall"] == 1.0
+    assert result["oos_precision"] == round(1 / 3, 4)
+    assert result["overall_accuracy"] == round(1 / 3, 4)
+
+
+def test_expected_ids_missing_from_the_kb_are_reported(store_bot: Bot) -> None:
+    with pytest.raises(DataError, match=r"1 expected_id value\(s\) are not FAQ ids.*'nope'"):
+        evaluate(store_bot, [LabeledQuery("hello", "nope")])
+
+
+def test_query_file_needs_both_columns(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text("query,label\nhi,a\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"missing column\(s\) \['expected_id'\]"):
+        read_queries(path)
+
+
+@pytest.mark.slow
+def test_build_then_eval_commands_print_the_contract_json(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "bot"
+    built = runner.invoke(qa, ["build", "--kb", str(SAMPLE_KB), "--out", str(out)])
+    assert built.exit_code == 0, built.output
+    summary = json.loads(built.stdout)
+    assert summary["faqs"] == 44 and summary["calibration"]["source"] == "held-out"
+    evaluated = runner.invoke(qa, ["eval", "--bot", str(out), "--queries", str(SAMPLE_QUERIES)])
+    assert evaluated.exit_code == 0, evaluated.output
+    result = json.loads(evaluated.stdout)
+    assert set(result) >= CONTRACT_KEYS
+    assert result["bot_version"] == summary["version"]
+    asked = runner.invoke(qa, ["ask", "--bot", str(out), "is", "shipping", "free?"])
+    assert json.loads(asked.stdout)["faq_id"] == "shipping_cost"
+
+
+def test_build_command_reports_a_bad_kb_without_a_traceback(tmp_path: Path) -> None:
+    kb = tmp_path / "kb.csv"
+    kb.write_text("id,question\na,Hi?\n", encoding="utf-8")
+    result = CliRunner().invoke(qa, ["build", "--kb", str(kb), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 1
+    assert "missing column 'answer'" in result.output
+    assert "Traceback" not in result.output

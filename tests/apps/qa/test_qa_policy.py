@@ -1,0 +1,63 @@
+"""The answer / clarify / handoff policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from threefold.apps.qa.policy import PolicySettings, decide, looks_like_follow_up, wants_human
+from threefold.core.errors import ConfigError
+
+SETTINGS = PolicySettings(threshold=0.5, ambiguity_margin=0.03, handoff_after_failures=2)
+
+
+def run(confidence: float, margin: float, if_clear: float | None = None, **kw: object) -> str:
+    decision = decide(
+        confidence=confidence,
+        margin=margin,
+        confidence_if_clear=confidence if if_clear is None else if_clear,
+        settings=SETTINGS,
+        **kw,  # type: ignore[arg-type]
+    )
+    return f"{decision.outcome}:{decision.reason}"
+
+
+def test_confident_and_clear_answers() -> None:
+    assert run(0.9, 0.2) == "answer:answered"
+
+
+def test_two_close_strong_candidates_ask_to_clarify() -> None:
+    assert run(0.4, 0.01, if_clear=0.8) == "clarify:ambiguous"
+    assert run(0.7, 0.01, if_clear=0.9) == "clarify:ambiguous"
+
+
+def test_low_confidence_clarifies_then_hands_off() -> None:
+    assert run(0.2, 0.2, failures_so_far=0) == "clarify:low_confidence"
+    assert run(0.2, 0.2, failures_so_far=1) == "handoff:repeated_failure"
+
+
+def test_explicit_request_for_a_person_hands_off_even_when_confident() -> None:
+    assert run(0.99, 0.5, human_requested=True) == "handoff:requested"
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["Can I talk to a human?", "I want a real person", "agent please", "speak with someone"],
+)
+def test_requests_for_a_person_are_recognized(message: str) -> None:
+    assert wants_human(message)
+
+
+@pytest.mark.parametrize("message", ["How do I reset my password?", "Where is my parcel?"])
+def test_ordinary_questions_are_not_handoff_requests(message: str) -> None:
+    assert not wants_human(message)
+
+
+def test_follow_up_detection() -> None:
+    assert looks_like_follow_up("and to Mexico?")
+    assert looks_like_follow_up("What about business accounts with several users and invoices?")
+    assert not looks_like_follow_up("How long does shipping to Mexico take for large furniture?")
+
+
+def test_settings_are_validated() -> None:
+    with pytest.raises(ConfigError, match="handoff_after_failures must be >= 1, found 0"):
+        PolicySettings(threshold=0.5, handoff_after_failures=0)

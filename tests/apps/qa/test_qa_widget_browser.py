@@ -1,0 +1,118 @@
+"""The chat widget in a real headless Chromium: ask, see answers, suggestions, feedback, XSS."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from threefold.apps.qa.knowledge_base import entry_from_mapping
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+TITLE = "Juniper & Pine help"
+
+
+def open_widget(page, base: str | None):
+    if base is not None:
+        page.goto(f"{base}/demo")
+    page.get_by_role("button", name=f"Open chat: {TITLE}").click()
+    dialog = page.get_by_role("dialog", name=TITLE)
+    dialog.wait_for(state="visible")
+    return dialog
+
+
+def ask(dialog, text: str) -> None:
+    box = dialog.get_by_label("Your question")
+    box.fill(text)
+    box.press("Enter")
+
+
+def test_ask_click_a_suggestion_and_give_feedback(
+    make_app, live_server, page, screenshot_dir: Path
+) -> None:
+    app = make_app()
+    base = live_server(app)
+    dialog = open_widget(page, base)
+    assert dialog.get_by_label("Your question").evaluate("e => e === e.getRootNode().activeElement")
+
+    ask(dialog, "Is shipping free?")
+    answer = dialog.locator(".msg.bot[data-faq-id='shipping_cost']")
+    answer.wait_for()
+    assert "Standard shipping is free on orders over $50" in answer.inner_text()
+    page.screenshot(path=str(screenshot_dir / "qa_widget_answer.png"))
+
+    ask(dialog, "account")
+    suggestions = dialog.get_by_role("group", name="Suggested questions")
+    suggestions.wait_for()
+    first = suggestions.get_by_role("button").first
+    question = first.inner_text()
+    entry = next(e for e in app.extensions["threefold_qa"].manager.bot.kb if e.question == question)
+    page.screenshot(path=str(screenshot_dir / "qa_widget_suggestions.png"))
+    first.click()
+    picked = dialog.locator(f".msg.bot[data-faq-id='{entry.id}']")
+    picked.wait_for()
+    assert picked.inner_text() == entry.answer
+
+    dialog.get_by_role("button", name="Yes, helpful").last.click()
+    dialog.get_by_text("Thanks for your feedback!").wait_for()
+    stored = app.extensions["threefold_qa"].feedback.feedback()
+    assert [(f["rating"], f["faq_id"]) for f in stored] == [("up", entry.id)]
+    page.screenshot(path=str(screenshot_dir / "qa_widget_feedback.png"))
+
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+    launcher = page.get_by_role("button", name=f"Open chat: {TITLE}")
+    assert launcher.get_attribute("aria-expanded") == "false"
+
+    page.reload()  # the session id is in localStorage: the conversation comes back
+    dialog = open_widget(page, None)
+    dialog.locator(f".msg.bot[data-faq-id='{entry.id}']").wait_for()
+    restored = dialog.locator(".msg.user").all_inner_texts()
+    assert restored == ["Is shipping free?", "account", question]
+
+
+def test_handoff_notice_is_shown(make_app, live_server, page, screenshot_dir: Path) -> None:
+    dialog = open_widget(page, live_server(make_app()))
+    ask(dialog, "Can I talk to a real person please?")
+    notice = dialog.get_by_role("status")
+    notice.wait_for()
+    assert "member of our team" in notice.inner_text()
+    page.screenshot(path=str(screenshot_dir / "qa_widget_handoff.png"))
+
+
+def test_kb_html_is_shown_as_text_never_run(
+    make_app, live_server, page, screenshot_dir: Path
+) -> None:
+    app = make_app()
+    hostile = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b>'
+    app.extensions["threefold_qa"].manager.edit(
+        upserts=[
+            entry_from_mapping(
+                {"id": "xss", "question": "What is the pelican policy?", "answer": hostile}
+            )
+        ]
+    )
+    dialog = open_widget(page, live_server(app))
+    ask(dialog, "What is the pelican policy?")
+    answer = dialog.locator(".msg.bot[data-faq-id='xss']")
+    answer.wait_for()
+    assert answer.inner_text() == hostile
+    assert answer.locator("img, script, b").count() == 0
+    ask(dialog, "<img src=y onerror=window.__xss=3>")
+    dialog.locator(".msg.user").last.wait_for()
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__xss === undefined")
+    page.screenshot(path=str(screenshot_dir / "qa_widget_xss_as_text.png"))
+
+
+def test_mobile_layout_fills_the_screen(make_app, live_server, browser, screenshot_dir) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 700}, is_mobile=True)
+    try:
+        page = context.new_page()
+        dialog = open_widget(page, live_server(make_app()))
+        box = dialog.bounding_box()
+        assert box is not None and re.match(r"37\d", str(int(box["width"])))
+        page.screenshot(path=str(screenshot_dir / "qa_widget_mobile.png"))
+    finally:
+        context.close()
