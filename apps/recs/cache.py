@@ -1,0 +1,237 @@
+"""Redis state shared by API workers: cached rec lists, user event histories, item vectors and
+the catalog change log. Every call degrades: when Redis is down the caller gets None/False,
+the failure is logged and counted, and Redis is not retried for `retry_seconds`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from threefold.apps.recs.events import Event
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class CacheMetrics:
+    """Prometheus series for the cache, on the app's own registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lookups = Counter(
+            "recs_cache_lookups_total",
+            "Recommendation cache lookups by result (hit, miss, unavailable)",
+            ["result"],
+            registry=registry,
+        )
+        self.redis_errors = Counter(
+            "recs_redis_errors_total",
+            "Redis operations that failed (the API answered without Redis)",
+            ["operation"],
+            registry=registry,
+        )
+        self.redis_up = Gauge(
+            "recs_redis_available", "1 when the last Redis call succeeded", registry=registry
+        )
+        self.hits = 0
+        self.misses = 0
+        self.unavailable = 0
+        self._lock = threading.Lock()
+        Gauge(
+            "recs_cache_hit_rate",
+            "Cache hits / (hits + misses) since start",
+            registry=registry,
+        ).set_function(lambda: self.hit_rate)
+
+    def record(self, result: str) -> None:
+        with self._lock:
+            if result == "hit":
+                self.hits += 1
+            elif result == "miss":
+                self.misses += 1
+            else:
+                self.unavailable += 1
+        self.lookups.labels(result).inc()
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "unavailable": self.unavailable,
+            "hit_rate": round(self.hit_rate, 4),
+        }
+
+
+class RedisState:
+    """All Redis access of the recs app, behind one circuit breaker."""
+
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        prefix: str,
+        metrics: CacheMetrics,
+        ttl_seconds: int = 300,
+        timeout_seconds: float = 0.25,
+        retry_seconds: float = 5.0,
+        history_limit: int = 200,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.metrics = metrics
+        self.ttl_seconds = ttl_seconds
+        self.timeout_seconds = timeout_seconds
+        self.retry_seconds = retry_seconds
+        self.history_limit = history_limit
+        self._client: Any = None
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ plumbing
+    def _redis(self) -> Any:
+        if self._client is None:
+            import redis
+
+            self._client = redis.Redis.from_url(
+                self.url,
+                socket_timeout=self.timeout_seconds,
+                socket_connect_timeout=self.timeout_seconds,
+                retry_on_timeout=False,
+            )
+        return self._client
+
+    def _call(self, operation: str, action: Callable[[Any], T]) -> T | None:
+        """Run `action(client)`; on any Redis failure count it, log it and return None."""
+        if self.url is None or time.monotonic() < self._down_until:
+            return None
+        try:
+            result = action(self._redis())
+        except Exception as exc:  # every redis-py error means: answer without Redis
+            with self._lock:
+                first = self._down_until == 0.0 or time.monotonic() >= self._down_until
+                self._down_until = time.monotonic() + self.retry_seconds
+            self.metrics.redis_errors.labels(operation).inc()
+            self.metrics.redis_up.set(0)
+            if first:
+                logger.warning(
+                    "redis unavailable during %s (%s: %s); serving without it for %.0fs",
+                    operation,
+                    type(exc).__name__,
+                    exc,
+                    self.retry_seconds,
+                )
+            return None
+        self.metrics.redis_up.set(1)
+        return result
+
+    @property
+    def available(self) -> bool:
+        return self._call("ping", lambda r: bool(r.ping())) is True
+
+    def _key(self, *parts: str) -> str:
+        return self.prefix + ":".join(parts)
+
+    # ------------------------------------------------------------------ rec lists
+    def get_recs(self, user_id: str, variant: str) -> dict[str, Any] | None:
+        """A cached response for this user and query variant; counts hit/miss/unavailable."""
+        raw = self._call("get_recs", lambda r: [r.hget(self._key("recs", user_id), variant)])
+        if raw is None:
+            self.metrics.record("unavailable")
+            return None
+        if raw[0] is None:
+            self.metrics.record("miss")
+            return None
+        self.metrics.record("hit")
+        return json.loads(raw[0])
+
+    def put_recs(self, user_id: str, variant: str, value: Mapping[str, Any]) -> bool:
+        key = self._key("recs", user_id)
+
+        def action(r: Any) -> bool:
+            pipe = r.pipeline()
+            pipe.hset(key, variant, json.dumps(value))
+            pipe.expire(key, self.ttl_seconds)
+            pipe.execute()
+            return True
+
+        return self._call("put_recs", action) is True
+
+    def invalidate(self, user_ids: Iterable[str]) -> bool:
+        keys = [self._key("recs", u) for u in set(user_ids)]
+        if not keys:
+            return True
+        return self._call("invalidate", lambda r: r.delete(*keys) >= 0) is True
+
+    # ------------------------------------------------------------------ histories
+    def append_events(self, events: Sequence[Event]) -> bool:
+        """Append events to each user's shared history (capped at `history_limit`)."""
+
+        def action(r: Any) -> bool:
+            pipe = r.pipeline()
+            for event in events:
+                key = self._key("history", event.user_id)
+                pipe.rpush(key, json.dumps(event.to_dict()))
+                pipe.ltrim(key, -self.history_limit, -1)
+            pipe.execute()
+            return True
+
+        return self._call("append_events", action) is True
+
+    def history(self, user_id: str) -> list[Event] | None:
+        """Events posted through the API for this user (None when Redis is unavailable)."""
+        raw = self._call("history", lambda r: r.lrange(self._key("history", user_id), 0, -1))
+        if raw is None:
+            return None
+        return [Event.from_dict(json.loads(entry)) for entry in raw]
+
+    # ------------------------------------------------------------------ item vectors
+    def get_vectors(self, model_id: str, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        if not item_ids:
+            return {}
+        raw = self._call("get_vectors", lambda r: r.hmget(self._key("vectors", model_id), item_ids))
+        if raw is None:
+            return {}
+        return {
+            item_id: np.frombuffer(value, dtype=np.float32).copy()
+            for item_id, value in zip(item_ids, raw, strict=True)
+            if value is not None
+        }
+
+    def put_vectors(self, model_id: str, vectors: Mapping[str, np.ndarray]) -> bool:
+        if not vectors:
+            return True
+        mapping = {k: np.asarray(v, dtype=np.float32).tobytes() for k, v in vectors.items()}
+        return (
+            self._call(
+                "put_vectors", lambda r: r.hset(self._key("vectors", model_id), mapping=mapping)
+            )
+            is not None
+        )
+
+    # ------------------------------------------------------------------ catalog changes
+    def publish_change(self, change: Mapping[str, Any]) -> int | None:
+        """Append to the catalog change log; returns the new log length (the version)."""
+        return self._call(
+            "publish_change",
+            lambda r: int(r.rpush(self._key("catalog", "changes"), json.dumps(change))),
+        )
+
+    def changes_since(self, version: int) -> list[dict[str, Any]] | None:
+        raw = self._call(
+            "changes_since", lambda r: r.lrange(self._key("catalog", "changes"), version, -1)
+        )
+        if raw is None:
+            return None
+        return [json.loads(entry) for entry in raw]

@@ -1,0 +1,189 @@
+"""Interaction statistics (popularity, trending, co-occurrence) and candidate generation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from threefold.apps.recs.events import Event
+
+DAY = 86_400.0
+DEFAULT_TRENDING_WINDOW = 14 * DAY
+
+
+class InteractionStats:
+    """Counts from an event log over a fixed item vocabulary (positions = `item_ids` order).
+
+    Co-occurrence is item-to-item cosine over the binary user x item matrix (item-kNN), kept as
+    the `neighbours` strongest per item (None keeps all). Trending counts interactions in a time
+    window ending at a given moment, so offline evaluation can ask "what was trending then".
+    """
+
+    def __init__(
+        self,
+        item_ids: Sequence[str],
+        events: Sequence[Event],
+        *,
+        neighbours: int | None = 200,
+        trending_window: float = DEFAULT_TRENDING_WINDOW,
+    ) -> None:
+        self.item_ids = list(item_ids)
+        self.position = {item_id: i for i, item_id in enumerate(self.item_ids)}
+        self.trending_window = float(trending_window)
+        self.neighbours = neighbours
+        n = len(self.item_ids)
+        users: dict[str, set[int]] = {}
+        times: list[list[float]] = [[] for _ in range(n)]
+        self.latest_timestamp = 0.0
+        for event in events:
+            pos = self.position.get(event.item_id)
+            if pos is None:
+                continue
+            users.setdefault(event.user_id, set()).add(pos)
+            times[pos].append(event.timestamp)
+            self.latest_timestamp = max(self.latest_timestamp, event.timestamp)
+        self.event_count = sum(len(t) for t in times)
+        self.counts = np.zeros(n, dtype=np.float32)
+        for positions in users.values():
+            self.counts[list(positions)] += 1.0
+        self._times = [np.sort(np.asarray(t, dtype=np.float64)) for t in times]
+        self._neighbour_ids, self._neighbour_sims = _cooccurrence_table(
+            list(users.values()), self.counts, n, neighbours
+        )
+        self._trending_now: np.ndarray | None = None
+        self._dense: np.ndarray | None = None
+        if self._neighbour_ids.shape[1] == n and n:
+            self._dense = np.zeros((n, n), dtype=np.float32)
+            rows = np.repeat(np.arange(n), n).reshape(n, n)
+            valid = self._neighbour_ids >= 0
+            self._dense[rows[valid], self._neighbour_ids[valid]] = self._neighbour_sims[valid]
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def popularity(self) -> np.ndarray:
+        """log(1 + users who interacted), scaled to [0, 1]."""
+        return _log_scale(self.counts)
+
+    def trending_at(self, moments: np.ndarray) -> np.ndarray:
+        """(len(moments), n_items): log-scaled interactions in the window ending at each moment."""
+        moments = np.asarray(moments, dtype=np.float64).reshape(-1)
+        counts = np.zeros((len(moments), len(self.item_ids)), dtype=np.float32)
+        for pos, stamps in enumerate(self._times):
+            if len(stamps):
+                upper = np.searchsorted(stamps, moments, side="right")
+                lower = np.searchsorted(stamps, moments - self.trending_window, side="right")
+                counts[:, pos] = upper - lower
+        return np.stack([_log_scale(row) for row in counts]) if len(moments) else counts
+
+    def trending(self) -> np.ndarray:
+        """Trending as of the newest event in the log (cached)."""
+        if self._trending_now is None:
+            self._trending_now = self.trending_at(np.array([self.latest_timestamp]))[0]
+        return self._trending_now
+
+    def cooccurrence(self, positions: Sequence[int], weights: Sequence[float]) -> np.ndarray:
+        """Sum over history items of weight x cosine(item, candidate), for every item."""
+        n = len(self.item_ids)
+        pairs = [(p, w) for p, w in zip(positions, weights, strict=True) if 0 <= p < n]
+        if not pairs:
+            return np.zeros(n, dtype=np.float32)
+        rows = np.array([p for p, _ in pairs])
+        row_weights = np.array([w for _, w in pairs], dtype=np.float32)
+        if self._dense is not None:
+            return row_weights @ self._dense[rows]
+        ids = self._neighbour_ids[rows]
+        valid = ids >= 0
+        scores = np.zeros(n, dtype=np.float32)
+        contributions = (row_weights[:, None] * self._neighbour_sims[rows])[valid]
+        np.add.at(scores, ids[valid], contributions)
+        return scores
+
+    def pair_similarity(self, first: int, second: int) -> float:
+        """Co-occurrence cosine of two items (0 when not among each other's neighbours)."""
+        if not (0 <= first < len(self.item_ids) and 0 <= second < len(self.item_ids)):
+            return 0.0
+        if self._dense is not None:
+            return float(self._dense[first, second])
+        hits = np.flatnonzero(self._neighbour_ids[first] == second)
+        return float(self._neighbour_sims[first, hits[0]]) if len(hits) else 0.0
+
+    def similar(self, position: int, n: int) -> list[tuple[int, float]]:
+        """The items most often seen together with `position` (best first)."""
+        if not 0 <= position < len(self._neighbour_ids):
+            return []
+        ids, sims = self._neighbour_ids[position], self._neighbour_sims[position]
+        order = np.argsort(-sims, kind="stable")
+        return [(int(ids[i]), float(sims[i])) for i in order[:n] if ids[i] >= 0 and sims[i] > 0]
+
+
+def _log_scale(values: np.ndarray) -> np.ndarray:
+    top = float(values.max()) if len(values) else 0.0
+    if top <= 0:
+        return np.zeros_like(values, dtype=np.float32)
+    return (np.log1p(values) / np.log1p(top)).astype(np.float32)
+
+
+def _cooccurrence_table(
+    users: list[set[int]], counts: np.ndarray, n: int, neighbours: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-`neighbours` cosine similarities per item from the binary user x item matrix."""
+    width = n if neighbours is None else min(neighbours, n)
+    ids = np.full((n, width), -1, dtype=np.int32)
+    sims = np.zeros((n, width), dtype=np.float32)
+    if n == 0 or width == 0 or not users:
+        return ids, sims
+    matrix = np.zeros((len(users), n), dtype=np.float32)
+    for row, positions in enumerate(users):
+        matrix[row, list(positions)] = 1.0
+    norms = np.sqrt(np.maximum(counts, 1.0))
+    block = 2048
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        together = matrix[:, start:stop].T @ matrix  # (block, n)
+        cosine = together / norms[start:stop, None] / norms[None, :]
+        cosine[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        if width < n:
+            top = np.argpartition(-cosine, width - 1, axis=1)[:, :width]
+        else:
+            top = np.tile(np.arange(n), (stop - start, 1))
+        ids[start:stop] = top
+        sims[start:stop] = np.take_along_axis(cosine, top, axis=1)
+    ids[sims <= 0] = -1
+    sims[sims <= 0] = 0.0
+    return ids, sims
+
+
+def top_positions(scores: np.ndarray, n: int, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Positions of the `n` highest scores (best first), restricted to `allowed` when given."""
+    values = scores if allowed is None else np.where(allowed, scores, -np.inf)
+    n = min(n, int(np.isfinite(values).sum()))
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    top = np.argpartition(-values, n - 1)[:n]
+    return top[np.argsort(-values[top], kind="stable")]
+
+
+def generate_candidates(
+    *,
+    allowed: np.ndarray,
+    pool: int,
+    popularity: np.ndarray,
+    trending: np.ndarray,
+    neighbour_positions: Sequence[int] = (),
+    cooccurrence: np.ndarray | None = None,
+) -> np.ndarray:
+    """Union of the profile's FAISS neighbours, co-occurring items, and popular/trending ones.
+
+    A cold user (no neighbours, no co-occurrence) gets popular and trending items only.
+    `allowed` masks out removed, filtered or already-seen items.
+    """
+    chosen: list[int] = [p for p in neighbour_positions if 0 <= p < len(allowed) and allowed[p]]
+    if cooccurrence is not None and cooccurrence.any():
+        chosen.extend(top_positions(cooccurrence, pool // 2, allowed & (cooccurrence > 0)).tolist())
+    share = max(pool // 4, 10)
+    chosen.extend(top_positions(trending, share, allowed).tolist())
+    chosen.extend(top_positions(popularity, share, allowed).tolist())
+    unique = list(dict.fromkeys(chosen))
+    return np.asarray(unique, dtype=np.int64)

@@ -1,0 +1,203 @@
+"""The item catalog: validated items with the text the ranker reads."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from threefold.core.errors import DataError
+from threefold.core.tables import read_records
+
+REQUIRED_COLUMNS = ("item_id", "title", "description", "category")
+OPTIONAL_COLUMNS = ("price", "tags", "metadata")
+MAX_ID_LENGTH = 128
+MAX_TEXT_LENGTH = 5_000
+CATEGORY_SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One catalog entry; `category` may hold several names joined by '|' (MovieLens genres)."""
+
+    item_id: str
+    title: str
+    description: str
+    category: str
+    price: float | None = None
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in self.category.split(CATEGORY_SEPARATOR) if c.strip())
+
+    def in_category(self, name: str) -> bool:
+        """Case-insensitive match against any of the item's categories."""
+        wanted = name.strip().lower()
+        return any(c.lower() == wanted for c in self.categories)
+
+    @property
+    def text(self) -> str:
+        """The text embedded for this item: title, categories, tags, description."""
+        parts = [self.title, ", ".join(self.categories)]
+        if self.tags:
+            parts.append(", ".join(self.tags))
+        if self.description:
+            parts.append(self.description)
+        return ". ".join(p.rstrip(". ") for p in parts if p)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "item_id": self.item_id,
+            "title": self.title,
+            "description": self.description,
+            "category": self.category,
+        }
+        if self.price is not None:
+            data["price"] = self.price
+        if self.tags:
+            data["tags"] = list(self.tags)
+        if self.metadata:
+            data["metadata"] = self.metadata
+        return data
+
+
+def parse_item(
+    values: Mapping[str, Any], *, path: str | None = None, line: int | None = None
+) -> Item:
+    """Validate one record (from a file or a JSON body); DataError names the bad column."""
+
+    def fail(column: str, message: str) -> DataError:
+        return DataError(message, path=path, line=line, column=column)
+
+    texts: dict[str, str] = {}
+    for column in REQUIRED_COLUMNS:
+        value = values.get(column)
+        if isinstance(value, int) and not isinstance(value, bool) and column == "item_id":
+            value = str(value)
+        if not isinstance(value, str):
+            found = "nothing" if value is None else type(value).__name__
+            raise fail(column, f"{column!r} must be text, found {found}")
+        value = value.strip()
+        if column != "description" and not value:
+            raise fail(column, f"{column!r} must not be empty")
+        limit = MAX_ID_LENGTH if column == "item_id" else MAX_TEXT_LENGTH
+        if len(value) > limit:
+            raise fail(column, f"{column!r} is {len(value)} characters; the limit is {limit}")
+        texts[column] = value
+    return Item(
+        item_id=texts["item_id"],
+        title=texts["title"],
+        description=texts["description"],
+        category=texts["category"],
+        price=_parse_price(values.get("price"), fail),
+        tags=_parse_tags(values.get("tags"), fail),
+        metadata=_parse_metadata(values.get("metadata"), fail),
+    )
+
+
+def _parse_price(value: Any, fail) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise fail("price", f"'price' must be a number, found {value!r}")
+    try:
+        price = float(value)
+    except (TypeError, ValueError):
+        raise fail("price", f"'price' must be a number, found {value!r}") from None
+    if not math.isfinite(price) or price < 0:
+        raise fail("price", f"'price' must be a non-negative number, found {value!r}")
+    return price
+
+
+def _parse_tags(value: Any, fail) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        value = value.replace(";", ",").split(",")
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise fail("tags", f"'tags' must be a list of strings or 'a;b' text, found {value!r}")
+    return tuple(t.strip() for t in value if t.strip())
+
+
+def _parse_metadata(value: Any, fail) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise fail("metadata", f"'metadata' text must be a JSON object: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise fail("metadata", f"'metadata' must be an object, found {type(value).__name__}")
+    return value
+
+
+class Catalog:
+    """Items by id, in insertion order; add replaces an existing id."""
+
+    def __init__(self, items: Iterable[Item] = ()) -> None:
+        self._items: dict[str, Item] = {}
+        for item in items:
+            self.add(item)
+
+    def add(self, item: Item) -> bool:
+        """Insert or replace; returns True when the id was new."""
+        new = item.item_id not in self._items
+        self._items[item.item_id] = item
+        return new
+
+    def remove(self, item_id: str) -> Item | None:
+        return self._items.pop(item_id, None)
+
+    def get(self, item_id: str) -> Item | None:
+        return self._items.get(item_id)
+
+    def __getitem__(self, item_id: str) -> Item:
+        return self._items[item_id]
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self._items.values())
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._items)
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted({c for item in self._items.values() for c in item.categories})
+
+
+def load_catalog(path: str | Path) -> Catalog:
+    """Read items from CSV/JSON/JSONL; duplicate ids and bad values name file, line and column."""
+    path_text = str(path)
+    records = read_records(
+        path,
+        required=REQUIRED_COLUMNS,
+        hint="(the catalog needs item_id, title, description, category)",
+    )
+    catalog = Catalog()
+    first_line: dict[str, int] = {}
+    for record in records:
+        item = parse_item(record.values, path=path_text, line=record.line)
+        if item.item_id in first_line:
+            raise DataError(
+                f"duplicate item_id {item.item_id!r} (first seen on line "
+                f"{first_line[item.item_id]}); item ids must be unique",
+                path=path_text,
+                line=record.line,
+                column="item_id",
+            )
+        first_line[item.item_id] = record.line
+        catalog.add(item)
+    return catalog

@@ -1,0 +1,153 @@
+"""`threefold recs build|eval` and `threefold serve recs` (heavy imports inside commands)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from threefold.apps.recs.config import DEFAULT_EVENTS, DEFAULT_ITEMS
+
+
+def _training_options(function):
+    options = [
+        click.option("--base-model", default=None, help="Base encoder (default: packaged MiniLM)."),
+        click.option(
+            "--max-steps", default=40, show_default=True, help="Fine-tuning steps (capped)."
+        ),
+        click.option("--max-pairs", default=4000, show_default=True, help="Training pairs."),
+        click.option("--batch-size", default=16, show_default=True),
+        click.option(
+            "--fine-tune/--no-fine-tune",
+            default=True,
+            show_default=True,
+            help="Fine-tune the text ranker (off: base encoder + tuned combiner).",
+        ),
+        click.option("--seed", default=13, show_default=True),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _settings(k: int, max_steps: int, max_pairs: int, batch_size: int, fine_tune: bool, seed: int):
+    from threefold.apps.recs.ranker import RankerSettings
+    from threefold.core.errors import ConfigError
+
+    try:
+        return RankerSettings(
+            k=k,
+            max_steps=max_steps,
+            max_pairs=max_pairs,
+            batch_size=batch_size,
+            fine_tune=fine_tune,
+            seed=seed,
+        )
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _load(items: str, events: str):
+    from threefold.apps.recs.catalog import load_catalog
+    from threefold.apps.recs.events import load_events
+    from threefold.core.errors import DataError
+
+    try:
+        catalog = load_catalog(items)
+        return catalog, load_events(events, known_items=catalog)
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def recs() -> None:
+    """Text-based recommendations: build a ranker, evaluate it against baselines."""
+
+
+@recs.command("eval")
+@click.option("--items", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--interactions",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="user_id,item_id,timestamp[,rating] (or the event log format).",
+)
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000))
+@_training_options
+def eval_command(
+    items: str,
+    interactions: str,
+    k: int,
+    base_model: str | None,
+    max_steps: int,
+    max_pairs: int,
+    batch_size: int,
+    fine_tune: bool,
+    seed: int,
+) -> None:
+    """Leave-last-out: model vs popularity, item-kNN and text similarity; prints one JSON object."""
+    from threefold.apps.recs.evaluation import evaluate
+
+    catalog, events = _load(items, interactions)
+    settings = _settings(k, max_steps, max_pairs, batch_size, fine_tune, seed)
+    # training libraries print progress to stdout; stdout carries only the JSON result
+    with contextlib.redirect_stdout(sys.stderr):
+        result = evaluate(catalog, events, k=k, settings=settings, base_model=base_model)
+    click.echo(json.dumps(result))
+
+
+@recs.command("build")
+@click.option("--items", default=str(DEFAULT_ITEMS), show_default=True, type=click.Path())
+@click.option("--events", default=str(DEFAULT_EVENTS), show_default=True, type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Model folder.")
+@_training_options
+def build_command(
+    items: str,
+    events: str,
+    out: str,
+    base_model: str | None,
+    max_steps: int,
+    max_pairs: int,
+    batch_size: int,
+    fine_tune: bool,
+    seed: int,
+) -> None:
+    """Train the ranker on an event log; serve it with THREEFOLD_RECS_MODEL_DIR=OUT."""
+    from threefold.apps.recs.ranker import train_ranker
+
+    catalog, log = _load(items, events)
+    settings = _settings(10, max_steps, max_pairs, batch_size, fine_tune, seed)
+    with contextlib.redirect_stdout(sys.stderr):
+        model = train_ranker(list(catalog), log, settings=settings, base_model=base_model)
+        model.save(out)
+    click.echo(
+        json.dumps(
+            {
+                "out": str(Path(out).resolve()),
+                "validation": model.info.get("validation", {}),
+                "train_seconds": model.info.get("train_seconds"),
+            }
+        )
+    )
+
+
+@click.command("recs")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8003, show_default=True, type=int)
+def serve_command(host: str, port: int) -> None:
+    """Serve the recommendation API and the /store demo page (settings: THREEFOLD_RECS_*)."""
+    from threefold.apps.recs.api import create_app
+    from threefold.core.errors import ThreefoldError
+    from threefold.core.web import configure_json_logging
+
+    configure_json_logging()
+    try:
+        app = create_app()
+    except ThreefoldError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"recommendations on http://{host}:{port}/store", err=True)
+    app.run(host=host, port=port, threaded=True)

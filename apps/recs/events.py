@@ -1,0 +1,160 @@
+"""User events (view, click, purchase): weights, validation and loading."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Container, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from threefold.core.errors import DataError
+from threefold.core.tables import read_records
+
+EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 2.0, "purchase": 4.0}
+EVENT_VERBS: dict[str, str] = {"view": "viewed", "click": "clicked", "purchase": "bought"}
+DEFAULT_EVENT_TYPE = "view"
+MAX_USER_ID_LENGTH = 128
+
+
+@dataclass(frozen=True)
+class Event:
+    """One interaction; `timestamp` is unix seconds."""
+
+    user_id: str
+    item_id: str
+    event: str
+    timestamp: float
+    rating: float | None = None
+
+    @property
+    def weight(self) -> float:
+        return EVENT_WEIGHTS[self.event]
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "user_id": self.user_id,
+            "item_id": self.item_id,
+            "event": self.event,
+            "timestamp": self.timestamp,
+        }
+        if self.rating is not None:
+            data["rating"] = self.rating
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Event:
+        """Rebuild a stored event (trusted input; see `parse_event` for user input)."""
+        rating = data.get("rating")
+        return cls(
+            user_id=str(data["user_id"]),
+            item_id=str(data["item_id"]),
+            event=str(data.get("event", DEFAULT_EVENT_TYPE)),
+            timestamp=float(data["timestamp"]),
+            rating=float(rating) if rating is not None else None,
+        )
+
+
+def parse_event(
+    values: Mapping[str, Any],
+    *,
+    known_items: Container[str] | None = None,
+    path: str | None = None,
+    line: int | None = None,
+    now: float | None = None,
+) -> Event:
+    """Validate one event; DataError names the column, e.g. an item id the catalog lacks."""
+
+    def fail(column: str, message: str) -> DataError:
+        return DataError(message, path=path, line=line, column=column)
+
+    ids: dict[str, str] = {}
+    for column in ("user_id", "item_id"):
+        value = values.get(column)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value.strip():
+            found = "nothing" if value is None else repr(value)
+            raise fail(column, f"{column!r} must be a non-empty string, found {found}")
+        if len(value) > MAX_USER_ID_LENGTH:
+            raise fail(column, f"{column!r} is longer than {MAX_USER_ID_LENGTH} characters")
+        ids[column] = value.strip()
+    kind = values.get("event", values.get("type"))
+    if kind is None or kind == "":
+        kind = DEFAULT_EVENT_TYPE
+    if not isinstance(kind, str) or kind.strip().lower() not in EVENT_WEIGHTS:
+        raise fail("event", f"'event' must be one of {sorted(EVENT_WEIGHTS)}, found {kind!r}")
+    if known_items is not None and ids["item_id"] not in known_items:
+        raise fail(
+            "item_id",
+            f"unknown item_id {ids['item_id']!r}: it is not in the catalog; add the item first",
+        )
+    return Event(
+        user_id=ids["user_id"],
+        item_id=ids["item_id"],
+        event=kind.strip().lower(),
+        timestamp=_parse_timestamp(values.get("timestamp"), fail, now),
+        rating=_parse_rating(values.get("rating"), fail),
+    )
+
+
+def _parse_timestamp(value: Any, fail, now: float | None) -> float:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return time.time() if now is None else now
+    if isinstance(value, bool):
+        raise fail("timestamp", f"'timestamp' must be unix seconds or ISO 8601, found {value!r}")
+    if isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                number = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                raise fail(
+                    "timestamp", f"'timestamp' must be unix seconds or ISO 8601, found {value!r}"
+                ) from None
+    if not math.isfinite(number) or number < 0:
+        raise fail("timestamp", f"'timestamp' must be a non-negative number, found {value!r}")
+    return number
+
+
+def _parse_rating(value: Any, fail) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        rating = float(value)
+    except (TypeError, ValueError):
+        raise fail("rating", f"'rating' must be a number, found {value!r}") from None
+    if not math.isfinite(rating) or isinstance(value, bool):
+        raise fail("rating", f"'rating' must be a finite number, found {value!r}")
+    return rating
+
+
+def load_events(path: str | Path, *, known_items: Container[str] | None = None) -> list[Event]:
+    """Read `user_id,item_id[,event][,timestamp][,rating]` records, sorted by time (stable)."""
+    records = read_records(
+        path, required=("user_id", "item_id"), hint="(events need user_id and item_id)"
+    )
+    events = [
+        parse_event(r.values, known_items=known_items, path=str(path), line=r.line, now=0.0)
+        for r in records
+    ]
+    return sort_events(events)
+
+
+def sort_events(events: Sequence[Event]) -> list[Event]:
+    """Oldest first; events with equal timestamps keep their input order."""
+    return sorted(events, key=lambda e: e.timestamp)
+
+
+def group_by_user(events: Sequence[Event]) -> dict[str, list[Event]]:
+    """Each user's events, oldest first (input order breaks timestamp ties)."""
+    users: dict[str, list[Event]] = {}
+    for event in sort_events(events):
+        users.setdefault(event.user_id, []).append(event)
+    return users

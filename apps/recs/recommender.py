@@ -1,0 +1,385 @@
+"""The recommendation facade: catalog + text encoder + FAISS + statistics + ranker + rules."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from threefold.apps.recs.candidates import (
+    DEFAULT_TRENDING_WINDOW,
+    InteractionStats,
+    generate_candidates,
+)
+from threefold.apps.recs.catalog import Catalog, Item
+from threefold.apps.recs.events import EVENT_VERBS, Event
+from threefold.apps.recs.profiles import UserProfile
+from threefold.apps.recs.ranker import (
+    FEATURES,
+    FeatureBuilder,
+    LinearCombiner,
+    RankerSettings,
+    tune_combiner,
+)
+from threefold.apps.recs.rules import allowed_items, category_mask, mmr, paginate
+from threefold.core.index import FaissIndex
+
+logger = logging.getLogger(__name__)
+
+TEXT_FEATURES = {"text", "profile", "category", "cooccurrence", "recent_cooccurrence"}
+REASON_HISTORY = 20
+COLD_POPULARITY_WEIGHT = 0.6
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item: Item
+    score: float
+    reason: str
+    because: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.item.to_dict(),
+            "score": round(float(self.score), 4),
+            "reason": self.reason,
+            "because_item_id": self.because,
+        }
+
+
+@dataclass
+class RecommendationList:
+    user_id: str
+    items: list[Recommendation]
+    cold_start: bool
+    offset: int
+    next_offset: int | None
+    next_cursor: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "cold_start": self.cold_start,
+            "offset": self.offset,
+            "next_offset": self.next_offset,
+            "next_cursor": self.next_cursor,
+            "items": [r.to_dict() for r in self.items],
+        }
+
+
+class Recommender:
+    """Ranks catalog items for a user history; items can be added or removed at any time.
+
+    Item vectors come from the (fine-tuned) text encoder, so a new item is recommendable the
+    moment it is added: it is embedded, put in the FAISS index and scored by its text.
+    Interaction statistics are rebuilt from the event log at most every `stats_refresh_seconds`.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        encoder: Any,
+        *,
+        combiner: LinearCombiner | None = None,
+        events: Sequence[Event] = (),
+        candidate_pool: int = 200,
+        trending_window: float = DEFAULT_TRENDING_WINDOW,
+        neighbours: int | None = 200,
+        stats_refresh_seconds: float = 2.0,
+    ) -> None:
+        self.catalog = catalog
+        self.encoder = encoder
+        self.combiner = combiner or LinearCombiner()
+        self.candidate_pool = candidate_pool
+        self.trending_window = trending_window
+        self.neighbours = neighbours
+        self.stats_refresh_seconds = stats_refresh_seconds
+        self._events: list[Event] = list(events)
+        self._lock = threading.RLock()
+        self._items: list[Item] = []
+        self._position: dict[str, int] = {}
+        self._vectors = np.zeros((0, 0), dtype=np.float32)
+        self._active = np.zeros(0, dtype=bool)
+        self._index: FaissIndex | None = None
+        self._stats: InteractionStats | None = None
+        self._builder: FeatureBuilder | None = None
+        self._trending = np.zeros(0, dtype=np.float32)
+        self._stats_dirty = False
+        self._stats_built_at = 0.0
+
+    # ------------------------------------------------------------------ building
+    def build(self, known_vectors: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Embed the catalog (reusing `known_vectors`), index it and count interactions.
+
+        Returns the vectors it had to compute, so a cache can share them with other workers.
+        """
+        self.encoder.load()
+        items = list(self.catalog)
+        vectors, computed = self._vectors_for(items, known_vectors or {})
+        with self._lock:
+            self._items = items
+            self._position = {item.item_id: i for i, item in enumerate(items)}
+            self._vectors = vectors
+            self._active = np.ones(len(items), dtype=bool)
+            self._index = FaissIndex(self.encoder.dimension)
+            if items:
+                self._index.add([item.item_id for item in items], vectors)
+            self._rebuild_stats()
+        logger.info(
+            "recommender ready: %d items, %d events, %d vectors computed",
+            len(items),
+            len(self._events),
+            len(computed),
+        )
+        return computed
+
+    def _vectors_for(
+        self, items: Sequence[Item], known: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        dimension = self.encoder.dimension
+        missing = [
+            item
+            for item in items
+            if item.item_id not in known or np.asarray(known[item.item_id]).shape != (dimension,)
+        ]
+        fresh = self.encoder.encode([item.text for item in missing]) if missing else None
+        computed = {item.item_id: fresh[i] for i, item in enumerate(missing)}
+        matrix = np.zeros((len(items), dimension), dtype=np.float32)
+        for row, item in enumerate(items):
+            source = computed.get(item.item_id)
+            matrix[row] = source if source is not None else np.asarray(known[item.item_id])
+        return matrix, computed
+
+    def _rebuild_stats(self) -> None:
+        self._stats = InteractionStats(
+            [item.item_id for item in self._items],
+            self._events,
+            neighbours=self.neighbours,
+            trending_window=self.trending_window,
+        )
+        self._refresh_builder()
+        self._stats_dirty = False
+        self._stats_built_at = time.monotonic()
+
+    def _refresh_builder(self) -> None:
+        self._builder = FeatureBuilder(self._items, self._vectors, self._stats)
+        self._trending = self._builder.remap(self._stats.trending())
+
+    def _refresh_stats_if_stale(self) -> None:
+        if self._stats_dirty and (
+            time.monotonic() - self._stats_built_at >= self.stats_refresh_seconds
+        ):
+            self._rebuild_stats()
+
+    def tune_combiner(self, settings: RankerSettings | None = None) -> dict[str, float]:
+        """Fit the combiner on the event log (each user's last new item); returns its metrics."""
+        with self._lock:
+            items, vectors, events = list(self._items), self._vectors.copy(), list(self._events)
+        combiner, metrics = tune_combiner(items, vectors, events, self.encoder, settings)
+        self.combiner = combiner
+        return metrics
+
+    # ------------------------------------------------------------------ catalog
+    def vector_of(self, item_id: str) -> np.ndarray | None:
+        with self._lock:
+            position = self._position.get(item_id)
+            if position is None or not self._active[position]:
+                return None
+            return self._vectors[position].copy()
+
+    def has_item(self, item_id: str) -> bool:
+        with self._lock:
+            position = self._position.get(item_id)
+            return position is not None and bool(self._active[position])
+
+    def upsert_items(
+        self, items: Sequence[Item], vectors: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Add or replace items; they are searchable and rankable on return. Returns vectors."""
+        matrix, computed = self._vectors_for(items, vectors or {})
+        with self._lock:
+            for row, item in enumerate(items):
+                self.catalog.add(item)
+                position = self._position.get(item.item_id)
+                if position is None:
+                    position = len(self._items)
+                    self._items.append(item)
+                    self._position[item.item_id] = position
+                    self._vectors = np.vstack([self._vectors, matrix[row : row + 1]])
+                    self._active = np.append(self._active, True)
+                else:
+                    self._items[position] = item
+                    self._vectors[position] = matrix[row]
+                    self._active[position] = True
+            self._index.add([item.item_id for item in items], matrix)
+            self._refresh_builder()
+        return {item.item_id: matrix[row] for row, item in enumerate(items)} | computed
+
+    def remove_item(self, item_id: str) -> bool:
+        """Stop recommending an item; returns False when it was not in the catalog."""
+        with self._lock:
+            position = self._position.get(item_id)
+            if position is None or not self._active[position]:
+                return False
+            self._active[position] = False
+            self.catalog.remove(item_id)
+            self._index.remove([item_id])
+            return True
+
+    # ------------------------------------------------------------------ events
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Count new events in popularity/co-occurrence (applied at the next refresh)."""
+        with self._lock:
+            self._events.extend(events)
+            self._stats_dirty = True
+
+    # ------------------------------------------------------------------ queries
+    def recommend(
+        self,
+        user_id: str,
+        history: Sequence[Event],
+        *,
+        k: int = 10,
+        offset: int = 0,
+        category: str | None = None,
+        diversity: float = 0.0,
+        exclude_seen: bool = True,
+        exclude_purchased: bool = True,
+    ) -> RecommendationList:
+        """Rank items for a user; an empty or unknown history gets the cold-start list."""
+        with self._lock:
+            self._refresh_stats_if_stale()
+            builder = self._builder
+            active = self._active.copy()
+            trending = self._trending
+            index = self._index
+        profile = builder.profile(user_id, history)
+        purchased = [builder.position[e.item_id] for e in profile.events if e.event == "purchase"]
+        allowed = allowed_items(
+            active[: builder.n],
+            seen=profile.positions,
+            purchased=purchased if exclude_purchased else (),
+            exclude_seen=exclude_seen,
+            category=category_mask(builder.items, category),
+        )
+        pool = max(self.candidate_pool, 2 * (offset + k))
+        if profile.is_cold:
+            candidates = generate_candidates(
+                allowed=allowed, pool=pool, popularity=builder.popularity, trending=trending
+            )
+            scores = (
+                COLD_POPULARITY_WEIGHT * builder.popularity[candidates]
+                + (1 - COLD_POPULARITY_WEIGHT) * trending[candidates]
+            )
+            contributions = None
+        else:
+            neighbours = [
+                builder.position[item_id]
+                for item_id, _ in index.search(profile.vector[None, :], min(pool, len(index)))[0]
+                if item_id in builder.position
+            ]
+            cooc = builder.cooccurrence(profile)
+            recent = builder.cooccurrence(profile, recent=True)
+            candidates = generate_candidates(
+                allowed=allowed,
+                pool=pool,
+                popularity=builder.popularity,
+                trending=trending,
+                neighbour_positions=neighbours,
+                cooccurrence=cooc,
+            )
+            query = self.encoder.encode([profile.text])[0]
+            features = builder.features(
+                profile, query, candidates, trending, cooccurrence=cooc, recent_cooccurrence=recent
+            )
+            scores = self.combiner.score(features)
+            contributions = self.combiner.contributions(features)
+        # one extra so the page knows whether another follows
+        ranked = mmr(candidates, scores, builder.vectors, k=offset + k + 1, diversity=diversity)
+        page = paginate(ranked, offset=offset, k=k)
+        row_of = {int(p): i for i, p in enumerate(candidates)}
+        results = [
+            Recommendation(
+                item=builder.items[p],
+                score=float(scores[row_of[p]]),
+                **self._reason(builder, profile, p, category, contributions, row_of[p]),
+            )
+            for p in page.positions
+        ]
+        return RecommendationList(
+            user_id=user_id,
+            items=results,
+            cold_start=profile.is_cold,
+            offset=offset,
+            next_offset=page.next_offset,
+            next_cursor=page.next_cursor,
+        )
+
+    def _reason(
+        self,
+        builder: FeatureBuilder,
+        profile: UserProfile,
+        position: int,
+        category: str | None,
+        contributions: np.ndarray | None,
+        row: int,
+    ) -> dict[str, Any]:
+        popular = f"Popular in {category}" if category else "Popular with other shoppers"
+        if contributions is None:
+            return {"reason": popular}
+        strongest = FEATURES[int(np.argmax(contributions[row]))]
+        if strongest not in TEXT_FEATURES:
+            return {"reason": "Trending now" if strongest == "trending" else popular}
+        recent = profile.events[-REASON_HISTORY:]
+        target = builder.vectors[position]
+        stats = builder.stats
+        best, best_score = None, -np.inf
+        for event in recent:
+            source = builder.position[event.item_id]
+            together = stats.pair_similarity(
+                stats.position.get(event.item_id, -1),
+                stats.position.get(builder.items[position].item_id, -1),
+            )
+            score = float(builder.vectors[source] @ target) + together
+            if score > best_score:
+                best, best_score = event, score
+        if best is None:
+            return {"reason": popular}
+        title = builder.by_id[best.item_id].title
+        return {
+            "reason": f"Because you {EVENT_VERBS[best.event]} \u201c{title}\u201d",
+            "because": best.item_id,
+        }
+
+    def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
+        """Items whose text is closest to `item_id` (the item itself excluded)."""
+        with self._lock:
+            position = self._position.get(item_id)
+            if position is None or not self._active[position]:
+                return []
+            vector = self._vectors[position]
+            index = self._index
+            items = self._items
+            lookup = dict(self._position)
+        hits = index.search(vector[None, :], min(k + 1, len(index)))[0]
+        title = items[position].title
+        return [
+            Recommendation(
+                item=items[lookup[hit]],
+                score=score,
+                reason=f"Similar to \u201c{title}\u201d",
+                because=item_id,
+            )
+            for hit, score in hits
+            if hit != item_id and hit in lookup
+        ][:k]
+
+    @property
+    def item_count(self) -> int:
+        with self._lock:
+            return int(self._active.sum())

@@ -1,0 +1,117 @@
+"""Business rules applied after scoring: exclusions, category filter, MMR diversity, paging."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from threefold.apps.recs.catalog import Item
+from threefold.core.errors import ConfigError
+
+CURSOR_PREFIX = "o:"
+
+
+def category_mask(items: Sequence[Item], category: str | None) -> np.ndarray:
+    """True for items in `category` (case-insensitive, any of an item's categories)."""
+    if not category:
+        return np.ones(len(items), dtype=bool)
+    return np.array([item.in_category(category) for item in items], dtype=bool)
+
+
+def allowed_items(
+    active: np.ndarray,
+    *,
+    seen: Sequence[int] = (),
+    purchased: Sequence[int] = (),
+    exclude_seen: bool = True,
+    category: np.ndarray | None = None,
+) -> np.ndarray:
+    """Which items may be recommended: active, in the category, and not already consumed.
+
+    Purchased items are always excluded; viewed/clicked ones only when `exclude_seen`.
+    """
+    mask = active.copy()
+    if category is not None:
+        mask &= category
+    mask[list(purchased)] = False
+    if exclude_seen:
+        mask[list(seen)] = False
+    return mask
+
+
+def mmr(
+    candidates: np.ndarray,
+    relevance: np.ndarray,
+    vectors: np.ndarray,
+    *,
+    k: int,
+    diversity: float,
+) -> list[int]:
+    """Maximal marginal relevance: greedily pick (1-d)*relevance - d*max similarity to picks.
+
+    `relevance` is aligned with `candidates` and rescaled to [0, 1]; `diversity=0` keeps the
+    relevance order, 1 ignores relevance after the first pick.
+    """
+    if not 0.0 <= diversity <= 1.0:
+        raise ConfigError(f"diversity must be within [0, 1], found {diversity!r}")
+    order = np.argsort(-relevance, kind="stable")
+    if diversity == 0.0 or len(candidates) <= 1:
+        return [int(candidates[i]) for i in order[:k]]
+    low, high = float(relevance.min()), float(relevance.max())
+    scaled = (relevance - low) / (high - low) if high > low else np.ones_like(relevance)
+    chosen_vectors = vectors[candidates]
+    picked: list[int] = []
+    max_similarity = np.full(len(candidates), -1.0, dtype=np.float32)
+    available = np.ones(len(candidates), dtype=bool)
+    for _ in range(min(k, len(candidates))):
+        redundancy = np.where(max_similarity < -0.5, 0.0, max_similarity)
+        value = (1.0 - diversity) * scaled - diversity * redundancy
+        value[~available] = -np.inf
+        best = int(np.argmax(value))
+        picked.append(best)
+        available[best] = False
+        max_similarity = np.maximum(max_similarity, chosen_vectors @ chosen_vectors[best])
+    return [int(candidates[i]) for i in picked]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a ranked list."""
+
+    positions: list[int]
+    offset: int
+    next_offset: int | None
+
+    @property
+    def next_cursor(self) -> str | None:
+        return encode_cursor(self.next_offset) if self.next_offset is not None else None
+
+
+def paginate(ranked: Sequence[int], *, offset: int, k: int) -> Page:
+    """Slice `k` results from `offset`; `next_offset` is None on the last page."""
+    if offset < 0 or k <= 0:
+        raise ConfigError(f"offset must be >= 0 and k > 0, found offset={offset}, k={k}")
+    page = list(ranked[offset : offset + k])
+    following = offset + k
+    return Page(page, offset, following if following < len(ranked) else None)
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{offset}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The offset inside a cursor from a previous page; ConfigError when it is not one."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        text = base64.urlsafe_b64decode(padded.encode()).decode()
+        if text.startswith(CURSOR_PREFIX):
+            offset = int(text[len(CURSOR_PREFIX) :])
+            if offset >= 0:
+                return offset
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise ConfigError(f"cursor {cursor!r} is not one this API returned; pass next_cursor as is")

@@ -1,0 +1,237 @@
+"""HTTP API without Redis: recommendations, events, items and every error path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+NEW_ITEM = {
+    "item_id": "ty-200",
+    "title": "Magnetic Tiles Rocket Set",
+    "description": "Eighty magnetic building tiles to build rockets and space towers.",
+    "category": "Toys & Games",
+    "price": 49.0,
+    "tags": ["building", "space", "kids"],
+}
+
+
+@pytest.fixture(scope="module")
+def client(make_app):
+    app = make_app()
+    return app.test_client()
+
+
+def test_healthz_and_metrics(client):
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.json["status"] == "ok"
+    assert health.json["redis"] == "disabled"
+    assert health.json["items"] >= 72
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert "recs_cache_hit_rate" in metrics
+    assert "recs_catalog_items" in metrics
+
+
+def test_recommendations_for_a_known_user(client):
+    response = client.get("/api/recommendations?user_id=u001&k=4")
+    assert response.status_code == 200
+    body = response.json
+    assert body["cold_start"] is False
+    assert len(body["items"]) == 4
+    first = body["items"][0]
+    assert {"item_id", "title", "category", "score", "reason"} <= set(first)
+    assert body["cached"] is False  # no Redis: never cached
+
+
+def test_unknown_user_gets_a_cold_start_list_not_an_error(client):
+    response = client.get("/api/recommendations?user_id=somebody-new&k=3")
+    assert response.status_code == 200
+    assert response.json["cold_start"] is True
+    assert len(response.json["items"]) == 3
+
+
+def test_cursor_pages_through_results(client):
+    first = client.get("/api/recommendations?user_id=u002&k=3").json
+    second = client.get(f"/api/recommendations?user_id=u002&k=3&cursor={first['next_cursor']}")
+    assert second.status_code == 200
+    assert second.json["offset"] == 3
+    both = client.get("/api/recommendations?user_id=u002&k=6").json
+    assert [i["item_id"] for i in first["items"] + second.json["items"]] == [
+        i["item_id"] for i in both["items"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("k=3", "user_id"),
+        ("user_id=u001&k=0", "k"),
+        ("user_id=u001&k=1000", "k"),
+        ("user_id=u001&k=ten", "k"),
+        ("user_id=u001&offset=-1", "offset"),
+        ("user_id=u001&diversity=2", "diversity"),
+        ("user_id=u001&category=Spaceships", "category"),
+        ("user_id=u001&cursor=not-a-cursor", "cursor"),
+        ("user_id=u001&exclude_seen=maybe", "exclude_seen"),
+    ],
+)
+def test_bad_query_parameters_are_400_naming_the_field(client, query, field):
+    response = client.get(f"/api/recommendations?{query}")
+    assert response.status_code == 400
+    assert response.json["field"] == field
+    assert response.json["message"]
+
+
+def test_event_changes_the_users_list(client):
+    before = client.get("/api/recommendations?user_id=fresh-user&k=5").json
+    assert before["cold_start"]
+    posted = client.post(
+        "/api/events", json={"user_id": "fresh-user", "item_id": "bt-001", "event": "purchase"}
+    )
+    assert posted.status_code == 202
+    assert posted.json == {"accepted": 1, "users": ["fresh-user"], "shared": False}
+    after = client.get("/api/recommendations?user_id=fresh-user&k=5").json
+    assert after["cold_start"] is False
+    assert "bt-001" not in [i["item_id"] for i in after["items"]]
+
+
+def test_event_batch_is_accepted(client):
+    batch = {
+        "events": [
+            {"user_id": "batch-user", "item_id": "od-001", "event": "view"},
+            {"user_id": "batch-user", "item_id": "od-002", "event": "click", "timestamp": 5},
+        ]
+    }
+    response = client.post("/api/events", json=batch)
+    assert response.status_code == 202
+    assert response.json["accepted"] == 2
+
+
+def test_unknown_item_in_an_event_is_422_with_the_reason(client):
+    batch = {
+        "events": [
+            {"user_id": "x", "item_id": "od-001"},
+            {"user_id": "x", "item_id": "no-such-item"},
+        ]
+    }
+    response = client.post("/api/events", json=batch)
+    assert response.status_code == 422
+    assert response.json["error"] == "unknown_item"
+    assert response.json["index"] == 1
+    assert "no-such-item" in response.json["message"]
+    assert "not in the catalog" in response.json["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        ("{not json", "application/json", 400),
+        ("[1, 2]", "application/json", 400),
+        ('{"user_id": "x", "item_id": "od-001"}', "text/plain", 415),
+        ('{"events": []}', "application/json", 400),
+        ('{"events": [42]}', "application/json", 400),
+        ('{"user_id": "x", "item_id": "od-001", "event": "like"}', "application/json", 400),
+        ('{"item_id": "od-001"}', "application/json", 400),
+        (
+            '{"user_id": "x", "item_id": "od-001", "timestamp": "yesterday"}',
+            "application/json",
+            400,
+        ),
+    ],
+)
+def test_malformed_events_are_4xx_json(client, body, content_type, status):
+    response = client.post("/api/events", data=body, content_type=content_type)
+    assert response.status_code == status
+    assert response.is_json
+    assert response.json["message"]
+
+
+def test_oversized_requests_are_413(client):
+    huge = json.dumps({"user_id": "x", "item_id": "od-001", "padding": "a" * 300_000})
+    response = client.post("/api/events", data=huge, content_type="application/json")
+    assert response.status_code == 413
+    too_many = {"events": [{"user_id": "x", "item_id": "od-001"}] * 501}
+    response = client.post("/api/events", json=too_many)
+    assert response.status_code == 413
+    assert response.json["limit"] == 500
+
+
+def test_similar_items(client):
+    response = client.get("/api/items/kt-003/similar?k=3")
+    assert response.status_code == 200
+    assert len(response.json["items"]) == 3
+    assert "kt-003" not in [i["item_id"] for i in response.json["items"]]
+    assert client.get("/api/items/nope/similar").status_code == 404
+    assert client.get("/api/items/kt-003/similar?k=-1").status_code == 400
+
+
+def test_admin_endpoints_need_the_token(client):
+    assert client.post("/api/items", json=NEW_ITEM).status_code == 401
+    wrong = {"Authorization": "Bearer wrong"}
+    assert client.post("/api/items", json=NEW_ITEM, headers=wrong).status_code == 403
+    assert client.delete("/api/items/kt-001", headers=wrong).status_code == 403
+    assert client.put("/api/items/kt-001", json=NEW_ITEM, headers=wrong).status_code == 403
+
+
+def test_admin_disabled_without_a_configured_token(admin_headers, make_app):
+    app = make_app(admin_token=None)
+    response = app.test_client().post("/api/items", json=NEW_ITEM, headers=admin_headers)
+    assert response.status_code == 503
+
+
+def test_item_lifecycle_through_the_api(admin_headers, client):
+    created = client.post("/api/items", json=NEW_ITEM, headers=admin_headers)
+    assert created.status_code == 201
+    assert created.json == {"added": ["ty-200"], "updated": []}
+    assert client.get("/api/items/ty-200").json["title"] == NEW_ITEM["title"]
+    liked = client.post(
+        "/api/events", json={"user_id": "space-kid", "item_id": "ty-004", "event": "purchase"}
+    )
+    assert liked.status_code == 202
+    recs = client.get("/api/recommendations?user_id=space-kid&k=8").json["items"]
+    assert "ty-200" in [i["item_id"] for i in recs]
+    renamed = {**NEW_ITEM, "title": "Magnetic Tiles Rocket Set Deluxe"}
+    updated = client.put("/api/items/ty-200", json=renamed, headers=admin_headers)
+    assert updated.status_code == 200
+    assert updated.json == {"added": [], "updated": ["ty-200"]}
+    mismatch = client.put(
+        "/api/items/ty-200", json={**NEW_ITEM, "item_id": "other"}, headers=admin_headers
+    )
+    assert mismatch.status_code == 400
+    bad = client.post("/api/items", json={**NEW_ITEM, "price": "cheap"}, headers=admin_headers)
+    assert bad.status_code == 400
+    assert bad.json["field"] == "price"
+    assert client.delete("/api/items/ty-200", headers=admin_headers).status_code == 200
+    assert client.get("/api/items/ty-200").status_code == 404
+    assert client.delete("/api/items/ty-200", headers=admin_headers).status_code == 404
+    event = client.post("/api/events", json={"user_id": "space-kid", "item_id": "ty-200"})
+    assert event.status_code == 422
+
+
+def test_unknown_route_is_json_404(client):
+    response = client.get("/api/nothing-here")
+    assert response.status_code == 404
+    assert response.is_json
+
+
+@pytest.mark.slow
+def test_app_serves_a_model_built_by_the_cli(tmp_path):
+    from click.testing import CliRunner
+
+    from threefold.apps.recs.api import create_app
+    from threefold.apps.recs.cli import recs
+    from threefold.apps.recs.config import RecsConfig
+
+    out = tmp_path / "model"
+    args = ["build", "--out", str(out), "--max-steps", "2", "--batch-size", "4", "--max-pairs", "8"]
+    built = CliRunner().invoke(recs, args)
+    assert built.exit_code == 0, built.output
+    summary = json.loads(built.stdout)
+    assert summary["validation"]["users"] > 10
+    client = create_app(RecsConfig(model_dir=out, embedded_redis=False)).test_client()
+    health = client.get("/healthz").json
+    assert health["ranker"]["fine_tune"]["steps"] == 2
+    response = client.get("/api/recommendations?user_id=u004&k=3")
+    assert response.status_code == 200
+    assert len(response.json["items"]) == 3

@@ -1,0 +1,128 @@
+"""The Redis side in a real embedded redis-server: cache hits, invalidation, sharing, outages."""
+
+from __future__ import annotations
+
+import re
+import socket
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def item_ids(body: dict) -> list[str]:
+    return [item["item_id"] for item in body["items"]]
+
+
+def metric(client, name: str, labels: str = "") -> float:
+    """Sum of the samples of `name` whose labels contain `labels` (e.g. 'result="hit"')."""
+    text = client.get("/metrics").get_data(as_text=True)
+    pattern = rf"^{re.escape(name)}(?:{{([^}}]*)}})? ([0-9.e+-]+)$"
+    return sum(
+        float(value)
+        for found_labels, value in re.findall(pattern, text, flags=re.MULTILINE)
+        if labels in found_labels
+    )
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_second_request_is_a_cache_hit_until_the_user_acts(
+    make_app, redis_url, redis_prefix, redis_client
+):
+    client = make_app(redis_url=redis_url, redis_prefix=redis_prefix).test_client()
+    url = "/api/recommendations?user_id=u003&k=5"
+    first = client.get(url).json
+    assert first["cached"] is False
+    second = client.get(url).json
+    assert second["cached"] is True
+    assert item_ids(second) == item_ids(first)
+    key = f"{redis_prefix}recs:u003".encode()
+    assert redis_client.exists(key)
+    assert 0 < redis_client.ttl(key) <= 300
+    assert metric(client, "recs_cache_hit_rate") == pytest.approx(0.5)
+
+    clicked = item_ids(first)[0]
+    event = {"user_id": "u003", "item_id": clicked, "event": "click"}
+    posted = client.post("/api/events", json=event)
+    assert posted.status_code == 202
+    assert posted.json["shared"] is True
+    assert not redis_client.exists(key)  # invalidated
+    after = client.get(url).json
+    assert after["cached"] is False
+    assert clicked not in item_ids(after)
+    assert client.get(url).json["cached"] is True
+    assert client.get("/healthz").json["cache"] == {
+        "hits": 2,
+        "misses": 2,
+        "unavailable": 0,
+        "hit_rate": 0.5,
+    }
+
+
+def test_workers_share_histories_and_catalog_changes(
+    admin_headers, make_app, redis_url, redis_prefix
+):
+    settings = {"redis_url": redis_url, "redis_prefix": redis_prefix, "catalog_sync_seconds": 0.0}
+    worker_a = make_app(**settings).test_client()
+    worker_b = make_app(**settings).test_client()
+    assert worker_b.get("/api/recommendations?user_id=roaming&k=3").json["cold_start"]
+    worker_a.post("/api/events", json={"user_id": "roaming", "item_id": "bt-007"})
+    on_b = worker_b.get("/api/recommendations?user_id=roaming&k=3").json
+    assert on_b["cold_start"] is False
+    assert "bt-007" not in item_ids(on_b)
+
+    new_item = {
+        "item_id": "bt-300",
+        "title": "Long-Wear Liquid Lipstick",
+        "description": "Transfer-proof liquid lipstick in a velvet matte finish, twelve shades.",
+        "category": "Beauty",
+        "tags": ["makeup", "lipstick", "matte"],
+    }
+    assert worker_a.post("/api/items", json=new_item, headers=admin_headers).status_code == 201
+    assert worker_b.get("/api/items/bt-300").status_code == 200
+    similar = worker_b.get("/api/items/bt-007/similar?k=3").json
+    assert "bt-300" in item_ids(similar)
+    assert worker_a.delete("/api/items/bt-300", headers=admin_headers).status_code == 200
+    assert worker_b.get("/api/items/bt-300").status_code == 404
+
+
+def test_unreachable_redis_still_answers(make_app):
+    client = make_app(redis_url=f"redis://127.0.0.1:{closed_port()}/0").test_client()
+    url = "/api/recommendations?user_id=offline-user&k=4"
+    assert client.get(url).status_code == 200
+    posted = client.post("/api/events", json={"user_id": "offline-user", "item_id": "od-001"})
+    assert posted.status_code == 202
+    assert posted.json["shared"] is False
+    after = client.get(url)
+    assert after.status_code == 200
+    assert after.json["cold_start"] is False  # this worker remembers the event
+    assert "od-001" not in item_ids(after.json)
+    assert client.get("/healthz").json["redis"] == "down"
+    assert metric(client, "recs_redis_errors_total") >= 1
+    assert metric(client, "recs_cache_lookups_total", 'result="unavailable"') >= 1
+    assert metric(client, "recs_redis_available") == 0
+
+
+def test_redis_stopping_mid_service_does_not_break_requests(make_app, redis_prefix):
+    from threefold.streaming.services import start_redis
+
+    service = start_redis()
+    try:
+        client = make_app(redis_url=service.url, redis_prefix=redis_prefix).test_client()
+        url = "/api/recommendations?user_id=u005&k=4"
+        client.get(url)
+        assert client.get(url).json["cached"] is True
+    finally:
+        service.stop()
+    down = client.get(url)
+    assert down.status_code == 200
+    assert down.json["cached"] is False
+    assert (
+        client.post("/api/events", json={"user_id": "u005", "item_id": "el-001"}).status_code == 202
+    )
+    assert client.get("/healthz").json["redis"] == "down"

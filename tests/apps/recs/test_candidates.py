@@ -1,0 +1,56 @@
+"""Interaction statistics and candidate generation."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from threefold.apps.recs.candidates import DAY, InteractionStats, generate_candidates
+from threefold.apps.recs.events import Event
+
+ITEMS = ["a", "b", "c", "d"]
+
+
+def log() -> list[Event]:
+    # a and b always together; c popular long ago; d recent
+    return [
+        Event("u1", "a", "view", 0),
+        Event("u1", "b", "view", 1),
+        Event("u2", "a", "view", 2),
+        Event("u2", "b", "view", 3),
+        Event("u3", "c", "view", 4),
+        Event("u4", "c", "view", 5),
+        Event("u5", "c", "view", 6),
+        Event("u6", "d", "view", 40 * DAY),
+    ]
+
+
+def test_cooccurrence_links_items_bought_together():
+    for neighbours in (None, 2):
+        stats = InteractionStats(ITEMS, log(), neighbours=neighbours)
+        scores = stats.cooccurrence([0], [1.0])
+        assert scores[1] == np.float32(1.0)  # cosine of a and b
+        assert scores[2] == scores[3] == 0
+        assert stats.pair_similarity(0, 1) == 1.0
+        assert stats.similar(1, 3) == [(0, 1.0)]
+
+
+def test_popularity_and_trending_window():
+    stats = InteractionStats(ITEMS, log(), trending_window=14 * DAY)
+    popularity = stats.popularity()
+    assert popularity.argmax() == 2
+    assert popularity[2] == 1.0
+    trending = stats.trending()  # as of the newest event: only d is recent
+    assert trending.tolist() == [0.0, 0.0, 0.0, 1.0]
+    early = stats.trending_at(np.array([10.0]))[0]
+    assert early[2] == 1.0 and early[3] == 0.0
+
+
+def test_cold_candidates_come_from_popularity_and_trending():
+    stats = InteractionStats(ITEMS, log())
+    allowed = np.array([True, True, True, False])
+    chosen = generate_candidates(
+        allowed=allowed, pool=4, popularity=stats.popularity(), trending=stats.trending()
+    )
+    assert 3 not in chosen.tolist()
+    assert chosen[0] in {0, 1, 2}
+    assert set(chosen.tolist()) <= {0, 1, 2}

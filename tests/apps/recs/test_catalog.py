@@ -1,0 +1,77 @@
+"""Catalog loading and validation: errors name the file, line and column."""
+
+from __future__ import annotations
+
+import pytest
+
+from threefold.apps.recs.catalog import load_catalog, parse_item
+from threefold.core.errors import DataError
+
+HEADER = "item_id,title,description,category,price,tags\n"
+
+
+def test_shipped_catalog_has_six_categories_of_real_items(catalog):
+    assert len(catalog) == 72
+    assert catalog.categories == [
+        "Beauty",
+        "Books",
+        "Electronics",
+        "Kitchen",
+        "Outdoor",
+        "Toys & Games",
+    ]
+    grinder = catalog["kt-002"]
+    assert grinder.price == 89.0
+    assert grinder.tags == ("coffee", "grinder", "espresso")
+    assert grinder.text.startswith("Burr Coffee Grinder. Kitchen. coffee, grinder, espresso.")
+
+
+def test_multi_genre_categories_match_any_genre():
+    item = parse_item(
+        {"item_id": 1, "title": "Toy Story", "description": "", "category": "Animation|Comedy"}
+    )
+    assert item.item_id == "1"
+    assert item.categories == ("Animation", "Comedy")
+    assert item.in_category("comedy")
+    assert not item.in_category("Drama")
+
+
+def test_json_and_jsonl_catalogs_load(tmp_path):
+    jsonl = tmp_path / "items.jsonl"
+    jsonl.write_text(
+        '{"item_id": "a", "title": "A", "description": "x", "category": "C", "tags": ["t"]}\n'
+    )
+    assert load_catalog(jsonl)["a"].tags == ("t",)
+    as_json = tmp_path / "items.json"
+    as_json.write_text(
+        '{"items": [{"item_id": "b", "title": "B", "description": "", "category": "C"}]}'
+    )
+    assert load_catalog(as_json).ids == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("rows", "line", "column", "message"),
+    [
+        ("a,A,desc,Books,9,\na,B,desc,Books,9,\n", 3, "item_id", "duplicate item_id 'a'"),
+        ("a,A,desc,Books,cheap,\n", 2, "price", "'price' must be a number"),
+        ("a,A,desc,Books,-1,\n", 2, "price", "non-negative"),
+        ("a,,desc,Books,1,\n", 2, "title", "'title' must not be empty"),
+        ("a,A,desc,,1,\n", 2, "category", "'category' must not be empty"),
+    ],
+)
+def test_bad_rows_are_reported_with_line_and_column(tmp_path, rows, line, column, message):
+    path = tmp_path / "items.csv"
+    path.write_text(HEADER + rows)
+    with pytest.raises(DataError, match=message) as caught:
+        load_catalog(path)
+    assert (caught.value.line, caught.value.column) == (line, column)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_column_lists_what_was_found(tmp_path):
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,name\n1,x\n")
+    with pytest.raises(
+        DataError, match=r"missing column\(s\) \['title', 'description', 'category'\]"
+    ):
+        load_catalog(path)

@@ -1,0 +1,71 @@
+"""The evaluation contract: metrics, and `threefold recs eval` output on the shipped data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from threefold.apps.recs.cli import recs
+from threefold.apps.recs.config import DEFAULT_EVENTS, DEFAULT_ITEMS
+from threefold.apps.recs.evaluation import first_interactions
+from threefold.apps.recs.events import Event
+from threefold.apps.recs.ranking_metrics import rank_of_targets, summarize
+
+
+def test_rank_ignores_seen_items_and_counts_ties_half():
+    scores = np.array([[0.9, 0.5, 0.5, 0.1], [0.2, 0.8, 0.4, 0.3]])
+    seen = np.array([[True, False, False, False], [False, False, False, False]])
+    ranks = rank_of_targets(scores, seen, np.array([1, 3]))
+    assert ranks.tolist() == [1.5, 3.0]  # row 0: item 0 is seen, tie with item 2
+
+
+def test_summary_metrics_for_known_ranks():
+    result = summarize(np.array([1.0, 2.0, 20.0]), k=10)
+    assert result["hr@10"] == pytest.approx(2 / 3, abs=1e-4)
+    assert result["ndcg@10"] == pytest.approx((1 + 1 / np.log2(3)) / 3, abs=1e-4)
+    assert result["mrr"] == pytest.approx((1 + 0.5 + 0.05) / 3, abs=1e-4)
+
+
+def test_repeat_interactions_collapse_to_the_first():
+    events = [
+        Event("a", "x", "view", 1),
+        Event("a", "x", "purchase", 2),
+        Event("a", "y", "view", 3),
+    ]
+    assert first_interactions(events) == [events[0], events[2]]
+
+
+@pytest.mark.slow
+def test_eval_prints_one_json_object_with_model_and_baselines():
+    # fmt: off
+    args = [
+        "eval", "--items", str(DEFAULT_ITEMS), "--interactions", str(DEFAULT_EVENTS),
+        "--k", "10", "--max-steps", "2", "--batch-size", "4", "--max-pairs", "8",
+    ]
+    # fmt: on
+    result = CliRunner().invoke(recs, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["users"] == 80
+    metric_names = {"hr@10", "ndcg@10", "mrr"}
+    assert set(report["model"]) == metric_names | {"train_seconds"}
+    assert set(report["baselines"]) == {"popularity", "item_knn", "text_similarity"}
+    for metrics in (report["model"], *report["baselines"].values()):
+        assert metric_names <= set(metrics)
+        assert all(0.0 <= metrics[name] <= 1.0 for name in metric_names)
+    # item-kNN beats popularity on a log with strong "bought together" pairs
+    assert report["baselines"]["item_knn"]["ndcg@10"] > report["baselines"]["popularity"]["ndcg@10"]
+
+
+def test_eval_names_the_bad_line_of_the_interactions_file(tmp_path):
+    bad = tmp_path / "events.csv"
+    bad.write_text("user_id,item_id,timestamp\nu1,kt-001,10\nu1,no-such-item,11\n")
+    result = CliRunner().invoke(
+        recs, ["eval", "--items", str(DEFAULT_ITEMS), "--interactions", str(bad)]
+    )
+    assert result.exit_code != 0
+    assert "line 3" in result.output
+    assert "no-such-item" in result.output

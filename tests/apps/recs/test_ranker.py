@@ -1,0 +1,89 @@
+"""The learned ranker: combiner fitting, a real (tiny) fine-tune, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from threefold.apps.recs.events import Event
+from threefold.apps.recs.ranker import (
+    FEATURES,
+    LinearCombiner,
+    RankerModel,
+    RankerSettings,
+    split_last,
+    train_ranker,
+    training_pairs,
+)
+from threefold.core.errors import ConfigError, ModelError
+
+
+def test_pairwise_fit_puts_weight_on_the_feature_that_separates():
+    rng = np.random.default_rng(0)
+    signal = FEATURES.index("cooccurrence")
+    positives, negatives = [], []
+    for _ in range(200):
+        negative = rng.random((10, len(FEATURES))).astype(np.float32)
+        positive = rng.random(len(FEATURES)).astype(np.float32)
+        positive[signal] = 1.0 + rng.random()  # always above every negative
+        positives.append(positive)
+        negatives.append(negative)
+    combiner = LinearCombiner.fit_pairwise(np.stack(positives), negatives)
+    weights = combiner.weights
+    assert weights["cooccurrence"] == max(weights.values())
+    assert weights["cooccurrence"] > 5 * max(
+        abs(w) for f, w in weights.items() if f != "cooccurrence"
+    )
+    restored = LinearCombiner.from_dict(combiner.to_dict())
+    sample = np.stack(positives[:3])
+    assert np.allclose(restored.score(sample), combiner.score(sample))
+
+
+def test_split_last_hides_each_users_last_new_item():
+    events = [
+        Event("a", "i1", "view", 1),
+        Event("a", "i2", "view", 2),
+        Event("a", "i2", "purchase", 3),  # a repeat: not a new item
+        Event("b", "i1", "view", 1),
+    ]
+    remaining, hidden = split_last(events)
+    assert hidden == {"a": events[1]}
+    assert remaining == [events[0], events[3]]
+
+
+def test_training_pairs_pair_history_text_with_the_next_item(catalog):
+    sequence = [catalog["kt-003"], catalog["kt-002"], catalog["kt-010"]]
+    pairs = training_pairs([sequence], max_pairs=10, seed=1)
+    assert len(pairs) == 2
+    for history, target in pairs:
+        assert "Espresso Machine Compact" in history
+        assert target in {catalog["kt-002"].text, catalog["kt-010"].text}
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(ConfigError, match="batch_size must be >= 2"):
+        RankerSettings(batch_size=1)
+    with pytest.raises(ConfigError, match="max_steps must be a positive integer"):
+        RankerSettings(max_steps=0)
+
+
+@pytest.mark.slow
+def test_tiny_fine_tune_trains_saves_and_loads(catalog, sample_events, base_model_path, tmp_path):
+    from threefold.core.embedder import Embedder
+
+    settings = RankerSettings(max_steps=2, batch_size=4, max_pairs=8, max_length=32)
+    encoder = Embedder(base_model_path, max_length=32)  # own copy: never the shared one
+    model = train_ranker(list(catalog), sample_events, settings=settings, encoder=encoder)
+    assert model.info["fine_tune"]["steps"] == 2
+    assert model.info["validation"]["users"] > 10
+    assert set(model.combiner.weights) == set(FEATURES)
+    model.save(tmp_path / "model")
+    loaded = RankerModel.load(tmp_path / "model")
+    texts = [catalog["kt-003"].text, catalog["bt-001"].text]
+    assert np.allclose(loaded.encoder.encode(texts), model.encoder.encode(texts), atol=1e-5)
+    assert loaded.combiner.weights == model.combiner.weights
+
+
+def test_loading_a_folder_that_is_not_a_model_says_how_to_build_one(tmp_path):
+    with pytest.raises(ModelError, match="threefold recs build"):
+        RankerModel.load(tmp_path)

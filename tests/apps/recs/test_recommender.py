@@ -1,0 +1,128 @@
+"""The recommendation facade: cold start, exclusions, filters, diversity, live catalog edits."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from threefold.apps.recs.catalog import Item, load_catalog
+from threefold.apps.recs.config import DEFAULT_ITEMS
+from threefold.apps.recs.events import Event
+from threefold.apps.recs.recommender import Recommender
+from threefold.apps.recs.rules import decode_cursor
+
+
+def coffee_history(user: str = "coffee-fan") -> list[Event]:
+    return [
+        Event(user, "kt-003", "purchase", 100.0),
+        Event(user, "kt-002", "view", 200.0),
+        Event(user, "kt-010", "click", 300.0),
+    ]
+
+
+@pytest.fixture(scope="module")
+def shared(sample_events, embedder) -> Recommender:
+    """Built and tuned once; tests that change the catalog use `recommender` instead."""
+    engine = Recommender(load_catalog(DEFAULT_ITEMS), embedder, events=sample_events)
+    engine.build()
+    engine.tune_combiner()  # as the app does at start without a trained model
+    return engine
+
+
+@pytest.fixture
+def recommender(shared, catalog, sample_events, embedder) -> Recommender:
+    """A private copy (same vectors and combiner) that a test may modify."""
+    engine = Recommender(catalog, embedder, events=sample_events, combiner=shared.combiner)
+    engine.build({item_id: shared.vector_of(item_id) for item_id in catalog.ids})
+    return engine
+
+
+def ids(result) -> list[str]:
+    return [r.item.item_id for r in result.items]
+
+
+def test_unknown_user_gets_the_popular_cold_start_list(shared, sample_events):
+    result = shared.recommend("never-seen", [], k=5)
+    assert result.cold_start
+    assert len(result.items) == 5
+    assert all(r.reason.startswith("Popular") or r.reason == "Trending now" for r in result.items)
+    users_per_item: dict[str, set[str]] = {}
+    for event in sample_events:
+        users_per_item.setdefault(event.item_id, set()).add(event.user_id)
+    most_popular = max(users_per_item, key=lambda i: len(users_per_item[i]))
+    assert most_popular in ids(shared.recommend("never-seen", [], k=10))
+
+
+def test_seen_items_are_not_recommended_again(shared):
+    history = coffee_history()
+    result = shared.recommend("coffee-fan", history, k=30)
+    assert not result.cold_start
+    assert not {e.item_id for e in history} & set(ids(result))
+
+
+def test_purchases_stay_excluded_when_seen_items_are_allowed(shared):
+    everything = shared.recommend("coffee-fan", coffee_history(), k=100, exclude_seen=False)
+    assert "kt-002" in ids(everything)  # only viewed: allowed again
+    assert "kt-003" not in ids(everything)  # bought: never
+
+
+def test_profile_drives_the_ranking_towards_the_users_interest(shared):
+    top = shared.recommend("coffee-fan", coffee_history(), k=5)
+    assert sum(r.item.category == "Kitchen" for r in top.items) >= 3
+    reasons = [r.reason for r in top.items]
+    assert any(reason.startswith("Because you") for reason in reasons), reasons
+
+
+def test_category_filter_returns_only_that_category(shared):
+    result = shared.recommend("coffee-fan", coffee_history(), k=8, category="beauty")
+    assert len(result.items) == 8
+    assert {r.item.category for r in result.items} == {"Beauty"}
+
+
+def test_diversity_knob_changes_the_list_and_spreads_it(shared):
+    def mean_similarity(item_ids: list[str]) -> float:
+        vectors = [shared.vector_of(i) for i in item_ids]
+        pairs = list(itertools.combinations(vectors, 2))
+        return float(np.mean([a @ b for a, b in pairs]))
+
+    focused = ids(shared.recommend("coffee-fan", coffee_history(), k=8, diversity=0.0))
+    diverse = ids(shared.recommend("coffee-fan", coffee_history(), k=8, diversity=0.8))
+    assert focused != diverse
+    assert mean_similarity(diverse) < mean_similarity(focused)
+
+
+def test_pages_continue_where_the_previous_page_ended(shared):
+    full = shared.recommend("coffee-fan", coffee_history(), k=10)
+    first = shared.recommend("coffee-fan", coffee_history(), k=5)
+    second = shared.recommend(
+        "coffee-fan", coffee_history(), k=5, offset=decode_cursor(first.next_cursor)
+    )
+    assert ids(first) + ids(second) == ids(full)
+    assert first.next_offset == 5
+
+
+def test_added_item_is_recommendable_immediately(recommender):
+    tamper = Item(
+        item_id="kt-100",
+        title="Espresso Tamper and Distribution Tool",
+        description="Stainless steel espresso tamper with a spring-loaded distributor for even "
+        "coffee pucks and better extraction from your espresso machine.",
+        category="Kitchen",
+        tags=("coffee", "espresso", "barista"),
+    )
+    before = len(recommender.catalog)
+    recommender.upsert_items([tamper])
+    assert len(recommender.catalog) == before + 1
+    assert "kt-100" in ids(recommender.recommend("coffee-fan", coffee_history(), k=10))
+    similar = [r.item.item_id for r in recommender.similar("kt-003", k=5)]
+    assert "kt-100" in similar
+
+
+def test_removed_item_is_never_recommended(recommender):
+    target = ids(recommender.recommend("coffee-fan", coffee_history(), k=1))[0]
+    assert recommender.remove_item(target)
+    assert target not in ids(recommender.recommend("coffee-fan", coffee_history(), k=70))
+    assert recommender.similar(target) == []
+    assert not recommender.remove_item(target)
