@@ -16,11 +16,13 @@ Behaviour worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import threading
 import time
@@ -237,7 +239,9 @@ class Embedder:
                 trainer = trainer_cls(
                     model=model, args=args, train_dataset=dataset, loss=loss_cls(model)
                 )
-                result = trainer.train()
+                # the trainer prints loss dicts to stdout, which CLIs keep for their JSON result
+                with contextlib.redirect_stdout(sys.stderr):
+                    result = trainer.train()
             model.eval()
             seconds = time.perf_counter() - started
             stats = {

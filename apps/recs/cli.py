@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -93,9 +92,7 @@ def eval_command(
 
     catalog, events = _load(items, interactions)
     settings = _settings(k, max_steps, max_pairs, batch_size, fine_tune, seed)
-    # training libraries print progress to stdout; stdout carries only the JSON result
-    with contextlib.redirect_stdout(sys.stderr):
-        result = evaluate(catalog, events, k=k, settings=settings, base_model=base_model)
+    result = evaluate(catalog, events, k=k, settings=settings, base_model=base_model)
     click.echo(json.dumps(result))
 
 
@@ -120,9 +117,8 @@ def build_command(
 
     catalog, log = _load(items, events)
     settings = _settings(10, max_steps, max_pairs, batch_size, fine_tune, seed)
-    with contextlib.redirect_stdout(sys.stderr):
-        model = train_ranker(list(catalog), log, settings=settings, base_model=base_model)
-        model.save(out)
+    model = train_ranker(list(catalog), log, settings=settings, base_model=base_model)
+    model.save(out)
     click.echo(
         json.dumps(
             {
