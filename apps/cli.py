@@ -64,7 +64,7 @@ def cli(verbose: int) -> None:
     from threefold.core.base_model import configure_offline
 
     configure_offline()
-    level = logging.WARNING - 10 * min(verbose + 1, 2)
+    level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
