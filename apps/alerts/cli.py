@@ -1,0 +1,257 @@
+"""`threefold alerts ...` (run, train, simulate) and `threefold serve dashboard`.
+
+Only click is imported at module level; models, Kafka and Redis load inside the commands.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+logger = logging.getLogger("threefold.alerts")
+SAMPLE = Path(__file__).resolve().parent / "data" / "headlines_sample.csv"
+
+
+def _clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A ThreefoldError becomes a one-line `Error: ...` and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from threefold.core.base_model import configure_offline
+        from threefold.core.errors import ThreefoldError
+
+        configure_offline()
+        try:
+            return command(*args, **kwargs)
+        except ThreefoldError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def _emit(value: object) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False))
+
+
+@click.group("alerts")
+def alerts() -> None:
+    """Financial-news sentiment alerting: train the classifiers, run the Kafka consumer."""
+
+
+_CONFIG_OPTIONS = [
+    click.option(
+        "--bootstrap", default=None, help="Kafka bootstrap servers [env KAFKA_BOOTSTRAP_SERVERS]."
+    ),
+    click.option("--redis-url", default=None, help="Redis URL for window state [env REDIS_URL]."),
+    click.option("--topic-model", "topic_model_dir", default=None, help="Topic classifier dir."),
+    click.option(
+        "--sentiment-model", "sentiment_model_dir", default=None, help="Sentiment classifier dir."
+    ),
+    click.option("--input-topic", default=None, help="Topic to consume [news]."),
+    click.option("--scored-topic", default=None, help="Topic for scored messages [news-scored]."),
+    click.option("--alerts-topic", default=None, help="Topic for alerts [news-alerts]."),
+    click.option("--dead-letter-topic", default=None, help="Dead-letter topic [news-dead-letter]."),
+    click.option("--group-id", default=None, help="Consumer group [threefold-alerts]."),
+    click.option("--window", "window_size_s", type=int, default=None, help="Window seconds [300]."),
+    click.option("--slide", "window_slide_s", type=int, default=None, help="Slide s [= window]."),
+    click.option("--grace", "grace_s", type=int, default=None, help="Grace for late msgs s [60]."),
+    click.option("--min-volume", type=int, default=None, help="Messages per window to alert [10]."),
+    click.option("--z-threshold", type=float, default=None, help="One-sided z to alert [2.33]."),
+    click.option("--share-margin", type=float, default=None, help="Share over baseline [0.15]."),
+    click.option("--cooldown", "cooldown_s", type=int, default=None, help="Per-key cool-down s."),
+    click.option("--webhook", "webhook_url", default=None, help="POST alerts here too."),
+    click.option("--redis-prefix", default=None, help="Key prefix in Redis [threefold:alerts:]."),
+    click.option("--companies", "companies_path", default=None, help="name,ticker,aliases CSV."),
+    click.option("--max-batch", type=int, default=None, help="Messages per micro-batch [64]."),
+    click.option("--max-wait-ms", type=int, default=None, help="Wait to fill a batch ms [200]."),
+    click.option("--torch-threads", type=int, default=None, help="torch CPU threads [default]."),
+]
+
+
+def _config_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_CONFIG_OPTIONS):
+        command = option(command)
+    return command
+
+
+def _config(overrides: dict[str, Any]):
+    from threefold.apps.alerts.config import AlertsConfig
+
+    renamed = dict(overrides)
+    renamed["bootstrap_servers"] = renamed.pop("bootstrap", None)
+    return AlertsConfig.from_env(**renamed)
+
+
+@alerts.command("run")
+@_config_options
+@click.option("--metrics-port", type=int, default=None, help="Serve /metrics on this port.")
+@click.option("--stop-after", type=float, default=None, help="Stop after N seconds.")
+@click.option("--create-topics/--no-create-topics", default=True, show_default=True)
+@_clean_errors
+def run_command(metrics_port: int | None, stop_after: float | None, create_topics: bool, **kw):
+    """Consume news, publish scored messages and alerts (needs Kafka and Redis)."""
+    from threefold.apps.alerts.processor import build_runner
+    from threefold.core.web import configure_json_logging
+
+    configure_json_logging()
+    config = _config({**kw, "metrics_port": metrics_port})
+    logger.info("alerts consumer settings: %s", json.dumps(config.public_dict(), default=str))
+    runner, processor = build_runner(config)
+    if create_topics:
+        from threefold.streaming.kafka_config import ensure_topics
+
+        ensure_topics(
+            config.bootstrap_servers,
+            [
+                config.input_topic,
+                config.scored_topic,
+                config.alerts_topic,
+                config.dead_letter_topic,
+            ],
+        )
+    if config.metrics_port:
+        from threefold.streaming.metrics import serve_metrics
+
+        serve_metrics(runner.metrics.registry, config.metrics_port, config.metrics_addr)
+    runner.install_signal_handlers()
+    try:
+        stats = runner.run(stop_after=stop_after)
+    finally:
+        if processor.publisher.webhook is not None:
+            processor.publisher.webhook.close()
+    _emit({"stopped": True, "stats": vars(stats)})
+
+
+@alerts.command("train")
+@click.option(
+    "--data",
+    "data_path",
+    default=str(SAMPLE),
+    show_default=True,
+    help="CSV/JSON/JSONL with text, topic and sentiment columns.",
+)
+@click.option("--topic-data", default=None, help="Separate file for the topic classifier.")
+@click.option("--sentiment-data", default=None, help="Separate file for the sentiment one.")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--topic-column", default="topic", show_default=True)
+@click.option("--sentiment-column", default="sentiment", show_default=True)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Writes OUT/topic and OUT/sentiment.",
+)
+@click.option("--base", default=None, help="Base model directory [default: packaged MiniLM].")
+@click.option("--epochs", type=float, default=4.0, show_default=True)
+@click.option("--learning-rate", type=float, default=5e-5, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--max-length", type=int, default=64, show_default=True)
+@click.option("--max-steps", type=int, default=-1, show_default=True)
+@click.option("--eval-fraction", type=float, default=0.2, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
+@_clean_errors
+def train_command(
+    data_path: str,
+    topic_data: str | None,
+    sentiment_data: str | None,
+    text_column: str,
+    topic_column: str,
+    sentiment_column: str,
+    out: str,
+    base: str | None,
+    no_progress: bool,
+    **training: Any,
+) -> None:
+    """Fine-tune the topic and the sentiment classifier (like `threefold classifier train`)."""
+    from threefold.core.classifier import TextClassifier
+    from threefold.core.training_config import TrainingConfig
+
+    summary = {}
+    for name, path, column in (
+        ("topic", topic_data or data_path, topic_column),
+        ("sentiment", sentiment_data or data_path, sentiment_column),
+    ):
+        config = TrainingConfig(
+            text_column=text_column,
+            label_column=column,
+            output_progress=not no_progress,
+            **training,
+        )
+        model = TextClassifier.train_from_files(path, base_model=base, config=config)
+        target = Path(out) / name
+        model.save(target)
+        evaluation = model.metrics.get("eval") or {}
+        summary[name] = {
+            "out": str(target),
+            "version": model.version,
+            "labels": model.labels,
+            "eval_accuracy": evaluation.get("accuracy"),
+            "eval_macro_f1": evaluation.get("macro_f1"),
+            "train_seconds": model.train_seconds,
+        }
+    _emit(summary)
+
+
+@alerts.command("simulate")
+@click.argument("path", type=click.Path(dir_okay=False, exists=True))
+@_config_options
+@click.option("--batch", type=int, default=32, show_default=True)
+@_clean_errors
+def simulate_command(path: str, batch: int, **kw: Any) -> None:
+    """Run a JSONL file through parse -> score -> windows -> surge in memory; print alerts.
+
+    No Kafka or Redis: a dry run of the same chain the consumer runs.
+    """
+    import time
+
+    from threefold.apps.alerts.messages import InvalidMessage, parse_message
+    from threefold.apps.alerts.pipeline import AlertPipeline
+    from threefold.apps.alerts.scoring import Scorer
+    from threefold.apps.alerts.state import InMemoryStateStore
+    from threefold.core.tables import read_records
+
+    config = _config(kw)
+    scorer = Scorer.load(
+        config.topic_model_dir, config.sentiment_model_dir, config.companies_path or None
+    )
+    store = InMemoryStateStore()
+    pipeline = AlertPipeline.from_config(config, store)
+    items, invalid = [], 0
+    for record in read_records(path):
+        try:
+            items.append(parse_message(dict(record.values), fallback_time=time.time()))
+        except InvalidMessage as exc:
+            invalid += 1
+            logger.warning("line %d: %s", record.line, exc.reason)
+    for start in range(0, len(items), batch):
+        pipeline.process(scorer.score(items[start : start + batch]))
+    alerts_found = store.pending_alerts()
+    store.ack_alerts(alerts_found)
+    for alert in alerts_found:
+        _emit(alert)
+    click.echo(f"{len(items)} messages, {invalid} invalid, {len(alerts_found)} alert(s)", err=True)
+
+
+@click.command("dashboard")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8050, show_default=True)
+@click.option("--redis-url", default=None, help="Redis with the consumer's state [env REDIS_URL].")
+@click.option("--redis-prefix", default=None, help="Key prefix the consumer uses.")
+@_clean_errors
+def serve_command(host: str, port: int, redis_url: str | None, redis_prefix: str | None) -> None:
+    """Serve the alerts dashboard (charts, live alert feed, JSON API)."""
+    from threefold.apps.alerts.config import AlertsConfig
+    from threefold.apps.alerts.dashboard import create_app
+    from threefold.core.web import configure_json_logging
+
+    configure_json_logging()
+    config = AlertsConfig.from_env(redis_url=redis_url, redis_prefix=redis_prefix)
+    app = create_app(config)
+    app.run(host=host, port=port, threaded=True)

@@ -1,0 +1,132 @@
+"""Settings of the alerting consumer and dashboard (environment prefix THREEFOLD_ALERTS_)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from threefold.core.errors import ConfigError
+
+ENV_PREFIX = "THREEFOLD_ALERTS_"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_COMPANIES = DATA_DIR / "companies.csv"
+
+
+@dataclass
+class AlertsConfig:
+    """Topics, windowing, surge thresholds, model locations and service addresses.
+
+    Times are seconds of event time (the message's `published_at`), except webhook timeouts.
+    """
+
+    input_topic: str = "news"
+    scored_topic: str = "news-scored"
+    alerts_topic: str = "news-alerts"
+    dead_letter_topic: str = "news-dead-letter"
+    group_id: str = "threefold-alerts"
+    window_size_s: int = 300
+    window_slide_s: int = 0  # 0 = tumbling (slide = size)
+    grace_s: int = 60
+    partition_idle_s: float = 30.0  # wall-clock s without messages before a partition is idle
+    min_volume: int = 10
+    z_threshold: float = 2.33  # one-sided, about p < 0.01
+    share_margin: float = 0.15
+    prior_negative_share: float = 0.2
+    ewma_alpha: float = 0.3
+    cooldown_s: int = 900
+    max_examples: int = 3
+    topic_model_dir: str = ""
+    sentiment_model_dir: str = ""
+    companies_path: str = str(DEFAULT_COMPANIES)
+    webhook_url: str = ""
+    webhook_timeout_s: float = 5.0
+    redis_prefix: str = "threefold:alerts:"
+    redis_url: str = ""
+    bootstrap_servers: str = ""
+    metrics_port: int = 0  # 0 = no metrics HTTP server for the consumer
+    metrics_addr: str = "127.0.0.1"  # 0.0.0.0 to let a scraper outside the host reach it
+    max_batch: int = 64
+    max_wait_ms: int = 200
+    fetch_max_wait_ms: int = 100  # broker-side wait for data per fetch (kafka default 500)
+    score_batch_size: int = 64
+    torch_threads: int = 0  # 0 = torch's default; 1 is faster on a busy, oversubscribed CPU
+    state_ttl_s: int = 7 * 24 * 3600
+    allowed_origins: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.window_slide_s == 0:
+            self.window_slide_s = self.window_size_s
+        positive = ("window_size_s", "window_slide_s", "min_volume", "max_batch", "max_wait_ms")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, found {getattr(self, name)!r}")
+        non_negative = ("grace_s", "cooldown_s", "max_examples", "metrics_port", "share_margin")
+        for name in (*non_negative, "torch_threads", "partition_idle_s"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, found {getattr(self, name)!r}")
+        if self.window_size_s % self.window_slide_s:
+            raise ConfigError(
+                f"window_size_s ({self.window_size_s}) must be a multiple of window_slide_s "
+                f"({self.window_slide_s}); use slide = size for tumbling windows"
+            )
+        if not 0 < self.ewma_alpha <= 1:
+            raise ConfigError(f"ewma_alpha must be in (0, 1], found {self.ewma_alpha!r}")
+        if not 0 < self.prior_negative_share < 1:
+            raise ConfigError(
+                f"prior_negative_share must be in (0, 1), found {self.prior_negative_share!r}"
+            )
+        if not self.redis_prefix.endswith(":"):
+            self.redis_prefix += ":"
+        topics = [self.input_topic, self.scored_topic, self.alerts_topic, self.dead_letter_topic]
+        if len(set(topics)) != len(topics):
+            raise ConfigError(f"input, scored, alerts and dead-letter topics must differ: {topics}")
+
+    @classmethod
+    def from_env(cls, prefix: str = ENV_PREFIX, **overrides: object) -> AlertsConfig:
+        """Read THREEFOLD_ALERTS_<FIELD> (upper case), REDIS_URL and KAFKA_BOOTSTRAP_SERVERS.
+
+        Keyword overrides (e.g. from CLI flags) win over the environment; None means unset.
+        """
+        values: dict[str, object] = {}
+        for spec in fields(cls):
+            raw = os.environ.get(prefix + spec.name.upper())
+            if raw is None:
+                continue
+            values[spec.name] = _convert(spec.name, spec.type, raw, prefix)
+        if "redis_url" not in values and os.environ.get("REDIS_URL"):
+            values["redis_url"] = os.environ["REDIS_URL"]
+        if "bootstrap_servers" not in values and os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            values["bootstrap_servers"] = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def public_dict(self) -> dict[str, object]:
+        """Settings safe to log or show (the webhook URL may carry a token: only say if set)."""
+        data = {spec.name: getattr(self, spec.name) for spec in fields(self)}
+        data["webhook_url"] = "set" if self.webhook_url else ""
+        data["redis_url"] = _strip_password(self.redis_url)
+        return data
+
+
+def _convert(name: str, type_name: object, raw: str, prefix: str) -> object:
+    kind = str(type_name)
+    env = prefix + name.upper()
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError as exc:
+        expected = "an integer" if kind == "int" else "a number"
+        raise ConfigError(f"{env} must be {expected}, found {raw!r}") from exc
+    if kind.startswith("list"):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _strip_password(url: str) -> str:
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"

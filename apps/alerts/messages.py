@@ -1,0 +1,144 @@
+"""Parse and validate incoming news messages (step 1 of parse -> score -> aggregate -> decide)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+MAX_TEXT_CHARS = 10_000
+MAX_ENTITIES = 50
+
+
+class InvalidMessage(ValueError):
+    """A message that can never be processed; `reason` says what was expected and found."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class NewsItem:
+    """One validated input message; `event_time` is seconds since the epoch (UTC)."""
+
+    id: str
+    text: str
+    event_time: float
+    source: str = ""
+    published_at: str = ""
+    entities: list[str] = field(default_factory=list)
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """The input fields as they travel on to the scored topic."""
+        out: dict[str, object] = dict(self.extra)
+        out.update(
+            id=self.id,
+            text=self.text,
+            source=self.source,
+            published_at=self.published_at,
+            entities=list(self.entities),
+        )
+        return out
+
+
+def derive_id(text: str, source: str, published_at: str) -> str:
+    """Deterministic id for messages without one: the same headline replayed gets the same id."""
+    digest = hashlib.sha256("\x1f".join((text, source, published_at)).encode("utf-8"))
+    return "n-" + digest.hexdigest()[:24]
+
+
+def parse_time(value: object) -> float:
+    """Seconds since the epoch from an ISO 8601 string (naive = UTC) or epoch seconds/ms."""
+    if isinstance(value, bool):
+        raise InvalidMessage(
+            f"published_at must be ISO 8601 text or epoch seconds, found {value!r}"
+        )
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise InvalidMessage(f"published_at must be a finite epoch >= 0, found {value!r}")
+        return seconds / 1000.0 if seconds > 1e11 else seconds  # milliseconds
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidMessage(
+                f"published_at {value!r} is not ISO 8601 (expected e.g. 2024-05-01T09:30:00Z)"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    raise InvalidMessage(
+        f"published_at must be ISO 8601 text or epoch seconds, found {type(value).__name__}"
+    )
+
+
+def format_time(seconds: float) -> str:
+    """ISO 8601 UTC with a trailing Z, second precision."""
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_message(raw: bytes | str | dict, *, fallback_time: float) -> NewsItem:
+    """Validate one message; `fallback_time` (the Kafka timestamp) is used without published_at.
+
+    Raises InvalidMessage naming the field, what was expected and what was found.
+    """
+    if isinstance(raw, dict):
+        data = raw
+    else:
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            raise InvalidMessage(f"message is not UTF-8 text: {exc.reason}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidMessage(f"message is not JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise InvalidMessage(f"message must be a JSON object, found {type(data).__name__}")
+    body = data.get("text")
+    if not isinstance(body, str) or not body.strip():
+        found = "missing" if "text" not in data else repr(body)[:60]
+        raise InvalidMessage(f"field 'text' must be non-empty text, found {found}")
+    if len(body) > MAX_TEXT_CHARS:
+        raise InvalidMessage(f"field 'text' has {len(body)} characters, at most {MAX_TEXT_CHARS}")
+    source = data.get("source") or ""
+    if not isinstance(source, str):
+        raise InvalidMessage(f"field 'source' must be text, found {type(source).__name__}")
+    published = data.get("published_at")
+    if published is None or published == "":
+        event_time = fallback_time
+        published_at = format_time(event_time)
+    else:
+        event_time = parse_time(published)
+        published_at = published if isinstance(published, str) else format_time(event_time)
+    entities = data.get("entities") or []
+    if not isinstance(entities, list) or not all(isinstance(e, str) for e in entities):
+        raise InvalidMessage("field 'entities' must be a list of ticker strings")
+    if len(entities) > MAX_ENTITIES:
+        raise InvalidMessage(f"field 'entities' has {len(entities)} items, at most {MAX_ENTITIES}")
+    message_id = data.get("id")
+    if message_id is None or message_id == "":
+        message_id = derive_id(body, source, "" if published is None else str(published))
+    elif isinstance(message_id, (int, str)) and not isinstance(message_id, bool):
+        message_id = str(message_id)
+    else:
+        raise InvalidMessage(f"field 'id' must be text or an integer, found {message_id!r}")
+    known = {"id", "text", "source", "published_at", "entities"}
+    return NewsItem(
+        id=message_id,
+        text=body.strip(),
+        event_time=event_time,
+        source=source,
+        published_at=published_at,
+        entities=[e.strip().lstrip("$").upper() for e in entities if e.strip()],
+        extra={k: v for k, v in data.items() if k not in known},
+    )

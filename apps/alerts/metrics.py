@@ -1,0 +1,56 @@
+"""Prometheus metrics of the alerting consumer (on a registry the caller owns)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class AlertsMetrics:
+    """Counters for every way a message or alert can go; one instance per registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.scored = Counter("threefold_alerts_messages_scored", "Messages scored", registry=r)
+        self.invalid = Counter(
+            "threefold_alerts_messages_invalid",
+            "Messages rejected to the dead-letter topic",
+            registry=r,
+        )
+        self.late = Counter(
+            "threefold_alerts_messages_late",
+            "Messages whose windows had all closed (scored, not aggregated)",
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "threefold_alerts_messages_redelivered",
+            "Messages already counted in their windows (redelivery); not counted twice",
+            registry=r,
+        )
+        self.windows_closed = Counter(
+            "threefold_alerts_windows_closed", "Windows closed", registry=r
+        )
+        self.alerts = Counter(
+            "threefold_alerts_published", "Alerts published to the alerts topic", registry=r
+        )
+        self.suppressed = Counter(
+            "threefold_alerts_suppressed", "Surges not alerted", ["reason"], registry=r
+        )
+        self.publish_failures = Counter(
+            "threefold_alerts_publish_failures",
+            "Failed attempts to publish alerts (kept in the outbox and retried)",
+            registry=r,
+        )
+        self.webhook_failures = Counter(
+            "threefold_alerts_webhook_failures",
+            "Webhook deliveries that failed after retries",
+            registry=r,
+        )
+        self.scoring_seconds = Histogram(
+            "threefold_alerts_scoring_seconds",
+            "Time to score one batch with both classifiers",
+            registry=r,
+        )
+        self.watermark = Gauge(
+            "threefold_alerts_watermark_seconds", "Event-time watermark (epoch seconds)", registry=r
+        )

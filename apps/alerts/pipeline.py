@@ -1,0 +1,180 @@
+"""Aggregate scored items into windows and decide surges (no broker: state is a StateStore).
+
+Per batch: count every (key, window) entry idempotently -> advance the watermark -> close the
+windows the watermark passed (final decision, then fold into the baseline) -> check the still
+open windows this batch touched for an early surge (same rule, same alert id). Alerts are
+claimed in the store's outbox; the caller publishes `store.pending_alerts()` and acknowledges
+them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.scoring import ScoredItem
+from threefold.apps.alerts.state import CLAIMED, CLOSED, COUNTED, StateStore
+from threefold.apps.alerts.surge import Baseline, SurgeRule, build_alert, decide
+from threefold.apps.alerts.windows import Entry, WindowCounts, WindowSpec, keys_for
+
+logger = logging.getLogger(__name__)
+CLOSE_RETRIES = 5
+NO_EVENT_TIME = 0.0  # a registered partition without messages yet
+
+
+@dataclass
+class PipelineResult:
+    """What one batch did to the state."""
+
+    late: int = 0
+    duplicates: int = 0
+    windows_closed: int = 0
+    alerts: list[dict] = field(default_factory=list)  # claimed by this batch
+    suppressed: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+
+class AlertPipeline:
+    """Windows + surge rule + state; `process(scored)` marks late items and claims alerts."""
+
+    def __init__(
+        self,
+        spec: WindowSpec,
+        rule: SurgeRule,
+        store: StateStore,
+        *,
+        alpha: float = 0.3,
+        cooldown_s: int = 900,
+        max_examples: int = 3,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self.rule = rule
+        self.store = store
+        self.alpha = alpha
+        self.cooldown_s = cooldown_s
+        self.max_examples = max_examples
+        self.clock = clock
+
+    @classmethod
+    def from_config(cls, config: AlertsConfig, store: StateStore) -> AlertPipeline:
+        spec = WindowSpec(config.window_size_s, config.window_slide_s, config.grace_s)
+        rule = SurgeRule(
+            min_volume=config.min_volume,
+            z_threshold=config.z_threshold,
+            share_margin=config.share_margin,
+            prior_share=config.prior_negative_share,
+        )
+        return cls(
+            spec,
+            rule,
+            store,
+            alpha=config.ewma_alpha,
+            cooldown_s=config.cooldown_s,
+            max_examples=config.max_examples,
+        )
+
+    def register_partitions(self, names: Sequence[str]) -> None:
+        """Input partitions just assigned: the watermark waits for their first message."""
+        self.store.advance_watermark(dict.fromkeys(names, NO_EVENT_TIME))
+
+    def process(
+        self,
+        scored: Sequence[ScoredItem],
+        partitions: Sequence[str] | None = None,
+        *,
+        idle_partitions: Sequence[str] = (),
+    ) -> PipelineResult:
+        """Aggregate and decide one batch.
+
+        `partitions[i]` names the input partition of `scored[i]` (default: all the same one);
+        `idle_partitions` stop holding the watermark back until their next message.
+        """
+        result = PipelineResult()
+        highest: dict[str, float] = {}
+        for index, s in enumerate(scored):
+            partition = partitions[index] if partitions is not None else "0"
+            highest[partition] = max(s.item.event_time, highest.get(partition, NO_EVENT_TIME))
+        touched = self._aggregate(scored, result) if scored else []
+        if highest or idle_partitions:
+            self.store.advance_watermark(
+                {p: self.spec.watermark(t) for p, t in highest.items()}, idle_partitions
+            )
+        watermark = self.store.watermark()
+        if watermark is None:
+            return result
+        # Close first, so the early checks compare against a baseline that is up to date.
+        self._close_due(watermark, result)
+        if scored:
+            still_open = [ref for ref in touched if not self.spec.is_closed(ref[2], watermark)]
+            self._early(still_open, result)
+        return result
+
+    def _aggregate(self, scored: Sequence[ScoredItem], result: PipelineResult) -> list:
+        entries: list[Entry] = []
+        owners: list[int] = []
+        for index, s in enumerate(scored):
+            example = s.item.text if s.sentiment == "negative" else None
+            for key in keys_for(s.topic, s.entities):
+                for start, end in self.spec.windows_for(s.item.event_time):
+                    entries.append(Entry(key, start, end, s.item.id, s.sentiment, example))
+                    owners.append(index)
+        statuses = self.store.add_entries(entries, self.max_examples)
+        closed_only = [True] * len(scored)
+        counted = [False] * len(scored)
+        touched = set()
+        for entry, owner, status in zip(entries, owners, statuses, strict=True):
+            if status != CLOSED:
+                closed_only[owner] = False
+            if status == COUNTED:
+                counted[owner] = True
+                touched.add((entry.key, entry.start, entry.end))
+        for s, late in zip(scored, closed_only, strict=True):
+            s.late = late
+        result.late = sum(closed_only)
+        result.duplicates = sum(
+            1 for late, new in zip(closed_only, counted, strict=True) if not late and not new
+        )
+        return sorted(touched, key=lambda ref: (ref[2], ref[1], ref[0]))
+
+    def _early(self, windows: list, result: PipelineResult) -> None:
+        if not windows:
+            return
+        counts = [c for c in self.store.counts(windows) if c.total >= self.rule.min_volume]
+        if not counts:
+            return
+        baselines = self.store.baselines({c.key for c in counts})
+        for c in counts:
+            self._maybe_alert(c, baselines.get(c.key), "early", result)
+
+    def _close_due(self, watermark: float, result: PipelineResult) -> None:
+        for ref in self.store.due_windows(watermark):
+            for _ in range(CLOSE_RETRIES):
+                (counts,) = self.store.counts([ref])
+                baseline = self.store.baselines([counts.key]).get(counts.key)
+                self._maybe_alert(counts, baseline, "window_closed", result)
+                expected = baseline.windows if baseline else 0
+                new = (baseline or Baseline(0.0, 0.0, 0)).updated(counts, self.alpha)
+                status = self.store.close_window(counts, expected, new)
+                if status >= 0:
+                    result.windows_closed += status
+                    break
+                logger.info("baseline of %s changed while closing a window; retrying", ref[0])
+
+    def _maybe_alert(
+        self, counts: WindowCounts, baseline: Baseline | None, stage: str, result: PipelineResult
+    ) -> None:
+        decision = decide(counts, baseline, self.rule)
+        if not decision.surge:
+            return
+        alert = build_alert(
+            counts, decision, baseline, self.rule, stage=stage, detected_at=self.clock()
+        )
+        status = self.store.claim_alert(alert, self.cooldown_s)
+        if status == CLAIMED:
+            logger.info("surge for %s in window %s: %s", counts.key, counts.start, alert["summary"])
+            result.alerts.append(alert)
+        else:
+            result.suppressed[status] = result.suppressed.get(status, 0) + 1

@@ -1,0 +1,231 @@
+"""The Kafka side: a BatchProcessor (parse -> score -> aggregate -> decide -> emit) and its runner.
+
+Outputs: every valid input goes to the scored topic (late ones too, flagged `late`); invalid
+inputs go back to the runner as failures, which dead-letters them with the reason. Alerts are
+claimed in the state store's outbox, then published to the alerts topic by `AlertPublisher`
+(produced and flushed inside `process`, before the runner commits the batch's offsets).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+from typing import Any
+
+from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.messages import InvalidMessage, NewsItem, parse_message
+from threefold.apps.alerts.metrics import AlertsMetrics
+from threefold.apps.alerts.pipeline import AlertPipeline
+from threefold.apps.alerts.scoring import Scorer
+from threefold.apps.alerts.state import StateStore
+from threefold.apps.alerts.webhook import WebhookNotifier
+from threefold.core.errors import ServiceError
+from threefold.streaming.messages import BatchResult, Message, Output
+
+logger = logging.getLogger(__name__)
+
+
+class AlertPublisher:
+    """Publishes the store's pending alerts (outbox) to the alerts topic, then acknowledges them."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        producer: Any,
+        topic: str,
+        *,
+        webhook: WebhookNotifier | None = None,
+        metrics: AlertsMetrics | None = None,
+    ) -> None:
+        self.store = store
+        self.producer = producer
+        self.topic = topic
+        self.webhook = webhook
+        self.metrics = metrics or AlertsMetrics()
+
+    def publish_pending(self) -> list[dict]:
+        """Send every pending alert and flush; on failure they stay pending for the next call."""
+        pending = self.store.pending_alerts()
+        if not pending:
+            return []
+        try:
+            for alert in pending:
+                self.producer.send(self.topic, alert, key=alert["key"])
+            self.producer.flush()
+        except Exception as exc:  # the broker is down: keep them in the outbox
+            self.metrics.publish_failures.inc()
+            logger.warning("could not publish %d alert(s) (%r); will retry", len(pending), exc)
+            return []
+        self.store.ack_alerts(pending)
+        self.metrics.alerts.inc(len(pending))
+        for alert in pending:
+            logger.info("published alert %s: %s", alert["alert_id"], alert["summary"])
+            if self.webhook is not None:
+                self.webhook.notify(alert)
+        return pending
+
+
+class AlertsProcessor:
+    """BatchProcessor for threefold.streaming.runner.ConsumerRunner."""
+
+    def __init__(
+        self,
+        config: AlertsConfig,
+        scorer: Scorer,
+        pipeline: AlertPipeline,
+        publisher: AlertPublisher,
+        *,
+        metrics: AlertsMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.scorer = scorer
+        self.pipeline = pipeline
+        self.publisher = publisher
+        self.metrics = metrics or publisher.metrics
+        self._last_seen: dict[str, float | None] = {}  # partition -> last message (None: idle)
+
+    def process(self, batch: list[Message]) -> BatchResult:
+        items: list[NewsItem] = []
+        sources: list[Message] = []
+        failed: list[tuple[Message, str]] = []
+        for message in batch:
+            try:
+                item = parse_message(message.value, fallback_time=message.timestamp_ms / 1000.0)
+            except InvalidMessage as exc:
+                failed.append((message, exc.reason))
+                continue
+            items.append(item)
+            sources.append(message)
+        self.metrics.invalid.inc(len(failed))
+        started = time.perf_counter()
+        scored = self.scorer.score(items)
+        self.metrics.scoring_seconds.observe(time.perf_counter() - started)
+        try:
+            idle = self._idle_partitions([_partition_name(m.topic, m.partition) for m in batch])
+            partitions = [_partition_name(m.topic, m.partition) for m in sources]
+            result = self.pipeline.process(scored, partitions, idle_partitions=idle)
+            self.publisher.publish_pending()
+        except Exception as exc:
+            if _is_redis_error(exc):
+                raise ServiceError(f"Redis state store failed: {exc!r}") from exc
+            raise
+        self._account(len(scored), result)
+        outputs = [
+            Output(self.config.scored_topic, s.to_dict(), key=m.key_text() or s.item.id)
+            for s, m in zip(scored, sources, strict=True)
+        ]
+        return BatchResult(outputs=outputs, failed=failed)
+
+    def on_partitions_revoked(self, partitions: Collection[Any]) -> None:
+        for tp in partitions:
+            self._last_seen.pop(_partition_name(tp.topic, tp.partition), None)
+        self.publisher.publish_pending()
+
+    def on_partitions_assigned(self, partitions: Collection[Any]) -> None:
+        names = [_partition_name(tp.topic, tp.partition) for tp in partitions]
+        now = time.monotonic()
+        self._last_seen.update(dict.fromkeys(names, now))
+        self.pipeline.register_partitions(names)
+        # Alerts claimed by a consumer that died before publishing them.
+        self.publisher.publish_pending()
+
+    def _idle_partitions(self, seen: list[str]) -> list[str]:
+        """Assigned partitions without a message for `partition_idle_s` (each reported once)."""
+        now = time.monotonic()
+        for name in seen:
+            self._last_seen[name] = now
+        idle = [
+            name
+            for name, last in self._last_seen.items()
+            if last is not None and now - last > self.config.partition_idle_s
+        ]
+        for name in idle:
+            self._last_seen[name] = None
+        return idle
+
+    def _account(self, n_scored: int, result) -> None:
+        m = self.metrics
+        m.scored.inc(n_scored)
+        m.late.inc(result.late)
+        m.duplicates.inc(result.duplicates)
+        m.windows_closed.inc(result.windows_closed)
+        for reason, count in result.suppressed.items():
+            m.suppressed.labels(reason=reason).inc(count)
+        watermark = self.pipeline.store.watermark()
+        if watermark is not None:
+            m.watermark.set(watermark)
+
+
+def _partition_name(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+def _is_redis_error(exc: BaseException) -> bool:
+    try:
+        import redis
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(exc, redis.RedisError)
+
+
+def build_runner(
+    config: AlertsConfig,
+    *,
+    scorer: Scorer | None = None,
+    registry: Any = None,
+) -> tuple[Any, AlertsProcessor]:
+    """Wire scorer, Redis state, publisher and ConsumerRunner from `config` (connects lazily)."""
+    from threefold.apps.alerts.state import RedisStateStore
+    from threefold.streaming.producer import JsonProducer
+    from threefold.streaming.runner import ConsumerRunner
+
+    if not config.bootstrap_servers or not config.redis_url:
+        raise ServiceError(
+            "the alerts consumer needs Kafka and Redis: set KAFKA_BOOTSTRAP_SERVERS and REDIS_URL "
+            "(or pass --bootstrap / --redis-url); `threefold demo` starts embedded ones"
+        )
+    metrics = AlertsMetrics(registry)
+    if config.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(config.torch_threads)
+    if scorer is None:
+        scorer = Scorer.load(
+            config.topic_model_dir,
+            config.sentiment_model_dir,
+            config.companies_path or None,
+            batch_size=config.score_batch_size,
+        )
+    store = RedisStateStore.from_url(
+        config.redis_url, config.redis_prefix, ttl_s=config.state_ttl_s
+    )
+    webhook = None
+    if config.webhook_url:
+        webhook = WebhookNotifier(
+            config.webhook_url,
+            timeout_s=config.webhook_timeout_s,
+            on_failure=lambda _alert, _error: metrics.webhook_failures.inc(),
+        )
+    publisher = AlertPublisher(
+        store,
+        JsonProducer(config.bootstrap_servers),
+        config.alerts_topic,
+        webhook=webhook,
+        metrics=metrics,
+    )
+    processor = AlertsProcessor(
+        config, scorer, AlertPipeline.from_config(config, store), publisher, metrics=metrics
+    )
+    runner = ConsumerRunner(
+        bootstrap=config.bootstrap_servers,
+        topics=[config.input_topic],
+        group_id=config.group_id,
+        processor=processor,
+        dead_letter_topic=config.dead_letter_topic,
+        max_batch=config.max_batch,
+        max_wait_ms=config.max_wait_ms,
+        metrics_registry=metrics.registry,
+        consumer_overrides={"fetch_max_wait_ms": config.fetch_max_wait_ms},
+    )
+    return runner, processor

@@ -1,0 +1,138 @@
+"""Score news items: topic and sentiment classifiers (batched) plus entity extraction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from threefold.apps.alerts.entities import EntityMatcher
+from threefold.apps.alerts.messages import NewsItem, format_time
+from threefold.apps.alerts.windows import SENTIMENTS
+from threefold.core.errors import ModelError
+
+
+class Classifier(Protocol):
+    """What scoring needs from a classifier (threefold.core.classifier.TextClassifier)."""
+
+    labels: list[str]
+    version: str
+
+    def predict_proba(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray: ...
+
+
+@dataclass
+class ScoredItem:
+    """A news item with its topic, sentiment, probabilities and entities."""
+
+    item: NewsItem
+    topic: str
+    sentiment: str
+    topic_probabilities: dict[str, float]
+    sentiment_probabilities: dict[str, float]
+    entities: list[str]
+    models: dict[str, str]
+    late: bool = False
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """The record published to the scored topic: the input plus everything scoring added."""
+        out = self.item.to_dict()
+        out.update(
+            topic=self.topic,
+            sentiment=self.sentiment,
+            probabilities={
+                "topic": self.topic_probabilities,
+                "sentiment": self.sentiment_probabilities,
+            },
+            entities=self.entities,
+            models=self.models,
+            event_time=format_time(self.item.event_time),
+            late=self.late,
+        )
+        return out
+
+
+class Scorer:
+    """Runs both classifiers over a batch at once and extracts tickers."""
+
+    def __init__(
+        self,
+        topic_model: Classifier,
+        sentiment_model: Classifier,
+        matcher: EntityMatcher | None = None,
+        *,
+        batch_size: int = 64,
+    ) -> None:
+        unknown = sorted(set(sentiment_model.labels) - set(SENTIMENTS))
+        if unknown or "negative" not in sentiment_model.labels:
+            raise ModelError(
+                f"the sentiment model's labels are {sorted(sentiment_model.labels)}; expected "
+                f"'negative' and only labels from {list(SENTIMENTS)}. Fix: train it on a CSV "
+                "whose label column holds negative/neutral/positive"
+            )
+        self.topic_model = topic_model
+        self.sentiment_model = sentiment_model
+        self.matcher = matcher or EntityMatcher()
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(
+        cls,
+        topic_dir: str | Path,
+        sentiment_dir: str | Path,
+        companies_path: str | Path | None = None,
+        *,
+        batch_size: int = 64,
+        device: str | None = None,
+        quantize: bool = False,
+    ) -> Scorer:
+        """Load both saved TextClassifier directories and the company list."""
+        from threefold.core.classifier import TextClassifier
+
+        for what, path in (("topic", topic_dir), ("sentiment", sentiment_dir)):
+            if not path:
+                raise ModelError(
+                    f"no {what} model directory given. Fix: train one with `threefold alerts "
+                    f"train` and pass --{what}-model DIR (or THREEFOLD_ALERTS_{what.upper()}"
+                    "_MODEL_DIR)"
+                )
+        topic = TextClassifier.load(topic_dir, quantize=quantize, device=device)
+        sentiment = TextClassifier.load(sentiment_dir, quantize=quantize, device=device)
+        matcher = EntityMatcher.from_csv(companies_path) if companies_path else None
+        return cls(topic, sentiment, matcher, batch_size=batch_size)
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {"topic": self.topic_model.version, "sentiment": self.sentiment_model.version}
+
+    def score(self, items: Sequence[NewsItem]) -> list[ScoredItem]:
+        """Score a batch; the models see all texts at once."""
+        if not items:
+            return []
+        texts = [item.text for item in items]
+        topics = self.topic_model.predict_proba(texts, batch_size=self.batch_size)
+        sentiments = self.sentiment_model.predict_proba(texts, batch_size=self.batch_size)
+        versions = self.versions
+        out = []
+        for index, item in enumerate(items):
+            topic_row, sentiment_row = topics[index], sentiments[index]
+            out.append(
+                ScoredItem(
+                    item=item,
+                    topic=self.topic_model.labels[int(topic_row.argmax())],
+                    sentiment=self.sentiment_model.labels[int(sentiment_row.argmax())],
+                    topic_probabilities=_rounded(self.topic_model.labels, topic_row),
+                    sentiment_probabilities=_rounded(self.sentiment_model.labels, sentiment_row),
+                    entities=self.matcher.extract(item.text, item.entities),
+                    models=dict(versions),
+                )
+            )
+        return out
+
+
+def _rounded(labels: Sequence[str], row: np.ndarray) -> dict[str, float]:
+    return {label: round(float(p), 4) for label, p in zip(labels, row, strict=True)}

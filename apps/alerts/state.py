@@ -1,0 +1,458 @@
+"""Window, baseline, cool-down and alert state: in memory (tests, dry runs) or in Redis.
+
+How the state survives restarts and at-least-once redelivery (Kafka offsets are committed only
+after a batch's outputs are flushed, so a crash replays the uncommitted messages):
+
+* Counting is idempotent: each (key, window) keeps the set of message ids it counted; adding an
+  id that is already there changes nothing (Redis: SADD + HINCRBY in one Lua script).
+* Event time is tracked per input partition (Kafka orders messages only within one): each
+  partition's watermark is its highest event time minus the grace; the store's watermark is
+  the lowest of them, only moves forward, and is stored. A window whose end is at or before it
+  is closed, and messages for it are reported late (counted in a metric, not aggregated).
+  Partitions are registered when assigned (with no event time yet, so they hold the
+  watermark back until their first message); a partition idle for a while is dropped from
+  the minimum (the consumer decides, `partition_idle_s`) and rejoins with its next message.
+* Closing a window (fold it into the EWMA baseline, append it to the key's history, drop its
+  counts) is one atomic compare-and-set on the number of windows in the baseline, so two
+  consumers racing to close it (during a rebalance) fold it in exactly once.
+* An alert is claimed atomically before it is published: SET NX on its deterministic id, the
+  cool-down check, and a copy in an outbox hash. A crash after the claim leaves it in the outbox
+  and the next consumer publishes it, so no surge is lost; the id marker stops it being claimed
+  twice. Only a crash between the broker acknowledging the alert and the outbox deletion (a
+  few milliseconds) can publish an alert twice; it then has the same alert_id (dedupe on it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from threefold.apps.alerts.surge import Baseline
+from threefold.apps.alerts.windows import Entry, WindowCounts
+
+CLAIMED, DUPLICATE, COOLDOWN = "claimed", "duplicate", "cooldown"
+COUNTED, SEEN, CLOSED = 1, 0, -1
+MAX_SERIES = 500
+MAX_FEED = 1000
+
+WindowRef = tuple[str, int, int]  # (key, start, end)
+
+
+class StateStore(Protocol):
+    """What the alert pipeline needs to keep between batches and across restarts."""
+
+    def add_entries(self, entries: Sequence[Entry], max_examples: int) -> list[int]: ...
+    def watermark(self) -> float | None: ...
+    def advance_watermark(
+        self, by_partition: dict[str, float], idle: Sequence[str] = ()
+    ) -> float | None: ...
+    def due_windows(self, watermark: float) -> list[WindowRef]: ...
+    def counts(self, windows: Sequence[WindowRef]) -> list[WindowCounts]: ...
+    def baselines(self, keys: Iterable[str]) -> dict[str, Baseline]: ...
+    def claim_alert(self, alert: dict, cooldown_s: int) -> str: ...
+    def close_window(self, counts: WindowCounts, expected_windows: int, new: Baseline) -> int: ...
+    def pending_alerts(self) -> list[dict]: ...
+    def ack_alerts(self, alerts: Sequence[dict]) -> None: ...
+    def aggregation_keys(self) -> list[str]: ...
+    def history(self, key: str, limit: int = 100) -> list[dict]: ...
+    def open_windows(self, key: str | None = None) -> list[WindowCounts]: ...
+    def recent_alerts(self, limit: int = 50) -> list[tuple[str, dict]]: ...
+
+
+def _member(key: str, start: int, end: int) -> str:
+    return f"{start}:{end}:{key}"
+
+
+def _parse_member(member: str) -> WindowRef:
+    start, end, key = member.split(":", 2)
+    return key, int(start), int(end)
+
+
+def _summary(counts: WindowCounts) -> dict:
+    return counts.to_dict()
+
+
+class InMemoryStateStore:
+    """Process-local state with the same semantics as the Redis store (lost on exit)."""
+
+    def __init__(self) -> None:
+        self._watermark: float | None = None
+        self._partitions: dict[str, float] = {}
+        self._windows: dict[WindowRef, WindowCounts] = {}
+        self._seen: dict[WindowRef, set[str]] = {}
+        self._baselines: dict[str, Baseline] = {}
+        self._cooldown: dict[str, int] = {}
+        self._claimed: set[str] = set()
+        self._outbox: dict[str, dict] = {}
+        self._history: dict[str, list[dict]] = {}
+        self._keys: dict[str, int] = {}
+        self._feed: list[tuple[str, dict]] = []
+
+    def add_entries(self, entries: Sequence[Entry], max_examples: int) -> list[int]:
+        out = []
+        for entry in entries:
+            ref = (entry.key, entry.start, entry.end)
+            if self._watermark is not None and entry.end <= self._watermark:
+                out.append(CLOSED)
+                continue
+            seen = self._seen.setdefault(ref, set())
+            if entry.message_id in seen:
+                out.append(SEEN)
+                continue
+            seen.add(entry.message_id)
+            counts = self._windows.setdefault(ref, WindowCounts(entry.key, entry.start, entry.end))
+            counts.total += 1
+            setattr(counts, entry.sentiment, getattr(counts, entry.sentiment) + 1)
+            negative = entry.sentiment == "negative"
+            if entry.example and negative and len(counts.examples) < max_examples:
+                counts.examples.append(entry.example)
+            self._keys[entry.key] = max(self._keys.get(entry.key, 0), entry.end)
+            out.append(COUNTED)
+        return out
+
+    def watermark(self) -> float | None:
+        return self._watermark
+
+    def advance_watermark(
+        self, by_partition: dict[str, float], idle: Sequence[str] = ()
+    ) -> float | None:
+        for partition in idle:
+            self._partitions.pop(partition, None)
+        for partition, value in by_partition.items():
+            self._partitions[partition] = max(value, self._partitions.get(partition, value))
+        if self._partitions:
+            lowest = min(self._partitions.values())
+            if self._watermark is None or lowest > self._watermark:
+                self._watermark = lowest
+        return self._watermark
+
+    def due_windows(self, watermark: float) -> list[WindowRef]:
+        due = [ref for ref in self._windows if ref[2] <= watermark]
+        return sorted(due, key=lambda ref: (ref[2], ref[1], ref[0]))
+
+    def counts(self, windows: Sequence[WindowRef]) -> list[WindowCounts]:
+        out = []
+        for key, start, end in windows:
+            found = self._windows.get((key, start, end))
+            copy = WindowCounts(key, start, end)
+            if found is not None:
+                copy.total, copy.negative = found.total, found.negative
+                copy.neutral, copy.positive = found.neutral, found.positive
+                copy.examples = list(found.examples)
+            out.append(copy)
+        return out
+
+    def baselines(self, keys: Iterable[str]) -> dict[str, Baseline]:
+        return {key: self._baselines[key] for key in keys if key in self._baselines}
+
+    def claim_alert(self, alert: dict, cooldown_s: int) -> str:
+        alert_id, key, end = alert["alert_id"], alert["key"], int(alert["window_end_ts"])
+        if alert_id in self._claimed:
+            return DUPLICATE
+        last = self._cooldown.get(key)
+        if last is not None and end - last < cooldown_s:
+            return COOLDOWN
+        self._claimed.add(alert_id)
+        self._cooldown[key] = end
+        self._outbox[alert_id] = alert
+        return CLAIMED
+
+    def close_window(self, counts: WindowCounts, expected_windows: int, new: Baseline) -> int:
+        ref = (counts.key, counts.start, counts.end)
+        if ref not in self._windows:
+            return 0
+        current = self._baselines.get(counts.key)
+        if (current.windows if current else 0) != expected_windows:
+            return -1
+        self._baselines[counts.key] = new
+        history = self._history.setdefault(counts.key, [])
+        history.append(_summary(counts))
+        del history[:-MAX_SERIES]
+        del self._windows[ref]
+        self._seen.pop(ref, None)
+        return 1
+
+    def pending_alerts(self) -> list[dict]:
+        return sorted(self._outbox.values(), key=lambda a: (a["window_end_ts"], a["key"]))
+
+    def ack_alerts(self, alerts: Sequence[dict]) -> None:
+        for alert in alerts:
+            if self._outbox.pop(alert["alert_id"], None) is not None:
+                self._feed.append((f"{len(self._feed) + 1}-0", alert))
+        del self._feed[:-MAX_FEED]
+
+    def aggregation_keys(self) -> list[str]:
+        return sorted(self._keys, key=lambda k: (-self._keys[k], k))
+
+    def history(self, key: str, limit: int = 100) -> list[dict]:
+        return list(self._history.get(key, [])[-limit:])
+
+    def open_windows(self, key: str | None = None) -> list[WindowCounts]:
+        refs = sorted(ref for ref in self._windows if key is None or ref[0] == key)
+        return self.counts(refs)
+
+    def recent_alerts(self, limit: int = 50) -> list[tuple[str, dict]]:
+        return list(reversed(self._feed[-limit:]))
+
+
+_ADD = """
+local wm = redis.call('GET', KEYS[1])
+if wm and tonumber(ARGV[2]) <= tonumber(wm) then return -1 end
+if redis.call('SADD', KEYS[4], ARGV[1]) == 0 then return 0 end
+local ttl = tonumber(ARGV[6])
+redis.call('HINCRBY', KEYS[3], 'total', 1)
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+if ARGV[4] ~= '' and ARGV[3] == 'negative' and redis.call('LLEN', KEYS[5]) < tonumber(ARGV[5]) then
+  redis.call('RPUSH', KEYS[5], ARGV[4])
+  redis.call('EXPIRE', KEYS[5], ttl)
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[7])
+redis.call('ZADD', KEYS[6], 'GT', ARGV[2], ARGV[8])
+redis.call('EXPIRE', KEYS[3], ttl)
+redis.call('EXPIRE', KEYS[4], ttl)
+return 1
+"""
+
+_ADVANCE = """
+local pairs_end = 1 + 2 * tonumber(ARGV[1])
+for i = pairs_end + 1, #ARGV do
+  redis.call('HDEL', KEYS[2], ARGV[i])
+end
+for i = 2, pairs_end, 2 do
+  local old = redis.call('HGET', KEYS[2], ARGV[i])
+  if (not old) or tonumber(ARGV[i + 1]) > tonumber(old) then
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+end
+local lowest = nil
+for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
+  local n = tonumber(v)
+  if lowest == nil or n < lowest then lowest = n end
+end
+local cur = redis.call('GET', KEYS[1])
+if lowest ~= nil and ((not cur) or lowest > tonumber(cur)) then
+  redis.call('SET', KEYS[1], tostring(lowest))
+  return tostring(lowest)
+end
+return cur
+"""
+
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local last = redis.call('GET', KEYS[2])
+if last and tonumber(ARGV[2]) - tonumber(last) < tonumber(ARGV[3]) then return -1 end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[5])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+return 1
+"""
+
+_CLOSE = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local n = tonumber(redis.call('HGET', KEYS[5], 'windows') or '0')
+if n ~= tonumber(ARGV[2]) then return -1 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[5], 'share', ARGV[3], 'volume', ARGV[4], 'windows', ARGV[5])
+redis.call('EXPIRE', KEYS[5], ARGV[9])
+redis.call('ZADD', KEYS[6], ARGV[7], ARGV[6])
+redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -(tonumber(ARGV[8]) + 1))
+redis.call('EXPIRE', KEYS[6], ARGV[9])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+return 1
+"""
+
+
+class RedisStateStore:
+    """State in one Redis database under `prefix` (keys: wm, open, w:/seen:/ex: per window,
+    base:/cool:/hist: per key, alert: per alert id, outbox, feed (a stream), keys).
+
+    The Lua scripts touch several keys, so use a single Redis instance (not Redis Cluster).
+    """
+
+    def __init__(self, client, prefix: str, *, ttl_s: int = 7 * 24 * 3600) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self._add = client.register_script(_ADD)
+        self._advance = client.register_script(_ADVANCE)
+        self._claim = client.register_script(_CLAIM)
+        self._close = client.register_script(_CLOSE)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, **kw) -> RedisStateStore:
+        import redis
+
+        return cls(redis.Redis.from_url(url, decode_responses=True), prefix, **kw)
+
+    def _k(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(p) for p in parts)
+
+    def _window_keys(self, key: str, start: int) -> tuple[str, str, str]:
+        return self._k("w", key, start), self._k("seen", key, start), self._k("ex", key, start)
+
+    def add_entries(self, entries: Sequence[Entry], max_examples: int) -> list[int]:
+        if not entries:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for e in entries:
+            counts_key, seen_key, examples_key = self._window_keys(e.key, e.start)
+            self._add(
+                keys=[
+                    self._k("wm"),
+                    self._k("open"),
+                    counts_key,
+                    seen_key,
+                    examples_key,
+                    self._k("keys"),
+                ],
+                args=[
+                    e.message_id,
+                    e.end,
+                    e.sentiment,
+                    e.example or "",
+                    max_examples,
+                    self.ttl_s,
+                    _member(e.key, e.start, e.end),
+                    e.key,
+                ],
+                client=pipe,
+            )
+        return [int(r) for r in pipe.execute()]
+
+    def watermark(self) -> float | None:
+        value = self.client.get(self._k("wm"))
+        return None if value is None else float(value)
+
+    def advance_watermark(
+        self, by_partition: dict[str, float], idle: Sequence[str] = ()
+    ) -> float | None:
+        args: list[object] = [len(by_partition)]
+        for partition, value in by_partition.items():
+            args += [partition, repr(float(value))]
+        args += list(idle)
+        result = self._advance(keys=[self._k("wm"), self._k("wm:partitions")], args=args)
+        return None if result is None else float(result)
+
+    def due_windows(self, watermark: float) -> list[WindowRef]:
+        members = self.client.zrangebyscore(self._k("open"), "-inf", watermark)
+        return sorted((_parse_member(m) for m in members), key=lambda r: (r[2], r[1], r[0]))
+
+    def counts(self, windows: Sequence[WindowRef]) -> list[WindowCounts]:
+        pipe = self.client.pipeline(transaction=False)
+        for key, start, _ in windows:
+            counts_key, _, examples_key = self._window_keys(key, start)
+            pipe.hgetall(counts_key)
+            pipe.lrange(examples_key, 0, -1)
+        raw = pipe.execute()
+        out = []
+        for index, (key, start, end) in enumerate(windows):
+            values, examples = raw[2 * index], raw[2 * index + 1]
+            out.append(
+                WindowCounts(
+                    key,
+                    start,
+                    end,
+                    total=int(values.get("total", 0)),
+                    negative=int(values.get("negative", 0)),
+                    neutral=int(values.get("neutral", 0)),
+                    positive=int(values.get("positive", 0)),
+                    examples=list(examples),
+                )
+            )
+        return out
+
+    def baselines(self, keys: Iterable[str]) -> dict[str, Baseline]:
+        keys = list(keys)
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(self._k("base", key))
+        out = {}
+        for key, values in zip(keys, pipe.execute(), strict=True):
+            if values:
+                out[key] = Baseline(
+                    float(values["share"]), float(values["volume"]), int(values["windows"])
+                )
+        return out
+
+    def claim_alert(self, alert: dict, cooldown_s: int) -> str:
+        result = self._claim(
+            keys=[
+                self._k("alert", alert["alert_id"]),
+                self._k("cool", alert["key"]),
+                self._k("outbox"),
+            ],
+            args=[
+                alert["alert_id"],
+                int(alert["window_end_ts"]),
+                cooldown_s,
+                json.dumps(alert, sort_keys=True),
+                self.ttl_s,
+            ],
+        )
+        return {1: CLAIMED, 0: DUPLICATE, -1: COOLDOWN}[int(result)]
+
+    def close_window(self, counts: WindowCounts, expected_windows: int, new: Baseline) -> int:
+        counts_key, seen_key, examples_key = self._window_keys(counts.key, counts.start)
+        return int(
+            self._close(
+                keys=[
+                    self._k("open"),
+                    counts_key,
+                    seen_key,
+                    examples_key,
+                    self._k("base", counts.key),
+                    self._k("hist", counts.key),
+                ],
+                args=[
+                    _member(counts.key, counts.start, counts.end),
+                    expected_windows,
+                    repr(new.share),
+                    repr(new.volume),
+                    new.windows,
+                    json.dumps(_summary(counts), sort_keys=True),
+                    counts.start,
+                    MAX_SERIES,
+                    self.ttl_s,
+                ],
+            )
+        )
+
+    def pending_alerts(self) -> list[dict]:
+        alerts = [json.loads(v) for v in self.client.hvals(self._k("outbox"))]
+        return sorted(alerts, key=lambda a: (a["window_end_ts"], a["key"]))
+
+    def ack_alerts(self, alerts: Sequence[dict]) -> None:
+        """Mark alerts published: drop them from the outbox and append them to the live feed."""
+        for alert in alerts:
+            # Only the consumer that removes the outbox entry appends it to the feed.
+            if self.client.hdel(self._k("outbox"), alert["alert_id"]):
+                self.client.xadd(
+                    self._k("feed"),
+                    {"alert": json.dumps(alert, sort_keys=True)},
+                    maxlen=MAX_FEED,
+                    approximate=True,
+                )
+
+    def aggregation_keys(self) -> list[str]:
+        return list(self.client.zrevrange(self._k("keys"), 0, -1))
+
+    def history(self, key: str, limit: int = 100) -> list[dict]:
+        return [json.loads(m) for m in self.client.zrange(self._k("hist", key), -limit, -1)]
+
+    def open_windows(self, key: str | None = None) -> list[WindowCounts]:
+        refs = [_parse_member(m) for m in self.client.zrange(self._k("open"), 0, -1)]
+        refs = sorted(r for r in refs if key is None or r[0] == key)
+        return self.counts(refs)
+
+    def recent_alerts(self, limit: int = 50) -> list[tuple[str, dict]]:
+        entries = self.client.xrevrange(self._k("feed"), count=limit)
+        return [(entry_id, json.loads(fields["alert"])) for entry_id, fields in entries]
+
+    def read_feed(self, last_id: str, block_ms: int) -> list[tuple[str, dict]]:
+        """Alerts appended after `last_id` ("$" = only new ones), waiting up to block_ms."""
+        found = self.client.xread({self._k("feed"): last_id}, block=block_ms, count=100)
+        out = []
+        for _, entries in found or []:
+            out.extend((entry_id, json.loads(fields["alert"])) for entry_id, fields in entries)
+        return out

@@ -1,0 +1,145 @@
+"""Surge decision: a window's negative share against the key's rolling (EWMA) baseline."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+from threefold.apps.alerts.messages import format_time
+from threefold.apps.alerts.windows import WindowCounts, split_key
+
+MIN_P0 = 0.02  # keeps the z-test finite when the baseline has never seen a negative
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """EWMA of a key's negative share and volume over its closed windows (`windows` folded in)."""
+
+    share: float
+    volume: float
+    windows: int = 0
+
+    def updated(self, counts: WindowCounts, alpha: float) -> Baseline:
+        """Fold one closed, non-empty window into the baseline."""
+        if counts.total == 0:
+            return self
+        if self.windows == 0:
+            return Baseline(counts.negative_share, float(counts.total), 1)
+        share = alpha * counts.negative_share + (1 - alpha) * self.share
+        volume = alpha * counts.total + (1 - alpha) * self.volume
+        return Baseline(share, volume, self.windows + 1)
+
+
+@dataclass(frozen=True)
+class SurgeRule:
+    """Alert when volume >= min_volume, z >= z_threshold and share - baseline >= share_margin.
+
+    Until a key has `min_baseline_windows` closed windows its baseline is `prior_share`.
+    """
+
+    min_volume: int = 10
+    z_threshold: float = 2.33
+    share_margin: float = 0.15
+    prior_share: float = 0.2
+    min_baseline_windows: int = 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The numbers behind a surge decision."""
+
+    surge: bool
+    share: float
+    baseline_share: float
+    z: float
+    wilson_lower: float
+    reason: str
+
+
+def z_score(negative: int, total: int, p0: float) -> float:
+    """One-sided one-proportion z statistic of negative/total against p0."""
+    if total == 0:
+        return 0.0
+    p0 = min(max(p0, MIN_P0), 1 - MIN_P0)
+    return (negative / total - p0) / math.sqrt(p0 * (1 - p0) / total)
+
+
+def wilson_lower(negative: int, total: int, z: float = 1.645) -> float:
+    """Lower end of the Wilson score interval of negative/total (one-sided at z)."""
+    if total == 0:
+        return 0.0
+    p = negative / total
+    denom = 1 + z * z / total
+    centre = p + z * z / (2 * total)
+    spread = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return max(0.0, (centre - spread) / denom)
+
+
+def decide(counts: WindowCounts, baseline: Baseline | None, rule: SurgeRule) -> Decision:
+    """Is this window's negative share a surge over the baseline?"""
+    use_prior = baseline is None or baseline.windows < rule.min_baseline_windows
+    p0 = rule.prior_share if use_prior else baseline.share
+    share = counts.negative_share
+    z = z_score(counts.negative, counts.total, p0)
+    lower = wilson_lower(counts.negative, counts.total)
+    if counts.total < rule.min_volume:
+        reason = f"volume {counts.total} < {rule.min_volume}"
+    elif z < rule.z_threshold:
+        reason = f"z {z:.2f} < {rule.z_threshold}"
+    elif share - p0 < rule.share_margin:
+        reason = f"share {share:.2f} - baseline {p0:.2f} < margin {rule.share_margin}"
+    else:
+        reason = "surge"
+    return Decision(reason == "surge", share, p0, z, lower, reason)
+
+
+def alert_id(key: str, start: int, end: int) -> str:
+    """Deterministic: the same key and window always give the same alert id."""
+    digest = hashlib.sha256(f"{key}\x1f{start}\x1f{end}".encode()).hexdigest()
+    return "a-" + digest[:24]
+
+
+def build_alert(
+    counts: WindowCounts,
+    decision: Decision,
+    baseline: Baseline | None,
+    rule: SurgeRule,
+    *,
+    stage: str,
+    detected_at: float,
+) -> dict[str, object]:
+    """The alert record published to the alerts topic, with its evidence."""
+    kind, name = split_key(counts.key)
+    return {
+        "alert_id": alert_id(counts.key, counts.start, counts.end),
+        "key": counts.key,
+        "kind": kind,
+        "name": name,
+        "window_start": format_time(counts.start),
+        "window_end": format_time(counts.end),
+        "window_start_ts": counts.start,
+        "window_end_ts": counts.end,
+        "stage": stage,
+        "detected_at": format_time(detected_at),
+        "summary": (
+            f"Negative sentiment surge for {kind} {name}: {counts.negative}/{counts.total} "
+            f"negative ({decision.share:.0%}) vs baseline {decision.baseline_share:.0%}"
+        ),
+        "evidence": {
+            "total": counts.total,
+            "negative": counts.negative,
+            "neutral": counts.neutral,
+            "positive": counts.positive,
+            "negative_share": round(decision.share, 4),
+            "baseline_share": round(decision.baseline_share, 4),
+            "baseline_volume": round(baseline.volume, 2) if baseline else None,
+            "baseline_windows": baseline.windows if baseline else 0,
+            "z": round(decision.z, 3),
+            "wilson_lower": round(decision.wilson_lower, 4),
+            "z_threshold": rule.z_threshold,
+            "share_margin": rule.share_margin,
+            "min_volume": rule.min_volume,
+            "examples": list(counts.examples),
+        },
+    }

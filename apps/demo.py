@@ -1,0 +1,470 @@
+"""`threefold demo`: the whole suite on one machine with one command (`--check`: headless test).
+
+Stages (messages on stderr, URLs on stdout):
+1. the apps' ports; Redis and a Kafka-protocol broker: embedded, or REDIS_URL /
+   KAFKA_BOOTSTRAP_SERVERS;
+2. the alert classifiers (topic, sentiment), trained from the shipped sample once and cached;
+3. the FAQ bot (cached) and the catalog index; each app, allowing the hub's origin;
+4. the QA, recs, dashboard and hub servers plus the alerts consumer;
+5. the sample news scenario replayed into the input topic;
+6. the alert it raises, read back from the alerts topic;
+7. the URLs and "ready". Ctrl-C or SIGTERM stops everything, embedded services included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+STAGES = 7
+APP_NAMES = ("hub", "qa", "recs", "dashboard")
+# Loggers whose INFO lines would bury the stage messages; `threefold -v demo` shows them.
+QUIET_LOGGERS = {"kafka": "WARNING", "werkzeug": "WARNING", "threefold": "WARNING"}
+QUIET_LOGGERS |= {"transformers": "ERROR", "sentence_transformers": "WARNING"}
+
+
+@dataclass
+class DemoOptions:
+    """Settings of one demo run (the command's options)."""
+
+    check: bool = False
+    host: str = "127.0.0.1"
+    port_base: int | None = None
+    cache_dir: Path | None = None
+    retrain: bool = False
+    timeout_s: float = 180.0
+
+
+class StageLog:
+    """`[n/7] name: message` lines on stderr, with each stage's duration when it ends."""
+
+    def __init__(self, total: int = STAGES) -> None:
+        self.total = total
+        self.number = 0
+        self.name = ""
+        self.started = time.monotonic()
+
+    def begin(self, number: int, name: str, message: str) -> None:
+        self.number, self.name, self.started = number, name, time.monotonic()
+        self._echo(message)
+
+    def note(self, message: str) -> None:
+        self._echo(message)
+
+    def done(self, message: str) -> None:
+        self._echo(f"{message} ({time.monotonic() - self.started:.1f} s)")
+
+    def _echo(self, message: str) -> None:
+        prefix = f"[{self.number}/{self.total}] {self.name}" if self.number else "demo"
+        click.echo(f"{prefix}: {message}", err=True)
+
+
+@dataclass
+class DemoState:
+    """What the running demo is made of (filled in stage by stage)."""
+
+    run_id: str
+    redis_url: str = ""
+    bootstrap: str = ""
+    servers: dict[str, Any] = field(default_factory=dict)
+    alerts_config: Any = None
+    consumer: Any = None
+    alert: dict | None = None
+    alert_problem: str = ""
+
+    def url(self, name: str) -> str:
+        return self.servers[name].url
+
+
+class _Interrupted(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    def handle(signum: int, _frame: Any) -> None:
+        raise _Interrupted(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """While stopping, a second Ctrl-C must not cut the cleanup short."""
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+# ------------------------------------------------------------------------------- stages
+
+
+def start_services(options: DemoOptions, stack: ExitStack, state: DemoState, log: StageLog) -> None:
+    """Bind the apps' ports; REDIS_URL / KAFKA_BOOTSTRAP_SERVERS or embedded services."""
+    from threefold.apps.demo_stack import bind_servers
+    from threefold.streaming.services import (
+        KAFKA_BOOTSTRAP_ENV,
+        REDIS_URL_ENV,
+        start_kafka,
+        start_redis,
+    )
+
+    log.begin(1, "services", "ports for the apps, Redis and a Kafka-protocol broker")
+    state.servers = bind_servers(options.host, APP_NAMES, options.port_base)
+    for server in state.servers.values():
+        stack.callback(server.stop)
+    ports = ", ".join(f"{name} {server.port}" for name, server in state.servers.items())
+    log.note(f"ports reserved on {options.host}: {ports}")
+    found = []
+    state.redis_url = os.environ.get(REDIS_URL_ENV, "")
+    if state.redis_url:
+        found.append(f"Redis {_safe_url(state.redis_url)} (from {REDIS_URL_ENV})")
+    else:
+        redis = start_redis()
+        stack.callback(redis.stop)
+        state.redis_url = redis.url
+        found.append(f"embedded redis-server (pid {redis.pid}) at {redis.url}")
+    state.bootstrap = os.environ.get(KAFKA_BOOTSTRAP_ENV, "")
+    if state.bootstrap:
+        found.append(f"Kafka {state.bootstrap} (from {KAFKA_BOOTSTRAP_ENV})")
+    else:
+        kafka = start_kafka()
+        stack.callback(kafka.stop)
+        state.bootstrap = kafka.bootstrap_servers
+        found.append(f"embedded tansu broker (pid {kafka.pid}) at {kafka.bootstrap_servers}")
+    log.done(", ".join(found))
+
+
+def train_models(options: DemoOptions, cache: Path, log: StageLog) -> Any:
+    from threefold.apps.alerts.config import DATA_DIR
+    from threefold.apps.demo_models import CLASSIFIER_STEPS, train_alert_models
+
+    log.begin(2, "models", f"topic and sentiment classifiers (cache {cache})")
+    if options.retrain:
+        log.note("--retrain: training them again")
+    started = time.monotonic()
+    models = train_alert_models(
+        DATA_DIR / "headlines_sample.csv", cache / "models", retrain=options.retrain
+    )
+    if models.built:
+        steps = ", ".join(f"{name} {n} steps" for name, n in CLASSIFIER_STEPS.items())
+        log.done(f"trained ({steps}) in {time.monotonic() - started:.0f} s -> {models.path}")
+    else:
+        log.done(f"reused {models.path}")
+    return models
+
+
+def build_apps(
+    options: DemoOptions,
+    cache: Path,
+    models: Any,
+    state: DemoState,
+    stack: ExitStack,
+    log: StageLog,
+) -> dict[str, Any]:
+    """Bind the four servers, build the FAQ bot, then each app knowing every origin."""
+    from threefold.apps.alerts.config import AlertsConfig
+    from threefold.apps.alerts.dashboard import create_app as create_dashboard
+    from threefold.apps.demo_models import build_faq_bot
+    from threefold.apps.demo_stack import browser_origins
+    from threefold.apps.hub import HubConfig
+    from threefold.apps.hub import create_app as create_hub
+    from threefold.apps.qa.api import create_app as create_qa
+    from threefold.apps.qa.config import SAMPLE_KB, QAConfig
+    from threefold.apps.recs.api import create_app as create_recs
+    from threefold.apps.recs.config import RecsConfig
+    from threefold.core.embedder import Embedder
+
+    log.begin(3, "build", "FAQ bot and catalog index")
+    origins = browser_origins(state.servers["hub"])
+    embedder = Embedder().load()
+    bot = build_faq_bot(SAMPLE_KB, cache / "qa", embedder, retrain=options.retrain)
+    log.note(f"FAQ bot {'built' if bot.built else 'reused'} at {bot.path}")
+    prefix = f"threefold:demo:{state.run_id}:"
+    qa = create_qa(
+        QAConfig(
+            bot_dir=str(bot.path),
+            kb_path=None,
+            redis_url=state.redis_url,
+            redis_prefix=prefix + "qa:",
+            allowed_origins=origins,
+        ),
+        embedder=embedder,
+    )
+    recs = create_recs(
+        RecsConfig(
+            redis_url=state.redis_url, redis_prefix=prefix + "recs:", allowed_origins=origins
+        ),
+        encoder=embedder,
+    )
+    log.note("catalog index built")
+    topic = f"threefold-demo-{state.run_id}"
+    models_dir = Path(models.path)
+    state.alerts_config = AlertsConfig(
+        input_topic=f"{topic}-news",
+        scored_topic=f"{topic}-scored",
+        alerts_topic=f"{topic}-alerts",
+        dead_letter_topic=f"{topic}-dead-letter",
+        group_id=f"{topic}-alerts",
+        topic_model_dir=str(models_dir / "topic"),
+        sentiment_model_dir=str(models_dir / "sentiment"),
+        redis_url=state.redis_url,
+        redis_prefix=prefix + "alerts:",
+        bootstrap_servers=state.bootstrap,
+        allowed_origins=list(origins),
+    )
+    dashboard = create_dashboard(state.alerts_config)
+    hub = create_hub(
+        HubConfig(
+            qa_url=state.url("qa"), recs_url=state.url("recs"), dashboard_url=state.url("dashboard")
+        )
+    )
+    log.done("apps built")
+    return {"hub": hub, "qa": qa, "recs": recs, "dashboard": dashboard}
+
+
+def start_apps(apps: dict[str, Any], state: DemoState, stack: ExitStack, log: StageLog) -> None:
+    from threefold.apps.alerts.processor import build_runner
+    from threefold.apps.demo_stack import ConsumerThread
+    from threefold.streaming.kafka_config import ensure_topics
+
+    log.begin(4, "start", "HTTP servers and the alerts consumer")
+    for name in APP_NAMES:
+        state.servers[name].start(apps[name])
+        log.note(f"{name} listening on {state.url(name)}")
+    config = state.alerts_config
+    ensure_topics(
+        state.bootstrap,
+        [config.input_topic, config.scored_topic, config.alerts_topic, config.dead_letter_topic],
+    )
+    runner, processor = build_runner(config)
+    state.consumer = ConsumerThread(runner, processor)
+    state.consumer.start()
+    stack.callback(state.consumer.stop)
+    log.done(f"alerts consumer reading {config.input_topic}")
+
+
+def replay_news(state: DemoState, log: StageLog) -> int:
+    from threefold.apps.alerts.config import DATA_DIR
+    from threefold.streaming.replay import replay_file
+
+    scenario = DATA_DIR / "scenario_surge.jsonl"
+    log.begin(5, "replay", f"{scenario.name} -> {state.alerts_config.input_topic}")
+    result = replay_file(
+        scenario,
+        topic=state.alerts_config.input_topic,
+        bootstrap=state.bootstrap,
+        key_field="id",
+        timestamp_field="published_at",
+    )
+    log.done(f"{result['sent']} messages sent")
+    return int(result["sent"])
+
+
+def await_alert(state: DemoState, sent: int, timeout_s: float, log: StageLog) -> None:
+    from tqdm import tqdm
+
+    from threefold.apps.demo_stack import wait_for_alert
+    from threefold.core.errors import ServiceError
+
+    topic = state.alerts_config.alerts_topic
+    log.begin(6, "alert", f"scoring the stream; waiting for an alert on {topic}")
+    with tqdm(total=sent, unit="msg", desc="scored", file=sys.stderr) as bar:
+
+        def progress() -> None:
+            bar.update(min(sent, state.consumer.processed) - bar.n)
+
+        try:
+            state.alert = wait_for_alert(
+                state.bootstrap,
+                topic,
+                timeout_s=timeout_s,
+                progress=progress,
+                alive=state.consumer.check_alive,
+            )
+        except ServiceError as exc:
+            state.alert_problem = str(exc)
+        progress()
+    if state.alert is None:
+        state.alert_problem = state.alert_problem or f"no alert within {timeout_s:.0f} s"
+        log.done(f"WARNING: {state.alert_problem}; raise --timeout, or add -v for the logs")
+    else:
+        log.done(f"alert {state.alert.get('alert_id')}: {state.alert.get('summary')}")
+
+
+def print_urls(state: DemoState, log: StageLog) -> None:
+    log.begin(7, "ready", "URLs on stdout")
+    hub, dashboard = state.url("hub"), state.url("dashboard")
+    rows = [
+        ("hub", f"{hub}/"),
+        ("store", f"{hub}/store  (chat widget + recommendations)"),
+        ("dashboard", f"{dashboard}/  (sentiment and alerts)"),
+        ("qa api", f"{state.url('qa')}/api/chat"),
+        ("recs api", f"{state.url('recs')}/api/recommendations?user_id=..."),
+    ]
+    for name, url in rows:
+        click.echo(f"{name:<10} {url}")
+    click.echo("ready")
+
+
+def run_checks(state: DemoState) -> bool:
+    from threefold.apps.demo_checks import check_alerts, check_qa, check_recs
+    from threefold.apps.qa.config import SAMPLE_KB
+
+    origin = state.url("hub")
+    results = [
+        check_qa(state.url("qa"), SAMPLE_KB, origin),
+        check_recs(state.url("recs"), origin),
+        check_alerts(
+            state.alert,
+            state.alerts_config.alerts_topic,
+            state.url("dashboard"),
+            problem=state.alert_problem,
+        ),
+    ]
+    for result in results:
+        click.echo(result.line())
+    return all(r.ok for r in results)
+
+
+def run_demo(options: DemoOptions) -> int:
+    """Run every stage; then check (--check) or serve until interrupted. Returns the exit code."""
+    from threefold.apps.demo_models import default_cache_dir
+    from threefold.core.errors import ThreefoldError
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_logs()
+    cache = (options.cache_dir or default_cache_dir()).expanduser().resolve()
+    log = StageLog()
+    state = DemoState(run_id=uuid.uuid4().hex[:8])
+    stack = ExitStack()
+    code = 0
+    error: Exception | None = None
+    try:
+        with _stop_on_sigterm():
+            start_services(options, stack, state, log)
+            models = train_models(options, cache, log)
+            apps = build_apps(options, cache, models, state, stack, log)
+            start_apps(apps, state, stack, log)
+            sent = replay_news(state, log)
+            await_alert(state, sent, options.timeout_s, log)
+            print_urls(state, log)
+            if options.check:
+                code = 0 if run_checks(state) else 1
+            else:
+                log.note("Ctrl-C stops everything")
+                while True:
+                    time.sleep(3600)
+    except KeyboardInterrupt as exc:
+        reason = "SIGTERM" if isinstance(exc, _Interrupted) else "Ctrl-C"
+        click.echo(f"demo: {reason}: stopping", err=True)
+        code = 1 if options.check else 0
+    except Exception as exc:
+        if not options.check:
+            error = exc
+        else:
+            if not isinstance(exc, ThreefoldError):
+                traceback.print_exc()
+            click.echo(f"FAIL demo: {type(exc).__name__}: {exc}")
+            code = 1
+    finally:
+        _close(stack)
+    if isinstance(error, ThreefoldError):
+        raise click.ClickException(str(error)) from error
+    if error is not None:
+        raise error
+    return code
+
+
+def _quiet_logs() -> None:
+    """Unless debugging (-v), keep library and request logs out of the stage messages."""
+    import logging
+
+    if logging.getLogger().getEffectiveLevel() <= logging.DEBUG:
+        return
+    for name, level in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def _close(stack: ExitStack) -> None:
+    started = time.monotonic()
+    with _signals_ignored():
+        stack.close()
+    click.echo(f"demo: stopped everything ({time.monotonic() - started:.1f} s)", err=True)
+
+
+def _safe_url(url: str | None) -> str:
+    if not url or "@" not in url:
+        return str(url)
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+@click.command("demo")
+@click.option("--check", is_flag=True, help="Run headless, exercise each app once, then stop.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port-base",
+    type=click.IntRange(1, 65532),
+    default=None,
+    help="Ports PORT..PORT+3 for hub, QA, recs, dashboard [default: free ports].",
+)
+@click.option(
+    "--cache-dir",
+    "--models-dir",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where trained models and the FAQ bot are cached "
+    "[default: $THREEFOLD_HOME/demo or ~/.cache/threefold/demo].",
+)
+@click.option("--retrain", is_flag=True, help="Train the models and build the bot again.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(1),
+    default=180.0,
+    show_default=True,
+    help="Seconds to wait for the replayed stream's alert.",
+)
+def demo(
+    check: bool,
+    host: str,
+    port_base: int | None,
+    cache_dir: Path | None,
+    retrain: bool,
+    timeout_s: float,
+) -> None:
+    """Run the whole suite: FAQ bot, recommendations, news alerts and a hub page linking them.
+
+    Uses REDIS_URL / KAFKA_BOOTSTRAP_SERVERS when set, else starts embedded ones. Trained
+    models are cached, so the second run starts in seconds. Ctrl-C stops everything.
+    """
+    options = DemoOptions(
+        check=check,
+        host=host,
+        port_base=port_base,
+        cache_dir=cache_dir,
+        retrain=retrain,
+        timeout_s=timeout_s,
+    )
+    sys.exit(run_demo(options))

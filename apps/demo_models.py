@@ -1,0 +1,147 @@
+"""Demo artefacts cached between runs: the two alert classifiers and the FAQ bot.
+
+Each artefact lives under the cache directory in a folder named by a key over its inputs (the
+sample data's bytes, the base model and the training settings), so a changed sample or base
+model builds a new one while an unchanged one is reused. Folders are built under a temporary
+name and renamed when complete: an interrupted build never leaves a half-written artefact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from threefold.core.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+HOME_ENV = "THREEFOLD_HOME"
+META_FILE = "demo-meta.json"
+# Few steps on the small shipped sample: about a minute on two CPU cores for both models,
+# enough for the scenario's negative surge to be recognised.
+CLASSIFIER_STEPS: dict[str, int] = {"topic": 15, "sentiment": 30}
+CLASSIFIER_SETTINGS: dict[str, Any] = {
+    "learning_rate": 2e-4,
+    "batch_size": 16,
+    "max_length": 32,
+    "eval_fraction": 0.0,
+    "warmup_ratio": 0.0,
+    "seed": 42,
+}
+
+
+def default_cache_dir() -> Path:
+    """$THREEFOLD_HOME/demo when set, else ~/.cache/threefold/demo."""
+    home = os.environ.get(HOME_ENV)
+    if home:
+        return Path(home).expanduser() / "demo"
+    return Path.home() / ".cache" / "threefold" / "demo"
+
+
+def cache_key(files: Sequence[Path], base_model: str, settings: Mapping[str, Any]) -> str:
+    """A short hash of the files' bytes, the base model location and the settings."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(Path(path).read_bytes())
+    digest.update(base_model.encode())
+    digest.update(json.dumps(dict(settings), sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class CachedArtefact:
+    """Where an artefact is and whether this run built it."""
+
+    path: Path
+    key: str
+    built: bool
+
+
+def cached_build(
+    root: Path, name: str, key: str, build: Callable[[Path], None], *, rebuild: bool = False
+) -> CachedArtefact:
+    """Return root/<name>-<key>, calling `build(tmp_dir)` first when it is absent (or rebuild)."""
+    target = root / f"{name}-{key}"
+    if (target / META_FILE).is_file() and not rebuild:
+        logger.info("reusing cached %s at %s", name, target)
+        return CachedArtefact(target, key, built=False)
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    try:
+        build(scratch)
+        (scratch / META_FILE).write_text(json.dumps({"name": name, "key": key}), encoding="utf-8")
+        if rebuild and target.exists():
+            shutil.rmtree(target)
+        try:
+            scratch.rename(target)
+        except OSError:
+            if not (target / META_FILE).is_file():
+                raise
+            # Another run finished the same artefact first; theirs equals ours.
+            logger.info("%s was built concurrently at %s; using that one", name, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return CachedArtefact(target, key, built=True)
+
+
+def _labelled_rows(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    from threefold.core.tables import read_records
+
+    records = read_records(path, required=("text", *columns), non_empty=("text", *columns))
+    if not records:
+        raise DataError("expected labelled headlines, found an empty file", path=str(path))
+    return [{k: str(v) for k, v in r.values.items()} for r in records]
+
+
+def train_alert_models(
+    sample: Path, root: Path, *, base_model: str | None = None, retrain: bool = False
+) -> CachedArtefact:
+    """The topic and sentiment classifiers (root/alerts-models-<key>/{topic,sentiment})."""
+    from threefold.core.base_model import resolve_base_model
+
+    base = resolve_base_model(base_model)
+    settings = {"steps": CLASSIFIER_STEPS, **CLASSIFIER_SETTINGS}
+    key = cache_key([sample], base, settings)
+
+    def build(out: Path) -> None:
+        from threefold.core.classifier import TextClassifier
+        from threefold.core.training_config import TrainingConfig
+
+        rows = _labelled_rows(sample, tuple(CLASSIFIER_STEPS))
+        texts = [r["text"] for r in rows]
+        for column, steps in CLASSIFIER_STEPS.items():
+            logger.info("training the %s classifier on %d headlines", column, len(rows))
+            config = TrainingConfig(max_steps=steps, output_progress=True, **CLASSIFIER_SETTINGS)
+            model = TextClassifier.train(
+                texts, [r[column] for r in rows], base_model=base, config=config
+            )
+            model.save(out / column)
+
+    return cached_build(root, "alerts-models", key, build, rebuild=retrain)
+
+
+def build_faq_bot(
+    kb_path: Path, root: Path, embedder: Any, *, retrain: bool = False
+) -> CachedArtefact:
+    """The FAQ bot directory (root/qa-bot-<key>) built from `kb_path` with `embedder`."""
+    key = cache_key([kb_path], embedder.model_id, {"builder": "default"})
+
+    def build(out: Path) -> None:
+        from threefold.apps.qa.builder import build_bot
+        from threefold.apps.qa.knowledge_base import KnowledgeBase
+        from threefold.apps.qa.store import BotStore
+
+        bot = build_bot(KnowledgeBase.load(kb_path), embedder, show_progress=True)
+        BotStore(out / "bot").publish(bot)
+
+    artefact = cached_build(root, "qa-bot", key, build, rebuild=retrain)
+    return CachedArtefact(artefact.path / "bot", artefact.key, artefact.built)

@@ -1,0 +1,208 @@
+"""Running pieces of the demo: HTTP servers on bound ports and the alerts consumer thread.
+
+Servers are bound before their apps exist (a `_LateApp` stands in), so every port, and with it
+every origin the apps must allow for CORS, is known before the apps are built; only then do
+the servers start answering.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from threefold.core.errors import ConfigError, ServiceError
+
+logger = logging.getLogger(__name__)
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+class _LateApp:
+    """A WSGI app whose real app is set after the server socket is bound."""
+
+    def __init__(self) -> None:
+        self.app: Callable[..., Any] | None = None
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if self.app is None:
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"starting\n"]
+        return self.app(environ, start_response)
+
+
+@dataclass
+class AppServer:
+    """One threaded werkzeug server bound to host:port."""
+
+    name: str
+    host: str
+    server: Any
+    slot: _LateApp
+    thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.server.socket.getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL a local browser uses (wildcard binds shown as 127.0.0.1)."""
+        host = "127.0.0.1" if self.host in WILDCARD_HOSTS else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    def start(self, app: Callable[..., Any]) -> None:
+        self.slot.app = app
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name=f"demo-{self.name}", daemon=True
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting requests and close the socket (idempotent)."""
+        if self.thread is not None:
+            self.server.shutdown()
+            self.thread.join(timeout=SHUTDOWN_TIMEOUT_S)
+            self.thread = None
+        self.server.server_close()
+
+
+def bind_servers(host: str, names: Iterable[str], port_base: int | None) -> dict[str, AppServer]:
+    """Bind one server per name: ports port_base, port_base+1, ... or free ones when None."""
+    from werkzeug.serving import make_server
+
+    bound: dict[str, AppServer] = {}
+    try:
+        for offset, name in enumerate(names):
+            port = 0 if port_base is None else port_base + offset
+            slot = _LateApp()
+            with _listening_socket(host, port, name) as sock:
+                # werkzeug serves a duplicate of the bound socket (it exits on bind errors).
+                server = make_server(
+                    host, sock.getsockname()[1], slot, threaded=True, fd=sock.fileno()
+                )
+            bound[name] = AppServer(name=name, host=host, server=server, slot=slot)
+    except BaseException:
+        for server in bound.values():
+            server.stop()
+        raise
+    return bound
+
+
+def _listening_socket(host: str, port: int, name: str) -> socket.socket:
+    """A TCP socket bound to host:port and listening; ConfigError naming the app otherwise."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"could not listen on {host}:{port} for the {name} app ({exc.strerror}); "
+            "pick another --port-base, or leave it out to use free ports"
+        ) from exc
+    return sock
+
+
+def browser_origins(server: AppServer) -> tuple[str, ...]:
+    """Origins of pages served by `server`: loopback names plus the bound host (or hostname)."""
+    hosts = {"127.0.0.1", "localhost"}
+    if server.host in WILDCARD_HOSTS:
+        hosts.add(socket.gethostname())
+    else:
+        hosts.add(f"[{server.host}]" if ":" in server.host else server.host)
+    return tuple(sorted(f"http://{h}:{server.port}" for h in hosts))
+
+
+@dataclass
+class ConsumerThread:
+    """Runs a ConsumerRunner in a thread; remembers why it stopped when it failed."""
+
+    runner: Any
+    processor: Any
+    error: BaseException | None = None
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="demo-alerts-consumer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.runner.run()
+        except BaseException as exc:
+            logger.exception("the alerts consumer stopped with an error")
+            self.error = exc
+
+    @property
+    def processed(self) -> int:
+        return int(self.runner.stats.processed)
+
+    def check_alive(self) -> None:
+        """ServiceError when the consumer died."""
+        if self.error is not None:
+            raise ServiceError(f"the alerts consumer stopped: {self.error}") from self.error
+
+    def stop(self) -> None:
+        """Finish the current batch, commit, leave the group; close the alert producer."""
+        self.runner.stop()
+        if self.thread is not None:
+            self.thread.join(timeout=SHUTDOWN_TIMEOUT_S)
+            if self.thread.is_alive():
+                logger.warning("the alerts consumer did not stop within %.0f s", SHUTDOWN_TIMEOUT_S)
+        producer = getattr(getattr(self.processor, "publisher", None), "producer", None)
+        if producer is not None:
+            try:
+                producer.close(timeout=2.0)
+            except Exception as exc:  # closing is best effort once the broker may be gone
+                logger.info("closing the alert producer: %r", exc)
+
+
+def wait_for_alert(
+    bootstrap: str,
+    topic: str,
+    *,
+    timeout_s: float,
+    progress: Callable[[], None] | None = None,
+    alive: Callable[[], None] | None = None,
+) -> dict | None:
+    """The first alert on `topic` (read from the beginning, no group), or None after timeout_s."""
+    import json
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="threefold-demo-alert-watch",
+    )
+    try:
+        known = consumer.partitions_for_topic(topic) or {0}
+        partitions = [TopicPartition(topic, p) for p in sorted(known)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if alive is not None:
+                alive()
+            if progress is not None:
+                progress()
+            for records in consumer.poll(timeout_ms=300).values():
+                for record in records:
+                    try:
+                        return json.loads(record.value)
+                    except ValueError:
+                        logger.warning("skipping a non-JSON record on %s", topic)
+        return None
+    finally:
+        consumer.close()

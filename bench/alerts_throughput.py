@@ -1,0 +1,365 @@
+"""Benchmark: alerts consumer throughput through Kafka vs raw batched classifiers; alert latency.
+
+    python -m bench.alerts_throughput [--messages N] [--topic-model DIR --sentiment-model DIR]
+
+1. Raw: both classifiers' batched `predict_proba` over N headlines (batch = the consumer's
+   max batch), in a worker thread like the consumer's, before and after every end-to-end run.
+2. End to end: N messages pre-loaded into an embedded Kafka-protocol broker (tansu), consumed by
+   the real ConsumerRunner + AlertsProcessor with Redis state, until the N scored messages are
+   on the scored topic. Rate = N / (last scored record seen - partitions assigned). Repeated
+   `--rounds` times; each run's ratio uses the raw runs around it (the CPU is shared).
+3. Produce -> alert latency: bursts of negative headlines about a fresh ticker, published with
+   the current time; latency = alert record seen on the alerts topic - burst produced.
+
+Without model directories it fine-tunes both classifiers on the shipped sample first (a few
+minutes on 2 cores; quality is irrelevant here, the network size is what matters).
+Writes bench/results/alerts_throughput.json and prints one Markdown row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "alerts_throughput.json"
+T0 = 1_714_550_400
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=64, help="consumer max batch = raw batch")
+    parser.add_argument("--rounds", type=int, default=3, help="end-to-end runs")
+    parser.add_argument("--bursts", type=int, default=12, help="latency trials")
+    parser.add_argument("--burst-size", type=int, default=10)
+    parser.add_argument("--topic-model", type=Path)
+    parser.add_argument("--sentiment-model", type=Path)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    from threefold.core.base_model import configure_offline
+
+    configure_offline()
+    import torch
+
+    from threefold.apps.alerts.config import DATA_DIR, DEFAULT_COMPANIES
+    from threefold.apps.alerts.messages import NewsItem
+    from threefold.apps.alerts.scoring import Scorer
+    from threefold.core.tables import read_records
+    from threefold.streaming.services import services
+
+    started = datetime.now(timezone.utc)
+    load_at_start = _load_average()
+    rows = [r.values for r in read_records(DATA_DIR / "headlines_sample.csv")]
+    texts = [str(r["text"]) for r in rows]
+    with tempfile.TemporaryDirectory(prefix="threefold-bench-alerts-") as tmp:
+        trained_here = not (args.topic_model and args.sentiment_model)
+        topic_dir, sentiment_dir = args.topic_model, args.sentiment_model
+        if trained_here:
+            topic_dir, sentiment_dir = _train(rows, Path(tmp))
+        scorer = Scorer.load(topic_dir, sentiment_dir, DEFAULT_COMPANIES, batch_size=args.batch)
+        corpus = [texts[i % len(texts)] for i in range(args.messages)]
+
+        raws = [_raw_rate(scorer, corpus, args.batch)]
+        rounds = []
+        with services() as (redis_url, bootstrap):
+            for round_index in range(args.rounds):
+                config = _config(redis_url, bootstrap, topic_dir, sentiment_dir, args.batch)
+                e2e = _end_to_end(config, scorer, corpus)
+                if round_index < args.rounds - 1:
+                    runner, thread = e2e.pop("runner")
+                    runner.stop()
+                    thread.join(60)
+                # (the last round's consumer stays up, idle, for the latency trials)
+                raws.append(_raw_rate(scorer, corpus, args.batch))
+                rounds.append(e2e)
+            negative = [
+                s.item.text
+                for s in scorer.score([NewsItem(str(i), t, 0.0) for i, t in enumerate(texts)])
+                if s.sentiment == "negative"
+            ]
+            latency = _alert_latency(rounds[-1].pop("runner"), config, negative, args)
+
+    ratios = [
+        r["messages_per_second"] / ((raws[k][0] + raws[k + 1][0]) / 2) for k, r in enumerate(rounds)
+    ]
+    cpu_ratios = [
+        r["messages_per_cpu_second"] / ((raws[k][1] + raws[k + 1][1]) / 2)
+        for k, r in enumerate(rounds)
+    ]
+    ratio = statistics.median(ratios)
+    cpu_ratio = statistics.median(cpu_ratios)
+    raw = statistics.median(x[0] for x in raws)
+    e2e_rate = statistics.median(r["messages_per_second"] for r in rounds)
+    result = {
+        "benchmark": "alerts_throughput",
+        "dataset": "apps/alerts/data/headlines_sample.csv (206 headlines written for threefold), "
+        f"cycled to {args.messages} messages, 2 s of event time apart",
+        "baseline": "raw batched predict_proba of both classifiers (topic + sentiment), same "
+        "batch size, same process and thread kind, measured before and after each end-to-end run",
+        "models": {
+            "base": "all-MiniLM-L6-v2",
+            "trained_here_on_sample": trained_here,
+            "topic_training": _training_note(scorer.topic_model),
+            "sentiment_training": _training_note(scorer.sentiment_model),
+            "topic_labels": scorer.topic_model.labels,
+            "sentiment_labels": scorer.sentiment_model.labels,
+        },
+        "messages": args.messages,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "raw_classifier_messages_per_second": round(raw, 1),
+        "raw_runs": [round(x[0], 1) for x in raws],
+        "raw_runs_per_cpu_second": [round(x[1], 1) for x in raws],
+        "end_to_end_messages_per_second": round(e2e_rate, 1),
+        "end_to_end_runs": [round(r["messages_per_second"], 1) for r in rounds],
+        "ratio_end_to_end_to_raw": round(ratio, 3),
+        "ratio_runs": [round(x, 3) for x in ratios],
+        "cpu_ratio_end_to_end_to_raw": round(cpu_ratio, 3),
+        "cpu_ratio_runs": [round(x, 3) for x in cpu_ratios],
+        "cpu_ratio_method": "messages per CPU-second of this process (all its threads: consumer, "
+        "producer, the scored-topic reader) end to end vs raw; the broker and Redis run in "
+        "other processes and are not counted. Less sensitive to other jobs on the CPU",
+        "ratio_method": "each end-to-end run divided by the mean of the raw runs just before "
+        "and after it; median over rounds",
+        "goal_ratio": 0.9,
+        "alert_latency_ms": latency["alert"],
+        "scored_latency_ms": latency["scored"],
+        "latency_setup": f"{args.bursts} bursts of {args.burst_size} negative headlines about a "
+        "new ticker each, event time = now; min_volume 8; consumer max_wait_ms 100",
+        "services": "embedded tansu (Kafka protocol) + redis-server, loopback",
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": _load_average(),
+            "platform": platform.platform(),
+            "torch_threads": torch.get_num_threads(),
+            "note": "CPU shared with other jobs; compare the ratio, not absolute rates",
+        },
+        "date": started.isoformat(timespec="seconds"),
+        "command": "python -m bench.alerts_throughput " + " ".join(argv or sys.argv[1:]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    alert = result["alert_latency_ms"]
+    print(
+        "| alerts consumer (Kafka + Redis, MiniLM topic + sentiment) "
+        f"| sample headlines x{args.messages}, {args.rounds} rounds | {e2e_rate:.0f} "
+        f"msg/s | raw classifiers {raw:.0f} msg/s | ratio {ratio:.2f} (goal 0.9) "
+        f"| CPU-time ratio {cpu_ratio:.2f} "
+        f"| alert latency p50 {alert['p50']:.0f} ms / p99 {alert['p99']:.0f} ms |"
+    )
+    return 0
+
+
+def _config(redis_url: str, bootstrap: str, topic_dir, sentiment_dir, batch: int):
+    from threefold.apps.alerts.config import AlertsConfig
+
+    suffix = uuid.uuid4().hex[:8]
+    return AlertsConfig(
+        input_topic=f"bench-news-{suffix}",
+        scored_topic=f"bench-scored-{suffix}",
+        alerts_topic=f"bench-alerts-{suffix}",
+        dead_letter_topic=f"bench-dlq-{suffix}",
+        group_id=f"bench-{suffix}",
+        redis_prefix=f"bench:alerts:{suffix}:",
+        redis_url=redis_url,
+        bootstrap_servers=bootstrap,
+        topic_model_dir=str(topic_dir),
+        sentiment_model_dir=str(sentiment_dir),
+        max_batch=batch,
+        max_wait_ms=100,
+        min_volume=8,
+    )
+
+
+def _train(rows: list[dict], root: Path) -> tuple[Path, Path]:
+    from threefold.core.classifier import TextClassifier
+    from threefold.core.training_config import TrainingConfig
+
+    out = []
+    for column in ("topic", "sentiment"):
+        config = TrainingConfig(
+            epochs=4, learning_rate=1e-4, batch_size=16, max_length=64, eval_fraction=0.0
+        )
+        texts = [str(r["text"]) for r in rows]
+        model = TextClassifier.train(texts, [str(r[column]) for r in rows], config=config)
+        model.save(root / column)
+        out.append(root / column)
+    return out[0], out[1]
+
+
+def _raw_rate(scorer, corpus: list[str], batch: int) -> tuple[float, float]:
+    """Messages/s of both classifiers, run in a worker thread like the consumer's batches.
+
+    (torch's intra-op thread pool differs between the main thread and other threads, and on a
+    busy CPU that alone changes the rate several-fold: compare like with like.)
+    """
+    result: list[tuple[float, float]] = []
+
+    def measure() -> None:
+        scorer.topic_model.predict_proba(corpus[:batch], batch_size=batch)  # warm-up
+        started, cpu = time.perf_counter(), time.process_time()
+        for i in range(0, len(corpus), batch):
+            chunk = corpus[i : i + batch]
+            scorer.topic_model.predict_proba(chunk, batch_size=batch)
+            scorer.sentiment_model.predict_proba(chunk, batch_size=batch)
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+        result.append((len(corpus) / wall, len(corpus) / cpu))
+
+    worker = threading.Thread(target=measure)
+    worker.start()
+    worker.join()
+    return result[0]
+
+
+def _end_to_end(config, scorer, corpus: list[str]) -> dict:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from threefold.apps.alerts.processor import build_runner
+    from threefold.streaming.kafka_config import ensure_topics
+    from threefold.streaming.producer import JsonProducer
+
+    ensure_topics(
+        config.bootstrap_servers,
+        [config.input_topic, config.scored_topic, config.alerts_topic, config.dead_letter_topic],
+    )
+    producer = JsonProducer(config.bootstrap_servers)
+    for i, text in enumerate(corpus):
+        message = {"id": f"m{i}", "text": text, "published_at": T0 + 2 * i, "source": "bench"}
+        producer.send(config.input_topic, message, key=f"m{i}")
+    producer.flush()
+    producer.close()
+
+    runner, processor = build_runner(config, scorer=scorer)
+    assigned: list[float] = []
+    assigned_cpu: list[float] = []
+    original = processor.on_partitions_assigned
+
+    def on_assigned(partitions) -> None:
+        assigned.append(time.perf_counter())
+        assigned_cpu.append(time.process_time())
+        original(partitions)
+
+    processor.on_partitions_assigned = on_assigned
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    scored = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, group_id=None)
+    partition = TopicPartition(config.scored_topic, 0)
+    scored.assign([partition])
+    scored.seek_to_beginning(partition)
+    seen = 0
+    last, last_cpu = time.perf_counter(), time.process_time()
+    deadline = time.monotonic() + 3600
+    while seen < len(corpus) and time.monotonic() < deadline:
+        for records in scored.poll(timeout_ms=200).values():
+            seen += len(records)
+            last, last_cpu = time.perf_counter(), time.process_time()
+    scored.close()
+    if seen < len(corpus):
+        sys.exit(f"only {seen} of {len(corpus)} scored messages arrived within an hour")
+    seconds = last - assigned[0]
+    cpu_seconds = last_cpu - assigned_cpu[0]
+    return {
+        "messages_per_second": len(corpus) / seconds,
+        "messages_per_cpu_second": len(corpus) / cpu_seconds,
+        "seconds": seconds,
+        "runner": (runner, thread),
+    }
+
+
+def _alert_latency(runner_and_thread, config, negative: list[str], args) -> dict:
+    from kafka import KafkaConsumer, TopicPartition
+
+    from threefold.streaming.producer import JsonProducer
+
+    runner, thread = runner_and_thread
+    alerts = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, group_id=None)
+    scored = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, group_id=None)
+    for consumer, topic in ((alerts, config.alerts_topic), (scored, config.scored_topic)):
+        partition = TopicPartition(topic, 0)
+        consumer.assign([partition])
+        consumer.seek_to_end(partition)
+        consumer.position(partition)
+    producer = JsonProducer(config.bootstrap_servers)
+    alert_ms, scored_ms = [], []
+    sent_at: dict[str, float] = {}
+    try:
+        for trial in range(args.bursts + 1):  # trial 0 warms up (it closes the replayed windows)
+            ticker = "BQ" + chr(ord("A") + trial // 26) + chr(ord("A") + trial % 26)
+            now = time.time()
+            started = time.perf_counter()
+            for i in range(args.burst_size):
+                message_id = f"burst-{trial}-{i}"
+                text = f"${ticker} {negative[(trial * args.burst_size + i) % len(negative)]}"
+                producer.send(
+                    config.input_topic,
+                    {"id": message_id, "text": text, "published_at": now + i * 0.01},
+                )
+                sent_at[message_id] = time.perf_counter()
+            producer.flush()
+            key = f"entity:{ticker}"
+            found = None
+            deadline = time.monotonic() + 120
+            while (found is None or sent_at) and time.monotonic() < deadline:
+                for records in alerts.poll(timeout_ms=50).values():
+                    for record in records:
+                        if json.loads(record.value)["key"] == key:
+                            found = time.perf_counter()
+                for records in scored.poll(timeout_ms=0).values():
+                    for record in records:
+                        sent = sent_at.pop(json.loads(record.value)["id"], None)
+                        if sent is not None and trial > 0:
+                            scored_ms.append((time.perf_counter() - sent) * 1000)
+            if found is None:
+                sys.exit(f"no alert for {key} within 120 s; is the sentiment model trained?")
+            if trial > 0:
+                alert_ms.append((found - started) * 1000)
+    finally:
+        producer.close()
+        alerts.close()
+        scored.close()
+        runner.stop()
+        thread.join(60)
+    return {"alert": _summary(alert_ms), "scored": _summary(scored_ms)}
+
+
+def _summary(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0, "p50": float("nan"), "p99": float("nan")}
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return {
+        "n": len(values),
+        "p50": round(statistics.median(ordered), 1),
+        "p99": round(p99, 1),
+        "max": round(ordered[-1], 1),
+    }
+
+
+def _training_note(model) -> dict:
+    metrics = model.metrics or {}
+    return {k: metrics.get(k) for k in ("n_train", "steps", "epochs_completed")} | {
+        "version": model.version
+    }
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""Helpers shared by the alerts tests: scored items built by hand, scenario texts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from threefold.apps.alerts.messages import NewsItem
+from threefold.apps.alerts.scoring import ScoredItem
+
+T0 = 1_714_550_400  # 2024-05-01T08:00:00Z, a multiple of 300
+
+
+def make_scored(
+    message_id: str,
+    event_time: float,
+    sentiment: str,
+    *,
+    topic: str = "legal",
+    entities: Sequence[str] = ("QNTV",),
+    text: str | None = None,
+) -> ScoredItem:
+    """A ScoredItem as the Scorer would produce it, with the sentiment chosen by the test."""
+    item = NewsItem(
+        id=message_id,
+        text=text or f"headline {message_id} ({sentiment})",
+        event_time=event_time,
+        entities=list(entities),
+    )
+    return ScoredItem(
+        item=item,
+        topic=topic,
+        sentiment=sentiment,
+        topic_probabilities={topic: 1.0},
+        sentiment_probabilities={sentiment: 1.0},
+        entities=list(entities),
+        models={"topic": "t1", "sentiment": "s1"},
+    )
+
+
+def calm_then_surge(
+    calm_windows: int = 4, per_window: int = 20, surge: int = 16, window_s: int = 300
+) -> list[ScoredItem]:
+    """`calm_windows` windows with 10% negative, then one window with `surge` negatives of 20."""
+    items = []
+    for w in range(calm_windows):
+        for i in range(per_window):
+            sentiment = "negative" if i % 10 == 0 else "neutral"
+            t = T0 + w * window_s + i * (window_s / per_window)
+            items.append(make_scored(f"calm-{w}-{i}", t, sentiment))
+    start = T0 + calm_windows * window_s
+    for i in range(per_window):
+        sentiment = "negative" if i < surge else "positive"
+        items.append(make_scored(f"surge-{i}", start + i * 10, sentiment))
+    return items
+
+
+# -- real (tiny) classifiers, fine-tuned once per session on the shipped sample -----------------
+
+import csv  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from threefold.apps.alerts.config import DATA_DIR  # noqa: E402
+
+SAMPLE = DATA_DIR / "headlines_sample.csv"
+TRAIN_STEPS = {"sentiment": 40, "topic": 30}
+
+
+def sample_rows() -> list[dict[str, str]]:
+    with SAMPLE.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """{"topic": dir, "sentiment": dir}: MiniLM fine-tuned for a few steps on the sample.
+
+    $ALERTS_TEST_MODELS (a folder with topic/ and sentiment/ saved by `threefold alerts train`)
+    skips the fine-tuning, to iterate faster on a busy machine.
+    """
+    from threefold.core.classifier import TextClassifier
+    from threefold.core.training_config import TrainingConfig
+
+    reuse = os.environ.get("ALERTS_TEST_MODELS")
+    if reuse:
+        return {name: Path(reuse) / name for name in TRAIN_STEPS}
+
+    rows = sample_rows()
+    root = tmp_path_factory.mktemp("alerts-models")
+    out = {}
+    for column, steps in TRAIN_STEPS.items():
+        config = TrainingConfig(
+            max_steps=steps,
+            learning_rate=2e-4,
+            batch_size=16,
+            max_length=32,
+            eval_fraction=0.0,
+            warmup_ratio=0.0,
+            output_progress=False,
+        )
+        model = TextClassifier.train(
+            [r["text"] for r in rows], [r[column] for r in rows], config=config
+        )
+        model.save(root / column)
+        out[column] = root / column
+    return out
+
+
+@pytest.fixture(scope="session")
+def scorer(model_dirs):
+    from threefold.apps.alerts.config import DEFAULT_COMPANIES
+    from threefold.apps.alerts.scoring import Scorer
+
+    return Scorer.load(model_dirs["topic"], model_dirs["sentiment"], DEFAULT_COMPANIES)
+
+
+@pytest.fixture(scope="session")
+def texts_by_prediction(scorer) -> dict[str, list[str]]:
+    """Sample headlines split by what the tiny sentiment model predicts for them.
+
+    Tests that need a surge feed texts the model calls negative, so they do not depend on how
+    well a few training steps went; a model that calls everything one thing fails here.
+    """
+    from threefold.apps.alerts.messages import NewsItem
+
+    rows = sample_rows()
+    items = [NewsItem(id=str(i), text=r["text"], event_time=0.0) for i, r in enumerate(rows)]
+    scored = scorer.score(items)
+    negative = [s.item.text for s in scored if s.sentiment == "negative"]
+    calm = [s.item.text for s in scored if s.sentiment != "negative"]
+    if len(negative) < 15 or len(calm) < 40:
+        pytest.fail(
+            f"the tiny sentiment model predicts {len(negative)} negative and {len(calm)} other "
+            "sample headlines; it needs more training steps (TRAIN_STEPS)"
+        )
+    return {"negative": negative, "calm": calm}
+
+
+def surge_stream(
+    texts: dict[str, list[str]],
+    *,
+    calm_windows: int = 3,
+    per_window: int = 10,
+    surge: int = 12,
+    window_s: int = 300,
+) -> list[dict]:
+    """Input messages: calm windows (some about Quantive), a Quantive surge, one closing item."""
+    calm, negative = texts["calm"], texts["negative"]
+    messages = []
+    for w in range(calm_windows):
+        for i in range(per_window):
+            about_quantive = i % 3 == 0
+            messages.append(
+                {
+                    "id": f"calm-{w}-{i}",
+                    "text": calm[(w * per_window + i) % len(calm)],
+                    "published_at": T0 + w * window_s + i * (window_s // per_window),
+                    "entities": ["QNTV"] if about_quantive else [],
+                }
+            )
+    start = T0 + calm_windows * window_s
+    for i in range(surge):
+        messages.append(
+            {
+                "id": f"surge-{i}",
+                "text": negative[i % len(negative)],
+                "published_at": start + 5 + i * 10,
+                "entities": ["QNTV"],
+            }
+        )
+    messages.append(
+        {"id": "closing", "text": calm[0], "published_at": start + 2 * window_s + 1, "source": "x"}
+    )
+    return messages
+
+
+@pytest.fixture
+def alerts_config(kafka_bootstrap, redis_url, redis_prefix, unique_name, model_dirs):
+    """AlertsConfig on the embedded services with this test's own topics, group and prefix."""
+    from threefold.apps.alerts.config import AlertsConfig
+    from threefold.streaming.kafka_config import ensure_topics
+
+    config = AlertsConfig(
+        input_topic=unique_name("news"),
+        scored_topic=unique_name("scored"),
+        alerts_topic=unique_name("alerts"),
+        dead_letter_topic=unique_name("dlq"),
+        group_id=unique_name("group"),
+        window_size_s=300,
+        grace_s=0,
+        min_volume=8,
+        cooldown_s=3600,
+        redis_prefix=redis_prefix,
+        redis_url=redis_url,
+        bootstrap_servers=kafka_bootstrap,
+        topic_model_dir=str(model_dirs["topic"]),
+        sentiment_model_dir=str(model_dirs["sentiment"]),
+        max_batch=16,
+        max_wait_ms=100,
+    )
+    # The input topic is created by each test, with the partitions it needs.
+    ensure_topics(
+        kafka_bootstrap,
+        [config.scored_topic, config.alerts_topic, config.dead_letter_topic],
+    )
+    return config
+
+
+def produce(bootstrap: str, topic: str, values: list[dict | bytes]) -> None:
+    from threefold.streaming.producer import JsonProducer
+
+    producer = JsonProducer(bootstrap)
+    try:
+        for value in values:
+            if isinstance(value, bytes):
+                producer.send_bytes(topic, value)
+            else:
+                producer.send(topic, value, key=str(value.get("id", "")) or None)
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def values_of(records) -> list[dict]:
+    import json
+
+    return [json.loads(r.value) for r in records]

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from threefold.apps.alerts.cli import alerts
+from threefold.apps.alerts.config import DATA_DIR
+from threefold.core.classifier import TextClassifier
+
+
+def test_run_without_kafka_and_redis_says_what_to_set(monkeypatch):
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    result = CliRunner().invoke(alerts, ["run", "--no-create-topics"])
+    assert result.exit_code == 1
+    assert "set KAFKA_BOOTSTRAP_SERVERS and REDIS_URL" in result.output
+
+
+@pytest.mark.slow
+def test_train_writes_a_topic_and_a_sentiment_model(tmp_path):
+    # fmt: off
+    args = ["train", "--out", str(tmp_path), "--max-steps", "2", "--eval-fraction", "0",
+            "--batch-size", "8", "--max-length", "24", "--no-progress"]
+    # fmt: on
+    result = CliRunner().invoke(alerts, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert TextClassifier.load(tmp_path / "sentiment").labels == ["negative", "neutral", "positive"]
+    assert summary["topic"]["labels"] == [
+        "earnings",
+        "legal",
+        "macro",
+        "mergers",
+        "personnel",
+        "product",
+    ]
+
+
+@pytest.mark.slow
+def test_simulate_runs_the_scenario_in_memory(model_dirs):
+    # fmt: off
+    args = ["simulate", str(DATA_DIR / "scenario_surge.jsonl"),
+            "--topic-model", str(model_dirs["topic"]),
+            "--sentiment-model", str(model_dirs["sentiment"])]
+    # fmt: on
+    result = CliRunner().invoke(alerts, args)
+    assert result.exit_code == 0, result.output
+    assert "160 messages, 0 invalid" in result.output
+    for line in result.stdout.splitlines():
+        if line.startswith("{"):
+            assert json.loads(line)["alert_id"].startswith("a-")

@@ -1,0 +1,147 @@
+"""Dashboard JSON endpoints and the live alert feed (SSE) on the real embedded Redis."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.dashboard import create_app
+from threefold.apps.alerts.pipeline import AlertPipeline
+from threefold.apps.alerts.state import RedisStateStore
+from threefold.core.errors import ConfigError
+
+from .conftest import calm_then_surge
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(redis_url, redis_prefix) -> RedisStateStore:
+    return RedisStateStore.from_url(redis_url, redis_prefix)
+
+
+@pytest.fixture
+def config(redis_url, redis_prefix) -> AlertsConfig:
+    return AlertsConfig(redis_url=redis_url, redis_prefix=redis_prefix, grace_s=0)
+
+
+@pytest.fixture
+def client(config):
+    return create_app(config).test_client()
+
+
+def feed_surge(config: AlertsConfig, store: RedisStateStore) -> list[dict]:
+    """Run the calm-then-surge stream through the pipeline; publish (acknowledge) its alerts."""
+    pipeline = AlertPipeline.from_config(config, store)
+    items = calm_then_surge()
+    for i in range(0, len(items), 20):
+        pipeline.process(items[i : i + 20])
+    alerts = store.pending_alerts()
+    store.ack_alerts(alerts)
+    return alerts
+
+
+def test_healthz_and_metrics(client):
+    health = client.get("/healthz")
+    assert health.status_code == 200
+    assert health.get_json() == {"status": "ok", "redis": "ok"}
+    client.get("/api/keys")
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'http_requests_total{endpoint="/api/keys"' in metrics
+
+
+def test_keys_series_and_alerts(client, config, store):
+    published = feed_surge(config, store)
+    keys = client.get("/api/keys").get_json()["keys"]
+    assert {"key": "entity:QNTV", "kind": "entity", "name": "QNTV"} in keys
+    series = client.get("/api/series?key=entity:QNTV").get_json()["series"]
+    (quantive,) = series
+    closed = [w for w in quantive["windows"] if not w["open"]]
+    opened = [w for w in quantive["windows"] if w["open"]]
+    assert [w["negative_share"] for w in closed] == [0.1, 0.1, 0.1, 0.1]
+    assert opened and opened[-1]["negative"] == 16
+    by_kind = client.get("/api/series?kind=topic").get_json()["series"]
+    assert [s["key"] for s in by_kind] == ["topic:legal"]
+    alerts = client.get("/api/alerts?limit=10").get_json()["alerts"]
+    assert {a["alert_id"] for a in alerts} == {a["alert_id"] for a in published}
+    assert all("event_id" in a for a in alerts)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/api/series",
+        "/api/series?key=a&kind=topic",
+        "/api/series?kind=sector",
+        "/api/alerts?limit=x",
+    ],
+)
+def test_bad_parameters_are_json_400s(client, query):
+    response = client.get(query)
+    assert response.status_code == 400
+    assert response.is_json and response.get_json()["message"]
+
+
+def test_page_escapes_nothing_itself_and_loads_local_assets_only(client):
+    page = client.get("/").get_data(as_text=True)
+    assert 'src="/static/dashboard.js"' in page
+    assert "http://" not in page and "https://" not in page
+    script = client.get("/static/dashboard.js").get_data(as_text=True)
+    assert "innerHTML" not in script  # every server-provided string goes in via textContent
+
+
+def test_no_redis_url_is_a_config_error_with_the_fix():
+    with pytest.raises(ConfigError, match="set REDIS_URL"):
+        create_app(AlertsConfig(redis_url=""))
+
+
+def test_live_feed_streams_new_alerts_over_sse(config, store, live_server):
+    base = live_server(create_app(config))
+    received: list[str] = []
+
+    def listen() -> None:
+        with urllib.request.urlopen(base + "/api/alerts/stream?timeout=20", timeout=30) as stream:
+            for raw in stream:
+                line = raw.decode("utf-8").rstrip("\n")
+                received.append(line)
+                if line.startswith("data: "):
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    deadline = time.monotonic() + 10
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert received and received[0] == "retry: 2000"
+    published = feed_surge(config, store)  # alerts published after the client connected
+    listener.join(25)
+    assert any(line == "event: alert" for line in received)
+    ids = [line for line in received if line.startswith("id: ")]
+    data = [json.loads(line[6:]) for line in received if line.startswith("data: ")]
+    assert ids and data[0]["alert_id"] in {a["alert_id"] for a in published}
+
+
+def test_sse_replays_after_last_event_id(client, config, store):
+    feed_surge(config, store)
+    events = store.recent_alerts(10)
+    oldest_id = events[-1][0]
+    response = client.get(
+        "/api/alerts/stream?timeout=1", headers={"Last-Event-ID": oldest_id}, buffered=True
+    )
+    body = response.get_data(as_text=True)
+    replayed = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+    assert [a["alert_id"] for a in replayed] == [a["alert_id"] for _, a in events[-2::-1]]
+
+
+def test_bad_last_event_id_is_rejected(client):
+    response = client.get("/api/alerts/stream", headers={"Last-Event-ID": "<script>"})
+    assert response.status_code == 400
+
+
+def test_pipeline_items_for_unknown_key_show_empty_series(client):
+    assert client.get("/api/series?key=entity:NOPE").get_json()["series"][0]["windows"] == []

@@ -1,0 +1,120 @@
+"""One contract for both state stores: in memory and in the real embedded Redis."""
+
+from __future__ import annotations
+
+import pytest
+
+from threefold.apps.alerts.state import (
+    CLAIMED,
+    CLOSED,
+    COOLDOWN,
+    COUNTED,
+    DUPLICATE,
+    SEEN,
+    InMemoryStateStore,
+    RedisStateStore,
+)
+from threefold.apps.alerts.surge import Baseline
+from threefold.apps.alerts.windows import Entry, WindowCounts
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
+def store(request):
+    if request.param == "memory":
+        return InMemoryStateStore()
+    redis_url = request.getfixturevalue("redis_url")
+    prefix = request.getfixturevalue("redis_prefix")
+    return RedisStateStore.from_url(redis_url, prefix)
+
+
+def entry(message_id: str, sentiment: str = "negative", key: str = "entity:QNTV", start=0):
+    return Entry(key, start, start + 300, message_id, sentiment, f"text {message_id}")
+
+
+def alert(key: str = "entity:QNTV", start: int = 0, end: int = 300) -> dict:
+    return {"alert_id": f"a-{key}-{start}", "key": key, "window_end_ts": end, "summary": "s"}
+
+
+def test_counts_each_message_once_per_window(store):
+    statuses = store.add_entries(
+        [entry("m1"), entry("m2", "neutral"), entry("m1"), entry("m3", "positive")], 3
+    )
+    assert statuses == [COUNTED, COUNTED, SEEN, COUNTED]
+    assert store.add_entries([entry("m2", "neutral")], 3) == [SEEN]
+    (counts,) = store.counts([("entity:QNTV", 0, 300)])
+    assert (counts.total, counts.negative, counts.neutral, counts.positive) == (3, 1, 1, 1)
+    assert counts.examples == ["text m1"]
+
+
+def test_examples_are_negative_and_capped(store):
+    store.add_entries([entry(f"m{i}") for i in range(5)] + [entry("p", "positive")], 2)
+    (counts,) = store.counts([("entity:QNTV", 0, 300)])
+    assert counts.examples == ["text m0", "text m1"]
+
+
+def test_watermark_only_moves_forward_and_closes_windows_for_late_messages(store):
+    assert store.watermark() is None
+    assert store.advance_watermark({"news:0": 250}) == 250
+    assert store.advance_watermark({"news:0": 100}) == 250
+    store.add_entries([entry("m1", start=0), entry("m2", start=300)], 3)
+    assert store.advance_watermark({"news:0": 300}) == 300
+    assert store.add_entries([entry("late", start=0), entry("ok", start=300)], 3) == [
+        CLOSED,
+        COUNTED,
+    ]
+    assert store.due_windows(300) == [("entity:QNTV", 0, 300)]
+    assert [c.key for c in store.open_windows("entity:QNTV")] == ["entity:QNTV", "entity:QNTV"]
+
+
+def test_watermark_is_the_lowest_partition_watermark(store):
+    assert store.advance_watermark({"news:0": 900, "news:1": 400}) == 400
+    assert store.advance_watermark({"news:0": 1200}) == 400  # partition 1 holds it back
+    assert store.advance_watermark({"news:1": 1000}) == 1000
+    assert store.advance_watermark({"news:2": 10}) == 1000  # it never moves back
+    assert store.advance_watermark({"news:0": 1300}) == 1000  # news:2 holds it now
+    assert store.advance_watermark({}, idle=["news:1", "news:2"]) == 1300  # ... until idle
+
+
+def test_alert_claim_is_idempotent_and_honours_cooldown(store):
+    assert store.claim_alert(alert(start=0, end=300), cooldown_s=600) == CLAIMED
+    assert store.claim_alert(alert(start=0, end=300), cooldown_s=600) == DUPLICATE
+    assert store.claim_alert(alert(start=300, end=600), cooldown_s=600) == COOLDOWN
+    assert store.claim_alert(alert(start=600, end=900), cooldown_s=600) == CLAIMED
+    assert store.claim_alert(alert("topic:legal", 300, 600), cooldown_s=600) == CLAIMED
+    assert [a["window_end_ts"] for a in store.pending_alerts()] == [300, 600, 900]
+
+
+def test_acknowledged_alerts_leave_the_outbox_for_the_feed(store):
+    first, second = alert(start=0, end=300), alert(start=900, end=1200)
+    store.claim_alert(first, cooldown_s=0)
+    store.claim_alert(second, cooldown_s=0)
+    store.ack_alerts([first])
+    store.ack_alerts([first])  # a second acknowledgement does not repeat it in the feed
+    assert store.pending_alerts() == [second]
+    assert [a["alert_id"] for _, a in store.recent_alerts()] == [first["alert_id"]]
+
+
+def test_close_window_folds_it_into_the_baseline_exactly_once(store):
+    store.add_entries([entry("m1"), entry("m2", "neutral")], 3)
+    counts = WindowCounts("entity:QNTV", 0, 300, total=2, negative=1, neutral=1)
+    new = Baseline(0.5, 2.0, 1)
+    assert store.close_window(counts, expected_windows=1, new=new) == -1  # stale baseline
+    assert store.close_window(counts, expected_windows=0, new=new) == 1
+    assert store.close_window(counts, expected_windows=1, new=new) == 0  # already closed
+    assert store.baselines(["entity:QNTV", "entity:NONE"]) == {"entity:QNTV": new}
+    assert store.history("entity:QNTV")[0]["negative_share"] == 0.5
+    assert store.due_windows(10_000) == []
+    assert "entity:QNTV" in store.aggregation_keys()
+
+
+@pytest.mark.integration
+def test_redis_state_survives_a_new_store_instance(redis_url, redis_prefix):
+    first = RedisStateStore.from_url(redis_url, redis_prefix)
+    first.add_entries([entry("m1")], 3)
+    first.advance_watermark({"news:0": 120})
+    first.claim_alert(alert(), cooldown_s=0)
+    again = RedisStateStore.from_url(redis_url, redis_prefix)
+    assert again.watermark() == 120
+    assert again.add_entries([entry("m1")], 3) == [SEEN]
+    assert [a["alert_id"] for a in again.pending_alerts()] == [alert()["alert_id"]]
+    assert again.claim_alert(alert(), cooldown_s=0) == DUPLICATE
