@@ -63,11 +63,11 @@ build_if_absent() {
 }
 
 init_models() {
-  need_env THREEFOLD_QA_BOT_DIR THREEFOLD_RECS_MODEL_DIR THREEFOLD_ALERTS_TOPIC_MODEL THREEFOLD_ALERTS_SENTIMENT_MODEL
+  need_env THREEFOLD_QA_BOT_DIR THREEFOLD_RECS_MODEL_DIR THREEFOLD_ALERTS_TOPIC_MODEL_DIR THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR
   local alerts_dir
-  alerts_dir="$(dirname "$THREEFOLD_ALERTS_TOPIC_MODEL")"
-  [[ "$(dirname "$THREEFOLD_ALERTS_SENTIMENT_MODEL")" == "$alerts_dir" ]] \
-    || die "THREEFOLD_ALERTS_TOPIC_MODEL and THREEFOLD_ALERTS_SENTIMENT_MODEL must share one parent folder (alerts train writes both there)"
+  alerts_dir="$(dirname "$THREEFOLD_ALERTS_TOPIC_MODEL_DIR")"
+  [[ "$(dirname "$THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR")" == "$alerts_dir" ]] \
+    || die "THREEFOLD_ALERTS_TOPIC_MODEL_DIR and THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR must share one parent folder (alerts train writes both there)"
   local qa_data alerts_data recs_data
   qa_data="${THREEFOLD_QA_KB_PATH:-$(sample_dir qa)/store_faq.csv}"
   alerts_data="${THREEFOLD_ALERTS_TRAIN_DATA:-$(sample_dir alerts)/headlines_sample.csv}"
@@ -86,7 +86,7 @@ init_models() {
 # THREEFOLD_MODELS_WAIT_S=N keeps checking every 5 s for up to N seconds first.
 check_models() {
   local names=("$@") name missing deadline=$((SECONDS + ${THREEFOLD_MODELS_WAIT_S:-0}))
-  ((${#names[@]})) || names=(THREEFOLD_QA_BOT_DIR THREEFOLD_RECS_MODEL_DIR THREEFOLD_ALERTS_TOPIC_MODEL THREEFOLD_ALERTS_SENTIMENT_MODEL)
+  ((${#names[@]})) || names=(THREEFOLD_QA_BOT_DIR THREEFOLD_RECS_MODEL_DIR THREEFOLD_ALERTS_TOPIC_MODEL_DIR THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR)
   need_env "${names[@]}"
   while true; do
     missing=()

@@ -155,6 +155,7 @@ def create_app(config: QAConfig | None = None, *, embedder: Any = None) -> Flask
         registry=registry,
         allowed_origins=config.allowed_origins,
         rate_limit_per_minute=config.rate_limit_per_minute,
+        trusted_proxies=config.trusted_proxies,
     )
     store = BotStore(config.bot_dir)
     embedder = _ensure_bot(store, config, embedder)

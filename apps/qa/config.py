@@ -34,6 +34,7 @@ class QAConfig:
     max_message_chars: int = 1000
     max_body_bytes: int = 16_000
     rate_limit_per_minute: int | None = 120
+    trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-For is believed
     threshold: float | None = None
     ambiguity_margin: float | None = None
     handoff_after_failures: int = 2
@@ -101,6 +102,7 @@ class QAConfig:
 
 _INTS = {
     "session_ttl_s",
+    "trusted_proxies",
     "max_message_chars",
     "max_body_bytes",
     "handoff_after_failures",

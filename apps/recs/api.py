@@ -112,6 +112,7 @@ def create_app(config: RecsConfig | None = None, *, encoder: Any = None) -> Flas
         registry=registry,
         allowed_origins=config.allowed_origins,
         rate_limit_per_minute=config.rate_limit_per_minute,
+        trusted_proxies=config.trusted_proxies,
     )
     redis_url, service = _redis_url(config)
     metrics = CacheMetrics(registry)

@@ -39,6 +39,7 @@ class RecsConfig:
     admin_token: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = ()
     rate_limit_per_minute: int | None = None
+    trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-For is believed
     default_k: int = 10
     max_k: int = 100
     exclude_seen: bool = True

@@ -193,8 +193,8 @@ def _model_env(base: Path) -> dict[str, str]:
     return {
         "THREEFOLD_QA_BOT_DIR": str(base / "qa" / "bot"),
         "THREEFOLD_RECS_MODEL_DIR": str(base / "recs" / "model"),
-        "THREEFOLD_ALERTS_TOPIC_MODEL": str(base / "alerts" / "topic"),
-        "THREEFOLD_ALERTS_SENTIMENT_MODEL": str(base / "alerts" / "sentiment"),
+        "THREEFOLD_ALERTS_TOPIC_MODEL_DIR": str(base / "alerts" / "topic"),
+        "THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR": str(base / "alerts" / "sentiment"),
     }
 
 
@@ -604,8 +604,8 @@ def test_qa_api_role_answers_from_the_bot_init_models_built(
     env = _model_env(tmp_path / "models")
     for name in (
         "THREEFOLD_RECS_MODEL_DIR",
-        "THREEFOLD_ALERTS_TOPIC_MODEL",
-        "THREEFOLD_ALERTS_SENTIMENT_MODEL",
+        "THREEFOLD_ALERTS_TOPIC_MODEL_DIR",
+        "THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR",
     ):
         Path(env[name]).mkdir(parents=True)  # kept as they are: only the bot is built here
     built = _run(["bash", str(ENTRYPOINT), "init-models"], env=env, timeout=600)
@@ -740,7 +740,7 @@ def test_topics_created_are_the_topics_the_consumer_uses(compose, k8s_docs) -> N
         for name in env
         if name.startswith("THREEFOLD_ALERTS_") and name.endswith("_TOPIC")
     }
-    assert topics == {"news", "scored", "alerts", "news.dead-letter"}
+    assert topics == {"news", "news-scored", "news-alerts", "news-dead-letter"}
     compose_script = " ".join(compose["services"]["init-topics"]["command"])
     job = next(j for j in _objects(k8s_docs, "Job") if j["metadata"]["name"] == "create-topics")
     k8s_script = " ".join(job["spec"]["template"]["spec"]["containers"][0]["args"])

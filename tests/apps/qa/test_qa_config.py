@@ -41,3 +41,8 @@ def test_bad_values_are_named() -> None:
         QAConfig.from_env(environ={"THREEFOLD_QA_SESSION_TTL_S": "soon"})
     with pytest.raises(ConfigError, match=r"threshold must be within \[0, 1\], found 2.0"):
         QAConfig.from_env(environ={"THREEFOLD_QA_THRESHOLD": "2"})
+
+
+def test_trusted_proxies_from_env() -> None:
+    assert QAConfig.from_env(environ={}).trusted_proxies == 0
+    assert QAConfig.from_env(environ={"THREEFOLD_QA_TRUSTED_PROXIES": "1"}).trusted_proxies == 1

@@ -51,3 +51,9 @@ def test_shipped_event_log_is_what_the_seeded_generator_writes(catalog):
     generated = generate_events(catalog)
     assert [{k: str(v) for k, v in row.items()} for row in generated] == shipped
     assert len({row["user_id"] for row in shipped}) == 80
+
+
+def test_trusted_proxies_from_env():
+    assert RecsConfig.from_env(environ={}).trusted_proxies == 0
+    environ = {"THREEFOLD_RECS_TRUSTED_PROXIES": "2"}
+    assert RecsConfig.from_env(environ=environ).trusted_proxies == 2
