@@ -28,9 +28,9 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::1", "::"})
 class HubConfig:
     """Base URLs of the three apps (defaults: the `threefold serve ...` default ports)."""
 
-    qa_url: str = "http://127.0.0.1:8000"
-    recs_url: str = "http://127.0.0.1:8003"
-    dashboard_url: str = "http://127.0.0.1:8050"
+    qa_url: str = "http://127.0.0.1:8001"
+    recs_url: str = "http://127.0.0.1:8002"
+    dashboard_url: str = "http://127.0.0.1:8003"
 
     def __post_init__(self) -> None:
         for item in fields(self):

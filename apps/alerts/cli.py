@@ -241,7 +241,7 @@ def simulate_command(path: str, batch: int, **kw: Any) -> None:
 
 @click.command("dashboard")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8050, show_default=True)
+@click.option("--port", type=int, default=8003, show_default=True)
 @click.option("--redis-url", default=None, help="Redis with the consumer's state [env REDIS_URL].")
 @click.option("--redis-prefix", default=None, help="Key prefix the consumer uses.")
 @_clean_errors

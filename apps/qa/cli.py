@@ -267,7 +267,7 @@ def export(what: str, out_path: str, redis_url: str, prefix: str) -> None:
 
 @click.command(name="qa")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True)
 @click.option("--bot-dir", default=None, help="Overrides THREEFOLD_QA_BOT_DIR.")
 def serve_command(host: str, port: int, bot_dir: str | None) -> None:
     """Serve the FAQ bot API, chat widget and demo page (settings from THREEFOLD_QA_*)."""

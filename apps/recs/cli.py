@@ -132,7 +132,7 @@ def build_command(
 
 @click.command("recs")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8003, show_default=True, type=int)
+@click.option("--port", default=8002, show_default=True, type=int)
 def serve_command(host: str, port: int) -> None:
     """Serve the recommendation API and the /store demo page (settings: THREEFOLD_RECS_*)."""
     from threefold.apps.recs.api import create_app
