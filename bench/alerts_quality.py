@@ -27,6 +27,8 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.machine import load_average
+
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fin"
 RESULTS = Path(__file__).resolve().parent / "results" / "alerts_quality.json"
 TASKS = {
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     started = datetime.now(timezone.utc)
-    load_at_start = _load_average()
+    load_at_start = load_average()
     results = {}
     for task in tasks:
         results[task] = _run_task(task, args)
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "cpu_count": os.cpu_count(),
             "load_average_at_start": load_at_start,
-            "load_average_at_end": _load_average(),
+            "load_average_at_end": load_average(),
             "platform": platform.platform(),
             "torch_threads": torch.get_num_threads(),
         },
@@ -197,13 +199,6 @@ def _markdown_row(task: str, result: dict) -> str:
         f"| {base['name']}: {base['accuracy']:.3f} / {base['macro_f1']:.3f} "
         f"| {result['reference']} |"
     )
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.machine import load_average
+
 RESULTS = Path(__file__).resolve().parent / "results" / "alerts_throughput.json"
 T0 = 1_714_550_400
 
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from threefold.streaming.services import services
 
     started = datetime.now(timezone.utc)
-    load_at_start = _load_average()
+    load_at_start = load_average()
     rows = [r.values for r in read_records(DATA_DIR / "headlines_sample.csv")]
     texts = [str(r["text"]) for r in rows]
     with tempfile.TemporaryDirectory(prefix="threefold-bench-alerts-") as tmp:
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "cpu_count": os.cpu_count(),
             "load_average_at_start": load_at_start,
-            "load_average_at_end": _load_average(),
+            "load_average_at_end": load_average(),
             "platform": platform.platform(),
             "torch_threads": torch.get_num_threads(),
             "note": "CPU shared with other jobs; compare the ratio, not absolute rates",
@@ -352,13 +354,6 @@ def _training_note(model) -> dict:
     return {k: metrics.get(k) for k in ("n_train", "steps", "epochs_completed")} | {
         "version": model.version
     }
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.machine import load_average
+
 DEFAULT_DATA = Path("/work/shared/data/fin/financial_phrasebank/fpb_dev.csv")
 RESULTS = Path(__file__).resolve().parent / "results" / "classifier_fpb.json"
 REFERENCE = {"model": "FinBERT (Araci 2019)", "accuracy": 0.86, "macro_f1": 0.84}
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     texts, labels = read_labelled(args.data)
     train_idx, test_idx = stratified_split(labels, TEST_FRACTION, args.seed)
     started = datetime.now(timezone.utc)
-    load_at_start = _load_average()
+    load_at_start = load_average()
 
     with tempfile.TemporaryDirectory(prefix="threefold-bench-") as tmp:
         work = Path(tmp)
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "cpu_count": os.cpu_count(),
             "load_average_at_start": load_at_start,
-            "load_average_at_end": _load_average(),
+            "load_average_at_end": load_average(),
             "platform": platform.platform(),
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -166,13 +168,6 @@ def _write(path: Path, rows: list[tuple[str, str]]) -> None:
         writer = csv.writer(handle)
         writer.writerow(["text", "label"])
         writer.writerows(rows)
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 if __name__ == "__main__":

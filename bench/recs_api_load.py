@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.machine import load_average
+
 RESULTS = Path(__file__).resolve().parent / "results" / "recs_api_load.json"
 
 
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("threefold.recs.http").setLevel(logging.WARNING)
     started = datetime.now(timezone.utc)
-    load = _load_average()
+    load = load_average()
     redis = start_redis()
     try:
         app = create_app(RecsConfig(redis_url=redis.url, redis_prefix="bench:recs:"))
@@ -171,13 +173,6 @@ def _concurrent(
     with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         list(pool.map(worker, range(args.concurrency)))
     return latencies, errors, time.perf_counter() - begin
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 if __name__ == "__main__":

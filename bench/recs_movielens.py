@@ -23,6 +23,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.machine import load_average
+
 DEFAULT_DATA = Path("/work/shared/data/rec/movielens100k")
 RESULTS = Path(__file__).resolve().parent / "results" / "recs_movielens.json"
 
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     # fmt: on
     started = datetime.now(timezone.utc)
-    load = _load_average()
+    load = load_average()
     print("$", " ".join(command), file=sys.stderr, flush=True)
     wall = time.perf_counter()
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
@@ -110,13 +112,6 @@ def _threefold_command() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-c", "from threefold.apps.cli import main; main()"]
-
-
-def _load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
 
 
 if __name__ == "__main__":
