@@ -6,39 +6,16 @@ module level: torch and transformers load inside the commands.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
+from threefold.core.command_line import clean_errors, emit_json
+
 logger = logging.getLogger("threefold.classifier")
-
-
-def _clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a ThreefoldError into a one-line `Error: ...` on stderr and exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from threefold.core.base_model import configure_offline
-        from threefold.core.errors import ThreefoldError
-
-        configure_offline()
-        try:
-            return command(*args, **kwargs)
-        except ThreefoldError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
-
-
-def _emit(value: dict) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False))
 
 
 @click.group("classifier")
@@ -102,7 +79,7 @@ def classifier() -> None:
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Allow --out to be a non-empty directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
-@_clean_errors
+@clean_errors
 def train_command(
     train_path: str,
     eval_path: str | None,
@@ -151,7 +128,7 @@ def train_command(
     model = TextClassifier.train_from_files(train_path, eval_path, base_model=base, config=config)
     model.save(out_dir)
     evaluation = model.metrics.get("eval") or {}
-    _emit(
+    emit_json(
         {
             "out": str(out_dir),
             "version": model.version,
@@ -178,7 +155,7 @@ def train_command(
 @click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU inference).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when available].")
-@_clean_errors
+@clean_errors
 def eval_command(
     model_dir: str,
     data_path: str,
@@ -212,7 +189,7 @@ def eval_command(
     seconds = time.perf_counter() - started
     report = classification_report(labels, predicted, labels=model.labels)
     logger.info("scored %d texts in %.2f s", len(texts), seconds)
-    _emit(
+    emit_json(
         {
             **report,
             "sentences_per_second": round(len(texts) / seconds, 2) if seconds > 0 else None,
@@ -230,7 +207,7 @@ def eval_command(
 @click.option("--quantize", is_flag=True, help="int8 dynamic quantization (CPU inference).")
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when available].")
 @click.argument("texts", nargs=-1)
-@_clean_errors
+@clean_errors
 def predict_command(
     model_dir: str, quantize: bool, device: str | None, texts: tuple[str, ...]
 ) -> None:
@@ -250,7 +227,7 @@ def predict_command(
     probabilities = model.predict_proba(list(texts))
     for text, row in zip(texts, probabilities, strict=True):
         best = int(row.argmax())
-        _emit(
+        emit_json(
             {
                 "text": text,
                 "label": model.labels[best],

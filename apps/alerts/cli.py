@@ -5,7 +5,6 @@ Only click is imported at module level; models, Kafka and Redis load inside the 
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Callable
@@ -14,29 +13,10 @@ from typing import Any
 
 import click
 
+from threefold.core.command_line import clean_errors, emit_json
+
 logger = logging.getLogger("threefold.alerts")
 SAMPLE = Path(__file__).resolve().parent / "data" / "headlines_sample.csv"
-
-
-def _clean_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """A ThreefoldError becomes a one-line `Error: ...` and exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from threefold.core.base_model import configure_offline
-        from threefold.core.errors import ThreefoldError
-
-        configure_offline()
-        try:
-            return command(*args, **kwargs)
-        except ThreefoldError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
-
-
-def _emit(value: object) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False))
 
 
 @click.group("alerts")
@@ -93,7 +73,7 @@ def _config(overrides: dict[str, Any]):
 @click.option("--metrics-port", type=int, default=None, help="Serve /metrics on this port.")
 @click.option("--stop-after", type=float, default=None, help="Stop after N seconds.")
 @click.option("--create-topics/--no-create-topics", default=True, show_default=True)
-@_clean_errors
+@clean_errors
 def run_command(metrics_port: int | None, stop_after: float | None, create_topics: bool, **kw):
     """Consume news, publish scored messages and alerts (needs Kafka and Redis)."""
     from threefold.apps.alerts.processor import build_runner
@@ -125,7 +105,7 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
     finally:
         if processor.publisher.webhook is not None:
             processor.publisher.webhook.close()
-    _emit({"stopped": True, "stats": vars(stats)})
+    emit_json({"stopped": True, "stats": vars(stats)})
 
 
 @alerts.command("train")
@@ -156,7 +136,7 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
 @click.option("--eval-fraction", type=float, default=0.2, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
-@_clean_errors
+@clean_errors
 def train_command(
     data_path: str,
     topic_data: str | None,
@@ -196,14 +176,14 @@ def train_command(
             "eval_macro_f1": evaluation.get("macro_f1"),
             "train_seconds": model.train_seconds,
         }
-    _emit(summary)
+    emit_json(summary)
 
 
 @alerts.command("simulate")
 @click.argument("path", type=click.Path(dir_okay=False, exists=True))
 @_config_options
 @click.option("--batch", type=int, default=32, show_default=True)
-@_clean_errors
+@clean_errors
 def simulate_command(path: str, batch: int, **kw: Any) -> None:
     """Run a JSONL file through parse -> score -> windows -> surge in memory; print alerts.
 
@@ -235,7 +215,7 @@ def simulate_command(path: str, batch: int, **kw: Any) -> None:
     alerts_found = store.pending_alerts()
     store.ack_alerts(alerts_found)
     for alert in alerts_found:
-        _emit(alert)
+        emit_json(alert)
     click.echo(f"{len(items)} messages, {invalid} invalid, {len(alerts_found)} alert(s)", err=True)
 
 
@@ -244,7 +224,7 @@ def simulate_command(path: str, batch: int, **kw: Any) -> None:
 @click.option("--port", type=int, default=8003, show_default=True)
 @click.option("--redis-url", default=None, help="Redis with the consumer's state [env REDIS_URL].")
 @click.option("--redis-prefix", default=None, help="Key prefix the consumer uses.")
-@_clean_errors
+@clean_errors
 def serve_command(host: str, port: int, redis_url: str | None, redis_prefix: str | None) -> None:
     """Serve the alerts dashboard (charts, live alert feed, JSON API)."""
     from threefold.apps.alerts.config import AlertsConfig
