@@ -97,6 +97,14 @@ def qa() -> None:
     default=None,
     help="Stop fine-tuning after this many steps.",
 )
+@click.option(
+    "--oos-weight",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    help="Weight of out-of-scope held-out cases against in-scope ones when choosing the "
+    "threshold; below 1 answers more often (when few questions are out of scope).",
+)
 @click.option("--seed", type=int, default=13, show_default=True)
 def build(
     kb_path: str,
@@ -112,6 +120,7 @@ def build(
     fine_tune: bool,
     fine_tune_epochs: int,
     fine_tune_steps: int | None,
+    oos_weight: float,
     seed: int,
 ) -> None:
     """Build a bot from a knowledge base; prints a JSON summary."""
@@ -133,6 +142,7 @@ def build(
             fine_tune=fine_tune,
             fine_tune_epochs=fine_tune_epochs,
             fine_tune_max_steps=fine_tune_steps,
+            oos_weight=oos_weight,
             seed=seed,
         )
         kb = KnowledgeBase.load(kb_path)

@@ -99,3 +99,15 @@ def test_build_command_reports_a_bad_kb_without_a_traceback(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "missing column 'answer'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_lower_oos_weight_lowers_the_build_time_threshold(tmp_path: Path) -> None:
+    runner = CliRunner()
+    thresholds = {}
+    for weight in ("1", "0.1"):
+        out = tmp_path / f"bot-{weight}"
+        args = ["build", "--kb", str(SAMPLE_KB), "--out", str(out), "--oos-weight", weight]
+        built = runner.invoke(qa, args)
+        assert built.exit_code == 0, built.output
+        thresholds[weight] = json.loads(built.stdout)["calibration"]["threshold"]
+    assert thresholds["0.1"] < thresholds["1"]
