@@ -24,6 +24,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.commands import threefold_command
 from bench.machine import load_average
 
 DEFAULT_DATA = Path("/work/shared/data/fin/financial_phrasebank/fpb_dev.csv")
@@ -145,22 +146,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _classifier(args: list[str]) -> dict:
     """Run `threefold classifier ARGS`; stderr streams through, stdout is its JSON result."""
-    command = [*_threefold_command(), "classifier", *args]
+    command = [*threefold_command(), "classifier", *args]
     print("$", " ".join(command), file=sys.stderr, flush=True)
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
     if done.returncode != 0:
         sys.exit(f"`threefold classifier {args[0]}` failed with exit code {done.returncode}")
     return json.loads(done.stdout)
-
-
-def _threefold_command() -> list[str]:
-    script = Path(sys.executable).with_name("threefold")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("threefold")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from threefold.apps.cli import main; main()"]
 
 
 def _write(path: Path, rows: list[tuple[str, str]]) -> None:

@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,8 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.commands import threefold_command
+
 DEFAULT_DATA = Path("/work/shared/data/faq")
 RESULTS = Path(__file__).resolve().parent / "results" / "qa_faq.json"
 DATASETS = {
@@ -42,11 +43,6 @@ DATASETS = {
     "stackfaq": {"oos": None, "bm25_answers": True},
 }
 TOKEN = re.compile(r"[a-z0-9]+")
-
-
-def _threefold_command() -> list[str]:
-    found = shutil.which("threefold")
-    return [found] if found else [sys.executable, "-m", "threefold.apps.cli"]
 
 
 def _run_json(command: list[str], env: dict[str, str]) -> dict:
@@ -128,7 +124,7 @@ def run_dataset(
 ) -> dict:
     spec = DATASETS[name]
     kb, queries = folder / "kb.csv", folder / "dev_queries.csv"
-    tf = _threefold_command()
+    tf = threefold_command()
     started = time.perf_counter()
     if (bot_dir / "state.json").is_file():
         built = _summary_of(bot_dir)

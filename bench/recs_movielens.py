@@ -16,13 +16,13 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from bench.commands import threefold_command
 from bench.machine import load_average
 
 DEFAULT_DATA = Path("/work/shared/data/rec/movielens100k")
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     # fmt: off
     command = [
-        *_threefold_command(), "recs", "eval", "--items", str(items),
+        *threefold_command(), "recs", "eval", "--items", str(items),
         "--interactions", str(interactions), "--k", str(args.k),
         "--max-steps", str(args.max_steps), "--max-pairs", str(args.max_pairs),
         "--batch-size", str(args.batch_size), "--seed", str(args.seed),
@@ -102,16 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         f"| {model['train_seconds']:.0f} |"
     )
     return 0
-
-
-def _threefold_command() -> list[str]:
-    script = Path(sys.executable).with_name("threefold")
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("threefold")
-    if found:
-        return [found]
-    return [sys.executable, "-c", "from threefold.apps.cli import main; main()"]
 
 
 if __name__ == "__main__":
