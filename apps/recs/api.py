@@ -312,6 +312,17 @@ def list_categories() -> Any:
     return jsonify({"categories": _state().recommender.catalog.categories})
 
 
+def _batch(body: dict[str, Any], key: str, limit: int) -> list[Any]:
+    """`{key: [...]}` or one bare object -> the list; 400 when empty, 413 above `limit`."""
+    raw = body.get(key) if key in body else [body]
+    noun = key[:-1]
+    if not isinstance(raw, list) or not raw:
+        raise ApiError(400, f"'{key}' must be a non-empty list of {noun} objects", field=key)
+    if len(raw) > limit:
+        raise ApiError(413, f"batch has {len(raw)} {key}; the limit is {limit}", limit=limit)
+    return raw
+
+
 # ---------------------------------------------------------------------- events
 events_api = Blueprint("recs_events", __name__, url_prefix="/api")
 
@@ -321,15 +332,7 @@ def post_events() -> Any:
     """One event object, or {"events": [...]}; all are validated before any is stored."""
     state = _state()
     body = read_json_body(max_bytes=state.config.max_body_bytes)
-    raw_events = body.get("events") if "events" in body else [body]
-    if not isinstance(raw_events, list) or not raw_events:
-        raise ApiError(400, "'events' must be a non-empty list of event objects", field="events")
-    if len(raw_events) > state.config.max_batch_events:
-        raise ApiError(
-            413,
-            f"batch has {len(raw_events)} events; the limit is {state.config.max_batch_events}",
-            limit=state.config.max_batch_events,
-        )
+    raw_events = _batch(body, "events", state.config.max_batch_events)
     recommender = state.recommender
     parsed: list[Event] = []
     for index, raw in enumerate(raw_events):
@@ -429,15 +432,7 @@ def add_items() -> Any:
     """One item object or {"items": [...]}; new ids are added, existing ones replaced."""
     state = _state()
     body = read_json_body(max_bytes=state.config.max_body_bytes)
-    raw_items = body.get("items") if "items" in body else [body]
-    if not isinstance(raw_items, list) or not raw_items:
-        raise ApiError(400, "'items' must be a non-empty list of item objects", field="items")
-    if len(raw_items) > state.config.max_batch_events:
-        raise ApiError(
-            413,
-            f"batch has {len(raw_items)} items; the limit is {state.config.max_batch_events}",
-            limit=state.config.max_batch_events,
-        )
+    raw_items = _batch(body, "items", state.config.max_batch_events)
     items = [_parse_body_item(raw, i) for i, raw in enumerate(raw_items)]
     return jsonify(_store_items(state, items)), 201
 
