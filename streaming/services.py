@@ -124,37 +124,36 @@ class ManagedProcess:
 
 
 @dataclass
-class RedisService:
-    """A running embedded redis-server; `url` is a redis:// URL on 127.0.0.1."""
+class _EmbeddedService:
+    """A child process threefold started; `stop()` ends it (idempotent)."""
 
-    url: str
-    process: ManagedProcess | None = field(default=None, repr=False)
+    process: ManagedProcess | None = field(default=None, repr=False, kw_only=True)
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
     def stop(self) -> None:
-        """Stop the server (idempotent)."""
+        """Stop the process (idempotent)."""
         if self.process is not None:
             self.process.stop()
 
 
 @dataclass
-class KafkaService:
-    """A running embedded tansu broker; `bootstrap_servers` is host:port on 127.0.0.1."""
+class RedisService(_EmbeddedService):
+    """A running embedded redis-server; `url` is a redis:// URL on 127.0.0.1."""
+
+    url: str
+
+
+@dataclass
+class KafkaService(_EmbeddedService):
+    """A running embedded tansu broker; `bootstrap_servers` is host:port on 127.0.0.1.
+
+    Stopping it loses its in-memory topics.
+    """
 
     bootstrap_servers: str
-    process: ManagedProcess | None = field(default=None, repr=False)
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
-    def stop(self) -> None:
-        """Stop the broker (idempotent); its in-memory topics are lost."""
-        if self.process is not None:
-            self.process.stop()
 
 
 def scratch_dir(name: str) -> Path:
