@@ -124,10 +124,13 @@ def process_batch(
     batch: list[Message],
     policy: RetryPolicy,
     *,
+    first_attempt: Callable[[], BatchResult] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> BatchOutcome:
     """Run `processor` on `batch` with retries and per-message isolation (see runner docs).
 
+    `first_attempt` replaces `processor.process(batch)` for the first try only (the runner passes
+    `apply` of a batch prepared ahead); retries call `process`.
     ServiceError is retried, then re-raised. Other exceptions are retried (a non-retriable
     ProcessingError is not), then each message is processed alone and the ones that still fail
     become Failures named after the exception class.
@@ -135,7 +138,10 @@ def process_batch(
     attempt = 0
     while True:
         try:
-            outcome = _call(processor, batch)
+            if attempt == 0 and first_attempt is not None:
+                outcome = _encode(first_attempt(), batch)
+            else:
+                outcome = _call(processor, batch)
             outcome.retries = attempt
             return outcome
         except ServiceError:
@@ -180,6 +186,12 @@ def _call(processor: BatchProcessor, batch: list[Message]) -> BatchOutcome:
             f"{type(processor).__name__}.process returned {type(result).__name__}; "
             "expected a BatchResult"
         )
+    return _encode(result, batch)
+
+
+def _encode(result: BatchResult, batch: list[Message]) -> BatchOutcome:
+    if not isinstance(result, BatchResult):
+        raise TypeError(f"a processor returned {type(result).__name__}; expected a BatchResult")
     outcome = BatchOutcome()
     for output in result.outputs:
         if not isinstance(output, Output):

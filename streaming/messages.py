@@ -85,7 +85,24 @@ class BatchProcessor(Protocol):
     Optional hooks `on_partitions_revoked(partitions)` / `on_partitions_assigned(partitions)`
     receive sets of kafka TopicPartition; the runner calls them when present (revoked also on a
     graceful stop, not after a failure). They run on kafka-python's IO thread while the runner
-    waits in poll/close, never concurrently with `process`; keep them short (heartbeats wait).
+    waits in poll/close, never concurrently with `process` or `apply`; keep them short
+    (heartbeats wait).
     """
 
     def process(self, batch: list[Message]) -> BatchResult: ...
+
+
+@runtime_checkable
+class PreparingProcessor(BatchProcessor, Protocol):
+    """A BatchProcessor whose work splits into a pure half and a half with effects.
+
+    `prepare(batch)` does the side-effect-free, CPU-heavy part (parsing, model inference) and
+    runs on the runner's worker thread, overlapping the previous batch's `apply`, produce, flush
+    and commit. It may be discarded unapplied (a rebalance took the partitions), so it must not
+    change any state. `apply(batch, prepared)` does the rest (state, outputs) on the consumer
+    thread. `process(batch)` must equal `apply(batch, prepare(batch))`; retries use it.
+    """
+
+    def prepare(self, batch: list[Message]) -> Any: ...
+
+    def apply(self, batch: list[Message], prepared: Any) -> BatchResult: ...

@@ -5,6 +5,14 @@ acknowledged by the broker. A crash (or SIGKILL) before that means the batch is 
 next consumer of the group, so outputs may repeat but nothing is lost. Every message that cannot be
 processed goes to the dead-letter topic with the reason; none is dropped silently.
 
+Pipelining: when the processor is a PreparingProcessor, batch N+1's `prepare` (parsing and model
+inference, no side effects) runs on a worker thread while the consumer thread queues batch N's
+outputs, waits for the broker to acknowledge them, commits N and polls. `apply(N)` runs before
+that, while the worker is idle: CPU work beside the model's threads slows them by more than it
+takes. Everything with an effect happens on the consumer thread, in order, and is committed
+before the next poll; a prepared batch whose partitions are revoked is dropped and read again,
+like a buffered one.
+
 Failure handling of one batch:
 - `BatchResult.failed` entries are dead-lettered with error_type "rejected".
 - ProcessingError(retriable=False) raised for the batch: each message is processed alone; those
@@ -22,6 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +53,7 @@ from threefold.streaming.messages import (
     BatchResult,
     Message,
     Output,
+    PreparingProcessor,
     ProcessingError,
 )
 from threefold.streaming.metrics import RunnerMetrics
@@ -55,6 +65,7 @@ __all__ = [
     "ConsumerRunner",
     "Message",
     "Output",
+    "PreparingProcessor",
     "ProcessingError",
     "RunnerStats",
 ]
@@ -62,12 +73,22 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 1.0
+IN_FLIGHT_POLL_MS = 5  # poll slice while a prepared batch is still being computed
 _COMMIT_LOST = (
     kafka_errors.CommitFailedError,
     kafka_errors.RebalanceInProgressError,
     kafka_errors.IllegalGenerationError,
     kafka_errors.UnknownMemberIdError,
 )
+
+
+@dataclass
+class _InFlight:
+    """A batch taken from the buffer whose `prepare` runs (or ran) on the worker thread."""
+
+    batch: list[Message]
+    prepared: Future
+    started: float
 
 
 @dataclass
@@ -135,6 +156,9 @@ class ConsumerRunner:
         self._consumer: KafkaConsumer | None = None
         self._producer: JsonProducer | None = None
         self._batcher = MicroBatcher(max_batch, max_wait_ms)
+        self._pipelined = isinstance(processor, PreparingProcessor)
+        self._worker: ThreadPoolExecutor | None = None
+        self._in_flight: _InFlight | None = None
         self._next_offsets: dict[TopicPartition, int] = {}
         self._failed = False
         self._last_lag_update = 0.0
@@ -192,11 +216,14 @@ class ConsumerRunner:
                     for tp_records in records.values():
                         self._batcher.add([_to_message(r) for r in tp_records])
                     if self._batcher.due():
-                        self._handle_batch(self._batcher.take())
+                        self._start(self._batcher.take())
+                    elif self._in_flight is not None and self._in_flight.prepared.done():
+                        self._finish_in_flight()
                 self._maybe_update_lag()
             with self._lock:
                 if len(self._batcher):
-                    self._handle_batch(self._batcher.take())
+                    self._start(self._batcher.take())
+                self._finish_in_flight()
         except BaseException:
             self._failed = True
             raise
@@ -214,6 +241,8 @@ class ConsumerRunner:
             ) from exc
         consumer.subscribe(self.topics, listener=_Listener(self))
         self._consumer = consumer
+        if self._pipelined:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="threefold-prepare")
         self._producer = JsonProducer(self.bootstrap, **self._producer_overrides)
         logger.info(
             "consuming %s as group %r (batch <= %d messages / %d ms, dead letters to %r)",
@@ -226,10 +255,12 @@ class ConsumerRunner:
         return consumer
 
     def _poll(self, consumer: KafkaConsumer) -> dict[TopicPartition, list[Any]]:
+        timeout_ms = self._batcher.poll_timeout_ms()
+        in_flight = self._in_flight
+        if in_flight is not None:  # come back soon to apply it once it is prepared
+            timeout_ms = 0 if in_flight.prepared.done() else min(timeout_ms, IN_FLIGHT_POLL_MS)
         try:
-            return consumer.poll(
-                timeout_ms=self._batcher.poll_timeout_ms(), max_records=self._batcher.room
-            )
+            return consumer.poll(timeout_ms=timeout_ms, max_records=self._batcher.room)
         except kafka_errors.KafkaError as exc:
             raise ServiceError(
                 f"consuming {self.topics} from {self.bootstrap!r} failed: {exc!r}"
@@ -248,6 +279,10 @@ class ConsumerRunner:
             self._consumer = self._producer = None
             if producer is not None:
                 producer.close()
+            if self._worker is not None:
+                self._worker.shutdown(wait=True, cancel_futures=True)
+                self._worker = None
+            self._in_flight = None
             self._batcher.take()
             self._next_offsets.clear()
             self._stop.clear()
@@ -262,9 +297,45 @@ class ConsumerRunner:
 
     # -- one batch ---------------------------------------------------------------------------
 
-    def _handle_batch(self, batch: list[Message]) -> None:
+    def _start(self, batch: list[Message]) -> None:
+        """Process `batch`; pipelined: apply the batch in flight, then prepare this one while
+        the previous one's outputs are produced and flushed and its offsets committed."""
         started = time.monotonic()
-        outcome = process_batch(self.processor, batch, self.retry_policy)
+        if not self._pipelined or self._worker is None:
+            self._complete(batch, self._produce(self._process(batch)), started)
+            return
+        previous, self._in_flight = self._in_flight, None
+        outcome = self._apply(previous) if previous is not None else None
+        prepare = self.processor.prepare  # type: ignore[attr-defined]
+        self._in_flight = _InFlight(batch, self._worker.submit(prepare, batch), started)
+        if previous is not None and outcome is not None:
+            self._complete(previous.batch, self._produce(outcome), previous.started)
+
+    def _finish_in_flight(self) -> None:
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            outcome = self._produce(self._apply(in_flight))
+            self._complete(in_flight.batch, outcome, in_flight.started)
+
+    def _apply(self, in_flight: _InFlight) -> BatchOutcome:
+        """Apply a prepared batch (its outputs are not produced yet)."""
+        batch = in_flight.batch
+        try:
+            prepared = in_flight.prepared.result()
+        except Exception as exc:
+            # process() prepares again, with the retries and isolation of any failure.
+            logger.warning("preparing a batch of %d failed (%r)", len(batch), exc)
+            return self._process(batch)
+        apply = self.processor.apply  # type: ignore[attr-defined]
+        return self._process(batch, lambda: apply(batch, prepared))
+
+    def _process(
+        self, batch: list[Message], first_attempt: Callable[[], BatchResult] | None = None
+    ) -> BatchOutcome:
+        return process_batch(self.processor, batch, self.retry_policy, first_attempt=first_attempt)
+
+    def _produce(self, outcome: BatchOutcome) -> BatchOutcome:
+        """Queue a batch's outputs and dead letters with the producer."""
         producer = self._producer
         if producer is None:
             raise ServiceError("the runner is not running; call run()")
@@ -275,6 +346,13 @@ class ConsumerRunner:
             producer.send_bytes(
                 self.dead_letter_topic, encode_json(record), key=failure.message.key
             )
+        return outcome
+
+    def _complete(self, batch: list[Message], outcome: BatchOutcome, started: float) -> None:
+        """Wait for the broker to acknowledge the batch's outputs, then commit its offsets."""
+        producer = self._producer
+        if producer is None:
+            raise ServiceError("the runner is not running; call run()")
         producer.flush()
         self._commit(batch)
         self._account(batch, outcome, time.monotonic() - started)
@@ -358,10 +436,16 @@ class ConsumerRunner:
     def _on_revoked(self, partitions: Collection[TopicPartition], *, lost: bool) -> None:
         with self._lock:
             revoked = set(partitions)
-            dropped = self._batcher.drop(
-                lambda m: TopicPartition(m.topic, m.partition) not in revoked
+            # A prepared batch has no effects yet: drop it whole, with the buffered messages
+            # that follow it on its partitions, and read them all again.
+            in_flight, self._in_flight = self._in_flight, None
+            rewind = set(revoked)
+            if in_flight is not None:
+                rewind.update(TopicPartition(m.topic, m.partition) for m in in_flight.batch)
+            dropped = (in_flight.batch if in_flight is not None else []) + self._batcher.drop(
+                lambda m: TopicPartition(m.topic, m.partition) not in rewind
             )
-            if dropped and self._consumer is not None and not lost:
+            if dropped and self._consumer is not None:
                 # Not processed, not committed: rewind so that if this consumer keeps the
                 # partition it reads them again; a new owner starts at the committed offset.
                 first: dict[TopicPartition, int] = {}
@@ -369,7 +453,8 @@ class ConsumerRunner:
                     tp = TopicPartition(m.topic, m.partition)
                     first[tp] = min(first.get(tp, m.offset), m.offset)
                 for tp, offset in first.items():
-                    self._consumer.seek(tp, offset)
+                    if not (lost and tp in revoked):
+                        self._consumer.seek(tp, offset)
             for tp in revoked:
                 self._next_offsets.pop(tp, None)
                 self.metrics.forget_partition(tp.topic, tp.partition)

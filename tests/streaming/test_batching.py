@@ -163,3 +163,23 @@ def test_returning_something_else_than_a_batch_result_is_reported() -> None:
     outcome = process_batch(Wrong(), [_msg(0)], RetryPolicy(max_retries=0))
     assert outcome.failures[0].error_type == "TypeError"
     assert "expected a BatchResult" in outcome.failures[0].reason
+
+
+def test_a_prepared_first_attempt_replaces_process_once() -> None:
+    processor = Upper()
+    prepared = BatchResult([Output("out", {"text": "READY"})])
+    outcome = process_batch(processor, [_msg(0)], RetryPolicy(), first_attempt=lambda: prepared)
+    assert processor.calls == []  # the batch was not processed again
+    assert outcome.outputs[0].value == b'{"text":"READY"}'
+
+
+def test_a_failing_first_attempt_is_retried_with_process() -> None:
+    def applied() -> BatchResult:
+        raise ProcessingError("stale state", retriable=True)
+
+    processor = Upper()
+    outcome = process_batch(
+        processor, [_msg(0)], RetryPolicy(), first_attempt=applied, sleep=lambda _s: None
+    )
+    assert processor.calls == [[0]]
+    assert len(outcome.outputs) == 1 and outcome.retries == 1

@@ -87,6 +87,50 @@ class Upper:
         self.assigned.append(set(partitions))
 
 
+class PreparedUpper(Upper):
+    """Upper split in two like a model-backed processor: a pure `prepare` (parse, "poison"
+    fails it) on the runner's worker thread, then `apply` ("down" fails it) on the consumer's."""
+
+    def __init__(self, out_topic: str, **kw) -> None:
+        super().__init__(out_topic, **kw)
+        self.prepare_threads: set[str] = set()
+        self.apply_threads: set[str] = set()
+
+    def process(self, batch: list[Message]) -> BatchResult:
+        return self.apply(batch, self.prepare(batch))
+
+    def prepare(self, batch: list[Message]) -> list[tuple[Message, str | None, str | None]]:
+        self.prepare_threads.add(threading.current_thread().name)
+        parsed: list[tuple[Message, str | None, str | None]] = []
+        for m in batch:
+            try:
+                text = m.json()["text"]
+            except ProcessingError as exc:
+                parsed.append((m, None, exc.reason))
+                continue
+            if text == "poison":
+                raise ProcessingError("poison marker")
+            parsed.append((m, text, None))
+        return parsed
+
+    def apply(self, batch: list[Message], prepared) -> BatchResult:
+        self.apply_threads.add(threading.current_thread().name)
+        outputs, failed = [], []
+        for m, text, reason in prepared:
+            if text is None:
+                failed.append((m, reason))
+                continue
+            if text == "down" and self.outage:
+                raise ServiceError("state store is down")
+            outputs.append(Output(self.out_topic, {"text": text.upper()}, key=m.key_text()))
+        with self.lock:
+            self.seen.extend((m.partition, m.offset) for m in batch)
+        return BatchResult(outputs, failed)
+
+
+BOTH_KINDS = pytest.mark.parametrize("kind", [Upper, PreparedUpper], ids=["plain", "pipelined"])
+
+
 def _topics(kafka_bootstrap: str, unique_name, partitions: int = 1) -> tuple[str, str, str]:
     names = unique_name("in"), unique_name("out"), unique_name("dlq")
     ensure_topics(kafka_bootstrap, names, partitions=partitions)
@@ -122,8 +166,9 @@ def test_rejects_a_dead_letter_topic_that_is_also_an_input() -> None:
         )
 
 
+@BOTH_KINDS
 def test_outputs_and_dead_letters_then_offsets_committed(
-    kafka_bootstrap, unique_name, read_topic
+    kind, kafka_bootstrap, unique_name, read_topic
 ) -> None:
     src, out, dlq = _topics(kafka_bootstrap, unique_name)
     values: list[object] = [{"text": f"hello {i}"} for i in range(10)]
@@ -131,7 +176,7 @@ def test_outputs_and_dead_letters_then_offsets_committed(
     _send(kafka_bootstrap, src, values)
     group = unique_name("g")
     registry = CollectorRegistry()
-    processor = Upper(out)
+    processor = kind(out)
     runner = ConsumerRunner(
         bootstrap=kafka_bootstrap,
         topics=[src],
@@ -179,10 +224,15 @@ def test_outputs_and_dead_letters_then_offsets_committed(
         == 2
     )
     assert registry.get_sample_value("threefold_stream_batch_size_count") == stats.batches
+    if kind is PreparedUpper:  # model work off the consumer thread, effects on it
+        # (the poison batch's failed prepare is redone by process() on the consumer thread)
+        assert "threefold-prepare_0" in processor.prepare_threads
+        assert processor.apply_threads == {threading.current_thread().name}
 
 
+@BOTH_KINDS
 def test_a_failed_batch_is_not_committed_and_the_next_consumer_reads_it(
-    kafka_bootstrap, unique_name, read_topic
+    kind, kafka_bootstrap, unique_name, read_topic
 ) -> None:
     src, out, dlq = _topics(kafka_bootstrap, unique_name)
     texts = ["a", "b", "c", "d", "e", "down", "g", "h"]
@@ -202,12 +252,12 @@ def test_a_failed_batch_is_not_committed_and_the_next_consumer_reads_it(
             retry_backoff_ms=10,
         )
 
-    first = Upper(out, outage=True)
+    first = kind(out, outage=True)
     with pytest.raises(ServiceError, match="state store is down"):
         runner(first).run(stop_after=SAFETY_S)
     assert _committed(kafka_bootstrap, group, src) == 4  # batches [0,1] [2,3] done; [4,5] not
 
-    second = Upper(out)
+    second = kind(out)
     again = runner(second)
     again.run(stop_when=lambda: again.stats.processed >= 4, stop_after=SAFETY_S)
     assert sorted(second.seen)[0] == (0, 4)  # re-read from the last commit
@@ -217,13 +267,14 @@ def test_a_failed_batch_is_not_committed_and_the_next_consumer_reads_it(
     assert read_topic(dlq, timeout_s=2) == []  # an outage dead-letters nothing
 
 
+@BOTH_KINDS
 def test_a_rebalance_between_two_consumers_loses_nothing(
-    kafka_bootstrap, unique_name, read_topic
+    kind, kafka_bootstrap, unique_name, read_topic
 ) -> None:
     src, out, dlq = _topics(kafka_bootstrap, unique_name, partitions=2)
     side = unique_name("revocations")
     group = unique_name("g")
-    processors = [Upper(out, side_topic=side, bootstrap=kafka_bootstrap) for _ in range(2)]
+    processors = [kind(out, side_topic=side, bootstrap=kafka_bootstrap) for _ in range(2)]
     runners = [
         ConsumerRunner(
             bootstrap=kafka_bootstrap,
