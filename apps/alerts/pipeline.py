@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.scoring import ScoredItem
-from threefold.apps.alerts.state import CLAIMED, CLOSED, COUNTED, StateStore
+from threefold.apps.alerts.state import (
+    CLAIMED,
+    CLOSED,
+    COUNTED,
+    StateStore,
+    WindowClose,
+    WindowRef,
+)
 from threefold.apps.alerts.surge import Baseline, SurgeRule, build_alert, decide
 from threefold.apps.alerts.windows import Entry, WindowCounts, WindowSpec, keys_for
 
@@ -99,10 +106,11 @@ class AlertPipeline:
             highest[partition] = max(s.item.event_time, highest.get(partition, NO_EVENT_TIME))
         touched = self._aggregate(scored, result) if scored else []
         if highest or idle_partitions:
-            self.store.advance_watermark(
+            watermark = self.store.advance_watermark(
                 {p: self.spec.watermark(t) for p, t in highest.items()}, idle_partitions
             )
-        watermark = self.store.watermark()
+        else:
+            watermark = self.store.watermark()
         if watermark is None:
             return result
         # Close first, so the early checks compare against a baseline that is up to date.
@@ -142,26 +150,43 @@ class AlertPipeline:
     def _early(self, windows: list, result: PipelineResult) -> None:
         if not windows:
             return
-        counts = [c for c in self.store.counts(windows) if c.total >= self.rule.min_volume]
-        if not counts:
-            return
-        baselines = self.store.baselines({c.key for c in counts})
-        for c in counts:
+        found, baselines = self.store.counts_and_baselines(windows)
+        for c in found:
+            if c.total < self.rule.min_volume:
+                continue
             self._maybe_alert(c, baselines.get(c.key), "early", result)
 
     def _close_due(self, watermark: float, result: PipelineResult) -> None:
-        for ref in self.store.due_windows(watermark):
-            for _ in range(CLOSE_RETRIES):
-                (counts,) = self.store.counts([ref])
-                baseline = self.store.baselines([counts.key]).get(counts.key)
+        """Close the windows the watermark passed, oldest first: each round takes the oldest due
+        window of every key (a key's next window needs the baseline this one updates)."""
+        due = self.store.due_windows(watermark)
+        attempts: dict[WindowRef, int] = {}
+        while due:
+            oldest: dict[str, WindowRef] = {}
+            later: list[WindowRef] = []
+            for ref in due:
+                if ref[0] in oldest:
+                    later.append(ref)
+                else:
+                    oldest[ref[0]] = ref
+            refs = list(oldest.values())
+            windows, baselines = self.store.counts_and_baselines(refs)
+            closes: list[WindowClose] = []
+            for counts in windows:
+                baseline = baselines.get(counts.key)
                 self._maybe_alert(counts, baseline, "window_closed", result)
-                expected = baseline.windows if baseline else 0
                 new = (baseline or Baseline(0.0, 0.0, 0)).updated(counts, self.alpha)
-                status = self.store.close_window(counts, expected, new)
+                closes.append((counts, baseline.windows if baseline else 0, new))
+            retry = []
+            for ref, status in zip(refs, self.store.close_windows(closes), strict=True):
                 if status >= 0:
                     result.windows_closed += status
-                    break
-                logger.info("baseline of %s changed while closing a window; retrying", ref[0])
+                    continue
+                attempts[ref] = attempts.get(ref, 0) + 1
+                if attempts[ref] < CLOSE_RETRIES:
+                    logger.info("baseline of %s changed while closing a window; retrying", ref[0])
+                    retry.append(ref)
+            due = sorted(retry + later, key=lambda r: (r[2], r[1], r[0]))
 
     def _maybe_alert(
         self, counts: WindowCounts, baseline: Baseline | None, stage: str, result: PipelineResult

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.messages import InvalidMessage, NewsItem, parse_message
 from threefold.apps.alerts.metrics import AlertsMetrics
 from threefold.apps.alerts.pipeline import AlertPipeline
-from threefold.apps.alerts.scoring import Scorer
+from threefold.apps.alerts.scoring import ScoredItem, Scorer
 from threefold.apps.alerts.state import StateStore
 from threefold.apps.alerts.webhook import WebhookNotifier
 from threefold.core.errors import ServiceError
@@ -66,8 +67,17 @@ class AlertPublisher:
         return pending
 
 
+@dataclass
+class PreparedBatch:
+    """A batch parsed and scored, not yet applied to the windows."""
+
+    scored: list[ScoredItem] = field(default_factory=list)
+    sources: list[Message] = field(default_factory=list)  # the message of each scored item
+    failed: list[tuple[Message, str]] = field(default_factory=list)
+
+
 class AlertsProcessor:
-    """BatchProcessor for threefold.streaming.runner.ConsumerRunner."""
+    """PreparingProcessor for ConsumerRunner: scoring overlaps the previous batch's commit."""
 
     def __init__(
         self,
@@ -86,21 +96,29 @@ class AlertsProcessor:
         self._last_seen: dict[str, float | None] = {}  # partition -> last message (None: idle)
 
     def process(self, batch: list[Message]) -> BatchResult:
+        return self.apply(batch, self.prepare(batch))
+
+    def prepare(self, batch: list[Message]) -> PreparedBatch:
+        """Parse and score (no state touched): runs on the runner's worker thread."""
+        prepared = PreparedBatch()
         items: list[NewsItem] = []
-        sources: list[Message] = []
-        failed: list[tuple[Message, str]] = []
         for message in batch:
             try:
                 item = parse_message(message.value, fallback_time=message.timestamp_ms / 1000.0)
             except InvalidMessage as exc:
-                failed.append((message, exc.reason))
+                prepared.failed.append((message, exc.reason))
                 continue
             items.append(item)
-            sources.append(message)
-        self.metrics.invalid.inc(len(failed))
+            prepared.sources.append(message)
         started = time.perf_counter()
-        scored = self.scorer.score(items)
+        prepared.scored = self.scorer.score(items)
         self.metrics.scoring_seconds.observe(time.perf_counter() - started)
+        return prepared
+
+    def apply(self, batch: list[Message], prepared: PreparedBatch) -> BatchResult:
+        """Windows, surge decisions and alerts in Redis, then the scored outputs."""
+        scored, sources = prepared.scored, prepared.sources
+        self.metrics.invalid.inc(len(prepared.failed))
         try:
             idle = self._idle_partitions([_partition_name(m.topic, m.partition) for m in batch])
             partitions = [_partition_name(m.topic, m.partition) for m in sources]
@@ -115,7 +133,7 @@ class AlertsProcessor:
             Output(self.config.scored_topic, s.to_dict(), key=m.key_text() or s.item.id)
             for s, m in zip(scored, sources, strict=True)
         ]
-        return BatchResult(outputs=outputs, failed=failed)
+        return BatchResult(outputs=outputs, failed=list(prepared.failed))
 
     def on_partitions_revoked(self, partitions: Collection[Any]) -> None:
         for tp in partitions:

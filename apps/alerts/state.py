@@ -35,8 +35,11 @@ CLAIMED, DUPLICATE, COOLDOWN = "claimed", "duplicate", "cooldown"
 COUNTED, SEEN, CLOSED = 1, 0, -1
 MAX_SERIES = 500
 MAX_FEED = 1000
+ADD_CHUNK = 500  # window entries per Redis script call (keeps each call well under 10 ms)
 
 WindowRef = tuple[str, int, int]  # (key, start, end)
+# (final counts, windows in the baseline it was computed from, the baseline with it folded in)
+WindowClose = tuple[WindowCounts, int, Baseline]
 
 
 class StateStore(Protocol):
@@ -50,8 +53,11 @@ class StateStore(Protocol):
     def due_windows(self, watermark: float) -> list[WindowRef]: ...
     def counts(self, windows: Sequence[WindowRef]) -> list[WindowCounts]: ...
     def baselines(self, keys: Iterable[str]) -> dict[str, Baseline]: ...
+    def counts_and_baselines(
+        self, windows: Sequence[WindowRef]
+    ) -> tuple[list[WindowCounts], dict[str, Baseline]]: ...
     def claim_alert(self, alert: dict, cooldown_s: int) -> str: ...
-    def close_window(self, counts: WindowCounts, expected_windows: int, new: Baseline) -> int: ...
+    def close_windows(self, closes: Sequence[WindowClose]) -> list[int]: ...
     def pending_alerts(self) -> list[dict]: ...
     def ack_alerts(self, alerts: Sequence[dict]) -> None: ...
     def aggregation_keys(self) -> list[str]: ...
@@ -71,6 +77,14 @@ def _parse_member(member: str) -> WindowRef:
 
 def _summary(counts: WindowCounts) -> dict:
     return counts.to_dict()
+
+
+def _baselines(keys: Sequence[str], hashes: Sequence[dict]) -> dict[str, Baseline]:
+    return {
+        key: Baseline(float(values["share"]), float(values["volume"]), int(values["windows"]))
+        for key, values in zip(keys, hashes, strict=True)
+        if values
+    }
 
 
 class InMemoryStateStore:
@@ -146,6 +160,11 @@ class InMemoryStateStore:
     def baselines(self, keys: Iterable[str]) -> dict[str, Baseline]:
         return {key: self._baselines[key] for key in keys if key in self._baselines}
 
+    def counts_and_baselines(
+        self, windows: Sequence[WindowRef]
+    ) -> tuple[list[WindowCounts], dict[str, Baseline]]:
+        return self.counts(windows), self.baselines({ref[0] for ref in windows})
+
     def claim_alert(self, alert: dict, cooldown_s: int) -> str:
         alert_id, key, end = alert["alert_id"], alert["key"], int(alert["window_end_ts"])
         if alert_id in self._claimed:
@@ -158,7 +177,11 @@ class InMemoryStateStore:
         self._outbox[alert_id] = alert
         return CLAIMED
 
+    def close_windows(self, closes: Sequence[WindowClose]) -> list[int]:
+        return [self.close_window(*close) for close in closes]
+
     def close_window(self, counts: WindowCounts, expected_windows: int, new: Baseline) -> int:
+        """Fold a window into its key's baseline: 1 closed, 0 already closed, -1 stale."""
         ref = (counts.key, counts.start, counts.end)
         if ref not in self._windows:
             return 0
@@ -198,20 +221,35 @@ class InMemoryStateStore:
 
 _ADD = """
 local wm = redis.call('GET', KEYS[1])
-if wm and tonumber(ARGV[2]) <= tonumber(wm) then return -1 end
-if redis.call('SADD', KEYS[4], ARGV[1]) == 0 then return 0 end
-local ttl = tonumber(ARGV[6])
-redis.call('HINCRBY', KEYS[3], 'total', 1)
-redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
-if ARGV[4] ~= '' and ARGV[3] == 'negative' and redis.call('LLEN', KEYS[5]) < tonumber(ARGV[5]) then
-  redis.call('RPUSH', KEYS[5], ARGV[4])
-  redis.call('EXPIRE', KEYS[5], ttl)
+wm = wm and tonumber(wm)
+local prefix, max_examples, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for i = 4, #ARGV, 6 do
+  local key, start, stop = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local id, sentiment, example = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local counts = prefix .. 'w:' .. key .. ':' .. start
+  local seen = prefix .. 'seen:' .. key .. ':' .. start
+  local examples = prefix .. 'ex:' .. key .. ':' .. start
+  if wm and tonumber(stop) <= wm then
+    out[#out + 1] = -1
+  elseif redis.call('SADD', seen, id) == 0 then
+    out[#out + 1] = 0
+  else
+    redis.call('HINCRBY', counts, 'total', 1)
+    redis.call('HINCRBY', counts, sentiment, 1)
+    local wanted = example ~= '' and sentiment == 'negative'
+    if wanted and redis.call('LLEN', examples) < max_examples then
+      redis.call('RPUSH', examples, example)
+      redis.call('EXPIRE', examples, ttl)
+    end
+    redis.call('ZADD', KEYS[2], stop, start .. ':' .. stop .. ':' .. key)
+    redis.call('ZADD', KEYS[3], 'GT', stop, key)
+    redis.call('EXPIRE', counts, ttl)
+    redis.call('EXPIRE', seen, ttl)
+    out[#out + 1] = 1
+  end
 end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[7])
-redis.call('ZADD', KEYS[6], 'GT', ARGV[2], ARGV[8])
-redis.call('EXPIRE', KEYS[3], ttl)
-redis.call('EXPIRE', KEYS[4], ttl)
-return 1
+return out
 """
 
 _ADVANCE = """
@@ -249,17 +287,31 @@ return 1
 """
 
 _CLOSE = """
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-local n = tonumber(redis.call('HGET', KEYS[5], 'windows') or '0')
-if n ~= tonumber(ARGV[2]) then return -1 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[5], 'share', ARGV[3], 'volume', ARGV[4], 'windows', ARGV[5])
-redis.call('EXPIRE', KEYS[5], ARGV[9])
-redis.call('ZADD', KEYS[6], ARGV[7], ARGV[6])
-redis.call('ZREMRANGEBYRANK', KEYS[6], 0, -(tonumber(ARGV[8]) + 1))
-redis.call('EXPIRE', KEYS[6], ARGV[9])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
-return 1
+local prefix, max_series, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local out = {}
+for i = 4, #ARGV, 8 do
+  local key, start, stop, expected = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local member = start .. ':' .. stop .. ':' .. key
+  local base = prefix .. 'base:' .. key
+  local hist = prefix .. 'hist:' .. key
+  if not redis.call('ZSCORE', KEYS[1], member) then
+    out[#out + 1] = 0
+  elseif tonumber(redis.call('HGET', base, 'windows') or '0') ~= expected then
+    out[#out + 1] = -1
+  else
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('HSET', base, 'share', ARGV[i + 4], 'volume', ARGV[i + 5], 'windows', ARGV[i + 6])
+    redis.call('EXPIRE', base, ttl)
+    redis.call('ZADD', hist, start, ARGV[i + 7])
+    redis.call('ZREMRANGEBYRANK', hist, 0, -(max_series + 1))
+    redis.call('EXPIRE', hist, ttl)
+    local suffix = key .. ':' .. start
+    redis.call('DEL', prefix .. 'w:' .. suffix, prefix .. 'seen:' .. suffix)
+    redis.call('DEL', prefix .. 'ex:' .. suffix)
+    out[#out + 1] = 1
+  end
+end
+return out
 """
 
 
@@ -267,7 +319,8 @@ class RedisStateStore:
     """State in one Redis database under `prefix` (keys: wm, open, w:/seen:/ex: per window,
     base:/cool:/hist: per key, alert: per alert id, outbox, feed (a stream), keys).
 
-    The Lua scripts touch several keys, so use a single Redis instance (not Redis Cluster).
+    The Lua scripts touch several keys (the counting one builds window key names itself), so
+    use a single Redis instance (not Redis Cluster).
     """
 
     def __init__(self, client, prefix: str, *, ttl_s: int = 7 * 24 * 3600) -> None:
@@ -292,33 +345,16 @@ class RedisStateStore:
         return self._k("w", key, start), self._k("seen", key, start), self._k("ex", key, start)
 
     def add_entries(self, entries: Sequence[Entry], max_examples: int) -> list[int]:
-        if not entries:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for e in entries:
-            counts_key, seen_key, examples_key = self._window_keys(e.key, e.start)
-            self._add(
-                keys=[
-                    self._k("wm"),
-                    self._k("open"),
-                    counts_key,
-                    seen_key,
-                    examples_key,
-                    self._k("keys"),
-                ],
-                args=[
-                    e.message_id,
-                    e.end,
-                    e.sentiment,
-                    e.example or "",
-                    max_examples,
-                    self.ttl_s,
-                    _member(e.key, e.start, e.end),
-                    e.key,
-                ],
-                client=pipe,
-            )
-        return [int(r) for r in pipe.execute()]
+        # One script call per chunk (window keys are built in Lua from the prefix, see _k and
+        # _member): thousands of small commands cost more in the client than in Redis.
+        statuses: list[int] = []
+        for first in range(0, len(entries), ADD_CHUNK):
+            args: list[object] = [self.prefix, max_examples, self.ttl_s]
+            for e in entries[first : first + ADD_CHUNK]:
+                args += [e.key, e.start, e.end, e.message_id, e.sentiment, e.example or ""]
+            keys = [self._k("wm"), self._k("open"), self._k("keys")]
+            statuses += [int(r) for r in self._add(keys=keys, args=args)]
+        return statuses
 
     def watermark(self) -> float | None:
         value = self.client.get(self._k("wm"))
@@ -339,11 +375,23 @@ class RedisStateStore:
         return sorted((_parse_member(m) for m in members), key=lambda r: (r[2], r[1], r[0]))
 
     def counts(self, windows: Sequence[WindowRef]) -> list[WindowCounts]:
+        return self.counts_and_baselines(windows, with_baselines=False)[0]
+
+    def baselines(self, keys: Iterable[str]) -> dict[str, Baseline]:
+        pipe = self.client.pipeline(transaction=False)
+        keys = self._queue_baselines(pipe, keys)
+        return _baselines(keys, pipe.execute())
+
+    def counts_and_baselines(
+        self, windows: Sequence[WindowRef], *, with_baselines: bool = True
+    ) -> tuple[list[WindowCounts], dict[str, Baseline]]:
+        """The windows' counts and (one round trip) the baselines of their keys."""
         pipe = self.client.pipeline(transaction=False)
         for key, start, _ in windows:
             counts_key, _, examples_key = self._window_keys(key, start)
             pipe.hgetall(counts_key)
             pipe.lrange(examples_key, 0, -1)
+        keys = self._queue_baselines(pipe, {ref[0] for ref in windows} if with_baselines else ())
         raw = pipe.execute()
         out = []
         for index, (key, start, end) in enumerate(windows):
@@ -360,20 +408,13 @@ class RedisStateStore:
                     examples=list(examples),
                 )
             )
-        return out
+        return out, _baselines(keys, raw[2 * len(windows) :])
 
-    def baselines(self, keys: Iterable[str]) -> dict[str, Baseline]:
-        keys = list(keys)
-        pipe = self.client.pipeline(transaction=False)
+    def _queue_baselines(self, pipe, keys: Iterable[str]) -> list[str]:
+        keys = sorted(keys)
         for key in keys:
             pipe.hgetall(self._k("base", key))
-        out = {}
-        for key, values in zip(keys, pipe.execute(), strict=True):
-            if values:
-                out[key] = Baseline(
-                    float(values["share"]), float(values["volume"]), int(values["windows"])
-                )
-        return out
+        return keys
 
     def claim_alert(self, alert: dict, cooldown_s: int) -> str:
         result = self._claim(
@@ -392,31 +433,27 @@ class RedisStateStore:
         )
         return {1: CLAIMED, 0: DUPLICATE, -1: COOLDOWN}[int(result)]
 
+    def close_windows(self, closes: Sequence[WindowClose]) -> list[int]:
+        """Fold windows into their keys' baselines in one script call: per window 1 closed,
+        0 already closed, -1 stale baseline (another consumer closed one first: recompute)."""
+        if not closes:
+            return []
+        args: list[object] = [self.prefix, MAX_SERIES, self.ttl_s]
+        for counts, expected_windows, new in closes:
+            args += [
+                counts.key,
+                counts.start,
+                counts.end,
+                expected_windows,
+                repr(new.share),
+                repr(new.volume),
+                new.windows,
+                json.dumps(_summary(counts), sort_keys=True),
+            ]
+        return [int(r) for r in self._close(keys=[self._k("open")], args=args)]
+
     def close_window(self, counts: WindowCounts, expected_windows: int, new: Baseline) -> int:
-        counts_key, seen_key, examples_key = self._window_keys(counts.key, counts.start)
-        return int(
-            self._close(
-                keys=[
-                    self._k("open"),
-                    counts_key,
-                    seen_key,
-                    examples_key,
-                    self._k("base", counts.key),
-                    self._k("hist", counts.key),
-                ],
-                args=[
-                    _member(counts.key, counts.start, counts.end),
-                    expected_windows,
-                    repr(new.share),
-                    repr(new.volume),
-                    new.windows,
-                    json.dumps(_summary(counts), sort_keys=True),
-                    counts.start,
-                    MAX_SERIES,
-                    self.ttl_s,
-                ],
-            )
-        )
+        return self.close_windows([(counts, expected_windows, new)])[0]
 
     def pending_alerts(self) -> list[dict]:
         alerts = [json.loads(v) for v in self.client.hvals(self._k("outbox"))]

@@ -118,3 +118,29 @@ def test_redis_state_survives_a_new_store_instance(redis_url, redis_prefix):
     assert again.add_entries([entry("m1")], 3) == [SEEN]
     assert [a["alert_id"] for a in again.pending_alerts()] == [alert()["alert_id"]]
     assert again.claim_alert(alert(), cooldown_s=0) == DUPLICATE
+
+
+def test_counting_in_several_script_calls_keeps_duplicates_apart(store, monkeypatch) -> None:
+    monkeypatch.setattr("threefold.apps.alerts.state.ADD_CHUNK", 2)
+    entries = [entry("m1"), entry("m2"), entry("m1"), entry("m3", "neutral"), entry("m2")]
+    assert store.add_entries(entries, 3) == [COUNTED, COUNTED, SEEN, COUNTED, SEEN]
+    (counts,) = store.counts([("entity:QNTV", 0, 300)])
+    assert (counts.total, counts.negative, counts.neutral) == (3, 2, 1)
+
+
+def test_windows_close_together_each_with_its_own_status(store) -> None:
+    store.add_entries([entry("a", key="topic:legal"), entry("b", key="entity:QNTV")], 3)
+    store.close_window(*_close("topic:legal", expected=0))
+    refs = [("entity:QNTV", 0, 300), ("topic:legal", 0, 300)]
+    counts, baselines = store.counts_and_baselines(refs)
+    assert [c.total for c in counts] == [1, 0]  # a closed window's counts are dropped
+    assert set(baselines) == {"topic:legal"}
+    closes = [_close("entity:QNTV", expected=0), _close("topic:legal", expected=0)]
+    assert store.close_windows(closes) == [1, 0]  # the second one was already closed
+    assert store.close_windows([]) == []
+    assert store.baselines(["entity:QNTV"])["entity:QNTV"].windows == 1
+
+
+def _close(key: str, *, expected: int) -> tuple[WindowCounts, int, Baseline]:
+    counts = WindowCounts(key, 0, 300, total=1, negative=1)
+    return counts, expected, Baseline(0.5, 1.0, expected + 1)
