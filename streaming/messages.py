@@ -86,7 +86,9 @@ class BatchProcessor(Protocol):
     receive sets of kafka TopicPartition; the runner calls them when present (revoked also on a
     graceful stop, not after a failure). They run on kafka-python's IO thread while the runner
     waits in poll/close, never concurrently with `process` or `apply`; keep them short
-    (heartbeats wait).
+    (heartbeats wait). An optional `on_idle()` is called on the consumer thread about once a
+    second while nothing is buffered or in flight, for time-driven work (closing windows of a
+    stream gone quiet); a ServiceError from it stops the runner, other errors are logged.
     """
 
     def process(self, batch: list[Message]) -> BatchResult: ...

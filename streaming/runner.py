@@ -74,6 +74,7 @@ logger = logging.getLogger(__name__)
 
 LAG_INTERVAL_S = 1.0
 IN_FLIGHT_POLL_MS = 5  # poll slice while a prepared batch is still being computed
+IDLE_TICK_S = 1.0  # how often a quiet consumer calls the processor's on_idle()
 _COMMIT_LOST = (
     kafka_errors.CommitFailedError,
     kafka_errors.RebalanceInProgressError,
@@ -162,6 +163,7 @@ class ConsumerRunner:
         self._next_offsets: dict[TopicPartition, int] = {}
         self._failed = False
         self._last_lag_update = 0.0
+        self._last_idle_call = time.monotonic()
 
     # -- control -----------------------------------------------------------------------------
 
@@ -219,6 +221,8 @@ class ConsumerRunner:
                         self._start(self._batcher.take())
                     elif self._in_flight is not None and self._in_flight.prepared.done():
                         self._finish_in_flight()
+                    elif not records and not len(self._batcher) and self._in_flight is None:
+                        self._maybe_idle()
                 self._maybe_update_lag()
             with self._lock:
                 if len(self._batcher):
@@ -410,6 +414,20 @@ class ConsumerRunner:
                 len(failures),
                 self.dead_letter_topic,
             )
+
+    def _maybe_idle(self) -> None:
+        """Nothing buffered or in flight: give the processor its time-driven turn."""
+        hook = getattr(self.processor, "on_idle", None)
+        now = time.monotonic()
+        if hook is None or now - self._last_idle_call < IDLE_TICK_S:
+            return
+        self._last_idle_call = now
+        try:
+            hook()
+        except ServiceError:
+            raise
+        except Exception:
+            logger.exception("the processor's on_idle failed; trying again in %.0f s", IDLE_TICK_S)
 
     def _maybe_update_lag(self, *, force: bool = False) -> None:
         now = time.monotonic()

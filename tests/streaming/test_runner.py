@@ -424,3 +424,29 @@ def test_sigkill_mid_batch_then_restart_reprocesses_the_batch(
     runner.run(stop_when=lambda: runner.stats.processed >= 6, stop_after=SAFETY_S)
     assert {(0, o) for o in in_flight} <= set(processor.seen)
     assert _committed(kafka_bootstrap, group, src) == 6
+
+
+def test_a_quiet_consumer_gives_the_processor_its_idle_ticks(
+    kafka_bootstrap, unique_name, read_topic
+) -> None:
+    src, out, dlq = _topics(kafka_bootstrap, unique_name)
+    _send(kafka_bootstrap, src, [{"text": "only"}])
+
+    ticks: list[int] = []
+
+    class Ticking(Upper):
+        def on_idle(self) -> None:
+            ticks.append(len(self.seen))  # how many messages were processed before the tick
+
+    processor = Ticking(out)
+    runner = ConsumerRunner(
+        bootstrap=kafka_bootstrap,
+        topics=[src],
+        group_id=unique_name("g"),
+        processor=processor,
+        dead_letter_topic=dlq,
+        max_wait_ms=50,
+    )
+    runner.run(stop_when=lambda: ticks.count(1) >= 2, stop_after=SAFETY_S)
+    assert ticks.count(1) >= 2  # ticks go on after the message (and ran during the join)
+    assert [json.loads(r.value) for r in read_topic(out, min_count=1)] == [{"text": "ONLY"}]
