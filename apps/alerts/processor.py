@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.messages import InvalidMessage, NewsItem, parse_message
 from threefold.apps.alerts.metrics import AlertsMetrics
-from threefold.apps.alerts.pipeline import AlertPipeline
+from threefold.apps.alerts.pipeline import AlertPipeline, PipelineResult
 from threefold.apps.alerts.scoring import ScoredItem, Scorer
 from threefold.apps.alerts.state import StateStore
 from threefold.apps.alerts.webhook import WebhookNotifier
@@ -44,10 +46,12 @@ class AlertPublisher:
         self.topic = topic
         self.webhook = webhook
         self.metrics = metrics or AlertsMetrics()
+        self.owner = uuid.uuid4().hex  # holds the outbox leases of what it is sending
 
     def publish_pending(self) -> list[dict]:
-        """Send every pending alert and flush; on failure they stay pending for the next call."""
-        pending = self.store.pending_alerts()
+        """Send the pending alerts no other consumer is sending and flush; on failure they stay
+        pending, free for the next call of any publisher."""
+        pending = self.store.lease_pending_alerts(self.owner)
         if not pending:
             return []
         try:
@@ -55,6 +59,7 @@ class AlertPublisher:
                 self.producer.send(self.topic, alert, key=alert["key"])
             self.producer.flush()
         except Exception as exc:  # the broker is down: keep them in the outbox
+            self.store.release_alerts(pending, self.owner)
             self.metrics.publish_failures.inc()
             logger.warning("could not publish %d alert(s) (%r); will retry", len(pending), exc)
             return []
@@ -87,13 +92,18 @@ class AlertsProcessor:
         publisher: AlertPublisher,
         *,
         metrics: AlertsMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.scorer = scorer
         self.pipeline = pipeline
         self.publisher = publisher
         self.metrics = metrics or publisher.metrics
+        self._clock = clock
         self._last_seen: dict[str, float | None] = {}  # partition -> last message (None: idle)
+        # partition -> (its watermark, wall clock of its last message): for on_idle
+        self._event_clock: dict[str, tuple[float, float]] = {}
+        self._last_message_at: float | None = None
 
     def process(self, batch: list[Message]) -> BatchResult:
         return self.apply(batch, self.prepare(batch))
@@ -119,15 +129,16 @@ class AlertsProcessor:
         """Windows, surge decisions and alerts in Redis, then the scored outputs."""
         scored, sources = prepared.scored, prepared.sources
         self.metrics.invalid.inc(len(prepared.failed))
-        try:
+        with _state_errors():
             idle = self._idle_partitions([_partition_name(m.topic, m.partition) for m in batch])
             partitions = [_partition_name(m.topic, m.partition) for m in sources]
             result = self.pipeline.process(scored, partitions, idle_partitions=idle)
             self.publisher.publish_pending()
-        except Exception as exc:
-            if _is_redis_error(exc):
-                raise ServiceError(f"Redis state store failed: {exc!r}") from exc
-            raise
+        now = self._clock()
+        self._last_message_at = now
+        for partition, watermark in result.partition_watermarks.items():
+            before = self._event_clock.get(partition, (watermark, now))[0]
+            self._event_clock[partition] = (max(before, watermark), now)
         self._account(len(scored), result)
         outputs = [
             Output(self.config.scored_topic, s.to_dict(), key=m.key_text() or s.item.id)
@@ -135,14 +146,33 @@ class AlertsProcessor:
         ]
         return BatchResult(outputs=outputs, failed=list(prepared.failed))
 
+    def on_idle(self) -> None:
+        """A stream gone quiet: after `quiet_close_s` without messages, event time runs on with
+        the wall clock from each partition's last message, so the last windows close (with
+        their final surge decisions) instead of waiting for the next message."""
+        last = self._last_message_at
+        if self.config.quiet_close_s <= 0 or last is None or not self._event_clock:
+            return
+        now = self._clock()
+        if now - last < self.config.quiet_close_s:
+            return
+        watermarks = {p: mark + (now - at) for p, (mark, at) in self._event_clock.items()}
+        # Assigned partitions without messages would otherwise hold the watermark back.
+        silent = [p for p in self._last_seen if p not in watermarks]
+        with _state_errors():
+            result = self.pipeline.advance(watermarks, silent)
+            self.publisher.publish_pending()
+        self._account(0, result)
+
     def on_partitions_revoked(self, partitions: Collection[Any]) -> None:
         for tp in partitions:
             self._last_seen.pop(_partition_name(tp.topic, tp.partition), None)
+            self._event_clock.pop(_partition_name(tp.topic, tp.partition), None)
         self.publisher.publish_pending()
 
     def on_partitions_assigned(self, partitions: Collection[Any]) -> None:
         names = [_partition_name(tp.topic, tp.partition) for tp in partitions]
-        now = time.monotonic()
+        now = self._clock()
         self._last_seen.update(dict.fromkeys(names, now))
         self.pipeline.register_partitions(names)
         # Alerts claimed by a consumer that died before publishing them.
@@ -150,7 +180,7 @@ class AlertsProcessor:
 
     def _idle_partitions(self, seen: list[str]) -> list[str]:
         """Assigned partitions without a message for `partition_idle_s` (each reported once)."""
-        now = time.monotonic()
+        now = self._clock()
         for name in seen:
             self._last_seen[name] = now
         idle = [
@@ -162,7 +192,7 @@ class AlertsProcessor:
             self._last_seen[name] = None
         return idle
 
-    def _account(self, n_scored: int, result) -> None:
+    def _account(self, n_scored: int, result: PipelineResult) -> None:
         m = self.metrics
         m.scored.inc(n_scored)
         m.late.inc(result.late)
@@ -170,9 +200,19 @@ class AlertsProcessor:
         m.windows_closed.inc(result.windows_closed)
         for reason, count in result.suppressed.items():
             m.suppressed.labels(reason=reason).inc(count)
-        watermark = self.pipeline.store.watermark()
-        if watermark is not None:
-            m.watermark.set(watermark)
+        if result.watermark is not None:
+            m.watermark.set(result.watermark)
+
+
+@contextmanager
+def _state_errors() -> Iterator[None]:
+    """A Redis failure is a ServiceError: the runner retries, then stops without committing."""
+    try:
+        yield
+    except Exception as exc:
+        if _is_redis_error(exc):
+            raise ServiceError(f"Redis state store failed: {exc!r}") from exc
+        raise
 
 
 def _partition_name(topic: str, partition: int) -> str:

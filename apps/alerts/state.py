@@ -18,13 +18,16 @@ after a batch's outputs are flushed, so a crash replays the uncommitted messages
 * An alert is claimed atomically before it is published: SET NX on its deterministic id, the
   cool-down check, and a copy in an outbox hash. A crash after the claim leaves it in the outbox
   and the next consumer publishes it, so no surge is lost; the id marker stops it being claimed
-  twice. Only a crash between the broker acknowledging the alert and the outbox deletion (a
-  few milliseconds) can publish an alert twice; it then has the same alert_id (dedupe on it).
+  twice. Every consumer publishes the outbox, each alert under a lease (holder + expiry) so two
+  of them never send the same one; a dead holder's lease ends after ALERT_LEASE_S. Only a crash
+  between the broker acknowledging the alert and the outbox deletion (a few milliseconds) can
+  publish an alert twice; it then has the same alert_id (dedupe on it).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -35,6 +38,7 @@ CLAIMED, DUPLICATE, COOLDOWN = "claimed", "duplicate", "cooldown"
 COUNTED, SEEN, CLOSED = 1, 0, -1
 MAX_SERIES = 500
 MAX_FEED = 1000
+ALERT_LEASE_S = 60  # a publisher's hold on the outbox alerts it is sending
 ADD_CHUNK = 500  # window entries per Redis script call (keeps each call well under 10 ms)
 
 WindowRef = tuple[str, int, int]  # (key, start, end)
@@ -59,6 +63,8 @@ class StateStore(Protocol):
     def claim_alert(self, alert: dict, cooldown_s: int) -> str: ...
     def close_windows(self, closes: Sequence[WindowClose]) -> list[int]: ...
     def pending_alerts(self) -> list[dict]: ...
+    def lease_pending_alerts(self, owner: str, lease_s: int = ...) -> list[dict]: ...
+    def release_alerts(self, alerts: Sequence[dict], owner: str) -> None: ...
     def ack_alerts(self, alerts: Sequence[dict]) -> None: ...
     def aggregation_keys(self) -> list[str]: ...
     def history(self, key: str, limit: int = 100) -> list[dict]: ...
@@ -77,6 +83,10 @@ def _parse_member(member: str) -> WindowRef:
 
 def _summary(counts: WindowCounts) -> dict:
     return counts.to_dict()
+
+
+def _alert_order(alert: dict) -> tuple:
+    return alert["window_end_ts"], alert["key"]
 
 
 def _baselines(keys: Sequence[str], hashes: Sequence[dict]) -> dict[str, Baseline]:
@@ -99,6 +109,7 @@ class InMemoryStateStore:
         self._cooldown: dict[str, int] = {}
         self._claimed: set[str] = set()
         self._outbox: dict[str, dict] = {}
+        self._leases: dict[str, tuple[str, float]] = {}  # alert id -> (owner, expiry)
         self._history: dict[str, list[dict]] = {}
         self._keys: dict[str, int] = {}
         self._feed: list[tuple[str, dict]] = []
@@ -197,10 +208,26 @@ class InMemoryStateStore:
         return 1
 
     def pending_alerts(self) -> list[dict]:
-        return sorted(self._outbox.values(), key=lambda a: (a["window_end_ts"], a["key"]))
+        return sorted(self._outbox.values(), key=_alert_order)
+
+    def lease_pending_alerts(self, owner: str, lease_s: int = ALERT_LEASE_S) -> list[dict]:
+        now = time.time()
+        taken = []
+        for alert_id, alert in self._outbox.items():
+            holder, expiry = self._leases.get(alert_id, (owner, now))
+            if holder == owner or expiry <= now:
+                self._leases[alert_id] = (owner, now + lease_s)
+                taken.append(alert)
+        return sorted(taken, key=_alert_order)
+
+    def release_alerts(self, alerts: Sequence[dict], owner: str) -> None:
+        for alert in alerts:
+            if self._leases.get(alert["alert_id"], ("",))[0] == owner:
+                del self._leases[alert["alert_id"]]
 
     def ack_alerts(self, alerts: Sequence[dict]) -> None:
         for alert in alerts:
+            self._leases.pop(alert["alert_id"], None)
             if self._outbox.pop(alert["alert_id"], None) is not None:
                 self._feed.append((f"{len(self._feed) + 1}-0", alert))
         del self._feed[:-MAX_FEED]
@@ -314,6 +341,36 @@ end
 return out
 """
 
+_LEASE = """
+local now = tonumber(redis.call('TIME')[1])
+local out = {}
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local lease = redis.call('HGET', KEYS[2], entries[i])
+  local free = not lease
+  if lease then
+    local bar = string.find(lease, '|', 1, true)
+    local holder, expiry = string.sub(lease, 1, bar - 1), tonumber(string.sub(lease, bar + 1))
+    free = holder == ARGV[1] or expiry <= now
+  end
+  if free then
+    redis.call('HSET', KEYS[2], entries[i], ARGV[1] .. '|' .. (now + tonumber(ARGV[2])))
+    out[#out + 1] = entries[i + 1]
+  end
+end
+if #entries > 0 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
+return out
+"""
+
+_RELEASE = """
+local owner = ARGV[#ARGV] .. '|'
+for i = 1, #ARGV - 1 do
+  local lease = redis.call('HGET', KEYS[1], ARGV[i])
+  if lease and string.sub(lease, 1, #owner) == owner then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0
+"""
+
 
 class RedisStateStore:
     """State in one Redis database under `prefix` (keys: wm, open, w:/seen:/ex: per window,
@@ -331,6 +388,8 @@ class RedisStateStore:
         self._advance = client.register_script(_ADVANCE)
         self._claim = client.register_script(_CLAIM)
         self._close = client.register_script(_CLOSE)
+        self._lease = client.register_script(_LEASE)
+        self._release = client.register_script(_RELEASE)
 
     @classmethod
     def from_url(cls, url: str, prefix: str, **kw) -> RedisStateStore:
@@ -457,12 +516,28 @@ class RedisStateStore:
 
     def pending_alerts(self) -> list[dict]:
         alerts = [json.loads(v) for v in self.client.hvals(self._k("outbox"))]
-        return sorted(alerts, key=lambda a: (a["window_end_ts"], a["key"]))
+        return sorted(alerts, key=_alert_order)
+
+    def lease_pending_alerts(self, owner: str, lease_s: int = ALERT_LEASE_S) -> list[dict]:
+        """The pending alerts no other publisher holds, now held by `owner` for `lease_s`
+        (it publishes them, then acknowledges them). Several consumers publish the outbox; the
+        lease keeps them from sending the same alert, and ends if its holder dies."""
+        found = self._lease(
+            keys=[self._k("outbox"), self._k("outbox-leases")], args=[owner, lease_s, self.ttl_s]
+        )
+        return sorted((json.loads(v) for v in found), key=_alert_order)
+
+    def release_alerts(self, alerts: Sequence[dict], owner: str) -> None:
+        """Give up `owner`'s leases (sending failed): any publisher may take them at once."""
+        if alerts:
+            ids = [a["alert_id"] for a in alerts]
+            self._release(keys=[self._k("outbox-leases")], args=[*ids, owner])
 
     def ack_alerts(self, alerts: Sequence[dict]) -> None:
         """Mark alerts published: drop them from the outbox and append them to the live feed."""
         for alert in alerts:
             # Only the consumer that removes the outbox entry appends it to the feed.
+            self.client.hdel(self._k("outbox-leases"), alert["alert_id"])
             if self.client.hdel(self._k("outbox"), alert["alert_id"]):
                 self.client.xadd(
                     self._k("feed"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from threefold.apps.alerts.state import (
@@ -144,3 +146,29 @@ def test_windows_close_together_each_with_its_own_status(store) -> None:
 def _close(key: str, *, expected: int) -> tuple[WindowCounts, int, Baseline]:
     counts = WindowCounts(key, 0, 300, total=1, negative=1)
     return counts, expected, Baseline(0.5, 1.0, expected + 1)
+
+
+def test_an_outbox_alert_is_leased_to_one_publisher_at_a_time(store) -> None:
+    store.claim_alert(alert(), cooldown_s=0)
+    assert [a["alert_id"] for a in store.lease_pending_alerts("a")] == [alert()["alert_id"]]
+    assert store.lease_pending_alerts("b") == []  # "a" is sending it
+    assert len(store.lease_pending_alerts("a")) == 1  # its holder may try again
+    assert len(store.lease_pending_alerts("b", lease_s=0)) == 0
+    store.ack_alerts(store.pending_alerts())
+    assert store.lease_pending_alerts("a") == [] and store.lease_pending_alerts("b") == []
+
+
+def test_a_dead_publishers_lease_runs_out(store) -> None:
+    store.claim_alert(alert(), cooldown_s=0)
+    store.lease_pending_alerts("dead", lease_s=0)  # expires at once
+    time.sleep(1.1)  # Redis TIME has whole seconds
+    assert len(store.lease_pending_alerts("next")) == 1
+
+
+def test_a_failed_publisher_releases_only_its_own_leases(store) -> None:
+    store.claim_alert(alert(), cooldown_s=0)
+    taken = store.lease_pending_alerts("a")
+    store.release_alerts(taken, "b")  # not b's lease: nothing changes
+    assert store.lease_pending_alerts("b") == []
+    store.release_alerts(taken, "a")
+    assert len(store.lease_pending_alerts("b")) == 1
