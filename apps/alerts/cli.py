@@ -41,6 +41,13 @@ _CONFIG_OPTIONS = [
     click.option("--window", "window_size_s", type=int, default=None, help="Window seconds [300]."),
     click.option("--slide", "window_slide_s", type=int, default=None, help="Slide s [= window]."),
     click.option("--grace", "grace_s", type=int, default=None, help="Grace for late msgs s [60]."),
+    click.option(
+        "--quiet-close",
+        "quiet_close_s",
+        type=float,
+        default=None,
+        help="Seconds of silence after which the last windows close [60; 0 = never].",
+    ),
     click.option("--min-volume", type=int, default=None, help="Messages per window to alert [10]."),
     click.option("--z-threshold", type=float, default=None, help="One-sided z to alert [2.33]."),
     click.option("--share-margin", type=float, default=None, help="Share over baseline [0.15]."),

@@ -29,6 +29,9 @@ class AlertsConfig:
     window_slide_s: int = 0  # 0 = tumbling (slide = size)
     grace_s: int = 60
     partition_idle_s: float = 30.0  # wall-clock s without messages before a partition is idle
+    # wall-clock s of silence after which event time runs on with the wall clock, closing the
+    # last windows; 0 = wait for the next message (e.g. replaying history with pauses)
+    quiet_close_s: float = 60.0
     min_volume: int = 10
     z_threshold: float = 2.33  # one-sided, about p < 0.01
     share_margin: float = 0.15
@@ -62,7 +65,7 @@ class AlertsConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, found {getattr(self, name)!r}")
         non_negative = ("grace_s", "cooldown_s", "max_examples", "metrics_port", "share_margin")
-        for name in (*non_negative, "torch_threads", "partition_idle_s"):
+        for name in (*non_negative, "torch_threads", "partition_idle_s", "quiet_close_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, found {getattr(self, name)!r}")
         if self.window_size_s % self.window_slide_s:

@@ -41,6 +41,8 @@ class PipelineResult:
     windows_closed: int = 0
     alerts: list[dict] = field(default_factory=list)  # claimed by this batch
     suppressed: dict[str, int] = field(default_factory=dict)  # reason -> count
+    partition_watermarks: dict[str, float] = field(default_factory=dict)  # advanced to
+    watermark: float | None = None  # the store's, after this batch
 
 
 class AlertPipeline:
@@ -105,12 +107,12 @@ class AlertPipeline:
             partition = partitions[index] if partitions is not None else "0"
             highest[partition] = max(s.item.event_time, highest.get(partition, NO_EVENT_TIME))
         touched = self._aggregate(scored, result) if scored else []
+        result.partition_watermarks = {p: self.spec.watermark(t) for p, t in highest.items()}
         if highest or idle_partitions:
-            watermark = self.store.advance_watermark(
-                {p: self.spec.watermark(t) for p, t in highest.items()}, idle_partitions
-            )
+            watermark = self.store.advance_watermark(result.partition_watermarks, idle_partitions)
         else:
             watermark = self.store.watermark()
+        result.watermark = watermark
         if watermark is None:
             return result
         # Close first, so the early checks compare against a baseline that is up to date.
@@ -118,6 +120,17 @@ class AlertPipeline:
         if scored:
             still_open = [ref for ref in touched if not self.spec.is_closed(ref[2], watermark)]
             self._early(still_open, result)
+        return result
+
+    def advance(
+        self, watermarks: dict[str, float], idle_partitions: Sequence[str] = ()
+    ) -> PipelineResult:
+        """Move partition watermarks forward without messages (a stream gone quiet) and close
+        the windows that are then due, with their final surge decisions."""
+        result = PipelineResult(partition_watermarks=dict(watermarks))
+        watermark = result.watermark = self.store.advance_watermark(watermarks, idle_partitions)
+        if watermark is not None:
+            self._close_due(watermark, result)
         return result
 
     def _aggregate(self, scored: Sequence[ScoredItem], result: PipelineResult) -> list:

@@ -138,3 +138,15 @@ def test_an_idle_partition_stops_holding_the_watermark_back(pipeline):
     assert pipeline.store.watermark() == T0 + 901 - 30
     late = make_scored("c", T0 + 5, "negative")
     assert pipeline.process([late], ["news:1"]).late == 1
+
+
+def test_advancing_a_quiet_stream_closes_its_due_windows(pipeline):
+    pipeline.register_partitions(["news:0"])
+    pipeline.process([make_scored("a", T0 + 290, "neutral")], ["news:0"])
+    assert pipeline.store.open_windows() != []
+    result = pipeline.advance({"news:0": T0 + 299})  # not past the window's end yet
+    assert result.windows_closed == 0 and result.watermark == T0 + 299
+    result = pipeline.advance({"news:0": T0 + 300})
+    assert result.windows_closed == 2  # its topic and its entity
+    assert pipeline.store.open_windows() == []
+    assert [h["total"] for h in pipeline.store.history("entity:QNTV")] == [1]

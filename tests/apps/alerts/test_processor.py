@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
 
 import pytest
 
 from threefold.apps.alerts.processor import build_runner
+from threefold.apps.alerts.state import RedisStateStore
 from threefold.streaming.kafka_config import ensure_topics
 
-from .conftest import produce, surge_stream, values_of
+from .conftest import T0, produce, surge_stream, values_of
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,3 +70,32 @@ def test_messages_in_scored_and_alert_out_and_malformed_to_dead_letter(
     assert metric("threefold_alerts_messages_invalid_total") == 3
     assert metric("threefold_alerts_messages_scored_total") == len(stream)
     assert metric("threefold_alerts_published_total") == len(alerts)
+
+
+def test_a_quiet_stream_closes_its_last_window_without_another_message(
+    alerts_config, scorer, texts_by_prediction
+):
+    config = dataclasses.replace(alerts_config, quiet_close_s=1.0)
+    ensure_topics(config.bootstrap_servers, [config.input_topic])
+    calm = texts_by_prediction["calm"]
+    # Event times just before the end of the window [T0, T0 + 300); grace 0.
+    produce(
+        config.bootstrap_servers,
+        config.input_topic,
+        [{"id": f"q{i}", "text": calm[i], "published_at": T0 + 295 + i} for i in range(4)],
+    )
+    runner, processor = build_runner(config, scorer=scorer)
+    closed = processor.metrics.registry.get_sample_value
+    thread = run_in_thread(runner)
+    try:
+        deadline = time.monotonic() + 60
+        while not closed("threefold_alerts_windows_closed_total") and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        runner.stop()
+        thread.join(60)
+    store = RedisStateStore.from_url(config.redis_url, config.redis_prefix)
+    assert store.open_windows() == []
+    keys = store.aggregation_keys()
+    assert keys and all([h["total"] for h in store.history(k)] for k in keys)
+    assert sum(store.history(k)[0]["total"] for k in keys if k.startswith("topic:")) == 4

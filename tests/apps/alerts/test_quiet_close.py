@@ -1,0 +1,65 @@
+"""A stream gone quiet closes its last windows (AlertsProcessor.on_idle, fake clock)."""
+
+from __future__ import annotations
+
+import json
+
+from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.pipeline import AlertPipeline
+from threefold.apps.alerts.processor import AlertPublisher, AlertsProcessor, PreparedBatch
+from threefold.apps.alerts.state import InMemoryStateStore
+from threefold.streaming.messages import Message
+
+from .conftest import T0, make_scored
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Partition:
+    def __init__(self, number: int) -> None:
+        self.topic, self.partition = "news", number
+
+
+def _processor(quiet_close_s: float) -> tuple[AlertsProcessor, InMemoryStateStore, Clock]:
+    config = AlertsConfig(window_size_s=300, grace_s=30, quiet_close_s=quiet_close_s)
+    store, clock = InMemoryStateStore(), Clock()
+    publisher = AlertPublisher(store, producer=None, topic="alerts")  # no alert: never produces
+    processor = AlertsProcessor(
+        config, None, AlertPipeline.from_config(config, store), publisher, clock=clock
+    )
+    processor.on_partitions_assigned([Partition(0), Partition(1)])
+    return processor, store, clock
+
+
+def _deliver(processor: AlertsProcessor, event_time: float) -> None:
+    scored = make_scored("m1", event_time, "neutral")
+    message = Message("news", 0, 7, b"m1", json.dumps({"id": "m1"}).encode(), 0)
+    processor.apply([message], PreparedBatch(scored=[scored], sources=[message]))
+
+
+def test_after_the_quiet_period_event_time_runs_on_with_the_wall_clock() -> None:
+    processor, store, clock = _processor(quiet_close_s=60)
+    _deliver(processor, T0 + 250)  # partition 0 only; partition 1 never delivers
+    clock.now += 59
+    processor.on_idle()
+    assert len(store.open_windows()) == 2  # not quiet for long enough yet
+    clock.now += 21  # 80 s after the last message: event clock T0 + 250 - 30 + 80 = T0 + 300
+    processor.on_idle()
+    assert store.open_windows() == []
+    assert store.watermark() == T0 + 300
+    metric = processor.metrics.registry.get_sample_value
+    assert metric("threefold_alerts_windows_closed_total") == 2
+
+
+def test_quiet_close_off_waits_for_the_next_message() -> None:
+    processor, store, clock = _processor(quiet_close_s=0)
+    _deliver(processor, T0 + 250)
+    clock.now += 3600
+    processor.on_idle()
+    assert len(store.open_windows()) == 2
