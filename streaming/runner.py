@@ -9,9 +9,10 @@ Pipelining: when the processor is a PreparingProcessor, batch N+1's `prepare` (p
 inference, no side effects) runs on a worker thread while the consumer thread queues batch N's
 outputs, waits for the broker to acknowledge them, commits N and polls. `apply(N)` runs before
 that, while the worker is idle: CPU work beside the model's threads slows them by more than it
-takes. Everything with an effect happens on the consumer thread, in order, and is committed
-before the next poll; a prepared batch whose partitions are revoked is dropped and read again,
-like a buffered one.
+takes. With `prepare_workers` > 1, that many batches are prepared at once (e.g. two workers
+with one torch thread each on 2 cores) and applied in order. Everything with an effect happens
+on the consumer thread, in order, and is committed before the next poll; a prepared batch whose
+partitions are revoked is dropped and read again, like a buffered one.
 
 Failure handling of one batch:
 - `BatchResult.failed` entries are dead-lettered with error_type "rejected".
@@ -29,6 +30,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -122,6 +124,7 @@ class ConsumerRunner:
         producer_overrides: dict[str, Any] | None = None,
         retry_backoff_ms: int = 200,
         max_backoff_ms: int = 2000,
+        prepare_workers: int = 1,
     ) -> None:
         topics = list(topics)
         if not topics:
@@ -137,6 +140,7 @@ class ConsumerRunner:
             ("max_retries", max_retries, 0),
             ("retry_backoff_ms", retry_backoff_ms, 0),
             ("max_backoff_ms", max_backoff_ms, 0),
+            ("prepare_workers", prepare_workers, 1),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, found {value!r}")
@@ -147,6 +151,7 @@ class ConsumerRunner:
         self.dead_letter_topic = dead_letter_topic
         self.max_batch = max_batch
         self.max_wait_ms = max_wait_ms
+        self.prepare_workers = prepare_workers
         self.retry_policy = RetryPolicy(max_retries, retry_backoff_ms, max_backoff_ms)
         self.metrics = RunnerMetrics(metrics_registry)
         self.stats = RunnerStats()
@@ -159,7 +164,7 @@ class ConsumerRunner:
         self._batcher = MicroBatcher(max_batch, max_wait_ms)
         self._pipelined = isinstance(processor, PreparingProcessor)
         self._worker: ThreadPoolExecutor | None = None
-        self._in_flight: _InFlight | None = None
+        self._in_flight: deque[_InFlight] = deque()  # oldest first
         self._next_offsets: dict[TopicPartition, int] = {}
         self._failed = False
         self._last_lag_update = 0.0
@@ -219,15 +224,16 @@ class ConsumerRunner:
                         self._batcher.add([_to_message(r) for r in tp_records])
                     if self._batcher.due():
                         self._start(self._batcher.take())
-                    elif self._in_flight is not None and self._in_flight.prepared.done():
-                        self._finish_in_flight()
-                    elif not records and not len(self._batcher) and self._in_flight is None:
+                    elif self._in_flight and self._in_flight[0].prepared.done():
+                        self._finish_oldest()
+                    elif not records and not len(self._batcher) and not self._in_flight:
                         self._maybe_idle()
                 self._maybe_update_lag()
             with self._lock:
                 if len(self._batcher):
                     self._start(self._batcher.take())
-                self._finish_in_flight()
+                while self._in_flight:
+                    self._finish_oldest()
         except BaseException:
             self._failed = True
             raise
@@ -246,7 +252,9 @@ class ConsumerRunner:
         consumer.subscribe(self.topics, listener=_Listener(self))
         self._consumer = consumer
         if self._pipelined:
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="threefold-prepare")
+            self._worker = ThreadPoolExecutor(
+                self.prepare_workers, thread_name_prefix="threefold-prepare"
+            )
         self._producer = JsonProducer(self.bootstrap, **self._producer_overrides)
         logger.info(
             "consuming %s as group %r (batch <= %d messages / %d ms, dead letters to %r)",
@@ -260,9 +268,9 @@ class ConsumerRunner:
 
     def _poll(self, consumer: KafkaConsumer) -> dict[TopicPartition, list[Any]]:
         timeout_ms = self._batcher.poll_timeout_ms()
-        in_flight = self._in_flight
-        if in_flight is not None:  # come back soon to apply it once it is prepared
-            timeout_ms = 0 if in_flight.prepared.done() else min(timeout_ms, IN_FLIGHT_POLL_MS)
+        if self._in_flight:  # come back soon to apply the oldest once it is prepared
+            ready = self._in_flight[0].prepared.done()
+            timeout_ms = 0 if ready else min(timeout_ms, IN_FLIGHT_POLL_MS)
         try:
             return consumer.poll(timeout_ms=timeout_ms, max_records=self._batcher.room)
         except kafka_errors.KafkaError as exc:
@@ -286,7 +294,7 @@ class ConsumerRunner:
             if self._worker is not None:
                 self._worker.shutdown(wait=True, cancel_futures=True)
                 self._worker = None
-            self._in_flight = None
+            self._in_flight.clear()
             self._batcher.take()
             self._next_offsets.clear()
             self._stop.clear()
@@ -302,24 +310,25 @@ class ConsumerRunner:
     # -- one batch ---------------------------------------------------------------------------
 
     def _start(self, batch: list[Message]) -> None:
-        """Process `batch`; pipelined: apply the batch in flight, then prepare this one while
-        the previous one's outputs are produced and flushed and its offsets committed."""
+        """Process `batch`; pipelined: once `prepare_workers` batches are in flight, apply the
+        oldest, then prepare this one while the oldest's outputs are produced and flushed and
+        its offsets committed."""
         started = time.monotonic()
         if not self._pipelined or self._worker is None:
             self._complete(batch, self._produce(self._process(batch)), started)
             return
-        previous, self._in_flight = self._in_flight, None
-        outcome = self._apply(previous) if previous is not None else None
+        oldest, outcome = None, None
+        if len(self._in_flight) >= self.prepare_workers:
+            oldest = self._in_flight.popleft()
+            outcome = self._apply(oldest)
         prepare = self.processor.prepare  # type: ignore[attr-defined]
-        self._in_flight = _InFlight(batch, self._worker.submit(prepare, batch), started)
-        if previous is not None and outcome is not None:
-            self._complete(previous.batch, self._produce(outcome), previous.started)
+        self._in_flight.append(_InFlight(batch, self._worker.submit(prepare, batch), started))
+        if oldest is not None and outcome is not None:
+            self._complete(oldest.batch, self._produce(outcome), oldest.started)
 
-    def _finish_in_flight(self) -> None:
-        in_flight, self._in_flight = self._in_flight, None
-        if in_flight is not None:
-            outcome = self._produce(self._apply(in_flight))
-            self._complete(in_flight.batch, outcome, in_flight.started)
+    def _finish_oldest(self) -> None:
+        oldest = self._in_flight.popleft()
+        self._complete(oldest.batch, self._produce(self._apply(oldest)), oldest.started)
 
     def _apply(self, in_flight: _InFlight) -> BatchOutcome:
         """Apply a prepared batch (its outputs are not produced yet)."""
@@ -456,11 +465,10 @@ class ConsumerRunner:
             revoked = set(partitions)
             # A prepared batch has no effects yet: drop it whole, with the buffered messages
             # that follow it on its partitions, and read them all again.
-            in_flight, self._in_flight = self._in_flight, None
-            rewind = set(revoked)
-            if in_flight is not None:
-                rewind.update(TopicPartition(m.topic, m.partition) for m in in_flight.batch)
-            dropped = (in_flight.batch if in_flight is not None else []) + self._batcher.drop(
+            prepared = [m for in_flight in self._in_flight for m in in_flight.batch]
+            self._in_flight.clear()
+            rewind = set(revoked) | {TopicPartition(m.topic, m.partition) for m in prepared}
+            dropped = prepared + self._batcher.drop(
                 lambda m: TopicPartition(m.topic, m.partition) not in rewind
             )
             if dropped and self._consumer is not None:

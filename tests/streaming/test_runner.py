@@ -128,7 +128,11 @@ class PreparedUpper(Upper):
         return BatchResult(outputs, failed)
 
 
-BOTH_KINDS = pytest.mark.parametrize("kind", [Upper, PreparedUpper], ids=["plain", "pipelined"])
+BOTH_KINDS = pytest.mark.parametrize(
+    ("kind", "workers"),
+    [(Upper, 1), (PreparedUpper, 1), (PreparedUpper, 2)],
+    ids=["plain", "pipelined", "two-workers"],
+)
 
 
 def _topics(kafka_bootstrap: str, unique_name, partitions: int = 1) -> tuple[str, str, str]:
@@ -168,7 +172,7 @@ def test_rejects_a_dead_letter_topic_that_is_also_an_input() -> None:
 
 @BOTH_KINDS
 def test_outputs_and_dead_letters_then_offsets_committed(
-    kind, kafka_bootstrap, unique_name, read_topic
+    kind, workers, kafka_bootstrap, unique_name, read_topic
 ) -> None:
     src, out, dlq = _topics(kafka_bootstrap, unique_name)
     values: list[object] = [{"text": f"hello {i}"} for i in range(10)]
@@ -187,6 +191,7 @@ def test_outputs_and_dead_letters_then_offsets_committed(
         max_wait_ms=50,
         retry_backoff_ms=10,
         metrics_registry=registry,
+        prepare_workers=workers,
     )
 
     def lag() -> float | None:
@@ -201,9 +206,8 @@ def test_outputs_and_dead_letters_then_offsets_committed(
 
     assert (stats.processed, stats.dead_lettered) == (10, 3)
     outputs = read_topic(out, min_count=10)
-    assert sorted(json.loads(r.value)["text"] for r in outputs) == sorted(
-        f"HELLO {i}" for i in range(10)
-    )
+    # in input order, also when two batches are prepared at once
+    assert [json.loads(r.value)["text"] for r in outputs] == [f"HELLO {i}" for i in range(10)]
     dead = [json.loads(r.value) for r in read_topic(dlq, min_count=3)]
     by_offset = {d["offset"]: d for d in dead}
     assert set(by_offset) == {10, 11, 12}
@@ -226,13 +230,14 @@ def test_outputs_and_dead_letters_then_offsets_committed(
     assert registry.get_sample_value("threefold_stream_batch_size_count") == stats.batches
     if kind is PreparedUpper:  # model work off the consumer thread, effects on it
         # (the poison batch's failed prepare is redone by process() on the consumer thread)
-        assert "threefold-prepare_0" in processor.prepare_threads
+        workers_used = processor.prepare_threads - {threading.current_thread().name}
+        assert workers_used and all(t.startswith("threefold-prepare_") for t in workers_used)
         assert processor.apply_threads == {threading.current_thread().name}
 
 
 @BOTH_KINDS
 def test_a_failed_batch_is_not_committed_and_the_next_consumer_reads_it(
-    kind, kafka_bootstrap, unique_name, read_topic
+    kind, workers, kafka_bootstrap, unique_name, read_topic
 ) -> None:
     src, out, dlq = _topics(kafka_bootstrap, unique_name)
     texts = ["a", "b", "c", "d", "e", "down", "g", "h"]
@@ -250,6 +255,7 @@ def test_a_failed_batch_is_not_committed_and_the_next_consumer_reads_it(
             max_wait_ms=50,
             max_retries=1,
             retry_backoff_ms=10,
+            prepare_workers=workers,
         )
 
     first = kind(out, outage=True)
@@ -269,7 +275,7 @@ def test_a_failed_batch_is_not_committed_and_the_next_consumer_reads_it(
 
 @BOTH_KINDS
 def test_a_rebalance_between_two_consumers_loses_nothing(
-    kind, kafka_bootstrap, unique_name, read_topic
+    kind, workers, kafka_bootstrap, unique_name, read_topic
 ) -> None:
     src, out, dlq = _topics(kafka_bootstrap, unique_name, partitions=2)
     side = unique_name("revocations")
@@ -285,6 +291,7 @@ def test_a_rebalance_between_two_consumers_loses_nothing(
             max_batch=5,
             max_wait_ms=50,
             consumer_overrides=FAST_REBALANCE,
+            prepare_workers=workers,
         )
         for p in processors
     ]
