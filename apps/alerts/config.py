@@ -54,13 +54,21 @@ class AlertsConfig:
     fetch_max_wait_ms: int = 100  # broker-side wait for data per fetch (kafka default 500)
     score_batch_size: int = 64
     torch_threads: int = 0  # 0 = torch's default; 1 is faster on a busy, oversubscribed CPU
+    prepare_workers: int = 1  # batches scored at once (e.g. 2 with torch_threads 1 on 2 cores)
     state_ttl_s: int = 7 * 24 * 3600
     allowed_origins: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.window_slide_s == 0:
             self.window_slide_s = self.window_size_s
-        positive = ("window_size_s", "window_slide_s", "min_volume", "max_batch", "max_wait_ms")
+        positive = (
+            "window_size_s",
+            "window_slide_s",
+            "min_volume",
+            "max_batch",
+            "max_wait_ms",
+            "prepare_workers",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, found {getattr(self, name)!r}")

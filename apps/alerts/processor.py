@@ -285,5 +285,6 @@ def build_runner(
         max_wait_ms=config.max_wait_ms,
         metrics_registry=metrics.registry,
         consumer_overrides={"fetch_max_wait_ms": config.fetch_max_wait_ms},
+        prepare_workers=config.prepare_workers,
     )
     return runner, processor

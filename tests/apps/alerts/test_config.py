@@ -31,6 +31,8 @@ def test_tumbling_by_default():
     [
         ({"window_size_s": 300, "window_slide_s": 70}, "multiple of window_slide_s"),
         ({"min_volume": 0}, "min_volume must be > 0"),
+        ({"prepare_workers": 0}, "prepare_workers must be > 0"),
+        ({"quiet_close_s": -1}, "quiet_close_s must be >= 0"),
         ({"ewma_alpha": 0}, "ewma_alpha must be in"),
         ({"scored_topic": "news"}, "must differ"),
     ],
