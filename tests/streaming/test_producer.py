@@ -7,6 +7,7 @@ import json
 import pytest
 
 from threefold.core.errors import ConfigError, DataError, ServiceError
+from threefold.streaming.kafka_config import ensure_topics
 from threefold.streaming.producer import JsonProducer
 from threefold.streaming.services import free_port
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.integration
 
 def test_sends_json_with_key_and_timestamp(kafka_bootstrap, unique_name, read_topic) -> None:
     topic = unique_name("produced")
+    ensure_topics(kafka_bootstrap, [topic])  # not left to the broker's auto-creation
     with JsonProducer(kafka_bootstrap) as producer:
         producer.send(topic, {"text": "zoë", "n": 1}, key="k1", timestamp_ms=1_700_000_000_000)
         producer.send(topic, {"text": "two"})
