@@ -317,13 +317,14 @@ class ConsumerRunner:
         if not self._pipelined or self._worker is None:
             self._complete(batch, self._produce(self._process(batch)), started)
             return
-        oldest, outcome = None, None
+        applied = None
         if len(self._in_flight) >= self.prepare_workers:
             oldest = self._in_flight.popleft()
-            outcome = self._apply(oldest)
+            applied = oldest, self._apply(oldest)
         prepare = self.processor.prepare  # type: ignore[attr-defined]
         self._in_flight.append(_InFlight(batch, self._worker.submit(prepare, batch), started))
-        if oldest is not None and outcome is not None:
+        if applied is not None:
+            oldest, outcome = applied
             self._complete(oldest.batch, self._produce(outcome), oldest.started)
 
     def _finish_oldest(self) -> None:
