@@ -27,6 +27,7 @@ from threefold.core.errors import ServiceError
 from threefold.streaming.messages import BatchResult, Message, Output
 
 logger = logging.getLogger(__name__)
+PUBLISH_TIMEOUT_S = 10.0  # well inside the outbox lease (state.ALERT_LEASE_S)
 
 
 class AlertPublisher:
@@ -57,7 +58,7 @@ class AlertPublisher:
         try:
             for alert in pending:
                 self.producer.send(self.topic, alert, key=alert["key"])
-            self.producer.flush()
+            self.producer.flush(timeout=PUBLISH_TIMEOUT_S)
         except Exception as exc:  # the broker is down: keep them in the outbox
             self.store.release_alerts(pending, self.owner)
             self.metrics.publish_failures.inc()
@@ -147,9 +148,14 @@ class AlertsProcessor:
         return BatchResult(outputs=outputs, failed=list(prepared.failed))
 
     def on_idle(self) -> None:
-        """A stream gone quiet: after `quiet_close_s` without messages, event time runs on with
-        the wall clock from each partition's last message, so the last windows close (with
-        their final surge decisions) instead of waiting for the next message."""
+        """Between messages: publish what is left in the outbox (alerts of a dead consumer
+        whose lease ran out, sends that failed), and close the last windows of a quiet stream.
+
+        After `quiet_close_s` without messages, event time runs on with the wall clock from
+        each partition's last message, so the last windows close (with their final surge
+        decisions) instead of waiting for the next message."""
+        with _state_errors():
+            self.publisher.publish_pending()
         last = self._last_message_at
         if self.config.quiet_close_s <= 0 or last is None or not self._event_clock:
             return

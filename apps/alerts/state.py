@@ -38,7 +38,7 @@ CLAIMED, DUPLICATE, COOLDOWN = "claimed", "duplicate", "cooldown"
 COUNTED, SEEN, CLOSED = 1, 0, -1
 MAX_SERIES = 500
 MAX_FEED = 1000
-ALERT_LEASE_S = 60  # a publisher's hold on the outbox alerts it is sending
+ALERT_LEASE_S = 20  # a publisher's hold on the outbox alerts it is sending
 ADD_CHUNK = 500  # window entries per Redis script call (keeps each call well under 10 ms)
 
 WindowRef = tuple[str, int, int]  # (key, start, end)
