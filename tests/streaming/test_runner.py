@@ -37,6 +37,9 @@ FAST_REBALANCE = {
 }
 
 
+Parsed = tuple[Message, str | None, str | None]  # (message, text, reason it was rejected)
+
+
 class Upper:
     """Uppercases `text`. "poison" fails its batch; "down" raises ServiceError when `outage`."""
 
@@ -59,15 +62,14 @@ class Upper:
         self.lock = threading.Lock()
 
     def process(self, batch: list[Message]) -> BatchResult:
+        return self._uppercase(batch, _parse(batch))
+
+    def _uppercase(self, batch: list[Message], parsed: list[Parsed]) -> BatchResult:
         outputs, failed = [], []
-        for m in batch:
-            try:
-                text = m.json()["text"]
-            except ProcessingError as exc:
-                failed.append((m, exc.reason))
+        for m, text, reason in parsed:
+            if text is None:
+                failed.append((m, reason))
                 continue
-            if text == "poison":
-                raise ProcessingError("poison marker")
             if text == "down" and self.outage:
                 raise ServiceError("state store is down")
             outputs.append(Output(self.out_topic, {"text": text.upper()}, key=m.key_text()))
@@ -99,33 +101,28 @@ class PreparedUpper(Upper):
     def process(self, batch: list[Message]) -> BatchResult:
         return self.apply(batch, self.prepare(batch))
 
-    def prepare(self, batch: list[Message]) -> list[tuple[Message, str | None, str | None]]:
+    def prepare(self, batch: list[Message]) -> list[Parsed]:
         self.prepare_threads.add(threading.current_thread().name)
-        parsed: list[tuple[Message, str | None, str | None]] = []
-        for m in batch:
-            try:
-                text = m.json()["text"]
-            except ProcessingError as exc:
-                parsed.append((m, None, exc.reason))
-                continue
-            if text == "poison":
-                raise ProcessingError("poison marker")
-            parsed.append((m, text, None))
-        return parsed
+        return _parse(batch)
 
-    def apply(self, batch: list[Message], prepared) -> BatchResult:
+    def apply(self, batch: list[Message], prepared: list[Parsed]) -> BatchResult:
         self.apply_threads.add(threading.current_thread().name)
-        outputs, failed = [], []
-        for m, text, reason in prepared:
-            if text is None:
-                failed.append((m, reason))
-                continue
-            if text == "down" and self.outage:
-                raise ServiceError("state store is down")
-            outputs.append(Output(self.out_topic, {"text": text.upper()}, key=m.key_text()))
-        with self.lock:
-            self.seen.extend((m.partition, m.offset) for m in batch)
-        return BatchResult(outputs, failed)
+        return self._uppercase(batch, prepared)
+
+
+def _parse(batch: list[Message]) -> list[Parsed]:
+    """(message, text, None) or (message, None, reason); "poison" fails the whole batch."""
+    parsed: list[Parsed] = []
+    for m in batch:
+        try:
+            text = m.json()["text"]
+        except ProcessingError as exc:
+            parsed.append((m, None, exc.reason))
+            continue
+        if text == "poison":
+            raise ProcessingError("poison marker")
+        parsed.append((m, text, None))
+    return parsed
 
 
 BOTH_KINDS = pytest.mark.parametrize(
