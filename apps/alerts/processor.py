@@ -148,27 +148,28 @@ class AlertsProcessor:
         return BatchResult(outputs=outputs, failed=list(prepared.failed))
 
     def on_idle(self) -> None:
-        """Between messages: publish what is left in the outbox (alerts of a dead consumer
-        whose lease ran out, sends that failed), and close the last windows of a quiet stream.
+        """Between messages: close the last windows of a quiet stream, then publish what is in
+        the outbox (alerts just claimed, a dead consumer's whose lease ran out, failed sends)."""
+        with _state_errors():
+            result = self._close_quiet_windows()
+            self.publisher.publish_pending()
+        if result is not None:
+            self._account(0, result)
 
-        After `quiet_close_s` without messages, event time runs on with the wall clock from
+    def _close_quiet_windows(self) -> PipelineResult | None:
+        """After `quiet_close_s` without messages, event time runs on with the wall clock from
         each partition's last message, so the last windows close (with their final surge
         decisions) instead of waiting for the next message."""
-        with _state_errors():
-            self.publisher.publish_pending()
         last = self._last_message_at
         if self.config.quiet_close_s <= 0 or last is None or not self._event_clock:
-            return
+            return None
         now = self._clock()
         if now - last < self.config.quiet_close_s:
-            return
+            return None
         watermarks = {p: mark + (now - at) for p, (mark, at) in self._event_clock.items()}
         # Assigned partitions without messages would otherwise hold the watermark back.
         silent = [p for p in self._last_seen if p not in watermarks]
-        with _state_errors():
-            result = self.pipeline.advance(watermarks, silent)
-            self.publisher.publish_pending()
-        self._account(0, result)
+        return self.pipeline.advance(watermarks, silent)
 
     def on_partitions_revoked(self, partitions: Collection[Any]) -> None:
         for tp in partitions:
