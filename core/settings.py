@@ -126,6 +126,19 @@ def load_settings(
     return settings_class(**values)
 
 
+def coerce_fields(settings: object) -> None:
+    """Convert a frozen settings object's field values to their annotated types, in place.
+
+    Call first in `__post_init__`, so `Settings(token="x", folder="data")` holds a Secret and a
+    Path just as `load_settings` would make them.
+    """
+    hints = typing.get_type_hints(type(settings))
+    for item in dataclasses.fields(settings):  # type: ignore[arg-type]
+        value = getattr(settings, item.name)
+        if value is not None:
+            object.__setattr__(settings, item.name, _coerce(value, hints[item.name], item.name))
+
+
 def public_dict(settings: object) -> dict[str, Any]:
     """The settings as a dict safe to log or show: secrets as "***", URL passwords masked."""
     shown: dict[str, Any] = {}

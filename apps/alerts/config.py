@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from threefold.core.errors import ConfigError
+from threefold.core.settings import Secret, coerce_fields, load_settings, public_dict
 
 ENV_PREFIX = "THREEFOLD_ALERTS_"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_COMPANIES = DATA_DIR / "companies.csv"
 
 
-@dataclass
+@dataclass(frozen=True)
 class AlertsConfig:
     """Topics, windowing, surge thresholds, model locations and service addresses.
 
@@ -42,11 +44,11 @@ class AlertsConfig:
     topic_model_dir: str = ""
     sentiment_model_dir: str = ""
     companies_path: str = str(DEFAULT_COMPANIES)
-    webhook_url: str = ""
+    webhook_url: Secret | None = None  # may carry a token: never printed
     webhook_timeout_s: float = 5.0
     redis_prefix: str = "threefold:alerts:"
-    redis_url: str = ""
-    bootstrap_servers: str = ""
+    redis_url: str = field(default="", metadata={"env": "REDIS_URL"})
+    bootstrap_servers: str = field(default="", metadata={"env": "KAFKA_BOOTSTRAP_SERVERS"})
     metrics_port: int = 0  # 0 = no metrics HTTP server for the consumer
     metrics_addr: str = "127.0.0.1"  # 0.0.0.0 to let a scraper outside the host reach it
     max_batch: int = 64
@@ -59,8 +61,9 @@ class AlertsConfig:
     allowed_origins: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        coerce_fields(self)
         if self.window_slide_s == 0:
-            self.window_slide_s = self.window_size_s
+            object.__setattr__(self, "window_slide_s", self.window_size_s)
         positive = (
             "window_size_s",
             "window_slide_s",
@@ -88,56 +91,21 @@ class AlertsConfig:
                 f"prior_negative_share must be in (0, 1), found {self.prior_negative_share!r}"
             )
         if not self.redis_prefix.endswith(":"):
-            self.redis_prefix += ":"
+            object.__setattr__(self, "redis_prefix", self.redis_prefix + ":")
         topics = [self.input_topic, self.scored_topic, self.alerts_topic, self.dead_letter_topic]
         if len(set(topics)) != len(topics):
             raise ConfigError(f"input, scored, alerts and dead-letter topics must differ: {topics}")
 
     @classmethod
-    def from_env(cls, prefix: str = ENV_PREFIX, **overrides: object) -> AlertsConfig:
-        """Read THREEFOLD_ALERTS_<FIELD> (upper case), REDIS_URL and KAFKA_BOOTSTRAP_SERVERS.
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX, **overrides: Any
+    ) -> AlertsConfig:
+        """Read THREEFOLD_ALERTS_<FIELD>, REDIS_URL and KAFKA_BOOTSTRAP_SERVERS.
 
         Keyword overrides (e.g. from CLI flags) win over the environment; None means unset.
         """
-        values: dict[str, object] = {}
-        for spec in fields(cls):
-            raw = os.environ.get(prefix + spec.name.upper())
-            if raw is None:
-                continue
-            values[spec.name] = _convert(spec.name, spec.type, raw, prefix)
-        if "redis_url" not in values and os.environ.get("REDIS_URL"):
-            values["redis_url"] = os.environ["REDIS_URL"]
-        if "bootstrap_servers" not in values and os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-            values["bootstrap_servers"] = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return load_settings(cls, prefix, environ, **overrides)
 
     def public_dict(self) -> dict[str, object]:
-        """Settings safe to log or show (the webhook URL may carry a token: only say if set)."""
-        data = {spec.name: getattr(self, spec.name) for spec in fields(self)}
-        data["webhook_url"] = "set" if self.webhook_url else ""
-        data["redis_url"] = _strip_password(self.redis_url)
-        return data
-
-
-def _convert(name: str, type_name: object, raw: str, prefix: str) -> object:
-    kind = str(type_name)
-    env = prefix + name.upper()
-    try:
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-    except ValueError as exc:
-        expected = "an integer" if kind == "int" else "a number"
-        raise ConfigError(f"{env} must be {expected}, found {raw!r}") from exc
-    if kind.startswith("list"):
-        return [part.strip() for part in raw.split(",") if part.strip()]
-    return raw
-
-
-def _strip_password(url: str) -> str:
-    if "@" not in url or "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        """Settings safe to log or show: the webhook URL and URL passwords masked."""
+        return public_dict(self)

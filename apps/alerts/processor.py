@@ -24,6 +24,7 @@ from threefold.apps.alerts.scoring import ScoredItem, Scorer
 from threefold.apps.alerts.state import StateStore
 from threefold.apps.alerts.webhook import WebhookNotifier
 from threefold.core.errors import ServiceError
+from threefold.core.settings import reveal
 from threefold.streaming.messages import BatchResult, Message, Output
 
 logger = logging.getLogger(__name__)
@@ -268,7 +269,7 @@ def build_runner(
     webhook = None
     if config.webhook_url:
         webhook = WebhookNotifier(
-            config.webhook_url,
+            reveal(config.webhook_url),
             timeout_s=config.webhook_timeout_s,
             on_failure=lambda _alert, _error: metrics.webhook_failures.inc(),
         )

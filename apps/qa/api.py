@@ -22,6 +22,7 @@ from threefold.apps.qa.handoff import HandoffNotifier
 from threefold.apps.qa.sessions import SessionStore
 from threefold.apps.qa.store import BotStore
 from threefold.core.errors import ConfigError
+from threefold.core.settings import reveal
 from threefold.core.web import setup_web_app
 
 logger = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def create_app(config: QAConfig | None = None, *, embedder: Any = None) -> Flask
     configure_offline()
     config = config or QAConfig.from_env()
     app = Flask(__name__, static_folder=str(STATIC_DIR), static_url_path="/static")
-    app.config[TOKEN_KEY] = config.admin_token
+    app.config[TOKEN_KEY] = reveal(config.admin_token)
     app.json.sort_keys = False
     registry = CollectorRegistry()
     setup_web_app(
@@ -166,7 +167,7 @@ def create_app(config: QAConfig | None = None, *, embedder: Any = None) -> Flask
     sessions = SessionStore(client, prefix=config.redis_prefix, ttl_s=config.session_ttl_s)
     feedback = FeedbackStore(client, prefix=config.redis_prefix)
     notifier = HandoffNotifier(
-        config.handoff_webhook, timeout_s=config.handoff_timeout_s, on_result=on_webhook
+        reveal(config.handoff_webhook), timeout_s=config.handoff_timeout_s, on_result=on_webhook
     )
     chat = ChatService(
         get_bot=lambda: manager.bot,

@@ -288,9 +288,7 @@ def serve_command(host: str, port: int, bot_dir: str | None) -> None:
 
     configure_json_logging()
     try:
-        config = QAConfig.from_env()
-        if bot_dir:
-            config.bot_dir = bot_dir
+        config = QAConfig.from_env(bot_dir=bot_dir or None)
         app = create_app(config)
     except ThreefoldError as exc:
         _fail(exc)

@@ -2,33 +2,35 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from threefold.core.errors import ConfigError
+from threefold.core.settings import Secret, coerce_fields, load_settings
 
 ENV_PREFIX = "THREEFOLD_QA_"
 SAMPLE_KB = Path(__file__).resolve().parent / "data" / "store_faq.csv"
 SAMPLE_QUERIES = Path(__file__).resolve().parent / "data" / "store_queries.csv"
 
 
-@dataclass
+@dataclass(frozen=True)
 class QAConfig:
     """Service settings. `threshold`/`ambiguity_margin` None = the values chosen at build time.
 
     When `bot_dir` holds no bot yet and `kb_path` is set, the app builds one from it at start-up
     (by default from the shipped sample store FAQ, so `threefold serve qa` works out of the box).
+    `rate_limit_per_minute` 0 or None disables the limit; an empty KB_PATH disables building.
     """
 
     bot_dir: str = "qa-bot"
     kb_path: str | None = str(SAMPLE_KB)
-    admin_token: str | None = None
+    admin_token: Secret | None = None
     allowed_origins: tuple[str, ...] = ()
-    handoff_webhook: str | None = None
+    handoff_webhook: Secret | None = None
     handoff_timeout_s: float = 3.0
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, metadata={"env": "REDIS_URL"})
     redis_prefix: str = "threefold:qa:"
     session_ttl_s: int = 1800
     max_message_chars: int = 1000
@@ -41,9 +43,9 @@ class QAConfig:
     n_suggestions: int = 3
 
     def __post_init__(self) -> None:
-        if isinstance(self.allowed_origins, str):
-            self.allowed_origins = _split(self.allowed_origins)
-        self.allowed_origins = tuple(self.allowed_origins)
+        coerce_fields(self)
+        if self.rate_limit_per_minute == 0:
+            object.__setattr__(self, "rate_limit_per_minute", None)
         positive = {
             "session_ttl_s": self.session_ttl_s,
             "max_message_chars": self.max_message_chars,
@@ -69,65 +71,9 @@ class QAConfig:
         if self.n_suggestions < 0:
             raise ConfigError(f"n_suggestions must be >= 0, found {self.n_suggestions}")
 
-    def __repr__(self) -> str:
-        shown = []
-        for item in fields(self):
-            value = getattr(self, item.name)
-            if item.name == "admin_token" and value:
-                value = "***"
-            shown.append(f"{item.name}={value!r}")
-        return f"QAConfig({', '.join(shown)})"
-
     @classmethod
     def from_env(
-        cls, prefix: str = ENV_PREFIX, environ: Mapping[str, str] | None = None
+        cls, environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX, **overrides: Any
     ) -> QAConfig:
-        """Read `<prefix><FIELD>` variables (e.g. THREEFOLD_QA_BOT_DIR); REDIS_URL is unprefixed.
-
-        Unset or empty variables keep the defaults. RATE_LIMIT_PER_MINUTE=0 disables the limit;
-        KB_PATH='' disables building at start-up.
-        """
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for item in fields(cls):
-            name = prefix + item.name.upper()
-            raw = env.get(name)
-            if raw is None or (raw == "" and item.name != "kb_path"):
-                continue
-            values[item.name] = _parse(item.name, name, raw)
-        if "redis_url" not in values and env.get("REDIS_URL"):
-            values["redis_url"] = env["REDIS_URL"]
-        return cls(**values)  # type: ignore[arg-type]
-
-
-_INTS = {
-    "session_ttl_s",
-    "trusted_proxies",
-    "max_message_chars",
-    "max_body_bytes",
-    "handoff_after_failures",
-    "n_suggestions",
-}
-_FLOATS = {"threshold", "ambiguity_margin", "handoff_timeout_s"}
-
-
-def _parse(field_name: str, env_name: str, raw: str) -> object:
-    try:
-        if field_name in _INTS:
-            return int(raw)
-        if field_name in _FLOATS:
-            return float(raw)
-        if field_name == "rate_limit_per_minute":
-            return int(raw) or None
-    except ValueError:
-        kind = "an integer" if field_name in _INTS or field_name.startswith("rate") else "a number"
-        raise ConfigError(f"{env_name} must be {kind}, found {raw!r}") from None
-    if field_name == "allowed_origins":
-        return _split(raw)
-    if field_name == "kb_path":
-        return raw or None
-    return raw
-
-
-def _split(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
+        """Read `<prefix><FIELD>` variables (e.g. THREEFOLD_QA_BOT_DIR); REDIS_URL unprefixed."""
+        return load_settings(cls, prefix, environ, **overrides)

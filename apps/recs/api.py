@@ -25,6 +25,7 @@ from threefold.apps.recs.history import UserHistories
 from threefold.apps.recs.recommender import Recommender
 from threefold.apps.recs.rules import decode_cursor
 from threefold.core.errors import ConfigError, DataError
+from threefold.core.settings import reveal
 from threefold.core.web import ApiError, bearer_token_required, read_json_body, setup_web_app
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def create_app(config: RecsConfig | None = None, *, encoder: Any = None) -> Flas
 
     config = config or RecsConfig.from_env()
     app = Flask(__name__, static_folder=None)
-    app.config[ADMIN_TOKEN_KEY] = config.admin_token
+    app.config[ADMIN_TOKEN_KEY] = reveal(config.admin_token)
     registry = CollectorRegistry()
     setup_web_app(
         app,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from threefold.core.errors import ConfigError
+from threefold.core.settings import Secret, coerce_fields, load_settings
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_ITEMS = DATA_DIR / "catalog.csv"
@@ -14,7 +16,7 @@ DEFAULT_EVENTS = DATA_DIR / "events.csv"
 ENV_PREFIX = "THREEFOLD_RECS_"
 
 
-@dataclass
+@dataclass(frozen=True)
 class RecsConfig:
     """Everything `create_app` needs; library classes take explicit arguments instead.
 
@@ -30,13 +32,13 @@ class RecsConfig:
     model_dir: Path | None = None
     base_model: str | None = None
     tune_on_start: bool = True
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, metadata={"env": "REDIS_URL"})
     embedded_redis: bool = True
     redis_prefix: str = "threefold:recs:"
     redis_timeout_seconds: float = 0.25
     redis_retry_seconds: float = 5.0
     cache_ttl_seconds: int = 300
-    admin_token: str | None = field(default=None, repr=False)
+    admin_token: Secret | None = None
     allowed_origins: tuple[str, ...] = ()
     rate_limit_per_minute: int | None = None
     trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-For is believed
@@ -52,10 +54,7 @@ class RecsConfig:
     catalog_sync_seconds: float = 1.0
 
     def __post_init__(self) -> None:
-        self.items_path = Path(self.items_path)
-        self.events_path = Path(self.events_path) if self.events_path else None
-        self.model_dir = Path(self.model_dir) if self.model_dir else None
-        self.allowed_origins = tuple(self.allowed_origins)
+        coerce_fields(self)
         positive = ("cache_ttl_seconds", "default_k", "max_k", "candidate_pool", "history_limit")
         for name in (*positive, "max_body_bytes", "max_batch_events"):
             value = getattr(self, name)
@@ -80,41 +79,7 @@ class RecsConfig:
 
     @classmethod
     def from_env(
-        cls, prefix: str = ENV_PREFIX, environ: dict[str, str] | None = None
+        cls, environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX, **overrides: Any
     ) -> RecsConfig:
         """Build from `<prefix><FIELD>` variables (e.g. ..._ADMIN_TOKEN) and REDIS_URL."""
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for spec in fields(cls):
-            raw = env.get(prefix + spec.name.upper())
-            if raw is None:
-                continue
-            values[spec.name] = _convert(spec.name, raw, getattr(cls, spec.name, None))
-        if "redis_url" not in values and env.get("REDIS_URL"):
-            values["redis_url"] = env["REDIS_URL"]
-        return cls(**values)
-
-
-def _convert(name: str, raw: str, default: object) -> object:
-    text = raw.strip()
-    if name in {"items_path", "events_path", "model_dir", "base_model", "redis_url", "admin_token"}:
-        return text or None
-    if name == "allowed_origins":
-        return tuple(o.strip() for o in text.split(",") if o.strip())
-    if name == "rate_limit_per_minute":
-        return int(text) if text else None
-    if isinstance(default, bool):
-        if text.lower() in {"1", "true", "yes", "on"}:
-            return True
-        if text.lower() in {"0", "false", "no", "off"}:
-            return False
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be true or false, found {raw!r}")
-    try:
-        if isinstance(default, int):
-            return int(text)
-        if isinstance(default, float):
-            return float(text)
-    except ValueError:
-        kind = type(default).__name__
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be {kind}, found {raw!r}") from None
-    return text
+        return load_settings(cls, prefix, environ, **overrides)

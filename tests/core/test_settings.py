@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from threefold.core.errors import ConfigError
-from threefold.core.settings import Secret, load_settings, public_dict, reveal, safe_url
+from threefold.core.settings import (
+    Secret,
+    coerce_fields,
+    load_settings,
+    public_dict,
+    reveal,
+    safe_url,
+)
 
 
 @dataclass(frozen=True)
@@ -105,3 +112,19 @@ def test_safe_url_masks_passwords() -> None:
     assert safe_url(None) == ""
     settings = load_settings(Example, "APP_", {"REDIS_URL": "rediss://u:pw@h:1"})
     assert public_dict(settings)["redis_url"] == "rediss://u:***@h:1"
+
+
+@dataclass(frozen=True)
+class Coerced:
+    token: Secret | None = None
+    folder: Path | None = None
+    origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        coerce_fields(self)
+
+
+def test_constructor_values_take_their_annotated_types() -> None:
+    settings = Coerced(token="t", folder="data", origins=["a"])  # type: ignore[arg-type]
+    assert settings == Coerced(token=Secret("t"), folder=Path("data"), origins=("a",))
+    assert "'t'" not in repr(settings)

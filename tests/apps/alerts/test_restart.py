@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -135,8 +136,7 @@ def test_sigkill_mid_batch_then_restart_loses_nothing_and_duplicates_no_alert(
 def test_rebalance_between_two_consumers_loses_nothing(
     alerts_config, scorer, texts_by_prediction, read_topic
 ):
-    config = alerts_config
-    config.max_batch = 8
+    config = dataclasses.replace(alerts_config, max_batch=8)
     ensure_topics(config.bootstrap_servers, [config.input_topic], partitions=2)
     stream = surge_stream(texts_by_prediction, calm_windows=SURGE_WINDOW, per_window=16)[:-1]
     early, late = stream[:40], stream[40:]  # the surge is in the second part

@@ -9,6 +9,7 @@ import pytest
 from threefold.apps.recs.config import DEFAULT_EVENTS, RecsConfig
 from threefold.apps.recs.sample_data import generate_events
 from threefold.core.errors import ConfigError
+from threefold.core.settings import reveal
 
 
 def test_from_env_reads_prefixed_settings_and_redis_url():
@@ -22,7 +23,7 @@ def test_from_env_reads_prefixed_settings_and_redis_url():
             "REDIS_URL": "redis://example:6379/0",
         }
     )
-    assert config.admin_token == "s3cret"
+    assert reveal(config.admin_token) == "s3cret"
     assert "s3cret" not in repr(config)
     assert config.max_k == 50
     assert config.exclude_seen is False
@@ -34,7 +35,7 @@ def test_from_env_reads_prefixed_settings_and_redis_url():
 @pytest.mark.parametrize(
     ("environ", "message"),
     [
-        ({"THREEFOLD_RECS_MAX_K": "many"}, "THREEFOLD_RECS_MAX_K must be int"),
+        ({"THREEFOLD_RECS_MAX_K": "many"}, "THREEFOLD_RECS_MAX_K must be an integer"),
         ({"THREEFOLD_RECS_EXCLUDE_SEEN": "perhaps"}, "must be true or false"),
         ({"THREEFOLD_RECS_DEFAULT_K": "500"}, r"default_k \(500\) must not exceed max_k"),
         ({"THREEFOLD_RECS_REDIS_PREFIX": "recs"}, "must end with ':'"),
