@@ -15,7 +15,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
     "qa": ("threefold.apps.qa.cli", "qa", "Customer-service FAQ bot: build, evaluate, ask."),
     "alerts": ("threefold.apps.alerts.cli", "alerts", "Financial-news sentiment alerting."),
     "recs": ("threefold.apps.recs.cli", "recs", "Text-based recommendations: build, evaluate."),
-    "demo": ("threefold.apps.demo", "demo", "Run the whole suite on embedded services."),
+    "demo": ("threefold.apps.demo.cli", "demo", "Run the whole suite on embedded services."),
 }
 SERVE_COMMANDS: dict[str, tuple[str, str, str]] = {
     "qa": ("threefold.apps.qa.cli", "serve_command", "Serve the FAQ bot API and chat widget."),

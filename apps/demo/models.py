@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +22,6 @@ from threefold.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 
-HOME_ENV = "THREEFOLD_HOME"
 META_FILE = "demo-meta.json"
 # Few steps on the small shipped sample: about a minute on two CPU cores for both models,
 # enough for the scenario's negative surge to be recognised.
@@ -38,9 +36,8 @@ CLASSIFIER_SETTINGS: dict[str, Any] = {
 }
 
 
-def default_cache_dir() -> Path:
-    """$THREEFOLD_HOME/demo when set, else ~/.cache/threefold/demo."""
-    home = os.environ.get(HOME_ENV)
+def default_cache_dir(home: str | None) -> Path:
+    """<home>/demo when `home` ($THREEFOLD_HOME) is set, else ~/.cache/threefold/demo."""
     if home:
         return Path(home).expanduser() / "demo"
     return Path.home() / ".cache" / "threefold" / "demo"

@@ -1,4 +1,4 @@
-"""`threefold demo`: the whole suite on one machine with one command (`--check`: headless test).
+"""The seven stages of `threefold demo`, run in order by `run_demo`.
 
 Stages (messages on stderr, URLs on stdout):
 1. the apps' ports; Redis and a Kafka-protocol broker: embedded, or REDIS_URL /
@@ -14,7 +14,6 @@ Stages (messages on stderr, URLs on stdout):
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -28,23 +27,13 @@ from typing import Any
 
 import click
 
+from threefold.apps.demo.config import DemoOptions
+
 STAGES = 7
 APP_NAMES = ("hub", "qa", "recs", "dashboard")
 # Loggers whose INFO lines would bury the stage messages; `threefold -v demo` shows them.
 QUIET_LOGGERS = {"kafka": "WARNING", "werkzeug": "WARNING", "threefold": "WARNING"}
 QUIET_LOGGERS |= {"transformers": "ERROR", "sentence_transformers": "WARNING"}
-
-
-@dataclass
-class DemoOptions:
-    """Settings of one demo run (the command's options)."""
-
-    check: bool = False
-    host: str = "127.0.0.1"
-    port_base: int | None = None
-    cache_dir: Path | None = None
-    retrain: bool = False
-    timeout_s: float = 180.0
 
 
 class StageLog:
@@ -119,8 +108,9 @@ def _signals_ignored() -> Iterator[None]:
 
 
 def start_services(options: DemoOptions, stack: ExitStack, state: DemoState, log: StageLog) -> None:
-    """Bind the apps' ports; REDIS_URL / KAFKA_BOOTSTRAP_SERVERS or embedded services."""
-    from threefold.apps.demo_stack import bind_servers
+    """Bind the apps' ports; the given Redis and Kafka or embedded ones."""
+    from threefold.apps.demo.stack import bind_servers
+    from threefold.core.settings import safe_url
     from threefold.streaming.services import (
         KAFKA_BOOTSTRAP_ENV,
         REDIS_URL_ENV,
@@ -135,15 +125,15 @@ def start_services(options: DemoOptions, stack: ExitStack, state: DemoState, log
     ports = ", ".join(f"{name} {server.port}" for name, server in state.servers.items())
     log.note(f"ports reserved on {options.host}: {ports}")
     found = []
-    state.redis_url = os.environ.get(REDIS_URL_ENV, "")
+    state.redis_url = options.redis_url
     if state.redis_url:
-        found.append(f"Redis {_safe_url(state.redis_url)} (from {REDIS_URL_ENV})")
+        found.append(f"Redis {safe_url(state.redis_url)} (from {REDIS_URL_ENV})")
     else:
         redis = start_redis()
         stack.callback(redis.stop)
         state.redis_url = redis.url
         found.append(f"embedded redis-server (pid {redis.pid}) at {redis.url}")
-    state.bootstrap = os.environ.get(KAFKA_BOOTSTRAP_ENV, "")
+    state.bootstrap = options.bootstrap_servers
     if state.bootstrap:
         found.append(f"Kafka {state.bootstrap} (from {KAFKA_BOOTSTRAP_ENV})")
     else:
@@ -156,7 +146,7 @@ def start_services(options: DemoOptions, stack: ExitStack, state: DemoState, log
 
 def train_models(options: DemoOptions, cache: Path, log: StageLog) -> Any:
     from threefold.apps.alerts.config import DATA_DIR
-    from threefold.apps.demo_models import CLASSIFIER_STEPS, train_alert_models
+    from threefold.apps.demo.models import CLASSIFIER_STEPS, train_alert_models
 
     log.begin(2, "models", f"topic and sentiment classifiers (cache {cache})")
     if options.retrain:
@@ -184,10 +174,10 @@ def build_apps(
     """Bind the four servers, build the FAQ bot, then each app knowing every origin."""
     from threefold.apps.alerts.config import AlertsConfig
     from threefold.apps.alerts.dashboard import create_app as create_dashboard
-    from threefold.apps.demo_models import build_faq_bot
-    from threefold.apps.demo_stack import browser_origins
-    from threefold.apps.hub import HubConfig
-    from threefold.apps.hub import create_app as create_hub
+    from threefold.apps.demo.config import HubConfig
+    from threefold.apps.demo.models import build_faq_bot
+    from threefold.apps.demo.stack import browser_origins
+    from threefold.apps.demo.web.app import create_app as create_hub
     from threefold.apps.qa.api import create_app as create_qa
     from threefold.apps.qa.config import SAMPLE_KB, QAConfig
     from threefold.apps.recs.api import create_app as create_recs
@@ -244,7 +234,7 @@ def build_apps(
 
 def start_apps(apps: dict[str, Any], state: DemoState, stack: ExitStack, log: StageLog) -> None:
     from threefold.apps.alerts.processor import build_runner
-    from threefold.apps.demo_stack import ConsumerThread
+    from threefold.apps.demo.stack import ConsumerThread
     from threefold.streaming.kafka_config import ensure_topics
 
     log.begin(4, "start", "HTTP servers and the alerts consumer")
@@ -283,7 +273,7 @@ def replay_news(state: DemoState, log: StageLog) -> int:
 def await_alert(state: DemoState, sent: int, timeout_s: float, log: StageLog) -> None:
     from tqdm import tqdm
 
-    from threefold.apps.demo_stack import wait_for_alert
+    from threefold.apps.demo.stack import wait_for_alert
     from threefold.core.errors import ServiceError
 
     topic = state.alerts_config.alerts_topic
@@ -327,7 +317,7 @@ def print_urls(state: DemoState, log: StageLog) -> None:
 
 
 def run_checks(state: DemoState) -> bool:
-    from threefold.apps.demo_checks import check_alerts, check_qa, check_recs
+    from threefold.apps.demo.checks import check_alerts, check_qa, check_recs
     from threefold.apps.qa.config import SAMPLE_KB
 
     origin = state.url("hub")
@@ -348,12 +338,10 @@ def run_checks(state: DemoState) -> bool:
 
 def run_demo(options: DemoOptions) -> int:
     """Run every stage; then check (--check) or serve until interrupted. Returns the exit code."""
-    from threefold.apps.demo_models import default_cache_dir
     from threefold.core.errors import ThreefoldError
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _quiet_logs()
-    cache = (options.cache_dir or default_cache_dir()).expanduser().resolve()
+    cache = options.cache_dir.expanduser().resolve()
     log = StageLog()
     state = DemoState(run_id=uuid.uuid4().hex[:8])
     stack = ExitStack()
@@ -410,61 +398,3 @@ def _close(stack: ExitStack) -> None:
     with _signals_ignored():
         stack.close()
     click.echo(f"demo: stopped everything ({time.monotonic() - started:.1f} s)", err=True)
-
-
-def _safe_url(url: str | None) -> str:
-    if not url or "@" not in url:
-        return str(url)
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
-
-
-@click.command("demo")
-@click.option("--check", is_flag=True, help="Run headless, exercise each app once, then stop.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option(
-    "--port-base",
-    type=click.IntRange(1, 65532),
-    default=None,
-    help="Ports PORT..PORT+3 for hub, QA, recs, dashboard [default: free ports].",
-)
-@click.option(
-    "--cache-dir",
-    "--models-dir",
-    "cache_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Where trained models and the FAQ bot are cached "
-    "[default: $THREEFOLD_HOME/demo or ~/.cache/threefold/demo].",
-)
-@click.option("--retrain", is_flag=True, help="Train the models and build the bot again.")
-@click.option(
-    "--timeout",
-    "timeout_s",
-    type=click.FloatRange(1),
-    default=180.0,
-    show_default=True,
-    help="Seconds to wait for the replayed stream's alert.",
-)
-def demo(
-    check: bool,
-    host: str,
-    port_base: int | None,
-    cache_dir: Path | None,
-    retrain: bool,
-    timeout_s: float,
-) -> None:
-    """Run the whole suite: FAQ bot, recommendations, news alerts and a hub page linking them.
-
-    Uses REDIS_URL / KAFKA_BOOTSTRAP_SERVERS when set, else starts embedded ones. Trained
-    models are cached, so the second run starts in seconds. Ctrl-C stops everything.
-    """
-    options = DemoOptions(
-        check=check,
-        host=host,
-        port_base=port_base,
-        cache_dir=cache_dir,
-        retrain=retrain,
-        timeout_s=timeout_s,
-    )
-    sys.exit(run_demo(options))

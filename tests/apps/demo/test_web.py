@@ -1,11 +1,11 @@
-"""The demo hub: entry page, store page wiring (widget + recs API), links as clients see them."""
+"""The demo hub app: entry page, store page wiring (widget + recs storefront), JSON errors."""
 
 from __future__ import annotations
 
 import pytest
 
-from threefold.apps.hub import HubConfig, as_seen_by_client, create_app
-from threefold.core.errors import ConfigError
+from threefold.apps.demo.config import HubConfig
+from threefold.apps.demo.web.app import create_app
 
 
 @pytest.fixture
@@ -25,7 +25,8 @@ def test_store_page_embeds_the_chat_widget_and_calls_the_recs_api(client) -> Non
         in page
     )
     assert 'data-recs-api="http://127.0.0.1:9002"' in page
-    assert client.get("/static/hub_store.js").status_code == 200
+    assert '<script src="http://127.0.0.1:9002/store/static/store.js"' in page
+    assert client.get("/static/hub.css").status_code == 200
 
 
 def test_entry_page_links_all_three_apps(client) -> None:
@@ -42,22 +43,6 @@ def test_links_use_the_host_the_browser_reached_the_hub_by(client) -> None:
         "recs": "http://demo.lan:9002",
         "dashboard": "http://demo.lan:9003",
     }
-
-
-def test_only_loopback_addresses_are_rewritten() -> None:
-    assert as_seen_by_client("https://bot.example.com", "demo.lan") == "https://bot.example.com"
-    assert as_seen_by_client("http://0.0.0.0:8000/x", "::1") == "http://[::1]:8000/x"
-
-
-def test_config_rejects_urls_that_are_not_http() -> None:
-    with pytest.raises(ConfigError, match=r"qa_url must be an http\(s\) base URL.*'bot:8000'"):
-        HubConfig(qa_url="bot:8000")
-
-
-def test_config_from_environment() -> None:
-    config = HubConfig.from_env(environ={"THREEFOLD_HUB_RECS_URL": "http://recs.internal:80/"})
-    assert config.recs_url == "http://recs.internal:80"
-    assert config.qa_url == HubConfig().qa_url
 
 
 def test_unknown_path_is_a_json_404(client) -> None:

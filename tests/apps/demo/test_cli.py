@@ -2,7 +2,7 @@
 
 The two demo runs share one model cache (the first trains, the second reuses it). While the
 demo runs, the tests record its redis-server and tansu child processes, and prove afterwards
-that none outlived it. The last tests cover the model cache itself (fast, no services).
+that none outlived it. tests/apps/demo/test_models.py covers the model cache itself.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from threefold.apps.demo_models import META_FILE, cache_key, cached_build
 
 SERVICE_NAMES = ("redis-server", "tansu")
 # Generous safety nets so a broken demo fails instead of hanging the suite (not assertions).
@@ -203,10 +201,10 @@ def test_demo_pages_in_a_browser_then_sigterm_stops_everything(
         cards = page.locator("#recommendations li.card")
         cards.first.wait_for()
         assert cards.count() >= 3
-        loaded = page.locator("#recommendations").get_attribute("data-loaded")
+        loaded = page.locator("#recommendations").get_attribute("data-version")
         cards.first.click()  # a cross-origin POST /api/events, then a fresh list
         page.wait_for_function(
-            "n => document.getElementById('recommendations').dataset.loaded !== n", arg=loaded
+            "n => document.getElementById('recommendations').dataset.version !== n", arg=loaded
         )
         assert "Could not" not in page.locator("#status").inner_text()
         page.get_by_role("button", name=re.compile(r"^Open chat")).click()
@@ -229,40 +227,3 @@ def test_demo_pages_in_a_browser_then_sigterm_stops_everything(
         assert process.wait(timeout=60) == 0, log.read_text()[-6000:]
     assert "demo: stopped everything" in log.read_text()
     assert_services_started_and_stopped(watch)
-
-
-def test_cache_builds_once_and_rebuilds_when_the_sample_changes(tmp_path: Path) -> None:
-    sample = tmp_path / "sample.csv"
-    sample.write_text("text,label\ngood,positive\n", encoding="utf-8")
-    builds = []
-
-    def build(out: Path) -> None:
-        builds.append(out)
-        (out / "model.txt").write_text(sample.read_text(), encoding="utf-8")
-
-    root = tmp_path / "cache"
-    first = cached_build(root, "m", cache_key([sample], "base", {"steps": 1}), build)
-    again = cached_build(root, "m", cache_key([sample], "base", {"steps": 1}), build)
-    assert (first.built, again.built, again.path) == (True, False, first.path)
-    assert len(builds) == 1
-
-    sample.write_text("text,label\nbad,negative\n", encoding="utf-8")
-    changed = cached_build(root, "m", cache_key([sample], "base", {"steps": 1}), build)
-    assert changed.built and changed.path != first.path
-    assert "bad" in (changed.path / "model.txt").read_text()
-    other_base = cache_key([sample], "other-base", {"steps": 1})
-    assert other_base != changed.key
-    forced = cached_build(root, "m", changed.key, build, rebuild=True)
-    assert forced.built and len(builds) == 3
-
-
-def test_an_interrupted_build_leaves_no_artefact(tmp_path: Path) -> None:
-    def build(out: Path) -> None:
-        (out / "half.bin").write_bytes(b"x")
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        cached_build(tmp_path, "m", "k1", build)
-    assert list(tmp_path.iterdir()) == []
-    done = cached_build(tmp_path, "m", "k1", lambda out: None)
-    assert done.built and (done.path / META_FILE).is_file()

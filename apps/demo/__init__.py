@@ -1,0 +1,1 @@
+"""The demo: `threefold demo` runs the three apps together, and the hub page links them."""

@@ -1,0 +1,75 @@
+"""`threefold demo`: the whole suite on one machine with one command (`--check`: headless test).
+
+The only place the demo reads the environment: REDIS_URL, KAFKA_BOOTSTRAP_SERVERS and
+THREEFOLD_HOME become `DemoOptions`; the stages take those explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from threefold.apps.demo.config import DemoOptions
+
+HOME_ENV = "THREEFOLD_HOME"
+
+
+@click.command("demo")
+@click.option("--check", is_flag=True, help="Run headless, exercise each app once, then stop.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port-base",
+    type=click.IntRange(1, 65532),
+    default=None,
+    help="Ports PORT..PORT+3 for hub, QA, recs, dashboard [default: free ports].",
+)
+@click.option(
+    "--cache-dir",
+    "--models-dir",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where trained models and the FAQ bot are cached "
+    "[default: $THREEFOLD_HOME/demo or ~/.cache/threefold/demo].",
+)
+@click.option("--retrain", is_flag=True, help="Train the models and build the bot again.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(1),
+    default=180.0,
+    show_default=True,
+    help="Seconds to wait for the replayed stream's alert.",
+)
+def demo(
+    check: bool,
+    host: str,
+    port_base: int | None,
+    cache_dir: Path | None,
+    retrain: bool,
+    timeout_s: float,
+) -> None:
+    """Run the whole suite: FAQ bot, recommendations, news alerts and a hub page linking them.
+
+    Uses REDIS_URL / KAFKA_BOOTSTRAP_SERVERS when set, else starts embedded ones. Trained
+    models are cached, so the second run starts in seconds. Ctrl-C stops everything.
+    """
+    from threefold.apps.demo.models import default_cache_dir
+    from threefold.apps.demo.stages import run_demo
+    from threefold.streaming.services import KAFKA_BOOTSTRAP_ENV, REDIS_URL_ENV
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    options = DemoOptions(
+        check=check,
+        host=host,
+        port_base=port_base,
+        cache_dir=cache_dir or default_cache_dir(os.environ.get(HOME_ENV)),
+        retrain=retrain,
+        timeout_s=timeout_s,
+        redis_url=os.environ.get(REDIS_URL_ENV, ""),
+        bootstrap_servers=os.environ.get(KAFKA_BOOTSTRAP_ENV, ""),
+    )
+    sys.exit(run_demo(options))

@@ -1,0 +1,1 @@
+"""The hub: the demo's web pages (`app.create_app`, `pages` blueprint)."""

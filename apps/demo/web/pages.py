@@ -1,0 +1,43 @@
+"""The hub's pages: the entry page, the store page and the links as this client sees them."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+
+from threefold.apps.demo.config import HubConfig
+from threefold.apps.demo.links import client_links
+
+CONFIG_KEY = "threefold_hub"
+
+pages = Blueprint("hub_pages", __name__)
+
+
+def _links() -> dict[str, str]:
+    config: HubConfig = current_app.extensions[CONFIG_KEY]
+    return client_links(config, urlsplit(f"//{request.host}").hostname)
+
+
+@pages.get("/")
+def index() -> ResponseReturnValue:
+    """The entry page: what each app does and where it is."""
+    return render_template("index.html", links=_links())
+
+
+@pages.get("/store")
+def store() -> ResponseReturnValue:
+    """A store page with the chat widget and live recommendations."""
+    return render_template("store.html", links=_links())
+
+
+@pages.get("/api/links")
+def links() -> ResponseReturnValue:
+    """The apps' base URLs as this client should use them."""
+    return jsonify(_links())
+
+
+@pages.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    return jsonify({"status": "ok"})
