@@ -201,7 +201,7 @@ def simulate_command(path: str, batch: int, **kw: Any) -> None:
     from threefold.apps.alerts.messages import InvalidMessage, parse_message
     from threefold.apps.alerts.pipeline import AlertPipeline
     from threefold.apps.alerts.scoring import Scorer
-    from threefold.apps.alerts.state import InMemoryStateStore
+    from threefold.apps.alerts.state.memory import InMemoryStateStore
     from threefold.core.tables import read_records
 
     config = _config(kw)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.scoring import ScoredItem
-from threefold.apps.alerts.state import (
+from threefold.apps.alerts.state.store import (
     CLAIMED,
     CLOSED,
     COUNTED,

@@ -21,14 +21,14 @@ from threefold.apps.alerts.messages import InvalidMessage, NewsItem, parse_messa
 from threefold.apps.alerts.metrics import AlertsMetrics
 from threefold.apps.alerts.pipeline import AlertPipeline, PipelineResult
 from threefold.apps.alerts.scoring import ScoredItem, Scorer
-from threefold.apps.alerts.state import StateStore
+from threefold.apps.alerts.state.store import StateStore
 from threefold.apps.alerts.webhook import WebhookNotifier
 from threefold.core.errors import ServiceError
 from threefold.core.settings import reveal
 from threefold.streaming.messages import BatchResult, Message, Output
 
 logger = logging.getLogger(__name__)
-PUBLISH_TIMEOUT_S = 10.0  # well inside the outbox lease (state.ALERT_LEASE_S)
+PUBLISH_TIMEOUT_S = 10.0  # well inside the outbox lease (state.store.ALERT_LEASE_S)
 
 
 class AlertPublisher:
@@ -242,7 +242,7 @@ def build_runner(
     registry: Any = None,
 ) -> tuple[Any, AlertsProcessor]:
     """Wire scorer, Redis state, publisher and ConsumerRunner from `config` (connects lazily)."""
-    from threefold.apps.alerts.state import RedisStateStore
+    from threefold.apps.alerts.state.redis_store import RedisStateStore
     from threefold.streaming.producer import JsonProducer
     from threefold.streaming.runner import ConsumerRunner
 

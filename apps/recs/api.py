@@ -100,7 +100,7 @@ class RecsState:
 
 def create_app(config: RecsConfig | None = None, *, encoder: Any = None) -> Flask:
     """Build the app; `encoder` (a core Embedder) overrides the configured text model."""
-    from threefold.apps.recs.ranker import RankerModel
+    from threefold.apps.recs.ranker_store import RankerModel
     from threefold.core.embedder import Embedder
 
     config = config or RecsConfig.from_env()

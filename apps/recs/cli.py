@@ -33,7 +33,7 @@ def _training_options(function):
 
 
 def _settings(k: int, max_steps: int, max_pairs: int, batch_size: int, fine_tune: bool, seed: int):
-    from threefold.apps.recs.ranker import RankerSettings
+    from threefold.apps.recs.ranker_training import RankerSettings
     from threefold.core.errors import ConfigError
 
     try:
@@ -113,7 +113,7 @@ def build_command(
     seed: int,
 ) -> None:
     """Train the ranker on an event log; serve it with THREEFOLD_RECS_MODEL_DIR=OUT."""
-    from threefold.apps.recs.ranker import train_ranker
+    from threefold.apps.recs.ranker_training import train_ranker
 
     catalog, log = _load(items, events)
     settings = _settings(10, max_steps, max_pairs, batch_size, fine_tune, seed)

@@ -19,15 +19,10 @@ import numpy as np
 
 from threefold.apps.recs.candidates import DAY, InteractionStats
 from threefold.apps.recs.catalog import Catalog
+from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.events import Event, group_by_user
-from threefold.apps.recs.ranker import (
-    FeatureBuilder,
-    LinearCombiner,
-    RankerSettings,
-    split_last,
-    train_ranker,
-    user_feature_tensor,
-)
+from threefold.apps.recs.ranker_training import RankerSettings, split_last, train_ranker
+from threefold.apps.recs.ranking_features import FeatureBuilder, user_feature_tensor
 from threefold.apps.recs.ranking_metrics import rank_of_targets, summarize
 from threefold.core.errors import DataError
 

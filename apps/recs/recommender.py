@@ -17,15 +17,11 @@ from threefold.apps.recs.candidates import (
     generate_candidates,
 )
 from threefold.apps.recs.catalog import Catalog, Item
+from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.events import EVENT_VERBS, Event
 from threefold.apps.recs.profiles import UserProfile
-from threefold.apps.recs.ranker import (
-    FEATURES,
-    FeatureBuilder,
-    LinearCombiner,
-    RankerSettings,
-    tune_combiner,
-)
+from threefold.apps.recs.ranker_training import RankerSettings, tune_combiner
+from threefold.apps.recs.ranking_features import FEATURES, FeatureBuilder
 from threefold.apps.recs.rules import allowed_items, category_mask, mmr, paginate
 from threefold.core.index import FaissIndex
 

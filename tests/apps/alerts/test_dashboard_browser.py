@@ -7,7 +7,7 @@ import pytest
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.dashboard import create_app
 from threefold.apps.alerts.pipeline import AlertPipeline
-from threefold.apps.alerts.state import RedisStateStore
+from threefold.apps.alerts.state.redis_store import RedisStateStore
 
 from .conftest import calm_then_surge
 

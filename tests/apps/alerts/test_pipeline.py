@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from threefold.apps.alerts.pipeline import AlertPipeline
-from threefold.apps.alerts.state import InMemoryStateStore
+from threefold.apps.alerts.state.memory import InMemoryStateStore
 from threefold.apps.alerts.surge import SurgeRule
 from threefold.apps.alerts.windows import WindowSpec
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from threefold.apps.alerts.processor import build_runner
-from threefold.apps.alerts.state import RedisStateStore
+from threefold.apps.alerts.state.redis_store import RedisStateStore
 from threefold.streaming.kafka_config import ensure_topics
 
 from .conftest import T0, produce, surge_stream, values_of

@@ -7,7 +7,7 @@ import json
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.pipeline import AlertPipeline
 from threefold.apps.alerts.processor import AlertPublisher, AlertsProcessor, PreparedBatch
-from threefold.apps.alerts.state import InMemoryStateStore
+from threefold.apps.alerts.state.memory import InMemoryStateStore
 from threefold.streaming.messages import Message
 
 from .conftest import T0, make_scored

@@ -6,22 +6,24 @@ import time
 
 import pytest
 
-from threefold.apps.alerts.state import (
+from threefold.apps.alerts.state.memory import InMemoryStateStore
+from threefold.apps.alerts.state.redis_store import RedisStateStore
+from threefold.apps.alerts.state.store import (
     CLAIMED,
     CLOSED,
     COOLDOWN,
     COUNTED,
     DUPLICATE,
     SEEN,
-    InMemoryStateStore,
-    RedisStateStore,
+    StateStore,
 )
 from threefold.apps.alerts.surge import Baseline
 from threefold.apps.alerts.windows import Entry, WindowCounts
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def store(request):
+def store(request) -> StateStore:
+    """Each contract test runs against both implementations."""
     if request.param == "memory":
         return InMemoryStateStore()
     redis_url = request.getfixturevalue("redis_url")
@@ -109,6 +111,21 @@ def test_close_window_folds_it_into_the_baseline_exactly_once(store):
     assert "entity:QNTV" in store.aggregation_keys()
 
 
+def test_the_feed_is_read_after_an_entry_id(store) -> None:
+    first, second = alert(start=0, end=300), alert(start=900, end=1200)
+    store.claim_alert(first, cooldown_s=0)
+    store.claim_alert(second, cooldown_s=0)
+    store.ack_alerts([first, second])
+    (second_id, _), (first_id, _) = store.recent_alerts()
+    assert [a["alert_id"] for _, a in store.read_feed("0-0", block_ms=1)] == [
+        first["alert_id"],
+        second["alert_id"],
+    ]
+    assert store.read_feed(first_id, block_ms=1) == [(second_id, second)]
+    assert store.read_feed(second_id, block_ms=1) == []
+    assert store.read_feed("$", block_ms=1) == []  # only alerts acknowledged from now on
+
+
 @pytest.mark.integration
 def test_redis_state_survives_a_new_store_instance(redis_url, redis_prefix):
     first = RedisStateStore.from_url(redis_url, redis_prefix)
@@ -123,7 +140,7 @@ def test_redis_state_survives_a_new_store_instance(redis_url, redis_prefix):
 
 
 def test_counting_in_several_script_calls_keeps_duplicates_apart(store, monkeypatch) -> None:
-    monkeypatch.setattr("threefold.apps.alerts.state.ADD_CHUNK", 2)
+    monkeypatch.setattr("threefold.apps.alerts.state.redis_store.ADD_CHUNK", 2)
     entries = [entry("m1"), entry("m2"), entry("m1"), entry("m3", "neutral"), entry("m2")]
     assert store.add_entries(entries, 3) == [COUNTED, COUNTED, SEEN, COUNTED, SEEN]
     (counts,) = store.counts([("entity:QNTV", 0, 300)])

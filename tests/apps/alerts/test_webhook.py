@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from threefold.apps.alerts.processor import AlertPublisher
-from threefold.apps.alerts.state import InMemoryStateStore
+from threefold.apps.alerts.state.memory import InMemoryStateStore
 from threefold.apps.alerts.webhook import WebhookNotifier
 from threefold.streaming.producer import JsonProducer
 

@@ -1,4 +1,4 @@
-"""The learned ranker: combiner fitting, a real (tiny) fine-tune, save/load."""
+"""Training the ranker: validation split, training pairs, settings, a real (tiny) fine-tune."""
 
 from __future__ import annotations
 
@@ -6,37 +6,15 @@ import numpy as np
 import pytest
 
 from threefold.apps.recs.events import Event
-from threefold.apps.recs.ranker import (
-    FEATURES,
-    LinearCombiner,
-    RankerModel,
+from threefold.apps.recs.ranker_store import RankerModel
+from threefold.apps.recs.ranker_training import (
     RankerSettings,
     split_last,
     train_ranker,
     training_pairs,
 )
-from threefold.core.errors import ConfigError, ModelError
-
-
-def test_pairwise_fit_puts_weight_on_the_feature_that_separates():
-    rng = np.random.default_rng(0)
-    signal = FEATURES.index("cooccurrence")
-    positives, negatives = [], []
-    for _ in range(200):
-        negative = rng.random((10, len(FEATURES))).astype(np.float32)
-        positive = rng.random(len(FEATURES)).astype(np.float32)
-        positive[signal] = 1.0 + rng.random()  # always above every negative
-        positives.append(positive)
-        negatives.append(negative)
-    combiner = LinearCombiner.fit_pairwise(np.stack(positives), negatives)
-    weights = combiner.weights
-    assert weights["cooccurrence"] == max(weights.values())
-    assert weights["cooccurrence"] > 5 * max(
-        abs(w) for f, w in weights.items() if f != "cooccurrence"
-    )
-    restored = LinearCombiner.from_dict(combiner.to_dict())
-    sample = np.stack(positives[:3])
-    assert np.allclose(restored.score(sample), combiner.score(sample))
+from threefold.apps.recs.ranking_features import FEATURES
+from threefold.core.errors import ConfigError
 
 
 def test_split_last_hides_each_users_last_new_item():
@@ -82,8 +60,3 @@ def test_tiny_fine_tune_trains_saves_and_loads(catalog, sample_events, base_mode
     texts = [catalog["kt-003"].text, catalog["bt-001"].text]
     assert np.allclose(loaded.encoder.encode(texts), model.encoder.encode(texts), atol=1e-5)
     assert loaded.combiner.weights == model.combiner.weights
-
-
-def test_loading_a_folder_that_is_not_a_model_says_how_to_build_one(tmp_path):
-    with pytest.raises(ModelError, match="threefold recs build"):
-        RankerModel.load(tmp_path)

@@ -1,0 +1,194 @@
+"""`InMemoryStateStore`: the process-local twin of the Redis store (tests, dry runs)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+
+from threefold.apps.alerts.state.store import (
+    ALERT_LEASE_S,
+    CLAIMED,
+    CLOSED,
+    COOLDOWN,
+    COUNTED,
+    DUPLICATE,
+    FEED_READ_COUNT,
+    MAX_FEED,
+    MAX_SERIES,
+    SEEN,
+    WindowClose,
+    WindowRef,
+    alert_order,
+)
+from threefold.apps.alerts.surge import Baseline
+from threefold.apps.alerts.windows import Entry, WindowCounts
+
+
+class InMemoryStateStore:
+    """Process-local state with the same semantics as the Redis store (lost on exit)."""
+
+    def __init__(self) -> None:
+        self._watermark: float | None = None
+        self._partitions: dict[str, float] = {}
+        self._windows: dict[WindowRef, WindowCounts] = {}
+        self._seen: dict[WindowRef, set[str]] = {}
+        self._baselines: dict[str, Baseline] = {}
+        self._cooldown: dict[str, int] = {}
+        self._claimed: set[str] = set()
+        self._outbox: dict[str, dict] = {}
+        self._leases: dict[str, tuple[str, float]] = {}  # alert id -> (owner, expiry)
+        self._history: dict[str, list[dict]] = {}
+        self._keys: dict[str, int] = {}
+        self._feed: list[tuple[str, dict]] = []
+        self._feed_appended = 0  # entry ids are "<n>-0", like a Redis stream's
+        self._feed_changed = threading.Condition()
+
+    def add_entries(self, entries: Sequence[Entry], max_examples: int) -> list[int]:
+        out = []
+        for entry in entries:
+            ref = (entry.key, entry.start, entry.end)
+            if self._watermark is not None and entry.end <= self._watermark:
+                out.append(CLOSED)
+                continue
+            seen = self._seen.setdefault(ref, set())
+            if entry.message_id in seen:
+                out.append(SEEN)
+                continue
+            seen.add(entry.message_id)
+            counts = self._windows.setdefault(ref, WindowCounts(entry.key, entry.start, entry.end))
+            counts.total += 1
+            setattr(counts, entry.sentiment, getattr(counts, entry.sentiment) + 1)
+            negative = entry.sentiment == "negative"
+            if entry.example and negative and len(counts.examples) < max_examples:
+                counts.examples.append(entry.example)
+            self._keys[entry.key] = max(self._keys.get(entry.key, 0), entry.end)
+            out.append(COUNTED)
+        return out
+
+    def watermark(self) -> float | None:
+        return self._watermark
+
+    def advance_watermark(
+        self, by_partition: dict[str, float], idle: Sequence[str] = ()
+    ) -> float | None:
+        for partition in idle:
+            self._partitions.pop(partition, None)
+        for partition, value in by_partition.items():
+            self._partitions[partition] = max(value, self._partitions.get(partition, value))
+        if self._partitions:
+            lowest = min(self._partitions.values())
+            if self._watermark is None or lowest > self._watermark:
+                self._watermark = lowest
+        return self._watermark
+
+    def due_windows(self, watermark: float) -> list[WindowRef]:
+        due = [ref for ref in self._windows if ref[2] <= watermark]
+        return sorted(due, key=lambda ref: (ref[2], ref[1], ref[0]))
+
+    def counts(self, windows: Sequence[WindowRef]) -> list[WindowCounts]:
+        out = []
+        for key, start, end in windows:
+            found = self._windows.get((key, start, end))
+            copy = WindowCounts(key, start, end)
+            if found is not None:
+                copy.total, copy.negative = found.total, found.negative
+                copy.neutral, copy.positive = found.neutral, found.positive
+                copy.examples = list(found.examples)
+            out.append(copy)
+        return out
+
+    def baselines(self, keys: Iterable[str]) -> dict[str, Baseline]:
+        return {key: self._baselines[key] for key in keys if key in self._baselines}
+
+    def counts_and_baselines(
+        self, windows: Sequence[WindowRef]
+    ) -> tuple[list[WindowCounts], dict[str, Baseline]]:
+        return self.counts(windows), self.baselines({ref[0] for ref in windows})
+
+    def claim_alert(self, alert: dict, cooldown_s: int) -> str:
+        alert_id, key, end = alert["alert_id"], alert["key"], int(alert["window_end_ts"])
+        if alert_id in self._claimed:
+            return DUPLICATE
+        last = self._cooldown.get(key)
+        if last is not None and end - last < cooldown_s:
+            return COOLDOWN
+        self._claimed.add(alert_id)
+        self._cooldown[key] = end
+        self._outbox[alert_id] = alert
+        return CLAIMED
+
+    def close_windows(self, closes: Sequence[WindowClose]) -> list[int]:
+        return [self.close_window(*close) for close in closes]
+
+    def close_window(self, counts: WindowCounts, expected_windows: int, new: Baseline) -> int:
+        """Fold a window into its key's baseline: 1 closed, 0 already closed, -1 stale."""
+        ref = (counts.key, counts.start, counts.end)
+        if ref not in self._windows:
+            return 0
+        current = self._baselines.get(counts.key)
+        if (current.windows if current else 0) != expected_windows:
+            return -1
+        self._baselines[counts.key] = new
+        history = self._history.setdefault(counts.key, [])
+        history.append(counts.to_dict())
+        del history[:-MAX_SERIES]
+        del self._windows[ref]
+        self._seen.pop(ref, None)
+        return 1
+
+    def pending_alerts(self) -> list[dict]:
+        return sorted(self._outbox.values(), key=alert_order)
+
+    def lease_pending_alerts(self, owner: str, lease_s: int = ALERT_LEASE_S) -> list[dict]:
+        now = time.time()
+        taken = []
+        for alert_id, alert in self._outbox.items():
+            holder, expiry = self._leases.get(alert_id, (owner, now))
+            if holder == owner or expiry <= now:
+                self._leases[alert_id] = (owner, now + lease_s)
+                taken.append(alert)
+        return sorted(taken, key=alert_order)
+
+    def release_alerts(self, alerts: Sequence[dict], owner: str) -> None:
+        for alert in alerts:
+            if self._leases.get(alert["alert_id"], ("",))[0] == owner:
+                del self._leases[alert["alert_id"]]
+
+    def ack_alerts(self, alerts: Sequence[dict]) -> None:
+        with self._feed_changed:
+            for alert in alerts:
+                self._leases.pop(alert["alert_id"], None)
+                if self._outbox.pop(alert["alert_id"], None) is not None:
+                    self._feed_appended += 1
+                    self._feed.append((f"{self._feed_appended}-0", alert))
+            del self._feed[:-MAX_FEED]
+            self._feed_changed.notify_all()
+
+    def aggregation_keys(self) -> list[str]:
+        return sorted(self._keys, key=lambda k: (-self._keys[k], k))
+
+    def history(self, key: str, limit: int = 100) -> list[dict]:
+        return list(self._history.get(key, [])[-limit:])
+
+    def open_windows(self, key: str | None = None) -> list[WindowCounts]:
+        refs = sorted(ref for ref in self._windows if key is None or ref[0] == key)
+        return self.counts(refs)
+
+    def recent_alerts(self, limit: int = 50) -> list[tuple[str, dict]]:
+        return list(reversed(self._feed[-limit:]))
+
+    def read_feed(self, last_id: str, block_ms: int) -> list[tuple[str, dict]]:
+        """Alerts acknowledged after `last_id` ("$" = only new ones), waiting up to block_ms
+        (0 waits until one arrives, like XREAD)."""
+        with self._feed_changed:
+            after = self._feed_appended if last_id == "$" else _sequence(last_id)
+            self._feed_changed.wait_for(
+                lambda: self._feed_appended > after, timeout=block_ms / 1000 or None
+            )
+            newer = [(entry_id, a) for entry_id, a in self._feed if _sequence(entry_id) > after]
+            return newer[:FEED_READ_COUNT]
+
+
+def _sequence(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])

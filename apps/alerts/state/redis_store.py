@@ -1,0 +1,243 @@
+"""`RedisStateStore`: the alert pipeline's state in one Redis database, via Lua scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+
+from threefold.apps.alerts.state.store import (
+    ALERT_LEASE_S,
+    CLAIMED,
+    COOLDOWN,
+    DUPLICATE,
+    FEED_READ_COUNT,
+    MAX_FEED,
+    MAX_SERIES,
+    WindowClose,
+    WindowRef,
+    alert_order,
+)
+from threefold.apps.alerts.surge import Baseline
+from threefold.apps.alerts.windows import Entry, WindowCounts
+
+ADD_CHUNK = 500  # window entries per Redis script call (keeps each call well under 10 ms)
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+@cache
+def lua_script(name: str) -> str:
+    """The source of scripts/<name>.lua (read once per process)."""
+    return (SCRIPTS / f"{name}.lua").read_text(encoding="utf-8")
+
+
+def _parse_member(member: str) -> WindowRef:
+    start, end, key = member.split(":", 2)
+    return key, int(start), int(end)
+
+
+def _baselines(keys: Sequence[str], hashes: Sequence[dict]) -> dict[str, Baseline]:
+    return {
+        key: Baseline(float(values["share"]), float(values["volume"]), int(values["windows"]))
+        for key, values in zip(keys, hashes, strict=True)
+        if values
+    }
+
+
+class RedisStateStore:
+    """State in one Redis database under `prefix` (keys: wm, open, w:/seen:/ex: per window,
+    base:/cool:/hist: per key, alert: per alert id, outbox, feed (a stream), keys).
+
+    The Lua scripts touch several keys (the counting one builds window key names itself), so
+    use a single Redis instance (not Redis Cluster).
+    """
+
+    def __init__(self, client, prefix: str, *, ttl_s: int = 7 * 24 * 3600) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self._add = client.register_script(lua_script("count_entries"))
+        self._advance = client.register_script(lua_script("advance_watermark"))
+        self._claim = client.register_script(lua_script("claim_alert"))
+        self._close = client.register_script(lua_script("close_windows"))
+        self._lease = client.register_script(lua_script("lease_alerts"))
+        self._release = client.register_script(lua_script("release_alerts"))
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, **kw) -> RedisStateStore:
+        import redis
+
+        return cls(redis.Redis.from_url(url, decode_responses=True), prefix, **kw)
+
+    def _k(self, *parts: object) -> str:
+        return self.prefix + ":".join(str(p) for p in parts)
+
+    def _window_keys(self, key: str, start: int) -> tuple[str, str, str]:
+        return self._k("w", key, start), self._k("seen", key, start), self._k("ex", key, start)
+
+    def add_entries(self, entries: Sequence[Entry], max_examples: int) -> list[int]:
+        # One script call per chunk (window keys are built in Lua from the prefix, see _k and
+        # _parse_member): thousands of small commands cost more in the client than in Redis.
+        statuses: list[int] = []
+        for first in range(0, len(entries), ADD_CHUNK):
+            args: list[object] = [self.prefix, max_examples, self.ttl_s]
+            for e in entries[first : first + ADD_CHUNK]:
+                args += [e.key, e.start, e.end, e.message_id, e.sentiment, e.example or ""]
+            keys = [self._k("wm"), self._k("open"), self._k("keys")]
+            statuses += [int(r) for r in self._add(keys=keys, args=args)]
+        return statuses
+
+    def watermark(self) -> float | None:
+        value = self.client.get(self._k("wm"))
+        return None if value is None else float(value)
+
+    def advance_watermark(
+        self, by_partition: dict[str, float], idle: Sequence[str] = ()
+    ) -> float | None:
+        args: list[object] = [len(by_partition)]
+        for partition, value in by_partition.items():
+            args += [partition, repr(float(value))]
+        args += list(idle)
+        result = self._advance(keys=[self._k("wm"), self._k("wm:partitions")], args=args)
+        return None if result is None else float(result)
+
+    def due_windows(self, watermark: float) -> list[WindowRef]:
+        members = self.client.zrangebyscore(self._k("open"), "-inf", watermark)
+        return sorted((_parse_member(m) for m in members), key=lambda r: (r[2], r[1], r[0]))
+
+    def counts(self, windows: Sequence[WindowRef]) -> list[WindowCounts]:
+        return self.counts_and_baselines(windows, with_baselines=False)[0]
+
+    def baselines(self, keys: Iterable[str]) -> dict[str, Baseline]:
+        pipe = self.client.pipeline(transaction=False)
+        keys = self._queue_baselines(pipe, keys)
+        return _baselines(keys, pipe.execute())
+
+    def counts_and_baselines(
+        self, windows: Sequence[WindowRef], *, with_baselines: bool = True
+    ) -> tuple[list[WindowCounts], dict[str, Baseline]]:
+        """The windows' counts and (one round trip) the baselines of their keys."""
+        pipe = self.client.pipeline(transaction=False)
+        for key, start, _ in windows:
+            counts_key, _, examples_key = self._window_keys(key, start)
+            pipe.hgetall(counts_key)
+            pipe.lrange(examples_key, 0, -1)
+        keys = self._queue_baselines(pipe, {ref[0] for ref in windows} if with_baselines else ())
+        raw = pipe.execute()
+        out = []
+        for index, (key, start, end) in enumerate(windows):
+            values, examples = raw[2 * index], raw[2 * index + 1]
+            out.append(
+                WindowCounts(
+                    key,
+                    start,
+                    end,
+                    total=int(values.get("total", 0)),
+                    negative=int(values.get("negative", 0)),
+                    neutral=int(values.get("neutral", 0)),
+                    positive=int(values.get("positive", 0)),
+                    examples=list(examples),
+                )
+            )
+        return out, _baselines(keys, raw[2 * len(windows) :])
+
+    def _queue_baselines(self, pipe, keys: Iterable[str]) -> list[str]:
+        keys = sorted(keys)
+        for key in keys:
+            pipe.hgetall(self._k("base", key))
+        return keys
+
+    def claim_alert(self, alert: dict, cooldown_s: int) -> str:
+        result = self._claim(
+            keys=[
+                self._k("alert", alert["alert_id"]),
+                self._k("cool", alert["key"]),
+                self._k("outbox"),
+            ],
+            args=[
+                alert["alert_id"],
+                int(alert["window_end_ts"]),
+                cooldown_s,
+                json.dumps(alert, sort_keys=True),
+                self.ttl_s,
+            ],
+        )
+        return {1: CLAIMED, 0: DUPLICATE, -1: COOLDOWN}[int(result)]
+
+    def close_windows(self, closes: Sequence[WindowClose]) -> list[int]:
+        """Fold windows into their keys' baselines in one script call: per window 1 closed,
+        0 already closed, -1 stale baseline (another consumer closed one first: recompute)."""
+        if not closes:
+            return []
+        args: list[object] = [self.prefix, MAX_SERIES, self.ttl_s]
+        for counts, expected_windows, new in closes:
+            args += [
+                counts.key,
+                counts.start,
+                counts.end,
+                expected_windows,
+                repr(new.share),
+                repr(new.volume),
+                new.windows,
+                json.dumps(counts.to_dict(), sort_keys=True),
+            ]
+        return [int(r) for r in self._close(keys=[self._k("open")], args=args)]
+
+    def close_window(self, counts: WindowCounts, expected_windows: int, new: Baseline) -> int:
+        return self.close_windows([(counts, expected_windows, new)])[0]
+
+    def pending_alerts(self) -> list[dict]:
+        alerts = [json.loads(v) for v in self.client.hvals(self._k("outbox"))]
+        return sorted(alerts, key=alert_order)
+
+    def lease_pending_alerts(self, owner: str, lease_s: int = ALERT_LEASE_S) -> list[dict]:
+        """The pending alerts no other publisher holds, now held by `owner` for `lease_s`
+        (it publishes them, then acknowledges them). Several consumers publish the outbox; the
+        lease keeps them from sending the same alert, and ends if its holder dies."""
+        found = self._lease(
+            keys=[self._k("outbox"), self._k("outbox-leases")], args=[owner, lease_s, self.ttl_s]
+        )
+        return sorted((json.loads(v) for v in found), key=alert_order)
+
+    def release_alerts(self, alerts: Sequence[dict], owner: str) -> None:
+        """Give up `owner`'s leases (sending failed): any publisher may take them at once."""
+        if alerts:
+            ids = [a["alert_id"] for a in alerts]
+            self._release(keys=[self._k("outbox-leases")], args=[*ids, owner])
+
+    def ack_alerts(self, alerts: Sequence[dict]) -> None:
+        """Mark alerts published: drop them from the outbox and append them to the live feed."""
+        for alert in alerts:
+            # Only the consumer that removes the outbox entry appends it to the feed.
+            self.client.hdel(self._k("outbox-leases"), alert["alert_id"])
+            if self.client.hdel(self._k("outbox"), alert["alert_id"]):
+                self.client.xadd(
+                    self._k("feed"),
+                    {"alert": json.dumps(alert, sort_keys=True)},
+                    maxlen=MAX_FEED,
+                    approximate=True,
+                )
+
+    def aggregation_keys(self) -> list[str]:
+        return list(self.client.zrevrange(self._k("keys"), 0, -1))
+
+    def history(self, key: str, limit: int = 100) -> list[dict]:
+        return [json.loads(m) for m in self.client.zrange(self._k("hist", key), -limit, -1)]
+
+    def open_windows(self, key: str | None = None) -> list[WindowCounts]:
+        refs = [_parse_member(m) for m in self.client.zrange(self._k("open"), 0, -1)]
+        refs = sorted(r for r in refs if key is None or r[0] == key)
+        return self.counts(refs)
+
+    def recent_alerts(self, limit: int = 50) -> list[tuple[str, dict]]:
+        entries = self.client.xrevrange(self._k("feed"), count=limit)
+        return [(entry_id, json.loads(fields["alert"])) for entry_id, fields in entries]
+
+    def read_feed(self, last_id: str, block_ms: int) -> list[tuple[str, dict]]:
+        """Alerts appended after `last_id` ("$" = only new ones), waiting up to block_ms."""
+        found = self.client.xread({self._k("feed"): last_id}, block=block_ms, count=FEED_READ_COUNT)
+        out = []
+        for _, entries in found or []:
+            out.extend((entry_id, json.loads(fields["alert"])) for entry_id, fields in entries)
+        return out

@@ -1,0 +1,136 @@
+"""Ranking features: what the ranker knows about each (user, candidate item) pair."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from threefold.apps.recs.candidates import InteractionStats
+from threefold.apps.recs.catalog import Item
+from threefold.apps.recs.events import Event
+from threefold.apps.recs.profiles import UserProfile, build_profile
+
+FEATURES = (
+    "text",
+    "profile",
+    "cooccurrence",
+    "recent_cooccurrence",
+    "popularity",
+    "trending",
+    "category",
+)
+
+
+class FeatureBuilder:
+    """Ranking features for one user over candidate item positions.
+
+    `items` and `vectors` are aligned (row i is item i); `stats` may cover a different item
+    set (items added after the last rebuild get zero interaction features).
+    """
+
+    def __init__(self, items: Sequence[Item], vectors: np.ndarray, stats: InteractionStats) -> None:
+        self.items = list(items)
+        self.vectors = vectors
+        self.stats = stats
+        self.position = {item.item_id: i for i, item in enumerate(self.items)}
+        self.by_id = {item.item_id: item for item in self.items}
+        self.n = len(self.items)
+        # stats follow their own item order; map between the two
+        self._to_stats = np.array(
+            [stats.position.get(i.item_id, -1) for i in self.items], dtype=np.int64
+        )
+        self._from_stats = np.array(
+            [self.position.get(i, -1) for i in stats.item_ids], dtype=np.int64
+        )
+        self.popularity = self.remap(stats.popularity())
+        categories = sorted({c for item in self.items for c in item.categories})
+        self.category_index = {c: i for i, c in enumerate(categories)}
+        self.category_matrix = np.zeros((self.n, len(categories)), dtype=np.float32)
+        for i, item in enumerate(self.items):
+            for category in item.categories:
+                self.category_matrix[i, self.category_index[category]] = 1.0
+
+    def remap(self, values: np.ndarray) -> np.ndarray:
+        """Values in stats order (last axis) -> this builder's item order (0 for unknown items)."""
+        out = np.zeros((*values.shape[:-1], self.n), dtype=np.float32)
+        known = self._from_stats >= 0
+        out[..., self._from_stats[known]] = values[..., known]
+        return out
+
+    def trending_rows(self, moments: np.ndarray) -> np.ndarray:
+        return self.remap(self.stats.trending_at(moments))
+
+    def profile(self, user_id: str, events: Sequence[Event]) -> UserProfile:
+        return build_profile(
+            user_id, events, position=self.position, vectors=self.vectors, items=self.by_id
+        )
+
+    def cooccurrence(self, profile: UserProfile, *, recent: bool = False) -> np.ndarray:
+        """Item-kNN score of every item for the profile, scaled so the best is 1."""
+        stats_positions = self._to_stats[profile.positions].tolist() if profile.positions else []
+        weights = profile.recent_weights if recent else profile.weights
+        scores = self.remap(self.stats.cooccurrence(stats_positions, weights))
+        top = float(scores.max()) if self.n else 0.0
+        return scores / top if top > 0 else scores
+
+    def features(
+        self,
+        profile: UserProfile,
+        query: np.ndarray | None,
+        candidates: np.ndarray,
+        trending: np.ndarray,
+        *,
+        cooccurrence: np.ndarray | None = None,
+        recent_cooccurrence: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(len(candidates), len(FEATURES)) float32."""
+        m = len(candidates)
+        out = np.zeros((m, len(FEATURES)), dtype=np.float32)
+        if m == 0:
+            return out
+        vectors = self.vectors[candidates]
+        if query is not None:
+            out[:, 0] = vectors @ query
+        if profile.vector is not None:
+            out[:, 1] = vectors @ profile.vector
+        if profile.positions:
+            cooc = self.cooccurrence(profile) if cooccurrence is None else cooccurrence
+            recent = (
+                self.cooccurrence(profile, recent=True)
+                if recent_cooccurrence is None
+                else recent_cooccurrence
+            )
+            out[:, 2] = cooc[candidates]
+            out[:, 3] = recent[candidates]
+        out[:, 4] = self.popularity[candidates]
+        out[:, 5] = trending[candidates]
+        if profile.category_preference and self.category_index:
+            preference = np.zeros(len(self.category_index), dtype=np.float32)
+            for category, share in profile.category_preference.items():
+                if category in self.category_index:
+                    preference[self.category_index[category]] = share
+            out[:, 6] = np.minimum(self.category_matrix[candidates] @ preference, 1.0)
+        return out
+
+
+def user_feature_tensor(
+    builder: FeatureBuilder,
+    encoder: Any,
+    histories: Mapping[str, Sequence[Event]],
+    users: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features of every item for each user: (users, items, features) and a seen-item mask."""
+    profiles = [builder.profile(u, histories[u]) for u in users]
+    queries = encoder.encode([p.text for p in profiles]) if profiles else None
+    moments = np.array([p.events[-1].timestamp if p.events else 0.0 for p in profiles])
+    trending = builder.trending_rows(moments)
+    all_items = np.arange(builder.n)
+    tensor = np.zeros((len(users), builder.n, len(FEATURES)), dtype=np.float32)
+    seen = np.zeros((len(users), builder.n), dtype=bool)
+    for row, profile in enumerate(profiles):
+        query = queries[row] if profile.text else None
+        tensor[row] = builder.features(profile, query, all_items, trending[row])
+        seen[row, profile.positions] = True
+    return tensor, seen
