@@ -227,7 +227,7 @@ def _config(redis_url: str, bootstrap: str, topic_dir, sentiment_dir, args):
 
 
 def _train(rows: list[dict], root: Path) -> tuple[Path, Path]:
-    from threefold.core.classifier import TextClassifier
+    from threefold.core.classifier_training import train_classifier
     from threefold.core.training_config import TrainingConfig
 
     out = []
@@ -236,7 +236,7 @@ def _train(rows: list[dict], root: Path) -> tuple[Path, Path]:
             epochs=4, learning_rate=1e-4, batch_size=16, max_length=64, eval_fraction=0.0
         )
         texts = [str(r["text"]) for r in rows]
-        model = TextClassifier.train(texts, [str(r[column]) for r in rows], config=config)
+        model = train_classifier(texts, [str(r[column]) for r in rows], config=config)
         model.save(root / column)
         out.append(root / column)
     return out[0], out[1]

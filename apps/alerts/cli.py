@@ -157,7 +157,7 @@ def train_command(
     **training: Any,
 ) -> None:
     """Fine-tune the topic and the sentiment classifier (like `threefold classifier train`)."""
-    from threefold.core.classifier import TextClassifier
+    from threefold.core.classifier_training import train_classifier_from_files
     from threefold.core.training_config import TrainingConfig
 
     summary = {}
@@ -171,7 +171,7 @@ def train_command(
             output_progress=not no_progress,
             **training,
         )
-        model = TextClassifier.train_from_files(path, base_model=base, config=config)
+        model = train_classifier_from_files(path, base_model=base, config=config)
         target = Path(out) / name
         model.save(target)
         evaluation = model.metrics.get("eval") or {}
