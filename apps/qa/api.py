@@ -6,7 +6,7 @@ import atexit
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, current_app, jsonify, redirect, send_from_directory
 from flask.typing import ResponseReturnValue
@@ -23,6 +23,9 @@ from threefold.apps.qa.sessions import SessionStore
 from threefold.apps.qa.store import BotStore
 from threefold.core.errors import ConfigError
 from threefold.core.web import setup_web_app
+
+if TYPE_CHECKING:
+    from threefold.core.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -114,7 +117,7 @@ def _redis_client(config: QAConfig) -> tuple[Any, Any]:
     return redis.Redis.from_url(url, socket_timeout=5, health_check_interval=30), service
 
 
-def _ensure_bot(store: BotStore, config: QAConfig, embedder: Any) -> Any:
+def _ensure_bot(store: BotStore, config: QAConfig, embedder: Embedder | None) -> Embedder | None:
     """Build the bot from `kb_path` when the bot directory is still empty."""
     if store.exists():
         return embedder
@@ -133,7 +136,7 @@ def _ensure_bot(store: BotStore, config: QAConfig, embedder: Any) -> Any:
     return embedder
 
 
-def create_app(config: QAConfig | None = None, *, embedder: Any = None) -> Flask:
+def create_app(config: QAConfig | None = None, *, embedder: Embedder | None = None) -> Flask:
     """Build the QA bot service.
 
     Args:

@@ -24,6 +24,7 @@ from threefold.apps.recs.events import Event, load_events, parse_event
 from threefold.apps.recs.history import UserHistories
 from threefold.apps.recs.recommender import Recommender
 from threefold.apps.recs.rules import decode_cursor
+from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ConfigError, DataError
 from threefold.core.web import ApiError, bearer_token_required, read_json_body, setup_web_app
 
@@ -97,7 +98,7 @@ class RecsState:
         self.last_sync = 0.0
 
 
-def create_app(config: RecsConfig | None = None, *, encoder: Any = None) -> Flask:
+def create_app(config: RecsConfig | None = None, *, encoder: TextEncoder | None = None) -> Flask:
     """Build the app; `encoder` (a core Embedder) overrides the configured text model."""
     from threefold.apps.recs.ranker import RankerModel
     from threefold.core.embedder import Embedder

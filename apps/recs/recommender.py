@@ -27,6 +27,7 @@ from threefold.apps.recs.ranker import (
     tune_combiner,
 )
 from threefold.apps.recs.rules import allowed_items, category_mask, mmr, paginate
+from threefold.core.encoder import TextEncoder
 from threefold.core.index import FaissIndex
 
 logger = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class Recommender:
     def __init__(
         self,
         catalog: Catalog,
-        encoder: Any,
+        encoder: TextEncoder,
         *,
         combiner: LinearCombiner | None = None,
         events: Sequence[Event] = (),
