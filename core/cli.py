@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from threefold.core.base_model import BASE_MODEL_ENV
 from threefold.core.command_line import clean_errors, emit_json
 
 logger = logging.getLogger("threefold.classifier")
@@ -40,7 +41,12 @@ def classifier() -> None:
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Directory to save into."
 )
-@click.option("--base", default=None, help="Base model directory or hub id [default: MiniLM].")
+@click.option(
+    "--base",
+    default=None,
+    envvar=BASE_MODEL_ENV,
+    help="Base model directory or hub id [default: MiniLM].",
+)
 @click.option("--epochs", type=float, default=4.0, show_default=True)
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from threefold.core.base_model import configure_offline, packaged_model_path, resolve_base_model
+from threefold.core.base_model import packaged_model_path, resolve_base_model
 from threefold.core.device import torch_device
 from threefold.core.encoder import check_positive, text_list
 from threefold.core.errors import ConfigError, DataError, ModelError, first_line
@@ -93,7 +93,6 @@ class Embedder:
         with self._lock:
             if self._model is not None:
                 return self
-            configure_offline()
             device = torch_device(self.requested_device)
             if self.quantize and device != "cpu":
                 raise ConfigError(

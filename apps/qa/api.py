@@ -128,9 +128,10 @@ def _ensure_bot(store: BotStore, config: QAConfig, embedder: Embedder | None) ->
         )
     from threefold.apps.qa.builder import build_bot
     from threefold.apps.qa.knowledge_base import KnowledgeBase
+    from threefold.core.base_model import base_model_from_env
     from threefold.core.embedder import Embedder
 
-    embedder = embedder or Embedder().load()
+    embedder = embedder or Embedder(base_model_from_env()).load()
     logger.info("bot directory %s is empty: building from %s", config.bot_dir, config.kb_path)
     store.publish(build_bot(KnowledgeBase.load(config.kb_path), embedder))
     return embedder

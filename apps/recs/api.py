@@ -101,8 +101,10 @@ class RecsState:
 def create_app(config: RecsConfig | None = None, *, encoder: TextEncoder | None = None) -> Flask:
     """Build the app; `encoder` (a core Embedder) overrides the configured text model."""
     from threefold.apps.recs.ranker import RankerModel
+    from threefold.core.base_model import base_model_from_env, configure_offline
     from threefold.core.embedder import Embedder
 
+    configure_offline()
     config = config or RecsConfig.from_env()
     app = Flask(__name__, static_folder=None)
     app.config[ADMIN_TOKEN_KEY] = config.admin_token
@@ -135,7 +137,7 @@ def create_app(config: RecsConfig | None = None, *, encoder: TextEncoder | None 
         encoder, combiner, info = model.encoder, model.combiner, model.info
         window = model.trending_window
     elif encoder is None:
-        encoder = Embedder(config.base_model, max_length=128)
+        encoder = Embedder(config.base_model or base_model_from_env(), max_length=128)
     recommender = Recommender(
         catalog,
         encoder,
