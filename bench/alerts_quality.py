@@ -110,8 +110,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_task(task: str, args) -> dict:
-    from threefold.core.classifier import TextClassifier, read_labelled, stratified_split
-    from threefold.core.metrics import classification_report
+    from threefold.core.base_model import base_model_from_env
+    from threefold.core.classifier_training import train_classifier
+    from threefold.core.evaluation import classification_report
+    from threefold.core.labelled_data import read_labelled, stratified_split
     from threefold.core.training_config import TrainingConfig
 
     relative, kind = TASKS[task]
@@ -137,7 +139,9 @@ def _run_task(task: str, args) -> dict:
         seed=args.seed,
     )
     wall = time.perf_counter()
-    model = TextClassifier.train(train_texts, train_labels, config=config)
+    model = train_classifier(
+        train_texts, train_labels, base_model=base_model_from_env(), config=config
+    )
     train_seconds = time.perf_counter() - wall
     wall = time.perf_counter()
     predicted = model.predict(test_texts, batch_size=64)

@@ -227,7 +227,8 @@ def _config(redis_url: str, bootstrap: str, topic_dir, sentiment_dir, args):
 
 
 def _train(rows: list[dict], root: Path) -> tuple[Path, Path]:
-    from threefold.core.classifier import TextClassifier
+    from threefold.core.base_model import base_model_from_env
+    from threefold.core.classifier_training import train_classifier
     from threefold.core.training_config import TrainingConfig
 
     out = []
@@ -236,7 +237,12 @@ def _train(rows: list[dict], root: Path) -> tuple[Path, Path]:
             epochs=4, learning_rate=1e-4, batch_size=16, max_length=64, eval_fraction=0.0
         )
         texts = [str(r["text"]) for r in rows]
-        model = TextClassifier.train(texts, [str(r[column]) for r in rows], config=config)
+        model = train_classifier(
+            texts,
+            [str(r[column]) for r in rows],
+            base_model=base_model_from_env(),
+            config=config,
+        )
         model.save(root / column)
         out.append(root / column)
     return out[0], out[1]
@@ -291,6 +297,7 @@ def _raw_rate(
 
 def _end_to_end(config, scorer, corpus: list[str]) -> dict:
     from threefold.apps.alerts.processor import build_runner
+    from threefold.core.device import set_torch_threads
     from threefold.streaming.kafka_config import ensure_topics
     from threefold.streaming.producer import JsonProducer
 
@@ -305,6 +312,7 @@ def _end_to_end(config, scorer, corpus: list[str]) -> dict:
     producer.flush()
     producer.close()
 
+    set_torch_threads(config.torch_threads)
     runner, processor = build_runner(config, scorer=scorer)
     assigned: list[float] = []
     assigned_cpu: list[float] = []

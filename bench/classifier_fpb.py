@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             "(text,label CSV). Pass --data PATH to a copy of fpb_dev.csv."
         )
 
-    from threefold.core.classifier import read_labelled, stratified_split
+    from threefold.core.labelled_data import read_labelled, stratified_split
 
     texts, labels = read_labelled(args.data)
     train_idx, test_idx = stratified_split(labels, TEST_FRACTION, args.seed)

@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_offline()
     import torch
 
+    from threefold.core.base_model import base_model_from_env
     from threefold.core.embedder import Embedder
 
     sentences = (
@@ -111,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         else generate_sentences(args.n)
     )
     load_before = round(os.getloadavg()[0], 2)
-    fp32 = Embedder(args.model, device="cpu", batch_size=args.batch_size).load()
-    int8 = Embedder(args.model, device="cpu", batch_size=args.batch_size, quantize=True).load()
+    model = args.model or base_model_from_env()
+    fp32 = Embedder(model, device="cpu", batch_size=args.batch_size).load()
+    int8 = Embedder(model, device="cpu", batch_size=args.batch_size, quantize=True).load()
     results = measure({"fp32": fp32, "int8": int8}, sentences, args.batch_size, args.latency_runs)
     fp32_result, int8_result = results["fp32"], results["int8"]
     cosine = float((fp32_result.pop("vectors") * int8_result.pop("vectors")).sum(axis=1).mean())

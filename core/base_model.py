@@ -1,8 +1,13 @@
-"""Resolve which base model to load: the packaged all-MiniLM-L6-v2 by default, offline."""
+"""Resolve which base model to load: the packaged all-MiniLM-L6-v2 by default, offline.
+
+Entry points read the environment (`base_model_from_env`, `configure_offline`); library code
+passes the chosen model explicitly to `resolve_base_model`.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from threefold.core.errors import ModelError
@@ -34,16 +39,20 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
 
 
+def base_model_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """`$THREEFOLD_BASE_MODEL` (None when unset or empty), for entry points to pass on."""
+    environ = os.environ if environ is None else environ
+    return environ.get(BASE_MODEL_ENV) or None
+
+
 def resolve_base_model(name_or_path: str | os.PathLike[str] | None = None) -> str:
     """Return a loadable model location: a local directory or a hub id.
 
-    `None` means `$THREEFOLD_BASE_MODEL` if set, else the packaged all-MiniLM-L6-v2.
+    `None` means the packaged all-MiniLM-L6-v2 (entry points pass `base_model_from_env()`).
     A local directory must hold a `config.json`. Anything that is not an existing path
     is treated as a hub id, which must already be in the local Hugging Face cache when
     `HF_HUB_OFFLINE=1` (the default inside threefold).
     """
-    if name_or_path is None:
-        name_or_path = os.environ.get(BASE_MODEL_ENV) or None
     if name_or_path is None:
         return str(packaged_model_path())
     candidate = Path(name_or_path).expanduser()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from threefold.core.base_model import BASE_MODEL_ENV
 from threefold.core.command_line import clean_errors, emit_json
 
 logger = logging.getLogger("threefold.classifier")
@@ -40,7 +41,12 @@ def classifier() -> None:
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Directory to save into."
 )
-@click.option("--base", default=None, help="Base model directory or hub id [default: MiniLM].")
+@click.option(
+    "--base",
+    default=None,
+    envvar=BASE_MODEL_ENV,
+    help="Base model directory or hub id [default: MiniLM].",
+)
 @click.option("--epochs", type=float, default=4.0, show_default=True)
 @click.option("--text-column", default="text", show_default=True)
 @click.option("--label-column", default="label", show_default=True)
@@ -123,9 +129,9 @@ def train_command(
             f"--out {out_dir} is a non-empty directory; pass --overwrite to replace the "
             "classifier there, or choose a new directory"
         )
-    from threefold.core.classifier import TextClassifier
+    from threefold.core.classifier_training import train_classifier_from_files
 
-    model = TextClassifier.train_from_files(train_path, eval_path, base_model=base, config=config)
+    model = train_classifier_from_files(train_path, eval_path, base_model=base, config=config)
     model.save(out_dir)
     evaluation = model.metrics.get("eval") or {}
     emit_json(
@@ -170,9 +176,10 @@ def eval_command(
     Keys: n, accuracy, macro_f1, per_class (precision/recall/f1/support), confusion
     (matrix[i][j] = true labels[i] predicted as labels[j]), plus sentences_per_second.
     """
-    from threefold.core.classifier import TextClassifier, read_labelled
+    from threefold.core.classifier import TextClassifier
     from threefold.core.errors import DataError
-    from threefold.core.metrics import classification_report
+    from threefold.core.evaluation import classification_report
+    from threefold.core.labelled_data import read_labelled
 
     texts, labels = read_labelled(data_path, text_column, label_column)
     model = TextClassifier.load(model_dir, quantize=quantize, device=device)

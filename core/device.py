@@ -58,3 +58,14 @@ def faiss_gpu_available() -> bool:
     except Exception:  # a broken CUDA driver must not break CPU users
         logger.warning("faiss has GPU support but could not count GPUs; using the CPU")
         return False
+
+
+def set_torch_threads(count: int) -> None:
+    """Limit torch's intra-op threads for the whole process (0 keeps torch's default).
+
+    Process-wide, so only entry points (CLI commands, app mains) call it.
+    """
+    if count > 0:
+        import torch
+
+        torch.set_num_threads(count)

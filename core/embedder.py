@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
@@ -33,9 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from threefold.core.base_model import configure_offline, packaged_model_path, resolve_base_model
+from threefold.core.base_model import packaged_model_path, resolve_base_model
 from threefold.core.device import torch_device
-from threefold.core.errors import ConfigError, DataError, ModelError
+from threefold.core.encoder import check_positive, text_list
+from threefold.core.errors import ConfigError, DataError, ModelError, first_line
+from threefold.core.files import read_json, write_json_atomic
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -48,7 +49,10 @@ FORMAT_VERSION = 1
 
 
 class Embedder:
-    """Normalized sentence embeddings from a sentence-transformers model (default: MiniLM)."""
+    """Normalized sentence embeddings from a sentence-transformers model (default: MiniLM).
+
+    The real `TextEncoder` (see `threefold.core.encoder`).
+    """
 
     def __init__(
         self,
@@ -59,8 +63,8 @@ class Embedder:
         max_length: int = 256,
         quantize: bool = False,
     ) -> None:
-        _check_positive("batch_size", batch_size)
-        _check_positive("max_length", max_length)
+        check_positive("batch_size", batch_size)
+        check_positive("max_length", max_length)
         self.model = None if model is None else str(model)
         self.requested_device = device
         self.batch_size = batch_size
@@ -89,7 +93,6 @@ class Embedder:
         with self._lock:
             if self._model is not None:
                 return self
-            configure_offline()
             device = torch_device(self.requested_device)
             if self.quantize and device != "cpu":
                 raise ConfigError(
@@ -154,18 +157,9 @@ class Embedder:
         show_progress: bool = False,
     ) -> np.ndarray:
         """Embed texts: float32 array (len(texts), dimension), each row L2-normalized."""
-        if isinstance(texts, (str, bytes)):
-            raise ConfigError(
-                "encode() takes a sequence of texts, not a single string. Fix: encode([text])."
-            )
-        items = list(texts)
-        for pos, text in enumerate(items):
-            if not isinstance(text, str):
-                raise ConfigError(
-                    f"encode() takes strings; item {pos} is {type(text).__name__} {text!r}."
-                )
+        items = text_list(texts)
         if batch_size is not None:
-            _check_positive("batch_size", batch_size)
+            check_positive("batch_size", batch_size)
         with self._lock:
             self._loaded_model()
             if not items:
@@ -199,12 +193,12 @@ class Embedder:
         `fine_tune_stats` and written by `save`.
         """
         checked = _check_pairs(pairs)
-        _check_positive("epochs", epochs)
-        _check_positive("batch_size", batch_size)
+        check_positive("epochs", epochs)
+        check_positive("batch_size", batch_size)
         if batch_size < 2:
             raise ConfigError("batch_size must be at least 2: in-batch negatives need a batch.")
         if max_steps is not None:
-            _check_positive("max_steps", max_steps)
+            check_positive("max_steps", max_steps)
         if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < 1):
             raise ConfigError(f"learning_rate must be in (0, 1); got {learning_rate!r}.")
         if self.quantize:
@@ -285,9 +279,7 @@ class Embedder:
                 "fingerprint": _fingerprint(model),
                 "fine_tune": self.fine_tune_stats,
             }
-        tmp = folder / f".{META_FILE}.tmp"
-        tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, folder / META_FILE)
+        write_json_atomic(folder / META_FILE, meta)
         logger.info("saved embedder to %s", folder)
 
     @classmethod
@@ -302,13 +294,8 @@ class Embedder:
         meta: dict = {}
         meta_path = folder / META_FILE
         if meta_path.is_file():
-            try:
-                meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ModelError(
-                    f"{meta_path} is not readable JSON ({exc}). Fix: save the embedder again."
-                ) from exc
-            if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            meta = read_json(meta_path, "the embedder")
+            if meta.get("format") != FORMAT_NAME:
                 raise ModelError(
                     f"{meta_path} is not a threefold embedder description (expected "
                     f"format {FORMAT_NAME!r}). Fix: save the embedder again."
@@ -369,7 +356,7 @@ def _load_sentence_transformer(location: str, device: str) -> SentenceTransforme
         what = f"model directory {location}" if local else f"hub model {location!r}"
         raise ModelError(
             f"could not load {what} as a sentence-transformers or Hugging Face encoder: "
-            f"{type(exc).__name__}: {_first_line(exc)}. Fix: check that the folder holds a "
+            f"{type(exc).__name__}: {first_line(exc)}. Fix: check that the folder holds a "
             "complete model (config.json, weights, tokenizer), or leave the model unset to use "
             "the packaged all-MiniLM-L6-v2."
         ) from exc
@@ -453,13 +440,3 @@ def _check_pairs(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
             f"fine_tune() needs at least 2 pairs (in-batch negatives); got {len(checked)}."
         )
     return checked
-
-
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be a positive int; got {value!r}.")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -43,3 +43,9 @@ class ModelError(ThreefoldError):
 
 class ServiceError(ThreefoldError):
     """An external or embedded service (Redis, Kafka) could not be started or reached."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -20,19 +20,19 @@ Design:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from threefold.core.device import faiss_gpu_available
-from threefold.core.errors import ConfigError, ModelError
+from threefold.core.errors import ConfigError, ModelError, first_line
+from threefold.core.files import read_json, write_json_atomic
 
 if TYPE_CHECKING:
     import faiss
@@ -52,37 +52,13 @@ GPU_INSTALL_HINT = (
 GPU_MAX_K = 2048
 
 
-@runtime_checkable
-class VectorIndex(Protocol):
-    """What the apps need from a vector index: string ids, inner-product search, save/load."""
-
-    dimension: int
-
-    def add(self, ids: Sequence[str], vectors: np.ndarray) -> None: ...
-
-    def remove(self, ids: Sequence[str]) -> int: ...
-
-    def search(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]: ...
-
-    def get_vector(self, id: str) -> np.ndarray: ...
-
-    def __len__(self) -> int: ...
-
-    def __contains__(self, id: object) -> bool: ...
-
-    @property
-    def ids(self) -> list[str]: ...
-
-    def save(self, path: str | Path) -> None: ...
-
-
 def _faiss() -> Any:
     import faiss
 
     return faiss
 
 
-class FaissIndex(VectorIndex):
+class FaissIndex:
     """FAISS inner-product index with string ids; exact below `exact_threshold`, IVF above."""
 
     def __init__(
@@ -254,8 +230,8 @@ class FaissIndex(VectorIndex):
             tmp_index = folder / f".{INDEX_FILE}.tmp"
             faiss.write_index(self._index, str(tmp_index))
             os.replace(tmp_index, folder / INDEX_FILE)
-            _write_json_atomic(folder / IDS_FILE, ids_doc)
-            _write_json_atomic(folder / META_FILE, meta)
+            write_json_atomic(folder / IDS_FILE, ids_doc)
+            write_json_atomic(folder / META_FILE, meta)
         logger.info("saved %s index with %d vectors to %s", self._kind, len(int_ids), folder)
 
     @classmethod
@@ -274,8 +250,8 @@ class FaissIndex(VectorIndex):
                 f"index directory {str(folder)!r} is missing {missing}; expected "
                 f"{[INDEX_FILE, IDS_FILE, META_FILE]}. Fix: save the index again."
             )
-        meta = _read_json(folder / META_FILE)
-        ids_doc = _read_json(folder / IDS_FILE)
+        meta = read_json(folder / META_FILE, "the index")
+        ids_doc = read_json(folder / IDS_FILE, "the index")
         try:
             if meta.get("format") != FORMAT_NAME or meta.get("version") != FORMAT_VERSION:
                 raise ValueError(
@@ -300,7 +276,7 @@ class FaissIndex(VectorIndex):
             cpu_index = faiss.read_index(str(folder / INDEX_FILE))
         except RuntimeError as exc:
             raise ModelError(
-                f"{folder / INDEX_FILE} is not a readable FAISS index ({_first_line(exc)}). "
+                f"{folder / INDEX_FILE} is not a readable FAISS index ({first_line(exc)}). "
                 "Fix: save the index again."
             ) from exc
         if cpu_index.d != dimension or cpu_index.ntotal != len(int_ids):
@@ -463,29 +439,3 @@ def _check_ids(ids: Sequence[str]) -> list[str]:
                 "Fix: convert ids with str() before adding."
             )
     return out
-
-
-def _write_json_atomic(path: Path, doc: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(
-            f"{path} is not readable JSON ({exc}). Fix: save the index again."
-        ) from exc
-    if not isinstance(doc, dict):
-        raise ModelError(
-            f"{path} holds a JSON {type(doc).__name__}, expected an object. "
-            "Fix: save the index again."
-        )
-    return doc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

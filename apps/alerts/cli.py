@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from threefold.core.base_model import BASE_MODEL_ENV
 from threefold.core.command_line import clean_errors, emit_json
 
 logger = logging.getLogger("threefold.alerts")
@@ -84,11 +85,13 @@ def _config(overrides: dict[str, Any]):
 def run_command(metrics_port: int | None, stop_after: float | None, create_topics: bool, **kw):
     """Consume news, publish scored messages and alerts (needs Kafka and Redis)."""
     from threefold.apps.alerts.processor import build_runner
+    from threefold.core.device import set_torch_threads
     from threefold.core.web import configure_json_logging
 
     configure_json_logging()
     config = _config({**kw, "metrics_port": metrics_port})
     logger.info("alerts consumer settings: %s", json.dumps(config.public_dict(), default=str))
+    set_torch_threads(config.torch_threads)
     runner, processor = build_runner(config)
     if create_topics:
         from threefold.streaming.kafka_config import ensure_topics
@@ -134,7 +137,12 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
     type=click.Path(file_okay=False),
     help="Writes OUT/topic and OUT/sentiment.",
 )
-@click.option("--base", default=None, help="Base model directory [default: packaged MiniLM].")
+@click.option(
+    "--base",
+    default=None,
+    envvar=BASE_MODEL_ENV,
+    help="Base model directory [default: packaged MiniLM].",
+)
 @click.option("--epochs", type=float, default=4.0, show_default=True)
 @click.option("--learning-rate", type=float, default=5e-5, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
@@ -157,7 +165,7 @@ def train_command(
     **training: Any,
 ) -> None:
     """Fine-tune the topic and the sentiment classifier (like `threefold classifier train`)."""
-    from threefold.core.classifier import TextClassifier
+    from threefold.core.classifier_training import train_classifier_from_files
     from threefold.core.training_config import TrainingConfig
 
     summary = {}
@@ -171,7 +179,7 @@ def train_command(
             output_progress=not no_progress,
             **training,
         )
-        model = TextClassifier.train_from_files(path, base_model=base, config=config)
+        model = train_classifier_from_files(path, base_model=base, config=config)
         target = Path(out) / name
         model.save(target)
         evaluation = model.metrics.get("eval") or {}

@@ -252,10 +252,6 @@ def build_runner(
             "(or pass --bootstrap / --redis-url); `threefold demo` starts embedded ones"
         )
     metrics = AlertsMetrics(registry)
-    if config.torch_threads > 0:
-        import torch
-
-        torch.set_num_threads(config.torch_threads)
     if scorer is None:
         scorer = Scorer.load(
             config.topic_model_dir,

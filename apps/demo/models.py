@@ -110,7 +110,7 @@ def train_alert_models(
     key = cache_key([sample], base, settings)
 
     def build(out: Path) -> None:
-        from threefold.core.classifier import TextClassifier
+        from threefold.core.classifier_training import train_classifier
         from threefold.core.training_config import TrainingConfig
 
         rows = _labelled_rows(sample, tuple(CLASSIFIER_STEPS))
@@ -118,7 +118,7 @@ def train_alert_models(
         for column, steps in CLASSIFIER_STEPS.items():
             logger.info("training the %s classifier on %d headlines", column, len(rows))
             config = TrainingConfig(max_steps=steps, output_progress=True, **CLASSIFIER_SETTINGS)
-            model = TextClassifier.train(
+            model = train_classifier(
                 texts, [r[column] for r in rows], base_model=base, config=config
             )
             model.save(out / column)

@@ -147,13 +147,17 @@ def start_services(options: DemoOptions, stack: ExitStack, state: DemoState, log
 def train_models(options: DemoOptions, cache: Path, log: StageLog) -> Any:
     from threefold.apps.alerts.config import DATA_DIR
     from threefold.apps.demo.models import CLASSIFIER_STEPS, train_alert_models
+    from threefold.core.base_model import base_model_from_env
 
     log.begin(2, "models", f"topic and sentiment classifiers (cache {cache})")
     if options.retrain:
         log.note("--retrain: training them again")
     started = time.monotonic()
     models = train_alert_models(
-        DATA_DIR / "headlines_sample.csv", cache / "models", retrain=options.retrain
+        DATA_DIR / "headlines_sample.csv",
+        cache / "models",
+        base_model=base_model_from_env(),
+        retrain=options.retrain,
     )
     if models.built:
         steps = ", ".join(f"{name} {n} steps" for name, n in CLASSIFIER_STEPS.items())
@@ -182,11 +186,12 @@ def build_apps(
     from threefold.apps.qa.config import SAMPLE_KB, QAConfig
     from threefold.apps.recs.api import create_app as create_recs
     from threefold.apps.recs.config import RecsConfig
+    from threefold.core.base_model import base_model_from_env
     from threefold.core.embedder import Embedder
 
     log.begin(3, "build", "FAQ bot and catalog index")
     origins = browser_origins(state.servers["hub"])
-    embedder = Embedder().load()
+    embedder = Embedder(base_model_from_env()).load()
     bot = build_faq_bot(SAMPLE_KB, cache / "qa", embedder, retrain=options.retrain)
     log.note(f"FAQ bot {'built' if bot.built else 'reused'} at {bot.path}")
     prefix = f"threefold:demo:{state.run_id}:"
@@ -235,6 +240,7 @@ def build_apps(
 def start_apps(apps: dict[str, Any], state: DemoState, stack: ExitStack, log: StageLog) -> None:
     from threefold.apps.alerts.processor import build_runner
     from threefold.apps.demo.stack import ConsumerThread
+    from threefold.core.device import set_torch_threads
     from threefold.streaming.kafka_config import ensure_topics
 
     log.begin(4, "start", "HTTP servers and the alerts consumer")
@@ -246,6 +252,7 @@ def start_apps(apps: dict[str, Any], state: DemoState, stack: ExitStack, log: St
         state.bootstrap,
         [config.input_topic, config.scored_topic, config.alerts_topic, config.dead_letter_topic],
     )
+    set_torch_threads(config.torch_threads)
     runner, processor = build_runner(config)
     state.consumer = ConsumerThread(runner, processor)
     state.consumer.start()

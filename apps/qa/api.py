@@ -6,7 +6,7 @@ import atexit
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, current_app, jsonify, redirect, send_from_directory
 from flask.typing import ResponseReturnValue
@@ -24,6 +24,9 @@ from threefold.apps.qa.store import BotStore
 from threefold.core.errors import ConfigError
 from threefold.core.settings import reveal
 from threefold.core.web import setup_web_app
+
+if TYPE_CHECKING:
+    from threefold.core.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -115,7 +118,7 @@ def _redis_client(config: QAConfig) -> tuple[Any, Any]:
     return redis.Redis.from_url(url, socket_timeout=5, health_check_interval=30), service
 
 
-def _ensure_bot(store: BotStore, config: QAConfig, embedder: Any) -> Any:
+def _ensure_bot(store: BotStore, config: QAConfig, embedder: Embedder | None) -> Embedder | None:
     """Build the bot from `kb_path` when the bot directory is still empty."""
     if store.exists():
         return embedder
@@ -126,15 +129,16 @@ def _ensure_bot(store: BotStore, config: QAConfig, embedder: Any) -> Any:
         )
     from threefold.apps.qa.builder import build_bot
     from threefold.apps.qa.knowledge_base import KnowledgeBase
+    from threefold.core.base_model import base_model_from_env
     from threefold.core.embedder import Embedder
 
-    embedder = embedder or Embedder().load()
+    embedder = embedder or Embedder(base_model_from_env()).load()
     logger.info("bot directory %s is empty: building from %s", config.bot_dir, config.kb_path)
     store.publish(build_bot(KnowledgeBase.load(config.kb_path), embedder))
     return embedder
 
 
-def create_app(config: QAConfig | None = None, *, embedder: Any = None) -> Flask:
+def create_app(config: QAConfig | None = None, *, embedder: Embedder | None = None) -> Flask:
     """Build the QA bot service.
 
     Args:

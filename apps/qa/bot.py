@@ -12,6 +12,7 @@ from threefold.apps.qa.calibration import Calibrator
 from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.apps.qa.policy import PolicySettings
 from threefold.apps.qa.retrieval import Ranking, aggregate
+from threefold.core.encoder import TextEncoder
 
 DEFAULT_AMBIGUITY_MARGIN = 0.03
 FOLLOW_UP_WEIGHT = 0.5
@@ -48,7 +49,7 @@ class Bot:
         *,
         kb: KnowledgeBase,
         index: Any,
-        embedder: Any,
+        embedder: TextEncoder,
         calibrator: Calibrator,
         info: BotInfo,
     ) -> None:

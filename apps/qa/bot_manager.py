@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
 
 from threefold.apps.qa.bot import Bot
 from threefold.apps.qa.builder import EditStats, apply_edits
 from threefold.apps.qa.knowledge_base import FaqEntry
 from threefold.apps.qa.store import BotStore
+from threefold.core.encoder import TextEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 class BotManager:
     """Holds the current Bot of a BotStore; writers are serialized, readers never block."""
 
-    def __init__(self, store: BotStore, *, embedder: Any = None) -> None:
+    def __init__(self, store: BotStore, *, embedder: TextEncoder | None = None) -> None:
         self.store = store
         self._embedder = embedder
         self._write_lock = threading.Lock()

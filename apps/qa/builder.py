@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,7 +26,11 @@ from threefold.apps.qa.bot import DEFAULT_AMBIGUITY_MARGIN, Bot, BotInfo
 from threefold.apps.qa.calibration import METHODS, fit_calibrator
 from threefold.apps.qa.knowledge_base import FaqEntry, KnowledgeBase
 from threefold.apps.qa.retrieval import per_id_max, vector_id
+from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from threefold.core.embedder import Embedder
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +239,7 @@ def _held_out_features(
 
 
 def _probe_features(
-    embedder: Any,
+    embedder: TextEncoder,
     vectors: np.ndarray,
     layout: _Layout,
     probes: Sequence[str],
@@ -254,7 +258,7 @@ def _probe_features(
     return s1[keep].tolist(), margin[keep].tolist(), int((~keep).sum())
 
 
-def fresh_copy(embedder: Any) -> Any:
+def fresh_copy(embedder: Embedder) -> Embedder:
     """A separately loaded Embedder with the same weights and settings (safe to fine-tune)."""
     from threefold.core.embedder import Embedder
 
@@ -263,7 +267,7 @@ def fresh_copy(embedder: Any) -> Any:
     ).load()
 
 
-def embedder_reference(embedder: Any, *, fine_tuned: bool) -> dict[str, Any]:
+def embedder_reference(embedder: Embedder, *, fine_tuned: bool) -> dict[str, Any]:
     """How bot.json names the embedder: saved beside the bot, or a base model to load."""
     ref = {"model_id": embedder.model_id, "max_length": embedder.max_length}
     if fine_tuned:
@@ -273,7 +277,7 @@ def embedder_reference(embedder: Any, *, fine_tuned: bool) -> dict[str, Any]:
 
 def build_bot(
     kb: KnowledgeBase,
-    embedder: Any,
+    embedder: Embedder,
     options: BuildOptions | None = None,
     *,
     show_progress: bool = False,

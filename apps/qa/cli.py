@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from threefold.core.base_model import BASE_MODEL_ENV
+
 
 def _emit(data: dict) -> None:
     click.echo(json.dumps(data, indent=None, ensure_ascii=False))
@@ -53,7 +55,12 @@ def qa() -> None:
     type=click.Path(file_okay=False),
     help="Bot directory; a new version is added when it already holds a bot.",
 )
-@click.option("--model", default=None, help="Base embedder (folder or hub id); default MiniLM.")
+@click.option(
+    "--model",
+    default=None,
+    envvar=BASE_MODEL_ENV,
+    help="Base embedder (folder or hub id); default MiniLM.",
+)
 @click.option(
     "--threshold",
     type=click.FloatRange(0, 1),

@@ -24,6 +24,7 @@ from threefold.apps.recs.events import Event, load_events, parse_event
 from threefold.apps.recs.history import UserHistories
 from threefold.apps.recs.recommender import Recommender
 from threefold.apps.recs.rules import decode_cursor
+from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ConfigError, DataError
 from threefold.core.settings import reveal
 from threefold.core.web import ApiError, bearer_token_required, read_json_body, setup_web_app
@@ -98,11 +99,13 @@ class RecsState:
         self.last_sync = 0.0
 
 
-def create_app(config: RecsConfig | None = None, *, encoder: Any = None) -> Flask:
+def create_app(config: RecsConfig | None = None, *, encoder: TextEncoder | None = None) -> Flask:
     """Build the app; `encoder` (a core Embedder) overrides the configured text model."""
     from threefold.apps.recs.ranker_store import RankerModel
+    from threefold.core.base_model import base_model_from_env, configure_offline
     from threefold.core.embedder import Embedder
 
+    configure_offline()
     config = config or RecsConfig.from_env()
     app = Flask(__name__, static_folder=None)
     app.config[ADMIN_TOKEN_KEY] = reveal(config.admin_token)
@@ -135,7 +138,7 @@ def create_app(config: RecsConfig | None = None, *, encoder: Any = None) -> Flas
         encoder, combiner, info = model.encoder, model.combiner, model.info
         window = model.trending_window
     elif encoder is None:
-        encoder = Embedder(config.base_model, max_length=128)
+        encoder = Embedder(config.base_model or base_model_from_env(), max_length=128)
     recommender = Recommender(
         catalog,
         encoder,

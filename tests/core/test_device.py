@@ -6,7 +6,7 @@ import faiss
 import pytest
 import torch
 
-from threefold.core.device import faiss_gpu_available, torch_device
+from threefold.core.device import faiss_gpu_available, set_torch_threads, torch_device
 from threefold.core.errors import ConfigError
 
 
@@ -44,3 +44,16 @@ def test_cuda_index_out_of_range() -> None:
 def test_faiss_gpu_available_matches_faiss() -> None:
     expected = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
     assert faiss_gpu_available() is expected
+
+
+def test_set_torch_threads_limits_the_process_and_zero_keeps_it() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        set_torch_threads(1)
+        assert torch.get_num_threads() == 1
+        set_torch_threads(0)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -1,4 +1,7 @@
-"""Embedder: normalized batched vectors, bad input, quantization, save/load, fine-tuning."""
+"""Embedder specifics: MiniLM vectors, truncation, quantization, save/load, fine-tuning.
+
+The TextEncoder contract (shapes, normalization, batching, bad input) is in test_encoder.py.
+"""
 
 from __future__ import annotations
 
@@ -45,10 +48,6 @@ def test_similar_sentences_are_closer(embedder: Embedder) -> None:
     assert v[0] @ v[1] > v[0] @ v[3] + 0.3
 
 
-def test_empty_list_gives_empty_matrix(embedder: Embedder) -> None:
-    assert embedder.encode([]).shape == (0, 384)
-
-
 def test_empty_string_is_embedded(embedder: Embedder) -> None:
     vectors = embedder.encode(["", "hello"])
     assert np.isfinite(vectors).all()
@@ -61,21 +60,6 @@ def test_too_long_text_is_truncated_to_max_length(embedder: Embedder) -> None:
     prefix = " ".join(words[:600])  # already well past 256 tokens
     long_vec, prefix_vec = embedder.encode([long_text, prefix])
     np.testing.assert_allclose(long_vec, prefix_vec, atol=1e-5)
-
-
-def test_batch_size_does_not_change_vectors(embedder: Embedder) -> None:
-    one = embedder.encode(SENTENCES, batch_size=1)
-    all_at_once = embedder.encode(SENTENCES, batch_size=64)
-    np.testing.assert_allclose(one, all_at_once, atol=1e-5)
-
-
-def test_encode_rejects_bad_input(embedder: Embedder) -> None:
-    with pytest.raises(ConfigError, match=r"encode\(\[text\]\)"):
-        embedder.encode("a single string")
-    with pytest.raises(ConfigError, match="item 1 is int"):
-        embedder.encode(["ok", 3])
-    with pytest.raises(ConfigError, match="batch_size"):
-        embedder.encode(["ok"], batch_size=0)
 
 
 def test_model_id_names_model_and_settings(embedder: Embedder) -> None:

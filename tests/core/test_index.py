@@ -1,4 +1,4 @@
-"""FaissIndex: one shared contract every VectorIndex implementation runs, then FAISS specifics."""
+"""FaissIndex: one shared contract every index mode (exact, IVF, CPU, GPU) runs, then specifics."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from threefold.core.device import faiss_gpu_available
 from threefold.core.errors import ConfigError, ModelError
-from threefold.core.index import FaissIndex, VectorIndex, build_index
+from threefold.core.index import FaissIndex, build_index
 
 DIM = 32
 N = 300
@@ -22,7 +22,7 @@ GPU_SKIP = pytest.mark.skipif(
     reason="needs faiss-gpu and a CUDA GPU (pip install threefold[gpu] on a GPU machine)",
 )
 
-# Each implementation of the VectorIndex protocol: a factory taking the dimension.
+# Each FaissIndex mode: a factory taking the dimension.
 IMPLEMENTATIONS = [
     pytest.param(lambda dim: FaissIndex(dim, use_gpu=False), id="faiss-exact"),
     # A small threshold forces the IVF index once the contract's N vectors are added; nprobe
@@ -57,12 +57,12 @@ def brute_force(vectors: np.ndarray, ids: list[str], query: np.ndarray, k: int) 
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)
-def make_index(request: pytest.FixtureRequest) -> Callable[[int], VectorIndex]:
+def make_index(request: pytest.FixtureRequest) -> Callable[[int], FaissIndex]:
     return request.param
 
 
 @pytest.fixture
-def filled(make_index: Callable[[int], VectorIndex]) -> tuple[VectorIndex, list[str], np.ndarray]:
+def filled(make_index: Callable[[int], FaissIndex]) -> tuple[FaissIndex, list[str], np.ndarray]:
     vectors = unit_vectors(N)
     ids = ids_for(N)
     index = make_index(DIM)
@@ -71,12 +71,12 @@ def filled(make_index: Callable[[int], VectorIndex]) -> tuple[VectorIndex, list[
 
 
 # --------------------------------------------------------------------------- contract
-class TestVectorIndexContract:
-    """Behaviour every VectorIndex must show (run once per implementation)."""
+class TestIndexContract:
+    """Behaviour every index mode must show (run once per mode)."""
 
-    def test_is_a_vector_index(self, filled) -> None:
+    def test_is_a_faiss_index(self, filled) -> None:
         index, _, _ = filled
-        assert isinstance(index, VectorIndex)
+        assert isinstance(index, FaissIndex)
         assert index.dimension == DIM
 
     def test_search_finds_exact_neighbours_best_first(self, filled) -> None:

@@ -80,7 +80,7 @@ def model_dirs(tmp_path_factory) -> dict[str, Path]:
     $ALERTS_TEST_MODELS (a folder with topic/ and sentiment/ saved by `threefold alerts train`)
     skips the fine-tuning, to iterate faster on a busy machine.
     """
-    from threefold.core.classifier import TextClassifier
+    from threefold.core.classifier_training import train_classifier
     from threefold.core.training_config import TrainingConfig
 
     reuse = os.environ.get("ALERTS_TEST_MODELS")
@@ -100,7 +100,7 @@ def model_dirs(tmp_path_factory) -> dict[str, Path]:
             warmup_ratio=0.0,
             output_progress=False,
         )
-        model = TextClassifier.train(
+        model = train_classifier(
             [r["text"] for r in rows], [r[column] for r in rows], config=config
         )
         model.save(root / column)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from threefold.core.errors import ConfigError, DataError
-from threefold.core.metrics import classification_report
+from threefold.core.evaluation import classification_report
 
 
 def test_three_class_report_matches_hand_computation() -> None:

@@ -1,4 +1,4 @@
-"""Classification metrics (accuracy, per-class precision/recall/F1, confusion) in plain numpy."""
+"""Classification scores (accuracy, per-class precision/recall/F1, confusion) in plain numpy."""
 
 from __future__ import annotations
 
