@@ -28,6 +28,8 @@ from typing import Any
 
 import click
 
+from threefold.core.settings import safe_url
+
 STAGES = 7
 APP_NAMES = ("hub", "qa", "recs", "dashboard")
 # Loggers whose INFO lines would bury the stage messages; `threefold -v demo` shows them.
@@ -137,7 +139,7 @@ def start_services(options: DemoOptions, stack: ExitStack, state: DemoState, log
     found = []
     state.redis_url = os.environ.get(REDIS_URL_ENV, "")
     if state.redis_url:
-        found.append(f"Redis {_safe_url(state.redis_url)} (from {REDIS_URL_ENV})")
+        found.append(f"Redis {safe_url(state.redis_url)} (from {REDIS_URL_ENV})")
     else:
         redis = start_redis()
         stack.callback(redis.stop)
@@ -410,13 +412,6 @@ def _close(stack: ExitStack) -> None:
     with _signals_ignored():
         stack.close()
     click.echo(f"demo: stopped everything ({time.monotonic() - started:.1f} s)", err=True)
-
-
-def _safe_url(url: str | None) -> str:
-    if not url or "@" not in url:
-        return str(url)
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
 @click.command("demo")
