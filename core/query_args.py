@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from flask import request
 
 from threefold.core.web import ApiError
 
+T = TypeVar("T", int, float)
 _TRUE = frozenset({"1", "true", "yes"})
 _FALSE = frozenset({"0", "false", "no"})
 
@@ -18,30 +22,32 @@ def _raw(name: str) -> str | None:
 
 def int_arg(name: str, default: int, *, low: int, high: int | None = None) -> int:
     """`?name=` as an integer in [low, high] (no upper bound when high is None)."""
-    raw = _raw(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name!r} must be an integer, found {raw!r}", field=name) from None
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ApiError(400, f"{name!r} must be {bounds}, found {value}", field=name)
-    return value
+    return _number_arg(name, default, int, "an integer", low, high)
 
 
 def float_arg(name: str, default: float, *, low: float, high: float) -> float:
     """`?name=` as a number in [low, high]."""
+    return _number_arg(name, default, float, "a number", low, high)
+
+
+def _number_arg(
+    name: str,
+    default: T,
+    convert: Callable[[str], T],
+    kind: str,
+    low: T,
+    high: T | None,
+) -> T:
     raw = _raw(name)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        value = convert(raw)
     except ValueError:
-        raise ApiError(400, f"{name!r} must be a number, found {raw!r}", field=name) from None
-    if not low <= value <= high:
-        raise ApiError(400, f"{name!r} must be between {low} and {high}, found {raw}", field=name)
+        raise ApiError(400, f"{name!r} must be {kind}, found {raw!r}", field=name) from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise ApiError(400, f"{name!r} must be {bounds}, found {raw}", field=name)
     return value
 
 
