@@ -26,6 +26,7 @@ from threefold.apps.qa.bot import Bot, BotInfo
 from threefold.apps.qa.calibration import Calibrator
 from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.core.errors import ModelError
+from threefold.core.files import read_json
 from threefold.core.registry import VersionedFolders
 
 logger = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class BotStore:
         meta_path = folder / "bot.json"
         if not meta_path.is_file():
             raise ModelError(f"bot version {version!r} in {self.root} has no bot.json")
-        doc = json.loads(meta_path.read_text(encoding="utf-8"))
+        doc = read_json(meta_path, "bot metadata")
         if doc.get("format") != FORMAT_NAME:
             raise ModelError(
                 f"{meta_path} is not a threefold QA bot (format {doc.get('format')!r})"
