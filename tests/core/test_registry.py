@@ -99,13 +99,19 @@ def test_pointer_write_leaves_no_temp_files(registry: ModelRegistry, tmp_path: P
     assert sorted(p.name for p in (registry.root / "m").iterdir()) == ["current", "v1", "v2"]
 
 
-def test_versioned_folders_roll_back_along_the_activation_history(tmp_path: Path) -> None:
-    folders = VersionedFolders(
+@pytest.fixture
+def folders(tmp_path: Path) -> VersionedFolders:
+    return VersionedFolders(
         tmp_path / "versions",
         tmp_path / "state.json",
         label="thing",
         next_version=lambda existing: f"v{len(existing) + 1}",
     )
+
+
+def test_versioned_folders_roll_back_along_the_activation_history(
+    folders: VersionedFolders,
+) -> None:
     assert folders.current_version() is None and folders.history() == []
     for name in ("a", "b", "c"):
         folders.publish(lambda folder, v: (folder / "v.txt").write_text(v), version=name)
@@ -117,14 +123,7 @@ def test_versioned_folders_roll_back_along_the_activation_history(tmp_path: Path
         folders.activate("z")
 
 
-def test_a_failed_write_leaves_no_version_behind(tmp_path: Path) -> None:
-    folders = VersionedFolders(
-        tmp_path / "versions",
-        tmp_path / "state.json",
-        label="thing",
-        next_version=lambda existing: f"v{len(existing) + 1}",
-    )
-
+def test_a_failed_write_leaves_no_version_behind(folders: VersionedFolders, tmp_path: Path) -> None:
     def broken(folder: Path, version: str) -> None:
         (folder / "half.bin").write_bytes(b"x")
         raise OSError("disk full")
