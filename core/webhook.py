@@ -19,7 +19,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 _STOP = object()
 
-OnResult = Callable[[dict[str, Any], "str | None"], None]
+OnResult = Callable[[dict[str, Any], str | None], None]
 """Called once per payload with None when delivered or the last error when it failed."""
 
 
