@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-import pytest
-
 from threefold.core.webhook import WebhookSender
 
 ALERT = {"alert_id": "a-1", "key": "entity:QNTV", "window_end_ts": 300, "summary": "surge"}
 
 
-@pytest.fixture
-def receiver():
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append(json.loads(body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received
-    server.shutdown()
-
-
-def test_alert_is_posted_as_json(receiver):
-    url, received = receiver
+def test_alert_is_posted_as_json(webhook_server):
+    url, received = webhook_server
     notifier = WebhookSender(url)
     notifier.send(ALERT)
     notifier.close()
-    assert received == [ALERT]
+    assert [received.get_nowait() for _ in range(received.qsize())] == [ALERT]
 
 
 def test_failed_delivery_is_reported_not_raised():
@@ -54,3 +27,39 @@ def test_failed_delivery_is_reported_not_raised():
     notifier.send(ALERT)
     notifier.close()
     assert failures and failures[0][0] == "a-1"
+
+
+def test_a_failing_webhook_is_retried_until_it_answers(monkeypatch):
+    answers = iter([OSError("refused"), OSError("refused"), None] + [OSError("refused")] * 3)
+    calls = []
+
+    class Answer:
+        status = 204
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def urlopen(request, timeout):
+        calls.append((request.full_url, timeout))
+        error = next(answers)
+        if error is not None:
+            raise error
+        return Answer()
+
+    monkeypatch.setattr("urllib.request.urlopen", urlopen)
+    results = []
+    sender = WebhookSender(
+        "http://hooks.example/a",
+        timeout_s=2.0,
+        attempts=3,
+        backoff_s=0.001,
+        on_result=lambda payload, error: results.append(error),
+    )
+    assert sender.deliver(ALERT) is None
+    assert calls == [("http://hooks.example/a", 2.0)] * 3
+    sender.send(ALERT)  # three refusals: reported once, after the last try
+    sender.close()
+    assert results == ["OSError: refused"] and len(calls) == 6
