@@ -1,27 +1,170 @@
-"""Versioned model directories: <root>/<name>/<version>/ plus a `current` pointer per name.
+"""Versioned folders with a `current` pointer: publish, activate, roll back.
 
-Publishing copies a model folder into a new version (never overwrites one) and makes it current.
-The pointer is a small text file replaced atomically (os.replace), so a reader sees either the
-old or the new version, never a half-written one; a version directory appears only when fully
-copied. Versions sort naturally ("v2" before "v10"); `rollback` moves the pointer to the version
-before the current one.
+`VersionedFolders` is the one helper: each version is a folder under `versions_dir`, written
+aside and renamed into place (it appears only when complete, and is never overwritten); a small
+JSON state file `{"current": ..., "history": [...]}` names the current version and every version
+activated so far, and is replaced atomically (os.replace), so a reader sees either the old or
+the new version. Rollback re-activates the version activated before the current one. Writers
+are serialized across threads and processes with flock.
+
+`ModelRegistry` keeps named models this way: <root>/<name>/<version>/ and <root>/<name>/current.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from threefold.core.errors import ConfigError, ModelError
+from threefold.core.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 POINTER_FILE = "current"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class VersionedFolders:
+    """Immutable version folders under `versions_dir` and a state file naming the current one.
+
+    Args:
+        label: what the versions are, for messages ("bot", "model 'clf'").
+        next_version: names a new version from the existing ones (oldest first).
+    """
+
+    def __init__(
+        self,
+        versions_dir: Path,
+        state_path: Path,
+        *,
+        label: str,
+        next_version: Callable[[list[str]], str],
+    ) -> None:
+        self.versions_dir = versions_dir
+        self.state_path = state_path
+        self.label = label
+        self.next_version = next_version
+
+    def versions(self) -> list[str]:
+        """Published versions, oldest first (natural order: "v2" before "v10"); [] when none."""
+        if not self.versions_dir.is_dir():
+            return []
+        found = [
+            p.name for p in self.versions_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        ]
+        return sorted(found, key=_natural_key)
+
+    def path(self, version: str) -> Path:
+        return self.versions_dir / version
+
+    def history(self) -> list[str]:
+        """Every version activated so far, oldest first; the last one is current."""
+        return list(self._state()["history"])
+
+    def current_version(self) -> str | None:
+        """The current version; None before the first one; ModelError when it has gone."""
+        version = self._state()["current"]
+        if version is not None and not self.path(version).is_dir():
+            raise ModelError(
+                f"{self.state_path} names version {version!r}, which does not exist; available: "
+                f"{self.versions()}. Fix: activate one of those."
+            )
+        return version
+
+    def publish(
+        self,
+        write: Callable[[Path, str], None],
+        *,
+        version: str | None = None,
+        activate: bool = True,
+    ) -> str:
+        """Add a version: `write(folder, version)` fills it, then it is renamed into place."""
+        with self._locked():
+            if version is None:
+                version = self.next_version(self.versions())
+            target = self.path(version)
+            if target.exists():
+                raise ConfigError(
+                    f"{self.label} version {version!r} already exists at {target}; versions are "
+                    "never overwritten. Fix: pick a new version, or leave it unset for the next "
+                    "one."
+                )
+            self.versions_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=self.versions_dir, prefix=f".{version}-"))
+            try:
+                write(staging, version)
+                os.rename(staging, target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            if activate:
+                self._activate(version)
+        logger.info("published %s version %s in %s", self.label, version, self.versions_dir)
+        return version
+
+    def activate(self, version: str) -> None:
+        """Make an existing version current (appended to the history)."""
+        with self._locked():
+            if not self.path(version).is_dir():
+                raise ModelError(
+                    f"{self.label} version {version!r} does not exist in {self.versions_dir}; "
+                    f"versions: {self.versions()}"
+                )
+            self._activate(version)
+        logger.info("activated %s version %s", self.label, version)
+
+    def rollback(self) -> str:
+        """Re-activate the version that was current before the current one; returns it."""
+        with self._locked():
+            history = self.history()
+            if len(history) < 2:
+                raise ModelError(
+                    f"nothing to roll back to in {self.versions_dir}: only {history} was ever "
+                    "activated (the current version is the oldest one)"
+                )
+            previous = history[-2]
+            write_json_atomic(self.state_path, {"current": previous, "history": history[:-1]})
+        logger.info("rolled back %s to version %s", self.label, previous)
+        return previous
+
+    def _activate(self, version: str) -> None:
+        history = [*self.history(), version]
+        write_json_atomic(self.state_path, {"current": version, "history": history})
+
+    def _state(self) -> dict[str, Any]:
+        if not self.state_path.is_file():
+            return {"current": None, "history": []}
+        text = self.state_path.read_text(encoding="utf-8")
+        try:
+            state = json.loads(text)
+        except json.JSONDecodeError:
+            state = None
+        if isinstance(state, dict) and isinstance(state.get("history"), list):
+            return state
+        # A plain pointer holding one version name (how ModelRegistry wrote `current` before).
+        version = text.strip()
+        return {"current": version, "history": [version]}
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialize writers across threads and processes (flock on the state's folder)."""
+        folder = self.state_path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
 
 class ModelRegistry:
@@ -33,68 +176,50 @@ class ModelRegistry:
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
 
+    def _folders(self, name: str) -> VersionedFolders:
+        _check_name("model name", name)
+        folder = self.root / name
+        return VersionedFolders(
+            folder, folder / POINTER_FILE, label=f"model {name!r}", next_version=_next_v_number
+        )
+
     def publish(
         self, name: str, source_dir: str | os.PathLike[str], *, version: str | None = None
     ) -> str:
         """Copy `source_dir` in as a new version of `name`, make it current; returns the version."""
-        _check_name("model name", name)
+        folders = self._folders(name)
         source = Path(source_dir)
         if not source.is_dir():
             raise ModelError(
                 f"cannot publish {name!r}: {str(source)!r} is not a directory. "
                 "Fix: save the model first and pass its folder."
             )
-        folder = self.root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        if version is None:
-            version = self._next_version(name)
-        _check_name("version", version)
-        if version == POINTER_FILE:
-            raise ConfigError(f"version may not be called {POINTER_FILE!r}; pick another name.")
-        target = folder / version
-        if target.exists():
-            raise ConfigError(
-                f"{name!r} version {version!r} already exists at {target}; versions are never "
-                "overwritten. Fix: pick a new version, or leave it unset for the next one."
-            )
-        staging = Path(tempfile.mkdtemp(prefix=f".publish-{version}-", dir=folder))
-        try:
-            shutil.copytree(source, staging / "model")
-            os.replace(staging / "model", target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        self._write_pointer(name, version)
-        logger.info("published %s version %s from %s", name, version, source)
-        return version
+        if version is not None:
+            _check_name("version", version)
+            if version == POINTER_FILE:
+                raise ConfigError(f"version may not be called {POINTER_FILE!r}; pick another name.")
+
+        def copy(folder: Path, _version: str) -> None:
+            shutil.copytree(source, folder, dirs_exist_ok=True)
+
+        return folders.publish(copy, version=version)
 
     def versions(self, name: str) -> list[str]:
         """Published versions of `name`, oldest first (natural order); [] when none."""
-        _check_name("model name", name)
-        folder = self.root / name
-        if not folder.is_dir():
-            return []
-        found = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
-        return sorted(found, key=_natural_key)
+        return self._folders(name).versions()
 
     def current(self, name: str) -> Path:
         """Directory of the current version of `name`; ModelError when there is none."""
-        version = self.current_version(name)
-        return self.root / name / version
+        return self.root / name / self.current_version(name)
 
     def current_version(self, name: str) -> str:
         """The version the `current` pointer names; ModelError when there is none."""
-        _check_name("model name", name)
-        pointer = self.root / name / POINTER_FILE
-        if not pointer.is_file():
+        version = self._folders(name).current_version()
+        if version is None:
             raise ModelError(
-                f"no current version of {name!r} in registry {self.root} (no {pointer}). "
+                f"no current version of {name!r} in registry {self.root} "
+                f"(no {self.root / name / POINTER_FILE}). "
                 f"Fix: publish one with ModelRegistry({str(self.root)!r}).publish({name!r}, DIR)."
-            )
-        version = pointer.read_text(encoding="utf-8").strip()
-        if not version or not (self.root / name / version).is_dir():
-            raise ModelError(
-                f"{pointer} names version {version!r}, which does not exist; available: "
-                f"{self.versions(name)}. Fix: set_current({name!r}, VERSION) to one of those."
             )
         return version
 
@@ -106,40 +231,16 @@ class ModelRegistry:
                 f"{name!r} has no version {version!r}; available: {available}. "
                 "Fix: pick one of those, or publish it first."
             )
-        self._write_pointer(name, version)
-        logger.info("set current %s version to %s", name, version)
+        self._folders(name).activate(version)
 
     def rollback(self, name: str) -> str:
-        """Move `name` back to the version before the current one; returns that version."""
-        current = self.current_version(name)
-        available = self.versions(name)
-        position = available.index(current)
-        if position == 0:
-            raise ModelError(
-                f"cannot roll back {name!r}: current version {current!r} is the oldest of "
-                f"{available}. Fix: set_current to a specific version instead."
-            )
-        previous = available[position - 1]
-        self._write_pointer(name, previous)
-        logger.info("rolled back %s from %s to %s", name, current, previous)
-        return previous
+        """Move `name` back to the version current before this one; returns that version."""
+        return self._folders(name).rollback()
 
-    def _next_version(self, name: str) -> str:
-        numbers = [int(v[1:]) for v in self.versions(name) if re.fullmatch(r"v\d+", v)]
-        return f"v{max(numbers, default=0) + 1}"
 
-    def _write_pointer(self, name: str, version: str) -> None:
-        folder = self.root / name
-        fd, tmp = tempfile.mkstemp(prefix=".current-", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(version + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, folder / POINTER_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+def _next_v_number(existing: list[str]) -> str:
+    numbers = [int(v[1:]) for v in existing if re.fullmatch(r"v\d+", v)]
+    return f"v{max(numbers, default=0) + 1}"
 
 
 def _check_name(what: str, value: object) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import click
+
+from threefold.core.command_line import clean_errors, emit_json
 
 
 @click.group()
@@ -36,6 +37,7 @@ def _bootstrap_or_fail(bootstrap: str | None) -> str:
     help="Record field with the event time (epoch s/ms or ISO 8601) for the message timestamp.",
 )
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
+@clean_errors
 def replay_command(
     file: str,
     topic: str,
@@ -49,34 +51,29 @@ def replay_command(
 
     Prints one JSON summary on stdout: {"sent", "topic", "seconds"}.
     """
-    from threefold.core.errors import ThreefoldError
     from threefold.streaming.replay import replay_file
 
-    servers = _bootstrap_or_fail(bootstrap)
-    try:
-        summary = replay_file(
-            file,
-            topic=topic,
-            bootstrap=servers,
-            rate=rate,
-            key_field=key_field,
-            timestamp_field=timestamp_field,
-            progress=progress,
-        )
-    except ThreefoldError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(json.dumps(summary))
+    summary = replay_file(
+        file,
+        topic=topic,
+        bootstrap=_bootstrap_or_fail(bootstrap),
+        rate=rate,
+        key_field=key_field,
+        timestamp_field=timestamp_field,
+        progress=progress,
+    )
+    emit_json(summary)
 
 
 @stream.command("services")
 @click.option("--redis/--no-redis", "want_redis", default=True, help="Start redis-server.")
 @click.option("--kafka/--no-kafka", "want_kafka", default=True, help="Start the tansu broker.")
+@clean_errors
 def services_command(want_redis: bool, want_kafka: bool) -> None:
     """Run embedded Redis and Kafka until Ctrl-C; prints `export` lines for other shells."""
     import signal
     import threading
 
-    from threefold.core.errors import ThreefoldError
     from threefold.streaming.services import start_kafka, start_redis
 
     started = []
@@ -97,8 +94,6 @@ def services_command(want_redis: bool, want_kafka: bool) -> None:
                 pass
         except KeyboardInterrupt:
             pass
-    except ThreefoldError as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         for service in reversed(started):
             service.stop()

@@ -3,47 +3,19 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from threefold.core.errors import ConfigError, DataError
 from threefold.core.tables import read_records
+from threefold.core.timestamps import parse_timestamp_ms
 from threefold.streaming.producer import JsonProducer
 
 logger = logging.getLogger(__name__)
 
 FLUSH_EVERY = 1000
-_MS_THRESHOLD = 100_000_000_000  # epoch numbers above this are milliseconds (after 1973 in ms)
-
-
-def parse_timestamp_ms(value: object) -> int:
-    """Epoch seconds or milliseconds (number or numeric text), or ISO 8601 text -> epoch ms.
-
-    Naive ISO datetimes are taken as UTC. ValueError for anything else.
-    """
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"expected a timestamp, found {value!r}")
-    number: float | None = None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
-            return int(parsed.timestamp() * 1000)
-    else:
-        raise ValueError(f"expected a timestamp, found {type(value).__name__}")
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"expected a non-negative epoch time, found {value!r}")
-    return int(number if number >= _MS_THRESHOLD else number * 1000)
 
 
 def replay_file(
@@ -77,14 +49,12 @@ def replay_file(
         timestamp_ms = None
         if timestamp_field:
             try:
-                timestamp_ms = parse_timestamp_ms(record.values[timestamp_field])
-            except ValueError as exc:
+                timestamp_ms = parse_timestamp_ms(
+                    record.values[timestamp_field], name=timestamp_field
+                )
+            except DataError as exc:
                 raise DataError(
-                    f"{exc}; expected epoch seconds/milliseconds or ISO 8601 such as "
-                    "2024-05-01T09:30:00Z",
-                    path=str(path),
-                    line=record.line,
-                    column=timestamp_field,
+                    str(exc), path=str(path), line=record.line, column=timestamp_field
                 ) from exc
         prepared.append((record.values, None if key is None else str(key), timestamp_ms))
 

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.windows import split_key
 from threefold.core.errors import ConfigError
+from threefold.core.query_args import int_arg
 from threefold.core.web import ApiError, setup_web_app
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -55,23 +56,6 @@ def _store():
     return current_app.extensions[STORE]
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(
-            400, f"{name} must be an integer, found {raw!r}", code="bad_parameter"
-        ) from None
-    if not low <= value <= high:
-        raise ApiError(
-            400, f"{name} must be in [{low}, {high}], found {value}", code="bad_parameter"
-        )
-    return value
-
-
 @pages.get("/")
 def index() -> Response:
     return send_from_directory(STATIC, "index.html")
@@ -104,7 +88,7 @@ def keys() -> dict:
 @api.get("/series")
 def series() -> dict:
     """Windows of one key (`key=topic:legal`) or of every key of a kind (`kind=entity`)."""
-    limit = _int_arg("limit", 100, 1, 500)
+    limit = int_arg("limit", 100, low=1, high=500)
     key, kind = request.args.get("key"), request.args.get("kind")
     if bool(key) == bool(kind):
         raise ApiError(
@@ -129,7 +113,7 @@ def series() -> dict:
 @api.get("/alerts")
 def recent_alerts() -> dict:
     """The most recent alerts, newest first."""
-    limit = _int_arg("limit", 50, 1, 1000)
+    limit = int_arg("limit", 50, low=1, high=1000)
     return {"alerts": [{"event_id": i, **a} for i, a in _store().recent_alerts(limit)]}
 
 
@@ -143,7 +127,7 @@ def alert_stream() -> Response:
     last_id = request.headers.get("Last-Event-ID") or request.args.get("since") or "$"
     if last_id != "$" and not _valid_stream_id(last_id):
         raise ApiError(400, f"since must be a stream id like 1714550400000-0, found {last_id!r}")
-    timeout = _int_arg("timeout", 0, 0, 24 * 3600)
+    timeout = int_arg("timeout", 0, low=0, high=24 * 3600)
     return Response(
         _events(store, last_id, timeout),
         mimetype="text/event-stream",

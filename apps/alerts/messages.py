@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+from threefold.core.errors import DataError
+from threefold.core.timestamps import parse_timestamp
 
 MAX_TEXT_CHARS = 10_000
 MAX_ENTITIES = 50
@@ -51,35 +53,6 @@ def derive_id(text: str, source: str, published_at: str) -> str:
     return "n-" + digest.hexdigest()[:24]
 
 
-def parse_time(value: object) -> float:
-    """Seconds since the epoch from an ISO 8601 string (naive = UTC) or epoch seconds/ms."""
-    if isinstance(value, bool):
-        raise InvalidMessage(
-            f"published_at must be ISO 8601 text or epoch seconds, found {value!r}"
-        )
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-        if not math.isfinite(seconds) or seconds < 0:
-            raise InvalidMessage(f"published_at must be a finite epoch >= 0, found {value!r}")
-        return seconds / 1000.0 if seconds > 1e11 else seconds  # milliseconds
-    if isinstance(value, str):
-        text = value.strip()
-        if text.endswith("Z"):
-            text = text[:-1] + "+00:00"
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise InvalidMessage(
-                f"published_at {value!r} is not ISO 8601 (expected e.g. 2024-05-01T09:30:00Z)"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        return moment.timestamp()
-    raise InvalidMessage(
-        f"published_at must be ISO 8601 text or epoch seconds, found {type(value).__name__}"
-    )
-
-
 def format_time(seconds: float) -> str:
     """ISO 8601 UTC with a trailing Z, second precision."""
     moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
@@ -118,7 +91,10 @@ def parse_message(raw: bytes | str | dict, *, fallback_time: float) -> NewsItem:
         event_time = fallback_time
         published_at = format_time(event_time)
     else:
-        event_time = parse_time(published)
+        try:
+            event_time = parse_timestamp(published, name="published_at")
+        except DataError as exc:
+            raise InvalidMessage(str(exc)) from None
         published_at = published if isinstance(published, str) else format_time(event_time)
     entities = data.get("entities") or []
     if not isinstance(entities, list) or not all(isinstance(e, str) for e in entities):

@@ -22,9 +22,9 @@ from threefold.apps.alerts.metrics import AlertsMetrics
 from threefold.apps.alerts.pipeline import AlertPipeline, PipelineResult
 from threefold.apps.alerts.scoring import ScoredItem, Scorer
 from threefold.apps.alerts.state.store import StateStore
-from threefold.apps.alerts.webhook import WebhookNotifier
 from threefold.core.errors import ServiceError
 from threefold.core.settings import reveal
+from threefold.core.webhook import WebhookSender
 from threefold.streaming.messages import BatchResult, Message, Output
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class AlertPublisher:
         producer: Any,
         topic: str,
         *,
-        webhook: WebhookNotifier | None = None,
+        webhook: WebhookSender | None = None,
         metrics: AlertsMetrics | None = None,
     ) -> None:
         self.store = store
@@ -70,7 +70,7 @@ class AlertPublisher:
         for alert in pending:
             logger.info("published alert %s: %s", alert["alert_id"], alert["summary"])
             if self.webhook is not None:
-                self.webhook.notify(alert)
+                self.webhook.send(alert)
         return pending
 
 
@@ -264,10 +264,12 @@ def build_runner(
     )
     webhook = None
     if config.webhook_url:
-        webhook = WebhookNotifier(
+        webhook = WebhookSender(
             reveal(config.webhook_url),
+            name="alerts",
+            id_field="alert_id",
             timeout_s=config.webhook_timeout_s,
-            on_failure=lambda _alert, _error: metrics.webhook_failures.inc(),
+            on_result=lambda _alert, error: _count_webhook_failure(metrics, error),
         )
     publisher = AlertPublisher(
         store,
@@ -292,3 +294,8 @@ def build_runner(
         prepare_workers=config.prepare_workers,
     )
     return runner, processor
+
+
+def _count_webhook_failure(metrics: AlertsMetrics, error: str | None) -> None:
+    if error is not None:
+        metrics.webhook_failures.inc()

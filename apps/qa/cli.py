@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
 from threefold.core.base_model import BASE_MODEL_ENV
-
-
-def _emit(data: dict) -> None:
-    click.echo(json.dumps(data, indent=None, ensure_ascii=False))
-
-
-def _fail(exc: Exception) -> None:
-    raise click.ClickException(str(exc)) from exc
+from threefold.core.command_line import clean_errors, emit_json
 
 
 def _read_probes(path: str) -> tuple[str, ...]:
@@ -113,6 +105,7 @@ def qa() -> None:
     "threshold; below 1 answers more often (when few questions are out of scope).",
 )
 @click.option("--seed", type=int, default=13, show_default=True)
+@clean_errors
 def build(
     kb_path: str,
     out_dir: str,
@@ -135,29 +128,25 @@ def build(
     from threefold.apps.qa.knowledge_base import KnowledgeBase
     from threefold.apps.qa.store import BotStore
     from threefold.core.embedder import Embedder
-    from threefold.core.errors import ThreefoldError
 
-    try:
-        options = BuildOptions(
-            embed_answers=not no_answers,
-            calibration=calibration,
-            threshold=threshold,
-            ambiguity_margin=ambiguity_margin,
-            holdout_max=holdout_max,
-            generic_oos=not no_generic_oos,
-            oos_probes=_read_probes(oos_path) if oos_path else (),
-            fine_tune=fine_tune,
-            fine_tune_epochs=fine_tune_epochs,
-            fine_tune_max_steps=fine_tune_steps,
-            oos_weight=oos_weight,
-            seed=seed,
-        )
-        kb = KnowledgeBase.load(kb_path)
-        bot = build_bot(kb, Embedder(model).load(), options, show_progress=sys.stderr.isatty())
-        version = BotStore(out_dir).publish(bot)
-    except ThreefoldError as exc:
-        _fail(exc)
-    _emit(
+    options = BuildOptions(
+        embed_answers=not no_answers,
+        calibration=calibration,
+        threshold=threshold,
+        ambiguity_margin=ambiguity_margin,
+        holdout_max=holdout_max,
+        generic_oos=not no_generic_oos,
+        oos_probes=_read_probes(oos_path) if oos_path else (),
+        fine_tune=fine_tune,
+        fine_tune_epochs=fine_tune_epochs,
+        fine_tune_max_steps=fine_tune_steps,
+        oos_weight=oos_weight,
+        seed=seed,
+    )
+    kb = KnowledgeBase.load(kb_path)
+    bot = build_bot(kb, Embedder(model).load(), options, show_progress=sys.stderr.isatty())
+    version = BotStore(out_dir).publish(bot)
+    emit_json(
         {
             "bot_dir": out_dir,
             "version": version,
@@ -187,39 +176,33 @@ def build(
     help="Override the bot's answer threshold.",
 )
 @click.option("--ambiguity-margin", type=click.FloatRange(0, 0.99), default=None)
+@clean_errors
 def evaluate_command(
     bot_dir: str, queries: str, threshold: float | None, ambiguity_margin: float | None
 ) -> None:
     """Evaluate a bot; prints one JSON object (accuracy, recall@5, MRR, OOS, latency)."""
     from threefold.apps.qa.evaluation import evaluate, read_queries
     from threefold.apps.qa.store import BotStore
-    from threefold.core.errors import ThreefoldError
 
-    try:
-        labeled = read_queries(queries)
-        bot = BotStore(bot_dir).load()
-        settings = bot.policy_settings(threshold=threshold, ambiguity_margin=ambiguity_margin)
-        result = evaluate(bot, labeled, settings=settings)
-    except ThreefoldError as exc:
-        _fail(exc)
-    _emit(result)
+    labeled = read_queries(queries)
+    bot = BotStore(bot_dir).load()
+    settings = bot.policy_settings(threshold=threshold, ambiguity_margin=ambiguity_margin)
+    result = evaluate(bot, labeled, settings=settings)
+    emit_json(result)
 
 
 @qa.command()
 @click.option("--bot", "bot_dir", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--k", type=click.IntRange(1, 50), default=5, show_default=True)
 @click.argument("question", nargs=-1, required=True)
+@clean_errors
 def ask(bot_dir: str, k: int, question: tuple[str, ...]) -> None:
     """Ask the bot one question (no session); prints the decision and the ranked candidates."""
     from threefold.apps.qa.policy import decide
     from threefold.apps.qa.store import BotStore
-    from threefold.core.errors import ThreefoldError
 
     text = " ".join(question)
-    try:
-        bot = BotStore(bot_dir).load()
-    except ThreefoldError as exc:
-        _fail(exc)
+    bot = BotStore(bot_dir).load()
     result = bot.retrieve(text, k=k)
     decision = decide(
         confidence=result.confidence,
@@ -229,7 +212,7 @@ def ask(bot_dir: str, k: int, question: tuple[str, ...]) -> None:
     )
     top = result.ranking.top
     answered = decision.outcome == "answer" and top is not None
-    _emit(
+    emit_json(
         {
             "question": text,
             "outcome": decision.outcome,
@@ -269,6 +252,7 @@ def ask(bot_dir: str, k: int, question: tuple[str, ...]) -> None:
 @click.option(
     "--prefix", envvar="THREEFOLD_QA_REDIS_PREFIX", default="threefold:qa:", show_default=True
 )
+@clean_errors
 def export(what: str, out_path: str, redis_url: str, prefix: str) -> None:
     """Export thumbs-up/down feedback or the unanswered-question log to CSV."""
     import redis
@@ -286,18 +270,15 @@ def export(what: str, out_path: str, redis_url: str, prefix: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8001, show_default=True)
 @click.option("--bot-dir", default=None, help="Overrides THREEFOLD_QA_BOT_DIR.")
+@clean_errors
 def serve_command(host: str, port: int, bot_dir: str | None) -> None:
     """Serve the FAQ bot API, chat widget and demo page (settings from THREEFOLD_QA_*)."""
     from threefold.apps.qa.api import create_app
     from threefold.apps.qa.config import QAConfig
-    from threefold.core.errors import ThreefoldError
     from threefold.core.web import configure_json_logging
 
     configure_json_logging()
-    try:
-        config = QAConfig.from_env(bot_dir=bot_dir or None)
-        app = create_app(config)
-    except ThreefoldError as exc:
-        _fail(exc)
+    config = QAConfig.from_env(bot_dir=bot_dir or None)
+    app = create_app(config)
     click.echo(f"QA bot on http://{host}:{port}/demo", err=True)
     app.run(host=host, port=port, threaded=True, use_reloader=False)

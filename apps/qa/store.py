@@ -13,16 +13,11 @@ version, never a half-written one. Rollback re-activates the version activated b
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import shutil
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +26,8 @@ from threefold.apps.qa.bot import Bot, BotInfo
 from threefold.apps.qa.calibration import Calibrator
 from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.core.errors import ModelError
+from threefold.core.files import read_json
+from threefold.core.registry import VersionedFolders
 
 logger = logging.getLogger(__name__)
 
@@ -45,81 +42,36 @@ class BotStore:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self._lock = threading.Lock()
-
-    # ------------------------------------------------------------------ state
-    def _state(self) -> dict[str, Any]:
-        path = self.root / STATE_FILE
-        if not path.is_file():
-            return {"current": None, "history": []}
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(
-                f"{path} is not readable JSON ({exc}). Fix: rebuild the bot with "
-                "`threefold qa build`, or restore the file"
-            ) from exc
-        return state
-
-    def _write_state(self, state: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".state-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(state, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.root / STATE_FILE)
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialize writers within the process (thread lock) and across processes (flock)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock, (self.root / ".lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        self._folders = VersionedFolders(
+            self.root / VERSIONS_DIR,
+            self.root / STATE_FILE,
+            label="bot",
+            next_version=_next_version,
+        )
 
     def exists(self) -> bool:
-        return self._state()["current"] is not None
+        return self.current_version() is not None
 
     def current_version(self) -> str | None:
-        return self._state()["current"]
+        return self._folders.current_version()
 
     def history(self) -> list[str]:
-        return list(self._state()["history"])
+        return self._folders.history()
 
     def versions(self) -> list[str]:
-        folder = self.root / VERSIONS_DIR
-        if not folder.is_dir():
-            return []
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return self._folders.versions()
 
     def version_dir(self, version: str) -> Path:
-        return self.root / VERSIONS_DIR / version
+        return self._folders.path(version)
 
-    # ---------------------------------------------------------------- writing
     def publish(self, bot: Bot, *, activate: bool = True) -> str:
         """Write `bot` as a new version (and make it current); sets and returns its version."""
-        with self._locked():
-            existing = self.versions()
-            number = 1 + max((int(v.split("-")[0]) for v in existing if v[:4].isdigit()), default=0)
-            version = f"{number:04d}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-            versions_dir = self.root / VERSIONS_DIR
-            versions_dir.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=versions_dir, prefix=f".{version}-"))
-            try:
-                bot.info.version = version
-                self._write_version(bot, staging)
-                os.rename(staging, versions_dir / version)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
-            if activate:
-                state = self._state()
-                self._write_state({"current": version, "history": [*state["history"], version]})
-        logger.info("published bot version %s to %s", version, self.root)
-        return version
+
+        def write(folder: Path, version: str) -> None:
+            bot.info.version = version
+            self._write_version(bot, folder)
+
+        return self._folders.publish(write, activate=activate)
 
     def _write_version(self, bot: Bot, folder: Path) -> None:
         bot.kb.save(folder / "kb.json")
@@ -143,29 +95,11 @@ class BotStore:
 
     def activate(self, version: str) -> None:
         """Make an existing version current (appended to the history)."""
-        with self._locked():
-            if not self.version_dir(version).is_dir():
-                raise ModelError(
-                    f"bot version {version!r} does not exist in {self.root}; "
-                    f"versions: {self.versions()}"
-                )
-            state = self._state()
-            self._write_state({"current": version, "history": [*state["history"], version]})
+        self._folders.activate(version)
 
     def rollback(self) -> str:
         """Re-activate the version that was current before the current one; returns it."""
-        with self._locked():
-            state = self._state()
-            history = list(state["history"])
-            if len(history) < 2:
-                raise ModelError(
-                    f"nothing to roll back to in {self.root}: only {history} was ever activated"
-                )
-            history.pop()
-            previous = history[-1]
-            self._write_state({"current": previous, "history": history})
-        logger.info("rolled back bot in %s to %s", self.root, previous)
-        return previous
+        return self._folders.rollback()
 
     # ---------------------------------------------------------------- reading
     def load(self, version: str | None = None, *, embedder: Any = None) -> Bot:
@@ -186,7 +120,7 @@ class BotStore:
         meta_path = folder / "bot.json"
         if not meta_path.is_file():
             raise ModelError(f"bot version {version!r} in {self.root} has no bot.json")
-        doc = json.loads(meta_path.read_text(encoding="utf-8"))
+        doc = read_json(meta_path, "bot metadata")
         if doc.get("format") != FORMAT_NAME:
             raise ModelError(
                 f"{meta_path} is not a threefold QA bot (format {doc.get('format')!r})"
@@ -218,6 +152,12 @@ class BotStore:
                 "bot with the current model"
             )
         return loaded
+
+
+def _next_version(existing: list[str]) -> str:
+    """`NNNN-<UTC time>`: a sequence number after the highest so far, then when it was built."""
+    number = 1 + max((int(v.split("-")[0]) for v in existing if v[:4].isdigit()), default=0)
+    return f"{number:04d}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
 
 
 def _weights_id(model_id: str) -> str:

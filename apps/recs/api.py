@@ -26,6 +26,7 @@ from threefold.apps.recs.recommender import Recommender
 from threefold.apps.recs.rules import decode_cursor
 from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ConfigError, DataError
+from threefold.core.query_args import bool_arg, float_arg, int_arg
 from threefold.core.settings import reveal
 from threefold.core.web import ApiError, bearer_token_required, read_json_body, setup_web_app
 
@@ -202,45 +203,6 @@ def _state() -> RecsState:
     return current_app.extensions[EXTENSION]
 
 
-# ---------------------------------------------------------------------- query parsing
-def _int_arg(name: str, default: int, *, low: int, high: int | None = None) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"{name!r} must be an integer, found {raw!r}", field=name) from None
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise ApiError(400, f"{name!r} must be {bounds}, found {value}", field=name)
-    return value
-
-
-def _float_arg(name: str, default: float, *, low: float, high: float) -> float:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(400, f"{name!r} must be a number, found {raw!r}", field=name) from None
-    if not low <= value <= high:
-        raise ApiError(400, f"{name!r} must be between {low} and {high}, found {raw}", field=name)
-    return value
-
-
-def _bool_arg(name: str, default: bool) -> bool:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in {"1", "true", "yes"}:
-        return True
-    if raw.lower() in {"0", "false", "no"}:
-        return False
-    raise ApiError(400, f"{name!r} must be true or false, found {raw!r}", field=name)
-
-
 def _user_id(raw: str | None) -> str:
     if raw is None or not raw.strip():
         raise ApiError(400, "missing query parameter 'user_id'", field="user_id")
@@ -258,16 +220,16 @@ def get_recommendations() -> Any:
     state = _state()
     config = state.config
     user_id = _user_id(request.args.get("user_id"))
-    k = _int_arg("k", config.default_k, low=1, high=config.max_k)
-    offset = _int_arg("offset", 0, low=0, high=10 * config.max_k)
+    k = int_arg("k", config.default_k, low=1, high=config.max_k)
+    offset = int_arg("offset", 0, low=0, high=10 * config.max_k)
     cursor = request.args.get("cursor")
     if cursor:
         try:
             offset = decode_cursor(cursor)
         except ConfigError as exc:
             raise ApiError(400, str(exc), field="cursor") from None
-    diversity = _float_arg("diversity", config.default_diversity, low=0.0, high=1.0)
-    exclude_seen = _bool_arg("exclude_seen", config.exclude_seen)
+    diversity = float_arg("diversity", config.default_diversity, low=0.0, high=1.0)
+    exclude_seen = bool_arg("exclude_seen", config.exclude_seen)
     category = (request.args.get("category") or "").strip() or None
     if category and not any(
         c.lower() == category.lower() for c in state.recommender.catalog.categories
@@ -307,7 +269,7 @@ def get_recommendations() -> Any:
 @recommendations.get("/users")
 def list_users() -> Any:
     """Users with a history (for the storefront's user picker)."""
-    limit = _int_arg("limit", 50, low=1, high=1000)
+    limit = int_arg("limit", 50, low=1, high=1000)
     return jsonify({"users": _state().histories.known_users[:limit]})
 
 
@@ -391,7 +353,7 @@ def get_item(item_id: str) -> Any:
 @items_api.get("/<item_id>/similar")
 def similar_items(item_id: str) -> Any:
     state = _state()
-    k = _int_arg("k", state.config.default_k, low=1, high=state.config.max_k)
+    k = int_arg("k", state.config.default_k, low=1, high=state.config.max_k)
     state.sync_catalog()
     if not state.recommender.has_item(item_id):
         raise ApiError(404, f"unknown item_id {item_id!r}", field="item_id")

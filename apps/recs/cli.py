@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import click
 
 from threefold.apps.recs.config import DEFAULT_EVENTS, DEFAULT_ITEMS
 from threefold.core.base_model import BASE_MODEL_ENV
+from threefold.core.command_line import clean_errors, emit_json
 
 
 def _training_options(function):
@@ -58,13 +57,9 @@ def _settings(k: int, max_steps: int, max_pairs: int, batch_size: int, fine_tune
 def _load(items: str, events: str):
     from threefold.apps.recs.catalog import load_catalog
     from threefold.apps.recs.events import load_events
-    from threefold.core.errors import DataError
 
-    try:
-        catalog = load_catalog(items)
-        return catalog, load_events(events, known_items=catalog)
-    except DataError as exc:
-        raise click.ClickException(str(exc)) from None
+    catalog = load_catalog(items)
+    return catalog, load_events(events, known_items=catalog)
 
 
 @click.group()
@@ -82,6 +77,7 @@ def recs() -> None:
 )
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1, 1000))
 @_training_options
+@clean_errors
 def eval_command(
     items: str,
     interactions: str,
@@ -99,7 +95,7 @@ def eval_command(
     catalog, events = _load(items, interactions)
     settings = _settings(k, max_steps, max_pairs, batch_size, fine_tune, seed)
     result = evaluate(catalog, events, k=k, settings=settings, base_model=base_model)
-    click.echo(json.dumps(result))
+    emit_json(result)
 
 
 @recs.command("build")
@@ -107,6 +103,7 @@ def eval_command(
 @click.option("--events", default=str(DEFAULT_EVENTS), show_default=True, type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Model folder.")
 @_training_options
+@clean_errors
 def build_command(
     items: str,
     events: str,
@@ -125,31 +122,25 @@ def build_command(
     settings = _settings(10, max_steps, max_pairs, batch_size, fine_tune, seed)
     model = train_ranker(list(catalog), log, settings=settings, base_model=base_model)
     model.save(out)
-    click.echo(
-        json.dumps(
-            {
-                "out": str(Path(out).resolve()),
-                "validation": model.info.get("validation", {}),
-                "train_seconds": model.info.get("train_seconds"),
-            }
-        )
+    emit_json(
+        {
+            "out": str(Path(out).resolve()),
+            "validation": model.info.get("validation", {}),
+            "train_seconds": model.info.get("train_seconds"),
+        }
     )
 
 
 @click.command("recs")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8002, show_default=True, type=int)
+@clean_errors
 def serve_command(host: str, port: int) -> None:
     """Serve the recommendation API and the /store demo page (settings: THREEFOLD_RECS_*)."""
     from threefold.apps.recs.api import create_app
-    from threefold.core.errors import ThreefoldError
     from threefold.core.web import configure_json_logging
 
     configure_json_logging()
-    try:
-        app = create_app()
-    except ThreefoldError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    app = create_app()
     click.echo(f"recommendations on http://{host}:{port}/store", err=True)
     app.run(host=host, port=port, threaded=True)

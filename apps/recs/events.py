@@ -6,12 +6,12 @@ import math
 import time
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from threefold.core.errors import DataError
 from threefold.core.tables import read_records
+from threefold.core.timestamps import parse_timestamp
 
 EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 2.0, "purchase": 4.0}
 EVENT_VERBS: dict[str, str] = {"view": "viewed", "click": "clicked", "purchase": "bought"}
@@ -103,24 +103,10 @@ def parse_event(
 def _parse_timestamp(value: Any, fail, now: float | None) -> float:
     if value is None or (isinstance(value, str) and not value.strip()):
         return time.time() if now is None else now
-    if isinstance(value, bool):
-        raise fail("timestamp", f"'timestamp' must be unix seconds or ISO 8601, found {value!r}")
-    if isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            number = float(text)
-        except ValueError:
-            try:
-                number = datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                raise fail(
-                    "timestamp", f"'timestamp' must be unix seconds or ISO 8601, found {value!r}"
-                ) from None
-    if not math.isfinite(number) or number < 0:
-        raise fail("timestamp", f"'timestamp' must be a non-negative number, found {value!r}")
-    return number
+    try:
+        return parse_timestamp(value, name="'timestamp'")
+    except DataError as exc:
+        raise fail("timestamp", str(exc)) from None
 
 
 def _parse_rating(value: Any, fail) -> float | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from threefold.core.errors import ConfigError, ModelError
-from threefold.core.registry import ModelRegistry
+from threefold.core.registry import ModelRegistry, VersionedFolders
 
 
 def model_dir(tmp_path: Path, tag: str) -> Path:
@@ -97,3 +97,38 @@ def test_pointer_write_leaves_no_temp_files(registry: ModelRegistry, tmp_path: P
     registry.publish("m", model_dir(tmp_path, "y"))
     registry.rollback("m")
     assert sorted(p.name for p in (registry.root / "m").iterdir()) == ["current", "v1", "v2"]
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> VersionedFolders:
+    return VersionedFolders(
+        tmp_path / "versions",
+        tmp_path / "state.json",
+        label="thing",
+        next_version=lambda existing: f"v{len(existing) + 1}",
+    )
+
+
+def test_versioned_folders_roll_back_along_the_activation_history(
+    folders: VersionedFolders,
+) -> None:
+    assert folders.current_version() is None and folders.history() == []
+    for name in ("a", "b", "c"):
+        folders.publish(lambda folder, v: (folder / "v.txt").write_text(v), version=name)
+    folders.activate("a")
+    assert folders.history() == ["a", "b", "c", "a"]
+    assert folders.rollback() == "c"
+    assert (folders.path(folders.current_version()) / "v.txt").read_text() == "c"
+    with pytest.raises(ModelError, match="thing version 'z' does not exist"):
+        folders.activate("z")
+
+
+def test_a_failed_write_leaves_no_version_behind(folders: VersionedFolders, tmp_path: Path) -> None:
+    def broken(folder: Path, version: str) -> None:
+        (folder / "half.bin").write_bytes(b"x")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        folders.publish(broken, version="v1")
+    assert folders.versions() == [] and list((tmp_path / "versions").iterdir()) == []
+    assert folders.current_version() is None

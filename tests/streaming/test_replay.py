@@ -10,34 +10,13 @@ from click.testing import CliRunner
 
 from threefold.core.errors import DataError
 from threefold.streaming.cli import stream
-from threefold.streaming.replay import parse_timestamp_ms, replay_file
+from threefold.streaming.replay import replay_file
 
 HEADLINES = """id,text,published_at
 n1,"Acme beats estimates, raises guidance",2024-05-01T09:30:00Z
 n2,Globex shares slump after recall,1714556000
 n3,Initech names new CFO,1714556100000
 """
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (1714556000, 1714556000000),
-        ("1714556000.5", 1714556000500),
-        (1714556100000, 1714556100000),
-        ("2024-05-01T09:30:00Z", 1714555800000),
-        ("2024-05-01T11:30:00+02:00", 1714555800000),
-        ("2024-05-01T09:30:00", 1714555800000),
-    ],
-)
-def test_timestamps_in_common_forms(value: object, expected: int) -> None:
-    assert parse_timestamp_ms(value) == expected
-
-
-@pytest.mark.parametrize("value", ["yesterday", "", None, -5, True])
-def test_unusable_timestamps_are_refused(value: object) -> None:
-    with pytest.raises(ValueError):
-        parse_timestamp_ms(value)
 
 
 def test_replay_without_a_broker_says_how_to_give_one(monkeypatch, tmp_path: Path) -> None:

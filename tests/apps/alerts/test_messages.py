@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from threefold.apps.alerts.messages import InvalidMessage, derive_id, parse_message, parse_time
+from threefold.apps.alerts.messages import InvalidMessage, derive_id, parse_message
+from threefold.core.timestamps import parse_timestamp
 
 KAFKA_TIME = 1_700_000_000.0
 
@@ -27,7 +28,7 @@ def test_full_message_keeps_fields_and_extra_keys():
     )
     assert item.id == "7"
     assert item.text == "Helios Airlines cancels flights"
-    assert item.event_time == parse_time("2024-05-01T09:30:00+00:00")
+    assert item.event_time == parse_timestamp("2024-05-01T09:30:00+00:00")
     assert item.entities == ["HLX"]
     assert item.to_dict()["lang"] == "en"
 
