@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -54,8 +55,15 @@ def _json_response(body: dict[str, Any], status: int) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
-def read_json_body(*, max_bytes: int = 64_000) -> dict[str, Any]:
-    """The request's JSON object, or an ApiError (413, 415, 400) that says what was wrong."""
+MAX_JSON_DEPTH = 32
+
+
+def read_json_body(*, max_bytes: int = 64_000, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """The request's JSON object, or an ApiError (413, 415, 400) that says what was wrong.
+
+    Refused with 400: invalid JSON, NaN/Infinity, nesting deeper than `max_depth`, and strings
+    that are not valid Unicode (lone surrogates such as "\\ud800").
+    """
     length = request.content_length
     if length is not None and length > max_bytes:
         raise ApiError(
@@ -71,13 +79,63 @@ def read_json_body(*, max_bytes: int = 64_000) -> dict[str, Any]:
         raise ApiError(
             413, f"request body is {len(raw)} bytes; the limit is {max_bytes}", limit=max_bytes
         )
-    try:
-        body = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+    body = parse_json(raw or b"null", max_depth=max_depth, what="request body")
     if not isinstance(body, dict):
         raise ApiError(400, f"expected a JSON object, found {type(body).__name__}")
     return body
+
+
+def parse_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH, what: str = "JSON") -> Any:
+    """Parse untrusted JSON; a 400 ApiError names what is wrong (syntax, depth, Unicode, NaN)."""
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ApiError(400, f"{what} is nested too deeply; the limit is {max_depth}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"{what} is not valid JSON: {exc}") from None
+    _check_json_value(value, max_depth=max_depth, what=what)
+    return value
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number JSON allows; send a finite number or null")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a number; send a finite number")
+    return value
+
+
+def _check_json_value(value: Any, *, max_depth: int, what: str) -> None:
+    """Depth and Unicode checks without recursion (a hostile body cannot overflow the stack)."""
+    stack: list[tuple[Any, int, str]] = [(value, 1, "$")]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, what, path)
+        elif isinstance(item, (dict, list)):
+            if depth > max_depth:
+                raise ApiError(400, f"{what} is nested deeper than {max_depth} levels (at {path})")
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    _check_text(key, what, f"{path}.{key!r}")
+                    stack.append((child, depth + 1, f"{path}.{key}"))
+            else:
+                stack.extend((child, depth + 1, f"{path}[{i}]") for i, child in enumerate(item))
+
+
+def _check_text(text: str, what: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(
+            400,
+            f"{what} has a string that is not valid Unicode at {path} (a lone surrogate such "
+            "as \\ud800); send UTF-8 text",
+            field=path,
+        ) from None
 
 
 def require_fields(body: dict[str, Any], spec: dict[str, type | tuple[type, ...]]) -> None:

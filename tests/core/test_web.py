@@ -174,3 +174,43 @@ def test_forwarded_for_is_trusted_only_behind_configured_proxies() -> None:
         for i in range(10)
     ]
     assert codes == [200] * 10  # behind a trusted proxy each forwarded client has its own bucket
+
+
+def _hostile_app() -> Flask:
+    app = Flask(__name__)
+    setup_web_app(app, name="hostile", registry=CollectorRegistry())
+
+    @app.post("/api/any")
+    def any_body():
+        return jsonify(keys=sorted(read_json_body(max_bytes=20_000)))
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ('{"a": ' + "[" * 1000 + "]" * 1000 + "}", "nested"),
+        ('{"a": ' + "[" * 40 + "]" * 40 + "}", "nested deeper than 32 levels"),
+        ('{"user_id": "\\ud800"}', "not valid Unicode at $.user_id"),
+        ('{"x": NaN}', "NaN is not a number JSON allows"),
+        ('{"x": -Infinity}', "-Infinity is not a number JSON allows"),
+        ('{"x": 1e999}', "1e999 is out of range"),
+    ],
+)
+def test_hostile_json_is_a_400_that_says_why(raw: str, needle: str) -> None:
+    response = (
+        _hostile_app().test_client().post("/api/any", data=raw, content_type="application/json")
+    )
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == "bad_request"
+    assert needle in body["message"]
+
+
+def test_json_nested_within_the_limit_is_accepted() -> None:
+    raw = '{"a": ' + "[" * 30 + "]" * 30 + "}"
+    response = (
+        _hostile_app().test_client().post("/api/any", data=raw, content_type="application/json")
+    )
+    assert response.status_code == 200
