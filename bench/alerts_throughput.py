@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from threefold.apps.alerts.messages import NewsItem
     from threefold.apps.alerts.scoring import Scorer
     from threefold.core.tables import read_records
+    from threefold.streaming.connections import RedisSettings
     from threefold.streaming.services import services
 
     started = datetime.now(timezone.utc)
@@ -90,15 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         setups = list(dict.fromkeys([(1, default_threads), consumer_setup]))
 
         with services() as (redis_url, bootstrap):
+            redis = RedisSettings(url=redis_url)
             # Warm-up (not counted): the first run in a process pays for cold broker storage,
             # connections and allocator pools.
-            warm = _config(redis_url, bootstrap, topic_dir, sentiment_dir, args)
-            _stop(_end_to_end(warm, scorer, corpus[: args.warmup_messages]))
+            warm = _config(bootstrap, topic_dir, sentiment_dir, args)
+            _stop(_end_to_end(warm, redis, scorer, corpus[: args.warmup_messages]))
             raws = [_raw_rates(scorer, corpus, args.batch, setups)]
             rounds = []
             for _ in range(args.rounds):
-                config = _config(redis_url, bootstrap, topic_dir, sentiment_dir, args)
-                e2e = _end_to_end(config, scorer, corpus)
+                config = _config(bootstrap, topic_dir, sentiment_dir, args)
+                e2e = _end_to_end(config, redis, scorer, corpus)
                 _stop(e2e)  # nothing else runs while the raw rate is measured
                 raws.append(_raw_rates(scorer, corpus, args.batch, setups))
                 rounds.append(e2e)
@@ -107,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                 for s in scorer.score([NewsItem(str(i), t, 0.0) for i, t in enumerate(texts)])
                 if s.sentiment == "negative"
             ]
-            config = _config(redis_url, bootstrap, topic_dir, sentiment_dir, args)
-            consumer = _end_to_end(config, scorer, corpus[: args.batch])  # up and idle
+            config = _config(bootstrap, topic_dir, sentiment_dir, args)
+            consumer = _end_to_end(config, redis, scorer, corpus[: args.batch])  # up and idle
             latency = _alert_latency(consumer.pop("runner"), config, negative, args)
 
     # The baseline is the faster raw setup of each measurement (per CPU-second: the leaner one).
@@ -203,7 +205,7 @@ def _stop(e2e: dict) -> None:
     thread.join(60)
 
 
-def _config(redis_url: str, bootstrap: str, topic_dir, sentiment_dir, args):
+def _config(bootstrap: str, topic_dir, sentiment_dir, args):
     from threefold.apps.alerts.config import AlertsConfig
 
     suffix = uuid.uuid4().hex[:8]
@@ -214,7 +216,6 @@ def _config(redis_url: str, bootstrap: str, topic_dir, sentiment_dir, args):
         dead_letter_topic=f"bench-dlq-{suffix}",
         group_id=f"bench-{suffix}",
         redis_prefix=f"bench:alerts:{suffix}:",
-        redis_url=redis_url,
         bootstrap_servers=bootstrap,
         topic_model_dir=str(topic_dir),
         sentiment_model_dir=str(sentiment_dir),
@@ -295,8 +296,8 @@ def _raw_rate(
     return len(corpus) / wall, len(corpus) / cpu
 
 
-def _end_to_end(config, scorer, corpus: list[str]) -> dict:
-    from threefold.apps.alerts.processor import build_runner
+def _end_to_end(config, redis, scorer, corpus: list[str]) -> dict:
+    from threefold.apps.alerts.consumer import build_runner
     from threefold.core.device import set_torch_threads
     from threefold.streaming.kafka_config import ensure_topics
     from threefold.streaming.producer import JsonProducer
@@ -313,7 +314,7 @@ def _end_to_end(config, scorer, corpus: list[str]) -> dict:
     producer.close()
 
     set_torch_threads(config.torch_threads)
-    runner, processor = build_runner(config, scorer=scorer)
+    runner, processor = build_runner(config, redis, scorer=scorer)
     assigned: list[float] = []
     assigned_cpu: list[float] = []
     original = processor.on_partitions_assigned

@@ -9,12 +9,16 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from threefold.core.base_model import BASE_MODEL_ENV
 from threefold.core.command_line import clean_errors, emit_json
+
+if TYPE_CHECKING:
+    from threefold.apps.alerts.config import AlertsConfig
+    from threefold.streaming.connections import RedisSettings
 
 logger = logging.getLogger("threefold.alerts")
 SAMPLE = Path(__file__).resolve().parent / "data" / "headlines_sample.csv"
@@ -68,12 +72,20 @@ def _config_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _config(overrides: dict[str, Any]):
+def _config(overrides: dict[str, Any]) -> AlertsConfig:
     from threefold.apps.alerts.config import AlertsConfig
 
     renamed = dict(overrides)
+    renamed.pop("redis_url", None)
     renamed["bootstrap_servers"] = renamed.pop("bootstrap", None)
     return AlertsConfig.from_env(**renamed)
+
+
+def _redis(redis_url: str | None) -> RedisSettings:
+    from threefold.core.settings import load_settings
+    from threefold.streaming.connections import RedisSettings
+
+    return load_settings(RedisSettings, "REDIS_", url=redis_url)
 
 
 @alerts.command("run")
@@ -84,7 +96,7 @@ def _config(overrides: dict[str, Any]):
 @clean_errors
 def run_command(metrics_port: int | None, stop_after: float | None, create_topics: bool, **kw):
     """Consume news, publish scored messages and alerts (needs Kafka and Redis)."""
-    from threefold.apps.alerts.processor import build_runner
+    from threefold.apps.alerts.consumer import build_runner
     from threefold.core.device import set_torch_threads
     from threefold.core.web import configure_json_logging
 
@@ -92,7 +104,7 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
     config = _config({**kw, "metrics_port": metrics_port})
     logger.info("alerts consumer settings: %s", json.dumps(config.public_dict(), default=str))
     set_torch_threads(config.torch_threads)
-    runner, processor = build_runner(config)
+    runner, processor = build_runner(config, _redis(kw.get("redis_url")))
     if create_topics:
         from threefold.streaming.kafka_config import ensure_topics
 
@@ -241,12 +253,19 @@ def simulate_command(path: str, batch: int, **kw: Any) -> None:
 @click.option("--redis-prefix", default=None, help="Key prefix the consumer uses.")
 @clean_errors
 def serve_command(host: str, port: int, redis_url: str | None, redis_prefix: str | None) -> None:
-    """Serve the alerts dashboard (charts, live alert feed, JSON API)."""
+    """Serve the alerts dashboard (charts, live alert feed, JSON API).
+
+    Without a Redis URL it serves its pages and answers the data API with 503 (degraded).
+    """
     from threefold.apps.alerts.config import AlertsConfig
-    from threefold.apps.alerts.dashboard import create_app
+    from threefold.apps.alerts.resources import REDIS_FIX, open_resources
+    from threefold.apps.alerts.web import create_app
     from threefold.core.web import configure_json_logging
 
     configure_json_logging()
-    config = AlertsConfig.from_env(redis_url=redis_url, redis_prefix=redis_prefix)
-    app = create_app(config)
+    config = AlertsConfig.from_env(redis_prefix=redis_prefix)
+    redis = _redis(redis_url)
+    if not redis.url:
+        logger.warning("no Redis URL: the dashboard runs degraded. Fix: %s", REDIS_FIX)
+    app = create_app(config, open_resources(config, redis))
     app.run(host=host, port=port, threaded=True)

@@ -47,7 +47,6 @@ class AlertsConfig:
     webhook_url: Secret | None = None  # may carry a token: never printed
     webhook_timeout_s: float = 5.0
     redis_prefix: str = "threefold:alerts:"
-    redis_url: str = field(default="", metadata={"env": "REDIS_URL"})
     bootstrap_servers: str = field(default="", metadata={"env": "KAFKA_BOOTSTRAP_SERVERS"})
     metrics_port: int = 0  # 0 = no metrics HTTP server for the consumer
     metrics_addr: str = "127.0.0.1"  # 0.0.0.0 to let a scraper outside the host reach it
@@ -100,7 +99,7 @@ class AlertsConfig:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX, **overrides: Any
     ) -> AlertsConfig:
-        """Read THREEFOLD_ALERTS_<FIELD>, REDIS_URL and KAFKA_BOOTSTRAP_SERVERS.
+        """Read THREEFOLD_ALERTS_<FIELD> and KAFKA_BOOTSTRAP_SERVERS (Redis: `RedisSettings`).
 
         Keyword overrides (e.g. from CLI flags) win over the environment; None means unset.
         """

@@ -1,4 +1,4 @@
-"""The Kafka side: a BatchProcessor (parse -> score -> aggregate -> decide -> emit) and its runner.
+"""The alerts BatchProcessor (parse -> score -> aggregate -> decide -> emit) and its publisher.
 
 Outputs: every valid input goes to the scored topic (late ones too, flagged `late`); invalid
 inputs go back to the runner as failures, which dead-letters them with the reason. Alerts are
@@ -23,7 +23,6 @@ from threefold.apps.alerts.pipeline import AlertPipeline, PipelineResult
 from threefold.apps.alerts.scoring import ScoredItem, Scorer
 from threefold.apps.alerts.state.store import StateStore
 from threefold.core.errors import ServiceError
-from threefold.core.settings import reveal
 from threefold.core.webhook import WebhookSender
 from threefold.streaming.messages import BatchResult, Message, Output
 
@@ -233,69 +232,3 @@ def _is_redis_error(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover
         return False
     return isinstance(exc, redis.RedisError)
-
-
-def build_runner(
-    config: AlertsConfig,
-    *,
-    scorer: Scorer | None = None,
-    registry: Any = None,
-) -> tuple[Any, AlertsProcessor]:
-    """Wire scorer, Redis state, publisher and ConsumerRunner from `config` (connects lazily)."""
-    from threefold.apps.alerts.state.redis_store import RedisStateStore
-    from threefold.streaming.producer import JsonProducer
-    from threefold.streaming.runner import ConsumerRunner
-
-    if not config.bootstrap_servers or not config.redis_url:
-        raise ServiceError(
-            "the alerts consumer needs Kafka and Redis: set KAFKA_BOOTSTRAP_SERVERS and REDIS_URL "
-            "(or pass --bootstrap / --redis-url); `threefold demo` starts embedded ones"
-        )
-    metrics = AlertsMetrics(registry)
-    if scorer is None:
-        scorer = Scorer.load(
-            config.topic_model_dir,
-            config.sentiment_model_dir,
-            config.companies_path or None,
-            batch_size=config.score_batch_size,
-        )
-    store = RedisStateStore.from_url(
-        config.redis_url, config.redis_prefix, ttl_s=config.state_ttl_s
-    )
-    webhook = None
-    if config.webhook_url:
-        webhook = WebhookSender(
-            reveal(config.webhook_url),
-            name="alerts",
-            id_field="alert_id",
-            timeout_s=config.webhook_timeout_s,
-            on_result=lambda _alert, error: _count_webhook_failure(metrics, error),
-        )
-    publisher = AlertPublisher(
-        store,
-        JsonProducer(config.bootstrap_servers),
-        config.alerts_topic,
-        webhook=webhook,
-        metrics=metrics,
-    )
-    processor = AlertsProcessor(
-        config, scorer, AlertPipeline.from_config(config, store), publisher, metrics=metrics
-    )
-    runner = ConsumerRunner(
-        bootstrap=config.bootstrap_servers,
-        topics=[config.input_topic],
-        group_id=config.group_id,
-        processor=processor,
-        dead_letter_topic=config.dead_letter_topic,
-        max_batch=config.max_batch,
-        max_wait_ms=config.max_wait_ms,
-        metrics_registry=metrics.registry,
-        consumer_overrides={"fetch_max_wait_ms": config.fetch_max_wait_ms},
-        prepare_workers=config.prepare_workers,
-    )
-    return runner, processor
-
-
-def _count_webhook_failure(metrics: AlertsMetrics, error: str | None) -> None:
-    if error is not None:
-        metrics.webhook_failures.inc()

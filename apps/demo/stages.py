@@ -177,7 +177,8 @@ def build_apps(
 ) -> dict[str, Any]:
     """Bind the four servers, build the FAQ bot, then each app knowing every origin."""
     from threefold.apps.alerts.config import AlertsConfig
-    from threefold.apps.alerts.dashboard import create_app as create_dashboard
+    from threefold.apps.alerts.resources import open_resources as open_dashboard_resources
+    from threefold.apps.alerts.web import create_app as create_dashboard
     from threefold.apps.demo.config import HubConfig
     from threefold.apps.demo.models import build_faq_bot
     from threefold.apps.demo.stack import browser_origins
@@ -188,6 +189,7 @@ def build_apps(
     from threefold.apps.recs.config import RecsConfig
     from threefold.core.base_model import base_model_from_env
     from threefold.core.embedder import Embedder
+    from threefold.streaming.connections import RedisSettings
 
     log.begin(3, "build", "FAQ bot and catalog index")
     origins = browser_origins(state.servers["hub"])
@@ -222,12 +224,14 @@ def build_apps(
         group_id=f"{topic}-alerts",
         topic_model_dir=str(models_dir / "topic"),
         sentiment_model_dir=str(models_dir / "sentiment"),
-        redis_url=state.redis_url,
         redis_prefix=prefix + "alerts:",
         bootstrap_servers=state.bootstrap,
         allowed_origins=list(origins),
     )
-    dashboard = create_dashboard(state.alerts_config)
+    dashboard = create_dashboard(
+        state.alerts_config,
+        open_dashboard_resources(state.alerts_config, RedisSettings(url=state.redis_url)),
+    )
     hub = create_hub(
         HubConfig(
             qa_url=state.url("qa"), recs_url=state.url("recs"), dashboard_url=state.url("dashboard")
@@ -238,9 +242,10 @@ def build_apps(
 
 
 def start_apps(apps: dict[str, Any], state: DemoState, stack: ExitStack, log: StageLog) -> None:
-    from threefold.apps.alerts.processor import build_runner
+    from threefold.apps.alerts.consumer import build_runner
     from threefold.apps.demo.stack import ConsumerThread
     from threefold.core.device import set_torch_threads
+    from threefold.streaming.connections import RedisSettings
     from threefold.streaming.kafka_config import ensure_topics
 
     log.begin(4, "start", "HTTP servers and the alerts consumer")
@@ -253,7 +258,7 @@ def start_apps(apps: dict[str, Any], state: DemoState, stack: ExitStack, log: St
         [config.input_topic, config.scored_topic, config.alerts_topic, config.dead_letter_topic],
     )
     set_torch_threads(config.torch_threads)
-    runner, processor = build_runner(config)
+    runner, processor = build_runner(config, RedisSettings(url=state.redis_url))
     state.consumer = ConsumerThread(runner, processor)
     state.consumer.start()
     stack.callback(state.consumer.stop)

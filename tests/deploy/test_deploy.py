@@ -43,7 +43,7 @@ ROLES = {"qa-api", "recs-api", "dashboard", "alerts-consumer", "init-models", "c
 WEB_ROLES = {
     "qa-api": "threefold.apps.qa.api:create_app()",
     "recs-api": "threefold.apps.recs.api:create_app()",
-    "dashboard": "threefold.apps.alerts.dashboard:create_app()",
+    "dashboard": "threefold.apps.alerts.web:create_app()",
 }
 APPS = ("qa", "alerts", "recs")
 # Read by the entrypoint's init-models/check-models only (optional inputs), not by the apps.
@@ -323,7 +323,8 @@ def test_build_context_makes_a_wheel_with_the_console_script_and_sample_data(
     for target in WEB_ROLES.values():
         module = target.split(":", 1)[0]
         if _has_module(module):
-            assert module.replace(".", "/") + ".py" in names, f"{module} missing from the wheel"
+            path = module.replace(".", "/")
+            assert {path + ".py", path + "/__init__.py"} & names, f"{module} missing from the wheel"
     for argv in _init_commands(tmp_path).values():
         for word in argv:
             if word.endswith(".csv") and Path(word).is_file():
@@ -649,7 +650,7 @@ def test_qa_api_role_answers_from_the_bot_init_models_built(
 
 @pytest.mark.integration
 def test_dashboard_role_serves_with_redis(tmp_path: Path, redis_url: str, redis_prefix: str):
-    _require_module("threefold.apps.alerts.dashboard")
+    _require_module("threefold.apps.alerts.web")
     process, base = _start_role(
         "dashboard",
         {"REDIS_URL": redis_url, "THREEFOLD_ALERTS_REDIS_PREFIX": redis_prefix},

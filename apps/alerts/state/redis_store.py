@@ -64,12 +64,6 @@ class RedisStateStore:
         self._lease = client.register_script(lua_script("lease_alerts"))
         self._release = client.register_script(lua_script("release_alerts"))
 
-    @classmethod
-    def from_url(cls, url: str, prefix: str, **kw) -> RedisStateStore:
-        import redis
-
-        return cls(redis.Redis.from_url(url, decode_responses=True), prefix, **kw)
-
     def _k(self, *parts: object) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
 

@@ -177,7 +177,7 @@ def surge_stream(
 
 
 @pytest.fixture
-def alerts_config(kafka_bootstrap, redis_url, redis_prefix, unique_name, model_dirs):
+def alerts_config(kafka_bootstrap, redis_prefix, unique_name, model_dirs):
     """AlertsConfig on the embedded services with this test's own topics, group and prefix."""
     from threefold.apps.alerts.config import AlertsConfig
     from threefold.streaming.kafka_config import ensure_topics
@@ -193,7 +193,6 @@ def alerts_config(kafka_bootstrap, redis_url, redis_prefix, unique_name, model_d
         min_volume=8,
         cooldown_s=3600,
         redis_prefix=redis_prefix,
-        redis_url=redis_url,
         bootstrap_servers=kafka_bootstrap,
         topic_model_dir=str(model_dirs["topic"]),
         sentiment_model_dir=str(model_dirs["sentiment"]),
@@ -227,3 +226,20 @@ def values_of(records) -> list[dict]:
     import json
 
     return [json.loads(r.value) for r in records]
+
+
+@pytest.fixture
+def redis_settings(redis_url):
+    """RedisSettings of the embedded test Redis."""
+    from threefold.streaming.connections import RedisSettings
+
+    return RedisSettings(url=redis_url)
+
+
+@pytest.fixture
+def redis_store(redis_settings, redis_prefix):
+    """A RedisStateStore under this test's own key prefix."""
+    from threefold.apps.alerts.config import AlertsConfig
+    from threefold.apps.alerts.resources import open_state_store
+
+    return open_state_store(AlertsConfig(redis_prefix=redis_prefix), redis_settings)

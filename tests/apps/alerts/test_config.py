@@ -12,6 +12,7 @@ def test_from_env_reads_prefixed_settings_and_service_urls(monkeypatch):
     monkeypatch.setenv("THREEFOLD_ALERTS_Z_THRESHOLD", "3.1")
     monkeypatch.setenv("THREEFOLD_ALERTS_ALLOWED_ORIGINS", "http://a.example, http://b.example")
     monkeypatch.setenv("REDIS_URL", "redis://:secret@localhost:6379/0")
+    monkeypatch.setenv("THREEFOLD_ALERTS_WEBHOOK_URL", "https://hooks.example/secret")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
     config = AlertsConfig.from_env(input_topic="wire", grace_s=None)
     assert (config.window_size_s, config.window_slide_s, config.z_threshold) == (120, 60, 3.1)

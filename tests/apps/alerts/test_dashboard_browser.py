@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from threefold.apps.alerts.config import AlertsConfig
-from threefold.apps.alerts.dashboard import create_app
 from threefold.apps.alerts.pipeline import AlertPipeline
-from threefold.apps.alerts.state.redis_store import RedisStateStore
+from threefold.apps.alerts.resources import open_resources
+from threefold.apps.alerts.web import create_app
 
 from .conftest import calm_then_surge
 
@@ -17,10 +17,10 @@ HOSTILE = '<img src=x onerror="window.pwned=1">Quantive'
 
 
 def test_dashboard_shows_series_and_alerts_as_text(
-    redis_url, redis_prefix, live_server, page, screenshot_dir
+    redis_settings, redis_store, redis_prefix, live_server, page, screenshot_dir
 ):
-    config = AlertsConfig(redis_url=redis_url, redis_prefix=redis_prefix, grace_s=0)
-    store = RedisStateStore.from_url(redis_url, redis_prefix)
+    config = AlertsConfig(redis_prefix=redis_prefix, grace_s=0)
+    store = redis_store
     items = calm_then_surge()
     for s in items[-20:]:
         s.item.text = HOSTILE
@@ -29,7 +29,7 @@ def test_dashboard_shows_series_and_alerts_as_text(
         pipeline.process(items[i : i + 20])
     store.ack_alerts(store.pending_alerts())
 
-    page.goto(live_server(create_app(config)))
+    page.goto(live_server(create_app(config, open_resources(config, redis_settings))))
     page.wait_for_selector("#alerts li")
     page.wait_for_selector("#keys tbody tr")
     assert page.locator("#keys tbody tr").first.inner_text().startswith("legal")

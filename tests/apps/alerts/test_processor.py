@@ -8,8 +8,7 @@ import time
 
 import pytest
 
-from threefold.apps.alerts.processor import build_runner
-from threefold.apps.alerts.state.redis_store import RedisStateStore
+from threefold.apps.alerts.consumer import build_runner
 from threefold.streaming.kafka_config import ensure_topics
 
 from .conftest import T0, produce, surge_stream, values_of
@@ -30,13 +29,13 @@ def run_in_thread(runner) -> threading.Thread:
 
 
 def test_messages_in_scored_and_alert_out_and_malformed_to_dead_letter(
-    alerts_config, scorer, texts_by_prediction, read_topic
+    alerts_config, redis_settings, scorer, texts_by_prediction, read_topic
 ):
     config = alerts_config
     ensure_topics(config.bootstrap_servers, [config.input_topic], partitions=2)
     stream = surge_stream(texts_by_prediction)
     produce(config.bootstrap_servers, config.input_topic, stream[:20] + MALFORMED + stream[20:])
-    runner, processor = build_runner(config, scorer=scorer)
+    runner, processor = build_runner(config, redis_settings, scorer=scorer)
     thread = run_in_thread(runner)
     try:
         scored = values_of(read_topic(config.scored_topic, min_count=len(stream), timeout_s=180))
@@ -73,7 +72,7 @@ def test_messages_in_scored_and_alert_out_and_malformed_to_dead_letter(
 
 
 def test_a_quiet_stream_closes_its_last_window_without_another_message(
-    alerts_config, scorer, texts_by_prediction
+    alerts_config, redis_settings, redis_store, scorer, texts_by_prediction
 ):
     config = dataclasses.replace(alerts_config, quiet_close_s=1.0)
     ensure_topics(config.bootstrap_servers, [config.input_topic])
@@ -84,7 +83,7 @@ def test_a_quiet_stream_closes_its_last_window_without_another_message(
         config.input_topic,
         [{"id": f"q{i}", "text": calm[i], "published_at": T0 + 295 + i} for i in range(4)],
     )
-    runner, processor = build_runner(config, scorer=scorer)
+    runner, processor = build_runner(config, redis_settings, scorer=scorer)
     closed = processor.metrics.registry.get_sample_value
     thread = run_in_thread(runner)
     try:
@@ -94,7 +93,7 @@ def test_a_quiet_stream_closes_its_last_window_without_another_message(
     finally:
         runner.stop()
         thread.join(60)
-    store = RedisStateStore.from_url(config.redis_url, config.redis_prefix)
+    store = redis_store
     assert store.open_windows() == []
     keys = store.aggregation_keys()
     assert keys and all([h["total"] for h in store.history(k)] for k in keys)

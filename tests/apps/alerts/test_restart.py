@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from threefold.apps.alerts.processor import build_runner
+from threefold.apps.alerts.consumer import build_runner
 from threefold.apps.alerts.state.redis_store import RedisStateStore
 from threefold.streaming.kafka_config import ensure_topics
 
@@ -24,10 +24,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SURGE_WINDOW = 4  # surge_stream(calm_windows=4) puts the surge in the fifth window
 
 
-def consumer_command(config) -> list[str]:
+def consumer_command(config, redis_url: str) -> list[str]:
     args = {
         "--bootstrap": config.bootstrap_servers,
-        "--redis-url": config.redis_url,
+        "--redis-url": redis_url,
         "--redis-prefix": config.redis_prefix,
         "--topic-model": config.topic_model_dir,
         "--sentiment-model": config.sentiment_model_dir,
@@ -50,10 +50,12 @@ def consumer_command(config) -> list[str]:
     return command
 
 
-def start_consumer(config, log: Path) -> subprocess.Popen:
+def start_consumer(config, redis_url: str, log: Path) -> subprocess.Popen:
     handle = log.open("ab")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.Popen(consumer_command(config), stdout=handle, stderr=handle, env=env)
+    return subprocess.Popen(
+        consumer_command(config, redis_url), stdout=handle, stderr=handle, env=env
+    )
 
 
 def wait_for(condition, timeout_s: float, what: str, proc=None, log: Path | None = None) -> None:
@@ -86,16 +88,16 @@ def surge_window_closed(store: RedisStateStore) -> bool:
 
 
 def test_sigkill_mid_batch_then_restart_loses_nothing_and_duplicates_no_alert(
-    alerts_config, texts_by_prediction, read_topic, tmp_path
+    alerts_config, redis_url, redis_store, texts_by_prediction, read_topic, tmp_path
 ):
     config = alerts_config
     ensure_topics(config.bootstrap_servers, [config.input_topic], partitions=1)
     stream = surge_stream(texts_by_prediction, calm_windows=SURGE_WINDOW, per_window=16, surge=16)
     produce(config.bootstrap_servers, config.input_topic, stream)
-    store = RedisStateStore.from_url(config.redis_url, config.redis_prefix)
+    store = redis_store
     log = tmp_path / "consumer.log"
 
-    first = start_consumer(config, log)
+    first = start_consumer(config, redis_url, log)
     try:
         # Kill as soon as the consumer has counted part of the surge window in Redis: that
         # happens inside process(), before the batch's outputs are produced and committed.
@@ -108,7 +110,7 @@ def test_sigkill_mid_batch_then_restart_loses_nothing_and_duplicates_no_alert(
     killed_at = surge_window_total(store)
     assert 0 < killed_at < 16, "the kill should land while the surge window is still filling"
 
-    second = start_consumer(config, log)
+    second = start_consumer(config, redis_url, log)
     try:
         scored = values_of(read_topic(config.scored_topic, min_count=len(stream), timeout_s=240))
         wait_for(
@@ -134,17 +136,17 @@ def test_sigkill_mid_batch_then_restart_loses_nothing_and_duplicates_no_alert(
 
 
 def test_rebalance_between_two_consumers_loses_nothing(
-    alerts_config, scorer, texts_by_prediction, read_topic
+    alerts_config, redis_settings, redis_store, scorer, texts_by_prediction, read_topic
 ):
     config = dataclasses.replace(alerts_config, max_batch=8)
     ensure_topics(config.bootstrap_servers, [config.input_topic], partitions=2)
     stream = surge_stream(texts_by_prediction, calm_windows=SURGE_WINDOW, per_window=16)[:-1]
     early, late = stream[:40], stream[40:]  # the surge is in the second part
     produce(config.bootstrap_servers, config.input_topic, early)
-    store = RedisStateStore.from_url(config.redis_url, config.redis_prefix)
+    store = redis_store
 
-    first, _ = build_runner(config, scorer=scorer)
-    second, second_processor = build_runner(config, scorer=scorer)
+    first, _ = build_runner(config, redis_settings, scorer=scorer)
+    second, second_processor = build_runner(config, redis_settings, scorer=scorer)
     second_assigned = threading.Event()
     assign = second_processor.on_partitions_assigned
 

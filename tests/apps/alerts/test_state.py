@@ -6,8 +6,9 @@ import time
 
 import pytest
 
+from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.resources import open_state_store
 from threefold.apps.alerts.state.memory import InMemoryStateStore
-from threefold.apps.alerts.state.redis_store import RedisStateStore
 from threefold.apps.alerts.state.store import (
     CLAIMED,
     CLOSED,
@@ -26,9 +27,7 @@ def store(request) -> StateStore:
     """Each contract test runs against both implementations."""
     if request.param == "memory":
         return InMemoryStateStore()
-    redis_url = request.getfixturevalue("redis_url")
-    prefix = request.getfixturevalue("redis_prefix")
-    return RedisStateStore.from_url(redis_url, prefix)
+    return request.getfixturevalue("redis_store")
 
 
 def entry(message_id: str, sentiment: str = "negative", key: str = "entity:QNTV", start=0):
@@ -127,12 +126,12 @@ def test_the_feed_is_read_after_an_entry_id(store) -> None:
 
 
 @pytest.mark.integration
-def test_redis_state_survives_a_new_store_instance(redis_url, redis_prefix):
-    first = RedisStateStore.from_url(redis_url, redis_prefix)
+def test_redis_state_survives_a_new_store_instance(redis_settings, redis_prefix):
+    first = open_state_store(AlertsConfig(redis_prefix=redis_prefix), redis_settings)
     first.add_entries([entry("m1")], 3)
     first.advance_watermark({"news:0": 120})
     first.claim_alert(alert(), cooldown_s=0)
-    again = RedisStateStore.from_url(redis_url, redis_prefix)
+    again = open_state_store(AlertsConfig(redis_prefix=redis_prefix), redis_settings)
     assert again.watermark() == 120
     assert again.add_entries([entry("m1")], 3) == [SEEN]
     assert [a["alert_id"] for a in again.pending_alerts()] == [alert()["alert_id"]]

@@ -10,10 +10,11 @@ import urllib.request
 import pytest
 
 from threefold.apps.alerts.config import AlertsConfig
-from threefold.apps.alerts.dashboard import create_app
 from threefold.apps.alerts.pipeline import AlertPipeline
+from threefold.apps.alerts.resources import Resources, open_resources
 from threefold.apps.alerts.state.redis_store import RedisStateStore
-from threefold.core.errors import ConfigError
+from threefold.apps.alerts.web import create_app
+from threefold.streaming.connections import RedisSettings
 
 from .conftest import calm_then_surge
 
@@ -21,18 +22,23 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def store(redis_url, redis_prefix) -> RedisStateStore:
-    return RedisStateStore.from_url(redis_url, redis_prefix)
+def store(redis_store) -> RedisStateStore:
+    return redis_store
 
 
 @pytest.fixture
-def config(redis_url, redis_prefix) -> AlertsConfig:
-    return AlertsConfig(redis_url=redis_url, redis_prefix=redis_prefix, grace_s=0)
+def config(redis_prefix) -> AlertsConfig:
+    return AlertsConfig(redis_prefix=redis_prefix, grace_s=0)
 
 
 @pytest.fixture
-def client(config):
-    return create_app(config).test_client()
+def resources(config, redis_settings) -> Resources:
+    return open_resources(config, redis_settings)
+
+
+@pytest.fixture
+def client(config, resources):
+    return create_app(config, resources).test_client()
 
 
 def feed_surge(config: AlertsConfig, store: RedisStateStore) -> list[dict]:
@@ -95,13 +101,36 @@ def test_page_escapes_nothing_itself_and_loads_local_assets_only(client):
     assert "innerHTML" not in script  # every server-provided string goes in via textContent
 
 
-def test_no_redis_url_is_a_config_error_with_the_fix():
-    with pytest.raises(ConfigError, match="set REDIS_URL"):
-        create_app(AlertsConfig(redis_url=""))
+def test_no_redis_url_serves_pages_and_answers_the_api_with_503_and_the_fix():
+    config = AlertsConfig()
+    client = create_app(config, open_resources(config, RedisSettings(url=None))).test_client()
+    assert client.get("/").status_code == 200
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json()["status"] == "degraded"
+    assert health.get_json()["redis"] == "not configured"
+    for path in ("/api/keys", "/api/series?kind=topic", "/api/alerts", "/api/alerts/stream"):
+        response = client.get(path)
+        assert response.status_code == 503
+        assert response.headers["Retry-After"]
+        assert response.is_json and "set REDIS_URL" in response.get_json()["message"]
 
 
-def test_live_feed_streams_new_alerts_over_sse(config, store, live_server):
-    base = live_server(create_app(config))
+def test_redis_down_is_degraded_and_the_api_answers_503():
+    config = AlertsConfig()
+    down = RedisSettings(url="redis://127.0.0.1:1/0")
+    client = create_app(config, open_resources(config, down)).test_client()
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json()["redis"] == "unreachable"
+    response = client.get("/api/keys")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert response.get_json()["redis"] == "unreachable"
+
+
+def test_live_feed_streams_new_alerts_over_sse(config, resources, store, live_server):
+    base = live_server(create_app(config, resources))
     received: list[str] = []
 
     def listen() -> None:

@@ -1,9 +1,10 @@
-"""Dashboard: sentiment over time per topic and entity, a live alert feed (SSE), JSON API.
+"""The dashboard's JSON API: keys, series, recent alerts and the live alert feed (SSE).
 
 Data comes from the consumer's Redis state: closed windows (`history`), open windows, and the
 alert feed, a Redis stream the consumer appends to once an alert is on the alerts topic. SSE
 clients block on XREAD, and resume after a reconnect from the `Last-Event-ID` the browser sends
-(the stream entry id), so a dropped connection misses no alert.
+(the stream entry id), so a dropped connection misses no alert. Without Redis (not configured or
+down) every route answers 503 with a `Retry-After` header and the reason.
 """
 
 from __future__ import annotations
@@ -11,68 +12,52 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-from flask import Blueprint, Flask, Response, current_app, request, send_from_directory
-from prometheus_client import CollectorRegistry
+import redis
+from flask import Blueprint, Response, request
 
-from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.resources import REDIS_FIX, current_resources
+from threefold.apps.alerts.state.store import StateStore
 from threefold.apps.alerts.windows import split_key
-from threefold.core.errors import ConfigError
 from threefold.core.query_args import int_arg
-from threefold.core.web import ApiError, setup_web_app
+from threefold.core.web import ApiError
 
-STATIC = Path(__file__).resolve().parent / "static"
-STORE = "alerts_store"
 KEEPALIVE_S = 15.0
+RETRY_AFTER_S = 30
 
 api = Blueprint("alerts_api", __name__, url_prefix="/api")
-pages = Blueprint("alerts_pages", __name__)
 
 
-def create_app(config: AlertsConfig | None = None, *, store=None) -> Flask:
-    """Flask app factory; `store` defaults to a RedisStateStore on `config.redis_url`."""
-    config = config or AlertsConfig.from_env()
+class StoreUnavailable(Exception):
+    """The consumer's Redis is not configured or did not answer."""
+
+    def __init__(self, redis_status: str, message: str) -> None:
+        super().__init__(message)
+        self.redis_status = redis_status
+        self.message = message
+
+
+def _store() -> StateStore:
+    store = current_resources().store
     if store is None:
-        if not config.redis_url:
-            raise ConfigError(
-                "the dashboard reads the alerts consumer's Redis state, but no Redis URL is set. "
-                "Fix: set REDIS_URL (or --redis-url) to the Redis the consumer uses"
-            )
-        from threefold.apps.alerts.state.redis_store import RedisStateStore
-
-        store = RedisStateStore.from_url(config.redis_url, config.redis_prefix)
-    app = Flask(__name__, static_folder=None)
-    app.config["ALERTS"] = config
-    app.extensions[STORE] = store
-    registry = CollectorRegistry()
-    setup_web_app(app, name="alerts", registry=registry, allowed_origins=config.allowed_origins)
-    app.register_blueprint(api)
-    app.register_blueprint(pages)
-    return app
+        raise StoreUnavailable("not configured", f"the dashboard has no Redis to read: {REDIS_FIX}")
+    return store
 
 
-def _store():
-    return current_app.extensions[STORE]
+@api.errorhandler(StoreUnavailable)
+def _unavailable(exc: StoreUnavailable) -> Response:
+    error = ApiError(503, exc.message, code="redis_unavailable", redis=exc.redis_status)
+    response = error.to_response()
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
-@pages.get("/")
-def index() -> Response:
-    return send_from_directory(STATIC, "index.html")
-
-
-@pages.get("/static/<path:name>")
-def static_file(name: str) -> Response:
-    return send_from_directory(STATIC, name)
-
-
-@pages.get("/healthz")
-def healthz() -> tuple[dict, int]:
-    try:
-        _store().watermark()
-    except Exception as exc:
-        return {"status": "error", "redis": f"unreachable: {type(exc).__name__}"}, 503
-    return {"status": "ok", "redis": "ok"}, 200
+@api.errorhandler(redis.ConnectionError)
+@api.errorhandler(redis.TimeoutError)
+def _redis_down(exc: redis.RedisError) -> Response:
+    return _unavailable(
+        StoreUnavailable("unreachable", f"the consumer's Redis did not answer ({exc!r})")
+    )
 
 
 @api.get("/keys")
@@ -140,7 +125,7 @@ def _valid_stream_id(value: str) -> bool:
     return 1 <= len(parts) <= 2 and all(p.isdigit() for p in parts)
 
 
-def _events(store, last_id: str, timeout: int) -> Iterator[str]:
+def _events(store: StateStore, last_id: str, timeout: int) -> Iterator[str]:
     if last_id == "$":
         # Resolve "$" now so alerts arriving between our reads are not skipped.
         recent = store.recent_alerts(1)

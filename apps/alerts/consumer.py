@@ -1,0 +1,79 @@
+"""The alerts Kafka service: wires scorer, Redis state, publisher and processor to a runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.metrics import AlertsMetrics
+from threefold.apps.alerts.pipeline import AlertPipeline
+from threefold.apps.alerts.processor import AlertPublisher, AlertsProcessor
+from threefold.apps.alerts.resources import open_state_store
+from threefold.apps.alerts.scoring import Scorer
+from threefold.core.errors import ServiceError
+from threefold.core.settings import reveal
+from threefold.core.webhook import WebhookSender
+from threefold.streaming.connections import RedisSettings
+from threefold.streaming.producer import JsonProducer
+from threefold.streaming.runner import ConsumerRunner
+
+
+def build_runner(
+    config: AlertsConfig,
+    redis: RedisSettings,
+    *,
+    scorer: Scorer | None = None,
+    registry: Any = None,
+) -> tuple[ConsumerRunner, AlertsProcessor]:
+    """The ConsumerRunner and its processor for `config` on `redis` (connects lazily)."""
+    if not config.bootstrap_servers or not redis.url:
+        raise ServiceError(
+            "the alerts consumer needs Kafka and Redis: set KAFKA_BOOTSTRAP_SERVERS and REDIS_URL "
+            "(or pass --bootstrap / --redis-url); `threefold demo` starts embedded ones"
+        )
+    metrics = AlertsMetrics(registry)
+    if scorer is None:
+        scorer = Scorer.load(
+            config.topic_model_dir,
+            config.sentiment_model_dir,
+            config.companies_path or None,
+            batch_size=config.score_batch_size,
+        )
+    store = open_state_store(config, redis)
+    webhook = None
+    if config.webhook_url:
+        webhook = WebhookSender(
+            reveal(config.webhook_url),
+            name="alerts",
+            id_field="alert_id",
+            timeout_s=config.webhook_timeout_s,
+            on_result=lambda _alert, error: _count_webhook_failure(metrics, error),
+        )
+    publisher = AlertPublisher(
+        store,
+        JsonProducer(config.bootstrap_servers),
+        config.alerts_topic,
+        webhook=webhook,
+        metrics=metrics,
+    )
+    processor = AlertsProcessor(
+        config, scorer, AlertPipeline.from_config(config, store), publisher, metrics=metrics
+    )
+    runner = ConsumerRunner(
+        bootstrap=config.bootstrap_servers,
+        topics=[config.input_topic],
+        group_id=config.group_id,
+        processor=processor,
+        dead_letter_topic=config.dead_letter_topic,
+        max_batch=config.max_batch,
+        max_wait_ms=config.max_wait_ms,
+        metrics_registry=metrics.registry,
+        consumer_overrides={"fetch_max_wait_ms": config.fetch_max_wait_ms},
+        prepare_workers=config.prepare_workers,
+    )
+    return runner, processor
+
+
+def _count_webhook_failure(metrics: AlertsMetrics, error: str | None) -> None:
+    if error is not None:
+        metrics.webhook_failures.inc()

@@ -1,0 +1,43 @@
+"""What the dashboard's views share, and the setup functions that open it (no service started)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import current_app
+from prometheus_client import CollectorRegistry
+
+from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.state.redis_store import RedisStateStore
+from threefold.apps.alerts.state.store import StateStore
+from threefold.streaming.connections import RedisSettings, redis_client
+
+EXTENSION = "threefold.alerts"
+REDIS_FIX = "set REDIS_URL (or --redis-url) to the Redis the alerts consumer writes to"
+
+
+@dataclass
+class Resources:
+    """The dashboard's settings, the consumer's state store (None: Redis not configured) and
+    the registry of its HTTP metrics."""
+
+    settings: AlertsConfig
+    store: StateStore | None
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+
+def open_state_store(settings: AlertsConfig, redis: RedisSettings) -> RedisStateStore:
+    """The alerts state in the Redis of `redis` under `settings.redis_prefix` (connects lazily)."""
+    client = redis_client(redis, decode_responses=True)
+    return RedisStateStore(client, settings.redis_prefix, ttl_s=settings.state_ttl_s)
+
+
+def open_resources(settings: AlertsConfig, redis: RedisSettings) -> Resources:
+    """The dashboard's resources; without a Redis URL the store is None (the app runs degraded)."""
+    store = open_state_store(settings, redis) if redis.url else None
+    return Resources(settings=settings, store=store)
+
+
+def current_resources() -> Resources:
+    """The resources of the dashboard app handling the current request."""
+    return current_app.extensions[EXTENSION]

@@ -1,0 +1,34 @@
+"""The alerts dashboard: `create_app` wires the pages and the JSON API blueprints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.resources import EXTENSION, Resources, open_resources
+from threefold.apps.alerts.web.api import api
+from threefold.apps.alerts.web.pages import pages
+from threefold.core.settings import load_settings
+from threefold.core.web import setup_web_app
+from threefold.streaming.connections import RedisSettings
+
+HERE = Path(__file__).resolve().parent
+
+
+def create_app(settings: AlertsConfig | None = None, resources: Resources | None = None) -> Flask:
+    """Flask app factory; `resources` default to the Redis of REDIS_URL (none: degraded)."""
+    settings = settings or AlertsConfig.from_env()
+    if resources is None:
+        resources = open_resources(settings, load_settings(RedisSettings, "REDIS_"))
+    # An explicit instance_path: Flask cannot find one for a package inside the editable
+    # install's `threefold` namespace (StopIteration in flask.sansio.scaffold.find_package).
+    app = Flask(__name__, static_folder=None, instance_path=str(HERE / "instance"))
+    setup_web_app(
+        app, name="alerts", registry=resources.registry, allowed_origins=settings.allowed_origins
+    )
+    app.register_blueprint(api)
+    app.register_blueprint(pages)
+    app.extensions[EXTENSION] = resources
+    return app
