@@ -58,7 +58,7 @@ class Resources:
     redis: RedisState
     recommender: Recommender
     histories: UserHistories
-    catalog: CatalogSync
+    catalog_changes: CatalogSync
     model_id: str
     model_info: dict[str, Any]
 
@@ -144,10 +144,10 @@ def open_resources(
     model_id = recommender.encoder.model_id
     histories = UserHistories(seed, state, limit=settings.history_limit)
     metrics.watch_catalog(lambda: recommender.item_count)
-    catalog = CatalogSync(
+    catalog_changes = CatalogSync(
         recommender, state, model_id=model_id, interval_seconds=settings.catalog_sync_seconds
     )
-    catalog.sync(force=True)
+    catalog_changes.sync(force=True)
     return Resources(
         settings=settings,
         registry=registry,
@@ -155,7 +155,7 @@ def open_resources(
         redis=state,
         recommender=recommender,
         histories=histories,
-        catalog=catalog,
+        catalog_changes=catalog_changes,
         model_id=model_id,
         model_info=info,
     )

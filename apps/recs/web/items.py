@@ -20,7 +20,7 @@ items_api = Blueprint("recs_items", __name__, url_prefix="/api/items")
 @items_api.get("/<item_id>")
 def get_item(item_id: str) -> Any:
     shared = resources()
-    shared.catalog.sync()
+    shared.catalog_changes.sync()
     item = shared.recommender.catalog.get(item_id)
     if item is None or not shared.recommender.has_item(item_id):
         raise ApiError(404, f"unknown item_id {item_id!r}", field="item_id")
@@ -31,7 +31,7 @@ def get_item(item_id: str) -> Any:
 def similar_items(item_id: str) -> Any:
     shared = resources()
     k = int_arg("k", shared.settings.default_k, low=1, high=shared.settings.max_k)
-    shared.catalog.sync()
+    shared.catalog_changes.sync()
     if not shared.recommender.has_item(item_id):
         raise ApiError(404, f"unknown item_id {item_id!r}", field="item_id")
     similar = shared.recommender.similar(item_id, k)
@@ -56,7 +56,7 @@ def add_items() -> Any:
     body = read_json_body(max_bytes=shared.settings.max_body_bytes)
     raw_items = batch(body, "items", shared.settings.max_batch_events)
     items = [_parse_body_item(raw, i) for i, raw in enumerate(raw_items)]
-    return jsonify(shared.catalog.store(items)), 201
+    return jsonify(shared.catalog_changes.store(items)), 201
 
 
 @items_api.put("/<item_id>")
@@ -70,12 +70,12 @@ def replace_item(item_id: str) -> Any:
             f"body item_id {body['item_id']!r} does not match the URL's {item_id!r}",
             field="item_id",
         )
-    return jsonify(shared.catalog.store([_parse_body_item(body)]))
+    return jsonify(shared.catalog_changes.store([_parse_body_item(body)]))
 
 
 @items_api.delete("/<item_id>")
 @bearer_token_required(ADMIN_TOKEN_KEY)
 def delete_item(item_id: str) -> Any:
-    if not resources().catalog.delete(item_id):
+    if not resources().catalog_changes.delete(item_id):
         raise ApiError(404, f"unknown item_id {item_id!r}", field="item_id")
     return jsonify({"deleted": item_id})

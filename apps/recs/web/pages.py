@@ -24,7 +24,7 @@ def healthz() -> Any:
         "redis": "up",
         "items": shared.recommender.item_count,
         "cache": shared.metrics.snapshot(),
-        "catalog_version": shared.catalog.version,
+        "catalog_version": shared.catalog_changes.version,
         "model": shared.model_id,
         "ranker": shared.model_info,
     }

@@ -36,9 +36,9 @@ def get_recommendations() -> Any:
         raise ApiError(
             400, f"unknown category {category!r}; expected one of {categories}", field="category"
         )
-    shared.catalog.sync()
+    shared.catalog_changes.sync()
     variant = (
-        f"v{shared.catalog.version}|k{k}|o{offset}|c{(category or '').lower()}"
+        f"v{shared.catalog_changes.version}|k{k}|o{offset}|c{(category or '').lower()}"
         f"|d{diversity:.3f}|x{int(exclude_seen)}"
     )
     cached = shared.redis.get_recs(user_id, variant)
