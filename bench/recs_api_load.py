@@ -45,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from werkzeug.serving import make_server
 
-    from threefold.apps.recs.api import create_app
     from threefold.apps.recs.config import RecsConfig
+    from threefold.apps.recs.resources import open_resources, prepare_recs
+    from threefold.apps.recs.web import create_app
     from threefold.core.base_model import configure_offline
+    from threefold.streaming.connections import RedisSettings
     from threefold.streaming.services import start_redis
 
     configure_offline()
@@ -57,12 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     load = load_average()
     redis = start_redis()
     try:
-        app = create_app(RecsConfig(redis_url=redis.url, redis_prefix="bench:recs:"))
+        settings = RecsConfig(redis_prefix="bench:recs:")
+        redis_settings = RedisSettings(url=redis.url)
+        prepare_recs(settings, redis_settings)
+        app = create_app(settings, open_resources(settings, redis_settings))
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{server.server_port}"
-        users = app.extensions["threefold_recs"].histories.known_users
-        items = app.extensions["threefold_recs"].recommender.catalog.ids
+        users = app.extensions["threefold.recs"].histories.known_users
+        items = app.extensions["threefold.recs"].recommender.catalog.ids
         rng = random.Random(args.seed)
         # distinct (k, offset) per request, so the first pass only misses the cache
         queries = [

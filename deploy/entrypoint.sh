@@ -117,7 +117,7 @@ role="${1:-}"
 shift
 case "$role" in
   qa-api) serve 'threefold.apps.qa.api:create_app()' ;;
-  recs-api) serve 'threefold.apps.recs.api:create_app()' ;;
+  recs-api) serve 'threefold.apps.recs.web:create_app()' ;;
   dashboard) serve 'threefold.apps.alerts.web:create_app()' ;;
   alerts-consumer) launch threefold alerts run "$@" ;;
   init-models) init_models ;;

@@ -185,8 +185,10 @@ def build_apps(
     from threefold.apps.demo.web.app import create_app as create_hub
     from threefold.apps.qa.api import create_app as create_qa
     from threefold.apps.qa.config import SAMPLE_KB, QAConfig
-    from threefold.apps.recs.api import create_app as create_recs
     from threefold.apps.recs.config import RecsConfig
+    from threefold.apps.recs.resources import open_resources as open_recs
+    from threefold.apps.recs.resources import prepare_recs
+    from threefold.apps.recs.web import create_app as create_recs
     from threefold.core.base_model import base_model_from_env
     from threefold.core.embedder import Embedder
     from threefold.streaming.connections import RedisSettings
@@ -207,11 +209,11 @@ def build_apps(
         ),
         embedder=embedder,
     )
+    recs_settings = RecsConfig(redis_prefix=prefix + "recs:", allowed_origins=origins)
+    recs_redis = RedisSettings(url=state.redis_url)
+    tuned = prepare_recs(recs_settings, recs_redis, encoder=embedder)
     recs = create_recs(
-        RecsConfig(
-            redis_url=state.redis_url, redis_prefix=prefix + "recs:", allowed_origins=origins
-        ),
-        encoder=embedder,
+        recs_settings, open_recs(recs_settings, recs_redis, encoder=embedder, tuned=tuned)
     )
     log.note("catalog index built")
     topic = f"threefold-demo-{state.run_id}"

@@ -136,11 +136,28 @@ def build_command(
 @click.option("--port", default=8002, show_default=True, type=int)
 @clean_errors
 def serve_command(host: str, port: int) -> None:
-    """Serve the recommendation API and the /store demo page (settings: THREEFOLD_RECS_*)."""
-    from threefold.apps.recs.api import create_app
+    """Serve the recommendation API and the /store demo page (settings: THREEFOLD_RECS_*).
+
+    Starts an embedded redis-server when REDIS_URL is unset, then embeds the catalog and tunes
+    the combiner into Redis before the app opens.
+    """
+    from threefold.apps.recs.config import RecsConfig
+    from threefold.apps.recs.resources import open_resources, prepare_recs
+    from threefold.apps.recs.web import create_app
+    from threefold.core.base_model import configure_offline
+    from threefold.core.settings import load_settings
     from threefold.core.web import configure_json_logging
+    from threefold.streaming.connections import RedisSettings
+    from threefold.streaming.services import services
 
     configure_json_logging()
-    app = create_app()
-    click.echo(f"recommendations on http://{host}:{port}/store", err=True)
-    app.run(host=host, port=port, threaded=True)
+    configure_offline()
+    settings = RecsConfig.from_env()
+    redis = load_settings(RedisSettings, "REDIS_")
+    with services(redis.url, None, need_kafka=False) as (redis_url, _):
+        if redis.url is None:  # the embedded redis-server: no password, no TLS
+            redis = RedisSettings(url=redis_url)
+        tuned = prepare_recs(settings, redis)
+        app = create_app(settings, open_resources(settings, redis, tuned=tuned))
+        click.echo(f"recommendations on http://{host}:{port}/store", err=True)
+        app.run(host=host, port=port, threaded=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,12 @@ ENV_PREFIX = "THREEFOLD_RECS_"
 
 @dataclass(frozen=True)
 class RecsConfig:
-    """Everything `create_app` needs; library classes take explicit arguments instead.
+    """Everything the recs app needs besides Redis (`RedisSettings`, read from REDIS_*).
 
     `model_dir` is a folder written by `threefold recs build` (fine-tuned text ranker and
-    combiner weights); without it the app serves the base embedder with a combiner tuned on the
-    seed event log at start (`tune_on_start`, seconds on small logs) or default weights.
-    `redis_url=None` starts an embedded redis-server unless `embedded_redis` is False, in which
-    case the app runs without a cache.
+    combiner weights); without it the app serves the base embedder with the combiner
+    `threefold serve recs` tuned on the seed event log (`tune_on_start`, seconds on small logs)
+    or default weights.
     """
 
     items_path: Path = DEFAULT_ITEMS
@@ -32,8 +31,6 @@ class RecsConfig:
     model_dir: Path | None = None
     base_model: str | None = None
     tune_on_start: bool = True
-    redis_url: str | None = field(default=None, metadata={"env": "REDIS_URL"})
-    embedded_redis: bool = True
     redis_prefix: str = "threefold:recs:"
     redis_timeout_seconds: float = 0.25
     redis_retry_seconds: float = 5.0
@@ -81,5 +78,5 @@ class RecsConfig:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX, **overrides: Any
     ) -> RecsConfig:
-        """Build from `<prefix><FIELD>` variables (e.g. ..._ADMIN_TOKEN) and REDIS_URL."""
+        """Build from `<prefix><FIELD>` variables (e.g. ..._ADMIN_TOKEN)."""
         return load_settings(cls, prefix, environ, **overrides)

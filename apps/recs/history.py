@@ -10,8 +10,8 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
-from threefold.apps.recs.cache import RedisState
 from threefold.apps.recs.events import Event, group_by_user
+from threefold.apps.recs.redis_state import RedisState
 
 
 class UserHistories:

@@ -42,7 +42,7 @@ IMAGE_ENTRYPOINT = "threefold-entrypoint"
 ROLES = {"qa-api", "recs-api", "dashboard", "alerts-consumer", "init-models", "check-models"}
 WEB_ROLES = {
     "qa-api": "threefold.apps.qa.api:create_app()",
-    "recs-api": "threefold.apps.recs.api:create_app()",
+    "recs-api": "threefold.apps.recs.web:create_app()",
     "dashboard": "threefold.apps.alerts.web:create_app()",
 }
 APPS = ("qa", "alerts", "recs")

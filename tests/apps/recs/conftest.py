@@ -9,6 +9,8 @@ import pytest
 from threefold.apps.recs.catalog import Catalog, load_catalog
 from threefold.apps.recs.config import DEFAULT_EVENTS, DEFAULT_ITEMS, RecsConfig
 from threefold.apps.recs.events import Event, load_events
+from threefold.apps.recs.resources import TunedCombiner, open_resources, prepare_recs
+from threefold.streaming.connections import RedisSettings
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -30,12 +32,25 @@ def admin_headers() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def make_app(embedder) -> Callable[..., object]:
-    """`make_app(redis_url=..., **config)` -> a Flask app on the shipped data, shared encoder."""
-    from threefold.apps.recs.api import create_app
+def tuned_combiner(embedder) -> TunedCombiner | None:
+    """The combiner `threefold serve recs` tunes on the shipped seed log (tuned once here)."""
+    return prepare_recs(RecsConfig(), RedisSettings(), encoder=embedder)
 
-    def make(**overrides: object):
-        settings = {"embedded_redis": False, "admin_token": ADMIN_TOKEN, **overrides}
-        return create_app(RecsConfig(**settings), encoder=embedder)
+
+@pytest.fixture(scope="session")
+def make_app(embedder, tuned_combiner) -> Callable[..., object]:
+    """`make_app(redis_url=..., **config)` -> a Flask app on the shipped data, shared encoder,
+    opened as `threefold serve recs` opens it after preparing (combiner tuned on the seed log)."""
+    from threefold.apps.recs.web import create_app
+
+    def make(redis_url: str | None = None, **overrides: object):
+        settings = RecsConfig(**{"admin_token": ADMIN_TOKEN, **overrides})
+        resources = open_resources(
+            settings,
+            RedisSettings(url=redis_url),
+            encoder=embedder,
+            tuned=tuned_combiner if settings.tune_on_start else None,
+        )
+        return create_app(settings, resources)
 
     return make

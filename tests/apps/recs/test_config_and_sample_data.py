@@ -9,27 +9,28 @@ import pytest
 from threefold.apps.recs.config import DEFAULT_EVENTS, RecsConfig
 from threefold.apps.recs.sample_data import generate_events
 from threefold.core.errors import ConfigError
-from threefold.core.settings import reveal
+from threefold.core.settings import load_settings, reveal
+from threefold.streaming.connections import RedisSettings
 
 
 def test_from_env_reads_prefixed_settings_and_redis_url():
-    config = RecsConfig.from_env(
-        environ={
-            "THREEFOLD_RECS_ADMIN_TOKEN": "s3cret",
-            "THREEFOLD_RECS_MAX_K": "50",
-            "THREEFOLD_RECS_EXCLUDE_SEEN": "false",
-            "THREEFOLD_RECS_ALLOWED_ORIGINS": "http://a.test, http://b.test",
-            "THREEFOLD_RECS_DEFAULT_DIVERSITY": "0.3",
-            "REDIS_URL": "redis://example:6379/0",
-        }
-    )
+    environ = {
+        "THREEFOLD_RECS_ADMIN_TOKEN": "s3cret",
+        "THREEFOLD_RECS_MAX_K": "50",
+        "THREEFOLD_RECS_EXCLUDE_SEEN": "false",
+        "THREEFOLD_RECS_ALLOWED_ORIGINS": "http://a.test, http://b.test",
+        "THREEFOLD_RECS_DEFAULT_DIVERSITY": "0.3",
+        "REDIS_URL": "redis://example:6379/0",
+    }
+    config = RecsConfig.from_env(environ=environ)
+    redis = load_settings(RedisSettings, "REDIS_", environ)
     assert reveal(config.admin_token) == "s3cret"
     assert "s3cret" not in repr(config)
     assert config.max_k == 50
     assert config.exclude_seen is False
     assert config.allowed_origins == ("http://a.test", "http://b.test")
     assert config.default_diversity == 0.3
-    assert config.redis_url == "redis://example:6379/0"
+    assert redis.url == "redis://example:6379/0"
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""HTTP API without Redis: recommendations, events, items and every error path."""
+"""HTTP API without Redis (degraded): recommendations, events, items and every error path."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ def client(make_app):
 
 def test_healthz_and_metrics(client):
     health = client.get("/healthz")
-    assert health.status_code == 200
-    assert health.json["status"] == "ok"
-    assert health.json["redis"] == "disabled"
+    assert health.status_code == 503
+    assert health.json["status"] == "degraded"
+    assert health.json["redis"] == "not configured"
+    assert "set REDIS_URL" in health.json["reason"]
     assert health.json["items"] >= 72
     metrics = client.get("/metrics").get_data(as_text=True)
     assert "recs_cache_hit_rate" in metrics
@@ -219,9 +220,11 @@ def test_unknown_route_is_json_404(client):
 def test_app_serves_a_model_built_by_the_cli(tmp_path):
     from click.testing import CliRunner
 
-    from threefold.apps.recs.api import create_app
     from threefold.apps.recs.cli import recs
     from threefold.apps.recs.config import RecsConfig
+    from threefold.apps.recs.resources import open_resources
+    from threefold.apps.recs.web import create_app
+    from threefold.streaming.connections import RedisSettings
 
     out = tmp_path / "model"
     args = ["build", "--out", str(out), "--max-steps", "2", "--batch-size", "4", "--max-pairs", "8"]
@@ -229,7 +232,8 @@ def test_app_serves_a_model_built_by_the_cli(tmp_path):
     assert built.exit_code == 0, built.output
     summary = json.loads(built.stdout)
     assert summary["validation"]["users"] > 10
-    client = create_app(RecsConfig(model_dir=out, embedded_redis=False)).test_client()
+    settings = RecsConfig(model_dir=out)
+    client = create_app(settings, open_resources(settings, RedisSettings())).test_client()
     health = client.get("/healthz").json
     assert health["ranker"]["fine_tune"]["steps"] == 2
     response = client.get("/api/recommendations?user_id=u004&k=3")

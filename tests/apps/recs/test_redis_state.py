@@ -102,7 +102,10 @@ def test_unreachable_redis_still_answers(make_app):
     assert after.status_code == 200
     assert after.json["cold_start"] is False  # this worker remembers the event
     assert "od-001" not in item_ids(after.json)
-    assert client.get("/healthz").json["redis"] == "down"
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.json["status"] == "degraded"
+    assert health.json["redis"] == "unreachable"
     assert metric(client, "recs_redis_errors_total") >= 1
     assert metric(client, "recs_cache_lookups_total", 'result="unavailable"') >= 1
     assert metric(client, "recs_redis_available") == 0
@@ -125,4 +128,4 @@ def test_redis_stopping_mid_service_does_not_break_requests(make_app, redis_pref
     assert (
         client.post("/api/events", json={"user_id": "u005", "item_id": "el-001"}).status_code == 202
     )
-    assert client.get("/healthz").json["redis"] == "down"
+    assert client.get("/healthz").json["redis"] == "unreachable"

@@ -1,6 +1,7 @@
-"""Redis state shared by API workers: cached rec lists, user event histories, item vectors and
-the catalog change log. Every call degrades: when Redis is down the caller gets None/False,
-the failure is logged and counted, and Redis is not retried for `retry_seconds`.
+"""Redis state shared by API workers: cached rec lists, user event histories, item vectors, the
+tuned combiner and the catalog change log. Every call degrades: when Redis is down the caller
+gets None/False, the failure is logged and counted, and Redis is not retried for
+`retry_seconds`.
 """
 
 from __future__ import annotations
@@ -13,65 +14,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from threefold.apps.recs.events import Event
+from threefold.apps.recs.metrics import RecsMetrics
+from threefold.streaming.connections import RedisSettings, redis_client
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class CacheMetrics:
-    """Prometheus series for the cache, on the app's own registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.lookups = Counter(
-            "recs_cache_lookups_total",
-            "Recommendation cache lookups by result (hit, miss, unavailable)",
-            ["result"],
-            registry=registry,
-        )
-        self.redis_errors = Counter(
-            "recs_redis_errors_total",
-            "Redis operations that failed (the API answered without Redis)",
-            ["operation"],
-            registry=registry,
-        )
-        self.redis_up = Gauge(
-            "recs_redis_available", "1 when the last Redis call succeeded", registry=registry
-        )
-        self.hits = 0
-        self.misses = 0
-        self.unavailable = 0
-        self._lock = threading.Lock()
-        Gauge(
-            "recs_cache_hit_rate",
-            "Cache hits / (hits + misses) since start",
-            registry=registry,
-        ).set_function(lambda: self.hit_rate)
-
-    def record(self, result: str) -> None:
-        with self._lock:
-            if result == "hit":
-                self.hits += 1
-            elif result == "miss":
-                self.misses += 1
-            else:
-                self.unavailable += 1
-        self.lookups.labels(result).inc()
-
-    @property
-    def hit_rate(self) -> float:
-        total = self.hits + self.misses
-        return self.hits / total if total else 0.0
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "hits": self.hits,
-            "misses": self.misses,
-            "unavailable": self.unavailable,
-            "hit_rate": round(self.hit_rate, 4),
-        }
 
 
 class RedisState:
@@ -79,16 +28,17 @@ class RedisState:
 
     def __init__(
         self,
-        url: str | None,
+        settings: RedisSettings,
         *,
         prefix: str,
-        metrics: CacheMetrics,
+        metrics: RecsMetrics,
         ttl_seconds: int = 300,
         timeout_seconds: float = 0.25,
         retry_seconds: float = 5.0,
         history_limit: int = 200,
     ) -> None:
-        self.url = url
+        self.settings = settings
+        self.url = settings.url
         self.prefix = prefix
         self.metrics = metrics
         self.ttl_seconds = ttl_seconds
@@ -102,10 +52,8 @@ class RedisState:
     # ------------------------------------------------------------------ plumbing
     def _redis(self) -> Any:
         if self._client is None:
-            import redis
-
-            self._client = redis.Redis.from_url(
-                self.url,
+            self._client = redis_client(
+                self.settings,
                 socket_timeout=self.timeout_seconds,
                 socket_connect_timeout=self.timeout_seconds,
                 retry_on_timeout=False,
@@ -218,6 +166,20 @@ class RedisState:
                 "put_vectors", lambda r: r.hset(self._key("vectors", model_id), mapping=mapping)
             )
             is not None
+        )
+
+    # ------------------------------------------------------------------ tuned combiner
+    def get_combiner(self, model_id: str) -> dict[str, Any] | None:
+        """The combiner `prepare_recs` tuned for this encoder (None when absent or down)."""
+        raw = self._call("get_combiner", lambda r: r.get(self._key("combiner", model_id)))
+        return json.loads(raw) if raw else None
+
+    def put_combiner(self, model_id: str, value: Mapping[str, Any]) -> bool:
+        return (
+            self._call(
+                "put_combiner", lambda r: r.set(self._key("combiner", model_id), json.dumps(value))
+            )
+            is True
         )
 
     # ------------------------------------------------------------------ catalog changes

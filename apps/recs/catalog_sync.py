@@ -1,0 +1,116 @@
+"""Catalog changes shared between workers through the Redis change log.
+
+A worker applies an admin edit itself, publishes it, and replays what other workers published
+(at most every `interval_seconds`). The catalog version `applied.unpublished` keys cached lists.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from threefold.apps.recs.catalog import Item, parse_item
+from threefold.apps.recs.recommender import Recommender
+from threefold.apps.recs.redis_state import RedisState
+from threefold.core.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+
+def encode_vector(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, dtype=np.float32).tobytes()).decode()
+
+
+class CatalogSync:
+    """Publishes this worker's item changes and applies the ones other workers published."""
+
+    def __init__(
+        self,
+        recommender: Recommender,
+        redis: RedisState,
+        *,
+        model_id: str,
+        interval_seconds: float = 1.0,
+    ) -> None:
+        self.recommender = recommender
+        self.redis = redis
+        self.model_id = model_id
+        self.interval_seconds = interval_seconds
+        self.applied_changes = 0
+        self.unpublished_changes = 0
+        self.last_sync = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return f"{self.applied_changes}.{self.unpublished_changes}"
+
+    def sync(self, *, force: bool = False) -> None:
+        """Apply item changes other workers published (at most every `interval_seconds`)."""
+        if self.redis.url is None:
+            return
+        now = time.monotonic()
+        if not force and now - self.last_sync < self.interval_seconds:
+            return
+        with self._lock:
+            self.last_sync = now
+            changes = self.redis.changes_since(self.applied_changes)
+            for change in changes or ():
+                try:
+                    self._apply(change)
+                except (DataError, KeyError, TypeError, ValueError) as exc:
+                    logger.error("skipping a malformed catalog change %r: %s", change, exc)
+                self.applied_changes += 1
+
+    def _apply(self, change: Mapping[str, Any]) -> None:
+        if change.get("op") == "delete":
+            self.recommender.remove_item(str(change["item_id"]))
+            return
+        item = parse_item(change["item"])
+        vectors: dict[str, np.ndarray] = {}
+        if change.get("model_id") == self.model_id and change.get("vector"):
+            vectors[item.item_id] = np.frombuffer(
+                base64.b64decode(change["vector"]), dtype=np.float32
+            )
+        self.recommender.upsert_items([item], vectors)
+
+    def store(self, items: list[Item]) -> dict[str, list[str]]:
+        """Add or replace items here, share their vectors and publish the changes."""
+        existing = {item.item_id for item in items if self.recommender.has_item(item.item_id)}
+        vectors = self.recommender.upsert_items(items)
+        self.redis.put_vectors(self.model_id, vectors)
+        for item in items:
+            self._publish(
+                {
+                    "op": "upsert",
+                    "item": item.to_dict(),
+                    "model_id": self.model_id,
+                    "vector": encode_vector(vectors[item.item_id]),
+                }
+            )
+        return {
+            "added": [i.item_id for i in items if i.item_id not in existing],
+            "updated": [i.item_id for i in items if i.item_id in existing],
+        }
+
+    def delete(self, item_id: str) -> bool:
+        """Remove an item here and publish it; False when it is not in the catalog."""
+        if not self.recommender.remove_item(item_id):
+            return False
+        self._publish({"op": "delete", "item_id": item_id})
+        return True
+
+    def _publish(self, change: dict[str, Any]) -> None:
+        with self._lock:
+            length = self.redis.publish_change(change)
+            if length is None:
+                self.unpublished_changes += 1
+            elif length == self.applied_changes + 1:
+                self.applied_changes = length
+        self.last_sync = 0.0

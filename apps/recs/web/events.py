@@ -1,0 +1,57 @@
+"""Posting user events (views, clicks, purchases)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from threefold.apps.recs.events import Event, parse_event
+from threefold.apps.recs.web.shared import batch, resources
+from threefold.core.errors import DataError
+from threefold.core.web import ApiError, read_json_body
+
+events_api = Blueprint("recs_events", __name__, url_prefix="/api")
+
+
+@events_api.post("/events")
+def post_events() -> Any:
+    """One event object, or {"events": [...]}; all are validated before any is stored."""
+    shared = resources()
+    body = read_json_body(max_bytes=shared.settings.max_body_bytes)
+    raw_events = batch(body, "events", shared.settings.max_batch_events)
+    recommender = shared.recommender
+    parsed: list[Event] = []
+    for index, raw in enumerate(raw_events):
+        if not isinstance(raw, dict):
+            raise ApiError(
+                400, f"event {index} must be an object, found {type(raw).__name__}", index=index
+            )
+        item_id = raw.get("item_id")
+        try:
+            event = parse_event(raw)
+        except DataError as exc:
+            raise ApiError(400, f"event {index}: {exc}", field=exc.column, index=index) from None
+        if not recommender.has_item(event.item_id):
+            raise ApiError(
+                422,
+                f"event {index}: unknown item_id {item_id!r}; it is not in the catalog "
+                "(add it with POST /api/items first)",
+                code="unknown_item",
+                field="item_id",
+                index=index,
+                item_id=event.item_id,
+            )
+        parsed.append(event)
+    stored_in_redis = shared.histories.record(parsed)
+    recommender.add_events(parsed)
+    shared.redis.invalidate(e.user_id for e in parsed)
+    for event in parsed:
+        shared.metrics.events.labels(event.event).inc()
+    return jsonify(
+        {
+            "accepted": len(parsed),
+            "users": sorted({e.user_id for e in parsed}),
+            "shared": stored_in_redis,
+        }
+    ), 202

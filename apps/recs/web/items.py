@@ -1,0 +1,81 @@
+"""Catalog items: read and find similar ones; add, replace and delete with the admin token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+
+from threefold.apps.recs.catalog import Item, parse_item
+from threefold.apps.recs.web.shared import batch, resources
+from threefold.core.errors import DataError
+from threefold.core.query_args import int_arg
+from threefold.core.web import ApiError, bearer_token_required, read_json_body
+
+ADMIN_TOKEN_KEY = "RECS_ADMIN_TOKEN"
+
+items_api = Blueprint("recs_items", __name__, url_prefix="/api/items")
+
+
+@items_api.get("/<item_id>")
+def get_item(item_id: str) -> Any:
+    shared = resources()
+    shared.catalog_changes.sync()
+    item = shared.recommender.catalog.get(item_id)
+    if item is None or not shared.recommender.has_item(item_id):
+        raise ApiError(404, f"unknown item_id {item_id!r}", field="item_id")
+    return jsonify(item.to_dict())
+
+
+@items_api.get("/<item_id>/similar")
+def similar_items(item_id: str) -> Any:
+    shared = resources()
+    k = int_arg("k", shared.settings.default_k, low=1, high=shared.settings.max_k)
+    shared.catalog_changes.sync()
+    if not shared.recommender.has_item(item_id):
+        raise ApiError(404, f"unknown item_id {item_id!r}", field="item_id")
+    similar = shared.recommender.similar(item_id, k)
+    return jsonify({"item_id": item_id, "items": [r.to_dict() for r in similar]})
+
+
+def _parse_body_item(values: Any, index: int | None = None) -> Item:
+    if not isinstance(values, dict):
+        raise ApiError(400, f"item must be an object, found {type(values).__name__}", index=index)
+    try:
+        return parse_item(values)
+    except DataError as exc:
+        where = f"item {index}: " if index is not None else ""
+        raise ApiError(400, f"{where}{exc}", field=exc.column, index=index) from None
+
+
+@items_api.post("")
+@bearer_token_required(ADMIN_TOKEN_KEY)
+def add_items() -> Any:
+    """One item object or {"items": [...]}; new ids are added, existing ones replaced."""
+    shared = resources()
+    body = read_json_body(max_bytes=shared.settings.max_body_bytes)
+    raw_items = batch(body, "items", shared.settings.max_batch_events)
+    items = [_parse_body_item(raw, i) for i, raw in enumerate(raw_items)]
+    return jsonify(shared.catalog_changes.store(items)), 201
+
+
+@items_api.put("/<item_id>")
+@bearer_token_required(ADMIN_TOKEN_KEY)
+def replace_item(item_id: str) -> Any:
+    shared = resources()
+    body = read_json_body(max_bytes=shared.settings.max_body_bytes)
+    if body.setdefault("item_id", item_id) != item_id:
+        raise ApiError(
+            400,
+            f"body item_id {body['item_id']!r} does not match the URL's {item_id!r}",
+            field="item_id",
+        )
+    return jsonify(shared.catalog_changes.store([_parse_body_item(body)]))
+
+
+@items_api.delete("/<item_id>")
+@bearer_token_required(ADMIN_TOKEN_KEY)
+def delete_item(item_id: str) -> Any:
+    if not resources().catalog_changes.delete(item_id):
+        raise ApiError(404, f"unknown item_id {item_id!r}", field="item_id")
+    return jsonify({"deleted": item_id})

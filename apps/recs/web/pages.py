@@ -1,0 +1,54 @@
+"""Health check and the storefront demo page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, jsonify, send_from_directory
+
+from threefold.apps.recs.web.shared import resources
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+DEGRADED_REASON = "serving without the shared cache, histories and catalog changes"
+
+pages = Blueprint("recs_pages", __name__)
+
+
+@pages.get("/healthz")
+def healthz() -> Any:
+    """200 "ok" with Redis up; 503 "degraded" with a reason when it is not configured or down."""
+    shared = resources()
+    body: dict[str, Any] = {
+        "status": "ok",
+        "redis": "up",
+        "items": shared.recommender.item_count,
+        "cache": shared.metrics.snapshot(),
+        "catalog_version": shared.catalog_changes.version,
+        "model": shared.model_id,
+        "ranker": shared.model_info,
+    }
+    if shared.redis.url is None:
+        body |= {
+            "status": "degraded",
+            "redis": "not configured",
+            "reason": f"{DEGRADED_REASON}; set REDIS_URL",
+        }
+    elif not shared.redis.available:
+        body |= {
+            "status": "degraded",
+            "redis": "unreachable",
+            "reason": f"{DEGRADED_REASON}; Redis at {shared.redis.settings.display_url} "
+            "does not answer",
+        }
+    return jsonify(body), 200 if body["status"] == "ok" else 503
+
+
+@pages.get("/store")
+def storefront() -> Any:
+    return send_from_directory(STATIC_DIR, "store.html")
+
+
+@pages.get("/store/static/<path:name>")
+def storefront_asset(name: str) -> Any:
+    return send_from_directory(STATIC_DIR, name)

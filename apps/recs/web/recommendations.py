@@ -1,0 +1,74 @@
+"""Recommendation lists, the users with a history and the catalog's categories."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from threefold.apps.recs.rules import decode_cursor
+from threefold.apps.recs.web.shared import resources, user_id_arg
+from threefold.core.errors import ConfigError
+from threefold.core.query_args import bool_arg, float_arg, int_arg
+from threefold.core.web import ApiError
+
+recommendations = Blueprint("recs_recommendations", __name__, url_prefix="/api")
+
+
+@recommendations.get("/recommendations")
+def get_recommendations() -> Any:
+    shared = resources()
+    settings = shared.settings
+    user_id = user_id_arg(request.args.get("user_id"))
+    k = int_arg("k", settings.default_k, low=1, high=settings.max_k)
+    offset = int_arg("offset", 0, low=0, high=10 * settings.max_k)
+    cursor = request.args.get("cursor")
+    if cursor:
+        try:
+            offset = decode_cursor(cursor)
+        except ConfigError as exc:
+            raise ApiError(400, str(exc), field="cursor") from None
+    diversity = float_arg("diversity", settings.default_diversity, low=0.0, high=1.0)
+    exclude_seen = bool_arg("exclude_seen", settings.exclude_seen)
+    category = (request.args.get("category") or "").strip() or None
+    categories = shared.recommender.catalog.categories
+    if category and not any(c.lower() == category.lower() for c in categories):
+        raise ApiError(
+            400, f"unknown category {category!r}; expected one of {categories}", field="category"
+        )
+    shared.catalog_changes.sync()
+    variant = (
+        f"v{shared.catalog_changes.version}|k{k}|o{offset}|c{(category or '').lower()}"
+        f"|d{diversity:.3f}|x{int(exclude_seen)}"
+    )
+    cached = shared.redis.get_recs(user_id, variant)
+    if cached is not None:
+        kind = "cold_start" if cached["cold_start"] else "personal"
+        shared.metrics.served.labels(kind, "yes").inc()
+        return jsonify({**cached, "cached": True})
+    result = shared.recommender.recommend(
+        user_id,
+        shared.histories.get(user_id),
+        k=k,
+        offset=offset,
+        category=category,
+        diversity=diversity,
+        exclude_seen=exclude_seen,
+        exclude_purchased=settings.exclude_purchased,
+    )
+    body = result.to_dict()
+    shared.redis.put_recs(user_id, variant, body)
+    shared.metrics.served.labels("cold_start" if result.cold_start else "personal", "no").inc()
+    return jsonify({**body, "cached": False})
+
+
+@recommendations.get("/users")
+def list_users() -> Any:
+    """Users with a history (for the storefront's user picker)."""
+    limit = int_arg("limit", 50, low=1, high=1000)
+    return jsonify({"users": resources().histories.known_users[:limit]})
+
+
+@recommendations.get("/categories")
+def list_categories() -> Any:
+    return jsonify({"categories": resources().recommender.catalog.categories})
