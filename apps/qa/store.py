@@ -20,11 +20,11 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from threefold.apps.qa.bot import Bot, BotInfo
 from threefold.apps.qa.calibration import Calibrator
 from threefold.apps.qa.knowledge_base import KnowledgeBase
+from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ModelError
 from threefold.core.files import read_json
 from threefold.core.registry import VersionedFolders
@@ -102,7 +102,7 @@ class BotStore:
         return self._folders.rollback()
 
     # ---------------------------------------------------------------- reading
-    def load(self, version: str | None = None, *, embedder: Any = None) -> Bot:
+    def load(self, version: str | None = None, *, embedder: TextEncoder | None = None) -> Bot:
         """Load a version (default: the current one).
 
         `embedder`: an already loaded Embedder to reuse when the bot was built with the same
@@ -134,18 +134,23 @@ class BotStore:
         return Bot(kb=kb, index=index, embedder=model, calibrator=calibrator, info=info)
 
     @staticmethod
-    def _embedder_for(info: BotInfo, folder: Path, embedder: Any) -> Any:
+    def _embedder_for(info: BotInfo, folder: Path, embedder: TextEncoder | None) -> TextEncoder:
         from threefold.core.embedder import Embedder
 
         ref = info.embedder
-        expected = _weights_id(ref.get("model_id", ""))
-        if embedder is not None and _weights_id(embedder.model_id) == expected:
+        expected = ref.get("weights_id")
+        if expected is None:
+            raise ModelError(
+                f"bot {info.version!r} does not record its embedder's weights_id (built by an "
+                "older threefold). Fix: rebuild it with `threefold qa build`"
+            )
+        if embedder is not None and embedder.weights_id == expected:
             return embedder
         if ref.get("source") == "saved":
             loaded = Embedder.from_dir(folder / ref["path"])
         else:
             loaded = Embedder(ref.get("model"), max_length=int(ref.get("max_length", 256))).load()
-        if _weights_id(loaded.model_id) != expected:
+        if loaded.weights_id != expected:
             raise ModelError(
                 f"bot {info.version!r} was built with embedder {ref.get('model_id')!r} but "
                 f"{loaded.model_id!r} was loaded; its vectors would not match. Fix: rebuild the "
@@ -158,12 +163,6 @@ def _next_version(existing: list[str]) -> str:
     """`NNNN-<UTC time>`: a sequence number after the highest so far, then when it was built."""
     number = 1 + max((int(v.split("-")[0]) for v in existing if v[:4].isdigit()), default=0)
     return f"{number:04d}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-
-
-def _weights_id(model_id: str) -> str:
-    """The part of an Embedder.model_id that identifies the weights (`name@<fingerprint>-...`):
-    a saved copy of a model has another folder name but the same weights."""
-    return model_id.rpartition("@")[2]
 
 
 def _link_tree(source: Path, target: Path) -> None:
