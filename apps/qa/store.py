@@ -32,7 +32,7 @@ from threefold.core.registry import VersionedFolders
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "threefold-qa-bot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: bot.json records the embedder's weights_id
 STATE_FILE = "state.json"
 VERSIONS_DIR = "versions"
 
@@ -125,6 +125,11 @@ class BotStore:
             raise ModelError(
                 f"{meta_path} is not a threefold QA bot (format {doc.get('format')!r})"
             )
+        if doc.get("format_version") != FORMAT_VERSION:
+            raise ModelError(
+                f"{meta_path} has format version {doc.get('format_version')!r}; this threefold "
+                f"reads {FORMAT_VERSION}. Fix: rebuild the bot with `threefold qa build`"
+            )
         info = BotInfo(**doc["info"])
         info.version = version
         kb = KnowledgeBase.load(folder / "kb.json")
@@ -138,12 +143,7 @@ class BotStore:
         from threefold.core.embedder import Embedder
 
         ref = info.embedder
-        expected = ref.get("weights_id")
-        if expected is None:
-            raise ModelError(
-                f"bot {info.version!r} does not record its embedder's weights_id (built by an "
-                "older threefold). Fix: rebuild it with `threefold qa build`"
-            )
+        expected = ref["weights_id"]
         if embedder is not None and embedder.weights_id == expected:
             return embedder
         if ref.get("source") == "saved":
