@@ -44,7 +44,6 @@ class Resources:
     chat: ChatService
     sessions: SessionStore
     feedback: FeedbackStore
-    notifier: HandoffNotifier
     redis: Any | None
     registry: CollectorRegistry
 
@@ -117,7 +116,6 @@ def open_resources(
         chat=chat,
         sessions=sessions,
         feedback=feedback,
-        notifier=notifier,
         redis=client,
         registry=registry,
     )
