@@ -48,7 +48,7 @@ class Resources:
     registry: CollectorRegistry
 
     def redis_status(self) -> str:
-        """ "ok", "not configured" or "unreachable"."""
+        """Redis as /healthz reports it: ok, not configured, or unreachable."""
         if self.redis is None:
             return "not configured"
         try:

@@ -323,7 +323,9 @@ def test_build_context_makes_a_wheel_with_the_console_script_and_sample_data(
     for target in WEB_ROLES.values():
         module = target.split(":", 1)[0]
         if _has_module(module):
-            assert module.replace(".", "/") + ".py" in names, f"{module} missing from the wheel"
+            path = module.replace(".", "/")
+            files = {f"{path}.py", f"{path}/__init__.py"}  # a module or a package
+            assert files & names, f"{module} missing from the wheel"
     for argv in _init_commands(tmp_path).values():
         for word in argv:
             if word.endswith(".csv") and Path(word).is_file():
