@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         consumer_setup = (args.prepare_workers, args.torch_threads or default_threads)
         setups = list(dict.fromkeys([(1, default_threads), consumer_setup]))
 
-        with services() as (redis_url, bootstrap):
+        with services(os.environ.get("REDIS_URL"), os.environ.get("KAFKA_BOOTSTRAP_SERVERS")) as (
+            redis_url,
+            bootstrap,
+        ):
             redis = RedisSettings(url=redis_url)
             # Warm-up (not counted): the first run in a process pays for cold broker storage,
             # connections and allocator pools.

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             command = [
                 sys.executable, "-m", "gunicorn", "-w", "2", "--threads", "4",
                 "-b", f"127.0.0.1:{port}", "--log-level", "warning",
-                "threefold.apps.qa.api:create_app()",
+                "threefold.apps.qa.web:create_app()",
             ]  # fmt: skip
         else:
             redis = None

@@ -140,13 +140,20 @@ class Embedder:
 
         Two embedders with the same id produce the same vectors; fine-tuning changes it.
         """
+        return f"{_display_name(self._location)}@{self.weights_id}"
+
+    @property
+    def weights_id(self) -> str:
+        """What the vectors depend on: weight fingerprint, max_length, int8 flag (not the name).
+
+        A saved copy of a model has another folder name but the same `weights_id`.
+        """
         with self._lock:
             self._loaded_model()
             if self._fingerprint is None:
                 self._fingerprint = _fingerprint(self._model)
-            name = _display_name(self._location)
             suffix = "-int8" if self.quantize else ""
-            return f"{name}@{self._fingerprint}-len{self.max_length}{suffix}"
+            return f"{self._fingerprint}-len{self.max_length}{suffix}"
 
     # -------------------------------------------------------------------- encoding
     def encode(

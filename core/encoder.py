@@ -25,6 +25,9 @@ class TextEncoder(Protocol):
     @property
     def model_id(self) -> str: ...
 
+    @property
+    def weights_id(self) -> str: ...
+
     def load(self) -> TextEncoder: ...
 
     def encode(
@@ -54,7 +57,12 @@ class HashingEncoder:
 
     @property
     def model_id(self) -> str:
-        return f"hashing-{self.ngram}gram@dim{self._dimension}"
+        return f"hashing@{self.weights_id}"
+
+    @property
+    def weights_id(self) -> str:
+        """The part of `model_id` the vectors depend on: n-gram size and dimension."""
+        return f"{self.ngram}gram-dim{self._dimension}"
 
     def load(self) -> HashingEncoder:
         """Nothing to load; returns self (for the `TextEncoder` contract)."""

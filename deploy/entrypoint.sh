@@ -116,7 +116,7 @@ role="${1:-}"
 [[ -n "$role" ]] || die "no role given; expected one of: qa-api recs-api dashboard alerts-consumer init-models check-models healthcheck, or a command"
 shift
 case "$role" in
-  qa-api) serve 'threefold.apps.qa.api:create_app()' ;;
+  qa-api) serve 'threefold.apps.qa.web:create_app()' ;;
   recs-api) serve 'threefold.apps.recs.web:create_app()' ;;
   dashboard) serve 'threefold.apps.alerts.web:create_app()' ;;
   alerts-consumer) launch threefold alerts run "$@" ;;

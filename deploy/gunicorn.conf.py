@@ -2,7 +2,7 @@
 
 Used by the container image (`/etc/threefold/gunicorn.conf.py`) and usable as is outside it:
 
-    gunicorn -c deploy/gunicorn.conf.py 'threefold.apps.qa.api:create_app()'
+    gunicorn -c deploy/gunicorn.conf.py 'threefold.apps.qa.web:create_app()'
 
 Environment:
     PORT                  listen port (default 8000), bound on 0.0.0.0

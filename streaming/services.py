@@ -273,26 +273,30 @@ def start_kafka() -> KafkaService:
 
 @contextmanager
 def services(
-    need_redis: bool = True, need_kafka: bool = True
+    redis_url: str | None,
+    bootstrap_servers: str | None,
+    *,
+    need_redis: bool = True,
+    need_kafka: bool = True,
 ) -> Iterator[tuple[str | None, str | None]]:
-    """Yield (redis_url, bootstrap_servers).
+    """Yield (redis_url, bootstrap_servers): the given ones, or embedded ones started for it.
 
-    Values come from REDIS_URL / KAFKA_BOOTSTRAP_SERVERS when set (nothing is started then);
-    otherwise embedded services are started and stopped on exit. Unneeded ones are None.
+    A needed service whose value is None is started here and stopped on exit; a given value
+    starts nothing. Unneeded ones are None.
     """
     started: list[RedisService | KafkaService] = []
     try:
-        redis_url = (os.environ.get(REDIS_URL_ENV) or None) if need_redis else None
-        if need_redis and redis_url is None:
+        redis_url = redis_url if need_redis else None
+        if need_redis and not redis_url:
             redis = start_redis()
             started.append(redis)
             redis_url = redis.url
-        bootstrap = (os.environ.get(KAFKA_BOOTSTRAP_ENV) or None) if need_kafka else None
-        if need_kafka and bootstrap is None:
+        bootstrap_servers = bootstrap_servers if need_kafka else None
+        if need_kafka and not bootstrap_servers:
             kafka = start_kafka()
             started.append(kafka)
-            bootstrap = kafka.bootstrap_servers
-        yield redis_url, bootstrap
+            bootstrap_servers = kafka.bootstrap_servers
+        yield redis_url, bootstrap_servers
     finally:
         for service in reversed(started):
             service.stop()

@@ -130,7 +130,9 @@ def build_faq_bot(
     kb_path: Path, root: Path, embedder: Any, *, retrain: bool = False
 ) -> CachedArtefact:
     """The FAQ bot directory (root/qa-bot-<key>) built from `kb_path` with `embedder`."""
-    key = cache_key([kb_path], embedder.model_id, {"builder": "default"})
+    from threefold.apps.qa.store import FORMAT_VERSION
+
+    key = cache_key([kb_path], embedder.model_id, {"builder": "default", "format": FORMAT_VERSION})
 
     def build(out: Path) -> None:
         from threefold.apps.qa.builder import build_bot

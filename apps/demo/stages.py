@@ -111,12 +111,7 @@ def start_services(options: DemoOptions, stack: ExitStack, state: DemoState, log
     """Bind the apps' ports; the given Redis and Kafka or embedded ones."""
     from threefold.apps.demo.stack import bind_servers
     from threefold.core.settings import safe_url
-    from threefold.streaming.services import (
-        KAFKA_BOOTSTRAP_ENV,
-        REDIS_URL_ENV,
-        start_kafka,
-        start_redis,
-    )
+    from threefold.streaming.services import KAFKA_BOOTSTRAP_ENV, REDIS_URL_ENV, services
 
     log.begin(1, "services", "ports for the apps, Redis and a Kafka-protocol broker")
     state.servers = bind_servers(options.host, APP_NAMES, options.port_base)
@@ -124,23 +119,17 @@ def start_services(options: DemoOptions, stack: ExitStack, state: DemoState, log
         stack.callback(server.stop)
     ports = ", ".join(f"{name} {server.port}" for name, server in state.servers.items())
     log.note(f"ports reserved on {options.host}: {ports}")
-    found = []
-    state.redis_url = options.redis_url
-    if state.redis_url:
-        found.append(f"Redis {safe_url(state.redis_url)} (from {REDIS_URL_ENV})")
-    else:
-        redis = start_redis()
-        stack.callback(redis.stop)
-        state.redis_url = redis.url
-        found.append(f"embedded redis-server (pid {redis.pid}) at {redis.url}")
-    state.bootstrap = options.bootstrap_servers
-    if state.bootstrap:
-        found.append(f"Kafka {state.bootstrap} (from {KAFKA_BOOTSTRAP_ENV})")
-    else:
-        kafka = start_kafka()
-        stack.callback(kafka.stop)
-        state.bootstrap = kafka.bootstrap_servers
-        found.append(f"embedded tansu broker (pid {kafka.pid}) at {kafka.bootstrap_servers}")
+    state.redis_url, state.bootstrap = stack.enter_context(
+        services(options.redis_url or None, options.bootstrap_servers or None)
+    )
+    found = [
+        f"Redis {safe_url(state.redis_url)} (from {REDIS_URL_ENV})"
+        if options.redis_url
+        else f"embedded redis-server at {state.redis_url}",
+        f"Kafka {state.bootstrap} (from {KAFKA_BOOTSTRAP_ENV})"
+        if options.bootstrap_servers
+        else f"embedded tansu broker at {state.bootstrap}",
+    ]
     log.done(", ".join(found))
 
 
@@ -183,8 +172,9 @@ def build_apps(
     from threefold.apps.demo.models import build_faq_bot
     from threefold.apps.demo.stack import browser_origins
     from threefold.apps.demo.web.app import create_app as create_hub
-    from threefold.apps.qa.api import create_app as create_qa
     from threefold.apps.qa.config import SAMPLE_KB, QAConfig
+    from threefold.apps.qa.resources import open_resources as open_qa_resources
+    from threefold.apps.qa.web import create_app as create_qa
     from threefold.apps.recs.config import RecsConfig
     from threefold.apps.recs.resources import open_resources as open_recs
     from threefold.apps.recs.resources import prepare_recs
@@ -199,15 +189,15 @@ def build_apps(
     bot = build_faq_bot(SAMPLE_KB, cache / "qa", embedder, retrain=options.retrain)
     log.note(f"FAQ bot {'built' if bot.built else 'reused'} at {bot.path}")
     prefix = f"threefold:demo:{state.run_id}:"
+    qa_settings = QAConfig(
+        bot_dir=str(bot.path),
+        kb_path=None,
+        redis_prefix=prefix + "qa:",
+        allowed_origins=origins,
+    )
     qa = create_qa(
-        QAConfig(
-            bot_dir=str(bot.path),
-            kb_path=None,
-            redis_url=state.redis_url,
-            redis_prefix=prefix + "qa:",
-            allowed_origins=origins,
-        ),
-        embedder=embedder,
+        qa_settings,
+        open_qa_resources(qa_settings, RedisSettings(url=state.redis_url), encoder=embedder),
     )
     recs_settings = RecsConfig(redis_prefix=prefix + "recs:", allowed_origins=origins)
     recs_redis = RedisSettings(url=state.redis_url)

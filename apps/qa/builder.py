@@ -269,7 +269,11 @@ def fresh_copy(embedder: Embedder) -> Embedder:
 
 def embedder_reference(embedder: Embedder, *, fine_tuned: bool) -> dict[str, Any]:
     """How bot.json names the embedder: saved beside the bot, or a base model to load."""
-    ref = {"model_id": embedder.model_id, "max_length": embedder.max_length}
+    ref = {
+        "model_id": embedder.model_id,
+        "weights_id": embedder.weights_id,
+        "max_length": embedder.max_length,
+    }
     if fine_tuned:
         return {**ref, "source": "saved", "path": "embedder"}
     return {**ref, "source": "base", "model": embedder.model}

@@ -71,7 +71,7 @@ class ChatReply:
 
 
 class ChatService:
-    """Stateless between calls: the bot comes from `get_bot`, state lives in Redis."""
+    """Stateless between calls: the bot comes from `get_bot`, state lives in the session store."""
 
     def __init__(
         self,

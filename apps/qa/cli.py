@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from threefold.core.base_model import BASE_MODEL_ENV
 from threefold.core.command_line import clean_errors, emit_json
+
+if TYPE_CHECKING:
+    from threefold.apps.qa.config import QAConfig
+    from threefold.core.encoder import TextEncoder
 
 
 def _read_probes(path: str) -> tuple[str, ...]:
@@ -255,15 +260,40 @@ def ask(bot_dir: str, k: int, question: tuple[str, ...]) -> None:
 @clean_errors
 def export(what: str, out_path: str, redis_url: str, prefix: str) -> None:
     """Export thumbs-up/down feedback or the unanswered-question log to CSV."""
-    import redis
-
     from threefold.apps.qa.feedback import FeedbackStore
+    from threefold.apps.qa.redis_feedback import RedisRecordLog
+    from threefold.core.settings import load_settings
+    from threefold.streaming.connections import RedisSettings, redis_client
 
-    store = FeedbackStore(redis.Redis.from_url(redis_url), prefix=prefix)
+    client = redis_client(load_settings(RedisSettings, "REDIS_", url=redis_url))
+    store = FeedbackStore(RedisRecordLog(client, prefix=prefix))
     with click.open_file(out_path, "w", encoding="utf-8", lazy=False) as handle:
         write = store.export_feedback_csv if what == "feedback" else store.export_unanswered_csv
         rows = write(handle)
     click.echo(f"wrote {rows} {what} rows to {out_path}", err=True)
+
+
+def ensure_bot(settings: QAConfig, encoder: TextEncoder | None = None) -> TextEncoder | None:
+    """Build a bot from `settings.kb_path` when `settings.bot_dir` holds none yet.
+
+    Returns the encoder to share with the app (the one that built the bot, else `encoder`).
+    """
+    from threefold.apps.qa.store import BotStore
+
+    store = BotStore(settings.bot_dir)
+    if store.exists() or not settings.kb_path:
+        return encoder
+    from threefold.apps.qa.builder import build_bot
+    from threefold.apps.qa.knowledge_base import KnowledgeBase
+    from threefold.core.base_model import base_model_from_env
+    from threefold.core.embedder import Embedder
+
+    encoder = encoder or Embedder(base_model_from_env()).load()
+    click.echo(
+        f"bot directory {settings.bot_dir} is empty: building from {settings.kb_path}", err=True
+    )
+    store.publish(build_bot(KnowledgeBase.load(settings.kb_path), encoder))
+    return encoder
 
 
 @click.command(name="qa")
@@ -272,13 +302,25 @@ def export(what: str, out_path: str, redis_url: str, prefix: str) -> None:
 @click.option("--bot-dir", default=None, help="Overrides THREEFOLD_QA_BOT_DIR.")
 @clean_errors
 def serve_command(host: str, port: int, bot_dir: str | None) -> None:
-    """Serve the FAQ bot API, chat widget and demo page (settings from THREEFOLD_QA_*)."""
-    from threefold.apps.qa.api import create_app
+    """Serve the FAQ bot API, chat widget and demo page (settings from THREEFOLD_QA_*).
+
+    Builds the bot first when the bot directory is empty (from THREEFOLD_QA_KB_PATH) and starts
+    an embedded redis-server when REDIS_URL is unset.
+    """
     from threefold.apps.qa.config import QAConfig
+    from threefold.apps.qa.resources import open_resources
+    from threefold.apps.qa.web import create_app
+    from threefold.core.settings import load_settings
     from threefold.core.web import configure_json_logging
+    from threefold.streaming.connections import RedisSettings
+    from threefold.streaming.services import services
 
     configure_json_logging()
-    config = QAConfig.from_env(bot_dir=bot_dir or None)
-    app = create_app(config)
-    click.echo(f"QA bot on http://{host}:{port}/demo", err=True)
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    settings = QAConfig.from_env(bot_dir=bot_dir or None)
+    redis = load_settings(RedisSettings, "REDIS_")
+    encoder = ensure_bot(settings)
+    with services(redis.url, None, need_kafka=False) as (redis_url, _):
+        connection = redis if redis.url else RedisSettings(url=redis_url)
+        app = create_app(settings, open_resources(settings, connection, encoder=encoder))
+        click.echo(f"QA bot on http://{host}:{port}/demo", err=True)
+        app.run(host=host, port=port, threaded=True, use_reloader=False)

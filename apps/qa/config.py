@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,9 @@ SAMPLE_QUERIES = Path(__file__).resolve().parent / "data" / "store_queries.csv"
 class QAConfig:
     """Service settings. `threshold`/`ambiguity_margin` None = the values chosen at build time.
 
-    When `bot_dir` holds no bot yet and `kb_path` is set, the app builds one from it at start-up
-    (by default from the shipped sample store FAQ, so `threefold serve qa` works out of the box).
+    When `bot_dir` holds no bot yet and `kb_path` is set, `threefold serve qa` builds one from it
+    (by default from the shipped sample store FAQ, so it works out of the box). Redis is not
+    here: it comes from REDIS_* (`streaming.connections.RedisSettings`).
     `rate_limit_per_minute` 0 or None disables the limit; an empty KB_PATH disables building.
     """
 
@@ -30,7 +31,6 @@ class QAConfig:
     allowed_origins: tuple[str, ...] = ()
     handoff_webhook: Secret | None = None
     handoff_timeout_s: float = 3.0
-    redis_url: str | None = field(default=None, metadata={"env": "REDIS_URL"})
     redis_prefix: str = "threefold:qa:"
     session_ttl_s: int = 1800
     max_message_chars: int = 1000
@@ -75,5 +75,5 @@ class QAConfig:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX, **overrides: Any
     ) -> QAConfig:
-        """Read `<prefix><FIELD>` variables (e.g. THREEFOLD_QA_BOT_DIR); REDIS_URL unprefixed."""
+        """Read `<prefix><FIELD>` variables (e.g. THREEFOLD_QA_BOT_DIR)."""
         return load_settings(cls, prefix, environ, **overrides)

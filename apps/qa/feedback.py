@@ -1,12 +1,17 @@
-"""Thumbs up/down per answer and the log of unanswered questions, in Redis, exportable to CSV."""
+"""Thumbs up/down per answer and the log of unanswered questions, exportable to CSV.
+
+The records are kept in a `RecordLog`: `MemoryRecordLog` in this process (the app uses it when
+Redis is not configured), `redis_feedback.RedisRecordLog` in Redis.
+"""
 
 from __future__ import annotations
 
 import csv
-import json
+import threading
 import time
+from collections import deque
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 FEEDBACK_FIELDS = (
     "ts",
@@ -22,27 +27,42 @@ UNANSWERED_FIELDS = ("ts", "session_id", "question", "reason", "confidence", "ca
 MAX_LOG_ENTRIES = 100_000
 
 
-class FeedbackStore:
-    """Append-only Redis lists `<prefix>feedback` and `<prefix>unanswered` (newest last, capped)."""
+FEEDBACK_LOG = "feedback"
+UNANSWERED_LOG = "unanswered"
 
-    def __init__(self, client: Any, *, prefix: str, max_entries: int = MAX_LOG_ENTRIES) -> None:
-        self.client = client
-        self.prefix = prefix
+
+class RecordLog(Protocol):
+    """Named append-only lists of JSON-able records (newest last, capped)."""
+
+    def append(self, name: str, record: dict[str, Any]) -> None: ...
+
+    def read(self, name: str) -> Iterator[dict[str, Any]]: ...
+
+
+class MemoryRecordLog:
+    """A `RecordLog` in this process only (lost on restart, not shared between workers)."""
+
+    def __init__(self, *, max_entries: int = MAX_LOG_ENTRIES) -> None:
         self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._logs: dict[str, deque[dict[str, Any]]] = {}
 
-    @property
-    def feedback_key(self) -> str:
-        return f"{self.prefix}feedback"
+    def append(self, name: str, record: dict[str, Any]) -> None:
+        with self._lock:
+            log = self._logs.setdefault(name, deque(maxlen=self.max_entries))
+            log.append(record)
 
-    @property
-    def unanswered_key(self) -> str:
-        return f"{self.prefix}unanswered"
+    def read(self, name: str) -> Iterator[dict[str, Any]]:
+        with self._lock:
+            records = list(self._logs.get(name, ()))
+        yield from records
 
-    def _append(self, key: str, record: dict[str, Any]) -> None:
-        pipe = self.client.pipeline()
-        pipe.rpush(key, json.dumps(record, ensure_ascii=False))
-        pipe.ltrim(key, -self.max_entries, -1)
-        pipe.execute()
+
+class FeedbackStore:
+    """Ratings of answers and unanswered questions, kept in the logs "feedback" and "unanswered"."""
+
+    def __init__(self, log: RecordLog) -> None:
+        self.log = log
 
     def record_feedback(
         self,
@@ -66,7 +86,7 @@ class FeedbackStore:
             "answer": answer,
             "comment": comment,
         }
-        self._append(self.feedback_key, record)
+        self.log.append(FEEDBACK_LOG, record)
         return record
 
     def log_unanswered(
@@ -87,27 +107,23 @@ class FeedbackStore:
             "confidence": round(confidence, 4),
             "candidates": candidates,
         }
-        self._append(self.unanswered_key, record)
+        self.log.append(UNANSWERED_LOG, record)
 
     def feedback(self) -> list[dict[str, Any]]:
-        return list(self._read(self.feedback_key))
+        return list(self.log.read(FEEDBACK_LOG))
 
     def unanswered(self) -> list[dict[str, Any]]:
-        return list(self._read(self.unanswered_key))
-
-    def _read(self, key: str) -> Iterator[dict[str, Any]]:
-        for raw in self.client.lrange(key, 0, -1):
-            yield json.loads(raw)
+        return list(self.log.read(UNANSWERED_LOG))
 
     def export_feedback_csv(self, handle: IO[str]) -> int:
         """Write all ratings as CSV (header + one row each); returns the number of rows."""
-        return _write_csv(handle, FEEDBACK_FIELDS, self._read(self.feedback_key))
+        return _write_csv(handle, FEEDBACK_FIELDS, self.log.read(FEEDBACK_LOG))
 
     def export_unanswered_csv(self, handle: IO[str]) -> int:
         """Write the unanswered-question log as CSV; candidates are joined with '|'."""
         rows = (
             {**r, "candidates": "|".join(r.get("candidates", []))}
-            for r in self._read(self.unanswered_key)
+            for r in self.log.read(UNANSWERED_LOG)
         )
         return _write_csv(handle, UNANSWERED_FIELDS, rows)
 

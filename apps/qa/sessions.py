@@ -1,13 +1,17 @@
-"""Conversation state per session id, kept in Redis with a sliding TTL."""
+"""Conversations: turns, sessions, their ids, and where they are kept (a sliding TTL).
+
+`SessionStore` is what the chat needs; `MemorySessionStore` keeps sessions in this process
+(the app uses it when Redis is not configured), `redis_sessions.RedisSessionStore` in Redis.
+"""
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
+import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 SESSION_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
@@ -60,44 +64,57 @@ def valid_session_id(value: str) -> bool:
     return bool(SESSION_ID_PATTERN.match(value))
 
 
-class SessionStore:
-    """Sessions as JSON values under `<prefix>session:<id>`; every save renews the TTL.
+def new_session() -> Session:
+    """A new empty session with a fresh id."""
+    return Session(id=new_id(), created=time.time())
 
-    Two requests of one session racing each other: the last save wins (a chat widget sends one
-    message at a time, so this is accepted rather than locked).
-    """
 
-    def __init__(self, client: Any, *, prefix: str, ttl_s: int, max_turns: int = 20) -> None:
-        self.client = client
-        self.prefix = prefix
+def session_from_dict(data: dict[str, Any]) -> Session:
+    """The session `asdict(session)` was made from."""
+    return Session(
+        id=data["id"],
+        created=data["created"],
+        turns=[Turn(**t) for t in data.get("turns", [])],
+        failures=int(data.get("failures", 0)),
+        handed_off=bool(data.get("handed_off", False)),
+    )
+
+
+class SessionStore(Protocol):
+    """Where sessions live between requests; every save renews the session's TTL."""
+
+    def create(self) -> Session: ...
+
+    def get(self, session_id: str) -> Session | None: ...
+
+    def save(self, session: Session) -> None: ...
+
+
+class MemorySessionStore:
+    """Sessions in this process only (lost on restart, not shared between workers)."""
+
+    def __init__(self, *, ttl_s: int, max_turns: int = 20) -> None:
         self.ttl_s = ttl_s
         self.max_turns = max_turns
-
-    def key(self, session_id: str) -> str:
-        return f"{self.prefix}session:{session_id}"
+        self._lock = threading.Lock()
+        self._sessions: dict[str, tuple[float, Session]] = {}
 
     def create(self) -> Session:
-        session = Session(id=new_id(), created=time.time())
+        session = new_session()
         self.save(session)
         return session
 
     def get(self, session_id: str) -> Session | None:
-        """The stored session, or None when unknown or expired."""
-        if not valid_session_id(session_id):
-            return None
-        raw = self.client.get(self.key(session_id))
-        if raw is None:
-            return None
-        data = json.loads(raw)
-        return Session(
-            id=data["id"],
-            created=data["created"],
-            turns=[Turn(**t) for t in data.get("turns", [])],
-            failures=int(data.get("failures", 0)),
-            handed_off=bool(data.get("handed_off", False)),
-        )
+        """A copy of the stored session, or None when unknown or expired."""
+        now = time.monotonic()
+        with self._lock:
+            for key in [k for k, (expires, _) in self._sessions.items() if expires <= now]:
+                del self._sessions[key]
+            stored = self._sessions.get(session_id)
+        return session_from_dict(asdict(stored[1])) if stored else None
 
     def save(self, session: Session) -> None:
         session.turns = session.turns[-self.max_turns :]
-        payload = json.dumps(asdict(session))
-        self.client.set(self.key(session.id), payload, ex=self.ttl_s)
+        copy = session_from_dict(asdict(session))
+        with self._lock:
+            self._sessions[session.id] = (time.monotonic() + self.ttl_s, copy)

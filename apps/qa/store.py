@@ -20,11 +20,11 @@ import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from threefold.apps.qa.bot import Bot, BotInfo
 from threefold.apps.qa.calibration import Calibrator
 from threefold.apps.qa.knowledge_base import KnowledgeBase
+from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ModelError
 from threefold.core.files import read_json
 from threefold.core.registry import VersionedFolders
@@ -32,7 +32,8 @@ from threefold.core.registry import VersionedFolders
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "threefold-qa-bot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: bot.json records the embedder's weights_id
+READABLE_VERSIONS = (1, 2)
 STATE_FILE = "state.json"
 VERSIONS_DIR = "versions"
 
@@ -102,7 +103,7 @@ class BotStore:
         return self._folders.rollback()
 
     # ---------------------------------------------------------------- reading
-    def load(self, version: str | None = None, *, embedder: Any = None) -> Bot:
+    def load(self, version: str | None = None, *, embedder: TextEncoder | None = None) -> Bot:
         """Load a version (default: the current one).
 
         `embedder`: an already loaded Embedder to reuse when the bot was built with the same
@@ -125,7 +126,14 @@ class BotStore:
             raise ModelError(
                 f"{meta_path} is not a threefold QA bot (format {doc.get('format')!r})"
             )
+        if doc.get("format_version") not in READABLE_VERSIONS:
+            raise ModelError(
+                f"{meta_path} has format version {doc.get('format_version')!r}; this threefold "
+                f"reads {list(READABLE_VERSIONS)}. Fix: rebuild the bot with `threefold qa build`"
+            )
         info = BotInfo(**doc["info"])
+        if doc["format_version"] == 1:
+            info.embedder = _upgrade_v1_embedder(info.embedder)
         info.version = version
         kb = KnowledgeBase.load(folder / "kb.json")
         index = FaissIndex.load(folder / "index")
@@ -134,18 +142,18 @@ class BotStore:
         return Bot(kb=kb, index=index, embedder=model, calibrator=calibrator, info=info)
 
     @staticmethod
-    def _embedder_for(info: BotInfo, folder: Path, embedder: Any) -> Any:
+    def _embedder_for(info: BotInfo, folder: Path, embedder: TextEncoder | None) -> TextEncoder:
         from threefold.core.embedder import Embedder
 
         ref = info.embedder
-        expected = _weights_id(ref.get("model_id", ""))
-        if embedder is not None and _weights_id(embedder.model_id) == expected:
+        expected = ref["weights_id"]
+        if embedder is not None and embedder.weights_id == expected:
             return embedder
         if ref.get("source") == "saved":
             loaded = Embedder.from_dir(folder / ref["path"])
         else:
             loaded = Embedder(ref.get("model"), max_length=int(ref.get("max_length", 256))).load()
-        if _weights_id(loaded.model_id) != expected:
+        if loaded.weights_id != expected:
             raise ModelError(
                 f"bot {info.version!r} was built with embedder {ref.get('model_id')!r} but "
                 f"{loaded.model_id!r} was loaded; its vectors would not match. Fix: rebuild the "
@@ -160,12 +168,6 @@ def _next_version(existing: list[str]) -> str:
     return f"{number:04d}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
 
 
-def _weights_id(model_id: str) -> str:
-    """The part of an Embedder.model_id that identifies the weights (`name@<fingerprint>-...`):
-    a saved copy of a model has another folder name but the same weights."""
-    return model_id.rpartition("@")[2]
-
-
 def _link_tree(source: Path, target: Path) -> None:
     """Copy a folder using hard links where possible (unchanged model weights cost no space)."""
 
@@ -176,3 +178,12 @@ def _link_tree(source: Path, target: Path) -> None:
             shutil.copy2(src, dst)
 
     shutil.copytree(source, target, copy_function=link)
+
+
+def _upgrade_v1_embedder(ref: dict) -> dict:
+    """A format-1 bot's embedder reference with the weights_id format 2 records explicitly.
+
+    Format 1 kept it only inside model_id (`name@<weights_id>`), so bots built before format 2
+    keep loading without a rebuild.
+    """
+    return {**ref, "weights_id": str(ref.get("model_id", "")).rpartition("@")[2]}

@@ -53,6 +53,9 @@ class TestTextEncoderContract:
         assert isinstance(encoder.model_id, str) and encoder.model_id
         assert encoder.model_id == encoder.model_id
 
+    def test_weights_id_is_part_of_the_model_id(self, encoder: TextEncoder) -> None:
+        assert encoder.weights_id and encoder.model_id.endswith(encoder.weights_id)
+
     def test_bad_input_is_a_config_error(self, encoder: TextEncoder) -> None:
         with pytest.raises(ConfigError, match=r"encode\(\[text\]\)"):
             encoder.encode("one string")

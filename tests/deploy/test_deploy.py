@@ -41,7 +41,7 @@ BIN = Path(sys.executable).parent
 IMAGE_ENTRYPOINT = "threefold-entrypoint"
 ROLES = {"qa-api", "recs-api", "dashboard", "alerts-consumer", "init-models", "check-models"}
 WEB_ROLES = {
-    "qa-api": "threefold.apps.qa.api:create_app()",
+    "qa-api": "threefold.apps.qa.web:create_app()",
     "recs-api": "threefold.apps.recs.web:create_app()",
     "dashboard": "threefold.apps.alerts.web:create_app()",
 }
@@ -601,7 +601,7 @@ def test_qa_api_role_answers_from_the_bot_init_models_built(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
     """init-models builds the FAQ bot; the qa-api role serves it through gunicorn."""
-    _require_module("threefold.apps.qa.api")
+    _require_module("threefold.apps.qa.web")
     env = _model_env(tmp_path / "models")
     for name in (
         "THREEFOLD_RECS_MODEL_DIR",

@@ -98,21 +98,17 @@ def test_kafka_serves_metadata_and_stop_leaves_no_process() -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_services_uses_env_and_starts_nothing(
-    monkeypatch: pytest.MonkeyPatch, redis_url: str, kafka_bootstrap: str
+def test_services_uses_given_values_and_starts_nothing(
+    redis_url: str, kafka_bootstrap: str
 ) -> None:
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
     before = _children()
-    with svc.services() as (url, bootstrap):
+    with svc.services(redis_url, kafka_bootstrap) as (url, bootstrap):
         assert (url, bootstrap) == (redis_url, kafka_bootstrap)
         assert _children() - before == set()
 
 
-def test_services_starts_embedded_when_env_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
-    with svc.services(need_kafka=False) as (url, bootstrap):
+def test_services_starts_embedded_when_unset() -> None:
+    with svc.services(None, None, need_kafka=False) as (url, bootstrap):
         assert bootstrap is None
         client = redis.Redis.from_url(url)
         assert client.ping()

@@ -65,19 +65,25 @@ def bot_dir(tmp_path: Path, store_bot: Bot) -> Path:
 
 @pytest.fixture
 def make_app(bot_dir: Path, redis_url: str, redis_prefix: str, embedder) -> Callable[..., object]:
-    """`make_app(**config_overrides)` -> a Flask app on this test's bot dir and Redis prefix."""
-    from threefold.apps.qa.api import create_app
+    """`make_app(**settings_overrides)` -> a Flask app on this test's bot dir and Redis prefix.
 
-    def make(**overrides: object) -> object:
-        settings: dict[str, object] = {
+    `redis_url=None` gives the app no Redis (the degraded, in-memory mode).
+    """
+    from threefold.apps.qa.resources import open_resources
+    from threefold.apps.qa.web import create_app
+    from threefold.streaming.connections import RedisSettings
+
+    def make(*, redis_url: str | None = redis_url, **overrides: object) -> object:
+        values: dict[str, object] = {
             "bot_dir": str(bot_dir),
             "kb_path": None,
-            "redis_url": redis_url,
             "redis_prefix": redis_prefix,
             "admin_token": ADMIN_TOKEN,
             "rate_limit_per_minute": None,
         }
-        settings.update(overrides)
-        return create_app(QAConfig(**settings), embedder=embedder)  # type: ignore[arg-type]
+        values.update(overrides)
+        settings = QAConfig(**values)  # type: ignore[arg-type]
+        resources = open_resources(settings, RedisSettings(url=redis_url), encoder=embedder)
+        return create_app(settings, resources)
 
     return make

@@ -276,9 +276,11 @@ def test_admin_edits_are_served_at_once_and_can_be_rolled_back(client, admin_hea
     assert client.post("/api/kb/reload", headers=admin_headers).get_json()["version"] == rolled
 
 
-def test_empty_bot_dir_is_built_from_the_kb_at_start_up(make_app, tmp_path: Path) -> None:
-    from threefold.apps.qa.config import SAMPLE_KB
+def test_empty_bot_dir_is_built_from_the_kb_at_start_up(make_app, embedder, tmp_path: Path) -> None:
+    from threefold.apps.qa.cli import ensure_bot
+    from threefold.apps.qa.config import SAMPLE_KB, QAConfig
 
+    ensure_bot(QAConfig(bot_dir=str(tmp_path / "fresh"), kb_path=str(SAMPLE_KB)), embedder)
     client = make_app(bot_dir=str(tmp_path / "fresh"), kb_path=str(SAMPLE_KB)).test_client()
     assert client.get("/healthz").get_json()["faqs"] == 44
     assert BotStore(tmp_path / "fresh").current_version() is not None
@@ -297,3 +299,29 @@ def test_demo_page_embeds_the_widget_with_one_script_tag(client) -> None:
     widget = client.get("/static/widget.js")
     assert widget.status_code == 200 and "customElements.define" in widget.get_data(as_text=True)
     assert "innerHTML" not in widget.get_data(as_text=True)
+
+
+def test_without_redis_it_answers_from_memory_and_reports_degraded(make_app, admin_headers) -> None:
+    client = make_app(redis_url=None).test_client()
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    body = health.get_json()
+    assert body["status"] == "degraded" and body["redis"] == "not configured"
+    assert "set REDIS_URL" in body["reason"] and body["faqs"] == 44
+    first = chat(client, "Is shipping free?").get_json()
+    assert first["faq_id"] == "shipping_cost"
+    history = client.get(f"/api/sessions/{first['session_id']}").get_json()
+    assert [t["role"] for t in history["turns"]] == ["user", "bot"]
+    rating = {"session_id": first["session_id"], "turn_id": first["turn_id"], "rating": "up"}
+    assert client.post("/api/feedback", json=rating).status_code == 201
+    exported = client.get("/api/admin/feedback.csv", headers=admin_headers).get_data(as_text=True)
+    assert [r["rating"] for r in csv.DictReader(io.StringIO(exported))] == ["up"]
+
+
+def test_unreachable_redis_is_reported_degraded(make_app) -> None:
+    from threefold.streaming.services import free_port
+
+    client = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0").test_client()
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    assert health.get_json()["redis"] == "unreachable"

@@ -6,26 +6,27 @@ import pytest
 
 from threefold.apps.qa.config import SAMPLE_KB, QAConfig
 from threefold.core.errors import ConfigError
+from threefold.core.settings import load_settings
+from threefold.streaming.connections import RedisSettings
 
 
 def test_from_env_reads_prefixed_variables_and_redis_url() -> None:
-    config = QAConfig.from_env(
-        environ={
-            "THREEFOLD_QA_BOT_DIR": "/srv/bot",
-            "THREEFOLD_QA_ADMIN_TOKEN": "s3cret",
-            "THREEFOLD_QA_ALLOWED_ORIGINS": "https://a.example, https://b.example",
-            "THREEFOLD_QA_THRESHOLD": "0.7",
-            "THREEFOLD_QA_RATE_LIMIT_PER_MINUTE": "0",
-            "THREEFOLD_QA_SESSION_TTL_S": "60",
-            "REDIS_URL": "redis://localhost:6379/2",
-        }
-    )
+    environ = {
+        "THREEFOLD_QA_BOT_DIR": "/srv/bot",
+        "THREEFOLD_QA_ADMIN_TOKEN": "s3cret",
+        "THREEFOLD_QA_ALLOWED_ORIGINS": "https://a.example, https://b.example",
+        "THREEFOLD_QA_THRESHOLD": "0.7",
+        "THREEFOLD_QA_RATE_LIMIT_PER_MINUTE": "0",
+        "THREEFOLD_QA_SESSION_TTL_S": "60",
+        "REDIS_URL": "redis://localhost:6379/2",
+    }
+    config = QAConfig.from_env(environ=environ)
     assert config.bot_dir == "/srv/bot"
     assert config.allowed_origins == ("https://a.example", "https://b.example")
     assert config.threshold == 0.7
     assert config.rate_limit_per_minute is None
     assert config.session_ttl_s == 60
-    assert config.redis_url == "redis://localhost:6379/2"
+    assert load_settings(RedisSettings, "REDIS_", environ).url == "redis://localhost:6379/2"
     assert config.kb_path == str(SAMPLE_KB)
     assert "s3cret" not in repr(config)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -57,6 +58,26 @@ def test_versions_rollback_and_activate(store_bot: Bot, tmp_path: Path, publish_
 def test_missing_bot_dir_says_how_to_build_one(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"no bot in .*`threefold qa build"):
         BotStore(tmp_path / "empty").load()
+
+
+def test_bot_of_an_unknown_format_says_to_rebuild(bot_dir: Path) -> None:
+    store = BotStore(bot_dir)
+    meta = store.version_dir(store.current_version()) / "bot.json"
+    doc = json.loads(meta.read_text(encoding="utf-8"))
+    meta.write_text(json.dumps({**doc, "format_version": 99}), encoding="utf-8")
+    with pytest.raises(ModelError, match=r"format version 99; .*rebuild the bot"):
+        store.load()
+
+
+def test_bot_of_format_1_still_loads(bot_dir: Path, embedder) -> None:
+    store = BotStore(bot_dir)
+    meta = store.version_dir(store.current_version()) / "bot.json"
+    doc = json.loads(meta.read_text(encoding="utf-8"))
+    reference = {k: v for k, v in doc["info"]["embedder"].items() if k != "weights_id"}
+    old = {**doc, "format_version": 1, "info": {**doc["info"], "embedder": reference}}
+    meta.write_text(json.dumps(old), encoding="utf-8")
+    bot = store.load(embedder=embedder)
+    assert bot.embedder is embedder
 
 
 def test_readers_never_see_a_half_applied_edit(bot_dir: Path, embedder) -> None:

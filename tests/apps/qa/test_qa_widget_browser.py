@@ -47,7 +47,7 @@ def test_ask_click_a_suggestion_and_give_feedback(
     suggestions.wait_for()
     first = suggestions.get_by_role("button").first
     question = first.inner_text()
-    entry = next(e for e in app.extensions["threefold_qa"].manager.bot.kb if e.question == question)
+    entry = next(e for e in app.extensions["threefold.qa"].manager.bot.kb if e.question == question)
     page.screenshot(path=str(screenshot_dir / "qa_widget_suggestions.png"))
     first.click()
     picked = dialog.locator(f".msg.bot[data-faq-id='{entry.id}']")
@@ -56,7 +56,7 @@ def test_ask_click_a_suggestion_and_give_feedback(
 
     dialog.get_by_role("button", name="Yes, helpful").last.click()
     dialog.get_by_text("Thanks for your feedback!").wait_for()
-    stored = app.extensions["threefold_qa"].feedback.feedback()
+    stored = app.extensions["threefold.qa"].feedback.feedback()
     assert [(f["rating"], f["faq_id"]) for f in stored] == [("up", entry.id)]
     page.screenshot(path=str(screenshot_dir / "qa_widget_feedback.png"))
 
@@ -86,7 +86,7 @@ def test_kb_html_is_shown_as_text_never_run(
 ) -> None:
     app = make_app()
     hostile = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b>'
-    app.extensions["threefold_qa"].manager.edit(
+    app.extensions["threefold.qa"].manager.edit(
         upserts=[
             entry_from_mapping(
                 {"id": "xss", "question": "What is the pelican policy?", "answer": hostile}

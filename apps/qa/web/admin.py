@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from threefold.apps.qa.knowledge_base import entry_from_mapping
+from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.core.errors import ModelError
 from threefold.core.web import ApiError, bearer_token_required, read_json_body
 
@@ -17,8 +18,8 @@ admin_blueprint = Blueprint("qa_admin", __name__, url_prefix="/api")
 MAX_ADMIN_BODY = 1_000_000
 
 
-def _services() -> Any:
-    return current_app.extensions["threefold_qa"]
+def _resources() -> Resources:
+    return current_app.extensions[EXTENSION_KEY]
 
 
 def _entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> Any:
@@ -39,14 +40,14 @@ def _version_response(version: str, stats: Any, status: int = 200) -> ResponseRe
 @admin_blueprint.get("/kb")
 @bearer_token_required(TOKEN_KEY)
 def list_entries() -> ResponseReturnValue:
-    bot = _services().manager.bot
+    bot = _resources().manager.bot
     return jsonify({"version": bot.version, "count": len(bot.kb), "entries": bot.kb.to_json()})
 
 
 @admin_blueprint.get("/kb/<faq_id>")
 @bearer_token_required(TOKEN_KEY)
 def get_entry(faq_id: str) -> ResponseReturnValue:
-    entry = _services().manager.bot.kb.get(faq_id)
+    entry = _resources().manager.bot.kb.get(faq_id)
     if entry is None:
         raise ApiError(404, f"no FAQ with id {faq_id!r}", code="unknown_faq")
     return jsonify(entry.to_dict())
@@ -57,7 +58,7 @@ def get_entry(faq_id: str) -> ResponseReturnValue:
 def create_entry() -> ResponseReturnValue:
     """Add one entry `{id, questions|question, answer, category?}`; 409 when the id exists."""
     entry = _entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY))
-    manager = _services().manager
+    manager = _resources().manager
     if entry.id in manager.bot.kb:
         raise ApiError(409, f"FAQ id {entry.id!r} exists; use PUT /api/kb/{entry.id} to replace it")
     version, stats = manager.edit(upserts=[entry])
@@ -69,14 +70,14 @@ def create_entry() -> ResponseReturnValue:
 def replace_entry(faq_id: str) -> ResponseReturnValue:
     """Create or replace the entry with this id; only changed texts are re-embedded."""
     entry = _entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY), faq_id=faq_id)
-    version, stats = _services().manager.edit(upserts=[entry])
+    version, stats = _resources().manager.edit(upserts=[entry])
     return _version_response(version, stats)
 
 
 @admin_blueprint.delete("/kb/<faq_id>")
 @bearer_token_required(TOKEN_KEY)
 def delete_entry(faq_id: str) -> ResponseReturnValue:
-    manager = _services().manager
+    manager = _resources().manager
     if faq_id not in manager.bot.kb:
         raise ApiError(404, f"no FAQ with id {faq_id!r}", code="unknown_faq")
     if len(manager.bot.kb) == 1:
@@ -90,7 +91,7 @@ def delete_entry(faq_id: str) -> ResponseReturnValue:
 def reload_bot() -> ResponseReturnValue:
     """Swap in the bot directory's current version (e.g. after `threefold qa build`)."""
     try:
-        version = _services().manager.reload()
+        version = _resources().manager.reload()
     except ModelError as exc:
         raise ApiError(409, f"reload failed, still serving the previous version: {exc}") from None
     return jsonify({"version": version})
@@ -101,7 +102,7 @@ def reload_bot() -> ResponseReturnValue:
 def rollback_bot() -> ResponseReturnValue:
     """Re-activate the previously active version."""
     try:
-        version = _services().manager.rollback()
+        version = _resources().manager.rollback()
     except ModelError as exc:
         raise ApiError(409, str(exc)) from None
     return jsonify({"version": version})
@@ -110,11 +111,11 @@ def rollback_bot() -> ResponseReturnValue:
 @admin_blueprint.get("/kb/versions")
 @bearer_token_required(TOKEN_KEY)
 def list_versions() -> ResponseReturnValue:
-    store = _services().manager.store
+    store = _resources().manager.store
     return jsonify(
         {
             "current": store.current_version(),
-            "serving": _services().manager.bot.version,
+            "serving": _resources().manager.bot.version,
             "versions": store.versions(),
             "history": store.history(),
         }
@@ -133,7 +134,7 @@ def _csv(text: str, name: str) -> Response:
 @bearer_token_required(TOKEN_KEY)
 def export_feedback() -> ResponseReturnValue:
     buffer = io.StringIO()
-    _services().feedback.export_feedback_csv(buffer)
+    _resources().feedback.export_feedback_csv(buffer)
     return _csv(buffer.getvalue(), "feedback.csv")
 
 
@@ -141,5 +142,5 @@ def export_feedback() -> ResponseReturnValue:
 @bearer_token_required(TOKEN_KEY)
 def export_unanswered() -> ResponseReturnValue:
     buffer = io.StringIO()
-    _services().feedback.export_unanswered_csv(buffer)
+    _resources().feedback.export_unanswered_csv(buffer)
     return _csv(buffer.getvalue(), "unanswered.csv")

@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from threefold.apps.qa.chat import UnknownFaq, UnknownSession, UnknownTurn
+from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
 from threefold.core.web import ApiError, read_json_body, require_fields
 
@@ -16,8 +17,8 @@ RATINGS = ("down", "up")
 MAX_COMMENT_CHARS = 1000
 
 
-def _services() -> Any:
-    return current_app.extensions["threefold_qa"]
+def _resources() -> Resources:
+    return current_app.extensions[EXTENSION_KEY]
 
 
 def _session_id(body: dict[str, Any], *, required: bool) -> str | None:
@@ -48,13 +49,13 @@ def _unknown_session(session_id: str | None) -> ApiError:
 @chat_blueprint.post("/chat")
 def chat() -> ResponseReturnValue:
     """`{session_id?, message, faq_id?}` -> the bot's reply (answer, clarification or handoff)."""
-    services = _services()
-    body = read_json_body(max_bytes=services.config.max_body_bytes)
+    resources = _resources()
+    body = read_json_body(max_bytes=resources.config.max_body_bytes)
     require_fields(body, {"message": str})
     message = body["message"].strip()
     if not message:
         raise ApiError(400, "message is empty; type a question", field="message")
-    limit = services.config.max_message_chars
+    limit = resources.config.max_message_chars
     if len(message) > limit:
         raise ApiError(
             400,
@@ -68,7 +69,7 @@ def chat() -> ResponseReturnValue:
     if faq_id is not None and not isinstance(faq_id, str):
         raise ApiError(400, f"faq_id must be a string, found {type(faq_id).__name__}")
     try:
-        reply = services.chat.chat(message, session_id=session_id, faq_id=faq_id)
+        reply = resources.chat.chat(message, session_id=session_id, faq_id=faq_id)
     except UnknownSession:
         raise _unknown_session(session_id) from None
     except UnknownFaq:
@@ -81,8 +82,8 @@ def chat() -> ResponseReturnValue:
 @chat_blueprint.post("/feedback")
 def feedback() -> ResponseReturnValue:
     """`{session_id, turn_id, rating: "up"|"down", comment?}` -> 201 with the stored record."""
-    services = _services()
-    body = read_json_body(max_bytes=services.config.max_body_bytes)
+    resources = _resources()
+    body = read_json_body(max_bytes=resources.config.max_body_bytes)
     require_fields(body, {"session_id": str, "turn_id": str, "rating": str})
     session_id = _session_id(body, required=True)
     rating = body["rating"]
@@ -96,7 +97,7 @@ def feedback() -> ResponseReturnValue:
             400, f"comment must be text of at most {MAX_COMMENT_CHARS} characters", field="comment"
         )
     try:
-        record = services.chat.record_feedback(
+        record = resources.chat.record_feedback(
             session_id=session_id, turn_id=body["turn_id"], rating=rating, comment=comment
         )
     except UnknownSession:
@@ -113,7 +114,7 @@ def session_history(session_id: str) -> ResponseReturnValue:
     """The conversation so far (the widget restores it after a page reload)."""
     if not valid_session_id(session_id):
         raise _unknown_session(None)
-    session = _services().sessions.get(session_id)
+    session = _resources().sessions.get(session_id)
     if session is None:
         raise _unknown_session(session_id)
     return jsonify(

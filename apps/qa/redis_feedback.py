@@ -1,0 +1,29 @@
+"""Feedback logs in Redis: one capped list per log under `<prefix><name>` (newest last)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from threefold.apps.qa.feedback import MAX_LOG_ENTRIES
+
+
+class RedisRecordLog:
+    """A `RecordLog` in Redis lists, shared by every worker."""
+
+    def __init__(self, client: Any, *, prefix: str, max_entries: int = MAX_LOG_ENTRIES) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.max_entries = max_entries
+
+    def append(self, name: str, record: dict[str, Any]) -> None:
+        key = self.prefix + name
+        pipe = self.client.pipeline()
+        pipe.rpush(key, json.dumps(record, ensure_ascii=False))
+        pipe.ltrim(key, -self.max_entries, -1)
+        pipe.execute()
+
+    def read(self, name: str) -> Iterator[dict[str, Any]]:
+        for raw in self.client.lrange(self.prefix + name, 0, -1):
+            yield json.loads(raw)

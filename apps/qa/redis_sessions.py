@@ -1,0 +1,42 @@
+"""Sessions in Redis: one JSON value per session under `<prefix>session:<id>`, with a TTL."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from threefold.apps.qa.sessions import Session, new_session, session_from_dict, valid_session_id
+
+
+class RedisSessionStore:
+    """A `SessionStore` in Redis, shared by every worker; every save renews the TTL.
+
+    Two requests of one session racing each other: the last save wins (a chat widget sends one
+    message at a time, so this is accepted rather than locked).
+    """
+
+    def __init__(self, client: Any, *, prefix: str, ttl_s: int, max_turns: int = 20) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+        self.max_turns = max_turns
+
+    def key(self, session_id: str) -> str:
+        return f"{self.prefix}session:{session_id}"
+
+    def create(self) -> Session:
+        session = new_session()
+        self.save(session)
+        return session
+
+    def get(self, session_id: str) -> Session | None:
+        """The stored session, or None when unknown or expired."""
+        if not valid_session_id(session_id):
+            return None
+        raw = self.client.get(self.key(session_id))
+        return None if raw is None else session_from_dict(json.loads(raw))
+
+    def save(self, session: Session) -> None:
+        session.turns = session.turns[-self.max_turns :]
+        self.client.set(self.key(session.id), json.dumps(asdict(session)), ex=self.ttl_s)

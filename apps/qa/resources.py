@@ -1,0 +1,121 @@
+"""What the QA views share (`Resources`) and how it is opened from settings.
+
+Opening only loads: the current bot from its directory and a Redis client. Building a bot or
+starting a redis-server is the job of `threefold serve qa` and the demo. Without a Redis URL
+sessions and feedback live in this process (the app reports itself degraded).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from threefold.apps.qa.bot_manager import BotManager
+from threefold.apps.qa.chat import ChatService
+from threefold.apps.qa.config import QAConfig
+from threefold.apps.qa.feedback import FeedbackStore, MemoryRecordLog
+from threefold.apps.qa.handoff import HandoffNotifier
+from threefold.apps.qa.metrics import QAMetrics
+from threefold.apps.qa.redis_feedback import RedisRecordLog
+from threefold.apps.qa.redis_sessions import RedisSessionStore
+from threefold.apps.qa.sessions import MemorySessionStore, SessionStore
+from threefold.apps.qa.store import BotStore
+from threefold.core.encoder import TextEncoder
+from threefold.core.errors import ConfigError
+from threefold.core.settings import reveal
+from threefold.streaming.connections import RedisSettings, redis_client
+
+logger = logging.getLogger(__name__)
+EXTENSION_KEY = "threefold.qa"
+
+
+@dataclass
+class Resources:
+    """Everything the views share, kept in `app.extensions["threefold.qa"]`.
+
+    `redis` is None when no Redis URL is configured (sessions and feedback in memory then).
+    """
+
+    config: QAConfig
+    manager: BotManager
+    chat: ChatService
+    sessions: SessionStore
+    feedback: FeedbackStore
+    redis: Any | None
+    registry: CollectorRegistry
+
+    def redis_status(self) -> str:
+        """Redis as /healthz reports it: ok, not configured, or unreachable."""
+        if self.redis is None:
+            return "not configured"
+        try:
+            return "ok" if self.redis.ping() else "unreachable"
+        except Exception:  # any connection failure means degraded, reported not raised
+            return "unreachable"
+
+
+def open_bot(settings: QAConfig, *, encoder: TextEncoder | None = None) -> BotManager:
+    """A manager serving the current bot of `settings.bot_dir`; ConfigError when there is none."""
+    store = BotStore(settings.bot_dir)
+    if not store.exists():
+        raise ConfigError(
+            f"no bot in {settings.bot_dir!r}. Fix: run `threefold qa build --kb KB.csv --out "
+            f"{settings.bot_dir}`, or serve with THREEFOLD_QA_KB_PATH set so `threefold serve qa` "
+            "builds one"
+        )
+    manager = BotManager(store, embedder=encoder)
+    manager.reload()
+    return manager
+
+
+def open_resources(
+    settings: QAConfig, redis: RedisSettings, *, encoder: TextEncoder | None = None
+) -> Resources:
+    """Load the bot and connect to Redis (`redis.url` None: in-memory sessions and feedback).
+
+    `encoder`: an already loaded encoder to share when the bot was built with the same weights.
+    """
+    manager = open_bot(settings, encoder=encoder)
+    registry = CollectorRegistry()
+    metrics = QAMetrics(registry)
+    client = None
+    if redis.url:
+        client = redis_client(redis, socket_timeout=5, health_check_interval=30)
+        sessions: SessionStore = RedisSessionStore(
+            client, prefix=settings.redis_prefix, ttl_s=settings.session_ttl_s
+        )
+        feedback = FeedbackStore(RedisRecordLog(client, prefix=settings.redis_prefix))
+    else:
+        logger.warning(
+            "no REDIS_URL set: sessions and feedback are kept in this process only (degraded)"
+        )
+        sessions = MemorySessionStore(ttl_s=settings.session_ttl_s)
+        feedback = FeedbackStore(MemoryRecordLog())
+    notifier = HandoffNotifier(
+        reveal(settings.handoff_webhook),
+        timeout_s=settings.handoff_timeout_s,
+        on_result=metrics.observe_webhook,
+    )
+    chat = ChatService(
+        get_bot=lambda: manager.bot,
+        sessions=sessions,
+        feedback=feedback,
+        notifier=notifier,
+        threshold=settings.threshold,
+        ambiguity_margin=settings.ambiguity_margin,
+        handoff_after_failures=settings.handoff_after_failures,
+        n_suggestions=settings.n_suggestions,
+        observe=metrics.observe_reply,
+    )
+    return Resources(
+        config=settings,
+        manager=manager,
+        chat=chat,
+        sessions=sessions,
+        feedback=feedback,
+        redis=client,
+        registry=registry,
+    )

@@ -1,0 +1,21 @@
+"""Feedback records in the in-memory log, exported as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from threefold.apps.qa.feedback import FeedbackStore, MemoryRecordLog
+
+
+def test_memory_log_keeps_the_newest_and_exports_safe_csv() -> None:
+    store = FeedbackStore(MemoryRecordLog(max_entries=2))
+    for rating in ("up", "down", "up"):
+        store.record_feedback(
+            session_id="s", turn_id="t", rating=rating, faq_id=None, question="=1+1", answer="a"
+        )
+    assert [r["rating"] for r in store.feedback()] == ["down", "up"]
+    buffer = io.StringIO()
+    assert store.export_feedback_csv(buffer) == 2
+    rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))
+    assert rows[0]["question"] == "'=1+1"
