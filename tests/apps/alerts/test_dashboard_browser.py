@@ -1,19 +1,30 @@
-"""The dashboard page in headless Chromium: charts and tables fill, alerts render as text."""
+"""The dashboard page in headless Chromium, as an analyst uses it: desktop and phone, keyboard
+only, with its API down, and audited by axe-core."""
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
+from support.browser import axe_violations
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.dashboard import create_app
 from threefold.apps.alerts.pipeline import AlertPipeline
 from threefold.apps.alerts.state.redis_store import RedisStateStore
 
-from .conftest import calm_then_surge
+from .conftest import T0, calm_then_surge, make_scored
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 
 HOSTILE = '<img src=x onerror="window.pwned=1">Quantive'
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+# `UPDATE_DOCS_SCREENSHOTS=1 pytest ...` refreshes the README's PNGs; plain runs leave git clean.
+UPDATE_DOCS = os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1"
 
 
 def test_dashboard_shows_series_and_alerts_as_text(
@@ -41,3 +52,221 @@ def test_dashboard_shows_series_and_alerts_as_text(
     assert page.locator("#alerts img").count() == 0  # ... never parsed as HTML
     assert page.evaluate("window.pwned") is None
     page.screenshot(path=str(screenshot_dir / "alerts_dashboard.png"), full_page=True)
+
+
+# -- one seeded dashboard: topic "legal" surges (80 % negative vs 10 % usual), "markets" is calm
+
+
+@pytest.fixture
+def dashboard_url(redis_url, redis_prefix, live_server) -> str:
+    config = AlertsConfig(redis_url=redis_url, redis_prefix=redis_prefix, grace_s=0)
+    store = RedisStateStore.from_url(redis_url, redis_prefix)
+    markets = [
+        make_scored(
+            f"mkt-{i}",
+            T0 + i * 45,
+            "negative" if i % 3 == 0 else "positive",
+            topic="markets",
+            entities=("ACME",),
+        )
+        for i in range(32)
+    ]
+    items = calm_then_surge() + markets
+    pipeline = AlertPipeline.from_config(config, store)
+    for window in range(5):  # one batch per 5-minute window, as a consumer would see them
+        pipeline.process([s for s in items if (s.item.event_time - T0) // 300 == window])
+    store.ack_alerts(store.pending_alerts())
+    return live_server(create_app(config))
+
+
+def open_page(browser, viewport: dict, scale: float, *, mobile: bool = False):
+    context = browser.new_context(
+        viewport=viewport, device_scale_factor=scale, is_mobile=mobile, has_touch=mobile
+    )
+    return context, context.new_page()
+
+
+def wait_loaded(page) -> None:
+    page.wait_for_selector("#alerts li.alert")
+    page.wait_for_selector("#keys tbody tr")
+    page.wait_for_function("document.getElementById('status').dataset.state === 'live'")
+
+
+def save_screenshot(page, screenshot_dir: Path, name: str, *, docs: bool = False) -> None:
+    path = screenshot_dir / name
+    page.screenshot(path=str(path), scale="css")
+    if docs and UPDATE_DOCS:
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_SCREENSHOTS / name)
+
+
+def canvas_is_sharp(page) -> bool:
+    """The canvas has one backing pixel per device pixel, so text is neither blurry nor shrunk."""
+    return page.evaluate(
+        """() => {
+          const c = document.getElementById('chart');
+          const r = window.devicePixelRatio;
+          return c.width === Math.round(c.clientWidth * r)
+            && c.height === Math.round(c.clientHeight * r);
+        }"""
+    )
+
+
+def test_desktop_reads_as_words_with_nice_axes_and_no_missing_files(
+    browser, dashboard_url, screenshot_dir
+):
+    context, page = open_page(browser, DESKTOP, 2)
+    failed = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(dashboard_url)
+    wait_loaded(page)
+
+    alert = page.locator("#alerts li.alert").first.inner_text()
+    assert "Negative sentiment surge: legal (topic)" in alert
+    assert "80 % negative vs 10 % usual, 16 of 20 headlines, 1 May 2024, 08:20–08:25 UTC" in alert
+    assert "T08:20:00Z" not in alert and "z 10" not in alert  # no raw ISO stamps or bare z
+    status = page.locator("#status").inner_text()
+    assert status.startswith("Live · updated ")
+
+    # the favicon is declared and served (no 404 in the console)
+    assert page.evaluate("document.querySelector('link[rel=icon]').href").endswith("favicon.svg")
+    favicon = page.request.get(dashboard_url + "/static/favicon.svg")
+    assert favicon.status == 200 and "svg" in favicon.headers["content-type"]
+    assert failed == []
+
+    # chart: sharp on a 2x screen, nice count ticks, a text alternative and a data table
+    assert canvas_is_sharp(page)
+    assert page.evaluate("countScale(14)") == {"n": 4, "step": 5, "top": 20}
+    assert page.evaluate("countScale(21)") == {"n": 5, "step": 5, "top": 25}
+    assert page.evaluate("countScale(230)") == {"n": 5, "step": 50, "top": 250}
+    chart = page.locator("#chart")
+    assert chart.get_attribute("role") == "img"
+    assert "legal (topic)" in chart.get_attribute("aria-label")
+    assert "80 % negative of 20 messages" in chart.get_attribute("aria-label")
+    page.locator("#chart-data summary").click()
+    data_rows = page.locator("#chart-data tbody tr")
+    assert data_rows.count() == 5
+    assert data_rows.last.inner_text().split("\t") == ["08:20–08:25 (open)", "20", "16", "80 %"]
+    page.locator("#chart-data summary").click()
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= DESKTOP["width"]
+    assert axe_violations(page) == []
+    save_screenshot(page, screenshot_dir, "dashboard-desktop.png", docs=True)
+    context.close()
+
+
+def test_phone_fits_the_screen_with_alerts_first(browser, dashboard_url, screenshot_dir):
+    context, page = open_page(browser, PHONE, 3, mobile=True)
+    page.goto(dashboard_url)
+    wait_loaded(page)
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    alerts_box = page.locator(".alerts-panel").bounding_box()
+    chart_box = page.locator(".charts").bounding_box()
+    assert alerts_box["y"] < chart_box["y"]
+    assert alerts_box["y"] < PHONE["height"] / 4  # the alerts are what the analyst sees first
+    assert canvas_is_sharp(page)  # drawn at the phone's size: 12 px text stays 12 px
+    table_box = page.locator("#keys").bounding_box()
+    assert table_box["x"] >= 0 and table_box["x"] + table_box["width"] <= PHONE["width"]
+    assert axe_violations(page) == []
+    save_screenshot(page, screenshot_dir, "dashboard-phone.png", docs=True)
+    page.screenshot(path=str(screenshot_dir / "dashboard-phone-full.png"), full_page=True)
+    context.close()
+
+
+def test_keyboard_alone_charts_another_key(browser, dashboard_url, screenshot_dir):
+    context, page = open_page(browser, DESKTOP, 1)
+    page.goto(dashboard_url)
+    wait_loaded(page)
+    assert "legal (topic)" in page.locator("#chart-title").inner_text()
+    before = page.evaluate("document.getElementById('chart').toDataURL()")
+
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        focused = page.evaluate("document.activeElement.textContent")
+        if focused.strip() == "markets":
+            break
+    else:
+        pytest.fail("Tab never reached the 'markets' row of the key table")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"  # the focus is visible
+    page.keyboard.press("Enter")
+
+    assert "markets (topic)" in page.locator("#chart-title").inner_text()
+    assert "markets (topic)" in page.locator("#chart").get_attribute("aria-label")
+    assert page.locator("#key").input_value() == "topic:markets"
+    assert page.get_by_role("button", name="markets").get_attribute("aria-pressed") == "true"
+    assert page.get_by_role("button", name="legal", exact=True).get_attribute("aria-pressed") == (
+        "false"
+    )
+    assert page.evaluate("document.getElementById('chart').toDataURL()") != before
+    save_screenshot(page, screenshot_dir, "dashboard-keyboard.png")
+    context.close()
+
+
+def test_api_down_keeps_last_data_says_what_failed_and_retries(
+    browser, dashboard_url, screenshot_dir
+):
+    context, page = open_page(browser, DESKTOP, 1)
+    page.goto(dashboard_url)
+    wait_loaded(page)
+    alerts_before = page.locator("#alerts li.alert").count()
+    assert alerts_before == 2  # legal (topic) and QNTV (company)
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+
+    page.select_option("#kind", "entity")  # the next request fails
+    problem = page.locator("#problem")
+    problem.wait_for(state="visible")
+    text = problem.inner_text()
+    assert "Could not load the alert list and the companies chart data." in text
+    assert "did not answer" in text and "/api/series?kind=entity" in text
+    assert "Still showing the data loaded at" in text
+    assert "Next automatic try in" in text
+    assert page.get_by_role("button", name="Retry now").is_visible()
+    page.wait_for_timeout(2500)  # the error stays: nothing overwrites it while the API is down
+    assert problem.is_visible()
+    assert page.locator("#status").inner_text().startswith("Offline · showing data from ")
+    # the last good data stays visible
+    assert page.locator("#keys tbody tr").count() == 2
+    assert "legal" in page.locator("#keys tbody").inner_text()
+    assert page.locator("#alerts li.alert").count() == alerts_before
+    assert "legal (topic)" in page.locator("#chart").get_attribute("aria-label")
+    assert axe_violations(page) == []
+    save_screenshot(page, screenshot_dir, "dashboard-api-down.png")
+
+    page.unroute("**/api/**")
+    page.get_by_role("button", name="Retry now").click()
+    problem.wait_for(state="hidden")
+    page.wait_for_function("document.querySelector('#keys tbody').innerText.includes('QNTV')")
+    assert not page.locator("#status").inner_text().startswith("Offline")
+    context.close()
+
+
+def test_api_down_from_the_start_explains_and_recovers_by_itself(
+    browser, dashboard_url, screenshot_dir
+):
+    context, page = open_page(browser, PHONE, 2, mobile=True)
+    page.route(
+        "**/api/**",
+        lambda route: route.fulfill(
+            status=503, json={"error": "unavailable", "message": "Redis is restarting"}
+        ),
+    )
+    page.goto(dashboard_url)
+    problem = page.locator("#problem")
+    problem.wait_for(state="visible")
+    text = problem.inner_text()
+    assert "HTTP 503: Redis is restarting" in text
+    assert "Nothing to show until it loads." in text
+    assert page.locator("#status").inner_text() == "Offline · no data yet"
+    assert "could not be loaded" in page.locator("#alerts-empty").inner_text()
+    assert page.locator("#chart").get_attribute("aria-label") == "No data loaded yet."
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert axe_violations(page) == []
+    save_screenshot(page, screenshot_dir, "dashboard-api-down-phone.png")
+
+    page.unroute("**/api/**")  # the API comes back: the page retries on its own within 5 s
+    page.wait_for_selector("#keys tbody tr", timeout=10_000)
+    assert problem.is_hidden()
+    assert page.locator("#alerts li.alert").count() == 2
+    context.close()
