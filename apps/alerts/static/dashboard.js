@@ -7,6 +7,7 @@ const REQUEST_TIMEOUT_MS = 10000;
 const FEED_RECONNECT_MS = 5000;
 const ALERTS_SHOWN = 5;
 const KIND_WORDS = { topic: "topic", entity: "company" };
+const KIND_PLURALS = { topic: "topics", entity: "companies" };
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const COLORS = {
   text: "#3b434d", grid: "#dde1e6", axis: "#8a939e", bar: "#8fa7c9", openBar: "#d5e0ef",
@@ -30,10 +31,13 @@ const ui = {
   dataCaption: byId("chart-data-caption"),
   dataBody: document.querySelector("#chart-data tbody"),
   keysBody: document.querySelector("#keys tbody"),
+  keysTable: byId("keys"),
+  keysEmpty: byId("keys-empty"),
 };
 
 const state = {
   series: [], // the last /api/series answer that loaded
+  seriesKind: null, // the kind that answer is for
   selectedKey: null,
   wantedKey: null, // a key to select once the series of its kind has loaded
   alerts: new Map(), // alert_id -> <li>
@@ -48,6 +52,8 @@ const state = {
   again: false,
   feedLive: false,
   lastEventId: null,
+  news: [], // headlines of new alerts waiting to be announced
+  newsTimer: null,
 };
 
 function byId(id) {
@@ -143,14 +149,13 @@ async function refresh() {
   clearTimeout(state.timer);
   renderProblem();
   const kind = ui.kind.value;
-  const kindWords = kind === "entity" ? "companies" : "topics";
   const [alerts, series] = await Promise.allSettled([
     getJson("/api/alerts?limit=50", "the alert list"),
-    getJson("/api/series?kind=" + encodeURIComponent(kind) + "&limit=100", "the " + kindWords + " chart data"),
+    getJson("/api/series?kind=" + encodeURIComponent(kind) + "&limit=100", "the " + KIND_PLURALS[kind] + " chart data"),
   ]);
   try {
     if (alerts.status === "fulfilled") applyAlerts(alerts.value.alerts);
-    if (series.status === "fulfilled" && ui.kind.value === kind) applySeries(series.value.series);
+    if (series.status === "fulfilled" && ui.kind.value === kind) applySeries(series.value.series, kind);
     const failed = [alerts, series].filter((r) => r.status === "rejected").map((r) => r.reason);
     for (const error of failed) if (!(error instanceof ApiFailure)) throw error;
     if (failed.length) {
@@ -231,7 +236,8 @@ function renderProblem() {
     document.createTextNode(
       " " + capitalise(failure.why) + " (" + clock(failure.at) + ": " + failure.urls.join(", ") + "). " +
         (state.updatedAt
-          ? "Still showing the data loaded at " + clock(state.updatedAt) + "."
+          ? "Still showing the " + (state.seriesKind === ui.kind.value ? "data" : KIND_PLURALS[state.seriesKind]) +
+            " loaded at " + clock(state.updatedAt) + "."
           : "Nothing to show until it loads."),
     ),
   );
@@ -261,12 +267,10 @@ function compareEventIds(a, b) {
 }
 
 function applyAlerts(alerts) {
-  const fresh = [];
   for (const alert of alerts) {
-    if (addAlert(alert, alert.event_id) && state.alertsLoaded) fresh.push(alert);
+    if (addAlert(alert, alert.event_id) && state.alertsLoaded) announceAlert(alert);
   }
   state.alertsLoaded = true;
-  if (fresh.length) say(fresh.length === 1 ? "New alert: " + alertHeadline(fresh[0]) : fresh.length + " new alerts.");
   renderAlertsChrome();
 }
 
@@ -282,6 +286,17 @@ function addAlert(alert, eventId) {
   ui.alerts.insertBefore(item, after || null);
   state.alerts.set(alert.alert_id, item);
   return true;
+}
+
+/** New alerts arriving together are announced once: "2 new alerts: legal (topic), QNTV (company)". */
+function announceAlert(alert) {
+  state.news.push(alertHeadline(alert));
+  clearTimeout(state.newsTimer);
+  state.newsTimer = setTimeout(() => {
+    const n = state.news.length;
+    say((n === 1 ? "New alert: " : n + " new alerts: ") + state.news.join(", "));
+    state.news = [];
+  }, 500);
 }
 
 function alertHeadline(alert) {
@@ -362,8 +377,9 @@ function showOnChart(alert) {
 
 // -- series: key list, table, chart --------------------------------------------------------
 
-function applySeries(series) {
+function applySeries(series, kind) {
   state.series = series;
+  state.seriesKind = kind;
   const keys = series.map((s) => s.key);
   const newestAlert = ui.alerts.firstElementChild;
   const alertKey = newestAlert ? newestAlert.dataset.key : null;
@@ -391,6 +407,7 @@ function renderKeyOptions() {
     ui.key.dataset.options = wanted;
   }
   if (state.selectedKey) ui.key.value = state.selectedKey;
+  ui.key.disabled = state.series.length === 0;
 }
 
 /** Rows are updated in place, so a focused key button keeps its focus across refreshes. */
@@ -415,6 +432,9 @@ function renderKeysTable() {
     if (last.open) windowCell.append(" ", el("span", "open", "open-tag"));
     wanted.push(row);
   }
+  ui.keysEmpty.hidden = wanted.length > 0;
+  ui.keysEmpty.textContent = state.seriesKind ? "No keys yet: the consumer has not aggregated any messages." : "No keys loaded yet.";
+  ui.keysTable.hidden = wanted.length === 0;
   const current = [...ui.keysBody.children];
   if (current.length !== wanted.length || current.some((row, i) => row !== wanted[i])) {
     ui.keysBody.replaceChildren(...wanted);
@@ -447,7 +467,7 @@ function renderChart() {
   const windows = series ? series.windows : [];
   let summary;
   if (!series) {
-    summary = state.updatedAt ? "No keys yet: the consumer has not aggregated any messages." : "No data loaded yet.";
+    summary = state.seriesKind ? "No keys yet: the consumer has not aggregated any messages." : "No data loaded yet.";
     ui.chartTitle.textContent = summary;
   } else if (!windows.length) {
     summary = "No windows yet for " + describeKey(series) + ".";
@@ -477,6 +497,7 @@ function renderChart() {
       return row;
     }),
   );
+  ui.canvas.closest("figure").classList.toggle("no-data", !windows.length);
   drawChart(series, summary);
 }
 
@@ -616,7 +637,7 @@ function connectFeed() {
   });
   source.addEventListener("alert", (event) => {
     const alert = JSON.parse(event.data);
-    if (addAlert(alert, event.lastEventId)) say("New alert: " + alertHeadline(alert));
+    if (addAlert(alert, event.lastEventId)) announceAlert(alert);
     renderAlertsChrome();
     refresh();
   });

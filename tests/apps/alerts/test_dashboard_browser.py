@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -57,26 +58,42 @@ def test_dashboard_shows_series_and_alerts_as_text(
 # -- one seeded dashboard: topic "legal" surges (80 % negative vs 10 % usual), "markets" is calm
 
 
+@dataclass
+class Dashboard:
+    url: str
+    store: RedisStateStore
+    pipeline: AlertPipeline
+
+
 @pytest.fixture
-def dashboard_url(redis_url, redis_prefix, live_server) -> str:
+def dashboard(redis_url, redis_prefix, live_server) -> Dashboard:
     config = AlertsConfig(redis_url=redis_url, redis_prefix=redis_prefix, grace_s=0)
     store = RedisStateStore.from_url(redis_url, redis_prefix)
-    markets = [
-        make_scored(
-            f"mkt-{i}",
-            T0 + i * 45,
-            "negative" if i % 3 == 0 else "positive",
-            topic="markets",
-            entities=("ACME",),
-        )
-        for i in range(32)
-    ]
-    items = calm_then_surge() + markets
     pipeline = AlertPipeline.from_config(config, store)
+    items = calm_then_surge() + markets_items(0, 32, lambda i: i % 3 == 0)
     for window in range(5):  # one batch per 5-minute window, as a consumer would see them
         pipeline.process([s for s in items if (s.item.event_time - T0) // 300 == window])
     store.ack_alerts(store.pending_alerts())
-    return live_server(create_app(config))
+    return Dashboard(live_server(create_app(config)), store, pipeline)
+
+
+@pytest.fixture
+def dashboard_url(dashboard) -> str:
+    return dashboard.url
+
+
+def markets_items(first: int, count: int, negative, start: float = T0, every: float = 45):
+    """Topic "markets" (company ACME), one item every `every` s; `negative(i)` picks negatives."""
+    return [
+        make_scored(
+            f"mkt-{first + i}",
+            start + i * every,
+            "negative" if negative(i) else "positive",
+            topic="markets",
+            entities=("ACME",),
+        )
+        for i in range(count)
+    ]
 
 
 def open_page(browser, viewport: dict, scale: float, *, mobile: bool = False):
@@ -201,6 +218,13 @@ def test_keyboard_alone_charts_another_key(browser, dashboard_url, screenshot_di
     )
     assert page.evaluate("document.getElementById('chart').toDataURL()") != before
     save_screenshot(page, screenshot_dir, "dashboard-keyboard.png")
+
+    # an alert's "Show on the chart" switches to its kind (companies) and charts its key
+    page.get_by_role("button", name="Show QNTV on the chart").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('chart-title').textContent.includes('QNTV')")
+    assert page.locator("#kind").input_value() == "entity"
+    assert "QNTV (company)" in page.locator("#chart").get_attribute("aria-label")
     context.close()
 
 
@@ -220,7 +244,7 @@ def test_api_down_keeps_last_data_says_what_failed_and_retries(
     text = problem.inner_text()
     assert "Could not load the alert list and the companies chart data." in text
     assert "did not answer" in text and "/api/series?kind=entity" in text
-    assert "Still showing the data loaded at" in text
+    assert "Still showing the topics loaded at" in text
     assert "Next automatic try in" in text
     assert page.get_by_role("button", name="Retry now").is_visible()
     page.wait_for_timeout(2500)  # the error stays: nothing overwrites it while the API is down
@@ -261,6 +285,7 @@ def test_api_down_from_the_start_explains_and_recovers_by_itself(
     assert page.locator("#status").inner_text() == "Offline · no data yet"
     assert "could not be loaded" in page.locator("#alerts-empty").inner_text()
     assert page.locator("#chart").get_attribute("aria-label") == "No data loaded yet."
+    assert page.locator("#keys-empty").inner_text() == "No keys loaded yet."
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert axe_violations(page) == []
     save_screenshot(page, screenshot_dir, "dashboard-api-down-phone.png")
@@ -269,4 +294,83 @@ def test_api_down_from_the_start_explains_and_recovers_by_itself(
     page.wait_for_selector("#keys tbody tr", timeout=10_000)
     assert problem.is_hidden()
     assert page.locator("#alerts li.alert").count() == 2
+    context.close()
+
+
+def test_a_new_alert_arrives_live_on_top_and_is_announced(browser, dashboard, screenshot_dir):
+    context, page = open_page(browser, DESKTOP, 1)
+    page.goto(dashboard.url)
+    wait_loaded(page)
+
+    surge = markets_items(100, 20, lambda i: i < 19, start=T0 + 5 * 300, every=10)
+    dashboard.pipeline.process(surge)
+    dashboard.store.ack_alerts(dashboard.store.pending_alerts())
+
+    first = page.locator("#alerts li.alert").first
+    page.wait_for_function(
+        "document.querySelector('#alerts li.alert h3').textContent.includes('markets')"
+    )
+    assert "95 % negative vs 36 % usual, 19 of 20 headlines" in first.inner_text()
+    assert page.locator("#alerts li.alert").count() == 4  # markets (topic) and ACME (company)
+    page.wait_for_function("document.getElementById('announce').textContent !== ''")
+    announced = page.locator("#announce").inner_text()
+    assert announced.startswith("2 new alerts: ")
+    assert "markets (topic)" in announced and "ACME (company)" in announced
+    context.close()
+
+
+def test_empty_dashboard_says_there_is_nothing_yet(
+    browser, redis_url, redis_prefix, live_server, screenshot_dir
+):
+    config = AlertsConfig(redis_url=redis_url, redis_prefix=redis_prefix, grace_s=0)
+    context, page = open_page(browser, DESKTOP, 1)
+    page.goto(live_server(create_app(config)))
+    page.wait_for_function("document.getElementById('status').dataset.state === 'live'")
+    assert page.locator("#alerts-empty").inner_text().startswith("No alerts yet.")
+    assert page.locator("#keys-empty").inner_text().startswith("No keys yet:")
+    assert page.locator("#chart-title").inner_text().startswith("No keys yet:")
+    assert page.locator("#key").is_disabled()
+    assert axe_violations(page) == []
+    context.close()
+
+
+def test_a_long_alert_feed_shows_the_latest_five_until_asked(browser, dashboard_url):
+    alerts = [
+        {
+            "event_id": f"{1714550400000 + i}-0",
+            "alert_id": f"a-{i}",
+            "key": f"topic:t{i}",
+            "kind": "topic",
+            "name": f"t{i}",
+            "window_start_ts": T0 + 300 * i,
+            "window_end_ts": T0 + 300 * (i + 1),
+            "detected_at": "2024-05-01T09:00:00Z",
+            "stage": "window_closed",
+            "evidence": {
+                "total": 20,
+                "negative": 15,
+                "negative_share": 0.75,
+                "baseline_share": 0.1,
+                "baseline_windows": 4,
+                "z": 9.7,
+                "z_threshold": 2.33,
+                "examples": [],
+            },
+        }
+        for i in range(7)
+    ]
+    context, page = open_page(browser, DESKTOP, 1)
+    page.route("**/api/alerts?*", lambda route: route.fulfill(json={"alerts": alerts}))
+    page.route("**/api/alerts/stream*", lambda route: route.abort())  # only the 7 above
+    page.goto(dashboard_url)
+    page.wait_for_selector("#alerts li.alert")
+    shown = page.locator("#alerts li.alert:visible")
+    assert shown.count() == 5
+    assert page.locator("#alerts-more").get_attribute("aria-expanded") == "false"
+    assert shown.first.locator("h3").inner_text().endswith("t6 (topic)")  # newest first
+    page.get_by_role("button", name="Show all 7 alerts").click()
+    more = page.locator("#alerts-more")
+    assert shown.count() == 7
+    assert more.get_attribute("aria-expanded") == "true"
+    assert more.inner_text() == "Show only the latest 5"
     context.close()
