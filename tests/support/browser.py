@@ -129,8 +129,9 @@ def _npm_install_axe() -> None:
     except subprocess.TimeoutExpired:
         pytest.skip(f"`npm install {spec}` took over 300 s (no registry access?)")
     if done.returncode != 0:
-        last = ((done.stderr or done.stdout).strip().splitlines() or ["no output"])[-1]
-        pytest.skip(f"`npm install {spec}` failed (no registry access?): {last}")
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        said = " ".join(line for line in lines[:3] if "complete log" not in line) or "no output"
+        pytest.skip(f"`npm install {spec}` failed (no registry access?): {said}")
 
 
 AXE_RUN = """async () => {

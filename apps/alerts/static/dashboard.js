@@ -95,6 +95,11 @@ function timeSpan(start, end) {
   return day + hhmm(start) + "–" + hhmm(end) + " UTC";
 }
 
+/** "13:46 UTC", with the day in front when it is not today. */
+function moment(seconds) {
+  return (utcDay(seconds) === utcDay(Date.now() / 1000) ? "" : dayLabel(seconds) + ", ") + hhmm(seconds) + " UTC";
+}
+
 function describeKey(series) {
   return series.name + " (" + (KIND_WORDS[series.kind] || series.kind) + ")";
 }
@@ -328,7 +333,7 @@ function renderAlert(alert) {
   );
   const detected = Date.parse(alert.detected_at) / 1000;
   const when = alert.stage === "early" ? "while the window was still open" : "when the window closed";
-  const meta = el("p", "Raised " + (Number.isNaN(detected) ? "" : hhmm(detected) + " UTC, ") + when +
+  const meta = el("p", "Raised " + (Number.isNaN(detected) ? "" : moment(detected) + ", ") + when +
     " · signal strength z = " + Number(evidence.z).toFixed(1) + " (alerts from " + evidence.z_threshold + ")", "meta");
   item.append(heading, figures, meta);
 

@@ -132,7 +132,7 @@ def canvas_is_sharp(page) -> bool:
 def test_desktop_reads_as_words_with_nice_axes_and_no_missing_files(
     browser, dashboard_url, screenshot_dir
 ):
-    context, page = open_page(browser, DESKTOP, 2)
+    context, page = open_page(browser, DESKTOP, 1)
     failed = []
     page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     page.goto(dashboard_url)
