@@ -8,6 +8,7 @@ const FEED_RECONNECT_MS = 5000;
 const ALERTS_SHOWN = 5;
 const KIND_WORDS = { topic: "topic", entity: "company" };
 const KIND_PLURALS = { topic: "topics", entity: "companies" };
+const NO_KEYS = "No keys yet: the consumer has not aggregated any messages.";
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const COLORS = {
   text: "#3b434d", grid: "#dde1e6", axis: "#8a939e", bar: "#8fa7c9", openBar: "#d5e0ef",
@@ -97,7 +98,8 @@ function timeSpan(start, end) {
 
 /** "13:46 UTC", with the day in front when it is not today. */
 function moment(seconds) {
-  return (utcDay(seconds) === utcDay(Date.now() / 1000) ? "" : dayLabel(seconds) + ", ") + hhmm(seconds) + " UTC";
+  const day = utcDay(seconds) === utcDay(Date.now() / 1000) ? "" : dayLabel(seconds) + ", ";
+  return day + hhmm(seconds) + " UTC";
 }
 
 function describeKey(series) {
@@ -154,15 +156,31 @@ async function refresh() {
   clearTimeout(state.timer);
   renderProblem();
   const kind = ui.kind.value;
-  const [alerts, series] = await Promise.allSettled([
-    getJson("/api/alerts?limit=50", "the alert list"),
-    getJson("/api/series?kind=" + encodeURIComponent(kind) + "&limit=100", "the " + KIND_PLURALS[kind] + " chart data"),
-  ]);
+  const requests = [
+    { what: "the alert list", url: "/api/alerts?limit=50", apply: (data) => applyAlerts(data.alerts) },
+    {
+      what: "the " + KIND_PLURALS[kind] + " chart data",
+      url: "/api/series?kind=" + encodeURIComponent(kind) + "&limit=100",
+      apply: (data) => ui.kind.value === kind && applySeries(data.series, kind),
+    },
+  ];
+  const results = await Promise.allSettled(requests.map((r) => getJson(r.url, r.what)));
   try {
-    if (alerts.status === "fulfilled") applyAlerts(alerts.value.alerts);
-    if (series.status === "fulfilled" && ui.kind.value === kind) applySeries(series.value.series, kind);
-    const failed = [alerts, series].filter((r) => r.status === "rejected").map((r) => r.reason);
-    for (const error of failed) if (!(error instanceof ApiFailure)) throw error;
+    const failed = [];
+    results.forEach((result, i) => {
+      const request = requests[i];
+      try {
+        if (result.status === "rejected") throw result.reason;
+        request.apply(result.value);
+      } catch (error) {
+        if (error instanceof ApiFailure) {
+          failed.push(error);
+        } else {
+          console.error("unreadable answer from", request.url, error);
+          failed.push(new ApiFailure(request.what, request.url, "the answer was not in the expected format"));
+        }
+      }
+    });
     if (failed.length) {
       fail(failed);
     } else {
@@ -241,8 +259,8 @@ function renderProblem() {
     document.createTextNode(
       " " + capitalise(failure.why) + " (" + clock(failure.at) + ": " + failure.urls.join(", ") + "). " +
         (state.updatedAt
-          ? "Still showing the " + (state.seriesKind === ui.kind.value ? "data" : KIND_PLURALS[state.seriesKind]) +
-            " loaded at " + clock(state.updatedAt) + "."
+          ? "Still showing the " + (state.seriesKind === ui.kind.value ? "data" : KIND_PLURALS[state.seriesKind])
+            + " loaded at " + clock(state.updatedAt) + "."
           : "Nothing to show until it loads."),
     ),
   );
@@ -287,7 +305,8 @@ function addAlert(alert, eventId) {
   if (eventId && (!state.lastEventId || compareEventIds(eventId, state.lastEventId) > 0)) {
     state.lastEventId = eventId;
   }
-  const after = [...ui.alerts.children].find((li) => compareEventIds(li.dataset.eventId, item.dataset.eventId) < 0);
+  const newer = (li) => compareEventIds(li.dataset.eventId, item.dataset.eventId) < 0;
+  const after = [...ui.alerts.children].find(newer);
   ui.alerts.insertBefore(item, after || null);
   state.alerts.set(alert.alert_id, item);
   return true;
@@ -334,7 +353,8 @@ function renderAlert(alert) {
   const detected = Date.parse(alert.detected_at) / 1000;
   const when = alert.stage === "early" ? "while the window was still open" : "when the window closed";
   const meta = el("p", "Raised " + (Number.isNaN(detected) ? "" : moment(detected) + ", ") + when +
-    " · signal strength z = " + Number(evidence.z).toFixed(1) + " (alerts from " + evidence.z_threshold + ")", "meta");
+    " · signal strength z = " + Number(evidence.z).toFixed(1) +
+    " (alerts from " + evidence.z_threshold + ")", "meta");
   item.append(heading, figures, meta);
 
   const examples = evidence.examples || [];
@@ -366,7 +386,9 @@ function renderAlertsChrome() {
   ui.alerts.classList.toggle("collapsed", !state.showAllAlerts);
   ui.alertsMore.hidden = count <= ALERTS_SHOWN;
   ui.alertsMore.setAttribute("aria-expanded", String(state.showAllAlerts));
-  ui.alertsMore.textContent = state.showAllAlerts ? "Show only the latest " + ALERTS_SHOWN : "Show all " + count + " alerts";
+  ui.alertsMore.textContent = state.showAllAlerts
+    ? "Show only the latest " + ALERTS_SHOWN
+    : "Show all " + count + " alerts";
 }
 
 function showOnChart(alert) {
@@ -438,7 +460,7 @@ function renderKeysTable() {
     wanted.push(row);
   }
   ui.keysEmpty.hidden = wanted.length > 0;
-  ui.keysEmpty.textContent = state.seriesKind ? "No keys yet: the consumer has not aggregated any messages." : "No keys loaded yet.";
+  ui.keysEmpty.textContent = state.seriesKind ? NO_KEYS : "No keys loaded yet.";
   ui.keysTable.hidden = wanted.length === 0;
   const current = [...ui.keysBody.children];
   if (current.length !== wanted.length || current.some((row, i) => row !== wanted[i])) {
@@ -472,7 +494,7 @@ function renderChart() {
   const windows = series ? series.windows : [];
   let summary;
   if (!series) {
-    summary = state.seriesKind ? "No keys yet: the consumer has not aggregated any messages." : "No data loaded yet.";
+    summary = state.seriesKind ? NO_KEYS : "No data loaded yet.";
     ui.chartTitle.textContent = summary;
   } else if (!windows.length) {
     summary = "No windows yet for " + describeKey(series) + ".";
@@ -498,7 +520,8 @@ function renderChart() {
       const row = el("tr");
       const head = el("th", hhmm(w.start) + "–" + hhmm(w.end) + (w.open ? " (open)" : ""));
       head.scope = "row";
-      row.append(head, el("td", String(w.total)), el("td", String(w.negative)), el("td", percent(w.negative_share)));
+      row.append(head, el("td", String(w.total)), el("td", String(w.negative)));
+      row.append(el("td", percent(w.negative_share)));
       return row;
     }),
   );
@@ -587,7 +610,10 @@ function drawChart(series, emptyText) {
   ctx.strokeStyle = COLORS.line;
   ctx.lineWidth = 2;
   ctx.beginPath();
-  windows.forEach((w, i) => (i ? ctx.lineTo(px(w), yShare(w.negative_share)) : ctx.moveTo(px(w), yShare(w.negative_share))));
+  windows.forEach((w, i) => {
+    if (i) ctx.lineTo(px(w), yShare(w.negative_share));
+    else ctx.moveTo(px(w), yShare(w.negative_share));
+  });
   ctx.stroke();
   for (const w of windows) {
     ctx.beginPath();
@@ -617,7 +643,8 @@ function drawChart(series, emptyText) {
   ctx.font = "600 12px system-ui, sans-serif";
   ctx.fillStyle = COLORS.text;
   ctx.fillText("Time (UTC)", box.left + plotW / 2, height - 8);
-  for (const [title, tx, angle] of [["Messages per window", 12, -Math.PI / 2], ["Negative share", width - 12, Math.PI / 2]]) {
+  const titles = [["Messages per window", 12, -Math.PI / 2], ["Negative share", width - 12, Math.PI / 2]];
+  for (const [title, tx, angle] of titles) {
     ctx.save();
     ctx.translate(tx, box.top + plotH / 2);
     ctx.rotate(angle);

@@ -374,3 +374,19 @@ def test_a_long_alert_feed_shows_the_latest_five_until_asked(browser, dashboard_
     assert more.get_attribute("aria-expanded") == "true"
     assert more.inner_text() == "Show only the latest 5"
     context.close()
+
+
+def test_an_unreadable_answer_is_reported_and_retried(browser, dashboard_url):
+    context, page = open_page(browser, DESKTOP, 1)
+    page.route("**/api/series?*", lambda route: route.fulfill(json={"unexpected": []}))
+    page.goto(dashboard_url)
+    problem = page.locator("#problem")
+    problem.wait_for(state="visible")
+    assert "Could not load the topics chart data." in problem.inner_text()
+    assert "The answer was not in the expected format" in problem.inner_text()
+    page.wait_for_selector("#alerts li.alert")  # what did load is shown
+    page.unroute("**/api/series?*")
+    page.get_by_role("button", name="Retry now").click()
+    problem.wait_for(state="hidden")
+    page.wait_for_selector("#keys tbody tr")
+    context.close()
