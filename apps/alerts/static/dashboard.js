@@ -392,7 +392,8 @@ function renderAlertsChrome() {
 }
 
 function showOnChart(alert) {
-  document.querySelector(".charts").scrollIntoView({ block: "start", behavior: "smooth" });
+  const still = window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+  document.querySelector(".charts").scrollIntoView({ block: "start", behavior: still ? "auto" : "smooth" });
   if (state.series.some((s) => s.key === alert.key)) {
     selectKey(alert.key);
     return;

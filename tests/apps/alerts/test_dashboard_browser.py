@@ -164,6 +164,7 @@ def test_desktop_reads_as_words_with_nice_axes_and_no_missing_files(
     data_rows = page.locator("#chart-data tbody tr")
     assert data_rows.count() == 5
     assert data_rows.last.inner_text().split("\t") == ["08:20–08:25 (open)", "20", "16", "80 %"]
+    assert axe_violations(page) == []  # with the data table open
     page.locator("#chart-data summary").click()
 
     assert page.evaluate("document.documentElement.scrollWidth") <= DESKTOP["width"]
