@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import socket
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-SCREENSHOT_DIR = Path(__file__).resolve().parents[1] / ".artifacts" / "screenshots"
+ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts"
+SCREENSHOT_DIR = ARTIFACTS / "screenshots"
+AXE_DIR = ARTIFACTS / "node"
+AXE_VERSION = "4.14.1"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -87,3 +92,57 @@ def live_server() -> Iterator[Callable[[object], str]]:
     yield start
     for server in servers:
         server.shutdown()
+
+
+def axe_source() -> str:
+    """axe-core's script (pinned `AXE_VERSION`), npm-installed on first use into tests/.artifacts.
+
+    Inject it with `page.add_script_tag(content=axe_source())`, then run `axe.run()`. Skips the
+    calling test, saying why, when npm is missing or the install fails (e.g. no registry access).
+    """
+    script = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+    AXE_DIR.mkdir(parents=True, exist_ok=True)
+    with (AXE_DIR / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers install once
+        if not _axe_installed(script):
+            _npm_install_axe()
+        if not _axe_installed(script):
+            pytest.skip(f"npm installed no axe-core {AXE_VERSION} under {AXE_DIR}")
+    return script.read_text(encoding="utf-8")
+
+
+def _axe_installed(script: Path) -> bool:
+    package = script.with_name("package.json")
+    return script.is_file() and f'"version": "{AXE_VERSION}"' in package.read_text("utf-8")
+
+
+def _npm_install_axe() -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("no npm to install axe-core: `make browser-deps` installs Debian's npm")
+    spec = f"axe-core@{AXE_VERSION}"
+    command = [npm, "install", "--prefix", str(AXE_DIR), "--no-save", "--no-audit", "--no-fund"]
+    try:
+        done = subprocess.run(
+            [*command, "--loglevel=error", spec], capture_output=True, text=True, timeout=300
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip(f"`npm install {spec}` took over 300 s (no registry access?)")
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        said = " ".join(line for line in lines[:3] if "complete log" not in line) or "no output"
+        pytest.skip(f"`npm install {spec}` failed (no registry access?): {said}")
+
+
+AXE_RUN = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations.map((v) => v.id + " (" + v.impact + "): " + v.help + " -> " +
+    v.nodes.map((n) => n.target.join(" ") + ": " + n.failureSummary).join(" | "));
+}"""
+
+
+def axe_violations(page) -> list[str]:
+    """axe-core's violations on the page as it is now, one readable line each (empty when clean)."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(content=axe_source())
+    return list(page.evaluate(AXE_RUN))
