@@ -14,6 +14,7 @@ from support.browser import axe_violations
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.pipeline import AlertPipeline
 from threefold.apps.alerts.resources import open_resources
+from threefold.apps.alerts.state.store import StateStore
 from threefold.apps.alerts.web import create_app
 
 from .conftest import T0, calm_then_surge, make_scored
@@ -61,20 +62,21 @@ def test_dashboard_shows_series_and_alerts_as_text(
 @dataclass
 class Dashboard:
     url: str
-    store: RedisStateStore
+    store: StateStore
     pipeline: AlertPipeline
 
 
 @pytest.fixture
-def dashboard(redis_url, redis_prefix, live_server) -> Dashboard:
-    config = AlertsConfig(redis_url=redis_url, redis_prefix=redis_prefix, grace_s=0)
-    store = RedisStateStore.from_url(redis_url, redis_prefix)
+def dashboard(redis_settings, redis_store, redis_prefix, live_server) -> Dashboard:
+    config = AlertsConfig(redis_prefix=redis_prefix, grace_s=0)
+    store = redis_store
     pipeline = AlertPipeline.from_config(config, store)
     items = calm_then_surge() + markets_items(0, 32, lambda i: i % 3 == 0)
     for window in range(5):  # one batch per 5-minute window, as a consumer would see them
         pipeline.process([s for s in items if (s.item.event_time - T0) // 300 == window])
     store.ack_alerts(store.pending_alerts())
-    return Dashboard(live_server(create_app(config)), store, pipeline)
+    app = create_app(config, open_resources(config, redis_settings))
+    return Dashboard(live_server(app), store, pipeline)
 
 
 @pytest.fixture
@@ -321,11 +323,11 @@ def test_a_new_alert_arrives_live_on_top_and_is_announced(browser, dashboard, sc
 
 
 def test_empty_dashboard_says_there_is_nothing_yet(
-    browser, redis_url, redis_prefix, live_server, screenshot_dir
+    browser, redis_settings, redis_prefix, live_server, screenshot_dir
 ):
-    config = AlertsConfig(redis_url=redis_url, redis_prefix=redis_prefix, grace_s=0)
+    config = AlertsConfig(redis_prefix=redis_prefix, grace_s=0)
     context, page = open_page(browser, DESKTOP, 1)
-    page.goto(live_server(create_app(config)))
+    page.goto(live_server(create_app(config, open_resources(config, redis_settings))))
     page.wait_for_function("document.getElementById('status').dataset.state === 'live'")
     assert page.locator("#alerts-empty").inner_text().startswith("No alerts yet.")
     assert page.locator("#keys-empty").inner_text().startswith("No keys yet:")
