@@ -30,8 +30,10 @@ stops the runner: it drops the uncommitted batch, closes consumer and producer, 
 group then resumes from its committed offsets (at-least-once: only uncommitted work repeats).
 
 Dead letters are cut to `max_dead_letter_bytes` (see dead_letter.encode_dead_letter), so an
-oversized or binary message cannot make its own dead letter fail. Input headers (trace ids)
-travel with the dead letter; processors pass `Message.headers` on in `Output.headers`.
+oversized or binary message cannot make its own dead letter fail; an output the producer
+refuses as too large is dead-lettered (error_type "OutputTooLarge") instead. Input headers
+(trace ids) travel with the dead letter; processors pass `Message.headers` on in
+`Output.headers`.
 """
 
 from __future__ import annotations
