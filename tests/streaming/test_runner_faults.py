@@ -174,7 +174,7 @@ def own_broker() -> Iterator[list[KafkaService]]:
     brokers[-1].stop()
 
 
-@pytest.mark.parametrize("outage_s", [1, 12])
+@pytest.mark.parametrize("outage_s", [1, 12, pytest.param(35, marks=pytest.mark.slow)])
 def test_the_consumer_survives_a_broker_restart_and_resumes(outage_s, own_broker) -> None:
     bootstrap = own_broker[0].bootstrap_servers
     src, out, dlq, group = "news", "scored", "news.dlq", "g-restart"
