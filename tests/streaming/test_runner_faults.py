@@ -204,4 +204,5 @@ def test_the_consumer_survives_a_broker_restart_and_resumes(outage_s, own_broker
     thread.join(timeout=60)
     assert failures == []
     assert sorted(json.loads(r.value)["text"] for r in after) == [f"after {i}" for i in range(5)]
+    assert runner.stats.reconnects >= 1  # it noticed the outage, reported it and reconnected
     assert runner.degraded is False
