@@ -13,6 +13,7 @@ from threefold.streaming.dead_letter import REJECTED, error_reason
 from threefold.streaming.messages import (
     BatchProcessor,
     BatchResult,
+    Headers,
     Message,
     Output,
     ProcessingError,
@@ -89,6 +90,7 @@ class EncodedOutput:
     value: bytes
     key: str | None
     timestamp_ms: int | None
+    headers: Headers = ()
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,9 @@ def _encode(result: BatchResult, batch: list[Message]) -> BatchOutcome:
         if not isinstance(output, Output):
             raise TypeError(f"outputs must be Output objects, found {type(output).__name__}")
         value = encode_json(output.value)  # a value that is not JSON fails here, per message
-        outcome.outputs.append(EncodedOutput(output.topic, value, output.key, output.timestamp_ms))
+        outcome.outputs.append(
+            EncodedOutput(output.topic, value, output.key, output.timestamp_ms, output.headers)
+        )
     in_batch = {(m.topic, m.partition, m.offset) for m in batch}
     for message, reason in result.failed:
         if (message.topic, message.partition, message.offset) not in in_batch:

@@ -20,6 +20,10 @@ class ProcessingError(Exception):
         self.retriable = retriable
 
 
+Headers = tuple[tuple[str, bytes], ...]
+"""Kafka record headers as (name, value) pairs, in order (e.g. a trace id)."""
+
+
 @dataclass(frozen=True)
 class Message:
     """One consumed Kafka record (a tombstone's value is b"")."""
@@ -30,6 +34,7 @@ class Message:
     key: bytes | None
     value: bytes
     timestamp_ms: int
+    headers: Headers = ()
 
     def text(self) -> str:
         """The value as UTF-8 text; ProcessingError (not retriable) when it is not UTF-8."""
@@ -62,12 +67,17 @@ class Message:
 
 @dataclass
 class Output:
-    """A JSON value to produce; `timestamp_ms` None lets the producer stamp it."""
+    """A JSON value to produce; `timestamp_ms` None lets the producer stamp it.
+
+    `headers` are the input message's (`Message.headers`): pass them on so that trace ids
+    follow a record through the pipeline.
+    """
 
     topic: str
     value: dict[str, Any]
     key: str | None = None
     timestamp_ms: int | None = None
+    headers: Headers = ()
 
 
 @dataclass

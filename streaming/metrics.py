@@ -67,6 +67,16 @@ class RunnerMetrics:
             ["topic", "partition"],
             registry=self.registry,
         )
+        self.degraded = Gauge(
+            "threefold_stream_degraded",
+            "1 while the consumer has lost Kafka and is reconnecting with backoff, else 0.",
+            registry=self.registry,
+        )
+        self.reconnects = Counter(
+            "threefold_stream_reconnects_total",
+            "Times the consumer lost Kafka and reconnected.",
+            registry=self.registry,
+        )
         self.throughput = Gauge(
             "threefold_stream_throughput_messages_per_second",
             "Messages per second finished over the last window (10 s by default).",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from threefold.core.errors import ConfigError, DataError, ServiceError
@@ -69,10 +70,17 @@ class JsonProducer:
         value: bytes,
         key: str | bytes | None = None,
         timestamp_ms: int | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> Any:
-        """Queue a pre-encoded value."""
+        """Queue a pre-encoded value, with Kafka record `headers` (name, value) if any."""
         key_bytes = key.encode("utf-8") if isinstance(key, str) else key
-        future = self._client().send(topic, value=value, key=key_bytes, timestamp_ms=timestamp_ms)
+        future = self._client().send(
+            topic,
+            value=value,
+            key=key_bytes,
+            timestamp_ms=timestamp_ms,
+            headers=list(headers) or None,
+        )
         future.add_errback(self._record_error)
         return future
 

@@ -20,8 +20,20 @@ Failure handling of one batch:
   that fail are dead-lettered (error_type = the exception class name).
 - Any other exception (or a retriable ProcessingError): the batch is retried up to `max_retries`
   times with exponential backoff, then processed message by message as above.
-- ServiceError (a dependency such as Redis or Kafka is down) is retried the same way and then
+- ServiceError (a dependency such as Redis is down) is retried the same way and then
   re-raised: the runner stops without committing, instead of dead-lettering good messages.
+
+Kafka itself failing (broker down or restarted, a produce, flush or commit that fails) never
+stops the runner: it drops the uncommitted batch, closes consumer and producer, reports
+`degraded` (attribute and the threefold_stream_degraded gauge), waits with exponential backoff
+(capped at `max_reconnect_backoff_ms`) and reconnects, however long the outage lasts; the
+group then resumes from its committed offsets (at-least-once: only uncommitted work repeats).
+
+Dead letters are cut to `max_dead_letter_bytes` (see dead_letter.encode_dead_letter), so an
+oversized or binary message cannot make its own dead letter fail; an output the producer
+refuses as too large is dead-lettered (error_type "OutputTooLarge") instead. Input headers
+(trace ids) travel with the dead letter; processors pass `Message.headers` on in
+`Output.headers`.
 """
 
 from __future__ import annotations
@@ -43,12 +55,17 @@ from kafka.structs import OffsetAndMetadata
 from threefold.core.errors import ConfigError, ServiceError
 from threefold.streaming.batching import (
     BatchOutcome,
+    EncodedOutput,
     Failure,
     MicroBatcher,
     RetryPolicy,
     process_batch,
 )
-from threefold.streaming.dead_letter import dead_letter_record
+from threefold.streaming.dead_letter import (
+    DEFAULT_MAX_DEAD_LETTER_BYTES,
+    MIN_DEAD_LETTER_BYTES,
+    encode_dead_letter,
+)
 from threefold.streaming.kafka_config import consumer_config
 from threefold.streaming.messages import (
     BatchProcessor,
@@ -59,12 +76,13 @@ from threefold.streaming.messages import (
     ProcessingError,
 )
 from threefold.streaming.metrics import RunnerMetrics
-from threefold.streaming.producer import JsonProducer, encode_json
+from threefold.streaming.producer import JsonProducer
 
 __all__ = [
     "BatchProcessor",
     "BatchResult",
     "ConsumerRunner",
+    "KafkaUnavailable",
     "Message",
     "Output",
     "PreparingProcessor",
@@ -77,12 +95,19 @@ logger = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
 IN_FLIGHT_POLL_MS = 5  # poll slice while a prepared batch is still being computed
 IDLE_TICK_S = 1.0  # how often a quiet consumer calls the processor's on_idle()
+FIRST_RECONNECT_S = 0.5
+RECOVERED_AFTER_S = 60.0  # a connection that lasted this long resets the reconnect backoff
+RECORD_OVERHEAD_BYTES = 16_384  # key, headers and batch framing beside a dead letter's value
 _COMMIT_LOST = (
     kafka_errors.CommitFailedError,
     kafka_errors.RebalanceInProgressError,
     kafka_errors.IllegalGenerationError,
     kafka_errors.UnknownMemberIdError,
 )
+
+
+class KafkaUnavailable(ServiceError):
+    """The broker cannot be reached or refused a produce, flush or commit: reconnect."""
 
 
 @dataclass
@@ -103,6 +128,7 @@ class RunnerStats:
     dead_lettered: int = 0
     outputs: int = 0
     commits_failed: int = 0
+    reconnects: int = 0
 
 
 class ConsumerRunner:
@@ -125,6 +151,8 @@ class ConsumerRunner:
         retry_backoff_ms: int = 200,
         max_backoff_ms: int = 2000,
         prepare_workers: int = 1,
+        max_reconnect_backoff_ms: int = 30_000,
+        max_dead_letter_bytes: int = DEFAULT_MAX_DEAD_LETTER_BYTES,
     ) -> None:
         topics = list(topics)
         if not topics:
@@ -141,6 +169,8 @@ class ConsumerRunner:
             ("retry_backoff_ms", retry_backoff_ms, 0),
             ("max_backoff_ms", max_backoff_ms, 0),
             ("prepare_workers", prepare_workers, 1),
+            ("max_reconnect_backoff_ms", max_reconnect_backoff_ms, 0),
+            ("max_dead_letter_bytes", max_dead_letter_bytes, MIN_DEAD_LETTER_BYTES),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, found {value!r}")
@@ -157,6 +187,13 @@ class ConsumerRunner:
         self.stats = RunnerStats()
         self._consumer_config = consumer_config(group_id, **(consumer_overrides or {}))
         self._producer_overrides = dict(producer_overrides or {})
+        request_limit = int(str(self._producer_overrides.get("max_request_size", 1_048_576)))
+        # Within the producer's own limit too, or kafka-python refuses the dead letter.
+        self.max_dead_letter_bytes = max(
+            MIN_DEAD_LETTER_BYTES, min(max_dead_letter_bytes, request_limit - RECORD_OVERHEAD_BYTES)
+        )
+        self.max_reconnect_backoff_s = max_reconnect_backoff_ms / 1000
+        self.degraded = False
         self._stop = threading.Event()
         self._lock = threading.RLock()
         self._consumer: KafkaConsumer | None = None
@@ -214,6 +251,42 @@ class ConsumerRunner:
         consumer of the group processes it again.
         """
         deadline = None if stop_after is None else time.monotonic() + stop_after
+        outages = 0  # in a row, each within RECOVERED_AFTER_S of reconnecting
+        try:
+            while True:
+                connected_at = time.monotonic()
+                try:
+                    self._run_connected(deadline, stop_when)
+                    return self.stats
+                except KafkaUnavailable as exc:
+                    if self._should_stop(deadline, stop_when):
+                        logger.warning("stopping while Kafka is unavailable (%s)", exc)
+                        return self.stats
+                    recovered = time.monotonic() - connected_at > RECOVERED_AFTER_S
+                    outages = 1 if recovered else outages + 1
+                    delay = min(
+                        self.max_reconnect_backoff_s, FIRST_RECONNECT_S * 2 ** (outages - 1)
+                    )
+                    self._set_degraded(True)
+                    logger.warning(
+                        "Kafka unavailable (%s); uncommitted messages will be read again; "
+                        "reconnecting in %.1f s",
+                        exc,
+                        delay,
+                    )
+                    self._stop.wait(delay)
+        finally:
+            self._stop.clear()
+
+    def _set_degraded(self, degraded: bool) -> None:
+        if degraded and not self.degraded:
+            self.stats.reconnects += 1
+            self.metrics.reconnects.inc()
+        self.degraded = degraded
+        self.metrics.degraded.set(1 if degraded else 0)
+
+    def _run_connected(self, deadline: float | None, stop_when: Callable[[], bool] | None) -> None:
+        """One connection's worth of `run()`: open, consume until stopped, close."""
         self._failed = False
         consumer = self._open()
         try:
@@ -239,13 +312,12 @@ class ConsumerRunner:
             raise
         finally:
             self._close()
-        return self.stats
 
     def _open(self) -> KafkaConsumer:
         try:
             consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, **self._consumer_config)
         except kafka_errors.KafkaError as exc:
-            raise ServiceError(
+            raise KafkaUnavailable(
                 f"cannot connect a Kafka consumer to {self.bootstrap!r} ({exc}); start the broker "
                 "or fix KAFKA_BOOTSTRAP_SERVERS / --bootstrap"
             ) from exc
@@ -256,6 +328,9 @@ class ConsumerRunner:
                 self.prepare_workers, thread_name_prefix="threefold-prepare"
             )
         self._producer = JsonProducer(self.bootstrap, **self._producer_overrides)
+        if self.degraded:
+            logger.info("reconnected to Kafka at %s", self.bootstrap)
+            self._set_degraded(False)
         logger.info(
             "consuming %s as group %r (batch <= %d messages / %d ms, dead letters to %r)",
             self.topics,
@@ -274,7 +349,7 @@ class ConsumerRunner:
         try:
             return consumer.poll(timeout_ms=timeout_ms, max_records=self._batcher.room)
         except kafka_errors.KafkaError as exc:
-            raise ServiceError(
+            raise KafkaUnavailable(
                 f"consuming {self.topics} from {self.bootstrap!r} failed: {exc!r}"
             ) from exc
 
@@ -297,7 +372,6 @@ class ConsumerRunner:
             self._in_flight.clear()
             self._batcher.take()
             self._next_offsets.clear()
-            self._stop.clear()
         logger.info("consumer of group %r closed (%s)", self.group_id, self.stats)
 
     def _should_stop(self, deadline: float | None, stop_when: Callable[[], bool] | None) -> bool:
@@ -353,21 +427,60 @@ class ConsumerRunner:
         producer = self._producer
         if producer is None:
             raise ServiceError("the runner is not running; call run()")
-        for out in outcome.outputs:
-            producer.send_bytes(out.topic, out.value, key=out.key, timestamp_ms=out.timestamp_ms)
-        for failure in outcome.failures:
-            record = dead_letter_record(failure.message, failure.reason, failure.error_type)
-            producer.send_bytes(
-                self.dead_letter_topic, encode_json(record), key=failure.message.key
-            )
+        try:
+            failures = list(outcome.failures)
+            for out in outcome.outputs:
+                try:
+                    producer.send_bytes(
+                        out.topic,
+                        out.value,
+                        key=out.key,
+                        timestamp_ms=out.timestamp_ms,
+                        headers=out.headers,
+                    )
+                except kafka_errors.MessageSizeTooLargeError as exc:
+                    failures.append(self._oversized_output(out, exc))
+            for failure in failures:
+                value = encode_dead_letter(
+                    failure.message,
+                    failure.reason,
+                    failure.error_type,
+                    max_bytes=self.max_dead_letter_bytes,
+                )
+                producer.send_bytes(
+                    self.dead_letter_topic,
+                    value,
+                    key=failure.message.key,
+                    headers=failure.message.headers,
+                )
+        except kafka_errors.KafkaError as exc:
+            raise KafkaUnavailable(f"producing to {self.bootstrap!r} failed: {exc!r}") from exc
         return outcome
+
+    def _oversized_output(self, out: EncodedOutput, exc: Exception) -> Failure:
+        """An output the producer refuses as too large, as a dead letter (partition and offset
+        -1: it is an output, not a consumed message) instead of a send that fails forever."""
+        logger.warning(
+            "dead-lettering an output of %d bytes to %r: %s", len(out.value), out.topic, exc
+        )
+        self.stats.dead_lettered += 1
+        self.metrics.messages_failed.labels(topic=out.topic, error_type="OutputTooLarge").inc()
+        key = out.key.encode("utf-8") if out.key is not None else None
+        timestamp_ms = out.timestamp_ms if out.timestamp_ms is not None else int(time.time() * 1000)
+        message = Message(out.topic, -1, -1, key, out.value, timestamp_ms, out.headers)
+        return Failure(
+            message, f"output to {out.topic!r} is too large to produce: {exc}", "OutputTooLarge"
+        )
 
     def _complete(self, batch: list[Message], outcome: BatchOutcome, started: float) -> None:
         """Wait for the broker to acknowledge the batch's outputs, then commit its offsets."""
         producer = self._producer
         if producer is None:
             raise ServiceError("the runner is not running; call run()")
-        producer.flush()
+        try:
+            producer.flush()
+        except ServiceError as exc:
+            raise KafkaUnavailable(str(exc)) from exc
         self._commit(batch)
         self._account(batch, outcome, time.monotonic() - started)
         self._maybe_update_lag(force=True)
@@ -394,8 +507,9 @@ class ConsumerRunner:
             return
         except kafka_errors.KafkaError as exc:
             self.metrics.commits.labels(outcome="error").inc()
-            raise ServiceError(f"offset commit to {self.bootstrap!r} failed: {exc!r}") from exc
+            raise KafkaUnavailable(f"offset commit to {self.bootstrap!r} failed: {exc!r}") from exc
         self.metrics.commits.labels(outcome="ok").inc()
+        self._set_degraded(False)
         self._next_offsets.update(offsets)
 
     def _account(self, batch: list[Message], outcome: BatchOutcome, seconds: float) -> None:
@@ -528,4 +642,5 @@ def _to_message(record: Any) -> Message:
         key=record.key,
         value=record.value if record.value is not None else b"",
         timestamp_ms=record.timestamp,
+        headers=tuple((name, value or b"") for name, value in record.headers or ()),
     )

@@ -243,17 +243,18 @@ def start_redis(data_dir: str | Path | None = None) -> RedisService:
     raise last_error or ServiceError("could not start redis-server")
 
 
-def start_kafka() -> KafkaService:
-    """Start a tansu broker (in-memory storage) on a free loopback port; wait for metadata."""
+def start_kafka(port: int | None = None) -> KafkaService:
+    """Start a tansu broker (in-memory storage) on `port` or a free loopback port; wait for
+    metadata. A given port is tried once (e.g. to restart a broker where clients expect it)."""
     binary = tansu_binary()
     last_error: ServiceError | None = None
-    for _ in range(_PORT_ATTEMPTS):
-        port = free_port()
-        listener = f"tcp://127.0.0.1:{port}"
+    for _ in range(1 if port is not None else _PORT_ATTEMPTS):
+        chosen = port or free_port()
+        listener = f"tcp://127.0.0.1:{chosen}"
         argv = [binary, "broker", "--listener-url", listener]
         argv += ["--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
         proc = ManagedProcess("tansu", argv, env=_child_env(), stop_timeout=KAFKA_STOP_TIMEOUT_S)
-        bootstrap = f"127.0.0.1:{port}"
+        bootstrap = f"127.0.0.1:{chosen}"
         try:
             wait_until_ready(
                 proc,

@@ -5,6 +5,12 @@ windows the watermark passed (final decision, then fold into the baseline) -> ch
 open windows this batch touched for an early surge (same rule, same alert id). Alerts are
 claimed in the store's outbox; the caller publishes `store.pending_alerts()` and acknowledges
 them.
+
+Alerts depend on the data, not on partitioning or timing: the watermark is the minimum over
+the input partitions, windows close in event-time order per key, and an open window is checked
+early only once the window before it has closed (so its baseline is the one its final
+decision will use) and, while the key's baseline is forming, only on overwhelming evidence
+(surge.early_alert_allowed).
 """
 
 from __future__ import annotations
@@ -24,7 +30,13 @@ from threefold.apps.alerts.state.store import (
     WindowClose,
     WindowRef,
 )
-from threefold.apps.alerts.surge import Baseline, SurgeRule, build_alert, decide
+from threefold.apps.alerts.surge import (
+    Baseline,
+    SurgeRule,
+    build_alert,
+    decide,
+    early_alert_allowed,
+)
 from threefold.apps.alerts.windows import Entry, WindowCounts, WindowSpec, keys_for
 
 logger = logging.getLogger(__name__)
@@ -118,8 +130,7 @@ class AlertPipeline:
         # Close first, so the early checks compare against a baseline that is up to date.
         self._close_due(watermark, result)
         if scored:
-            still_open = [ref for ref in touched if not self.spec.is_closed(ref[2], watermark)]
-            self._early(still_open, result)
+            self._early([ref for ref in touched if self._early_check_due(ref, watermark)], result)
         return result
 
     def advance(
@@ -159,6 +170,13 @@ class AlertPipeline:
             1 for late, new in zip(closed_only, counted, strict=True) if not late and not new
         )
         return sorted(touched, key=lambda ref: (ref[2], ref[1], ref[0]))
+
+    def _early_check_due(self, ref: WindowRef, watermark: float) -> bool:
+        """Open, and the key's previous window (ending one slide earlier) has closed."""
+        end = ref[2]
+        return not self.spec.is_closed(end, watermark) and self.spec.is_closed(
+            end - self.spec.slide_s, watermark
+        )
 
     def _early(self, windows: list, result: PipelineResult) -> None:
         if not windows:
@@ -204,6 +222,8 @@ class AlertPipeline:
     def _maybe_alert(
         self, counts: WindowCounts, baseline: Baseline | None, stage: str, result: PipelineResult
     ) -> None:
+        if stage == "early" and not early_alert_allowed(counts, baseline, self.rule):
+            return
         decision = decide(counts, baseline, self.rule)
         if not decision.surge:
             return

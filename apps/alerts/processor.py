@@ -142,7 +142,12 @@ class AlertsProcessor:
             self._event_clock[partition] = (max(before, watermark), now)
         self._account(len(scored), result)
         outputs = [
-            Output(self.config.scored_topic, s.to_dict(), key=m.key_text() or s.item.id)
+            Output(
+                self.config.scored_topic,
+                s.to_dict(),
+                key=m.key_text() or s.item.id,
+                headers=m.headers,
+            )
             for s, m in zip(scored, sources, strict=True)
         ]
         return BatchResult(outputs=outputs, failed=list(prepared.failed))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from threefold.apps.alerts.messages import format_time
 from threefold.apps.alerts.windows import WindowCounts, split_key
@@ -35,14 +35,18 @@ class Baseline:
 class SurgeRule:
     """Alert when volume >= min_volume, z >= z_threshold and share - baseline >= share_margin.
 
-    Until a key has `min_baseline_windows` closed windows its baseline is `prior_share`.
+    A key without history (no closed window) is judged against `prior_share`. Closed windows
+    use this rule; windows still open alert early only on stronger evidence
+    (`early_alert_allowed`): overwhelming (z >= `overwhelming_z`) while the key's baseline is
+    forming (fewer than `warmup_windows` closed windows).
     """
 
     min_volume: int = 10
     z_threshold: float = 2.33
     share_margin: float = 0.15
     prior_share: float = 0.2
-    min_baseline_windows: int = 1
+    warmup_windows: int = 3
+    overwhelming_z: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,7 @@ def wilson_lower(negative: int, total: int, z: float = 1.645) -> float:
 
 def decide(counts: WindowCounts, baseline: Baseline | None, rule: SurgeRule) -> Decision:
     """Is this window's negative share a surge over the baseline?"""
-    use_prior = baseline is None or baseline.windows < rule.min_baseline_windows
-    p0 = rule.prior_share if use_prior else baseline.share
+    p0 = rule.prior_share if baseline is None or baseline.windows == 0 else baseline.share
     share = counts.negative_share
     z = z_score(counts.negative, counts.total, p0)
     lower = wilson_lower(counts.negative, counts.total)
@@ -92,6 +95,25 @@ def decide(counts: WindowCounts, baseline: Baseline | None, rule: SurgeRule) -> 
     else:
         reason = "surge"
     return Decision(reason == "surge", share, p0, z, lower, reason)
+
+
+def early_alert_allowed(counts: WindowCounts, baseline: Baseline | None, rule: SurgeRule) -> bool:
+    """May a window that is still open alert now?
+
+    Only if it would still be a surge were the rest of the window, up to the key's usual volume
+    (the baseline's), to bring no negative at all, with the share's Wilson lower bound at least
+    `share_margin` over the baseline; while the baseline is forming, also only with
+    z >= `overwhelming_z`. So an early alert is (almost) always one the window's final decision
+    would raise too, whatever order the messages arrive in.
+    """
+    usual = math.ceil(baseline.volume) if baseline is not None and baseline.windows else 0
+    missing = max(0, usual - counts.total)
+    padded = replace(counts, total=counts.total + missing, neutral=counts.neutral + missing)
+    decision = decide(padded, baseline, rule)
+    if not decision.surge or decision.wilson_lower - decision.baseline_share < rule.share_margin:
+        return False
+    formed = baseline is not None and baseline.windows >= rule.warmup_windows
+    return formed or decision.z >= rule.overwhelming_z
 
 
 def alert_id(key: str, start: int, end: int) -> str:

@@ -8,6 +8,7 @@ from threefold.apps.alerts.surge import (
     alert_id,
     build_alert,
     decide,
+    early_alert_allowed,
     wilson_lower,
     z_score,
 )
@@ -82,3 +83,24 @@ def test_alert_carries_the_evidence():
     assert evidence["negative_share"] == 0.7
     assert evidence["baseline_share"] == 0.15
     assert evidence["examples"] == ["bad"]
+
+
+def test_early_alerts_on_a_forming_baseline_need_overwhelming_evidence():
+    forming = Baseline(0.1, 20.0, 1)
+    clear = WindowCounts("entity:X", 0, 300, total=12, negative=6, neutral=6)
+    assert decide(clear, forming, RULE).surge  # a surge once the window is closed
+    assert not early_alert_allowed(clear, forming, RULE)  # 6 of its usual 20 is not enough yet
+    overwhelming = WindowCounts("entity:X", 0, 300, total=20, negative=19, neutral=1)
+    assert early_alert_allowed(overwhelming, forming, RULE)
+
+
+def test_without_history_only_an_overwhelming_window_alerts_early():
+    busy = WindowCounts("entity:X", 0, 300, total=30, negative=13, neutral=17)
+    assert decide(busy, None, RULE).surge  # 43% against the 20% prior
+    assert not early_alert_allowed(busy, None, RULE)
+    assert early_alert_allowed(WindowCounts("entity:X", 0, 300, 30, 28, 2), None, RULE)
+
+
+def test_a_formed_baseline_allows_an_early_alert_on_a_clear_surge():
+    formed = Baseline(0.1, 20.0, 4)
+    assert early_alert_allowed(WindowCounts("entity:X", 0, 300, 12, 10, 2), formed, RULE)

@@ -1,0 +1,208 @@
+"""ConsumerRunner under bad input and broker faults, against the real embedded broker."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from kafka import KafkaProducer
+from support.services import read_topic_records
+
+from threefold.streaming.kafka_config import ensure_topics
+from threefold.streaming.runner import (
+    BatchResult,
+    ConsumerRunner,
+    Message,
+    Output,
+    ProcessingError,
+)
+from threefold.streaming.services import KafkaService, start_kafka
+
+pytestmark = pytest.mark.integration
+SAFETY_S = 90
+MAX_TEXT = 10_000
+BIG = 2_000_000  # bytes: over Kafka's default 1 MB message limit once dead-lettered
+
+
+class Echo:
+    """Echoes `text` with the input's headers; rejects what is not JSON or longer than MAX_TEXT."""
+
+    def __init__(self, out_topic: str, max_text: int = MAX_TEXT) -> None:
+        self.out_topic = out_topic
+        self.max_text = max_text
+
+    def process(self, batch: list[Message]) -> BatchResult:
+        outputs, failed = [], []
+        for m in batch:
+            try:
+                text = m.json()["text"]
+            except ProcessingError as exc:
+                failed.append((m, exc.reason))
+                continue
+            if len(text) > self.max_text:
+                failed.append((m, f"text of {len(text)} characters; at most {self.max_text}"))
+                continue
+            outputs.append(Output(self.out_topic, {"text": text}, headers=m.headers))
+        return BatchResult(outputs, failed)
+
+
+def _runner(
+    bootstrap: str, src: str, out: str, dlq: str, group: str, max_text: int = MAX_TEXT, **kw
+) -> ConsumerRunner:
+    return ConsumerRunner(
+        bootstrap=bootstrap,
+        topics=[src],
+        group_id=group,
+        processor=Echo(out, max_text),
+        dead_letter_topic=dlq,
+        max_batch=8,
+        max_wait_ms=50,
+        retry_backoff_ms=10,
+        **kw,
+    )
+
+
+def _produce(bootstrap: str, topic: str, values: list[bytes], **producer_kw) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **producer_kw)
+    try:
+        for i, value in enumerate(values):
+            producer.send(
+                topic, value=value, key=f"k{i}".encode(), headers=[("trace-id", b"t%d" % i)]
+            )
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def test_oversized_and_binary_messages_are_dead_lettered_and_consuming_goes_on(
+    kafka_bootstrap, unique_name, read_topic
+) -> None:
+    src, out, dlq = unique_name("in"), unique_name("out"), unique_name("dlq")
+    ensure_topics(kafka_bootstrap, [src, out, dlq])
+    big = json.dumps({"text": "é" * (BIG // 2)}, ensure_ascii=False).encode()
+    binary = bytes(range(256)) * 1200  # 300 KB, not UTF-8
+    values = [b'{"text": "a"}', big, binary, b'{"text": "b"}']
+    _produce(kafka_bootstrap, src, values, max_request_size=3 * BIG)
+    runner = _runner(kafka_bootstrap, src, out, dlq, unique_name("g"))
+
+    stats = runner.run(
+        stop_when=lambda: runner.stats.processed + runner.stats.dead_lettered >= 4,
+        stop_after=SAFETY_S,
+    )
+
+    assert (stats.processed, stats.dead_lettered) == (2, 2)
+    assert [json.loads(r.value)["text"] for r in read_topic(out, min_count=2)] == ["a", "b"]
+    dead = sorted((r for r in read_topic(dlq, min_count=2)), key=lambda r: r.offset)
+    assert all(len(r.value) < 1_000_000 for r in dead)
+    records = [json.loads(r.value) for r in dead]
+    assert [d["offset"] for d in records] == [1, 2]
+    for record, original in zip(records, [big, binary], strict=True):
+        assert record["truncated"] is True
+        assert record["value_bytes"] == len(original)
+        assert record["value_sha256"] == hashlib.sha256(original).hexdigest()
+    assert "at most" in records[0]["reason"]
+    assert big.decode().startswith(records[0]["value_prefix"])
+    assert binary.startswith(base64.b64decode(records[1]["value_prefix_base64"]))
+
+
+def test_an_output_too_large_to_produce_is_dead_lettered_and_consuming_goes_on(
+    kafka_bootstrap, unique_name, read_topic
+) -> None:
+    src, out, dlq = unique_name("in"), unique_name("out"), unique_name("dlq")
+    ensure_topics(kafka_bootstrap, [src, out, dlq])
+    big = json.dumps({"text": "x" * BIG}).encode()
+    _produce(kafka_bootstrap, src, [big, b'{"text": "after"}'], max_request_size=3 * BIG)
+    runner = _runner(kafka_bootstrap, src, out, dlq, unique_name("g"), max_text=3 * BIG)
+
+    stats = runner.run(stop_when=lambda: runner.stats.processed >= 2, stop_after=SAFETY_S)
+
+    assert stats.dead_lettered == 1
+    assert [json.loads(r.value)["text"] for r in read_topic(out, min_count=1)] == ["after"]
+    (dead,) = read_topic(dlq, min_count=1)
+    record = json.loads(dead.value)
+    assert record["error_type"] == "OutputTooLarge" and record["truncated"] is True
+    assert list(dead.headers) == [("trace-id", b"t0")]
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_input_of_every_codec_is_consumed(
+    codec, kafka_bootstrap, unique_name, read_topic
+) -> None:
+    src, out, dlq = unique_name("in"), unique_name("out"), unique_name("dlq")
+    ensure_topics(kafka_bootstrap, [src, out, dlq])
+    values = [json.dumps({"text": f"{codec} {i} " * 20}).encode() for i in range(5)]
+    _produce(kafka_bootstrap, src, values, compression_type=codec, linger_ms=50)
+    runner = _runner(kafka_bootstrap, src, out, dlq, unique_name("g"))
+
+    stats = runner.run(stop_when=lambda: runner.stats.processed >= 5, stop_after=SAFETY_S)
+
+    assert (stats.processed, stats.dead_lettered) == (5, 0)
+    texts = [json.loads(r.value)["text"] for r in read_topic(out, min_count=5)]
+    assert texts == [f"{codec} {i} " * 20 for i in range(5)]
+
+
+def test_input_headers_are_carried_to_outputs_and_dead_letters(
+    kafka_bootstrap, unique_name, read_topic
+) -> None:
+    src, out, dlq = unique_name("in"), unique_name("out"), unique_name("dlq")
+    ensure_topics(kafka_bootstrap, [src, out, dlq])
+    _produce(kafka_bootstrap, src, [b'{"text": "ok"}', b"not json"])
+    runner = _runner(kafka_bootstrap, src, out, dlq, unique_name("g"))
+
+    runner.run(
+        stop_when=lambda: runner.stats.processed + runner.stats.dead_lettered >= 2,
+        stop_after=SAFETY_S,
+    )
+
+    (scored,) = read_topic(out, min_count=1)
+    assert list(scored.headers) == [("trace-id", b"t0")]
+    (dead,) = read_topic(dlq, min_count=1)
+    assert list(dead.headers) == [("trace-id", b"t1")]
+    assert json.loads(dead.value)["headers"] == [["trace-id", "t1"]]
+
+
+@pytest.fixture
+def own_broker() -> Iterator[list[KafkaService]]:
+    """A broker this test may stop and restart (the list holds the current one)."""
+    brokers = [start_kafka()]
+    yield brokers
+    brokers[-1].stop()
+
+
+@pytest.mark.parametrize("outage_s", [1, 12, pytest.param(35, marks=pytest.mark.slow)])
+def test_the_consumer_survives_a_broker_restart_and_resumes(outage_s, own_broker) -> None:
+    bootstrap = own_broker[0].bootstrap_servers
+    src, out, dlq, group = "news", "scored", "news.dlq", "g-restart"
+    ensure_topics(bootstrap, [src, out, dlq])
+    runner = _runner(bootstrap, src, out, dlq, group, max_reconnect_backoff_ms=1000)
+    failures: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            runner.run(stop_after=SAFETY_S * 2)
+        except BaseException as exc:  # the test fails below when the runner gave up
+            failures.append(exc)
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    _produce(bootstrap, src, [json.dumps({"text": f"before {i}"}).encode() for i in range(5)])
+    assert len(read_topic_records(bootstrap, out, min_count=5, timeout_s=SAFETY_S)) == 5
+
+    own_broker[0].stop()  # tansu keeps nothing: topics, offsets and groups are gone
+    time.sleep(outage_s)
+    own_broker.append(start_kafka(port=int(bootstrap.rsplit(":", 1)[1])))
+    ensure_topics(bootstrap, [src, out, dlq])
+    _produce(bootstrap, src, [json.dumps({"text": f"after {i}"}).encode() for i in range(5)])
+
+    after = read_topic_records(bootstrap, out, min_count=5, timeout_s=SAFETY_S)
+    runner.stop()
+    thread.join(timeout=60)
+    assert failures == []
+    assert sorted(json.loads(r.value)["text"] for r in after) == [f"after {i}" for i in range(5)]
+    assert runner.stats.reconnects >= 1  # it noticed the outage, reported it and reconnected
+    assert runner.degraded is False
