@@ -23,7 +23,7 @@ from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.events import Event, group_by_user
 from threefold.apps.recs.ranker_training import RankerSettings, split_last, train_ranker
 from threefold.apps.recs.ranking_features import FeatureBuilder, user_feature_tensor
-from threefold.apps.recs.ranking_metrics import rank_of_targets, summarize
+from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
 from threefold.core.errors import DataError
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from threefold.apps.recs.events import Event, group_by_user
 from threefold.apps.recs.profiles import HISTORY_TEXT_ITEMS, history_text
 from threefold.apps.recs.ranker_store import RankerModel
 from threefold.apps.recs.ranking_features import FEATURES, FeatureBuilder, user_feature_tensor
-from threefold.apps.recs.ranking_metrics import rank_of_targets, summarize
+from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
 from threefold.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)

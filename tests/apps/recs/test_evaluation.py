@@ -12,7 +12,7 @@ from threefold.apps.recs.cli import recs
 from threefold.apps.recs.config import DEFAULT_EVENTS, DEFAULT_ITEMS
 from threefold.apps.recs.evaluation import first_interactions
 from threefold.apps.recs.events import Event
-from threefold.apps.recs.ranking_metrics import rank_of_targets, summarize
+from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
 
 
 def test_rank_ignores_seen_items_and_counts_ties_half():
