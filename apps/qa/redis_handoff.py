@@ -112,7 +112,10 @@ class RedisEventBus:
             deadline = time.monotonic() + seconds
             yield None
             while time.monotonic() < deadline:
-                message = pubsub.get_message(timeout=tick_s)
+                try:
+                    message = pubsub.get_message(timeout=tick_s)
+                except redis.ConnectionError:
+                    return  # the stream ends; clients reconnect (and get a 503 while Redis is down)
                 yield None if message is None else json.loads(message["data"])
         finally:
             pubsub.close()
