@@ -74,11 +74,9 @@ class AgentDesk:
             self._changed(conversation)
 
     def claim(self, session_id: str, agent: str) -> Conversation:
-        before = self._get(session_id)
-        conversation = self.store.update(
-            session_id, lambda c: handoff_queue.claim(c, agent, self.clock())
-        )
-        if before.status == "waiting":
+        now = self.clock()
+        conversation = self.store.update(session_id, lambda c: handoff_queue.claim(c, agent, now))
+        if conversation.claimed_at == now:  # this call claimed it (not a repeated claim)
             if self.metrics is not None:
                 self.metrics.observe_claim(agent)
             self._notify_customer(
@@ -88,14 +86,14 @@ class AgentDesk:
         return conversation
 
     def reply(self, session_id: str, agent: str, text: str) -> Turn:
-        session = self.sessions.get(session_id)
         self._get(session_id)
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SessionExpired(session_id)
         now = self.clock()
         conversation = self.store.update(
             session_id, lambda c: handoff_queue.record_reply(c, agent, now)
         )
-        if session is None:
-            raise SessionExpired(session_id)
         turn = Turn(turn_id=new_id(), role="agent", text=text, ts=now, agent=agent)
         session.turns.append(turn)
         self.sessions.save(session)
@@ -107,7 +105,6 @@ class AgentDesk:
 
     def end(self, session_id: str, agent: str, status: str) -> Conversation:
         """Hand the conversation back to the bot (`released`) or close it: the bot answers again."""
-        self._get(session_id)
         conversation = self.store.update(
             session_id, lambda c: handoff_queue.end(c, agent, status, self.clock())
         )

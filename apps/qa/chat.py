@@ -123,8 +123,8 @@ class ChatService:
         session = self.open_session(session_id)
         bot = self.get_bot()
         conversation = self.desk.active(session.id) if self.desk is not None else None
-        if conversation is not None:
-            return self._pass_to_agent(bot, session, message, conversation.status)
+        if self.desk is not None and conversation is not None:
+            return self._pass_to_agent(self.desk, bot, session, message, conversation.status)
         settings = bot.policy_settings(
             threshold=self.threshold,
             ambiguity_margin=self.ambiguity_margin,
@@ -282,12 +282,13 @@ class ChatService:
                 session, reason=decision.reason, candidates=candidates, page_url=page_url
             )
 
-    def _pass_to_agent(self, bot: Bot, session: Session, message: str, status: str) -> ChatReply:
+    def _pass_to_agent(
+        self, desk: AgentDesk, bot: Bot, session: Session, message: str, status: str
+    ) -> ChatReply:
         """Keep the customer's message for the person (no bot answer, no unanswered log)."""
         session.turns.append(Turn(turn_id=new_id(), role="user", text=message, ts=time.time()))
         self.sessions.save(session)
-        assert self.desk is not None
-        self.desk.customer_wrote(session.id)
+        desk.customer_wrote(session.id)
         reply = ChatReply(
             session_id=session.id,
             turn_id=new_id(),

@@ -305,3 +305,17 @@ def test_without_redis_the_console_works_in_one_process(make_app) -> None:
     assert chat(client, "hello?", session_id=sid)["outcome"] == "agent"
     client.post(f"/api/agent/conversations/{sid}/close", headers=ALICE)
     assert chat(client, "Is shipping free?", session_id=sid)["outcome"] == "answer"
+
+
+def test_reply_after_the_customer_session_expired_is_410(make_app) -> None:
+    client = make_app(agent_tokens=TOKENS, session_ttl_s=1).test_client()
+    sid = hand_off(client)
+    client.post(f"/api/agent/conversations/{sid}/claim", headers=ALICE)
+    time.sleep(1.5)
+    detail = client.get(f"/api/agent/conversations/{sid}", headers=ALICE).get_json()
+    assert detail["session_expired"] is True and detail["transcript"] == []
+    late = client.post(
+        f"/api/agent/conversations/{sid}/messages", headers=ALICE, json={"text": "hi"}
+    )
+    assert late.status_code == 410 and late.get_json()["error"] == "session_expired"
+    assert client.post(f"/api/agent/conversations/{sid}/close", headers=ALICE).status_code == 200
