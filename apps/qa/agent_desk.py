@@ -128,7 +128,12 @@ class AgentDesk:
             self._notify_customer(session_id, {"type": "typing", "agent": agent})
 
     def leave_message(self, session_id: str, text: str) -> Conversation:
+        """Store the customer's message for the team (also in the transcript, after a reload)."""
         conversation = self.store.update(session_id, lambda c: handoff_queue.leave_message(c, text))
+        session = self.sessions.get(session_id)
+        if session is not None:
+            session.turns.append(Turn(turn_id=new_id(), role="user", text=text, ts=self.clock()))
+            self.sessions.save(session)
         self._changed(conversation)
         return conversation
 

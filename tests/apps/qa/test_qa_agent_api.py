@@ -191,6 +191,7 @@ def test_unclaimed_timeout_and_a_message_left_for_the_team(make_app) -> None:
     assert left.status_code == 201
     listed = client.get("/api/agent/conversations", headers=ALICE).get_json()
     assert listed[0]["left_message"] == "Call me back"
+    assert listed[0]["last_message"]["text"] == "Call me back"
     assert client.post(f"/api/sessions/{sid}/message-for-team", json={}).status_code == 400
     other = chat(client, "Is shipping free?")["session_id"]
     unknown = client.post(f"/api/sessions/{other}/message-for-team", json={"text": "hi"})
