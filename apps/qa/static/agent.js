@@ -192,8 +192,9 @@
     $("detail-title").textContent = "Customer " + d.session_id.slice(0, 6);
     $("d-status").textContent =
       d.status === "claimed" ? "claimed by " + (mine ? "you" : d.agent) : d.status;
+    $("d-waiting-label").textContent = d.status === "waiting" ? "Waiting" : "Handed off";
     $("d-waiting").textContent =
-      d.status === "waiting" ? ago(d.waiting_since) : "since " + new Date(d.waiting_since * 1000).toLocaleTimeString();
+      d.status === "waiting" ? ago(d.waiting_since) : new Date(d.waiting_since * 1000).toLocaleTimeString();
     var page = $("d-page");
     page.replaceChildren();
     if (d.page_url && /^https?:/.test(d.page_url)) {
