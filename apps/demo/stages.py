@@ -14,6 +14,7 @@ Stages (messages on stderr, URLs on stdout):
 from __future__ import annotations
 
 import contextlib
+import secrets
 import signal
 import sys
 import time
@@ -31,6 +32,7 @@ from threefold.apps.demo.config import DemoOptions
 
 STAGES = 7
 APP_NAMES = ("hub", "qa", "recs", "dashboard")
+DEMO_AGENT = "Demo agent"  # signs in to the QA agent console with the token printed at start
 # Loggers whose INFO lines would bury the stage messages; `threefold -v demo` shows them.
 QUIET_LOGGERS = {"kafka": "WARNING", "werkzeug": "WARNING", "threefold": "WARNING"}
 QUIET_LOGGERS |= {"transformers": "ERROR", "sentence_transformers": "WARNING"}
@@ -72,6 +74,7 @@ class DemoState:
     consumer: Any = None
     alert: dict | None = None
     alert_problem: str = ""
+    agent_token: str = field(default_factory=lambda: secrets.token_urlsafe(12))
 
     def url(self, name: str) -> str:
         return self.servers[name].url
@@ -194,6 +197,7 @@ def build_apps(
         kb_path=None,
         redis_prefix=prefix + "qa:",
         allowed_origins=origins,
+        agent_tokens=f"{DEMO_AGENT}:{state.agent_token}",
     )
     qa = create_qa(
         qa_settings,
@@ -313,6 +317,7 @@ def print_urls(state: DemoState, log: StageLog) -> None:
         ("store", f"{hub}/store  (chat widget + recommendations)"),
         ("dashboard", f"{dashboard}/  (sentiment and alerts)"),
         ("qa api", f"{state.url('qa')}/api/chat"),
+        ("agent", f"{state.url('qa')}/agent  (sign in as {DEMO_AGENT}: {state.agent_token})"),
         ("recs api", f"{state.url('recs')}/api/recommendations?user_id=..."),
     ]
     for name, url in rows:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from threefold.apps.qa.agent_desk import AgentDesk
 from threefold.apps.qa.bot import Bot, Retrieval
 from threefold.apps.qa.feedback import FeedbackStore
 from threefold.apps.qa.handoff import HandoffNotifier
@@ -85,6 +86,7 @@ class ChatService:
         handoff_after_failures: int = 2,
         n_suggestions: int = 3,
         observe: Callable[[ChatReply], None] | None = None,
+        desk: AgentDesk | None = None,
     ) -> None:
         self.get_bot = get_bot
         self.sessions = sessions
@@ -95,6 +97,7 @@ class ChatService:
         self.handoff_after_failures = handoff_after_failures
         self.n_suggestions = n_suggestions
         self.observe = observe
+        self.desk = desk
 
     def open_session(self, session_id: str | None) -> Session:
         if session_id is None:
@@ -105,11 +108,23 @@ class ChatService:
         return session
 
     def chat(
-        self, message: str, *, session_id: str | None = None, faq_id: str | None = None
+        self,
+        message: str,
+        *,
+        session_id: str | None = None,
+        faq_id: str | None = None,
+        page_url: str | None = None,
     ) -> ChatReply:
-        """Answer one customer message (or a clicked suggestion when `faq_id` is given)."""
+        """Answer one customer message (or a clicked suggestion when `faq_id` is given).
+
+        While a person waits for or holds the conversation the bot stays silent: the message goes
+        to the agent console and the reply has outcome "agent" and no answer.
+        """
         session = self.open_session(session_id)
         bot = self.get_bot()
+        conversation = self.desk.active(session.id) if self.desk is not None else None
+        if self.desk is not None and conversation is not None:
+            return self._pass_to_agent(self.desk, bot, session, message, conversation.status)
         settings = bot.policy_settings(
             threshold=self.threshold,
             ambiguity_margin=self.ambiguity_margin,
@@ -140,7 +155,7 @@ class ChatService:
         reply.used_context = used_context
         self._remember(session, message, reply)
         if decision.outcome == "handoff":
-            self._hand_off(bot, session, message, decision, result)
+            self._hand_off(bot, session, message, decision, result, page_url)
         if decision.outcome != "answer":
             self.feedback.log_unanswered(
                 session_id=session.id,
@@ -236,6 +251,7 @@ class ChatService:
         message: str,
         decision: Decision,
         result: Retrieval | None,
+        page_url: str | None,
     ) -> None:
         candidates = []
         if result is not None:
@@ -261,6 +277,34 @@ class ChatService:
         }
         logger.info("handing off session %s (%s)", session.id, decision.reason)
         self.notifier.notify(payload)
+        if self.desk is not None:
+            self.desk.hand_off(
+                session, reason=decision.reason, candidates=candidates, page_url=page_url
+            )
+
+    def _pass_to_agent(
+        self, desk: AgentDesk, bot: Bot, session: Session, message: str, status: str
+    ) -> ChatReply:
+        """Keep the customer's message for the person (no bot answer, no unanswered log)."""
+        session.turns.append(Turn(turn_id=new_id(), role="user", text=message, ts=time.time()))
+        self.sessions.save(session)
+        desk.customer_wrote(session.id)
+        reply = ChatReply(
+            session_id=session.id,
+            turn_id=new_id(),
+            answer=None,
+            confidence=0.0,
+            faq_id=None,
+            suggestions=[],
+            handoff=False,
+            outcome="agent",
+            reason="agent_owned" if status == "claimed" else "waiting_for_agent",
+            reply="",
+            bot_version=bot.version,
+        )
+        if self.observe is not None:
+            self.observe(reply)
+        return reply
 
     def record_feedback(
         self, *, session_id: str, turn_id: str, rating: str, comment: str = ""

@@ -31,6 +31,8 @@ class QAConfig:
     allowed_origins: tuple[str, ...] = ()
     handoff_webhook: Secret | None = None
     handoff_timeout_s: float = 3.0
+    agent_tokens: Secret | None = None  # name:token,name:token (the agent console's sign-in)
+    agent_wait_timeout_s: float = 120.0  # then the customer is offered to leave a message
     redis_prefix: str = "threefold:qa:"
     session_ttl_s: int = 1800
     max_message_chars: int = 1000
@@ -68,6 +70,10 @@ class QAConfig:
             )
         if self.handoff_timeout_s <= 0:
             raise ConfigError(f"handoff_timeout_s must be > 0, found {self.handoff_timeout_s}")
+        if self.agent_wait_timeout_s <= 0:
+            raise ConfigError(
+                f"agent_wait_timeout_s must be > 0, found {self.agent_wait_timeout_s}"
+            )
         if self.n_suggestions < 0:
             raise ConfigError(f"n_suggestions must be >= 0, found {self.n_suggestions}")
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from threefold.apps.qa.chat import ChatReply
 
 CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+FIRST_REPLY_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
 
 class QAMetrics:
@@ -28,6 +31,53 @@ class QAMetrics:
         self.webhook = Counter(
             "qa_handoff_webhook_total", "Handoff webhook deliveries", ["result"], registry=registry
         )
+
+        self.queue_length = Gauge(
+            "qa_agent_queue_length",
+            "Conversations waiting for a person (read from the shared store at scrape time)",
+            registry=registry,
+        )
+        self.first_reply = Histogram(
+            "qa_agent_first_reply_seconds",
+            "Time from handoff to the first agent reply",
+            registry=registry,
+            buckets=FIRST_REPLY_BUCKETS,
+        )
+        self.claims = Counter(
+            "qa_agent_conversations_total",
+            "Conversations claimed, per agent",
+            ["agent"],
+            registry=registry,
+        )
+        self.ended = Counter(
+            "qa_agent_conversations_ended_total",
+            "Conversations handed back to the bot (released) or closed",
+            ["how"],
+            registry=registry,
+        )
+
+    def count_queue_with(self, waiting: Callable[[], int]) -> None:
+        """Report the queue length by calling `waiting()` at each scrape (all workers agree).
+
+        When the store does not answer (Redis down) the gauge reads NaN instead of failing /metrics.
+        """
+
+        def read() -> float:
+            try:
+                return float(waiting())
+            except Exception:  # a scrape must not fail because Redis is down
+                return float("nan")
+
+        self.queue_length.set_function(read)
+
+    def observe_claim(self, agent: str) -> None:
+        self.claims.labels(agent).inc()
+
+    def observe_first_reply(self, seconds: float) -> None:
+        self.first_reply.observe(max(0.0, seconds))
+
+    def observe_end(self, how: str) -> None:
+        self.ended.labels(how).inc()
 
     def observe_reply(self, reply: ChatReply) -> None:
         self.replies.labels(reply.outcome, reply.reason).inc()

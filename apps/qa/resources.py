@@ -13,13 +13,18 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from threefold.apps.qa.agent_desk import AgentDesk
+from threefold.apps.qa.agents import AgentDirectory
 from threefold.apps.qa.bot_manager import BotManager
 from threefold.apps.qa.chat import ChatService
 from threefold.apps.qa.config import QAConfig
 from threefold.apps.qa.feedback import FeedbackStore, MemoryRecordLog
 from threefold.apps.qa.handoff import HandoffNotifier
+from threefold.apps.qa.handoff_events import EventBus, MemoryEventBus
+from threefold.apps.qa.handoff_queue import HandoffStore, MemoryHandoffStore
 from threefold.apps.qa.metrics import QAMetrics
 from threefold.apps.qa.redis_feedback import RedisRecordLog
+from threefold.apps.qa.redis_handoff import RedisEventBus, RedisHandoffStore
 from threefold.apps.qa.redis_sessions import RedisSessionStore
 from threefold.apps.qa.sessions import MemorySessionStore, SessionStore
 from threefold.apps.qa.store import BotStore
@@ -36,7 +41,8 @@ EXTENSION_KEY = "threefold.qa"
 class Resources:
     """Everything the views share, kept in `app.extensions["threefold.qa"]`.
 
-    `redis` is None when no Redis URL is configured (sessions and feedback in memory then).
+    `redis` is None when no Redis URL is configured (sessions, feedback and handoffs in memory
+    then). `desk` is the human side of handoffs; `agents` who may sign in to the console.
     """
 
     config: QAConfig
@@ -46,6 +52,8 @@ class Resources:
     feedback: FeedbackStore
     redis: Any | None
     registry: CollectorRegistry
+    desk: AgentDesk
+    agents: AgentDirectory
 
     def redis_status(self) -> str:
         """Redis as /healthz reports it: ok, not configured, or unreachable."""
@@ -88,12 +96,25 @@ def open_resources(
             client, prefix=settings.redis_prefix, ttl_s=settings.session_ttl_s
         )
         feedback = FeedbackStore(RedisRecordLog(client, prefix=settings.redis_prefix))
+        handoffs: HandoffStore = RedisHandoffStore(client, prefix=settings.redis_prefix)
+        bus: EventBus = RedisEventBus(client, prefix=settings.redis_prefix)
     else:
         logger.warning(
-            "no REDIS_URL set: sessions and feedback are kept in this process only (degraded)"
+            "no REDIS_URL set: sessions, feedback and handoffs are kept in this process only "
+            "(degraded)"
         )
         sessions = MemorySessionStore(ttl_s=settings.session_ttl_s)
         feedback = FeedbackStore(MemoryRecordLog())
+        handoffs = MemoryHandoffStore()
+        bus = MemoryEventBus()
+    desk = AgentDesk(
+        store=handoffs,
+        bus=bus,
+        sessions=sessions,
+        wait_timeout_s=settings.agent_wait_timeout_s,
+        metrics=metrics,
+    )
+    metrics.count_queue_with(lambda: len(handoffs.list("waiting")))
     notifier = HandoffNotifier(
         reveal(settings.handoff_webhook),
         timeout_s=settings.handoff_timeout_s,
@@ -109,6 +130,7 @@ def open_resources(
         handoff_after_failures=settings.handoff_after_failures,
         n_suggestions=settings.n_suggestions,
         observe=metrics.observe_reply,
+        desk=desk,
     )
     return Resources(
         config=settings,
@@ -118,4 +140,6 @@ def open_resources(
         feedback=feedback,
         redis=client,
         registry=registry,
+        desk=desk,
+        agents=AgentDirectory.parse(reveal(settings.agent_tokens)),
     )

@@ -21,12 +21,13 @@ class Turn:
     """One message in a conversation; bot turns carry the outcome and the FAQ they answered."""
 
     turn_id: str
-    role: str  # "user" | "bot"
+    role: str  # "user" | "bot" | "agent"
     text: str
     ts: float
     faq_id: str | None = None
     confidence: float | None = None
     outcome: str | None = None
+    agent: str | None = None  # the display name on agent turns
 
 
 @dataclass

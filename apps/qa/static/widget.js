@@ -10,6 +10,11 @@
  * A <threefold-chat> custom element with its own shadow DOM (page styles do not leak in or
  * out). Every piece of text from the server or the user is rendered with textContent, never
  * as HTML. The session id is kept in localStorage so a reload restores the conversation.
+ *
+ * After a handoff the widget follows the conversation live (server-sent events, or long
+ * polling where EventSource is missing): "connected to <name>", the agent's messages and
+ * typing, the end of the conversation (the bot answers again), and when nobody claims it in
+ * time, an honest notice with a form to leave a message for the team.
  */
 (function () {
   "use strict";
@@ -29,7 +34,7 @@
     "  background: #2f5d50; color: #fff; box-shadow: 0 6px 18px rgba(0,0,0,.25);",
     "  display: flex; align-items: center; justify-content: center; }",
     ".launcher svg { width: 28px; height: 28px; fill: currentColor; }",
-    ".launcher:focus-visible, button:focus-visible, input:focus-visible {",
+    ".launcher:focus-visible, button:focus-visible, input:focus-visible, textarea:focus-visible {",
     "  outline: 3px solid #f2b705; outline-offset: 2px; }",
     ".panel { position: absolute; right: 0; bottom: 76px; width: 360px; max-width: calc(100vw - 40px);",
     "  height: 520px; max-height: calc(100vh - 120px); background: #fff; border-radius: 14px;",
@@ -49,6 +54,16 @@
     ".msg.bot { align-self: flex-start; background: #fff; border: 1px solid #dde2df;",
     "  border-bottom-left-radius: 4px; }",
     ".msg.error { border-color: #c9372c; color: #8a1c13; }",
+    ".msg.agent { align-self: flex-start; background: #e8f0fb; border: 1px solid #b9cdea;",
+    "  border-bottom-left-radius: 4px; }",
+    ".msg.agent .who { display: block; font-size: 12px; font-weight: 600; color: #1d4f91; }",
+    ".typing { font-size: 13px; color: #57606a; padding: 0 14px 6px; background: #f6f7f6; }",
+    ".typing[hidden], .leave[hidden] { display: none; }",
+    ".leave { display: flex; flex-direction: column; gap: 6px; padding: 10px; background: #fff;",
+    "  border-top: 1px solid #f2d68a; }",
+    ".leave textarea { font: inherit; padding: 8px 10px; border: 1px solid #b8c2bd; border-radius: 10px;",
+    "  min-height: 60px; resize: vertical; }",
+    ".leave label { font-size: 14px; }",
     ".suggestions { display: flex; flex-direction: column; gap: 6px; align-self: stretch; }",
     ".suggestion { text-align: left; background: #fff; color: #2f5d50; border: 1px solid #2f5d50;",
     "  border-radius: 10px; padding: 8px 10px; cursor: pointer; font: inherit; min-height: 40px; }",
@@ -153,6 +168,9 @@
       });
       this.notice = el("p", { class: "notice", role: "status" });
       this.notice.hidden = true;
+      this.typingLine = el("p", { class: "typing", "aria-live": "polite" });
+      this.typingLine.hidden = true;
+      this.leaveForm = this.buildLeaveForm();
       this.form = el("form", { "aria-label": "Send a question" });
       var label = el("label", { class: "sr-only", for: "tf-input" }, "Your question");
       this.input = el("input", {
@@ -165,7 +183,7 @@
       });
       this.sendButton = el("button", { class: "send", type: "submit", "aria-label": "Send message" }, "Send");
       this.form.append(label, this.input, this.sendButton);
-      this.panel.append(header, this.log, this.notice, this.form);
+      this.panel.append(header, this.log, this.typingLine, this.notice, this.leaveForm, this.form);
       root.append(this.panel, this.launcher);
 
       this.launcher.addEventListener("click", () => this.toggle());
@@ -182,6 +200,35 @@
         var text = this.input.value.trim();
         if (text) this.send(text, null);
       });
+      this.input.addEventListener("input", () => this.sayTyping());
+      this.live = null; // the open EventSource or long-polling loop while a person is involved
+      this.agentState = null;
+    }
+
+    buildLeaveForm() {
+      var form = el("form", { class: "leave", "aria-label": "Leave a message for our team" });
+      form.hidden = true;
+      var label = el("label", { for: "tf-leave" }, "Your message for our team");
+      var box = el("textarea", { id: "tf-leave", maxlength: "1000" });
+      var button = el("button", { class: "send", type: "submit" }, "Leave message");
+      form.append(label, box, button);
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        var text = box.value.trim();
+        if (!text) return;
+        button.disabled = true;
+        this.post("/api/sessions/" + this.sessionId + "/message-for-team", { text: text })
+          .then(() => {
+            this.addUser(text);
+            form.hidden = true;
+            this.setNotice("Thank you. Your message is stored and our team will read it.");
+          })
+          .catch((error) => {
+            button.disabled = false;
+            this.setNotice("Your message could not be stored: " + error.message);
+          });
+      });
+      return form;
     }
 
     connectedCallback() {
@@ -291,10 +338,125 @@
       this.scrollDown();
     }
 
-    showHandoff() {
-      this.notice.textContent =
-        "A member of our team has been notified and will continue this conversation.";
-      this.notice.hidden = false;
+    setNotice(text) {
+      this.notice.textContent = text;
+      this.notice.hidden = !text;
+    }
+
+    addAgent(turn) {
+      if (turn.turn_id && this.log.querySelector("[data-turn-id='" + turn.turn_id + "']")) return;
+      var node = el("div", { class: "msg agent" });
+      if (turn.turn_id) node.dataset.turnId = turn.turn_id;
+      node.appendChild(el("span", { class: "who" }, turn.agent || "Our team"));
+      node.appendChild(document.createTextNode(turn.text));
+      this.log.appendChild(node);
+      this.typingLine.hidden = true;
+      this.scrollDown();
+    }
+
+    showAgentState(state) {
+      this.agentState = state;
+      if (!state) return;
+      clearTimeout(this.waitTimer);
+      if (state.status === "claimed") {
+        this.setNotice("You are connected to " + state.agent + ".");
+        this.leaveForm.hidden = true;
+      } else if (state.status === "waiting") {
+        if (state.timed_out && !state.left_message) {
+          this.setNotice(
+            "Sorry, nobody from our team is free right now. Leave a message and we will get back to you."
+          );
+          this.leaveForm.hidden = false;
+        } else {
+          this.setNotice(
+            state.left_message
+              ? "Your message is stored; our team will read it."
+              : "We're finding a member of our team. Please stay on this page."
+          );
+          var left = state.waiting_since + state.wait_timeout_s - Date.now() / 1000;
+          if (!state.left_message) {
+            this.waitTimer = setTimeout(() => this.refreshState(), Math.max(left, 0) * 1000 + 500);
+          }
+        }
+      } else {
+        this.setNotice(
+          (state.agent || "Our team") + " ended the conversation. Ask me anything, I'm the bot again."
+        );
+        this.leaveForm.hidden = true;
+      }
+      if (state.status === "waiting" || state.status === "claimed") this.connectLive();
+      else this.disconnectLive();
+    }
+
+    refreshState() {
+      return fetch(this.api + "/api/sessions/" + encodeURIComponent(this.sessionId))
+        .then((response) => (response.ok ? response.json() : null))
+        .then((history) => {
+          if (!history) return;
+          history.turns.forEach((turn) => {
+            if (turn.role === "agent") this.addAgent(turn);
+          });
+          this.showAgentState(history.agent_state);
+        })
+        .catch(() => {});
+    }
+
+    onLiveEvent(event) {
+      if (event.type === "message") this.addAgent(event.turn);
+      else if (event.type === "typing") this.showTyping(event.agent);
+      else if (event.type === "status") {
+        var state = Object.assign({}, this.agentState || {}, { status: event.status, agent: event.agent });
+        this.showAgentState(state);
+      }
+    }
+
+    showTyping(agent) {
+      this.typingLine.textContent = agent + " is typing…";
+      this.typingLine.hidden = false;
+      clearTimeout(this.typingTimer);
+      this.typingTimer = setTimeout(() => (this.typingLine.hidden = true), 4000);
+    }
+
+    sayTyping() {
+      var state = this.agentState;
+      if (!state || state.status !== "claimed" || !this.sessionId) return;
+      var now = Date.now();
+      if (this.lastTyping && now - this.lastTyping < 2000) return;
+      this.lastTyping = now;
+      fetch(this.api + "/api/sessions/" + this.sessionId + "/typing", { method: "POST" }).catch(() => {});
+    }
+
+    connectLive() {
+      if (this.live || !this.sessionId) return;
+      var base = this.api + "/api/sessions/" + encodeURIComponent(this.sessionId);
+      if (window.EventSource && !this.hasAttribute("long-polling")) {
+        var source = new EventSource(base + "/events");
+        ["message", "typing", "status"].forEach((type) =>
+          source.addEventListener(type, (event) => this.onLiveEvent(JSON.parse(event.data)))
+        );
+        source.addEventListener("open", () => this.refreshState());
+        this.live = { close: () => source.close() };
+        return;
+      }
+      var stopped = false;
+      this.live = { close: () => (stopped = true) };
+      var poll = () => {
+        if (stopped) return;
+        fetch(base + "/wait?timeout=20")
+          .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
+          .then((data) => {
+            if (data.event) this.onLiveEvent(data.event);
+            poll();
+          })
+          .catch(() => setTimeout(poll, 3000));
+      };
+      this.refreshState();
+      poll();
+    }
+
+    disconnectLive() {
+      if (this.live) this.live.close();
+      this.live = null;
     }
 
     post(path, body) {
@@ -329,7 +491,7 @@
       this.setBusy(true);
       this.addUser(text);
       this.input.value = "";
-      var body = { message: text };
+      var body = { message: text, page_url: location.href };
       if (faqId) body.faq_id = faqId;
       var attempt = (retry) => {
         var sessionId = this.sessionId;
@@ -359,12 +521,16 @@
 
     render(reply) {
       this.sessionId = reply.session_id;
+      if (reply.outcome === "agent") {
+        if (!this.live) this.refreshState();
+        return; // a person has the conversation: the bot stays silent
+      }
       var node = this.addBot(reply.reply);
       node.dataset.outcome = reply.outcome;
       if (reply.faq_id) node.dataset.faqId = reply.faq_id;
       if (reply.answer) this.addFeedback(reply.turn_id);
       this.addSuggestions(reply.suggestions);
-      if (reply.handoff) this.showHandoff();
+      if (reply.handoff) this.refreshState();
     }
 
     restore() {
@@ -382,6 +548,7 @@
           if (!history || !history.turns) return;
           history.turns.forEach((turn) => {
             if (turn.role === "user") this.addUser(turn.text);
+            else if (turn.role === "agent") this.addAgent(turn);
             else {
               var node = this.addBot(turn.text);
               node.dataset.outcome = turn.outcome || "";
@@ -389,7 +556,10 @@
               if (turn.outcome === "answer") this.addFeedback(turn.turn_id);
             }
           });
-          if (history.handoff) this.showHandoff();
+          var state = history.agent_state;
+          if (state && (state.status === "waiting" || state.status === "claimed")) {
+            this.showAgentState(state);
+          }
         })
         .catch(() => {
           /* offline: start empty */

@@ -10,7 +10,10 @@ from threefold.apps.qa.config import QAConfig
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources, open_resources
 from threefold.apps.qa.web import pages
 from threefold.apps.qa.web.admin import TOKEN_KEY, admin_blueprint
+from threefold.apps.qa.web.agent import agent_blueprint
 from threefold.apps.qa.web.chat import chat_blueprint
+from threefold.apps.qa.web.customer_live import customer_live_blueprint
+from threefold.apps.qa.web.handoff_errors import install_handoff_errors
 from threefold.apps.qa.web.pages import STATIC_DIR, pages_blueprint
 from threefold.core.settings import load_settings, reveal
 from threefold.core.web import setup_web_app
@@ -20,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(settings: QAConfig | None = None, resources: Resources | None = None) -> Flask:
-    """The QA bot service: chat and admin API, health, metrics, widget and demo page.
+    """The QA bot service: chat, admin and agent API, health, metrics, widget, demo and console.
 
     Args:
         settings: None reads THREEFOLD_QA_* from the environment.
@@ -50,5 +53,8 @@ def create_app(settings: QAConfig | None = None, resources: Resources | None = N
     app.register_blueprint(chat_blueprint)
     app.register_blueprint(admin_blueprint)
     app.register_blueprint(pages_blueprint)
+    app.register_blueprint(agent_blueprint)
+    app.register_blueprint(customer_live_blueprint)
+    install_handoff_errors(app)
     logger.info("QA bot app ready: bot %s, %s", resources.manager.bot.version, settings)
     return app

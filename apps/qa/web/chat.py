@@ -15,6 +15,7 @@ from threefold.core.web import ApiError, read_json_body, require_fields
 chat_blueprint = Blueprint("qa_chat", __name__, url_prefix="/api")
 RATINGS = ("down", "up")
 MAX_COMMENT_CHARS = 1000
+MAX_URL_CHARS = 2000
 
 
 def _resources() -> Resources:
@@ -48,7 +49,8 @@ def _unknown_session(session_id: str | None) -> ApiError:
 
 @chat_blueprint.post("/chat")
 def chat() -> ResponseReturnValue:
-    """`{session_id?, message, faq_id?}` -> the bot's reply (answer, clarification or handoff)."""
+    """`{session_id?, message, faq_id?, page_url?}` -> the bot's reply (answer, clarification or
+    handoff), or outcome "agent" with no answer while a person has the conversation."""
     resources = _resources()
     body = read_json_body(max_bytes=resources.config.max_body_bytes)
     require_fields(body, {"message": str})
@@ -68,8 +70,15 @@ def chat() -> ResponseReturnValue:
     faq_id = body.get("faq_id")
     if faq_id is not None and not isinstance(faq_id, str):
         raise ApiError(400, f"faq_id must be a string, found {type(faq_id).__name__}")
+    page_url = body.get("page_url")
+    if page_url is not None and (not isinstance(page_url, str) or len(page_url) > MAX_URL_CHARS):
+        raise ApiError(
+            400, f"page_url must be a URL of at most {MAX_URL_CHARS} characters", field="page_url"
+        )
     try:
-        reply = resources.chat.chat(message, session_id=session_id, faq_id=faq_id)
+        reply = resources.chat.chat(
+            message, session_id=session_id, faq_id=faq_id, page_url=page_url
+        )
     except UnknownSession:
         raise _unknown_session(session_id) from None
     except UnknownFaq:
@@ -111,12 +120,22 @@ def feedback() -> ResponseReturnValue:
 
 @chat_blueprint.get("/sessions/<session_id>")
 def session_history(session_id: str) -> ResponseReturnValue:
-    """The conversation so far (the widget restores it after a page reload)."""
+    """The conversation so far (the widget restores it after a page reload).
+
+    Agent turns have `"role": "agent"` and the agent's display name in `agent`; `agent_state`
+    is the handoff (waiting, claimed by whom, timed out, ended) or null when there was none.
+    """
     if not valid_session_id(session_id):
         raise _unknown_session(None)
-    session = _resources().sessions.get(session_id)
+    resources = _resources()
+    session = resources.sessions.get(session_id)
     if session is None:
         raise _unknown_session(session_id)
     return jsonify(
-        {"session_id": session.id, "turns": session.transcript(), "handoff": session.handed_off}
+        {
+            "session_id": session.id,
+            "turns": session.transcript(),
+            "handoff": session.handed_off,
+            "agent_state": resources.desk.customer_state(session.id),
+        }
     )

@@ -196,6 +196,9 @@ def test_demo_pages_in_a_browser_then_sigterm_stops_everything(
         for name in ("Store page", "FAQ bot", "Recommendations", "Sentiment alerts dashboard"):
             assert page.get_by_role("link", name=name).is_visible()
         page.screenshot(path=str(screenshot_dir / "demo_hub.png"), full_page=True)
+        assert urls["agent"].endswith("/agent")  # printed with the demo agent's token
+        page.get_by_role("link", name="agent console").click()
+        page.get_by_label("Agent token").wait_for()
 
         page.goto(urls["store"])
         cards = page.locator("#recommendations li.card")

@@ -31,7 +31,12 @@ def test_store_page_embeds_the_chat_widget_and_calls_the_recs_api(client) -> Non
 
 def test_entry_page_links_all_three_apps(client) -> None:
     page = client.get("/", headers={"Host": "127.0.0.1:9000"}).text
-    for link in ('href="/store"', "http://127.0.0.1:9001/demo", "http://127.0.0.1:9002/store"):
+    for link in (
+        'href="/store"',
+        "http://127.0.0.1:9001/demo",
+        "http://127.0.0.1:9001/agent",
+        "http://127.0.0.1:9002/store",
+    ):
         assert link in page
     assert 'href="http://127.0.0.1:9003/"' in page
 

@@ -6,26 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+from support.qa_widget import TITLE, ask, open_widget
 
 from threefold.apps.qa.knowledge_base import entry_from_mapping
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-TITLE = "Juniper & Pine help"
-
-
-def open_widget(page, base: str | None):
-    if base is not None:
-        page.goto(f"{base}/demo")
-    page.get_by_role("button", name=f"Open chat: {TITLE}").click()
-    dialog = page.get_by_role("dialog", name=TITLE)
-    dialog.wait_for(state="visible")
-    return dialog
-
-
-def ask(dialog, text: str) -> None:
-    box = dialog.get_by_label("Your question")
-    box.fill(text)
-    box.press("Enter")
 
 
 def test_ask_click_a_suggestion_and_give_feedback(

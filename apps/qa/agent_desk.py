@@ -1,0 +1,203 @@
+"""The human side of a handoff: queue, claim, reply, hand back or close, typing, left messages.
+
+Ties the conversation store (state, atomic transitions), the session store (the transcript the
+customer sees) and the event bus (live updates for the console and the widget) together.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from threefold.apps.qa import handoff_queue
+from threefold.apps.qa.handoff_events import QUEUE_CHANNEL, EventBus, session_channel
+from threefold.apps.qa.handoff_queue import Conversation, HandoffStore, UnknownConversation
+from threefold.apps.qa.sessions import Session, SessionStore, Turn, new_id
+
+if TYPE_CHECKING:
+    from threefold.apps.qa.metrics import QAMetrics
+
+
+class SessionExpired(handoff_queue.HandoffError):
+    """The customer's session has expired: nobody is left to read a reply."""
+
+
+class AgentDesk:
+    """Every operation publishes what changed, so consoles and widgets of all workers follow."""
+
+    def __init__(
+        self,
+        *,
+        store: HandoffStore,
+        bus: EventBus,
+        sessions: SessionStore,
+        wait_timeout_s: float,
+        metrics: QAMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.sessions = sessions
+        self.wait_timeout_s = wait_timeout_s
+        self.metrics = metrics
+        self.clock = clock
+
+    def active(self, session_id: str) -> Conversation | None:
+        """The session's conversation while it waits for or is held by a person."""
+        conversation = self.store.get(session_id)
+        return conversation if conversation is not None and conversation.active else None
+
+    def hand_off(
+        self,
+        session: Session,
+        *,
+        reason: str,
+        candidates: list[dict[str, Any]],
+        page_url: str | None,
+    ) -> Conversation:
+        conversation = self.store.open(
+            handoff_queue.new_conversation(
+                session.id,
+                reason=reason,
+                page_url=page_url,
+                candidates=candidates,
+                now=self.clock(),
+            )
+        )
+        self._changed(conversation)
+        return conversation
+
+    def customer_wrote(self, session_id: str) -> None:
+        conversation = self.store.get(session_id)
+        if conversation is not None:
+            self._changed(conversation)
+
+    def claim(self, session_id: str, agent: str) -> Conversation:
+        now = self.clock()
+        conversation = self.store.update(session_id, lambda c: handoff_queue.claim(c, agent, now))
+        if conversation.claimed_at == now:  # this call claimed it (not a repeated claim)
+            if self.metrics is not None:
+                self.metrics.observe_claim(agent)
+            self._notify_customer(
+                session_id, {"type": "status", "status": "claimed", "agent": agent}
+            )
+        self._changed(conversation)
+        return conversation
+
+    def reply(self, session_id: str, agent: str, text: str) -> Turn:
+        self._get(session_id)
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise SessionExpired(session_id)
+        now = self.clock()
+        conversation = self.store.update(
+            session_id, lambda c: handoff_queue.record_reply(c, agent, now)
+        )
+        turn = Turn(turn_id=new_id(), role="agent", text=text, ts=now, agent=agent)
+        session.turns.append(turn)
+        self.sessions.save(session)
+        if conversation.first_reply_at == now and self.metrics is not None:
+            self.metrics.observe_first_reply(now - conversation.waiting_since)
+        self._notify_customer(session_id, {"type": "message", "turn": turn.__dict__})
+        self._changed(conversation)
+        return turn
+
+    def end(self, session_id: str, agent: str, status: str) -> Conversation:
+        """Hand the conversation back to the bot (`released`) or close it: the bot answers again."""
+        conversation = self.store.update(
+            session_id, lambda c: handoff_queue.end(c, agent, status, self.clock())
+        )
+        session = self.sessions.get(session_id)
+        if session is not None:
+            session.handed_off = False
+            session.failures = 0
+            self.sessions.save(session)
+        if self.metrics is not None:
+            self.metrics.observe_end(status)
+        self._notify_customer(session_id, {"type": "status", "status": status, "agent": agent})
+        self._changed(conversation)
+        return conversation
+
+    def typing(self, session_id: str, *, agent: str | None) -> None:
+        """Someone is typing: the agent (shown in the widget) or the customer (in the console)."""
+        self._get(session_id)
+        if agent is None:
+            self.bus.publish(QUEUE_CHANNEL, {"type": "typing", "session_id": session_id})
+        else:
+            self._notify_customer(session_id, {"type": "typing", "agent": agent})
+
+    def leave_message(self, session_id: str, text: str) -> Conversation:
+        """Store the customer's message for the team (also in the transcript, after a reload)."""
+        conversation = self.store.update(session_id, lambda c: handoff_queue.leave_message(c, text))
+        session = self.sessions.get(session_id)
+        if session is not None:
+            session.turns.append(Turn(turn_id=new_id(), role="user", text=text, ts=self.clock()))
+            self.sessions.save(session)
+        self._changed(conversation)
+        return conversation
+
+    def conversations(self, status: str) -> list[Conversation]:
+        return self.store.list(status)
+
+    def customer_state(self, session_id: str) -> dict[str, Any] | None:
+        """What the widget shows: waiting (and whether too long), connected to whom, or ended."""
+        conversation = self.store.get(session_id)
+        if conversation is None:
+            return None
+        waited = self.clock() - conversation.waiting_since
+        return {
+            "status": conversation.status,
+            "agent": conversation.agent,
+            "waiting_since": conversation.waiting_since,
+            "wait_timeout_s": self.wait_timeout_s,
+            "timed_out": conversation.status == "waiting" and waited >= self.wait_timeout_s,
+            "left_message": conversation.left_message is not None,
+        }
+
+    def summary(self, conversation: Conversation) -> dict[str, Any]:
+        """The contract's list item: session_id, status, waiting_since, agent, last_message."""
+        session = self.sessions.get(conversation.session_id)
+        last = session.turns[-1] if session is not None and session.turns else None
+        return {
+            "session_id": conversation.session_id,
+            "status": conversation.status,
+            "waiting_since": conversation.waiting_since,
+            "agent": conversation.agent,
+            "last_message": None
+            if last is None
+            else {"role": last.role, "text": last.text, "ts": last.ts, "agent": last.agent},
+            "page_url": conversation.page_url,
+            "left_message": conversation.left_message,
+        }
+
+    def detail(self, conversation: Conversation) -> dict[str, Any]:
+        session = self.sessions.get(conversation.session_id)
+        return {
+            **conversation.to_json(),
+            **self.summary(conversation),
+            "transcript": session.transcript() if session is not None else [],
+            "session_expired": session is None,
+        }
+
+    def get(self, session_id: str) -> Conversation:
+        return self._get(session_id)
+
+    def _get(self, session_id: str) -> Conversation:
+        conversation = self.store.get(session_id)
+        if conversation is None:
+            raise UnknownConversation(session_id)
+        return conversation
+
+    def _notify_customer(self, session_id: str, event: dict[str, Any]) -> None:
+        self.bus.publish(session_channel(session_id), event)
+
+    def _changed(self, conversation: Conversation) -> None:
+        self.bus.publish(
+            QUEUE_CHANNEL,
+            {
+                "type": "conversation",
+                "session_id": conversation.session_id,
+                "status": conversation.status,
+            },
+        )

@@ -1,0 +1,193 @@
+"""Conversations handed to people: their states and the rules for claiming, replying and ending.
+
+A conversation is `waiting` (in the queue) until an agent claims it, then `claimed` (the bot is
+silent), then `released` (handed back to the bot) or `closed`. A new handoff of the same session
+opens a fresh conversation. `HandoffStore` is where conversations live; `MemoryHandoffStore`
+keeps them in this process, `redis_handoff.RedisHandoffStore` in Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
+
+STATUSES = ("claimed", "closed", "released", "waiting")
+ACTIVE = ("waiting", "claimed")
+
+
+class HandoffError(Exception):
+    """A transition the conversation's state does not allow."""
+
+
+class UnknownConversation(HandoffError):
+    """No conversation was handed off for this session id."""
+
+
+class HeldByAnother(HandoffError):
+    """Another agent has claimed the conversation."""
+
+    def __init__(self, agent: str) -> None:
+        super().__init__(agent)
+        self.agent = agent
+
+
+class NotClaimed(HandoffError):
+    """The conversation is waiting: claim it before replying or releasing it."""
+
+
+class ConversationEnded(HandoffError):
+    """The conversation was closed or handed back to the bot."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """One handoff of a session: who holds it, since when, and what the bot would have answered."""
+
+    session_id: str
+    status: str
+    waiting_since: float
+    reason: str = ""
+    page_url: str | None = None
+    agent: str | None = None
+    claimed_at: float | None = None
+    first_reply_at: float | None = None
+    ended_at: float | None = None
+    candidates: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    left_message: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["candidates"] = list(self.candidates)
+        return data
+
+
+def conversation_from_dict(data: dict[str, Any]) -> Conversation:
+    return Conversation(**{**data, "candidates": tuple(data.get("candidates", ()))})
+
+
+def claim(conversation: Conversation, agent: str, now: float) -> Conversation:
+    """`agent` takes the conversation; claiming one you already hold is a no-op."""
+    _require_active(conversation)
+    if conversation.status == "claimed":
+        if conversation.agent != agent:
+            raise HeldByAnother(conversation.agent or "")
+        return conversation
+    return replace(conversation, status="claimed", agent=agent, claimed_at=now)
+
+
+def record_reply(conversation: Conversation, agent: str, now: float) -> Conversation:
+    """The holder replied (the first reply is kept for the time-to-first-reply metric)."""
+    _require_holder(conversation, agent)
+    if conversation.first_reply_at is not None:
+        return conversation
+    return replace(conversation, first_reply_at=now)
+
+
+def end(conversation: Conversation, agent: str, status: str, now: float) -> Conversation:
+    """The holder hands the conversation back to the bot (`released`) or closes it."""
+    if status not in ("closed", "released"):
+        raise ValueError(f"a conversation ends as 'closed' or 'released', found {status!r}")
+    _require_holder(conversation, agent)
+    return replace(conversation, status=status, ended_at=now)
+
+
+def leave_message(conversation: Conversation, text: str) -> Conversation:
+    """The customer left a message for the team (nobody claimed in time)."""
+    return replace(conversation, left_message=text)
+
+
+def _require_active(conversation: Conversation) -> None:
+    if not conversation.active:
+        raise ConversationEnded(conversation.status)
+
+
+def _require_holder(conversation: Conversation, agent: str) -> None:
+    _require_active(conversation)
+    if conversation.status == "waiting":
+        raise NotClaimed(conversation.session_id)
+    if conversation.agent != agent:
+        raise HeldByAnother(conversation.agent or "")
+
+
+Update = Callable[[Conversation], Conversation]
+
+
+class HandoffStore(Protocol):
+    """Where conversations live; `update` applies a transition atomically (all workers)."""
+
+    def open(self, conversation: Conversation) -> Conversation:
+        """Store a new conversation unless the session already has an active one (returned)."""
+        ...
+
+    def get(self, session_id: str) -> Conversation | None: ...
+
+    def update(self, session_id: str, change: Update) -> Conversation:
+        """Apply `change` to the stored conversation atomically; raises what `change` raises."""
+        ...
+
+    def list(self, status: str) -> list[Conversation]:
+        """Conversations in `status`, oldest handoff first."""
+        ...
+
+
+class MemoryHandoffStore:
+    """Conversations in this process (one lock: transitions are atomic within the process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conversations: dict[str, Conversation] = {}
+
+    def open(self, conversation: Conversation) -> Conversation:
+        with self._lock:
+            current = self._conversations.get(conversation.session_id)
+            if current is not None and current.active:
+                return current
+            self._conversations[conversation.session_id] = conversation
+            return conversation
+
+    def get(self, session_id: str) -> Conversation | None:
+        with self._lock:
+            return self._conversations.get(session_id)
+
+    def update(self, session_id: str, change: Update) -> Conversation:
+        with self._lock:
+            current = self._conversations.get(session_id)
+            if current is None:
+                raise UnknownConversation(session_id)
+            changed = change(current)
+            self._conversations[session_id] = changed
+            return changed
+
+    def list(self, status: str) -> list[Conversation]:
+        with self._lock:
+            found = [c for c in self._conversations.values() if c.status == status]
+        return sorted(found, key=lambda c: c.waiting_since)
+
+
+def new_conversation(
+    session_id: str,
+    *,
+    reason: str,
+    page_url: str | None,
+    candidates: list[dict[str, Any]],
+    now: float | None = None,
+) -> Conversation:
+    return Conversation(
+        session_id=session_id,
+        status="waiting",
+        waiting_since=round(time.time() if now is None else now, 3),
+        reason=reason,
+        page_url=page_url,
+        candidates=tuple(candidates),
+    )

@@ -1,0 +1,121 @@
+"""Handoffs in Redis: conversations (atomic transitions with WATCH/MULTI) and pub/sub events.
+
+Keys: `<prefix>handoff:<session_id>` (JSON) and `<prefix>handoff:index` (sorted set of session
+ids by handoff time). Channels: `<prefix>events:<channel>`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from threefold.apps.qa.handoff_queue import (
+    Conversation,
+    UnknownConversation,
+    Update,
+    conversation_from_dict,
+)
+
+
+def _text(raw: Any) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+class RedisHandoffStore:
+    """A `HandoffStore` shared by every worker; two agents can never both claim a conversation."""
+
+    def __init__(self, client: Any, *, prefix: str, ttl_s: int = 7 * 24 * 3600) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl_s = ttl_s
+
+    def key(self, session_id: str) -> str:
+        return f"{self.prefix}handoff:{session_id}"
+
+    @property
+    def index_key(self) -> str:
+        return f"{self.prefix}handoff:index"
+
+    def open(self, conversation: Conversation) -> Conversation:
+        def opened(current: Conversation | None) -> Conversation:
+            return current if current is not None and current.active else conversation
+
+        return self._transact(conversation.session_id, opened)
+
+    def get(self, session_id: str) -> Conversation | None:
+        raw = self.client.get(self.key(session_id))
+        return None if raw is None else conversation_from_dict(json.loads(raw))
+
+    def update(self, session_id: str, change: Update) -> Conversation:
+        def changed(current: Conversation | None) -> Conversation:
+            if current is None:
+                raise UnknownConversation(session_id)
+            return change(current)
+
+        return self._transact(session_id, changed)
+
+    def list(self, status: str) -> list[Conversation]:
+        ids = [_text(i) for i in self.client.zrange(self.index_key, 0, -1)]
+        if not ids:
+            return []
+        found = []
+        for session_id, raw in zip(ids, self.client.mget([self.key(i) for i in ids]), strict=True):
+            if raw is None:
+                self.client.zrem(self.index_key, session_id)
+                continue
+            conversation = conversation_from_dict(json.loads(raw))
+            if conversation.status == status:
+                found.append(conversation)
+        return found
+
+    def _transact(self, session_id: str, change: Any) -> Conversation:
+        key = self.key(session_id)
+        with self.client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    current = None if raw is None else conversation_from_dict(json.loads(raw))
+                    result = change(current)
+                    pipe.multi()
+                    pipe.set(key, json.dumps(result.to_json()), ex=self.ttl_s)
+                    pipe.zadd(self.index_key, {session_id: result.waiting_since})
+                    pipe.execute()
+                    return result
+                except redis.WatchError:
+                    continue
+
+
+class RedisEventBus:
+    """An `EventBus` over Redis pub/sub: every worker's listeners see every worker's events."""
+
+    def __init__(self, client: Any, *, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    def _channel(self, channel: str) -> str:
+        return f"{self.prefix}events:{channel}"
+
+    def publish(self, channel: str, event: dict[str, Any]) -> None:
+        self.client.publish(self._channel(channel), json.dumps(event))
+
+    def listen(
+        self, channels: list[str], *, seconds: float, tick_s: float = 1.0
+    ) -> Iterator[dict[str, Any] | None]:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(*[self._channel(c) for c in channels])
+            deadline = time.monotonic() + seconds
+            yield None
+            while time.monotonic() < deadline:
+                try:
+                    message = pubsub.get_message(timeout=tick_s)
+                except redis.ConnectionError:
+                    return  # the stream ends; clients reconnect (and get a 503 while Redis is down)
+                yield None if message is None else json.loads(message["data"])
+        finally:
+            pubsub.close()

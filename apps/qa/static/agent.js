@@ -1,0 +1,297 @@
+/*
+ * The agent console: sign in with an agent token (kept in this tab's sessionStorage), follow the
+ * queue live (server-sent events read with fetch, so the token travels in a header), open a
+ * conversation, claim it, insert a suggested answer, reply, hand back to the bot or close.
+ * Every text from the server is rendered with textContent, never as HTML.
+ */
+(function () {
+  "use strict";
+
+  var TOKEN_KEY = "threefold-agent-token";
+  var $ = (id) => document.getElementById(id);
+  var state = { token: null, agent: null, selected: null, detail: null, stream: null, typingAt: 0 };
+
+  function el(tag, attrs, text) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach((name) => node.setAttribute(name, attrs[name]));
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function api(method, path, body) {
+    var headers = { Authorization: "Bearer " + state.token };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(path, {
+      method: method,
+      headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    }).then((response) => {
+      if (response.status === 204) return null;
+      return response
+        .json()
+        .catch(() => ({}))
+        .then((data) => {
+          if (!response.ok) {
+            var error = new Error(data.message || "HTTP " + response.status);
+            error.status = response.status;
+            throw error;
+          }
+          return data;
+        });
+    });
+  }
+
+  function ago(ts) {
+    var s = Math.max(0, Math.round(Date.now() / 1000 - ts));
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
+    return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+  }
+
+  function signIn(token) {
+    state.token = token;
+    return api("GET", "/api/agent/me").then((me) => {
+      state.agent = me.agent;
+      try {
+        sessionStorage.setItem(TOKEN_KEY, token);
+      } catch (error) {
+        /* storage disabled: sign in again after a reload */
+      }
+      $("sign-in").hidden = true;
+      $("console").hidden = false;
+      $("whoami").textContent = "Signed in as " + me.agent;
+      $("whoami").hidden = false;
+      $("sign-out").hidden = false;
+      refreshQueue();
+      follow();
+      setInterval(tick, 1000);
+    });
+  }
+
+  function signOut() {
+    try {
+      sessionStorage.removeItem(TOKEN_KEY);
+    } catch (error) {
+      /* nothing stored */
+    }
+    location.reload();
+  }
+
+  function follow() {
+    // Server-sent events over fetch; reconnects after each stream ends or fails.
+    var reconnect = () => setTimeout(follow, 1000);
+    fetch("/api/agent/events", { headers: { Authorization: "Bearer " + state.token } })
+      .then((response) => {
+        if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+        $("live-state").textContent = "Live: new conversations appear here.";
+        refreshQueue();
+        var reader = response.body.getReader();
+        var decoder = new TextDecoder();
+        var buffer = "";
+        var pump = () =>
+          reader.read().then((chunk) => {
+            if (chunk.done) return;
+            buffer += decoder.decode(chunk.value, { stream: true });
+            var blocks = buffer.split("\n\n");
+            buffer = blocks.pop();
+            blocks.forEach((block) => {
+              var data = block
+                .split("\n")
+                .filter((line) => line.startsWith("data: "))
+                .map((line) => line.slice(6));
+              if (data.length) onEvent(JSON.parse(data[0]));
+            });
+            return pump();
+          });
+        return pump();
+      })
+      .catch(() => {
+        $("live-state").textContent = "Reconnecting…";
+      })
+      .finally(reconnect);
+  }
+
+  function onEvent(event) {
+    if (event.type === "typing") {
+      if (event.session_id === state.selected) {
+        $("customer-typing").hidden = false;
+        clearTimeout(state.typingTimer);
+        state.typingTimer = setTimeout(() => ($("customer-typing").hidden = true), 4000);
+      }
+      return;
+    }
+    refreshQueue();
+    if (event.session_id === state.selected) openConversation(state.selected, false);
+  }
+
+  function refreshQueue() {
+    return Promise.all([
+      api("GET", "/api/agent/conversations?status=waiting"),
+      api("GET", "/api/agent/conversations?status=claimed"),
+    ])
+      .then(([waiting, claimed]) => {
+        renderItems($("waiting"), waiting, "Nobody is waiting.");
+        renderItems($("claimed"), claimed, "No claimed conversations.");
+        $("waiting-count").textContent = String(waiting.length);
+      })
+      .catch((error) => ($("live-state").textContent = "Could not load the queue: " + error.message));
+  }
+
+  function renderItems(list, items, emptyText) {
+    list.replaceChildren();
+    if (!items.length) list.appendChild(el("li", { class: "empty" }, emptyText));
+    items.forEach((item) => {
+      var li = el("li");
+      var button = el("button", { type: "button", "data-session-id": item.session_id });
+      if (item.session_id === state.selected) button.setAttribute("aria-current", "true");
+      var who = item.agent ? (item.agent === state.agent ? "you" : item.agent) : "unclaimed";
+      button.appendChild(el("span", {}, "Customer " + item.session_id.slice(0, 6) + " · " + who));
+      if (item.status === "waiting") {
+        button.appendChild(
+          el("span", { class: "meta", "data-since": item.waiting_since }, "waiting " + ago(item.waiting_since))
+        );
+      } else {
+        var at = new Date(item.waiting_since * 1000).toLocaleTimeString();
+        button.appendChild(el("span", { class: "meta" }, "handed off at " + at));
+      }
+      var last = item.left_message ? "Left a message: " + item.left_message : item.last_message ? item.last_message.text : "";
+      button.appendChild(el("span", { class: "last" }, last));
+      button.addEventListener("click", () => openConversation(item.session_id, true));
+      li.appendChild(button);
+      list.appendChild(li);
+    });
+  }
+
+  function tick() {
+    document.querySelectorAll("[data-since]").forEach((node) => {
+      node.textContent = "waiting " + ago(Number(node.dataset.since));
+    });
+    if (state.detail && state.detail.status === "waiting") {
+      $("d-waiting").textContent = ago(state.detail.waiting_since);
+    }
+  }
+
+  function openConversation(sessionId, focus) {
+    state.selected = sessionId;
+    document.querySelectorAll(".items button").forEach((b) => {
+      if (b.dataset.sessionId === sessionId) b.setAttribute("aria-current", "true");
+      else b.removeAttribute("aria-current");
+    });
+    return api("GET", "/api/agent/conversations/" + sessionId)
+      .then((detail) => {
+        renderDetail(detail);
+        if (focus) $("detail-title").focus();
+      })
+      .catch((error) => ($("action-error").textContent = error.message));
+  }
+
+  function renderDetail(d) {
+    state.detail = d;
+    var mine = d.status === "claimed" && d.agent === state.agent;
+    $("detail-body").hidden = false;
+    $("detail-title").textContent = "Customer " + d.session_id.slice(0, 6);
+    $("d-status").textContent =
+      d.status === "claimed" ? "claimed by " + (mine ? "you" : d.agent) : d.status;
+    $("d-waiting-label").textContent = d.status === "waiting" ? "Waiting" : "Handed off";
+    $("d-waiting").textContent =
+      d.status === "waiting" ? ago(d.waiting_since) : new Date(d.waiting_since * 1000).toLocaleTimeString();
+    var page = $("d-page");
+    page.replaceChildren();
+    if (d.page_url && /^https?:/.test(d.page_url)) {
+      page.appendChild(el("a", { href: d.page_url, target: "_blank", rel: "noopener noreferrer" }, d.page_url));
+    } else page.textContent = d.page_url || "unknown";
+    $("d-left").hidden = !d.left_message;
+    $("d-left").textContent = d.left_message ? "Message left for the team: " + d.left_message : "";
+    if (d.status !== "claimed") $("customer-typing").hidden = true;
+    $("claim").disabled = d.status !== "waiting";
+    $("release").disabled = !mine;
+    $("close").disabled = !mine;
+    $("reply").disabled = !mine;
+    $("send").disabled = !mine;
+    $("reply").placeholder = mine ? "Type a reply, or insert a suggested answer" : "Claim the conversation to reply";
+    $("action-error").textContent = d.session_expired ? "The customer's session has expired." : "";
+
+    var log = $("transcript");
+    log.replaceChildren();
+    d.transcript.forEach((turn) => {
+      var node = el("div", { class: "turn " + turn.role });
+      var who = turn.role === "user" ? "Customer" : turn.role === "agent" ? turn.agent : "Bot";
+      node.appendChild(el("span", { class: "who" }, who));
+      node.appendChild(document.createTextNode(turn.text));
+      log.appendChild(node);
+    });
+    log.scrollTop = log.scrollHeight;
+
+    var list = $("suggested");
+    list.replaceChildren();
+    if (!d.candidates.length) list.appendChild(el("li", {}, "The bot had no candidates."));
+    d.candidates.forEach((c) => {
+      var li = el("li");
+      li.appendChild(el("span", { class: "q" }, c.question));
+      li.appendChild(el("span", { class: "a" }, c.answer));
+      var insert = el("button", { type: "button", class: "quiet", "aria-label": "Insert answer: " + c.question }, "Insert");
+      insert.disabled = !mine;
+      insert.addEventListener("click", () => {
+        var box = $("reply");
+        box.value = box.value ? box.value + "\n" + c.answer : c.answer;
+        box.focus();
+      });
+      li.appendChild(insert);
+      list.appendChild(li);
+    });
+  }
+
+  function act(path, body) {
+    $("action-error").textContent = "";
+    var done = false;
+    return api("POST", "/api/agent/conversations/" + state.selected + path, body)
+      .then(() => (done = true))
+      .catch((error) => ($("action-error").textContent = error.message))
+      .then(() => openConversation(state.selected, false))
+      .then(refreshQueue)
+      .then(() => done);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("sign-in").addEventListener("submit", (event) => {
+      event.preventDefault();
+      $("sign-in-error").textContent = "";
+      signIn($("token").value.trim()).catch((error) => {
+        $("sign-in-error").textContent =
+          error.status === 403 ? "That token belongs to no agent. Check it and try again." : error.message;
+      });
+    });
+    $("sign-out").addEventListener("click", signOut);
+    $("claim").addEventListener("click", () =>
+      act("/claim").then((claimed) => claimed && $("reply").focus())
+    );
+    $("release").addEventListener("click", () => act("/release"));
+    $("close").addEventListener("click", () => act("/close"));
+    $("reply-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      var text = $("reply").value.trim();
+      if (!text) return;
+      act("/messages", { text: text }).then((sent) => {
+        if (sent) $("reply").value = "";
+        $("reply").focus();
+      });
+    });
+    $("reply").addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("reply-form").requestSubmit();
+    });
+    $("reply").addEventListener("input", () => {
+      var now = Date.now();
+      if (!state.selected || now - state.typingAt < 2000) return;
+      state.typingAt = now;
+      api("POST", "/api/agent/conversations/" + state.selected + "/typing").catch(() => {});
+    });
+    var saved = null;
+    try {
+      saved = sessionStorage.getItem(TOKEN_KEY);
+    } catch (error) {
+      saved = null;
+    }
+    if (saved) signIn(saved).catch(() => $("token").focus());
+    else $("token").focus();
+  });
+})();

@@ -1,0 +1,157 @@
+"""The agent console: the /agent page and /api/agent/... (bearer token of one agent).
+
+Every route answers 401 without a token, 403 with a token no agent has, and 503 when no agent
+tokens are configured (THREEFOLD_QA_AGENT_TOKENS).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, request, send_from_directory
+from flask.typing import ResponseReturnValue
+
+from threefold.apps.qa.handoff_events import QUEUE_CHANNEL
+from threefold.apps.qa.handoff_queue import STATUSES
+from threefold.apps.qa.resources import EXTENSION_KEY, Resources
+from threefold.apps.qa.sessions import valid_session_id
+from threefold.apps.qa.web.event_stream import sse_response
+from threefold.apps.qa.web.pages import STATIC_DIR
+from threefold.core.web import ApiError, read_json_body, require_fields
+
+agent_blueprint = Blueprint("qa_agent", __name__)
+api = "/api/agent"
+
+
+def _resources() -> Resources:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def agent_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Sets `g.agent` to the display name of the agent whose bearer token came with the request."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        agents = _resources().agents
+        if not agents:
+            raise ApiError(
+                503,
+                "agent console disabled: no agents configured. Set THREEFOLD_QA_AGENT_TOKENS="
+                "name:token,name:token",
+                code="no_agents_configured",
+            )
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "missing 'Authorization: Bearer <agent token>' header")
+        name = agents.agent_for(token.strip())
+        if name is None:
+            raise ApiError(403, "unknown agent token; ask your admin for yours", code="forbidden")
+        g.agent = name
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _conversation_id(session_id: str) -> str:
+    if not valid_session_id(session_id):
+        raise ApiError(
+            404,
+            f"no conversation {session_id[:40]!r}: session ids are 32 hex characters",
+            code="unknown_conversation",
+        )
+    return session_id
+
+
+@agent_blueprint.get("/agent")
+def console() -> ResponseReturnValue:
+    """The console page (it signs in with the agent's token, kept in the tab's sessionStorage)."""
+    return send_from_directory(STATIC_DIR, "agent.html")
+
+
+@agent_blueprint.get(f"{api}/me")
+@agent_required
+def me() -> ResponseReturnValue:
+    return jsonify({"agent": g.agent})
+
+
+@agent_blueprint.get(f"{api}/conversations")
+@agent_required
+def list_conversations() -> ResponseReturnValue:
+    """`?status=waiting|claimed|closed|released` (default waiting), oldest handoff first."""
+    status = request.args.get("status", "waiting")
+    if status not in STATUSES:
+        raise ApiError(
+            400,
+            f"status must be one of {list(STATUSES)}, found {status[:20]!r}",
+            field="status",
+        )
+    desk = _resources().desk
+    return jsonify([desk.summary(c) for c in desk.conversations(status)])
+
+
+@agent_blueprint.get(f"{api}/conversations/<session_id>")
+@agent_required
+def get_conversation(session_id: str) -> ResponseReturnValue:
+    """Transcript, the bot's top candidate FAQs with answers, page URL, left message."""
+    desk = _resources().desk
+    return jsonify(desk.detail(desk.get(_conversation_id(session_id))))
+
+
+@agent_blueprint.post(f"{api}/conversations/<session_id>/claim")
+@agent_required
+def claim(session_id: str) -> ResponseReturnValue:
+    """200 when this agent holds it now; 409 when another agent does."""
+    conversation = _resources().desk.claim(_conversation_id(session_id), g.agent)
+    return jsonify(_resources().desk.summary(conversation))
+
+
+@agent_blueprint.post(f"{api}/conversations/<session_id>/messages")
+@agent_required
+def send_message(session_id: str) -> ResponseReturnValue:
+    """`{"text": ...}` -> 201 with the stored turn; the customer's widget shows it at once."""
+    resources = _resources()
+    body = read_json_body(max_bytes=resources.config.max_body_bytes)
+    require_fields(body, {"text": str})
+    text = body["text"].strip()
+    if not text:
+        raise ApiError(400, "text is empty; type a reply", field="text")
+    limit = resources.config.max_message_chars
+    if len(text) > limit:
+        raise ApiError(
+            400, f"text is {len(text)} characters; the limit is {limit}. Shorten it", field="text"
+        )
+    turn = resources.desk.reply(_conversation_id(session_id), g.agent, text)
+    return jsonify(turn.__dict__), 201
+
+
+@agent_blueprint.post(f"{api}/conversations/<session_id>/release")
+@agent_required
+def release(session_id: str) -> ResponseReturnValue:
+    """Hand the conversation back to the bot."""
+    desk = _resources().desk
+    return jsonify(desk.summary(desk.end(_conversation_id(session_id), g.agent, "released")))
+
+
+@agent_blueprint.post(f"{api}/conversations/<session_id>/close")
+@agent_required
+def close(session_id: str) -> ResponseReturnValue:
+    """Close the conversation; the bot answers the customer's next message."""
+    desk = _resources().desk
+    return jsonify(desk.summary(desk.end(_conversation_id(session_id), g.agent, "closed")))
+
+
+@agent_blueprint.post(f"{api}/conversations/<session_id>/typing")
+@agent_required
+def typing(session_id: str) -> ResponseReturnValue:
+    """The customer's widget shows "<agent> is typing…" for a few seconds."""
+    _resources().desk.typing(_conversation_id(session_id), agent=g.agent)
+    return "", 204
+
+
+@agent_blueprint.get(f"{api}/events")
+@agent_required
+def events() -> ResponseReturnValue:
+    """Server-sent events of the queue: conversation changes and customer typing."""
+    return sse_response(_resources().desk.bus, [QUEUE_CHANNEL])

@@ -1,0 +1,134 @@
+"""Customer widget and agent console side by side in headless Chromium (two browser contexts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.qa_widget import TITLE, ask, open_widget
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+TOKENS = "Alice:tok-alice-1,Bob:tok-bob-2"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+PHONE = {"width": 390, "height": 844}
+
+
+def sign_in(console, base: str, token: str = "tok-alice-1", name: str = "Alice") -> None:
+    console.goto(f"{base}/agent")
+    box = console.get_by_label("Agent token")
+    assert box.evaluate("e => e === document.activeElement")
+    box.fill(token)
+    box.press("Enter")
+    console.get_by_text(f"Signed in as {name}").wait_for()
+    console.get_by_text("Live: new conversations appear here.").wait_for()
+
+
+@pytest.fixture
+def agent_page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    yield context.new_page()
+    context.close()
+
+
+def test_customer_reaches_a_person_and_back_to_the_bot(
+    make_app, live_server, page, agent_page, screenshot_dir: Path
+) -> None:
+    base = live_server(make_app(agent_tokens=TOKENS))
+    console = agent_page
+    sign_in(console, base)
+    assert console.locator("#waiting button").count() == 0
+
+    dialog = open_widget(page, base)
+    ask(dialog, "Can I talk to a real person please?")
+    dialog.get_by_text("We're finding a member of our team").wait_for()
+    session_id = page.evaluate(
+        "() => Object.entries(localStorage).find(([k]) => k.startsWith('threefold-chat'))[1]"
+    )
+
+    item = console.locator(f"#waiting button[data-session-id='{session_id}']")
+    item.wait_for()  # appeared live, without a reload
+    item.focus()
+    console.keyboard.press("Enter")
+    console.get_by_role("heading", name=f"Customer {session_id[:6]}").wait_for()
+    assert console.locator("#d-page").inner_text().endswith("/demo")
+    console.get_by_role("button", name="Claim", exact=True).press("Enter")
+    console.get_by_text("claimed by you").wait_for()
+    dialog.get_by_text("You are connected to Alice.").wait_for()
+
+    refused = console.request.post(
+        f"{base}/api/agent/conversations/{session_id}/claim",
+        headers={"Authorization": "Bearer tok-bob-2"},
+    )
+    assert refused.status == 409 and refused.json()["agent"] == "Alice"
+
+    insert = console.get_by_role("button", name="Insert answer:").first
+    answer = insert.locator("xpath=..").locator(".a").inner_text()
+    insert.press("Enter")
+    reply = console.get_by_label("Reply", exact=True)
+    assert reply.input_value() == answer
+    reply.press("End")
+    reply.type(" Anything else?")
+    dialog.get_by_text("Alice is typing…").wait_for()
+    dialog.get_by_label("Your question").type("thanks")
+    console.get_by_text("Customer is typing…").wait_for()
+    dialog.get_by_label("Your question").fill("")
+    console.get_by_role("button", name="Send", exact=True).press("Enter")
+
+    agent_message = dialog.locator(".msg.agent")
+    agent_message.wait_for()  # arrived live, without a reload
+    assert agent_message.inner_text() == f"Alice\n{answer} Anything else?"
+    console.locator("#transcript .turn.agent").wait_for()
+    page.screenshot(path=str(screenshot_dir / "qa_widget_agent.png"))
+    console.screenshot(path=str(screenshot_dir / "qa_agent_console.png"))
+    DOCS.mkdir(parents=True, exist_ok=True)
+    console.screenshot(path=str(DOCS / "agent-console.png"))
+    page.screenshot(  # the widget's corner only, to keep the committed PNG small
+        path=str(DOCS / "widget-agent.png"), clip={"x": 860, "y": 250, "width": 420, "height": 650}
+    )
+
+    ask(dialog, "ok thanks")
+    console.locator("#transcript .turn.user", has_text="ok thanks").wait_for()
+    assert dialog.locator(".msg.bot").count() == 2  # greeting + handoff reply: the bot is silent
+
+    page.reload()  # the conversation survives a reload, still connected
+    dialog = open_widget(page, None)
+    dialog.locator(".msg.agent").wait_for()
+    dialog.get_by_text("You are connected to Alice.").wait_for()
+
+    console.get_by_role("button", name="Close", exact=True).press("Enter")
+    dialog.get_by_text("Alice ended the conversation").wait_for()
+    ask(dialog, "Is shipping free?")
+    dialog.locator(".msg.bot[data-faq-id='shipping_cost']").wait_for()  # the bot answers again
+    console.set_viewport_size(PHONE)
+    console.get_by_role("heading", name="Conversations").wait_for()
+    console.screenshot(path=str(screenshot_dir / "qa_agent_console_phone.png"), full_page=True)
+
+
+def test_nobody_claims_in_time_so_the_customer_leaves_a_message(
+    make_app, live_server, browser, agent_page, screenshot_dir: Path
+) -> None:
+    base = live_server(make_app(agent_tokens=TOKENS, agent_wait_timeout_s=1.5))
+    context = browser.new_context(viewport=PHONE)
+    context.add_init_script("delete window.EventSource")  # the widget falls back to long polling
+    page = context.new_page()
+    try:
+        dialog = open_widget(page, base)
+        ask(dialog, "I need a human agent")
+        dialog.get_by_text("nobody from our team is free right now").wait_for()
+        box = dialog.get_by_label("Your message for our team")
+        box.fill("Please call me back about order 1234")
+        dialog.get_by_role("button", name="Leave message").press("Enter")
+        dialog.get_by_text("Your message is stored").wait_for()
+        dialog.locator(".msg.user", has_text="Please call me back").wait_for()
+        page.screenshot(path=str(screenshot_dir / "qa_widget_left_message_phone.png"))
+
+        sign_in(agent_page, base)
+        agent_page.get_by_text("Left a message: Please call me back about order 1234").wait_for()
+        agent_page.locator("#waiting button").first.press("Enter")
+        agent_page.get_by_role("button", name="Claim", exact=True).press("Enter")
+        agent_page.get_by_label("Reply", exact=True).fill("Hello, this is Alice.")
+        agent_page.get_by_role("button", name="Send", exact=True).press("Enter")
+        dialog.locator(".msg.agent", has_text="Hello, this is Alice.").wait_for()  # long polling
+        assert page.get_by_role("button", name=f"Close chat: {TITLE}").count() == 0
+    finally:
+        context.close()
