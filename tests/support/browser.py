@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts"
 SCREENSHOT_DIR = ARTIFACTS / "screenshots"
+DOCS_SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 AXE_DIR = ARTIFACTS / "node"
 AXE_VERSION = "4.14.1"
 CHROMIUM_FLAGS = [
@@ -146,3 +148,13 @@ def axe_violations(page) -> list[str]:
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.add_script_tag(content=axe_source())
     return list(page.evaluate(AXE_RUN))
+
+
+def copy_to_docs(path: Path) -> None:
+    """Refresh the README's copy of a screenshot, only with UPDATE_DOCS_SCREENSHOTS=1.
+
+    Plain test runs leave the committed PNGs (and git) untouched.
+    """
+    if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
+        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)

@@ -3,13 +3,11 @@ only, with its API down, and audited by axe-core."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support.browser import axe_violations
+from support.browser import axe_violations, copy_to_docs
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.pipeline import AlertPipeline
@@ -24,9 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 HOSTILE = '<img src=x onerror="window.pwned=1">Quantive'
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-DOCS_SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
-# `UPDATE_DOCS_SCREENSHOTS=1 pytest ...` refreshes the README's PNGs; plain runs leave git clean.
-UPDATE_DOCS = os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1"
 
 
 def test_dashboard_shows_series_and_alerts_as_text(
@@ -114,9 +109,8 @@ def wait_loaded(page) -> None:
 def save_screenshot(page, screenshot_dir: Path, name: str, *, docs: bool = False) -> None:
     path = screenshot_dir / name
     page.screenshot(path=str(path), scale="css")
-    if docs and UPDATE_DOCS:
-        DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, DOCS_SCREENSHOTS / name)
+    if docs:
+        copy_to_docs(path)
 
 
 def canvas_is_sharp(page) -> bool:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.browser import copy_to_docs
 from support.qa_widget import TITLE, ask, open_widget
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 TOKENS = "Alice:tok-alice-1,Bob:tok-bob-2"
-DOCS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 
 
@@ -80,11 +80,13 @@ def test_customer_reaches_a_person_and_back_to_the_bot(
     console.locator("#transcript .turn.agent").wait_for()
     page.screenshot(path=str(screenshot_dir / "qa_widget_agent.png"))
     console.screenshot(path=str(screenshot_dir / "qa_agent_console.png"))
-    DOCS.mkdir(parents=True, exist_ok=True)
-    console.screenshot(path=str(DOCS / "agent-console.png"))
+    console.screenshot(path=str(screenshot_dir / "agent-console.png"))
     page.screenshot(  # the widget's corner only, to keep the committed PNG small
-        path=str(DOCS / "widget-agent.png"), clip={"x": 860, "y": 250, "width": 420, "height": 650}
+        path=str(screenshot_dir / "widget-agent.png"),
+        clip={"x": 860, "y": 250, "width": 420, "height": 650},
     )
+    copy_to_docs(screenshot_dir / "agent-console.png")
+    copy_to_docs(screenshot_dir / "widget-agent.png")
 
     ask(dialog, "ok thanks")
     console.locator("#transcript .turn.user", has_text="ok thanks").wait_for()
