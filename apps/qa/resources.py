@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from threefold.apps.qa.bot_manager import BotManager
 from threefold.apps.qa.chat import ChatService
 from threefold.apps.qa.config import QAConfig
+from threefold.apps.qa.fallback import FallbackRecordLog, FallbackSessionStore, RedisFallback
 from threefold.apps.qa.feedback import FeedbackStore, MemoryRecordLog
 from threefold.apps.qa.handoff import HandoffNotifier
 from threefold.apps.qa.metrics import QAMetrics
@@ -46,6 +47,11 @@ class Resources:
     feedback: FeedbackStore
     redis: Any | None
     registry: CollectorRegistry
+    breaker: RedisFallback | None = None
+
+    def degraded_reason(self) -> str | None:
+        """Why answers are degraded right now ("redis unavailable"), or None."""
+        return None if self.breaker is None else self.breaker.degraded_reason()
 
     def redis_status(self) -> str:
         """Redis as /healthz reports it: ok, not configured, or unreachable."""
@@ -59,7 +65,7 @@ class Resources:
 
 def open_bot(settings: QAConfig, *, encoder: TextEncoder | None = None) -> BotManager:
     """A manager serving the current bot of `settings.bot_dir`; ConfigError when there is none."""
-    store = BotStore(settings.bot_dir)
+    store = BotStore(settings.bot_dir, keep_versions=settings.kb_versions_kept)
     if not store.exists():
         raise ConfigError(
             f"no bot in {settings.bot_dir!r}. Fix: run `threefold qa build --kb KB.csv --out "
@@ -82,18 +88,32 @@ def open_resources(
     registry = CollectorRegistry()
     metrics = QAMetrics(registry)
     client = None
+    breaker = None
+    memory_sessions = MemorySessionStore(ttl_s=settings.session_ttl_s)
+    memory_log = MemoryRecordLog(max_entries=settings.record_max_entries)
     if redis.url:
-        client = redis_client(redis, socket_timeout=5, health_check_interval=30)
-        sessions: SessionStore = RedisSessionStore(
-            client, prefix=settings.redis_prefix, ttl_s=settings.session_ttl_s
+        client = redis_client(
+            redis, socket_timeout=settings.redis_timeout_s, health_check_interval=30
         )
-        feedback = FeedbackStore(RedisRecordLog(client, prefix=settings.redis_prefix))
+        breaker = RedisFallback(retry_s=settings.redis_retry_s)
+        sessions: SessionStore = FallbackSessionStore(
+            RedisSessionStore(client, prefix=settings.redis_prefix, ttl_s=settings.session_ttl_s),
+            memory_sessions,
+            breaker,
+        )
+        record_log = RedisRecordLog(
+            client,
+            prefix=settings.redis_prefix,
+            max_entries=settings.record_max_entries,
+            ttl_s=settings.record_ttl_days * 86_400,
+        )
+        feedback = FeedbackStore(FallbackRecordLog(record_log, memory_log, breaker))
     else:
         logger.warning(
             "no REDIS_URL set: sessions and feedback are kept in this process only (degraded)"
         )
-        sessions = MemorySessionStore(ttl_s=settings.session_ttl_s)
-        feedback = FeedbackStore(MemoryRecordLog())
+        sessions = memory_sessions
+        feedback = FeedbackStore(memory_log)
     notifier = HandoffNotifier(
         reveal(settings.handoff_webhook),
         timeout_s=settings.handoff_timeout_s,
@@ -118,4 +138,5 @@ def open_resources(
         feedback=feedback,
         redis=client,
         registry=registry,
+        breaker=breaker,
     )

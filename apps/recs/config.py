@@ -37,7 +37,7 @@ class RecsConfig:
     cache_ttl_seconds: int = 300
     admin_token: Secret | None = None
     allowed_origins: tuple[str, ...] = ()
-    rate_limit_per_minute: int | None = None
+    rate_limit_per_minute: int | None = 600  # per client, all workers together; 0 disables
     trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-For is believed
     default_k: int = 10
     max_k: int = 100

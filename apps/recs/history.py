@@ -23,11 +23,17 @@ class UserHistories:
         self._lock = threading.Lock()
 
     def record(self, events: Sequence[Event]) -> bool:
-        """Store new events; returns whether Redis took them."""
+        """Store new events; False, keeping none, when Redis is configured but did not take them.
+
+        Refusing beats keeping them in this worker only: the client is told to send them again,
+        instead of being told they were stored and then losing them.
+        """
+        if self.redis.url is not None and not self.redis.append_events(events):
+            return False
         with self._lock:
             for event in events:
                 self._local.setdefault(event.user_id, deque(maxlen=self.limit)).append(event)
-        return self.redis.append_events(events)
+        return True
 
     def get(self, user_id: str) -> list[Event]:
         """Oldest first, at most `limit` events."""

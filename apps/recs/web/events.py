@@ -12,6 +12,7 @@ from threefold.core.errors import DataError
 from threefold.core.web import ApiError, read_json_body
 
 events_api = Blueprint("recs_events", __name__, url_prefix="/api")
+REDIS_RETRY_AFTER_S = 5
 
 
 @events_api.post("/events")
@@ -43,7 +44,13 @@ def post_events() -> Any:
                 item_id=event.item_id,
             )
         parsed.append(event)
-    stored_in_redis = shared.histories.record(parsed)
+    if not shared.histories.record(parsed):
+        raise ApiError(
+            503,
+            "events not stored: Redis is unavailable and none of them was kept; "
+            f"send them again in {REDIS_RETRY_AFTER_S} s",
+            retry_after=REDIS_RETRY_AFTER_S,
+        )
     recommender.add_events(parsed)
     shared.redis.invalidate(e.user_id for e in parsed)
     for event in parsed:
@@ -52,6 +59,6 @@ def post_events() -> Any:
         {
             "accepted": len(parsed),
             "users": sorted({e.user_id for e in parsed}),
-            "shared": stored_in_redis,
+            "shared": shared.redis.url is not None,
         }
     ), 202

@@ -40,11 +40,14 @@ def tuned_combiner(embedder) -> TunedCombiner | None:
 @pytest.fixture(scope="session")
 def make_app(embedder, tuned_combiner) -> Callable[..., object]:
     """`make_app(redis_url=..., **config)` -> a Flask app on the shipped data, shared encoder,
-    opened as `threefold serve recs` opens it after preparing (combiner tuned on the seed log)."""
+    opened as `threefold serve recs` opens it after preparing (combiner tuned on the seed log).
+
+    No rate limit unless a test sets `rate_limit_per_minute`."""
     from threefold.apps.recs.web import create_app
 
     def make(redis_url: str | None = None, **overrides: object):
-        settings = RecsConfig(**{"admin_token": ADMIN_TOKEN, **overrides})
+        defaults = {"admin_token": ADMIN_TOKEN, "rate_limit_per_minute": None}
+        settings = RecsConfig(**{**defaults, **overrides})
         resources = open_resources(
             settings,
             RedisSettings(url=redis_url),
