@@ -23,7 +23,8 @@ class RecsConfig:
     `model_dir` is a folder written by `threefold recs build` (fine-tuned text ranker and
     combiner weights); without it the app serves the base embedder with the combiner
     `threefold serve recs` tuned on the seed event log (`tune_on_start`, seconds on small logs)
-    or default weights.
+    or default weights. `spool_dir` holds events accepted while Redis was down until Redis
+    takes them again (a persistent volume in production: see deploy/OPERATIONS.md).
     """
 
     items_path: Path = DEFAULT_ITEMS
@@ -49,6 +50,7 @@ class RecsConfig:
     max_body_bytes: int = 256_000
     max_batch_events: int = 500
     catalog_sync_seconds: float = 1.0
+    spool_dir: Path = Path("recs-spool")  # events accepted while Redis is down wait here
 
     def __post_init__(self) -> None:
         coerce_fields(self)

@@ -194,6 +194,20 @@ class RedisState:
             is True
         )
 
+    # ------------------------------------------------------------------ audit trail
+    def append_audit(self, record: Mapping[str, Any], *, limit: int = 100_000) -> bool:
+        """Append one admin action to `<prefix>audit` (newest last, capped at `limit`)."""
+        key = self._key("audit")
+
+        def action(r: Any) -> bool:
+            pipe = r.pipeline()
+            pipe.rpush(key, json.dumps(record))
+            pipe.ltrim(key, -limit, -1)
+            pipe.execute()
+            return True
+
+        return self._call("append_audit", action) is True
+
     # ------------------------------------------------------------------ catalog changes
     def publish_change(self, change: Mapping[str, Any]) -> int | None:
         """Append to the catalog change log; returns the new log length (the version)."""
