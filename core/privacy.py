@@ -45,3 +45,17 @@ def mask_pii(text: str) -> str:
     text = CARD_CANDIDATE.sub(_mask_card, text)
     text = US_SSN.sub("[national-id]", text)
     return PHONE.sub(_mask_phone, text)
+
+
+SECRET_PARAM = re.compile(r"token|secret|passw|api[_-]?key|auth|signature|session", re.IGNORECASE)
+
+
+def redact_query(query: str) -> str:
+    """A query string fit for an access log: secret-looking parameters and personal data hidden."""
+    if not query:
+        return query
+    pairs = []
+    for pair in query.split("&"):
+        name, sep, value = pair.partition("=")
+        pairs.append(f"{name}{sep}{'[redacted]' if SECRET_PARAM.search(name) else mask_pii(value)}")
+    return "&".join(pairs)

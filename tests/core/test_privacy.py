@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from threefold.core.privacy import luhn_valid, mask_pii
+from threefold.core.privacy import luhn_valid, mask_pii, redact_query
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,11 @@ def test_ordinary_text_is_kept(text: str) -> None:
 def test_luhn() -> None:
     assert luhn_valid("4111111111111111")
     assert not luhn_valid("4111111111111112")
+
+
+def test_query_strings_lose_tokens_before_logging() -> None:
+    assert redact_query("x=1&token=abc&api_key=k&sort=new") == (
+        "x=1&token=[redacted]&api_key=[redacted]&sort=new"
+    )
+    assert redact_query("email=a%40b.co&q=jane@example.com") == "email=a%40b.co&q=[email]"
+    assert redact_query("") == ""
