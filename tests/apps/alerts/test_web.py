@@ -190,3 +190,12 @@ def test_live_feed_outlives_the_redis_socket_timeout(config, redis_settings, sto
     assert time.monotonic() - started >= 3.5
     assert body.count(": keepalive") >= 4  # one per half socket timeout
     assert "redis unavailable" not in body
+
+
+def test_dashboard_api_is_rate_limited_by_default(redis_prefix, redis_settings) -> None:
+    assert AlertsConfig().rate_limit_per_minute  # on by default
+    limited = AlertsConfig(redis_prefix=redis_prefix, rate_limit_per_minute=4)
+    client = create_app(limited, open_resources(limited, redis_settings)).test_client()
+    statuses = [client.get("/api/keys").status_code for _ in range(3)]
+    assert statuses == [200, 429, 429]  # burst 1 (4 per minute // 4)
+    assert int(client.get("/api/keys").headers["Retry-After"]) >= 1
