@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -12,6 +14,10 @@ from threefold.core.web import ApiError
 T = TypeVar("T", int, float)
 _TRUE = frozenset({"1", "true", "yes"})
 _FALSE = frozenset({"0", "false", "no"})
+MAX_NUMBER_CHARS = 40
+# ASCII only: Python's int()/float() also take "١٢", "1_000", " 5 ", "nan" and "inf".
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 
 
 def _raw(name: str) -> str | None:
@@ -22,12 +28,12 @@ def _raw(name: str) -> str | None:
 
 def int_arg(name: str, default: int, *, low: int, high: int | None = None) -> int:
     """`?name=` as an integer in [low, high] (no upper bound when high is None)."""
-    return _number_arg(name, default, int, "an integer", low, high)
+    return _number_arg(name, default, int, "an integer (ASCII digits)", low, high, _INTEGER)
 
 
 def float_arg(name: str, default: float, *, low: float, high: float) -> float:
     """`?name=` as a number in [low, high]."""
-    return _number_arg(name, default, float, "a number", low, high)
+    return _number_arg(name, default, float, "a finite decimal number", low, high, _DECIMAL)
 
 
 def _number_arg(
@@ -37,14 +43,14 @@ def _number_arg(
     kind: str,
     low: T,
     high: T | None,
+    pattern: re.Pattern[str],
 ) -> T:
     raw = _raw(name)
     if raw is None:
         return default
-    try:
-        value = convert(raw)
-    except ValueError:
-        raise ApiError(400, f"{name!r} must be {kind}, found {raw!r}", field=name) from None
+    value = convert(raw) if len(raw) <= MAX_NUMBER_CHARS and pattern.fullmatch(raw) else None
+    if value is None or not math.isfinite(value):
+        raise ApiError(400, f"{name!r} must be {kind}, found {raw[:40]!r}", field=name)
     if value < low or (high is not None and value > high):
         bounds = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ApiError(400, f"{name!r} must be {bounds}, found {raw}", field=name)

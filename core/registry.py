@@ -39,6 +39,8 @@ class VersionedFolders:
     Args:
         label: what the versions are, for messages ("bot", "model 'clf'").
         next_version: names a new version from the existing ones (oldest first).
+        keep: after each publish, delete all but the `keep` newest versions and the current one
+            (None keeps every version). Rollback then reaches only the versions kept.
     """
 
     def __init__(
@@ -48,11 +50,15 @@ class VersionedFolders:
         *,
         label: str,
         next_version: Callable[[list[str]], str],
+        keep: int | None = None,
     ) -> None:
+        if keep is not None and keep < 1:
+            raise ConfigError(f"keep must be >= 1 (or None to keep every version), found {keep}")
         self.versions_dir = versions_dir
         self.state_path = state_path
         self.label = label
         self.next_version = next_version
+        self.keep = keep
 
     def versions(self) -> list[str]:
         """Published versions, oldest first (natural order: "v2" before "v10"); [] when none."""
@@ -108,8 +114,25 @@ class VersionedFolders:
                 raise
             if activate:
                 self._activate(version)
+            self._prune()
         logger.info("published %s version %s in %s", self.label, version, self.versions_dir)
         return version
+
+    def _prune(self) -> None:
+        """Delete versions beyond the `keep` newest (never the current); drop them from history."""
+        if self.keep is None:
+            return
+        versions = self.versions()
+        state = self._state()
+        keep = {*versions[-self.keep :], state["current"]}
+        removed = [v for v in versions if v not in keep]
+        if not removed:
+            return
+        history = [v for v in state["history"] if v in keep]
+        write_json_atomic(self.state_path, {"current": state["current"], "history": history})
+        for version in removed:
+            shutil.rmtree(self.path(version), ignore_errors=True)
+        logger.info("pruned %s versions %s (keeping %d)", self.label, removed, self.keep)
 
     def activate(self, version: str) -> None:
         """Make an existing version current (appended to the history)."""

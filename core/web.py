@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import wraps
@@ -17,6 +16,13 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException
+
+from threefold.core.privacy import mask_pii
+from threefold.core.rate_limit import (
+    SharedRateLimiter,
+    TokenBucketLimiter,
+    retry_after_seconds,
+)
 
 ERROR_CODES = {
     400: "bad_request",
@@ -47,8 +53,12 @@ class ApiError(Exception):
         self.details = details
 
     def to_response(self) -> Response:
+        """The JSON error; a `retry_after` detail (seconds) also becomes the Retry-After header."""
         body = {"error": self.code, "message": self.message, **self.details}
-        return _json_response(body, self.status)
+        response = _json_response(body, self.status)
+        if "retry_after" in self.details:
+            response.headers["Retry-After"] = str(self.details["retry_after"])
+        return response
 
 
 def _json_response(body: dict[str, Any], status: int) -> Response:
@@ -159,32 +169,6 @@ def _as_tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:
     return expected if isinstance(expected, tuple) else (expected,)
 
 
-class TokenBucketLimiter:
-    """Per-client token buckets: `rate_per_minute` sustained, `burst` at once."""
-
-    def __init__(self, rate_per_minute: int, burst: int | None = None) -> None:
-        if rate_per_minute <= 0:
-            raise ValueError(f"rate_per_minute must be positive, got {rate_per_minute}")
-        self.rate = rate_per_minute / 60.0
-        self.capacity = float(burst if burst is not None else max(1, rate_per_minute // 4))
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, client: str) -> float:
-        """Take one token; returns 0 when allowed, else the seconds to wait."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, stamp = self._buckets.get(client, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[client] = (tokens - 1.0, now)
-                return 0.0
-            self._buckets[client] = (tokens, now)
-            if len(self._buckets) > 100_000:
-                self._buckets.clear()
-            return (1.0 - tokens) / self.rate
-
-
 def client_key() -> str:
     """The client a request counts against: the peer address (see `trusted_proxies`)."""
     return request.remote_addr or "unknown"
@@ -199,8 +183,14 @@ def setup_web_app(
     rate_limit_per_minute: int | None = None,
     rate_limit_paths: Sequence[str] = ("/api/",),
     trusted_proxies: int = 0,
+    redis: Any | None = None,
+    redis_prefix: str = "threefold:",
 ) -> None:
     """Install JSON errors, request logs, Prometheus metrics, `/metrics`, CORS and rate limits.
+
+    With a `redis` client the rate limit is shared by every worker (keys under `redis_prefix`);
+    without one, or while Redis is down, each process counts on its own. Request logs carry the
+    path only: never the query string or headers, so tokens do not reach the logs.
 
     `trusted_proxies`: how many reverse proxies in front of the app set X-Forwarded-For; only
     then is that header believed (werkzeug's ProxyFix), so clients cannot spoof their address.
@@ -223,7 +213,13 @@ def setup_web_app(
         registry=registry,
         buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     )
-    limiter = TokenBucketLimiter(rate_limit_per_minute) if rate_limit_per_minute else None
+    limiter: SharedRateLimiter | TokenBucketLimiter | None = None
+    if rate_limit_per_minute and redis is not None:
+        limiter = SharedRateLimiter(
+            redis, prefix=redis_prefix, rate_per_minute=rate_limit_per_minute
+        )
+    elif rate_limit_per_minute:
+        limiter = TokenBucketLimiter(rate_limit_per_minute)
     origins = frozenset(o.rstrip("/") for o in allowed_origins)
 
     @app.before_request
@@ -234,10 +230,11 @@ def setup_web_app(
         if limiter and request.path.startswith(tuple(rate_limit_paths)):
             wait = limiter.acquire(client_key())
             if wait > 0:
+                seconds = retry_after_seconds(wait)
                 raise ApiError(
                     429,
-                    "too many requests from this client; slow down",
-                    retry_after=round(wait, 2),
+                    f"too many requests from this client; retry in {seconds} s",
+                    retry_after=seconds,
                 )
         return None
 
@@ -249,8 +246,6 @@ def setup_web_app(
             response.headers["Vary"] = "Origin"
             response.headers["Access-Control-Allow-Headers"] = "Content-Type, Authorization"
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, DELETE, OPTIONS"
-        if response.status_code == 429 and "Retry-After" not in response.headers:
-            response.headers["Retry-After"] = "1"
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         elapsed = time.perf_counter() - g.get("threefold_started", time.perf_counter())
         requests_total.labels(request.method, endpoint, str(response.status_code)).inc()
@@ -260,7 +255,7 @@ def setup_web_app(
             extra={
                 "fields": {
                     "method": request.method,
-                    "path": request.path,
+                    "path": mask_pii(request.path),
                     "status": response.status_code,
                     "ms": round(elapsed * 1000, 2),
                     "client": client_key(),

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from gunicorn.glogging import Logger
 
+from threefold.core.privacy import redact_query
+
 
 def _int_env(name: str, default: int, minimum: int = 0) -> int:
     raw = os.environ.get(name, "").strip()
@@ -79,7 +81,7 @@ class JsonLogger(Logger):
             "remote": environ.get("REMOTE_ADDR", "-"),
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),
-            "query": environ.get("QUERY_STRING") or None,
+            "query": redact_query(environ.get("QUERY_STRING", "")) or None,
             "status": int(status),
             "bytes": getattr(resp, "sent", None),
             "duration_ms": round(request_time.total_seconds() * 1000, 2),

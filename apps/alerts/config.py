@@ -58,6 +58,7 @@ class AlertsConfig:
     prepare_workers: int = 1  # batches scored at once (e.g. 2 with torch_threads 1 on 2 cores)
     state_ttl_s: int = 7 * 24 * 3600
     allowed_origins: list[str] = field(default_factory=list)
+    rate_limit_per_minute: int | None = 600  # dashboard API, per client; 0 disables
 
     def __post_init__(self) -> None:
         coerce_fields(self)

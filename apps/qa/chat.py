@@ -12,6 +12,7 @@ from threefold.apps.qa.agent_desk import AgentDesk
 from threefold.apps.qa.bot import Bot, Retrieval
 from threefold.apps.qa.feedback import FeedbackStore
 from threefold.apps.qa.handoff import HandoffNotifier
+from threefold.apps.qa.handoff_queue import Conversation
 from threefold.apps.qa.policy import (
     Decision,
     decide,
@@ -87,6 +88,7 @@ class ChatService:
         n_suggestions: int = 3,
         observe: Callable[[ChatReply], None] | None = None,
         desk: AgentDesk | None = None,
+        desk_unavailable: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.get_bot = get_bot
         self.sessions = sessions
@@ -98,6 +100,9 @@ class ChatService:
         self.n_suggestions = n_suggestions
         self.observe = observe
         self.desk = desk
+        # errors that mean the desk's store is out of reach (e.g. Redis connection failures):
+        # the bot then answers, and a handoff is announced through the webhook alone
+        self.desk_unavailable = desk_unavailable
 
     def open_session(self, session_id: str | None) -> Session:
         if session_id is None:
@@ -122,7 +127,7 @@ class ChatService:
         """
         session = self.open_session(session_id)
         bot = self.get_bot()
-        conversation = self.desk.active(session.id) if self.desk is not None else None
+        conversation = self._active_conversation(session.id)
         if self.desk is not None and conversation is not None:
             return self._pass_to_agent(self.desk, bot, session, message, conversation.status)
         settings = bot.policy_settings(
@@ -278,9 +283,26 @@ class ChatService:
         logger.info("handing off session %s (%s)", session.id, decision.reason)
         self.notifier.notify(payload)
         if self.desk is not None:
-            self.desk.hand_off(
-                session, reason=decision.reason, candidates=candidates, page_url=page_url
-            )
+            try:
+                self.desk.hand_off(
+                    session, reason=decision.reason, candidates=candidates, page_url=page_url
+                )
+            except self.desk_unavailable as exc:
+                logger.warning(
+                    "agent desk unavailable (%s): session %s announced by webhook only",
+                    type(exc).__name__,
+                    session.id,
+                )
+
+    def _active_conversation(self, session_id: str) -> Conversation | None:
+        """The session's conversation with a person; None also when the desk is out of reach."""
+        if self.desk is None:
+            return None
+        try:
+            return self.desk.active(session_id)
+        except self.desk_unavailable as exc:
+            logger.warning("agent desk unavailable (%s): the bot answers", type(exc).__name__)
+            return None
 
     def _pass_to_agent(
         self, desk: AgentDesk, bot: Bot, session: Session, message: str, status: str

@@ -35,6 +35,11 @@ class QAConfig:
     agent_wait_timeout_s: float = 120.0  # then the customer is offered to leave a message
     redis_prefix: str = "threefold:qa:"
     session_ttl_s: int = 1800
+    record_max_entries: int = 100_000  # feedback/unanswered records kept (oldest dropped)
+    record_ttl_days: int = 90  # a feedback/unanswered log expires this long after its last record
+    redis_timeout_s: float = 2.0
+    redis_retry_s: float = 5.0  # after a Redis connection failure, answer without it this long
+    kb_versions_kept: int = 5  # published bot versions kept besides the current one
     max_message_chars: int = 1000
     max_body_bytes: int = 16_000
     rate_limit_per_minute: int | None = 120
@@ -50,6 +55,9 @@ class QAConfig:
             object.__setattr__(self, "rate_limit_per_minute", None)
         positive = {
             "session_ttl_s": self.session_ttl_s,
+            "record_max_entries": self.record_max_entries,
+            "record_ttl_days": self.record_ttl_days,
+            "kb_versions_kept": self.kb_versions_kept,
             "max_message_chars": self.max_message_chars,
             "max_body_bytes": self.max_body_bytes,
             "handoff_after_failures": self.handoff_after_failures,
@@ -67,6 +75,11 @@ class QAConfig:
         if self.ambiguity_margin is not None and not 0.0 <= self.ambiguity_margin < 1.0:
             raise ConfigError(
                 f"ambiguity_margin must be within [0, 1), found {self.ambiguity_margin}"
+            )
+        if self.redis_timeout_s <= 0 or self.redis_retry_s < 0:
+            raise ConfigError(
+                "redis_timeout_s must be > 0 and redis_retry_s >= 0, found "
+                f"{self.redis_timeout_s} and {self.redis_retry_s}"
             )
         if self.handoff_timeout_s <= 0:
             raise ConfigError(f"handoff_timeout_s must be > 0, found {self.handoff_timeout_s}")

@@ -13,6 +13,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import IO, Any, Protocol
 
+from threefold.core.privacy import mask_pii
+
 FEEDBACK_FIELDS = (
     "ts",
     "session_id",
@@ -59,7 +61,9 @@ class MemoryRecordLog:
 
 
 class FeedbackStore:
-    """Ratings of answers and unanswered questions, kept in the logs "feedback" and "unanswered"."""
+    """Ratings of answers and unanswered questions, kept in the logs "feedback" and "unanswered".
+
+    Customer text is stored with personal data masked (`core.privacy.mask_pii`)."""
 
     def __init__(self, log: RecordLog) -> None:
         self.log = log
@@ -82,9 +86,9 @@ class FeedbackStore:
             "turn_id": turn_id,
             "rating": rating,
             "faq_id": faq_id or "",
-            "question": question,
-            "answer": answer,
-            "comment": comment,
+            "question": mask_pii(question),
+            "answer": mask_pii(answer),
+            "comment": mask_pii(comment),
         }
         self.log.append(FEEDBACK_LOG, record)
         return record
@@ -102,7 +106,7 @@ class FeedbackStore:
         record = {
             "ts": round(time.time(), 3),
             "session_id": session_id,
-            "question": question,
+            "question": mask_pii(question),
             "reason": reason,
             "confidence": round(confidence, 4),
             "candidates": candidates,

@@ -1,4 +1,8 @@
-"""Feedback logs in Redis: one capped list per log under `<prefix><name>` (newest last)."""
+"""Feedback logs in Redis: one capped list per log under `<prefix><name>` (newest last).
+
+Retention: at most `max_entries` records per log, and the log expires `ttl_s` after its last
+record (None: no expiry).
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,26 @@ from threefold.apps.qa.feedback import MAX_LOG_ENTRIES
 class RedisRecordLog:
     """A `RecordLog` in Redis lists, shared by every worker."""
 
-    def __init__(self, client: Any, *, prefix: str, max_entries: int = MAX_LOG_ENTRIES) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str,
+        max_entries: int = MAX_LOG_ENTRIES,
+        ttl_s: int | None = None,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.max_entries = max_entries
+        self.ttl_s = ttl_s
 
     def append(self, name: str, record: dict[str, Any]) -> None:
         key = self.prefix + name
         pipe = self.client.pipeline()
         pipe.rpush(key, json.dumps(record, ensure_ascii=False))
         pipe.ltrim(key, -self.max_entries, -1)
+        if self.ttl_s is not None:
+            pipe.expire(key, self.ttl_s)
         pipe.execute()
 
     def read(self, name: str) -> Iterator[dict[str, Any]]:

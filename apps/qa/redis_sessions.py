@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any
 
-from threefold.apps.qa.sessions import Session, new_session, session_from_dict, valid_session_id
+from threefold.apps.qa.sessions import (
+    Session,
+    new_session,
+    session_from_dict,
+    session_to_dict,
+    valid_session_id,
+)
 
 
 class RedisSessionStore:
@@ -39,4 +44,4 @@ class RedisSessionStore:
 
     def save(self, session: Session) -> None:
         session.turns = session.turns[-self.max_turns :]
-        self.client.set(self.key(session.id), json.dumps(asdict(session)), ex=self.ttl_s)
+        self.client.set(self.key(session.id), json.dumps(session_to_dict(session)), ex=self.ttl_s)

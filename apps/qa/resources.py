@@ -18,6 +18,12 @@ from threefold.apps.qa.agents import AgentDirectory
 from threefold.apps.qa.bot_manager import BotManager
 from threefold.apps.qa.chat import ChatService
 from threefold.apps.qa.config import QAConfig
+from threefold.apps.qa.fallback import (
+    CONNECTION_FAILURES,
+    FallbackRecordLog,
+    FallbackSessionStore,
+    RedisFallback,
+)
 from threefold.apps.qa.feedback import FeedbackStore, MemoryRecordLog
 from threefold.apps.qa.handoff import HandoffNotifier
 from threefold.apps.qa.handoff_events import EventBus, MemoryEventBus
@@ -54,6 +60,11 @@ class Resources:
     registry: CollectorRegistry
     desk: AgentDesk
     agents: AgentDirectory
+    breaker: RedisFallback | None = None
+
+    def degraded_reason(self) -> str | None:
+        """Why answers are degraded right now ("redis unavailable"), or None."""
+        return None if self.breaker is None else self.breaker.degraded_reason()
 
     def redis_status(self) -> str:
         """Redis as /healthz reports it: ok, not configured, or unreachable."""
@@ -67,7 +78,7 @@ class Resources:
 
 def open_bot(settings: QAConfig, *, encoder: TextEncoder | None = None) -> BotManager:
     """A manager serving the current bot of `settings.bot_dir`; ConfigError when there is none."""
-    store = BotStore(settings.bot_dir)
+    store = BotStore(settings.bot_dir, keep_versions=settings.kb_versions_kept)
     if not store.exists():
         raise ConfigError(
             f"no bot in {settings.bot_dir!r}. Fix: run `threefold qa build --kb KB.csv --out "
@@ -90,12 +101,26 @@ def open_resources(
     registry = CollectorRegistry()
     metrics = QAMetrics(registry)
     client = None
+    breaker = None
+    memory_sessions = MemorySessionStore(ttl_s=settings.session_ttl_s)
+    memory_log = MemoryRecordLog(max_entries=settings.record_max_entries)
     if redis.url:
-        client = redis_client(redis, socket_timeout=5, health_check_interval=30)
-        sessions: SessionStore = RedisSessionStore(
-            client, prefix=settings.redis_prefix, ttl_s=settings.session_ttl_s
+        client = redis_client(
+            redis, socket_timeout=settings.redis_timeout_s, health_check_interval=30
         )
-        feedback = FeedbackStore(RedisRecordLog(client, prefix=settings.redis_prefix))
+        breaker = RedisFallback(retry_s=settings.redis_retry_s)
+        sessions: SessionStore = FallbackSessionStore(
+            RedisSessionStore(client, prefix=settings.redis_prefix, ttl_s=settings.session_ttl_s),
+            memory_sessions,
+            breaker,
+        )
+        record_log = RedisRecordLog(
+            client,
+            prefix=settings.redis_prefix,
+            max_entries=settings.record_max_entries,
+            ttl_s=settings.record_ttl_days * 86_400,
+        )
+        feedback = FeedbackStore(FallbackRecordLog(record_log, memory_log, breaker))
         handoffs: HandoffStore = RedisHandoffStore(client, prefix=settings.redis_prefix)
         bus: EventBus = RedisEventBus(client, prefix=settings.redis_prefix)
     else:
@@ -103,8 +128,8 @@ def open_resources(
             "no REDIS_URL set: sessions, feedback and handoffs are kept in this process only "
             "(degraded)"
         )
-        sessions = MemorySessionStore(ttl_s=settings.session_ttl_s)
-        feedback = FeedbackStore(MemoryRecordLog())
+        sessions = memory_sessions
+        feedback = FeedbackStore(memory_log)
         handoffs = MemoryHandoffStore()
         bus = MemoryEventBus()
     desk = AgentDesk(
@@ -131,6 +156,7 @@ def open_resources(
         n_suggestions=settings.n_suggestions,
         observe=metrics.observe_reply,
         desk=desk,
+        desk_unavailable=CONNECTION_FAILURES,
     )
     return Resources(
         config=settings,
@@ -142,4 +168,5 @@ def open_resources(
         registry=registry,
         desk=desk,
         agents=AgentDirectory.parse(reveal(settings.agent_tokens)),
+        breaker=breaker,
     )

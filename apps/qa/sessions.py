@@ -13,6 +13,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from threefold.core.privacy import mask_pii
+
 SESSION_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -70,6 +72,14 @@ def new_session() -> Session:
     return Session(id=new_id(), created=time.time())
 
 
+def session_to_dict(session: Session) -> dict[str, Any]:
+    """The session as stored: JSON-able, with personal data in the turns masked."""
+    data = asdict(session)
+    for turn in data["turns"]:
+        turn["text"] = mask_pii(turn["text"])
+    return data
+
+
 def session_from_dict(data: dict[str, Any]) -> Session:
     """The session `asdict(session)` was made from."""
     return Session(
@@ -116,6 +126,6 @@ class MemorySessionStore:
 
     def save(self, session: Session) -> None:
         session.turns = session.turns[-self.max_turns :]
-        copy = session_from_dict(asdict(session))
+        copy = session_from_dict(session_to_dict(session))
         with self._lock:
             self._sessions[session.id] = (time.monotonic() + self.ttl_s, copy)

@@ -41,13 +41,15 @@ VERSIONS_DIR = "versions"
 class BotStore:
     """Publish, load, activate and roll back bot versions under one root directory."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, *, keep_versions: int | None = None) -> None:
+        """`keep_versions`: publishing deletes all but that many newest versions + the current."""
         self.root = Path(root)
         self._folders = VersionedFolders(
             self.root / VERSIONS_DIR,
             self.root / STATE_FILE,
             label="bot",
             next_version=_next_version,
+            keep=keep_versions,
         )
 
     def exists(self) -> bool:

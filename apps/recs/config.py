@@ -23,7 +23,8 @@ class RecsConfig:
     `model_dir` is a folder written by `threefold recs build` (fine-tuned text ranker and
     combiner weights); without it the app serves the base embedder with the combiner
     `threefold serve recs` tuned on the seed event log (`tune_on_start`, seconds on small logs)
-    or default weights.
+    or default weights. `spool_dir` holds events accepted while Redis was down until Redis
+    takes them again (a persistent volume in production: see deploy/OPERATIONS.md).
     """
 
     items_path: Path = DEFAULT_ITEMS
@@ -37,7 +38,7 @@ class RecsConfig:
     cache_ttl_seconds: int = 300
     admin_token: Secret | None = None
     allowed_origins: tuple[str, ...] = ()
-    rate_limit_per_minute: int | None = None
+    rate_limit_per_minute: int | None = 600  # per client, all workers together; 0 disables
     trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-For is believed
     default_k: int = 10
     max_k: int = 100
@@ -49,6 +50,7 @@ class RecsConfig:
     max_body_bytes: int = 256_000
     max_batch_events: int = 500
     catalog_sync_seconds: float = 1.0
+    spool_dir: Path = Path("recs-spool")  # events accepted while Redis is down wait here
 
     def __post_init__(self) -> None:
         coerce_fields(self)

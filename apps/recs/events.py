@@ -17,6 +17,7 @@ EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 2.0, "purchase": 4.0}
 EVENT_VERBS: dict[str, str] = {"view": "viewed", "click": "clicked", "purchase": "bought"}
 DEFAULT_EVENT_TYPE = "view"
 MAX_USER_ID_LENGTH = 128
+MAX_CLOCK_SKEW_S = 300.0  # how far in the future an event timestamp may be
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,17 @@ def _parse_timestamp(value: Any, fail, now: float | None) -> float:
     if value is None or (isinstance(value, str) and not value.strip()):
         return time.time() if now is None else now
     try:
-        return parse_timestamp(value, name="'timestamp'")
+        timestamp = parse_timestamp(value, name="'timestamp'")
     except DataError as exc:
         raise fail("timestamp", str(exc)) from None
+    latest = time.time() + MAX_CLOCK_SKEW_S
+    if timestamp > latest:
+        raise fail(
+            "timestamp",
+            f"'timestamp' {value!r} is in the future (unix seconds after {latest:.0f}, now plus "
+            f"{MAX_CLOCK_SKEW_S:.0f} s of clock skew); send unix seconds or ISO 8601, or omit it",
+        )
+    return timestamp
 
 
 def _parse_rating(value: Any, fail) -> float | None:

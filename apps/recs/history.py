@@ -2,6 +2,8 @@
 
 Posted events live in Redis so every worker sees them; each worker also keeps its own copy,
 used only while Redis is unavailable (then a user's recent events are those this worker saw).
+Events Redis could not take go to the spool on disk and are replayed once Redis answers again,
+before any newer event, so none is lost and their order is kept.
 """
 
 from __future__ import annotations
@@ -10,27 +12,49 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
+from threefold.apps.recs.event_spool import EventSpool
 from threefold.apps.recs.events import Event, group_by_user
 from threefold.apps.recs.redis_state import RedisState
 
 
 class UserHistories:
-    def __init__(self, seed: Sequence[Event], redis: RedisState, *, limit: int = 200) -> None:
+    def __init__(
+        self,
+        seed: Sequence[Event],
+        redis: RedisState,
+        *,
+        limit: int = 200,
+        spool: EventSpool | None = None,
+    ) -> None:
         self.limit = limit
         self.redis = redis
+        self.spool = spool
         self._seed = {user: events[-limit:] for user, events in group_by_user(seed).items()}
         self._local: dict[str, deque[Event]] = {}
         self._lock = threading.Lock()
 
     def record(self, events: Sequence[Event]) -> bool:
-        """Store new events; returns whether Redis took them."""
+        """Store new events; returns whether Redis took them (if not, they are spooled)."""
         with self._lock:
             for event in events:
                 self._local.setdefault(event.user_id, deque(maxlen=self.limit)).append(event)
-        return self.redis.append_events(events)
+        if self.spool is None:
+            return self.redis.append_events(events)
+        if self.replay_spool() and self.redis.append_events(events):
+            return True
+        self.spool.append(events)
+        return False
+
+    def replay_spool(self) -> bool:
+        """Push spooled events to Redis; True when none is left waiting."""
+        if self.spool is None or not self.spool.pending():
+            return True
+        self.spool.replay(self.redis.append_events)
+        return not self.spool.pending()
 
     def get(self, user_id: str) -> list[Event]:
         """Oldest first, at most `limit` events."""
+        self.replay_spool()
         posted = self.redis.history(user_id)
         if posted is None:
             with self._lock:

@@ -1,7 +1,8 @@
 """Redis state shared by API workers: cached rec lists, user event histories, item vectors, the
 tuned combiner and the catalog change log. Every call degrades: when Redis is down the caller
 gets None/False, the failure is logged and counted, and Redis is not retried for
-`retry_seconds`.
+`retry_seconds` (the circuit breaker). Only connection failures open the breaker: a call that
+fails on its data (an error reply, a value Redis cannot take) fails alone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from threefold.apps.recs.events import Event
 from threefold.apps.recs.metrics import RecsMetrics
@@ -21,6 +24,7 @@ from threefold.streaming.connections import RedisSettings, redis_client
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+CONNECTION_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class RedisState:
@@ -60,13 +64,17 @@ class RedisState:
             )
         return self._client
 
+    def client(self) -> Any | None:
+        """The redis-py client (connects lazily), or None when no Redis URL is configured."""
+        return None if self.url is None else self._redis()
+
     def _call(self, operation: str, action: Callable[[Any], T]) -> T | None:
         """Run `action(client)`; on any Redis failure count it, log it and return None."""
         if self.url is None or time.monotonic() < self._down_until:
             return None
         try:
             result = action(self._redis())
-        except Exception as exc:  # every redis-py error means: answer without Redis
+        except CONNECTION_FAILURES as exc:
             with self._lock:
                 first = self._down_until == 0.0 or time.monotonic() >= self._down_until
                 self._down_until = time.monotonic() + self.retry_seconds
@@ -80,6 +88,10 @@ class RedisState:
                     exc,
                     self.retry_seconds,
                 )
+            return None
+        except Exception as exc:  # bad data or an error reply: this call fails, Redis stays in use
+            self.metrics.redis_errors.labels(operation).inc()
+            logger.warning("redis %s failed (%s: %s)", operation, type(exc).__name__, exc)
             return None
         self.metrics.redis_up.set(1)
         return result
@@ -181,6 +193,20 @@ class RedisState:
             )
             is True
         )
+
+    # ------------------------------------------------------------------ audit trail
+    def append_audit(self, record: Mapping[str, Any], *, limit: int = 100_000) -> bool:
+        """Append one admin action to `<prefix>audit` (newest last, capped at `limit`)."""
+        key = self._key("audit")
+
+        def action(r: Any) -> bool:
+            pipe = r.pipeline()
+            pipe.rpush(key, json.dumps(record))
+            pipe.ltrim(key, -limit, -1)
+            pipe.execute()
+            return True
+
+        return self._call("append_audit", action) is True
 
     # ------------------------------------------------------------------ catalog changes
     def publish_change(self, change: Mapping[str, Any]) -> int | None:

@@ -19,6 +19,7 @@ from threefold.apps.recs.catalog import load_catalog
 from threefold.apps.recs.catalog_sync import CatalogSync
 from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.config import RecsConfig
+from threefold.apps.recs.event_spool import EventSpool
 from threefold.apps.recs.events import Event, load_events
 from threefold.apps.recs.history import UserHistories
 from threefold.apps.recs.metrics import RecsMetrics
@@ -142,7 +143,8 @@ def open_resources(
     state = open_redis(settings, redis, metrics)
     recommender, seed, info = load_recommender(settings, state, encoder, tuned)
     model_id = recommender.encoder.model_id
-    histories = UserHistories(seed, state, limit=settings.history_limit)
+    spool = EventSpool(settings.spool_dir) if redis.url else None
+    histories = UserHistories(seed, state, limit=settings.history_limit, spool=spool)
     metrics.watch_catalog(lambda: recommender.item_count)
     catalog_changes = CatalogSync(
         recommender, state, model_id=model_id, interval_seconds=settings.catalog_sync_seconds

@@ -132,3 +132,25 @@ def test_a_failed_write_leaves_no_version_behind(folders: VersionedFolders, tmp_
         folders.publish(broken, version="v1")
     assert folders.versions() == [] and list((tmp_path / "versions").iterdir()) == []
     assert folders.current_version() is None
+
+
+def test_versioned_folders_keep_only_the_newest_and_the_current(tmp_path: Path) -> None:
+    folders = VersionedFolders(
+        tmp_path / "versions",
+        tmp_path / "state.json",
+        label="thing",
+        next_version=lambda existing: f"v{len(existing) + 1}",
+        keep=2,
+    )
+    write = lambda folder, v: (folder / "v.txt").write_text(v)  # noqa: E731
+    for name in ("v1", "v2", "v3", "v4"):
+        folders.publish(write, version=name)
+    assert folders.versions() == ["v3", "v4"]
+    assert folders.history() == ["v3", "v4"]
+    assert folders.rollback() == "v3"
+    folders.publish(write, version="v5", activate=False)
+    folders.publish(write, version="v6", activate=False)
+    assert folders.versions() == ["v3", "v5", "v6"]  # v3 is current: never pruned
+    assert folders.current_version() == "v3"
+    with pytest.raises(ConfigError, match="keep must be >= 1"):
+        VersionedFolders(tmp_path / "x", tmp_path / "s", label="t", next_version=str, keep=0)

@@ -214,3 +214,22 @@ def test_json_nested_within_the_limit_is_accepted() -> None:
         _hostile_app().test_client().post("/api/any", data=raw, content_type="application/json")
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "status"), [("/nope", 404), ("/api/echo", 405), ("/api/admin", 401)]
+)
+def test_head_errors_are_json(client, path: str, status: int) -> None:
+    response = client.head(path)
+    assert response.status_code == status
+    assert response.mimetype == "application/json"  # HEAD carries no body, only its type
+
+
+def test_rate_limited_request_says_when_to_retry_in_whole_seconds() -> None:
+    client = make_app(rate_limit_per_minute=60).test_client()
+    responses = [client.post("/api/echo", json={"message": "a", "k": 1}) for _ in range(20)]
+    limited = [r for r in responses if r.status_code == 429]
+    assert limited
+    for response in limited:
+        seconds = int(response.headers["Retry-After"])
+        assert seconds >= 1 and response.get_json()["retry_after"] == seconds

@@ -436,6 +436,20 @@ def test_healthcheck_role_and_json_access_log_against_gunicorn(gunicorn_server) 
     assert any("Listening at" in entry["message"] for entry in server_log)
 
 
+def test_access_log_never_shows_tokens(gunicorn_server) -> None:
+    base, process, log = gunicorn_server
+    request = urllib.request.Request(
+        f"{base}/api/thing?token=s3cret-token&x=1",
+        headers={"Authorization": "Bearer s3cret-bearer"},
+    )
+    urllib.request.urlopen(request, timeout=5).close()
+    process.terminate()
+    process.wait(timeout=30)
+    text = log.read_text()
+    assert "s3cret" not in text
+    assert '"query": "token=[redacted]&x=1"' in text
+
+
 # ---------------------------------------------------------------- entrypoint roles
 
 

@@ -26,7 +26,13 @@ def create_app(settings: AlertsConfig | None = None, resources: Resources | None
     # install's `threefold` namespace (StopIteration in flask.sansio.scaffold.find_package).
     app = Flask(__name__, static_folder=None, instance_path=str(HERE / "instance"))
     setup_web_app(
-        app, name="alerts", registry=resources.registry, allowed_origins=settings.allowed_origins
+        app,
+        name="alerts",
+        registry=resources.registry,
+        allowed_origins=settings.allowed_origins,
+        rate_limit_per_minute=settings.rate_limit_per_minute,
+        redis=getattr(resources.store, "client", None),
+        redis_prefix=settings.redis_prefix,
     )
     app.register_blueprint(api)
     app.register_blueprint(pages)

@@ -3,7 +3,10 @@
 Data comes from the consumer's Redis state: closed windows (`history`), open windows, and the
 alert feed, a Redis stream the consumer appends to once an alert is on the alerts topic. SSE
 clients block on XREAD, and resume after a reconnect from the `Last-Event-ID` the browser sends
-(the stream entry id), so a dropped connection misses no alert. Without Redis (not configured or
+(the stream entry id), so a dropped connection misses no alert. Each XREAD blocks for less than
+half the Redis client's socket timeout and a keepalive comment follows every empty read, so
+neither redis-py nor a proxy ever sees an idle connection; a Redis failure mid-stream is a
+comment and a retry from the same id, not a dropped feed. Without Redis (not configured or
 down) every route answers 503 with a `Retry-After` header and the reason.
 """
 
@@ -24,6 +27,7 @@ from threefold.core.web import ApiError
 
 KEEPALIVE_S = 15.0
 RETRY_AFTER_S = 30
+REDIS_RETRY_S = 1.0
 
 api = Blueprint("alerts_api", __name__, url_prefix="/api")
 
@@ -125,16 +129,30 @@ def _valid_stream_id(value: str) -> bool:
     return 1 <= len(parts) <= 2 and all(p.isdigit() for p in parts)
 
 
+def _keepalive_s(store: StateStore) -> float:
+    """How long one XREAD may block: KEEPALIVE_S, below half the client's socket timeout."""
+    client = getattr(store, "client", None)
+    pool = getattr(client, "connection_pool", None)
+    socket_timeout = getattr(pool, "connection_kwargs", {}).get("socket_timeout")
+    return KEEPALIVE_S if not socket_timeout else min(KEEPALIVE_S, socket_timeout / 2)
+
+
 def _events(store: StateStore, last_id: str, timeout: int) -> Iterator[str]:
     if last_id == "$":
         # Resolve "$" now so alerts arriving between our reads are not skipped.
         recent = store.recent_alerts(1)
         last_id = recent[0][0] if recent else "0-0"
     deadline = time.monotonic() + timeout if timeout else None
+    keepalive_s = _keepalive_s(store)
     yield "retry: 2000\n\n"
     while deadline is None or time.monotonic() < deadline:
-        wait_s = KEEPALIVE_S if deadline is None else min(KEEPALIVE_S, deadline - time.monotonic())
-        entries = store.read_feed(last_id, block_ms=max(1, int(wait_s * 1000)))
+        wait_s = keepalive_s if deadline is None else min(keepalive_s, deadline - time.monotonic())
+        try:
+            entries = store.read_feed(last_id, block_ms=max(1, int(wait_s * 1000)))
+        except (redis.ConnectionError, redis.TimeoutError):
+            yield ": redis unavailable, retrying\n\n"
+            time.sleep(REDIS_RETRY_S)
+            continue
         if not entries:
             yield ": keepalive\n\n"
             continue

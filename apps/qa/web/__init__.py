@@ -48,6 +48,8 @@ def create_app(settings: QAConfig | None = None, resources: Resources | None = N
         allowed_origins=settings.allowed_origins,
         rate_limit_per_minute=settings.rate_limit_per_minute,
         trusted_proxies=settings.trusted_proxies,
+        redis=resources.redis,
+        redis_prefix=settings.redis_prefix,
     )
     app.extensions[EXTENSION_KEY] = resources
     app.register_blueprint(chat_blueprint)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
@@ -10,12 +11,15 @@ from flask.typing import ResponseReturnValue
 
 from threefold.apps.qa.knowledge_base import entry_from_mapping
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
+from threefold.core.audit import AUDIT_LOG, audit
 from threefold.core.errors import ModelError
 from threefold.core.web import ApiError, bearer_token_required, read_json_body
 
 TOKEN_KEY = "THREEFOLD_QA_ADMIN_TOKEN"
 admin_blueprint = Blueprint("qa_admin", __name__, url_prefix="/api")
 MAX_ADMIN_BODY = 1_000_000
+RESERVED_IDS = ("reload", "rollback", "versions")  # /api/kb/<these> are other endpoints
+UNADDRESSABLE = re.compile(r"[/\x00-\x1f\x7f?%]")
 
 
 def _resources() -> Resources:
@@ -28,9 +32,27 @@ def _entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> Any:
             raise ApiError(400, f"body id {body['id']!r} differs from the URL id {faq_id!r}")
         body = {**body, "id": faq_id}
     try:
-        return entry_from_mapping(body)
+        entry = entry_from_mapping(body)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
+    _check_addressable(entry.id)
+    return entry
+
+
+def _check_addressable(faq_id: str) -> None:
+    """Refuse ids that GET/PUT/DELETE /api/kb/<id> could never reach again."""
+    if UNADDRESSABLE.search(faq_id) or faq_id in RESERVED_IDS or faq_id in (".", ".."):
+        raise ApiError(
+            400,
+            f"FAQ id {faq_id[:40]!r} cannot be used in the URL /api/kb/<id>: an id must not "
+            f"contain '/', '?', '%' or control characters (NUL included), be '.' or '..', or be "
+            f"one of {list(RESERVED_IDS)}. Pick another id, e.g. letters, digits, '_' and '-'",
+            field="id",
+        )
+
+
+def _audit(action: str, **details: Any) -> None:
+    audit(action, store=lambda r: _resources().feedback.log.append(AUDIT_LOG, r), **details)
 
 
 def _version_response(version: str, stats: Any, status: int = 200) -> ResponseReturnValue:
@@ -62,6 +84,7 @@ def create_entry() -> ResponseReturnValue:
     if entry.id in manager.bot.kb:
         raise ApiError(409, f"FAQ id {entry.id!r} exists; use PUT /api/kb/{entry.id} to replace it")
     version, stats = manager.edit(upserts=[entry])
+    _audit("kb.create", faq_id=entry.id, version=version)
     return _version_response(version, stats, 201)
 
 
@@ -71,6 +94,7 @@ def replace_entry(faq_id: str) -> ResponseReturnValue:
     """Create or replace the entry with this id; only changed texts are re-embedded."""
     entry = _entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY), faq_id=faq_id)
     version, stats = _resources().manager.edit(upserts=[entry])
+    _audit("kb.replace", faq_id=entry.id, version=version)
     return _version_response(version, stats)
 
 
@@ -83,6 +107,7 @@ def delete_entry(faq_id: str) -> ResponseReturnValue:
     if len(manager.bot.kb) == 1:
         raise ApiError(409, "cannot delete the last FAQ entry; a bot needs at least one")
     version, stats = manager.edit(deletes=[faq_id])
+    _audit("kb.delete", faq_id=faq_id, version=version)
     return _version_response(version, stats)
 
 
@@ -94,6 +119,7 @@ def reload_bot() -> ResponseReturnValue:
         version = _resources().manager.reload()
     except ModelError as exc:
         raise ApiError(409, f"reload failed, still serving the previous version: {exc}") from None
+    _audit("kb.reload", version=version)
     return jsonify({"version": version})
 
 
@@ -105,6 +131,7 @@ def rollback_bot() -> ResponseReturnValue:
         version = _resources().manager.rollback()
     except ModelError as exc:
         raise ApiError(409, str(exc)) from None
+    _audit("kb.rollback", version=version)
     return jsonify({"version": version})
 
 

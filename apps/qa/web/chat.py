@@ -85,7 +85,13 @@ def chat() -> ResponseReturnValue:
         raise ApiError(
             400, f"unknown faq_id {faq_id!r}; it may have been removed", code="unknown_faq"
         ) from None
-    return jsonify(reply.to_json())
+    return jsonify(_flag_degraded(reply.to_json(), resources))
+
+
+def _flag_degraded(body: dict[str, Any], resources: Resources) -> dict[str, Any]:
+    """Add `"degraded": "<why>"` while the turn was answered without Redis (no session memory)."""
+    reason = resources.degraded_reason()
+    return body if reason is None else {**body, "degraded": reason}
 
 
 @chat_blueprint.post("/feedback")

@@ -37,6 +37,8 @@ def create_app(settings: RecsConfig | None = None, resources: Resources | None =
         allowed_origins=settings.allowed_origins,
         rate_limit_per_minute=settings.rate_limit_per_minute,
         trusted_proxies=settings.trusted_proxies,
+        redis=resources.redis.client(),
+        redis_prefix=settings.redis_prefix,
     )
     app.extensions[EXTENSION] = resources
     for blueprint in (recommendations, events_api, items_api, pages):

@@ -12,11 +12,16 @@ from threefold.core.errors import DataError
 from threefold.core.web import ApiError, read_json_body
 
 events_api = Blueprint("recs_events", __name__, url_prefix="/api")
+SPOOL_RETRY_AFTER_S = 5
 
 
 @events_api.post("/events")
 def post_events() -> Any:
-    """One event object, or {"events": [...]}; all are validated before any is stored."""
+    """One event object, or {"events": [...]}; all are validated before any is stored.
+
+    202 means kept: in Redis (`shared: true`) or, while Redis is down, in this worker and the
+    fsync'd spool that is replayed to Redis when it returns (`shared: false`).
+    """
     shared = resources()
     body = read_json_body(max_bytes=shared.settings.max_body_bytes)
     raw_events = batch(body, "events", shared.settings.max_batch_events)
@@ -43,7 +48,15 @@ def post_events() -> Any:
                 item_id=event.item_id,
             )
         parsed.append(event)
-    stored_in_redis = shared.histories.record(parsed)
+    try:
+        stored_in_redis = shared.histories.record(parsed)
+    except OSError as exc:  # Redis down and the spool disk refused: nothing was accepted
+        raise ApiError(
+            503,
+            f"events not stored: Redis is unavailable and the local spool failed ({exc.strerror})"
+            f"; send them again in {SPOOL_RETRY_AFTER_S} s",
+            retry_after=SPOOL_RETRY_AFTER_S,
+        ) from None
     recommender.add_events(parsed)
     shared.redis.invalidate(e.user_id for e in parsed)
     for event in parsed:

@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify
 
 from threefold.apps.recs.catalog import Item, parse_item
 from threefold.apps.recs.web.shared import batch, resources
+from threefold.core.audit import audit
 from threefold.core.errors import DataError
 from threefold.core.query_args import int_arg
 from threefold.core.web import ApiError, bearer_token_required, read_json_body
@@ -56,7 +57,9 @@ def add_items() -> Any:
     body = read_json_body(max_bytes=shared.settings.max_body_bytes)
     raw_items = batch(body, "items", shared.settings.max_batch_events)
     items = [_parse_body_item(raw, i) for i, raw in enumerate(raw_items)]
-    return jsonify(shared.catalog_changes.store(items)), 201
+    stored = shared.catalog_changes.store(items)
+    _audit("items.store", item_ids=[item.item_id for item in items])
+    return jsonify(stored), 201
 
 
 @items_api.put("/<item_id>")
@@ -70,7 +73,9 @@ def replace_item(item_id: str) -> Any:
             f"body item_id {body['item_id']!r} does not match the URL's {item_id!r}",
             field="item_id",
         )
-    return jsonify(shared.catalog_changes.store([_parse_body_item(body)]))
+    stored = shared.catalog_changes.store([_parse_body_item(body)])
+    _audit("items.replace", item_ids=[item_id])
+    return jsonify(stored)
 
 
 @items_api.delete("/<item_id>")
@@ -78,4 +83,9 @@ def replace_item(item_id: str) -> Any:
 def delete_item(item_id: str) -> Any:
     if not resources().catalog_changes.delete(item_id):
         raise ApiError(404, f"unknown item_id {item_id!r}", field="item_id")
+    _audit("items.delete", item_ids=[item_id])
     return jsonify({"deleted": item_id})
+
+
+def _audit(action: str, **details: Any) -> None:
+    audit(action, store=resources().redis.append_audit, **details)

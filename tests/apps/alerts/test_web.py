@@ -174,3 +174,28 @@ def test_bad_last_event_id_is_rejected(client):
 
 def test_pipeline_items_for_unknown_key_show_empty_series(client):
     assert client.get("/api/series?key=entity:NOPE").get_json()["series"][0]["windows"] == []
+
+
+@pytest.mark.slow
+def test_live_feed_outlives_the_redis_socket_timeout(config, redis_settings, store) -> None:
+    """XREAD blocks below the client's socket timeout: keepalives, never a dropped feed."""
+    from threefold.apps.alerts.state.redis_store import RedisStateStore
+    from threefold.streaming.connections import redis_client
+
+    client = redis_client(redis_settings, decode_responses=True, socket_timeout=1.0)
+    short_timeout = Resources(settings=config, store=RedisStateStore(client, config.redis_prefix))
+    app = create_app(config, short_timeout).test_client()
+    started = time.monotonic()
+    body = app.get("/api/alerts/stream?timeout=4", buffered=True).get_data(as_text=True)
+    assert time.monotonic() - started >= 3.5
+    assert body.count(": keepalive") >= 4  # one per half socket timeout
+    assert "redis unavailable" not in body
+
+
+def test_dashboard_api_is_rate_limited_by_default(redis_prefix, redis_settings) -> None:
+    assert AlertsConfig().rate_limit_per_minute  # on by default
+    limited = AlertsConfig(redis_prefix=redis_prefix, rate_limit_per_minute=4)
+    client = create_app(limited, open_resources(limited, redis_settings)).test_client()
+    statuses = [client.get("/api/keys").status_code for _ in range(3)]
+    assert statuses == [200, 429, 429]  # burst 1 (4 per minute // 4)
+    assert int(client.get("/api/keys").headers["Retry-After"]) >= 1

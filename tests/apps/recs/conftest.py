@@ -38,13 +38,20 @@ def tuned_combiner(embedder) -> TunedCombiner | None:
 
 
 @pytest.fixture(scope="session")
-def make_app(embedder, tuned_combiner) -> Callable[..., object]:
+def make_app(embedder, tuned_combiner, tmp_path_factory) -> Callable[..., object]:
     """`make_app(redis_url=..., **config)` -> a Flask app on the shipped data, shared encoder,
-    opened as `threefold serve recs` opens it after preparing (combiner tuned on the seed log)."""
+    opened as `threefold serve recs` opens it after preparing (combiner tuned on the seed log).
+
+    No rate limit unless a test sets `rate_limit_per_minute`; each app spools to its own folder."""
     from threefold.apps.recs.web import create_app
 
     def make(redis_url: str | None = None, **overrides: object):
-        settings = RecsConfig(**{"admin_token": ADMIN_TOKEN, **overrides})
+        defaults = {
+            "admin_token": ADMIN_TOKEN,
+            "rate_limit_per_minute": None,
+            "spool_dir": tmp_path_factory.mktemp("spool"),
+        }
+        settings = RecsConfig(**{**defaults, **overrides})
         resources = open_resources(
             settings,
             RedisSettings(url=redis_url),

@@ -1,0 +1,66 @@
+"""Events accepted while Redis was down, kept on local disk until Redis takes them.
+
+One append-only JSON-lines file `events.jsonl` under the spool directory, shared by the workers
+of one host (flock serializes them). Every append is fsync'd before the API answers 202, so an
+accepted event survives a crash of the worker; `replay` pushes the file to Redis, oldest first,
+and empties it only once Redis has taken every event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+from threefold.apps.recs.events import Event
+
+logger = logging.getLogger(__name__)
+SPOOL_FILE = "events.jsonl"
+
+
+class EventSpool:
+    """An fsync'd append-only file of events waiting for Redis."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.path = Path(directory) / SPOOL_FILE
+
+    def append(self, events: Sequence[Event]) -> None:
+        """Write the events and fsync them (OSError when the disk refuses)."""
+        lines = "".join(json.dumps(e.to_dict()) + "\n" for e in events)
+        with self._locked() as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.write(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def pending(self) -> bool:
+        """Whether events are waiting (cheap: one stat)."""
+        try:
+            return self.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
+    def replay(self, push: Callable[[list[Event]], bool]) -> int:
+        """Push the spooled events with `push`; on success empty the spool. Returns how many."""
+        with self._locked() as handle:
+            handle.seek(0)
+            events = [Event.from_dict(json.loads(line)) for line in handle if line.strip()]
+            if not events or not push(events):
+                return 0
+            handle.truncate(0)
+            handle.flush()
+            os.fsync(handle.fileno())
+        logger.info("replayed %d spooled events to redis", len(events))
+        return len(events)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[IO[str]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+", encoding="utf-8") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            yield handle

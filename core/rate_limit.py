@@ -1,0 +1,115 @@
+"""Rate limits: per-client token buckets, shared by every worker through Redis when it is there.
+
+`TokenBucketLimiter` counts in this process; `SharedRateLimiter` keeps the buckets in Redis
+(one Lua script, so workers never race) and falls back to its own process-local buckets while
+Redis is unreachable. `acquire(client)` returns 0 when the request may go ahead, else the
+seconds until the client has a token again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+logger = logging.getLogger(__name__)
+MAX_LOCAL_CLIENTS = 100_000
+
+# KEYS[1] bucket; ARGV: tokens per second, capacity. Returns the wait in seconds as a string.
+TOKEN_BUCKET_LUA = """
+local rate = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or capacity
+local stamp = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + math.max(0, now - stamp) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(capacity / rate) + 1)
+return tostring(wait)
+"""
+
+
+def default_burst(rate_per_minute: int) -> int:
+    """Requests a client may send at once: a quarter of the per-minute rate, at least 1."""
+    return max(1, rate_per_minute // 4)
+
+
+def retry_after_seconds(wait: float) -> int:
+    """The `Retry-After` value for a wait: whole seconds, rounded up, at least 1."""
+    return max(1, math.ceil(wait))
+
+
+class TokenBucketLimiter:
+    """Per-client token buckets in this process: `rate_per_minute` sustained, `burst` at once."""
+
+    def __init__(self, rate_per_minute: int, burst: int | None = None) -> None:
+        if rate_per_minute <= 0:
+            raise ValueError(f"rate_per_minute must be positive, got {rate_per_minute}")
+        self.rate = rate_per_minute / 60.0
+        self.capacity = float(burst if burst is not None else default_burst(rate_per_minute))
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, client: str) -> float:
+        """Take one token; returns 0 when allowed, else the seconds to wait."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, stamp = self._buckets.get(client, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[client] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[client] = (tokens, now)
+            if len(self._buckets) > MAX_LOCAL_CLIENTS:
+                self._buckets.clear()
+            return (1.0 - tokens) / self.rate
+
+
+class SharedRateLimiter:
+    """Token buckets in Redis under `<prefix>ratelimit:<client>`, one limit for all workers.
+
+    While Redis is unreachable the per-process buckets apply (each worker then allows the rate
+    on its own) and Redis is tried again after `retry_s`.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str,
+        rate_per_minute: int,
+        burst: int | None = None,
+        retry_s: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.local = TokenBucketLimiter(rate_per_minute, burst)
+        self.retry_s = retry_s
+        self._script = client.register_script(TOKEN_BUCKET_LUA)
+        self._down_until = 0.0
+
+    def acquire(self, client: str) -> float:
+        if time.monotonic() >= self._down_until:
+            try:
+                wait = self._script(
+                    keys=[f"{self.prefix}ratelimit:{client}"],
+                    args=[self.local.rate, self.local.capacity],
+                )
+                return float(wait)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                self._down_until = time.monotonic() + self.retry_s
+                logger.warning(
+                    "redis unavailable for rate limits (%s); per-process limits for %.0fs",
+                    type(exc).__name__,
+                    self.retry_s,
+                )
+        return self.local.acquire(client)

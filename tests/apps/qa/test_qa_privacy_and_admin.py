@@ -1,0 +1,95 @@
+"""Privacy, retention, audit, addressable ids and version pruning of the QA bot (real Redis)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from threefold.core.web import JsonLogFormatter
+
+pytestmark = pytest.mark.integration
+
+PERSONAL = "my email is jane@example.com and card 4111 1111 1111 1111, zzkq wibble?"
+
+
+def test_personal_data_is_masked_in_every_stored_record(
+    make_app, redis_client, redis_prefix: str
+) -> None:
+    client = make_app(record_ttl_days=7).test_client()
+    reply = client.post("/api/chat", json={"message": PERSONAL}).get_json()
+    assert reply["outcome"] != "answer"  # logged as unanswered
+    client.post(
+        "/api/feedback",
+        json={
+            "session_id": reply["session_id"],
+            "turn_id": reply["turn_id"],
+            "rating": "down",
+            "comment": "call me on +1 415 555 0134, ssn 078-05-1120",
+        },
+    )
+    stored = b" ".join(
+        [
+            redis_client.get(f"{redis_prefix}session:{reply['session_id']}"),
+            *redis_client.lrange(f"{redis_prefix}unanswered", 0, -1),
+            *redis_client.lrange(f"{redis_prefix}feedback", 0, -1),
+        ]
+    ).decode()
+    for secret in ("jane@example.com", "4111", "555 0134", "078-05-1120"):
+        assert secret not in stored
+    assert "[email]" in stored and "[card]" in stored and "[national-id]" in stored
+    for name in ("unanswered", "feedback"):
+        assert 0 < redis_client.ttl(f"{redis_prefix}{name}") <= 7 * 86_400
+    assert 0 < redis_client.ttl(f"{redis_prefix}session:{reply['session_id']}") <= 1800
+
+
+def test_record_logs_are_capped_by_the_operator(make_app, redis_client, redis_prefix) -> None:
+    client = make_app(record_max_entries=3).test_client()
+    for i in range(5):
+        client.post("/api/chat", json={"message": f"zzkq wibble {i}?"})
+    assert redis_client.llen(f"{redis_prefix}unanswered") == 3
+
+
+def test_admin_actions_are_audited_and_tokens_never_logged(
+    make_app, redis_client, redis_prefix: str, admin_headers, caplog
+) -> None:
+    client = make_app().test_client()
+    entry = {"id": "gift_wrap_audit", "question": "Do you gift wrap?", "answer": "Yes, for $3."}
+    with caplog.at_level(logging.INFO):
+        assert client.post("/api/kb", json=entry, headers=admin_headers).status_code == 201
+        assert client.delete("/api/kb/gift_wrap_audit", headers=admin_headers).status_code == 200
+        client.get("/api/kb?token=test-admin-token", headers=admin_headers)
+    records = [json.loads(r) for r in redis_client.lrange(f"{redis_prefix}audit", 0, -1)]
+    assert [(r["who"], r["action"], r["faq_id"]) for r in records] == [
+        ("admin", "kb.create", "gift_wrap_audit"),
+        ("admin", "kb.delete", "gift_wrap_audit"),
+    ]
+    assert all(r["ts"] > 0 and r["version"] for r in records)
+    audit_lines = [r for r in caplog.records if r.name == "threefold.audit"]
+    assert len(audit_lines) == 2
+    lines = "\n".join(JsonLogFormatter().format(r) for r in caplog.records)
+    assert '"path": "/api/kb"' in lines  # the access log line of the GET
+    assert "test-admin-token" not in lines
+
+
+@pytest.mark.parametrize("faq_id", ["a/b", "nul\x00id", "versions", "..", "what?", "100%"])
+def test_ids_the_url_cannot_reach_are_refused_on_create(make_app, admin_headers, faq_id) -> None:
+    client = make_app().test_client()
+    entry = {"id": faq_id, "question": "Do you gift wrap?", "answer": "Yes."}
+    response = client.post("/api/kb", json=entry, headers=admin_headers)
+    assert response.status_code == 400
+    assert response.get_json()["field"] == "id"
+    assert "cannot be used in the URL" in response.get_json()["message"]
+
+
+def test_kb_versions_are_pruned_to_the_configured_count(make_app, admin_headers) -> None:
+    client = make_app(kb_versions_kept=2).test_client()
+    for i in range(4):
+        entry = {"id": f"extra_{i}", "question": f"Question {i}?", "answer": f"Answer {i}."}
+        assert client.post("/api/kb", json=entry, headers=admin_headers).status_code == 201
+    versions = client.get("/api/kb/versions", headers=admin_headers).get_json()
+    assert len(versions["versions"]) == 2
+    assert versions["current"] == versions["versions"][-1] == versions["serving"]
+    assert set(versions["history"]) <= set(versions["versions"])
+    assert client.post("/api/kb/rollback", headers=admin_headers).status_code == 200
