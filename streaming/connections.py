@@ -164,3 +164,13 @@ class KafkaSettings:
             config["sasl_plain_username"] = self.sasl_username
             config["sasl_plain_password"] = self.sasl_password.reveal()  # type: ignore[union-attr]
         return config
+
+
+KafkaTarget = KafkaSettings | str
+
+
+def as_kafka_settings(target: KafkaTarget) -> KafkaSettings:
+    """`target` itself, or a PLAINTEXT connection for a bare "host:port[,host:port]" string."""
+    if isinstance(target, KafkaSettings):
+        return target
+    return KafkaSettings(bootstrap_servers=target)
