@@ -25,7 +25,7 @@ class Refused(Exception):
 
 @pytest.fixture
 def secure_env(tmp_path: Path) -> dict[str, str]:
-    """KAFKA_* variables for a SASL_SSL SCRAM cluster with a CA, a client cert and a password file."""
+    """KAFKA_* variables for SASL_SSL SCRAM with a CA, a client cert and a password file."""
     for name in ("ca.pem", "client.pem", "client.key"):
         (tmp_path / name).write_text("-----BEGIN PLACEHOLDER-----\n")
     (tmp_path / "sasl-password").write_text(PASSWORD + "\n")
