@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.threefold-installed
 
-.PHONY: venv demo test lint browser-deps bench clean
+.PHONY: venv demo test lint system-deps browser-deps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-browser-deps:
+# Debian packages the tests use: chromium and npm (browser tests), redis-server built with TLS
+# (tests/support/tls.py). Installed with apt-get, through sudo when not root.
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing Debian's redis-server: the TLS tests start one"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@command -v chromium >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium for the browser tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -28,10 +34,12 @@ browser-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq npm >/dev/null; }
 
+browser-deps: system-deps  # kept for scripts that call it
+
 demo: venv
 	$(BIN)/threefold demo
 
-test: venv browser-deps
+test: venv system-deps
 	$(BIN)/python -m pytest
 
 lint: venv

@@ -71,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     from threefold.apps.alerts.config import DATA_DIR, DEFAULT_COMPANIES
     from threefold.apps.alerts.messages import NewsItem
     from threefold.apps.alerts.scoring import Scorer
+    from threefold.core.settings import load_settings
     from threefold.core.tables import read_records
-    from threefold.streaming.connections import RedisSettings
-    from threefold.streaming.services import services
+    from threefold.streaming.connections import KafkaSettings, RedisSettings
+    from threefold.streaming.services import connected
 
     started = datetime.now(timezone.utc)
     load_at_start = load_average()
@@ -90,20 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         consumer_setup = (args.prepare_workers, args.torch_threads or default_threads)
         setups = list(dict.fromkeys([(1, default_threads), consumer_setup]))
 
-        with services(os.environ.get("REDIS_URL"), os.environ.get("KAFKA_BOOTSTRAP_SERVERS")) as (
-            redis_url,
-            bootstrap,
-        ):
-            redis = RedisSettings(url=redis_url)
+        env_redis = load_settings(RedisSettings, "REDIS_")
+        env_kafka = load_settings(KafkaSettings, "KAFKA_")
+        with connected(env_redis, env_kafka) as (redis, kafka):
+            bootstrap = kafka.bootstrap_servers
             # Warm-up (not counted): the first run in a process pays for cold broker storage,
             # connections and allocator pools.
             warm = _config(bootstrap, topic_dir, sentiment_dir, args)
-            _stop(_end_to_end(warm, redis, scorer, corpus[: args.warmup_messages]))
+            _stop(_end_to_end(warm, redis, kafka, scorer, corpus[: args.warmup_messages]))
             raws = [_raw_rates(scorer, corpus, args.batch, setups)]
             rounds = []
             for _ in range(args.rounds):
                 config = _config(bootstrap, topic_dir, sentiment_dir, args)
-                e2e = _end_to_end(config, redis, scorer, corpus)
+                e2e = _end_to_end(config, redis, kafka, scorer, corpus)
                 _stop(e2e)  # nothing else runs while the raw rate is measured
                 raws.append(_raw_rates(scorer, corpus, args.batch, setups))
                 rounds.append(e2e)
@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                 if s.sentiment == "negative"
             ]
             config = _config(bootstrap, topic_dir, sentiment_dir, args)
-            consumer = _end_to_end(config, redis, scorer, corpus[: args.batch])  # up and idle
-            latency = _alert_latency(consumer.pop("runner"), config, negative, args)
+            up_and_idle = corpus[: args.batch]
+            consumer = _end_to_end(config, redis, kafka, scorer, up_and_idle)
+            latency = _alert_latency(consumer.pop("runner"), config, kafka, negative, args)
 
     # The baseline is the faster raw setup of each measurement (per CPU-second: the leaner one).
     best = [max(rates[0] for rates in r.values()) for r in raws]
@@ -299,17 +300,17 @@ def _raw_rate(
     return len(corpus) / wall, len(corpus) / cpu
 
 
-def _end_to_end(config, redis, scorer, corpus: list[str]) -> dict:
+def _end_to_end(config, redis, kafka, scorer, corpus: list[str]) -> dict:
     from threefold.apps.alerts.consumer import build_runner
     from threefold.core.device import set_torch_threads
     from threefold.streaming.kafka_config import ensure_topics
     from threefold.streaming.producer import JsonProducer
 
     ensure_topics(
-        config.bootstrap_servers,
+        kafka,
         [config.input_topic, config.scored_topic, config.alerts_topic, config.dead_letter_topic],
     )
-    producer = JsonProducer(config.bootstrap_servers)
+    producer = JsonProducer(kafka)
     for i, text in enumerate(corpus):
         message = {"id": f"m{i}", "text": text, "published_at": T0 + 2 * i, "source": "bench"}
         producer.send(config.input_topic, message, key=f"m{i}")
@@ -317,7 +318,7 @@ def _end_to_end(config, redis, scorer, corpus: list[str]) -> dict:
     producer.close()
 
     set_torch_threads(config.torch_threads)
-    runner, processor = build_runner(config, redis, scorer=scorer)
+    runner, processor = build_runner(config, redis, kafka=kafka, scorer=scorer)
     assigned: list[float] = []
     assigned_cpu: list[float] = []
     original = processor.on_partitions_assigned
@@ -339,7 +340,7 @@ def _end_to_end(config, redis, scorer, corpus: list[str]) -> dict:
             sys.exit(f"the consumer committed {runner.stats.processed} of {len(corpus)} inputs")
         time.sleep(0.01)
     last, last_cpu = time.perf_counter(), time.process_time()
-    scored = _count_records(config.bootstrap_servers, config.scored_topic)
+    scored = _count_records(kafka, config.scored_topic)
     if scored < len(corpus):
         sys.exit(f"only {scored} of {len(corpus)} scored messages are on {config.scored_topic}")
     seconds = last - assigned[0]
@@ -352,10 +353,10 @@ def _end_to_end(config, redis, scorer, corpus: list[str]) -> dict:
     }
 
 
-def _count_records(bootstrap: str, topic: str) -> int:
+def _count_records(kafka, topic: str) -> int:
     from kafka import KafkaConsumer, TopicPartition
 
-    reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    reader = KafkaConsumer(**kafka.client_config(), group_id=None)
     partition = TopicPartition(topic, 0)
     reader.assign([partition])
     reader.seek_to_beginning(partition)
@@ -368,20 +369,20 @@ def _count_records(bootstrap: str, topic: str) -> int:
     return count
 
 
-def _alert_latency(runner_and_thread, config, negative: list[str], args) -> dict:
+def _alert_latency(runner_and_thread, config, kafka, negative: list[str], args) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
     from threefold.streaming.producer import JsonProducer
 
     runner, thread = runner_and_thread
-    alerts = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, group_id=None)
-    scored = KafkaConsumer(bootstrap_servers=config.bootstrap_servers, group_id=None)
+    alerts = KafkaConsumer(**kafka.client_config(), group_id=None)
+    scored = KafkaConsumer(**kafka.client_config(), group_id=None)
     for consumer, topic in ((alerts, config.alerts_topic), (scored, config.scored_topic)):
         partition = TopicPartition(topic, 0)
         consumer.assign([partition])
         consumer.seek_to_end(partition)
         consumer.position(partition)
-    producer = JsonProducer(config.bootstrap_servers)
+    producer = JsonProducer(kafka)
     alert_ms, scored_ms = [], []
     sent_at: dict[str, float] = {}
     try:

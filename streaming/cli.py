@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import os
+from typing import TYPE_CHECKING
 
 import click
 
 from threefold.core.command_line import clean_errors, emit_json
+
+if TYPE_CHECKING:
+    from threefold.streaming.connections import KafkaSettings
 
 
 @click.group()
@@ -14,22 +17,31 @@ def stream() -> None:
     """Kafka helpers: replay files into topics, run embedded Redis and Kafka for demos."""
 
 
-def _bootstrap_or_fail(bootstrap: str | None) -> str:
-    value = bootstrap or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not value:
+def kafka_settings_or_fail(bootstrap: str | None) -> KafkaSettings:
+    """KAFKA_* settings, `--bootstrap` overriding KAFKA_BOOTSTRAP_SERVERS; UsageError if none."""
+    from threefold.core.settings import load_settings
+    from threefold.streaming.connections import KafkaSettings
+
+    settings = load_settings(KafkaSettings, "KAFKA_", bootstrap_servers=bootstrap or None)
+    if not settings.bootstrap_servers:
         raise click.UsageError(
             "no Kafka broker given: pass --bootstrap HOST:PORT or set KAFKA_BOOTSTRAP_SERVERS "
             "(an embedded broker started just for this command would vanish with it; "
             "`threefold stream services` runs one you can replay into)"
         )
-    return value
+    return settings
 
 
 @stream.command("replay")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--topic", required=True, help="Topic to write to.")
 @click.option("--rate", type=float, default=None, help="Messages per second (default: no limit).")
-@click.option("--bootstrap", default=None, help="Kafka host:port [env KAFKA_BOOTSTRAP_SERVERS].")
+@click.option(
+    "--bootstrap",
+    default=None,
+    help="Kafka host:port [env KAFKA_BOOTSTRAP_SERVERS; security from KAFKA_SECURITY_PROTOCOL, "
+    "KAFKA_SASL_*, KAFKA_SSL_*].",
+)
 @click.option("--key-field", default=None, help="Record field to use as the message key.")
 @click.option(
     "--timestamp-field",
@@ -56,7 +68,7 @@ def replay_command(
     summary = replay_file(
         file,
         topic=topic,
-        bootstrap=_bootstrap_or_fail(bootstrap),
+        kafka=kafka_settings_or_fail(bootstrap),
         rate=rate,
         key_field=key_field,
         timestamp_field=timestamp_field,

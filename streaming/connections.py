@@ -93,11 +93,19 @@ class RedisSettings:
 
 
 def redis_client(settings: RedisSettings, **options: Any) -> Any:
-    """A redis-py client for `settings` (`options` such as socket_timeout or decode_responses)."""
+    """A redis-py client for `settings` (`options` such as socket_timeout or decode_responses).
+
+    Over rediss:// a failed TLS handshake raises RedisTLSError (a redis ConnectionError and a
+    ServiceError) naming the setting to fix, e.g. REDIS_CA_FILE.
+    """
     if not settings.url:
         raise ConfigError("no Redis URL is set. Fix: set REDIS_URL (or --redis-url)")
     import redis
 
+    if settings.url.startswith("rediss://"):
+        from threefold.streaming.redis_tls import NamedSettingSSLConnection
+
+        options.setdefault("connection_class", NamedSettingSSLConnection)
     return redis.Redis.from_url(settings.url, **settings.client_options(), **options)
 
 
@@ -164,3 +172,13 @@ class KafkaSettings:
             config["sasl_plain_username"] = self.sasl_username
             config["sasl_plain_password"] = self.sasl_password.reveal()  # type: ignore[union-attr]
         return config
+
+
+KafkaTarget = KafkaSettings | str
+
+
+def as_kafka_settings(target: KafkaTarget) -> KafkaSettings:
+    """`target` itself, or a PLAINTEXT connection for a bare "host:port[,host:port]" string."""
+    if isinstance(target, KafkaSettings):
+        return target
+    return KafkaSettings(bootstrap_servers=target)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from threefold.core.errors import ConfigError, ServiceError
+from threefold.streaming.connections import KafkaTarget, as_kafka_settings
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def producer_config(**overrides: object) -> dict[str, object]:
 
 
 def ensure_topics(
-    bootstrap: str,
+    kafka: KafkaTarget,
     topics: Sequence[str],
     partitions: int = 1,
     *,
@@ -72,8 +73,10 @@ def ensure_topics(
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+    settings = as_kafka_settings(kafka)
+    bootstrap = settings.bootstrap_servers
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="threefold-admin")
+        admin = KafkaAdminClient(**settings.client_config(), client_id="threefold-admin")
     except KafkaError as exc:
         raise ServiceError(
             f"cannot reach the Kafka broker at {bootstrap!r} ({exc}); start it or fix "

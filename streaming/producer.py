@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from threefold.core.errors import ConfigError, DataError, ServiceError
+from threefold.streaming.connections import KafkaTarget, as_kafka_settings
 from threefold.streaming.kafka_config import producer_config
 
 logger = logging.getLogger(__name__)
@@ -31,9 +32,10 @@ class JsonProducer:
     flushes before committing offsets never commits past a lost message.
     """
 
-    def __init__(self, bootstrap: str, **cfg: object) -> None:
-        self.bootstrap = bootstrap
-        self._config = producer_config(**cfg)
+    def __init__(self, kafka: KafkaTarget, **cfg: object) -> None:
+        settings = as_kafka_settings(kafka)
+        self.bootstrap = settings.bootstrap_servers
+        self._config = {**settings.client_config(), **producer_config(**cfg)}
         self._producer: Any = None
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
@@ -44,7 +46,7 @@ class JsonProducer:
             from kafka.errors import KafkaError
 
             try:
-                self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, **self._config)
+                self._producer = KafkaProducer(**self._config)
             except ValueError as exc:
                 raise ConfigError(f"invalid Kafka producer settings: {exc}") from exc
             except KafkaError as exc:

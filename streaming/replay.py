@@ -11,6 +11,7 @@ from typing import Any
 from threefold.core.errors import ConfigError, DataError
 from threefold.core.tables import read_records
 from threefold.core.timestamps import parse_timestamp_ms
+from threefold.streaming.connections import KafkaTarget
 from threefold.streaming.producer import JsonProducer
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def replay_file(
     path: str | Path,
     *,
     topic: str,
-    bootstrap: str,
+    kafka: KafkaTarget,
     rate: float | None = None,
     key_field: str | None = None,
     timestamp_field: str | None = None,
@@ -60,7 +61,7 @@ def replay_file(
 
     from tqdm import tqdm
 
-    producer = JsonProducer(bootstrap, **dict(producer_overrides or {}))
+    producer = JsonProducer(kafka, **dict(producer_overrides or {}))
     started = clock()
     sent = 0
     try:

@@ -61,6 +61,7 @@ from threefold.streaming.batching import (
     RetryPolicy,
     process_batch,
 )
+from threefold.streaming.connections import KafkaTarget, as_kafka_settings
 from threefold.streaming.dead_letter import (
     DEFAULT_MAX_DEAD_LETTER_BYTES,
     MIN_DEAD_LETTER_BYTES,
@@ -137,7 +138,7 @@ class ConsumerRunner:
     def __init__(
         self,
         *,
-        bootstrap: str,
+        kafka: KafkaTarget,
         topics: Sequence[str],
         group_id: str,
         processor: BatchProcessor,
@@ -174,7 +175,8 @@ class ConsumerRunner:
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, found {value!r}")
-        self.bootstrap = bootstrap
+        self.kafka = as_kafka_settings(kafka)
+        self.bootstrap = self.kafka.bootstrap_servers
         self.topics = topics
         self.group_id = group_id
         self.processor = processor
@@ -185,7 +187,10 @@ class ConsumerRunner:
         self.retry_policy = RetryPolicy(max_retries, retry_backoff_ms, max_backoff_ms)
         self.metrics = RunnerMetrics(metrics_registry)
         self.stats = RunnerStats()
-        self._consumer_config = consumer_config(group_id, **(consumer_overrides or {}))
+        self._consumer_config = {
+            **self.kafka.client_config(),
+            **consumer_config(group_id, **(consumer_overrides or {})),
+        }
         self._producer_overrides = dict(producer_overrides or {})
         request_limit = int(str(self._producer_overrides.get("max_request_size", 1_048_576)))
         # Within the producer's own limit too, or kafka-python refuses the dead letter.
@@ -315,7 +320,7 @@ class ConsumerRunner:
 
     def _open(self) -> KafkaConsumer:
         try:
-            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, **self._consumer_config)
+            consumer = KafkaConsumer(**self._consumer_config)
         except kafka_errors.KafkaError as exc:
             raise KafkaUnavailable(
                 f"cannot connect a Kafka consumer to {self.bootstrap!r} ({exc}); start the broker "
@@ -327,7 +332,7 @@ class ConsumerRunner:
             self._worker = ThreadPoolExecutor(
                 self.prepare_workers, thread_name_prefix="threefold-prepare"
             )
-        self._producer = JsonProducer(self.bootstrap, **self._producer_overrides)
+        self._producer = JsonProducer(self.kafka, **self._producer_overrides)
         if self.degraded:
             logger.info("reconnected to Kafka at %s", self.bootstrap)
             self._set_degraded(False)

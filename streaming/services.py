@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from threefold.core.errors import ServiceError
+from threefold.streaming.connections import KafkaSettings, RedisSettings
 
 logger = logging.getLogger(__name__)
 
@@ -301,6 +302,21 @@ def services(
     finally:
         for service in reversed(started):
             service.stop()
+
+
+@contextmanager
+def connected(
+    redis: RedisSettings, kafka: KafkaSettings
+) -> Iterator[tuple[RedisSettings, KafkaSettings]]:
+    """Yield (redis, kafka): the given settings, or an embedded server's for one with no address.
+
+    Embedded services are plain loopback ones, so the given TLS/ACL/SASL options do not apply.
+    """
+    with services(redis.url, kafka.bootstrap_servers) as (redis_url, bootstrap):
+        yield (
+            redis if redis.url else RedisSettings(url=redis_url),
+            kafka if kafka.bootstrap_servers else KafkaSettings(bootstrap_servers=bootstrap),
+        )
 
 
 def _child_env() -> dict[str, str]:

@@ -10,4 +10,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models on a small CPU: one intra-op thread is faster and leaves cores to the services.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-pytest_plugins = ["support.services", "support.models", "support.browser", "support.webhooks"]
+pytest_plugins = [
+    "support.services",
+    "support.models",
+    "support.browser",
+    "support.webhooks",
+    "support.tls",
+]

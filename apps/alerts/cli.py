@@ -18,7 +18,7 @@ from threefold.core.command_line import clean_errors, emit_json
 
 if TYPE_CHECKING:
     from threefold.apps.alerts.config import AlertsConfig
-    from threefold.streaming.connections import RedisSettings
+    from threefold.streaming.connections import KafkaSettings, RedisSettings
 
 logger = logging.getLogger("threefold.alerts")
 SAMPLE = Path(__file__).resolve().parent / "data" / "headlines_sample.csv"
@@ -31,7 +31,9 @@ def alerts() -> None:
 
 _CONFIG_OPTIONS = [
     click.option(
-        "--bootstrap", default=None, help="Kafka bootstrap servers [env KAFKA_BOOTSTRAP_SERVERS]."
+        "--bootstrap",
+        default=None,
+        help="Kafka bootstrap servers [env KAFKA_BOOTSTRAP_SERVERS; TLS/SASL from KAFKA_*].",
     ),
     click.option("--redis-url", default=None, help="Redis URL for window state [env REDIS_URL]."),
     click.option("--topic-model", "topic_model_dir", default=None, help="Topic classifier dir."),
@@ -88,6 +90,16 @@ def _redis(redis_url: str | None) -> RedisSettings:
     return load_settings(RedisSettings, "REDIS_", url=redis_url)
 
 
+def _kafka(config: AlertsConfig) -> KafkaSettings:
+    """KAFKA_* settings (TLS, SASL); the bootstrap servers are the config's (--bootstrap wins)."""
+    from threefold.core.settings import load_settings
+    from threefold.streaming.connections import KafkaSettings
+
+    return load_settings(
+        KafkaSettings, "KAFKA_", bootstrap_servers=config.bootstrap_servers or None
+    )
+
+
 @alerts.command("run")
 @_config_options
 @click.option("--metrics-port", type=int, default=None, help="Serve /metrics on this port.")
@@ -98,18 +110,26 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
     """Consume news, publish scored messages and alerts (needs Kafka and Redis)."""
     from threefold.apps.alerts.consumer import build_runner
     from threefold.core.device import set_torch_threads
+    from threefold.core.settings import public_dict
     from threefold.core.web import configure_json_logging
 
     configure_json_logging()
     config = _config({**kw, "metrics_port": metrics_port})
+    kafka = _kafka(config)
+    redis = _redis(kw.get("redis_url"))
     logger.info("alerts consumer settings: %s", json.dumps(config.public_dict(), default=str))
+    logger.info(
+        "connections: kafka %s, redis %s",
+        json.dumps(public_dict(kafka), default=str),
+        json.dumps(public_dict(redis), default=str),
+    )
     set_torch_threads(config.torch_threads)
-    runner, processor = build_runner(config, _redis(kw.get("redis_url")))
+    runner, processor = build_runner(config, redis, kafka=kafka)
     if create_topics:
         from threefold.streaming.kafka_config import ensure_topics
 
         ensure_topics(
-            config.bootstrap_servers,
+            kafka,
             [
                 config.input_topic,
                 config.scored_topic,

@@ -13,7 +13,7 @@ from threefold.apps.alerts.scoring import Scorer
 from threefold.core.errors import ServiceError
 from threefold.core.settings import reveal
 from threefold.core.webhook import WebhookSender
-from threefold.streaming.connections import RedisSettings
+from threefold.streaming.connections import KafkaSettings, RedisSettings
 from threefold.streaming.producer import JsonProducer
 from threefold.streaming.runner import ConsumerRunner
 
@@ -22,11 +22,18 @@ def build_runner(
     config: AlertsConfig,
     redis: RedisSettings,
     *,
+    kafka: KafkaSettings | None = None,
     scorer: Scorer | None = None,
     registry: Any = None,
 ) -> tuple[ConsumerRunner, AlertsProcessor]:
-    """The ConsumerRunner and its processor for `config` on `redis` (connects lazily)."""
-    if not config.bootstrap_servers or not redis.url:
+    """The ConsumerRunner and its processor for `config` on `redis` (connects lazily).
+
+    `kafka` (KAFKA_* settings: TLS, SASL) defaults to a PLAINTEXT connection to
+    `config.bootstrap_servers`.
+    """
+    if kafka is None:
+        kafka = KafkaSettings(bootstrap_servers=config.bootstrap_servers or None)
+    if not kafka.bootstrap_servers or not redis.url:
         raise ServiceError(
             "the alerts consumer needs Kafka and Redis: set KAFKA_BOOTSTRAP_SERVERS and REDIS_URL "
             "(or pass --bootstrap / --redis-url); `threefold demo` starts embedded ones"
@@ -51,7 +58,7 @@ def build_runner(
         )
     publisher = AlertPublisher(
         store,
-        JsonProducer(config.bootstrap_servers),
+        JsonProducer(kafka),
         config.alerts_topic,
         webhook=webhook,
         metrics=metrics,
@@ -60,7 +67,7 @@ def build_runner(
         config, scorer, AlertPipeline.from_config(config, store), publisher, metrics=metrics
     )
     runner = ConsumerRunner(
-        bootstrap=config.bootstrap_servers,
+        kafka=kafka,
         topics=[config.input_topic],
         group_id=config.group_id,
         processor=processor,

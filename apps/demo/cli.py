@@ -59,7 +59,8 @@ def demo(
     """
     from threefold.apps.demo.models import default_cache_dir
     from threefold.apps.demo.stages import run_demo
-    from threefold.streaming.services import KAFKA_BOOTSTRAP_ENV, REDIS_URL_ENV
+    from threefold.core.settings import load_settings
+    from threefold.streaming.connections import KafkaSettings, RedisSettings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     options = DemoOptions(
@@ -69,7 +70,7 @@ def demo(
         cache_dir=cache_dir or default_cache_dir(os.environ.get(HOME_ENV)),
         retrain=retrain,
         timeout_s=timeout_s,
-        redis_url=os.environ.get(REDIS_URL_ENV, ""),
-        bootstrap_servers=os.environ.get(KAFKA_BOOTSTRAP_ENV, ""),
+        redis=load_settings(RedisSettings, "REDIS_"),
+        kafka=load_settings(KafkaSettings, "KAFKA_"),
     )
     sys.exit(run_demo(options))

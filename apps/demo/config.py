@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from threefold.core.errors import ConfigError
+from threefold.streaming.connections import KafkaSettings, RedisSettings
 
 HUB_ENV_PREFIX = "THREEFOLD_HUB_"
 
@@ -15,7 +16,8 @@ HUB_ENV_PREFIX = "THREEFOLD_HUB_"
 class DemoOptions:
     """Settings of one demo run: the command's options and the services it may reuse.
 
-    `redis_url` / `bootstrap_servers` empty: the demo starts embedded ones.
+    `redis` / `kafka` (REDIS_*, KAFKA_* settings) without a URL / bootstrap servers: the demo
+    starts embedded ones.
     """
 
     cache_dir: Path
@@ -24,8 +26,8 @@ class DemoOptions:
     port_base: int | None = None
     retrain: bool = False
     timeout_s: float = 180.0
-    redis_url: str = ""
-    bootstrap_servers: str = ""
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from threefold.core.errors import ConfigError, ServiceError
+from threefold.streaming.connections import KafkaSettings
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +168,7 @@ class ConsumerThread:
 
 
 def wait_for_alert(
-    bootstrap: str,
+    kafka: KafkaSettings,
     topic: str,
     *,
     timeout_s: float,
@@ -181,7 +182,7 @@ def wait_for_alert(
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_config(),
         group_id=None,
         enable_auto_commit=False,
         client_id="threefold-demo-alert-watch",

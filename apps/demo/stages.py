@@ -24,11 +24,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from threefold.apps.demo.config import DemoOptions
+
+if TYPE_CHECKING:
+    from threefold.streaming.connections import KafkaSettings, RedisSettings
 
 STAGES = 7
 APP_NAMES = ("hub", "qa", "recs", "dashboard")
@@ -67,8 +70,8 @@ class DemoState:
     """What the running demo is made of (filled in stage by stage)."""
 
     run_id: str
-    redis_url: str = ""
-    bootstrap: str = ""
+    redis: RedisSettings | None = None  # the given settings, or the embedded server's
+    kafka: KafkaSettings | None = None  # the given settings, or the embedded broker's
     servers: dict[str, Any] = field(default_factory=dict)
     alerts_config: Any = None
     consumer: Any = None
@@ -113,8 +116,7 @@ def _signals_ignored() -> Iterator[None]:
 def start_services(options: DemoOptions, stack: ExitStack, state: DemoState, log: StageLog) -> None:
     """Bind the apps' ports; the given Redis and Kafka or embedded ones."""
     from threefold.apps.demo.stack import bind_servers
-    from threefold.core.settings import safe_url
-    from threefold.streaming.services import KAFKA_BOOTSTRAP_ENV, REDIS_URL_ENV, services
+    from threefold.streaming.services import KAFKA_BOOTSTRAP_ENV, REDIS_URL_ENV, connected
 
     log.begin(1, "services", "ports for the apps, Redis and a Kafka-protocol broker")
     state.servers = bind_servers(options.host, APP_NAMES, options.port_base)
@@ -122,16 +124,15 @@ def start_services(options: DemoOptions, stack: ExitStack, state: DemoState, log
         stack.callback(server.stop)
     ports = ", ".join(f"{name} {server.port}" for name, server in state.servers.items())
     log.note(f"ports reserved on {options.host}: {ports}")
-    state.redis_url, state.bootstrap = stack.enter_context(
-        services(options.redis_url or None, options.bootstrap_servers or None)
-    )
+    state.redis, state.kafka = stack.enter_context(connected(options.redis, options.kafka))
     found = [
-        f"Redis {safe_url(state.redis_url)} (from {REDIS_URL_ENV})"
-        if options.redis_url
-        else f"embedded redis-server at {state.redis_url}",
-        f"Kafka {state.bootstrap} (from {KAFKA_BOOTSTRAP_ENV})"
-        if options.bootstrap_servers
-        else f"embedded tansu broker at {state.bootstrap}",
+        f"Redis {state.redis.display_url} (from {REDIS_URL_ENV})"
+        if options.redis.url
+        else f"embedded redis-server at {state.redis.url}",
+        f"Kafka {state.kafka.bootstrap_servers} ({state.kafka.security_protocol}, "
+        f"from {KAFKA_BOOTSTRAP_ENV})"
+        if options.kafka.bootstrap_servers
+        else f"embedded tansu broker at {state.kafka.bootstrap_servers}",
     ]
     log.done(", ".join(found))
 
@@ -184,7 +185,6 @@ def build_apps(
     from threefold.apps.recs.web import create_app as create_recs
     from threefold.core.base_model import base_model_from_env
     from threefold.core.embedder import Embedder
-    from threefold.streaming.connections import RedisSettings
 
     log.begin(3, "build", "FAQ bot and catalog index")
     origins = browser_origins(state.servers["hub"])
@@ -201,10 +201,10 @@ def build_apps(
     )
     qa = create_qa(
         qa_settings,
-        open_qa_resources(qa_settings, RedisSettings(url=state.redis_url), encoder=embedder),
+        open_qa_resources(qa_settings, state.redis, encoder=embedder),
     )
     recs_settings = RecsConfig(redis_prefix=prefix + "recs:", allowed_origins=origins)
-    recs_redis = RedisSettings(url=state.redis_url)
+    recs_redis = state.redis
     tuned = prepare_recs(recs_settings, recs_redis, encoder=embedder)
     recs = create_recs(
         recs_settings, open_recs(recs_settings, recs_redis, encoder=embedder, tuned=tuned)
@@ -221,12 +221,12 @@ def build_apps(
         topic_model_dir=str(models_dir / "topic"),
         sentiment_model_dir=str(models_dir / "sentiment"),
         redis_prefix=prefix + "alerts:",
-        bootstrap_servers=state.bootstrap,
+        bootstrap_servers=state.kafka.bootstrap_servers,
         allowed_origins=list(origins),
     )
     dashboard = create_dashboard(
         state.alerts_config,
-        open_dashboard_resources(state.alerts_config, RedisSettings(url=state.redis_url)),
+        open_dashboard_resources(state.alerts_config, state.redis),
     )
     hub = create_hub(
         HubConfig(
@@ -241,7 +241,6 @@ def start_apps(apps: dict[str, Any], state: DemoState, stack: ExitStack, log: St
     from threefold.apps.alerts.consumer import build_runner
     from threefold.apps.demo.stack import ConsumerThread
     from threefold.core.device import set_torch_threads
-    from threefold.streaming.connections import RedisSettings
     from threefold.streaming.kafka_config import ensure_topics
 
     log.begin(4, "start", "HTTP servers and the alerts consumer")
@@ -250,11 +249,11 @@ def start_apps(apps: dict[str, Any], state: DemoState, stack: ExitStack, log: St
         log.note(f"{name} listening on {state.url(name)}")
     config = state.alerts_config
     ensure_topics(
-        state.bootstrap,
+        state.kafka,
         [config.input_topic, config.scored_topic, config.alerts_topic, config.dead_letter_topic],
     )
     set_torch_threads(config.torch_threads)
-    runner, processor = build_runner(config, RedisSettings(url=state.redis_url))
+    runner, processor = build_runner(config, state.redis, kafka=state.kafka)
     state.consumer = ConsumerThread(runner, processor)
     state.consumer.start()
     stack.callback(state.consumer.stop)
@@ -270,7 +269,7 @@ def replay_news(state: DemoState, log: StageLog) -> int:
     result = replay_file(
         scenario,
         topic=state.alerts_config.input_topic,
-        bootstrap=state.bootstrap,
+        kafka=state.kafka,
         key_field="id",
         timestamp_field="published_at",
     )
@@ -293,7 +292,7 @@ def await_alert(state: DemoState, sent: int, timeout_s: float, log: StageLog) ->
 
         try:
             state.alert = wait_for_alert(
-                state.bootstrap,
+                state.kafka,
                 topic,
                 timeout_s=timeout_s,
                 progress=progress,

@@ -960,6 +960,141 @@ def test_unset_on_purpose_names_are_real() -> None:
     assert set(UNSET_ON_PURPOSE) <= literal
 
 
+# ---------------------------------------------------------------- Kafka / Redis security
+
+SECRETS_MOUNT = "/run/secrets/threefold"
+# Connection settings deploy leaves to the secret files or to operators who need them.
+CONNECTION_FIELDS_NOT_SET = {
+    "REDIS_PASSWORD": "a secret: REDIS_PASSWORD_FILE names the mounted file instead",
+    "KAFKA_SASL_PASSWORD": "a secret: KAFKA_SASL_PASSWORD_FILE names the mounted file instead",
+    "REDIS_CERT_FILE": "client certificates are optional (mTLS); OPERATIONS.md shows how",
+    "REDIS_KEY_FILE": "goes with REDIS_CERT_FILE",
+    "KAFKA_SSL_CERTFILE": "client certificates are optional (mTLS); OPERATIONS.md shows how",
+    "KAFKA_SSL_KEYFILE": "goes with KAFKA_SSL_CERTFILE",
+}
+
+
+def _connection_names() -> set[str]:
+    from threefold.streaming.connections import KafkaSettings, RedisSettings
+
+    return {f"REDIS_{name.upper()}" for name in RedisSettings.__dataclass_fields__} | {
+        f"KAFKA_{name.upper()}" for name in KafkaSettings.__dataclass_fields__
+    }
+
+
+def _tls_override() -> dict:
+    return _interpolate(yaml.safe_load((DEPLOY / "compose.tls.yaml").read_text()))
+
+
+def _deploy_connection_env(compose, k8s_docs) -> dict[str, set[str]]:
+    [configmap] = _objects(k8s_docs, "ConfigMap")
+    where = {
+        "compose.yaml": set(compose["x-threefold-env"]),
+        "compose.tls.yaml": set(_tls_override()["x-tls-env"]),
+        "k8s/configmap.yaml": set(configmap["data"]),
+    }
+    return {
+        place: {n for n in names if n.startswith(("REDIS_", "KAFKA_"))}
+        for place, names in where.items()
+    }
+
+
+def test_every_kafka_and_redis_setting_deploy_sets_is_a_connection_setting(
+    compose, k8s_docs
+) -> None:
+    """REDIS_*/KAFKA_* names are read by RedisSettings/KafkaSettings (a typo would be ignored)."""
+    known = _connection_names()
+    for place, names in _deploy_connection_env(compose, k8s_docs).items():
+        assert names <= known, f"{place} sets {sorted(names - known)}: not a connection setting"
+
+
+def test_deploy_sets_every_connection_setting_but_the_secrets_themselves(compose, k8s_docs) -> None:
+    assert set(CONNECTION_FIELDS_NOT_SET) <= _connection_names()
+    wanted = _connection_names() - set(CONNECTION_FIELDS_NOT_SET)
+    found = _deploy_connection_env(compose, k8s_docs)
+    compose_names = found["compose.yaml"] | found["compose.tls.yaml"]
+    assert not wanted - compose_names, f"compose lacks {sorted(wanted - compose_names)}"
+    k8s_names = found["k8s/configmap.yaml"]
+    assert not wanted - k8s_names, f"configmap.yaml lacks {sorted(wanted - k8s_names)}"
+
+
+def test_deploy_connection_values_load(compose, k8s_docs) -> None:
+    from threefold.core.settings import load_settings
+    from threefold.streaming.connections import KafkaSettings, RedisSettings
+
+    [configmap] = _objects(k8s_docs, "ConfigMap")
+    for env in (compose["x-threefold-env"], configmap["data"]):
+        kafka = load_settings(KafkaSettings, "KAFKA_", env)
+        redis = load_settings(RedisSettings, "REDIS_", env)
+        assert kafka.security_protocol == "PLAINTEXT"
+        assert kafka.client_config()["bootstrap_servers"] == "kafka:9092"
+        assert redis.url == "redis://redis:6379/0"
+
+
+def test_compose_tls_override_mounts_every_secret_file_it_names(tmp_path: Path) -> None:
+    """Each *_FILE / *_CAFILE of compose.tls.yaml is a compose secret every app service mounts;
+    with the files in place the settings load as SASL_SSL + rediss:// with an ACL user."""
+    from threefold.core.settings import load_settings
+    from threefold.streaming.connections import KafkaSettings, RedisSettings
+
+    override = _tls_override()
+    env = override["x-tls-env"]
+    declared = set(override["secrets"])
+    files = {k: v for k, v in env.items() if k.endswith(("_FILE", "_CAFILE"))}
+    assert files, "compose.tls.yaml names no secret file"
+    for key, path in files.items():
+        assert path.startswith("/run/secrets/"), f"{key}={path}: compose mounts secrets there"
+        assert path.removeprefix("/run/secrets/") in declared, f"{key}: {path} not a secret"
+    for role in ("qa-api", "recs-api", "dashboard", "alerts-consumer", "init-models"):
+        service = override["services"][role]
+        assert service["environment"] == env, role
+        assert set(service["secrets"]) == declared, role
+    for name, spec in override["secrets"].items():
+        assert spec["file"] == f"./secrets/{name}", name
+    local = {}
+    for key, path in files.items():
+        target = tmp_path / Path(path).name
+        target.write_text("secret-value\n")
+        local[key] = str(target)
+    values = {
+        **env,
+        **local,
+        "KAFKA_BOOTSTRAP_SERVERS": "broker.example.net:9093",
+        "KAFKA_SASL_USERNAME": "threefold",
+        "REDIS_URL": "rediss://redis.example.net:6380/0",
+        "REDIS_USERNAME": "threefold",
+    }
+    kafka = load_settings(KafkaSettings, "KAFKA_", values).client_config()
+    assert kafka["security_protocol"] == "SASL_SSL"
+    assert kafka["sasl_plain_password"] == "secret-value"
+    redis = load_settings(RedisSettings, "REDIS_", values).client_options()
+    assert redis["password"] == "secret-value"
+    assert redis["ssl_cert_reqs"] == "required"
+
+
+def test_k8s_app_pods_mount_the_connection_secret_as_files(k8s_docs) -> None:
+    [configmap] = _objects(k8s_docs, "ConfigMap")
+    for key, value in configmap["data"].items():
+        if key.startswith(("REDIS_", "KAFKA_")) and key.endswith(("_FILE", "_CAFILE")) and value:
+            assert value.startswith(SECRETS_MOUNT + "/"), f"{key}={value}"
+    apps = [w for w in _objects(k8s_docs, "Deployment") if w["metadata"]["name"] in WEB_ROLES]
+    apps += [
+        w for w in _objects(k8s_docs, "Deployment") if w["metadata"]["name"] == "alerts-consumer"
+    ]
+    assert len(apps) == 4
+    for workload in apps:
+        spec = workload["spec"]["template"]["spec"]
+        [volume] = [v for v in spec["volumes"] if v["name"] == "connection-secrets"]
+        assert volume["secret"] == {
+            "secretName": "threefold-connection",
+            "optional": True,
+            "defaultMode": 0o440,
+        }
+        [container] = spec["containers"]
+        [mount] = [m for m in container["volumeMounts"] if m["name"] == "connection-secrets"]
+        assert mount == {"name": "connection-secrets", "mountPath": SECRETS_MOUNT, "readOnly": True}
+
+
 # ---------------------------------------------------------------- Kubernetes
 
 

@@ -32,7 +32,7 @@ def test_a_bad_timestamp_names_file_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "news.csv"
     path.write_text(HEADLINES + "n4,Hooli IPO,next tuesday\n")
     with pytest.raises(DataError, match=r"line 5, column published_at: .*ISO 8601"):
-        replay_file(path, topic="t", bootstrap="127.0.0.1:1", timestamp_field="published_at")
+        replay_file(path, topic="t", kafka="127.0.0.1:1", timestamp_field="published_at")
 
 
 @pytest.mark.integration
@@ -76,7 +76,7 @@ def test_replay_paces_messages_at_the_rate(
     summary = replay_file(
         path,
         topic=topic,
-        bootstrap=kafka_bootstrap,
+        kafka=kafka_bootstrap,
         rate=10,
         progress=False,
         sleep=sleep,

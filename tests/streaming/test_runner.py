@@ -159,7 +159,7 @@ def _committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> in
 def test_rejects_a_dead_letter_topic_that_is_also_an_input() -> None:
     with pytest.raises(ConfigError, match="also an input topic"):
         ConsumerRunner(
-            bootstrap="127.0.0.1:1",
+            kafka="127.0.0.1:1",
             topics=["a"],
             group_id="g",
             processor=Upper("o"),
@@ -179,7 +179,7 @@ def test_outputs_and_dead_letters_then_offsets_committed(
     registry = CollectorRegistry()
     processor = kind(out)
     runner = ConsumerRunner(
-        bootstrap=kafka_bootstrap,
+        kafka=kafka_bootstrap,
         topics=[src],
         group_id=group,
         processor=processor,
@@ -243,7 +243,7 @@ def test_a_failed_batch_is_not_committed_and_the_next_consumer_reads_it(
 
     def runner(processor: Upper) -> ConsumerRunner:
         return ConsumerRunner(
-            bootstrap=kafka_bootstrap,
+            kafka=kafka_bootstrap,
             topics=[src],
             group_id=group,
             processor=processor,
@@ -280,7 +280,7 @@ def test_a_rebalance_between_two_consumers_loses_nothing(
     processors = [kind(out, side_topic=side, bootstrap=kafka_bootstrap) for _ in range(2)]
     runners = [
         ConsumerRunner(
-            bootstrap=kafka_bootstrap,
+            kafka=kafka_bootstrap,
             topics=[src],
             group_id=group,
             processor=p,
@@ -353,7 +353,7 @@ RUNNER_SCRIPT = textwrap.dedent(
             return BatchResult([Output(out, {"offset": m.offset}) for m in batch])
 
     fast = json.loads(sys.argv[7])
-    runner = ConsumerRunner(bootstrap=bootstrap, topics=[src], group_id=group, processor=Slow(),
+    runner = ConsumerRunner(kafka=bootstrap, topics=[src], group_id=group, processor=Slow(),
                             dead_letter_topic=dlq, max_batch=3, max_wait_ms=50,
                             consumer_overrides=fast)
     runner.install_signal_handlers()
@@ -418,7 +418,7 @@ def test_sigkill_mid_batch_then_restart_reprocesses_the_batch(
 
     processor = Upper(out)
     runner = ConsumerRunner(
-        bootstrap=kafka_bootstrap,
+        kafka=kafka_bootstrap,
         topics=[src],
         group_id=group,
         processor=processor,
@@ -444,7 +444,7 @@ def test_a_quiet_consumer_gives_the_processor_its_idle_ticks(
 
     processor = Ticking(out)
     runner = ConsumerRunner(
-        bootstrap=kafka_bootstrap,
+        kafka=kafka_bootstrap,
         topics=[src],
         group_id=unique_name("g"),
         processor=processor,

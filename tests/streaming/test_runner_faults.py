@@ -55,7 +55,7 @@ def _runner(
     bootstrap: str, src: str, out: str, dlq: str, group: str, max_text: int = MAX_TEXT, **kw
 ) -> ConsumerRunner:
     return ConsumerRunner(
-        bootstrap=bootstrap,
+        kafka=bootstrap,
         topics=[src],
         group_id=group,
         processor=Echo(out, max_text),

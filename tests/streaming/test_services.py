@@ -107,6 +107,24 @@ def test_services_uses_given_values_and_starts_nothing(
         assert _children() - before == set()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_connected_keeps_given_security_settings_and_starts_nothing(tmp_path: Path) -> None:
+    from threefold.streaming.connections import KafkaSettings, RedisSettings
+
+    (tmp_path / "pw").write_text("pw\n")
+    redis_settings = RedisSettings(url="rediss://cache:6380/0", username="app")
+    kafka_settings = KafkaSettings(
+        bootstrap_servers="broker:9093",
+        security_protocol="SASL_SSL",
+        sasl_username="app",
+        sasl_password_file=tmp_path / "pw",
+    )
+    before = _children()
+    with svc.connected(redis_settings, kafka_settings) as (redis_got, kafka_got):
+        assert (redis_got, kafka_got) == (redis_settings, kafka_settings)
+        assert _children() - before == set()
+
+
 def test_services_starts_embedded_when_unset() -> None:
     with svc.services(None, None, need_kafka=False) as (url, bootstrap):
         assert bootstrap is None
