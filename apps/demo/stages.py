@@ -4,7 +4,8 @@ Stages (messages on stderr, URLs on stdout):
 1. the apps' ports; Redis and a Kafka-protocol broker: embedded, or REDIS_URL /
    KAFKA_BOOTSTRAP_SERVERS;
 2. the alert classifiers (topic, sentiment), trained from the shipped sample once and cached;
-3. the FAQ bot (cached) and the catalog index; each app, allowing the hub's origin;
+3. the FAQ bot (cached) and the catalog index (vectors cached); the apps, the storefront
+   embedding the chat widget;
 4. the QA, recs, dashboard and hub servers plus the alerts consumer;
 5. the sample news scenario replayed into the input topic;
 6. the alert it raises, read back from the alerts topic;
@@ -184,7 +185,8 @@ def build_apps(
     from threefold.streaming.connections import RedisSettings
 
     log.begin(3, "build", "FAQ bot and catalog index")
-    origins = browser_origins(state.servers["hub"])
+    # The storefront (recs /store) embeds the chat widget, which calls the QA API from there.
+    storefront_origins = browser_origins(state.servers["recs"])
     embedder = Embedder(base_model_from_env()).load()
     bot = build_faq_bot(SAMPLE_KB, cache / "qa", embedder, retrain=options.retrain)
     log.note(f"FAQ bot {'built' if bot.built else 'reused'} at {bot.path}")
@@ -193,13 +195,13 @@ def build_apps(
         bot_dir=str(bot.path),
         kb_path=None,
         redis_prefix=prefix + "qa:",
-        allowed_origins=origins,
+        allowed_origins=storefront_origins,
     )
     qa = create_qa(
         qa_settings,
         open_qa_resources(qa_settings, RedisSettings(url=state.redis_url), encoder=embedder),
     )
-    recs_settings = RecsConfig(redis_prefix=prefix + "recs:", allowed_origins=origins)
+    recs_settings = RecsConfig(redis_prefix=prefix + "recs:", chat_url=state.url("qa"))
     recs_redis = RedisSettings(url=state.redis_url)
     tuned = prepare_recs(recs_settings, recs_redis, encoder=embedder)
     recs = create_recs(
@@ -218,7 +220,7 @@ def build_apps(
         sentiment_model_dir=str(models_dir / "sentiment"),
         redis_prefix=prefix + "alerts:",
         bootstrap_servers=state.bootstrap,
-        allowed_origins=list(origins),
+        allowed_origins=list(browser_origins(state.servers["hub"])),
     )
     dashboard = create_dashboard(
         state.alerts_config,
@@ -308,15 +310,17 @@ def await_alert(state: DemoState, sent: int, timeout_s: float, log: StageLog) ->
 def print_urls(state: DemoState, log: StageLog) -> None:
     log.begin(7, "ready", "URLs on stdout")
     hub, dashboard = state.url("hub"), state.url("dashboard")
+    qa, recs = state.url("qa"), state.url("recs")
     rows = [
-        ("hub", f"{hub}/"),
-        ("store", f"{hub}/store  (chat widget + recommendations)"),
-        ("dashboard", f"{dashboard}/  (sentiment and alerts)"),
-        ("qa api", f"{state.url('qa')}/api/chat"),
-        ("recs api", f"{state.url('recs')}/api/recommendations?user_id=..."),
+        ("hub", f"{hub}/", "every page linked"),
+        ("store", f"{recs}/store", "recommendations + chat widget"),
+        ("dashboard", f"{dashboard}/", "sentiment and alerts"),
+        ("chat test", f"{qa}/demo", "the chat widget alone"),
+        ("qa api", f"{qa}/api/chat", ""),
+        ("recs api", f"{recs}/api/recommendations?user_id=...", ""),
     ]
-    for name, url in rows:
-        click.echo(f"{name:<10} {url}")
+    for name, url, what in rows:
+        click.echo(f"{name:<10} {url}  ({what})" if what else f"{name:<10} {url}")
     click.echo("ready")
 
 
@@ -324,10 +328,9 @@ def run_checks(state: DemoState) -> bool:
     from threefold.apps.demo.checks import check_alerts, check_qa, check_recs
     from threefold.apps.qa.config import SAMPLE_KB
 
-    origin = state.url("hub")
     results = [
-        check_qa(state.url("qa"), SAMPLE_KB, origin),
-        check_recs(state.url("recs"), origin),
+        check_qa(state.url("qa"), SAMPLE_KB, origin=state.url("recs")),
+        check_recs(state.url("recs"), chat_url=state.url("qa")),
         check_alerts(
             state.alert,
             state.alerts_config.alerts_topic,
