@@ -6,6 +6,7 @@ Training data with a single label, or eval labels the training data never had, i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -29,7 +30,7 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from threefold.core.base_model import resolve_base_model
-from threefold.core.classifier import TextClassifier
+from threefold.core.classifier import TextClassifier, without_progress_bars
 from threefold.core.device import torch_device
 from threefold.core.errors import ConfigError, DataError, ModelError
 from threefold.core.evaluation import classification_report
@@ -123,7 +124,9 @@ def train_classifier(
             device,
         )
         started = time.perf_counter()
-        result = trainer.train()
+        quiet = contextlib.nullcontext() if config.output_progress else without_progress_bars()
+        with quiet:  # checkpoints print "Writing model shards" bars otherwise
+            result = trainer.train()
         train_seconds = time.perf_counter() - started
         model = trainer.model
         state = trainer.state

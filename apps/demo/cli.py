@@ -37,6 +37,11 @@ HOME_ENV = "THREEFOLD_HOME"
 )
 @click.option("--retrain", is_flag=True, help="Train the models and build the bot again.")
 @click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bars for training and scoring [default: only when stderr is a terminal].",
+)
+@click.option(
     "--timeout",
     "timeout_s",
     type=click.FloatRange(1),
@@ -50,6 +55,7 @@ def demo(
     port_base: int | None,
     cache_dir: Path | None,
     retrain: bool,
+    progress: bool | None,
     timeout_s: float,
 ) -> None:
     """Run the whole suite: FAQ bot, recommendations, news alerts and a hub page linking them.
@@ -62,6 +68,10 @@ def demo(
     from threefold.streaming.services import KAFKA_BOOTSTRAP_ENV, REDIS_URL_ENV
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Library chatter is not the demo's news: no transformers load reports (a fresh classifier
+    # head is "MISSING" by design) and no per-file "Loading weights" / "Writing" bars.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     options = DemoOptions(
         check=check,
         host=host,
@@ -69,6 +79,7 @@ def demo(
         cache_dir=cache_dir or default_cache_dir(os.environ.get(HOME_ENV)),
         retrain=retrain,
         timeout_s=timeout_s,
+        progress=sys.stderr.isatty() if progress is None else progress,
         redis_url=os.environ.get(REDIS_URL_ENV, ""),
         bootstrap_servers=os.environ.get(KAFKA_BOOTSTRAP_ENV, ""),
     )

@@ -15,7 +15,8 @@ HUB_ENV_PREFIX = "THREEFOLD_HUB_"
 class DemoOptions:
     """Settings of one demo run: the command's options and the services it may reuse.
 
-    `redis_url` / `bootstrap_servers` empty: the demo starts embedded ones.
+    `redis_url` / `bootstrap_servers` empty: the demo starts embedded ones. `progress`: tqdm
+    bars for training and scoring on stderr (the command's default: only on a terminal).
     """
 
     cache_dir: Path
@@ -24,6 +25,7 @@ class DemoOptions:
     port_base: int | None = None
     retrain: bool = False
     timeout_s: float = 180.0
+    progress: bool = True
     redis_url: str = ""
     bootstrap_servers: str = ""
 

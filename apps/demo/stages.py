@@ -148,6 +148,7 @@ def train_models(options: DemoOptions, cache: Path, log: StageLog) -> Any:
         cache / "models",
         base_model=base_model_from_env(),
         retrain=options.retrain,
+        progress=options.progress,
     )
     if models.built:
         steps = ", ".join(f"{name} {n} steps" for name, n in CLASSIFIER_STEPS.items())
@@ -170,7 +171,7 @@ def build_apps(
     from threefold.apps.alerts.resources import open_resources as open_dashboard_resources
     from threefold.apps.alerts.web import create_app as create_dashboard
     from threefold.apps.demo.config import HubConfig
-    from threefold.apps.demo.models import build_faq_bot
+    from threefold.apps.demo.models import build_faq_bot, prepare_recs_cached
     from threefold.apps.demo.stack import browser_origins
     from threefold.apps.demo.web.app import create_app as create_hub
     from threefold.apps.qa.config import SAMPLE_KB, QAConfig
@@ -178,7 +179,6 @@ def build_apps(
     from threefold.apps.qa.web import create_app as create_qa
     from threefold.apps.recs.config import RecsConfig
     from threefold.apps.recs.resources import open_resources as open_recs
-    from threefold.apps.recs.resources import prepare_recs
     from threefold.apps.recs.web import create_app as create_recs
     from threefold.core.base_model import base_model_from_env
     from threefold.core.embedder import Embedder
@@ -188,7 +188,9 @@ def build_apps(
     # The storefront (recs /store) embeds the chat widget, which calls the QA API from there.
     storefront_origins = browser_origins(state.servers["recs"])
     embedder = Embedder(base_model_from_env()).load()
-    bot = build_faq_bot(SAMPLE_KB, cache / "qa", embedder, retrain=options.retrain)
+    bot = build_faq_bot(
+        SAMPLE_KB, cache / "qa", embedder, retrain=options.retrain, progress=options.progress
+    )
     log.note(f"FAQ bot {'built' if bot.built else 'reused'} at {bot.path}")
     prefix = f"threefold:demo:{state.run_id}:"
     qa_settings = QAConfig(
@@ -203,11 +205,17 @@ def build_apps(
     )
     recs_settings = RecsConfig(redis_prefix=prefix + "recs:", chat_url=state.url("qa"))
     recs_redis = RedisSettings(url=state.redis_url)
-    tuned = prepare_recs(recs_settings, recs_redis, encoder=embedder)
+    tuned, vectors = prepare_recs_cached(
+        recs_settings, recs_redis, embedder, cache / "recs", retrain=options.retrain
+    )
     recs = create_recs(
         recs_settings, open_recs(recs_settings, recs_redis, encoder=embedder, tuned=tuned)
     )
-    log.note("catalog index built")
+    if vectors is None:
+        log.note("catalog index built (its vectors could not be cached)")
+    else:
+        reused = "embedded and cached" if vectors.built else "reused"
+        log.note(f"catalog index built, vectors and ranking weights {reused} at {vectors.path}")
     topic = f"threefold-demo-{state.run_id}"
     models_dir = Path(models.path)
     state.alerts_config = AlertsConfig(
@@ -259,7 +267,7 @@ def start_apps(apps: dict[str, Any], state: DemoState, stack: ExitStack, log: St
     log.done(f"alerts consumer reading {config.input_topic}")
 
 
-def replay_news(state: DemoState, log: StageLog) -> int:
+def replay_news(state: DemoState, progress: bool, log: StageLog) -> int:
     from threefold.apps.alerts.config import DATA_DIR
     from threefold.streaming.replay import replay_file
 
@@ -271,12 +279,13 @@ def replay_news(state: DemoState, log: StageLog) -> int:
         bootstrap=state.bootstrap,
         key_field="id",
         timestamp_field="published_at",
+        progress=progress,
     )
     log.done(f"{result['sent']} messages sent")
     return int(result["sent"])
 
 
-def await_alert(state: DemoState, sent: int, timeout_s: float, log: StageLog) -> None:
+def await_alert(state: DemoState, sent: int, options: DemoOptions, log: StageLog) -> None:
     from tqdm import tqdm
 
     from threefold.apps.demo.stack import wait_for_alert
@@ -284,7 +293,9 @@ def await_alert(state: DemoState, sent: int, timeout_s: float, log: StageLog) ->
 
     topic = state.alerts_config.alerts_topic
     log.begin(6, "alert", f"scoring the stream; waiting for an alert on {topic}")
-    with tqdm(total=sent, unit="msg", desc="scored", file=sys.stderr) as bar:
+    timeout_s = options.timeout_s
+    bar = tqdm(total=sent, unit="msg", desc="scored", file=sys.stderr, disable=not options.progress)
+    with bar:
 
         def progress() -> None:
             bar.update(min(sent, state.consumer.processed) - bar.n)
@@ -360,8 +371,8 @@ def run_demo(options: DemoOptions) -> int:
             models = train_models(options, cache, log)
             apps = build_apps(options, cache, models, state, stack, log)
             start_apps(apps, state, stack, log)
-            sent = replay_news(state, log)
-            await_alert(state, sent, options.timeout_s, log)
+            sent = replay_news(state, options.progress, log)
+            await_alert(state, sent, options, log)
             print_urls(state, log)
             if options.check:
                 code = 0 if run_checks(state) else 1

@@ -40,7 +40,7 @@ def test_widget_test_page_is_clean_with_the_widget_closed(
         assert page.request.get(page.url.rsplit("/", 1)[0] + href).status in (200, 503), href
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     assert axe_violations(page) == []
-    save_screenshot(page, screenshot_dir, name)
+    save_screenshot(page, screenshot_dir, name, docs=name == "qa-demo.png")
     assert problems == []  # no console error, no 404 (favicon included)
     context.close()
 
