@@ -92,7 +92,10 @@ def train_classifier(
 
     device = torch_device(None)
     base = resolve_base_model(base_model)
-    tokenizer, model = _load_base(base, label_names, config)
+    # --no-progress: no "Loading weights" / "Writing model shards" bars either
+    quiet = contextlib.nullcontext if config.output_progress else without_progress_bars
+    with quiet():
+        tokenizer, model = _load_base(base, label_names, config)
     label_ids = {label: i for i, label in enumerate(label_names)}
     train_data = _EncodedExamples(tokenizer, texts, labels, label_ids, config.max_length)
     eval_data = (
@@ -124,8 +127,7 @@ def train_classifier(
             device,
         )
         started = time.perf_counter()
-        quiet = contextlib.nullcontext() if config.output_progress else without_progress_bars()
-        with quiet:  # checkpoints print "Writing model shards" bars otherwise
+        with quiet():
             result = trainer.train()
         train_seconds = time.perf_counter() - started
         model = trainer.model
