@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.browser import save_screenshot
 
 SERVICE_NAMES = ("redis-server", "tansu")
 # Generous safety nets so a broken demo fails instead of hanging the suite (not assertions).
@@ -193,7 +194,7 @@ def test_demo_pages_in_a_browser_then_sigterm_stops_everything(
     assert {"hub", "store", "dashboard", "chat test"} <= set(urls), log.read_text()[-6000:]
     with ServiceWatch(process) as watch:
         page.goto(urls["hub"])
-        for name in ("Storefront", "FAQ bot", "Sentiment alerts dashboard"):
+        for name in ("Storefront", "FAQ bot: chat widget test page", "Sentiment alerts dashboard"):
             assert page.get_by_role("link", name=name).is_visible()
         hub_links = page.eval_on_selector_all("a", "links => links.map(a => a.href)")
         for name in ("store", "dashboard", "chat test"):  # every printed page is on the hub
@@ -219,7 +220,7 @@ def test_demo_pages_in_a_browser_then_sigterm_stops_everything(
         answer = dialog.locator(".msg.bot[data-faq-id='shipping_cost']")
         answer.wait_for()
         assert "free on orders over $50" in answer.inner_text()
-        page.screenshot(path=str(screenshot_dir / "demo_store.png"), full_page=True)
+        save_screenshot(page, screenshot_dir, "store-with-chat.png", docs=True)
 
         page.goto(urls["dashboard"])
         page.locator("#alerts li").first.wait_for()
