@@ -220,6 +220,7 @@ def test_demo_pages_in_a_browser_then_sigterm_stops_everything(
         answer = dialog.locator(".msg.bot[data-faq-id='shipping_cost']")
         answer.wait_for()
         assert "free on orders over $50" in answer.inner_text()
+        page.set_viewport_size({"width": 1280, "height": 700})  # a small PNG for the README
         save_screenshot(page, screenshot_dir, "store-with-chat.png", docs=True)
 
         page.goto(urls["dashboard"])
