@@ -32,10 +32,12 @@ HOME_ENV = "THREEFOLD_HOME"
     "cache_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where trained models and the FAQ bot are cached "
+    help="Where trained models, the FAQ bot and the catalog vectors are cached "
     "[default: $THREEFOLD_HOME/demo or ~/.cache/threefold/demo].",
 )
-@click.option("--retrain", is_flag=True, help="Train the models and build the bot again.")
+@click.option(
+    "--retrain", is_flag=True, help="Train the models, build the bot and embed the catalog again."
+)
 @click.option(
     "--progress/--no-progress",
     default=None,
@@ -61,7 +63,8 @@ def demo(
     """Run the whole suite: FAQ bot, recommendations, news alerts and a hub page linking them.
 
     Uses REDIS_URL / KAFKA_BOOTSTRAP_SERVERS when set, else starts embedded ones. Trained
-    models are cached, so the second run starts in seconds. Ctrl-C stops everything.
+    models, the FAQ bot and the catalog vectors are cached, so a second run skips training and
+    embedding. Ctrl-C stops everything.
     """
     from threefold.apps.demo.models import default_cache_dir
     from threefold.apps.demo.stages import run_demo
