@@ -11,13 +11,14 @@ Behaviour on awkward input, by design:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
 import logging
 import platform
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -128,8 +129,9 @@ class TextClassifier:
         if path.exists() and not path.is_dir():
             raise ConfigError(f"cannot save into {path}: it is a file, expected a directory")
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
+        with without_progress_bars():  # no "Writing model shards" bar for one small file
+            self.model.save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
         if not (path / WEIGHTS_FILE).is_file():
             raise ModelError(f"saving did not produce {path / WEIGHTS_FILE}; check disk space")
         meta = {
@@ -222,6 +224,20 @@ class TextClassifier:
             device=device,
             quantized=quantize,
         )
+
+
+@contextlib.contextmanager
+def without_progress_bars() -> Iterator[None]:
+    """transformers' own progress bars (e.g. "Writing model shards") off for the block."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def weights_fingerprint(model: nn.Module, labels: Sequence[str]) -> str:

@@ -6,6 +6,7 @@ Training data with a single label, or eval labels the training data never had, i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
@@ -29,7 +30,7 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from threefold.core.base_model import resolve_base_model
-from threefold.core.classifier import TextClassifier
+from threefold.core.classifier import TextClassifier, without_progress_bars
 from threefold.core.device import torch_device
 from threefold.core.errors import ConfigError, DataError, ModelError
 from threefold.core.evaluation import classification_report
@@ -91,7 +92,10 @@ def train_classifier(
 
     device = torch_device(None)
     base = resolve_base_model(base_model)
-    tokenizer, model = _load_base(base, label_names, config)
+    # --no-progress: no "Loading weights" / "Writing model shards" bars either
+    quiet = contextlib.nullcontext if config.output_progress else without_progress_bars
+    with quiet():
+        tokenizer, model = _load_base(base, label_names, config)
     label_ids = {label: i for i, label in enumerate(label_names)}
     train_data = _EncodedExamples(tokenizer, texts, labels, label_ids, config.max_length)
     eval_data = (
@@ -123,7 +127,8 @@ def train_classifier(
             device,
         )
         started = time.perf_counter()
-        result = trainer.train()
+        with quiet():
+            result = trainer.train()
         train_seconds = time.perf_counter() - started
         model = trainer.model
         state = trainer.state

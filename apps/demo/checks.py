@@ -1,8 +1,8 @@
 """`threefold demo --check`: exercise each running app once, as a client would.
 
 Each check returns a CheckResult; a check never raises, it reports what it expected and found.
-The QA and recs checks send the hub's Origin, so they also prove that the store page's
-cross-origin calls are allowed.
+The QA check sends the storefront's Origin, so it also proves that the chat widget embedded
+in the storefront (the recs app's /store) may call the QA API; the recs check reads that page.
 """
 
 from __future__ import annotations
@@ -58,11 +58,21 @@ def http_json(
         raise CheckFailed(f"{url} did not answer JSON") from None
 
 
+def http_text(url: str) -> str:
+    """GET a page's text; CheckFailed when it does not answer 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as response:
+            return response.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError) as exc:
+        raise CheckFailed(f"{url} did not answer: {exc}") from None
+
+
 def _require_cors(headers: dict[str, str], origin: str | None, what: str) -> None:
     if origin and headers.get("Access-Control-Allow-Origin") != origin:
         raise CheckFailed(
-            f"{what} does not allow the hub's origin {origin} (Access-Control-Allow-Origin: "
-            f"{headers.get('Access-Control-Allow-Origin')!r}); the store page cannot call it"
+            f"{what} does not allow the storefront's origin {origin} (Access-Control-Allow-"
+            f"Origin: {headers.get('Access-Control-Allow-Origin')!r}); "
+            "its chat widget cannot call it"
         )
 
 
@@ -108,8 +118,8 @@ def check_qa(base_url: str, kb_path: Path, origin: str | None) -> CheckResult:
     return _run("qa", run)
 
 
-def check_recs(base_url: str, origin: str | None) -> CheckResult:
-    """A known shopper gets a personal recommendation list."""
+def check_recs(base_url: str, *, chat_url: str) -> CheckResult:
+    """A known shopper gets a personal recommendation list; /store embeds the chat widget."""
 
     def run() -> str:
         users, _ = http_json(f"{base_url}/api/users?limit=1")
@@ -117,14 +127,16 @@ def check_recs(base_url: str, origin: str | None) -> CheckResult:
             raise CheckFailed("expected sample shoppers from /api/users, found none")
         user = users["users"][0]
         query = urlencode({"user_id": user, "k": 5})
-        body, headers = http_json(f"{base_url}/api/recommendations?{query}", origin=origin)
+        body, _ = http_json(f"{base_url}/api/recommendations?{query}")
         items = body.get("items") or []
         if not items or body.get("cold_start"):
             raise CheckFailed(
                 f"expected a personal list for {user}, found {len(items)} items "
                 f"(cold_start={body.get('cold_start')!r})"
             )
-        _require_cors(headers, origin, "the recs API")
+        widget = f'src="{chat_url}/static/widget.js"'
+        if widget not in http_text(f"{base_url}/store"):
+            raise CheckFailed(f"expected the storefront {base_url}/store to embed {widget}")
         titles = ", ".join(str(i.get("title")) for i in items[:3])
         return f"{len(items)} items for {user}: {titles}, ..."
 

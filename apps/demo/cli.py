@@ -32,10 +32,17 @@ HOME_ENV = "THREEFOLD_HOME"
     "cache_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where trained models and the FAQ bot are cached "
+    help="Where trained models, the FAQ bot and the catalog vectors are cached "
     "[default: $THREEFOLD_HOME/demo or ~/.cache/threefold/demo].",
 )
-@click.option("--retrain", is_flag=True, help="Train the models and build the bot again.")
+@click.option(
+    "--retrain", is_flag=True, help="Train the models, build the bot and embed the catalog again."
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bars for training and scoring [default: only when stderr is a terminal].",
+)
 @click.option(
     "--timeout",
     "timeout_s",
@@ -50,12 +57,14 @@ def demo(
     port_base: int | None,
     cache_dir: Path | None,
     retrain: bool,
+    progress: bool | None,
     timeout_s: float,
 ) -> None:
     """Run the whole suite: FAQ bot, recommendations, news alerts and a hub page linking them.
 
     Uses REDIS_URL / KAFKA_BOOTSTRAP_SERVERS when set, else starts embedded ones. Trained
-    models are cached, so the second run starts in seconds. Ctrl-C stops everything.
+    models, the FAQ bot and the catalog vectors are cached, so a second run skips training and
+    embedding. Ctrl-C stops everything.
     """
     from threefold.apps.demo.models import default_cache_dir
     from threefold.apps.demo.stages import run_demo
@@ -63,6 +72,10 @@ def demo(
     from threefold.streaming.connections import KafkaSettings, RedisSettings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Library chatter is not the demo's news: no transformers load reports (a fresh classifier
+    # head is "MISSING" by design) and no per-file "Loading weights" / "Writing" bars.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     options = DemoOptions(
         check=check,
         host=host,
@@ -70,6 +83,7 @@ def demo(
         cache_dir=cache_dir or default_cache_dir(os.environ.get(HOME_ENV)),
         retrain=retrain,
         timeout_s=timeout_s,
+        progress=sys.stderr.isatty() if progress is None else progress,
         redis=load_settings(RedisSettings, "REDIS_"),
         kafka=load_settings(KafkaSettings, "KAFKA_"),
     )

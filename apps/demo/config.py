@@ -17,7 +17,8 @@ class DemoOptions:
     """Settings of one demo run: the command's options and the services it may reuse.
 
     `redis` / `kafka` (REDIS_*, KAFKA_* settings) without a URL / bootstrap servers: the demo
-    starts embedded ones.
+    starts embedded ones. `progress`: tqdm bars for training and scoring on stderr (the
+    command's default: only on a terminal).
     """
 
     cache_dir: Path
@@ -26,6 +27,7 @@ class DemoOptions:
     port_base: int | None = None
     retrain: bool = False
     timeout_s: float = 180.0
+    progress: bool = True
     redis: RedisSettings = field(default_factory=RedisSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 

@@ -1,4 +1,4 @@
-"""Demo artefacts cached between runs: the two alert classifiers and the FAQ bot.
+"""Demo artefacts cached between runs: the alert classifiers, the FAQ bot, the recs catalog vectors.
 
 Each artefact lives under the cache directory in a folder named by a key over its inputs (the
 sample data's bytes, the base model and the training settings), so a changed sample or base
@@ -18,11 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from threefold.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 META_FILE = "demo-meta.json"
+RECS_VECTORS_FILE = "vectors.npz"
+RECS_COMBINER_FILE = "combiner.json"
 # Few steps on the small shipped sample: about a minute on two CPU cores for both models,
 # enough for the scenario's negative surge to be recognised.
 CLASSIFIER_STEPS: dict[str, int] = {"topic": 15, "sentiment": 30}
@@ -100,7 +104,12 @@ def _labelled_rows(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
 
 
 def train_alert_models(
-    sample: Path, root: Path, *, base_model: str | None = None, retrain: bool = False
+    sample: Path,
+    root: Path,
+    *,
+    base_model: str | None = None,
+    retrain: bool = False,
+    progress: bool = True,
 ) -> CachedArtefact:
     """The topic and sentiment classifiers (root/alerts-models-<key>/{topic,sentiment})."""
     from threefold.core.base_model import resolve_base_model
@@ -117,7 +126,9 @@ def train_alert_models(
         texts = [r["text"] for r in rows]
         for column, steps in CLASSIFIER_STEPS.items():
             logger.info("training the %s classifier on %d headlines", column, len(rows))
-            config = TrainingConfig(max_steps=steps, output_progress=True, **CLASSIFIER_SETTINGS)
+            config = TrainingConfig(
+                max_steps=steps, output_progress=progress, **CLASSIFIER_SETTINGS
+            )
             model = train_classifier(
                 texts, [r[column] for r in rows], base_model=base, config=config
             )
@@ -127,7 +138,7 @@ def train_alert_models(
 
 
 def build_faq_bot(
-    kb_path: Path, root: Path, embedder: Any, *, retrain: bool = False
+    kb_path: Path, root: Path, embedder: Any, *, retrain: bool = False, progress: bool = True
 ) -> CachedArtefact:
     """The FAQ bot directory (root/qa-bot-<key>) built from `kb_path` with `embedder`."""
     from threefold.apps.qa.store import FORMAT_VERSION
@@ -139,8 +150,59 @@ def build_faq_bot(
         from threefold.apps.qa.knowledge_base import KnowledgeBase
         from threefold.apps.qa.store import BotStore
 
-        bot = build_bot(KnowledgeBase.load(kb_path), embedder, show_progress=True)
+        bot = build_bot(KnowledgeBase.load(kb_path), embedder, show_progress=progress)
         BotStore(out / "bot").publish(bot)
 
     artefact = cached_build(root, "qa-bot", key, build, rebuild=retrain)
     return CachedArtefact(artefact.path / "bot", artefact.key, artefact.built)
+
+
+def prepare_recs_cached(
+    settings: Any, redis: Any, embedder: Any, root: Path, *, retrain: bool = False
+) -> tuple[Any, CachedArtefact | None]:
+    """`prepare_recs` with its results (catalog vectors, tuned combiner) cached on disk.
+
+    A fresh Redis (the demo's embedded one) lacks both, so every run would embed the catalog and
+    tune the combiner again. They live in root/recs-<key>, keyed by the catalog and seed log
+    bytes, the encoder id and the settings that shape them; a cached copy is loaded into Redis
+    first, where `prepare_recs` finds it. Returns (tuned combiner or None, the cached copy or
+    None when Redis could not hand the results back to be cached).
+    """
+    from prometheus_client import CollectorRegistry
+
+    from threefold.apps.recs.catalog import load_catalog
+    from threefold.apps.recs.metrics import RecsMetrics
+    from threefold.apps.recs.resources import open_redis, prepare_recs
+
+    inputs = [Path(p) for p in (settings.items_path, settings.events_path) if p is not None]
+    shape = {"tune_on_start": settings.tune_on_start, "pool": settings.candidate_pool}
+    key = cache_key(inputs, embedder.model_id, {"format": 1, **shape})
+    target = root / f"recs-{key}"
+    state = open_redis(settings, redis, RecsMetrics(CollectorRegistry()))
+    model_id = embedder.model_id
+    if (target / META_FILE).is_file() and not retrain:
+        stored = np.load(target / RECS_VECTORS_FILE)
+        saved = zip(stored["ids"].tolist(), stored["vectors"], strict=True)
+        state.put_vectors(model_id, dict(saved))
+        combiner = target / RECS_COMBINER_FILE
+        if combiner.is_file():
+            state.put_combiner(model_id, json.loads(combiner.read_text(encoding="utf-8")))
+    tuned = prepare_recs(settings, redis, encoder=embedder)
+
+    ids = load_catalog(settings.items_path).ids
+    vectors = state.get_vectors(model_id, ids)
+    if len(vectors) < len(ids):
+        logger.warning(
+            "Redis returned %d of %d catalog vectors: not cached", len(vectors), len(ids)
+        )
+        return tuned, None
+    combiner = state.get_combiner(model_id)
+
+    def build(out: Path) -> None:
+        np.savez(
+            out / RECS_VECTORS_FILE, ids=np.array(ids), vectors=np.stack([vectors[i] for i in ids])
+        )
+        if combiner is not None:
+            (out / RECS_COMBINER_FILE).write_text(json.dumps(combiner), encoding="utf-8")
+
+    return tuned, cached_build(root, "recs", key, build, rebuild=retrain)

@@ -4,7 +4,8 @@ Stages (messages on stderr, URLs on stdout):
 1. the apps' ports; Redis and a Kafka-protocol broker: embedded, or REDIS_URL /
    KAFKA_BOOTSTRAP_SERVERS;
 2. the alert classifiers (topic, sentiment), trained from the shipped sample once and cached;
-3. the FAQ bot (cached) and the catalog index; each app, allowing the hub's origin;
+3. the FAQ bot (cached) and the catalog index (vectors cached); the apps, the storefront
+   embedding the chat widget;
 4. the QA, recs, dashboard and hub servers plus the alerts consumer;
 5. the sample news scenario replayed into the input topic;
 6. the alert it raises, read back from the alerts topic;
@@ -151,6 +152,7 @@ def train_models(options: DemoOptions, cache: Path, log: StageLog) -> Any:
         cache / "models",
         base_model=base_model_from_env(),
         retrain=options.retrain,
+        progress=options.progress,
     )
     if models.built:
         steps = ", ".join(f"{name} {n} steps" for name, n in CLASSIFIER_STEPS.items())
@@ -173,7 +175,7 @@ def build_apps(
     from threefold.apps.alerts.resources import open_resources as open_dashboard_resources
     from threefold.apps.alerts.web import create_app as create_dashboard
     from threefold.apps.demo.config import HubConfig
-    from threefold.apps.demo.models import build_faq_bot
+    from threefold.apps.demo.models import build_faq_bot, prepare_recs_cached
     from threefold.apps.demo.stack import browser_origins
     from threefold.apps.demo.web.app import create_app as create_hub
     from threefold.apps.qa.config import SAMPLE_KB, QAConfig
@@ -181,35 +183,43 @@ def build_apps(
     from threefold.apps.qa.web import create_app as create_qa
     from threefold.apps.recs.config import RecsConfig
     from threefold.apps.recs.resources import open_resources as open_recs
-    from threefold.apps.recs.resources import prepare_recs
     from threefold.apps.recs.web import create_app as create_recs
     from threefold.core.base_model import base_model_from_env
     from threefold.core.embedder import Embedder
 
     log.begin(3, "build", "FAQ bot and catalog index")
-    origins = browser_origins(state.servers["hub"])
+    # The storefront (recs /store) embeds the chat widget, which calls the QA API from there.
+    storefront_origins = browser_origins(state.servers["recs"])
     embedder = Embedder(base_model_from_env()).load()
-    bot = build_faq_bot(SAMPLE_KB, cache / "qa", embedder, retrain=options.retrain)
+    bot = build_faq_bot(
+        SAMPLE_KB, cache / "qa", embedder, retrain=options.retrain, progress=options.progress
+    )
     log.note(f"FAQ bot {'built' if bot.built else 'reused'} at {bot.path}")
     prefix = f"threefold:demo:{state.run_id}:"
     qa_settings = QAConfig(
         bot_dir=str(bot.path),
         kb_path=None,
         redis_prefix=prefix + "qa:",
-        allowed_origins=origins,
+        allowed_origins=storefront_origins,
         agent_tokens=f"{DEMO_AGENT}:{state.agent_token}",
     )
     qa = create_qa(
         qa_settings,
         open_qa_resources(qa_settings, state.redis, encoder=embedder),
     )
-    recs_settings = RecsConfig(redis_prefix=prefix + "recs:", allowed_origins=origins)
+    recs_settings = RecsConfig(redis_prefix=prefix + "recs:", chat_url=state.url("qa"))
     recs_redis = state.redis
-    tuned = prepare_recs(recs_settings, recs_redis, encoder=embedder)
+    tuned, vectors = prepare_recs_cached(
+        recs_settings, recs_redis, embedder, cache / "recs", retrain=options.retrain
+    )
     recs = create_recs(
         recs_settings, open_recs(recs_settings, recs_redis, encoder=embedder, tuned=tuned)
     )
-    log.note("catalog index built")
+    if vectors is None:
+        log.note("catalog index built (its vectors could not be cached)")
+    else:
+        reused = "embedded and cached" if vectors.built else "reused"
+        log.note(f"catalog index built, vectors and ranking weights {reused} at {vectors.path}")
     topic = f"threefold-demo-{state.run_id}"
     models_dir = Path(models.path)
     state.alerts_config = AlertsConfig(
@@ -222,7 +232,7 @@ def build_apps(
         sentiment_model_dir=str(models_dir / "sentiment"),
         redis_prefix=prefix + "alerts:",
         bootstrap_servers=state.kafka.bootstrap_servers,
-        allowed_origins=list(origins),
+        allowed_origins=list(browser_origins(state.servers["hub"])),
     )
     dashboard = create_dashboard(
         state.alerts_config,
@@ -260,7 +270,7 @@ def start_apps(apps: dict[str, Any], state: DemoState, stack: ExitStack, log: St
     log.done(f"alerts consumer reading {config.input_topic}")
 
 
-def replay_news(state: DemoState, log: StageLog) -> int:
+def replay_news(state: DemoState, progress: bool, log: StageLog) -> int:
     from threefold.apps.alerts.config import DATA_DIR
     from threefold.streaming.replay import replay_file
 
@@ -272,12 +282,13 @@ def replay_news(state: DemoState, log: StageLog) -> int:
         kafka=state.kafka,
         key_field="id",
         timestamp_field="published_at",
+        progress=progress,
     )
     log.done(f"{result['sent']} messages sent")
     return int(result["sent"])
 
 
-def await_alert(state: DemoState, sent: int, timeout_s: float, log: StageLog) -> None:
+def await_alert(state: DemoState, sent: int, options: DemoOptions, log: StageLog) -> None:
     from tqdm import tqdm
 
     from threefold.apps.demo.stack import wait_for_alert
@@ -285,7 +296,9 @@ def await_alert(state: DemoState, sent: int, timeout_s: float, log: StageLog) ->
 
     topic = state.alerts_config.alerts_topic
     log.begin(6, "alert", f"scoring the stream; waiting for an alert on {topic}")
-    with tqdm(total=sent, unit="msg", desc="scored", file=sys.stderr) as bar:
+    timeout_s = options.timeout_s
+    bar = tqdm(total=sent, unit="msg", desc="scored", file=sys.stderr, disable=not options.progress)
+    with bar:
 
         def progress() -> None:
             bar.update(min(sent, state.consumer.processed) - bar.n)
@@ -311,16 +324,18 @@ def await_alert(state: DemoState, sent: int, timeout_s: float, log: StageLog) ->
 def print_urls(state: DemoState, log: StageLog) -> None:
     log.begin(7, "ready", "URLs on stdout")
     hub, dashboard = state.url("hub"), state.url("dashboard")
+    qa, recs = state.url("qa"), state.url("recs")
     rows = [
-        ("hub", f"{hub}/"),
-        ("store", f"{hub}/store  (chat widget + recommendations)"),
-        ("dashboard", f"{dashboard}/  (sentiment and alerts)"),
-        ("qa api", f"{state.url('qa')}/api/chat"),
-        ("agent", f"{state.url('qa')}/agent  (sign in as {DEMO_AGENT}: {state.agent_token})"),
-        ("recs api", f"{state.url('recs')}/api/recommendations?user_id=..."),
+        ("hub", f"{hub}/", "every page linked"),
+        ("store", f"{recs}/store", "recommendations + chat widget"),
+        ("dashboard", f"{dashboard}/", "sentiment and alerts"),
+        ("chat test", f"{qa}/demo", "the chat widget alone"),
+        ("agent", f"{qa}/agent", f"sign in as {DEMO_AGENT}: {state.agent_token}"),
+        ("qa api", f"{qa}/api/chat", ""),
+        ("recs api", f"{recs}/api/recommendations?user_id=...", ""),
     ]
-    for name, url in rows:
-        click.echo(f"{name:<10} {url}")
+    for name, url, what in rows:
+        click.echo(f"{name:<10} {url}  ({what})" if what else f"{name:<10} {url}")
     click.echo("ready")
 
 
@@ -328,10 +343,9 @@ def run_checks(state: DemoState) -> bool:
     from threefold.apps.demo.checks import check_alerts, check_qa, check_recs
     from threefold.apps.qa.config import SAMPLE_KB
 
-    origin = state.url("hub")
     results = [
-        check_qa(state.url("qa"), SAMPLE_KB, origin),
-        check_recs(state.url("recs"), origin),
+        check_qa(state.url("qa"), SAMPLE_KB, origin=state.url("recs")),
+        check_recs(state.url("recs"), chat_url=state.url("qa")),
         check_alerts(
             state.alert,
             state.alerts_config.alerts_topic,
@@ -361,8 +375,8 @@ def run_demo(options: DemoOptions) -> int:
             models = train_models(options, cache, log)
             apps = build_apps(options, cache, models, state, stack, log)
             start_apps(apps, state, stack, log)
-            sent = replay_news(state, log)
-            await_alert(state, sent, options.timeout_s, log)
+            sent = replay_news(state, options.progress, log)
+            await_alert(state, sent, options, log)
             print_urls(state, log)
             if options.check:
                 code = 0 if run_checks(state) else 1

@@ -38,6 +38,8 @@ class RecsConfig:
     cache_ttl_seconds: int = 300
     admin_token: Secret | None = None
     allowed_origins: tuple[str, ...] = ()
+    # FAQ bot base URL: /store embeds its chat widget (that app must allow this origin for CORS)
+    chat_url: str = ""
     rate_limit_per_minute: int | None = 600  # per client, all workers together; 0 disables
     trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-For is believed
     default_k: int = 10
@@ -72,6 +74,11 @@ class RecsConfig:
             raise ConfigError(
                 "redis_timeout_seconds must be > 0 and redis_retry_seconds >= 0, found "
                 f"{self.redis_timeout_seconds!r} and {self.redis_retry_seconds!r}"
+            )
+        if self.chat_url and not self.chat_url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"chat_url must be the FAQ bot's http(s) base URL, found {self.chat_url!r}; "
+                "set THREEFOLD_RECS_CHAT_URL=http://127.0.0.1:8001 or leave it empty for no chat"
             )
         if not self.redis_prefix.endswith(":"):
             raise ConfigError(f"redis_prefix must end with ':', found {self.redis_prefix!r}")

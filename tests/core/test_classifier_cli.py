@@ -92,6 +92,8 @@ def trained(data_dir: Path) -> tuple[Path, dict]:
         "--no-progress",
     )
     assert result.exit_code == 0, result.output
+    assert "Writing model shards" not in result.stderr  # --no-progress: no bars at all
+    assert "Loading weights" not in result.stderr
     return out, json.loads(result.stdout)
 
 

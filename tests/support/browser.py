@@ -158,3 +158,28 @@ def copy_to_docs(path: Path) -> None:
     if os.environ.get("UPDATE_DOCS_SCREENSHOTS") == "1":
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
+
+
+def save_screenshot(page, screenshot_dir: Path, name: str, *, docs: bool = False) -> Path:
+    """Save a screenshot under `screenshot_dir`; with `docs`, also into docs/screenshots when
+    UPDATE_DOCS_SCREENSHOTS=1 (the README's PNGs; plain runs leave git clean)."""
+    path = screenshot_dir / name
+    page.screenshot(path=str(path), scale="css")
+    if docs:
+        copy_to_docs(path)
+    return path
+
+
+def page_problems(page) -> list[str]:
+    """Start recording console errors and failed (>= 400) responses of `page`; returns the list
+    that fills as the page runs (a missing favicon shows up here as a 404)."""
+    problems: list[str] = []
+    page.on(
+        "console",
+        lambda m: problems.append(f"console error: {m.text}") if m.type == "error" else None,
+    )
+    page.on(
+        "response",
+        lambda r: problems.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None,
+    )
+    return problems

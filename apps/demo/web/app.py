@@ -1,9 +1,8 @@
 """The hub app factory: config, static files, templates and the pages blueprint.
 
-The hub is the demo's entry page linking the three apps, and a store page combining two. The
-store page embeds the FAQ chat widget and the recs app's storefront script, both served by
-those apps and calling their APIs cross-origin: the QA and recs apps must list the hub's origin
-in their allowed CORS origins (`threefold demo` configures that).
+The hub is the demo's entry page linking the three apps' pages; its /store redirects to the one
+storefront, the recs app's /store, which embeds the FAQ chat widget (`threefold demo` sets the
+recs app's `chat_url` and lets the QA app allow the storefront's origin).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""The hub's pages: the entry page, the store page and the links as this client sees them."""
+"""The hub's pages: the entry page, /store (to the recs storefront) and the links as seen here."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from threefold.apps.demo.config import HubConfig
@@ -28,8 +28,8 @@ def index() -> ResponseReturnValue:
 
 @pages.get("/store")
 def store() -> ResponseReturnValue:
-    """A store page with the chat widget and live recommendations."""
-    return render_template("store.html", links=_links())
+    """The one storefront (recommendations + chat widget) is the recs app's /store."""
+    return redirect(f"{_links()['recs']}/store")
 
 
 @pages.get("/api/links")

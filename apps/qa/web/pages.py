@@ -1,4 +1,4 @@
-"""Health, the root redirect and the demo store page with the chat widget."""
+"""Health, the root redirect and the chat widget test page."""
 
 from __future__ import annotations
 
@@ -43,5 +43,5 @@ def index() -> ResponseReturnValue:
 
 @pages_blueprint.get("/demo")
 def demo() -> ResponseReturnValue:
-    """A sample store page with the chat widget embedded by one script tag."""
+    """A minimal page with the chat widget embedded by its one script tag."""
     return send_from_directory(STATIC_DIR, "demo.html")

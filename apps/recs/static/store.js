@@ -1,35 +1,74 @@
-// Storefront: shopper picker, recommendation cards, click -> event -> fresh list.
-// Served by the recs app for its own /store page and loaded cross-origin by the demo hub's store
-// page. Elements are found by their data-store role; category, diversity and history are
-// optional. The script tag's data-recs-api names the recs API (default: this page's origin).
-// Every text is set with textContent (never innerHTML).
+// The recs app's storefront (/store): shopper picker, recommendation cards (buttons), a click
+// records an event and fetches a fresh list. When the recommendation API is down the page
+// keeps what it shows, says what failed and offers "Try again" (automatic after a 503's
+// Retry-After). Every text is set with textContent (never innerHTML).
 "use strict";
 
 (function () {
-  const script = document.currentScript;
-  const api = ((script && script.dataset.recsApi) || "").replace(/\/+$/, "");
-  const role = (name) => document.querySelector('[data-store="' + name + '"]');
-  const userSelect = role("shopper");
-  const categorySelect = role("category");
-  const diversityInput = role("diversity");
-  const diversityValue = role("diversity-value");
-  const list = role("list");
-  const historyList = role("history");
-  const statusLine = role("status");
+  const byId = (id) => document.getElementById(id);
+  const userSelect = byId("user");
+  const categorySelect = byId("category");
+  const diversityInput = byId("diversity");
+  const diversityValue = byId("diversity-value");
+  const list = byId("recs");
+  const historyList = byId("history");
+  const historyEmpty = byId("history-empty");
+  const statusLine = byId("status");
+  const problem = byId("problem");
+  const problemText = byId("problem-text");
+  const retryButton = byId("retry");
   const clicks = {};
+  const MAX_AUTO_RETRY_S = 60;
+  let retryAction = null;
+  let retryTimer = null;
 
-  function setStatus(text, isError) {
-    statusLine.textContent = text;
-    statusLine.className = isError ? "error" : "";
+  class ApiError extends Error {
+    constructor(message, retryAfterS) {
+      super(message);
+      this.retryAfterS = retryAfterS;
+    }
   }
 
   async function getJson(path, options) {
-    const response = await fetch(api + path, options);
+    let response;
+    try {
+      response = await fetch(path, options);
+    } catch (error) {
+      throw new ApiError("the recommendation service did not answer", null);
+    }
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
-      throw new Error(body.message || ("HTTP " + response.status));
+      const retryAfter = Number(response.headers.get("Retry-After"));
+      const reason = body.message || body.reason || "it answered HTTP " + response.status;
+      throw new ApiError(reason, Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : null);
     }
     return body;
+  }
+
+  function clearProblem() {
+    clearTimeout(retryTimer);
+    retryAction = null;
+    problem.hidden = true;
+  }
+
+  function showProblem(what, error, action) {
+    clearTimeout(retryTimer);
+    retryAction = action;
+    let message = what + ": " + error.message + ".";
+    if (error.retryAfterS) {
+      const seconds = Math.min(error.retryAfterS, MAX_AUTO_RETRY_S);
+      message += " Trying again in " + seconds + " s.";
+      retryTimer = setTimeout(retry, seconds * 1000);
+    }
+    problemText.textContent = message;
+    problem.hidden = false;
+    statusLine.textContent = "";
+  }
+
+  function retry() {
+    const action = retryAction;
+    clearProblem();
+    if (action) action();
   }
 
   function option(value, label) {
@@ -39,98 +78,105 @@
     return element;
   }
 
-  function text(tag, className, value) {
-    const element = document.createElement(tag);
+  function text(className, value) {
+    const element = document.createElement("span");
     element.className = className;
     element.textContent = value;
     return element;
   }
 
   function card(entry) {
-    const item = document.createElement("li");
-    item.className = "card";
-    item.tabIndex = 0;
-    item.dataset.itemId = entry.item_id;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "card";
+    button.dataset.itemId = entry.item_id;
     const price = entry.price === undefined || entry.price === null ? "" : " · $" + Number(entry.price).toFixed(2);
-    item.append(
-      text("span", "title", entry.title),
-      text("span", "meta", (entry.category || "") + price),
-      text("span", "reason", entry.reason || ""),
-      text("span", "description", entry.description || ""),
+    button.append(
+      text("title", entry.title),
+      text("meta", (entry.category || "") + price),
+      text("reason", entry.reason || ""),
+      text("description", entry.description || ""),
     );
-    item.addEventListener("click", () => viewItem(entry));
-    item.addEventListener("keydown", (event) => {
-      if (event.key === "Enter") viewItem(entry);
-    });
+    button.addEventListener("click", () => viewItem(entry));
+    const item = document.createElement("li");
+    item.append(button);
     return item;
   }
 
   function renderHistory() {
-    if (!historyList) return;
-    historyList.replaceChildren();
-    for (const title of (clicks[userSelect.value] || []).slice(-8).reverse()) {
+    const titles = (clicks[userSelect.value] || []).slice(-8).reverse();
+    historyList.replaceChildren(...titles.map((title) => {
       const entry = document.createElement("li");
       entry.textContent = title;
-      historyList.append(entry);
-    }
+      return entry;
+    }));
+    historyEmpty.hidden = titles.length > 0;
   }
 
   async function loadRecommendations() {
     const params = new URLSearchParams({ user_id: userSelect.value, k: "8" });
-    if (diversityInput) params.set("diversity", diversityInput.value);
-    if (categorySelect && categorySelect.value) params.set("category", categorySelect.value);
-    setStatus("Loading…", false);
+    params.set("diversity", diversityInput.value);
+    if (categorySelect.value) params.set("category", categorySelect.value);
+    statusLine.textContent = "Loading…";
+    renderHistory();
     try {
       const body = await getJson("/api/recommendations?" + params.toString());
+      clearProblem();
       list.replaceChildren(...body.items.map(card));
       list.dataset.version = String(Number(list.dataset.version) + 1);
-      const kind = body.cold_start ? "new shopper: popular picks" : "personalised";
-      setStatus(body.items.length + " items, " + kind + (body.cached ? " (from cache)" : ""), false);
+      const kind = body.cold_start ? "new shopper: popular picks" : "personalised for you";
+      statusLine.textContent = body.items.length
+        ? body.items.length + " items, " + kind
+        : "Nothing to recommend in this category yet: choose another one.";
     } catch (error) {
-      setStatus("Could not load recommendations: " + error.message, true);
+      showProblem("Could not load recommendations", error, loadRecommendations);
     }
-    renderHistory();
   }
 
   async function viewItem(entry) {
+    const user = userSelect.value;
     try {
       await getJson("/api/events", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ user_id: userSelect.value, item_id: entry.item_id, event: "click" }),
+        body: JSON.stringify({ user_id: user, item_id: entry.item_id, event: "click" }),
       });
-      (clicks[userSelect.value] = clicks[userSelect.value] || []).push(entry.title);
     } catch (error) {
-      setStatus("Could not record the click: " + error.message, true);
+      showProblem("Your click on “" + entry.title + "” was not recorded", error, () => viewItem(entry));
       return;
     }
+    (clicks[user] = clicks[user] || []).push(entry.title);
     await loadRecommendations();
+    // The chosen card was replaced: keep a keyboard user's place at the top of the new list.
+    if (!list.contains(document.activeElement) && document.activeElement === document.body) {
+      const next = list.querySelector(".card");
+      if (next) next.focus();
+    }
   }
 
   async function start() {
+    statusLine.textContent = "Loading…";
+    let users, categories;
     try {
-      const [users, categories] = await Promise.all([
-        getJson("/api/users?limit=30"),
-        categorySelect ? getJson("/api/categories") : Promise.resolve({ categories: [] }),
-      ]);
-      userSelect.append(option("visitor-" + Math.random().toString(36).slice(2, 8), "New visitor (no history)"));
-      for (const user of users.users) userSelect.append(option(user, user));
-      for (const name of categories.categories) categorySelect.append(option(name, name));
+      [users, categories] = await Promise.all([getJson("/api/users?limit=30"), getJson("/api/categories")]);
     } catch (error) {
-      setStatus("Could not reach the recommendation API: " + error.message, true);
+      showProblem("The shop could not load", error, start);
       return;
     }
+    clearProblem();
+    userSelect.append(option("visitor-" + Math.random().toString(36).slice(2, 8), "New visitor (no history)"));
+    for (const user of users.users) userSelect.append(option(user, user));
+    for (const name of categories.categories) categorySelect.append(option(name, name));
     userSelect.addEventListener("change", loadRecommendations);
-    if (categorySelect) categorySelect.addEventListener("change", loadRecommendations);
-    if (diversityInput) {
-      diversityInput.addEventListener("input", () => {
-        diversityValue.textContent = Number(diversityInput.value).toFixed(1);
-      });
-      diversityInput.addEventListener("change", loadRecommendations);
-    }
-    role("refresh").addEventListener("click", loadRecommendations);
+    categorySelect.addEventListener("change", loadRecommendations);
+    diversityInput.addEventListener("input", () => {
+      diversityValue.textContent = Number(diversityInput.value).toFixed(1);
+    });
+    diversityInput.addEventListener("change", loadRecommendations);
+    byId("refresh").addEventListener("click", loadRecommendations);
     await loadRecommendations();
   }
 
+  retryButton.addEventListener("click", retry);
   start();
 })();

@@ -1,15 +1,17 @@
-"""Health check and the storefront demo page."""
+"""Health check and the storefront page (recommendations, plus the FAQ chat widget when set)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, jsonify, send_from_directory
+from flask import Blueprint, Response, jsonify, send_from_directory
+from markupsafe import escape
 
 from threefold.apps.recs.web.shared import resources
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+CHAT_TITLE = "threefold store help"
 DEGRADED_REASON = "serving without the shared cache, histories and catalog changes"
 
 pages = Blueprint("recs_pages", __name__)
@@ -46,7 +48,14 @@ def healthz() -> Any:
 
 @pages.get("/store")
 def storefront() -> Any:
-    return send_from_directory(STATIC_DIR, "store.html")
+    """The shop page; with `chat_url` set it embeds that FAQ bot's chat widget (one script tag)."""
+    page = (STATIC_DIR / "store.html").read_text(encoding="utf-8")
+    chat_url = resources().settings.chat_url.rstrip("/")
+    if chat_url:
+        src = f"{escape(chat_url)}/static/widget.js"
+        tag = f'<script src="{src}" data-title="{CHAT_TITLE}"></script>'
+        page = page.replace("</body>", f"  {tag}\n</body>")
+    return Response(page, mimetype="text/html")
 
 
 @pages.get("/store/static/<path:name>")

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.browser import save_screenshot
 
 SERVICE_NAMES = ("redis-server", "tansu")
 # Generous safety nets so a broken demo fails instead of hanging the suite (not assertions).
@@ -190,24 +191,27 @@ def test_demo_pages_in_a_browser_then_sigterm_stops_everything(
     running_demo, page, screenshot_dir: Path
 ) -> None:
     urls, process, log = running_demo
-    assert {"hub", "store", "dashboard"} <= set(urls), log.read_text()[-6000:]
+    assert {"hub", "store", "dashboard", "chat test"} <= set(urls), log.read_text()[-6000:]
     with ServiceWatch(process) as watch:
         page.goto(urls["hub"])
-        for name in ("Store page", "FAQ bot", "Recommendations", "Sentiment alerts dashboard"):
+        for name in ("Storefront", "FAQ bot: chat widget test page", "Sentiment alerts dashboard"):
             assert page.get_by_role("link", name=name).is_visible()
+        hub_links = page.eval_on_selector_all("a", "links => links.map(a => a.href)")
+        for name in ("store", "dashboard", "chat test"):  # every printed page is on the hub
+            assert urls[name] in hub_links, (name, hub_links)
         page.screenshot(path=str(screenshot_dir / "demo_hub.png"), full_page=True)
         assert urls["agent"].endswith("/agent")  # printed with the demo agent's token
         page.get_by_role("link", name="agent console").click()
         page.get_by_label("Agent token").wait_for()
 
         page.goto(urls["store"])
-        cards = page.locator("#recommendations li.card")
+        cards = page.locator("#recs .card")
         cards.first.wait_for()
         assert cards.count() >= 3
-        loaded = page.locator("#recommendations").get_attribute("data-version")
-        cards.first.click()  # a cross-origin POST /api/events, then a fresh list
+        loaded = page.locator("#recs").get_attribute("data-version")
+        cards.first.click()  # POST /api/events, then a fresh list
         page.wait_for_function(
-            "n => document.getElementById('recommendations').dataset.version !== n", arg=loaded
+            "n => document.getElementById('recs').dataset.version !== n", arg=loaded
         )
         assert "Could not" not in page.locator("#status").inner_text()
         page.get_by_role("button", name=re.compile(r"^Open chat")).click()
@@ -219,7 +223,8 @@ def test_demo_pages_in_a_browser_then_sigterm_stops_everything(
         answer = dialog.locator(".msg.bot[data-faq-id='shipping_cost']")
         answer.wait_for()
         assert "free on orders over $50" in answer.inner_text()
-        page.screenshot(path=str(screenshot_dir / "demo_store.png"), full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 700})  # a small PNG for the README
+        save_screenshot(page, screenshot_dir, "store-with-chat.png", docs=True)
 
         page.goto(urls["dashboard"])
         page.locator("#alerts li").first.wait_for()

@@ -1,4 +1,4 @@
-"""The demo hub app: entry page, store page wiring (widget + recs storefront), JSON errors."""
+"""The demo hub app: entry page, /store to the recs storefront, links, JSON errors."""
 
 from __future__ import annotations
 
@@ -18,24 +18,20 @@ def client():
     return create_app(config).test_client()
 
 
-def test_store_page_embeds_the_chat_widget_and_calls_the_recs_api(client) -> None:
-    page = client.get("/store", headers={"Host": "127.0.0.1:9000"}).text
-    assert (
-        '<script src="http://127.0.0.1:9001/static/widget.js" data-api="http://127.0.0.1:9001"'
-        in page
-    )
-    assert 'data-recs-api="http://127.0.0.1:9002"' in page
-    assert '<script src="http://127.0.0.1:9002/store/static/store.js"' in page
+def test_store_redirects_to_the_one_storefront_as_this_client_reaches_it(client) -> None:
+    response = client.get("/store", headers={"Host": "demo.lan:9000"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "http://demo.lan:9002/store"
     assert client.get("/static/hub.css").status_code == 200
+    assert client.get("/static/favicon.svg").status_code == 200
 
 
 def test_entry_page_links_all_three_apps(client) -> None:
     page = client.get("/", headers={"Host": "127.0.0.1:9000"}).text
     for link in (
-        'href="/store"',
         "http://127.0.0.1:9001/demo",
         "http://127.0.0.1:9001/agent",
-        "http://127.0.0.1:9002/store",
+        'href="http://127.0.0.1:9002/store"',
     ):
         assert link in page
     assert 'href="http://127.0.0.1:9003/"' in page

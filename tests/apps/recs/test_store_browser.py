@@ -1,10 +1,33 @@
-"""The storefront demo page in real headless Chromium: pick a shopper, click, list updates."""
+"""The storefront (/store) in real headless Chromium, as a shopper uses it: pick a shopper,
+choose items with the mouse or the keyboard, on a desktop and a phone, with the API down, and
+audited by axe-core."""
 
 from __future__ import annotations
 
 import pytest
+from support.browser import axe_violations, page_problems, save_screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+
+def open_store(browser, base: str, viewport: dict, *, mobile: bool = False):
+    context = browser.new_context(viewport=viewport, is_mobile=mobile, has_touch=mobile)
+    page = context.new_page()
+    problems = page_problems(page)
+    page.goto(f"{base}/store")
+    page.wait_for_selector("#recs .card")
+    return context, page, problems
+
+
+def wait_for_new_list(page, version: int) -> None:
+    page.wait_for_function(f"Number(document.querySelector('#recs').dataset.version) > {version}")
+
+
+def list_version(page) -> int:
+    return int(page.get_attribute("#recs", "data-version"))
 
 
 def test_storefront_shows_recommendations_and_updates_after_a_click(
@@ -39,3 +62,137 @@ def test_storefront_shows_recommendations_and_updates_after_a_click(
     )
     categories = page.locator("#recs .card .meta").all_text_contents()
     assert categories and all(text.startswith("Beauty") for text in categories)
+
+
+def test_desktop_two_columns_empty_history_no_missing_files_and_axe_clean(
+    make_app, live_server, browser, screenshot_dir
+):
+    context, page, problems = open_store(browser, live_server(make_app()), DESKTOP)
+    main, aside = page.locator("main").bounding_box(), page.locator("aside").bounding_box()
+    assert aside["x"] > main["x"] + main["width"] - 1  # history beside the recommendations
+    assert aside["width"] >= 200
+    empty = page.locator("#history-empty")
+    assert empty.is_visible() and empty.inner_text().startswith("No clicks yet")
+    assert page.title() == "threefold store"
+    assert page.evaluate("document.querySelector('link[rel=icon]').href").endswith("favicon.svg")
+    assert axe_violations(page) == []
+    save_screenshot(page, screenshot_dir, "store-desktop.png", docs=True)
+
+    page.locator("#recs .card").first.click()
+    page.locator("#history li").first.wait_for()
+    assert empty.is_hidden()
+    assert problems == []  # no console error, no 404 (favicon included)
+    context.close()
+
+
+def test_phone_stacks_the_columns_and_fits_the_screen(
+    make_app, live_server, browser, screenshot_dir
+):
+    context, page, problems = open_store(browser, live_server(make_app()), PHONE, mobile=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    main, aside = page.locator("main").bounding_box(), page.locator("aside").bounding_box()
+    assert aside["y"] >= main["y"] + main["height"] - 1  # history below, not squeezed beside
+    assert aside["width"] >= 300
+    card = page.locator("#recs .card").first.bounding_box()
+    assert card["width"] >= 300  # one card per row, full width
+    assert page.locator("#history-empty").is_visible()
+    assert axe_violations(page) == []
+    save_screenshot(page, screenshot_dir, "store-phone.png", docs=True)
+    assert problems == []
+    context.close()
+
+
+def test_keyboard_alone_chooses_items_with_space_and_enter(
+    make_app, live_server, browser, screenshot_dir
+):
+    context, page, _ = open_store(browser, live_server(make_app()), DESKTOP)
+    first = page.locator("#recs .card").first
+    assert first.evaluate("e => e.tagName") == "BUTTON"
+    for _ in range(30):  # Tab from the top of the page to the first card
+        page.keyboard.press("Tab")
+        if first.evaluate("e => e === document.activeElement"):
+            break
+    else:
+        pytest.fail("Tab never reached the first recommendation")
+    outline = first.evaluate("e => getComputedStyle(e).outlineStyle")
+    shadow = first.evaluate("e => getComputedStyle(e).boxShadow")
+    assert outline != "none" or shadow != "none"  # a visible focus ring
+    save_screenshot(page, screenshot_dir, "store-keyboard-focus.png")
+
+    title = first.locator(".title").inner_text()
+    version = list_version(page)
+    page.keyboard.press("Space")
+    wait_for_new_list(page, version)
+    assert page.locator("#history li").first.inner_text() == title
+
+    # the chosen card was replaced: focus moved to the first card of the new list
+    assert page.evaluate("document.activeElement.className") == "card"
+    second_title = page.evaluate("document.activeElement.querySelector('.title').textContent")
+    version = list_version(page)
+    page.keyboard.press("Enter")
+    wait_for_new_list(page, version)
+    assert page.locator("#history li").first.inner_text() == second_title
+    context.close()
+
+
+def test_shoppers_never_see_the_cache_but_the_api_reports_it(
+    make_app, live_server, redis_url, redis_prefix, browser
+):
+    base = live_server(make_app(redis_url, redis_prefix=redis_prefix))
+    context, page, _ = open_store(browser, base, DESKTOP)
+    page.select_option("#user", "u001")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('personalised')")
+    version = list_version(page)
+    page.get_by_role("button", name="Refresh").click()
+    wait_for_new_list(page, version)
+    assert "cache" not in page.locator("body").inner_text().lower()
+    user = page.input_value("#user")
+    answer = page.request.get(f"{base}/api/recommendations?user_id={user}&k=8&diversity=0")
+    assert answer.json()["cached"] is True  # the API still says so
+    context.close()
+
+
+def test_api_down_keeps_the_list_says_what_failed_and_retries_the_click(
+    make_app, live_server, browser, screenshot_dir
+):
+    context, page, _ = open_store(browser, live_server(make_app()), PHONE, mobile=True)
+    shown = page.locator("#recs .card").all_inner_texts()
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+
+    first = page.locator("#recs .card").first
+    title = first.locator(".title").inner_text()
+    first.click()
+    problem = page.get_by_role("alert")
+    problem.wait_for(state="visible")
+    text = problem.inner_text()
+    assert f"Your click on “{title}” was not recorded" in text
+    assert "the recommendation service did not answer" in text
+    assert "Failed to fetch" not in text
+    assert page.locator("#recs .card").all_inner_texts() == shown  # the list stays
+    assert page.locator("#history li").count() == 0  # nothing claimed that was not stored
+    assert axe_violations(page) == []
+    save_screenshot(page, screenshot_dir, "store-api-down.png")
+
+    page.unroute("**/api/**")
+    version = list_version(page)
+    page.get_by_role("button", name="Try again").click()  # retries the click itself
+    wait_for_new_list(page, version)
+    assert problem.is_hidden()
+    assert page.locator("#history li").first.inner_text() == title
+    context.close()
+
+
+def test_api_down_from_the_start_explains_and_recovers(make_app, live_server, browser):
+    base = live_server(make_app())
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    page.goto(f"{base}/store")
+    problem = page.get_by_role("alert")
+    problem.wait_for(state="visible")
+    assert problem.inner_text().startswith("The shop could not load")
+    page.unroute("**/api/**")
+    page.get_by_role("button", name="Try again").click()
+    page.wait_for_selector("#recs .card")
+    assert problem.is_hidden()
+    context.close()

@@ -6,6 +6,9 @@ import json
 
 import pytest
 
+from threefold.apps.recs.config import RecsConfig
+from threefold.core.errors import ConfigError
+
 NEW_ITEM = {
     "item_id": "ty-200",
     "title": "Magnetic Tiles Rocket Set",
@@ -32,6 +35,14 @@ def test_healthz_and_metrics(client):
     metrics = client.get("/metrics").get_data(as_text=True)
     assert "recs_cache_hit_rate" in metrics
     assert "recs_catalog_items" in metrics
+
+
+def test_storefront_embeds_the_chat_widget_only_when_a_chat_url_is_set(client, make_app):
+    assert "widget.js" not in client.get("/store").text
+    with_chat = make_app(chat_url="http://127.0.0.1:8001/").test_client().get("/store").text
+    assert '<script src="http://127.0.0.1:8001/static/widget.js"' in with_chat
+    with pytest.raises(ConfigError, match="chat_url must be the FAQ bot's http"):
+        RecsConfig(chat_url="127.0.0.1:8001")
 
 
 def test_recommendations_for_a_known_user(client):
