@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from threefold.apps.cli import cli
+from threefold.streaming.services import free_port
 
 REDIS_PW = "redis-pw-71c3"
 KAFKA_PW = "kafka-pw-0e9a"
@@ -83,3 +84,45 @@ def test_replay_error_shows_no_secret(secret_env, monkeypatch, tmp_path) -> None
     assert result.exit_code != 0
     for secret in SECRETS:
         assert secret not in result.output
+
+
+def _serve_output(args: list[str], env: dict[str, str], seconds: float) -> str:
+    """Everything a `threefold serve ...` process prints in its first `seconds` (then stopped)."""
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("threefold")), "serve", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    return output
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("args", "seconds"),
+    [
+        (["dashboard"], 20),  # Redis unreachable: serves degraded
+        (["qa"], 60),  # no bot and no KB: the error names the fix
+    ],
+)
+def test_serve_startup_logs_and_errors_show_no_secret(
+    args: list[str], seconds: float, secret_env, tmp_path
+) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "THREEFOLD_QA_BOT_DIR": str(tmp_path / "no-bot"),
+        "THREEFOLD_QA_KB_PATH": "",
+        **secret_env,
+    }
+    output = _serve_output([*args, "--port", str(free_port())], env, seconds)
+    assert "Running on" in output or "Error:" in output, output
+    for secret in SECRETS:
+        assert secret not in output
