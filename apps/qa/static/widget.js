@@ -585,7 +585,9 @@
       if (this.dots) this.dots.remove();
       this.dots = null;
       if (!on) return;
-      this.dots = el("div", { class: "dots", role: "status" });
+      // inside the aria-live log, so its text is announced; no role="status" of its own (the
+      // handoff notice is the widget's one status)
+      this.dots = el("div", { class: "dots" });
       this.dots.append(el("span", { class: "sr-only" }, "The assistant is typing…"), el("i"), el("i"), el("i"));
       this.log.appendChild(this.dots);
       this.scrollDown();
