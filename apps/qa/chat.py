@@ -238,6 +238,7 @@ class ChatService:
                 faq_id=reply.faq_id,
                 confidence=reply.confidence,
                 outcome=reply.outcome,
+                suggestions=reply.suggestions,
             )
         )
         if reply.outcome == "answer":
@@ -328,16 +329,29 @@ class ChatService:
             self.observe(reply)
         return reply
 
+    def session_view(self, session: Session) -> list[dict[str, Any]]:
+        """The session's turns for the widget: bot answers also carry `faq_question`, the
+        question of the FAQ they came from (None when that FAQ has since been removed)."""
+        kb = self.get_bot().kb
+        turns = session.transcript()
+        for turn in turns:
+            faq_id = turn.get("faq_id")
+            turn["faq_question"] = kb[faq_id].question if faq_id and faq_id in kb else None
+        return turns
+
     def record_feedback(
         self, *, session_id: str, turn_id: str, rating: str, comment: str = ""
     ) -> dict[str, Any]:
-        """Store a thumbs up/down on one bot answer of the session."""
+        """Store a thumbs up/down on one bot answer of the session; a second vote replaces the
+        first (the session keeps the vote, so the widget shows it after a reload)."""
         session = self.open_session(session_id)
         turn = session.bot_turn(turn_id)
         if turn is None:
             raise UnknownTurn(turn_id)
         position = session.turns.index(turn)
         question = session.turns[position - 1].text if position > 0 else ""
+        turn.rating = rating
+        self.sessions.save(session)
         return self.feedback.record_feedback(
             session_id=session_id,
             turn_id=turn_id,

@@ -1,5 +1,8 @@
 """Thumbs up/down per answer and the log of unanswered questions, exportable to CSV.
 
+One vote per answer: the log keeps every click, and reading it (list, CSV) counts only the
+latest vote of each turn, so a second vote replaces the first.
+
 The records are kept in a `RecordLog`: `MemoryRecordLog` in this process (the app uses it when
 Redis is not configured), `redis_feedback.RedisRecordLog` in Redis.
 """
@@ -114,14 +117,15 @@ class FeedbackStore:
         self.log.append(UNANSWERED_LOG, record)
 
     def feedback(self) -> list[dict[str, Any]]:
-        return list(self.log.read(FEEDBACK_LOG))
+        """The ratings, one per answer (its latest vote), oldest first."""
+        return list(_latest_vote_per_turn(self.log.read(FEEDBACK_LOG)))
 
     def unanswered(self) -> list[dict[str, Any]]:
         return list(self.log.read(UNANSWERED_LOG))
 
     def export_feedback_csv(self, handle: IO[str]) -> int:
         """Write all ratings as CSV (header + one row each); returns the number of rows."""
-        return _write_csv(handle, FEEDBACK_FIELDS, self.log.read(FEEDBACK_LOG))
+        return _write_csv(handle, FEEDBACK_FIELDS, iter(self.feedback()))
 
     def export_unanswered_csv(self, handle: IO[str]) -> int:
         """Write the unanswered-question log as CSV; candidates are joined with '|'."""
@@ -130,6 +134,16 @@ class FeedbackStore:
             for r in self.log.read(UNANSWERED_LOG)
         )
         return _write_csv(handle, UNANSWERED_FIELDS, rows)
+
+
+def _latest_vote_per_turn(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Each (session, turn)'s last record, in the order of those last votes."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in records:
+        key = (record.get("session_id", ""), record.get("turn_id", ""))
+        latest.pop(key, None)
+        latest[key] = record
+    yield from latest.values()
 
 
 def _write_csv(handle: IO[str], fields: tuple[str, ...], rows: Iterator[dict[str, Any]]) -> int:

@@ -30,6 +30,8 @@ class Turn:
     confidence: float | None = None
     outcome: str | None = None
     agent: str | None = None  # the display name on agent turns
+    suggestions: list[dict[str, str]] = field(default_factory=list)  # offered with a bot turn
+    rating: str | None = None  # the customer's vote on a bot answer ("up" or "down")
 
 
 @dataclass

@@ -20,3 +20,33 @@ def ask(dialog, text: str) -> None:
     box = dialog.get_by_label("Your question")
     box.fill(text)
     box.press("Enter")
+
+
+FOCUSED_NAME = """() => {
+  let node = document.activeElement;
+  while (node && node.shadowRoot && node.shadowRoot.activeElement) {
+    node = node.shadowRoot.activeElement;
+  }
+  if (!node) return null;
+  if (node.getAttribute("aria-label")) return node.getAttribute("aria-label");
+  if (node.id && node.getRootNode().querySelector) {
+    const label = node.getRootNode().querySelector(`label[for="${node.id}"]`);
+    if (label) return label.textContent.trim();
+  }
+  return node.textContent.trim();
+}"""
+
+
+def focused_name(page) -> str | None:
+    """The accessible name (aria-label, label or text) of the focused element, shadow DOM too."""
+    return page.evaluate(FOCUSED_NAME)
+
+
+def tab_to(page, name: str, *, limit: int = 30) -> None:
+    """Press Tab until the element named `name` has the focus (fails after `limit` presses)."""
+    for _ in range(limit):
+        if focused_name(page) == name:
+            return
+        page.keyboard.press("Tab")
+    if focused_name(page) != name:
+        raise AssertionError(f"Tab never reached {name!r} in {limit} presses")

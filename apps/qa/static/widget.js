@@ -15,6 +15,11 @@
  * polling where EventSource is missing): "connected to <name>", the agent's messages and
  * typing, the end of the conversation (the bot answers again), and when nobody claims it in
  * time, an honest notice with a form to leave a message for the team.
+ *
+ * Each message shows its time; an answer shows the FAQ it came from and keeps the customer's
+ * vote (one per answer, changeable). While the bot answers, a typing indicator shows. When the
+ * API cannot be reached the message stays as a "not sent" bubble with a Retry button; a 503
+ * with Retry-After is retried automatically.
  */
 (function () {
   "use strict";
@@ -41,7 +46,7 @@
     "  box-shadow: 0 12px 40px rgba(0,0,0,.28); display: flex; flex-direction: column;",
     "  overflow: hidden; }",
     ".panel[hidden] { display: none; }",
-    "header { background: #2f5d50; color: #fff; padding: 12px 14px; display: flex;",
+    ".header { background: #2f5d50; color: #fff; padding: 12px 14px; display: flex;",
     "  align-items: center; justify-content: space-between; gap: 8px; }",
     "h2 { margin: 0; font-size: 16px; font-weight: 600; }",
     ".close { background: transparent; border: 0; color: #fff; font-size: 22px; line-height: 1;",
@@ -56,6 +61,24 @@
     ".msg.error { border-color: #c9372c; color: #8a1c13; }",
     ".msg.agent { align-self: flex-start; background: #e8f0fb; border: 1px solid #b9cdea;",
     "  border-bottom-left-radius: 4px; }",
+    ".msg[data-time]::after { content: attr(data-time); display: block; font-size: 11px;",
+    "  opacity: .75; text-align: right; margin-top: 2px; }",
+    ".msg.pending { opacity: .8; border: 1px dashed #fff; }",
+    ".source { align-self: flex-start; margin: -4px 0 0 4px; font-size: 12px; color: #57606a;",
+    "  max-width: 85%; }",
+    ".dots { align-self: flex-start; background: #fff; border: 1px solid #dde2df; border-radius: 12px;",
+    "  padding: 10px 12px; display: flex; gap: 4px; }",
+    ".dots i { width: 7px; height: 7px; border-radius: 50%; background: #57606a; opacity: .4; }",
+    "@media (prefers-reduced-motion: no-preference) {",
+    "  .dots i { animation: tf-blink 1.2s infinite; }",
+    "  .dots i:nth-of-type(2) { animation-delay: .2s; } .dots i:nth-of-type(3) { animation-delay: .4s; } }",
+    "@keyframes tf-blink { 0%, 80%, 100% { opacity: .25; } 40% { opacity: 1; } }",
+    ".failure { align-self: stretch; display: flex; flex-wrap: wrap; gap: 8px; align-items: center;",
+    "  padding: 8px 10px; border: 1px solid #c9372c; border-radius: 10px; background: #fff;",
+    "  color: #8a1c13; font-size: 14px; }",
+    ".failure p { margin: 0; flex: 1 1 200px; }",
+    ".retry { font: inherit; min-height: 40px; padding: 0 14px; border: 1px solid #8a1c13;",
+    "  border-radius: 10px; background: #fff; color: #8a1c13; cursor: pointer; }",
     ".msg.agent .who { display: block; font-size: 12px; font-weight: 600; color: #1d4f91; }",
     ".typing { font-size: 13px; color: #57606a; padding: 0 14px 6px; background: #f6f7f6; }",
     ".typing[hidden], .leave[hidden] { display: none; }",
@@ -104,6 +127,22 @@
   var ICON_PATH =
     "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2zm3 6v2h2v-2H7zm4 0v2h2v-2h-2zm4 0v2h2v-2h-2z";
   var SVG_NS = "http://www.w3.org/2000/svg";
+  var GREETING = "Hi! Ask me anything about orders, shipping, returns or your account.";
+  var AUTO_RETRIES = 3; // a 503 with Retry-After is retried this often before the Retry button
+  var MAX_RETRY_WAIT_S = 30;
+
+  /** "14:05" for a unix time in seconds (now when missing), in the reader's locale. */
+  function clock(ts) {
+    var date = ts ? new Date(ts * 1000) : new Date();
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+
+  function stamp(node, ts) {
+    var date = ts ? new Date(ts * 1000) : new Date();
+    node.dataset.time = clock(ts);
+    node.title = date.toLocaleString();
+    return node;
+  }
 
   function icon(d, extraClass) {
     var svg = document.createElementNS(SVG_NS, "svg");
@@ -154,7 +193,8 @@
         "aria-labelledby": "tf-title",
       });
       this.panel.hidden = true;
-      var header = el("header");
+      // a plain <div>: a <header> here would be a second banner landmark on the host page
+      var header = el("div", { class: "header" });
       header.appendChild(el("h2", { id: "tf-title" }, this.heading));
       this.closeButton = el("button", { class: "close", type: "button", "aria-label": "Close chat" }, "×");
       header.appendChild(this.closeButton);
@@ -262,9 +302,8 @@
       this.setAttribute("open", "");
       this.launcher.setAttribute("aria-expanded", "true");
       this.launcher.setAttribute("aria-label", "Close chat: " + this.heading);
-      if (!this.log.childElementCount) {
-        this.addBot("Hi! Ask me anything about orders, shipping, returns or your account.");
-      }
+      this.greet();
+      this.scrollDown(); // the log had no height while hidden: show the latest message
       this.input.focus();
     }
 
@@ -276,25 +315,33 @@
       this.launcher.focus();
     }
 
+    greet() {
+      if (!this.log.querySelector(".greeting")) {
+        var greeting = this.addBot(GREETING, "greeting");
+        this.log.insertBefore(greeting, this.log.firstChild);
+      }
+    }
+
     scrollDown() {
       this.log.scrollTop = this.log.scrollHeight;
     }
 
-    addUser(text) {
-      var node = el("div", { class: "msg user" }, text);
+    addUser(text, ts) {
+      var node = stamp(el("div", { class: "msg user" }, text), ts);
       this.log.appendChild(node);
       this.scrollDown();
       return node;
     }
 
-    addBot(text, extraClass) {
+    addBot(text, extraClass, ts) {
       var node = el("div", { class: "msg bot" + (extraClass ? " " + extraClass : "") }, text);
+      stamp(node, ts);
       this.log.appendChild(node);
       this.scrollDown();
       return node;
     }
 
-    addSuggestions(suggestions) {
+    addSuggestions(suggestions, answered) {
       if (!suggestions || !suggestions.length) return;
       var group = el("div", { class: "suggestions", role: "group", "aria-label": "Suggested questions" });
       suggestions.forEach((item) => {
@@ -303,13 +350,14 @@
           group.querySelectorAll("button").forEach((b) => (b.disabled = true));
           this.send(item.question, item.faq_id);
         });
+        button.disabled = Boolean(answered);
         group.appendChild(button);
       });
       this.log.appendChild(group);
       this.scrollDown();
     }
 
-    addFeedback(turnId) {
+    addFeedback(turnId, rating) {
       var row = el("div", { class: "feedback", role: "group", "aria-label": "Was this answer helpful?" });
       row.appendChild(el("span", { "aria-hidden": "true" }, "Helpful?"));
       var up = el("button", { type: "button", "aria-label": "Yes, helpful", "aria-pressed": "false" });
@@ -317,22 +365,27 @@
       up.appendChild(icon(THUMB_PATH, ""));
       down.appendChild(icon(THUMB_PATH, "down"));
       var status = el("span", { class: "feedback-status" });
-      var rate = (rating, button) => {
-        up.disabled = true;
-        down.disabled = true;
-        button.setAttribute("aria-pressed", "true");
-        this.input.focus();
-        this.post("/api/feedback", { session_id: this.sessionId, turn_id: turnId, rating: rating })
+      var show = (vote) => {
+        up.setAttribute("aria-pressed", String(vote === "up"));
+        down.setAttribute("aria-pressed", String(vote === "down"));
+      };
+      show(rating);
+      // one vote per answer: pressing the other thumb replaces it (the server keeps the latest)
+      var rate = (vote) => {
+        if (vote === rating) return;
+        var before = rating;
+        rating = vote;
+        show(vote);
+        this.post("/api/feedback", { session_id: this.sessionId, turn_id: turnId, rating: vote })
           .then(() => (status.textContent = "Thanks for your feedback!"))
           .catch(() => {
-            status.textContent = "Feedback could not be sent.";
-            up.disabled = false;
-            down.disabled = false;
-            button.setAttribute("aria-pressed", "false");
+            status.textContent = "Feedback could not be sent. Please try again.";
+            rating = before;
+            show(before);
           });
       };
-      up.addEventListener("click", () => rate("up", up));
-      down.addEventListener("click", () => rate("down", down));
+      up.addEventListener("click", () => rate("up"));
+      down.addEventListener("click", () => rate("down"));
       row.append(up, down, status);
       this.log.appendChild(row);
       this.scrollDown();
@@ -349,6 +402,7 @@
       if (turn.turn_id) node.dataset.turnId = turn.turn_id;
       node.appendChild(el("span", { class: "who" }, turn.agent || "Our team"));
       node.appendChild(document.createTextNode(turn.text));
+      stamp(node, turn.ts);
       this.log.appendChild(node);
       this.typingLine.hidden = true;
       this.scrollDown();
@@ -473,6 +527,8 @@
               var error = new Error(data.message || "HTTP " + response.status);
               error.status = response.status;
               error.code = data.error;
+              var wait = parseFloat(response.headers.get("Retry-After") || data.retry_after);
+              if (response.status === 503) error.retryAfter = isNaN(wait) ? 5 : wait;
               throw error;
             }
             return data;
@@ -488,11 +544,17 @@
 
     send(text, faqId) {
       if (this.busy) return;
-      this.setBusy(true);
-      this.addUser(text);
+      var bubble = this.addUser(text);
       this.input.value = "";
       var body = { message: text, page_url: location.href };
       if (faqId) body.faq_id = faqId;
+      this.deliver(bubble, body, 0);
+    }
+
+    /** POST one message; on failure keep it as a "not sent" bubble with a Retry button. */
+    deliver(bubble, body, autoRetries) {
+      this.setBusy(true);
+      this.showThinking(true);
       var attempt = (retry) => {
         var sessionId = this.sessionId;
         var payload = Object.assign({}, body, sessionId ? { session_id: sessionId } : {});
@@ -505,18 +567,69 @@
         });
       };
       attempt(true)
-        .then((reply) => this.render(reply))
-        .catch((error) => {
-          var text =
-            error.status === 429
-              ? "You are sending messages very quickly. Please wait a moment and try again."
-              : "Sorry, something went wrong: " + error.message;
-          this.addBot(text, "error");
+        .then((reply) => {
+          bubble.classList.remove("pending");
+          this.render(reply);
         })
+        .catch((error) => this.showFailure(bubble, body, error, autoRetries))
         .finally(() => {
+          this.showThinking(false);
           this.setBusy(false);
-          this.input.focus();
+          if (!this.panel.hidden && !this.panel.contains(this.shadowRoot.activeElement)) {
+            this.input.focus();
+          }
         });
+    }
+
+    showThinking(on) {
+      if (this.dots) this.dots.remove();
+      this.dots = null;
+      if (!on) return;
+      // inside the aria-live log, so its text is announced; no role="status" of its own (the
+      // handoff notice is the widget's one status)
+      this.dots = el("div", { class: "dots" });
+      this.dots.append(el("span", { class: "sr-only" }, "The assistant is typing…"), el("i"), el("i"), el("i"));
+      this.log.appendChild(this.dots);
+      this.scrollDown();
+    }
+
+    showFailure(bubble, body, error, autoRetries) {
+      var unreachable = error.status === undefined; // fetch itself failed: offline or server down
+      if (!unreachable && error.status < 500 && error.status !== 429) {
+        this.addBot("Sorry, that message could not be answered: " + error.message, "error");
+        return;
+      }
+      bubble.classList.add("pending");
+      var box = el("div", { class: "failure", role: "alert" });
+      var line = el("p");
+      var retryButton = el("button", { class: "retry", type: "button" }, "Retry");
+      box.append(line, retryButton);
+      this.log.appendChild(box);
+      this.scrollDown();
+      var timer = null;
+      var retry = (count) => {
+        clearTimeout(timer);
+        box.remove();
+        this.deliver(bubble, body, count);
+      };
+      retryButton.addEventListener("click", () => retry(0));
+      var automatic = error.retryAfter !== undefined && autoRetries < AUTO_RETRIES;
+      if (error.status === 429) {
+        line.textContent = "You are sending messages very quickly. Please wait a moment, then press Retry.";
+      } else if (automatic) {
+        var wait = Math.min(Math.max(error.retryAfter, 1), MAX_RETRY_WAIT_S);
+        line.textContent =
+          "Our help service is busy. Your message is kept and will be sent again in " +
+          Math.round(wait) + " s, or press Retry now.";
+        timer = setTimeout(() => retry(autoRetries + 1), wait * 1000);
+      } else {
+        line.textContent = unreachable
+          ? "Your message was not sent: we cannot reach our help service. " +
+            "Check your internet connection, then press Retry."
+          : "Your message was not sent: our help service is having trouble. " +
+            "Please press Retry in a moment.";
+      }
+      if (!this.panel.hidden) retryButton.focus();
     }
 
     render(reply) {
@@ -525,12 +638,30 @@
         if (!this.live) this.refreshState();
         return; // a person has the conversation: the bot stays silent
       }
-      var node = this.addBot(reply.reply);
-      node.dataset.outcome = reply.outcome;
-      if (reply.faq_id) node.dataset.faqId = reply.faq_id;
-      if (reply.answer) this.addFeedback(reply.turn_id);
-      this.addSuggestions(reply.suggestions);
+      this.showBotTurn({
+        turn_id: reply.turn_id,
+        text: reply.reply,
+        outcome: reply.outcome,
+        faq_id: reply.faq_id,
+        faq_question: reply.question,
+        answered: reply.answer !== null && reply.answer !== undefined,
+        suggestions: reply.suggestions,
+      });
       if (reply.handoff) this.refreshState();
+    }
+
+    /** A bot turn as sent by /api/chat or restored from /api/sessions/<id>. */
+    showBotTurn(turn, suggestionsUsed) {
+      var node = this.addBot(turn.text, "", turn.ts);
+      node.dataset.outcome = turn.outcome || "";
+      if (turn.faq_id) node.dataset.faqId = turn.faq_id;
+      if (turn.faq_question) {
+        var source = el("p", { class: "source" }, "From our FAQ: “" + turn.faq_question + "”");
+        source.dataset.faqId = turn.faq_id;
+        this.log.appendChild(source);
+      }
+      if (turn.answered) this.addFeedback(turn.turn_id, turn.rating);
+      this.addSuggestions(turn.suggestions, suggestionsUsed);
     }
 
     restore() {
@@ -546,16 +677,14 @@
         })
         .then((history) => {
           if (!history || !history.turns) return;
-          history.turns.forEach((turn) => {
-            if (turn.role === "user") this.addUser(turn.text);
+          this.greet();
+          var last = history.turns.length - 1;
+          history.turns.forEach((turn, index) => {
+            if (turn.role === "user") this.addUser(turn.text, turn.ts);
             else if (turn.role === "agent") this.addAgent(turn);
-            else {
-              var node = this.addBot(turn.text);
-              node.dataset.outcome = turn.outcome || "";
-              if (turn.faq_id) node.dataset.faqId = turn.faq_id;
-              if (turn.outcome === "answer") this.addFeedback(turn.turn_id);
-            }
+            else this.showBotTurn(Object.assign({ answered: turn.outcome === "answer" }, turn), index < last);
           });
+          this.scrollDown();
           var state = history.agent_state;
           if (state && (state.status === "waiting" || state.status === "claimed")) {
             this.showAgentState(state);

@@ -128,6 +128,9 @@ def feedback() -> ResponseReturnValue:
 def session_history(session_id: str) -> ResponseReturnValue:
     """The conversation so far (the widget restores it after a page reload).
 
+    Bot turns carry what the widget shows again: `suggestions`, the customer's `rating` and the
+    source FAQ's question (`faq_question`).
+
     Agent turns have `"role": "agent"` and the agent's display name in `agent`; `agent_state`
     is the handoff (waiting, claimed by whom, timed out, ended) or null when there was none.
     """
@@ -140,7 +143,7 @@ def session_history(session_id: str) -> ResponseReturnValue:
     return jsonify(
         {
             "session_id": session.id,
-            "turns": session.transcript(),
+            "turns": resources.chat.session_view(session),
             "handoff": session.handed_off,
             "agent_state": resources.desk.customer_state(session.id),
         }

@@ -152,6 +152,30 @@ def test_feedback_is_stored_and_exported_as_csv(client, admin_headers) -> None:
     assert logged[0]["reason"] == "low_confidence"
 
 
+def test_a_second_vote_replaces_the_first_and_the_session_remembers_it(
+    client, admin_headers
+) -> None:
+    reply = chat(client, "How do I track my order?").get_json()
+    vote = {"session_id": reply["session_id"], "turn_id": reply["turn_id"]}
+    assert client.post("/api/feedback", json={**vote, "rating": "up"}).status_code == 201
+    assert client.post("/api/feedback", json={**vote, "rating": "down"}).status_code == 201
+    exported = client.get("/api/admin/feedback.csv", headers=admin_headers).get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert [(r["turn_id"], r["rating"]) for r in rows] == [(reply["turn_id"], "down")]
+    history = client.get(f"/api/sessions/{reply['session_id']}").get_json()
+    answer = history["turns"][1]
+    assert (answer["rating"], answer["faq_id"]) == ("down", "track_order")
+    assert answer["faq_question"] == reply["question"] == "How do I track my order?"
+
+
+def test_session_view_keeps_the_suggestions_offered(client) -> None:
+    first = chat(client, "account").get_json()
+    assert first["suggestions"]
+    history = client.get(f"/api/sessions/{first['session_id']}").get_json()
+    assert history["turns"][1]["suggestions"] == first["suggestions"]
+    assert history["turns"][1]["faq_question"] is None
+
+
 def test_feedback_errors(client) -> None:
     reply = chat(client, "How do I track my order?").get_json()
     base = {"session_id": reply["session_id"], "turn_id": reply["turn_id"]}

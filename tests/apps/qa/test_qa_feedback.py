@@ -10,12 +10,28 @@ from threefold.apps.qa.feedback import FeedbackStore, MemoryRecordLog
 
 def test_memory_log_keeps_the_newest_and_exports_safe_csv() -> None:
     store = FeedbackStore(MemoryRecordLog(max_entries=2))
-    for rating in ("up", "down", "up"):
+    for turn, rating in enumerate(("up", "down", "up")):
         store.record_feedback(
-            session_id="s", turn_id="t", rating=rating, faq_id=None, question="=1+1", answer="a"
+            session_id="s",
+            turn_id=f"t{turn}",
+            rating=rating,
+            faq_id=None,
+            question="=1+1",
+            answer="a",
         )
     assert [r["rating"] for r in store.feedback()] == ["down", "up"]
     buffer = io.StringIO()
     assert store.export_feedback_csv(buffer) == 2
     rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))
     assert rows[0]["question"] == "'=1+1"
+
+
+def test_a_second_vote_on_one_answer_replaces_the_first() -> None:
+    store = FeedbackStore(MemoryRecordLog())
+    for turn, rating in (("t1", "up"), ("t2", "up"), ("t1", "down")):
+        store.record_feedback(
+            session_id="s", turn_id=turn, rating=rating, faq_id="f", question="q", answer="a"
+        )
+    assert [(r["turn_id"], r["rating"]) for r in store.feedback()] == [("t2", "up"), ("t1", "down")]
+    buffer = io.StringIO()
+    assert store.export_feedback_csv(buffer) == 2
