@@ -29,6 +29,7 @@ ERROR_DESCRIPTIONS = {
     401: "missing bearer token",
     403: "wrong token",
     404: "unknown id",
+    405: "a path parameter with '/' reached a route without this method",
     409: "conflict",
     413: "body too large",
     415: "not application/json",
@@ -48,7 +49,7 @@ def path_param(name: str, description: str = "") -> dict[str, Any]:
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "minLength": 1},
     }
 
 
@@ -81,9 +82,10 @@ def operation(
     if response is not None:
         success["content"] = {media_type: {"schema": dict(response)}}
     params = [dict(p) for p in params]
-    by_path = any(p["in"] == "path" for p in params)  # e.g. "a/b" matches no route: 404
+    # a path parameter holding "/" reaches no route (404) or another route's methods (405)
+    by_path = any(p["in"] == "path" for p in params)
     implied = {*((401, 403) if auth else ()), *((400, 413, 415) if body else ())}
-    codes = sorted({*errors, *implied, *((404,) if by_path else ())})
+    codes = sorted({*errors, *implied, *((404, 405) if by_path else ())})
     responses = {str(ok): success}
     responses.update({str(code): _error_response(code) for code in codes})
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
