@@ -25,6 +25,7 @@ ERROR_SCHEMA = {
     "additionalProperties": True,
 }
 ERROR_DESCRIPTIONS = {
+    308: "a path parameter with '/' made '//': the router redirects to the merged path",
     400: "bad input (the message names the field and the fix)",
     401: "missing bearer token",
     403: "wrong token",
@@ -82,10 +83,11 @@ def operation(
     if response is not None:
         success["content"] = {media_type: {"schema": dict(response)}}
     params = [dict(p) for p in params]
-    # a path parameter holding "/" reaches no route (404) or another route's methods (405)
+    # a path parameter holding "/" reaches no route (404), another route's methods (405), or
+    # the router's redirect to the path with repeated slashes merged (308)
     by_path = any(p["in"] == "path" for p in params)
     implied = {*((401, 403) if auth else ()), *((400, 413, 415) if body else ())}
-    codes = sorted({*errors, *implied, *((404, 405) if by_path else ())})
+    codes = sorted({*errors, *implied, *((308, 404, 405) if by_path else ())})
     responses = {str(ok): success}
     responses.update({str(code): _error_response(code) for code in codes})
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
@@ -99,6 +101,8 @@ def operation(
 
 
 def _error_response(code: int) -> dict[str, Any]:
+    if code < 400:
+        return {"description": ERROR_DESCRIPTIONS[code]}
     return {
         "description": ERROR_DESCRIPTIONS.get(code, "error"),
         "content": json_content({"$ref": "#/components/schemas/Error"}),

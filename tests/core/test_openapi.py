@@ -52,8 +52,8 @@ def make_app(*, crash_on_big_n: bool) -> Flask:
 def test_document_shape_and_implied_errors() -> None:
     op = DOCUMENT["paths"]["/api/things/{thing_id}"]["put"]
     assert DOCUMENT["openapi"] == "3.0.3"
-    # a JSON body implies 400/413/415, a path parameter 404/405, every route 429
-    assert set(op["responses"]) == {"200", "400", "404", "405", "413", "415", "429"}
+    # a JSON body implies 400/413/415, a path parameter 308/404/405, every route 429
+    assert set(op["responses"]) == {"200", "308", "400", "404", "405", "413", "415", "429"}
 
 
 def test_openapi_json_is_served_and_routes_compare_both_ways() -> None:
