@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return _consume_forever(*args.consume)
     from threefold.streaming.services import start_kafka
 
+    started = time.monotonic()
     probes: list[Probe] = []
     for probe in (lambda b: sigkill_probe(b, args.messages), malformed_probe):
         broker = start_kafka()  # a broker per probe: topics start empty
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": os.uname().nodename,
         "cpus": os.cpu_count(),
         "args": {k: v for k, v in vars(args).items() if k != "consume"},
+        "seconds": round(time.monotonic() - started, 1),
         "probes": [asdict(p) for p in probes],
     }
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
