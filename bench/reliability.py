@@ -375,9 +375,8 @@ def redis_outage_probes(outage_s: float) -> list[Probe]:
         while not stop.is_set():
             reply = qa.post("/api/chat", json={"message": "how do I return an order?"})
             status = reply.status_code
-            chats["5xx" if status >= 500 else str(status)] += 1
-            if status == 200 and reply.get_json().get("degraded"):
-                chats["200 degraded (no session memory)"] += 1
+            degraded = status == 200 and reply.get_json().get("degraded")
+            chats["5xx" if status >= 500 else f"{status}{' degraded' if degraded else ''}"] += 1
 
     def recs_client(worker: int) -> None:
         i = 0
@@ -410,8 +409,8 @@ def redis_outage_probes(outage_s: float) -> list[Probe]:
     client = redis.Redis.from_url(url)
     users = set(accepted)
     deadline = time.monotonic() + 60  # the breaker retries Redis after its pause (5 s)
-    while time.monotonic() < deadline:
-        recs.get("/api/recommendations?user_id=probe&k=1")  # replays what the spool holds
+    while time.monotonic() < deadline:  # a computed (uncached) list replays the spool
+        recs.get(f"/api/recommendations?user_id=probe-{uuid.uuid4().hex[:8]}&k=1")
         if all(client.llen(f"rel:recs:history:{u}") for u in users):
             break
         time.sleep(1)
