@@ -98,7 +98,8 @@ DOCUMENT = openapi_document(
                 params=[
                     SESSION,
                     query_param(
-                        "timeout", {"type": "number", "exclusiveMinimum": 0, "maximum": 25}
+                        "timeout",
+                        {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 25},
                     ),
                 ],
                 response=OBJECT,
