@@ -214,6 +214,24 @@ def alerts_throughput(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def reliability(d: dict[str, Any]) -> list[Row]:
+    probes = d["probes"]
+    total = {k: sum(p[k] for p in probes) for k in ("tried", "failed", "lost", "duplicated")}
+    seconds = d.get("seconds")
+    return [
+        (
+            "Reliability under faults (loopback)",
+            f"{len(probes)} probes: consumer SIGKILL x3, broker restart, 30 kinds of malformed "
+            "Kafka messages, Redis outage under chat/recs traffic, fuzzed HTTP (table below)",
+            f"failed {total['failed']}, lost {total['lost']}, duplicated {total['duplicated']} "
+            f"of {total['tried']} tried",
+            "issue 12's table before the fixes: crash loops, 500s, lost events",
+            f"{seconds:.0f} s" if seconds else "–",
+            "`bench/reliability.py`",
+        )
+    ]
+
+
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_fpb", classifier_fpb),
     ("embedder_speed", embedder_speed),
@@ -223,6 +241,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("qa_api_load", qa_api_load),
     ("recs_movielens", recs_movielens),
     ("recs_api_load", recs_api_load),
+    ("reliability", reliability),
 ]
 
 

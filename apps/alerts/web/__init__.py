@@ -9,7 +9,9 @@ from flask import Flask
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.resources import EXTENSION, Resources, open_resources
 from threefold.apps.alerts.web.api import api
+from threefold.apps.alerts.web.openapi import DOCUMENT
 from threefold.apps.alerts.web.pages import pages
+from threefold.core.openapi import register_openapi
 from threefold.core.settings import load_settings
 from threefold.core.web import setup_web_app
 from threefold.streaming.connections import RedisSettings
@@ -36,5 +38,6 @@ def create_app(settings: AlertsConfig | None = None, resources: Resources | None
     )
     app.register_blueprint(api)
     app.register_blueprint(pages)
+    register_openapi(app, DOCUMENT)
     app.extensions[EXTENSION] = resources
     return app

@@ -20,7 +20,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 def create_app(config: HubConfig | None = None) -> Flask:
     """The hub app; `config` None reads THREEFOLD_HUB_* from the environment."""
+    from threefold.apps.demo.web.openapi import DOCUMENT
     from threefold.apps.demo.web.pages import CONFIG_KEY, pages
+    from threefold.core.openapi import register_openapi
     from threefold.core.settings import load_settings
     from threefold.core.web import setup_web_app
 
@@ -34,4 +36,5 @@ def create_app(config: HubConfig | None = None) -> Flask:
     app.extensions[CONFIG_KEY] = config
     setup_web_app(app, name="hub", registry=CollectorRegistry())
     app.register_blueprint(pages)
+    register_openapi(app, DOCUMENT)
     return app

@@ -14,7 +14,9 @@ from threefold.apps.qa.web.agent import agent_blueprint
 from threefold.apps.qa.web.chat import chat_blueprint
 from threefold.apps.qa.web.customer_live import customer_live_blueprint
 from threefold.apps.qa.web.handoff_errors import install_handoff_errors
+from threefold.apps.qa.web.openapi import DOCUMENT
 from threefold.apps.qa.web.pages import STATIC_DIR, pages_blueprint
+from threefold.core.openapi import register_openapi
 from threefold.core.settings import load_settings, reveal
 from threefold.core.web import setup_web_app
 from threefold.streaming.connections import RedisSettings
@@ -57,6 +59,7 @@ def create_app(settings: QAConfig | None = None, resources: Resources | None = N
     app.register_blueprint(pages_blueprint)
     app.register_blueprint(agent_blueprint)
     app.register_blueprint(customer_live_blueprint)
+    register_openapi(app, DOCUMENT)
     install_handoff_errors(app)
     logger.info("QA bot app ready: bot %s, %s", resources.manager.bot.version, settings)
     return app

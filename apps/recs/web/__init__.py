@@ -10,10 +10,12 @@ from threefold.apps.recs.config import RecsConfig
 from threefold.apps.recs.resources import Resources, open_resources
 from threefold.apps.recs.web.events import events_api
 from threefold.apps.recs.web.items import ADMIN_TOKEN_KEY, items_api
+from threefold.apps.recs.web.openapi import DOCUMENT
 from threefold.apps.recs.web.pages import pages
 from threefold.apps.recs.web.recommendations import recommendations
 from threefold.apps.recs.web.shared import EXTENSION
 from threefold.core.base_model import configure_offline
+from threefold.core.openapi import register_openapi
 from threefold.core.settings import load_settings, reveal
 from threefold.core.web import setup_web_app
 from threefold.streaming.connections import RedisSettings
@@ -43,4 +45,5 @@ def create_app(settings: RecsConfig | None = None, resources: Resources | None =
     app.extensions[EXTENSION] = resources
     for blueprint in (recommendations, events_api, items_api, pages):
         app.register_blueprint(blueprint)
+    register_openapi(app, DOCUMENT)
     return app

@@ -1,0 +1,109 @@
+"""The recommendation service's OpenAPI document: recommendations, events, items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from threefold.core.openapi import openapi_document, operation, path_param, query_param
+
+ITEM = path_param("item_id", "a catalog item id")
+OBJECT = {"type": "object"}
+EVENT = {
+    "type": "object",
+    "required": ["user_id", "item_id", "event"],
+    "properties": {
+        "user_id": {"type": "string"},
+        "item_id": {"type": "string"},
+        "event": {"type": "string", "enum": ["click", "purchase", "view"]},
+        "timestamp": {"type": "number", "description": "unix seconds; at most 5 min ahead"},
+    },
+}
+ITEM_BODY = {
+    "type": "object",
+    "required": ["item_id", "title", "description", "category"],
+    "properties": {
+        "item_id": {"type": "string"},
+        "title": {"type": "string"},
+        "description": {"type": "string"},
+        "category": {"type": "string"},
+        "metadata": {"type": "object"},
+    },
+}
+LIMIT = query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000})
+K = query_param("k", {"type": "integer", "minimum": 1}, "how many (at most the configured max_k)")
+
+
+def _admin(summary: str, **kwargs: Any) -> dict[str, Any]:
+    """A catalog change: bearer admin token; 503 while no token is configured."""
+    return operation(summary, tag="items", auth=True, errors=(404, 503), **kwargs)
+
+
+DOCUMENT = openapi_document(
+    title="threefold recommendations",
+    version="1",
+    description="Text-based recommendations. Errors are JSON: {error, message, ...}.",
+    paths={
+        "/healthz": {"get": operation("Health (503 while degraded)", tag="ops", errors=(503,))},
+        "/api/recommendations": {
+            "get": operation(
+                "Recommendations for a user (cold start without a history)",
+                tag="recommendations",
+                response=OBJECT,
+                errors=(400,),
+                params=[
+                    query_param("user_id", {"type": "string"}, required=True),
+                    K,
+                    query_param("offset", {"type": "integer", "minimum": 0}),
+                    query_param("cursor", {"type": "string"}),
+                    query_param("diversity", {"type": "number", "minimum": 0, "maximum": 1}),
+                    query_param("exclude_seen", {"type": "boolean"}),
+                    query_param("category", {"type": "string"}),
+                ],
+            )
+        },
+        "/api/users": {
+            "get": operation(
+                "Users with a history", tag="recommendations", params=[LIMIT], errors=(400,)
+            )
+        },
+        "/api/categories": {"get": operation("The catalog's categories", tag="recommendations")},
+        "/api/events": {
+            "post": operation(
+                "Record one event or {events: [...]}; 202 means kept",
+                tag="events",
+                ok=202,
+                response=OBJECT,
+                errors=(422, 503),
+                body={
+                    "oneOf": [
+                        EVENT,
+                        {
+                            "type": "object",
+                            "required": ["events"],
+                            "properties": {"events": {"type": "array", "items": EVENT}},
+                        },
+                    ]
+                },
+            )
+        },
+        "/api/items": {
+            "post": _admin("Add or replace items (one or {items: [...]})", ok=201, body=ITEM_BODY)
+        },
+        "/api/items/{item_id}": {
+            "get": operation(
+                "One item", tag="items", params=[ITEM], response=OBJECT, errors=(404,)
+            ),
+            "put": _admin("Replace one item", params=[ITEM], body=ITEM_BODY, response=OBJECT),
+            "delete": _admin("Delete one item", params=[ITEM], response=OBJECT),
+        },
+        "/api/items/{item_id}/similar": {
+            "get": operation(
+                "Items similar to this one",
+                tag="items",
+                params=[ITEM, K],
+                response=OBJECT,
+                errors=(400, 404),
+            )
+        },
+    },
+)
