@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from threefold.core.rate_limit import (
     TokenBucketLimiter,
     retry_after_seconds,
 )
+from threefold.core.untrusted_json import MAX_JSON_DEPTH, UntrustedJsonError, loads_untrusted
 
 ERROR_CODES = {
     400: "bad_request",
@@ -65,9 +65,6 @@ def _json_response(body: dict[str, Any], status: int) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json")
 
 
-MAX_JSON_DEPTH = 32
-
-
 def read_json_body(*, max_bytes: int = 64_000, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     """The request's JSON object, or an ApiError (413, 415, 400) that says what was wrong.
 
@@ -98,54 +95,10 @@ def read_json_body(*, max_bytes: int = 64_000, max_depth: int = MAX_JSON_DEPTH) 
 def parse_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH, what: str = "JSON") -> Any:
     """Parse untrusted JSON; a 400 ApiError names what is wrong (syntax, depth, Unicode, NaN)."""
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
-    except RecursionError:
-        raise ApiError(400, f"{what} is nested too deeply; the limit is {max_depth}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"{what} is not valid JSON: {exc}") from None
-    _check_json_value(value, max_depth=max_depth, what=what)
-    return value
-
-
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows; send a finite number or null")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range for a number; send a finite number")
-    return value
-
-
-def _check_json_value(value: Any, *, max_depth: int, what: str) -> None:
-    """Depth and Unicode checks without recursion (a hostile body cannot overflow the stack)."""
-    stack: list[tuple[Any, int, str]] = [(value, 1, "$")]
-    while stack:
-        item, depth, path = stack.pop()
-        if isinstance(item, str):
-            _check_text(item, what, path)
-        elif isinstance(item, (dict, list)):
-            if depth > max_depth:
-                raise ApiError(400, f"{what} is nested deeper than {max_depth} levels (at {path})")
-            if isinstance(item, dict):
-                for key, child in item.items():
-                    _check_text(key, what, f"{path}.{key!r}")
-                    stack.append((child, depth + 1, f"{path}.{key}"))
-            else:
-                stack.extend((child, depth + 1, f"{path}[{i}]") for i, child in enumerate(item))
-
-
-def _check_text(text: str, what: str, path: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ApiError(
-            400,
-            f"{what} has a string that is not valid Unicode at {path} (a lone surrogate such "
-            "as \\ud800); send UTF-8 text",
-            field=path,
-        ) from None
+        return loads_untrusted(raw, max_depth=max_depth, what=what)
+    except UntrustedJsonError as exc:
+        details = {"field": exc.path} if exc.path else {}
+        raise ApiError(400, str(exc), **details) from None
 
 
 def require_fields(body: dict[str, Any], spec: dict[str, type | tuple[type, ...]]) -> None:

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from threefold.core.untrusted_json import UntrustedJsonError, check_untrusted
+
 
 class ProcessingError(Exception):
     """Raised for a message (or batch) that cannot be processed.
@@ -56,6 +58,12 @@ class Message:
             raise ProcessingError(
                 f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
             ) from exc
+        except RecursionError:
+            raise ProcessingError("invalid JSON: nested too deeply") from None
+        try:
+            check_untrusted(value, what="message")
+        except UntrustedJsonError as exc:
+            raise ProcessingError(str(exc)) from None
         if not isinstance(value, dict):
             raise ProcessingError(f"expected a JSON object, found {type(value).__name__}")
         return value
