@@ -27,6 +27,7 @@ from pathlib import Path
 from gunicorn.glogging import Logger
 
 from threefold.core.privacy import redact_query
+from threefold.core.server_errors import install_gunicorn_json_errors
 
 
 def _int_env(name: str, default: int, minimum: int = 0) -> int:
@@ -118,3 +119,7 @@ logger_class = JsonLogger
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")
 errorlog = "-"
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "1") != "0" else None
+
+# Requests gunicorn refuses itself (414 URI too long, 431 header fields too large, 400) get the
+# apps' JSON error body instead of gunicorn's HTML page.
+install_gunicorn_json_errors()

@@ -288,4 +288,6 @@ def serve_command(host: str, port: int, redis_url: str | None, redis_prefix: str
     if not redis.url:
         logger.warning("no Redis URL: the dashboard runs degraded. Fix: %s", REDIS_FIX)
     app = create_app(config, open_resources(config, redis))
-    app.run(host=host, port=port, threaded=True)
+    from threefold.core.server_errors import JsonErrorRequestHandler
+
+    app.run(host=host, port=port, threaded=True, request_handler=JsonErrorRequestHandler)

@@ -78,6 +78,8 @@ def bind_servers(host: str, names: Iterable[str], port_base: int | None) -> dict
     """Bind one server per name: ports port_base, port_base+1, ... or free ones when None."""
     from werkzeug.serving import make_server
 
+    from threefold.core.server_errors import JsonErrorRequestHandler
+
     bound: dict[str, AppServer] = {}
     try:
         for offset, name in enumerate(names):
@@ -86,7 +88,12 @@ def bind_servers(host: str, names: Iterable[str], port_base: int | None) -> dict
             with _listening_socket(host, port, name) as sock:
                 # werkzeug serves a duplicate of the bound socket (it exits on bind errors).
                 server = make_server(
-                    host, sock.getsockname()[1], slot, threaded=True, fd=sock.fileno()
+                    host,
+                    sock.getsockname()[1],
+                    slot,
+                    threaded=True,
+                    fd=sock.fileno(),
+                    request_handler=JsonErrorRequestHandler,
                 )
             bound[name] = AppServer(name=name, host=host, server=server, slot=slot)
     except BaseException:

@@ -323,4 +323,12 @@ def serve_command(host: str, port: int, bot_dir: str | None) -> None:
         connection = redis if redis.url else RedisSettings(url=redis_url)
         app = create_app(settings, open_resources(settings, connection, encoder=encoder))
         click.echo(f"QA bot on http://{host}:{port}/demo", err=True)
-        app.run(host=host, port=port, threaded=True, use_reloader=False)
+        from threefold.core.server_errors import JsonErrorRequestHandler
+
+        app.run(
+            host=host,
+            port=port,
+            threaded=True,
+            use_reloader=False,
+            request_handler=JsonErrorRequestHandler,
+        )

@@ -160,4 +160,6 @@ def serve_command(host: str, port: int) -> None:
         tuned = prepare_recs(settings, redis)
         app = create_app(settings, open_resources(settings, redis, tuned=tuned))
         click.echo(f"recommendations on http://{host}:{port}/store", err=True)
-        app.run(host=host, port=port, threaded=True)
+        from threefold.core.server_errors import JsonErrorRequestHandler
+
+        app.run(host=host, port=port, threaded=True, request_handler=JsonErrorRequestHandler)
