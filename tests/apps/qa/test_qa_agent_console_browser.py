@@ -134,3 +134,28 @@ def test_nobody_claims_in_time_so_the_customer_leaves_a_message(
         assert page.get_by_role("button", name=f"Close chat: {TITLE}").count() == 0
     finally:
         context.close()
+
+
+def test_agent_console_has_no_axe_violations(
+    make_app, live_server, page, agent_page, browser
+) -> None:
+    from support.browser import axe_violations
+
+    base = live_server(make_app(agent_tokens=TOKENS))
+    agent_page.goto(f"{base}/agent")
+    assert axe_violations(agent_page) == []  # signed out
+    sign_in(agent_page, base)
+    dialog = open_widget(page, base)
+    ask(dialog, "Can I talk to a real person please?")
+    item = agent_page.locator("#waiting button").first
+    item.wait_for()
+    item.press("Enter")
+    agent_page.get_by_role("button", name="Claim", exact=True).wait_for()
+    assert axe_violations(agent_page) == []  # signed in, a conversation open
+    phone = browser.new_context(viewport=PHONE)
+    try:
+        small = phone.new_page()
+        sign_in(small, base)
+        assert axe_violations(small) == []
+    finally:
+        phone.close()
