@@ -23,12 +23,13 @@ from threefold.apps.recs.profiles import UserProfile
 from threefold.apps.recs.ranker_training import RankerSettings, tune_combiner
 from threefold.apps.recs.ranking_features import FEATURES, FeatureBuilder
 from threefold.apps.recs.rules import allowed_items, category_mask, mmr, paginate
+from threefold.apps.recs.sequence_model import SequenceModel
 from threefold.core.encoder import TextEncoder
 from threefold.core.index import FaissIndex
 
 logger = logging.getLogger(__name__)
 
-TEXT_FEATURES = {"text", "profile", "category", "cooccurrence", "recent_cooccurrence"}
+TEXT_FEATURES = {"text", "profile", "category", "cooccurrence", "recent_cooccurrence", "sequence"}
 REASON_HISTORY = 20
 COLD_POPULARITY_WEIGHT = 0.6
 
@@ -75,6 +76,8 @@ class Recommender:
     Item vectors come from the (fine-tuned) text encoder, so a new item is recommendable the
     moment it is added: it is embedded, put in the FAISS index and scored by its text.
     Interaction statistics are rebuilt from the event log at most every `stats_refresh_seconds`.
+    With a `sequence` ranker its next-item score (over the same text vectors, so new items too)
+    is one more feature of the combiner.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class Recommender:
         encoder: TextEncoder,
         *,
         combiner: LinearCombiner | None = None,
+        sequence: SequenceModel | None = None,
         events: Sequence[Event] = (),
         candidate_pool: int = 200,
         trending_window: float = DEFAULT_TRENDING_WINDOW,
@@ -92,6 +96,7 @@ class Recommender:
         self.catalog = catalog
         self.encoder = encoder
         self.combiner = combiner or LinearCombiner()
+        self.sequence = sequence
         self.candidate_pool = candidate_pool
         self.trending_window = trending_window
         self.neighbours = neighbours
@@ -291,8 +296,19 @@ class Recommender:
                 cooccurrence=cooc,
             )
             query = self.encoder.encode([profile.text])[0]
+            sequence = (
+                builder.sequence_scores(self.sequence, [profile])[0]
+                if self.sequence is not None
+                else None
+            )
             features = builder.features(
-                profile, query, candidates, trending, cooccurrence=cooc, recent_cooccurrence=recent
+                profile,
+                query,
+                candidates,
+                trending,
+                cooccurrence=cooc,
+                recent_cooccurrence=recent,
+                sequence=sequence,
             )
             scores = self.combiner.score(features)
             contributions = self.combiner.contributions(features)
