@@ -24,6 +24,7 @@ from threefold.apps.recs.ranker_training import RankerSettings, tune_combiner
 from threefold.apps.recs.ranking_features import FEATURES, FeatureBuilder
 from threefold.apps.recs.rules import allowed_items, category_mask, mmr, paginate
 from threefold.apps.recs.sequence_model import SequenceModel
+from threefold.apps.recs.similar_items import pool_size, rank_similar
 from threefold.core.encoder import TextEncoder
 from threefold.core.index import FaissIndex
 
@@ -370,7 +371,7 @@ class Recommender:
         }
 
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
-        """Items whose text is closest to `item_id` (the item itself excluded)."""
+        """Items most like `item_id` (itself excluded): text first, see `similar_items`."""
         with self._lock:
             position = self._position.get(item_id)
             if position is None or not self._active[position]:
@@ -379,18 +380,30 @@ class Recommender:
             index = self._index
             items = self._items
             lookup = dict(self._position)
-        hits = index.search(vector[None, :], min(k + 1, len(index)))[0]
-        title = items[position].title
+            stats = self._stats
+        hits = [
+            (hit, score)
+            for hit, score in index.search(vector[None, :], min(pool_size(k) + 1, len(index)))[0]
+            if hit != item_id and hit in lookup
+        ]
+        query = items[position]
+        query_in_stats = stats.position.get(item_id, -1)
+        ranked = rank_similar(
+            [score for _, score in hits],
+            query.categories,
+            [items[lookup[hit]].categories for hit, _ in hits],
+            lambda row: stats.pair_similarity(query_in_stats, stats.position.get(hits[row][0], -1)),
+            k,
+        )
         return [
             Recommendation(
-                item=items[lookup[hit]],
+                item=items[lookup[hits[row][0]]],
                 score=score,
-                reason=f"Similar to \u201c{title}\u201d",
+                reason=f"Similar to \u201c{query.title}\u201d",
                 because=item_id,
             )
-            for hit, score in hits
-            if hit != item_id and hit in lookup
-        ][:k]
+            for row, score in ranked
+        ]
 
     @property
     def item_count(self) -> int:
