@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-share", type=float, default=0.2)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--sequence-seconds", type=float, default=300.0)
+    parser.add_argument(
+        "--id-dropout", type=float, default=0.25, help="share of ID rows dropped per batch"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (shared CPUs: 1)")
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON")
@@ -93,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
 
     vectors = Embedder(max_length=64).load().encode([item.text for item in split.items])
     sequence_settings = SequenceSettings(
-        k=args.k, seed=args.seed, max_seconds=args.sequence_seconds, threads=args.threads
+        k=args.k,
+        seed=args.seed,
+        max_seconds=args.sequence_seconds,
+        threads=args.threads,
+        id_dropout=args.id_dropout,
     )
     methods: dict[str, dict[str, object]] = {}
     for name, use_text in (("text_sequence_ranker", True), ("sasrec_id_only", False)):
@@ -131,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         "split": "leave-last-out per user; a seeded share of items removed from every training "
         "history (cold: text only); short histories = input cut to the last 1-3 items",
         "cold_share": args.cold_share,
+        "id_dropout": args.id_dropout,
+        "sequence_seconds": args.sequence_seconds,
         "cold_items": int(cold.sum()),
         "seed": args.seed,
         "methods": methods,

@@ -1,8 +1,9 @@
 """Training the sequence ranker on next-item prediction from the event log.
 
 Every training history is cut into windows of `max_length` items; at each position the model
-predicts the next item with a softmax over the whole catalog (cross-entropy). Validation is each
-user's last new item (never the test item); training stops when validation NDCG@k has not
+predicts the next item with a softmax over every item that has training events
+(cross-entropy); items without any stay out of it, so their text path is not taught "never".
+Validation is each user's last new item (never the test item); training stops when validation NDCG@k has not
 improved for `patience` checks or `max_seconds` pass, and the best weights are kept.
 """
 
@@ -117,6 +118,12 @@ def train_sequence_model(
     train = {u: s[:-1] for u, s in sequences.items() if len(s) >= 2}
     trained_ids = sorted({p for s in train.values() for p in s})
     vocabulary = [item_ids[p] for p in trained_ids]
+    # the softmax runs over the items with training events only: an item nobody has touched
+    # yet (a new one) must not be taught as everyone's negative, or its text path learns "never"
+    softmax_items = torch.as_tensor(np.asarray(trained_ids, dtype=np.int64))
+    softmax_row = np.full(len(item_ids) + 1, -1, dtype=np.int64)
+    softmax_row[np.asarray(trained_ids, dtype=np.int64) + 1] = np.arange(len(trained_ids))
+    softmax_row = torch.as_tensor(softmax_row)
     model = SequenceModel(config, vocabulary)
     network = model.network
     id_rows = torch.as_tensor(model.id_rows(item_ids))
@@ -156,8 +163,8 @@ def train_sequence_model(
             table = network.items(text, rows)
             hidden = network.encode(x, table)
             mask = y > 0
-            logits = hidden[mask] @ table.T
-            loss = torch.nn.functional.cross_entropy(logits, y[mask] - 1)
+            logits = hidden[mask] @ table[softmax_items].T
+            loss = torch.nn.functional.cross_entropy(logits, softmax_row[y[mask]])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
