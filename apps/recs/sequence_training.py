@@ -3,8 +3,8 @@
 Every training history is cut into windows of `max_length` items; at each position the model
 predicts the next item with a softmax over every item that has training events
 (cross-entropy); items without any stay out of it, so their text path is not taught "never".
-Validation is each user's last new item (never the test item); training stops when validation NDCG@k has not
-improved for `patience` checks or `max_seconds` pass, and the best weights are kept.
+Validation is each user's last new item (never the test item); training stops when validation
+NDCG@k has not improved for `patience` checks or `max_seconds` pass; the best weights are kept.
 """
 
 from __future__ import annotations
