@@ -30,6 +30,19 @@ def _training_options(function):
             show_default=True,
             help="Fine-tune the text ranker (off: base encoder + tuned combiner).",
         ),
+        click.option(
+            "--sequence/--no-sequence",
+            default=True,
+            show_default=True,
+            help="Train the sequence ranker (next-item self-attention) as a combiner feature.",
+        ),
+        click.option(
+            "--sequence-seconds",
+            default=480.0,
+            show_default=True,
+            type=click.FloatRange(min=1.0),
+            help="Time budget of the sequence ranker's training.",
+        ),
         click.option("--seed", default=13, show_default=True),
     ]
     for option in reversed(options):
@@ -37,7 +50,16 @@ def _training_options(function):
     return function
 
 
-def _settings(k: int, max_steps: int, max_pairs: int, batch_size: int, fine_tune: bool, seed: int):
+def _settings(
+    k: int,
+    max_steps: int,
+    max_pairs: int,
+    batch_size: int,
+    fine_tune: bool,
+    seed: int,
+    sequence: bool = True,
+    sequence_seconds: float = 480.0,
+):
     from threefold.apps.recs.ranker_training import RankerSettings
     from threefold.core.errors import ConfigError
 
@@ -49,6 +71,8 @@ def _settings(k: int, max_steps: int, max_pairs: int, batch_size: int, fine_tune
             batch_size=batch_size,
             fine_tune=fine_tune,
             seed=seed,
+            sequence=sequence,
+            sequence_seconds=sequence_seconds,
         )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
@@ -87,13 +111,17 @@ def eval_command(
     max_pairs: int,
     batch_size: int,
     fine_tune: bool,
+    sequence: bool,
+    sequence_seconds: float,
     seed: int,
 ) -> None:
     """Leave-last-out: model vs popularity, item-kNN and text similarity; prints one JSON object."""
     from threefold.apps.recs.evaluation import evaluate
 
     catalog, events = _load(items, interactions)
-    settings = _settings(k, max_steps, max_pairs, batch_size, fine_tune, seed)
+    settings = _settings(
+        k, max_steps, max_pairs, batch_size, fine_tune, seed, sequence, sequence_seconds
+    )
     result = evaluate(catalog, events, k=k, settings=settings, base_model=base_model)
     emit_json(result)
 
@@ -113,13 +141,17 @@ def build_command(
     max_pairs: int,
     batch_size: int,
     fine_tune: bool,
+    sequence: bool,
+    sequence_seconds: float,
     seed: int,
 ) -> None:
     """Train the ranker on an event log; serve it with THREEFOLD_RECS_MODEL_DIR=OUT."""
     from threefold.apps.recs.ranker_training import train_ranker
 
     catalog, log = _load(items, events)
-    settings = _settings(10, max_steps, max_pairs, batch_size, fine_tune, seed)
+    settings = _settings(
+        10, max_steps, max_pairs, batch_size, fine_tune, seed, sequence, sequence_seconds
+    )
     model = train_ranker(list(catalog), log, settings=settings, base_model=base_model)
     model.save(out)
     emit_json(

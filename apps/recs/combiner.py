@@ -19,6 +19,7 @@ DEFAULT_WEIGHTS = {
     "popularity": 0.3,
     "trending": 0.3,
     "category": 0.5,
+    "sequence": 1.0,
 }
 
 

@@ -13,16 +13,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from threefold.apps.recs.candidates import DAY, InteractionStats
-from threefold.apps.recs.catalog import Catalog
+from threefold.apps.recs.catalog import Catalog, Item
 from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.events import Event, group_by_user
 from threefold.apps.recs.ranker_training import RankerSettings, split_last, train_ranker
-from threefold.apps.recs.ranking_features import FeatureBuilder, user_feature_tensor
+from threefold.apps.recs.ranking_features import (
+    SEQUENCE_COLUMN,
+    FeatureBuilder,
+    user_feature_tensor,
+)
 from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
 from threefold.core.errors import DataError
 
@@ -41,6 +46,47 @@ def first_interactions(events: Sequence[Event]) -> list[Event]:
     return kept
 
 
+@dataclass
+class Split:
+    """Leave-last-out: what trains, and per evaluated user the hidden item and the seen mask."""
+
+    items: list[Item]
+    position: dict[str, int]
+    train: list[Event]
+    histories: dict[str, list[Event]]
+    users: list[str]
+    targets: np.ndarray
+    seen: np.ndarray
+
+    @property
+    def item_ids(self) -> list[str]:
+        return [item.item_id for item in self.items]
+
+
+def leave_last_out(catalog: Catalog, events: Sequence[Event]) -> Split:
+    """Hide each user's last new item; every method ranks the items the user has not seen."""
+    items = list(catalog)
+    position = {item.item_id: i for i, item in enumerate(items)}
+    unknown = sorted({e.item_id for e in events if e.item_id not in position})
+    if unknown:
+        raise DataError(
+            f"{len(unknown)} interaction item ids are not in the catalog, e.g. {unknown[:5]}; "
+            "every interaction must name a catalog item"
+        )
+    train, test = split_last(first_interactions(events))
+    histories = group_by_user(train)
+    users = sorted(u for u in test if u in histories)
+    if not users:
+        raise DataError(
+            "no user has two or more distinct items; leave-last-out needs a history per user"
+        )
+    targets = np.array([position[test[u].item_id] for u in users])
+    seen = np.zeros((len(users), len(items)), dtype=bool)
+    for row, user in enumerate(users):
+        seen[row, [position[e.item_id] for e in histories[user]]] = True
+    return Split(items, position, train, histories, users, targets, seen)
+
+
 def evaluate(
     catalog: Catalog,
     events: Sequence[Event],
@@ -53,46 +99,29 @@ def evaluate(
     from threefold.core.embedder import Embedder
 
     settings = settings or RankerSettings(k=k)
-    items = list(catalog)
-    position = {item.item_id: i for i, item in enumerate(items)}
-    unknown = sorted({e.item_id for e in events if e.item_id not in position})
-    if unknown:
-        raise DataError(
-            f"{len(unknown)} interaction item ids are not in the catalog, e.g. {unknown[:5]}; "
-            "every interaction must name a catalog item"
-        )
-    distinct = first_interactions(events)
-    train, test = split_last(distinct)
-    histories = group_by_user(train)
-    users = sorted(u for u in test if u in histories)
-    if not users:
-        raise DataError(
-            "no user has two or more distinct items; leave-last-out needs a history per user"
-        )
-    targets = np.array([position[test[u].item_id] for u in users])
-    seen = np.zeros((len(users), len(items)), dtype=bool)
-    for row, user in enumerate(users):
-        seen[row, [position[e.item_id] for e in histories[user]]] = True
+    split = leave_last_out(catalog, events)
+    items, users, seen, targets = split.items, split.users, split.seen, split.targets
+    train, histories = split.train, split.histories
     logger.info(
         "evaluating %d users on %d items (%d training events)", len(users), len(items), len(train)
     )
 
-    ids = [item.item_id for item in items]
+    def measure(scores: np.ndarray) -> dict[str, float]:
+        return summarize(rank_of_targets(scores, seen, targets), k)
+
+    ids = split.item_ids
     window = settings.trending_window_days * DAY
     full_stats = InteractionStats(ids, train, neighbours=None, trending_window=window)
     baselines: dict[str, dict[str, float]] = {}
-    popularity = np.tile(full_stats.popularity(), (len(users), 1))
-    baselines["popularity"] = summarize(rank_of_targets(popularity, seen, targets), k)
+    baselines["popularity"] = measure(np.tile(full_stats.popularity(), (len(users), 1)))
     knn = np.stack(
         [full_stats.cooccurrence(np.flatnonzero(row), np.ones(row.sum())) for row in seen]
     )
-    baselines["item_knn"] = summarize(rank_of_targets(knn, seen, targets), k)
+    baselines["item_knn"] = measure(knn)
     base = Embedder(base_model, max_length=settings.max_length).load()
     base_vectors = base.encode([item.text for item in items], show_progress=True)
     profiles = np.stack([base_vectors[seen[row]].mean(axis=0) for row in range(len(users))])
-    baselines["text_similarity"] = summarize(
-        rank_of_targets(profiles @ base_vectors.T, seen, targets), k
-    )
+    baselines["text_similarity"] = measure(profiles @ base_vectors.T)
     logger.info("baselines: %s", baselines)
 
     started = time.perf_counter()
@@ -101,25 +130,35 @@ def evaluate(
     stats = InteractionStats(ids, train, neighbours=settings.neighbours, trending_window=window)
     vectors = model.encoder.encode([item.text for item in items], show_progress=True)
     builder = FeatureBuilder(items, vectors, stats)
-    tensor, _ = user_feature_tensor(builder, model.encoder, histories, users)
-    scores = model.combiner.score(tensor)
-    result = summarize(rank_of_targets(scores, seen, targets), k)
+    tensor, _ = user_feature_tensor(builder, model.encoder, histories, users, model.sequence)
+    result = measure(model.combiner.score(tensor))
     result["train_seconds"] = round(train_seconds, 2)
-    # the same model with its two text features switched off: what the text adds
-    without_text = LinearCombiner(
-        weights={**model.combiner.weights, "text": 0.0, "profile": 0.0},
-        mean=model.combiner.mean,
-        scale=model.combiner.scale,
-    )
-    ablation = summarize(rank_of_targets(without_text.score(tensor), seen, targets), k)
+    ablation = {
+        # the same model with features switched off (weights kept): what each part adds
+        "model_without_text_features": measure(
+            _switched_off(model.combiner, "text", "profile").score(tensor)
+        ),
+        "model_without_sequence": measure(_switched_off(model.combiner, "sequence").score(tensor)),
+    }
+    if model.sequence is not None:
+        ablation["sequence_ranker_alone"] = measure(tensor[:, :, SEQUENCE_COLUMN])
     return {
         "users": len(users),
         "items": len(items),
-        "interactions": len(distinct),
+        "interactions": len(train) + len(users),
         "k": k,
         "model": result,
         "baselines": baselines,
-        "ablation": {"model_without_text_features": ablation},
+        "ablation": ablation,
         "validation": model.info.get("validation", {}),
+        "sequence": model.info.get("sequence", {}),
         "weights": {name: round(w, 4) for name, w in model.combiner.weights.items()},
     }
+
+
+def _switched_off(combiner: LinearCombiner, *features: str) -> LinearCombiner:
+    return LinearCombiner(
+        weights={**combiner.weights, **dict.fromkeys(features, 0.0)},
+        mean=combiner.mean,
+        scale=combiner.scale,
+    )

@@ -1,7 +1,8 @@
 """The trained ranker and its folder: `RankerModel.save(path)` / `RankerModel.load(path)`.
 
 A model folder holds the fine-tuned text encoder (`encoder/`), the combiner
-(`combiner.json`) and the training facts (`ranker.json`).
+(`combiner.json`), the training facts (`ranker.json`) and, when trained, the sequence ranker
+(`sequence/`).
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from threefold.core.errors import ModelError
 COMBINER_FILE = "combiner.json"
 MODEL_FILE = "ranker.json"
 ENCODER_DIR = "encoder"
+SEQUENCE_DIR = "sequence"
 
 
 @dataclass
 class RankerModel:
-    """A trained ranker: text encoder (core Embedder) + combiner + training facts."""
+    """A trained ranker: text encoder (core Embedder) + combiner + training facts + sequence."""
 
     encoder: Any
     combiner: LinearCombiner
     info: dict[str, Any] = field(default_factory=dict)
+    sequence: Any = None
 
     @property
     def trending_window(self) -> float:
@@ -42,6 +45,8 @@ class RankerModel:
         self.encoder.save(path / ENCODER_DIR)
         (path / COMBINER_FILE).write_text(json.dumps(self.combiner.to_dict(), indent=2))
         (path / MODEL_FILE).write_text(json.dumps(self.info, indent=2, default=str))
+        if self.sequence is not None:
+            self.sequence.save(path / SEQUENCE_DIR)
 
     @classmethod
     def load(cls, path: str | Path, **encoder_kwargs: Any) -> RankerModel:
@@ -59,4 +64,9 @@ class RankerModel:
         combiner = LinearCombiner.from_dict(json.loads((path / COMBINER_FILE).read_text()))
         info = json.loads((path / MODEL_FILE).read_text())
         encoder = Embedder.from_dir(path / ENCODER_DIR, **encoder_kwargs)
-        return cls(encoder=encoder, combiner=combiner, info=info)
+        sequence = None
+        if (path / SEQUENCE_DIR).exists():
+            from threefold.apps.recs.sequence_model import SequenceModel
+
+            sequence = SequenceModel.load(path / SEQUENCE_DIR)
+        return cls(encoder=encoder, combiner=combiner, info=info, sequence=sequence)

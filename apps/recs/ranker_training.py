@@ -1,7 +1,9 @@
 """Training the ranker: fine-tune the text encoder, then fit and tune the combiner.
 
 The text part is a bi-encoder fine-tuned from the core MiniLM body on (user history text,
-next item text) pairs with in-batch negatives (core `Embedder.fine_tune`). The combiner is a
+next item text) pairs with in-batch negatives (core `Embedder.fine_tune`). The sequence ranker
+(`sequence_training`) then learns next-item prediction over the fine-tuned item vectors. The
+combiner is a
 linear scorer over standardized features, fit by pairwise logistic regression (held-out item
 vs sampled negatives) on a validation split (each user's last training interaction), then
 tuned by coordinate search on that split's NDCG@k. The test interaction is never used.
@@ -24,8 +26,15 @@ from threefold.apps.recs.combiner import DEFAULT_WEIGHTS, LinearCombiner
 from threefold.apps.recs.events import Event, group_by_user
 from threefold.apps.recs.profiles import HISTORY_TEXT_ITEMS, history_text
 from threefold.apps.recs.ranker_store import RankerModel
-from threefold.apps.recs.ranking_features import FEATURES, FeatureBuilder, user_feature_tensor
+from threefold.apps.recs.ranking_features import (
+    FEATURES,
+    SEQUENCE_COLUMN,
+    FeatureBuilder,
+    user_feature_tensor,
+)
 from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
+from threefold.apps.recs.sequence_model import SequenceConfig
+from threefold.apps.recs.sequence_training import SequenceSettings, train_sequence_model
 from threefold.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -47,6 +56,9 @@ class RankerSettings:
     trending_window_days: float = 14.0
     neighbours: int | None = None
     seed: int = 13
+    sequence: bool = True
+    sequence_text: bool = True
+    sequence_seconds: float = 480.0
 
     def __post_init__(self) -> None:
         for name in ("max_pairs", "max_steps", "batch_size", "max_length", "negatives", "k"):
@@ -59,6 +71,10 @@ class RankerSettings:
             raise ConfigError(
                 "RankerSettings.batch_size must be >= 2 for in-batch negatives, "
                 f"found {self.batch_size}"
+            )
+        if self.sequence_seconds <= 0:
+            raise ConfigError(
+                f"RankerSettings.sequence_seconds must be > 0, found {self.sequence_seconds!r}"
             )
         if self.learning_rate <= 0 or self.trending_window_days <= 0 or self.tune_rounds < 0:
             raise ConfigError(
@@ -114,6 +130,7 @@ def tune_combiner(
     events: Sequence[Event],
     encoder: Any,
     settings: RankerSettings | None = None,
+    sequence_model: Any = None,
 ) -> tuple[LinearCombiner, dict[str, float]]:
     """Fit the combiner on each user's last new item, with item vectors already computed."""
     settings = settings or RankerSettings()
@@ -125,7 +142,7 @@ def tune_combiner(
         trending_window=settings.trending_window_days * DAY,
     )
     builder = FeatureBuilder(items, vectors, stats)
-    return fit_combiner(builder, encoder, train_events, validation, settings)
+    return fit_combiner(builder, encoder, train_events, validation, settings, sequence_model)
 
 
 def train_ranker(
@@ -179,11 +196,26 @@ def train_ranker(
             )
         info["pairs"] = len(pairs)
     vectors = encoder.encode([item.text for item in items], show_progress=True)
-    combiner, val_metrics = tune_combiner(items, vectors, events, encoder, settings)
+    sequence = None
+    if settings.sequence:
+        # trained on the same split as the combiner: each user's last new item is validation
+        sequence = train_sequence_model(
+            [item.item_id for item in items],
+            vectors,
+            train_events,
+            config=SequenceConfig(
+                text_dimension=int(vectors.shape[1]), use_text=settings.sequence_text
+            ),
+            settings=SequenceSettings(
+                k=settings.k, seed=settings.seed, max_seconds=settings.sequence_seconds
+            ),
+        )
+        info["sequence"] = sequence.info
+    combiner, val_metrics = tune_combiner(items, vectors, events, encoder, settings, sequence)
     info["validation"] = val_metrics
     info["train_seconds"] = round(time.perf_counter() - started, 2)
     logger.info("ranker trained in %.1fs; validation %s", info["train_seconds"], val_metrics)
-    return RankerModel(encoder=encoder, combiner=combiner, info=info)
+    return RankerModel(encoder=encoder, combiner=combiner, info=info, sequence=sequence)
 
 
 def fit_combiner(
@@ -192,6 +224,7 @@ def fit_combiner(
     train_events: Sequence[Event],
     validation: Mapping[str, Event],
     settings: RankerSettings,
+    sequence_model: Any = None,
 ) -> tuple[LinearCombiner, dict[str, float]]:
     """Pairwise logistic regression, then coordinate search on validation NDCG@k."""
     histories = group_by_user(train_events)
@@ -199,8 +232,9 @@ def fit_combiner(
     if not users:
         logger.warning("no validation users; using the default combiner weights")
         return LinearCombiner(), {}
-    tensor, seen = user_feature_tensor(builder, encoder, histories, users)
+    tensor, seen = user_feature_tensor(builder, encoder, histories, users, sequence_model)
     targets = np.array([builder.position[validation[u].item_id] for u in users])
+    hard_columns = (0, 2, 3, 5) + ((SEQUENCE_COLUMN,) if sequence_model is not None else ())
     rng = np.random.default_rng(settings.seed)
     positives, negatives = [], []
     for row, target in enumerate(targets):
@@ -211,7 +245,7 @@ def fit_combiner(
         if len(pool) == 0:
             continue
         hard = []
-        for column in (0, 2, 3, 5):
+        for column in hard_columns:
             order = np.argsort(-tensor[row, pool, column])[: settings.negatives // 6]
             hard.extend(pool[order].tolist())
         uniform = rng.choice(pool, size=min(len(pool), settings.negatives // 3), replace=False)

@@ -20,7 +20,14 @@ FEATURES = (
     "popularity",
     "trending",
     "category",
+    "sequence",
 )
+SEQUENCE_COLUMN = FEATURES.index("sequence")
+
+
+def sequence_order(positions: Sequence[int]) -> list[int]:
+    """A history's distinct items in first-interaction order: the sequence ranker's input."""
+    return list(dict.fromkeys(positions))
 
 
 class FeatureBuilder:
@@ -84,8 +91,9 @@ class FeatureBuilder:
         *,
         cooccurrence: np.ndarray | None = None,
         recent_cooccurrence: np.ndarray | None = None,
+        sequence: np.ndarray | None = None,
     ) -> np.ndarray:
-        """(len(candidates), len(FEATURES)) float32."""
+        """(len(candidates), len(FEATURES)) float32; `sequence` scores every item (or None)."""
         m = len(candidates)
         out = np.zeros((m, len(FEATURES)), dtype=np.float32)
         if m == 0:
@@ -112,7 +120,14 @@ class FeatureBuilder:
                 if category in self.category_index:
                     preference[self.category_index[category]] = share
             out[:, 6] = np.minimum(self.category_matrix[candidates] @ preference, 1.0)
+        if sequence is not None:
+            out[:, SEQUENCE_COLUMN] = sequence[candidates]
         return out
+
+    def sequence_scores(self, model: Any, profiles: Sequence[UserProfile]) -> np.ndarray:
+        """(users, items) next-item scores of the sequence ranker for these profiles."""
+        histories = [sequence_order(p.positions) for p in profiles]
+        return model.scores(histories, self.vectors, [item.item_id for item in self.items])
 
 
 def user_feature_tensor(
@@ -120,9 +135,16 @@ def user_feature_tensor(
     encoder: Any,
     histories: Mapping[str, Sequence[Event]],
     users: Sequence[str],
+    sequence_model: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Features of every item for each user: (users, items, features) and a seen-item mask."""
+    """Features of every item for each user: (users, items, features) and a seen-item mask.
+
+    Without a `sequence_model` the sequence feature is 0.
+    """
     profiles = [builder.profile(u, histories[u]) for u in users]
+    sequence = (
+        builder.sequence_scores(sequence_model, profiles) if sequence_model is not None else None
+    )
     queries = encoder.encode([p.text for p in profiles]) if profiles else None
     moments = np.array([p.events[-1].timestamp if p.events else 0.0 for p in profiles])
     trending = builder.trending_rows(moments)
@@ -131,6 +153,12 @@ def user_feature_tensor(
     seen = np.zeros((len(users), builder.n), dtype=bool)
     for row, profile in enumerate(profiles):
         query = queries[row] if profile.text else None
-        tensor[row] = builder.features(profile, query, all_items, trending[row])
+        tensor[row] = builder.features(
+            profile,
+            query,
+            all_items,
+            trending[row],
+            sequence=None if sequence is None else sequence[row],
+        )
         seen[row, profile.positions] = True
     return tensor, seen

@@ -4,9 +4,32 @@ from __future__ import annotations
 
 import numpy as np
 
+from threefold.core.errors import ModelError
+
+
+def check_finite_scores(scores: np.ndarray, seen: np.ndarray) -> None:
+    """Raise when a model gave NaN or infinite scores to items it must rank (the unseen ones).
+
+    A NaN target would otherwise compare false against everything and come out as rank 1,
+    so a broken model would look perfect.
+    """
+    bad = ~np.isfinite(scores) & ~seen
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ModelError(
+            f"the model gave {int(bad.sum())} non-finite scores (NaN or inf) to unseen items in "
+            f"{len(rows)} of {len(scores)} users (first row {int(rows[0])}); expected a finite "
+            "score for every item it ranks. Fix the model (diverged training, division by zero "
+            "or a missing vector) before evaluating it."
+        )
+
 
 def rank_of_targets(scores: np.ndarray, seen: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """1-based rank of each row's target among its unseen items; ties count half."""
+    """1-based rank of each row's target among its unseen items; ties count half.
+
+    Raises `ModelError` when an unseen item's score is not finite.
+    """
+    check_finite_scores(scores, seen)
     rows = np.arange(len(targets))
     target_scores = scores[rows, targets]
     masked = np.where(seen, -np.inf, scores)

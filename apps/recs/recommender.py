@@ -23,12 +23,14 @@ from threefold.apps.recs.profiles import UserProfile
 from threefold.apps.recs.ranker_training import RankerSettings, tune_combiner
 from threefold.apps.recs.ranking_features import FEATURES, FeatureBuilder
 from threefold.apps.recs.rules import allowed_items, category_mask, mmr, paginate
+from threefold.apps.recs.sequence_model import SequenceModel
+from threefold.apps.recs.similar_items import pool_size, rank_similar
 from threefold.core.encoder import TextEncoder
 from threefold.core.index import FaissIndex
 
 logger = logging.getLogger(__name__)
 
-TEXT_FEATURES = {"text", "profile", "category", "cooccurrence", "recent_cooccurrence"}
+TEXT_FEATURES = {"text", "profile", "category", "cooccurrence", "recent_cooccurrence", "sequence"}
 REASON_HISTORY = 20
 COLD_POPULARITY_WEIGHT = 0.6
 
@@ -75,6 +77,8 @@ class Recommender:
     Item vectors come from the (fine-tuned) text encoder, so a new item is recommendable the
     moment it is added: it is embedded, put in the FAISS index and scored by its text.
     Interaction statistics are rebuilt from the event log at most every `stats_refresh_seconds`.
+    With a `sequence` ranker its next-item score (over the same text vectors, so new items too)
+    is one more feature of the combiner.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class Recommender:
         encoder: TextEncoder,
         *,
         combiner: LinearCombiner | None = None,
+        sequence: SequenceModel | None = None,
         events: Sequence[Event] = (),
         candidate_pool: int = 200,
         trending_window: float = DEFAULT_TRENDING_WINDOW,
@@ -92,6 +97,7 @@ class Recommender:
         self.catalog = catalog
         self.encoder = encoder
         self.combiner = combiner or LinearCombiner()
+        self.sequence = sequence
         self.candidate_pool = candidate_pool
         self.trending_window = trending_window
         self.neighbours = neighbours
@@ -291,8 +297,19 @@ class Recommender:
                 cooccurrence=cooc,
             )
             query = self.encoder.encode([profile.text])[0]
+            sequence = (
+                builder.sequence_scores(self.sequence, [profile])[0]
+                if self.sequence is not None
+                else None
+            )
             features = builder.features(
-                profile, query, candidates, trending, cooccurrence=cooc, recent_cooccurrence=recent
+                profile,
+                query,
+                candidates,
+                trending,
+                cooccurrence=cooc,
+                recent_cooccurrence=recent,
+                sequence=sequence,
             )
             scores = self.combiner.score(features)
             contributions = self.combiner.contributions(features)
@@ -354,7 +371,7 @@ class Recommender:
         }
 
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
-        """Items whose text is closest to `item_id` (the item itself excluded)."""
+        """Items most like `item_id` (itself excluded): text first, see `similar_items`."""
         with self._lock:
             position = self._position.get(item_id)
             if position is None or not self._active[position]:
@@ -363,18 +380,30 @@ class Recommender:
             index = self._index
             items = self._items
             lookup = dict(self._position)
-        hits = index.search(vector[None, :], min(k + 1, len(index)))[0]
-        title = items[position].title
+            stats = self._stats
+        hits = [
+            (hit, score)
+            for hit, score in index.search(vector[None, :], min(pool_size(k) + 1, len(index)))[0]
+            if hit != item_id and hit in lookup
+        ]
+        query = items[position]
+        query_in_stats = stats.position.get(item_id, -1)
+        ranked = rank_similar(
+            [score for _, score in hits],
+            query.categories,
+            [items[lookup[hit]].categories for hit, _ in hits],
+            lambda row: stats.pair_similarity(query_in_stats, stats.position.get(hits[row][0], -1)),
+            k,
+        )
         return [
             Recommendation(
-                item=items[lookup[hit]],
+                item=items[lookup[hits[row][0]]],
                 score=score,
-                reason=f"Similar to \u201c{title}\u201d",
+                reason=f"Similar to \u201c{query.title}\u201d",
                 because=item_id,
             )
-            for hit, score in hits
-            if hit != item_id and hit in lookup
-        ][:k]
+            for row, score in ranked
+        ]
 
     @property
     def item_count(self) -> int:

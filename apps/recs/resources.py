@@ -94,13 +94,15 @@ def load_recommender(
     catalog = load_catalog(settings.items_path)
     seed = load_events(settings.events_path, known_items=catalog) if settings.events_path else []
     combiner, info, window = None, dict(DEFAULT_INFO), DEFAULT_TRENDING_WINDOW
+    sequence = None
     if encoder is None and settings.model_dir is not None:
         model = RankerModel.load(settings.model_dir)
-        encoder, combiner, info, window = (
+        encoder, combiner, info, window, sequence = (
             model.encoder,
             model.combiner,
             model.info,
             model.trending_window,
+            model.sequence,
         )
     elif encoder is None:
         from threefold.core.base_model import base_model_from_env
@@ -117,6 +119,7 @@ def load_recommender(
         catalog,
         encoder,
         combiner=combiner,
+        sequence=sequence,
         events=seed,
         candidate_pool=settings.candidate_pool,
         trending_window=window,

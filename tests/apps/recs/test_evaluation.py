@@ -13,6 +13,7 @@ from threefold.apps.recs.config import DEFAULT_EVENTS, DEFAULT_ITEMS
 from threefold.apps.recs.evaluation import first_interactions
 from threefold.apps.recs.events import Event
 from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
+from threefold.core.errors import ModelError
 
 
 def test_rank_ignores_seen_items_and_counts_ties_half():
@@ -20,6 +21,21 @@ def test_rank_ignores_seen_items_and_counts_ties_half():
     seen = np.array([[True, False, False, False], [False, False, False, False]])
     ranks = rank_of_targets(scores, seen, np.array([1, 3]))
     assert ranks.tolist() == [1.5, 3.0]  # row 0: item 0 is seen, tie with item 2
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_score_is_an_error_not_rank_one(bad):
+    scores = np.array([[0.9, 0.5, 0.1], [0.2, 0.8, 0.4]])
+    scores[1, 2] = bad
+    seen = np.zeros_like(scores, dtype=bool)
+    with pytest.raises(ModelError, match=r"non-finite scores .* 1 of 2 users .*expected a finite"):
+        rank_of_targets(scores, seen, np.array([0, 2]))
+
+
+def test_a_non_finite_score_on_a_seen_item_is_ignored():
+    scores = np.array([[np.nan, 0.5, 0.1]])
+    ranks = rank_of_targets(scores, np.array([[True, False, False]]), np.array([1]))
+    assert ranks.tolist() == [1.0]
 
 
 def test_summary_metrics_for_known_ranks():

@@ -49,7 +49,9 @@ def test_settings_reject_bad_values():
 def test_tiny_fine_tune_trains_saves_and_loads(catalog, sample_events, base_model_path, tmp_path):
     from threefold.core.embedder import Embedder
 
-    settings = RankerSettings(max_steps=2, batch_size=4, max_pairs=8, max_length=32)
+    settings = RankerSettings(
+        max_steps=2, batch_size=4, max_pairs=8, max_length=32, sequence_seconds=20.0
+    )
     encoder = Embedder(base_model_path, max_length=32)  # own copy: never the shared one
     model = train_ranker(list(catalog), sample_events, settings=settings, encoder=encoder)
     assert model.info["fine_tune"]["steps"] == 2
@@ -60,3 +62,13 @@ def test_tiny_fine_tune_trains_saves_and_loads(catalog, sample_events, base_mode
     texts = [catalog["kt-003"].text, catalog["bt-001"].text]
     assert np.allclose(loaded.encoder.encode(texts), model.encoder.encode(texts), atol=1e-5)
     assert loaded.combiner.weights == model.combiner.weights
+    # the sequence ranker travels in the model folder and scores identically after loading
+    assert model.sequence is not None
+    assert model.info["sequence"]["validation"]["users"] > 10
+    vectors = model.encoder.encode([item.text for item in catalog])
+    ids = [item.item_id for item in catalog]
+    histories = [[0, 3, 5], [10]]
+    assert np.array_equal(
+        loaded.sequence.scores(histories, vectors, ids),
+        model.sequence.scores(histories, vectors, ids),
+    )

@@ -239,7 +239,7 @@ def test_app_serves_a_model_built_by_the_cli(tmp_path):
 
     out = tmp_path / "model"
     args = ["build", "--out", str(out), "--max-steps", "2", "--batch-size", "4", "--max-pairs", "8"]
-    built = CliRunner().invoke(recs, args)
+    built = CliRunner().invoke(recs, [*args, "--sequence-seconds", "20"])
     assert built.exit_code == 0, built.output
     summary = json.loads(built.stdout)
     assert summary["validation"]["users"] > 10
@@ -250,3 +250,7 @@ def test_app_serves_a_model_built_by_the_cli(tmp_path):
     response = client.get("/api/recommendations?user_id=u004&k=3")
     assert response.status_code == 200
     assert len(response.json["items"]) == 3
+    # the sequence ranker is in the folder and in the served ranker; reasons still name items
+    assert (out / "sequence" / "sequence.pt").is_file()
+    assert health["ranker"]["sequence"]["validation"]["users"] > 10
+    assert all(item["reason"] for item in response.json["items"])

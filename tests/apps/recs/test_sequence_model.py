@@ -1,0 +1,122 @@
+"""The sequence ranker on the shipped data: windows, settings, save/load, the cold-item path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from threefold.apps.recs.events import Event
+from threefold.apps.recs.sequence_model import SequenceConfig, SequenceModel
+from threefold.apps.recs.sequence_training import (
+    SequenceSettings,
+    ordered_positions,
+    train_sequence_model,
+    training_windows,
+)
+from threefold.core.errors import ConfigError, ModelError
+
+FAST = SequenceSettings(epochs=6, check_every=2, patience=2, max_seconds=60.0)
+
+
+@pytest.fixture(scope="module")
+def item_vectors(embedder, catalog_ids_and_texts):
+    ids, texts = catalog_ids_and_texts
+    return ids, embedder.encode(texts)
+
+
+@pytest.fixture(scope="module")
+def catalog_ids_and_texts():
+    from threefold.apps.recs.catalog import load_catalog
+    from threefold.apps.recs.config import DEFAULT_ITEMS
+
+    items = list(load_catalog(DEFAULT_ITEMS))
+    return [i.item_id for i in items], [i.text for i in items]
+
+
+@pytest.fixture(scope="module")
+def trained(item_vectors, sample_events):
+    ids, vectors = item_vectors
+    return train_sequence_model(ids, vectors, sample_events, settings=FAST)
+
+
+def test_windows_predict_each_next_item_left_padded():
+    inputs, targets = training_windows([[4, 5, 6]], length=4)
+    assert inputs.tolist() == [[0, 0, 5, 6]]  # positions + 1, 0 = padding
+    assert targets.tolist() == [[0, 0, 6, 7]]
+    inputs, targets = training_windows([[0, 1, 2, 3, 4]], length=2)
+    assert inputs.tolist() == [[3, 4], [1, 2]]
+    assert targets.tolist() == [[4, 5], [2, 3]]
+
+
+def test_ordered_positions_keep_first_interactions_in_time_order():
+    events = [
+        Event("a", "x", "view", 1),
+        Event("a", "y", "view", 2),
+        Event("a", "x", "purchase", 3),
+    ]
+    assert ordered_positions(events, {"x": 0, "y": 1}) == {"a": [0, 1]}
+
+
+def test_settings_and_config_name_the_bad_value():
+    with pytest.raises(ConfigError, match="epochs must be a positive integer, found 0"):
+        SequenceSettings(epochs=0)
+    with pytest.raises(ConfigError, match=r"hidden \(64\) must be divisible by heads \(3\)"):
+        SequenceConfig(heads=3)
+    with pytest.raises(ConfigError, match="needs use_text or use_ids"):
+        SequenceConfig(use_text=False, use_ids=False)
+
+
+def test_trained_model_learns_and_round_trips_with_identical_scores(
+    trained, item_vectors, tmp_path
+):
+    ids, vectors = item_vectors
+    assert trained.info["validation"]["users"] > 10
+    histories = [[0, 1, 2], [5], []]
+    scores = trained.scores(histories, vectors, ids)
+    assert scores.shape == (3, len(ids))
+    assert np.isfinite(scores).all()
+    assert not scores[2].any()  # an empty history scores nothing
+    trained.save(tmp_path / "sequence")
+    loaded = SequenceModel.load(tmp_path / "sequence")
+    assert np.array_equal(loaded.scores(histories, vectors, ids), scores)
+
+
+def test_a_new_item_is_scored_through_its_text_alone(trained, item_vectors, embedder):
+    ids, vectors = item_vectors
+    new_text = "The Harrow Line Murders: a detective novel on a night train through the Highlands."
+    new_vector = embedder.encode([new_text])
+    all_ids, all_vectors = [*ids, "bk-new"], np.vstack([vectors, new_vector])
+    assert trained.id_rows(["bk-new"]).tolist() == [0]
+    history = [[ids.index("bk-002")]]
+    with_new = trained.scores(history, all_vectors, all_ids)[0]
+    assert np.isfinite(with_new[-1])
+    # known items score the same whether or not the new one is in the catalog
+    assert np.allclose(with_new[:-1], trained.scores(history, vectors, ids)[0], atol=1e-5)
+    # the score depends on the text: a different text gives a different score
+    other = embedder.encode(["A stainless steel saucepan with a glass lid."])
+    changed = trained.scores(history, np.vstack([vectors, other]), all_ids)[0]
+    assert changed[-1] != pytest.approx(with_new[-1])
+
+
+def test_text_only_config_still_scores_unknown_items(item_vectors, sample_events):
+    ids, vectors = item_vectors
+    model = train_sequence_model(
+        ids,
+        vectors,
+        sample_events,
+        config=SequenceConfig(text_dimension=vectors.shape[1], use_ids=False),
+        settings=SequenceSettings(epochs=2, check_every=2, patience=1, max_seconds=30.0),
+    )
+    scores = model.scores([[0, 1]], vectors, ids)
+    assert np.isfinite(scores).all() and scores.std() > 0
+
+
+def test_loading_a_folder_without_a_model_says_what_is_missing(tmp_path):
+    with pytest.raises(ModelError, match=r"missing \['sequence.json', 'sequence.pt'\]"):
+        SequenceModel.load(tmp_path)
+
+
+def test_vectors_of_another_encoder_are_rejected(trained, item_vectors):
+    ids, vectors = item_vectors
+    with pytest.raises(ModelError, match="trained on 384"):
+        trained.scores([[0]], vectors[:, :100], ids)
