@@ -11,7 +11,7 @@ from threefold.core.errors import ConfigError
 Outcome = Literal["answer", "clarify", "out_of_scope", "small_talk", "handoff"]
 # Below the threshold but at least this share of it, the bot asks to rephrase with suggestions
 # (something in the KB is related); lower, the message is out of scope for this KB.
-CLARIFY_SHARE = 0.4
+CLARIFY_SHARE = 0.25
 
 _HUMAN_REQUEST = re.compile(
     r"\b(human|real person|a person|live (agent|chat|person)|agent|representative|operator|"
