@@ -83,6 +83,18 @@ class Bot:
     def version(self) -> str:
         return self.info.version
 
+    def with_embedder(self, embedder: TextEncoder) -> Bot:
+        """The same bot answering through another encoder of the same weights (e.g. batching)."""
+        return Bot(
+            kb=self.kb,
+            index=self.index,
+            embedder=embedder,
+            calibrator=self.calibrator,
+            info=self.info,
+            intent=self.intent,
+            fusion=self.fusion,
+        )
+
     @property
     def threshold(self) -> float:
         """The calibrated answer threshold (of the fusion when the bot has an intent model)."""

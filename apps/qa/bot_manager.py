@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from threefold.apps.qa.bot import Bot
 from threefold.apps.qa.builder import BuildOptions, EditStats, apply_edits, build_bot
 from threefold.apps.qa.knowledge_base import FaqEntry
+from threefold.apps.qa.micro_batch import MicroBatchEncoder
 from threefold.apps.qa.store import BotStore
 from threefold.core.encoder import TextEncoder
 
@@ -26,7 +27,10 @@ logger = logging.getLogger(__name__)
 
 
 class BotManager:
-    """Holds the current Bot of a BotStore; writers are serialized, readers never block."""
+    """Holds the current Bot of a BotStore; writers are serialized, readers never block.
+
+    `micro_batch`: encode concurrent requests together (see `micro_batch`); the serving app's.
+    """
 
     def __init__(
         self,
@@ -34,12 +38,14 @@ class BotManager:
         *,
         embedder: TextEncoder | None = None,
         retrain_in_background: bool = True,
+        micro_batch: bool = False,
     ) -> None:
         self.store = store
         self._embedder = embedder
         self._write_lock = threading.Lock()
         self._bot: Bot | None = None
         self.retrain_in_background = retrain_in_background
+        self.micro_batch = micro_batch
         self._retrain_lock = threading.Lock()
         self._retrain_wanted = False
         self._retrain_thread: threading.Thread | None = None
@@ -54,6 +60,8 @@ class BotManager:
         return bot
 
     def _swap(self, bot: Bot) -> None:
+        if self.micro_batch and not isinstance(bot.embedder, MicroBatchEncoder):
+            bot = bot.with_embedder(MicroBatchEncoder(bot.embedder))
         self._bot = bot
         self._embedder = bot.embedder
         logger.info("now answering from bot version %s (%d FAQs)", bot.version, len(bot.kb))
