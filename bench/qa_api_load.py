@@ -200,7 +200,14 @@ def main(argv: list[str] | None = None) -> int:
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_healthy(base, server)
+            try:
+                _wait_healthy(base, server)
+            except SystemExit:
+                log.flush()
+                print(
+                    (Path(tmp) / "server.log").read_text(errors="replace")[-3000:], file=sys.stderr
+                )
+                raise
             load_test(base, queries, threads=2, total=args.warmup, seed=args.seed + 1000)
             result = load_test(
                 base, queries, threads=args.threads, total=args.requests, seed=args.seed
