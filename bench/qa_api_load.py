@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -39,15 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.commands import threefold_command
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_KB = ROOT / "apps" / "qa" / "data" / "store_faq.csv"
 SAMPLE_QUERIES = ROOT / "apps" / "qa" / "data" / "store_queries.csv"
 RESULTS = Path(__file__).resolve().parent / "results" / "qa_api_load.json"
-
-
-def _threefold() -> list[str]:
-    found = shutil.which("threefold")
-    return [found] if found else [sys.executable, "-m", "threefold.apps.cli"]
 
 
 def _free_port() -> int:
@@ -172,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="qa-load-") as tmp:
         bot_dir = Path(tmp) / "bot"
         subprocess.run(
-            [*_threefold(), "qa", "build", "--kb", str(SAMPLE_KB), "--out", str(bot_dir)],
+            [*threefold_command(), "qa", "build", "--kb", str(SAMPLE_KB), "--out", str(bot_dir)],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -196,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             ]  # fmt: skip
         else:
             redis = None
-            command = [*_threefold(), "serve", "qa", "--port", str(port)]
+            command = [*threefold_command(), "serve", "qa", "--port", str(port)]
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
