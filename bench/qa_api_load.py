@@ -210,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=30)
             log.close()
             if redis is not None:
                 redis.stop()
