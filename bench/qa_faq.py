@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp:
         bots = args.bots or Path(tmp)
-        results = {}
+        results: dict[str, dict] = {}
         for name in names:
             folds = DATASETS[name].get("folds")
             results[name] = (
@@ -366,6 +366,12 @@ def main(argv: list[str] | None = None) -> int:
                 if folds
                 else run_dataset(name, args.data / name, extra, bots, env)
             )
+            _write_report(args, started, extra, results)  # after each dataset: partial runs count
+    print_rows(results)
+    return 0
+
+
+def _write_report(args, started: datetime, extra: list[str], results: dict) -> None:
     report = {
         "benchmark": "qa_faq",
         "started_utc": started.isoformat(timespec="seconds"),
@@ -381,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+def print_rows(results: dict) -> None:
+    """The Markdown rows of the README table."""
     print(
         "| dataset | bot | queries | in-scope acc | OOS recall | top-1 (no abstain) | MRR | "
         "BM25 top-1 | BM25 MRR | build s | p50 / p95 ms |"
@@ -406,7 +416,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"{run['build'].get('build_seconds', 0):.0f} | "
                 f"{bot['latency_ms']['p50']:.1f} / {bot['latency_ms']['p95']:.1f} |"
             )
-    return 0
 
 
 if __name__ == "__main__":
