@@ -8,9 +8,13 @@ limit off and OMP_NUM_THREADS=--omp-threads (default 1). Then `--threads` client
 `--requests` POST /api/chat in total, questions drawn from apps/qa/data/store_queries.csv;
 each client thread keeps one session, so
 sessions are read and written in Redis on every turn (follow-up logic included). Reports latency
-percentiles per request and throughput. Writes bench/results/qa_api_load.json and prints:
+percentiles per request and throughput. In the same run (before the server starts) it measures
+the encode-bound limit: one-text encodes per second of the packaged embedder in this process
+with the same OMP threads (what a server that encodes each request alone could reach at best);
+`ratio_to_encode_limit` = req/s over that. The server micro-batches concurrent requests
+(apps/qa/micro_batch.py). Writes bench/results/qa_api_load.json and prints:
 
-| server | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s |
+| server | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s | encode limit/s | ratio |
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import json
 import os
 import platform
 import random
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,15 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.commands import threefold_command
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_KB = ROOT / "apps" / "qa" / "data" / "store_faq.csv"
 SAMPLE_QUERIES = ROOT / "apps" / "qa" / "data" / "store_queries.csv"
 RESULTS = Path(__file__).resolve().parent / "results" / "qa_api_load.json"
-
-
-def _threefold() -> list[str]:
-    found = shutil.which("threefold")
-    return [found] if found else [sys.executable, "-m", "threefold.apps.cli"]
 
 
 def _free_port() -> int:
@@ -124,6 +124,27 @@ def load_test(base: str, queries: list[str], *, threads: int, total: int, seed: 
     }
 
 
+def encode_limit(queries: list[str], *, omp_threads: int, seconds: float = 8.0) -> dict:
+    """Single-text encodes per second (and texts/s in batches of 8) of the packaged embedder."""
+    import torch
+
+    from threefold.core.embedder import Embedder
+
+    torch.set_num_threads(omp_threads)
+    embedder = Embedder().load()
+    embedder.encode(queries[:16])
+
+    def rate(size: int) -> float:
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            start = done % len(queries)
+            embedder.encode((queries * 2)[start : start + size], batch_size=size)
+            done += size
+        return round(done / (time.perf_counter() - started), 1)
+
+    return {"single_encodes_per_s": rate(1), "batch8_texts_per_s": rate(8)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--server", choices=["gunicorn", "werkzeug"], default="gunicorn")
@@ -141,12 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with SAMPLE_QUERIES.open(newline="", encoding="utf-8") as handle:
         queries = [row["query"] for row in csv.DictReader(handle)]
+    limit = encode_limit(queries, omp_threads=args.omp_threads)
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="qa-load-") as tmp:
         bot_dir = Path(tmp) / "bot"
         subprocess.run(
-            [*_threefold(), "qa", "build", "--kb", str(SAMPLE_KB), "--out", str(bot_dir)],
+            [*threefold_command(), "qa", "build", "--kb", str(SAMPLE_KB), "--out", str(bot_dir)],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -170,18 +192,29 @@ def main(argv: list[str] | None = None) -> int:
             ]  # fmt: skip
         else:
             redis = None
-            command = [*_threefold(), "serve", "qa", "--port", str(port)]
+            command = [*threefold_command(), "serve", "qa", "--port", str(port)]
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
         server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_healthy(base, server)
+            try:
+                _wait_healthy(base, server)
+            except SystemExit:
+                log.flush()
+                print(
+                    (Path(tmp) / "server.log").read_text(errors="replace")[-3000:], file=sys.stderr
+                )
+                raise
             load_test(base, queries, threads=2, total=args.warmup, seed=args.seed + 1000)
             result = load_test(
                 base, queries, threads=args.threads, total=args.requests, seed=args.seed
             )
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=30)
             log.close()
             if redis is not None:
                 redis.stop()
@@ -201,15 +234,21 @@ def main(argv: list[str] | None = None) -> int:
             "note": "client, server and other jobs share these CPUs",
         },
         **result,
+        "encode_limit": limit,
+        "ratio_to_encode_limit": round(result["requests_per_s"] / limit["single_encodes_per_s"], 3),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print("| server | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "| server | clients | requests | errors | p50 ms | p95 ms | p99 ms | req/s | "
+        "encode limit/s | ratio |"
+    )
+    print("|" + " --- |" * 10)
     print(
         f"| {report['server']} | {args.threads} | {result['requests']} | {result['errors']} | "
         f"{result['p50_ms']} | {result['p95_ms']} | {result['p99_ms']} | "
-        f"{result['requests_per_s']} |"
+        f"{result['requests_per_s']} | {limit['single_encodes_per_s']} | "
+        f"{report['ratio_to_encode_limit']} |"
     )
     return 0
 

@@ -1,21 +1,26 @@
-"""Benchmark: the QA bot's eval contract on CLINC150 and StackFAQ, with a BM25 baseline.
+"""Benchmark: the QA bot's eval contract on CLINC150, banking77 and StackFAQ, with BM25.
 
-    python -m bench.qa_faq [--data DIR] [--datasets clinc150,stackfaq] [--fine-tune-steps N]
-                           [--bots DIR] [--threads 1]
+    python -m bench.qa_faq [--data DIR] [--datasets clinc150,banking77,stackfaq]
+                           [--fine-tune-steps N] [--bots DIR] [--threads 1]
 
-For each dataset runs `threefold qa build --kb DIR/<ds>/kb.csv --out TMP` (CLINC150 also gets
+Two bots per dataset in the same run: `intent` (the default build: intent head fused with
+retrieval) and `retrieval` (`--no-intent-model`, the baseline), each with its build time.
+
+CLINC150 and StackFAQ: `threefold qa build --kb DIR/<ds>/kb.csv --out BOT` (CLINC150 also gets
 `--oos DIR/clinc150/oos_train.csv`: the official out-of-scope *training* examples as calibration
-negatives) and `threefold qa eval --bot TMP --queries DIR/<ds>/dev_queries.csv`, once with the
+negatives) and `threefold qa eval --bot BOT --queries DIR/<ds>/dev_queries.csv`, once with the
 bot's calibrated threshold and once answering everything (`--threshold 0 --ambiguity-margin 0`,
-the top-1 accuracy comparable to a baseline without abstention). The BM25 baseline (rank-bm25,
-Okapi, lower-cased word tokens; StackFAQ indexes question + answer as in the reference) ranks the
-same KB in the same run; it never abstains. `--bots DIR` keeps the built bots in DIR/<dataset>
-and reuses them on the next run. The commands run with OMP_NUM_THREADS=--threads (default 1):
-on a CPU shared with other jobs, intra-op threads made single-query encoding ~10x slower.
-Writes bench/results/qa_faq.json and prints one Markdown row per dataset:
+the top-1 accuracy comparable to a baseline without abstention). `--bots DIR` keeps the bots in
+DIR/<dataset>-<bot> and reuses them on the next run.
 
-| dataset | split | queries | in-scope acc | OOS recall | overall acc | top-1 (no abstain) |
-  MRR | R@5 | BM25 top-1 | BM25 MRR | p50 / p95 ms |   (one row)
+banking77 has no query file: 5-fold cross-validation over kb.csv (stratified by id; a fold's
+rows are the queries, the other rows the KB), in process, every text embedded once and reused
+by the folds' builds (so its build times leave out embedding).
+
+The BM25 baseline (rank-bm25, Okapi, lower-cased word tokens; StackFAQ indexes question + answer
+as in the reference) ranks the same KB in the same run; it never abstains. The commands run with
+OMP_NUM_THREADS=--threads (default 1): on a CPU shared with other jobs, intra-op threads made
+single-query encoding ~10x slower. Writes bench/results/qa_faq.json and prints Markdown rows.
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ DEFAULT_DATA = Path("/work/shared/data/faq")
 RESULTS = Path(__file__).resolve().parent / "results" / "qa_faq.json"
 DATASETS = {
     "clinc150": {"oos": "oos_train.csv", "bm25_answers": False},
+    "banking77": {"oos": None, "bm25_answers": False, "folds": 5},
     "stackfaq": {"oos": None, "bm25_answers": True},
 }
+BOTS = {"intent": [], "retrieval": ["--no-intent-model"]}
 TOKEN = re.compile(r"[a-z0-9]+")
 
 
@@ -64,14 +71,18 @@ def _tokens(text: str) -> list[str]:
 
 def bm25_baseline(kb_path: Path, queries_path: Path, *, with_answers: bool) -> dict:
     """Top-1 accuracy, recall@5 and MRR@10 of BM25 over KB rows, best row per FAQ id."""
+    return bm25_rows(_rows(kb_path), _rows(queries_path), with_answers=with_answers)
+
+
+def bm25_rows(rows: list[dict], query_rows: list[dict], *, with_answers: bool) -> dict:
+    """`bm25_baseline` on rows already read (id, question, answer / query, expected_id)."""
     import numpy as np
     from rank_bm25 import BM25Okapi
 
-    rows = _rows(kb_path)
     docs = [_tokens(r["question"] + (" " + r["answer"] if with_answers else "")) for r in rows]
     owners = [r["id"] for r in rows]
     bm25 = BM25Okapi(docs)
-    queries = [q for q in _rows(queries_path) if q["expected_id"].strip()]
+    queries = [q for q in query_rows if q["expected_id"].strip()]
     top1 = recall5 = 0
     reciprocal = 0.0
     started = time.perf_counter()
@@ -120,6 +131,23 @@ def _summary_of(bot_dir: Path) -> dict:
 
 
 def run_dataset(
+    name: str, folder: Path, extra_build: list[str], bots: Path, env: dict[str, str]
+) -> dict:
+    """Both bots and BM25 on one dataset with a query file."""
+    spec = DATASETS[name]
+    kb, queries = folder / "kb.csv", folder / "dev_queries.csv"
+    return {
+        "kb": str(kb),
+        "queries": str(queries),
+        "bots": {
+            bot: run_bot(name, folder, [*extra_build, *flags], bots / f"{name}-{bot}", env)
+            for bot, flags in BOTS.items()
+        },
+        "bm25": bm25_baseline(kb, queries, with_answers=spec["bm25_answers"]),
+    }
+
+
+def run_bot(
     name: str, folder: Path, extra_build: list[str], bot_dir: Path, env: dict[str, str]
 ) -> dict:
     spec = DATASETS[name]
@@ -143,12 +171,9 @@ def run_dataset(
         env,
     )  # fmt: skip
     return {
-        "kb": str(kb),
-        "queries": str(queries),
         "build": {**built, "wall_seconds": round(build_s, 1)},
         "bot": evaluated,
         "bot_top1_no_abstention": no_abstain["in_scope_accuracy"],
-        "bm25": bm25_baseline(kb, queries, with_answers=spec["bm25_answers"]),
         "threshold_sweep": threshold_sweep(bot_dir, queries),
     }
 
@@ -166,7 +191,7 @@ def threshold_sweep(bot_dir: Path, queries_path: Path) -> list[dict]:
     bot = BotStore(bot_dir).load()
     labeled = read_queries(queries_path)
     results = bot.retrieve_many([q.query for q in labeled], k=10)
-    calibrated = round(bot.calibrator.threshold, 4)
+    calibrated = round(bot.threshold, 4)
     rows = []
     for threshold in sorted({calibrated, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9}):
         settings = bot.policy_settings(threshold=threshold)
@@ -197,6 +222,104 @@ def threshold_sweep(bot_dir: Path, queries_path: Path) -> list[dict]:
     return rows
 
 
+class _CachedEncoder:
+    """An Embedder whose vectors are computed once per text (the CV folds share them)."""
+
+    def __init__(self, embedder) -> None:
+        self.embedder = embedder
+        self.cache: dict[str, object] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.embedder, name)
+
+    def encode(self, texts, *, batch_size=None, show_progress=False):
+        import numpy as np
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if missing:
+            vectors = self.embedder.encode(missing, batch_size=batch_size or 64)
+            self.cache.update(zip(missing, vectors, strict=True))
+        return np.vstack([self.cache[t] for t in texts]).astype(np.float32)
+
+
+def run_cross_validation(name: str, folder: Path, folds: int, seed: int = 13) -> dict:
+    """k-fold CV over kb.csv: both bots (built in process) and BM25; top-1 and accuracy."""
+    import random
+
+    from threefold.apps.qa.builder import BuildOptions, build_bot
+    from threefold.apps.qa.evaluation import LabeledQuery, evaluate
+    from threefold.apps.qa.knowledge_base import KnowledgeBase, entry_from_mapping
+    from threefold.core.embedder import Embedder
+
+    rows = _rows(folder / "kb.csv")
+    by_id: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        by_id[row["id"]].append(i)
+    rng = random.Random(seed)
+    fold_of = [0] * len(rows)
+    for members in by_id.values():
+        rng.shuffle(members)
+        for position, i in enumerate(members):
+            fold_of[i] = position % folds
+    encoder = _CachedEncoder(Embedder().load())
+    started = time.perf_counter()
+    encoder.encode([r["question"] for r in rows] + sorted({r["answer"] for r in rows}))
+    embed_seconds = time.perf_counter() - started
+    per_bot: dict[str, list[dict]] = {bot: [] for bot in BOTS}
+    bm25 = []
+    for fold in range(folds):
+        train = [r for r, f in zip(rows, fold_of, strict=True) if f != fold]
+        test = [r for r, f in zip(rows, fold_of, strict=True) if f == fold]
+        grouped: dict[str, dict] = {}
+        for r in train:
+            grouped.setdefault(r["id"], {"id": r["id"], "questions": [], "answer": r["answer"]})
+            grouped[r["id"]]["questions"].append(r["question"])
+        kb = KnowledgeBase(entry_from_mapping(g) for g in grouped.values())
+        queries = [LabeledQuery(r["question"], r["id"]) for r in test]
+        for bot_name in BOTS:
+            built_at = time.perf_counter()
+            bot = build_bot(kb, encoder, BuildOptions(intent_model=bot_name == "intent"))
+            build_seconds = time.perf_counter() - built_at
+            scored = evaluate(bot, queries)
+            top1 = evaluate(
+                bot, queries, settings=bot.policy_settings(threshold=0.0, ambiguity_margin=0.0)
+            )
+            per_bot[bot_name].append(
+                {"fold": fold, "build_seconds": round(build_seconds, 1), "eval": scored,
+                 "top1": top1["in_scope_accuracy"]}
+            )  # fmt: skip
+            print(f"{name} fold {fold} {bot_name}: top-1 {top1['in_scope_accuracy']}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        bm25.append(
+            bm25_rows(train, [{"query": r["question"], "expected_id": r["id"]} for r in test],
+                      with_answers=False)
+        )  # fmt: skip
+
+    def mean(values: list[float]) -> float:
+        return round(sum(values) / len(values), 4)
+
+    return {
+        "kb": str(folder / "kb.csv"),
+        "queries": f"{folds}-fold cross-validation over kb.csv (stratified by id)",
+        "embed_all_seconds": round(embed_seconds, 1),
+        "bots": {
+            bot: {
+                "top1_mean": mean([f["top1"] for f in fs]),
+                "in_scope_accuracy_mean": mean([f["eval"]["in_scope_accuracy"] for f in fs]),
+                "mrr_mean": mean([f["eval"]["mrr"] for f in fs]),
+                "build_seconds_mean": mean([f["build_seconds"] for f in fs]),
+                "latency_p50_ms_mean": mean([f["eval"]["latency_ms"]["p50"] for f in fs]),
+                "folds": fs,
+            }
+            for bot, fs in per_bot.items()
+        },
+        "bm25": {
+            "top1_accuracy": mean([b["top1_accuracy"] for b in bm25]),
+            "mrr": mean([b["mrr"] for b in bm25]),
+        },
+    }
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
@@ -204,7 +327,7 @@ def _fmt(value: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the faq/ data folder")
-    parser.add_argument("--datasets", default="clinc150,stackfaq")
+    parser.add_argument("--datasets", default="clinc150,banking77,stackfaq")
     parser.add_argument(
         "--fine-tune-steps",
         type=int,
@@ -235,9 +358,20 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp:
         bots = args.bots or Path(tmp)
-        results = {
-            name: run_dataset(name, args.data / name, extra, bots / name, env) for name in names
-        }
+        results: dict[str, dict] = {}
+        for name in names:
+            folds = DATASETS[name].get("folds")
+            results[name] = (
+                run_cross_validation(name, args.data / name, folds)
+                if folds
+                else run_dataset(name, args.data / name, extra, bots, env)
+            )
+            _write_report(args, started, extra, results)  # after each dataset: partial runs count
+    print_rows(results)
+    return 0
+
+
+def _write_report(args, started: datetime, extra: list[str], results: dict) -> None:
     report = {
         "benchmark": "qa_faq",
         "started_utc": started.isoformat(timespec="seconds"),
@@ -253,27 +387,35 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2), encoding="utf-8")
+
+
+def print_rows(results: dict) -> None:
+    """The Markdown rows of the README table."""
     print(
-        "| dataset | split | queries | in-scope acc | OOS recall | overall acc | top-1 (no "
-        "abstain) | MRR | R@5 | BM25 top-1 | BM25 MRR | p50 / p95 ms |"
+        "| dataset | bot | queries | in-scope acc | OOS recall | top-1 (no abstain) | MRR | "
+        "BM25 top-1 | BM25 MRR | build s | p50 / p95 ms |"
     )
-    print("|" + " --- |" * 12)
+    print("|" + " --- |" * 11)
     for name, result in results.items():
-        bot, bm25 = result["bot"], result["bm25"]
-        print(
-            f"| {name} | dev_queries.csv | {bot['n']} | {_fmt(bot['in_scope_accuracy'])} | "
-            f"{_fmt(bot['oos_recall'])} | {_fmt(bot['overall_accuracy'])} | "
-            f"{_fmt(result['bot_top1_no_abstention'])} | {_fmt(bot['mrr'])} | "
-            f"{_fmt(bot['recall_at_5'])} | {_fmt(bm25['top1_accuracy'])} | {_fmt(bm25['mrr'])} | "
-            f"{bot['latency_ms']['p50']:.1f} / {bot['latency_ms']['p95']:.1f} |"
-        )
-    for name, result in results.items():
-        curve = ", ".join(
-            f"{r['threshold']}: {r['in_scope_accuracy']}/{r['oos_recall']}"
-            for r in result["threshold_sweep"]
-        )
-        print(f"{name} threshold: in-scope acc/OOS recall -> {curve}", file=sys.stderr)
-    return 0
+        bm25 = result["bm25"]
+        for bot_name, run in result["bots"].items():
+            if "folds" in run:  # cross-validation
+                print(
+                    f"| {name} (5-fold CV) | {bot_name} | {result['queries']} | "
+                    f"{_fmt(run['in_scope_accuracy_mean'])} | – | {_fmt(run['top1_mean'])} | "
+                    f"{_fmt(run['mrr_mean'])} | {_fmt(bm25['top1_accuracy'])} | "
+                    f"{_fmt(bm25['mrr'])} | {run['build_seconds_mean']:.0f} | "
+                    f"{run['latency_p50_ms_mean']:.1f} / – |"
+                )
+                continue
+            bot = run["bot"]
+            print(
+                f"| {name} | {bot_name} | {bot['n']} | {_fmt(bot['in_scope_accuracy'])} | "
+                f"{_fmt(bot['oos_recall'])} | {_fmt(run['bot_top1_no_abstention'])} | "
+                f"{_fmt(bot['mrr'])} | {_fmt(bm25['top1_accuracy'])} | {_fmt(bm25['mrr'])} | "
+                f"{run['build'].get('build_seconds', 0):.0f} | "
+                f"{bot['latency_ms']['p50']:.1f} / {bot['latency_ms']['p95']:.1f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,12 @@ Calibration data comes from the KB itself:
   out-of-scope queries).
 A KB with one question per FAQ has no in-scope held-out queries; the documented default curve
 and threshold of `calibration.py` are used then.
+
+Intent model (on by default when the KB has paraphrases, `intent_model=False` turns it off): a
+share of each FAQ's paraphrases (`intent_holdout_share`, at least one, up to `holdout_max` in
+all) is held out, the intent head is trained on the rest, and the held-out paraphrases, their
+masked-FAQ near-misses and the probes fit the fusion (alpha, confidence curve, threshold at
+`oos_prior`; see `intent_fusion`). The head the bot serves is then retrained on every question.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import numpy as np
 
 from threefold.apps.qa.bot import DEFAULT_AMBIGUITY_MARGIN, Bot, BotInfo
 from threefold.apps.qa.calibration import METHODS, fit_calibrator
+from threefold.apps.qa.intent_fusion import DEFAULT_OOS_PRIOR, HeldOut, IntentFusion, fit_fusion
+from threefold.apps.qa.intent_model import IntentHead, IntentTraining, train_intent_head
 from threefold.apps.qa.knowledge_base import FaqEntry, KnowledgeBase
 from threefold.apps.qa.retrieval import per_id_max, vector_id
 from threefold.core.encoder import TextEncoder
@@ -98,6 +106,10 @@ class BuildOptions:
     fine_tune_max_steps: int | None = None
     fine_tune_batch_size: int = 32
     fine_tune_learning_rate: float = 2e-5
+    intent_model: bool = True
+    intent_holdout_share: float = 0.2
+    intent_steps: int = 300
+    oos_prior: float = DEFAULT_OOS_PRIOR
     seed: int = 13
 
     def __post_init__(self) -> None:
@@ -121,12 +133,26 @@ class BuildOptions:
             )
         if self.fine_tune_epochs < 1:
             raise ConfigError(f"fine_tune_epochs must be >= 1, found {self.fine_tune_epochs}")
+        if not 0.0 < self.intent_holdout_share < 1.0:
+            raise ConfigError(
+                f"intent_holdout_share must be within (0, 1), found {self.intent_holdout_share}"
+            )
+        if not 0.0 < self.oos_prior < 1.0:
+            raise ConfigError(f"oos_prior must be within (0, 1), found {self.oos_prior}")
         self.oos_probes = tuple(self.oos_probes)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["oos_probes"] = len(self.oos_probes)
-        return data
+        """JSON-ready options (bot.json); `from_dict` of it gives the same options back."""
+        return asdict(self) | {"oos_probes": list(self.oos_probes)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BuildOptions:
+        """The options a bot was built with (a retrain in the background reuses them)."""
+        known = set(cls.__dataclass_fields__)
+        values = {k: v for k, v in data.items() if k in known}
+        if not isinstance(values.get("oos_probes", ()), (list, tuple)):
+            values.pop("oos_probes")  # bots built before the texts were kept recorded a count
+        return cls(**values)
 
 
 @dataclass
@@ -160,15 +186,29 @@ def _layout(kb: KnowledgeBase, embed_answers: bool) -> _Layout:
 
 
 def _choose_holdout(
-    layout: _Layout, limit: int, rng: random.Random, *, per_faq: int | None = None
+    layout: _Layout,
+    limit: int,
+    rng: random.Random,
+    *,
+    per_faq: int | None = None,
+    share: float | None = None,
 ) -> list[int]:
     """Rows to hold out: round-robin over FAQs with >= 2 questions, up to `limit` rows.
 
     Scoring is leave-one-out, so every paraphrase may be held out; `per_faq` caps it (when
-    fine-tuning, held-out questions are kept out of training, so only one per FAQ is held out).
+    fine-tuning, held-out questions are kept out of training, so only one per FAQ is held out),
+    `share` caps it to that share of the FAQ's questions (at least one; the intent model).
     """
+
+    def cap(n: int) -> int | None:
+        if share is not None:
+            return max(1, int(n * share))
+        return per_faq
+
     pools = [
-        rng.sample(rows, len(rows))[:per_faq] for rows in layout.question_rows if len(rows) >= 2
+        rng.sample(rows, len(rows))[: cap(len(rows))]
+        for rows in layout.question_rows
+        if len(rows) >= 2
     ]
     rng.shuffle(pools)
     chosen: list[int] = []
@@ -299,8 +339,13 @@ def build_bot(
     started = time.perf_counter()
     rng = random.Random(options.seed)
     layout = _layout(kb, options.embed_answers)
+    use_intent = options.intent_model and _has_paraphrases(layout, options.min_positives)
     holdout = _choose_holdout(
-        layout, options.holdout_max, rng, per_faq=1 if options.fine_tune else None
+        layout,
+        options.holdout_max,
+        rng,
+        per_faq=1 if options.fine_tune else None,
+        share=options.intent_holdout_share if use_intent else None,
     )
     model = embedder
     fine_tune_stats: dict[str, Any] | None = None
@@ -344,6 +389,10 @@ def build_bot(
     )
     if options.threshold is not None:
         calibrator = calibrator.with_threshold(options.threshold)
+    intent: IntentHead | None = None
+    fusion: IntentFusion | None = None
+    if use_intent:
+        intent, fusion = _fit_intent(model, vectors, layout, holdout, kb, options, probes)
     index = build_index(layout.vector_ids, vectors)
     stats = {
         "faqs": len(kb),
@@ -356,6 +405,8 @@ def build_bot(
     }
     if fine_tune_stats is not None:
         stats["fine_tune"] = fine_tune_stats
+    if intent is not None and fusion is not None:
+        stats["intent"] = {**intent.stats, "fusion": fusion.stats, "alpha": fusion.alpha}
     info = BotInfo(
         created_at=time.time(),
         embedder=embedder_reference(model, fine_tuned=options.fine_tune),
@@ -365,14 +416,85 @@ def build_bot(
         stats=stats,
     )
     logger.info(
-        "built bot: %d FAQs, %d vectors, calibration %s (threshold %.3f) in %.1f s",
+        "built bot: %d FAQs, %d vectors, intent model %s, threshold %.3f in %.1f s",
         len(kb),
         len(layout.vector_ids),
-        calibrator.source,
-        calibrator.threshold,
+        "yes" if intent else "no",
+        fusion.threshold if fusion else calibrator.threshold,
         stats["build_seconds"],
     )
-    return Bot(kb=kb, index=index, embedder=model, calibrator=calibrator, info=info)
+    return Bot(
+        kb=kb,
+        index=index,
+        embedder=model,
+        calibrator=calibrator,
+        info=info,
+        intent=intent,
+        fusion=fusion,
+    )
+
+
+def _has_paraphrases(layout: _Layout, min_positives: int) -> bool:
+    """Enough FAQs with two or more questions to hold some out and still train on the rest."""
+    return sum(len(rows) >= 2 for rows in layout.question_rows) >= max(min_positives, 2)
+
+
+def _kb_order_logits(head: IntentHead, vectors: np.ndarray, kb: KnowledgeBase) -> np.ndarray:
+    """The head's logits with columns in KB order (FAQs unknown to the head at -inf)."""
+    logits = head.logits(vectors)
+    column = {label: i for i, label in enumerate(head.labels)}
+    out = np.full((len(vectors), len(kb)), -np.inf, dtype=np.float64)
+    for position, entry in enumerate(kb):
+        if entry.id in column:
+            out[:, position] = logits[:, column[entry.id]]
+    return out
+
+
+def _fit_intent(
+    embedder: TextEncoder,
+    vectors: np.ndarray,
+    layout: _Layout,
+    holdout: list[int],
+    kb: KnowledgeBase,
+    options: BuildOptions,
+    generic_probes: list[str],
+) -> tuple[IntentHead, IntentFusion]:
+    """Train the head without the held-out rows, fit the fusion on them, retrain on all rows."""
+    training = IntentTraining(steps=options.intent_steps, seed=options.seed)
+    ids = [entry.id for entry in kb]
+    row_labels = [ids[position] for position in layout.owner]
+    held = np.asarray(holdout, dtype=int)
+    train_rows = np.setdiff1d(np.arange(len(layout.texts)), held)
+    head = train_intent_head(vectors[train_rows], [row_labels[r] for r in train_rows], training)
+    sims = vectors[held] @ vectors.T
+    sims[np.arange(len(held)), held] = -np.inf
+    cosines = per_id_max(sims, layout.group_starts)
+    probe_texts = [*generic_probes, *options.oos_probes]
+    probe_vectors = (
+        np.asarray(embedder.encode(probe_texts), dtype=np.float32)
+        if probe_texts
+        else np.zeros((0, vectors.shape[1]), np.float32)
+    )
+    probe_cosines = per_id_max(probe_vectors @ vectors.T, layout.group_starts)
+    generic = np.arange(len(probe_texts)) < len(generic_probes)
+    # a generic probe that closely matches a KB question is in scope for this KB
+    closest = probe_cosines.max(axis=1, initial=-1.0)
+    keep = ~generic | (closest < options.generic_probe_max_similarity)
+    fusion = fit_fusion(
+        HeldOut(
+            logits=_kb_order_logits(head, vectors[held], kb),
+            cosines=cosines,
+            own=layout.owner[held],
+            probe_logits=_kb_order_logits(head, probe_vectors[keep], kb),
+            probe_cosines=probe_cosines[keep],
+        ),
+        np.ones(len(kb), dtype=bool),
+        oos_prior=options.oos_prior,
+    )
+    if options.threshold is not None:
+        fusion = fusion.with_threshold(options.threshold)
+    final = train_intent_head(vectors, row_labels, training)
+    return final, fusion
 
 
 @dataclass(frozen=True)
@@ -459,5 +581,11 @@ def apply_edits(
         stats.reused,
     )
     return Bot(
-        kb=kb, index=index, embedder=bot.embedder, calibrator=bot.calibrator, info=info
+        kb=kb,
+        index=index,
+        embedder=bot.embedder,
+        calibrator=bot.calibrator,
+        info=info,
+        intent=bot.intent,
+        fusion=bot.fusion,
     ), stats

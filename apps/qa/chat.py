@@ -21,6 +21,7 @@ from threefold.apps.qa.policy import (
     wants_human,
 )
 from threefold.apps.qa.sessions import Session, SessionStore, Turn, new_id
+from threefold.apps.qa.small_talk import REPLIES as SMALL_TALK_REPLIES
 
 logger = logging.getLogger(__name__)
 HANDOFF_CANDIDATES = 5
@@ -35,7 +36,27 @@ REPLIES = {
         "I couldn't find an answer, so I've passed your question to a member of our team. "
         "They will reply here shortly."
     ),
+    "out_of_scope": (
+        "Sorry, that's not something I can answer. I can help with {topics}. "
+        'To reach a person, type "talk to a person".'
+    ),
+    **SMALL_TALK_REPLIES,
 }
+FAILURE_REASONS = ("low_confidence", "out_of_scope")
+
+
+def reply_text(reason: str, bot: Bot) -> str:
+    """The canned reply of a non-answer, with the KB's topics where the text names them."""
+    template = REPLIES[reason]
+    if "{topics}" not in template:
+        return template
+    topics = bot.kb.topics()
+    if not topics:
+        examples = [f'"{entry.question}"' for entry in list(bot.kb)[:2]]
+        return template.format(topics="questions such as " + " or ".join(examples))
+    topics = [topic.lower() for topic in topics]
+    listed = topics[0] if len(topics) == 1 else ", ".join(topics[:-1]) + " and " + topics[-1]
+    return template.format(topics=listed)
 
 
 class UnknownSession(KeyError):
@@ -145,7 +166,10 @@ class ChatService:
             confidence = 1.0
             chosen = faq_id
         else:
-            result, used_context = self._retrieve(bot, message, session, settings.threshold)
+            small_talk = bot.small_talk.match(message)
+            result, used_context = self._retrieve(
+                bot, message, session, settings.threshold, follow_up=small_talk is None
+            )
             decision = decide(
                 confidence=result.confidence,
                 margin=result.ranking.margin,
@@ -153,6 +177,7 @@ class ChatService:
                 settings=settings,
                 failures_so_far=session.failures,
                 human_requested=wants_human(message),
+                small_talk=small_talk,
             )
             confidence = result.confidence
             chosen = result.ranking.top.faq_id if result.ranking.top else None
@@ -161,7 +186,7 @@ class ChatService:
         self._remember(session, message, reply)
         if decision.outcome == "handoff":
             self._hand_off(bot, session, message, decision, result, page_url)
-        if decision.outcome != "answer":
+        if decision.outcome not in ("answer", "small_talk"):
             self.feedback.log_unanswered(
                 session_id=session.id,
                 question=message,
@@ -174,9 +199,11 @@ class ChatService:
         return reply
 
     def _retrieve(
-        self, bot: Bot, message: str, session: Session, threshold: float
+        self, bot: Bot, message: str, session: Session, threshold: float, *, follow_up: bool
     ) -> tuple[Retrieval, bool]:
         """Retrieve for the message alone and, for a likely follow-up, in context.
+
+        Small talk ("ok thanks") is never read as a follow-up (`follow_up=False`).
 
         The in-context result wins when it is more confident, or when the message opens like a
         follow-up ("and ...", "what about ...") and the in-context result is answerable.
@@ -184,7 +211,7 @@ class ChatService:
         k = max(self.n_suggestions, HANDOFF_CANDIDATES)
         result = bot.retrieve(message, k=k)
         previous = session.last_user_text()
-        if previous and looks_like_follow_up(message):
+        if follow_up and previous and looks_like_follow_up(message):
             combined = bot.retrieve_in_context(
                 message, previous, answered=session.last_answered_faq(), k=k
             )
@@ -206,7 +233,7 @@ class ChatService:
         answered = decision.outcome == "answer" and chosen is not None
         entry = bot.kb[chosen] if answered and chosen is not None else None
         suggestions: list[dict[str, str]] = []
-        if not answered and result is not None:
+        if decision.outcome in ("clarify", "handoff") and result is not None:
             suggestions = [
                 {"faq_id": c.faq_id, "question": bot.kb[c.faq_id].question}
                 for c in result.ranking.candidates[: self.n_suggestions]
@@ -221,7 +248,7 @@ class ChatService:
             handoff=decision.outcome == "handoff",
             outcome=decision.outcome,
             reason=decision.reason,
-            reply=entry.answer if entry else REPLIES[decision.reason],
+            reply=entry.answer if entry else reply_text(decision.reason, bot),
             bot_version=bot.version,
             question=entry.question if entry else None,
         )
@@ -246,7 +273,7 @@ class ChatService:
         elif reply.outcome == "handoff":
             session.failures = 0
             session.handed_off = True
-        elif reply.reason == "low_confidence":
+        elif reply.reason in FAILURE_REASONS:
             session.failures += 1
         self.sessions.save(session)
 

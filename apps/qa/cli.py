@@ -109,6 +109,25 @@ def qa() -> None:
     help="Weight of out-of-scope held-out cases against in-scope ones when choosing the "
     "threshold; below 1 answers more often (when few questions are out of scope).",
 )
+@click.option(
+    "--no-intent-model",
+    is_flag=True,
+    help="Retrieval only: no intent head even when the KB has paraphrases (the baseline).",
+)
+@click.option(
+    "--oos-prior",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="Assumed share of out-of-scope messages; sets the intent bot's operating point.",
+)
+@click.option(
+    "--intent-steps",
+    type=click.IntRange(1),
+    default=300,
+    show_default=True,
+    help="Training steps of the intent head.",
+)
 @click.option("--seed", type=int, default=13, show_default=True)
 @clean_errors
 def build(
@@ -126,6 +145,9 @@ def build(
     fine_tune_epochs: int,
     fine_tune_steps: int | None,
     oos_weight: float,
+    no_intent_model: bool,
+    oos_prior: float,
+    intent_steps: int,
     seed: int,
 ) -> None:
     """Build a bot from a knowledge base; prints a JSON summary."""
@@ -146,6 +168,9 @@ def build(
         fine_tune_epochs=fine_tune_epochs,
         fine_tune_max_steps=fine_tune_steps,
         oos_weight=oos_weight,
+        intent_model=not no_intent_model,
+        oos_prior=oos_prior,
+        intent_steps=intent_steps,
         seed=seed,
     )
     kb = KnowledgeBase.load(kb_path)
@@ -162,6 +187,8 @@ def build(
                 "threshold": round(bot.calibrator.threshold, 4),
                 **bot.calibrator.stats,
             },
+            "threshold": round(bot.threshold, 4),
+            "intent_model": bot.intent is not None,
         }
     )
 
@@ -181,18 +208,35 @@ def build(
     help="Override the bot's answer threshold.",
 )
 @click.option("--ambiguity-margin", type=click.FloatRange(0, 0.99), default=None)
+@click.option(
+    "--details",
+    "details_path",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write one JSON line per query (outcome, top ids, confidence, correct) to this file.",
+)
 @clean_errors
 def evaluate_command(
-    bot_dir: str, queries: str, threshold: float | None, ambiguity_margin: float | None
+    bot_dir: str,
+    queries: str,
+    threshold: float | None,
+    ambiguity_margin: float | None,
+    details_path: str | None,
 ) -> None:
-    """Evaluate a bot; prints one JSON object (accuracy, recall@5, MRR, OOS, latency)."""
+    """Evaluate a bot; prints one JSON object (accuracy, recall@5, MRR, OOS, outcomes, latency)."""
+    import json
+
     from threefold.apps.qa.evaluation import evaluate, read_queries
     from threefold.apps.qa.store import BotStore
 
     labeled = read_queries(queries)
     bot = BotStore(bot_dir).load()
     settings = bot.policy_settings(threshold=threshold, ambiguity_margin=ambiguity_margin)
-    result = evaluate(bot, labeled, settings=settings)
+    details: list[dict] | None = [] if details_path else None
+    result = evaluate(bot, labeled, settings=settings, details=details)
+    if details_path and details is not None:
+        with open(details_path, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(record) + "\n" for record in details)
     emit_json(result)
 
 

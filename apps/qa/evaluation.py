@@ -1,13 +1,15 @@
 """The evaluation contract: accuracy with abstention, ranking quality, OOS detection, latency.
 
-Every query is answered the way the chat API would (retrieve, calibrate, apply the policy, one
-query at a time so latency is per query). The human-request rule is not applied: it is about
-the conversation, not the knowledge base.
+Every query is answered the way the chat API would (retrieve, calibrate, apply the policy with
+small talk, one query at a time so latency is per query). The human-request and
+repeated-failure rules are not applied: they are about the conversation, not the knowledge base.
+`outcomes` counts the decisions; `details` (when given a list) receives one record per query.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +57,11 @@ def read_queries(path: str | Path) -> list[LabeledQuery]:
 
 
 def evaluate(
-    bot: Bot, queries: Sequence[LabeledQuery], *, settings: PolicySettings | None = None
+    bot: Bot,
+    queries: Sequence[LabeledQuery],
+    *,
+    settings: PolicySettings | None = None,
+    details: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Score the bot on labeled queries; returns the contract's JSON-ready dict.
 
@@ -80,6 +86,7 @@ def evaluate(
     right = in_scope = oos = oos_abstained = abstained = 0
     recall_hits = 0
     reciprocal = 0.0
+    outcomes: Counter[str] = Counter()
     for item in queries:
         started = time.perf_counter()
         result = bot.retrieve(item.query, k=RANK_DEPTH)
@@ -88,10 +95,26 @@ def evaluate(
             margin=result.ranking.margin,
             confidence_if_clear=result.confidence_if_clear,
             settings=settings,
+            small_talk=bot.small_talk.match(item.query, result.vector),
         )
         latencies.append((time.perf_counter() - started) * 1000)
+        outcomes[decision.outcome] += 1
         answered = decision.outcome == "answer"
         top = result.ranking.top.faq_id if result.ranking.top else None
+        if details is not None:
+            details.append(
+                {
+                    "query": item.query,
+                    "expected_id": item.expected_id,
+                    "outcome": decision.outcome,
+                    "reason": decision.reason,
+                    "faq_id": top if answered else None,
+                    "top_ids": result.ranking.ids[:5],
+                    "confidence": round(result.confidence, 4),
+                    "correct": (top == item.expected_id) if answered else item.expected_id is None,
+                    "latency_ms": round(latencies[-1], 3),
+                }
+            )
         abstained += not answered
         if item.expected_id is None:
             oos += 1
@@ -119,6 +142,7 @@ def evaluate(
             "p50": round(float(np.percentile(lat, 50)), 3),
             "p95": round(float(np.percentile(lat, 95)), 3),
         },
+        "outcomes": dict(sorted(outcomes.items())),
         "threshold": round(settings.threshold, 4),
         "ambiguity_margin": settings.ambiguity_margin,
         "bot_version": bot.version,

@@ -136,6 +136,14 @@ class KnowledgeBase:
     def n_questions(self) -> int:
         return sum(len(e.questions) for e in self)
 
+    def topics(self, limit: int = 5) -> list[str]:
+        """What the KB covers, for "I can help with ...": its categories, most FAQs first."""
+        counts: dict[str, int] = {}
+        for entry in self:
+            if entry.category:
+                counts[entry.category] = counts.get(entry.category, 0) + 1
+        return sorted(counts, key=lambda c: (-counts[c], c))[:limit]
+
     def with_changes(
         self, upserts: Iterable[FaqEntry] = (), deletes: Iterable[str] = ()
     ) -> KnowledgeBase:

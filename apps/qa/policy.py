@@ -1,4 +1,4 @@
-"""The answering policy: answer, ask to clarify, or hand off to a person. Pure functions."""
+"""The answering policy: answer, clarify, out of scope, small talk or handoff. Pure functions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Literal
 
 from threefold.core.errors import ConfigError
 
-Outcome = Literal["answer", "clarify", "handoff"]
+Outcome = Literal["answer", "clarify", "out_of_scope", "small_talk", "handoff"]
+# Below the threshold but at least this share of it, the bot asks to rephrase with suggestions
+# (something in the KB is related); lower, the message is out of scope for this KB.
+CLARIFY_SHARE = 0.25
 
 _HUMAN_REQUEST = re.compile(
     r"\b(human|real person|a person|live (agent|chat|person)|agent|representative|operator|"
@@ -63,7 +66,7 @@ class PolicySettings:
 @dataclass(frozen=True)
 class Decision:
     """What to do with one message; `reason` explains it (answered, ambiguous, low_confidence,
-    requested, repeated_failure, selected)."""
+    out_of_scope, requested, repeated_failure, selected, or the small-talk kind)."""
 
     outcome: Outcome
     reason: str
@@ -78,8 +81,14 @@ def decide(
     settings: PolicySettings,
     failures_so_far: int = 0,
     human_requested: bool = False,
+    small_talk: str | None = None,
 ) -> Decision:
     """Decide for one message.
+
+    Order: a request for a person hands off; a confident, clear answer is given; small talk
+    (the KB does not answer it) gets its canned reply; two strong, close FAQs ask which one;
+    otherwise it is a failure: clarify with suggestions when the top FAQ is at least
+    `CLARIFY_SHARE` of the threshold, else out of scope; a repeated failure hands off.
 
     Args:
         confidence: calibrated probability that the top candidate is right.
@@ -90,10 +99,15 @@ def decide(
     """
     if human_requested:
         return Decision("handoff", "requested")
-    if margin < settings.ambiguity_margin and confidence_if_clear >= settings.threshold:
-        return Decision("clarify", "ambiguous")
-    if confidence >= settings.threshold:
+    ambiguous = margin < settings.ambiguity_margin and confidence_if_clear >= settings.threshold
+    if confidence >= settings.threshold and not ambiguous:
         return Decision("answer", "answered")
+    if small_talk is not None:
+        return Decision("small_talk", small_talk)
+    if ambiguous:
+        return Decision("clarify", "ambiguous")
     if failures_so_far + 1 >= settings.handoff_after_failures:
         return Decision("handoff", "repeated_failure", counts_as_failure=True)
-    return Decision("clarify", "low_confidence", counts_as_failure=True)
+    if confidence >= CLARIFY_SHARE * settings.threshold:
+        return Decision("clarify", "low_confidence", counts_as_failure=True)
+    return Decision("out_of_scope", "out_of_scope", counts_as_failure=True)

@@ -85,7 +85,7 @@ def open_bot(settings: QAConfig, *, encoder: TextEncoder | None = None) -> BotMa
             f"{settings.bot_dir}`, or serve with THREEFOLD_QA_KB_PATH set so `threefold serve qa` "
             "builds one"
         )
-    manager = BotManager(store, embedder=encoder)
+    manager = BotManager(store, embedder=encoder, micro_batch=True)
     manager.reload()
     return manager
 

@@ -3,7 +3,8 @@
 Layout of a bot directory (what `threefold qa build --out DIR` writes):
 
     DIR/state.json              {"current": "<version>", "history": [...activated versions]}
-    DIR/versions/<version>/     bot.json (build info + calibration), kb.json, index/ (FAISS),
+    DIR/versions/<version>/     bot.json (build info + calibration + intent fusion), kb.json,
+                                index/ (FAISS), intent/ (the intent head, when built with one),
                                 embedder/ (only when the build fine-tuned the embedder)
 
 A version is written to a temporary folder and renamed into place, then state.json is replaced
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from threefold.apps.qa.bot import Bot, BotInfo
 from threefold.apps.qa.calibration import Calibrator
+from threefold.apps.qa.intent_fusion import IntentFusion
+from threefold.apps.qa.intent_model import IntentHead
 from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ModelError
@@ -36,6 +39,7 @@ FORMAT_VERSION = 2  # 2: bot.json records the embedder's weights_id
 READABLE_VERSIONS = (1, 2)
 STATE_FILE = "state.json"
 VERSIONS_DIR = "versions"
+INTENT_DIR = "intent"
 
 
 class BotStore:
@@ -88,11 +92,14 @@ class BotStore:
                 _link_tree(parent_copy, folder / ref["path"])
             else:
                 bot.embedder.save(folder / ref["path"])
+        if bot.intent is not None:
+            bot.intent.save(folder / INTENT_DIR)
         doc = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "info": asdict(bot.info),
             "calibration": bot.calibrator.to_dict(),
+            "fusion": bot.fusion.to_dict() if bot.fusion else None,
         }
         (folder / "bot.json").write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
 
@@ -141,7 +148,17 @@ class BotStore:
         index = FaissIndex.load(folder / "index")
         model = self._embedder_for(info, folder, embedder)
         calibrator = Calibrator.from_dict(doc["calibration"])
-        return Bot(kb=kb, index=index, embedder=model, calibrator=calibrator, info=info)
+        fusion = IntentFusion.from_dict(doc["fusion"]) if doc.get("fusion") else None
+        intent = IntentHead.load(folder / INTENT_DIR) if fusion is not None else None
+        return Bot(
+            kb=kb,
+            index=index,
+            embedder=model,
+            calibrator=calibrator,
+            info=info,
+            intent=intent,
+            fusion=fusion,
+        )
 
     @staticmethod
     def _embedder_for(info: BotInfo, folder: Path, embedder: TextEncoder | None) -> TextEncoder:

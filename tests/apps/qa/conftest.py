@@ -24,6 +24,8 @@ def publish_copy(bot: Bot, root: Path) -> BotStore:
         embedder=bot.embedder,
         calibrator=bot.calibrator,
         info=replace(bot.info),
+        intent=bot.intent,
+        fusion=bot.fusion,
     )
     store = BotStore(root)
     store.publish(clone)
@@ -49,7 +51,15 @@ def store_kb() -> KnowledgeBase:
 
 @pytest.fixture(scope="session")
 def store_bot(embedder, store_kb: KnowledgeBase) -> Bot:
-    """The shipped sample store FAQ, built once per test run (never mutate it)."""
+    """The shipped sample store FAQ, retrieval only, built once per test run (never mutate it)."""
+    from threefold.apps.qa.builder import BuildOptions, build_bot
+
+    return build_bot(store_kb, embedder, BuildOptions(intent_model=False))
+
+
+@pytest.fixture(scope="session")
+def store_intent_bot(embedder, store_kb: KnowledgeBase) -> Bot:
+    """The store FAQ with an intent model (the default build), once per run (never mutate it)."""
     from threefold.apps.qa.builder import build_bot
 
     return build_bot(store_kb, embedder)

@@ -73,14 +73,17 @@ def test_short_follow_up_uses_the_previous_turn(make_app, embedder, tmp_path: Pa
     assert {s["faq_id"] for s in alone["suggestions"][:2]} == {"cost_mexico", "time_mexico"}
 
 
-def test_unclear_questions_clarify_then_hand_off(make_app, webhook_server) -> None:
+def test_out_of_scope_questions_say_what_the_bot_can_do_then_hand_off(
+    make_app, webhook_server
+) -> None:
     url, received = webhook_server
     client = make_app(handoff_webhook=url).test_client()
     first = chat(client, "What is the capital of Australia?").get_json()
-    assert first["outcome"] == "clarify" and first["reason"] == "low_confidence"
+    assert first["outcome"] == "out_of_scope" and first["reason"] == "out_of_scope"
     assert first["answer"] is None and first["handoff"] is False
-    assert len(first["suggestions"]) == 3
-    assert set(first["suggestions"][0]) == {"faq_id", "question"}
+    assert first["suggestions"] == []  # no unrelated FAQs offered
+    assert "I can help with account, returns, shipping" in first["reply"]
+    assert "talk to a person" in first["reply"]
     second = chat(client, "Who won the 1998 world cup?", session_id=first["session_id"])
     body = second.get_json()
     assert body["handoff"] is True and body["reason"] == "repeated_failure"
@@ -149,7 +152,7 @@ def test_feedback_is_stored_and_exported_as_csv(client, admin_headers) -> None:
     )
     logged = list(csv.DictReader(io.StringIO(unanswered)))
     assert logged[0]["question"] == "'=HYPERLINK(evil) recipe for pancakes"
-    assert logged[0]["reason"] == "low_confidence"
+    assert logged[0]["reason"] == "out_of_scope"
 
 
 def test_a_second_vote_replaces_the_first_and_the_session_remembers_it(
@@ -349,3 +352,30 @@ def test_unreachable_redis_is_reported_degraded(make_app) -> None:
     health = client.get("/healthz")
     assert health.status_code == 503
     assert health.get_json()["redis"] == "unreachable"
+
+
+def test_small_talk_gets_a_canned_reply_and_never_counts_as_a_failure(client) -> None:
+    first = chat(client, "Hi there!").get_json()
+    assert (first["outcome"], first["reason"]) == ("small_talk", "greeting")
+    assert "I can help with" in first["reply"] and first["suggestions"] == []
+    session_id = first["session_id"]
+    assert chat(client, "Is shipping free?", session_id=session_id).get_json()["answer"]
+    for message in ("ok thanks", "thank you!", "great"):
+        body = chat(client, message, session_id=session_id).get_json()
+        assert body["outcome"] == "small_talk" and body["handoff"] is False
+    assert chat(client, "bye", session_id=session_id).get_json()["reason"] == "goodbye"
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'qa_replies_total{outcome="small_talk",reason="thanks"} 2.0' in metrics
+
+
+def test_intent_bot_answers_declines_and_chats_through_the_api(
+    make_app, store_intent_bot, publish_copy, tmp_path: Path
+) -> None:
+    publish_copy(store_intent_bot, tmp_path / "intent")
+    client = make_app(bot_dir=str(tmp_path / "intent")).test_client()
+    answer = chat(client, "how many business days does delivery take").get_json()
+    assert (answer["outcome"], answer["faq_id"]) == ("answer", "shipping_time")
+    declined = chat(client, "what's the weather in Paris tomorrow").get_json()
+    assert declined["outcome"] == "out_of_scope" and "I can help with" in declined["reply"]
+    thanks = chat(client, "ok thanks", session_id=declined["session_id"]).get_json()
+    assert thanks["outcome"] == "small_talk" and thanks["handoff"] is False

@@ -68,7 +68,7 @@ def test_calibration_is_fitted_on_held_out_paraphrases(store_bot: Bot) -> None:
 def test_out_of_scope_question_is_not_answered(store_bot: Bot, query: str) -> None:
     result = store_bot.retrieve(query)
     assert result.confidence < store_bot.calibrator.threshold
-    assert outcome(store_bot, query)[0] == "clarify"
+    assert outcome(store_bot, query)[0] == "out_of_scope"
 
 
 def test_kb_with_one_question_per_id_builds_with_the_default_threshold(embedder) -> None:
@@ -83,7 +83,7 @@ def test_kb_with_one_question_per_id_builds_with_the_default_threshold(embedder)
     assert bot.calibrator.threshold == DEFAULT_THRESHOLD
     assert bot.info.stats["held_out"] == 0
     assert outcome(bot, "what are the opening hours") == ("answer", "answered", "hours")
-    assert outcome(bot, "tell me a joke about penguins")[0] == "clarify"
+    assert outcome(bot, "tell me a joke about penguins")[0] == "out_of_scope"
 
 
 def test_threshold_override_is_applied(embedder, store_kb: KnowledgeBase) -> None:

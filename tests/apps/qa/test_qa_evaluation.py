@@ -111,3 +111,35 @@ def test_lower_oos_weight_lowers_the_build_time_threshold(tmp_path: Path) -> Non
         assert built.exit_code == 0, built.output
         thresholds[weight] = json.loads(built.stdout)["calibration"]["threshold"]
     assert thresholds["0.1"] < thresholds["1"]
+
+
+def test_eval_counts_outcomes_and_writes_per_query_details(
+    store_intent_bot: Bot, publish_copy, tmp_path: Path
+) -> None:
+    publish_copy(store_intent_bot, tmp_path / "bot")
+    queries = tmp_path / "q.csv"
+    queries.write_text(
+        "query,expected_id\nis shipping free?,shipping_cost\nthanks!,\n"
+        "who won the world cup in 2018,\n",
+        encoding="utf-8",
+    )
+    details = tmp_path / "details.jsonl"
+    evaluated = CliRunner().invoke(
+        qa,
+        ["eval", "--bot", str(tmp_path / "bot"), "--queries", str(queries), "--details",
+         str(details)],
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    result = json.loads(evaluated.stdout)
+    assert set(result) >= CONTRACT_KEYS
+    assert result["outcomes"]["answer"] == 1 and result["outcomes"]["small_talk"] == 1
+    assert sum(result["outcomes"].values()) == 3
+    lines = [json.loads(line) for line in details.read_text(encoding="utf-8").splitlines()]
+    assert [line["query"] for line in lines] == [
+        "is shipping free?",
+        "thanks!",
+        "who won the world cup in 2018",
+    ]
+    assert lines[0]["faq_id"] == "shipping_cost" and lines[0]["correct"] is True
+    assert lines[1]["outcome"] == "small_talk" and lines[2]["outcome"] != "answer"
+    assert {"reason", "top_ids", "confidence", "latency_ms"} <= set(lines[0])

@@ -101,3 +101,29 @@ def test_mobile_layout_fills_the_screen(make_app, live_server, browser, screensh
         page.screenshot(path=str(screenshot_dir / "qa_widget_mobile.png"))
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("viewport", [(1280, 800), (375, 700)], ids=["desktop", "phone"])
+def test_small_talk_and_out_of_scope_replies_in_the_widget(
+    make_app, live_server, browser, screenshot_dir: Path, viewport: tuple[int, int]
+) -> None:
+    width, height = viewport
+    context = browser.new_context(viewport={"width": width, "height": height})
+    try:
+        page = context.new_page()
+        dialog = open_widget(page, live_server(make_app()))
+        ask(dialog, "hello!")
+        greeting = dialog.locator(".msg.bot[data-outcome='small_talk']")
+        greeting.wait_for()
+        assert "I can help with" in greeting.inner_text()
+        ask(dialog, "what's the weather in Paris tomorrow")
+        declined = dialog.locator(".msg.bot[data-outcome='out_of_scope']")
+        declined.wait_for()
+        assert "talk to a person" in declined.inner_text()
+        assert dialog.get_by_role("group", name="Suggested questions").count() == 0
+        ask(dialog, "ok thanks")
+        dialog.locator(".msg.bot[data-outcome='small_talk']").nth(1).wait_for()
+        assert dialog.get_by_role("status").count() == 0  # no handoff for small talk
+        page.screenshot(path=str(screenshot_dir / f"qa_widget_outcomes_{width}.png"))
+    finally:
+        context.close()
