@@ -54,6 +54,35 @@ def classifier_fpb(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def classifier_small_data(d: dict[str, Any]) -> list[Row]:
+    def cell(row: dict[str, Any]) -> str:
+        low, high = row["accuracy_spread"]
+        return f"k={row['k']}: {_f(row['accuracy'])} ({_f(low)}–{_f(high)})"
+
+    summary = d["summary"]
+    auto = [r for r in summary if r["row"] == "threefold auto"]
+    forced = [r for r in summary if r["row"] == "threefold contrastive"]
+    base = [r for r in summary if r["row"] == "baseline"]
+    paths = ", ".join(f"k={r['k']} {'/'.join(r['strategy'])}" for r in auto)
+    threefold = "acc " + "; ".join(cell(r) for r in auto) + f" (path: {paths})"
+    if forced:
+        threefold += "; contrastive forced " + "; ".join(cell(r) for r in forced)
+    partial = " — partial run" if d.get("partial") else ""
+    return [
+        (
+            "Small-data classifier (train defaults, MiniLM-L6)" + partial,
+            f"Financial PhraseBank `fpb_dev.csv`: k examples per label sampled, the rest is the "
+            f"test set; seeds {d['seeds']}; mean (min–max)",
+            threefold,
+            "frozen MiniLM embeddings + logistic regression: acc "
+            + "; ".join(cell(r) for r in base)
+            + "; goal k=16 ≥ 0.70",
+            "train s mean: " + ", ".join(f"k={r['k']} {r['train_seconds_mean']:.0f}" for r in auto),
+            "`bench/classifier_quality.py small-data`",
+        )
+    ]
+
+
 def embedder_speed(d: dict[str, Any]) -> list[Row]:
     return [
         (
@@ -216,6 +245,7 @@ def alerts_throughput(d: dict[str, Any]) -> list[Row]:
 
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_fpb", classifier_fpb),
+    ("classifier_small_data", classifier_small_data),
     ("embedder_speed", embedder_speed),
     ("alerts_quality", alerts_quality),
     ("alerts_throughput", alerts_throughput),

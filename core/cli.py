@@ -156,6 +156,11 @@ def train_command(
 
     model = train_classifier_from_files(train_path, eval_path, base_model=base, config=config)
     model.save(out_dir)
+    click.echo(
+        f"training path: {model.metrics['strategy']}, because {model.metrics['strategy_reason']}",
+        err=True,
+    )
+    click.echo(f"training stopped: {model.metrics['stop_reason']}", err=True)
     evaluation = model.metrics.get("eval") or {}
     emit_json(
         {

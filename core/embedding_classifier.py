@@ -64,7 +64,7 @@ class EmbeddingClassifier(nn.Module):
                 f"{path / HEAD_FILE} is missing, so {path} is an incomplete classifier directory. "
                 "Fix: copy the whole directory again, or retrain"
             )
-        body = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
+        body = AutoModel.from_pretrained(str(path))
         state = load_file(str(path / HEAD_FILE))
         out_features, in_features = state["weight"].shape
         head = nn.Linear(in_features, out_features)

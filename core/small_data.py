@@ -116,8 +116,8 @@ def train_contrastive(
     transformers.set_seed(config.seed)
     try:
         tokenizer = AutoTokenizer.from_pretrained(base)
-        body = AutoModel.from_pretrained(base, add_pooling_layer=False)
-    except (OSError, TypeError) as exc:
+        body = AutoModel.from_pretrained(base)
+    except OSError as exc:
         raise ModelError(f"cannot load base model {base!r}: {exc}") from exc
     body.config.id2label = dict(enumerate(label_names))
     body.config.label2id = {label: i for i, label in enumerate(label_names)}

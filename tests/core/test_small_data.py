@@ -131,7 +131,7 @@ def test_small_data_model_round_trips_with_identical_probabilities(
 def test_small_data_body_loads_in_transformers_directly(small_model_dir: Path) -> None:
     from transformers import AutoModel
 
-    body = AutoModel.from_pretrained(str(small_model_dir), add_pooling_layer=False)
+    body = AutoModel.from_pretrained(str(small_model_dir))
     assert body.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
 
 

@@ -1,0 +1,206 @@
+"""Benchmark: classifier quality on real data, each row against a baseline measured in the same run.
+
+    nice -n 10 python -m bench.classifier_quality small-data [--data PATH] [--seeds 0 1 2 3 4]
+
+small-data: the learning curve on Financial PhraseBank. For each seed and each size k in
+8 / 16 / 32 / 64 examples per label, k examples of each label are sampled from fpb_dev.csv and
+the rest of the file is the test set. Rows: `threefold classifier train` defaults
+(strategy auto: contrastive below 64 per label, fine-tune at 64), the contrastive path forced
+at 64, and the baseline, logistic regression on frozen MiniLM sentence embeddings. Writes
+bench/results/classifier_small_data.json and prints a Markdown table (mean +- spread over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from bench.machine import load_average
+
+DEFAULT_DATA = Path("/work/shared/data/fin/financial_phrasebank/fpb_dev.csv")
+RESULTS = Path(__file__).resolve().parent / "results"
+SIZES = (8, 16, 32, 64)
+BASELINE = "logistic regression on frozen all-MiniLM-L6-v2 embeddings (SetFit paper baseline)"
+
+logger = logging.getLogger("bench.classifier_quality")
+
+
+def sample_per_label(labels: list[str], k: int, seed: int) -> tuple[list[int], list[int]]:
+    """(train, rest): k random indices of each label, and every other index."""
+    rng = np.random.default_rng(seed)
+    train: list[int] = []
+    for label in sorted(set(labels)):
+        indices = [i for i, y in enumerate(labels) if y == label]
+        train.extend(int(i) for i in rng.choice(indices, size=k, replace=False))
+    chosen = set(train)
+    return sorted(train), [i for i in range(len(labels)) if i not in chosen]
+
+
+def small_data(args: argparse.Namespace) -> dict:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from threefold.core.base_model import resolve_base_model
+    from threefold.core.classifier_training import train_classifier
+    from threefold.core.embedding_classifier import EmbeddingClassifier
+    from threefold.core.evaluation import classification_report
+    from threefold.core.labelled_data import read_labelled
+    from threefold.core.small_data import embed_texts, fit_logistic_head
+    from threefold.core.training_config import TrainingConfig
+
+    texts, labels = read_labelled(args.data)
+    names = sorted(set(labels))
+    base = resolve_base_model(None)
+    frozen = EmbeddingClassifier(AutoModel.from_pretrained(base), torch.nn.Linear(1, 1))
+    started = time.perf_counter()
+    embeddings = embed_texts(frozen, AutoTokenizer.from_pretrained(base), texts, 128, "cpu")
+    logger.info("embedded %d sentences in %.1f s", len(texts), time.perf_counter() - started)
+
+    runs = []
+    for seed in args.seeds:
+        for k in args.sizes:
+            train, rest = sample_per_label(labels, k, seed)
+            train_texts = [texts[i] for i in train]
+            train_labels = [labels[i] for i in train]
+            rest_labels = [labels[i] for i in rest]
+
+            head = fit_logistic_head(
+                embeddings[train], torch.tensor([names.index(y) for y in train_labels]), 3
+            )
+            baseline = head(embeddings[rest]).argmax(dim=1).tolist()
+            report = classification_report(rest_labels, [names[i] for i in baseline], labels=names)
+            runs.append(_run("baseline", k, seed, report, None, None, len(rest)))
+
+            variants = [("threefold auto", "auto")]
+            if k >= 64:
+                variants.append(("threefold contrastive", "contrastive"))
+            for row, strategy in variants:
+                config = TrainingConfig(
+                    seed=seed, eval_fraction=0.0, output_progress=False, strategy=strategy
+                )
+                begun = time.perf_counter()
+                model = train_classifier(train_texts, train_labels, config=config)
+                seconds = time.perf_counter() - begun
+                predicted = model.predict([texts[i] for i in rest])
+                report = classification_report(rest_labels, predicted, labels=names)
+                run = _run(row, k, seed, report, model.metrics, seconds, len(rest))
+                runs.append(run)
+            logger.info(
+                "seed %d, k %d: %s",
+                seed,
+                k,
+                {r["row"]: r["accuracy"] for r in runs if r["k"] == k and r["seed"] == seed},
+            )
+            _write(args, runs, partial=True)
+    return _write(args, runs, partial=False)
+
+
+def _run(row, k, seed, report, metrics, seconds, n_test) -> dict:
+    run = {
+        "row": row,
+        "k": k,
+        "seed": seed,
+        "n_test": n_test,
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+    }
+    if metrics is not None:
+        run.update(
+            strategy=metrics["strategy"],
+            warnings=metrics["warnings"],
+            steps=metrics["steps"],
+            train_seconds=round(seconds, 1),
+        )
+    return run
+
+
+def _summary(runs: list[dict]) -> list[dict]:
+    rows = []
+    for row in dict.fromkeys(r["row"] for r in runs):
+        for k in sorted({r["k"] for r in runs if r["row"] == row}):
+            group = [r for r in runs if r["row"] == row and r["k"] == k]
+            entry = {"row": row, "k": k, "seeds": [r["seed"] for r in group]}
+            for key in ("accuracy", "macro_f1"):
+                values = [r[key] for r in group]
+                entry[key] = round(statistics.mean(values), 4)
+                entry[f"{key}_spread"] = [round(min(values), 4), round(max(values), 4)]
+            if "strategy" in group[0]:
+                entry["strategy"] = sorted({r["strategy"] for r in group})
+                entry["train_seconds_mean"] = round(
+                    statistics.mean(r["train_seconds"] for r in group), 1
+                )
+            rows.append(entry)
+    return rows
+
+
+def _write(args: argparse.Namespace, runs: list[dict], *, partial: bool) -> dict:
+    import torch
+
+    result = {
+        "benchmark": "classifier_quality small-data",
+        "dataset": str(args.data),
+        "split": "k examples of each label sampled from the file (per seed); every other row is "
+        "the test set; no eval split (eval_fraction 0)",
+        "seeds": args.seeds,
+        "sizes": args.sizes,
+        "baseline": BASELINE,
+        "base_model": "all-MiniLM-L6-v2 (default)",
+        "goal": "k=16: accuracy >= 0.70; never a one-class model without a warning",
+        "partial": partial,
+        "summary": _summary(runs),
+        "runs": runs,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "load_average_at_end": load_average(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m bench.classifier_quality " + " ".join(sys.argv[1:]),
+    }
+    out = args.out or RESULTS / "classifier_small_data.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def print_table(result: dict) -> None:
+    print("| rows | k per label | accuracy (mean, min-max) | macro-F1 | path | train s |")
+    print("|---|---|---|---|---|---|")
+    for s in result["summary"]:
+        print(
+            f"| {s['row']} | {s['k']} | {s['accuracy']:.3f} ({s['accuracy_spread'][0]:.3f}-"
+            f"{s['accuracy_spread'][1]:.3f}) | {s['macro_f1']:.3f} | "
+            f"{', '.join(s.get('strategy', ['frozen embeddings']))} | "
+            f"{s.get('train_seconds_mean', '')} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("section", choices=["small-data"])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="text,label CSV (FPB)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--out", type=Path, help="results JSON")
+    args = parser.parse_args(argv)
+    if not args.data.is_file():
+        sys.exit(f"benchmark data {args.data} not found; pass --data PATH to fpb_dev.csv")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    print_table(small_data(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
