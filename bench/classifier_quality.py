@@ -62,22 +62,31 @@ def small_data(args: argparse.Namespace) -> dict:
     names = sorted(set(labels))
     base = resolve_base_model(None)
     frozen = EmbeddingClassifier(AutoModel.from_pretrained(base), torch.nn.Linear(1, 1))
-    started = time.perf_counter()
-    embeddings = embed_texts(frozen, AutoTokenizer.from_pretrained(base), texts, 128, "cpu")
-    logger.info("embedded %d sentences in %.1f s", len(texts), time.perf_counter() - started)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    cache: dict[int, torch.Tensor] = {}
+
+    def embeddings(indices: list[int]) -> torch.Tensor:
+        missing = [i for i in indices if i not in cache]
+        if missing:
+            vectors = embed_texts(frozen, tokenizer, [texts[i] for i in missing], 128, "cpu")
+            cache.update(zip(missing, vectors, strict=True))
+        return torch.stack([cache[i] for i in indices])
 
     runs = []
-    for seed in args.seeds:
-        for k in args.sizes:
+    for k in args.sizes:
+        for seed in args.seeds:
             train, rest = sample_per_label(labels, k, seed)
+            if args.test_sample and len(rest) > args.test_sample:
+                rng = np.random.default_rng(1000 + seed)
+                rest = sorted(int(i) for i in rng.choice(rest, args.test_sample, replace=False))
             train_texts = [texts[i] for i in train]
             train_labels = [labels[i] for i in train]
             rest_labels = [labels[i] for i in rest]
 
             head = fit_logistic_head(
-                embeddings[train], torch.tensor([names.index(y) for y in train_labels]), 3
+                embeddings(train), torch.tensor([names.index(y) for y in train_labels]), 3
             )
-            baseline = head(embeddings[rest]).argmax(dim=1).tolist()
+            baseline = head(embeddings(rest)).argmax(dim=1).tolist()
             report = classification_report(rest_labels, [names[i] for i in baseline], labels=names)
             runs.append(_run("baseline", k, seed, report, None, None, len(rest)))
 
@@ -149,8 +158,13 @@ def _write(args: argparse.Namespace, runs: list[dict], *, partial: bool) -> dict
     result = {
         "benchmark": "classifier_quality small-data",
         "dataset": str(args.data),
-        "split": "k examples of each label sampled from the file (per seed); every other row is "
-        "the test set; no eval split (eval_fraction 0)",
+        "split": "k examples of each label sampled from the file (per seed); the test set is "
+        + (
+            f"a random {args.test_sample} of the other rows (per seed, fixed)"
+            if args.test_sample
+            else "every other row"
+        )
+        + "; no eval split (eval_fraction 0)",
         "seeds": args.seeds,
         "sizes": args.sizes,
         "baseline": BASELINE,
@@ -193,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="text,label CSV (FPB)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument(
+        "--test-sample",
+        type=int,
+        default=0,
+        help="score a random N of the remaining rows per seed instead of all (0: all)",
+    )
     parser.add_argument("--out", type=Path, help="results JSON")
     args = parser.parse_args(argv)
     if not args.data.is_file():

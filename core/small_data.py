@@ -30,9 +30,11 @@ logger = logging.getLogger(__name__)
 
 FINE_TUNE = "fine-tune"
 CONTRASTIVE = "contrastive"
-PAIR_ITERATIONS = 20
-"""SetFit's default: each example meets this many positive and this many negative partners."""
-MAX_PAIRS = 2000
+PAIR_ITERATIONS = 5
+"""Rounds of pairs: each example meets this many positive and this many negative partners
+(SetFit's default is 20; 5 keeps a CPU run to minutes; measured in bench/classifier_quality.py)."""
+MIN_PAIRS = 640
+MAX_PAIRS = 1000
 CONTRASTIVE_LEARNING_RATE = 2e-5
 
 
@@ -96,8 +98,9 @@ def contrastive_pairs(
 
 
 def pair_budget(n_examples: int) -> int:
-    """How many pairs the contrastive pass draws: SetFit's 2 x 20 per example, capped."""
-    return min(2 * PAIR_ITERATIONS * n_examples, MAX_PAIRS)
+    """How many pairs the contrastive pass draws: 2 x PAIR_ITERATIONS per example, within
+    [MIN_PAIRS, MAX_PAIRS] (the tiniest data sets get extra rounds: they are cheap)."""
+    return min(max(2 * PAIR_ITERATIONS * n_examples, MIN_PAIRS), MAX_PAIRS)
 
 
 def train_contrastive(

@@ -292,5 +292,6 @@ def test_a_new_users_30_row_csv_trains_a_model_that_tells_labels_apart(tmp_path:
     assert summary["train_accuracy"] >= 0.9
     report = json.loads(invoke("eval", "--model", str(out), "--data", str(test)).stdout)
     assert report["accuracy"] >= 0.6, report  # majority class: 0.33
-    predicted_per_label = [sum(column) for column in zip(*report["confusion"]["matrix"])]
+    matrix = report["confusion"]["matrix"]
+    predicted_per_label = [sum(column) for column in zip(*matrix, strict=True)]
     assert min(predicted_per_label) > 0, report  # every label is predicted at least once
