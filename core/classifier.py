@@ -156,7 +156,7 @@ class TextClassifier:
             "train_seconds": self.train_seconds,
             "training_config": self.config.to_dict() if self.config else None,
             "metrics": self.metrics,
-            "libraries": _library_versions(),
+            "libraries": library_versions(),
         }
         write_json_atomic(path / META_FILE, meta)
         logger.info("saved classifier %s to %s", self.version, path)
@@ -318,7 +318,8 @@ def _read_meta(path: Path) -> dict:
     return meta
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """Versions of threefold, torch, transformers and Python, recorded beside saved weights."""
     try:
         threefold_version = importlib.metadata.version("threefold")
     except importlib.metadata.PackageNotFoundError:
