@@ -3,10 +3,15 @@
 A multi-task directory holds the body (a transformers model: `AutoModel.from_pretrained(dir)`
 loads it), the tokenizer, `heads.safetensors` and `threefold_multitask.json` (tasks and their
 labels, base model, max length, version, training record). Train with `train_multitask()`.
+
+int8 dynamic quantization is measured at training time on the eval split and used by default on
+the CPU when it costs at most `INT8_MAX_ACCURACY_DROP` of eval accuracy on every task; the
+measurement and the decision are recorded in the directory (`metrics.int8`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -37,6 +42,7 @@ logger = logging.getLogger(__name__)
 META_FILE = "threefold_multitask.json"
 HEADS_FILE = "heads.safetensors"
 FORMAT_VERSION = 1
+INT8_MAX_ACCURACY_DROP = 0.005
 
 
 def is_multitask_dir(path: str | Path) -> bool:
@@ -162,9 +168,12 @@ class MultiTaskClassifier:
 
     @classmethod
     def load(
-        cls, path: str | Path, *, quantize: bool = False, device: str | None = None
+        cls, path: str | Path, *, quantize: bool | None = None, device: str | None = None
     ) -> MultiTaskClassifier:
-        """Load a directory written by `save()`; ModelError names a missing or corrupt file."""
+        """Load a directory written by `save()`; ModelError names a missing or corrupt file.
+
+        `quantize=None` follows the recorded int8 decision on the CPU (fp32 elsewhere).
+        """
         path = Path(path)
         meta = _read_meta(path)
         for name in ("config.json", "model.safetensors", HEADS_FILE):
@@ -179,6 +188,9 @@ class MultiTaskClassifier:
                 "Fix: drop quantize, or use device='cpu'"
             )
         device = "cpu" if quantize else torch_device(device)
+        if quantize is None:
+            recorded = (meta.get("metrics") or {}).get("int8") or {}
+            quantize = device == "cpu" and bool(recorded.get("default_on_cpu"))
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path))
             body = AutoModel.from_pretrained(str(path))
@@ -344,7 +356,9 @@ def train_multitask(
                 reports[task]["accuracy"],
                 reports[task]["macro_f1"],
             )
+    int8 = _measure_int8(classifier, [texts[i] for i in eval_idx], cleaned, eval_idx, reports)
     classifier.metrics = {
+        "int8": int8,
         "eval": reports or None,
         "eval_source": f"{config.eval_fraction:g} stratified split (on {first!r})"
         if eval_idx
@@ -355,6 +369,42 @@ def train_multitask(
         "train_loss": round(loss.item(), 6),
     }
     return classifier
+
+
+def _measure_int8(
+    classifier: MultiTaskClassifier,
+    eval_texts: list[str],
+    cleaned: Mapping[str, Sequence[str]],
+    eval_idx: Sequence[int],
+    reports: Mapping[str, dict],
+) -> dict | None:
+    """Eval accuracy of the int8 copy and whether to use it by default on the CPU."""
+    if not eval_texts:
+        return None
+    int8 = MultiTaskClassifier(
+        quantize_dynamic_int8(copy.deepcopy(classifier.model)),
+        classifier.tokenizer,
+        classifier.tasks,
+        base_model=classifier.base_model,
+        max_length=classifier.max_length,
+        version=classifier.version,
+        quantized=True,
+    )
+    predicted = int8.predict(eval_texts)
+    accuracy, drop = {}, {}
+    for task, labels in classifier.tasks.items():
+        truth = [cleaned[task][i] for i in eval_idx]
+        accuracy[task] = classification_report(truth, predicted[task], labels=labels)["accuracy"]
+        drop[task] = round(reports[task]["accuracy"] - accuracy[task], 4)
+    use = max(drop.values()) <= INT8_MAX_ACCURACY_DROP
+    logger.info("int8 eval accuracy %s (drop %s): default on CPU %s", accuracy, drop, use)
+    return {
+        "accuracy": accuracy,
+        "accuracy_drop": drop,
+        "default_on_cpu": use,
+        "rule": f"int8 by default on the CPU when it costs <= {INT8_MAX_ACCURACY_DROP:g} of "
+        "eval accuracy on every task",
+    }
 
 
 def _class_weights(labels: Sequence[str], names: Sequence[str]) -> torch.Tensor:

@@ -30,12 +30,10 @@ logger = logging.getLogger(__name__)
 
 FINE_TUNE = "fine-tune"
 CONTRASTIVE = "contrastive"
-PAIR_ITERATIONS = 5
-"""Rounds of pairs: each example meets this many positive and this many negative partners
-(SetFit's default is 20; 5 keeps a CPU run to minutes; measured in bench/classifier_quality.py)."""
-MIN_PAIRS = 640
-MAX_PAIRS = 1000
-CONTRASTIVE_LEARNING_RATE = 2e-5
+ROUNDS = 10
+"""Contrastive steps = ROUNDS passes over the examples in batches, within [MIN_STEPS, MAX_STEPS]."""
+MIN_STEPS = 20
+MAX_STEPS = 60
 
 
 @dataclass(frozen=True)
@@ -72,35 +70,25 @@ def choose_strategy(labels: Sequence[str], config: TrainingConfig) -> StrategyCh
     )
 
 
-def contrastive_pairs(
-    labels: Sequence[str], n_pairs: int, seed: int
-) -> list[tuple[int, int, float]]:
-    """(i, j, target): half same-label pairs (target 1), half different-label pairs (target 0).
+def pair_targets(label_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target, weight) over every pair i < j of a batch: target 1 for the same label, else 0.
 
-    Each example in turn gets one positive and one negative partner, round after round, until
-    `n_pairs` are drawn; a label with a single example pairs it with itself.
+    Same-label and different-label pairs each carry half the total weight (the two kinds are
+    balanced, as in SetFit's pair sampling); the diagonal and lower triangle weigh 0.
     """
-    rng = np.random.default_rng(seed)
-    by_label: dict[str, list[int]] = {}
-    for i, label in enumerate(labels):
-        by_label.setdefault(label, []).append(i)
-    pairs: list[tuple[int, int, float]] = []
-    while len(pairs) < n_pairs:
-        for i in rng.permutation(len(labels)):
-            i = int(i)
-            same = [j for j in by_label[labels[i]] if j != i] or [i]
-            other = [j for j in range(len(labels)) if labels[j] != labels[i]]
-            pairs.append((i, int(rng.choice(same)), 1.0))
-            pairs.append((i, int(rng.choice(other)), 0.0))
-            if len(pairs) >= n_pairs:
-                break
-    return pairs[:n_pairs]
+    same = (label_ids[:, None] == label_ids[None, :]).float()
+    upper = torch.triu(torch.ones_like(same), diagonal=1)
+    positive, negative = same * upper, (1 - same) * upper
+    weight = torch.zeros_like(same)
+    kinds = [kind for kind in (positive, negative) if kind.sum() > 0]
+    for kind in kinds:
+        weight += kind / (kind.sum() * len(kinds))
+    return same, weight
 
 
-def pair_budget(n_examples: int) -> int:
-    """How many pairs the contrastive pass draws: 2 x PAIR_ITERATIONS per example, within
-    [MIN_PAIRS, MAX_PAIRS] (the tiniest data sets get extra rounds: they are cheap)."""
-    return min(max(2 * PAIR_ITERATIONS * n_examples, MIN_PAIRS), MAX_PAIRS)
+def contrastive_steps(n_examples: int, batch_size: int) -> int:
+    """How many steps: ROUNDS passes over the data, within [MIN_STEPS, MAX_STEPS]."""
+    return min(max(math.ceil(ROUNDS * n_examples / batch_size), MIN_STEPS), MAX_STEPS)
 
 
 def train_contrastive(
@@ -113,8 +101,11 @@ def train_contrastive(
 ) -> tuple[EmbeddingClassifier, object, dict]:
     """Contrastively fine-tune `base` on pairs of `texts`, then fit the head.
 
+    Each step embeds a batch of examples and pulls every same-label pair in it towards cosine 1
+    and pushes every different-label pair towards 0 (SetFit's cosine-similarity loss, over all
+    pairs of the batch rather than sampled pairs: one embedding per sentence per step).
     Returns (model, tokenizer, record): the record has stop_reason, steps, pairs, train_loss.
-    `config.max_steps` > 0 caps the pair steps.
+    `config.max_steps` > 0 caps the steps.
     """
     transformers.set_seed(config.seed)
     try:
@@ -127,48 +118,53 @@ def train_contrastive(
     dim = body.config.hidden_size
     model = EmbeddingClassifier(body, nn.Linear(dim, len(label_names))).to(device)
 
-    pairs = contrastive_pairs(labels, pair_budget(len(texts)), config.seed)
-    steps = math.ceil(len(pairs) / config.batch_size)
+    batch_size = min(config.batch_size, len(texts))
+    steps = contrastive_steps(len(texts), batch_size)
     if config.max_steps > 0:
         steps = min(steps, config.max_steps)
     optimizer = torch.optim.AdamW(
-        model.body.parameters(), lr=CONTRASTIVE_LEARNING_RATE, weight_decay=config.weight_decay
+        model.body.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     scheduler = transformers.get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * steps), steps
     )
     logger.info(
-        "contrastive fine-tuning: %d sentence pairs from %d examples, batch %d, %d steps, lr %g",
-        len(pairs),
+        "contrastive fine-tuning on %d examples: batch %d (all %d pairs in it), %d steps, lr %g",
         len(texts),
-        config.batch_size,
+        batch_size,
+        batch_size * (batch_size - 1) // 2,
         steps,
-        CONTRASTIVE_LEARNING_RATE,
+        config.learning_rate,
     )
+    label_ids = torch.tensor([label_names.index(label) for label in labels])
+    rng = np.random.default_rng(config.seed)
+    order: list[int] = []
     model.train()
     log_every = max(1, steps // 10)
+    pairs_seen = 0
     for step in range(steps):
-        batch = pairs[step * config.batch_size : (step + 1) * config.batch_size]
-        left = _encode(tokenizer, [texts[i] for i, _, _ in batch], config.max_length, device)
-        right = _encode(tokenizer, [texts[j] for _, j, _ in batch], config.max_length, device)
-        target = torch.tensor([t for _, _, t in batch], device=device)
-        similarity = (model.embed(**left) * model.embed(**right)).sum(dim=-1)
-        loss = nn.functional.mse_loss(similarity, target)
+        if len(order) < batch_size:
+            order.extend(int(i) for i in rng.permutation(len(texts)))
+        batch, order = order[:batch_size], order[batch_size:]
+        encoded = _encode(tokenizer, [texts[i] for i in batch], config.max_length, device)
+        embeddings = model.embed(**encoded)
+        target, weight = pair_targets(label_ids[batch].to(device))
+        loss = (weight * (embeddings @ embeddings.T - target) ** 2).sum()
         loss.backward()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
+        pairs_seen += len(batch) * (len(batch) - 1) // 2
         if (step + 1) % log_every == 0 or step + 1 == steps:
             logger.info("contrastive step %d/%d: loss %.4f", step + 1, steps, loss.item())
     model.eval()
-    used = min(len(pairs), steps * config.batch_size)
     stop_reason = (
-        f"contrastive pass complete: {steps} steps over {used} of {len(pairs)} sentence pairs"
+        f"contrastive pass complete: {steps} steps of {batch_size} examples "
+        f"({pairs_seen} sentence pairs)"
         + (f" (capped by max_steps {config.max_steps})" if config.max_steps > 0 else "")
         + "; then the logistic-regression head was fitted"
     )
     embeddings = embed_texts(model, tokenizer, texts, config.max_length, device)
-    label_ids = torch.tensor([label_names.index(label) for label in labels])
     weights = None
     if config.class_weighting:
         counts = Counter(labels)
@@ -180,7 +176,7 @@ def train_contrastive(
     record = {
         "stop_reason": stop_reason,
         "steps": steps,
-        "pairs": len(pairs),
+        "pairs": pairs_seen,
         "train_loss": round(loss.item(), 6),
     }
     return model, tokenizer, record

@@ -138,12 +138,14 @@ class Scorer:
         *,
         batch_size: int = 64,
         device: str | None = None,
-        quantize: bool = False,
+        quantize: bool | None = None,
     ) -> Scorer:
         """Load the models and the company list.
 
         `topic_dir` alone (or the same directory twice) naming a multi-task directory loads it
         as one model scored in one pass; otherwise both TextClassifier directories are needed.
+        `quantize=None`: a multi-task model follows its recorded int8 decision on the CPU;
+        two classifiers stay fp32.
         """
         from threefold.core.classifier import TextClassifier
         from threefold.core.multitask import MultiTaskClassifier, is_multitask_dir
@@ -160,8 +162,8 @@ class Scorer:
                     f"train` and pass --{what}-model DIR (or THREEFOLD_ALERTS_{what.upper()}"
                     "_MODEL_DIR)"
                 )
-        topic = TextClassifier.load(topic_dir, quantize=quantize, device=device)
-        sentiment = TextClassifier.load(sentiment_dir, quantize=quantize, device=device)
+        topic = TextClassifier.load(topic_dir, quantize=bool(quantize), device=device)
+        sentiment = TextClassifier.load(sentiment_dir, quantize=bool(quantize), device=device)
         return cls(topic, sentiment, matcher, batch_size=batch_size)
 
     @property

@@ -51,15 +51,29 @@ def test_multitask_directory_describes_every_task(multitask_dir: Path) -> None:
 def test_multitask_round_trip_gives_identical_probabilities(
     multitask_dir: Path, tmp_path: Path
 ) -> None:
-    first = MultiTaskClassifier.load(multitask_dir)
+    first = MultiTaskClassifier.load(multitask_dir, quantize=False)
     probabilities = first.predict_proba(TEXTS, batch_size=4)
     assert probabilities["topic"].shape == (len(TEXTS), 2)
     assert probabilities["sentiment"].shape == (len(TEXTS), 3)
     first.save(tmp_path / "again")
-    again = MultiTaskClassifier.load(tmp_path / "again")
+    again = MultiTaskClassifier.load(tmp_path / "again", quantize=False)
     assert again.version == first.version
     for task, rows in again.predict_proba(TEXTS, batch_size=4).items():
         np.testing.assert_array_equal(rows, probabilities[task])
+
+
+@pytest.mark.slow
+def test_int8_is_measured_and_its_recorded_decision_is_the_cpu_default(
+    multitask_dir: Path,
+) -> None:
+    meta = json.loads((multitask_dir / META_FILE).read_text(encoding="utf-8"))
+    int8 = meta["metrics"]["int8"]
+    assert set(int8["accuracy"]) == set(int8["accuracy_drop"]) == {"topic", "sentiment"}
+    assert int8["default_on_cpu"] == (max(int8["accuracy_drop"].values()) <= 0.005)
+    loaded = MultiTaskClassifier.load(multitask_dir, device="cpu")
+    assert loaded.quantized == int8["default_on_cpu"]
+    assert MultiTaskClassifier.load(multitask_dir, quantize=True).quantized
+    assert not MultiTaskClassifier.load(multitask_dir, quantize=False).quantized
 
 
 @pytest.mark.slow

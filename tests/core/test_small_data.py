@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +18,9 @@ from threefold.core.small_data import (
     CONTRASTIVE,
     FINE_TUNE,
     choose_strategy,
-    contrastive_pairs,
+    contrastive_steps,
     fit_logistic_head,
-    pair_budget,
+    pair_targets,
 )
 from threefold.core.training_config import TrainingConfig
 
@@ -57,22 +56,26 @@ def test_unknown_strategy_lists_the_valid_ones() -> None:
 
 
 # ------------------------------------------------------------------ contrastive pairs
-def test_pairs_are_half_same_label_half_different_label() -> None:
-    labels = ["a", "a", "a", "b", "b", "c"]
-    pairs = contrastive_pairs(labels, 60, seed=3)
-    assert len(pairs) == 60
-    assert Counter(target for _, _, target in pairs) == {1.0: 30, 0.0: 30}
-    for i, j, target in pairs:
-        assert (labels[i] == labels[j]) == (target == 1.0)
-    assert all(i != j for i, j, target in pairs if target == 1.0 and labels[i] != "c")
-    assert contrastive_pairs(labels, 60, seed=3) == pairs
-    assert contrastive_pairs(labels, 60, seed=4) != pairs
+def test_pair_targets_mark_same_label_pairs_and_balance_the_two_kinds() -> None:
+    target, weight = pair_targets(torch.tensor([0, 0, 1, 1, 1]))
+    assert target[0, 1] == 1 and target[2, 4] == 1 and target[0, 2] == 0
+    assert torch.count_nonzero(torch.tril(weight)) == 0  # each pair once, no self-pairs
+    same = weight[target.bool()].sum()
+    different = weight[~target.bool()].sum()
+    assert same == pytest.approx(0.5) and different == pytest.approx(0.5)
+    assert weight[0, 1] == pytest.approx(0.5 / 4)  # 4 same-label pairs: (0,1), (2,3), (2,4), (3,4)
+    assert weight[0, 2] == pytest.approx(0.5 / 6)  # 6 different-label pairs
 
 
-def test_pair_budget_grows_with_the_data_and_is_capped() -> None:
-    assert pair_budget(24) == 640
-    assert pair_budget(80) == 800
-    assert pair_budget(10_000) == 1000
+def test_a_batch_of_one_label_only_pulls_together() -> None:
+    _, weight = pair_targets(torch.tensor([2, 2, 2]))
+    assert weight.sum() == pytest.approx(1.0)
+
+
+def test_contrastive_steps_grow_with_the_data_within_bounds() -> None:
+    assert contrastive_steps(24, 24) == 20
+    assert contrastive_steps(96, 32) == 30
+    assert contrastive_steps(10_000, 32) == 60
 
 
 def test_logistic_head_separates_separable_embeddings() -> None:
@@ -89,8 +92,7 @@ def test_logistic_head_separates_separable_embeddings() -> None:
 @pytest.fixture(scope="module")
 def small_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A contrastive classifier chosen by `auto` on 20 tiny headlines (6-7 per label)."""
-    config = TrainingConfig(max_steps=24, batch_size=16, eval_fraction=0.0, output_progress=False)
-    # 24 of the 40 steps the 640-pair budget would take
+    config = TrainingConfig(max_steps=12, batch_size=16, eval_fraction=0.0, output_progress=False)
     model = train_classifier(TEXTS, LABELS, config=config)
     out = tmp_path_factory.mktemp("small") / "model"
     model.save(out)
@@ -107,8 +109,10 @@ def test_auto_picks_the_contrastive_path_and_records_why(small_model_dir: Path) 
         "small data: the rarest label, 'neutral', has 6 training examples"
         in (metrics["strategy_reason"])
     )
-    assert metrics["stop_reason"].startswith("contrastive pass complete: 24 steps")
-    assert metrics["steps"] == 24
+    assert metrics["stop_reason"].startswith(
+        "contrastive pass complete: 12 steps of 16 examples (1440 sentence pairs) (capped by"
+    )
+    assert metrics["steps"] == 12
     assert metrics["warnings"] == []
     assert metrics["train_accuracy"] >= 0.8
     assert (small_model_dir / HEAD_FILE).is_file()
