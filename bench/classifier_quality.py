@@ -91,7 +91,11 @@ def small_data(args: argparse.Namespace) -> dict:
             runs.append(_run("baseline", k, seed, report, None, None, len(rest)))
 
             variants = [("threefold auto", "auto")]
-            if k >= 64:
+            if args.contrastive_steps:
+                variants = [
+                    (f"threefold contrastive, {args.contrastive_steps} steps", "contrastive")
+                ]
+            elif k >= 64:
                 variants.append(("threefold contrastive", "contrastive"))
             for row, strategy in variants:
                 config = TrainingConfig(
@@ -213,8 +217,18 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="score a random N of the remaining rows per seed instead of all (0: all)",
     )
+    parser.add_argument(
+        "--contrastive-steps",
+        type=int,
+        default=0,
+        help="sweep: force the contrastive path with exactly N steps (write to another --out)",
+    )
     parser.add_argument("--out", type=Path, help="results JSON")
     args = parser.parse_args(argv)
+    if args.contrastive_steps:
+        from threefold.core import small_data
+
+        small_data.MIN_STEPS = small_data.MAX_STEPS = args.contrastive_steps
     if not args.data.is_file():
         sys.exit(f"benchmark data {args.data} not found; pass --data PATH to fpb_dev.csv")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
