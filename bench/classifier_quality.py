@@ -1,6 +1,7 @@
 """Benchmark: classifier quality on real data, each row against a baseline measured in the same run.
 
     nice -n 10 python -m bench.classifier_quality small-data [--data PATH] [--seeds 0 1 2 3 4]
+    nice -n 10 python -m bench.classifier_quality multitask-speed [--headlines PATH]
 
 small-data: the learning curve on Financial PhraseBank. For each seed and each size k in
 8 / 16 / 32 / 64 examples per label, k examples of each label are sampled from fpb_dev.csv and
@@ -8,6 +9,9 @@ the rest of the file is the test set. Rows: `threefold classifier train` default
 (strategy auto: contrastive below 64 per label, fine-tune at 64), the contrastive path forced
 at 64, and the baseline, logistic regression on frozen MiniLM sentence embeddings. Writes
 bench/results/classifier_small_data.json and prints a Markdown table (mean +- spread over seeds).
+
+multitask-speed: alerts scoring throughput, two classifiers (today) vs one multi-task pass,
+fp32 and int8; writes bench/results/classifier_multitask_speed.json.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import numpy as np
 from bench.machine import load_average
 
 DEFAULT_DATA = Path("/work/shared/data/fin/financial_phrasebank/fpb_dev.csv")
+TOPIC_DATA = Path("/work/shared/data/fin/twitter_fin_news_topic/train.csv")
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES = (8, 16, 32, 64)
 BASELINE = "logistic regression on frozen all-MiniLM-L6-v2 embeddings (SetFit paper baseline)"
@@ -116,6 +121,92 @@ def small_data(args: argparse.Namespace) -> dict:
             )
             _write(args, runs, partial=True)
     return _write(args, runs, partial=False)
+
+
+def multitask_speed(args: argparse.Namespace) -> dict:
+    """Scoring throughput: topic + sentiment as two classifiers vs one multi-task pass.
+
+    Speed does not depend on the trained weights, so the models are built straight from the
+    base (random heads); the rounds are interleaved so that a busy CPU slows every setup alike.
+    """
+    import copy
+
+    import torch
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    from threefold.core.base_model import resolve_base_model
+    from threefold.core.classifier import TextClassifier, quantize_dynamic_int8
+    from threefold.core.labelled_data import read_labelled
+    from threefold.core.multitask import MultiTaskClassifier, MultiTaskModel
+
+    texts, topics = read_labelled(args.headlines)
+    texts = texts[: args.n_texts]
+    base = resolve_base_model(None)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tasks = {"topic": sorted(set(topics)), "sentiment": ["negative", "neutral", "positive"]}
+    max_length = 64
+
+    def single(labels: list[str], int8: bool) -> TextClassifier:
+        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(labels))
+        model.eval()
+        model = quantize_dynamic_int8(model) if int8 else model
+        return TextClassifier(
+            model, tokenizer, labels, base_model=base, max_length=max_length, quantized=int8
+        )
+
+    def joint(int8: bool) -> MultiTaskClassifier:
+        hidden = AutoModel.from_pretrained(base).config.hidden_size
+        model = MultiTaskModel(
+            AutoModel.from_pretrained(base),
+            {t: torch.nn.Linear(hidden, len(labels)) for t, labels in tasks.items()},
+        ).eval()
+        model = quantize_dynamic_int8(copy.deepcopy(model)) if int8 else model
+        return MultiTaskClassifier(
+            model, tokenizer, tasks, base_model=base, max_length=max_length, quantized=int8
+        )
+
+    setups = {
+        "two classifiers fp32 (today)": [
+            single(tasks["topic"], False),
+            single(tasks["sentiment"], False),
+        ],
+        "two classifiers int8": [single(tasks["topic"], True), single(tasks["sentiment"], True)],
+        "multi-task fp32 (one pass)": [joint(False)],
+        "multi-task int8 (one pass)": [joint(True)],
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in setups}
+    for round_ in range(args.rounds):
+        for name, models in setups.items():
+            started = time.perf_counter()
+            for model in models:
+                model.predict_proba(texts, batch_size=64)
+            seconds[name].append(time.perf_counter() - started)
+        logger.info("round %d: %s", round_, {n: round(v[-1], 2) for n, v in seconds.items()})
+    rates = {name: round(len(texts) / min(values), 1) for name, values in seconds.items()}
+    today = rates["two classifiers fp32 (today)"]
+    result = {
+        "benchmark": "classifier_quality multitask-speed",
+        "dataset": f"{args.headlines} (first {len(texts)} headlines)",
+        "baseline": "two separate MiniLM-L6 sequence classifiers (topic, sentiment), fp32",
+        "headlines_per_second_best_round": rates,
+        "speedup_vs_today": {name: round(rate / today, 2) for name, rate in rates.items()},
+        "rounds_seconds": seconds,
+        "goal": ">= 1.8x today's scoring throughput (one pass, int8), accuracy within 0.5 pt",
+        "accuracy": "not measured in this run (needs the twitter topic/sentiment training runs)",
+        "max_length": max_length,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "load_average_at_end": load_average(),
+            "torch_threads": torch.get_num_threads(),
+        },
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m bench.classifier_quality " + " ".join(sys.argv[1:]),
+    }
+    out = args.out or RESULTS / "classifier_multitask_speed.json"
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    for name, rate in rates.items():
+        print(f"| {name} | {rate} headlines/s | x{result['speedup_vs_today'][name]} |")
+    return result
 
 
 def _run(row, k, seed, report, metrics, seconds, n_test) -> dict:
@@ -207,7 +298,10 @@ def print_table(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("section", choices=["small-data"])
+    parser.add_argument("section", choices=["small-data", "multitask-speed"])
+    parser.add_argument("--headlines", type=Path, default=TOPIC_DATA, help="text,label CSV")
+    parser.add_argument("--n-texts", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="text,label CSV (FPB)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
@@ -229,9 +323,12 @@ def main(argv: list[str] | None = None) -> int:
         from threefold.core import small_data
 
         small_data.MIN_STEPS = small_data.MAX_STEPS = args.contrastive_steps
-    if not args.data.is_file():
+    if args.section == "small-data" and not args.data.is_file():
         sys.exit(f"benchmark data {args.data} not found; pass --data PATH to fpb_dev.csv")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.section == "multitask-speed":
+        multitask_speed(args)
+        return 0
     print_table(small_data(args))
     return 0
 
