@@ -320,9 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="results JSON")
     args = parser.parse_args(argv)
     if args.contrastive_steps:
-        from threefold.core import small_data
+        from threefold.core import small_data as path
 
-        small_data.MIN_STEPS = small_data.MAX_STEPS = args.contrastive_steps
+        path.MIN_STEPS = path.MAX_STEPS = args.contrastive_steps
     if args.section == "small-data" and not args.data.is_file():
         sys.exit(f"benchmark data {args.data} not found; pass --data PATH to fpb_dev.csv")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
