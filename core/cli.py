@@ -93,7 +93,7 @@ def classifier() -> None:
 @click.option(
     "--small-data-threshold",
     type=int,
-    default=64,
+    default=128,
     show_default=True,
     help="Examples per label below which --strategy auto trains contrastively.",
 )

@@ -27,16 +27,16 @@ from threefold.core.training_config import TrainingConfig
 
 # ------------------------------------------------------------------ path choice
 def test_auto_trains_contrastively_below_the_threshold_and_says_why() -> None:
-    labels = ["a"] * 100 + ["b"] * 63
+    labels = ["a"] * 200 + ["b"] * 127
     choice = choose_strategy(labels, TrainingConfig())
     assert choice.strategy == CONTRASTIVE
-    assert "the rarest label, 'b', has 63 training examples (< 64 per label)" in choice.reason
+    assert "the rarest label, 'b', has 127 training examples (< 128 per label)" in choice.reason
 
 
 def test_auto_fine_tunes_when_every_label_reaches_the_threshold() -> None:
-    choice = choose_strategy(["a"] * 64 + ["b"] * 70, TrainingConfig())
+    choice = choose_strategy(["a"] * 128 + ["b"] * 140, TrainingConfig())
     assert choice.strategy == FINE_TUNE
-    assert "every label has >= 64 training examples" in choice.reason
+    assert "every label has >= 128 training examples" in choice.reason
 
 
 def test_a_requested_strategy_wins_and_the_reason_says_so() -> None:
