@@ -54,6 +54,51 @@ def classifier_fpb(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def classifier_small_data(d: dict[str, Any]) -> list[Row]:
+    def cell(row: dict[str, Any]) -> str:
+        low, high = row["accuracy_spread"]
+        return f"k={row['k']}: {_f(row['accuracy'])} ({_f(low)}–{_f(high)})"
+
+    summary = d["summary"]
+    auto = [r for r in summary if r["row"] == "threefold auto"]
+    forced = [r for r in summary if r["row"] == "threefold contrastive"]
+    base = [r for r in summary if r["row"] == "baseline"]
+    paths = ", ".join(f"k={r['k']} {'/'.join(r['strategy'])}" for r in auto)
+    threefold = "acc " + "; ".join(cell(r) for r in auto) + f" (path: {paths})"
+    if forced:
+        threefold += "; contrastive forced " + "; ".join(cell(r) for r in forced)
+    partial = " — partial run" if d.get("partial") else ""
+    return [
+        (
+            "Small-data classifier (train defaults, MiniLM-L6)" + partial,
+            f"Financial PhraseBank `fpb_dev.csv`: {d['split']}; seeds "
+            f"{sorted({r['seed'] for r in d['runs']})}; mean (min–max)",
+            threefold,
+            "frozen MiniLM embeddings + logistic regression: acc "
+            + "; ".join(cell(r) for r in base)
+            + "; goal k=16 ≥ 0.70",
+            "train s mean: " + ", ".join(f"k={r['k']} {r['train_seconds_mean']:.0f}" for r in auto),
+            "`bench/classifier_quality.py small-data`",
+        )
+    ]
+
+
+def classifier_multitask_speed(d: dict[str, Any]) -> list[Row]:
+    rates, speedup = d["headlines_per_second_best_round"], d["speedup_vs_today"]
+    return [
+        (
+            "Alerts scoring: one multi-task pass vs two classifiers (MiniLM-L6, max length "
+            f"{d['max_length']})",
+            f"Twitter financial news topic `train.csv`, {d['dataset'].split('(')[-1].rstrip(')')}",
+            "; ".join(f"{name}: {rates[name]:.0f}/s (×{speedup[name]:.2f})" for name in rates),
+            f"{d['baseline']}; goal ≥ 1.8× (one pass, int8); accuracy: {d['accuracy']}",
+            f"best of {len(next(iter(d['rounds_seconds'].values())))} interleaved rounds"
+            f"{_load_note(d.get('machine'))}",
+            "`bench/classifier_quality.py multitask-speed`",
+        )
+    ]
+
+
 def embedder_speed(d: dict[str, Any]) -> list[Row]:
     return [
         (
@@ -263,6 +308,8 @@ def reliability(d: dict[str, Any]) -> list[Row]:
 
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_fpb", classifier_fpb),
+    ("classifier_small_data", classifier_small_data),
+    ("classifier_multitask_speed", classifier_multitask_speed),
     ("embedder_speed", embedder_speed),
     ("alerts_quality", alerts_quality),
     ("alerts_throughput", alerts_throughput),

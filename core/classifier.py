@@ -1,7 +1,10 @@
 """A fine-tuned BERT text classifier: predict, and save/load its self-describing directory.
 
 A classifier directory holds the weights (safetensors), the tokenizer and
-`threefold_classifier.json` (labels, base model, max length, version, training record).
+`threefold_classifier.json` (labels, base model, max length, version, architecture, training
+record). Two architectures share this contract: a transformers sequence classifier (the
+fine-tune path; `AutoModelForSequenceClassification.from_pretrained(dir)` loads it) and a
+sentence embedder with a linear head (the small-data path; see `embedding_classifier`).
 Training lives in `classifier_training`.
 
 Behaviour on awkward input, by design:
@@ -29,6 +32,8 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from threefold.core.device import torch_device
+from threefold.core.embedding_classifier import ARCHITECTURE as EMBEDDING_ARCHITECTURE
+from threefold.core.embedding_classifier import EmbeddingClassifier
 from threefold.core.errors import ConfigError, ModelError
 from threefold.core.files import write_json_atomic
 from threefold.core.labelled_data import check_texts
@@ -40,6 +45,7 @@ META_FILE = "threefold_classifier.json"
 WEIGHTS_FILE = "model.safetensors"
 MODEL_CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
+SEQUENCE_ARCHITECTURE = "sequence-classification"
 _META_KEYS = ("format_version", "labels", "base_model", "max_length", "version")
 
 
@@ -84,6 +90,13 @@ class TextClassifier:
             f"TextClassifier(labels={self.labels}, version={self.version!r}, "
             f"device={self.device!r}, quantized={self.quantized})"
         )
+
+    @property
+    def architecture(self) -> str:
+        """`sequence-classification` (transformers head) or the sentence-embedding + linear head."""
+        if isinstance(self.model, EmbeddingClassifier):
+            return EMBEDDING_ARCHITECTURE
+        return SEQUENCE_ARCHITECTURE
 
     # --------------------------------------------------------------- inference
     def predict(self, texts: Sequence[str], *, batch_size: int = 64) -> list[str]:
@@ -140,11 +153,12 @@ class TextClassifier:
             "base_model": self.base_model,
             "max_length": self.max_length,
             "version": self.version,
+            "architecture": self.architecture,
             "created_at": self.created_at,
             "train_seconds": self.train_seconds,
             "training_config": self.config.to_dict() if self.config else None,
             "metrics": self.metrics,
-            "libraries": _library_versions(),
+            "libraries": library_versions(),
         }
         write_json_atomic(path / META_FILE, meta)
         logger.info("saved classifier %s to %s", self.version, path)
@@ -180,8 +194,19 @@ class TextClassifier:
                 f"cannot load the tokenizer files in {path}: {type(exc).__name__}: {exc}. "
                 "Fix: copy the whole directory again, or retrain"
             ) from exc
+        architecture = meta.get("architecture", SEQUENCE_ARCHITECTURE)
+        if architecture not in (SEQUENCE_ARCHITECTURE, EMBEDDING_ARCHITECTURE):
+            raise ModelError(
+                f"{path / META_FILE} names architecture {architecture!r}; this threefold reads "
+                f"{sorted((SEQUENCE_ARCHITECTURE, EMBEDDING_ARCHITECTURE))}. Fix: retrain"
+            )
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(str(path))
+            if architecture == EMBEDDING_ARCHITECTURE:
+                model = EmbeddingClassifier.from_pretrained(path)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(str(path))
+        except ModelError:
+            raise
         except Exception as exc:
             raise ModelError(
                 f"cannot load the weights in {path / WEIGHTS_FILE} (corrupt or incomplete): "
@@ -309,7 +334,8 @@ def _read_meta(path: Path) -> dict:
     return meta
 
 
-def _library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str]:
+    """Versions of threefold, torch, transformers and Python, recorded beside saved weights."""
     try:
         threefold_version = importlib.metadata.version("threefold")
     except importlib.metadata.PackageNotFoundError:

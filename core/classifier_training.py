@@ -1,4 +1,9 @@
-"""Fine-tune a TextClassifier: the transformers Trainer with weighted loss, early stopping, logs.
+"""Train a TextClassifier: pick the path (small data: contrastive), fine-tune, check, log why.
+
+Large enough data goes through the transformers Trainer (weighted loss, early stopping on eval
+macro-F1); small data through `small_data` (SetFit style). Every run logs the path chosen and
+why, why training stopped, and warns when the eval split is too small to early-stop on or the
+model predicts fewer labels than it was trained on (prediction collapse).
 
 Training data with a single label, or eval labels the training data never had, is a
 `DataError`; texts longer than `max_length` tokens are truncated.
@@ -40,9 +45,13 @@ from threefold.core.labelled_data import (
     read_labelled,
     stratified_split,
 )
+from threefold.core.small_data import CONTRASTIVE, choose_strategy, train_contrastive
 from threefold.core.training_config import TrainingConfig
 
 logger = logging.getLogger(__name__)
+
+MIN_EVAL_PER_LABEL = 10
+"""Fewer eval examples of some label than this makes early stopping a coin toss (warned)."""
 
 
 def train_classifier(
@@ -54,11 +63,13 @@ def train_classifier(
     base_model: str | None = None,
     config: TrainingConfig | None = None,
 ) -> TextClassifier:
-    """Fine-tune `base_model` (default: the packaged MiniLM) on `texts` / `labels`.
+    """Train a classifier on `texts` / `labels` from `base_model` (default: packaged MiniLM).
 
     Without an eval set, a stratified `config.eval_fraction` of the data is held out.
-    With an eval set (given or split off) the model is evaluated each epoch, training stops
-    early when eval macro-F1 stops improving, and the best checkpoint is kept.
+    The path follows `config.strategy` (auto: contrastive below `small_data_threshold` examples
+    per label). On the fine-tune path, with an eval set (given or split off) the model is
+    evaluated each epoch, training stops early when eval macro-F1 stops improving, and the best
+    checkpoint is kept. `metrics` records the path and why, the stop reason and any warnings.
     """
     config = config or TrainingConfig()
     texts, labels = clean_examples(texts, labels, "training")
@@ -90,48 +101,32 @@ def train_classifier(
                 "early stopping"
             )
 
+    choice = choose_strategy(labels, config)
+    logger.info("training path: %s, because %s", choice.strategy, choice.reason)
+    notes: list[str] = []
     device = torch_device(None)
     base = resolve_base_model(base_model)
-    # --no-progress: no "Loading weights" / "Writing model shards" bars either
-    quiet = contextlib.nullcontext if config.output_progress else without_progress_bars
-    with quiet():
-        tokenizer, model = _load_base(base, label_names, config)
-    label_ids = {label: i for i, label in enumerate(label_names)}
-    train_data = _EncodedExamples(tokenizer, texts, labels, label_ids, config.max_length)
-    eval_data = (
-        _EncodedExamples(tokenizer, eval_texts, eval_labels, label_ids, config.max_length)
-        if eval_texts
-        else None
-    )
-    weights = class_weights(labels, label_names) if config.class_weighting else None
     logger.info(
-        "fine-tuning %s on %d examples (%s), eval %s, labels %s, device %s",
-        base,
+        "training on %d examples (%s) from %s, eval %s, labels %s, device %s",
         len(texts),
         dict(sorted(Counter(labels).items())),
-        f"{len(eval_texts)} examples from the {eval_source}" if eval_data else "none",
+        base,
+        f"{len(eval_texts)} examples from the {eval_source}" if eval_texts else "none",
         label_names,
         device,
     )
-
-    with tempfile.TemporaryDirectory(prefix="threefold-train-") as workdir:
-        trainer = _build_trainer(
-            model,
-            tokenizer,
-            train_data,
-            eval_data,
-            weights,
-            label_names,
-            config,
-            workdir,
-            device,
+    started = time.perf_counter()
+    if choice.strategy == CONTRASTIVE:
+        model, tokenizer, record = train_contrastive(
+            texts, labels, label_names, base, config, device
         )
-        started = time.perf_counter()
-        with quiet():
-            result = trainer.train()
-        train_seconds = time.perf_counter() - started
-        model = trainer.model
-        state = trainer.state
+        run = {"epochs_completed": None, "best_step": None, **record}
+    else:
+        model, tokenizer, run = _fine_tune(
+            texts, labels, eval_texts, eval_labels, label_names, base, config, device, notes
+        )
+    train_seconds = time.perf_counter() - started
+    logger.info("training stopped: %s", run["stop_reason"])
 
     model.to(device).eval()
     classifier = TextClassifier(
@@ -155,16 +150,61 @@ def train_classifier(
             report["accuracy"],
             report["macro_f1"],
         )
+    train_accuracy, collapse = check_prediction_collapse(
+        classifier, texts, labels, seed=config.seed
+    )
+    if collapse:
+        notes.append(collapse)
+        logger.warning("%s", collapse)
     classifier.metrics = {
         "eval": report,
         "eval_source": eval_source,
         "n_train": len(texts),
-        "epochs_completed": round(float(state.epoch or 0.0), 4),
-        "steps": int(state.global_step),
-        "best_step": getattr(state, "best_global_step", None),
-        "train_loss": float(result.training_loss),
+        "strategy": choice.strategy,
+        "strategy_reason": choice.reason,
+        "stop_reason": run["stop_reason"],
+        "epochs_completed": run["epochs_completed"],
+        "steps": run["steps"],
+        "best_step": run["best_step"],
+        "train_loss": run["train_loss"],
+        "train_accuracy": train_accuracy,
+        "warnings": notes,
     }
+    if "pairs" in run:
+        classifier.metrics["contrastive_pairs"] = run["pairs"]
     return classifier
+
+
+def check_prediction_collapse(
+    classifier: TextClassifier,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    *,
+    seed: int = 0,
+    sample: int = 2000,
+) -> tuple[float, str | None]:
+    """(training accuracy, warning or None): warns when some label is never predicted.
+
+    A model that predicts fewer labels than it was trained on, on its own training data, has
+    collapsed (the classic small-data failure: every row one class at p ~ 1/k).
+    """
+    indices = np.arange(len(texts))
+    if len(indices) > sample:
+        indices = np.random.default_rng(seed).choice(indices, sample, replace=False)
+    subset = [texts[i] for i in indices]
+    truth = [labels[i] for i in indices]
+    predicted = classifier.predict(subset)
+    accuracy = round(float(np.mean([p == y for p, y in zip(predicted, truth, strict=True)])), 4)
+    never = sorted(set(classifier.labels) - set(predicted))
+    if not never:
+        return accuracy, None
+    shown = dict(sorted(Counter(predicted).items()))
+    return accuracy, (
+        f"prediction collapse: on its own {len(subset)} training examples the model predicts "
+        f"only {shown} and never {never} (training accuracy {accuracy:.2f}); it has not learned "
+        "to tell the labels apart. Fix: add examples (at least 8 per label), use "
+        "--strategy contrastive for small data, or train for more steps"
+    )
 
 
 def train_classifier_from_files(
@@ -197,6 +237,74 @@ def train_classifier_from_files(
         base_model=base_model,
         config=config,
     )
+
+
+def _fine_tune(
+    texts, labels, eval_texts, eval_labels, label_names, base, config, device, notes
+) -> tuple[nn.Module, object, dict]:
+    """The transformers Trainer path; returns (model, tokenizer, run record with stop_reason)."""
+    # --no-progress: no "Loading weights" / "Writing model shards" bars either
+    quiet = contextlib.nullcontext if config.output_progress else without_progress_bars
+    with quiet():
+        tokenizer, model = _load_base(base, label_names, config)
+    label_ids = {label: i for i, label in enumerate(label_names)}
+    train_data = _EncodedExamples(tokenizer, texts, labels, label_ids, config.max_length)
+    eval_data = (
+        _EncodedExamples(tokenizer, eval_texts, eval_labels, label_ids, config.max_length)
+        if eval_texts
+        else None
+    )
+    if eval_data is not None and config.early_stopping_patience > 0:
+        fewest = min(Counter(eval_labels).get(label, 0) for label in label_names)
+        if fewest < MIN_EVAL_PER_LABEL:
+            notes.append(
+                f"the eval set for early stopping has {len(eval_labels)} examples ({fewest} of "
+                f"the rarest label): too few to early-stop on, since one example moves macro-F1 "
+                f"by several points and training may stop on noise. Fix: pass --eval FILE with "
+                f">= {MIN_EVAL_PER_LABEL} examples per label, or --patience 0 to train all epochs"
+            )
+            logger.warning("%s", notes[-1])
+    weights = class_weights(labels, label_names) if config.class_weighting else None
+    with tempfile.TemporaryDirectory(prefix="threefold-train-") as workdir:
+        trainer = _build_trainer(
+            model,
+            tokenizer,
+            train_data,
+            eval_data,
+            weights,
+            label_names,
+            config,
+            workdir,
+            device,
+        )
+        with quiet():
+            result = trainer.train()
+        state = trainer.state
+    run = {
+        "stop_reason": describe_stop(state, config),
+        "epochs_completed": round(float(state.epoch or 0.0), 4),
+        "steps": int(state.global_step),
+        "best_step": getattr(state, "best_global_step", None),
+        "train_loss": float(result.training_loss),
+    }
+    return trainer.model, tokenizer, run
+
+
+def describe_stop(state, config: TrainingConfig) -> str:
+    """Why the Trainer stopped, in words: early stopping, max_steps or all epochs done."""
+    epochs = round(float(state.epoch or 0.0), 2)
+    if state.global_step < state.max_steps:
+        best = state.best_metric
+        return (
+            f"early stopping after epoch {epochs:g} of {config.epochs:g} (step "
+            f"{state.global_step} of {state.max_steps}): eval macro-F1 did not improve for "
+            f"{config.early_stopping_patience} evaluation(s); kept the best checkpoint (step "
+            f"{getattr(state, 'best_global_step', None)}, macro-F1 "
+            f"{'n/a' if best is None else f'{best:.4f}'})"
+        )
+    if config.max_steps > 0:
+        return f"reached max_steps {config.max_steps} ({epochs:g} epochs)"
+    return f"completed all {config.epochs:g} epochs ({state.global_step} steps)"
 
 
 def _load_base(base: str, label_names: list[str], config: TrainingConfig):

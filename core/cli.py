@@ -82,6 +82,21 @@ def classifier() -> None:
     show_default=True,
     help="Weight the loss by inverse label frequency.",
 )
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "contrastive", "fine-tune"]),
+    default="auto",
+    show_default=True,
+    help="Training path. auto: contrastive (SetFit-style sentence pairs + logistic head) when "
+    "a label has fewer than --small-data-threshold examples, else fine-tune the whole model.",
+)
+@click.option(
+    "--small-data-threshold",
+    type=int,
+    default=128,
+    show_default=True,
+    help="Examples per label below which --strategy auto trains contrastively.",
+)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Allow --out to be a non-empty directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
@@ -101,11 +116,17 @@ def train_command(
     eval_fraction: float,
     patience: int,
     class_weighting: bool,
+    strategy: str,
+    small_data_threshold: int,
     seed: int,
     overwrite: bool,
     no_progress: bool,
 ) -> None:
-    """Fine-tune a classifier on TRAIN and save it to OUT; prints a JSON summary."""
+    """Train a classifier on TRAIN and save it to OUT; prints a JSON summary.
+
+    The summary says which training path was taken and why, why training stopped, and lists
+    warnings (an eval split too small to early-stop on, a model that predicts one class).
+    """
     from threefold.core.errors import ConfigError
     from threefold.core.training_config import TrainingConfig
 
@@ -119,6 +140,8 @@ def train_command(
         early_stopping_patience=patience,
         class_weighting=class_weighting,
         max_steps=max_steps,
+        strategy=strategy,
+        small_data_threshold=small_data_threshold,
         text_column=text_column,
         label_column=label_column,
         output_progress=not no_progress,
@@ -133,6 +156,11 @@ def train_command(
 
     model = train_classifier_from_files(train_path, eval_path, base_model=base, config=config)
     model.save(out_dir)
+    click.echo(
+        f"training path: {model.metrics['strategy']}, because {model.metrics['strategy_reason']}",
+        err=True,
+    )
+    click.echo(f"training stopped: {model.metrics['stop_reason']}", err=True)
     evaluation = model.metrics.get("eval") or {}
     emit_json(
         {
@@ -145,6 +173,11 @@ def train_command(
             "eval_macro_f1": evaluation.get("macro_f1"),
             "epochs_completed": model.metrics.get("epochs_completed"),
             "train_seconds": model.train_seconds,
+            "strategy": model.metrics.get("strategy"),
+            "strategy_reason": model.metrics.get("strategy_reason"),
+            "stop_reason": model.metrics.get("stop_reason"),
+            "train_accuracy": model.metrics.get("train_accuracy"),
+            "warnings": model.metrics.get("warnings", []),
         }
     )
 

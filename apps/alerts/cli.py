@@ -167,7 +167,13 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
     "--out",
     required=True,
     type=click.Path(file_okay=False),
-    help="Writes OUT/topic and OUT/sentiment.",
+    help="Writes OUT/topic and OUT/sentiment (with --multitask: one model in OUT).",
+)
+@click.option(
+    "--multitask",
+    is_flag=True,
+    help="Train one body with a topic and a sentiment head (one forward pass per headline); "
+    "run it with --topic-model OUT.",
 )
 @click.option(
     "--base",
@@ -194,11 +200,19 @@ def train_command(
     out: str,
     base: str | None,
     no_progress: bool,
+    multitask: bool,
     **training: Any,
 ) -> None:
     """Fine-tune the topic and the sentiment classifier (like `threefold classifier train`)."""
     from threefold.core.classifier_training import train_classifier_from_files
     from threefold.core.training_config import TrainingConfig
+
+    if multitask:
+        _train_multitask(
+            data_path, topic_data or sentiment_data, text_column, topic_column,
+            sentiment_column, out, base, no_progress, training,
+        )  # fmt: skip
+        return
 
     summary = {}
     for name, path, column in (
@@ -224,6 +238,57 @@ def train_command(
             "train_seconds": model.train_seconds,
         }
     emit_json(summary)
+
+
+def _train_multitask(
+    data_path: str,
+    separate_file: str | None,
+    text_column: str,
+    topic_column: str,
+    sentiment_column: str,
+    out: str,
+    base: str | None,
+    no_progress: bool,
+    training: dict[str, Any],
+) -> None:
+    from threefold.core.errors import ConfigError
+    from threefold.core.multitask import train_multitask
+    from threefold.core.tables import read_records
+    from threefold.core.training_config import TrainingConfig
+
+    if separate_file:
+        raise ConfigError(
+            "--multitask trains both heads on one file with text, topic and sentiment columns; "
+            "drop --topic-data / --sentiment-data, or drop --multitask"
+        )
+    columns = (text_column, topic_column, sentiment_column)
+    records = read_records(data_path, required=columns, non_empty=columns)
+    rows = [{c: str(r.values[c]).strip() for c in columns} for r in records]
+    config = TrainingConfig(text_column=text_column, output_progress=not no_progress, **training)
+    model = train_multitask(
+        [r[text_column] for r in rows],
+        {
+            "topic": [r[topic_column] for r in rows],
+            "sentiment": [r[sentiment_column] for r in rows],
+        },
+        base_model=base,
+        config=config,
+    )
+    model.save(out)
+    evaluation = model.metrics.get("eval") or {}
+    emit_json(
+        {
+            "out": str(out),
+            "version": model.version,
+            "tasks": model.tasks,
+            "eval": {
+                task: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
+                for task, r in evaluation.items()
+            },
+            "stop_reason": model.metrics.get("stop_reason"),
+            "train_seconds": model.train_seconds,
+        }
+    )
 
 
 @alerts.command("simulate")

@@ -1,4 +1,8 @@
-"""Score news items: topic and sentiment classifiers (batched) plus entity extraction."""
+"""Score news items: topic and sentiment classifiers (batched) plus entity extraction.
+
+Either two classifier directories (topic, sentiment) or one multi-task directory
+(`threefold alerts train --multitask`): one body, both heads, one forward pass per headline.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,30 @@ class Classifier(Protocol):
     version: str
 
     def predict_proba(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray: ...
+
+
+class JointClassifier(Protocol):
+    """What scoring needs from a multi-task model (threefold.core.multitask)."""
+
+    tasks: dict[str, list[str]]
+    version: str
+
+    def predict_proba(
+        self, texts: Sequence[str], *, batch_size: int = 64
+    ) -> dict[str, np.ndarray]: ...
+
+
+class TaskView:
+    """One task of a multi-task model, shaped like a `Classifier`."""
+
+    def __init__(self, joint: JointClassifier, task: str) -> None:
+        self.joint = joint
+        self.task = task
+        self.labels = list(joint.tasks[task])
+        self.version = joint.version
+
+    def predict_proba(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        return self.joint.predict_proba(texts, batch_size=batch_size)[self.task]
 
 
 @dataclass
@@ -57,7 +85,7 @@ class ScoredItem:
 
 
 class Scorer:
-    """Runs both classifiers over a batch at once and extracts tickers."""
+    """Runs both classifiers (or one multi-task model) over a batch at once; extracts tickers."""
 
     def __init__(
         self,
@@ -66,6 +94,7 @@ class Scorer:
         matcher: EntityMatcher | None = None,
         *,
         batch_size: int = 64,
+        joint: JointClassifier | None = None,
     ) -> None:
         unknown = sorted(set(sentiment_model.labels) - set(SENTIMENTS))
         if unknown or "negative" not in sentiment_model.labels:
@@ -78,21 +107,54 @@ class Scorer:
         self.sentiment_model = sentiment_model
         self.matcher = matcher or EntityMatcher()
         self.batch_size = batch_size
+        self.joint = joint
+
+    @classmethod
+    def from_joint(
+        cls, joint: JointClassifier, matcher: EntityMatcher | None = None, *, batch_size: int = 64
+    ) -> Scorer:
+        """A scorer over a multi-task model with `topic` and `sentiment` tasks."""
+        missing = sorted({"topic", "sentiment"} - set(joint.tasks))
+        if missing:
+            raise ModelError(
+                f"the multi-task model has tasks {sorted(joint.tasks)}; scoring needs "
+                f"{missing} too. Fix: train it with `threefold alerts train --multitask` on a "
+                "CSV with text,topic,sentiment columns"
+            )
+        return cls(
+            TaskView(joint, "topic"),
+            TaskView(joint, "sentiment"),
+            matcher,
+            batch_size=batch_size,
+            joint=joint,
+        )
 
     @classmethod
     def load(
         cls,
         topic_dir: str | Path,
-        sentiment_dir: str | Path,
+        sentiment_dir: str | Path | None = None,
         companies_path: str | Path | None = None,
         *,
         batch_size: int = 64,
         device: str | None = None,
-        quantize: bool = False,
+        quantize: bool | None = None,
     ) -> Scorer:
-        """Load both saved TextClassifier directories and the company list."""
-        from threefold.core.classifier import TextClassifier
+        """Load the models and the company list.
 
+        `topic_dir` alone (or the same directory twice) naming a multi-task directory loads it
+        as one model scored in one pass; otherwise both TextClassifier directories are needed.
+        `quantize=None`: a multi-task model follows its recorded int8 decision on the CPU;
+        two classifiers stay fp32.
+        """
+        from threefold.core.classifier import TextClassifier
+        from threefold.core.multitask import MultiTaskClassifier, is_multitask_dir
+
+        matcher = EntityMatcher.from_csv(companies_path) if companies_path else None
+        one_dir = not sentiment_dir or Path(sentiment_dir) == Path(topic_dir or "")
+        if topic_dir and one_dir and is_multitask_dir(topic_dir):
+            joint = MultiTaskClassifier.load(topic_dir, quantize=quantize, device=device)
+            return cls.from_joint(joint, matcher, batch_size=batch_size)
         for what, path in (("topic", topic_dir), ("sentiment", sentiment_dir)):
             if not path:
                 raise ModelError(
@@ -100,9 +162,8 @@ class Scorer:
                     f"train` and pass --{what}-model DIR (or THREEFOLD_ALERTS_{what.upper()}"
                     "_MODEL_DIR)"
                 )
-        topic = TextClassifier.load(topic_dir, quantize=quantize, device=device)
-        sentiment = TextClassifier.load(sentiment_dir, quantize=quantize, device=device)
-        matcher = EntityMatcher.from_csv(companies_path) if companies_path else None
+        topic = TextClassifier.load(topic_dir, quantize=bool(quantize), device=device)
+        sentiment = TextClassifier.load(sentiment_dir, quantize=bool(quantize), device=device)
         return cls(topic, sentiment, matcher, batch_size=batch_size)
 
     @property
@@ -114,8 +175,12 @@ class Scorer:
         if not items:
             return []
         texts = [item.text for item in items]
-        topics = self.topic_model.predict_proba(texts, batch_size=self.batch_size)
-        sentiments = self.sentiment_model.predict_proba(texts, batch_size=self.batch_size)
+        if self.joint is not None:
+            both = self.joint.predict_proba(texts, batch_size=self.batch_size)
+            topics, sentiments = both["topic"], both["sentiment"]
+        else:
+            topics = self.topic_model.predict_proba(texts, batch_size=self.batch_size)
+            sentiments = self.sentiment_model.predict_proba(texts, batch_size=self.batch_size)
         versions = self.versions
         out = []
         for index, item in enumerate(items):

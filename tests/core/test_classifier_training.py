@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from support.classifier_data import LABELS, POSITIVE, TEXTS, TINY, rows, write_csv
 
 from threefold.core.classifier_training import (
+    check_prediction_collapse,
     class_weights,
+    describe_stop,
     train_classifier,
     train_classifier_from_files,
 )
@@ -87,6 +90,7 @@ def test_training_stops_early_when_eval_macro_f1_stops_improving() -> None:
         early_stopping_patience=1,
         eval_fraction=0.25,
         output_progress=False,
+        strategy="fine-tune",
     )
     model = train_classifier(TEXTS, LABELS, config=config)
     metrics = model.metrics
@@ -94,3 +98,48 @@ def test_training_stops_early_when_eval_macro_f1_stops_improving() -> None:
     assert metrics["eval"]["n"] == 6
     assert metrics["epochs_completed"] < 30
     assert metrics["best_step"] < metrics["steps"]
+    assert metrics["stop_reason"].startswith("early stopping after epoch")
+    assert "did not improve for 1 evaluation(s)" in metrics["stop_reason"]
+    assert any("too few to early-stop on" in note for note in metrics["warnings"])
+
+
+# ------------------------------------------------------------------ stop reasons and warnings
+def _state(step: int, max_steps: int, epoch: float, best: float | None = 0.5) -> SimpleNamespace:
+    return SimpleNamespace(
+        global_step=step, max_steps=max_steps, epoch=epoch, best_metric=best, best_global_step=2
+    )
+
+
+def test_stop_reason_names_early_stopping_and_the_best_checkpoint() -> None:
+    config = TrainingConfig(epochs=20, early_stopping_patience=2)
+    reason = describe_stop(_state(6, 40, 3.0), config)
+    assert reason.startswith("early stopping after epoch 3 of 20 (step 6 of 40)")
+    assert "did not improve for 2 evaluation(s)" in reason
+    assert "best checkpoint (step 2, macro-F1 0.5000)" in reason
+
+
+def test_stop_reason_names_completed_epochs_or_max_steps() -> None:
+    assert describe_stop(_state(40, 40, 20.0), TrainingConfig(epochs=20)) == (
+        "completed all 20 epochs (40 steps)"
+    )
+    assert describe_stop(_state(16, 16, 8.0), TrainingConfig(max_steps=16)).startswith(
+        "reached max_steps 16"
+    )
+
+
+class _OneClass:
+    """Pure-logic double: a classifier that always answers the same label."""
+
+    def __init__(self) -> None:
+        self.labels = ["negative", "neutral", "positive"]
+
+    def predict(self, texts):
+        return ["neutral"] * len(texts)
+
+
+def test_prediction_collapse_is_a_warning_naming_the_missing_labels() -> None:
+    accuracy, warning = check_prediction_collapse(_OneClass(), TEXTS, LABELS)
+    assert accuracy == round(LABELS.count("neutral") / len(LABELS), 4)
+    assert warning.startswith("prediction collapse: on its own 20 training examples")
+    assert "never ['negative', 'positive']" in warning
+    assert "--strategy contrastive" in warning

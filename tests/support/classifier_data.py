@@ -35,8 +35,15 @@ NEUTRAL = [
 ]
 TEXTS = POSITIVE + NEGATIVE + NEUTRAL
 LABELS = ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE) + ["neutral"] * len(NEUTRAL)
+# TINY fine-tunes the transformers sequence classifier (tests/core/test_small_data.py covers the
+# contrastive path that `auto` picks for data this small).
 TINY = TrainingConfig(
-    max_steps=16, batch_size=8, learning_rate=2e-4, warmup_ratio=0.0, output_progress=False
+    max_steps=16,
+    batch_size=8,
+    learning_rate=2e-4,
+    warmup_ratio=0.0,
+    output_progress=False,
+    strategy="fine-tune",
 )
 
 

@@ -54,3 +54,52 @@ def test_a_model_without_negative_label_is_refused_as_sentiment_model(scorer):
 def test_missing_model_dir_says_how_to_train_one():
     with pytest.raises(ModelError, match="threefold alerts train"):
         Scorer.load("", "")
+
+
+# ------------------------------------------------------------------ one multi-task directory
+@pytest.fixture(scope="module")
+def multitask_dir(tmp_path_factory):
+    """A multi-task (topic + sentiment) model fine-tuned for a few steps on the sample."""
+    from threefold.apps.alerts.config import DATA_DIR
+    from threefold.core.multitask import train_multitask
+    from threefold.core.tables import read_records
+    from threefold.core.training_config import TrainingConfig
+
+    rows = [r.values for r in read_records(DATA_DIR / "headlines_sample.csv")]
+    config = TrainingConfig(
+        max_steps=30, learning_rate=2e-4, batch_size=16, max_length=32, warmup_ratio=0.0
+    )
+    model = train_multitask(
+        [r["text"] for r in rows],
+        {"topic": [r["topic"] for r in rows], "sentiment": [r["sentiment"] for r in rows]},
+        config=config,
+    )
+    out = tmp_path_factory.mktemp("alerts-multitask") / "model"
+    model.save(out)
+    return out
+
+
+def test_one_multitask_directory_scores_each_batch_in_one_forward_pass(multitask_dir):
+    scorer = Scorer.load(multitask_dir)
+    assert Scorer.load(multitask_dir, multitask_dir).joint is not None
+    calls = []
+    forward = scorer.joint.model.forward
+    scorer.joint.model.forward = lambda **kw: calls.append(1) or forward(**kw)
+    texts = ["Marlow Foods recalls cereal", "Central bank holds rates", "Apex Robotics beats"]
+    items = [NewsItem(id=str(i), text=t, event_time=0.0) for i, t in enumerate(texts)]
+    scored = scorer.score(items)
+    assert len(calls) == 1
+    for item in scored:
+        assert item.topic in scorer.topic_model.labels
+        assert item.sentiment in ("negative", "neutral", "positive")
+        assert sum(item.topic_probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+        assert item.models == {"topic": scorer.joint.version, "sentiment": scorer.joint.version}
+
+
+def test_a_multitask_model_without_a_sentiment_task_is_refused(multitask_dir):
+    from threefold.core.multitask import MultiTaskClassifier
+
+    joint = MultiTaskClassifier.load(multitask_dir)
+    joint.tasks = {"topic": joint.tasks["topic"]}
+    with pytest.raises(ModelError, match=r"scoring needs \['sentiment'\] too"):
+        Scorer.from_joint(joint)

@@ -1,0 +1,452 @@
+"""One BERT body, several classification heads (e.g. topic + sentiment): one forward pass each text.
+
+A multi-task directory holds the body (a transformers model: `AutoModel.from_pretrained(dir)`
+loads it), the tokenizer, `heads.safetensors` and `threefold_multitask.json` (tasks and their
+labels, base model, max length, version, training record). Train with `train_multitask()`.
+
+int8 dynamic quantization is measured at training time on the eval split and used by default on
+the CPU when it costs at most `INT8_MAX_ACCURACY_DROP` of eval accuracy on every task; the
+measurement and the decision are recorded in the directory (`metrics.int8`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+
+from threefold.core.base_model import resolve_base_model
+from threefold.core.classifier import library_versions, quantize_dynamic_int8, weights_fingerprint
+from threefold.core.device import torch_device
+from threefold.core.errors import ConfigError, DataError, ModelError
+from threefold.core.evaluation import classification_report
+from threefold.core.files import write_json_atomic
+from threefold.core.labelled_data import check_texts, clean_examples, stratified_split
+from threefold.core.training_config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+META_FILE = "threefold_multitask.json"
+HEADS_FILE = "heads.safetensors"
+FORMAT_VERSION = 1
+INT8_MAX_ACCURACY_DROP = 0.005
+
+
+def is_multitask_dir(path: str | Path) -> bool:
+    """True when `path` is a directory written by `MultiTaskClassifier.save()`."""
+    return (Path(path) / META_FILE).is_file()
+
+
+class MultiTaskModel(nn.Module):
+    """A transformers body, mean pooling, dropout and one linear head per task."""
+
+    def __init__(self, body: PreTrainedModel, heads: Mapping[str, nn.Linear]) -> None:
+        super().__init__()
+        self.body = body
+        self.heads = nn.ModuleDict(dict(heads))
+        self.dropout = nn.Dropout(getattr(body.config, "hidden_dropout_prob", 0.1))
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra
+    ) -> dict[str, torch.Tensor]:
+        tokens = self.body(input_ids=input_ids, attention_mask=attention_mask, **extra)[0]
+        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+        pooled = self.dropout((tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9))
+        return {task: head(pooled) for task, head in self.heads.items()}
+
+
+class MultiTaskClassifier:
+    """Several label sets over one text encoder; `predict_proba` scores every task in one pass."""
+
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        tokenizer,
+        tasks: Mapping[str, Sequence[str]],
+        *,
+        base_model: str,
+        max_length: int,
+        metrics: dict | None = None,
+        config: TrainingConfig | None = None,
+        train_seconds: float | None = None,
+        created_at: str | None = None,
+        version: str | None = None,
+        device: str = "cpu",
+        quantized: bool = False,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.tasks = {task: list(labels) for task, labels in tasks.items()}
+        self.base_model = base_model
+        self.max_length = max_length
+        self.metrics = metrics or {}
+        self.config = config
+        self.train_seconds = train_seconds
+        self.created_at = created_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.device = device
+        self.quantized = quantized
+        self.version = version or weights_fingerprint(model, _flat_labels(self.tasks))
+
+    def __repr__(self) -> str:
+        return f"MultiTaskClassifier(tasks={self.tasks}, version={self.version!r})"
+
+    def predict_proba(self, texts: Sequence[str], *, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """{task: float32 (len(texts), len(labels))}; one forward pass per batch for all tasks."""
+        texts = check_texts(texts)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer; found {batch_size!r}")
+        out = {
+            task: np.empty((len(texts), len(labels)), dtype=np.float32)
+            for task, labels in self.tasks.items()
+        }
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        self.model.eval()
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                encoded = _encode(
+                    self.tokenizer, [texts[i] for i in batch], self.max_length, self.device
+                )
+                for task, logits in self.model(**encoded).items():
+                    out[task][batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return out
+
+    def predict(self, texts: Sequence[str], *, batch_size: int = 64) -> dict[str, list[str]]:
+        """{task: the most likely label of each text}."""
+        probabilities = self.predict_proba(texts, batch_size=batch_size)
+        return {
+            task: [self.tasks[task][i] for i in rows.argmax(axis=1)]
+            for task, rows in probabilities.items()
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Body (transformers), tokenizer, heads and `threefold_multitask.json` into `path`."""
+        if self.quantized:
+            raise ModelError(
+                "a quantized multi-task model cannot be saved; save the fp32 model and load it "
+                "with quantize=True"
+            )
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"cannot save into {path}: it is a file, expected a directory")
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.body.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        heads = {
+            name: tensor.detach().cpu().contiguous()
+            for name, tensor in self.model.heads.state_dict().items()
+        }
+        save_file(heads, str(path / HEADS_FILE))
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "architecture": "multitask: mean-pooled body + one linear head per task",
+            "tasks": self.tasks,
+            "base_model": self.base_model,
+            "max_length": self.max_length,
+            "version": self.version,
+            "created_at": self.created_at,
+            "train_seconds": self.train_seconds,
+            "training_config": self.config.to_dict() if self.config else None,
+            "metrics": self.metrics,
+            "libraries": library_versions(),
+        }
+        write_json_atomic(path / META_FILE, meta)
+        logger.info("saved multi-task model %s to %s", self.version, path)
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, quantize: bool | None = None, device: str | None = None
+    ) -> MultiTaskClassifier:
+        """Load a directory written by `save()`; ModelError names a missing or corrupt file.
+
+        `quantize=None` follows the recorded int8 decision on the CPU (fp32 elsewhere).
+        """
+        path = Path(path)
+        meta = _read_meta(path)
+        for name in ("config.json", "model.safetensors", HEADS_FILE):
+            if not (path / name).is_file():
+                raise ModelError(
+                    f"{path / name} is missing, so {path} is an incomplete multi-task model "
+                    "directory. Fix: copy the whole directory again, or retrain"
+                )
+        if quantize and device not in (None, "cpu"):
+            raise ConfigError(
+                f"int8 quantization runs on the CPU only; found device={device!r}. "
+                "Fix: drop quantize, or use device='cpu'"
+            )
+        device = "cpu" if quantize else torch_device(device)
+        if quantize is None:
+            recorded = (meta.get("metrics") or {}).get("int8") or {}
+            quantize = device == "cpu" and bool(recorded.get("default_on_cpu"))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            body = AutoModel.from_pretrained(str(path))
+            state = load_file(str(path / HEADS_FILE))
+        except Exception as exc:
+            raise ModelError(
+                f"cannot load the multi-task model in {path}: {type(exc).__name__}: {exc}. "
+                "Fix: copy the whole directory again, or retrain"
+            ) from exc
+        tasks = meta["tasks"]
+        heads = {}
+        for task, labels in tasks.items():
+            weight = state.get(f"{task}.weight")
+            if weight is None or weight.shape[0] != len(labels):
+                raise ModelError(
+                    f"{path / HEADS_FILE} has no head for task {task!r} with {len(labels)} "
+                    "labels; the directory mixes two models. Fix: retrain or restore it"
+                )
+            heads[task] = nn.Linear(weight.shape[1], weight.shape[0])
+        model = MultiTaskModel(body, heads)
+        model.heads.load_state_dict(state)
+        found = weights_fingerprint(model, _flat_labels(tasks))
+        if found != meta["version"]:
+            raise ModelError(
+                f"the weights in {path} do not match version {meta['version']!r} recorded in "
+                f"{path / META_FILE} (found {found!r}): the files were changed or corrupted. "
+                "Fix: copy the whole directory again, or retrain"
+            )
+        model.eval()
+        if quantize:
+            model = quantize_dynamic_int8(model)
+        model.to(device)
+        config = meta.get("training_config")
+        return cls(
+            model,
+            tokenizer,
+            tasks,
+            base_model=meta["base_model"],
+            max_length=int(meta["max_length"]),
+            metrics=meta.get("metrics") or {},
+            config=TrainingConfig.from_dict(config) if isinstance(config, dict) else None,
+            train_seconds=meta.get("train_seconds"),
+            created_at=meta.get("created_at"),
+            version=meta["version"],
+            device=device,
+            quantized=quantize,
+        )
+
+
+def train_multitask(
+    texts: Sequence[str],
+    targets: Mapping[str, Sequence[str]],
+    *,
+    base_model: str | None = None,
+    config: TrainingConfig | None = None,
+) -> MultiTaskClassifier:
+    """Fine-tune one body with a head per task on `texts` (every text labelled for every task).
+
+    The summed cross-entropy of all heads is minimised (class-weighted per task when
+    `config.class_weighting`). A stratified `config.eval_fraction` (on the first task) is held
+    out and each task is evaluated on it after training; there is no early stopping.
+    """
+    config = config or TrainingConfig()
+    if len(targets) < 1:
+        raise ConfigError("expected at least one task, e.g. {'topic': [...], 'sentiment': [...]}")
+    cleaned: dict[str, list[str]] = {}
+    for task, labels in targets.items():
+        texts, cleaned[task] = clean_examples(texts, labels, f"{task} training")
+        if len(set(cleaned[task])) < 2:
+            raise DataError(
+                f"task {task!r} has a single label {cleaned[task][0]!r}; each task needs at "
+                "least two labels. Fix: check the label column"
+            )
+    tasks = {task: sorted(set(labels)) for task, labels in cleaned.items()}
+    first = next(iter(tasks))
+    train_idx, eval_idx = stratified_split(cleaned[first], config.eval_fraction, config.seed)
+    device = torch_device(None)
+    base = resolve_base_model(base_model)
+    transformers.set_seed(config.seed)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        body = AutoModel.from_pretrained(base)
+    except OSError as exc:
+        raise ModelError(f"cannot load base model {base!r}: {exc}") from exc
+    hidden = body.config.hidden_size
+    model = MultiTaskModel(
+        body, {task: nn.Linear(hidden, len(labels)) for task, labels in tasks.items()}
+    ).to(device)
+    ids = {task: torch.tensor([tasks[task].index(y) for y in cleaned[task]]) for task in tasks}
+    weights = {
+        task: _class_weights([cleaned[task][i] for i in train_idx], tasks[task]).to(device)
+        if config.class_weighting
+        else None
+        for task in tasks
+    }
+    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+    steps = config.max_steps if config.max_steps > 0 else math.ceil(config.epochs * steps_per_epoch)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = transformers.get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * steps), steps
+    )
+    logger.info(
+        "multi-task fine-tuning %s on %d examples, tasks %s, %d steps, eval %d examples",
+        base,
+        len(train_idx),
+        {task: len(labels) for task, labels in tasks.items()},
+        steps,
+        len(eval_idx),
+    )
+    rng = np.random.default_rng(config.seed)
+    started = time.perf_counter()
+    model.train()
+    order: list[int] = []
+    loss = torch.tensor(0.0)
+    for step in range(steps):
+        if len(order) < config.batch_size:
+            order.extend(int(i) for i in rng.permutation(train_idx))
+        batch, order = order[: config.batch_size], order[config.batch_size :]
+        encoded = _encode(tokenizer, [texts[i] for i in batch], config.max_length, device)
+        logits = model(**encoded)
+        loss = sum(
+            nn.functional.cross_entropy(
+                logits[task], ids[task][batch].to(device), weight=weights[task]
+            )
+            for task in tasks
+        )
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            logger.info("multi-task step %d/%d: loss %.4f", step + 1, steps, loss.item())
+    model.eval()
+    stop_reason = (
+        f"reached max_steps {config.max_steps}"
+        if config.max_steps > 0
+        else f"completed all {config.epochs:g} epochs ({steps} steps)"
+    )
+    logger.info("training stopped: %s", stop_reason)
+    classifier = MultiTaskClassifier(
+        model,
+        tokenizer,
+        tasks,
+        base_model=base,
+        max_length=config.max_length,
+        config=config,
+        train_seconds=round(time.perf_counter() - started, 2),
+        device=device,
+    )
+    reports = {}
+    if eval_idx:
+        predicted = classifier.predict([texts[i] for i in eval_idx])
+        for task, labels in tasks.items():
+            reports[task] = classification_report(
+                [cleaned[task][i] for i in eval_idx], predicted[task], labels=labels
+            )
+            logger.info(
+                "eval %s (%d examples): accuracy %.4f, macro-F1 %.4f",
+                task,
+                len(eval_idx),
+                reports[task]["accuracy"],
+                reports[task]["macro_f1"],
+            )
+    int8 = _measure_int8(classifier, [texts[i] for i in eval_idx], cleaned, eval_idx, reports)
+    classifier.metrics = {
+        "int8": int8,
+        "eval": reports or None,
+        "eval_source": f"{config.eval_fraction:g} stratified split (on {first!r})"
+        if eval_idx
+        else None,
+        "n_train": len(train_idx),
+        "steps": steps,
+        "stop_reason": stop_reason,
+        "train_loss": round(loss.item(), 6),
+    }
+    return classifier
+
+
+def _measure_int8(
+    classifier: MultiTaskClassifier,
+    eval_texts: list[str],
+    cleaned: Mapping[str, Sequence[str]],
+    eval_idx: Sequence[int],
+    reports: Mapping[str, dict],
+) -> dict | None:
+    """Eval accuracy of the int8 copy and whether to use it by default on the CPU."""
+    if not eval_texts:
+        return None
+    int8 = MultiTaskClassifier(
+        quantize_dynamic_int8(copy.deepcopy(classifier.model)),
+        classifier.tokenizer,
+        classifier.tasks,
+        base_model=classifier.base_model,
+        max_length=classifier.max_length,
+        version=classifier.version,
+        quantized=True,
+    )
+    predicted = int8.predict(eval_texts)
+    accuracy, drop = {}, {}
+    for task, labels in classifier.tasks.items():
+        truth = [cleaned[task][i] for i in eval_idx]
+        accuracy[task] = classification_report(truth, predicted[task], labels=labels)["accuracy"]
+        drop[task] = round(reports[task]["accuracy"] - accuracy[task], 4)
+    use = max(drop.values()) <= INT8_MAX_ACCURACY_DROP
+    logger.info("int8 eval accuracy %s (drop %s): default on CPU %s", accuracy, drop, use)
+    return {
+        "accuracy": accuracy,
+        "accuracy_drop": drop,
+        "default_on_cpu": use,
+        "rule": f"int8 by default on the CPU when it costs <= {INT8_MAX_ACCURACY_DROP:g} of "
+        "eval accuracy on every task",
+    }
+
+
+def _class_weights(labels: Sequence[str], names: Sequence[str]) -> torch.Tensor:
+    counts = Counter(labels)
+    return torch.tensor(
+        [len(labels) / (len(names) * max(counts[name], 1)) for name in names], dtype=torch.float32
+    )
+
+
+def _flat_labels(tasks: Mapping[str, Sequence[str]]) -> list[str]:
+    return [f"{task}:{label}" for task, labels in tasks.items() for label in labels]
+
+
+def _encode(tokenizer, texts: list[str], max_length: int, device: str) -> dict[str, torch.Tensor]:
+    encoded = tokenizer(
+        texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+    )
+    return {key: value.to(device) for key, value in encoded.items()}
+
+
+def _read_meta(path: Path) -> dict:
+    meta_path = path / META_FILE
+    if not meta_path.is_file():
+        raise ModelError(
+            f"{meta_path} is missing, so {path} is not a threefold multi-task model. Fix: point "
+            "at a directory written by `threefold alerts train --multitask` or "
+            "MultiTaskClassifier.save()"
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{meta_path} is corrupt (not valid JSON: {exc}); retrain") from exc
+    missing = [
+        key
+        for key in ("format_version", "tasks", "base_model", "max_length", "version")
+        if key not in meta
+    ]
+    if missing:
+        raise ModelError(f"{meta_path} lacks {missing}; it is corrupt or from another tool")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise ModelError(
+            f"{meta_path} has format_version {meta['format_version']!r}; this threefold reads "
+            f"{FORMAT_VERSION}. Fix: retrain with this version"
+        )
+    return meta

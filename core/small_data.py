@@ -1,0 +1,238 @@
+"""Training on small data: which path to take, and the SetFit-style contrastive path.
+
+Fine-tuning a classification head from a few dozen examples mostly fails (a handful of optimizer
+steps, a noisy early-stopping split, a model that predicts one class). Below
+`TrainingConfig.small_data_threshold` examples per label the classifier is instead trained like
+SetFit (Tunstall et al. 2022): the sentence embedder is fine-tuned contrastively on
+same-label / different-label pairs (cosine-similarity loss), then a logistic-regression head is
+fitted on the frozen embeddings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import transformers
+from torch import nn
+from transformers import AutoModel, AutoTokenizer
+
+from threefold.core.embedding_classifier import EmbeddingClassifier
+from threefold.core.errors import ModelError
+from threefold.core.training_config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+FINE_TUNE = "fine-tune"
+CONTRASTIVE = "contrastive"
+ROUNDS = 10
+"""Contrastive steps = ROUNDS passes over the examples in batches, within [MIN_STEPS, MAX_STEPS]."""
+MIN_STEPS = 20
+MAX_STEPS = 60
+
+
+@dataclass(frozen=True)
+class StrategyChoice:
+    """The training path and, in words, why it was chosen."""
+
+    strategy: str
+    reason: str
+
+
+def choose_strategy(labels: Sequence[str], config: TrainingConfig) -> StrategyChoice:
+    """`contrastive` below `config.small_data_threshold` examples per label, else `fine-tune`."""
+    counts = Counter(labels)
+    fewest_label, fewest = min(sorted(counts.items()), key=lambda item: item[1])
+    threshold = config.small_data_threshold
+    if config.strategy != "auto":
+        return StrategyChoice(
+            config.strategy,
+            f"strategy {config.strategy!r} was requested (the rarest label, {fewest_label!r}, "
+            f"has {fewest} training examples; auto switches at {threshold} per label)",
+        )
+    if fewest < threshold:
+        return StrategyChoice(
+            CONTRASTIVE,
+            f"small data: the rarest label, {fewest_label!r}, has {fewest} training examples "
+            f"(< {threshold} per label), too few to fine-tune a classification head reliably; "
+            "contrastive sentence-pair fine-tuning plus a logistic-regression head (SetFit "
+            "style) works from a handful of examples per label",
+        )
+    return StrategyChoice(
+        FINE_TUNE,
+        f"enough data: every label has >= {threshold} training examples (the rarest, "
+        f"{fewest_label!r}, has {fewest}), so the whole model is fine-tuned end to end",
+    )
+
+
+def pair_targets(label_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(target, weight) over every pair i < j of a batch: target 1 for the same label, else 0.
+
+    Same-label and different-label pairs each carry half the total weight (the two kinds are
+    balanced, as in SetFit's pair sampling); the diagonal and lower triangle weigh 0.
+    """
+    same = (label_ids[:, None] == label_ids[None, :]).float()
+    upper = torch.triu(torch.ones_like(same), diagonal=1)
+    positive, negative = same * upper, (1 - same) * upper
+    weight = torch.zeros_like(same)
+    kinds = [kind for kind in (positive, negative) if kind.sum() > 0]
+    for kind in kinds:
+        weight += kind / (kind.sum() * len(kinds))
+    return same, weight
+
+
+def contrastive_steps(n_examples: int, batch_size: int) -> int:
+    """How many steps: ROUNDS passes over the data, within [MIN_STEPS, MAX_STEPS]."""
+    return min(max(math.ceil(ROUNDS * n_examples / batch_size), MIN_STEPS), MAX_STEPS)
+
+
+def train_contrastive(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    label_names: Sequence[str],
+    base: str,
+    config: TrainingConfig,
+    device: str,
+) -> tuple[EmbeddingClassifier, object, dict]:
+    """Contrastively fine-tune `base` on pairs of `texts`, then fit the head.
+
+    Each step embeds a batch of examples and pulls every same-label pair in it towards cosine 1
+    and pushes every different-label pair towards 0 (SetFit's cosine-similarity loss, over all
+    pairs of the batch rather than sampled pairs: one embedding per sentence per step).
+    Returns (model, tokenizer, record): the record has stop_reason, steps, pairs, train_loss.
+    `config.max_steps` > 0 caps the steps.
+    """
+    transformers.set_seed(config.seed)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        body = AutoModel.from_pretrained(base)
+    except OSError as exc:
+        raise ModelError(f"cannot load base model {base!r}: {exc}") from exc
+    body.config.id2label = dict(enumerate(label_names))
+    body.config.label2id = {label: i for i, label in enumerate(label_names)}
+    dim = body.config.hidden_size
+    model = EmbeddingClassifier(body, nn.Linear(dim, len(label_names))).to(device)
+
+    batch_size = min(config.batch_size, len(texts))
+    steps = contrastive_steps(len(texts), batch_size)
+    if config.max_steps > 0:
+        steps = min(steps, config.max_steps)
+    optimizer = torch.optim.AdamW(
+        model.body.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = transformers.get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * steps), steps
+    )
+    logger.info(
+        "contrastive fine-tuning on %d examples: batch %d (all %d pairs in it), %d steps, lr %g",
+        len(texts),
+        batch_size,
+        batch_size * (batch_size - 1) // 2,
+        steps,
+        config.learning_rate,
+    )
+    label_ids = torch.tensor([label_names.index(label) for label in labels])
+    rng = np.random.default_rng(config.seed)
+    order: list[int] = []
+    model.train()
+    log_every = max(1, steps // 10)
+    pairs_seen = 0
+    for step in range(steps):
+        if len(order) < batch_size:
+            order.extend(int(i) for i in rng.permutation(len(texts)))
+        batch, order = order[:batch_size], order[batch_size:]
+        encoded = _encode(tokenizer, [texts[i] for i in batch], config.max_length, device)
+        embeddings = model.embed(**encoded)
+        target, weight = pair_targets(label_ids[batch].to(device))
+        loss = (weight * (embeddings @ embeddings.T - target) ** 2).sum()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        pairs_seen += len(batch) * (len(batch) - 1) // 2
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            logger.info("contrastive step %d/%d: loss %.4f", step + 1, steps, loss.item())
+    model.eval()
+    stop_reason = (
+        f"contrastive pass complete: {steps} steps of {batch_size} examples "
+        f"({pairs_seen} sentence pairs)"
+        + (f" (capped by max_steps {config.max_steps})" if config.max_steps > 0 else "")
+        + "; then the logistic-regression head was fitted"
+    )
+    embeddings = embed_texts(model, tokenizer, texts, config.max_length, device)
+    weights = None
+    if config.class_weighting:
+        counts = Counter(labels)
+        weights = torch.tensor(
+            [len(labels) / (len(label_names) * counts[name]) for name in label_names]
+        )
+    model.head = fit_logistic_head(embeddings, label_ids, len(label_names), weights).to(device)
+    model.eval()
+    record = {
+        "stop_reason": stop_reason,
+        "steps": steps,
+        "pairs": pairs_seen,
+        "train_loss": round(loss.item(), 6),
+    }
+    return model, tokenizer, record
+
+
+def embed_texts(
+    model: EmbeddingClassifier, tokenizer, texts: Sequence[str], max_length: int, device: str
+) -> torch.Tensor:
+    """Embeddings of `texts` (eval mode, batches of 64), on the CPU."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), 64):
+            encoded = _encode(tokenizer, list(texts[start : start + 64]), max_length, device)
+            out.append(model.embed(**encoded).float().cpu())
+    return torch.cat(out)
+
+
+def fit_logistic_head(
+    embeddings: torch.Tensor,
+    label_ids: torch.Tensor,
+    n_labels: int,
+    class_weights: torch.Tensor | None = None,
+    *,
+    inverse_regularization: float = 1.0,
+) -> nn.Linear:
+    """Multinomial logistic regression (L2, like scikit-learn's C=1 default) as an nn.Linear."""
+    embeddings = embeddings.detach().float().cpu()
+    head = nn.Linear(embeddings.shape[1], n_labels)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    optimizer = torch.optim.LBFGS(
+        head.parameters(), lr=1.0, max_iter=500, tolerance_grad=1e-6, line_search_fn="strong_wolfe"
+    )
+    n = len(label_ids)
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad()
+        losses = nn.functional.cross_entropy(
+            head(embeddings), label_ids, weight=class_weights, reduction="none"
+        )
+        loss = losses.sum() / n + head.weight.pow(2).sum() / (2 * inverse_regularization * n)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(objective)
+    return head
+
+
+def _encode(tokenizer, texts: list[str], max_length: int, device: str) -> dict[str, torch.Tensor]:
+    encoded = tokenizer(
+        texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+    )
+    return {
+        key: value.to(device)
+        for key, value in encoded.items()
+        if key in ("input_ids", "attention_mask")
+    }

@@ -1,0 +1,106 @@
+"""Multi-task model: one body, a topic and a sentiment head, saved as one directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support.classifier_data import LABELS, TEXTS
+
+from threefold.core.errors import DataError, ModelError
+from threefold.core.multitask import (
+    HEADS_FILE,
+    META_FILE,
+    MultiTaskClassifier,
+    is_multitask_dir,
+    train_multitask,
+)
+from threefold.core.training_config import TrainingConfig
+
+TOPICS = ["results"] * 10 + ["other"] * 10
+CONFIG = TrainingConfig(
+    max_steps=12, batch_size=8, learning_rate=2e-4, warmup_ratio=0.0, eval_fraction=0.25
+)
+
+
+@pytest.fixture(scope="module")
+def multitask_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = train_multitask(TEXTS, {"topic": TOPICS, "sentiment": LABELS}, config=CONFIG)
+    out = tmp_path_factory.mktemp("multitask") / "model"
+    model.save(out)
+    return out
+
+
+@pytest.mark.slow
+def test_multitask_directory_describes_every_task(multitask_dir: Path) -> None:
+    meta = json.loads((multitask_dir / META_FILE).read_text(encoding="utf-8"))
+    assert meta["tasks"] == {
+        "topic": ["other", "results"],
+        "sentiment": ["negative", "neutral", "positive"],
+    }
+    assert set(meta["metrics"]["eval"]) == {"topic", "sentiment"}
+    assert meta["metrics"]["stop_reason"] == "reached max_steps 12"
+    assert (multitask_dir / HEADS_FILE).is_file()
+    assert is_multitask_dir(multitask_dir)
+
+
+@pytest.mark.slow
+def test_multitask_round_trip_gives_identical_probabilities(
+    multitask_dir: Path, tmp_path: Path
+) -> None:
+    first = MultiTaskClassifier.load(multitask_dir, quantize=False)
+    probabilities = first.predict_proba(TEXTS, batch_size=4)
+    assert probabilities["topic"].shape == (len(TEXTS), 2)
+    assert probabilities["sentiment"].shape == (len(TEXTS), 3)
+    first.save(tmp_path / "again")
+    again = MultiTaskClassifier.load(tmp_path / "again", quantize=False)
+    assert again.version == first.version
+    for task, rows in again.predict_proba(TEXTS, batch_size=4).items():
+        np.testing.assert_array_equal(rows, probabilities[task])
+
+
+@pytest.mark.slow
+def test_int8_is_measured_and_its_recorded_decision_is_the_cpu_default(
+    multitask_dir: Path,
+) -> None:
+    meta = json.loads((multitask_dir / META_FILE).read_text(encoding="utf-8"))
+    int8 = meta["metrics"]["int8"]
+    assert set(int8["accuracy"]) == set(int8["accuracy_drop"]) == {"topic", "sentiment"}
+    assert int8["default_on_cpu"] == (max(int8["accuracy_drop"].values()) <= 0.005)
+    loaded = MultiTaskClassifier.load(multitask_dir, device="cpu")
+    assert loaded.quantized == int8["default_on_cpu"]
+    assert MultiTaskClassifier.load(multitask_dir, quantize=True).quantized
+    assert not MultiTaskClassifier.load(multitask_dir, quantize=False).quantized
+
+
+@pytest.mark.slow
+def test_multitask_body_loads_in_transformers_directly(multitask_dir: Path) -> None:
+    from transformers import AutoModel
+
+    assert AutoModel.from_pretrained(str(multitask_dir)).config.hidden_size == 384
+
+
+@pytest.mark.slow
+def test_changed_head_weights_are_detected(multitask_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    copy = tmp_path / "copy"
+    shutil.copytree(multitask_dir, copy)
+    heads = load_file(copy / HEADS_FILE)
+    heads["topic.bias"] = heads["topic.bias"] + 1.0
+    save_file(heads, copy / HEADS_FILE)
+    with pytest.raises(ModelError, match=r"do not match version"):
+        MultiTaskClassifier.load(copy)
+
+
+def test_a_single_label_task_is_rejected() -> None:
+    with pytest.raises(DataError, match=r"task 'topic' has a single label 'results'"):
+        train_multitask(TEXTS, {"topic": ["results"] * 20, "sentiment": LABELS}, config=CONFIG)
+
+
+def test_a_directory_without_the_meta_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"threefold_multitask\.json is missing"):
+        MultiTaskClassifier.load(tmp_path)
