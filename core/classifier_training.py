@@ -117,9 +117,10 @@ def train_classifier(
     )
     started = time.perf_counter()
     if choice.strategy == CONTRASTIVE:
-        model, tokenizer, record = train_contrastive(
-            texts, labels, label_names, base, config, device
-        )
+        with _quiet_unless_progress(config):
+            model, tokenizer, record = train_contrastive(
+                texts, labels, label_names, base, config, device
+            )
         run = {"epochs_completed": None, "best_step": None, **record}
     else:
         model, tokenizer, run = _fine_tune(
@@ -239,13 +240,16 @@ def train_classifier_from_files(
     )
 
 
+def _quiet_unless_progress(config: TrainingConfig) -> contextlib.AbstractContextManager:
+    """--no-progress: no "Loading weights" / "Writing model shards" bars either."""
+    return contextlib.nullcontext() if config.output_progress else without_progress_bars()
+
+
 def _fine_tune(
     texts, labels, eval_texts, eval_labels, label_names, base, config, device, notes
 ) -> tuple[nn.Module, object, dict]:
     """The transformers Trainer path; returns (model, tokenizer, run record with stop_reason)."""
-    # --no-progress: no "Loading weights" / "Writing model shards" bars either
-    quiet = contextlib.nullcontext if config.output_progress else without_progress_bars
-    with quiet():
+    with _quiet_unless_progress(config):
         tokenizer, model = _load_base(base, label_names, config)
     label_ids = {label: i for i, label in enumerate(label_names)}
     train_data = _EncodedExamples(tokenizer, texts, labels, label_ids, config.max_length)
@@ -277,7 +281,7 @@ def _fine_tune(
             workdir,
             device,
         )
-        with quiet():
+        with _quiet_unless_progress(config):
             result = trainer.train()
         state = trainer.state
     run = {
