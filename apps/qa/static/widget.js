@@ -496,11 +496,13 @@
       this.live = { close: () => (stopped = true) };
       var poll = () => {
         if (stopped) return;
-        fetch(base + "/wait?timeout=20")
+        fetch(base + "/wait?timeout=10")
           .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
           .then((data) => {
             if (data.event) this.onLiveEvent(data.event);
-            poll();
+            // an event published between two polls reaches no poll: resync from the session
+            // (agent turns are added once, by turn id), then wait again
+            return this.refreshState().then(poll);
           })
           .catch(() => setTimeout(poll, 3000));
       };
