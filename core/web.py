@@ -122,6 +122,25 @@ def require_fields(body: dict[str, Any], spec: dict[str, type | tuple[type, ...]
             )
 
 
+def require_text(
+    body: dict[str, Any], field: str, *, max_chars: int, empty_hint: str, **too_long: Any
+) -> str:
+    """`body[field]` stripped: a 400 ApiError when it is missing, not a string, empty or longer
+    than `max_chars` (`too_long` adds details such as `code` to that error)."""
+    require_fields(body, {field: str})
+    text = body[field].strip()
+    if not text:
+        raise ApiError(400, f"{field} is empty; {empty_hint}", field=field)
+    if len(text) > max_chars:
+        raise ApiError(
+            400,
+            f"{field} is {len(text)} characters; the limit is {max_chars}. Shorten it",
+            field=field,
+            **too_long,
+        )
+    return text
+
+
 def _as_tuple(expected: type | tuple[type, ...]) -> tuple[type, ...]:
     return expected if isinstance(expected, tuple) else (expected,)
 

@@ -19,7 +19,7 @@ from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
 from threefold.apps.qa.web.event_stream import sse_response
 from threefold.apps.qa.web.pages import STATIC_DIR
-from threefold.core.web import ApiError, read_json_body, require_fields
+from threefold.core.web import ApiError, read_json_body, require_text
 
 agent_blueprint = Blueprint("qa_agent", __name__)
 api = "/api/agent"
@@ -113,15 +113,9 @@ def send_message(session_id: str) -> ResponseReturnValue:
     """`{"text": ...}` -> 201 with the stored turn; the customer's widget shows it at once."""
     resources = _resources()
     body = read_json_body(max_bytes=resources.config.max_body_bytes)
-    require_fields(body, {"text": str})
-    text = body["text"].strip()
-    if not text:
-        raise ApiError(400, "text is empty; type a reply", field="text")
-    limit = resources.config.max_message_chars
-    if len(text) > limit:
-        raise ApiError(
-            400, f"text is {len(text)} characters; the limit is {limit}. Shorten it", field="text"
-        )
+    text = require_text(
+        body, "text", max_chars=resources.config.max_message_chars, empty_hint="type a reply"
+    )
     turn = resources.desk.reply(_conversation_id(session_id), g.agent, text)
     return jsonify(turn.__dict__), 201
 

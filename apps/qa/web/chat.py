@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 from threefold.apps.qa.chat import UnknownFaq, UnknownSession, UnknownTurn
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
-from threefold.core.web import ApiError, read_json_body, require_fields
+from threefold.core.web import ApiError, read_json_body, require_fields, require_text
 
 chat_blueprint = Blueprint("qa_chat", __name__, url_prefix="/api")
 RATINGS = ("down", "up")
@@ -53,19 +53,15 @@ def chat() -> ResponseReturnValue:
     handoff), or outcome "agent" with no answer while a person has the conversation."""
     resources = _resources()
     body = read_json_body(max_bytes=resources.config.max_body_bytes)
-    require_fields(body, {"message": str})
-    message = body["message"].strip()
-    if not message:
-        raise ApiError(400, "message is empty; type a question", field="message")
     limit = resources.config.max_message_chars
-    if len(message) > limit:
-        raise ApiError(
-            400,
-            f"message is {len(message)} characters; the limit is {limit}. Shorten it",
-            code="message_too_long",
-            field="message",
-            limit=limit,
-        )
+    message = require_text(
+        body,
+        "message",
+        max_chars=limit,
+        empty_hint="type a question",
+        code="message_too_long",
+        limit=limit,
+    )
     session_id = _session_id(body, required=False)
     faq_id = body.get("faq_id")
     if faq_id is not None and not isinstance(faq_id, str):
