@@ -35,13 +35,16 @@ class AgentDesk:
         wait_timeout_s: float,
         metrics: QAMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        on_reply: Callable[[Session, Turn], object] | None = None,
     ) -> None:
+        """`on_reply(session, turn)`: called after each agent reply is stored (its signal log)."""
         self.store = store
         self.bus = bus
         self.sessions = sessions
         self.wait_timeout_s = wait_timeout_s
         self.metrics = metrics
         self.clock = clock
+        self.on_reply = on_reply
 
     def active(self, session_id: str) -> Conversation | None:
         """The session's conversation while it waits for or is held by a person."""
@@ -101,6 +104,8 @@ class AgentDesk:
             self.metrics.observe_first_reply(now - conversation.waiting_since)
         self._notify_customer(session_id, {"type": "message", "turn": turn.__dict__})
         self._changed(conversation)
+        if self.on_reply is not None:
+            self.on_reply(session, turn)
         return turn
 
     def end(self, session_id: str, agent: str, status: str) -> Conversation:

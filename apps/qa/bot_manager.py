@@ -7,13 +7,21 @@ assignment. A reader therefore sees the old or the new bot, never a half-updated
 An edit is served at once by retrieval (new texts embedded into the index); when the bot has an
 intent model, a background thread then rebuilds it from the edited KB (intent head + fusion,
 the bot's build options) and swaps the result in the same way, unless another edit came first,
-in which case it rebuilds again from the newer KB.
+in which case it rebuilds again from the newer KB. An edit made with `recalibrate=True` (the
+review queue's) rebuilds a retrieval-only bot the same way, so its calibration is refitted on the
+edited KB too.
+
+Every worker follows the bot directory's `current` pointer (`follow_pointer`, at most every
+`check_every_s`, from the `bot` property): a version published or rolled back by another process
+(`threefold retrain qa`, `threefold models rollback`, another gunicorn worker's edit) is loaded
+and swapped in without a restart. A version that fails to load is logged and the old bot kept.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 from threefold.apps.qa.bot import Bot
@@ -24,12 +32,16 @@ from threefold.apps.qa.store import BotStore
 from threefold.core.encoder import TextEncoder
 
 logger = logging.getLogger(__name__)
+CHECK_EVERY_S = 1.0
+RECALIBRATED_BY = "qa recalibration after kb edit"
 
 
 class BotManager:
     """Holds the current Bot of a BotStore; writers are serialized, readers never block.
 
     `micro_batch`: encode concurrent requests together (see `micro_batch`); the serving app's.
+    `check_every_s`: how often reading `bot` looks at the pointer (None: never; the server's
+    managers follow it every `CHECK_EVERY_S`).
     """
 
     def __init__(
@@ -39,6 +51,7 @@ class BotManager:
         embedder: TextEncoder | None = None,
         retrain_in_background: bool = True,
         micro_batch: bool = False,
+        check_every_s: float | None = None,
     ) -> None:
         self.store = store
         self._embedder = embedder
@@ -51,13 +64,44 @@ class BotManager:
         self._retrain_thread: threading.Thread | None = None
         self._retrain_idle = threading.Event()
         self._retrain_idle.set()
+        self.check_every_s = check_every_s
+        self._stamp: object = None
+        self._checked_at = 0.0
 
     @property
     def bot(self) -> Bot:
+        """The bot to answer from (after following the pointer, when it is time to look)."""
+        if self.check_every_s is not None:
+            self.follow_pointer()
         bot = self._bot
         if bot is None:
             raise RuntimeError("BotManager.reload() must run before the bot is used")
         return bot
+
+    def follow_pointer(self, *, force: bool = False) -> bool:
+        """Swap in the store's current version when the pointer names another one; True when
+        swapped. Cheap (a stat) and rate-limited unless `force`; never blocks a reader: while
+        another thread writes, the old bot keeps answering."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < (self.check_every_s or 0.0):
+            return False
+        self._checked_at = now
+        stamp = self.store.pointer_stamp()
+        if stamp == self._stamp or not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            self._stamp = stamp
+            version = self.store.current_version()
+            if self._bot is None or version is None or version == self._bot.version:
+                return False
+            self._swap(self.store.load(version, embedder=self._embedder))
+            logger.info("followed the pointer of %s to bot version %s", self.store.root, version)
+            return True
+        except Exception:
+            logger.exception("could not load the bot version the pointer names; keeping the old")
+            return False
+        finally:
+            self._write_lock.release()
 
     def _swap(self, bot: Bot) -> None:
         if self.micro_batch and not isinstance(bot.embedder, MicroBatchEncoder):
@@ -69,18 +113,36 @@ class BotManager:
     def reload(self) -> str:
         """Load the store's current version (e.g. after an offline rebuild) and swap it in."""
         with self._write_lock:
+            self._stamp = self.store.pointer_stamp()
             self._swap(self.store.load(embedder=self._embedder))
-            return self.bot.version
+            return self._current().version
+
+    def _current(self) -> Bot:
+        bot = self._bot
+        if bot is None:
+            raise RuntimeError("BotManager.reload() must run before the bot is used")
+        return bot
 
     def edit(
-        self, upserts: Iterable[FaqEntry] = (), deletes: Iterable[str] = ()
+        self,
+        upserts: Iterable[FaqEntry] = (),
+        deletes: Iterable[str] = (),
+        *,
+        by: str = "admin",
+        recalibrate: bool = False,
     ) -> tuple[str, EditStats]:
-        """Apply changes, publish them as a new version and swap it in; returns (version, stats)."""
+        """Apply changes, publish them as a new version and swap it in; returns (version, stats).
+
+        `by`: who edited (recorded as the version's created_by, "kb edit by <by>").
+        `recalibrate`: also refit a retrieval-only bot's calibration in the background (a bot
+        with an intent model is always rebuilt after an edit).
+        """
         with self._write_lock:
-            new_bot, stats = apply_edits(self.bot, upserts, deletes)
-            self.store.publish(new_bot)
+            new_bot, stats = apply_edits(self._current(), upserts, deletes)
+            self.store.publish(new_bot, created_by=f"kb edit by {by}")
+            self._stamp = self.store.pointer_stamp()
             self._swap(new_bot)
-        if new_bot.intent is not None and self.retrain_in_background:
+        if (new_bot.intent is not None or recalibrate) and self.retrain_in_background:
             self._schedule_retrain()
         return new_bot.version, stats
 
@@ -106,7 +168,7 @@ class BotManager:
                     self._retrain_idle.set()
                     return
                 self._retrain_wanted = False
-            base = self.bot
+            base = self._current()
             try:
                 rebuilt = retrained(base)
             except Exception:
@@ -117,13 +179,15 @@ class BotManager:
                     logger.info("bot changed during the retrain; retraining from the newer one")
                     continue
                 rebuilt.info.parent = base.version
-                self.store.publish(rebuilt)
+                self.store.publish(rebuilt, created_by=RECALIBRATED_BY)
+                self._stamp = self.store.pointer_stamp()
                 self._swap(rebuilt)
 
     def rollback(self) -> str:
         """Re-activate the previously active version and swap it in; returns its version."""
         with self._write_lock:
             version = self.store.rollback()
+            self._stamp = self.store.pointer_stamp()
             self._swap(self.store.load(version, embedder=self._embedder))
             return version
 

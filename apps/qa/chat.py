@@ -193,6 +193,7 @@ class ChatService:
                 reason=decision.reason,
                 confidence=confidence,
                 candidates=[s["faq_id"] for s in reply.suggestions],
+                bot_version=reply.bot_version,
             )
         if self.observe is not None:
             self.observe(reply)
@@ -266,6 +267,7 @@ class ChatService:
                 confidence=reply.confidence,
                 outcome=reply.outcome,
                 suggestions=reply.suggestions,
+                bot_version=reply.bot_version,
             )
         )
         if reply.outcome == "answer":
@@ -387,4 +389,5 @@ class ChatService:
             question=question,
             answer=turn.text,
             comment=comment,
+            bot_version=turn.bot_version or "",
         )

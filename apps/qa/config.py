@@ -40,6 +40,9 @@ class QAConfig:
     redis_timeout_s: float = 2.0
     redis_retry_s: float = 5.0  # after a Redis connection failure, answer without it this long
     kb_versions_kept: int = 5  # published bot versions kept besides the current one
+    follow_pointer_s: float = 1.0  # how often each worker looks for a new current bot version
+    gate_set: str | None = None  # CSV question,faq_id that `threefold retrain qa` is judged on
+    gate_margin: float = 0.0  # a candidate this much worse than the current one still passes
     max_message_chars: int = 1000
     max_body_bytes: int = 16_000
     rate_limit_per_minute: int | None = 120
@@ -81,6 +84,13 @@ class QAConfig:
                 "redis_timeout_s must be > 0 and redis_retry_s >= 0, found "
                 f"{self.redis_timeout_s} and {self.redis_retry_s}"
             )
+        if self.follow_pointer_s < 0:
+            raise ConfigError(
+                f"follow_pointer_s must be >= 0 (0 = look on every request), found "
+                f"{self.follow_pointer_s}"
+            )
+        if not 0.0 <= self.gate_margin < 1.0:
+            raise ConfigError(f"gate_margin must be within [0, 1), found {self.gate_margin}")
         if self.handoff_timeout_s <= 0:
             raise ConfigError(f"handoff_timeout_s must be > 0, found {self.handoff_timeout_s}")
         if self.agent_wait_timeout_s <= 0:

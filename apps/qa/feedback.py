@@ -1,7 +1,10 @@
-"""Thumbs up/down per answer and the log of unanswered questions, exportable to CSV.
+"""The signals the learning loop reads back: thumbs, unanswered questions, agents' replies.
 
-One vote per answer: the log keeps every click, and reading it (list, CSV) counts only the
-latest vote of each turn, so a second vote replaces the first.
+Every record has its provenance: when (`ts`), whose conversation (`session_id`), what the
+customer saw (the bot's answer or reply and the `bot_version` that gave it) or who answered
+(`agent`). One vote per answer: the log keeps every click, and reading it (list, CSV) counts
+only the latest vote of each turn, so a second vote replaces the first. Feedback and
+unanswered questions export to CSV.
 
 The records are kept in a `RecordLog`: `MemoryRecordLog` in this process (the app uses it when
 Redis is not configured), `redis_feedback.RedisRecordLog` in Redis.
@@ -27,13 +30,23 @@ FEEDBACK_FIELDS = (
     "question",
     "answer",
     "comment",
+    "bot_version",
 )
-UNANSWERED_FIELDS = ("ts", "session_id", "question", "reason", "confidence", "candidates")
+UNANSWERED_FIELDS = (
+    "ts",
+    "session_id",
+    "question",
+    "reason",
+    "confidence",
+    "candidates",
+    "bot_version",
+)
 MAX_LOG_ENTRIES = 100_000
 
 
 FEEDBACK_LOG = "feedback"
 UNANSWERED_LOG = "unanswered"
+AGENT_REPLY_LOG = "agent_replies"
 
 
 class RecordLog(Protocol):
@@ -81,6 +94,7 @@ class FeedbackStore:
         question: str,
         answer: str,
         comment: str = "",
+        bot_version: str = "",
     ) -> dict[str, Any]:
         """Store one rating ("up" or "down") of a bot answer; returns the stored record."""
         record = {
@@ -92,6 +106,7 @@ class FeedbackStore:
             "question": mask_pii(question),
             "answer": mask_pii(answer),
             "comment": mask_pii(comment),
+            "bot_version": bot_version,
         }
         self.log.append(FEEDBACK_LOG, record)
         return record
@@ -104,8 +119,9 @@ class FeedbackStore:
         reason: str,
         confidence: float,
         candidates: list[str],
+        bot_version: str = "",
     ) -> None:
-        """Remember a question the bot could not answer (for KB gap analysis)."""
+        """Remember a question the bot did not answer, and the bot version that declined it."""
         record = {
             "ts": round(time.time(), 3),
             "session_id": session_id,
@@ -113,8 +129,24 @@ class FeedbackStore:
             "reason": reason,
             "confidence": round(confidence, 4),
             "candidates": candidates,
+            "bot_version": bot_version,
         }
         self.log.append(UNANSWERED_LOG, record)
+
+    def log_agent_reply(
+        self, *, session_id: str, turn_id: str, agent: str, question: str, reply: str
+    ) -> dict[str, Any]:
+        """Remember a person's reply to a customer's question (a label the bot can learn from)."""
+        record = {
+            "ts": round(time.time(), 3),
+            "session_id": session_id,
+            "turn_id": turn_id,
+            "agent": agent,
+            "question": mask_pii(question),
+            "reply": mask_pii(reply),
+        }
+        self.log.append(AGENT_REPLY_LOG, record)
+        return record
 
     def feedback(self) -> list[dict[str, Any]]:
         """The ratings, one per answer (its latest vote), oldest first."""
@@ -122,6 +154,9 @@ class FeedbackStore:
 
     def unanswered(self) -> list[dict[str, Any]]:
         return list(self.log.read(UNANSWERED_LOG))
+
+    def agent_replies(self) -> list[dict[str, Any]]:
+        return list(self.log.read(AGENT_REPLY_LOG))
 
     def export_feedback_csv(self, handle: IO[str]) -> int:
         """Write all ratings as CSV (header + one row each); returns the number of rows."""

@@ -85,7 +85,9 @@ def open_bot(settings: QAConfig, *, encoder: TextEncoder | None = None) -> BotMa
             f"{settings.bot_dir}`, or serve with THREEFOLD_QA_KB_PATH set so `threefold serve qa` "
             "builds one"
         )
-    manager = BotManager(store, embedder=encoder, micro_batch=True)
+    manager = BotManager(
+        store, embedder=encoder, micro_batch=True, check_every_s=settings.follow_pointer_s
+    )
     manager.reload()
     return manager
 
@@ -138,6 +140,13 @@ def open_resources(
         sessions=sessions,
         wait_timeout_s=settings.agent_wait_timeout_s,
         metrics=metrics,
+        on_reply=lambda session, turn: feedback.log_agent_reply(
+            session_id=session.id,
+            turn_id=turn.turn_id,
+            agent=turn.agent or "",
+            question=session.last_user_text() or "",
+            reply=turn.text,
+        ),
     )
     metrics.count_queue_with(lambda: len(handoffs.list("waiting")))
     notifier = HandoffNotifier(

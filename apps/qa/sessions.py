@@ -32,6 +32,7 @@ class Turn:
     agent: str | None = None  # the display name on agent turns
     suggestions: list[dict[str, str]] = field(default_factory=list)  # offered with a bot turn
     rating: str | None = None  # the customer's vote on a bot answer ("up" or "down")
+    bot_version: str | None = None  # the bot version that gave a bot turn
 
 
 @dataclass

@@ -71,14 +71,33 @@ class BotStore:
     def version_dir(self, version: str) -> Path:
         return self._folders.path(version)
 
-    def publish(self, bot: Bot, *, activate: bool = True) -> str:
+    def publish(
+        self,
+        bot: Bot,
+        *,
+        activate: bool = True,
+        created_by: str = "qa build",
+        metadata: dict | None = None,
+    ) -> str:
         """Write `bot` as a new version (and make it current); sets and returns its version."""
+        return self._folders.publish(self.writer(bot), activate=activate)
+
+    def writer(self, bot: Bot):  # noqa: ANN201
+        """`write(folder, version)` that saves `bot` as that version (for gated publishing)."""
 
         def write(folder: Path, version: str) -> None:
             bot.info.version = version
             self._write_version(bot, folder)
 
-        return self._folders.publish(write, activate=activate)
+        return write
+
+    def pointer_stamp(self) -> object:
+        """Changes whenever the current pointer (state.json) is replaced; cheap (one stat)."""
+        try:
+            stat = (self.root / STATE_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
     def _write_version(self, bot: Bot, folder: Path) -> None:
         bot.kb.save(folder / "kb.json")

@@ -16,6 +16,7 @@ from threefold.apps.qa.web.customer_live import customer_live_blueprint
 from threefold.apps.qa.web.handoff_errors import install_handoff_errors
 from threefold.apps.qa.web.openapi import DOCUMENT
 from threefold.apps.qa.web.pages import STATIC_DIR, pages_blueprint
+from threefold.apps.qa.web.review import review_blueprint
 from threefold.core.openapi import register_openapi
 from threefold.core.settings import load_settings, reveal
 from threefold.core.web import setup_web_app
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 def create_app(settings: QAConfig | None = None, resources: Resources | None = None) -> Flask:
-    """The QA bot service: chat, admin and agent API, health, metrics, widget, demo and console.
+    """The QA bot service: chat, admin, agent and review API, health, metrics, pages.
 
     Args:
         settings: None reads THREEFOLD_QA_* from the environment.
@@ -59,6 +60,7 @@ def create_app(settings: QAConfig | None = None, resources: Resources | None = N
     app.register_blueprint(pages_blueprint)
     app.register_blueprint(agent_blueprint)
     app.register_blueprint(customer_live_blueprint)
+    app.register_blueprint(review_blueprint)
     register_openapi(app, DOCUMENT)
     install_handoff_errors(app)
     logger.info("QA bot app ready: bot %s, %s", resources.manager.bot.version, settings)

@@ -26,7 +26,7 @@ def _resources() -> Resources:
     return current_app.extensions[EXTENSION_KEY]
 
 
-def _entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> Any:
+def entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> Any:
     if faq_id is not None:
         if "id" in body and body["id"] != faq_id:
             raise ApiError(400, f"body id {body['id']!r} differs from the URL id {faq_id!r}")
@@ -35,11 +35,11 @@ def _entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> Any:
         entry = entry_from_mapping(body)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
-    _check_addressable(entry.id)
+    check_addressable(entry.id)
     return entry
 
 
-def _check_addressable(faq_id: str) -> None:
+def check_addressable(faq_id: str) -> None:
     """Refuse ids that GET/PUT/DELETE /api/kb/<id> could never reach again."""
     if UNADDRESSABLE.search(faq_id) or faq_id in RESERVED_IDS or faq_id in (".", ".."):
         raise ApiError(
@@ -51,7 +51,7 @@ def _check_addressable(faq_id: str) -> None:
         )
 
 
-def _audit(action: str, **details: Any) -> None:
+def admin_audit(action: str, **details: Any) -> None:
     audit(action, store=lambda r: _resources().feedback.log.append(AUDIT_LOG, r), **details)
 
 
@@ -79,12 +79,12 @@ def get_entry(faq_id: str) -> ResponseReturnValue:
 @bearer_token_required(TOKEN_KEY)
 def create_entry() -> ResponseReturnValue:
     """Add one entry `{id, questions|question, answer, category?}`; 409 when the id exists."""
-    entry = _entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY))
+    entry = entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY))
     manager = _resources().manager
     if entry.id in manager.bot.kb:
         raise ApiError(409, f"FAQ id {entry.id!r} exists; use PUT /api/kb/{entry.id} to replace it")
     version, stats = manager.edit(upserts=[entry])
-    _audit("kb.create", faq_id=entry.id, version=version)
+    admin_audit("kb.create", faq_id=entry.id, version=version)
     return _version_response(version, stats, 201)
 
 
@@ -92,9 +92,9 @@ def create_entry() -> ResponseReturnValue:
 @bearer_token_required(TOKEN_KEY)
 def replace_entry(faq_id: str) -> ResponseReturnValue:
     """Create or replace the entry with this id; only changed texts are re-embedded."""
-    entry = _entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY), faq_id=faq_id)
+    entry = entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY), faq_id=faq_id)
     version, stats = _resources().manager.edit(upserts=[entry])
-    _audit("kb.replace", faq_id=entry.id, version=version)
+    admin_audit("kb.replace", faq_id=entry.id, version=version)
     return _version_response(version, stats)
 
 
@@ -107,7 +107,7 @@ def delete_entry(faq_id: str) -> ResponseReturnValue:
     if len(manager.bot.kb) == 1:
         raise ApiError(409, "cannot delete the last FAQ entry; a bot needs at least one")
     version, stats = manager.edit(deletes=[faq_id])
-    _audit("kb.delete", faq_id=faq_id, version=version)
+    admin_audit("kb.delete", faq_id=faq_id, version=version)
     return _version_response(version, stats)
 
 
@@ -119,7 +119,7 @@ def reload_bot() -> ResponseReturnValue:
         version = _resources().manager.reload()
     except ModelError as exc:
         raise ApiError(409, f"reload failed, still serving the previous version: {exc}") from None
-    _audit("kb.reload", version=version)
+    admin_audit("kb.reload", version=version)
     return jsonify({"version": version})
 
 
@@ -131,7 +131,7 @@ def rollback_bot() -> ResponseReturnValue:
         version = _resources().manager.rollback()
     except ModelError as exc:
         raise ApiError(409, str(exc)) from None
-    _audit("kb.rollback", version=version)
+    admin_audit("kb.rollback", version=version)
     return jsonify({"version": version})
 
 

@@ -1,0 +1,161 @@
+"""The review queue: the /review page and /api/review/... (admin bearer token, audited).
+
+`GET /api/review` lists the pending groups (declined questions clustered by meaning, thumbs-down
+answers, agents' replies). One POST turns a group's items into paraphrases of an FAQ or into a
+new FAQ (through the atomic KB edit, the calibration refitted in the background) or dismisses
+them; either way they leave the queue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, send_from_directory
+from flask.typing import ResponseReturnValue
+
+from threefold.apps.qa.resources import EXTENSION_KEY, Resources
+from threefold.apps.qa.review import DEFAULT_LIMIT, ReviewItem, ReviewQueue, with_paraphrases
+from threefold.apps.qa.web.admin import MAX_ADMIN_BODY, TOKEN_KEY, admin_audit, entry_from_body
+from threefold.apps.qa.web.pages import STATIC_DIR
+from threefold.core.audit import ADMIN
+from threefold.core.errors import DataError
+from threefold.core.web import ApiError, bearer_token_required, read_json_body
+
+review_blueprint = Blueprint("qa_review", __name__)
+api = "/api/review"
+MAX_LIMIT = 1000
+
+
+def _resources() -> Resources:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def _queue() -> ReviewQueue:
+    return ReviewQueue(_resources().feedback)
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ApiError(
+            400, f"limit must be a whole number from 1 to {MAX_LIMIT}, found {raw[:20]!r}",
+            field="limit",
+        )
+    return int(raw)
+
+
+def _items(body: dict[str, Any]) -> list[ReviewItem]:
+    ids = body.get("items")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ApiError(
+            400,
+            f"'items' must be a list of review item ids (strings), found {type(ids).__name__}. "
+            "Take them from item_ids of a group in GET /api/review",
+            field="items",
+        )
+    try:
+        return _queue().find(ids)
+    except DataError as exc:
+        raise ApiError(409, str(exc), code="not_in_queue") from None
+
+
+def _questions(body: dict[str, Any], items: list[ReviewItem]) -> list[str]:
+    """The questions to add: `questions` from the body, else the items' own questions."""
+    given = body.get("questions")
+    if given is None:
+        return [item.question for item in items]
+    if not isinstance(given, list) or not all(isinstance(q, str) and q.strip() for q in given):
+        raise ApiError(
+            400, "'questions' must be a list of non-empty texts (or leave it out to add the "
+            "items' own questions)", field="questions",
+        )
+    return [q.strip() for q in given]
+
+
+@review_blueprint.get("/review")
+def review_page() -> ResponseReturnValue:
+    """The review page (it signs in with the admin token, kept in the tab's sessionStorage)."""
+    return send_from_directory(STATIC_DIR, "review.html")
+
+
+@review_blueprint.get(api)
+@bearer_token_required(TOKEN_KEY)
+def list_groups() -> ResponseReturnValue:
+    """Pending groups, biggest first; `?limit=` newest items of each kind (default 200)."""
+    bot = _resources().manager.bot
+    groups = _queue().groups(bot, limit=_limit())
+    return jsonify(
+        {
+            "bot_version": bot.version,
+            "count": sum(len(g.items) for g in groups),
+            "groups": [g.to_json() for g in groups],
+            "faqs": [{"id": e.id, "question": e.question} for e in bot.kb],
+        }
+    )
+
+
+@review_blueprint.post(f"{api}/paraphrase")
+@bearer_token_required(TOKEN_KEY)
+def add_paraphrases() -> ResponseReturnValue:
+    """`{"items": [...], "faq_id": ..., "questions"?: [...]}`: the questions join that FAQ."""
+    body = read_json_body(max_bytes=MAX_ADMIN_BODY)
+    items = _items(body)
+    faq_id = body.get("faq_id")
+    manager = _resources().manager
+    if not isinstance(faq_id, str) or faq_id not in manager.bot.kb:
+        raise ApiError(
+            404,
+            f"no FAQ with id {str(faq_id)[:40]!r} to add paraphrases to. Pick an id from 'faqs' "
+            "of GET /api/review, or create a new FAQ with POST /api/review/new-faq",
+            code="unknown_faq",
+            field="faq_id",
+        )
+    before = manager.bot.kb[faq_id]
+    entry = with_paraphrases(manager.bot.kb, faq_id, _questions(body, items))
+    added = list(entry.questions[len(before.questions) :])
+    version = manager.bot.version
+    if added:
+        version, _ = manager.edit(upserts=[entry], by=f"{ADMIN} (review)", recalibrate=True)
+    _queue().mark_reviewed(items, action="paraphrase", who=ADMIN, faq_id=faq_id, version=version)
+    admin_audit("review.paraphrase", faq_id=faq_id, items=len(items), version=version)
+    return jsonify({"version": version, "faq_id": faq_id, "added": added, "reviewed": len(items)})
+
+
+@review_blueprint.post(f"{api}/new-faq")
+@bearer_token_required(TOKEN_KEY)
+def add_faq() -> ResponseReturnValue:
+    """`{"items": [...], "id": ..., "answer": ..., "category"?, "questions"?}`: a new FAQ whose
+    questions are the items' (an agent's reply is a good answer to start from)."""
+    body = read_json_body(max_bytes=MAX_ADMIN_BODY)
+    items = _items(body)
+    entry = entry_from_body({**body, "questions": _questions(body, items)})
+    manager = _resources().manager
+    if entry.id in manager.bot.kb:
+        raise ApiError(
+            409,
+            f"FAQ id {entry.id!r} exists; add the questions to it with POST "
+            f"{api}/paraphrase, or pick a new id",
+            code="faq_exists",
+            field="id",
+        )
+    version, _ = manager.edit(upserts=[entry], by=f"{ADMIN} (review)", recalibrate=True)
+    _queue().mark_reviewed(items, action="new_faq", who=ADMIN, faq_id=entry.id, version=version)
+    admin_audit("review.new_faq", faq_id=entry.id, items=len(items), version=version)
+    return jsonify(
+        {
+            "version": version,
+            "faq_id": entry.id,
+            "added": list(entry.questions),
+            "reviewed": len(items),
+        }
+    ), 201
+
+
+@review_blueprint.post(f"{api}/dismiss")
+@bearer_token_required(TOKEN_KEY)
+def dismiss() -> ResponseReturnValue:
+    """`{"items": [...]}`: nothing to learn from them; they leave the queue."""
+    items = _items(read_json_body(max_bytes=MAX_ADMIN_BODY))
+    _queue().mark_reviewed(items, action="dismiss", who=ADMIN)
+    admin_audit("review.dismiss", items=len(items))
+    return jsonify({"reviewed": len(items)})
