@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 from threefold.apps.qa.bot import Bot
 from threefold.apps.qa.builder import BuildOptions, EditStats, apply_edits, build_bot
-from threefold.apps.qa.knowledge_base import FaqEntry
+from threefold.apps.qa.knowledge_base import FaqEntry, KnowledgeBase
 from threefold.apps.qa.micro_batch import MicroBatchEncoder
 from threefold.apps.qa.store import BotStore
 from threefold.core.encoder import TextEncoder
@@ -192,10 +192,9 @@ class BotManager:
             return version
 
 
-def retrained(bot: Bot) -> Bot:
-    """The bot rebuilt from its own KB and build options (intent head and fusion refitted).
-
-    The embedder is reused as it is (a fine-tuned one is not fine-tuned again).
+def retrained(bot: Bot, kb: KnowledgeBase | None = None) -> Bot:
+    """The bot rebuilt from its own KB (or `kb`) and build options (calibration, intent head and
+    fusion refitted). The embedder is reused as it is (a fine-tuned one is not fine-tuned again).
     """
     options = BuildOptions.from_dict({**bot.info.options, "fine_tune": False})
-    return build_bot(bot.kb, bot.embedder, options)  # type: ignore[arg-type]
+    return build_bot(bot.kb if kb is None else kb, bot.embedder, options)  # type: ignore[arg-type]

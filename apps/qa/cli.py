@@ -376,3 +376,56 @@ def serve_command(host: str, port: int, bot_dir: str | None) -> None:
             use_reloader=False,
             request_handler=JsonErrorRequestHandler,
         )
+
+
+@click.command(name="qa")
+@click.option("--bot-dir", default=None, help="The bot directory (default THREEFOLD_QA_BOT_DIR).")
+@click.option(
+    "--gate-set",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV question,faq_id (empty faq_id = out of scope) that no build sees "
+    "(default THREEFOLD_QA_GATE_SET).",
+)
+@click.option(
+    "--margin",
+    type=click.FloatRange(-1, 1, min_open=True, max_open=True),
+    default=None,
+    help="Promote when candidate accuracy >= current - margin (default THREEFOLD_QA_GATE_MARGIN, "
+    "0).",
+)
+@click.option(
+    "--kb",
+    "kb_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Build the candidate from this FAQ file instead of the live version's KB.",
+)
+@clean_errors
+def retrain_command(
+    bot_dir: str | None, gate_set: str | None, margin: float | None, kb_path: str | None
+) -> None:
+    """Rebuild the FAQ bot from its current KB, judge it on the gate set, publish gated.
+
+    Prints one JSON object: candidate and current version, the gate's decision, the live version.
+    Exit code 0 whether the candidate was promoted or rejected.
+    """
+    from threefold.apps.qa.config import QAConfig
+    from threefold.apps.qa.knowledge_base import KnowledgeBase
+    from threefold.apps.qa.retrain import retrain
+    from threefold.apps.qa.store import BotStore
+    from threefold.core.base_model import configure_offline
+    from threefold.core.errors import ConfigError
+
+    overrides = {"bot_dir": bot_dir, "gate_set": gate_set, "gate_margin": margin}
+    settings = QAConfig.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    if not settings.gate_set:
+        raise ConfigError(
+            "no gate set to judge the candidate on. Fix: pass --gate-set FILE or set "
+            "THREEFOLD_QA_GATE_SET (CSV question,faq_id of questions no build has seen; an empty "
+            "faq_id marks an out-of-scope question)"
+        )
+    configure_offline()
+    store = BotStore(settings.bot_dir, keep_versions=settings.kb_versions_kept)
+    kb = KnowledgeBase.load(kb_path) if kb_path else None
+    emit_json(retrain(store, settings.gate_set, margin=settings.gate_margin, kb=kb))

@@ -89,8 +89,8 @@ class QAConfig:
                 f"follow_pointer_s must be >= 0 (0 = look on every request), found "
                 f"{self.follow_pointer_s}"
             )
-        if not 0.0 <= self.gate_margin < 1.0:
-            raise ConfigError(f"gate_margin must be within [0, 1), found {self.gate_margin}")
+        if not -1.0 < self.gate_margin < 1.0:
+            raise ConfigError(f"gate_margin must be within (-1, 1), found {self.gate_margin}")
         if self.handoff_timeout_s <= 0:
             raise ConfigError(f"handoff_timeout_s must be > 0, found {self.handoff_timeout_s}")
         if self.agent_wait_timeout_s <= 0:

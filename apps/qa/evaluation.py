@@ -62,6 +62,7 @@ def evaluate(
     *,
     settings: PolicySettings | None = None,
     details: list[dict[str, Any]] | None = None,
+    allow_unknown_ids: bool = False,
 ) -> dict[str, Any]:
     """Score the bot on labeled queries; returns the contract's JSON-ready dict.
 
@@ -70,13 +71,16 @@ def evaluate(
     oos_precision: of the abstentions, the share that were out of scope; oos_recall: of the
     out-of-scope queries, the share not answered; overall_accuracy: right answers plus correct
     abstentions over all queries. Ratios without a denominator are null.
+
+    An expected_id that is not an FAQ of this bot is a DataError, unless `allow_unknown_ids`
+    (a gate set judging two bots of different KBs): the bot cannot answer such a query right.
     """
     if not queries:
         raise DataError("no queries to evaluate")
     unknown = sorted(
         {q.expected_id for q in queries if q.expected_id and q.expected_id not in bot.kb}
     )
-    if unknown:
+    if unknown and not allow_unknown_ids:
         raise DataError(
             f"{len(unknown)} expected_id value(s) are not FAQ ids of this bot, e.g. {unknown[:5]}; "
             "check that the queries belong to this knowledge base"

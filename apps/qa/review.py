@@ -2,8 +2,8 @@
 
 Items come from the signal logs (`feedback.FeedbackStore`): questions the bot declined
 (unanswered / out of scope), answers a customer voted down, and agents' replies. Declined
-questions are clustered by meaning (the bot's embedder, greedy leader clustering on a FAISS
-index from `core.index`), so twenty ways of asking the same missing thing are one item to review.
+questions are clustered by meaning (the bot's embedder; single-link clustering: each question
+joins the cluster of its nearest earlier one on a FAISS index from `core.index`), so twenty ways of asking the same missing thing are one item to review.
 A reviewed item (turned into a paraphrase or a new FAQ) or a dismissed one leaves the queue: its
 id is appended to the "reviewed" log with who did what.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,8 @@ from threefold.core.errors import DataError
 REVIEWED_LOG = "reviewed"
 KINDS = ("unanswered", "thumbs_down", "agent_reply")
 ACTIONS = ("paraphrase", "new_faq", "dismiss")
-CLUSTER_SIMILARITY = 0.75  # cosine to a cluster's first question to join it
+CLUSTER_SIMILARITY = 0.55  # cosine to a clustered question to join its cluster (MiniLM:
+# paraphrases of one request score 0.6-0.75, unrelated questions below 0.35)
 DEFAULT_LIMIT = 200  # newest pending items of each kind shown
 
 
@@ -165,22 +166,24 @@ class ReviewQueue:
 def cluster(
     bot: Bot, items: Sequence[ReviewItem], *, similarity: float = CLUSTER_SIMILARITY
 ) -> list[list[ReviewItem]]:
-    """Group items whose questions mean the same: each joins the first cluster whose first
-    question is within `similarity` (cosine, the bot's embedder), else it starts a new one."""
+    """Group items whose questions mean the same: each joins the cluster of its nearest earlier
+    question when that is within `similarity` (cosine, the bot's embedder), else starts one."""
     from threefold.core.index import FaissIndex
 
     if not items:
         return []
     vectors = np.asarray(bot.embedder.encode([i.question for i in items]), dtype=np.float32)
-    leaders = FaissIndex(vectors.shape[1])
+    seen = FaissIndex(vectors.shape[1])
     clusters: list[list[ReviewItem]] = []
-    for item, vector in zip(items, vectors, strict=True):
-        hits = leaders.search(vector[None, :], 1)[0]
+    for n, (item, vector) in enumerate(zip(items, vectors, strict=True)):
+        hits = seen.search(vector[None, :], 1)[0]
         if hits and hits[0][1] >= similarity:
-            clusters[int(hits[0][0])].append(item)
-            continue
-        leaders.add([str(len(clusters))], vector[None, :])
-        clusters.append([item])
+            number = int(hits[0][0].partition(":")[0])
+        else:
+            number = len(clusters)
+            clusters.append([])
+        clusters[number].append(item)
+        seen.add([f"{number}:{n}"], vector[None, :])
     return clusters
 
 
@@ -204,7 +207,7 @@ def _clean(questions: Sequence[str]) -> list[str]:
     return [q.strip() for q in questions if isinstance(q, str) and q.strip()]
 
 
-def _item_maker(kind: str):  # noqa: ANN202 - a small closure per kind
+def _item_maker(kind: str) -> Callable[[dict[str, Any]], ReviewItem]:
     def make(record: dict[str, Any]) -> ReviewItem:
         ts = float(record.get("ts") or 0.0)
         session_id = str(record.get("session_id", ""))

@@ -1,11 +1,16 @@
-"""Bots on disk: versioned directories with an atomically switched `current` pointer.
+"""Bots on disk: a bot directory is a `core.registry.ModelEntry` (versions + current pointer).
 
 Layout of a bot directory (what `threefold qa build --out DIR` writes):
 
     DIR/state.json              {"current": "<version>", "history": [...activated versions]}
     DIR/versions/<version>/     bot.json (build info + calibration + intent fusion), kb.json,
                                 index/ (FAISS), intent/ (the intent head, when built with one),
-                                embedder/ (only when the build fine-tuned the embedder)
+                                embedder/ (only when the build fine-tuned the embedder),
+                                version.json (registry metadata: created by/at, parent, the
+                                KB's fingerprint, metrics and the gate's decision when gated)
+
+So `threefold models list --registry <parent of DIR>` lists the bot's versions; bot directories
+written before version.json existed load as before (their versions simply carry no metadata).
 
 A version is written to a temporary folder and renamed into place, then state.json is replaced
 with os.replace, so a reader (another process, or `reload`) sees either the old or the new
@@ -19,8 +24,10 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from threefold.apps.qa.bot import Bot, BotInfo
 from threefold.apps.qa.calibration import Calibrator
@@ -30,15 +37,13 @@ from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ModelError
 from threefold.core.files import read_json
-from threefold.core.registry import VersionedFolders
+from threefold.core.registry import STATE_FILE, ModelEntry, data_fingerprint
 
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "threefold-qa-bot"
 FORMAT_VERSION = 2  # 2: bot.json records the embedder's weights_id
 READABLE_VERSIONS = (1, 2)
-STATE_FILE = "state.json"
-VERSIONS_DIR = "versions"
 INTENT_DIR = "intent"
 
 
@@ -48,13 +53,10 @@ class BotStore:
     def __init__(self, root: str | Path, *, keep_versions: int | None = None) -> None:
         """`keep_versions`: publishing deletes all but that many newest versions + the current."""
         self.root = Path(root)
-        self._folders = VersionedFolders(
-            self.root / VERSIONS_DIR,
-            self.root / STATE_FILE,
-            label="bot",
-            next_version=_next_version,
-            keep=keep_versions,
+        self.entry = ModelEntry(
+            self.root, label="bot", keep=keep_versions, next_version=_next_version
         )
+        self._folders = self.entry.folders
 
     def exists(self) -> bool:
         return self.current_version() is not None
@@ -77,12 +79,32 @@ class BotStore:
         *,
         activate: bool = True,
         created_by: str = "qa build",
-        metadata: dict | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> str:
-        """Write `bot` as a new version (and make it current); sets and returns its version."""
-        return self._folders.publish(self.writer(bot), activate=activate)
+        """Write `bot` as a new version (and make it current); sets and returns its version.
 
-    def writer(self, bot: Bot):  # noqa: ANN201
+        `created_by` and `metadata` go into the version's registry metadata (version.json).
+        """
+        return self.entry.publish(
+            self.writer(bot),
+            metadata=self.metadata(bot, created_by=created_by, **(metadata or {})),
+            activate=activate,
+        )
+
+    @staticmethod
+    def metadata(bot: Bot, *, created_by: str, **extra: Any) -> dict[str, Any]:
+        """Registry metadata of a bot version: who made it and a fingerprint of its KB."""
+        kb_json = json.dumps(bot.kb.to_json(), sort_keys=True, ensure_ascii=False)
+        return {
+            "created_by": created_by,
+            "data_fingerprint": data_fingerprint(kb_json),
+            "faqs": len(bot.kb),
+            "questions": bot.kb.n_questions,
+            "intent_model": bot.intent is not None,
+            **extra,
+        }
+
+    def writer(self, bot: Bot) -> Callable[[Path, str], None]:
         """`write(folder, version)` that saves `bot` as that version (for gated publishing)."""
 
         def write(folder: Path, version: str) -> None:
@@ -93,11 +115,7 @@ class BotStore:
 
     def pointer_stamp(self) -> object:
         """Changes whenever the current pointer (state.json) is replaced; cheap (one stat)."""
-        try:
-            stat = (self.root / STATE_FILE).stat()
-        except FileNotFoundError:
-            return None
-        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        return self.entry.pointer_stamp()
 
     def _write_version(self, bot: Bot, folder: Path) -> None:
         bot.kb.save(folder / "kb.json")
@@ -128,7 +146,7 @@ class BotStore:
 
     def rollback(self) -> str:
         """Re-activate the version that was current before the current one; returns it."""
-        return self._folders.rollback()
+        return self.entry.rollback()
 
     # ---------------------------------------------------------------- reading
     def load(self, version: str | None = None, *, embedder: TextEncoder | None = None) -> Bot:

@@ -38,7 +38,8 @@ def _limit() -> int:
     raw = request.args.get("limit", str(DEFAULT_LIMIT))
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise ApiError(
-            400, f"limit must be a whole number from 1 to {MAX_LIMIT}, found {raw[:20]!r}",
+            400,
+            f"limit must be a whole number from 1 to {MAX_LIMIT}, found {raw[:20]!r}",
             field="limit",
         )
     return int(raw)
@@ -66,8 +67,10 @@ def _questions(body: dict[str, Any], items: list[ReviewItem]) -> list[str]:
         return [item.question for item in items]
     if not isinstance(given, list) or not all(isinstance(q, str) and q.strip() for q in given):
         raise ApiError(
-            400, "'questions' must be a list of non-empty texts (or leave it out to add the "
-            "items' own questions)", field="questions",
+            400,
+            "'questions' must be a list of non-empty texts (or leave it out to add the "
+            "items' own questions)",
+            field="questions",
         )
     return [q.strip() for q in given]
 

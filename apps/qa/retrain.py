@@ -1,0 +1,150 @@
+"""`threefold retrain qa`: rebuild the bot from its current KB, judge it on a gate set, publish.
+
+The candidate is built from the live version's knowledge base (the base FAQ plus everything the
+review queue and the admin API added since) or from a given KB file, with the live bot's build
+options and its encoder (a fine-tuned encoder is reused, not fine-tuned again). Candidate and
+live version answer the same fixed gate set (CSV `question,faq_id`, an empty faq_id = out of
+scope) that no build sees: a gate question found verbatim among the KB's questions or answers is
+an error (the score would be inflated), never silently dropped. The gate metric is the
+evaluation contract's `overall_accuracy` (answered correctly, or correctly declined, over all
+gate questions). `core.gate` decides; the candidate is published either way, current only when
+promoted, with the comparison in its registry metadata. Running servers follow the pointer.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from threefold.apps.qa.bot import Bot
+from threefold.apps.qa.bot_manager import retrained
+from threefold.apps.qa.evaluation import LabeledQuery, evaluate
+from threefold.apps.qa.knowledge_base import KnowledgeBase
+from threefold.apps.qa.store import BotStore
+from threefold.core.errors import DataError
+from threefold.core.gate import judge, publish_gated
+from threefold.core.registry import data_fingerprint
+from threefold.core.tables import read_records
+
+GATE_METRIC = "accuracy"
+CREATED_BY = "qa retrain"
+REPORTED = ("overall_accuracy", "in_scope_accuracy", "oos_recall", "n", "bot_version")
+
+
+def read_gate_set(path: str | Path) -> list[LabeledQuery]:
+    """The gate set: `question,faq_id` rows (CSV/JSON/JSONL); an empty faq_id = out of scope."""
+    records = read_records(
+        path,
+        required=("question", "faq_id"),
+        non_empty=("question",),
+        hint="(the gate set is question,faq_id; leave faq_id empty for out-of-scope questions)",
+    )
+    if not records:
+        raise DataError("the gate set has no rows; add question,faq_id lines", path=str(path))
+    queries = []
+    for record in records:
+        faq_id = record.values.get("faq_id")
+        text = "" if faq_id is None else str(faq_id).strip()
+        queries.append(LabeledQuery(str(record.values["question"]).strip(), text or None))
+    return queries
+
+
+def seen_in_kb(queries: list[LabeledQuery], *kbs: KnowledgeBase) -> list[str]:
+    """Gate questions that appear verbatim (case, spacing and punctuation aside) in a KB."""
+    texts = {
+        _normalized(text) for kb in kbs for entry in kb for _, text in entry.texts(with_answer=True)
+    }
+    return [q.query for q in queries if _normalized(q.query) in texts]
+
+
+def check_unseen(queries: list[LabeledQuery], *kbs: KnowledgeBase) -> None:
+    """DataError with the fix when training data contains gate questions."""
+    seen = seen_in_kb(queries, *kbs)
+    if seen:
+        raise DataError(
+            f"{len(seen)} gate question(s) appear verbatim in the knowledge base, e.g. "
+            f"{seen[:3]}; a gate set must be questions no build has seen, or the comparison "
+            "flatters whichever bot learned them. Fix: remove them from the gate set (or replace "
+            "them with new wordings), or remove them from the KB"
+        )
+
+
+def check_ids(queries: list[LabeledQuery], *kbs: KnowledgeBase) -> None:
+    """DataError when a gate faq_id is an FAQ of none of the bots (a typo, most likely)."""
+    known = {faq_id for kb in kbs for faq_id in kb.ids}
+    unknown = sorted(
+        {q.expected_id for q in queries if q.expected_id and q.expected_id not in known}
+    )
+    if unknown:
+        raise DataError(
+            f"{len(unknown)} gate faq_id value(s) are FAQs of neither bot, e.g. {unknown[:5]}. "
+            "Fix: use ids of the knowledge base (GET /api/kb), or leave faq_id empty for an "
+            "out-of-scope question"
+        )
+
+
+def candidate_bot(current: Bot, kb: KnowledgeBase | None = None) -> Bot:
+    """The candidate: `kb` (default the live KB) rebuilt with the live bot's options."""
+    candidate = retrained(current, kb)
+    candidate.info.parent = current.version
+    return candidate
+
+
+def retrain(
+    store: BotStore,
+    gate_set: str | Path,
+    *,
+    margin: float = 0.0,
+    kb: KnowledgeBase | None = None,
+) -> dict[str, Any]:
+    """Build, judge and publish a candidate; returns the `threefold retrain` JSON report."""
+    queries = read_gate_set(gate_set)
+    current = store.load()
+    candidate_kb = kb if kb is not None else current.kb
+    check_unseen(queries, candidate_kb, current.kb)
+    check_ids(queries, candidate_kb, current.kb)
+    candidate = candidate_bot(current, kb)
+    scores = {
+        name: evaluate(bot, queries, allow_unknown_ids=True)
+        for name, bot in (("candidate", candidate), ("current", current))
+    }
+    decision = judge(
+        GATE_METRIC,
+        scores["candidate"]["overall_accuracy"],
+        scores["current"]["overall_accuracy"],
+        margin=margin,
+    )
+    gate_info = {
+        "path": str(gate_set),
+        "n": len(queries),
+        "fingerprint": data_fingerprint(Path(gate_set)),
+    }
+    version = publish_gated(
+        store.entry,
+        store.writer(candidate),
+        decision,
+        metadata=store.metadata(
+            candidate,
+            created_by=CREATED_BY,
+            gate_set=gate_info,
+            current_metrics={GATE_METRIC: decision.current, "version": current.version},
+        ),
+    )
+    return {
+        "app": "qa",
+        "model": store.entry.name,
+        "candidate_version": version,
+        "current_version": current.version,
+        "gate": decision.to_dict(),
+        "promoted": decision.promoted,
+        "live_version": store.current_version(),
+        "gate_set": gate_info,
+        "evaluation": {
+            name: {key: result[key] for key in REPORTED} for name, result in scores.items()
+        },
+    }
+
+
+def _normalized(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.casefold()))
