@@ -414,7 +414,6 @@ def retrain_command(
     from threefold.apps.qa.knowledge_base import KnowledgeBase
     from threefold.apps.qa.retrain import retrain
     from threefold.apps.qa.store import BotStore
-    from threefold.core.base_model import configure_offline
     from threefold.core.errors import ConfigError
 
     overrides = {"bot_dir": bot_dir, "gate_set": gate_set, "gate_margin": margin}
@@ -425,7 +424,6 @@ def retrain_command(
             "THREEFOLD_QA_GATE_SET (CSV question,faq_id of questions no build has seen; an empty "
             "faq_id marks an out-of-scope question)"
         )
-    configure_offline()
     store = BotStore(settings.bot_dir, keep_versions=settings.kb_versions_kept)
     kb = KnowledgeBase.load(kb_path) if kb_path else None
     emit_json(retrain(store, settings.gate_set, margin=settings.gate_margin, kb=kb))

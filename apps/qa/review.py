@@ -2,10 +2,11 @@
 
 Items come from the signal logs (`feedback.FeedbackStore`): questions the bot declined
 (unanswered / out of scope), answers a customer voted down, and agents' replies. Declined
-questions are clustered by meaning (the bot's embedder; single-link clustering: each question
-joins the cluster of its nearest earlier one on a FAISS index from `core.index`), so twenty ways of asking the same missing thing are one item to review.
-A reviewed item (turned into a paraphrase or a new FAQ) or a dismissed one leaves the queue: its
-id is appended to the "reviewed" log with who did what.
+questions are clustered by meaning (the bot's embedder; single-link: each question joins the
+cluster of its nearest earlier one on a FAISS index from `core.index`), so twenty ways of asking
+the same missing thing are one item to review. A reviewed item (turned into a paraphrase or a
+new FAQ) or a dismissed one leaves the queue: its id is appended to the "reviewed" log with who
+did what.
 
 This module is pure apart from the logs it reads and appends to; the KB edit itself is applied by
 the caller through `BotManager.edit` (the atomic edit path).
