@@ -1,4 +1,4 @@
-"""The QA bot's OpenAPI document: chat, customer live events, admin KB and the agent console."""
+"""The QA bot's OpenAPI document: chat, customer live events, admin KB, review queue, agents."""
 
 from __future__ import annotations
 
@@ -23,6 +23,18 @@ FAQ_ENTRY = {
     },
 }
 CSV = {"type": "string"}
+STRINGS = {"type": "array", "items": {"type": "string"}}
+REVIEW_ITEMS = {"type": "object", "required": ["items"], "properties": {"items": STRINGS}}
+REVIEW_PARAPHRASE = {
+    "type": "object",
+    "required": ["items", "faq_id"],
+    "properties": {"items": STRINGS, "faq_id": {"type": "string"}, "questions": STRINGS},
+}
+REVIEW_NEW_FAQ = {
+    "type": "object",
+    "required": ["items", "id", "answer"],
+    "properties": {**FAQ_ENTRY["properties"], "items": STRINGS},
+}
 
 
 def _admin(summary: str, *, errors: Iterable[int] = (), **kwargs: Any) -> dict[str, Any]:
@@ -149,6 +161,40 @@ DOCUMENT = openapi_document(
         },
         "/api/admin/unanswered.csv": {
             "get": _admin("Unanswered questions export", media_type="text/csv", response=CSV)
+        },
+        "/api/review": {
+            "get": _admin(
+                "The review queue: declined questions clustered by meaning, thumbs-down answers, "
+                "agents' replies",
+                params=[query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
+                response=OBJECT,
+                errors=(400,),
+            )
+        },
+        "/api/review/paraphrase": {
+            "post": _admin(
+                "Add review items' questions to an FAQ as paraphrases",
+                body=REVIEW_PARAPHRASE,
+                response=OBJECT,
+                errors=(400, 404, 409),
+            )
+        },
+        "/api/review/new-faq": {
+            "post": _admin(
+                "Turn review items into a new FAQ",
+                ok=201,
+                body=REVIEW_NEW_FAQ,
+                response=OBJECT,
+                errors=(400, 409),
+            )
+        },
+        "/api/review/dismiss": {
+            "post": _admin(
+                "Take review items out of the queue",
+                body=REVIEW_ITEMS,
+                response=OBJECT,
+                errors=(400, 409),
+            )
         },
         "/api/agent/me": {"get": _agent("The signed-in agent", response=OBJECT)},
         "/api/agent/conversations": {

@@ -47,10 +47,10 @@ def _limit() -> int:
 
 def _items(body: dict[str, Any]) -> list[ReviewItem]:
     ids = body.get("items")
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise ApiError(
             400,
-            f"'items' must be a list of review item ids (strings), found {type(ids).__name__}. "
+            f"'items' must be a non-empty list of review item ids (strings), found {ids!r:.60}. "
             "Take them from item_ids of a group in GET /api/review",
             field="items",
         )

@@ -206,7 +206,7 @@ def test_review_api_errors(client, admin_headers) -> None:
     chat(client, DECLINED)
     group = queue(client, admin_headers)["groups"][0]
     cases = [
-        ("dismiss", {"items": "abc"}, 400, "must be a list of review item ids"),
+        ("dismiss", {"items": "abc"}, 400, "must be a non-empty list of review item ids"),
         ("dismiss", {"items": ["nope"]}, 409, "not in the queue"),
         ("paraphrase", {"items": group["item_ids"], "faq_id": "nope"}, 404, "no FAQ with id"),
         (
