@@ -1,0 +1,78 @@
+"""The review page in headless Chromium: keyboard only, axe-core clean, desktop and phone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.browser import axe_violations, page_problems, save_screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
+ADMIN_TOKEN = "test-admin-token"
+PHONE = {"width": 390, "height": 844}
+DECLINED = ("my box got eaten by the dog, what now", "the dog chewed my package")
+
+
+def seed_queue(page, base: str) -> None:
+    """Two customers ask the same missing thing; one votes an answer down."""
+    for question in DECLINED:
+        reply = page.request.post(f"{base}/api/chat", data={"message": question}).json()
+        assert reply["outcome"] != "answer", reply
+    answered = page.request.post(f"{base}/api/chat", data={"message": "Is shipping free?"}).json()
+    vote = {"session_id": answered["session_id"], "turn_id": answered["turn_id"], "rating": "down"}
+    assert page.request.post(f"{base}/api/feedback", data=vote).status == 201
+
+
+def sign_in(page, base: str) -> None:
+    page.goto(f"{base}/review")
+    box = page.get_by_label("Admin token")
+    assert box.evaluate("e => e === document.activeElement")
+    page.keyboard.type(ADMIN_TOKEN)
+    page.keyboard.press("Enter")
+    page.get_by_text("3 items to review in 2 groups").wait_for()
+
+
+def test_review_a_cluster_into_a_paraphrase_keyboard_only(
+    make_app, live_server, page, browser, screenshot_dir: Path
+) -> None:
+    base = live_server(make_app(follow_pointer_s=0))
+    problems = page_problems(page)
+    seed_queue(page, base)
+    sign_in(page, base)
+    assert page.evaluate("document.activeElement.id") == "summary"
+    heading = page.get_by_role("heading", name="Declined 2× my box got eaten by the dog, what now")
+    heading.wait_for()
+    assert axe_violations(page) == []
+    save_screenshot(page, screenshot_dir, "qa-review-desktop.png")
+
+    page.keyboard.press("Tab")  # Refresh
+    page.keyboard.press("Tab")  # the first group's FAQ choice, the suggested FAQ preselected
+    focused = page.evaluate("document.activeElement.id")
+    assert focused == "g0-faq"
+    assert page.locator("#g0-faq").input_value() == "damaged_item"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Add as paraphrase"
+    page.keyboard.press("Enter")
+    page.get_by_text("Added to damaged_item. Now answering from bot version").wait_for()
+    assert page.evaluate("document.activeElement.textContent").startswith("Thumbs down")
+    kb = page.request.get(
+        f"{base}/api/kb/damaged_item", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).json()
+    assert set(DECLINED) <= set(kb["questions"])
+    assert problems == []
+
+    phone = browser.new_context(viewport=PHONE)
+    try:
+        small = phone.new_page()
+        small.goto(f"{base}/review")
+        small.get_by_label("Admin token").fill(ADMIN_TOKEN)
+        small.get_by_label("Admin token").press("Enter")
+        small.get_by_text("1 item to review in 1 group").wait_for()
+        assert axe_violations(small) == []
+        width = small.evaluate("document.scrollingElement.scrollWidth")
+        assert width <= PHONE["width"], f"page scrolls sideways on a phone ({width} px)"
+        save_screenshot(small, screenshot_dir, "qa-review-phone.png")
+        small.get_by_role("button", name="Dismiss").press("Enter")
+        small.get_by_text("Nothing to review").wait_for()
+    finally:
+        phone.close()
