@@ -36,7 +36,7 @@ def _queue() -> ReviewQueue:
 
 def _limit() -> int:
     raw = request.args.get("limit", str(DEFAULT_LIMIT))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise ApiError(
             400,
             f"limit must be a whole number from 1 to {MAX_LIMIT}, found {raw[:20]!r}",

@@ -82,12 +82,19 @@ def test_reviewed_and_dismissed_items_leave_the_queue() -> None:
     assert [i.id for i in review.pending()] == [second.id]
     with pytest.raises(ValueError, match="not in the queue"):
         review.find([first.id])
+    vote = {"session_id": "s", "turn_id": "t", "faq_id": "f", "question": "q?", "answer": "a"}
+    feedback.record_feedback(rating="down", **vote)
+    assert [i.kind for i in review.pending()] == ["unanswered", "thumbs_down"]
+    feedback.record_feedback(rating="up", **vote)  # one vote per answer: the second replaces it
+    assert [i.kind for i in review.pending()] == ["unanswered"]
 
 
 def test_signals_carry_provenance(client, app, admin_headers) -> None:
     """Unanswered questions name the declining version; agents' replies are logged, masked."""
     declined = chat(client, DECLINED)
     assert declined["outcome"] == "out_of_scope" and declined["bot_version"]
+    unsure = chat(client, "my parcel arrived soaked in rain")
+    assert (unsure["outcome"], unsure["reason"]) == ("clarify", "low_confidence")
     handed = chat(client, "I need to talk to a person, my email is ann@example.com")
     session_id = handed["session_id"]
     for route in ("claim", "messages"):
@@ -99,10 +106,11 @@ def test_signals_carry_provenance(client, app, admin_headers) -> None:
         )
         assert response.status_code in (200, 201), response.get_json()
     feedback = app.extensions["threefold.qa"].feedback
-    unanswered = feedback.unanswered()[0]
+    unanswered, low, _handoff = feedback.unanswered()
     assert unanswered["question"] == DECLINED
     assert unanswered["bot_version"] == declined["bot_version"]
     assert unanswered["reason"] == "out_of_scope" and unanswered["session_id"]
+    assert (low["reason"], low["bot_version"]) == ("low_confidence", unsure["bot_version"])
     (reply,) = feedback.agent_replies()
     assert reply["agent"] == "alice" and reply["session_id"] == session_id
     assert reply["question"] == "I need to talk to a person, my email is [email]"
@@ -222,5 +230,7 @@ def test_review_api_errors(client, admin_headers) -> None:
         response = client.post(f"/api/review/{route}", headers=admin_headers, json=body)
         assert response.status_code == status, (route, body, response.get_json())
         assert needle in response.get_json()["message"]
-    assert client.get("/api/review?limit=0", headers=admin_headers).status_code == 400
+    for limit in ("0", "²", "1001", "x"):
+        response = client.get(f"/api/review?limit={limit}", headers=admin_headers)
+        assert response.status_code == 400 and "limit must be" in response.get_json()["message"]
     assert queue(client, admin_headers)["groups"][0]["item_ids"] == group["item_ids"]
