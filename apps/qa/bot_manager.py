@@ -73,10 +73,7 @@ class BotManager:
         """The bot to answer from (after following the pointer, when it is time to look)."""
         if self.check_every_s is not None:
             self.follow_pointer()
-        bot = self._bot
-        if bot is None:
-            raise RuntimeError("BotManager.reload() must run before the bot is used")
-        return bot
+        return self._current()
 
     def follow_pointer(self, *, force: bool = False) -> bool:
         """Swap in the store's current version when the pointer names another one; True when

@@ -13,6 +13,7 @@ from threefold.core.settings import Secret, coerce_fields, load_settings
 ENV_PREFIX = "THREEFOLD_QA_"
 SAMPLE_KB = Path(__file__).resolve().parent / "data" / "store_faq.csv"
 SAMPLE_QUERIES = Path(__file__).resolve().parent / "data" / "store_queries.csv"
+SAMPLE_GATE_SET = Path(__file__).resolve().parent / "data" / "store_gate.csv"  # for retrain
 
 
 @dataclass(frozen=True)
