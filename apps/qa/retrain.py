@@ -131,6 +131,7 @@ def retrain(
             current_metrics={GATE_METRIC: decision.current, "version": current.version},
         ),
     )
+    scores["candidate"]["bot_version"] = version  # it had none while it was evaluated
     return {
         "app": "qa",
         "model": store.entry.name,

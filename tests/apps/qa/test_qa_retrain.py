@@ -88,6 +88,8 @@ def test_retrain_promotes_the_running_api_follows_and_rollback_returns(
     assert report["gate"]["metric"] == "accuracy" and report["gate"]["margin"] == 0.0
     assert report["gate"]["candidate"] >= report["gate"]["current"] > 0.5
     assert report["evaluation"]["current"]["n"] == len(GATE)
+    assert report["evaluation"]["current"]["bot_version"] == live
+    assert report["evaluation"]["candidate"]["bot_version"] == report["candidate_version"]
     assert chat_version(client) == report["candidate_version"]  # no restart, no reload call
 
     listed = run("models", "list", "--registry", str(bot_dir.parent))
