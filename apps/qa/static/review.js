@@ -145,6 +145,8 @@
 
   function newFaqForm(group, id) {
     var form = el("form", {});
+    var details = el("details", {});
+    details.appendChild(el("summary", {}, "New FAQ from these questions"));
     var box = el("fieldset", {});
     box.appendChild(el("legend", {}, "New FAQ"));
     var fields = [
@@ -162,7 +164,9 @@
       box.appendChild(input);
     });
     box.appendChild(el("button", { type: "submit", class: "quiet" }, "Create FAQ"));
-    form.appendChild(box);
+    details.appendChild(box);
+    if (group.kind === "agent_reply") details.open = true;
+    form.appendChild(details);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       act(form.parentNode, "/api/review/new-faq", {

@@ -43,7 +43,7 @@ def test_review_a_cluster_into_a_paraphrase_keyboard_only(
     heading = page.get_by_role("heading", name="Declined 2× my box got eaten by the dog, what now")
     heading.wait_for()
     assert axe_violations(page) == []
-    save_screenshot(page, screenshot_dir, "qa-review-desktop.png")
+    save_screenshot(page, screenshot_dir, "qa-review-desktop.png", docs=True)
 
     page.keyboard.press("Tab")  # Refresh
     page.keyboard.press("Tab")  # the first group's FAQ choice, the suggested FAQ preselected
@@ -59,7 +59,26 @@ def test_review_a_cluster_into_a_paraphrase_keyboard_only(
         f"{base}/api/kb/damaged_item", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     ).json()
     assert set(DECLINED) <= set(kb["questions"])
+
+    for key in ("Tab", "Tab", "Tab"):  # FAQ choice, Add as paraphrase, the New FAQ disclosure
+        page.keyboard.press(key)
+    assert page.evaluate("document.activeElement.textContent") == "New FAQ from these questions"
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    page.keyboard.type("shipping_free")
+    page.keyboard.press("Tab")
+    page.keyboard.type("Yes, on orders over $50.")
+    page.keyboard.press("Tab")  # category (optional)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Create FAQ"
+    page.keyboard.press("Enter")
+    page.get_by_text("Nothing to review").wait_for()
+    created = page.request.get(
+        f"{base}/api/kb/shipping_free", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).json()
+    assert created["questions"] == ["Is shipping free?"]
     assert problems == []
+    page.request.post(f"{base}/api/chat", data={"message": "do you take bitcoin"})
 
     phone = browser.new_context(viewport=PHONE)
     try:
@@ -68,10 +87,11 @@ def test_review_a_cluster_into_a_paraphrase_keyboard_only(
         small.get_by_label("Admin token").fill(ADMIN_TOKEN)
         small.get_by_label("Admin token").press("Enter")
         small.get_by_text("1 item to review in 1 group").wait_for()
+        small.get_by_text("New FAQ from these questions").click()
         assert axe_violations(small) == []
         width = small.evaluate("document.scrollingElement.scrollWidth")
         assert width <= PHONE["width"], f"page scrolls sideways on a phone ({width} px)"
-        save_screenshot(small, screenshot_dir, "qa-review-phone.png")
+        save_screenshot(small, screenshot_dir, "qa-review-phone.png", docs=True)
         small.get_by_role("button", name="Dismiss").press("Enter")
         small.get_by_text("Nothing to review").wait_for()
     finally:
