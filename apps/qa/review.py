@@ -204,6 +204,16 @@ def with_paraphrases(kb: KnowledgeBase, faq_id: str, questions: Sequence[str]) -
     )
 
 
+def questions_of_other_faqs(
+    kb: KnowledgeBase, questions: Sequence[str], faq_id: str
+) -> dict[str, str]:
+    """The questions (case and spacing aside) that are already questions of another FAQ, with
+    that FAQ's id: adding them would give two FAQs the same question."""
+    owners = {" ".join(q.casefold().split()): e.id for e in kb for q in e.questions}
+    found = {q: owners.get(" ".join(q.casefold().split()), faq_id) for q in _clean(questions)}
+    return {q: owner for q, owner in found.items() if owner != faq_id}
+
+
 def _clean(questions: Sequence[str]) -> list[str]:
     return [q.strip() for q in questions if isinstance(q, str) and q.strip()]
 

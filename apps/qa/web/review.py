@@ -13,8 +13,15 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 from flask.typing import ResponseReturnValue
 
+from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
-from threefold.apps.qa.review import DEFAULT_LIMIT, ReviewItem, ReviewQueue, with_paraphrases
+from threefold.apps.qa.review import (
+    DEFAULT_LIMIT,
+    ReviewItem,
+    ReviewQueue,
+    questions_of_other_faqs,
+    with_paraphrases,
+)
 from threefold.apps.qa.web.admin import MAX_ADMIN_BODY, TOKEN_KEY, admin_audit, entry_from_body
 from threefold.apps.qa.web.pages import STATIC_DIR
 from threefold.core.audit import ADMIN
@@ -75,6 +82,21 @@ def _questions(body: dict[str, Any], items: list[ReviewItem]) -> list[str]:
     return [q.strip() for q in given]
 
 
+def _refuse_duplicates(kb: KnowledgeBase, questions: list[str], faq_id: str) -> None:
+    """409 when a question already belongs to another FAQ (the KB would contradict itself)."""
+    taken = questions_of_other_faqs(kb, questions, faq_id)
+    if taken:
+        question, owner = next(iter(taken.items()))
+        raise ApiError(
+            409,
+            f"{question[:80]!r} is already a question of FAQ {owner!r}. Fix: add the items to "
+            f"{owner!r} instead, or first remove the question from it (PUT /api/kb/{owner}), or "
+            "send 'questions' without it",
+            code="question_in_another_faq",
+            faq_id=owner,
+        )
+
+
 @review_blueprint.get("/review")
 def review_page() -> ResponseReturnValue:
     """The review page (it signs in with the admin token, kept in the tab's sessionStorage)."""
@@ -105,7 +127,8 @@ def add_paraphrases() -> ResponseReturnValue:
     items = _items(body)
     faq_id = body.get("faq_id")
     manager = _resources().manager
-    if not isinstance(faq_id, str) or faq_id not in manager.bot.kb:
+    kb = manager.bot.kb
+    if not isinstance(faq_id, str) or faq_id not in kb:
         raise ApiError(
             404,
             f"no FAQ with id {str(faq_id)[:40]!r} to add paraphrases to. Pick an id from 'faqs' "
@@ -113,8 +136,10 @@ def add_paraphrases() -> ResponseReturnValue:
             code="unknown_faq",
             field="faq_id",
         )
-    before = manager.bot.kb[faq_id]
-    entry = with_paraphrases(manager.bot.kb, faq_id, _questions(body, items))
+    questions = _questions(body, items)
+    _refuse_duplicates(kb, questions, faq_id)
+    before = kb[faq_id]
+    entry = with_paraphrases(kb, faq_id, questions)
     added = list(entry.questions[len(before.questions) :])
     version = manager.bot.version
     if added:
@@ -133,7 +158,8 @@ def add_faq() -> ResponseReturnValue:
     items = _items(body)
     entry = entry_from_body({**body, "questions": _questions(body, items)})
     manager = _resources().manager
-    if entry.id in manager.bot.kb:
+    kb = manager.bot.kb
+    if entry.id in kb:
         raise ApiError(
             409,
             f"FAQ id {entry.id!r} exists; add the questions to it with POST "
@@ -141,6 +167,7 @@ def add_faq() -> ResponseReturnValue:
             code="faq_exists",
             field="id",
         )
+    _refuse_duplicates(kb, list(entry.questions), entry.id)
     version, _ = manager.edit(upserts=[entry], by=f"{ADMIN} (review)", recalibrate=True)
     _queue().mark_reviewed(items, action="new_faq", who=ADMIN, faq_id=entry.id, version=version)
     admin_audit("review.new_faq", faq_id=entry.id, items=len(items), version=version)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -74,11 +74,15 @@ def bot_dir(tmp_path: Path, store_bot: Bot) -> Path:
 
 
 @pytest.fixture
-def make_app(bot_dir: Path, redis_url: str, redis_prefix: str, embedder) -> Callable[..., object]:
+def make_app(
+    bot_dir: Path, redis_url: str, redis_prefix: str, embedder
+) -> Iterator[Callable[..., object]]:
     """`make_app(**settings_overrides)` -> a Flask app on this test's bot dir and Redis prefix.
 
-    `redis_url=None` gives the app no Redis (the degraded, in-memory mode).
+    `redis_url=None` gives the app no Redis (the degraded, in-memory mode). At teardown it waits
+    for the apps' background rebuilds (after edits), so none outlives its test.
     """
+    managers = []
     from threefold.apps.qa.resources import open_resources
     from threefold.apps.qa.web import create_app
     from threefold.streaming.connections import RedisSettings
@@ -94,6 +98,9 @@ def make_app(bot_dir: Path, redis_url: str, redis_prefix: str, embedder) -> Call
         values.update(overrides)
         settings = QAConfig(**values)  # type: ignore[arg-type]
         resources = open_resources(settings, RedisSettings(url=redis_url), encoder=embedder)
+        managers.append(resources.manager)
         return create_app(settings, resources)
 
-    return make
+    yield make
+    for manager in managers:
+        assert manager.wait_for_retrain(timeout=600), "a background bot rebuild never finished"

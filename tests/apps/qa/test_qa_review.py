@@ -224,6 +224,23 @@ def test_review_api_errors(client, admin_headers) -> None:
             "non-empty texts",
         ),
         ("new-faq", {"items": group["item_ids"], "id": "po_box", "answer": "x"}, 409, "exists"),
+        (
+            "paraphrase",
+            {"items": group["item_ids"], "faq_id": "po_box", "questions": ["is SHIPPING free?"]},
+            409,
+            "is already a question of FAQ 'shipping_cost'. Fix: add the items to 'shipping_cost'",
+        ),
+        (
+            "new-faq",
+            {
+                "items": group["item_ids"],
+                "id": "free",
+                "answer": "x",
+                "questions": ["Is shipping free?"],
+            },
+            409,
+            "already a question of FAQ 'shipping_cost'",
+        ),
         ("new-faq", {"items": group["item_ids"], "id": "x"}, 400, "'answer' must be"),
     ]
     for route, body, status, needle in cases:
