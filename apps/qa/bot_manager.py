@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from threefold.apps.qa.bot import Bot
 from threefold.apps.qa.builder import BuildOptions, EditStats, apply_edits, build_bot
@@ -67,6 +67,7 @@ class BotManager:
         self.check_every_s = check_every_s
         self._stamp: object = None
         self._checked_at = 0.0
+        self.on_swap: list[Callable[[Bot], object]] = []  # called after each swap (metrics)
 
     @property
     def bot(self) -> Bot:
@@ -106,6 +107,8 @@ class BotManager:
         self._bot = bot
         self._embedder = bot.embedder
         logger.info("now answering from bot version %s (%d FAQs)", bot.version, len(bot.kb))
+        for callback in self.on_swap:
+            callback(bot)
 
     def reload(self) -> str:
         """Load the store's current version (e.g. after an offline rebuild) and swap it in."""

@@ -1,4 +1,4 @@
-"""The QA bot's Prometheus metrics: replies by outcome, confidence, handoff webhook deliveries."""
+"""The QA bot's Prometheus metrics: replies, confidence, webhooks, agents, bot swaps, reviews."""
 
 from __future__ import annotations
 
@@ -55,6 +55,25 @@ class QAMetrics:
             ["how"],
             registry=registry,
         )
+
+        self.bot_swaps = Counter(
+            "qa_bot_swaps_total",
+            "Bot versions swapped in by this process (edits, rebuilds, rollbacks, the pointer)",
+            registry=registry,
+        )
+        self.review_actions = Counter(
+            "qa_review_actions_total",
+            "Review queue actions (paraphrase, new_faq, dismiss) and the items they took",
+            ["action"],
+            registry=registry,
+        )
+        self.reviewed_items = Counter(
+            "qa_reviewed_items_total", "Review items that left the queue", registry=registry
+        )
+
+    def observe_review(self, action: str, items: int) -> None:
+        self.review_actions.labels(action).inc()
+        self.reviewed_items.inc(items)
 
     def count_queue_with(self, waiting: Callable[[], int]) -> None:
         """Report the queue length by calling `waiting()` at each scrape (all workers agree).

@@ -61,6 +61,7 @@ class Resources:
     desk: AgentDesk
     agents: AgentDirectory
     breaker: RedisFallback | None = None
+    metrics: QAMetrics | None = None
 
     def degraded_reason(self) -> str | None:
         """Why answers are degraded right now ("redis unavailable"), or None."""
@@ -102,6 +103,7 @@ def open_resources(
     manager = open_bot(settings, encoder=encoder)
     registry = CollectorRegistry()
     metrics = QAMetrics(registry)
+    manager.on_swap.append(lambda _bot: metrics.bot_swaps.inc())
     client = None
     breaker = None
     memory_sessions = MemorySessionStore(ttl_s=settings.session_ttl_s)
@@ -178,4 +180,5 @@ def open_resources(
         desk=desk,
         agents=AgentDirectory.parse(reveal(settings.agent_tokens)),
         breaker=breaker,
+        metrics=metrics,
     )

@@ -97,6 +97,14 @@ def _refuse_duplicates(kb: KnowledgeBase, questions: list[str], faq_id: str) -> 
         )
 
 
+def _record(action: str, items: int, **details: Any) -> None:
+    """Audit the action and count it (qa_review_actions_total, qa_reviewed_items_total)."""
+    admin_audit(f"review.{action}", items=items, **details)
+    metrics = _resources().metrics
+    if metrics is not None:
+        metrics.observe_review(action, items)
+
+
 @review_blueprint.get("/review")
 def review_page() -> ResponseReturnValue:
     """The review page (it signs in with the admin token, kept in the tab's sessionStorage)."""
@@ -145,7 +153,7 @@ def add_paraphrases() -> ResponseReturnValue:
     if added:
         version, _ = manager.edit(upserts=[entry], by=f"{ADMIN} (review)", recalibrate=True)
     _queue().mark_reviewed(items, action="paraphrase", who=ADMIN, faq_id=faq_id, version=version)
-    admin_audit("review.paraphrase", faq_id=faq_id, items=len(items), version=version)
+    _record("paraphrase", len(items), faq_id=faq_id, version=version)
     return jsonify({"version": version, "faq_id": faq_id, "added": added, "reviewed": len(items)})
 
 
@@ -170,7 +178,7 @@ def add_faq() -> ResponseReturnValue:
     _refuse_duplicates(kb, list(entry.questions), entry.id)
     version, _ = manager.edit(upserts=[entry], by=f"{ADMIN} (review)", recalibrate=True)
     _queue().mark_reviewed(items, action="new_faq", who=ADMIN, faq_id=entry.id, version=version)
-    admin_audit("review.new_faq", faq_id=entry.id, items=len(items), version=version)
+    _record("new_faq", len(items), faq_id=entry.id, version=version)
     return jsonify(
         {
             "version": version,
@@ -187,5 +195,5 @@ def dismiss() -> ResponseReturnValue:
     """`{"items": [...]}`: nothing to learn from them; they leave the queue."""
     items = _items(read_json_body(max_bytes=MAX_ADMIN_BODY))
     _queue().mark_reviewed(items, action="dismiss", who=ADMIN)
-    admin_audit("review.dismiss", items=len(items))
+    _record("dismiss", len(items))
     return jsonify({"reviewed": len(items)})

@@ -35,6 +35,7 @@ def test_a_second_worker_follows_edits_and_rollbacks_without_a_restart(
     )
     assert first.post("/api/kb/rollback", headers=admin_headers).get_json()["version"] == original
     assert version_of_reply(second) == original
+    assert "qa_bot_swaps_total 2.0" in second.get("/metrics").get_data(as_text=True)
 
 
 def test_a_version_that_fails_to_load_keeps_the_old_bot_answering(

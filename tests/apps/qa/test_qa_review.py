@@ -206,6 +206,10 @@ def test_thumbs_down_and_agent_replies_become_a_new_faq_or_are_dismissed(
     assert dismissed.get_json() == {"reviewed": 1}
     kinds = {g["kind"] for g in queue(client, admin_headers)["groups"]}
     assert "thumbs_down" not in kinds and "agent_reply" not in kinds
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'qa_review_actions_total{action="new_faq"} 1.0' in metrics
+    assert 'qa_review_actions_total{action="dismiss"} 1.0' in metrics
+    assert "qa_reviewed_items_total 2.0" in metrics
 
 
 def test_review_api_errors(client, admin_headers) -> None:
