@@ -4,8 +4,9 @@ The candidate is built from the live version's knowledge base (the base FAQ plus
 review queue and the admin API added since) or from a given KB file, with the live bot's build
 options and its encoder (a fine-tuned encoder is reused, not fine-tuned again). Candidate and
 live version answer the same fixed gate set (CSV `question,faq_id`, an empty faq_id = out of
-scope) that no build sees: a gate question found verbatim among the KB's questions or answers is
-an error (the score would be inflated), never silently dropped. The gate metric is the
+scope) that no build sees: a gate question found verbatim among the KB's questions or answers or
+the out-of-scope calibration examples is an error (the score would be inflated), never silently
+dropped. The gate metric is the
 evaluation contract's `overall_accuracy` (answered correctly, or correctly declined, over all
 gate questions). `core.gate` decides; the candidate is published either way, current only when
 promoted, with the comparison in its registry metadata. Running servers follow the pointer.
@@ -19,6 +20,7 @@ from typing import Any
 
 from threefold.apps.qa.bot import Bot
 from threefold.apps.qa.bot_manager import retrained
+from threefold.apps.qa.builder import GENERIC_OOS_PROBES, BuildOptions
 from threefold.apps.qa.evaluation import LabeledQuery, evaluate
 from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.apps.qa.store import BotStore
@@ -50,23 +52,33 @@ def read_gate_set(path: str | Path) -> list[LabeledQuery]:
     return queries
 
 
-def seen_in_kb(queries: list[LabeledQuery], *kbs: KnowledgeBase) -> list[str]:
-    """Gate questions that appear verbatim (case, spacing and punctuation aside) in a KB."""
-    texts = {
-        _normalized(text) for kb in kbs for entry in kb for _, text in entry.texts(with_answer=True)
-    }
+def training_texts(bot: Bot, kb: KnowledgeBase | None = None) -> set[str]:
+    """Every text a build of `bot`'s options on `kb` (default its own) learns or calibrates from:
+    the KB's questions and answers, the operator's out-of-scope examples, the built-in probes."""
+    options = BuildOptions.from_dict(bot.info.options)
+    kb = bot.kb if kb is None else kb
+    texts = [text for entry in kb for _, text in entry.texts(with_answer=True)]
+    texts += list(options.oos_probes)
+    if options.generic_oos:
+        texts += GENERIC_OOS_PROBES
+    return {_normalized(text) for text in texts}
+
+
+def seen_in_training(queries: list[LabeledQuery], texts: set[str]) -> list[str]:
+    """Gate questions found verbatim (case, spacing and punctuation aside) among `texts`."""
     return [q.query for q in queries if _normalized(q.query) in texts]
 
 
-def check_unseen(queries: list[LabeledQuery], *kbs: KnowledgeBase) -> None:
-    """DataError with the fix when training data contains gate questions."""
-    seen = seen_in_kb(queries, *kbs)
+def check_unseen(queries: list[LabeledQuery], texts: set[str]) -> None:
+    """DataError with the fix when a build has seen gate questions (`training_texts`)."""
+    seen = seen_in_training(queries, texts)
     if seen:
         raise DataError(
-            f"{len(seen)} gate question(s) appear verbatim in the knowledge base, e.g. "
-            f"{seen[:3]}; a gate set must be questions no build has seen, or the comparison "
-            "flatters whichever bot learned them. Fix: remove them from the gate set (or replace "
-            "them with new wordings), or remove them from the KB"
+            f"{len(seen)} gate question(s) appear verbatim in the training data (the knowledge "
+            f"base or the out-of-scope examples), e.g. {seen[:3]}; a gate set must be questions "
+            "no build has seen, or the comparison flatters whichever bot learned them. Fix: "
+            "remove them from the gate set (or replace them with new wordings), or remove them "
+            "from the KB"
         )
 
 
@@ -102,7 +114,7 @@ def retrain(
     queries = read_gate_set(gate_set)
     current = store.load()
     candidate_kb = kb if kb is not None else current.kb
-    check_unseen(queries, candidate_kb, current.kb)
+    check_unseen(queries, training_texts(current) | training_texts(current, candidate_kb))
     check_ids(queries, candidate_kb, current.kb)
     candidate = candidate_bot(current, kb)
     scores = {

@@ -146,7 +146,7 @@ def test_gate_questions_seen_in_the_kb_are_an_error(
         cli, ["retrain", "qa", "--bot-dir", str(bot_dir), "--gate-set", str(leaked)]
     )
     assert result.exit_code == 1
-    assert "1 gate question(s) appear verbatim in the knowledge base" in result.output
+    assert "1 gate question(s) appear verbatim in the training data" in result.output
     assert "Fix: remove them from the gate set" in result.output
 
     monkeypatch.delenv("THREEFOLD_QA_GATE_SET", raising=False)
