@@ -283,7 +283,10 @@ def ask(bot_dir: str, k: int, question: tuple[str, ...]) -> None:
 
 @qa.command()
 @click.option(
-    "--what", type=click.Choice(["feedback", "unanswered"]), default="feedback", show_default=True
+    "--what",
+    type=click.Choice(["feedback", "unanswered", "agent_replies"]),
+    default="feedback",
+    show_default=True,
 )
 @click.option(
     "--out",
@@ -303,7 +306,7 @@ def ask(bot_dir: str, k: int, question: tuple[str, ...]) -> None:
 )
 @clean_errors
 def export(what: str, out_path: str, redis_url: str, prefix: str) -> None:
-    """Export thumbs-up/down feedback or the unanswered-question log to CSV."""
+    """Export thumbs-up/down feedback, the unanswered-question log or agents' replies to CSV."""
     from threefold.apps.qa.feedback import FeedbackStore
     from threefold.apps.qa.redis_feedback import RedisRecordLog
     from threefold.core.settings import load_settings
@@ -312,7 +315,11 @@ def export(what: str, out_path: str, redis_url: str, prefix: str) -> None:
     client = redis_client(load_settings(RedisSettings, "REDIS_", url=redis_url))
     store = FeedbackStore(RedisRecordLog(client, prefix=prefix))
     with click.open_file(out_path, "w", encoding="utf-8", lazy=False) as handle:
-        write = store.export_feedback_csv if what == "feedback" else store.export_unanswered_csv
+        write = {
+            "feedback": store.export_feedback_csv,
+            "unanswered": store.export_unanswered_csv,
+            "agent_replies": store.export_agent_replies_csv,
+        }[what]
         rows = write(handle)
     click.echo(f"wrote {rows} {what} rows to {out_path}", err=True)
 

@@ -41,6 +41,7 @@ UNANSWERED_FIELDS = (
     "candidates",
     "bot_version",
 )
+AGENT_REPLY_FIELDS = ("ts", "session_id", "turn_id", "agent", "question", "reply")
 MAX_LOG_ENTRIES = 100_000
 
 
@@ -169,6 +170,10 @@ class FeedbackStore:
             for r in self.log.read(UNANSWERED_LOG)
         )
         return _write_csv(handle, UNANSWERED_FIELDS, rows)
+
+    def export_agent_replies_csv(self, handle: IO[str]) -> int:
+        """Write the agents' replies (with the customer's question) as CSV."""
+        return _write_csv(handle, AGENT_REPLY_FIELDS, iter(self.agent_replies()))
 
 
 def _latest_vote_per_turn(records: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -38,3 +38,17 @@ def test_feedback_export_command_writes_csv(
     unanswered = runner.invoke(qa, [*args, "--what", "unanswered"])
     rows = list(csv.DictReader(io.StringIO(unanswered.stdout)))
     assert rows[0]["candidates"] == "a|b" and rows[0]["question"] == "huh?"
+
+
+def test_agent_replies_export(redis_client, redis_url: str, redis_prefix: str) -> None:
+    store = FeedbackStore(RedisRecordLog(redis_client, prefix=redis_prefix))
+    store.log_agent_reply(
+        session_id="s", turn_id="t", agent="ana", question="=1+1 bitcoin?", reply="No crypto."
+    )
+    args = ["export", "--redis-url", redis_url, "--prefix", redis_prefix, "--what", "agent_replies"]
+    result = CliRunner().invoke(qa, args)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["agent"], r["question"], r["reply"]) for r in rows] == [
+        ("ana", "'=1+1 bitcoin?", "No crypto.")
+    ]
