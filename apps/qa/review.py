@@ -33,6 +33,7 @@ ACTIONS = ("paraphrase", "new_faq", "dismiss")
 CLUSTER_SIMILARITY = 0.55  # cosine to a clustered question to join its cluster (MiniLM:
 # paraphrases of one request score 0.6-0.75, unrelated questions below 0.35)
 DEFAULT_LIMIT = 200  # newest pending items of each kind shown
+NOT_KB_GAPS = ("requested",)  # unanswered because the customer asked for a person
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class ReviewQueue:
         done = self.reviewed_ids()
         items: list[ReviewItem] = []
         for kind, records in (
-            ("unanswered", self.feedback.unanswered()),
+            ("unanswered", [r for r in self.feedback.unanswered() if _kb_gap(r)]),
             ("thumbs_down", [r for r in self.feedback.feedback() if r.get("rating") == "down"]),
             ("agent_reply", self.feedback.agent_replies()),
         ):
@@ -162,6 +163,11 @@ class ReviewQueue:
         }
         self.feedback.log.append(REVIEWED_LOG, record)
         return record
+
+
+def _kb_gap(record: dict[str, Any]) -> bool:
+    """An unanswered question the KB could answer (not a plain request for a person)."""
+    return record.get("reason") not in NOT_KB_GAPS
 
 
 def cluster(
