@@ -23,10 +23,11 @@ class RecsConfig:
     `model_dir` is a registry entry (`threefold recs build --registry ROOT` or `threefold
     retrain recs`: its current version serves, and a promotion or rollback is picked up within
     `model_check_seconds` without a restart) or a plain folder written by `threefold recs build
-    --out` (fine-tuned text ranker and combiner weights); without it the app serves the base embedder with the combiner
-    `threefold serve recs` tuned on the seed event log (`tune_on_start`, seconds on small logs)
-    or default weights. `spool_dir` holds events accepted while Redis was down until Redis
-    takes them again (a persistent volume in production: see deploy/OPERATIONS.md).
+    --out` (fine-tuned text ranker and combiner weights); without it the app serves the base
+    embedder with the combiner `threefold serve recs` tuned on the seed event log
+    (`tune_on_start`, seconds on small logs) or default weights. `spool_dir` holds events
+    accepted while Redis was down until Redis takes them again (a persistent volume in
+    production: see deploy/OPERATIONS.md).
     """
 
     items_path: Path = DEFAULT_ITEMS

@@ -1,10 +1,10 @@
 """Events accepted while Redis was down, kept on local disk until Redis takes them.
 
 One append-only JSON-lines file (`events.jsonl`; impressions use `impressions.jsonl` with
-`record_type=Impression`: any type with `to_dict`/`from_dict`) under the spool directory, shared by the workers
-of one host (flock serializes them). Every append is fsync'd before the API answers 202, so an
-accepted event survives a crash of the worker; `replay` pushes the file to Redis, oldest first,
-and empties it only once Redis has taken every event.
+`record_type=Impression`: any type with `to_dict`/`from_dict`) under the spool directory,
+shared by the workers of one host (flock serializes them). Every append is fsync'd before the
+API answers 202, so an accepted event survives a crash of the worker; `replay` pushes the file
+to Redis, oldest first, and empties it only once Redis has taken every event.
 """
 
 from __future__ import annotations

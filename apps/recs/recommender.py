@@ -239,7 +239,9 @@ class Recommender:
             self._vectors, self._index = vectors, index
             self._rebuild_stats()
         logger.info(
-            "ranker %s now serves: %d items, %d vectors computed", ranker.version, len(now),
+            "ranker %s now serves: %d items, %d vectors computed",
+            ranker.version,
+            len(now),
             len(computed),
         )
         return computed

@@ -2,7 +2,7 @@
 
 Keys under the app prefix, all bounded:
     impressions:log             stream of served lists (XADD MAXLEN ~ `log_limit`)
-    impressions:list:<list_id>  hash {version, items} for click attribution (expires after `list_ttl_seconds`)
+    impressions:list:<list_id>  hash {version, items}: click attribution (`list_ttl_seconds`)
     impressions:counts:<ver>    hash {lists, shown, click, purchase} per model version
     impressions:versions        set of the versions counted
 Every call goes through `RedisState`'s circuit breaker: False/None while Redis is down.

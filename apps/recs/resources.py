@@ -202,7 +202,9 @@ def follow_registry(
     live.watch(interval_s)
 
 
-def open_impressions(settings: RecsConfig, redis: RedisState, metrics: RecsMetrics) -> ImpressionLog:
+def open_impressions(
+    settings: RecsConfig, redis: RedisState, metrics: RecsMetrics
+) -> ImpressionLog:
     """Impressions in Redis (spooled while it is down), or this worker's memory without Redis."""
     if redis.url is None:
         return ImpressionLog(MemoryImpressionStore(), metrics)
