@@ -13,6 +13,7 @@ from threefold.core.settings import Secret, coerce_fields, load_settings
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_ITEMS = DATA_DIR / "catalog.csv"
 DEFAULT_EVENTS = DATA_DIR / "events.csv"
+DEFAULT_GATE_EVENTS = DATA_DIR / "gate_events.csv"  # held-out users: the retrain gate set
 ENV_PREFIX = "THREEFOLD_RECS_"
 
 
