@@ -165,10 +165,15 @@ class ImpressionLog:
 
     def replay_spool(self) -> bool:
         """Push spooled impressions to the store; True when none is left waiting."""
-        if self.spool is None or not self.spool.pending():
+        if self.spool is None:
             return True
-        self.spool.replay(self.store.add)
-        return not self.spool.pending()
+        try:
+            if self.spool.pending():
+                self.spool.replay(self.store.add)
+            return not self.spool.pending()
+        except OSError as exc:
+            logger.error("impression spool %s unreadable: %s", self.spool.path, exc)
+            return False
 
     def attribute(self, events: Sequence[Event]) -> None:
         """Count clicks/purchases that name a list (`list_id`) against its model version."""
