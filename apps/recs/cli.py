@@ -177,7 +177,7 @@ def build_command(
     a running API picks it up without a restart.
     """
     from threefold.apps.recs.ranker_training import train_ranker
-    from threefold.apps.recs.retrain import RetrainData, entry_for, publish_ranker
+    from threefold.apps.recs.retrain import entry_for, publish_ranker, training_fingerprint
     from threefold.core.registry import ModelEntry
 
     if (out is None) == (registry is None):
@@ -199,7 +199,7 @@ def build_command(
         emit_json({"out": str(Path(out).resolve()), **result})
         return
     metadata = {
-        "data_fingerprint": RetrainData(catalog, log, (), (), "").fingerprint(log),
+        "data_fingerprint": training_fingerprint(catalog, log),
         "metrics": {f"validation_{k}": v for k, v in result["validation"].items()},
         "training_events": {"base": len(log), "new": 0},
     }

@@ -46,11 +46,13 @@ class RetrainData:
         held_out = set(self.gate_events)
         return sort_events([e for e in (*self.base_events, *self.new_events) if e not in held_out])
 
-    def fingerprint(self, events: Sequence[Event]) -> str:
-        return data_fingerprint(
-            json.dumps([item.to_dict() for item in self.catalog], sort_keys=True),
-            json.dumps([e.to_dict() for e in events], sort_keys=True),
-        )
+
+def training_fingerprint(catalog: Catalog, events: Sequence[Event]) -> str:
+    """What a ranker was trained on (catalog texts + events), for its version metadata."""
+    return data_fingerprint(
+        json.dumps([item.to_dict() for item in catalog], sort_keys=True),
+        json.dumps([e.to_dict() for e in events], sort_keys=True),
+    )
 
 
 def publish_ranker(
@@ -85,7 +87,7 @@ def retrain_ranker(
         margin=margin,
     )
     metadata: dict[str, Any] = {
-        "data_fingerprint": data.fingerprint(training),
+        "data_fingerprint": training_fingerprint(data.catalog, training),
         "metrics": {f"gate_{name}": value for name, value in candidate_scores.items()},
         "current_metrics": current_scores,
         "gate_events": data.gate_source,
