@@ -62,6 +62,8 @@ def test_new_clicks_retrain_gate_hot_swap_reject_and_roll_back(
     )
     resources = open_resources(settings, RedisSettings(url=redis_url))
     client = create_app(settings, resources).test_client()
+    other = open_resources(settings, RedisSettings(url=redis_url))  # a second worker
+    other_client = create_app(settings, other).test_client()
     try:
         # every list names its ranker version and is logged as an impression
         clicks = []
@@ -93,6 +95,7 @@ def test_new_clicks_retrain_gate_hot_swap_reject_and_roll_back(
         body = wait_for_version(client, "v2")
         assert body["model_version"] == "v2" and body["cached"] is False
         assert client.get("/healthz").json["model_version"] == "v2"
+        assert wait_for_version(other_client, "v2")["model_version"] == "v2"  # every worker
 
         # a candidate worse than the live one on the gate set is rejected; v2 stays live
         rejected = run(["retrain", "recs", "--registry", str(root), "--margin", "-1", *FAST], env)
@@ -105,5 +108,7 @@ def test_new_clicks_retrain_gate_hot_swap_reject_and_roll_back(
         # rollback is one command and reaches the running API the same way
         run(["models", "rollback", RANKER_ENTRY, "--registry", str(root)])
         assert wait_for_version(client, "v1")["model_version"] == "v1"
+        assert wait_for_version(other_client, "v1")["model_version"] == "v1"
     finally:
         resources.live.stop()
+        other.live.stop()
