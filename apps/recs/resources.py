@@ -186,7 +186,11 @@ def load_recommender(
 
 
 def follow_registry(
-    live: LiveModel[Ranker], recommender: Recommender, redis: RedisState, interval_s: float
+    live: LiveModel[Ranker],
+    recommender: Recommender,
+    redis: RedisState,
+    metrics: RecsMetrics,
+    interval_s: float,
 ) -> None:
     """Swap the recommender's ranker whenever the entry's current version moves (every worker)."""
 
@@ -197,6 +201,7 @@ def follow_registry(
             logger.exception("could not swap to ranker version %s; the old one serves", version)
             return
         redis.put_vectors(ranker.encoder.model_id, computed)
+        metrics.model_swaps.inc()
 
     live.on_swap.append(swap)
     live.watch(interval_s)
@@ -235,7 +240,7 @@ def open_resources(
     )
     catalog_changes.sync(force=True)
     if live is not None:
-        follow_registry(live, recommender, state, settings.model_check_seconds)
+        follow_registry(live, recommender, state, metrics, settings.model_check_seconds)
     return Resources(
         settings=settings,
         registry=registry,

@@ -95,6 +95,7 @@ def test_new_clicks_retrain_gate_hot_swap_reject_and_roll_back(
         body = wait_for_version(client, "v2")
         assert body["model_version"] == "v2" and body["cached"] is False
         assert client.get("/healthz").json["model_version"] == "v2"
+        assert "recs_model_swaps_total 1.0" in client.get("/metrics").text
         assert wait_for_version(other_client, "v2")["model_version"] == "v2"  # every worker
 
         # a candidate worse than the live one on the gate set is rejected; v2 stays live
