@@ -6,7 +6,7 @@ is likelier); some items are usually followed by a companion ("bought together")
 lead to a click and a click to a purchase. Same seed, same file.
 
     python -m threefold.apps.recs.sample_data --out apps/recs/data/events.csv
-    python -m threefold.apps.recs.sample_data --users 40 --seed 11 --user-prefix g \
+    python -m threefold.apps.recs.sample_data --users 150 --seed 11 --user-prefix g \
         --out apps/recs/data/gate_events.csv   # the retrain gate set: users no training sees
 """
 
