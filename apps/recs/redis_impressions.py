@@ -86,12 +86,3 @@ class RedisImpressionStore:
             }
 
         return self.state._call("impression_counts", action)
-
-    def recent(self, count: int = 100) -> list[Impression] | None:
-        """The newest `count` impressions, newest first."""
-        raw = self.state._call(
-            "recent_impressions", lambda r: r.xrevrange(self._key("log"), count=count)
-        )
-        if raw is None:
-            return None
-        return [Impression.from_dict(json.loads(fields[b"impression"])) for _, fields in raw]
