@@ -245,13 +245,19 @@ def build_command(
     type=float,
     help="Promote when candidate ndcg@10 >= current - margin (negative: demand a gain).",
 )
-@click.option("--registry", default=None, envvar=REGISTRY_ENV, type=click.Path(file_okay=False))
+@click.option(
+    "--registry",
+    default=None,
+    envvar=REGISTRY_ENV,
+    type=click.Path(file_okay=False),
+    help=f"Registry ROOT; the ranker is ROOT/recs-ranker (env {REGISTRY_ENV}).",
+)
 @click.option(
     "--model-dir",
     default=None,
     envvar=MODEL_DIR_ENV,
     type=click.Path(file_okay=False),
-    help="The served entry, when --registry is not given.",
+    help=f"The served entry, when --registry is not given (env {MODEL_DIR_ENV}).",
 )
 @click.option("--created-by", default=None, help="Recorded in the version (default: $USER).")
 @_training_options
