@@ -35,10 +35,12 @@ class CheckFailed(Exception):
 
 
 def http_json(
-    url: str, *, body: dict | None = None, origin: str | None = None
+    url: str, *, body: dict | None = None, origin: str | None = None, token: str | None = None
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """GET (or POST `body`) a JSON endpoint; returns (json, headers); CheckFailed on non-2xx."""
     headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     data = None
     if body is not None:
         data = json.dumps(body).encode()
@@ -172,3 +174,61 @@ def check_alerts(
         return f"alert {alert_id} on topic {topic}: {alert.get('summary')}"
 
     return _run("alerts", run)
+
+
+LOOP_QUESTION = "my box got eaten by the dog, what now"  # the sample store bot declines it
+LOOP_TIMEOUT_S = 300.0
+
+
+def check_learning_loop(
+    base_url: str,
+    admin_token: str,
+    *,
+    question: str = LOOP_QUESTION,
+    timeout_s: float = LOOP_TIMEOUT_S,
+) -> CheckResult:
+    """One turn of the QA learning loop through the public and review APIs.
+
+    A customer's question the bot declines shows up in the review queue; the admin reviews it
+    into a paraphrase of the FAQ the bot suggests; the same question is then answered by a new
+    bot version (the edit, then its recalibration, swapped in without a restart).
+    """
+
+    def run() -> str:
+        declined, _ = http_json(f"{base_url}/api/chat", body={"message": question})
+        if declined.get("outcome") == "answer":
+            raise CheckFailed(
+                f"{question!r} was already answered by bot {declined.get('bot_version')}; the "
+                "loop needs a question the bot declines"
+            )
+        queue, _ = http_json(f"{base_url}/api/review", token=admin_token)
+        group = next(
+            (g for g in queue.get("groups", []) if question in g.get("questions", [])), None
+        )
+        if group is None or not group.get("suggested_faq"):
+            raise CheckFailed(f"{question!r} is not in the review queue with a suggested FAQ")
+        faq_id = group["suggested_faq"]["faq_id"]
+        http_json(
+            f"{base_url}/api/review/paraphrase",
+            body={"items": group["item_ids"], "faq_id": faq_id},
+            token=admin_token,
+        )
+        deadline = time.monotonic() + timeout_s
+        while True:
+            reply, _ = http_json(f"{base_url}/api/chat", body={"message": question})
+            if reply.get("outcome") == "answer" and reply.get("faq_id") == faq_id:
+                break
+            if time.monotonic() > deadline:
+                raise CheckFailed(
+                    f"{question!r} reviewed into FAQ {faq_id!r} but still not answered after "
+                    f"{timeout_s:.0f} s (outcome {reply.get('outcome')!r}, bot "
+                    f"{reply.get('bot_version')})"
+                )
+            time.sleep(2)
+        return (
+            f"{question!r} declined by bot {declined.get('bot_version')} -> reviewed into FAQ "
+            f"{faq_id} -> answered by bot {reply.get('bot_version')} "
+            f"(confidence {float(reply.get('confidence') or 0):.2f})"
+        )
+
+    return _run("learning loop", run)

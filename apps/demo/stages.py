@@ -1,4 +1,4 @@
-"""The seven stages of `threefold demo`, run in order by `run_demo`.
+"""The eight stages of `threefold demo`, run in order by `run_demo`.
 
 Stages (messages on stderr, URLs on stdout):
 1. the apps' ports; Redis and a Kafka-protocol broker: embedded, or REDIS_URL /
@@ -9,7 +9,9 @@ Stages (messages on stderr, URLs on stdout):
 4. the QA, recs, dashboard and hub servers plus the alerts consumer;
 5. the sample news scenario replayed into the input topic;
 6. the alert it raises, read back from the alerts topic;
-7. the URLs and "ready". Ctrl-C or SIGTERM stops everything, embedded services included.
+7. one turn of the learning loop: a question the FAQ bot declines, reviewed into the knowledge
+   base through the review API, answered by the new bot version (on a copy of the cached bot);
+8. the URLs and "ready". Ctrl-C or SIGTERM stops everything, embedded services included.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from threefold.apps.demo.config import DemoOptions
 if TYPE_CHECKING:
     from threefold.streaming.connections import KafkaSettings, RedisSettings
 
-STAGES = 7
+STAGES = 8
 APP_NAMES = ("hub", "qa", "recs", "dashboard")
 DEMO_AGENT = "Demo agent"  # signs in to the QA agent console with the token printed at start
 # Loggers whose INFO lines would bury the stage messages; `threefold -v demo` shows them.
@@ -43,7 +45,7 @@ QUIET_LOGGERS |= {"transformers": "ERROR", "sentence_transformers": "WARNING"}
 
 
 class StageLog:
-    """`[n/7] name: message` lines on stderr, with each stage's duration when it ends."""
+    """`[n/8] name: message` lines on stderr, with each stage's duration when it ends."""
 
     def __init__(self, total: int = STAGES) -> None:
         self.total = total
@@ -79,6 +81,8 @@ class DemoState:
     alert: dict | None = None
     alert_problem: str = ""
     agent_token: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    loop: Any = None  # the learning loop's CheckResult
 
     def url(self, name: str) -> str:
         return self.servers[name].url
@@ -186,6 +190,7 @@ def build_apps(
     from threefold.apps.recs.web import create_app as create_recs
     from threefold.core.base_model import base_model_from_env
     from threefold.core.embedder import Embedder
+    from threefold.core.settings import Secret
 
     log.begin(3, "build", "FAQ bot and catalog index")
     # The storefront (recs /store) embeds the chat widget, which calls the QA API from there.
@@ -195,9 +200,11 @@ def build_apps(
         SAMPLE_KB, cache / "qa", embedder, retrain=options.retrain, progress=options.progress
     )
     log.note(f"FAQ bot {'built' if bot.built else 'reused'} at {bot.path}")
+    live_bot = run_copy_of_bot(bot.path, stack)
     prefix = f"threefold:demo:{state.run_id}:"
     qa_settings = QAConfig(
-        bot_dir=str(bot.path),
+        bot_dir=str(live_bot),
+        admin_token=Secret(state.admin_token),
         kb_path=None,
         redis_prefix=prefix + "qa:",
         allowed_origins=storefront_origins,
@@ -245,6 +252,27 @@ def build_apps(
     )
     log.done("apps built")
     return {"hub": hub, "qa": qa, "recs": recs, "dashboard": dashboard}
+
+
+def run_copy_of_bot(cached: Path, stack: ExitStack) -> Path:
+    """A bot directory for this run only, holding a copy of the cached bot's current version.
+
+    The learning loop edits the bot it serves; the cache stays as built, so every run starts
+    from the same bot (and the loop's question is declined again).
+    """
+    import tempfile
+
+    from threefold.apps.qa.store import BotStore
+
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="threefold-demo-qa-")))
+    source = BotStore(cached)
+    version = source.current_version()
+    entry = BotStore(scratch / "qa-bot").entry
+    entry.publish_dir(
+        source.version_dir(version),
+        metadata={"created_by": f"demo: copy of the cached bot {cached.name} {version}"},
+    )
+    return entry.path
 
 
 def start_apps(apps: dict[str, Any], state: DemoState, stack: ExitStack, log: StageLog) -> None:
@@ -321,8 +349,19 @@ def await_alert(state: DemoState, sent: int, options: DemoOptions, log: StageLog
         log.done(f"alert {state.alert.get('alert_id')}: {state.alert.get('summary')}")
 
 
+def learning_loop(state: DemoState, log: StageLog) -> None:
+    from threefold.apps.demo.checks import LOOP_QUESTION, check_learning_loop
+
+    log.begin(7, "learn", f"the FAQ bot declines {LOOP_QUESTION!r}; reviewing it into the KB")
+    state.loop = check_learning_loop(state.url("qa"), state.admin_token)
+    if state.loop.ok:
+        log.done(state.loop.detail)
+    else:
+        log.done(f"WARNING: {state.loop.detail}")
+
+
 def print_urls(state: DemoState, log: StageLog) -> None:
-    log.begin(7, "ready", "URLs on stdout")
+    log.begin(8, "ready", "URLs on stdout")
     hub, dashboard = state.url("hub"), state.url("dashboard")
     qa, recs = state.url("qa"), state.url("recs")
     rows = [
@@ -331,6 +370,7 @@ def print_urls(state: DemoState, log: StageLog) -> None:
         ("dashboard", f"{dashboard}/", "sentiment and alerts"),
         ("chat test", f"{qa}/demo", "the chat widget alone"),
         ("agent", f"{qa}/agent", f"sign in as {DEMO_AGENT}: {state.agent_token}"),
+        ("review", f"{qa}/review", f"the learning loop; admin token: {state.admin_token}"),
         ("qa api", f"{qa}/api/chat", ""),
         ("recs api", f"{recs}/api/recommendations?user_id=...", ""),
     ]
@@ -345,6 +385,7 @@ def run_checks(state: DemoState) -> bool:
 
     results = [
         check_qa(state.url("qa"), SAMPLE_KB, origin=state.url("recs")),
+        state.loop,
         check_recs(state.url("recs"), chat_url=state.url("qa")),
         check_alerts(
             state.alert,
@@ -377,6 +418,7 @@ def run_demo(options: DemoOptions) -> int:
             start_apps(apps, state, stack, log)
             sent = replay_news(state, options.progress, log)
             await_alert(state, sent, options, log)
+            learning_loop(state, log)
             print_urls(state, log)
             if options.check:
                 code = 0 if run_checks(state) else 1

@@ -140,13 +140,18 @@ def test_demo_check_passes_and_leaves_no_processes(demo_cache: Path) -> None:
     report = f"stdout:\n{result.stdout}\nstderr (end):\n{result.stderr[-6000:]}"
     assert result.returncode == 0, report
     lines = result.stdout.splitlines()
-    for app in ("qa", "recs", "alerts"):
+    for app in ("qa", "learning loop", "recs", "alerts"):
         assert any(line.startswith(f"PASS {app}: ") for line in lines), report
     assert not any(line.startswith("FAIL") for line in lines), report
     assert re.search(r"PASS qa: .* -> faq_id=\w+", result.stdout), report
     assert "ready" in lines
-    for stage in range(1, 8):
-        assert f"[{stage}/7]" in result.stderr
+    assert re.search(
+        r"PASS learning loop: .* declined by bot (\S+) -> reviewed into FAQ \w+ -> "
+        r"answered by bot (?!\1 )\S+ ",
+        result.stdout,
+    ), report
+    for stage in range(1, 9):
+        assert f"[{stage}/8]" in result.stderr
     assert_services_started_and_stopped(watch)
 
 
