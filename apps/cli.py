@@ -11,6 +11,7 @@ import click
 # name -> (module, attribute); imported only when that command runs, so `--help` stays fast.
 COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
     "classifier": ("threefold.core.cli", "classifier", "Train, evaluate and run text classifiers."),
+    "models": ("threefold.core.registry_cli", "models", "Model versions: list, promote, rollback."),
     "stream": ("threefold.streaming.cli", "stream", "Kafka helpers: replay files into topics."),
     "qa": ("threefold.apps.qa.cli", "qa", "Customer-service FAQ bot: build, evaluate, ask."),
     "alerts": ("threefold.apps.alerts.cli", "alerts", "Financial-news sentiment alerting."),
@@ -21,6 +22,12 @@ SERVE_COMMANDS: dict[str, tuple[str, str, str]] = {
     "qa": ("threefold.apps.qa.cli", "serve_command", "Serve the FAQ bot API and chat widget."),
     "recs": ("threefold.apps.recs.cli", "serve_command", "Serve the recommendation API."),
     "dashboard": ("threefold.apps.alerts.cli", "serve_command", "Serve the alerts dashboard."),
+}
+
+RETRAIN_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "qa": ("threefold.apps.qa.cli", "retrain_command", "Rebuild the FAQ bot; gate; promote."),
+    "alerts": ("threefold.apps.alerts.cli", "retrain_command", "Retrain with corrections; gate."),
+    "recs": ("threefold.apps.recs.cli", "retrain_command", "Retrain the ranker on new events."),
 }
 
 
@@ -73,6 +80,11 @@ def cli(verbose: int) -> None:
 @cli.group(cls=LazyGroup, lazy=SERVE_COMMANDS)
 def serve() -> None:
     """Run one app's HTTP server (development server; use gunicorn in production)."""
+
+
+@cli.group(cls=LazyGroup, lazy=RETRAIN_COMMANDS)
+def retrain() -> None:
+    """Build a candidate from the collected labels, gate it against the live version, promote."""
 
 
 def main() -> None:

@@ -1,26 +1,34 @@
-"""Versioned folders with a `current` pointer: publish, activate, roll back.
+"""Named models in immutable versions, with a current pointer each: publish, promote, roll back.
 
-`VersionedFolders` is the one helper: each version is a folder under `versions_dir`, written
-aside and renamed into place (it appears only when complete, and is never overwritten); a small
-JSON state file `{"current": ..., "history": [...]}` names the current version and every version
-activated so far, and is replaced atomically (os.replace), so a reader sees either the old or
-the new version. Rollback re-activates the version activated before the current one. Writers
-are serialized across threads and processes with flock.
+A registry ROOT holds one folder per named model (an *entry*):
 
-`ModelRegistry` keeps named models this way: <root>/<name>/<version>/ and <root>/<name>/current.
+    ROOT/<name>/state.json            {"current": ..., "history": [...every version activated]}
+    ROOT/<name>/versions/<version>/   the model's files + version.json (who, when, from what)
+
+`VersionedFolders` is the mechanism: each version is written aside and renamed into place (it
+appears only when complete and is never overwritten); the state file is replaced atomically
+(os.replace), so a reader sees either the old or the new version. Rollback re-activates the
+version activated before the current one. Writers are serialized across processes with flock.
+
+`ModelEntry` is one named model with registry metadata per version (created at/by, parent,
+training-data fingerprint, metrics, the gate's decision); `ModelRegistry` is the folder of
+entries. A QA bot directory is an entry; so are the alert classifiers and the recs ranker.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
+import hashlib
 import json
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +37,9 @@ from threefold.core.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
-POINTER_FILE = "current"
+STATE_FILE = "state.json"
+VERSIONS_DIR = "versions"
+VERSION_META = "version.json"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -118,21 +128,31 @@ class VersionedFolders:
         logger.info("published %s version %s in %s", self.label, version, self.versions_dir)
         return version
 
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the `keep` newest versions and the current one; returns the removed."""
+        if keep < 1:
+            raise ConfigError(f"keep must be >= 1, found {keep}")
+        with self._locked():
+            return self._prune_to(keep)
+
     def _prune(self) -> None:
-        """Delete versions beyond the `keep` newest (never the current); drop them from history."""
-        if self.keep is None:
-            return
+        if self.keep is not None:
+            self._prune_to(self.keep)
+
+    def _prune_to(self, keep_newest: int) -> list[str]:
+        """Delete versions beyond the newest (never the current); drop them from history."""
         versions = self.versions()
         state = self._state()
-        keep = {*versions[-self.keep :], state["current"]}
+        keep = {*versions[-keep_newest:], state["current"]}
         removed = [v for v in versions if v not in keep]
         if not removed:
-            return
+            return []
         history = [v for v in state["history"] if v in keep]
         write_json_atomic(self.state_path, {"current": state["current"], "history": history})
         for version in removed:
             shutil.rmtree(self.path(version), ignore_errors=True)
-        logger.info("pruned %s versions %s (keeping %d)", self.label, removed, self.keep)
+        logger.info("pruned %s versions %s (keeping %d)", self.label, removed, keep_newest)
+        return removed
 
     def activate(self, version: str) -> None:
         """Make an existing version current (appended to the history)."""
@@ -173,9 +193,11 @@ class VersionedFolders:
             state = None
         if isinstance(state, dict) and isinstance(state.get("history"), list):
             return state
-        # A plain pointer holding one version name (how ModelRegistry wrote `current` before).
-        version = text.strip()
-        return {"current": version, "history": [version]}
+        raise ModelError(
+            f"{self.state_path} is not a version state file (expected JSON like "
+            '{"current": "v2", "history": ["v1", "v2"]}). Fix: restore it, or delete it and '
+            "promote a version again."
+        )
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -190,8 +212,194 @@ class VersionedFolders:
             os.close(fd)  # closing the descriptor releases the lock
 
 
+class ModelEntry:
+    """One named model: immutable versions under `path/versions/`, the pointer in `state.json`.
+
+    Args:
+        path: the entry's folder (ROOT/<name>); its folder name is the model's name.
+        label: what the versions are, for messages (default "model '<name>'").
+        keep: after each publish, delete all but the `keep` newest versions and the current one.
+        next_version: names a new version from the existing ones (default v1, v2, ...).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        label: str | None = None,
+        keep: int | None = None,
+        next_version: Callable[[list[str]], str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.name = self.path.name
+        self.folders = VersionedFolders(
+            self.path / VERSIONS_DIR,
+            self.path / STATE_FILE,
+            label=label or f"model {self.name!r}",
+            next_version=next_version or _next_v_number,
+            keep=keep,
+        )
+
+    def __repr__(self) -> str:
+        return f"ModelEntry({str(self.path)!r})"
+
+    @staticmethod
+    def is_entry(path: str | os.PathLike[str]) -> bool:
+        """True when `path` is a registry entry (a state file or a versions folder)."""
+        path = Path(path)
+        return (path / STATE_FILE).is_file() or (path / VERSIONS_DIR).is_dir()
+
+    def versions(self) -> list[str]:
+        """Published versions, oldest first (natural order: "v2" before "v10")."""
+        return self.folders.versions()
+
+    def history(self) -> list[str]:
+        """Every version activated so far, oldest first; the last one is current."""
+        return self.folders.history()
+
+    def current_version(self) -> str | None:
+        """The current version; None before the first one is activated."""
+        return self.folders.current_version()
+
+    def version_dir(self, version: str) -> Path:
+        return self.folders.path(version)
+
+    def current_dir(self) -> Path:
+        """The current version's folder; ModelError (with the fix) when there is none."""
+        version = self.current_version()
+        if version is None:
+            raise ModelError(
+                f"no current version of {self.name!r} in {self.path} "
+                f"(versions: {self.versions()}). Fix: publish one (train or build with this "
+                f"folder as the output) or promote one with `threefold models promote "
+                f"{self.name} VERSION --registry {self.path.parent}`."
+            )
+        return self.version_dir(version)
+
+    def pointer_stamp(self) -> tuple[int, int, int] | None:
+        """A cheap change detector for watchers: the state file's (inode, mtime_ns, size)."""
+        try:
+            stat = (self.path / STATE_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def publish(
+        self,
+        write: Callable[[Path, str], None],
+        *,
+        metadata: dict[str, Any] | None = None,
+        activate: bool = True,
+        version: str | None = None,
+    ) -> str:
+        """Add a version that `write(folder, version)` fills; `version.json` records its origin.
+
+        The metadata gets `name`, `version`, `created_at` (ISO UTC), `created_by` (default:
+        the OS user) and `parent` (the version current when it was published) unless given.
+        """
+        if version is not None:
+            _check_name("version", version)
+        parent = self.current_version()
+
+        def write_with_metadata(folder: Path, name: str) -> None:
+            write(folder, name)
+            meta = {
+                "name": self.name,
+                "version": name,
+                "created_at": _now_iso(),
+                "created_by": _os_user(),
+                "parent": parent,
+                "data_fingerprint": None,
+                "metrics": {},
+                **(metadata or {}),
+            }
+            meta["version"] = name
+            write_json_atomic(folder / VERSION_META, meta)
+
+        return self.folders.publish(write_with_metadata, version=version, activate=activate)
+
+    def publish_dir(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        metadata: dict[str, Any] | None = None,
+        activate: bool = True,
+        version: str | None = None,
+    ) -> str:
+        """Copy a saved model folder in as a new version (see `publish`)."""
+        source = Path(source)
+        if not source.is_dir():
+            raise ModelError(
+                f"cannot publish {self.name!r}: {str(source)!r} is not a directory. "
+                "Fix: save the model first and pass its folder."
+            )
+
+        def copy(folder: Path, _version: str) -> None:
+            shutil.copytree(source, folder, dirs_exist_ok=True)
+
+        return self.publish(copy, metadata=metadata, activate=activate, version=version)
+
+    def info(self, version: str) -> dict[str, Any]:
+        """The version's metadata with its `status`: current, previous, rejected or candidate."""
+        folder = self.version_dir(version)
+        if not folder.is_dir():
+            raise ModelError(
+                f"{self.name!r} has no version {version!r}; versions: {self.versions()}"
+            )
+        meta: dict[str, Any] = {"name": self.name, "version": version}
+        meta_path = folder / VERSION_META
+        if meta_path.is_file():
+            try:
+                loaded = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                loaded = {"metadata_error": f"{meta_path}: {exc}"}
+            if isinstance(loaded, dict):
+                meta.update(loaded)
+        meta["status"] = self._status(version, meta)
+        return meta
+
+    def _status(self, version: str, meta: dict[str, Any]) -> str:
+        if version == self.current_version():
+            return "current"
+        if version in self.history():
+            return "previous"
+        gate = meta.get("gate")
+        if isinstance(gate, dict) and gate.get("promoted") is False:
+            return "rejected"
+        return "candidate"
+
+    def infos(self) -> list[dict[str, Any]]:
+        """Every version's `info`, oldest first."""
+        return [self.info(version) for version in self.versions()]
+
+    def promote(self, version: str, *, by: str | None = None) -> None:
+        """Make an existing version current (a rejected one too: an operator's decision)."""
+        available = self.versions()
+        if version not in available:
+            raise ModelError(
+                f"{self.name!r} has no version {version!r}; available: {available}. "
+                "Fix: pick one of those, or publish it first."
+            )
+        self.folders.activate(version)
+        logger.info(
+            "promoted %s version %s by %s",
+            self.name,
+            version,
+            by or _os_user(),
+            extra={"model": self.name, "version": version},
+        )
+
+    def rollback(self) -> str:
+        """Re-activate the version that was current before this one; returns it."""
+        return self.folders.rollback()
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the `keep` newest versions and the current one; returns the removed."""
+        return self.folders.prune(keep)
+
+
 class ModelRegistry:
-    """Versioned model directories <root>/<name>/<version>/ with a `current` pointer per name."""
+    """A folder of named models: ROOT/<name> is a `ModelEntry`."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
@@ -199,66 +407,86 @@ class ModelRegistry:
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
 
-    def _folders(self, name: str) -> VersionedFolders:
+    def entry(self, name: str) -> ModelEntry:
         _check_name("model name", name)
-        folder = self.root / name
-        return VersionedFolders(
-            folder, folder / POINTER_FILE, label=f"model {name!r}", next_version=_next_v_number
+        return ModelEntry(self.root / name)
+
+    def names(self) -> list[str]:
+        """The models in this registry, sorted."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and ModelEntry.is_entry(p)
         )
 
     def publish(
-        self, name: str, source_dir: str | os.PathLike[str], *, version: str | None = None
+        self,
+        name: str,
+        source_dir: str | os.PathLike[str],
+        *,
+        version: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        activate: bool = True,
     ) -> str:
-        """Copy `source_dir` in as a new version of `name`, make it current; returns the version."""
-        folders = self._folders(name)
-        source = Path(source_dir)
-        if not source.is_dir():
-            raise ModelError(
-                f"cannot publish {name!r}: {str(source)!r} is not a directory. "
-                "Fix: save the model first and pass its folder."
-            )
-        if version is not None:
-            _check_name("version", version)
-            if version == POINTER_FILE:
-                raise ConfigError(f"version may not be called {POINTER_FILE!r}; pick another name.")
-
-        def copy(folder: Path, _version: str) -> None:
-            shutil.copytree(source, folder, dirs_exist_ok=True)
-
-        return folders.publish(copy, version=version)
+        """Copy `source_dir` in as a new version of `name` (current unless activate=False)."""
+        return self.entry(name).publish_dir(
+            source_dir, version=version, metadata=metadata, activate=activate
+        )
 
     def versions(self, name: str) -> list[str]:
-        """Published versions of `name`, oldest first (natural order); [] when none."""
-        return self._folders(name).versions()
+        return self.entry(name).versions()
 
     def current(self, name: str) -> Path:
-        """Directory of the current version of `name`; ModelError when there is none."""
-        return self.root / name / self.current_version(name)
+        """The folder of the current version of `name`; ModelError when there is none."""
+        return self.entry(name).current_dir()
 
     def current_version(self, name: str) -> str:
-        """The version the `current` pointer names; ModelError when there is none."""
-        version = self._folders(name).current_version()
-        if version is None:
-            raise ModelError(
-                f"no current version of {name!r} in registry {self.root} "
-                f"(no {self.root / name / POINTER_FILE}). "
-                f"Fix: publish one with ModelRegistry({str(self.root)!r}).publish({name!r}, DIR)."
-            )
-        return version
+        """The current version of `name`; ModelError when there is none."""
+        return self.current(name).name
 
     def set_current(self, name: str, version: str) -> None:
         """Point `name` at an existing version."""
-        available = self.versions(name)
-        if version not in available:
-            raise ModelError(
-                f"{name!r} has no version {version!r}; available: {available}. "
-                "Fix: pick one of those, or publish it first."
-            )
-        self._folders(name).activate(version)
+        self.entry(name).promote(version)
 
     def rollback(self, name: str) -> str:
         """Move `name` back to the version current before this one; returns that version."""
-        return self._folders(name).rollback()
+        return self.entry(name).rollback()
+
+
+def data_fingerprint(*parts: str | bytes | os.PathLike[str] | Iterable[Any]) -> str:
+    """A short sha256 over files' bytes (paths), strings, bytes and iterables of those."""
+    digest = hashlib.sha256()
+
+    def feed(part: Any) -> None:
+        if isinstance(part, bytes):
+            digest.update(part)
+        elif isinstance(part, os.PathLike):
+            path = Path(part)
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+        elif isinstance(part, str):
+            digest.update(part.encode("utf-8"))
+        else:
+            for item in part:
+                feed(item)
+        digest.update(b"\x00")
+
+    for part in parts:
+        feed(part)
+    return digest.hexdigest()[:16]
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def _next_v_number(existing: list[str]) -> str:

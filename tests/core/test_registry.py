@@ -1,4 +1,4 @@
-"""ModelRegistry: publish copies, versions sort naturally, current pointer, rollback, errors."""
+"""ModelRegistry/ModelEntry: publish with metadata, natural order, pointer, rollback, prune."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from threefold.core.errors import ConfigError, ModelError
-from threefold.core.registry import ModelRegistry, VersionedFolders
+from threefold.core.registry import ModelEntry, ModelRegistry, VersionedFolders, data_fingerprint
 
 
 def model_dir(tmp_path: Path, tag: str) -> Path:
@@ -28,7 +28,7 @@ def test_publish_copies_and_becomes_current(registry: ModelRegistry, tmp_path: P
     version = registry.publish("qa-embedder", source)
     assert version == "v1"
     current = registry.current("qa-embedder")
-    assert current == registry.root / "qa-embedder" / "v1"
+    assert current == registry.root / "qa-embedder" / "versions" / "v1"
     assert (current / "weights.bin").read_bytes() == b"a"
     assert (current / "sub" / "config.json").is_file()
     (source / "weights.bin").write_bytes(b"changed")  # a copy, not a link
@@ -78,7 +78,8 @@ def test_rollback_from_oldest_fails(registry: ModelRegistry, tmp_path: Path) -> 
 
 def test_dangling_pointer_is_reported(registry: ModelRegistry, tmp_path: Path) -> None:
     registry.publish("m", model_dir(tmp_path, "x"))
-    (registry.root / "m" / "current").write_text("v9\n", encoding="utf-8")
+    state = registry.root / "m" / "state.json"
+    state.write_text('{"current": "v9", "history": ["v1", "v9"]}', encoding="utf-8")
     with pytest.raises(ModelError, match=r"names version 'v9', which does not exist.*\['v1'\]"):
         registry.current("m")
 
@@ -96,7 +97,8 @@ def test_pointer_write_leaves_no_temp_files(registry: ModelRegistry, tmp_path: P
     registry.publish("m", model_dir(tmp_path, "x"))
     registry.publish("m", model_dir(tmp_path, "y"))
     registry.rollback("m")
-    assert sorted(p.name for p in (registry.root / "m").iterdir()) == ["current", "v1", "v2"]
+    assert sorted(p.name for p in (registry.root / "m").iterdir()) == ["state.json", "versions"]
+    assert sorted(p.name for p in (registry.root / "m" / "versions").iterdir()) == ["v1", "v2"]
 
 
 @pytest.fixture
@@ -154,3 +156,68 @@ def test_versioned_folders_keep_only_the_newest_and_the_current(tmp_path: Path) 
     assert folders.current_version() == "v3"
     with pytest.raises(ConfigError, match="keep must be >= 1"):
         VersionedFolders(tmp_path / "x", tmp_path / "s", label="t", next_version=str, keep=0)
+
+
+def test_every_version_records_where_it_came_from(registry: ModelRegistry, tmp_path: Path) -> None:
+    registry.publish("clf", model_dir(tmp_path, "a"), metadata={"created_by": "alice"})
+    registry.publish("clf", model_dir(tmp_path, "b"), metadata={"data_fingerprint": "abc"})
+    entry = registry.entry("clf")
+    first, second = entry.infos()
+    assert first["created_by"] == "alice" and first["parent"] is None
+    assert first["status"] == "previous" and second["status"] == "current"
+    assert second["parent"] == "v1" and second["data_fingerprint"] == "abc"
+    assert second["created_at"].endswith("Z") and second["name"] == "clf"
+    assert registry.names() == ["clf"]
+
+
+def test_a_rejected_candidate_stays_aside_until_promoted(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    registry.publish("clf", model_dir(tmp_path, "a"))
+    entry = registry.entry("clf")
+    version = entry.publish_dir(
+        model_dir(tmp_path, "b"), activate=False, metadata={"gate": {"promoted": False}}
+    )
+    assert entry.current_version() == "v1" and entry.info(version)["status"] == "rejected"
+    entry.promote(version, by="operator")
+    assert entry.current_version() == "v2" and entry.info("v2")["status"] == "current"
+    assert entry.rollback() == "v1"
+
+
+def test_prune_keeps_the_newest_and_the_current(registry: ModelRegistry, tmp_path: Path) -> None:
+    for tag in "abcde":
+        registry.publish("m", model_dir(tmp_path, tag))
+    entry = registry.entry("m")
+    entry.promote("v1")
+    assert entry.prune(2) == ["v2", "v3"]
+    assert entry.versions() == ["v1", "v4", "v5"] and entry.current_version() == "v1"
+    with pytest.raises(ConfigError, match="keep must be >= 1"):
+        entry.prune(0)
+
+
+def test_pointer_stamp_changes_with_every_activation(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    entry = registry.entry("m")
+    assert entry.pointer_stamp() is None and not ModelEntry.is_entry(entry.path)
+    registry.publish("m", model_dir(tmp_path, "a"))
+    registry.publish("m", model_dir(tmp_path, "b"))
+    stamps = {entry.pointer_stamp()}
+    entry.rollback()
+    stamps.add(entry.pointer_stamp())
+    assert len(stamps) == 2 and ModelEntry.is_entry(entry.path)
+
+
+def test_a_broken_state_file_says_how_to_fix_it(registry: ModelRegistry, tmp_path: Path) -> None:
+    registry.publish("m", model_dir(tmp_path, "a"))
+    (registry.root / "m" / "state.json").write_text("v1", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"not a version state file.*promote a version again"):
+        registry.current("m")
+
+
+def test_data_fingerprint_covers_files_strings_and_lists(tmp_path: Path) -> None:
+    path = tmp_path / "train.csv"
+    path.write_text("text,label\nup,positive\n", encoding="utf-8")
+    one = data_fingerprint(path, ["a", "b"])
+    assert one == data_fingerprint(path, ["a", "b"]) and len(one) == 16
+    assert one != data_fingerprint(path, ["a", "c"]) != data_fingerprint(path, ["ab"])

@@ -1,0 +1,123 @@
+"""`threefold models ...`: list, inspect, promote, roll back and prune registry versions.
+
+Every app serves its models from registry entries (a QA bot directory, the alert classifiers,
+the recs ranker); running apps follow the current pointer, so `promote` and `rollback` here
+take effect without a restart. Results are JSON on stdout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from threefold.core.command_line import clean_errors, emit_json
+from threefold.core.errors import ModelError
+from threefold.core.registry import ModelEntry, ModelRegistry
+
+REGISTRY_ENV = "THREEFOLD_MODELS_DIR"
+SUMMARY_FIELDS = ("version", "status", "created_at", "created_by", "parent", "metrics")
+
+registry_option = click.option(
+    "--registry",
+    "root",
+    envvar=REGISTRY_ENV,
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help=f"Registry folder holding one folder per model (env {REGISTRY_ENV}).",
+)
+
+
+@click.group("models")
+def models() -> None:
+    """Model versions in the registry: list, show, promote, rollback, prune."""
+
+
+def _entry(root: str, name: str) -> ModelEntry:
+    registry = ModelRegistry(root)
+    entry = registry.entry(name)
+    if not ModelEntry.is_entry(entry.path):
+        raise ModelError(
+            f"no model {name!r} in registry {registry.root}; models there: {registry.names()}. "
+            f"Fix: pass --registry (or set {REGISTRY_ENV}) to the folder that holds it."
+        )
+    return entry
+
+
+def _summary(info: dict[str, Any]) -> dict[str, Any]:
+    summary = {key: info.get(key) for key in SUMMARY_FIELDS}
+    gate = info.get("gate")
+    if isinstance(gate, dict):
+        summary["gate"] = gate.get("reason")
+    return summary
+
+
+@models.command("list")
+@registry_option
+@clean_errors
+def list_models(root: str) -> None:
+    """Every model with its current version and each version's status."""
+    registry = ModelRegistry(root)
+    out = []
+    for name in registry.names():
+        entry = registry.entry(name)
+        out.append(
+            {
+                "name": name,
+                "current": entry.current_version(),
+                "versions": [_summary(info) for info in entry.infos()],
+            }
+        )
+    emit_json({"registry": str(registry.root), "models": out})
+
+
+@models.command("show")
+@click.argument("name")
+@click.argument("version", required=False)
+@registry_option
+@clean_errors
+def show(name: str, version: str | None, root: str) -> None:
+    """One version's full metadata (default: the current one)."""
+    entry = _entry(root, name)
+    version = version or entry.current_version()
+    if version is None:
+        entry.current_dir()  # raises with the fix
+    emit_json({**entry.info(version), "path": str(entry.version_dir(version))})
+
+
+@models.command("promote")
+@click.argument("name")
+@click.argument("version")
+@registry_option
+@clean_errors
+def promote(name: str, version: str, root: str) -> None:
+    """Make VERSION current (running apps follow within seconds)."""
+    entry = _entry(root, name)
+    previous = entry.current_version()
+    entry.promote(version)
+    emit_json({"name": name, "current": version, "previous": previous})
+
+
+@models.command("rollback")
+@click.argument("name")
+@registry_option
+@clean_errors
+def rollback(name: str, root: str) -> None:
+    """Re-activate the version that was current before this one."""
+    entry = _entry(root, name)
+    previous = entry.current_version()
+    current = entry.rollback()
+    emit_json({"name": name, "current": current, "rolled_back_from": previous})
+
+
+@models.command("prune")
+@click.argument("name")
+@click.option("--keep", type=click.IntRange(min=1), default=5, show_default=True)
+@registry_option
+@clean_errors
+def prune(name: str, keep: int, root: str) -> None:
+    """Delete all but the KEEP newest versions (the current one is always kept)."""
+    entry = _entry(root, name)
+    removed = entry.prune(keep)
+    emit_json({"name": name, "removed": removed, "versions": entry.versions()})
