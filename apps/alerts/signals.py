@@ -75,7 +75,9 @@ def make_verdict(
 ) -> dict[str, object]:
     """The stored verdict on `alert`: false or true alarm, who said so, and the alert's window."""
     if verdict not in VERDICTS:
-        raise InvalidSignal(f"verdict must be one of {list(VERDICTS)}, found {verdict!r}", "verdict")
+        raise InvalidSignal(
+            f"verdict must be one of {list(VERDICTS)}, found {verdict!r}", "verdict"
+        )
     if len(note) > MAX_NOTE_CHARS:
         raise InvalidSignal(
             f"note is {len(note)} characters; the limit is {MAX_NOTE_CHARS}. Shorten it", "note"

@@ -1,0 +1,43 @@
+"""Retraining data: corrections win over base labels, gate headlines never reach training."""
+
+from __future__ import annotations
+
+from threefold.apps.alerts.retrain import LabelledRows, build_training_set, gate_scores
+
+
+def fix(text: str, label: str, task: str = "sentiment", at: str = "1") -> dict:
+    return {"text": text, "label": label, "task": task, "at": at}
+
+
+BASE = LabelledRows(
+    ["Bank beats estimates", "Robots recalled", "Gate headline", "Rates unchanged"],
+    {"sentiment": ["positive", "negative", "neutral", "neutral"]},
+)
+
+
+def test_a_correction_wins_over_the_base_label_and_gate_texts_are_removed() -> None:
+    corrections = [
+        fix("robots  RECALLED", "neutral"),  # matched ignoring case and spacing
+        fix("A brand new headline", "negative"),
+        fix("gate headline", "positive"),  # a gate headline: never trained on
+        fix("Bank beats estimates", "legal", task="topic"),  # another task: ignored
+    ]
+    data = build_training_set(BASE, corrections, ["Gate Headline"])
+    assert data.texts == [
+        "Bank beats estimates",
+        "Robots recalled",
+        "Rates unchanged",
+        "A brand new headline",
+    ]
+    assert data.labels["sentiment"] == ["positive", "neutral", "neutral", "negative"]
+    assert data.report() == {"examples": 4, "corrected": 1, "added": 1, "gate_removed": 1}
+
+
+def test_gate_scores_are_macro_f1_per_task_and_their_mean() -> None:
+    gate = LabelledRows(
+        ["a", "b", "c", "d"], {"sentiment": ["negative", "negative", "neutral", "positive"]}
+    )
+    perfect = gate_scores({"sentiment": gate.labels["sentiment"]}, gate)
+    assert perfect == {"sentiment_macro_f1": 1.0, "macro_f1": 1.0}
+    never_negative = gate_scores({"sentiment": ["neutral", "neutral", "neutral", "positive"]}, gate)
+    assert never_negative["macro_f1"] == 0.5  # negative F1 0, neutral 2/3, positive 1
