@@ -18,7 +18,13 @@ from flask import Blueprint, g, request
 from flask.typing import ResponseReturnValue
 
 from threefold.apps.alerts.resources import REDIS_FIX, current_resources
-from threefold.apps.alerts.signals import InvalidSignal, make_correction, make_verdict
+from threefold.apps.alerts.signals import (
+    TASKS,
+    InvalidSignal,
+    allowed_labels,
+    make_correction,
+    make_verdict,
+)
 from threefold.apps.alerts.state.signal_store import MAX_SCORED, SignalStore
 from threefold.apps.alerts.web.api import StoreUnavailable, redis_down, unavailable
 from threefold.core.audit import audit
@@ -78,9 +84,14 @@ def me() -> dict:
 
 @signals.get("/headlines")
 def headlines() -> dict:
-    """The most recently scored headlines, newest first, with the predictions and versions."""
+    """The most recently scored headlines, newest first, with the predictions and versions,
+    and the labels an analyst may choose per task."""
     limit = int_arg("limit", 50, low=1, high=MAX_SCORED)
-    return {"headlines": _signals().recent_scored(limit)}
+    topics = current_resources().settings.topic_labels
+    return {
+        "headlines": _signals().recent_scored(limit),
+        "labels": {task: allowed_labels(task, topics) for task in TASKS},
+    }
 
 
 @signals.post("/corrections")

@@ -44,6 +44,4 @@ def test_no_5xx_and_json_errors_for_drawn_requests(client, method: str, path: st
 @pytest.mark.slow
 @pytest.mark.parametrize(("method", "path"), OPERATIONS)
 def test_no_5xx_and_json_errors_for_many_drawn_requests(client, method: str, path: str) -> None:
-    fuzz_operation(
-        client, DOCUMENT, method, path, auth_headers=TOKENS, max_examples=SLOW_EXAMPLES
-    )
+    fuzz_operation(client, DOCUMENT, method, path, auth_headers=TOKENS, max_examples=SLOW_EXAMPLES)

@@ -45,7 +45,9 @@ def client(config, resources):
 def test_recent_headlines_show_predictions_and_model_versions(client) -> None:
     response = client.get("/api/headlines?limit=5")
     assert response.status_code == 200
-    assert response.get_json() == {"headlines": [SCORED]}
+    assert response.get_json()["headlines"] == [SCORED]
+    assert response.get_json()["labels"]["sentiment"] == ["negative", "neutral", "positive"]
+    assert "legal" in response.get_json()["labels"]["topic"]
 
 
 def test_an_analyst_corrects_a_headline_with_provenance_and_an_audit_record(
