@@ -359,8 +359,9 @@ def _eval_metrics(evaluation: dict) -> dict:
 @click.option(
     "--registry",
     default=None,
+    envvar="THREEFOLD_MODELS_DIR",
     help="Registry ROOT: retrain ROOT/alerts-<task> (or ROOT/alerts-multitask when it exists) "
-    "[default: the entry THREEFOLD_ALERTS_<TASK>_MODEL_DIR names].",
+    "[env THREEFOLD_MODELS_DIR; default: the entry THREEFOLD_ALERTS_<TASK>_MODEL_DIR names].",
 )
 @click.option("--topic-model", "topic_model_dir", default=None, help="Topic entry dir.")
 @click.option("--sentiment-model", "sentiment_model_dir", default=None, help="Sentiment entry dir.")

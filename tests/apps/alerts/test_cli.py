@@ -76,6 +76,7 @@ def test_retrain_needs_a_registry_entry_and_redis(tmp_path, monkeypatch):
     from threefold.apps.cli import cli
 
     monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("THREEFOLD_MODELS_DIR", raising=False)
     plain = CliRunner().invoke(cli, ["retrain", "alerts", "--sentiment-model", str(tmp_path)])
     assert plain.exit_code == 1
     assert "is not one" in plain.output and "--registry ROOT" in plain.output
