@@ -393,6 +393,7 @@ def _eval_metrics(evaluation: dict) -> dict:
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--max-length", type=int, default=64, show_default=True)
 @click.option("--max-steps", type=int, default=-1, show_default=True)
+@click.option("--warmup-ratio", type=float, default=0.1, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
 @clean_errors
@@ -408,6 +409,7 @@ def retrain_command(
     batch_size: int,
     max_length: int,
     max_steps: int,
+    warmup_ratio: float,
     seed: int,
     **settings: Any,
 ) -> None:
@@ -442,6 +444,7 @@ def retrain_command(
         batch_size=batch_size,
         max_length=max_length,
         max_steps=max_steps,
+        warmup_ratio=warmup_ratio,
         seed=seed,
         eval_fraction=0.0,  # the gate set is the evaluation; train on every example
         output_progress=not no_progress,

@@ -40,7 +40,7 @@ BREACH = [
 ]
 # The recipe of the session's tiny models (conftest.model_dirs), so candidate and live compare.
 TRAINING = ["--max-steps", "40", "--learning-rate", "2e-4", "--batch-size", "16",
-            "--max-length", "32", "--no-progress"]  # fmt: skip
+            "--max-length", "32", "--warmup-ratio", "0", "--no-progress"]  # fmt: skip
 
 
 @pytest.fixture
@@ -116,15 +116,15 @@ def test_corrections_retrain_gate_hot_swap_and_rollback(
             assert response.status_code == 201, response.get_json()
             assert response.get_json()["correction"]["model_version"] == "v1"
 
-        # A few training steps are noisy: the candidate may differ from v1 by a point or two on
-        # the 54 gate headlines, so the configurable margin allows 0.05 of macro-F1.
-        promoted = retrain(registry, config, redis_url, "--margin", "0.05")
+        # Same recipe as v1 plus the five corrected headlines (here 0.98 vs 0.96 macro-F1); 40
+        # steps on a CPU may round differently elsewhere, so the configurable margin is 0.02.
+        promoted = retrain(registry, config, redis_url, "--margin", "0.02")
         assert promoted["app"] == "alerts" and promoted["model"] == "alerts-sentiment"
         assert promoted["current_version"] == "v1" and promoted["candidate_version"] == "v2"
         gate = promoted["gate"]
         assert gate["metric"] == "macro_f1" and gate["current"] is not None
         assert promoted["promoted"] is True, gate["reason"]
-        assert gate["candidate"] >= gate["current"] - 0.05 and gate["margin"] == 0.05
+        assert gate["candidate"] >= gate["current"] - 0.02 and gate["margin"] == 0.02
         assert promoted["live_version"] == "v2" and sentiment.current_version() == "v2"
         assert promoted["training"]["added"] == 5  # the corrected headlines were not in the base
         assert promoted["gate_set"]["examples"] == 54
@@ -152,9 +152,9 @@ def test_corrections_retrain_gate_hot_swap_and_rollback(
                     scored, "sentiment", "positive", analyst="ana", topic_labels=[], now=time.time()
                 )
             )
-        rejected = retrain(registry, config, redis_url, "--margin", "0.05", "--max-steps", "10")
+        rejected = retrain(registry, config, redis_url, "--margin", "0.02", "--max-steps", "10")
         assert rejected["promoted"] is False and rejected["candidate_version"] == "v3"
-        assert rejected["gate"]["candidate"] < rejected["gate"]["current"] - 0.05
+        assert rejected["gate"]["candidate"] < rejected["gate"]["current"] - 0.02
         assert "rejected" in rejected["gate"]["reason"]
         assert rejected["live_version"] == "v1" and sentiment.current_version() == "v1"
         assert sentiment.info("v3")["status"] == "rejected"
