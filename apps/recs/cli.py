@@ -1,14 +1,25 @@
-"""`threefold recs build|eval` and `threefold serve recs` (heavy imports inside commands)."""
+"""`threefold recs build|eval`, `threefold retrain recs` and `threefold serve recs`.
+
+Heavy imports happen inside the commands.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from threefold.apps.recs.config import DEFAULT_EVENTS, DEFAULT_ITEMS
+from threefold.apps.recs.config import DEFAULT_EVENTS, DEFAULT_GATE_EVENTS, DEFAULT_ITEMS
 from threefold.core.base_model import BASE_MODEL_ENV
 from threefold.core.command_line import clean_errors, emit_json
+
+REGISTRY_ENV = "THREEFOLD_MODELS_DIR"
+MODEL_DIR_ENV = "THREEFOLD_RECS_MODEL_DIR"
+
+if TYPE_CHECKING:
+    from threefold.apps.recs.catalog import Catalog
+    from threefold.apps.recs.events import Event
 
 
 def _training_options(function):
@@ -129,13 +140,27 @@ def eval_command(
 @recs.command("build")
 @click.option("--items", default=str(DEFAULT_ITEMS), show_default=True, type=click.Path())
 @click.option("--events", default=str(DEFAULT_EVENTS), show_default=True, type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Model folder.")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Model folder; when it is a registry entry the model is published there.",
+)
+@click.option(
+    "--registry",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Registry ROOT: publish as the next current version of ROOT/recs-ranker.",
+)
+@click.option("--created-by", default=None, help="Recorded in the version (default: $USER).")
 @_training_options
 @clean_errors
 def build_command(
     items: str,
     events: str,
-    out: str,
+    out: str | None,
+    registry: str | None,
+    created_by: str | None,
     base_model: str | None,
     max_steps: int,
     max_pairs: int,
@@ -145,22 +170,181 @@ def build_command(
     sequence_seconds: float,
     seed: int,
 ) -> None:
-    """Train the ranker on an event log; serve it with THREEFOLD_RECS_MODEL_DIR=OUT."""
-    from threefold.apps.recs.ranker_training import train_ranker
+    """Train the ranker on an event log; serve it with THREEFOLD_RECS_MODEL_DIR=OUT (or the entry).
 
+    With --registry ROOT (or an --out that is a registry entry) the model becomes the entry's
+    new current version, with its data fingerprint, creator and validation metrics recorded;
+    a running API picks it up without a restart.
+    """
+    from threefold.apps.recs.ranker_training import train_ranker
+    from threefold.apps.recs.retrain import entry_for, publish_ranker, training_fingerprint
+    from threefold.core.registry import ModelEntry
+
+    if (out is None) == (registry is None):
+        raise click.UsageError("pass exactly one of --out DIR and --registry ROOT")
+    entry = None
+    if registry is not None or ModelEntry.is_entry(out):
+        entry = entry_for(registry, out)
     catalog, log = _load(items, events)
     settings = _settings(
         10, max_steps, max_pairs, batch_size, fine_tune, seed, sequence, sequence_seconds
     )
     model = train_ranker(list(catalog), log, settings=settings, base_model=base_model)
-    model.save(out)
-    emit_json(
-        {
-            "out": str(Path(out).resolve()),
-            "validation": model.info.get("validation", {}),
-            "train_seconds": model.info.get("train_seconds"),
-        }
+    result = {
+        "validation": model.info.get("validation", {}),
+        "train_seconds": model.info.get("train_seconds"),
+    }
+    if entry is None:
+        model.save(out)
+        emit_json({"out": str(Path(out).resolve()), **result})
+        return
+    metadata = {
+        "data_fingerprint": training_fingerprint(catalog, log),
+        "metrics": {f"validation_{k}": v for k, v in result["validation"].items()},
+        "training_events": {"base": len(log), "new": 0},
+    }
+    if created_by:
+        metadata["created_by"] = created_by
+    version = publish_ranker(entry, model, metadata=metadata)
+    emit_json({"entry": str(entry.path.resolve()), "version": version, **result})
+
+
+@click.command("recs")
+@click.option("--items", default=str(DEFAULT_ITEMS), show_default=True, type=click.Path())
+@click.option(
+    "--events",
+    default=str(DEFAULT_EVENTS),
+    show_default=True,
+    type=click.Path(),
+    help="The base event log every candidate trains on.",
+)
+@click.option(
+    "--new-events",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="More logged events (CSV/JSONL, e.g. an export); repeatable. Redis is read as well.",
+)
+@click.option(
+    "--redis/--no-redis",
+    "read_redis",
+    default=True,
+    show_default=True,
+    help="Read the events posted through the API from Redis (REDIS_URL; skipped when unset).",
+)
+@click.option(
+    "--gate-events",
+    default=str(DEFAULT_GATE_EVENTS),
+    show_default=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Fixed held-out gate set (its own users); no training ever sees it.",
+)
+@click.option(
+    "--margin",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Promote when candidate ndcg@10 >= current - margin (negative: demand a gain).",
+)
+@click.option(
+    "--registry",
+    default=None,
+    envvar=REGISTRY_ENV,
+    type=click.Path(file_okay=False),
+    help=f"Registry ROOT; the ranker is ROOT/recs-ranker (env {REGISTRY_ENV}).",
+)
+@click.option(
+    "--model-dir",
+    default=None,
+    envvar=MODEL_DIR_ENV,
+    type=click.Path(file_okay=False),
+    help=f"The served entry, when --registry is not given (env {MODEL_DIR_ENV}).",
+)
+@click.option("--created-by", default=None, help="Recorded in the version (default: $USER).")
+@_training_options
+@clean_errors
+def retrain_command(
+    items: str,
+    events: str,
+    new_events: tuple[str, ...],
+    read_redis: bool,
+    gate_events: str,
+    margin: float,
+    registry: str | None,
+    model_dir: str | None,
+    created_by: str | None,
+    base_model: str | None,
+    max_steps: int,
+    max_pairs: int,
+    batch_size: int,
+    fine_tune: bool,
+    sequence: bool,
+    sequence_seconds: float,
+    seed: int,
+) -> None:
+    """Retrain the ranker on the base + newly logged events; gate on ndcg@10; promote or reject.
+
+    Prints one JSON object (candidate and live version, the gate's numbers and reason). Exit
+    code 0 whether promoted or rejected; the running API follows a promotion by itself.
+    """
+    from threefold.apps.recs.events import load_events
+    from threefold.apps.recs.retrain import RetrainData, entry_for, retrain_ranker
+
+    entry = entry_for(registry, model_dir)
+    catalog, base = _load(items, events)
+    logged = [e for path in new_events for e in load_events(path, known_items=catalog)]
+    if read_redis:
+        logged += _posted_events(catalog)
+    data = RetrainData(
+        catalog=catalog,
+        base_events=base,
+        new_events=logged,
+        gate_events=load_events(gate_events, known_items=catalog),
+        gate_source=str(Path(gate_events).resolve()),
     )
+    settings = _settings(
+        10, max_steps, max_pairs, batch_size, fine_tune, seed, sequence, sequence_seconds
+    )
+    emit_json(
+        retrain_ranker(
+            entry,
+            data,
+            settings=settings,
+            base_model=base_model,
+            margin=margin,
+            created_by=created_by,
+        )
+    )
+
+
+def _posted_events(catalog: Catalog) -> list[Event]:
+    """The events posted through the API (Redis at REDIS_URL); [] when REDIS_URL is unset."""
+    from prometheus_client import CollectorRegistry
+
+    from threefold.apps.recs.config import RecsConfig
+    from threefold.apps.recs.metrics import RecsMetrics
+    from threefold.apps.recs.resources import open_redis
+    from threefold.core.errors import ServiceError
+    from threefold.core.settings import load_settings
+    from threefold.streaming.connections import RedisSettings
+
+    redis = load_settings(RedisSettings, "REDIS_")
+    if redis.url is None:
+        return []
+    settings = RecsConfig.from_env(redis_timeout_seconds=5.0)
+    state = open_redis(settings, redis, RecsMetrics(CollectorRegistry()))
+    events = state.posted_events()
+    if events is None:
+        raise ServiceError(
+            f"Redis at {redis.display_url} does not answer: the events posted through the API "
+            "cannot be read. Fix: start Redis or point REDIS_URL at it, or pass --no-redis to "
+            "retrain on the files only"
+        )
+    known = [e for e in events if e.item_id in catalog]
+    if len(known) < len(events):
+        click.echo(
+            f"skipped {len(events) - len(known)} events of items no longer in the catalog", err=True
+        )
+    return known
 
 
 @click.command("recs")

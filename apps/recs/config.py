@@ -13,6 +13,7 @@ from threefold.core.settings import Secret, coerce_fields, load_settings
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_ITEMS = DATA_DIR / "catalog.csv"
 DEFAULT_EVENTS = DATA_DIR / "events.csv"
+DEFAULT_GATE_EVENTS = DATA_DIR / "gate_events.csv"  # held-out users: the retrain gate set
 ENV_PREFIX = "THREEFOLD_RECS_"
 
 
@@ -20,11 +21,14 @@ ENV_PREFIX = "THREEFOLD_RECS_"
 class RecsConfig:
     """Everything the recs app needs besides Redis (`RedisSettings`, read from REDIS_*).
 
-    `model_dir` is a folder written by `threefold recs build` (fine-tuned text ranker and
-    combiner weights); without it the app serves the base embedder with the combiner
-    `threefold serve recs` tuned on the seed event log (`tune_on_start`, seconds on small logs)
-    or default weights. `spool_dir` holds events accepted while Redis was down until Redis
-    takes them again (a persistent volume in production: see deploy/OPERATIONS.md).
+    `model_dir` is a registry entry (`threefold recs build --registry ROOT` or `threefold
+    retrain recs`: its current version serves, and a promotion or rollback is picked up within
+    `model_check_seconds` without a restart) or a plain folder written by `threefold recs build
+    --out` (fine-tuned text ranker and combiner weights); without it the app serves the base
+    embedder with the combiner `threefold serve recs` tuned on the seed event log
+    (`tune_on_start`, seconds on small logs) or default weights. `spool_dir` holds events
+    accepted while Redis was down until Redis takes them again (a persistent volume in
+    production: see deploy/OPERATIONS.md).
     """
 
     items_path: Path = DEFAULT_ITEMS
@@ -52,6 +56,7 @@ class RecsConfig:
     max_body_bytes: int = 256_000
     max_batch_events: int = 500
     catalog_sync_seconds: float = 1.0
+    model_check_seconds: float = 2.0  # how often a worker reads a registry entry's pointer
     spool_dir: Path = Path("recs-spool")  # events accepted while Redis is down wait here
 
     def __post_init__(self) -> None:
@@ -69,6 +74,10 @@ class RecsConfig:
         if not 0.0 <= self.default_diversity <= 1.0:
             raise ConfigError(
                 f"default_diversity must be within [0, 1], found {self.default_diversity!r}"
+            )
+        if self.model_check_seconds <= 0:
+            raise ConfigError(
+                f"model_check_seconds must be > 0, found {self.model_check_seconds!r}"
             )
         if self.redis_timeout_seconds <= 0 or self.redis_retry_seconds < 0:
             raise ConfigError(

@@ -22,6 +22,7 @@ from threefold.apps.recs.candidates import DAY, InteractionStats
 from threefold.apps.recs.catalog import Catalog, Item
 from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.events import Event, group_by_user
+from threefold.apps.recs.ranker_store import RankerModel
 from threefold.apps.recs.ranker_training import RankerSettings, split_last, train_ranker
 from threefold.apps.recs.ranking_features import (
     SEQUENCE_COLUMN,
@@ -87,6 +88,67 @@ def leave_last_out(catalog: Catalog, events: Sequence[Event]) -> Split:
     return Split(items, position, train, histories, users, targets, seen)
 
 
+def gate_split(catalog: Catalog, context: Sequence[Event], gate: Sequence[Event]) -> Split:
+    """Leave-last-out over a held-out gate set: each gate user's last new gate item is hidden.
+
+    The user's history is their `context` events (the training events) plus their earlier
+    gate events; only users whose hidden item comes from `gate` count, so no target was
+    trained on. Interaction statistics see `context` and the visible gate events.
+    """
+    items = list(catalog)
+    position = {item.item_id: i for i, item in enumerate(items)}
+    unknown = sorted({e.item_id for e in gate if e.item_id not in position})
+    if unknown:
+        raise DataError(
+            f"{len(unknown)} gate event item ids are not in the catalog, e.g. {unknown[:5]}; "
+            "the gate set must name catalog items (rebuild it for this catalog)"
+        )
+    gate_users = {e.user_id for e in gate}
+    held_out = set(gate)
+    visible, hidden = split_last(
+        first_interactions([e for e in context if e.user_id in gate_users] + list(gate))
+    )
+    users = sorted(u for u, event in hidden.items() if event in held_out)
+    histories = group_by_user(visible)
+    users = [u for u in users if u in histories]
+    if not users:
+        raise DataError(
+            "the gate set has no user with two or more distinct items; it needs a history and a "
+            "held-out next item per user (e.g. python -m threefold.apps.recs.sample_data "
+            "--user-prefix g --seed 11 --out gate.csv)"
+        )
+    targets = np.array([position[hidden[u].item_id] for u in users])
+    seen = np.zeros((len(users), len(items)), dtype=bool)
+    for row, user in enumerate(users):
+        seen[row, [position[e.item_id] for e in histories[user]]] = True
+    gate_visible = [e for e in visible if e in held_out]
+    return Split(items, position, [*context, *gate_visible], histories, users, targets, seen)
+
+
+def feature_tensor(model: RankerModel, split: Split) -> np.ndarray:
+    """The model's features of every catalog item for every evaluated user of `split`."""
+    stats = InteractionStats(
+        split.item_ids,
+        split.train,
+        neighbours=model.neighbours,
+        trending_window=model.trending_window,
+    )
+    vectors = model.encoder.encode([item.text for item in split.items], show_progress=False)
+    builder = FeatureBuilder(split.items, vectors, stats)
+    tensor, _ = user_feature_tensor(
+        builder, model.encoder, split.histories, split.users, model.sequence
+    )
+    return tensor
+
+
+def score_model(model: RankerModel, split: Split, k: int = 10) -> dict[str, float]:
+    """HR@k, NDCG@k and MRR of the model's ranking of each user's hidden item."""
+    ranks = rank_of_targets(
+        model.combiner.score(feature_tensor(model, split)), split.seen, split.targets
+    )
+    return summarize(ranks, k)
+
+
 def evaluate(
     catalog: Catalog,
     events: Sequence[Event],
@@ -101,7 +163,7 @@ def evaluate(
     settings = settings or RankerSettings(k=k)
     split = leave_last_out(catalog, events)
     items, users, seen, targets = split.items, split.users, split.seen, split.targets
-    train, histories = split.train, split.histories
+    train = split.train
     logger.info(
         "evaluating %d users on %d items (%d training events)", len(users), len(items), len(train)
     )
@@ -127,10 +189,7 @@ def evaluate(
     started = time.perf_counter()
     model = train_ranker(items, train, settings=settings, base_model=base_model)
     train_seconds = time.perf_counter() - started
-    stats = InteractionStats(ids, train, neighbours=settings.neighbours, trending_window=window)
-    vectors = model.encoder.encode([item.text for item in items], show_progress=True)
-    builder = FeatureBuilder(items, vectors, stats)
-    tensor, _ = user_feature_tensor(builder, model.encoder, histories, users, model.sequence)
+    tensor = feature_tensor(model, split)
     result = measure(model.combiner.score(tensor))
     result["train_seconds"] = round(train_seconds, 2)
     ablation = {

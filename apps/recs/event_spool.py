@@ -1,9 +1,10 @@
 """Events accepted while Redis was down, kept on local disk until Redis takes them.
 
-One append-only JSON-lines file `events.jsonl` under the spool directory, shared by the workers
-of one host (flock serializes them). Every append is fsync'd before the API answers 202, so an
-accepted event survives a crash of the worker; `replay` pushes the file to Redis, oldest first,
-and empties it only once Redis has taken every event.
+One append-only JSON-lines file (`events.jsonl`; impressions use `impressions.jsonl` with
+`record_type=Impression`: any type with `to_dict`/`from_dict`) under the spool directory,
+shared by the workers of one host (flock serializes them). Every append is fsync'd before the
+API answers 202, so an accepted event survives a crash of the worker; `replay` pushes the file
+to Redis, oldest first, and empties it only once Redis has taken every event.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from threefold.apps.recs.events import Event
 
@@ -24,12 +25,19 @@ SPOOL_FILE = "events.jsonl"
 
 
 class EventSpool:
-    """An fsync'd append-only file of events waiting for Redis."""
+    """An fsync'd append-only file of events (or other records) waiting for Redis."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.path = Path(directory) / SPOOL_FILE
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        file_name: str = SPOOL_FILE,
+        record_type: Any = Event,
+    ) -> None:
+        self.path = Path(directory) / file_name
+        self.record_type = record_type
 
-    def append(self, events: Sequence[Event]) -> None:
+    def append(self, events: Sequence[Any]) -> None:
         """Write the events and fsync them (OSError when the disk refuses)."""
         lines = "".join(json.dumps(e.to_dict()) + "\n" for e in events)
         with self._locked() as handle:
@@ -45,17 +53,19 @@ class EventSpool:
         except FileNotFoundError:
             return False
 
-    def replay(self, push: Callable[[list[Event]], bool]) -> int:
+    def replay(self, push: Callable[[list[Any]], bool]) -> int:
         """Push the spooled events with `push`; on success empty the spool. Returns how many."""
         with self._locked() as handle:
             handle.seek(0)
-            events = [Event.from_dict(json.loads(line)) for line in handle if line.strip()]
+            events = [
+                self.record_type.from_dict(json.loads(line)) for line in handle if line.strip()
+            ]
             if not events or not push(events):
                 return 0
             handle.truncate(0)
             handle.flush()
             os.fsync(handle.fileno())
-        logger.info("replayed %d spooled events to redis", len(events))
+        logger.info("replayed %d spooled records of %s to redis", len(events), self.path.name)
         return len(events)
 
     @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,17 +19,19 @@ EVENT_VERBS: dict[str, str] = {"view": "viewed", "click": "clicked", "purchase":
 DEFAULT_EVENT_TYPE = "view"
 MAX_USER_ID_LENGTH = 128
 MAX_CLOCK_SKEW_S = 300.0  # how far in the future an event timestamp may be
+LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the recommendation list an event came from
 
 
 @dataclass(frozen=True)
 class Event:
-    """One interaction; `timestamp` is unix seconds."""
+    """One interaction; `timestamp` is unix seconds; `list_id` names the list it came from."""
 
     user_id: str
     item_id: str
     event: str
     timestamp: float
     rating: float | None = None
+    list_id: str | None = None
 
     @property
     def weight(self) -> float:
@@ -43,6 +46,8 @@ class Event:
         }
         if self.rating is not None:
             data["rating"] = self.rating
+        if self.list_id is not None:
+            data["list_id"] = self.list_id
         return data
 
     @classmethod
@@ -55,6 +60,7 @@ class Event:
             event=str(data.get("event", DEFAULT_EVENT_TYPE)),
             timestamp=float(data["timestamp"]),
             rating=float(rating) if rating is not None else None,
+            list_id=data.get("list_id"),
         )
 
 
@@ -98,7 +104,20 @@ def parse_event(
         event=kind.strip().lower(),
         timestamp=_parse_timestamp(values.get("timestamp"), fail, now),
         rating=_parse_rating(values.get("rating"), fail),
+        list_id=_parse_list_id(values.get("list_id"), fail),
     )
+
+
+def _parse_list_id(value: Any, fail) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not LIST_ID.match(value):
+        raise fail(
+            "list_id",
+            f"'list_id' must be the list_id of a recommendation response (1-64 letters, digits, "
+            f"'_' or '-'), found {value!r}; send it back unchanged or leave it out",
+        )
+    return value
 
 
 def _parse_timestamp(value: Any, fail, now: float | None) -> float:

@@ -3,14 +3,15 @@
 Posted events live in Redis so every worker sees them; each worker also keeps its own copy,
 used only while Redis is unavailable (then a user's recent events are those this worker saw).
 Events Redis could not take go to the spool on disk and are replayed once Redis answers again,
-before any newer event, so none is lost and their order is kept.
+before any newer event, so none is lost and their order is kept. `on_stored` sees events once
+they are stored (impressions attribute clicks to the list that showed the item).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from threefold.apps.recs.event_spool import EventSpool
 from threefold.apps.recs.events import Event, group_by_user
@@ -25,10 +26,12 @@ class UserHistories:
         *,
         limit: int = 200,
         spool: EventSpool | None = None,
+        on_stored: Callable[[Sequence[Event]], None] | None = None,
     ) -> None:
         self.limit = limit
         self.redis = redis
         self.spool = spool
+        self.on_stored = on_stored or (lambda events: None)
         self._seed = {user: events[-limit:] for user, events in group_by_user(seed).items()}
         self._local: dict[str, deque[Event]] = {}
         self._lock = threading.Lock()
@@ -38,18 +41,27 @@ class UserHistories:
         with self._lock:
             for event in events:
                 self._local.setdefault(event.user_id, deque(maxlen=self.limit)).append(event)
-        if self.spool is None:
-            return self.redis.append_events(events)
-        if self.replay_spool() and self.redis.append_events(events):
+        if self.spool is None:  # no Redis configured: this worker's copy is the store
+            stored = self.redis.append_events(events)
+            self.on_stored(events)
+            return stored
+        if self.replay_spool() and self._push(events):
             return True
         self.spool.append(events)
         return False
+
+    def _push(self, events: Sequence[Event]) -> bool:
+        """Append to Redis; once it took them, `on_stored` (e.g. click attribution) sees them."""
+        if not self.redis.append_events(events):
+            return False
+        self.on_stored(events)
+        return True
 
     def replay_spool(self) -> bool:
         """Push spooled events to Redis; True when none is left waiting."""
         if self.spool is None or not self.spool.pending():
             return True
-        self.spool.replay(self.redis.append_events)
+        self.spool.replay(self._push)
         return not self.spool.pending()
 
     def get(self, user_id: str) -> list[Event]:

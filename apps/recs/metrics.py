@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class RecsMetrics:
-    """Cache lookups and Redis health, lists served, events accepted, catalog size."""
+    """Cache lookups and Redis health, lists served and their impressions, events, catalog size."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.lookups = Counter(
@@ -36,6 +36,22 @@ class RecsMetrics:
         )
         self.events = Counter(
             "recs_events_total", "Events accepted, by type", ["event"], registry=registry
+        )
+        self.impressions = Counter(
+            "recs_impressions_total",
+            "Recommendation lists logged as impressions, by the model version that ranked them",
+            ["model_version"],
+            registry=registry,
+        )
+        self.impressions_lost = Counter(
+            "recs_impressions_lost_total",
+            "Impressions neither stored nor spooled (Redis down and the spool disk refused)",
+            registry=registry,
+        )
+        self.model_swaps = Counter(
+            "recs_model_swaps_total",
+            "Ranker versions swapped in while serving (registry promotions and rollbacks)",
+            registry=registry,
         )
         self.catalog_items = Gauge(
             "recs_catalog_items", "Items that can be recommended", registry=registry

@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,24 @@ logger = logging.getLogger(__name__)
 TEXT_FEATURES = {"text", "profile", "category", "cooccurrence", "recent_cooccurrence", "sequence"}
 REASON_HISTORY = 20
 COLD_POPULARITY_WEIGHT = 0.6
+BASE_VERSION = "base"  # what serves without a ranker from `threefold recs build`
+
+
+@dataclass(frozen=True)
+class Ranker:
+    """What ranks: text encoder, combiner, optional sequence ranker, and the version naming them.
+
+    `vectors` are the encoder's vectors of catalog items prepared before a swap (item id ->
+    vector); the recommender embeds whatever they lack.
+    """
+
+    encoder: TextEncoder
+    combiner: LinearCombiner
+    version: str = BASE_VERSION
+    sequence: SequenceModel | None = None
+    trending_window: float = DEFAULT_TRENDING_WINDOW
+    info: Mapping[str, Any] = field(default_factory=dict)
+    vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,10 +77,12 @@ class RecommendationList:
     offset: int
     next_offset: int | None
     next_cursor: str | None
+    model_version: str = BASE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "user_id": self.user_id,
+            "model_version": self.model_version,
             "cold_start": self.cold_start,
             "offset": self.offset,
             "next_offset": self.next_offset,
@@ -78,7 +98,8 @@ class Recommender:
     moment it is added: it is embedded, put in the FAISS index and scored by its text.
     Interaction statistics are rebuilt from the event log at most every `stats_refresh_seconds`.
     With a `sequence` ranker its next-item score (over the same text vectors, so new items too)
-    is one more feature of the combiner.
+    is one more feature of the combiner. `swap_ranker` replaces the ranker while serving; every
+    list names the `model_version` that ranked it.
     """
 
     def __init__(
@@ -93,11 +114,15 @@ class Recommender:
         trending_window: float = DEFAULT_TRENDING_WINDOW,
         neighbours: int | None = 200,
         stats_refresh_seconds: float = 2.0,
+        model_version: str = BASE_VERSION,
+        model_info: Mapping[str, Any] | None = None,
     ) -> None:
         self.catalog = catalog
         self.encoder = encoder
         self.combiner = combiner or LinearCombiner()
         self.sequence = sequence
+        self.model_version = model_version
+        self.model_info = dict(model_info or {})
         self.candidate_pool = candidate_pool
         self.trending_window = trending_window
         self.neighbours = neighbours
@@ -142,15 +167,19 @@ class Recommender:
         return computed
 
     def _vectors_for(
-        self, items: Sequence[Item], known: Mapping[str, np.ndarray]
+        self,
+        items: Sequence[Item],
+        known: Mapping[str, np.ndarray],
+        encoder: TextEncoder | None = None,
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        dimension = self.encoder.dimension
+        encoder = encoder or self.encoder
+        dimension = encoder.dimension
         missing = [
             item
             for item in items
             if item.item_id not in known or np.asarray(known[item.item_id]).shape != (dimension,)
         ]
-        fresh = self.encoder.encode([item.text for item in missing]) if missing else None
+        fresh = encoder.encode([item.text for item in missing]) if missing else None
         computed = {item.item_id: fresh[i] for i, item in enumerate(missing)}
         matrix = np.zeros((len(items), dimension), dtype=np.float32)
         for row, item in enumerate(items):
@@ -179,6 +208,44 @@ class Recommender:
         ):
             self._rebuild_stats()
 
+    def swap_ranker(self, ranker: Ranker) -> dict[str, np.ndarray]:
+        """Serve `ranker` from now on; returns the item vectors it had to compute.
+
+        The catalog is embedded with the new encoder (reusing `ranker.vectors`) while requests
+        keep the old ranker; then everything is replaced in one step under the lock. Items added
+        or edited meanwhile are embedded inside that step.
+        """
+        encoder = ranker.encoder
+        encoder.load()
+        with self._lock:
+            items = list(self._items)
+        vectors, computed = self._vectors_for(items, ranker.vectors, encoder)
+        with self._lock:
+            now = self._items
+            changed = [i for i, item in enumerate(now) if i >= len(items) or item is not items[i]]
+            if changed:
+                extra, more = self._vectors_for([now[i] for i in changed], {}, encoder)
+                grown = np.zeros((len(now), encoder.dimension), dtype=np.float32)
+                grown[: len(items)] = vectors
+                grown[changed] = extra
+                vectors, computed = grown, computed | more
+            index = FaissIndex(encoder.dimension)
+            active = np.flatnonzero(self._active)
+            if len(active):
+                index.add([now[i].item_id for i in active], vectors[active])
+            self.encoder, self.combiner, self.sequence = encoder, ranker.combiner, ranker.sequence
+            self.trending_window = ranker.trending_window
+            self.model_version, self.model_info = ranker.version, dict(ranker.info)
+            self._vectors, self._index = vectors, index
+            self._rebuild_stats()
+        logger.info(
+            "ranker %s now serves: %d items, %d vectors computed",
+            ranker.version,
+            len(now),
+            len(computed),
+        )
+        return computed
+
     def tune_combiner(self, settings: RankerSettings | None = None) -> dict[str, float]:
         """Fit the combiner on the event log (each user's last new item); returns its metrics."""
         with self._lock:
@@ -204,8 +271,11 @@ class Recommender:
         self, items: Sequence[Item], vectors: Mapping[str, np.ndarray] | None = None
     ) -> dict[str, np.ndarray]:
         """Add or replace items; they are searchable and rankable on return. Returns vectors."""
-        matrix, computed = self._vectors_for(items, vectors or {})
+        encoder = self.encoder
+        matrix, computed = self._vectors_for(items, vectors or {}, encoder)
         with self._lock:
+            if self.encoder is not encoder:  # the ranker was swapped meanwhile: its vectors
+                matrix, computed = self._vectors_for(items, {}, self.encoder)
             for row, item in enumerate(items):
                 self.catalog.add(item)
                 position = self._position.get(item.item_id)
@@ -261,6 +331,8 @@ class Recommender:
             active = self._active.copy()
             trending = self._trending
             index = self._index
+            encoder, combiner, sequence_model = self.encoder, self.combiner, self.sequence
+            version = self.model_version
         profile = builder.profile(user_id, history)
         purchased = [builder.position[e.item_id] for e in profile.events if e.event == "purchase"]
         allowed = allowed_items(
@@ -296,10 +368,10 @@ class Recommender:
                 neighbour_positions=neighbours,
                 cooccurrence=cooc,
             )
-            query = self.encoder.encode([profile.text])[0]
+            query = encoder.encode([profile.text])[0]
             sequence = (
-                builder.sequence_scores(self.sequence, [profile])[0]
-                if self.sequence is not None
+                builder.sequence_scores(sequence_model, [profile])[0]
+                if sequence_model is not None
                 else None
             )
             features = builder.features(
@@ -311,8 +383,8 @@ class Recommender:
                 recent_cooccurrence=recent,
                 sequence=sequence,
             )
-            scores = self.combiner.score(features)
-            contributions = self.combiner.contributions(features)
+            scores = combiner.score(features)
+            contributions = combiner.contributions(features)
         # one extra so the page knows whether another follows
         ranked = mmr(candidates, scores, builder.vectors, k=offset + k + 1, diversity=diversity)
         page = paginate(ranked, offset=offset, k=k)
@@ -332,6 +404,7 @@ class Recommender:
             offset=offset,
             next_offset=page.next_offset,
             next_cursor=page.next_cursor,
+            model_version=version,
         )
 
     def _reason(

@@ -156,6 +156,24 @@ class RedisState:
             return None
         return [Event.from_dict(json.loads(entry)) for entry in raw]
 
+    def posted_events(self) -> list[Event] | None:
+        """Every user's events posted through the API (the last `history_limit` each), by time.
+
+        What `threefold retrain recs` learns from; None when Redis is unavailable.
+        """
+
+        def action(r: Any) -> list[Event]:
+            keys = sorted(r.scan_iter(match=self._key("history", "*"), count=1000))
+            pipe = r.pipeline(transaction=False)
+            for key in keys:
+                pipe.lrange(key, 0, -1)
+            return [
+                Event.from_dict(json.loads(raw)) for entries in pipe.execute() for raw in entries
+            ]
+
+        events = self._call("posted_events", action)
+        return None if events is None else sorted(events, key=lambda e: e.timestamp)
+
     # ------------------------------------------------------------------ item vectors
     def get_vectors(self, model_id: str, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
         if not item_ids:

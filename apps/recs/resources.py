@@ -10,27 +10,33 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from threefold.apps.recs.candidates import DEFAULT_TRENDING_WINDOW
-from threefold.apps.recs.catalog import load_catalog
+from threefold.apps.recs.catalog import Catalog, load_catalog
 from threefold.apps.recs.catalog_sync import CatalogSync
 from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.config import RecsConfig
 from threefold.apps.recs.event_spool import EventSpool
 from threefold.apps.recs.events import Event, load_events
 from threefold.apps.recs.history import UserHistories
+from threefold.apps.recs.impressions import Impression, ImpressionLog, MemoryImpressionStore
 from threefold.apps.recs.metrics import RecsMetrics
-from threefold.apps.recs.recommender import Recommender
+from threefold.apps.recs.recommender import Ranker, Recommender
+from threefold.apps.recs.redis_impressions import RedisImpressionStore
 from threefold.apps.recs.redis_state import RedisState
 from threefold.core.encoder import TextEncoder
 from threefold.streaming.connections import RedisSettings
 
+if TYPE_CHECKING:
+    from threefold.core.hot_swap import LiveModel
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_INFO = {"model": "base encoder, default weights"}
+IMPRESSION_SPOOL = "impressions.jsonl"
 TUNED_INFO = "base encoder, combiner tuned on the seed log by `threefold serve recs`"
 
 
@@ -51,7 +57,11 @@ class TunedCombiner:
 
 @dataclass
 class Resources:
-    """Everything the recs views share, opened once per app."""
+    """Everything the recs views share, opened once per app.
+
+    `live` follows the registry entry named by `model_dir` (None for a plain model folder or
+    none): when its current version moves, the recommender swaps to that ranker.
+    """
 
     settings: RecsConfig
     registry: CollectorRegistry
@@ -60,8 +70,21 @@ class Resources:
     recommender: Recommender
     histories: UserHistories
     catalog_changes: CatalogSync
-    model_id: str
-    model_info: dict[str, Any]
+    impressions: ImpressionLog
+    live: LiveModel[Ranker] | None = None
+
+    @property
+    def model_id(self) -> str:
+        """The text encoder that embeds the catalog now (changes with a ranker swap)."""
+        return self.recommender.encoder.model_id
+
+    @property
+    def model_info(self) -> dict[str, Any]:
+        return self.recommender.model_info
+
+    @property
+    def model_version(self) -> str:
+        return self.recommender.model_version
 
 
 def open_redis(settings: RecsConfig, redis: RedisSettings, metrics: RecsMetrics) -> RedisState:
@@ -77,60 +100,121 @@ def open_redis(settings: RecsConfig, redis: RedisSettings, metrics: RecsMetrics)
     )
 
 
+def load_ranker(path: Path, version: str, catalog: Catalog, redis: RedisState) -> Ranker:
+    """A saved ranker folder, loaded, with the catalog vectors Redis already holds for it."""
+    from threefold.apps.recs.ranker_store import RankerModel
+
+    model = RankerModel.load(path)
+    model.encoder.load()
+    return Ranker(
+        encoder=model.encoder,
+        combiner=model.combiner,
+        version=version,
+        sequence=model.sequence,
+        trending_window=model.trending_window,
+        info={**model.info, "version": version},
+        vectors=redis.get_vectors(model.encoder.model_id, catalog.ids),
+    )
+
+
 def load_recommender(
     settings: RecsConfig,
     redis: RedisState,
     encoder: TextEncoder | None = None,
     tuned: TunedCombiner | None = None,
-) -> tuple[Recommender, list[Event], dict[str, Any]]:
+) -> tuple[Recommender, list[Event], LiveModel[Ranker] | None]:
     """Catalog, seed log and ranker (`model_dir`, else `encoder` or the base model), indexed.
 
-    Without `model_dir` the combiner is `tuned`, else the one tuned into Redis, else default
-    weights. Vectors come from Redis where present; the rest are embedded here and shared.
-    Returns the recommender, the seed log and what the ranker is (for /healthz).
+    `model_dir` is a registry entry (its current version serves; the returned `LiveModel`
+    follows its pointer) or a plain model folder (served as version = the folder's name).
+    Without it the combiner is `tuned`, else the one tuned into Redis, else default weights.
+    Vectors come from Redis where present; the rest are embedded here and shared.
     """
-    from threefold.apps.recs.ranker_store import RankerModel
+    from threefold.core.hot_swap import LiveModel
+    from threefold.core.registry import ModelEntry
 
     catalog = load_catalog(settings.items_path)
     seed = load_events(settings.events_path, known_items=catalog) if settings.events_path else []
-    combiner, info, window = None, dict(DEFAULT_INFO), DEFAULT_TRENDING_WINDOW
-    sequence = None
+    live, ranker = None, None
     if encoder is None and settings.model_dir is not None:
-        model = RankerModel.load(settings.model_dir)
-        encoder, combiner, info, window, sequence = (
-            model.encoder,
-            model.combiner,
-            model.info,
-            model.trending_window,
-            model.sequence,
-        )
-    elif encoder is None:
-        from threefold.core.base_model import base_model_from_env
-        from threefold.core.embedder import Embedder
+        if ModelEntry.is_entry(settings.model_dir):
+            live = LiveModel(
+                ModelEntry(settings.model_dir),
+                lambda path, version: load_ranker(path, version, catalog, redis),
+                check_every_s=settings.model_check_seconds,
+            )
+            ranker = live.get()[1]
+        else:
+            ranker = load_ranker(settings.model_dir, settings.model_dir.name, catalog, redis)
+    if ranker is None:
+        if encoder is None:
+            from threefold.core.base_model import base_model_from_env
+            from threefold.core.embedder import Embedder
 
-        encoder = Embedder(settings.base_model or base_model_from_env(), max_length=128)
-    encoder.load()
-    if combiner is None and tuned is None and (stored := redis.get_combiner(encoder.model_id)):
-        tuned = TunedCombiner.from_dict(stored)
-    if combiner is None and tuned is not None:
-        combiner = tuned.combiner
-        info = {"model": TUNED_INFO, "validation": tuned.validation}
+            encoder = Embedder(settings.base_model or base_model_from_env(), max_length=128)
+        encoder.load()
+        if tuned is None and (stored := redis.get_combiner(encoder.model_id)):
+            tuned = TunedCombiner.from_dict(stored)
+        info: dict[str, Any] = dict(DEFAULT_INFO)
+        if tuned is not None:
+            info = {"model": TUNED_INFO, "validation": tuned.validation}
+        ranker = Ranker(
+            encoder=encoder,
+            combiner=tuned.combiner if tuned else LinearCombiner(),
+            info=info,
+            vectors=redis.get_vectors(encoder.model_id, catalog.ids),
+        )
     recommender = Recommender(
         catalog,
-        encoder,
-        combiner=combiner,
-        sequence=sequence,
+        ranker.encoder,
+        combiner=ranker.combiner,
+        sequence=ranker.sequence,
         events=seed,
         candidate_pool=settings.candidate_pool,
-        trending_window=window,
+        trending_window=ranker.trending_window,
+        model_version=ranker.version,
+        model_info=ranker.info,
     )
-    known = redis.get_vectors(encoder.model_id, catalog.ids)
-    computed = recommender.build(known)
-    redis.put_vectors(encoder.model_id, computed)
+    computed = recommender.build(ranker.vectors)
+    redis.put_vectors(ranker.encoder.model_id, computed)
     logger.info(
-        "catalog vectors: %d from Redis, %d embedded by this worker", len(known), len(computed)
+        "catalog vectors: %d from Redis, %d embedded by this worker",
+        len(ranker.vectors),
+        len(computed),
     )
-    return recommender, seed, info
+    return recommender, seed, live
+
+
+def follow_registry(
+    live: LiveModel[Ranker],
+    recommender: Recommender,
+    redis: RedisState,
+    metrics: RecsMetrics,
+    interval_s: float,
+) -> None:
+    """Swap the recommender's ranker whenever the entry's current version moves (every worker)."""
+
+    def swap(version: str, ranker: Ranker) -> None:
+        try:
+            computed = recommender.swap_ranker(ranker)
+        except Exception:  # keep serving the old ranker; the next pointer move tries again
+            logger.exception("could not swap to ranker version %s; the old one serves", version)
+            return
+        redis.put_vectors(ranker.encoder.model_id, computed)
+        metrics.model_swaps.inc()
+
+    live.on_swap.append(swap)
+    live.watch(interval_s)
+
+
+def open_impressions(
+    settings: RecsConfig, redis: RedisState, metrics: RecsMetrics
+) -> ImpressionLog:
+    """Impressions in Redis (spooled while it is down), or this worker's memory without Redis."""
+    if redis.url is None:
+        return ImpressionLog(MemoryImpressionStore(), metrics)
+    spool = EventSpool(settings.spool_dir, file_name=IMPRESSION_SPOOL, record_type=Impression)
+    return ImpressionLog(RedisImpressionStore(redis), metrics, spool)
 
 
 def open_resources(
@@ -144,15 +228,19 @@ def open_resources(
     registry = CollectorRegistry()
     metrics = RecsMetrics(registry)
     state = open_redis(settings, redis, metrics)
-    recommender, seed, info = load_recommender(settings, state, encoder, tuned)
-    model_id = recommender.encoder.model_id
+    recommender, seed, live = load_recommender(settings, state, encoder, tuned)
     spool = EventSpool(settings.spool_dir) if redis.url else None
-    histories = UserHistories(seed, state, limit=settings.history_limit, spool=spool)
+    impressions = open_impressions(settings, state, metrics)
+    histories = UserHistories(
+        seed, state, limit=settings.history_limit, spool=spool, on_stored=impressions.attribute
+    )
     metrics.watch_catalog(lambda: recommender.item_count)
     catalog_changes = CatalogSync(
-        recommender, state, model_id=model_id, interval_seconds=settings.catalog_sync_seconds
+        recommender, state, interval_seconds=settings.catalog_sync_seconds
     )
     catalog_changes.sync(force=True)
+    if live is not None:
+        follow_registry(live, recommender, state, metrics, settings.model_check_seconds)
     return Resources(
         settings=settings,
         registry=registry,
@@ -161,8 +249,8 @@ def open_resources(
         recommender=recommender,
         histories=histories,
         catalog_changes=catalog_changes,
-        model_id=model_id,
-        model_info=info,
+        impressions=impressions,
+        live=live,
     )
 
 
@@ -176,8 +264,8 @@ def prepare_recs(
     seed log is empty). Without Redis nothing is stored; pass the result to `open_resources`.
     """
     state = open_redis(settings, redis, RecsMetrics(CollectorRegistry()))
-    recommender, seed, info = load_recommender(settings, state, encoder)
-    if info != DEFAULT_INFO or not settings.tune_on_start or not seed:
+    recommender, seed, _ = load_recommender(settings, state, encoder)
+    if recommender.model_info != DEFAULT_INFO or not settings.tune_on_start or not seed:
         return None
     validation = recommender.tune_combiner()
     tuned = TunedCombiner(recommender.combiner, validation)

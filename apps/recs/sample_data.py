@@ -6,6 +6,8 @@ is likelier); some items are usually followed by a companion ("bought together")
 lead to a click and a click to a purchase. Same seed, same file.
 
     python -m threefold.apps.recs.sample_data --out apps/recs/data/events.csv
+    python -m threefold.apps.recs.sample_data --users 150 --seed 11 --user-prefix g \
+        --out apps/recs/data/gate_events.csv   # the retrain gate set: users no training sees
 """
 
 from __future__ import annotations
@@ -48,8 +50,10 @@ START = datetime(2026, 10, 1, 9, 0, tzinfo=timezone.utc).timestamp()
 FIELDS = ("user_id", "item_id", "event", "timestamp")
 
 
-def generate_events(catalog: Catalog, *, users: int = 80, seed: int = 7) -> list[dict[str, object]]:
-    """Events (oldest first per user) as CSV-ready dicts."""
+def generate_events(
+    catalog: Catalog, *, users: int = 80, seed: int = 7, user_prefix: str = "u"
+) -> list[dict[str, object]]:
+    """Events (oldest first per user) as CSV-ready dicts; users are `<user_prefix>001`, ..."""
     rng = random.Random(seed)
     by_category: dict[str, list[Item]] = {}
     for item in catalog:
@@ -64,7 +68,7 @@ def generate_events(catalog: Catalog, *, users: int = 80, seed: int = 7) -> list
     rows: list[dict[str, object]] = []
     for number in range(1, users + 1):
         favourite, secondary = rng.sample(categories, 2)
-        user_id = f"u{number:03d}"
+        user_id = f"{user_prefix}{number:03d}"
         clock = START + rng.uniform(0, 20) * 86_400
         wanted = rng.randint(6, 18)
         seen: list[str] = []
@@ -133,8 +137,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default=str(DEFAULT_EVENTS))
     parser.add_argument("--users", type=int, default=80)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--user-prefix", default="u", help="'g' for the gate set's own users")
     args = parser.parse_args(argv)
-    rows = generate_events(load_catalog(args.items), users=args.users, seed=args.seed)
+    rows = generate_events(
+        load_catalog(args.items), users=args.users, seed=args.seed, user_prefix=args.user_prefix
+    )
     write_events(rows, args.out)
     print(f"wrote {len(rows)} events to {args.out}")
 

@@ -85,7 +85,7 @@
     return element;
   }
 
-  function card(entry) {
+  function card(entry, listId) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "card";
@@ -97,7 +97,7 @@
       text("reason", entry.reason || ""),
       text("description", entry.description || ""),
     );
-    button.addEventListener("click", () => viewItem(entry));
+    button.addEventListener("click", () => viewItem(entry, listId));
     const item = document.createElement("li");
     item.append(button);
     return item;
@@ -122,7 +122,8 @@
     try {
       const body = await getJson("/api/recommendations?" + params.toString());
       clearProblem();
-      list.replaceChildren(...body.items.map(card));
+      // a click names the list it came from, so it counts for the ranker version that made it
+      list.replaceChildren(...body.items.map((entry) => card(entry, body.list_id)));
       list.dataset.version = String(Number(list.dataset.version) + 1);
       const kind = body.cold_start ? "new shopper: popular picks" : "personalised for you";
       statusLine.textContent = body.items.length
@@ -133,16 +134,16 @@
     }
   }
 
-  async function viewItem(entry) {
+  async function viewItem(entry, listId) {
     const user = userSelect.value;
     try {
       await getJson("/api/events", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ user_id: user, item_id: entry.item_id, event: "click" }),
+        body: JSON.stringify({ user_id: user, item_id: entry.item_id, event: "click", list_id: listId }),
       });
     } catch (error) {
-      showProblem("Your click on “" + entry.title + "” was not recorded", error, () => viewItem(entry));
+      showProblem("Your click on “" + entry.title + "” was not recorded", error, () => viewItem(entry, listId));
       return;
     }
     (clicks[user] = clicks[user] || []).push(entry.title);

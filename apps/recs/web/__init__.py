@@ -9,6 +9,7 @@ from flask import Flask
 from threefold.apps.recs.config import RecsConfig
 from threefold.apps.recs.resources import Resources, open_resources
 from threefold.apps.recs.web.events import events_api
+from threefold.apps.recs.web.impressions import impressions_api
 from threefold.apps.recs.web.items import ADMIN_TOKEN_KEY, items_api
 from threefold.apps.recs.web.openapi import DOCUMENT
 from threefold.apps.recs.web.pages import pages
@@ -43,7 +44,7 @@ def create_app(settings: RecsConfig | None = None, resources: Resources | None =
         redis_prefix=settings.redis_prefix,
     )
     app.extensions[EXTENSION] = resources
-    for blueprint in (recommendations, events_api, items_api, pages):
+    for blueprint in (recommendations, events_api, impressions_api, items_api, pages):
         app.register_blueprint(blueprint)
     register_openapi(app, DOCUMENT)
     return app

@@ -16,6 +16,11 @@ EVENT = {
         "item_id": {"type": "string"},
         "event": {"type": "string", "enum": ["click", "purchase", "view"]},
         "timestamp": {"type": "number", "description": "unix seconds; at most 5 min ahead"},
+        "list_id": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]{1,64}$",
+            "description": "the list_id of the recommendation list the item was picked from",
+        },
     },
 }
 ITEM_BODY = {
@@ -67,6 +72,14 @@ DOCUMENT = openapi_document(
             )
         },
         "/api/categories": {"get": operation("The catalog's categories", tag="recommendations")},
+        "/api/impressions/ctr": {
+            "get": operation(
+                "Lists served, items shown, attributed clicks and CTR per model version",
+                tag="recommendations",
+                response=OBJECT,
+                errors=(503,),
+            )
+        },
         "/api/events": {
             "post": operation(
                 "Record one event or {events: [...]}; 202 means kept",

@@ -28,6 +28,7 @@ def healthz() -> Any:
         "cache": shared.metrics.snapshot(),
         "catalog_version": shared.catalog_changes.version,
         "model": shared.model_id,
+        "model_version": shared.model_version,
         "ranker": shared.model_info,
     }
     if shared.redis.url is None:

@@ -6,6 +6,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from threefold.apps.recs.impressions import Impression, new_list_id
+from threefold.apps.recs.resources import Resources
 from threefold.apps.recs.rules import decode_cursor
 from threefold.apps.recs.web.shared import resources, user_id_arg
 from threefold.core.errors import ConfigError
@@ -37,15 +39,16 @@ def get_recommendations() -> Any:
             400, f"unknown category {category!r}; expected one of {categories}", field="category"
         )
     shared.catalog_changes.sync()
+    # the ranker version is part of the key: after a swap no list of the old ranker is served
     variant = (
-        f"v{shared.catalog_changes.version}|k{k}|o{offset}|c{(category or '').lower()}"
-        f"|d{diversity:.3f}|x{int(exclude_seen)}"
+        f"m{shared.model_version}|v{shared.catalog_changes.version}|k{k}|o{offset}"
+        f"|c{(category or '').lower()}|d{diversity:.3f}|x{int(exclude_seen)}"
     )
     cached = shared.redis.get_recs(user_id, variant)
     if cached is not None:
         kind = "cold_start" if cached["cold_start"] else "personal"
         shared.metrics.served.labels(kind, "yes").inc()
-        return jsonify({**cached, "cached": True})
+        return _served(shared, cached, cached=True)
     result = shared.recommender.recommend(
         user_id,
         shared.histories.get(user_id),
@@ -59,7 +62,14 @@ def get_recommendations() -> Any:
     body = result.to_dict()
     shared.redis.put_recs(user_id, variant, body)
     shared.metrics.served.labels("cold_start" if result.cold_start else "personal", "no").inc()
-    return jsonify({**body, "cached": False})
+    return _served(shared, body, cached=False)
+
+
+def _served(shared: Resources, body: dict[str, Any], *, cached: bool) -> Any:
+    """The response, with a fresh `list_id` (clicks send it back) logged as an impression."""
+    list_id = new_list_id()
+    shared.impressions.record(Impression.of(body, list_id))
+    return jsonify({**body, "list_id": list_id, "cached": cached})
 
 
 @recommendations.get("/users")

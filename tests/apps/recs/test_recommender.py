@@ -126,3 +126,32 @@ def test_removed_item_is_never_recommended(recommender):
     assert target not in ids(recommender.recommend("coffee-fan", coffee_history(), k=70))
     assert recommender.similar(target) == []
     assert not recommender.remove_item(target)
+
+
+def test_a_ranker_swap_reembeds_the_catalog_and_keeps_items_added_meanwhile(
+    catalog, sample_events
+) -> None:
+    from threefold.apps.recs.combiner import LinearCombiner
+    from threefold.apps.recs.recommender import Ranker
+    from threefold.core.encoder import HashingEncoder
+
+    engine = Recommender(catalog, HashingEncoder(128), events=sample_events)
+    engine.build()
+    added = Item("new-1", "Pour-Over Coffee Kettle", "A gooseneck kettle for coffee", "Kitchen")
+    engine.remove_item("bk-001")
+
+    class AddsAnItemWhileEmbedding(HashingEncoder):
+        def encode(self, texts, **kwargs):  # type: ignore[no-untyped-def]
+            if not engine.has_item("new-1"):
+                engine.upsert_items([added])  # an admin edit lands mid-swap (old encoder)
+            return super().encode(texts, **kwargs)
+
+    engine.swap_ranker(
+        Ranker(encoder=AddsAnItemWhileEmbedding(64), combiner=LinearCombiner(), version="v2")
+    )
+    assert engine.model_version == "v2"
+    assert engine.vector_of("new-1").shape == (64,)  # embedded again by the new encoder
+    assert engine.vector_of("bk-001") is None  # a removed item stays removed
+    listed = engine.recommend("coffee-fan", coffee_history(), k=10, exclude_seen=True)
+    assert listed.model_version == "v2"
+    assert engine.similar("new-1", k=3)  # the new index holds it

@@ -54,6 +54,8 @@ def test_storefront_shows_recommendations_and_updates_after_a_click(
     assert after != before
     assert before[0] not in after  # the clicked item is now seen: not recommended again
     assert page.text_content("#history li") == clicked_title
+    readout = page.request.get(f"{base}/api/impressions/ctr").json()
+    assert readout["versions"]["base"]["click"] == 1  # the click named the list it came from
     page.screenshot(path=str(screenshot_dir / "recs_storefront.png"), full_page=True)
 
     page.select_option("#category", "Beauty")

