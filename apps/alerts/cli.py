@@ -165,9 +165,17 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
 @click.option("--sentiment-column", default="sentiment", show_default=True)
 @click.option(
     "--out",
-    required=True,
+    default=None,
     type=click.Path(file_okay=False),
-    help="Writes OUT/topic and OUT/sentiment (with --multitask: one model in OUT).",
+    help="Writes OUT/topic and OUT/sentiment (with --multitask: one model in OUT); a folder "
+    "that is a registry entry gets a new version instead.",
+)
+@click.option(
+    "--registry",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Publish into registry ROOT instead: ROOT/alerts-topic and ROOT/alerts-sentiment "
+    "(with --multitask: ROOT/alerts-multitask), each a new current version with metadata.",
 )
 @click.option(
     "--multitask",
@@ -197,7 +205,8 @@ def train_command(
     text_column: str,
     topic_column: str,
     sentiment_column: str,
-    out: str,
+    out: str | None,
+    registry: str | None,
     base: str | None,
     no_progress: bool,
     multitask: bool,
@@ -205,12 +214,16 @@ def train_command(
 ) -> None:
     """Fine-tune the topic and the sentiment classifier (like `threefold classifier train`)."""
     from threefold.core.classifier_training import train_classifier_from_files
+    from threefold.core.errors import ConfigError
     from threefold.core.training_config import TrainingConfig
 
+    if bool(out) == bool(registry):
+        raise ConfigError("pass exactly one of --out DIR or --registry ROOT")
     if multitask:
         _train_multitask(
             data_path, topic_data or sentiment_data, text_column, topic_column,
-            sentiment_column, out, base, no_progress, training,
+            sentiment_column, _target(out, registry, "joint"), bool(registry), base, no_progress,
+            training,
         )  # fmt: skip
         return
 
@@ -226,12 +239,12 @@ def train_command(
             **training,
         )
         model = train_classifier_from_files(path, base_model=base, config=config)
-        target = Path(out) / name
-        model.save(target)
+        target = _target(out, registry, name)
         evaluation = model.metrics.get("eval") or {}
         summary[name] = {
             "out": str(target),
             "version": model.version,
+            "registry_version": _save(model, target, [path], evaluation, bool(registry)),
             "labels": model.labels,
             "eval_accuracy": evaluation.get("accuracy"),
             "eval_macro_f1": evaluation.get("macro_f1"),
@@ -246,7 +259,8 @@ def _train_multitask(
     text_column: str,
     topic_column: str,
     sentiment_column: str,
-    out: str,
+    out: Path,
+    publish: bool,
     base: str | None,
     no_progress: bool,
     training: dict[str, Any],
@@ -274,12 +288,12 @@ def _train_multitask(
         base_model=base,
         config=config,
     )
-    model.save(out)
     evaluation = model.metrics.get("eval") or {}
     emit_json(
         {
             "out": str(out),
             "version": model.version,
+            "registry_version": _save(model, out, [data_path], evaluation, publish),
             "tasks": model.tasks,
             "eval": {
                 task: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
@@ -289,6 +303,188 @@ def _train_multitask(
             "train_seconds": model.train_seconds,
         }
     )
+
+
+def _target(out: str | None, registry: str | None, name: str) -> Path:
+    """Where a trained model goes: OUT/<name> (OUT itself for the multi-task model) or its
+    registry entry ROOT/alerts-<name>."""
+    from threefold.apps.alerts.model_source import ENTRY_NAMES
+
+    if registry:
+        return Path(registry) / ENTRY_NAMES[name]
+    return Path(out or ".") if name == "joint" else Path(out or ".") / name
+
+
+def _save(model: Any, target: Path, data: list[str], evaluation: dict, publish: bool) -> str | None:
+    """Save into a plain folder (returns None), or publish a new current version into the
+    registry entry `target` with its metadata (returns the version). A folder that already is
+    an entry always gets a new version."""
+    from threefold.core.registry import ModelEntry, data_fingerprint
+
+    if not publish and not ModelEntry.is_entry(target):
+        model.save(target)
+        return None
+    files = list(dict.fromkeys(data))
+    return ModelEntry(target).publish(
+        lambda folder, _version: model.save(folder),
+        metadata={
+            "app": "alerts",
+            "data_fingerprint": data_fingerprint(*(Path(f) for f in files)),
+            "training_data": files,
+            "metrics": _eval_metrics(evaluation),
+            "model_fingerprint": model.version,
+        },
+    )
+
+
+def _eval_metrics(evaluation: dict) -> dict:
+    """Accuracy and macro-F1 of a classifier's eval report (per task for a multi-task one)."""
+    if "macro_f1" in evaluation:
+        return {k: evaluation[k] for k in ("accuracy", "macro_f1")}
+    return {
+        task: {k: report[k] for k in ("accuracy", "macro_f1")}
+        for task, report in evaluation.items()
+        if isinstance(report, dict)
+    }
+
+
+@click.command("alerts")
+@click.option(
+    "--task",
+    type=click.Choice(["sentiment", "topic"]),
+    default="sentiment",
+    show_default=True,
+    help="Which classifier to retrain (a multi-task entry retrains both heads).",
+)
+@click.option(
+    "--registry",
+    default=None,
+    envvar="THREEFOLD_MODELS_DIR",
+    help="Registry ROOT: retrain ROOT/alerts-<task> (or ROOT/alerts-multitask when it exists) "
+    "[env THREEFOLD_MODELS_DIR; default: the entry THREEFOLD_ALERTS_<TASK>_MODEL_DIR names].",
+)
+@click.option("--topic-model", "topic_model_dir", default=None, help="Topic entry dir.")
+@click.option("--sentiment-model", "sentiment_model_dir", default=None, help="Sentiment entry dir.")
+@click.option(
+    "--training-data",
+    default=None,
+    help="Base CSV with text,topic,sentiment [env THREEFOLD_ALERTS_TRAINING_DATA; shipped sample].",
+)
+@click.option(
+    "--gate-data",
+    default=None,
+    help="Fixed gate CSV no training sees [env THREEFOLD_ALERTS_GATE_DATA; shipped gate set].",
+)
+@click.option(
+    "--margin",
+    "gate_margin",
+    type=float,
+    default=None,
+    help="Macro-F1 the candidate may lose and still go live [env THREEFOLD_ALERTS_GATE_MARGIN; 0].",
+)
+@click.option(
+    "--redis-url", default=None, help="Redis with the analysts' corrections [env REDIS_URL]."
+)
+@click.option("--redis-prefix", default=None, help="Key prefix the dashboard uses.")
+@click.option("--base", default=None, envvar=BASE_MODEL_ENV, help="Base model directory.")
+@click.option("--by", "created_by", default=None, help="Recorded as created_by [$USER].")
+@click.option("--epochs", type=float, default=4.0, show_default=True)
+@click.option("--learning-rate", type=float, default=5e-5, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--max-length", type=int, default=64, show_default=True)
+@click.option("--max-steps", type=int, default=-1, show_default=True)
+@click.option("--warmup-ratio", type=float, default=0.1, show_default=True)
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
+@clean_errors
+def retrain_command(
+    task: str,
+    registry: str | None,
+    redis_url: str | None,
+    base: str | None,
+    created_by: str | None,
+    no_progress: bool,
+    epochs: float,
+    learning_rate: float,
+    batch_size: int,
+    max_length: int,
+    max_steps: int,
+    warmup_ratio: float,
+    seed: int,
+    **settings: Any,
+) -> None:
+    """Retrain on the base CSV plus the analysts' corrections; gate on macro-F1; publish.
+
+    Prints {"app", "model", "candidate_version", "current_version", "gate", "promoted",
+    "live_version", ...}. Promoted and rejected both exit 0.
+    """
+    from threefold.apps.alerts.config import AlertsConfig
+    from threefold.apps.alerts.resources import open_signal_store
+    from threefold.apps.alerts.retrain import retrain
+    from threefold.core.errors import ConfigError, ServiceError
+    from threefold.core.training_config import TrainingConfig
+
+    config = AlertsConfig.from_env(**settings)
+    entry = _retrain_entry(config, task, registry)
+    redis = _redis(redis_url)
+    if not redis.url:
+        raise ConfigError(
+            "retrain reads the analysts' corrections from Redis: set REDIS_URL (or --redis-url) "
+            "to the dashboard's Redis"
+        )
+    try:
+        corrections = open_signal_store(config, redis).corrections()
+    except Exception as exc:
+        if type(exc).__module__.startswith("redis"):
+            raise ServiceError(f"could not read the corrections from Redis ({exc!r})") from exc
+        raise
+    training = TrainingConfig(
+        epochs=epochs,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        max_length=max_length,
+        max_steps=max_steps,
+        warmup_ratio=warmup_ratio,
+        seed=seed,
+        eval_fraction=0.0,  # the gate set is the evaluation; train on every example
+        output_progress=not no_progress,
+    )
+    emit_json(
+        retrain(
+            entry,
+            task=task,
+            training_data=config.training_data,
+            gate_data=config.gate_data,
+            corrections=corrections,
+            config=training,
+            margin=config.gate_margin,
+            base_model=base,
+            created_by=created_by,
+        )
+    )
+
+
+def _retrain_entry(config: AlertsConfig, task: str, registry: str | None) -> Any:
+    from threefold.apps.alerts.model_source import ENTRY_NAMES
+    from threefold.core.errors import ConfigError
+    from threefold.core.registry import ModelEntry
+
+    if registry:
+        joint = Path(registry) / ENTRY_NAMES["joint"]
+        return ModelEntry(
+            joint if ModelEntry.is_entry(joint) else Path(registry) / ENTRY_NAMES[task]
+        )
+    path = getattr(config, f"{task}_model_dir") or (
+        config.topic_model_dir if not config.sentiment_model_dir else ""
+    )
+    if not path or not ModelEntry.is_entry(path):
+        raise ConfigError(
+            f"retrain publishes into a registry entry, and {path or 'no directory'!r} is not one "
+            f"(THREEFOLD_ALERTS_{task.upper()}_MODEL_DIR / --{task}-model). Fix: pass --registry "
+            "ROOT (after `threefold alerts train --registry ROOT`) or point the setting at "
+            f"ROOT/{ENTRY_NAMES[task]}"
+        )
+    return ModelEntry(path)
 
 
 @alerts.command("simulate")
@@ -304,13 +500,13 @@ def simulate_command(path: str, batch: int, **kw: Any) -> None:
     import time
 
     from threefold.apps.alerts.messages import InvalidMessage, parse_message
+    from threefold.apps.alerts.model_source import open_scorer
     from threefold.apps.alerts.pipeline import AlertPipeline
-    from threefold.apps.alerts.scoring import Scorer
     from threefold.apps.alerts.state.memory import InMemoryStateStore
     from threefold.core.tables import read_records
 
     config = _config(kw)
-    scorer = Scorer.load(
+    scorer = open_scorer(
         config.topic_model_dir, config.sentiment_model_dir, config.companies_path or None
     )
     store = InMemoryStateStore()

@@ -13,6 +13,9 @@ from threefold.core.settings import Secret, coerce_fields, load_settings, public
 ENV_PREFIX = "THREEFOLD_ALERTS_"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_COMPANIES = DATA_DIR / "companies.csv"
+DEFAULT_TRAINING_DATA = DATA_DIR / "headlines_sample.csv"
+DEFAULT_GATE_DATA = DATA_DIR / "headlines_gate.csv"
+TOPICS = ("earnings", "legal", "macro", "mergers", "personnel", "product")
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,15 @@ class AlertsConfig:
     ewma_alpha: float = 0.3
     cooldown_s: int = 900
     max_examples: int = 3
+    # a plain model folder (served as is) or a registry entry (its current version, hot-swapped)
     topic_model_dir: str = ""
     sentiment_model_dir: str = ""
+    model_check_s: float = 2.0  # how often the consumer re-reads registry entries' pointers
+    analyst_tokens: Secret | None = None  # name:token,... (corrections and alert verdicts)
+    topic_labels: list[str] = field(default_factory=lambda: list(TOPICS))  # what may be chosen
+    training_data: str = str(DEFAULT_TRAINING_DATA)  # base CSV of `threefold retrain alerts`
+    gate_data: str = str(DEFAULT_GATE_DATA)  # fixed gate CSV no training ever sees
+    gate_margin: float = 0.0  # a candidate may be this much worse (macro-F1) and still promoted
     companies_path: str = str(DEFAULT_COMPANIES)
     webhook_url: Secret | None = None  # may carry a token: never printed
     webhook_timeout_s: float = 5.0
@@ -75,7 +85,15 @@ class AlertsConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, found {getattr(self, name)!r}")
-        non_negative = ("grace_s", "cooldown_s", "max_examples", "metrics_port", "share_margin")
+        non_negative = (
+            "grace_s",
+            "cooldown_s",
+            "max_examples",
+            "metrics_port",
+            "share_margin",
+            "model_check_s",
+            "gate_margin",
+        )
         for name in (*non_negative, "torch_threads", "partition_idle_s", "quiet_close_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, found {getattr(self, name)!r}")

@@ -6,9 +6,10 @@ from typing import Any
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.metrics import AlertsMetrics
+from threefold.apps.alerts.model_source import LiveScorer, open_scorer
 from threefold.apps.alerts.pipeline import AlertPipeline
 from threefold.apps.alerts.processor import AlertPublisher, AlertsProcessor
-from threefold.apps.alerts.resources import open_state_store
+from threefold.apps.alerts.resources import open_signal_store, open_state_store
 from threefold.apps.alerts.scoring import Scorer
 from threefold.core.errors import ServiceError
 from threefold.core.settings import reveal
@@ -23,13 +24,14 @@ def build_runner(
     redis: RedisSettings,
     *,
     kafka: KafkaSettings | None = None,
-    scorer: Scorer | None = None,
+    scorer: Scorer | LiveScorer | None = None,
     registry: Any = None,
 ) -> tuple[ConsumerRunner, AlertsProcessor]:
     """The ConsumerRunner and its processor for `config` on `redis` (connects lazily).
 
     `kafka` (KAFKA_* settings: TLS, SASL) defaults to a PLAINTEXT connection to
-    `config.bootstrap_servers`.
+    `config.bootstrap_servers`. Model directories that are registry entries are served at
+    their current version and swapped between batches (`model_source`).
     """
     if kafka is None:
         kafka = KafkaSettings(bootstrap_servers=config.bootstrap_servers or None)
@@ -40,11 +42,13 @@ def build_runner(
         )
     metrics = AlertsMetrics(registry)
     if scorer is None:
-        scorer = Scorer.load(
+        scorer = open_scorer(
             config.topic_model_dir,
             config.sentiment_model_dir,
             config.companies_path or None,
             batch_size=config.score_batch_size,
+            check_every_s=config.model_check_s,
+            on_swap=lambda versions: _count_swap(metrics, versions),
         )
     store = open_state_store(config, redis)
     webhook = None
@@ -64,7 +68,12 @@ def build_runner(
         metrics=metrics,
     )
     processor = AlertsProcessor(
-        config, scorer, AlertPipeline.from_config(config, store), publisher, metrics=metrics
+        config,
+        scorer,
+        AlertPipeline.from_config(config, store),
+        publisher,
+        metrics=metrics,
+        signals=open_signal_store(config, redis),
     )
     runner = ConsumerRunner(
         kafka=kafka,
@@ -84,3 +93,8 @@ def build_runner(
 def _count_webhook_failure(metrics: AlertsMetrics, error: str | None) -> None:
     if error is not None:
         metrics.webhook_failures.inc()
+
+
+def _count_swap(metrics: AlertsMetrics, versions: dict[str, str]) -> None:
+    for task, version in versions.items():
+        metrics.model_swaps.labels(task=task, version=version).inc()

@@ -51,6 +51,12 @@ class AlertsMetrics:
             "Time to score one batch with both classifiers",
             registry=r,
         )
+        self.model_swaps = Counter(
+            "threefold_alerts_model_swaps",
+            "Times the consumer started scoring with another registry version (promote/rollback)",
+            ["task", "version"],
+            registry=r,
+        )
         self.watermark = Gauge(
             "threefold_alerts_watermark_seconds", "Event-time watermark (epoch seconds)", registry=r
         )

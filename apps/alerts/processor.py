@@ -20,7 +20,9 @@ from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.messages import InvalidMessage, NewsItem, parse_message
 from threefold.apps.alerts.metrics import AlertsMetrics
 from threefold.apps.alerts.pipeline import AlertPipeline, PipelineResult
-from threefold.apps.alerts.scoring import ScoredItem, Scorer
+from threefold.apps.alerts.scoring import BatchScorer, ScoredItem
+from threefold.apps.alerts.signals import scored_summary
+from threefold.apps.alerts.state.signal_store import SignalStore
 from threefold.apps.alerts.state.store import StateStore
 from threefold.core.errors import ServiceError
 from threefold.core.webhook import WebhookSender
@@ -88,11 +90,12 @@ class AlertsProcessor:
     def __init__(
         self,
         config: AlertsConfig,
-        scorer: Scorer,
+        scorer: BatchScorer,
         pipeline: AlertPipeline,
         publisher: AlertPublisher,
         *,
         metrics: AlertsMetrics | None = None,
+        signals: SignalStore | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -100,6 +103,7 @@ class AlertsProcessor:
         self.pipeline = pipeline
         self.publisher = publisher
         self.metrics = metrics or publisher.metrics
+        self.signals = signals  # remembers scored headlines for analysts to correct
         self._clock = clock
         self._last_seen: dict[str, float | None] = {}  # partition -> last message (None: idle)
         # partition -> (its watermark, wall clock of its last message): for on_idle
@@ -135,6 +139,8 @@ class AlertsProcessor:
             partitions = [_partition_name(m.topic, m.partition) for m in sources]
             result = self.pipeline.process(scored, partitions, idle_partitions=idle)
             self.publisher.publish_pending()
+            if self.signals is not None:
+                self.signals.record_scored([scored_summary(s.to_dict()) for s in scored])
         now = self._clock()
         self._last_message_at = now
         for partition, watermark in result.partition_watermarks.items():

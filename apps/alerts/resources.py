@@ -8,21 +8,35 @@ from flask import current_app
 from prometheus_client import CollectorRegistry
 
 from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.state.redis_signals import RedisSignalStore
 from threefold.apps.alerts.state.redis_store import RedisStateStore
+from threefold.apps.alerts.state.signal_store import SignalStore
 from threefold.apps.alerts.state.store import StateStore
+from threefold.core.named_tokens import NamedTokens
+from threefold.core.settings import reveal
 from threefold.streaming.connections import RedisSettings, redis_client
 
 EXTENSION = "threefold.alerts"
 REDIS_FIX = "set REDIS_URL (or --redis-url) to the Redis the alerts consumer writes to"
 
 
+class AnalystTokens(NamedTokens):
+    """Who an analyst token belongs to (THREEFOLD_ALERTS_ANALYST_TOKENS)."""
+
+    setting = "analyst_tokens"
+    variable = "THREEFOLD_ALERTS_ANALYST_TOKENS"
+    people = "analysts"
+
+
 @dataclass
 class Resources:
-    """The dashboard's settings, the consumer's state store (None: Redis not configured) and
-    the registry of its HTTP metrics."""
+    """The dashboard's settings, the consumer's state and signal stores (None: Redis not
+    configured), who may correct labels (analysts) and the registry of its HTTP metrics."""
 
     settings: AlertsConfig
     store: StateStore | None
+    signals: SignalStore | None = None
+    analysts: AnalystTokens = field(default_factory=lambda: AnalystTokens({}))
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
 
@@ -32,10 +46,19 @@ def open_state_store(settings: AlertsConfig, redis: RedisSettings) -> RedisState
     return RedisStateStore(client, settings.redis_prefix, ttl_s=settings.state_ttl_s)
 
 
+def open_signal_store(settings: AlertsConfig, redis: RedisSettings) -> RedisSignalStore:
+    """Analysts' signals in the Redis of `redis` under `settings.redis_prefix` (connects lazily)."""
+    return RedisSignalStore(redis_client(redis, decode_responses=True), settings.redis_prefix)
+
+
 def open_resources(settings: AlertsConfig, redis: RedisSettings) -> Resources:
-    """The dashboard's resources; without a Redis URL the store is None (the app runs degraded)."""
-    store = open_state_store(settings, redis) if redis.url else None
-    return Resources(settings=settings, store=store)
+    """The dashboard's resources; without a Redis URL the stores are None (it runs degraded)."""
+    return Resources(
+        settings=settings,
+        store=open_state_store(settings, redis) if redis.url else None,
+        signals=open_signal_store(settings, redis) if redis.url else None,
+        analysts=AnalystTokens.parse(reveal(settings.analyst_tokens)),
+    )
 
 
 def current_resources() -> Resources:

@@ -96,13 +96,7 @@ class Scorer:
         batch_size: int = 64,
         joint: JointClassifier | None = None,
     ) -> None:
-        unknown = sorted(set(sentiment_model.labels) - set(SENTIMENTS))
-        if unknown or "negative" not in sentiment_model.labels:
-            raise ModelError(
-                f"the sentiment model's labels are {sorted(sentiment_model.labels)}; expected "
-                f"'negative' and only labels from {list(SENTIMENTS)}. Fix: train it on a CSV "
-                "whose label column holds negative/neutral/positive"
-            )
+        check_sentiment_labels(sentiment_model.labels)
         self.topic_model = topic_model
         self.sentiment_model = sentiment_model
         self.matcher = matcher or EntityMatcher()
@@ -197,6 +191,23 @@ class Scorer:
                 )
             )
         return out
+
+
+def check_sentiment_labels(labels: Sequence[str]) -> None:
+    """ModelError unless the labels include 'negative' and come from SENTIMENTS."""
+    unknown = sorted(set(labels) - set(SENTIMENTS))
+    if unknown or "negative" not in labels:
+        raise ModelError(
+            f"the sentiment model's labels are {sorted(labels)}; expected "
+            f"'negative' and only labels from {list(SENTIMENTS)}. Fix: train it on a CSV "
+            "whose label column holds negative/neutral/positive"
+        )
+
+
+class BatchScorer(Protocol):
+    """What the processor needs: a `Scorer`, or a `model_source.LiveScorer` that swaps models."""
+
+    def score(self, items: Sequence[NewsItem]) -> list[ScoredItem]: ...
 
 
 def _rounded(labels: Sequence[str], row: np.ndarray) -> dict[str, float]:

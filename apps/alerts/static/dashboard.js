@@ -367,8 +367,23 @@ function renderAlert(alert) {
   const show = el("button", "Show " + alert.name + " on the chart", "link-button");
   show.type = "button";
   show.addEventListener("click", () => showOnChart(alert));
-  item.append(show);
+  item.append(show, renderVerdict(alert));
   return item;
+}
+
+/** False / true alarm buttons for signed-in analysts (review.js sends them). */
+function renderVerdict(alert) {
+  const box = el("div", undefined, "verdict");
+  const buttons = el("p", undefined, "verdict-buttons");
+  for (const [value, text] of [["false_alarm", "False alarm"], ["true_alarm", "True alarm"]]) {
+    const button = el("button", text);
+    button.type = "button";
+    button.dataset.verdict = value;
+    button.setAttribute("aria-label", text + ": " + alert.name);
+    buttons.append(button);
+  }
+  box.append(buttons, el("p", "", "verdict-status"));
+  return box;
 }
 
 function renderAlertsChrome() {

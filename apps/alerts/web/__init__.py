@@ -11,6 +11,7 @@ from threefold.apps.alerts.resources import EXTENSION, Resources, open_resources
 from threefold.apps.alerts.web.api import api
 from threefold.apps.alerts.web.openapi import DOCUMENT
 from threefold.apps.alerts.web.pages import pages
+from threefold.apps.alerts.web.signals import signals
 from threefold.core.openapi import register_openapi
 from threefold.core.settings import load_settings
 from threefold.core.web import setup_web_app
@@ -37,6 +38,7 @@ def create_app(settings: AlertsConfig | None = None, resources: Resources | None
         redis_prefix=settings.redis_prefix,
     )
     app.register_blueprint(api)
+    app.register_blueprint(signals)
     app.register_blueprint(pages)
     register_openapi(app, DOCUMENT)
     app.extensions[EXTENSION] = resources

@@ -49,7 +49,7 @@ def _store() -> StateStore:
 
 
 @api.errorhandler(StoreUnavailable)
-def _unavailable(exc: StoreUnavailable) -> Response:
+def unavailable(exc: StoreUnavailable) -> Response:
     error = ApiError(503, exc.message, code="redis_unavailable", redis=exc.redis_status)
     response = error.to_response()
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
@@ -58,8 +58,8 @@ def _unavailable(exc: StoreUnavailable) -> Response:
 
 @api.errorhandler(redis.ConnectionError)
 @api.errorhandler(redis.TimeoutError)
-def _redis_down(exc: redis.RedisError) -> Response:
-    return _unavailable(
+def redis_down(exc: redis.RedisError) -> Response:
+    return unavailable(
         StoreUnavailable("unreachable", f"the consumer's Redis did not answer ({exc!r})")
     )
 

@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
-from threefold.core.openapi import openapi_document, operation, query_param
+from typing import Any
+
+from threefold.core.openapi import openapi_document, operation, path_param, query_param
 
 OBJECT = {"type": "object"}
 REDIS_DOWN = (503,)  # every /api route answers 503 + Retry-After while Redis is down
+
+
+def _analyst(summary: str, **kwargs: Any) -> dict[str, Any]:
+    """An analyst operation: bearer analyst token; 503 while none is configured or Redis is down."""
+    errors = (*kwargs.pop("errors", ()), 503)
+    return operation(summary, tag="signals", auth=True, response=OBJECT, errors=errors, **kwargs)
+
+
+CORRECTION = {
+    "type": "object",
+    "required": ["message_id", "task", "label"],
+    "properties": {
+        "message_id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "task": {"type": "string", "enum": ["sentiment", "topic"]},
+        "label": {"type": "string"},
+    },
+}
+VERDICT = {
+    "type": "object",
+    "required": ["verdict"],
+    "properties": {
+        "verdict": {"type": "string", "enum": ["false_alarm", "true_alarm"]},
+        "note": {"type": "string", "maxLength": 500},
+    },
+}
 
 DOCUMENT = openapi_document(
     title="threefold alerts dashboard",
@@ -56,5 +83,34 @@ DOCUMENT = openapi_document(
                 ],
             )
         },
+        "/api/headlines": {
+            "get": operation(
+                "The most recently scored headlines with predictions and model versions",
+                tag="signals",
+                response=OBJECT,
+                errors=(400, *REDIS_DOWN),
+                params=[query_param("limit", {"type": "integer", "minimum": 1, "maximum": 500})],
+            )
+        },
+        "/api/analyst": {"get": _analyst("The analyst the bearer token belongs to")},
+        "/api/corrections": {
+            "get": _analyst("Every stored correction, oldest first"),
+            "post": _analyst(
+                "Correct a scored headline's sentiment or topic",
+                ok=201,
+                body=CORRECTION,
+                errors=(404, 503),
+            ),
+        },
+        "/api/alerts/{alert_id}/verdict": {
+            "post": _analyst(
+                "Mark an alert a false alarm or a true one",
+                ok=201,
+                body=VERDICT,
+                params=[path_param("alert_id", "from GET /api/alerts")],
+                errors=(404, 503),
+            )
+        },
+        "/api/verdicts": {"get": _analyst("Every stored alert verdict, oldest first")},
     },
 )

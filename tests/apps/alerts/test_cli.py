@@ -51,3 +51,36 @@ def test_simulate_runs_the_scenario_in_memory(model_dirs):
     for line in result.stdout.splitlines():
         if line.startswith("{"):
             assert json.loads(line)["alert_id"].startswith("a-")
+
+
+@pytest.mark.slow
+def test_train_publishes_into_a_registry_with_metadata(tmp_path):
+    from threefold.core.registry import ModelEntry
+
+    # fmt: off
+    args = ["train", "--registry", str(tmp_path), "--max-steps", "2", "--eval-fraction", "0",
+            "--batch-size", "8", "--max-length", "24", "--no-progress"]
+    # fmt: on
+    result = CliRunner().invoke(alerts, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["sentiment"]["registry_version"] == "v1"
+    entry = ModelEntry(tmp_path / "alerts-sentiment")
+    info = entry.info("v1")
+    assert info["status"] == "current" and info["created_by"]
+    assert len(info["data_fingerprint"]) == 16 and info["app"] == "alerts"
+    assert TextClassifier.load(entry.current_dir()).labels == ["negative", "neutral", "positive"]
+
+
+def test_retrain_needs_a_registry_entry_and_redis(tmp_path, monkeypatch):
+    from threefold.apps.cli import cli
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("THREEFOLD_MODELS_DIR", raising=False)
+    plain = CliRunner().invoke(cli, ["retrain", "alerts", "--sentiment-model", str(tmp_path)])
+    assert plain.exit_code == 1
+    assert "is not one" in plain.output and "--registry ROOT" in plain.output
+    entry = ["retrain", "alerts", "--registry", str(tmp_path)]
+    (tmp_path / "alerts-sentiment" / "versions").mkdir(parents=True)
+    no_redis = CliRunner().invoke(cli, entry)
+    assert no_redis.exit_code == 1 and "set REDIS_URL" in no_redis.output

@@ -57,28 +57,6 @@ def test_missing_model_dir_says_how_to_train_one():
 
 
 # ------------------------------------------------------------------ one multi-task directory
-@pytest.fixture(scope="module")
-def multitask_dir(tmp_path_factory):
-    """A multi-task (topic + sentiment) model fine-tuned for a few steps on the sample."""
-    from threefold.apps.alerts.config import DATA_DIR
-    from threefold.core.multitask import train_multitask
-    from threefold.core.tables import read_records
-    from threefold.core.training_config import TrainingConfig
-
-    rows = [r.values for r in read_records(DATA_DIR / "headlines_sample.csv")]
-    config = TrainingConfig(
-        max_steps=30, learning_rate=2e-4, batch_size=16, max_length=32, warmup_ratio=0.0
-    )
-    model = train_multitask(
-        [r["text"] for r in rows],
-        {"topic": [r["topic"] for r in rows], "sentiment": [r["sentiment"] for r in rows]},
-        config=config,
-    )
-    out = tmp_path_factory.mktemp("alerts-multitask") / "model"
-    model.save(out)
-    return out
-
-
 def test_one_multitask_directory_scores_each_batch_in_one_forward_pass(multitask_dir):
     scorer = Scorer.load(multitask_dir)
     assert Scorer.load(multitask_dir, multitask_dir).joint is not None

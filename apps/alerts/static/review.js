@@ -1,0 +1,199 @@
+// Analysts' review: sign in with a token, correct scored headlines, judge alerts.
+// The token stays in this tab (sessionStorage). All text goes in via textContent.
+"use strict";
+
+(() => {
+  const REFRESH_MS = 15000;
+  const TOKEN_KEY = "threefold.alerts.analyst";
+  const VERDICT_WORDS = { false_alarm: "false alarm", true_alarm: "true alarm" };
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    signin: $("signin"), token: $("analyst-token"), signedIn: $("signed-in"), name: $("analyst-name"),
+    signout: $("signout"), message: $("review-message"), empty: $("headlines-empty"),
+    table: $("headlines"), body: document.querySelector("#headlines tbody"), alerts: $("alerts"),
+  };
+  let token = sessionStorage.getItem(TOKEN_KEY);
+  let labels = { sentiment: ["negative", "neutral", "positive"], topic: [] };
+  let timer = null;
+
+  function el(tag, text, className) {
+    const node = document.createElement(tag);
+    if (text !== undefined) node.textContent = text;
+    if (className) node.className = className;
+    return node;
+  }
+
+  function tell(text, kind) {
+    ui.message.textContent = text;
+    ui.message.dataset.kind = kind || "info";
+  }
+
+  /** fetch JSON; throws an Error whose message says what went wrong, in words. */
+  async function call(method, url, body) {
+    const headers = { Accept: "application/json" };
+    if (token) headers.Authorization = "Bearer " + token;
+    if (body) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(url, { method, headers, body: body ? JSON.stringify(body) : undefined });
+    } catch (error) {
+      throw new Error("the dashboard server did not answer: it may be down, or the network dropped");
+    }
+    let data = {};
+    try {
+      data = await response.json();
+    } catch (error) {
+      data = {};
+    }
+    if (!response.ok) {
+      const error = new Error("the server answered HTTP " + response.status + (data.message ? ": " + data.message : ""));
+      error.status = response.status;
+      throw error;
+    }
+    return data;
+  }
+
+  function renderSignedIn(name) {
+    ui.signin.hidden = Boolean(name);
+    ui.signedIn.hidden = !name;
+    ui.name.textContent = name ? "Signed in as " + name + "." : "";
+    if (name) document.body.dataset.analyst = name;
+    else delete document.body.dataset.analyst;
+  }
+
+  async function signIn(candidate) {
+    token = candidate;
+    try {
+      const me = await call("GET", "/api/analyst");
+      sessionStorage.setItem(TOKEN_KEY, token);
+      renderSignedIn(me.analyst);
+      return me.analyst;
+    } catch (error) {
+      token = null;
+      sessionStorage.removeItem(TOKEN_KEY);
+      renderSignedIn(null);
+      throw error;
+    }
+  }
+
+  function select(task, options, chosen, headline) {
+    const id = "fix-" + task + "-" + ui.body.children.length;
+    const label = el("label", task === "sentiment" ? "Sentiment" : "Topic", "cell-label");
+    label.htmlFor = id;
+    const box = el("select");
+    box.id = id;
+    box.dataset.task = task;
+    box.dataset.predicted = chosen || "";
+    box.setAttribute("aria-description", "for: " + headline);
+    for (const option of new Set([...options, chosen].filter(Boolean))) {
+      const item = el("option", option + (option === chosen ? " (model)" : ""));
+      item.value = option;
+      item.selected = option === chosen;
+      box.append(item);
+    }
+    return [label, box];
+  }
+
+  function renderHeadlines(headlines) {
+    ui.body.replaceChildren();
+    for (const record of headlines) {
+      const row = document.createElement("tr");
+      row.dataset.messageId = record.id;
+      const text = el("td", record.text, "headline");
+      const sentiment = el("td");
+      sentiment.append(...select("sentiment", labels.sentiment, record.sentiment, record.text));
+      const topic = el("td");
+      topic.append(...select("topic", labels.topic, record.topic, record.text));
+      const models = record.models || {};
+      const versions = el("td", "sentiment " + (models.sentiment || "?") + " · topic " + (models.topic || "?"), "models models-cell");
+      const save = el("button", "Save", "save-button");
+      save.type = "button";
+      save.setAttribute("aria-label", "Save correction: " + record.text);
+      save.addEventListener("click", () => saveRow(row));
+      const saveCell = el("td", undefined, "save-cell");
+      saveCell.append(save);
+      row.append(text, sentiment, topic, versions, saveCell);
+      ui.body.append(row);
+    }
+    ui.table.hidden = headlines.length === 0;
+    ui.empty.hidden = headlines.length > 0;
+    ui.empty.textContent = "No scored headlines yet: they appear once the consumer scores news.";
+  }
+
+  async function loadHeadlines() {
+    clearTimeout(timer);
+    timer = setTimeout(loadHeadlines, REFRESH_MS);
+    if (ui.table.contains(document.activeElement)) return; // never re-render under the keyboard
+    try {
+      const data = await call("GET", "/api/headlines?limit=20");
+      if (data.labels) labels = data.labels;
+      renderHeadlines(data.headlines || []);
+    } catch (error) {
+      ui.empty.hidden = false;
+      ui.empty.textContent = "Could not load the headlines: " + error.message + ". Retrying every " + REFRESH_MS / 1000 + " s.";
+    }
+  }
+
+  async function saveRow(row) {
+    if (!token) {
+      tell("Sign in with your analyst token to save corrections.", "error");
+      ui.token.focus();
+      return;
+    }
+    const changed = [...row.querySelectorAll("select")].filter((box) => box.value !== box.dataset.predicted);
+    if (!changed.length) {
+      tell("Nothing to save: choose a different sentiment or topic first.", "error");
+      return;
+    }
+    try {
+      for (const box of changed) {
+        await call("POST", "/api/corrections", { message_id: row.dataset.messageId, task: box.dataset.task, label: box.value });
+      }
+      const said = changed.map((box) => box.dataset.task + " " + box.value).join(" and ");
+      tell("Saved: " + said + " for “" + row.querySelector(".headline").textContent + "”.", "info");
+    } catch (error) {
+      tell("Could not save the correction: " + error.message + ".", "error");
+    }
+  }
+
+  async function judge(button) {
+    const item = button.closest("li.alert");
+    const status = item.querySelector(".verdict-status");
+    try {
+      const data = await call("POST", "/api/alerts/" + encodeURIComponent(item.dataset.alertId) + "/verdict", { verdict: button.dataset.verdict });
+      status.textContent = "Marked a " + VERDICT_WORDS[data.verdict.verdict] + " by " + data.verdict.analyst + ".";
+      tell("Alert marked a " + VERDICT_WORDS[data.verdict.verdict] + ".", "info");
+    } catch (error) {
+      status.textContent = "Not saved: " + error.message + ".";
+      tell("Could not save the verdict: " + error.message + ".", "error");
+    }
+  }
+
+  ui.signin.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const candidate = ui.token.value.trim();
+    ui.token.value = "";
+    try {
+      const name = await signIn(candidate);
+      tell("Signed in as " + name + ". Correct a headline below or judge an alert.", "info");
+      ui.signout.focus();
+    } catch (error) {
+      tell("Could not sign in: " + error.message + ".", "error");
+      ui.token.focus();
+    }
+  });
+  ui.signout.addEventListener("click", () => {
+    token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    renderSignedIn(null);
+    tell("Signed out.", "info");
+    ui.token.focus();
+  });
+  ui.alerts.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-verdict]");
+    if (button) judge(button);
+  });
+
+  if (token) signIn(token).catch(() => tell("Your analyst session ended: sign in again.", "error"));
+  loadHeadlines();
+})();

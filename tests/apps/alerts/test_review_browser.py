@@ -1,0 +1,150 @@
+"""The analyst's review panel in headless Chromium: sign in, correct a headline and judge an
+alert with the keyboard alone; phone size; the API down; audited by axe-core."""
+
+from __future__ import annotations
+
+import pytest
+from support.browser import axe_violations
+
+from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.pipeline import AlertPipeline
+from threefold.apps.alerts.resources import open_resources
+from threefold.apps.alerts.web import create_app
+
+from .conftest import calm_then_surge
+from .test_dashboard_browser import DESKTOP, PHONE, open_page, save_screenshot
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
+
+HOSTILE = '<img src=x onerror="window.pwned=1">Quantive'
+HEADLINES = [
+    {
+        "id": f"m{i}",
+        "text": text,
+        "topic": "product",
+        "sentiment": "neutral",
+        "models": {"topic": "v1", "sentiment": "v2"},
+        "event_time": "2024-05-01T08:00:00Z",
+        "source": "wire",
+    }
+    for i, text in enumerate(
+        ["Apex Robotics recalls robots after safety fault", HOSTILE + " shares slide"]
+    )
+]
+
+
+@pytest.fixture
+def review(redis_settings, redis_store, redis_prefix, live_server):
+    """The dashboard with two scored headlines and one alert; analyst ana (token ana-secret)."""
+    config = AlertsConfig(redis_prefix=redis_prefix, grace_s=0, analyst_tokens="ana:ana-secret")
+    pipeline = AlertPipeline.from_config(config, redis_store)
+    items = calm_then_surge()
+    for i in range(0, len(items), 20):
+        pipeline.process(items[i : i + 20])
+    redis_store.ack_alerts(redis_store.pending_alerts())
+    resources = open_resources(config, redis_settings)
+    resources.signals.record_scored(HEADLINES[::-1])  # the Apex headline is the newest
+    return live_server(create_app(config, resources)), resources.signals
+
+
+def tab_until(page, condition: str, what: str, presses: int = 80) -> None:
+    """Press Tab until the JS `condition` (on `el`, the focused element) holds."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"(() => {{ const el = document.activeElement; return {condition}; }})()"):
+            assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+            return
+    pytest.fail(f"Tab never reached {what}")
+
+
+def test_keyboard_alone_signs_in_corrects_a_headline_and_judges_an_alert(
+    browser, review, screenshot_dir
+):
+    url, signals = review
+    context, page = open_page(browser, DESKTOP, 1)
+    page.goto(url)
+    page.wait_for_selector("#headlines tbody tr")
+    page.wait_for_selector("#alerts li.alert")
+    assert HOSTILE in page.locator("#headlines").inner_text()  # shown as text ...
+    assert page.locator("#headlines img").count() == 0  # ... never parsed as HTML
+    assert page.locator("[data-verdict]:visible").count() == 0  # only for signed-in analysts
+
+    tab_until(page, "el.id === 'analyst-token'", "the token field")
+    page.keyboard.type("ana-secret")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.getElementById('review-message').textContent.includes('ana')")
+    assert page.locator("#analyst-name").inner_text() == "Signed in as ana."
+    assert page.locator("#signin").is_hidden()
+    assert page.evaluate("document.activeElement.id") == "signout"
+
+    tab_until(page, "el.dataset.task === 'sentiment'", "the first headline's sentiment")
+    page.keyboard.press("ArrowUp")  # neutral (model) -> negative
+    assert page.evaluate("document.activeElement.value") == "negative"
+    tab_until(page, "el.classList.contains('save-button')", "the first Save button")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "document.getElementById('review-message').textContent.startsWith('Saved')"
+    )
+    message = page.locator("#review-message").inner_text()
+    assert (
+        message
+        == "Saved: sentiment negative for “Apex Robotics recalls robots after safety fault”."
+    )
+    (correction,) = signals.corrections()
+    assert correction["analyst"] == "ana" and correction["label"] == "negative"
+    assert correction["predicted"] == "neutral" and correction["model_version"] == "v2"
+
+    page.keyboard.press("Shift+Tab")
+    tab_until(page, "el.dataset.verdict === 'false_alarm'", "an alert's False alarm button")
+    page.keyboard.press("Enter")
+    status = "document.activeElement.closest('li.alert').querySelector('.verdict-status')"
+    page.wait_for_function(f"{status}.textContent !== ''")
+    assert page.evaluate(f"{status}.textContent") == "Marked a false alarm by ana."
+    (verdict,) = signals.verdicts()
+    assert verdict["verdict"] == "false_alarm" and verdict["analyst"] == "ana"
+    assert page.evaluate("window.pwned") is None
+    assert axe_violations(page) == []
+    page.locator(".review").screenshot(path=str(screenshot_dir / "review-desktop.png"))
+    save_screenshot(page, screenshot_dir, "review-desktop-page.png")
+    context.close()
+
+
+def test_review_fits_a_phone_and_explains_a_wrong_token(browser, review, screenshot_dir):
+    url, _ = review
+    context, page = open_page(browser, PHONE, 3, mobile=True)
+    page.goto(url)
+    page.wait_for_selector("#headlines tbody tr")
+    page.fill("#analyst-token", "not-a-token")
+    page.press("#analyst-token", "Enter")
+    page.wait_for_function("document.getElementById('review-message').textContent !== ''")
+    assert (
+        "Could not sign in: the server answered HTTP 403"
+        in page.locator("#review-message").inner_text()
+    )
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    box = page.locator("#headlines").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+    assert axe_violations(page) == []
+    page.locator(".review").screenshot(path=str(screenshot_dir / "review-phone.png"))
+    context.close()
+
+
+def test_review_with_the_api_down_says_so_and_recovers(browser, review, screenshot_dir):
+    url, _ = review
+    context, page = open_page(browser, DESKTOP, 1)
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    page.goto(url)
+    empty = page.locator("#headlines-empty")
+    page.wait_for_function(
+        "document.getElementById('headlines-empty').textContent.startsWith('Could not')"
+    )
+    assert "did not answer" in empty.inner_text() and "Retrying every 15 s" in empty.inner_text()
+    page.fill("#analyst-token", "ana-secret")
+    page.press("#analyst-token", "Enter")
+    page.wait_for_function("document.getElementById('review-message').textContent !== ''")
+    assert page.locator("#review-message").inner_text().startswith("Could not sign in: the")
+    assert axe_violations(page) == []
+    page.locator(".review").screenshot(path=str(screenshot_dir / "review-api-down.png"))
+    page.unroute("**/api/**")
+    page.wait_for_selector("#headlines tbody tr", timeout=20_000)
+    context.close()
