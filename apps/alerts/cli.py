@@ -371,7 +371,9 @@ def _eval_metrics(evaluation: dict) -> dict:
     help="Base CSV with text,topic,sentiment [env THREEFOLD_ALERTS_TRAINING_DATA; shipped sample].",
 )
 @click.option(
+    "--gate-set",
     "--gate-data",
+    "gate_data",
     default=None,
     help="Fixed gate CSV no training sees [env THREEFOLD_ALERTS_GATE_DATA; shipped gate set].",
 )
@@ -387,7 +389,9 @@ def _eval_metrics(evaluation: dict) -> dict:
 )
 @click.option("--redis-prefix", default=None, help="Key prefix the dashboard uses.")
 @click.option("--base", default=None, envvar=BASE_MODEL_ENV, help="Base model directory.")
-@click.option("--by", "created_by", default=None, help="Recorded as created_by [$USER].")
+@click.option(
+    "--created-by", "--by", "created_by", default=None, help="Recorded as created_by [$USER]."
+)
 @click.option("--epochs", type=float, default=4.0, show_default=True)
 @click.option("--learning-rate", type=float, default=5e-5, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 STAGES = 8
 APP_NAMES = ("hub", "qa", "recs", "dashboard")
 DEMO_AGENT = "Demo agent"  # signs in to the QA agent console with the token printed at start
+DEMO_ANALYST = "Demo analyst"  # corrects headlines on the dashboard with the token printed
 # Loggers whose INFO lines would bury the stage messages; `threefold -v demo` shows them.
 QUIET_LOGGERS = {"kafka": "WARNING", "werkzeug": "WARNING", "threefold": "WARNING"}
 QUIET_LOGGERS |= {"transformers": "ERROR", "sentence_transformers": "WARNING"}
@@ -82,6 +83,7 @@ class DemoState:
     alert_problem: str = ""
     agent_token: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    analyst_token: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     loop: Any = None  # the learning loop's CheckResult
 
     def url(self, name: str) -> str:
@@ -238,6 +240,7 @@ def build_apps(
         topic_model_dir=str(models_dir / "topic"),
         sentiment_model_dir=str(models_dir / "sentiment"),
         redis_prefix=prefix + "alerts:",
+        analyst_tokens=Secret(f"{DEMO_ANALYST}:{state.analyst_token}"),
         bootstrap_servers=state.kafka.bootstrap_servers,
         allowed_origins=list(browser_origins(state.servers["hub"])),
     )
@@ -367,7 +370,7 @@ def print_urls(state: DemoState, log: StageLog) -> None:
     rows = [
         ("hub", f"{hub}/", "every page linked"),
         ("store", f"{recs}/store", "recommendations + chat widget"),
-        ("dashboard", f"{dashboard}/", "sentiment and alerts"),
+        ("dashboard", f"{dashboard}/", f"analyst {DEMO_ANALYST}: {state.analyst_token}"),
         ("chat test", f"{qa}/demo", "the chat widget alone"),
         ("agent", f"{qa}/agent", f"sign in as {DEMO_AGENT}: {state.agent_token}"),
         ("review", f"{qa}/review", f"the learning loop; admin token: {state.admin_token}"),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from threefold.core.base_model import BASE_MODEL_ENV
 from threefold.core.command_line import clean_errors, emit_json
+
+REGISTRY_NAME = "qa-bot"  # the bot's entry in a registry ROOT (`--registry`)
 
 if TYPE_CHECKING:
     from threefold.apps.qa.config import QAConfig
@@ -388,6 +391,12 @@ def serve_command(host: str, port: int, bot_dir: str | None) -> None:
 @click.command(name="qa")
 @click.option("--bot-dir", default=None, help="The bot directory (default THREEFOLD_QA_BOT_DIR).")
 @click.option(
+    "--registry",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Registry ROOT: the bot is ROOT/qa-bot (instead of --bot-dir).",
+)
+@click.option(
     "--gate-set",
     default=None,
     type=click.Path(exists=True, dir_okay=False),
@@ -410,7 +419,11 @@ def serve_command(host: str, port: int, bot_dir: str | None) -> None:
 )
 @clean_errors
 def retrain_command(
-    bot_dir: str | None, gate_set: str | None, margin: float | None, kb_path: str | None
+    bot_dir: str | None,
+    registry: str | None,
+    gate_set: str | None,
+    margin: float | None,
+    kb_path: str | None,
 ) -> None:
     """Rebuild the FAQ bot from its current KB, judge it on the gate set, publish gated.
 
@@ -423,6 +436,10 @@ def retrain_command(
     from threefold.apps.qa.store import BotStore
     from threefold.core.errors import ConfigError
 
+    if registry and bot_dir:
+        raise ConfigError("pass either --registry or --bot-dir, not both")
+    if registry:
+        bot_dir = str(Path(registry) / REGISTRY_NAME)
     overrides = {"bot_dir": bot_dir, "gate_set": gate_set, "gate_margin": margin}
     settings = QAConfig.from_env(**{k: v for k, v in overrides.items() if v is not None})
     if not settings.gate_set:

@@ -232,7 +232,9 @@ def build_command(
     help="Read the events posted through the API from Redis (REDIS_URL; skipped when unset).",
 )
 @click.option(
+    "--gate-set",
     "--gate-events",
+    "gate_events",
     default=str(DEFAULT_GATE_EVENTS),
     show_default=True,
     type=click.Path(exists=True, dir_okay=False),

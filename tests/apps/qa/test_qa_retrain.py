@@ -153,6 +153,15 @@ def test_gate_questions_seen_in_the_kb_are_an_error(
     result = CliRunner().invoke(cli, ["retrain", "qa", "--bot-dir", str(bot_dir)])
     assert result.exit_code == 1 and "Fix: pass --gate-set FILE" in result.output
 
+    both = ["retrain", "qa", "--bot-dir", str(bot_dir), "--registry", str(tmp_path)]
+    result = CliRunner().invoke(cli, both)
+    assert result.exit_code == 1 and "either --registry or --bot-dir" in result.output
+    result = CliRunner().invoke(
+        cli,
+        ["retrain", "qa", "--registry", str(tmp_path / "none"), "--gate-set", str(leaked)],
+    )
+    assert result.exit_code == 1 and str(tmp_path / "none" / "qa-bot") in result.output
+
     typo = write_csv(tmp_path / "typo.csv", ("question", "faq_id"), [("where's my box", "trak")])
     result = CliRunner().invoke(
         cli, ["retrain", "qa", "--bot-dir", str(bot_dir), "--gate-set", str(typo)]
