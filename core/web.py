@@ -288,6 +288,38 @@ def bearer_token_required(config_key: str) -> Callable[[Callable[..., Any]], Cal
     return decorator
 
 
+def named_token_required(
+    tokens: Callable[[], Any], *, person: str, disabled: str, code: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Protect a view for people with their own bearer token; sets `g.signed_in` to the name.
+
+    `tokens()` returns the request's `core.named_tokens.NamedTokens`; when it holds nobody the
+    view answers 503 with `disabled` (which says the setting) and `code`; no or a malformed
+    header is a 401, a token nobody holds a 403.
+    """
+
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            known = tokens()
+            if not known:
+                raise ApiError(503, disabled, code=code)
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise ApiError(401, f"missing 'Authorization: Bearer <{person} token>' header")
+            name = known.name_for(token.strip())
+            if name is None:
+                raise ApiError(
+                    403, f"unknown {person} token; ask your admin for yours", code="forbidden"
+                )
+            g.signed_in = name
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
 class JsonLogFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, and `extra={"fields": {...}}`."""
 

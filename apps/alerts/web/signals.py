@@ -14,7 +14,7 @@ from functools import wraps
 from typing import Any
 
 import redis
-from flask import Blueprint, g, request
+from flask import Blueprint, g
 from flask.typing import ResponseReturnValue
 
 from threefold.apps.alerts.resources import REDIS_FIX, current_resources
@@ -29,7 +29,7 @@ from threefold.apps.alerts.state.signal_store import MAX_SCORED, SignalStore
 from threefold.apps.alerts.web.api import StoreUnavailable, redis_down, unavailable
 from threefold.core.audit import audit
 from threefold.core.query_args import int_arg
-from threefold.core.web import ApiError, read_json_body, require_fields
+from threefold.core.web import ApiError, named_token_required, read_json_body, require_fields
 
 signals = Blueprint("alerts_signals", __name__, url_prefix="/api")
 signals.register_error_handler(StoreUnavailable, unavailable)
@@ -53,23 +53,16 @@ def _signals() -> SignalStore:
 def analyst_required(view: Callable[..., Any]) -> Callable[..., Any]:
     """Sets `g.analyst` to the name of the analyst whose bearer token came with the request."""
 
+    @named_token_required(
+        lambda: current_resources().analysts,
+        person="analyst",
+        disabled="corrections are disabled: no analysts configured. Set "
+        "THREEFOLD_ALERTS_ANALYST_TOKENS=name:token,name:token",
+        code="no_analysts_configured",
+    )
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        analysts = current_resources().analysts
-        if not analysts:
-            raise ApiError(
-                503,
-                "corrections are disabled: no analysts configured. Set "
-                "THREEFOLD_ALERTS_ANALYST_TOKENS=name:token,name:token",
-                code="no_analysts_configured",
-            )
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "missing 'Authorization: Bearer <analyst token>' header")
-        name = analysts.name_for(token.strip())
-        if name is None:
-            raise ApiError(403, "unknown analyst token; ask your admin for yours", code="forbidden")
-        g.analyst = name
+        g.analyst = g.signed_in
         return view(*args, **kwargs)
 
     return wrapped

@@ -19,7 +19,7 @@ from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
 from threefold.apps.qa.web.event_stream import sse_response
 from threefold.apps.qa.web.pages import STATIC_DIR
-from threefold.core.web import ApiError, read_json_body, require_text
+from threefold.core.web import ApiError, named_token_required, read_json_body, require_text
 
 agent_blueprint = Blueprint("qa_agent", __name__)
 api = "/api/agent"
@@ -32,23 +32,16 @@ def _resources() -> Resources:
 def agent_required(view: Callable[..., Any]) -> Callable[..., Any]:
     """Sets `g.agent` to the display name of the agent whose bearer token came with the request."""
 
+    @named_token_required(
+        lambda: _resources().agents,
+        person="agent",
+        disabled="agent console disabled: no agents configured. Set "
+        "THREEFOLD_QA_AGENT_TOKENS=name:token,name:token",
+        code="no_agents_configured",
+    )
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        agents = _resources().agents
-        if not agents:
-            raise ApiError(
-                503,
-                "agent console disabled: no agents configured. Set THREEFOLD_QA_AGENT_TOKENS="
-                "name:token,name:token",
-                code="no_agents_configured",
-            )
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ApiError(401, "missing 'Authorization: Bearer <agent token>' header")
-        name = agents.agent_for(token.strip())
-        if name is None:
-            raise ApiError(403, "unknown agent token; ask your admin for yours", code="forbidden")
-        g.agent = name
+        g.agent = g.signed_in
         return view(*args, **kwargs)
 
     return wrapped
