@@ -86,3 +86,24 @@ def publish_gated(
         extra={"model": entry.name, "version": version, "promoted": decision.promoted},
     )
     return version
+
+
+def retrain_report(
+    app: str,
+    entry: ModelEntry,
+    candidate_version: str,
+    current_version: str | None,
+    decision: GateDecision,
+    **details: Any,
+) -> dict[str, Any]:
+    """The JSON object every `threefold retrain <app>` prints (the app adds its `details`)."""
+    return {
+        "app": app,
+        "model": entry.name,
+        "candidate_version": candidate_version,
+        "current_version": current_version,
+        "gate": decision.to_dict(),
+        "promoted": decision.promoted,
+        "live_version": entry.current_version(),
+        **details,
+    }

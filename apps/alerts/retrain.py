@@ -23,7 +23,7 @@ from threefold.apps.alerts.model_source import load_classifier, load_joint
 from threefold.apps.alerts.signals import TASKS, corrected_labels
 from threefold.core.errors import DataError
 from threefold.core.evaluation import classification_report
-from threefold.core.gate import judge, publish_gated
+from threefold.core.gate import judge, publish_gated, retrain_report
 from threefold.core.multitask import is_multitask_dir
 from threefold.core.registry import ModelEntry, data_fingerprint
 from threefold.core.tables import read_records
@@ -216,20 +216,18 @@ def retrain(
     version = publish_gated(
         entry, lambda folder, _v: candidate.save(folder), decision, metadata=metadata
     )
-    return {
-        "app": "alerts",
-        "model": entry.name,
-        "task": metadata["task"],
-        "candidate_version": version,
-        "current_version": current_version,
-        "gate": decision.to_dict(),
-        "promoted": decision.promoted,
-        "live_version": entry.current_version(),
-        "candidate_metrics": candidate_scores,
-        "current_metrics": current_scores,
-        "training": data.report(),
-        "gate_set": {"path": str(gate_data), "examples": len(gate.texts)},
-    }
+    return retrain_report(
+        "alerts",
+        entry,
+        version,
+        current_version,
+        decision,
+        task=metadata["task"],
+        candidate_metrics=candidate_scores,
+        current_metrics=current_scores,
+        training=data.report(),
+        gate_set={"path": str(gate_data), "examples": len(gate.texts)},
+    )
 
 
 def _train(

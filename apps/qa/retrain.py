@@ -25,7 +25,7 @@ from threefold.apps.qa.evaluation import LabeledQuery, evaluate
 from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.apps.qa.store import BotStore
 from threefold.core.errors import DataError
-from threefold.core.gate import judge, publish_gated
+from threefold.core.gate import judge, publish_gated, retrain_report
 from threefold.core.registry import data_fingerprint
 from threefold.core.tables import read_records
 
@@ -144,19 +144,17 @@ def retrain(
         ),
     )
     scores["candidate"]["bot_version"] = version  # it had none while it was evaluated
-    return {
-        "app": "qa",
-        "model": store.entry.name,
-        "candidate_version": version,
-        "current_version": current.version,
-        "gate": decision.to_dict(),
-        "promoted": decision.promoted,
-        "live_version": store.current_version(),
-        "gate_set": gate_info,
-        "evaluation": {
+    return retrain_report(
+        "qa",
+        store.entry,
+        version,
+        current.version,
+        decision,
+        gate_set=gate_info,
+        evaluation={
             name: {key: result[key] for key in REPORTED} for name, result in scores.items()
         },
-    }
+    )
 
 
 def _normalized(text: str) -> str:

@@ -21,7 +21,7 @@ from threefold.apps.recs.evaluation import gate_split, score_model
 from threefold.apps.recs.events import Event, sort_events
 from threefold.apps.recs.ranker_store import RankerModel
 from threefold.apps.recs.ranker_training import RankerSettings, train_ranker
-from threefold.core.gate import judge, publish_gated
+from threefold.core.gate import judge, publish_gated, retrain_report
 from threefold.core.registry import ModelEntry, data_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -103,17 +103,15 @@ def retrain_ranker(
     version = publish_gated(
         entry, lambda folder, _version: candidate.save(folder), decision, metadata=metadata
     )
-    return {
-        "app": "recs",
-        "model": entry.name,
-        "candidate_version": version,
-        "current_version": current_version,
-        "gate": decision.to_dict(),
-        "promoted": decision.promoted,
-        "live_version": entry.current_version(),
-        "training_events": metadata["training_events"],
-        "gate_users": len(split.users),
-    }
+    return retrain_report(
+        "recs",
+        entry,
+        version,
+        current_version,
+        decision,
+        training_events=metadata["training_events"],
+        gate_users=len(split.users),
+    )
 
 
 def entry_for(registry: str | Path | None, model_dir: str | Path | None) -> ModelEntry:

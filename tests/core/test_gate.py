@@ -39,3 +39,24 @@ def test_publish_gated_records_both_outcomes(tmp_path: Path) -> None:
     promoted = publish_gated(entry, write, judge("f1", 0.7, 0.6))
     assert entry.current_version() == promoted == "v3"
     assert entry.info("v3")["parent"] == "v1"
+
+
+def test_retrain_report_is_one_shape_for_every_app(tmp_path: Path) -> None:
+    from threefold.core.gate import retrain_report
+
+    entry = ModelEntry(tmp_path / "clf")
+    write = lambda folder, version: (folder / "w").write_text(version)  # noqa: E731
+    live = publish_gated(entry, write, judge("f1", 0.6, None))
+    decision = judge("f1", 0.5, 0.6)
+    rejected = publish_gated(entry, write, decision)
+    report = retrain_report("alerts", entry, rejected, live, decision, task="sentiment")
+    assert report == {
+        "app": "alerts",
+        "model": "clf",
+        "candidate_version": "v2",
+        "current_version": "v1",
+        "gate": decision.to_dict(),
+        "promoted": False,
+        "live_version": "v1",
+        "task": "sentiment",
+    }
