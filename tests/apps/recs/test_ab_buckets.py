@@ -163,3 +163,36 @@ def test_a_pinned_version_the_registry_lacks_is_a_clear_error(tmp_path: Path) ->
     plain = RecsConfig(model_dir=tmp_path / "plain", ab_variants="current:90,v1:10")
     with pytest.raises(ConfigError, match="is not one; point it at ROOT/recs-ranker"):
         check_pinned_versions(plain)
+
+
+def run_cli(args: list[str], env: dict[str, str]):
+    from click.testing import CliRunner
+
+    from threefold.apps.cli import cli
+
+    return CliRunner().invoke(cli, args, env=env)
+
+
+def test_ab_config_shows_the_test_its_versions_and_a_users_variant(tmp_path: Path) -> None:
+    entry = ModelEntry(tmp_path / "recs-ranker")
+    for _ in range(2):
+        entry.publish(lambda folder, version: (folder / "ranker.json").write_text("{}"))
+    env = {
+        "THREEFOLD_RECS_MODEL_DIR": str(entry.path),
+        "THREEFOLD_RECS_AB_VARIANTS": "current:90,v1:10",
+    }
+    result = run_cli(["recs", "ab-config", "--user", "alice", "--user", "bob"], env)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["variants"] == [
+        {"variant": "v1", "weight": 10, "buckets": [0, 9], "model_version": "v1"},
+        {"variant": CONTROL, "weight": 90, "buckets": [10, 99], "model_version": "v2"},
+    ]
+    experiment = Experiment.parse("current:90,v1:10", "recs-ab-1")
+    assert shown["users"] == [
+        {"user_id": u, "bucket": bucket_of("recs-ab-1", u), "variant": experiment.assign(u)}
+        for u in ("alice", "bob")
+    ]
+    bad = run_cli(["recs", "ab-config"], {**env, "THREEFOLD_RECS_AB_VARIANTS": "current:90,v9:10"})
+    assert bad.exit_code == 1
+    assert "names ['v9'], not a version of" in bad.output and "['v1', 'v2']" in bad.output

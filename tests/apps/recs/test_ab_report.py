@@ -73,3 +73,17 @@ def test_the_worker_store_counts_lists_and_attributed_clicks_per_variant() -> No
     assert sample("recs_ab_clicks_total", {"variant": "current", "version": "v2"}) == 1
     assert sample("recs_ab_purchases_total", {"variant": "v1", "version": "v1"}) == 1
     assert sample("recs_ab_clicks_total", {"variant": "v1", "version": "v1"}) is None
+
+
+def test_ab_report_without_redis_says_where_the_counts_are() -> None:
+    from click.testing import CliRunner
+
+    from threefold.apps.cli import cli
+    from threefold.streaming.services import free_port
+
+    unset = CliRunner().invoke(cli, ["recs", "ab-report"], env={"REDIS_URL": ""})
+    assert unset.exit_code == 1 and "REDIS_URL is unset" in unset.output
+    down = CliRunner().invoke(
+        cli, ["recs", "ab-report"], env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    )
+    assert down.exit_code == 1 and "does not answer" in down.output
