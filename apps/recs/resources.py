@@ -236,7 +236,7 @@ def check_pinned_versions(settings: RecsConfig) -> list[str]:
     if unknown:
         raise ConfigError(
             f"{SETTING}={settings.ab_variants!r} names {unknown}, not a version of "
-            f"{settings.model_dir}; expected '{CONTROL}' or one of {sorted(available)}. "
+            f"{settings.model_dir}; expected '{CONTROL}' or one of {available}. "
             "Publish it first or fix the setting (`threefold models list`)"
         )
     return [v.name for v in experiment if v.pinned and v.weight > 0]
