@@ -345,6 +345,7 @@ def prepare_recs(
     when a `model_dir` brings its own, Redis already holds one, `tune_on_start` is off or the
     seed log is empty). Without Redis nothing is stored; pass the result to `open_resources`.
     """
+    check_pinned_versions(settings)  # a bad A/B setting fails before the catalog is embedded
     state = open_redis(settings, redis, RecsMetrics(CollectorRegistry()))
     recommender, seed, _ = load_recommender(settings, state, encoder)
     if recommender.model_info != DEFAULT_INFO or not settings.tune_on_start or not seed:
