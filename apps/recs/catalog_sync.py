@@ -2,6 +2,8 @@
 
 A worker applies an admin edit itself, publishes it, and replays what other workers published
 (at most every `interval_seconds`). The catalog version `applied.unpublished` keys cached lists.
+`followers` (the recommenders of pinned A/B versions) get every change too, each embedding the
+item with its own encoder.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,8 +38,10 @@ class CatalogSync:
         redis: RedisState,
         *,
         interval_seconds: float = 1.0,
+        followers: Sequence[Recommender] = (),
     ) -> None:
         self.recommender = recommender
+        self.followers = list(followers)
         self.redis = redis
         self.interval_seconds = interval_seconds
         self.applied_changes = 0
@@ -74,6 +78,7 @@ class CatalogSync:
     def _apply(self, change: Mapping[str, Any]) -> None:
         if change.get("op") == "delete":
             self.recommender.remove_item(str(change["item_id"]))
+            self._follow_delete(str(change["item_id"]))
             return
         item = parse_item(change["item"])
         vectors: dict[str, np.ndarray] = {}
@@ -82,12 +87,22 @@ class CatalogSync:
                 base64.b64decode(change["vector"]), dtype=np.float32
             )
         self.recommender.upsert_items([item], vectors)
+        self._follow_upsert([item])
+
+    def _follow_upsert(self, items: list[Item]) -> None:
+        for follower in self.followers:
+            self.redis.put_vectors(follower.encoder.model_id, follower.upsert_items(items))
+
+    def _follow_delete(self, item_id: str) -> None:
+        for follower in self.followers:
+            follower.remove_item(item_id)
 
     def store(self, items: list[Item]) -> dict[str, list[str]]:
         """Add or replace items here, share their vectors and publish the changes."""
         existing = {item.item_id for item in items if self.recommender.has_item(item.item_id)}
         vectors = self.recommender.upsert_items(items)
         self.redis.put_vectors(self.model_id, vectors)
+        self._follow_upsert(items)
         for item in items:
             self._publish(
                 {
@@ -106,6 +121,7 @@ class CatalogSync:
         """Remove an item here and publish it; False when it is not in the catalog."""
         if not self.recommender.remove_item(item_id):
             return False
+        self._follow_delete(item_id)
         self._publish({"op": "delete", "item_id": item_id})
         return True
 

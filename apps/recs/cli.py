@@ -1,4 +1,4 @@
-"""`threefold recs build|eval`, `threefold retrain recs` and `threefold serve recs`.
+"""`threefold recs build|eval|ab-config|ab-report`, `threefold retrain|serve recs`.
 
 Heavy imports happen inside the commands.
 """
@@ -20,6 +20,7 @@ MODEL_DIR_ENV = "THREEFOLD_RECS_MODEL_DIR"
 if TYPE_CHECKING:
     from threefold.apps.recs.catalog import Catalog
     from threefold.apps.recs.events import Event
+    from threefold.apps.recs.redis_state import RedisState
 
 
 def _training_options(function):
@@ -209,6 +210,71 @@ def build_command(
     emit_json({"entry": str(entry.path.resolve()), "version": version, **result})
 
 
+@recs.command("ab-config")
+@click.option("--user", "users", multiple=True, help="Show this user's bucket and variant.")
+@clean_errors
+def ab_config_command(users: tuple[str, ...]) -> None:
+    """The A/B test the API would run (THREEFOLD_RECS_AB_VARIANTS, _AB_SALT, _MODEL_DIR).
+
+    Checks that every pinned version exists in the registry entry; prints one JSON object with
+    the variants, their bucket ranges and the versions they serve, and --user assignments.
+    """
+    from threefold.apps.recs.ab_buckets import CONTROL, bucket_of
+    from threefold.apps.recs.config import RecsConfig
+    from threefold.apps.recs.resources import check_pinned_versions
+    from threefold.core.registry import ModelEntry
+
+    settings = RecsConfig.from_env()
+    check_pinned_versions(settings)
+    experiment = settings.experiment
+    current = None
+    if settings.model_dir is not None and ModelEntry.is_entry(settings.model_dir):
+        current = ModelEntry(settings.model_dir).current_version()
+    result = experiment.to_dict()
+    for row in result["variants"]:
+        row["model_version"] = current if row["variant"] == CONTROL else row["variant"]
+    result["model_dir"] = str(settings.model_dir) if settings.model_dir else None
+    result["users"] = [
+        {"user_id": u, "bucket": bucket_of(experiment.salt, u), "variant": experiment.assign(u)}
+        for u in users
+    ]
+    emit_json(result)
+
+
+@recs.command("ab-report")
+@click.option(
+    "--confidence",
+    default=0.95,
+    show_default=True,
+    type=click.FloatRange(0.5, 0.999),
+    help="Of the interval on each variant's CTR difference to the control.",
+)
+@clean_errors
+def ab_report_command(confidence: float) -> None:
+    """Per A/B variant: lists, items shown, clicks, purchases, CTR and a z-test vs the control.
+
+    Reads the counts every worker wrote to Redis (REDIS_URL, THREEFOLD_RECS_REDIS_PREFIX);
+    prints one JSON object.
+    """
+    from threefold.apps.recs.ab_report import ab_report
+    from threefold.apps.recs.redis_impressions import RedisImpressionStore
+    from threefold.core.errors import ConfigError, ServiceError
+
+    state = _redis_state()
+    if state is None:
+        raise ConfigError(
+            "REDIS_URL is unset; the A/B counts live in the API's Redis. Fix: set REDIS_URL "
+            "(and THREEFOLD_RECS_REDIS_PREFIX if the API uses another prefix)"
+        )
+    counts = RedisImpressionStore(state).ab_counts()
+    if counts is None:
+        raise ServiceError(
+            f"Redis at {state.settings.display_url} does not answer: the A/B counts cannot be "
+            "read. Fix: start Redis or point REDIS_URL at it"
+        )
+    emit_json(ab_report(counts, confidence))
+
+
 @click.command("recs")
 @click.option("--items", default=str(DEFAULT_ITEMS), show_default=True, type=click.Path())
 @click.option(
@@ -318,28 +384,36 @@ def retrain_command(
     )
 
 
-def _posted_events(catalog: Catalog) -> list[Event]:
-    """The events posted through the API (Redis at REDIS_URL); [] when REDIS_URL is unset."""
+def _redis_state() -> RedisState | None:
+    """The API's Redis state (REDIS_URL, the app's prefix); None when REDIS_URL is unset."""
     from prometheus_client import CollectorRegistry
 
     from threefold.apps.recs.config import RecsConfig
     from threefold.apps.recs.metrics import RecsMetrics
     from threefold.apps.recs.resources import open_redis
-    from threefold.core.errors import ServiceError
     from threefold.core.settings import load_settings
     from threefold.streaming.connections import RedisSettings
 
     redis = load_settings(RedisSettings, "REDIS_")
     if redis.url is None:
-        return []
+        return None
     settings = RecsConfig.from_env(redis_timeout_seconds=5.0)
-    state = open_redis(settings, redis, RecsMetrics(CollectorRegistry()))
+    return open_redis(settings, redis, RecsMetrics(CollectorRegistry()))
+
+
+def _posted_events(catalog: Catalog) -> list[Event]:
+    """The events posted through the API (Redis at REDIS_URL); [] when REDIS_URL is unset."""
+    from threefold.core.errors import ServiceError
+
+    state = _redis_state()
+    if state is None:
+        return []
     events = state.posted_events()
     if events is None:
         raise ServiceError(
-            f"Redis at {redis.display_url} does not answer: the events posted through the API "
-            "cannot be read. Fix: start Redis or point REDIS_URL at it, or pass --no-redis to "
-            "retrain on the files only"
+            f"Redis at {state.settings.display_url} does not answer: the events posted through "
+            "the API cannot be read. Fix: start Redis or point REDIS_URL at it, or pass "
+            "--no-redis to retrain on the files only"
         )
     known = [e for e in events if e.item_id in catalog]
     if len(known) < len(events):

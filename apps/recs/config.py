@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from threefold.apps.recs.ab_buckets import Experiment
 from threefold.core.errors import ConfigError
 from threefold.core.settings import Secret, coerce_fields, load_settings
 
@@ -29,6 +30,10 @@ class RecsConfig:
     (`tune_on_start`, seconds on small logs) or default weights. `spool_dir` holds events
     accepted while Redis was down until Redis takes them again (a persistent volume in
     production: see deploy/OPERATIONS.md).
+
+    `ab_variants` runs an A/B test over versions of that registry entry (`current:90,v5:10`:
+    "current" follows the pointer, other names are pinned versions, weights sum to 100; empty:
+    no test); `ab_salt` names the experiment (users are bucketed by hash(salt, user id)).
     """
 
     items_path: Path = DEFAULT_ITEMS
@@ -58,6 +63,8 @@ class RecsConfig:
     catalog_sync_seconds: float = 1.0
     model_check_seconds: float = 2.0  # how often a worker reads a registry entry's pointer
     spool_dir: Path = Path("recs-spool")  # events accepted while Redis is down wait here
+    ab_variants: str = ""  # e.g. "current:90,v5:10"; see ab_buckets.py
+    ab_salt: str = "recs-ab-1"  # a new salt reshuffles every user into new buckets
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -91,6 +98,16 @@ class RecsConfig:
             )
         if not self.redis_prefix.endswith(":"):
             raise ConfigError(f"redis_prefix must end with ':', found {self.redis_prefix!r}")
+        if self.experiment.active and self.model_dir is None:
+            raise ConfigError(
+                f"ab_variants={self.ab_variants!r} pins ranker versions, but model_dir is unset; "
+                "set THREEFOLD_RECS_MODEL_DIR to the registry entry (ROOT/recs-ranker)"
+            )
+
+    @property
+    def experiment(self) -> Experiment:
+        """The A/B buckets of `ab_variants` (the control alone when it is empty)."""
+        return Experiment.parse(self.ab_variants, self.ab_salt)
 
     @classmethod
     def from_env(

@@ -1,12 +1,14 @@
 """Impressions: every recommendation list served, so that a click has a denominator.
 
 An `Impression` is one list as the user saw it (list id, user, items in order, the model version
-that ranked it, when). A click or purchase that carries the list's `list_id` is attributed to
-that list's model version when the list showed the item. `ImpressionLog` records impressions
+that ranked it, the A/B variant that chose that ranker, when). A click or purchase that carries
+the list's `list_id` is attributed to that list's model version and variant when the list
+showed the item. `ImpressionLog` records impressions
 in a store (Redis, or the in-memory twin without Redis) and never fails the request: while
 Redis is down impressions wait in an fsync'd spool and are replayed when it answers again.
 `readout` gives, per model version, lists served, items shown, attributed clicks and purchases,
-and the click-through rate (clicks / items shown).
+and the click-through rate (clicks / items shown); `ab_counts` the same counts per (variant,
+version) for `threefold recs ab-report`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from threefold.apps.recs.ab_buckets import CONTROL
 from threefold.apps.recs.event_spool import EventSpool
 from threefold.apps.recs.events import Event
 from threefold.apps.recs.metrics import RecsMetrics
@@ -27,6 +30,7 @@ from threefold.apps.recs.metrics import RecsMetrics
 logger = logging.getLogger(__name__)
 OUTCOMES = ("click", "purchase")  # the events attributed to the list that showed the item
 COUNTS = ("lists", "shown", *OUTCOMES)
+AbCounts = dict[str, dict[str, dict[str, int]]]  # variant -> version -> count name -> count
 
 
 def new_list_id() -> str:
@@ -43,12 +47,14 @@ class Impression:
     items: tuple[str, ...]
     offset: int = 0
     timestamp: float = 0.0
+    variant: str = CONTROL
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "list_id": self.list_id,
             "user_id": self.user_id,
             "model_version": self.model_version,
+            "variant": self.variant,
             "items": [
                 {"item_id": item_id, "position": self.offset + i + 1}
                 for i, item_id in enumerate(self.items)
@@ -66,6 +72,7 @@ class Impression:
             items=tuple(str(entry["item_id"]) for entry in data["items"]),
             offset=int(data.get("offset", 0)),
             timestamp=float(data.get("timestamp", 0.0)),
+            variant=str(data.get("variant", CONTROL)),
         )
 
     @classmethod
@@ -78,6 +85,7 @@ class Impression:
             items=tuple(str(item["item_id"]) for item in body["items"]),
             offset=int(body.get("offset", 0)),
             timestamp=time.time(),
+            variant=str(body.get("variant", CONTROL)),
         )
 
 
@@ -93,14 +101,40 @@ def readout(counts: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, Any]
     return result
 
 
+@dataclass(frozen=True)
+class Attribution:
+    """A click or purchase counted for the list that showed the item."""
+
+    event: str
+    variant: str
+    model_version: str
+
+
+def attributions(events: Sequence[Event], lists: Mapping[str, Impression]) -> list[Attribution]:
+    """The outcome events whose `list_id` names a list in `lists` that showed their item."""
+    found = []
+    for event in events:
+        shown = lists.get(event.list_id or "")
+        if event.event in OUTCOMES and shown is not None and event.item_id in shown.items:
+            found.append(Attribution(event.event, shown.variant, shown.model_version))
+    return found
+
+
 class ImpressionStore(Protocol):
-    """Where impressions and per-version counts live; False/None means "unavailable now"."""
+    """Where impressions and their counts live; False/None means "unavailable now"."""
 
     def add(self, impressions: Sequence[Impression]) -> bool: ...
 
-    def attribute(self, events: Sequence[Event]) -> bool: ...
+    def attribute(self, events: Sequence[Event]) -> list[Attribution] | None: ...
 
     def counts(self) -> dict[str, dict[str, int]] | None: ...
+
+    def ab_counts(self) -> AbCounts | None: ...
+
+
+def _add_counts(row: dict[str, int], impression: Impression) -> None:
+    row["lists"] = row.get("lists", 0) + 1
+    row["shown"] = row.get("shown", 0) + len(impression.items)
 
 
 class MemoryImpressionStore:
@@ -111,6 +145,7 @@ class MemoryImpressionStore:
         self._lists: OrderedDict[str, Impression] = OrderedDict()
         self._limit = limit
         self._counts: dict[str, dict[str, int]] = {}
+        self._ab: AbCounts = {}
         self._lock = threading.Lock()
 
     def add(self, impressions: Sequence[Impression]) -> bool:
@@ -120,23 +155,34 @@ class MemoryImpressionStore:
                 self._lists[impression.list_id] = impression
                 while len(self._lists) > self._limit:
                     self._lists.popitem(last=False)
-                row = self._counts.setdefault(impression.model_version, {})
-                row["lists"] = row.get("lists", 0) + 1
-                row["shown"] = row.get("shown", 0) + len(impression.items)
+                _add_counts(self._counts.setdefault(impression.model_version, {}), impression)
+                _add_counts(self._ab_row(impression.variant, impression.model_version), impression)
         return True
 
-    def attribute(self, events: Sequence[Event]) -> bool:
+    def _ab_row(self, variant: str, version: str) -> dict[str, int]:
+        return self._ab.setdefault(variant, {}).setdefault(version, {})
+
+    def attribute(self, events: Sequence[Event]) -> list[Attribution] | None:
         with self._lock:
-            for event in events:
-                shown = self._lists.get(event.list_id or "")
-                if event.event in OUTCOMES and shown and event.item_id in shown.items:
-                    row = self._counts.setdefault(shown.model_version, {})
-                    row[event.event] = row.get(event.event, 0) + 1
-        return True
+            found = attributions(events, self._lists)
+            for hit in found:
+                for row in (
+                    self._counts.setdefault(hit.model_version, {}),
+                    self._ab_row(hit.variant, hit.model_version),
+                ):
+                    row[hit.event] = row.get(hit.event, 0) + 1
+        return found
 
     def counts(self) -> dict[str, dict[str, int]] | None:
         with self._lock:
             return {version: dict(row) for version, row in self._counts.items()}
+
+    def ab_counts(self) -> AbCounts | None:
+        with self._lock:
+            return {
+                variant: {version: dict(row) for version, row in versions.items()}
+                for variant, versions in self._ab.items()
+            }
 
 
 class ImpressionLog:
@@ -152,6 +198,9 @@ class ImpressionLog:
     def record(self, impression: Impression) -> None:
         """Store one impression; when the store is down spool it; when that fails log + count."""
         self.metrics.impressions.labels(impression.model_version).inc()
+        self.metrics.count_ab_impression(
+            impression.variant, impression.model_version, len(impression.items)
+        )
         if self.replay_spool() and self.store.add([impression]):
             return
         if self.spool is None:
@@ -176,12 +225,18 @@ class ImpressionLog:
             return False
 
     def attribute(self, events: Sequence[Event]) -> None:
-        """Count clicks/purchases that name a list (`list_id`) against its model version."""
+        """Count clicks/purchases that name a list (`list_id`) against its version and variant."""
         if any(e.list_id and e.event in OUTCOMES for e in events):
-            self.store.attribute(events)
+            for hit in self.store.attribute(events) or ():
+                self.metrics.count_ab_outcome(hit.variant, hit.model_version, hit.event)
 
     def readout(self) -> dict[str, dict[str, Any]] | None:
         """Per-version counts and CTR; None when the store is unavailable."""
         self.replay_spool()
         counts = self.store.counts()
         return None if counts is None else readout(counts)
+
+    def ab_counts(self) -> AbCounts | None:
+        """Counts per (variant, version); None when the store is unavailable."""
+        self.replay_spool()
+        return self.store.ab_counts()

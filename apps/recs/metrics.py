@@ -1,4 +1,10 @@
-"""Prometheus metrics of the recommendation service, on a registry the caller owns."""
+"""Prometheus metrics of the recommendation service, on a registry the caller owns.
+
+The A/B counters (`recs_ab_*_total{variant,version}`) count lists, items shown, and attributed
+clicks and purchases per worker; the scraper computes CTR (these counters never divide), e.g.
+    sum by (variant) (rate(recs_ab_clicks_total[1h]))
+      / sum by (variant) (rate(recs_ab_shown_total[1h]))
+"""
 
 from __future__ import annotations
 
@@ -43,6 +49,29 @@ class RecsMetrics:
             ["model_version"],
             registry=registry,
         )
+        ab_labels = ["variant", "version"]
+        self.ab_lists = Counter(
+            "recs_ab_impressions_total",
+            "Recommendation lists served, by A/B variant and the ranker version behind it",
+            ab_labels,
+            registry=registry,
+        )
+        self.ab_shown = Counter(
+            "recs_ab_shown_total",
+            "Items shown in recommendation lists, by A/B variant and ranker version",
+            ab_labels,
+            registry=registry,
+        )
+        self.ab_outcomes = {
+            event: Counter(
+                f"recs_ab_{event}s_total",
+                f"{event.capitalize()}s attributed to a list (its list_id), by A/B variant and "
+                "ranker version; CTR = clicks / shown, computed by the scraper",
+                ab_labels,
+                registry=registry,
+            )
+            for event in ("click", "purchase")
+        }
         self.impressions_lost = Counter(
             "recs_impressions_lost_total",
             "Impressions neither stored nor spooled (Redis down and the spool disk refused)",
@@ -65,6 +94,13 @@ class RecsMetrics:
             "Cache hits / (hits + misses) since start",
             registry=registry,
         ).set_function(lambda: self.hit_rate)
+
+    def count_ab_impression(self, variant: str, version: str, shown: int) -> None:
+        self.ab_lists.labels(variant, version).inc()
+        self.ab_shown.labels(variant, version).inc(shown)
+
+    def count_ab_outcome(self, variant: str, version: str, event: str) -> None:
+        self.ab_outcomes[event].labels(variant, version).inc()
 
     def watch_catalog(self, count: Callable[[], int]) -> None:
         """Report `count()` as the catalog size at every scrape."""

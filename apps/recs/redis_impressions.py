@@ -2,9 +2,11 @@
 
 Keys under the app prefix, all bounded:
     impressions:log             stream of served lists (XADD MAXLEN ~ `log_limit`)
-    impressions:list:<list_id>  hash {version, items}: click attribution (`list_ttl_seconds`)
+    impressions:list:<list_id>  hash {version, variant, items}: attribution (`list_ttl_seconds`)
     impressions:counts:<ver>    hash {lists, shown, click, purchase} per model version
     impressions:versions        set of the versions counted
+    impressions:ab:<variant>:<ver>  the same counts per A/B variant and version
+    impressions:ab              set of the JSON pairs [variant, version] counted
 Every call goes through `RedisState`'s circuit breaker: False/None while Redis is down.
 """
 
@@ -14,8 +16,15 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from threefold.apps.recs.ab_buckets import CONTROL
 from threefold.apps.recs.events import Event
-from threefold.apps.recs.impressions import OUTCOMES, Impression
+from threefold.apps.recs.impressions import (
+    OUTCOMES,
+    AbCounts,
+    Attribution,
+    Impression,
+    attributions,
+)
 from threefold.apps.recs.redis_state import RedisState
 
 
@@ -30,6 +39,9 @@ class RedisImpressionStore:
     def _key(self, *parts: str) -> str:
         return self.state._key("impressions", *parts)
 
+    def _ab_key(self, variant: str, version: str) -> str:
+        return self._key("ab", variant, version)
+
     def add(self, impressions: Sequence[Impression]) -> bool:
         def action(r: Any) -> bool:
             pipe = r.pipeline(transaction=False)
@@ -43,35 +55,54 @@ class RedisImpressionStore:
                 )
                 record = self._key("list", impression.list_id)
                 pipe.hset(
-                    record, mapping={"version": version, "items": json.dumps(impression.items)}
+                    record,
+                    mapping={
+                        "version": version,
+                        "variant": impression.variant,
+                        "items": json.dumps(impression.items),
+                    },
                 )
                 pipe.expire(record, self.list_ttl_seconds)
-                pipe.hincrby(self._key("counts", version), "lists", 1)
-                pipe.hincrby(self._key("counts", version), "shown", len(impression.items))
+                ab = self._ab_key(impression.variant, version)
+                for key in (self._key("counts", version), ab):
+                    pipe.hincrby(key, "lists", 1)
+                    pipe.hincrby(key, "shown", len(impression.items))
                 pipe.sadd(self._key("versions"), version)
+                pipe.sadd(self._key("ab"), json.dumps([impression.variant, version]))
             pipe.execute()
             return True
 
         return self.state._call("add_impressions", action) is True
 
-    def attribute(self, events: Sequence[Event]) -> bool:
+    def attribute(self, events: Sequence[Event]) -> list[Attribution] | None:
         outcomes = [e for e in events if e.list_id and e.event in OUTCOMES]
         if not outcomes:
-            return True
+            return []
 
-        def action(r: Any) -> bool:
+        def action(r: Any) -> list[Attribution]:
             pipe = r.pipeline(transaction=False)
             for event in outcomes:
-                pipe.hmget(self._key("list", event.list_id), "version", "items")
-            records = pipe.execute()
+                pipe.hmget(self._key("list", event.list_id), "version", "variant", "items")
+            lists = {
+                event.list_id: Impression(
+                    event.list_id,
+                    event.user_id,
+                    version.decode(),
+                    tuple(json.loads(items)),
+                    variant=variant.decode() if variant is not None else CONTROL,
+                )
+                for event, (version, variant, items) in zip(outcomes, pipe.execute(), strict=True)
+                if version is not None
+            }
+            found = attributions(outcomes, lists)
             pipe = r.pipeline(transaction=False)
-            for event, (version, items) in zip(outcomes, records, strict=True):
-                if version is not None and event.item_id in json.loads(items):
-                    pipe.hincrby(self._key("counts", version.decode()), event.event, 1)
+            for hit in found:
+                pipe.hincrby(self._key("counts", hit.model_version), hit.event, 1)
+                pipe.hincrby(self._ab_key(hit.variant, hit.model_version), hit.event, 1)
             pipe.execute()
-            return True
+            return found
 
-        return self.state._call("attribute_outcomes", action) is True
+        return self.state._call("attribute_outcomes", action)
 
     def counts(self) -> dict[str, dict[str, int]] | None:
         def action(r: Any) -> dict[str, dict[str, int]]:
@@ -86,3 +117,18 @@ class RedisImpressionStore:
             }
 
         return self.state._call("impression_counts", action)
+
+    def ab_counts(self) -> AbCounts | None:
+        def action(r: Any) -> AbCounts:
+            pairs = sorted(json.loads(member) for member in r.smembers(self._key("ab")))
+            pipe = r.pipeline(transaction=False)
+            for variant, version in pairs:
+                pipe.hgetall(self._ab_key(variant, version))
+            counts: AbCounts = {}
+            for (variant, version), row in zip(pairs, pipe.execute(), strict=True):
+                counts.setdefault(variant, {})[version] = {
+                    k.decode(): int(v) for k, v in row.items()
+                }
+            return counts
+
+        return self.state._call("ab_counts", action)

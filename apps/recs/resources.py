@@ -3,18 +3,21 @@
 `prepare_recs` (run by `threefold serve recs` and the demo, once per deployment) embeds the
 catalog and tunes the combiner on the seed log, storing both in Redis. `open_resources` (run in
 every worker) loads the model and data, takes the vectors and the tuned combiner from Redis (or
-from its `tuned` argument) and embeds only the items Redis lacks.
+from its `tuned` argument) and embeds only the items Redis lacks. With an A/B test
+(`ab_variants`) every worker also loads each pinned version as a recommender of its own
+(`load_pinned`): its own encoder, vectors, FAISS index and interaction statistics.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
+from threefold.apps.recs.ab_buckets import CONTROL, SETTING, Experiment
 from threefold.apps.recs.catalog import Catalog, load_catalog
 from threefold.apps.recs.catalog_sync import CatalogSync
 from threefold.apps.recs.combiner import LinearCombiner
@@ -28,6 +31,7 @@ from threefold.apps.recs.recommender import Ranker, Recommender
 from threefold.apps.recs.redis_impressions import RedisImpressionStore
 from threefold.apps.recs.redis_state import RedisState
 from threefold.core.encoder import TextEncoder
+from threefold.core.errors import ConfigError
 from threefold.streaming.connections import RedisSettings
 
 if TYPE_CHECKING:
@@ -60,7 +64,8 @@ class Resources:
     """Everything the recs views share, opened once per app.
 
     `live` follows the registry entry named by `model_dir` (None for a plain model folder or
-    none): when its current version moves, the recommender swaps to that ranker.
+    none): when its current version moves, the recommender swaps to that ranker. `pinned` holds
+    a recommender per pinned A/B variant of `experiment` (name -> recommender of that version).
     """
 
     settings: RecsConfig
@@ -72,6 +77,22 @@ class Resources:
     catalog_changes: CatalogSync
     impressions: ImpressionLog
     live: LiveModel[Ranker] | None = None
+    experiment: Experiment = field(default_factory=lambda: RecsConfig().experiment)
+    pinned: dict[str, Recommender] = field(default_factory=dict)
+
+    def recommender_for(self, user_id: str | None) -> tuple[str, Recommender]:
+        """The user's A/B variant and the recommender that ranks for it."""
+        variant = self.experiment.assign(user_id)
+        return variant, self.recommender_for_variant(variant)
+
+    def recommender_for_variant(self, variant: str) -> Recommender:
+        """A pinned variant's recommender; the control's (which follows the pointer) else."""
+        return self.pinned.get(variant, self.recommender)
+
+    @property
+    def recommenders(self) -> list[Recommender]:
+        """Every recommender this worker serves from (events and item changes reach all)."""
+        return [self.recommender, *self.pinned.values()]
 
     @property
     def model_id(self) -> str:
@@ -164,6 +185,17 @@ def load_recommender(
             info=info,
             vectors=redis.get_vectors(encoder.model_id, catalog.ids),
         )
+    return index_ranker(settings, catalog, seed, ranker, redis), seed, live
+
+
+def index_ranker(
+    settings: RecsConfig,
+    catalog: Catalog,
+    seed: list[Event],
+    ranker: Ranker,
+    redis: RedisState,
+) -> Recommender:
+    """A recommender serving `ranker`, its catalog embedded (vectors shared through Redis)."""
     recommender = Recommender(
         catalog,
         ranker.encoder,
@@ -178,11 +210,54 @@ def load_recommender(
     computed = recommender.build(ranker.vectors)
     redis.put_vectors(ranker.encoder.model_id, computed)
     logger.info(
-        "catalog vectors: %d from Redis, %d embedded by this worker",
+        "catalog vectors of ranker %s: %d from Redis, %d embedded by this worker",
+        ranker.version,
         len(ranker.vectors),
         len(computed),
     )
-    return recommender, seed, live
+    return recommender
+
+
+def check_pinned_versions(settings: RecsConfig) -> list[str]:
+    """The pinned versions of `ab_variants` with weight > 0; ConfigError when one is unknown."""
+    from threefold.core.registry import ModelEntry
+
+    experiment = settings.experiment
+    if not experiment.active:
+        return []
+    if settings.model_dir is None or not ModelEntry.is_entry(settings.model_dir):
+        raise ConfigError(
+            f"{SETTING}={settings.ab_variants!r} pins versions of a registry entry, but "
+            f"THREEFOLD_RECS_MODEL_DIR={str(settings.model_dir)!r} is not one; point it at "
+            "ROOT/recs-ranker (`threefold recs build --registry ROOT` creates it)"
+        )
+    available = ModelEntry(settings.model_dir).versions()
+    unknown = [name for name in experiment.pinned_versions if name not in available]
+    if unknown:
+        raise ConfigError(
+            f"{SETTING}={settings.ab_variants!r} names {unknown}, not a version of "
+            f"{settings.model_dir}; expected '{CONTROL}' or one of {available}. "
+            "Publish it first or fix the setting (`threefold models list`)"
+        )
+    return [v.name for v in experiment if v.pinned and v.weight > 0]
+
+
+def load_pinned(
+    settings: RecsConfig, redis: RedisState, seed: list[Event]
+) -> dict[str, Recommender]:
+    """A recommender per pinned A/B version (each holds its own encoder, vectors and index)."""
+    from threefold.core.registry import ModelEntry
+
+    versions = check_pinned_versions(settings)
+    if not versions:
+        return {}
+    entry = ModelEntry(settings.model_dir)
+    catalog = load_catalog(settings.items_path)
+    pinned = {}
+    for version in versions:
+        ranker = load_ranker(entry.version_dir(version), version, catalog, redis)
+        pinned[version] = index_ranker(settings, Catalog(catalog), seed, ranker, redis)
+    return pinned
 
 
 def follow_registry(
@@ -225,10 +300,12 @@ def open_resources(
     tuned: TunedCombiner | None = None,
 ) -> Resources:
     """Load model, data and Redis client; `encoder` overrides the configured text model."""
+    check_pinned_versions(settings)  # a bad A/B setting fails before anything heavy loads
     registry = CollectorRegistry()
     metrics = RecsMetrics(registry)
     state = open_redis(settings, redis, metrics)
     recommender, seed, live = load_recommender(settings, state, encoder, tuned)
+    pinned = load_pinned(settings, state, seed)
     spool = EventSpool(settings.spool_dir) if redis.url else None
     impressions = open_impressions(settings, state, metrics)
     histories = UserHistories(
@@ -236,7 +313,10 @@ def open_resources(
     )
     metrics.watch_catalog(lambda: recommender.item_count)
     catalog_changes = CatalogSync(
-        recommender, state, interval_seconds=settings.catalog_sync_seconds
+        recommender,
+        state,
+        interval_seconds=settings.catalog_sync_seconds,
+        followers=list(pinned.values()),
     )
     catalog_changes.sync(force=True)
     if live is not None:
@@ -251,6 +331,8 @@ def open_resources(
         catalog_changes=catalog_changes,
         impressions=impressions,
         live=live,
+        experiment=settings.experiment,
+        pinned=pinned,
     )
 
 
@@ -263,6 +345,7 @@ def prepare_recs(
     when a `model_dir` brings its own, Redis already holds one, `tune_on_start` is off or the
     seed log is empty). Without Redis nothing is stored; pass the result to `open_resources`.
     """
+    check_pinned_versions(settings)  # a bad A/B setting fails before the catalog is embedded
     state = open_redis(settings, redis, RecsMetrics(CollectorRegistry()))
     recommender, seed, _ = load_recommender(settings, state, encoder)
     if recommender.model_info != DEFAULT_INFO or not settings.tune_on_start or not seed:

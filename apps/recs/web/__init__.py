@@ -8,6 +8,7 @@ from flask import Flask
 
 from threefold.apps.recs.config import RecsConfig
 from threefold.apps.recs.resources import Resources, open_resources
+from threefold.apps.recs.web.ab import ab_api
 from threefold.apps.recs.web.events import events_api
 from threefold.apps.recs.web.impressions import impressions_api
 from threefold.apps.recs.web.items import ADMIN_TOKEN_KEY, items_api
@@ -44,7 +45,8 @@ def create_app(settings: RecsConfig | None = None, resources: Resources | None =
         redis_prefix=settings.redis_prefix,
     )
     app.extensions[EXTENSION] = resources
-    for blueprint in (recommendations, events_api, impressions_api, items_api, pages):
+    blueprints = (recommendations, events_api, impressions_api, ab_api, items_api, pages)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     register_openapi(app, DOCUMENT)
     return app

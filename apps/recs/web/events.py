@@ -57,7 +57,8 @@ def post_events() -> Any:
             f"; send them again in {SPOOL_RETRY_AFTER_S} s",
             retry_after=SPOOL_RETRY_AFTER_S,
         ) from None
-    recommender.add_events(parsed)
+    for each in shared.recommenders:  # the pinned A/B rankers count the events too
+        each.add_events(parsed)
     shared.redis.invalidate(e.user_id for e in parsed)
     for event in parsed:
         shared.metrics.events.labels(event.event).inc()

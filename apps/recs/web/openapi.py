@@ -80,6 +80,15 @@ DOCUMENT = openapi_document(
                 errors=(503,),
             )
         },
+        "/api/ab": {
+            "get": operation(
+                "The A/B test: variants, bucket ranges, serving versions, counts vs control",
+                tag="recommendations",
+                response=OBJECT,
+                errors=(400,),
+                params=[query_param("user_id", {"type": "string"}, "show this user's variant")],
+            )
+        },
         "/api/events": {
             "post": operation(
                 "Record one event or {events: [...]}; 202 means kept",

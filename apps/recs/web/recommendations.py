@@ -33,23 +33,25 @@ def get_recommendations() -> Any:
     diversity = float_arg("diversity", settings.default_diversity, low=0.0, high=1.0)
     exclude_seen = bool_arg("exclude_seen", settings.exclude_seen)
     category = (request.args.get("category") or "").strip() or None
-    categories = shared.recommender.catalog.categories
+    variant, recommender = shared.recommender_for(user_id)
+    categories = recommender.catalog.categories
     if category and not any(c.lower() == category.lower() for c in categories):
         raise ApiError(
             400, f"unknown category {category!r}; expected one of {categories}", field="category"
         )
     shared.catalog_changes.sync()
-    # the ranker version is part of the key: after a swap no list of the old ranker is served
-    variant = (
-        f"m{shared.model_version}|v{shared.catalog_changes.version}|k{k}|o{offset}"
-        f"|c{(category or '').lower()}|d{diversity:.3f}|x{int(exclude_seen)}"
+    # A/B variant and ranker version are part of the key: after a swap or a change of variant
+    # no list of another ranker is served
+    key = (
+        f"a{variant}|m{recommender.model_version}|v{shared.catalog_changes.version}|k{k}"
+        f"|o{offset}|c{(category or '').lower()}|d{diversity:.3f}|x{int(exclude_seen)}"
     )
-    cached = shared.redis.get_recs(user_id, variant)
+    cached = shared.redis.get_recs(user_id, key)
     if cached is not None:
         kind = "cold_start" if cached["cold_start"] else "personal"
         shared.metrics.served.labels(kind, "yes").inc()
         return _served(shared, cached, cached=True)
-    result = shared.recommender.recommend(
+    result = recommender.recommend(
         user_id,
         shared.histories.get(user_id),
         k=k,
@@ -59,8 +61,8 @@ def get_recommendations() -> Any:
         exclude_seen=exclude_seen,
         exclude_purchased=settings.exclude_purchased,
     )
-    body = result.to_dict()
-    shared.redis.put_recs(user_id, variant, body)
+    body = {**result.to_dict(), "variant": variant}
+    shared.redis.put_recs(user_id, key, body)
     shared.metrics.served.labels("cold_start" if result.cold_start else "personal", "no").inc()
     return _served(shared, body, cached=False)
 

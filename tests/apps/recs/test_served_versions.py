@@ -99,3 +99,17 @@ def test_retrain_without_a_registry_says_how_to_name_one(monkeypatch) -> None:
 def test_build_wants_exactly_one_destination(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["recs", "build"])
     assert result.exit_code == 2 and "exactly one of --out DIR and --registry ROOT" in result.output
+
+
+def test_without_an_experiment_every_list_is_the_controls_and_api_ab_says_so(make_app) -> None:
+    client = make_app().test_client()
+    body = client.get(RECS).json
+    assert body["variant"] == "current"
+    view = client.get("/api/ab?user_id=u004").json
+    assert view["variants"] == [
+        {"variant": "current", "weight": 100, "buckets": [0, 99], "model_version": "base"}
+    ]
+    assert view["user"]["variant"] == "current"
+    assert view["report"]["variants"]["current"]["versions"]["base"]["lists"] == 1
+    too_long = client.get("/api/ab?user_id=" + "x" * 200)
+    assert too_long.status_code == 400 and too_long.json["field"] == "user_id"
