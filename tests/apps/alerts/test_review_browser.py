@@ -4,7 +4,7 @@ alert with the keyboard alone; phone size; the API down; audited by axe-core."""
 from __future__ import annotations
 
 import pytest
-from support.browser import axe_violations
+from support.browser import axe_violations, copy_to_docs
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.pipeline import AlertPipeline
@@ -104,7 +104,9 @@ def test_keyboard_alone_signs_in_corrects_a_headline_and_judges_an_alert(
     assert verdict["verdict"] == "false_alarm" and verdict["analyst"] == "ana"
     assert page.evaluate("window.pwned") is None
     assert axe_violations(page) == []
-    page.locator(".review").screenshot(path=str(screenshot_dir / "review-desktop.png"))
+    panel = screenshot_dir / "alerts-review.png"
+    page.locator(".review").screenshot(path=str(panel))
+    copy_to_docs(panel)
     save_screenshot(page, screenshot_dir, "review-desktop-page.png")
     context.close()
 
