@@ -39,7 +39,15 @@ ENTRYPOINT = DEPLOY / "entrypoint.sh"
 GUNICORN_CONF = DEPLOY / "gunicorn.conf.py"
 BIN = Path(sys.executable).parent
 IMAGE_ENTRYPOINT = "threefold-entrypoint"
-ROLES = {"qa-api", "recs-api", "dashboard", "alerts-consumer", "init-models", "check-models"}
+ROLES = {
+    "qa-api",
+    "recs-api",
+    "dashboard",
+    "alerts-consumer",
+    "init-models",
+    "check-models",
+    "retrain",
+}
 WEB_ROLES = {
     "qa-api": "threefold.apps.qa.web:create_app()",
     "recs-api": "threefold.apps.recs.web:create_app()",
@@ -67,7 +75,7 @@ UNSET_ON_PURPOSE = {
     "THREEFOLD_RECS_BASE_MODEL": "optional: the packaged base model is used when it is unset",
 }
 # Optional manifests that kustomization.yaml leaves out on purpose (applied with -f).
-K8S_OPTIONAL = {"dev-services.yaml", "hpa.yaml", "secret.yaml"}
+K8S_OPTIONAL = {"dev-services.yaml", "hpa.yaml", "secret.yaml", "retrain-cronjob.yaml"}
 THREEFOLD_ERRORS = ("ThreefoldError", "ConfigError", "ModelError", "ServiceError", "DataError")
 
 
@@ -111,6 +119,12 @@ def _objects(k8s_docs: dict[str, list[dict]], kind: str) -> list[dict]:
 
 def _workloads(k8s_docs: dict[str, list[dict]]) -> list[dict]:
     return _objects(k8s_docs, "Deployment") + _objects(k8s_docs, "StatefulSet")
+
+
+def _jobs(k8s_docs: dict[str, list[dict]]) -> list[dict]:
+    """Every Job, a CronJob's job template included (each has spec.template)."""
+    cron = [job["spec"]["jobTemplate"] for job in _objects(k8s_docs, "CronJob")]
+    return _objects(k8s_docs, "Job") + cron
 
 
 def _env_map(environment: object) -> dict[str, str]:
@@ -190,12 +204,20 @@ def _run(argv: list[str], *, env: dict[str, str] | None = None, timeout: float =
 
 
 def _model_env(base: Path) -> dict[str, str]:
+    """The registry at `base` and its entries, as deploy/ sets them (base = /models there)."""
     return {
-        "THREEFOLD_QA_BOT_DIR": str(base / "qa" / "bot"),
-        "THREEFOLD_RECS_MODEL_DIR": str(base / "recs" / "model"),
-        "THREEFOLD_ALERTS_TOPIC_MODEL_DIR": str(base / "alerts" / "topic"),
-        "THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR": str(base / "alerts" / "sentiment"),
+        "THREEFOLD_MODELS_DIR": str(base),
+        "THREEFOLD_QA_BOT_DIR": str(base / "qa-bot"),
+        "THREEFOLD_RECS_MODEL_DIR": str(base / "recs-ranker"),
+        "THREEFOLD_ALERTS_TOPIC_MODEL_DIR": str(base / "alerts-topic"),
+        "THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR": str(base / "alerts-sentiment"),
     }
+
+
+def _make_entry(path: Path, version: str = "v1") -> None:
+    """A registry entry with a current version, as a publish leaves it."""
+    (path / "versions" / version).mkdir(parents=True)
+    (path / "state.json").write_text(json.dumps({"current": version, "history": [version]}))
 
 
 def _free_port() -> int:
@@ -514,16 +536,39 @@ def _init_commands(tmp_path: Path) -> dict[str, list[str]]:
     return {argv[1]: argv for argv in commands}
 
 
-def test_init_models_builds_each_app_into_a_scratch_dir_beside_its_target(tmp_path: Path) -> None:
+def test_init_models_publishes_each_app_into_its_registry_entry(tmp_path: Path) -> None:
     commands = _init_commands(tmp_path)
     assert sorted(commands) == ["alerts", "qa", "recs"]
     models = tmp_path / "models"
-    outputs = {app: argv[argv.index("--out") + 1] for app, argv in commands.items()}
-    assert outputs == {
-        "qa": f"{models}/qa/bot.partial",
-        "alerts": f"{models}/alerts.partial",
-        "recs": f"{models}/recs/model.partial",
+    outputs = {
+        app: argv[argv.index("--out" if "--out" in argv else "--registry") + 1]
+        for app, argv in commands.items()
     }
+    assert outputs == {
+        "qa": f"{models}/qa-bot",  # a bot directory is a registry entry
+        "alerts": str(models),  # publishes ROOT/alerts-topic and ROOT/alerts-sentiment
+        "recs": str(models),  # publishes ROOT/recs-ranker
+    }
+    assert "--out" not in commands["alerts"] + commands["recs"], "publish, never write in place"
+
+
+@pytest.mark.parametrize(
+    ("name", "entry"),
+    [
+        ("THREEFOLD_ALERTS_TOPIC_MODEL_DIR", "alerts-topic"),
+        ("THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR", "alerts-sentiment"),
+        ("THREEFOLD_RECS_MODEL_DIR", "recs-ranker"),
+    ],
+)
+def test_init_models_refuses_a_model_dir_outside_the_registry_it_publishes_to(
+    name: str, entry: str, tmp_path: Path
+) -> None:
+    env = {**_model_env(tmp_path / "models"), name: str(tmp_path / "elsewhere")}
+    done = _run(["bash", str(ENTRYPOINT), "init-models"], env={**env, "THREEFOLD_DRY_RUN": "1"})
+    assert done.returncode == 1
+    expected = f"{tmp_path / 'models'}/{entry}"
+    assert f"{name}={tmp_path / 'elsewhere'} but the build publishes" in done.stderr
+    assert f"Fix: set {name}={expected}" in done.stderr
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -554,18 +599,30 @@ def test_init_models_sample_data_is_shipped_in_the_package(app: str, tmp_path: P
 
 
 def test_init_models_keeps_models_that_exist(tmp_path: Path) -> None:
+    """Entries with a current version are kept, and so is a plain model folder a user set."""
     env = _model_env(tmp_path / "models")
-    for path in env.values():
-        Path(path).mkdir(parents=True)
+    for name in ("THREEFOLD_QA_BOT_DIR", "THREEFOLD_ALERTS_TOPIC_MODEL_DIR"):
+        _make_entry(Path(env[name]))
+    Path(env["THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR"]).mkdir(parents=True)
+    (Path(env["THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR"]) / "config.json").write_text("{}")
+    env["THREEFOLD_RECS_MODEL_DIR"] = str(tmp_path / "my-ranker")  # plain, outside the registry
+    Path(env["THREEFOLD_RECS_MODEL_DIR"]).mkdir()
+    (Path(env["THREEFOLD_RECS_MODEL_DIR"]) / "ranker.json").write_text("{}")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     done = _run(["bash", str(ENTRYPOINT), "init-models"], env=env)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("keeping it") == 3
-    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["alerts", "qa", "recs"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "alerts-sentiment",
+        "alerts-topic",
+        "qa-bot",
+    ]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
 
 
 def test_check_models_waits_for_the_named_directories(tmp_path: Path) -> None:
     env = _model_env(tmp_path)
-    Path(env["THREEFOLD_QA_BOT_DIR"]).mkdir(parents=True)
+    _make_entry(Path(env["THREEFOLD_QA_BOT_DIR"]))
     assert (
         _run(["bash", str(ENTRYPOINT), "check-models", "THREEFOLD_QA_BOT_DIR"], env=env).returncode
         == 0
@@ -573,7 +630,131 @@ def test_check_models_waits_for_the_named_directories(tmp_path: Path) -> None:
     missing = _run(["bash", str(ENTRYPOINT), "check-models"], env=env)
     assert missing.returncode == 1
     assert "THREEFOLD_RECS_MODEL_DIR=" in missing.stderr
-    assert "THREEFOLD_QA_BOT_DIR=" not in missing.stderr.split("missing model directories")[-1]
+    assert "THREEFOLD_QA_BOT_DIR=" not in missing.stderr.split("missing models")[-1]
+
+
+def test_check_models_wants_a_current_version_or_a_plain_model_folder(tmp_path: Path) -> None:
+    env = _model_env(tmp_path / "models")
+    interrupted = Path(env["THREEFOLD_RECS_MODEL_DIR"])  # a first build that never activated
+    (interrupted / "versions" / "v1").mkdir(parents=True)
+    plain = tmp_path / "my-sentiment"  # a model folder of the user's own, not an entry
+    plain.mkdir()
+    (plain / "config.json").write_text("{}")
+    env["THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR"] = str(plain)
+    Path(env["THREEFOLD_ALERTS_TOPIC_MODEL_DIR"]).mkdir(parents=True)  # empty: no model
+
+    def check(*names: str) -> subprocess.CompletedProcess:
+        return _run(["bash", str(ENTRYPOINT), "check-models", *names], env=env)
+
+    assert check("THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR").returncode == 0
+    for name in ("THREEFOLD_RECS_MODEL_DIR", "THREEFOLD_ALERTS_TOPIC_MODEL_DIR"):
+        done = check(name)
+        assert done.returncode == 1, name
+        assert f"{name}={env[name]}" in done.stderr
+    (interrupted / "state.json").write_text(json.dumps({"current": "v1", "history": ["v1"]}))
+    assert check("THREEFOLD_RECS_MODEL_DIR").returncode == 0
+
+
+def _retrain_commands(tmp_path: Path, *apps: str, **env: str) -> list[list[str]]:
+    return _dry_run("retrain", *apps, env={**_model_env(tmp_path / "models"), **env})
+
+
+def test_retrain_role_runs_every_app_in_turn_against_the_registry(tmp_path: Path) -> None:
+    commands = _retrain_commands(tmp_path)
+    assert [argv[:3] for argv in commands] == [
+        ["threefold", "retrain", "qa"],
+        ["threefold", "retrain", "alerts"],  # sentiment
+        ["threefold", "retrain", "alerts"],  # topic
+        ["threefold", "retrain", "recs"],
+    ]
+    for argv in commands:
+        assert argv[argv.index("--registry") + 1] == str(tmp_path / "models"), argv
+    alerts = [argv for argv in commands if argv[2] == "alerts"]
+    assert sorted(argv[argv.index("--task") + 1] for argv in alerts) == ["sentiment", "topic"]
+    assert _retrain_commands(tmp_path, "recs") == [commands[-1]]
+    cronjob = yaml.safe_load((K8S / "retrain-cronjob.yaml").read_text())
+    [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    compose_retrain = _compose_raw()["services"]["retrain"]
+    assert container["args"] == compose_retrain["command"] == ["retrain", *APPS]
+
+
+def test_retrain_role_trains_on_the_data_init_models_built_from(tmp_path: Path) -> None:
+    own = {
+        "THREEFOLD_ALERTS_TRAIN_DATA": str(tmp_path / "headlines.csv"),
+        "THREEFOLD_RECS_ITEMS_PATH": str(tmp_path / "items.csv"),
+        "THREEFOLD_RECS_EVENTS_PATH": str(tmp_path / "events.csv"),
+    }
+    commands = _retrain_commands(tmp_path, "alerts", "recs", **own)
+    for argv in commands[:2]:
+        assert argv[argv.index("--training-data") + 1] == own["THREEFOLD_ALERTS_TRAIN_DATA"]
+    recs = commands[2]
+    assert recs[recs.index("--items") + 1] == own["THREEFOLD_RECS_ITEMS_PATH"]
+    assert recs[recs.index("--events") + 1] == own["THREEFOLD_RECS_EVENTS_PATH"]
+    sample = _init_commands(tmp_path)["recs"]
+    default = _retrain_commands(tmp_path, "recs")[0]
+    for option in ("--items", "--events"):
+        assert default[default.index(option) + 1] == sample[sample.index(option) + 1]
+
+
+@pytest.mark.parametrize("app", APPS)
+def test_retrain_commands_match_the_app_cli(app: str, tmp_path: Path) -> None:
+    """Each retrain command the CronJob and compose run exists with the options it passes."""
+    _require_module(f"threefold.apps.{app}.cli")
+    done = _run([str(BIN / "threefold"), "retrain", app, "--help"])
+    assert done.returncode == 0, done.stderr
+    for argv in _retrain_commands(tmp_path, app):
+        for option in (word for word in argv if word.startswith("--")):
+            assert option in done.stdout, f"`threefold retrain {app}` has no {option}"
+
+
+def test_retrain_qa_uses_the_shipped_gate_set_only_for_the_shipped_kb(tmp_path: Path) -> None:
+    [qa] = _retrain_commands(tmp_path, "qa")
+    gate_set = Path(qa[qa.index("--gate-set") + 1])
+    build = _init_commands(tmp_path)["qa"]
+    kb = Path(build[build.index("--kb") + 1])
+    assert gate_set == kb.with_name("store_gate.csv") and gate_set.is_file()
+    own_gate = str(tmp_path / "my_gate.csv")
+    [qa] = _retrain_commands(tmp_path, "qa", THREEFOLD_QA_GATE_SET=own_gate)
+    assert qa[qa.index("--gate-set") + 1] == own_gate
+
+    env = {**_model_env(tmp_path / "models"), "THREEFOLD_QA_KB_PATH": str(tmp_path / "faq.csv")}
+    done = _run(["bash", str(ENTRYPOINT), "retrain"], env={**env, "THREEFOLD_DRY_RUN": "1"})
+    assert done.returncode == 1
+    assert "THREEFOLD_QA_GATE_SET is not set" in done.stderr and "Fix:" in done.stderr
+    ran = [shlex.split(line)[2] for line in done.stdout.splitlines() if line.strip()]
+    assert ran == ["alerts", "alerts", "recs"], "a failing app does not stop the others"
+    assert "retrain failed for: qa" in done.stderr
+
+
+def test_retrain_role_rejects_an_unknown_app_before_running_any(tmp_path: Path) -> None:
+    env = {**_model_env(tmp_path / "models"), "THREEFOLD_DRY_RUN": "1"}
+    done = _run(["bash", str(ENTRYPOINT), "retrain", "qa", "search"], env=env)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert "retrain: unknown app 'search'; expected some of: alerts qa recs" in done.stderr
+
+
+@pytest.mark.slow
+def test_retrain_role_runs_every_app_and_names_the_failed_ones(tmp_path: Path) -> None:
+    """Real commands: alerts fails (no Redis for its corrections); qa still retrains, promotes."""
+    _require_module("threefold.apps.qa.cli")
+    env = {**_model_env(tmp_path / "models"), "REDIS_URL": "", "THREEFOLD_QA_KB_PATH": ""}
+    for name in _model_env(tmp_path / "models"):
+        if name not in {"THREEFOLD_MODELS_DIR", "THREEFOLD_QA_BOT_DIR"}:
+            _make_entry(Path(env[name]))
+    built = _run(["bash", str(ENTRYPOINT), "init-models"], env=env, timeout=600)
+    assert built.returncode == 0, built.stderr[-3000:]
+    bot_dir = Path(env["THREEFOLD_QA_BOT_DIR"])
+    first = json.loads((bot_dir / "state.json").read_text())["current"]
+
+    done = _run(["bash", str(ENTRYPOINT), "retrain", "alerts", "qa"], env=env, timeout=600)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "retrain alerts failed; carrying on with the others" in done.stderr
+    assert "retrain failed for: alerts (the others ran" in done.stderr
+    [report] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert report["app"] == "qa" and report["current_version"] == first
+    assert report["promoted"] and report["live_version"] == report["candidate_version"] != first
+    assert json.loads((bot_dir / "state.json").read_text())["current"] == report["live_version"]
 
 
 def _start_role(role: str, env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, str]:
@@ -622,12 +803,14 @@ def test_qa_api_role_answers_from_the_bot_init_models_built(
         "THREEFOLD_ALERTS_TOPIC_MODEL_DIR",
         "THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR",
     ):
-        Path(env[name]).mkdir(parents=True)  # kept as they are: only the bot is built here
+        _make_entry(Path(env[name]))  # kept as they are: only the bot is built here
+    bot_dir = Path(env["THREEFOLD_QA_BOT_DIR"])
+    (bot_dir / "versions").mkdir(parents=True)  # an interrupted first build: no state.json
     built = _run(["bash", str(ENTRYPOINT), "init-models"], env=env, timeout=600)
     assert built.returncode == 0, built.stderr[-3000:]
-    bot_dir = Path(env["THREEFOLD_QA_BOT_DIR"])
     assert (bot_dir / "state.json").is_file()
-    assert not bot_dir.with_name("bot.partial").exists()
+    current = json.loads((bot_dir / "state.json").read_text())["current"]
+    assert [p.name for p in (bot_dir / "versions").iterdir()] == [current], "no half-built version"
 
     [sample] = [argv for argv in _init_commands(tmp_path).values() if argv[1] == "qa"]
     kb = Path(sample[sample.index("--kb") + 1])
@@ -816,6 +999,34 @@ def test_compose_config_with_docker_compose_when_available() -> None:
         pytest.skip("docker CLI without the compose plugin: `docker compose config` unavailable")
     done = _run([docker, "compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"])
     assert done.returncode == 0, done.stderr
+
+
+def test_compose_retrain_service_is_an_on_demand_profile_with_init_models_inputs(compose) -> None:
+    services = compose["services"]
+    retrain = services["retrain"]
+    assert retrain["profiles"] == ["retrain"], "`up` must not start it; `run --rm retrain` does"
+    assert retrain["restart"] == "no"
+    assert retrain["command"][0] == "retrain"
+    assert retrain["environment"] == services["init-models"]["environment"]
+    assert "models:/models" in retrain["volumes"]
+    assert retrain["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert not any("retrain" in (s.get("depends_on") or {}) for s in services.values())
+    assert (
+        "docker compose -f deploy/compose.yaml run --rm retrain"
+        in (DEPLOY / "compose.yaml").read_text()
+    )
+
+
+def test_compose_retrain_profile_with_docker_compose_when_available() -> None:
+    docker = shutil.which("docker")
+    if docker is None or _run([docker, "compose", "version"]).returncode != 0:
+        pytest.skip("no docker compose: `docker compose --profile retrain config` not run")
+    files = ["-f", str(DEPLOY / "compose.yaml")]
+    done = _run([docker, "compose", *files, "--profile", "retrain", "config", "--services"])
+    assert done.returncode == 0, done.stderr
+    assert "retrain" in done.stdout.split()
+    default = _run([docker, "compose", *files, "config", "--services"])
+    assert "retrain" not in default.stdout.split()
 
 
 # ---------------------------------------------------------------- environment contract
@@ -1045,7 +1256,7 @@ def test_compose_tls_override_mounts_every_secret_file_it_names(tmp_path: Path) 
     for key, path in files.items():
         assert path.startswith("/run/secrets/"), f"{key}={path}: compose mounts secrets there"
         assert path.removeprefix("/run/secrets/") in declared, f"{key}: {path} not a secret"
-    for role in ("qa-api", "recs-api", "dashboard", "alerts-consumer", "init-models"):
+    for role in ("qa-api", "recs-api", "dashboard", "alerts-consumer", "init-models", "retrain"):
         service = override["services"][role]
         assert service["environment"] == env, role
         assert set(service["secrets"]) == declared, role
@@ -1144,7 +1355,7 @@ def test_k8s_threefold_containers_use_entrypoint_roles_and_config(k8s_docs) -> N
     names = {doc["metadata"]["name"] for doc in _objects(k8s_docs, "ConfigMap")}
     claims = {doc["metadata"]["name"] for doc in _objects(k8s_docs, "PersistentVolumeClaim")}
     roles_seen = set()
-    for workload in _workloads(k8s_docs) + _objects(k8s_docs, "Job"):
+    for workload in _workloads(k8s_docs) + _jobs(k8s_docs):
         spec = _pod_spec(workload)
         for volume in spec.get("volumes", []):
             if "persistentVolumeClaim" in volume:
@@ -1214,6 +1425,38 @@ def test_kustomization_lists_existing_manifests() -> None:
         assert optional in text, f"say in kustomization.yaml why {optional} is left out"
 
 
+def test_k8s_retrain_cronjob_runs_weekly_with_the_init_jobs_security_and_volume(k8s_docs) -> None:
+    [cronjob] = k8s_docs["retrain-cronjob.yaml"]
+    assert cronjob["kind"] == "CronJob" and cronjob["apiVersion"] == "batch/v1"
+    spec = cronjob["spec"]
+    assert spec["concurrencyPolicy"] == "Forbid"
+    minute, hour, day, month, weekday = spec["schedule"].split()
+    assert (day, month) == ("*", "*") and weekday.isdigit(), "once a week"
+    assert minute.isdigit() and hour.isdigit()
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    init = next(j for j in _objects(k8s_docs, "Job") if j["metadata"]["name"] == "init-models")
+    init_pod = _pod_spec(init)
+    assert pod["securityContext"] == init_pod["securityContext"]
+    assert pod["restartPolicy"] in {"Never", "OnFailure"}
+    [container] = pod["containers"]
+    [init_container] = init_pod["containers"]
+    assert container["securityContext"] == init_container["securityContext"]
+    assert container["envFrom"] == init_container["envFrom"]
+    assert container["args"][0] == "retrain" and set(container["args"][1:]) == set(APPS)
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["models"] == {
+        "name": "models",
+        "persistentVolumeClaim": {"claimName": "threefold-models"},
+    }
+    [models] = [m for m in container["volumeMounts"] if m["name"] == "models"]
+    assert models["mountPath"] == "/models" and not models.get("readOnly"), "publishes versions"
+    [secrets] = [m for m in container["volumeMounts"] if m["name"] == "connection-secrets"]
+    assert secrets["mountPath"] == SECRETS_MOUNT, "reads the signals from Redis, maybe over TLS"
+    assert volumes["connection-secrets"]["secret"]["optional"] is True
+    assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+    assert "memory" in container["resources"]["limits"]
+
+
 def test_kustomize_build_when_kubectl_available() -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
@@ -1240,5 +1483,12 @@ def test_operations_guide_covers_running_scaling_and_security() -> None:
         "ADMIN_TOKEN",
         "ALLOWED_ORIGINS",
         "rollout restart",
+        "retrain-cronjob.yaml",
+        "state.json",
+        "ReadWriteMany",
+        "threefold models rollback",
+        "threefold models prune",
+        "THREEFOLD_QA_GATE_SET",
+        "run --rm retrain",
     ):
         assert topic in guide, f"OPERATIONS.md does not mention {topic!r}"
