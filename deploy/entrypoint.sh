@@ -142,7 +142,7 @@ retrain_app() {
     qa)
       local gate_set
       gate_set="$(qa_gate_set)" || return 1
-      step threefold retrain qa --registry "$registry" --gate-set "$gate_set"
+      step threefold retrain qa --bot-dir "$THREEFOLD_QA_BOT_DIR" --gate-set "$gate_set"  # as built
       ;;
     alerts)
       local task data=() status=0
@@ -168,7 +168,7 @@ retrain_app() {
 retrain() {
   local apps=("$@") app failed=()
   ((${#apps[@]})) || apps=(qa alerts recs)
-  need_env THREEFOLD_MODELS_DIR
+  need_env THREEFOLD_MODELS_DIR THREEFOLD_QA_BOT_DIR
   for app in "${apps[@]}"; do
     [[ "$app" =~ ^(qa|alerts|recs)$ ]] || die "retrain: unknown app '$app'; expected some of: alerts qa recs"
   done

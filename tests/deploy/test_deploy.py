@@ -667,7 +667,9 @@ def test_retrain_role_runs_every_app_in_turn_against_the_registry(tmp_path: Path
         ["threefold", "retrain", "alerts"],  # topic
         ["threefold", "retrain", "recs"],
     ]
-    for argv in commands:
+    qa_bot = _init_commands(tmp_path)["qa"][-1]  # the bot init-models built (its --out)
+    assert commands[0][commands[0].index("--bot-dir") + 1] == qa_bot
+    for argv in commands[1:]:
         assert argv[argv.index("--registry") + 1] == str(tmp_path / "models"), argv
     alerts = [argv for argv in commands if argv[2] == "alerts"]
     assert sorted(argv[argv.index("--task") + 1] for argv in alerts) == ["sentiment", "topic"]
