@@ -99,6 +99,35 @@ def classifier_multitask_speed(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def classifier_bases(d: dict[str, Any]) -> list[Row]:
+    def name(row: dict[str, Any]) -> str:
+        base = row["base"]
+        return base if "MiniLM" in base else f"all-mpnet-base-v2 (`models fetch-base`, {base})"
+
+    baseline, *others = d["rows"]
+
+    def cell(row: dict[str, Any]) -> str:
+        low, high = row["accuracy_spread"]
+        return (
+            f"{name(row)}, {row['parameters'] / 1e6:.1f}M params: acc {_f(row['accuracy'])} "
+            f"({_f(low)}–{_f(high)}), macro-F1 {_f(row['macro_f1'])}"
+        )
+
+    return [
+        (
+            "Base models, frozen (mean-pooled embeddings + logistic regression)",
+            f"Financial PhraseBank `fpb_dev.csv`, stratified 80/20, seeds {d['seeds']}",
+            "; ".join(cell(row) for row in others),
+            cell(baseline),
+            "; ".join(
+                f"{name(r).split(' (')[0]} {r['sentences_per_s']:.0f} sent/s" for r in d["rows"]
+            )
+            + " (embedding the whole file, batch 64, max length 128)",
+            "`bench/classifier_quality.py bases`",
+        )
+    ]
+
+
 def embedder_speed(d: dict[str, Any]) -> list[Row]:
     return [
         (
@@ -310,6 +339,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_fpb", classifier_fpb),
     ("classifier_small_data", classifier_small_data),
     ("classifier_multitask_speed", classifier_multitask_speed),
+    ("classifier_bases", classifier_bases),
     ("embedder_speed", embedder_speed),
     ("alerts_quality", alerts_quality),
     ("alerts_throughput", alerts_throughput),
