@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import sparse
 
 from threefold.apps.recs.events import Event
 
@@ -128,30 +129,35 @@ def _log_scale(values: np.ndarray) -> np.ndarray:
 def _cooccurrence_table(
     users: list[set[int]], counts: np.ndarray, n: int, neighbours: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-`neighbours` cosine similarities per item from the binary user x item matrix."""
+    """Top-`neighbours` cosine similarities per item from the binary user x item matrix.
+
+    Sparse throughout (a catalog of millions of items with a small log costs what the log
+    costs); the table is as wide as the most-connected item needs, at most `neighbours`.
+    """
     width = n if neighbours is None else min(neighbours, n)
+    if n == 0 or width == 0 or not users:
+        return np.full((n, width), -1, dtype=np.int32), np.zeros((n, width), dtype=np.float32)
+    rows = np.repeat(np.arange(len(users)), [len(positions) for positions in users])
+    columns = np.fromiter((p for positions in users for p in positions), dtype=np.int64)
+    matrix = sparse.csr_matrix(
+        (np.ones(len(columns), dtype=np.float32), (rows, columns)), shape=(len(users), n)
+    )
+    together = (matrix.T.tocsr() @ matrix).tocoo()
+    off_diagonal = together.row != together.col
+    first, second = together.row[off_diagonal], together.col[off_diagonal]
+    norms = np.sqrt(np.maximum(counts, 1.0))
+    cosine = together.data[off_diagonal] / norms[first] / norms[second]
+    # rank each item's neighbours, strongest first, and keep the first `width`
+    order = np.lexsort((-cosine, first))
+    first, second, cosine = first[order], second[order], cosine[order]
+    starts = np.searchsorted(first, np.arange(n))
+    rank = np.arange(len(first)) - starts[first]
+    keep = rank < width
+    width = width if neighbours is None else min(width, int(rank.max(initial=-1)) + 1)
     ids = np.full((n, width), -1, dtype=np.int32)
     sims = np.zeros((n, width), dtype=np.float32)
-    if n == 0 or width == 0 or not users:
-        return ids, sims
-    matrix = np.zeros((len(users), n), dtype=np.float32)
-    for row, positions in enumerate(users):
-        matrix[row, list(positions)] = 1.0
-    norms = np.sqrt(np.maximum(counts, 1.0))
-    block = 2048
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        together = matrix[:, start:stop].T @ matrix  # (block, n)
-        cosine = together / norms[start:stop, None] / norms[None, :]
-        cosine[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        if width < n:
-            top = np.argpartition(-cosine, width - 1, axis=1)[:, :width]
-        else:
-            top = np.tile(np.arange(n), (stop - start, 1))
-        ids[start:stop] = top
-        sims[start:stop] = np.take_along_axis(cosine, top, axis=1)
-    ids[sims <= 0] = -1
-    sims[sims <= 0] = 0.0
+    ids[first[keep], rank[keep]] = second[keep]
+    sims[first[keep], rank[keep]] = cosine[keep]
     return ids, sims
 
 
