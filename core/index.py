@@ -6,12 +6,15 @@ to get cosine similarity.
 Design:
 - The CPU index is the source of truth. Below `exact_threshold` vectors it is an
   `IndexIDMap2(IndexFlatIP)`; at or above it an `IndexIVFFlat` (inner product) with
-  `nlist ~ 4*sqrt(n)` lists trained on the vectors themselves, ids stored natively and a hashtable
-  direct map so vectors can be reconstructed and removed. IVF was chosen over HNSW because FAISS's
-  HNSW cannot remove vectors. `nprobe` defaults to `max(8, nlist // 8)` (capped at `nlist`),
-  about an eighth of the lists: high recall at several times the speed of exact search.
+  `nlist ~ sqrt(n)` lists, k-means trained on at most `TRAIN_POINTS_PER_LIST` vectors per list,
+  ids stored natively and a hashtable direct map so vectors can be reconstructed and removed.
+  Training and assigning cost n x nlist x dimension: with 4*sqrt(n) lists and all vectors as
+  training data a 1M x 384 index took over ten minutes to build on 2 cores, with sqrt(n) about
+  a minute (bench/recs_scale.py). IVF was chosen over HNSW because FAISS's HNSW cannot remove
+  vectors. `nprobe` defaults to `max(8, nlist // 8)` (capped at `nlist`), about an eighth of
+  the lists: high recall at several times the speed of exact search; `set_nprobe` changes it.
 - The index is rebuilt when it crosses the threshold upwards, when an IVF index has grown to
-  4x the size it was trained on (so `nlist` stays near `4*sqrt(n)`), and back to exact when it
+  4x the size it was trained on (so `nlist` stays near `sqrt(n)`), and back to exact when it
   shrinks below half the threshold.
 - String ids map to stable int64 ids (re-adding an id replaces its vector and keeps its int id).
 - GPU: when faiss-gpu and a GPU are present (or `use_gpu=True`), searches run on a GPU copy of
@@ -50,6 +53,8 @@ GPU_INSTALL_HINT = (
 )
 # faiss GPU indexes answer at most this many neighbours per query; larger k searches on the CPU.
 GPU_MAX_K = 2048
+# k-means for the IVF lists samples at most this many vectors per list (FAISS needs >= 39).
+TRAIN_POINTS_PER_LIST = 64
 
 
 def _faiss() -> Any:
@@ -78,8 +83,7 @@ class FaissIndex:
                 f"exact_threshold must be at least 2 (an IVF index needs vectors to train on); "
                 f"got {exact_threshold}."
             )
-        if nprobe is not None and (not isinstance(nprobe, int) or nprobe < 1):
-            raise ConfigError(f"nprobe must be a positive int or None (automatic); got {nprobe!r}.")
+        _check_nprobe(nprobe)
         self.dimension = dimension
         self.exact_threshold = exact_threshold
         self.nprobe = nprobe
@@ -99,6 +103,27 @@ class FaissIndex:
     def kind(self) -> str:
         """ "exact" (IndexFlatIP) or "ivf" (IndexIVFFlat)."""
         return self._kind
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the FAISS index: vectors and int64 ids (+ IVF centroids and direct map)."""
+        with self._lock:
+            n = len(self._str_to_int)
+            size = n * (self.dimension * 4 + 8)
+            if self._kind == "ivf":
+                nlist = _faiss().extract_index_ivf(self._index).nlist
+                size += nlist * self.dimension * 4 + n * 16  # centroids; id -> (list, offset)
+            return size
+
+    def set_nprobe(self, nprobe: int | None) -> None:
+        """Lists an IVF index scans per query (None: automatic); more is slower and more exact."""
+        _check_nprobe(nprobe)
+        with self._lock:
+            self.nprobe = nprobe
+            if self._kind == "ivf":
+                ivf = _faiss().extract_index_ivf(self._index)
+                ivf.nprobe = self._auto_nprobe(ivf.nlist)
+                self._gpu_index = None
 
     @property
     def ids(self) -> list[str]:
@@ -366,10 +391,11 @@ class FaissIndex:
             index = self._new_exact()
             index.add_with_ids(vectors, int_ids)
         else:
-            # ~4*sqrt(n) lists, but at least 39 training points per list (FAISS's minimum).
-            nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+            # ~sqrt(n) lists, but at least 39 training points per list (FAISS's minimum).
+            nlist = max(1, min(int(math.sqrt(n)), n // 39))
             quantizer = faiss.IndexFlatIP(self.dimension)
             index = faiss.IndexIVFFlat(quantizer, self.dimension, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
             index.train(vectors)
             index.set_direct_map_type(faiss.DirectMap.Hashtable)
             index.nprobe = self._auto_nprobe(nlist)
@@ -426,6 +452,13 @@ def _resolve_gpu(use_gpu: bool | None) -> bool:
     if faiss.get_num_gpus() < 1:
         raise ConfigError("use_gpu=True but faiss sees no GPU. " + GPU_INSTALL_HINT)
     return True
+
+
+def _check_nprobe(nprobe: int | None) -> None:
+    if nprobe is not None and (
+        isinstance(nprobe, bool) or not isinstance(nprobe, int) or nprobe < 1
+    ):
+        raise ConfigError(f"nprobe must be a positive int or None (automatic); got {nprobe!r}.")
 
 
 def _check_ids(ids: Sequence[str]) -> list[str]:

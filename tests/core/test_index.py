@@ -325,3 +325,36 @@ def test_load_rejects_unknown_format(saved: Path) -> None:
     (saved / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="version 99"):
         FaissIndex.load(saved)
+
+
+def test_set_nprobe_trades_recall_for_speed_and_survives_save(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    vectors = unit_vectors(4000, seed=3)
+    ids = ids_for(4000)
+    index = build_index(ids, vectors, exact_threshold=1000, use_gpu=False)
+    queries = vectors[rng.choice(4000, 50, replace=False)]
+    truth = [set(brute_force(vectors, ids, q, 20)) for q in queries]
+
+    def recall() -> float:
+        found = index.search(queries, 20)
+        return float(
+            np.mean([len({h[0] for h in f} & t) / 20 for f, t in zip(found, truth, strict=True)])
+        )
+
+    automatic = recall()
+    index.set_nprobe(1)
+    assert recall() < automatic
+    index.set_nprobe(10_000)  # capped at the number of lists: exhaustive
+    assert recall() == 1.0
+    index.save(tmp_path / "ix")
+    assert FaissIndex.load(tmp_path / "ix", use_gpu=False).nprobe == 10_000
+    with pytest.raises(ConfigError, match="nprobe must be a positive int or None"):
+        index.set_nprobe(0)
+
+
+@pytest.mark.parametrize("threshold", [10_000, 100], ids=["exact", "ivf"])
+def test_nbytes_matches_the_saved_index(tmp_path: Path, threshold: int) -> None:
+    index = build_index(ids_for(2000), unit_vectors(2000), exact_threshold=threshold, use_gpu=False)
+    index.save(tmp_path)
+    saved = (tmp_path / "index.faiss").stat().st_size
+    assert 0.9 * saved <= index.nbytes <= 1.1 * saved
