@@ -8,9 +8,9 @@ Design:
   `IndexIDMap2(IndexFlatIP)`; at or above it an `IndexIVFFlat` (inner product) with
   `nlist ~ sqrt(n)` lists, k-means trained on at most `TRAIN_POINTS_PER_LIST` vectors per list,
   ids stored natively and a hashtable direct map so vectors can be reconstructed and removed.
-  Training and assigning cost n x nlist x dimension: with 4*sqrt(n) lists and all vectors as
-  training data a 1M x 384 index took over ten minutes to build on 2 cores, with sqrt(n) about
-  a minute (bench/recs_scale.py). IVF was chosen over HNSW because FAISS's HNSW cannot remove
+  Training and assigning cost n x nlist x dimension: 4*sqrt(n) lists trained on every vector
+  took 40 s for 100k x 384 on 2 busy cores, so ~20 min for 1M; for the sqrt(n) build time see
+  bench/results/recs_scale.json. IVF was chosen over HNSW because FAISS's HNSW cannot remove
   vectors. `nprobe` defaults to `max(8, nlist // 8)` (capped at `nlist`), about an eighth of
   the lists: high recall at several times the speed of exact search; `set_nprobe` changes it.
 - The index is rebuilt when it crosses the threshold upwards, when an IVF index has grown to
