@@ -115,6 +115,15 @@ class FaissIndex:
                 size += nlist * self.dimension * 4 + n * 16  # centroids; id -> (list, offset)
             return size
 
+    @property
+    def ivf_lists(self) -> dict[str, int] | None:
+        """{"nlist": lists, "nprobe": lists scanned per query} of an IVF index, else None."""
+        with self._lock:
+            if self._kind != "ivf":
+                return None
+            ivf = _faiss().extract_index_ivf(self._index)
+            return {"nlist": int(ivf.nlist), "nprobe": int(ivf.nprobe)}
+
     def set_nprobe(self, nprobe: int | None) -> None:
         """Lists an IVF index scans per query (None: automatic); more is slower and more exact."""
         _check_nprobe(nprobe)

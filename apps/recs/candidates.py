@@ -171,6 +171,22 @@ def top_positions(scores: np.ndarray, n: int, allowed: np.ndarray | None = None)
     return top[np.argsort(-values[top], kind="stable")]
 
 
+def descending(scores: np.ndarray) -> np.ndarray:
+    """All positions, highest score first: computed once, then `first_allowed` is cheap."""
+    return np.argsort(-scores, kind="stable")
+
+
+def first_allowed(order: np.ndarray, n: int, allowed: np.ndarray) -> np.ndarray:
+    """The first `n` allowed positions of `order`; reads a few times n, not the whole catalog."""
+    window = 4 * n + 64
+    while True:
+        head = order[:window]
+        kept = head[allowed[head]]
+        if len(kept) >= n or window >= len(order):
+            return kept[:n]
+        window *= 4
+
+
 def generate_candidates(
     *,
     allowed: np.ndarray,
@@ -179,17 +195,23 @@ def generate_candidates(
     trending: np.ndarray,
     neighbour_positions: Sequence[int] = (),
     cooccurrence: np.ndarray | None = None,
+    popularity_order: np.ndarray | None = None,
+    trending_order: np.ndarray | None = None,
 ) -> np.ndarray:
     """Union of the profile's FAISS neighbours, co-occurring items, and popular/trending ones.
 
     A cold user (no neighbours, no co-occurrence) gets popular and trending items only.
-    `allowed` masks out removed, filtered or already-seen items.
+    `allowed` masks out removed, filtered or already-seen items. The `*_order` arguments
+    (`descending` of the scores, kept between requests) spare a pass over every item.
     """
     chosen: list[int] = [p for p in neighbour_positions if 0 <= p < len(allowed) and allowed[p]]
-    if cooccurrence is not None and cooccurrence.any():
-        chosen.extend(top_positions(cooccurrence, pool // 2, allowed & (cooccurrence > 0)).tolist())
+    if cooccurrence is not None:
+        linked = np.flatnonzero(cooccurrence > 0)
+        linked = linked[allowed[linked]]
+        chosen.extend(linked[top_positions(cooccurrence[linked], pool // 2)].tolist())
     share = max(pool // 4, 10)
-    chosen.extend(top_positions(trending, share, allowed).tolist())
-    chosen.extend(top_positions(popularity, share, allowed).tolist())
+    for scores, order in ((trending, trending_order), (popularity, popularity_order)):
+        top = top_positions(scores, share, allowed) if order is None else None
+        chosen.extend((first_allowed(order, share, allowed) if top is None else top).tolist())
     unique = list(dict.fromkeys(chosen))
     return np.asarray(unique, dtype=np.int64)

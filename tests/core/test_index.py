@@ -342,10 +342,14 @@ def test_set_nprobe_trades_recall_for_speed_and_survives_save(tmp_path: Path) ->
         )
 
     automatic = recall()
+    lists = index.ivf_lists
+    assert lists is not None and 1 < lists["nprobe"] < lists["nlist"]
     index.set_nprobe(1)
     assert recall() < automatic
+    assert index.ivf_lists == {"nlist": lists["nlist"], "nprobe": 1}
     index.set_nprobe(10_000)  # capped at the number of lists: exhaustive
     assert recall() == 1.0
+    assert FaissIndex(DIM).ivf_lists is None
     index.save(tmp_path / "ix")
     assert FaissIndex.load(tmp_path / "ix", use_gpu=False).nprobe == 10_000
     with pytest.raises(ConfigError, match="nprobe must be a positive int or None"):
