@@ -386,11 +386,18 @@ class FaissIndex:
             self._rebuild("ivf")
 
     def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(int ids ascending, their vectors) in bulk (one call per vector: 3.5 s per 200k)."""
+        faiss = _faiss()
+        if len(self._int_to_str) == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dimension), dtype=np.float32)
+        if self._kind == "exact":
+            flat = faiss.downcast_index(self._index.index)
+            stored = faiss.vector_to_array(flat.codes).view(np.float32)
+            int_ids = faiss.vector_to_array(self._index.id_map)
+            order = np.argsort(int_ids, kind="stable")
+            return int_ids[order], stored.reshape(len(int_ids), self.dimension)[order]
         int_ids = np.asarray(sorted(self._int_to_str), dtype=np.int64)
-        if len(int_ids) == 0:
-            return int_ids, np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = np.vstack([self._index.reconstruct(int(i)) for i in int_ids]).astype(np.float32)
-        return int_ids, vectors
+        return int_ids, np.asarray(self._index.reconstruct_batch(int_ids), dtype=np.float32)
 
     def _rebuild(self, kind: str) -> None:
         faiss = _faiss()
