@@ -352,6 +352,11 @@ class Workload:
         self.users += [f"visitor-{i}" for i in range(visitors)]
         rng.shuffle(self.users)
         self.items = rng.sample(ids, count)
+        self.history_texts = [
+            build_profile(u, histories[u], position=position, vectors=vectors, items=by_id).text
+            for u in self.users[: args.timed]
+            if u in histories
+        ]
 
     def queries(self) -> Iterator[tuple[str, np.ndarray]]:
         yield "item", self.item_queries
@@ -472,6 +477,11 @@ def main(argv: list[str] | None = None) -> int:
         generate_seconds = time.perf_counter() - begin
         log.info("data: %d items, %d events in %.1f s", len(catalog), len(events), generate_seconds)
         encoder = Embedder(base_model_from_env(), max_length=128).load()
+        encoder_seconds = []
+        for text in work.history_texts:
+            begin = time.perf_counter()
+            encoder.encode([text])
+            encoder_seconds.append(time.perf_counter() - begin)
         redis = start_redis()
         try:
             exact, truth = run_mode(
@@ -503,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     result = report(
         args, work.random_pair_cosine, exact, approximate, truth, generate_seconds, len(events)
     )
+    result["encoder_per_request"] = summary(encoder_seconds)
     result["machine"] = machine(load_at_start, load.summary())
     result["date"] = started.isoformat(timespec="seconds")
     result["command"] = "python -m bench.recs_scale " + " ".join(argv or [])
@@ -547,7 +558,8 @@ def report(
             "redis-server; sequential requests, each a cache miss (distinct users and items), "
             f"{int(VISITOR_SHARE * 100)}% of recommendation requests from new visitors (cold "
             "start); k=10; the user's history text embedded per request by the base MiniLM-L6 "
-            "encoder; default combiner weights, no sequence model"
+            "encoder (its time alone: encoder_per_request); default combiner weights, no "
+            "sequence model"
         ),
         "exact": exact,
         "approximate": approximate,
@@ -564,6 +576,7 @@ def report(
 
 def machine(load_at_start: list[float] | None, load: dict[str, float | None]) -> dict[str, Any]:
     import faiss
+    import torch
 
     return {
         "cpu_count": os.cpu_count(),
@@ -572,6 +585,7 @@ def machine(load_at_start: list[float] | None, load: dict[str, float | None]) ->
         "load_average_at_start": load_at_start,
         "load_1m_during_run": load,
         "faiss_omp_threads": faiss.omp_get_max_threads(),
+        "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "processor": platform.processor() or _cpu_model(),
         "python": platform.python_version(),
