@@ -366,8 +366,8 @@ class Workload:
 class IndexRecorder:
     """An index factory for `Recommender` that keeps the index it made (to time and inspect)."""
 
-    def __init__(self, mode: str, n: int) -> None:
-        self.threshold = n + 1 if mode == "exact" else None
+    def __init__(self, mode: str, n: int, exact_threshold: int | None) -> None:
+        self.threshold = n + 1 if mode == "exact" else exact_threshold
         self.index: TimedIndex | None = None
 
     def __call__(self, dimension: int) -> TimedIndex:
@@ -393,7 +393,7 @@ def run_mode(
 
     log = logging.getLogger("bench.recs_scale")
     gc.collect()
-    recorder = IndexRecorder(mode, len(catalog))
+    recorder = IndexRecorder(mode, len(catalog), args.exact_threshold)
     begin = time.perf_counter()
     recommender = Recommender(catalog, encoder, events=events, index_factory=recorder)
     recommender.build(known)
@@ -453,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timed", type=int, default=50, help="of them searched one by one")
     parser.add_argument("--nprobe", type=int, nargs="*", default=[4, 8, 16, 32, 64, 128])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--exact-threshold", type=int, help="IVF from this many items (default: FaissIndex's)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
