@@ -194,10 +194,17 @@ def open_app(recommender: Any, events: list[Event], redis_url: str, mode: str) -
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
+def serving(app: Any, threads: int) -> Iterator[str]:
+    """The app on a free loopback port; each request thread gets `threads` OpenMP threads."""
+    import faiss
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    def handler(environ: dict[str, Any], start_response: Any) -> Any:
+        if threads > 0:
+            faiss.omp_set_num_threads(threads)  # OpenMP's setting is per thread
+        return app(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, handler, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -205,6 +212,27 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join()
+
+
+@contextmanager
+def request_threads(count: int) -> Iterator[None]:
+    """torch and FAISS (OpenMP) threads per operation while requests are measured (0: as is).
+
+    Builds keep the defaults (k-means uses every core); one thread per request is what a busy
+    2-core machine serves fastest (see deploy/OPERATIONS.md).
+    """
+    import faiss
+    import torch
+
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    if count > 0:
+        torch.set_num_threads(count)
+        faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])
 
 
 def timed_get(url: str) -> tuple[float, dict[str, Any]]:
@@ -408,17 +436,18 @@ def run_mode(
         "index_bytes": index.nbytes,
     }
     found = {}
-    for kind, queries in work.queries():
-        found[kind], result[f"index_search_{kind}"] = search_index(index, queries, args.timed)
-    if truth is not None:
-        result["recall_at_100"] = {k: round(recall(found[k], truth[k]), 4) for k in found}
-        default = index.ivf_lists
-        result["nprobe_sweep"] = nprobe_sweep(index, args.nprobe, work, truth, args.timed)
-        index.set_nprobe(None)
-        assert index.ivf_lists == default
-    app = open_app(recommender, events, redis_url, mode)
-    with serving(app) as base:
-        result["api"] = measure_api(base, work.users[:requests], work.items[:requests])
+    with request_threads(args.request_threads):
+        for kind, queries in work.queries():
+            found[kind], result[f"index_search_{kind}"] = search_index(index, queries, args.timed)
+        if truth is not None:
+            result["recall_at_100"] = {k: round(recall(found[k], truth[k]), 4) for k in found}
+            default = index.ivf_lists
+            result["nprobe_sweep"] = nprobe_sweep(index, args.nprobe, work, truth, args.timed)
+            index.set_nprobe(None)
+            assert index.ivf_lists == default
+        app = open_app(recommender, events, redis_url, mode)
+        with serving(app, args.request_threads) as base:
+            result["api"] = measure_api(base, work.users[:requests], work.items[:requests])
     log.info("%s: %s", mode, {k: v for k, v in result.items() if k != "api"})
     return result, found
 
@@ -454,6 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nprobe", type=int, nargs="*", default=[4, 8, 16, 32, 64, 128])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--request-threads", type=int, default=1, help="torch/FAISS threads per request (0: as is)"
+    )
+    parser.add_argument(
         "--exact-threshold", type=int, help="IVF from this many items (default: FaissIndex's)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -481,10 +513,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("data: %d items, %d events in %.1f s", len(catalog), len(events), generate_seconds)
         encoder = Embedder(base_model_from_env(), max_length=128).load()
         encoder_seconds = []
-        for text in work.history_texts:
-            begin = time.perf_counter()
-            encoder.encode([text])
-            encoder_seconds.append(time.perf_counter() - begin)
+        with request_threads(args.request_threads):
+            for text in work.history_texts:
+                begin = time.perf_counter()
+                encoder.encode([text])
+                encoder_seconds.append(time.perf_counter() - begin)
         redis = start_redis()
         try:
             exact, truth = run_mode(
@@ -517,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         args, work.random_pair_cosine, exact, approximate, truth, generate_seconds, len(events)
     )
     result["encoder_per_request"] = summary(encoder_seconds)
-    result["machine"] = machine(load_at_start, load.summary())
+    result["machine"] = machine(load_at_start, load.summary(), args.request_threads)
     result["date"] = started.isoformat(timespec="seconds")
     result["command"] = "python -m bench.recs_scale " + " ".join(argv or [])
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -562,7 +595,8 @@ def report(
             f"{int(VISITOR_SHARE * 100)}% of recommendation requests from new visitors (cold "
             "start); k=10; the user's history text embedded per request by the base MiniLM-L6 "
             "encoder (its time alone: encoder_per_request); default combiner weights, no "
-            "sequence model"
+            f"sequence model; {args.request_threads or 'default'} torch/FAISS thread(s) per "
+            "request"
         ),
         "exact": exact,
         "approximate": approximate,
@@ -577,7 +611,9 @@ def report(
     }
 
 
-def machine(load_at_start: list[float] | None, load: dict[str, float | None]) -> dict[str, Any]:
+def machine(
+    load_at_start: list[float] | None, load: dict[str, float | None], request_threads_count: int
+) -> dict[str, Any]:
     import faiss
     import torch
 
@@ -587,8 +623,11 @@ def machine(load_at_start: list[float] | None, load: dict[str, float | None]) ->
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "load_average_at_start": load_at_start,
         "load_1m_during_run": load,
-        "faiss_omp_threads": faiss.omp_get_max_threads(),
-        "torch_threads": torch.get_num_threads(),
+        "threads_for_builds": {
+            "faiss": faiss.omp_get_max_threads(),
+            "torch": torch.get_num_threads(),
+        },
+        "threads_per_request": request_threads_count,
         "platform": platform.platform(),
         "processor": platform.processor() or _cpu_model(),
         "python": platform.python_version(),
