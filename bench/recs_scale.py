@@ -1,9 +1,10 @@
 """Benchmark: the recommendation API on a synthetic 1,000,000-item catalog, IVF against exact.
 
     python -m bench.recs_scale [--items 1000000] [--users 20000] [--requests 300] [--seed 0]
+                               [--vectors items.npy] [--gpu] [--request-threads 1]
 
 No text model embeds a million items here (MiniLM: ~250 texts/s on 2 cores), so the item
-vectors are synthetic (`synthetic_vectors`, fixed seed; `--vectors file.npy` uses real ones)
+vectors are synthetic (`synthetic_vectors`, fixed seed; `--vectors items.npy` uses real ones)
 and reach the recommender through `Recommender.build(known_vectors)`, the path cached catalog
 vectors take. The event log is synthetic too (`synthetic_events`). Each request still embeds
 the user's history text with the real encoder, as in production.
@@ -90,6 +91,18 @@ def synthetic_vectors(
     return vectors, topics
 
 
+def load_vectors(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Real item vectors from a .npy file, L2-normalized; every item in one topic."""
+    vectors = np.load(path).astype(np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != DIMENSION:
+        raise SystemExit(
+            f"{path} holds an array of shape {vectors.shape}; expected (items, {DIMENSION}), "
+            "the dimension of the text encoder the requests use"
+        )
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors, np.zeros(len(vectors), dtype=np.int64)
+
+
 def item_id(position: int) -> str:
     return f"item-{position:07d}"
 
@@ -116,7 +129,8 @@ def synthetic_events(topics: np.ndarray, users: int, *, seed: int) -> list[Event
     start = 1_780_000_000.0
     events: list[Event] = []
     for user in range(users):
-        chosen = rng.choice(len(by_topic), size=rng.integers(1, 3), replace=False)
+        size = min(len(by_topic), int(rng.integers(1, 3)))
+        chosen = rng.choice(len(by_topic), size=size, replace=False)
         count = int(rng.integers(5, 31))
         members = [by_topic[t] for t in chosen]
         picks = [members[rng.integers(len(members))] for _ in range(count)]
@@ -394,13 +408,14 @@ class Workload:
 class IndexRecorder:
     """An index factory for `Recommender` that keeps the index it made (to time and inspect)."""
 
-    def __init__(self, mode: str, n: int, exact_threshold: int | None) -> None:
+    def __init__(self, mode: str, n: int, exact_threshold: int | None, gpu: bool) -> None:
         self.threshold = n + 1 if mode == "exact" else exact_threshold
+        self.use_gpu = None if gpu else False
         self.index: TimedIndex | None = None
 
     def __call__(self, dimension: int) -> TimedIndex:
         options = {"exact_threshold": self.threshold} if self.threshold else {}
-        self.index = TimedIndex(dimension, use_gpu=False, **options)
+        self.index = TimedIndex(dimension, use_gpu=self.use_gpu, **options)
         return self.index
 
 
@@ -421,7 +436,7 @@ def run_mode(
 
     log = logging.getLogger("bench.recs_scale")
     gc.collect()
-    recorder = IndexRecorder(mode, len(catalog), args.exact_threshold)
+    recorder = IndexRecorder(mode, len(catalog), args.exact_threshold, args.gpu)
     begin = time.perf_counter()
     recommender = Recommender(catalog, encoder, events=events, index_factory=recorder)
     recommender.build(known)
@@ -488,6 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--exact-threshold", type=int, help="IVF from this many items (default: FaissIndex's)"
     )
+    parser.add_argument("--vectors", type=Path, help="an (n, 384) .npy of real item vectors")
+    parser.add_argument(
+        "--gpu", action="store_true", help="search on the GPU when faiss-gpu has one"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -504,7 +523,11 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = load_average()
     with LoadSampler() as load:
         begin = time.perf_counter()
-        vectors, topics = synthetic_vectors(args.items, seed=args.seed)
+        if args.vectors:
+            vectors, topics = load_vectors(args.vectors)
+            args.items = len(vectors)
+        else:
+            vectors, topics = synthetic_vectors(args.items, seed=args.seed)
         catalog = synthetic_catalog(topics)
         events = synthetic_events(topics, args.users, seed=args.seed)
         known = dict(zip(catalog.ids, vectors, strict=True))
@@ -581,7 +604,9 @@ def report(
         "data": {
             "items": args.items,
             "dimension": DIMENSION,
-            "description": DATA_DESCRIPTION,
+            "description": f"vectors from {args.vectors.name}"
+            if args.vectors
+            else DATA_DESCRIPTION,
             "seed": args.seed,
             "users": args.users,
             "events": events,
