@@ -578,8 +578,48 @@ def main(argv: list[str] | None = None) -> int:
     result["command"] = "python -m bench.recs_scale " + " ".join(argv or [])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(result["goal"], indent=2))
+    print(markdown(result))
     return 0
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The README's detail table: both modes side by side, then the nprobe sweep."""
+    exact, approx = result["exact"], result["approximate"]
+
+    def row(name: str, read: Any) -> str:
+        return f"| {name} | {read(exact)} | {read(approx)} |"
+
+    def api(route: str, key: str) -> Any:
+        return lambda mode: f"{mode['api'][route][key]:.1f}"
+
+    lines = [
+        "| | exact (IndexFlatIP) | IVF (nlist {nlist}, nprobe {nprobe}) |".format(
+            **approx["index"]
+        ),
+        "| --- | --- | --- |",
+        row("index build, s", lambda m: f"{m['index_build_seconds']:.1f}"),
+        row("recommender build, s", lambda m: f"{m['recommender_build_seconds']:.1f}"),
+        row("RSS after build, GiB", lambda m: f"{m['rss_bytes_after_build'] / 2**30:.2f}"),
+        row("index, GiB", lambda m: f"{m['index_bytes'] / 2**30:.2f}"),
+        row("`GET /api/recommendations` p50 ms", api("recommendations", "p50_ms")),
+        row("`GET /api/recommendations` p99 ms", api("recommendations", "p99_ms")),
+        row("`GET /api/items/<id>/similar` p50 ms", api("similar", "p50_ms")),
+        row("`GET /api/items/<id>/similar` p99 ms", api("similar", "p99_ms")),
+        row(
+            "one index search p50/p99 ms (profile query, k=101)",
+            lambda m: "{p50_ms:.1f} / {p99_ms:.1f}".format(**m["index_search_profile"]),
+        ),
+        row("requests", lambda m: str(m["api"]["recommendations"]["n"])),
+        "",
+        "| nprobe | recall@100 item queries | recall@100 profile queries | search p99 ms |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r['nprobe']} | {r['recall_item']:.4f} | {r['recall_profile']:.4f} | "
+        f"{max(r['search_p99_ms_item'], r['search_p99_ms_profile']):.1f} |"
+        for r in approx["nprobe_sweep"]
+    ]
+    return "\n".join(lines)
 
 
 def report(

@@ -268,8 +268,10 @@ def recs_scale(d: dict[str, Any]) -> list[Row]:
             f"index build {approx['index_build_seconds']:.0f} s (exact "
             f"{exact['index_build_seconds']:.0f} s); RSS {_gib(approx['rss_bytes_after_build'])}, "
             f"index {_gib(approx['index_bytes'])}; text encoder alone p50/p99 "
-            f"{encoder['p50_ms']:.0f}/{encoder['p99_ms']:.0f} ms; {machine['cpu_count']} cores, "
-            f"load during run mean {load['mean']}, max {load['max']}",
+            f"{encoder['p50_ms']:.0f}/{encoder['p99_ms']:.0f} ms; {machine['processor']}, "
+            f"{machine['cpu_count']} cores, {_gib(machine['memory_bytes'])} RAM, "
+            f"{machine['threads_per_request']} thread per request, load during run mean "
+            f"{load['mean']}, max {load['max']}",
             "`bench/recs_scale.py`",
         )
     ]
