@@ -661,7 +661,8 @@ def report(
             "start); k=10; the user's history text embedded per request by the base MiniLM-L6 "
             "encoder (its time alone: encoder_per_request); default combiner weights, no "
             f"sequence model; {args.request_threads or 'default'} torch/FAISS thread(s) per "
-            "request"
+            "request; RSS is the whole benchmark process, including its own copy of the "
+            "generated vectors"
         ),
         "exact": exact,
         "approximate": approximate,
