@@ -520,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(quiet).setLevel(logging.WARNING)
     log = logging.getLogger("bench.recs_scale")
     started = datetime.now(timezone.utc)
+    wall = time.perf_counter()
     load_at_start = load_average()
     with LoadSampler() as load:
         begin = time.perf_counter()
@@ -574,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     result["encoder_per_request"] = summary(encoder_seconds)
     result["machine"] = machine(load_at_start, load.summary(), args.request_threads)
+    result["wall_seconds"] = round(time.perf_counter() - wall, 1)
     result["date"] = started.isoformat(timespec="seconds")
     result["command"] = "python -m bench.recs_scale " + " ".join(argv or [])
     args.out.parent.mkdir(parents=True, exist_ok=True)
