@@ -30,6 +30,7 @@ import os
 import platform
 import random
 import resource
+import sys
 import threading
 import time
 import urllib.request
@@ -508,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         "--gpu", action="store_true", help="search on the GPU when faiss-gpu has one"
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
 
     from threefold.core.base_model import base_model_from_env, configure_offline
@@ -577,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     result["machine"] = machine(load_at_start, load.summary(), args.request_threads)
     result["wall_seconds"] = round(time.perf_counter() - wall, 1)
     result["date"] = started.isoformat(timespec="seconds")
-    result["command"] = "python -m bench.recs_scale " + " ".join(argv or [])
+    result["command"] = " ".join(["python -m bench.recs_scale", *argv])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(markdown(result))
