@@ -170,7 +170,7 @@ class TimedIndex(FaissIndex):
         self.add_seconds += time.perf_counter() - begin
 
 
-def open_app(recommender: Any, events: list[Event], redis_url: str, mode: str) -> Any:
+def open_app(recommender: Any, events: list[Event], redis_url: str, name: str) -> Any:
     """The recs app's factory around an already built recommender (what open_resources wires)."""
     from prometheus_client import CollectorRegistry
 
@@ -183,7 +183,7 @@ def open_app(recommender: Any, events: list[Event], redis_url: str, mode: str) -
     from threefold.streaming.connections import RedisSettings
 
     settings = RecsConfig(
-        redis_prefix=f"bench:scale:{mode}:", rate_limit_per_minute=0, tune_on_start=False
+        redis_prefix=f"bench:scale:{name}:", rate_limit_per_minute=0, tune_on_start=False
     )
     registry = CollectorRegistry()
     metrics = RecsMetrics(registry)
@@ -248,6 +248,12 @@ def request_threads(count: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(before[0])
         faiss.omp_set_num_threads(before[1])
+
+
+def timed_encode(encoder: Any, text: str) -> float:
+    begin = time.perf_counter()
+    encoder.encode([text])
+    return time.perf_counter() - begin
 
 
 def timed_get(url: str) -> tuple[float, dict[str, Any]]:
@@ -452,7 +458,8 @@ def run_mode(
         "index_bytes": index.nbytes,
     }
     found = {}
-    with request_threads(args.request_threads):
+    threads = args.request_threads[0]
+    with request_threads(threads):
         for kind, queries in work.queries():
             found[kind], result[f"index_search_{kind}"] = search_index(index, queries, args.timed)
         if truth is not None:
@@ -461,9 +468,17 @@ def run_mode(
             result["nprobe_sweep"] = nprobe_sweep(index, args.nprobe, work, truth, args.timed)
             index.set_nprobe(None)
             assert index.ivf_lists == default
-        app = open_app(recommender, events, redis_url, mode)
-        with serving(app, args.request_threads) as base:
-            result["api"] = measure_api(base, work.users[:requests], work.items[:requests])
+    # the exact mode only with the first thread count; a fresh Redis prefix keeps misses misses
+    by_threads = {}
+    for threads in args.request_threads if truth is not None else args.request_threads[:1]:
+        app = open_app(recommender, events, redis_url, f"{mode}:{threads}")
+        with request_threads(threads), serving(app, threads) as base:
+            by_threads[threads] = measure_api(base, work.users[:requests], work.items[:requests])
+    result["api"] = by_threads[args.request_threads[0]]
+    if len(by_threads) > 1:
+        result["api_by_request_threads"] = {
+            str(t): {k: v for k, v in api.items() if k != "_ids"} for t, api in by_threads.items()
+        }
     log.info("%s: %s", mode, {k: v for k, v in result.items() if k != "api"})
     return result, found
 
@@ -499,7 +514,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nprobe", type=int, nargs="*", default=[4, 8, 16, 32, 64, 128])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--request-threads", type=int, default=1, help="torch/FAISS threads per request (0: as is)"
+        "--request-threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="torch/FAISS threads per request (0: as is); IVF requests are measured with each, "
+        "the rest with the first",
     )
     parser.add_argument(
         "--exact-threshold", type=int, help="IVF from this many items (default: FaissIndex's)"
@@ -538,12 +558,10 @@ def main(argv: list[str] | None = None) -> int:
         generate_seconds = time.perf_counter() - begin
         log.info("data: %d items, %d events in %.1f s", len(catalog), len(events), generate_seconds)
         encoder = Embedder(base_model_from_env(), max_length=128).load()
-        encoder_seconds = []
-        with request_threads(args.request_threads):
-            for text in work.history_texts:
-                begin = time.perf_counter()
-                encoder.encode([text])
-                encoder_seconds.append(time.perf_counter() - begin)
+        encoder_seconds: dict[int, list[float]] = {}
+        for threads in args.request_threads:
+            with request_threads(threads):
+                encoder_seconds[threads] = [timed_encode(encoder, t) for t in work.history_texts]
         redis = start_redis()
         try:
             exact, truth = run_mode(
@@ -575,8 +593,12 @@ def main(argv: list[str] | None = None) -> int:
     result = report(
         args, work.random_pair_cosine, exact, approximate, truth, generate_seconds, len(events)
     )
-    result["encoder_per_request"] = summary(encoder_seconds)
-    result["machine"] = machine(load_at_start, load.summary(), args.request_threads)
+    result["encoder_per_request"] = summary(encoder_seconds[args.request_threads[0]])
+    if len(encoder_seconds) > 1:
+        result["encoder_by_request_threads"] = {
+            str(t): summary(seconds) for t, seconds in encoder_seconds.items()
+        }
+    result["machine"] = machine(load_at_start, load.summary(), args.request_threads[0])
     result["wall_seconds"] = round(time.perf_counter() - wall, 1)
     result["date"] = started.isoformat(timespec="seconds")
     result["command"] = " ".join(["python -m bench.recs_scale", *argv])
@@ -614,6 +636,20 @@ def markdown(result: dict[str, Any]) -> str:
             lambda m: "{p50_ms:.1f} / {p99_ms:.1f}".format(**m["index_search_profile"]),
         ),
         row("requests", lambda m: str(m["api"]["recommendations"]["n"])),
+        "",
+    ]
+    encoders = result.get("encoder_by_request_threads") or {
+        str(result["machine"]["threads_per_request"]): result["encoder_per_request"]
+    }
+    for threads, api in (approx.get("api_by_request_threads") or {}).items():
+        recs, similar, encoder = api["recommendations"], api["similar"], encoders[threads]
+        lines.append(
+            f"IVF with {threads} torch/FAISS thread(s) per request: recommendations p50/p99 "
+            f"{recs['p50_ms']:.1f}/{recs['p99_ms']:.1f} ms, similar {similar['p50_ms']:.1f}/"
+            f"{similar['p99_ms']:.1f} ms; the text encoder alone {encoder['p50_ms']:.1f}/"
+            f"{encoder['p99_ms']:.1f} ms.  "
+        )
+    lines += [
         "",
         "| nprobe | recall@100 item queries | recall@100 profile queries | search p99 ms |",
         "| --- | --- | --- | --- |",
@@ -664,7 +700,7 @@ def report(
             f"{int(VISITOR_SHARE * 100)}% of recommendation requests from new visitors (cold "
             "start); k=10; the user's history text embedded per request by the base MiniLM-L6 "
             "encoder (its time alone: encoder_per_request); default combiner weights, no "
-            f"sequence model; {args.request_threads or 'default'} torch/FAISS thread(s) per "
+            f"sequence model; {args.request_threads[0] or 'default'} torch/FAISS thread(s) per "
             "request; RSS is the whole benchmark process, including its own copy of the "
             "generated vectors"
         ),
