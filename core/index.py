@@ -11,8 +11,11 @@ Design:
   Training and assigning cost n x nlist x dimension: 4*sqrt(n) lists trained on every vector
   took 40 s for 100k x 384 on 2 busy cores, so ~20 min for 1M; for the sqrt(n) build time see
   bench/results/recs_scale.json. IVF was chosen over HNSW because FAISS's HNSW cannot remove
-  vectors. `nprobe` defaults to `max(8, nlist // 8)` (capped at `nlist`), about an eighth of
-  the lists: high recall at several times the speed of exact search; `set_nprobe` changes it.
+  vectors. `nprobe` defaults to the fewest lists (8, 16, 32, ... up to all) that find
+  `CALIBRATION_RECALL` of the exact top `CALIBRATION_K` for `CALIBRATION_QUERIES` of the stored
+  vectors, measured at each IVF build and saved with the index: clustered data (real
+  embeddings) gets a few lists, structureless data many, so recall holds on both;
+  `set_nprobe` overrides it.
 - The index is rebuilt when it crosses the threshold upwards, when an IVF index has grown to
   4x the size it was trained on (so `nlist` stays near `sqrt(n)`), and back to exact when it
   shrinks below half the threshold.
@@ -55,6 +58,11 @@ GPU_INSTALL_HINT = (
 GPU_MAX_K = 2048
 # k-means for the IVF lists samples at most this many vectors per list (FAISS needs >= 39).
 TRAIN_POINTS_PER_LIST = 64
+# the automatic nprobe: see the module docstring
+CALIBRATION_QUERIES = 256
+CALIBRATION_K = 100
+CALIBRATION_RECALL = 0.98
+MIN_NPROBE = 8
 
 
 def _faiss() -> Any:
@@ -93,6 +101,7 @@ class FaissIndex:
         self._int_to_str: dict[int, str] = {}
         self._next_id = 0
         self._trained_on = 0
+        self._calibrated_nprobe: int | None = None
         self._index: faiss.Index = self._new_exact()
         self._kind = "exact"
         self._gpu_resources: Any = None
@@ -259,6 +268,7 @@ class FaissIndex:
                 "exact_threshold": self.exact_threshold,
                 "nprobe": self.nprobe,
                 "trained_on": self._trained_on,
+                "calibrated_nprobe": self._calibrated_nprobe,
                 "count": len(int_ids),
             }
             tmp_index = folder / f".{INDEX_FILE}.tmp"
@@ -328,6 +338,8 @@ class FaissIndex:
         self._index = cpu_index
         self._kind = kind
         self._trained_on = int(meta.get("trained_on", 0))
+        calibrated = meta.get("calibrated_nprobe")
+        self._calibrated_nprobe = int(calibrated) if calibrated is not None else None
         self._str_to_int = dict(zip(str_ids, int_ids, strict=True))
         self._int_to_str = dict(zip(int_ids, str_ids, strict=True))
         self._next_id = next_id
@@ -374,7 +386,9 @@ class FaissIndex:
     def _auto_nprobe(self, nlist: int) -> int:
         if self.nprobe is not None:
             return min(self.nprobe, nlist)
-        return min(nlist, max(8, nlist // 8))
+        if self._calibrated_nprobe is not None:
+            return min(self._calibrated_nprobe, nlist)
+        return min(nlist, max(MIN_NPROBE, nlist // 8))  # an index saved before calibration
 
     def _maybe_rebuild(self) -> None:
         n = len(self._str_to_int)
@@ -414,10 +428,18 @@ class FaissIndex:
             index.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
             index.train(vectors)
             index.set_direct_map_type(faiss.DirectMap.Hashtable)
-            index.nprobe = self._auto_nprobe(nlist)
             index.add_with_ids(vectors, int_ids)
             self._trained_on = n
-            logger.info("built IVF index: %d vectors, nlist=%d, nprobe=%d", n, nlist, index.nprobe)
+            self._calibrated_nprobe, recall = _calibrate_nprobe(index, vectors, int_ids)
+            index.nprobe = self._auto_nprobe(nlist)
+            logger.info(
+                "built IVF index: %d vectors, nlist=%d, nprobe=%d (calibrated: recall@%d %.3f)",
+                n,
+                nlist,
+                index.nprobe,
+                CALIBRATION_K,
+                recall,
+            )
         self._index = index
         self._kind = kind
         self._gpu_index = None
@@ -468,6 +490,37 @@ def _resolve_gpu(use_gpu: bool | None) -> bool:
     if faiss.get_num_gpus() < 1:
         raise ConfigError("use_gpu=True but faiss sees no GPU. " + GPU_INSTALL_HINT)
     return True
+
+
+def _calibrate_nprobe(index: Any, vectors: np.ndarray, int_ids: np.ndarray) -> tuple[int, float]:
+    """The fewest lists (MIN_NPROBE, doubling, up to all) reaching CALIBRATION_RECALL, and its
+    recall@CALIBRATION_K for a fixed sample of the stored vectors (each one's own hit left out).
+    """
+    faiss = _faiss()
+    n, nlist = len(vectors), index.nlist
+    k = min(CALIBRATION_K, n - 1)
+    rows = np.random.default_rng(0).choice(n, size=min(CALIBRATION_QUERIES, n), replace=False)
+    queries = np.ascontiguousarray(vectors[rows])
+    _, exact = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    truth = [
+        set(int_ids[hits].tolist()) - {int(int_ids[row])}
+        for hits, row in zip(exact, rows, strict=True)
+    ]
+    nprobe, recall = MIN_NPROBE, 0.0
+    while True:
+        index.nprobe = min(nprobe, nlist)
+        _, found = index.search(queries, k + 1)
+        recall = float(
+            np.mean(
+                [
+                    len(t & set(f.tolist())) / max(len(t), 1)
+                    for f, t in zip(found, truth, strict=True)
+                ]
+            )
+        )
+        if recall >= CALIBRATION_RECALL or nprobe >= nlist:
+            return min(nprobe, nlist), recall
+        nprobe *= 2
 
 
 def _check_nprobe(nprobe: int | None) -> None:
