@@ -263,6 +263,49 @@ def recs_api_load(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _gib(size: int) -> str:
+    return f"{size / 2**30:.2f} GiB"
+
+
+def recs_scale(d: dict[str, Any]) -> list[Row]:
+    data, exact, approx, goal = d["data"], d["exact"], d["approximate"], d["goal"]
+    machine, encoder = d["machine"], d["encoder_per_request"]
+    lists = approx["index"]
+
+    def api(mode: dict[str, Any]) -> str:
+        recs, similar = mode["api"]["recommendations"], mode["api"]["similar"]
+        return (
+            f"recommendations p50/p99 {recs['p50_ms']:.0f}/{recs['p99_ms']:.0f} ms, similar "
+            f"{similar['p50_ms']:.0f}/{similar['p99_ms']:.0f} ms"
+        )
+
+    load = machine["load_1m_during_run"]
+    return [
+        (
+            f"Recommendation API at {data['items']:,} items (FAISS IVF against exact)",
+            f"{data['description']}; seed {data['seed']}; {data['users']:,} users, "
+            f"{data['events']:,} events; cosine random pair {data['random_pair_cosine_mean']}, "
+            f"nearest neighbour {data['nearest_neighbour_cosine_mean']}, 100th "
+            f"{data['neighbour_100_cosine_mean']}",
+            f"IVF nlist {lists['nlist']}, nprobe {lists['nprobe']}: {api(approx)}; recall@100 "
+            f"item queries {approx['recall_at_100']['item']:.3f}, profile queries "
+            f"{approx['recall_at_100']['profile']:.3f}; goal p99 ≤ {goal['p99_ms_limit']:.0f} ms "
+            f"at recall ≥ {goal['recall_at_100_floor']}: {'met' if goal['met'] else 'missed'}",
+            f"exact IndexFlatIP: {api(exact)}; top-10 answers shared with exact: "
+            f"recommendations {d['answers_shared_with_exact']['recommendations']:.3f}, similar "
+            f"{d['answers_shared_with_exact']['similar']:.3f}",
+            f"index build {approx['index_build_seconds']:.0f} s (exact "
+            f"{exact['index_build_seconds']:.0f} s); RSS {_gib(approx['rss_bytes_after_build'])}, "
+            f"index {_gib(approx['index_bytes'])}; text encoder alone p50/p99 "
+            f"{encoder['p50_ms']:.0f}/{encoder['p99_ms']:.0f} ms; {machine['processor']}, "
+            f"{machine['cpu_count']} cores, {_gib(machine['memory_bytes'])} RAM, "
+            f"{machine['threads_per_request']} thread per request, load during run mean "
+            f"{load['mean']}, max {load['max']}",
+            "`bench/recs_scale.py`",
+        )
+    ]
+
+
 def alerts_quality(d: dict[str, Any]) -> list[Row]:
     names = {
         "fpb_sentiment": "Financial PhraseBank `fpb_dev.csv`",
@@ -348,6 +391,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("recs_movielens", recs_movielens),
     ("recs_cold_start", recs_cold_start),
     ("recs_api_load", recs_api_load),
+    ("recs_scale", recs_scale),
     ("reliability", reliability),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import sparse
 
 from threefold.apps.recs.events import Event
 
@@ -128,30 +129,35 @@ def _log_scale(values: np.ndarray) -> np.ndarray:
 def _cooccurrence_table(
     users: list[set[int]], counts: np.ndarray, n: int, neighbours: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-`neighbours` cosine similarities per item from the binary user x item matrix."""
+    """Top-`neighbours` cosine similarities per item from the binary user x item matrix.
+
+    Sparse throughout (a catalog of millions of items with a small log costs what the log
+    costs); the table is as wide as the most-connected item needs, at most `neighbours`.
+    """
     width = n if neighbours is None else min(neighbours, n)
+    if n == 0 or width == 0 or not users:
+        return np.full((n, width), -1, dtype=np.int32), np.zeros((n, width), dtype=np.float32)
+    rows = np.repeat(np.arange(len(users)), [len(positions) for positions in users])
+    columns = np.fromiter((p for positions in users for p in positions), dtype=np.int64)
+    matrix = sparse.csr_matrix(
+        (np.ones(len(columns), dtype=np.float32), (rows, columns)), shape=(len(users), n)
+    )
+    together = (matrix.T.tocsr() @ matrix).tocoo()
+    off_diagonal = together.row != together.col
+    first, second = together.row[off_diagonal], together.col[off_diagonal]
+    norms = np.sqrt(np.maximum(counts, 1.0))
+    cosine = together.data[off_diagonal] / norms[first] / norms[second]
+    # rank each item's neighbours, strongest first, and keep the first `width`
+    order = np.lexsort((-cosine, first))
+    first, second, cosine = first[order], second[order], cosine[order]
+    starts = np.searchsorted(first, np.arange(n))
+    rank = np.arange(len(first)) - starts[first]
+    keep = rank < width
+    width = width if neighbours is None else min(width, int(rank.max(initial=-1)) + 1)
     ids = np.full((n, width), -1, dtype=np.int32)
     sims = np.zeros((n, width), dtype=np.float32)
-    if n == 0 or width == 0 or not users:
-        return ids, sims
-    matrix = np.zeros((len(users), n), dtype=np.float32)
-    for row, positions in enumerate(users):
-        matrix[row, list(positions)] = 1.0
-    norms = np.sqrt(np.maximum(counts, 1.0))
-    block = 2048
-    for start in range(0, n, block):
-        stop = min(start + block, n)
-        together = matrix[:, start:stop].T @ matrix  # (block, n)
-        cosine = together / norms[start:stop, None] / norms[None, :]
-        cosine[np.arange(stop - start), np.arange(start, stop)] = 0.0
-        if width < n:
-            top = np.argpartition(-cosine, width - 1, axis=1)[:, :width]
-        else:
-            top = np.tile(np.arange(n), (stop - start, 1))
-        ids[start:stop] = top
-        sims[start:stop] = np.take_along_axis(cosine, top, axis=1)
-    ids[sims <= 0] = -1
-    sims[sims <= 0] = 0.0
+    ids[first[keep], rank[keep]] = second[keep]
+    sims[first[keep], rank[keep]] = cosine[keep]
     return ids, sims
 
 
@@ -165,6 +171,22 @@ def top_positions(scores: np.ndarray, n: int, allowed: np.ndarray | None = None)
     return top[np.argsort(-values[top], kind="stable")]
 
 
+def descending(scores: np.ndarray) -> np.ndarray:
+    """All positions, highest score first: computed once, then `first_allowed` is cheap."""
+    return np.argsort(-scores, kind="stable")
+
+
+def first_allowed(order: np.ndarray, n: int, allowed: np.ndarray) -> np.ndarray:
+    """The first `n` allowed positions of `order`; reads a few times n, not the whole catalog."""
+    window = 4 * n + 64
+    while True:
+        head = order[:window]
+        kept = head[allowed[head]]
+        if len(kept) >= n or window >= len(order):
+            return kept[:n]
+        window *= 4
+
+
 def generate_candidates(
     *,
     allowed: np.ndarray,
@@ -173,17 +195,23 @@ def generate_candidates(
     trending: np.ndarray,
     neighbour_positions: Sequence[int] = (),
     cooccurrence: np.ndarray | None = None,
+    popularity_order: np.ndarray | None = None,
+    trending_order: np.ndarray | None = None,
 ) -> np.ndarray:
     """Union of the profile's FAISS neighbours, co-occurring items, and popular/trending ones.
 
     A cold user (no neighbours, no co-occurrence) gets popular and trending items only.
-    `allowed` masks out removed, filtered or already-seen items.
+    `allowed` masks out removed, filtered or already-seen items. The `*_order` arguments
+    (`descending` of the scores, kept between requests) spare a pass over every item.
     """
     chosen: list[int] = [p for p in neighbour_positions if 0 <= p < len(allowed) and allowed[p]]
-    if cooccurrence is not None and cooccurrence.any():
-        chosen.extend(top_positions(cooccurrence, pool // 2, allowed & (cooccurrence > 0)).tolist())
+    if cooccurrence is not None:
+        linked = np.flatnonzero(cooccurrence > 0)
+        linked = linked[allowed[linked]]
+        chosen.extend(linked[top_positions(cooccurrence[linked], pool // 2)].tolist())
     share = max(pool // 4, 10)
-    chosen.extend(top_positions(trending, share, allowed).tolist())
-    chosen.extend(top_positions(popularity, share, allowed).tolist())
+    for scores, order in ((trending, trending_order), (popularity, popularity_order)):
+        top = top_positions(scores, share, allowed) if order is None else None
+        chosen.extend((first_allowed(order, share, allowed) if top is None else top).tolist())
     unique = list(dict.fromkeys(chosen))
     return np.asarray(unique, dtype=np.int64)

@@ -142,6 +142,7 @@ class Catalog:
 
     def __init__(self, items: Iterable[Item] = ()) -> None:
         self._items: dict[str, Item] = {}
+        self._categories: list[str] | None = None
         for item in items:
             self.add(item)
 
@@ -149,9 +150,11 @@ class Catalog:
         """Insert or replace; returns True when the id was new."""
         new = item.item_id not in self._items
         self._items[item.item_id] = item
+        self._categories = None
         return new
 
     def remove(self, item_id: str) -> Item | None:
+        self._categories = None
         return self._items.pop(item_id, None)
 
     def get(self, item_id: str) -> Item | None:
@@ -175,7 +178,10 @@ class Catalog:
 
     @property
     def categories(self) -> list[str]:
-        return sorted({c for item in self._items.values() for c in item.categories})
+        """Every category, sorted; kept until the next change (every request reads it)."""
+        if self._categories is None:
+            self._categories = sorted({c for item in self._items.values() for c in item.categories})
+        return list(self._categories)
 
 
 def load_catalog(path: str | Path) -> Catalog:

@@ -51,6 +51,10 @@ class FeatureBuilder:
         self._from_stats = np.array(
             [self.position.get(i, -1) for i in stats.item_ids], dtype=np.int64
         )
+        # after a rebuild both orders agree: remap is then a no-op (a copy per request at 1M)
+        self._same_order = self.n == len(stats.item_ids) and bool(
+            np.array_equal(self._from_stats, np.arange(self.n))
+        )
         self.popularity = self.remap(stats.popularity())
         categories = sorted({c for item in self.items for c in item.categories})
         self.category_index = {c: i for i, c in enumerate(categories)}
@@ -60,7 +64,12 @@ class FeatureBuilder:
                 self.category_matrix[i, self.category_index[category]] = 1.0
 
     def remap(self, values: np.ndarray) -> np.ndarray:
-        """Values in stats order (last axis) -> this builder's item order (0 for unknown items)."""
+        """Values in stats order (last axis) -> this builder's item order (0 for unknown items).
+
+        Returns `values` itself when the orders agree: treat the result as read-only.
+        """
+        if self._same_order:
+            return np.asarray(values, dtype=np.float32)
         out = np.zeros((*values.shape[:-1], self.n), dtype=np.float32)
         known = self._from_stats >= 0
         out[..., self._from_stats[known]] = values[..., known]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +14,7 @@ import numpy as np
 from threefold.apps.recs.candidates import (
     DEFAULT_TRENDING_WINDOW,
     InteractionStats,
+    descending,
     generate_candidates,
 )
 from threefold.apps.recs.catalog import Catalog, Item
@@ -99,7 +100,9 @@ class Recommender:
     Interaction statistics are rebuilt from the event log at most every `stats_refresh_seconds`.
     With a `sequence` ranker its next-item score (over the same text vectors, so new items too)
     is one more feature of the combiner. `swap_ranker` replaces the ranker while serving; every
-    list names the `model_version` that ranked it.
+    list names the `model_version` that ranked it. `index_factory(dimension)` makes the empty
+    vector index (default: exact search below 20k items, IVF above; bench/recs_scale.py passes
+    others).
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class Recommender:
         stats_refresh_seconds: float = 2.0,
         model_version: str = BASE_VERSION,
         model_info: Mapping[str, Any] | None = None,
+        index_factory: Callable[[int], FaissIndex] = FaissIndex,
     ) -> None:
         self.catalog = catalog
         self.encoder = encoder
@@ -127,6 +131,7 @@ class Recommender:
         self.trending_window = trending_window
         self.neighbours = neighbours
         self.stats_refresh_seconds = stats_refresh_seconds
+        self.index_factory = index_factory
         self._events: list[Event] = list(events)
         self._lock = threading.RLock()
         self._items: list[Item] = []
@@ -137,6 +142,7 @@ class Recommender:
         self._stats: InteractionStats | None = None
         self._builder: FeatureBuilder | None = None
         self._trending = np.zeros(0, dtype=np.float32)
+        self._orders = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         self._stats_dirty = False
         self._stats_built_at = 0.0
 
@@ -154,7 +160,7 @@ class Recommender:
             self._position = {item.item_id: i for i, item in enumerate(items)}
             self._vectors = vectors
             self._active = np.ones(len(items), dtype=bool)
-            self._index = FaissIndex(self.encoder.dimension)
+            self._index = self.index_factory(self.encoder.dimension)
             if items:
                 self._index.add([item.item_id for item in items], vectors)
             self._rebuild_stats()
@@ -201,6 +207,8 @@ class Recommender:
     def _refresh_builder(self) -> None:
         self._builder = FeatureBuilder(self._items, self._vectors, self._stats)
         self._trending = self._builder.remap(self._stats.trending())
+        # (popularity, trending) positions best first, so a request need not sort the catalog
+        self._orders = (descending(self._builder.popularity), descending(self._trending))
 
     def _refresh_stats_if_stale(self) -> None:
         if self._stats_dirty and (
@@ -229,7 +237,7 @@ class Recommender:
                 grown[: len(items)] = vectors
                 grown[changed] = extra
                 vectors, computed = grown, computed | more
-            index = FaissIndex(encoder.dimension)
+            index = self.index_factory(encoder.dimension)
             active = np.flatnonzero(self._active)
             if len(active):
                 index.add([now[i].item_id for i in active], vectors[active])
@@ -330,6 +338,7 @@ class Recommender:
             builder = self._builder
             active = self._active.copy()
             trending = self._trending
+            popularity_order, trending_order = self._orders
             index = self._index
             encoder, combiner, sequence_model = self.encoder, self.combiner, self.sequence
             version = self.model_version
@@ -345,7 +354,12 @@ class Recommender:
         pool = max(self.candidate_pool, 2 * (offset + k))
         if profile.is_cold:
             candidates = generate_candidates(
-                allowed=allowed, pool=pool, popularity=builder.popularity, trending=trending
+                allowed=allowed,
+                pool=pool,
+                popularity=builder.popularity,
+                trending=trending,
+                popularity_order=popularity_order,
+                trending_order=trending_order,
             )
             scores = (
                 COLD_POPULARITY_WEIGHT * builder.popularity[candidates]
@@ -367,6 +381,8 @@ class Recommender:
                 trending=trending,
                 neighbour_positions=neighbours,
                 cooccurrence=cooc,
+                popularity_order=popularity_order,
+                trending_order=trending_order,
             )
             query = encoder.encode([profile.text])[0]
             sequence = (
@@ -452,7 +468,7 @@ class Recommender:
             vector = self._vectors[position]
             index = self._index
             items = self._items
-            lookup = dict(self._position)
+            lookup = self._position  # only ever grows; a copy per request costs O(catalog)
             stats = self._stats
         hits = [
             (hit, score)

@@ -25,6 +25,8 @@ from threefold.streaming.connections import RedisSettings, redis_client
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CONNECTION_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
+# vectors per Redis call: ~3 MB at 384 floats; 200k in one HSET timed out (0.25 s socket timeout)
+VECTOR_BATCH = 2_000
 
 
 class RedisState:
@@ -176,27 +178,33 @@ class RedisState:
 
     # ------------------------------------------------------------------ item vectors
     def get_vectors(self, model_id: str, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        if not item_ids:
-            return {}
-        raw = self._call("get_vectors", lambda r: r.hmget(self._key("vectors", model_id), item_ids))
-        if raw is None:
-            return {}
-        return {
-            item_id: np.frombuffer(value, dtype=np.float32).copy()
-            for item_id, value in zip(item_ids, raw, strict=True)
-            if value is not None
-        }
+        """Stored vectors of these items (absent ones left out), read VECTOR_BATCH at a time."""
+        found: dict[str, np.ndarray] = {}
+        key = self._key("vectors", model_id)
+        for start in range(0, len(item_ids), VECTOR_BATCH):
+            batch = list(item_ids[start : start + VECTOR_BATCH])
+            raw = self._call("get_vectors", lambda r, batch=batch: r.hmget(key, batch))
+            if raw is None:
+                break
+            found.update(
+                (item_id, np.frombuffer(value, dtype=np.float32).copy())
+                for item_id, value in zip(batch, raw, strict=True)
+                if value is not None
+            )
+        return found
 
     def put_vectors(self, model_id: str, vectors: Mapping[str, np.ndarray]) -> bool:
-        if not vectors:
-            return True
-        mapping = {k: np.asarray(v, dtype=np.float32).tobytes() for k, v in vectors.items()}
-        return (
-            self._call(
-                "put_vectors", lambda r: r.hset(self._key("vectors", model_id), mapping=mapping)
-            )
-            is not None
-        )
+        """Store vectors VECTOR_BATCH at a time (one call for a whole catalog would time out)."""
+        key = self._key("vectors", model_id)
+        items = list(vectors.items())
+        for start in range(0, len(items), VECTOR_BATCH):
+            mapping = {
+                k: np.asarray(v, dtype=np.float32).tobytes()
+                for k, v in items[start : start + VECTOR_BATCH]
+            }
+            if self._call("put_vectors", lambda r, m=mapping: r.hset(key, mapping=m)) is None:
+                return False
+        return True
 
     # ------------------------------------------------------------------ tuned combiner
     def get_combiner(self, model_id: str) -> dict[str, Any] | None:

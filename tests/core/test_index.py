@@ -325,3 +325,69 @@ def test_load_rejects_unknown_format(saved: Path) -> None:
     (saved / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="version 99"):
         FaissIndex.load(saved)
+
+
+def clustered_vectors(n: int, seed: int = 7) -> np.ndarray:
+    """Unit vectors around 40 topics, like real embeddings."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, DIM))
+    vectors = centres[rng.integers(0, 40, n)] + 0.35 * rng.standard_normal((n, DIM))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def recall_at(index: FaissIndex, vectors: np.ndarray, k: int, seed: int) -> float:
+    """Recall@k of `index` for 50 stored vectors as queries, each one's own hit left out."""
+    ids = ids_for(len(vectors))
+    rows = np.random.default_rng(seed).choice(len(vectors), 50, replace=False)
+    found = index.search(vectors[rows], k + 1)
+    return float(
+        np.mean(
+            [
+                len({h[0] for h in hits} & set(brute_force(vectors, ids, vectors[row], k + 1)))
+                / (k + 1)
+                for hits, row in zip(found, rows, strict=True)
+            ]
+        )
+    )
+
+
+def test_set_nprobe_trades_recall_for_speed_and_survives_save(tmp_path: Path) -> None:
+    vectors = clustered_vectors(4000)
+    index = build_index(ids_for(4000), vectors, exact_threshold=1000, use_gpu=False)
+    automatic = recall_at(index, vectors, 20, seed=3)
+    lists = index.ivf_lists
+    assert lists is not None and 1 < lists["nprobe"] < lists["nlist"]
+    index.set_nprobe(1)
+    assert recall_at(index, vectors, 20, seed=3) < automatic
+    assert index.ivf_lists == {"nlist": lists["nlist"], "nprobe": 1}
+    index.set_nprobe(10_000)  # capped at the number of lists: exhaustive
+    assert recall_at(index, vectors, 20, seed=3) == 1.0
+    index.save(tmp_path / "ix")
+    assert FaissIndex.load(tmp_path / "ix", use_gpu=False).nprobe == 10_000
+    index.set_nprobe(None)
+    assert index.ivf_lists == lists
+    assert FaissIndex(DIM).ivf_lists is None
+    with pytest.raises(ConfigError, match="nprobe must be a positive int or None"):
+        index.set_nprobe(0)
+
+
+def test_automatic_nprobe_is_calibrated_on_the_data_and_saved(tmp_path: Path) -> None:
+    clustered = clustered_vectors(4000)
+    structureless = unit_vectors(4000, seed=5)
+    easy = build_index(ids_for(4000), clustered, exact_threshold=1000, use_gpu=False)
+    hard = build_index(ids_for(4000), structureless, exact_threshold=1000, use_gpu=False)
+    # the same number of lists, but clustered data needs far fewer of them for the same recall
+    assert easy.ivf_lists["nlist"] == hard.ivf_lists["nlist"]
+    assert easy.ivf_lists["nprobe"] < hard.ivf_lists["nprobe"]
+    assert recall_at(easy, clustered, 100, seed=11) >= 0.95
+    assert recall_at(hard, structureless, 100, seed=11) >= 0.95
+    easy.save(tmp_path)
+    assert FaissIndex.load(tmp_path, use_gpu=False).ivf_lists == easy.ivf_lists
+
+
+@pytest.mark.parametrize("threshold", [10_000, 100], ids=["exact", "ivf"])
+def test_nbytes_matches_the_saved_index(tmp_path: Path, threshold: int) -> None:
+    index = build_index(ids_for(2000), unit_vectors(2000), exact_threshold=threshold, use_gpu=False)
+    index.save(tmp_path)
+    saved = (tmp_path / "index.faiss").stat().st_size
+    assert 0.9 * saved <= index.nbytes <= 1.1 * saved

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from threefold.apps.recs.candidates import DAY, InteractionStats, generate_candidates
+from threefold.apps.recs.candidates import (
+    DAY,
+    InteractionStats,
+    descending,
+    first_allowed,
+    generate_candidates,
+)
 from threefold.apps.recs.events import Event
 
 ITEMS = ["a", "b", "c", "d"]
@@ -54,3 +60,35 @@ def test_cold_candidates_come_from_popularity_and_trending():
     assert 3 not in chosen.tolist()
     assert chosen[0] in {0, 1, 2}
     assert set(chosen.tolist()) <= {0, 1, 2}
+
+
+def test_precomputed_orders_pick_the_same_candidates_as_a_full_pass():
+    rng = np.random.default_rng(5)
+    n = 5000
+    popularity = rng.random(n).astype(np.float32) ** 4
+    trending = rng.random(n).astype(np.float32)  # no ties: tied items may come in any order
+    cooccurrence = np.where(rng.random(n) < 0.02, rng.random(n), 0).astype(np.float32)
+    for allowed_share in (0.999, 0.5, 0.002):
+        allowed = rng.random(n) < allowed_share
+        common = dict(allowed=allowed, pool=200, neighbour_positions=[3, 7, 11])
+        full = generate_candidates(
+            popularity=popularity, trending=trending, cooccurrence=cooccurrence, **common
+        )
+        ordered = generate_candidates(
+            popularity=popularity,
+            trending=trending,
+            cooccurrence=cooccurrence,
+            popularity_order=descending(popularity),
+            trending_order=descending(trending),
+            **common,
+        )
+        assert set(ordered.tolist()) == set(full.tolist())
+        assert allowed[ordered].all()
+
+
+def test_first_allowed_walks_the_order_until_enough_are_allowed():
+    order = np.arange(1000)[::-1]
+    allowed = np.zeros(1000, dtype=bool)
+    allowed[[5, 10, 998]] = True
+    assert first_allowed(order, 2, allowed).tolist() == [998, 10]
+    assert first_allowed(order, 5, allowed).tolist() == [998, 10, 5]

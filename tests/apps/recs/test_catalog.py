@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from threefold.apps.recs.catalog import load_catalog, parse_item
+from threefold.apps.recs.catalog import Catalog, Item, load_catalog, parse_item
 from threefold.core.errors import DataError
 
 HEADER = "item_id,title,description,category,price,tags\n"
@@ -75,3 +75,13 @@ def test_missing_column_lists_what_was_found(tmp_path):
         DataError, match=r"missing column\(s\) \['title', 'description', 'category'\]"
     ):
         load_catalog(path)
+
+
+def test_categories_follow_every_change():
+    catalog = Catalog([Item("a", "A", "", "Books"), Item("b", "B", "", "Toys|Games")])
+    assert catalog.categories == ["Books", "Games", "Toys"]
+    catalog.add(Item("c", "C", "", "Garden"))
+    catalog.add(Item("b", "B", "", "Toys"))
+    assert catalog.categories == ["Books", "Garden", "Toys"]
+    catalog.remove("a")
+    assert catalog.categories == ["Garden", "Toys"]

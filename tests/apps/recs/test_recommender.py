@@ -155,3 +155,28 @@ def test_a_ranker_swap_reembeds_the_catalog_and_keeps_items_added_meanwhile(
     listed = engine.recommend("coffee-fan", coffee_history(), k=10, exclude_seen=True)
     assert listed.model_version == "v2"
     assert engine.similar("new-1", k=3)  # the new index holds it
+
+
+def test_an_approximate_index_gives_the_same_answers_on_the_shipped_catalog(
+    shared, catalog, sample_events, embedder
+):
+    from threefold.core.index import FaissIndex
+
+    made: list[FaissIndex] = []
+
+    def ivf(dimension: int) -> FaissIndex:
+        made.append(FaissIndex(dimension, exact_threshold=20, nprobe=10_000, use_gpu=False))
+        return made[-1]
+
+    engine = Recommender(
+        catalog, embedder, events=sample_events, combiner=shared.combiner, index_factory=ivf
+    )
+    engine.build({item_id: shared.vector_of(item_id) for item_id in catalog.ids})
+    assert [index.kind for index in made] == ["ivf"]
+    # every list probed: the same neighbours as exact search, so the same answers
+    history = coffee_history()
+    expected = shared.recommend("coffee-fan", history, k=5).to_dict()["items"]
+    assert engine.recommend("coffee-fan", history, k=5).to_dict()["items"] == expected
+    assert [r.item.item_id for r in engine.similar("kt-003", 5)] == [
+        r.item.item_id for r in shared.similar("kt-003", 5)
+    ]
