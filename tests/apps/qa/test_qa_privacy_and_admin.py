@@ -36,7 +36,7 @@ def test_personal_data_is_masked_in_every_stored_record(
             *redis_client.lrange(f"{redis_prefix}feedback", 0, -1),
         ]
     ).decode()
-    for secret in ("jane@example.com", "4111", "555 0134", "078-05-1120"):
+    for secret in ("jane@example.com", "4111 1111", "1111 1111", "555 0134", "078-05-1120"):
         assert secret not in stored
     assert "[email]" in stored and "[card]" in stored and "[national-id]" in stored
     for name in ("unanswered", "feedback"):
