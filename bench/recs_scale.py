@@ -58,6 +58,7 @@ RECALL_K = 100
 VISITOR_SHARE = 0.2
 GOAL_P99_MS = 50.0
 GOAL_RECALL = 0.95
+AFTER_EVENT_USERS = 21  # one posts an event, the others are timed right after
 DATA_DESCRIPTION = (
     f"synthetic, d={DIMENSION}, L2-normalized: item = {SHARED} x shared direction + {TOPIC} x "
     f"one of {TOPICS} topic vectors + {POSITION} x a {LATENT}-d Gaussian latent position "
@@ -257,6 +258,30 @@ def timed_encode(encoder: Any, text: str) -> float:
     return time.perf_counter() - begin
 
 
+def after_new_event(base: str, recommender: Any, users: list[str], item: str) -> dict[str, Any]:
+    """Post one event, then time requests of other users while the statistics are rebuilt.
+
+    Statistics are stale after an event; a rebuild slower than the recommender's
+    `inline_rebuild_seconds` runs in a background thread, so these requests should not wait.
+    """
+    body = json.dumps({"user_id": users[0], "item_id": item, "event": "click"}).encode()
+    post = urllib.request.Request(
+        f"{base}/api/events", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(post, timeout=60) as response:
+        response.read()
+    time.sleep(recommender.stats_refresh_seconds)  # the rebuild is due from now on
+    seconds = [timed_get(f"{base}/api/recommendations?user_id={u}&k=10")[0] for u in users[1:]]
+    begin = time.perf_counter()
+    finished = recommender.wait_for_statistics(timeout=600)
+    return {
+        "requests_during_rebuild": summary(seconds),
+        "rebuild_seconds": round(recommender._stats_build_seconds, 1),
+        "rebuild_still_running_after_requests_s": round(time.perf_counter() - begin, 1),
+        "rebuild_finished": finished,
+    }
+
+
 def timed_get(url: str) -> tuple[float, dict[str, Any]]:
     begin = time.perf_counter()
     with urllib.request.urlopen(url, timeout=60) as response:
@@ -396,7 +421,7 @@ class Workload:
                 for u in users[: args.queries]
             ]
         )
-        count = max(args.requests, args.exact_requests)
+        count = max(args.requests, args.exact_requests) + AFTER_EVENT_USERS
         visitors = round(count * VISITOR_SHARE)
         self.users = users[args.queries : args.queries + count - visitors]
         self.users += [f"visitor-{i}" for i in range(visitors)]
@@ -446,7 +471,13 @@ def run_mode(
     gc.collect()
     recorder = IndexRecorder(mode, len(catalog), args.exact_threshold, args.gpu)
     begin = time.perf_counter()
-    recommender = Recommender(catalog, encoder, events=events, index_factory=recorder)
+    recommender = Recommender(
+        catalog,
+        encoder,
+        events=events,
+        index_factory=recorder,
+        quantize_queries=not args.fp32_queries,
+    )
     recommender.build(known)
     build_seconds = time.perf_counter() - begin
     index = recorder.index
@@ -475,6 +506,13 @@ def run_mode(
         app = open_app(recommender, events, redis_url, f"{mode}:{threads}")
         with request_threads(threads), serving(app, threads) as base:
             by_threads[threads] = measure_api(base, work.users[:requests], work.items[:requests])
+            if truth is not None and threads == args.request_threads[0]:
+                result["after_new_event"] = after_new_event(
+                    base,
+                    recommender,
+                    work.users[requests : requests + AFTER_EVENT_USERS],
+                    work.items[0],
+                )
     result["api"] = by_threads[args.request_threads[0]]
     if len(by_threads) > 1:
         result["api_by_request_threads"] = {
@@ -529,10 +567,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--gpu", action="store_true", help="search on the GPU when faiss-gpu has one"
     )
+    parser.add_argument(
+        "--fp32-queries",
+        action="store_true",
+        help="embed history texts with the fp32 encoder (the app's default is an int8 twin)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
 
+    from threefold.apps.recs.ranking_features import query_encoder_for
     from threefold.core.base_model import base_model_from_env, configure_offline
     from threefold.core.embedder import Embedder
     from threefold.streaming.services import start_redis
@@ -559,10 +603,11 @@ def main(argv: list[str] | None = None) -> int:
         generate_seconds = time.perf_counter() - begin
         log.info("data: %d items, %d events in %.1f s", len(catalog), len(events), generate_seconds)
         encoder = Embedder(base_model_from_env(), max_length=128).load()
+        queries = query_encoder_for(encoder, not args.fp32_queries)
         encoder_seconds: dict[int, list[float]] = {}
         for threads in args.request_threads:
             with request_threads(threads):
-                encoder_seconds[threads] = [timed_encode(encoder, t) for t in work.history_texts]
+                encoder_seconds[threads] = [timed_encode(queries, t) for t in work.history_texts]
         redis = start_redis()
         try:
             exact, truth = run_mode(
@@ -650,6 +695,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"{similar['p99_ms']:.1f} ms; the text encoder alone {encoder['p50_ms']:.1f}/"
             f"{encoder['p99_ms']:.1f} ms.  "
         )
+    after = approx.get("after_new_event")
+    if after:
+        during = after["requests_during_rebuild"]
+        lines.append(
+            f"Right after a new event (IVF): {during['n']} requests while the statistics "
+            f"({after['rebuild_seconds']:.1f} s to count) were rebuilt in the background: "
+            f"p50/max {during['p50_ms']:.1f}/{during['max_ms']:.1f} ms.  "
+        )
     lines += [
         "",
         "| nprobe | recall@100 item queries | recall@100 profile queries | search p99 ms |",
@@ -700,7 +753,8 @@ def report(
             "redis-server; sequential requests, each a cache miss (distinct users and items), "
             f"{int(VISITOR_SHARE * 100)}% of recommendation requests from new visitors (cold "
             "start); k=10; the user's history text embedded per request by the base MiniLM-L6 "
-            "encoder (its time alone: encoder_per_request); default combiner weights, no "
+            f"encoder, {'fp32' if args.fp32_queries else 'int8 twin (the app default)'} (its "
+            "time alone: encoder_per_request); default combiner weights, no "
             f"sequence model; {args.request_threads[0] or 'default'} torch/FAISS thread(s) per "
             "request; RSS is the whole benchmark process, including its own copy of the "
             "generated vectors"

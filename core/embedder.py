@@ -155,6 +155,31 @@ class Embedder:
             suffix = "-int8" if self.quantize else ""
             return f"{self._fingerprint}-len{self.max_length}{suffix}"
 
+    def quantized_twin(self) -> Embedder:
+        """An int8 copy of this (fp32, CPU) embedder for fast single queries; loads if needed.
+
+        Its vectors differ slightly from this embedder's (cosine ~0.97 on MiniLM), so use it
+        for queries scored against vectors this embedder made, where a measured loss is
+        acceptable. It keeps its own weights: later fine-tuning of this embedder does not
+        reach it.
+        """
+        with self._lock:
+            model = self._loaded_model()
+            if self.device != "cpu":
+                raise ConfigError(
+                    f"an int8 twin works on the CPU only, but this embedder runs on "
+                    f"{self.device!r}. Fix: keep fp32 queries on a GPU."
+                )
+            if self.quantize:
+                return self
+            twin = Embedder(self.model, device="cpu", batch_size=self.batch_size, quantize=True)
+            twin.max_length = self.max_length
+            twin.base_model, twin.fine_tune_stats = self.base_model, self.fine_tune_stats
+            twin._location, twin.device, twin._model = self._location, "cpu", model
+            twin._fingerprint = self._fingerprint or _fingerprint(model)
+            twin._inference = self._quantized(model)
+            return twin
+
     # -------------------------------------------------------------------- encoding
     def encode(
         self,

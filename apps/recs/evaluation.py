@@ -27,6 +27,7 @@ from threefold.apps.recs.ranker_training import RankerSettings, split_last, trai
 from threefold.apps.recs.ranking_features import (
     SEQUENCE_COLUMN,
     FeatureBuilder,
+    query_encoder_for,
     user_feature_tensor,
 )
 from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
@@ -125,8 +126,11 @@ def gate_split(catalog: Catalog, context: Sequence[Event], gate: Sequence[Event]
     return Split(items, position, [*context, *gate_visible], histories, users, targets, seen)
 
 
-def feature_tensor(model: RankerModel, split: Split) -> np.ndarray:
-    """The model's features of every catalog item for every evaluated user of `split`."""
+def feature_tensor(model: RankerModel, split: Split, query_encoder: Any = None) -> np.ndarray:
+    """The model's features of every catalog item for every evaluated user of `split`.
+
+    `query_encoder` embeds the users' history texts (default: the model's encoder).
+    """
     stats = InteractionStats(
         split.item_ids,
         split.train,
@@ -136,7 +140,7 @@ def feature_tensor(model: RankerModel, split: Split) -> np.ndarray:
     vectors = model.encoder.encode([item.text for item in split.items], show_progress=False)
     builder = FeatureBuilder(split.items, vectors, stats)
     tensor, _ = user_feature_tensor(
-        builder, model.encoder, split.histories, split.users, model.sequence
+        builder, query_encoder or model.encoder, split.histories, split.users, model.sequence
     )
     return tensor
 
@@ -199,6 +203,10 @@ def evaluate(
         ),
         "model_without_sequence": measure(_switched_off(model.combiner, "sequence").score(tensor)),
     }
+    queries = query_encoder_for(model.encoder, quantize=True)
+    if queries is not model.encoder:  # what the API serves by default (quantize_queries)
+        int8 = feature_tensor(model, split, query_encoder=queries)
+        ablation["model_with_int8_queries"] = measure(model.combiner.score(int8))
     if model.sequence is not None:
         ablation["sequence_ranker_alone"] = measure(tensor[:, :, SEQUENCE_COLUMN])
     return {

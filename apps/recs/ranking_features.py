@@ -171,3 +171,13 @@ def user_feature_tensor(
         )
         seen[row, profile.positions] = True
     return tensor, seen
+
+
+def query_encoder_for(encoder: Any, quantize: bool) -> Any:
+    """The encoder of per-request history texts: an int8 twin of a loaded CPU embedder when
+    `quantize` is set, else `encoder` itself (GPU encoders and other encoders stay as they are).
+    """
+    twin = getattr(encoder, "quantized_twin", None)
+    if not quantize or twin is None or getattr(encoder, "device", None) != "cpu":
+        return encoder
+    return twin()

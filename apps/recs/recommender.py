@@ -22,7 +22,7 @@ from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.events import EVENT_VERBS, Event
 from threefold.apps.recs.profiles import UserProfile
 from threefold.apps.recs.ranker_training import RankerSettings, tune_combiner
-from threefold.apps.recs.ranking_features import FEATURES, FeatureBuilder
+from threefold.apps.recs.ranking_features import FEATURES, FeatureBuilder, query_encoder_for
 from threefold.apps.recs.rules import allowed_items, category_mask, mmr, paginate
 from threefold.apps.recs.sequence_model import SequenceModel
 from threefold.apps.recs.similar_items import pool_size, rank_similar
@@ -102,7 +102,12 @@ class Recommender:
     is one more feature of the combiner. `swap_ranker` replaces the ranker while serving; every
     list names the `model_version` that ranked it. `index_factory(dimension)` makes the empty
     vector index (default: exact search below 20k items, IVF above; bench/recs_scale.py passes
-    others).
+    others). With `quantize_queries` the user's history text is embedded per request by an int8
+    twin of a CPU encoder (about half the time; item vectors stay fp32).
+
+    Statistics rebuilds that last took under `inline_rebuild_seconds` run inside the request
+    that finds them stale; slower ones (large catalogs) run in a background thread while
+    requests keep the previous statistics, so no request waits for one.
     """
 
     def __init__(
@@ -120,9 +125,14 @@ class Recommender:
         model_version: str = BASE_VERSION,
         model_info: Mapping[str, Any] | None = None,
         index_factory: Callable[[int], FaissIndex] = FaissIndex,
+        quantize_queries: bool = False,
+        inline_rebuild_seconds: float = 0.2,
     ) -> None:
         self.catalog = catalog
         self.encoder = encoder
+        self.quantize_queries = quantize_queries
+        self.inline_rebuild_seconds = inline_rebuild_seconds
+        self._query_encoder = encoder
         self.combiner = combiner or LinearCombiner()
         self.sequence = sequence
         self.model_version = model_version
@@ -145,6 +155,9 @@ class Recommender:
         self._orders = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
         self._stats_dirty = False
         self._stats_built_at = 0.0
+        self._stats_build_seconds = 0.0
+        self._stats_thread: threading.Thread | None = None
+        self._stats_generation = 0  # a synchronous rebuild outdates one in flight
 
     # ------------------------------------------------------------------ building
     def build(self, known_vectors: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -153,9 +166,11 @@ class Recommender:
         Returns the vectors it had to compute, so a cache can share them with other workers.
         """
         self.encoder.load()
+        query_encoder = query_encoder_for(self.encoder, self.quantize_queries)
         items = list(self.catalog)
         vectors, computed = self._vectors_for(items, known_vectors or {})
         with self._lock:
+            self._query_encoder = query_encoder
             self._items = items
             self._position = {item.item_id: i for i, item in enumerate(items)}
             self._vectors = vectors
@@ -193,16 +208,58 @@ class Recommender:
             matrix[row] = source if source is not None else np.asarray(known[item.item_id])
         return matrix, computed
 
-    def _rebuild_stats(self) -> None:
-        self._stats = InteractionStats(
-            [item.item_id for item in self._items],
-            self._events,
-            neighbours=self.neighbours,
-            trending_window=self.trending_window,
+    def _count(self, item_ids: list[str], events: Sequence[Event]) -> InteractionStats:
+        started = time.monotonic()
+        stats = InteractionStats(
+            item_ids, events, neighbours=self.neighbours, trending_window=self.trending_window
         )
+        self._stats_build_seconds = time.monotonic() - started
+        return stats
+
+    def _rebuild_stats(self) -> None:
+        """Count the whole event log now (call with the lock held)."""
+        self._stats = self._count([item.item_id for item in self._items], self._events)
+        self._stats_generation += 1
         self._refresh_builder()
         self._stats_dirty = False
         self._stats_built_at = time.monotonic()
+
+    def _rebuild_stats_in_background(self) -> None:
+        """Count a snapshot of the log in a thread, then swap it in (call with the lock held).
+
+        Events arriving meanwhile mark the statistics dirty again for the next rebuild; items
+        added meanwhile get no counts until then (the builder maps stats by item id).
+        """
+        item_ids, events = [item.item_id for item in self._items], list(self._events)
+        generation = self._stats_generation
+        self._stats_dirty = False
+
+        def rebuild() -> None:
+            try:
+                stats = self._count(item_ids, events)
+                with self._lock:
+                    if generation == self._stats_generation:
+                        self._stats = stats
+                        self._refresh_builder()
+                        self._stats_built_at = time.monotonic()
+            except Exception:
+                logger.exception("background statistics rebuild failed; will retry")
+                with self._lock:
+                    self._stats_dirty = True
+            finally:
+                with self._lock:
+                    self._stats_thread = None
+
+        self._stats_thread = threading.Thread(target=rebuild, name="recs-stats", daemon=True)
+        self._stats_thread.start()
+
+    def wait_for_statistics(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild in flight; True when none is left running."""
+        thread = self._stats_thread
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
     def _refresh_builder(self) -> None:
         self._builder = FeatureBuilder(self._items, self._vectors, self._stats)
@@ -211,10 +268,14 @@ class Recommender:
         self._orders = (descending(self._builder.popularity), descending(self._trending))
 
     def _refresh_stats_if_stale(self) -> None:
-        if self._stats_dirty and (
-            time.monotonic() - self._stats_built_at >= self.stats_refresh_seconds
-        ):
+        if not self._stats_dirty or self._stats_thread is not None:
+            return
+        if time.monotonic() - self._stats_built_at < self.stats_refresh_seconds:
+            return
+        if self._stats_build_seconds < self.inline_rebuild_seconds:
             self._rebuild_stats()
+        else:
+            self._rebuild_stats_in_background()
 
     def swap_ranker(self, ranker: Ranker) -> dict[str, np.ndarray]:
         """Serve `ranker` from now on; returns the item vectors it had to compute.
@@ -225,6 +286,7 @@ class Recommender:
         """
         encoder = ranker.encoder
         encoder.load()
+        query_encoder = query_encoder_for(encoder, self.quantize_queries)
         with self._lock:
             items = list(self._items)
         vectors, computed = self._vectors_for(items, ranker.vectors, encoder)
@@ -242,6 +304,7 @@ class Recommender:
             if len(active):
                 index.add([now[i].item_id for i in active], vectors[active])
             self.encoder, self.combiner, self.sequence = encoder, ranker.combiner, ranker.sequence
+            self._query_encoder = query_encoder
             self.trending_window = ranker.trending_window
             self.model_version, self.model_info = ranker.version, dict(ranker.info)
             self._vectors, self._index = vectors, index
@@ -340,7 +403,7 @@ class Recommender:
             trending = self._trending
             popularity_order, trending_order = self._orders
             index = self._index
-            encoder, combiner, sequence_model = self.encoder, self.combiner, self.sequence
+            encoder, combiner, sequence_model = self._query_encoder, self.combiner, self.sequence
             version = self.model_version
         profile = builder.profile(user_id, history)
         purchased = [builder.position[e.item_id] for e in profile.events if e.event == "purchase"]

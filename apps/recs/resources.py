@@ -203,6 +203,7 @@ def index_ranker(
         sequence=ranker.sequence,
         events=seed,
         candidate_pool=settings.candidate_pool,
+        quantize_queries=settings.quantize_queries,
         trending_window=ranker.trending_window,
         model_version=ranker.version,
         model_info=ranker.info,

@@ -144,6 +144,23 @@ def test_int8_quantized_embedder_stays_close(embedder: Embedder) -> None:
     assert quantized.model_id.endswith("-int8")
 
 
+def test_quantized_twin_matches_a_quantized_load_and_leaves_the_original_fp32(
+    embedder: Embedder,
+) -> None:
+    twin = embedder.quantized_twin()
+    assert twin is not embedder and twin.quantize and not embedder.quantize
+    np.testing.assert_allclose(
+        twin.encode(SENTENCES), Embedder(quantize=True).load().encode(SENTENCES), atol=1e-5
+    )
+    assert twin.model_id == embedder.model_id + "-int8"
+    assert twin.max_length == embedder.max_length
+    # the original still encodes in fp32 (the twin quantized a copy)
+    np.testing.assert_allclose(
+        embedder.encode(SENTENCES), Embedder().load().encode(SENTENCES), atol=1e-5
+    )
+    assert twin.quantized_twin() is twin
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_quantize_needs_cpu() -> None:

@@ -180,3 +180,81 @@ def test_an_approximate_index_gives_the_same_answers_on_the_shipped_catalog(
     assert [r.item.item_id for r in engine.similar("kt-003", 5)] == [
         r.item.item_id for r in shared.similar("kt-003", 5)
     ]
+
+
+def test_int8_queries_embed_the_history_with_a_twin_and_keep_item_vectors_fp32(
+    shared, catalog, sample_events, embedder
+) -> None:
+    engine = Recommender(
+        catalog,
+        embedder,
+        events=sample_events,
+        combiner=shared.combiner,
+        quantize_queries=True,
+    )
+    engine.build({item_id: shared.vector_of(item_id) for item_id in catalog.ids})
+    assert engine._query_encoder.quantize and engine.encoder is embedder
+    np.testing.assert_array_equal(engine.vector_of("kt-003"), shared.vector_of("kt-003"))
+    history = coffee_history()
+    fp32 = [r.item.item_id for r in shared.recommend("coffee-fan", history, k=5).items]
+    int8 = [r.item.item_id for r in engine.recommend("coffee-fan", history, k=5).items]
+    assert len(set(fp32) & set(int8)) >= 4  # a slightly different query, nearly the same list
+
+
+def test_a_slow_statistics_rebuild_runs_in_the_background_without_blocking_requests(
+    catalog, sample_events
+) -> None:
+    import threading
+
+    from threefold.core.encoder import HashingEncoder
+
+    release = threading.Event()
+
+    class SlowCounts(Recommender):
+        def _count(self, item_ids, events):  # type: ignore[no-untyped-def]
+            if threading.current_thread().name == "recs-stats":
+                assert release.wait(60)  # held until the test has made its requests
+            return super()._count(item_ids, events)
+
+    engine = SlowCounts(
+        catalog,
+        HashingEncoder(64),
+        events=sample_events,
+        stats_refresh_seconds=0.0,
+        inline_rebuild_seconds=0.0,  # every rebuild counts as slow
+    )
+    engine.build()
+    before = engine._stats
+    newcomer = "bk-001"
+    assert engine.recommend("visitor", [], k=1).items[0].item.item_id != newcomer
+    engine.add_events([Event(f"fan-{n}", newcomer, "purchase", 10_000.0 + n) for n in range(200)])
+    answered: list[list[str]] = []
+
+    def ask() -> None:
+        listed = engine.recommend("visitor", [], k=1)
+        answered.append([r.item.item_id for r in listed.items])
+
+    for _ in range(2):  # the second finds the first rebuild still running: no second thread
+        asker = threading.Thread(target=ask)
+        asker.start()
+        asker.join(30)
+        assert not asker.is_alive(), "a request waited for the statistics rebuild"
+    assert engine._stats is before and answered[0][0] != newcomer
+    assert not engine.wait_for_statistics(timeout=0.1)  # still counting
+    release.set()
+    assert engine.wait_for_statistics(timeout=60)
+    assert engine._stats is not before
+    assert engine.recommend("visitor", [], k=1).items[0].item.item_id == newcomer
+
+
+def test_a_fast_statistics_rebuild_stays_inside_the_request(catalog, sample_events) -> None:
+    from threefold.core.encoder import HashingEncoder
+
+    engine = Recommender(
+        catalog, HashingEncoder(64), events=sample_events, stats_refresh_seconds=0.0
+    )
+    engine.build()
+    engine.add_events([Event(f"fan-{n}", "bk-001", "purchase", 10_000.0 + n) for n in range(200)])
+    # the shipped log counts in milliseconds: the very next request sees the new events
+    assert engine.recommend("visitor", [], k=1).items[0].item.item_id == "bk-001"
+    assert engine._stats_thread is None
