@@ -39,6 +39,8 @@ from threefold.core.files import write_json_atomic
 from threefold.core.labelled_data import check_texts
 from threefold.core.training_config import TrainingConfig
 
+INT8_MAX_ACCURACY_DROP = 0.005  # int8 serves by default when eval accuracy drops no more
+
 logger = logging.getLogger(__name__)
 
 META_FILE = "threefold_classifier.json"
@@ -165,12 +167,13 @@ class TextClassifier:
 
     @classmethod
     def load(
-        cls, path: str | Path, *, quantize: bool = False, device: str | None = None
+        cls, path: str | Path, *, quantize: bool | None = None, device: str | None = None
     ) -> TextClassifier:
         """Load a directory written by `save()`; ModelError names a missing or corrupt file.
 
         `quantize=True` applies int8 dynamic quantization to the linear layers (CPU only):
-        faster inference for a small accuracy cost.
+        faster inference for a small accuracy cost. `None` (default) follows the decision
+        recorded at training time (`metrics.int8`) on the CPU, fp32 elsewhere.
         """
         path = Path(path)
         meta = _read_meta(path)
@@ -187,6 +190,8 @@ class TextClassifier:
                 "Fix: drop --quantize, or use device='cpu'"
             )
         device = "cpu" if quantize else torch_device(device)
+        if quantize is None:
+            quantize = quantize_by_default(meta.get("metrics"), device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path))
         except Exception as exc:
@@ -276,6 +281,28 @@ def weights_fingerprint(model: nn.Module, labels: Sequence[str]) -> str:
             tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
         )
     return digest.hexdigest()[:12]
+
+
+def int8_decision(fp32_accuracy: dict[str, float], int8_accuracy: dict[str, float]) -> dict:
+    """Whether int8 serves by default on the CPU: it may cost <= INT8_MAX_ACCURACY_DROP of eval
+    accuracy on every task (one task, "label", for a single classifier). Saved as `metrics.int8`.
+    """
+    drop = {task: round(fp32_accuracy[task] - int8_accuracy[task], 4) for task in fp32_accuracy}
+    use = max(drop.values()) <= INT8_MAX_ACCURACY_DROP
+    logger.info("int8 eval accuracy %s (drop %s): default on CPU %s", int8_accuracy, drop, use)
+    return {
+        "accuracy": dict(int8_accuracy),
+        "accuracy_drop": drop,
+        "default_on_cpu": use,
+        "rule": f"int8 by default on the CPU when it costs <= {INT8_MAX_ACCURACY_DROP:g} of "
+        "eval accuracy on every task",
+    }
+
+
+def quantize_by_default(metrics: dict | None, device: str) -> bool:
+    """The recorded int8 decision (`metrics.int8.default_on_cpu`), on the CPU only."""
+    recorded = ((metrics or {}).get("int8")) or {}
+    return device == "cpu" and bool(recorded.get("default_on_cpu"))
 
 
 def quantize_dynamic_int8(model: nn.Module) -> nn.Module:

@@ -12,6 +12,7 @@ Training data with a single label, or eval labels the training data never had, i
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import tempfile
 import time
@@ -35,7 +36,12 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from threefold.core.base_model import resolve_base_model
-from threefold.core.classifier import TextClassifier, without_progress_bars
+from threefold.core.classifier import (
+    TextClassifier,
+    int8_decision,
+    quantize_dynamic_int8,
+    without_progress_bars,
+)
 from threefold.core.device import torch_device
 from threefold.core.errors import ConfigError, DataError, ModelError
 from threefold.core.evaluation import classification_report
@@ -151,6 +157,7 @@ def train_classifier(
             report["accuracy"],
             report["macro_f1"],
         )
+    int8 = measure_int8(classifier, eval_texts, eval_labels, report)
     train_accuracy, collapse = check_prediction_collapse(
         classifier, texts, labels, seed=config.seed
     )
@@ -170,10 +177,35 @@ def train_classifier(
         "train_loss": run["train_loss"],
         "train_accuracy": train_accuracy,
         "warnings": notes,
+        "int8": int8,
     }
     if "pairs" in run:
         classifier.metrics["contrastive_pairs"] = run["pairs"]
     return classifier
+
+
+def measure_int8(
+    classifier: TextClassifier,
+    eval_texts: Sequence[str],
+    eval_labels: Sequence[str],
+    report: dict | None,
+) -> dict | None:
+    """Eval accuracy of an int8 copy and whether it serves by default on the CPU (no eval: None)."""
+    if not eval_texts or report is None:
+        return None
+    int8 = TextClassifier(
+        quantize_dynamic_int8(copy.deepcopy(classifier.model)),
+        classifier.tokenizer,
+        classifier.labels,
+        base_model=classifier.base_model,
+        max_length=classifier.max_length,
+        version=classifier.version,
+        quantized=True,
+    )
+    accuracy = classification_report(
+        eval_labels, int8.predict(eval_texts), labels=classifier.labels
+    )["accuracy"]
+    return int8_decision({"label": report["accuracy"]}, {"label": accuracy})
 
 
 def check_prediction_collapse(

@@ -5,8 +5,8 @@ loads it), the tokenizer, `heads.safetensors` and `threefold_multitask.json` (ta
 labels, base model, max length, version, training record). Train with `train_multitask()`.
 
 int8 dynamic quantization is measured at training time on the eval split and used by default on
-the CPU when it costs at most `INT8_MAX_ACCURACY_DROP` of eval accuracy on every task; the
-measurement and the decision are recorded in the directory (`metrics.int8`).
+the CPU when it costs at most `classifier.INT8_MAX_ACCURACY_DROP` of eval accuracy on every
+task; the measurement and the decision are recorded in the directory (`metrics.int8`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 from threefold.core.base_model import resolve_base_model
-from threefold.core.classifier import library_versions, quantize_dynamic_int8, weights_fingerprint
+from threefold.core.classifier import (
+    int8_decision,
+    library_versions,
+    quantize_by_default,
+    quantize_dynamic_int8,
+    weights_fingerprint,
+)
 from threefold.core.device import torch_device
 from threefold.core.errors import ConfigError, DataError, ModelError
 from threefold.core.evaluation import classification_report
@@ -42,7 +48,6 @@ logger = logging.getLogger(__name__)
 META_FILE = "threefold_multitask.json"
 HEADS_FILE = "heads.safetensors"
 FORMAT_VERSION = 1
-INT8_MAX_ACCURACY_DROP = 0.005
 
 
 def is_multitask_dir(path: str | Path) -> bool:
@@ -189,8 +194,7 @@ class MultiTaskClassifier:
             )
         device = "cpu" if quantize else torch_device(device)
         if quantize is None:
-            recorded = (meta.get("metrics") or {}).get("int8") or {}
-            quantize = device == "cpu" and bool(recorded.get("default_on_cpu"))
+            quantize = quantize_by_default(meta.get("metrics"), device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path))
             body = AutoModel.from_pretrained(str(path))
@@ -391,20 +395,11 @@ def _measure_int8(
         quantized=True,
     )
     predicted = int8.predict(eval_texts)
-    accuracy, drop = {}, {}
+    accuracy = {}
     for task, labels in classifier.tasks.items():
         truth = [cleaned[task][i] for i in eval_idx]
         accuracy[task] = classification_report(truth, predicted[task], labels=labels)["accuracy"]
-        drop[task] = round(reports[task]["accuracy"] - accuracy[task], 4)
-    use = max(drop.values()) <= INT8_MAX_ACCURACY_DROP
-    logger.info("int8 eval accuracy %s (drop %s): default on CPU %s", accuracy, drop, use)
-    return {
-        "accuracy": accuracy,
-        "accuracy_drop": drop,
-        "default_on_cpu": use,
-        "rule": f"int8 by default on the CPU when it costs <= {INT8_MAX_ACCURACY_DROP:g} of "
-        "eval accuracy on every task",
-    }
+    return int8_decision({task: reports[task]["accuracy"] for task in accuracy}, accuracy)
 
 
 def _class_weights(labels: Sequence[str], names: Sequence[str]) -> torch.Tensor:

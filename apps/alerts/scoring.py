@@ -138,8 +138,7 @@ class Scorer:
 
         `topic_dir` alone (or the same directory twice) naming a multi-task directory loads it
         as one model scored in one pass; otherwise both TextClassifier directories are needed.
-        `quantize=None`: a multi-task model follows its recorded int8 decision on the CPU;
-        two classifiers stay fp32.
+        `quantize=None`: each model follows its recorded int8 decision on the CPU.
         """
         from threefold.core.classifier import TextClassifier
         from threefold.core.multitask import MultiTaskClassifier, is_multitask_dir
@@ -156,8 +155,8 @@ class Scorer:
                     f"train` and pass --{what}-model DIR (or THREEFOLD_ALERTS_{what.upper()}"
                     "_MODEL_DIR)"
                 )
-        topic = TextClassifier.load(topic_dir, quantize=bool(quantize), device=device)
-        sentiment = TextClassifier.load(sentiment_dir, quantize=bool(quantize), device=device)
+        topic = TextClassifier.load(topic_dir, quantize=quantize, device=device)
+        sentiment = TextClassifier.load(sentiment_dir, quantize=quantize, device=device)
         return cls(topic, sentiment, matcher, batch_size=batch_size)
 
     @property

@@ -34,7 +34,7 @@ def classifier_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def classifier(classifier_dir: Path) -> TextClassifier:
-    return TextClassifier.load(classifier_dir)
+    return TextClassifier.load(classifier_dir, quantize=False)
 
 
 # ------------------------------------------------------------------ trained model
@@ -79,11 +79,36 @@ def test_saved_classifier_loads_with_identical_probabilities(
     classifier: TextClassifier, tmp_path: Path
 ) -> None:
     classifier.save(tmp_path / "again")
-    reloaded = TextClassifier.load(tmp_path / "again")
+    reloaded = TextClassifier.load(tmp_path / "again", quantize=False)
     assert reloaded.labels == classifier.labels
     assert reloaded.version == classifier.version
     assert reloaded.config == classifier.config
     np.testing.assert_array_equal(reloaded.predict_proba(TEXTS), classifier.predict_proba(TEXTS))
+
+
+@pytest.mark.slow
+def test_training_records_the_int8_decision_and_loading_follows_it(classifier_dir: Path) -> None:
+    meta = json.loads((classifier_dir / META_FILE).read_text(encoding="utf-8"))
+    int8 = meta["metrics"]["int8"]
+    assert set(int8) == {"accuracy", "accuracy_drop", "default_on_cpu", "rule"}
+    fp32 = meta["metrics"]["eval"]["accuracy"]
+    assert int8["accuracy_drop"]["label"] == pytest.approx(fp32 - int8["accuracy"]["label"])
+    assert int8["default_on_cpu"] == (int8["accuracy_drop"]["label"] <= 0.005)
+    assert TextClassifier.load(classifier_dir).quantized == int8["default_on_cpu"]
+    assert not TextClassifier.load(classifier_dir, quantize=False).quantized
+
+
+def test_int8_decision_allows_half_a_point_on_every_task() -> None:
+    from threefold.core.classifier import int8_decision, quantize_by_default
+
+    kept = int8_decision({"topic": 0.9, "sentiment": 0.8}, {"topic": 0.896, "sentiment": 0.8})
+    assert kept["default_on_cpu"] and kept["accuracy_drop"] == {"topic": 0.004, "sentiment": 0.0}
+    lost = int8_decision({"topic": 0.9, "sentiment": 0.8}, {"topic": 0.91, "sentiment": 0.794})
+    assert not lost["default_on_cpu"]  # one task losing 0.6 point is enough to stay fp32
+    assert quantize_by_default({"int8": kept}, "cpu")
+    assert not quantize_by_default({"int8": kept}, "cuda")
+    assert not quantize_by_default({"int8": lost}, "cpu")
+    assert not quantize_by_default({}, "cpu")  # no eval split, no measurement: fp32
 
 
 @pytest.mark.slow

@@ -154,11 +154,12 @@ def test_train_prints_a_summary_and_saves_the_model(trained: tuple[Path, dict]) 
     assert summary["eval_source"].startswith("0.25 stratified split")
     assert 0.0 <= summary["eval_macro_f1"] <= 1.0
     assert summary["train_seconds"] > 0
+    assert set(summary["int8"]) == {"accuracy", "accuracy_drop", "default_on_cpu", "rule"}
     assert (out / "threefold_classifier.json").is_file()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [[], ["--quantize"]])
+@pytest.mark.parametrize("extra", [[], ["--no-quantize"], ["--quantize"]])
 def test_eval_prints_exactly_one_json_report(
     trained: tuple[Path, dict], data_dir: Path, extra: list[str]
 ) -> None:
@@ -186,7 +187,11 @@ def test_eval_prints_exactly_one_json_report(
     assert report["confusion"]["labels"] == ["negative", "positive"]
     assert sum(map(sum, report["confusion"]["matrix"])) == 2
     assert report["sentences_per_second"] > 0
-    assert report["quantized"] == bool(extra)
+    recorded = json.loads((out / "threefold_classifier.json").read_text())["metrics"]["int8"]
+    if extra:
+        assert report["quantized"] == (extra == ["--quantize"])
+    else:  # the decision recorded at training time (int8 when it cost <= 0.5 point)
+        assert report["quantized"] == recorded["default_on_cpu"]
     assert report["model_version"] == summary["version"]
 
 

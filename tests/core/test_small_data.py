@@ -122,10 +122,10 @@ def test_auto_picks_the_contrastive_path_and_records_why(small_model_dir: Path) 
 def test_small_data_model_round_trips_with_identical_probabilities(
     small_model_dir: Path, tmp_path: Path
 ) -> None:
-    first = TextClassifier.load(small_model_dir)
+    first = TextClassifier.load(small_model_dir, quantize=False)
     probabilities = first.predict_proba(TEXTS)
     first.save(tmp_path / "again")
-    again = TextClassifier.load(tmp_path / "again")
+    again = TextClassifier.load(tmp_path / "again", quantize=False)
     np.testing.assert_array_equal(again.predict_proba(TEXTS), probabilities)
     assert again.version == first.version
     predicted = first.predict(TEXTS)
@@ -143,7 +143,7 @@ def test_small_data_body_loads_in_transformers_directly(small_model_dir: Path) -
 
 @pytest.mark.slow
 def test_small_data_model_quantizes_to_int8(small_model_dir: Path) -> None:
-    fp32 = TextClassifier.load(small_model_dir)
+    fp32 = TextClassifier.load(small_model_dir, quantize=False)
     int8 = TextClassifier.load(small_model_dir, quantize=True)
     agreement = np.mean(np.array(fp32.predict(TEXTS)) == np.array(int8.predict(TEXTS)))
     assert agreement >= 0.9
