@@ -34,7 +34,11 @@ from threefold.apps.recs.ranking_features import (
 )
 from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
 from threefold.apps.recs.sequence_model import SequenceConfig
-from threefold.apps.recs.sequence_training import SequenceSettings, train_sequence_model
+from threefold.apps.recs.sequence_training import (
+    SequenceSettings,
+    refit_sequence_model,
+    train_sequence_model,
+)
 from threefold.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -197,6 +201,9 @@ def train_ranker(
         info["pairs"] = len(pairs)
     vectors = encoder.encode([item.text for item in items], show_progress=True)
     sequence = None
+    sequence_settings = SequenceSettings(
+        k=settings.k, seed=settings.seed, max_seconds=settings.sequence_seconds
+    )
     if settings.sequence:
         # trained on the same split as the combiner: each user's last new item is validation
         sequence = train_sequence_model(
@@ -206,12 +213,15 @@ def train_ranker(
             config=SequenceConfig(
                 text_dimension=int(vectors.shape[1]), use_text=settings.sequence_text
             ),
-            settings=SequenceSettings(
-                k=settings.k, seed=settings.seed, max_seconds=settings.sequence_seconds
-            ),
+            settings=sequence_settings,
+            refit=False,  # after the combiner: it must not see its validation items learned
+        )
+    combiner, val_metrics = tune_combiner(items, vectors, events, encoder, settings, sequence)
+    if sequence is not None:
+        refit_sequence_model(
+            sequence, [item.item_id for item in items], vectors, events, sequence_settings
         )
         info["sequence"] = sequence.info
-    combiner, val_metrics = tune_combiner(items, vectors, events, encoder, settings, sequence)
     info["validation"] = val_metrics
     info["train_seconds"] = round(time.perf_counter() - started, 2)
     logger.info("ranker trained in %.1fs; validation %s", info["train_seconds"], val_metrics)

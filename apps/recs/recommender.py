@@ -92,6 +92,16 @@ class RecommendationList:
         }
 
 
+def feature_tables(
+    items: Sequence[Item], vectors: np.ndarray, stats: InteractionStats
+) -> tuple[FeatureBuilder, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The feature builder, trending in catalog order, and (popularity, trending) positions best
+    first (so a request need not sort the catalog)."""
+    builder = FeatureBuilder(items, vectors, stats)
+    trending = builder.remap(stats.trending())
+    return builder, trending, (descending(builder.popularity), descending(trending))
+
+
 class Recommender:
     """Ranks catalog items for a user history; items can be added or removed at any time.
 
@@ -158,6 +168,7 @@ class Recommender:
         self._stats_build_seconds = 0.0
         self._stats_thread: threading.Thread | None = None
         self._stats_generation = 0  # a synchronous rebuild outdates one in flight
+        self._catalog_generation = 0  # item edits outdate a feature builder made in flight
 
     # ------------------------------------------------------------------ building
     def build(self, known_vectors: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -230,17 +241,21 @@ class Recommender:
         Events arriving meanwhile mark the statistics dirty again for the next rebuild; items
         added meanwhile get no counts until then (the builder maps stats by item id).
         """
-        item_ids, events = [item.item_id for item in self._items], list(self._events)
-        generation = self._stats_generation
+        items, vectors, events = list(self._items), self._vectors, list(self._events)
+        generation, catalog = self._stats_generation, self._catalog_generation
         self._stats_dirty = False
 
         def rebuild() -> None:
             try:
-                stats = self._count(item_ids, events)
+                stats = self._count([item.item_id for item in items], events)
+                tables = feature_tables(items, vectors, stats)  # seconds at 1M items: unlocked
                 with self._lock:
                     if generation == self._stats_generation:
                         self._stats = stats
-                        self._refresh_builder()
+                        if catalog == self._catalog_generation:
+                            self._install(*tables)
+                        else:  # items changed meanwhile: the tables must cover them
+                            self._refresh_builder()
                         self._stats_built_at = time.monotonic()
             except Exception:
                 logger.exception("background statistics rebuild failed; will retry")
@@ -262,10 +277,13 @@ class Recommender:
         return True
 
     def _refresh_builder(self) -> None:
-        self._builder = FeatureBuilder(self._items, self._vectors, self._stats)
-        self._trending = self._builder.remap(self._stats.trending())
-        # (popularity, trending) positions best first, so a request need not sort the catalog
-        self._orders = (descending(self._builder.popularity), descending(self._trending))
+        self._install(*feature_tables(self._items, self._vectors, self._stats))
+
+    def _install(
+        self, builder: FeatureBuilder, trending: np.ndarray, orders: tuple[np.ndarray, ...]
+    ) -> None:
+        self._builder, self._trending, self._orders = builder, trending, orders
+        self._catalog_generation += 1
 
     def _refresh_stats_if_stale(self) -> None:
         if not self._stats_dirty or self._stats_thread is not None:

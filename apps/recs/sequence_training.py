@@ -5,6 +5,8 @@ predicts the next item with a softmax over every item that has training events
 (cross-entropy); items without any stay out of it, so their text path is not taught "never".
 Validation is each user's last new item (never the test item); training stops when validation
 NDCG@k has not improved for `patience` checks or `max_seconds` pass; the best weights are kept.
+Then `refit_epochs` more epochs run over the whole histories, validation items included, so the
+most recent transitions (which predict the next item best) are learned too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +43,14 @@ class SequenceSettings:
     k: int = 10
     seed: int = 13
     threads: int | None = None
+    refit_epochs: int = 4
 
     def __post_init__(self) -> None:
+        if not isinstance(self.refit_epochs, int) or self.refit_epochs < 0:
+            raise ConfigError(
+                "SequenceSettings.refit_epochs must be an integer >= 0, found "
+                f"{self.refit_epochs!r}"
+            )
         for name in ("epochs", "batch_size", "check_every", "patience", "k"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
@@ -101,8 +110,13 @@ def train_sequence_model(
     *,
     config: SequenceConfig | None = None,
     settings: SequenceSettings | None = None,
+    refit: bool = True,
 ) -> SequenceModel:
-    """Train on every user's history but its last new item, which is the validation target."""
+    """Train on every user's history but its last new item, which is the validation target.
+
+    With `refit`, `refit_sequence_model` then reads `events` whole (validation items included);
+    pass False to refit later on more events (after the combiner has used the validation items).
+    """
     import torch
 
     config = config or SequenceConfig(text_dimension=int(vectors.shape[1]))
@@ -120,10 +134,7 @@ def train_sequence_model(
     vocabulary = [item_ids[p] for p in trained_ids]
     # the softmax runs over the items with training events only: an item nobody has touched
     # yet (a new one) must not be taught as everyone's negative, or its text path learns "never"
-    softmax_items = torch.as_tensor(np.asarray(trained_ids, dtype=np.int64))
-    softmax_row = np.full(len(item_ids) + 1, -1, dtype=np.int64)
-    softmax_row[np.asarray(trained_ids, dtype=np.int64) + 1] = np.arange(len(trained_ids))
-    softmax_row = torch.as_tensor(softmax_row)
+    softmax = _softmax_over(trained_ids, len(item_ids))
     model = SequenceModel(config, vocabulary)
     network = model.network
     id_rows = torch.as_tensor(model.id_rows(item_ids))
@@ -149,26 +160,9 @@ def train_sequence_model(
         config.use_ids,
     )
     for epoch in range(1, settings.epochs + 1):
-        network.train()
-        order = rng.permutation(len(inputs))
-        total = 0.0
-        for start in range(0, len(order), settings.batch_size):
-            batch = order[start : start + settings.batch_size]
-            x = torch.as_tensor(inputs[batch])
-            y = torch.as_tensor(targets[batch])
-            rows = id_rows
-            if settings.id_dropout and config.use_ids and config.use_text:
-                keep = torch.rand(len(rows)) >= settings.id_dropout
-                rows = rows * keep
-            table = network.items(text, rows)
-            hidden = network.encode(x, table)
-            mask = y > 0
-            logits = hidden[mask] @ table[softmax_items].T
-            loss = torch.nn.functional.cross_entropy(logits, softmax_row[y[mask]])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(batch)
+        total = _train_epoch(
+            network, optimizer, (inputs, targets), text, id_rows, softmax, config, settings, rng
+        )
         elapsed = time.perf_counter() - started
         if epoch % settings.check_every == 0 or elapsed > settings.max_seconds:
             scores = model.scores([train[u] for u in validation_users], vectors, item_ids)
@@ -178,7 +172,7 @@ def train_sequence_model(
             logger.info(
                 "sequence epoch %d: loss %.4f, validation %s (%.0fs)",
                 epoch,
-                total / max(len(order), 1),
+                total / max(len(inputs), 1),
                 metrics,
                 elapsed,
             )
@@ -204,4 +198,95 @@ def train_sequence_model(
         "train_seconds": round(time.perf_counter() - started, 2),
     }
     logger.info("sequence ranker trained: %s", model.info)
+    if refit:
+        refit_sequence_model(model, item_ids, vectors, events, settings)
     return model
+
+
+def refit_sequence_model(
+    model: SequenceModel,
+    item_ids: Sequence[str],
+    vectors: np.ndarray,
+    events: Sequence[Event],
+    settings: SequenceSettings,
+) -> None:
+    """`settings.refit_epochs` more epochs over every history whole (no held-out item), in place.
+
+    Early stopping needed each user's newest transition as validation; this teaches it too.
+    """
+    import torch
+
+    position = {item_id: i for i, item_id in enumerate(item_ids)}
+    sequences = ordered_positions(events, position)
+    windows = training_windows(list(sequences.values()), model.config.max_length)
+    if not settings.refit_epochs or not len(windows[0]):
+        return
+    started = time.perf_counter()
+    network = model.network
+    softmax = _softmax_over(sorted({p for s in sequences.values() for p in s}), len(item_ids))
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+    )
+    text = torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32))
+    id_rows = torch.as_tensor(model.id_rows(item_ids))
+    rng = np.random.default_rng(settings.seed + 1)
+    for _ in range(settings.refit_epochs):
+        _train_epoch(
+            network, optimizer, windows, text, id_rows, softmax, model.config, settings, rng
+        )
+    network.eval()
+    model.info["refit"] = {
+        "epochs": settings.refit_epochs,
+        "windows": len(windows[0]),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    logger.info("sequence ranker refit on whole histories: %s", model.info["refit"])
+
+
+def _softmax_over(trained: Sequence[int], n_items: int) -> tuple[Any, Any]:
+    """(catalog positions in the softmax, softmax column of each position + 1, -1 if none)."""
+    import torch
+
+    columns = np.asarray(trained, dtype=np.int64)
+    row = np.full(n_items + 1, -1, dtype=np.int64)
+    row[columns + 1] = np.arange(len(columns))
+    return torch.as_tensor(columns), torch.as_tensor(row)
+
+
+def _train_epoch(
+    network: Any,
+    optimizer: Any,
+    windows: tuple[np.ndarray, np.ndarray],
+    text: Any,
+    id_rows: Any,
+    softmax: tuple[Any, Any],
+    config: SequenceConfig,
+    settings: SequenceSettings,
+    rng: np.random.Generator,
+) -> float:
+    """One pass over the windows in a random order; returns the summed loss."""
+    import torch
+
+    inputs, targets = windows
+    columns, column_of = softmax
+    network.train()
+    order = rng.permutation(len(inputs))
+    total = 0.0
+    for start in range(0, len(order), settings.batch_size):
+        batch = order[start : start + settings.batch_size]
+        x = torch.as_tensor(inputs[batch])
+        y = torch.as_tensor(targets[batch])
+        rows = id_rows
+        if settings.id_dropout and config.use_ids and config.use_text:
+            keep = torch.rand(len(rows)) >= settings.id_dropout
+            rows = rows * keep
+        table = network.items(text, rows)
+        hidden = network.encode(x, table)
+        mask = y > 0
+        logits = hidden[mask] @ table[columns].T
+        loss = torch.nn.functional.cross_entropy(logits, column_of[y[mask]])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(batch)
+    return total

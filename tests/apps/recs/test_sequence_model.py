@@ -120,3 +120,29 @@ def test_vectors_of_another_encoder_are_rejected(trained, item_vectors):
     ids, vectors = item_vectors
     with pytest.raises(ModelError, match="trained on 384"):
         trained.scores([[0]], vectors[:, :100], ids)
+
+
+def test_refit_learns_the_held_out_newest_transitions(item_vectors, sample_events):
+    """After early stopping on each user's last item, the refit epochs train on it too."""
+    from threefold.apps.recs.sequence_training import refit_sequence_model
+
+    ids, vectors = item_vectors
+    settings = SequenceSettings(epochs=4, check_every=2, patience=2, max_seconds=60.0)
+    model = train_sequence_model(ids, vectors, sample_events, settings=settings, refit=False)
+    assert "refit" not in model.info
+    position = {item_id: i for i, item_id in enumerate(ids)}
+    sequences = {u: s for u, s in ordered_positions(sample_events, position).items() if len(s) > 1}
+    inputs = [s[:-1] for s in sequences.values()]
+    newest = np.array([s[-1] for s in sequences.values()])
+
+    def mean_rank_of_newest() -> float:
+        scores = model.scores(inputs, vectors, ids)
+        return float(np.mean((scores > scores[np.arange(len(newest)), newest][:, None]).sum(1)))
+
+    before = mean_rank_of_newest()
+    refit = SequenceSettings(refit_epochs=6)
+    refit_sequence_model(model, ids, vectors, sample_events, refit)
+    assert model.info["refit"]["epochs"] == 6 and model.info["refit"]["windows"] > 0
+    assert mean_rank_of_newest() < before  # the transitions it now trained on rank higher
+    with pytest.raises(ConfigError, match="refit_epochs"):
+        SequenceSettings(refit_epochs=-1)
