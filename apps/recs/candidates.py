@@ -11,6 +11,7 @@ from threefold.apps.recs.events import Event
 
 DAY = 86_400.0
 DEFAULT_TRENDING_WINDOW = 14 * DAY
+COOCCURRENCE_BLOCK = 50_000  # items per sparse product (bounds how long one holds the GIL)
 
 
 class InteractionStats:
@@ -142,11 +143,18 @@ def _cooccurrence_table(
     matrix = sparse.csr_matrix(
         (np.ones(len(columns), dtype=np.float32), (rows, columns)), shape=(len(users), n)
     )
-    together = (matrix.T.tocsr() @ matrix).tocoo()
-    off_diagonal = together.row != together.col
-    first, second = together.row[off_diagonal], together.col[off_diagonal]
+    # the product in blocks of items: scipy holds the GIL for a whole product, and a rebuild
+    # running beside requests (a background thread at 1M items) must not stall them for seconds
+    by_item = matrix.T.tocsr()
+    parts = []
+    for start in range(0, n, COOCCURRENCE_BLOCK):
+        block = (by_item[start : start + COOCCURRENCE_BLOCK] @ matrix).tocoo()
+        parts.append((block.row + start, block.col, block.data))
+    row, col, data = (np.concatenate(values) for values in zip(*parts, strict=True))
+    off_diagonal = row != col
+    first, second = row[off_diagonal], col[off_diagonal]
     norms = np.sqrt(np.maximum(counts, 1.0))
-    cosine = together.data[off_diagonal] / norms[first] / norms[second]
+    cosine = data[off_diagonal] / norms[first] / norms[second]
     # rank each item's neighbours, strongest first, and keep the first `width`
     order = np.lexsort((-cosine, first))
     first, second, cosine = first[order], second[order], cosine[order]

@@ -92,3 +92,21 @@ def test_first_allowed_walks_the_order_until_enough_are_allowed():
     allowed[[5, 10, 998]] = True
     assert first_allowed(order, 2, allowed).tolist() == [998, 10]
     assert first_allowed(order, 5, allowed).tolist() == [998, 10, 5]
+
+
+def test_cooccurrence_in_item_blocks_equals_one_product(monkeypatch) -> None:
+    from threefold.apps.recs import candidates
+
+    rng = np.random.default_rng(0)
+    n = 600
+    users = [
+        set(rng.choice(n, size=rng.integers(1, 25), replace=False).tolist()) for _ in range(400)
+    ]
+    counts = np.zeros(n, dtype=np.float32)
+    for positions in users:
+        counts[list(positions)] += 1
+    whole = candidates._cooccurrence_table(users, counts, n, 40)
+    monkeypatch.setattr(candidates, "COOCCURRENCE_BLOCK", 7)  # 86 blocks, the last one short
+    blocked = candidates._cooccurrence_table(users, counts, n, 40)
+    np.testing.assert_array_equal(blocked[0], whole[0])
+    np.testing.assert_allclose(blocked[1], whole[1])
