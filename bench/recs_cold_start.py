@@ -10,7 +10,8 @@ them), so they can be scored only through their text.
 - short histories: every user's input cut to the last 1-3 training items (all test items).
 Methods: the fused ranker `threefold recs build` trains (fine-tuned text encoder, text-aware
 sequence ranker and the other features in the tuned combiner: what the API serves), the
-text-aware sequence ranker alone (text + IDs), plain SASRec (IDs only: a cold item has no
+same with the API's new-item slot (the best item without interactions takes the 10th place),
+the text-aware sequence ranker alone (text + IDs), plain SASRec (IDs only: a cold item has no
 representation, so it cannot rank one), popularity. Writes bench/results/recs_cold_start.json
 and prints one Markdown row per method:
 
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     from threefold.apps.recs.evaluation import feature_tensor, leave_last_out
     from threefold.apps.recs.events import load_events
     from threefold.apps.recs.ranker_training import RankerSettings, train_ranker
+    from threefold.apps.recs.ranking_features import SEQUENCE_COLUMN
     from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
+    from threefold.apps.recs.rules import new_item_slot
     from threefold.apps.recs.sequence_model import SequenceConfig
     from threefold.apps.recs.sequence_training import (
         SequenceSettings,
@@ -145,12 +148,11 @@ def main(argv: list[str] | None = None) -> int:
             for u, events in split.histories.items()
         }
         recent = {u: last_items(kept[u], 1 + row % 3) for row, u in enumerate(split.users)}
-        full = model.combiner.score(
-            feature_tensor(model, dataclasses.replace(split, train=train, histories=kept))
+        full_tensor = feature_tensor(model, dataclasses.replace(split, train=train, histories=kept))
+        brief_tensor = feature_tensor(
+            model, dataclasses.replace(split, train=train, histories=recent)
         )
-        brief = model.combiner.score(
-            feature_tensor(model, dataclasses.replace(split, train=train, histories=recent))
-        )
+        full, brief = model.combiner.score(full_tensor), model.combiner.score(brief_tensor)
         methods["fused_ranker"] = {
             "cold_items": measure(full, cold_target, seen),
             "warm_items": measure(full, warm_target, seen),
@@ -159,6 +161,26 @@ def main(argv: list[str] | None = None) -> int:
             "weights": {name: round(w, 4) for name, w in model.combiner.weights.items()},
         }
         logging.info("fused_ranker: %s", methods["fused_ranker"])
+        # the API's default: the best item without interactions takes the 10th place
+        touched = np.zeros(n, dtype=bool)
+        for positions in ordered.values():
+            touched[positions] = True
+
+        def slotted(scores: np.ndarray, tensor: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            preference = tensor[:, :, SEQUENCE_COLUMN]
+            return new_item_slot(np.where(mask, -np.inf, scores), ~touched, preference, args.k)
+
+        full, brief = (
+            slotted(full, full_tensor, seen),
+            slotted(brief, brief_tensor, seen | short_seen),
+        )
+        methods["fused_ranker_with_new_item_slot"] = {
+            "cold_items": measure(full, cold_target, seen),
+            "warm_items": measure(full, warm_target, seen),
+            "short_histories": measure(brief, has_history, seen | short_seen),
+            "new_items": int((~touched).sum()),
+        }
+        logging.info("with new-item slot: %s", methods["fused_ranker_with_new_item_slot"])
     counts = np.zeros(n, dtype=np.float32)
     for positions in ordered.values():
         counts[positions] += 1

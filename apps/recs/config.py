@@ -60,6 +60,9 @@ class RecsConfig:
     # embed each request's history text with an int8 twin of a CPU encoder (item vectors stay
     # fp32): about half the per-request encoding time; its ndcg cost is in the README bench
     quantize_queries: bool = True
+    # the best new item (no interactions yet) by the sequence ranker's score takes the k-th
+    # place of a list without one (needs a model from `recs build`); see rules.new_item_slot
+    new_item_slot: bool = True
     history_limit: int = 200
     max_body_bytes: int = 256_000
     max_batch_events: int = 500

@@ -31,6 +31,7 @@ from threefold.apps.recs.ranking_features import (
     user_feature_tensor,
 )
 from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
+from threefold.apps.recs.rules import new_item_slot
 from threefold.core.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,15 @@ def evaluate(
         int8 = feature_tensor(model, split, query_encoder=queries)
         ablation["model_with_int8_queries"] = measure(model.combiner.score(int8))
     if model.sequence is not None:
+        # what the API serves by default (new_item_slot): the best item nobody has touched yet
+        new = full_stats.counts == 0
+        slotted = new_item_slot(
+            np.where(seen, -np.inf, model.combiner.score(tensor)),
+            new,
+            tensor[:, :, SEQUENCE_COLUMN],
+            k,
+        )
+        ablation["model_with_new_item_slot"] = {**measure(slotted), "new_items": int(new.sum())}
         ablation["sequence_ranker_alone"] = measure(tensor[:, :, SEQUENCE_COLUMN])
     return {
         "users": len(users),

@@ -22,8 +22,19 @@ from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.events import EVENT_VERBS, Event
 from threefold.apps.recs.profiles import UserProfile
 from threefold.apps.recs.ranker_training import RankerSettings, tune_combiner
-from threefold.apps.recs.ranking_features import FEATURES, FeatureBuilder, query_encoder_for
-from threefold.apps.recs.rules import allowed_items, category_mask, mmr, paginate
+from threefold.apps.recs.ranking_features import (
+    FEATURES,
+    SEQUENCE_COLUMN,
+    FeatureBuilder,
+    query_encoder_for,
+)
+from threefold.apps.recs.rules import (
+    allowed_items,
+    category_mask,
+    mmr,
+    new_item_slot,
+    paginate,
+)
 from threefold.apps.recs.sequence_model import SequenceModel
 from threefold.apps.recs.similar_items import pool_size, rank_similar
 from threefold.core.encoder import TextEncoder
@@ -113,7 +124,9 @@ class Recommender:
     list names the `model_version` that ranked it. `index_factory(dimension)` makes the empty
     vector index (default: exact search below 20k items, IVF above; bench/recs_scale.py passes
     others). With `quantize_queries` the user's history text is embedded per request by an int8
-    twin of a CPU encoder (about half the time; item vectors stay fp32).
+    twin of a CPU encoder (about half the time; item vectors stay fp32). With `new_item_slot`
+    and a sequence ranker, the best new item (no interactions yet) by its sequence score takes
+    the k-th place of a list that has none (`rules.new_item_slot`).
 
     Statistics rebuilds that last took under `inline_rebuild_seconds` run inside the request
     that finds them stale; slower ones (large catalogs) run in a background thread while
@@ -137,9 +150,11 @@ class Recommender:
         index_factory: Callable[[int], FaissIndex] = FaissIndex,
         quantize_queries: bool = False,
         inline_rebuild_seconds: float = 0.2,
+        new_item_slot: bool = False,
     ) -> None:
         self.catalog = catalog
         self.encoder = encoder
+        self.new_item_slot = new_item_slot
         self.quantize_queries = quantize_queries
         self.inline_rebuild_seconds = inline_rebuild_seconds
         self._query_encoder = encoder
@@ -482,6 +497,13 @@ class Recommender:
             )
             scores = combiner.score(features)
             contributions = combiner.contributions(features)
+            if self.new_item_slot and sequence is not None:
+                scores = new_item_slot(  # candidates are allowed items only
+                    scores,
+                    builder.popularity[candidates] == 0,
+                    features[:, SEQUENCE_COLUMN],
+                    k,
+                )
         # one extra so the page knows whether another follows
         ranked = mmr(candidates, scores, builder.vectors, k=offset + k + 1, diversity=diversity)
         page = paginate(ranked, offset=offset, k=k)

@@ -204,6 +204,7 @@ def index_ranker(
         events=seed,
         candidate_pool=settings.candidate_pool,
         quantize_queries=settings.quantize_queries,
+        new_item_slot=settings.new_item_slot,
         trending_window=ranker.trending_window,
         model_version=ranker.version,
         model_info=ranker.info,

@@ -1,4 +1,5 @@
-"""Business rules applied after scoring: exclusions, category filter, MMR diversity, paging."""
+"""Business rules applied after scoring: exclusions, category filter, a slot for a new item, MMR
+diversity, paging."""
 
 from __future__ import annotations
 
@@ -40,6 +41,31 @@ def allowed_items(
     if exclude_seen:
         mask[list(seen)] = False
     return mask
+
+
+def new_item_slot(
+    scores: np.ndarray, new: np.ndarray, preference: np.ndarray, k: int
+) -> np.ndarray:
+    """`scores` (one row per user, or one list) where the best new item takes the k-th place.
+
+    A new item (no interactions yet: `new`) has zero behavioural features, so the combiner
+    ranks it below every known item; `preference` (the sequence ranker's score, which reads its
+    text) is what can rank it. Unless a new item is already in the first `k`, the best one by
+    `preference` gets a score just above the k-th item's, so it enters at place k and the
+    others keep their order. Items to leave out must already score -inf (never promoted).
+    """
+    out = np.array(scores, dtype=np.float64, copy=True)
+    rows = out.reshape(-1, out.shape[-1])  # a view: writing a row writes `out`
+    is_new = np.broadcast_to(new, rows.shape)
+    liked = np.where(is_new & np.isfinite(rows), preference.reshape(rows.shape), -np.inf)
+    for values, fresh, wanted in zip(rows, is_new, liked, strict=True):
+        if k < 1 or np.isfinite(values).sum() <= k or not np.isfinite(wanted).any():
+            continue
+        top = np.argpartition(-values, k - 1)[:k]
+        if fresh[top].any():
+            continue
+        values[int(np.argmax(wanted))] = np.nextafter(values[top].min(), np.inf)
+    return out
 
 
 def mmr(

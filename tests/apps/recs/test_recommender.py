@@ -258,3 +258,33 @@ def test_a_fast_statistics_rebuild_stays_inside_the_request(catalog, sample_even
     # the shipped log counts in milliseconds: the very next request sees the new events
     assert engine.recommend("visitor", [], k=1).items[0].item.item_id == "bk-001"
     assert engine._stats_thread is None
+
+
+def test_a_new_item_gets_the_kth_place_when_the_slot_is_on(
+    shared, catalog, sample_events, embedder
+) -> None:
+    from threefold.apps.recs.sequence_training import SequenceSettings, train_sequence_model
+
+    ids = [item.item_id for item in catalog]
+    vectors = np.stack([shared.vector_of(item_id) for item_id in ids])
+    settings = SequenceSettings(epochs=4, check_every=2, patience=2, max_seconds=60.0)
+    sequence = train_sequence_model(ids, vectors, sample_events, settings=settings)
+    added = Item(
+        "new-brew", "Cold Brew Coffee Maker", "Brews coffee slowly in the fridge", "Kitchen"
+    )
+    lists = {}
+    for slot in (False, True):
+        engine = Recommender(
+            catalog,
+            embedder,
+            events=sample_events,
+            combiner=shared.combiner,
+            sequence=sequence,
+            new_item_slot=slot,
+        )
+        engine.build({item_id: shared.vector_of(item_id) for item_id in catalog.ids})
+        engine.upsert_items([added])  # no interactions yet: a new item
+        listed = engine.recommend("coffee-fan", coffee_history(), k=5)
+        lists[slot] = [r.item.item_id for r in listed.items]
+    assert "new-brew" not in lists[False]  # the combiner alone ranks it below known items
+    assert lists[True][:4] == lists[False][:4] and lists[True][4] == "new-brew"

@@ -42,3 +42,30 @@ def test_paging_and_cursors():
     assert decode_cursor(encode_cursor(0)) == 0
     with pytest.raises(ConfigError, match="pass next_cursor as is"):
         decode_cursor("garbage!")
+
+
+def test_the_best_new_item_takes_the_kth_place_and_the_rest_keep_their_order() -> None:
+    from threefold.apps.recs.rules import new_item_slot
+
+    scores = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.5])
+    new = np.array([False, False, False, False, True, True])
+    preference = np.array([9.0, 9.0, 9.0, 9.0, 0.2, 0.9])  # known items' preference is ignored
+    slotted = new_item_slot(scores, new, preference, 3)
+    assert np.argsort(-slotted, kind="stable").tolist() == [0, 1, 5, 2, 3, 4]
+    assert np.array_equal(np.delete(slotted, 5), np.delete(scores, 5))
+    # a new item already in the first k: nothing moves
+    assert np.array_equal(new_item_slot(scores, new, preference, 5), scores)
+    # rows are users, each with its own best new item
+    rows = new_item_slot(np.stack([scores, scores]), new, np.stack([preference, -preference]), 2)
+    assert rows[0].argsort()[::-1][:2].tolist() == [0, 5] and rows[1][4] > rows[1][1]
+
+
+def test_new_item_slot_never_promotes_an_excluded_item_and_needs_a_longer_list() -> None:
+    from threefold.apps.recs.rules import new_item_slot
+
+    scores = np.array([5.0, 4.0, 3.0, -np.inf])
+    new = np.array([False, False, False, True])
+    assert np.array_equal(new_item_slot(scores, new, np.ones(4), 2), scores)  # excluded (-inf)
+    short = np.array([5.0, 4.0])
+    assert np.array_equal(new_item_slot(short, np.array([False, True]), np.ones(2), 2), short)
+    assert np.array_equal(new_item_slot(scores, new, np.ones(4), 0), scores)
