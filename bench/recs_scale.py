@@ -179,12 +179,7 @@ def open_app(recommender: Any, events: list[Event], redis_url: str, name: str) -
     from threefold.apps.recs.config import RecsConfig
     from threefold.apps.recs.history import UserHistories
     from threefold.apps.recs.metrics import RecsMetrics
-    from threefold.apps.recs.resources import (
-        Resources,
-        open_impressions,
-        open_redis,
-        settle_memory,
-    )
+    from threefold.apps.recs.resources import Resources, open_impressions, open_redis
     from threefold.apps.recs.web import create_app
     from threefold.streaming.connections import RedisSettings
 
@@ -212,7 +207,6 @@ def open_app(recommender: Any, events: list[Event], redis_url: str, name: str) -
         impressions=impressions,
     )
     metrics.watch_catalog(lambda: recommender.item_count)
-    settle_memory(recommender.item_count)  # as open_resources does
     return create_app(settings, resources)
 
 

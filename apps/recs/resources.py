@@ -10,7 +10,6 @@ from its `tuned` argument) and embeds only the items Redis lacks. With an A/B te
 
 from __future__ import annotations
 
-import gc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
     from threefold.core.hot_swap import LiveModel
 
 logger = logging.getLogger(__name__)
-FREEZE_FROM_ITEMS = 50_000  # catalogs this large: start-up objects leave the GC's walk
 
 DEFAULT_INFO = {"model": "base encoder, default weights"}
 IMPRESSION_SPOOL = "impressions.jsonl"
@@ -325,7 +323,6 @@ def open_resources(
     catalog_changes.sync(force=True)
     if live is not None:
         follow_registry(live, recommender, state, metrics, settings.model_check_seconds)
-    settle_memory(recommender.item_count)
     return Resources(
         settings=settings,
         registry=registry,
@@ -339,22 +336,6 @@ def open_resources(
         experiment=settings.experiment,
         pinned=pinned,
     )
-
-
-def settle_memory(items: int) -> None:
-    """With a large catalog, exempt what start-up loaded (items, seed log) from collection.
-
-    A full garbage collection walks every tracked object while holding the GIL: with 1,000,000
-    items that paused all request threads for ~2 s (bench/recs_scale.py, after a new event).
-    Frozen objects are skipped; what requests and rebuilds allocate later is still collected.
-    Small catalogs (and the test suite, which opens many apps) are left alone.
-    """
-    if items >= FREEZE_FROM_ITEMS:
-        gc.collect()
-        gc.freeze()
-        logger.info(
-            "%d objects from start-up exempt from garbage collection", gc.get_freeze_count()
-        )
 
 
 def prepare_recs(
