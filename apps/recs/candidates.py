@@ -36,20 +36,24 @@ class InteractionStats:
         self.neighbours = neighbours
         n = len(self.item_ids)
         users: dict[str, set[int]] = {}
-        times: list[list[float]] = [[] for _ in range(n)]
-        self.latest_timestamp = 0.0
+        # every known event's item position and time, as two flat arrays (no list per item:
+        # at 1M items those were a million objects for the garbage collector to walk)
+        positions_of: list[int] = []
+        stamps: list[float] = []
         for event in events:
             pos = self.position.get(event.item_id)
             if pos is None:
                 continue
             users.setdefault(event.user_id, set()).add(pos)
-            times[pos].append(event.timestamp)
-            self.latest_timestamp = max(self.latest_timestamp, event.timestamp)
-        self.event_count = sum(len(t) for t in times)
+            positions_of.append(pos)
+            stamps.append(event.timestamp)
+        self._positions = np.asarray(positions_of, dtype=np.int64)
+        self._stamps = np.asarray(stamps, dtype=np.float64)
+        self.latest_timestamp = float(self._stamps.max()) if len(stamps) else 0.0
+        self.event_count = len(stamps)
         self.counts = np.zeros(n, dtype=np.float32)
         for positions in users.values():
             self.counts[list(positions)] += 1.0
-        self._times = [np.sort(np.asarray(t, dtype=np.float64)) for t in times]
         self._neighbour_ids, self._neighbour_sims = _cooccurrence_table(
             list(users.values()), self.counts, n, neighbours
         )
@@ -71,12 +75,11 @@ class InteractionStats:
     def trending_at(self, moments: np.ndarray) -> np.ndarray:
         """(len(moments), n_items): log-scaled interactions in the window ending at each moment."""
         moments = np.asarray(moments, dtype=np.float64).reshape(-1)
-        counts = np.zeros((len(moments), len(self.item_ids)), dtype=np.float32)
-        for pos, stamps in enumerate(self._times):
-            if len(stamps):
-                upper = np.searchsorted(stamps, moments, side="right")
-                lower = np.searchsorted(stamps, moments - self.trending_window, side="right")
-                counts[:, pos] = upper - lower
+        n = len(self.item_ids)
+        counts = np.zeros((len(moments), n), dtype=np.float32)
+        for row, moment in enumerate(moments):
+            inside = (self._stamps > moment - self.trending_window) & (self._stamps <= moment)
+            counts[row] = np.bincount(self._positions[inside], minlength=n)
         return np.stack([_log_scale(row) for row in counts]) if len(moments) else counts
 
     def trending(self) -> np.ndarray:
