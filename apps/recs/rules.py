@@ -52,24 +52,19 @@ def new_item_slot(
     ranks it below every known item; `preference` (the sequence ranker's score, which reads its
     text) is what can rank it. Unless a new item is already in the first `k`, the best one by
     `preference` gets a score just above the k-th item's, so it enters at place k and the
-    others keep their order; only when `preference` also ranks it above that k-th item (the
-    slot never pushes out an item the sequence ranker likes more). Items to leave out must
-    already score -inf (never promoted).
+    others keep their order. Items to leave out must already score -inf (never promoted).
     """
     out = np.array(scores, dtype=np.float64, copy=True)
     rows = out.reshape(-1, out.shape[-1])  # a view: writing a row writes `out`
     is_new = np.broadcast_to(new, rows.shape)
-    preferences = preference.reshape(rows.shape)
-    liked = np.where(is_new & np.isfinite(rows), preferences, -np.inf)
-    for values, fresh, wanted, prefer in zip(rows, is_new, liked, preferences, strict=True):
+    liked = np.where(is_new & np.isfinite(rows), preference.reshape(rows.shape), -np.inf)
+    for values, fresh, wanted in zip(rows, is_new, liked, strict=True):
         if k < 1 or np.isfinite(values).sum() <= k or not np.isfinite(wanted).any():
             continue
         top = np.argpartition(-values, k - 1)[:k]
         if fresh[top].any():
             continue
-        kth, best = top[np.argmin(values[top])], int(np.argmax(wanted))
-        if wanted[best] >= prefer[kth]:
-            values[best] = np.nextafter(values[kth], np.inf)
+        values[int(np.argmax(wanted))] = np.nextafter(values[top].min(), np.inf)
     return out
 
 

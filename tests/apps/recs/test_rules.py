@@ -49,21 +49,15 @@ def test_the_best_new_item_takes_the_kth_place_and_the_rest_keep_their_order() -
 
     scores = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.5])
     new = np.array([False, False, False, False, True, True])
-    preference = np.array([0.9, 0.9, 0.5, 0.1, 0.2, 0.6])
+    preference = np.array([9.0, 9.0, 9.0, 9.0, 0.2, 0.9])  # known items' preference is ignored
     slotted = new_item_slot(scores, new, preference, 3)
     assert np.argsort(-slotted, kind="stable").tolist() == [0, 1, 5, 2, 3, 4]
     assert np.array_equal(np.delete(slotted, 5), np.delete(scores, 5))
-    # the sequence ranker likes the displaced 3rd item (0.7) more than the new one (0.6): no slot
-    fond = preference.copy()
-    fond[2] = 0.7
-    assert np.array_equal(new_item_slot(scores, new, fond, 3), scores)
     # a new item already in the first k: nothing moves
     assert np.array_equal(new_item_slot(scores, new, preference, 5), scores)
     # rows are users, each with its own best new item
-    likes = np.array([[0.1, 0.1, 0.1, 0.1, 0.2, 0.6], [0.1, 0.1, 0.1, 0.1, 0.6, 0.2]])
-    rows = new_item_slot(np.stack([scores, scores]), new, likes, 2)
-    assert rows[0].argsort()[::-1][:2].tolist() == [0, 5]
-    assert rows[1].argsort()[::-1][:2].tolist() == [0, 4]
+    rows = new_item_slot(np.stack([scores, scores]), new, np.stack([preference, -preference]), 2)
+    assert rows[0].argsort()[::-1][:2].tolist() == [0, 5] and rows[1][4] > rows[1][1]
 
 
 def test_new_item_slot_never_promotes_an_excluded_item_and_needs_a_longer_list() -> None:
