@@ -273,16 +273,25 @@ def recs_cold_start(d: dict[str, Any]) -> list[Row]:
             f"{_f(m[name]['warm_items']['ndcg@10'], 4)}, 1-3 events HR@10 {_f(short['hr@10'], 4)}"
         )
 
+    names = {
+        "fused_ranker": "served ranker: fused",
+        "fused_ranker_with_new_item_slot": "fused with the opt-in new-item slot",
+        "text_sequence_ranker": "text-aware sequence ranker alone",
+        "sasrec_id_only": "ID-only SASRec",
+        "popularity": "popularity",
+    }
+    shown = [name for name in names if name in m]
+    product, others = shown[0], shown[1:]
+    seconds = m.get("fused_ranker", m["text_sequence_ranker"])["train_seconds"]
     return [
         (
-            "Recommender cold start (text-aware sequence ranker)",
+            f"Recommender cold start ({names[product]})",
             f"MovieLens-100k leave-last-out; {d['cold_items']} items ({d['cold_share']:.0%}, "
             f"seed {d['seed']}) removed from all training histories "
-            f"({m['text_sequence_ranker']['cold_items']['users']} users with a cold test item)",
-            cell("text_sequence_ranker"),
-            f"ID-only SASRec: {cell('sasrec_id_only')}; popularity: {cell('popularity')}",
-            f"train {m['text_sequence_ranker']['train_seconds']:.0f} s"
-            f"{_load_note(d.get('machine'))}",
+            f"({m[product]['cold_items']['users']} users with a cold test item)",
+            cell(product),
+            "; ".join(f"{names[name]}: {cell(name)}" for name in others),
+            f"train {seconds:.0f} s{_load_note(d.get('machine'))}",
             "`bench/recs_cold_start.py`",
         )
     ]

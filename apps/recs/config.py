@@ -61,8 +61,9 @@ class RecsConfig:
     # fp32): about half the per-request encoding time; its ndcg cost is in the README bench
     quantize_queries: bool = True
     # the best new item (no interactions yet) by the sequence ranker's score takes the k-th
-    # place of a list without one (needs a model from `recs build`); see rules.new_item_slot
-    new_item_slot: bool = True
+    # place of a list without one (needs a model from `recs build`); see rules.new_item_slot.
+    # Off by default: it reaches cold items but costs warm users (apps/recs/README.md)
+    new_item_slot: bool = False
     history_limit: int = 200
     max_body_bytes: int = 256_000
     max_batch_events: int = 500

@@ -260,21 +260,29 @@ def test_a_fast_statistics_rebuild_stays_inside_the_request(catalog, sample_even
     assert engine._stats_thread is None
 
 
-def test_a_new_item_gets_the_kth_place_when_the_slot_is_on(
-    shared, catalog, sample_events, embedder
+def test_the_slot_reads_new_candidates_and_the_sequence_score_and_keeps_the_order(
+    shared, catalog, sample_events, embedder, monkeypatch
 ) -> None:
+    """Wiring on the shipped data (the rule itself: test_rules.py; its effect: the cold-start
+    bench). Every candidate without interactions is new to the rule, its preference is the
+    sequence ranker's score, and the known items keep their places."""
+    from threefold.apps.recs import recommender as module
     from threefold.apps.recs.sequence_training import SequenceSettings, train_sequence_model
 
     ids = [item.item_id for item in catalog]
     vectors = np.stack([shared.vector_of(item_id) for item_id in ids])
     settings = SequenceSettings(epochs=4, check_every=2, patience=2, max_seconds=60.0)
     sequence = train_sequence_model(ids, vectors, sample_events, settings=settings)
-    added = Item(
-        "new-brew", "Cold Brew Coffee Maker", "Brews coffee slowly in the fridge", "Kitchen"
-    )
-    lists = {}
+    added = Item("new-1", "Garden Hose 30 m", "A flexible hose with a spray nozzle", "Garden")
+    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def spy(scores, new, preference, k):  # type: ignore[no-untyped-def]
+        seen.append((np.asarray(scores), np.asarray(new), np.asarray(preference)))
+        return rule(scores, new, preference, k)
+
+    engines = {}
     for slot in (False, True):
-        engine = Recommender(
+        engines[slot] = Recommender(
             catalog,
             embedder,
             events=sample_events,
@@ -282,9 +290,21 @@ def test_a_new_item_gets_the_kth_place_when_the_slot_is_on(
             sequence=sequence,
             new_item_slot=slot,
         )
-        engine.build({item_id: shared.vector_of(item_id) for item_id in catalog.ids})
-        engine.upsert_items([added])  # no interactions yet: a new item
-        listed = engine.recommend("coffee-fan", coffee_history(), k=5)
-        lists[slot] = [r.item.item_id for r in listed.items]
-    assert "new-brew" not in lists[False]  # the combiner alone ranks it below known items
-    assert lists[True][:4] == lists[False][:4] and lists[True][4] == "new-brew"
+        engines[slot].build({item_id: shared.vector_of(item_id) for item_id in catalog.ids})
+        engines[slot].upsert_items([added])  # no interactions yet: a new item
+    rule = module.new_item_slot
+    monkeypatch.setattr(module, "new_item_slot", spy)
+    history = coffee_history()
+    for k in (5, 20, 60):
+        off, on = (
+            [r.item.item_id for r in engines[slot].recommend("coffee-fan", history, k=k).items]
+            for slot in (False, True)
+        )
+        assert on[: k - 1] == off[: k - 1]  # known items keep their places
+        assert on[k - 1] in (off[k - 1], "new-1")
+    assert len(seen) == 3  # only the engine with the slot on calls the rule
+    scores, new, preference = seen[0]
+    assert new.sum() == 1 and new.shape == scores.shape == preference.shape  # "new-1" only
+    builder = engines[True]._builder
+    expected = builder.sequence_scores(sequence, [builder.profile("coffee-fan", history)])[0]
+    assert preference[new][0] == pytest.approx(expected[builder.position["new-1"]])
