@@ -15,6 +15,7 @@ Behaviour on awkward input, by design:
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import importlib.metadata
 import json
@@ -24,6 +25,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -303,6 +305,17 @@ def quantize_by_default(metrics: dict | None, device: str) -> bool:
     """The recorded int8 decision (`metrics.int8.default_on_cpu`), on the CPU only."""
     recorded = ((metrics or {}).get("int8")) or {}
     return device == "cpu" and bool(recorded.get("default_on_cpu"))
+
+
+def int8_copy(classifier: Any) -> Any:
+    """An int8 copy of an fp32 classifier (TextClassifier or MultiTaskClassifier) on the CPU.
+
+    The model is deep-copied and quantized; tokenizer, labels and version are shared.
+    """
+    twin = copy.copy(classifier)
+    twin.model = quantize_dynamic_int8(copy.deepcopy(classifier.model))
+    twin.device, twin.quantized = "cpu", True
+    return twin
 
 
 def quantize_dynamic_int8(model: nn.Module) -> nn.Module:

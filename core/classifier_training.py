@@ -12,7 +12,6 @@ Training data with a single label, or eval labels the training data never had, i
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import tempfile
 import time
@@ -38,8 +37,8 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from threefold.core.base_model import resolve_base_model
 from threefold.core.classifier import (
     TextClassifier,
+    int8_copy,
     int8_decision,
-    quantize_dynamic_int8,
     without_progress_bars,
 )
 from threefold.core.device import torch_device
@@ -193,18 +192,8 @@ def measure_int8(
     """Eval accuracy of an int8 copy and whether it serves by default on the CPU (no eval: None)."""
     if not eval_texts or report is None:
         return None
-    int8 = TextClassifier(
-        quantize_dynamic_int8(copy.deepcopy(classifier.model)),
-        classifier.tokenizer,
-        classifier.labels,
-        base_model=classifier.base_model,
-        max_length=classifier.max_length,
-        version=classifier.version,
-        quantized=True,
-    )
-    accuracy = classification_report(
-        eval_labels, int8.predict(eval_texts), labels=classifier.labels
-    )["accuracy"]
+    predicted = int8_copy(classifier).predict(eval_texts)
+    accuracy = classification_report(eval_labels, predicted, labels=classifier.labels)["accuracy"]
     return int8_decision({"label": report["accuracy"]}, {"label": accuracy})
 
 

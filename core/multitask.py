@@ -11,7 +11,6 @@ task; the measurement and the decision are recorded in the directory (`metrics.i
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 from threefold.core.base_model import resolve_base_model
 from threefold.core.classifier import (
+    int8_copy,
     int8_decision,
     library_versions,
     quantize_by_default,
@@ -385,16 +385,7 @@ def _measure_int8(
     """Eval accuracy of the int8 copy and whether to use it by default on the CPU."""
     if not eval_texts:
         return None
-    int8 = MultiTaskClassifier(
-        quantize_dynamic_int8(copy.deepcopy(classifier.model)),
-        classifier.tokenizer,
-        classifier.tasks,
-        base_model=classifier.base_model,
-        max_length=classifier.max_length,
-        version=classifier.version,
-        quantized=True,
-    )
-    predicted = int8.predict(eval_texts)
+    predicted = int8_copy(classifier).predict(eval_texts)
     accuracy = {}
     for task, labels in classifier.tasks.items():
         truth = [cleaned[task][i] for i in eval_idx]
