@@ -127,11 +127,8 @@ def gate_split(catalog: Catalog, context: Sequence[Event], gate: Sequence[Event]
     return Split(items, position, [*context, *gate_visible], histories, users, targets, seen)
 
 
-def feature_tensor(model: RankerModel, split: Split, query_encoder: Any = None) -> np.ndarray:
-    """The model's features of every catalog item for every evaluated user of `split`.
-
-    `query_encoder` embeds the users' history texts (default: the model's encoder).
-    """
+def split_builder(model: RankerModel, split: Split) -> FeatureBuilder:
+    """The model's feature builder over `split`: item vectors and the training statistics."""
     stats = InteractionStats(
         split.item_ids,
         split.train,
@@ -139,7 +136,21 @@ def feature_tensor(model: RankerModel, split: Split, query_encoder: Any = None) 
         trending_window=model.trending_window,
     )
     vectors = model.encoder.encode([item.text for item in split.items], show_progress=False)
-    builder = FeatureBuilder(split.items, vectors, stats)
+    return FeatureBuilder(split.items, vectors, stats)
+
+
+def feature_tensor(
+    model: RankerModel,
+    split: Split,
+    query_encoder: Any = None,
+    builder: FeatureBuilder | None = None,
+) -> np.ndarray:
+    """The model's features of every catalog item for every evaluated user of `split`.
+
+    `query_encoder` embeds the users' history texts (default: the model's encoder); pass the
+    `builder` of an earlier call on the same split to skip embedding the catalog again.
+    """
+    builder = builder or split_builder(model, split)
     tensor, _ = user_feature_tensor(
         builder, query_encoder or model.encoder, split.histories, split.users, model.sequence
     )
@@ -194,7 +205,8 @@ def evaluate(
     started = time.perf_counter()
     model = train_ranker(items, train, settings=settings, base_model=base_model)
     train_seconds = time.perf_counter() - started
-    tensor = feature_tensor(model, split)
+    builder = split_builder(model, split)
+    tensor = feature_tensor(model, split, builder=builder)
     result = measure(model.combiner.score(tensor))
     result["train_seconds"] = round(train_seconds, 2)
     ablation = {
@@ -206,10 +218,10 @@ def evaluate(
     }
     queries = query_encoder_for(model.encoder, quantize=True)
     if queries is not model.encoder:  # what the API serves by default (quantize_queries)
-        int8 = feature_tensor(model, split, query_encoder=queries)
+        int8 = feature_tensor(model, split, query_encoder=queries, builder=builder)
         ablation["model_with_int8_queries"] = measure(model.combiner.score(int8))
     if model.sequence is not None:
-        # what the API serves by default (new_item_slot): the best item nobody has touched yet
+        # the opt-in new-item slot (new_item_slot): the best item nobody has touched yet
         new = full_stats.counts == 0
         slotted = new_item_slot(
             np.where(seen, -np.inf, model.combiner.score(tensor)),

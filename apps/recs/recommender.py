@@ -183,7 +183,7 @@ class Recommender:
         self._stats_build_seconds = 0.0
         self._stats_thread: threading.Thread | None = None
         self._stats_generation = 0  # a synchronous rebuild outdates one in flight
-        self._catalog_generation = 0  # item edits outdate a feature builder made in flight
+        self._tables_generation = 0  # tables installed since (item edits too) outdate a rebuild
 
     # ------------------------------------------------------------------ building
     def build(self, known_vectors: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -257,7 +257,7 @@ class Recommender:
         added meanwhile get no counts until then (the builder maps stats by item id).
         """
         items, vectors, events = list(self._items), self._vectors, list(self._events)
-        generation, catalog = self._stats_generation, self._catalog_generation
+        generation, installed = self._stats_generation, self._tables_generation
         self._stats_dirty = False
 
         def rebuild() -> None:
@@ -267,7 +267,7 @@ class Recommender:
                 with self._lock:
                     if generation == self._stats_generation:
                         self._stats = stats
-                        if catalog == self._catalog_generation:
+                        if installed == self._tables_generation:
                             self._install(*tables)
                         else:  # items changed meanwhile: the tables must cover them
                             self._refresh_builder()
@@ -298,7 +298,7 @@ class Recommender:
         self, builder: FeatureBuilder, trending: np.ndarray, orders: tuple[np.ndarray, ...]
     ) -> None:
         self._builder, self._trending, self._orders = builder, trending, orders
-        self._catalog_generation += 1
+        self._tables_generation += 1
 
     def _refresh_stats_if_stale(self) -> None:
         if not self._stats_dirty or self._stats_thread is not None:
