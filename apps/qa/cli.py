@@ -96,13 +96,19 @@ def qa() -> None:
     show_default=True,
     help="Most paraphrases held out for calibration.",
 )
-@click.option("--fine-tune", is_flag=True, help="Fine-tune the embedder on paraphrase pairs.")
+@click.option(
+    "--fine-tune/--no-fine-tune",
+    default=None,
+    help="Fine-tune the embedder on paraphrase pairs (default: with the intent model, for KBs "
+    "of 1,000+ questions).",
+)
 @click.option("--fine-tune-epochs", type=click.IntRange(1), default=1, show_default=True)
 @click.option(
     "--fine-tune-steps",
     type=click.IntRange(1),
-    default=None,
-    help="Stop fine-tuning after this many steps.",
+    default=300,
+    show_default=True,
+    help="Stop fine-tuning after this many steps (or after --fine-tune-epochs).",
 )
 @click.option(
     "--oos-weight",
@@ -125,6 +131,14 @@ def qa() -> None:
     help="Assumed share of out-of-scope messages; sets the intent bot's operating point.",
 )
 @click.option(
+    "--max-declined",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.01,
+    show_default=True,
+    help="Most share of the held-out questions the intent bot ranks right that its threshold "
+    "may decline (1 turns this cap off).",
+)
+@click.option(
     "--intent-steps",
     type=click.IntRange(1),
     default=300,
@@ -144,12 +158,13 @@ def build(
     no_answers: bool,
     no_generic_oos: bool,
     holdout_max: int,
-    fine_tune: bool,
+    fine_tune: bool | None,
     fine_tune_epochs: int,
-    fine_tune_steps: int | None,
+    fine_tune_steps: int,
     oos_weight: float,
     no_intent_model: bool,
     oos_prior: float,
+    max_declined: float,
     intent_steps: int,
     seed: int,
 ) -> None:
@@ -173,6 +188,7 @@ def build(
         oos_weight=oos_weight,
         intent_model=not no_intent_model,
         oos_prior=oos_prior,
+        max_declined=max_declined,
         intent_steps=intent_steps,
         seed=seed,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from threefold.apps.qa.bot import Bot
 from threefold.apps.qa.bot_manager import BotManager
 from threefold.apps.qa.builder import BuildOptions, build_bot
-from threefold.apps.qa.intent_fusion import HeldOut, fit_fusion, signals, softmax
+from threefold.apps.qa.intent_fusion import HeldOut, decline_cap, fit_fusion, signals, softmax
 from threefold.apps.qa.knowledge_base import KnowledgeBase, entry_from_mapping
 from threefold.apps.qa.policy import decide
 from threefold.core.errors import ConfigError
@@ -73,6 +74,39 @@ def test_fusion_is_calibrated_on_held_out_and_the_prior_moves_the_operating_poin
     assert cautious.threshold >= fusion.threshold
     with pytest.raises(ConfigError, match="oos_prior must be within"):
         fit_fusion(held, known, oos_prior=1.0)
+
+
+def test_decline_cap_declines_at_most_the_given_share_and_needs_enough_data() -> None:
+    right = np.linspace(0.01, 1.0, 300)
+    cap = decline_cap(right, 0.01)
+    assert cap is not None and np.mean(right < cap) <= 0.01
+    assert np.mean(right < np.nextafter(cap, 1.0)) > 0.01  # the highest such threshold
+    assert decline_cap(right[:99], 0.01) is None  # fewer than 1 / 0.01 to measure it on
+    assert decline_cap(right, 1.0) is None  # 1.0 turns the cap off
+
+
+def test_cap_keeps_in_scope_accuracy_when_the_prior_would_decline_too_much() -> None:
+    rng = np.random.default_rng(1)
+    held = synthetic_held_out(rng, n=400)
+    # a fifth of the paraphrases look unsure (flat logits, low cosine), like hard real questions
+    unsure = rng.random(400) < 0.2
+    held.logits[unsure] = rng.normal(0, 1, (int(unsure.sum()), 8))
+    held.logits[unsure, held.own[unsure]] += 1.5
+    held.cosines[unsure, held.own[unsure]] = 0.45
+    known = np.ones(8, dtype=bool)
+    uncapped = fit_fusion(held, known, oos_prior=0.5, max_declined=1.0)
+    capped = fit_fusion(held, known, oos_prior=0.5, max_declined=0.01)
+    assert uncapped.stats["decline_cap"] is None
+    assert capped.stats["threshold_at_prior"] == pytest.approx(uncapped.threshold, abs=1e-4)
+    assert capped.threshold == pytest.approx(capped.stats["decline_cap"], abs=1e-4)
+    assert capped.threshold < uncapped.threshold
+    _, best, features = signals(held.logits, held.cosines, known, capped.alpha)
+    right = best == held.own
+    declined = capped.probabilities(features)[right] < capped.threshold
+    assert declined.mean() <= 0.01
+    assert (uncapped.probabilities(features)[right] < uncapped.threshold).mean() > 0.01
+    with pytest.raises(ConfigError, match="max_declined must be within"):
+        fit_fusion(held, known, max_declined=0.0)
 
 
 def test_intent_bot_is_built_from_paraphrases_and_answers_them(store_intent_bot: Bot) -> None:
@@ -167,5 +201,23 @@ def test_build_options_validate_the_intent_settings() -> None:
         BuildOptions(oos_prior=0.0)
     with pytest.raises(ConfigError, match="intent_holdout_share must be within"):
         BuildOptions(intent_holdout_share=1.0)
+    with pytest.raises(ConfigError, match="max_declined must be within"):
+        BuildOptions(max_declined=1.5)
     options = BuildOptions(oos_probes=("what is the weather",))
     assert BuildOptions.from_dict(options.to_dict()) == options
+
+
+def test_large_kbs_fine_tune_the_embedder_by_default_and_small_ones_do_not(
+    embedder, store_kb: KnowledgeBase, store_intent_bot: Bot, store_bot: Bot
+) -> None:
+    assert store_intent_bot.info.options["fine_tune"] is False  # below fine_tune_min_questions
+    assert "fine_tune" not in store_intent_bot.info.stats
+    # the same KB counted as large: the intent build fine-tunes a copy, the baseline does not
+    options = BuildOptions(fine_tune_min_questions=1, fine_tune_max_steps=2)
+    tuned = build_bot(store_kb, embedder, options)
+    assert tuned.info.options["fine_tune"] is True
+    assert tuned.info.stats["fine_tune"]["steps"] == 2
+    assert tuned.embedder is not embedder
+    baseline = build_bot(store_kb, embedder, replace(options, intent_model=False))
+    assert baseline.info.options["fine_tune"] is False and baseline.embedder is embedder
+    assert store_bot.info.options["fine_tune"] is False
