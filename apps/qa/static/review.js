@@ -29,6 +29,12 @@
       method: method,
       headers: headers,
       body: body === undefined ? undefined : JSON.stringify(body),
+    }).catch(() => {
+      var down = new Error(
+        "The FAQ service did not answer. Check that it is running, then try again: nothing was changed."
+      );
+      down.status = 0;
+      throw down;
     }).then((response) =>
       response
         .json()

@@ -96,3 +96,33 @@ def test_review_a_cluster_into_a_paraphrase_keyboard_only(
         small.get_by_text("Nothing to review").wait_for()
     finally:
         phone.close()
+
+
+def test_review_with_the_api_down_says_so_keeps_the_item_and_recovers(
+    make_app, live_server, page, screenshot_dir: Path
+) -> None:
+    base = live_server(make_app(follow_pointer_s=0))
+    seed_queue(page, base)
+    page.goto(f"{base}/review")
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+    page.get_by_label("Admin token").press("Enter")
+    error = page.locator("#sign-in-error")
+    page.wait_for_function("document.getElementById('sign-in-error').textContent !== ''")
+    assert error.inner_text().startswith("The FAQ service did not answer")
+    assert axe_violations(page) == []
+    page.unroute("**/api/**")
+    page.get_by_label("Admin token").press("Enter")
+    page.get_by_text("3 items to review in 2 groups").wait_for()
+
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    page.get_by_role("button", name="Add as paraphrase").first.click()
+    card_error = page.locator("#g0-error")
+    page.wait_for_function("document.getElementById('g0-error').textContent !== ''")
+    assert card_error.inner_text().endswith("nothing was changed.")
+    assert page.get_by_role("button", name="Add as paraphrase").first.is_enabled()
+    assert axe_violations(page) == []
+    save_screenshot(page, screenshot_dir, "qa-review-api-down.png")
+    page.unroute("**/api/**")
+    page.get_by_role("button", name="Add as paraphrase").first.click()
+    page.get_by_text("Added to damaged_item. Now answering from bot version").wait_for()
