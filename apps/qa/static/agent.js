@@ -11,35 +11,8 @@
   var $ = (id) => document.getElementById(id);
   var state = { token: null, agent: null, selected: null, detail: null, stream: null, typingAt: 0 };
 
-  function el(tag, attrs, text) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach((name) => node.setAttribute(name, attrs[name]));
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
-  function api(method, path, body) {
-    var headers = { Authorization: "Bearer " + state.token };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    return fetch(path, {
-      method: method,
-      headers: headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    }).then((response) => {
-      if (response.status === 204) return null;
-      return response
-        .json()
-        .catch(() => ({}))
-        .then((data) => {
-          if (!response.ok) {
-            var error = new Error(data.message || "HTTP " + response.status);
-            error.status = response.status;
-            throw error;
-          }
-          return data;
-        });
-    });
-  }
+  var el = window.threefoldConsole.el;
+  var api = window.threefoldConsole.client(() => state.token);
 
   function ago(ts) {
     var s = Math.max(0, Math.round(Date.now() / 1000 - ts));

@@ -15,40 +15,8 @@
   var $ = (id) => document.getElementById(id);
   var state = { token: null, faqs: [] };
 
-  function el(tag, attrs, text) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach((name) => node.setAttribute(name, attrs[name]));
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
-
-  function api(method, path, body) {
-    var headers = { Authorization: "Bearer " + state.token };
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    return fetch(path, {
-      method: method,
-      headers: headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    }).catch(() => {
-      var down = new Error(
-        "The FAQ service did not answer. Check that it is running, then try again: nothing was changed."
-      );
-      down.status = 0;
-      throw down;
-    }).then((response) =>
-      response
-        .json()
-        .catch(() => ({}))
-        .then((data) => {
-          if (!response.ok) {
-            var error = new Error(data.message || "HTTP " + response.status);
-            error.status = response.status;
-            throw error;
-          }
-          return data;
-        })
-    );
-  }
+  var el = window.threefoldConsole.el;
+  var api = window.threefoldConsole.client(() => state.token);
 
   function signIn(token) {
     state.token = token;

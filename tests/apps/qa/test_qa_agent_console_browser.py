@@ -159,3 +159,26 @@ def test_agent_console_has_no_axe_violations(
         assert axe_violations(small) == []
     finally:
         phone.close()
+
+
+def test_agent_sign_in_with_the_api_down_says_so_then_works(
+    make_app, live_server, agent_page
+) -> None:
+    from support.browser import axe_violations
+
+    base = live_server(make_app(agent_tokens=TOKENS))
+    agent_page.goto(f"{base}/agent")
+    agent_page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    box = agent_page.get_by_label("Agent token")
+    box.fill("tok-alice-1")
+    box.press("Enter")
+    agent_page.wait_for_function("document.getElementById('sign-in-error').textContent !== ''")
+    assert (
+        agent_page.locator("#sign-in-error")
+        .inner_text()
+        .startswith("The FAQ service did not answer")
+    )
+    assert axe_violations(agent_page) == []
+    agent_page.unroute("**/api/**")
+    box.press("Enter")
+    agent_page.get_by_text("Signed in as Alice").wait_for()
