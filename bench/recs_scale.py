@@ -277,7 +277,7 @@ def after_new_event(base: str, recommender: Any, users: list[str], item: str) ->
     return {
         "requests_during_rebuild": summary(seconds),
         "each_ms": [round(1000 * value, 1) for value in seconds],
-        "rebuild_seconds": round(recommender._stats_build_seconds, 1),
+        "rebuild_seconds": round(recommender.statistics_rebuild_seconds, 1),
         "rebuild_still_running_after_requests_s": round(time.perf_counter() - begin, 1),
         "rebuild_finished": finished,
     }

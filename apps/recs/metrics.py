@@ -85,6 +85,11 @@ class RecsMetrics:
         self.catalog_items = Gauge(
             "recs_catalog_items", "Items that can be recommended", registry=registry
         )
+        self.statistics_rebuild = Gauge(
+            "recs_statistics_rebuild_seconds",
+            "Duration of the last rebuild of the interaction statistics (background above 0.2 s)",
+            registry=registry,
+        )
         self.hits = 0
         self.misses = 0
         self.unavailable = 0
@@ -102,9 +107,11 @@ class RecsMetrics:
     def count_ab_outcome(self, variant: str, version: str, event: str) -> None:
         self.ab_outcomes[event].labels(variant, version).inc()
 
-    def watch_catalog(self, count: Callable[[], int]) -> None:
-        """Report `count()` as the catalog size at every scrape."""
+    def watch_catalog(self, count: Callable[[], int], rebuild_seconds: Callable[[], float]) -> None:
+        """Report `count()` as the catalog size and `rebuild_seconds()` as the last statistics
+        rebuild's duration at every scrape."""
         self.catalog_items.set_function(count)
+        self.statistics_rebuild.set_function(rebuild_seconds)
 
     def record(self, result: str) -> None:
         """Count one cache lookup: "hit", "miss" or "unavailable"."""

@@ -601,3 +601,9 @@ class Recommender:
     def item_count(self) -> int:
         with self._lock:
             return int(self._active.sum())
+
+    @property
+    def statistics_rebuild_seconds(self) -> float:
+        """How long the last rebuild of the interaction statistics took (0 before the first);
+        above `inline_rebuild_seconds` the next one runs in the background."""
+        return self._stats_build_seconds

@@ -313,7 +313,9 @@ def open_resources(
     histories = UserHistories(
         seed, state, limit=settings.history_limit, spool=spool, on_stored=impressions.attribute
     )
-    metrics.watch_catalog(lambda: recommender.item_count)
+    metrics.watch_catalog(
+        lambda: recommender.item_count, lambda: recommender.statistics_rebuild_seconds
+    )
     catalog_changes = CatalogSync(
         recommender,
         state,

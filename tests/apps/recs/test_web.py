@@ -35,6 +35,8 @@ def test_healthz_and_metrics(client):
     metrics = client.get("/metrics").get_data(as_text=True)
     assert "recs_cache_hit_rate" in metrics
     assert "recs_catalog_items" in metrics
+    rebuild = [line for line in metrics.splitlines() if line.startswith("recs_statistics_rebuild")]
+    assert len(rebuild) == 1 and float(rebuild[0].split()[1]) > 0.0  # the startup build
 
 
 def test_storefront_embeds_the_chat_widget_only_when_a_chat_url_is_set(client, make_app):
