@@ -206,7 +206,9 @@ def open_app(recommender: Any, events: list[Event], redis_url: str, name: str) -
         catalog_changes=catalog_changes,
         impressions=impressions,
     )
-    metrics.watch_catalog(lambda: recommender.item_count)
+    metrics.watch_catalog(
+        lambda: recommender.item_count, lambda: recommender.statistics_rebuild_seconds
+    )
     return create_app(settings, resources)
 
 
