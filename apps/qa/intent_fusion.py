@@ -19,7 +19,7 @@ declined. The cap needs at least 1 / `max_declined` such paraphrases to be measu
 KB keeps the prior's threshold. Why the cap: the build-time negatives (masked-FAQ near-misses
 especially) are harder than real out-of-scope traffic and the held-out paraphrases easier than
 real questions, so the prior's optimum alone declines too many answerable questions (CLINC150:
-in-scope 0.93 at out-of-scope recall 0.95, see the README's FAQ rows).
+in-scope 0.92-0.93 at out-of-scope recall 0.95; apps/qa/README.md, "Quality").
 """
 
 from __future__ import annotations
