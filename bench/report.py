@@ -159,13 +159,15 @@ def qa_faq(d: dict[str, Any]) -> list[Row]:
         intent, retrieval = clinc["bots"]["intent"], clinc["bots"]["retrieval"]
         bot, base, bm25 = intent["bot"], retrieval["bot"], clinc["bm25"]
         met = bot["in_scope_accuracy"] >= 0.95 and bot["oos_recall"] >= 0.70
+        seed = intent["build"].get("intent", {}).get("training", {}).get("seed", 13)
         outcomes = " / ".join(f"{k} {v}" for k, v in bot["outcomes"].items())
         rows.append(
             (
                 "FAQ bot, intent head + retrieval (default build: encoder fine-tuned 300 steps, "
                 "`--oos oos_train.csv`, OOS prior 0.2, at most 1 % of held-out right answers "
                 "declined)",
-                "CLINC150 `kb.csv` → `dev_queries.csv` (3,000 in scope + 100 out of scope)",
+                "CLINC150 `kb.csv` → `dev_queries.csv` (3,000 in scope + 100 out of scope), "
+                f"build seed {seed}",
                 f"in-scope acc {_f(bot['in_scope_accuracy'])}, OOS recall "
                 f"{_f(bot['oos_recall'])}; top-1 without abstaining "
                 f"{_f(intent['bot_top1_no_abstention'])}, MRR {_f(bot['mrr'])}; outcomes "
@@ -190,7 +192,7 @@ def qa_faq(d: dict[str, Any]) -> list[Row]:
             (
                 "FAQ bot, intent head + retrieval",
                 "banking77 `kb.csv`, 5-fold cross-validation (stratified by id, ~2,000 queries "
-                "per fold)",
+                "per fold; fold assignment and builds seed 13)",
                 f"top-1 {_f(intent['top1_mean'])} (folds {folds}; goal 0.94 "
                 f"{'met' if intent['top1_mean'] >= 0.94 else 'missed'}), MRR "
                 f"{_f(intent['mrr_mean'])}",
