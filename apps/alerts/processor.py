@@ -33,7 +33,13 @@ PUBLISH_TIMEOUT_S = 10.0  # well inside the outbox lease (state.store.ALERT_LEAS
 
 
 class AlertPublisher:
-    """Publishes the store's pending alerts (outbox) to the alerts topic, then acknowledges them."""
+    """Publishes the store's pending alerts (outbox) to the alerts topic, then acknowledges them.
+
+    Each alert is sent once per lease: a send the broker has not answered yet (say a flush
+    timed out on a slow broker) stays in flight under this publisher's lease, which every call
+    renews, and is acknowledged when it succeeds or released for a resend when it fails. Sending
+    it again while the first send may still land would publish it twice.
+    """
 
     def __init__(
         self,
@@ -50,29 +56,63 @@ class AlertPublisher:
         self.webhook = webhook
         self.metrics = metrics or AlertsMetrics()
         self.owner = uuid.uuid4().hex  # holds the outbox leases of what it is sending
+        self._sending: dict[str, tuple[dict, Any]] = {}  # alert id -> (alert, producer future)
 
     def publish_pending(self) -> list[dict]:
-        """Send the pending alerts no other consumer is sending and flush; on failure they stay
+        """Send the pending alerts no other consumer is sending, flush, and settle every send
+        that has an answer; returns the alerts published by this call. Failed ones stay
         pending, free for the next call of any publisher."""
-        pending = self.store.lease_pending_alerts(self.owner)
-        if not pending:
-            return []
-        try:
-            for alert in pending:
-                self.producer.send(self.topic, alert, key=alert["key"])
-            self.producer.flush(timeout=PUBLISH_TIMEOUT_S)
-        except Exception as exc:  # the broker is down: keep them in the outbox
-            self.store.release_alerts(pending, self.owner)
-            self.metrics.publish_failures.inc()
-            logger.warning("could not publish %d alert(s) (%r); will retry", len(pending), exc)
-            return []
-        self.store.ack_alerts(pending)
-        self.metrics.alerts.inc(len(pending))
+        pending = self.store.lease_pending_alerts(self.owner)  # renews the in-flight leases
+        unsent: list[dict] = []
+        error: BaseException | None = None
         for alert in pending:
+            if alert["alert_id"] in self._sending:
+                continue
+            try:
+                future = self.producer.send(self.topic, alert, key=alert["key"])
+            except Exception as exc:  # e.g. no metadata within max_block_ms: the broker is down
+                unsent.append(alert)
+                error = exc
+            else:
+                self._sending[alert["alert_id"]] = (alert, future)
+        if self._sending:
+            try:
+                self.producer.flush(timeout=PUBLISH_TIMEOUT_S)
+            except Exception as exc:  # settled below, send by send
+                error = exc
+        sent, failed = self._settle()
+        failed += unsent
+        if failed:
+            self.store.release_alerts(failed, self.owner)
+            self.metrics.publish_failures.inc()
+            logger.warning("could not publish %d alert(s) (%r); will retry", len(failed), error)
+        if self._sending:
+            logger.warning(
+                "%d alert(s) not acknowledged by Kafka yet; waiting for them, not resending",
+                len(self._sending),
+            )
+        if sent:
+            self._acknowledge(sent)
+        return sent
+
+    def _settle(self) -> tuple[list[dict], list[dict]]:
+        """Take the answered sends out of flight: (succeeded, failed) alerts."""
+        sent: list[dict] = []
+        failed: list[dict] = []
+        for alert_id, (alert, future) in list(self._sending.items()):
+            if not future.is_done:
+                continue
+            del self._sending[alert_id]
+            (failed if future.failed() else sent).append(alert)
+        return sent, failed
+
+    def _acknowledge(self, sent: list[dict]) -> None:
+        self.store.ack_alerts(sent)
+        self.metrics.alerts.inc(len(sent))
+        for alert in sent:
             logger.info("published alert %s: %s", alert["alert_id"], alert["summary"])
             if self.webhook is not None:
                 self.webhook.send(alert)
-        return pending
 
 
 @dataclass

@@ -31,3 +31,64 @@ def test_alerts_stay_in_the_outbox_while_the_broker_is_down_then_go_out(
     assert [a["alert_id"] for a in published] == ["a-1"]
     assert store.pending_alerts() == []
     assert [json.loads(r.value)["alert_id"] for r in read_topic(topic, min_count=1)] == ["a-1"]
+
+
+class SlowFuture:
+    """A send the broker answers later (kafka-python's future: is_done, failed())."""
+
+    def __init__(self) -> None:
+        self.is_done = False
+        self.error: Exception | None = None
+
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+class SlowProducer:
+    """Unit double: flush times out while the sends are still in flight."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[dict, SlowFuture]] = []
+
+    def send(self, topic: str, value: dict, key: str) -> SlowFuture:
+        self.sent.append((value, SlowFuture()))
+        return self.sent[-1][1]
+
+    def flush(self, timeout: float) -> None:
+        if not all(future.is_done for _, future in self.sent):
+            raise TimeoutError(f"not acknowledged within {timeout} s")
+
+
+def test_a_send_still_in_flight_after_a_flush_timeout_is_not_sent_again():
+    store = InMemoryStateStore()
+    store.claim_alert(dict(ALERT), cooldown_s=0)
+    producer = SlowProducer()
+    publisher = AlertPublisher(store, producer, "alerts")
+
+    assert publisher.publish_pending() == []  # flush timed out: the send is still in flight
+    assert publisher.publish_pending() == []
+    assert len(producer.sent) == 1  # not resent while it may still land
+    assert [a["alert_id"] for a in store.pending_alerts()] == ["a-1"]
+
+    producer.sent[0][1].is_done = True  # the broker acknowledges it
+    assert [a["alert_id"] for a in publisher.publish_pending()] == ["a-1"]
+    assert store.pending_alerts() == [] and len(producer.sent) == 1
+
+
+def test_a_send_that_fails_is_released_and_sent_again():
+    store = InMemoryStateStore()
+    store.claim_alert(dict(ALERT), cooldown_s=0)
+    producer = SlowProducer()
+    publisher = AlertPublisher(store, producer, "alerts")
+    assert publisher.publish_pending() == []
+    producer.sent[0][1].is_done, producer.sent[0][1].error = True, RuntimeError("not leader")
+
+    assert publisher.publish_pending() == []  # the failure is settled: released for a resend
+    failures = publisher.metrics.registry.get_sample_value(
+        "threefold_alerts_publish_failures_total"
+    )
+    assert failures == 1
+    producer.sent.clear()
+    assert publisher.publish_pending() == [] and len(producer.sent) == 1  # sent again
+    producer.sent[0][1].is_done = True
+    assert [a["alert_id"] for a in publisher.publish_pending()] == ["a-1"]
