@@ -52,6 +52,12 @@ from threefold.core.labelled_data import (
 )
 from threefold.core.small_data import CONTRASTIVE, choose_strategy, train_contrastive
 from threefold.core.training_config import TrainingConfig
+from threefold.core.training_recipe import (
+    EmbeddingAdversary,
+    classification_loss,
+    layerwise_param_groups,
+    rdrop_loss,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -376,24 +382,69 @@ class _EncodedExamples(torch.utils.data.Dataset):
         return item
 
 
-class _WeightedLossTrainer(Trainer):
-    """Trainer whose loss is cross-entropy with per-class weights (for skewed labels)."""
+class _RecipeTrainer(Trainer):
+    """Trainer with the recipe's loss (class weights, label smoothing, R-Drop), FGM training
+    steps and layer-wise learning-rate decay (see `core.training_recipe`)."""
 
-    def __init__(self, *args, class_weights: torch.Tensor | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        class_weights: torch.Tensor | None = None,
+        recipe: TrainingConfig,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights
+        self.recipe = recipe
+        self._adversary = (
+            EmbeddingAdversary(self.model, recipe.adversarial_epsilon)
+            if recipe.adversarial_epsilon > 0
+            else None
+        )
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None and self.recipe.layer_lr_decay < 1.0:
+            opt_model = self.model if model is None else model
+            groups = layerwise_param_groups(
+                opt_model,
+                self.args.learning_rate,
+                self.recipe.layer_lr_decay,
+                self.args.weight_decay,
+            )
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(
+                self.args, opt_model
+            )
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return super().create_optimizer(model)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
-        outputs = model(**{key: value for key, value in inputs.items() if key != "labels"})
+        features = {key: value for key, value in inputs.items() if key != "labels"}
+        outputs = model(**features)
         logits = outputs.logits
         weight = None
         if self.class_weights is not None:
             weight = self.class_weights.to(device=logits.device, dtype=logits.dtype)
-        loss = nn.functional.cross_entropy(
-            logits.view(-1, logits.size(-1)), labels.view(-1), weight=weight
-        )
+
+        def loss_of(scores: torch.Tensor) -> torch.Tensor:
+            return classification_loss(scores, labels, weight, self.recipe.label_smoothing)
+
+        if self.recipe.rdrop_alpha > 0 and model.training:
+            loss = rdrop_loss(logits, model(**features).logits, loss_of, self.recipe.rdrop_alpha)
+        else:
+            loss = loss_of(logits)
         return (loss, outputs) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self._adversary is not None and self._adversary.attack():
+            try:
+                with self.compute_loss_context_manager():
+                    adversarial = self.compute_loss(model, self._prepare_inputs(inputs))
+                self.accelerator.backward(adversarial / self.current_gradient_accumulation_steps)
+            finally:
+                self._adversary.restore()
+        return loss
 
 
 class _LogToStderr(TrainerCallback):
@@ -459,7 +510,7 @@ def _build_trainer(
         callbacks.append(
             EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience)
         )
-    trainer = _WeightedLossTrainer(
+    trainer = _RecipeTrainer(
         model=model,
         args=args,
         train_dataset=train_data,
@@ -469,6 +520,7 @@ def _build_trainer(
         compute_metrics=compute_metrics if has_eval else None,
         callbacks=callbacks,
         class_weights=weights,
+        recipe=config,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)

@@ -15,7 +15,9 @@ import click
 
 from threefold.core.base_model import BASE_MODEL_ENV
 from threefold.core.command_line import clean_errors, emit_json
+from threefold.core.training_config import TrainingConfig
 
+_RECIPE = TrainingConfig()  # defaults of the fine-tune levers shown by --help
 logger = logging.getLogger("threefold.classifier")
 
 
@@ -97,6 +99,34 @@ def classifier() -> None:
     show_default=True,
     help="Examples per label below which --strategy auto trains contrastively.",
 )
+@click.option(
+    "--layer-lr-decay",
+    type=float,
+    default=_RECIPE.layer_lr_decay,
+    show_default=True,
+    help="Each layer below the head learns at this factor of the one above (1: off).",
+)
+@click.option(
+    "--adversarial-epsilon",
+    type=float,
+    default=_RECIPE.adversarial_epsilon,
+    show_default=True,
+    help="FGM: also fit word embeddings pushed this far along their gradient (0: off).",
+)
+@click.option(
+    "--rdrop-alpha",
+    type=float,
+    default=_RECIPE.rdrop_alpha,
+    show_default=True,
+    help="R-Drop: weight of the KL between two dropout passes (0: off).",
+)
+@click.option(
+    "--label-smoothing",
+    type=float,
+    default=_RECIPE.label_smoothing,
+    show_default=True,
+    help="Label smoothing of the cross-entropy (0: off).",
+)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Allow --out to be a non-empty directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
@@ -118,6 +148,10 @@ def train_command(
     class_weighting: bool,
     strategy: str,
     small_data_threshold: int,
+    layer_lr_decay: float,
+    adversarial_epsilon: float,
+    rdrop_alpha: float,
+    label_smoothing: float,
     seed: int,
     overwrite: bool,
     no_progress: bool,
@@ -128,7 +162,6 @@ def train_command(
     warnings (an eval split too small to early-stop on, a model that predicts one class).
     """
     from threefold.core.errors import ConfigError
-    from threefold.core.training_config import TrainingConfig
 
     config = TrainingConfig(
         epochs=epochs,
@@ -142,6 +175,10 @@ def train_command(
         max_steps=max_steps,
         strategy=strategy,
         small_data_threshold=small_data_threshold,
+        layer_lr_decay=layer_lr_decay,
+        adversarial_epsilon=adversarial_epsilon,
+        rdrop_alpha=rdrop_alpha,
+        label_smoothing=label_smoothing,
         text_column=text_column,
         label_column=label_column,
         output_progress=not no_progress,

@@ -23,6 +23,9 @@ class TrainingConfig:
     head on top) or `contrastive` (SetFit style: sentence pairs, then a logistic head;
     `epochs` and `early_stopping_patience` do not apply to it). The threshold of 128 is
     measured: at 64 per label on FPB, contrastive 0.755 vs fine-tune 0.357 accuracy.
+    Fine-tune levers (`core.training_recipe`, off at these defaults): `layer_lr_decay` < 1
+    (each layer below the head learns at that factor of the one above), `adversarial_epsilon`
+    > 0 (FGM on word embeddings), `rdrop_alpha` > 0 (R-Drop), `label_smoothing` > 0.
     """
 
     epochs: float = 4.0
@@ -41,6 +44,10 @@ class TrainingConfig:
     output_progress: bool = True
     strategy: str = "auto"
     small_data_threshold: int = 128
+    layer_lr_decay: float = 1.0
+    adversarial_epsilon: float = 0.0
+    rdrop_alpha: float = 0.0
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         _check_number("epochs", self.epochs, low=0.0, low_inclusive=False)
@@ -69,6 +76,12 @@ class TrainingConfig:
                 f"strategy must be one of {sorted(STRATEGIES)}; found {self.strategy!r}"
             )
         _check_int("small_data_threshold", self.small_data_threshold, minimum=0)
+        _check_number("layer_lr_decay", self.layer_lr_decay, low=0.0, low_inclusive=False, high=1.0)
+        _check_number("adversarial_epsilon", self.adversarial_epsilon, low=0.0, high=10.0)
+        _check_number("rdrop_alpha", self.rdrop_alpha, low=0.0, high=100.0)
+        _check_number(
+            "label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_inclusive=False
+        )
         for name in ("class_weighting", "output_progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false; found {getattr(self, name)!r}")

@@ -1,0 +1,116 @@
+"""Fine-tuning levers beyond plain cross-entropy: layer-wise LR decay, FGM, R-Drop, smoothing.
+
+Each is off at its neutral value (`layer_lr_decay` 1, `adversarial_epsilon` 0, `rdrop_alpha` 0,
+`label_smoothing` 0) and measured one by one in `bench/classifier_recipe.py`:
+
+* layer-wise learning-rate decay (Howard & Ruder 2018; Sun et al. 2019): the classifier head
+  learns at the full rate, each transformer layer below it at `decay` times the one above;
+* FGM (Miyato et al. 2017): a second forward/backward pass on word embeddings pushed
+  `epsilon` along their loss gradient, so the model also fits its worst nearby input;
+* R-Drop (Liang et al. 2021): two dropout passes per batch, their predictions pulled together
+  by a symmetric KL term weighted `alpha`;
+* label smoothing (Szegedy et al. 2016) in the cross-entropy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+_LAYER = re.compile(r"\.(?:layer|layers|block|blocks)\.(\d+)\.")
+_NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+def layer_depth(name: str, n_layers: int) -> int:
+    """0 for embeddings, i + 1 for transformer layer i, n_layers + 1 for the rest (head, pooler)."""
+    found = _LAYER.search(name)
+    if found is not None:
+        return int(found.group(1)) + 1
+    if "embeddings" in name:
+        return 0
+    return n_layers + 1
+
+
+def layerwise_param_groups(
+    model: nn.Module, learning_rate: float, decay: float, weight_decay: float
+) -> list[dict]:
+    """Optimizer parameter groups: depth d learns at learning_rate * decay ** (top - d); biases
+    and norms without weight decay."""
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+    top = n_layers + 1
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        depth = layer_depth(name, n_layers)
+        decayed = not any(marker in name for marker in _NO_DECAY)
+        group = groups.setdefault(
+            (depth, decayed),
+            {
+                "params": [],
+                "lr": learning_rate * decay ** (top - depth),
+                "weight_decay": weight_decay if decayed else 0.0,
+            },
+        )
+        group["params"].append(parameter)
+    return [groups[key] for key in sorted(groups)]
+
+
+def classification_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    weight: torch.Tensor | None,
+    label_smoothing: float,
+) -> torch.Tensor:
+    """Cross-entropy with optional per-class weights and label smoothing."""
+    return nn.functional.cross_entropy(
+        logits.view(-1, logits.size(-1)),
+        labels.view(-1),
+        weight=weight,
+        label_smoothing=label_smoothing,
+    )
+
+
+def rdrop_loss(
+    first: torch.Tensor,
+    second: torch.Tensor,
+    loss: Callable[[torch.Tensor], torch.Tensor],
+    alpha: float,
+) -> torch.Tensor:
+    """Mean task loss of two dropout passes plus alpha * their symmetric KL divergence."""
+    log_p, log_q = first.log_softmax(-1), second.log_softmax(-1)
+    kl = nn.functional.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
+    kl = kl + nn.functional.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
+    return 0.5 * (loss(first) + loss(second)) + alpha * 0.5 * kl
+
+
+class EmbeddingAdversary:
+    """FGM on the word embeddings: `attack()` after the clean backward pass, then the
+    adversarial forward/backward, then `restore()` (exact: the moved rows are copied back)."""
+
+    def __init__(self, model: nn.Module, epsilon: float) -> None:
+        self.weight = model.get_input_embeddings().weight
+        self.epsilon = epsilon
+        self._saved: tuple[torch.Tensor, torch.Tensor] | None = None  # (rows, their values)
+
+    def attack(self) -> bool:
+        """Move the embeddings `epsilon` along their gradient; False (nothing moved) without one."""
+        grad = self.weight.grad
+        if grad is None:
+            return False
+        norm = torch.linalg.vector_norm(grad)
+        if not torch.isfinite(norm) or norm == 0:
+            return False
+        rows = torch.nonzero(grad.abs().sum(dim=1)).squeeze(1)  # the tokens of this batch
+        self._saved = rows, self.weight.data[rows].clone()
+        self.weight.data[rows] += self.epsilon * grad[rows] / norm
+        return True
+
+    def restore(self) -> None:
+        if self._saved is not None:
+            rows, values = self._saved
+            self.weight.data[rows] = values
+            self._saved = None
