@@ -145,8 +145,7 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
     try:
         stats = runner.run(stop_after=stop_after)
     finally:
-        if processor.publisher.webhook is not None:
-            processor.publisher.webhook.close()
+        processor.publisher.close()
     emit_json({"stopped": True, "stats": vars(stats)})
 
 

@@ -95,6 +95,27 @@ class AlertPublisher:
             self._acknowledge(sent)
         return sent
 
+    def close(self) -> None:
+        """On shutdown: wait for the sends in flight, acknowledge those that landed, free the
+        rest for the other consumers (an unanswered one may then go out twice, never zero
+        times), and close the producer and the webhook."""
+        if self._sending:
+            try:
+                self.producer.flush(timeout=PUBLISH_TIMEOUT_S)
+            except Exception as exc:
+                logger.warning("flushing alerts at shutdown failed (%r)", exc)
+            sent, failed = self._settle()
+            failed += [alert for alert, _ in self._sending.values()]
+            self._sending.clear()
+            if failed:
+                self.store.release_alerts(failed, self.owner)
+            if sent:
+                self._acknowledge(sent)
+        if self.producer is not None:
+            self.producer.close()
+        if self.webhook is not None:
+            self.webhook.close()
+
     def _settle(self) -> tuple[list[dict], list[dict]]:
         """Take the answered sends out of flight: (succeeded, failed) alerts."""
         sent: list[dict] = []

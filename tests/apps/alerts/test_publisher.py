@@ -58,6 +58,9 @@ class SlowProducer:
         if not all(future.is_done for _, future in self.sent):
             raise TimeoutError(f"not acknowledged within {timeout} s")
 
+    def close(self) -> None:
+        self.closed = True
+
 
 def test_a_send_still_in_flight_after_a_flush_timeout_is_not_sent_again():
     store = InMemoryStateStore()
@@ -92,3 +95,21 @@ def test_a_send_that_fails_is_released_and_sent_again():
     assert publisher.publish_pending() == [] and len(producer.sent) == 1  # sent again
     producer.sent[0][1].is_done = True
     assert [a["alert_id"] for a in publisher.publish_pending()] == ["a-1"]
+
+
+def test_closing_acknowledges_what_landed_and_frees_what_did_not():
+    store = InMemoryStateStore()
+    for alert_id in ("a-1", "a-2"):
+        store.claim_alert({**ALERT, "alert_id": alert_id, "key": alert_id}, cooldown_s=0)
+    producer = SlowProducer()
+    publisher = AlertPublisher(store, producer, "alerts")
+    assert publisher.publish_pending() == []  # both in flight
+    landed = next(future for alert, future in producer.sent if alert["alert_id"] == "a-1")
+    landed.is_done = True
+
+    publisher.close()
+    assert producer.closed
+    assert [a["alert_id"] for a in store.pending_alerts()] == ["a-2"]  # a-1 acknowledged
+    other = AlertPublisher(store, SlowProducer(), "alerts")
+    other.publish_pending()
+    assert [a["alert_id"] for a, _ in other.producer.sent] == ["a-2"]  # free at once, no wait
