@@ -476,6 +476,7 @@ def _build_trainer(
         learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=max(config.batch_size, 64),
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         weight_decay=config.weight_decay,
         warmup_steps=float(config.warmup_ratio),
         eval_strategy=strategy,

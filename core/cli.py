@@ -127,6 +127,12 @@ def classifier() -> None:
     show_default=True,
     help="Label smoothing of the cross-entropy (0: off).",
 )
+@click.option(
+    "--group-by-length/--random-batches",
+    default=_RECIPE.group_by_length,
+    show_default=True,
+    help="Batch texts of similar length together (less padding, faster).",
+)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Allow --out to be a non-empty directory.")
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
@@ -152,6 +158,7 @@ def train_command(
     adversarial_epsilon: float,
     rdrop_alpha: float,
     label_smoothing: float,
+    group_by_length: bool,
     seed: int,
     overwrite: bool,
     no_progress: bool,
@@ -179,6 +186,7 @@ def train_command(
         adversarial_epsilon=adversarial_epsilon,
         rdrop_alpha=rdrop_alpha,
         label_smoothing=label_smoothing,
+        group_by_length=group_by_length,
         text_column=text_column,
         label_column=label_column,
         output_progress=not no_progress,

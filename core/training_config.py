@@ -26,6 +26,8 @@ class TrainingConfig:
     Fine-tune levers (`core.training_recipe`, off at these defaults): `layer_lr_decay` < 1
     (each layer below the head learns at that factor of the one above), `adversarial_epsilon`
     > 0 (FGM on word embeddings), `rdrop_alpha` > 0 (R-Drop), `label_smoothing` > 0.
+    `group_by_length` batches texts of similar length together (shuffled groups), so less of
+    each batch is padding: about half the compute on short texts such as FPB's.
     """
 
     epochs: float = 4.0
@@ -48,6 +50,7 @@ class TrainingConfig:
     adversarial_epsilon: float = 0.0
     rdrop_alpha: float = 0.0
     label_smoothing: float = 0.0
+    group_by_length: bool = True
 
     def __post_init__(self) -> None:
         _check_number("epochs", self.epochs, low=0.0, low_inclusive=False)
@@ -82,7 +85,7 @@ class TrainingConfig:
         _check_number(
             "label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_inclusive=False
         )
-        for name in ("class_weighting", "output_progress"):
+        for name in ("class_weighting", "output_progress", "group_by_length"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false; found {getattr(self, name)!r}")
 

@@ -108,6 +108,32 @@ def test_train_help_lists_the_contract_options() -> None:
     text = invoke("train", "--help").stdout
     for option in ("--train", "--eval", "--out", "--base", "--epochs", "--text-column"):
         assert option in text
+    levers = ("--layer-lr-decay", "--adversarial-epsilon", "--rdrop-alpha", "--label-smoothing")
+    assert all(lever in text for lever in levers)
+
+
+def test_recipe_flags_reach_the_saved_training_config(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "levers"
+    result = invoke(
+        "train", "--train", str(data_dir / "train.csv"), "--out", str(out),
+        "--text-column", "sentence", "--label-column", "tone", "--strategy", "fine-tune",
+        "--max-steps", "2", "--eval-fraction", "0", "--no-progress", "--layer-lr-decay", "0.9",
+        "--adversarial-epsilon", "0.5", "--rdrop-alpha", "1", "--label-smoothing", "0.1",
+        "--random-batches",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "threefold_classifier.json").read_text())["training_config"]
+    assert saved["layer_lr_decay"] == 0.9 and saved["adversarial_epsilon"] == 0.5
+    assert saved["rdrop_alpha"] == 1.0 and saved["label_smoothing"] == 0.1
+    assert saved["group_by_length"] is False
+
+
+def test_out_of_range_recipe_flag_fails_cleanly(data_dir: Path, tmp_path: Path) -> None:
+    result = invoke(
+        "train", "--train", str(data_dir / "train.csv"), "--out", str(tmp_path / "m"),
+        "--label-smoothing", "1",
+    )  # fmt: skip
+    assert_clean_error(result, "label_smoothing must be in [0.0, 1.0); found 1.0")
 
 
 def test_train_with_missing_column_fails_cleanly(data_dir: Path, tmp_path: Path) -> None:
