@@ -105,7 +105,9 @@ def read_topic_records(
     """Every record of `topic` from the beginning (no consumer group), as ConsumerRecords.
 
     Stops once `min_count` records were read, or after 1.5 s without new records when
-    `min_count` is None; gives up (returning what it has) after `timeout_s`.
+    `min_count` is None; gives up (returning what it has) after `timeout_s`. A record fetched
+    twice (same partition and offset: a client or broker refetch) is returned once, so a
+    duplicate in the result is one the topic really holds.
     """
     import time
 
@@ -124,19 +126,19 @@ def read_topic_records(
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        records: list[object] = []
+        records: dict[tuple[int, int], object] = {}
         quiet_since = time.monotonic()
         while time.monotonic() < deadline:
             batch = consumer.poll(timeout_ms=200)
-            got = [r for rs in batch.values() for r in rs]
-            if got:
-                records.extend(got)
+            got = {(r.partition, r.offset): r for rs in batch.values() for r in rs}
+            if got.keys() - records.keys():
+                records.update(got)
                 quiet_since = time.monotonic()
             if min_count is not None and len(records) >= min_count:
                 break
             if min_count is None and time.monotonic() - quiet_since > 1.5:
                 break
-        return sorted(records, key=lambda r: (r.partition, r.offset))
+        return [records[where] for where in sorted(records)]
     finally:
         consumer.close()
 
