@@ -131,7 +131,8 @@ def classifier() -> None:
     "--group-by-length/--random-batches",
     default=_RECIPE.group_by_length,
     show_default=True,
-    help="Batch texts of similar length together (less padding, faster).",
+    help="Batch texts of similar length together: less padding, ~1.8x faster, measured "
+    "0.6 point less accurate on FPB.",
 )
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Allow --out to be a non-empty directory.")
