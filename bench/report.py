@@ -54,6 +54,31 @@ def classifier_fpb(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def classifier_recipe(d: dict[str, Any]) -> list[Row]:
+    def cell(row: dict[str, Any]) -> str:
+        low, high = row["accuracy_spread"]
+        shift = row["accuracy_vs_baseline"]
+        return (
+            f"{row['variant']} {_f(row['accuracy'])} ({_f(low)}–{_f(high)}"
+            f"{'' if shift is None else f', {shift:+.3f}'}), F1 {_f(row['macro_f1'])}"
+        )
+
+    base, *levers = d["summary"]
+    partial = " — partial run" if d.get("partial") else ""
+    return [
+        (
+            "Fine-tune recipe ablation (MiniLM-L6, one lever each)" + partial,
+            f"Financial PhraseBank `fpb_dev.csv`: {d['split']}; seeds {d['seeds']}; acc mean "
+            "(min–max, paired difference from the baseline)",
+            "; ".join(cell(row) for row in levers),
+            cell(base) + "; goal 0.87 / 0.85",
+            "train s mean: "
+            + ", ".join(f"{r['variant']} {r['train_seconds_mean']:.0f}" for r in d["summary"]),
+            "`bench/classifier_recipe.py`",
+        )
+    ]
+
+
 def classifier_small_data(d: dict[str, Any]) -> list[Row]:
     def cell(row: dict[str, Any]) -> str:
         low, high = row["accuracy_spread"]
@@ -434,6 +459,7 @@ def reliability(d: dict[str, Any]) -> list[Row]:
 
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_fpb", classifier_fpb),
+    ("classifier_recipe", classifier_recipe),
     ("classifier_small_data", classifier_small_data),
     ("classifier_multitask_speed", classifier_multitask_speed),
     ("classifier_bases", classifier_bases),
