@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.machine import load_average
+from bench.machine import load_average, torch_machine
 
 DEFAULT_DATA = Path("/work/shared/data/fin/financial_phrasebank/fpb_dev.csv")
 TOPIC_DATA = Path("/work/shared/data/fin/twitter_fin_news_topic/train.csv")
@@ -347,8 +347,6 @@ def _summary(runs: list[dict]) -> list[dict]:
 
 
 def _write(args: argparse.Namespace, runs: list[dict], *, partial: bool) -> dict:
-    import torch
-
     result = {
         "benchmark": "classifier_quality small-data",
         "dataset": str(args.data),
@@ -367,13 +365,7 @@ def _write(args: argparse.Namespace, runs: list[dict], *, partial: bool) -> dict
         "partial": partial,
         "summary": _summary(runs),
         "runs": runs,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "load_average_at_end": load_average(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-        },
+        "machine": torch_machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m bench.classifier_quality " + " ".join(sys.argv[1:]),
     }

@@ -19,8 +19,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
@@ -28,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.classifier_quality import DEFAULT_DATA, RESULTS, stratified_split
-from bench.machine import load_average
+from bench.machine import torch_machine
 
 BASELINE = "baseline"
 ABLATION_BASE: dict[str, object] = {"group_by_length": True}
@@ -102,8 +100,6 @@ def summarize(runs: list[dict]) -> list[dict]:
 
 
 def write(args: argparse.Namespace, runs: list[dict], *, partial: bool) -> dict:
-    import torch
-
     result = {
         "benchmark": "classifier_recipe",
         "dataset": str(args.data),
@@ -117,13 +113,7 @@ def write(args: argparse.Namespace, runs: list[dict], *, partial: bool) -> dict:
         "partial": partial,
         "summary": summarize(runs),
         "runs": runs,
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "load_average_at_end": load_average(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-        },
+        "machine": torch_machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python -m bench.classifier_recipe " + " ".join(sys.argv[1:]),
     }

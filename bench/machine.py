@@ -11,3 +11,18 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def torch_machine() -> dict[str, object]:
+    """CPU count, load at the end, platform, torch version and threads of a training bench."""
+    import platform
+
+    import torch
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "load_average_at_end": load_average(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
