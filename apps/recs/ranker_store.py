@@ -66,7 +66,7 @@ class RankerModel:
         encoder = Embedder.from_dir(path / ENCODER_DIR, **encoder_kwargs)
         sequence = None
         if (path / SEQUENCE_DIR).exists():
-            from threefold.apps.recs.sequence_model import SequenceModel
+            from threefold.apps.recs.sequence_ensemble import load_sequence_ranker
 
-            sequence = SequenceModel.load(path / SEQUENCE_DIR)
+            sequence = load_sequence_ranker(path / SEQUENCE_DIR)
         return cls(encoder=encoder, combiner=combiner, info=info, sequence=sequence)

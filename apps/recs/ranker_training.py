@@ -2,11 +2,12 @@
 
 The text part is a bi-encoder fine-tuned from the core MiniLM body on (user history text,
 next item text) pairs with in-batch negatives (core `Embedder.fine_tune`). The sequence ranker
-(`sequence_training`) then learns next-item prediction over the fine-tuned item vectors. The
-combiner is a
-linear scorer over standardized features, fit by pairwise logistic regression (held-out item
-vs sampled negatives) on a validation split (each user's last training interaction), then
-tuned by coordinate search on that split's NDCG@k. The test interaction is never used.
+(`sequence_training`; by default the text-aware ranker and ID-only SASRec as one ensemble, see
+`sequence_ensemble`) then learns next-item prediction over the fine-tuned item vectors. The
+combiner is a linear scorer over standardized features, fit by pairwise logistic regression
+(held-out item vs sampled negatives) on a validation split (each user's last training
+interaction), then tuned by coordinate search on that split's NDCG@k. The test interaction is
+never used.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from threefold.apps.recs.sequence_model import SequenceConfig
 from threefold.apps.recs.sequence_training import (
     SequenceSettings,
     refit_sequence_model,
+    train_sequence_ensemble,
     train_sequence_model,
 )
 from threefold.core.errors import ConfigError
@@ -62,6 +64,7 @@ class RankerSettings:
     seed: int = 13
     sequence: bool = True
     sequence_text: bool = True
+    sequence_ensemble: bool = True
     sequence_seconds: float = 480.0
 
     def __post_init__(self) -> None:
@@ -204,8 +207,17 @@ def train_ranker(
     sequence_settings = SequenceSettings(
         k=settings.k, seed=settings.seed, max_seconds=settings.sequence_seconds
     )
-    if settings.sequence:
-        # trained on the same split as the combiner: each user's last new item is validation
+    if settings.sequence and settings.sequence_text and settings.sequence_ensemble:
+        # trained on the same split as the combiner: each user's last new item is validation;
+        # refit after the combiner: it must not see its validation items learned
+        sequence = train_sequence_ensemble(
+            [item.item_id for item in items],
+            vectors,
+            train_events,
+            settings=sequence_settings,
+            refit=False,
+        )
+    elif settings.sequence:
         sequence = train_sequence_model(
             [item.item_id for item in items],
             vectors,
@@ -214,7 +226,7 @@ def train_ranker(
                 text_dimension=int(vectors.shape[1]), use_text=settings.sequence_text
             ),
             settings=sequence_settings,
-            refit=False,  # after the combiner: it must not see its validation items learned
+            refit=False,
         )
     combiner, val_metrics = tune_combiner(items, vectors, events, encoder, settings, sequence)
     if sequence is not None:

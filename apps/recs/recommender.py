@@ -35,6 +35,7 @@ from threefold.apps.recs.rules import (
     new_item_slot,
     paginate,
 )
+from threefold.apps.recs.sequence_ensemble import SequenceEnsemble
 from threefold.apps.recs.sequence_model import SequenceModel
 from threefold.apps.recs.similar_items import pool_size, rank_similar
 from threefold.core.encoder import TextEncoder
@@ -59,7 +60,7 @@ class Ranker:
     encoder: TextEncoder
     combiner: LinearCombiner
     version: str = BASE_VERSION
-    sequence: SequenceModel | None = None
+    sequence: SequenceModel | SequenceEnsemble | None = None
     trending_window: float = DEFAULT_TRENDING_WINDOW
     info: Mapping[str, Any] = field(default_factory=dict)
     vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
@@ -139,7 +140,7 @@ class Recommender:
         encoder: TextEncoder,
         *,
         combiner: LinearCombiner | None = None,
-        sequence: SequenceModel | None = None,
+        sequence: SequenceModel | SequenceEnsemble | None = None,
         events: Sequence[Event] = (),
         candidate_pool: int = 200,
         trending_window: float = DEFAULT_TRENDING_WINDOW,

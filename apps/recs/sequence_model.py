@@ -144,6 +144,12 @@ class SequenceModel:
         """ID-embedding row of each item (0 for items the model never saw in training)."""
         return np.array([self.vocabulary.get(i, 0) for i in item_ids], dtype=np.int64)
 
+    def represents(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Which items this model can score: all with text, else those with an ID embedding."""
+        if self.config.use_text:
+            return np.ones(len(item_ids), dtype=bool)
+        return self.id_rows(item_ids) > 0
+
     def item_table(self, vectors: np.ndarray, item_ids: Sequence[str]) -> Any:
         torch = _torch()
         if self.config.use_text and vectors.shape[1] != self.config.text_dimension:

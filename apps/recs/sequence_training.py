@@ -7,6 +7,8 @@ Validation is each user's last new item (never the test item); training stops wh
 NDCG@k has not improved for `patience` checks or `max_seconds` pass; the best weights are kept.
 Then `refit_epochs` more epochs run over the whole histories, validation items included, so the
 most recent transitions (which predict the next item best) are learned too.
+`train_sequence_ensemble` trains the text-aware ranker and ID-only SASRec side by side
+(`sequence_ensemble`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from threefold.apps.recs.events import Event, group_by_user
 from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
+from threefold.apps.recs.sequence_ensemble import SequenceEnsemble
 from threefold.apps.recs.sequence_model import SequenceConfig, SequenceModel
 from threefold.core.errors import ConfigError
 
@@ -103,6 +106,25 @@ def training_windows(sequences: Sequence[Sequence[int]], length: int) -> tuple[n
     return np.stack(inputs), np.stack(targets)
 
 
+class LastItemValidation:
+    """Each user's last new item as the target of the rest of the history (users with >= 2)."""
+
+    def __init__(self, sequences: Mapping[str, Sequence[int]], n_items: int) -> None:
+        users = sorted(u for u, s in sequences.items() if len(s) >= 2)
+        self.histories = [list(sequences[u][:-1]) for u in users]
+        self.targets = np.array([sequences[u][-1] for u in users], dtype=np.int64)
+        self.seen = np.zeros((len(users), n_items), dtype=bool)
+        for row, history in enumerate(self.histories):
+            self.seen[row, history] = True
+
+    def measure(
+        self, model: Any, vectors: np.ndarray, item_ids: Sequence[str], k: int
+    ) -> dict[str, float]:
+        """hr@k, ndcg@k and mrr of `model` (a ranker or an ensemble) on these targets."""
+        scores = model.scores(self.histories, vectors, item_ids)
+        return summarize(rank_of_targets(scores, self.seen, self.targets), k)
+
+
 def train_sequence_model(
     item_ids: Sequence[str],
     vectors: np.ndarray,
@@ -140,11 +162,7 @@ def train_sequence_model(
     id_rows = torch.as_tensor(model.id_rows(item_ids))
     text = torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32))
     inputs, targets = training_windows(list(train.values()), config.max_length)
-    validation_users = sorted(train)
-    validation_targets = np.array([sequences[u][-1] for u in validation_users])
-    validation_seen = np.zeros((len(validation_users), len(item_ids)), dtype=bool)
-    for row, user in enumerate(validation_users):
-        validation_seen[row, train[user]] = True
+    validation = LastItemValidation(sequences, len(item_ids))
     optimizer = torch.optim.AdamW(
         network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
@@ -165,10 +183,7 @@ def train_sequence_model(
         )
         elapsed = time.perf_counter() - started
         if epoch % settings.check_every == 0 or elapsed > settings.max_seconds:
-            scores = model.scores([train[u] for u in validation_users], vectors, item_ids)
-            metrics = summarize(
-                rank_of_targets(scores, validation_seen, validation_targets), settings.k
-            )
+            metrics = validation.measure(model, vectors, item_ids, settings.k)
             logger.info(
                 "sequence epoch %d: loss %.4f, validation %s (%.0fs)",
                 epoch,
@@ -191,7 +206,7 @@ def train_sequence_model(
     network.eval()
     model.info = {
         "settings": asdict(settings),
-        "validation": {**best, "users": len(validation_users)},
+        "validation": {**best, "users": len(validation.histories)},
         "best_epoch": best_epoch,
         "epochs_run": epoch,
         "windows": len(inputs),
@@ -203,8 +218,53 @@ def train_sequence_model(
     return model
 
 
+def train_sequence_ensemble(
+    item_ids: Sequence[str],
+    vectors: np.ndarray,
+    events: Sequence[Event],
+    *,
+    settings: SequenceSettings | None = None,
+    refit: bool = True,
+) -> SequenceEnsemble:
+    """The text-aware ranker and ID-only SASRec, each trained like `train_sequence_model`.
+
+    The ensemble's own validation (same last items) is recorded in its `info`.
+    """
+    settings = settings or SequenceSettings()
+    started = time.perf_counter()
+    members = [
+        train_sequence_model(
+            item_ids,
+            vectors,
+            events,
+            config=SequenceConfig(text_dimension=int(vectors.shape[1]), use_text=use_text),
+            settings=settings,
+            refit=False,
+        )
+        for use_text in (True, False)
+    ]
+    ensemble = SequenceEnsemble(members)
+    position = {item_id: i for i, item_id in enumerate(item_ids)}
+    validation = LastItemValidation(ordered_positions(events, position), len(item_ids))
+    ensemble.info = {
+        "kind": "mean log-probability of a text-aware ranker and ID-only SASRec",
+        "validation": {
+            **validation.measure(ensemble, vectors, item_ids, settings.k),
+            "users": len(validation.histories),
+        },
+        "members": [
+            {"use_text": m.config.use_text, "use_ids": m.config.use_ids, **m.info} for m in members
+        ],
+        "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    logger.info("sequence ensemble validation: %s", ensemble.info["validation"])
+    if refit:
+        refit_sequence_model(ensemble, item_ids, vectors, events, settings)
+    return ensemble
+
+
 def refit_sequence_model(
-    model: SequenceModel,
+    model: SequenceModel | SequenceEnsemble,
     item_ids: Sequence[str],
     vectors: np.ndarray,
     events: Sequence[Event],
@@ -213,8 +273,15 @@ def refit_sequence_model(
     """`settings.refit_epochs` more epochs over every history whole (no held-out item), in place.
 
     Early stopping needed each user's newest transition as validation; this teaches it too.
+    An ensemble refits each member.
     """
     import torch
+
+    if isinstance(model, SequenceEnsemble):
+        for member in model.members:
+            refit_sequence_model(member, item_ids, vectors, events, settings)
+        model.info["refit"] = [member.info.get("refit") for member in model.members]
+        return
 
     position = {item_id: i for i, item_id in enumerate(item_ids)}
     sequences = ordered_positions(events, position)

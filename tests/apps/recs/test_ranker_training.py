@@ -47,6 +47,7 @@ def test_settings_reject_bad_values():
 
 @pytest.mark.slow
 def test_tiny_fine_tune_trains_saves_and_loads(catalog, sample_events, base_model_path, tmp_path):
+    from threefold.apps.recs.sequence_ensemble import SequenceEnsemble
     from threefold.core.embedder import Embedder
 
     settings = RankerSettings(
@@ -63,7 +64,8 @@ def test_tiny_fine_tune_trains_saves_and_loads(catalog, sample_events, base_mode
     assert np.allclose(loaded.encoder.encode(texts), model.encoder.encode(texts), atol=1e-5)
     assert loaded.combiner.weights == model.combiner.weights
     # the sequence ranker travels in the model folder and scores identically after loading
-    assert model.sequence is not None
+    assert isinstance(model.sequence, SequenceEnsemble)
+    assert isinstance(loaded.sequence, SequenceEnsemble)
     assert model.info["sequence"]["validation"]["users"] > 10
     vectors = model.encoder.encode([item.text for item in catalog])
     ids = [item.item_id for item in catalog]
@@ -72,3 +74,13 @@ def test_tiny_fine_tune_trains_saves_and_loads(catalog, sample_events, base_mode
         loaded.sequence.scores(histories, vectors, ids),
         model.sequence.scores(histories, vectors, ids),
     )
+
+
+@pytest.mark.slow
+def test_single_sequence_trains_the_text_aware_ranker_alone(catalog, sample_events, embedder):
+    from threefold.apps.recs.sequence_model import SequenceModel
+
+    settings = RankerSettings(fine_tune=False, sequence_ensemble=False, sequence_seconds=10.0)
+    model = train_ranker(list(catalog), sample_events, settings=settings, encoder=embedder)
+    assert isinstance(model.sequence, SequenceModel)
+    assert model.sequence.config.use_text and model.sequence.config.use_ids

@@ -254,6 +254,7 @@ def test_app_serves_a_model_built_by_the_cli(tmp_path):
     assert len(response.json["items"]) == 3
     assert response.json["model_version"] == "model"  # a plain folder serves as its name
     # the sequence ranker is in the folder and in the served ranker; reasons still name items
-    assert (out / "sequence" / "sequence.pt").is_file()
+    assert (out / "sequence" / "ensemble.json").is_file()  # text-aware + ID-only by default
+    assert (out / "sequence" / "member-1" / "sequence.pt").is_file()
     assert health["ranker"]["sequence"]["validation"]["users"] > 10
     assert all(item["reason"] for item in response.json["items"])

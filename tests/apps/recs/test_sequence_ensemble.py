@@ -1,0 +1,108 @@
+"""The sequence ensemble (text-aware ranker + ID-only SASRec) on the shipped data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from threefold.apps.recs.sequence_ensemble import (
+    ENSEMBLE_FILE,
+    SequenceEnsemble,
+    load_sequence_ranker,
+    log_probabilities,
+)
+from threefold.apps.recs.sequence_model import SequenceModel
+from threefold.apps.recs.sequence_training import SequenceSettings, train_sequence_ensemble
+from threefold.core.errors import ModelError
+
+FAST = SequenceSettings(epochs=4, check_every=2, patience=2, max_seconds=60.0, refit_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def item_vectors(embedder):
+    from threefold.apps.recs.catalog import load_catalog
+    from threefold.apps.recs.config import DEFAULT_ITEMS
+
+    items = list(load_catalog(DEFAULT_ITEMS))
+    return [i.item_id for i in items], embedder.encode([i.text for i in items])
+
+
+@pytest.fixture(scope="module")
+def ensemble(item_vectors, sample_events) -> SequenceEnsemble:
+    ids, vectors = item_vectors
+    return train_sequence_ensemble(ids, vectors, sample_events, settings=FAST)
+
+
+def test_log_probabilities_are_a_stable_log_softmax():
+    scores = np.array([[1000.0, 1001.0, 999.0], [0.0, 0.0, 0.0]])
+    out = log_probabilities(scores)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(np.exp(out).sum(axis=1), 1.0)
+    np.testing.assert_allclose(out[1], np.log(1 / 3))
+
+
+def test_members_are_text_aware_and_id_only_and_the_ensemble_is_measured(ensemble):
+    text, ids_only = ensemble.members
+    assert (text.config.use_text, text.config.use_ids) == (True, True)
+    assert (ids_only.config.use_text, ids_only.config.use_ids) == (False, True)
+    assert ensemble.info["validation"]["users"] > 10
+    assert 0.0 <= ensemble.info["validation"]["ndcg@10"] <= 1.0
+    assert [m["use_text"] for m in ensemble.info["members"]] == [True, False]
+    assert [r["epochs"] for r in ensemble.info["refit"]] == [1, 1]
+
+
+def test_scores_average_the_members_log_probabilities(ensemble, item_vectors):
+    ids, vectors = item_vectors
+    histories = [[0, 1, 2], [5], []]
+    scores = ensemble.scores(histories, vectors, ids)
+    assert scores.shape == (3, len(ids)) and np.isfinite(scores).all()
+    assert not scores[2].any()  # an empty history scores nothing
+    text, ids_only = ensemble.members
+    known = ids_only.represents(ids)
+    expected = log_probabilities(text.scores(histories[:2], vectors, ids).astype(np.float64))
+    expected[:, known] += log_probabilities(
+        ids_only.scores(histories[:2], vectors, ids)[:, known].astype(np.float64)
+    )
+    expected[:, known] /= 2
+    np.testing.assert_allclose(scores[:2], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_new_item_is_scored_by_the_text_member_alone(ensemble, item_vectors, embedder):
+    ids, vectors = item_vectors
+    new_vector = embedder.encode(["A detective novel set on a night train through the Highlands."])
+    all_ids, all_vectors = [*ids, "bk-new"], np.vstack([vectors, new_vector])
+    text, ids_only = ensemble.members
+    assert ids_only.represents(all_ids).tolist() == [*ids_only.represents(ids).tolist(), False]
+    history = [[ids.index("bk-002")]]
+    scores = ensemble.scores(history, all_vectors, all_ids)[0]
+    assert np.isfinite(scores[-1])
+    text_only = log_probabilities(text.scores(history, all_vectors, all_ids).astype(np.float64))
+    assert scores[-1] == pytest.approx(text_only[0, -1], abs=1e-5)
+
+
+def test_round_trip_gives_identical_scores_and_the_loader_tells_folders_apart(
+    ensemble, item_vectors, tmp_path
+):
+    ids, vectors = item_vectors
+    histories = [[0, 1, 2], [7, 3]]
+    ensemble.save(tmp_path / "ensemble")
+    assert json.loads((tmp_path / "ensemble" / ENSEMBLE_FILE).read_text())["members"] == [
+        "member-0",
+        "member-1",
+    ]
+    loaded = load_sequence_ranker(tmp_path / "ensemble")
+    assert isinstance(loaded, SequenceEnsemble)
+    assert np.array_equal(
+        loaded.scores(histories, vectors, ids), ensemble.scores(histories, vectors, ids)
+    )
+    assert loaded.info["validation"] == ensemble.info["validation"]
+    ensemble.members[0].save(tmp_path / "single")
+    assert isinstance(load_sequence_ranker(tmp_path / "single"), SequenceModel)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / ENSEMBLE_FILE).write_text('{"format": "something-else"}')
+    with pytest.raises(ModelError, match="is not a sequence ensemble"):
+        load_sequence_ranker(tmp_path / "bad")
+    with pytest.raises(ModelError, match="at least one member"):
+        SequenceEnsemble([])
