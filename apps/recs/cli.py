@@ -5,8 +5,9 @@ Heavy imports happen inside the commands.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,7 +24,21 @@ if TYPE_CHECKING:
     from threefold.apps.recs.redis_state import RedisState
 
 
+TRAINING_OPTIONS = (
+    "max_steps",
+    "max_pairs",
+    "batch_size",
+    "fine_tune",
+    "seed",
+    "sequence",
+    "sequence_seconds",
+    "sequence_ensemble",
+)
+"""`RankerSettings` fields set by `_training_options`; a command receives them as `training`."""
+
+
 def _training_options(function):
+    """Add the ranker-training options; the command gets them as one `training` dict."""
     options = [
         click.option(
             "--base-model",
@@ -64,37 +79,23 @@ def _training_options(function):
         ),
         click.option("--seed", default=13, show_default=True),
     ]
+
+    @functools.wraps(function)
+    def gathered(*args: Any, **kwargs: Any) -> Any:
+        training = {name: kwargs.pop(name) for name in TRAINING_OPTIONS}
+        return function(*args, training=training, **kwargs)
+
     for option in reversed(options):
-        function = option(function)
-    return function
+        gathered = option(gathered)
+    return gathered
 
 
-def _settings(
-    k: int,
-    max_steps: int,
-    max_pairs: int,
-    batch_size: int,
-    fine_tune: bool,
-    seed: int,
-    sequence: bool = True,
-    sequence_seconds: float = 480.0,
-    sequence_ensemble: bool = True,
-):
+def _settings(k: int, training: dict[str, Any]):
     from threefold.apps.recs.ranker_training import RankerSettings
     from threefold.core.errors import ConfigError
 
     try:
-        return RankerSettings(
-            k=k,
-            max_steps=max_steps,
-            max_pairs=max_pairs,
-            batch_size=batch_size,
-            fine_tune=fine_tune,
-            seed=seed,
-            sequence=sequence,
-            sequence_seconds=sequence_seconds,
-            sequence_ensemble=sequence_ensemble,
-        )
+        return RankerSettings(k=k, **training)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -128,30 +129,13 @@ def eval_command(
     interactions: str,
     k: int,
     base_model: str | None,
-    max_steps: int,
-    max_pairs: int,
-    batch_size: int,
-    fine_tune: bool,
-    sequence: bool,
-    sequence_seconds: float,
-    sequence_ensemble: bool,
-    seed: int,
+    training: dict[str, Any],
 ) -> None:
     """Leave-last-out: model vs popularity, item-kNN and text similarity; prints one JSON object."""
     from threefold.apps.recs.evaluation import evaluate
 
     catalog, events = _load(items, interactions)
-    settings = _settings(
-        k,
-        max_steps,
-        max_pairs,
-        batch_size,
-        fine_tune,
-        seed,
-        sequence,
-        sequence_seconds,
-        sequence_ensemble,
-    )
+    settings = _settings(k, training)
     result = evaluate(catalog, events, k=k, settings=settings, base_model=base_model)
     emit_json(result)
 
@@ -181,14 +165,7 @@ def build_command(
     registry: str | None,
     created_by: str | None,
     base_model: str | None,
-    max_steps: int,
-    max_pairs: int,
-    batch_size: int,
-    fine_tune: bool,
-    sequence: bool,
-    sequence_seconds: float,
-    sequence_ensemble: bool,
-    seed: int,
+    training: dict[str, Any],
 ) -> None:
     """Train the ranker on an event log; serve it with THREEFOLD_RECS_MODEL_DIR=OUT (or the entry).
 
@@ -206,17 +183,7 @@ def build_command(
     if registry is not None or ModelEntry.is_entry(out):
         entry = entry_for(registry, out)
     catalog, log = _load(items, events)
-    settings = _settings(
-        10,
-        max_steps,
-        max_pairs,
-        batch_size,
-        fine_tune,
-        seed,
-        sequence,
-        sequence_seconds,
-        sequence_ensemble,
-    )
+    settings = _settings(10, training)
     model = train_ranker(list(catalog), log, settings=settings, base_model=base_model)
     result = {
         "validation": model.info.get("validation", {}),
@@ -368,14 +335,7 @@ def retrain_command(
     model_dir: str | None,
     created_by: str | None,
     base_model: str | None,
-    max_steps: int,
-    max_pairs: int,
-    batch_size: int,
-    fine_tune: bool,
-    sequence: bool,
-    sequence_seconds: float,
-    sequence_ensemble: bool,
-    seed: int,
+    training: dict[str, Any],
 ) -> None:
     """Retrain the ranker on the base + newly logged events; gate on ndcg@10; promote or reject.
 
@@ -397,17 +357,7 @@ def retrain_command(
         gate_events=load_events(gate_events, known_items=catalog),
         gate_source=str(Path(gate_events).resolve()),
     )
-    settings = _settings(
-        10,
-        max_steps,
-        max_pairs,
-        batch_size,
-        fine_tune,
-        seed,
-        sequence,
-        sequence_seconds,
-        sequence_ensemble,
-    )
+    settings = _settings(10, training)
     emit_json(
         retrain_ranker(
             entry,
