@@ -278,7 +278,8 @@ def recs_movielens(d: dict[str, Any]) -> list[Row]:
     )
     return [
         (
-            "Recommender (fine-tuned text encoder + text-aware sequence ranker + tuned combiner)",
+            "Recommender (fine-tuned text encoder + sequence ensemble: text-aware ranker and "
+            "ID-only SASRec + tuned combiner)",
             f"MovieLens-100k, leave-last-out per user ({r['users']} users), all unseen items "
             f"ranked, seed {d['seed']}",
             f"ndcg@10 {_f(model['ndcg@10'], 4)}, hr@10 {_f(model['hr@10'], 4)}, "
