@@ -207,11 +207,12 @@ def train_ranker(
     sequence_settings = SequenceSettings(
         k=settings.k, seed=settings.seed, max_seconds=settings.sequence_seconds
     )
+    item_ids = [item.item_id for item in items]
     if settings.sequence and settings.sequence_text and settings.sequence_ensemble:
         # trained on the same split as the combiner: each user's last new item is validation;
         # refit after the combiner: it must not see its validation items learned
         sequence = train_sequence_ensemble(
-            [item.item_id for item in items],
+            item_ids,
             vectors,
             train_events,
             settings=sequence_settings,
@@ -219,7 +220,7 @@ def train_ranker(
         )
     elif settings.sequence:
         sequence = train_sequence_model(
-            [item.item_id for item in items],
+            item_ids,
             vectors,
             train_events,
             config=SequenceConfig(
@@ -230,9 +231,7 @@ def train_ranker(
         )
     combiner, val_metrics = tune_combiner(items, vectors, events, encoder, settings, sequence)
     if sequence is not None:
-        refit_sequence_model(
-            sequence, [item.item_id for item in items], vectors, events, sequence_settings
-        )
+        refit_sequence_model(sequence, item_ids, vectors, events, sequence_settings)
         info["sequence"] = sequence.info
     info["validation"] = val_metrics
     info["train_seconds"] = round(time.perf_counter() - started, 2)
