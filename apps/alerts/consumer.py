@@ -17,6 +17,7 @@ from threefold.core.webhook import WebhookSender
 from threefold.streaming.connections import KafkaSettings, RedisSettings
 from threefold.streaming.producer import JsonProducer
 from threefold.streaming.runner import ConsumerRunner
+from threefold.streaming.topic_probe import TopicProbe
 
 
 def build_runner(
@@ -64,6 +65,7 @@ def build_runner(
         store,
         JsonProducer(kafka),
         config.alerts_topic,
+        probe=TopicProbe(kafka, config.alerts_topic),
         webhook=webhook,
         metrics=metrics,
     )

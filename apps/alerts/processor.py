@@ -27,6 +27,7 @@ from threefold.apps.alerts.state.store import StateStore
 from threefold.core.errors import ServiceError
 from threefold.core.webhook import WebhookSender
 from threefold.streaming.messages import BatchResult, Message, Output
+from threefold.streaming.topic_probe import TopicProbe
 
 logger = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 10.0  # well inside the outbox lease (state.store.ALERT_LEASE_S)
@@ -39,6 +40,11 @@ class AlertPublisher:
     timed out on a slow broker) stays in flight under this publisher's lease, which every call
     renews, and is acknowledged when it succeeds or released for a resend when it fails. Sending
     it again while the first send may still land would publish it twice.
+
+    With a `probe` on the alerts topic, the topic's end offsets are noted in the store before an
+    alert's first send; an alert that has such a note (a publisher died, or a send failed, after
+    the broker may have written it) is looked for in the topic from there and acknowledged
+    without a resend when it is found.
     """
 
     def __init__(
@@ -47,12 +53,14 @@ class AlertPublisher:
         producer: Any,
         topic: str,
         *,
+        probe: TopicProbe | None = None,
         webhook: WebhookSender | None = None,
         metrics: AlertsMetrics | None = None,
     ) -> None:
         self.store = store
         self.producer = producer
         self.topic = topic
+        self.probe = probe
         self.webhook = webhook
         self.metrics = metrics or AlertsMetrics()
         self.owner = uuid.uuid4().hex  # holds the outbox leases of what it is sending
@@ -63,11 +71,16 @@ class AlertPublisher:
         that has an answer; returns the alerts published by this call. Failed ones stay
         pending, free for the next call of any publisher."""
         pending = self.store.lease_pending_alerts(self.owner)  # renews the in-flight leases
+        fresh = [alert for alert in pending if alert["alert_id"] not in self._sending]
+        landed: list[dict] = []
         unsent: list[dict] = []
         error: BaseException | None = None
-        for alert in pending:
-            if alert["alert_id"] in self._sending:
-                continue
+        if fresh and self.probe is not None:
+            try:
+                landed, fresh = self._split_published(fresh, self.probe)
+            except Exception as exc:  # the broker is down: try them all again later
+                unsent, fresh, error = fresh, [], exc
+        for alert in fresh:
             try:
                 future = self.producer.send(self.topic, alert, key=alert["key"])
             except Exception as exc:  # e.g. no metadata within max_block_ms: the broker is down
@@ -81,6 +94,7 @@ class AlertPublisher:
             except Exception as exc:  # settled below, send by send
                 error = exc
         sent, failed = self._settle()
+        sent += landed
         failed += unsent
         if failed:
             self.store.release_alerts(failed, self.owner)
@@ -94,6 +108,31 @@ class AlertPublisher:
         if sent:
             self._acknowledge(sent)
         return sent
+
+    def _split_published(
+        self, alerts: list[dict], probe: TopicProbe
+    ) -> tuple[list[dict], list[dict]]:
+        """(alerts sent before that the topic already holds, the rest to send); notes the
+        topic's end offsets for the alerts sent for the first time."""
+        marks = self.store.sending_marks(alerts)
+        found: set[str] = set()
+        if marks:
+            partitions = {p for offsets in marks.values() for p in offsets}
+            # A partition missing from a note was created after it: read it from the start.
+            since = {p: min(offsets.get(p, 0) for offsets in marks.values()) for p in partitions}
+            found = probe.ids_since(since, set(marks), id_field="alert_id")
+        first = [alert for alert in alerts if alert["alert_id"] not in marks]
+        if first:
+            self.store.mark_sending(first, probe.end_offsets())
+        landed = [alert for alert in alerts if alert["alert_id"] in found]
+        for alert in landed:
+            logger.info(
+                "alert %s is in %r already (sent before a crash or a failed send); "
+                "acknowledging it without sending it again",
+                alert["alert_id"],
+                self.topic,
+            )
+        return landed, [alert for alert in alerts if alert["alert_id"] not in found]
 
     def close(self) -> None:
         """On shutdown: wait for the sends in flight, acknowledge those that landed, free the
@@ -113,6 +152,8 @@ class AlertPublisher:
                 self._acknowledge(sent)
         if self.producer is not None:
             self.producer.close()
+        if self.probe is not None:
+            self.probe.close()
         if self.webhook is not None:
             self.webhook.close()
 

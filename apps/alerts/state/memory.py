@@ -23,6 +23,7 @@ from threefold.apps.alerts.state.store import (
 )
 from threefold.apps.alerts.surge import Baseline
 from threefold.apps.alerts.windows import Entry, WindowCounts
+from threefold.streaming.topic_probe import Offsets
 
 
 class InMemoryStateStore:
@@ -38,6 +39,7 @@ class InMemoryStateStore:
         self._claimed: set[str] = set()
         self._outbox: dict[str, dict] = {}
         self._leases: dict[str, tuple[str, float]] = {}  # alert id -> (owner, expiry)
+        self._sending: dict[str, Offsets] = {}  # alert id -> alerts topic end offsets
         self._history: dict[str, list[dict]] = {}
         self._keys: dict[str, int] = {}
         self._feed: list[tuple[str, dict]] = []
@@ -155,10 +157,19 @@ class InMemoryStateStore:
             if self._leases.get(alert["alert_id"], ("",))[0] == owner:
                 del self._leases[alert["alert_id"]]
 
+    def mark_sending(self, alerts: Sequence[dict], offsets: Offsets) -> None:
+        for alert in alerts:
+            self._sending.setdefault(alert["alert_id"], dict(offsets))
+
+    def sending_marks(self, alerts: Sequence[dict]) -> dict[str, Offsets]:
+        ids = [a["alert_id"] for a in alerts]
+        return {i: dict(self._sending[i]) for i in ids if i in self._sending}
+
     def ack_alerts(self, alerts: Sequence[dict]) -> None:
         with self._feed_changed:
             for alert in alerts:
                 self._leases.pop(alert["alert_id"], None)
+                self._sending.pop(alert["alert_id"], None)
                 if self._outbox.pop(alert["alert_id"], None) is not None:
                     self._feed_appended += 1
                     self._feed.append((f"{self._feed_appended}-0", alert))

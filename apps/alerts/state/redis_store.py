@@ -21,6 +21,7 @@ from threefold.apps.alerts.state.store import (
 )
 from threefold.apps.alerts.surge import Baseline
 from threefold.apps.alerts.windows import Entry, WindowCounts
+from threefold.streaming.topic_probe import Offsets
 
 ADD_CHUNK = 500  # window entries per Redis script call (keeps each call well under 10 ms)
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -200,11 +201,33 @@ class RedisStateStore:
             ids = [a["alert_id"] for a in alerts]
             self._release(keys=[self._k("outbox-leases")], args=[*ids, owner])
 
+    def mark_sending(self, alerts: Sequence[dict], offsets: Offsets) -> None:
+        """Note the alerts topic's end offsets before the first send of each alert (an earlier
+        note is kept): whoever publishes it after a crash reads the topic from there."""
+        if not alerts:
+            return
+        note = json.dumps({str(p): o for p, o in offsets.items()}, sort_keys=True)
+        pipe = self.client.pipeline(transaction=False)
+        for alert in alerts:
+            pipe.hsetnx(self._k("outbox-sent"), alert["alert_id"], note)
+        pipe.expire(self._k("outbox-sent"), self.ttl_s)
+        pipe.execute()
+
+    def sending_marks(self, alerts: Sequence[dict]) -> dict[str, Offsets]:
+        ids = [a["alert_id"] for a in alerts]
+        if not ids:
+            return {}
+        notes = self.client.hmget(self._k("outbox-sent"), ids)
+        return {
+            alert_id: {int(p): int(o) for p, o in json.loads(note).items()}
+            for alert_id, note in zip(ids, notes, strict=True)
+            if note is not None
+        }
+
     def ack_alerts(self, alerts: Sequence[dict]) -> None:
         """Mark alerts published: drop them from the outbox and append them to the live feed."""
         for alert in alerts:
             # Only the consumer that removes the outbox entry appends it to the feed.
-            self.client.hdel(self._k("outbox-leases"), alert["alert_id"])
             if self.client.hdel(self._k("outbox"), alert["alert_id"]):
                 self.client.xadd(
                     self._k("feed"),
@@ -212,6 +235,11 @@ class RedisStateStore:
                     maxlen=MAX_FEED,
                     approximate=True,
                 )
+            # After the outbox entry: until then a takeover still needs the sending note.
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hdel(self._k("outbox-leases"), alert["alert_id"])
+            pipe.hdel(self._k("outbox-sent"), alert["alert_id"])
+            pipe.execute()
 
     def aggregation_keys(self) -> list[str]:
         return list(self.client.zrevrange(self._k("keys"), 0, -1))

@@ -19,9 +19,12 @@ after a batch's outputs are flushed, so a crash replays the uncommitted messages
   cool-down check, and a copy in an outbox hash. A crash after the claim leaves it in the outbox
   and the next consumer publishes it, so no surge is lost; the id marker stops it being claimed
   twice. Every consumer publishes the outbox, each alert under a lease (holder + expiry) so two
-  of them never send the same one; a dead holder's lease ends after ALERT_LEASE_S. Only a crash
-  between the broker acknowledging the alert and the outbox deletion (a few milliseconds) can
-  publish an alert twice; it then has the same alert_id (dedupe on it).
+  of them never send the same one; a dead holder's lease ends after ALERT_LEASE_S. Before its
+  first send, the alerts topic's end offsets are noted with the alert (`mark_sending`): a crash
+  between the broker acknowledging the alert and the outbox deletion leaves that note, and the
+  next publisher reads the topic from there and resends only if the alert is not in it. (Only a
+  publisher stalled past its lease while its send is still in flight can publish an alert
+  twice; it then has the same alert_id.)
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Protocol
 
 from threefold.apps.alerts.surge import Baseline
 from threefold.apps.alerts.windows import Entry, WindowCounts
+from threefold.streaming.topic_probe import Offsets
 
 CLAIMED, DUPLICATE, COOLDOWN = "claimed", "duplicate", "cooldown"
 COUNTED, SEEN, CLOSED = 1, 0, -1
@@ -84,6 +88,15 @@ class StateStore(Protocol):
     def lease_pending_alerts(self, owner: str, lease_s: int = ALERT_LEASE_S) -> list[dict]: ...
 
     def release_alerts(self, alerts: Sequence[dict], owner: str) -> None: ...
+
+    def mark_sending(self, alerts: Sequence[dict], offsets: Offsets) -> None:
+        """Before the first send of each alert, note the alerts topic's end offsets (an
+        earlier note is kept); `ack_alerts` drops the note."""
+        ...
+
+    def sending_marks(self, alerts: Sequence[dict]) -> dict[str, Offsets]:
+        """The notes of those `alerts` that were sent before (maybe by a publisher that died)."""
+        ...
 
     def ack_alerts(self, alerts: Sequence[dict]) -> None:
         """Mark alerts published: drop them from the outbox and append them to the feed."""

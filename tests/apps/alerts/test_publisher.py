@@ -8,7 +8,9 @@ import pytest
 
 from threefold.apps.alerts.processor import AlertPublisher
 from threefold.apps.alerts.state.memory import InMemoryStateStore
+from threefold.streaming.kafka_config import ensure_topics
 from threefold.streaming.producer import JsonProducer
+from threefold.streaming.topic_probe import TopicProbe
 
 ALERT = {"alert_id": "a-1", "key": "entity:QNTV", "window_end_ts": 300, "summary": "surge"}
 
@@ -31,6 +33,62 @@ def test_alerts_stay_in_the_outbox_while_the_broker_is_down_then_go_out(
     assert [a["alert_id"] for a in published] == ["a-1"]
     assert store.pending_alerts() == []
     assert [json.loads(r.value)["alert_id"] for r in read_topic(topic, min_count=1)] == ["a-1"]
+
+
+class DiesAfterTheBrokerAnswers(InMemoryStateStore):
+    """The publisher's process dies between the broker's acknowledgement and the outbox ack."""
+
+    dying = True
+
+    def ack_alerts(self, alerts) -> None:
+        if self.dying:
+            raise SystemExit("killed after the broker acknowledged the alert")
+        super().ack_alerts(alerts)
+
+
+@pytest.mark.integration
+def test_an_alert_the_broker_took_before_its_publisher_died_is_not_sent_again(
+    kafka_bootstrap, unique_name, read_topic
+):
+    topic = unique_name("alerts")
+    ensure_topics(kafka_bootstrap, [topic], partitions=2)
+    store = DiesAfterTheBrokerAnswers()
+    store.claim_alert(dict(ALERT), cooldown_s=0)
+    store.claim_alert({**ALERT, "alert_id": "a-2", "key": "entity:APXR"}, cooldown_s=0)
+    dead = AlertPublisher(
+        store, JsonProducer(kafka_bootstrap), topic, probe=TopicProbe(kafka_bootstrap, topic)
+    )
+    with pytest.raises(SystemExit):
+        dead.publish_pending()
+    assert len(read_topic(topic, min_count=2)) == 2  # both landed, neither was acknowledged
+    store.lease_pending_alerts(dead.owner, lease_s=0)  # its leases run out
+    store.dying = False  # the next process lives
+
+    producer = JsonProducer(kafka_bootstrap)
+    store.claim_alert({**ALERT, "alert_id": "a-3", "key": "entity:NWBK"}, cooldown_s=0)
+    nxt = AlertPublisher(store, producer, topic, probe=TopicProbe(kafka_bootstrap, topic))
+    published = nxt.publish_pending()
+    nxt.close()
+    assert sorted(a["alert_id"] for a in published) == ["a-1", "a-2", "a-3"]
+    assert store.pending_alerts() == [] and len(store.recent_alerts()) == 3
+    records = read_topic(topic)  # all of it: a resend would show as a fourth record
+    assert sorted(json.loads(r.value)["alert_id"] for r in records) == ["a-1", "a-2", "a-3"]
+
+
+@pytest.mark.integration
+def test_an_alert_noted_as_sending_but_missing_from_the_topic_is_sent(
+    kafka_bootstrap, unique_name, read_topic
+):
+    topic = unique_name("alerts")
+    ensure_topics(kafka_bootstrap, [topic])
+    store = InMemoryStateStore()
+    store.claim_alert(dict(ALERT), cooldown_s=0)
+    probe = TopicProbe(kafka_bootstrap, topic)
+    store.mark_sending(store.pending_alerts(), probe.end_offsets())  # died before the send
+    publisher = AlertPublisher(store, JsonProducer(kafka_bootstrap), topic, probe=probe)
+    assert [a["alert_id"] for a in publisher.publish_pending()] == ["a-1"]
+    publisher.close()
+    assert [json.loads(r.value)["alert_id"] for r in read_topic(topic)] == ["a-1"]
 
 
 class SlowFuture:

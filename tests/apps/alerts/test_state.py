@@ -188,3 +188,14 @@ def test_a_failed_publisher_releases_only_its_own_leases(store) -> None:
     assert store.lease_pending_alerts("b") == []
     store.release_alerts(taken, "a")
     assert len(store.lease_pending_alerts("b")) == 1
+
+
+def test_the_first_sending_note_is_kept_until_the_alert_is_acknowledged(store) -> None:
+    store.claim_alert(alert(), cooldown_s=0)
+    taken = store.lease_pending_alerts("a")
+    assert store.sending_marks(taken) == {}
+    store.mark_sending(taken, {0: 4, 1: 9})
+    store.mark_sending(taken, {0: 5, 1: 12})  # a resend keeps the note of the first send
+    assert store.sending_marks(taken) == {alert()["alert_id"]: {0: 4, 1: 9}}
+    store.ack_alerts(taken)
+    assert store.sending_marks(taken) == {}
