@@ -1,14 +1,16 @@
 """Benchmark: classifier quality on real data, each row against a baseline measured in the same run.
 
     nice -n 10 python -m bench.classifier_quality small-data [--data PATH] [--seeds 0 1 2 3 4]
+        [--base DIR --out bench/results/classifier_small_data_mpnet.json]
     nice -n 10 python -m bench.classifier_quality multitask-speed [--headlines PATH]
 
 small-data: the learning curve on Financial PhraseBank. For each seed and each size k in
 8 / 16 / 32 / 64 examples per label, k examples of each label are sampled from fpb_dev.csv and
 the rest of the file is the test set. Rows: `threefold classifier train` defaults
 (strategy auto: contrastive below 64 per label, fine-tune at 64), the contrastive path forced
-at 64, and the baseline, logistic regression on frozen MiniLM sentence embeddings. Writes
-bench/results/classifier_small_data.json and prints a Markdown table (mean +- spread over seeds).
+at 64, and the baseline, logistic regression on frozen MiniLM sentence embeddings (with --base,
+both use that base instead). Writes bench/results/classifier_small_data.json and prints a
+Markdown table (mean +- spread over seeds).
 
 multitask-speed: alerts scoring throughput, two classifiers (today) vs one multi-task pass,
 fp32 and int8; writes bench/results/classifier_multitask_speed.json.
@@ -70,7 +72,7 @@ def small_data(args: argparse.Namespace) -> dict:
 
     texts, labels = read_labelled(args.data)
     names = sorted(set(labels))
-    base = resolve_base_model(None)
+    base = resolve_base_model(args.base)
     frozen = EmbeddingClassifier(AutoModel.from_pretrained(base), torch.nn.Linear(1, 1))
     tokenizer = AutoTokenizer.from_pretrained(base)
     cache: dict[int, torch.Tensor] = {}
@@ -112,7 +114,9 @@ def small_data(args: argparse.Namespace) -> dict:
                     seed=seed, eval_fraction=0.0, output_progress=False, strategy=strategy
                 )
                 begun = time.perf_counter()
-                model = train_classifier(train_texts, train_labels, config=config)
+                model = train_classifier(
+                    train_texts, train_labels, config=config, base_model=args.base
+                )
                 seconds = time.perf_counter() - begun
                 predicted = model.predict([texts[i] for i in rest])
                 report = classification_report(rest_labels, predicted, labels=names)
@@ -359,8 +363,10 @@ def _write(args: argparse.Namespace, runs: list[dict], *, partial: bool) -> dict
         + "; no eval split (eval_fraction 0)",
         "seeds": args.seeds,
         "sizes": args.sizes,
-        "baseline": BASELINE,
-        "base_model": "all-MiniLM-L6-v2 (default)",
+        "baseline": BASELINE
+        if args.base is None
+        else f"logistic regression on frozen embeddings of the same base ({args.base})",
+        "base_model": args.base or "all-MiniLM-L6-v2 (default)",
         "goal": "k=16: accuracy >= 0.70; never a one-class model without a warning",
         "partial": partial,
         "summary": _summary(runs),
@@ -391,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("section", choices=["small-data", "multitask-speed", "bases"])
     parser.add_argument("--bases", nargs="*", default=[], help="other base model folders")
+    parser.add_argument(
+        "--base", help="small-data: the base model folder (default: the packaged MiniLM)"
+    )
     parser.add_argument("--headlines", type=Path, default=TOPIC_DATA, help="text,label CSV")
     parser.add_argument("--n-texts", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=3)

@@ -93,13 +93,15 @@ def classifier_small_data(d: dict[str, Any]) -> list[Row]:
     if forced:
         threefold += "; contrastive forced " + "; ".join(cell(r) for r in forced)
     partial = " — partial run" if d.get("partial") else ""
+    minilm = "MiniLM" in d.get("base_model", "MiniLM")
+    base_name = "MiniLM-L6" if minilm else "all-mpnet-base-v2, `models fetch-base`"
     return [
         (
-            "Small-data classifier (train defaults, MiniLM-L6)" + partial,
+            f"Small-data classifier (train defaults, {base_name})" + partial,
             f"Financial PhraseBank `fpb_dev.csv`: {d['split']}; seeds "
             f"{sorted({r['seed'] for r in d['runs']})}; mean (min–max)",
             threefold,
-            "frozen MiniLM embeddings + logistic regression: acc "
+            f"frozen {'MiniLM' if minilm else 'mpnet'} embeddings + logistic regression: acc "
             + "; ".join(cell(r) for r in base)
             + "; goal k=16 ≥ 0.70",
             "train s mean: " + ", ".join(f"k={r['k']} {r['train_seconds_mean']:.0f}" for r in auto),
@@ -462,6 +464,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_fpb", classifier_fpb),
     ("classifier_recipe", classifier_recipe),
     ("classifier_small_data", classifier_small_data),
+    ("classifier_small_data_mpnet", classifier_small_data),
     ("classifier_multitask_speed", classifier_multitask_speed),
     ("classifier_bases", classifier_bases),
     ("embedder_speed", embedder_speed),
