@@ -8,11 +8,11 @@ missing, so a crash neither loses the record nor publishes it twice.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from threefold.core.errors import ServiceError
+from threefold.core.untrusted_json import UntrustedJsonError, loads_untrusted
 from threefold.streaming.connections import KafkaTarget, as_kafka_settings
 from threefold.streaming.kafka_config import consumer_config
 
@@ -91,10 +91,11 @@ class TopicProbe:
 
 
 def _field(value: bytes | None, name: str) -> str | None:
-    """`name` of a JSON object record, or None for anything else (other writers, bad bytes)."""
+    """`name` of a JSON object record, or None for anything else (other writers, bad bytes,
+    hostile nesting)."""
     try:
-        decoded = json.loads(value) if value is not None else None
-    except ValueError:
+        decoded = loads_untrusted(value, what="record") if value is not None else None
+    except UntrustedJsonError:
         return None
     found = decoded.get(name) if isinstance(decoded, dict) else None
     return found if isinstance(found, str) else None

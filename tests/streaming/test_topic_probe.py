@@ -32,13 +32,19 @@ def test_finds_only_the_wanted_ids_written_past_the_noted_offsets(kafka_bootstra
         for record_id, key in (("new", "k1"), ("other", "k2"), ("unwanted", "k3")):
             producer.send(topic, {"id": record_id}, key=key)
         producer.send_bytes(topic, b"\xff not json", key=b"k1")  # another writer's record
+        producer.send_bytes(topic, b"[" * 200_000, key=b"k2")  # nested past any parser's stack
         producer.send(topic, {"id": 7}, key="k2")  # not a string id
         producer.flush()
+    with JsonProducer(kafka_bootstrap, compression_type="gzip") as compressed:
+        compressed.send(topic, {"id": "zipped"}, key="k3")
+        compressed.flush()
     try:
-        wanted = {"old", "new", "other", "never-sent"}
-        assert probe.ids_since(noted, wanted, id_field="id") == {"new", "other"}
+        wanted = {"old", "new", "other", "zipped", "never-sent"}
+        assert probe.ids_since(noted, wanted, id_field="id") == {"new", "other", "zipped"}
         # A partition missing from the note (created after it) is read from its start.
-        assert probe.ids_since({}, wanted, id_field="id") == {"old", "new", "other"}
+        assert probe.ids_since({}, wanted, id_field="id") == {"old", "new", "other", "zipped"}
         assert probe.ids_since(probe.end_offsets(), wanted, id_field="id") == set()
+        # Noted offsets past the end (a broker that forgot the topic): nothing is there.
+        assert probe.ids_since({0: 10_000, 1: 10_000}, wanted, id_field="id") == set()
     finally:
         probe.close()

@@ -39,7 +39,7 @@ class InMemoryStateStore:
         self._claimed: set[str] = set()
         self._outbox: dict[str, dict] = {}
         self._leases: dict[str, tuple[str, float]] = {}  # alert id -> (owner, expiry)
-        self._sending: dict[str, Offsets] = {}  # alert id -> alerts topic end offsets
+        self._sending_notes: dict[str, Offsets] = {}  # alert id -> alerts topic end offsets
         self._history: dict[str, list[dict]] = {}
         self._keys: dict[str, int] = {}
         self._feed: list[tuple[str, dict]] = []
@@ -159,17 +159,17 @@ class InMemoryStateStore:
 
     def mark_sending(self, alerts: Sequence[dict], offsets: Offsets) -> None:
         for alert in alerts:
-            self._sending.setdefault(alert["alert_id"], dict(offsets))
+            self._sending_notes.setdefault(alert["alert_id"], dict(offsets))
 
     def sending_marks(self, alerts: Sequence[dict]) -> dict[str, Offsets]:
         ids = [a["alert_id"] for a in alerts]
-        return {i: dict(self._sending[i]) for i in ids if i in self._sending}
+        return {i: dict(self._sending_notes[i]) for i in ids if i in self._sending_notes}
 
     def ack_alerts(self, alerts: Sequence[dict]) -> None:
         with self._feed_changed:
             for alert in alerts:
                 self._leases.pop(alert["alert_id"], None)
-                self._sending.pop(alert["alert_id"], None)
+                self._sending_notes.pop(alert["alert_id"], None)
                 if self._outbox.pop(alert["alert_id"], None) is not None:
                     self._feed_appended += 1
                     self._feed.append((f"{self._feed_appended}-0", alert))

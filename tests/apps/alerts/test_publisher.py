@@ -26,9 +26,14 @@ def test_alerts_stay_in_the_outbox_while_the_broker_is_down_then_go_out(
     topic = unique_name("alerts")
     assert AlertPublisher(store, down, topic).publish_pending() == []
     assert [a["alert_id"] for a in store.pending_alerts()] == ["a-1"]
+    unreachable = TopicProbe("127.0.0.1:9", topic, timeout_s=2)
+    assert AlertPublisher(store, down, topic, probe=unreachable).publish_pending() == []
+    assert [a["alert_id"] for a in store.pending_alerts()] == ["a-1"]
 
     up = JsonProducer(kafka_bootstrap)
-    published = AlertPublisher(store, up, topic).publish_pending()
+    probe = TopicProbe(kafka_bootstrap, topic)
+    published = AlertPublisher(store, up, topic, probe=probe).publish_pending()
+    probe.close()
     up.close()
     assert [a["alert_id"] for a in published] == ["a-1"]
     assert store.pending_alerts() == []
