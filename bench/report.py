@@ -93,15 +93,14 @@ def classifier_small_data(d: dict[str, Any]) -> list[Row]:
     if forced:
         threefold += "; contrastive forced " + "; ".join(cell(r) for r in forced)
     partial = " — partial run" if d.get("partial") else ""
-    minilm = "MiniLM" in d.get("base_model", "MiniLM")
-    base_name = "MiniLM-L6" if minilm else "all-mpnet-base-v2, `models fetch-base`"
+    base_name = _base_name(d.get("base_model", "all-MiniLM-L6-v2 (default)"))
     return [
         (
-            f"Small-data classifier (train defaults, {base_name})" + partial,
+            f"Small-data classifier (train defaults, base {base_name})" + partial,
             f"Financial PhraseBank `fpb_dev.csv`: {d['split']}; seeds "
             f"{sorted({r['seed'] for r in d['runs']})}; mean (min–max)",
             threefold,
-            f"frozen {'MiniLM' if minilm else 'mpnet'} embeddings + logistic regression: acc "
+            "the same base's frozen embeddings + logistic regression: acc "
             + "; ".join(cell(r) for r in base)
             + "; goal k=16 ≥ 0.70",
             "train s mean: " + ", ".join(f"k={r['k']} {r['train_seconds_mean']:.0f}" for r in auto),
@@ -126,10 +125,14 @@ def classifier_multitask_speed(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _base_name(base: str) -> str:
+    """A base model's README name: the packaged MiniLM, or the opt-in mpnet at its path."""
+    return base if "MiniLM" in base else f"all-mpnet-base-v2 (`models fetch-base`, {base})"
+
+
 def classifier_bases(d: dict[str, Any]) -> list[Row]:
     def name(row: dict[str, Any]) -> str:
-        base = row["base"]
-        return base if "MiniLM" in base else f"all-mpnet-base-v2 (`models fetch-base`, {base})"
+        return _base_name(row["base"])
 
     baseline, *others = d["rows"]
 
