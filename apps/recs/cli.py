@@ -33,6 +33,7 @@ TRAINING_OPTIONS = (
     "sequence",
     "sequence_seconds",
     "sequence_ensemble",
+    "sequence_processes",
 )
 """`RankerSettings` fields set by `_training_options`; a command receives them as `training`."""
 
@@ -76,6 +77,13 @@ def _training_options(function):
             show_default=True,
             type=click.FloatRange(min=1.0),
             help="Time budget of the sequence ranker's training.",
+        ),
+        click.option(
+            "--sequence-processes",
+            default=None,
+            type=click.IntRange(min=1),
+            help="Ensemble members trained at once, each in its own process (default: one per "
+            "CPU core; 1: one after the other).",
         ),
         click.option("--seed", default=13, show_default=True),
     ]

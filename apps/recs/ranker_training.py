@@ -66,6 +66,7 @@ class RankerSettings:
     sequence_text: bool = True
     sequence_ensemble: bool = True
     sequence_seconds: float = 480.0
+    sequence_processes: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_pairs", "max_steps", "batch_size", "max_length", "negatives", "k"):
@@ -78,6 +79,13 @@ class RankerSettings:
             raise ConfigError(
                 "RankerSettings.batch_size must be >= 2 for in-batch negatives, "
                 f"found {self.batch_size}"
+            )
+        if self.sequence_processes is not None and (
+            not isinstance(self.sequence_processes, int) or self.sequence_processes < 1
+        ):
+            raise ConfigError(
+                "RankerSettings.sequence_processes must be an integer >= 1 or None (one per CPU "
+                f"core), found {self.sequence_processes!r}"
             )
         if self.sequence_seconds <= 0:
             raise ConfigError(
@@ -205,7 +213,10 @@ def train_ranker(
     vectors = encoder.encode([item.text for item in items], show_progress=True)
     sequence = None
     sequence_settings = SequenceSettings(
-        k=settings.k, seed=settings.seed, max_seconds=settings.sequence_seconds
+        k=settings.k,
+        seed=settings.seed,
+        max_seconds=settings.sequence_seconds,
+        processes=settings.sequence_processes,
     )
     item_ids = [item.item_id for item in items]
     if settings.sequence and settings.sequence_text and settings.sequence_ensemble:

@@ -8,16 +8,20 @@ NDCG@k has not improved for `patience` checks or `max_seconds` pass; the best we
 Then `refit_epochs` more epochs run over the whole histories, validation items included, so the
 most recent transitions (which predict the next item best) are learned too.
 `train_sequence_ensemble` trains the text-aware ranker and ID-only SASRec side by side
-(`sequence_ensemble`).
+(`sequence_ensemble`), each in its own process when there are cores for both; every member seeds
+its own RNGs, so the result is the same either way.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +31,7 @@ from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
 from threefold.apps.recs.sequence_ensemble import SequenceEnsemble
 from threefold.apps.recs.sequence_model import SequenceConfig, SequenceModel
 from threefold.core.errors import ConfigError
+from threefold.core.worker_processes import cpu_count, run_in_processes
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +52,22 @@ class SequenceSettings:
     seed: int = 13
     threads: int | None = None
     refit_epochs: int = 4
+    processes: int | None = None
+    """Ensemble members trained at once, each in its own process (None: one per CPU core, up
+    to the number of members; 1: one after the other in this process)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.refit_epochs, int) or self.refit_epochs < 0:
             raise ConfigError(
                 "SequenceSettings.refit_epochs must be an integer >= 0, found "
                 f"{self.refit_epochs!r}"
+            )
+        if self.processes is not None and (
+            not isinstance(self.processes, int) or self.processes < 1
+        ):
+            raise ConfigError(
+                "SequenceSettings.processes must be an integer >= 1 or None (one per CPU core), "
+                f"found {self.processes!r}"
             )
         for name in ("epochs", "batch_size", "check_every", "patience", "k"):
             value = getattr(self, name)
@@ -232,17 +247,11 @@ def train_sequence_ensemble(
     """
     settings = settings or SequenceSettings()
     started = time.perf_counter()
-    members = [
-        train_sequence_model(
-            item_ids,
-            vectors,
-            events,
-            config=SequenceConfig(text_dimension=int(vectors.shape[1]), use_text=use_text),
-            settings=settings,
-            refit=False,
-        )
+    configs = [
+        SequenceConfig(text_dimension=int(vectors.shape[1]), use_text=use_text)
         for use_text in (True, False)
     ]
+    members = _train_members(item_ids, vectors, events, configs, settings)
     ensemble = SequenceEnsemble(members)
     position = {item_id: i for i, item_id in enumerate(item_ids)}
     validation = LastItemValidation(ordered_positions(events, position), len(item_ids))
@@ -256,11 +265,71 @@ def train_sequence_ensemble(
             {"use_text": m.config.use_text, "use_ids": m.config.use_ids, **m.info} for m in members
         ],
         "train_seconds": round(time.perf_counter() - started, 2),
+        "processes": _member_processes(settings, len(configs)),
     }
     logger.info("sequence ensemble validation: %s", ensemble.info["validation"])
     if refit:
         refit_sequence_model(ensemble, item_ids, vectors, events, settings)
     return ensemble
+
+
+def _member_processes(settings: SequenceSettings, members: int) -> int:
+    return min(members, settings.processes or cpu_count())
+
+
+def _train_members(
+    item_ids: Sequence[str],
+    vectors: np.ndarray,
+    events: Sequence[Event],
+    configs: Sequence[SequenceConfig],
+    settings: SequenceSettings,
+) -> list[SequenceModel]:
+    """One model per config, without refit: in this process, or in `processes` at once.
+
+    In processes, each gets an equal share of this process's torch threads (at least one) and
+    saves its model to a scratch folder that this process loads.
+    """
+    import torch
+
+    processes = _member_processes(settings, len(configs))
+    if processes <= 1:
+        return [
+            train_sequence_model(
+                item_ids, vectors, events, config=config, settings=settings, refit=False
+            )
+            for config in configs
+        ]
+    threads = settings.threads or max(1, torch.get_num_threads() // processes)
+    member_settings = dataclasses.replace(settings, threads=threads)
+    logger.info(
+        "training %d sequence rankers in %d processes, %d torch thread(s) each",
+        len(configs),
+        processes,
+        threads,
+    )
+    with tempfile.TemporaryDirectory(prefix="threefold-sequence-") as scratch:
+        calls = [
+            (Path(scratch) / f"member-{i}", item_ids, vectors, events, config, member_settings)
+            for i, config in enumerate(configs)
+        ]
+        folders = run_in_processes(_train_member_into, calls, processes=processes)
+        return [SequenceModel.load(folder) for folder in folders]
+
+
+def _train_member_into(
+    folder: Path,
+    item_ids: Sequence[str],
+    vectors: np.ndarray,
+    events: Sequence[Event],
+    config: SequenceConfig,
+    settings: SequenceSettings,
+) -> Path:
+    """In a worker process: `train_sequence_model` without refit, saved to `folder`."""
+    model = train_sequence_model(
+        item_ids, vectors, events, config=config, settings=settings, refit=False
+    )
+    model.save(folder)
+    return folder
 
 
 def refit_sequence_model(
@@ -296,6 +365,7 @@ def refit_sequence_model(
     )
     text = torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32))
     id_rows = torch.as_tensor(model.id_rows(item_ids))
+    torch.manual_seed(settings.seed + 1)  # dropout: the same refit wherever the model trained
     rng = np.random.default_rng(settings.seed + 1)
     for _ in range(settings.refit_epochs):
         _train_epoch(

@@ -43,6 +43,8 @@ def test_settings_reject_bad_values():
         RankerSettings(batch_size=1)
     with pytest.raises(ConfigError, match="max_steps must be a positive integer"):
         RankerSettings(max_steps=0)
+    with pytest.raises(ConfigError, match="sequence_processes must be an integer >= 1 or None"):
+        RankerSettings(sequence_processes=0)
 
 
 @pytest.mark.slow
@@ -51,7 +53,12 @@ def test_tiny_fine_tune_trains_saves_and_loads(catalog, sample_events, base_mode
     from threefold.core.embedder import Embedder
 
     settings = RankerSettings(
-        max_steps=2, batch_size=4, max_pairs=8, max_length=32, sequence_seconds=20.0
+        max_steps=2,
+        batch_size=4,
+        max_pairs=8,
+        max_length=32,
+        sequence_seconds=20.0,
+        sequence_processes=2,
     )
     encoder = Embedder(base_model_path, max_length=32)  # own copy: never the shared one
     model = train_ranker(list(catalog), sample_events, settings=settings, encoder=encoder)
@@ -67,6 +74,7 @@ def test_tiny_fine_tune_trains_saves_and_loads(catalog, sample_events, base_mode
     assert isinstance(model.sequence, SequenceEnsemble)
     assert isinstance(loaded.sequence, SequenceEnsemble)
     assert model.info["sequence"]["validation"]["users"] > 10
+    assert model.info["sequence"]["processes"] == 2  # the members trained in two processes
     vectors = model.encoder.encode([item.text for item in catalog])
     ids = [item.item_id for item in catalog]
     histories = [[0, 3, 5], [10]]

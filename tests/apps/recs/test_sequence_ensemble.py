@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,7 +16,7 @@ from threefold.apps.recs.sequence_ensemble import (
 )
 from threefold.apps.recs.sequence_model import SequenceModel
 from threefold.apps.recs.sequence_training import SequenceSettings, train_sequence_ensemble
-from threefold.core.errors import ModelError
+from threefold.core.errors import ConfigError, ModelError
 
 FAST = SequenceSettings(epochs=4, check_every=2, patience=2, max_seconds=60.0, refit_epochs=1)
 
@@ -106,3 +107,34 @@ def test_round_trip_gives_identical_scores_and_the_loader_tells_folders_apart(
         load_sequence_ranker(tmp_path / "bad")
     with pytest.raises(ModelError, match="at least one member"):
         SequenceEnsemble([])
+
+
+def test_members_trained_in_two_processes_equal_members_trained_here(item_vectors, sample_events):
+    import torch
+
+    ids, vectors = item_vectors
+    threads = torch.get_num_threads()
+    try:
+        here, apart = (
+            train_sequence_ensemble(
+                ids,
+                vectors,
+                sample_events,
+                settings=dataclasses.replace(FAST, threads=1, processes=processes),
+            )
+            for processes in (1, 2)
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert (here.info["processes"], apart.info["processes"]) == (1, 2)
+    histories = [[0, 1, 2], [7, 3], [11]]
+    assert np.array_equal(
+        here.scores(histories, vectors, ids), apart.scores(histories, vectors, ids)
+    )
+    assert here.info["validation"] == apart.info["validation"]
+
+
+def test_processes_must_be_a_positive_integer_or_none():
+    for bad in (0, -1, 1.5, "2"):
+        with pytest.raises(ConfigError, match="processes must be an integer >= 1 or None"):
+            SequenceSettings(processes=bad)

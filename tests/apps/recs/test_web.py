@@ -241,7 +241,11 @@ def test_app_serves_a_model_built_by_the_cli(tmp_path):
 
     out = tmp_path / "model"
     args = ["build", "--out", str(out), "--max-steps", "2", "--batch-size", "4", "--max-pairs", "8"]
-    built = CliRunner().invoke(recs, [*args, "--sequence-seconds", "20"])
+    refused = CliRunner().invoke(recs, [*args, "--sequence-processes", "0"])
+    assert refused.exit_code == 2 and "--sequence-processes" in refused.output
+    built = CliRunner().invoke(
+        recs, [*args, "--sequence-seconds", "20", "--sequence-processes", "1"]
+    )
     assert built.exit_code == 0, built.output
     summary = json.loads(built.stdout)
     assert summary["validation"]["users"] > 10
@@ -257,4 +261,5 @@ def test_app_serves_a_model_built_by_the_cli(tmp_path):
     assert (out / "sequence" / "ensemble.json").is_file()  # text-aware + ID-only by default
     assert (out / "sequence" / "member-1" / "sequence.pt").is_file()
     assert health["ranker"]["sequence"]["validation"]["users"] > 10
+    assert health["ranker"]["sequence"]["processes"] == 1
     assert all(item["reason"] for item in response.json["items"])
