@@ -1,7 +1,8 @@
 """Train a TextClassifier: pick the path (small data: contrastive), fine-tune, check, log why.
 
 Large enough data goes through the transformers Trainer (weighted loss, early stopping on eval
-macro-F1); small data through `small_data` (SetFit style). Every run logs the path chosen and
+macro-F1; with `teacher`, distilled from a larger model first fine-tuned on the same split);
+small data through `small_data` (SetFit style). Every run logs the path chosen and
 why, why training stopped, and warns when the eval split is too small to early-stop on or the
 model predicts fewer labels than it was trained on (prediction collapse).
 
@@ -12,6 +13,7 @@ Training data with a single label, or eval labels the training data never had, i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import tempfile
 import time
@@ -36,6 +38,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from threefold.core.base_model import resolve_base_model
 from threefold.core.classifier import (
+    META_FILE,
     TextClassifier,
     int8_copy,
     int8_decision,
@@ -55,6 +58,7 @@ from threefold.core.training_config import TrainingConfig
 from threefold.core.training_recipe import (
     EmbeddingAdversary,
     classification_loss,
+    distillation_loss,
     layerwise_param_groups,
     rdrop_loss,
 )
@@ -63,6 +67,9 @@ logger = logging.getLogger(__name__)
 
 MIN_EVAL_PER_LABEL = 10
 """Fewer eval examples of some label than this makes early stopping a coin toss (warned)."""
+
+TEACHER_KEY = "teacher_probs"
+"""The batch key of a training example's teacher probabilities (distillation)."""
 
 
 def train_classifier(
@@ -114,6 +121,12 @@ def train_classifier(
 
     choice = choose_strategy(labels, config)
     logger.info("training path: %s, because %s", choice.strategy, choice.reason)
+    if config.teacher is not None and choice.strategy == CONTRASTIVE:
+        raise ConfigError(
+            f"a teacher ({config.teacher}) distils on the fine-tune path only, and this data "
+            f"takes the contrastive path ({choice.reason}). Fix: pass --strategy fine-tune to "
+            "distil anyway, or drop --teacher"
+        )
     notes: list[str] = []
     device = torch_device(None)
     base = resolve_base_model(base_model)
@@ -134,9 +147,25 @@ def train_classifier(
             )
         run = {"epochs_completed": None, "best_step": None, **record}
     else:
+        soft_targets = teacher = None
+        if config.teacher is not None:
+            soft_targets, teacher = _teacher_targets(
+                texts, labels, eval_texts, eval_labels, label_names, config, device
+            )
         model, tokenizer, run = _fine_tune(
-            texts, labels, eval_texts, eval_labels, label_names, base, config, device, notes
+            texts,
+            labels,
+            eval_texts,
+            eval_labels,
+            label_names,
+            base,
+            config,
+            device,
+            notes,
+            soft_targets=soft_targets,
         )
+        if teacher is not None:
+            run["teacher"] = teacher
     train_seconds = time.perf_counter() - started
     logger.info("training stopped: %s", run["stop_reason"])
 
@@ -186,6 +215,8 @@ def train_classifier(
     }
     if "pairs" in run:
         classifier.metrics["contrastive_pairs"] = run["pairs"]
+    if "teacher" in run:
+        classifier.metrics["teacher"] = run["teacher"]
     return classifier
 
 
@@ -273,13 +304,27 @@ def _quiet_unless_progress(config: TrainingConfig) -> contextlib.AbstractContext
 
 
 def _fine_tune(
-    texts, labels, eval_texts, eval_labels, label_names, base, config, device, notes
+    texts,
+    labels,
+    eval_texts,
+    eval_labels,
+    label_names,
+    base,
+    config,
+    device,
+    notes,
+    soft_targets: np.ndarray | None = None,
 ) -> tuple[nn.Module, object, dict]:
-    """The transformers Trainer path; returns (model, tokenizer, run record with stop_reason)."""
+    """The transformers Trainer path; returns (model, tokenizer, run record with stop_reason).
+
+    `soft_targets` (a teacher's probabilities per training text) turn on the distillation loss.
+    """
     with _quiet_unless_progress(config):
         tokenizer, model = _load_base(base, label_names, config)
     label_ids = {label: i for i, label in enumerate(label_names)}
-    train_data = _EncodedExamples(tokenizer, texts, labels, label_ids, config.max_length)
+    train_data = _EncodedExamples(
+        tokenizer, texts, labels, label_ids, config.max_length, soft_targets
+    )
     eval_data = (
         _EncodedExamples(tokenizer, eval_texts, eval_labels, label_ids, config.max_length)
         if eval_texts
@@ -319,6 +364,65 @@ def _fine_tune(
         "train_loss": float(result.training_loss),
     }
     return trainer.model, tokenizer, run
+
+
+def _teacher_targets(
+    texts, labels, eval_texts, eval_labels, label_names, config, device
+) -> tuple[np.ndarray, dict]:
+    """The teacher's probabilities for `texts` (columns in `label_names` order) and its record.
+
+    `config.teacher` is a classifier directory (used as it is; its labels must be these) or a
+    base model, fine-tuned here first with the same recipe, data and eval split.
+    """
+    started = time.perf_counter()
+    if (Path(config.teacher) / META_FILE).is_file():
+        teacher = TextClassifier.load(config.teacher, quantize=False, device=device)
+        if sorted(teacher.labels) != label_names:
+            raise ConfigError(
+                f"the teacher {config.teacher} was trained on labels {sorted(teacher.labels)}, "
+                f"but this data has labels {label_names}. Fix: pass a teacher trained on the "
+                "same labels, or a base model directory to fine-tune as the teacher"
+            )
+        stop_reason = "loaded, not trained here"
+    else:
+        base = resolve_base_model(config.teacher)
+        logger.info("distillation: fine-tuning the teacher %s on the same data first", base)
+        teacher_config = dataclasses.replace(config, teacher=None, strategy="fine-tune")
+        model, tokenizer, run = _fine_tune(
+            texts, labels, eval_texts, eval_labels, label_names, base, teacher_config, device, []
+        )
+        model.to(device).eval()
+        teacher = TextClassifier(
+            model,
+            tokenizer,
+            label_names,
+            base_model=base,
+            max_length=config.max_length,
+            device=device,
+        )
+        stop_reason = run["stop_reason"]
+    columns = [teacher.labels.index(label) for label in label_names]
+    probabilities = teacher.predict_proba(texts)[:, columns]
+    report = (
+        classification_report(eval_labels, teacher.predict(eval_texts), labels=label_names)
+        if eval_texts
+        else None
+    )
+    record = {
+        "source": config.teacher,
+        "base_model": teacher.base_model,
+        "stop_reason": stop_reason,
+        "eval": report,
+        "alpha": config.distill_alpha,
+        "temperature": config.distill_temperature,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    logger.info(
+        "distillation teacher ready in %.0fs: eval %s",
+        record["seconds"],
+        None if report is None else {k: report[k] for k in ("accuracy", "macro_f1")},
+    )
+    return probabilities, record
 
 
 def describe_stop(state, config: TrainingConfig) -> str:
@@ -367,11 +471,23 @@ def class_weights(labels: Sequence[str], label_names: Sequence[str]) -> torch.Te
 
 
 class _EncodedExamples(torch.utils.data.Dataset):
-    """Tokenized (truncated, unpadded) examples; padding happens per batch in the collator."""
+    """Tokenized (truncated, unpadded) examples; padding happens per batch in the collator.
 
-    def __init__(self, tokenizer, texts, labels, label_ids: dict[str, int], max_length: int):
+    With `soft_targets`, each example also carries its teacher probabilities (`teacher_probs`).
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        texts,
+        labels,
+        label_ids: dict[str, int],
+        max_length: int,
+        soft_targets: np.ndarray | None = None,
+    ):
         self.encodings = tokenizer(list(texts), truncation=True, max_length=max_length)
         self.label_ids = [label_ids[label] for label in labels]
+        self.soft_targets = soft_targets
 
     def __len__(self) -> int:
         return len(self.label_ids)
@@ -379,12 +495,14 @@ class _EncodedExamples(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         item = {key: values[index] for key, values in self.encodings.items()}
         item["labels"] = self.label_ids[index]
+        if self.soft_targets is not None:
+            item[TEACHER_KEY] = self.soft_targets[index].tolist()
         return item
 
 
 class _RecipeTrainer(Trainer):
-    """Trainer with the recipe's loss (class weights, label smoothing, R-Drop), FGM training
-    steps and layer-wise learning-rate decay (see `core.training_recipe`)."""
+    """Trainer with the recipe's loss (class weights, label smoothing, R-Drop, distillation),
+    FGM training steps and layer-wise learning-rate decay (see `core.training_recipe`)."""
 
     def __init__(
         self,
@@ -419,7 +537,8 @@ class _RecipeTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
-        features = {key: value for key, value in inputs.items() if key != "labels"}
+        teacher = inputs.get(TEACHER_KEY)
+        features = {k: v for k, v in inputs.items() if k not in ("labels", TEACHER_KEY)}
         outputs = model(**features)
         logits = outputs.logits
         weight = None
@@ -427,7 +546,12 @@ class _RecipeTrainer(Trainer):
             weight = self.class_weights.to(device=logits.device, dtype=logits.dtype)
 
         def loss_of(scores: torch.Tensor) -> torch.Tensor:
-            return classification_loss(scores, labels, weight, self.recipe.label_smoothing)
+            loss = classification_loss(scores, labels, weight, self.recipe.label_smoothing)
+            if teacher is None:
+                return loss
+            alpha = self.recipe.distill_alpha
+            soft = distillation_loss(scores, teacher, self.recipe.distill_temperature)
+            return (1 - alpha) * loss + alpha * soft
 
         if self.recipe.rdrop_alpha > 0 and model.training:
             loss = rdrop_loss(logits, model(**features).logits, loss_of, self.recipe.rdrop_alpha)
@@ -494,6 +618,7 @@ def _build_trainer(
         use_cpu=device == "cpu",
         dataloader_pin_memory=device.startswith("cuda"),
         disable_tqdm=not config.output_progress,
+        remove_unused_columns=False,  # keep the teacher's probabilities; compute_loss drops them
     )
 
     def compute_metrics(prediction) -> dict[str, float]:

@@ -9,7 +9,9 @@ Each is off at its neutral value (`layer_lr_decay` 1, `adversarial_epsilon` 0, `
   `epsilon` along their loss gradient, so the model also fits its worst nearby input;
 * R-Drop (Liang et al. 2021): two dropout passes per batch, their predictions pulled together
   by a symmetric KL term weighted `alpha`;
-* label smoothing (Szegedy et al. 2016) in the cross-entropy.
+* label smoothing (Szegedy et al. 2016) in the cross-entropy;
+* knowledge distillation (Hinton et al. 2015): the KL divergence from a teacher's
+  probabilities, both softened at a temperature, mixed into the loss.
 """
 
 from __future__ import annotations
@@ -85,6 +87,18 @@ def rdrop_loss(
     kl = nn.functional.kl_div(log_p, log_q, log_target=True, reduction="batchmean")
     kl = kl + nn.functional.kl_div(log_q, log_p, log_target=True, reduction="batchmean")
     return 0.5 * (loss(first) + loss(second)) + alpha * 0.5 * kl
+
+
+def distillation_loss(
+    logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """T^2 x KL(teacher || student), both softened at temperature T (teacher given as
+    probabilities at T = 1: p^(1/T), renormalized, is the softmax of its logits / T)."""
+    teacher_log = torch.log(teacher_probs.to(logits.dtype).clamp_min(1e-12)) / temperature
+    teacher_log = teacher_log.log_softmax(-1)
+    student_log = (logits / temperature).log_softmax(-1)
+    kl = nn.functional.kl_div(student_log, teacher_log, log_target=True, reduction="batchmean")
+    return kl * temperature**2
 
 
 class EmbeddingAdversary:
