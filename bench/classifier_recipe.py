@@ -2,12 +2,16 @@
 plain recipe on the same splits and seeds.
 
     nice -n 10 python -m bench.classifier_recipe [--data PATH] [--seeds 0 1 2] [--resume]
+        [--teacher BASE_DIR]
 
 For each seed s: a stratified 20 % of fpb_dev.csv (drawn with seed s) is the test set; the
 other 80 % trains, with the trainer's default early stopping on a stratified 10 % of it. Every
 variant is `TrainingConfig` defaults with length-grouped batches (ABLATION_BASE: 1.8x faster,
 so more runs fit) plus one lever, trained with seed s, so each lever's difference from the
-baseline is paired per seed; the "random batches" row measures the grouping itself.
+baseline is paired per seed; the "random batches" row measures the grouping itself. With
+--teacher (a larger base, e.g. all-mpnet-base-v2 from `threefold models fetch-base`), the
+teacher row is that base trained the same way, and the distilled row is the default student
+trained with `teacher` set to it (one teacher per seed, kept in --teacher-cache).
 Writes bench/results/classifier_recipe.json after every run (--resume skips finished runs) and
 prints a Markdown table: accuracy and macro-F1 as mean (min-max) over seeds, the mean paired
 difference from the baseline, and training seconds.
@@ -38,28 +42,47 @@ VARIANTS: dict[str, dict[str, object]] = {
     "FGM epsilon 1.0": {"adversarial_epsilon": 1.0},
     "R-Drop alpha 1.0": {"rdrop_alpha": 1.0},
     "random batches (no length grouping)": {"group_by_length": False},
+    "R-Drop alpha 1.0, random batches": {"rdrop_alpha": 1.0, "group_by_length": False},
 }
+TEACHER = "teacher: the --teacher base, same recipe"
+DISTILLED = "distilled from the teacher (alpha 0.5, T 2)"
+TEACHER_VARIANTS = (TEACHER, DISTILLED)
 TEST_SHARE = 0.2
 EVAL_FRACTION = 0.1
 
 logger = logging.getLogger("bench.classifier_recipe")
 
 
-def run_variant(texts, labels, variant: str, seed: int) -> dict:
-    """Train `variant` on the seed's 80 % and score it on its 20 %."""
+def run_variant(
+    texts,
+    labels,
+    variant: str,
+    seed: int,
+    *,
+    options: dict[str, object] | None = None,
+    base_model: str | None = None,
+    save_to: Path | None = None,
+) -> dict:
+    """Train `variant` (its `options`, default VARIANTS[variant]) on the seed's 80 % and score
+    it on its 20 %; `save_to` keeps the model."""
     from threefold.core.classifier_training import train_classifier
     from threefold.core.evaluation import classification_report
     from threefold.core.training_config import TrainingConfig
 
+    options = VARIANTS[variant] if options is None else options
     train, test = stratified_split(labels, TEST_SHARE, seed)
     config = dataclasses.replace(
         TrainingConfig(seed=seed, eval_fraction=EVAL_FRACTION, output_progress=False),
         strategy="fine-tune",
-        **{**ABLATION_BASE, **VARIANTS[variant]},
+        **{**ABLATION_BASE, **options},
     )
     started = time.perf_counter()
-    model = train_classifier([texts[i] for i in train], [labels[i] for i in train], config=config)
+    model = train_classifier(
+        [texts[i] for i in train], [labels[i] for i in train], base_model=base_model, config=config
+    )
     seconds = time.perf_counter() - started
+    if save_to is not None:
+        model.save(save_to)
     names = sorted(set(labels))
     report = classification_report(
         [labels[i] for i in test], model.predict([texts[i] for i in test]), labels=names
@@ -67,7 +90,8 @@ def run_variant(texts, labels, variant: str, seed: int) -> dict:
     return {
         "variant": variant,
         "seed": seed,
-        "options": VARIANTS[variant],
+        "options": options,
+        "base_model": model.base_model,
         "n_train": len(train),
         "n_test": len(test),
         "accuracy": report["accuracy"],
@@ -75,7 +99,25 @@ def run_variant(texts, labels, variant: str, seed: int) -> dict:
         "epochs_completed": model.metrics["epochs_completed"],
         "stop_reason": model.metrics["stop_reason"],
         "train_seconds": round(seconds, 1),
+        **({"teacher": model.metrics["teacher"]} if "teacher" in model.metrics else {}),
     }
+
+
+def run_teacher_variant(texts, labels, variant: str, seed: int, args) -> dict:
+    """The teacher row (trained and kept per seed) or the student distilled from it (the
+    teacher is trained again, unrecorded, if its folder is gone)."""
+    from threefold.core.classifier import META_FILE
+
+    folder = args.teacher_cache / f"seed-{seed}"
+    if variant == TEACHER or not (folder / META_FILE).is_file():
+        row = run_variant(
+            texts, labels, TEACHER, seed, options={}, base_model=str(args.teacher), save_to=folder
+        )
+        if variant == TEACHER:
+            return row
+    row = run_variant(texts, labels, variant, seed, options={"teacher": str(folder)})
+    row["options"] = {"teacher": f"{args.teacher} fine-tuned with this seed (the teacher row)"}
+    return row
 
 
 def summarize(runs: list[dict]) -> list[dict]:
@@ -83,7 +125,7 @@ def summarize(runs: list[dict]) -> list[dict]:
     baseline over the seeds both have."""
     base = {r["seed"]: r for r in runs if r["variant"] == BASELINE}
     rows = []
-    for variant in VARIANTS:
+    for variant in [*VARIANTS, *TEACHER_VARIANTS]:
         group = [r for r in runs if r["variant"] == variant]
         if not group:
             continue
@@ -139,12 +181,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="text,label CSV (FPB)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument(
+        "--variants", nargs="+", choices=[*VARIANTS, *TEACHER_VARIANTS], default=list(VARIANTS)
+    )
+    parser.add_argument("--teacher", type=Path, help="larger base model directory (teacher rows)")
+    parser.add_argument(
+        "--teacher-cache",
+        type=Path,
+        default=Path("/tmp/threefold-bench-teachers"),
+        help="where each seed's teacher is kept (reused by --resume)",
+    )
     parser.add_argument("--resume", action="store_true", help="keep the runs in --out")
     parser.add_argument("--out", type=Path, default=RESULTS / "classifier_recipe.json")
     args = parser.parse_args(argv)
     if not args.data.is_file():
         sys.exit(f"benchmark data {args.data} not found; pass --data PATH to fpb_dev.csv")
+    if set(args.variants) & set(TEACHER_VARIANTS) and args.teacher is None:
+        sys.exit(f"the variants {list(TEACHER_VARIANTS)} need --teacher BASE_DIR")
+    if DISTILLED in args.variants and TEACHER not in args.variants:  # its row is the reference
+        args.variants.insert(args.variants.index(DISTILLED), TEACHER)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from threefold.core.labelled_data import read_labelled
 
@@ -155,7 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         for variant in args.variants:
             if (variant, seed) in done:
                 continue
-            runs.append(run_variant(texts, labels, variant, seed))
+            if variant in TEACHER_VARIANTS:
+                runs.append(run_teacher_variant(texts, labels, variant, seed, args))
+            else:
+                runs.append(run_variant(texts, labels, variant, seed))
             logger.info("%s", runs[-1])
             write(args, runs, partial=True)
     print_table(write(args, runs, partial=False))
