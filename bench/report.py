@@ -54,6 +54,13 @@ def classifier_fpb(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def classifier_distill(d: dict[str, Any]) -> list[Row]:
+    teacher = next(r["base_model"] for r in d["runs"] if r["variant"].startswith("teacher"))
+    ((_, *cells),) = classifier_recipe(d)
+    title = f"Distillation (MiniLM-L6 student, teacher {_base_name(teacher)} fine-tuned here)"
+    return [(title + (" — partial run" if d.get("partial") else ""), *cells)]
+
+
 def classifier_recipe(d: dict[str, Any]) -> list[Row]:
     def cell(row: dict[str, Any]) -> str:
         low, high = row["accuracy_spread"]
@@ -466,6 +473,7 @@ def reliability(d: dict[str, Any]) -> list[Row]:
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_fpb", classifier_fpb),
     ("classifier_recipe", classifier_recipe),
+    ("classifier_distill", classifier_distill),
     ("classifier_small_data", classifier_small_data),
     ("classifier_small_data_mpnet", classifier_small_data),
     ("classifier_multitask_speed", classifier_multitask_speed),
