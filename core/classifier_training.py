@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -147,23 +148,11 @@ def train_classifier(
             )
         run = {"epochs_completed": None, "best_step": None, **record}
     else:
+        split = _Split(texts, labels, eval_texts, eval_labels, label_names)
         soft_targets = teacher = None
         if config.teacher is not None:
-            soft_targets, teacher = _teacher_targets(
-                texts, labels, eval_texts, eval_labels, label_names, config, device
-            )
-        model, tokenizer, run = _fine_tune(
-            texts,
-            labels,
-            eval_texts,
-            eval_labels,
-            label_names,
-            base,
-            config,
-            device,
-            notes,
-            soft_targets=soft_targets,
-        )
+            soft_targets, teacher = _teacher_targets(split, config, device)
+        model, tokenizer, run = _fine_tune(split, base, config, device, notes, soft_targets)
         if teacher is not None:
             run["teacher"] = teacher
     train_seconds = time.perf_counter() - started
@@ -303,22 +292,31 @@ def _quiet_unless_progress(config: TrainingConfig) -> contextlib.AbstractContext
     return contextlib.nullcontext() if config.output_progress else without_progress_bars()
 
 
+@dataclass(frozen=True)
+class _Split:
+    """The training examples, the eval examples (None: no early stopping) and the label names."""
+
+    texts: Sequence[str]
+    labels: Sequence[str]
+    eval_texts: Sequence[str] | None
+    eval_labels: Sequence[str] | None
+    label_names: list[str]
+
+
 def _fine_tune(
-    texts,
-    labels,
-    eval_texts,
-    eval_labels,
-    label_names,
-    base,
-    config,
-    device,
-    notes,
+    split: _Split,
+    base: str,
+    config: TrainingConfig,
+    device: str,
+    notes: list[str],
     soft_targets: np.ndarray | None = None,
 ) -> tuple[nn.Module, object, dict]:
     """The transformers Trainer path; returns (model, tokenizer, run record with stop_reason).
 
     `soft_targets` (a teacher's probabilities per training text) turn on the distillation loss.
     """
+    texts, labels, label_names = split.texts, split.labels, split.label_names
+    eval_texts, eval_labels = split.eval_texts, split.eval_labels
     with _quiet_unless_progress(config):
         tokenizer, model = _load_base(base, label_names, config)
     label_ids = {label: i for i, label in enumerate(label_names)}
@@ -366,14 +364,13 @@ def _fine_tune(
     return trainer.model, tokenizer, run
 
 
-def _teacher_targets(
-    texts, labels, eval_texts, eval_labels, label_names, config, device
-) -> tuple[np.ndarray, dict]:
-    """The teacher's probabilities for `texts` (columns in `label_names` order) and its record.
+def _teacher_targets(split: _Split, config: TrainingConfig, device: str) -> tuple[np.ndarray, dict]:
+    """The teacher's probabilities for the training texts (label_names order) and its record.
 
     `config.teacher` is a classifier directory (used as it is; its labels must be these) or a
     base model, fine-tuned here first with the same recipe, data and eval split.
     """
+    label_names = split.label_names
     started = time.perf_counter()
     if (Path(config.teacher) / META_FILE).is_file():
         teacher = TextClassifier.load(config.teacher, quantize=False, device=device)
@@ -388,9 +385,7 @@ def _teacher_targets(
         base = resolve_base_model(config.teacher)
         logger.info("distillation: fine-tuning the teacher %s on the same data first", base)
         teacher_config = dataclasses.replace(config, teacher=None, strategy="fine-tune")
-        model, tokenizer, run = _fine_tune(
-            texts, labels, eval_texts, eval_labels, label_names, base, teacher_config, device, []
-        )
+        model, tokenizer, run = _fine_tune(split, base, teacher_config, device, [])
         model.to(device).eval()
         teacher = TextClassifier(
             model,
@@ -402,10 +397,12 @@ def _teacher_targets(
         )
         stop_reason = run["stop_reason"]
     columns = [teacher.labels.index(label) for label in label_names]
-    probabilities = teacher.predict_proba(texts)[:, columns]
+    probabilities = teacher.predict_proba(split.texts)[:, columns]
     report = (
-        classification_report(eval_labels, teacher.predict(eval_texts), labels=label_names)
-        if eval_texts
+        classification_report(
+            split.eval_labels, teacher.predict(split.eval_texts), labels=label_names
+        )
+        if split.eval_texts
         else None
     )
     record = {
