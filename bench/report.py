@@ -65,8 +65,9 @@ def classifier_recipe(d: dict[str, Any]) -> list[Row]:
     def cell(row: dict[str, Any]) -> str:
         low, high = row["accuracy_spread"]
         shift = row["accuracy_vs_baseline"]
+        fewer = f" [seeds {row['seeds']} only]" if len(row["seeds"]) < len(d["seeds"]) else ""
         return (
-            f"{row['variant']} {_f(row['accuracy'])} ({_f(low)}–{_f(high)}"
+            f"{row['variant']}{fewer} {_f(row['accuracy'])} ({_f(low)}–{_f(high)}"
             f"{'' if shift is None else f', {shift:+.3f}'}), F1 {_f(row['macro_f1'])}"
         )
 
