@@ -157,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
                 split.item_ids,
                 split.train,
                 SequenceSettings(
-                    k=args.k, seed=seed, max_seconds=args.sequence_seconds, threads=args.threads
+                    k=args.k,
+                    seed=seed,
+                    max_seconds=args.sequence_seconds,
+                    threads=max(1, args.threads // 2),  # two side by side
                 ),
             )
             for seed in (args.seed, args.seed + 1)

@@ -10,6 +10,7 @@ main guard.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import pickle
@@ -53,11 +54,7 @@ def run_in_processes(
     """
     if processes < 1:
         raise ValueError(f"processes must be >= 1, found {processes!r}")
-    if function.__module__ == "__main__":
-        raise ValueError(
-            f"{function.__qualname__} is defined in __main__, which a worker process cannot "
-            "import. Fix: move it into a module"
-        )
+    function = _importable(function)
     level = logging.getLogger().getEffectiveLevel()
     with tempfile.TemporaryDirectory(prefix="threefold-workers-") as scratch:
         pool = ThreadPoolExecutor(max_workers=min(processes, len(calls)) or 1)
@@ -69,6 +66,22 @@ def run_in_processes(
             return [future.result() for future in futures]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # jobs not started are dropped
+
+
+def _importable(function: Callable[..., Result]) -> Callable[..., Result]:
+    """`function`, or for one defined in a `python -m` main module, the same function from that
+    module imported by its name (which a worker can import without running the main guard)."""
+    if function.__module__ != "__main__":
+        return function
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    if spec is not None and spec.name not in ("__main__", None):
+        found = getattr(importlib.import_module(spec.name), function.__qualname__, None)
+        if callable(found):
+            return found
+    raise ValueError(
+        f"{function.__qualname__} is defined in a __main__ script, which a worker process "
+        "cannot import. Fix: move it into a module, or run the script with python -m"
+    )
 
 
 def _run_one(function: Callable[..., Any], args: tuple, folder: Path, level: int) -> Any:

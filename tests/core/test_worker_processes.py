@@ -49,25 +49,33 @@ def test_worker_log_records_reach_this_process_at_its_level(caplog):
     assert os.getpid() not in {r.process for r in forwarded}
 
 
+def _python(arguments: list[str], cwd: Path, stdin: str | None = None) -> str:
+    tests_dir = str(Path(worker_jobs.__file__).parents[1])
+    done = subprocess.run(
+        [sys.executable, *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": tests_dir},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_a_caller_reading_its_script_from_stdin_can_run_jobs(tmp_path: Path):
     script = (
         "from support.worker_jobs import square_and_pid\n"
         "from threefold.core.worker_processes import run_in_processes\n"
         "print([v for v, _ in run_in_processes(square_and_pid, [(2,), (3,)], processes=2)])\n"
     )  # no main guard, no file: a multiprocessing spawn would fail here
-    tests_dir = str(Path(worker_jobs.__file__).parents[1])
-    done = subprocess.run(
-        [sys.executable, "-"],
-        input=script,
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": tests_dir},
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[4, 9]"
+    assert _python(["-"], tmp_path, script) == "[4, 9]"
+
+
+def test_a_job_defined_in_a_python_m_main_module_runs(tmp_path: Path):
+    assert _python(["-m", "support.worker_main"], tmp_path) == "[3, 6]"
 
 
 def test_bad_arguments_are_refused_and_cpu_count_is_positive():
@@ -78,6 +86,6 @@ def test_bad_arguments_are_refused_and_cpu_count_is_positive():
         return value
 
     local.__module__ = "__main__"
-    with pytest.raises(ValueError, match="defined in __main__, which a worker process cannot"):
+    with pytest.raises(ValueError, match="defined in a __main__ script, which a worker process"):
         run_in_processes(local, [(1,)], processes=1)
     assert cpu_count() >= 1
