@@ -55,7 +55,9 @@ def classifier_fpb(d: dict[str, Any]) -> list[Row]:
 
 
 def classifier_distill(d: dict[str, Any]) -> list[Row]:
-    teacher = next(r["base_model"] for r in d["runs"] if r["variant"].startswith("teacher"))
+    teacher = next((r["base_model"] for r in d["runs"] if r["variant"].startswith("teacher")), None)
+    if teacher is None:  # a run cut before its teacher row: nothing to compare yet
+        return []
     ((_, *cells),) = classifier_recipe(d)
     title = f"Distillation (MiniLM-L6 student, teacher {_base_name(teacher)} fine-tuned here)"
     return [(title + (" — partial run" if d.get("partial") else ""), *cells)]
