@@ -119,6 +119,41 @@ def classifier_small_data(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def classifier_multitask(d: dict[str, Any]) -> list[Row]:
+    def cell(row: dict[str, Any], precision: str) -> str:
+        scores = row[precision]
+        return ", ".join(
+            f"{task} {_f(s['accuracy'])} / {_f(s['macro_f1'])}" for task, s in scores.items()
+        )
+
+    one, two = d["rows"]["one multi-task model"], d["rows"]["two classifiers"]
+    gaps = d["accuracy_difference_points"]
+    speed = d["speedup_vs_two_classifiers_fp32"]
+    weighting = "on" if d["config"].get("class_weighting") else "off"
+    return [
+        (
+            "Alerts: one multi-task model (topic + sentiment heads) vs two classifiers",
+            "Twitter financial news topic and sentiment `train.csv` (two files): "
+            f"{d['split']}; MiniLM-L6, {d['config']['epochs']:g} epochs, class weighting "
+            f"{weighting}; acc / macro-F1",
+            f"fp32: {cell(one, 'fp32')}; int8: {cell(one, 'int8')}; accuracy vs the two fp32 "
+            "classifiers: "
+            + ", ".join(
+                f"{precision} {task} {points:+.1f} pt"
+                for precision, tasks in gaps.items()
+                for task, points in tasks.items()
+            ),
+            f"two classifiers fp32: {cell(two, 'fp32')}; int8: {cell(two, 'int8')}; goal within "
+            "0.5 pt; Twitter goals sentiment 0.89, topic 0.91",
+            f"scoring ×{speed['multi-task int8 (one pass)']:.2f} (one pass, int8) and "
+            f"×{speed['multi-task fp32 (one pass)']:.2f} (fp32) vs two fp32 classifiers; train "
+            f"{one['train_seconds']:.0f} s vs "
+            f"{sum(two['train_seconds'].values()):.0f} s{_load_note(d.get('machine'))}",
+            "`bench/classifier_multitask.py`",
+        )
+    ]
+
+
 def classifier_multitask_speed(d: dict[str, Any]) -> list[Row]:
     rates, speedup = d["headlines_per_second_best_round"], d["speedup_vs_today"]
     return [
@@ -480,6 +515,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_small_data", classifier_small_data),
     ("classifier_small_data_mpnet", classifier_small_data),
     ("classifier_multitask_speed", classifier_multitask_speed),
+    ("classifier_multitask", classifier_multitask),
     ("classifier_bases", classifier_bases),
     ("embedder_speed", embedder_speed),
     ("alerts_quality", alerts_quality),

@@ -246,31 +246,36 @@ class MultiTaskClassifier:
 
 def train_multitask(
     texts: Sequence[str],
-    targets: Mapping[str, Sequence[str]],
+    targets: Mapping[str, Sequence[str | None]],
     *,
     base_model: str | None = None,
     config: TrainingConfig | None = None,
 ) -> MultiTaskClassifier:
-    """Fine-tune one body with a head per task on `texts` (every text labelled for every task).
+    """Fine-tune one body with a head per task on `texts`.
 
-    The summed cross-entropy of all heads is minimised (class-weighted per task when
-    `config.class_weighting`). A stratified `config.eval_fraction` (on the first task) is held
-    out and each task is evaluated on it after training; there is no early stopping.
+    A task's label may be None for a text not labelled for that task (topic and sentiment from
+    two files: `merge_task_data`); such a text adds no loss to that head and is not in its eval.
+    The summed cross-entropy of the heads is minimised (class-weighted per task when
+    `config.class_weighting`). A stratified `config.eval_fraction` (by each text's first label)
+    is held out and each task is evaluated on its labelled part; there is no early stopping.
     """
     config = config or TrainingConfig()
     if len(targets) < 1:
         raise ConfigError("expected at least one task, e.g. {'topic': [...], 'sentiment': [...]}")
-    cleaned: dict[str, list[str]] = {}
-    for task, labels in targets.items():
-        texts, cleaned[task] = clean_examples(texts, labels, f"{task} training")
-        if len(set(cleaned[task])) < 2:
-            raise DataError(
-                f"task {task!r} has a single label {cleaned[task][0]!r}; each task needs at "
-                "least two labels. Fix: check the label column"
-            )
-    tasks = {task: sorted(set(labels)) for task, labels in cleaned.items()}
-    first = next(iter(tasks))
-    train_idx, eval_idx = stratified_split(cleaned[first], config.eval_fraction, config.seed)
+    texts = check_texts(texts, what="multi-task training")
+    cleaned = {task: _task_labels(task, labels, len(texts)) for task, labels in targets.items()}
+    unlabelled = [i for i in range(len(texts)) if all(cleaned[t][i] is None for t in cleaned)]
+    if unlabelled:
+        raise DataError(
+            f"multi-task training text #{unlabelled[0]} has no label for any task "
+            f"({len(unlabelled)} such texts); every text needs a label for at least one task"
+        )
+    tasks = {task: sorted({y for y in labels if y is not None}) for task, labels in cleaned.items()}
+    strata = [
+        next(f"{task}={cleaned[task][i]}" for task in tasks if cleaned[task][i] is not None)
+        for i in range(len(texts))
+    ]
+    train_idx, eval_idx = stratified_split(strata, config.eval_fraction, config.seed)
     device = torch_device(None)
     base = resolve_base_model(base_model)
     transformers.set_seed(config.seed)
@@ -283,9 +288,12 @@ def train_multitask(
     model = MultiTaskModel(
         body, {task: nn.Linear(hidden, len(labels)) for task, labels in tasks.items()}
     ).to(device)
-    ids = {task: torch.tensor([tasks[task].index(y) for y in cleaned[task]]) for task in tasks}
+    ids = {
+        task: torch.tensor([IGNORED if y is None else tasks[task].index(y) for y in cleaned[task]])
+        for task in tasks
+    }
     weights = {
-        task: _class_weights([cleaned[task][i] for i in train_idx], tasks[task]).to(device)
+        task: _class_weights(_labelled(cleaned[task], train_idx), tasks[task]).to(device)
         if config.class_weighting
         else None
         for task in tasks
@@ -298,10 +306,13 @@ def train_multitask(
     scheduler = transformers.get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * steps), steps
     )
+    n_train = {task: len(_labelled(cleaned[task], train_idx)) for task in tasks}
     logger.info(
-        "multi-task fine-tuning %s on %d examples, tasks %s, %d steps, eval %d examples",
+        "multi-task fine-tuning %s on %d texts (labelled per task %s), tasks %s, %d steps, "
+        "eval %d texts",
         base,
         len(train_idx),
+        n_train,
         {task: len(labels) for task, labels in tasks.items()},
         steps,
         len(eval_idx),
@@ -317,12 +328,14 @@ def train_multitask(
         batch, order = order[: config.batch_size], order[config.batch_size :]
         encoded = _encode(tokenizer, [texts[i] for i in batch], config.max_length, device)
         logits = model(**encoded)
-        loss = sum(
+        losses = [
             nn.functional.cross_entropy(
-                logits[task], ids[task][batch].to(device), weight=weights[task]
+                logits[task], wanted.to(device), weight=weights[task], ignore_index=IGNORED
             )
             for task in tasks
-        )
+            if bool(((wanted := ids[task][batch]) != IGNORED).any())
+        ]
+        loss = torch.stack(losses).sum()
         loss.backward()
         optimizer.step()
         scheduler.step()
@@ -346,28 +359,23 @@ def train_multitask(
         train_seconds=round(time.perf_counter() - started, 2),
         device=device,
     )
-    reports = {}
-    if eval_idx:
-        predicted = classifier.predict([texts[i] for i in eval_idx])
-        for task, labels in tasks.items():
-            reports[task] = classification_report(
-                [cleaned[task][i] for i in eval_idx], predicted[task], labels=labels
-            )
-            logger.info(
-                "eval %s (%d examples): accuracy %.4f, macro-F1 %.4f",
-                task,
-                len(eval_idx),
-                reports[task]["accuracy"],
-                reports[task]["macro_f1"],
-            )
-    int8 = _measure_int8(classifier, [texts[i] for i in eval_idx], cleaned, eval_idx, reports)
+    eval_texts = [texts[i] for i in eval_idx]
+    reports = _reports(classifier.predict(eval_texts) if eval_idx else {}, cleaned, eval_idx, tasks)
+    int8 = None
+    if reports:
+        quantized = _reports(int8_copy(classifier).predict(eval_texts), cleaned, eval_idx, tasks)
+        int8 = int8_decision(
+            {task: r["accuracy"] for task, r in reports.items()},
+            {task: r["accuracy"] for task, r in quantized.items()},
+        )
     classifier.metrics = {
         "int8": int8,
         "eval": reports or None,
-        "eval_source": f"{config.eval_fraction:g} stratified split (on {first!r})"
+        "eval_source": f"{config.eval_fraction:g} stratified split (by each text's first label)"
         if eval_idx
         else None,
         "n_train": len(train_idx),
+        "n_train_per_task": n_train,
         "steps": steps,
         "stop_reason": stop_reason,
         "train_loss": round(loss.item(), 6),
@@ -375,22 +383,88 @@ def train_multitask(
     return classifier
 
 
-def _measure_int8(
-    classifier: MultiTaskClassifier,
-    eval_texts: list[str],
-    cleaned: Mapping[str, Sequence[str]],
-    eval_idx: Sequence[int],
-    reports: Mapping[str, dict],
-) -> dict | None:
-    """Eval accuracy of the int8 copy and whether to use it by default on the CPU."""
-    if not eval_texts:
-        return None
-    predicted = int8_copy(classifier).predict(eval_texts)
-    accuracy = {}
-    for task, labels in classifier.tasks.items():
-        truth = [cleaned[task][i] for i in eval_idx]
-        accuracy[task] = classification_report(truth, predicted[task], labels=labels)["accuracy"]
-    return int8_decision({task: reports[task]["accuracy"] for task in accuracy}, accuracy)
+def merge_task_data(
+    sets: Mapping[str, tuple[Sequence[str], Sequence[str]]],
+) -> tuple[list[str], dict[str, list[str | None]]]:
+    """(texts, targets) for `train_multitask` from one (texts, labels) set per task.
+
+    A text found in the sets of several tasks becomes one example labelled for each of them;
+    every other example is labelled for its own task only (None for the rest).
+    """
+    texts: list[str] = []
+    targets: dict[str, list[str | None]] = {task: [] for task in sets}
+    for task, (task_texts, labels) in sets.items():
+        task_texts, labels = clean_examples(task_texts, labels, f"{task} training")
+        open_rows: dict[str, list[int]] = {}  # text -> earlier rows still unlabelled for task
+        for row, text in enumerate(texts):
+            if targets[task][row] is None:
+                open_rows.setdefault(text, []).append(row)
+        for text, label in zip(task_texts, labels, strict=True):
+            waiting = open_rows.get(text)
+            if waiting:
+                targets[task][waiting.pop(0)] = label
+                continue
+            texts.append(text)
+            for name in targets:
+                targets[name].append(label if name == task else None)
+    return texts, targets
+
+
+IGNORED = -100  # cross_entropy's ignore_index: the text has no label for that task
+
+
+def _task_labels(task: str, labels: Sequence[str | None], n_texts: int) -> list[str | None]:
+    """Stripped labels (None: not labelled for `task`); two or more distinct labels needed."""
+    if isinstance(labels, str):
+        raise ConfigError(f"{task} labels must be a list of labels, not a single string")
+    if len(labels) != n_texts:
+        raise ConfigError(
+            f"multi-task training has {n_texts} texts but {len(labels)} {task} labels"
+        )
+    cleaned = [None if y is None else str(y).strip() for y in labels]
+    blank = [i for i, y in enumerate(cleaned) if y == ""]
+    if blank:
+        raise DataError(
+            f"{task} training example #{blank[0]} has an empty label; use None for a text "
+            f"not labelled for {task!r}"
+        )
+    names = {y for y in cleaned if y is not None}
+    if len(names) < 2:
+        raise DataError(
+            f"task {task!r} has {'a single label ' + repr(names.pop()) if names else 'no labels'}"
+            "; each task needs at least two labels. Fix: check the label column"
+        )
+    return cleaned
+
+
+def _labelled(labels: Sequence[str | None], rows: Sequence[int]) -> list[str]:
+    return [label for i in rows if (label := labels[i]) is not None]
+
+
+def _reports(
+    predicted: Mapping[str, Sequence[str]],
+    cleaned: Mapping[str, Sequence[str | None]],
+    rows: Sequence[int],
+    tasks: Mapping[str, Sequence[str]],
+) -> dict[str, dict]:
+    """Per task, the classification report over the `rows` labelled for it (`predicted[task]`
+    is in `rows` order); a task without labelled rows gets none."""
+    reports = {}
+    for task, labels in tasks.items():
+        pairs = [(cleaned[task][i], predicted[task][k]) for k, i in enumerate(rows)]
+        pairs = [(truth, guess) for truth, guess in pairs if truth is not None]
+        if not pairs:
+            continue
+        truth, guesses = zip(*pairs, strict=True)
+        reports[task] = classification_report(list(truth), list(guesses), labels=labels)
+        logger.info(
+            "eval %s (%d examples): accuracy %.4f, macro-F1 %.4f",
+            task,
+            len(pairs),
+            reports[task]["accuracy"],
+            reports[task]["macro_f1"],
+        )
+    return reports
 
 
 def _class_weights(labels: Sequence[str], names: Sequence[str]) -> torch.Tensor:

@@ -180,7 +180,8 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
     "--multitask",
     is_flag=True,
     help="Train one body with a topic and a sentiment head (one forward pass per headline); "
-    "run it with --topic-model OUT.",
+    "with --topic-data / --sentiment-data each head learns from its own file (a headline in "
+    "both gets both labels). Run it with --topic-model OUT.",
 )
 @click.option(
     "--base",
@@ -218,19 +219,17 @@ def train_command(
 
     if bool(out) == bool(registry):
         raise ConfigError("pass exactly one of --out DIR or --registry ROOT")
+    sources = {
+        "topic": (topic_data or data_path, topic_column),
+        "sentiment": (sentiment_data or data_path, sentiment_column),
+    }
     if multitask:
-        _train_multitask(
-            data_path, topic_data or sentiment_data, text_column, topic_column,
-            sentiment_column, _target(out, registry, "joint"), bool(registry), base, no_progress,
-            training,
-        )  # fmt: skip
+        target = _target(out, registry, "joint")
+        _train_multitask(sources, text_column, target, bool(registry), base, no_progress, training)
         return
 
     summary = {}
-    for name, path, column in (
-        ("topic", topic_data or data_path, topic_column),
-        ("sentiment", sentiment_data or data_path, sentiment_column),
-    ):
+    for name, (path, column) in sources.items():
         config = TrainingConfig(
             text_column=text_column,
             label_column=column,
@@ -253,47 +252,39 @@ def train_command(
 
 
 def _train_multitask(
-    data_path: str,
-    separate_file: str | None,
+    sources: dict[str, tuple[str, str]],
     text_column: str,
-    topic_column: str,
-    sentiment_column: str,
     out: Path,
     publish: bool,
     base: str | None,
     no_progress: bool,
     training: dict[str, Any],
 ) -> None:
-    from threefold.core.errors import ConfigError
-    from threefold.core.multitask import train_multitask
+    """One body, a head per task; each task reads its (file, label column) of `sources`."""
+    from threefold.core.multitask import merge_task_data, train_multitask
     from threefold.core.tables import read_records
     from threefold.core.training_config import TrainingConfig
 
-    if separate_file:
-        raise ConfigError(
-            "--multitask trains both heads on one file with text, topic and sentiment columns; "
-            "drop --topic-data / --sentiment-data, or drop --multitask"
+    sets = {}
+    for task, (path, column) in sources.items():
+        columns = (text_column, column)
+        records = read_records(path, required=columns, non_empty=columns)
+        sets[task] = (
+            [str(r.values[text_column]).strip() for r in records],
+            [str(r.values[column]).strip() for r in records],
         )
-    columns = (text_column, topic_column, sentiment_column)
-    records = read_records(data_path, required=columns, non_empty=columns)
-    rows = [{c: str(r.values[c]).strip() for c in columns} for r in records]
+    texts, targets = merge_task_data(sets)
     config = TrainingConfig(text_column=text_column, output_progress=not no_progress, **training)
-    model = train_multitask(
-        [r[text_column] for r in rows],
-        {
-            "topic": [r[topic_column] for r in rows],
-            "sentiment": [r[sentiment_column] for r in rows],
-        },
-        base_model=base,
-        config=config,
-    )
+    model = train_multitask(texts, targets, base_model=base, config=config)
     evaluation = model.metrics.get("eval") or {}
+    files = [path for path, _ in sources.values()]
     emit_json(
         {
             "out": str(out),
             "version": model.version,
-            "registry_version": _save(model, out, [data_path], evaluation, publish),
+            "registry_version": _save(model, out, files, evaluation, publish),
             "tasks": model.tasks,
+            "n_train_per_task": model.metrics.get("n_train_per_task"),
             "eval": {
                 task: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
                 for task, r in evaluation.items()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.classifier_data import LABELS, TEXTS
+from support.classifier_data import LABELS, NEUTRAL, POSITIVE, TEXTS
 
 from threefold.core.errors import DataError, ModelError
 from threefold.core.multitask import (
@@ -16,6 +16,7 @@ from threefold.core.multitask import (
     META_FILE,
     MultiTaskClassifier,
     is_multitask_dir,
+    merge_task_data,
     train_multitask,
 )
 from threefold.core.training_config import TrainingConfig
@@ -104,3 +105,47 @@ def test_a_single_label_task_is_rejected() -> None:
 def test_a_directory_without_the_meta_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"threefold_multitask\.json is missing"):
         MultiTaskClassifier.load(tmp_path)
+
+
+def test_merged_task_data_labels_a_shared_text_for_both_tasks_and_the_rest_for_one() -> None:
+    texts, targets = merge_task_data(
+        {
+            "topic": (["rates cut", "rates cut", "new phone"], ["macro", "macro", "product"]),
+            "sentiment": (["rates cut", "profit fell"], ["positive", "negative"]),
+        }
+    )
+    assert texts == ["rates cut", "rates cut", "new phone", "profit fell"]
+    assert targets == {
+        "topic": ["macro", "macro", "product", None],
+        "sentiment": ["positive", None, None, "negative"],
+    }
+
+
+def test_merged_task_data_refuses_a_blank_label() -> None:
+    with pytest.raises(DataError, match=r"sentiment training example #1 has an empty label"):
+        merge_task_data({"sentiment": (["a", "b"], ["positive", " "])})
+
+
+def test_a_text_labelled_for_no_task_is_refused() -> None:
+    with pytest.raises(DataError, match=r"text #3 has no label for any task"):
+        train_multitask(
+            ["a", "b", "c", "d"],
+            {"topic": ["x", "y", "x", None], "sentiment": ["p", None, "n", None]},
+            config=CONFIG,
+        )
+
+
+@pytest.mark.slow
+def test_each_head_learns_and_is_evaluated_on_its_own_labelled_texts() -> None:
+    topic_texts = [*POSITIVE[:4], *NEUTRAL[:4], "central bank holds rates", "inflation eased"]
+    topics = ["results"] * 4 + ["other"] * 4 + ["macro"] * 2
+    texts, targets = merge_task_data({"topic": (topic_texts, topics), "sentiment": (TEXTS, LABELS)})
+    assert len(texts) == len(TEXTS) + 2  # the eight shared headlines carry both labels
+    model = train_multitask(texts, targets, config=CONFIG)
+    metrics = model.metrics
+    assert metrics["n_train_per_task"]["topic"] + metrics["eval"]["topic"]["n"] == 10
+    assert metrics["n_train_per_task"]["sentiment"] + metrics["eval"]["sentiment"]["n"] == 20
+    assert np.isfinite(metrics["train_loss"])
+    assert model.tasks["topic"] == ["macro", "other", "results"]
+    probabilities = model.predict_proba(["inflation eased", "profit rose sharply"])
+    assert probabilities["topic"].shape == (2, 3) and probabilities["sentiment"].shape == (2, 3)

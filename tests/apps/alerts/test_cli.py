@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -36,6 +37,32 @@ def test_train_writes_a_topic_and_a_sentiment_model(tmp_path):
         "personnel",
         "product",
     ]
+
+
+@pytest.mark.slow
+def test_multitask_train_learns_each_head_from_its_own_file(tmp_path):
+    from threefold.core.multitask import MultiTaskClassifier
+
+    rows = list(csv.DictReader((DATA_DIR / "headlines_sample.csv").open(encoding="utf-8")))
+    half = len(rows) // 2
+    for name, column, part in (("topics", "topic", rows[:half]), ("moods", "sentiment", rows)):
+        with (tmp_path / f"{name}.csv").open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", column])
+            writer.writerows([r["text"], r[column]] for r in part)
+    # fmt: off
+    args = ["train", "--multitask", "--topic-data", str(tmp_path / "topics.csv"),
+            "--sentiment-data", str(tmp_path / "moods.csv"), "--out", str(tmp_path / "joint"),
+            "--max-steps", "2", "--eval-fraction", "0", "--batch-size", "8",
+            "--max-length", "24", "--no-progress"]
+    # fmt: on
+    result = CliRunner().invoke(alerts, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["n_train_per_task"] == {"topic": half, "sentiment": len(rows)}
+    model = MultiTaskClassifier.load(tmp_path / "joint")
+    assert model.tasks["sentiment"] == ["negative", "neutral", "positive"]
+    assert set(model.tasks["topic"]) == {r["topic"] for r in rows[:half]}
 
 
 @pytest.mark.slow

@@ -1,0 +1,181 @@
+"""Benchmark: one multi-task model (topic + sentiment heads) against two separate classifiers.
+
+    nice -n 10 python -m bench.classifier_multitask [--data-dir ../shared/data/fin] [--epochs 3]
+        [--no-class-weighting]
+
+Data: Twitter Financial News topic and sentiment `train.csv` (two files, different headlines).
+Split: a stratified 20 % of each file (seed 42, as bench/alerts_quality.py) is its test set.
+Same run, same TrainingConfig (MiniLM-L6, max length 64; epochs, learning rate and class
+weighting from the flags):
+- two classifiers: `train_classifier` on each file's 80 % (what `alerts train` does without
+  --multitask; early stopping on 10 % of it);
+- one multi-task model: `train_multitask` on both 80 % sets merged (`merge_task_data`: each
+  headline labelled for its own task), 10 % held out for its eval record.
+Each is scored on the two test sets, fp32 and int8, and timed scoring the topic test headlines
+as the consumer does (two passes vs one). Writes bench/results/classifier_multitask.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.alerts_quality import DEFAULT_DATA, TASKS, TEST_FRACTION
+from bench.machine import torch_machine
+
+RESULTS = Path(__file__).resolve().parent / "results" / "classifier_multitask.json"
+FILES = {"topic": TASKS["twitter_topic"][0], "sentiment": TASKS["twitter_sentiment"][0]}
+GOAL = "multi-task accuracy within 0.5 point of two classifiers; scoring >= 1.8x (one pass, int8)"
+
+logger = logging.getLogger("bench.classifier_multitask")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument(
+        "--class-weighting",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="weight the loss by inverse label frequency (default: the TrainingConfig default)",
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--speed-texts", type=int, default=512, help="headlines timed")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    paths = {task: args.data_dir / relative for task, relative in FILES.items()}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        sys.exit(f"benchmark data not found: {missing}; pass --data-dir to the shared fin/ folder")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from threefold.core.base_model import configure_offline
+
+    configure_offline()
+    from threefold.core.classifier import int8_copy
+    from threefold.core.classifier_training import train_classifier
+    from threefold.core.evaluation import classification_report
+    from threefold.core.labelled_data import read_labelled, stratified_split
+    from threefold.core.multitask import merge_task_data, train_multitask
+    from threefold.core.training_config import TrainingConfig
+
+    started = datetime.now(timezone.utc)
+    weighting = {} if args.class_weighting is None else {"class_weighting": args.class_weighting}
+    config = TrainingConfig(
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        max_length=64,
+        eval_fraction=0.1,
+        seed=args.seed,
+        output_progress=False,
+        **weighting,
+    )
+    train, test = {}, {}
+    for task, path in paths.items():
+        texts, labels = read_labelled(path)
+        kept, held = stratified_split(labels, TEST_FRACTION, args.seed)
+        train[task] = ([texts[i] for i in kept], [labels[i] for i in kept])
+        test[task] = ([texts[i] for i in held], [labels[i] for i in held])
+
+    def score(predict) -> dict[str, dict[str, float]]:
+        """{task: accuracy, macro-F1} on its test set; `predict(task, texts)` -> labels."""
+        out = {}
+        for task, (texts, labels) in test.items():
+            report = classification_report(labels, predict(task, texts))
+            out[task] = {k: round(report[k], 4) for k in ("accuracy", "macro_f1")}
+        return out
+
+    rows: dict[str, dict] = {}
+    separate, seconds = {}, {}
+    for task, (texts, labels) in train.items():
+        begun = time.perf_counter()
+        separate[task] = train_classifier(texts, labels, config=config)
+        seconds[task] = round(time.perf_counter() - begun, 1)
+        logger.info("%s classifier trained in %.0f s: %s", task, seconds[task], separate[task])
+    quantized = {task: int8_copy(model) for task, model in separate.items()}
+    rows["two classifiers"] = {
+        "fp32": score(lambda task, texts: separate[task].predict(texts)),
+        "int8": score(lambda task, texts: quantized[task].predict(texts)),
+        "train_seconds": seconds,
+        "stop_reason": {t: m.metrics.get("stop_reason") for t, m in separate.items()},
+    }
+    logger.info("two classifiers: %s", rows["two classifiers"])
+    texts, targets = merge_task_data(train)
+    begun = time.perf_counter()
+    joint = train_multitask(texts, targets, config=config)
+    joint_seconds = round(time.perf_counter() - begun, 1)
+    joint_int8 = int8_copy(joint)
+    rows["one multi-task model"] = {
+        "fp32": score(lambda task, texts: joint.predict(texts)[task]),
+        "int8": score(lambda task, texts: joint_int8.predict(texts)[task]),
+        "train_seconds": joint_seconds,
+        "n_train_per_task": joint.metrics["n_train_per_task"],
+        "int8_recorded_decision": joint.metrics["int8"],
+    }
+    logger.info("one multi-task model: %s", rows["one multi-task model"])
+    headlines = test["topic"][0][: args.speed_texts]
+    speed = {
+        "two classifiers fp32": _rate(headlines, [m.predict_proba for m in separate.values()]),
+        "two classifiers int8": _rate(headlines, [m.predict_proba for m in quantized.values()]),
+        "multi-task fp32 (one pass)": _rate(headlines, [joint.predict_proba]),
+        "multi-task int8 (one pass)": _rate(headlines, [joint_int8.predict_proba]),
+    }
+    two, one = rows["two classifiers"], rows["one multi-task model"]
+    result = {
+        "benchmark": "classifier_multitask",
+        "datasets": {task: str(path) for task, path in paths.items()},
+        "split": f"stratified {TEST_FRACTION:.0%} of each file is its test set (seed {args.seed})",
+        "base_model": "all-MiniLM-L6-v2 (default)",
+        "config": config.to_dict(),
+        "baseline": "two separate classifiers (train_classifier), same config, same run",
+        "goal": GOAL,
+        "rows": rows,
+        "accuracy_difference_points": {
+            precision: {
+                task: round(
+                    100 * (one[precision][task]["accuracy"] - two["fp32"][task]["accuracy"]), 2
+                )
+                for task in FILES
+            }
+            for precision in ("fp32", "int8")
+        },
+        "headlines_per_second": speed,
+        "speedup_vs_two_classifiers_fp32": {
+            name: round(rate / speed["two classifiers fp32"], 2) for name, rate in speed.items()
+        },
+        "machine": torch_machine(),
+        "date": started.isoformat(timespec="seconds"),
+        "command": "python -m bench.classifier_multitask " + " ".join(argv or sys.argv[1:]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    for name, row in rows.items():
+        for precision in ("fp32", "int8"):
+            cells = " | ".join(
+                f"{row[precision][t]['accuracy']:.3f} / {row[precision][t]['macro_f1']:.3f}"
+                for t in FILES
+            )
+            print(f"| {name} {precision} | {cells} |")
+    print(json.dumps(result["speedup_vs_two_classifiers_fp32"]))
+    return 0
+
+
+def _rate(texts: list[str], passes: list, rounds: int = 3) -> float:
+    """Headlines per second over the best of `rounds`, each round running every pass."""
+    best = float("inf")
+    for _ in range(rounds):
+        begun = time.perf_counter()
+        for predict_proba in passes:
+            predict_proba(texts, batch_size=64)
+        best = min(best, time.perf_counter() - begun)
+    return round(len(texts) / best, 1)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
