@@ -6,12 +6,13 @@ plain recipe on the same splits and seeds.
 
 For each seed s: a stratified 20 % of fpb_dev.csv (drawn with seed s) is the test set; the
 other 80 % trains, with the trainer's default early stopping on a stratified 10 % of it. Every
-variant is `TrainingConfig` defaults with length-grouped batches (ABLATION_BASE: 1.8x faster,
-so more runs fit) plus one lever, trained with seed s, so each lever's difference from the
-baseline is paired per seed; the "random batches" row measures the grouping itself. With
---teacher (a larger base, e.g. all-mpnet-base-v2 from `threefold models fetch-base`), the
-teacher row is that base trained the same way, and the distilled row is the default student
-trained with `teacher` set to it (one teacher per seed, kept in --teacher-cache).
+variant is `TrainingConfig` defaults with length-grouped batches (1.8x faster, so more runs
+fit) and class weighting (the default when the ablation began; ABLATION_BASE) plus one lever,
+trained with seed s, so each lever's difference from the baseline is paired per seed; the
+"random batches" row measures the grouping itself. With --teacher (a larger base, e.g.
+all-mpnet-base-v2 from `threefold models fetch-base`), the teacher row is that base trained
+the same way, and the distilled row is the default student trained with `teacher` set to it
+(one teacher per seed, kept in --teacher-cache).
 Writes bench/results/classifier_recipe.json after every run (--resume skips finished runs) and
 prints a Markdown table: accuracy and macro-F1 as mean (min-max) over seeds, the mean paired
 difference from the baseline, and training seconds.
@@ -33,7 +34,7 @@ from bench.classifier_quality import DEFAULT_DATA, RESULTS, stratified_split
 from bench.machine import torch_machine
 
 BASELINE = "baseline"
-ABLATION_BASE: dict[str, object] = {"group_by_length": True}
+ABLATION_BASE: dict[str, object] = {"group_by_length": True, "class_weighting": True}
 VARIANTS: dict[str, dict[str, object]] = {
     BASELINE: {},
     "label smoothing 0.1": {"label_smoothing": 0.1},
@@ -43,6 +44,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "R-Drop alpha 1.0": {"rdrop_alpha": 1.0},
     "random batches (no length grouping)": {"group_by_length": False},
     "R-Drop alpha 1.0, random batches": {"rdrop_alpha": 1.0, "group_by_length": False},
+    "no class weighting": {"class_weighting": False},
 }
 TEACHER = "teacher: the --teacher base, same recipe"
 DISTILLED = "distilled from the teacher (alpha 0.5, T 2)"
@@ -149,8 +151,8 @@ def write(args: argparse.Namespace, runs: list[dict], *, partial: bool) -> dict:
         f"test set; early stopping on a stratified {EVAL_FRACTION:.0%} of the rest",
         "seeds": sorted({r["seed"] for r in runs}),
         "base_model": "all-MiniLM-L6-v2 (default)",
-        "baseline": "TrainingConfig defaults (the `threefold classifier train` defaults) with "
-        "length-grouped batches, fine-tune path, same split and seed",
+        "baseline": "TrainingConfig defaults with length-grouped batches and class weighting "
+        "(the train defaults when the ablation began), fine-tune path, same split and seed",
         "goal": "FPB accuracy >= 0.87 / macro-F1 >= 0.85 (FinBERT 0.86 / 0.84)",
         "partial": partial,
         "summary": summarize(runs),
