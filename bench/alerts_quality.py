@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     from threefold.core.base_model import configure_offline
+    from threefold.core.training_config import TrainingConfig
 
     configure_offline()
     import torch
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "max_length": args.max_length,
             "eval_fraction": 0.1,
-            "class_weighting": True,
+            "class_weighting": TrainingConfig().weights_classes("fine-tune"),
         },
         "tasks": results,
         "machine": {
