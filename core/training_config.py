@@ -19,9 +19,9 @@ class TrainingConfig:
     `max_steps` > 0 overrides `epochs`. `early_stopping_patience` counts evaluations without
     a better eval macro-F1 before training stops (0 turns early stopping off).
     `strategy` picks the training path: `auto` (contrastive below `small_data_threshold`
-    examples per label, fine-tune otherwise), `fine-tune` (the whole model, classification
-    head on top) or `contrastive` (SetFit style: sentence pairs, then a logistic head;
-    `epochs` and `early_stopping_patience` do not apply to it). The threshold of 128 is
+    examples per label on average, fine-tune otherwise), `fine-tune` (the whole model,
+    classification head on top) or `contrastive` (SetFit style: sentence pairs, then a logistic
+    head; `epochs` and `early_stopping_patience` do not apply to it). The threshold of 128 is
     measured: at 64 per label on FPB, contrastive 0.755 vs fine-tune 0.357 accuracy.
     Fine-tune levers (`core.training_recipe`, off at these defaults): `layer_lr_decay` < 1
     (each layer below the head learns at that factor of the one above), `adversarial_epsilon`

@@ -319,7 +319,7 @@ def test_a_new_users_30_row_csv_trains_a_model_that_tells_labels_apart(tmp_path:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["strategy"] == "contrastive"
-    assert "small data: the rarest label" in summary["strategy_reason"]
+    assert summary["strategy_reason"].startswith("small data: ")
     assert "training stopped: contrastive pass complete" in result.stderr
     assert summary["warnings"] == []
     assert summary["train_accuracy"] >= 0.9

@@ -27,16 +27,25 @@ from threefold.core.training_config import TrainingConfig
 
 # ------------------------------------------------------------------ path choice
 def test_auto_trains_contrastively_below_the_threshold_and_says_why() -> None:
-    labels = ["a"] * 200 + ["b"] * 127
+    labels = ["a"] * 130 + ["b"] * 124
     choice = choose_strategy(labels, TrainingConfig())
     assert choice.strategy == CONTRASTIVE
-    assert "the rarest label, 'b', has 127 training examples (< 128 per label)" in choice.reason
+    assert choice.reason.startswith(
+        "small data: 254 training examples over 2 labels, 127 per label on average (the "
+        "rarest, 'b', has 124), below 128 per label"
+    )
 
 
-def test_auto_fine_tunes_when_every_label_reaches_the_threshold() -> None:
-    choice = choose_strategy(["a"] * 128 + ["b"] * 140, TrainingConfig())
+def test_auto_fine_tunes_from_the_threshold_on_average_and_says_why() -> None:
+    choice = choose_strategy(["a"] * 128 + ["b"] * 128, TrainingConfig())
     assert choice.strategy == FINE_TUNE
-    assert "every label has >= 128 training examples" in choice.reason
+    assert choice.reason.startswith("enough data: 256 training examples over 2 labels, 128 per")
+
+
+def test_one_rare_label_in_a_large_set_does_not_force_the_small_data_path() -> None:
+    choice = choose_strategy(["common"] * 12_000 + ["rare"] * 31, TrainingConfig())
+    assert choice.strategy == FINE_TUNE
+    assert "the rarest, 'rare', has 31" in choice.reason
 
 
 def test_a_requested_strategy_wins_and_the_reason_says_so() -> None:
@@ -106,8 +115,8 @@ def test_auto_picks_the_contrastive_path_and_records_why(small_model_dir: Path) 
     metrics = meta["metrics"]
     assert metrics["strategy"] == CONTRASTIVE
     assert (
-        "small data: the rarest label, 'neutral', has 6 training examples"
-        in (metrics["strategy_reason"])
+        "small data: 20 training examples over 3 labels, 7 per label on average (the rarest, "
+        "'neutral', has 6)" in (metrics["strategy_reason"])
     )
     assert metrics["stop_reason"].startswith(
         "contrastive pass complete: 12 steps of 16 examples (1440 sentence pairs) (capped by"
