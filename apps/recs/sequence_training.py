@@ -251,7 +251,8 @@ def train_sequence_ensemble(
         SequenceConfig(text_dimension=int(vectors.shape[1]), use_text=use_text)
         for use_text in (True, False)
     ]
-    members = _train_members(item_ids, vectors, events, configs, settings)
+    processes = _member_processes(settings, len(configs))
+    members = _train_members(item_ids, vectors, events, configs, settings, processes)
     ensemble = SequenceEnsemble(members)
     position = {item_id: i for i, item_id in enumerate(item_ids)}
     validation = LastItemValidation(ordered_positions(events, position), len(item_ids))
@@ -265,7 +266,7 @@ def train_sequence_ensemble(
             {"use_text": m.config.use_text, "use_ids": m.config.use_ids, **m.info} for m in members
         ],
         "train_seconds": round(time.perf_counter() - started, 2),
-        "processes": _member_processes(settings, len(configs)),
+        "processes": processes,
     }
     logger.info("sequence ensemble validation: %s", ensemble.info["validation"])
     if refit:
@@ -283,6 +284,7 @@ def _train_members(
     events: Sequence[Event],
     configs: Sequence[SequenceConfig],
     settings: SequenceSettings,
+    processes: int,
 ) -> list[SequenceModel]:
     """One model per config, without refit: in this process, or in `processes` at once.
 
@@ -291,7 +293,6 @@ def _train_members(
     """
     import torch
 
-    processes = _member_processes(settings, len(configs))
     if processes <= 1:
         return [
             train_sequence_model(
