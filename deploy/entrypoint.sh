@@ -57,6 +57,21 @@ model_present() {
   [[ -f "$1/state.json" ]] || [[ -d "$1" && ! -d "$1/versions" && -n "$(ls -A "$1")" ]]
 }
 
+# alerts_joint_served: the alerts model variables name the registry's alerts-topic and
+# alerts-sentiment entries, and the alerts-multitask entry beside them has a current version: the
+# consumer then serves that one model in their place (apps/alerts/model_source.py served_dirs).
+alerts_joint_served() {
+  local topic="${THREEFOLD_ALERTS_TOPIC_MODEL_DIR%/}" sentiment="${THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR%/}"
+  [[ "$(basename "$topic")" == alerts-topic && "$sentiment" == "$(dirname "$topic")/alerts-sentiment" \
+    && -f "$(dirname "$topic")/alerts-multitask/state.json" ]]
+}
+
+# model_ready ENV_NAME: the model it names is present, or (an alerts model) alerts_joint_served.
+model_ready() {
+  model_present "${!1}" && return 0
+  [[ "$1" == THREEFOLD_ALERTS_TOPIC_MODEL_DIR || "$1" == THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR ]] && alerts_joint_served
+}
+
 # registry_entry ENV_NAME NAME: die unless the env var names the entry NAME in $THREEFOLD_MODELS_DIR
 # (where `--registry` publishes it).
 registry_entry() {
@@ -90,7 +105,9 @@ init_models() {
   if needs_build "qa bot" "$THREEFOLD_QA_BOT_DIR"; then
     step threefold qa build --kb "$qa_data" --out "$THREEFOLD_QA_BOT_DIR"
   fi
-  if needs_build "alerts classifiers" "$THREEFOLD_ALERTS_TOPIC_MODEL_DIR" "$THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR"; then
+  if [[ "$DRY_RUN" != 1 ]] && alerts_joint_served; then
+    log "alerts classifiers: $(dirname "${THREEFOLD_ALERTS_TOPIC_MODEL_DIR%/}")/alerts-multitask present, keeping it (served in place of alerts-topic and alerts-sentiment)"
+  elif needs_build "alerts classifiers" "$THREEFOLD_ALERTS_TOPIC_MODEL_DIR" "$THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR"; then
     registry_entry THREEFOLD_ALERTS_TOPIC_MODEL_DIR alerts-topic
     registry_entry THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR alerts-sentiment
     step threefold alerts train --data "$alerts_data" --registry "$THREEFOLD_MODELS_DIR" --no-progress
@@ -112,7 +129,7 @@ check_models() {
   while true; do
     missing=()
     for name in "${names[@]}"; do
-      model_present "${!name}" || missing+=("$name=${!name}")
+      model_ready "$name" || missing+=("$name=${!name}")
     done
     ((${#missing[@]})) || { log "models present: ${names[*]}"; exit 0; }
     ((SECONDS < deadline)) || break

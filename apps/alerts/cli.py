@@ -166,22 +166,23 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
     "--out",
     default=None,
     type=click.Path(file_okay=False),
-    help="Writes OUT/topic and OUT/sentiment (with --multitask: one model in OUT); a folder "
-    "that is a registry entry gets a new version instead.",
+    help="Writes one multi-task model in OUT, or OUT/topic and OUT/sentiment; a folder that "
+    "is a registry entry gets a new version instead.",
 )
 @click.option(
     "--registry",
     default=None,
     type=click.Path(file_okay=False),
-    help="Publish into registry ROOT instead: ROOT/alerts-topic and ROOT/alerts-sentiment "
-    "(with --multitask: ROOT/alerts-multitask), each a new current version with metadata.",
+    help="Publish into registry ROOT instead: ROOT/alerts-multitask, or ROOT/alerts-topic and "
+    "ROOT/alerts-sentiment, each a new current version with metadata.",
 )
 @click.option(
-    "--multitask",
-    is_flag=True,
-    help="Train one body with a topic and a sentiment head (one forward pass per headline); "
-    "with --topic-data / --sentiment-data each head learns from its own file (a headline in "
-    "both gets both labels). Run it with --topic-model OUT.",
+    "--multitask/--separate",
+    default=None,
+    help="One body with a topic and a sentiment head (one forward pass per headline; with "
+    "--topic-data / --sentiment-data each head learns from its own file), or two classifiers. "
+    "[default: one model when both tasks have enough data to fine-tune (128 examples per label "
+    "on average), two otherwise: the small-data path trains each classifier on its own]",
 )
 @click.option(
     "--base",
@@ -209,10 +210,12 @@ def train_command(
     registry: str | None,
     base: str | None,
     no_progress: bool,
-    multitask: bool,
+    multitask: bool | None,
     **training: Any,
 ) -> None:
-    """Fine-tune the topic and the sentiment classifier (like `threefold classifier train`)."""
+    """Fine-tune the topic and the sentiment classifier (like `threefold classifier train`):
+    one multi-task model (OUT, or ROOT/alerts-multitask) or two (OUT/topic and OUT/sentiment,
+    or ROOT/alerts-topic and ROOT/alerts-sentiment); the JSON says which (`mode`) and why."""
     from threefold.core.classifier_training import train_classifier_from_files
     from threefold.core.errors import ConfigError
     from threefold.core.training_config import TrainingConfig
@@ -223,12 +226,20 @@ def train_command(
         "topic": (topic_data or data_path, topic_column),
         "sentiment": (sentiment_data or data_path, sentiment_column),
     }
+    if multitask is None:
+        multitask, reason = _choose_mode(sources, text_column, training)
+    else:
+        reason = f"--{'multitask' if multitask else 'separate'} was given"
+    logger.info("alerts train: %s (%s)", "one multi-task model" if multitask else "two", reason)
+    mode = {"mode": "multitask" if multitask else "separate", "mode_reason": reason}
     if multitask:
         target = _target(out, registry, "joint")
-        _train_multitask(sources, text_column, target, bool(registry), base, no_progress, training)
+        _train_multitask(
+            sources, text_column, target, bool(registry), base, no_progress, training, mode
+        )
         return
 
-    summary = {}
+    summary: dict[str, Any] = dict(mode)
     for name, (path, column) in sources.items():
         config = TrainingConfig(
             text_column=text_column,
@@ -251,6 +262,33 @@ def train_command(
     emit_json(summary)
 
 
+def _choose_mode(
+    sources: dict[str, tuple[str, str]], text_column: str, training: dict[str, Any]
+) -> tuple[bool, str]:
+    """(multi-task?, why): one model when every task's data takes the fine-tune path."""
+    from threefold.core.small_data import FINE_TUNE, choose_strategy
+    from threefold.core.tables import read_records
+    from threefold.core.training_config import TrainingConfig
+
+    config = TrainingConfig(text_column=text_column, **training)
+    choices = {}
+    for task, (path, column) in sources.items():
+        columns = (text_column, column)
+        records = read_records(path, required=columns, non_empty=columns)
+        choices[task] = choose_strategy([str(r.values[column]).strip() for r in records], config)
+    small = [task for task, choice in choices.items() if choice.strategy != FINE_TUNE]
+    if small:
+        return False, (
+            f"two classifiers: the {' and '.join(small)} data takes the small-data path, which a "
+            "multi-task model does not have (--multitask trains one anyway): "
+            + "; ".join(f"{t}: {choices[t].reason}" for t in small)
+        )
+    return True, (
+        "one multi-task model (one forward pass per headline): every task has enough data to "
+        "fine-tune (" + "; ".join(f"{t}: {c.reason}" for t, c in choices.items()) + ")"
+    )
+
+
 def _train_multitask(
     sources: dict[str, tuple[str, str]],
     text_column: str,
@@ -259,6 +297,7 @@ def _train_multitask(
     base: str | None,
     no_progress: bool,
     training: dict[str, Any],
+    mode: dict[str, str],
 ) -> None:
     """One body, a head per task; each task reads its (file, label column) of `sources`."""
     from threefold.core.multitask import merge_task_data, train_multitask
@@ -280,6 +319,7 @@ def _train_multitask(
     files = [path for path, _ in sources.values()]
     emit_json(
         {
+            **mode,
             "out": str(out),
             "version": model.version,
             "registry_version": _save(model, out, files, evaluation, publish),

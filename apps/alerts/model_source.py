@@ -3,8 +3,10 @@ entries (their current version, swapped between batches when the pointer moves).
 
 `THREEFOLD_ALERTS_TOPIC_MODEL_DIR` / `..._SENTIMENT_MODEL_DIR` each name a saved classifier
 folder or a `core.registry.ModelEntry`; the topic one alone may name a multi-task model (folder
-or entry) scored in one pass. A model served from an entry names its registry version in the
-scored messages' `models`; a plain folder keeps the weights fingerprint as its version.
+or entry) scored in one pass, and the registry's alerts-multitask entry, once it has a current
+version, is served in place of alerts-topic + alerts-sentiment. A model served from an entry
+names its registry version in the scored messages' `models`; a plain folder keeps the weights
+fingerprint as its version.
 """
 
 from __future__ import annotations
@@ -141,7 +143,12 @@ def open_scorer(
     check_every_s: float = 2.0,
     on_swap: Callable[[dict[str, str]], None] | None = None,
 ) -> Scorer | LiveScorer:
-    """A Scorer over plain folders, or a LiveScorer when any directory is a registry entry."""
+    """A Scorer over plain folders, or a LiveScorer when any directory is a registry entry.
+
+    Entries ROOT/alerts-topic and ROOT/alerts-sentiment give way to ROOT/alerts-multitask when
+    that entry has a current version (`served_dirs`).
+    """
+    topic_dir, sentiment_dir = served_dirs(topic_dir, sentiment_dir)
     dirs = [d for d in (topic_dir, sentiment_dir) if d]
     if not any(ModelEntry.is_entry(d) for d in dirs):
         return Scorer.load(topic_dir, sentiment_dir, companies_path, batch_size=batch_size)
@@ -164,6 +171,30 @@ def open_scorer(
     scorer = LiveScorer(slots, matcher, batch_size=batch_size, on_swap=on_swap)
     scorer.current()  # load now: a bad model fails at start, not on the first batch
     return scorer
+
+
+def served_dirs(
+    topic_dir: str | Path, sentiment_dir: str | Path | None
+) -> tuple[str | Path, str | Path | None]:
+    """The directories to serve: as configured, or (ROOT/alerts-multitask, None) when they are
+    the registry's ROOT/alerts-topic and ROOT/alerts-sentiment entries and a multi-task entry
+    with a current version sits beside them: the model `alerts train` publishes for data large
+    enough to fine-tune, and the one `retrain alerts` retrains. Checked at start-up."""
+    topic = Path(topic_dir or "")
+    joint = topic.parent / ENTRY_NAMES["joint"]
+    beside = sentiment_dir is None or Path(sentiment_dir) == topic.parent / ENTRY_NAMES["sentiment"]
+    if not (topic.name == ENTRY_NAMES["topic"] and beside):
+        return topic_dir, sentiment_dir
+    if not ModelEntry.is_entry(joint) or ModelEntry(joint).current_version() is None:
+        return topic_dir, sentiment_dir
+    logger.info(
+        "serving %s (topic and sentiment in one pass) instead of %s and %s: it has a current "
+        "version; move it away to serve the two classifiers",
+        joint,
+        topic,
+        sentiment_dir,
+    )
+    return joint, None
 
 
 def load_classifier(folder: Path, version: str | None = None) -> Any:

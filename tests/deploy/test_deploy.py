@@ -620,6 +620,32 @@ def test_init_models_keeps_models_that_exist(tmp_path: Path) -> None:
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
 
 
+def test_an_alerts_multitask_entry_stands_for_the_topic_and_sentiment_models(
+    tmp_path: Path,
+) -> None:
+    """`alerts train` publishes alerts-multitask for data large enough to fine-tune, and the
+    consumer serves it in place of alerts-topic + alerts-sentiment: init and check agree."""
+    env = _model_env(tmp_path / "models")
+    for name in ("THREEFOLD_QA_BOT_DIR", "THREEFOLD_RECS_MODEL_DIR"):
+        _make_entry(Path(env[name]))
+    alerts = ("THREEFOLD_ALERTS_TOPIC_MODEL_DIR", "THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR")
+    absent = _run(["bash", str(ENTRYPOINT), "check-models", *alerts], env=env)
+    assert absent.returncode == 1
+    _make_entry(tmp_path / "models" / "alerts-multitask")
+    assert _run(["bash", str(ENTRYPOINT), "check-models", *alerts], env=env).returncode == 0
+    done = _run(["bash", str(ENTRYPOINT), "init-models"], env=env)
+    assert done.returncode == 0, done.stderr
+    assert "alerts-multitask present, keeping it" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [
+        "alerts-multitask",
+        "qa-bot",
+        "recs-ranker",
+    ]
+    mine = {**env, "THREEFOLD_ALERTS_TOPIC_MODEL_DIR": str(tmp_path / "my-topic")}
+    elsewhere = _run(["bash", str(ENTRYPOINT), "check-models", *alerts], env=mine)
+    assert elsewhere.returncode == 1  # a folder of the user's own is not stood in for
+
+
 def test_check_models_waits_for_the_named_directories(tmp_path: Path) -> None:
     env = _model_env(tmp_path)
     _make_entry(Path(env["THREEFOLD_QA_BOT_DIR"]))

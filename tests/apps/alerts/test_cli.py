@@ -28,6 +28,8 @@ def test_train_writes_a_topic_and_a_sentiment_model(tmp_path):
     result = CliRunner().invoke(alerts, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["mode"] == "separate"  # the shipped sample is small data
+    assert summary["mode_reason"].startswith("two classifiers: the topic and sentiment data takes")
     assert TextClassifier.load(tmp_path / "sentiment").labels == ["negative", "neutral", "positive"]
     assert summary["topic"]["labels"] == [
         "earnings",
@@ -63,6 +65,38 @@ def test_multitask_train_learns_each_head_from_its_own_file(tmp_path):
     model = MultiTaskClassifier.load(tmp_path / "joint")
     assert model.tasks["sentiment"] == ["negative", "neutral", "positive"]
     assert set(model.tasks["topic"]) == {r["topic"] for r in rows[:half]}
+
+
+@pytest.mark.slow
+def test_train_picks_one_multitask_model_when_both_tasks_have_enough_data(tmp_path):
+    from threefold.core.multitask import MultiTaskClassifier
+
+    rows = list(csv.DictReader((DATA_DIR / "headlines_sample.csv").open(encoding="utf-8")))
+    data = tmp_path / "headlines.csv"
+    with data.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "topic", "sentiment"])
+        for i in range(800):  # >= 128 per label on average for both tasks (6 topics)
+            row = rows[i % len(rows)]
+            writer.writerow([f"{row['text']} ({i})", row["topic"], row["sentiment"]])
+    # fmt: off
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "joint"), "--max-steps", "2",
+            "--eval-fraction", "0", "--batch-size", "8", "--max-length", "24", "--no-progress"]
+    # fmt: on
+    result = CliRunner().invoke(alerts, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["mode"] == "multitask"
+    assert summary["mode_reason"].startswith("one multi-task model")
+    assert set(MultiTaskClassifier.load(tmp_path / "joint").tasks) == {"topic", "sentiment"}
+    separate = CliRunner().invoke(
+        alerts, [*args[:4], str(tmp_path / "two"), "--separate", *args[5:]]
+    )
+    assert separate.exit_code == 0, separate.output
+    assert json.loads(separate.stdout.strip().splitlines()[-1])["mode_reason"] == (
+        "--separate was given"
+    )
+    assert (tmp_path / "two" / "topic").is_dir() and (tmp_path / "two" / "sentiment").is_dir()
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from threefold.apps.alerts.messages import NewsItem
-from threefold.apps.alerts.model_source import LiveScorer, open_scorer
+from threefold.apps.alerts.model_source import LiveScorer, open_scorer, served_dirs
 from threefold.apps.alerts.scoring import Scorer
 from threefold.core.classifier import TextClassifier
 from threefold.core.errors import ModelError
@@ -73,3 +73,20 @@ def test_a_multitask_entry_is_scored_in_one_pass_under_its_version(tmp_path, mul
     assert scorer.score(ITEMS)[0].models == {"topic": "v1", "sentiment": "v1"}
     entry.publish_dir(multitask_dir)
     assert scorer.score(ITEMS)[0].models == {"topic": "v2", "sentiment": "v2"}
+
+
+def test_an_alerts_multitask_entry_is_served_in_place_of_topic_and_sentiment(
+    tmp_path, entries, multitask_dir
+) -> None:
+    topic, sentiment = entries["topic"].path, entries["sentiment"].path
+    assert served_dirs(topic, sentiment) == (topic, sentiment)
+    joint = ModelEntry(tmp_path / "alerts-multitask")
+    joint.publish_dir(multitask_dir, activate=False)  # no current version yet: not served
+    assert served_dirs(topic, sentiment) == (topic, sentiment)
+    joint.promote("v1")
+    assert served_dirs(topic, sentiment) == (joint.path, None)
+    scorer = open_scorer(topic, sentiment, check_every_s=0)
+    assert set(scorer.slots) == {"joint"}
+    assert scorer.score(ITEMS)[0].models == {"topic": "v1", "sentiment": "v1"}
+    other = tmp_path / "elsewhere" / "alerts-sentiment"  # not the entry beside alerts-topic
+    assert served_dirs(topic, other) == (topic, other)
