@@ -152,7 +152,8 @@ qa_gate_set() {
   fi
 }
 
-# retrain_app APP: the retrain command(s) of one app; alerts retrains both classifiers.
+# retrain_app APP: the retrain command(s) of one app; alerts retrains both classifiers, or once
+# the multi-task model when it is the one served (its retrain covers both tasks).
 retrain_app() {
   local registry="$THREEFOLD_MODELS_DIR" by="threefold-entrypoint retrain"
   case "$1" in
@@ -162,9 +163,10 @@ retrain_app() {
       step threefold retrain qa --bot-dir "$THREEFOLD_QA_BOT_DIR" --gate-set "$gate_set"  # as built
       ;;
     alerts)
-      local task data=() status=0
+      local task tasks=(sentiment topic) data=() status=0
       [[ -z "${THREEFOLD_ALERTS_TRAIN_DATA:-}" ]] || data=(--training-data "$THREEFOLD_ALERTS_TRAIN_DATA")
-      for task in sentiment topic; do
+      ! alerts_joint_served || tasks=(sentiment)
+      for task in "${tasks[@]}"; do
         step threefold retrain alerts --task "$task" --registry "$registry" "${data[@]}" \
           --created-by "$by" --no-progress || status=1
       done

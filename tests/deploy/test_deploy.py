@@ -641,6 +641,8 @@ def test_an_alerts_multitask_entry_stands_for_the_topic_and_sentiment_models(
         "qa-bot",
         "recs-ranker",
     ]
+    retrain = _dry_run("retrain", "alerts", env=env)  # the multi-task retrain covers both tasks
+    assert [argv[:3] for argv in retrain] == [["threefold", "retrain", "alerts"]]
     mine = {**env, "THREEFOLD_ALERTS_TOPIC_MODEL_DIR": str(tmp_path / "my-topic")}
     elsewhere = _run(["bash", str(ENTRYPOINT), "check-models", *alerts], env=mine)
     assert elsewhere.returncode == 1  # a folder of the user's own is not stood in for
