@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_size": args.batch_size,
             "max_length": args.max_length,
             "eval_fraction": 0.1,
-            "class_weighting": TrainingConfig().weights_classes("fine-tune"),
+            "class_weighting": TrainingConfig().class_weighting,
         },
         "tasks": results,
         "machine": {

@@ -338,7 +338,7 @@ def _fine_tune(
                 f">= {MIN_EVAL_PER_LABEL} examples per label, or --patience 0 to train all epochs"
             )
             logger.warning("%s", notes[-1])
-    weights = class_weights(labels, label_names) if config.weights_classes("fine-tune") else None
+    weights = class_weights(labels, label_names) if config.class_weighting else None
     with tempfile.TemporaryDirectory(prefix="threefold-train-") as workdir:
         trainer = _build_trainer(
             model,

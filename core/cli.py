@@ -80,9 +80,9 @@ def classifier() -> None:
 )
 @click.option(
     "--class-weighting/--no-class-weighting",
-    default=None,
-    help="Weight the loss by inverse label frequency [default: off when fine-tuning (it cost "
-    "accuracy on FPB), on for the contrastive small-data path].",
+    default=True,
+    show_default=True,
+    help="Weight the loss by inverse label frequency.",
 )
 @click.option(
     "--strategy",
@@ -172,7 +172,7 @@ def train_command(
     max_steps: int,
     eval_fraction: float,
     patience: int,
-    class_weighting: bool | None,
+    class_weighting: bool,
     strategy: str,
     small_data_threshold: int,
     layer_lr_decay: float,

@@ -256,8 +256,8 @@ def train_multitask(
     A task's label may be None for a text not labelled for that task (topic and sentiment from
     two files: `merge_task_data`); such a text adds no loss to that head and is not in its eval.
     The summed cross-entropy of the heads is minimised (class-weighted per task when
-    `config.weights_classes("fine-tune")`). A stratified `config.eval_fraction` (by each text's
-    first label) is held out and each task is evaluated on its labelled part; no early stopping.
+    `config.class_weighting`). A stratified `config.eval_fraction` (by each text's first label)
+    is held out and each task is evaluated on its labelled part; there is no early stopping.
     """
     config = config or TrainingConfig()
     if len(targets) < 1:
@@ -294,7 +294,7 @@ def train_multitask(
     }
     weights = {
         task: _class_weights(_labelled(cleaned[task], train_idx), tasks[task]).to(device)
-        if config.weights_classes("fine-tune")
+        if config.class_weighting
         else None
         for task in tasks
     }

@@ -176,7 +176,7 @@ def train_contrastive(
     )
     embeddings = embed_texts(model, tokenizer, texts, config.max_length, device)
     weights = None
-    if config.weights_classes("contrastive"):
+    if config.class_weighting:
         counts = Counter(labels)
         weights = torch.tensor(
             [len(labels) / (len(label_names) * counts[name]) for name in label_names]

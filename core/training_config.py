@@ -30,10 +30,6 @@ class TrainingConfig:
     the same data and split first) turns on knowledge distillation on the fine-tune path: the
     loss is (1 - `distill_alpha`) x cross-entropy + `distill_alpha` x the KL divergence from the
     teacher's probabilities at `distill_temperature` (Hinton et al. 2015).
-    `class_weighting` weights the loss by inverse label frequency; unset (None), it is off on
-    the fine-tune path, where it cost accuracy on FPB (0.809 weighted vs 0.817 unweighted, lower
-    on all 3 seeds, macro-F1 equal; bench/classifier_recipe.py), and on for the contrastive
-    path's logistic head, so that a tiny, skewed data set does not collapse to its majority label.
     `group_by_length` batches texts of similar length together (shuffled groups), so less of
     each batch is padding: 1.8x faster on FPB, but 0.6 point less accurate there (3 seeds,
     bench/classifier_recipe.py), so it is off by default.
@@ -46,7 +42,7 @@ class TrainingConfig:
     eval_fraction: float = 0.2
     seed: int = 42
     early_stopping_patience: int = 2
-    class_weighting: bool | None = None
+    class_weighting: bool = True
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_steps: int = -1
@@ -108,22 +104,9 @@ class TrainingConfig:
         _check_number(
             "distill_temperature", self.distill_temperature, low=0.0, low_inclusive=False, high=20.0
         )
-        if self.class_weighting not in (None, True, False):
-            raise ConfigError(
-                f"class_weighting must be true, false or unset; found {self.class_weighting!r}"
-            )
-        for name in ("output_progress", "group_by_length"):
+        for name in ("class_weighting", "output_progress", "group_by_length"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false; found {getattr(self, name)!r}")
-
-    def weights_classes(self, path: str) -> bool:
-        """Whether the loss is class-weighted on `path` ("fine-tune" or "contrastive"); unset
-        `class_weighting` means off for fine-tuning and on for the contrastive path."""
-        if path not in STRATEGIES[1:]:
-            raise ConfigError(f"path must be one of {STRATEGIES[1:]}; found {path!r}")
-        if self.class_weighting is None:
-            return path == "contrastive"
-        return self.class_weighting
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready copy (stored beside the trained weights)."""

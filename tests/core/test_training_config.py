@@ -21,7 +21,6 @@ from threefold.core.training_config import TrainingConfig
         ({"epochs": float("nan")}, r"epochs must be a finite number; found nan"),
         ({"text_column": " "}, r"text_column must be a non-empty column name; found ' '"),
         ({"label_column": "text"}, r"both 'text'"),
-        ({"class_weighting": "yes"}, r"class_weighting must be true, false or unset; found 'yes'"),
     ],
 )
 def test_training_config_names_the_bad_value(kwargs: dict, match: str) -> None:
@@ -34,17 +33,3 @@ def test_training_config_round_trips_through_dict() -> None:
     assert TrainingConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match=r"unknown training option\(s\) \['epoch'\]"):
         TrainingConfig.from_dict({"epoch": 3})
-
-
-@pytest.mark.parametrize(
-    ("setting", "fine_tune", "contrastive"),
-    [(None, False, True), (True, True, True), (False, False, False)],
-)
-def test_unset_class_weighting_is_off_for_fine_tuning_and_on_for_the_contrastive_path(
-    setting: bool | None, fine_tune: bool, contrastive: bool
-) -> None:
-    config = TrainingConfig(class_weighting=setting)
-    assert config.weights_classes("fine-tune") is fine_tune
-    assert config.weights_classes("contrastive") is contrastive
-    with pytest.raises(ConfigError, match=r"path must be one of"):
-        config.weights_classes("auto")
