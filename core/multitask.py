@@ -292,8 +292,9 @@ def train_multitask(
         task: torch.tensor([IGNORED if y is None else tasks[task].index(y) for y in cleaned[task]])
         for task in tasks
     }
+    train_labels = {task: _labelled(cleaned[task], train_idx) for task in tasks}
     weights = {
-        task: _class_weights(_labelled(cleaned[task], train_idx), tasks[task]).to(device)
+        task: _class_weights(train_labels[task], tasks[task]).to(device)
         if config.class_weighting
         else None
         for task in tasks
@@ -306,7 +307,7 @@ def train_multitask(
     scheduler = transformers.get_linear_schedule_with_warmup(
         optimizer, int(config.warmup_ratio * steps), steps
     )
-    n_train = {task: len(_labelled(cleaned[task], train_idx)) for task in tasks}
+    n_train = {task: len(labels) for task, labels in train_labels.items()}
     logger.info(
         "multi-task fine-tuning %s on %d texts (labelled per task %s), tasks %s, %d steps, "
         "eval %d texts",

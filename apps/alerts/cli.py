@@ -18,6 +18,7 @@ from threefold.core.command_line import clean_errors, emit_json
 
 if TYPE_CHECKING:
     from threefold.apps.alerts.config import AlertsConfig
+    from threefold.core.training_config import TrainingConfig
     from threefold.streaming.connections import KafkaSettings, RedisSettings
 
 logger = logging.getLogger("threefold.alerts")
@@ -226,8 +227,10 @@ def train_command(
         "topic": (topic_data or data_path, topic_column),
         "sentiment": (sentiment_data or data_path, sentiment_column),
     }
+    sets = None  # each task's (texts, labels), read once when the choice needs them
     if multitask is None:
-        multitask, reason = _choose_mode(sources, text_column, training)
+        sets = _read_task_sets(sources, text_column)
+        multitask, reason = _choose_mode(sets, TrainingConfig(text_column=text_column, **training))
     else:
         reason = f"--{'multitask' if multitask else 'separate'} was given"
     logger.info("alerts train: %s (%s)", "one multi-task model" if multitask else "two", reason)
@@ -235,7 +238,15 @@ def train_command(
     if multitask:
         target = _target(out, registry, "joint")
         _train_multitask(
-            sources, text_column, target, bool(registry), base, no_progress, training, mode
+            sets or _read_task_sets(sources, text_column),
+            [path for path, _ in sources.values()],
+            text_column,
+            target,
+            bool(registry),
+            base,
+            no_progress,
+            training,
+            mode,
         )
         return
 
@@ -262,20 +273,30 @@ def train_command(
     emit_json(summary)
 
 
-def _choose_mode(
-    sources: dict[str, tuple[str, str]], text_column: str, training: dict[str, Any]
-) -> tuple[bool, str]:
-    """(multi-task?, why): one model when every task's data takes the fine-tune path."""
-    from threefold.core.small_data import FINE_TUNE, choose_strategy
+def _read_task_sets(
+    sources: dict[str, tuple[str, str]], text_column: str
+) -> dict[str, tuple[list[str], list[str]]]:
+    """Each task's (texts, labels) from its (file, label column) of `sources`."""
     from threefold.core.tables import read_records
-    from threefold.core.training_config import TrainingConfig
 
-    config = TrainingConfig(text_column=text_column, **training)
-    choices = {}
+    sets = {}
     for task, (path, column) in sources.items():
         columns = (text_column, column)
         records = read_records(path, required=columns, non_empty=columns)
-        choices[task] = choose_strategy([str(r.values[column]).strip() for r in records], config)
+        sets[task] = (
+            [str(r.values[text_column]).strip() for r in records],
+            [str(r.values[column]).strip() for r in records],
+        )
+    return sets
+
+
+def _choose_mode(
+    sets: dict[str, tuple[list[str], list[str]]], config: TrainingConfig
+) -> tuple[bool, str]:
+    """(multi-task?, why): one model when every task's data takes the fine-tune path."""
+    from threefold.core.small_data import FINE_TUNE, choose_strategy
+
+    choices = {task: choose_strategy(labels, config) for task, (_, labels) in sets.items()}
     small = [task for task, choice in choices.items() if choice.strategy != FINE_TUNE]
     if small:
         return False, (
@@ -290,7 +311,8 @@ def _choose_mode(
 
 
 def _train_multitask(
-    sources: dict[str, tuple[str, str]],
+    sets: dict[str, tuple[list[str], list[str]]],
+    files: list[str],
     text_column: str,
     out: Path,
     publish: bool,
@@ -299,24 +321,14 @@ def _train_multitask(
     training: dict[str, Any],
     mode: dict[str, str],
 ) -> None:
-    """One body, a head per task; each task reads its (file, label column) of `sources`."""
+    """One body, a head per task, each learning from its own (texts, labels) of `sets`."""
     from threefold.core.multitask import merge_task_data, train_multitask
-    from threefold.core.tables import read_records
     from threefold.core.training_config import TrainingConfig
 
-    sets = {}
-    for task, (path, column) in sources.items():
-        columns = (text_column, column)
-        records = read_records(path, required=columns, non_empty=columns)
-        sets[task] = (
-            [str(r.values[text_column]).strip() for r in records],
-            [str(r.values[column]).strip() for r in records],
-        )
     texts, targets = merge_task_data(sets)
     config = TrainingConfig(text_column=text_column, output_progress=not no_progress, **training)
     model = train_multitask(texts, targets, base_model=base, config=config)
     evaluation = model.metrics.get("eval") or {}
-    files = [path for path, _ in sources.values()]
     emit_json(
         {
             **mode,
