@@ -58,6 +58,7 @@ from threefold.core.small_data import CONTRASTIVE, choose_strategy, train_contra
 from threefold.core.training_config import TrainingConfig
 from threefold.core.training_recipe import (
     EmbeddingAdversary,
+    class_weights,
     classification_loss,
     distillation_loss,
     layerwise_param_groups,
@@ -458,13 +459,6 @@ def _load_base(base: str, label_names: list[str], config: TrainingConfig):
             f"({limit} tokens). Fix: pass --max-length {limit} or less"
         )
     return tokenizer, model
-
-
-def class_weights(labels: Sequence[str], label_names: Sequence[str]) -> torch.Tensor:
-    """'Balanced' weights n / (k * count): rare labels weigh more in the loss."""
-    counts = Counter(labels)
-    n, k = len(labels), len(label_names)
-    return torch.tensor([n / (k * counts[label]) for label in label_names], dtype=torch.float32)
 
 
 class _EncodedExamples(torch.utils.data.Dataset):

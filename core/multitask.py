@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +41,7 @@ from threefold.core.evaluation import classification_report
 from threefold.core.files import write_json_atomic
 from threefold.core.labelled_data import check_texts, clean_examples, stratified_split
 from threefold.core.training_config import TrainingConfig
+from threefold.core.training_recipe import class_weights
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ def train_multitask(
     }
     train_labels = {task: _labelled(cleaned[task], train_idx) for task in tasks}
     weights = {
-        task: _class_weights(train_labels[task], tasks[task]).to(device)
+        task: class_weights(train_labels[task], tasks[task]).to(device)
         if config.class_weighting
         else None
         for task in tasks
@@ -466,13 +466,6 @@ def _reports(
             reports[task]["macro_f1"],
         )
     return reports
-
-
-def _class_weights(labels: Sequence[str], names: Sequence[str]) -> torch.Tensor:
-    counts = Counter(labels)
-    return torch.tensor(
-        [len(labels) / (len(names) * max(counts[name], 1)) for name in names], dtype=torch.float32
-    )
 
 
 def _flat_labels(tasks: Mapping[str, Sequence[str]]) -> list[str]:

@@ -25,6 +25,7 @@ from transformers import AutoModel, AutoTokenizer
 from threefold.core.embedding_classifier import EmbeddingClassifier
 from threefold.core.errors import ModelError
 from threefold.core.training_config import TrainingConfig
+from threefold.core.training_recipe import class_weights
 
 logger = logging.getLogger(__name__)
 
@@ -175,12 +176,7 @@ def train_contrastive(
         + "; then the logistic-regression head was fitted"
     )
     embeddings = embed_texts(model, tokenizer, texts, config.max_length, device)
-    weights = None
-    if config.class_weighting:
-        counts = Counter(labels)
-        weights = torch.tensor(
-            [len(labels) / (len(label_names) * counts[name]) for name in label_names]
-        )
+    weights = class_weights(labels, label_names) if config.class_weighting else None
     model.head = fit_logistic_head(embeddings, label_ids, len(label_names), weights).to(device)
     model.eval()
     record = {

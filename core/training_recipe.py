@@ -11,19 +11,35 @@ Each is off at its neutral value (`layer_lr_decay` 1, `adversarial_epsilon` 0, `
   by a symmetric KL term weighted `alpha`;
 * label smoothing (Szegedy et al. 2016) in the cross-entropy;
 * knowledge distillation (Hinton et al. 2015): the KL divergence from a teacher's
-  probabilities, both softened at a temperature, mixed into the loss.
+  probabilities, both softened at a temperature, mixed into the loss;
+* class weighting (`class_weighting`, on by default): 'balanced' loss weights, shared by the
+  fine-tune, the small-data head and every head of a multi-task model.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 _LAYER = re.compile(r"\.(?:layer|layers|block|blocks)\.(\d+)\.")
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+
+
+def class_weights(labels: Sequence[str], label_names: Sequence[str]) -> torch.Tensor:
+    """'Balanced' weights n / (k * count): rare labels weigh more in the loss.
+
+    A label without training examples (possible when a multi-task text set labels a task only
+    in part) gets the weight of a label seen once; it never takes part in the loss anyway.
+    """
+    counts = Counter(labels)
+    n, k = len(labels), len(label_names)
+    return torch.tensor(
+        [n / (k * max(counts[label], 1)) for label in label_names], dtype=torch.float32
+    )
 
 
 def layer_depth(name: str, n_layers: int) -> int:

@@ -11,18 +11,20 @@ from support.classifier_data import LABELS, POSITIVE, TEXTS, TINY, rows, write_c
 
 from threefold.core.classifier_training import (
     check_prediction_collapse,
-    class_weights,
     describe_stop,
     train_classifier,
     train_classifier_from_files,
 )
 from threefold.core.errors import DataError
 from threefold.core.training_config import TrainingConfig
+from threefold.core.training_recipe import class_weights
 
 
 def test_class_weights_favour_rare_labels() -> None:
     weights = class_weights(["a"] * 6 + ["b"] * 2, ["a", "b"])
     np.testing.assert_allclose(weights.numpy(), [8 / (2 * 6), 8 / (2 * 2)])
+    # a label with no training example (partial multi-task labels) weighs as if seen once
+    np.testing.assert_allclose(class_weights(["a"] * 4, ["a", "b"]).numpy(), [0.5, 2.0])
 
 
 # ------------------------------------------------------------------ bad training input
