@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from threefold.core.errors import ConfigError
+
 Result = TypeVar("Result")
 
 _LENGTH = struct.Struct(">I")
@@ -40,6 +42,14 @@ def cpu_count() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def check_process_count(setting: str, value: object) -> None:
+    """Refuse a process-count setting that is not an integer >= 1 or None (one per CPU core)."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ConfigError(
+            f"{setting} must be an integer >= 1 or None (one per CPU core), found {value!r}"
+        )
 
 
 def run_in_processes(

@@ -42,6 +42,7 @@ from threefold.apps.recs.sequence_training import (
     train_sequence_model,
 )
 from threefold.core.errors import ConfigError
+from threefold.core.worker_processes import check_process_count
 
 logger = logging.getLogger(__name__)
 
@@ -80,13 +81,7 @@ class RankerSettings:
                 "RankerSettings.batch_size must be >= 2 for in-batch negatives, "
                 f"found {self.batch_size}"
             )
-        if self.sequence_processes is not None and (
-            not isinstance(self.sequence_processes, int) or self.sequence_processes < 1
-        ):
-            raise ConfigError(
-                "RankerSettings.sequence_processes must be an integer >= 1 or None (one per CPU "
-                f"core), found {self.sequence_processes!r}"
-            )
+        check_process_count("RankerSettings.sequence_processes", self.sequence_processes)
         if self.sequence_seconds <= 0:
             raise ConfigError(
                 f"RankerSettings.sequence_seconds must be > 0, found {self.sequence_seconds!r}"

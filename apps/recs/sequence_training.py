@@ -31,7 +31,7 @@ from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
 from threefold.apps.recs.sequence_ensemble import SequenceEnsemble
 from threefold.apps.recs.sequence_model import SequenceConfig, SequenceModel
 from threefold.core.errors import ConfigError
-from threefold.core.worker_processes import cpu_count, run_in_processes
+from threefold.core.worker_processes import check_process_count, cpu_count, run_in_processes
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +62,7 @@ class SequenceSettings:
                 "SequenceSettings.refit_epochs must be an integer >= 0, found "
                 f"{self.refit_epochs!r}"
             )
-        if self.processes is not None and (
-            not isinstance(self.processes, int) or self.processes < 1
-        ):
-            raise ConfigError(
-                "SequenceSettings.processes must be an integer >= 1 or None (one per CPU core), "
-                f"found {self.processes!r}"
-            )
+        check_process_count("SequenceSettings.processes", self.processes)
         for name in ("epochs", "batch_size", "check_every", "patience", "k"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:

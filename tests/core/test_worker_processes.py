@@ -13,7 +13,12 @@ from support import worker_jobs
 from support.worker_jobs import die, log_then_return, refuse, square_and_pid, unpicklable_result
 
 from threefold.core.errors import ConfigError
-from threefold.core.worker_processes import WorkerError, cpu_count, run_in_processes
+from threefold.core.worker_processes import (
+    WorkerError,
+    check_process_count,
+    cpu_count,
+    run_in_processes,
+)
 
 
 def test_results_come_back_in_call_order_from_other_processes():
@@ -89,3 +94,11 @@ def test_bad_arguments_are_refused_and_cpu_count_is_positive():
     with pytest.raises(ValueError, match="defined in a __main__ script, which a worker process"):
         run_in_processes(local, [(1,)], processes=1)
     assert cpu_count() >= 1
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True])
+def test_a_process_count_setting_is_an_integer_of_at_least_one(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"Settings.processes must be an integer >= 1 or None"):
+        check_process_count("Settings.processes", value)
+    check_process_count("Settings.processes", None)
+    check_process_count("Settings.processes", 3)
