@@ -235,10 +235,15 @@ class Recommender:
             matrix[row] = source if source is not None else np.asarray(known[item.item_id])
         return matrix, computed
 
-    def _count(self, item_ids: list[str], events: Sequence[Event]) -> InteractionStats:
+    def _count(
+        self, item_ids: list[str], events: Sequence[Event], trending_window: float | None = None
+    ) -> InteractionStats:
         started = time.monotonic()
         stats = InteractionStats(
-            item_ids, events, neighbours=self.neighbours, trending_window=self.trending_window
+            item_ids,
+            events,
+            neighbours=self.neighbours,
+            trending_window=self.trending_window if trending_window is None else trending_window,
         )
         self._stats_build_seconds = time.monotonic() - started
         return stats
@@ -314,16 +319,25 @@ class Recommender:
     def swap_ranker(self, ranker: Ranker) -> dict[str, np.ndarray]:
         """Serve `ranker` from now on; returns the item vectors it had to compute.
 
-        The catalog is embedded with the new encoder (reusing `ranker.vectors`) while requests
-        keep the old ranker; then everything is replaced in one step under the lock. Items added
-        or edited meanwhile are embedded inside that step.
+        The slow work happens while requests keep the old ranker, outside the lock: embedding
+        the catalog with the new encoder (reusing `ranker.vectors`), building the index, counting
+        the event log with the ranker's trending window and the feature tables (tens of seconds
+        at a million items). Then the new state replaces the old in one step under the lock.
+        Items added, edited or removed meanwhile are applied in that step (only they are
+        embedded there); events that arrived meanwhile are counted at the next refresh.
         """
         encoder = ranker.encoder
         encoder.load()
         query_encoder = query_encoder_for(encoder, self.quantize_queries)
         with self._lock:
-            items = list(self._items)
+            items, active, events = list(self._items), self._active.copy(), list(self._events)
         vectors, computed = self._vectors_for(items, ranker.vectors, encoder)
+        index = self.index_factory(encoder.dimension)
+        listed = np.flatnonzero(active)
+        if len(listed):
+            index.add([items[i].item_id for i in listed], vectors[listed])
+        stats = self._count([item.item_id for item in items], events, ranker.trending_window)
+        tables = feature_tables(items, vectors, stats)
         with self._lock:
             now = self._items
             changed = [i for i, item in enumerate(now) if i >= len(items) or item is not items[i]]
@@ -333,21 +347,31 @@ class Recommender:
                 grown[: len(items)] = vectors
                 grown[changed] = extra
                 vectors, computed = grown, computed | more
-            index = self.index_factory(encoder.dimension)
-            active = np.flatnonzero(self._active)
-            if len(active):
-                index.add([now[i].item_id for i in active], vectors[active])
+            relisted = [i for i in changed if self._active[i]]
+            if relisted:
+                index.add([now[i].item_id for i in relisted], vectors[relisted])
+            delisted = np.flatnonzero(active & ~self._active[: len(active)])
+            if len(delisted):
+                index.remove([items[i].item_id for i in delisted])
             self.encoder, self.combiner, self.sequence = encoder, ranker.combiner, ranker.sequence
             self._query_encoder = query_encoder
             self.trending_window = ranker.trending_window
             self.model_version, self.model_info = ranker.version, dict(ranker.info)
             self._vectors, self._index = vectors, index
-            self._rebuild_stats()
+            self._stats = stats
+            self._stats_generation += 1  # outdates a background rebuild still counting
+            if changed:  # the tables must cover the items added meanwhile: seconds, rare
+                self._refresh_builder()
+            else:
+                self._install(*tables)
+            self._stats_dirty = len(self._events) != len(events)
+            self._stats_built_at = time.monotonic()
         logger.info(
-            "ranker %s now serves: %d items, %d vectors computed",
+            "ranker %s now serves: %d items, %d vectors computed, %d item edits during the swap",
             ranker.version,
             len(now),
             len(computed),
+            len(changed),
         )
         return computed
 

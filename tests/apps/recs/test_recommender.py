@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import numpy as np
 import pytest
@@ -144,6 +145,7 @@ def test_a_ranker_swap_reembeds_the_catalog_and_keeps_items_added_meanwhile(
         def encode(self, texts, **kwargs):  # type: ignore[no-untyped-def]
             if not engine.has_item("new-1"):
                 engine.upsert_items([added])  # an admin edit lands mid-swap (old encoder)
+                engine.remove_item("kt-003")  # and a removal
             return super().encode(texts, **kwargs)
 
     engine.swap_ranker(
@@ -152,9 +154,53 @@ def test_a_ranker_swap_reembeds_the_catalog_and_keeps_items_added_meanwhile(
     assert engine.model_version == "v2"
     assert engine.vector_of("new-1").shape == (64,)  # embedded again by the new encoder
     assert engine.vector_of("bk-001") is None  # a removed item stays removed
+    assert engine.vector_of("kt-003") is None  # removed during the swap: out of the new index
     listed = engine.recommend("coffee-fan", coffee_history(), k=10, exclude_seen=True)
     assert listed.model_version == "v2"
     assert engine.similar("new-1", k=3)  # the new index holds it
+    every = engine.recommend("coffee-fan", coffee_history(), k=100, exclude_seen=False)
+    assert "kt-003" not in ids(every) and "new-1" in ids(every)
+    assert all(r.item.item_id != "kt-003" for r in engine.similar("kt-001", k=100))
+
+
+def test_requests_are_answered_while_a_swap_embeds_and_indexes_the_catalog(
+    catalog, sample_events
+) -> None:
+    from threefold.apps.recs.combiner import LinearCombiner
+    from threefold.apps.recs.recommender import Ranker
+    from threefold.core.encoder import HashingEncoder
+    from threefold.core.index import FaissIndex
+
+    answered: list[str] = []
+
+    def answer_a_request_meanwhile() -> None:
+        def ask() -> None:
+            answered.append(engine.recommend("coffee-fan", coffee_history(), k=3).model_version)
+
+        request = threading.Thread(target=ask)
+        request.start()
+        request.join(timeout=60)  # a request blocked by the swap would wait for it: deadlock
+        assert answered == ["v1"], "a request waited for the swap's index build"
+
+    class IndexThatServesARequestFirst(FaissIndex):
+        def add(self, ids, vectors):  # type: ignore[no-untyped-def]
+            if swapping.is_set() and not answered:
+                answer_a_request_meanwhile()
+            super().add(ids, vectors)
+
+    swapping = threading.Event()
+    engine = Recommender(
+        catalog,
+        HashingEncoder(128),
+        events=sample_events,
+        model_version="v1",
+        index_factory=lambda dimension: IndexThatServesARequestFirst(dimension, use_gpu=False),
+    )
+    engine.build()
+    swapping.set()
+    engine.swap_ranker(Ranker(encoder=HashingEncoder(64), combiner=LinearCombiner(), version="v2"))
+    assert answered == ["v1"]
+    assert engine.recommend("coffee-fan", coffee_history(), k=3).model_version == "v2"
 
 
 def test_an_approximate_index_gives_the_same_answers_on_the_shipped_catalog(
