@@ -405,19 +405,23 @@ class Recommender:
         with self._lock:
             if self.encoder is not encoder:  # the ranker was swapped meanwhile: its vectors
                 matrix, computed = self._vectors_for(items, {}, self.encoder)
-            for row, item in enumerate(items):
+            appended: list[int] = []  # rows of new items: the matrices grow once per call
+            last_rows = {item.item_id: row for row, item in enumerate(items)}  # last one wins
+            for row in sorted(last_rows.values()):
+                item = items[row]
                 self.catalog.add(item)
                 position = self._position.get(item.item_id)
                 if position is None:
-                    position = len(self._items)
+                    self._position[item.item_id] = len(self._items)
                     self._items.append(item)
-                    self._position[item.item_id] = position
-                    self._vectors = np.vstack([self._vectors, matrix[row : row + 1]])
-                    self._active = np.append(self._active, True)
+                    appended.append(row)
                 else:
                     self._items[position] = item
                     self._vectors[position] = matrix[row]
                     self._active[position] = True
+            if appended:
+                self._vectors = np.vstack([self._vectors, matrix[appended]])
+                self._active = np.concatenate([self._active, np.ones(len(appended), dtype=bool)])
             self._index.add([item.item_id for item in items], matrix)
             self._refresh_builder()
         return {item.item_id: matrix[row] for row, item in enumerate(items)} | computed

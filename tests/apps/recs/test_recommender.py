@@ -121,6 +121,23 @@ def test_added_item_is_recommendable_immediately(recommender):
     assert "kt-100" in similar
 
 
+def test_one_upsert_adds_several_new_items_and_the_last_version_of_a_repeated_one_wins(
+    recommender,
+):
+    first = Item("kt-201", "Milk Frother", "Handheld frother for lattes", "Kitchen")
+    second = Item("kt-202", "Coffee Scale", "A scale with a timer for pour-over coffee", "Kitchen")
+    renamed = Item("kt-201", "Milk Frother Pro", "Handheld frother for lattes", "Kitchen")
+    before = len(recommender.catalog)
+    recommender.upsert_items([first, second, renamed])
+    assert len(recommender.catalog) == before + 2
+    listed = recommender.recommend("coffee-fan", coffee_history(), k=200, exclude_seen=False)
+    titles = {r.item.item_id: r.item.title for r in listed.items}
+    assert titles["kt-201"] == "Milk Frother Pro" and "kt-202" in titles
+    np.testing.assert_array_equal(
+        recommender.vector_of("kt-201"), recommender.encoder.encode([renamed.text])[0]
+    )
+
+
 def test_removed_item_is_never_recommended(recommender):
     target = ids(recommender.recommend("coffee-fan", coffee_history(), k=1))[0]
     assert recommender.remove_item(target)
