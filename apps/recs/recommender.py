@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -47,6 +48,7 @@ TEXT_FEATURES = {"text", "profile", "category", "cooccurrence", "recent_cooccurr
 REASON_HISTORY = 20
 COLD_POPULARITY_WEIGHT = 0.6
 BASE_VERSION = "base"  # what serves without a ranker from `threefold recs build`
+EDIT_ATTEMPTS = 3  # an item edit's tables computed outside the lock, then under it
 
 
 @dataclass(frozen=True)
@@ -399,31 +401,59 @@ class Recommender:
     def upsert_items(
         self, items: Sequence[Item], vectors: Mapping[str, np.ndarray] | None = None
     ) -> dict[str, np.ndarray]:
-        """Add or replace items; they are searchable and rankable on return. Returns vectors."""
+        """Add or replace items; they are searchable and rankable on return. Returns vectors.
+
+        The edited catalog's vector matrix and feature tables (seconds at a million items) are
+        computed from a snapshot outside the lock, and installed in one short step when no other
+        edit, ranker swap or statistics rebuild landed meanwhile. Otherwise they are computed
+        again; the last of `EDIT_ATTEMPTS` holds the lock throughout.
+        """
         encoder = self.encoder
         matrix, computed = self._vectors_for(items, vectors or {}, encoder)
-        with self._lock:
-            if self.encoder is not encoder:  # the ranker was swapped meanwhile: its vectors
-                matrix, computed = self._vectors_for(items, {}, self.encoder)
-            appended: list[int] = []  # rows of new items: the matrices grow once per call
-            last_rows = {item.item_id: row for row, item in enumerate(items)}  # last one wins
-            for row in sorted(last_rows.values()):
-                item = items[row]
-                self.catalog.add(item)
-                position = self._position.get(item.item_id)
-                if position is None:
-                    self._position[item.item_id] = len(self._items)
-                    self._items.append(item)
-                    appended.append(row)
-                else:
-                    self._items[position] = item
-                    self._vectors[position] = matrix[row]
-                    self._active[position] = True
-            if appended:
-                self._vectors = np.vstack([self._vectors, matrix[appended]])
-                self._active = np.concatenate([self._active, np.ones(len(appended), dtype=bool)])
-            self._index.add([item.item_id for item in items], matrix)
-            self._refresh_builder()
+        rows = sorted({item.item_id: row for row, item in enumerate(items)}.values())  # last wins
+        for attempt in range(1, EDIT_ATTEMPTS + 1):
+            with self._lock if attempt == EDIT_ATTEMPTS else contextlib.nullcontext():
+                with self._lock:
+                    if self.encoder is not encoder:  # the ranker was swapped: its vectors
+                        encoder = self.encoder
+                        matrix, computed = self._vectors_for(items, {}, encoder)
+                    generation, stats = self._tables_generation, self._stats
+                    before, before_vectors = self._items, self._vectors
+                    known = {items[r].item_id: self._position.get(items[r].item_id) for r in rows}
+                added = [row for row in rows if known[items[row].item_id] is None]
+                new_position = {row: len(before) + i for i, row in enumerate(added)}
+                after = list(before)
+                for row in rows:
+                    position = known[items[row].item_id]
+                    if position is not None:
+                        after[position] = items[row]
+                after.extend(items[row] for row in added)
+                after_vectors = (
+                    np.vstack([before_vectors, matrix[added]]) if added else before_vectors
+                )
+                tables = feature_tables(after, after_vectors, stats)
+                with self._lock:
+                    if (
+                        generation != self._tables_generation
+                        or stats is not self._stats
+                        or encoder is not self.encoder
+                    ):
+                        continue  # another change landed meanwhile: start again from it
+                    for row in rows:
+                        item, position = items[row], known[items[row].item_id]
+                        self.catalog.add(item)
+                        if position is None:
+                            self._position[item.item_id] = new_position[row]
+                        else:
+                            after_vectors[position] = matrix[row]
+                            self._active[position] = True
+                    self._items, self._vectors = after, after_vectors
+                    if added:
+                        grown = np.ones(len(added), dtype=bool)
+                        self._active = np.concatenate([self._active, grown])
+                    self._index.add([items[row].item_id for row in rows], matrix[rows])
+                    self._install(*tables)
+                    break
         return {item.item_id: matrix[row] for row, item in enumerate(items)} | computed
 
     def remove_item(self, item_id: str) -> bool:

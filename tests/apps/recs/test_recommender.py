@@ -138,6 +138,58 @@ def test_one_upsert_adds_several_new_items_and_the_last_version_of_a_repeated_on
     )
 
 
+def test_requests_are_answered_while_an_upsert_computes_its_feature_tables(
+    recommender, monkeypatch
+):
+    import threefold.apps.recs.recommender as module
+
+    answered: list[int] = []
+    compute = module.feature_tables
+
+    def tables_while_a_request_comes_in(items, vectors, stats):  # type: ignore[no-untyped-def]
+        if not answered:
+            request = threading.Thread(
+                target=lambda: answered.append(
+                    len(recommender.recommend("coffee-fan", coffee_history(), k=3).items)
+                )
+            )
+            request.start()
+            request.join(timeout=60)  # blocked by the upsert's lock, it would wait for it
+            assert answered == [3], "a request waited for the upsert's feature tables"
+        return compute(items, vectors, stats)
+
+    monkeypatch.setattr(module, "feature_tables", tables_while_a_request_comes_in)
+    recommender.upsert_items([Item("kt-301", "Moka Pot", "Stovetop coffee maker", "Kitchen")])
+    assert answered == [3]
+    assert recommender.has_item("kt-301")
+
+
+def test_an_edit_landing_during_an_upsert_is_kept_and_the_upsert_computed_again(
+    recommender, monkeypatch
+):
+    import threefold.apps.recs.recommender as module
+
+    first = Item("kt-401", "Burr Grinder", "Conical burr coffee grinder", "Kitchen")
+    meanwhile = Item("kt-402", "Cold Brew Jar", "A jar for cold brew coffee", "Kitchen")
+    calls: list[int] = []
+    compute = module.feature_tables
+
+    def another_edit_lands_meanwhile(items, vectors, stats):  # type: ignore[no-untyped-def]
+        calls.append(len(items))
+        if len(calls) == 1:
+            recommender.upsert_items([meanwhile])  # completes before the first upsert installs
+        return compute(items, vectors, stats)
+
+    monkeypatch.setattr(module, "feature_tables", another_edit_lands_meanwhile)
+    before = len(recommender.catalog)
+    recommender.upsert_items([first])
+    # first attempt (+1), the edit meanwhile (+1), the first upsert again on top of it (+2)
+    assert calls == [before + 1, before + 1, before + 2]
+    listed = recommender.recommend("coffee-fan", coffee_history(), k=200, exclude_seen=False)
+    assert {"kt-401", "kt-402"} <= set(ids(listed))
+    assert recommender.similar("kt-401", k=3) and recommender.similar("kt-402", k=3)
+
+
 def test_removed_item_is_never_recommended(recommender):
     target = ids(recommender.recommend("coffee-fan", coffee_history(), k=1))[0]
     assert recommender.remove_item(target)
