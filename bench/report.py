@@ -436,6 +436,29 @@ def recs_scale(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def recs_lock_waits(d: dict[str, Any]) -> list[Row]:
+    def waits(rows: dict[str, Any]) -> str:
+        return "; ".join(
+            f"{name}: {row['longest_wait_ms']:,.0f} ms (took {row['action_seconds']:.0f} s)"
+            for name, row in rows.items()
+        )
+
+    before = d.get("before")
+    return [
+        (
+            "Recommender: longest request wait during a ranker swap and item edits",
+            f"{d['catalog']}; probe: {d['probe']}",
+            waits(d["rows"]),
+            f"before (commit {before['commit']}, same script, same session): "
+            f"{waits(before['rows'])}"
+            if before
+            else "–",
+            f"build {d['build_seconds']:.0f} s{_load_note(d.get('machine'))}",
+            "`bench/recs_lock_waits.py`",
+        )
+    ]
+
+
 def alerts_quality(d: dict[str, Any]) -> list[Row]:
     names = {
         "fpb_sentiment": "Financial PhraseBank `fpb_dev.csv`",
@@ -526,6 +549,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("recs_cold_start", recs_cold_start),
     ("recs_api_load", recs_api_load),
     ("recs_scale", recs_scale),
+    ("recs_lock_waits", recs_lock_waits),
     ("reliability", reliability),
 ]
 
