@@ -56,7 +56,7 @@ def longest_wait(action: Callable[[], object], probe: Callable[[], object], poll
         raise failure[0]
     return {
         "action_seconds": round(time.perf_counter() - started, 2),
-        "longest_wait_ms": round(max(waits) * 1000, 1),
+        "longest_wait_ms": round(max(waits) * 1000, 3),
         "p50_wait_ms": round(float(np.median(waits)) * 1000, 3),
         "probes": len(waits),
     }
