@@ -349,10 +349,12 @@ class Recommender:
                 grown[: len(items)] = vectors
                 grown[changed] = extra
                 vectors, computed = grown, computed | more
-            relisted = [i for i in changed if self._active[i]]
+            listed_now = self._active[: len(active)]
+            returned = np.flatnonzero(~active & listed_now).tolist()  # re-added, same object
+            relisted = [i for i in sorted({*changed, *returned}) if self._active[i]]
             if relisted:
                 index.add([now[i].item_id for i in relisted], vectors[relisted])
-            delisted = np.flatnonzero(active & ~self._active[: len(active)])
+            delisted = np.flatnonzero(active & ~listed_now)
             if len(delisted):
                 index.remove([items[i].item_id for i in delisted])
             self.encoder, self.combiner, self.sequence = encoder, ranker.combiner, ranker.sequence
