@@ -97,23 +97,28 @@ def classifier_small_data(d: dict[str, Any]) -> list[Row]:
     summary = d["summary"]
     auto = [r for r in summary if r["row"] == "threefold auto"]
     forced = [r for r in summary if r["row"] == "threefold contrastive"]
+    sweep = [r for r in summary if r["row"].startswith("threefold contrastive, ")]  # --steps
     base = [r for r in summary if r["row"] == "baseline"]
+    shown = auto or sweep
     paths = ", ".join(f"k={r['k']} {'/'.join(r['strategy'])}" for r in auto)
-    threefold = "acc " + "; ".join(cell(r) for r in auto) + f" (path: {paths})"
+    threefold = "acc " + "; ".join(cell(r) for r in shown)
+    threefold += f" (path: {paths})" if auto else " (contrastive path forced)"
     if forced:
         threefold += "; contrastive forced " + "; ".join(cell(r) for r in forced)
     partial = " — partial run" if d.get("partial") else ""
     base_name = _base_name(d.get("base_model", "all-MiniLM-L6-v2 (default)"))
+    setting = "train defaults" if auto else sweep[0]["row"].removeprefix("threefold ")
     return [
         (
-            f"Small-data classifier (train defaults, base {base_name})" + partial,
+            f"Small-data classifier ({setting}, base {base_name})" + partial,
             f"Financial PhraseBank `fpb_dev.csv`: {d['split']}; seeds "
             f"{sorted({r['seed'] for r in d['runs']})}; mean (min–max)",
             threefold,
             "the same base's frozen embeddings + logistic regression: acc "
             + "; ".join(cell(r) for r in base)
             + "; goal k=16 ≥ 0.70",
-            "train s mean: " + ", ".join(f"k={r['k']} {r['train_seconds_mean']:.0f}" for r in auto),
+            "train s mean: "
+            + ", ".join(f"k={r['k']} {r['train_seconds_mean']:.0f}" for r in shown),
             "`bench/classifier_quality.py small-data`",
         )
     ]
@@ -537,6 +542,8 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_distill", classifier_distill),
     ("classifier_small_data", classifier_small_data),
     ("classifier_small_data_mpnet", classifier_small_data),
+    ("classifier_small_data_steps60", classifier_small_data),
+    ("classifier_small_data_mpnet_steps60", classifier_small_data),
     ("classifier_multitask_speed", classifier_multitask_speed),
     ("classifier_multitask", classifier_multitask),
     ("classifier_bases", classifier_bases),
