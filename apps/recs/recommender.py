@@ -252,9 +252,21 @@ class Recommender:
 
     def _rebuild_stats(self) -> None:
         """Count the whole event log now (call with the lock held)."""
-        self._stats = self._count([item.item_id for item in self._items], self._events)
+        self._use_stats(self._count([item.item_id for item in self._items], self._events))
+
+    def _use_stats(
+        self,
+        stats: InteractionStats,
+        tables: tuple[FeatureBuilder, np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
+        """Serve `stats` with `tables` built from them for the current items, or new tables
+        (call with the lock held); a background rebuild still counting is outdated."""
+        self._stats = stats
         self._stats_generation += 1
-        self._refresh_builder()
+        if tables is None:
+            self._refresh_builder()
+        else:
+            self._install(*tables)
         self._stats_dirty = False
         self._stats_built_at = time.monotonic()
 
@@ -362,14 +374,9 @@ class Recommender:
             self.trending_window = ranker.trending_window
             self.model_version, self.model_info = ranker.version, dict(ranker.info)
             self._vectors, self._index = vectors, index
-            self._stats = stats
-            self._stats_generation += 1  # outdates a background rebuild still counting
-            if changed:  # the tables must cover the items added meanwhile: seconds, rare
-                self._refresh_builder()
-            else:
-                self._install(*tables)
-            self._stats_dirty = len(self._events) != len(events)
-            self._stats_built_at = time.monotonic()
+            # items added meanwhile need new tables (seconds at 1M items, rare)
+            self._use_stats(stats, None if changed else tables)
+            self._stats_dirty = len(self._events) != len(events)  # events that came meanwhile
         logger.info(
             "ranker %s now serves: %d items, %d vectors computed, %d item edits during the swap",
             ranker.version,
