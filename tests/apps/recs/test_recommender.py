@@ -164,6 +164,36 @@ def test_requests_are_answered_while_an_upsert_computes_its_feature_tables(
     assert recommender.has_item("kt-301")
 
 
+def test_requests_and_edits_go_on_while_the_combiner_is_tuned(recommender, monkeypatch):
+    """The fit reads the serving vector matrix itself (no copy under the lock) while a
+    request is answered and an item is edited; a new matrix grown meanwhile is not its."""
+    import threefold.apps.recs.recommender as module
+
+    seen: list[bool] = []
+    tune = module.tune_combiner
+
+    def tune_while_the_app_goes_on(items, vectors, events, encoder, settings):  # type: ignore[no-untyped-def]
+        seen.append(vectors is recommender._vectors)
+        done: list[int] = []
+
+        def go_on() -> None:
+            done.append(len(recommender.recommend("coffee-fan", coffee_history(), k=3).items))
+            recommender.upsert_items([Item("kt-302", "Milk Frother", "Foams milk", "Kitchen")])
+
+        other = threading.Thread(target=go_on)
+        other.start()
+        other.join(timeout=60)  # blocked by the lock, it would wait for the fit
+        assert done == [3], "a request or an edit waited for the combiner fit"
+        assert vectors is not recommender._vectors  # the upsert grew a new matrix
+        return tune(items, vectors, events, encoder, settings)
+
+    monkeypatch.setattr(module, "tune_combiner", tune_while_the_app_goes_on)
+    metrics = recommender.tune_combiner()
+    assert seen == [True]
+    assert metrics
+    assert recommender.has_item("kt-302")
+
+
 def test_an_edit_landing_during_an_upsert_is_kept_and_the_upsert_computed_again(
     recommender, monkeypatch
 ):
