@@ -427,10 +427,10 @@ class Recommender:
         rows = sorted({item.item_id: row for row, item in enumerate(items)}.values())  # last wins
         for attempt in range(1, EDIT_ATTEMPTS + 1):
             with self._lock if attempt == EDIT_ATTEMPTS else contextlib.nullcontext():
+                if self.encoder is not encoder:  # the ranker was swapped: embed with its encoder
+                    encoder = self.encoder
+                    matrix, computed = self._vectors_for(items, {}, encoder)
                 with self._lock:
-                    if self.encoder is not encoder:  # the ranker was swapped: its vectors
-                        encoder = self.encoder
-                        matrix, computed = self._vectors_for(items, {}, encoder)
                     generation, stats = self._tables_generation, self._stats
                     before, before_vectors = self._items, self._vectors
                     known = {items[r].item_id: self._position.get(items[r].item_id) for r in rows}

@@ -220,6 +220,49 @@ def test_an_edit_landing_during_an_upsert_is_kept_and_the_upsert_computed_again(
     assert recommender.similar("kt-401", k=3) and recommender.similar("kt-402", k=3)
 
 
+def test_an_upsert_that_a_swap_overtakes_embeds_again_outside_the_lock(
+    catalog, sample_events, monkeypatch
+) -> None:
+    import threefold.apps.recs.recommender as module
+    from threefold.apps.recs.combiner import LinearCombiner
+    from threefold.apps.recs.recommender import Ranker
+    from threefold.core.encoder import HashingEncoder
+
+    grinder = Item("kt-401", "Burr Grinder", "Conical burr coffee grinder", "Kitchen")
+    answered: list[str] = []
+
+    class AnswersARequestWhileEmbeddingTheEdit(HashingEncoder):
+        def encode(self, texts, **kwargs):  # type: ignore[no-untyped-def]
+            if grinder.text in texts:
+                ask = threading.Thread(
+                    target=lambda: answered.append(
+                        engine.recommend("coffee-fan", coffee_history(), k=3).model_version
+                    )
+                )
+                ask.start()
+                ask.join(timeout=60)  # blocked by the upsert's lock, it would wait for it
+            return super().encode(texts, **kwargs)
+
+    engine = Recommender(catalog, HashingEncoder(128), events=sample_events, model_version="v1")
+    engine.build()
+    compute = module.feature_tables
+    swapped: list[bool] = []
+
+    def a_swap_lands_meanwhile(items, vectors, stats):  # type: ignore[no-untyped-def]
+        if not swapped:
+            swapped.append(True)
+            new = Ranker(AnswersARequestWhileEmbeddingTheEdit(64), LinearCombiner(), version="v2")
+            engine.swap_ranker(new)
+        return compute(items, vectors, stats)
+
+    monkeypatch.setattr(module, "feature_tables", a_swap_lands_meanwhile)
+    returned = engine.upsert_items([grinder])
+    assert answered == ["v2"], "a request waited while the upsert embedded the edit again"
+    assert returned["kt-401"].shape == (64,)
+    assert engine.vector_of("kt-401").shape == (64,)
+    assert engine.similar("kt-401", k=3)
+
+
 def test_removed_item_is_never_recommended(recommender):
     target = ids(recommender.recommend("coffee-fan", coffee_history(), k=1))[0]
     assert recommender.remove_item(target)
