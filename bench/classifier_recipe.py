@@ -45,6 +45,8 @@ VARIANTS: dict[str, dict[str, object]] = {
     "random batches (no length grouping)": {"group_by_length": False},
     "R-Drop alpha 1.0, random batches": {"rdrop_alpha": 1.0, "group_by_length": False},
     "no class weighting": {"class_weighting": False},
+    "checkpoint average 2": {"checkpoint_average": 2},
+    "augmentation, 1 copy": {"augment_copies": 1},
 }
 TEACHER = "teacher: the --teacher base, same recipe"
 DISTILLED = "distilled from the teacher (alpha 0.5, T 2)"

@@ -57,12 +57,14 @@ from threefold.core.labelled_data import (
 from threefold.core.small_data import CONTRASTIVE, choose_strategy, train_contrastive
 from threefold.core.training_config import TrainingConfig
 from threefold.core.training_recipe import (
+    CheckpointAverage,
     EmbeddingAdversary,
     class_weights,
     classification_loss,
     distillation_loss,
     layerwise_param_groups,
     rdrop_loss,
+    with_augmented_copies,
 )
 
 logger = logging.getLogger(__name__)
@@ -130,6 +132,29 @@ def train_classifier(
             "distil anyway, or drop --teacher"
         )
     notes: list[str] = []
+    fine_tune_only = {
+        name: value
+        for name, value in (
+            ("augment_copies", config.augment_copies),
+            ("checkpoint_average", config.checkpoint_average),
+        )
+        if value != getattr(TrainingConfig, name)
+    }
+    if fine_tune_only and choice.strategy == CONTRASTIVE:
+        notes.append(
+            f"{fine_tune_only} apply to the fine-tune path only and were not used: this data "
+            f"takes the contrastive path ({choice.reason}). Fix: pass --strategy fine-tune to "
+            "use them"
+        )
+        logger.warning("%s", notes[-1])
+    augmented = 0
+    if config.augment_copies and choice.strategy != CONTRASTIVE:
+        before = len(texts)
+        texts, labels = with_augmented_copies(texts, labels, config.augment_copies, config.seed)
+        augmented = len(texts) - before
+        logger.info(
+            "augmentation: %d perturbed copies added to %d training texts", augmented, before
+        )
     device = torch_device(None)
     base = resolve_base_model(base_model)
     logger.info(
@@ -192,6 +217,7 @@ def train_classifier(
         "eval": report,
         "eval_source": eval_source,
         "n_train": len(texts),
+        "augmented_copies": augmented,
         "strategy": choice.strategy,
         "strategy_reason": choice.reason,
         "stop_reason": run["stop_reason"],
@@ -205,8 +231,9 @@ def train_classifier(
     }
     if "pairs" in run:
         classifier.metrics["contrastive_pairs"] = run["pairs"]
-    if "teacher" in run:
-        classifier.metrics["teacher"] = run["teacher"]
+    for key in ("teacher", "checkpoint_average"):
+        if key in run:
+            classifier.metrics[key] = run[key]
     return classifier
 
 
@@ -340,6 +367,10 @@ def _fine_tune(
             )
             logger.warning("%s", notes[-1])
     weights = class_weights(labels, label_names) if config.class_weighting else None
+    averager = None
+    if config.checkpoint_average > 1:
+        keep = config.checkpoint_average + config.early_stopping_patience
+        averager = CheckpointAverage(config.checkpoint_average, keep)
     with tempfile.TemporaryDirectory(prefix="threefold-train-") as workdir:
         trainer = _build_trainer(
             model,
@@ -352,17 +383,69 @@ def _fine_tune(
             workdir,
             device,
         )
+        if averager is not None:
+            trainer.add_callback(_EpochSnapshots(averager))
         with _quiet_unless_progress(config):
             result = trainer.train()
-        state = trainer.state
-    run = {
-        "stop_reason": describe_stop(state, config),
-        "epochs_completed": round(float(state.epoch or 0.0), 4),
-        "steps": int(state.global_step),
-        "best_step": getattr(state, "best_global_step", None),
-        "train_loss": float(result.training_loss),
-    }
+            state = trainer.state
+            run = {
+                "stop_reason": describe_stop(state, config),
+                "epochs_completed": round(float(state.epoch or 0.0), 4),
+                "steps": int(state.global_step),
+                "best_step": getattr(state, "best_global_step", None),
+                "train_loss": float(result.training_loss),
+            }
+            if averager is not None:
+                run["checkpoint_average"] = _use_checkpoint_average(trainer, averager)
     return trainer.model, tokenizer, run
+
+
+class _EpochSnapshots(TrainerCallback):
+    """Hands the model's weights at the end of each epoch to a `CheckpointAverage`."""
+
+    def __init__(self, averager: CheckpointAverage) -> None:
+        self.averager = averager
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        self.averager.snapshot(model, int(state.global_step))
+
+
+def _use_checkpoint_average(trainer: Trainer, averager: CheckpointAverage) -> dict:
+    """Load the average of the epoch checkpoints up to the best one into the trainer's model,
+    unless it scores a lower eval macro-F1 than the best checkpoint; returns the record."""
+    state = trainer.state
+    has_eval = trainer.eval_dataset is not None
+    found = averager.average(getattr(state, "best_global_step", None) if has_eval else None)
+    if found is None:
+        reason = "fewer than two epoch checkpoints up to the best one"
+        logger.info("checkpoint averaging not used: %s", reason)
+        return {"used": False, "reason": reason}
+    averaged, steps = found
+    model = trainer.model
+    if not has_eval:
+        model.load_state_dict(averaged)
+        logger.info("checkpoint averaging: the weights of steps %s averaged (no eval set)", steps)
+        return {"used": True, "steps": steps, "reason": "no eval set: the last epochs averaged"}
+    best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_f1 = state.best_metric
+    model.load_state_dict(averaged)
+    f1 = float(trainer.evaluate()["eval_macro_f1"])
+    used = best_f1 is None or f1 >= best_f1
+    if not used:
+        model.load_state_dict(best)
+    reason = (
+        f"the average of steps {steps} scores eval macro-F1 {f1:.4f} against the best "
+        f"checkpoint's {'n/a' if best_f1 is None else f'{best_f1:.4f}'}: "
+        + ("kept the average" if used else "kept the best checkpoint")
+    )
+    logger.info("checkpoint averaging: %s", reason)
+    return {
+        "used": used,
+        "steps": steps,
+        "eval_macro_f1": round(f1, 4),
+        "best_eval_macro_f1": None if best_f1 is None else round(float(best_f1), 4),
+        "reason": reason,
+    }
 
 
 def _teacher_targets(split: _Split, config: TrainingConfig, device: str) -> tuple[np.ndarray, dict]:

@@ -135,6 +135,22 @@ def classifier() -> None:
     "0.6 point less accurate on FPB.",
 )
 @click.option(
+    "--checkpoint-average",
+    type=click.IntRange(1, 20),
+    default=_RECIPE.checkpoint_average,
+    show_default=True,
+    help="Average the weights of this many epoch checkpoints up to the best one; kept unless "
+    "it scores lower on the eval set (1: off). Fine-tune path only.",
+)
+@click.option(
+    "--augment-copies",
+    type=click.IntRange(0, 20),
+    default=_RECIPE.augment_copies,
+    show_default=True,
+    help="Add this many copies of each training text with words deleted and swapped at "
+    "random (0: off). Fine-tune path only.",
+)
+@click.option(
     "--teacher",
     default=None,
     help="Distil from this teacher: a trained classifier directory, or a (larger) base model "
@@ -180,6 +196,8 @@ def train_command(
     rdrop_alpha: float,
     label_smoothing: float,
     group_by_length: bool,
+    checkpoint_average: int,
+    augment_copies: int,
     teacher: str | None,
     distill_alpha: float,
     distill_temperature: float,
@@ -211,6 +229,8 @@ def train_command(
         rdrop_alpha=rdrop_alpha,
         label_smoothing=label_smoothing,
         group_by_length=group_by_length,
+        checkpoint_average=checkpoint_average,
+        augment_copies=augment_copies,
         teacher=teacher,
         distill_alpha=distill_alpha,
         distill_temperature=distill_temperature,

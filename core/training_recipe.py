@@ -13,11 +13,16 @@ Each is off at its neutral value (`layer_lr_decay` 1, `adversarial_epsilon` 0, `
 * knowledge distillation (Hinton et al. 2015): the KL divergence from a teacher's
   probabilities, both softened at a temperature, mixed into the loss;
 * class weighting (`class_weighting`, on by default): 'balanced' loss weights, shared by the
-  fine-tune, the small-data head and every head of a multi-task model.
+  fine-tune, the small-data head and every head of a multi-task model;
+* checkpoint averaging (`checkpoint_average`): the mean of the weights of the last epochs'
+  checkpoints up to the best one (`CheckpointAverage`);
+* text augmentation (`augment_copies`): perturbed copies of each training text, words deleted
+  and swapped at random (`with_augmented_copies`; EDA without its thesaurus, Wei & Zou 2019).
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -144,3 +149,64 @@ class EmbeddingAdversary:
             rows, values = self._saved
             self.weight.data[rows] = values
             self._saved = None
+
+
+class CheckpointAverage:
+    """Weight snapshots taken at the end of each epoch; `average(up_to_step)` is the mean of the
+    last `count` of them taken at or before that step (the best checkpoint's)."""
+
+    def __init__(self, count: int, keep: int) -> None:
+        self.count = count
+        self.keep = max(keep, count)  # the best may lie `patience` epochs before the last
+        self.snapshots: list[tuple[int, dict[str, torch.Tensor]]] = []
+
+    def snapshot(self, model: nn.Module, step: int) -> None:
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        self.snapshots = [*self.snapshots, (step, state)][-self.keep :]
+
+    def average(self, up_to_step: int | None) -> tuple[dict[str, torch.Tensor], list[int]] | None:
+        """(averaged state dict, the steps averaged), or None with fewer than two snapshots.
+
+        Floating-point tensors are averaged; others (e.g. position ids) come from the last one.
+        """
+        taken = [(s, state) for s, state in self.snapshots if up_to_step is None or s <= up_to_step]
+        taken = taken[-self.count :]
+        if len(taken) < 2:
+            return None
+        states = [state for _, state in taken]
+        averaged = {
+            name: (
+                torch.stack([state[name] for state in states]).mean(dim=0)
+                if value.is_floating_point()
+                else value
+            )
+            for name, value in states[-1].items()
+        }
+        return averaged, [s for s, _ in taken]
+
+
+def perturbed(text: str, rng: random.Random, share: float = 0.1) -> str:
+    """`text` with about `share` of its words deleted and as many pairs of words swapped (at
+    least one of each when it has two or more words; never all words deleted)."""
+    words = text.split()
+    if len(words) < 2:
+        return text
+    n = max(1, round(share * len(words)))
+    for _ in range(n):
+        i, j = rng.sample(range(len(words)), 2)
+        words[i], words[j] = words[j], words[i]
+    for _ in range(min(n, len(words) - 1)):
+        del words[rng.randrange(len(words))]
+    return " ".join(words)
+
+
+def with_augmented_copies(
+    texts: Sequence[str], labels: Sequence[str], copies: int, seed: int
+) -> tuple[list[str], list[str]]:
+    """The examples followed by `copies` perturbed copies of each, same labels (seeded)."""
+    rng = random.Random(seed)
+    out_texts, out_labels = list(texts), list(labels)
+    for _ in range(copies):
+        out_texts.extend(perturbed(text, rng) for text in texts)
+        out_labels.extend(labels)
+    return out_texts, out_labels

@@ -1,8 +1,11 @@
-"""Fine-tune levers: layer-wise LR decay, FGM, R-Drop and label smoothing, on tiny data."""
+"""Fine-tune levers: layer-wise LR decay, FGM, R-Drop, label smoothing, checkpoint averaging
+and text augmentation, on tiny data."""
 
 from __future__ import annotations
 
 import dataclasses
+import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,11 +19,14 @@ from threefold.core.classifier_training import train_classifier
 from threefold.core.errors import ConfigError
 from threefold.core.training_config import TrainingConfig
 from threefold.core.training_recipe import (
+    CheckpointAverage,
     EmbeddingAdversary,
     classification_loss,
     layer_depth,
     layerwise_param_groups,
+    perturbed,
     rdrop_loss,
+    with_augmented_copies,
 )
 
 
@@ -140,8 +146,82 @@ def test_all_levers_together_still_learn_and_are_saved_with_the_model(tmp_path: 
         ("adversarial_epsilon", -1.0),
         ("rdrop_alpha", float("nan")),
         ("label_smoothing", 1.0),
+        ("checkpoint_average", 0),
+        ("checkpoint_average", 21),
+        ("augment_copies", -1),
+        ("augment_copies", 1.5),
     ],
 )
 def test_out_of_range_levers_are_config_errors_naming_the_option(option, value) -> None:
     with pytest.raises(ConfigError, match=option):
         TrainingConfig(**{option: value})
+
+
+def test_a_perturbed_text_keeps_only_its_own_words_and_drops_some() -> None:
+    rng = random.Random(0)
+    text = "the company beat expectations again this quarter"
+    for _ in range(20):
+        words = perturbed(text, rng).split()
+        assert 1 <= len(words) < len(text.split())
+        assert not Counter(words) - Counter(text.split())
+    assert perturbed("profit", rng) == "profit"
+    assert len(perturbed("profit rose", rng).split()) == 1
+
+
+def test_augmented_copies_follow_the_originals_with_their_labels_and_are_seeded() -> None:
+    texts, labels = with_augmented_copies(TEXTS, LABELS, 2, seed=3)
+    assert texts[: len(TEXTS)] == TEXTS and labels == LABELS * 3
+    assert texts != TEXTS * 3
+    assert with_augmented_copies(TEXTS, LABELS, 2, seed=3) == (texts, labels)
+    assert with_augmented_copies(TEXTS, LABELS, 2, seed=4)[0] != texts
+
+
+def test_checkpoint_average_is_the_mean_of_the_last_snapshots_up_to_a_step() -> None:
+    model = torch.nn.Linear(2, 1)
+    model.register_buffer("steps_seen", torch.tensor([0]))
+    average = CheckpointAverage(count=2, keep=3)
+    for step, value in [(3, 1.0), (6, 2.0), (9, 4.0), (12, 8.0)]:
+        with torch.no_grad():
+            model.weight.fill_(value)
+            model.steps_seen.fill_(step)
+        average.snapshot(model, step)
+    assert [step for step, _ in average.snapshots] == [6, 9, 12]  # keeps 3
+    state, steps = average.average(up_to_step=9)
+    assert steps == [6, 9]
+    assert torch.allclose(state["weight"], torch.full((1, 2), 3.0))
+    assert state["steps_seen"].tolist() == [9]  # not a float: the last snapshot's
+    assert average.average(None)[1] == [9, 12]
+    assert average.average(up_to_step=6) is None  # one snapshot: nothing to average
+
+
+def test_checkpoint_averaging_keeps_the_average_only_when_it_scores_as_well_on_eval() -> None:
+    config = dataclasses.replace(TINY, max_steps=-1, epochs=4, checkpoint_average=3)
+    model = train_classifier(TEXTS, LABELS, eval_texts=TEXTS, eval_labels=LABELS, config=config)
+    record, metrics = model.metrics["checkpoint_average"], model.metrics
+    assert record["steps"] and max(record["steps"]) <= metrics["best_step"]
+    assert set(record["steps"]) <= {3, 6, 9, 12}  # epoch ends: 20 texts, batches of 8
+    best = record["best_eval_macro_f1"]
+    assert record["used"] == (record["eval_macro_f1"] >= best)
+    kept = record["eval_macro_f1"] if record["used"] else best
+    assert metrics["eval"]["macro_f1"] == pytest.approx(kept, abs=1e-4)
+
+
+def test_without_an_eval_set_the_last_epochs_are_averaged() -> None:
+    config = dataclasses.replace(
+        TINY, max_steps=-1, epochs=3, eval_fraction=0.0, checkpoint_average=2
+    )
+    record = train_classifier(TEXTS, LABELS, config=config).metrics["checkpoint_average"]
+    assert record["used"] and record["steps"] == [6, 9]
+
+
+def test_augmentation_multiplies_the_training_texts_on_the_fine_tune_path_only() -> None:
+    config = dataclasses.replace(TINY, max_steps=4, eval_fraction=0.0, augment_copies=2)
+    model = train_classifier(TEXTS, LABELS, config=config)
+    assert model.metrics["n_train"] == 3 * len(TEXTS)
+    assert model.metrics["augmented_copies"] == 2 * len(TEXTS)
+    small = train_classifier(
+        TEXTS, LABELS, config=dataclasses.replace(config, strategy="auto")
+    ).metrics
+    assert small["strategy"] == "contrastive" and small["augmented_copies"] == 0
+    assert any("augment_copies" in note and "--strategy fine-tune" in note
+               for note in small["warnings"])  # fmt: skip
