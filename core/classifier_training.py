@@ -55,7 +55,7 @@ from threefold.core.labelled_data import (
     stratified_split,
 )
 from threefold.core.small_data import CONTRASTIVE, choose_strategy, train_contrastive
-from threefold.core.training_config import TrainingConfig
+from threefold.core.training_config import FINE_TUNE_LEVERS, TrainingConfig
 from threefold.core.training_recipe import (
     CheckpointAverage,
     EmbeddingAdversary,
@@ -132,14 +132,7 @@ def train_classifier(
             "distil anyway, or drop --teacher"
         )
     notes: list[str] = []
-    fine_tune_only = {
-        name: value
-        for name, value in (
-            ("augment_copies", config.augment_copies),
-            ("checkpoint_average", config.checkpoint_average),
-        )
-        if value != getattr(TrainingConfig, name)
-    }
+    fine_tune_only = config.changed(FINE_TUNE_LEVERS)
     if fine_tune_only and choice.strategy == CONTRASTIVE:
         notes.append(
             f"{fine_tune_only} apply to the fine-tune path only and were not used: this data "

@@ -40,7 +40,7 @@ from threefold.core.errors import ConfigError, DataError, ModelError
 from threefold.core.evaluation import classification_report
 from threefold.core.files import write_json_atomic
 from threefold.core.labelled_data import check_texts, clean_examples, stratified_split
-from threefold.core.training_config import TrainingConfig
+from threefold.core.training_config import FINE_TUNE_LEVERS, TrainingConfig
 from threefold.core.training_recipe import class_weights
 
 logger = logging.getLogger(__name__)
@@ -271,6 +271,14 @@ def train_multitask(
             f"({len(unlabelled)} such texts); every text needs a label for at least one task"
         )
     tasks = {task: sorted({y for y in labels if y is not None}) for task, labels in cleaned.items()}
+    warnings = []
+    unused = config.changed(FINE_TUNE_LEVERS)
+    if unused:
+        warnings.append(
+            f"{unused} apply to single-task fine-tuning only; the multi-task trainer did not "
+            "use them. Fix: train the tasks as separate classifiers to use them"
+        )
+        logger.warning("%s", warnings[-1])
     strata = [
         next(f"{task}={cleaned[task][i]}" for task in tasks if cleaned[task][i] is not None)
         for i in range(len(texts))
@@ -380,6 +388,7 @@ def train_multitask(
         "steps": steps,
         "stop_reason": stop_reason,
         "train_loss": round(loss.item(), 6),
+        "warnings": warnings,
     }
     return classifier
 

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 
 from threefold.core.errors import ConfigError
 
 STRATEGIES = ("auto", "contrastive", "fine-tune")
+FINE_TUNE_LEVERS = (
+    "layer_lr_decay",
+    "adversarial_epsilon",
+    "rdrop_alpha",
+    "label_smoothing",
+    "group_by_length",
+    "teacher",
+    "checkpoint_average",
+    "augment_copies",
+)
+"""Options only the single-task fine-tune path uses (not the contrastive path, not multi-task)."""
 
 
 @dataclass
@@ -122,6 +134,14 @@ class TrainingConfig:
         for name in ("class_weighting", "output_progress", "group_by_length"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false; found {getattr(self, name)!r}")
+
+    def changed(self, names: Iterable[str]) -> dict[str, object]:
+        """The options among `names` that are set away from their defaults."""
+        return {
+            name: getattr(self, name)
+            for name in names
+            if getattr(self, name) != getattr(type(self), name)
+        }
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-ready copy (stored beside the trained weights)."""

@@ -149,3 +149,20 @@ def test_each_head_learns_and_is_evaluated_on_its_own_labelled_texts() -> None:
     assert model.tasks["topic"] == ["macro", "other", "results"]
     probabilities = model.predict_proba(["inflation eased", "profit rose sharply"])
     assert probabilities["topic"].shape == (2, 3) and probabilities["sentiment"].shape == (2, 3)
+
+
+def test_single_task_levers_are_named_as_unused_not_silently_dropped(caplog) -> None:
+    import dataclasses
+
+    config = dataclasses.replace(CONFIG, max_steps=2, rdrop_alpha=1.0, checkpoint_average=2)
+    with caplog.at_level("WARNING", logger="threefold.core.multitask"):
+        model = train_multitask(TEXTS, {"topic": TOPICS, "sentiment": LABELS}, config=config)
+    (warning,) = model.metrics["warnings"]
+    assert "'rdrop_alpha': 1.0" in warning and "'checkpoint_average': 2" in warning
+    assert "did not use them" in caplog.text
+    plain = train_multitask(
+        TEXTS,
+        {"topic": TOPICS, "sentiment": LABELS},
+        config=dataclasses.replace(CONFIG, max_steps=2),
+    )
+    assert plain.metrics["warnings"] == []
