@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import tempfile
 import time
 from collections import Counter
@@ -362,7 +363,9 @@ def _fine_tune(
     weights = class_weights(labels, label_names) if config.class_weighting else None
     averager = None
     if config.checkpoint_average > 1:
-        keep = config.checkpoint_average + config.early_stopping_patience
+        # the best epoch lies at most `patience` epochs before the last (any, without it)
+        after_best = config.early_stopping_patience or math.ceil(config.epochs)
+        keep = config.checkpoint_average + after_best
         averager = CheckpointAverage(config.checkpoint_average, keep)
     with tempfile.TemporaryDirectory(prefix="threefold-train-") as workdir:
         trainer = _build_trainer(
