@@ -47,6 +47,11 @@ VARIANTS: dict[str, dict[str, object]] = {
     "no class weighting": {"class_weighting": False},
     "checkpoint average 2": {"checkpoint_average": 2},
     "augmentation, 1 copy": {"augment_copies": 1},
+    "combined: R-Drop 1.0, learning rate 1e-4, augmentation": {
+        "rdrop_alpha": 1.0,
+        "learning_rate": 1e-4,
+        "augment_copies": 1,
+    },
 }
 TEACHER = "teacher: the --teacher base, same recipe"
 DISTILLED = "distilled from the teacher (alpha 0.5, T 2)"

@@ -260,6 +260,7 @@ def train_command(
             "version": model.version,
             "labels": model.labels,
             "n_train": model.metrics.get("n_train"),
+            "augmented_copies": model.metrics.get("augmented_copies"),
             "eval_source": model.metrics.get("eval_source"),
             "eval_accuracy": evaluation.get("accuracy"),
             "eval_macro_f1": evaluation.get("macro_f1"),
@@ -271,6 +272,7 @@ def train_command(
             "train_accuracy": model.metrics.get("train_accuracy"),
             "int8": model.metrics.get("int8"),
             "teacher": model.metrics.get("teacher"),
+            "checkpoint_average": model.metrics.get("checkpoint_average"),
             "warnings": model.metrics.get("warnings", []),
         }
     )

@@ -128,6 +128,9 @@ def test_recipe_flags_reach_the_saved_training_config(data_dir: Path, tmp_path: 
     assert saved["rdrop_alpha"] == 1.0 and saved["label_smoothing"] == 0.1
     assert saved["group_by_length"] is True
     assert saved["checkpoint_average"] == 2 and saved["augment_copies"] == 1
+    summary = json.loads(result.stdout)
+    assert summary["augmented_copies"] == summary["n_train"] / 2
+    assert summary["checkpoint_average"]["reason"]  # 2 steps: one epoch, nothing to average
 
 
 def test_out_of_range_recipe_flag_fails_cleanly(data_dir: Path, tmp_path: Path) -> None:
