@@ -438,8 +438,8 @@ def _use_checkpoint_average(trainer: Trainer, averager: CheckpointAverage) -> di
     return {
         "used": used,
         "steps": steps,
-        "eval_macro_f1": round(f1, 4),
-        "best_eval_macro_f1": None if best_f1 is None else round(float(best_f1), 4),
+        "eval_macro_f1": f1,  # unrounded: the decision compares these two exactly
+        "best_eval_macro_f1": None if best_f1 is None else float(best_f1),
         "reason": reason,
     }
 
