@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         "per_class": fp32["per_class"],
         "confusion": fp32["confusion"],
         "train_seconds": summary["train_seconds"],
+        "train_device": summary.get("device"),
         "train_wall_seconds": round(train_wall, 1),
         "epochs_completed": summary["epochs_completed"],
         "early_stopping_eval_macro_f1": summary["eval_macro_f1"],

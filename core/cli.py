@@ -266,6 +266,7 @@ def train_command(
             "eval_macro_f1": evaluation.get("macro_f1"),
             "epochs_completed": model.metrics.get("epochs_completed"),
             "train_seconds": model.train_seconds,
+            "device": model.device,
             "strategy": model.metrics.get("strategy"),
             "strategy_reason": model.metrics.get("strategy_reason"),
             "stop_reason": model.metrics.get("stop_reason"),

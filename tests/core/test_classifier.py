@@ -94,7 +94,9 @@ def test_training_records_the_int8_decision_and_loading_follows_it(classifier_di
     fp32 = meta["metrics"]["eval"]["accuracy"]
     assert int8["accuracy_drop"]["label"] == pytest.approx(fp32 - int8["accuracy"]["label"])
     assert int8["default_on_cpu"] == (int8["accuracy_drop"]["label"] <= 0.005)
-    assert TextClassifier.load(classifier_dir).quantized == int8["default_on_cpu"]
+    assert TextClassifier.load(classifier_dir, device="cpu").quantized == int8["default_on_cpu"]
+    automatic = TextClassifier.load(classifier_dir)  # int8 only where it runs: on the CPU
+    assert automatic.quantized == (int8["default_on_cpu"] and automatic.device == "cpu")
     assert not TextClassifier.load(classifier_dir, quantize=False).quantized
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner, Result
 
 from threefold.apps.cli import cli
@@ -185,6 +186,7 @@ def test_train_prints_a_summary_and_saves_the_model(trained: tuple[Path, dict]) 
     assert summary["eval_source"].startswith("0.25 stratified split")
     assert 0.0 <= summary["eval_macro_f1"] <= 1.0
     assert summary["train_seconds"] > 0
+    assert summary["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert set(summary["int8"]) == {"accuracy", "accuracy_drop", "default_on_cpu", "rule"}
     assert (out / "threefold_classifier.json").is_file()
 
@@ -221,8 +223,8 @@ def test_eval_prints_exactly_one_json_report(
     recorded = json.loads((out / "threefold_classifier.json").read_text())["metrics"]["int8"]
     if extra:
         assert report["quantized"] == (extra == ["--quantize"])
-    else:  # the decision recorded at training time (int8 when it cost <= 0.5 point)
-        assert report["quantized"] == recorded["default_on_cpu"]
+    else:  # the decision recorded at training time (int8 when it cost <= 0.5 point), on a CPU
+        assert report["quantized"] == (recorded["default_on_cpu"] and report["device"] == "cpu")
     assert report["model_version"] == summary["version"]
 
 

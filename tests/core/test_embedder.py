@@ -131,8 +131,9 @@ def test_plain_hugging_face_dir_gets_mean_pooling(
     np.testing.assert_allclose(bert.encode(SENTENCES), embedder.encode(SENTENCES), atol=1e-4)
 
 
-def test_int8_quantized_embedder_stays_close(embedder: Embedder) -> None:
-    quantized = Embedder(quantize=True).load()
+def test_int8_quantized_embedder_stays_close(cpu_embedder: Embedder) -> None:
+    embedder = cpu_embedder
+    quantized = Embedder(device="cpu", quantize=True).load()
     fp32 = embedder.encode(SENTENCES)
     int8 = quantized.encode(SENTENCES)
     assert int8.dtype == np.float32
@@ -145,18 +146,18 @@ def test_int8_quantized_embedder_stays_close(embedder: Embedder) -> None:
 
 
 def test_quantized_twin_matches_a_quantized_load_and_leaves_the_original_fp32(
-    embedder: Embedder,
+    cpu_embedder: Embedder,
 ) -> None:
+    embedder = cpu_embedder
     twin = embedder.quantized_twin()
     assert twin is not embedder and twin.quantize and not embedder.quantize
-    np.testing.assert_allclose(
-        twin.encode(SENTENCES), Embedder(quantize=True).load().encode(SENTENCES), atol=1e-5
-    )
+    quantized = Embedder(device="cpu", quantize=True).load()
+    np.testing.assert_allclose(twin.encode(SENTENCES), quantized.encode(SENTENCES), atol=1e-5)
     assert twin.model_id == embedder.model_id + "-int8"
     assert twin.max_length == embedder.max_length
     # the original still encodes in fp32 (the twin quantized a copy)
     np.testing.assert_allclose(
-        embedder.encode(SENTENCES), Embedder().load().encode(SENTENCES), atol=1e-5
+        embedder.encode(SENTENCES), Embedder(device="cpu").load().encode(SENTENCES), atol=1e-5
     )
     assert twin.quantized_twin() is twin
 

@@ -19,3 +19,11 @@ def embedder(base_model_path: str):
     from threefold.core.embedder import Embedder
 
     return Embedder(base_model_path).load()
+
+
+@pytest.fixture(scope="session")
+def cpu_embedder(embedder, base_model_path: str):
+    """`embedder` on a CPU machine; a CPU copy of it on a GPU one (int8 is CPU only)."""
+    from threefold.core.embedder import Embedder
+
+    return embedder if embedder.device == "cpu" else Embedder(base_model_path, device="cpu").load()

@@ -375,8 +375,9 @@ def test_an_approximate_index_gives_the_same_answers_on_the_shipped_catalog(
 
 
 def test_int8_queries_embed_the_history_with_a_twin_and_keep_item_vectors_fp32(
-    shared, catalog, sample_events, embedder
+    shared, catalog, sample_events, cpu_embedder
 ) -> None:
+    embedder = cpu_embedder
     engine = Recommender(
         catalog,
         embedder,
@@ -391,6 +392,24 @@ def test_int8_queries_embed_the_history_with_a_twin_and_keep_item_vectors_fp32(
     fp32 = [r.item.item_id for r in shared.recommend("coffee-fan", history, k=5).items]
     int8 = [r.item.item_id for r in engine.recommend("coffee-fan", history, k=5).items]
     assert len(set(fp32) & set(int8)) >= 4  # a slightly different query, nearly the same list
+
+
+@pytest.mark.gpu
+def test_a_gpu_encoder_serves_fp32_queries_even_with_int8_queries_on(
+    shared, catalog, sample_events, embedder
+) -> None:
+    if embedder.device == "cpu":
+        pytest.skip("needs a CUDA GPU")
+    engine = Recommender(
+        catalog, embedder, events=sample_events, combiner=shared.combiner, quantize_queries=True
+    )
+    engine.build({item_id: shared.vector_of(item_id) for item_id in catalog.ids})
+    assert engine._query_encoder is embedder  # int8 dynamic quantization is CPU only
+    history = coffee_history()
+    assert (
+        engine.recommend("coffee-fan", history, k=5).to_dict()["items"]
+        == (shared.recommend("coffee-fan", history, k=5).to_dict()["items"])
+    )
 
 
 def test_a_slow_statistics_rebuild_runs_in_the_background_without_blocking_requests(
