@@ -1,12 +1,14 @@
-"""Embedder throughput and latency, fp32 vs int8 dynamic quantization (CPU).
+"""Embedder throughput and latency: fp32 vs int8 dynamic quantization (CPU), or GPU vs CPU.
 
 Encodes ~2000 short sentences (generated, or the text column of a CSV/JSON/JSONL file) with the
-default embedder in fp32 and int8 (in alternating rounds, so a busy machine slows both alike),
-measures sentences/s, the p50 latency of a single-sentence encode, and how close the int8
-vectors stay to fp32 (mean cosine). Writes
-bench/results/embedder_speed.json and prints a Markdown table row.
+default embedder in two variants, in alternating rounds so a busy machine slows both alike, and
+measures sentences/s, the p50 latency of a single-sentence encode and how close the second
+variant's vectors stay to the first's (mean cosine). On the CPU the variants are fp32 and int8;
+with `--device cuda` they are fp32 on the GPU and fp32 on the CPU of the same machine. Writes
+bench/results/embedder_speed.json (embedder_speed_cuda.json with --device cuda) and prints a
+Markdown table row.
 
-    python bench/embedder_speed.py [--data FILE --text-column text] [--n 2000]
+    python bench/embedder_speed.py [--data FILE --text-column text] [--n 2000] [--device cuda]
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results" / "embedder_speed.json"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 SUBJECTS = ["My order", "The refund", "Our team", "The market", "This phone", "The app", "Shares"]
 VERBS = ["arrived", "failed", "rose", "dropped", "crashed", "improved", "was delayed", "looks fine"]
@@ -95,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--model", default=None, help="model folder or hub id (default: MiniLM)")
-    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default="cpu", help="cuda: GPU fp32 against CPU fp32"
+    )
+    parser.add_argument("--out", help="results JSON [default: bench/results/embedder_speed*.json]")
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        return _main_cuda(args)
 
     from threefold.core.base_model import configure_offline
 
@@ -138,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "int8_mean_cosine_to_fp32": round(cosine, 4),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    _write(result, args.out or RESULTS_DIR / "embedder_speed.json")
     print(
         "| embedder_speed | MiniLM-L6 CPU, "
         f"{len(sentences)} sentences, batch {args.batch_size}, {result['torch_threads']} threads "
@@ -149,6 +154,62 @@ def main(argv: list[str] | None = None) -> int:
         f"x{result['int8_speedup']}, cosine to fp32 {result['int8_mean_cosine_to_fp32']} |"
     )
     return 0
+
+
+def _main_cuda(args: argparse.Namespace) -> int:
+    """GPU fp32 against CPU fp32 on the same machine (int8 dynamic quantization is CPU only)."""
+    from threefold.core.base_model import base_model_from_env, configure_offline
+
+    configure_offline()
+    import torch
+
+    from threefold.core.embedder import Embedder
+
+    if not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA GPU on this machine")
+    sentences = (
+        read_sentences(args.data, args.text_column, args.n)
+        if args.data
+        else generate_sentences(args.n)
+    )
+    model = args.model or base_model_from_env()
+    gpu = Embedder(model, device="cuda", batch_size=args.batch_size).load()
+    cpu = Embedder(model, device="cpu", batch_size=args.batch_size).load()
+    results = measure({"cuda": gpu, "cpu": cpu}, sentences, args.batch_size, args.latency_runs)
+    cosine = float((results["cuda"].pop("vectors") * results["cpu"].pop("vectors")).sum(1).mean())
+    speedup = results["cuda"]["sentences_per_s"] / results["cpu"]["sentences_per_s"]
+    result = {
+        "benchmark": "embedder_speed_cuda",
+        "model_id": gpu.model_id,
+        "device": "cuda",
+        "gpu": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "data": args.data or f"generated ({args.n} short sentences)",
+        "n_sentences": len(sentences),
+        "batch_size": args.batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "cuda": results["cuda"],
+        "cpu": results["cpu"],
+        "gpu_speedup": round(speedup, 2),
+        "cpu_mean_cosine_to_gpu": round(cosine, 4),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write(result, args.out or RESULTS_DIR / "embedder_speed_cuda.json")
+    print(
+        f"| embedder_speed_cuda | MiniLM-L6 fp32, {result['gpu']}, {len(sentences)} sentences, "
+        f"batch {args.batch_size} | GPU {results['cuda']['sentences_per_s']} sent/s "
+        f"(p50 {results['cuda']['latency_p50_ms']} ms) | CPU ({result['cpu_count']} cores) "
+        f"{results['cpu']['sentences_per_s']} sent/s, x{result['gpu_speedup']}, "
+        f"cosine {result['cpu_mean_cosine_to_gpu']} |"
+    )
+    return 0
+
+
+def _write(result: dict, path: str | Path) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

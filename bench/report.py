@@ -33,6 +33,11 @@ def _load(name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _weights_note(d: dict[str, Any]) -> str:
+    """The device runs carried the base weights rounded to fp16 (see the file's weights_note)."""
+    return "; base weights rounded to fp16 in transit" if d.get("weights_note") else ""
+
+
 def _load_note(machine: dict[str, Any] | None) -> str:
     load = (machine or {}).get("load_average_at_start") or (machine or {}).get("load_average_1m")
     first = load[0] if isinstance(load, list) else load
@@ -40,9 +45,12 @@ def _load_note(machine: dict[str, Any] | None) -> str:
 
 
 def classifier_fpb(d: dict[str, Any]) -> list[Row]:
+    device = d.get("train_device") or "cpu"
+    where = "" if device == "cpu" else f", trained on {device} (torch {d['machine']['torch']})"
+    where += _weights_note(d)
     return [
         (
-            "Sentiment classifier (MiniLM-L6 fine-tune, 3 epochs)",
+            f"Sentiment classifier (MiniLM-L6 fine-tune, 3 epochs{where})",
             f"Financial PhraseBank `fpb_dev.csv`, stratified 80/20, seed 42 (test n={d['n_test']})",
             f"acc {_f(d['accuracy'])}, macro-F1 {_f(d['macro_f1'])}; int8 acc "
             f"{_f(d['int8_accuracy'])}, macro-F1 {_f(d['int8_macro_f1'])}",
@@ -220,6 +228,23 @@ def embedder_speed(d: dict[str, Any]) -> list[Row]:
             f"p50 one sentence: fp32 {d['fp32']['latency_p50_ms']} ms, int8 "
             f"{d['int8']['latency_p50_ms']} ms",
             "`bench/embedder_speed.py`",
+        )
+    ]
+
+
+def embedder_speed_cuda(d: dict[str, Any]) -> list[Row]:
+    gpu, cpu = d["cuda"], d["cpu"]
+    return [
+        (
+            f"Sentence embedder (MiniLM-L6, fp32) on a GPU: {d['gpu']}, torch {d['torch']}"
+            + _weights_note(d),
+            f"{d['n_sentences']} generated short sentences, batch {d['batch_size']}",
+            f"GPU {gpu['sentences_per_s']:.0f} sent/s (×{d['gpu_speedup']} the CPU; cosine to "
+            f"the CPU's vectors {d['cpu_mean_cosine_to_gpu']})",
+            f"the same machine's CPU ({d['cpu_count']} cores), fp32: "
+            f"{cpu['sentences_per_s']:.0f} sent/s",
+            f"p50 one sentence: GPU {gpu['latency_p50_ms']} ms, CPU {cpu['latency_p50_ms']} ms",
+            "`bench/embedder_speed.py --device cuda`",
         )
     ]
 
@@ -538,6 +563,7 @@ def reliability(d: dict[str, Any]) -> list[Row]:
 
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_fpb", classifier_fpb),
+    ("classifier_fpb_cuda", classifier_fpb),
     ("classifier_recipe", classifier_recipe),
     ("classifier_distill", classifier_distill),
     ("classifier_small_data", classifier_small_data),
@@ -548,6 +574,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_multitask", classifier_multitask),
     ("classifier_bases", classifier_bases),
     ("embedder_speed", embedder_speed),
+    ("embedder_speed_cuda", embedder_speed_cuda),
     ("alerts_quality", alerts_quality),
     ("alerts_throughput", alerts_throughput),
     ("qa_faq", qa_faq),
