@@ -86,15 +86,26 @@ def classifier_recipe(d: dict[str, Any]) -> list[Row]:
     return [
         (
             "Fine-tune recipe ablation (MiniLM-L6, one lever each)" + partial,
-            f"Financial PhraseBank `fpb_dev.csv`: {d['split']}; seeds {d['seeds']}; acc mean "
+            f"{_dataset_name(d['dataset'])}: {d['split']}; seeds {d['seeds']}; acc mean "
             "(min–max, paired difference from the baseline)",
             "; ".join(cell(row) for row in levers),
-            cell(base) + "; goal 0.87 / 0.85",
+            f"{cell(base)}; goal: {d['goal']}",
             "train s mean: "
             + ", ".join(f"{r['variant']} {r['train_seconds_mean']:.0f}" for r in d["summary"]),
             "`bench/classifier_recipe.py`",
         )
     ]
+
+
+def _dataset_name(path: str) -> str:
+    """A result file's data set as the table names it."""
+    known = {
+        "financial_phrasebank": "Financial PhraseBank",
+        "twitter_fin_news_sentiment": "Twitter financial news sentiment",
+        "twitter_fin_news_topic": "Twitter financial news topic",
+    }
+    file = Path(path)
+    return f"{known.get(file.parent.name, file.parent.name)} `{file.name}`"
 
 
 def classifier_small_data(d: dict[str, Any]) -> list[Row]:
@@ -565,6 +576,8 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_fpb", classifier_fpb),
     ("classifier_fpb_cuda", classifier_fpb),
     ("classifier_recipe", classifier_recipe),
+    ("classifier_recipe_twitter_sentiment", classifier_recipe),
+    ("classifier_recipe_twitter_topic", classifier_recipe),
     ("classifier_distill", classifier_distill),
     ("classifier_small_data", classifier_small_data),
     ("classifier_small_data_mpnet", classifier_small_data),
