@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from threefold.core.untrusted_json import UntrustedJsonError, check_untrusted
+from threefold.core.untrusted_json import MAX_JSON_DEPTH, UntrustedJsonError, check_untrusted
 
 
 class ProcessingError(Exception):
@@ -58,8 +58,10 @@ class Message:
             raise ProcessingError(
                 f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
             ) from exc
-        except RecursionError:
-            raise ProcessingError("invalid JSON: nested too deeply") from None
+        except RecursionError:  # Python < 3.12; 3.12 parses it and the depth check below refuses
+            raise ProcessingError(
+                f"message is nested deeper than {MAX_JSON_DEPTH} levels (the parser's limit)"
+            ) from None
         try:
             check_untrusted(value, what="message")
         except UntrustedJsonError as exc:
