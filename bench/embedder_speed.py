@@ -55,6 +55,13 @@ def read_sentences(path: str, column: str, n: int) -> list[str]:
     return [str(r.values[column]) for r in records][:n]
 
 
+def sentences_for(args: argparse.Namespace) -> list[str]:
+    """The --data file's text column, else generated sentences; --n of them."""
+    if args.data:
+        return read_sentences(args.data, args.text_column, args.n)
+    return generate_sentences(args.n)
+
+
 def measure(variants: dict, sentences: list[str], batch_size: int, latency_runs: int) -> dict:
     """Time every variant in alternating rounds, so a change in machine load hits all alike."""
     for embedder in variants.values():
@@ -113,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from threefold.core.base_model import base_model_from_env
     from threefold.core.embedder import Embedder
 
-    sentences = (
-        read_sentences(args.data, args.text_column, args.n)
-        if args.data
-        else generate_sentences(args.n)
-    )
+    sentences = sentences_for(args)
     load_before = round(os.getloadavg()[0], 2)
     model = args.model or base_model_from_env()
     fp32 = Embedder(model, device="cpu", batch_size=args.batch_size).load()
@@ -167,11 +170,7 @@ def _main_cuda(args: argparse.Namespace) -> int:
 
     if not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA GPU on this machine")
-    sentences = (
-        read_sentences(args.data, args.text_column, args.n)
-        if args.data
-        else generate_sentences(args.n)
-    )
+    sentences = sentences_for(args)
     model = args.model or base_model_from_env()
     gpu = Embedder(model, device="cuda", batch_size=args.batch_size).load()
     cpu = Embedder(model, device="cpu", batch_size=args.batch_size).load()
