@@ -9,8 +9,8 @@ Another text,label CSV (e.g. Twitter financial news) runs the same way with --da
 
 For each seed s: a stratified 20 % of fpb_dev.csv (drawn with seed s) is the test set; the
 other 80 % trains, with the trainer's default early stopping on a stratified 10 % of it. Every
-variant is `TrainingConfig` defaults with length-grouped batches (1.8x faster, so more runs
-fit) and class weighting (the default when the ablation began; ABLATION_BASE) plus one lever,
+variant is `TrainingConfig` defaults with length-grouped batches and class weighting
+(ABLATION_BASE: pinned, so old and new runs compare; both are train defaults now) plus one lever,
 trained with seed s, so each lever's difference from the baseline is paired per seed; the
 "random batches" row measures the grouping itself. With --teacher (a larger base, e.g.
 all-mpnet-base-v2 from `threefold models fetch-base`), the teacher row is that base trained
@@ -18,7 +18,8 @@ the same way, and the distilled row is the default student trained with `teacher
 (one teacher per seed, kept in --teacher-cache).
 Writes bench/results/classifier_recipe.json after every run (--resume skips finished runs) and
 prints a Markdown table: accuracy and macro-F1 as mean (min-max) over seeds, the mean paired
-difference from the baseline, and training seconds.
+difference from the baseline, and training seconds. --merge FILE... joins the result files of
+runs made in parallel (one process per seed, each with its own --out) into --out.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ def run_variant(
         "epochs_completed": model.metrics["epochs_completed"],
         "stop_reason": model.metrics["stop_reason"],
         "train_seconds": round(seconds, 1),
+        "device": model.device,
         **({"teacher": model.metrics["teacher"]} if "teacher" in model.metrics else {}),
     }
 
@@ -156,7 +158,16 @@ def summarize(runs: list[dict]) -> list[dict]:
 FPB_GOAL = "FPB accuracy >= 0.87 / macro-F1 >= 0.85 (FinBERT 0.86 / 0.84)"
 
 
-def write(args: argparse.Namespace, runs: list[dict], *, partial: bool) -> dict:
+def write(
+    args: argparse.Namespace,
+    runs: list[dict],
+    *,
+    partial: bool,
+    machine: dict | None = None,
+    commands: list[str] | None = None,
+) -> dict:
+    """Write --out: the runs, their summary, and the machine and commands they ran with
+    (default: this one)."""
     result = {
         "benchmark": "classifier_recipe",
         "dataset": str(args.data),
@@ -165,14 +176,16 @@ def write(args: argparse.Namespace, runs: list[dict], *, partial: bool) -> dict:
         "seeds": sorted({r["seed"] for r in runs}),
         "base_model": "all-MiniLM-L6-v2 (default)",
         "baseline": "TrainingConfig defaults with length-grouped batches and class weighting "
-        "(the train defaults when the ablation began), fine-tune path, same split and seed",
+        "(pinned; both are train defaults), fine-tune path, same split and seed",
         "goal": args.goal,
         "partial": partial,
         "summary": summarize(runs),
         "runs": runs,
-        "machine": torch_machine(),
+        "machine": machine or torch_machine(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python -m bench.classifier_recipe " + " ".join(sys.argv[1:]),
+        "command": " ; ".join(
+            commands or ["python -m bench.classifier_recipe " + " ".join(sys.argv[1:])]
+        ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -192,6 +205,24 @@ def print_table(result: dict) -> None:
         )
 
 
+def merge(args: argparse.Namespace) -> int:
+    """Join parallel runs' result files into one (--merge); they must share data set and goal."""
+    parts = [json.loads(path.read_text(encoding="utf-8")) for path in args.merge]
+    for key in ("dataset", "goal"):
+        found = sorted({part[key] for part in parts})
+        if len(found) > 1:
+            sys.exit(f"--merge needs result files of one {key}; found {found}")
+    args.data, args.goal = Path(parts[0]["dataset"]), parts[0]["goal"]
+    runs = [run for part in parts for run in part["runs"]]
+    seen = [(run["variant"], run["seed"]) for run in runs]
+    if len(set(seen)) < len(seen):
+        sys.exit("--merge found the same variant and seed in two files; merge each run once")
+    partial = any(part["partial"] for part in parts)
+    commands = [part["command"] for part in parts]
+    print_table(write(args, runs, partial=partial, machine=parts[0]["machine"], commands=commands))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="text,label CSV [FPB]")
@@ -209,7 +240,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="keep the runs in --out")
     parser.add_argument("--out", type=Path, default=RESULTS / "classifier_recipe.json")
     parser.add_argument("--goal", default=FPB_GOAL, help="the data set's goal, as recorded")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="train nothing: join the runs of these result files (the same data set run in "
+        "parallel, e.g. one process per seed) into --out",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args)
     if not args.data.is_file():
         sys.exit(f"benchmark data {args.data} not found; pass --data PATH to fpb_dev.csv")
     if set(args.variants) & set(TEACHER_VARIANTS) and args.teacher is None:
