@@ -83,9 +83,12 @@ def classifier_recipe(d: dict[str, Any]) -> list[Row]:
 
     base, *levers = d["summary"]
     partial = " — partial run" if d.get("partial") else ""
+    devices = sorted({r.get("device", "cpu") for r in d["runs"]} - {"cpu"})
+    where = f", trained on {', '.join(devices)} (torch {d['machine']['torch']})" if devices else ""
+    where += _weights_note(d)
     return [
         (
-            "Fine-tune recipe ablation (MiniLM-L6, one lever each)" + partial,
+            f"Fine-tune recipe ablation (MiniLM-L6, one lever each{where})" + partial,
             f"{_dataset_name(d['dataset'])}: {d['split']}; seeds {d['seeds']}; acc mean "
             "(min–max, paired difference from the baseline)",
             "; ".join(cell(row) for row in levers),
@@ -578,6 +581,9 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_recipe", classifier_recipe),
     ("classifier_recipe_twitter_sentiment", classifier_recipe),
     ("classifier_recipe_twitter_topic", classifier_recipe),
+    ("classifier_recipe_fpb_cuda", classifier_recipe),
+    ("classifier_recipe_twitter_sentiment_cuda", classifier_recipe),
+    ("classifier_recipe_twitter_topic_cuda", classifier_recipe),
     ("classifier_distill", classifier_distill),
     ("classifier_small_data", classifier_small_data),
     ("classifier_small_data_mpnet", classifier_small_data),

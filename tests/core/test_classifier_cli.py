@@ -121,13 +121,13 @@ def test_recipe_flags_reach_the_saved_training_config(data_dir: Path, tmp_path: 
         "--text-column", "sentence", "--label-column", "tone", "--strategy", "fine-tune",
         "--max-steps", "2", "--eval-fraction", "0", "--no-progress", "--layer-lr-decay", "0.9",
         "--adversarial-epsilon", "0.5", "--rdrop-alpha", "1", "--label-smoothing", "0.1",
-        "--group-by-length", "--checkpoint-average", "2", "--augment-copies", "1",
+        "--random-batches", "--checkpoint-average", "2", "--augment-copies", "1",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "threefold_classifier.json").read_text())["training_config"]
     assert saved["layer_lr_decay"] == 0.9 and saved["adversarial_epsilon"] == 0.5
     assert saved["rdrop_alpha"] == 1.0 and saved["label_smoothing"] == 0.1
-    assert saved["group_by_length"] is True
+    assert saved["group_by_length"] is False  # on by default
     assert saved["checkpoint_average"] == 2 and saved["augment_copies"] == 1
     summary = json.loads(result.stdout)
     assert summary["augmented_copies"] == summary["n_train"] / 2
