@@ -447,6 +447,7 @@
         .then((response) => (response.ok ? response.json() : null))
         .then((history) => {
           if (!history) return;
+          this.seen = { turns: history.turns.length, status: (history.agent_state || {}).status || "" };
           history.turns.forEach((turn) => {
             if (turn.role === "agent") this.addAgent(turn);
           });
@@ -496,13 +497,19 @@
       this.live = { close: () => (stopped = true) };
       var poll = () => {
         if (stopped) return;
-        fetch(base + "/wait?timeout=10")
+        // what the last refresh saw: the server answers at once if the conversation moved on
+        var seen = this.seen ? "&turns=" + this.seen.turns + "&status=" + encodeURIComponent(this.seen.status) : "";
+        fetch(base + "/wait?timeout=10" + seen)
           .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
           .then((data) => {
             if (data.event) this.onLiveEvent(data.event);
-            // an event published between two polls reaches no poll: resync from the session
-            // (agent turns are added once, by turn id), then wait again
-            return this.refreshState().then(poll);
+            // resync from the session (agent turns are added once, by turn id), then wait
+            // again; an event published between the two is caught by the next poll's seen
+            var before = this.seen;
+            return this.refreshState().then(() => {
+              if (data.changed && this.seen === before) setTimeout(poll, 3000); // refresh failed
+              else poll();
+            });
           })
           .catch(() => setTimeout(poll, 3000));
       };

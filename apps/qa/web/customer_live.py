@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
@@ -39,7 +41,14 @@ def events(session_id: str) -> ResponseReturnValue:
 @customer_live_blueprint.get("/<session_id>/wait")
 def wait(session_id: str) -> ResponseReturnValue:
     """Long polling where SSE is unavailable: `{"event": ...}` at the first event, or null
-    after `?timeout=` seconds (default and at most 25); then GET /api/sessions/<id> again."""
+    after `?timeout=` seconds (default and at most 25); then GET /api/sessions/<id> again.
+
+    `?turns=N&status=S` say what the client last saw (the number of turns and the handoff
+    status, empty for none): when the conversation has moved on since, for instance an agent
+    replied between that GET and this poll, the answer is `{"event": null, "changed": true}`
+    at once, instead of the reply waiting for the next poll.
+    """
+    resources = _resources()
     channel = session_channel(_known_session(session_id))
     try:
         timeout = float(request.args.get("timeout", MAX_WAIT_S))
@@ -49,7 +58,30 @@ def wait(session_id: str) -> ResponseReturnValue:
         ) from None
     if not 0 < timeout <= MAX_WAIT_S:
         raise ApiError(400, f"timeout must be within (0, {MAX_WAIT_S:g}] seconds", field="timeout")
-    return jsonify({"event": first_event(_resources().desk.bus, [channel], seconds=timeout)})
+    seen_turns = request.args.get("turns")
+    seen_status = request.args.get("status")
+    if seen_turns is not None and not re.fullmatch(r"[0-9]{1,9}", seen_turns):
+        raise ApiError(
+            400,
+            f"turns must be a count of turns (0 or more); found {seen_turns[:40]!r}",
+            field="turns",
+        )
+
+    def changed() -> bool:
+        if seen_turns is None and seen_status is None:
+            return False
+        session = resources.sessions.get(session_id)
+        state = resources.desk.customer_state(session_id)
+        turns = len(session.turns) if session is not None else 0
+        status = state["status"] if state else ""
+        return (seen_turns is not None and int(seen_turns) != turns) or (
+            seen_status is not None and seen_status != status
+        )
+
+    event = first_event(resources.desk.bus, [channel], seconds=timeout, stale=changed)
+    if event is None and changed():
+        return jsonify({"event": None, "changed": True})
+    return jsonify({"event": event})
 
 
 @customer_live_blueprint.post("/<session_id>/typing")

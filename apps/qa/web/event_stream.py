@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from flask import Response
 
@@ -37,11 +38,23 @@ def sse_response(
     )
 
 
-def first_event(bus: EventBus, channels: list[str], *, seconds: float) -> dict | None:
-    """Long polling: the first event on `channels` within `seconds`, or None."""
+def first_event(
+    bus: EventBus,
+    channels: list[str],
+    *,
+    seconds: float,
+    stale: Callable[[], bool] = lambda: False,
+) -> dict | None:
+    """Long polling: the first event on `channels` within `seconds`, or None.
+
+    `stale()` is asked once the subscription is in place: True (the client missed something
+    published before it) returns None at once instead of waiting, so the client resyncs.
+    """
     listener = bus.listen(channels, seconds=seconds, tick_s=min(1.0, seconds))
     next(listener)
     try:
+        if stale():
+            return None
         return next((event for event in listener if event is not None), None)
     finally:
         listener.close()

@@ -113,6 +113,17 @@ DOCUMENT = openapi_document(
                         "timeout",
                         {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 25},
                     ),
+                    query_param(
+                        "turns",
+                        {"type": "integer", "minimum": 0},
+                        "turns the client has; a different count answers at once (changed)",
+                    ),
+                    query_param(
+                        "status",
+                        {"type": "string"},
+                        "handoff status the client has ('' for none); a different one answers "
+                        "at once (changed)",
+                    ),
                 ],
                 response=OBJECT,
                 errors=(400, 404),

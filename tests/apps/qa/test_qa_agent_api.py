@@ -268,6 +268,25 @@ def test_long_polling_returns_the_next_event(client) -> None:
     assert event["type"] == "message" and event["turn"]["text"] == "Hi"
 
 
+def test_long_polling_answers_at_once_when_the_client_missed_a_change(client) -> None:
+    sid = hand_off(client)
+    seen = client.get(f"/api/sessions/{sid}").get_json()
+    turns, status = len(seen["turns"]), seen["agent_state"]["status"]
+    assert status == "waiting"
+    current = f"/api/sessions/{sid}/wait?timeout=0.2&turns={turns}&status={status}"
+    assert client.get(current).get_json() == {"event": None}  # nothing new: it waits
+    # the agent claims and replies after the widget's last GET, before its next poll
+    client.post(f"/api/agent/conversations/{sid}/claim", headers=ALICE)
+    client.post(f"/api/agent/conversations/{sid}/messages", headers=ALICE, json={"text": "Hi"})
+    stale = f"/api/sessions/{sid}/wait?timeout=10&turns={turns}&status={status}"
+    assert client.get(stale).get_json() == {"event": None, "changed": True}
+    claimed = f"/api/sessions/{sid}/wait?timeout=10&turns={turns + 1}&status=waiting"
+    assert client.get(claimed).get_json() == {"event": None, "changed": True}
+    for bad in ("-1", "x", "1.5", "\u00b2", "9" * 12):
+        response = client.get(f"/api/sessions/{sid}/wait?timeout=1&turns={bad}")
+        assert response.status_code == 400 and response.get_json()["field"] == "turns"
+
+
 def test_metrics_count_queue_claims_first_replies_and_endings(client) -> None:
     sid = hand_off(client)
     hand_off(client)

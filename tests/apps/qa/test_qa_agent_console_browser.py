@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 from support.browser import copy_to_docs
 from support.qa_widget import TITLE, ask, open_widget
 
@@ -128,8 +129,12 @@ def test_nobody_claims_in_time_so_the_customer_leaves_a_message(
         agent_page.get_by_text("Left a message: Please call me back about order 1234").wait_for()
         agent_page.locator("#waiting button").first.press("Enter")
         agent_page.get_by_role("button", name="Claim", exact=True).press("Enter")
+        agent_page.get_by_text("claimed by you").wait_for()
         agent_page.get_by_label("Reply", exact=True).fill("Hello, this is Alice.")
-        agent_page.get_by_role("button", name="Send", exact=True).press("Enter")
+        send = agent_page.get_by_role("button", name="Send", exact=True)
+        expect(send).to_be_enabled()  # a key pressed on a disabled button is lost
+        send.press("Enter")
+        agent_page.locator("#transcript .turn.agent", has_text="Hello, this is Alice.").wait_for()
         dialog.locator(".msg.agent", has_text="Hello, this is Alice.").wait_for()  # long polling
         assert page.get_by_role("button", name=f"Close chat: {TITLE}").count() == 0
     finally:
