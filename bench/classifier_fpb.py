@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         help="share of the training split held out for early stopping",
     )
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--random-batches",
+        action="store_true",
+        help="train on random batches instead of the default length-grouped ones",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON")
     parser.add_argument("--keep-model", type=Path, help="copy the trained classifier here")
     args = parser.parse_args(argv)
@@ -75,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             "--epochs", str(args.epochs), "--learning-rate", str(args.learning_rate),
             "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
             "--eval-fraction", str(args.eval_fraction), "--seed", str(args.seed),
+            "--random-batches" if args.random_batches else "--group-by-length",
         ]
         # fmt: on
         wall = time.perf_counter()
@@ -104,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             "eval_fraction": args.eval_fraction,
             "class_weighting": True,
             "early_stopping_patience": 2,
+            "batches": "random" if args.random_batches else "length-grouped",
         },
         "accuracy": fp32["accuracy"],
         "macro_f1": fp32["macro_f1"],
