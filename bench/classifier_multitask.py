@@ -13,6 +13,8 @@ weighting from the flags):
   headline labelled for its own task), 10 % held out for its eval record.
 Each is scored on the two test sets, fp32 and int8, and timed scoring the topic test headlines
 as the consumer does (two passes vs one). Writes bench/results/classifier_multitask.json.
+With --per-label K each file's training share is cut to K examples of each label (small data:
+every model then takes the contrastive path), test sets unchanged.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.alerts_quality import DEFAULT_DATA, TASKS, TEST_FRACTION
+from bench.classifier_quality import sample_per_label
 from bench.machine import torch_machine
 
 RESULTS = Path(__file__).resolve().parent / "results" / "classifier_multitask.json"
@@ -47,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         help="weight the loss by inverse label frequency (default: the TrainingConfig default)",
     )
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--per-label",
+        type=int,
+        metavar="K",
+        help="small data: train on K examples of each label drawn (with --seed) from each "
+        "file's training share (the test sets stay whole)",
+    )
     parser.add_argument("--speed-texts", type=int, default=512, help="headlines timed")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -80,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     for task, path in paths.items():
         texts, labels = read_labelled(path)
         kept, held = stratified_split(labels, TEST_FRACTION, args.seed)
+        if args.per_label:
+            drawn, _ = sample_per_label([labels[i] for i in kept], args.per_label, args.seed)
+            kept = [kept[i] for i in drawn]
         train[task] = ([texts[i] for i in kept], [labels[i] for i in kept])
         test[task] = ([texts[i] for i in held], [labels[i] for i in held])
 
@@ -130,7 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": "classifier_multitask",
         "datasets": {task: str(path) for task, path in paths.items()},
-        "split": f"stratified {TEST_FRACTION:.0%} of each file is its test set (seed {args.seed})",
+        "split": f"stratified {TEST_FRACTION:.0%} of each file is its test set (seed {args.seed})"
+        + (
+            f"; training: {args.per_label} examples of each label drawn from the rest"
+            if args.per_label
+            else ""
+        ),
+        "per_label": args.per_label,
+        "strategy": {
+            "two classifiers": {t: m.metrics.get("strategy") for t, m in separate.items()},
+            "one multi-task model": joint.metrics.get("strategy"),
+        },
         "base_model": "all-MiniLM-L6-v2 (default)",
         "config": config.to_dict(),
         "baseline": "two separate classifiers (train_classifier), same config, same run",

@@ -157,12 +157,17 @@ def classifier_multitask(d: dict[str, Any]) -> list[Row]:
     gaps = d["accuracy_difference_points"]
     speed = d["speedup_vs_two_classifiers_fp32"]
     weighting = "on" if d["config"].get("class_weighting") else "off"
+    title = "Alerts: one multi-task model (topic + sentiment heads) vs two classifiers"
+    recipe = f"{d['config']['epochs']:g} epochs"
+    if d.get("per_label"):
+        paths = d.get("strategy", {}).get("one multi-task model", "?")
+        title = f"Alerts on small data ({d['per_label']} per label): " + title[len("Alerts: ") :]
+        recipe = f"training path: {paths} (every model)"
     return [
         (
-            "Alerts: one multi-task model (topic + sentiment heads) vs two classifiers",
+            title,
             "Twitter financial news topic and sentiment `train.csv` (two files): "
-            f"{d['split']}; MiniLM-L6, {d['config']['epochs']:g} epochs, class weighting "
-            f"{weighting}; acc / macro-F1",
+            f"{d['split']}; MiniLM-L6, {recipe}, class weighting {weighting}; acc / macro-F1",
             f"fp32: {cell(one, 'fp32')}; int8: {cell(one, 'int8')}; accuracy vs the two fp32 "
             "classifiers: "
             + ", ".join(
@@ -591,6 +596,9 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_small_data_mpnet_steps60", classifier_small_data),
     ("classifier_multitask_speed", classifier_multitask_speed),
     ("classifier_multitask", classifier_multitask),
+    ("classifier_multitask_k16_seed0", classifier_multitask),
+    ("classifier_multitask_k16_seed1", classifier_multitask),
+    ("classifier_multitask_k16_seed2", classifier_multitask),
     ("classifier_bases", classifier_bases),
     ("embedder_speed", embedder_speed),
     ("embedder_speed_cuda", embedder_speed_cuda),

@@ -40,6 +40,16 @@ from threefold.core.errors import ConfigError, DataError, ModelError
 from threefold.core.evaluation import classification_report
 from threefold.core.files import write_json_atomic
 from threefold.core.labelled_data import check_texts, clean_examples, stratified_split
+from threefold.core.small_data import (
+    CONTRASTIVE,
+    FINE_TUNE,
+    UNLABELLED,
+    StrategyChoice,
+    choose_strategy,
+    contrastive_fine_tune,
+    embed_texts,
+    fit_logistic_head,
+)
 from threefold.core.training_config import FINE_TUNE_LEVERS, TrainingConfig
 from threefold.core.training_recipe import class_weights
 
@@ -48,6 +58,7 @@ logger = logging.getLogger(__name__)
 META_FILE = "threefold_multitask.json"
 HEADS_FILE = "heads.safetensors"
 FORMAT_VERSION = 1
+POOLINGS = {False: "mean", True: "normalized mean"}
 
 
 def is_multitask_dir(path: str | Path) -> bool:
@@ -56,21 +67,33 @@ def is_multitask_dir(path: str | Path) -> bool:
 
 
 class MultiTaskModel(nn.Module):
-    """A transformers body, mean pooling, dropout and one linear head per task."""
+    """A transformers body, mean pooling (L2-normalised when `normalize`: the contrastive
+    path's heads read unit vectors), dropout and one linear head per task."""
 
-    def __init__(self, body: PreTrainedModel, heads: Mapping[str, nn.Linear]) -> None:
+    def __init__(
+        self, body: PreTrainedModel, heads: Mapping[str, nn.Linear], *, normalize: bool = False
+    ) -> None:
         super().__init__()
         self.body = body
         self.heads = nn.ModuleDict(dict(heads))
+        self.normalize = normalize
         self.dropout = nn.Dropout(getattr(body.config, "hidden_dropout_prob", 0.1))
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
+        """The L2-normalised mean of the token vectors (padding excluded)."""
+        return nn.functional.normalize(self._mean(input_ids, attention_mask, **extra), dim=-1)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra
     ) -> dict[str, torch.Tensor]:
+        pooler = self.embed if self.normalize else self._mean
+        pooled = self.dropout(pooler(input_ids, attention_mask, **extra))
+        return {task: head(pooled) for task, head in self.heads.items()}
+
+    def _mean(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
         tokens = self.body(input_ids=input_ids, attention_mask=attention_mask, **extra)[0]
         mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-        pooled = self.dropout((tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9))
-        return {task: head(pooled) for task, head in self.heads.items()}
+        return (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
 class MultiTaskClassifier:
@@ -158,6 +181,7 @@ class MultiTaskClassifier:
         meta = {
             "format_version": FORMAT_VERSION,
             "architecture": "multitask: mean-pooled body + one linear head per task",
+            "pooling": POOLINGS[self.model.normalize],
             "tasks": self.tasks,
             "base_model": self.base_model,
             "max_length": self.max_length,
@@ -214,7 +238,13 @@ class MultiTaskClassifier:
                     "labels; the directory mixes two models. Fix: retrain or restore it"
                 )
             heads[task] = nn.Linear(weight.shape[1], weight.shape[0])
-        model = MultiTaskModel(body, heads)
+        pooling = meta.get("pooling", POOLINGS[False])  # written since the contrastive path
+        if pooling not in POOLINGS.values():
+            raise ModelError(
+                f"{path / META_FILE} has pooling {pooling!r}; this threefold reads "
+                f"{sorted(POOLINGS.values())}. Fix: retrain with this version"
+            )
+        model = MultiTaskModel(body, heads, normalize=pooling == POOLINGS[True])
         model.heads.load_state_dict(state)
         found = weights_fingerprint(model, _flat_labels(tasks))
         if found != meta["version"]:
@@ -251,13 +281,17 @@ def train_multitask(
     base_model: str | None = None,
     config: TrainingConfig | None = None,
 ) -> MultiTaskClassifier:
-    """Fine-tune one body with a head per task on `texts`.
+    """Train one body with a head per task on `texts`.
 
     A task's label may be None for a text not labelled for that task (topic and sentiment from
     two files: `merge_task_data`); such a text adds no loss to that head and is not in its eval.
-    The summed cross-entropy of the heads is minimised (class-weighted per task when
-    `config.class_weighting`). A stratified `config.eval_fraction` (by each text's first label)
-    is held out and each task is evaluated on its labelled part; there is no early stopping.
+    The path is chosen like a single classifier's (`small_data.choose_strategy`, per task): the
+    summed (class-weighted per task when `config.class_weighting`) cross-entropy of the heads
+    is minimised; or, when any task's data is small, the body is tuned contrastively on each
+    task's same/different-label pairs and each head is a logistic regression on the normalised
+    embeddings (`metrics.strategy` and `strategy_reason` say which and why). A stratified
+    `config.eval_fraction` (by each text's first label) is held out and each task is evaluated
+    on its labelled part; there is no early stopping.
     """
     config = config or TrainingConfig()
     if len(targets) < 1:
@@ -292,72 +326,41 @@ def train_multitask(
         body = AutoModel.from_pretrained(base)
     except OSError as exc:
         raise ModelError(f"cannot load base model {base!r}: {exc}") from exc
+    train_labels = {task: _labelled(cleaned[task], train_idx) for task in tasks}
+    choice = _choose_path(train_labels, config)
+    logger.info("multi-task training path: %s (%s)", choice.strategy, choice.reason)
     hidden = body.config.hidden_size
     model = MultiTaskModel(
-        body, {task: nn.Linear(hidden, len(labels)) for task, labels in tasks.items()}
+        body,
+        {task: nn.Linear(hidden, len(labels)) for task, labels in tasks.items()},
+        normalize=choice.strategy == CONTRASTIVE,
     ).to(device)
     ids = {
-        task: torch.tensor([IGNORED if y is None else tasks[task].index(y) for y in cleaned[task]])
+        task: torch.tensor(
+            [UNLABELLED if y is None else tasks[task].index(y) for y in cleaned[task]]
+        )
         for task in tasks
     }
-    train_labels = {task: _labelled(cleaned[task], train_idx) for task in tasks}
     weights = {
         task: class_weights(train_labels[task], tasks[task]).to(device)
         if config.class_weighting
         else None
         for task in tasks
     }
-    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
-    steps = config.max_steps if config.max_steps > 0 else math.ceil(config.epochs * steps_per_epoch)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    scheduler = transformers.get_linear_schedule_with_warmup(
-        optimizer, int(config.warmup_ratio * steps), steps
-    )
     n_train = {task: len(labels) for task, labels in train_labels.items()}
     logger.info(
-        "multi-task fine-tuning %s on %d texts (labelled per task %s), tasks %s, %d steps, "
-        "eval %d texts",
+        "multi-task %s of %s on %d texts (labelled per task %s), tasks %s, eval %d texts",
+        choice.strategy,
         base,
         len(train_idx),
         n_train,
         {task: len(labels) for task, labels in tasks.items()},
-        steps,
         len(eval_idx),
     )
-    rng = np.random.default_rng(config.seed)
     started = time.perf_counter()
-    model.train()
-    order: list[int] = []
-    loss = torch.tensor(0.0)
-    for step in range(steps):
-        if len(order) < config.batch_size:
-            order.extend(int(i) for i in rng.permutation(train_idx))
-        batch, order = order[: config.batch_size], order[config.batch_size :]
-        encoded = _encode(tokenizer, [texts[i] for i in batch], config.max_length, device)
-        logits = model(**encoded)
-        losses = [
-            nn.functional.cross_entropy(
-                logits[task], wanted.to(device), weight=weights[task], ignore_index=IGNORED
-            )
-            for task in tasks
-            if bool(((wanted := ids[task][batch]) != IGNORED).any())
-        ]
-        loss = torch.stack(losses).sum()
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
-        if (step + 1) % 50 == 0 or step + 1 == steps:
-            logger.info("multi-task step %d/%d: loss %.4f", step + 1, steps, loss.item())
-    model.eval()
-    stop_reason = (
-        f"reached max_steps {config.max_steps}"
-        if config.max_steps > 0
-        else f"completed all {config.epochs:g} epochs ({steps} steps)"
-    )
-    logger.info("training stopped: %s", stop_reason)
+    train = _train_contrastive if choice.strategy == CONTRASTIVE else _fine_tune
+    record = train(model, tokenizer, texts, train_idx, ids, weights, config, device)
+    logger.info("training stopped: %s", record["stop_reason"])
     classifier = MultiTaskClassifier(
         model,
         tokenizer,
@@ -385,12 +388,92 @@ def train_multitask(
         else None,
         "n_train": len(train_idx),
         "n_train_per_task": n_train,
-        "steps": steps,
-        "stop_reason": stop_reason,
-        "train_loss": round(loss.item(), 6),
+        "strategy": choice.strategy,
+        "strategy_reason": choice.reason,
+        **record,
         "warnings": warnings,
     }
     return classifier
+
+
+def _choose_path(
+    train_labels: Mapping[str, Sequence[str]], config: TrainingConfig
+) -> StrategyChoice:
+    """Fine-tune the heads, or the contrastive (small-data) path when any task needs it."""
+    choices = {task: choose_strategy(labels, config) for task, labels in train_labels.items()}
+    small = [task for task, choice in choices.items() if choice.strategy == CONTRASTIVE]
+    reasons = "; ".join(f"{task}: {choice.reason}" for task, choice in choices.items())
+    if small:
+        return StrategyChoice(
+            CONTRASTIVE,
+            f"the {' and '.join(small)} data takes the contrastive path, so the shared body is "
+            f"tuned on every task's same/different-label pairs, then each head is a logistic "
+            f"regression ({reasons})",
+        )
+    return StrategyChoice(FINE_TUNE, f"every task fine-tunes ({reasons})")
+
+
+def _fine_tune(model, tokenizer, texts, train_idx, ids, weights, config, device) -> dict:
+    """The summed (class-weighted) cross-entropy of the heads, `config.epochs` over the data."""
+    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+    steps = config.max_steps if config.max_steps > 0 else math.ceil(config.epochs * steps_per_epoch)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = transformers.get_linear_schedule_with_warmup(
+        optimizer, int(config.warmup_ratio * steps), steps
+    )
+    rng = np.random.default_rng(config.seed)
+    model.train()
+    order: list[int] = []
+    loss = torch.tensor(0.0)
+    for step in range(steps):
+        if len(order) < config.batch_size:
+            order.extend(int(i) for i in rng.permutation(train_idx))
+        batch, order = order[: config.batch_size], order[config.batch_size :]
+        encoded = _encode(tokenizer, [texts[i] for i in batch], config.max_length, device)
+        logits = model(**encoded)
+        losses = [
+            nn.functional.cross_entropy(
+                logits[task], wanted.to(device), weight=weights[task], ignore_index=UNLABELLED
+            )
+            for task in ids
+            if bool(((wanted := ids[task][batch]) != UNLABELLED).any())
+        ]
+        loss = torch.stack(losses).sum()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            logger.info("multi-task step %d/%d: loss %.4f", step + 1, steps, loss.item())
+    model.eval()
+    stop_reason = (
+        f"reached max_steps {config.max_steps}"
+        if config.max_steps > 0
+        else f"completed all {config.epochs:g} epochs ({steps} steps)"
+    )
+    return {"steps": steps, "stop_reason": stop_reason, "train_loss": round(loss.item(), 6)}
+
+
+def _train_contrastive(model, tokenizer, texts, train_idx, ids, weights, config, device) -> dict:
+    """The body tuned on every task's label pairs (`small_data`), then a logistic head per task
+    fitted on the embeddings of the texts labelled for it."""
+    train_texts = [texts[i] for i in train_idx]
+    label_sets = [task_ids[train_idx] for task_ids in ids.values()]
+    record = contrastive_fine_tune(model, tokenizer, train_texts, label_sets, config, device)
+    embeddings = embed_texts(model, tokenizer, train_texts, config.max_length, device)
+    for task, labels in zip(ids, label_sets, strict=True):
+        rows = labels != UNLABELLED
+        head = fit_logistic_head(
+            embeddings[rows],
+            labels[rows],
+            model.heads[task].out_features,
+            None if weights[task] is None else weights[task].cpu(),
+        )
+        model.heads[task] = head.to(device)
+    model.eval()
+    return record
 
 
 def merge_task_data(
@@ -418,9 +501,6 @@ def merge_task_data(
             for name in targets:
                 targets[name].append(label if name == task else None)
     return texts, targets
-
-
-IGNORED = -100  # cross_entropy's ignore_index: the text has no label for that task
 
 
 def _task_labels(task: str, labels: Sequence[str | None], n_texts: int) -> list[str | None]:

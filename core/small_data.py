@@ -5,7 +5,8 @@ steps, a noisy early-stopping split, a model that predicts one class). Below
 `TrainingConfig.small_data_threshold` examples per label the classifier is instead trained like
 SetFit (Tunstall et al. 2022): the sentence embedder is fine-tuned contrastively on
 same-label / different-label pairs (cosine-similarity loss), then a logistic-regression head is
-fitted on the frozen embeddings. The switch counts the average examples per label.
+fitted on the frozen embeddings. The switch counts the average examples per label. A
+multi-task model (`core.multitask`) takes the same path with one label set per task.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ ROUNDS = 10
 """Contrastive steps = ROUNDS passes over the examples in batches, within [MIN_STEPS, MAX_STEPS]."""
 MIN_STEPS = 20
 MAX_STEPS = 60
+UNLABELLED = -100
+"""A text's label id in a label set it has no label in (cross-entropy's ignore_index)."""
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,6 @@ def train_contrastive(
 ) -> tuple[EmbeddingClassifier, object, dict]:
     """Contrastively fine-tune `base` on pairs of `texts`, then fit the head.
 
-    Each step embeds a batch of examples and pulls every same-label pair in it towards cosine 1
-    and pushes every different-label pair towards 0 (SetFit's cosine-similarity loss, over all
-    pairs of the batch rather than sampled pairs: one embedding per sentence per step).
     Returns (model, tokenizer, record): the record has stop_reason, steps, pairs, train_loss.
     `config.max_steps` > 0 caps the steps.
     """
@@ -128,11 +128,42 @@ def train_contrastive(
     body.config.label2id = {label: i for i, label in enumerate(label_names)}
     dim = body.config.hidden_size
     model = EmbeddingClassifier(body, nn.Linear(dim, len(label_names))).to(device)
+    label_ids = torch.tensor([label_names.index(label) for label in labels])
+    record = contrastive_fine_tune(model, tokenizer, texts, [label_ids], config, device)
+    embeddings = embed_texts(model, tokenizer, texts, config.max_length, device)
+    weights = class_weights(labels, label_names) if config.class_weighting else None
+    model.head = fit_logistic_head(embeddings, label_ids, len(label_names), weights).to(device)
+    model.eval()
+    return model, tokenizer, record
 
-    batch_size = min(config.batch_size, len(texts))
-    steps = contrastive_steps(len(texts), batch_size)
+
+def contrastive_fine_tune(
+    model: nn.Module,
+    tokenizer,
+    texts: Sequence[str],
+    label_sets: Sequence[torch.Tensor],
+    config: TrainingConfig,
+    device: str,
+) -> dict:
+    """Fine-tune `model.body` so that `model.embed` pulls same-label texts together.
+
+    Each label set (one per task; `UNLABELLED` marks a text without a label in it) gets the
+    steps one classifier would: `contrastive_steps` over its labelled texts, in batches drawn
+    from them alone. Each step embeds one batch per label set still training and pulls every
+    same-label pair of a batch towards cosine 1 and every different-label pair towards 0
+    (SetFit's cosine-similarity loss, over all pairs of the batch rather than sampled pairs),
+    the losses summed. Returns the record: stop_reason (the head is fitted next), steps, pairs,
+    train_loss.
+    """
+    rows = [torch.nonzero(ids != UNLABELLED).flatten().tolist() for ids in label_sets]
+    sizes = [min(config.batch_size, len(r)) for r in rows]
+    plan = [  # a set with fewer than two labelled texts has no pair to learn from
+        contrastive_steps(len(r), size) if len(r) >= 2 else 0
+        for r, size in zip(rows, sizes, strict=True)
+    ]
     if config.max_steps > 0:
-        steps = min(steps, config.max_steps)
+        plan = [min(steps, config.max_steps) for steps in plan]
+    steps = max(plan, default=0)
     optimizer = torch.optim.AdamW(
         model.body.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -140,58 +171,67 @@ def train_contrastive(
         optimizer, int(config.warmup_ratio * steps), steps
     )
     logger.info(
-        "contrastive fine-tuning on %d examples: batch %d (all %d pairs in it), %d steps, lr %g",
+        "contrastive fine-tuning on %d examples: label sets of %s examples, batches of %s (all "
+        "pairs in each), %s steps, lr %g",
         len(texts),
-        batch_size,
-        batch_size * (batch_size - 1) // 2,
-        steps,
+        [len(r) for r in rows],
+        sizes,
+        plan,
         config.learning_rate,
     )
-    label_ids = torch.tensor([label_names.index(label) for label in labels])
     rng = np.random.default_rng(config.seed)
-    order: list[int] = []
+    orders: list[list[int]] = [[] for _ in rows]
     model.train()
     log_every = max(1, steps // 10)
     pairs_seen = 0
+    loss = torch.tensor(0.0)
     for step in range(steps):
-        if len(order) < batch_size:
-            order.extend(int(i) for i in rng.permutation(len(texts)))
-        batch, order = order[:batch_size], order[batch_size:]
-        encoded = _encode(tokenizer, [texts[i] for i in batch], config.max_length, device)
-        embeddings = model.embed(**encoded)
-        target, weight = pair_targets(label_ids[batch].to(device))
-        loss = (weight * (embeddings @ embeddings.T - target) ** 2).sum()
+        losses = []
+        for labelled, size, order, label_ids, own in zip(
+            rows, sizes, orders, label_sets, plan, strict=True
+        ):
+            if step >= own:
+                continue
+            if len(order) < size:
+                order.extend(labelled[int(i)] for i in rng.permutation(len(labelled)))
+            batch = order[:size]
+            del order[:size]
+            encoded = _encode(tokenizer, [texts[i] for i in batch], config.max_length, device)
+            embeddings = model.embed(**encoded)
+            target, weight = pair_targets(label_ids[batch].to(device))
+            losses.append((weight * (embeddings @ embeddings.T - target) ** 2).sum())
+            pairs_seen += size * (size - 1) // 2
+        loss = torch.stack(losses).sum()
         loss.backward()
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad()
-        pairs_seen += len(batch) * (len(batch) - 1) // 2
         if (step + 1) % log_every == 0 or step + 1 == steps:
             logger.info("contrastive step %d/%d: loss %.4f", step + 1, steps, loss.item())
     model.eval()
+    described = (
+        f"{steps} steps of {sizes[0]} examples"
+        if len(plan) == 1
+        else f"{steps} steps ({' and '.join(map(str, plan))} for the {len(plan)} label sets, in "
+        f"batches of {' and '.join(map(str, sizes))} examples)"
+    )
     stop_reason = (
-        f"contrastive pass complete: {steps} steps of {batch_size} examples "
-        f"({pairs_seen} sentence pairs)"
+        f"contrastive pass complete: {described} ({pairs_seen} sentence pairs)"
         + (f" (capped by max_steps {config.max_steps})" if config.max_steps > 0 else "")
         + "; then the logistic-regression head was fitted"
     )
-    embeddings = embed_texts(model, tokenizer, texts, config.max_length, device)
-    weights = class_weights(labels, label_names) if config.class_weighting else None
-    model.head = fit_logistic_head(embeddings, label_ids, len(label_names), weights).to(device)
-    model.eval()
-    record = {
+    return {
         "stop_reason": stop_reason,
         "steps": steps,
         "pairs": pairs_seen,
         "train_loss": round(loss.item(), 6),
     }
-    return model, tokenizer, record
 
 
 def embed_texts(
-    model: EmbeddingClassifier, tokenizer, texts: Sequence[str], max_length: int, device: str
+    model: nn.Module, tokenizer, texts: Sequence[str], max_length: int, device: str
 ) -> torch.Tensor:
-    """Embeddings of `texts` (eval mode, batches of 64), on the CPU."""
+    """`model.embed` of `texts` (eval mode, batches of 64), on the CPU."""
     model.eval()
     out = []
     with torch.inference_mode():

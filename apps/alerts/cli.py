@@ -18,11 +18,14 @@ from threefold.core.command_line import clean_errors, emit_json
 
 if TYPE_CHECKING:
     from threefold.apps.alerts.config import AlertsConfig
-    from threefold.core.training_config import TrainingConfig
     from threefold.streaming.connections import KafkaSettings, RedisSettings
 
 logger = logging.getLogger("threefold.alerts")
 SAMPLE = Path(__file__).resolve().parent / "data" / "headlines_sample.csv"
+DEFAULT_MODE_REASON = (
+    "one multi-task model (one forward pass per headline), the default; its training path is "
+    "in strategy and strategy_reason"
+)
 
 
 @click.group("alerts")
@@ -182,8 +185,8 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
     default=None,
     help="One body with a topic and a sentiment head (one forward pass per headline; with "
     "--topic-data / --sentiment-data each head learns from its own file), or two classifiers. "
-    "[default: one model when both tasks have enough data to fine-tune (128 examples per label "
-    "on average), two otherwise: the small-data path trains each classifier on its own]",
+    "[default: one model; small data (under 128 examples per label on average) takes the "
+    "contrastive path, for both tasks at once]",
 )
 @click.option(
     "--base",
@@ -227,10 +230,8 @@ def train_command(
         "topic": (topic_data or data_path, topic_column),
         "sentiment": (sentiment_data or data_path, sentiment_column),
     }
-    sets = None  # each task's (texts, labels), read once when the choice needs them
     if multitask is None:
-        sets = _read_task_sets(sources, text_column)
-        multitask, reason = _choose_mode(sets, TrainingConfig(text_column=text_column, **training))
+        multitask, reason = True, DEFAULT_MODE_REASON
     else:
         reason = f"--{'multitask' if multitask else 'separate'} was given"
     logger.info("alerts train: %s (%s)", "one multi-task model" if multitask else "two", reason)
@@ -238,7 +239,7 @@ def train_command(
     if multitask:
         target = _target(out, registry, "joint")
         _train_multitask(
-            sets or _read_task_sets(sources, text_column),
+            _read_task_sets(sources, text_column),
             [path for path, _ in sources.values()],
             text_column,
             target,
@@ -290,26 +291,6 @@ def _read_task_sets(
     return sets
 
 
-def _choose_mode(
-    sets: dict[str, tuple[list[str], list[str]]], config: TrainingConfig
-) -> tuple[bool, str]:
-    """(multi-task?, why): one model when every task's data takes the fine-tune path."""
-    from threefold.core.small_data import FINE_TUNE, choose_strategy
-
-    choices = {task: choose_strategy(labels, config) for task, (_, labels) in sets.items()}
-    small = [task for task, choice in choices.items() if choice.strategy != FINE_TUNE]
-    if small:
-        return False, (
-            f"two classifiers: the {' and '.join(small)} data takes the small-data path, which a "
-            "multi-task model does not have (--multitask trains one anyway): "
-            + "; ".join(f"{t}: {choices[t].reason}" for t in small)
-        )
-    return True, (
-        "one multi-task model (one forward pass per headline): every task has enough data to "
-        "fine-tune (" + "; ".join(f"{t}: {c.reason}" for t, c in choices.items()) + ")"
-    )
-
-
 def _train_multitask(
     sets: dict[str, tuple[list[str], list[str]]],
     files: list[str],
@@ -341,6 +322,8 @@ def _train_multitask(
                 task: {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"]}
                 for task, r in evaluation.items()
             },
+            "strategy": model.metrics.get("strategy"),
+            "strategy_reason": model.metrics.get("strategy_reason"),
             "stop_reason": model.metrics.get("stop_reason"),
             "train_seconds": model.train_seconds,
         }

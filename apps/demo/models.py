@@ -1,4 +1,4 @@
-"""Demo artefacts cached between runs: the alert classifiers, the FAQ bot, the recs catalog vectors.
+"""Demo artefacts cached between runs: the alerts model, the FAQ bot, the recs catalog vectors.
 
 Each artefact lives under the cache directory in a folder named by a key over its inputs (the
 sample data's bytes, the base model and the training settings), so a changed sample or base
@@ -27,9 +27,11 @@ logger = logging.getLogger(__name__)
 META_FILE = "demo-meta.json"
 RECS_VECTORS_FILE = "vectors.npz"
 RECS_COMBINER_FILE = "combiner.json"
-# Few steps on the small shipped sample: about a minute on two CPU cores for both models,
-# enough for the scenario's negative surge to be recognised.
-CLASSIFIER_STEPS: dict[str, int] = {"topic": 15, "sentiment": 30}
+# Few steps on the small shipped sample (one multi-task model, topic and sentiment heads, on the
+# contrastive path): under a minute on two CPU cores, enough for the scenario's negative surge
+# to be recognised.
+ALERT_TASKS = ("topic", "sentiment")
+CLASSIFIER_STEPS = 30
 CLASSIFIER_SETTINGS: dict[str, Any] = {
     "learning_rate": 2e-4,
     "batch_size": 16,
@@ -111,7 +113,7 @@ def train_alert_models(
     retrain: bool = False,
     progress: bool = True,
 ) -> CachedArtefact:
-    """The topic and sentiment classifiers (root/alerts-models-<key>/{topic,sentiment})."""
+    """One multi-task model, a topic and a sentiment head (root/alerts-multitask-<key>)."""
     from threefold.core.base_model import resolve_base_model
 
     base = resolve_base_model(base_model)
@@ -119,22 +121,23 @@ def train_alert_models(
     key = cache_key([sample], base, settings)
 
     def build(out: Path) -> None:
-        from threefold.core.classifier_training import train_classifier
+        from threefold.core.multitask import train_multitask
         from threefold.core.training_config import TrainingConfig
 
-        rows = _labelled_rows(sample, tuple(CLASSIFIER_STEPS))
-        texts = [r["text"] for r in rows]
-        for column, steps in CLASSIFIER_STEPS.items():
-            logger.info("training the %s classifier on %d headlines", column, len(rows))
-            config = TrainingConfig(
-                max_steps=steps, output_progress=progress, **CLASSIFIER_SETTINGS
-            )
-            model = train_classifier(
-                texts, [r[column] for r in rows], base_model=base, config=config
-            )
-            model.save(out / column)
+        rows = _labelled_rows(sample, ALERT_TASKS)
+        logger.info("training the topic and sentiment model on %d headlines", len(rows))
+        config = TrainingConfig(
+            max_steps=CLASSIFIER_STEPS, output_progress=progress, **CLASSIFIER_SETTINGS
+        )
+        model = train_multitask(
+            [r["text"] for r in rows],
+            {task: [r[task] for r in rows] for task in ALERT_TASKS},
+            base_model=base,
+            config=config,
+        )
+        model.save(out)
 
-    return cached_build(root, "alerts-models", key, build, rebuild=retrain)
+    return cached_build(root, "alerts-multitask", key, build, rebuild=retrain)
 
 
 def build_faq_bot(

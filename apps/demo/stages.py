@@ -149,7 +149,7 @@ def train_models(options: DemoOptions, cache: Path, log: StageLog) -> Any:
     from threefold.apps.demo.models import CLASSIFIER_STEPS, train_alert_models
     from threefold.core.base_model import base_model_from_env
 
-    log.begin(2, "models", f"topic and sentiment classifiers (cache {cache})")
+    log.begin(2, "models", f"topic and sentiment model, one body and two heads (cache {cache})")
     if options.retrain:
         log.note("--retrain: training them again")
     started = time.monotonic()
@@ -161,8 +161,10 @@ def train_models(options: DemoOptions, cache: Path, log: StageLog) -> Any:
         progress=options.progress,
     )
     if models.built:
-        steps = ", ".join(f"{name} {n} steps" for name, n in CLASSIFIER_STEPS.items())
-        log.done(f"trained ({steps}) in {time.monotonic() - started:.0f} s -> {models.path}")
+        log.done(
+            f"trained ({CLASSIFIER_STEPS} steps) in {time.monotonic() - started:.0f} s "
+            f"-> {models.path}"
+        )
     else:
         log.done(f"reused {models.path}")
     return models
@@ -237,8 +239,7 @@ def build_apps(
         alerts_topic=f"{topic}-alerts",
         dead_letter_topic=f"{topic}-dead-letter",
         group_id=f"{topic}-alerts",
-        topic_model_dir=str(models_dir / "topic"),
-        sentiment_model_dir=str(models_dir / "sentiment"),
+        topic_model_dir=str(models_dir),  # one multi-task directory scores both tasks
         redis_prefix=prefix + "alerts:",
         analyst_tokens=Secret(f"{DEMO_ANALYST}:{state.analyst_token}"),
         bootstrap_servers=state.kafka.bootstrap_servers,

@@ -22,8 +22,13 @@ from threefold.core.multitask import (
 from threefold.core.training_config import TrainingConfig
 
 TOPICS = ["results"] * 10 + ["other"] * 10
-CONFIG = TrainingConfig(
-    max_steps=12, batch_size=8, learning_rate=2e-4, warmup_ratio=0.0, eval_fraction=0.25
+CONFIG = TrainingConfig(  # the fine-tune path (data this small would take the contrastive one)
+    max_steps=12,
+    batch_size=8,
+    learning_rate=2e-4,
+    warmup_ratio=0.0,
+    eval_fraction=0.25,
+    strategy="fine-tune",
 )
 
 
@@ -166,3 +171,49 @@ def test_single_task_levers_are_named_as_unused_not_silently_dropped(caplog) -> 
         config=dataclasses.replace(CONFIG, max_steps=2),
     )
     assert plain.metrics["warnings"] == []
+
+
+@pytest.mark.slow
+def test_small_data_takes_the_contrastive_path_in_one_model_and_round_trips(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    config = dataclasses.replace(CONFIG, strategy="auto", max_steps=8, learning_rate=2e-5)
+    model = train_multitask(TEXTS, {"topic": TOPICS, "sentiment": LABELS}, config=config)
+    assert model.metrics["strategy"] == "contrastive"
+    assert (
+        "the topic and sentiment data takes the contrastive path"
+        in (model.metrics["strategy_reason"])
+    )
+    assert model.metrics["stop_reason"].startswith(  # each task its own batches and steps
+        "contrastive pass complete: 8 steps (8 and 8 for the 2 label sets, in batches of 8 and 8"
+    )
+    assert model.model.normalize
+    predicted = model.predict(TEXTS)  # each head is a logistic regression fitted on its texts
+    assert np.mean([p == y for p, y in zip(predicted["sentiment"], LABELS, strict=True)]) >= 0.8
+    assert len(set(predicted["sentiment"])) == 3 and len(set(predicted["topic"])) == 2
+    model.save(tmp_path / "small")
+    meta = json.loads((tmp_path / "small" / META_FILE).read_text(encoding="utf-8"))
+    assert meta["pooling"] == "normalized mean"
+    loaded = MultiTaskClassifier.load(tmp_path / "small", quantize=False)
+    assert loaded.model.normalize
+    probabilities = model.predict_proba(TEXTS)
+    for task, rows in loaded.predict_proba(TEXTS).items():
+        np.testing.assert_allclose(rows, probabilities[task], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_directory_from_before_the_pooling_record_loads_as_mean_pooled(
+    multitask_dir: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "old"
+    shutil.copytree(multitask_dir, copy)
+    meta = json.loads((copy / META_FILE).read_text(encoding="utf-8"))
+    assert meta.pop("pooling") == "mean"
+    (copy / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    assert not MultiTaskClassifier.load(copy, quantize=False).model.normalize
+    meta["pooling"] = "max"
+    (copy / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ModelError, match=r"has pooling 'max'; this threefold reads"):
+        MultiTaskClassifier.load(copy)

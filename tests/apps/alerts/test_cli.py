@@ -20,25 +20,28 @@ def test_run_without_kafka_and_redis_says_what_to_set(monkeypatch):
 
 
 @pytest.mark.slow
-def test_train_writes_a_topic_and_a_sentiment_model(tmp_path):
+def test_train_on_small_data_writes_one_model_trained_on_the_contrastive_path(tmp_path):
+    from threefold.core.multitask import MultiTaskClassifier
+
     # fmt: off
-    args = ["train", "--out", str(tmp_path), "--max-steps", "2", "--eval-fraction", "0",
-            "--batch-size", "8", "--max-length", "24", "--no-progress"]
+    args = ["train", "--out", str(tmp_path / "joint"), "--max-steps", "2", "--eval-fraction",
+            "0", "--batch-size", "8", "--max-length", "24", "--no-progress"]
     # fmt: on
     result = CliRunner().invoke(alerts, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["mode"] == "separate"  # the shipped sample is small data
-    assert summary["mode_reason"].startswith("two classifiers: the topic and sentiment data takes")
-    assert TextClassifier.load(tmp_path / "sentiment").labels == ["negative", "neutral", "positive"]
-    assert summary["topic"]["labels"] == [
-        "earnings",
-        "legal",
-        "macro",
-        "mergers",
-        "personnel",
-        "product",
-    ]
+    assert summary["mode"] == "multitask"  # one forward pass per headline, small data or not
+    assert summary["mode_reason"].startswith("one multi-task model")
+    assert summary["strategy"] == "contrastive"  # the shipped sample is small data
+    assert "the topic and sentiment data takes the contrastive path" in summary["strategy_reason"]
+    model = MultiTaskClassifier.load(tmp_path / "joint")
+    assert model.tasks["sentiment"] == ["negative", "neutral", "positive"]
+    assert model.tasks["topic"] == ["earnings", "legal", "macro", "mergers", "personnel", "product"]
+    two = [*args[:2], str(tmp_path / "two"), *args[3:], "--separate"]
+    separate = CliRunner().invoke(alerts, two)
+    assert separate.exit_code == 0, separate.output
+    assert TextClassifier.load(tmp_path / "two" / "sentiment").labels == model.tasks["sentiment"]
+    assert TextClassifier.load(tmp_path / "two" / "topic").labels == model.tasks["topic"]
 
 
 @pytest.mark.slow
@@ -68,7 +71,7 @@ def test_multitask_train_learns_each_head_from_its_own_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_train_picks_one_multitask_model_when_both_tasks_have_enough_data(tmp_path):
+def test_train_fine_tunes_one_multitask_model_when_both_tasks_have_enough_data(tmp_path):
     from threefold.core.multitask import MultiTaskClassifier
 
     rows = list(csv.DictReader((DATA_DIR / "headlines_sample.csv").open(encoding="utf-8")))
@@ -88,6 +91,7 @@ def test_train_picks_one_multitask_model_when_both_tasks_have_enough_data(tmp_pa
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["mode"] == "multitask"
     assert summary["mode_reason"].startswith("one multi-task model")
+    assert summary["strategy"] == "fine-tune"
     assert set(MultiTaskClassifier.load(tmp_path / "joint").tasks) == {"topic", "sentiment"}
     separate = CliRunner().invoke(
         alerts, [*args[:4], str(tmp_path / "two"), "--separate", *args[5:]]
@@ -116,6 +120,7 @@ def test_simulate_runs_the_scenario_in_memory(model_dirs):
 
 @pytest.mark.slow
 def test_train_publishes_into_a_registry_with_metadata(tmp_path):
+    from threefold.core.multitask import MultiTaskClassifier
     from threefold.core.registry import ModelEntry
 
     # fmt: off
@@ -125,12 +130,20 @@ def test_train_publishes_into_a_registry_with_metadata(tmp_path):
     result = CliRunner().invoke(alerts, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["sentiment"]["registry_version"] == "v1"
-    entry = ModelEntry(tmp_path / "alerts-sentiment")
-    info = entry.info("v1")
+    assert summary["registry_version"] == "v1"
+    joint = ModelEntry(tmp_path / "alerts-multitask")
+    info = joint.info("v1")
     assert info["status"] == "current" and info["created_by"]
     assert len(info["data_fingerprint"]) == 16 and info["app"] == "alerts"
-    assert TextClassifier.load(entry.current_dir()).labels == ["negative", "neutral", "positive"]
+    sentiment = MultiTaskClassifier.load(joint.current_dir()).tasks["sentiment"]
+    assert sentiment == ["negative", "neutral", "positive"]
+    result = CliRunner().invoke(alerts, [*args, "--separate"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["sentiment"]["registry_version"] == "v1"
+    entry = ModelEntry(tmp_path / "alerts-sentiment")
+    assert entry.info("v1")["status"] == "current"
+    assert TextClassifier.load(entry.current_dir()).labels == sentiment
 
 
 def test_retrain_needs_a_registry_entry_and_redis(tmp_path, monkeypatch):
