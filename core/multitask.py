@@ -24,7 +24,7 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from threefold.core.base_model import resolve_base_model
 from threefold.core.classifier import (
@@ -413,7 +413,16 @@ def _choose_path(
     return StrategyChoice(FINE_TUNE, f"every task fine-tunes ({reasons})")
 
 
-def _fine_tune(model, tokenizer, texts, train_idx, ids, weights, config, device) -> dict:
+def _fine_tune(
+    model: MultiTaskModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    train_idx: Sequence[int],
+    ids: Mapping[str, torch.Tensor],
+    weights: Mapping[str, torch.Tensor | None],
+    config: TrainingConfig,
+    device: str,
+) -> dict:
     """The summed (class-weighted) cross-entropy of the heads, `config.epochs` over the data."""
     steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
     steps = config.max_steps if config.max_steps > 0 else math.ceil(config.epochs * steps_per_epoch)
@@ -456,7 +465,16 @@ def _fine_tune(model, tokenizer, texts, train_idx, ids, weights, config, device)
     return {"steps": steps, "stop_reason": stop_reason, "train_loss": round(loss.item(), 6)}
 
 
-def _train_contrastive(model, tokenizer, texts, train_idx, ids, weights, config, device) -> dict:
+def _train_contrastive(
+    model: MultiTaskModel,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: Sequence[str],
+    train_idx: Sequence[int],
+    ids: Mapping[str, torch.Tensor],
+    weights: Mapping[str, torch.Tensor | None],
+    config: TrainingConfig,
+    device: str,
+) -> dict:
     """The body tuned on every task's label pairs (`small_data`), then a logistic head per task
     fitted on the embeddings of the texts labelled for it."""
     train_texts = [texts[i] for i in train_idx]
