@@ -48,6 +48,8 @@ def classifier_fpb(d: dict[str, Any]) -> list[Row]:
     device = d.get("train_device") or "cpu"
     where = "" if device == "cpu" else f", trained on {device} (torch {d['machine']['torch']})"
     where += _weights_note(d)
+    batches = d.get("hyperparameters", {}).get("batches")
+    where = f", {batches} batches{where}" if batches else where
     return [
         (
             f"Sentiment classifier (MiniLM-L6 fine-tune, 3 epochs{where})",
@@ -582,6 +584,7 @@ def reliability(d: dict[str, Any]) -> list[Row]:
 
 SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_fpb", classifier_fpb),
+    ("classifier_fpb_random_batches", classifier_fpb),
     ("classifier_fpb_cuda", classifier_fpb),
     ("classifier_recipe", classifier_recipe),
     ("classifier_recipe_twitter_sentiment", classifier_recipe),
