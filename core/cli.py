@@ -131,7 +131,7 @@ def classifier() -> None:
     "--group-by-length/--random-batches",
     default=_RECIPE.group_by_length,
     show_default=True,
-    help="Batch texts of similar length together (less padding, ~1.7x faster on CPU, as "
+    help="Batch texts of similar length together (less padding, 1.4-1.7x faster on CPU, as "
     "accurate within noise) or draw random batches.",
 )
 @click.option(

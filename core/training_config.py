@@ -43,7 +43,7 @@ class TrainingConfig:
     loss is (1 - `distill_alpha`) x cross-entropy + `distill_alpha` x the KL divergence from the
     teacher's probabilities at `distill_temperature` (Hinton et al. 2015).
     `group_by_length` batches texts of similar length together (shuffled groups), so less of
-    each batch is padding: 1.7x faster training on 2 CPU cores (FPB), equally accurate within
+    each batch is padding: 1.4-1.7x faster training on 2 CPU cores (FPB), as accurate within
     noise (12 paired runs on FPB and both Twitter files, bench/classifier_recipe.py), so it is
     on by default; False draws random batches.
     `checkpoint_average` > 1 averages the weights of the best epoch's checkpoint and the ones
