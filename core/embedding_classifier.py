@@ -22,6 +22,12 @@ HEAD_FILE = "head.safetensors"
 ARCHITECTURE = "sentence-embedding+linear-head"
 
 
+def masked_mean(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each text's token vectors, padding excluded."""
+    mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+    return (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
 class EmbeddingClassifier(nn.Module):
     """Mean-pooled, L2-normalised sentence embedding followed by a linear layer."""
 
@@ -38,9 +44,7 @@ class EmbeddingClassifier(nn.Module):
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
         """L2-normalised mean of the token vectors (padding excluded)."""
         tokens = self.body(input_ids=input_ids, attention_mask=attention_mask, **extra)[0]
-        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-        pooled = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return nn.functional.normalize(pooled, dim=-1)
+        return nn.functional.normalize(masked_mean(tokens, attention_mask), dim=-1)
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra

@@ -36,6 +36,7 @@ from threefold.core.classifier import (
     weights_fingerprint,
 )
 from threefold.core.device import torch_device
+from threefold.core.embedding_classifier import masked_mean
 from threefold.core.errors import ConfigError, DataError, ModelError
 from threefold.core.evaluation import classification_report
 from threefold.core.files import write_json_atomic
@@ -92,8 +93,7 @@ class MultiTaskModel(nn.Module):
 
     def _mean(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
         tokens = self.body(input_ids=input_ids, attention_mask=attention_mask, **extra)[0]
-        mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-        return (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return masked_mean(tokens, attention_mask)
 
 
 class MultiTaskClassifier:
