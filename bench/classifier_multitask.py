@@ -14,7 +14,9 @@ weighting from the flags):
 Each is scored on the two test sets, fp32 and int8, and timed scoring the topic test headlines
 as the consumer does (two passes vs one). Writes bench/results/classifier_multitask.json.
 With --per-label K each file's training share is cut to K examples of each label (small data:
-every model then takes the contrastive path), test sets unchanged.
+every model then takes the contrastive path), test sets unchanged. --base trains every model
+from another local base (e.g. all-mpnet-base-v2 from `threefold models fetch-base`); --no-int8
+leaves out the int8 rows and the scoring speeds (int8 runs on the CPU only: for a GPU run).
 """
 
 from __future__ import annotations
@@ -56,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="K",
         help="small data: train on K examples of each label drawn (with --seed) from each "
         "file's training share (the test sets stay whole)",
+    )
+    parser.add_argument("--base", help="base model directory (default: the packaged MiniLM)")
+    parser.add_argument(
+        "--int8",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="score int8 copies and time the scoring (--no-int8: fp32 accuracy only)",
     )
     parser.add_argument("--speed-texts", type=int, default=512, help="headlines timed")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -108,37 +117,42 @@ def main(argv: list[str] | None = None) -> int:
     separate, seconds = {}, {}
     for task, (texts, labels) in train.items():
         begun = time.perf_counter()
-        separate[task] = train_classifier(texts, labels, config=config)
+        separate[task] = train_classifier(texts, labels, base_model=args.base, config=config)
         seconds[task] = round(time.perf_counter() - begun, 1)
         logger.info("%s classifier trained in %.0f s: %s", task, seconds[task], separate[task])
-    quantized = {task: int8_copy(model) for task, model in separate.items()}
     rows["two classifiers"] = {
         "fp32": score(lambda task, texts: separate[task].predict(texts)),
-        "int8": score(lambda task, texts: quantized[task].predict(texts)),
         "train_seconds": seconds,
         "stop_reason": {t: m.metrics.get("stop_reason") for t, m in separate.items()},
     }
     logger.info("two classifiers: %s", rows["two classifiers"])
     texts, targets = merge_task_data(train)
     begun = time.perf_counter()
-    joint = train_multitask(texts, targets, config=config)
+    joint = train_multitask(texts, targets, base_model=args.base, config=config)
     joint_seconds = round(time.perf_counter() - begun, 1)
-    joint_int8 = int8_copy(joint)
     rows["one multi-task model"] = {
         "fp32": score(lambda task, texts: joint.predict(texts)[task]),
-        "int8": score(lambda task, texts: joint_int8.predict(texts)[task]),
         "train_seconds": joint_seconds,
         "n_train_per_task": joint.metrics["n_train_per_task"],
         "int8_recorded_decision": joint.metrics["int8"],
     }
+    speed: dict[str, float] = {}
+    if args.int8:
+        quantized = {task: int8_copy(model) for task, model in separate.items()}
+        joint_int8 = int8_copy(joint)
+        rows["two classifiers"]["int8"] = score(lambda task, texts: quantized[task].predict(texts))
+        rows["one multi-task model"]["int8"] = score(
+            lambda task, texts: joint_int8.predict(texts)[task]
+        )
+        headlines = test["topic"][0][: args.speed_texts]
+        speed = {
+            "two classifiers fp32": _rate(headlines, [m.predict_proba for m in separate.values()]),
+            "two classifiers int8": _rate(headlines, [m.predict_proba for m in quantized.values()]),
+            "multi-task fp32 (one pass)": _rate(headlines, [joint.predict_proba]),
+            "multi-task int8 (one pass)": _rate(headlines, [joint_int8.predict_proba]),
+        }
     logger.info("one multi-task model: %s", rows["one multi-task model"])
-    headlines = test["topic"][0][: args.speed_texts]
-    speed = {
-        "two classifiers fp32": _rate(headlines, [m.predict_proba for m in separate.values()]),
-        "two classifiers int8": _rate(headlines, [m.predict_proba for m in quantized.values()]),
-        "multi-task fp32 (one pass)": _rate(headlines, [joint.predict_proba]),
-        "multi-task int8 (one pass)": _rate(headlines, [joint_int8.predict_proba]),
-    }
+    precisions = ("fp32", "int8") if args.int8 else ("fp32",)
     two, one = rows["two classifiers"], rows["one multi-task model"]
     result = {
         "benchmark": "classifier_multitask",
@@ -154,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             "two classifiers": {t: m.metrics.get("strategy") for t, m in separate.items()},
             "one multi-task model": joint.metrics.get("strategy"),
         },
-        "base_model": "all-MiniLM-L6-v2 (default)",
+        "base_model": args.base or "all-MiniLM-L6-v2 (default)",
+        "device": joint.device,
         "config": config.to_dict(),
         "baseline": "two separate classifiers (train_classifier), same config, same run",
         "goal": GOAL,
@@ -166,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 for task in FILES
             }
-            for precision in ("fp32", "int8")
+            for precision in precisions
         },
         "headlines_per_second": speed,
         "speedup_vs_two_classifiers_fp32": {
@@ -179,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for name, row in rows.items():
-        for precision in ("fp32", "int8"):
+        for precision in precisions:
             cells = " | ".join(
                 f"{row[precision][t]['accuracy']:.3f} / {row[precision][t]['macro_f1']:.3f}"
                 for t in FILES

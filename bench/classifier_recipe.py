@@ -174,9 +174,16 @@ def write(
         "split": f"per seed s: stratified {TEST_SHARE:.0%} of the file (drawn with seed s) is the "
         f"test set; early stopping on a stratified {EVAL_FRACTION:.0%} of the rest",
         "seeds": sorted({r["seed"] for r in runs}),
-        "base_model": "all-MiniLM-L6-v2 (default)",
+        "base_model": "all-MiniLM-L6-v2 (default)"
+        + (
+            "; teacher rows: the --teacher base"
+            if any(r["variant"] == TEACHER for r in runs)
+            else ""
+        ),
         "baseline": "TrainingConfig defaults with length-grouped batches and class weighting "
-        "(pinned; both are train defaults), fine-tune path, same split and seed",
+        "(pinned; both are train defaults), fine-tune path, same split and seed"
+        if any(r["variant"] == BASELINE for r in runs)
+        else "none in this run",
         "goal": args.goal,
         "partial": partial,
         "summary": summarize(runs),

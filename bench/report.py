@@ -102,6 +102,35 @@ def classifier_recipe(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def classifier_base_fine_tune(d: dict[str, Any]) -> list[Row]:
+    """Teacher-only recipe runs: the train defaults on a stronger base (`--base`), against the
+    default base's baseline rows on the same splits and seeds (`baseline_reference`)."""
+    (row,) = d["summary"]
+    base = _base_name(next(r["base_model"] for r in d["runs"]))
+    devices = sorted({r.get("device", "cpu") for r in d["runs"]} - {"cpu"})
+    where = f", trained on {', '.join(devices)} (torch {d['machine']['torch']})" if devices else ""
+    reference = d.get("baseline_reference")
+    compared = (
+        f"all-MiniLM-L6-v2 (default) {_f(reference['accuracy'])} "
+        f"({_f(reference['accuracy_spread'][0])}–{_f(reference['accuracy_spread'][1])}), "
+        f"F1 {_f(reference['macro_f1'])}, same splits and seeds (`{Path(reference['file']).name}`)"
+        if reference
+        else "no baseline in this run"
+    )
+    low, high = row["accuracy_spread"]
+    return [
+        (
+            f"Fine-tune on base {base} (train defaults with a 10 % eval split, "
+            f"`classifier train --base`{where}{_weights_note(d)})",
+            f"{_dataset_name(d['dataset'])}: {d['split']}; seeds {d['seeds']}; acc mean (min–max)",
+            f"{_f(row['accuracy'])} ({_f(low)}–{_f(high)}), F1 {_f(row['macro_f1'])}",
+            f"{compared}; goal: {d['goal']}",
+            f"train s mean {row['train_seconds_mean']:.0f}",
+            "`bench/classifier_recipe.py` (teacher row)",
+        )
+    ]
+
+
 def _dataset_name(path: str) -> str:
     """A result file's data set as the table names it."""
     known = {
@@ -155,12 +184,21 @@ def classifier_multitask(d: dict[str, Any]) -> list[Row]:
             f"{task} {_f(s['accuracy'])} / {_f(s['macro_f1'])}" for task, s in scores.items()
         )
 
+    def cells(row: dict[str, Any]) -> str:
+        return f"fp32: {cell(row, 'fp32')}" + (
+            f"; int8: {cell(row, 'int8')}" if "int8" in row else ""
+        )
+
     one, two = d["rows"]["one multi-task model"], d["rows"]["two classifiers"]
     gaps = d["accuracy_difference_points"]
     speed = d["speedup_vs_two_classifiers_fp32"]
     weighting = "on" if d["config"].get("class_weighting") else "off"
     title = "Alerts: one multi-task model (topic + sentiment heads) vs two classifiers"
-    recipe = f"{d['config']['epochs']:g} epochs"
+    base = d.get("base_model", "")
+    base = "MiniLM-L6" if "MiniLM" in base else _base_name(base)
+    if d.get("device", "cpu") != "cpu":
+        title += f" (trained on {d['device']}, torch {d['machine']['torch']}{_weights_note(d)})"
+    recipe = f"{d['config']['epochs']:g} epochs, learning rate {d['config']['learning_rate']:g}"
     if d.get("per_label"):
         paths = d.get("strategy", {}).get("one multi-task model", "?")
         title = f"Alerts on small data ({d['per_label']} per label): " + title[len("Alerts: ") :]
@@ -169,19 +207,22 @@ def classifier_multitask(d: dict[str, Any]) -> list[Row]:
         (
             title,
             "Twitter financial news topic and sentiment `train.csv` (two files): "
-            f"{d['split']}; MiniLM-L6, {recipe}, class weighting {weighting}; acc / macro-F1",
-            f"fp32: {cell(one, 'fp32')}; int8: {cell(one, 'int8')}; accuracy vs the two fp32 "
-            "classifiers: "
+            f"{d['split']}; {base}, {recipe}, class weighting {weighting}; acc / macro-F1",
+            f"{cells(one)}; accuracy vs the two fp32 classifiers: "
             + ", ".join(
                 f"{precision} {task} {points:+.1f} pt"
                 for precision, tasks in gaps.items()
                 for task, points in tasks.items()
             ),
-            f"two classifiers fp32: {cell(two, 'fp32')}; int8: {cell(two, 'int8')}; goal within "
-            "0.5 pt; Twitter goals sentiment 0.89, topic 0.91",
-            f"scoring ×{speed['multi-task int8 (one pass)']:.2f} (one pass, int8) and "
-            f"×{speed['multi-task fp32 (one pass)']:.2f} (fp32) vs two fp32 classifiers; train "
-            f"{one['train_seconds']:.0f} s vs "
+            f"two classifiers {cells(two)}; goal within 0.5 pt; Twitter goals sentiment 0.89, "
+            "topic 0.91",
+            (
+                f"scoring ×{speed['multi-task int8 (one pass)']:.2f} (one pass, int8) and "
+                f"×{speed['multi-task fp32 (one pass)']:.2f} (fp32) vs two fp32 classifiers; "
+                if speed
+                else "scoring not timed (--no-int8); "
+            )
+            + f"train {one['train_seconds']:.0f} s vs "
             f"{sum(two['train_seconds'].values()):.0f} s{_load_note(d.get('machine'))}",
             "`bench/classifier_multitask.py`",
         )
@@ -592,6 +633,9 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_recipe_fpb_cuda", classifier_recipe),
     ("classifier_recipe_twitter_sentiment_cuda", classifier_recipe),
     ("classifier_recipe_twitter_topic_cuda", classifier_recipe),
+    ("classifier_mpnet_fpb_cuda", classifier_base_fine_tune),
+    ("classifier_mpnet_twitter_sentiment_cuda", classifier_base_fine_tune),
+    ("classifier_mpnet_twitter_topic_cuda", classifier_base_fine_tune),
     ("classifier_distill", classifier_distill),
     ("classifier_small_data", classifier_small_data),
     ("classifier_small_data_mpnet", classifier_small_data),
@@ -602,6 +646,9 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_multitask_k16_seed0", classifier_multitask),
     ("classifier_multitask_k16_seed1", classifier_multitask),
     ("classifier_multitask_k16_seed2", classifier_multitask),
+    ("classifier_multitask_mpnet_cuda_seed42", classifier_multitask),
+    ("classifier_multitask_mpnet_cuda_seed0", classifier_multitask),
+    ("classifier_multitask_mpnet_cuda_seed1", classifier_multitask),
     ("classifier_bases", classifier_bases),
     ("embedder_speed", embedder_speed),
     ("embedder_speed_cuda", embedder_speed_cuda),
