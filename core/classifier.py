@@ -22,7 +22,7 @@ import json
 import logging
 import platform
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from threefold.core.labelled_data import check_texts
 from threefold.core.training_config import TrainingConfig
 
 INT8_MAX_ACCURACY_DROP = 0.005  # int8 serves by default when eval accuracy drops no more
+INT8_MIN_EVAL_TEXTS = 200  # ... measured on at least this many eval texts (1 error = 0.5 point)
 
 logger = logging.getLogger(__name__)
 
@@ -285,19 +286,42 @@ def weights_fingerprint(model: nn.Module, labels: Sequence[str]) -> str:
     return digest.hexdigest()[:12]
 
 
-def int8_decision(fp32_accuracy: dict[str, float], int8_accuracy: dict[str, float]) -> dict:
+def int8_decision(
+    fp32_accuracy: Mapping[str, float],
+    int8_accuracy: Mapping[str, float],
+    eval_size: Mapping[str, int],
+) -> dict:
     """Whether int8 serves by default on the CPU: it may cost <= INT8_MAX_ACCURACY_DROP of eval
-    accuracy on every task (one task, "label", for a single classifier). Saved as `metrics.int8`.
+    accuracy on every task (one task, "label", for a single classifier), measured on at least
+    INT8_MIN_EVAL_TEXTS eval texts of each (on fewer, one error is more than the allowance, so
+    the cost cannot be told apart from noise: fp32). Saved as `metrics.int8`, with the reason.
     """
     drop = {task: round(fp32_accuracy[task] - int8_accuracy[task], 4) for task in fp32_accuracy}
-    use = max(drop.values()) <= INT8_MAX_ACCURACY_DROP
+    few = {task: n for task, n in eval_size.items() if n < INT8_MIN_EVAL_TEXTS}
+    worst = max(drop, key=drop.__getitem__)
+    if few:
+        use = False
+        reason = (
+            f"fp32: too few eval texts to measure a {100 * INT8_MAX_ACCURACY_DROP:g}-point cost "
+            f"({', '.join(f'{task} {n}' for task, n in few.items())}; needs "
+            f"{INT8_MIN_EVAL_TEXTS}); load with quantize=True (--quantize) to serve int8 anyway"
+        )
+    else:
+        use = drop[worst] <= INT8_MAX_ACCURACY_DROP
+        reason = (
+            f"{'int8' if use else 'fp32'}: int8 costs {100 * drop[worst]:.1f} point(s) of eval "
+            f"accuracy at most ({worst}, {eval_size[worst]} eval texts); the allowance is "
+            f"{100 * INT8_MAX_ACCURACY_DROP:g}"
+        )
     logger.info("int8 eval accuracy %s (drop %s): default on CPU %s", int8_accuracy, drop, use)
     return {
         "accuracy": dict(int8_accuracy),
         "accuracy_drop": drop,
+        "eval_size": dict(eval_size),
         "default_on_cpu": use,
+        "reason": reason,
         "rule": f"int8 by default on the CPU when it costs <= {INT8_MAX_ACCURACY_DROP:g} of "
-        "eval accuracy on every task",
+        f"eval accuracy on every task, measured on >= {INT8_MIN_EVAL_TEXTS} eval texts of each",
     }
 
 

@@ -242,7 +242,9 @@ def measure_int8(
         return None
     predicted = int8_copy(classifier).predict(eval_texts)
     accuracy = classification_report(eval_labels, predicted, labels=classifier.labels)["accuracy"]
-    return int8_decision({"label": report["accuracy"]}, {"label": accuracy})
+    return int8_decision(
+        {"label": report["accuracy"]}, {"label": accuracy}, {"label": len(eval_texts)}
+    )
 
 
 def check_prediction_collapse(

@@ -379,6 +379,7 @@ def train_multitask(
         int8 = int8_decision(
             {task: r["accuracy"] for task, r in reports.items()},
             {task: r["accuracy"] for task, r in quantized.items()},
+            {task: r["n"] for task, r in reports.items()},
         )
     classifier.metrics = {
         "int8": int8,

@@ -90,10 +90,20 @@ def test_saved_classifier_loads_with_identical_probabilities(
 def test_training_records_the_int8_decision_and_loading_follows_it(classifier_dir: Path) -> None:
     meta = json.loads((classifier_dir / META_FILE).read_text(encoding="utf-8"))
     int8 = meta["metrics"]["int8"]
-    assert set(int8) == {"accuracy", "accuracy_drop", "default_on_cpu", "rule"}
+    assert set(int8) == {
+        "accuracy",
+        "accuracy_drop",
+        "eval_size",
+        "default_on_cpu",
+        "reason",
+        "rule",
+    }
     fp32 = meta["metrics"]["eval"]["accuracy"]
     assert int8["accuracy_drop"]["label"] == pytest.approx(fp32 - int8["accuracy"]["label"])
-    assert int8["default_on_cpu"] == (int8["accuracy_drop"]["label"] <= 0.005)
+    assert int8["eval_size"] == {"label": meta["metrics"]["eval"]["n"]}
+    enough = int8["eval_size"]["label"] >= 200
+    assert int8["default_on_cpu"] == (enough and int8["accuracy_drop"]["label"] <= 0.005)
+    assert enough or int8["reason"].startswith("fp32: too few eval texts")
     assert TextClassifier.load(classifier_dir, device="cpu").quantized == int8["default_on_cpu"]
     automatic = TextClassifier.load(classifier_dir)  # int8 only where it runs: on the CPU
     assert automatic.quantized == (int8["default_on_cpu"] and automatic.device == "cpu")
@@ -103,14 +113,38 @@ def test_training_records_the_int8_decision_and_loading_follows_it(classifier_di
 def test_int8_decision_allows_half_a_point_on_every_task() -> None:
     from threefold.core.classifier import int8_decision, quantize_by_default
 
-    kept = int8_decision({"topic": 0.9, "sentiment": 0.8}, {"topic": 0.896, "sentiment": 0.8})
+    sizes = {"topic": 500, "sentiment": 200}
+    kept = int8_decision(
+        {"topic": 0.9, "sentiment": 0.8}, {"topic": 0.896, "sentiment": 0.8}, sizes
+    )
     assert kept["default_on_cpu"] and kept["accuracy_drop"] == {"topic": 0.004, "sentiment": 0.0}
-    lost = int8_decision({"topic": 0.9, "sentiment": 0.8}, {"topic": 0.91, "sentiment": 0.794})
+    assert kept["reason"].startswith("int8: int8 costs 0.4 point(s)")
+    lost = int8_decision(
+        {"topic": 0.9, "sentiment": 0.8}, {"topic": 0.91, "sentiment": 0.794}, sizes
+    )
     assert not lost["default_on_cpu"]  # one task losing 0.6 point is enough to stay fp32
+    assert "(sentiment, 200 eval texts)" in lost["reason"]
     assert quantize_by_default({"int8": kept}, "cpu")
     assert not quantize_by_default({"int8": kept}, "cuda")
     assert not quantize_by_default({"int8": lost}, "cpu")
     assert not quantize_by_default({}, "cpu")  # no eval split, no measurement: fp32
+
+
+def test_int8_decision_stays_fp32_when_the_eval_split_is_too_small_to_measure_half_a_point() -> (
+    None
+):
+    from threefold.core.classifier import int8_decision
+
+    # no drop at all, but on 32 sentiment texts one error is 3 points: not a measurement
+    small = int8_decision(
+        {"topic": 0.9, "sentiment": 0.8},
+        {"topic": 0.9, "sentiment": 0.8},
+        {"topic": 400, "sentiment": 32},
+    )
+    assert not small["default_on_cpu"]
+    assert small["eval_size"] == {"topic": 400, "sentiment": 32}
+    assert "too few eval texts" in small["reason"] and "sentiment 32" in small["reason"]
+    assert "topic 400" not in small["reason"] and "--quantize" in small["reason"]
 
 
 @pytest.mark.slow
