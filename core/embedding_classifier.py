@@ -28,6 +28,17 @@ def masked_mean(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Ten
     return (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
+def encode_batch(
+    tokenizer, texts: list[str], max_length: int, device: str
+) -> dict[str, torch.Tensor]:
+    """Token ids and attention mask of `texts` (padded, truncated) on `device`: the inputs of
+    the mean-pooled bodies (token type ids left to the model's all-zero default)."""
+    encoded = tokenizer(
+        texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+    )
+    return {key: encoded[key].to(device) for key in ("input_ids", "attention_mask")}
+
+
 class EmbeddingClassifier(nn.Module):
     """Mean-pooled, L2-normalised sentence embedding followed by a linear layer."""
 

@@ -36,7 +36,7 @@ from threefold.core.classifier import (
     weights_fingerprint,
 )
 from threefold.core.device import torch_device
-from threefold.core.embedding_classifier import masked_mean
+from threefold.core.embedding_classifier import encode_batch, masked_mean
 from threefold.core.errors import ConfigError, DataError, ModelError
 from threefold.core.evaluation import classification_report
 from threefold.core.files import write_json_atomic
@@ -145,7 +145,7 @@ class MultiTaskClassifier:
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
-                encoded = _encode(
+                encoded = encode_batch(
                     self.tokenizer, [texts[i] for i in batch], self.max_length, self.device
                 )
                 for task, logits in self.model(**encoded).items():
@@ -441,7 +441,7 @@ def _fine_tune(
         if len(order) < config.batch_size:
             order.extend(int(i) for i in rng.permutation(train_idx))
         batch, order = order[: config.batch_size], order[config.batch_size :]
-        encoded = _encode(tokenizer, [texts[i] for i in batch], config.max_length, device)
+        encoded = encode_batch(tokenizer, [texts[i] for i in batch], config.max_length, device)
         logits = model(**encoded)
         losses = [
             nn.functional.cross_entropy(
@@ -578,13 +578,6 @@ def _reports(
 
 def _flat_labels(tasks: Mapping[str, Sequence[str]]) -> list[str]:
     return [f"{task}:{label}" for task, labels in tasks.items() for label in labels]
-
-
-def _encode(tokenizer, texts: list[str], max_length: int, device: str) -> dict[str, torch.Tensor]:
-    encoded = tokenizer(
-        texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
-    )
-    return {key: value.to(device) for key, value in encoded.items()}
 
 
 def _read_meta(path: Path) -> dict:

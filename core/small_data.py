@@ -23,7 +23,7 @@ import transformers
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
-from threefold.core.embedding_classifier import EmbeddingClassifier
+from threefold.core.embedding_classifier import EmbeddingClassifier, encode_batch
 from threefold.core.errors import ModelError
 from threefold.core.training_config import TrainingConfig
 from threefold.core.training_recipe import class_weights
@@ -196,7 +196,7 @@ def contrastive_fine_tune(
                 order.extend(labelled[int(i)] for i in rng.permutation(len(labelled)))
             batch = order[:size]
             del order[:size]
-            encoded = _encode(tokenizer, [texts[i] for i in batch], config.max_length, device)
+            encoded = encode_batch(tokenizer, [texts[i] for i in batch], config.max_length, device)
             embeddings = model.embed(**encoded)
             target, weight = pair_targets(label_ids[batch].to(device))
             losses.append((weight * (embeddings @ embeddings.T - target) ** 2).sum())
@@ -236,7 +236,7 @@ def embed_texts(
     out = []
     with torch.inference_mode():
         for start in range(0, len(texts), 64):
-            encoded = _encode(tokenizer, list(texts[start : start + 64]), max_length, device)
+            encoded = encode_batch(tokenizer, list(texts[start : start + 64]), max_length, device)
             out.append(model.embed(**encoded).float().cpu())
     return torch.cat(out)
 
@@ -271,14 +271,3 @@ def fit_logistic_head(
     with torch.enable_grad():
         optimizer.step(objective)
     return head
-
-
-def _encode(tokenizer, texts: list[str], max_length: int, device: str) -> dict[str, torch.Tensor]:
-    encoded = tokenizer(
-        texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
-    )
-    return {
-        key: value.to(device)
-        for key, value in encoded.items()
-        if key in ("input_ids", "attention_mask")
-    }
