@@ -17,6 +17,8 @@ With --per-label K each file's training share is cut to K examples of each label
 every model then takes the contrastive path), test sets unchanged. --base trains every model
 from another local base (e.g. all-mpnet-base-v2 from `threefold models fetch-base`); --no-int8
 leaves out the int8 rows and the scoring speeds (int8 runs on the CPU only: for a GPU run).
+--merge FILE... joins runs that differ only in --seed (one process per seed) into --out: every
+figure becomes the mean over the seeds, accuracies with their min-max, the runs kept whole.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
+import statistics
 import sys
 import time
 from datetime import datetime, timezone
@@ -68,7 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--speed-texts", type=int, default=512, help="headlines timed")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="train nothing: join result files that differ only in --seed into --out",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     paths = {task: args.data_dir / relative for task, relative in FILES.items()}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
@@ -201,6 +214,81 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"| {name} {precision} | {cells} |")
     print(json.dumps(result["speedup_vs_two_classifiers_fp32"]))
+    return 0
+
+
+def merge(files: list[Path], out: Path) -> int:
+    """One result of several seeds: means (accuracy with min-max) where the runs had numbers."""
+    runs = [json.loads(path.read_text(encoding="utf-8")) for path in files]
+    same = ("datasets", "per_label", "base_model", "baseline", "goal")
+    for key in [*same, "config"]:
+        values = [
+            {k: v for k, v in run[key].items() if k != "seed"} if key == "config" else run[key]
+            for run in runs
+        ]
+        if any(value != values[0] for value in values):
+            sys.exit(f"--merge needs runs that differ only in --seed; they differ in {key}")
+    seeds = [run["config"]["seed"] for run in runs]
+    if len(set(seeds)) < len(seeds):
+        sys.exit(f"--merge found one seed twice: {seeds}")
+
+    def mean(values: list[float]) -> float:
+        return round(statistics.mean(values), 4)
+
+    def scores(name: str, precision: str) -> dict:
+        table = [run["rows"][name][precision] for run in runs]
+        return {
+            task: {
+                "accuracy": mean([t[task]["accuracy"] for t in table]),
+                "accuracy_spread": [
+                    min(t[task]["accuracy"] for t in table),
+                    max(t[task]["accuracy"] for t in table),
+                ],
+                "macro_f1": mean([t[task]["macro_f1"] for t in table]),
+            }
+            for task in table[0]
+        }
+
+    first = runs[0]
+    rows = {}
+    for name, row in first["rows"].items():
+        rows[name] = {p: scores(name, p) for p in ("fp32", "int8") if p in row}
+        seconds = [run["rows"][name]["train_seconds"] for run in runs]
+        rows[name]["train_seconds"] = (
+            {task: mean([s[task] for s in seconds]) for task in seconds[0]}
+            if isinstance(seconds[0], dict)
+            else mean(seconds)
+        )
+
+    def averaged(key: str) -> dict:
+        return {
+            name: (
+                {k: mean([run[key][name][k] for run in runs]) for k in value}
+                if isinstance(value, dict)
+                else mean([run[key][name] for run in runs])
+            )
+            for name, value in first[key].items()
+        }
+
+    result = {
+        **{key: first[key] for key in ("benchmark", "datasets", *same[1:], "strategy")},
+        "split": re.sub(r"\(seed \d+\)", f"(seeds {seeds})", first["split"]),
+        "seeds": seeds,
+        "device": first.get("device", "cpu"),
+        "config": {k: v for k, v in first["config"].items() if k != "seed"},
+        "rows": rows,
+        "accuracy_difference_points": averaged("accuracy_difference_points"),
+        "headlines_per_second": averaged("headlines_per_second"),
+        "speedup_vs_two_classifiers_fp32": averaged("speedup_vs_two_classifiers_fp32"),
+        "machine": first["machine"],
+        **({"weights_note": first["weights_note"]} if "weights_note" in first else {}),
+        "date": max(run["date"] for run in runs),
+        "command": " ; ".join(run["command"] for run in runs),
+        "runs": runs,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result["accuracy_difference_points"]))
     return 0
 
 

@@ -179,9 +179,13 @@ def classifier_small_data(d: dict[str, Any]) -> list[Row]:
 
 def classifier_multitask(d: dict[str, Any]) -> list[Row]:
     def cell(row: dict[str, Any], precision: str) -> str:
-        scores = row[precision]
+        def spread(s: dict[str, Any]) -> str:
+            low, high = s.get("accuracy_spread") or (None, None)
+            return "" if low is None else f" ({_f(low)}–{_f(high)})"
+
         return ", ".join(
-            f"{task} {_f(s['accuracy'])} / {_f(s['macro_f1'])}" for task, s in scores.items()
+            f"{task} {_f(s['accuracy'])}{spread(s)} / {_f(s['macro_f1'])}"
+            for task, s in row[precision].items()
         )
 
     def cells(row: dict[str, Any]) -> str:
@@ -207,7 +211,9 @@ def classifier_multitask(d: dict[str, Any]) -> list[Row]:
         (
             title,
             "Twitter financial news topic and sentiment `train.csv` (two files): "
-            f"{d['split']}; {base}, {recipe}, class weighting {weighting}; acc / macro-F1",
+            f"{d['split']}; {base}, {recipe}, class weighting {weighting}; acc"
+            + (" mean (min–max)" if d.get("seeds") else "")
+            + " / macro-F1",
             f"{cells(one)}; accuracy vs the two fp32 classifiers: "
             + ", ".join(
                 f"{precision} {task} {points:+.1f} pt"
@@ -643,12 +649,8 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("classifier_small_data_mpnet_steps60", classifier_small_data),
     ("classifier_multitask_speed", classifier_multitask_speed),
     ("classifier_multitask", classifier_multitask),
-    ("classifier_multitask_k16_seed0", classifier_multitask),
-    ("classifier_multitask_k16_seed1", classifier_multitask),
-    ("classifier_multitask_k16_seed2", classifier_multitask),
-    ("classifier_multitask_mpnet_cuda_seed42", classifier_multitask),
-    ("classifier_multitask_mpnet_cuda_seed0", classifier_multitask),
-    ("classifier_multitask_mpnet_cuda_seed1", classifier_multitask),
+    ("classifier_multitask_k16", classifier_multitask),
+    ("classifier_multitask_mpnet_cuda", classifier_multitask),
     ("classifier_bases", classifier_bases),
     ("embedder_speed", embedder_speed),
     ("embedder_speed_cuda", embedder_speed_cuda),
