@@ -32,6 +32,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from bench.alerts_quality import DEFAULT_DATA, TASKS, TEST_FRACTION
 from bench.classifier_quality import sample_per_label
@@ -232,54 +233,32 @@ def merge(files: list[Path], out: Path) -> int:
     if len(set(seeds)) < len(seeds):
         sys.exit(f"--merge found one seed twice: {seeds}")
 
-    def mean(values: list[float]) -> float:
-        return round(statistics.mean(values), 4)
-
     def scores(name: str, precision: str) -> dict:
         table = [run["rows"][name][precision] for run in runs]
-        return {
-            task: {
-                "accuracy": mean([t[task]["accuracy"] for t in table]),
-                "accuracy_spread": [
-                    min(t[task]["accuracy"] for t in table),
-                    max(t[task]["accuracy"] for t in table),
-                ],
-                "macro_f1": mean([t[task]["macro_f1"] for t in table]),
-            }
-            for task in table[0]
-        }
+        averaged = _mean_of(table)
+        for task, row in averaged.items():
+            accuracies = [t[task]["accuracy"] for t in table]
+            row["accuracy_spread"] = [min(accuracies), max(accuracies)]
+        return averaged
 
     first = runs[0]
     rows = {}
     for name, row in first["rows"].items():
         rows[name] = {p: scores(name, p) for p in ("fp32", "int8") if p in row}
-        seconds = [run["rows"][name]["train_seconds"] for run in runs]
-        rows[name]["train_seconds"] = (
-            {task: mean([s[task] for s in seconds]) for task in seconds[0]}
-            if isinstance(seconds[0], dict)
-            else mean(seconds)
-        )
-
-    def averaged(key: str) -> dict:
-        return {
-            name: (
-                {k: mean([run[key][name][k] for run in runs]) for k in value}
-                if isinstance(value, dict)
-                else mean([run[key][name] for run in runs])
-            )
-            for name, value in first[key].items()
-        }
+        rows[name]["train_seconds"] = _mean_of([run["rows"][name]["train_seconds"] for run in runs])
 
     result = {
-        **{key: first[key] for key in ("benchmark", "datasets", *same[1:], "strategy")},
+        **{key: first[key] for key in ("benchmark", *same, "strategy")},
         "split": re.sub(r"\(seed \d+\)", f"(seeds {seeds})", first["split"]),
         "seeds": seeds,
         "device": first.get("device", "cpu"),
         "config": {k: v for k, v in first["config"].items() if k != "seed"},
         "rows": rows,
-        "accuracy_difference_points": averaged("accuracy_difference_points"),
-        "headlines_per_second": averaged("headlines_per_second"),
-        "speedup_vs_two_classifiers_fp32": averaged("speedup_vs_two_classifiers_fp32"),
+        "accuracy_difference_points": _mean_of([run["accuracy_difference_points"] for run in runs]),
+        "headlines_per_second": _mean_of([run["headlines_per_second"] for run in runs]),
+        "speedup_vs_two_classifiers_fp32": _mean_of(
+            [run["speedup_vs_two_classifiers_fp32"] for run in runs]
+        ),
         "machine": first["machine"],
         **({"weights_note": first["weights_note"]} if "weights_note" in first else {}),
         "date": max(run["date"] for run in runs),
@@ -290,6 +269,13 @@ def merge(files: list[Path], out: Path) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result["accuracy_difference_points"]))
     return 0
+
+
+def _mean_of(values: list) -> Any:
+    """The mean of numbers (4 decimals), key by key through nested dicts."""
+    if isinstance(values[0], dict):
+        return {key: _mean_of([value[key] for value in values]) for key in values[0]}
+    return round(statistics.mean(values), 4)
 
 
 def _rate(texts: list[str], passes: list, rounds: int = 3) -> float:
