@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from threefold.core.training_config import TrainingConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 README = ROOT / "README.md"
@@ -156,6 +158,13 @@ def classifier_small_data(d: dict[str, Any]) -> list[Row]:
     paths = ", ".join(f"k={r['k']} {'/'.join(r['strategy'])}" for r in auto)
     threefold = "acc " + "; ".join(cell(r) for r in shown)
     threefold += f" (path: {paths})" if auto else " (contrastive path forced)"
+    threshold = TrainingConfig().small_data_threshold
+    outdated = [r["k"] for r in auto if "fine-tune" in r["strategy"] and r["k"] < threshold]
+    if outdated:
+        threefold += (
+            f"; k={', '.join(map(str, outdated))} ran before `auto` moved its switch to "
+            f"{threshold} per label: today it takes the contrastive path"
+        )
     if forced:
         threefold += "; contrastive forced " + "; ".join(cell(r) for r in forced)
     partial = " — partial run" if d.get("partial") else ""
@@ -371,7 +380,11 @@ def qa_faq(d: dict[str, Any]) -> list[Row]:
                 f"{_f(intent['mrr_mean'])}",
                 f"retrieval only, same run: top-1 {_f(retrieval['top1_mean'])}, MRR "
                 f"{_f(retrieval['mrr_mean'])}; BM25 top-1 {_f(banking['bm25']['top1_accuracy'])}, "
-                f"MRR {_f(banking['bm25']['mrr'])}",
+                f"MRR {_f(banking['bm25']['mrr'])}"
+                + "".join(
+                    f"; {peer}: top-1 {_f(run['top1_mean'])}"
+                    for peer, run in banking.get("peers", {}).items()
+                ),
                 f"build per fold: intent {intent['build_seconds_mean']:.0f} s (fine-tunes and "
                 f"re-embeds), retrieval {retrieval['build_seconds_mean']:.1f} s from the file "
                 f"embedded once ({banking['embed_all_seconds']:.0f} s){load}",
