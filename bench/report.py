@@ -382,8 +382,10 @@ def qa_faq(d: dict[str, Any]) -> list[Row]:
                 f"{_f(retrieval['mrr_mean'])}; BM25 top-1 {_f(banking['bm25']['top1_accuracy'])}, "
                 f"MRR {_f(banking['bm25']['mrr'])}"
                 + "".join(
-                    f"; {peer}: top-1 {_f(run['top1_mean'])}"
-                    for peer, run in banking.get("peers", {}).items()
+                    f"; {peer['method']}, {_base_name(peer['base'])}: top-1 "
+                    f"{_f(peer['top1_mean'])} (folds "
+                    f"{', '.join(_f(top1) for top1 in peer['top1_per_fold'])})"
+                    for peer in banking.get("peers", [])
                 ),
                 f"build per fold: intent {intent['build_seconds_mean']:.0f} s (fine-tunes and "
                 f"re-embeds), retrieval {retrieval['build_seconds_mean']:.1f} s from the file "
@@ -670,6 +672,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("alerts_quality", alerts_quality),
     ("alerts_throughput", alerts_throughput),
     ("qa_faq", qa_faq),
+    ("qa_faq_banking77", qa_faq),
     ("qa_api_load", qa_api_load),
     ("recs_movielens", recs_movielens),
     ("recs_cold_start", recs_cold_start),
