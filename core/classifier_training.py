@@ -4,7 +4,8 @@ Large enough data goes through the transformers Trainer (weighted loss, early st
 macro-F1; with `teacher`, distilled from a larger model first fine-tuned on the same split);
 small data through `small_data` (SetFit style). Every run logs the path chosen and
 why, why training stopped, and warns when the eval split is too small to early-stop on or the
-model predicts fewer labels than it was trained on (prediction collapse).
+model predicts fewer labels than it was trained on (prediction collapse when half or more are
+never predicted, underfitting when a few are).
 
 Training data with a single label, or eval labels the training data never had, is a
 `DataError`; texts longer than `max_length` tokens are truncated.
@@ -257,8 +258,9 @@ def check_prediction_collapse(
 ) -> tuple[float, str | None]:
     """(training accuracy, warning or None): warns when some label is never predicted.
 
-    A model that predicts fewer labels than it was trained on, on its own training data, has
-    collapsed (the classic small-data failure: every row one class at p ~ 1/k).
+    A model that predicts at most half of the labels it was trained on, on its own training
+    data, has collapsed (the classic small-data failure: every row one class at p ~ 1/k). One
+    that misses only a few labels (many labels, too few steps) underfits those.
     """
     indices = np.arange(len(texts))
     if len(indices) > sample:
@@ -270,6 +272,14 @@ def check_prediction_collapse(
     never = sorted(set(classifier.labels) - set(predicted))
     if not never:
         return accuracy, None
+    n_labels = len(classifier.labels)
+    if len(never) < n_labels / 2:
+        return accuracy, (
+            f"labels never predicted: on its own {len(subset)} training examples the model "
+            f"predicts {n_labels - len(never)} of its {n_labels} labels and never {never} "
+            f"(training accuracy {accuracy:.2f}); it underfits them. Fix: train for more "
+            "epochs or steps, or add examples of those labels"
+        )
     shown = dict(sorted(Counter(predicted).items()))
     return accuracy, (
         f"prediction collapse: on its own {len(subset)} training examples the model predicts "

@@ -145,3 +145,22 @@ def test_prediction_collapse_is_a_warning_naming_the_missing_labels() -> None:
     assert warning.startswith("prediction collapse: on its own 20 training examples")
     assert "never ['negative', 'positive']" in warning
     assert "--strategy contrastive" in warning
+
+
+class _MissesOne:
+    """Pure-logic double: right on every label but the last, which it never predicts."""
+
+    def __init__(self) -> None:
+        self.labels = [f"intent_{i}" for i in range(10)]
+
+    def predict(self, texts):
+        return [t if t != "intent_9" else "intent_0" for t in texts]
+
+
+def test_a_few_labels_never_predicted_is_underfitting_not_collapse() -> None:
+    texts = [f"intent_{i % 10}" for i in range(50)]
+    accuracy, warning = check_prediction_collapse(_MissesOne(), texts, texts)
+    assert accuracy == 0.9
+    assert warning.startswith("labels never predicted: on its own 50 training examples the model")
+    assert "predicts 9 of its 10 labels and never ['intent_9']" in warning
+    assert "underfits them" in warning and "collapse" not in warning
