@@ -53,6 +53,7 @@ DATASETS = {
     "stackfaq": {"oos": None, "bm25_answers": True},
 }
 BOTS = {"intent": [], "retrieval": ["--no-intent-model"]}
+DEFAULT_BASE = "all-MiniLM-L6-v2 (packaged)"
 TOKEN = re.compile(r"[a-z0-9]+")
 
 
@@ -292,7 +293,7 @@ def run_cross_validation(
     started = time.perf_counter()
     encoder.encode([r["question"] for r in rows] + sorted({r["answer"] for r in rows}))
     embed_seconds = time.perf_counter() - started
-    peer_encoders = {"all-MiniLM-L6-v2 (packaged)": encoder}
+    peer_encoders = {DEFAULT_BASE: encoder}
     for base in peer_bases:
         peer_encoders[str(base)] = _CachedEncoder(Embedder(str(base)).load())
     labels = sorted(by_id)
@@ -434,7 +435,7 @@ def _write_report(args, started: datetime, extra: list[str], results: dict) -> N
             "note": "CPU shared with other jobs while measured: latencies are upper bounds",
             "omp_num_threads": args.threads,
         },
-        "model": "all-MiniLM-L6-v2 (packaged)" + (" fine-tuned" if extra else ""),
+        "model": DEFAULT_BASE + (" fine-tuned" if extra else ""),
         "command": "python -m bench.qa_faq " + " ".join(sys.argv[1:]),
         "datasets": results,
     }
