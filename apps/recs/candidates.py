@@ -206,10 +206,12 @@ def generate_candidates(
     trending: np.ndarray,
     neighbour_positions: Sequence[int] = (),
     cooccurrence: np.ndarray | None = None,
+    sequence: np.ndarray | None = None,
     popularity_order: np.ndarray | None = None,
     trending_order: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Union of the profile's FAISS neighbours, co-occurring items, and popular/trending ones.
+    """Union of the profile's FAISS neighbours, co-occurring items, the sequence ranker's best
+    next items (new ones included: it reads their text), and popular/trending ones.
 
     A cold user (no neighbours, no co-occurrence) gets popular and trending items only.
     `allowed` masks out removed, filtered or already-seen items. The `*_order` arguments
@@ -221,6 +223,8 @@ def generate_candidates(
         linked = linked[allowed[linked]]
         chosen.extend(linked[top_positions(cooccurrence[linked], pool // 2)].tolist())
     share = max(pool // 4, 10)
+    if sequence is not None:
+        chosen.extend(top_positions(sequence, share, allowed).tolist())
     for scores, order in ((trending, trending_order), (popularity, popularity_order)):
         top = top_positions(scores, share, allowed) if order is None else None
         chosen.extend((first_allowed(order, share, allowed) if top is None else top).tolist())

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 TEXT_FEATURES = {"text", "profile", "category", "cooccurrence", "recent_cooccurrence", "sequence"}
 REASON_HISTORY = 20
 COLD_POPULARITY_WEIGHT = 0.6
+DEFAULT_NEIGHBOURS = 200  # co-occurrence neighbours per item without a trained ranker
 BASE_VERSION = "base"  # what serves without a ranker from `threefold recs build`
 EDIT_ATTEMPTS = 3  # an item edit's tables computed outside the lock, then under it
 
@@ -66,6 +67,8 @@ class Ranker:
     trending_window: float = DEFAULT_TRENDING_WINDOW
     info: Mapping[str, Any] = field(default_factory=dict)
     vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
+    # co-occurrence neighbours kept per item, as the combiner was fitted with (None: all)
+    neighbours: int | None = DEFAULT_NEIGHBOURS
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,7 @@ class Recommender:
         events: Sequence[Event] = (),
         candidate_pool: int = 200,
         trending_window: float = DEFAULT_TRENDING_WINDOW,
-        neighbours: int | None = 200,
+        neighbours: int | None = DEFAULT_NEIGHBOURS,
         stats_refresh_seconds: float = 2.0,
         model_version: str = BASE_VERSION,
         model_info: Mapping[str, Any] | None = None,
@@ -238,14 +241,15 @@ class Recommender:
         return matrix, computed
 
     def _count(
-        self, item_ids: list[str], events: Sequence[Event], trending_window: float | None = None
+        self, item_ids: list[str], events: Sequence[Event], ranker: Ranker | None = None
     ) -> InteractionStats:
+        """Interaction statistics as `ranker` (default: the one serving) was fitted with."""
         started = time.monotonic()
         stats = InteractionStats(
             item_ids,
             events,
-            neighbours=self.neighbours,
-            trending_window=self.trending_window if trending_window is None else trending_window,
+            neighbours=self.neighbours if ranker is None else ranker.neighbours,
+            trending_window=self.trending_window if ranker is None else ranker.trending_window,
         )
         self._stats_build_seconds = time.monotonic() - started
         return stats
@@ -350,7 +354,7 @@ class Recommender:
         listed = np.flatnonzero(active)
         if len(listed):
             index.add([items[i].item_id for i in listed], vectors[listed])
-        stats = self._count([item.item_id for item in items], events, ranker.trending_window)
+        stats = self._count([item.item_id for item in items], events, ranker)
         tables = feature_tables(items, vectors, stats)
         with self._lock:
             now = self._items
@@ -371,7 +375,7 @@ class Recommender:
                 index.remove([items[i].item_id for i in delisted])
             self.encoder, self.combiner, self.sequence = encoder, ranker.combiner, ranker.sequence
             self._query_encoder = query_encoder
-            self.trending_window = ranker.trending_window
+            self.trending_window, self.neighbours = ranker.trending_window, ranker.neighbours
             self.model_version, self.model_info = ranker.version, dict(ranker.info)
             self._vectors, self._index = vectors, index
             # items added meanwhile need new tables (seconds at 1M items, rare)
@@ -543,6 +547,11 @@ class Recommender:
             ]
             cooc = builder.cooccurrence(profile)
             recent = builder.cooccurrence(profile, recent=True)
+            sequence = (
+                builder.sequence_scores(sequence_model, [profile])[0]
+                if sequence_model is not None
+                else None
+            )
             candidates = generate_candidates(
                 allowed=allowed,
                 pool=pool,
@@ -550,15 +559,11 @@ class Recommender:
                 trending=trending,
                 neighbour_positions=neighbours,
                 cooccurrence=cooc,
+                sequence=sequence,
                 popularity_order=popularity_order,
                 trending_order=trending_order,
             )
             query = encoder.encode([profile.text])[0]
-            sequence = (
-                builder.sequence_scores(sequence_model, [profile])[0]
-                if sequence_model is not None
-                else None
-            )
             features = builder.features(
                 profile,
                 query,

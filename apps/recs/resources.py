@@ -133,6 +133,7 @@ def load_ranker(path: Path, version: str, catalog: Catalog, redis: RedisState) -
         version=version,
         sequence=model.sequence,
         trending_window=model.trending_window,
+        neighbours=model.neighbours,
         info={**model.info, "version": version},
         vectors=redis.get_vectors(model.encoder.model_id, catalog.ids),
     )
@@ -206,6 +207,7 @@ def index_ranker(
         quantize_queries=settings.quantize_queries,
         new_item_slot=settings.new_item_slot,
         trending_window=ranker.trending_window,
+        neighbours=ranker.neighbours,
         model_version=ranker.version,
         model_info=ranker.info,
     )

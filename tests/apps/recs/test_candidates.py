@@ -110,3 +110,13 @@ def test_cooccurrence_in_item_blocks_equals_one_product(monkeypatch) -> None:
     blocked = candidates._cooccurrence_table(users, counts, n, 40)
     np.testing.assert_array_equal(blocked[0], whole[0])
     np.testing.assert_allclose(blocked[1], whole[1])
+
+
+def test_the_sequence_rankers_best_allowed_items_are_candidates():
+    stats = InteractionStats(ITEMS, log())
+    sequence = np.array([0.0, 0.1, 0.2, 5.0], dtype=np.float32)  # d: the likeliest next item
+    common = dict(pool=4, popularity=stats.popularity(), trending=np.zeros(4, dtype=np.float32))
+    allowed = np.array([True, True, True, True])
+    assert 3 in generate_candidates(allowed=allowed, sequence=sequence, **common).tolist()
+    allowed[3] = False
+    assert 3 not in generate_candidates(allowed=allowed, sequence=sequence, **common).tolist()

@@ -309,6 +309,29 @@ def test_a_ranker_swap_reembeds_the_catalog_and_keeps_items_added_meanwhile(
     assert any(r.item.item_id == "kt-001" for r in engine.similar("kt-002", k=100))
 
 
+def test_a_swapped_ranker_brings_the_cooccurrence_neighbours_it_was_fitted_with(
+    catalog, sample_events
+) -> None:
+    from threefold.apps.recs.combiner import LinearCombiner
+    from threefold.apps.recs.recommender import DEFAULT_NEIGHBOURS, Ranker
+    from threefold.core.encoder import HashingEncoder
+
+    engine = Recommender(catalog, HashingEncoder(64), events=sample_events, neighbours=1)
+    engine.build()
+    assert engine.neighbours == 1
+    narrow = engine.recommend("coffee-fan", coffee_history(), k=10)
+    engine.swap_ranker(  # fitted on every neighbour (None), as `recs build` fits by default
+        Ranker(encoder=HashingEncoder(64), combiner=LinearCombiner(), version="v2", neighbours=None)
+    )
+    assert engine.neighbours is None and engine._stats.neighbours is None
+    wide = engine.recommend("coffee-fan", coffee_history(), k=10)
+    assert wide.model_version == "v2" and ids(wide)
+    assert Ranker(encoder=HashingEncoder(8), combiner=LinearCombiner()).neighbours == (
+        DEFAULT_NEIGHBOURS
+    )
+    assert narrow.items
+
+
 def test_requests_are_answered_while_a_swap_embeds_and_indexes_the_catalog(
     catalog, sample_events
 ) -> None:
