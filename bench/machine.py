@@ -26,3 +26,16 @@ def torch_machine() -> dict[str, object]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
+
+
+def run_machine(load_at_start: list[float] | None, torch_threads: int) -> dict[str, object]:
+    """CPU count, torch threads, load when the run began, platform and Python of a bench."""
+    import platform
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch_threads,
+        "load_average_at_start": load_at_start,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }

@@ -24,8 +24,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -33,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.machine import load_average
+from bench.machine import load_average, run_machine
 
 DEFAULT_DATA = Path("/work/shared/data/rec/movielens100k")
 RESULTS = Path(__file__).resolve().parent / "results" / "recs_cold_start.json"
@@ -202,13 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "methods": methods,
         "wall_seconds": round(time.perf_counter() - wall, 1),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": args.threads,
-            "load_average_at_start": load,
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": run_machine(load, args.threads),
         "date": started.isoformat(timespec="seconds"),
         "command": "python -m bench.recs_cold_start " + " ".join(argv or sys.argv[1:]),
     }

@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.machine import load_average
+from bench.machine import load_average, run_machine
 from bench.recs_peers import Validation, fit_ease, fit_implicit, fit_markov, tune
 
 DEFAULT_DATA = Path("/work/shared/data/rec/movielens100k")
@@ -203,13 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": model[key] >= 1.10 * peers[strongest][key],
         "evaluation": result,
         "wall_seconds": round(time.perf_counter() - wall, 1),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "torch_threads": args.threads,
-            "load_average_at_start": load,
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "machine": run_machine(load, args.threads),
         "date": started.isoformat(timespec="seconds"),
         "command": "python -m bench.recs_movielens " + " ".join(argv or sys.argv[1:]),
     }

@@ -490,6 +490,39 @@ def recs_cold_start(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def recs_served(d: dict[str, Any]) -> list[Row]:
+    v = d["variants"]
+
+    def cell(name: str) -> str:
+        row = v[name]
+        pool = (
+            f", all-items top 10 in the pool {row['top_k_in_pool']:.3f}"
+            if name != "all_items"
+            else ""
+        )
+        return f"ndcg@10 {_f(row['ndcg@10'], 4)}, hr@10 {_f(row['hr@10'], 4)}{pool}"
+
+    names = {
+        "all_items": "all unseen items ranked (the recs eval figure)",
+        "served_without_sequence_candidates": "served without the sequence candidates",
+        "served_200_cooccurrence_neighbours": "served with 200 co-occurrence neighbours per item",
+        "served_fp32_queries": "served with fp32 query vectors",
+    }
+    return [
+        (
+            "Recommender as served (`Recommender.recommend`: candidate pool, int8 queries, the "
+            "model's co-occurrence neighbours)",
+            f"MovieLens-100k, leave-last-out per user ({v['served']['users']} users), k=10, "
+            f"one model (recs build defaults, seed {d['seed']})",
+            cell("served"),
+            "; ".join(f"{label}: {cell(name)}" for name, label in names.items() if name in v),
+            f"{v['served']['seconds_per_request'] * 1000:.0f} ms per request"
+            f"{_load_note(d.get('machine'))}",
+            "`bench/recs_served.py`",
+        )
+    ]
+
+
 def recs_api_load(d: dict[str, Any]) -> list[Row]:
     miss, hit, conc = d["cache_miss"], d["cache_hit"], d["concurrent"]
     return [
@@ -676,6 +709,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("qa_api_load", qa_api_load),
     ("recs_movielens", recs_movielens),
     ("recs_cold_start", recs_cold_start),
+    ("recs_served", recs_served),
     ("recs_api_load", recs_api_load),
     ("recs_scale", recs_scale),
     ("recs_lock_waits", recs_lock_waits),
