@@ -399,6 +399,9 @@ class Recommender:
         """
         with self._lock:
             items, vectors, events = list(self._items), self._vectors, list(self._events)
+            neighbours = self.neighbours
+        # fitted on the co-occurrence table this recommender serves with
+        settings = settings or RankerSettings(neighbours=neighbours)
         combiner, metrics = tune_combiner(items, vectors, events, self.encoder, settings)
         self.combiner = combiner
         return metrics

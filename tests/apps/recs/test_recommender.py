@@ -332,6 +332,26 @@ def test_a_swapped_ranker_brings_the_cooccurrence_neighbours_it_was_fitted_with(
     assert narrow.items
 
 
+def test_the_combiner_is_tuned_on_the_cooccurrence_table_it_serves_with(
+    catalog, sample_events, monkeypatch
+) -> None:
+    from threefold.apps.recs import recommender as module
+    from threefold.core.encoder import HashingEncoder
+
+    fitted_with = []
+    real = module.tune_combiner
+
+    def recording(items, vectors, events, encoder, settings):  # type: ignore[no-untyped-def]
+        fitted_with.append(settings.neighbours)
+        return real(items, vectors, events, encoder, settings)
+
+    monkeypatch.setattr(module, "tune_combiner", recording)
+    engine = Recommender(catalog, HashingEncoder(64), events=sample_events, neighbours=3)
+    engine.build()
+    assert engine.tune_combiner()["users"] > 10
+    assert fitted_with == [3]
+
+
 def test_requests_are_answered_while_a_swap_embeds_and_indexes_the_catalog(
     catalog, sample_events
 ) -> None:
