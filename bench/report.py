@@ -261,8 +261,13 @@ def classifier_multitask_speed(d: dict[str, Any]) -> list[Row]:
 
 
 def _base_name(base: str) -> str:
-    """A base model's README name: the packaged MiniLM, or the opt-in mpnet at its path."""
-    return base if "MiniLM" in base else f"all-mpnet-base-v2 (`models fetch-base`, {base})"
+    """A base model's README name: the packaged MiniLM, the opt-in mpnet at its path (the
+    folder `models fetch-base` writes is named after it), or any other local folder as is."""
+    if "MiniLM" in base:
+        return base
+    if "mpnet" in base.lower():
+        return f"all-mpnet-base-v2 (`models fetch-base`, {base})"
+    return f"local base model {base}"
 
 
 def classifier_bases(d: dict[str, Any]) -> list[Row]:

@@ -1,0 +1,56 @@
+"""bench/recs_served.py runs end to end on the shipped data and writes what the README row reads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from threefold.apps.recs.config import DEFAULT_EVENTS, DEFAULT_ITEMS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_served_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "items.csv").symlink_to(DEFAULT_ITEMS)
+    (data / "interactions.csv").symlink_to(DEFAULT_EVENTS)
+    out = tmp_path / "recs_served.json"
+    command = [sys.executable, "-m", "bench.recs_served", "--data", str(data)]
+    command += ["--sequence-seconds", "5", "--threads", "1", "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+
+    variants = result["variants"]
+    assert set(variants) == {
+        "all_items",
+        "served",
+        "served_without_sequence_candidates",
+        "served_200_cooccurrence_neighbours",
+        "served_fp32_queries",
+    }
+    users = variants["all_items"]["users"]
+    assert users > 10
+    for name, row in variants.items():
+        assert 0.0 <= row["ndcg@10"] <= row["hr@10"] <= 1.0, name
+        if name != "all_items":
+            assert row["users"] == users and 0.0 <= row["top_k_in_pool"] <= 1.0
+            assert "mrr" not in row  # a list of k holds no rank beyond k
+    # the sequence ranker's best items are candidates: the pool holds at least as much
+    assert (
+        variants["served"]["top_k_in_pool"]
+        >= variants["served_without_sequence_candidates"]["top_k_in_pool"]
+    )
+    assert variants["served"]["options"]["neighbours"] is None  # the model's own (all)
+    assert "| served |" in done.stdout
+
+    from bench.report import recs_served
+
+    (row,) = recs_served(result)
+    assert "ndcg@10" in row[2] and row[5] == "`bench/recs_served.py`"
