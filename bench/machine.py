@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 
 def load_average() -> list[float] | None:
@@ -39,3 +46,32 @@ def run_machine(load_at_start: list[float] | None, torch_threads: int) -> dict[s
         "platform": platform.platform(),
         "python": platform.python_version(),
     }
+
+
+@dataclass
+class BenchRun:
+    """A benchmark run from its start: the date, the load then, and a wall clock."""
+
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    load: list[float] | None = field(default_factory=load_average)
+    wall: float = field(default_factory=time.perf_counter)
+
+    def write(
+        self,
+        report: dict[str, Any],
+        out: Path,
+        module: str,
+        argv: Sequence[str],
+        torch_threads: int,
+    ) -> None:
+        """Add the wall time, machine, date and command to `report`; write it as JSON to `out`."""
+        report.update(
+            {
+                "wall_seconds": round(time.perf_counter() - self.wall, 1),
+                "machine": run_machine(self.load, torch_threads),
+                "date": self.started.isoformat(timespec="seconds"),
+                "command": f"python -m {module} " + " ".join(argv),
+            }
+        )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -19,21 +19,19 @@ bench/results/recs_movielens.json and prints one Markdown row per method:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.machine import load_average, run_machine
+from bench.machine import BenchRun
+from bench.recs_data import DEFAULT_DATA, load_recs_data
 from bench.recs_peers import Validation, fit_ease, fit_implicit, fit_markov, tune
 
-DEFAULT_DATA = Path("/work/shared/data/rec/movielens100k")
 RESULTS = Path(__file__).resolve().parent / "results" / "recs_movielens.json"
 
 
@@ -70,17 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    items_csv, interactions_csv = args.data / "items.csv", args.data / "interactions.csv"
-    if not items_csv.is_file() or not interactions_csv.is_file():
-        sys.exit(
-            f"benchmark data not found in {args.data}: this benchmark needs MovieLens-100k as "
-            "items.csv and interactions.csv. Pass --data DIR."
-        )
+    catalog, events = load_recs_data(args.data)
     import torch
 
-    from threefold.apps.recs.catalog import load_catalog
     from threefold.apps.recs.evaluation import evaluate, leave_last_out
-    from threefold.apps.recs.events import load_events
     from threefold.apps.recs.ranker_training import RankerSettings
     from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
     from threefold.apps.recs.sequence_ensemble import SequenceEnsemble
@@ -89,11 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     from threefold.core.worker_processes import cpu_count, run_in_processes
 
     torch.set_num_threads(args.threads)
-    started = datetime.now(timezone.utc)
-    load = load_average()
-    wall = time.perf_counter()
-    catalog = load_catalog(items_csv)
-    events = load_events(interactions_csv, known_items=catalog)
+    run = BenchRun()
     settings = RankerSettings(
         k=args.k,
         max_steps=args.max_steps,
@@ -200,13 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         "goal": "ndcg@10 >= 1.10 x the strongest peer",
         "goal_met": model[key] >= 1.10 * peers[strongest][key],
         "evaluation": result,
-        "wall_seconds": round(time.perf_counter() - wall, 1),
-        "machine": run_machine(load, args.threads),
-        "date": started.isoformat(timespec="seconds"),
-        "command": "python -m bench.recs_movielens " + " ".join(argv or sys.argv[1:]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    run.write(report, args.out, "bench.recs_movielens", argv or sys.argv[1:], args.threads)
     rows = {"threefold recs (fused)": model, **result["ablation"], **peers}
     for name, metrics in rows.items():
         seconds = metrics.get("train_seconds")

@@ -22,18 +22,16 @@ Writes bench/results/recs_served.json and prints one Markdown row per variant:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from bench.machine import load_average, run_machine
+from bench.machine import BenchRun
+from bench.recs_data import DEFAULT_DATA, load_recs_data
 
-DEFAULT_DATA = Path("/work/shared/data/rec/movielens100k")
 RESULTS = Path(__file__).resolve().parent / "results" / "recs_served.json"
 
 
@@ -49,26 +47,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    items_csv, interactions_csv = args.data / "items.csv", args.data / "interactions.csv"
-    if not items_csv.is_file() or not interactions_csv.is_file():
-        sys.exit(f"benchmark data not found in {args.data}: needs items.csv and interactions.csv")
+    catalog, events = load_recs_data(args.data)
     import torch
 
     from threefold.apps.recs import recommender as serving
-    from threefold.apps.recs.catalog import load_catalog
     from threefold.apps.recs.config import RecsConfig
     from threefold.apps.recs.evaluation import feature_tensor, leave_last_out
-    from threefold.apps.recs.events import load_events
     from threefold.apps.recs.ranker_store import RankerModel
     from threefold.apps.recs.ranker_training import RankerSettings, train_ranker
     from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
 
     torch.set_num_threads(args.threads)
-    started = datetime.now(timezone.utc)
-    load = load_average()
-    wall = time.perf_counter()
-    catalog = load_catalog(items_csv)
-    split = leave_last_out(catalog, load_events(interactions_csv, known_items=catalog))
+    run = BenchRun()
+    split = leave_last_out(catalog, events)
     train_seconds = None
     if args.model:
         model = RankerModel.load(args.model)
@@ -155,13 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         "k": args.k,
         "candidate_pool": defaults.candidate_pool,
         "variants": variants,
-        "wall_seconds": round(time.perf_counter() - wall, 1),
-        "machine": run_machine(load, args.threads),
-        "date": started.isoformat(timespec="seconds"),
-        "command": "python -m bench.recs_served " + " ".join(argv or sys.argv[1:]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    run.write(report, args.out, "bench.recs_served", argv or sys.argv[1:], args.threads)
     k = args.k
     for name, result in variants.items():
         pool = result.get("top_k_in_pool")
