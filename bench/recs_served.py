@@ -13,6 +13,7 @@ user the last new item by time is the test item), same trained model (`--model`,
 - served without the sequence candidates: the pool as it was before they were added;
 - served with 200 co-occurrence neighbours per item (what the API kept before it took the
   model's own setting, all of them by default) and with fp32 instead of int8 query vectors;
+- served as before both changes (no sequence candidates, 200 neighbours);
 and, for the served rows, the share of the all-items top 10 that the candidate pool holds.
 Writes bench/results/recs_served.json and prints one Markdown row per variant:
 
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         ("served_without_sequence_candidates", without_sequence, served),
         ("served_200_cooccurrence_neighbours", recording, {**served, "neighbours": 200}),
         ("served_fp32_queries", recording, {**served, "quantize_queries": False}),
+        ("served_before", without_sequence, {**served, "neighbours": 200}),
     ):
         recommender = serving.Recommender(
             catalog,

@@ -512,6 +512,7 @@ def recs_served(d: dict[str, Any]) -> list[Row]:
         "served_without_sequence_candidates": "served without the sequence candidates",
         "served_200_cooccurrence_neighbours": "served with 200 co-occurrence neighbours per item",
         "served_fp32_queries": "served with fp32 query vectors",
+        "served_before": "served before (neither change)",
     }
     return [
         (

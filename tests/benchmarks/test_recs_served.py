@@ -34,6 +34,7 @@ def test_served_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         "served_without_sequence_candidates",
         "served_200_cooccurrence_neighbours",
         "served_fp32_queries",
+        "served_before",
     }
     users = variants["all_items"]["users"]
     assert users > 10
