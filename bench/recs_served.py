@@ -98,9 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, generate, options in (
         ("served", recording, served),
         ("served_without_sequence_candidates", without_sequence, served),
-        ("served_200_cooccurrence_neighbours", recording, {**served, "neighbours": 200}),
+        (
+            "served_200_cooccurrence_neighbours",
+            recording,
+            {**served, "neighbours": serving.DEFAULT_NEIGHBOURS},
+        ),
         ("served_fp32_queries", recording, {**served, "quantize_queries": False}),
-        ("served_before", without_sequence, {**served, "neighbours": 200}),
+        ("served_before", without_sequence, {**served, "neighbours": serving.DEFAULT_NEIGHBOURS}),
     ):
         recommender = serving.Recommender(
             catalog,
