@@ -5,15 +5,17 @@
 `bench/recs_movielens.py` scores the fused ranker over every unseen item. The API
 (`Recommender.recommend`) scores only a candidate pool (FAISS neighbours of the profile,
 co-occurring items, the sequence ranker's best next items, trending and popular ones), with the
-serving defaults (int8 query encoder, the model's co-occurrence neighbours). Same split (per
+serving defaults (fp32 query vectors below 20,000 items, the model's co-occurrence
+neighbours). Same split (per
 user the last new item by time is the test item), same trained model (`--model`, a folder from
 `threefold recs build`, or trained here with the build defaults on the training events):
 - all items: the model's ranking of every unseen item (the `recs eval` figure);
 - served: the list `GET /api/recommendations` would return (k=10), from the same model;
 - served without the sequence candidates: the pool as it was before they were added;
 - served with 200 co-occurrence neighbours per item (what the API kept before it took the
-  model's own setting, all of them by default) and with fp32 instead of int8 query vectors;
-- served as before both changes (no sequence candidates, 200 neighbours);
+  model's own setting, all of them by default) and with int8 query vectors (the default at any
+  catalog size before it became fp32 below 20,000 items);
+- served as before these changes (no sequence candidates, 200 neighbours, int8 queries);
 and, for the served rows, the share of the all-items top 10 that the candidate pool holds.
 Writes bench/results/recs_served.json and prints one Markdown row per variant:
 
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from threefold.apps.recs.evaluation import feature_tensor, leave_last_out
     from threefold.apps.recs.ranker_store import RankerModel
     from threefold.apps.recs.ranker_training import RankerSettings, train_ranker
+    from threefold.apps.recs.ranking_features import quantize_queries_for
     from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
 
     torch.set_num_threads(args.threads)
@@ -103,8 +106,12 @@ def main(argv: list[str] | None = None) -> int:
             recording,
             {**served, "neighbours": serving.DEFAULT_NEIGHBOURS},
         ),
-        ("served_fp32_queries", recording, {**served, "quantize_queries": False}),
-        ("served_before", without_sequence, {**served, "neighbours": serving.DEFAULT_NEIGHBOURS}),
+        ("served_int8_queries", recording, {**served, "quantize_queries": True}),
+        (
+            "served_before",
+            without_sequence,
+            {**served, "neighbours": serving.DEFAULT_NEIGHBOURS, "quantize_queries": True},
+        ),
     ):
         recommender = serving.Recommender(
             catalog,
@@ -151,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "k": args.k,
         "candidate_pool": defaults.candidate_pool,
+        "served_query_vectors": "int8"
+        if quantize_queries_for(defaults.quantize_queries, len(catalog))
+        else "fp32",
         "variants": variants,
     }
     run.write(report, args.out, "bench.recs_served", argv or sys.argv[1:], args.threads)

@@ -512,12 +512,14 @@ def recs_served(d: dict[str, Any]) -> list[Row]:
         "served_without_sequence_candidates": "served without the sequence candidates",
         "served_200_cooccurrence_neighbours": "served with 200 co-occurrence neighbours per item",
         "served_fp32_queries": "served with fp32 query vectors",
-        "served_before": "served before (neither change)",
+        "served_int8_queries": "served with int8 query vectors",
+        "served_before": "served before (none of the changes)",
     }
     return [
         (
-            "Recommender as served (`Recommender.recommend`: candidate pool, int8 queries, the "
-            "model's co-occurrence neighbours)",
+            "Recommender as served (`Recommender.recommend`: candidate pool, "
+            f"{d.get('served_query_vectors', 'int8')} query vectors, the model's co-occurrence "
+            "neighbours)",
             f"MovieLens-100k, leave-last-out per user ({v['served']['users']} users), k=10, "
             f"one model (recs build defaults, seed {d['seed']})",
             cell("served"),

@@ -58,8 +58,9 @@ class RecsConfig:
     default_diversity: float = 0.0
     candidate_pool: int = 200
     # embed each request's history text with an int8 twin of a CPU encoder (item vectors stay
-    # fp32): about half the per-request encoding time; its ndcg cost is in the README bench
-    quantize_queries: bool = True
+    # fp32): about half the per-request encoding time, at a small ndcg cost (README bench).
+    # Unset: int8 from ranking_features.QUANTIZE_QUERIES_FROM catalog items (20,000), fp32 below
+    quantize_queries: bool | None = None
     # the best new item (no interactions yet) by the sequence ranker's score takes the k-th
     # place of a list without one (needs a model from `recs build`); see rules.new_item_slot.
     # Off by default: it reaches cold items but costs warm users (apps/recs/README.md)

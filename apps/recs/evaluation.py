@@ -217,7 +217,7 @@ def evaluate(
         "model_without_sequence": measure(_switched_off(model.combiner, "sequence").score(tensor)),
     }
     queries = query_encoder_for(model.encoder, quantize=True)
-    if queries is not model.encoder:  # what the API serves by default (quantize_queries)
+    if queries is not model.encoder:  # what the API serves from QUANTIZE_QUERIES_FROM items
         int8 = feature_tensor(model, split, query_encoder=queries, builder=builder)
         ablation["model_with_int8_queries"] = measure(model.combiner.score(int8))
     if model.sequence is not None:

@@ -23,6 +23,9 @@ FEATURES = (
     "sequence",
 )
 SEQUENCE_COLUMN = FEATURES.index("sequence")
+# catalog size from which a request's history text is embedded by the int8 twin by default
+# (the size from which FaissIndex searches approximately: where latency, not exactness, binds)
+QUANTIZE_QUERIES_FROM = 20_000
 
 
 def sequence_order(positions: Sequence[int]) -> list[int]:
@@ -171,6 +174,13 @@ def user_feature_tensor(
         )
         seen[row, profile.positions] = True
     return tensor, seen
+
+
+def quantize_queries_for(setting: bool | None, n_items: int) -> bool:
+    """Whether history texts go through the int8 twin: `setting` when given; unset (None), from
+    QUANTIZE_QUERIES_FROM catalog items up, where the per-request latency needs it (the
+    1M-item benchmark), and fp32 below, where the list equals the benchmark's ranking."""
+    return n_items >= QUANTIZE_QUERIES_FROM if setting is None else bool(setting)
 
 
 def query_encoder_for(encoder: Any, quantize: bool) -> Any:

@@ -27,6 +27,7 @@ from threefold.apps.recs.ranking_features import (
     FEATURES,
     SEQUENCE_COLUMN,
     FeatureBuilder,
+    quantize_queries_for,
     query_encoder_for,
 )
 from threefold.apps.recs.rules import (
@@ -130,9 +131,10 @@ class Recommender:
     list names the `model_version` that ranked it. `index_factory(dimension)` makes the empty
     vector index (default: exact search below 20k items, IVF above; bench/recs_scale.py passes
     others). With `quantize_queries` the user's history text is embedded per request by an int8
-    twin of a CPU encoder (about half the time; item vectors stay fp32). With `new_item_slot`
-    and a sequence ranker, the best new item (no interactions yet) by its sequence score takes
-    the k-th place of a list that has none (`rules.new_item_slot`).
+    twin of a CPU encoder (about half the time; item vectors stay fp32); None decides by the
+    catalog's size at each build and ranker swap (`ranking_features.quantize_queries_for`).
+    With `new_item_slot` and a sequence ranker, the best new item (no interactions yet) by its
+    sequence score takes the k-th place of a list that has none (`rules.new_item_slot`).
 
     Statistics rebuilds that last took under `inline_rebuild_seconds` run inside the request
     that finds them stale; slower ones (large catalogs) run in a background thread while
@@ -154,7 +156,7 @@ class Recommender:
         model_version: str = BASE_VERSION,
         model_info: Mapping[str, Any] | None = None,
         index_factory: Callable[[int], FaissIndex] = FaissIndex,
-        quantize_queries: bool = False,
+        quantize_queries: bool | None = None,
         inline_rebuild_seconds: float = 0.2,
         new_item_slot: bool = False,
     ) -> None:
@@ -198,8 +200,10 @@ class Recommender:
         Returns the vectors it had to compute, so a cache can share them with other workers.
         """
         self.encoder.load()
-        query_encoder = query_encoder_for(self.encoder, self.quantize_queries)
         items = list(self.catalog)
+        query_encoder = query_encoder_for(
+            self.encoder, quantize_queries_for(self.quantize_queries, len(items))
+        )
         vectors, computed = self._vectors_for(items, known_vectors or {})
         with self._lock:
             self._query_encoder = query_encoder
@@ -346,9 +350,11 @@ class Recommender:
         """
         encoder = ranker.encoder
         encoder.load()
-        query_encoder = query_encoder_for(encoder, self.quantize_queries)
         with self._lock:
             items, active, events = list(self._items), self._active.copy(), list(self._events)
+        query_encoder = query_encoder_for(
+            encoder, quantize_queries_for(self.quantize_queries, len(items))
+        )
         vectors, computed = self._vectors_for(items, ranker.vectors, encoder)
         index = self.index_factory(encoder.dimension)
         listed = np.flatnonzero(active)

@@ -33,7 +33,7 @@ def test_served_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         "served",
         "served_without_sequence_candidates",
         "served_200_cooccurrence_neighbours",
-        "served_fp32_queries",
+        "served_int8_queries",
         "served_before",
     }
     users = variants["all_items"]["users"]
@@ -49,6 +49,8 @@ def test_served_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         >= variants["served_without_sequence_candidates"]["top_k_in_pool"]
     )
     assert variants["served"]["options"]["neighbours"] is None  # the model's own (all)
+    assert result["served_query_vectors"] == "fp32"  # a catalog below QUANTIZE_QUERIES_FROM
+    assert variants["served_int8_queries"]["options"]["quantize_queries"] is True
     assert "| served |" in done.stdout
 
     from bench.report import recs_served

@@ -59,3 +59,11 @@ def test_trusted_proxies_from_env():
     assert RecsConfig.from_env(environ={}).trusted_proxies == 0
     environ = {"THREEFOLD_RECS_TRUSTED_PROXIES": "2"}
     assert RecsConfig.from_env(environ=environ).trusted_proxies == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(None, None), ("", None), ("true", True), ("0", False)]
+)
+def test_query_precision_is_decided_by_catalog_size_unless_set(raw, expected):
+    environ = {} if raw is None else {"THREEFOLD_RECS_QUANTIZE_QUERIES": raw}
+    assert RecsConfig.from_env(environ=environ).quantize_queries is expected

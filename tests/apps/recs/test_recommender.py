@@ -11,6 +11,7 @@ import pytest
 from threefold.apps.recs.catalog import Item, load_catalog
 from threefold.apps.recs.config import DEFAULT_ITEMS
 from threefold.apps.recs.events import Event
+from threefold.apps.recs.ranking_features import QUANTIZE_QUERIES_FROM
 from threefold.apps.recs.recommender import Recommender
 from threefold.apps.recs.rules import decode_cursor
 
@@ -435,6 +436,27 @@ def test_int8_queries_embed_the_history_with_a_twin_and_keep_item_vectors_fp32(
     fp32 = [r.item.item_id for r in shared.recommend("coffee-fan", history, k=5).items]
     int8 = [r.item.item_id for r in engine.recommend("coffee-fan", history, k=5).items]
     assert len(set(fp32) & set(int8)) >= 4  # a slightly different query, nearly the same list
+
+
+def test_unset_query_precision_is_fp32_below_the_size_threshold_and_int8_from_it(
+    shared, catalog, sample_events, cpu_embedder, monkeypatch
+) -> None:
+    from threefold.apps.recs import ranking_features
+
+    assert ranking_features.quantize_queries_for(None, QUANTIZE_QUERIES_FROM - 1) is False
+    assert ranking_features.quantize_queries_for(None, QUANTIZE_QUERIES_FROM) is True
+    assert ranking_features.quantize_queries_for(False, 10**7) is False
+    assert ranking_features.quantize_queries_for(True, 1) is True
+    known = {item_id: shared.vector_of(item_id) for item_id in catalog.ids}
+
+    small = Recommender(catalog, cpu_embedder, events=sample_events, combiner=shared.combiner)
+    small.build(known)
+    assert small.quantize_queries is None and small._query_encoder is cpu_embedder
+
+    monkeypatch.setattr(ranking_features, "QUANTIZE_QUERIES_FROM", len(catalog))
+    large = Recommender(catalog, cpu_embedder, events=sample_events, combiner=shared.combiner)
+    large.build(known)
+    assert large._query_encoder is not cpu_embedder and large._query_encoder.quantize
 
 
 @pytest.mark.gpu
