@@ -12,6 +12,7 @@ from threefold.apps.recs.events import Event
 DAY = 86_400.0
 DEFAULT_TRENDING_WINDOW = 14 * DAY
 COOCCURRENCE_BLOCK = 50_000  # items per sparse product (bounds how long one holds the GIL)
+DENSE_COOCCURRENCE_ITEMS = 4_096  # up to here the table is also kept dense (at most 64 MiB)
 
 
 class InteractionStats:
@@ -54,16 +55,10 @@ class InteractionStats:
         self.counts = np.zeros(n, dtype=np.float32)
         for positions in users.values():
             self.counts[list(positions)] += 1.0
-        self._neighbour_ids, self._neighbour_sims = _cooccurrence_table(
-            list(users.values()), self.counts, n, neighbours
-        )
+        self._similarity = _cooccurrence_table(list(users.values()), self.counts, n, neighbours)
         self._trending_now: np.ndarray | None = None
-        self._dense: np.ndarray | None = None
-        if self._neighbour_ids.shape[1] == n and n:
-            self._dense = np.zeros((n, n), dtype=np.float32)
-            rows = np.repeat(np.arange(n), n).reshape(n, n)
-            valid = self._neighbour_ids >= 0
-            self._dense[rows[valid], self._neighbour_ids[valid]] = self._neighbour_sims[valid]
+        # small catalogs also keep it dense: a request's lookups are then one matrix product
+        self._dense = self._similarity.toarray() if 0 < n <= DENSE_COOCCURRENCE_ITEMS else None
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -98,12 +93,7 @@ class InteractionStats:
         row_weights = np.array([w for _, w in pairs], dtype=np.float32)
         if self._dense is not None:
             return row_weights @ self._dense[rows]
-        ids = self._neighbour_ids[rows]
-        valid = ids >= 0
-        scores = np.zeros(n, dtype=np.float32)
-        contributions = (row_weights[:, None] * self._neighbour_sims[rows])[valid]
-        np.add.at(scores, ids[valid], contributions)
-        return scores
+        return np.asarray(self._similarity[rows].T @ row_weights, dtype=np.float32)
 
     def pair_similarity(self, first: int, second: int) -> float:
         """Co-occurrence cosine of two items (0 when not among each other's neighbours)."""
@@ -111,16 +101,23 @@ class InteractionStats:
             return 0.0
         if self._dense is not None:
             return float(self._dense[first, second])
-        hits = np.flatnonzero(self._neighbour_ids[first] == second)
-        return float(self._neighbour_sims[first, hits[0]]) if len(hits) else 0.0
+        columns, values = self._row(first)
+        hit = np.searchsorted(columns, second)
+        return float(values[hit]) if hit < len(columns) and columns[hit] == second else 0.0
 
     def similar(self, position: int, n: int) -> list[tuple[int, float]]:
         """The items most often seen together with `position` (best first)."""
-        if not 0 <= position < len(self._neighbour_ids):
+        if not 0 <= position < len(self.item_ids):
             return []
-        ids, sims = self._neighbour_ids[position], self._neighbour_sims[position]
-        order = np.argsort(-sims, kind="stable")
-        return [(int(ids[i]), float(sims[i])) for i in order[:n] if ids[i] >= 0 and sims[i] > 0]
+        columns, values = self._row(position)
+        order = np.lexsort((columns, -values))  # strongest first, ties by position
+        return [(int(columns[i]), float(values[i])) for i in order[:n] if values[i] > 0]
+
+    def _row(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """The kept neighbours of one item: (positions in ascending order, cosines)."""
+        table = self._similarity
+        start, end = table.indptr[position], table.indptr[position + 1]
+        return table.indices[start:end], table.data[start:end]
 
 
 def _log_scale(values: np.ndarray) -> np.ndarray:
@@ -132,15 +129,16 @@ def _log_scale(values: np.ndarray) -> np.ndarray:
 
 def _cooccurrence_table(
     users: list[set[int]], counts: np.ndarray, n: int, neighbours: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-`neighbours` cosine similarities per item from the binary user x item matrix.
+) -> sparse.csr_matrix:
+    """Top-`neighbours` cosine similarities per item (None: all) from the binary user x item
+    matrix, as an (n, n) CSR matrix with sorted column indices.
 
-    Sparse throughout (a catalog of millions of items with a small log costs what the log
-    costs); the table is as wide as the most-connected item needs, at most `neighbours`.
+    Sparse throughout: memory grows with the pairs of items seen together, never with n², so a
+    model that keeps all neighbours serves a large catalog too.
     """
-    width = n if neighbours is None else min(neighbours, n)
-    if n == 0 or width == 0 or not users:
-        return np.full((n, width), -1, dtype=np.int32), np.zeros((n, width), dtype=np.float32)
+    empty = sparse.csr_matrix((n, n), dtype=np.float32)
+    if n == 0 or neighbours == 0 or not users:
+        return empty
     rows = np.repeat(np.arange(len(users)), [len(positions) for positions in users])
     columns = np.fromiter((p for positions in users for p in positions), dtype=np.int64)
     matrix = sparse.csr_matrix(
@@ -157,19 +155,16 @@ def _cooccurrence_table(
     off_diagonal = row != col
     first, second = row[off_diagonal], col[off_diagonal]
     norms = np.sqrt(np.maximum(counts, 1.0))
-    cosine = data[off_diagonal] / norms[first] / norms[second]
-    # rank each item's neighbours, strongest first, and keep the first `width`
-    order = np.lexsort((-cosine, first))
-    first, second, cosine = first[order], second[order], cosine[order]
-    starts = np.searchsorted(first, np.arange(n))
-    rank = np.arange(len(first)) - starts[first]
-    keep = rank < width
-    width = width if neighbours is None else min(width, int(rank.max(initial=-1)) + 1)
-    ids = np.full((n, width), -1, dtype=np.int32)
-    sims = np.zeros((n, width), dtype=np.float32)
-    ids[first[keep], rank[keep]] = second[keep]
-    sims[first[keep], rank[keep]] = cosine[keep]
-    return ids, sims
+    cosine = (data[off_diagonal] / norms[first] / norms[second]).astype(np.float32)
+    if neighbours is not None:  # keep each item's `neighbours` strongest
+        order = np.lexsort((second, -cosine, first))
+        first, second, cosine = first[order], second[order], cosine[order]
+        rank = np.arange(len(first)) - np.searchsorted(first, np.arange(n))[first]
+        keep = rank < neighbours
+        first, second, cosine = first[keep], second[keep], cosine[keep]
+    table = sparse.csr_matrix((cosine, (first, second)), shape=(n, n), dtype=np.float32)
+    table.sort_indices()
+    return table
 
 
 def top_positions(scores: np.ndarray, n: int, allowed: np.ndarray | None = None) -> np.ndarray:

@@ -108,8 +108,9 @@ def test_cooccurrence_in_item_blocks_equals_one_product(monkeypatch) -> None:
     whole = candidates._cooccurrence_table(users, counts, n, 40)
     monkeypatch.setattr(candidates, "COOCCURRENCE_BLOCK", 7)  # 86 blocks, the last one short
     blocked = candidates._cooccurrence_table(users, counts, n, 40)
-    np.testing.assert_array_equal(blocked[0], whole[0])
-    np.testing.assert_allclose(blocked[1], whole[1])
+    np.testing.assert_array_equal(blocked.indices, whole.indices)
+    np.testing.assert_array_equal(blocked.indptr, whole.indptr)
+    np.testing.assert_allclose(blocked.data, whole.data)
 
 
 def test_the_sequence_rankers_best_allowed_items_are_candidates():
@@ -120,3 +121,50 @@ def test_the_sequence_rankers_best_allowed_items_are_candidates():
     assert 3 in generate_candidates(allowed=allowed, sequence=sequence, **common).tolist()
     allowed[3] = False
     assert 3 not in generate_candidates(allowed=allowed, sequence=sequence, **common).tolist()
+
+
+def random_log(n_items: int, seed: int) -> list[Event]:
+    rng = np.random.default_rng(seed)
+    return [
+        Event(f"u{u}", f"i{int(i)}", "view", float(t))
+        for u in range(300)
+        for t, i in enumerate(rng.choice(n_items, size=int(rng.integers(1, 12)), replace=False))
+    ]
+
+
+def test_the_sparse_table_of_a_large_catalog_answers_like_the_dense_one(monkeypatch):
+    import threefold.apps.recs.candidates as candidates
+
+    items = [f"i{i}" for i in range(150)]
+    events = random_log(len(items), seed=3)
+    for neighbours in (None, 3):
+        dense = InteractionStats(items, events, neighbours=neighbours)
+        monkeypatch.setattr(candidates, "DENSE_COOCCURRENCE_ITEMS", 10)
+        large = InteractionStats(items, events, neighbours=neighbours)
+        monkeypatch.undo()
+        assert dense._dense is not None and large._dense is None
+        for positions in ([0], [5, 9, 9, 140], list(range(0, 150, 7))):
+            weights = np.linspace(1.0, 0.2, len(positions))
+            np.testing.assert_allclose(
+                large.cooccurrence(positions, weights),
+                dense.cooccurrence(positions, weights),
+                rtol=1e-5,
+                atol=1e-7,
+            )
+        pairs = [(a, b) for a in range(0, 150, 11) for b in range(150)]
+        assert [large.pair_similarity(a, b) for a, b in pairs] == [
+            dense.pair_similarity(a, b) for a, b in pairs
+        ]
+        for position in range(0, 150, 13):
+            assert large.similar(position, 5) == dense.similar(position, 5)
+        if neighbours is not None:  # at most `neighbours` kept per item, the strongest ones
+            assert max(len(large.similar(p, 150)) for p in range(150)) <= neighbours
+
+
+def test_keeping_all_neighbours_of_a_large_catalog_costs_its_pairs_not_its_square():
+    # 200,000 items: a dense n x n table would be 160 GB; the pairs seen together are a few
+    items = [f"i{i}" for i in range(200_000)]
+    stats = InteractionStats(items, random_log(len(items), seed=4), neighbours=None)
+    assert stats._dense is None and stats._similarity.nnz < 40_000
+    first = stats.position[random_log(len(items), seed=4)[0].item_id]
+    assert stats.similar(first, 3) and stats.cooccurrence([first], [1.0]).shape == (200_000,)
