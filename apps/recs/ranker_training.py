@@ -46,6 +46,10 @@ from threefold.core.worker_processes import check_process_count
 
 logger = logging.getLogger(__name__)
 
+COMBINER_TENSOR_BYTES = 1 << 30  # the combiner's validation features stay within this
+MIN_VALIDATION_USERS = 50
+TUNE_CHUNK_VALUES = 1 << 24  # feature values standardized at once while tuning
+
 
 @dataclass
 class RankerSettings:
@@ -259,6 +263,7 @@ def fit_combiner(
     if not users:
         logger.warning("no validation users; using the default combiner weights")
         return LinearCombiner(), {}
+    users = validation_sample(users, builder.n, settings.seed)
     tensor, seen = user_feature_tensor(builder, encoder, histories, users, sequence_model)
     targets = np.array([builder.position[validation[u].item_id] for u in users])
     hard_columns = (0, 2, 3, 5) + ((SEQUENCE_COLUMN,) if sequence_model is not None else ())
@@ -286,6 +291,27 @@ def fit_combiner(
     return combiner, metrics
 
 
+def validation_sample(users: Sequence[str], n_items: int, seed: int) -> list[str]:
+    """The validation users the combiner is fitted on: all of them while their (users, items,
+    features) tensor fits COMBINER_TENSOR_BYTES, else a seeded sample that does (at least
+    MIN_VALIDATION_USERS), so a large catalog trains in bounded memory instead of failing."""
+    per_user = n_items * (len(FEATURES) * 4 + 9)  # features, seen mask, sequence and trending
+    cap = max(MIN_VALIDATION_USERS, COMBINER_TENSOR_BYTES // max(per_user, 1))
+    if len(users) <= cap:
+        return list(users)
+    chosen = np.sort(np.random.default_rng(seed).choice(len(users), size=cap, replace=False))
+    logger.warning(
+        "fitting the combiner on %d of %d validation users: %d items x %d users would take "
+        "more than %.1f GiB of features",
+        cap,
+        len(users),
+        n_items,
+        len(users),
+        COMBINER_TENSOR_BYTES / 2**30,
+    )
+    return [users[i] for i in chosen]
+
+
 def _tune(
     combiner: LinearCombiner,
     tensor: np.ndarray,
@@ -295,10 +321,14 @@ def _tune(
 ) -> dict[str, float]:
     """Coordinate search over non-negative weight multipliers, keeping the best NDCG@k."""
     _, mu, sd = combiner.vectors()
-    standardized = (tensor - mu) / sd
+
+    rows = max(1, TUNE_CHUNK_VALUES // max(tensor.shape[1] * tensor.shape[2], 1))
 
     def evaluate(weights: np.ndarray) -> dict[str, float]:
-        scores = standardized @ weights
+        # standardized a few users at a time: no second copy of the whole tensor
+        scores = np.empty(tensor.shape[:2], dtype=np.float64)
+        for start in range(0, len(tensor), rows):
+            scores[start : start + rows] = ((tensor[start : start + rows] - mu) / sd) @ weights
         ranks = rank_of_targets(scores, seen, targets)
         return summarize(ranks, settings.k)
 

@@ -92,3 +92,22 @@ def test_single_sequence_trains_the_text_aware_ranker_alone(catalog, sample_even
     model = train_ranker(list(catalog), sample_events, settings=settings, encoder=embedder)
     assert isinstance(model.sequence, SequenceModel)
     assert model.sequence.config.use_text and model.sequence.config.use_ids
+
+
+def test_a_combiner_too_large_for_memory_is_fitted_on_a_seeded_sample_of_users(
+    catalog, sample_events, monkeypatch, caplog
+):
+    from threefold.apps.recs import ranker_training
+    from threefold.core.encoder import HashingEncoder
+
+    items, encoder = list(catalog), HashingEncoder()
+    vectors = encoder.encode([item.text for item in items])
+    _, everyone = ranker_training.tune_combiner(items, vectors, sample_events, encoder)
+    monkeypatch.setattr(ranker_training, "COMBINER_TENSOR_BYTES", 1)  # as if n were huge
+    _, sampled = ranker_training.tune_combiner(items, vectors, sample_events, encoder)
+    assert sampled["users"] == ranker_training.MIN_VALIDATION_USERS < everyone["users"]
+    assert f"fitting the combiner on 50 of {everyone['users']} validation users" in caplog.text
+    users = [f"u{i}" for i in range(400)]
+    first = ranker_training.validation_sample(users, 10**6, seed=13)
+    assert first == ranker_training.validation_sample(users, 10**6, seed=13)  # seeded
+    assert len(first) == 50 and set(first) < set(users) and first == sorted(first, key=users.index)
