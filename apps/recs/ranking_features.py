@@ -44,7 +44,9 @@ class FeatureBuilder:
         self.items = list(items)
         self.vectors = vectors
         self.stats = stats
-        self.position = {item.item_id: i for i, item in enumerate(self.items)}
+        self.item_ids = [item.item_id for item in self.items]
+        self.position = {item_id: i for i, item_id in enumerate(self.item_ids)}
+        self._sequence_table: tuple[Any, Any] | None = None
         self.by_id = {item.item_id: item for item in self.items}
         self.n = len(self.items)
         # stats follow their own item order; map between the two
@@ -137,9 +139,19 @@ class FeatureBuilder:
         return out
 
     def sequence_scores(self, model: Any, profiles: Sequence[UserProfile]) -> np.ndarray:
-        """(users, items) next-item scores of the sequence ranker for these profiles."""
+        """(users, items) next-item scores of the sequence ranker for these profiles.
+
+        The model's item table (every item through its text and ID layers) is computed once
+        per builder and model, not per request: a builder's items and vectors do not change
+        (an edit or a ranker swap installs a new builder), and neither do a served model's
+        weights.
+        """
         histories = [sequence_order(p.positions) for p in profiles]
-        return model.scores(histories, self.vectors, [item.item_id for item in self.items])
+        cached = self._sequence_table
+        if cached is None or cached[0] is not model:
+            cached = (model, model.item_table(self.vectors, self.item_ids))
+            self._sequence_table = cached
+        return model.scores(histories, self.vectors, self.item_ids, table=cached[1])
 
 
 def user_feature_tensor(

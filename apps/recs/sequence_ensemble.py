@@ -49,18 +49,22 @@ class SequenceEnsemble:
         item_ids: Sequence[str],
         *,
         batch_size: int = 256,
+        table: list[tuple[np.ndarray, Any]] | None = None,
     ) -> np.ndarray:
         """(users, items) mean log-probabilities; a user with an empty history gets zeros.
 
-        An item no member can represent gets the row's lowest score.
+        An item no member can represent gets the row's lowest score. `table`: this ensemble's
+        `item_table` of the same vectors and items (by default computed here).
         """
         total = np.zeros((len(histories), len(item_ids)), dtype=np.float64)
         counts = np.zeros(len(item_ids), dtype=np.float64)
-        for member in self.members:
-            known = member.represents(item_ids)
+        table = self.item_table(vectors, item_ids) if table is None else table
+        for member, (known, member_table) in zip(self.members, table, strict=True):
             if not known.any():
                 continue
-            raw = member.scores(histories, vectors, item_ids, batch_size=batch_size)
+            raw = member.scores(
+                histories, vectors, item_ids, batch_size=batch_size, table=member_table
+            )
             total[:, known] += log_probabilities(raw[:, known].astype(np.float64))
             counts[known] += 1
         out = total / np.maximum(counts, 1)
@@ -68,6 +72,15 @@ class SequenceEnsemble:
             out[:, counts == 0] = out[:, counts > 0].min(axis=1, keepdims=True)
         out[[not len(h) for h in histories]] = 0.0
         return out.astype(np.float32)
+
+    def item_table(
+        self, vectors: np.ndarray, item_ids: Sequence[str]
+    ) -> list[tuple[np.ndarray, Any]]:
+        """Per member: (which items it represents, its `item_table` of them)."""
+        return [
+            (member.represents(item_ids), member.item_table(vectors, item_ids))
+            for member in self.members
+        ]
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

@@ -151,7 +151,11 @@ class SequenceModel:
         return self.id_rows(item_ids) > 0
 
     def item_table(self, vectors: np.ndarray, item_ids: Sequence[str]) -> Any:
+        """Every item's representation (items, hidden): what `scores` multiplies the user state
+        by. Pass it back to `scores` (`table=`) to score many requests over the same items."""
         torch = _torch()
+        if not len(item_ids):
+            return torch.zeros((0, self.config.hidden))
         if self.config.use_text and vectors.shape[1] != self.config.text_dimension:
             raise ModelError(
                 f"item vectors have {vectors.shape[1]} dimensions; this sequence model was "
@@ -159,7 +163,9 @@ class SequenceModel:
             )
         text = torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32))
         ids = torch.as_tensor(self.id_rows(item_ids))
-        return self.network.items(text, ids)
+        self.network.eval()
+        with torch.inference_mode():
+            return self.network.items(text, ids)
 
     def pack(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
         """Left-padded (users, max_length) matrix of history positions + 1 (0 = padding)."""
@@ -178,18 +184,20 @@ class SequenceModel:
         item_ids: Sequence[str],
         *,
         batch_size: int = 256,
+        table: Any = None,
     ) -> np.ndarray:
         """(users, items) next-item scores; histories are positions into `vectors`/`item_ids`.
 
-        A user with an empty history gets zeros.
+        A user with an empty history gets zeros. `table`: this model's `item_table` of the same
+        vectors and items, computed earlier (by default it is computed here).
         """
         torch = _torch()
-        self.network.eval()
         out = np.zeros((len(histories), len(item_ids)), dtype=np.float32)
         if not len(item_ids):
             return out
+        table = self.item_table(vectors, item_ids) if table is None else table
+        self.network.eval()
         with torch.inference_mode():
-            table = self.item_table(vectors, item_ids)
             packed = self.pack(histories)
             for start in range(0, len(histories), batch_size):
                 chunk = torch.as_tensor(packed[start : start + batch_size])

@@ -35,6 +35,8 @@ from threefold.core.worker_processes import check_process_count, cpu_count, run_
 
 logger = logging.getLogger(__name__)
 
+VALIDATION_BLOCK_VALUES = 1 << 26  # scores held at once while validating (256 MiB)
+
 
 @dataclass
 class SequenceSettings:
@@ -122,16 +124,28 @@ class LastItemValidation:
         users = sorted(u for u, s in sequences.items() if len(s) >= 2)
         self.histories = [list(sequences[u][:-1]) for u in users]
         self.targets = np.array([sequences[u][-1] for u in users], dtype=np.int64)
-        self.seen = np.zeros((len(users), n_items), dtype=bool)
-        for row, history in enumerate(self.histories):
-            self.seen[row, history] = True
+        self.n_items = n_items
 
     def measure(
         self, model: Any, vectors: np.ndarray, item_ids: Sequence[str], k: int
     ) -> dict[str, float]:
-        """hr@k, ndcg@k and mrr of `model` (a ranker or an ensemble) on these targets."""
-        scores = model.scores(self.histories, vectors, item_ids)
-        return summarize(rank_of_targets(scores, self.seen, self.targets), k)
+        """hr@k, ndcg@k and mrr of `model` (a ranker or an ensemble) on these targets.
+
+        Users are scored a block at a time (whole blocks of 256, the scoring batch), so the
+        (users, items) scores of a large catalog never exist all at once.
+        """
+        table = model.item_table(vectors, item_ids)
+        per_block = VALIDATION_BLOCK_VALUES // max(self.n_items, 1)
+        rows = max(256, per_block - per_block % 256)
+        ranks = []
+        for start in range(0, len(self.histories), rows):
+            histories = self.histories[start : start + rows]
+            seen = np.zeros((len(histories), self.n_items), dtype=bool)
+            for row, history in enumerate(histories):
+                seen[row, history] = True
+            scores = model.scores(histories, vectors, item_ids, table=table)
+            ranks.append(rank_of_targets(scores, seen, self.targets[start : start + rows]))
+        return summarize(np.concatenate(ranks) if ranks else np.zeros(0), k)
 
 
 def train_sequence_model(

@@ -146,3 +146,65 @@ def test_refit_learns_the_held_out_newest_transitions(item_vectors, sample_event
     assert mean_rank_of_newest() < before  # the transitions it now trained on rank higher
     with pytest.raises(ConfigError, match="refit_epochs"):
         SequenceSettings(refit_epochs=-1)
+
+
+def test_a_feature_builder_computes_the_item_table_once_and_an_edit_gets_a_new_one(
+    trained, item_vectors, sample_events, embedder, monkeypatch
+):
+    from threefold.apps.recs.catalog import Item, load_catalog
+    from threefold.apps.recs.config import DEFAULT_ITEMS
+    from threefold.apps.recs.events import group_by_user
+    from threefold.apps.recs.ranking_features import sequence_order
+    from threefold.apps.recs.recommender import Recommender
+
+    ids, vectors = item_vectors
+    catalog = load_catalog(DEFAULT_ITEMS)
+    engine = Recommender(catalog, embedder, sequence=trained, events=sample_events)
+    engine.build({item_id: vector for item_id, vector in zip(ids, vectors, strict=True)})
+    histories = list(group_by_user(sample_events).items())[:4]
+    builder = engine._builder
+    profiles = [builder.profile(user, history) for user, history in histories]
+    expected = trained.scores([sequence_order(p.positions) for p in profiles], vectors, ids)
+    tables = []
+    real = trained.item_table
+    monkeypatch.setattr(trained, "item_table", lambda *a: tables.append(a) or real(*a))
+    first = builder.sequence_scores(trained, profiles)
+    again = builder.sequence_scores(trained, profiles[1:2])
+    assert len(tables) == 1  # once per builder, not per request
+    np.testing.assert_allclose(first, expected, rtol=1e-5)
+    np.testing.assert_allclose(again, first[1:2], rtol=1e-5)
+
+    # an edited item is scored by its new text: the edit installs a builder with a new table
+    target = ids.index("bk-003")
+    old = catalog.get("bk-003")
+    new_text = "A stainless steel saucepan with a glass lid and a copper base."
+    engine.upsert_items([Item("bk-003", new_text, new_text, old.categories[0])])
+    edited = engine._builder.sequence_scores(trained, profiles)
+    assert engine._builder is not builder and len(tables) == 2
+    assert not np.allclose(edited[:, target], first[:, target])
+
+
+def test_validation_scores_users_in_blocks_with_the_same_result(monkeypatch):
+    from threefold.apps.recs import sequence_training
+
+    class Scores:  # pure logic: a score per (history, item) that depends on the history only
+        def item_table(self, vectors, item_ids):
+            return "table"
+
+        def scores(self, histories, vectors, item_ids, *, table):
+            assert table == "table"
+            rows = [
+                np.random.default_rng(sum(h) * 7 + len(h)).random(len(item_ids)) for h in histories
+            ]
+            return np.array(rows, dtype=np.float32)
+
+    rng = np.random.default_rng(0)
+    sequences = {
+        f"u{i}": rng.choice(50, size=int(rng.integers(2, 9)), replace=False).tolist()
+        for i in range(600)
+    }
+    validation = sequence_training.LastItemValidation(sequences, 50)
+    whole = validation.measure(Scores(), np.zeros((50, 4)), [str(i) for i in range(50)], 10)
+    monkeypatch.setattr(sequence_training, "VALIDATION_BLOCK_VALUES", 1)  # blocks of 256 users
+    blocks = validation.measure(Scores(), np.zeros((50, 4)), [str(i) for i in range(50)], 10)
+    assert blocks == whole and whole["hr@10"] > 0
