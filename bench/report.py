@@ -603,7 +603,7 @@ def recs_lock_waits(d: dict[str, Any]) -> list[Row]:
             "Recommender: longest request wait during a ranker swap and item edits",
             f"{d['catalog']}; probe: {d['probe']}",
             waits(d["rows"]),
-            f"before (commit {before['commit']}, same script, same session): "
+            f"before (commit {before['commit']}, same script, run {before['date'][:10]}): "
             f"{waits(before['rows'])}"
             if before
             else "–",
