@@ -46,10 +46,12 @@ def longest_wait(action: Callable[[], object], probe: Callable[[], object], poll
     started = time.perf_counter()
     worker = threading.Thread(target=run)
     worker.start()
-    while not done.is_set():
+    while True:  # at least one probe, even when the action is done before the first
         begin = time.perf_counter()
         probe()
         waits.append(time.perf_counter() - begin)
+        if done.is_set():
+            break
         time.sleep(poll_s)
     worker.join()
     if failure:
