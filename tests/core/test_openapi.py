@@ -73,4 +73,5 @@ def test_fuzzing_passes_a_sound_app_and_finds_a_500() -> None:
             "PUT",
             "/api/things/{thing_id}",
             max_examples=100,
+            seed=0,  # random draws missed the bug now and then (one CI run in many)
         )

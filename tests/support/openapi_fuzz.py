@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 HOSTILE_BODIES = (
@@ -213,8 +214,12 @@ def fuzz_operation(
     *,
     auth_headers: tuple[dict[str, str], ...] = (),
     max_examples: int = FAST_EXAMPLES,
+    seed: int | None = None,
 ) -> None:
-    """Send `max_examples` drawn requests to one operation and check every response."""
+    """Send `max_examples` drawn requests to one operation and check every response.
+
+    `seed` fixes the draws (the same requests on every run), for a test that must find a bug.
+    """
 
     @settings(
         max_examples=max_examples,
@@ -230,4 +235,4 @@ def fuzz_operation(
         finally:
             response.close()
 
-    run()
+    (run if seed is None else hypothesis_seed(seed)(run))()
