@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 COMBINER_TENSOR_BYTES = 1 << 30  # the combiner's validation features stay within this
 MIN_VALIDATION_USERS = 50
-TUNE_CHUNK_VALUES = 1 << 24  # feature values standardized at once while tuning
+TUNE_CHUNK_VALUES = 1 << 24  # feature values scored at once while tuning
 
 
 @dataclass
@@ -319,16 +319,20 @@ def _tune(
     targets: np.ndarray,
     settings: RankerSettings,
 ) -> dict[str, float]:
-    """Coordinate search over non-negative weight multipliers, keeping the best NDCG@k."""
-    _, mu, sd = combiner.vectors()
+    """Coordinate search over non-negative weight multipliers, keeping the best NDCG@k.
 
+    Standardizes `tensor` in place (its caller is done with it): no second copy of it.
+    """
+    _, mu, sd = combiner.vectors()
+    tensor -= mu
+    tensor /= sd
     rows = max(1, TUNE_CHUNK_VALUES // max(tensor.shape[1] * tensor.shape[2], 1))
 
     def evaluate(weights: np.ndarray) -> dict[str, float]:
-        # standardized a few users at a time: no second copy of the whole tensor
+        # a block of users at a time: the float64 product never copies the whole tensor
         scores = np.empty(tensor.shape[:2], dtype=np.float64)
         for start in range(0, len(tensor), rows):
-            scores[start : start + rows] = ((tensor[start : start + rows] - mu) / sd) @ weights
+            scores[start : start + rows] = tensor[start : start + rows] @ weights
         ranks = rank_of_targets(scores, seen, targets)
         return summarize(ranks, settings.k)
 
