@@ -195,11 +195,13 @@ def quantize_queries_for(setting: bool | None, n_items: int) -> bool:
     return n_items >= QUANTIZE_QUERIES_FROM if setting is None else bool(setting)
 
 
-def query_encoder_for(encoder: Any, quantize: bool) -> Any:
+def query_encoder_for(encoder: Any, quantize: bool | None, n_items: int = 0) -> Any:
     """The encoder of per-request history texts: an int8 twin of a loaded CPU embedder when
-    `quantize` is set, else `encoder` itself (GPU encoders and other encoders stay as they are).
+    `quantize_queries_for(quantize, n_items)`, else `encoder` itself (GPU encoders and other
+    encoders stay as they are).
     """
     twin = getattr(encoder, "quantized_twin", None)
-    if not quantize or twin is None or getattr(encoder, "device", None) != "cpu":
+    on_cpu = getattr(encoder, "device", None) == "cpu"
+    if not quantize_queries_for(quantize, n_items) or twin is None or not on_cpu:
         return encoder
     return twin()

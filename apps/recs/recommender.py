@@ -27,7 +27,6 @@ from threefold.apps.recs.ranking_features import (
     FEATURES,
     SEQUENCE_COLUMN,
     FeatureBuilder,
-    quantize_queries_for,
     query_encoder_for,
 )
 from threefold.apps.recs.rules import (
@@ -201,9 +200,7 @@ class Recommender:
         """
         self.encoder.load()
         items = list(self.catalog)
-        query_encoder = query_encoder_for(
-            self.encoder, quantize_queries_for(self.quantize_queries, len(items))
-        )
+        query_encoder = query_encoder_for(self.encoder, self.quantize_queries, len(items))
         vectors, computed = self._vectors_for(items, known_vectors or {})
         with self._lock:
             self._query_encoder = query_encoder
@@ -352,9 +349,7 @@ class Recommender:
         encoder.load()
         with self._lock:
             items, active, events = list(self._items), self._active.copy(), list(self._events)
-        query_encoder = query_encoder_for(
-            encoder, quantize_queries_for(self.quantize_queries, len(items))
-        )
+        query_encoder = query_encoder_for(encoder, self.quantize_queries, len(items))
         vectors, computed = self._vectors_for(items, ranker.vectors, encoder)
         index = self.index_factory(encoder.dimension)
         listed = np.flatnonzero(active)
