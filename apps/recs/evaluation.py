@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,16 +26,19 @@ from threefold.apps.recs.events import Event, group_by_user
 from threefold.apps.recs.ranker_store import RankerModel
 from threefold.apps.recs.ranker_training import RankerSettings, split_last, train_ranker
 from threefold.apps.recs.ranking_features import (
+    FEATURES,
     SEQUENCE_COLUMN,
     FeatureBuilder,
     query_encoder_for,
     user_feature_tensor,
 )
-from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
+from threefold.apps.recs.ranking_scores import rank_of_targets, summarize, user_blocks
 from threefold.apps.recs.rules import new_item_slot
 from threefold.core.errors import DataError
 
 logger = logging.getLogger(__name__)
+
+EVALUATION_BLOCK_VALUES = 1 << 26  # feature values held at once while evaluating (256 MiB)
 
 
 def first_interactions(events: Sequence[Event]) -> list[Event]:
@@ -144,25 +148,45 @@ def feature_tensor(
     split: Split,
     query_encoder: Any = None,
     builder: FeatureBuilder | None = None,
+    rows: slice = slice(None),
 ) -> np.ndarray:
-    """The model's features of every catalog item for every evaluated user of `split`.
+    """The model's features of every catalog item for the evaluated users of `split` (`rows`:
+    a block of them; default all).
 
     `query_encoder` embeds the users' history texts (default: the model's encoder); pass the
     `builder` of an earlier call on the same split to skip embedding the catalog again.
     """
     builder = builder or split_builder(model, split)
     tensor, _ = user_feature_tensor(
-        builder, query_encoder or model.encoder, split.histories, split.users, model.sequence
+        builder,
+        query_encoder or model.encoder,
+        split.histories,
+        split.users[rows],
+        model.sequence,
     )
     return tensor
 
 
+def evaluation_blocks(split: Split) -> list[slice]:
+    """Blocks of the split's users whose features fit EVALUATION_BLOCK_VALUES."""
+    return user_blocks(len(split.users), len(split.items) * len(FEATURES), EVALUATION_BLOCK_VALUES)
+
+
+def block_ranks(split: Split, rows: slice, scores: np.ndarray) -> np.ndarray:
+    """Ranks of the targets of the users in `rows`, given their (users, items) `scores`."""
+    return rank_of_targets(scores, split.seen[rows], split.targets[rows])
+
+
 def score_model(model: RankerModel, split: Split, k: int = 10) -> dict[str, float]:
     """HR@k, NDCG@k and MRR of the model's ranking of each user's hidden item."""
-    ranks = rank_of_targets(
-        model.combiner.score(feature_tensor(model, split)), split.seen, split.targets
-    )
-    return summarize(ranks, k)
+    builder = split_builder(model, split)
+    ranks = [
+        block_ranks(
+            split, rows, model.combiner.score(feature_tensor(model, split, None, builder, rows))
+        )
+        for rows in evaluation_blocks(split)
+    ]
+    return summarize(np.concatenate(ranks), k)
 
 
 def evaluate(
@@ -173,72 +197,89 @@ def evaluate(
     settings: RankerSettings | None = None,
     base_model: str | None = None,
 ) -> dict[str, Any]:
-    """Run the contract; returns the JSON-ready result."""
+    """Run the contract; returns the JSON-ready result.
+
+    Users are scored a block at a time (`evaluation_blocks`): a large catalog's (users, items,
+    features) tensor never exists whole.
+    """
     from threefold.core.embedder import Embedder
 
     settings = settings or RankerSettings(k=k)
     split = leave_last_out(catalog, events)
-    items, users, seen, targets = split.items, split.users, split.seen, split.targets
-    train = split.train
+    items, users, seen = split.items, split.users, split.seen
     logger.info(
-        "evaluating %d users on %d items (%d training events)", len(users), len(items), len(train)
+        "evaluating %d users on %d items (%d training events)",
+        len(users),
+        len(items),
+        len(split.train),
     )
-
-    def measure(scores: np.ndarray) -> dict[str, float]:
-        return summarize(rank_of_targets(scores, seen, targets), k)
-
+    blocks = evaluation_blocks(split)
     ids = split.item_ids
     window = settings.trending_window_days * DAY
-    full_stats = InteractionStats(ids, train, neighbours=None, trending_window=window)
-    baselines: dict[str, dict[str, float]] = {}
-    baselines["popularity"] = measure(np.tile(full_stats.popularity(), (len(users), 1)))
-    knn = np.stack(
-        [full_stats.cooccurrence(np.flatnonzero(row), np.ones(row.sum())) for row in seen]
-    )
-    baselines["item_knn"] = measure(knn)
+    full_stats = InteractionStats(ids, split.train, neighbours=None, trending_window=window)
     base = Embedder(base_model, max_length=settings.max_length).load()
     base_vectors = base.encode([item.text for item in items], show_progress=True)
-    profiles = np.stack([base_vectors[seen[row]].mean(axis=0) for row in range(len(users))])
-    baselines["text_similarity"] = measure(profiles @ base_vectors.T)
+    popularity = full_stats.popularity()
+    baseline_ranks: dict[str, list[np.ndarray]] = defaultdict(list)
+    for rows in blocks:
+        block_seen = seen[rows]
+        scores = {
+            "popularity": np.tile(popularity, (len(block_seen), 1)),
+            "item_knn": np.stack(
+                [
+                    full_stats.cooccurrence(np.flatnonzero(row), np.ones(row.sum()))
+                    for row in block_seen
+                ]
+            ),
+            "text_similarity": np.stack([base_vectors[row].mean(axis=0) for row in block_seen])
+            @ base_vectors.T,
+        }
+        for name, values in scores.items():
+            baseline_ranks[name].append(block_ranks(split, rows, values))
+    baselines = {name: summarize(np.concatenate(r), k) for name, r in baseline_ranks.items()}
     logger.info("baselines: %s", baselines)
 
     started = time.perf_counter()
-    model = train_ranker(items, train, settings=settings, base_model=base_model)
+    model = train_ranker(items, split.train, settings=settings, base_model=base_model)
     train_seconds = time.perf_counter() - started
     builder = split_builder(model, split)
-    tensor = feature_tensor(model, split, builder=builder)
-    result = measure(model.combiner.score(tensor))
-    result["train_seconds"] = round(train_seconds, 2)
-    ablation = {
-        # the same model with features switched off (weights kept): what each part adds
-        "model_without_text_features": measure(
-            _switched_off(model.combiner, "text", "profile").score(tensor)
-        ),
-        "model_without_sequence": measure(_switched_off(model.combiner, "sequence").score(tensor)),
-    }
     queries = query_encoder_for(model.encoder, quantize=True)
-    if queries is not model.encoder:  # what the API serves from QUANTIZE_QUERIES_FROM items
-        int8 = feature_tensor(model, split, query_encoder=queries, builder=builder)
-        ablation["model_with_int8_queries"] = measure(model.combiner.score(int8))
-    if model.sequence is not None:
-        # the opt-in new-item slot (new_item_slot): the best item nobody has touched yet
-        new = full_stats.counts == 0
-        slotted = new_item_slot(
-            np.where(seen, -np.inf, model.combiner.score(tensor)),
-            new,
-            tensor[:, :, SEQUENCE_COLUMN],
-            k,
-        )
-        ablation["model_with_new_item_slot"] = {**measure(slotted), "new_items": int(new.sum())}
-        ablation["sequence_ranker_alone"] = measure(tensor[:, :, SEQUENCE_COLUMN])
+    new = full_stats.counts == 0
+    # the same model with features switched off (weights kept): what each part adds
+    without_text = _switched_off(model.combiner, "text", "profile")
+    without_sequence = _switched_off(model.combiner, "sequence")
+    ranks: dict[str, list[np.ndarray]] = defaultdict(list)
+    for rows in blocks:
+        tensor = feature_tensor(model, split, builder=builder, rows=rows)
+        scores = model.combiner.score(tensor)
+        variants = {
+            "model": scores,
+            "model_without_text_features": without_text.score(tensor),
+            "model_without_sequence": without_sequence.score(tensor),
+        }
+        if queries is not model.encoder:  # what the API serves from QUANTIZE_QUERIES_FROM items
+            int8 = feature_tensor(model, split, query_encoder=queries, builder=builder, rows=rows)
+            variants["model_with_int8_queries"] = model.combiner.score(int8)
+        if model.sequence is not None:
+            # the opt-in new-item slot (new_item_slot): the best item nobody has touched yet
+            variants["model_with_new_item_slot"] = new_item_slot(
+                np.where(seen[rows], -np.inf, scores), new, tensor[:, :, SEQUENCE_COLUMN], k
+            )
+            variants["sequence_ranker_alone"] = tensor[:, :, SEQUENCE_COLUMN]
+        for name, values in variants.items():
+            ranks[name].append(block_ranks(split, rows, values))
+    measured = {name: summarize(np.concatenate(r), k) for name, r in ranks.items()}
+    result = {**measured.pop("model"), "train_seconds": round(train_seconds, 2)}
+    if "model_with_new_item_slot" in measured:
+        measured["model_with_new_item_slot"]["new_items"] = int(new.sum())
     return {
         "users": len(users),
         "items": len(items),
-        "interactions": len(train) + len(users),
+        "interactions": len(split.train) + len(users),
         "k": k,
         "model": result,
         "baselines": baselines,
-        "ablation": ablation,
+        "ablation": measured,
         "validation": model.info.get("validation", {}),
         "sequence": model.info.get("sequence", {}),
         "weights": {name: round(w, 4) for name, w in model.combiner.weights.items()},

@@ -49,3 +49,12 @@ def summarize(ranks: np.ndarray, k: int) -> dict[str, float]:
         f"ndcg@{k}": round(float(np.where(hit, 1.0 / np.log2(ranks + 1.0), 0.0).mean()), 4),
         "mrr": round(float((1.0 / ranks).mean()), 4),
     }
+
+
+def user_blocks(users: int, values_per_user: int, budget: int, multiple: int = 1) -> list[slice]:
+    """Consecutive blocks of users whose (block, values_per_user) arrays hold at most `budget`
+    values (at least `multiple` users, and a multiple of it), so scoring every user against a
+    large catalog never holds all users' scores at once."""
+    per_block = budget // max(values_per_user, 1)
+    rows = max(multiple, per_block - per_block % multiple)
+    return [slice(start, min(start + rows, users)) for start in range(0, users, rows)]

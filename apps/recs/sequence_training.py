@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from threefold.apps.recs.events import Event, group_by_user
-from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
+from threefold.apps.recs.ranking_scores import rank_of_targets, summarize, user_blocks
 from threefold.apps.recs.sequence_ensemble import SequenceEnsemble
 from threefold.apps.recs.sequence_model import SequenceConfig, SequenceModel
 from threefold.core.errors import ConfigError
@@ -135,16 +135,16 @@ class LastItemValidation:
         (users, items) scores of a large catalog never exist all at once.
         """
         table = model.item_table(vectors, item_ids)
-        per_block = VALIDATION_BLOCK_VALUES // max(self.n_items, 1)
-        rows = max(256, per_block - per_block % 256)
         ranks = []
-        for start in range(0, len(self.histories), rows):
-            histories = self.histories[start : start + rows]
+        for block in user_blocks(
+            len(self.histories), self.n_items, VALIDATION_BLOCK_VALUES, multiple=256
+        ):
+            histories = self.histories[block]
             seen = np.zeros((len(histories), self.n_items), dtype=bool)
             for row, history in enumerate(histories):
                 seen[row, history] = True
             scores = model.scores(histories, vectors, item_ids, table=table)
-            ranks.append(rank_of_targets(scores, seen, self.targets[start : start + rows]))
+            ranks.append(rank_of_targets(scores, seen, self.targets[block]))
         return summarize(np.concatenate(ranks) if ranks else np.zeros(0), k)
 
 

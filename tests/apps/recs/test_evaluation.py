@@ -85,3 +85,22 @@ def test_eval_names_the_bad_line_of_the_interactions_file(tmp_path):
     assert result.exit_code != 0
     assert "line 3" in result.output
     assert "no-such-item" in result.output
+
+
+def test_scoring_users_in_blocks_gives_the_one_block_figures(catalog, sample_events, monkeypatch):
+    from threefold.apps.recs import evaluation
+    from threefold.apps.recs.combiner import LinearCombiner
+    from threefold.apps.recs.ranker_store import RankerModel
+    from threefold.core.encoder import HashingEncoder
+
+    model = RankerModel(encoder=HashingEncoder(), combiner=LinearCombiner(), info={})
+    split = evaluation.leave_last_out(catalog, sample_events)
+    assert evaluation.evaluation_blocks(split) == [slice(0, len(split.users))]
+    whole = evaluation.score_model(model, split)
+    # as if the catalog were large: blocks of 3 users (one user's features are a block's 1/3)
+    per_user = len(split.items) * len(evaluation.FEATURES)
+    monkeypatch.setattr(evaluation, "EVALUATION_BLOCK_VALUES", 3 * per_user)
+    blocks = evaluation.evaluation_blocks(split)
+    assert len(blocks) == -(-len(split.users) // 3) and blocks[-1].stop == len(split.users)
+    assert evaluation.score_model(model, split) == whole
+    assert whole["hr@10"] > 0
