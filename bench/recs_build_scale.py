@@ -68,15 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)  # one API worker's share of the machine
     begun = time.perf_counter()
-    recommender = Recommender(
-        catalog,
-        model.encoder,
-        combiner=model.combiner,
-        sequence=model.sequence,
-        events=events,
-        neighbours=model.neighbours,
-        trending_window=model.trending_window,
-    )
+    recommender = Recommender.for_ranker(catalog, model, events)
     recommender.build()
     setup_seconds = time.perf_counter() - begun
     histories = group_by_user(events)

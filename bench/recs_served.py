@@ -113,15 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             {**served, "neighbours": serving.DEFAULT_NEIGHBOURS, "quantize_queries": True},
         ),
     ):
-        recommender = serving.Recommender(
-            catalog,
-            model.encoder,
-            combiner=model.combiner,
-            sequence=model.sequence,
-            events=split.train,
-            candidate_pool=defaults.candidate_pool,
-            trending_window=model.trending_window,
-            **options,
+        recommender = serving.Recommender.for_ranker(
+            catalog, model, split.train, candidate_pool=defaults.candidate_pool, **options
         )
         recommender.build()
         serving.generate_candidates = generate

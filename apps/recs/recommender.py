@@ -192,6 +192,21 @@ class Recommender:
         self._stats_generation = 0  # a synchronous rebuild outdates one in flight
         self._tables_generation = 0  # tables installed since (item edits too) outdate a rebuild
 
+    @classmethod
+    def for_ranker(
+        cls, catalog: Catalog, ranker: Ranker | Any, events: Sequence[Event], **options: Any
+    ) -> Recommender:
+        """A recommender ranking with `ranker` (a `Ranker` or a trained `RankerModel`): its
+        encoder, combiner, sequence ranker, trending window and neighbours; `options` are the
+        other constructor arguments (or override those). Call `build` next."""
+        defaults = {
+            "combiner": ranker.combiner,
+            "sequence": ranker.sequence,
+            "trending_window": ranker.trending_window,
+            "neighbours": ranker.neighbours,
+        }
+        return cls(catalog, ranker.encoder, events=events, **{**defaults, **options})
+
     # ------------------------------------------------------------------ building
     def build(self, known_vectors: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Embed the catalog (reusing `known_vectors`), index it and count interactions.

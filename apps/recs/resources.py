@@ -197,17 +197,13 @@ def index_ranker(
     redis: RedisState,
 ) -> Recommender:
     """A recommender serving `ranker`, its catalog embedded (vectors shared through Redis)."""
-    recommender = Recommender(
+    recommender = Recommender.for_ranker(
         catalog,
-        ranker.encoder,
-        combiner=ranker.combiner,
-        sequence=ranker.sequence,
-        events=seed,
+        ranker,
+        seed,
         candidate_pool=settings.candidate_pool,
         quantize_queries=settings.quantize_queries,
         new_item_slot=settings.new_item_slot,
-        trending_window=ranker.trending_window,
-        neighbours=ranker.neighbours,
         model_version=ranker.version,
         model_info=ranker.info,
     )
