@@ -646,6 +646,31 @@ def recs_build_scale(d: dict[str, Any]) -> list[Row]:
     ]
 
 
+def recs_sampled_softmax(d: dict[str, Any]) -> list[Row]:
+    rows = {row["variant"]: row for row in d["summary"]}
+
+    def cell(row: dict[str, Any]) -> str:
+        low, high = row["ndcg@10_spread"]
+        return (
+            f"ndcg@10 {_f(row['ndcg@10'], 4)} ({_f(low, 4)}–{_f(high, 4)}), "
+            f"{row['seconds_per_epoch']:.1f} s per epoch"
+        )
+
+    full = rows.pop("full_softmax")
+    return [
+        (
+            "Recommender: sequence ranker trained on a sampled softmax (catalogs from 20,000 "
+            "items), forced on a small catalog",
+            f"MovieLens-100k leave-last-out ({d['items']:,} items), all unseen items ranked; "
+            f"{d['model']}; seeds {', '.join(map(str, d['seeds']))}; mean (min–max)",
+            "; ".join(f"{r['negatives']} sampled negatives: {cell(r)}" for r in rows.values()),
+            f"full softmax (same run): {cell(full)}",
+            f"wall {d['wall_seconds'] / 60:.0f} min{_load_note(d.get('machine'))}",
+            "`bench/recs_sampled_softmax.py`",
+        )
+    ]
+
+
 def alerts_quality(d: dict[str, Any]) -> list[Row]:
     names = {
         "fpb_sentiment": "Financial PhraseBank `fpb_dev.csv`",
@@ -755,6 +780,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("recs_scale", recs_scale),
     ("recs_lock_waits", recs_lock_waits),
     ("recs_build_scale", recs_build_scale),
+    ("recs_sampled_softmax", recs_sampled_softmax),
     ("reliability", reliability),
 ]
 

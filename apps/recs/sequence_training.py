@@ -36,6 +36,8 @@ from threefold.core.worker_processes import check_process_count, cpu_count, run_
 logger = logging.getLogger(__name__)
 
 VALIDATION_BLOCK_VALUES = 1 << 26  # scores held at once while validating (256 MiB)
+SAMPLED_SOFTMAX_FROM = 20_000  # trained items from which a batch's softmax is a sample of them
+SAMPLED_NEGATIVES = 8_192  # items drawn per batch for that sample, besides the batch's targets
 
 
 @dataclass
@@ -426,13 +428,46 @@ def _train_epoch(
         if settings.id_dropout and config.use_ids and config.use_text:
             keep = torch.rand(len(rows)) >= settings.id_dropout
             rows = rows * keep
-        table = network.items(text, rows)
-        hidden = network.encode(x, table)
-        mask = y > 0
-        logits = hidden[mask] @ table[columns].T
-        loss = torch.nn.functional.cross_entropy(logits, column_of[y[mask]])
+        if len(columns) >= SAMPLED_SOFTMAX_FROM:
+            loss = _sampled_softmax_loss(network, x, y, text, rows, columns, rng)
+        else:
+            table = network.items(text, rows)
+            hidden = network.encode(x, table)
+            mask = y > 0
+            logits = hidden[mask] @ table[columns].T
+            loss = torch.nn.functional.cross_entropy(logits, column_of[y[mask]])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         total += float(loss.detach()) * len(batch)
     return total
+
+
+def _sampled_softmax_loss(
+    network: Any,
+    x: Any,
+    y: Any,
+    text: Any,
+    rows: Any,
+    columns: Any,
+    rng: np.random.Generator,
+) -> Any:
+    """Cross-entropy of each target against the batch's targets plus SAMPLED_NEGATIVES trained
+    items drawn uniformly: only those and the batch's inputs pass through the item layers, so a
+    large catalog's batch costs (targets + sample) instead of every item, twice (the table and
+    the logits).
+    """
+    import torch
+
+    mask = y > 0
+    targets = y[mask] - 1
+    drawn = columns[torch.as_tensor(rng.integers(0, len(columns), SAMPLED_NEGATIVES))]
+    candidates, labels = torch.unique(torch.cat([targets, drawn]), return_inverse=True)
+    inputs = x > 0
+    needed, where = torch.unique(torch.cat([candidates, x[inputs] - 1]), return_inverse=True)
+    table = network.items(text[needed], rows[needed])
+    local = torch.zeros_like(x)
+    local[inputs] = where[len(candidates) :] + 1
+    hidden = network.encode(local, table)
+    logits = hidden[mask] @ table[where[: len(candidates)]].T
+    return torch.nn.functional.cross_entropy(logits, labels[: len(targets)])

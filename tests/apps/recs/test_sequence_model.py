@@ -208,3 +208,48 @@ def test_validation_scores_users_in_blocks_with_the_same_result(monkeypatch):
     monkeypatch.setattr(sequence_training, "VALIDATION_BLOCK_VALUES", 1)  # blocks of 256 users
     blocks = validation.measure(Scores(), np.zeros((50, 4)), [str(i) for i in range(50)], 10)
     assert blocks == whole and whole["hr@10"] > 0
+
+
+def test_the_sampled_softmax_is_the_full_one_when_the_sample_holds_every_item(
+    item_vectors, monkeypatch
+):
+    import torch
+
+    from threefold.apps.recs import sequence_training
+    from threefold.apps.recs.sequence_model import build_network
+
+    ids, vectors = item_vectors
+    torch.manual_seed(0)
+    network = build_network(SequenceConfig(text_dimension=vectors.shape[1]), len(ids)).eval()
+    text, rows = torch.as_tensor(vectors), torch.arange(1, len(ids) + 1)
+    trained = list(range(0, len(ids), 2))  # the softmax: every other item
+    columns, column_of = sequence_training._softmax_over(trained, len(ids))
+    inputs, targets = training_windows([trained[:9], trained[3:12], trained[::-1]], 8)
+    x, y = torch.as_tensor(inputs), torch.as_tensor(targets)
+
+    def sampled(negatives: int) -> float:
+        monkeypatch.setattr(sequence_training, "SAMPLED_NEGATIVES", negatives)
+        loss = sequence_training._sampled_softmax_loss
+        return float(loss(network, x, y, text, rows, columns, np.random.default_rng(0)))
+
+    with torch.no_grad():  # eval mode, no dropout: both losses read one network
+        table = network.items(text, rows)
+        logits = network.encode(x, table)[y > 0] @ table[columns].T
+        full = float(torch.nn.functional.cross_entropy(logits, column_of[y[y > 0]]))
+        # thousands of draws from a few dozen items: every one is in the sample
+        assert sampled(200 * len(trained)) == pytest.approx(full, rel=1e-5)
+        # a small sample is a different (easier) loss, from far fewer items
+        assert sampled(2) < full
+
+
+def test_a_large_catalog_trains_on_a_sampled_softmax_and_still_learns(
+    item_vectors, sample_events, monkeypatch
+):
+    from threefold.apps.recs import sequence_training
+
+    ids, vectors = item_vectors
+    monkeypatch.setattr(sequence_training, "SAMPLED_SOFTMAX_FROM", 1)  # as if n were huge
+    monkeypatch.setattr(sequence_training, "SAMPLED_NEGATIVES", 8)
+    model = train_sequence_model(ids, vectors, sample_events, settings=FAST)
+    chance = 10 / len(ids)  # hr@10 of a random ranking
+    assert model.info["validation"]["hr@10"] > 2 * chance
