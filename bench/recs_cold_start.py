@@ -1,6 +1,7 @@
 """Benchmark: cold items and short histories on MovieLens-100k (the sequence ranker's text path).
 
     python -m bench.recs_cold_start [--data DIR] [--cold-share 0.2] [--sequence-seconds S]
+        [--seeds 13 14 15]
 
 Split: the evaluation's leave-last-out split; then a seeded `--cold-share` of the items is
 removed from every training history (no ID embedding, no co-occurrence, no popularity for
@@ -12,8 +13,10 @@ Methods: the fused ranker `threefold recs build` trains (fine-tuned text encoder
 sequence ranker and the other features in the tuned combiner: what the API serves), the
 same with the API's new-item slot (the best item without interactions takes the 10th place),
 the text-aware sequence ranker alone (text + IDs), plain SASRec (IDs only: a cold item has no
-representation, so it cannot rank one), popularity. Writes bench/results/recs_cold_start.json
-and prints one Markdown row per method:
+representation, so it cannot rank one), popularity. Each seed draws its own cold items and
+trains every method anew; `methods` holds the mean over the seeds with each figure's min-max
+(`*_spread`), `per_seed` the runs. Writes bench/results/recs_cold_start.json and prints one
+Markdown row per method (means):
 
 | method | cold HR@10 | cold NDCG@10 | warm NDCG@10 | 1-3 events HR@10 |
 """
@@ -48,13 +51,47 @@ def main(argv: list[str] | None = None) -> int:
         "--no-fused", action="store_true", help="skip the fused ranker (the slowest to train)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (shared CPUs: 1)")
-    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[13, 14, 15])
     parser.add_argument("--out", type=Path, default=RESULTS, help="results JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     catalog, events = load_recs_data(args.data)
     import torch
 
+    torch.set_num_threads(args.threads)
+    run = BenchRun()
+    per_seed: dict[str, dict[str, dict[str, object]]] = {}
+    for seed in args.seeds:
+        per_seed[str(seed)], cold_items = run_seed(catalog, events, args, seed)
+    methods = average(list(per_seed.values()))
+    report = {
+        "benchmark": "recs_cold_start",
+        "dataset": str(args.data),
+        "split": "leave-last-out per user; a seeded share of items removed from every training "
+        "history (cold: text only); short histories = input cut to the last 1-3 items",
+        "cold_share": args.cold_share,
+        "id_dropout": args.id_dropout,
+        "sequence_seconds": args.sequence_seconds,
+        "cold_items": cold_items,
+        "seeds": args.seeds,
+        "methods": methods,
+        "per_seed": per_seed,
+    }
+    run.write(report, args.out, "bench.recs_cold_start", argv or sys.argv[1:], args.threads)
+    k = args.k
+    for name, result in methods.items():
+        c, w, s = result["cold_items"], result["warm_items"], result["short_histories"]
+        print(
+            f"| {name} | {c[f'hr@{k}']:.4f} | {c[f'ndcg@{k}']:.4f} | {w[f'ndcg@{k}']:.4f} "
+            f"| {s[f'hr@{k}']:.4f} |"
+        )
+    return 0
+
+
+def run_seed(
+    catalog: object, events: list, args: argparse.Namespace, seed: int
+) -> tuple[dict[str, dict[str, object]], int]:
+    """Every method on one seed's cold items: (results by method, number of cold items)."""
     from threefold.apps.recs.evaluation import feature_tensor, leave_last_out
     from threefold.apps.recs.ranker_training import RankerSettings, train_ranker
     from threefold.apps.recs.ranking_features import SEQUENCE_COLUMN
@@ -68,11 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     from threefold.core.embedder import Embedder
 
-    torch.set_num_threads(args.threads)
-    run = BenchRun()
     split = leave_last_out(catalog, events)
     n = len(split.items)
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(seed)
     cold = np.zeros(n, dtype=bool)
     cold[rng.choice(n, size=round(args.cold_share * n), replace=False)] = True
     cold_ids = {split.items[p].item_id for p in np.flatnonzero(cold)}
@@ -96,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     vectors = Embedder(max_length=64).load().encode([item.text for item in split.items])
     sequence_settings = SequenceSettings(
         k=args.k,
-        seed=args.seed,
+        seed=seed,
         max_seconds=args.sequence_seconds,
         threads=args.threads,
         id_dropout=args.id_dropout,
@@ -127,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         model = train_ranker(
             split.items,
             train,
-            settings=RankerSettings(
-                k=args.k, sequence_seconds=args.sequence_seconds, seed=args.seed
-            ),
+            settings=RankerSettings(k=args.k, sequence_seconds=args.sequence_seconds, seed=seed),
         )
         train_seconds = time.perf_counter() - begun
         kept = {
@@ -179,27 +212,27 @@ def main(argv: list[str] | None = None) -> int:
         "warm_items": measure(popularity, warm_target, seen),
         "short_histories": measure(popularity, has_history, seen | short_seen),
     }
-    report = {
-        "benchmark": "recs_cold_start",
-        "dataset": str(args.data),
-        "split": "leave-last-out per user; a seeded share of items removed from every training "
-        "history (cold: text only); short histories = input cut to the last 1-3 items",
-        "cold_share": args.cold_share,
-        "id_dropout": args.id_dropout,
-        "sequence_seconds": args.sequence_seconds,
-        "cold_items": int(cold.sum()),
-        "seed": args.seed,
-        "methods": methods,
-    }
-    run.write(report, args.out, "bench.recs_cold_start", argv or sys.argv[1:], args.threads)
-    k = args.k
-    for name, result in methods.items():
-        c, w, s = result["cold_items"], result["warm_items"], result["short_histories"]
-        print(
-            f"| {name} | {c[f'hr@{k}']:.4f} | {c[f'ndcg@{k}']:.4f} | {w[f'ndcg@{k}']:.4f} "
-            f"| {s[f'hr@{k}']:.4f} |"
-        )
-    return 0
+    return methods, int(cold.sum())
+
+
+def average(runs: list[dict[str, dict[str, object]]]) -> dict[str, dict[str, object]]:
+    """The mean of each method's figures over the seeds, with `<figure>_spread` = [min, max]."""
+    out: dict[str, dict[str, object]] = {}
+    for name in runs[0]:
+        entry: dict[str, object] = {}
+        for part, value in runs[0][name].items():
+            if isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values()):
+                group: dict[str, float] = {}
+                for key in value:
+                    values = [float(run[name][part][key]) for run in runs]  # type: ignore[index]
+                    group[key] = round(float(np.mean(values)), 4)
+                    if len(values) > 1:
+                        group[f"{key}_spread"] = [round(min(values), 4), round(max(values), 4)]
+                entry[part] = group
+            elif isinstance(value, (int, float)):
+                entry[part] = round(float(np.mean([run[name][part] for run in runs])), 1)
+        out[name] = entry
+    return out
 
 
 def last_items(events: list, count: int) -> list:
