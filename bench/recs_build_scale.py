@@ -8,12 +8,13 @@ event log (bench/recs_scale's topics, titles and browsing users: real text throu
 encoder, so the fine-tune and the catalog embedding are what a user's build pays), then a
 `Recommender` over the trained model (statistics, index, the sequence ranker's item table) and
 `recommend` for `--requests` users with a history, one torch thread, as one API worker would.
-Reported: wall seconds of the build and of the recommender's setup, peak RSS of this process and
-of its children (the sequence ensemble's members train in their own processes), how many
-validation users the combiner was fitted on, p50/p99 of one recommendation. The point is memory
-and time that stay bounded as the catalog grows (the combiner's user sample, sparse
-co-occurrence, blockwise validation), not quality: the data are synthetic. Writes
-bench/results/recs_build_scale.json.
+Reported: wall seconds of the build and of the recommender's setup, how many items the
+sequence ranker trained on and whether that took the sampled softmax (SAMPLED_SOFTMAX_FROM),
+peak RSS of this process and of its children (the sequence ensemble's members train in their
+own processes), how many validation users the combiner was fitted on, p50/p99 of one
+recommendation. The point is memory and time that stay bounded as the catalog grows (the
+combiner's user sample, sparse co-occurrence, blockwise validation, the sampled softmax), not
+quality: the data are synthetic. Writes bench/results/recs_build_scale.json.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
 
+    from threefold.apps.recs import sequence_training
     from threefold.apps.recs.events import group_by_user
     from threefold.apps.recs.ranker_training import RankerSettings, train_ranker
     from threefold.apps.recs.recommender import Recommender
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     model = train_ranker(list(catalog), events, settings=settings)
     build_seconds = time.perf_counter() - begun
 
+    members = getattr(model.sequence, "members", [model.sequence])
+    trained_items = max((len(m.item_ids) for m in members if m is not None), default=0)
     torch.set_num_threads(1)  # one API worker's share of the machine
     begun = time.perf_counter()
     recommender = Recommender.for_ranker(catalog, model, events)
@@ -95,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(build_seconds, 1),
             "combiner_validation_users": model.info.get("validation", {}).get("users"),
             "validation_users": model.info.get("validation_users"),
+            "sequence_trained_items": trained_items,
+            "sequence_softmax": "sampled"
+            if trained_items >= sequence_training.SAMPLED_SOFTMAX_FROM
+            else "full",
         },
         "serving": {
             "setup_seconds": round(setup_seconds, 1),

@@ -626,6 +626,12 @@ def recs_build_scale(d: dict[str, Any]) -> list[Row]:
     data, build, serving = d["data"], d["build"], d["serving"]
     rss, ms = d["peak_rss_gib"], serving["recommend_ms"]
     fitted = build["combiner_validation_users"]
+    trained = build.get("sequence_trained_items")
+    softmax = (
+        f"; sequence ranker on {trained:,} items, {build['sequence_softmax']} softmax"
+        if trained
+        else ""
+    )
     return [
         (
             "Recommender build (`recs build`: fine-tune, sequence ranker, combiner) and serving "
@@ -636,10 +642,12 @@ def recs_build_scale(d: dict[str, Any]) -> list[Row]:
             "steps",
             f"build {build['seconds']:.0f} s at peak RSS {rss['process']} GiB (largest child "
             f"{rss['largest_child']} GiB), combiner fitted on {fitted:,} of "
-            f"{build['validation_users']:,} validation users; recommend p50/p99 "
+            f"{build['validation_users']:,} validation users{softmax}; recommend p50/p99 "
             f"{ms['p50']}/{ms['p99']} ms ({serving['torch_threads']} torch thread)",
             "before the bounded combiner fit and sparse co-occurrence (2026-12-05, the same "
-            "catalog size built by hand): still tuning after 10 min at 13 GB RSS, stopped",
+            "catalog size built by hand): still tuning after 10 min at 13 GB RSS, stopped"
+            if data["items"] == 30_000
+            else "no earlier build of this size",
             f"recommender setup {serving['setup_seconds']:.0f} s{_load_note(d.get('machine'))}",
             "`bench/recs_build_scale.py`",
         )
@@ -780,6 +788,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("recs_scale", recs_scale),
     ("recs_lock_waits", recs_lock_waits),
     ("recs_build_scale", recs_build_scale),
+    ("recs_build_scale_100k", recs_build_scale),
     ("recs_sampled_softmax", recs_sampled_softmax),
     ("reliability", reliability),
 ]
