@@ -33,7 +33,7 @@ from threefold.apps.recs.ranking_features import (
     FeatureBuilder,
     user_feature_tensor,
 )
-from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
+from threefold.apps.recs.ranking_scores import rank_of_targets, summarize, user_blocks
 from threefold.apps.recs.sequence_model import SequenceConfig
 from threefold.apps.recs.sequence_training import (
     SequenceSettings,
@@ -326,13 +326,13 @@ def _tune(
     _, mu, sd = combiner.vectors()
     tensor -= mu
     tensor /= sd
-    rows = max(1, TUNE_CHUNK_VALUES // max(tensor.shape[1] * tensor.shape[2], 1))
+    blocks = user_blocks(len(tensor), tensor.shape[1] * tensor.shape[2], TUNE_CHUNK_VALUES)
 
     def evaluate(weights: np.ndarray) -> dict[str, float]:
         # a block of users at a time: the float64 product never copies the whole tensor
         scores = np.empty(tensor.shape[:2], dtype=np.float64)
-        for start in range(0, len(tensor), rows):
-            scores[start : start + rows] = tensor[start : start + rows] @ weights
+        for block in blocks:
+            scores[block] = tensor[block] @ weights
         ranks = rank_of_targets(scores, seen, targets)
         return summarize(ranks, settings.k)
 
