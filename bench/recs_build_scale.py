@@ -9,7 +9,7 @@ encoder, so the fine-tune and the catalog embedding are what a user's build pays
 `Recommender` over the trained model (statistics, index, the sequence ranker's item table) and
 `recommend` for `--requests` users with a history, one torch thread, as one API worker would.
 Reported: wall seconds of the build and of the recommender's setup, how many items the
-sequence ranker trained on and whether that took the sampled softmax (SAMPLED_SOFTMAX_FROM),
+sequence ranker trained on and whether that took the sampled softmax (`sampled_softmax_from`),
 peak RSS of this process and of its children (the sequence ensemble's members train in their
 own processes), how many validation users the combiner was fitted on, p50/p99 of one
 recommendation. The point is memory and time that stay bounded as the catalog grows (the
@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import torch
 
-    from threefold.apps.recs import sequence_training
     from threefold.apps.recs.events import group_by_user
     from threefold.apps.recs.ranker_training import RankerSettings, train_ranker
     from threefold.apps.recs.recommender import Recommender
+    from threefold.apps.recs.sequence_training import SequenceSettings
 
     run = BenchRun()
     topics = np.random.default_rng(args.seed).integers(0, TOPICS, args.items)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             "validation_users": model.info.get("validation_users"),
             "sequence_trained_items": trained_items,
             "sequence_softmax": "sampled"
-            if trained_items >= sequence_training.SAMPLED_SOFTMAX_FROM
+            if trained_items >= SequenceSettings().sampled_softmax_from
             else "full",
         },
         "serving": {

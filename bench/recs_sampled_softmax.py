@@ -3,8 +3,8 @@
     python -m bench.recs_sampled_softmax [--data DIR] [--negatives 128 512] [--seeds 13 14]
         [--sequence-seconds 600] [--threads 2]
 
-From SAMPLED_SOFTMAX_FROM trained items (20,000) each training batch scores its targets
-against the batch's own targets plus SAMPLED_NEGATIVES (8,192) uniformly drawn items instead
+From `SequenceSettings.sampled_softmax_from` trained items (20,000) each training batch scores
+its targets against the batch's own targets plus `sampled_negatives` (8,192) uniform draws instead
 of every item (`sequence_training._sampled_softmax_loss`). MovieLens-100k has 1,682 items, so
 here the sample is forced on and sized to the same share of the catalog: 8,192 of 100,000
 items is ~8 %, ~135 of MovieLens' items. Split: the evaluation's leave-last-out; the
@@ -17,6 +17,7 @@ bench/results/recs_sampled_softmax.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -44,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     catalog, events = load_recs_data(args.data)
     import torch
 
-    from threefold.apps.recs import sequence_training
     from threefold.apps.recs.evaluation import leave_last_out
     from threefold.apps.recs.ranking_scores import rank_of_targets, summarize
     from threefold.apps.recs.sequence_training import (
@@ -65,11 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for seed in args.seeds:
         for name, negatives in variants.items():
-            sequence_training.SAMPLED_SOFTMAX_FROM = 0 if negatives else 10**12
-            sequence_training.SAMPLED_NEGATIVES = negatives or 0
             settings = SequenceSettings(
                 k=args.k, seed=seed, max_seconds=args.sequence_seconds, threads=args.threads
             )
+            if negatives:  # from the first trained item: a sample on any catalog
+                settings = dataclasses.replace(
+                    settings, sampled_softmax_from=1, sampled_negatives=negatives
+                )
             begun = time.perf_counter()
             model = train_sequence_model(split.item_ids, vectors, split.train, settings=settings)
             seconds = time.perf_counter() - begun

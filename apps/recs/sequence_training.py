@@ -36,8 +36,6 @@ from threefold.core.worker_processes import check_process_count, cpu_count, run_
 logger = logging.getLogger(__name__)
 
 VALIDATION_BLOCK_VALUES = 1 << 26  # scores held at once while validating (256 MiB)
-SAMPLED_SOFTMAX_FROM = 20_000  # trained items from which a batch's softmax is a sample of them
-SAMPLED_NEGATIVES = 8_192  # items drawn per batch for that sample, besides the batch's targets
 
 
 @dataclass
@@ -56,6 +54,10 @@ class SequenceSettings:
     seed: int = 13
     threads: int | None = None
     refit_epochs: int = 4
+    sampled_softmax_from: int = 20_000
+    """Trained items from which a batch's softmax is a sample of them (`_sampled_softmax_loss`)."""
+    sampled_negatives: int = 8_192
+    """Items drawn per batch for that sample, besides the batch's own targets."""
     processes: int | None = None
     """Ensemble members trained at once, each in its own process (None: one per CPU core, up
     to the number of members; 1: one after the other in this process)."""
@@ -67,7 +69,8 @@ class SequenceSettings:
                 f"{self.refit_epochs!r}"
             )
         check_process_count("SequenceSettings.processes", self.processes)
-        for name in ("epochs", "batch_size", "check_every", "patience", "k"):
+        positive = ("epochs", "batch_size", "check_every", "patience", "k")
+        for name in (*positive, "sampled_softmax_from", "sampled_negatives"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise ConfigError(
@@ -428,8 +431,10 @@ def _train_epoch(
         if settings.id_dropout and config.use_ids and config.use_text:
             keep = torch.rand(len(rows)) >= settings.id_dropout
             rows = rows * keep
-        if len(columns) >= SAMPLED_SOFTMAX_FROM:
-            loss = _sampled_softmax_loss(network, x, y, text, rows, columns, rng)
+        if len(columns) >= settings.sampled_softmax_from:
+            loss = _sampled_softmax_loss(
+                network, x, y, text, rows, columns, settings.sampled_negatives, rng
+            )
         else:
             table = network.items(text, rows)
             hidden = network.encode(x, table)
@@ -450,10 +455,11 @@ def _sampled_softmax_loss(
     text: Any,
     rows: Any,
     columns: Any,
+    negatives: int,
     rng: np.random.Generator,
 ) -> Any:
-    """Cross-entropy of each target against the batch's targets plus SAMPLED_NEGATIVES trained
-    items drawn uniformly: only those and the batch's inputs pass through the item layers, so a
+    """Cross-entropy of each target against the batch's targets plus `negatives` trained items
+    drawn uniformly: only those and the batch's inputs pass through the item layers, so a
     large catalog's batch costs (targets + sample) instead of every item, twice (the table and
     the logits).
     """
@@ -461,7 +467,7 @@ def _sampled_softmax_loss(
 
     mask = y > 0
     targets = y[mask] - 1
-    drawn = columns[torch.as_tensor(rng.integers(0, len(columns), SAMPLED_NEGATIVES))]
+    drawn = columns[torch.as_tensor(rng.integers(0, len(columns), negatives))]
     candidates, labels = torch.unique(torch.cat([targets, drawn]), return_inverse=True)
     inputs = x > 0
     needed, where = torch.unique(torch.cat([candidates, x[inputs] - 1]), return_inverse=True)

@@ -25,7 +25,7 @@ def test_build_scale_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert result["serving"]["requests"] == 5
     assert 0 < result["serving"]["recommend_ms"]["p50"] <= result["serving"]["recommend_ms"]["p99"]
     assert result["peak_rss_gib"]["process"] > 0
-    assert result["build"]["sequence_softmax"] == "full"  # far below SAMPLED_SOFTMAX_FROM
+    assert result["build"]["sequence_softmax"] == "full"  # far below sampled_softmax_from
     assert 0 < result["build"]["sequence_trained_items"] <= 600
 
     from bench.report import recs_build_scale

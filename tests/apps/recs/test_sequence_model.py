@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -60,6 +62,8 @@ def test_ordered_positions_keep_first_interactions_in_time_order():
 def test_settings_and_config_name_the_bad_value():
     with pytest.raises(ConfigError, match="epochs must be a positive integer, found 0"):
         SequenceSettings(epochs=0)
+    with pytest.raises(ConfigError, match="sampled_negatives must be a positive integer"):
+        SequenceSettings(sampled_negatives=0)
     with pytest.raises(ConfigError, match=r"hidden \(64\) must be divisible by heads \(3\)"):
         SequenceConfig(heads=3)
     with pytest.raises(ConfigError, match="needs use_text or use_ids"):
@@ -210,9 +214,7 @@ def test_validation_scores_users_in_blocks_with_the_same_result(monkeypatch):
     assert blocks == whole and whole["hr@10"] > 0
 
 
-def test_the_sampled_softmax_is_the_full_one_when_the_sample_holds_every_item(
-    item_vectors, monkeypatch
-):
+def test_the_sampled_softmax_is_the_full_one_when_the_sample_holds_every_item(item_vectors):
     import torch
 
     from threefold.apps.recs import sequence_training
@@ -228,9 +230,8 @@ def test_the_sampled_softmax_is_the_full_one_when_the_sample_holds_every_item(
     x, y = torch.as_tensor(inputs), torch.as_tensor(targets)
 
     def sampled(negatives: int) -> float:
-        monkeypatch.setattr(sequence_training, "SAMPLED_NEGATIVES", negatives)
         loss = sequence_training._sampled_softmax_loss
-        return float(loss(network, x, y, text, rows, columns, np.random.default_rng(0)))
+        return float(loss(network, x, y, text, rows, columns, negatives, np.random.default_rng(0)))
 
     with torch.no_grad():  # eval mode, no dropout: both losses read one network
         table = network.items(text, rows)
@@ -242,14 +243,11 @@ def test_the_sampled_softmax_is_the_full_one_when_the_sample_holds_every_item(
         assert sampled(2) < full
 
 
-def test_a_large_catalog_trains_on_a_sampled_softmax_and_still_learns(
-    item_vectors, sample_events, monkeypatch
-):
-    from threefold.apps.recs import sequence_training
-
+def test_a_large_catalog_trains_on_a_sampled_softmax_and_still_learns(item_vectors, sample_events):
     ids, vectors = item_vectors
-    monkeypatch.setattr(sequence_training, "SAMPLED_SOFTMAX_FROM", 1)  # as if n were huge
-    monkeypatch.setattr(sequence_training, "SAMPLED_NEGATIVES", 8)
-    model = train_sequence_model(ids, vectors, sample_events, settings=FAST)
+    # from the first trained item: as if the catalog were huge
+    settings = dataclasses.replace(FAST, sampled_softmax_from=1, sampled_negatives=8)
+    model = train_sequence_model(ids, vectors, sample_events, settings=settings)
+    assert model.info["settings"]["sampled_negatives"] == 8  # recorded with the model
     chance = 10 / len(ids)  # hr@10 of a random ranking
     assert model.info["validation"]["hr@10"] > 2 * chance
