@@ -9,17 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from threefold.apps.recs.config import DEFAULT_EVENTS, DEFAULT_ITEMS
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_sampled_softmax_benchmark_runs_end_to_end(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "items.csv").symlink_to(DEFAULT_ITEMS)
-    (data / "interactions.csv").symlink_to(DEFAULT_EVENTS)
+def test_sampled_softmax_benchmark_runs_end_to_end(tmp_path: Path, shipped_recs_data: Path) -> None:
+    data = shipped_recs_data
     out = tmp_path / "recs_sampled_softmax.json"
     command = [sys.executable, "-m", "bench.recs_sampled_softmax", "--data", str(data)]
     command += ["--negatives", "8", "--seeds", "1", "--sequence-seconds", "3", "--threads", "1"]
