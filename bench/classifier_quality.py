@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.machine import load_average, torch_machine
+from bench.seeds import mean_and_spread
 
 DEFAULT_DATA = Path("/work/shared/data/fin/financial_phrasebank/fpb_dev.csv")
 TOPIC_DATA = Path("/work/shared/data/fin/twitter_fin_news_topic/train.csv")
@@ -276,9 +277,7 @@ def bases(args: argparse.Namespace) -> dict:
             "runs": runs,
         }
         for key in ("accuracy", "macro_f1"):
-            values = [r[key] for r in runs]
-            row[key] = round(statistics.mean(values), 4)
-            row[f"{key}_spread"] = [round(min(values), 4), round(max(values), 4)]
+            row.update(mean_and_spread(key, [r[key] for r in runs]))
         logger.info("%s", {k: v for k, v in row.items() if k != "runs"})
         rows.append(row)
     result = {
@@ -338,9 +337,7 @@ def _summary(runs: list[dict]) -> list[dict]:
             group = [r for r in runs if r["row"] == row and r["k"] == k]
             entry = {"row": row, "k": k, "seeds": [r["seed"] for r in group]}
             for key in ("accuracy", "macro_f1"):
-                values = [r[key] for r in group]
-                entry[key] = round(statistics.mean(values), 4)
-                entry[f"{key}_spread"] = [round(min(values), 4), round(max(values), 4)]
+                entry.update(mean_and_spread(key, [r[key] for r in group]))
             if "strategy" in group[0]:
                 entry["strategy"] = sorted({r["strategy"] for r in group})
                 entry["train_seconds_mean"] = round(

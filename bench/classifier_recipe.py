@@ -36,6 +36,7 @@ from pathlib import Path
 
 from bench.classifier_quality import DEFAULT_DATA, RESULTS, stratified_split
 from bench.machine import torch_machine
+from bench.seeds import mean_and_spread
 
 BASELINE = "baseline"
 ABLATION_BASE: dict[str, object] = {"group_by_length": True, "class_weighting": True}
@@ -145,9 +146,7 @@ def summarize(runs: list[dict]) -> list[dict]:
             continue
         row: dict[str, object] = {"variant": variant, "seeds": [r["seed"] for r in group]}
         for key in ("accuracy", "macro_f1"):
-            values = [r[key] for r in group]
-            row[key] = round(statistics.mean(values), 4)
-            row[f"{key}_spread"] = [round(min(values), 4), round(max(values), 4)]
+            row.update(mean_and_spread(key, [r[key] for r in group]))
             paired = [r[key] - base[r["seed"]][key] for r in group if r["seed"] in base]
             row[f"{key}_vs_baseline"] = round(statistics.mean(paired), 4) if paired else None
         row["train_seconds_mean"] = round(statistics.mean(r["train_seconds"] for r in group), 1)

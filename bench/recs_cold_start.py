@@ -34,6 +34,7 @@ import numpy as np
 
 from bench.machine import BenchRun
 from bench.recs_data import DEFAULT_DATA, load_recs_data
+from bench.seeds import mean_and_spread
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recs_cold_start.json"
 
@@ -222,12 +223,10 @@ def average(runs: list[dict[str, dict[str, object]]]) -> dict[str, dict[str, obj
         entry: dict[str, object] = {}
         for part, value in runs[0][name].items():
             if isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values()):
-                group: dict[str, float] = {}
+                group: dict[str, object] = {}
                 for key in value:
-                    values = [float(run[name][part][key]) for run in runs]  # type: ignore[index]
-                    group[key] = round(float(np.mean(values)), 4)
-                    if len(values) > 1:
-                        group[f"{key}_spread"] = [round(min(values), 4), round(max(values), 4)]
+                    values = [run[name][part][key] for run in runs]  # type: ignore[index]
+                    group.update(mean_and_spread(key, values))
                 entry[part] = group
             elif isinstance(value, (int, float)):
                 entry[part] = round(float(np.mean([run[name][part] for run in runs])), 1)

@@ -23,10 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.machine import BenchRun
 from bench.recs_data import DEFAULT_DATA, load_recs_data
+from bench.seeds import mean_and_spread
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recs_sampled_softmax.json"
 
@@ -97,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         mine = [r for r in runs if r["variant"] == name]
         row: dict[str, object] = {"variant": name, "negatives": variants[name]}
         for key in (f"ndcg@{args.k}", f"hr@{args.k}", "seconds_per_epoch"):
-            values = [float(r[key]) for r in mine]
-            row[key] = round(float(np.mean(values)), 4)
-            row[f"{key}_spread"] = [round(min(values), 4), round(max(values), 4)]
+            row.update(mean_and_spread(key, [r[key] for r in mine]))
         summary.append(row)
     report = {
         "benchmark": "recs_sampled_softmax",

@@ -467,7 +467,7 @@ def recs_cold_start(d: dict[str, Any]) -> list[Row]:
 
     def figure(part: dict[str, Any], key: str) -> str:
         low, high = part.get(f"{key}_spread") or (None, None)
-        spread = f" ({_f(low, 4)}–{_f(high, 4)})" if low is not None else ""
+        spread = f" ({_f(low, 4)}–{_f(high, 4)})" if low is not None and len(seeds) > 1 else ""
         return f"{_f(part[key], 4)}{spread}"
 
     def cell(name: str) -> str:
