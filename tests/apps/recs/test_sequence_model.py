@@ -85,6 +85,17 @@ def test_trained_model_learns_and_round_trips_with_identical_scores(
     assert np.array_equal(loaded.scores(histories, vectors, ids), scores)
 
 
+def test_user_states_read_only_the_histories_items_without_a_table(trained, item_vectors):
+    """What the ensemble's ID-only member does: its table holds only the items it scores."""
+    ids, vectors = item_vectors
+    histories = [[0, 1, 2], [5], [], [7, 3, 7]]
+    full = trained.item_table(vectors, ids)
+    read = trained.user_states(histories, vectors, ids, table=full)
+    computed = trained.user_states(histories, vectors, ids)
+    assert computed.shape == (4, trained.config.hidden)
+    np.testing.assert_allclose(computed.numpy(), read.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_a_new_item_is_scored_through_its_text_alone(trained, item_vectors, embedder):
     ids, vectors = item_vectors
     new_text = "The Harrow Line Murders: a detective novel on a night train through the Highlands."
