@@ -52,9 +52,22 @@ COLD_POPULARITY_WEIGHT = 0.6
 DEFAULT_NEIGHBOURS = 200  # co-occurrence neighbours per item without a trained ranker
 BASE_VERSION = "base"  # what serves without a ranker from `threefold recs build`
 EDIT_ATTEMPTS = 3  # an item edit's tables computed outside the lock, then under it
+
+
+def _query_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="recs-query")
+
+
+def _renew_query_pool() -> None:
+    """A forked child has none of the pool's threads but its bookkeeping: tasks would wait."""
+    global QUERY_POOL
+    QUERY_POOL = _query_pool()
+
+
 # a request's index search, co-occurrence and text embedding run here while its own thread
 # computes the sequence scores (threads start lazily)
-QUERY_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="recs-query")
+QUERY_POOL = _query_pool()
+os.register_at_fork(after_in_child=_renew_query_pool)
 
 
 def profile_signals(

@@ -584,3 +584,20 @@ def test_the_slot_reads_new_candidates_and_the_sequence_score_and_keeps_the_orde
     builder = engines[True]._builder
     expected = builder.sequence_scores(sequence, [builder.profile("coffee-fan", history)])[0]
     assert preference[new][0] == pytest.approx(expected[builder.position["new-1"]])
+
+
+def test_the_query_pool_serves_a_worker_forked_after_it_ran() -> None:
+    """gunicorn forks workers; a pool copied with its idle-thread bookkeeping would hang."""
+    import os
+
+    from threefold.apps.recs import recommender as module
+
+    assert module.QUERY_POOL.submit(int).result(timeout=10) == 0  # the parent's thread is idle
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if its pool answers
+        try:
+            os._exit(0 if module.QUERY_POOL.submit(lambda: 7).result(timeout=10) == 7 else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
