@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import count, repeat
+from operator import attrgetter
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy import sparse
 
 from threefold.apps.recs.events import Event
 
+T = TypeVar("T")
 DAY = 86_400.0
 DEFAULT_TRENDING_WINDOW = 14 * DAY
 COOCCURRENCE_BLOCK = 50_000  # items per sparse product (bounds how long one holds the GIL)
@@ -33,30 +38,38 @@ class InteractionStats:
         trending_window: float = DEFAULT_TRENDING_WINDOW,
     ) -> None:
         self.item_ids = list(item_ids)
-        self.position = {item_id: i for i, item_id in enumerate(self.item_ids)}
         self.trending_window = float(trending_window)
         self.neighbours = neighbours
         n = len(self.item_ids)
-        users: dict[str, set[int]] = {}
+        # C-level passes (map, zip, fromiter, numpy) instead of Python loops over the catalog
+        # and the log, a slice at a time (`sliced`): a rebuild runs in a thread beside
+        # requests, and neither seconds of bytecode nor one long C call may keep the
+        # interpreter lock from them (at 1M items requests took up to 1.2 s during a rebuild)
+        self.position = index_of(self.item_ids)
+        item_of, user_of, time_of = (attrgetter(a) for a in ("item_id", "user_id", "timestamp"))
+        positions = array_of(
+            events, lambda part: map(self.position.get, map(item_of, part), repeat(-1)), np.int64
+        )
+        stamps = array_of(events, lambda part: map(time_of, part), np.float64)
+        first_seen: dict[str, int] = {}  # user id -> the index of the user's first event
+        codes = count()
+        users = array_of(
+            events, lambda part: map(first_seen.setdefault, map(user_of, part), codes), np.int64
+        )
+        known = positions >= 0
         # every known event's item position and time, as two flat arrays (no list per item:
         # at 1M items those were a million objects for the garbage collector to walk)
-        positions_of: list[int] = []
-        stamps: list[float] = []
-        for event in events:
-            pos = self.position.get(event.item_id)
-            if pos is None:
-                continue
-            users.setdefault(event.user_id, set()).add(pos)
-            positions_of.append(pos)
-            stamps.append(event.timestamp)
-        self._positions = np.asarray(positions_of, dtype=np.int64)
-        self._stamps = np.asarray(stamps, dtype=np.float64)
-        self.latest_timestamp = float(self._stamps.max()) if len(stamps) else 0.0
-        self.event_count = len(stamps)
-        self.counts = np.zeros(n, dtype=np.float32)
-        for positions in users.values():
-            self.counts[list(positions)] += 1.0
-        self._similarity = _cooccurrence_table(list(users.values()), self.counts, n, neighbours)
+        self._positions, self._stamps = positions[known], stamps[known]
+        self.latest_timestamp = float(self._stamps.max()) if known.any() else 0.0
+        self.event_count = len(self._positions)
+        rows = np.unique(users[known], return_inverse=True)[1].reshape(-1)
+        pairs = np.unique(rows * max(n, 1) + self._positions)  # distinct (user, item) pairs
+        pair_users, pair_items = np.divmod(pairs, max(n, 1))
+        self.counts = np.bincount(pair_items, minlength=n).astype(np.float32)
+        user_count = int(pair_users[-1]) + 1 if len(pairs) else 0
+        self._similarity = _cooccurrence_table(
+            pair_users, pair_items, user_count, self.counts, n, neighbours
+        )
         self._trending_now: np.ndarray | None = None
         # small catalogs also keep it dense: a request's lookups are then one matrix product
         self._dense = self._similarity.toarray() if 0 < n <= DENSE_COOCCURRENCE_ITEMS else None
@@ -121,6 +134,41 @@ class InteractionStats:
         return table.indices[start:end], table.data[start:end]
 
 
+GIL_SLICE = 50_000
+"""Elements per C-level pass of a statistics rebuild (see `sliced`): about 15 ms each."""
+
+
+def sliced(values: Sequence[T], step: int | None = None) -> Iterator[tuple[int, Sequence[T]]]:
+    """(start, slice) pairs over `values`, letting other threads take the interpreter lock
+    between slices: a C-level pass over a million items holds it for ~0.3 s otherwise."""
+    step = step or GIL_SLICE
+    for start in range(0, len(values), step):
+        if start:
+            time.sleep(0)
+        yield start, values[start : start + step]
+
+
+def index_of(ids: Sequence[str]) -> dict[str, int]:
+    """id -> position, built a slice at a time."""
+    out: dict[str, int] = {}
+    for start, part in sliced(ids):
+        out.update(zip(part, range(start, start + len(part)), strict=True))
+    return out
+
+
+def lookup(positions: Mapping[str, int], ids: Sequence[str]) -> np.ndarray:
+    """Position of each id (-1 for unknown ones), a slice at a time."""
+    return array_of(ids, lambda part: map(positions.get, part, repeat(-1)), np.int64)
+
+
+def array_of(
+    values: Sequence[T], read: Callable[[Sequence[T]], Iterable[Any]], dtype: Any
+) -> np.ndarray:
+    """`np.fromiter(read(part), dtype)` over `values` a slice at a time, concatenated."""
+    parts = [np.fromiter(read(part), dtype) for _, part in sliced(values)]
+    return np.concatenate([np.zeros(0, dtype=dtype), *parts])
+
+
 def _log_scale(values: np.ndarray) -> np.ndarray:
     top = float(values.max()) if len(values) else 0.0
     if top <= 0:
@@ -129,10 +177,16 @@ def _log_scale(values: np.ndarray) -> np.ndarray:
 
 
 def _cooccurrence_table(
-    users: list[set[int]], counts: np.ndarray, n: int, neighbours: int | None
+    rows: np.ndarray,
+    columns: np.ndarray,
+    users: int,
+    counts: np.ndarray,
+    n: int,
+    neighbours: int | None,
 ) -> sparse.csr_matrix:
     """Top-`neighbours` cosine similarities per item (None: all) from the binary user x item
-    matrix, as an (n, n) CSR matrix with sorted column indices.
+    matrix (its distinct (user row, item column) pairs), as an (n, n) CSR matrix with sorted
+    column indices.
 
     Sparse throughout: memory grows with the pairs of items seen together, never with n², so a
     model that keeps all neighbours serves a large catalog too.
@@ -140,10 +194,8 @@ def _cooccurrence_table(
     empty = sparse.csr_matrix((n, n), dtype=np.float32)
     if n == 0 or neighbours == 0 or not users:
         return empty
-    rows = np.repeat(np.arange(len(users)), [len(positions) for positions in users])
-    columns = np.fromiter((p for positions in users for p in positions), dtype=np.int64)
     matrix = sparse.csr_matrix(
-        (np.ones(len(columns), dtype=np.float32), (rows, columns)), shape=(len(users), n)
+        (np.ones(len(columns), dtype=np.float32), (rows, columns)), shape=(users, n)
     )
     # the product in blocks of items: scipy holds the GIL for a whole product, and a rebuild
     # running beside requests (a background thread at 1M items) must not stall them for seconds

@@ -19,6 +19,11 @@ MAX_TEXT_LENGTH = 5_000
 CATEGORY_SEPARATOR = "|"
 
 
+def split_categories(category: str) -> tuple[str, ...]:
+    """The category names in an item's `category` field ('|'-separated, trimmed, no blanks)."""
+    return tuple(c.strip() for c in category.split(CATEGORY_SEPARATOR) if c.strip())
+
+
 @dataclass(frozen=True)
 class Item:
     """One catalog entry; `category` may hold several names joined by '|' (MovieLens genres)."""
@@ -33,7 +38,7 @@ class Item:
 
     @property
     def categories(self) -> tuple[str, ...]:
-        return tuple(c.strip() for c in self.category.split(CATEGORY_SEPARATOR) if c.strip())
+        return split_categories(self.category)
 
     def in_category(self, name: str) -> bool:
         """Case-insensitive match against any of the item's categories."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
-from threefold.apps.recs.candidates import InteractionStats
-from threefold.apps.recs.catalog import Item
+from threefold.apps.recs.candidates import InteractionStats, index_of, lookup, sliced
+from threefold.apps.recs.catalog import Item, split_categories
 from threefold.apps.recs.events import Event
 from threefold.apps.recs.profiles import UserProfile, build_profile
 
@@ -33,6 +34,32 @@ def sequence_order(positions: Sequence[int]) -> list[int]:
     return list(dict.fromkeys(positions))
 
 
+def item_ids_of(items: Sequence[Item]) -> list[str]:
+    """The items' ids, read a slice at a time (`candidates.sliced`)."""
+    out: list[str] = []
+    for _, part in sliced(items):
+        out.extend(map(attrgetter("item_id"), part))
+    return out
+
+
+def category_table(items: Sequence[Item]) -> tuple[dict[str, int], np.ndarray]:
+    """Each category name's column, and the (items, categories) 0/1 matrix of membership.
+
+    Parsed once per distinct `category` string (a catalog has few), not once per item.
+    """
+    raw: list[str] = []
+    for _, part in sliced(items):
+        raw.extend(map(attrgetter("category"), part))
+    distinct = list(dict.fromkeys(raw))
+    parsed = [split_categories(value) for value in distinct]
+    names = sorted({name for names in parsed for name in names})
+    index = {name: i for i, name in enumerate(names)}
+    per_value = np.zeros((len(distinct), len(names)), dtype=np.float32)
+    for row, value_names in enumerate(parsed):
+        per_value[row, [index[name] for name in value_names]] = 1.0
+    return index, per_value[lookup(index_of(distinct), raw)]
+
+
 class FeatureBuilder:
     """Ranking features for one user over candidate item positions.
 
@@ -44,29 +71,24 @@ class FeatureBuilder:
         self.items = list(items)
         self.vectors = vectors
         self.stats = stats
-        self.item_ids = [item.item_id for item in self.items]
-        self.position = {item_id: i for i, item_id in enumerate(self.item_ids)}
-        self._sequence_table: tuple[Any, Any] | None = None
-        self.by_id = {item.item_id: item for item in self.items}
         self.n = len(self.items)
+        # a slice at a time, as in InteractionStats: a background rebuild builds this beside
+        # requests at 1M items
+        self.item_ids = item_ids_of(self.items)
+        self.position = index_of(self.item_ids)
+        self._sequence_table: tuple[Any, Any] | None = None
+        self.by_id: dict[str, Item] = {}
+        for _, part in sliced(self.items):
+            self.by_id.update(zip(map(attrgetter("item_id"), part), part, strict=True))
         # stats follow their own item order; map between the two
-        self._to_stats = np.array(
-            [stats.position.get(i.item_id, -1) for i in self.items], dtype=np.int64
-        )
-        self._from_stats = np.array(
-            [self.position.get(i, -1) for i in stats.item_ids], dtype=np.int64
-        )
+        self._to_stats = lookup(stats.position, self.item_ids)
+        self._from_stats = lookup(self.position, stats.item_ids)
         # after a rebuild both orders agree: remap is then a no-op (a copy per request at 1M)
         self._same_order = self.n == len(stats.item_ids) and bool(
             np.array_equal(self._from_stats, np.arange(self.n))
         )
         self.popularity = self.remap(stats.popularity())
-        categories = sorted({c for item in self.items for c in item.categories})
-        self.category_index = {c: i for i, c in enumerate(categories)}
-        self.category_matrix = np.zeros((self.n, len(categories)), dtype=np.float32)
-        for i, item in enumerate(self.items):
-            for category in item.categories:
-                self.category_matrix[i, self.category_index[category]] = 1.0
+        self.category_index, self.category_matrix = category_table(self.items)
 
     def remap(self, values: np.ndarray) -> np.ndarray:
         """Values in stats order (last axis) -> this builder's item order (0 for unknown items).
@@ -147,11 +169,16 @@ class FeatureBuilder:
         weights.
         """
         histories = [sequence_order(p.positions) for p in profiles]
+        table = self.sequence_table(model)
+        return model.scores(histories, self.vectors, self.item_ids, table=table)
+
+    def sequence_table(self, model: Any) -> Any:
+        """`model`'s item table over this builder's items, computed once per builder and model."""
         cached = self._sequence_table
         if cached is None or cached[0] is not model:
             cached = (model, model.item_table(self.vectors, self.item_ids))
             self._sequence_table = cached
-        return model.scores(histories, self.vectors, self.item_ids, table=cached[1])
+        return cached[1]
 
 
 def user_feature_tensor(

@@ -120,7 +120,7 @@ class SequenceEnsemble:
                 members.append((None, member.item_table(vectors, item_ids)))
             else:
                 columns = np.flatnonzero(known)
-                ids = [item_ids[p] for p in columns]
+                ids = list(map(item_ids.__getitem__, columns.tolist()))
                 members.append((columns, member.item_table(vectors[columns], ids)))
         uniform = counts.size == 0 or bool((counts == counts[0]).all())
         return EnsembleTable(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,7 @@ class SequenceModel:
 
     def id_rows(self, item_ids: Sequence[str]) -> np.ndarray:
         """ID-embedding row of each item (0 for items the model never saw in training)."""
-        return np.array([self.vocabulary.get(i, 0) for i in item_ids], dtype=np.int64)
+        return np.fromiter(map(self.vocabulary.get, item_ids, repeat(0)), np.int64, len(item_ids))
 
     def represents(self, item_ids: Sequence[str]) -> np.ndarray:
         """Which items this model can score: all with text, else those with an ID embedding."""

@@ -107,9 +107,11 @@ def test_cooccurrence_in_item_blocks_equals_one_product(monkeypatch) -> None:
     counts = np.zeros(n, dtype=np.float32)
     for positions in users:
         counts[list(positions)] += 1
-    whole = candidates._cooccurrence_table(users, counts, n, 40)
+    rows = np.repeat(np.arange(len(users)), [len(positions) for positions in users])
+    columns = np.array([p for positions in users for p in positions])
+    whole = candidates._cooccurrence_table(rows, columns, len(users), counts, n, 40)
     monkeypatch.setattr(candidates, "COOCCURRENCE_BLOCK", 7)  # 86 blocks, the last one short
-    blocked = candidates._cooccurrence_table(users, counts, n, 40)
+    blocked = candidates._cooccurrence_table(rows, columns, len(users), counts, n, 40)
     np.testing.assert_array_equal(blocked.indices, whole.indices)
     np.testing.assert_array_equal(blocked.indptr, whole.indptr)
     np.testing.assert_allclose(blocked.data, whole.data)
@@ -183,3 +185,24 @@ def test_a_large_catalogs_top_scores_come_from_torch_topk_unchanged(monkeypatch)
     few = np.zeros(5_000, dtype=bool)
     few[[7, 9]] = True  # fewer allowed than asked: only those
     assert sorted(top_positions(scores, 40, few).tolist()) == [7, 9]
+
+
+def test_statistics_read_in_slices_equal_one_pass(monkeypatch) -> None:
+    """The rebuild reads the catalog and the log a slice at a time (`sliced`), to let request
+    threads take the interpreter lock between slices; the result must not depend on it."""
+    rng = np.random.default_rng(4)
+    items = [f"i{k}" for k in range(300)]
+    events = [
+        Event(f"u{rng.integers(0, 40)}", f"i{rng.integers(0, 320)}", "view", float(k))
+        for k in range(2_000)
+    ]  # some items unknown, many repeats
+    whole = InteractionStats(items, events, neighbours=20)
+    monkeypatch.setattr(candidates, "GIL_SLICE", 7)
+    assert [start for start, _ in candidates.sliced(list(range(20)))] == [0, 7, 14]
+    sliced = InteractionStats(items, events, neighbours=20)
+    assert sliced.position == whole.position
+    assert np.array_equal(sliced.counts, whole.counts) and sliced.event_count == whole.event_count
+    assert np.array_equal(sliced._positions, whole._positions)
+    assert (sliced._similarity != whole._similarity).nnz == 0
+    assert candidates.lookup({"a": 3}, ["b", "a"]).tolist() == [-1, 3]
+    assert candidates.lookup({}, []).tolist() == []
