@@ -156,6 +156,14 @@ def index_of(ids: Sequence[str]) -> dict[str, int]:
     return out
 
 
+def attribute_of(records: Sequence[Any], name: str) -> list[Any]:
+    """`record.<name>` of every record, read a slice at a time."""
+    out: list[Any] = []
+    for _, part in sliced(records):
+        out.extend(map(attrgetter(name), part))
+    return out
+
+
 def lookup(positions: Mapping[str, int], ids: Sequence[str]) -> np.ndarray:
     """Position of each id (-1 for unknown ones), a slice at a time."""
     return array_of(ids, lambda part: map(positions.get, part, repeat(-1)), np.int64)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
-from threefold.apps.recs.candidates import InteractionStats, index_of, lookup, sliced
+from threefold.apps.recs.candidates import (
+    InteractionStats,
+    attribute_of,
+    index_of,
+    lookup,
+    sliced,
+)
 from threefold.apps.recs.catalog import Item, split_categories
 from threefold.apps.recs.events import Event
 from threefold.apps.recs.profiles import UserProfile, build_profile
@@ -34,22 +39,12 @@ def sequence_order(positions: Sequence[int]) -> list[int]:
     return list(dict.fromkeys(positions))
 
 
-def item_ids_of(items: Sequence[Item]) -> list[str]:
-    """The items' ids, read a slice at a time (`candidates.sliced`)."""
-    out: list[str] = []
-    for _, part in sliced(items):
-        out.extend(map(attrgetter("item_id"), part))
-    return out
-
-
 def category_table(items: Sequence[Item]) -> tuple[dict[str, int], np.ndarray]:
     """Each category name's column, and the (items, categories) 0/1 matrix of membership.
 
     Parsed once per distinct `category` string (a catalog has few), not once per item.
     """
-    raw: list[str] = []
-    for _, part in sliced(items):
-        raw.extend(map(attrgetter("category"), part))
+    raw = attribute_of(items, "category")
     distinct = list(dict.fromkeys(raw))
     parsed = [split_categories(value) for value in distinct]
     names = sorted({name for names in parsed for name in names})
@@ -74,12 +69,12 @@ class FeatureBuilder:
         self.n = len(self.items)
         # a slice at a time, as in InteractionStats: a background rebuild builds this beside
         # requests at 1M items
-        self.item_ids = item_ids_of(self.items)
+        self.item_ids = attribute_of(self.items, "item_id")
         self.position = index_of(self.item_ids)
         self._sequence_table: tuple[Any, Any] | None = None
         self.by_id: dict[str, Item] = {}
-        for _, part in sliced(self.items):
-            self.by_id.update(zip(map(attrgetter("item_id"), part), part, strict=True))
+        for start, part in sliced(self.items):
+            self.by_id.update(zip(self.item_ids[start : start + len(part)], part, strict=True))
         # stats follow their own item order; map between the two
         self._to_stats = lookup(stats.position, self.item_ids)
         self._from_stats = lookup(self.position, stats.item_ids)

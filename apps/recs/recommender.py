@@ -17,6 +17,7 @@ import numpy as np
 from threefold.apps.recs.candidates import (
     DEFAULT_TRENDING_WINDOW,
     InteractionStats,
+    attribute_of,
     descending,
     generate_candidates,
 )
@@ -29,7 +30,6 @@ from threefold.apps.recs.ranking_features import (
     FEATURES,
     SEQUENCE_COLUMN,
     FeatureBuilder,
-    item_ids_of,
     query_encoder_for,
 )
 from threefold.apps.recs.rules import (
@@ -305,7 +305,7 @@ class Recommender:
 
     def _rebuild_stats(self) -> None:
         """Count the whole event log now (call with the lock held)."""
-        self._use_stats(self._count(item_ids_of(self._items), self._events))
+        self._use_stats(self._count(attribute_of(self._items, "item_id"), self._events))
 
     def _use_stats(
         self,
@@ -335,7 +335,7 @@ class Recommender:
 
         def rebuild() -> None:
             try:
-                stats = self._count(item_ids_of(items), events)
+                stats = self._count(attribute_of(items, "item_id"), events)
                 tables = feature_tables(items, vectors, stats)  # seconds at 1M items: unlocked
                 with self._lock:
                     if generation == self._stats_generation:
@@ -403,7 +403,7 @@ class Recommender:
         listed = np.flatnonzero(active)
         if len(listed):
             index.add([items[i].item_id for i in listed], vectors[listed])
-        stats = self._count(item_ids_of(items), events, ranker)
+        stats = self._count(attribute_of(items, "item_id"), events, ranker)
         tables = feature_tables(items, vectors, stats)
         with self._lock:
             now = self._items
