@@ -167,6 +167,12 @@ class FeatureBuilder:
         table = self.sequence_table(model)
         return model.scores(histories, self.vectors, self.item_ids, table=table)
 
+    def share_sequence_table(self, other: FeatureBuilder | None) -> None:
+        """Use `other`'s sequence item table; only for a builder of the same items and vectors
+        (new statistics, same catalog state)."""
+        if other is not None:
+            self._sequence_table = other._sequence_table
+
     def sequence_table(self, model: Any) -> Any:
         """`model`'s item table over this builder's items, computed once per builder and model."""
         cached = self._sequence_table

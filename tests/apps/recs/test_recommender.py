@@ -601,3 +601,39 @@ def test_the_query_pool_serves_a_worker_forked_after_it_ran() -> None:
             os._exit(2)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_background_statistics_rebuild_keeps_the_sequence_item_table(
+    catalog, sample_events
+) -> None:
+    """New statistics leave items and vectors alone, so the next request need not recompute
+    the sequence ranker's table over the catalog (seconds at 1M items); an item edit must."""
+    from threefold.apps.recs.catalog import Item
+    from threefold.apps.recs.sequence_model import SequenceConfig, SequenceModel
+    from threefold.core.encoder import HashingEncoder
+
+    model = SequenceModel(SequenceConfig(text_dimension=64), [i.item_id for i in catalog])
+    tables: list[int] = []
+    real = model.item_table
+    model.item_table = lambda vectors, ids: tables.append(len(ids)) or real(vectors, ids)
+    engine = Recommender(
+        catalog,
+        HashingEncoder(64),
+        sequence=model,
+        events=sample_events,
+        stats_refresh_seconds=0.0,
+        inline_rebuild_seconds=0.0,  # every rebuild runs in the background
+    )
+    engine.build()
+    history = [e for e in sample_events if e.user_id == sample_events[0].user_id]
+    engine.recommend(sample_events[0].user_id, history, k=3)
+    assert len(tables) == 1
+    engine.add_events([Event("fan", "bk-001", "purchase", 10_000.0)])
+    engine.recommend(sample_events[0].user_id, history, k=3)  # starts the rebuild
+    assert engine.wait_for_statistics(timeout=60)
+    engine.recommend(sample_events[0].user_id, history, k=3)
+    assert len(tables) == 1  # the rebuilt builder shares the table
+    items = len(catalog)
+    engine.upsert_items([Item("bk-new", "A new book", "About trains.", "Books")])
+    engine.recommend(sample_events[0].user_id, history, k=3)
+    assert tables == [items, items + 1]  # a new catalog state: a new table
