@@ -152,12 +152,17 @@ def sliced(values: Sequence[T], step: int | None = None) -> Iterator[tuple[int, 
         yield start, values[start : start + step]
 
 
+def keyed(keys: Sequence[str], values: Sequence[T]) -> dict[str, T]:
+    """key -> value of two aligned sequences, built a slice at a time."""
+    out: dict[str, T] = {}
+    for start, part in sliced(keys):
+        out.update(zip(part, values[start : start + len(part)], strict=True))
+    return out
+
+
 def index_of(ids: Sequence[str]) -> dict[str, int]:
     """id -> position, built a slice at a time."""
-    out: dict[str, int] = {}
-    for start, part in sliced(ids):
-        out.update(zip(part, range(start, start + len(part)), strict=True))
-    return out
+    return keyed(ids, range(len(ids)))
 
 
 def attribute_of(records: Sequence[Any], name: str) -> list[Any]:

@@ -11,8 +11,8 @@ from threefold.apps.recs.candidates import (
     InteractionStats,
     attribute_of,
     index_of,
+    keyed,
     lookup,
-    sliced,
 )
 from threefold.apps.recs.catalog import Item, split_categories
 from threefold.apps.recs.events import Event
@@ -72,9 +72,7 @@ class FeatureBuilder:
         self.item_ids = attribute_of(self.items, "item_id")
         self.position = index_of(self.item_ids)
         self._sequence_table: tuple[Any, Any] | None = None
-        self.by_id: dict[str, Item] = {}
-        for start, part in sliced(self.items):
-            self.by_id.update(zip(self.item_ids[start : start + len(part)], part, strict=True))
+        self.by_id = keyed(self.item_ids, self.items)
         # stats follow their own item order; map between the two
         self._to_stats = lookup(stats.position, self.item_ids)
         self._from_stats = lookup(self.position, stats.item_ids)

@@ -36,8 +36,6 @@ class EnsembleTable:
     """Per member: the catalog positions it represents (None: all) and its table of them."""
     counts: np.ndarray
     """Members that represent each item (at least 1, the divisor of the summed scores)."""
-    shared: np.ndarray | None
-    """Positions whose divisor is not 1 when members cover different items (else None)."""
     uncovered: np.ndarray
     """Items no member represents."""
 
@@ -96,10 +94,7 @@ class SequenceEnsemble:
                         out[rows] += chunk
                     else:
                         out[rows, columns] += chunk
-        if table.shared is not None:
-            out[:, table.shared] /= table.counts[table.shared]
-        elif table.counts.size and table.counts[0] > 1:  # every member scores every item
-            out /= table.counts[0]
+        out /= table.counts
         if table.uncovered.any() and not table.uncovered.all():
             out[:, table.uncovered] = out[:, ~table.uncovered].min(axis=1, keepdims=True)
         out[[not len(h) for h in histories]] = 0.0
@@ -122,13 +117,7 @@ class SequenceEnsemble:
                 columns = np.flatnonzero(known)
                 ids = list(map(item_ids.__getitem__, columns.tolist()))
                 members.append((columns, member.item_table(vectors[columns], ids)))
-        uniform = counts.size == 0 or bool((counts == counts[0]).all())
-        return EnsembleTable(
-            members=members,
-            counts=np.maximum(counts, 1),
-            shared=None if uniform else np.flatnonzero(counts > 1),
-            uncovered=counts == 0,
-        )
+        return EnsembleTable(members=members, counts=np.maximum(counts, 1), uncovered=counts == 0)
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
