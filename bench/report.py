@@ -651,10 +651,13 @@ def recs_build_scale(d: dict[str, Any]) -> list[Row]:
             f"{rss['largest_child']} GiB), combiner fitted on {fitted:,} of "
             f"{build['validation_users']:,} validation users{softmax}; recommend p50/p99 "
             f"{ms['p50']}/{ms['p99']} ms ({serving['torch_threads']} torch thread)",
-            "before the bounded combiner fit and sparse co-occurrence (2026-12-05, the same "
-            "catalog size built by hand): still tuning after 10 min at 13 GB RSS, stopped"
-            if data["items"] == 30_000
-            else "no earlier build of this size",
+            d.get("before")
+            or (
+                "before the bounded combiner fit and sparse co-occurrence (2026-12-05, the same "
+                "catalog size built by hand): still tuning after 10 min at 13 GB RSS, stopped"
+                if data["items"] == 30_000
+                else "no earlier build of this size"
+            ),
             f"recommender setup {serving['setup_seconds']:.0f} s{_load_note(d.get('machine'))}",
             "`bench/recs_build_scale.py`",
         )
