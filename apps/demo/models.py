@@ -25,7 +25,6 @@ from threefold.core.errors import DataError
 logger = logging.getLogger(__name__)
 
 META_FILE = "demo-meta.json"
-RECS_VECTORS_FILE = "vectors.npz"
 RECS_COMBINER_FILE = "combiner.json"
 # Few steps on the small shipped sample (one multi-task model, topic and sentiment heads, on the
 # contrastive path): under a minute on two CPU cores, enough for the scenario's negative surge
@@ -174,37 +173,37 @@ def prepare_recs_cached(
     from prometheus_client import CollectorRegistry
 
     from threefold.apps.recs.catalog import load_catalog
+    from threefold.apps.recs.item_vectors import ItemVectors
     from threefold.apps.recs.metrics import RecsMetrics
     from threefold.apps.recs.resources import open_redis, prepare_recs
 
     inputs = [Path(p) for p in (settings.items_path, settings.events_path) if p is not None]
     shape = {"tune_on_start": settings.tune_on_start, "pool": settings.candidate_pool}
-    key = cache_key(inputs, embedder.model_id, {"format": 1, **shape})
+    key = cache_key(inputs, embedder.model_id, {"format": 2, **shape})
     target = root / f"recs-{key}"
     state = open_redis(settings, redis, RecsMetrics(CollectorRegistry()))
     model_id = embedder.model_id
+    items = list(load_catalog(settings.items_path))
     if (target / META_FILE).is_file() and not retrain:
-        stored = np.load(target / RECS_VECTORS_FILE)
-        saved = zip(stored["ids"].tolist(), stored["vectors"], strict=True)
-        state.put_vectors(model_id, dict(saved))
+        saved = ItemVectors.load(target)
+        if saved is not None:
+            state.put_vectors(model_id, items, saved.matching(embedder.weights_id, items))
         combiner = target / RECS_COMBINER_FILE
         if combiner.is_file():
             state.put_combiner(model_id, json.loads(combiner.read_text(encoding="utf-8")))
     tuned = prepare_recs(settings, redis, encoder=embedder)
 
-    ids = load_catalog(settings.items_path).ids
-    vectors = state.get_vectors(model_id, ids)
-    if len(vectors) < len(ids):
+    vectors = state.get_vectors(model_id, items)
+    if len(vectors) < len(items):
         logger.warning(
-            "Redis returned %d of %d catalog vectors: not cached", len(vectors), len(ids)
+            "Redis returned %d of %d catalog vectors: not cached", len(vectors), len(items)
         )
         return tuned, None
     combiner = state.get_combiner(model_id)
 
     def build(out: Path) -> None:
-        np.savez(
-            out / RECS_VECTORS_FILE, ids=np.array(ids), vectors=np.stack([vectors[i] for i in ids])
-        )
+        matrix = np.stack([vectors[item.item_id] for item in items])
+        ItemVectors.of(embedder.weights_id, items, matrix).save(out)
         if combiner is not None:
             (out / RECS_COMBINER_FILE).write_text(json.dumps(combiner), encoding="utf-8")
 

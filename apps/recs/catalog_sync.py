@@ -91,7 +91,7 @@ class CatalogSync:
 
     def _follow_upsert(self, items: list[Item]) -> None:
         for follower in self.followers:
-            self.redis.put_vectors(follower.encoder.model_id, follower.upsert_items(items))
+            self.redis.put_vectors(follower.encoder.model_id, items, follower.upsert_items(items))
 
     def _follow_delete(self, item_id: str) -> None:
         for follower in self.followers:
@@ -101,7 +101,7 @@ class CatalogSync:
         """Add or replace items here, share their vectors and publish the changes."""
         existing = {item.item_id for item in items if self.recommender.has_item(item.item_id)}
         vectors = self.recommender.upsert_items(items)
-        self.redis.put_vectors(self.model_id, vectors)
+        self.redis.put_vectors(self.model_id, items, vectors)
         self._follow_upsert(items)
         for item in items:
             self._publish(

@@ -1,19 +1,25 @@
 """The trained ranker and its folder: `RankerModel.save(path)` / `RankerModel.load(path)`.
 
 A model folder holds the fine-tuned text encoder (`encoder/`), the combiner
-(`combiner.json`), the training facts (`ranker.json`) and, when trained, the sequence ranker
-(`sequence/`).
+(`combiner.json`), the training facts (`ranker.json`), when trained, the sequence ranker
+(`sequence/`) and the catalog vectors the build computed (`item_vectors.*`: the API reuses
+those whose item text is unchanged instead of embedding the catalog again).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from threefold.apps.recs.candidates import DAY
+from threefold.apps.recs.catalog import Item
 from threefold.apps.recs.combiner import LinearCombiner
+from threefold.apps.recs.item_vectors import ItemVectors
 from threefold.core.errors import ModelError
 
 COMBINER_FILE = "combiner.json"
@@ -24,12 +30,20 @@ SEQUENCE_DIR = "sequence"
 
 @dataclass
 class RankerModel:
-    """A trained ranker: text encoder (core Embedder) + combiner + training facts + sequence."""
+    """A trained ranker: text encoder (core Embedder) + combiner + training facts + sequence,
+    and the catalog vectors its encoder computed at build time."""
 
     encoder: Any
     combiner: LinearCombiner
     info: dict[str, Any] = field(default_factory=dict)
     sequence: Any = None
+    item_vectors: ItemVectors | None = None
+
+    def saved_vectors(self, items: Iterable[Item]) -> dict[str, np.ndarray]:
+        """The build's vectors of those `items` whose text is unchanged, by item id."""
+        if self.item_vectors is None:
+            return {}
+        return self.item_vectors.matching(self.encoder.weights_id, items)
 
     @property
     def trending_window(self) -> float:
@@ -47,6 +61,8 @@ class RankerModel:
         (path / MODEL_FILE).write_text(json.dumps(self.info, indent=2, default=str))
         if self.sequence is not None:
             self.sequence.save(path / SEQUENCE_DIR)
+        if self.item_vectors is not None:
+            self.item_vectors.save(path)
 
     @classmethod
     def load(cls, path: str | Path, **encoder_kwargs: Any) -> RankerModel:
@@ -69,4 +85,10 @@ class RankerModel:
             from threefold.apps.recs.sequence_ensemble import load_sequence_ranker
 
             sequence = load_sequence_ranker(path / SEQUENCE_DIR)
-        return cls(encoder=encoder, combiner=combiner, info=info, sequence=sequence)
+        return cls(
+            encoder=encoder,
+            combiner=combiner,
+            info=info,
+            sequence=sequence,
+            item_vectors=ItemVectors.load(path),
+        )

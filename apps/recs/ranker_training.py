@@ -25,6 +25,7 @@ from threefold.apps.recs.candidates import DAY, InteractionStats
 from threefold.apps.recs.catalog import Item
 from threefold.apps.recs.combiner import DEFAULT_WEIGHTS, LinearCombiner
 from threefold.apps.recs.events import Event, group_by_user
+from threefold.apps.recs.item_vectors import ItemVectors
 from threefold.apps.recs.profiles import HISTORY_TEXT_ITEMS, history_text
 from threefold.apps.recs.ranker_store import RankerModel
 from threefold.apps.recs.ranking_features import (
@@ -246,7 +247,13 @@ def train_ranker(
     info["validation"] = val_metrics
     info["train_seconds"] = round(time.perf_counter() - started, 2)
     logger.info("ranker trained in %.1fs; validation %s", info["train_seconds"], val_metrics)
-    return RankerModel(encoder=encoder, combiner=combiner, info=info, sequence=sequence)
+    return RankerModel(
+        encoder=encoder,
+        combiner=combiner,
+        info=info,
+        sequence=sequence,
+        item_vectors=ItemVectors.of(encoder.weights_id, items, vectors),
+    )
 
 
 def fit_combiner(

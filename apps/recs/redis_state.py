@@ -18,7 +18,9 @@ import numpy as np
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from threefold.apps.recs.catalog import Item
 from threefold.apps.recs.events import Event
+from threefold.apps.recs.item_vectors import DIGEST_BYTES, text_digest
 from threefold.apps.recs.metrics import RecsMetrics
 from threefold.streaming.connections import RedisSettings, redis_client
 
@@ -27,6 +29,8 @@ T = TypeVar("T")
 CONNECTION_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
 # vectors per Redis call: ~3 MB at 384 floats; 200k in one HSET timed out (0.25 s socket timeout)
 VECTOR_BATCH = 2_000
+# item id -> text digest + vector (the old 'vectors' hash held bare vectors, whatever the text)
+VECTORS_KEY = "item-vectors"
 
 
 class RedisState:
@@ -177,31 +181,40 @@ class RedisState:
         return None if events is None else sorted(events, key=lambda e: e.timestamp)
 
     # ------------------------------------------------------------------ item vectors
-    def get_vectors(self, model_id: str, item_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """Stored vectors of these items (absent ones left out), read VECTOR_BATCH at a time."""
+    def get_vectors(self, model_id: str, items: Sequence[Item]) -> dict[str, np.ndarray]:
+        """Stored vectors of these items' current texts, by item id, read VECTOR_BATCH at a time.
+
+        Each value is the digest of the text it embeds followed by the float32 vector: an item
+        whose text changed since (or that is absent) is left out, to be embedded again.
+        """
         found: dict[str, np.ndarray] = {}
-        key = self._key("vectors", model_id)
-        for start in range(0, len(item_ids), VECTOR_BATCH):
-            batch = list(item_ids[start : start + VECTOR_BATCH])
-            raw = self._call("get_vectors", lambda r, batch=batch: r.hmget(key, batch))
+        key = self._key(VECTORS_KEY, model_id)
+        for start in range(0, len(items), VECTOR_BATCH):
+            batch = list(items[start : start + VECTOR_BATCH])
+            ids = [item.item_id for item in batch]
+            raw = self._call("get_vectors", lambda r, ids=ids: r.hmget(key, ids))
             if raw is None:
                 break
             found.update(
-                (item_id, np.frombuffer(value, dtype=np.float32).copy())
-                for item_id, value in zip(batch, raw, strict=True)
-                if value is not None
+                (item.item_id, np.frombuffer(value[DIGEST_BYTES:], dtype=np.float32).copy())
+                for item, value in zip(batch, raw, strict=True)
+                if value is not None and value[:DIGEST_BYTES] == text_digest(item.text)
             )
         return found
 
-    def put_vectors(self, model_id: str, vectors: Mapping[str, np.ndarray]) -> bool:
-        """Store vectors VECTOR_BATCH at a time (one call for a whole catalog would time out)."""
-        key = self._key("vectors", model_id)
-        items = list(vectors.items())
-        for start in range(0, len(items), VECTOR_BATCH):
-            mapping = {
-                k: np.asarray(v, dtype=np.float32).tobytes()
-                for k, v in items[start : start + VECTOR_BATCH]
-            }
+    def put_vectors(
+        self, model_id: str, items: Iterable[Item], vectors: Mapping[str, np.ndarray]
+    ) -> bool:
+        """Store the vectors of those `items` that have one in `vectors`, each after its text's
+        digest, VECTOR_BATCH at a time (one call for a whole catalog would time out)."""
+        key = self._key(VECTORS_KEY, model_id)
+        values = [
+            (item.item_id, text_digest(item.text) + np.asarray(vector, np.float32).tobytes())
+            for item in items
+            if (vector := vectors.get(item.item_id)) is not None
+        ]
+        for start in range(0, len(values), VECTOR_BATCH):
+            mapping = dict(values[start : start + VECTOR_BATCH])
             if self._call("put_vectors", lambda r, m=mapping: r.hset(key, mapping=m)) is None:
                 return False
         return True

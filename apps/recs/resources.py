@@ -122,11 +122,23 @@ def open_redis(settings: RecsConfig, redis: RedisSettings, metrics: RecsMetrics)
 
 
 def load_ranker(path: Path, version: str, catalog: Catalog, redis: RedisState) -> Ranker:
-    """A saved ranker folder, loaded, with the catalog vectors Redis already holds for it."""
+    """A saved ranker folder, loaded, with the catalog vectors its build or Redis already hold
+    for the catalog's current texts."""
     from threefold.apps.recs.ranker_store import RankerModel
 
     model = RankerModel.load(path)
     model.encoder.load()
+    items = list(catalog)
+    vectors = model.saved_vectors(items)
+    missing = [item for item in items if item.item_id not in vectors]
+    stored = redis.get_vectors(model.encoder.model_id, missing)
+    logger.info(
+        "ranker %s: %d catalog vectors from its build, %d from Redis, %d to embed",
+        version,
+        len(vectors),
+        len(stored),
+        len(missing) - len(stored),
+    )
     return Ranker(
         encoder=model.encoder,
         combiner=model.combiner,
@@ -135,7 +147,7 @@ def load_ranker(path: Path, version: str, catalog: Catalog, redis: RedisState) -
         trending_window=model.trending_window,
         neighbours=model.neighbours,
         info={**model.info, "version": version},
-        vectors=redis.get_vectors(model.encoder.model_id, catalog.ids),
+        vectors=vectors | stored,
     )
 
 
@@ -184,7 +196,7 @@ def load_recommender(
             encoder=encoder,
             combiner=tuned.combiner if tuned else LinearCombiner(),
             info=info,
-            vectors=redis.get_vectors(encoder.model_id, catalog.ids),
+            vectors=redis.get_vectors(encoder.model_id, list(catalog)),
         )
     return index_ranker(settings, catalog, seed, ranker, redis), seed, live
 
@@ -208,7 +220,7 @@ def index_ranker(
         model_info=ranker.info,
     )
     computed = recommender.build(ranker.vectors)
-    redis.put_vectors(ranker.encoder.model_id, computed)
+    redis.put_vectors(ranker.encoder.model_id, catalog, computed)
     logger.info(
         "catalog vectors of ranker %s: %d from Redis, %d embedded by this worker",
         ranker.version,
@@ -275,7 +287,7 @@ def follow_registry(
         except Exception:  # keep serving the old ranker; the next pointer move tries again
             logger.exception("could not swap to ranker version %s; the old one serves", version)
             return
-        redis.put_vectors(ranker.encoder.model_id, computed)
+        redis.put_vectors(ranker.encoder.model_id, recommender.catalog, computed)
         metrics.model_swaps.inc()
 
     live.on_swap.append(swap)

@@ -129,24 +129,3 @@ def test_redis_stopping_mid_service_does_not_break_requests(make_app, redis_pref
         client.post("/api/events", json={"user_id": "u005", "item_id": "el-001"}).status_code == 202
     )
     assert client.get("/healthz").json["redis"] == "unreachable"
-
-
-def test_a_large_catalog_s_vectors_round_trip_in_batches(redis_url, redis_prefix):
-    import numpy as np
-    from prometheus_client import CollectorRegistry
-
-    from threefold.apps.recs.metrics import RecsMetrics
-    from threefold.apps.recs.redis_state import VECTOR_BATCH, RedisState
-    from threefold.streaming.connections import RedisSettings
-
-    state = RedisState(
-        RedisSettings(url=redis_url), prefix=redis_prefix, metrics=RecsMetrics(CollectorRegistry())
-    )
-    count = 2 * VECTOR_BATCH + 7
-    ids = [f"item-{i}" for i in range(count)]
-    vectors = np.random.default_rng(0).standard_normal((count, 384)).astype(np.float32)
-    assert state.put_vectors("model", dict(zip(ids, vectors, strict=True)))
-    found = state.get_vectors("model", [*ids, "unknown"])
-    assert len(found) == count and "unknown" not in found
-    np.testing.assert_array_equal(np.stack([found[i] for i in ids]), vectors)
-    assert state.available
