@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -72,6 +73,7 @@ class FeatureBuilder:
         self.item_ids = attribute_of(self.items, "item_id")
         self.position = index_of(self.item_ids)
         self._sequence_table: tuple[Any, Any] | None = None
+        self._table_lock = threading.Lock()
         self.by_id = keyed(self.item_ids, self.items)
         # stats follow their own item order; map between the two
         self._to_stats = lookup(stats.position, self.item_ids)
@@ -172,11 +174,15 @@ class FeatureBuilder:
             self._sequence_table = other._sequence_table
 
     def sequence_table(self, model: Any) -> Any:
-        """`model`'s item table over this builder's items, computed once per builder and model."""
+        """`model`'s item table over this builder's items, computed once per builder and model
+        (requests arriving while it is computed wait for it instead of computing it again)."""
         cached = self._sequence_table
         if cached is None or cached[0] is not model:
-            cached = (model, model.item_table(self.vectors, self.item_ids))
-            self._sequence_table = cached
+            with self._table_lock:
+                cached = self._sequence_table
+                if cached is None or cached[0] is not model:
+                    cached = (model, model.item_table(self.vectors, self.item_ids))
+                    self._sequence_table = cached
         return cached[1]
 
 

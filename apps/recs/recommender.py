@@ -408,6 +408,8 @@ class Recommender:
             index.add([items[i].item_id for i in listed], vectors[listed])
         stats = self._count(attribute_of(items, "item_id"), events, ranker)
         tables = feature_tables(items, vectors, stats)
+        if ranker.sequence is not None:  # here, not in the first request (seconds at 1M items)
+            tables[0].sequence_table(ranker.sequence)
         with self._lock:
             now = self._items
             changed = [i for i, item in enumerate(now) if i >= len(items) or item is not items[i]]
@@ -479,7 +481,9 @@ class Recommender:
         The edited catalog's vector matrix and feature tables (seconds at a million items) are
         computed from a snapshot outside the lock, and installed in one short step when no other
         edit, ranker swap or statistics rebuild landed meanwhile. Otherwise they are computed
-        again; the last of `EDIT_ATTEMPTS` holds the lock throughout.
+        again; the last of `EDIT_ATTEMPTS` holds the lock throughout. The sequence ranker's item
+        table of the new state is computed before returning, so the editor waits for it, not
+        the next customer.
         """
         encoder = self.encoder
         matrix, computed = self._vectors_for(items, vectors or {}, encoder)
@@ -527,7 +531,16 @@ class Recommender:
                     self._index.add([items[row].item_id for row in rows], matrix[rows])
                     self._install(*tables)
                     break
+        self._prepare_sequence_table()
         return {item.item_id: matrix[row] for row, item in enumerate(items)} | computed
+
+    def _prepare_sequence_table(self) -> None:
+        """Compute the serving builder's sequence item table now, in the caller's thread (an
+        item edit), rather than in the next customer request (seconds at a million items)."""
+        with self._lock:
+            builder, sequence = self._builder, self.sequence
+        if sequence is not None:
+            builder.sequence_table(sequence)
 
     def remove_item(self, item_id: str) -> bool:
         """Stop recommending an item; returns False when it was not in the catalog."""

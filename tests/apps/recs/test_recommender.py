@@ -603,12 +603,15 @@ def test_the_query_pool_serves_a_worker_forked_after_it_ran() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_a_background_statistics_rebuild_keeps_the_sequence_item_table(
+def test_the_sequence_item_table_is_computed_by_edits_and_swaps_and_kept_by_rebuilds(
     catalog, sample_events
 ) -> None:
     """New statistics leave items and vectors alone, so the next request need not recompute
-    the sequence ranker's table over the catalog (seconds at 1M items); an item edit must."""
+    the sequence ranker's table over the catalog (seconds at 1M items); an item edit or a
+    ranker swap needs a new table, and computes it itself instead of the next request."""
     from threefold.apps.recs.catalog import Item
+    from threefold.apps.recs.combiner import LinearCombiner
+    from threefold.apps.recs.recommender import Ranker
     from threefold.apps.recs.sequence_model import SequenceConfig, SequenceModel
     from threefold.core.encoder import HashingEncoder
 
@@ -635,5 +638,12 @@ def test_a_background_statistics_rebuild_keeps_the_sequence_item_table(
     assert len(tables) == 1  # the rebuilt builder shares the table
     items = len(catalog)
     engine.upsert_items([Item("bk-new", "A new book", "About trains.", "Books")])
+    assert tables == [items, items + 1]  # a new catalog state: a new table, made by the edit
     engine.recommend(sample_events[0].user_id, history, k=3)
-    assert tables == [items, items + 1]  # a new catalog state: a new table
+    assert len(tables) == 2  # not by the next request
+    swapped = SequenceModel(SequenceConfig(text_dimension=64), [i.item_id for i in catalog])
+    swapped.item_table = lambda vectors, ids: tables.append(-len(ids)) or real(vectors, ids)
+    engine.swap_ranker(Ranker(HashingEncoder(64), LinearCombiner(), "v2", sequence=swapped))
+    assert tables[2:] == [-(items + 1)]  # the swap computed the new ranker's table
+    engine.recommend(sample_events[0].user_id, history, k=3)
+    assert len(tables) == 3
