@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import count, repeat
 from operator import attrgetter
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -18,6 +20,7 @@ DAY = 86_400.0
 DEFAULT_TRENDING_WINDOW = 14 * DAY
 COOCCURRENCE_BLOCK = 50_000  # items per sparse product (bounds how long one holds the GIL)
 DENSE_COOCCURRENCE_ITEMS = 4_096  # up to here the table is also kept dense (at most 64 MiB)
+STATS_FACTS = "statistics.json"  # what `InteractionStats.save_arrays` writes beside the arrays
 TORCH_TOP_FROM = 100_000  # scores from this many items take torch.topk in `top_positions`
 
 
@@ -76,6 +79,65 @@ class InteractionStats:
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+    def save_arrays(self, folder: str | Path) -> None:
+        """Write the counted arrays (not the item ids) as .npy files and a JSON of the rest."""
+        folder = Path(folder)
+        table = self._similarity
+        arrays = {
+            "positions": self._positions,
+            "stamps": self._stamps,
+            "counts": self.counts,
+            "similarity_data": table.data,
+            "similarity_indices": table.indices,
+            "similarity_indptr": table.indptr,
+        }
+        for name, values in arrays.items():
+            np.save(folder / f"{name}.npy", values)
+        facts = {
+            "items": len(self.item_ids),
+            "trending_window": self.trending_window,
+            "neighbours": self.neighbours,
+            "latest_timestamp": self.latest_timestamp,
+        }
+        (folder / STATS_FACTS).write_text(json.dumps(facts), encoding="utf-8")
+
+    @classmethod
+    def load_arrays(
+        cls,
+        folder: str | Path,
+        item_ids: Sequence[str],
+        position: dict[str, int] | None = None,
+    ) -> InteractionStats:
+        """The statistics `save_arrays` wrote for these `item_ids` (arrays memory-mapped)."""
+        folder = Path(folder)
+        facts = json.loads((folder / STATS_FACTS).read_text(encoding="utf-8"))
+        if facts["items"] != len(item_ids):
+            raise ValueError(f"statistics of {facts['items']} items, not {len(item_ids)}")
+
+        def read(name: str) -> np.ndarray:
+            return np.load(folder / f"{name}.npy", mmap_mode="r")
+
+        stats = cls.__new__(cls)
+        n = len(item_ids)
+        stats.item_ids = item_ids if isinstance(item_ids, list) else list(item_ids)
+        stats.position = index_of(stats.item_ids) if position is None else position
+        stats.trending_window = float(facts["trending_window"])
+        stats.neighbours = facts["neighbours"]
+        stats.latest_timestamp = float(facts["latest_timestamp"])
+        stats._positions, stats._stamps, stats.counts = (
+            read(name) for name in ("positions", "stamps", "counts")
+        )
+        stats.event_count = len(stats._positions)
+        stats._similarity = sparse.csr_matrix(
+            (read("similarity_data"), read("similarity_indices"), read("similarity_indptr")),
+            shape=(n, n),
+            copy=False,
+        )
+        stats._similarity.has_sorted_indices = True
+        stats._trending_now = None
+        stats._dense = stats._similarity.toarray() if 0 < n <= DENSE_COOCCURRENCE_ITEMS else None
+        return stats
 
     def popularity(self) -> np.ndarray:
         """log(1 + users who interacted), scaled to [0, 1]."""

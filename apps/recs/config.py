@@ -69,6 +69,9 @@ class RecsConfig:
     max_body_bytes: int = 256_000
     max_batch_events: int = 500
     catalog_sync_seconds: float = 1.0
+    # popularity / co-occurrence are recounted at most this often after new events; at a million
+    # items a count takes seconds of a core (in a child process): raise it for a steady stream
+    stats_refresh_seconds: float = 2.0
     model_check_seconds: float = 2.0  # how often a worker reads a registry entry's pointer
     spool_dir: Path = Path("recs-spool")  # events accepted while Redis is down wait here
     ab_variants: str = ""  # e.g. "current:90,v5:10"; see ab_buckets.py
@@ -89,6 +92,10 @@ class RecsConfig:
         if not 0.0 <= self.default_diversity <= 1.0:
             raise ConfigError(
                 f"default_diversity must be within [0, 1], found {self.default_diversity!r}"
+            )
+        if self.stats_refresh_seconds < 0:
+            raise ConfigError(
+                f"stats_refresh_seconds must be >= 0, found {self.stats_refresh_seconds!r}"
             )
         if self.model_check_seconds <= 0:
             raise ConfigError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -167,11 +168,23 @@ class FeatureBuilder:
         table = self.sequence_table(model)
         return model.scores(histories, self.vectors, self.item_ids, table=table)
 
-    def share_sequence_table(self, other: FeatureBuilder | None) -> None:
-        """Use `other`'s sequence item table; only for a builder of the same items and vectors
-        (new statistics, same catalog state)."""
-        if other is not None:
-            self._sequence_table = other._sequence_table
+    def with_stats(self, stats: InteractionStats) -> FeatureBuilder:
+        """This builder's items and vectors over new statistics (a rebuild after new events).
+
+        When `stats` were counted over this builder's own `item_ids` list, every item-side
+        table is shared (ids, positions, categories, the sequence item table: seconds of work
+        at 1M items, and requests beside the rebuild would wait for its interpreter lock);
+        otherwise the builder is made anew.
+        """
+        if stats.item_ids is not self.item_ids:
+            return FeatureBuilder(self.items, self.vectors, stats)
+        builder = copy.copy(self)
+        builder.stats = stats
+        builder._to_stats = builder._from_stats = np.arange(self.n)
+        builder._same_order = True
+        builder.popularity = builder.remap(stats.popularity())
+        builder._table_lock = threading.Lock()
+        return builder
 
     def sequence_table(self, model: Any) -> Any:
         """`model`'s item table over this builder's items, computed once per builder and model

@@ -42,6 +42,7 @@ from threefold.apps.recs.rules import (
 from threefold.apps.recs.sequence_ensemble import SequenceEnsemble
 from threefold.apps.recs.sequence_model import SequenceModel
 from threefold.apps.recs.similar_items import pool_size, rank_similar
+from threefold.apps.recs.statistics_process import count_statistics
 from threefold.core.encoder import TextEncoder
 from threefold.core.index import FaissIndex
 
@@ -147,8 +148,14 @@ def feature_tables(
 ) -> tuple[FeatureBuilder, np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """The feature builder, trending in catalog order, and (popularity, trending) positions best
     first (so a request need not sort the catalog)."""
-    builder = FeatureBuilder(items, vectors, stats)
-    trending = builder.remap(stats.trending())
+    return tables_of(FeatureBuilder(items, vectors, stats))
+
+
+def tables_of(
+    builder: FeatureBuilder,
+) -> tuple[FeatureBuilder, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """`feature_tables` of a builder made already."""
+    trending = builder.remap(builder.stats.trending())
     return builder, trending, (descending(builder.popularity), descending(trending))
 
 
@@ -260,6 +267,7 @@ class Recommender:
             if items:
                 self._index.add([item.item_id for item in items], vectors)
             self._rebuild_stats()
+        self._prepare_sequence_table()  # here, not in the first request after a start
         logger.info(
             "recommender ready: %d items, %d events, %d vectors computed",
             len(items),
@@ -290,16 +298,27 @@ class Recommender:
         return matrix, computed
 
     def _count(
-        self, item_ids: list[str], events: Sequence[Event], ranker: Ranker | None = None
+        self,
+        item_ids: list[str],
+        events: Sequence[Event],
+        ranker: Ranker | None = None,
+        *,
+        position: dict[str, int] | None = None,
     ) -> InteractionStats:
-        """Interaction statistics as `ranker` (default: the one serving) was fitted with."""
+        """Interaction statistics as `ranker` (default: the one serving) was fitted with.
+
+        With `position` (id -> index of `item_ids`), counted in a child process
+        (`statistics_process`): for a rebuild beside requests.
+        """
         started = time.monotonic()
-        stats = InteractionStats(
-            item_ids,
-            events,
-            neighbours=self.neighbours if ranker is None else ranker.neighbours,
-            trending_window=self.trending_window if ranker is None else ranker.trending_window,
-        )
+        options = {
+            "neighbours": self.neighbours if ranker is None else ranker.neighbours,
+            "trending_window": self.trending_window if ranker is None else ranker.trending_window,
+        }
+        if position is None:
+            stats = InteractionStats(item_ids, events, **options)
+        else:
+            stats = count_statistics(item_ids, events, position=position, **options)
         self._stats_build_seconds = time.monotonic() - started
         return stats
 
@@ -324,26 +343,26 @@ class Recommender:
         self._stats_built_at = time.monotonic()
 
     def _rebuild_stats_in_background(self) -> None:
-        """Count a snapshot of the log in a thread, then swap it in (call with the lock held).
+        """Count a snapshot of the log in a thread (the counting itself in a child process:
+        `statistics_process`), then swap it in (call with the lock held).
 
         Events arriving meanwhile mark the statistics dirty again for the next rebuild; items
         added meanwhile get no counts until then (the builder maps stats by item id).
         """
-        items, vectors, events = list(self._items), self._vectors, list(self._events)
+        builder, events = self._builder, list(self._events)
         generation, installed = self._stats_generation, self._tables_generation
         self._stats_dirty = False
 
         def rebuild() -> None:
             try:
-                stats = self._count(attribute_of(items, "item_id"), events)
-                tables = feature_tables(items, vectors, stats)  # seconds at 1M items: unlocked
+                # counted in a child process over the serving builder's items, whose item-side
+                # tables (and sequence item table: 5 s for a request at 1M items) then carry over
+                stats = self._count(builder.item_ids, events, position=builder.position)
+                tables = tables_of(builder.with_stats(stats))
                 with self._lock:
                     if generation == self._stats_generation:
                         self._stats = stats
                         if installed == self._tables_generation:
-                            # same items and vectors as the serving builder: its sequence item
-                            # table still holds (recomputing it cost a request 5 s at 1M items)
-                            tables[0].share_sequence_table(self._builder)
                             self._install(*tables)
                         else:  # items changed meanwhile: the tables must cover them
                             self._refresh_builder()
@@ -400,13 +419,17 @@ class Recommender:
         encoder.load()
         with self._lock:
             items, active, events = list(self._items), self._active.copy(), list(self._events)
+            builder = self._builder  # of these items
         query_encoder = query_encoder_for(encoder, self.quantize_queries, len(items))
         vectors, computed = self._vectors_for(items, ranker.vectors, encoder)
         index = self.index_factory(encoder.dimension)
         listed = np.flatnonzero(active)
         if len(listed):
             index.add([items[i].item_id for i in listed], vectors[listed])
-        stats = self._count(attribute_of(items, "item_id"), events, ranker)
+        if builder is None:  # never built: nothing serves yet
+            stats = self._count(attribute_of(items, "item_id"), events, ranker)
+        else:  # in a child process, over the serving builder's (same) item ids
+            stats = self._count(builder.item_ids, events, ranker, position=builder.position)
         tables = feature_tables(items, vectors, stats)
         if ranker.sequence is not None:  # here, not in the first request (seconds at 1M items)
             tables[0].sequence_table(ranker.sequence)
@@ -535,8 +558,9 @@ class Recommender:
         return {item.item_id: matrix[row] for row, item in enumerate(items)} | computed
 
     def _prepare_sequence_table(self) -> None:
-        """Compute the serving builder's sequence item table now, in the caller's thread (an
-        item edit), rather than in the next customer request (seconds at a million items)."""
+        """Compute the serving builder's sequence item table now, in the caller's thread (a
+        start, an item edit), rather than in the next customer request (seconds at a million
+        items)."""
         with self._lock:
             builder, sequence = self._builder, self.sequence
         if sequence is not None:

@@ -216,6 +216,7 @@ def index_ranker(
         candidate_pool=settings.candidate_pool,
         quantize_queries=settings.quantize_queries,
         new_item_slot=settings.new_item_slot,
+        stats_refresh_seconds=settings.stats_refresh_seconds,
         model_version=ranker.version,
         model_info=ranker.info,
     )

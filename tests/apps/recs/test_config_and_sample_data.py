@@ -20,6 +20,7 @@ def test_from_env_reads_prefixed_settings_and_redis_url():
         "THREEFOLD_RECS_EXCLUDE_SEEN": "false",
         "THREEFOLD_RECS_ALLOWED_ORIGINS": "http://a.test, http://b.test",
         "THREEFOLD_RECS_DEFAULT_DIVERSITY": "0.3",
+        "THREEFOLD_RECS_STATS_REFRESH_SECONDS": "30",
         "REDIS_URL": "redis://example:6379/0",
     }
     config = RecsConfig.from_env(environ=environ)
@@ -30,6 +31,7 @@ def test_from_env_reads_prefixed_settings_and_redis_url():
     assert config.exclude_seen is False
     assert config.allowed_origins == ("http://a.test", "http://b.test")
     assert config.default_diversity == 0.3
+    assert config.stats_refresh_seconds == 30.0
     assert redis.url == "redis://example:6379/0"
 
 
@@ -40,6 +42,7 @@ def test_from_env_reads_prefixed_settings_and_redis_url():
         ({"THREEFOLD_RECS_EXCLUDE_SEEN": "perhaps"}, "must be true or false"),
         ({"THREEFOLD_RECS_DEFAULT_K": "500"}, r"default_k \(500\) must not exceed max_k"),
         ({"THREEFOLD_RECS_REDIS_PREFIX": "recs"}, "must end with ':'"),
+        ({"THREEFOLD_RECS_STATS_REFRESH_SECONDS": "-1"}, "stats_refresh_seconds must be >= 0"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(environ, message):

@@ -35,6 +35,12 @@ def test_a_worker_opened_after_prepare_embeds_nothing_and_serves_the_tuned_combi
     assert health.json["ranker"]["validation"] == tuned.validation
 
 
+def test_the_statistics_refresh_interval_reaches_the_recommender(embedder):
+    settings = RecsConfig(tune_on_start=False, stats_refresh_seconds=30.0)
+    resources = open_resources(settings, RedisSettings(), encoder=embedder)
+    assert resources.recommender.stats_refresh_seconds == 30.0
+
+
 def test_prepare_skips_tuning_when_told_not_to(embedder):
     settings = RecsConfig(tune_on_start=False)
     assert prepare_recs(settings, RedisSettings(), encoder=embedder) is None

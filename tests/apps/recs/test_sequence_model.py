@@ -174,15 +174,17 @@ def test_a_feature_builder_computes_the_item_table_once_and_an_edit_gets_a_new_o
 
     ids, vectors = item_vectors
     catalog = load_catalog(DEFAULT_ITEMS)
-    engine = Recommender(catalog, embedder, sequence=trained, events=sample_events)
-    engine.build({item_id: vector for item_id, vector in zip(ids, vectors, strict=True)})
-    histories = list(group_by_user(sample_events).items())[:4]
-    builder = engine._builder
-    profiles = [builder.profile(user, history) for user, history in histories]
-    expected = trained.scores([sequence_order(p.positions) for p in profiles], vectors, ids)
     tables = []
     real = trained.item_table
     monkeypatch.setattr(trained, "item_table", lambda *a: tables.append(a) or real(*a))
+    engine = Recommender(catalog, embedder, sequence=trained, events=sample_events)
+    engine.build({item_id: vector for item_id, vector in zip(ids, vectors, strict=True)})
+    assert len(tables) == 1  # computed by the start
+    histories = list(group_by_user(sample_events).items())[:4]
+    builder = engine._builder
+    profiles = [builder.profile(user, history) for user, history in histories]
+    orders = [sequence_order(p.positions) for p in profiles]
+    expected = trained.scores(orders, vectors, ids, table=real(vectors, ids))  # not counted
     first = builder.sequence_scores(trained, profiles)
     again = builder.sequence_scores(trained, profiles[1:2])
     assert len(tables) == 1  # once per builder, not per request
