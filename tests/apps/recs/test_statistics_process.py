@@ -105,3 +105,21 @@ def test_new_statistics_keep_the_builder_s_item_side_tables(catalog, sample_even
     )
     other = InteractionStats(list(catalog.ids), sample_events)  # another id list: made anew
     assert builder.with_stats(other).by_id is not builder.by_id
+
+
+@pytest.mark.parametrize("broken", ["fork", "mkdtemp"])
+def test_no_fork_or_no_temporary_folder_leaves_the_count_to_this_process(
+    catalog, sample_events, monkeypatch, caplog, broken
+):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os if broken == "fork" else tempfile, broken, refuse)
+    with caplog.at_level(logging.WARNING):
+        found = count_statistics(catalog.ids, sample_events, neighbours=None, trending_window=DAY)
+    assert "Cannot allocate memory" in caplog.text and "counting here" in caplog.text
+    assert_same(
+        found, InteractionStats(catalog.ids, sample_events, neighbours=None, trending_window=DAY)
+    )
