@@ -168,17 +168,23 @@ class FeatureBuilder:
         table = self.sequence_table(model)
         return model.scores(histories, self.vectors, self.item_ids, table=table)
 
-    def with_stats(self, stats: InteractionStats) -> FeatureBuilder:
-        """This builder's items and vectors over new statistics (a rebuild after new events).
+    def with_stats(
+        self, stats: InteractionStats, vectors: np.ndarray | None = None
+    ) -> FeatureBuilder:
+        """This builder's items over new statistics (a rebuild after new events) and, for a
+        ranker swap, new `vectors` (default: this builder's).
 
         When `stats` were counted over this builder's own `item_ids` list, every item-side
-        table is shared (ids, positions, categories, the sequence item table: seconds of work
-        at 1M items, and requests beside the rebuild would wait for its interpreter lock);
-        otherwise the builder is made anew.
+        table is shared (ids, positions, categories and, with the same vectors, the sequence
+        item table: seconds of work at 1M items, and requests beside the rebuild would wait for
+        its interpreter lock); otherwise the builder is made anew.
         """
+        vectors = self.vectors if vectors is None else vectors
         if stats.item_ids is not self.item_ids:
-            return FeatureBuilder(self.items, self.vectors, stats)
+            return FeatureBuilder(self.items, vectors, stats)
         builder = copy.copy(self)
+        if vectors is not self.vectors:
+            builder.vectors, builder._sequence_table = vectors, None
         builder.stats = stats
         builder._to_stats = builder._from_stats = np.arange(self.n)
         builder._same_order = True

@@ -428,9 +428,10 @@ class Recommender:
             index.add([items[i].item_id for i in listed], vectors[listed])
         if builder is None:  # never built: nothing serves yet
             stats = self._count(attribute_of(items, "item_id"), events, ranker)
-        else:  # in a child process, over the serving builder's (same) item ids
+            tables = feature_tables(items, vectors, stats)
+        else:  # in a child process, over the serving builder's (same) item ids and tables
             stats = self._count(builder.item_ids, events, ranker, position=builder.position)
-        tables = feature_tables(items, vectors, stats)
+            tables = tables_of(builder.with_stats(stats, vectors))
         if ranker.sequence is not None:  # here, not in the first request (seconds at 1M items)
             tables[0].sequence_table(ranker.sequence)
         with self._lock:

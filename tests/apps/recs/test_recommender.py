@@ -644,7 +644,9 @@ def test_the_sequence_item_table_is_computed_by_starts_edits_and_swaps_kept_by_r
     assert len(tables) == 2  # not by the next request
     swapped = SequenceModel(SequenceConfig(text_dimension=64), [i.item_id for i in catalog])
     swapped.item_table = lambda vectors, ids: tables.append(-len(ids)) or real(vectors, ids)
+    before = engine._builder
     engine.swap_ranker(Ranker(HashingEncoder(64), LinearCombiner(), "v2", sequence=swapped))
     assert tables[2:] == [-(items + 1)]  # the swap computed the new ranker's table
+    assert engine._builder.by_id is before.by_id  # and kept the item-side tables
     engine.recommend(sample_events[0].user_id, history, k=3)
     assert len(tables) == 3

@@ -103,6 +103,9 @@ def test_new_statistics_keep_the_builder_s_item_side_tables(catalog, sample_even
         derived.features(profile, query, everything, trending),
         fresh.features(profile, query, everything, trending),
     )
+    swapped = builder.with_stats(more, vectors * 0.5)  # a ranker swap: new vectors
+    assert swapped.by_id is builder.by_id and swapped._sequence_table is None
+    np.testing.assert_array_equal(swapped.vectors, vectors * 0.5)
     other = InteractionStats(list(catalog.ids), sample_events)  # another id list: made anew
     assert builder.with_stats(other).by_id is not builder.by_id
 
