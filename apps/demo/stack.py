@@ -160,18 +160,19 @@ class ConsumerThread:
             raise ServiceError(f"the alerts consumer stopped: {self.error}") from self.error
 
     def stop(self) -> None:
-        """Finish the current batch, commit, leave the group; close the alert producer."""
+        """Finish the current batch, commit, leave the group; close the alert publisher (its
+        producer, topic probe and webhook: a client left open retries the stopped broker)."""
         self.runner.stop()
         if self.thread is not None:
             self.thread.join(timeout=SHUTDOWN_TIMEOUT_S)
             if self.thread.is_alive():
                 logger.warning("the alerts consumer did not stop within %.0f s", SHUTDOWN_TIMEOUT_S)
-        producer = getattr(getattr(self.processor, "publisher", None), "producer", None)
-        if producer is not None:
+        publisher = getattr(self.processor, "publisher", None)
+        if publisher is not None:  # as `threefold alerts consume` does: its probe is a client too
             try:
-                producer.close(timeout=2.0)
+                publisher.close()
             except Exception as exc:  # closing is best effort once the broker may be gone
-                logger.info("closing the alert producer: %r", exc)
+                logger.info("closing the alert publisher: %r", exc)
 
 
 def wait_for_alert(
