@@ -362,6 +362,8 @@ def prepare_recs(
     """
     check_pinned_versions(settings)  # a bad A/B setting fails before the catalog is embedded
     state = open_redis(settings, redis, RecsMetrics(CollectorRegistry()))
+    if dropped := state.drop_legacy_vectors():
+        logger.info("deleted %d Redis hashes of vectors without text digests (unused)", dropped)
     recommender, seed, _ = load_recommender(settings, state, encoder)
     if recommender.model_info != DEFAULT_INFO or not settings.tune_on_start or not seed:
         return None

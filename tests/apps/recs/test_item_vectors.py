@@ -98,3 +98,20 @@ def test_the_api_serves_a_build_s_vectors_and_embeds_only_the_edited_item(
     np.testing.assert_allclose(
         recommender.vector_of(changed.item_id), embedder.encode([changed.text])[0], atol=1e-5
     )
+
+
+@pytest.mark.integration
+def test_preparing_deletes_the_bare_vector_hashes_of_earlier_versions(
+    redis_url, redis_prefix, redis_client, embedder
+):
+    from threefold.apps.recs.resources import prepare_recs
+
+    legacy = [f"{redis_prefix}vectors:model-{i}" for i in range(3)]
+    for key in legacy:
+        redis_client.hset(key, mapping={"item-1": b"\x00" * 16})
+    other = f"{redis_prefix}item-vectors:kept"
+    redis_client.hset(other, mapping={"item-1": b"\x00" * 32})
+    settings = RecsConfig(redis_prefix=redis_prefix, tune_on_start=False)
+    prepare_recs(settings, RedisSettings(url=redis_url), encoder=embedder)
+    assert not any(redis_client.exists(key) for key in legacy)
+    assert redis_client.exists(other)
