@@ -1,15 +1,18 @@
 """Parsing JSON from untrusted senders (HTTP bodies, Kafka messages) without crashing on it.
 
 `loads_untrusted` refuses, with an `UntrustedJsonError` that says what and where: invalid JSON,
-NaN/Infinity and numbers that overflow, nesting deeper than `max_depth`, and strings that are
-not valid Unicode (lone surrogates such as "\\ud800", which fail later when encoded). The checks
-walk the value without recursion, so a hostile document cannot overflow the stack.
+NaN/Infinity and numbers that overflow or have more digits than Python converts, a key given
+twice in one object (parsers disagree on which one wins, so a duplicate can smuggle a value past
+a check), nesting deeper than `max_depth`, and strings that are not valid Unicode (lone
+surrogates such as "\\ud800", which fail later when encoded). The checks walk the value without
+recursion, so a hostile document cannot overflow the stack.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
 MAX_JSON_DEPTH = 32
@@ -28,7 +31,15 @@ def loads_untrusted(
 ) -> Any:
     """The parsed value of `raw`; UntrustedJsonError naming `what` and the problem otherwise."""
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(
+            raw,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_whole_number,
+            object_pairs_hook=_object_without_duplicates,
+        )
+    except _Refused as exc:
+        raise UntrustedJsonError(f"{what} was refused: {exc}") from None
     except RecursionError:
         raise UntrustedJsonError(f"{what} is nested too deeply; the limit is {max_depth}") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -45,14 +56,39 @@ def check_untrusted(value: Any, *, max_depth: int = MAX_JSON_DEPTH, what: str = 
     _check_value(value, max_depth=max_depth, what=what)
 
 
+class _Refused(ValueError):
+    """Raised by the parser's hooks: a value JSON allows but this parser does not take."""
+
+
 def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a number JSON allows; send a finite number or null")
+    raise _Refused(f"{name} is not a number JSON allows; send a finite number or null")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"{text} is out of range for a number; send a finite number")
+        raise _Refused(f"{text} is out of range for a number; send a finite number")
+    return value
+
+
+def _whole_number(text: str) -> int:
+    limit = sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+    if limit and len(text.lstrip("-")) > limit:
+        raise _Refused(
+            f"a number has {len(text.lstrip('-'))} digits, more than the {limit} allowed; "
+            "send it as a string"
+        )
+    return int(text)
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"the key {key!r} appears twice in one object; send each key once")
+            seen.add(key)
     return value
 
 

@@ -14,6 +14,8 @@ from threefold.core.untrusted_json import UntrustedJsonError, check_untrusted, l
         ('{"x": NaN}', "NaN is not a number JSON allows"),
         ('{"x": 1e999}', "1e999 is out of range"),
         ("{oops", "is not valid JSON"),
+        ('{"user_id": "a", "user_id": "admin"}', "the key 'user_id' appears twice"),
+        ('{"n": ' + "9" * 5000 + "}", "a number has 5000 digits, more than the 4300 allowed"),
     ],
 )
 def test_hostile_documents_are_refused_with_the_reason(raw: str, message: str) -> None:
