@@ -258,7 +258,7 @@ def setup_web_app(
 
     @metrics.get("/metrics")
     def _metrics() -> Response:
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
     app.register_blueprint(metrics)
 

@@ -133,8 +133,10 @@ def test_rate_limit_answers_429_with_retry_after() -> None:
 
 def test_metrics_count_requests(client) -> None:
     client.post("/api/echo", json={"message": "hi", "k": 1})
-    text = client.get("/metrics").get_data(as_text=True)
+    response = client.get("/metrics")
+    text = response.get_data(as_text=True)
     assert 'http_requests_total{endpoint="/api/echo",method="POST",status="200"} 1.0' in text
+    assert response.headers["Content-Type"] == "text/plain; version=1.0.0; charset=utf-8"
 
 
 def test_token_bucket_refills() -> None:
