@@ -90,16 +90,16 @@ class AgentDesk:
 
     def reply(self, session_id: str, agent: str, text: str) -> Turn:
         self._get(session_id)
-        session = self.sessions.get(session_id)
-        if session is None:
+        if self.sessions.get(session_id) is None:
             raise SessionExpired(session_id)
         now = self.clock()
         conversation = self.store.update(
             session_id, lambda c: handoff_queue.record_reply(c, agent, now)
         )
         turn = Turn(turn_id=new_id(), role="agent", text=text, ts=now, agent=agent)
-        session.turns.append(turn)
-        self.sessions.save(session)
+        session = self.sessions.update(session_id, lambda s: s.turns.append(turn))
+        if session is None:
+            raise SessionExpired(session_id)
         if conversation.first_reply_at == now and self.metrics is not None:
             self.metrics.observe_first_reply(now - conversation.waiting_since)
         self._notify_customer(session_id, {"type": "message", "turn": turn.__dict__})
@@ -113,11 +113,7 @@ class AgentDesk:
         conversation = self.store.update(
             session_id, lambda c: handoff_queue.end(c, agent, status, self.clock())
         )
-        session = self.sessions.get(session_id)
-        if session is not None:
-            session.handed_off = False
-            session.failures = 0
-            self.sessions.save(session)
+        self.sessions.update(session_id, _back_to_the_bot)
         if self.metrics is not None:
             self.metrics.observe_end(status)
         self._notify_customer(session_id, {"type": "status", "status": status, "agent": agent})
@@ -135,10 +131,8 @@ class AgentDesk:
     def leave_message(self, session_id: str, text: str) -> Conversation:
         """Store the customer's message for the team (also in the transcript, after a reload)."""
         conversation = self.store.update(session_id, lambda c: handoff_queue.leave_message(c, text))
-        session = self.sessions.get(session_id)
-        if session is not None:
-            session.turns.append(Turn(turn_id=new_id(), role="user", text=text, ts=self.clock()))
-            self.sessions.save(session)
+        turn = Turn(turn_id=new_id(), role="user", text=text, ts=self.clock())
+        self.sessions.update(session_id, lambda s: s.turns.append(turn))
         self._changed(conversation)
         return conversation
 
@@ -206,3 +200,9 @@ class AgentDesk:
                 "status": conversation.status,
             },
         )
+
+
+def _back_to_the_bot(session: Session) -> None:
+    """The session after a person let go: the bot answers and counts failures afresh."""
+    session.handed_off = False
+    session.failures = 0

@@ -71,6 +71,10 @@ class UnknownFaq(KeyError):
     """The requested FAQ id is not in the current knowledge base."""
 
 
+class HandoffUnavailable(RuntimeError):
+    """A handoff nobody would receive: the agent desk is out of reach and no webhook is set."""
+
+
 @dataclass
 class ChatReply:
     """The response of POST /api/chat."""
@@ -148,7 +152,7 @@ class ChatService:
         """
         session = self.open_session(session_id)
         bot = self.get_bot()
-        conversation = self._active_conversation(session.id)
+        conversation, desk_reachable = self._active_conversation(session.id)
         if self.desk is not None and conversation is not None:
             return self._pass_to_agent(self.desk, bot, session, message, conversation.status)
         settings = bot.policy_settings(
@@ -181,6 +185,8 @@ class ChatService:
             )
             confidence = result.confidence
             chosen = result.ranking.top.faq_id if result.ranking.top else None
+        if decision.outcome == "handoff" and not desk_reachable:
+            self._check_handoff_deliverable(session.id)
         reply = self._reply(bot, session, message, decision, result, confidence, chosen)
         reply.used_context = used_context
         self._remember(session, message, reply)
@@ -318,28 +324,40 @@ class ChatService:
                     session, reason=decision.reason, candidates=candidates, page_url=page_url
                 )
             except self.desk_unavailable as exc:
+                self._check_handoff_deliverable(session.id)
                 logger.warning(
                     "agent desk unavailable (%s): session %s announced by webhook only",
                     type(exc).__name__,
                     session.id,
                 )
 
-    def _active_conversation(self, session_id: str) -> Conversation | None:
-        """The session's conversation with a person; None also when the desk is out of reach."""
+    def _check_handoff_deliverable(self, session_id: str) -> None:
+        """Raise HandoffUnavailable unless the webhook still announces a handoff the desk missed."""
+        if not self.notifier.configured:
+            logger.warning("agent desk unreachable, no webhook: handoff of %s refused", session_id)
+            raise HandoffUnavailable(session_id)
+
+    def _active_conversation(self, session_id: str) -> tuple[Conversation | None, bool]:
+        """The session's conversation with a person (None also when the desk is out of reach),
+        and whether the desk answered."""
         if self.desk is None:
-            return None
+            return None, True
         try:
-            return self.desk.active(session_id)
+            return self.desk.active(session_id), True
         except self.desk_unavailable as exc:
             logger.warning("agent desk unavailable (%s): the bot answers", type(exc).__name__)
-            return None
+            return None, False
 
     def _pass_to_agent(
         self, desk: AgentDesk, bot: Bot, session: Session, message: str, status: str
     ) -> ChatReply:
-        """Keep the customer's message for the person (no bot answer, no unanswered log)."""
-        session.turns.append(Turn(turn_id=new_id(), role="user", text=message, ts=time.time()))
-        self.sessions.save(session)
+        """Keep the customer's message for the person (no bot answer, no unanswered log).
+
+        Appended atomically: an agent's reply stored at the same moment is not overwritten.
+        """
+        turn = Turn(turn_id=new_id(), role="user", text=message, ts=time.time())
+        if self.sessions.update(session.id, lambda s: s.turns.append(turn)) is None:
+            raise UnknownSession(session.id)
         desk.customer_wrote(session.id)
         reply = ChatReply(
             session_id=session.id,

@@ -21,6 +21,7 @@ from threefold.apps.qa.feedback import MemoryRecordLog, RecordLog
 from threefold.apps.qa.sessions import (
     MemorySessionStore,
     Session,
+    SessionChange,
     SessionStore,
     valid_session_id,
 )
@@ -99,9 +100,27 @@ class FallbackSessionStore:
             "save_session", lambda: self.primary.save(session), lambda: self.memory.save(session)
         )
 
+    def update(self, session_id: str, change: SessionChange) -> Session | None:
+        def in_memory() -> Session | None:
+            if not valid_session_id(session_id):
+                return None
+            session = self.memory.update(session_id, change)
+            if session is None:  # as in `get`: a session this worker never saw starts empty
+                session = Session(id=session_id, created=time.time())
+                change(session)
+                self.memory.save(session)
+            return session
+
+        return self.breaker.call(
+            "update_session", lambda: self.primary.update(session_id, change), in_memory
+        )
+
 
 class FallbackRecordLog:
-    """A `RecordLog` in Redis that keeps records in this process while Redis is down."""
+    """A `RecordLog` in Redis that keeps records in this process while Redis is down.
+
+    The records kept meanwhile are written to Redis by the first call that reaches it again.
+    """
 
     def __init__(self, primary: RecordLog, memory: MemoryRecordLog, breaker: RedisFallback) -> None:
         self.primary = primary
@@ -109,16 +128,31 @@ class FallbackRecordLog:
         self.breaker = breaker
 
     def append(self, name: str, record: dict[str, Any]) -> None:
-        self.breaker.call(
-            "append_" + name,
-            lambda: self.primary.append(name, record),
-            lambda: self.memory.append(name, record),
-        )
+        def to_redis() -> None:
+            self._flush()
+            self.primary.append(name, record)
+
+        self.breaker.call("append_" + name, to_redis, lambda: self.memory.append(name, record))
 
     def read(self, name: str) -> Iterator[dict[str, Any]]:
+        def from_redis() -> list[dict[str, Any]]:
+            self._flush()
+            return list(self.primary.read(name))
+
         records = self.breaker.call(
-            "read_" + name,
-            lambda: list(self.primary.read(name)),
-            lambda: list(self.memory.read(name)),
+            "read_" + name, from_redis, lambda: list(self.memory.read(name))
         )
         yield from records
+
+    def _flush(self) -> None:
+        """Move the records kept in memory during an outage to Redis (back on a failure)."""
+        pending = self.memory.drain()
+        for position, (name, record) in enumerate(pending):
+            try:
+                self.primary.append(name, record)
+            except BaseException:
+                for unsent_name, unsent in pending[position:]:
+                    self.memory.append(unsent_name, unsent)
+                raise
+        if pending:
+            logger.info("redis is back: %d records kept in memory written to it", len(pending))

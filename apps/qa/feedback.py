@@ -76,6 +76,12 @@ class MemoryRecordLog:
             records = list(self._logs.get(name, ()))
         yield from records
 
+    def drain(self) -> list[tuple[str, dict[str, Any]]]:
+        """Take every record out of the logs: (log name, record) pairs, oldest first per log."""
+        with self._lock:
+            logs, self._logs = self._logs, {}
+        return [(name, record) for name, records in logs.items() for record in records]
+
 
 class FeedbackStore:
     """Ratings of answers and unanswered questions, kept in the logs "feedback" and "unanswered".

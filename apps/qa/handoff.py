@@ -36,6 +36,11 @@ class HandoffNotifier:
                 on_result=None if on_result is None else lambda _p, error: on_result(error is None),
             )
 
+    @property
+    def configured(self) -> bool:
+        """True when a webhook URL is set (handoffs reach an external helpdesk)."""
+        return self._sender is not None
+
     def notify(self, payload: dict[str, Any]) -> None:
         """Queue the POST; returns at once."""
         if self._sender is None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import redis
+
 from threefold.apps.qa.sessions import (
     Session,
+    SessionChange,
     new_session,
     session_from_dict,
     session_to_dict,
@@ -17,8 +20,9 @@ from threefold.apps.qa.sessions import (
 class RedisSessionStore:
     """A `SessionStore` in Redis, shared by every worker; every save renews the TTL.
 
-    Two requests of one session racing each other: the last save wins (a chat widget sends one
-    message at a time, so this is accepted rather than locked).
+    Two requests of one session racing each other through `save`: the last save wins (a chat
+    widget sends one message at a time, so this is accepted rather than locked). Writers that
+    meet other people's (a customer and an agent during a handoff) use `update` (WATCH/MULTI).
     """
 
     def __init__(self, client: Any, *, prefix: str, ttl_s: int, max_turns: int = 20) -> None:
@@ -45,3 +49,24 @@ class RedisSessionStore:
     def save(self, session: Session) -> None:
         session.turns = session.turns[-self.max_turns :]
         self.client.set(self.key(session.id), json.dumps(session_to_dict(session)), ex=self.ttl_s)
+
+    def update(self, session_id: str, change: SessionChange) -> Session | None:
+        if not valid_session_id(session_id):
+            return None
+        key = self.key(session_id)
+        with self.client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        return None
+                    session = session_from_dict(json.loads(raw))
+                    change(session)
+                    session.turns = session.turns[-self.max_turns :]
+                    pipe.multi()
+                    pipe.set(key, json.dumps(session_to_dict(session)), ex=self.ttl_s)
+                    pipe.execute()
+                    return session
+                except redis.WatchError:
+                    continue

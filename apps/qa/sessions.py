@@ -10,6 +10,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -94,6 +95,9 @@ def session_from_dict(data: dict[str, Any]) -> Session:
     )
 
 
+SessionChange = Callable[[Session], object]
+
+
 class SessionStore(Protocol):
     """Where sessions live between requests; every save renews the session's TTL."""
 
@@ -102,6 +106,11 @@ class SessionStore(Protocol):
     def get(self, session_id: str) -> Session | None: ...
 
     def save(self, session: Session) -> None: ...
+
+    def update(self, session_id: str, change: SessionChange) -> Session | None:
+        """Apply `change` to the stored session atomically (no concurrent write is lost) and
+        save it; None when the session is unknown or expired."""
+        ...
 
 
 class MemorySessionStore:
@@ -132,3 +141,15 @@ class MemorySessionStore:
         copy = session_from_dict(session_to_dict(session))
         with self._lock:
             self._sessions[session.id] = (time.monotonic() + self.ttl_s, copy)
+
+    def update(self, session_id: str, change: SessionChange) -> Session | None:
+        with self._lock:
+            stored = self._sessions.get(session_id)
+            if stored is None or stored[0] <= time.monotonic():
+                return None
+            session = session_from_dict(asdict(stored[1]))
+            change(session)
+            session.turns = session.turns[-self.max_turns :]
+            copy = session_from_dict(session_to_dict(session))
+            self._sessions[session_id] = (time.monotonic() + self.ttl_s, copy)
+        return session

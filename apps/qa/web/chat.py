@@ -7,9 +7,10 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from threefold.apps.qa.chat import UnknownFaq, UnknownSession, UnknownTurn
+from threefold.apps.qa.chat import HandoffUnavailable, UnknownFaq, UnknownSession, UnknownTurn
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
+from threefold.apps.qa.web.handoff_errors import RETRY_AFTER_S
 from threefold.core.web import ApiError, read_json_body, require_fields, require_text
 
 chat_blueprint = Blueprint("qa_chat", __name__, url_prefix="/api")
@@ -81,6 +82,14 @@ def chat() -> ResponseReturnValue:
         raise ApiError(
             400, f"unknown faq_id {faq_id!r}; it may have been removed", code="unknown_faq"
         ) from None
+    except HandoffUnavailable:
+        raise ApiError(
+            503,
+            "our team cannot be reached right now (Redis does not answer), so this message was "
+            f"not taken; send it again in {RETRY_AFTER_S} s",
+            code="agents_unreachable",
+            retry_after=RETRY_AFTER_S,
+        ) from None
     return jsonify(_flag_degraded(reply.to_json(), resources))
 
 
@@ -114,6 +123,14 @@ def feedback() -> ResponseReturnValue:
     except UnknownSession:
         raise _unknown_session(session_id) from None
     except UnknownTurn:
+        if resources.degraded_reason() is not None:  # the session could not be read from Redis
+            raise ApiError(
+                503,
+                f"Redis does not answer, so this session's answers cannot be read; send the "
+                f"rating again in {RETRY_AFTER_S} s",
+                code="redis_unavailable",
+                retry_after=RETRY_AFTER_S,
+            ) from None
         raise ApiError(
             404, "turn_id is not an answer of this session", code="unknown_turn"
         ) from None

@@ -58,7 +58,7 @@ DOCUMENT = openapi_document(
                 "Ask the bot; the reply is an answer, a clarification or a handoff",
                 tag="chat",
                 response=OBJECT,
-                errors=(404,),
+                errors=(404, 503),
                 body={
                     "type": "object",
                     "required": ["message"],
@@ -77,7 +77,7 @@ DOCUMENT = openapi_document(
                 tag="chat",
                 ok=201,
                 response=OBJECT,
-                errors=(404,),
+                errors=(404, 503),
                 body={
                     "type": "object",
                     "required": ["session_id", "turn_id", "rating"],

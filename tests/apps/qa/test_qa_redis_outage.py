@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from threefold.apps.qa.fallback import FallbackSessionStore, RedisFallback
 from threefold.apps.qa.redis_sessions import RedisSessionStore
 from threefold.apps.qa.sessions import MemorySessionStore, new_id
-from threefold.streaming.services import start_redis
+from threefold.streaming.services import RedisService, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +65,85 @@ def test_bad_data_does_not_open_the_breaker(redis_client, redis_prefix: str) -> 
     assert not breaker.is_open
     created = store.create()
     assert redis_client.exists(redis_store.key(created.id))
+
+
+AGENT = {"Authorization": "Bearer tok-ana-1"}
+
+
+@pytest.fixture
+def hung_redis() -> Iterator[RedisService]:
+    """A real redis-server this test can freeze (SIGSTOP: every call times out) and thaw."""
+    service = start_redis()
+    try:
+        yield service
+    finally:
+        os.kill(service.pid, signal.SIGCONT)
+        service.stop()
+
+
+@contextmanager
+def frozen(service: RedisService) -> Iterator[None]:
+    os.kill(service.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(service.pid, signal.SIGCONT)
+
+
+def test_feedback_kept_during_an_outage_reaches_redis_when_it_is_back(
+    make_app, hung_redis, admin_headers
+) -> None:
+    app = make_app(redis_url=hung_redis.url, redis_timeout_s=0.3, redis_retry_s=0)
+    client = app.test_client()
+    with frozen(hung_redis):
+        answer = chat(client, "Is shipping free?").get_json()
+        rated = client.post(
+            "/api/feedback",
+            json={
+                "session_id": answer["session_id"],
+                "turn_id": answer["turn_id"],
+                "rating": "down",
+            },
+        )
+        assert rated.status_code == 201
+        declined = chat(client, "what is the airspeed of an unladen swallow").get_json()
+        assert declined["outcome"] == "out_of_scope"
+    feedback = client.get("/api/admin/feedback.csv", headers=admin_headers).get_data(as_text=True)
+    assert answer["turn_id"] in feedback
+    unanswered = client.get("/api/admin/unanswered.csv", headers=admin_headers)
+    assert declined["session_id"] in unanswered.get_data(as_text=True)
+
+
+def test_a_handoff_nobody_can_receive_is_503_not_a_false_promise(make_app, hung_redis) -> None:
+    app = make_app(
+        redis_url=hung_redis.url, redis_timeout_s=0.3, redis_retry_s=0, agent_tokens="ana:tok-ana-1"
+    )
+    client = app.test_client()
+    session_id = chat(client, "Is shipping free?").get_json()["session_id"]
+    with frozen(hung_redis):
+        during = chat(client, "talk to a person please", session_id=session_id)
+    assert during.status_code == 503, during.get_json()
+    assert during.get_json()["error"] == "agents_unreachable"
+    assert int(during.headers["Retry-After"]) > 0
+    retried = chat(client, "talk to a person please", session_id=session_id)
+    assert retried.status_code == 200 and retried.get_json()["handoff"] is True
+    waiting = client.get("/api/agent/conversations?status=waiting", headers=AGENT).get_json()
+    assert [c["session_id"] for c in waiting] == [session_id]
+    turns = client.get(f"/api/sessions/{session_id}").get_json()["turns"]
+    assert [t["text"] for t in turns if t["role"] == "user"] == [
+        "Is shipping free?",
+        "talk to a person please",
+    ]
+
+
+def test_a_vote_during_an_outage_is_503_not_an_unknown_turn(make_app, hung_redis) -> None:
+    client = make_app(redis_url=hung_redis.url, redis_timeout_s=0.3).test_client()
+    answer = chat(client, "Is shipping free?").get_json()
+    with frozen(hung_redis):
+        rated = client.post(
+            "/api/feedback",
+            json={"session_id": answer["session_id"], "turn_id": answer["turn_id"], "rating": "up"},
+        )
+    assert rated.status_code == 503, rated.get_json()
+    assert rated.get_json()["error"] == "redis_unavailable"
+    assert int(rated.headers["Retry-After"]) > 0
