@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,19 +149,28 @@ class Catalog:
     def __init__(self, items: Iterable[Item] = ()) -> None:
         self._items: dict[str, Item] = {}
         self._categories: list[str] | None = None
+        self._changes = 0  # a `categories` computed across a change is not kept
+        self._lock = threading.Lock()
         for item in items:
             self.add(item)
 
     def add(self, item: Item) -> bool:
         """Insert or replace; returns True when the id was new."""
-        new = item.item_id not in self._items
-        self._items[item.item_id] = item
-        self._categories = None
+        with self._lock:
+            new = item.item_id not in self._items
+            self._items[item.item_id] = item
+            self._changed()
         return new
 
     def remove(self, item_id: str) -> Item | None:
+        with self._lock:
+            removed = self._items.pop(item_id, None)
+            self._changed()
+        return removed
+
+    def _changed(self) -> None:
+        self._changes += 1
         self._categories = None
-        return self._items.pop(item_id, None)
 
     def get(self, item_id: str) -> Item | None:
         return self._items.get(item_id)
@@ -175,7 +185,8 @@ class Catalog:
         return len(self._items)
 
     def __iter__(self) -> Iterator[Item]:
-        return iter(self._items.values())
+        """Over a snapshot: admin edits on other threads may add items meanwhile."""
+        return iter(list(self._items.values()))
 
     @property
     def ids(self) -> list[str]:
@@ -183,10 +194,18 @@ class Catalog:
 
     @property
     def categories(self) -> list[str]:
-        """Every category, sorted; kept until the next change (every request reads it)."""
-        if self._categories is None:
-            self._categories = sorted({c for item in self._items.values() for c in item.categories})
-        return list(self._categories)
+        """Every category, sorted; kept until the next change (every request reads it).
+
+        Computed from a snapshot of the items, and kept only when no edit landed meanwhile.
+        """
+        cached = self._categories
+        if cached is None:
+            changes = self._changes
+            cached = sorted({c for item in self for c in item.categories})
+            with self._lock:
+                if changes == self._changes:
+                    self._categories = cached
+        return list(cached)
 
 
 def load_catalog(path: str | Path) -> Catalog:

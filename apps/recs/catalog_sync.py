@@ -67,8 +67,19 @@ class CatalogSync:
             return
         with self._lock:
             self.last_sync = now
-            changes = self.redis.changes_since(self.applied_changes)
-            for change in changes or ():
+            found = self.redis.changes_since(self.applied_changes)
+            if found is None:
+                return
+            start, changes = found
+            if start < self.applied_changes:  # re-applying this worker's own changes is harmless
+                logger.warning(
+                    "the catalog change log holds %d changes, fewer than the %d applied here "
+                    "(Redis lost it); applying it from the start",
+                    len(changes),
+                    self.applied_changes,
+                )
+                self.applied_changes = start
+            for change in changes:
                 try:
                     self._apply(change)
                 except (DataError, KeyError, TypeError, ValueError) as exc:

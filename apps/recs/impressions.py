@@ -225,8 +225,13 @@ class ImpressionLog:
             return False
 
     def attribute(self, events: Sequence[Event]) -> None:
-        """Count clicks/purchases that name a list (`list_id`) against its version and variant."""
+        """Count clicks/purchases that name a list (`list_id`) against its version and variant.
+
+        Spooled lists are stored first: a click on a list served during an outage (both
+        spooled) is replayed before that list otherwise, and would find no list to count for.
+        """
         if any(e.list_id and e.event in OUTCOMES for e in events):
+            self.replay_spool()
             for hit in self.store.attribute(events) or ():
                 self.metrics.count_ab_outcome(hit.variant, hit.model_version, hit.event)
 

@@ -266,10 +266,16 @@ class RedisState:
             lambda r: int(r.rpush(self._key("catalog", "changes"), json.dumps(change))),
         )
 
-    def changes_since(self, version: int) -> list[dict[str, Any]] | None:
-        raw = self._call(
-            "changes_since", lambda r: r.lrange(self._key("catalog", "changes"), version, -1)
-        )
-        if raw is None:
+    def changes_since(self, version: int) -> tuple[int, list[dict[str, Any]]] | None:
+        """(index of the first change returned, the changes from `version` on). A log shorter
+        than `version` was lost (Redis restarted empty, or lost its last writes): all of it."""
+        key = self._key("catalog", "changes")
+
+        def action(r: Any) -> tuple[int, list[bytes]]:
+            length, entries = r.pipeline().llen(key).lrange(key, version, -1).execute()
+            return (0, r.lrange(key, 0, -1)) if length < version else (version, entries)
+
+        found = self._call("changes_since", action)
+        if found is None:
             return None
-        return [json.loads(entry) for entry in raw]
+        return found[0], [json.loads(entry) for entry in found[1]]

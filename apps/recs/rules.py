@@ -130,14 +130,14 @@ def encode_cursor(offset: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
-    """The offset inside a cursor from a previous page; ConfigError when it is not one."""
+    """The offset inside a cursor from a previous page; ConfigError when it is not one (only
+    `encode_cursor`'s form: ASCII digits, no sign, spaces, '_' or other scripts' digits)."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         text = base64.urlsafe_b64decode(padded.encode()).decode()
-        if text.startswith(CURSOR_PREFIX):
-            offset = int(text[len(CURSOR_PREFIX) :])
-            if offset >= 0:
-                return offset
+        digits = text.removeprefix(CURSOR_PREFIX)
+        if text.startswith(CURSOR_PREFIX) and digits.isascii() and digits.isdigit():
+            return int(digits)
     except (ValueError, UnicodeDecodeError):
         pass
     raise ConfigError(f"cursor {cursor!r} is not one this API returned; pass next_cursor as is")

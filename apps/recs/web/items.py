@@ -16,9 +16,11 @@ from threefold.core.web import ApiError, bearer_token_required, read_json_body
 ADMIN_TOKEN_KEY = "RECS_ADMIN_TOKEN"
 
 items_api = Blueprint("recs_items", __name__, url_prefix="/api/items")
+# `path:` ids: an item id may hold '/' (an SKU path), sent as is or as %2F; `<id>/similar` of
+# such an id still names the similar-items route
 
 
-@items_api.get("/<item_id>")
+@items_api.get("/<path:item_id>")
 def get_item(item_id: str) -> Any:
     shared = resources()
     shared.catalog_changes.sync()
@@ -28,7 +30,7 @@ def get_item(item_id: str) -> Any:
     return jsonify(item.to_dict())
 
 
-@items_api.get("/<item_id>/similar")
+@items_api.get("/<path:item_id>/similar")
 def similar_items(item_id: str) -> Any:
     shared = resources()
     k = int_arg("k", shared.settings.default_k, low=1, high=shared.settings.max_k)
@@ -62,7 +64,7 @@ def add_items() -> Any:
     return jsonify(stored), 201
 
 
-@items_api.put("/<item_id>")
+@items_api.put("/<path:item_id>")
 @bearer_token_required(ADMIN_TOKEN_KEY)
 def replace_item(item_id: str) -> Any:
     shared = resources()
@@ -78,7 +80,7 @@ def replace_item(item_id: str) -> Any:
     return jsonify(stored)
 
 
-@items_api.delete("/<item_id>")
+@items_api.delete("/<path:item_id>")
 @bearer_token_required(ADMIN_TOKEN_KEY)
 def delete_item(item_id: str) -> Any:
     if not resources().catalog_changes.delete(item_id):

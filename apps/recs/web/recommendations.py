@@ -23,13 +23,21 @@ def get_recommendations() -> Any:
     settings = shared.settings
     user_id = user_id_arg(request.args.get("user_id"))
     k = int_arg("k", settings.default_k, low=1, high=settings.max_k)
-    offset = int_arg("offset", 0, low=0, high=10 * settings.max_k)
+    max_offset = 10 * settings.max_k
+    offset = int_arg("offset", 0, low=0, high=max_offset)
     cursor = request.args.get("cursor")
     if cursor:
         try:
             offset = decode_cursor(cursor)
         except ConfigError as exc:
             raise ApiError(400, str(exc), field="cursor") from None
+        if offset > max_offset:  # a forged cursor: no page past the limit `offset` has
+            raise ApiError(
+                400,
+                f"cursor {cursor!r} points at offset {offset}, past the last page (offset "
+                f"{max_offset}); pass next_cursor as is",
+                field="cursor",
+            )
     diversity = float_arg("diversity", settings.default_diversity, low=0.0, high=1.0)
     exclude_seen = bool_arg("exclude_seen", settings.exclude_seen)
     category = (request.args.get("category") or "").strip() or None

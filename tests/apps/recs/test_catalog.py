@@ -85,3 +85,23 @@ def test_categories_follow_every_change():
     assert catalog.categories == ["Books", "Garden", "Toys"]
     catalog.remove("a")
     assert catalog.categories == ["Garden", "Toys"]
+
+
+def test_reading_the_catalog_while_an_admin_edit_adds_an_item_does_not_fail():
+    """A request reads `categories` (or a ranker swap iterates the items) while an admin's edit
+    adds an item on another thread; `Intruder` adds one mid-read, as that thread would."""
+    catalog = Catalog()
+
+    class Intruder(Item):
+        @property
+        def categories(self) -> tuple[str, ...]:
+            catalog.add(Item("late", "Late Lamp", "", "Home"))
+            return super().categories
+
+    catalog.add(Item("a", "Kettle", "", "Kitchen"))
+    catalog.add(Intruder("b", "Novel", "", "Books"))
+    catalog.add(Item("c", "Tent", "", "Outdoor"))
+    assert catalog.categories == ["Books", "Kitchen", "Outdoor"]  # the items when it began
+    assert catalog.categories == ["Books", "Home", "Kitchen", "Outdoor"]  # then the edit shows
+    added = [item.item_id for item in catalog if catalog.add(Item(f"{item.item_id}2", "", "", "X"))]
+    assert added == ["a", "b", "c", "late"]

@@ -129,3 +129,22 @@ def test_redis_stopping_mid_service_does_not_break_requests(make_app, redis_pref
         client.post("/api/events", json={"user_id": "u005", "item_id": "el-001"}).status_code == 202
     )
     assert client.get("/healthz").json["redis"] == "unreachable"
+
+
+def test_a_worker_follows_catalog_changes_after_redis_lost_the_change_log(
+    admin_headers, make_app, redis_url, redis_prefix, redis_client
+):
+    """Redis restarted empty (or lost its last writes): the log is shorter than what a worker
+    applied, and the changes published after it must still reach that worker."""
+    settings = {"redis_url": redis_url, "redis_prefix": redis_prefix, "catalog_sync_seconds": 0.0}
+    worker_a = make_app(**settings).test_client()
+    worker_b = make_app(**settings).test_client()
+    for item_id in ("lg-1", "lg-2"):
+        item = {"item_id": item_id, "title": "Log Lamp", "description": "D", "category": "Home"}
+        assert worker_a.post("/api/items", json=item, headers=admin_headers).status_code == 201
+    assert worker_b.get("/api/items/lg-2").status_code == 200  # b applied both changes
+    redis_client.delete(f"{redis_prefix}catalog:changes")
+    assert worker_a.delete("/api/items/bk-001", headers=admin_headers).status_code == 200
+    assert worker_b.get("/api/items/bk-001").status_code == 404
+    recs = worker_b.get("/api/recommendations?user_id=lost-log&k=100").json
+    assert "bk-001" not in item_ids(recs)

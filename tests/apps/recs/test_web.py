@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -95,6 +96,19 @@ def test_bad_query_parameters_are_400_naming_the_field(client, query, field):
     assert response.status_code == 400
     assert response.json["field"] == field
     assert response.json["message"]
+
+
+@pytest.mark.parametrize(
+    "text", ["o:1000000", "o:99999999999999999999", "o: 5", "o:1_0", "o:\u0665"]
+)
+def test_a_forged_cursor_is_400_not_a_page_past_the_offset_limit(client, text):
+    """`offset` stops at 10 x max_k; a cursor is no way around it (a pool of 2 x offset items
+    is ranked), and only the form the API writes is read."""
+    cursor = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    response = client.get(f"/api/recommendations?user_id=u001&cursor={cursor}")
+    assert response.status_code == 400
+    assert response.json["field"] == "cursor"
+    assert "pass next_cursor as is" in response.json["message"]
 
 
 def test_event_changes_the_users_list(client):
@@ -221,6 +235,22 @@ def test_item_lifecycle_through_the_api(admin_headers, client):
     assert client.delete("/api/items/ty-200", headers=admin_headers).status_code == 404
     event = client.post("/api/events", json={"user_id": "space-kid", "item_id": "ty-200"})
     assert event.status_code == 422
+
+
+@pytest.mark.parametrize("path", ["sku/2024/lamp", "sku%2F2024%2Flamp"])
+def test_an_item_id_with_slashes_can_be_read_edited_and_deleted(admin_headers, make_app, path):
+    client = make_app().test_client()
+    item = {**NEW_ITEM, "item_id": "sku/2024/lamp", "title": "Slash Lamp"}
+    assert client.post("/api/items", json=item, headers=admin_headers).status_code == 201
+    assert client.get(f"/api/items/{path}").json["title"] == "Slash Lamp"
+    similar = client.get(f"/api/items/{path}/similar?k=3")
+    assert similar.status_code == 200 and similar.json["item_id"] == "sku/2024/lamp"
+    renamed = client.put(
+        f"/api/items/{path}", json={**item, "title": "Slash Lamp 2"}, headers=admin_headers
+    )
+    assert renamed.json == {"added": [], "updated": ["sku/2024/lamp"]}
+    assert client.delete(f"/api/items/{path}", headers=admin_headers).status_code == 200
+    assert client.get(f"/api/items/{path}").status_code == 404
 
 
 def test_unknown_route_is_json_404(client):
