@@ -110,14 +110,35 @@ class Attribution:
     model_version: str
 
 
-def attributions(events: Sequence[Event], lists: Mapping[str, Impression]) -> list[Attribution]:
-    """The outcome events whose `list_id` names a list in `lists` that showed their item."""
+def attributions(
+    events: Sequence[Event], lists: Mapping[str, Impression]
+) -> list[tuple[Event, Attribution]]:
+    """The outcome events whose `list_id` names a list in `lists` that showed their item to
+    their user, each with its attribution; an outcome repeated in `events` comes once.
+
+    The store then counts each (list, item, outcome) once however often it is sent (a second
+    click, a spool replayed twice), so CTR cannot pass 1.
+    """
     found = []
+    seen: set[tuple[str, str, str]] = set()
     for event in events:
         shown = lists.get(event.list_id or "")
-        if event.event in OUTCOMES and shown is not None and event.item_id in shown.items:
-            found.append(Attribution(event.event, shown.variant, shown.model_version))
+        key = (event.list_id or "", event.item_id, event.event)
+        if (
+            event.event in OUTCOMES
+            and shown is not None
+            and event.item_id in shown.items
+            and event.user_id == shown.user_id
+            and key not in seen
+        ):
+            seen.add(key)
+            found.append((event, Attribution(event.event, shown.variant, shown.model_version)))
     return found
+
+
+def outcome_key(event: Event) -> str:
+    """How an outcome is remembered on its list: e.g. `click:bk-002`."""
+    return f"{event.event}:{event.item_id}"
 
 
 class ImpressionStore(Protocol):
@@ -143,6 +164,7 @@ class MemoryImpressionStore:
     def __init__(self, limit: int = 10_000) -> None:
         self.log: deque[Impression] = deque(maxlen=limit)
         self._lists: OrderedDict[str, Impression] = OrderedDict()
+        self._outcomes: dict[str, set[str]] = {}  # per list: the outcomes counted (outcome_key)
         self._limit = limit
         self._counts: dict[str, dict[str, int]] = {}
         self._ab: AbCounts = {}
@@ -154,7 +176,8 @@ class MemoryImpressionStore:
                 self.log.append(impression)
                 self._lists[impression.list_id] = impression
                 while len(self._lists) > self._limit:
-                    self._lists.popitem(last=False)
+                    gone, _ = self._lists.popitem(last=False)
+                    self._outcomes.pop(gone, None)
                 _add_counts(self._counts.setdefault(impression.model_version, {}), impression)
                 _add_counts(self._ab_row(impression.variant, impression.model_version), impression)
         return True
@@ -164,8 +187,13 @@ class MemoryImpressionStore:
 
     def attribute(self, events: Sequence[Event]) -> list[Attribution] | None:
         with self._lock:
-            found = attributions(events, self._lists)
-            for hit in found:
+            found = []
+            for event, hit in attributions(events, self._lists):
+                counted = self._outcomes.setdefault(event.list_id or "", set())
+                if outcome_key(event) in counted:
+                    continue
+                counted.add(outcome_key(event))
+                found.append(hit)
                 for row in (
                     self._counts.setdefault(hit.model_version, {}),
                     self._ab_row(hit.variant, hit.model_version),

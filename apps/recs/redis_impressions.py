@@ -2,7 +2,9 @@
 
 Keys under the app prefix, all bounded:
     impressions:log             stream of served lists (XADD MAXLEN ~ `log_limit`)
-    impressions:list:<list_id>  hash {version, variant, items}: attribution (`list_ttl_seconds`)
+    impressions:list:<list_id>  hash {version, variant, items, user} for attribution, plus a
+                                field per outcome counted (`click:<item>`: once each)
+                                (`list_ttl_seconds`)
     impressions:counts:<ver>    hash {lists, shown, click, purchase} per model version
     impressions:versions        set of the versions counted
     impressions:ab:<variant>:<ver>  the same counts per A/B variant and version
@@ -24,6 +26,7 @@ from threefold.apps.recs.impressions import (
     Attribution,
     Impression,
     attributions,
+    outcome_key,
 )
 from threefold.apps.recs.redis_state import RedisState
 
@@ -60,6 +63,7 @@ class RedisImpressionStore:
                         "version": version,
                         "variant": impression.variant,
                         "items": json.dumps(impression.items),
+                        "user": impression.user_id,
                     },
                 )
                 pipe.expire(record, self.list_ttl_seconds)
@@ -82,20 +86,33 @@ class RedisImpressionStore:
         def action(r: Any) -> list[Attribution]:
             pipe = r.pipeline(transaction=False)
             for event in outcomes:
-                pipe.hmget(self._key("list", event.list_id), "version", "variant", "items")
+                pipe.hmget(self._key("list", event.list_id), "version", "variant", "items", "user")
             lists = {
-                event.list_id: Impression(
+                event.list_id: Impression(  # a list stored before users were kept: its clicker's
                     event.list_id,
-                    event.user_id,
+                    event.user_id if user is None else user.decode(),
                     version.decode(),
                     tuple(json.loads(items)),
                     variant=variant.decode() if variant is not None else CONTROL,
                 )
-                for event, (version, variant, items) in zip(outcomes, pipe.execute(), strict=True)
+                for event, (version, variant, items, user) in zip(
+                    outcomes, pipe.execute(), strict=True
+                )
                 if version is not None
             }
-            found = attributions(outcomes, lists)
+            candidates = attributions(outcomes, lists)
             pipe = r.pipeline(transaction=False)
+            for event, _ in candidates:  # once per list, item and outcome, across workers
+                pipe.hsetnx(self._key("list", event.list_id or ""), outcome_key(event), 1)
+                pipe.ttl(self._key("list", event.list_id or ""))
+            replies = pipe.execute()
+            found = []
+            pipe = r.pipeline(transaction=False)
+            for (event, hit), new, ttl in zip(candidates, replies[::2], replies[1::2], strict=True):
+                if ttl < 0:  # the list expired since it was read: HSETNX made a new hash
+                    pipe.expire(self._key("list", event.list_id or ""), self.list_ttl_seconds)
+                if new:
+                    found.append(hit)
             for hit in found:
                 pipe.hincrby(self._key("counts", hit.model_version), hit.event, 1)
                 pipe.hincrby(self._ab_key(hit.variant, hit.model_version), hit.event, 1)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from threefold.apps.recs.event_spool import EventSpool
@@ -15,6 +17,9 @@ from threefold.apps.recs.impressions import (
     readout,
 )
 from threefold.apps.recs.metrics import RecsMetrics
+from threefold.apps.recs.redis_impressions import RedisImpressionStore
+from threefold.apps.recs.redis_state import RedisState
+from threefold.streaming.connections import RedisSettings
 
 SHOWN = Impression("list-1", "u1", "v2", ("a", "b", "c"), offset=0, timestamp=1.0)
 
@@ -78,3 +83,35 @@ def test_an_impression_neither_stored_nor_spooled_is_counted_lost(tmp_path: Path
     spool = EventSpool(blocked, file_name="impressions.jsonl", record_type=Impression)
     ImpressionLog(DownStore(), metrics, spool).record(SHOWN)  # never raises
     assert metrics.impressions_lost._value.get() == 1
+
+
+@pytest.fixture(params=["memory", "redis"])
+def impression_store(request: pytest.FixtureRequest) -> Iterator[object]:
+    """The in-process store, and the Redis one on a real redis-server."""
+    if request.param == "memory":
+        yield MemoryImpressionStore()
+        return
+    settings = RedisSettings(url=request.getfixturevalue("redis_url"))
+    prefix = request.getfixturevalue("redis_prefix")
+    yield RedisImpressionStore(
+        RedisState(settings, prefix=prefix, metrics=RecsMetrics(CollectorRegistry()))
+    )
+
+
+def test_an_outcome_counts_once_and_only_for_the_user_the_list_was_shown_to(
+    impression_store: MemoryImpressionStore,
+) -> None:
+    impression_store.add([SHOWN])
+    first = [
+        Event("u1", "b", "click", 2.0, list_id="list-1"),
+        Event("u1", "b", "click", 2.5, list_id="list-1"),  # a double click
+        Event("u2", "c", "click", 3.0, list_id="list-1"),  # someone else's list
+    ]
+    assert len(impression_store.attribute(first) or []) == 1
+    again = [  # the same click sent again (a spool replayed twice), then a purchase of it
+        Event("u1", "b", "click", 4.0, list_id="list-1"),
+        Event("u1", "b", "purchase", 5.0, list_id="list-1"),
+    ]
+    assert [hit.event for hit in impression_store.attribute(again) or []] == ["purchase"]
+    row = readout(impression_store.counts() or {})["v2"]
+    assert (row["click"], row["purchase"], row["ctr"]) == (1, 1, 0.3333)
