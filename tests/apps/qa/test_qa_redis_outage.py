@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
+from support.services import frozen
 
 from threefold.apps.qa.fallback import FallbackSessionStore, RedisFallback
 from threefold.apps.qa.redis_sessions import RedisSessionStore
 from threefold.apps.qa.sessions import MemorySessionStore, new_id
-from threefold.streaming.services import RedisService, start_redis
+from threefold.streaming.services import start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -68,26 +65,6 @@ def test_bad_data_does_not_open_the_breaker(redis_client, redis_prefix: str) -> 
 
 
 AGENT = {"Authorization": "Bearer tok-ana-1"}
-
-
-@pytest.fixture
-def hung_redis() -> Iterator[RedisService]:
-    """A real redis-server this test can freeze (SIGSTOP: every call times out) and thaw."""
-    service = start_redis()
-    try:
-        yield service
-    finally:
-        os.kill(service.pid, signal.SIGCONT)
-        service.stop()
-
-
-@contextmanager
-def frozen(service: RedisService) -> Iterator[None]:
-    os.kill(service.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(service.pid, signal.SIGCONT)
 
 
 def test_feedback_kept_during_an_outage_reaches_redis_when_it_is_back(
