@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from threefold.apps.qa.knowledge_base import entry_from_mapping
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
+from threefold.apps.qa.web.handoff_errors import RETRY_AFTER_S
 from threefold.core.audit import AUDIT_LOG, audit
 from threefold.core.errors import ModelError
 from threefold.core.web import ApiError, bearer_token_required, read_json_body
@@ -149,6 +150,19 @@ def list_versions() -> ResponseReturnValue:
     )
 
 
+def require_shared_records(resources: Resources, what: str) -> None:
+    """503 + Retry-After when Redis did not answer the read just made: `what` would list only
+    this worker's records of the outage, which reads as if the rest were gone."""
+    if resources.degraded_reason() is not None:
+        raise ApiError(
+            503,
+            f"Redis does not answer, so {what} would hold only this worker's records; try again "
+            f"in {RETRY_AFTER_S} s",
+            code="redis_unavailable",
+            retry_after=RETRY_AFTER_S,
+        )
+
+
 def _csv(text: str, name: str) -> Response:
     return Response(
         text,
@@ -162,6 +176,7 @@ def _csv(text: str, name: str) -> Response:
 def export_feedback() -> ResponseReturnValue:
     buffer = io.StringIO()
     _resources().feedback.export_feedback_csv(buffer)
+    require_shared_records(_resources(), "the feedback export")
     return _csv(buffer.getvalue(), "feedback.csv")
 
 
@@ -170,4 +185,5 @@ def export_feedback() -> ResponseReturnValue:
 def export_unanswered() -> ResponseReturnValue:
     buffer = io.StringIO()
     _resources().feedback.export_unanswered_csv(buffer)
+    require_shared_records(_resources(), "the unanswered-questions export")
     return _csv(buffer.getvalue(), "unanswered.csv")

@@ -168,10 +168,12 @@ DOCUMENT = openapi_document(
             "get": _admin("Published versions and their history", response=OBJECT)
         },
         "/api/admin/feedback.csv": {
-            "get": _admin("Feedback export", media_type="text/csv", response=CSV)
+            "get": _admin("Feedback export", media_type="text/csv", response=CSV, errors=(503,))
         },
         "/api/admin/unanswered.csv": {
-            "get": _admin("Unanswered questions export", media_type="text/csv", response=CSV)
+            "get": _admin(
+                "Unanswered questions export", media_type="text/csv", response=CSV, errors=(503,)
+            )
         },
         "/api/review": {
             "get": _admin(
@@ -179,7 +181,7 @@ DOCUMENT = openapi_document(
                 "agents' replies",
                 params=[query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
                 response=OBJECT,
-                errors=(400,),
+                errors=(400, 503),
             )
         },
         "/api/review/paraphrase": {

@@ -22,7 +22,13 @@ from threefold.apps.qa.review import (
     questions_of_other_faqs,
     with_paraphrases,
 )
-from threefold.apps.qa.web.admin import MAX_ADMIN_BODY, TOKEN_KEY, admin_audit, entry_from_body
+from threefold.apps.qa.web.admin import (
+    MAX_ADMIN_BODY,
+    TOKEN_KEY,
+    admin_audit,
+    entry_from_body,
+    require_shared_records,
+)
 from threefold.apps.qa.web.pages import STATIC_DIR
 from threefold.core.audit import ADMIN
 from threefold.core.errors import DataError
@@ -117,6 +123,7 @@ def list_groups() -> ResponseReturnValue:
     """Pending groups, biggest first; `?limit=` newest items of each kind (default 200)."""
     bot = _resources().manager.bot
     groups = _queue().groups(bot, limit=_limit())
+    require_shared_records(_resources(), "the review queue")
     return jsonify(
         {
             "bot_version": bot.version,

@@ -51,6 +51,19 @@ def test_chat_answers_statelessly_while_redis_is_down(make_app) -> None:
     assert client.get("/healthz").status_code == 503
 
 
+def test_exports_and_the_review_queue_are_503_while_redis_is_down(
+    make_app, hung_redis, admin_headers
+) -> None:
+    """They would list only this worker's records of the outage, as if the rest were gone."""
+    client = make_app(redis_url=hung_redis.url, redis_timeout_s=0.3).test_client()
+    with frozen(hung_redis):
+        for path in ("/api/admin/feedback.csv", "/api/admin/unanswered.csv", "/api/review"):
+            response = client.get(path, headers=admin_headers)
+            assert response.status_code == 503, path
+            assert response.get_json()["error"] == "redis_unavailable"
+            assert int(response.headers["Retry-After"]) > 0
+
+
 def test_bad_data_does_not_open_the_breaker(redis_client, redis_prefix: str) -> None:
     breaker = RedisFallback(retry_s=60)
     redis_store = RedisSessionStore(redis_client, prefix=redis_prefix, ttl_s=60)
