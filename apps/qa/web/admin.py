@@ -36,6 +36,13 @@ def entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> Any:
         entry = entry_from_mapping(body)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from None
+    if faq_id is not None and entry.id != faq_id:  # the stored id is trimmed
+        raise ApiError(
+            400,
+            f"the URL id {faq_id!r} has spaces around it; it would be stored as {entry.id!r}: "
+            f"use PUT /api/kb/{entry.id}",
+            field="id",
+        )
     check_addressable(entry.id)
     return entry
 

@@ -85,6 +85,16 @@ def test_ids_the_url_cannot_reach_are_refused_on_create(make_app, admin_headers,
     assert "cannot be used in the URL" in response.get_json()["message"]
 
 
+def test_a_put_to_an_id_with_spaces_around_it_is_refused(make_app, admin_headers) -> None:
+    """It would be stored trimmed, and GET /api/kb/<the URL id> would then be a 404."""
+    client = make_app().test_client()
+    entry = {"question": "Do you gift wrap?", "answer": "Yes."}
+    response = client.put("/api/kb/%20gift_wrap", json=entry, headers=admin_headers)
+    assert response.status_code == 400
+    assert "use PUT /api/kb/gift_wrap" in response.get_json()["message"]
+    assert client.put("/api/kb/gift_wrap", json=entry, headers=admin_headers).status_code == 200
+
+
 def test_kb_versions_are_pruned_to_the_configured_count(make_app, admin_headers) -> None:
     client = make_app(kb_versions_kept=2).test_client()
     for i in range(4):
