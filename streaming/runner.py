@@ -29,6 +29,10 @@ stops the runner: it drops the uncommitted batch, closes consumer and producer, 
 (capped at `max_reconnect_backoff_ms`) and reconnects, however long the outage lasts; the
 group then resumes from its committed offsets (at-least-once: only uncommitted work repeats).
 
+A record kafka-python cannot decode (a header name that is not UTF-8, which other clients write
+and the broker accepts) is read once more, then dead-lettered by position (error_type
+"CorruptRecordError", no value) and skipped, instead of stalling its partition.
+
 Dead letters are cut to `max_dead_letter_bytes` (see dead_letter.encode_dead_letter), so an
 oversized or binary message cannot make its own dead letter fail; an output the producer
 refuses as too large is dead-lettered (error_type "OutputTooLarge") instead. Input headers
@@ -208,6 +212,7 @@ class ConsumerRunner:
         self._worker: ThreadPoolExecutor | None = None
         self._in_flight: deque[_InFlight] = deque()  # oldest first
         self._next_offsets: dict[TopicPartition, int] = {}
+        self._unreadable: tuple[TopicPartition, int] | None = None  # read again once, then skip
         self._failed = False
         self._last_lag_update = 0.0
         self._last_idle_call = time.monotonic()
@@ -353,10 +358,56 @@ class ConsumerRunner:
             timeout_ms = 0 if ready else min(timeout_ms, IN_FLIGHT_POLL_MS)
         try:
             return consumer.poll(timeout_ms=timeout_ms, max_records=self._batcher.room)
+        except kafka_errors.CorruptRecordError as exc:
+            if self._skip_unreadable(consumer, exc):
+                return {}
+            raise KafkaUnavailable(
+                f"consuming {self.topics} from {self.bootstrap!r} failed: {exc!r}"
+            ) from exc
         except kafka_errors.KafkaError as exc:
             raise KafkaUnavailable(
                 f"consuming {self.topics} from {self.bootstrap!r} failed: {exc!r}"
             ) from exc
+
+    def _skip_unreadable(self, consumer: KafkaConsumer, exc: Exception) -> bool:
+        """A record kafka-python cannot decode (e.g. a header name that is not UTF-8, which
+        other clients write and the broker accepts): read it again once, then dead-letter it
+        by position (its bytes cannot be had) and seek past it, instead of reconnecting to the
+        same record forever. False when the partition is unknown (then: reconnect)."""
+        fetched = getattr(getattr(consumer, "_fetcher", None), "_next_partition_records", None)
+        tp = getattr(fetched, "topic_partition", None)
+        producer = self._producer
+        if tp is None or tp not in consumer.assignment() or producer is None:
+            return False
+        offset = consumer.position(tp)  # every record before it was returned
+        if offset is None:
+            return False
+        # kafka-python keeps the failed fetch and, after a seek, spins on it inside poll().
+        fetched.drain()
+        if self._unreadable != (tp, offset):  # maybe a bad fetch: read it once more
+            self._unreadable = (tp, offset)
+            consumer.seek(tp, offset)
+            return True
+        self._unreadable = None
+        reason = (
+            f"the consumer could not decode the record at this offset ({exc}); skipped. Read "
+            "it with another Kafka client; a record after it in the same producer batch may "
+            "be skipped the same way"
+        )
+        message = Message(tp.topic, tp.partition, offset, None, b"", -1)
+        value = encode_dead_letter(
+            message, reason, "CorruptRecordError", max_bytes=self.max_dead_letter_bytes
+        )
+        logger.warning("dead-lettering the unreadable record %s@%d: %s", tp, offset, exc)
+        try:
+            producer.send_bytes(self.dead_letter_topic, value)
+            producer.flush()
+        except (kafka_errors.KafkaError, ServiceError) as error:
+            raise KafkaUnavailable(f"producing to {self.bootstrap!r} failed: {error!r}") from error
+        self.stats.dead_lettered += 1
+        self.metrics.messages_failed.labels(topic=tp.topic, error_type="CorruptRecordError").inc()
+        consumer.seek(tp, offset + 1)
+        return True
 
     def _close(self) -> None:
         consumer, producer = self._consumer, self._producer

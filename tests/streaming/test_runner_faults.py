@@ -166,6 +166,48 @@ def test_input_headers_are_carried_to_outputs_and_dead_letters(
     assert json.loads(dead.value)["headers"] == [["trace-id", "t1"]]
 
 
+class _RawHeaderName(str):
+    """A header name kafka-python writes as bytes that are not UTF-8, as other clients may (the
+    broker accepts them; kafka-python's consumer cannot decode them)."""
+
+    def encode(self, *_args: object, **_kwargs: object) -> bytes:
+        return b"\xff\xfe-name"
+
+
+def test_a_record_the_consumer_cannot_decode_is_dead_lettered_and_consuming_goes_on(
+    kafka_bootstrap, unique_name, read_topic
+) -> None:
+    """It stalled the partition: the runner reported Kafka unavailable and reconnected to the
+    same record forever, and 'before', 'after' never came out."""
+    src, out, dlq = unique_name("in"), unique_name("out"), unique_name("dlq")
+    ensure_topics(kafka_bootstrap, [src, out, dlq])
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    try:
+        producer.send(src, b'{"text": "before"}')
+        producer.send(src, b'{"text": "odd header"}', headers=[(_RawHeaderName("x"), b"v")])
+        producer.flush(timeout=30)
+        producer.send(src, b'{"text": "after"}')  # a later producer batch
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+    runner = _runner(kafka_bootstrap, src, out, dlq, unique_name("g"))
+
+    stats = runner.run(
+        stop_when=lambda: runner.stats.processed >= 2 and runner.stats.dead_lettered >= 1,
+        stop_after=30,
+    )
+
+    assert (stats.processed, stats.dead_lettered, stats.reconnects) == (2, 1, 0)
+    assert [json.loads(r.value)["text"] for r in read_topic(out, min_count=2)] == [
+        "before",
+        "after",
+    ]
+    (dead,) = read_topic(dlq, min_count=1)
+    record = json.loads(dead.value)
+    assert (record["error_type"], record["offset"]) == ("CorruptRecordError", 1)
+    assert "could not decode" in record["reason"]
+
+
 @pytest.fixture
 def own_broker() -> Iterator[list[KafkaService]]:
     """A broker this test may stop and restart (the list holds the current one)."""
