@@ -41,7 +41,9 @@ def loads_untrusted(
     except _Refused as exc:
         raise UntrustedJsonError(f"{what} was refused: {exc}") from None
     except RecursionError:
-        raise UntrustedJsonError(f"{what} is nested too deeply; the limit is {max_depth}") from None
+        raise UntrustedJsonError(
+            f"{what} is nested deeper than {max_depth} levels (the parser's limit)"
+        ) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise UntrustedJsonError(f"{what} is not valid JSON: {exc}") from None
     check_untrusted(value, max_depth=max_depth, what=what)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from threefold.core.untrusted_json import MAX_JSON_DEPTH, UntrustedJsonError, check_untrusted
+from threefold.core.untrusted_json import UntrustedJsonError, loads_untrusted
 
 
 class ProcessingError(Exception):
@@ -51,19 +50,8 @@ class Message:
         """The value as a JSON object; ProcessingError (not retriable) for anything else."""
         if not self.value:
             raise ProcessingError("empty value; expected a JSON object")
-        text = self.text()
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ProcessingError(
-                f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-            ) from exc
-        except RecursionError:  # Python < 3.12; 3.12 parses it and the depth check below refuses
-            raise ProcessingError(
-                f"message is nested deeper than {MAX_JSON_DEPTH} levels (the parser's limit)"
-            ) from None
-        try:
-            check_untrusted(value, what="message")
+            value = loads_untrusted(self.text(), what="message")
         except UntrustedJsonError as exc:
             raise ProcessingError(str(exc)) from None
         if not isinstance(value, dict):

@@ -37,6 +37,10 @@ class AlertsConfig:
     # wall-clock s of silence after which event time runs on with the wall clock, closing the
     # last windows; 0 = wait for the next message (e.g. replaying history with pauses)
     quiet_close_s: float = 60.0
+    # event times later than the wall clock plus this are dead-lettered (a far-future one would
+    # move the watermark past every open window for good); 0 = no limit. Kafka's own
+    # message.timestamp.after.max.ms defaults to one hour too
+    max_future_s: float = 3600.0
     min_volume: int = 10
     z_threshold: float = 2.33  # one-sided, about p < 0.01
     share_margin: float = 0.15
@@ -94,7 +98,13 @@ class AlertsConfig:
             "model_check_s",
             "gate_margin",
         )
-        for name in (*non_negative, "torch_threads", "partition_idle_s", "quiet_close_s"):
+        for name in (
+            *non_negative,
+            "torch_threads",
+            "partition_idle_s",
+            "quiet_close_s",
+            "max_future_s",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, found {getattr(self, name)!r}")
         if self.window_size_s % self.window_slide_s:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from threefold.core.errors import DataError
 from threefold.core.timestamps import parse_timestamp
+from threefold.core.untrusted_json import UntrustedJsonError, check_untrusted, loads_untrusted
 
 MAX_TEXT_CHARS = 10_000
 MAX_ENTITIES = 50
@@ -59,22 +59,57 @@ def format_time(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_message(raw: bytes | str | dict, *, fallback_time: float) -> NewsItem:
+def _loads(raw: bytes | str) -> object:
+    """JSON of untrusted bytes: InvalidMessage (never another error) for anything unusable."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage(f"message is not UTF-8 text: {exc.reason}") from None
+    try:
+        return loads_untrusted(text, what="message")
+    except UntrustedJsonError as exc:
+        raise InvalidMessage(str(exc)) from None
+
+
+def _event_time(published: object, fallback_time: float, not_after: float | None) -> float:
+    """The event time of `published_at`, else of the Kafka timestamp; at most `not_after`."""
+    if published is None or published == "":
+        what, found = "the Kafka timestamp", fallback_time
+    else:
+        what, found = "field 'published_at'", published
+    try:
+        event_time = (
+            fallback_time
+            if found is fallback_time
+            else parse_timestamp(published, name="published_at")
+        )
+        format_time(event_time)  # within the years datetime can represent
+    except DataError as exc:
+        raise InvalidMessage(str(exc)) from None
+    except (OverflowError, ValueError, OSError):
+        raise InvalidMessage(f"{what} is out of range, found {str(found)[:40]!r}") from None
+    if not_after is not None and event_time > not_after:
+        raise InvalidMessage(
+            f"{what} ({format_time(event_time)}) is later than {format_time(not_after)}, the "
+            "consumer's clock plus max_future_s: it would close every open window"
+        )
+    return event_time
+
+
+def parse_message(
+    raw: bytes | str | dict, *, fallback_time: float, not_after: float | None = None
+) -> NewsItem:
     """Validate one message; `fallback_time` (the Kafka timestamp) is used without published_at.
 
-    Raises InvalidMessage naming the field, what was expected and what was found.
+    Raises InvalidMessage naming the field, what was expected and what was found: also for
+    JSON nested deeper than MAX_JSON_DEPTH, NaN/Infinity, invalid Unicode, and an event time
+    after `not_after` (a far-future time would move the watermark past every open window).
     """
-    if isinstance(raw, dict):
-        data = raw
-    else:
-        try:
-            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        except UnicodeDecodeError as exc:
-            raise InvalidMessage(f"message is not UTF-8 text: {exc.reason}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidMessage(f"message is not JSON: {exc.msg} at column {exc.colno}") from None
+    data = raw if isinstance(raw, dict) else _loads(raw)
+    try:
+        check_untrusted(data, what="message")  # a dict handed over was not parsed here
+    except UntrustedJsonError as exc:
+        raise InvalidMessage(str(exc)) from None
     if not isinstance(data, dict):
         raise InvalidMessage(f"message must be a JSON object, found {type(data).__name__}")
     body = data.get("text")
@@ -87,15 +122,11 @@ def parse_message(raw: bytes | str | dict, *, fallback_time: float) -> NewsItem:
     if not isinstance(source, str):
         raise InvalidMessage(f"field 'source' must be text, found {type(source).__name__}")
     published = data.get("published_at")
-    if published is None or published == "":
-        event_time = fallback_time
-        published_at = format_time(event_time)
+    event_time = _event_time(published, fallback_time, not_after)
+    if isinstance(published, str) and published:
+        published_at = published
     else:
-        try:
-            event_time = parse_timestamp(published, name="published_at")
-        except DataError as exc:
-            raise InvalidMessage(str(exc)) from None
-        published_at = published if isinstance(published, str) else format_time(event_time)
+        published_at = format_time(event_time)
     entities = data.get("entities") or []
     if not isinstance(entities, list) or not all(isinstance(e, str) for e in entities):
         raise InvalidMessage("field 'entities' must be a list of ticker strings")

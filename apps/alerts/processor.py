@@ -219,9 +219,13 @@ class AlertsProcessor:
         """Parse and score (no state touched): runs on the runner's worker thread."""
         prepared = PreparedBatch()
         items: list[NewsItem] = []
+        future = self.config.max_future_s
+        not_after = time.time() + future if future > 0 else None
         for message in batch:
             try:
-                item = parse_message(message.value, fallback_time=message.timestamp_ms / 1000.0)
+                item = parse_message(
+                    message.value, fallback_time=message.timestamp_ms / 1000.0, not_after=not_after
+                )
             except InvalidMessage as exc:
                 prepared.failed.append((message, exc.reason))
                 continue

@@ -103,7 +103,7 @@ def test_error_reason_prefers_the_processing_reason() -> None:
     [
         (b"", "empty value"),
         (b"\xff", "not UTF-8 text"),
-        (b"{not json", "invalid JSON: Expecting property name"),
+        (b"{not json", "not valid JSON: Expecting property name"),
         (b"[1, 2]", "expected a JSON object, found list"),
         # the same refusal whether the parser (Python < 3.12) or the depth check (3.12) stops it
         (b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", "message is nested deeper than 32 levels"),

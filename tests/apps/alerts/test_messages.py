@@ -56,7 +56,7 @@ def test_epoch_milliseconds_are_understood():
     ("raw", "reason"),
     [
         (b"\xff\xfe", "not UTF-8"),
-        (b"{not json", "not JSON"),
+        (b"{not json", "not valid JSON"),
         (b"[1, 2]", "must be a JSON object, found list"),
         ({"source": "wire"}, "field 'text' must be non-empty text, found missing"),
         ({"text": "   "}, "field 'text' must be non-empty text"),
@@ -71,3 +71,41 @@ def test_bad_messages_raise_with_a_reason(raw, reason):
     with pytest.raises(InvalidMessage, match=reason.replace("(", r"\(")) as caught:
         parse(raw)
     assert caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b'{"text": "x", "a": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested deeper than"),
+        (b'{"text": "x", "a": ' + b"[" * 40 + b"]" * 40 + b"}", "nested deeper than 32"),
+        (b'{"text": "x", "score": NaN}', "NaN is not a number JSON allows"),
+        (b'{"text": "x", "score": -Infinity}', "-Infinity is not a number JSON allows"),
+        (b'{"text": "x", "score": 1e999}', "1e999 is out of range"),
+        (b'{"text": "x", "n": ' + b"9" * 5000 + b"}", "a number has 5000 digits"),
+        (b'{"id": "s", "text": "a\\ud800b"}', "not valid Unicode"),
+        (b'{"text": "x", "published_at": ' + b"9" * 400 + b"}", "'published_at' is out of range"),
+        (b'{"text": "x", "published_at": 1e300}', "'published_at' is out of range"),
+        (b'{"text": "x", "published_at": "1e300"}', "'published_at' is out of range"),
+    ],
+)
+def test_hostile_json_is_an_invalid_message_not_a_crash(raw, reason):
+    """Each of these raised RecursionError, OverflowError, ValueError or passed NaN through to
+    the scored topic; the runner then retried the whole batch and dead-lettered the message as
+    that exception, or counted it in the windows before its output failed."""
+    with pytest.raises(InvalidMessage, match=reason):
+        parse(raw)
+
+
+def test_a_kafka_timestamp_out_of_range_is_an_invalid_message():
+    with pytest.raises(InvalidMessage, match="the Kafka timestamp is out of range"):
+        parse_message(b'{"text": "x"}', fallback_time=-9_223_372_036_854_775.808)
+
+
+def test_event_times_after_not_after_are_refused_with_the_field_named():
+    body = {"text": "x", "published_at": "2999-01-01T00:00:00Z"}
+    with pytest.raises(InvalidMessage, match=r"field 'published_at' .* is later than"):
+        parse_message(json.dumps(body).encode(), fallback_time=KAFKA_TIME, not_after=KAFKA_TIME)
+    with pytest.raises(InvalidMessage, match=r"the Kafka timestamp .* is later than"):
+        parse_message(b'{"text": "x"}', fallback_time=KAFKA_TIME + 1, not_after=KAFKA_TIME)
+    ok = parse_message(json.dumps(body).encode(), fallback_time=KAFKA_TIME)
+    assert ok.published_at == "2999-01-01T00:00:00Z"  # no limit without not_after

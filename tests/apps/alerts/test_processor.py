@@ -54,7 +54,7 @@ def test_messages_in_scored_and_alert_out_and_malformed_to_dead_letter(
 
     reasons = sorted(d["reason"] for d in dead)
     assert len(reasons) == 3
-    assert any("not JSON" in r for r in reasons)
+    assert any("not valid JSON" in r for r in reasons)
     assert any("field 'text'" in r for r in reasons)
     assert any("not ISO 8601" in r for r in reasons)
     assert {d["source_topic"] for d in dead} == {config.input_topic}
