@@ -33,7 +33,7 @@ api = Blueprint("alerts_api", __name__, url_prefix="/api")
 
 
 class StoreUnavailable(Exception):
-    """The consumer's Redis is not configured or did not answer."""
+    """The consumer's Redis is not configured, did not answer, or refused the command."""
 
     def __init__(self, redis_status: str, message: str) -> None:
         super().__init__(message)
@@ -56,12 +56,15 @@ def unavailable(exc: StoreUnavailable) -> Response:
     return response
 
 
-@api.errorhandler(redis.ConnectionError)
-@api.errorhandler(redis.TimeoutError)
+@api.errorhandler(redis.RedisError)
 def redis_down(exc: redis.RedisError) -> Response:
-    return unavailable(
-        StoreUnavailable("unreachable", f"the consumer's Redis did not answer ({exc!r})")
-    )
+    """Redis out of reach, or answering with an error (OOM at maxmemory, READONLY after a
+    failover, MISCONF when it cannot persist): 503, not a 500."""
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return unavailable(
+            StoreUnavailable("unreachable", f"the consumer's Redis did not answer ({exc!r})")
+        )
+    return unavailable(StoreUnavailable("refusing", f"the consumer's Redis refused: {exc}"))
 
 
 @api.get("/keys")

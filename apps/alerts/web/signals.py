@@ -33,8 +33,7 @@ from threefold.core.web import ApiError, named_token_required, read_json_body, r
 
 signals = Blueprint("alerts_signals", __name__, url_prefix="/api")
 signals.register_error_handler(StoreUnavailable, unavailable)
-signals.register_error_handler(redis.ConnectionError, redis_down)
-signals.register_error_handler(redis.TimeoutError, redis_down)
+signals.register_error_handler(redis.RedisError, redis_down)
 MAX_ID_CHARS = 200
 
 

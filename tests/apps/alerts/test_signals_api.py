@@ -132,3 +132,25 @@ def test_without_redis_signals_answer_503_with_retry_after(config) -> None:
         assert response.status_code == 503
         assert response.headers["Retry-After"]
         assert "REDIS_URL" in response.get_json()["message"]
+
+
+def test_a_redis_that_refuses_writes_is_503_not_500(config, hung_redis) -> None:
+    """OOM (maxmemory reached), READONLY after a failover, MISCONF: Redis answers, with an error."""
+    import redis
+
+    settings = RedisSettings(url=hung_redis.url)
+    resources = open_resources(config, settings)
+    resources.signals.record_scored([SCORED])
+    client = create_app(config, resources).test_client()
+    admin = redis.Redis.from_url(hung_redis.url)
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)
+    try:
+        body = {"message_id": "m1", "task": "sentiment", "label": "negative"}
+        response = client.post("/api/corrections", json=body, headers=ANA)
+    finally:
+        admin.config_set("maxmemory", 0)
+        admin.close()
+    assert response.status_code == 503, response.get_json()
+    assert response.headers["Retry-After"]
+    assert "OOM" in response.get_json()["message"] or "maxmemory" in response.get_json()["message"]
