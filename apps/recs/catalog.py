@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ OPTIONAL_COLUMNS = ("price", "tags", "metadata")
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 5_000
 CATEGORY_SEPARATOR = "|"
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def split_categories(category: str) -> tuple[str, ...]:
@@ -94,7 +96,15 @@ def parse_item(
         limit = MAX_ID_LENGTH if column == "item_id" else MAX_TEXT_LENGTH
         if len(value) > limit:
             raise fail(column, f"{column!r} is {len(value)} characters; the limit is {limit}")
+        if column != "description" and CONTROL_CHARACTERS.search(value):
+            raise fail(column, f"{column!r} holds a control character (NUL, ESC, ...); remove it")
         texts[column] = value
+    if not split_categories(texts["category"]):
+        raise fail(
+            "category",
+            f"'category' {texts['category'][:40]!r} names no category; give one name, or "
+            f"several joined by {CATEGORY_SEPARATOR!r}",
+        )
     return Item(
         item_id=texts["item_id"],
         title=texts["title"],

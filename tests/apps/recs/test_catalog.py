@@ -57,6 +57,9 @@ def test_json_and_jsonl_catalogs_load(tmp_path):
         ("a,A,desc,Books,-1,\n", 2, "price", "non-negative"),
         ("a,,desc,Books,1,\n", 2, "title", "'title' must not be empty"),
         ("a,A,desc,,1,\n", 2, "category", "'category' must not be empty"),
+        ("a,A,desc,| |,1,\n", 2, "category", "names no category"),
+        ("a,A,desc,Bo\x00oks,1,\n", 2, "category", "holds a control character"),
+        ("a\x1b[31m,A,desc,Books,1,\n", 2, "item_id", "holds a control character"),
     ],
 )
 def test_bad_rows_are_reported_with_line_and_column(tmp_path, rows, line, column, message):
