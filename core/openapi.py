@@ -71,6 +71,7 @@ def operation(
     *,
     tag: str,
     ok: int = 200,
+    also_ok: Iterable[int] = (),
     response: Mapping[str, Any] | None = None,
     media_type: str = "application/json",
     body: Mapping[str, Any] | None = None,
@@ -78,7 +79,8 @@ def operation(
     errors: Iterable[int] = (),
     auth: bool = False,
 ) -> dict[str, Any]:
-    """One operation: `response` is the success schema, `errors` the documented 4xx/5xx codes."""
+    """One operation: `response` is the success schema (of `ok` and of each `also_ok` code, e.g.
+    a PUT's 201 when it created), `errors` the documented 4xx/5xx codes."""
     success: dict[str, Any] = {"description": "success"}
     if response is not None:
         success["content"] = {media_type: {"schema": dict(response)}}
@@ -88,7 +90,7 @@ def operation(
     by_path = any(p["in"] == "path" for p in params)
     implied = {*((401, 403) if auth else ()), *((400, 413, 415) if body else ())}
     codes = sorted({*errors, *implied, *((308, 404, 405) if by_path else ())})
-    responses = {str(ok): success}
+    responses = {str(code): success for code in (ok, *also_ok)}
     responses.update({str(code): _error_response(code) for code in codes})
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
     if params:

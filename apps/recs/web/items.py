@@ -26,7 +26,7 @@ def get_item(item_id: str) -> Any:
     shared.catalog_changes.sync()
     item = shared.recommender.catalog.get(item_id)
     if item is None or not shared.recommender.has_item(item_id):
-        raise ApiError(404, f"unknown item_id {item_id!r}", field="item_id")
+        raise _unknown(item_id)
     return jsonify(item.to_dict())
 
 
@@ -36,7 +36,7 @@ def similar_items(item_id: str) -> Any:
     k = int_arg("k", shared.settings.default_k, low=1, high=shared.settings.max_k)
     shared.catalog_changes.sync()
     if not shared.recommender.has_item(item_id):
-        raise ApiError(404, f"unknown item_id {item_id!r}", field="item_id")
+        raise _unknown(item_id)
     similar = shared.recommender.similar(item_id, k)
     return jsonify({"item_id": item_id, "items": [r.to_dict() for r in similar]})
 
@@ -75,18 +75,35 @@ def replace_item(item_id: str) -> Any:
             f"body item_id {body['item_id']!r} does not match the URL's {item_id!r}",
             field="item_id",
         )
-    stored = shared.catalog_changes.store([_parse_body_item(body)])
+    item = _parse_body_item(body)
+    if item.item_id != item_id:  # stored trimmed: the URL's id would then be a 404
+        raise ApiError(
+            400,
+            f"the URL's item_id {_shown(item_id)} has spaces around it; it would be stored as "
+            f"{_shown(item.item_id)}: PUT to that id",
+            field="item_id",
+        )
+    stored = shared.catalog_changes.store([item])
     _audit("items.replace", item_ids=[item_id])
-    return jsonify(stored)
+    return jsonify(stored), 201 if stored["added"] else 200
 
 
 @items_api.delete("/<path:item_id>")
 @bearer_token_required(ADMIN_TOKEN_KEY)
 def delete_item(item_id: str) -> Any:
     if not resources().catalog_changes.delete(item_id):
-        raise ApiError(404, f"unknown item_id {item_id!r}", field="item_id")
+        raise _unknown(item_id)
     _audit("items.delete", item_ids=[item_id])
     return jsonify({"deleted": item_id})
+
+
+def _shown(item_id: str) -> str:
+    """The id for a message: quoted, cut to 80 characters (an id in a URL can be any length)."""
+    return repr(item_id) if len(item_id) <= 80 else f"{item_id[:80]!r}... ({len(item_id)} chars)"
+
+
+def _unknown(item_id: str) -> ApiError:
+    return ApiError(404, f"unknown item_id {_shown(item_id)}", field="item_id")
 
 
 def _audit(action: str, **details: Any) -> None:

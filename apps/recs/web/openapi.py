@@ -115,7 +115,13 @@ DOCUMENT = openapi_document(
             "get": operation(
                 "One item", tag="items", params=[ITEM], response=OBJECT, errors=(404,)
             ),
-            "put": _admin("Replace one item", params=[ITEM], body=ITEM_BODY, response=OBJECT),
+            "put": _admin(
+                "Replace one item (201 when the id was new)",
+                params=[ITEM],
+                body=ITEM_BODY,
+                response=OBJECT,
+                also_ok=(201,),
+            ),
             "delete": _admin("Delete one item", params=[ITEM], response=OBJECT),
         },
         "/api/items/{item_id}/similar": {

@@ -227,6 +227,15 @@ def test_item_lifecycle_through_the_api(admin_headers, client):
         "/api/items/ty-200", json={**NEW_ITEM, "item_id": "other"}, headers=admin_headers
     )
     assert mismatch.status_code == 400
+    padded = client.put("/api/items/%20ty-201", json=NEW_ITEM | {"item_id": " ty-201"},
+                        headers=admin_headers)  # fmt: skip
+    assert padded.status_code == 400 and "PUT to that id" in padded.json["message"]
+    put_new = client.put("/api/items/ty-201", json={**NEW_ITEM, "item_id": "ty-201"},
+                         headers=admin_headers)  # fmt: skip
+    assert put_new.status_code == 201 and put_new.json["added"] == ["ty-201"]
+    long_id = "x" * 5000
+    unknown = client.get(f"/api/items/{long_id}").json["message"]
+    assert len(unknown) < 200 and "5000 chars" in unknown
     bad = client.post("/api/items", json={**NEW_ITEM, "price": "cheap"}, headers=admin_headers)
     assert bad.status_code == 400
     assert bad.json["field"] == "price"
