@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from threefold.apps.qa.handoff_events import session_channel
+from threefold.apps.qa.handoff_queue import UnknownConversation
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
 from threefold.apps.qa.web.event_stream import first_event, sse_response
@@ -107,5 +108,13 @@ def leave_message(session_id: str) -> ResponseReturnValue:
             f"text must be 1 to {resources.config.max_message_chars} characters; found {len(text)}",
             field="text",
         )
-    conversation = resources.desk.leave_message(session_id, text)
+    try:
+        conversation = resources.desk.leave_message(session_id, text)
+    except UnknownConversation:  # the agents' wording points at their console: not for customers
+        raise ApiError(
+            404,
+            "this conversation was never handed to our team, so there is no one to leave a "
+            "message for; ask for a person in the chat first",
+            code="unknown_conversation",
+        ) from None
     return jsonify({"status": "stored", "session_id": conversation.session_id}), 201

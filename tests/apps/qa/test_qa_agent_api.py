@@ -198,6 +198,8 @@ def test_unclaimed_timeout_and_a_message_left_for_the_team(make_app) -> None:
     other = chat(client, "Is shipping free?")["session_id"]
     unknown = client.post(f"/api/sessions/{other}/message-for-team", json={"text": "hi"})
     assert unknown.status_code == 404
+    assert "ask for a person" in unknown.get_json()["message"]  # not the agents' console route
+    assert "/api/agent" not in unknown.get_json()["message"]
 
 
 def read_events(response, count: int, seconds: float = 10.0) -> list[dict]:
