@@ -65,7 +65,7 @@ ENTRYPOINT_ONLY_ENV = {
 # apps' defaults unless an operator overrides them.
 DEPLOY_RELEVANT = re.compile(
     r"^(REDIS_URL|KAFKA_BOOTSTRAP_SERVERS|THREEFOLD_\w+_(DIR|MODEL|MODEL_DIR|TOPIC|GROUP_ID"
-    r"|TOKEN|ORIGINS|WEBHOOK|WEBHOOK_URL|METRICS_PORT|REDIS_URL|BOOTSTRAP_SERVERS))$"
+    r"|TOKENS?|ORIGINS|WEBHOOK|WEBHOOK_URL|METRICS_PORT|REDIS_URL|BOOTSTRAP_SERVERS))$"
 )
 # Per-app overrides of a shared setting: satisfied when deploy sets the shared one.
 SHARED_SETTINGS = {"REDIS_URL": "REDIS_URL", "BOOTSTRAP_SERVERS": "KAFKA_BOOTSTRAP_SERVERS"}
@@ -1080,6 +1080,61 @@ def test_compose_and_k8s_configuration_agree(compose, k8s_docs) -> None:
         assert f"{key}={value}" in image_env, f"Dockerfile ENV {key}"
 
 
+def test_tokens_and_webhooks_are_secrets_that_compose_passes_through(compose, k8s_docs) -> None:
+    """Sign-in tokens (admin, agents, analysts) and webhook URLs come from the Secret (k8s) or
+    the host env (compose, which passes a container only the names x-threefold-env lists)."""
+    [configmap] = _objects(k8s_docs, "ConfigMap")
+    [secret] = _objects(k8s_docs, "Secret")
+    secret_like = re.compile(r"^THREEFOLD_\w+_(TOKENS?|WEBHOOK|WEBHOOK_URL)$")
+    assert not [key for key in configmap["data"] if secret_like.match(key)]
+    expected = {
+        "THREEFOLD_QA_ADMIN_TOKEN",
+        "THREEFOLD_RECS_ADMIN_TOKEN",
+        "THREEFOLD_QA_AGENT_TOKENS",
+        "THREEFOLD_ALERTS_ANALYST_TOKENS",
+        "THREEFOLD_QA_HANDOFF_WEBHOOK",
+        "THREEFOLD_ALERTS_WEBHOOK_URL",
+    }
+    assert expected <= set(secret["stringData"]), "secret.yaml: the template of every secret"
+    raw_env = _compose_raw()["x-threefold-env"]
+    for key in expected:
+        assert raw_env.get(key) == f"${{{key}:-}}", f"compose: {key} from the host env"
+    guide = (DEPLOY / "OPERATIONS.md").read_text()
+    for key in expected:
+        assert key in guide, f"OPERATIONS.md does not say where {key} goes"
+
+
+def test_consumer_metrics_listen_where_the_probes_and_prometheus_connect(
+    compose, k8s_docs, tmp_path: Path, monkeypatch
+) -> None:
+    """The kubelet probes and Prometheus connect to the pod IP, not to 127.0.0.1: the
+    consumer's /metrics must listen on every interface, on the port the manifests name."""
+    _require_module("threefold.apps.alerts.config")
+    from threefold.apps.alerts.config import AlertsConfig
+
+    [configmap] = _objects(k8s_docs, "ConfigMap")
+    [consumer] = [
+        w for w in _objects(k8s_docs, "Deployment") if w["metadata"]["name"] == "alerts-consumer"
+    ]
+    [container] = _pod_spec(consumer)["containers"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    annotations = consumer["spec"]["template"]["metadata"]["annotations"]
+    models = _model_env(tmp_path / "models")
+    for key in ("THREEFOLD_ALERTS_TOPIC_MODEL_DIR", "THREEFOLD_ALERTS_SENTIMENT_MODEL_DIR"):
+        Path(models[key]).mkdir(parents=True)
+    for place, env in (("compose.yaml", compose["x-threefold-env"]), ("k8s", configmap["data"])):
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "environ", {**env, **models})
+            config = AlertsConfig.from_env()
+        assert config.metrics_addr in {"0.0.0.0", "::"}, (
+            f"{place}: the consumer serves /metrics on {config.metrics_addr}: unreachable from "
+            "the kubelet and Prometheus (set THREEFOLD_ALERTS_METRICS_ADDR=0.0.0.0)"
+        )
+        assert config.metrics_port == ports["metrics"] == int(annotations["prometheus.io/port"])
+    for probe in ("startupProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+
+
 def _literal_env_names() -> dict[str, set[str]]:
     """Environment names that appear as string literals in each package's source."""
     pattern = re.compile(r"\b(THREEFOLD_[A-Z0-9_]*[A-Z0-9]|REDIS_URL|KAFKA_BOOTSTRAP_SERVERS)\b")
@@ -1379,6 +1434,83 @@ def test_k8s_workloads_have_selectors_probes_and_resources(k8s_docs) -> None:
                 http = container.get(probe, {}).get("httpGet")
                 if http and isinstance(http["port"], str):
                     assert http["port"] in port_names, f"{name} {probe}: port {http['port']}"
+
+
+# Answered by each web app as soon as its factory has loaded the models, whatever Redis does.
+PROBE_PATH = "/openapi.json"
+
+
+def _web_containers(k8s_docs) -> dict[str, dict]:
+    deployments = _objects(k8s_docs, "Deployment")
+    return {
+        w["metadata"]["name"]: _pod_spec(w)["containers"][0]
+        for w in deployments
+        if w["metadata"]["name"] in WEB_ROLES
+    }
+
+
+def test_k8s_web_probes_do_not_depend_on_redis(k8s_docs) -> None:
+    """/healthz answers 503 while Redis is down (the apps keep serving, degraded): as a
+    liveness probe it would restart every replica on a Redis blip, as a startup probe keep
+    new pods from starting, as a readiness probe take every replica out of the Service
+    (no degraded serving, no recs spool) at once."""
+    containers = _web_containers(k8s_docs)
+    assert set(containers) == set(WEB_ROLES)
+    for name, container in containers.items():
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            spec = container[probe]
+            http = spec.get("httpGet")
+            if http is not None:
+                assert http["path"] == PROBE_PATH, f"{name} {probe}: {http['path']}"
+                assert http["port"] == "http"
+            else:
+                assert spec["tcpSocket"]["port"] == "http", f"{name} {probe}"
+
+
+def test_dashboard_liveness_survives_as_many_live_feeds_as_threads(k8s_docs) -> None:
+    """Each open dashboard page holds a gunicorn thread for as long as it is open: with
+    GUNICORN_THREADS pages open an HTTP probe waits for a free thread and times out. Liveness
+    must not restart the pod (and drop every viewer) for that: it checks the port only."""
+    container = _web_containers(k8s_docs)["dashboard"]
+    assert container["livenessProbe"].get("tcpSocket") == {"port": "http"}
+    assert "httpGet" not in container["livenessProbe"]
+
+
+def test_web_probe_path_answers_while_redis_is_not_configured(monkeypatch) -> None:
+    _require_module("threefold.apps.alerts.web")
+    from threefold.apps.alerts.web import create_app
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    client = create_app().test_client()
+    assert client.get("/healthz").status_code == 503
+    assert client.get(PROBE_PATH).status_code == 200
+
+
+def test_k8s_replicated_deployments_have_a_disruption_budget(k8s_docs) -> None:
+    """A node drain must not evict every replica at once, nor be blocked for good."""
+    budgets = _objects(k8s_docs, "PodDisruptionBudget")
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    for workload in _objects(k8s_docs, "Deployment"):
+        replicas = workload["spec"].get("replicas", 1)
+        if replicas < 2:
+            continue
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        name = workload["metadata"]["name"]
+        matching = [
+            b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        ]
+        assert len(matching) == 1, f"{name}: {len(matching)} PodDisruptionBudgets"
+        [budget] = matching
+        assert budget["apiVersion"] == "policy/v1"
+        spec = budget["spec"]
+        if "minAvailable" in spec:
+            assert 1 <= int(spec["minAvailable"]) < replicas, name
+        else:
+            assert int(spec["maxUnavailable"]) >= 1, name
+    files = {
+        f for f, docs in k8s_docs.items() if any(d["kind"] == "PodDisruptionBudget" for d in docs)
+    }
+    assert files and files <= set(kustomization["resources"])
 
 
 def test_k8s_threefold_containers_use_entrypoint_roles_and_config(k8s_docs) -> None:
