@@ -271,6 +271,9 @@ def test_dockerfile_extras_exist_in_pyproject() -> None:
         assert extra in extras, f"EXTRAS default names {extra!r}; pyproject has {sorted(extras)}"
     assert "gpu" in extras, "the CUDA build documents EXTRAS=serve,gpu"
     assert any("gunicorn" in req for req in extras["serve"])
+    install = next(a for i, a in build["steps"] if i == "RUN" and '".[${EXTRAS}]"' in a)
+    # faiss-cpu is a plain dependency: a gpu build must not keep both wheels of `faiss`
+    assert "pip uninstall -y faiss-cpu" in install and "*,gpu,*" in install
 
 
 def test_dockerfile_entrypoint_is_the_role_script_and_cmd_a_known_role() -> None:
