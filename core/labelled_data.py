@@ -25,6 +25,13 @@ def read_labelled(
     texts, labels = [], []
     for record in records:
         label = record.values[label_column]
+        if (isinstance(label, float) and math.isnan(label)) or isinstance(label, dict | list):
+            raise DataError(
+                f"expected a label (a string or a number) in {label_column!r}, found {label!r}",
+                path=str(path),
+                line=record.line,
+                column=label_column,
+            )
         if label is None or not str(label).strip():
             raise DataError(
                 f"expected a label in {label_column!r}, found {label!r}",

@@ -82,15 +82,23 @@ def read_records(
 
 def _read_csv(path: Path) -> Iterable[Record]:
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        handle = path.open(newline="", encoding="utf-8-sig")  # -sig: drop an Excel BOM
     except OSError as exc:
         raise DataError(f"cannot open: {exc}", path=str(path)) from exc
     with handle:
+        reader = csv.DictReader(handle, strict=True)
         try:
-            reader = csv.DictReader(handle, strict=True)
             header = reader.fieldnames
             if not header:
                 return
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if repeated:
+                raise DataError(
+                    f"the header names column(s) {repeated} more than once, so the values of "
+                    "all but the last would be dropped. Fix: rename or remove the duplicates",
+                    path=str(path),
+                    line=1,
+                )
             for row in reader:
                 line = reader.line_num
                 if None in row:
@@ -113,40 +121,65 @@ def _read_csv(path: Path) -> Iterable[Record]:
                     continue
                 yield Record(line=line, values=dict(row))
         except csv.Error as exc:
-            raise DataError(f"malformed CSV: {exc}", path=str(path), line=reader.line_num) from exc
+            # the inner reader's line_num counts the line that failed, the DictReader's the last row
+            line = reader.reader.line_num
+            raise DataError(f"malformed CSV: {exc}", path=str(path), line=line) from exc
         except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 text: {exc.reason}", path=str(path)) from exc
+            raise _not_utf8(path, exc) from exc
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> DataError:
+    return DataError(
+        f"not UTF-8 text ({exc.reason}). Fix: save the file as UTF-8",
+        path=str(path),
+    )
 
 
 def _read_jsonl(path: Path) -> Iterable[Record]:
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"invalid JSON: {exc.msg}", path=str(path), line=number, column=exc.colno
-                ) from exc
-            if not isinstance(value, dict):
-                raise DataError(
-                    f"expected a JSON object per line, found {type(value).__name__}",
-                    path=str(path),
-                    line=number,
-                    column=1,
-                )
-            yield Record(line=number, values=value)
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            for number, raw in enumerate(handle, start=1):
+                if not raw.strip():
+                    continue
+                yield _jsonl_record(path, number, raw)
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from exc
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc}", path=str(path)) from exc
+
+
+def _jsonl_record(path: Path, number: int, raw: str) -> Record:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"invalid JSON: {exc.msg}", path=str(path), line=number, column=exc.colno
+        ) from exc
+    except RecursionError:
+        raise DataError("JSON nested too deeply", path=str(path), line=number) from None
+    if not isinstance(value, dict):
+        raise DataError(
+            f"expected a JSON object per line, found {type(value).__name__}",
+            path=str(path),
+            line=number,
+            column=1,
+        )
+    return Record(line=number, values=value)
 
 
 def _read_json(path: Path) -> Iterable[Record]:
-    text = path.read_text(encoding="utf-8")
     try:
-        value = json.loads(text)
+        value = json.loads(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(path, exc) from exc
+    except OSError as exc:
+        raise DataError(f"cannot read: {exc}", path=str(path)) from exc
     except json.JSONDecodeError as exc:
         raise DataError(
             f"invalid JSON: {exc.msg}", path=str(path), line=exc.lineno, column=exc.colno
         ) from exc
+    except RecursionError:
+        raise DataError("JSON nested too deeply", path=str(path)) from None
     if isinstance(value, dict):
         value = next((v for v in value.values() if isinstance(v, list)), None)
     if not isinstance(value, list):

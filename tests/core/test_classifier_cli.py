@@ -154,6 +154,17 @@ def test_train_on_empty_file_fails_cleanly(tmp_path: Path) -> None:
     assert_clean_error(result, "has no records")
 
 
+def test_train_on_a_latin1_jsonl_file_fails_cleanly(tmp_path: Path) -> None:
+    data = tmp_path / "latin1.jsonl"
+    rows = [{"text": f"café {label}", "label": label} for label in ("positive", "negative")]
+    data.write_bytes(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1")
+    )
+    result = invoke("train", "--train", str(data), "--out", str(tmp_path / "m"))
+    assert_clean_error(result, "not UTF-8")
+    assert not (tmp_path / "m").exists()
+
+
 def test_train_with_bad_option_value_fails_cleanly(data_dir: Path, tmp_path: Path) -> None:
     result = invoke(
         "train", "--train", str(data_dir / "train.csv"), "--out", str(tmp_path), "--epochs", "0"
