@@ -14,7 +14,9 @@ means None for optional fields and "keep the default" for the others.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -26,6 +28,9 @@ from threefold.core.errors import ConfigError
 
 T = TypeVar("T")
 
+_SECRET_QUERY = re.compile(
+    r"(^|[&;])((?:[\w.-]*_)?(?:password|passwd|pwd|secret|token|api_?key))=[^&;#]*", re.IGNORECASE
+)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -75,16 +80,27 @@ def reveal(value: Secret | str | None) -> str | None:
 
 
 def safe_url(url: str | None) -> str:
-    """`url` with any password replaced by `***` (for logs, `/healthz` and error messages)."""
+    """`url` with any password replaced by `***` (for logs, `/healthz` and error messages).
+
+    Masks the user-info password and secret query parameters (`?password=...`, which redis-py
+    reads too); a URL too malformed to parse shows only its scheme.
+    """
     if not url:
         return ""
-    parts = urlsplit(url)
-    if parts.password is None and "@" not in parts.netloc:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        scheme = url.partition("://")[0] if "://" in url else ""
+        return f"{scheme}://*** (malformed URL)" if scheme.isalnum() else "*** (malformed URL)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        name = user.split(":", 1)[0]
+        netloc = f"{name}:***@{host}" if name else f"***@{host}"
+    query = _SECRET_QUERY.sub(r"\1\2=***", parts.query)
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.split(":", 1)[0]
-    netloc = f"{name}:***@{host}" if name else f"***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def load_settings(
@@ -189,10 +205,13 @@ def _from_text(text: str, kind: Any, variable: str) -> Any:
         raise ConfigError(f"{variable} must be true or false, found {text!r}")
     if kind in (int, float):
         try:
-            return kind(text)
+            value = kind(text)
         except ValueError:
-            expected = "an integer" if kind is int else "a number"
-            raise ConfigError(f"{variable} must be {expected}, found {text!r}") from None
+            value = math.nan
+        if not math.isfinite(value):  # NaN passes every range check (comparisons are False)
+            expected = "an integer" if kind is int else "a finite number"
+            raise ConfigError(f"{variable} must be {expected}, found {text!r}")
+        return value
     if kind is Path:
         return Path(text)
     if kind is Secret:

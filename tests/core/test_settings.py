@@ -83,8 +83,11 @@ def test_overrides_win_and_none_means_unset() -> None:
     ("variable", "raw", "message"),
     [
         ("APP_COUNT", "many", "APP_COUNT must be an integer, found 'many'"),
-        ("APP_RATIO", "half", "APP_RATIO must be a number, found 'half'"),
+        ("APP_RATIO", "half", "APP_RATIO must be a finite number, found 'half'"),
         ("APP_ENABLED", "maybe", "APP_ENABLED must be true or false, found 'maybe'"),
+        ("APP_RATIO", "nan", "APP_RATIO must be a finite number, found 'nan'"),
+        ("APP_RATIO", "-NaN", "APP_RATIO must be a finite number, found '-NaN'"),
+        ("APP_RATIO", "inf", "APP_RATIO must be a finite number, found 'inf'"),
     ],
 )
 def test_bad_values_name_the_variable(variable: str, raw: str, message: str) -> None:
@@ -112,6 +115,20 @@ def test_safe_url_masks_passwords() -> None:
     assert safe_url(None) == ""
     settings = load_settings(Example, "APP_", {"REDIS_URL": "rediss://u:pw@h:1"})
     assert public_dict(settings)["redis_url"] == "rediss://u:***@h:1"
+
+
+def test_safe_url_masks_query_passwords_and_survives_malformed_urls() -> None:
+    # redis-py reads ?password=... as the password, so it must not reach the logs either
+    assert safe_url("redis://h:6379/0?password=pw&db=2") == "redis://h:6379/0?password=***&db=2"
+    assert safe_url("redis://h/0?sasl_password=pw;token=t") == (
+        "redis://h/0?sasl_password=***;token=***"
+    )
+    assert safe_url("redis://h/0?db=1") == "redis://h/0?db=1"
+    shown = safe_url("redis://u:pw@[oops/0")  # urlsplit raises ValueError on this
+    assert "pw" not in shown
+    assert shown.startswith("redis://***")
+    settings = load_settings(Example, "APP_", {"REDIS_URL": "redis://h/0?password=pw"})
+    assert public_dict(settings)["redis_url"] == "redis://h/0?password=***"
 
 
 @dataclass(frozen=True)
