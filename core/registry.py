@@ -186,12 +186,11 @@ class VersionedFolders:
     def _state(self) -> dict[str, Any]:
         if not self.state_path.is_file():
             return {"current": None, "history": []}
-        text = self.state_path.read_text(encoding="utf-8")
         try:
-            state = json.loads(text)
-        except json.JSONDecodeError:
+            state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             state = None
-        if isinstance(state, dict) and isinstance(state.get("history"), list):
+        if isinstance(state, dict) and _is_state(state):
             return state
         raise ModelError(
             f"{self.state_path} is not a version state file (expected JSON like "
@@ -455,6 +454,30 @@ class ModelRegistry:
         return self.entry(name).rollback()
 
 
+def check_entry_holds(path: str | os.PathLike[str], markers: Iterable[str], what: str) -> None:
+    """ModelError when `path` is a registry entry whose current version has none of `markers`.
+
+    Publishing `what` into an entry that serves another kind of model (an alerts model into a
+    QA bot folder) would make every app following that entry load the wrong model.
+    """
+    if not ModelEntry.is_entry(path):
+        return
+    entry = ModelEntry(path)
+    version = entry.current_version()
+    if version is None:
+        return
+    folder = entry.version_dir(version)
+    markers = list(markers)
+    if any((folder / marker).exists() for marker in markers):
+        return
+    found = sorted(p.name for p in folder.iterdir() if p.name != VERSION_META)[:8]
+    raise ModelError(
+        f"{entry.path} is a registry entry whose current version {version!r} is not {what} "
+        f"(expected one of {markers}, found {found}); publishing here would replace the model "
+        "it serves. Fix: choose another output folder, or --registry ROOT"
+    )
+
+
 def data_fingerprint(*parts: str | bytes | os.PathLike[str] | Iterable[Any]) -> str:
     """A short sha256 over files' bytes (paths), strings, bytes and iterables of those."""
     digest = hashlib.sha256()
@@ -492,6 +515,18 @@ def _os_user() -> str:
 def _next_v_number(existing: list[str]) -> str:
     numbers = [int(v[1:]) for v in existing if re.fullmatch(r"v\d+", v)]
     return f"v{max(numbers, default=0) + 1}"
+
+
+def _is_state(state: dict[str, Any]) -> bool:
+    """True when `state` names a current version (or None) and lists a history of versions."""
+    current, history = state.get("current", ""), state.get("history")
+
+    def is_version(value: object) -> bool:
+        return isinstance(value, str) and bool(_NAME.match(value))
+
+    return (current is None or is_version(current)) and (
+        isinstance(history, list) and all(is_version(v) for v in history)
+    )
 
 
 def _check_name(what: str, value: object) -> None:

@@ -220,8 +220,12 @@ def train_command(
     """Fine-tune the topic and the sentiment classifier (like `threefold classifier train`):
     one multi-task model (OUT, or ROOT/alerts-multitask) or two (OUT/topic and OUT/sentiment,
     or ROOT/alerts-topic and ROOT/alerts-sentiment); the JSON says which (`mode`) and why."""
+    from threefold.core.classifier import META_FILE as CLASSIFIER_META
     from threefold.core.classifier_training import train_classifier_from_files
     from threefold.core.errors import ConfigError
+    from threefold.core.labelled_data import read_labelled
+    from threefold.core.multitask import META_FILE as MULTITASK_META
+    from threefold.core.registry import check_entry_holds
     from threefold.core.training_config import TrainingConfig
 
     if bool(out) == bool(registry):
@@ -236,6 +240,9 @@ def train_command(
         reason = f"--{'multitask' if multitask else 'separate'} was given"
     logger.info("alerts train: %s (%s)", "one multi-task model" if multitask else "two", reason)
     mode = {"mode": "multitask" if multitask else "separate", "mode_reason": reason}
+    markers = (CLASSIFIER_META, MULTITASK_META)
+    for name in ["joint"] if multitask else list(sources):
+        check_entry_holds(_target(out, registry, name), markers, "an alerts classifier")
     if multitask:
         target = _target(out, registry, "joint")
         _train_multitask(
@@ -251,6 +258,8 @@ def train_command(
         )
         return
 
+    for path, column in sources.values():  # both files, before either model is written
+        read_labelled(path, text_column, column)
     summary: dict[str, Any] = dict(mode)
     for name, (path, column) in sources.items():
         config = TrainingConfig(

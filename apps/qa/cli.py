@@ -173,7 +173,9 @@ def build(
     from threefold.apps.qa.knowledge_base import KnowledgeBase
     from threefold.apps.qa.store import BotStore
     from threefold.core.embedder import Embedder
+    from threefold.core.registry import check_entry_holds
 
+    check_entry_holds(out_dir, ["bot.json"], "a FAQ bot")
     options = BuildOptions(
         embed_answers=not no_answers,
         calibration=calibration,

@@ -181,15 +181,17 @@ def build_command(
     new current version, with its data fingerprint, creator and validation metrics recorded;
     a running API picks it up without a restart.
     """
+    from threefold.apps.recs.ranker_store import MODEL_FILE
     from threefold.apps.recs.ranker_training import train_ranker
     from threefold.apps.recs.retrain import entry_for, publish_ranker, training_fingerprint
-    from threefold.core.registry import ModelEntry
+    from threefold.core.registry import ModelEntry, check_entry_holds
 
     if (out is None) == (registry is None):
         raise click.UsageError("pass exactly one of --out DIR and --registry ROOT")
     entry = None
     if registry is not None or ModelEntry.is_entry(out):
         entry = entry_for(registry, out)
+        check_entry_holds(entry.path, [MODEL_FILE], "a recs ranker")
     catalog, log = _load(items, events)
     settings = _settings(10, training)
     model = train_ranker(list(catalog), log, settings=settings, base_model=base_model)

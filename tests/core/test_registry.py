@@ -215,6 +215,27 @@ def test_a_broken_state_file_says_how_to_fix_it(registry: ModelRegistry, tmp_pat
         registry.current("m")
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"history": ["v1"]}',  # no "current"
+        b'{"current": 1, "history": [1]}',
+        b'{"current": "../../elsewhere", "history": ["v1"]}',
+        b'{"current": "v1", "history": ["v1", null]}',
+        b'{"current": "v\xe9", "history": []}',  # not UTF-8
+    ],
+)
+def test_a_state_file_of_the_wrong_shape_is_a_model_error(
+    registry: ModelRegistry, tmp_path: Path, content: bytes
+) -> None:
+    registry.publish("m", model_dir(tmp_path, "a"))
+    (registry.root / "m" / "state.json").write_bytes(content)
+    with pytest.raises(ModelError, match=r"not a version state file"):
+        registry.entry("m").current_version()
+    with pytest.raises(ModelError, match=r"not a version state file"):
+        registry.entry("m").infos()
+
+
 def test_data_fingerprint_covers_files_strings_and_lists(tmp_path: Path) -> None:
     path = tmp_path / "train.csv"
     path.write_text("text,label\nup,positive\n", encoding="utf-8")

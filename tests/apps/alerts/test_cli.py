@@ -158,3 +158,37 @@ def test_retrain_needs_a_registry_entry_and_redis(tmp_path, monkeypatch):
     (tmp_path / "alerts-sentiment" / "versions").mkdir(parents=True)
     no_redis = CliRunner().invoke(cli, entry)
     assert no_redis.exit_code == 1 and "set REDIS_URL" in no_redis.output
+
+
+def _fake_bot_entry(path):
+    from threefold.core.registry import ModelEntry
+
+    entry = ModelEntry(path)
+    entry.publish(lambda folder, _v: (folder / "bot.json").write_text("{}", encoding="utf-8"))
+    return entry
+
+
+def test_train_refuses_to_publish_into_another_apps_registry_entry(tmp_path):
+    bot = _fake_bot_entry(tmp_path / "bot")
+    # fmt: off
+    args = ["train", "--out", str(bot.path), "--max-steps", "1", "--eval-fraction", "0",
+            "--batch-size", "8", "--max-length", "16", "--no-progress"]
+    # fmt: on
+    result = CliRunner().invoke(alerts, args)
+    assert result.exit_code == 1, result.output
+    assert "is not an alerts classifier" in result.output and "Traceback" not in result.output
+    assert bot.versions() == ["v1"] and bot.current_version() == "v1"  # the bot still serves
+
+
+def test_separate_train_checks_both_files_before_writing_either_model(tmp_path):
+    moods = tmp_path / "moods.csv"
+    moods.write_text("text,sentiment\nshares fell,\n", encoding="utf-8")  # a blank label
+    # fmt: off
+    args = ["train", "--separate", "--sentiment-data", str(moods), "--out", str(tmp_path / "m"),
+            "--max-steps", "1", "--eval-fraction", "0", "--batch-size", "8", "--max-length",
+            "16", "--no-progress"]
+    # fmt: on
+    result = CliRunner().invoke(alerts, args)
+    assert result.exit_code == 1, result.output
+    assert "expected a label in 'sentiment'" in result.output
+    assert not (tmp_path / "m").exists()  # no topic model left without its sentiment twin
