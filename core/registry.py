@@ -340,11 +340,11 @@ class ModelEntry:
 
     def info(self, version: str) -> dict[str, Any]:
         """The version's metadata with its `status`: current, previous, rejected or candidate."""
-        folder = self.version_dir(version)
-        if not folder.is_dir():
+        if version not in self.versions():  # also keeps '../..' out of the versions folder
             raise ModelError(
                 f"{self.name!r} has no version {version!r}; versions: {self.versions()}"
             )
+        folder = self.version_dir(version)
         meta: dict[str, Any] = {"name": self.name, "version": version}
         meta_path = folder / VERSION_META
         if meta_path.is_file():

@@ -236,6 +236,15 @@ def test_a_state_file_of_the_wrong_shape_is_a_model_error(
         registry.entry("m").infos()
 
 
+def test_info_of_a_path_outside_the_versions_folder_is_refused(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    registry.publish("m", model_dir(tmp_path, "a"))
+    for version in ("..", "../..", "v1/../.."):
+        with pytest.raises(ModelError, match="has no version"):
+            registry.entry("m").info(version)
+
+
 def test_data_fingerprint_covers_files_strings_and_lists(tmp_path: Path) -> None:
     path = tmp_path / "train.csv"
     path.write_text("text,label\nup,positive\n", encoding="utf-8")
