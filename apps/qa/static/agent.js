@@ -10,6 +10,9 @@
   var TOKEN_KEY = "threefold-agent-token";
   var $ = (id) => document.getElementById(id);
   var state = { token: null, agent: null, selected: null, detail: null, stream: null, typingAt: 0 };
+  var RECONNECT_MS = 1000; // after a dropped stream; doubles while the service stays down
+  var MAX_RECONNECT_MS = 30000;
+  var reconnectMs = RECONNECT_MS;
 
   var el = window.threefoldConsole.el;
   var api = window.threefoldConsole.client(() => state.token);
@@ -51,11 +54,13 @@
   }
 
   function follow() {
-    // Server-sent events over fetch; reconnects after each stream ends or fails.
-    var reconnect = () => setTimeout(follow, 1000);
+    // Server-sent events over fetch; reconnects after each stream ends or fails, backing off
+    // (up to 30 s) while the service stays down rather than retrying every second.
+    var reconnect = () => setTimeout(follow, reconnectMs);
     fetch("/api/agent/events", { headers: { Authorization: "Bearer " + state.token } })
       .then((response) => {
         if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+        reconnectMs = RECONNECT_MS;
         $("live-state").textContent = "Live: new conversations appear here.";
         refreshQueue();
         var reader = response.body.getReader();
@@ -80,6 +85,7 @@
       })
       .catch(() => {
         $("live-state").textContent = "Reconnecting…";
+        reconnectMs = Math.min(reconnectMs * 2, MAX_RECONNECT_MS);
       })
       .finally(reconnect);
   }
@@ -243,11 +249,19 @@
     $("reply-form").addEventListener("submit", (event) => {
       event.preventDefault();
       var text = $("reply").value.trim();
-      if (!text) return;
-      act("/messages", { text: text }).then((sent) => {
-        if (sent) $("reply").value = "";
-        $("reply").focus();
-      });
+      if (!text || state.sending) return; // one reply at a time: a second Send is no duplicate
+      state.sending = true;
+      $("send").disabled = true;
+      act("/messages", { text: text })
+        .then((sent) => {
+          if (sent) $("reply").value = "";
+          $("reply").focus();
+        })
+        .finally(() => {
+          state.sending = false; // also when reloading the conversation failed
+          var d = state.detail;
+          $("send").disabled = !(d && d.status === "claimed" && d.agent === state.agent);
+        });
     });
     $("reply").addEventListener("keydown", (event) => {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("reply-form").requestSubmit();

@@ -187,3 +187,48 @@ def test_agent_sign_in_with_the_api_down_says_so_then_works(
     agent_page.unroute("**/api/**")
     box.press("Enter")
     agent_page.get_by_text("Signed in as Alice").wait_for()
+
+
+def test_a_slow_reply_is_sent_once_and_a_dead_stream_backs_off(
+    make_app, live_server, agent_page
+) -> None:
+    from support.browser import page_problems
+
+    base = live_server(make_app(agent_tokens=TOKENS))
+    problems = page_problems(agent_page)
+    attempts: list[str] = []
+    agent_page.on(
+        "request", lambda r: attempts.append(r.url) if "/api/agent/events" in r.url else None
+    )
+    agent_page.route("**/api/agent/events", lambda route: route.abort("connectionrefused"))
+    agent_page.goto(f"{base}/agent")
+    agent_page.get_by_label("Agent token").fill("tok-alice-1")
+    agent_page.get_by_label("Agent token").press("Enter")
+    agent_page.get_by_text("Signed in as Alice").wait_for()
+    agent_page.wait_for_timeout(5500)
+    assert 1 <= len(attempts) <= 3, attempts  # backs off, not a request (and error) a second
+    agent_page.unroute("**/api/agent/events")
+    agent_page.get_by_text("Live: new conversations appear here.").wait_for(timeout=15000)
+
+    handed = agent_page.request.post(f"{base}/api/chat", data={"message": "talk to a person"})
+    session_id = handed.json()["session_id"]
+    item = agent_page.locator(f"#waiting button[data-session-id='{session_id}']")
+    item.click()
+    agent_page.get_by_role("button", name="Claim", exact=True).click()
+    agent_page.get_by_text("claimed by you").wait_for()
+    agent_page.evaluate(  # replies take a while to arrive
+        """() => { const real = window.fetch; window.fetch = (url, options) =>
+             new Promise((done) => setTimeout(done, String(url).endsWith('/messages') ? 800 : 0))
+               .then(() => real(url, options)); }"""
+    )
+    reply = agent_page.get_by_label("Reply", exact=True)
+    reply.fill("One moment please")
+    reply.press("Control+Enter")
+    reply.press("Control+Enter")  # impatient: pressed again while the first is on its way
+    agent_page.locator("#transcript .turn.agent").wait_for()
+    agent_page.wait_for_timeout(1500)
+    turns = agent_page.request.get(f"{base}/api/sessions/{session_id}").json()["turns"]
+    assert [t["text"] for t in turns if t["role"] == "agent"] == ["One moment please"]
+    assert reply.input_value() == ""
+    assert agent_page.get_by_role("button", name="Send", exact=True).is_enabled()
+    assert not [p for p in problems if "favicon" in p], problems
