@@ -160,6 +160,7 @@
     api("POST", path, body)
       .then((result) => {
         var version = result.version ? " Now answering from bot version " + result.version + "." : "";
+        $("announce").classList.remove("failed");
         $("announce").textContent = done + version;
         var next = card.nextElementSibling;
         card.remove();
@@ -194,7 +195,11 @@
     });
     $("refresh").addEventListener("click", () => {
       $("announce").textContent = "";
-      load().catch((failure) => ($("announce").textContent = failure.message));
+      $("announce").classList.remove("failed");
+      load().catch((failure) => {
+        $("announce").classList.add("failed"); // an error, not a green "done"
+        $("announce").textContent = failure.message;
+      });
     });
     var saved = null;
     try {

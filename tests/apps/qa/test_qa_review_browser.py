@@ -126,3 +126,33 @@ def test_review_with_the_api_down_says_so_keeps_the_item_and_recovers(
     page.unroute("**/api/**")
     page.get_by_role("button", name="Add as paraphrase").first.click()
     page.get_by_text("Added to damaged_item. Now answering from bot version").wait_for()
+
+
+def test_a_long_comment_fits_and_a_failed_refresh_reads_as_an_error(
+    make_app, live_server, page
+) -> None:
+    base = live_server(make_app())
+    answered = page.request.post(f"{base}/api/chat", data={"message": "is delivery free"}).json()
+    vote = {
+        "session_id": answered["session_id"],
+        "turn_id": answered["turn_id"],
+        "rating": "down",
+        "comment": "Unhelpful" * 60,  # one long word
+    }
+    assert page.request.post(f"{base}/api/feedback", data=vote).status == 201
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{base}/review")
+    page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+    page.get_by_label("Admin token").press("Enter")
+    page.get_by_text("Comment: Unhelpful").wait_for()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no sideways scroll
+
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    page.get_by_role("button", name="Refresh").click()
+    announce = page.locator("#announce")
+    page.wait_for_function("document.getElementById('announce').textContent !== ''")
+    assert announce.inner_text().startswith("The FAQ service did not answer")
+    done_green = "rgb(26, 127, 55)"
+    assert announce.evaluate("e => getComputedStyle(e).color") != done_green  # not a success
+    assert axe_violations(page) == []
+    page.unroute("**/api/**")
