@@ -90,7 +90,8 @@
     ".suggestions { display: flex; flex-direction: column; gap: 6px; align-self: stretch; }",
     ".suggestion { text-align: left; background: #fff; color: #2f5d50; border: 1px solid #2f5d50;",
     "  border-radius: 10px; padding: 8px 10px; cursor: pointer; font: inherit; min-height: 40px; }",
-    ".suggestion:hover { background: #eaf2ef; }",
+    ".suggestion:hover:enabled { background: #eaf2ef; }",
+    ".suggestion:disabled { color: #57606a; border-color: #b8c2bd; cursor: default; }",
     ".feedback { display: flex; gap: 6px; align-items: center; font-size: 13px; color: #57606a; }",
     ".feedback button { border: 1px solid #cfd6d2; background: #fff; border-radius: 8px;",
     "  min-width: 40px; min-height: 32px; cursor: pointer; font-size: 16px; }",
@@ -347,6 +348,7 @@
       suggestions.forEach((item) => {
         var button = el("button", { class: "suggestion", type: "button" }, item.question);
         button.addEventListener("click", () => {
+          if (this.busy) return; // still answering: keep the suggestions on offer
           group.querySelectorAll("button").forEach((b) => (b.disabled = true));
           this.send(item.question, item.faq_id);
         });

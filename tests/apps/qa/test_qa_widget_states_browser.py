@@ -165,3 +165,27 @@ def test_a_503_with_retry_after_is_retried_automatically(make_app, live_server, 
     assert "will be sent again in 1 s" in dialog.get_by_role("alert").inner_text()
     dialog.locator(".msg.bot[data-faq-id='shipping_cost']").wait_for(timeout=10_000)
     assert len(refused) == 1 and dialog.get_by_role("alert").count() == 0
+
+
+def test_a_suggestion_pressed_while_the_bot_answers_stays_on_offer(
+    make_app, live_server, page
+) -> None:
+    dialog = open_widget(page, live_server(make_app()))
+    ask(dialog, "account")
+    suggestions = dialog.get_by_role("group", name="Suggested questions")
+    suggestions.wait_for()
+    page.evaluate(  # the bot takes a while to answer
+        """() => { const real = window.fetch; window.fetch = (url, options) =>
+             new Promise((done) => setTimeout(done, String(url).endsWith('/api/chat') ? 1000 : 0))
+               .then(() => real(url, options)); }"""
+    )
+    dialog.get_by_label("Your question").fill("Is shipping free?")
+    dialog.get_by_label("Your question").press("Enter")
+    first = suggestions.get_by_role("button").first
+    first.click()  # while the answer is on its way: not sent, and not used up either
+    dialog.locator(".msg.bot[data-faq-id='shipping_cost']").wait_for()
+    assert dialog.locator(".msg.user").count() == 2
+    assert first.is_enabled()
+    first.click()
+    dialog.locator(".msg.user").nth(2).wait_for()
+    dialog.locator(".msg.bot").nth(3).wait_for()  # greeting, 2 replies, the picked answer
