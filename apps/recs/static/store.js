@@ -21,6 +21,8 @@
   const MAX_AUTO_RETRY_S = 60;
   let retryAction = null;
   let retryTimer = null;
+  let latestLoad = 0; // only the newest request's answer is shown (answers can arrive out of order)
+  let recording = false; // a click being recorded: a double click records it once
 
   class ApiError extends Error {
     constructor(message, retryAfterS) {
@@ -117,10 +119,12 @@
     const params = new URLSearchParams({ user_id: userSelect.value, k: "8" });
     params.set("diversity", diversityInput.value);
     if (categorySelect.value) params.set("category", categorySelect.value);
+    const load = ++latestLoad;
     statusLine.textContent = "Loading…";
     renderHistory();
     try {
       const body = await getJson("/api/recommendations?" + params.toString());
+      if (load !== latestLoad) return; // the shopper changed a setting meanwhile
       clearProblem();
       // a click names the list it came from, so it counts for the ranker version that made it
       list.replaceChildren(...body.items.map((entry) => card(entry, body.list_id)));
@@ -130,12 +134,14 @@
         ? body.items.length + " items, " + kind
         : "Nothing to recommend in this category yet: choose another one.";
     } catch (error) {
-      showProblem("Could not load recommendations", error, loadRecommendations);
+      if (load === latestLoad) showProblem("Could not load recommendations", error, loadRecommendations);
     }
   }
 
   async function viewItem(entry, listId) {
+    if (recording) return;
     const user = userSelect.value;
+    recording = true;
     try {
       await getJson("/api/events", {
         method: "POST",
@@ -143,11 +149,16 @@
         body: JSON.stringify({ user_id: user, item_id: entry.item_id, event: "click", list_id: listId }),
       });
     } catch (error) {
+      recording = false;
       showProblem("Your click on “" + entry.title + "” was not recorded", error, () => viewItem(entry, listId));
       return;
     }
     (clicks[user] = clicks[user] || []).push(entry.title);
-    await loadRecommendations();
+    try {
+      await loadRecommendations(); // until the new list shows, the old cards take no second click
+    } finally {
+      recording = false;
+    }
     // The chosen card was replaced: keep a keyboard user's place at the top of the new list.
     if (!list.contains(document.activeElement) && document.activeElement === document.body) {
       const next = list.querySelector(".card");

@@ -198,3 +198,42 @@ def test_api_down_from_the_start_explains_and_recovers(make_app, live_server, br
     page.wait_for_selector("#recs .card")
     assert problem.is_hidden()
     context.close()
+
+
+SLOW_FETCH = """(() => {
+  const real = window.fetch;
+  window.__clicksPosted = 0;
+  window.fetch = (url, options) => {
+    const path = String(url);
+    let delay = 0;
+    if (path.includes("category=Books")) delay = 1500;  // an answer that arrives late
+    if (path.includes("/api/events")) { window.__clicksPosted += 1; delay = 800; }
+    return new Promise((done) => setTimeout(done, delay)).then(() => real(url, options));
+  };
+})()"""
+
+
+def test_slow_api_shows_the_latest_choice_and_records_a_double_click_once(
+    make_app, live_server, browser
+):
+    context = browser.new_context(viewport=DESKTOP)
+    context.add_init_script(SLOW_FETCH)
+    page = context.new_page()
+    page.goto(f"{live_server(make_app())}/store")
+    page.wait_for_selector("#recs .card")
+
+    version = list_version(page)
+    page.select_option("#category", "Books")  # slow answer...
+    page.select_option("#category", "Beauty")  # ...overtaken by the shopper's next choice
+    wait_for_new_list(page, version)
+    page.wait_for_timeout(2000)  # the Books answer has arrived by now
+    categories = page.locator("#recs .card .meta").all_text_contents()
+    assert categories and all(text.startswith("Beauty") for text in categories), categories
+
+    version = list_version(page)
+    page.locator("#recs .card").first.dblclick()
+    wait_for_new_list(page, version)
+    page.wait_for_timeout(1000)
+    assert page.evaluate("window.__clicksPosted") == 1
+    assert page.locator("#history li").count() == 1
+    context.close()
