@@ -5,6 +5,7 @@ const REFRESH_MS = 10000;
 const RETRY_DELAYS_S = [5, 10, 20, 30];
 const REQUEST_TIMEOUT_MS = 10000;
 const FEED_RECONNECT_MS = 5000;
+const FEED_MAX_RECONNECT_MS = 60000;
 const ALERTS_SHOWN = 5;
 const KIND_WORDS = { topic: "topic", entity: "company" };
 const KIND_PLURALS = { topic: "topics", entity: "companies" };
@@ -52,6 +53,9 @@ const state = {
   inFlight: false,
   again: false,
   feedLive: false,
+  feedSource: null,
+  feedTimer: null,
+  feedRetryMs: FEED_RECONNECT_MS,
   lastEventId: null,
   news: [], // headlines of new alerts waiting to be announced
   newsTimer: null,
@@ -190,6 +194,7 @@ async function refresh() {
       state.updatedAt = new Date();
       schedule(REFRESH_MS);
       if (recovered) say("Connection restored. Data updated " + clock(state.updatedAt) + ".");
+      if (recovered && !state.feedLive) connectFeed(); // the API is back: no need to wait
     }
   } finally {
     state.inFlight = false;
@@ -672,16 +677,24 @@ function drawChart(series, emptyText) {
 // -- the live feed (server-sent events) ----------------------------------------------------
 
 function connectFeed() {
+  clearTimeout(state.feedTimer);
+  if (state.feedSource) state.feedSource.close(); // one feed at a time
   const since = state.lastEventId ? "?since=" + encodeURIComponent(state.lastEventId) : "";
   const source = new EventSource("/api/alerts/stream" + since);
+  state.feedSource = source;
   source.addEventListener("open", () => {
     state.feedLive = true;
+    state.feedRetryMs = FEED_RECONNECT_MS;
     renderStatus();
   });
   source.addEventListener("error", () => {
+    // The browser would reconnect every few seconds for as long as the API is down, each try an
+    // error in the console: close it and try again later, waiting longer after each failure.
     state.feedLive = false;
     renderStatus();
-    if (source.readyState === EventSource.CLOSED) setTimeout(connectFeed, FEED_RECONNECT_MS);
+    source.close();
+    state.feedTimer = setTimeout(connectFeed, state.feedRetryMs);
+    state.feedRetryMs = Math.min(state.feedRetryMs * 2, FEED_MAX_RECONNECT_MS);
   });
   source.addEventListener("alert", (event) => {
     const alert = JSON.parse(event.data);

@@ -387,3 +387,21 @@ def test_an_unreadable_answer_is_reported_and_retried(browser, dashboard_url):
     problem.wait_for(state="hidden")
     page.wait_for_selector("#keys tbody tr")
     context.close()
+
+
+def test_the_live_feed_backs_off_while_it_cannot_connect(browser, dashboard_url):
+    """The browser's own reconnect tried every few seconds, forever, each try a console error."""
+    context, page = open_page(browser, DESKTOP, 1)
+    tries: list[str] = []
+    page.on("request", lambda request: "/api/alerts/stream" in request.url and tries.append("x"))
+    page.route("**/api/alerts/stream**", lambda route: route.abort("connectionrefused"))
+    page.goto(dashboard_url)
+    page.wait_for_selector("#keys tbody tr")
+    page.wait_for_timeout(12_000)
+    assert 1 <= len(tries) <= 3  # at once, after 5 s, after 10 more: not every 2-3 s
+    assert "live feed reconnecting" in page.locator("#status").inner_text()
+    page.unroute("**/api/alerts/stream**")
+    page.wait_for_function(
+        "document.getElementById('status').dataset.state === 'live'", timeout=30_000
+    )
+    context.close()
