@@ -244,6 +244,7 @@ class AlertsProcessor:
             idle = self._idle_partitions([_partition_name(m.topic, m.partition) for m in batch])
             partitions = [_partition_name(m.topic, m.partition) for m in sources]
             result = self.pipeline.process(scored, partitions, idle_partitions=idle)
+            self._reported_idle(idle)
             self.publisher.publish_pending()
             if self.signals is not None:
                 self.signals.record_scored([scored_summary(s.to_dict()) for s in scored])
@@ -265,10 +266,16 @@ class AlertsProcessor:
         return BatchResult(outputs=outputs, failed=list(prepared.failed))
 
     def on_idle(self) -> None:
-        """Between messages: close the last windows of a quiet stream, then publish what is in
-        the outbox (alerts just claimed, a dead consumer's whose lease ran out, failed sends)."""
+        """Between messages: drop idle partitions from the watermark (a consumer whose
+        partitions are all silent gets no batch to do it in), close the last windows of a
+        quiet stream, then publish what is in the outbox (alerts just claimed, a dead
+        consumer's whose lease ran out, failed sends)."""
         with _state_errors():
+            idle = self._idle_partitions([])
             result = self._close_quiet_windows()
+            if result is None and idle:
+                result = self.pipeline.advance({}, idle)
+                self._reported_idle(idle)
             self.publisher.publish_pending()
         if result is not None:
             self._account(0, result)
@@ -303,18 +310,22 @@ class AlertsProcessor:
         self.publisher.publish_pending()
 
     def _idle_partitions(self, seen: list[str]) -> list[str]:
-        """Assigned partitions without a message for `partition_idle_s` (each reported once)."""
+        """Assigned partitions without a message for `partition_idle_s`, not reported yet."""
         now = self._clock()
         for name in seen:
             self._last_seen[name] = now
-        idle = [
+        return [
             name
             for name, last in self._last_seen.items()
             if last is not None and now - last > self.config.partition_idle_s
         ]
-        for name in idle:
-            self._last_seen[name] = None
-        return idle
+
+    def _reported_idle(self, names: list[str]) -> None:
+        """The store dropped `names` from its watermark: not reported again until a message
+        (marked only then, so an attempt that failed reports them again on its retry)."""
+        for name in names:
+            if name in self._last_seen:
+                self._last_seen[name] = None
 
     def _account(self, n_scored: int, result: PipelineResult) -> None:
         m = self.metrics

@@ -16,6 +16,7 @@ from threefold.apps.alerts.state.store import (
     FEED_READ_COUNT,
     MAX_FEED,
     MAX_SERIES,
+    REPLAY_MEMORY_S,
     SEEN,
     WindowClose,
     WindowRef,
@@ -34,6 +35,8 @@ class InMemoryStateStore:
         self._partitions: dict[str, float] = {}
         self._windows: dict[WindowRef, WindowCounts] = {}
         self._seen: dict[WindowRef, set[str]] = {}
+        # closed window -> (when to forget, the ids it counted): redeliveries are not late
+        self._closed_seen: dict[WindowRef, tuple[float, set[str]]] = {}
         self._baselines: dict[str, Baseline] = {}
         self._cooldown: dict[str, int] = {}
         self._claimed: set[str] = set()
@@ -51,7 +54,8 @@ class InMemoryStateStore:
         for entry in entries:
             ref = (entry.key, entry.start, entry.end)
             if self._watermark is not None and entry.end <= self._watermark:
-                out.append(CLOSED)
+                counted = self._seen.get(ref) or self._closed_seen.get(ref, (0.0, set()))[1]
+                out.append(SEEN if entry.message_id in counted else CLOSED)
                 continue
             seen = self._seen.setdefault(ref, set())
             if entry.message_id in seen:
@@ -136,7 +140,13 @@ class InMemoryStateStore:
         history.append(counts.to_dict())
         del history[:-MAX_SERIES]
         del self._windows[ref]
-        self._seen.pop(ref, None)
+        now = time.time()
+        while self._closed_seen:  # oldest first: every entry lives REPLAY_MEMORY_S
+            oldest = next(iter(self._closed_seen))
+            if self._closed_seen[oldest][0] > now:
+                break
+            del self._closed_seen[oldest]
+        self._closed_seen[ref] = (now + REPLAY_MEMORY_S, self._seen.pop(ref, set()))
         return 1
 
     def pending_alerts(self) -> list[dict]:

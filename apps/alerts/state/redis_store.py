@@ -15,6 +15,7 @@ from threefold.apps.alerts.state.store import (
     FEED_READ_COUNT,
     MAX_FEED,
     MAX_SERIES,
+    REPLAY_MEMORY_S,
     WindowClose,
     WindowRef,
     alert_order,
@@ -165,7 +166,7 @@ class RedisStateStore:
         0 already closed, -1 stale baseline (another consumer closed one first: recompute)."""
         if not closes:
             return []
-        args: list[object] = [self.prefix, MAX_SERIES, self.ttl_s]
+        args: list[object] = [self.prefix, MAX_SERIES, self.ttl_s, REPLAY_MEMORY_S]
         for counts, expected_windows, new in closes:
             args += [
                 counts.key,

@@ -4,7 +4,9 @@ How the state survives restarts and at-least-once redelivery (Kafka offsets are 
 after a batch's outputs are flushed, so a crash replays the uncommitted messages):
 
 * Counting is idempotent: each (key, window) keeps the set of message ids it counted; adding an
-  id that is already there changes nothing (Redis: SADD + HINCRBY in one Lua script).
+  id that is already there changes nothing (Redis: SADD + HINCRBY in one Lua script). A
+  closed window keeps that set for REPLAY_MEMORY_S, so a redelivered message is SEEN (a
+  redelivery), not CLOSED (late news that was never aggregated).
 * Event time is tracked per input partition (Kafka orders messages only within one): each
   partition's watermark is its highest event time minus the grace; the store's watermark is
   the lowest of them, only moves forward, and is stored. A window whose end is at or before it
@@ -42,6 +44,7 @@ MAX_SERIES = 500
 MAX_FEED = 1000
 FEED_READ_COUNT = 100  # alerts returned by one read_feed call at most
 ALERT_LEASE_S = 20  # a publisher's hold on the outbox alerts it is sending
+REPLAY_MEMORY_S = 3600  # how long a closed window remembers the ids it counted (redeliveries)
 
 WindowRef = tuple[str, int, int]  # (key, start, end)
 # (final counts, windows in the baseline it was computed from, the baseline with it folded in)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import redis
+
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.pipeline import AlertPipeline
 from threefold.apps.alerts.processor import AlertPublisher, AlertsProcessor, PreparedBatch
 from threefold.apps.alerts.state.memory import InMemoryStateStore
+from threefold.core.errors import ServiceError
 from threefold.streaming.messages import Message
 
 from .conftest import T0, make_scored
@@ -63,3 +67,38 @@ def test_quiet_close_off_waits_for_the_next_message() -> None:
     clock.now += 3600
     processor.on_idle()
     assert len(store.open_windows()) == 2
+
+
+class FlakyStore(InMemoryStateStore):
+    """Its next `advance_watermark` fails like a Redis timeout, once."""
+
+    fail_next = False
+
+    def advance_watermark(self, by_partition, idle=()):
+        if self.fail_next:
+            self.fail_next = False
+            raise redis.TimeoutError("Timeout reading from socket")
+        return super().advance_watermark(by_partition, idle)
+
+
+def test_an_idle_partition_is_dropped_even_when_the_first_attempt_failed() -> None:
+    """The runner retries a batch whose state update failed; the silent partition found idle
+    in the failed attempt must still be dropped by the retry, or it holds the watermark back
+    until its next message (no window closes meanwhile)."""
+    config = AlertsConfig(window_size_s=300, grace_s=0, partition_idle_s=30, quiet_close_s=0)
+    store, clock = FlakyStore(), Clock()
+    publisher = AlertPublisher(store, producer=None, topic="alerts")
+    processor = AlertsProcessor(
+        config, None, AlertPipeline.from_config(config, store), publisher, clock=clock
+    )
+    processor.on_partitions_assigned([Partition(0), Partition(1)])  # 1 stays silent
+    clock.now += 31
+    scored = make_scored("m1", T0 + 400, "neutral")
+    message = Message("news", 0, 7, b"m1", json.dumps({"id": "m1"}).encode(), 0)
+    store.fail_next = True
+    with pytest.raises(ServiceError):
+        processor.apply([message], PreparedBatch(scored=[scored], sources=[message]))
+    processor.apply([message], PreparedBatch(scored=[scored], sources=[message]))  # the retry
+    assert store.watermark() == T0 + 400
+    processor.on_idle()
+    assert store.watermark() == T0 + 400

@@ -199,3 +199,45 @@ def test_the_first_sending_note_is_kept_until_the_alert_is_acknowledged(store) -
     assert store.sending_marks(taken) == {alert()["alert_id"]: {0: 4, 1: 9}}
     store.ack_alerts(taken)
     assert store.sending_marks(taken) == {}
+
+
+def test_a_redelivered_batch_is_not_flagged_late_after_its_windows_closed(store) -> None:
+    """A consumer killed (or a commit lost to a rebalance, or a Kafka outage) after a batch
+    was applied but before its offsets were committed: the batch is read again. Its messages
+    were counted, and the windows they closed are closed now, but they are redeliveries, not
+    late news: republished `late: true` and counted as late, they looked unaggregated."""
+    import json
+
+    from threefold.apps.alerts.pipeline import AlertPipeline
+    from threefold.apps.alerts.processor import AlertPublisher, AlertsProcessor
+    from threefold.streaming.messages import Message
+
+    from .conftest import T0
+    from .test_poison_messages import NeutralScorer
+
+    config = AlertsConfig(window_size_s=300, grace_s=60)
+    pipeline = AlertPipeline.from_config(config, store)
+    processor = AlertsProcessor(
+        config, NeutralScorer(), pipeline, AlertPublisher(store, producer=None, topic="alerts")
+    )
+    batch = [
+        Message(
+            "news",
+            0,
+            i,
+            None,
+            json.dumps({"id": f"m{i}", "text": "x", "published_at": T0 + i * 40}).encode(),
+            0,
+        )
+        for i in range(16)
+    ]  # event time T0 .. T0 + 600: the batch itself closes the window [T0, T0 + 300)
+    first = processor.process(batch)
+    assert [w["total"] for w in store.history("topic:legal")] == [8]
+    again = processor.process(batch)  # read again: nothing was committed
+    assert [o.value["late"] for o in again.outputs] == [o.value["late"] for o in first.outputs]
+    metric = processor.metrics.registry.get_sample_value
+    assert metric("threefold_alerts_messages_late_total") == 0
+    assert metric("threefold_alerts_messages_redelivered_total") == 16
+    assert [w["total"] for w in store.history("topic:legal")] == [8]
+    late = Message("news", 0, 99, None, b'{"id": "new", "text": "x", "published_at": 0}', 0)
+    assert [o.value["late"] for o in processor.process([late]).outputs] == [True]

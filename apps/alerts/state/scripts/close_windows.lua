@@ -1,8 +1,8 @@
 -- Fold windows into their baselines (compare-and-set on the window count). KEYS: open.
--- ARGV: prefix, max_series, ttl, then 8 values per window. Returns 1/0/-1 per window.
-local prefix, max_series, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+-- ARGV: prefix, max_series, ttl, replay_s, then 8 values per window. Returns 1/0/-1 per window.
+local prefix, max_series, ttl, replay = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local out = {}
-for i = 4, #ARGV, 8 do
+for i = 5, #ARGV, 8 do
   local key, start, stop, expected = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local member = start .. ':' .. stop .. ':' .. key
   local base = prefix .. 'base:' .. key
@@ -19,8 +19,9 @@ for i = 4, #ARGV, 8 do
     redis.call('ZREMRANGEBYRANK', hist, 0, -(max_series + 1))
     redis.call('EXPIRE', hist, ttl)
     local suffix = key .. ':' .. start
-    redis.call('DEL', prefix .. 'w:' .. suffix, prefix .. 'seen:' .. suffix)
-    redis.call('DEL', prefix .. 'ex:' .. suffix)
+    redis.call('DEL', prefix .. 'w:' .. suffix, prefix .. 'ex:' .. suffix)
+    -- kept a while: a redelivered message is then a duplicate, not a late one
+    redis.call('EXPIRE', prefix .. 'seen:' .. suffix, replay)
     out[#out + 1] = 1
   end
 end

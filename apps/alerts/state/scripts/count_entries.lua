@@ -1,5 +1,6 @@
 -- Count window entries once per message id. KEYS: wm, open, keys. ARGV: prefix, max_examples,
--- ttl, then per entry key, start, end, message_id, sentiment, example. Returns 1/0/-1 per entry.
+-- ttl, then per entry key, start, end, message_id, sentiment, example. Returns 1/0/-1 per entry
+-- (0 also for an id a closed window counted: a redelivery).
 local wm = redis.call('GET', KEYS[1])
 wm = wm and tonumber(wm)
 local prefix, max_examples, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -11,7 +12,7 @@ for i = 4, #ARGV, 6 do
   local seen = prefix .. 'seen:' .. key .. ':' .. start
   local examples = prefix .. 'ex:' .. key .. ':' .. start
   if wm and tonumber(stop) <= wm then
-    out[#out + 1] = -1
+    out[#out + 1] = redis.call('SISMEMBER', seen, id) == 1 and 0 or -1
   elseif redis.call('SADD', seen, id) == 0 then
     out[#out + 1] = 0
   else

@@ -1,0 +1,106 @@
+"""Consumer-group faults on the real broker and Redis, with a neutral scorer (no model)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from kafka import KafkaProducer
+
+from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.consumer import build_runner
+from threefold.apps.alerts.state.redis_store import RedisStateStore
+from threefold.streaming.kafka_config import ensure_topics
+
+from .conftest import T0
+from .test_poison_messages import NeutralScorer
+
+pytestmark = pytest.mark.integration
+SAFETY_S = 60
+
+
+def _config(kafka_bootstrap: str, redis_prefix: str, unique_name, **overrides) -> AlertsConfig:
+    config = AlertsConfig(
+        input_topic=unique_name("news"),
+        scored_topic=unique_name("scored"),
+        alerts_topic=unique_name("alerts"),
+        dead_letter_topic=unique_name("dlq"),
+        group_id=unique_name("group"),
+        window_size_s=300,
+        grace_s=0,
+        quiet_close_s=0,
+        redis_prefix=redis_prefix,
+        bootstrap_servers=kafka_bootstrap,
+        max_batch=8,
+        max_wait_ms=50,
+        **overrides,
+    )
+    ensure_topics(kafka_bootstrap, [config.input_topic], partitions=2)
+    ensure_topics(kafka_bootstrap, [config.scored_topic, config.alerts_topic])
+    ensure_topics(kafka_bootstrap, [config.dead_letter_topic])
+    return config
+
+
+def _wait_for(condition: Callable[[], bool], what: str, errors: list[BaseException]) -> None:
+    deadline = time.monotonic() + SAFETY_S
+    while not condition():
+        assert not errors, errors
+        assert time.monotonic() < deadline, f"timed out after {SAFETY_S} s waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_a_consumer_whose_only_partition_is_silent_does_not_hold_the_watermark_forever(
+    kafka_bootstrap, redis_settings, redis_prefix, unique_name
+) -> None:
+    """Two consumers, one partition each; news only on partition 1. The consumer of the silent
+    partition 0 never gets a batch, so it must report its partition idle between messages,
+    or that partition holds the group's watermark at its registration value for good and no
+    window ever closes (no final surge decision, no early alert after the first window)."""
+    config = _config(kafka_bootstrap, redis_prefix, unique_name, partition_idle_s=1.0)
+    built = [build_runner(config, redis_settings, scorer=NeutralScorer()) for _ in range(2)]
+    assigned: list[set[int]] = [set(), set()]
+    for index, (_, processor) in enumerate(built):
+        original = processor.on_partitions_assigned
+
+        def on_assigned(partitions, index=index, original=original) -> None:
+            assigned[index] = {tp.partition for tp in partitions}
+            original(partitions)
+
+        processor.on_partitions_assigned = on_assigned  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def run(runner) -> threading.Thread:
+        def target() -> None:
+            try:
+                runner.run(stop_after=SAFETY_S)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        return thread
+
+    threads = [run(runner) for runner, _ in built]
+    store: RedisStateStore = built[0][1].pipeline.store  # type: ignore[assignment]
+    try:
+        _wait_for(lambda: sorted(map(sorted, assigned)) == [[0], [1]], "one partition each", errors)
+        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+        for i in range(40):  # event time T0 .. T0 + 780: the first two windows are due
+            body = {"id": f"m{i}", "text": "Quantive news", "published_at": T0 + i * 20}
+            producer.send(config.input_topic, json.dumps(body).encode(), partition=1)
+        producer.flush()
+        producer.close()
+        _wait_for(lambda: len(store.history("topic:legal")) == 2, "two windows closed", errors)
+    finally:
+        for runner, _ in built:
+            runner.stop()
+        for thread in threads:
+            thread.join(SAFETY_S)
+        for _, processor in built:
+            processor.publisher.close()
+    assert not errors, errors
+    assert store.watermark() == T0 + 780
+    assert [w["total"] for w in store.history("topic:legal")] == [15, 15]
