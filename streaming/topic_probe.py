@@ -42,7 +42,7 @@ class TopicProbe:
 
         consumer = self._client()
         numbers = consumer.partitions_for_topic(self.topic)
-        partitions = [TopicPartition(self.topic, p) for p in sorted(numbers)]
+        partitions = [TopicPartition(self.topic, p) for p in sorted(numbers or ())]  # None: unknown
         if not partitions:
             return {}
         ends = consumer.end_offsets(partitions, timeout_ms=int(self.timeout_s * 1000))

@@ -48,3 +48,17 @@ def test_finds_only_the_wanted_ids_written_past_the_noted_offsets(kafka_bootstra
         assert probe.ids_since({0: 10_000, 1: 10_000}, wanted, id_field="id") == set()
     finally:
         probe.close()
+
+
+def test_a_broker_that_does_not_create_topics_answers_no_offsets(kafka_bootstrap) -> None:
+    """kafka-python answers None, not an empty set, for a topic an Apache Kafka broker with
+    auto.create.topics.enable=false does not know (tansu creates it, so a stand-in here)."""
+
+    class UnknownTopic:
+        def partitions_for_topic(self, topic: str) -> None:
+            return None
+
+    probe = TopicProbe(kafka_bootstrap, "never-created", timeout_s=5)
+    probe._consumer = UnknownTopic()
+    assert probe.end_offsets() == {}
+    assert probe.ids_since({}, {"a"}, id_field="id") == set()
