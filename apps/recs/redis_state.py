@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,6 +33,7 @@ VECTOR_BATCH = 2_000
 # item id -> text digest + vector (the old 'vectors' hash held bare vectors, whatever the text)
 VECTORS_KEY = "item-vectors"
 LEGACY_VECTORS_KEY = "vectors"
+CACHE_EPOCH_KEY = "recs-epoch"  # per user: a new value at each invalidation
 
 
 class RedisState:
@@ -113,33 +115,68 @@ class RedisState:
     # ------------------------------------------------------------------ rec lists
     def get_recs(self, user_id: str, variant: str) -> dict[str, Any] | None:
         """A cached response for this user and query variant; counts hit/miss/unavailable."""
-        raw = self._call("get_recs", lambda r: [r.hget(self._key("recs", user_id), variant)])
-        if raw is None:
-            self.metrics.record("unavailable")
-            return None
-        if raw[0] is None:
-            self.metrics.record("miss")
-            return None
-        self.metrics.record("hit")
-        return json.loads(raw[0])
+        return self.lookup_recs(user_id, variant)[0]
 
-    def put_recs(self, user_id: str, variant: str, value: Mapping[str, Any]) -> bool:
+    def lookup_recs(self, user_id: str, variant: str) -> tuple[dict[str, Any] | None, str | None]:
+        """`get_recs`, and the user's cache epoch to pass to `put_recs` with a list ranked now.
+
+        `invalidate` gives the user a new epoch, so a list tagged with another one (ranked from
+        a history read before the user's latest event, then cached after its invalidation) is
+        a miss, never served.
+        """
+
+        def action(r: Any) -> list[Any]:
+            pipe = r.pipeline()
+            pipe.hget(self._key("recs", user_id), variant)
+            pipe.get(self._key(CACHE_EPOCH_KEY, user_id))
+            return pipe.execute()
+
+        found = self._call("get_recs", action)
+        if found is None:
+            self.metrics.record("unavailable")
+            return None, None
+        raw, epoch = found
+        epoch = epoch.decode() if isinstance(epoch, bytes) else epoch
+        stored = json.loads(raw) if raw is not None else None
+        if not isinstance(stored, dict) or "list" not in stored or stored.get("epoch") != epoch:
+            self.metrics.record("miss")
+            return None, epoch
+        self.metrics.record("hit")
+        return stored["list"], epoch
+
+    def put_recs(
+        self, user_id: str, variant: str, value: Mapping[str, Any], *, epoch: str | None = None
+    ) -> bool:
+        """Cache a response ranked after `lookup_recs` answered `epoch` for this user."""
         key = self._key("recs", user_id)
 
         def action(r: Any) -> bool:
             pipe = r.pipeline()
-            pipe.hset(key, variant, json.dumps(value))
+            pipe.hset(key, variant, json.dumps({"epoch": epoch, "list": value}))
             pipe.expire(key, self.ttl_seconds)
+            # the epoch outlives every list tagged with an older one
+            pipe.expire(self._key(CACHE_EPOCH_KEY, user_id), 2 * self.ttl_seconds)
             pipe.execute()
             return True
 
         return self._call("put_recs", action) is True
 
     def invalidate(self, user_ids: Iterable[str]) -> bool:
-        keys = [self._key("recs", u) for u in set(user_ids)]
-        if not keys:
+        """Drop these users' cached lists and give each a new cache epoch (`lookup_recs`)."""
+        users = set(user_ids)
+        if not users:
             return True
-        return self._call("invalidate", lambda r: r.delete(*keys) >= 0) is True
+
+        def action(r: Any) -> bool:
+            pipe = r.pipeline()
+            for user_id in users:
+                pipe.delete(self._key("recs", user_id))
+                epoch_key = self._key(CACHE_EPOCH_KEY, user_id)
+                pipe.set(epoch_key, secrets.token_hex(8), ex=2 * self.ttl_seconds)
+            pipe.execute()
+            return True
+
+        return self._call("invalidate", action) is True
 
     # ------------------------------------------------------------------ histories
     def append_events(self, events: Sequence[Event]) -> bool:

@@ -54,7 +54,9 @@ def get_recommendations() -> Any:
         f"a{variant}|m{recommender.model_version}|v{shared.catalog_changes.version}|k{k}"
         f"|o{offset}|c{(category or '').lower()}|d{diversity:.3f}|x{int(exclude_seen)}"
     )
-    cached = shared.redis.get_recs(user_id, key)
+    # the epoch keeps a list ranked from a history older than the user's latest event (which
+    # invalidated the cache meanwhile) out of the cache's answers
+    cached, epoch = shared.redis.lookup_recs(user_id, key)
     if cached is not None:
         kind = "cold_start" if cached["cold_start"] else "personal"
         shared.metrics.served.labels(kind, "yes").inc()
@@ -70,7 +72,7 @@ def get_recommendations() -> Any:
         exclude_purchased=settings.exclude_purchased,
     )
     body = {**result.to_dict(), "variant": variant}
-    shared.redis.put_recs(user_id, key, body)
+    shared.redis.put_recs(user_id, key, body, epoch=epoch)
     shared.metrics.served.labels("cold_start" if result.cold_start else "personal", "no").inc()
     return _served(shared, body, cached=False)
 

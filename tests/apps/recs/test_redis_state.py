@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 
 import pytest
 from support.services import frozen
@@ -90,6 +91,41 @@ def test_workers_share_histories_and_catalog_changes(
     assert "bt-300" in item_ids(similar)
     assert worker_a.delete("/api/items/bt-300", headers=admin_headers).status_code == 200
     assert worker_b.get("/api/items/bt-300").status_code == 404
+
+
+def test_a_list_ranked_before_a_purchase_is_not_served_from_the_cache_after_it(
+    make_app, redis_url, redis_prefix
+):
+    """A request that read the history before a purchase on another worker, and cached its list
+    after that event's invalidation, must not serve the bought item to later requests."""
+    from threefold.apps.recs.web.shared import EXTENSION
+
+    settings = {"redis_url": redis_url, "redis_prefix": redis_prefix}
+    app_b = make_app(**settings)
+    worker_a, worker_b = make_app(**settings).test_client(), app_b.test_client()
+    worker_a.post("/api/events", json={"user_id": "racer", "item_id": "kt-003"})
+    url = "/api/recommendations?user_id=racer&k=5"
+    bought = item_ids(worker_b.get(url + "&diversity=0.5").json)[0]
+    recommender = app_b.extensions[EXTENSION].recommender
+    ranking, purchased = threading.Event(), threading.Event()
+    original = recommender.recommend
+
+    def slow_recommend(*args, **kwargs):  # the history was read already
+        ranking.set()
+        purchased.wait(10)
+        return original(*args, **kwargs)
+
+    recommender.recommend = slow_recommend
+    racing = threading.Thread(target=worker_b.get, args=(url,))
+    racing.start()
+    assert ranking.wait(10)
+    purchase = {"user_id": "racer", "item_id": bought, "event": "purchase"}
+    assert worker_a.post("/api/events", json=purchase).status_code == 202
+    purchased.set()
+    racing.join(10)
+    recommender.recommend = original
+    for worker in (worker_a, worker_b):
+        assert bought not in item_ids(worker.get(url).json)
 
 
 def test_unreachable_redis_still_answers(make_app):
