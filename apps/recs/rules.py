@@ -79,13 +79,16 @@ def mmr(
     """Maximal marginal relevance: greedily pick (1-d)*relevance - d*max similarity to picks.
 
     `relevance` is aligned with `candidates` and rescaled to [0, 1]; `diversity=0` keeps the
-    relevance order, 1 ignores relevance after the first pick.
+    relevance order, 1 ignores relevance after the first pick (the most relevant item). Ties go
+    to the more relevant item.
     """
     if not 0.0 <= diversity <= 1.0:
         raise ConfigError(f"diversity must be within [0, 1], found {diversity!r}")
     order = np.argsort(-relevance, kind="stable")
     if diversity == 0.0 or len(candidates) <= 1:
         return [int(candidates[i]) for i in order[:k]]
+    # best first, so that argmax (the first maximum) breaks ties by relevance
+    candidates, relevance = np.asarray(candidates)[order], np.asarray(relevance)[order]
     low, high = float(relevance.min()), float(relevance.max())
     scaled = (relevance - low) / (high - low) if high > low else np.ones_like(relevance)
     chosen_vectors = vectors[candidates]

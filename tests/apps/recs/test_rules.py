@@ -34,6 +34,15 @@ def test_mmr_trades_relevance_for_novelty():
         mmr(candidates, relevance, vectors, k=2, diversity=1.5)
 
 
+def test_full_diversity_starts_with_the_most_relevant_item_and_breaks_ties_by_relevance():
+    """diversity=1 ignores relevance only after the first pick: the list still opens with the
+    best item, and among equally novel items the more relevant one comes first."""
+    vectors = np.eye(8, dtype=np.float32)  # no two items alike: every later pick ties
+    candidates = np.array([5, 3, 7])
+    relevance = np.array([0.1, 0.9, 0.5])
+    assert mmr(candidates, relevance, vectors, k=3, diversity=1.0) == [3, 7, 5]
+
+
 def test_paging_and_cursors():
     page = paginate(list(range(7)), offset=3, k=3)
     assert page.positions == [3, 4, 5]
