@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from threefold.apps.recs.event_spool import EventSpool
-from threefold.apps.recs.events import Event, group_by_user
+from threefold.apps.recs.events import Event, group_by_user, sort_events
 from threefold.apps.recs.redis_state import RedisState
 
 
@@ -65,13 +65,13 @@ class UserHistories:
         return not self.spool.pending()
 
     def get(self, user_id: str) -> list[Event]:
-        """Oldest first, at most `limit` events."""
+        """Oldest first by timestamp (events may arrive out of order), at most `limit` events."""
         self.replay_spool()
         posted = self.redis.history(user_id)
         if posted is None:
             with self._lock:
                 posted = list(self._local.get(user_id, ()))
-        events = [*self._seed.get(user_id, ()), *posted]
+        events = sort_events([*self._seed.get(user_id, ()), *posted])
         return events[-self.limit :]
 
     @property

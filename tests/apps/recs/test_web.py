@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 
@@ -122,6 +123,21 @@ def test_event_changes_the_users_list(client):
     after = client.get("/api/recommendations?user_id=fresh-user&k=5").json
     assert after["cold_start"] is False
     assert "bt-001" not in [i["item_id"] for i in after["items"]]
+
+
+def test_the_order_events_arrive_in_does_not_change_the_list(client):
+    """A history is read oldest first by timestamp: an old event sent late (an app flushing its
+    offline queue) is not taken for the shopper's newest interest."""
+    now = time.time()
+    new = {"item_id": "bk-002", "event": "click", "timestamp": now}
+    old = {"item_id": "kt-005", "event": "click", "timestamp": now - 300 * 86_400}
+    lists = []
+    for user, events in (("in-order", [old, new]), ("late-old-event", [new, old])):
+        body = {"events": [{**event, "user_id": user} for event in events]}
+        assert client.post("/api/events", json=body).status_code == 202
+        served = client.get(f"/api/recommendations?user_id={user}&k=5").json
+        lists.append([(i["item_id"], i["reason"]) for i in served["items"]])
+    assert lists[1] == lists[0]
 
 
 def test_event_batch_is_accepted(client):
