@@ -330,6 +330,33 @@ def first_allowed(order: np.ndarray, n: int, allowed: np.ndarray) -> np.ndarray:
         window *= 4
 
 
+def pool_tiers(base: int, wanted: int) -> list[int]:
+    """`base`, 2·`base`, 4·`base`, ... up to the first at least `wanted`.
+
+    A page ranks its candidates tier by tier (`tiered_candidates`, `rules.rank_by_tier`), so a
+    deeper page, which needs a bigger pool, never reorders or repeats a shallower one.
+    """
+    tiers = [base]
+    while tiers[-1] < wanted:
+        tiers.append(tiers[-1] * 2)
+    return tiers
+
+
+def tiered_candidates(
+    generate: Callable[[int], np.ndarray], tiers: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The union of `generate(pool)` over `tiers`, in tier order, and each candidate's first
+    tier (its index in `tiers`)."""
+    first: dict[int, int] = {}
+    for tier, pool in enumerate(tiers):
+        for position in generate(pool).tolist():
+            first.setdefault(position, tier)
+    return (
+        np.fromiter(first.keys(), dtype=np.int64, count=len(first)),
+        np.fromiter(first.values(), dtype=np.int64, count=len(first)),
+    )
+
+
 def generate_candidates(
     *,
     allowed: np.ndarray,

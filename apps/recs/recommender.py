@@ -20,6 +20,8 @@ from threefold.apps.recs.candidates import (
     attribute_of,
     descending,
     generate_candidates,
+    pool_tiers,
+    tiered_candidates,
 )
 from threefold.apps.recs.catalog import Catalog, Item
 from threefold.apps.recs.combiner import LinearCombiner
@@ -35,9 +37,9 @@ from threefold.apps.recs.ranking_features import (
 from threefold.apps.recs.rules import (
     allowed_items,
     category_mask,
-    mmr,
     new_item_slot,
     paginate,
+    rank_by_tier,
 )
 from threefold.apps.recs.sequence_ensemble import SequenceEnsemble
 from threefold.apps.recs.sequence_model import SequenceModel
@@ -617,16 +619,25 @@ class Recommender:
             exclude_seen=exclude_seen,
             category=category_mask(builder.items, category),
         )
-        pool = max(self.candidate_pool, 2 * (offset + k))
+        # one extra so the page knows whether another follows
+        needed = offset + k + 1
+        tiers = pool_tiers(self.candidate_pool, 2 * (offset + k))
         if profile.is_cold:
-            candidates = generate_candidates(
-                allowed=allowed,
-                pool=pool,
-                popularity=builder.popularity,
-                trending=trending,
-                popularity_order=popularity_order,
-                trending_order=trending_order,
-            )
+
+            def cold(pool: int) -> np.ndarray:
+                return generate_candidates(
+                    allowed=allowed,
+                    pool=pool,
+                    popularity=builder.popularity,
+                    trending=trending,
+                    popularity_order=popularity_order,
+                    trending_order=trending_order,
+                )
+
+            candidates, tier_of = tiered_candidates(cold, tiers)
+            while len(candidates) < needed and tiers[-1] < builder.n:  # popular + trending give
+                tiers.append(2 * tiers[-1])  # about half a pool: grow it while items are left
+                candidates, tier_of = tiered_candidates(cold, tiers)
             scores = (
                 COLD_POPULARITY_WEIGHT * builder.popularity[candidates]
                 + (1 - COLD_POPULARITY_WEIGHT) * trending[candidates]
@@ -636,24 +647,28 @@ class Recommender:
             # the sequence scores over every item (on this thread) and the rest of the
             # profile's signals (on a pool thread) do not depend on each other, and both
             # release the GIL for their costly parts: at 1M items 15-20 ms less per request
-            job = QUERY_POOL.submit(profile_signals, builder, index, encoder, profile, pool)
+            job = QUERY_POOL.submit(profile_signals, builder, index, encoder, profile, tiers[-1])
             sequence = (
                 builder.sequence_scores(sequence_model, [profile])[0]
                 if sequence_model is not None
                 else None
             )
             neighbours, cooc, recent, query = job.result()
-            candidates = generate_candidates(
-                allowed=allowed,
-                pool=pool,
-                popularity=builder.popularity,
-                trending=trending,
-                neighbour_positions=neighbours,
-                cooccurrence=cooc,
-                sequence=sequence,
-                popularity_order=popularity_order,
-                trending_order=trending_order,
-            )
+
+            def warm(pool: int) -> np.ndarray:
+                return generate_candidates(
+                    allowed=allowed,
+                    pool=pool,
+                    popularity=builder.popularity,
+                    trending=trending,
+                    neighbour_positions=neighbours[:pool],
+                    cooccurrence=cooc,
+                    sequence=sequence,
+                    popularity_order=popularity_order,
+                    trending_order=trending_order,
+                )
+
+            candidates, tier_of = tiered_candidates(warm, tiers)
             features = builder.features(
                 profile,
                 query,
@@ -672,8 +687,9 @@ class Recommender:
                     features[:, SEQUENCE_COLUMN],
                     k,
                 )
-        # one extra so the page knows whether another follows
-        ranked = mmr(candidates, scores, builder.vectors, k=offset + k + 1, diversity=diversity)
+        ranked = rank_by_tier(
+            candidates, scores, tier_of, builder.vectors, k=needed, diversity=diversity
+        )
         page = paginate(ranked, offset=offset, k=k)
         row_of = {int(p): i for i, p in enumerate(candidates)}
         results = [

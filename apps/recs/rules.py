@@ -119,6 +119,28 @@ class Page:
         return encode_cursor(self.next_offset) if self.next_offset is not None else None
 
 
+def rank_by_tier(
+    candidates: np.ndarray,
+    relevance: np.ndarray,
+    tiers: np.ndarray,
+    vectors: np.ndarray,
+    *,
+    k: int,
+    diversity: float,
+) -> list[int]:
+    """`mmr` within each candidate tier (`candidates.tiered_candidates`), tiers in order, until
+    `k` are ranked: a bigger pool adds items after the ones a smaller pool ranked."""
+    ranked: list[int] = []
+    for tier in np.unique(tiers):
+        if len(ranked) >= k:
+            break
+        rows = np.flatnonzero(tiers == tier)
+        ranked += mmr(
+            candidates[rows], relevance[rows], vectors, k=k - len(ranked), diversity=diversity
+        )
+    return ranked
+
+
 def paginate(ranked: Sequence[int], *, offset: int, k: int) -> Page:
     """Slice `k` results from `offset`; `next_offset` is None on the last page."""
     if offset < 0 or k <= 0:

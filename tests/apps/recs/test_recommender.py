@@ -105,6 +105,27 @@ def test_pages_continue_where_the_previous_page_ended(shared):
     assert first.next_offset == 5
 
 
+@pytest.mark.parametrize("user", ["coffee-fan", "nobody-yet"])
+def test_paging_past_the_candidate_pool_never_repeats_or_reorders_items(
+    shared, catalog, sample_events, embedder, user
+):
+    """The pool grows with the offset; a bigger pool brought in better items, which pushed
+    items already shown onto later pages (and a cold user's pages stopped early)."""
+    engine = Recommender(
+        catalog, embedder, events=sample_events, combiner=shared.combiner, candidate_pool=8
+    )
+    engine.build({item_id: shared.vector_of(item_id) for item_id in catalog.ids})
+    history = coffee_history(user) if user == "coffee-fan" else []
+    shown, offset = [], 0
+    while offset is not None:
+        page = engine.recommend(user, history, k=3, offset=offset)
+        shown += ids(page)
+        offset = page.next_offset
+    assert len(shown) == len(set(shown))
+    assert len(shown) > 40  # pages go on while items are left, not while the first pool lasts
+    assert ids(engine.recommend(user, history, k=12)) == shown[:12]
+
+
 def test_added_item_is_recommendable_immediately(recommender):
     tamper = Item(
         item_id="kt-100",

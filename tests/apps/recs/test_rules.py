@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from threefold.apps.recs.candidates import pool_tiers
 from threefold.apps.recs.rules import (
     allowed_items,
     decode_cursor,
     encode_cursor,
     mmr,
     paginate,
+    rank_by_tier,
 )
 from threefold.core.errors import ConfigError
 
@@ -78,3 +80,18 @@ def test_new_item_slot_never_promotes_an_excluded_item_and_needs_a_longer_list()
     short = np.array([5.0, 4.0])
     assert np.array_equal(new_item_slot(short, np.array([False, True]), np.ones(2), 2), short)
     assert np.array_equal(new_item_slot(scores, new, np.ones(4), 0), scores)
+
+
+def test_pool_tiers_double_up_to_the_wanted_size() -> None:
+    assert pool_tiers(200, 20) == [200]
+    assert pool_tiers(200, 201) == [200, 400]
+    assert pool_tiers(8, 126) == [8, 16, 32, 64, 128]
+
+
+def test_a_bigger_tier_ranks_after_a_smaller_one_whatever_its_scores() -> None:
+    vectors = np.eye(4, dtype=np.float32)
+    candidates = np.array([0, 1, 2, 3])
+    scores = np.array([0.1, 0.2, 0.9, 0.8])  # the best items came with the bigger pool
+    tiers = np.array([0, 0, 1, 1])
+    assert rank_by_tier(candidates, scores, tiers, vectors, k=4, diversity=0.0) == [1, 0, 2, 3]
+    assert rank_by_tier(candidates, scores, tiers, vectors, k=1, diversity=0.5) == [1]
