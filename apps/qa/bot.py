@@ -6,6 +6,7 @@ probabilities with the retrieval cosines (see `intent_fusion`); both come from o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -75,6 +76,11 @@ class Bot:
         self._label_columns = np.array([i for i, x in enumerate(labels) if x in kb], dtype=int)
         self._label_ids = [labels[i] for i in self._label_columns]
         self.small_talk = SmallTalk(embedder)
+        owners: dict[str, set[str]] = {}
+        for entry in kb:
+            for question in entry.questions:
+                owners.setdefault(question_key(question), set()).add(entry.id)
+        self._exact = {key: next(iter(ids)) for key, ids in owners.items() if len(ids) == 1}
         self._max_vectors_per_faq = max(
             (len(e.questions) + int(info.embed_answers) for e in kb), default=1
         )
@@ -82,6 +88,12 @@ class Bot:
     @property
     def version(self) -> str:
         return self.info.version
+
+    def exact_faq(self, message: str) -> str | None:
+        """The FAQ whose question the message repeats word for word (ignoring case, spacing and
+        punctuation), or None. Such a message is answered from it even before a background
+        rebuild has taught the intent head a question just added to the FAQ."""
+        return self._exact.get(question_key(message))
 
     def with_embedder(self, embedder: TextEncoder) -> Bot:
         """The same bot answering through another encoder of the same weights (e.g. batching)."""
@@ -250,6 +262,11 @@ class Bot:
         clear = features.copy()
         clear[1] = max(clear[1], self.info.ambiguity_margin)
         return Retrieval(ranking, confidence, float(fusion.probabilities(clear)[0]))
+
+
+def question_key(text: str) -> str:
+    """A question compared word for word: case-folded, punctuation and spacing dropped."""
+    return " ".join(re.findall(r"\w+", text.casefold()))
 
 
 @dataclass(frozen=True)

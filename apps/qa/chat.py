@@ -22,6 +22,7 @@ from threefold.apps.qa.policy import (
 )
 from threefold.apps.qa.sessions import Session, SessionStore, Turn, new_id
 from threefold.apps.qa.small_talk import REPLIES as SMALL_TALK_REPLIES
+from threefold.apps.qa.small_talk import without_small_talk
 
 logger = logging.getLogger(__name__)
 HANDOFF_CANDIDATES = 5
@@ -162,13 +163,14 @@ class ChatService:
             n_suggestions=self.n_suggestions,
         )
         used_context = False
-        if faq_id is not None:
-            if faq_id not in bot.kb:
-                raise UnknownFaq(faq_id)
+        if faq_id is not None and faq_id not in bot.kb:
+            raise UnknownFaq(faq_id)
+        exact = None if faq_id is not None or wants_human(message) else bot.exact_faq(message)
+        if faq_id is not None or exact is not None:
             result = None
-            decision = Decision("answer", "selected")
+            decision = Decision("answer", "selected" if faq_id is not None else "answered")
             confidence = 1.0
-            chosen = faq_id
+            chosen = faq_id or exact
         else:
             small_talk = bot.small_talk.match(message)
             result, used_context = self._retrieve(
@@ -210,18 +212,24 @@ class ChatService:
     ) -> tuple[Retrieval, bool]:
         """Retrieve for the message alone and, for a likely follow-up, in context.
 
-        Small talk ("ok thanks") is never read as a follow-up (`follow_up=False`).
+        Small talk ("ok thanks") is never read as a follow-up (`follow_up=False`), nor used as
+        the context of one: the context is the latest message that was not small talk.
 
         The in-context result wins when it is more confident, or when the message opens like a
         follow-up ("and ...", "what about ...") and the in-context result is answerable.
+
+        A question after leading small talk ("thanks! and how do I return shoes?") is also
+        retrieved without it; the more confident result is kept.
         """
         k = max(self.n_suggestions, HANDOFF_CANDIDATES)
         result = bot.retrieve(message, k=k)
-        previous = session.last_user_text()
+        question = without_small_talk(message) if follow_up else None
+        if question is not None:
+            alone = bot.retrieve(question, k=k)
+            result = alone if alone.confidence > result.confidence else result
+        previous, answered = session.follow_up_context()
         if follow_up and previous and looks_like_follow_up(message):
-            combined = bot.retrieve_in_context(
-                message, previous, answered=session.last_answered_faq(), k=k
-            )
+            combined = bot.retrieve_in_context(message, previous, answered=answered, k=k)
             explicit = starts_like_follow_up(message) and combined.confidence >= threshold
             if explicit or combined.confidence > result.confidence:
                 return combined, True

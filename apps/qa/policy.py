@@ -13,10 +13,26 @@ Outcome = Literal["answer", "clarify", "out_of_scope", "small_talk", "handoff"]
 # (something in the KB is related); lower, the message is out of scope for this KB.
 CLARIFY_SHARE = 0.25
 
+# A request for a person: an asking verb before a person ("can I talk to a human", "get me an
+# agent"), a person before "talk to" ("is there a human I can talk to"), talking to someone, or
+# a message that is nothing but a person ("agent please", "live agent"). A person named in a
+# question ("I'm a travel agent, ...", "an agent program") is not a request.
+_PERSON = (
+    r"(?:human(?: being)?|(?:real |actual |live )?person|someone real|"
+    r"(?:someone|somebody) from (?:your|the) (?:team|staff)|"
+    r"(?:live |real |support |customer service )?"
+    r"(?:agent|representative|rep|operator|manager|supervisor))(?![\w-])"
+)
+_ASK = r"\b(?:talk|speak|chat|connect|transfer|put|get|give|want|need|reach|contact|escalate)"
 _HUMAN_REQUEST = re.compile(
-    r"\b(human|real person|a person|live (agent|chat|person)|agent|representative|operator|"
-    r"someone (real|from (your|the) (team|staff))|customer service rep|talk to (someone|somebody)|"
-    r"speak (to|with) (someone|somebody|staff|support))\b",
+    rf"{_ASK}\b(?:[\s,]+[^\s,]+){{0,4}}?[\s,]+{_PERSON}|"
+    rf"\b{_PERSON}(?:[\s,]+[^\s,]+){{0,3}}?[\s,]+(?:talk|speak|chat)\b|"
+    r"\b(?:talk|speak|chat) (?:to|with) (?:someone|somebody|staff|support)\b",
+    re.IGNORECASE,
+)
+_ONLY_A_PERSON = re.compile(
+    rf"^(?:(?:please|pls|a|an|the|real|live|now|chat|i want|i need)[\s,]+)*{_PERSON}"
+    r"(?:\W+(?:please|pls|now))*\W*$",
     re.IGNORECASE,
 )
 _FOLLOW_UP_START = re.compile(
@@ -26,7 +42,8 @@ _FOLLOW_UP_START = re.compile(
 
 def wants_human(message: str) -> bool:
     """True when the customer explicitly asks for a person (agent, human, representative...)."""
-    return bool(_HUMAN_REQUEST.search(message))
+    text = message.strip()
+    return bool(_HUMAN_REQUEST.search(text) or _ONLY_A_PERSON.match(text))
 
 
 def starts_like_follow_up(message: str) -> bool:

@@ -47,13 +47,24 @@ class Session:
     handed_off: bool = False
 
     def last_user_text(self) -> str | None:
-        """The customer's previous message (the context for a short follow-up)."""
+        """The customer's latest message (the question an agent's reply answers)."""
         return next((t.text for t in reversed(self.turns) if t.role == "user"), None)
 
-    def last_answered_faq(self) -> str | None:
-        """The FAQ id of the latest bot turn when it was an answer."""
-        last = next((t for t in reversed(self.turns) if t.role == "bot"), None)
-        return last.faq_id if last is not None and last.outcome == "answer" else None
+    def follow_up_context(self) -> tuple[str | None, str | None]:
+        """The context of a follow-up: the customer's latest message that was not small talk
+        ("and to Mexico?" after "How long to Canada?", "thanks!") and the FAQ that answered it
+        (None when it was not answered)."""
+        for position in range(len(self.turns) - 1, -1, -1):
+            turn = self.turns[position]
+            if turn.role != "user":
+                continue
+            following = self.turns[position + 1 : position + 2]
+            reply = following[0] if following and following[0].role == "bot" else None
+            if reply is not None and reply.outcome == "small_talk":
+                continue
+            answered = reply.faq_id if reply is not None and reply.outcome == "answer" else None
+            return turn.text, answered
+        return None, None
 
     def bot_turn(self, turn_id: str) -> Turn | None:
         return next((t for t in self.turns if t.turn_id == turn_id and t.role == "bot"), None)

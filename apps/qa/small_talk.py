@@ -44,6 +44,22 @@ REPLIES = {
 }
 
 _NOT_WORD = re.compile(r"[^a-z0-9' ]+")
+_LEADING = re.compile(
+    r"^\s*(?:"
+    + "|".join(re.escape(t) for ts in EXAMPLES.values() for t in sorted(ts, key=len, reverse=True))
+    + r")(?:\s*[,.!;:-]+\s*(?:(?:and|also|one more thing|another question)\b\W*)?|\s+and\s+)",
+    re.IGNORECASE,
+)
+
+
+def without_small_talk(message: str) -> str | None:
+    """The question after leading small talk ("thanks! and how do I return shoes?" -> "how do
+    I return shoes?"), or None when the message does not open with small talk followed by more."""
+    match = _LEADING.match(message)
+    if match is None:
+        return None
+    rest = message[match.end() :].strip()
+    return rest if len(normalize(rest).split()) >= 2 else None
 
 
 def normalize(message: str) -> str:

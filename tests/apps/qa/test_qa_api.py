@@ -51,19 +51,26 @@ def test_session_lives_in_redis_with_a_ttl(make_app, redis_client, redis_prefix)
     assert history["turns"][3]["faq_id"] == "password_reset"
 
 
-def test_short_follow_up_uses_the_previous_turn(make_app, embedder, tmp_path: Path) -> None:
+SHIPPING_FAQ = [
+    ("cost_canada", "How much does shipping to Canada cost?", "Canada: $19.95."),
+    ("time_canada", "How long does shipping to Canada take?", "Canada: 7-10 days."),
+    ("cost_mexico", "How much does shipping to Mexico cost?", "Mexico: $24.95."),
+    ("time_mexico", "How long does shipping to Mexico take?", "Mexico: 10-14 days."),
+    ("returns", "How do I return an item?", "Within 30 days."),
+]
+
+
+def shipping_client(make_app, embedder, tmp_path: Path):
+    """A client of a bot with two close questions per country (follow-ups need the context)."""
     kb = KnowledgeBase(
-        entry_from_mapping({"id": i, "question": q, "answer": a})
-        for i, q, a in [
-            ("cost_canada", "How much does shipping to Canada cost?", "Canada: $19.95."),
-            ("time_canada", "How long does shipping to Canada take?", "Canada: 7-10 days."),
-            ("cost_mexico", "How much does shipping to Mexico cost?", "Mexico: $24.95."),
-            ("time_mexico", "How long does shipping to Mexico take?", "Mexico: 10-14 days."),
-            ("returns", "How do I return an item?", "Within 30 days."),
-        ]
+        entry_from_mapping({"id": i, "question": q, "answer": a}) for i, q, a in SHIPPING_FAQ
     )
     BotStore(tmp_path / "ship").publish(build_bot(kb, embedder))
-    client = make_app(bot_dir=str(tmp_path / "ship")).test_client()
+    return make_app(bot_dir=str(tmp_path / "ship")).test_client()
+
+
+def test_short_follow_up_uses_the_previous_turn(make_app, embedder, tmp_path: Path) -> None:
+    client = shipping_client(make_app, embedder, tmp_path)
     first = chat(client, "How long does shipping to Canada take?").get_json()
     assert first["faq_id"] == "time_canada"
     follow = chat(client, "and to Mexico?", session_id=first["session_id"]).get_json()
@@ -71,6 +78,22 @@ def test_short_follow_up_uses_the_previous_turn(make_app, embedder, tmp_path: Pa
     alone = chat(client, "and to Mexico?").get_json()
     assert alone["faq_id"] is None and alone["outcome"] == "clarify"
     assert {s["faq_id"] for s in alone["suggestions"][:2]} == {"cost_mexico", "time_mexico"}
+
+
+@pytest.mark.parametrize("small_talk", ["thanks!", "ok"])
+def test_small_talk_between_a_question_and_its_follow_up_keeps_the_context(
+    make_app, embedder, tmp_path: Path, small_talk: str
+) -> None:
+    client = shipping_client(make_app, embedder, tmp_path)
+    first = chat(client, "How long does shipping to Canada take?").get_json()
+    session_id = first["session_id"]
+    assert chat(client, small_talk, session_id=session_id).get_json()["outcome"] == "small_talk"
+    follow = chat(client, "and to Mexico?", session_id=session_id).get_json()
+    assert (follow["outcome"], follow["faq_id"], follow["used_context"]) == (
+        "answer",
+        "time_mexico",
+        True,
+    )
 
 
 def test_out_of_scope_questions_say_what_the_bot_can_do_then_hand_off(

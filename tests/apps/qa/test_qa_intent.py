@@ -196,6 +196,37 @@ def test_admin_edit_is_served_at_once_then_retrained_and_swapped(
     assert "pet_policy" not in before.kb  # the old snapshot was never changed
 
 
+def test_a_question_added_to_an_faq_is_answered_before_the_background_rebuild(
+    store_intent_bot: Bot, tmp_path: Path, publish_copy, make_app, admin_headers
+) -> None:
+    """The head has not seen the new paraphrase yet; its exact wording is still answered."""
+    publish_copy(store_intent_bot, tmp_path / "intent-bot")
+    app = make_app(bot_dir=str(tmp_path / "intent-bot"))
+    app.extensions["threefold.qa"].manager.retrain_in_background = False  # stay in the window
+    client = app.test_client()
+    question = "My sneakers don't fit, what now?"
+    entry = store_intent_bot.kb["exchange"].to_dict()
+    entry["questions"] = [*entry["questions"], question]
+    assert client.put("/api/kb/exchange", json=entry, headers=admin_headers).status_code == 200
+    for asked in (question, "MY SNEAKERS DON'T FIT -- what now"):
+        body = client.post("/api/chat", json={"message": asked}).get_json()
+        assert (body["outcome"], body["faq_id"]) == ("answer", "exchange"), body
+
+
+@pytest.mark.parametrize(
+    "message", ["thanks! and how do I return shoes?", "Hi, how do I return shoes?"]
+)
+def test_small_talk_before_a_question_does_not_hide_the_question(
+    store_intent_bot: Bot, tmp_path: Path, publish_copy, make_app, message: str
+) -> None:
+    publish_copy(store_intent_bot, tmp_path / "intent-bot")
+    client = make_app(bot_dir=str(tmp_path / "intent-bot")).test_client()
+    alone = client.post("/api/chat", json={"message": "How do I return shoes?"}).get_json()
+    assert (alone["outcome"], alone["faq_id"]) == ("answer", "return_policy")
+    body = client.post("/api/chat", json={"message": message}).get_json()
+    assert (body["outcome"], body["faq_id"]) == ("answer", "return_policy"), body
+
+
 def test_build_options_validate_the_intent_settings() -> None:
     with pytest.raises(ConfigError, match="oos_prior must be within"):
         BuildOptions(oos_prior=0.0)

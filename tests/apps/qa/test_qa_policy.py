@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from threefold.apps.qa.policy import PolicySettings, decide, looks_like_follow_up, wants_human
@@ -41,7 +43,17 @@ def test_explicit_request_for_a_person_hands_off_even_when_confident() -> None:
 
 @pytest.mark.parametrize(
     "message",
-    ["Can I talk to a human?", "I want a real person", "agent please", "speak with someone"],
+    [
+        "Can I talk to a human?",
+        "I want a real person",
+        "agent please",
+        "speak with someone",
+        "live agent",
+        "get me a real human",
+        "transfer me to a representative",
+        "is there a human I can talk to?",
+        "I need to speak to a manager",
+    ],
 )
 def test_requests_for_a_person_are_recognized(message: str) -> None:
     assert wants_human(message)
@@ -50,6 +62,29 @@ def test_requests_for_a_person_are_recognized(message: str) -> None:
 @pytest.mark.parametrize("message", ["How do I reset my password?", "Where is my parcel?"])
 def test_ordinary_questions_are_not_handoff_requests(message: str) -> None:
     assert not wants_human(message)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "I'm a travel agent, can I get a business account?",
+        "Do you have an agent program?",
+        "Does the delivery agent need a signature?",
+        "Can I send a gift card to a person abroad?",
+        "Is there a human-readable invoice?",
+        "My parcel says 'operator error'",
+    ],
+)
+def test_a_person_named_in_a_question_is_not_a_handoff_request(message: str) -> None:
+    """Only asking for a person hands off; a question that mentions one is answered."""
+    assert not wants_human(message)
+
+
+def test_human_request_detection_stays_fast_on_long_messages() -> None:
+    started = time.perf_counter()
+    for message in ("talk " + "'" * 995, "get " * 250, "agent" + "!" * 995 + "x"):
+        wants_human(message)
+    assert time.perf_counter() - started < 0.5
 
 
 def test_follow_up_detection() -> None:
