@@ -19,6 +19,7 @@ from threefold.apps.qa.handoff_queue import (
     Update,
     conversation_from_dict,
 )
+from threefold.apps.qa.redis_watch import Queue, update_watched
 
 
 def _text(raw: Any) -> str:
@@ -74,20 +75,17 @@ class RedisHandoffStore:
 
     def _transact(self, session_id: str, change: Any) -> Conversation:
         key = self.key(session_id)
-        with self.client.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    current = None if raw is None else conversation_from_dict(json.loads(raw))
-                    result = change(current)
-                    pipe.multi()
-                    pipe.set(key, json.dumps(result.to_json()), ex=self.ttl_s)
-                    pipe.zadd(self.index_key, {session_id: result.waiting_since})
-                    pipe.execute()
-                    return result
-                except redis.WatchError:
-                    continue
+
+        def changed(raw: bytes | None) -> tuple[Conversation, Queue]:
+            result = change(None if raw is None else conversation_from_dict(json.loads(raw)))
+
+            def queue(pipe: Any) -> None:
+                pipe.set(key, json.dumps(result.to_json()), ex=self.ttl_s)
+                pipe.zadd(self.index_key, {session_id: result.waiting_since})
+
+            return result, queue
+
+        return update_watched(self.client, key, changed)
 
 
 class RedisEventBus:

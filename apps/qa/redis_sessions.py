@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import redis
-
+from threefold.apps.qa.redis_watch import Queue, update_watched
 from threefold.apps.qa.sessions import (
     Session,
     SessionChange,
@@ -54,19 +53,14 @@ class RedisSessionStore:
         if not valid_session_id(session_id):
             return None
         key = self.key(session_id)
-        with self.client.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    if raw is None:
-                        return None
-                    session = session_from_dict(json.loads(raw))
-                    change(session)
-                    session.turns = session.turns[-self.max_turns :]
-                    pipe.multi()
-                    pipe.set(key, json.dumps(session_to_dict(session)), ex=self.ttl_s)
-                    pipe.execute()
-                    return session
-                except redis.WatchError:
-                    continue
+
+        def changed(raw: bytes | None) -> tuple[Session | None, Queue | None]:
+            if raw is None:
+                return None, None
+            session = session_from_dict(json.loads(raw))
+            change(session)
+            session.turns = session.turns[-self.max_turns :]
+            stored = json.dumps(session_to_dict(session))
+            return session, lambda pipe: pipe.set(key, stored, ex=self.ttl_s)
+
+        return update_watched(self.client, key, changed)
