@@ -8,13 +8,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Collection
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
+from support.runner_threads import RunnerThreads
 
 from threefold.core.errors import ConfigError, ServiceError
 from threefold.streaming.kafka_config import ensure_topics
@@ -292,25 +292,8 @@ def test_a_rebalance_between_two_consumers_loses_nothing(
         )
         for p in processors
     ]
-    errors: list[BaseException] = []
-
-    def run(runner: ConsumerRunner) -> threading.Thread:
-        def target() -> None:
-            try:
-                runner.run(stop_after=SAFETY_S)
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        return thread
-
-    def wait_for(condition, what: str) -> None:
-        deadline = time.monotonic() + SAFETY_S
-        while not condition():
-            assert not errors, errors
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.1)
+    running = RunnerThreads(SAFETY_S)
+    run, wait_for = running.start, running.wait_for
 
     def seen() -> set[tuple[int, int]]:
         return set(processors[0].seen) | set(processors[1].seen)
@@ -332,7 +315,7 @@ def test_a_rebalance_between_two_consumers_loses_nothing(
     for p in processors:
         if p.side is not None:
             p.side.close()
-    assert not errors, errors
+    assert not running.errors, running.errors
     produced = {json.loads(r.value)["text"] for r in read_topic(out, min_count=60)}
     assert produced >= {t.upper() for t in texts}
     assert processors[0].revoked and any(len(a) == 2 for a in processors[1].assigned)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Callable
 
 import pytest
 from kafka import KafkaProducer
+from support.runner_threads import RunnerThreads
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.consumer import build_runner
@@ -44,14 +42,6 @@ def _config(kafka_bootstrap: str, redis_prefix: str, unique_name, **overrides) -
     return config
 
 
-def _wait_for(condition: Callable[[], bool], what: str, errors: list[BaseException]) -> None:
-    deadline = time.monotonic() + SAFETY_S
-    while not condition():
-        assert not errors, errors
-        assert time.monotonic() < deadline, f"timed out after {SAFETY_S} s waiting for {what}"
-        time.sleep(0.1)
-
-
 def test_a_consumer_whose_only_partition_is_silent_does_not_hold_the_watermark_forever(
     kafka_bootstrap, redis_settings, redis_prefix, unique_name
 ) -> None:
@@ -70,30 +60,18 @@ def test_a_consumer_whose_only_partition_is_silent_does_not_hold_the_watermark_f
             original(partitions)
 
         processor.on_partitions_assigned = on_assigned  # type: ignore[method-assign]
-    errors: list[BaseException] = []
-
-    def run(runner) -> threading.Thread:
-        def target() -> None:
-            try:
-                runner.run(stop_after=SAFETY_S)
-            except BaseException as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        return thread
-
-    threads = [run(runner) for runner, _ in built]
+    running = RunnerThreads(SAFETY_S)
+    threads = [running.start(runner) for runner, _ in built]
     store: RedisStateStore = built[0][1].pipeline.store  # type: ignore[assignment]
     try:
-        _wait_for(lambda: sorted(map(sorted, assigned)) == [[0], [1]], "one partition each", errors)
+        running.wait_for(lambda: sorted(map(sorted, assigned)) == [[0], [1]], "one partition each")
         producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
         for i in range(40):  # event time T0 .. T0 + 780: the first two windows are due
             body = {"id": f"m{i}", "text": "Quantive news", "published_at": T0 + i * 20}
             producer.send(config.input_topic, json.dumps(body).encode(), partition=1)
         producer.flush()
         producer.close()
-        _wait_for(lambda: len(store.history("topic:legal")) == 2, "two windows closed", errors)
+        running.wait_for(lambda: len(store.history("topic:legal")) == 2, "two windows closed")
     finally:
         for runner, _ in built:
             runner.stop()
@@ -101,6 +79,6 @@ def test_a_consumer_whose_only_partition_is_silent_does_not_hold_the_watermark_f
             thread.join(SAFETY_S)
         for _, processor in built:
             processor.publisher.close()
-    assert not errors, errors
+    assert not running.errors, running.errors
     assert store.watermark() == T0 + 780
     assert [w["total"] for w in store.history("topic:legal")] == [15, 15]
