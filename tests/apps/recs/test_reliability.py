@@ -7,6 +7,7 @@ import time
 
 import pytest
 import redis
+from support.services import frozen
 
 from threefold.streaming.services import (
     ManagedProcess,
@@ -139,15 +140,11 @@ def test_events_are_rate_limited_by_default(make_app, redis_url: str, redis_pref
 
 
 def test_a_click_on_a_list_served_during_an_outage_counts_once_redis_returns(
-    make_app, redis_prefix: str
+    make_app, hung_redis, redis_prefix: str
 ) -> None:
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    settings = {"redis_url": url, "redis_prefix": redis_prefix, "redis_retry_seconds": 0.2}
-    server = redis_on(port)
-    worker = make_app(**settings).test_client()
-    server.stop()
-    try:
+    settings = {"redis_prefix": redis_prefix, "redis_retry_seconds": 0.2}
+    worker = make_app(redis_url=hung_redis.url, **settings).test_client()
+    with frozen(hung_redis):
         shown = worker.get("/api/recommendations?user_id=outage-shopper&k=4").json
         click = {
             "user_id": "outage-shopper",
@@ -156,11 +153,8 @@ def test_a_click_on_a_list_served_during_an_outage_counts_once_redis_returns(
             "list_id": shown["list_id"],
         }
         assert worker.post("/api/events", json=click).json["shared"] is False  # both spooled
-        server = redis_on(port)
-        time.sleep(0.3)  # the breaker lets Redis be tried again
-        # the next event replays the spooled click; the spooled list must be stored before it
-        assert worker.post("/api/events", json={**click, "event": "view"}).json["shared"]
-        ctr = worker.get("/api/impressions/ctr").json["versions"][shown["model_version"]]
-        assert (ctr["lists"], ctr["shown"], ctr["click"]) == (1, 4, 1)
-    finally:
-        server.stop()
+    time.sleep(0.3)  # the breaker lets Redis be tried again
+    # the next event replays the spooled click; the spooled list must be stored before it
+    assert worker.post("/api/events", json={**click, "event": "view"}).json["shared"]
+    ctr = worker.get("/api/impressions/ctr").json["versions"][shown["model_version"]]
+    assert (ctr["lists"], ctr["shown"], ctr["click"]) == (1, 4, 1)
