@@ -34,6 +34,7 @@ from threefold.core.encoder import TextEncoder
 logger = logging.getLogger(__name__)
 CHECK_EVERY_S = 1.0
 RECALIBRATED_BY = "qa recalibration after kb edit"
+REBUILT_FROM = "rebuilt_from"  # a background rebuild's metadata: the version it rebuilt
 
 
 class BotManager:
@@ -179,14 +180,24 @@ class BotManager:
                     logger.info("bot changed during the retrain; retraining from the newer one")
                     continue
                 rebuilt.info.parent = base.version
-                self.store.publish(rebuilt, created_by=RECALIBRATED_BY)
+                self.store.publish(
+                    rebuilt, created_by=RECALIBRATED_BY, metadata={REBUILT_FROM: base.version}
+                )
                 self._stamp = self.store.pointer_stamp()
                 self._swap(rebuilt)
 
     def rollback(self) -> str:
-        """Re-activate the previously active version and swap it in; returns its version."""
+        """Re-activate the previously active version and swap it in; returns its version.
+
+        A background rebuild and the edit it followed hold the same KB, so rolling back from
+        the rebuild goes back past that edit too: one rollback undoes one edit.
+        """
         with self._write_lock:
+            current = self.store.current_version()
             version = self.store.rollback()
+            rebuilt_from = self.store.entry.info(current).get(REBUILT_FROM) if current else None
+            if rebuilt_from == version and len(self.store.entry.history()) >= 2:
+                version = self.store.rollback()
             self._stamp = self.store.pointer_stamp()
             self._swap(self.store.load(version, embedder=self._embedder))
             return version

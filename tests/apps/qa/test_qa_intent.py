@@ -194,6 +194,10 @@ def test_admin_edit_is_served_at_once_then_retrained_and_swapped(
     assert outcome(retrained, "is my puppy allowed in the shop") == ("answer", "pet_policy")
     assert store.current_version() == retrained.version
     assert "pet_policy" not in before.kb  # the old snapshot was never changed
+    # one rollback undoes the edit: the rebuild re-published the edited KB, so going back to
+    # the edit's own version would have changed nothing
+    assert manager.rollback() == before.version
+    assert "pet_policy" not in manager.bot.kb
 
 
 def test_a_question_added_to_an_faq_is_answered_before_the_background_rebuild(
