@@ -32,8 +32,13 @@ class UserHistories:
         self.redis = redis
         self.spool = spool
         self.on_stored = on_stored or (lambda events: None)
-        self._seed = {user: events[-limit:] for user, events in group_by_user(seed).items()}
+        by_user = group_by_user(seed)
+        self._seed = {user: events[-limit:] for user, events in by_user.items()}
+        # purchases outlive the capped history: a bought item stays excluded however many
+        # events follow it
+        self._seed_purchases = {user: _purchases(events) for user, events in by_user.items()}
         self._local: dict[str, deque[Event]] = {}
+        self._local_purchases: dict[str, set[str]] = {}
         self._lock = threading.Lock()
 
     def record(self, events: Sequence[Event]) -> bool:
@@ -41,6 +46,8 @@ class UserHistories:
         with self._lock:
             for event in events:
                 self._local.setdefault(event.user_id, deque(maxlen=self.limit)).append(event)
+                if event.event == "purchase":
+                    self._local_purchases.setdefault(event.user_id, set()).add(event.item_id)
         if self.spool is None:  # no Redis configured: this worker's copy is the store
             stored = self.redis.append_events(events)
             self.on_stored(events)
@@ -74,7 +81,20 @@ class UserHistories:
         events = sort_events([*self._seed.get(user_id, ()), *posted])
         return events[-self.limit :]
 
+    def purchased(self, user_id: str) -> set[str]:
+        """Every item the user bought: the seed log's, the shared ones (Redis, or this worker's
+        while it is unavailable), also those older than the last `limit` events."""
+        shared = self.redis.purchased(user_id)
+        if shared is None:
+            with self._lock:
+                shared = set(self._local_purchases.get(user_id, ()))
+        return self._seed_purchases.get(user_id, set()) | shared
+
     @property
     def known_users(self) -> list[str]:
         with self._lock:
             return sorted(set(self._seed) | set(self._local))
+
+
+def _purchases(events: Sequence[Event]) -> set[str]:
+    return {event.item_id for event in events if event.event == "purchase"}

@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -599,8 +599,13 @@ class Recommender:
         diversity: float = 0.0,
         exclude_seen: bool = True,
         exclude_purchased: bool = True,
+        purchased: Collection[str] = (),
     ) -> RecommendationList:
-        """Rank items for a user; an empty or unknown history gets the cold-start list."""
+        """Rank items for a user; an empty or unknown history gets the cold-start list.
+
+        `purchased`: items the user bought besides those in `history` (older than it reaches),
+        excluded too with `exclude_purchased`.
+        """
         with self._lock:
             self._refresh_stats_if_stale()
             builder = self._builder
@@ -611,11 +616,12 @@ class Recommender:
             encoder, combiner, sequence_model = self._query_encoder, self.combiner, self.sequence
             version = self.model_version
         profile = builder.profile(user_id, history)
-        purchased = [builder.position[e.item_id] for e in profile.events if e.event == "purchase"]
+        bought = {e.item_id for e in profile.events if e.event == "purchase"} | set(purchased)
+        bought_positions = [builder.position[i] for i in bought if i in builder.position]
         allowed = allowed_items(
             active[: builder.n],
             seen=profile.positions,
-            purchased=purchased if exclude_purchased else (),
+            purchased=bought_positions if exclude_purchased else (),
             exclude_seen=exclude_seen,
             category=category_mask(builder.items, category),
         )

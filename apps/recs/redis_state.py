@@ -188,10 +188,17 @@ class RedisState:
                 key = self._key("history", event.user_id)
                 pipe.rpush(key, json.dumps(event.to_dict()))
                 pipe.ltrim(key, -self.history_limit, -1)
+                if event.event == "purchase":  # kept apart: the history above is capped
+                    pipe.sadd(self._key("purchased", event.user_id), event.item_id)
             pipe.execute()
             return True
 
         return self._call("append_events", action) is True
+
+    def purchased(self, user_id: str) -> set[str] | None:
+        """Every item posted as bought by this user (None when Redis is unavailable)."""
+        raw = self._call("purchased", lambda r: r.smembers(self._key("purchased", user_id)))
+        return None if raw is None else {v.decode() if isinstance(v, bytes) else v for v in raw}
 
     def history(self, user_id: str) -> list[Event] | None:
         """Events posted through the API for this user (None when Redis is unavailable)."""

@@ -70,6 +70,7 @@ def get_recommendations() -> Any:
         diversity=diversity,
         exclude_seen=exclude_seen,
         exclude_purchased=settings.exclude_purchased,
+        purchased=shared.histories.purchased(user_id) if settings.exclude_purchased else (),
     )
     body = {**result.to_dict(), "variant": variant}
     shared.redis.put_recs(user_id, key, body, epoch=epoch)

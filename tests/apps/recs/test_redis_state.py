@@ -216,3 +216,23 @@ def test_item_changes_made_during_an_outage_reach_the_other_workers_when_redis_i
     versions = {w.get("/healthz").json["catalog_version"] for w in (worker_a, worker_b)}
     assert len(versions) == 1  # one catalog again (a change sent as Redis froze may be logged
     # twice: the worker could not know it arrived; applying it again changes nothing)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_purchase_stays_excluded_however_many_events_follow_it(
+    make_app, redis_url, redis_prefix, shared
+):
+    """Only the last `history_limit` events are kept per user; a purchase older than those
+    came back as a recommendation."""
+    url = redis_url if shared else None
+    client = make_app(redis_url=url, redis_prefix=redis_prefix, history_limit=5).test_client()
+    user = "long-memory"
+    bought = {"user_id": user, "item_id": "kt-003", "event": "purchase"}
+    assert client.post("/api/events", json=bought).status_code == 202
+    later = [
+        {"user_id": user, "item_id": item, "event": "view"}
+        for item in ("kt-001", "kt-002", "kt-004", "kt-005", "kt-006", "kt-007")
+    ]
+    assert client.post("/api/events", json={"events": later}).status_code == 202
+    recs = client.get(f"/api/recommendations?user_id={user}&k=60&exclude_seen=false").json
+    assert "kt-003" not in item_ids(recs)
