@@ -68,10 +68,6 @@ class UnknownTurn(KeyError):
     """The turn id is not an answer of this session."""
 
 
-class UnknownFaq(KeyError):
-    """The requested FAQ id is not in the current knowledge base."""
-
-
 class HandoffUnavailable(RuntimeError):
     """A handoff nobody would receive: the agent desk is out of reach and no webhook is set."""
 
@@ -163,8 +159,9 @@ class ChatService:
             n_suggestions=self.n_suggestions,
         )
         used_context = False
-        if faq_id is not None and faq_id not in bot.kb:
-            raise UnknownFaq(faq_id)
+        if faq_id is not None and faq_id not in bot.kb:  # a suggestion removed since it was shown:
+            logger.info("suggested FAQ %s is gone; answering the message instead", faq_id)
+            faq_id = None  # its text (the widget sends the question) is asked as it is
         exact = None if faq_id is not None or wants_human(message) else bot.exact_faq(message)
         if faq_id is not None or exact is not None:
             result = None

@@ -1,4 +1,5 @@
-"""Small talk: greetings, thanks, goodbyes and acknowledgements, with canned replies.
+"""Small talk: greetings, thanks, goodbyes, acknowledgements and declines ("no", "nope": after
+"Anything else?" or an answer), with canned replies.
 
 A message is small talk when, lower-cased and without punctuation, it is one of the built-in
 examples, or when it is short (`MAX_WORDS`) and the bot's own encoder puts it within
@@ -34,6 +35,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "ok", "okay", "got it", "great", "cool", "perfect", "sounds good", "alright", "i see",
         "understood", "nice", "awesome", "makes sense", "fine",
     ),
+    "decline": (
+        "no", "nope", "nah", "no thanks", "no thank you", "not really", "nothing else",
+        "no that's all", "no that is all", "all good", "no i'm good", "i'm good",
+    ),
 }  # fmt: skip
 
 REPLIES = {
@@ -41,6 +46,10 @@ REPLIES = {
     "thanks": "You're welcome! Is there anything else I can help with?",
     "goodbye": "Goodbye, and thanks for getting in touch!",
     "acknowledgement": "Glad that helped. Anything else I can help with?",
+    "decline": (
+        "Alright! If my last answer didn't cover it, tell me a bit more, or ask to talk to a "
+        "person."
+    ),
 }
 
 _NOT_WORD = re.compile(r"[^a-z0-9' ]+")
@@ -77,7 +86,8 @@ class SmallTalk:
         self._vectors: np.ndarray | None = None
 
     def match(self, message: str, vector: np.ndarray | None = None) -> str | None:
-        """The small-talk kind of the message (greeting, thanks, goodbye, acknowledgement).
+        """The small-talk kind of the message (greeting, thanks, goodbye, acknowledgement,
+        decline).
 
         `vector`: the message's encoding when the caller has it (saves a forward pass).
         """

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
-from threefold.apps.qa.chat import HandoffUnavailable, UnknownFaq, UnknownSession, UnknownTurn
+from threefold.apps.qa.chat import HandoffUnavailable, UnknownSession, UnknownTurn
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
 from threefold.apps.qa.web.handoff_errors import RETRY_AFTER_S
@@ -78,10 +78,6 @@ def chat() -> ResponseReturnValue:
         )
     except UnknownSession:
         raise _unknown_session(session_id) from None
-    except UnknownFaq:
-        raise ApiError(
-            400, f"unknown faq_id {faq_id!r}; it may have been removed", code="unknown_faq"
-        ) from None
     except HandoffUnavailable:
         raise ApiError(
             503,

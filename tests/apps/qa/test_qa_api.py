@@ -230,7 +230,6 @@ def test_feedback_errors(client) -> None:
         ({"json": {"message": "x" * 20_000}}, 413, "the limit is 16000"),
         ({"json": {"message": "hi", "session_id": "../etc"}}, 400, "32-character hex id"),
         ({"json": {"message": "hi", "session_id": "f" * 32}}, 404, "unknown or expired session"),
-        ({"json": {"message": "hi", "faq_id": "nope"}}, 400, "unknown faq_id 'nope'"),
         ({"json": {"message": "hi", "faq_id": 3}}, 400, "faq_id must be a string"),
     ],
 )
@@ -389,6 +388,29 @@ def test_small_talk_gets_a_canned_reply_and_never_counts_as_a_failure(client) ->
     assert chat(client, "bye", session_id=session_id).get_json()["reason"] == "goodbye"
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'qa_replies_total{outcome="small_talk",reason="thanks"} 2.0' in metrics
+
+
+def test_a_suggestion_removed_since_it_was_shown_is_answered_from_its_text(client) -> None:
+    """The widget sends the suggestion's question with its faq_id; a 400 'unknown faq_id'
+    reached the customer as 'that message could not be answered'."""
+    body = chat(client, "Is shipping free?", faq_id="removed_meanwhile").get_json()
+    assert (body["outcome"], body["faq_id"]) == ("answer", "shipping_cost")
+
+
+def test_a_no_after_an_answer_or_anything_else_is_no_new_answer_and_no_failure(
+    client, make_app, store_intent_bot, publish_copy, tmp_path: Path
+) -> None:
+    """'no' was read as a follow-up of the last question (another FAQ answered), or, after
+    'Anything else?', as an out-of-scope question counted towards a handoff."""
+    publish_copy(store_intent_bot, tmp_path / "intent")
+    intent_client = make_app(bot_dir=str(tmp_path / "intent")).test_client()
+    for bot in (client, intent_client):
+        session_id = chat(bot, "Is shipping free?").get_json()["session_id"]
+        for message in ("no", "thanks", "nope", "no thanks", "no", "no"):
+            body = chat(bot, message, session_id=session_id).get_json()
+            assert body["outcome"] == "small_talk", (message, body)
+            assert body["handoff"] is False and body["answer"] is None
+        assert "talk to a person" in body["reply"]
 
 
 def test_intent_bot_answers_declines_and_chats_through_the_api(
