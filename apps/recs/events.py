@@ -20,6 +20,7 @@ DEFAULT_EVENT_TYPE = "view"
 MAX_USER_ID_LENGTH = 128
 MAX_CLOCK_SKEW_S = 300.0  # how far in the future an event timestamp may be
 LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the recommendation list an event came from
+EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")  # a client's id for one event (UUIDs fit)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Event:
     timestamp: float
     rating: float | None = None
     list_id: str | None = None
+    event_id: str | None = None  # the client's id for it: a retried post is counted once
 
     @property
     def weight(self) -> float:
@@ -48,6 +50,8 @@ class Event:
             data["rating"] = self.rating
         if self.list_id is not None:
             data["list_id"] = self.list_id
+        if self.event_id is not None:
+            data["event_id"] = self.event_id
         return data
 
     @classmethod
@@ -61,6 +65,7 @@ class Event:
             timestamp=float(data["timestamp"]),
             rating=float(rating) if rating is not None else None,
             list_id=data.get("list_id"),
+            event_id=data.get("event_id"),
         )
 
 
@@ -105,7 +110,20 @@ def parse_event(
         timestamp=_parse_timestamp(values.get("timestamp"), fail, now),
         rating=_parse_rating(values.get("rating"), fail),
         list_id=_parse_list_id(values.get("list_id"), fail),
+        event_id=_parse_event_id(values.get("event_id"), fail),
     )
+
+
+def _parse_event_id(value: Any, fail) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not EVENT_ID.match(value):
+        raise fail(
+            "event_id",
+            f"'event_id' must be 1-128 letters, digits or '_-.:' (the client's id of the event, "
+            f"the same on a retry), found {str(value)[:40]!r}",
+        )
+    return value
 
 
 def _parse_list_id(value: Any, fail) -> str | None:

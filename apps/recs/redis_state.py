@@ -195,6 +195,18 @@ class RedisState:
 
         return self._call("append_events", action) is True
 
+    def claim_event_ids(self, event_ids: Sequence[str], ttl_seconds: int) -> list[bool] | None:
+        """For each id, whether this call saw it first (SET NX, kept `ttl_seconds`); a repeated
+        id in `event_ids` is not first either. None when Redis is unavailable."""
+
+        def action(r: Any) -> list[bool]:
+            pipe = r.pipeline(transaction=False)
+            for event_id in event_ids:
+                pipe.set(self._key("event-id", event_id), 1, nx=True, ex=ttl_seconds)
+            return [bool(first) for first in pipe.execute()]
+
+        return self._call("claim_event_ids", action)
+
     def purchased(self, user_id: str) -> set[str] | None:
         """Every item posted as bought by this user (None when Redis is unavailable)."""
         raw = self._call("purchased", lambda r: r.smembers(self._key("purchased", user_id)))

@@ -22,6 +22,7 @@ from threefold.apps.recs.catalog import Catalog, load_catalog
 from threefold.apps.recs.catalog_sync import CatalogSync
 from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.config import RecsConfig
+from threefold.apps.recs.event_ids import EventIds
 from threefold.apps.recs.event_spool import EventSpool
 from threefold.apps.recs.events import Event, load_events
 from threefold.apps.recs.history import UserHistories
@@ -76,6 +77,7 @@ class Resources:
     histories: UserHistories
     catalog_changes: CatalogSync
     impressions: ImpressionLog
+    event_ids: EventIds
     live: LiveModel[Ranker] | None = None
     experiment: Experiment = field(default_factory=lambda: RecsConfig().experiment)
     pinned: dict[str, Recommender] = field(default_factory=dict)
@@ -345,6 +347,7 @@ def open_resources(
         histories=histories,
         catalog_changes=catalog_changes,
         impressions=impressions,
+        event_ids=EventIds(state),
         live=live,
         experiment=settings.experiment,
         pinned=pinned,

@@ -17,7 +17,9 @@ SPOOL_RETRY_AFTER_S = 5
 
 @events_api.post("/events")
 def post_events() -> Any:
-    """One event object, or {"events": [...]}; all are validated before any is stored.
+    """One event object, or {"events": [...]}; all are validated before any is stored. An
+    event whose `event_id` was posted before (a client's retry) is counted in `duplicates`
+    and not stored again.
 
     202 means kept: in Redis (`shared: true`) or, while Redis is down, in this worker and the
     fsync'd spool that is replayed to Redis when it returns (`shared: false`).
@@ -48,8 +50,11 @@ def post_events() -> Any:
                 item_id=event.item_id,
             )
         parsed.append(event)
+    fresh = shared.event_ids.first_seen(parsed)  # a retried post (same event_id) counts once
+    duplicates = len(parsed) - len(fresh)
+    parsed = fresh
     try:
-        stored_in_redis = shared.histories.record(parsed)
+        stored_in_redis = shared.histories.record(parsed) if parsed else True
     except OSError as exc:  # Redis down and the spool disk refused: nothing was accepted
         raise ApiError(
             503,
@@ -65,6 +70,7 @@ def post_events() -> Any:
     return jsonify(
         {
             "accepted": len(parsed),
+            "duplicates": duplicates,
             "users": sorted({e.user_id for e in parsed}),
             "shared": stored_in_redis,
         }

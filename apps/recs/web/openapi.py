@@ -21,6 +21,11 @@ EVENT = {
             "pattern": "^[A-Za-z0-9_-]{1,64}$",
             "description": "the list_id of the recommendation list the item was picked from",
         },
+        "event_id": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.:-]{1,128}$",
+            "description": "the client's id of the event: a retry with the same id counts once",
+        },
     },
 }
 ITEM_BODY = {

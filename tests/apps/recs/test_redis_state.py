@@ -236,3 +236,29 @@ def test_a_purchase_stays_excluded_however_many_events_follow_it(
     assert client.post("/api/events", json={"events": later}).status_code == 202
     recs = client.get(f"/api/recommendations?user_id={user}&k=60&exclude_seen=false").json
     assert "kt-003" not in item_ids(recs)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_retried_event_with_the_same_event_id_counts_once(
+    make_app, redis_url, redis_prefix, shared
+):
+    """A client that timed out and posted again counted the purchase twice (history,
+    popularity, the reasons)."""
+    url = redis_url if shared else None
+    app_a = make_app(redis_url=url, redis_prefix=redis_prefix)
+    workers = [app_a.test_client()]
+    if shared:  # the retry may reach another worker
+        workers.append(make_app(redis_url=url, redis_prefix=redis_prefix).test_client())
+    bought = {"user_id": "retrier", "item_id": "kt-003", "event": "purchase", "event_id": "e-1"}
+    first = workers[0].post("/api/events", json={"events": [bought, bought]}).json
+    assert (first["accepted"], first["duplicates"]) == (1, 1)
+    again = workers[-1].post("/api/events", json=bought).json
+    assert (again["accepted"], again["duplicates"]) == (0, 1)
+    other = workers[-1].post("/api/events", json={**bought, "event_id": "e-2"}).json
+    assert other["accepted"] == 1
+    from threefold.apps.recs.web.shared import EXTENSION
+
+    history = app_a.extensions[EXTENSION].histories.get("retrier")
+    assert [e.event_id for e in history] == ["e-1", "e-2"]
+    bad = workers[0].post("/api/events", json={**bought, "event_id": "no spaces"})
+    assert bad.status_code == 400 and bad.json["field"] == "event_id"

@@ -119,7 +119,7 @@ def test_event_changes_the_users_list(client):
         "/api/events", json={"user_id": "fresh-user", "item_id": "bt-001", "event": "purchase"}
     )
     assert posted.status_code == 202
-    assert posted.json == {"accepted": 1, "users": ["fresh-user"], "shared": False}
+    assert posted.json == {"accepted": 1, "duplicates": 0, "users": ["fresh-user"], "shared": False}
     after = client.get("/api/recommendations?user_id=fresh-user&k=5").json
     assert after["cold_start"] is False
     assert "bt-001" not in [i["item_id"] for i in after["items"]]
