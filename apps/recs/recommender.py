@@ -641,9 +641,15 @@ class Recommender:
                 )
 
             candidates, tier_of = tiered_candidates(cold, tiers)
-            while len(candidates) < needed and tiers[-1] < builder.n:  # popular + trending give
-                tiers.append(2 * tiers[-1])  # about half a pool: grow it while items are left
-                candidates, tier_of = tiered_candidates(cold, tiers)
+            # popular + trending give about half a pool: grow it while it brings new items
+            while len(candidates) < needed and tiers[-1] < builder.n:
+                tiers.append(2 * tiers[-1])
+                more = cold(tiers[-1])
+                more = more[~np.isin(more, candidates)]
+                if not len(more):  # every allowed item is in already (e.g. a narrow category)
+                    break
+                candidates = np.concatenate([candidates, more])
+                tier_of = np.concatenate([tier_of, np.full(len(more), len(tiers) - 1)])
             scores = (
                 COLD_POPULARITY_WEIGHT * builder.popularity[candidates]
                 + (1 - COLD_POPULARITY_WEIGHT) * trending[candidates]
