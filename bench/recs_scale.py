@@ -194,6 +194,7 @@ def open_app(recommender: Any, events: list[Event], redis_url: str, name: str) -
 
     from threefold.apps.recs.catalog_sync import CatalogSync
     from threefold.apps.recs.config import RecsConfig
+    from threefold.apps.recs.event_ids import EventIds
     from threefold.apps.recs.history import UserHistories
     from threefold.apps.recs.metrics import RecsMetrics
     from threefold.apps.recs.resources import Resources, open_impressions, open_redis
@@ -222,6 +223,7 @@ def open_app(recommender: Any, events: list[Event], redis_url: str, name: str) -
         ),
         catalog_changes=catalog_changes,
         impressions=impressions,
+        event_ids=EventIds(state),
     )
     metrics.watch_catalog(
         lambda: recommender.item_count, lambda: recommender.statistics_rebuild_seconds
