@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 from threefold.apps.recs import candidates
 from threefold.apps.recs.candidates import InteractionStats
@@ -41,13 +42,22 @@ def count_statistics(
     `position` (id -> index of `item_ids`, when the caller has it) spares rebuilding that map.
     """
     options = {"neighbours": neighbours, "trending_window": trending_window}
-    if not hasattr(os, "fork"):
-        return InteractionStats(item_ids, events, **options)
+    counted = _count_in_child(item_ids, events, position, options) if hasattr(os, "fork") else None
+    return InteractionStats(item_ids, events, **options) if counted is None else counted
+
+
+def _count_in_child(
+    item_ids: Sequence[str],
+    events: Sequence[Event],
+    position: dict[str, int] | None,
+    options: dict[str, Any],
+) -> InteractionStats | None:
+    """The statistics counted by a forked child; None (logged) when that fails."""
     try:
         folder = tempfile.mkdtemp(prefix="threefold-stats-")
     except OSError as exc:
         logger.warning("no temporary folder for counting in a child (%s); counting here", exc)
-        return InteractionStats(item_ids, events, **options)
+        return None
     try:
         pid = os.fork()
         if pid == 0:  # the child: count, write, leave without running the parent's exit code
@@ -70,4 +80,4 @@ def count_statistics(
         logger.warning("could not count the event log in a child (%s); counting here", exc)
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # mapped arrays stay readable until unmapped
-    return InteractionStats(item_ids, events, **options)
+    return None
