@@ -343,14 +343,28 @@ def pool_tiers(base: int, wanted: int) -> list[int]:
 
 
 def tiered_candidates(
-    generate: Callable[[int], np.ndarray], tiers: Sequence[int]
+    generate: Callable[[int], np.ndarray],
+    tiers: Sequence[int],
+    *,
+    at_least: int = 0,
+    largest: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The union of `generate(pool)` over `tiers`, in tier order, and each candidate's first
-    tier (its index in `tiers`)."""
+    tier (its index among the pools).
+
+    While the union holds fewer than `at_least` candidates, one more pool, twice the last, is
+    added as long as the last is under `largest` and each added pool brings new candidates.
+    """
     first: dict[int, int] = {}
-    for tier, pool in enumerate(tiers):
+    pools = list(tiers)
+    for tier, pool in enumerate(pools):  # `pools` may grow while iterated
+        before = len(first)
         for position in generate(pool).tolist():
             first.setdefault(position, tier)
+        # an added pool that brought nothing: every allowed item is in (e.g. a narrow category)
+        in_vain = tier >= len(tiers) and len(first) == before
+        if tier == len(pools) - 1 and len(first) < at_least and pool < largest and not in_vain:
+            pools.append(2 * pool)
     return (
         np.fromiter(first.keys(), dtype=np.int64, count=len(first)),
         np.fromiter(first.values(), dtype=np.int64, count=len(first)),

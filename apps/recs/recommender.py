@@ -629,32 +629,7 @@ class Recommender:
         needed = offset + k + 1
         tiers = pool_tiers(self.candidate_pool, 2 * (offset + k))
         if profile.is_cold:
-
-            def cold(pool: int) -> np.ndarray:
-                return generate_candidates(
-                    allowed=allowed,
-                    pool=pool,
-                    popularity=builder.popularity,
-                    trending=trending,
-                    popularity_order=popularity_order,
-                    trending_order=trending_order,
-                )
-
-            candidates, tier_of = tiered_candidates(cold, tiers)
-            # popular + trending give about half a pool: grow it while it brings new items
-            while len(candidates) < needed and tiers[-1] < builder.n:
-                tiers.append(2 * tiers[-1])
-                more = cold(tiers[-1])
-                more = more[~np.isin(more, candidates)]
-                if not len(more):  # every allowed item is in already (e.g. a narrow category)
-                    break
-                candidates = np.concatenate([candidates, more])
-                tier_of = np.concatenate([tier_of, np.full(len(more), len(tiers) - 1)])
-            scores = (
-                COLD_POPULARITY_WEIGHT * builder.popularity[candidates]
-                + (1 - COLD_POPULARITY_WEIGHT) * trending[candidates]
-            )
-            contributions = None
+            neighbours, cooc, sequence = [], None, None
         else:
             # the sequence scores over every item (on this thread) and the rest of the
             # profile's signals (on a pool thread) do not depend on each other, and both
@@ -667,20 +642,31 @@ class Recommender:
             )
             neighbours, cooc, recent, query = job.result()
 
-            def warm(pool: int) -> np.ndarray:
-                return generate_candidates(
-                    allowed=allowed,
-                    pool=pool,
-                    popularity=builder.popularity,
-                    trending=trending,
-                    neighbour_positions=neighbours[:pool],
-                    cooccurrence=cooc,
-                    sequence=sequence,
-                    popularity_order=popularity_order,
-                    trending_order=trending_order,
-                )
+        def generate(pool: int) -> np.ndarray:
+            return generate_candidates(
+                allowed=allowed,
+                pool=pool,
+                popularity=builder.popularity,
+                trending=trending,
+                neighbour_positions=neighbours[:pool],
+                cooccurrence=cooc,
+                sequence=sequence,
+                popularity_order=popularity_order,
+                trending_order=trending_order,
+            )
 
-            candidates, tier_of = tiered_candidates(warm, tiers)
+        # a cold profile's popular + trending give about half a pool: it grows while items are
+        # left (a warm one's neighbours were searched for the last tier only)
+        candidates, tier_of = tiered_candidates(
+            generate, tiers, at_least=needed if profile.is_cold else 0, largest=builder.n
+        )
+        if profile.is_cold:
+            scores = (
+                COLD_POPULARITY_WEIGHT * builder.popularity[candidates]
+                + (1 - COLD_POPULARITY_WEIGHT) * trending[candidates]
+            )
+            contributions = None
+        else:
             features = builder.features(
                 profile,
                 query,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from threefold.apps.recs.candidates import pool_tiers
+from threefold.apps.recs.candidates import pool_tiers, tiered_candidates
 from threefold.apps.recs.rules import (
     allowed_items,
     decode_cursor,
@@ -95,3 +95,15 @@ def test_a_bigger_tier_ranks_after_a_smaller_one_whatever_its_scores() -> None:
     tiers = np.array([0, 0, 1, 1])
     assert rank_by_tier(candidates, scores, tiers, vectors, k=4, diversity=0.0) == [1, 0, 2, 3]
     assert rank_by_tier(candidates, scores, tiers, vectors, k=1, diversity=0.5) == [1]
+
+
+def test_tiers_grow_while_short_of_candidates_and_stop_when_a_pool_brings_none() -> None:
+    asked: list[int] = []
+
+    def half_a_pool_of_five_items(pool: int) -> np.ndarray:
+        asked.append(pool)
+        return np.arange(min(pool // 2, 5))
+
+    candidates, tiers = tiered_candidates(half_a_pool_of_five_items, [4], at_least=9, largest=64)
+    assert candidates.tolist() == [0, 1, 2, 3, 4] and tiers.tolist() == [0, 0, 1, 1, 2]
+    assert asked == [4, 8, 16, 32]  # 32 brought nothing new: no 64
