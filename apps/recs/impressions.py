@@ -114,24 +114,20 @@ def attributions(
     events: Sequence[Event], lists: Mapping[str, Impression]
 ) -> list[tuple[Event, Attribution]]:
     """The outcome events whose `list_id` names a list in `lists` that showed their item to
-    their user, each with its attribution; an outcome repeated in `events` comes once.
+    their user, each with its attribution.
 
     The store then counts each (list, item, outcome) once however often it is sent (a second
-    click, a spool replayed twice), so CTR cannot pass 1.
+    click, a spool replayed twice, the same click twice in `events`), so CTR cannot pass 1.
     """
     found = []
-    seen: set[tuple[str, str, str]] = set()
     for event in events:
         shown = lists.get(event.list_id or "")
-        key = (event.list_id or "", event.item_id, event.event)
         if (
             event.event in OUTCOMES
             and shown is not None
             and event.item_id in shown.items
             and event.user_id == shown.user_id
-            and key not in seen
         ):
-            seen.add(key)
             found.append((event, Attribution(event.event, shown.variant, shown.model_version)))
     return found
 
@@ -190,9 +186,10 @@ class MemoryImpressionStore:
             found = []
             for event, hit in attributions(events, self._lists):
                 counted = self._outcomes.setdefault(event.list_id or "", set())
-                if outcome_key(event) in counted:
+                key = outcome_key(event)
+                if key in counted:
                     continue
-                counted.add(outcome_key(event))
+                counted.add(key)
                 found.append(hit)
                 for row in (
                     self._counts.setdefault(hit.model_version, {}),
