@@ -46,8 +46,13 @@ class RedisSessionStore:
         return None if raw is None else session_from_dict(json.loads(raw))
 
     def save(self, session: Session) -> None:
+        self._write(self.client, session)
+
+    def _write(self, client: Any, session: Session) -> None:
+        """Keep the last `max_turns` turns and store them with a fresh TTL (`client`: Redis, or
+        a MULTI pipeline)."""
         session.turns = session.turns[-self.max_turns :]
-        self.client.set(self.key(session.id), json.dumps(session_to_dict(session)), ex=self.ttl_s)
+        client.set(self.key(session.id), json.dumps(session_to_dict(session)), ex=self.ttl_s)
 
     def update(self, session_id: str, change: SessionChange) -> Session | None:
         if not valid_session_id(session_id):
@@ -59,8 +64,6 @@ class RedisSessionStore:
                 return None, None
             session = session_from_dict(json.loads(raw))
             change(session)
-            session.turns = session.turns[-self.max_turns :]
-            stored = json.dumps(session_to_dict(session))
-            return session, lambda pipe: pipe.set(key, stored, ex=self.ttl_s)
+            return session, lambda pipe: self._write(pipe, session)
 
         return update_watched(self.client, key, changed)

@@ -148,10 +148,8 @@ class MemorySessionStore:
         return session_from_dict(asdict(stored[1])) if stored else None
 
     def save(self, session: Session) -> None:
-        session.turns = session.turns[-self.max_turns :]
-        copy = session_from_dict(session_to_dict(session))
         with self._lock:
-            self._sessions[session.id] = (time.monotonic() + self.ttl_s, copy)
+            self._put(session)
 
     def update(self, session_id: str, change: SessionChange) -> Session | None:
         with self._lock:
@@ -160,7 +158,13 @@ class MemorySessionStore:
                 return None
             session = session_from_dict(asdict(stored[1]))
             change(session)
-            session.turns = session.turns[-self.max_turns :]
-            copy = session_from_dict(session_to_dict(session))
-            self._sessions[session_id] = (time.monotonic() + self.ttl_s, copy)
+            self._put(session)
         return session
+
+    def _put(self, session: Session) -> None:
+        """Keep a copy of the last `max_turns` turns with a fresh TTL (the lock held)."""
+        session.turns = session.turns[-self.max_turns :]
+        self._sessions[session.id] = (
+            time.monotonic() + self.ttl_s,
+            session_from_dict(session_to_dict(session)),
+        )
