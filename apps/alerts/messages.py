@@ -73,16 +73,11 @@ def _loads(raw: bytes | str) -> object:
 
 def _event_time(published: object, fallback_time: float, not_after: float | None) -> float:
     """The event time of `published_at`, else of the Kafka timestamp; at most `not_after`."""
-    if published is None or published == "":
-        what, found = "the Kafka timestamp", fallback_time
-    else:
-        what, found = "field 'published_at'", published
+    from_kafka = published is None or published == ""
+    what = "the Kafka timestamp" if from_kafka else "field 'published_at'"
+    found = fallback_time if from_kafka else published
     try:
-        event_time = (
-            fallback_time
-            if found is fallback_time
-            else parse_timestamp(published, name="published_at")
-        )
+        event_time = found if from_kafka else parse_timestamp(found, name="published_at")
         format_time(event_time)  # within the years datetime can represent
     except DataError as exc:
         raise InvalidMessage(str(exc)) from None
