@@ -358,13 +358,10 @@ class ConsumerRunner:
             timeout_ms = 0 if ready else min(timeout_ms, IN_FLIGHT_POLL_MS)
         try:
             return consumer.poll(timeout_ms=timeout_ms, max_records=self._batcher.room)
-        except kafka_errors.CorruptRecordError as exc:
-            if self._skip_unreadable(consumer, exc):
-                return {}
-            raise KafkaUnavailable(
-                f"consuming {self.topics} from {self.bootstrap!r} failed: {exc!r}"
-            ) from exc
         except kafka_errors.KafkaError as exc:
+            unreadable = isinstance(exc, kafka_errors.CorruptRecordError)
+            if unreadable and self._skip_unreadable(consumer, exc):
+                return {}
             raise KafkaUnavailable(
                 f"consuming {self.topics} from {self.bootstrap!r} failed: {exc!r}"
             ) from exc
