@@ -69,7 +69,9 @@ class UnknownTurn(KeyError):
 
 
 class HandoffUnavailable(RuntimeError):
-    """A handoff nobody would receive: the agent desk is out of reach and no webhook is set."""
+    """A message for our team that nobody would receive now: a handoff while the agent desk is
+    out of reach and no webhook is set, or a message of a session last seen with a person while
+    the desk cannot be read."""
 
 
 @dataclass
@@ -111,7 +113,12 @@ class ChatService:
         observe: Callable[[ChatReply], None] | None = None,
         desk: AgentDesk | None = None,
         desk_unavailable: tuple[type[BaseException], ...] = (),
+        last_seen_with_person: Callable[[str], bool] | None = None,
+        shared_sessions: SessionStore | None = None,
     ) -> None:
+        """`last_seen_with_person(session_id)`: whether this process last saw the session with
+        a person (asked when the desk is out of reach). `shared_sessions`: where messages for a
+        person are written, a store every worker and the console read (default `sessions`)."""
         self.get_bot = get_bot
         self.sessions = sessions
         self.feedback = feedback
@@ -123,8 +130,11 @@ class ChatService:
         self.observe = observe
         self.desk = desk
         # errors that mean the desk's store is out of reach (e.g. Redis connection failures):
-        # the bot then answers, and a handoff is announced through the webhook alone
+        # the bot then answers (unless the session was last seen with a person), and a handoff
+        # is announced through the webhook alone
         self.desk_unavailable = desk_unavailable
+        self.last_seen_with_person = last_seen_with_person
+        self.shared_sessions = sessions if shared_sessions is None else shared_sessions
 
     def open_session(self, session_id: str | None) -> Session:
         if session_id is None:
@@ -145,13 +155,21 @@ class ChatService:
         """Answer one customer message (or a clicked suggestion when `faq_id` is given).
 
         While a person waits for or holds the conversation the bot stays silent: the message goes
-        to the agent console and the reply has outcome "agent" and no answer.
+        to the agent console and the reply has outcome "agent" and no answer. When the desk
+        cannot be read and this process last saw the session with a person, HandoffUnavailable
+        (the message is refused, not answered by the bot behind the person's back).
         """
         session = self.open_session(session_id)
         bot = self.get_bot()
         conversation, desk_reachable = self._active_conversation(session.id)
         if self.desk is not None and conversation is not None:
             return self._pass_to_agent(self.desk, bot, session, message, conversation.status)
+        if not desk_reachable and self._last_seen_with_person(session.id):
+            logger.warning(
+                "agent desk unreachable: message of session %s, last seen with a person, refused",
+                session.id,
+            )
+            raise HandoffUnavailable(session.id)
         settings = bot.policy_settings(
             threshold=self.threshold,
             ambiguity_margin=self.ambiguity_margin,
@@ -353,15 +371,19 @@ class ChatService:
             logger.warning("agent desk unavailable (%s): the bot answers", type(exc).__name__)
             return None, False
 
+    def _last_seen_with_person(self, session_id: str) -> bool:
+        return self.last_seen_with_person is not None and self.last_seen_with_person(session_id)
+
     def _pass_to_agent(
         self, desk: AgentDesk, bot: Bot, session: Session, message: str, status: str
     ) -> ChatReply:
         """Keep the customer's message for the person (no bot answer, no unanswered log).
 
-        Appended atomically: an agent's reply stored at the same moment is not overwritten.
+        Appended atomically to the shared store (never only to this worker's memory, where the
+        console would not see it): an agent's reply stored at the same moment is not overwritten.
         """
         turn = Turn(turn_id=new_id(), role="user", text=message, ts=time.time())
-        if self.sessions.update(session.id, lambda s: s.turns.append(turn)) is None:
+        if self.shared_sessions.update(session.id, lambda s: s.turns.append(turn)) is None:
             raise UnknownSession(session.id)
         desk.customer_wrote(session.id)
         reply = ChatReply(

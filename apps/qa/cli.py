@@ -393,17 +393,21 @@ def serve_command(host: str, port: int, bot_dir: str | None) -> None:
     encoder = ensure_bot(settings)
     with services(redis.url, None, need_kafka=False) as (redis_url, _):
         connection = redis if redis.url else RedisSettings(url=redis_url)
-        app = create_app(settings, open_resources(settings, connection, encoder=encoder))
+        resources = open_resources(settings, connection, encoder=encoder)
+        app = create_app(settings, resources)
         click.echo(f"QA bot on http://{host}:{port}/demo", err=True)
         from threefold.core.server_errors import JsonErrorRequestHandler
 
-        app.run(
-            host=host,
-            port=port,
-            threaded=True,
-            use_reloader=False,
-            request_handler=JsonErrorRequestHandler,
-        )
+        try:
+            app.run(
+                host=host,
+                port=port,
+                threaded=True,
+                use_reloader=False,
+                request_handler=JsonErrorRequestHandler,
+            )
+        finally:
+            resources.close()  # records kept during an outage: one last try to write them
 
 
 @click.command(name="qa")

@@ -4,6 +4,11 @@
 runs the in-memory twin instead and opens a circuit breaker so the next calls skip Redis for
 `retry_s`. Only connection failures open it: bad data (a corrupt value, a Redis error reply)
 still raises, so a hostile request never takes Redis away from everyone else.
+
+What a worker keeps meanwhile reaches Redis again: `RecordFlusher` writes the records kept in
+memory once Redis answers (no request needed), and `RememberingHandoffStore` remembers which
+sessions were last seen with a person, so that their messages are refused (503) rather than
+answered by the bot while the agent desk cannot be read.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -18,6 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from threefold.apps.qa.feedback import MemoryRecordLog, RecordLog
+from threefold.apps.qa.handoff_queue import Conversation, HandoffStore, Update
 from threefold.apps.qa.sessions import (
     MemorySessionStore,
     Session,
@@ -119,24 +126,27 @@ class FallbackSessionStore:
 class FallbackRecordLog:
     """A `RecordLog` in Redis that keeps records in this process while Redis is down.
 
-    The records kept meanwhile are written to Redis by the first call that reaches it again.
+    The records kept meanwhile are written to Redis by the next call that reaches it, or by a
+    `RecordFlusher` in the background; `on_kept` listeners are called whenever one is kept.
     """
 
     def __init__(self, primary: RecordLog, memory: MemoryRecordLog, breaker: RedisFallback) -> None:
         self.primary = primary
         self.memory = memory
         self.breaker = breaker
+        self.on_kept: list[Callable[[], object]] = []
+        self._flush_lock = threading.Lock()
 
     def append(self, name: str, record: dict[str, Any]) -> None:
         def to_redis() -> None:
-            self._flush()
+            self.flush()
             self.primary.append(name, record)
 
-        self.breaker.call("append_" + name, to_redis, lambda: self.memory.append(name, record))
+        self.breaker.call("append_" + name, to_redis, lambda: self._keep([(name, record)]))
 
     def read(self, name: str) -> Iterator[dict[str, Any]]:
         def from_redis() -> list[dict[str, Any]]:
-            self._flush()
+            self.flush()
             return list(self.primary.read(name))
 
         records = self.breaker.call(
@@ -144,15 +154,178 @@ class FallbackRecordLog:
         )
         yield from records
 
-    def _flush(self) -> None:
-        """Move the records kept in memory during an outage to Redis (back on a failure)."""
-        pending = self.memory.drain()
-        for position, (name, record) in enumerate(pending):
-            try:
-                self.primary.append(name, record)
-            except BaseException:
-                for unsent_name, unsent in pending[position:]:
-                    self.memory.append(unsent_name, unsent)
-                raise
+    def pending(self) -> int:
+        """How many records are kept in this process, waiting for Redis."""
+        return len(self.memory)
+
+    def flush(self) -> int:
+        """Move the records kept in memory to Redis, oldest first; returns how many.
+
+        Raises what Redis raises; the records not written stay kept. One flush at a time, so a
+        record appended meanwhile never overtakes older kept ones.
+        """
+        with self._flush_lock:
+            pending = self.memory.drain()
+            for position, (name, record) in enumerate(pending):
+                try:
+                    self.primary.append(name, record)
+                except BaseException:
+                    self._keep(pending[position:])
+                    raise
         if pending:
             logger.info("redis is back: %d records kept in memory written to it", len(pending))
+        return len(pending)
+
+    def _keep(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+        for name, record in records:
+            self.memory.append(name, record)
+        for listener in self.on_kept:
+            listener()
+
+
+class RecordFlusher:
+    """Writes the records a `FallbackRecordLog` kept to Redis from a daemon thread, so they
+    reach Redis soon after it is back even when no request comes.
+
+    The thread sleeps while nothing is kept (a kept record wakes it). After a failed attempt it
+    waits `first_retry_s`, doubling up to `max_retry_s`, and records kept meanwhile do not cut
+    that wait short. `stop()` tries a last flush.
+    """
+
+    def __init__(
+        self, log: FallbackRecordLog, *, first_retry_s: float = 1.0, max_retry_s: float = 30.0
+    ) -> None:
+        if not 0 < first_retry_s <= max_retry_s:
+            raise ValueError(
+                "expected 0 < first_retry_s <= max_retry_s, found "
+                f"first_retry_s={first_retry_s} and max_retry_s={max_retry_s}"
+            )
+        self.log = log
+        self.first_retry_s = first_retry_s
+        self.max_retry_s = max_retry_s
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        log.on_kept.append(self._wake.set)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread (a no-op while it runs); records kept before are flushed at once."""
+        with self._lock:
+            if self.running:
+                return
+            self._stopping.clear()
+            self._wake.set()
+            self._thread = threading.Thread(target=self._run, name="qa-record-flush", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the thread after one last flush attempt (waits at most `timeout_s`)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is None:
+                return
+            self._stopping.set()
+            self._wake.set()
+        thread.join(timeout_s)
+        if thread.is_alive():
+            logger.warning("record flush thread still busy after %.0fs; left running", timeout_s)
+
+    def _run(self) -> None:
+        retry_s = self.first_retry_s
+        while not self._stopping.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            while not self._stopping.is_set() and not self._attempt():
+                self._stopping.wait(retry_s)
+                retry_s = min(retry_s * 2, self.max_retry_s)
+            retry_s = self.first_retry_s
+        if not self._attempt():
+            logger.warning(
+                "record flush stopped: %d records kept in memory not written to redis",
+                self.log.pending(),
+            )
+
+    def _attempt(self) -> bool:
+        """One flush when records are kept: False when Redis refused them (they stay kept)."""
+        if not self.log.pending():
+            return True
+        try:
+            self.log.flush()
+        except CONNECTION_FAILURES as exc:
+            logger.info(
+                "redis still unavailable (%s): %d records kept in memory",
+                type(exc).__name__,
+                self.log.pending(),
+            )
+            return False
+        except Exception:  # a Redis error reply: logged, tried again later, never dropped
+            logger.exception("writing %d kept records to redis failed", self.log.pending())
+            return False
+        return True
+
+
+class RememberingHandoffStore:
+    """A `HandoffStore` that remembers which sessions it last saw with a person.
+
+    Every read and transition notes whether the session's conversation was active (waiting or
+    claimed). `with_person(session_id)` answers from that memory when the store cannot be read:
+    True when the latest conversation this worker saw, within `ttl_s`, was active. Bounded to
+    the `max_sessions` most recently seen.
+    """
+
+    def __init__(
+        self,
+        primary: HandoffStore,
+        *,
+        ttl_s: float,
+        max_sessions: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.primary = primary
+        self.ttl_s = ttl_s
+        self.max_sessions = max_sessions
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._active_since: OrderedDict[str, float] = OrderedDict()  # session -> last seen active
+
+    def open(self, conversation: Conversation) -> Conversation:
+        opened = self.primary.open(conversation)
+        self._note(opened.session_id, opened)
+        return opened
+
+    def get(self, session_id: str) -> Conversation | None:
+        conversation = self.primary.get(session_id)
+        self._note(session_id, conversation)
+        return conversation
+
+    def update(self, session_id: str, change: Update) -> Conversation:
+        conversation = self.primary.update(session_id, change)
+        self._note(session_id, conversation)
+        return conversation
+
+    def list(self, status: str) -> list[Conversation]:
+        found = self.primary.list(status)
+        for conversation in found:
+            self._note(conversation.session_id, conversation)
+        return found
+
+    def with_person(self, session_id: str) -> bool:
+        """Whether the session was last seen waiting for or held by a person (within `ttl_s`)."""
+        with self._lock:
+            seen = self._active_since.get(session_id)
+        return seen is not None and self.clock() - seen < self.ttl_s
+
+    def _note(self, session_id: str, conversation: Conversation | None) -> None:
+        with self._lock:
+            if conversation is not None and conversation.active:
+                self._active_since[session_id] = self.clock()
+                self._active_since.move_to_end(session_id)
+                while len(self._active_since) > self.max_sessions:
+                    self._active_since.popitem(last=False)
+            else:
+                self._active_since.pop(session_id, None)

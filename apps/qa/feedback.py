@@ -76,6 +76,11 @@ class MemoryRecordLog:
             records = list(self._logs.get(name, ()))
         yield from records
 
+    def __len__(self) -> int:
+        """How many records the logs hold, all together."""
+        with self._lock:
+            return sum(len(records) for records in self._logs.values())
+
     def drain(self) -> list[tuple[str, dict[str, Any]]]:
         """Take every record out of the logs: (log name, record) pairs, oldest first per log."""
         with self._lock:

@@ -1,4 +1,5 @@
-"""The QA bot's Prometheus metrics: replies, confidence, webhooks, agents, bot swaps, reviews."""
+"""The QA bot's Prometheus metrics: replies, confidence, webhooks, agents, bot swaps, reviews,
+records kept during a Redis outage."""
 
 from __future__ import annotations
 
@@ -70,6 +71,12 @@ class QAMetrics:
         self.reviewed_items = Counter(
             "qa_reviewed_items_total", "Review items that left the queue", registry=registry
         )
+        self.records_pending = Gauge(
+            "qa_records_pending",
+            "Feedback, unanswered questions and agent replies kept in this worker during a Redis "
+            "outage, not yet written to Redis",
+            registry=registry,
+        )
 
     def observe_review(self, action: str, items: int) -> None:
         self.review_actions.labels(action).inc()
@@ -88,6 +95,10 @@ class QAMetrics:
                 return float("nan")
 
         self.queue_length.set_function(read)
+
+    def count_pending_records_with(self, pending: Callable[[], int]) -> None:
+        """Report the records kept in this worker by calling `pending()` at each scrape."""
+        self.records_pending.set_function(lambda: float(pending()))
 
     def observe_claim(self, agent: str) -> None:
         self.claims.labels(agent).inc()

@@ -2,7 +2,9 @@
 
 Opening only loads: the current bot from its directory and a Redis client. Building a bot or
 starting a redis-server is the job of `threefold serve qa` and the demo. Without a Redis URL
-sessions and feedback live in this process (the app reports itself degraded).
+sessions and feedback live in this process (the app reports itself degraded). `Resources.start`
+(called by the app factory) starts the background flush of records kept during a Redis outage;
+`Resources.close` stops it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from threefold.apps.qa.fallback import (
     CONNECTION_FAILURES,
     FallbackRecordLog,
     FallbackSessionStore,
+    RecordFlusher,
     RedisFallback,
+    RememberingHandoffStore,
 )
 from threefold.apps.qa.feedback import FeedbackStore, MemoryRecordLog
 from threefold.apps.qa.handoff import HandoffNotifier
@@ -62,6 +66,17 @@ class Resources:
     agents: AgentDirectory
     breaker: RedisFallback | None = None
     metrics: QAMetrics | None = None
+    flusher: RecordFlusher | None = None
+
+    def start(self) -> None:
+        """Start the background work: the flush of records kept during a Redis outage."""
+        if self.flusher is not None:
+            self.flusher.start()
+
+    def close(self) -> None:
+        """Stop the background work (after one last attempt to write kept records to Redis)."""
+        if self.flusher is not None:
+            self.flusher.stop()
 
     def degraded_reason(self) -> str | None:
         """Why answers are degraded right now ("redis unavailable"), or None."""
@@ -106,6 +121,8 @@ def open_resources(
     manager.on_swap.append(lambda _bot: metrics.bot_swaps.inc())
     client = None
     breaker = None
+    flusher = None
+    last_seen_with_person = None
     memory_sessions = MemorySessionStore(ttl_s=settings.session_ttl_s)
     memory_log = MemoryRecordLog(max_entries=settings.record_max_entries)
     if redis.url:
@@ -113,33 +130,39 @@ def open_resources(
             redis, socket_timeout=settings.redis_timeout_s, health_check_interval=30
         )
         breaker = RedisFallback(retry_s=settings.redis_retry_s)
-        sessions: SessionStore = FallbackSessionStore(
-            RedisSessionStore(client, prefix=settings.redis_prefix, ttl_s=settings.session_ttl_s),
-            memory_sessions,
-            breaker,
+        shared_sessions: SessionStore = RedisSessionStore(
+            client, prefix=settings.redis_prefix, ttl_s=settings.session_ttl_s
         )
+        sessions: SessionStore = FallbackSessionStore(shared_sessions, memory_sessions, breaker)
         record_log = RedisRecordLog(
             client,
             prefix=settings.redis_prefix,
             max_entries=settings.record_max_entries,
             ttl_s=settings.record_ttl_days * 86_400,
         )
-        feedback = FeedbackStore(FallbackRecordLog(record_log, memory_log, breaker))
-        handoffs: HandoffStore = RedisHandoffStore(client, prefix=settings.redis_prefix)
+        fallback_log = FallbackRecordLog(record_log, memory_log, breaker)
+        flusher = RecordFlusher(fallback_log)
+        metrics.count_pending_records_with(fallback_log.pending)
+        feedback = FeedbackStore(fallback_log)
+        remembered = RememberingHandoffStore(
+            RedisHandoffStore(client, prefix=settings.redis_prefix), ttl_s=settings.session_ttl_s
+        )
+        last_seen_with_person = remembered.with_person
+        handoffs: HandoffStore = remembered
         bus: EventBus = RedisEventBus(client, prefix=settings.redis_prefix)
     else:
         logger.warning(
             "no REDIS_URL set: sessions, feedback and handoffs are kept in this process only "
             "(degraded)"
         )
-        sessions = memory_sessions
+        sessions = shared_sessions = memory_sessions
         feedback = FeedbackStore(memory_log)
         handoffs = MemoryHandoffStore()
         bus = MemoryEventBus()
     desk = AgentDesk(
         store=handoffs,
         bus=bus,
-        sessions=sessions,
+        sessions=shared_sessions,  # agents' replies never stay in one worker's memory
         wait_timeout_s=settings.agent_wait_timeout_s,
         metrics=metrics,
         on_reply=lambda session, turn: feedback.log_agent_reply(
@@ -168,6 +191,8 @@ def open_resources(
         observe=metrics.observe_reply,
         desk=desk,
         desk_unavailable=CONNECTION_FAILURES,
+        last_seen_with_person=last_seen_with_person,
+        shared_sessions=shared_sessions,
     )
     return Resources(
         config=settings,
@@ -181,4 +206,5 @@ def open_resources(
         agents=AgentDirectory.parse(reveal(settings.agent_tokens)),
         breaker=breaker,
         metrics=metrics,
+        flusher=flusher,
     )

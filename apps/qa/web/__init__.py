@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 def create_app(settings: QAConfig | None = None, resources: Resources | None = None) -> Flask:
     """The QA bot service: chat, admin, agent and review API, health, metrics, pages.
 
+    Starts the resources' background work (`Resources.start`); `Resources.close` stops it.
+
     Args:
         settings: None reads THREEFOLD_QA_* from the environment.
         resources: None opens them from `settings` and REDIS_* (see `resources.open_resources`).
@@ -63,5 +65,6 @@ def create_app(settings: QAConfig | None = None, resources: Resources | None = N
     app.register_blueprint(review_blueprint)
     register_openapi(app, DOCUMENT)
     install_handoff_errors(app)
+    resources.start()
     logger.info("QA bot app ready: bot %s, %s", resources.manager.bot.version, settings)
     return app

@@ -80,9 +80,10 @@ def make_app(
     """`make_app(**settings_overrides)` -> a Flask app on this test's bot dir and Redis prefix.
 
     `redis_url=None` gives the app no Redis (the degraded, in-memory mode). At teardown it waits
-    for the apps' background rebuilds (after edits), so none outlives its test.
+    for the apps' background rebuilds (after edits) and stops their record flush, so none
+    outlives its test.
     """
-    managers = []
+    opened = []
     from threefold.apps.qa.resources import open_resources
     from threefold.apps.qa.web import create_app
     from threefold.streaming.connections import RedisSettings
@@ -98,9 +99,12 @@ def make_app(
         values.update(overrides)
         settings = QAConfig(**values)  # type: ignore[arg-type]
         resources = open_resources(settings, RedisSettings(url=redis_url), encoder=embedder)
-        managers.append(resources.manager)
+        opened.append(resources)
         return create_app(settings, resources)
 
     yield make
-    for manager in managers:
-        assert manager.wait_for_retrain(timeout=600), "a background bot rebuild never finished"
+    for resources in opened:
+        resources.close()
+        assert resources.manager.wait_for_retrain(timeout=600), (
+            "a background bot rebuild never finished"
+        )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import pytest
+import redis
 from support.services import frozen
 
 from threefold.apps.qa.fallback import FallbackSessionStore, RedisFallback
@@ -137,3 +140,138 @@ def test_a_vote_during_an_outage_is_503_not_an_unknown_turn(make_app, hung_redis
     assert rated.status_code == 503, rated.get_json()
     assert rated.get_json()["error"] == "redis_unavailable"
     assert int(rated.headers["Retry-After"]) > 0
+
+
+def hand_off(client, *, claim: bool = False) -> str:
+    """A session handed to a person (waiting, or claimed by ana); returns its id."""
+    reply = chat(client, "talk to a person please").get_json()
+    assert reply["handoff"] is True, reply
+    if claim:
+        claimed = client.post(
+            f"/api/agent/conversations/{reply['session_id']}/claim", headers=AGENT
+        )
+        assert claimed.status_code == 200
+    return reply["session_id"]
+
+
+def customer_texts(turns: list[dict]) -> list[str]:
+    return [t["text"] for t in turns if t["role"] == "user"]
+
+
+@pytest.mark.parametrize(
+    ("claimed", "reason"), [(False, "waiting_for_agent"), (True, "agent_owned")]
+)
+def test_a_message_for_a_person_during_an_outage_is_503_not_a_bot_answer(
+    make_app, hung_redis, claimed: bool, reason: str
+) -> None:
+    """The bot must not answer behind the person's back: the customer's intent would be lost."""
+    app = make_app(
+        redis_url=hung_redis.url, redis_timeout_s=0.3, redis_retry_s=0, agent_tokens="ana:tok-ana-1"
+    )
+    client = app.test_client()
+    session_id = hand_off(client, claim=claimed)
+    with frozen(hung_redis):
+        during = chat(client, "Is shipping free?", session_id=session_id)
+    assert during.status_code == 503, during.get_json()
+    assert during.get_json()["error"] == "agents_unreachable"
+    assert int(during.headers["Retry-After"]) > 0
+    retried = chat(client, "Is shipping free?", session_id=session_id)  # what the widget does
+    assert retried.status_code == 200
+    assert (retried.get_json()["outcome"], retried.get_json()["reason"]) == ("agent", reason)
+    transcript = client.get(f"/api/agent/conversations/{session_id}", headers=AGENT).get_json()
+    assert customer_texts(transcript["transcript"]) == [
+        "talk to a person please",
+        "Is shipping free?",
+    ]
+
+
+def test_a_worker_that_only_followed_the_handoff_also_refuses_its_messages(
+    make_app, hung_redis
+) -> None:
+    """Any read of the conversation teaches a worker, e.g. the widget reloading the session."""
+    settings = {"redis_url": hung_redis.url, "redis_timeout_s": 0.3, "redis_retry_s": 0}
+    first = make_app(**settings, agent_tokens="ana:tok-ana-1").test_client()
+    other = make_app(**settings).test_client()
+    session_id = hand_off(first)
+    state = other.get(f"/api/sessions/{session_id}").get_json()["agent_state"]
+    assert state["status"] == "waiting"
+    with frozen(hung_redis):
+        during = chat(other, "Is shipping free?", session_id=session_id)
+    assert during.status_code == 503, during.get_json()
+    assert during.get_json()["error"] == "agents_unreachable"
+
+
+def test_after_the_person_let_go_the_bot_answers_through_an_outage(make_app, hung_redis) -> None:
+    app = make_app(
+        redis_url=hung_redis.url, redis_timeout_s=0.3, redis_retry_s=0, agent_tokens="ana:tok-ana-1"
+    )
+    client = app.test_client()
+    session_id = hand_off(client, claim=True)
+    released = client.post(f"/api/agent/conversations/{session_id}/release", headers=AGENT)
+    assert released.status_code == 200
+    with frozen(hung_redis):
+        during = chat(client, "Is shipping free?", session_id=session_id)
+    assert during.status_code == 200, during.get_json()
+    assert during.get_json()["outcome"] == "answer"
+    assert during.get_json()["faq_id"] == "shipping_cost"
+
+
+def test_right_after_an_outage_messages_for_a_person_are_stored_in_redis(
+    make_app, hung_redis
+) -> None:
+    """While this worker still answers without Redis (breaker open), a message for the person
+    and the person's reply go to Redis, not this worker's memory: another worker shows both."""
+    settings = {"redis_url": hung_redis.url, "redis_timeout_s": 0.3, "redis_retry_s": 60}
+    worker = make_app(**settings, agent_tokens="ana:tok-ana-1").test_client()
+    other = make_app(**settings).test_client()
+    session_id = hand_off(worker, claim=True)
+    with frozen(hung_redis):
+        assert chat(worker, "Is shipping free?", session_id=session_id).status_code == 503
+    retried = chat(worker, "Is shipping free?", session_id=session_id)
+    assert retried.status_code == 200
+    assert retried.get_json()["degraded"] == "redis unavailable"  # the breaker is still open
+    assert retried.get_json()["outcome"] == "agent"
+    sent = worker.post(
+        f"/api/agent/conversations/{session_id}/messages",
+        headers=AGENT,
+        json={"text": "Yes, on orders over $50."},
+    )
+    assert sent.status_code == 201
+    turns = other.get(f"/api/sessions/{session_id}").get_json()["turns"]
+    assert customer_texts(turns) == ["talk to a person please", "Is shipping free?"]
+    assert [t["text"] for t in turns if t["role"] == "agent"] == ["Yes, on orders over $50."]
+
+
+def pending_records(client) -> float:
+    metrics = client.get("/metrics").get_data(as_text=True)
+    return float(re.search(r"^qa_records_pending (\S+)$", metrics, re.MULTILINE).group(1))
+
+
+def test_records_kept_during_an_outage_reach_redis_without_another_request(
+    make_app, hung_redis, redis_prefix: str
+) -> None:
+    client = make_app(redis_url=hung_redis.url, redis_timeout_s=0.3).test_client()
+    with frozen(hung_redis):
+        answer = chat(client, "Is shipping free?").get_json()
+        rated = client.post(
+            "/api/feedback",
+            json={"session_id": answer["session_id"], "turn_id": answer["turn_id"], "rating": "up"},
+        )
+        assert rated.status_code == 201
+        declined = chat(client, "what is the airspeed of an unladen swallow").get_json()
+        assert declined["outcome"] == "out_of_scope"
+        assert pending_records(client) == 2
+    redis_client = redis.Redis.from_url(hung_redis.url)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            feedback = redis_client.lrange(redis_prefix + "feedback", 0, -1)
+            unanswered = redis_client.lrange(redis_prefix + "unanswered", 0, -1)
+            if feedback and unanswered:
+                break
+            time.sleep(0.2)
+    finally:
+        redis_client.close()
+    assert [json.loads(r)["turn_id"] for r in feedback] == [answer["turn_id"]]
+    assert [json.loads(r)["session_id"] for r in unanswered] == [declined["session_id"]]
+    assert pending_records(client) == 0

@@ -1,0 +1,194 @@
+"""What a worker keeps through a Redis outage: the background record flush, remembered handoffs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from itertools import pairwise
+from typing import Any
+
+import pytest
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from support.services import frozen
+
+from threefold.apps.qa.fallback import (
+    FallbackRecordLog,
+    RecordFlusher,
+    RedisFallback,
+    RememberingHandoffStore,
+)
+from threefold.apps.qa.feedback import MemoryRecordLog
+from threefold.apps.qa.handoff_queue import MemoryHandoffStore, claim, end, new_conversation
+from threefold.apps.qa.redis_feedback import RedisRecordLog
+from threefold.apps.qa.sessions import new_id
+
+
+def wait_until(condition: Any, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.integration
+def test_records_kept_in_an_outage_reach_redis_once_each_before_newer_ones(
+    hung_redis, redis_prefix: str
+) -> None:
+    """The flusher and eight request threads write at once when Redis is back: every record
+    once, each writer's in order, and none of them ahead of the records kept before."""
+    client = redis.Redis.from_url(hung_redis.url, socket_timeout=0.3)
+    log = FallbackRecordLog(
+        RedisRecordLog(client, prefix=redis_prefix), MemoryRecordLog(), RedisFallback(retry_s=0.5)
+    )
+    flusher = RecordFlusher(log, first_retry_s=0.05, max_retry_s=0.5)
+    with frozen(hung_redis):
+        for n in range(200):
+            log.append("feedback", {"writer": -1, "n": n})
+    assert log.pending() == 200
+    time.sleep(0.6)  # the breaker closes: appends go to Redis again
+
+    def write(writer: int) -> None:
+        for n in range(25):
+            log.append("feedback", {"writer": writer, "n": n})
+
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+    try:
+        flusher.start()
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        assert wait_until(
+            lambda: log.pending() == 0 and client.llen(redis_prefix + "feedback") >= 400
+        )
+        stored = list(RedisRecordLog(client, prefix=redis_prefix).read("feedback"))
+    finally:
+        flusher.stop()
+        client.close()
+    assert not flusher.running
+    assert len(stored) == 200 + 8 * 25
+    assert stored[:200] == [{"writer": -1, "n": n} for n in range(200)]
+    for writer in range(8):
+        assert [r["n"] for r in stored if r["writer"] == writer] == list(range(25))
+
+
+class FakeKeptLog:
+    """A double of `FallbackRecordLog` for the flusher's timing: counts and refuses flushes."""
+
+    def __init__(self, *, kept: int, refuse: bool) -> None:
+        self.kept = kept
+        self.refuse = refuse
+        self.on_kept: list[Any] = []
+        self.pending_calls = 0
+        self.attempts: list[float] = []
+
+    def pending(self) -> int:
+        self.pending_calls += 1
+        return self.kept
+
+    def flush(self) -> int:
+        self.attempts.append(time.monotonic())
+        if self.refuse:
+            raise RedisConnectionError("refused")
+        flushed, self.kept = self.kept, 0
+        return flushed
+
+
+def test_the_flusher_sleeps_while_nothing_is_kept() -> None:
+    log = FakeKeptLog(kept=0, refuse=False)
+    flusher = RecordFlusher(log, first_retry_s=0.01, max_retry_s=0.01)  # type: ignore[arg-type]
+    flusher.start()
+    try:
+        assert wait_until(lambda: log.pending_calls >= 1, timeout_s=5)
+        calls = log.pending_calls
+        time.sleep(0.5)
+        assert log.pending_calls == calls  # no polling
+        log.kept = 3
+        for listener in log.on_kept:
+            listener()
+        assert wait_until(lambda: log.kept == 0, timeout_s=5)
+    finally:
+        flusher.stop()
+    assert not flusher.running
+    assert len(log.attempts) == 1
+
+
+def test_the_flusher_backs_off_to_its_cap_and_kept_records_do_not_hurry_it() -> None:
+    log = FakeKeptLog(kept=1, refuse=True)
+    flusher = RecordFlusher(log, first_retry_s=0.05, max_retry_s=0.2)  # type: ignore[arg-type]
+    stop_waking = threading.Event()
+
+    def keep_records() -> None:  # what a busy worker does during an outage
+        while not stop_waking.is_set():
+            for listener in log.on_kept:
+                listener()
+            time.sleep(0.001)
+
+    waker = threading.Thread(target=keep_records)
+    waker.start()
+    flusher.start()
+    try:
+        time.sleep(1.5)
+    finally:
+        stop_waking.set()
+        waker.join()
+        flusher.stop()
+    gaps = [later - earlier for earlier, later in pairwise(log.attempts)]
+    assert len(gaps) >= 4, gaps
+    assert gaps[0] >= 0.045 and gaps[1] >= 0.095, gaps  # doubling from first_retry_s
+    assert all(gap >= 0.195 for gap in gaps[2:-1]), gaps  # then at the cap, never sooner
+    assert max(gaps) < 1.0, gaps  # capped (with room for a loaded CPU)
+
+
+def test_the_flusher_says_which_retry_times_are_wrong() -> None:
+    log = FakeKeptLog(kept=0, refuse=False)
+    with pytest.raises(ValueError, match=r"first_retry_s=5 and max_retry_s=1"):
+        RecordFlusher(log, first_retry_s=5, max_retry_s=1)  # type: ignore[arg-type]
+
+
+def test_handoffs_are_remembered_while_waiting_or_claimed_and_forgotten_when_ended() -> None:
+    store = RememberingHandoffStore(MemoryHandoffStore(), ttl_s=60)
+    waiting, claimed, released, never = (new_id() for _ in range(4))
+    for session_id in (waiting, claimed, released):
+        store.open(new_conversation(session_id, reason="requested", page_url=None, candidates=[]))
+    store.update(claimed, lambda c: claim(c, "ana", 1.0))
+    store.update(released, lambda c: claim(c, "ana", 1.0))
+    store.update(released, lambda c: end(c, "ana", "released", 2.0))
+    assert [store.with_person(s) for s in (waiting, claimed, released, never)] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_a_worker_learns_a_handoff_from_any_read_of_the_shared_store() -> None:
+    shared = MemoryHandoffStore()  # what another worker wrote
+    session_id = new_id()
+    shared.open(new_conversation(session_id, reason="requested", page_url=None, candidates=[]))
+    by_get = RememberingHandoffStore(shared, ttl_s=60)
+    by_list = RememberingHandoffStore(shared, ttl_s=60)
+    assert not by_get.with_person(session_id)
+    by_get.get(session_id)
+    by_list.list("waiting")
+    assert by_get.with_person(session_id) and by_list.with_person(session_id)
+    shared.update(session_id, lambda c: claim(c, "ana", 1.0))
+    shared.update(session_id, lambda c: end(c, "ana", "closed", 2.0))
+    by_get.get(session_id)
+    assert not by_get.with_person(session_id)
+
+
+def test_remembered_handoffs_expire_and_are_bounded() -> None:
+    now = [0.0]
+    store = RememberingHandoffStore(
+        MemoryHandoffStore(), ttl_s=10, max_sessions=2, clock=lambda: now[0]
+    )
+    first, second, third = (new_id() for _ in range(3))
+    for session_id in (first, second, third):
+        store.open(new_conversation(session_id, reason="requested", page_url=None, candidates=[]))
+    assert [store.with_person(s) for s in (first, second, third)] == [False, True, True]
+    now[0] = 10.0
+    assert not store.with_person(third)
