@@ -10,6 +10,10 @@ the changed share of users between it and the control and nobody else. Shrinking
 a variant in the middle shifts the ranges of the variants after it (their users move too);
 end a whole experiment by starting the next one with a new salt. Requests without a user id
 get the control.
+
+A pinned version missing from the registry (deleted, pruned, mistyped) does not stop the
+workers: its variant's users get the control's lists, labelled `fallback_label(name)`
+(`v5:fallback`), so the A/B counts keep them apart from both the variant and the control.
 """
 
 from __future__ import annotations
@@ -24,6 +28,27 @@ CONTROL = "current"
 BUCKETS = 100
 SETTING = "THREEFOLD_RECS_AB_VARIANTS"
 EXAMPLE = f"{SETTING}='{CONTROL}:90,v5:10'"
+FALLBACK_SUFFIX = ":fallback"  # a version name never holds ':' (core.registry), so no clash
+
+
+def fallback_label(variant: str) -> str:
+    """The label of the lists the control ranks for `variant` while its version is missing."""
+    return f"{variant}{FALLBACK_SUFFIX}"
+
+
+def fallback_of(label: str) -> str | None:
+    """The pinned variant a `fallback_label` stands for; None for any other label."""
+    return label.removesuffix(FALLBACK_SUFFIX) if label.endswith(FALLBACK_SUFFIX) else None
+
+
+def fallback_warning(variant: str, reason: str) -> str:
+    """What the workers' log and the A/B report say about a variant the control serves."""
+    return (
+        f"A/B variant {variant!r} falls back to the control: {reason}. Its users get the "
+        f"control's lists, counted as {fallback_label(variant)!r}, not as {variant!r}. Fix: "
+        f"restore the version's folder and restart the workers, or take {variant!r} out of "
+        f"{SETTING}"
+    )
 
 
 def bucket_of(salt: str, user_id: str) -> int:

@@ -5,6 +5,11 @@ by a two-proportion z-test on CTR (pooled standard error, two-sided p-value) and
 interval on the CTR difference (unpooled, normal approximation). Items shown in one list are
 not independent trials (one user, one moment), so treat p-values near the threshold with care;
 the test is sound when lists are short compared with the number of lists.
+
+Lists the control ranked for a pinned variant whose version was missing (`v5:fallback`, see
+`ab_buckets.fallback_label`) get a row of their own, marked `fallback_for`, with no test: they
+are neither the variant's nor the control's. The variants the control serves now (`fallbacks`:
+variant -> why, e.g. its version is missing from the registry) are named with a warning each.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Mapping
 from statistics import NormalDist
 from typing import Any
 
-from threefold.apps.recs.ab_buckets import CONTROL
+from threefold.apps.recs.ab_buckets import CONTROL, fallback_of, fallback_warning
 from threefold.apps.recs.impressions import COUNTS, AbCounts
 
 
@@ -54,12 +59,17 @@ def _rates(row: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def ab_report(counts: AbCounts, confidence: float = 0.95) -> dict[str, Any]:
+def ab_report(
+    counts: AbCounts, confidence: float = 0.95, fallbacks: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Per variant (all its versions together, and each version) the counts, CTR and the test.
 
-    The control's row has no `vs_control`; a variant is compared with it only when both have
-    shown items. Rates are unrounded so a reader can recompute them from the counts.
+    The control's row and fallback rows have no `vs_control`; a variant is compared with the
+    control only when both have shown items. Rates are unrounded so a reader can recompute
+    them from the counts. A variant in `fallbacks` has `fallback: true` on its row (its counts
+    are from before the control took over).
     """
+    fallbacks = dict(sorted((fallbacks or {}).items()))
     control = _totals(counts.get(CONTROL, {}))
     variants: dict[str, Any] = {}
     for name in sorted(counts, key=lambda n: (n != CONTROL, n)):
@@ -68,9 +78,19 @@ def ab_report(counts: AbCounts, confidence: float = 0.95) -> dict[str, Any]:
             version: _rates({key: int(values.get(key, 0)) for key in COUNTS})
             for version, values in sorted(counts[name].items())
         }
-        if name != CONTROL:
+        if (variant := fallback_of(name)) is not None:
+            row["fallback_for"] = variant
+        elif name != CONTROL:
             row["vs_control"] = two_proportion_test(
                 control["click"], control["shown"], row["click"], row["shown"], confidence
             )
+            row["fallback"] = name in fallbacks
         variants[name] = row
-    return {"control": CONTROL, "metric": "ctr", "confidence": confidence, "variants": variants}
+    return {
+        "control": CONTROL,
+        "metric": "ctr",
+        "confidence": confidence,
+        "variants": variants,
+        "fallbacks": fallbacks,
+        "warnings": [fallback_warning(name, why) for name, why in fallbacks.items()],
+    }

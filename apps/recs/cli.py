@@ -220,8 +220,9 @@ def build_command(
 def ab_config_command(users: tuple[str, ...]) -> None:
     """The A/B test the API would run (THREEFOLD_RECS_AB_VARIANTS, _AB_SALT, _MODEL_DIR).
 
-    Checks that every pinned version exists in the registry entry; prints one JSON object with
-    the variants, their bucket ranges and the versions they serve, and --user assignments.
+    Checks which pinned versions exist in the registry entry; prints one JSON object with the
+    variants, their bucket ranges and the versions they serve (the control's for a variant whose
+    version is missing: `fallbacks` says why), and --user assignments.
     """
     from threefold.apps.recs.ab_buckets import CONTROL, bucket_of
     from threefold.apps.recs.config import RecsConfig
@@ -229,15 +230,17 @@ def ab_config_command(users: tuple[str, ...]) -> None:
     from threefold.core.registry import ModelEntry
 
     settings = RecsConfig.from_env()
-    check_pinned_versions(settings)
+    missing = check_pinned_versions(settings).missing
     experiment = settings.experiment
     current = None
     if settings.model_dir is not None and ModelEntry.is_entry(settings.model_dir):
         current = ModelEntry(settings.model_dir).current_version()
     result = experiment.to_dict()
     for row in result["variants"]:
-        row["model_version"] = current if row["variant"] == CONTROL else row["variant"]
+        served_by_control = row["variant"] == CONTROL or row["variant"] in missing
+        row["model_version"] = current if served_by_control else row["variant"]
     result["model_dir"] = str(settings.model_dir) if settings.model_dir else None
+    result["fallbacks"] = missing
     result["users"] = [
         {"user_id": u, "bucket": bucket_of(experiment.salt, u), "variant": experiment.assign(u)}
         for u in users
@@ -258,10 +261,13 @@ def ab_report_command(confidence: float) -> None:
     """Per A/B variant: lists, items shown, clicks, purchases, CTR and a z-test vs the control.
 
     Reads the counts every worker wrote to Redis (REDIS_URL, THREEFOLD_RECS_REDIS_PREFIX);
-    prints one JSON object.
+    prints one JSON object, with a warning per pinned version missing from the registry entry
+    (THREEFOLD_RECS_AB_VARIANTS, _MODEL_DIR): the control serves that variant's users.
     """
     from threefold.apps.recs.ab_report import ab_report
+    from threefold.apps.recs.config import RecsConfig
     from threefold.apps.recs.redis_impressions import RedisImpressionStore
+    from threefold.apps.recs.resources import check_pinned_versions
     from threefold.core.errors import ConfigError, ServiceError
 
     state = _redis_state()
@@ -276,7 +282,8 @@ def ab_report_command(confidence: float) -> None:
             f"Redis at {state.settings.display_url} does not answer: the A/B counts cannot be "
             "read. Fix: start Redis or point REDIS_URL at it"
         )
-    emit_json(ab_report(counts, confidence))
+    missing = check_pinned_versions(RecsConfig.from_env()).missing
+    emit_json(ab_report(counts, confidence, fallbacks=missing))
 
 
 @click.command("recs")

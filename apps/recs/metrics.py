@@ -72,6 +72,13 @@ class RecsMetrics:
             )
             for event in ("click", "purchase")
         }
+        self.ab_fallback = Gauge(
+            "recs_ab_variant_fallback",
+            "1 for a pinned A/B variant whose version is missing from the registry or failed to "
+            "load: the control ranks its users' lists, labelled '<variant>:fallback'",
+            ["variant"],
+            registry=registry,
+        )
         self.impressions_lost = Counter(
             "recs_impressions_lost_total",
             "Impressions neither stored nor spooled (Redis down and the spool disk refused)",

@@ -5,7 +5,10 @@ catalog and tunes the combiner on the seed log, storing both in Redis. `open_res
 every worker) loads the model and data, takes the vectors and the tuned combiner from Redis (or
 from its `tuned` argument) and embeds only the items Redis lacks. With an A/B test
 (`ab_variants`) every worker also loads each pinned version as a recommender of its own
-(`load_pinned`): its own encoder, vectors, FAISS index and interaction statistics.
+(`load_pinned`): its own encoder, vectors, FAISS index and interaction statistics. A pinned
+version the registry entry lacks (or that fails to load) is not fatal: the worker warns, its
+variant's users get the control's lists labelled `<variant>:fallback`, and the gauge
+`recs_ab_variant_fallback{variant}` is 1.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from threefold.apps.recs.ab_buckets import CONTROL, SETTING, Experiment
+from threefold.apps.recs.ab_buckets import (
+    CONTROL,
+    SETTING,
+    Experiment,
+    fallback_label,
+    fallback_warning,
+)
 from threefold.apps.recs.catalog import Catalog, load_catalog
 from threefold.apps.recs.catalog_sync import CatalogSync
 from threefold.apps.recs.combiner import LinearCombiner
@@ -32,7 +41,7 @@ from threefold.apps.recs.recommender import Ranker, Recommender
 from threefold.apps.recs.redis_impressions import RedisImpressionStore
 from threefold.apps.recs.redis_state import RedisState
 from threefold.core.encoder import TextEncoder
-from threefold.core.errors import ConfigError
+from threefold.core.errors import ConfigError, ModelError
 from threefold.streaming.connections import RedisSettings
 
 if TYPE_CHECKING:
@@ -66,7 +75,8 @@ class Resources:
 
     `live` follows the registry entry named by `model_dir` (None for a plain model folder or
     none): when its current version moves, the recommender swaps to that ranker. `pinned` holds
-    a recommender per pinned A/B variant of `experiment` (name -> recommender of that version).
+    a recommender per pinned A/B variant of `experiment` (name -> recommender of that version);
+    `fallbacks` names the pinned variants the control serves instead (name -> why).
     """
 
     settings: RecsConfig
@@ -81,10 +91,14 @@ class Resources:
     live: LiveModel[Ranker] | None = None
     experiment: Experiment = field(default_factory=lambda: RecsConfig().experiment)
     pinned: dict[str, Recommender] = field(default_factory=dict)
+    fallbacks: dict[str, str] = field(default_factory=dict)
 
     def recommender_for(self, user_id: str | None) -> tuple[str, Recommender]:
-        """The user's A/B variant and the recommender that ranks for it."""
+        """The label of the user's A/B variant and the recommender that ranks for it: the
+        control, labelled `<variant>:fallback`, for a variant in `fallbacks`."""
         variant = self.experiment.assign(user_id)
+        if variant in self.fallbacks:
+            return fallback_label(variant), self.recommender
         return variant, self.recommender_for_variant(variant)
 
     def recommender_for_variant(self, variant: str) -> Recommender:
@@ -233,46 +247,75 @@ def index_ranker(
     return recommender
 
 
-def check_pinned_versions(settings: RecsConfig) -> list[str]:
-    """The pinned versions of `ab_variants` with weight > 0; ConfigError when one is unknown."""
+@dataclass(frozen=True)
+class PinnedVersions:
+    """The pinned versions of `ab_variants`: those the registry entry holds with a weight above
+    0 (each worker loads them) and those it lacks, with why (the control serves their users)."""
+
+    loaded: list[str]
+    missing: dict[str, str]
+
+
+def check_pinned_versions(settings: RecsConfig) -> PinnedVersions:
+    """Which pinned versions exist; ConfigError when `model_dir` is not a registry entry."""
     from threefold.core.registry import ModelEntry
 
     experiment = settings.experiment
     if not experiment.active:
-        return []
+        return PinnedVersions([], {})
     if settings.model_dir is None or not ModelEntry.is_entry(settings.model_dir):
         raise ConfigError(
             f"{SETTING}={settings.ab_variants!r} pins versions of a registry entry, but "
             f"THREEFOLD_RECS_MODEL_DIR={str(settings.model_dir)!r} is not one; point it at "
             "ROOT/recs-ranker (`threefold recs build --registry ROOT` creates it)"
         )
-    available = ModelEntry(settings.model_dir).versions()
-    unknown = [name for name in experiment.pinned_versions if name not in available]
-    if unknown:
-        raise ConfigError(
-            f"{SETTING}={settings.ab_variants!r} names {unknown}, not a version of "
-            f"{settings.model_dir}; expected '{CONTROL}' or one of {available}. "
-            "Publish it first or fix the setting (`threefold models list`)"
-        )
-    return [v.name for v in experiment if v.pinned and v.weight > 0]
+    entry = ModelEntry(settings.model_dir)
+    available = entry.versions()
+    return PinnedVersions(
+        loaded=[v.name for v in experiment if v.pinned and v.weight > 0 and v.name in available],
+        missing={
+            name: f"version {name!r} is missing from the registry entry {entry.path} "
+            f"(versions: {available})"
+            for name in experiment.pinned_versions
+            if name not in available
+        },
+    )
 
 
 def load_pinned(
-    settings: RecsConfig, redis: RedisState, seed: list[Event]
-) -> dict[str, Recommender]:
-    """A recommender per pinned A/B version (each holds its own encoder, vectors and index)."""
+    settings: RecsConfig, redis: RedisState, seed: list[Event], versions: PinnedVersions
+) -> tuple[dict[str, Recommender], dict[str, str]]:
+    """A recommender per loadable pinned A/B version (each holds its own encoder, vectors and
+    index), and {variant: why} for the variants the control serves instead, each warned about."""
     from threefold.core.registry import ModelEntry
 
-    versions = check_pinned_versions(settings)
-    if not versions:
-        return {}
-    entry = ModelEntry(settings.model_dir)
-    catalog = load_catalog(settings.items_path)
-    pinned = {}
-    for version in versions:
-        ranker = load_ranker(entry.version_dir(version), version, catalog, redis)
-        pinned[version] = index_ranker(settings, Catalog(catalog), seed, ranker, redis)
-    return pinned
+    fallbacks = dict(versions.missing)
+    pinned: dict[str, Recommender] = {}
+    if versions.loaded:
+        entry = ModelEntry(settings.model_dir)
+        catalog = load_catalog(settings.items_path)
+        for version in versions.loaded:
+            try:
+                ranker = load_ranker(entry.version_dir(version), version, catalog, redis)
+            except (ModelError, OSError) as exc:  # deleted or broken meanwhile
+                fallbacks[version] = f"version {version!r} failed to load: {exc}"
+                continue
+            pinned[version] = index_ranker(settings, Catalog(catalog), seed, ranker, redis)
+    for variant, reason in fallbacks.items():
+        logger.warning(
+            "%s",
+            fallback_warning(variant, reason),
+            extra={
+                "fields": {
+                    "event": "ab_variant_fallback",
+                    "variant": variant,
+                    "served_by": CONTROL,
+                    "label": fallback_label(variant),
+                    "reason": reason,
+                }
+            },
+        )
+    return pinned, fallbacks
 
 
 def follow_registry(
@@ -315,12 +358,14 @@ def open_resources(
     tuned: TunedCombiner | None = None,
 ) -> Resources:
     """Load model, data and Redis client; `encoder` overrides the configured text model."""
-    check_pinned_versions(settings)  # a bad A/B setting fails before anything heavy loads
+    versions = check_pinned_versions(settings)  # a bad A/B setting fails before heavy loads
     registry = CollectorRegistry()
     metrics = RecsMetrics(registry)
     state = open_redis(settings, redis, metrics)
     recommender, seed, live = load_recommender(settings, state, encoder, tuned)
-    pinned = load_pinned(settings, state, seed)
+    pinned, fallbacks = load_pinned(settings, state, seed, versions)
+    for variant in fallbacks:
+        metrics.ab_fallback.labels(variant).set(1)
     spool = EventSpool(settings.spool_dir) if redis.url else None
     impressions = open_impressions(settings, state, metrics)
     histories = UserHistories(
@@ -351,6 +396,7 @@ def open_resources(
         live=live,
         experiment=settings.experiment,
         pinned=pinned,
+        fallbacks=fallbacks,
     )
 
 

@@ -15,8 +15,9 @@ ab_api = Blueprint("recs_ab", __name__, url_prefix="/api")
 
 @ab_api.get("/ab")
 def experiment() -> Any:
-    """Variants with their bucket ranges and serving versions; `?user_id=` shows that user's
-    bucket and variant; `report` is `threefold recs ab-report` (null while Redis is down)."""
+    """Variants with their bucket ranges and serving versions; `fallbacks` the pinned variants
+    the control serves (variant -> why); `?user_id=` shows that user's bucket and variant;
+    `report` is `threefold recs ab-report` (null while Redis is down)."""
     shared = resources()
     body: dict[str, Any] = shared.experiment.to_dict()
     for row in body["variants"]:
@@ -26,6 +27,7 @@ def experiment() -> Any:
         variant = shared.experiment.assign(user_id)
         bucket = bucket_of(shared.experiment.salt, user_id)
         body["user"] = {"user_id": user_id, "bucket": bucket, "variant": variant}
+    body["fallbacks"] = shared.fallbacks
     counts = shared.impressions.ab_counts()
-    body["report"] = None if counts is None else ab_report(counts)
+    body["report"] = None if counts is None else ab_report(counts, fallbacks=shared.fallbacks)
     return jsonify(body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -149,17 +150,25 @@ def test_the_setting_is_read_from_the_environment_and_checked_there(tmp_path: Pa
         RecsConfig(ab_variants="current:90,v5:10")
 
 
-def test_a_pinned_version_the_registry_lacks_is_a_clear_error(tmp_path: Path) -> None:
+def test_a_pinned_version_the_registry_lacks_is_named_with_the_versions_it_has(
+    tmp_path: Path,
+) -> None:
     entry = ModelEntry(tmp_path / "recs-ranker")
     for _ in range(2):
         entry.publish(lambda folder, version: (folder / "ranker.json").write_text("{}"))
-    settings = RecsConfig(model_dir=entry.path, ab_variants="current:90,v5:10")
-    with pytest.raises(ConfigError, match=r"names \['v5'\].*one of \['v1', 'v2'\]"):
-        check_pinned_versions(settings)
-    assert check_pinned_versions(RecsConfig(model_dir=entry.path, ab_variants="current:90,v1:10"))
-    assert check_pinned_versions(
+    settings = RecsConfig(model_dir=entry.path, ab_variants="current:80,v5:10,v1:10")
+    versions = check_pinned_versions(settings)
+    assert versions.loaded == ["v1"]
+    assert list(versions.missing) == ["v5"]
+    assert re.fullmatch(
+        r"version 'v5' is missing from the registry entry .*recs-ranker \(versions: \['v1', "
+        r"'v2'\]\)",
+        versions.missing["v5"],
+    )
+    weight_0 = check_pinned_versions(
         RecsConfig(model_dir=entry.path, ab_variants="current:100,v1:0")
-    ) == []  # fmt: skip  # a weight-0 variant is known but not loaded
+    )
+    assert weight_0.loaded == [] and weight_0.missing == {}  # known, but not loaded
     plain = RecsConfig(model_dir=tmp_path / "plain", ab_variants="current:90,v1:10")
     with pytest.raises(ConfigError, match="is not one; point it at ROOT/recs-ranker"):
         check_pinned_versions(plain)
@@ -193,6 +202,12 @@ def test_ab_config_shows_the_test_its_versions_and_a_users_variant(tmp_path: Pat
         {"user_id": u, "bucket": bucket_of("recs-ab-1", u), "variant": experiment.assign(u)}
         for u in ("alice", "bob")
     ]
-    bad = run_cli(["recs", "ab-config"], {**env, "THREEFOLD_RECS_AB_VARIANTS": "current:90,v9:10"})
-    assert bad.exit_code == 1
-    assert "names ['v9'], not a version of" in bad.output and "['v1', 'v2']" in bad.output
+    missing = run_cli(
+        ["recs", "ab-config"], {**env, "THREEFOLD_RECS_AB_VARIANTS": "current:90,v9:10"}
+    )
+    assert missing.exit_code == 0, missing.output
+    shown = json.loads(missing.stdout)
+    assert [(v["variant"], v["model_version"]) for v in shown["variants"]] == [
+        ("v9", "v2"), (CONTROL, "v2")
+    ]  # fmt: skip  # the control serves v9's users
+    assert "version 'v9' is missing" in shown["fallbacks"]["v9"]
