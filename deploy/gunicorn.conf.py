@@ -9,6 +9,8 @@ Environment:
     WEB_CONCURRENCY       worker processes (default 1; each one loads its own models)
     GUNICORN_THREADS      threads per worker (default 8; also serves server-sent-event streams)
     GUNICORN_TIMEOUT      seconds a silent worker may take before it is restarted (default 120)
+    GUNICORN_GRACEFUL_TIMEOUT  seconds in-flight requests get to finish after SIGTERM (default
+                          30; k8s terminationGracePeriodSeconds must cover it + the preStop sleep)
     GUNICORN_MAX_REQUESTS recycle a worker after this many requests (default 0 = never)
     GUNICORN_ACCESS_LOG   "1" (default) for one JSON line per request on stdout, "0" for none
     GUNICORN_LOG_SKIP     comma-separated paths left out of the access log (default "/healthz")
