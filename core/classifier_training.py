@@ -68,6 +68,7 @@ from threefold.core.training_recipe import (
     rdrop_loss,
     with_augmented_copies,
 )
+from threefold.core.training_rng import keeps_global_rngs
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ TEACHER_KEY = "teacher_probs"
 """The batch key of a training example's teacher probabilities (distillation)."""
 
 
+@keeps_global_rngs
 def train_classifier(
     texts: Sequence[str],
     labels: Sequence[str],

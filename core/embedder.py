@@ -37,6 +37,7 @@ from threefold.core.device import torch_device
 from threefold.core.encoder import check_positive, text_list
 from threefold.core.errors import ConfigError, DataError, ModelError, first_line
 from threefold.core.files import read_json, write_json_atomic
+from threefold.core.training_rng import keeps_global_rngs
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -206,6 +207,7 @@ class Embedder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     # ----------------------------------------------------------------- fine-tuning
+    @keeps_global_rngs
     def fine_tune(
         self,
         pairs: Sequence[tuple[str, str]],

@@ -53,6 +53,7 @@ from threefold.core.small_data import (
 )
 from threefold.core.training_config import FINE_TUNE_LEVERS, TrainingConfig
 from threefold.core.training_recipe import class_weights
+from threefold.core.training_rng import keeps_global_rngs
 
 logger = logging.getLogger(__name__)
 
@@ -274,6 +275,7 @@ class MultiTaskClassifier:
         )
 
 
+@keeps_global_rngs
 def train_multitask(
     texts: Sequence[str],
     targets: Mapping[str, Sequence[str | None]],

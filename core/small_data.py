@@ -27,6 +27,7 @@ from threefold.core.embedding_classifier import EmbeddingClassifier, encode_batc
 from threefold.core.errors import ModelError
 from threefold.core.training_config import TrainingConfig
 from threefold.core.training_recipe import class_weights
+from threefold.core.training_rng import keeps_global_rngs
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def contrastive_steps(n_examples: int, batch_size: int) -> int:
     return min(max(math.ceil(ROUNDS * n_examples / batch_size), MIN_STEPS), MAX_STEPS)
 
 
+@keeps_global_rngs
 def train_contrastive(
     texts: Sequence[str],
     labels: Sequence[str],

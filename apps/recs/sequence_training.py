@@ -31,6 +31,7 @@ from threefold.apps.recs.ranking_scores import rank_of_targets, summarize, user_
 from threefold.apps.recs.sequence_ensemble import SequenceEnsemble
 from threefold.apps.recs.sequence_model import SequenceConfig, SequenceModel
 from threefold.core.errors import ConfigError
+from threefold.core.training_rng import keeps_global_rngs
 from threefold.core.worker_processes import check_process_count, cpu_count, run_in_processes
 
 logger = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ class LastItemValidation:
         return summarize(np.concatenate(ranks) if ranks else np.zeros(0), k)
 
 
+@keeps_global_rngs
 def train_sequence_model(
     item_ids: Sequence[str],
     vectors: np.ndarray,
@@ -346,6 +348,7 @@ def _train_member_into(
     return folder
 
 
+@keeps_global_rngs
 def refit_sequence_model(
     model: SequenceModel | SequenceEnsemble,
     item_ids: Sequence[str],

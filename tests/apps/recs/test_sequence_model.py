@@ -264,3 +264,18 @@ def test_a_large_catalog_trains_on_a_sampled_softmax_and_still_learns(item_vecto
     assert model.info["settings"]["sampled_negatives"] == 8  # recorded with the model
     chance = 10 / len(ids)  # hr@10 of a random ranking
     assert model.info["validation"]["hr@10"] > 2 * chance
+
+
+def test_training_leaves_the_callers_global_random_streams_as_they_were(
+    item_vectors, sample_events
+):
+    """A background retrain in an API worker must not reseed the worker's global torch RNG."""
+    import torch
+
+    ids, vectors = item_vectors
+    settings = dataclasses.replace(FAST, epochs=2)
+    torch.manual_seed(2024)
+    expected = torch.rand(5).tolist()
+    torch.manual_seed(2024)
+    train_sequence_model(ids, vectors, sample_events, settings=settings)
+    assert torch.rand(5).tolist() == expected
