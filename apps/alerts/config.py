@@ -16,6 +16,7 @@ DEFAULT_COMPANIES = DATA_DIR / "companies.csv"
 DEFAULT_TRAINING_DATA = DATA_DIR / "headlines_sample.csv"
 DEFAULT_GATE_DATA = DATA_DIR / "headlines_gate.csv"
 TOPICS = ("earnings", "legal", "macro", "mergers", "personnel", "product")
+WEBHOOK_OUTBOX_MAX = 10_000  # webhook deliveries waiting at most; the oldest is dropped beyond
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class AlertsConfig:
     companies_path: str = str(DEFAULT_COMPANIES)
     webhook_url: Secret | None = None  # may carry a token: never printed
     webhook_timeout_s: float = 5.0
+    # the webhook outbox (Redis, shared by the replicas): its bound and the retry backoff,
+    # doubling from webhook_backoff_s up to webhook_max_backoff_s between attempts
+    webhook_outbox_max: int = WEBHOOK_OUTBOX_MAX
+    webhook_backoff_s: float = 1.0
+    webhook_max_backoff_s: float = 300.0
     redis_prefix: str = "threefold:alerts:"
     bootstrap_servers: str = field(default="", metadata={"env": "KAFKA_BOOTSTRAP_SERVERS"})
     metrics_port: int = 0  # 0 = no metrics HTTP server for the consumer
@@ -85,6 +91,9 @@ class AlertsConfig:
             "max_batch",
             "max_wait_ms",
             "prepare_workers",
+            "webhook_timeout_s",
+            "webhook_outbox_max",
+            "webhook_backoff_s",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -111,6 +120,11 @@ class AlertsConfig:
             raise ConfigError(
                 f"window_size_s ({self.window_size_s}) must be a multiple of window_slide_s "
                 f"({self.window_slide_s}); use slide = size for tumbling windows"
+            )
+        if self.webhook_max_backoff_s < self.webhook_backoff_s:
+            raise ConfigError(
+                f"webhook_max_backoff_s ({self.webhook_max_backoff_s!r}) must be >= "
+                f"webhook_backoff_s ({self.webhook_backoff_s!r}); raise the cap or lower the base"
             )
         if not 0 < self.ewma_alpha <= 1:
             raise ConfigError(f"ewma_alpha must be in (0, 1], found {self.ewma_alpha!r}")

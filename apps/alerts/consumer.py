@@ -13,7 +13,7 @@ from threefold.apps.alerts.resources import open_signal_store, open_state_store
 from threefold.apps.alerts.scoring import Scorer
 from threefold.core.errors import ServiceError
 from threefold.core.settings import reveal
-from threefold.core.webhook import WebhookSender
+from threefold.core.webhook import OutboxSender
 from threefold.streaming.connections import KafkaSettings, RedisSettings
 from threefold.streaming.producer import JsonProducer
 from threefold.streaming.runner import ConsumerRunner
@@ -54,12 +54,16 @@ def build_runner(
     store = open_state_store(config, redis)
     webhook = None
     if config.webhook_url:
-        webhook = WebhookSender(
+        webhook = OutboxSender(
             reveal(config.webhook_url),
+            store.webhook_outbox(),
             name="alerts",
             id_field="alert_id",
             timeout_s=config.webhook_timeout_s,
-            on_result=lambda _alert, error: _count_webhook_failure(metrics, error),
+            backoff_s=config.webhook_backoff_s,
+            max_backoff_s=config.webhook_max_backoff_s,
+            on_attempt=metrics.count_webhook_attempt,
+            on_pending=metrics.webhook_pending.set,
         )
     publisher = AlertPublisher(
         store,
@@ -90,11 +94,6 @@ def build_runner(
         prepare_workers=config.prepare_workers,
     )
     return runner, processor
-
-
-def _count_webhook_failure(metrics: AlertsMetrics, error: str | None) -> None:
-    if error is not None:
-        metrics.webhook_failures.inc()
 
 
 def _count_swap(metrics: AlertsMetrics, versions: dict[str, str]) -> None:

@@ -41,9 +41,29 @@ class AlertsMetrics:
             "Failed attempts to publish alerts (kept in the outbox and retried)",
             registry=r,
         )
+        self.webhook_pending = Gauge(
+            "threefold_alerts_webhook_pending",
+            "Alert webhook deliveries waiting in the outbox (all replicas', as last seen)",
+            registry=r,
+        )
+        self.webhook_delivered = Counter(
+            "threefold_alerts_webhook_delivered",
+            "Alert webhook deliveries the receiver answered with a 2xx",
+            registry=r,
+        )
         self.webhook_failures = Counter(
             "threefold_alerts_webhook_failures",
-            "Webhook deliveries that failed after retries",
+            "Alert webhook attempts that failed (non-2xx, timeout, refused); retried with backoff",
+            registry=r,
+        )
+        self.webhook_retries = Counter(
+            "threefold_alerts_webhook_retries",
+            "Alert webhook attempts after a delivery's first",
+            registry=r,
+        )
+        self.webhook_dropped = Counter(
+            "threefold_alerts_webhook_dropped",
+            "Alert webhook deliveries dropped undelivered, oldest first, as the outbox was full",
             registry=r,
         )
         self.scoring_seconds = Histogram(
@@ -60,3 +80,9 @@ class AlertsMetrics:
         self.watermark = Gauge(
             "threefold_alerts_watermark_seconds", "Event-time watermark (epoch seconds)", registry=r
         )
+
+    def count_webhook_attempt(self, _alert: dict, error: str | None, attempt: int) -> None:
+        """`core.webhook.OutboxSender`'s on_attempt hook."""
+        (self.webhook_delivered if error is None else self.webhook_failures).inc()
+        if attempt > 1:
+            self.webhook_retries.inc()

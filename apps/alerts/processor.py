@@ -3,7 +3,8 @@
 Outputs: every valid input goes to the scored topic (late ones too, flagged `late`); invalid
 inputs go back to the runner as failures, which dead-letters them with the reason. Alerts are
 claimed in the state store's outbox, then published to the alerts topic by `AlertPublisher`
-(produced and flushed inside `process`, before the runner commits the batch's offsets).
+(produced and flushed inside `process`, before the runner commits the batch's offsets); the
+acknowledgement that records a published alert also queues its webhook delivery.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from threefold.apps.alerts.signals import scored_summary
 from threefold.apps.alerts.state.signal_store import SignalStore
 from threefold.apps.alerts.state.store import StateStore
 from threefold.core.errors import ServiceError
-from threefold.core.webhook import WebhookSender
+from threefold.core.webhook import OutboxSender
 from threefold.streaming.messages import BatchResult, Message, Output
 from threefold.streaming.topic_probe import TopicProbe
 
@@ -45,6 +46,10 @@ class AlertPublisher:
     alert's first send; an alert that has such a note (a publisher died, or a send failed, after
     the broker may have written it) is looked for in the topic from there and acknowledged
     without a resend when it is found.
+
+    With a `webhook`, acknowledging an alert also queues its webhook delivery in the store's
+    webhook outbox (one atomic step), which the `OutboxSender` (started on the first call, so
+    it resumes what a previous process left) delivers at least once.
     """
 
     def __init__(
@@ -54,7 +59,7 @@ class AlertPublisher:
         topic: str,
         *,
         probe: TopicProbe | None = None,
-        webhook: WebhookSender | None = None,
+        webhook: OutboxSender | None = None,
         metrics: AlertsMetrics | None = None,
     ) -> None:
         self.store = store
@@ -70,6 +75,8 @@ class AlertPublisher:
         """Send the pending alerts no other consumer is sending, flush, and settle every send
         that has an answer; returns the alerts published by this call. Failed ones stay
         pending, free for the next call of any publisher."""
+        if self.webhook is not None:
+            self.webhook.start()
         pending = self.store.lease_pending_alerts(self.owner)  # renews the in-flight leases
         fresh = [alert for alert in pending if alert["alert_id"] not in self._sending]
         landed: list[dict] = []
@@ -169,12 +176,23 @@ class AlertPublisher:
         return sent, failed
 
     def _acknowledge(self, sent: list[dict]) -> None:
-        self.store.ack_alerts(sent)
+        dropped = self.store.ack_alerts(sent, webhook=self.webhook is not None)
         self.metrics.alerts.inc(len(sent))
         for alert in sent:
             logger.info("published alert %s: %s", alert["alert_id"], alert["summary"])
-            if self.webhook is not None:
-                self.webhook.send(alert)
+        if dropped:
+            self.metrics.webhook_dropped.inc(len(dropped))
+            logger.error(
+                "the alert webhook outbox is full: dropped %d undelivered alert(s), oldest "
+                "first: %s. Fix: bring the webhook receiver back (see "
+                "threefold_alerts_webhook_failures_total) or raise "
+                "THREEFOLD_ALERTS_WEBHOOK_OUTBOX_MAX",
+                len(dropped),
+                ", ".join(dropped),
+                extra={"fields": {"event": "webhook_dropped", "alert_ids": dropped}},
+            )
+        if self.webhook is not None:
+            self.webhook.wake()
 
 
 @dataclass

@@ -43,7 +43,12 @@ class Resources:
 def open_state_store(settings: AlertsConfig, redis: RedisSettings) -> RedisStateStore:
     """The alerts state in the Redis of `redis` under `settings.redis_prefix` (connects lazily)."""
     client = redis_client(redis, decode_responses=True)
-    return RedisStateStore(client, settings.redis_prefix, ttl_s=settings.state_ttl_s)
+    return RedisStateStore(
+        client,
+        settings.redis_prefix,
+        ttl_s=settings.state_ttl_s,
+        webhook_limit=settings.webhook_outbox_max,
+    )
 
 
 def open_signal_store(settings: AlertsConfig, redis: RedisSettings) -> RedisSignalStore:

@@ -1,4 +1,8 @@
-"""`InMemoryStateStore`: the process-local twin of the Redis store (tests, dry runs)."""
+"""`InMemoryStateStore`: the process-local twin of the Redis store (tests, dry runs).
+
+Its webhook outbox is in-process too (`core.webhook.InMemoryOutbox`): deliveries survive a new
+sender in the same process, not a restart, and are not shared with other processes.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 
+from threefold.apps.alerts.config import WEBHOOK_OUTBOX_MAX
 from threefold.apps.alerts.state.store import (
     ALERT_LEASE_S,
     CLAIMED,
@@ -24,13 +29,14 @@ from threefold.apps.alerts.state.store import (
 )
 from threefold.apps.alerts.surge import Baseline
 from threefold.apps.alerts.windows import Entry, WindowCounts
+from threefold.core.webhook import InMemoryOutbox
 from threefold.streaming.topic_probe import Offsets
 
 
 class InMemoryStateStore:
     """Process-local state with the same semantics as the Redis store (lost on exit)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, webhook_limit: int = WEBHOOK_OUTBOX_MAX) -> None:
         self._watermark: float | None = None
         self._partitions: dict[str, float] = {}
         self._windows: dict[WindowRef, WindowCounts] = {}
@@ -48,6 +54,7 @@ class InMemoryStateStore:
         self._feed: list[tuple[str, dict]] = []
         self._feed_appended = 0  # entry ids are "<n>-0", like a Redis stream's
         self._feed_changed = threading.Condition()
+        self._webhooks = InMemoryOutbox(webhook_limit)
 
     def add_entries(self, entries: Sequence[Entry], max_examples: int) -> list[int]:
         out = []
@@ -175,7 +182,8 @@ class InMemoryStateStore:
         ids = [a["alert_id"] for a in alerts]
         return {i: dict(self._sending_notes[i]) for i in ids if i in self._sending_notes}
 
-    def ack_alerts(self, alerts: Sequence[dict]) -> None:
+    def ack_alerts(self, alerts: Sequence[dict], *, webhook: bool = False) -> list[str]:
+        dropped: list[str] = []
         with self._feed_changed:
             for alert in alerts:
                 self._leases.pop(alert["alert_id"], None)
@@ -183,8 +191,15 @@ class InMemoryStateStore:
                 if self._outbox.pop(alert["alert_id"], None) is not None:
                     self._feed_appended += 1
                     self._feed.append((f"{self._feed_appended}-0", alert))
+                    if webhook:
+                        dropped += self._webhooks.put(alert["alert_id"], alert)
             del self._feed[:-MAX_FEED]
             self._feed_changed.notify_all()
+        return dropped
+
+    def webhook_outbox(self) -> InMemoryOutbox:
+        """In-process: lost on exit, not shared with other processes."""
+        return self._webhooks
 
     def aggregation_keys(self) -> list[str]:
         return sorted(self._keys, key=lambda k: (-self._keys[k], k))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from functools import cache
-from pathlib import Path
 
+from threefold.apps.alerts.config import WEBHOOK_OUTBOX_MAX
+from threefold.apps.alerts.state.lua import lua_script
+from threefold.apps.alerts.state.redis_webhooks import RedisWebhookOutbox, webhook_keys
 from threefold.apps.alerts.state.store import (
     ALERT_LEASE_S,
     CLAIMED,
@@ -25,13 +26,6 @@ from threefold.apps.alerts.windows import Entry, WindowCounts
 from threefold.streaming.topic_probe import Offsets
 
 ADD_CHUNK = 500  # window entries per Redis script call (keeps each call well under 10 ms)
-SCRIPTS = Path(__file__).resolve().parent / "scripts"
-
-
-@cache
-def lua_script(name: str) -> str:
-    """The source of scripts/<name>.lua (read once per process)."""
-    return (SCRIPTS / f"{name}.lua").read_text(encoding="utf-8")
 
 
 def _parse_member(member: str) -> WindowRef:
@@ -49,22 +43,32 @@ def _baselines(keys: Sequence[str], hashes: Sequence[dict]) -> dict[str, Baselin
 
 class RedisStateStore:
     """State in one Redis database under `prefix` (keys: wm, open, w:/seen:/ex: per window,
-    base:/cool:/hist: per key, alert: per alert id, outbox, feed (a stream), keys).
+    base:/cool:/hist: per key, alert: per alert id, outbox, feed (a stream), keys, and the
+    webhook outbox's keys, see `redis_webhooks`).
 
     The Lua scripts touch several keys (the counting one builds window key names itself), so
     use a single Redis instance (not Redis Cluster).
     """
 
-    def __init__(self, client, prefix: str, *, ttl_s: int = 7 * 24 * 3600) -> None:
+    def __init__(
+        self,
+        client,
+        prefix: str,
+        *,
+        ttl_s: int = 7 * 24 * 3600,
+        webhook_limit: int = WEBHOOK_OUTBOX_MAX,
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.ttl_s = ttl_s
+        self.webhook_limit = webhook_limit
         self._add = client.register_script(lua_script("count_entries"))
         self._advance = client.register_script(lua_script("advance_watermark"))
         self._claim = client.register_script(lua_script("claim_alert"))
         self._close = client.register_script(lua_script("close_windows"))
         self._lease = client.register_script(lua_script("lease_alerts"))
         self._release = client.register_script(lua_script("release_alerts"))
+        self._ack = client.register_script(lua_script("ack_alerts"))
 
     def _k(self, *parts: object) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
@@ -225,22 +229,22 @@ class RedisStateStore:
             if note is not None
         }
 
-    def ack_alerts(self, alerts: Sequence[dict]) -> None:
-        """Mark alerts published: drop them from the outbox and append them to the live feed."""
+    def ack_alerts(self, alerts: Sequence[dict], *, webhook: bool = False) -> list[str]:
+        """Mark alerts published in one script call (all of it happens or none of it, so a
+        retried ack after a lost answer finds the feed entry in place): drop them from the
+        outbox and append them to the live feed, and with `webhook` queue their deliveries.
+        Only the call that removes an alert's outbox entry appends or queues it."""
+        if not alerts:
+            return []
+        args: list[object] = [MAX_FEED, self.webhook_limit if webhook else 0]
         for alert in alerts:
-            # Only the consumer that removes the outbox entry appends it to the feed.
-            if self.client.hdel(self._k("outbox"), alert["alert_id"]):
-                self.client.xadd(
-                    self._k("feed"),
-                    {"alert": json.dumps(alert, sort_keys=True)},
-                    maxlen=MAX_FEED,
-                    approximate=True,
-                )
-            # After the outbox entry: until then a takeover still needs the sending note.
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hdel(self._k("outbox-leases"), alert["alert_id"])
-            pipe.hdel(self._k("outbox-sent"), alert["alert_id"])
-            pipe.execute()
+            args += [alert["alert_id"], json.dumps(alert, sort_keys=True)]
+        keys = [self._k(name) for name in ("outbox", "outbox-leases", "outbox-sent", "feed")]
+        return list(self._ack(keys=keys + webhook_keys(self.prefix), args=args))
+
+    def webhook_outbox(self) -> RedisWebhookOutbox:
+        """The webhook deliveries `ack_alerts(..., webhook=True)` queues, shared by replicas."""
+        return RedisWebhookOutbox(self.client, self.prefix)
 
     def aggregation_keys(self) -> list[str]:
         return list(self.client.zrevrange(self._k("keys"), 0, -1))

@@ -27,6 +27,11 @@ after a batch's outputs are flushed, so a crash replays the uncommitted messages
   next publisher reads the topic from there and resends only if the alert is not in it. (Only a
   publisher stalled past its lease while its send is still in flight can publish an alert
   twice; it then has the same alert_id.)
+* Acknowledging an alert (out of the outbox, into the live feed and, with a webhook, into the
+  webhook outbox) is one atomic step, so a retried acknowledgement after a lost answer never
+  skips the feed or the webhook. The webhook outbox is bounded (`webhook_outbox_max`: the
+  oldest delivery is dropped, and reported, to make room); its deliveries are claimed under a
+  lease by any consumer's `core.webhook.OutboxSender` and leave it only after a 2xx.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from typing import Protocol
 
 from threefold.apps.alerts.surge import Baseline
 from threefold.apps.alerts.windows import Entry, WindowCounts
+from threefold.core.webhook import WebhookOutbox
 from threefold.streaming.topic_probe import Offsets
 
 CLAIMED, DUPLICATE, COOLDOWN = "claimed", "duplicate", "cooldown"
@@ -101,8 +107,14 @@ class StateStore(Protocol):
         """The notes of those `alerts` that were sent before (maybe by a publisher that died)."""
         ...
 
-    def ack_alerts(self, alerts: Sequence[dict]) -> None:
-        """Mark alerts published: drop them from the outbox and append them to the feed."""
+    def ack_alerts(self, alerts: Sequence[dict], *, webhook: bool = False) -> list[str]:
+        """Mark alerts published, atomically: drop them from the outbox, append them to the
+        feed and, with `webhook`, queue them in the webhook outbox. Returns the ids of queued
+        webhook deliveries dropped (oldest first) to keep that outbox within its limit."""
+        ...
+
+    def webhook_outbox(self) -> WebhookOutbox:
+        """The webhook deliveries `ack_alerts(..., webhook=True)` queues."""
         ...
 
     def aggregation_keys(self) -> list[str]: ...

@@ -265,3 +265,97 @@ def redis_store(redis_settings, redis_prefix):
     from threefold.apps.alerts.resources import open_state_store
 
     return open_state_store(AlertsConfig(redis_prefix=redis_prefix), redis_settings)
+
+
+# -- a real webhook receiver (a local http.server thread) ---------------------------------------
+
+import json  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+
+
+class Receiver:
+    """A local HTTP webhook receiver: answers `fail_status` to the first `fail_first` POSTs
+    (`fail_first=None`: to every POST until `recover()`), then 204, each after `delay_s`;
+    records (Idempotency-Key, body, status) per request."""
+
+    def __init__(
+        self, *, fail_first: int | None = 0, fail_status: int = 503, delay_s: float = 0.0
+    ) -> None:
+        self.fail_first = fail_first
+        self.fail_status = fail_status
+        self.requests: list[tuple[str | None, dict, int]] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                time.sleep(delay_s)
+                status = receiver._record(self.headers.get("Idempotency-Key"), body)
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/alerts"
+
+    def _record(self, key: str | None, body: dict) -> int:
+        with self._changed:
+            failing = self.fail_first is None or len(self.requests) < self.fail_first
+            status = self.fail_status if failing else 204
+            self.requests.append((key, body, status))
+            self._changed.notify_all()
+            return status
+
+    def recover(self) -> None:
+        """Answer 204 from now on."""
+        with self._lock:
+            self.fail_first = 0
+
+    def delivered(self) -> list[str]:
+        """alert_id of every request answered 2xx, in arrival order."""
+        with self._lock:
+            return [body["alert_id"] for _, body, status in self.requests if status < 300]
+
+    def failed(self) -> int:
+        with self._lock:
+            return sum(status >= 300 for _, _, status in self.requests)
+
+    def wait_for(self, delivered: int = 0, *, failed: int = 0, timeout_s: float = 20.0) -> None:
+        """Block until at least `delivered` 2xx and `failed` failed requests were answered."""
+
+        def done() -> bool:
+            ok = sum(status < 300 for _, _, status in self.requests)
+            return ok >= delivered and len(self.requests) - ok >= failed
+
+        with self._changed:
+            if not self._changed.wait_for(done, timeout=timeout_s):
+                raise AssertionError(
+                    f"expected {delivered} delivered and {failed} failed webhook requests within "
+                    f"{timeout_s} s; the receiver answered {self.requests!r}"
+                )
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    """`receiver(fail_first=3)` -> a running `Receiver`; all are shut down after the test."""
+    made: list[Receiver] = []
+
+    def make(**kwargs) -> Receiver:
+        made.append(Receiver(**kwargs))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()

@@ -36,6 +36,11 @@ def test_tumbling_by_default():
         ({"quiet_close_s": -1}, "quiet_close_s must be >= 0"),
         ({"ewma_alpha": 0}, "ewma_alpha must be in"),
         ({"scored_topic": "news"}, "must differ"),
+        ({"webhook_outbox_max": 0}, "webhook_outbox_max must be > 0"),
+        (
+            {"webhook_backoff_s": 10, "webhook_max_backoff_s": 1},
+            r"webhook_max_backoff_s \(1\) must be >= webhook_backoff_s \(10\)",
+        ),
     ],
 )
 def test_bad_settings_are_named(kwargs, message):

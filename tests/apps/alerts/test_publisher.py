@@ -45,10 +45,10 @@ class DiesAfterTheBrokerAnswers(InMemoryStateStore):
 
     dying = True
 
-    def ack_alerts(self, alerts) -> None:
+    def ack_alerts(self, alerts, *, webhook: bool = False) -> list[str]:
         if self.dying:
             raise SystemExit("killed after the broker acknowledged the alert")
-        super().ack_alerts(alerts)
+        return super().ack_alerts(alerts, webhook=webhook)
 
 
 @pytest.mark.integration

@@ -241,3 +241,42 @@ def test_a_redelivered_batch_is_not_flagged_late_after_its_windows_closed(store)
     assert [w["total"] for w in store.history("topic:legal")] == [8]
     late = Message("news", 0, 99, None, b'{"id": "new", "text": "x", "published_at": 0}', 0)
     assert [o.value["late"] for o in processor.process([late]).outputs] == [True]
+
+
+@pytest.mark.integration
+def test_an_ack_whose_answer_is_lost_leaves_the_alert_in_the_feed(redis_store, monkeypatch):
+    """The ack's first Redis command lands but its answer times out (a slow network), and the
+    publisher retries the ack: the alert must be in the feed (and the webhook outbox) whenever
+    it has left the outbox, including after the retry; a half-done ack would skip both."""
+    import redis
+
+    first, other = alert(start=0, end=300), alert(start=900, end=1200)
+    for each in (first, other):
+        redis_store.claim_alert(each, cooldown_s=0)
+    real = redis_store.client.execute_command
+    lost: list[str] = []
+
+    def answer_lost_once(*args, **options):
+        result = real(*args, **options)  # it lands in Redis ...
+        if not lost:
+            lost.append(str(args[0]))
+            raise redis.TimeoutError("Timeout reading from socket")  # ... the answer does not
+        return result
+
+    def feed_ids() -> list[str]:
+        return [a["alert_id"] for _, a in redis_store.recent_alerts()]
+
+    monkeypatch.setattr(redis_store.client, "execute_command", answer_lost_once)
+    with pytest.raises(redis.TimeoutError):
+        redis_store.ack_alerts([first, other], webhook=True)
+    monkeypatch.undo()
+    assert lost  # the fault struck
+    left_outbox = {first["alert_id"], other["alert_id"]} - {
+        a["alert_id"] for a in redis_store.pending_alerts()
+    }
+    assert left_outbox <= set(feed_ids())
+
+    redis_store.ack_alerts([first, other], webhook=True)  # the publisher's retry
+    assert redis_store.pending_alerts() == []
+    assert sorted(feed_ids()) == sorted([first["alert_id"], other["alert_id"]])  # once each
+    assert redis_store.webhook_outbox().pending() == 2

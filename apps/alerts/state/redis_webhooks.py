@@ -1,0 +1,56 @@
+"""`RedisWebhookOutbox`: the alerts' webhook deliveries in Redis, queued by `ack_alerts`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from threefold.apps.alerts.state.lua import lua_script
+from threefold.core.webhook import OutboxEntry
+
+# Under the store's prefix: webhooks (alert id -> alert json), webhooks-due (zset: when each
+# delivery is due, Redis TIME in ms; a claim moves it a lease ahead), webhooks-order (zset:
+# queue order, to drop the oldest), webhooks-claims (alert id -> "attempts|holder"),
+# webhooks-seq (the order counter).
+WEBHOOK_KEYS = ("webhooks", "webhooks-due", "webhooks-order", "webhooks-claims", "webhooks-seq")
+
+
+def webhook_keys(prefix: str) -> list[str]:
+    """The outbox's Redis keys under `prefix`, in the order of `WEBHOOK_KEYS`."""
+    return [prefix + name for name in WEBHOOK_KEYS]
+
+
+class RedisWebhookOutbox:
+    """A `core.webhook.WebhookOutbox` every consumer replica on this Redis shares: a claim is a
+    lease (visibility timeout) taken in a Lua script, so two replicas never post the same
+    delivery at once, and a replica that dies leaves its claims to come due again."""
+
+    def __init__(self, client, prefix: str) -> None:
+        self.client = client
+        self._items, self._due, self._order, self._claims, _ = webhook_keys(prefix)
+        self._claim = client.register_script(lua_script("claim_webhooks"))
+        self._retry = client.register_script(lua_script("retry_webhook"))
+
+    def claim(self, owner: str, limit: int, lease_s: float) -> list[OutboxEntry]:
+        found = self._claim(
+            keys=[self._items, self._due, self._claims],
+            args=[owner, limit, math.ceil(lease_s * 1000)],
+        )
+        return [
+            OutboxEntry(found[i], json.loads(found[i + 1]), int(found[i + 2]))
+            for i in range(0, len(found), 3)
+        ]
+
+    def delivered(self, key: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(self._items, key)
+        pipe.zrem(self._due, key)
+        pipe.zrem(self._order, key)
+        pipe.hdel(self._claims, key)
+        pipe.execute()
+
+    def retry_later(self, key: str, owner: str, delay_s: float) -> None:
+        self._retry(keys=[self._due, self._claims], args=[key, owner, math.ceil(delay_s * 1000)])
+
+    def pending(self) -> int:
+        return int(self.client.hlen(self._items))

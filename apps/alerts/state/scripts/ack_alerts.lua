@@ -1,0 +1,31 @@
+-- Acknowledge published alerts in one atomic step: each alert still in the outbox leaves it
+-- (with its lease and sending note), is appended to the live feed and, with webhooks on, is
+-- queued for webhook delivery; the queue keeps at most `limit` deliveries, dropping the oldest.
+-- KEYS: outbox, outbox-leases, outbox-sent, feed, webhooks, webhooks-due, webhooks-order,
+-- webhooks-claims, webhooks-seq. ARGV: max_feed, limit (0: no webhook), then id, json per
+-- alert. Returns the ids of the queued deliveries dropped, oldest first.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[2])
+local dropped = {}
+for i = 3, #ARGV, 2 do
+  local id, alert = ARGV[i], ARGV[i + 1]
+  if redis.call('HDEL', KEYS[1], id) == 1 then
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[1], '*', 'alert', alert)
+    if limit > 0 and redis.call('HSETNX', KEYS[5], id, alert) == 1 then
+      while redis.call('ZCARD', KEYS[7]) >= limit do
+        local oldest = redis.call('ZRANGE', KEYS[7], 0, 0)[1]
+        redis.call('HDEL', KEYS[5], oldest)
+        redis.call('ZREM', KEYS[6], oldest)
+        redis.call('ZREM', KEYS[7], oldest)
+        redis.call('HDEL', KEYS[8], oldest)
+        dropped[#dropped + 1] = oldest
+      end
+      redis.call('ZADD', KEYS[6], now, id)
+      redis.call('ZADD', KEYS[7], redis.call('INCR', KEYS[9]), id)
+    end
+  end
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+end
+return dropped

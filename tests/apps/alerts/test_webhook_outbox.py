@@ -1,0 +1,223 @@
+"""Alert webhooks at least once: the Redis outbox, a real local receiver, restarts, replicas."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.metrics import AlertsMetrics
+from threefold.apps.alerts.processor import AlertPublisher
+from threefold.apps.alerts.resources import open_state_store
+from threefold.apps.alerts.state.memory import InMemoryStateStore
+from threefold.core.webhook import OutboxSender
+from threefold.streaming.kafka_config import ensure_topics
+from threefold.streaming.producer import JsonProducer
+
+pytestmark = pytest.mark.integration
+
+
+def alert(n: int) -> dict:
+    return {"alert_id": f"a-{n}", "key": f"entity:K{n}", "window_end_ts": 300 * n, "summary": "s"}
+
+
+def sender(store, url: str, metrics: AlertsMetrics | None = None, **kwargs) -> OutboxSender:
+    """An OutboxSender on the store's webhook outbox, retrying fast (as the consumer wires it)."""
+    metrics = metrics or AlertsMetrics()
+    options = {"timeout_s": 2.0, "backoff_s": 0.05, "max_backoff_s": 0.2, "poll_s": 0.05}
+    return OutboxSender(
+        url,
+        store.webhook_outbox(),
+        name="alerts",
+        id_field="alert_id",
+        on_attempt=metrics.count_webhook_attempt,
+        on_pending=metrics.webhook_pending.set,
+        **{**options, **kwargs},
+    )
+
+
+def queue_alerts(store, alerts: list[dict]) -> list[str]:
+    """Claim and acknowledge `alerts` with the webhook on (what a publisher does)."""
+    for each in alerts:
+        store.claim_alert(each, cooldown_s=0)
+    return store.ack_alerts(alerts, webhook=True)
+
+
+def open_store(redis_settings, prefix: str, **settings):
+    return open_state_store(AlertsConfig(redis_prefix=prefix, **settings), redis_settings)
+
+
+@pytest.fixture
+def alerts_topic(kafka_bootstrap, unique_name) -> str:
+    topic = unique_name("alerts")
+    ensure_topics(kafka_bootstrap, [topic])
+    return topic
+
+
+def test_a_receiver_that_fails_at_first_gets_every_alert_exactly_once(redis_store, receiver):
+    hook = receiver(fail_first=4)
+    queue_alerts(redis_store, [alert(1), alert(2), alert(3)])
+    metrics = AlertsMetrics()
+    webhook = sender(redis_store, hook.url, metrics)
+    webhook.start()
+    try:
+        hook.wait_for(delivered=3, failed=4)
+        time.sleep(0.3)  # time for a duplicate to show up, if one were coming
+    finally:
+        webhook.close()
+    assert sorted(hook.delivered()) == ["a-1", "a-2", "a-3"]
+    assert all(key == body["alert_id"] for key, body, _ in hook.requests)  # Idempotency-Key
+    assert redis_store.webhook_outbox().pending() == 0
+    value = metrics.registry.get_sample_value
+    assert value("threefold_alerts_webhook_delivered_total") == 3
+    assert value("threefold_alerts_webhook_failures_total") == 4
+    assert value("threefold_alerts_webhook_retries_total") == 4  # each failure tried again
+    assert value("threefold_alerts_webhook_pending") == 0
+
+
+def test_an_alert_whose_receiver_is_down_arrives_after_a_consumer_restart(
+    redis_settings, redis_prefix, receiver, kafka_bootstrap, alerts_topic
+):
+    hook = receiver(fail_first=None)  # down (503) until it recovers
+    before = open_store(redis_settings, redis_prefix)
+    before.claim_alert(alert(1), cooldown_s=0)
+    first = AlertPublisher(
+        before,
+        JsonProducer(kafka_bootstrap),
+        alerts_topic,
+        webhook=sender(before, hook.url),
+    )
+    assert [a["alert_id"] for a in first.publish_pending()] == ["a-1"]  # on the topic
+    hook.wait_for(failed=2)
+    first.close()  # the consumer stops (or is restarted) with the webhook undelivered
+    assert hook.delivered() == [] and before.webhook_outbox().pending() == 1
+
+    hook.recover()
+    after = open_store(redis_settings, redis_prefix)  # a new process on the same Redis
+    second = AlertPublisher(
+        after, JsonProducer(kafka_bootstrap), alerts_topic, webhook=sender(after, hook.url)
+    )
+    assert second.publish_pending() == []  # no alert to publish: it resumes the outbox
+    try:
+        hook.wait_for(delivered=1)
+    finally:
+        second.close()
+    assert hook.delivered() == ["a-1"] and after.webhook_outbox().pending() == 0
+
+
+def test_two_consumers_on_one_redis_deliver_each_alert_once(redis_settings, redis_prefix, receiver):
+    hook = receiver(delay_s=0.02)  # slow enough for the two senders to overlap
+    one, two = open_store(redis_settings, redis_prefix), open_store(redis_settings, redis_prefix)
+    alerts = [alert(n) for n in range(20)]
+    queue_alerts(one, alerts)
+    senders = [sender(one, hook.url), sender(two, hook.url)]
+    for each in senders:
+        each.start()
+    try:
+        hook.wait_for(delivered=20)
+        time.sleep(0.3)
+    finally:
+        for each in senders:
+            each.close()
+    assert sorted(hook.delivered()) == sorted(a["alert_id"] for a in alerts)
+    assert len(hook.requests) == 20  # no alert posted twice
+
+
+def test_a_full_webhook_outbox_drops_the_oldest_and_says_so(
+    redis_settings, redis_prefix, receiver, kafka_bootstrap, alerts_topic, caplog
+):
+    hook = receiver(fail_first=None)
+    store = open_store(redis_settings, redis_prefix, webhook_outbox_max=2)
+    for n in (1, 2, 3):
+        store.claim_alert(alert(n), cooldown_s=0)
+    metrics = AlertsMetrics()
+    publisher = AlertPublisher(
+        store,
+        JsonProducer(kafka_bootstrap),
+        alerts_topic,
+        webhook=sender(store, hook.url, metrics, backoff_s=30.0, max_backoff_s=30.0),
+        metrics=metrics,
+    )
+    with caplog.at_level(logging.ERROR, logger="threefold.apps.alerts.processor"):
+        assert len(publisher.publish_pending()) == 3
+    publisher.close()
+    assert metrics.registry.get_sample_value("threefold_alerts_webhook_dropped_total") == 1
+    (record,) = [r for r in caplog.records if getattr(r, "fields", {}).get("alert_ids")]
+    assert record.fields == {"event": "webhook_dropped", "alert_ids": ["a-1"]}
+    assert "outbox is full" in record.getMessage() and "WEBHOOK_OUTBOX_MAX" in record.getMessage()
+    assert store.webhook_outbox().pending() == 2  # a-2 and a-3 wait for the receiver
+    assert "a-1" not in [body["alert_id"] for _, body, _ in hook.requests]
+
+
+# -- the outbox contract, in Redis and in memory -------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+def small_store(request, redis_settings, redis_prefix):
+    """A state store whose webhook outbox holds at most 2 deliveries."""
+    if request.param == "memory":
+        return InMemoryStateStore(webhook_limit=2)
+    return open_store(redis_settings, redis_prefix, webhook_outbox_max=2)
+
+
+def test_an_acknowledged_alert_is_queued_once_and_the_oldest_makes_room(small_store):
+    assert queue_alerts(small_store, [alert(1), alert(2)]) == []
+    assert small_store.ack_alerts([alert(1)], webhook=True) == []  # acknowledged already
+    assert queue_alerts(small_store, [alert(3)]) == ["a-1"]
+    outbox = small_store.webhook_outbox()
+    assert [(e.key, e.payload, e.attempt) for e in outbox.claim("me", 10, lease_s=30)] == [
+        ("a-2", alert(2), 1),
+        ("a-3", alert(3), 1),
+    ]
+    small_store.claim_alert(alert(4), cooldown_s=0)
+    assert small_store.ack_alerts([alert(4)]) == []  # no webhook: nothing queued
+    assert outbox.pending() == 2
+
+
+def test_a_claimed_delivery_comes_back_when_its_lease_ends_or_its_holder_retries(small_store):
+    queue_alerts(small_store, [alert(1)])
+    outbox = small_store.webhook_outbox()
+    assert [e.key for e in outbox.claim("dies", 10, lease_s=0.2)] == ["a-1"]
+    assert outbox.claim("other", 10, lease_s=30) == []  # hidden while "dies" holds it
+    time.sleep(0.3)
+    (entry,) = outbox.claim("other", 10, lease_s=30)  # the holder died: the lease ended
+    assert entry.attempt == 2
+    outbox.retry_later("a-1", "dies", 0)  # no longer its claim: ignored
+    assert outbox.claim("third", 10, lease_s=30) == []
+    outbox.retry_later("a-1", "other", 0.1)
+    time.sleep(0.2)
+    assert [e.attempt for e in outbox.claim("third", 10, lease_s=30)] == [3]
+    outbox.delivered("a-1")
+    assert outbox.pending() == 0 and outbox.claim("third", 10, lease_s=0) == []
+
+
+def test_the_consumer_wires_the_webhook_to_the_redis_outbox_and_its_metrics(
+    redis_settings, redis_prefix, receiver, kafka_bootstrap, alerts_topic
+):
+    from threefold.apps.alerts.consumer import build_runner
+
+    from .test_poison_messages import NeutralScorer
+
+    hook = receiver(fail_first=1)
+    config = AlertsConfig(
+        redis_prefix=redis_prefix,
+        bootstrap_servers=kafka_bootstrap,
+        alerts_topic=alerts_topic,
+        webhook_url=hook.url,
+        webhook_backoff_s=0.05,
+    )
+    _, processor = build_runner(config, redis_settings, scorer=NeutralScorer())
+    publisher = processor.publisher
+    publisher.store.claim_alert(alert(1), cooldown_s=0)
+    try:
+        assert [a["alert_id"] for a in publisher.publish_pending()] == ["a-1"]
+        hook.wait_for(delivered=1, failed=1)
+    finally:
+        publisher.close()
+    assert hook.delivered() == ["a-1"]
+    value = processor.metrics.registry.get_sample_value
+    assert value("threefold_alerts_webhook_delivered_total") == 1
+    assert value("threefold_alerts_webhook_failures_total") == 1
+    assert value("threefold_alerts_webhook_retries_total") == 1
