@@ -348,12 +348,14 @@ function renderAlert(alert) {
   item.dataset.key = alert.key;
 
   const heading = el("h3", "Negative sentiment surge: ");
-  heading.append(el("span", alert.name, "alert-name"), " (" + (KIND_WORDS[alert.kind] || alert.kind) + ")");
+  const name = el("span", alert.name, "alert-name");
+  name.dir = "auto"; // a name in Arabic or Hebrew keeps its direction in the English heading
+  heading.append(name, " (" + (KIND_WORDS[alert.kind] || alert.kind) + ")");
   const figures = el("p", undefined, "alert-figures");
   figures.append(
     el("strong", percent(evidence.negative_share) + " negative"),
     " vs " + usual + ", " + evidence.negative + " of " + evidence.total + " headlines, ",
-    el("span", timeSpan(start, end), "nowrap"),
+    el("span", timeSpan(start, end), "keep-together"),
   );
   const detected = Date.parse(alert.detected_at) / 1000;
   const when = alert.stage === "early" ? "while the window was still open" : "when the window closed";
@@ -366,7 +368,7 @@ function renderAlert(alert) {
   if (examples.length) {
     item.append(el("p", "Example headlines", "examples-title"));
     const list = el("ul", undefined, "examples");
-    for (const text of examples) list.appendChild(el("li", text));
+    for (const text of examples) list.appendChild(Object.assign(el("li", text), { dir: "auto" }));
     item.append(list);
   }
   const show = el("button", "Show " + alert.name + " on the chart", "link-button");
@@ -496,6 +498,7 @@ function keyRow(key) {
   head.scope = "row";
   const button = el("button", undefined, "key-button");
   button.type = "button";
+  button.dir = "auto";
   button.addEventListener("click", (event) => {
     event.stopPropagation();
     selectKey(key);

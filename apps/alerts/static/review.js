@@ -100,6 +100,7 @@
       const row = document.createElement("tr");
       row.dataset.messageId = record.id;
       const text = el("td", record.text, "headline");
+      text.dir = "auto"; // an Arabic or Hebrew headline reads right to left, at the right
       const sentiment = el("td");
       sentiment.append(...select("sentiment", labels.sentiment, record.sentiment, record.text));
       const topic = el("td");

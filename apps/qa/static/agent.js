@@ -133,8 +133,11 @@
         var at = new Date(item.waiting_since * 1000).toLocaleTimeString();
         button.appendChild(el("span", { class: "meta" }, "handed off at " + at));
       }
-      var last = item.left_message ? "Left a message: " + item.left_message : item.last_message ? item.last_message.text : "";
-      button.appendChild(el("span", { class: "last" }, last));
+      // the customer's words in a <bdi>: their own direction, inside the console's LTR line
+      var last = el("span", { class: "last" });
+      if (item.left_message) last.append("Left a message: ", el("bdi", {}, item.left_message));
+      else if (item.last_message) last.append(el("bdi", {}, item.last_message.text));
+      button.appendChild(last);
       button.addEventListener("click", () => openConversation(item.session_id, true));
       li.appendChild(button);
       list.appendChild(li);
@@ -180,7 +183,8 @@
       page.appendChild(el("a", { href: d.page_url, target: "_blank", rel: "noopener noreferrer" }, d.page_url));
     } else page.textContent = d.page_url || "unknown";
     $("d-left").hidden = !d.left_message;
-    $("d-left").textContent = d.left_message ? "Message left for the team: " + d.left_message : "";
+    $("d-left").replaceChildren();
+    if (d.left_message) $("d-left").append("Message left for the team: ", el("bdi", {}, d.left_message));
     if (d.status !== "claimed") $("customer-typing").hidden = true;
     $("claim").disabled = d.status !== "waiting";
     $("release").disabled = !mine;
@@ -193,9 +197,11 @@
     var log = $("transcript");
     log.replaceChildren();
     d.transcript.forEach((turn) => {
-      var node = el("div", { class: "turn " + turn.role });
+      // dir=auto: each turn reads in the direction of its own text; the name has a dir of its
+      // own, so it neither sets the turn's direction nor takes it
+      var node = el("div", { class: "turn " + turn.role, dir: "auto" });
       var who = turn.role === "user" ? "Customer" : turn.role === "agent" ? turn.agent : "Bot";
-      node.appendChild(el("span", { class: "who" }, who));
+      node.appendChild(el("span", { class: "who", dir: "auto" }, who));
       node.appendChild(document.createTextNode(turn.text));
       log.appendChild(node);
     });
@@ -206,8 +212,8 @@
     if (!d.candidates.length) list.appendChild(el("li", {}, "The bot had no candidates."));
     d.candidates.forEach((c) => {
       var li = el("li");
-      li.appendChild(el("span", { class: "q" }, c.question));
-      li.appendChild(el("span", { class: "a" }, c.answer));
+      li.appendChild(el("span", { class: "q", dir: "auto" }, c.question));
+      li.appendChild(el("span", { class: "a", dir: "auto" }, c.answer));
       var insert = el("button", { type: "button", class: "quiet", "aria-label": "Insert answer: " + c.question }, "Insert");
       insert.disabled = !mine;
       insert.addEventListener("click", () => {

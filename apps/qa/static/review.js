@@ -55,15 +55,13 @@
     var card = el("article", { class: "card group", "aria-labelledby": id + "-title" });
     var title = el("h2", { id: id + "-title", tabindex: "-1" });
     title.appendChild(el("span", { class: "kind " + group.kind }, KIND_LABELS[group.kind]));
-    title.appendChild(
-      document.createTextNode(
-        (group.size > 1 ? group.size + "× " : "") + group.questions[0]
-      )
-    );
+    if (group.size > 1) title.append(group.size + "× ");
+    // the customer's question in a <bdi>: its own direction inside the page's LTR heading
+    title.appendChild(el("bdi", {}, group.questions[0]));
     card.appendChild(title);
     if (group.questions.length > 1) {
       var questions = el("ul", { class: "questions", "aria-label": "Questions in this group" });
-      group.questions.forEach((q) => questions.appendChild(el("li", {}, q)));
+      group.questions.forEach((q) => questions.appendChild(el("li", { dir: "auto" }, q)));
       card.appendChild(questions);
     }
     var first = group.items[0];
@@ -73,12 +71,19 @@
     if (first.agent) meta.push("answered by " + first.agent);
     if (meta.length) card.appendChild(el("p", { class: "meta" }, meta.join(" · ")));
     if (group.kind === "thumbs_down") {
-      card.appendChild(el("p", { class: "context" }, "Answer given (" + first.faq_id + "): " +
-        first.answer));
-      if (first.comment) card.appendChild(el("p", { class: "meta" }, "Comment: " + first.comment));
+      var given = el("p", { class: "context" }, "Answer given (" + first.faq_id + "): ");
+      given.appendChild(el("bdi", {}, first.answer));
+      card.appendChild(given);
+      if (first.comment) {
+        var comment = el("p", { class: "meta" }, "Comment: ");
+        comment.appendChild(el("bdi", {}, first.comment));
+        card.appendChild(comment);
+      }
     }
     if (group.kind === "agent_reply") {
-      card.appendChild(el("p", { class: "context" }, "Agent's reply: " + first.reply));
+      var reply = el("p", { class: "context" }, "Agent's reply: ");
+      reply.appendChild(el("bdi", {}, first.reply));
+      card.appendChild(reply);
     }
     card.appendChild(paraphraseForm(group, id));
     card.appendChild(newFaqForm(group, id));
@@ -131,7 +136,7 @@
     var inputs = {};
     fields.forEach(([name, label, tag, value]) => {
       box.appendChild(el("label", { for: id + "-" + name }, label));
-      var input = el(tag, { id: id + "-" + name });
+      var input = el(tag, { id: id + "-" + name, dir: "auto" });
       if (tag === "textarea") input.rows = 2;
       input.value = value;
       inputs[name] = input;

@@ -41,20 +41,24 @@
     ".launcher svg { width: 28px; height: 28px; fill: currentColor; }",
     ".launcher:focus-visible, button:focus-visible, input:focus-visible, textarea:focus-visible {",
     "  outline: 3px solid #f2b705; outline-offset: 2px; }",
+    // the panel scrolls as a whole only when its parts cannot all fit (zoomed in, short screens):
+    // the conversation keeps at least 40 % of it, and nothing is cut off
     ".panel { position: absolute; right: 0; bottom: 76px; width: 360px; max-width: calc(100vw - 40px);",
-    "  height: 520px; max-height: calc(100vh - 120px); background: #fff; border-radius: 14px;",
-    "  box-shadow: 0 12px 40px rgba(0,0,0,.28); display: flex; flex-direction: column;",
-    "  overflow: hidden; }",
+    "  height: 520px; max-height: calc(100vh - 120px); max-height: calc(100dvh - 120px);",
+    "  background: #fff; border-radius: 14px; box-shadow: 0 12px 40px rgba(0,0,0,.28);",
+    "  display: flex; flex-direction: column; overflow-x: hidden; overflow-y: auto; }",
+    ".panel > * { flex: none; }",
     ".panel[hidden] { display: none; }",
     ".header { background: #2f5d50; color: #fff; padding: 12px 14px; display: flex;",
     "  align-items: center; justify-content: space-between; gap: 8px; }",
-    "h2 { margin: 0; font-size: 16px; font-weight: 600; }",
-    ".close { background: transparent; border: 0; color: #fff; font-size: 22px; line-height: 1;",
-    "  cursor: pointer; width: 36px; height: 36px; border-radius: 8px; }",
-    ".log { flex: 1; overflow-y: auto; padding: 12px; display: flex; flex-direction: column;",
-    "  gap: 8px; background: #f6f7f6; }",
+    "h2 { margin: 0; font-size: 16px; font-weight: 600; min-width: 0; overflow-wrap: anywhere; }",
+    ".close { flex: none; background: transparent; border: 0; color: #fff; font-size: 22px; line-height: 1;",
+    "  cursor: pointer; min-width: 36px; min-height: 36px; padding: 0 4px; border-radius: 8px; }",
+    ".panel > .log { flex: 1 1 0; min-height: 40%; overflow-y: auto; padding: 12px; display: flex;",
+    "  flex-direction: column; gap: 8px; background: #f6f7f6; }",
+    // dir=auto on each bubble: an Arabic or Hebrew message reads right to left, in a LTR widget
     ".msg { max-width: 85%; padding: 8px 11px; border-radius: 12px; white-space: pre-wrap;",
-    "  overflow-wrap: anywhere; }",
+    "  overflow-wrap: anywhere; text-align: start; }",
     ".msg.user { align-self: flex-end; background: #2f5d50; color: #fff; border-bottom-right-radius: 4px; }",
     ".msg.bot { align-self: flex-start; background: #fff; border: 1px solid #dde2df;",
     "  border-bottom-left-radius: 4px; }",
@@ -62,10 +66,10 @@
     ".msg.agent { align-self: flex-start; background: #e8f0fb; border: 1px solid #b9cdea;",
     "  border-bottom-left-radius: 4px; }",
     ".msg[data-time]::after { content: attr(data-time); display: block; font-size: 11px;",
-    "  opacity: .75; text-align: right; margin-top: 2px; }",
+    "  opacity: .75; direction: ltr; unicode-bidi: isolate; text-align: right; margin-top: 2px; }",
     ".msg.pending { opacity: .8; border: 1px dashed #fff; }",
     ".source { align-self: flex-start; margin: -4px 0 0 4px; font-size: 12px; color: #57606a;",
-    "  max-width: 85%; }",
+    "  max-width: 85%; overflow-wrap: anywhere; }",
     ".dots { align-self: flex-start; background: #fff; border: 1px solid #dde2df; border-radius: 12px;",
     "  padding: 10px 12px; display: flex; gap: 4px; }",
     ".dots i { width: 7px; height: 7px; border-radius: 50%; background: #57606a; opacity: .4; }",
@@ -88,7 +92,7 @@
     "  min-height: 60px; resize: vertical; }",
     ".leave label { font-size: 14px; }",
     ".suggestions { display: flex; flex-direction: column; gap: 6px; align-self: stretch; }",
-    ".suggestion { text-align: left; background: #fff; color: #2f5d50; border: 1px solid #2f5d50;",
+    ".suggestion { text-align: start; background: #fff; color: #2f5d50; border: 1px solid #2f5d50;",
     "  border-radius: 10px; padding: 8px 10px; cursor: pointer; font: inherit; min-height: 40px; }",
     ".suggestion:hover:enabled { background: #eaf2ef; }",
     ".suggestion:disabled { color: #57606a; border-color: #b8c2bd; cursor: default; }",
@@ -102,17 +106,38 @@
     ".notice { margin: 0; padding: 8px 12px; background: #fff4d6; color: #5c4200; font-size: 14px;",
     "  border-top: 1px solid #f2d68a; }",
     ".notice[hidden] { display: none; }",
-    "form { display: flex; gap: 8px; padding: 10px; border-top: 1px solid #dde2df; background: #fff; }",
-    "input { flex: 1; min-width: 0; font: inherit; padding: 10px 12px; border: 1px solid #b8c2bd;",
+    // with large text the field takes its own line and Send goes under it, to the right
+    "form { display: flex; flex-wrap: wrap; gap: 8px; padding: 10px; border-top: 1px solid #dde2df;",
+    "  background: #fff; }",
+    "input { flex: 1 1 9em; min-width: 0; font: inherit; padding: 10px 12px; border: 1px solid #b8c2bd;",
     "  border-radius: 10px; }",
     ".send { font: inherit; padding: 0 14px; min-height: 44px; border: 0; border-radius: 10px;",
     "  background: #2f5d50; color: #fff; cursor: pointer; }",
+    "form:not(.leave) > .send { margin-left: auto; }",
     ".send:disabled { opacity: .6; cursor: progress; }",
     ".sr-only { position: absolute; width: 1px; height: 1px; overflow: hidden;",
     "  clip: rect(0 0 0 0); white-space: nowrap; }",
+    // short screens (a laptop at 200 % zoom, a phone on its side): the panel takes the height of
+    // the screen instead of sitting above the launcher, which hides while it is open, and the
+    // header, notice and form are compact, so the conversation keeps the room
+    "@media (max-height: 560px) {",
+    "  :host { right: 12px; bottom: 12px; }",
+    "  .panel { position: fixed; top: 8px; right: 8px; bottom: 8px; height: auto; max-height: none;",
+    "    width: 360px; max-width: calc(100vw - 16px); }",
+    "  :host([open]) .launcher { display: none; }",
+    "  .header { padding: 4px 8px 4px 12px; }",
+    "  h2 { font-size: 15px; }",
+    "  .notice { padding: 4px 12px; font-size: 13px; }",
+    "  .typing { padding-bottom: 2px; }",
+    "  form, .leave { padding: 6px 8px; }",
+    "  input { padding: 6px 10px; }",
+    "  .send { min-height: 40px; }",
+    "  .leave textarea { min-height: 44px; }",
+    "  .panel > .log { padding: 8px 10px; }",
+    "}",
     "@media (max-width: 480px) {",
     "  :host { right: 12px; bottom: 12px; }",
-    "  .panel { position: fixed; inset: 0; width: 100vw; max-width: none; height: 100dvh;",
+    "  .panel { position: fixed; inset: 0; width: 100vw; max-width: none; height: 100vh; height: 100dvh;",
     "    max-height: none; border-radius: 0; }",
     "  :host([open]) .launcher { display: none; }",
     "}",
@@ -221,6 +246,7 @@
         autocomplete: "off",
         placeholder: "Type your question…",
         enterkeyhint: "send",
+        dir: "auto",
       });
       this.sendButton = el("button", { class: "send", type: "submit", "aria-label": "Send message" }, "Send");
       this.form.append(label, this.input, this.sendButton);
@@ -250,7 +276,7 @@
       var form = el("form", { class: "leave", "aria-label": "Leave a message for our team" });
       form.hidden = true;
       var label = el("label", { for: "tf-leave" }, "Your message for our team");
-      var box = el("textarea", { id: "tf-leave", maxlength: "1000" });
+      var box = el("textarea", { id: "tf-leave", maxlength: "1000", dir: "auto" });
       var button = el("button", { class: "send", type: "submit" }, "Leave message");
       form.append(label, box, button);
       form.addEventListener("submit", (event) => {
@@ -328,14 +354,14 @@
     }
 
     addUser(text, ts) {
-      var node = stamp(el("div", { class: "msg user" }, text), ts);
+      var node = stamp(el("div", { class: "msg user", dir: "auto" }, text), ts);
       this.log.appendChild(node);
       this.scrollDown();
       return node;
     }
 
     addBot(text, extraClass, ts) {
-      var node = el("div", { class: "msg bot" + (extraClass ? " " + extraClass : "") }, text);
+      var node = el("div", { class: "msg bot" + (extraClass ? " " + extraClass : ""), dir: "auto" }, text);
       stamp(node, ts);
       this.log.appendChild(node);
       this.scrollDown();
@@ -346,7 +372,7 @@
       if (!suggestions || !suggestions.length) return;
       var group = el("div", { class: "suggestions", role: "group", "aria-label": "Suggested questions" });
       suggestions.forEach((item) => {
-        var button = el("button", { class: "suggestion", type: "button" }, item.question);
+        var button = el("button", { class: "suggestion", type: "button", dir: "auto" }, item.question);
         button.addEventListener("click", () => {
           if (this.busy) return; // still answering: keep the suggestions on offer
           group.querySelectorAll("button").forEach((b) => (b.disabled = true));
@@ -400,9 +426,10 @@
 
     addAgent(turn) {
       if (turn.turn_id && this.log.querySelector("[data-turn-id='" + turn.turn_id + "']")) return;
-      var node = el("div", { class: "msg agent" });
+      var node = el("div", { class: "msg agent", dir: "auto" });
       if (turn.turn_id) node.dataset.turnId = turn.turn_id;
-      node.appendChild(el("span", { class: "who" }, turn.agent || "Our team"));
+      // a dir of its own: the name neither sets the message's direction nor takes it
+      node.appendChild(el("span", { class: "who", dir: "auto" }, turn.agent || "Our team"));
       node.appendChild(document.createTextNode(turn.text));
       stamp(node, turn.ts);
       this.log.appendChild(node);
@@ -667,7 +694,8 @@
       node.dataset.outcome = turn.outcome || "";
       if (turn.faq_id) node.dataset.faqId = turn.faq_id;
       if (turn.faq_question) {
-        var source = el("p", { class: "source" }, "From our FAQ: “" + turn.faq_question + "”");
+        var source = el("p", { class: "source" }, "From our FAQ: “");
+        source.append(el("bdi", {}, turn.faq_question), "”");
         source.dataset.faqId = turn.faq_id;
         this.log.appendChild(source);
       }

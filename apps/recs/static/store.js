@@ -80,10 +80,11 @@
     return element;
   }
 
-  function text(className, value) {
+  function text(className, value, dir) {
     const element = document.createElement("span");
     element.className = className;
     element.textContent = value;
+    if (dir) element.dir = dir;
     return element;
   }
 
@@ -94,10 +95,11 @@
     button.dataset.itemId = entry.item_id;
     const price = entry.price === undefined || entry.price === null ? "" : " · $" + Number(entry.price).toFixed(2);
     button.append(
-      text("title", entry.title),
+      // the catalog's words take their own direction (an Arabic title reads right to left)
+      text("title", entry.title, "auto"),
       text("meta", (entry.category || "") + price),
       text("reason", entry.reason || ""),
-      text("description", entry.description || ""),
+      text("description", entry.description || "", "auto"),
     );
     button.addEventListener("click", () => viewItem(entry, listId));
     const item = document.createElement("li");
@@ -110,6 +112,7 @@
     historyList.replaceChildren(...titles.map((title) => {
       const entry = document.createElement("li");
       entry.textContent = title;
+      entry.dir = "auto";
       return entry;
     }));
     historyEmpty.hidden = titles.length > 0;
