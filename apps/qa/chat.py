@@ -151,20 +151,23 @@ class ChatService:
         session_id: str | None = None,
         faq_id: str | None = None,
         page_url: str | None = None,
+        with_person: bool = False,
     ) -> ChatReply:
         """Answer one customer message (or a clicked suggestion when `faq_id` is given).
 
         While a person waits for or holds the conversation the bot stays silent: the message goes
         to the agent console and the reply has outcome "agent" and no answer. When the desk
-        cannot be read and this process last saw the session with a person, HandoffUnavailable
-        (the message is refused, not answered by the bot behind the person's back).
+        cannot be read and this process last saw the session with a person, or the client says it
+        was (`with_person`: the widget knows, whichever worker it reached before),
+        HandoffUnavailable (the message is refused, not answered by the bot behind the person's
+        back).
         """
         session = self.open_session(session_id)
         bot = self.get_bot()
         conversation, desk_reachable = self._active_conversation(session.id)
         if self.desk is not None and conversation is not None:
             return self._pass_to_agent(self.desk, bot, session, message, conversation.status)
-        if not desk_reachable and self._last_seen_with_person(session.id):
+        if not desk_reachable and (with_person or self._last_seen_with_person(session.id)):
             logger.warning(
                 "agent desk unreachable: message of session %s, last seen with a person, refused",
                 session.id,

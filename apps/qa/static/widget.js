@@ -596,6 +596,8 @@
       var attempt = (retry) => {
         var sessionId = this.sessionId;
         var payload = Object.assign({}, body, sessionId ? { session_id: sessionId } : {});
+        // a worker that never saw the handoff still knows not to let the bot answer in an outage
+        if (sessionId && this.withPerson()) payload.with_person = true;
         return this.post("/api/chat", payload).catch((error) => {
           if (retry && error.code === "unknown_session") {
             this.sessionId = null; // expired: start a new session
@@ -617,6 +619,12 @@
             this.input.focus();
           }
         });
+    }
+
+    /** Whether the conversation, as last seen, waits for or is held by a person. */
+    withPerson() {
+      var state = this.agentState;
+      return !!state && (state.status === "waiting" || state.status === "claimed");
     }
 
     showThinking(on) {

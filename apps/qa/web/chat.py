@@ -50,8 +50,10 @@ def _unknown_session(session_id: str | None) -> ApiError:
 
 @chat_blueprint.post("/chat")
 def chat() -> ResponseReturnValue:
-    """`{session_id?, message, faq_id?, page_url?}` -> the bot's reply (answer, clarification or
-    handoff), or outcome "agent" with no answer while a person has the conversation."""
+    """`{session_id?, message, faq_id?, page_url?, with_person?}` -> the bot's reply (answer,
+    clarification or handoff), or outcome "agent" with no answer while a person has the
+    conversation. `with_person`: the client last saw the conversation with a person (then, while
+    the agent desk cannot be read, a 503 rather than a bot answer)."""
     resources = _resources()
     body = read_json_body(max_bytes=resources.config.max_body_bytes)
     limit = resources.config.max_message_chars
@@ -72,9 +74,20 @@ def chat() -> ResponseReturnValue:
         raise ApiError(
             400, f"page_url must be a URL of at most {MAX_URL_CHARS} characters", field="page_url"
         )
+    with_person = body.get("with_person", False)
+    if not isinstance(with_person, bool):
+        raise ApiError(
+            400,
+            f"with_person must be true or false, found {type(with_person).__name__}",
+            field="with_person",
+        )
     try:
         reply = resources.chat.chat(
-            message, session_id=session_id, faq_id=faq_id, page_url=page_url
+            message,
+            session_id=session_id,
+            faq_id=faq_id,
+            page_url=page_url,
+            with_person=with_person,
         )
     except UnknownSession:
         raise _unknown_session(session_id) from None

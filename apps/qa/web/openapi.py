@@ -67,6 +67,10 @@ DOCUMENT = openapi_document(
                         "session_id": {"type": "string"},
                         "faq_id": {"type": "string"},
                         "page_url": {"type": "string"},
+                        "with_person": {
+                            "type": "boolean",
+                            "description": "the client last saw the conversation with a person",
+                        },
                     },
                 },
             )

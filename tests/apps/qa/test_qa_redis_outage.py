@@ -201,6 +201,30 @@ def test_a_worker_that_only_followed_the_handoff_also_refuses_its_messages(
     assert during.get_json()["error"] == "agents_unreachable"
 
 
+def test_a_worker_that_never_saw_the_handoff_refuses_a_message_the_widget_marks_for_a_person(
+    make_app, hung_redis
+) -> None:
+    """The widget knows the conversation is with a person (`with_person`), whichever worker it
+    reached before; a worker that never read the session takes its word during an outage."""
+    settings = {"redis_url": hung_redis.url, "redis_timeout_s": 0.3, "redis_retry_s": 0}
+    first = make_app(**settings, agent_tokens="ana:tok-ana-1").test_client()
+    other = make_app(**settings).test_client()
+    session_id = hand_off(first)
+    with frozen(hung_redis):
+        unmarked = chat(other, "Is shipping free?", session_id=session_id)
+        marked = chat(other, "Is shipping free?", session_id=session_id, with_person=True)
+    assert unmarked.status_code == 200  # the documented gap without the widget's word
+    assert marked.status_code == 503, marked.get_json()
+    assert marked.get_json()["error"] == "agents_unreachable"
+    assert marked.headers["Retry-After"]
+
+
+def test_with_person_must_be_a_boolean(make_app) -> None:
+    reply = chat(make_app().test_client(), "Is shipping free?", with_person="yes")
+    assert reply.status_code == 400
+    assert reply.get_json()["field"] == "with_person"
+
+
 def test_after_the_person_let_go_the_bot_answers_through_an_outage(make_app, hung_redis) -> None:
     app = make_app(
         redis_url=hung_redis.url, redis_timeout_s=0.3, redis_retry_s=0, agent_tokens="ana:tok-ana-1"

@@ -66,6 +66,26 @@ def test_handoff_notice_is_shown(make_app, live_server, page, screenshot_dir: Pa
     page.screenshot(path=str(screenshot_dir / "qa_widget_handoff.png"))
 
 
+def test_after_a_handoff_the_widget_says_its_messages_are_for_a_person(
+    make_app, live_server, page
+) -> None:
+    """`with_person` lets any worker refuse, rather than answer, such a message in an outage."""
+    dialog = open_widget(page, live_server(make_app()))
+    sent = []
+    for message in ("Is shipping free?", "Can I talk to a real person please?"):
+        with page.expect_request("**/api/chat") as request:
+            ask(dialog, message)
+        sent.append(request.value.post_data_json)
+        dialog.locator(".msg.bot").nth(len(sent)).wait_for()
+    page.wait_for_function(  # the widget has read the conversation's state
+        "() => document.querySelector('threefold-chat').agentState?.status === 'waiting'"
+    )
+    with page.expect_request("**/api/chat") as request:
+        ask(dialog, "Are you there?")
+    sent.append(request.value.post_data_json)
+    assert [body.get("with_person") for body in sent] == [None, None, True]
+
+
 def test_kb_html_is_shown_as_text_never_run(
     make_app, live_server, page, screenshot_dir: Path
 ) -> None:
