@@ -20,7 +20,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.servers import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -220,12 +220,6 @@ def _make_entry(path: Path, version: str = "v1") -> None:
     (path / "state.json").write_text(json.dumps({"current": version, "history": [version]}))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # ---------------------------------------------------------------- Dockerfile
 
 
@@ -412,7 +406,7 @@ def test_gunicorn_config_rejects_a_bad_thread_count_with_the_variable_named() ->
 @pytest.fixture
 def gunicorn_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """gunicorn with deploy/gunicorn.conf.py serving the stdlib demo WSGI app on a free port."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "access.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -423,16 +417,7 @@ def gunicorn_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Pat
             text=True,
         )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/ready", timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"gunicorn did not start: {process.stderr.read()}")
-            time.sleep(0.2)
+    wait_until_serving(process, f"{base}/ready")
     yield base, process, log
     if process.poll() is None:
         process.terminate()
@@ -792,7 +777,7 @@ def test_retrain_role_runs_every_app_and_names_the_failed_ones(tmp_path: Path) -
 
 def _start_role(role: str, env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, str]:
     """Run a web role as the image does (entrypoint -> gunicorn) on a free port."""
-    port = _free_port()
+    port = free_port()
     full_env = {
         **os.environ,
         **env,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.servers import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -152,17 +152,11 @@ def test_the_entrypoint_execs_the_server_so_sigterm_reaches_it() -> None:
     assert int(out.strip()) == process.pid
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def slow_server(tmp_path: Path):
     """gunicorn with deploy/gunicorn.conf.py serving an app that sleeps ?SECONDS per request."""
     (tmp_path / "slow_app.py").write_text(SLOW_APP)
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(GUNICORN), "-c", str(GUNICORN_CONF), "slow_app:app"],
         cwd=tmp_path,
@@ -172,16 +166,7 @@ def slow_server(tmp_path: Path):
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/?0", timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"gunicorn did not start: {process.communicate()[1]}")
-            time.sleep(0.2)
+    wait_until_serving(process, f"{base}/?0")
     yield base, process
     if process.poll() is None:
         process.kill()

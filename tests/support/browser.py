@@ -5,13 +5,14 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from support.servers import free_port
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts"
 SCREENSHOT_DIR = ARTIFACTS / "screenshots"
@@ -70,12 +71,6 @@ def screenshot_dir() -> Path:
     return SCREENSHOT_DIR
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def live_server() -> Iterator[Callable[[object], str]]:
     """`live_server(flask_app)` serves it in a thread on a free port and returns the base URL."""
@@ -84,7 +79,7 @@ def live_server() -> Iterator[Callable[[object], str]]:
     servers = []
 
     def start(app) -> str:
-        port = _free_port()
+        port = free_port()
         server = make_server("127.0.0.1", port, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from support.servers import free_port, wait_until_serving
 
 from threefold.apps.cli import cli
 from threefold.apps.qa.store import BotStore
@@ -23,15 +22,9 @@ ROOT = Path(__file__).resolve().parents[3]
 REQUESTS = 24  # each on a new connection: a worker left behind shows up with odds 1 - 2**-24
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def served(bot_dir: Path, redis_url: str, redis_prefix: str) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PORT": str(port),
@@ -51,16 +44,7 @@ def served(bot_dir: Path, redis_url: str, redis_prefix: str) -> Iterator[str]:
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"gunicorn did not start: {process.stderr.read()[-2000:]}")
-            time.sleep(0.5)
+    wait_until_serving(process, f"{base}/healthz", timeout_s=180, poll_s=0.5)
     yield base
     process.terminate()
     process.wait(timeout=60)
