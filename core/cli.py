@@ -90,7 +90,8 @@ def classifier() -> None:
     default="auto",
     show_default=True,
     help="Training path. auto: contrastive (SetFit-style sentence pairs + logistic head) when "
-    "a label has fewer than --small-data-threshold examples, else fine-tune the whole model.",
+    "the labels have fewer than --small-data-threshold examples on average, else fine-tune "
+    "the whole model.",
 )
 @click.option(
     "--small-data-threshold",

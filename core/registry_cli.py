@@ -130,7 +130,8 @@ def prune(name: str, keep: int, root: str) -> None:
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
-    help="Where to put the model [default: $THREEFOLD_HOME/bases/NAME or ~/.cache/threefold].",
+    help="Where to put the model "
+    "[default: $THREEFOLD_HOME/bases/NAME or ~/.cache/threefold/bases/NAME].",
 )
 @click.option(
     "--wheels",

@@ -415,8 +415,9 @@ def serve_command(host: str, port: int, bot_dir: str | None) -> None:
 @click.option(
     "--registry",
     default=None,
+    envvar="THREEFOLD_MODELS_DIR",
     type=click.Path(file_okay=False),
-    help="Registry ROOT: the bot is ROOT/qa-bot (instead of --bot-dir).",
+    help="Registry ROOT: the bot is ROOT/qa-bot (instead of --bot-dir) [env THREEFOLD_MODELS_DIR].",
 )
 @click.option(
     "--gate-set",
@@ -459,7 +460,10 @@ def retrain_command(
     from threefold.core.errors import ConfigError
 
     if registry and bot_dir:
-        raise ConfigError("pass either --registry or --bot-dir, not both")
+        source = click.get_current_context().get_parameter_source("registry")
+        if source is not click.core.ParameterSource.ENVIRONMENT:
+            raise ConfigError("pass either --registry or --bot-dir, not both")
+        registry = None  # an explicit --bot-dir wins over THREEFOLD_MODELS_DIR
     if registry:
         bot_dir = str(Path(registry) / REGISTRY_NAME)
     overrides = {"bot_dir": bot_dir, "gate_set": gate_set, "gate_margin": margin}

@@ -13,7 +13,7 @@ from threefold.core.errors import DataError
 from threefold.core.query_args import int_arg
 from threefold.core.web import ApiError, bearer_token_required, read_json_body
 
-ADMIN_TOKEN_KEY = "RECS_ADMIN_TOKEN"
+ADMIN_TOKEN_KEY = "THREEFOLD_RECS_ADMIN_TOKEN"  # the setting named in the 503 when unset
 
 items_api = Blueprint("recs_items", __name__, url_prefix="/api/items")
 # `path:` ids: an item id may hold '/' (an SKU path), sent as is or as %2F; `<id>/similar` of

@@ -161,6 +161,18 @@ def test_gate_questions_seen_in_the_kb_are_an_error(
         ["retrain", "qa", "--registry", str(tmp_path / "none"), "--gate-set", str(leaked)],
     )
     assert result.exit_code == 1 and str(tmp_path / "none" / "qa-bot") in result.output
+    result = CliRunner().invoke(  # the registry from the environment, as `models` reads it
+        cli,
+        ["retrain", "qa", "--gate-set", str(leaked)],
+        env={"THREEFOLD_MODELS_DIR": str(tmp_path / "none")},
+    )
+    assert result.exit_code == 1 and str(tmp_path / "none" / "qa-bot") in result.output
+    result = CliRunner().invoke(  # ... and an explicit --bot-dir wins over it
+        cli,
+        ["retrain", "qa", "--bot-dir", str(bot_dir), "--gate-set", str(leaked)],
+        env={"THREEFOLD_MODELS_DIR": str(tmp_path / "none")},
+    )
+    assert result.exit_code == 1 and "appear verbatim in the training data" in result.output
 
     typo = write_csv(tmp_path / "typo.csv", ("question", "faq_id"), [("where's my box", "trak")])
     result = CliRunner().invoke(

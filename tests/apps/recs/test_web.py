@@ -222,6 +222,7 @@ def test_admin_disabled_without_a_configured_token(admin_headers, make_app):
     app = make_app(admin_token=None)
     response = app.test_client().post("/api/items", json=NEW_ITEM, headers=admin_headers)
     assert response.status_code == 503
+    assert "THREEFOLD_RECS_ADMIN_TOKEN is not set" in response.json["message"]  # the real name
 
 
 def test_item_lifecycle_through_the_api(admin_headers, client):
