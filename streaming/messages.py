@@ -97,6 +97,10 @@ class BatchProcessor(Protocol):
     (heartbeats wait). An optional `on_idle()` is called on the consumer thread about once a
     second while nothing is buffered or in flight, for time-driven work (closing windows of a
     stream gone quiet); a ServiceError from it stops the runner, other errors are logged.
+    An optional `on_group_partitions(partitions)` is called on the consumer thread after each
+    rebalance with every partition of the subscribed topics, the group's and not only this
+    consumer's ({topic: frozenset of partition numbers}, as the broker lists them then); errors
+    are handled as on_idle's.
     """
 
     def process(self, batch: list[Message]) -> BatchResult: ...

@@ -29,6 +29,14 @@ stops the runner: it drops the uncommitted batch, closes consumer and producer, 
 (capped at `max_reconnect_backoff_ms`) and reconnects, however long the outage lasts; the
 group then resumes from its committed offsets (at-least-once: only uncommitted work repeats).
 
+After each rebalance the runner tells a processor with an `on_group_partitions(partitions)`
+hook every partition of the subscribed topics as the broker lists them then ({topic: frozenset
+of partition numbers}, empty for a topic the broker does not list): the partitions the group's
+assignment divides among its members, this one's and the others'. The hook runs on the consumer
+thread before the next batch (kafka-python's rebalance callbacks may not block), after one
+metadata request, so a topic no longer subscribed, or deleted and recreated with fewer
+partitions, shows as such.
+
 A record kafka-python cannot decode (a header name that is not UTF-8, which other clients write
 and the broker accepts) is read once more, then dead-lettered by position (error_type
 "CorruptRecordError", no value) and skipped, instead of stalling its partition.
@@ -216,6 +224,7 @@ class ConsumerRunner:
         self._failed = False
         self._last_lag_update = 0.0
         self._last_idle_call = time.monotonic()
+        self._rebalanced = False  # set on assignment: report the group's partitions
 
     # -- control -----------------------------------------------------------------------------
 
@@ -303,6 +312,8 @@ class ConsumerRunner:
             while not self._should_stop(deadline, stop_when):
                 records = self._poll(consumer)
                 with self._lock:
+                    if self._rebalanced:
+                        self._report_group_partitions(consumer)
                     for tp_records in records.values():
                         self._batcher.add([_to_message(r) for r in tp_records])
                     if self._batcher.due():
@@ -599,12 +610,28 @@ class ConsumerRunner:
         if hook is None or now - self._last_idle_call < IDLE_TICK_S:
             return
         self._last_idle_call = now
+        _call_hook(hook, f"on_idle failed; trying again in {IDLE_TICK_S:.0f} s")
+
+    def _report_group_partitions(self, consumer: KafkaConsumer) -> None:
+        """After a rebalance: the processor's `on_group_partitions` gets every partition of the
+        subscribed topics as the broker lists them now (one metadata request, not the cache)."""
+        self._rebalanced = False
+        hook = getattr(self.processor, "on_group_partitions", None)
+        if hook is None:
+            return
         try:
-            hook()
-        except ServiceError:
-            raise
-        except Exception:
-            logger.exception("the processor's on_idle failed; trying again in %.0f s", IDLE_TICK_S)
+            listed = consumer.topics()
+            partitions = {
+                topic: frozenset(consumer.partitions_for_topic(topic) if topic in listed else ())
+                for topic in self.topics
+            }
+        except kafka_errors.KafkaError as exc:
+            raise KafkaUnavailable(
+                f"reading the partitions of {self.topics} from {self.bootstrap!r} failed: {exc!r}"
+            ) from exc
+        _call_hook(
+            hook, "on_group_partitions failed; called again after the next rebalance", partitions
+        )
 
     def _maybe_update_lag(self, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -668,9 +695,21 @@ class ConsumerRunner:
         with self._lock:
             self.metrics.rebalances.labels(event="assigned").inc()
             logger.info("partitions %s assigned", sorted(partitions))
+            self._rebalanced = True
             hook = getattr(self.processor, "on_partitions_assigned", None)
             if hook is not None:
                 hook(set(partitions))
+
+
+def _call_hook(hook: Callable[..., None], failed: str, *args: Any) -> None:
+    """Call a processor's time- or metadata-driven hook on the consumer thread: a ServiceError
+    (a dependency is down) stops the runner; other errors are logged (`failed` says what next)."""
+    try:
+        hook(*args)
+    except ServiceError:
+        raise
+    except Exception:
+        logger.exception("the processor's %s", failed)
 
 
 class _Listener(ConsumerRebalanceListener):

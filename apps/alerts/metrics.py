@@ -77,6 +77,13 @@ class AlertsMetrics:
             ["task", "version"],
             registry=r,
         )
+        self.partitions_dropped = Counter(
+            "threefold_alerts_watermark_partitions_dropped",
+            "Input partitions dropped from the watermark as the group no longer reads them "
+            "(reason: topic_not_read, partition_gone)",
+            ["reason"],
+            registry=r,
+        )
         self.watermark = Gauge(
             "threefold_alerts_watermark_seconds", "Event-time watermark (epoch seconds)", registry=r
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +32,8 @@ from threefold.streaming.topic_probe import TopicProbe
 
 logger = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 10.0  # well inside the outbox lease (state.store.ALERT_LEASE_S)
+# why a partition left the watermark: its topic is not an input any more / the topic lacks it
+TOPIC_NOT_READ, PARTITION_GONE = "topic_not_read", "partition_gone"
 
 
 class AlertPublisher:
@@ -327,6 +329,39 @@ class AlertsProcessor:
         # Alerts claimed by a consumer that died before publishing them.
         self.publisher.publish_pending()
 
+    def on_group_partitions(self, partitions: Mapping[str, Collection[int]]) -> None:
+        """After a rebalance (`partitions`: every partition of the input topics, the other
+        replicas' too): drop from the watermark the partitions the group no longer reads, so
+        an input topic changed, or recreated with fewer partitions, under the same Redis prefix
+        does not hold it back for good; the windows then due close."""
+        with _state_errors():
+            known = self.pipeline.store.partition_watermarks()
+            dropped = unread_partitions(known, partitions)
+            if not dropped:
+                return
+            result = self.pipeline.advance({}, sorted(dropped))
+            if result.alerts:
+                self.publisher.publish_pending()
+        for reason in dropped.values():
+            self.metrics.partitions_dropped.labels(reason=reason).inc()
+        logger.warning(
+            "dropped input partition(s) %s from the event-time watermark: the consumer group "
+            "reads %s now; watermark %s",
+            ", ".join(f"{name} ({reason})" for name, reason in sorted(dropped.items())),
+            {topic: sorted(numbers) for topic, numbers in sorted(partitions.items())},
+            result.watermark,
+            extra={
+                "fields": {
+                    "event": "watermark_partitions_dropped",
+                    "partitions": dict(sorted(dropped.items())),
+                    "their_watermarks": {name: known[name] for name in sorted(dropped)},
+                    "input_partitions": {t: sorted(n) for t, n in sorted(partitions.items())},
+                    "watermark": result.watermark,
+                }
+            },
+        )
+        self._account(0, result)
+
     def _idle_partitions(self, seen: list[str]) -> list[str]:
         """Assigned partitions without a message for `partition_idle_s`, not reported yet."""
         now = self._clock()
@@ -370,6 +405,20 @@ def _state_errors() -> Iterator[None]:
 
 def _partition_name(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
+
+
+def unread_partitions(known: Iterable[str], group: Mapping[str, Collection[int]]) -> dict[str, str]:
+    """Which `known` watermark partitions ("topic:number") the group does not read, given
+    `group` (each input topic's partitions), each with why: TOPIC_NOT_READ or PARTITION_GONE.
+    A topic listed without partitions (being recreated, or gone) keeps its entries."""
+    out = {}
+    for name in known:
+        topic, _, number = name.rpartition(":")
+        if topic not in group:
+            out[name] = TOPIC_NOT_READ
+        elif group[topic] and not (number.isdigit() and int(number) in group[topic]):
+            out[name] = PARTITION_GONE
+    return out
 
 
 def _is_redis_error(exc: BaseException) -> bool:

@@ -82,6 +82,9 @@ class InMemoryStateStore:
     def watermark(self) -> float | None:
         return self._watermark
 
+    def partition_watermarks(self) -> dict[str, float]:
+        return dict(self._partitions)
+
     def advance_watermark(
         self, by_partition: dict[str, float], idle: Sequence[str] = ()
     ) -> float | None:

@@ -92,6 +92,10 @@ class RedisStateStore:
         value = self.client.get(self._k("wm"))
         return None if value is None else float(value)
 
+    def partition_watermarks(self) -> dict[str, float]:
+        found = self.client.hgetall(self._k("wm:partitions"))
+        return {name: float(value) for name, value in found.items()}
+
     def advance_watermark(
         self, by_partition: dict[str, float], idle: Sequence[str] = ()
     ) -> float | None:

@@ -14,6 +14,9 @@ after a batch's outputs are flushed, so a crash replays the uncommitted messages
   Partitions are registered when assigned (with no event time yet, so they hold the
   watermark back until their first message); a partition idle for a while is dropped from
   the minimum (the consumer decides, `partition_idle_s`) and rejoins with its next message.
+  After each rebalance the consumer drops the partitions its group no longer reads (a topic
+  no longer consumed, or a partition its topic no longer has), so an input topic changed or
+  recreated with fewer partitions under the same prefix does not hold the watermark for good.
 * Closing a window (fold it into the EWMA baseline, append it to the key's history, drop its
   counts) is one atomic compare-and-set on the number of windows in the baseline, so two
   consumers racing to close it (during a rebalance) fold it in exactly once.
@@ -65,6 +68,10 @@ class StateStore(Protocol):
         ...
 
     def watermark(self) -> float | None: ...
+
+    def partition_watermarks(self) -> dict[str, float]:
+        """Each partition in the watermark's minimum: its watermark (0: no message yet)."""
+        ...
 
     def advance_watermark(
         self, by_partition: dict[str, float], idle: Sequence[str] = ()
