@@ -200,33 +200,21 @@ def surge_stream(
 
 @pytest.fixture
 def alerts_config(kafka_bootstrap, redis_prefix, unique_name, model_dirs):
-    """AlertsConfig on the embedded services with this test's own topics, group and prefix."""
-    from threefold.apps.alerts.config import AlertsConfig
-    from threefold.streaming.kafka_config import ensure_topics
+    """AlertsConfig on the embedded services with this test's own topics, group and prefix (the
+    input topic is created by each test, with the partitions it needs)."""
+    from support.alerts_setup import alerts_test_config
 
-    config = AlertsConfig(
-        input_topic=unique_name("news"),
-        scored_topic=unique_name("scored"),
-        alerts_topic=unique_name("alerts"),
-        dead_letter_topic=unique_name("dlq"),
-        group_id=unique_name("group"),
-        window_size_s=300,
-        grace_s=0,
+    return alerts_test_config(
+        kafka_bootstrap,
+        redis_prefix,
+        unique_name,
         min_volume=8,
         cooldown_s=3600,
-        redis_prefix=redis_prefix,
-        bootstrap_servers=kafka_bootstrap,
         topic_model_dir=str(model_dirs["topic"]),
         sentiment_model_dir=str(model_dirs["sentiment"]),
         max_batch=16,
         max_wait_ms=100,
     )
-    # The input topic is created by each test, with the partitions it needs.
-    ensure_topics(
-        kafka_bootstrap,
-        [config.scored_topic, config.alerts_topic, config.dead_letter_topic],
-    )
-    return config
 
 
 def produce(bootstrap: str, topic: str, values: list[dict | bytes]) -> None:

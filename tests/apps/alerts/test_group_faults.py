@@ -6,12 +6,12 @@ import json
 
 import pytest
 from kafka import KafkaProducer
+from support.alerts_setup import alerts_test_config
 from support.runner_threads import RunnerThreads
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.consumer import build_runner
 from threefold.apps.alerts.state.redis_store import RedisStateStore
-from threefold.streaming.kafka_config import ensure_topics
 
 from .conftest import T0
 from .test_poison_messages import NeutralScorer
@@ -21,25 +21,10 @@ SAFETY_S = 60
 
 
 def _config(kafka_bootstrap: str, redis_prefix: str, unique_name, **overrides) -> AlertsConfig:
-    config = AlertsConfig(
-        input_topic=unique_name("news"),
-        scored_topic=unique_name("scored"),
-        alerts_topic=unique_name("alerts"),
-        dead_letter_topic=unique_name("dlq"),
-        group_id=unique_name("group"),
-        window_size_s=300,
-        grace_s=0,
-        quiet_close_s=0,
-        redis_prefix=redis_prefix,
-        bootstrap_servers=kafka_bootstrap,
-        max_batch=8,
-        max_wait_ms=50,
-        **overrides,
+    settings = {"quiet_close_s": 0, "max_batch": 8, "max_wait_ms": 50, **overrides}
+    return alerts_test_config(
+        kafka_bootstrap, redis_prefix, unique_name, input_partitions=2, **settings
     )
-    ensure_topics(kafka_bootstrap, [config.input_topic], partitions=2)
-    ensure_topics(kafka_bootstrap, [config.scored_topic, config.alerts_topic])
-    ensure_topics(kafka_bootstrap, [config.dead_letter_topic])
-    return config
 
 
 def test_a_consumer_whose_only_partition_is_silent_does_not_hold_the_watermark_forever(

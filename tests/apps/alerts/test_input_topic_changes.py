@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
+from support.alerts_setup import alerts_test_config
 from support.runner_threads import RunnerThreads
 
 from threefold.apps.alerts.config import AlertsConfig
@@ -23,11 +24,17 @@ from threefold.apps.alerts.state.redis_store import RedisStateStore
 from threefold.streaming.kafka_config import ensure_topics
 
 from .conftest import T0
-from .test_group_faults import _config
 from .test_poison_messages import NeutralScorer
 
 pytestmark = pytest.mark.integration
 SAFETY_S = 45
+
+SETTINGS = {  # an input topic with 2 partitions
+    "input_partitions": 2,
+    "quiet_close_s": 0,
+    "max_batch": 8,
+    "max_wait_ms": 50,
+}
 
 
 def _produce(bootstrap: str, topic: str, events: list[tuple[int, float]]) -> None:
@@ -96,7 +103,9 @@ def test_after_the_input_topic_is_changed_the_old_topics_partitions_no_longer_ho
     partitions are never assigned again, so they must leave the watermark (once, logged and
     counted), or it stays at their last event time and no window closes again, silently."""
     caplog.set_level(logging.INFO)
-    old = _config(kafka_bootstrap, redis_prefix, unique_name)  # input topic with 2 partitions
+    old = alerts_test_config(
+        kafka_bootstrap, redis_prefix, unique_name, **SETTINGS
+    )  # input topic with 2 partitions
     store = open_state_store(old, redis_settings)
     _produce(kafka_bootstrap, old.input_topic, [(i % 2, T0 + i * 20) for i in range(30)])
     _run_until(old, redis_settings, T0 + 560)
@@ -125,7 +134,8 @@ def test_partitions_gone_after_the_topic_is_recreated_with_fewer_no_longer_hold_
     caplog.set_level(logging.INFO)
     topic = unique_name("news-recreated")
     config = dataclasses.replace(
-        _config(kafka_bootstrap, redis_prefix, unique_name), input_topic=topic
+        alerts_test_config(kafka_bootstrap, redis_prefix, unique_name, **SETTINGS),
+        input_topic=topic,
     )
     ensure_topics(kafka_bootstrap, [topic], partitions=3)
     store = open_state_store(config, redis_settings)
@@ -157,7 +167,7 @@ def test_replicas_keep_each_others_partitions_and_drop_only_unread_ones(
     knows the group's partitions from the broker, not only its own assignment, so it drops the
     earlier topic's entry and keeps the partition the other replica owns."""
     caplog.set_level(logging.INFO)
-    config = _config(kafka_bootstrap, redis_prefix, unique_name)
+    config = alerts_test_config(kafka_bootstrap, redis_prefix, unique_name, **SETTINGS)
     store = open_state_store(config, redis_settings)
     store.advance_watermark({"news-before:0": T0 + 100})
     assigned: list[set[int]] = [set(), set()]
