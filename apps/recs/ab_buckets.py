@@ -19,7 +19,7 @@ workers: its variant's users get the control's lists, labelled `fallback_label(n
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from threefold.core.errors import ConfigError
@@ -34,6 +34,12 @@ FALLBACK_SUFFIX = ":fallback"  # a version name never holds ':' (core.registry),
 def fallback_label(variant: str) -> str:
     """The label of the lists the control ranks for `variant` while its version is missing."""
     return f"{variant}{FALLBACK_SUFFIX}"
+
+
+def served_label(variant: str, fallbacks: Mapping[str, str]) -> str:
+    """The label lists and counts carry for `variant`: `fallback_label` while the control serves
+    it (a variant in `fallbacks`), else the variant's own name."""
+    return fallback_label(variant) if variant in fallbacks else variant
 
 
 def fallback_of(label: str) -> str | None:

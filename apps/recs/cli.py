@@ -224,7 +224,7 @@ def ab_config_command(users: tuple[str, ...]) -> None:
     variants, their bucket ranges and the versions they serve (the control's for a variant whose
     version is missing: `fallbacks` says why), and --user assignments.
     """
-    from threefold.apps.recs.ab_buckets import CONTROL, bucket_of
+    from threefold.apps.recs.ab_buckets import CONTROL, bucket_of, served_label
     from threefold.apps.recs.config import RecsConfig
     from threefold.apps.recs.resources import check_pinned_versions
     from threefold.core.registry import ModelEntry
@@ -242,7 +242,11 @@ def ab_config_command(users: tuple[str, ...]) -> None:
     result["model_dir"] = str(settings.model_dir) if settings.model_dir else None
     result["fallbacks"] = missing
     result["users"] = [
-        {"user_id": u, "bucket": bucket_of(experiment.salt, u), "variant": experiment.assign(u)}
+        {
+            "user_id": u,
+            "bucket": bucket_of(experiment.salt, u),
+            "variant": served_label(experiment.assign(u), missing),
+        }
         for u in users
     ]
     emit_json(result)

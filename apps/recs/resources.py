@@ -26,6 +26,7 @@ from threefold.apps.recs.ab_buckets import (
     Experiment,
     fallback_label,
     fallback_warning,
+    served_label,
 )
 from threefold.apps.recs.catalog import Catalog, load_catalog
 from threefold.apps.recs.catalog_sync import CatalogSync
@@ -97,8 +98,9 @@ class Resources:
         """The label of the user's A/B variant and the recommender that ranks for it: the
         control, labelled `<variant>:fallback`, for a variant in `fallbacks`."""
         variant = self.experiment.assign(user_id)
-        if variant in self.fallbacks:
-            return fallback_label(variant), self.recommender
+        label = served_label(variant, self.fallbacks)
+        if label != variant:
+            return label, self.recommender
         return variant, self.recommender_for_variant(variant)
 
     def recommender_for_variant(self, variant: str) -> Recommender:
@@ -271,12 +273,13 @@ def check_pinned_versions(settings: RecsConfig) -> PinnedVersions:
         )
     entry = ModelEntry(settings.model_dir)
     available = entry.versions()
+    served = [v.name for v in experiment if v.pinned and v.weight > 0]  # weight 0: nobody's
     return PinnedVersions(
-        loaded=[v.name for v in experiment if v.pinned and v.weight > 0 and v.name in available],
+        loaded=[name for name in served if name in available],
         missing={
             name: f"version {name!r} is missing from the registry entry {entry.path} "
             f"(versions: {available})"
-            for name in experiment.pinned_versions
+            for name in served
             if name not in available
         },
     )

@@ -19,7 +19,7 @@ from threefold.apps.recs.ab_report import ab_report
 from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.config import RecsConfig
 from threefold.apps.recs.ranker_store import RankerModel
-from threefold.apps.recs.resources import open_resources
+from threefold.apps.recs.resources import check_pinned_versions, open_resources
 from threefold.apps.recs.web import create_app
 from threefold.core.registry import ModelEntry
 from threefold.streaming.connections import RedisSettings
@@ -56,6 +56,12 @@ def test_ab_report_keeps_fallback_lists_apart_and_warns_about_the_variant() -> N
     plain = ab_report({CONTROL: {"v2": row}, "v5": {"v5": row}})
     assert plain["fallbacks"] == {} and plain["warnings"] == []
     assert plain["variants"]["v5"]["fallback"] is False
+
+
+def test_a_missing_version_nobody_is_served_is_no_fallback(broken_registry: ModelEntry) -> None:
+    """Weight 0 (the variant stopped, its version pruned since): nothing to warn about."""
+    settings = RecsConfig(model_dir=broken_registry.path, ab_variants="current:100,v1:0")
+    assert check_pinned_versions(settings).missing == {}
 
 
 def _not_a_ranker(folder: Path, _version: str) -> None:
@@ -144,6 +150,9 @@ def test_workers_start_and_serve_the_control_to_variants_whose_version_is_missin
 
         view = client.get("/api/ab").json
         assert set(view["fallbacks"]) == {"v1", "v3"}
+        v1_user = next(user for user in USERS if experiment.assign(user) == "v1")
+        shown = client.get(f"/api/ab?user_id={v1_user}").json["user"]
+        assert shown["variant"] == "v1:fallback", "as the user's lists are labelled"
         assert {v["variant"]: v["model_version"] for v in view["variants"]} == {
             "v1": "v2", "v3": "v2", CONTROL: "v2"
         }  # fmt: skip
@@ -167,6 +176,10 @@ def test_workers_start_and_serve_the_control_to_variants_whose_version_is_missin
             assert rows[label]["lists"] == served[label]
             assert rows[label]["fallback_for"] == fallback_of(label)
             assert "vs_control" not in rows[label]
+        assigned = CliRunner().invoke(
+            cli, ["recs", "ab-config", "--user", v1_user], env=env, catch_exceptions=False
+        )
+        assert json.loads(assigned.stdout)["users"][0]["variant"] == "v1:fallback"
         clicks = sum(row["click"] for row in rows.values())
         assert clicks == len(USERS[::2]), "every click is attributed to the list's label"
     finally:
