@@ -266,7 +266,8 @@ def ab_report_command(confidence: float) -> None:
 
     Reads the counts every worker wrote to Redis (REDIS_URL, THREEFOLD_RECS_REDIS_PREFIX);
     prints one JSON object, with a warning per pinned version missing from the registry entry
-    (THREEFOLD_RECS_AB_VARIANTS, _MODEL_DIR): the control serves that variant's users.
+    (THREEFOLD_RECS_AB_VARIANTS, _MODEL_DIR): the control serves that variant's users. Without
+    a readable registry entry the report still comes, with a warning that this was not checked.
     """
     from threefold.apps.recs.ab_report import ab_report
     from threefold.apps.recs.config import RecsConfig
@@ -286,8 +287,14 @@ def ab_report_command(confidence: float) -> None:
             f"Redis at {state.settings.display_url} does not answer: the A/B counts cannot be "
             "read. Fix: start Redis or point REDIS_URL at it"
         )
-    missing = check_pinned_versions(RecsConfig.from_env()).missing
-    emit_json(ab_report(counts, confidence, fallbacks=missing))
+    try:
+        missing, unchecked = check_pinned_versions(RecsConfig.from_env()).missing, None
+    except ConfigError as exc:  # the counts do not need the registry; the check does
+        missing, unchecked = {}, f"pinned versions not checked: {exc}"
+    report = ab_report(counts, confidence, fallbacks=missing)
+    if unchecked:
+        report["warnings"].append(unchecked)
+    emit_json(report)
 
 
 @click.command("recs")

@@ -1,20 +1,17 @@
-"""Server processes in tests: a free port, and waiting until a started server answers."""
+"""Server processes in tests: waiting until a started server answers (and `free_port`, the
+streaming services' own, for the port to start it on)."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.request
 
 import pytest
 
+from threefold.streaming.services import free_port
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["free_port", "wait_until_serving"]
 
 
 def wait_until_serving(

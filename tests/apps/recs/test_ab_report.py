@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -87,3 +88,24 @@ def test_ab_report_without_redis_says_where_the_counts_are() -> None:
         cli, ["recs", "ab-report"], env={"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     )
     assert down.exit_code == 1 and "does not answer" in down.output
+
+
+@pytest.mark.integration
+def test_ab_report_without_the_registry_still_reports_and_says_what_it_did_not_check(
+    redis_url: str, redis_prefix: str, tmp_path
+) -> None:
+    """The counts are in Redis; only the missing-version check needs the registry entry."""
+    from click.testing import CliRunner
+
+    from threefold.apps.cli import cli
+
+    env = {
+        "REDIS_URL": redis_url,
+        "THREEFOLD_RECS_REDIS_PREFIX": redis_prefix,
+        "THREEFOLD_RECS_AB_VARIANTS": "current:50,v1:50",
+        "THREEFOLD_RECS_MODEL_DIR": str(tmp_path / "not-mounted-here"),
+    }
+    result = CliRunner().invoke(cli, ["recs", "ab-report"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    [warning] = json.loads(result.stdout)["warnings"]
+    assert warning.startswith("pinned versions not checked: THREEFOLD_RECS_AB_VARIANTS=")
