@@ -34,8 +34,10 @@ def global_rngs_restored() -> Iterator[None]:
 
     python_state = random.getstate()
     numpy_state = np.random.get_state()
-    # every CUDA device explicitly (fork_rng warns when it has to pick them itself)
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    # every CUDA device explicitly (fork_rng warns when it has to pick them itself), but only
+    # once this process uses CUDA: reading a device's RNG state creates a context on it (memory
+    # on every GPU for a process serving on the CPU); a stream never drawn has nothing to keep
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
         try:
             yield
