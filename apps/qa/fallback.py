@@ -18,13 +18,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from threefold.apps.qa.feedback import MemoryRecordLog, RecordLog
-from threefold.apps.qa.handoff_queue import Conversation, HandoffStore, Update
+from threefold.apps.qa.handoff_queue import ACTIVE, Conversation, HandoffStore, Update
 from threefold.apps.qa.sessions import (
     MemorySessionStore,
     Session,
@@ -161,8 +162,8 @@ class FallbackRecordLog:
     def flush(self) -> int:
         """Move the records kept in memory to Redis, oldest first; returns how many.
 
-        Raises what Redis raises; the records not written stay kept. One flush at a time, so a
-        record appended meanwhile never overtakes older kept ones.
+        Raises what Redis raises; the records not written stay kept, ahead of any kept meanwhile.
+        One flush at a time, so a record appended meanwhile never overtakes older kept ones.
         """
         with self._flush_lock:
             pending = self.memory.drain()
@@ -170,7 +171,10 @@ class FallbackRecordLog:
                 try:
                     self.primary.append(name, record)
                 except BaseException:
-                    self._keep(pending[position:])
+                    # back in front of any record kept meanwhile (by a request that found the
+                    # breaker open): those are newer and must reach Redis after these
+                    self.memory.put_back(pending[position:])
+                    self._kept()
                     raise
         if pending:
             logger.info("redis is back: %d records kept in memory written to it", len(pending))
@@ -179,6 +183,9 @@ class FallbackRecordLog:
     def _keep(self, records: list[tuple[str, dict[str, Any]]]) -> None:
         for name, record in records:
             self.memory.append(name, record)
+        self._kept()
+
+    def _kept(self) -> None:
         for listener in self.on_kept:
             listener()
 
@@ -269,13 +276,28 @@ class RecordFlusher:
         return True
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """The latest state of a session's conversation this worker saw: its `progress`, its status
+    (None: moved on from the status it had, to one this worker has not read), when (`at`, its
+    clock) and the count of notes then (`note`: a list started later knows more)."""
+
+    progress: tuple[float, float]
+    status: str | None
+    at: float
+    note: int
+
+
 class RememberingHandoffStore:
     """A `HandoffStore` that remembers which sessions it last saw with a person.
 
-    Every read and transition notes whether the session's conversation was active (waiting or
-    claimed). `with_person(session_id)` answers from that memory when the store cannot be read:
-    True when the latest conversation this worker saw, within `ttl_s`, was active. Bounded to
-    the `max_sessions` most recently seen.
+    Every read and transition notes the session's conversation, unless this worker already saw
+    it further on (`Conversation.progress`): a read that started before a close and ends after
+    it teaches nothing. A session noted as waiting (or claimed) that a later list of waiting (or
+    claimed) conversations leaves out has moved on: claimed or ended by another worker, no
+    longer remembered with a person. `with_person(session_id)` answers from that memory when the
+    store cannot be read: True when the latest state seen, within `ttl_s`, was waiting or
+    claimed. Bounded to the `max_sessions` most recently seen.
     """
 
     def __init__(
@@ -291,41 +313,63 @@ class RememberingHandoffStore:
         self.max_sessions = max_sessions
         self.clock = clock
         self._lock = threading.Lock()
-        self._active_since: OrderedDict[str, float] = OrderedDict()  # session -> last seen active
+        self._seen: OrderedDict[str, _Seen] = OrderedDict()  # least recently noted first
+        self._notes = 0
 
     def open(self, conversation: Conversation) -> Conversation:
         opened = self.primary.open(conversation)
-        self._note(opened.session_id, opened)
+        self._note(opened)
         return opened
 
     def get(self, session_id: str) -> Conversation | None:
         conversation = self.primary.get(session_id)
-        self._note(session_id, conversation)
+        if conversation is not None:
+            self._note(conversation)
         return conversation
 
     def update(self, session_id: str, change: Update) -> Conversation:
         conversation = self.primary.update(session_id, change)
-        self._note(session_id, conversation)
+        self._note(conversation)
         return conversation
 
     def list(self, status: str) -> list[Conversation]:
+        with self._lock:
+            started = self._notes
         found = self.primary.list(status)
         for conversation in found:
-            self._note(conversation.session_id, conversation)
+            self._note(conversation)
+        listed = {conversation.session_id for conversation in found}
+        with self._lock:
+            moved_on = [
+                (session_id, seen)
+                for session_id, seen in self._seen.items()
+                if seen.status == status and seen.note <= started and session_id not in listed
+            ]
+            for session_id, seen in moved_on:  # past `status`: a read showing it is older
+                waiting_since, stage = seen.progress
+                self._seen[session_id] = replace(
+                    seen, progress=(waiting_since, stage + 0.5), status=None
+                )
         return found
 
     def with_person(self, session_id: str) -> bool:
         """Whether the session was last seen waiting for or held by a person (within `ttl_s`)."""
         with self._lock:
-            seen = self._active_since.get(session_id)
-        return seen is not None and self.clock() - seen < self.ttl_s
+            seen = self._seen.get(session_id)
+        return seen is not None and seen.status in ACTIVE and self.clock() - seen.at < self.ttl_s
 
-    def _note(self, session_id: str, conversation: Conversation | None) -> None:
+    def _note(self, conversation: Conversation) -> None:
+        session_id, progress = conversation.session_id, conversation.progress
         with self._lock:
-            if conversation is not None and conversation.active:
-                self._active_since[session_id] = self.clock()
-                self._active_since.move_to_end(session_id)
-                while len(self._active_since) > self.max_sessions:
-                    self._active_since.popitem(last=False)
-            else:
-                self._active_since.pop(session_id, None)
+            known = self._seen.get(session_id)
+            if known is not None and progress < known.progress:
+                return
+            self._notes += 1
+            now = self.clock()
+            self._seen[session_id] = _Seen(progress, conversation.status, now, self._notes)
+            self._seen.move_to_end(session_id)
+            while self._seen and (
+                len(self._seen) > self.max_sessions
+                or now - next(iter(self._seen.values())).at >= self.ttl_s
+            ):
+                self._seen.popitem(last=False)

@@ -87,6 +87,17 @@ class MemoryRecordLog:
             logs, self._logs = self._logs, {}
         return [(name, record) for name, records in logs.items() for record in records]
 
+    def put_back(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+        """Return drained (log name, record) pairs to the front of their logs, ahead of records
+        appended since; a full log still keeps its newest `max_entries`."""
+        older: dict[str, list[dict[str, Any]]] = {}
+        for name, record in records:
+            older.setdefault(name, []).append(record)
+        with self._lock:
+            for name, front in older.items():
+                newer = self._logs.get(name, ())
+                self._logs[name] = deque([*front, *newer], maxlen=self.max_entries)
+
 
 class FeedbackStore:
     """Ratings of answers and unanswered questions, kept in the logs "feedback" and "unanswered".

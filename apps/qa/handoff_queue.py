@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 STATUSES = ("claimed", "closed", "released", "waiting")
 ACTIVE = ("waiting", "claimed")
+STAGES = {"waiting": 0, "claimed": 1}  # then released or closed: ended
 
 
 class HandoffError(Exception):
@@ -65,6 +66,13 @@ class Conversation:
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def progress(self) -> tuple[float, int]:
+        """How far the session's handoffs had gone when this was read: a later handoff is
+        further on than an earlier one, and within one, waiting < claimed < released or closed.
+        Of two reads, the one less far on is out of date."""
+        return self.waiting_since, STAGES.get(self.status, len(STAGES))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

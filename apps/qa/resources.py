@@ -4,11 +4,12 @@ Opening only loads: the current bot from its directory and a Redis client. Build
 starting a redis-server is the job of `threefold serve qa` and the demo. Without a Redis URL
 sessions and feedback live in this process (the app reports itself degraded). `Resources.start`
 (called by the app factory) starts the background flush of records kept during a Redis outage;
-`Resources.close` stops it.
+`Resources.close` stops it, and runs at the process's exit if nobody called it (gunicorn).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -69,12 +70,23 @@ class Resources:
     flusher: RecordFlusher | None = None
 
     def start(self) -> None:
-        """Start the background work: the flush of records kept during a Redis outage."""
+        """Start the background work: the flush of records kept during a Redis outage.
+
+        Also registers `close` to run when the process exits (a gunicorn worker's SIGTERM or
+        max-requests recycle ends with a normal interpreter exit), so that the records kept
+        then get their last try.
+        """
         if self.flusher is not None:
             self.flusher.start()
+            atexit.unregister(self.close)  # once, however often started
+            atexit.register(self.close)
 
     def close(self) -> None:
-        """Stop the background work (after one last attempt to write kept records to Redis)."""
+        """Stop the background work (after one last attempt to write kept records to Redis).
+
+        Safe to call again; no longer runs at exit once called.
+        """
+        atexit.unregister(self.close)  # nothing at exit holds on to closed resources
         if self.flusher is not None:
             self.flusher.stop()
 

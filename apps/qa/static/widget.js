@@ -472,10 +472,12 @@
     }
 
     refreshState() {
-      return fetch(this.api + "/api/sessions/" + encodeURIComponent(this.sessionId))
+      var sessionId = this.sessionId;
+      if (!sessionId) return Promise.resolve();
+      return fetch(this.api + "/api/sessions/" + encodeURIComponent(sessionId))
         .then((response) => (response.ok ? response.json() : null))
         .then((history) => {
-          if (!history) return;
+          if (!history || sessionId !== this.sessionId) return; // none, or of a forgotten session
           this.seen = { turns: history.turns.length, status: (history.agent_state || {}).status || "" };
           history.turns.forEach((turn) => {
             if (turn.role === "agent") this.addAgent(turn);
@@ -531,6 +533,7 @@
         fetch(base + "/wait?timeout=10" + seen)
           .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
           .then((data) => {
+            if (stopped) return;
             if (data.event) this.onLiveEvent(data.event);
             // resync from the session (agent turns are added once, by turn id), then wait
             // again; an event published between the two is caught by the next poll's seen
@@ -549,6 +552,21 @@
     disconnectLive() {
       if (this.live) this.live.close();
       this.live = null;
+    }
+
+    /** Drop the session (expired, or unknown to the server) and all that belonged to it: its
+     * conversation with a person, the live connection to it and the notice about it. The next
+     * message starts a new session, for the bot. */
+    forgetSession() {
+      this.sessionId = null;
+      this.disconnectLive();
+      this.agentState = null;
+      this.seen = null;
+      clearTimeout(this.waitTimer);
+      clearTimeout(this.typingTimer);
+      this.typingLine.hidden = true;
+      this.leaveForm.hidden = true;
+      this.setNotice("");
     }
 
     post(path, body) {
@@ -600,7 +618,7 @@
         if (sessionId && this.withPerson()) payload.with_person = true;
         return this.post("/api/chat", payload).catch((error) => {
           if (retry && error.code === "unknown_session") {
-            this.sessionId = null; // expired: start a new session
+            this.forgetSession(); // expired: start a new session
             return attempt(false);
           }
           throw error;
@@ -717,7 +735,7 @@
       fetch(this.api + "/api/sessions/" + encodeURIComponent(sessionId))
         .then((response) => {
           if (response.status === 404) {
-            this.sessionId = null;
+            this.forgetSession();
             return null;
           }
           return response.ok ? response.json() : null;

@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 def create_app(settings: QAConfig | None = None, resources: Resources | None = None) -> Flask:
     """The QA bot service: chat, admin, agent and review API, health, metrics, pages.
 
-    Starts the resources' background work (`Resources.start`); `Resources.close` stops it.
+    Starts the resources' background work (`Resources.start`); `Resources.close` stops it, and
+    runs at the process's exit when nobody called it (e.g. a gunicorn worker stopping).
 
     Args:
         settings: None reads THREEFOLD_QA_* from the environment.

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from support.servers import free_port, wait_until_serving
 
 from threefold.apps.qa.bot import Bot
 from threefold.apps.qa.config import SAMPLE_KB, QAConfig
@@ -14,6 +18,7 @@ from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.apps.qa.store import BotStore
 
 ADMIN_TOKEN = "test-admin-token"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def publish_copy(bot: Bot, root: Path) -> BotStore:
@@ -108,3 +113,48 @@ def make_app(
         assert resources.manager.wait_for_retrain(timeout=600), (
             "a background bot rebuild never finished"
         )
+
+
+@pytest.fixture
+def gunicorn_qa(
+    bot_dir: Path, redis_url: str, redis_prefix: str
+) -> Iterator[Callable[..., tuple[str, subprocess.Popen]]]:
+    """`gunicorn_qa(**env)` -> (base URL, process): `gunicorn -c deploy/gunicorn.conf.py
+    'threefold.apps.qa.web:create_app()'` on this test's bot dir, Redis and prefix, once it
+    answers. `env` overrides the environment (e.g. REDIS_URL, WEB_CONCURRENCY); stderr is a
+    pipe. Killed at teardown if still running."""
+    started: list[subprocess.Popen] = []
+
+    def start(**env: str) -> tuple[str, subprocess.Popen]:
+        port = free_port()
+        environment = {
+            **os.environ,
+            "PORT": str(port),
+            "GUNICORN_ACCESS_LOG": "0",
+            "REDIS_URL": redis_url,
+            "THREEFOLD_QA_BOT_DIR": str(bot_dir),
+            "THREEFOLD_QA_REDIS_PREFIX": redis_prefix,
+            "THREEFOLD_QA_FOLLOW_POINTER_S": "0",
+            "THREEFOLD_QA_RATE_LIMIT_PER_MINUTE": "0",
+            **env,
+        }
+        gunicorn = Path(sys.executable).with_name("gunicorn")
+        process = subprocess.Popen(
+            [str(gunicorn), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
+             "threefold.apps.qa.web:create_app()"],
+            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        started.append(process)
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(process, f"{base}/healthz", timeout_s=180, poll_s=0.5)
+        return base, process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)

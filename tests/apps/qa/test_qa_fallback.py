@@ -19,8 +19,15 @@ from threefold.apps.qa.fallback import (
     RememberingHandoffStore,
 )
 from threefold.apps.qa.feedback import MemoryRecordLog
-from threefold.apps.qa.handoff_queue import MemoryHandoffStore, claim, end, new_conversation
+from threefold.apps.qa.handoff_queue import (
+    Conversation,
+    MemoryHandoffStore,
+    claim,
+    end,
+    new_conversation,
+)
 from threefold.apps.qa.redis_feedback import RedisRecordLog
+from threefold.apps.qa.redis_handoff import RedisHandoffStore
 from threefold.apps.qa.sessions import new_id
 
 
@@ -73,6 +80,63 @@ def test_records_kept_in_an_outage_reach_redis_once_each_before_newer_ones(
     assert stored[:200] == [{"writer": -1, "n": n} for n in range(200)]
     for writer in range(8):
         assert [r["n"] for r in stored if r["writer"] == writer] == list(range(25))
+
+
+class StopsWriting:
+    """Redis records that stop being written at the record `{"n": stop_at}`: the write waits
+    for `resume` (meanwhile another request finds Redis down), then fails as a lost connection."""
+
+    def __init__(self, log: RedisRecordLog, *, stop_at: int) -> None:
+        self.log = log
+        self.stop_at = stop_at
+        self.stopped = threading.Event()
+        self.resume = threading.Event()
+
+    def append(self, name: str, record: dict[str, Any]) -> None:
+        if record.get("n") == self.stop_at and not self.resume.is_set():
+            self.stopped.set()
+            self.resume.wait(10)
+            raise RedisConnectionError("connection lost mid-flush")
+        self.log.append(name, record)
+
+    def read(self, name: str) -> Any:
+        return self.log.read(name)
+
+
+@pytest.mark.integration
+def test_records_a_failed_flush_did_not_write_stay_ahead_of_records_kept_meanwhile(
+    redis_client, redis_prefix: str
+) -> None:
+    redis_log = RedisRecordLog(redis_client, prefix=redis_prefix)
+    primary = StopsWriting(redis_log, stop_at=2)
+    breaker = RedisFallback(retry_s=60)
+    memory = MemoryRecordLog()
+    log = FallbackRecordLog(primary, memory, breaker)
+    for n in (1, 2, 3):
+        memory.append("feedback", {"n": n})  # kept during an outage
+    failed: list[Exception] = []
+
+    def flush_in_background() -> None:
+        try:
+            log.flush()
+        except RedisConnectionError as exc:
+            failed.append(exc)
+
+    def lost() -> None:
+        raise RedisConnectionError("connection refused")
+
+    flush = threading.Thread(target=flush_in_background)
+    flush.start()
+    assert primary.stopped.wait(10)
+    breaker.call("append_feedback", lost, lambda: None)  # another request finds Redis down
+    log.append("feedback", {"n": 4})  # so this one is kept, while the flush still writes
+    primary.resume.set()
+    flush.join()
+    assert len(failed) == 1
+    assert [r["n"] for r in redis_log.read("feedback")] == [1]
+    assert [r["n"] for r in memory.read("feedback")] == [2, 3, 4]
+    assert log.flush() == 3
+    assert [r["n"] for r in redis_log.read("feedback")] == [1, 2, 3, 4]
 
 
 class FakeKeptLog:
@@ -192,3 +256,121 @@ def test_remembered_handoffs_expire_and_are_bounded() -> None:
     assert [store.with_person(s) for s in (first, second, third)] == [False, True, True]
     now[0] = 10.0
     assert not store.with_person(third)
+
+
+def hand_off(store: Any, session_id: str) -> Conversation:
+    return store.open(
+        new_conversation(session_id, reason="requested", page_url=None, candidates=[])
+    )
+
+
+@pytest.mark.integration
+def test_a_worker_forgets_a_handoff_that_left_the_consoles_lists(
+    redis_client, redis_prefix: str
+) -> None:
+    """Worker `console` learns the handoff from the agent console's lists only; worker `desk`
+    claims and closes it. Each list of the console teaches `console` where it went."""
+    console = RememberingHandoffStore(
+        RedisHandoffStore(redis_client, prefix=redis_prefix), ttl_s=1800
+    )
+    desk = RememberingHandoffStore(RedisHandoffStore(redis_client, prefix=redis_prefix), ttl_s=1800)
+    session_id = new_id()
+
+    def console_refresh() -> bool:  # what the console asks for, then the memory
+        console.list("waiting")
+        console.list("claimed")
+        return console.with_person(session_id)
+
+    hand_off(desk, session_id)
+    assert console_refresh()
+    desk.update(session_id, lambda c: claim(c, "ana", 1.0))
+    assert console_refresh()  # claimed: still with a person
+    desk.update(session_id, lambda c: end(c, "ana", "closed", 2.0))
+    assert not console_refresh()
+    hand_off(desk, session_id)  # a second handoff of the same session
+    assert console_refresh()
+    desk.update(session_id, lambda c: claim(c, "ana", 3.0))
+    desk.update(session_id, lambda c: end(c, "ana", "released", 4.0))
+    console.list("waiting")  # the console's list of waiting conversations alone
+    assert not console.with_person(session_id)
+
+
+class HeldRead(MemoryHandoffStore):
+    """A store whose `get` and `list` read, then wait for `go` before returning what they read
+    (a slow read: the conversation can change meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold = False
+        self.read_done = threading.Event()
+        self.go = threading.Event()
+
+    def _held(self, found: Any) -> Any:
+        if self.hold:
+            self.read_done.set()
+            self.go.wait(10)
+        return found
+
+    def get(self, session_id: str) -> Conversation | None:
+        return self._held(super().get(session_id))
+
+    def list(self, status: str) -> list[Conversation]:
+        return self._held(super().list(status))
+
+
+def in_background(call: Any) -> threading.Thread:
+    thread = threading.Thread(target=call)
+    thread.start()
+    return thread
+
+
+def test_a_read_from_before_a_close_does_not_bring_the_person_back() -> None:
+    shared = HeldRead()
+    worker = RememberingHandoffStore(shared, ttl_s=1800)
+    session_id = new_id()
+    hand_off(worker, session_id)
+    worker.update(session_id, lambda c: claim(c, "ana", 1.0))
+    shared.hold = True
+    read = in_background(lambda: worker.get(session_id))  # e.g. the widget's long poll
+    assert shared.read_done.wait(10)
+    shared.hold = False
+    worker.update(session_id, lambda c: end(c, "ana", "closed", 2.0))  # the agent closes it
+    shared.go.set()
+    read.join()
+    assert shared.get(session_id).status == "closed"
+    assert not worker.with_person(session_id)
+
+
+def test_a_handoff_opened_while_a_list_is_read_is_not_taken_as_moved_on() -> None:
+    """A list read before the handoff was opened does not have it: that says nothing of it."""
+    shared = HeldRead()
+    worker = RememberingHandoffStore(shared, ttl_s=1800)
+    session_id = new_id()
+    shared.hold = True
+    listing = in_background(lambda: worker.list("waiting"))  # e.g. the metrics scrape
+    assert shared.read_done.wait(10)
+    shared.hold = False
+    hand_off(worker, session_id)
+    shared.go.set()
+    listing.join()
+    assert worker.with_person(session_id)
+
+
+def test_a_read_from_before_a_list_does_not_undo_what_the_list_told() -> None:
+    shared = HeldRead()
+    worker = RememberingHandoffStore(shared, ttl_s=1800)
+    other = RememberingHandoffStore(shared, ttl_s=1800)
+    session_id = new_id()
+    hand_off(other, session_id)
+    worker.list("waiting")
+    shared.hold = True
+    read = in_background(lambda: worker.get(session_id))  # reads it still waiting
+    assert shared.read_done.wait(10)
+    shared.hold = False
+    other.update(session_id, lambda c: claim(c, "ana", 1.0))
+    worker.list("waiting")  # moved on from waiting: claimed or ended, this worker cannot tell
+    shared.go.set()
+    read.join()
+    assert not worker.with_person(session_id)
+    worker.get(session_id)  # a read of its own tells it the rest
+    assert worker.with_person(session_id)

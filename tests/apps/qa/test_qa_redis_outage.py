@@ -219,6 +219,36 @@ def test_a_worker_that_never_saw_the_handoff_refuses_a_message_the_widget_marks_
     assert marked.headers["Retry-After"]
 
 
+def test_a_conversation_closed_on_another_worker_is_answered_by_the_bot_through_an_outage(
+    make_app, hung_redis
+) -> None:
+    """A worker that saw the conversation only in the agent console's lists learns from the next
+    refresh of the console that it ended elsewhere: no false 503 in an outage after that."""
+    settings = {
+        "redis_url": hung_redis.url,
+        "redis_timeout_s": 0.3,
+        "redis_retry_s": 0,
+        "agent_tokens": "ana:tok-ana-1",
+    }
+    desk = make_app(**settings).test_client()
+    console = make_app(**settings).test_client()
+
+    def refresh_console() -> None:
+        for status in ("waiting", "claimed"):
+            listed = console.get(f"/api/agent/conversations?status={status}", headers=AGENT)
+            assert listed.status_code == 200
+
+    session_id = hand_off(desk, claim=True)
+    refresh_console()
+    closed = desk.post(f"/api/agent/conversations/{session_id}/close", headers=AGENT)
+    assert closed.status_code == 200
+    refresh_console()
+    with frozen(hung_redis):
+        during = chat(console, "Is shipping free?", session_id=session_id)
+    assert during.status_code == 200, during.get_json()
+    assert during.get_json()["faq_id"] == "shipping_cost"
+
+
 def test_with_person_must_be_a_boolean(make_app) -> None:
     reply = chat(make_app().test_client(), "Is shipping free?", with_person="yes")
     assert reply.status_code == 400

@@ -86,6 +86,38 @@ def test_after_a_handoff_the_widget_says_its_messages_are_for_a_person(
     assert [body.get("with_person") for body in sent] == [None, None, True]
 
 
+WIDGET_STATE = """() => {
+  const chat = document.querySelector('threefold-chat');
+  const notice = chat.shadowRoot.querySelector('.notice');
+  return { session: chat.sessionId, agent: chat.agentState, live: chat.live !== null,
+           notice: notice.hidden ? null : notice.textContent };
+}"""
+
+
+def test_a_new_session_after_the_old_one_expired_starts_with_the_bot(
+    make_app, live_server, page, redis_client, redis_prefix: str
+) -> None:
+    """The old session's conversation with a person (its notice, its live connection, the
+    `with_person` mark) is not carried into the session that replaces it."""
+    dialog = open_widget(page, live_server(make_app()))
+    ask(dialog, "Can I talk to a real person please?")
+    page.wait_for_function(
+        "() => document.querySelector('threefold-chat').agentState?.status === 'waiting'"
+    )
+    before = page.evaluate(WIDGET_STATE)
+    assert before["live"] and "member of our team" in before["notice"]
+    redis_client.delete(f"{redis_prefix}session:{before['session']}")  # the session expires
+    ask(dialog, "Is shipping free?")  # unknown_session: sent again in a new session
+    dialog.locator(".msg.bot[data-faq-id='shipping_cost']").wait_for()
+    after = page.evaluate(WIDGET_STATE)
+    assert after["session"] not in (None, before["session"])
+    assert (after["agent"], after["live"], after["notice"]) == (None, False, None)
+    with page.expect_request("**/api/chat") as request:
+        ask(dialog, "How long does delivery take?")
+    assert request.value.post_data_json["session_id"] == after["session"]
+    assert "with_person" not in request.value.post_data_json
+
+
 def test_kb_html_is_shown_as_text_never_run(
     make_app, live_server, page, screenshot_dir: Path
 ) -> None:
