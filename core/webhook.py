@@ -6,18 +6,29 @@ what is queued). `OutboxSender` delivers from a durable `WebhookOutbox` instead:
 delivery is retried with capped exponential backoff until the receiver answers 2xx, carries
 an `Idempotency-Key` header so the receiver can drop the duplicates at-least-once implies,
 and is resumed by the next process after a crash or restart.
+
+Both classify the receiver's answers alike (`post_json`): 2xx is delivered; a 4xx that
+retrying cannot fix (`PostResult.rejected`: 400, 401, 403, 404, 410, 413, 422...) is given up
+at once; anything else (5xx, 408, 409, 425, 429, a redirect, a timeout, a refused connection,
+a garbled answer) is a failed attempt, retried. Redirects are not followed: urllib would turn
+the POST into a GET without its body and count the GET's 200 as delivered.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import logging
 import queue
+import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,13 +36,41 @@ from typing import Any, Protocol
 logger = logging.getLogger(__name__)
 _STOP = object()
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-LEASE_MARGIN_S = 10.0  # a claim outlives the longest attempt by this much
+LEASE_MARGIN_S = 10.0  # a claim outlives the longest attempt (timeout_s in all) by more than this
+RETRYABLE_4XX = frozenset({408, 409, 425, 429})  # timeout, conflict, too early, too many requests
+ANSWER_SNIPPET_CHARS = 200  # how much of a failed answer's body is kept for log lines
+REJECTED_LIMIT = 1_000  # rejected deliveries an outbox keeps a record of, newest first
 
 OnResult = Callable[[dict[str, Any], str | None], None]
 """Called once per payload with None when delivered or the last error when it failed."""
 
-OnAttempt = Callable[[dict[str, Any], str | None, int], None]
-"""Called after every attempt: (payload, None when delivered or the error, attempt from 1)."""
+
+@dataclass(frozen=True)
+class PostResult:
+    """What one POST came to: `error` is None when the receiver answered 2xx."""
+
+    error: str | None = None
+    status: int | None = None  # the HTTP status, when the receiver answered one
+    answer: str = ""  # the start of a non-2xx answer's body
+
+    @property
+    def ok(self) -> bool:
+        """The receiver took the payload (2xx)."""
+        return self.error is None
+
+    @property
+    def rejected(self) -> bool:
+        """The receiver refused the payload for good: a 4xx other than 408, 409, 425 and 429,
+        which the same request would get again however often it is retried."""
+        return (
+            self.status is not None
+            and 400 <= self.status < 500
+            and self.status not in RETRYABLE_4XX
+        )
+
+
+OnAttempt = Callable[[dict[str, Any], PostResult, int], None]
+"""Called after every attempt: (payload, its `PostResult`, attempt from 1)."""
 
 
 def retry_delay(attempt: int, base_s: float, cap_s: float = float("inf")) -> float:
@@ -46,29 +85,163 @@ def post_json(
     timeout_s: float,
     user_agent: str,
     headers: dict[str, str] | None = None,
-) -> str | None:
-    """One POST of `payload` as JSON; None on a 2xx answer, else what went wrong."""
+) -> PostResult:
+    """One POST of `payload` as JSON, never raising for what the network or receiver does.
+
+    The whole exchange after connecting (sending, the status line, headers and body) gets
+    `timeout_s` in all: a receiver that trickles its answer has its connection shut when the
+    time is up (name resolution and the TLS handshake are bounded per step by `timeout_s`).
+    A redirect is not followed but reported as a failure naming where it points.
+    """
     body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
     sent = {"Content-Type": "application/json", "User-Agent": user_agent, **(headers or {})}
-    request = urllib.request.Request(url, data=body, headers=sent, method="POST")
+    with _Deadline(timeout_s) as deadline:
+        opener = urllib.request.build_opener(
+            _RefuseRedirects, _HTTPHandler(deadline), _HTTPSHandler(deadline)
+        )
+        try:
+            request = urllib.request.Request(url, data=body, headers=sent, method="POST")
+            with opener.open(request, timeout=timeout_s) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            return _http_error(exc)
+        except (http.client.HTTPException, OSError, ValueError) as exc:
+            if deadline.expired:
+                return PostResult(f"timed out: no complete answer within {timeout_s:g} s")
+            return PostResult(" ".join(f"{type(exc).__name__}: {exc}".split()))
+    if deadline.expired:  # cut off mid-headers, which http.client takes for their end
+        return PostResult(f"timed out: no complete answer within {timeout_s:g} s", status)
+    return PostResult() if 200 <= status < 300 else PostResult(f"HTTP {status}", status)
+
+
+def _http_error(exc: urllib.error.HTTPError) -> PostResult:
+    """The `PostResult` of a non-2xx answer, with the start of its body."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return None if 200 <= response.status < 300 else f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code} {exc.reason}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        raw = exc.read(ANSWER_SNIPPET_CHARS * 4) or b""
+    except (http.client.HTTPException, OSError, ValueError):
+        raw = b""
+    answer = " ".join(raw.decode("utf-8", "replace").split())[:ANSWER_SNIPPET_CHARS]
+    error = f"HTTP {exc.code} {exc.reason}"
+    if 300 <= exc.code < 400:
+        location = _shown_url(exc.headers.get("Location", "")) or "(no Location header)"
+        error += (
+            f": the receiver redirected to {location}; redirects are not followed (the POST "
+            "would become a GET without its body): configure the final URL"
+        )
+    return PostResult(error, exc.code, answer)
+
+
+def _shown_url(url: str) -> str:
+    """`url` without its query, fragment and user info, which may carry a token."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "(a Location that is not a URL)"
+    return urllib.parse.urlunsplit(
+        (parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", "")
+    )
+
+
+class _Deadline:
+    """Shuts the sockets of one POST when its time is up, so no read or write outlives it
+    (a socket timeout only bounds each read, and a trickling receiver never trips it)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut `sock` when the time is up (at once if it is already)."""
+        with self._lock:
+            self._sockets.append(sock)
+            if not self.expired:
+                return
+        _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # closed already
+        # socket.socket's own shutdown: an SSLSocket's would also drop its TLS state
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Watched:
+    """An HTTP(S) connection whose socket a `_Deadline` shuts when the time is up."""
+
+    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        self._deadline.watch(self.sock)  # type: ignore[attr-defined]
+
+
+class _WatchedHTTPConnection(_Watched, http.client.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_Watched, http.client.HTTPSConnection):
+    pass
+
+
+class _DeadlineOpen:
+    """Opens urllib's connections as `_Watched` ones, keeping its proxy and TLS handling."""
+
+    def __init__(self, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._deadline = deadline
+
+    def do_open(self, http_class: type, req: urllib.request.Request, **kwargs: Any) -> Any:
+        https = issubclass(http_class, http.client.HTTPSConnection)
+        watched = _WatchedHTTPSConnection if https else _WatchedHTTPConnection
+        return super().do_open(watched, req, deadline=self._deadline, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPHandler(_DeadlineOpen, urllib.request.HTTPHandler):
+    pass
+
+
+class _HTTPSHandler(_DeadlineOpen, urllib.request.HTTPSHandler):
+    pass
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Leaves a 3xx as the answer (an `HTTPError`) instead of following it."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 class WebhookSender:
     """Delivers JSON payloads to `url` in order, one background thread, without blocking.
 
     Best effort: the queue is in memory, so payloads queued when the process stops are lost
-    (use `OutboxSender` when deliveries must survive a restart).
+    (use `OutboxSender` when deliveries must survive a restart). A payload the receiver
+    rejects for good (`PostResult.rejected`) is not tried again; nothing one payload does
+    stops the thread from delivering the next.
 
     Args:
         name: what the webhook is for, in log lines and the thread name ("handoff", "alerts").
         id_field: the payload field that identifies it in log lines.
+        timeout_s: each attempt's limit, in all (see `post_json`).
         attempts: tries per payload; the wait after try i is backoff_s * 2**(i-1).
         on_result: metrics hook, see `OnResult`.
     """
@@ -99,7 +272,7 @@ class WebhookSender:
 
     def send(self, payload: dict[str, Any]) -> None:
         """Queue `payload` for delivery; returns at once."""
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(
                 target=self._work, name=f"{self.name}-webhook", daemon=True
             )
@@ -107,51 +280,91 @@ class WebhookSender:
         try:
             self._queue.put_nowait(payload)
         except queue.Full:
-            self._finished(payload, "webhook queue full", attempts=0)
+            self._finished(payload, PostResult("webhook queue full"), attempts=0)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Deliver what is queued (up to timeout_s), then stop the thread."""
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout_s)
-            self._thread = None
+            if not self._thread.is_alive():
+                self._thread = None
 
     def deliver(self, payload: dict[str, Any]) -> str | None:
         """One delivery with retries, in the calling thread; None on success or the last error."""
-        error = None
-        for attempt in range(self.attempts):
-            if attempt:
-                time.sleep(retry_delay(attempt, self.backoff_s))
-            error = post_json(
+        return self._deliver(payload)[0].error
+
+    def _deliver(self, payload: dict[str, Any]) -> tuple[PostResult, int]:
+        """(the last attempt's result, attempts made); stops early on a 2xx or a rejection."""
+        result = PostResult("not attempted")
+        for attempt in range(1, self.attempts + 1):
+            if attempt > 1:
+                time.sleep(retry_delay(attempt - 1, self.backoff_s))
+            result = post_json(
                 self.url, payload, timeout_s=self.timeout_s, user_agent=self.user_agent
             )
-            if error is None:
-                return None
-        return error
+            if result.ok or result.rejected:
+                return result, attempt
+        return result, self.attempts
 
     def _work(self) -> None:
         while True:
             payload = self._queue.get()
             if payload is _STOP:
                 return
-            self._finished(payload, self.deliver(payload), attempts=self.attempts)
+            try:
+                result, attempts = self._deliver(payload)
+                self._finished(payload, result, attempts=attempts)
+            except Exception:  # a bug in a hook or a payload must not stop the next delivery
+                logger.exception(
+                    "%s webhook: delivering %s=%s raised; going on with the next payload",
+                    self.name,
+                    self.id_field,
+                    payload.get(self.id_field),
+                    extra={"fields": {"event": "webhook_error", "webhook": self.name}},
+                )
 
-    def _finished(self, payload: dict[str, Any], error: str | None, *, attempts: int) -> None:
-        if error is None:
+    def _finished(self, payload: dict[str, Any], result: PostResult, *, attempts: int) -> None:
+        ident = payload.get(self.id_field)
+        fields = {"webhook": self.name, self.id_field: ident, "attempts": attempts}
+        if result.ok:
             logger.info(
-                "%s webhook delivered: %s=%s", self.name, self.id_field, payload.get(self.id_field)
+                "%s webhook delivered: %s=%s",
+                self.name,
+                self.id_field,
+                ident,
+                extra={"fields": {"event": "webhook_delivered", **fields}},
+            )
+        elif result.rejected:
+            logger.error(
+                "%s webhook rejected: %s=%s status=%d answer=%r; not retried (the receiver "
+                "refuses this payload: check its URL, credentials and what it accepts)",
+                self.name,
+                self.id_field,
+                ident,
+                result.status,
+                result.answer,
+                extra={
+                    "fields": {
+                        "event": "webhook_rejected",
+                        **fields,
+                        "status": result.status,
+                        "answer": result.answer,
+                    }
+                },
             )
         else:
             logger.warning(
                 "%s webhook failed: %s=%s attempts=%d error=%s",
                 self.name,
                 self.id_field,
-                payload.get(self.id_field),
+                ident,
                 attempts,
-                error,
+                result.error,
+                extra={"fields": {"event": "webhook_failed", **fields, "error": result.error}},
             )
         if self.on_result is not None:
-            self.on_result(payload, error)
+            self.on_result(payload, result.error)
 
 
 @dataclass(frozen=True)
@@ -164,12 +377,23 @@ class OutboxEntry:
     attempt: int
 
 
+@dataclass(frozen=True)
+class RejectedDelivery:
+    """A delivery its receiver refused for good, as the outbox recorded it."""
+
+    key: str
+    payload: dict[str, Any]
+    status: int
+    answer: str  # the start of the receiver's answer
+    at: float  # when it was rejected, epoch seconds
+
+
 class WebhookOutbox(Protocol):
     """A queue of webhook deliveries that several senders (processes) share.
 
-    A claimed delivery is hidden from the other senders for its lease (a visibility timeout),
-    so two senders do not post it at once; if its holder dies, it comes due again when the
-    lease ends. It leaves the outbox only through `delivered`.
+    A claimed delivery is hidden from the other senders for its lease (a visibility timeout);
+    if its holder dies, it comes due again when the lease ends. It leaves the outbox through
+    `delivered` or `reject`.
     """
 
     def claim(self, owner: str, limit: int, lease_s: float) -> list[OutboxEntry]:
@@ -178,6 +402,11 @@ class WebhookOutbox(Protocol):
 
     def delivered(self, key: str) -> None:
         """Remove a delivery its receiver answered with a 2xx."""
+        ...
+
+    def reject(self, key: str, status: int, answer: str) -> None:
+        """Move a delivery its receiver refused for good (`PostResult.rejected`) out of the
+        outbox into its bounded record of rejections (see `rejected`)."""
         ...
 
     def retry_later(self, key: str, owner: str, delay_s: float) -> None:
@@ -189,17 +418,28 @@ class WebhookOutbox(Protocol):
         """Deliveries waiting, claimed ones included."""
         ...
 
+    def rejected(self, limit: int = 100) -> list[RejectedDelivery]:
+        """The latest rejected deliveries, newest first (at most `REJECTED_LIMIT` are kept)."""
+        ...
+
 
 class InMemoryOutbox:
     """A process-local `WebhookOutbox` bounded to `limit` deliveries: lost when the process
     exits, shared only by the senders of this process."""
 
-    def __init__(self, limit: int = 10_000, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        limit: int = 10_000,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rejected_limit: int = REJECTED_LIMIT,
+    ) -> None:
         self.limit = limit
         self._clock = clock
         self._lock = threading.Lock()
         # key -> [payload, due time, attempts so far, holder]; insertion order = age
         self._entries: dict[str, list[Any]] = {}
+        self._rejected: deque[RejectedDelivery] = deque(maxlen=rejected_limit)
 
     def put(self, key: str, payload: dict[str, Any]) -> list[str]:
         """Queue a delivery (a key already queued is kept once); returns the keys of the
@@ -230,6 +470,12 @@ class InMemoryOutbox:
         with self._lock:
             self._entries.pop(key, None)
 
+    def reject(self, key: str, status: int, answer: str) -> None:
+        with self._lock:
+            entry = self._entries.pop(key, None)
+            if entry is not None:
+                self._rejected.append(RejectedDelivery(key, entry[0], status, answer, time.time()))
+
     def retry_later(self, key: str, owner: str, delay_s: float) -> None:
         with self._lock:
             entry = self._entries.get(key)
@@ -240,22 +486,35 @@ class InMemoryOutbox:
         with self._lock:
             return len(self._entries)
 
+    def rejected(self, limit: int = 100) -> list[RejectedDelivery]:
+        with self._lock:
+            return list(reversed(self._rejected))[:limit]
+
 
 class OutboxSender:
     """Delivers a `WebhookOutbox` to `url` at least once, from one background thread.
 
     Each delivery is claimed under a lease, POSTed with an `Idempotency-Key` header (its key),
-    removed after a 2xx answer and otherwise retried after `retry_delay` (backoff_s doubling
-    up to max_backoff_s), however long the receiver is away: only the outbox's own bound drops
-    deliveries. Several processes may share the outbox; a restarted one resumes what is left.
+    removed after a 2xx answer, moved to the outbox's record of rejections after a 4xx that
+    retrying cannot fix (`PostResult.rejected`), and otherwise retried after `retry_delay`
+    (backoff_s doubling up to max_backoff_s), however long the receiver is away: only the
+    outbox's own bound drops deliveries. Several processes may share the outbox; a restarted
+    one resumes what is left.
+
+    An attempt is abandoned after `timeout_s` in all (`post_json`), well within its lease
+    (2 * timeout_s + LEASE_MARGIN_S), so two senders do not have one delivery in flight at
+    once. Receivers still see a delivery twice now and then (a 2xx lost on its way back, an
+    abandoned attempt they had taken) and should drop a repeated Idempotency-Key.
 
     Args:
         name: what the webhook is for, in log lines and the thread name ("alerts").
         id_field: the payload field that identifies it in log lines.
+        timeout_s: each attempt's limit, in all.
         poll_s: how often the outbox is checked for deliveries that came due (`wake` checks
             at once, e.g. after queueing one).
         on_attempt: metrics hook, see `OnAttempt`.
-        on_pending: called with the outbox's size after each pass.
+        on_pending: called after each pass with the outbox's size, or with None when the
+            outbox could not be read (its store is unreachable).
     """
 
     def __init__(
@@ -271,7 +530,7 @@ class OutboxSender:
         poll_s: float = 1.0,
         user_agent: str = "threefold",
         on_attempt: OnAttempt | None = None,
-        on_pending: Callable[[int], None] | None = None,
+        on_pending: Callable[[int | None], None] | None = None,
     ) -> None:
         self.url = url
         self.outbox = outbox
@@ -287,37 +546,55 @@ class OutboxSender:
         self.owner = uuid.uuid4().hex  # holds the claims of what this sender is posting
         self.lease_s = 2 * timeout_s + LEASE_MARGIN_S
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the running thread's; each start makes a new one
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start the background thread (once): it first delivers what the outbox already holds."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(
-                target=self._work, name=f"{self.name}-webhook-outbox", daemon=True
-            )
-            self._thread.start()
+        """Start the background thread (once): it first delivers what the outbox already holds.
+
+        After a `close` that timed out, the old thread still ends after its attempt in
+        progress; the new one runs alongside it only until then."""
+        if self._thread is not None and self._thread.is_alive() and not self._stop.is_set():
+            return
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._work, args=(self._stop,), name=f"{self.name}-webhook-outbox", daemon=True
+        )
+        self._thread.start()
 
     def wake(self) -> None:
         """Check the outbox now (something was queued); starts the thread if needed."""
         self.start()
         self._wake.set()
 
-    def close(self, timeout_s: float = 10.0) -> None:
+    def close(self, timeout_s: float = 10.0) -> bool:
         """Stop after the attempt in progress; what is left stays in the outbox for the next
-        sender (this one's or another process's)."""
-        if self._thread is not None:
-            self._stop.set()
-            self._wake.set()
-            self._thread.join(timeout_s)
-            self._thread = None
+        sender (this one's or another process's). False when the thread is still finishing
+        its attempt after `timeout_s` (it stops once that is over)."""
+        if self._thread is None:
+            return True
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            logger.warning(
+                "%s webhook sender still busy with an attempt after %.1f s; it stops after it",
+                self.name,
+                timeout_s,
+                extra={"fields": {"event": "webhook_close_timeout", "webhook": self.name}},
+            )
+            return False
+        self._thread = None
+        return True
 
     def run_once(self) -> int:
         """Attempt the deliveries due now, in the calling thread, until one fails (the receiver
         is likely away: the others wait for the next pass); returns how many were tried."""
+        return self._run(self._stop)
+
+    def _run(self, stop: threading.Event) -> int:
         tried = 0
-        while not self._stop.is_set():
+        while not stop.is_set():
             claimed = self.outbox.claim(self.owner, 1, self.lease_s)
             if not claimed:
                 break
@@ -329,8 +606,9 @@ class OutboxSender:
         return tried
 
     def _attempt(self, entry: OutboxEntry) -> bool:
-        """POST one claimed delivery; True when the receiver took it."""
-        error = post_json(
+        """POST one claimed delivery; True when the receiver answered it for good (a 2xx or a
+        rejection), False when it is to be retried."""
+        result = post_json(
             self.url,
             entry.payload,
             timeout_s=self.timeout_s,
@@ -338,13 +616,8 @@ class OutboxSender:
             headers={IDEMPOTENCY_HEADER: entry.key},
         )
         ident = entry.payload.get(self.id_field, entry.key)
-        fields = {
-            "event": "webhook_delivered" if error is None else "webhook_failed",
-            "webhook": self.name,
-            self.id_field: ident,
-            "attempt": entry.attempt,
-        }
-        if error is None:
+        fields = {"webhook": self.name, self.id_field: ident, "attempt": entry.attempt}
+        if result.ok:
             self.outbox.delivered(entry.key)
             logger.info(
                 "%s webhook delivered: %s=%s attempt=%d",
@@ -352,7 +625,28 @@ class OutboxSender:
                 self.id_field,
                 ident,
                 entry.attempt,
-                extra={"fields": fields},
+                extra={"fields": {"event": "webhook_delivered", **fields}},
+            )
+        elif result.rejected:
+            self.outbox.reject(entry.key, result.status or 0, result.answer)
+            logger.error(
+                "%s webhook rejected: %s=%s status=%d attempt=%d answer=%r; removed from the "
+                "outbox into its record of rejected deliveries, not retried. Fix the receiver "
+                "(URL, credentials, what it accepts), then re-send it from that record",
+                self.name,
+                self.id_field,
+                ident,
+                result.status,
+                entry.attempt,
+                result.answer,
+                extra={
+                    "fields": {
+                        "event": "webhook_rejected",
+                        **fields,
+                        "status": result.status,
+                        "answer": result.answer,
+                    }
+                },
             )
         else:
             delay = retry_delay(entry.attempt, self.backoff_s, self.max_backoff_s)
@@ -363,19 +657,27 @@ class OutboxSender:
                 self.id_field,
                 ident,
                 entry.attempt,
-                error,
+                result.error,
                 delay,
-                extra={"fields": {**fields, "error": error, "retry_in_s": delay}},
+                extra={
+                    "fields": {
+                        "event": "webhook_failed",
+                        **fields,
+                        "status": result.status,
+                        "error": result.error,
+                        "retry_in_s": delay,
+                    }
+                },
             )
         if self.on_attempt is not None:
-            self.on_attempt(entry.payload, error, entry.attempt)
-        return error is None
+            self.on_attempt(entry.payload, result, entry.attempt)
+        return result.ok or result.rejected
 
-    def _work(self) -> None:
-        while not self._stop.is_set():
+    def _work(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             self._wake.clear()
             try:
-                self.run_once()
+                self._run(stop)
             except Exception as exc:  # e.g. Redis away: the deliveries wait in the outbox
                 logger.warning(
                     "%s webhook outbox unavailable (%r); trying again in %.1f s",
@@ -384,4 +686,6 @@ class OutboxSender:
                     self.poll_s,
                     extra={"fields": {"event": "webhook_outbox_error", "webhook": self.name}},
                 )
+                if self.on_pending is not None:
+                    self.on_pending(None)
             self._wake.wait(self.poll_s)

@@ -60,7 +60,7 @@ class AlertsConfig:
     gate_margin: float = 0.0  # a candidate may be this much worse (macro-F1) and still promoted
     companies_path: str = str(DEFAULT_COMPANIES)
     webhook_url: Secret | None = None  # may carry a token: never printed
-    webhook_timeout_s: float = 5.0
+    webhook_timeout_s: float = 5.0  # each attempt's limit, in all (sending and the answer)
     # the webhook outbox (Redis, shared by the replicas): its bound and the retry backoff,
     # doubling from webhook_backoff_s up to webhook_max_backoff_s between attempts
     webhook_outbox_max: int = WEBHOOK_OUTBOX_MAX

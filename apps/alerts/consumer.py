@@ -63,7 +63,7 @@ def build_runner(
             backoff_s=config.webhook_backoff_s,
             max_backoff_s=config.webhook_max_backoff_s,
             on_attempt=metrics.count_webhook_attempt,
-            on_pending=metrics.webhook_pending.set,
+            on_pending=metrics.set_webhook_pending,
         )
     publisher = AlertPublisher(
         store,

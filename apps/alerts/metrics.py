@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from threefold.core.webhook import PostResult
+
 
 class AlertsMetrics:
     """Counters for every way a message or alert can go; one instance per registry."""
@@ -43,7 +45,14 @@ class AlertsMetrics:
         )
         self.webhook_pending = Gauge(
             "threefold_alerts_webhook_pending",
-            "Alert webhook deliveries waiting in the outbox (all replicas', as last seen)",
+            "Alert webhook deliveries waiting in the outbox (all replicas', as last read; "
+            "stale while threefold_alerts_webhook_outbox_unreachable is 1)",
+            registry=r,
+        )
+        self.webhook_outbox_unreachable = Gauge(
+            "threefold_alerts_webhook_outbox_unreachable",
+            "1 while the webhook sender cannot read its outbox (Redis away: nothing is "
+            "delivered and webhook_pending is stale), else 0",
             registry=r,
         )
         self.webhook_delivered = Counter(
@@ -53,7 +62,15 @@ class AlertsMetrics:
         )
         self.webhook_failures = Counter(
             "threefold_alerts_webhook_failures",
-            "Alert webhook attempts that failed (non-2xx, timeout, refused); retried with backoff",
+            "Alert webhook attempts that failed (5xx, 408/409/425/429, redirect, timeout, "
+            "refused, garbled answer); retried with backoff",
+            registry=r,
+        )
+        self.webhook_rejected = Counter(
+            "threefold_alerts_webhook_rejected",
+            "Alert webhook deliveries the receiver refused for good (a 4xx other than "
+            "408/409/425/429), by status: moved out of the outbox, not retried",
+            ["status"],
             registry=r,
         )
         self.webhook_retries = Counter(
@@ -88,8 +105,20 @@ class AlertsMetrics:
             "threefold_alerts_watermark_seconds", "Event-time watermark (epoch seconds)", registry=r
         )
 
-    def count_webhook_attempt(self, _alert: dict, error: str | None, attempt: int) -> None:
+    def count_webhook_attempt(self, _alert: dict, result: PostResult, attempt: int) -> None:
         """`core.webhook.OutboxSender`'s on_attempt hook."""
-        (self.webhook_delivered if error is None else self.webhook_failures).inc()
+        if result.ok:
+            self.webhook_delivered.inc()
+        elif result.rejected:
+            self.webhook_rejected.labels(status=str(result.status)).inc()
+        else:
+            self.webhook_failures.inc()
         if attempt > 1:
             self.webhook_retries.inc()
+
+    def set_webhook_pending(self, pending: int | None) -> None:
+        """`core.webhook.OutboxSender`'s on_pending hook: None when the outbox was unreachable
+        (the pending gauge then keeps its last value and the unreachable gauge says so)."""
+        self.webhook_outbox_unreachable.set(pending is None)
+        if pending is not None:
+            self.webhook_pending.set(pending)

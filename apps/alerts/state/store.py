@@ -34,7 +34,8 @@ after a batch's outputs are flushed, so a crash replays the uncommitted messages
   webhook outbox) is one atomic step, so a retried acknowledgement after a lost answer never
   skips the feed or the webhook. The webhook outbox is bounded (`webhook_outbox_max`: the
   oldest delivery is dropped, and reported, to make room); its deliveries are claimed under a
-  lease by any consumer's `core.webhook.OutboxSender` and leave it only after a 2xx.
+  lease by any consumer's `core.webhook.OutboxSender` and leave it after a 2xx, or after a 4xx
+  that retrying cannot fix, into a capped record of rejected deliveries.
 """
 
 from __future__ import annotations

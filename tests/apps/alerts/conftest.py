@@ -265,15 +265,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E40
 
 class Receiver:
     """A local HTTP webhook receiver: answers `fail_status` to the first `fail_first` POSTs
-    (`fail_first=None`: to every POST until `recover()`), then 204, each after `delay_s`;
-    records (Idempotency-Key, body, status) per request."""
+    (`fail_first=None`: to every POST until `recover()`), with `fail_body` (and, for a 3xx, a
+    Location), then 204, each after `delay_s`; records (Idempotency-Key, body, status) per
+    POST. A GET (a followed redirect) is answered 200 and counted in `gets`."""
 
     def __init__(
-        self, *, fail_first: int | None = 0, fail_status: int = 503, delay_s: float = 0.0
+        self,
+        *,
+        fail_first: int | None = 0,
+        fail_status: int = 503,
+        fail_body: bytes = b"",
+        delay_s: float = 0.0,
     ) -> None:
         self.fail_first = fail_first
         self.fail_status = fail_status
         self.requests: list[tuple[str | None, dict, int]] = []
+        self.gets = 0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         receiver = self
@@ -283,14 +290,28 @@ class Receiver:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
                 time.sleep(delay_s)
                 status = receiver._record(self.headers.get("Idempotency-Key"), body)
+                answer = fail_body if status >= 300 else b""
                 self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "/alerts/moved")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def do_GET(self) -> None:
+                with receiver._lock:
+                    receiver.gets += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/alerts"
 

@@ -6,12 +6,17 @@ import logging
 import time
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from support.servers import free_port
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.metrics import AlertsMetrics
 from threefold.apps.alerts.processor import AlertPublisher
 from threefold.apps.alerts.resources import open_state_store
 from threefold.apps.alerts.state.memory import InMemoryStateStore
+from threefold.apps.alerts.state.redis_webhooks import RedisWebhookOutbox
 from threefold.core.webhook import OutboxSender
 from threefold.streaming.kafka_config import ensure_topics
 from threefold.streaming.producer import JsonProducer
@@ -33,7 +38,7 @@ def sender(store, url: str, metrics: AlertsMetrics | None = None, **kwargs) -> O
         name="alerts",
         id_field="alert_id",
         on_attempt=metrics.count_webhook_attempt,
-        on_pending=metrics.webhook_pending.set,
+        on_pending=metrics.set_webhook_pending,
         **{**options, **kwargs},
     )
 
@@ -125,6 +130,86 @@ def test_two_consumers_on_one_redis_deliver_each_alert_once(redis_settings, redi
     assert len(hook.requests) == 20  # no alert posted twice
 
 
+def test_a_rejected_alert_leaves_the_outbox_for_the_rejected_record_and_says_so(
+    redis_store, receiver, caplog
+):
+    hook = receiver(fail_first=1, fail_status=422, fail_body=b'{"error": "summary too long"}')
+    queue_alerts(redis_store, [alert(1), alert(2)])
+    metrics = AlertsMetrics()
+    webhook = sender(redis_store, hook.url, metrics)
+    with caplog.at_level(logging.ERROR, logger="threefold.core.webhook"):
+        webhook.start()
+        try:
+            hook.wait_for(delivered=1, failed=1)
+            time.sleep(0.3)  # time for a retry to show up, if one were coming
+        finally:
+            webhook.close()
+    assert [status for _, _, status in hook.requests] == [422, 204]  # a-1 tried once
+    outbox = redis_store.webhook_outbox()
+    assert outbox.pending() == 0
+    (rejected,) = outbox.rejected()
+    assert (rejected.key, rejected.payload, rejected.status, rejected.answer) == (
+        "a-1",
+        alert(1),
+        422,
+        '{"error": "summary too long"}',
+    )
+    assert abs(rejected.at - time.time()) < 60
+    value = metrics.registry.get_sample_value
+    assert value("threefold_alerts_webhook_rejected_total", {"status": "422"}) == 1
+    assert value("threefold_alerts_webhook_failures_total") == 0
+    assert value("threefold_alerts_webhook_delivered_total") == 1
+    assert value("threefold_alerts_webhook_pending") == 0
+    (record,) = [r for r in caplog.records if getattr(r, "fields", {}).get("status") == 422]
+    assert record.fields["event"] == "webhook_rejected" and record.fields["alert_id"] == "a-1"
+    assert "rejected" in record.getMessage() and "summary too long" in record.getMessage()
+
+
+@pytest.mark.parametrize("status", [302, 408, 429, 503])
+def test_a_redirect_or_a_passing_refusal_is_retried_until_the_receiver_takes_the_alert(
+    redis_store, receiver, status
+):
+    hook = receiver(fail_first=2, fail_status=status)
+    queue_alerts(redis_store, [alert(1)])
+    metrics = AlertsMetrics()
+    webhook = sender(redis_store, hook.url, metrics)
+    webhook.start()
+    try:
+        hook.wait_for(delivered=1, failed=2)
+    finally:
+        webhook.close()
+    assert hook.delivered() == ["a-1"] and hook.gets == 0  # a redirect is not followed
+    value = metrics.registry.get_sample_value
+    assert value("threefold_alerts_webhook_failures_total") == 2
+    assert value("threefold_alerts_webhook_rejected_total", {"status": str(status)}) is None
+
+
+def test_an_unreachable_outbox_is_shown_until_it_answers_again(redis_store, redis_prefix):
+    away = redis.Redis(port=free_port(), decode_responses=True, retry=Retry(NoBackoff(), 0))
+    queue_alerts(redis_store, [alert(1)])
+    metrics = AlertsMetrics()
+    metrics.webhook_pending.set(7)  # as last read, before Redis went away
+    webhook = sender(redis_store, "http://127.0.0.1:9/nobody", metrics)
+    webhook.outbox = RedisWebhookOutbox(away, redis_prefix)
+    value = metrics.registry.get_sample_value
+
+    def wait_for_gauge(name: str, expected: float) -> None:
+        deadline = time.monotonic() + 10
+        while value(name) != expected:
+            assert time.monotonic() < deadline, f"{name} stayed {value(name)}, not {expected}"
+            time.sleep(0.02)
+
+    webhook.start()
+    try:
+        wait_for_gauge("threefold_alerts_webhook_outbox_unreachable", 1)
+        assert value("threefold_alerts_webhook_pending") == 7  # stale, and said to be
+        webhook.outbox = redis_store.webhook_outbox()  # Redis is back
+        wait_for_gauge("threefold_alerts_webhook_outbox_unreachable", 0)
+        wait_for_gauge("threefold_alerts_webhook_pending", 1)  # a-1, its receiver down
+    finally:
+        webhook.close()
+
+
 def test_a_full_webhook_outbox_drops_the_oldest_and_says_so(
     redis_settings, redis_prefix, receiver, kafka_bootstrap, alerts_topic, caplog
 ):
@@ -191,6 +276,31 @@ def test_a_claimed_delivery_comes_back_when_its_lease_ends_or_its_holder_retries
     assert [e.attempt for e in outbox.claim("third", 10, lease_s=30)] == [3]
     outbox.delivered("a-1")
     assert outbox.pending() == 0 and outbox.claim("third", 10, lease_s=0) == []
+
+
+def test_a_rejected_delivery_leaves_the_outbox_for_a_bounded_record(small_store):
+    queue_alerts(small_store, [alert(1), alert(2)])
+    outbox = small_store.webhook_outbox()
+    outbox.claim("me", 10, lease_s=30)
+    outbox.reject("a-1", 400, "bad json")
+    outbox.reject("a-1", 400, "bad json")  # gone already: recorded once
+    outbox.reject("a-9", 404, "")  # never queued: nothing recorded
+    assert outbox.pending() == 1 and [e.key for e in outbox.claim("other", 10, 30)] == []
+    assert [(r.key, r.payload, r.status, r.answer) for r in outbox.rejected()] == [
+        ("a-1", alert(1), 400, "bad json")
+    ]
+    outbox.reject("a-2", 410, "gone")
+    assert [r.key for r in outbox.rejected()] == ["a-2", "a-1"]  # newest first
+    assert [r.key for r in outbox.rejected(limit=1)] == ["a-2"]
+    assert outbox.pending() == 0
+
+
+def test_the_redis_record_of_rejections_keeps_the_newest(redis_store, redis_prefix):
+    queue_alerts(redis_store, [alert(n) for n in range(4)])
+    outbox = RedisWebhookOutbox(redis_store.client, redis_prefix, rejected_limit=2)
+    for n in range(4):
+        outbox.reject(f"a-{n}", 400, "")
+    assert [r.key for r in outbox.rejected()] == ["a-3", "a-2"]
 
 
 def test_the_consumer_wires_the_webhook_to_the_redis_outbox_and_its_metrics(
