@@ -29,8 +29,8 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
@@ -388,12 +388,23 @@ class RejectedDelivery:
     at: float  # when it was rejected, epoch seconds
 
 
+@dataclass(frozen=True)
+class Requeued:
+    """What `WebhookOutbox.requeue_rejected` did: the keys moved back into the outbox, those
+    asked for that were not in the record of rejections, and the oldest deliveries pushed out
+    of the outbox by its limit to make room (as queueing a new delivery does)."""
+
+    requeued: list[str] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+
 class WebhookOutbox(Protocol):
     """A queue of webhook deliveries that several senders (processes) share.
 
     A claimed delivery is hidden from the other senders for its lease (a visibility timeout);
     if its holder dies, it comes due again when the lease ends. It leaves the outbox through
-    `delivered` or `reject`.
+    `delivered` or `reject`, and a rejected one comes back through `requeue_rejected`.
     """
 
     def claim(self, owner: str, limit: int, lease_s: float) -> list[OutboxEntry]:
@@ -422,6 +433,13 @@ class WebhookOutbox(Protocol):
         """The latest rejected deliveries, newest first (at most `REJECTED_LIMIT` are kept)."""
         ...
 
+    def requeue_rejected(self, keys: Iterable[str] | None = None) -> Requeued:
+        """Move rejected deliveries (`keys`, or all of them when None, oldest rejection first)
+        out of the record of rejections back into the outbox, due now, from their first
+        attempt, dropping the oldest deliveries beyond the outbox's limit. A key already back
+        in the outbox is not queued twice; one the record does not hold is `not_found`."""
+        ...
+
 
 class InMemoryOutbox:
     """A process-local `WebhookOutbox` bounded to `limit` deliveries: lost when the process
@@ -445,15 +463,19 @@ class InMemoryOutbox:
         """Queue a delivery (a key already queued is kept once); returns the keys of the
         oldest deliveries dropped to stay within `limit`."""
         with self._lock:
-            if key in self._entries:
-                return []
-            dropped = []
-            while len(self._entries) >= self.limit:
-                oldest = next(iter(self._entries))
-                del self._entries[oldest]
-                dropped.append(oldest)
-            self._entries[key] = [payload, self._clock(), 0, ""]
-            return dropped
+            return self._queue(key, payload)
+
+    def _queue(self, key: str, payload: dict[str, Any]) -> list[str]:
+        """`put`, with the lock held."""
+        if key in self._entries:
+            return []
+        dropped = []
+        while len(self._entries) >= self.limit:
+            oldest = next(iter(self._entries))
+            del self._entries[oldest]
+            dropped.append(oldest)
+        self._entries[key] = [payload, self._clock(), 0, ""]
+        return dropped
 
     def claim(self, owner: str, limit: int, lease_s: float) -> list[OutboxEntry]:
         with self._lock:
@@ -489,6 +511,23 @@ class InMemoryOutbox:
     def rejected(self, limit: int = 100) -> list[RejectedDelivery]:
         with self._lock:
             return list(reversed(self._rejected))[:limit]
+
+    def requeue_rejected(self, keys: Iterable[str] | None = None) -> Requeued:
+        with self._lock:
+            latest = {r.key: r for r in self._rejected}  # oldest rejection first
+            wanted = list(latest) if keys is None else list(dict.fromkeys(keys))
+            done = Requeued()
+            for key in wanted:
+                if key not in latest:
+                    done.not_found.append(key)
+                    continue
+                done.dropped.extend(self._queue(key, latest[key].payload))
+                done.requeued.append(key)
+            moved = set(done.requeued)
+            kept = [r for r in self._rejected if r.key not in moved]
+            self._rejected.clear()
+            self._rejected.extend(kept)
+            return done
 
 
 class OutboxSender:

@@ -1,4 +1,4 @@
-"""`threefold alerts ...` (run, train, simulate) and `threefold serve dashboard`.
+"""`threefold alerts ...` (run, train, simulate, webhooks) and `threefold serve dashboard`.
 
 Only click is imported at module level; models, Kafka and Redis load inside the commands.
 """
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from threefold.core.command_line import clean_errors, emit_json
 
 if TYPE_CHECKING:
     from threefold.apps.alerts.config import AlertsConfig
+    from threefold.apps.alerts.state.redis_webhooks import RedisWebhookOutbox
     from threefold.streaming.connections import KafkaSettings, RedisSettings
 
 logger = logging.getLogger("threefold.alerts")
@@ -563,6 +565,106 @@ def simulate_command(path: str, batch: int, **kw: Any) -> None:
     for alert in alerts_found:
         emit_json(alert)
     click.echo(f"{len(items)} messages, {invalid} invalid, {len(alerts_found)} alert(s)", err=True)
+
+
+@alerts.group("webhooks")
+def webhooks() -> None:
+    """The alert webhook's deliveries its receiver rejected for good: list them, re-send them."""
+
+
+_REDIS_OPTIONS = [
+    click.option(
+        "--redis-url", default=None, help="Redis the alerts consumer writes to [env REDIS_URL]."
+    ),
+    click.option(
+        "--redis-prefix",
+        default=None,
+        help="Key prefix the consumer uses [env THREEFOLD_ALERTS_REDIS_PREFIX].",
+    ),
+]
+
+
+def _redis_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_REDIS_OPTIONS):
+        command = option(command)
+    return command
+
+
+@contextmanager
+def _webhook_outbox(
+    redis_url: str | None, redis_prefix: str | None
+) -> Iterator[RedisWebhookOutbox]:
+    """The consumers' webhook outbox in Redis; a Redis that does not answer is a ServiceError."""
+    from threefold.apps.alerts.config import AlertsConfig
+    from threefold.apps.alerts.resources import REDIS_FIX, open_state_store
+    from threefold.core.errors import ServiceError
+
+    config = AlertsConfig.from_env(redis_prefix=redis_prefix)
+    redis = _redis(redis_url)
+    try:
+        yield open_state_store(config, redis).webhook_outbox()
+    except Exception as exc:
+        if type(exc).__module__.startswith("redis"):
+            raise ServiceError(
+                f"could not use the webhook outbox in Redis at {redis.display_url} ({exc!r}). "
+                f"Fix: check that Redis is up, or {REDIS_FIX}"
+            ) from exc
+        raise
+
+
+@webhooks.command("rejected")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@_redis_options
+@clean_errors
+def rejected_command(limit: int, redis_url: str | None, redis_prefix: str | None) -> None:
+    """Print the latest rejected deliveries, newest first, as a JSON list (alert_id, status,
+    the start of the receiver's answer, rejected_at, the alert's summary)."""
+    from datetime import UTC, datetime
+
+    with _webhook_outbox(redis_url, redis_prefix) as outbox:
+        found = outbox.rejected(limit)
+    emit_json(
+        [
+            {
+                "alert_id": r.key,
+                "status": r.status,
+                "answer": r.answer,
+                "rejected_at": datetime.fromtimestamp(r.at, UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
+                "summary": r.payload.get("summary"),
+            }
+            for r in found
+        ]
+    )
+
+
+@webhooks.command("resend")
+@click.argument("alert_ids", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Re-send every rejected delivery.")
+@_redis_options
+@clean_errors
+def resend_command(
+    alert_ids: tuple[str, ...], everything: bool, redis_url: str | None, redis_prefix: str | None
+) -> None:
+    """Move rejected deliveries (ALERT_IDs, or --all) back into the outbox, due now: the running
+    consumers deliver them. Run it once the receiver is fixed.
+
+    Prints {"requeued": [...], "not_found": [...], "dropped": [...]}: not_found are ids not in
+    the record of rejections, dropped the oldest waiting deliveries the outbox's limit
+    (THREEFOLD_ALERTS_WEBHOOK_OUTBOX_MAX) pushed out to make room.
+    """
+    from threefold.core.errors import ConfigError
+
+    if everything == bool(alert_ids):
+        found = "both" if everything else "neither"
+        raise ConfigError(
+            f"expected either --all or the ALERT_IDs to re-send, found {found}. Fix: pass one "
+            "(`threefold alerts webhooks rejected` lists the rejected ones)"
+        )
+    with _webhook_outbox(redis_url, redis_prefix) as outbox:
+        done = outbox.requeue_rejected(None if everything else alert_ids)
+    emit_json({"requeued": done.requeued, "not_found": done.not_found, "dropped": done.dropped})
 
 
 @click.command("dashboard")

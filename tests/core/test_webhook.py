@@ -378,6 +378,23 @@ def test_a_rejected_delivery_leaves_the_outbox_for_its_record_and_the_pass_goes_
     assert abs(record.at - time.time()) < 5
 
 
+def test_a_rejected_delivery_resent_after_the_fix_goes_out_from_its_first_attempt(monkeypatch):
+    clock = FakeClock()
+    outbox = InMemoryOutbox(clock=clock)
+    outbox.put("a-1", ALERT)
+    clock.now = 100.0  # the receiver's token was rotated; the fix takes a while
+    calls = answering(monkeypatch, [PostResult("HTTP 401 Unauthorized", 401, "bad token"), OK])
+    attempts: list[int] = []
+    sender = OutboxSender(
+        "http://hooks.example/a", outbox, on_attempt=lambda _p, _r, n: attempts.append(n)
+    )
+    assert sender.run_once() == 1 and outbox.pending() == 0
+    assert outbox.requeue_rejected().requeued == ["a-1"]
+    assert sender.run_once() == 1  # due now: no clock moves
+    assert calls == [("a-1", ALERT), ("a-1", ALERT)] and attempts == [1, 1]
+    assert outbox.pending() == 0 and outbox.rejected() == []
+
+
 def test_the_sender_reports_an_unreadable_outbox_as_unknown_pending():
     class Unreachable(InMemoryOutbox):
         def claim(self, owner, limit, lease_s):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 
+from threefold.apps.alerts.config import WEBHOOK_OUTBOX_MAX
 from threefold.apps.alerts.state.lua import lua_script
-from threefold.core.webhook import REJECTED_LIMIT, OutboxEntry, RejectedDelivery
+from threefold.core.webhook import REJECTED_LIMIT, OutboxEntry, RejectedDelivery, Requeued
 
 # Under the store's prefix: webhooks (alert id -> alert json), webhooks-due (zset: when each
 # delivery is due, Redis TIME in ms; a claim moves it a lease ahead), webhooks-order (zset:
@@ -26,16 +28,30 @@ def webhook_keys(prefix: str) -> list[str]:
 class RedisWebhookOutbox:
     """A `core.webhook.WebhookOutbox` every consumer replica on this Redis shares: a claim is a
     lease (visibility timeout) taken in a Lua script, so a replica does not claim a delivery
-    another one is posting, and a replica that dies leaves its claims to come due again."""
+    another one is posting, and a replica that dies leaves its claims to come due again.
 
-    def __init__(self, client, prefix: str, *, rejected_limit: int = REJECTED_LIMIT) -> None:
+    `limit` bounds the outbox when rejected deliveries are queued again (`requeue_rejected`);
+    new ones are queued by `RedisStateStore.ack_alerts`, with the same limit and the same Lua.
+    """
+
+    def __init__(
+        self,
+        client,
+        prefix: str,
+        *,
+        limit: int = WEBHOOK_OUTBOX_MAX,
+        rejected_limit: int = REJECTED_LIMIT,
+    ) -> None:
         self.client = client
+        self.limit = limit
         self.rejected_limit = rejected_limit
-        self._items, self._due, self._order, self._claims, _ = webhook_keys(prefix)
+        self._keys = webhook_keys(prefix)
+        self._items, self._due, self._order, self._claims, _ = self._keys
         self._rejected = prefix + REJECTED_KEY
         self._claim = client.register_script(lua_script("claim_webhooks"))
         self._retry = client.register_script(lua_script("retry_webhook"))
         self._reject = client.register_script(lua_script("reject_webhook"))
+        self._requeue = client.register_script(lua_script("requeue_webhooks"))
 
     def claim(self, owner: str, limit: int, lease_s: float) -> list[OutboxEntry]:
         found = self._claim(
@@ -78,3 +94,12 @@ class RedisWebhookOutbox:
             )
             for entry_id, fields in self.client.xrevrange(self._rejected, count=limit)
         ]
+
+    def requeue_rejected(self, keys: Iterable[str] | None = None) -> Requeued:
+        wanted = [] if keys is None else list(dict.fromkeys(keys))
+        if keys is not None and not wanted:
+            return Requeued()
+        requeued, not_found, dropped = self._requeue(
+            keys=[*self._keys, self._rejected], args=[self.limit, *wanted]
+        )
+        return Requeued(list(requeued), list(not_found), list(dropped))

@@ -192,3 +192,24 @@ def test_separate_train_checks_both_files_before_writing_either_model(tmp_path):
     assert result.exit_code == 1, result.output
     assert "expected a label in 'sentiment'" in result.output
     assert not (tmp_path / "m").exists()  # no topic model left without its sentiment twin
+
+
+def test_the_webhooks_commands_say_when_redis_is_missing_or_down(monkeypatch):
+    from support.servers import free_port
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    missing = CliRunner().invoke(alerts, ["webhooks", "rejected"])
+    assert missing.exit_code == 1 and "set REDIS_URL (or --redis-url)" in missing.output
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    for args in (["rejected"], ["resend", "--all"]):
+        result = CliRunner().invoke(alerts, ["webhooks", *args, "--redis-url", down])
+        assert result.exit_code == 1, result.output
+        assert f"Error: could not use the webhook outbox in Redis at {down}" in result.output
+        assert "Fix: check that Redis is up" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("args", "found"), [([], "neither"), (["--all", "a-1"], "both")])
+def test_resend_takes_either_all_or_alert_ids(args, found):
+    result = CliRunner().invoke(alerts, ["webhooks", "resend", *args, "--redis-url", "redis://x"])
+    assert result.exit_code == 1
+    assert f"expected either --all or the ALERT_IDs to re-send, found {found}" in result.output

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from datetime import datetime
 
 import pytest
 import redis
+from click.testing import CliRunner
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from support.servers import free_port
 
+from threefold.apps.alerts.cli import alerts as alerts_cli
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.metrics import AlertsMetrics
 from threefold.apps.alerts.processor import AlertPublisher
 from threefold.apps.alerts.resources import open_state_store
 from threefold.apps.alerts.state.memory import InMemoryStateStore
-from threefold.apps.alerts.state.redis_webhooks import RedisWebhookOutbox
+from threefold.apps.alerts.state.redis_webhooks import RedisWebhookOutbox, webhook_keys
 from threefold.core.webhook import OutboxSender
 from threefold.streaming.kafka_config import ensure_topics
 from threefold.streaming.producer import JsonProducer
@@ -295,6 +299,61 @@ def test_a_rejected_delivery_leaves_the_outbox_for_a_bounded_record(small_store)
     assert outbox.pending() == 0
 
 
+def test_a_rejected_delivery_is_resent_due_now_once_and_leaves_the_record(small_store):
+    queue_alerts(small_store, [alert(1), alert(2)])
+    outbox = small_store.webhook_outbox()
+    outbox.claim("me", 10, lease_s=30)
+    outbox.reject("a-1", 401, "bad token")
+    outbox.reject("a-2", 404, "")
+    done = outbox.requeue_rejected(["a-1", "a-9", "a-1"])
+    assert (done.requeued, done.not_found, done.dropped) == (["a-1"], ["a-9"], [])
+    assert [r.key for r in outbox.rejected()] == ["a-2"]
+    assert [(e.key, e.payload, e.attempt) for e in outbox.claim("me", 10, 30)] == [
+        ("a-1", alert(1), 1)  # due now, from its first attempt
+    ]
+    again = outbox.requeue_rejected(["a-1"])  # back in the outbox already
+    assert (again.requeued, again.not_found) == ([], ["a-1"]) and outbox.pending() == 1
+    assert outbox.requeue_rejected([]).requeued == []  # nothing asked for: not all
+    assert outbox.requeue_rejected().requeued == ["a-2"]  # all
+    assert outbox.rejected() == [] and outbox.pending() == 2
+
+
+def test_a_resend_into_a_full_outbox_drops_the_oldest_as_queueing_does(small_store):
+    queue_alerts(small_store, [alert(1), alert(2)])
+    outbox = small_store.webhook_outbox()
+    outbox.reject("a-1", 401, "")
+    assert queue_alerts(small_store, [alert(3)]) == []  # a-2, a-3: full
+    done = outbox.requeue_rejected()
+    assert (done.requeued, done.dropped) == (["a-1"], ["a-2"])
+    assert queue_alerts(small_store, [alert(4)]) == ["a-3"]  # the resent a-1 is the newest
+    assert sorted(e.key for e in outbox.claim("me", 10, 30)) == ["a-1", "a-4"]
+
+
+def put_back_by_hand(store, key: str, payload: dict) -> None:
+    """Queue a delivery again as an operator did before `requeue_rejected` existed."""
+    if isinstance(store, InMemoryStateStore):
+        store.webhook_outbox().put(key, payload)
+        return
+    items, due, order, _, _ = webhook_keys(store.prefix)
+    store.client.hset(items, key, json.dumps(payload, sort_keys=True))
+    store.client.zadd(due, {key: 0})
+    store.client.zadd(order, {key: store.client.incr(store.prefix + "webhooks-seq")})
+
+
+def test_resending_a_delivery_already_back_in_the_outbox_does_not_queue_it_twice(small_store):
+    queue_alerts(small_store, [alert(1)])
+    outbox = small_store.webhook_outbox()
+    for _ in range(2):  # rejected, put back by hand, rejected again, put back again
+        outbox.claim("me", 10, lease_s=30)
+        outbox.reject("a-1", 401, "")
+        put_back_by_hand(small_store, "a-1", alert(1))
+    assert [r.key for r in outbox.rejected()] == ["a-1", "a-1"]
+    done = outbox.requeue_rejected(["a-1"])
+    assert (done.requeued, done.dropped) == (["a-1"], [])
+    assert outbox.rejected() == [] and outbox.pending() == 1
+    assert [e.key for e in outbox.claim("me", 10, 30)] == ["a-1"]
+
+
 def test_the_redis_record_of_rejections_keeps_the_newest(redis_store, redis_prefix):
     queue_alerts(redis_store, [alert(n) for n in range(4)])
     outbox = RedisWebhookOutbox(redis_store.client, redis_prefix, rejected_limit=2)
@@ -331,3 +390,86 @@ def test_the_consumer_wires_the_webhook_to_the_redis_outbox_and_its_metrics(
     assert value("threefold_alerts_webhook_delivered_total") == 1
     assert value("threefold_alerts_webhook_failures_total") == 1
     assert value("threefold_alerts_webhook_retries_total") == 1
+
+
+# -- re-sending rejected deliveries: `threefold alerts webhooks rejected | resend` ---------------
+
+
+@pytest.fixture
+def webhooks_cli(redis_url, redis_prefix, monkeypatch):
+    """`webhooks_cli("rejected")` -> the command's JSON, on this test's Redis and prefix (env)."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("THREEFOLD_ALERTS_REDIS_PREFIX", redis_prefix)
+
+    def run(*args: str):
+        result = CliRunner().invoke(alerts_cli, ["webhooks", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    return run
+
+
+def wait_for_rejection(outbox, key: str) -> None:
+    deadline = time.monotonic() + 10
+    while key not in [r.key for r in outbox.rejected()]:
+        assert time.monotonic() < deadline, f"{key} was not rejected"
+        time.sleep(0.02)
+
+
+def test_the_cli_lists_the_rejected_deliveries_newest_first(redis_store, webhooks_cli):
+    alerts = [{**alert(n), "summary": f"surge {n}"} for n in (1, 2, 3)]
+    queue_alerts(redis_store, alerts)
+    outbox = redis_store.webhook_outbox()
+    outbox.reject("a-1", 401, "bad token")
+    outbox.reject("a-2", 404, "")
+    listed = webhooks_cli("rejected")
+    assert [{k: v for k, v in r.items() if k != "rejected_at"} for r in listed] == [
+        {"alert_id": "a-2", "status": 404, "answer": "", "summary": "surge 2"},
+        {"alert_id": "a-1", "status": 401, "answer": "bad token", "summary": "surge 1"},
+    ]
+    at = datetime.fromisoformat(listed[0]["rejected_at"].replace("Z", "+00:00"))
+    assert listed[0]["rejected_at"].endswith("Z") and abs(at.timestamp() - time.time()) < 60
+    assert [r["alert_id"] for r in webhooks_cli("rejected", "--limit", "1")] == ["a-2"]
+    assert webhooks_cli("rejected", "--redis-prefix", "another:app:") == []
+
+
+def test_the_cli_resends_the_rejected_deliveries_asked_for_within_the_outbox_limit(
+    redis_settings, redis_prefix, webhooks_cli, monkeypatch
+):
+    monkeypatch.setenv("THREEFOLD_ALERTS_WEBHOOK_OUTBOX_MAX", "2")
+    store = open_store(redis_settings, redis_prefix, webhook_outbox_max=2)
+    queue_alerts(store, [alert(1), alert(2)])
+    store.webhook_outbox().reject("a-1", 401, "bad token")
+    queue_alerts(store, [alert(3)])  # a-2, a-3: full
+    done = webhooks_cli("resend", "a-1", "a-9")
+    assert done == {"requeued": ["a-1"], "not_found": ["a-9"], "dropped": ["a-2"]}
+    assert webhooks_cli("rejected") == []
+    assert webhooks_cli("resend", "--all") == {"requeued": [], "not_found": [], "dropped": []}
+    assert sorted(e.key for e in store.webhook_outbox().claim("me", 10, 30)) == ["a-1", "a-3"]
+
+
+def test_an_alert_rejected_with_401_is_delivered_once_after_the_fix_and_a_resend(
+    redis_settings, redis_prefix, receiver, kafka_bootstrap, alerts_topic, webhooks_cli
+):
+    hook = receiver(fail_first=None, fail_status=401, fail_body=b"token expired")
+    store = open_store(redis_settings, redis_prefix)
+    store.claim_alert(alert(1), cooldown_s=0)
+    publisher = AlertPublisher(
+        store, JsonProducer(kafka_bootstrap), alerts_topic, webhook=sender(store, hook.url)
+    )
+    try:
+        assert [a["alert_id"] for a in publisher.publish_pending()] == ["a-1"]
+        wait_for_rejection(store.webhook_outbox(), "a-1")
+        (rejected,) = webhooks_cli("rejected")
+        assert (rejected["alert_id"], rejected["status"]) == ("a-1", 401)
+        assert rejected["answer"] == "token expired"
+
+        hook.recover()  # the receiver has its new token
+        assert webhooks_cli("resend", "--all")["requeued"] == ["a-1"]
+        hook.wait_for(delivered=1)
+        time.sleep(0.3)  # time for a duplicate to show up, if one were coming
+    finally:
+        publisher.close()
+    assert [status for _, _, status in hook.requests] == [401, 204]
+    assert hook.delivered() == ["a-1"] and hook.requests[1][0] == "a-1"  # its Idempotency-Key
+    assert webhooks_cli("rejected") == [] and store.webhook_outbox().pending() == 0
