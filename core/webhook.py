@@ -390,13 +390,11 @@ class RejectedDelivery:
 
 @dataclass(frozen=True)
 class Requeued:
-    """What `WebhookOutbox.requeue_rejected` did: the keys moved back into the outbox, those
-    asked for that were not in the record of rejections, and the oldest deliveries pushed out
-    of the outbox by its limit to make room (as queueing a new delivery does)."""
+    """What `WebhookOutbox.requeue_rejected` did: the keys moved back into the outbox, and
+    those asked for that were not in the record of rejections."""
 
     requeued: list[str] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
 
 
 class WebhookOutbox(Protocol):
@@ -436,8 +434,9 @@ class WebhookOutbox(Protocol):
     def requeue_rejected(self, keys: Iterable[str] | None = None) -> Requeued:
         """Move rejected deliveries (`keys`, or all of them when None, oldest rejection first)
         out of the record of rejections back into the outbox, due now, from their first
-        attempt, dropping the oldest deliveries beyond the outbox's limit. A key already back
-        in the outbox is not queued twice; one the record does not hold is `not_found`."""
+        attempt. A re-send never drops a waiting delivery (the outbox may hold more than its
+        limit until the next `put` trims it). A key already back in the outbox is not queued
+        twice; one the record does not hold is `not_found`."""
         ...
 
 
@@ -465,12 +464,12 @@ class InMemoryOutbox:
         with self._lock:
             return self._queue(key, payload)
 
-    def _queue(self, key: str, payload: dict[str, Any]) -> list[str]:
-        """`put`, with the lock held."""
+    def _queue(self, key: str, payload: dict[str, Any], *, bounded: bool = True) -> list[str]:
+        """`put` (`bounded`: dropping the oldest beyond `limit`), with the lock held."""
         if key in self._entries:
             return []
         dropped = []
-        while len(self._entries) >= self.limit:
+        while bounded and len(self._entries) >= self.limit:
             oldest = next(iter(self._entries))
             del self._entries[oldest]
             dropped.append(oldest)
@@ -521,7 +520,7 @@ class InMemoryOutbox:
                 if key not in latest:
                     done.not_found.append(key)
                     continue
-                done.dropped.extend(self._queue(key, latest[key].payload))
+                self._queue(key, latest[key].payload, bounded=False)
                 done.requeued.append(key)
             moved = set(done.requeued)
             kept = [r for r in self._rejected if r.key not in moved]

@@ -650,9 +650,8 @@ def resend_command(
     """Move rejected deliveries (ALERT_IDs, or --all) back into the outbox, due now: the running
     consumers deliver them. Run it once the receiver is fixed.
 
-    Prints {"requeued": [...], "not_found": [...], "dropped": [...]}: not_found are ids not in
-    the record of rejections, dropped the oldest waiting deliveries the outbox's limit
-    (THREEFOLD_ALERTS_WEBHOOK_OUTBOX_MAX) pushed out to make room.
+    Prints {"requeued": [...], "not_found": [...]}: not_found are ids not in the record of
+    rejections. A re-send never pushes a waiting delivery out of the outbox.
     """
     from threefold.core.errors import ConfigError
 
@@ -664,7 +663,7 @@ def resend_command(
         )
     with _webhook_outbox(redis_url, redis_prefix) as outbox:
         done = outbox.requeue_rejected(None if everything else alert_ids)
-    emit_json({"requeued": done.requeued, "not_found": done.not_found, "dropped": done.dropped})
+    emit_json({"requeued": done.requeued, "not_found": done.not_found})
 
 
 @click.command("dashboard")

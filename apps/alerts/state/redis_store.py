@@ -248,7 +248,7 @@ class RedisStateStore:
 
     def webhook_outbox(self) -> RedisWebhookOutbox:
         """The webhook deliveries `ack_alerts(..., webhook=True)` queues, shared by replicas."""
-        return RedisWebhookOutbox(self.client, self.prefix, limit=self.webhook_limit)
+        return RedisWebhookOutbox(self.client, self.prefix)
 
     def aggregation_keys(self) -> list[str]:
         return list(self.client.zrevrange(self._k("keys"), 0, -1))

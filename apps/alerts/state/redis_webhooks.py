@@ -6,7 +6,6 @@ import json
 import math
 from collections.abc import Iterable
 
-from threefold.apps.alerts.config import WEBHOOK_OUTBOX_MAX
 from threefold.apps.alerts.state.lua import lua_script
 from threefold.core.webhook import REJECTED_LIMIT, OutboxEntry, RejectedDelivery, Requeued
 
@@ -30,8 +29,8 @@ class RedisWebhookOutbox:
     lease (visibility timeout) taken in a Lua script, so a replica does not claim a delivery
     another one is posting, and a replica that dies leaves its claims to come due again.
 
-    `limit` bounds the outbox when rejected deliveries are queued again (`requeue_rejected`);
-    new ones are queued by `RedisStateStore.ack_alerts`, with the same limit and the same Lua.
+    New deliveries are queued by `RedisStateStore.ack_alerts`, bounded by its limit; a re-send
+    (`requeue_rejected`) goes through the same Lua function but never drops a waiting one.
     """
 
     def __init__(
@@ -39,11 +38,9 @@ class RedisWebhookOutbox:
         client,
         prefix: str,
         *,
-        limit: int = WEBHOOK_OUTBOX_MAX,
         rejected_limit: int = REJECTED_LIMIT,
     ) -> None:
         self.client = client
-        self.limit = limit
         self.rejected_limit = rejected_limit
         self._keys = webhook_keys(prefix)
         self._items, self._due, self._order, self._claims, _ = self._keys
@@ -99,7 +96,5 @@ class RedisWebhookOutbox:
         wanted = [] if keys is None else list(dict.fromkeys(keys))
         if keys is not None and not wanted:
             return Requeued()
-        requeued, not_found, dropped = self._requeue(
-            keys=[*self._keys, self._rejected], args=[self.limit, *wanted]
-        )
-        return Requeued(list(requeued), list(not_found), list(dropped))
+        requeued, not_found = self._requeue(keys=[*self._keys, self._rejected], args=wanted)
+        return Requeued(list(requeued), list(not_found))

@@ -306,7 +306,7 @@ def test_a_rejected_delivery_is_resent_due_now_once_and_leaves_the_record(small_
     outbox.reject("a-1", 401, "bad token")
     outbox.reject("a-2", 404, "")
     done = outbox.requeue_rejected(["a-1", "a-9", "a-1"])
-    assert (done.requeued, done.not_found, done.dropped) == (["a-1"], ["a-9"], [])
+    assert (done.requeued, done.not_found) == (["a-1"], ["a-9"])
     assert [r.key for r in outbox.rejected()] == ["a-2"]
     assert [(e.key, e.payload, e.attempt) for e in outbox.claim("me", 10, 30)] == [
         ("a-1", alert(1), 1)  # due now, from its first attempt
@@ -318,14 +318,15 @@ def test_a_rejected_delivery_is_resent_due_now_once_and_leaves_the_record(small_
     assert outbox.rejected() == [] and outbox.pending() == 2
 
 
-def test_a_resend_into_a_full_outbox_drops_the_oldest_as_queueing_does(small_store):
+def test_a_resend_into_a_full_outbox_drops_nothing_and_the_next_alert_trims_it(small_store):
+    """Whatever limit the re-sender believes in, no waiting delivery is lost by a re-send."""
     queue_alerts(small_store, [alert(1), alert(2)])
     outbox = small_store.webhook_outbox()
     outbox.reject("a-1", 401, "")
     assert queue_alerts(small_store, [alert(3)]) == []  # a-2, a-3: full
-    done = outbox.requeue_rejected()
-    assert (done.requeued, done.dropped) == (["a-1"], ["a-2"])
-    assert queue_alerts(small_store, [alert(4)]) == ["a-3"]  # the resent a-1 is the newest
+    assert outbox.requeue_rejected().requeued == ["a-1"]
+    assert outbox.pending() == 3
+    assert queue_alerts(small_store, [alert(4)]) == ["a-2", "a-3"]  # the resent a-1 is newer
     assert sorted(e.key for e in outbox.claim("me", 10, 30)) == ["a-1", "a-4"]
 
 
@@ -349,7 +350,7 @@ def test_resending_a_delivery_already_back_in_the_outbox_does_not_queue_it_twice
         put_back_by_hand(small_store, "a-1", alert(1))
     assert [r.key for r in outbox.rejected()] == ["a-1", "a-1"]
     done = outbox.requeue_rejected(["a-1"])
-    assert (done.requeued, done.dropped) == (["a-1"], [])
+    assert done.requeued == ["a-1"]
     assert outbox.rejected() == [] and outbox.pending() == 1
     assert [e.key for e in outbox.claim("me", 10, 30)] == ["a-1"]
 
@@ -433,7 +434,7 @@ def test_the_cli_lists_the_rejected_deliveries_newest_first(redis_store, webhook
     assert webhooks_cli("rejected", "--redis-prefix", "another:app:") == []
 
 
-def test_the_cli_resends_the_rejected_deliveries_asked_for_within_the_outbox_limit(
+def test_the_cli_resends_the_rejected_deliveries_asked_for_and_drops_none_waiting(
     redis_settings, redis_prefix, webhooks_cli, monkeypatch
 ):
     monkeypatch.setenv("THREEFOLD_ALERTS_WEBHOOK_OUTBOX_MAX", "2")
@@ -442,10 +443,11 @@ def test_the_cli_resends_the_rejected_deliveries_asked_for_within_the_outbox_lim
     store.webhook_outbox().reject("a-1", 401, "bad token")
     queue_alerts(store, [alert(3)])  # a-2, a-3: full
     done = webhooks_cli("resend", "a-1", "a-9")
-    assert done == {"requeued": ["a-1"], "not_found": ["a-9"], "dropped": ["a-2"]}
+    assert done == {"requeued": ["a-1"], "not_found": ["a-9"]}
     assert webhooks_cli("rejected") == []
-    assert webhooks_cli("resend", "--all") == {"requeued": [], "not_found": [], "dropped": []}
-    assert sorted(e.key for e in store.webhook_outbox().claim("me", 10, 30)) == ["a-1", "a-3"]
+    assert webhooks_cli("resend", "--all") == {"requeued": [], "not_found": []}
+    claimed = sorted(e.key for e in store.webhook_outbox().claim("me", 10, 30))
+    assert claimed == ["a-1", "a-2", "a-3"]  # nothing waiting was pushed out
 
 
 def test_an_alert_rejected_with_401_is_delivered_once_after_the_fix_and_a_resend(
