@@ -333,10 +333,16 @@ class AlertsProcessor:
         """After a rebalance (`partitions`: every partition of the input topics, the other
         replicas' too): drop from the watermark the partitions the group no longer reads, so
         an input topic changed, or recreated with fewer partitions, under the same Redis prefix
-        does not hold it back for good; the windows then due close."""
+        does not hold it back for good; the windows then due close. A partition assigned to
+        this consumer is never dropped: the broker that answered the metadata request may not
+        know yet of partitions just added."""
         with _state_errors():
             known = self.pipeline.store.partition_watermarks()
-            dropped = unread_partitions(known, partitions)
+            dropped = {
+                name: reason
+                for name, reason in unread_partitions(known, partitions).items()
+                if name not in self._last_seen
+            }
             if not dropped:
                 return
             result = self.pipeline.advance({}, sorted(dropped))

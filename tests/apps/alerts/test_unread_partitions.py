@@ -109,3 +109,12 @@ def test_partition_watermarks_are_those_in_the_minimum(store: StateStore) -> Non
     store.advance_watermark({"news:0": 0.0, "news:1": T0 + 0.5})
     store.advance_watermark({"news:0": T0}, idle=["news:1"])
     assert store.partition_watermarks() == {"news:0": T0}
+
+
+def test_a_partition_this_consumer_reads_is_kept_whatever_stale_metadata_says() -> None:
+    """Partitions just added: the broker that answered may list fewer than the group assigned."""
+    processor, store = _processor()
+    processor.on_partitions_assigned([Partition("news", 0), Partition("news", 2)])
+    _deliver(processor, "news", 0, T0 + 700)
+    processor.on_group_partitions({"news": frozenset({0, 1})})  # stale: no partition 2 yet
+    assert set(store.partition_watermarks()) == {"news:0", "news:2"}
