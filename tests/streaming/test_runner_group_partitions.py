@@ -65,10 +65,7 @@ def test_each_member_learns_every_partition_of_its_topics_on_its_consumer_thread
     try:
         running.wait_for(reported_after_split, "both members told the group's partitions")
     finally:
-        for runner in runners:
-            runner.stop()
-        for thread in threads:
-            thread.join(SAFETY_S)
+        running.stop_all()
     assert not running.errors, running.errors
     for processor, thread in zip(processors, threads, strict=True):
         _, partitions, ran_on = processor.reports[-1]

@@ -14,6 +14,7 @@ class RunnerThreads:
     def __init__(self, safety_s: float) -> None:
         self.safety_s = safety_s
         self.errors: list[BaseException] = []
+        self._started: list[tuple[Any, threading.Thread]] = []
 
     def start(self, runner: Any) -> threading.Thread:
         """Run `runner` until it is stopped, or for `safety_s` at most."""
@@ -26,7 +27,15 @@ class RunnerThreads:
 
         thread = threading.Thread(target=target, daemon=True)
         thread.start()
+        self._started.append((runner, thread))
         return thread
+
+    def stop_all(self) -> None:
+        """Stop every runner started here, then wait (`safety_s` each) for its thread."""
+        for runner, _ in self._started:
+            runner.stop()
+        for _, thread in self._started:
+            thread.join(self.safety_s)
 
     def wait_for(self, condition: Callable[[], bool], what: str) -> None:
         """Poll `condition`; fail at once on a thread's error, or after `safety_s`."""

@@ -46,7 +46,8 @@ def test_a_consumer_whose_only_partition_is_silent_does_not_hold_the_watermark_f
 
         processor.on_partitions_assigned = on_assigned  # type: ignore[method-assign]
     running = RunnerThreads(SAFETY_S)
-    threads = [running.start(runner) for runner, _ in built]
+    for runner, _ in built:
+        running.start(runner)
     store: RedisStateStore = built[0][1].pipeline.store  # type: ignore[assignment]
     try:
         running.wait_for(lambda: sorted(map(sorted, assigned)) == [[0], [1]], "one partition each")
@@ -58,10 +59,7 @@ def test_a_consumer_whose_only_partition_is_silent_does_not_hold_the_watermark_f
         producer.close()
         running.wait_for(lambda: len(store.history("topic:legal")) == 2, "two windows closed")
     finally:
-        for runner, _ in built:
-            runner.stop()
-        for thread in threads:
-            thread.join(SAFETY_S)
+        running.stop_all()
         for _, processor in built:
             processor.publisher.close()
     assert not running.errors, running.errors

@@ -61,14 +61,12 @@ def _consumers(
         if wrap is not None:
             wrap(index, processor)
     running = RunnerThreads(SAFETY_S)
-    threads = [running.start(runner) for runner, _ in built]
+    for runner, _ in built:
+        running.start(runner)
     try:
         yield running, [processor for _, processor in built]
     finally:
-        for runner, _ in built:
-            runner.stop()
-        for thread in threads:
-            thread.join(SAFETY_S)
+        running.stop_all()
         for _, processor in built:
             processor.publisher.close()
     assert not running.errors, running.errors
