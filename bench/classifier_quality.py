@@ -145,8 +145,9 @@ def multitask_speed(args: argparse.Namespace) -> dict:
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
     from threefold.core.base_model import resolve_base_model
-    from threefold.core.classifier import TextClassifier, quantize_dynamic_int8
+    from threefold.core.classifier import TextClassifier
     from threefold.core.labelled_data import read_labelled
+    from threefold.core.model_directory import quantize_dynamic_int8
     from threefold.core.multitask import MultiTaskClassifier, MultiTaskModel
 
     texts, topics = read_labelled(args.headlines)

@@ -16,12 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
-import importlib.metadata
-import json
 import logging
-import platform
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,16 +24,23 @@ from typing import Any
 
 import numpy as np
 import torch
-import transformers
-from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
-from threefold.core.device import torch_device
 from threefold.core.embedding_classifier import ARCHITECTURE as EMBEDDING_ARCHITECTURE
 from threefold.core.embedding_classifier import EmbeddingClassifier
 from threefold.core.errors import ConfigError, ModelError
 from threefold.core.files import write_json_atomic
 from threefold.core.labelled_data import check_texts
+from threefold.core.model_directory import (
+    check_version,
+    inference_device,
+    quantize_dynamic_int8,
+    read_meta,
+    ready_for_inference,
+    record_from_meta,
+    training_record,
+    weights_fingerprint,
+)
 from threefold.core.training_config import TrainingConfig
 
 INT8_MAX_ACCURACY_DROP = 0.005  # int8 serves by default when eval accuracy drops no more
@@ -51,7 +53,6 @@ WEIGHTS_FILE = "model.safetensors"
 MODEL_CONFIG_FILE = "config.json"
 FORMAT_VERSION = 1
 SEQUENCE_ARCHITECTURE = "sequence-classification"
-_META_KEYS = ("format_version", "labels", "base_model", "max_length", "version")
 
 
 class TextClassifier:
@@ -155,15 +156,8 @@ class TextClassifier:
         meta = {
             "format_version": FORMAT_VERSION,
             "labels": self.labels,
-            "base_model": self.base_model,
-            "max_length": self.max_length,
-            "version": self.version,
             "architecture": self.architecture,
-            "created_at": self.created_at,
-            "train_seconds": self.train_seconds,
-            "training_config": self.config.to_dict() if self.config else None,
-            "metrics": self.metrics,
-            "libraries": library_versions(),
+            **training_record(self),
         }
         write_json_atomic(path / META_FILE, meta)
         logger.info("saved classifier %s to %s", self.version, path)
@@ -187,14 +181,7 @@ class TextClassifier:
                     "Fix: copy the whole directory again, or retrain with "
                     f"`threefold classifier train --out {path}`"
                 )
-        if quantize and device not in (None, "cpu"):
-            raise ConfigError(
-                f"int8 quantization runs on the CPU only; found device={device!r}. "
-                "Fix: drop --quantize, or use device='cpu'"
-            )
-        device = "cpu" if quantize else torch_device(device)
-        if quantize is None:
-            quantize = quantize_by_default(meta.get("metrics"), device)
+        device, quantize = inference_device(meta, quantize, device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path))
         except Exception as exc:
@@ -227,33 +214,12 @@ class TextClassifier:
                 f"{path / MODEL_CONFIG_FILE} has labels {saved_labels} but {path / META_FILE} "
                 f"has {labels}; the directory mixes two models. Fix: retrain or restore it"
             )
-        found = weights_fingerprint(model, labels)
-        if found != meta["version"]:
-            raise ModelError(
-                f"the weights in {path / WEIGHTS_FILE} do not match version {meta['version']!r} "
-                f"recorded in {path / META_FILE} (found {found!r}): the file was changed or "
-                "corrupted. Fix: copy the whole directory again, or retrain"
-            )
-        model.eval()
-        if quantize:
-            model = quantize_dynamic_int8(model)
-        model.to(device)
-        config = meta.get("training_config")
-        try:
-            config = TrainingConfig.from_dict(config) if isinstance(config, dict) else None
-        except ConfigError as exc:
-            raise ModelError(f"{path / META_FILE} has an unusable training_config: {exc}") from exc
+        check_version(model, labels, meta, weights=path / WEIGHTS_FILE, meta_path=path / META_FILE)
         return cls(
-            model,
+            ready_for_inference(model, quantize, device),
             tokenizer,
             labels,
-            base_model=meta["base_model"],
-            max_length=int(meta["max_length"]),
-            metrics=meta.get("metrics") or {},
-            config=config,
-            train_seconds=meta.get("train_seconds"),
-            created_at=meta.get("created_at"),
-            version=meta["version"],
+            **record_from_meta(meta, path / META_FILE),
             device=device,
             quantized=quantize,
         )
@@ -271,19 +237,6 @@ def without_progress_bars() -> Iterator[None]:
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
-
-
-def weights_fingerprint(model: nn.Module, labels: Sequence[str]) -> str:
-    """Short content hash of the weights and label list: the classifier's version."""
-    digest = hashlib.sha256(json.dumps(list(labels)).encode("utf-8"))
-    for name, tensor in sorted(model.state_dict().items()):
-        if not isinstance(tensor, torch.Tensor) or tensor.is_quantized:
-            continue
-        digest.update(name.encode("utf-8"))
-        digest.update(
-            tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-        )
-    return digest.hexdigest()[:12]
 
 
 def int8_decision(
@@ -325,12 +278,6 @@ def int8_decision(
     }
 
 
-def quantize_by_default(metrics: dict | None, device: str) -> bool:
-    """The recorded int8 decision (`metrics.int8.default_on_cpu`), on the CPU only."""
-    recorded = ((metrics or {}).get("int8")) or {}
-    return device == "cpu" and bool(recorded.get("default_on_cpu"))
-
-
 def int8_copy(classifier: Any) -> Any:
     """An int8 copy of an fp32 classifier (TextClassifier or MultiTaskClassifier) on the CPU.
 
@@ -342,71 +289,22 @@ def int8_copy(classifier: Any) -> Any:
     return twin
 
 
-def quantize_dynamic_int8(model: nn.Module) -> nn.Module:
-    """int8 dynamic quantization of every nn.Linear (CPU inference)."""
-    with warnings.catch_warnings():
-        # torch marks torch.ao.quantization deprecated (moving to torchao); it still works.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*quantiz.*", category=UserWarning)
-        quantized = torch.ao.quantization.quantize_dynamic(
-            model.to("cpu"), {nn.Linear}, dtype=torch.qint8
-        )
-    return quantized.eval()
-
-
 def _read_meta(path: Path) -> dict:
-    if not path.is_dir():
-        raise ModelError(
-            f"classifier directory {path} does not exist or is not a directory. Fix: check the "
-            f"path, or train one with `threefold classifier train --out {path}`"
-        )
-    meta_path = path / META_FILE
-    if not meta_path.is_file():
-        found = sorted(p.name for p in path.iterdir())[:10]
-        raise ModelError(
-            f"{meta_path} is missing, so {path} is not a threefold classifier (found {found}). "
-            "Fix: point at a directory written by `threefold classifier train` or "
-            "TextClassifier.save()"
-        )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(
-            f"{meta_path} is corrupt (not valid JSON: {exc}). "
-            "Fix: copy the whole directory again, or retrain"
-        ) from exc
-    if not isinstance(meta, dict):
-        raise ModelError(f"{meta_path} is corrupt: expected a JSON object")
-    missing = [key for key in _META_KEYS if key not in meta]
-    if missing:
-        raise ModelError(
-            f"{meta_path} lacks {missing}; it is corrupt or from another tool. "
-            "Fix: copy the whole directory again, or retrain"
-        )
-    if meta["format_version"] != FORMAT_VERSION:
-        raise ModelError(
-            f"{meta_path} has format_version {meta['format_version']!r}; this threefold "
-            f"reads {FORMAT_VERSION}. Fix: retrain with this version"
-        )
+    meta = read_meta(
+        path,
+        META_FILE,
+        format_version=FORMAT_VERSION,
+        required=("labels",),
+        kind="classifier",
+        made_by=f"`threefold classifier train --out {path}` or TextClassifier.save()",
+    )
     labels = meta["labels"]
     if (
         not isinstance(labels, list)
         or len(labels) < 2
         or not all(isinstance(x, str) for x in labels)
     ):
-        raise ModelError(f"{meta_path} is corrupt: 'labels' must list two or more label names")
+        raise ModelError(
+            f"{path / META_FILE} is corrupt: 'labels' must list two or more label names"
+        )
     return meta
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of threefold, torch, transformers and Python, recorded beside saved weights."""
-    try:
-        threefold_version = importlib.metadata.version("threefold")
-    except importlib.metadata.PackageNotFoundError:
-        threefold_version = "unknown"
-    return {
-        "threefold": threefold_version,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }

@@ -11,7 +11,6 @@ task; the measurement and the decision are recorded in the directory (`metrics.i
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -27,20 +26,22 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from threefold.core.base_model import resolve_base_model
-from threefold.core.classifier import (
-    int8_copy,
-    int8_decision,
-    library_versions,
-    quantize_by_default,
-    quantize_dynamic_int8,
-    weights_fingerprint,
-)
+from threefold.core.classifier import int8_copy, int8_decision
 from threefold.core.device import torch_device
 from threefold.core.embedding_classifier import encode_batch, masked_mean
 from threefold.core.errors import ConfigError, DataError, ModelError
 from threefold.core.evaluation import classification_report
 from threefold.core.files import write_json_atomic
 from threefold.core.labelled_data import check_texts, clean_examples, stratified_split
+from threefold.core.model_directory import (
+    check_version,
+    inference_device,
+    read_meta,
+    ready_for_inference,
+    record_from_meta,
+    training_record,
+    weights_fingerprint,
+)
 from threefold.core.small_data import (
     CONTRASTIVE,
     FINE_TUNE,
@@ -184,14 +185,7 @@ class MultiTaskClassifier:
             "architecture": "multitask: mean-pooled body + one linear head per task",
             "pooling": POOLINGS[self.model.normalize],
             "tasks": self.tasks,
-            "base_model": self.base_model,
-            "max_length": self.max_length,
-            "version": self.version,
-            "created_at": self.created_at,
-            "train_seconds": self.train_seconds,
-            "training_config": self.config.to_dict() if self.config else None,
-            "metrics": self.metrics,
-            "libraries": library_versions(),
+            **training_record(self),
         }
         write_json_atomic(path / META_FILE, meta)
         logger.info("saved multi-task model %s to %s", self.version, path)
@@ -212,14 +206,7 @@ class MultiTaskClassifier:
                     f"{path / name} is missing, so {path} is an incomplete multi-task model "
                     "directory. Fix: copy the whole directory again, or retrain"
                 )
-        if quantize and device not in (None, "cpu"):
-            raise ConfigError(
-                f"int8 quantization runs on the CPU only; found device={device!r}. "
-                "Fix: drop quantize, or use device='cpu'"
-            )
-        device = "cpu" if quantize else torch_device(device)
-        if quantize is None:
-            quantize = quantize_by_default(meta.get("metrics"), device)
+        device, quantize = inference_device(meta, quantize, device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path))
             body = AutoModel.from_pretrained(str(path))
@@ -247,29 +234,12 @@ class MultiTaskClassifier:
             )
         model = MultiTaskModel(body, heads, normalize=pooling == POOLINGS[True])
         model.heads.load_state_dict(state)
-        found = weights_fingerprint(model, _flat_labels(tasks))
-        if found != meta["version"]:
-            raise ModelError(
-                f"the weights in {path} do not match version {meta['version']!r} recorded in "
-                f"{path / META_FILE} (found {found!r}): the files were changed or corrupted. "
-                "Fix: copy the whole directory again, or retrain"
-            )
-        model.eval()
-        if quantize:
-            model = quantize_dynamic_int8(model)
-        model.to(device)
-        config = meta.get("training_config")
+        check_version(model, _flat_labels(tasks), meta, weights=path, meta_path=path / META_FILE)
         return cls(
-            model,
+            ready_for_inference(model, quantize, device),
             tokenizer,
             tasks,
-            base_model=meta["base_model"],
-            max_length=int(meta["max_length"]),
-            metrics=meta.get("metrics") or {},
-            config=TrainingConfig.from_dict(config) if isinstance(config, dict) else None,
-            train_seconds=meta.get("train_seconds"),
-            created_at=meta.get("created_at"),
-            version=meta["version"],
+            **record_from_meta(meta, path / META_FILE),
             device=device,
             quantized=quantize,
         )
@@ -583,27 +553,24 @@ def _flat_labels(tasks: Mapping[str, Sequence[str]]) -> list[str]:
 
 
 def _read_meta(path: Path) -> dict:
-    meta_path = path / META_FILE
-    if not meta_path.is_file():
+    meta = read_meta(
+        path,
+        META_FILE,
+        format_version=FORMAT_VERSION,
+        required=("tasks",),
+        kind="multi-task model",
+        made_by=f"`threefold alerts train --multitask --out {path}` or MultiTaskClassifier.save()",
+    )
+    tasks = meta["tasks"]
+    if not isinstance(tasks, dict) or not all(
+        isinstance(task, str)
+        and isinstance(labels, list)
+        and len(labels) >= 2
+        and all(isinstance(label, str) for label in labels)
+        for task, labels in tasks.items()
+    ):
         raise ModelError(
-            f"{meta_path} is missing, so {path} is not a threefold multi-task model. Fix: point "
-            "at a directory written by `threefold alerts train --multitask` or "
-            "MultiTaskClassifier.save()"
-        )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{meta_path} is corrupt (not valid JSON: {exc}); retrain") from exc
-    missing = [
-        key
-        for key in ("format_version", "tasks", "base_model", "max_length", "version")
-        if key not in meta
-    ]
-    if missing:
-        raise ModelError(f"{meta_path} lacks {missing}; it is corrupt or from another tool")
-    if meta["format_version"] != FORMAT_VERSION:
-        raise ModelError(
-            f"{meta_path} has format_version {meta['format_version']!r}; this threefold reads "
-            f"{FORMAT_VERSION}. Fix: retrain with this version"
+            f"{path / META_FILE} is corrupt: 'tasks' must map each task to two or more labels; "
+            f"found {tasks!r:.200}. Fix: copy the whole directory again, or retrain"
         )
     return meta

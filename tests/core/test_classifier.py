@@ -111,7 +111,8 @@ def test_training_records_the_int8_decision_and_loading_follows_it(classifier_di
 
 
 def test_int8_decision_allows_half_a_point_on_every_task() -> None:
-    from threefold.core.classifier import int8_decision, quantize_by_default
+    from threefold.core.classifier import int8_decision
+    from threefold.core.model_directory import quantize_by_default
 
     sizes = {"topic": 500, "sentiment": 200}
     kept = int8_decision(

@@ -219,3 +219,35 @@ def test_a_directory_from_before_the_pooling_record_loads_as_mean_pooled(
     (copy / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
     with pytest.raises(ModelError, match=r"has pooling 'max'; this threefold reads"):
         MultiTaskClassifier.load(copy)
+
+
+def test_a_missing_directory_is_named_with_how_to_make_one(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"does not exist.*alerts train --multitask"):
+        MultiTaskClassifier.load(tmp_path / "nowhere")
+
+
+def test_metadata_that_is_not_an_object_is_a_model_error(tmp_path: Path) -> None:
+    (tmp_path / META_FILE).write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"is corrupt: expected a JSON object"):
+        MultiTaskClassifier.load(tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("tasks", ["topic", "sentiment"], r"'tasks' must map each task to two or more labels"),
+        ("tasks", {"topic": ["results"]}, r"'tasks' must map each task to two or more labels"),
+        ("training_config", {"max_steps": -3}, r"has an unusable training_config"),
+    ],
+)
+def test_corrupt_metadata_fields_are_model_errors(
+    multitask_dir: Path, tmp_path: Path, key: str, value: object, message: str
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(multitask_dir, copy)
+    meta = json.loads((copy / META_FILE).read_text(encoding="utf-8"))
+    meta[key] = value
+    (copy / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ModelError, match=message):
+        MultiTaskClassifier.load(copy)
