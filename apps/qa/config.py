@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,11 @@ ENV_PREFIX = "THREEFOLD_QA_"
 SAMPLE_KB = Path(__file__).resolve().parent / "data" / "store_faq.csv"
 SAMPLE_QUERIES = Path(__file__).resolve().parent / "data" / "store_queries.csv"
 SAMPLE_GATE_SET = Path(__file__).resolve().parent / "data" / "store_gate.csv"  # for retrain
+
+
+def default_spool_dir() -> Path:
+    """`<temp dir>/threefold-qa-spool`: survives a worker's kill, not the host's reboot."""
+    return Path(tempfile.gettempdir()) / "threefold-qa-spool"
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,10 @@ class QAConfig:
     record_ttl_days: int = 90  # a feedback/unanswered log expires this long after its last record
     redis_timeout_s: float = 2.0
     redis_retry_s: float = 5.0  # after a Redis connection failure, answer without it this long
+    # feedback/unanswered/agent-reply records of a Redis outage wait here (fsync'd) for Redis;
+    # past spool_max_mb new ones are kept in the worker's memory instead (fallback.py)
+    spool_dir: Path = field(default_factory=default_spool_dir)
+    spool_max_mb: int = 64
     kb_versions_kept: int = 5  # published bot versions kept besides the current one
     follow_pointer_s: float = 1.0  # how often each worker looks for a new current bot version
     gate_set: str | None = None  # CSV question,faq_id that `threefold retrain qa` is judged on
@@ -61,6 +71,7 @@ class QAConfig:
             "session_ttl_s": self.session_ttl_s,
             "record_max_entries": self.record_max_entries,
             "record_ttl_days": self.record_ttl_days,
+            "spool_max_mb": self.spool_max_mb,
             "kb_versions_kept": self.kb_versions_kept,
             "max_message_chars": self.max_message_chars,
             "max_body_bytes": self.max_body_bytes,

@@ -5,21 +5,27 @@ runs the in-memory twin instead and opens a circuit breaker so the next calls sk
 `retry_s`. Only connection failures open it: bad data (a corrupt value, a Redis error reply)
 still raises, so a hostile request never takes Redis away from everyone else.
 
-What a worker keeps meanwhile reaches Redis again: `RecordFlusher` writes the records kept in
-memory once Redis answers (no request needed), and `RememberingHandoffStore` remembers which
-sessions were last seen with a person, so that their messages are refused (503) rather than
-answered by the bot while the agent desk cannot be read.
+What a worker keeps meanwhile reaches Redis again. `FallbackRecordLog` keeps records in an
+fsync'd spool on local disk (`streaming.record_spool`, one file per Redis prefix, shared by the
+workers of a host), so they survive the worker's kill; in its memory only when the spool
+refuses them (full, or the disk fails). `RecordFlusher` writes the spool, then the memory, to
+Redis once it answers (no request needed), also at a worker's start: a worker replays what a
+killed one spooled. `RememberingHandoffStore` remembers which sessions were last seen with a
+person, so that their messages are refused (503) rather than answered by the bot while the
+agent desk cannot be read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -33,11 +39,13 @@ from threefold.apps.qa.sessions import (
     SessionStore,
     valid_session_id,
 )
+from threefold.streaming.record_spool import RecordSpool, SpoolFull
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CONNECTION_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
 DEGRADED_REASON = "redis unavailable"
+SPOOL_FULL, SPOOL_DISK_ERROR = "full", "disk_error"  # why the spool refused a record
 
 
 class RedisFallback:
@@ -124,19 +132,72 @@ class FallbackSessionStore:
         )
 
 
-class FallbackRecordLog:
-    """A `RecordLog` in Redis that keeps records in this process while Redis is down.
+class BatchRecordLog(RecordLog, Protocol):
+    """A shared `RecordLog` that also appends many records at once (all of them or none) and
+    says whether it answers (`ping` raises what the store raises when it does not)."""
 
-    The records kept meanwhile are written to Redis by the next call that reaches it, or by a
-    `RecordFlusher` in the background; `on_kept` listeners are called whenever one is kept.
+    def append_many(self, records: Sequence[tuple[str, dict[str, Any]]]) -> None: ...
+
+    def ping(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class KeptRecord:
+    """One record of a named log, as the spool keeps it (one JSON line)."""
+
+    log: str
+    record: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"log": self.log, "record": self.record}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> KeptRecord:
+        """TypeError/KeyError for a line that is not a kept record (the spool sets it aside)."""
+        log, record = data["log"], data["record"]
+        if not isinstance(log, str) or not isinstance(record, dict):
+            raise TypeError(
+                f"expected a log name and a record, found {type(log).__name__} "
+                f"and {type(record).__name__}"
+            )
+        return cls(log, record)
+
+
+def spool_file_name(redis_prefix: str) -> str:
+    """The spool file of the records under `redis_prefix`: records are only ever replayed to
+    the prefix they were kept for, whatever else shares the spool directory."""
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", redis_prefix).strip("-")[:60]
+    digest = hashlib.sha256(redis_prefix.encode("utf-8")).hexdigest()[:12]
+    return f"records-{readable}-{digest}.jsonl"
+
+
+class FallbackRecordLog:
+    """A `RecordLog` in Redis that keeps records while Redis is down.
+
+    Kept records go to `spool` (on disk, they outlive the worker) or, when there is none or it
+    refuses one (full, disk error: logged, `on_spool_refused` listeners get the reason), to
+    `memory`; once one waits in memory the later ones do too, so none overtakes an older one.
+    They are written to Redis by the next call that reaches it, or by a `RecordFlusher` in the
+    background, the spool first; `on_kept` listeners are called whenever one is kept.
     """
 
-    def __init__(self, primary: RecordLog, memory: MemoryRecordLog, breaker: RedisFallback) -> None:
+    def __init__(
+        self,
+        primary: BatchRecordLog,
+        memory: MemoryRecordLog,
+        breaker: RedisFallback,
+        *,
+        spool: RecordSpool | None = None,
+    ) -> None:
         self.primary = primary
         self.memory = memory
         self.breaker = breaker
+        self.spool = spool
         self.on_kept: list[Callable[[], object]] = []
+        self.on_spool_refused: list[Callable[[str], object]] = []
         self._flush_lock = threading.Lock()
+        self._keep_lock = threading.Lock()
+        self._spool_refusing = False
 
     def append(self, name: str, record: dict[str, Any]) -> None:
         def to_redis() -> None:
@@ -156,16 +217,28 @@ class FallbackRecordLog:
         yield from records
 
     def pending(self) -> int:
-        """How many records are kept in this process, waiting for Redis."""
+        """How many records wait for Redis: in the spool (any worker's) and in this process."""
+        return self.spooled() + self.in_memory()
+
+    def in_memory(self) -> int:
+        """How many records are kept in this process (lost if it is killed)."""
         return len(self.memory)
 
+    def spooled(self) -> int:
+        """How many records wait in the spool, kept by any worker of this host."""
+        return 0 if self.spool is None else self.spool.count()
+
     def flush(self) -> int:
-        """Move the records kept in memory to Redis, oldest first; returns how many.
+        """Move the spooled records, then those kept in memory, to Redis, oldest first; returns
+        how many.
 
         Raises what Redis raises; the records not written stay kept, ahead of any kept meanwhile.
-        One flush at a time, so a record appended meanwhile never overtakes older kept ones.
+        One flush at a time, so a record appended meanwhile never overtakes older kept ones. The
+        spool goes to Redis in one transaction, under its lock: a worker flushing at the same
+        time finds it empty, so no record is written twice.
         """
         with self._flush_lock:
+            replayed = self._replay_spool()
             pending = self.memory.drain()
             for position, (name, record) in enumerate(pending):
                 try:
@@ -178,12 +251,48 @@ class FallbackRecordLog:
                     raise
         if pending:
             logger.info("redis is back: %d records kept in memory written to it", len(pending))
-        return len(pending)
+        return replayed + len(pending)
+
+    def _replay_spool(self) -> int:
+        if self.spool is None or not self.spool.pending():
+            return 0
+        self.primary.ping()  # outside the spool's lock: while Redis is down, appends never wait
+        return self.spool.replay(self._write_spooled)
+
+    def _write_spooled(self, kept: list[KeptRecord]) -> bool:
+        self.primary.append_many([(k.log, k.record) for k in kept])
+        return True
 
     def _keep(self, records: list[tuple[str, dict[str, Any]]]) -> None:
-        for name, record in records:
-            self.memory.append(name, record)
+        with self._keep_lock:
+            if not self._spool_took(records):
+                for name, record in records:
+                    self.memory.append(name, record)
         self._kept()
+
+    def _spool_took(self, records: list[tuple[str, dict[str, Any]]]) -> bool:
+        """Whether the spool took the records (not while older ones wait in memory); a refusal
+        is logged once per streak, counted each time."""
+        if self.spool is None or self.in_memory():
+            return False
+        try:
+            self.spool.append([KeptRecord(name, record) for name, record in records])
+        except OSError as exc:
+            reason = SPOOL_FULL if isinstance(exc, SpoolFull) else SPOOL_DISK_ERROR
+            if not self._spool_refusing:
+                logger.error(
+                    "record spool %s refused a record (%s): records are kept in this worker's "
+                    "memory until redis answers, and lost if it is killed meanwhile",
+                    self.spool.path,
+                    exc.strerror or exc,
+                    extra={"fields": {"event": "qa_spool_refused", "reason": reason}},
+                )
+            self._spool_refusing = True
+            for listener in self.on_spool_refused:
+                listener(reason)
+            return False
+        self._spool_refusing = False
+        return True
 
     def _kept(self) -> None:
         for listener in self.on_kept:
@@ -253,7 +362,8 @@ class RecordFlusher:
             retry_s = self.first_retry_s
         if not self._attempt():
             logger.warning(
-                "record flush stopped: %d records kept in memory not written to redis",
+                "record flush stopped: %d records not written to redis (spooled ones wait on "
+                "disk for the next worker; any kept in this worker's memory are lost)",
                 self.log.pending(),
             )
 
@@ -265,7 +375,7 @@ class RecordFlusher:
             self.log.flush()
         except CONNECTION_FAILURES as exc:
             logger.info(
-                "redis still unavailable (%s): %d records kept in memory",
+                "redis still unavailable (%s): %d records waiting for it",
                 type(exc).__name__,
                 self.log.pending(),
             )

@@ -73,8 +73,20 @@ class QAMetrics:
         )
         self.records_pending = Gauge(
             "qa_records_pending",
-            "Feedback, unanswered questions and agent replies kept in this worker during a Redis "
-            "outage, not yet written to Redis",
+            "Feedback, unanswered questions and agent replies of a Redis outage kept in this "
+            "worker's memory (the spool refused them), not yet written to Redis",
+            registry=registry,
+        )
+        self.records_spooled = Gauge(
+            "qa_records_spooled",
+            "Records of a Redis outage waiting in this host's spool (shared by its workers: "
+            "each reports the same file), not yet written to Redis",
+            registry=registry,
+        )
+        self.spool_refused = Counter(
+            "qa_records_spool_refused_total",
+            "Records the spool refused (reason: full, disk_error), kept in memory instead",
+            ["reason"],
             registry=registry,
         )
 
@@ -96,9 +108,16 @@ class QAMetrics:
 
         self.queue_length.set_function(read)
 
-    def count_pending_records_with(self, pending: Callable[[], int]) -> None:
-        """Report the records kept in this worker by calling `pending()` at each scrape."""
-        self.records_pending.set_function(lambda: float(pending()))
+    def count_pending_records_with(
+        self, in_memory: Callable[[], int], spooled: Callable[[], int]
+    ) -> None:
+        """Report the records waiting for Redis, in this worker's memory and in the spool, by
+        calling `in_memory()` and `spooled()` at each scrape."""
+        self.records_pending.set_function(lambda: float(in_memory()))
+        self.records_spooled.set_function(lambda: float(spooled()))
+
+    def observe_spool_refused(self, reason: str) -> None:
+        self.spool_refused.labels(reason).inc()
 
     def observe_claim(self, agent: str) -> None:
         self.claims.labels(agent).inc()

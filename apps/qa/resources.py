@@ -2,9 +2,11 @@
 
 Opening only loads: the current bot from its directory and a Redis client. Building a bot or
 starting a redis-server is the job of `threefold serve qa` and the demo. Without a Redis URL
-sessions and feedback live in this process (the app reports itself degraded). `Resources.start`
-(called by the app factory) starts the background flush of records kept during a Redis outage;
-`Resources.close` stops it, and runs at the process's exit if nobody called it (gunicorn).
+sessions and feedback live in this process (the app reports itself degraded). Records of a
+Redis outage wait in the spool (`spool_dir`, on disk). `Resources.start` (called by the app
+factory) starts the background flush of those records, which at once replays what earlier
+workers spooled; `Resources.close` stops it, and runs at the process's exit if nobody called it
+(gunicorn).
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from threefold.apps.qa.fallback import (
     CONNECTION_FAILURES,
     FallbackRecordLog,
     FallbackSessionStore,
+    KeptRecord,
     RecordFlusher,
     RedisFallback,
     RememberingHandoffStore,
+    spool_file_name,
 )
 from threefold.apps.qa.feedback import FeedbackStore, MemoryRecordLog
 from threefold.apps.qa.handoff import HandoffNotifier
@@ -43,6 +47,7 @@ from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ConfigError
 from threefold.core.settings import reveal
 from threefold.streaming.connections import RedisSettings, redis_client
+from threefold.streaming.record_spool import RecordSpool
 
 logger = logging.getLogger(__name__)
 EXTENSION_KEY = "threefold.qa"
@@ -152,9 +157,16 @@ def open_resources(
             max_entries=settings.record_max_entries,
             ttl_s=settings.record_ttl_days * 86_400,
         )
-        fallback_log = FallbackRecordLog(record_log, memory_log, breaker)
+        spool = RecordSpool(
+            settings.spool_dir,
+            file_name=spool_file_name(settings.redis_prefix),
+            record_type=KeptRecord,
+            max_bytes=settings.spool_max_mb * 2**20,
+        )
+        fallback_log = FallbackRecordLog(record_log, memory_log, breaker, spool=spool)
+        fallback_log.on_spool_refused.append(metrics.observe_spool_refused)
         flusher = RecordFlusher(fallback_log)
-        metrics.count_pending_records_with(fallback_log.pending)
+        metrics.count_pending_records_with(fallback_log.in_memory, fallback_log.spooled)
         feedback = FeedbackStore(fallback_log)
         remembered = RememberingHandoffStore(
             RedisHandoffStore(client, prefix=settings.redis_prefix), ttl_s=settings.session_ttl_s

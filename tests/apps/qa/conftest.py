@@ -79,10 +79,17 @@ def bot_dir(tmp_path: Path, store_bot: Bot) -> Path:
 
 
 @pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    """The record spool of this test's apps and servers (the workers of one host share it)."""
+    return tmp_path / "qa-spool"
+
+
+@pytest.fixture
 def make_app(
-    bot_dir: Path, redis_url: str, redis_prefix: str, embedder
+    bot_dir: Path, redis_url: str, redis_prefix: str, spool_dir: Path, embedder
 ) -> Iterator[Callable[..., object]]:
-    """`make_app(**settings_overrides)` -> a Flask app on this test's bot dir and Redis prefix.
+    """`make_app(**settings_overrides)` -> a Flask app on this test's bot dir, Redis prefix and
+    record spool.
 
     `redis_url=None` gives the app no Redis (the degraded, in-memory mode). At teardown it waits
     for the apps' background rebuilds (after edits) and stops their record flush, so none
@@ -98,6 +105,7 @@ def make_app(
             "bot_dir": str(bot_dir),
             "kb_path": None,
             "redis_prefix": redis_prefix,
+            "spool_dir": spool_dir,
             "admin_token": ADMIN_TOKEN,
             "rate_limit_per_minute": None,
         }
@@ -117,10 +125,10 @@ def make_app(
 
 @pytest.fixture
 def gunicorn_qa(
-    bot_dir: Path, redis_url: str, redis_prefix: str
+    bot_dir: Path, redis_url: str, redis_prefix: str, spool_dir: Path
 ) -> Iterator[Callable[..., tuple[str, subprocess.Popen]]]:
     """`gunicorn_qa(**env)` -> (base URL, process): `gunicorn -c deploy/gunicorn.conf.py
-    'threefold.apps.qa.web:create_app()'` on this test's bot dir, Redis and prefix, once it
+    'threefold.apps.qa.web:create_app()'` on this test's bot dir, Redis, prefix and spool, once it
     answers. `env` overrides the environment (e.g. REDIS_URL, WEB_CONCURRENCY); stderr is a
     pipe. Killed at teardown if still running."""
     started: list[subprocess.Popen] = []
@@ -134,6 +142,7 @@ def gunicorn_qa(
             "REDIS_URL": redis_url,
             "THREEFOLD_QA_BOT_DIR": str(bot_dir),
             "THREEFOLD_QA_REDIS_PREFIX": redis_prefix,
+            "THREEFOLD_QA_SPOOL_DIR": str(spool_dir),
             "THREEFOLD_QA_FOLLOW_POINTER_S": "0",
             "THREEFOLD_QA_RATE_LIMIT_PER_MINUTE": "0",
             **env,

@@ -296,9 +296,14 @@ def test_right_after_an_outage_messages_for_a_person_are_stored_in_redis(
     assert [t["text"] for t in turns if t["role"] == "agent"] == ["Yes, on orders over $50."]
 
 
-def pending_records(client) -> float:
+def gauge(client, name: str) -> float:
     metrics = client.get("/metrics").get_data(as_text=True)
-    return float(re.search(r"^qa_records_pending (\S+)$", metrics, re.MULTILINE).group(1))
+    return float(re.search(rf"^{name} (\S+)$", metrics, re.MULTILINE).group(1))
+
+
+def waiting_records(client) -> tuple[float, float]:
+    """(records in the host's spool, records in this worker's memory) waiting for Redis."""
+    return gauge(client, "qa_records_spooled"), gauge(client, "qa_records_pending")
 
 
 def test_records_kept_during_an_outage_reach_redis_without_another_request(
@@ -314,7 +319,7 @@ def test_records_kept_during_an_outage_reach_redis_without_another_request(
         assert rated.status_code == 201
         declined = chat(client, "what is the airspeed of an unladen swallow").get_json()
         assert declined["outcome"] == "out_of_scope"
-        assert pending_records(client) == 2
+        assert waiting_records(client) == (2, 0)  # on disk: they outlive this worker
     redis_client = redis.Redis.from_url(hung_redis.url)
     try:
         deadline = time.monotonic() + 20
@@ -328,4 +333,4 @@ def test_records_kept_during_an_outage_reach_redis_without_another_request(
         redis_client.close()
     assert [json.loads(r)["turn_id"] for r in feedback] == [answer["turn_id"]]
     assert [json.loads(r)["session_id"] for r in unanswered] == [declined["session_id"]]
-    assert pending_records(client) == 0
+    assert waiting_records(client) == (0, 0)
