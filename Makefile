@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.threefold-installed
 
-.PHONY: venv demo test lint system-deps browser-deps bench clean
+.PHONY: venv demo test lint lock system-deps browser-deps bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ test: venv system-deps
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# deploy/constraints.txt: the image's dependencies pinned to this venv's versions (run it once the
+# suite passed here); marks the venv as the lock's reference, so tests/deploy catch later drift.
+lock: venv
+	$(BIN)/python deploy/lock.py
 
 BENCHMARKS := embedder_speed classifier_fpb alerts_quality alerts_throughput qa_faq qa_api_load \
 	recs_movielens recs_api_load
