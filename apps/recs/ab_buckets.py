@@ -52,8 +52,8 @@ def fallback_warning(variant: str, reason: str) -> str:
     return (
         f"A/B variant {variant!r} falls back to the control: {reason}. Its users get the "
         f"control's lists, counted as {fallback_label(variant)!r}, not as {variant!r}. Fix: "
-        f"restore the version's folder and restart the workers, or take {variant!r} out of "
-        f"{SETTING}"
+        f"restore the version's folder (running workers serve it within "
+        f"THREEFOLD_RECS_MODEL_CHECK_SECONDS, no restart), or take {variant!r} out of {SETTING}"
     )
 
 

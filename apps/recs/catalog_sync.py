@@ -108,6 +108,20 @@ class CatalogSync:
         self.recommender.upsert_items([item], vectors)
         self._follow_upsert([item])
 
+    def follow(self, recommender: Recommender) -> None:
+        """Give a recommender built on a copy of this worker's catalog every change from now on,
+        and the ones made since that copy."""
+        with self._lock:
+            self.followers = [*self.followers, recommender]
+            now = {item.item_id: item for item in self.recommender.catalog}
+            copied = {item.item_id: item for item in recommender.catalog}
+            changed = [item for item_id, item in now.items() if copied.get(item_id) != item]
+            if changed:
+                vectors = recommender.upsert_items(changed)
+                self.redis.put_vectors(recommender.encoder.model_id, changed, vectors)
+            for item_id in copied.keys() - now.keys():
+                recommender.remove_item(item_id)
+
     def _follow_upsert(self, items: list[Item]) -> None:
         for follower in self.followers:
             self.redis.put_vectors(follower.encoder.model_id, items, follower.upsert_items(items))

@@ -69,9 +69,12 @@ class RecsConfig:
     max_body_bytes: int = 256_000
     max_batch_events: int = 500
     catalog_sync_seconds: float = 1.0
-    # popularity / co-occurrence are recounted at most this often after new events; at a million
-    # items a count takes seconds of a core (in a child process): raise it for a steady stream
+    # popularity / co-occurrence are recounted at most this often after new events, and a worker
+    # reads the events other workers posted (the shared log in Redis) at most this often; at a
+    # million items a count takes seconds of a core (in a child process): raise it for a steady
+    # stream
     stats_refresh_seconds: float = 2.0
+    shared_events_max: int = 1_000_000  # events the shared log in Redis keeps (about; oldest go)
     model_check_seconds: float = 2.0  # how often a worker reads a registry entry's pointer
     spool_dir: Path = Path("recs-spool")  # events accepted while Redis is down wait here
     ab_variants: str = ""  # e.g. "current:90,v5:10"; see ab_buckets.py
@@ -79,7 +82,14 @@ class RecsConfig:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        positive = ("cache_ttl_seconds", "default_k", "max_k", "candidate_pool", "history_limit")
+        positive = (
+            "cache_ttl_seconds",
+            "default_k",
+            "max_k",
+            "candidate_pool",
+            "history_limit",
+            "shared_events_max",
+        )
         for name in (*positive, "max_body_bytes", "max_batch_events"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:

@@ -16,7 +16,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class RecsMetrics:
-    """Cache lookups and Redis health, lists served and their impressions, events, catalog size."""
+    """Cache lookups and Redis health, lists served and their impressions, events, the shared
+    event log, catalog size."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.lookups = Counter(
@@ -95,6 +96,17 @@ class RecsMetrics:
         self.statistics_rebuild = Gauge(
             "recs_statistics_rebuild_seconds",
             "Duration of the last rebuild of the interaction statistics (background above 0.2 s)",
+            registry=registry,
+        )
+        self.shared_events_up = Gauge(
+            "recs_shared_events_available",
+            "1 when this worker's last read of the event log shared by all workers (Redis) "
+            "succeeded; 0: it ranks with its last statistics plus the events posted to it",
+            registry=registry,
+        )
+        self.shared_events_read = Counter(
+            "recs_shared_events_read_total",
+            "Events read from the shared event log (posted to any worker) and counted here",
             registry=registry,
         )
         self.hits = 0

@@ -26,6 +26,12 @@ COMBINER_FILE = "combiner.json"
 MODEL_FILE = "ranker.json"
 ENCODER_DIR = "encoder"
 SEQUENCE_DIR = "sequence"
+REQUIRED = (ENCODER_DIR, COMBINER_FILE, MODEL_FILE)  # what every model folder holds
+
+
+def missing_files(path: Path) -> list[str]:
+    """The files of `REQUIRED` that the folder `path` lacks (all of them when it is absent)."""
+    return [name for name in REQUIRED if not (path / name).exists()]
 
 
 @dataclass
@@ -69,10 +75,7 @@ class RankerModel:
         from threefold.core.embedder import Embedder
 
         path = Path(path)
-        missing = [
-            name for name in (ENCODER_DIR, COMBINER_FILE, MODEL_FILE) if not (path / name).exists()
-        ]
-        if missing:
+        if missing := missing_files(path):
             raise ModelError(
                 f"{path} is not a recommendation model folder: missing {missing}. "
                 "Fix: build one with `threefold recs build --items ... --events ... --out DIR`."

@@ -587,6 +587,11 @@ class Recommender:
             self._events.extend(events)
             self._stats_dirty = True
 
+    def events(self) -> list[Event]:
+        """The event log this recommender counts (seed log, then events as added), a copy."""
+        with self._lock:
+            return list(self._events)
+
     # ------------------------------------------------------------------ queries
     def recommend(
         self,

@@ -1,8 +1,8 @@
-"""Redis state shared by API workers: cached rec lists, user event histories, item vectors, the
-tuned combiner and the catalog change log. Every call degrades: when Redis is down the caller
-gets None/False, the failure is logged and counted, and Redis is not retried for
-`retry_seconds` (the circuit breaker). Only connection failures open the breaker: a call that
-fails on its data (an error reply, a value Redis cannot take) fails alone.
+"""Redis state shared by API workers: cached rec lists, user event histories, the shared event
+log every worker counts, item vectors, the tuned combiner and the catalog change log. Every call
+degrades: when Redis is down the caller gets None/False, the failure is logged and counted, and
+Redis is not retried for `retry_seconds` (the circuit breaker). Only connection failures open the
+breaker: a call that fails on its data (an error reply, a value Redis cannot take) fails alone.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ VECTOR_BATCH = 2_000
 VECTORS_KEY = "item-vectors"
 LEGACY_VECTORS_KEY = "vectors"
 CACHE_EPOCH_KEY = "recs-epoch"  # per user: a new value at each invalidation
+SHARED_EVENTS_KEY = "events-log"  # a stream of every posted event, in the order Redis took them
+SHARED_EVENTS_BATCH = 10_000  # stream entries per read
 
 
 class RedisState:
@@ -49,6 +51,7 @@ class RedisState:
         timeout_seconds: float = 0.25,
         retry_seconds: float = 5.0,
         history_limit: int = 200,
+        shared_events_max: int = 1_000_000,
     ) -> None:
         self.settings = settings
         self.url = settings.url
@@ -58,6 +61,7 @@ class RedisState:
         self.timeout_seconds = timeout_seconds
         self.retry_seconds = retry_seconds
         self.history_limit = history_limit
+        self.shared_events_max = shared_events_max
         self._client: Any = None
         self._down_until = 0.0
         self._lock = threading.Lock()
@@ -180,20 +184,44 @@ class RedisState:
 
     # ------------------------------------------------------------------ histories
     def append_events(self, events: Sequence[Event]) -> bool:
-        """Append events to each user's shared history (capped at `history_limit`)."""
+        """Append events to each user's shared history (capped at `history_limit`) and to the
+        shared event log (about the newest `shared_events_max`), in one transaction."""
 
         def action(r: Any) -> bool:
             pipe = r.pipeline()
             for event in events:
                 key = self._key("history", event.user_id)
-                pipe.rpush(key, json.dumps(event.to_dict()))
+                record = json.dumps(event.to_dict())
+                pipe.rpush(key, record)
                 pipe.ltrim(key, -self.history_limit, -1)
                 if event.event == "purchase":  # kept apart: the history above is capped
                     pipe.sadd(self._key("purchased", event.user_id), event.item_id)
+                pipe.xadd(
+                    self._key(SHARED_EVENTS_KEY),
+                    {"event": record},
+                    maxlen=self.shared_events_max,
+                    approximate=True,
+                )
             pipe.execute()
             return True
 
         return self._call("append_events", action) is True
+
+    def shared_events_after(self, entry_id: str) -> tuple[str, list[Event]] | None:
+        """The shared log's events after stream entry `entry_id` ("0-0": all), at most
+        SHARED_EVENTS_BATCH, with the id of the last one (`entry_id` when none); None when
+        Redis is unavailable."""
+        key = self._key(SHARED_EVENTS_KEY)
+        found = self._call(
+            "shared_events", lambda r: r.xread({key: entry_id}, count=SHARED_EVENTS_BATCH)
+        )
+        if found is None:
+            return None
+        entries = found[0][1] if found else []
+        last = entries[-1][0] if entries else entry_id
+        return (last.decode() if isinstance(last, bytes) else last), [
+            event for entry_id, fields in entries if (event := _logged_event(entry_id, fields))
+        ]
 
     def claim_event_ids(self, event_ids: Sequence[str], ttl_seconds: int) -> list[bool] | None:
         """For each id, whether this call saw it first (SET NX, kept `ttl_seconds`); a repeated
@@ -335,3 +363,17 @@ class RedisState:
         if found is None:
             return None
         return found[0], [json.loads(entry) for entry in found[1]]
+
+
+def _logged_event(entry_id: Any, fields: Mapping[Any, Any]) -> Event | None:
+    """The event of a shared log entry; None (logged) for one no worker of this app wrote."""
+    try:
+        return Event.from_dict(json.loads(fields.get(b"event") or fields["event"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        logger.error(
+            "skipping a malformed shared event log entry %r: %r (%s)",
+            entry_id,
+            fields,
+            exc,
+        )
+        return None

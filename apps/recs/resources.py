@@ -8,15 +8,18 @@ from its `tuned` argument) and embeds only the items Redis lacks. With an A/B te
 (`load_pinned`): its own encoder, vectors, FAISS index and interaction statistics. A pinned
 version the registry entry lacks (or that fails to load) is not fatal: the worker warns, its
 variant's users get the control's lists labelled `<variant>:fallback`, and the gauge
-`recs_ab_variant_fallback{variant}` is 1.
+`recs_ab_variant_fallback{variant}` is 1. Each such version is watched (core `LiveModel` over a
+`PinnedVersion`): once its folder is published or restored, and loads, the variant serves it
+without a restart (`Resources.serve_pinned`: logged, gauge back to 0).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -41,12 +44,12 @@ from threefold.apps.recs.metrics import RecsMetrics
 from threefold.apps.recs.recommender import Ranker, Recommender
 from threefold.apps.recs.redis_impressions import RedisImpressionStore
 from threefold.apps.recs.redis_state import RedisState
+from threefold.apps.recs.shared_events import SharedEvents
 from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ConfigError, ModelError
+from threefold.core.hot_swap import LiveModel
+from threefold.core.registry import ModelEntry
 from threefold.streaming.connections import RedisSettings
-
-if TYPE_CHECKING:
-    from threefold.core.hot_swap import LiveModel
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,41 @@ class TunedCombiner:
         return cls(LinearCombiner.from_dict(data["combiner"]), dict(data["validation"]))
 
 
+class PinnedVersion(ModelEntry):
+    """A registry entry seen through one pinned version, for core `LiveModel` to follow: its
+    current version is `version` once that folder holds a model's files (`ranker_store`) and
+    has changed since it last failed to load (`refused`, the folder's stamp then), so a version
+    published or restored while the workers run is loaded once, and a broken one is tried again
+    only after the folder changes. Once `loaded`, the folder is no longer read."""
+
+    def __init__(self, entry: ModelEntry, version: str) -> None:
+        super().__init__(entry.path)
+        self.name = f"{entry.name}@{version}"
+        self.version = version
+        self.refused: object = None
+        self.loaded = False
+
+    def pointer_stamp(self) -> Any:
+        """Each file of the version's folder with its size and mtime (a plain copy changes it
+        until done); None while the folder is absent or changing under the walk."""
+        if self.loaded:
+            return "loaded"
+        folder = self.version_dir(self.version)
+        try:
+            files = [(str(path.relative_to(folder)), path.stat()) for path in folder.rglob("*")]
+        except OSError:
+            return None
+        return tuple(sorted((name, stat.st_size, stat.st_mtime_ns) for name, stat in files)) or None
+
+    def current_version(self) -> str | None:
+        from threefold.apps.recs.ranker_store import missing_files
+
+        folder = self.version_dir(self.version)
+        if missing_files(folder) or self.pointer_stamp() == self.refused:
+            return None
+        return self.version
+
+
 @dataclass
 class Resources:
     """Everything the recs views share, opened once per app.
@@ -77,7 +115,8 @@ class Resources:
     `live` follows the registry entry named by `model_dir` (None for a plain model folder or
     none): when its current version moves, the recommender swaps to that ranker. `pinned` holds
     a recommender per pinned A/B variant of `experiment` (name -> recommender of that version);
-    `fallbacks` names the pinned variants the control serves instead (name -> why).
+    `fallbacks` names the pinned variants the control serves instead (name -> why); `watching`
+    follows their versions in the registry (`follow_pinned`).
     """
 
     settings: RecsConfig
@@ -93,6 +132,17 @@ class Resources:
     experiment: Experiment = field(default_factory=lambda: RecsConfig().experiment)
     pinned: dict[str, Recommender] = field(default_factory=dict)
     fallbacks: dict[str, str] = field(default_factory=dict)
+    shared_events: SharedEvents | None = None  # None: one reading the shared log from its start
+    watching: list[LiveModel[Recommender]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.shared_events is None:
+            self.shared_events = SharedEvents(
+                self.redis,
+                self.metrics,
+                self.recommenders,
+                interval_seconds=self.settings.stats_refresh_seconds,
+            )
 
     def recommender_for(self, user_id: str | None) -> tuple[str, Recommender]:
         """The label of the user's A/B variant and the recommender that ranks for it: the
@@ -106,6 +156,66 @@ class Resources:
     def recommender_for_variant(self, variant: str) -> Recommender:
         """A pinned variant's recommender; the control's (which follows the pointer) else."""
         return self.pinned.get(variant, self.recommender)
+
+    def follow_pinned(self, waiting: dict[str, PinnedVersion]) -> None:
+        """Watch each fallback variant's version (a `LiveModel` watcher thread each, every
+        `model_check_seconds`): once it loads, the variant serves it (`serve_pinned`)."""
+        for variant, watched in waiting.items():
+            live: LiveModel[Recommender] = LiveModel(
+                watched,
+                lambda folder, version, w=watched: self._index_pinned(w, folder, version),
+                check_every_s=self.settings.model_check_seconds,
+            )
+            live.on_swap.append(
+                lambda _version, recommender, v=variant, w=watched: self.serve_pinned(
+                    v, recommender, w
+                )
+            )
+            live.watch()
+            self.watching.append(live)
+
+    def _index_pinned(self, watched: PinnedVersion, folder: Path, version: str) -> Recommender:
+        """A recommender of the version in `folder` over the control's catalog and events."""
+        stamp = watched.pointer_stamp()
+        try:
+            catalog = Catalog(self.recommender.catalog)
+            ranker = load_ranker(folder, version, catalog, self.redis)
+            return index_ranker(
+                self.settings, catalog, self.recommender.events(), ranker, self.redis
+            )
+        except Exception:
+            watched.refused = stamp  # tried again once the folder changes
+            raise
+
+    def serve_pinned(self, variant: str, recommender: Recommender, watched: PinnedVersion) -> None:
+        """Serve `variant` with its own version's `recommender` from now on, not the control:
+        events and item changes reach it, and its lists are labelled `variant` again."""
+        self.shared_events.join(recommender)
+        self.catalog_changes.follow(recommender)
+        self.pinned = {**self.pinned, variant: recommender}
+        self.fallbacks = {name: why for name, why in self.fallbacks.items() if name != variant}
+        self.metrics.ab_fallback.labels(variant).set(0)
+        watched.loaded = True
+        logger.info(
+            "A/B variant %r serves its pinned version %s now; its users got the control's lists "
+            "(%r) until then",
+            variant,
+            recommender.model_version,
+            fallback_label(variant),
+            extra={
+                "fields": {
+                    "event": "ab_variant_restored",
+                    "variant": variant,
+                    "version": recommender.model_version,
+                    "previous_label": fallback_label(variant),
+                }
+            },
+        )
+
+    def stop_watching(self) -> None:
+        """Stop the watcher threads: the control's registry pointer and the fallback versions."""
+        for live in [*([self.live] if self.live else []), *self.watching]:
+            live.stop()
 
     @property
     def recommenders(self) -> list[Recommender]:
@@ -136,6 +246,7 @@ def open_redis(settings: RecsConfig, redis: RedisSettings, metrics: RecsMetrics)
         timeout_seconds=settings.redis_timeout_seconds,
         retry_seconds=settings.redis_retry_seconds,
         history_limit=settings.history_limit,
+        shared_events_max=settings.shared_events_max,
     )
 
 
@@ -174,17 +285,16 @@ def load_recommender(
     redis: RedisState,
     encoder: TextEncoder | None = None,
     tuned: TunedCombiner | None = None,
+    posted: Sequence[Event] = (),
 ) -> tuple[Recommender, list[Event], LiveModel[Ranker] | None]:
-    """Catalog, seed log and ranker (`model_dir`, else `encoder` or the base model), indexed.
+    """Catalog, seed log and ranker (`model_dir`, else `encoder` or the base model), indexed;
+    it counts the seed log and the `posted` events (the shared log's).
 
     `model_dir` is a registry entry (its current version serves; the returned `LiveModel`
     follows its pointer) or a plain model folder (served as version = the folder's name).
     Without it the combiner is `tuned`, else the one tuned into Redis, else default weights.
     Vectors come from Redis where present; the rest are embedded here and shared.
     """
-    from threefold.core.hot_swap import LiveModel
-    from threefold.core.registry import ModelEntry
-
     catalog = load_catalog(settings.items_path)
     seed = load_events(settings.events_path, known_items=catalog) if settings.events_path else []
     live, ranker = None, None
@@ -216,21 +326,22 @@ def load_recommender(
             info=info,
             vectors=redis.get_vectors(encoder.model_id, list(catalog)),
         )
-    return index_ranker(settings, catalog, seed, ranker, redis), seed, live
+    return index_ranker(settings, catalog, [*seed, *posted], ranker, redis), seed, live
 
 
 def index_ranker(
     settings: RecsConfig,
     catalog: Catalog,
-    seed: list[Event],
+    events: Sequence[Event],
     ranker: Ranker,
     redis: RedisState,
 ) -> Recommender:
-    """A recommender serving `ranker`, its catalog embedded (vectors shared through Redis)."""
+    """A recommender serving `ranker` and counting `events`, its catalog embedded (vectors
+    shared through Redis)."""
     recommender = Recommender.for_ranker(
         catalog,
         ranker,
-        seed,
+        events,
         candidate_pool=settings.candidate_pool,
         quantize_queries=settings.quantize_queries,
         new_item_slot=settings.new_item_slot,
@@ -260,8 +371,6 @@ class PinnedVersions:
 
 def check_pinned_versions(settings: RecsConfig) -> PinnedVersions:
     """Which pinned versions exist; ConfigError when `model_dir` is not a registry entry."""
-    from threefold.core.registry import ModelEntry
-
     experiment = settings.experiment
     if not experiment.active:
         return PinnedVersions([], {})
@@ -286,24 +395,30 @@ def check_pinned_versions(settings: RecsConfig) -> PinnedVersions:
 
 
 def load_pinned(
-    settings: RecsConfig, redis: RedisState, seed: list[Event], versions: PinnedVersions
-) -> tuple[dict[str, Recommender], dict[str, str]]:
+    settings: RecsConfig, redis: RedisState, events: Sequence[Event], versions: PinnedVersions
+) -> tuple[dict[str, Recommender], dict[str, str], dict[str, PinnedVersion]]:
     """A recommender per loadable pinned A/B version (each holds its own encoder, vectors and
-    index), and {variant: why} for the variants the control serves instead, each warned about."""
-    from threefold.core.registry import ModelEntry
-
+    index, and counts `events`), {variant: why} for the variants the control serves instead,
+    each warned about, and their versions to watch (`Resources.follow_pinned`)."""
     fallbacks = dict(versions.missing)
     pinned: dict[str, Recommender] = {}
+    if not versions.loaded and not fallbacks:
+        return pinned, fallbacks, {}
+    entry = ModelEntry(settings.model_dir)
+    waiting = {version: PinnedVersion(entry, version) for version in fallbacks}
     if versions.loaded:
-        entry = ModelEntry(settings.model_dir)
         catalog = load_catalog(settings.items_path)
         for version in versions.loaded:
+            watched = PinnedVersion(entry, version)
+            stamp = watched.pointer_stamp()  # before loading: a change meanwhile is tried again
             try:
                 ranker = load_ranker(entry.version_dir(version), version, catalog, redis)
             except (ModelError, OSError) as exc:  # deleted or broken meanwhile
                 fallbacks[version] = f"version {version!r} failed to load: {exc}"
+                watched.refused = stamp
+                waiting[version] = watched
                 continue
-            pinned[version] = index_ranker(settings, Catalog(catalog), seed, ranker, redis)
+            pinned[version] = index_ranker(settings, Catalog(catalog), events, ranker, redis)
     for variant, reason in fallbacks.items():
         logger.warning(
             "%s",
@@ -318,7 +433,7 @@ def load_pinned(
                 }
             },
         )
-    return pinned, fallbacks
+    return pinned, fallbacks, waiting
 
 
 def follow_registry(
@@ -365,8 +480,11 @@ def open_resources(
     registry = CollectorRegistry()
     metrics = RecsMetrics(registry)
     state = open_redis(settings, redis, metrics)
-    recommender, seed, live = load_recommender(settings, state, encoder, tuned)
-    pinned, fallbacks = load_pinned(settings, state, seed, versions)
+    shared_events = SharedEvents(state, metrics, interval_seconds=settings.stats_refresh_seconds)
+    posted = shared_events.read_new()  # what every worker posted so far: all count the same
+    recommender, seed, live = load_recommender(settings, state, encoder, tuned, posted)
+    pinned, fallbacks, waiting = load_pinned(settings, state, [*seed, *posted], versions)
+    shared_events.recommenders = [recommender, *pinned.values()]
     for variant in fallbacks:
         metrics.ab_fallback.labels(variant).set(1)
     spool = EventSpool(settings.spool_dir) if redis.url else None
@@ -386,7 +504,7 @@ def open_resources(
     catalog_changes.sync(force=True)
     if live is not None:
         follow_registry(live, recommender, state, metrics, settings.model_check_seconds)
-    return Resources(
+    resources = Resources(
         settings=settings,
         registry=registry,
         metrics=metrics,
@@ -400,7 +518,10 @@ def open_resources(
         experiment=settings.experiment,
         pinned=pinned,
         fallbacks=fallbacks,
+        shared_events=shared_events,
     )
+    resources.follow_pinned(waiting)
+    return resources
 
 
 def prepare_recs(

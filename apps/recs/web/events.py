@@ -62,8 +62,8 @@ def post_events() -> Any:
             f"; send them again in {SPOOL_RETRY_AFTER_S} s",
             retry_after=SPOOL_RETRY_AFTER_S,
         ) from None
-    for each in shared.recommenders:  # the pinned A/B rankers count the events too
-        each.add_events(parsed)
+    if parsed:  # every worker counts them from the shared log; spooled ones are counted here now
+        shared.shared_events.counted(parsed, shared=stored_in_redis)
     shared.redis.invalidate(e.user_id for e in parsed)
     for event in parsed:
         shared.metrics.events.labels(event.event).inc()

@@ -48,6 +48,7 @@ def get_recommendations() -> Any:
             400, f"unknown category {category!r}; expected one of {categories}", field="category"
         )
     shared.catalog_changes.sync()
+    shared.shared_events.sync()  # events other workers posted: popular/trending agree
     # A/B variant and ranker version are part of the key: after a swap or a change of variant
     # no list of another ranker is served
     key = (

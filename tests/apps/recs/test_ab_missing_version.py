@@ -183,5 +183,4 @@ def test_workers_start_and_serve_the_control_to_variants_whose_version_is_missin
         clicks = sum(row["click"] for row in rows.values())
         assert clicks == len(USERS[::2]), "every click is attributed to the list's label"
     finally:
-        if shared.live is not None:
-            shared.live.stop()
+        shared.stop_watching()  # the pointer and the missing versions' folders
