@@ -651,9 +651,12 @@ def resend_command(
     consumers deliver them. Run it once the receiver is fixed.
 
     Prints {"requeued": [...], "not_found": [...]}: not_found are ids not in the record of
-    rejections. A re-send never pushes a waiting delivery out of the outbox.
+    rejections. Exits 1 when any ALERT_ID was not found (the others are re-sent all the same);
+    --all with nothing on record exits 0. A re-send never pushes a waiting delivery out of the
+    outbox.
     """
     from threefold.core.errors import ConfigError
+    from threefold.core.webhook import REJECTED_LIMIT
 
     if everything == bool(alert_ids):
         found = "both" if everything else "neither"
@@ -664,6 +667,20 @@ def resend_command(
     with _webhook_outbox(redis_url, redis_prefix) as outbox:
         done = outbox.requeue_rejected(None if everything else alert_ids)
     emit_json({"requeued": done.requeued, "not_found": done.not_found})
+    if everything and not done.requeued:
+        click.echo("nothing to re-send: no rejected delivery is on record", err=True)
+    if done.not_found:
+        asked = len(dict.fromkeys(alert_ids))
+        resent = f" (re-sent: {', '.join(done.requeued)})" if done.requeued else ""
+        click.echo(
+            f"Error: {len(done.not_found)} of the {asked} alert ids are not in the record of "
+            f"rejected deliveries: {', '.join(done.not_found)}{resent}. Each was never "
+            "rejected, is back in the outbox already, or was pushed out of the newest "
+            f"{REJECTED_LIMIT:,} kept; `threefold alerts webhooks rejected` lists the ones that "
+            "can be re-sent",
+            err=True,
+        )
+        raise click.exceptions.Exit(1)
 
 
 @click.command("dashboard")

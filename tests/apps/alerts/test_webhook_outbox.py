@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import redis
@@ -397,13 +404,23 @@ def test_the_consumer_wires_the_webhook_to_the_redis_outbox_and_its_metrics(
 
 
 @pytest.fixture
-def webhooks_cli(redis_url, redis_prefix, monkeypatch):
-    """`webhooks_cli("rejected")` -> the command's JSON, on this test's Redis and prefix (env)."""
+def webhooks_run(redis_url, redis_prefix, monkeypatch):
+    """`webhooks_run("resend", "a-1")` -> the click Result, on this test's Redis and prefix."""
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("THREEFOLD_ALERTS_REDIS_PREFIX", redis_prefix)
 
     def run(*args: str):
-        result = CliRunner().invoke(alerts_cli, ["webhooks", *args])
+        return CliRunner().invoke(alerts_cli, ["webhooks", *args])
+
+    return run
+
+
+@pytest.fixture
+def webhooks_cli(webhooks_run):
+    """`webhooks_cli("rejected")` -> the command's JSON; it must exit 0."""
+
+    def run(*args: str):
+        result = webhooks_run(*args)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 
@@ -435,19 +452,55 @@ def test_the_cli_lists_the_rejected_deliveries_newest_first(redis_store, webhook
 
 
 def test_the_cli_resends_the_rejected_deliveries_asked_for_and_drops_none_waiting(
-    redis_settings, redis_prefix, webhooks_cli, monkeypatch
+    redis_settings, redis_prefix, webhooks_cli, webhooks_run, monkeypatch
 ):
     monkeypatch.setenv("THREEFOLD_ALERTS_WEBHOOK_OUTBOX_MAX", "2")
     store = open_store(redis_settings, redis_prefix, webhook_outbox_max=2)
     queue_alerts(store, [alert(1), alert(2)])
     store.webhook_outbox().reject("a-1", 401, "bad token")
     queue_alerts(store, [alert(3)])  # a-2, a-3: full
-    done = webhooks_cli("resend", "a-1", "a-9")
-    assert done == {"requeued": ["a-1"], "not_found": ["a-9"]}
+    assert webhooks_cli("resend", "a-1") == {"requeued": ["a-1"], "not_found": []}
     assert webhooks_cli("rejected") == []
-    assert webhooks_cli("resend", "--all") == {"requeued": [], "not_found": []}
+    nothing = webhooks_run("resend", "--all")
+    assert nothing.exit_code == 0, nothing.output
+    assert json.loads(nothing.stdout) == {"requeued": [], "not_found": []}
+    assert "nothing to re-send: no rejected delivery is on record" in nothing.stderr
     claimed = sorted(e.key for e in store.webhook_outbox().claim("me", 10, 30))
     assert claimed == ["a-1", "a-2", "a-3"]  # nothing waiting was pushed out
+
+
+def test_a_resend_naming_an_unknown_id_resends_the_others_and_exits_1(
+    redis_store, redis_url, redis_prefix
+):
+    """An operator's script must tell: the ids found are re-sent, the JSON names the missing
+    ones, stderr says which and how to list the valid ones, and the process exits 1 (the
+    `threefold` console script, as a shell runs it)."""
+    queue_alerts(redis_store, [alert(1), alert(2)])
+    outbox = redis_store.webhook_outbox()
+    outbox.reject("a-1", 401, "bad token")
+    env = {**os.environ, "REDIS_URL": redis_url, "THREEFOLD_ALERTS_REDIS_PREFIX": redis_prefix}
+    resend = ["alerts", "webhooks", "resend", "a-1", "a-9", "a-2"]  # a-2 waits: not rejected
+    result = subprocess.run(
+        [*threefold_command(), *resend], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout) == {"requeued": ["a-1"], "not_found": ["a-9", "a-2"]}
+    assert (
+        "Error: 2 of the 3 alert ids are not in the record of rejected deliveries: a-9, a-2 "
+        "(re-sent: a-1)."
+    ) in result.stderr
+    assert "`threefold alerts webhooks rejected` lists the ones that can be re-sent" in (
+        result.stderr
+    )
+    assert sorted(e.key for e in outbox.claim("me", 10, 30)) == ["a-1", "a-2"]
+
+
+def threefold_command() -> list[str]:
+    """This environment's `threefold` console script (or its entry point, run by Python)."""
+    beside = Path(sys.executable).parent / "threefold"
+    if beside.exists():
+        return [str(beside)]
+    return [sys.executable, "-c", "from threefold.apps.cli import main; main()"]
 
 
 def test_an_alert_rejected_with_401_is_delivered_once_after_the_fix_and_a_resend(
@@ -475,3 +528,81 @@ def test_an_alert_rejected_with_401_is_delivered_once_after_the_fix_and_a_resend
     assert [status for _, _, status in hook.requests] == [401, 204]
     assert hook.delivered() == ["a-1"] and hook.requests[1][0] == "a-1"  # its Idempotency-Key
     assert webhooks_cli("rejected") == [] and store.webhook_outbox().pending() == 0
+
+
+# -- an https:// receiver that never finishes the TLS handshake --------------------------------
+
+
+@pytest.fixture
+def stalled_tls_receiver():
+    """An https:// URL whose server accepts, reads the ClientHello and then, per `mode`, sends
+    nothing or trickles a 16 KiB handshake record a byte at a time; it holds every connection
+    open until the test ends, so an attempt that ends, ends by its own deadline."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    done = threading.Event()
+    accepted: list[socket.socket] = []
+
+    def hold(conn: socket.socket, mode: str) -> None:
+        with contextlib.suppress(OSError):
+            conn.recv(4096)  # the ClientHello
+            if mode == "trickle":
+                conn.sendall(b"\x16\x03\x03\x40\x00")  # a handshake record of 16 KiB...
+                while not done.wait(0.1):
+                    conn.sendall(b"\x00")  # ...that never ends
+            done.wait()
+
+    def serve(mode: str) -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            threading.Thread(target=hold, args=(conn, mode), daemon=True).start()
+
+    def start(mode: str) -> str:
+        threading.Thread(target=serve, args=(mode,), daemon=True).start()
+        return f"https://127.0.0.1:{listener.getsockname()[1]}/hook"
+
+    try:
+        yield start
+    finally:
+        done.set()
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
+@pytest.mark.parametrize("mode", ["silent", "trickle"])
+def test_a_tls_handshake_that_never_ends_is_a_failed_attempt_cut_at_its_deadline(
+    mode, redis_store, stalled_tls_receiver, caplog
+):
+    """The attempt ends as a failed one, by its deadline (the server never lets go of the
+    connection), and the delivery stays in the outbox for its retry. What ends the handshake
+    today is its socket timeout (timeout_s, one limit for the whole handshake in CPython's ssl,
+    started after connecting), not the attempt's deadline: core.webhook watches the socket only
+    once the handshake is done."""
+    url = stalled_tls_receiver(mode)
+    queue_alerts(redis_store, [alert(1)])
+    metrics = AlertsMetrics()
+    caplog.set_level(logging.WARNING, logger="threefold.core.webhook")
+    webhook = sender(redis_store, url, metrics, timeout_s=1.0)
+    webhook.start()
+    try:
+        deadline = time.monotonic() + 30
+        failures = metrics.registry.get_sample_value
+        while not failures("threefold_alerts_webhook_failures_total"):
+            assert time.monotonic() < deadline, "no attempt ended"
+            time.sleep(0.05)
+    finally:
+        webhook.close()
+    failed = [
+        r.fields
+        for r in caplog.records
+        if getattr(r, "fields", {}).get("event") == ("webhook_failed")
+    ]
+    assert failed[0]["error"] == "timed out: no complete answer within 1 s"
+    assert (
+        redis_store.webhook_outbox().pending() == 1
+        and redis_store.webhook_outbox().rejected() == []
+    )
