@@ -32,10 +32,14 @@ group then resumes from its committed offsets (at-least-once: only uncommitted w
 After each rebalance the runner tells a processor with an `on_group_partitions(partitions)`
 hook every partition of the subscribed topics as the broker lists them then ({topic: frozenset
 of partition numbers}, empty for a topic the broker does not list): the partitions the group's
-assignment divides among its members, this one's and the others'. The hook runs on the consumer
-thread before the next batch (kafka-python's rebalance callbacks may not block), after one
-metadata request, so a topic no longer subscribed, or deleted and recreated with fewer
-partitions, shows as such.
+assignment divides among its members, this one's and the others'. One metadata request (not
+the cache) finds them, so a topic no longer subscribed, or deleted and recreated with fewer
+partitions, shows as such. kafka-python waits for that answer without a limit of its own (a
+broker gone for a few seconds: for as long as it stays away), so the request runs on a helper
+thread and the consumer thread goes on polling and processing meanwhile; the hook runs on the
+consumer thread once the answer is in (kafka-python's rebalance callbacks may not block). An
+answer still missing after `GROUP_PARTITIONS_WARN_S` is a warning log line (`"event":
+"group_partitions_overdue"`); a failed request is a Kafka outage (reconnect, below).
 
 A record kafka-python cannot decode (a header name that is not UTF-8, which other clients write
 and the broker accepts) is read once more, then dead-lettered by position (error_type
@@ -108,6 +112,7 @@ logger = logging.getLogger(__name__)
 LAG_INTERVAL_S = 1.0
 IN_FLIGHT_POLL_MS = 5  # poll slice while a prepared batch is still being computed
 IDLE_TICK_S = 1.0  # how often a quiet consumer calls the processor's on_idle()
+GROUP_PARTITIONS_WARN_S = 10.0  # a rebalance's metadata answer this late is logged as overdue
 FIRST_RECONNECT_S = 0.5
 RECOVERED_AFTER_S = 60.0  # a connection that lasted this long resets the reconnect backoff
 RECORD_OVERHEAD_BYTES = 16_384  # key, headers and batch framing beside a dead letter's value
@@ -130,6 +135,15 @@ class _InFlight:
     batch: list[Message]
     prepared: Future
     started: float
+
+
+@dataclass
+class _PartitionsLookup:
+    """The metadata request that follows a rebalance, running on a helper thread."""
+
+    answer: Future  # {topic: frozenset of partition numbers}, or kafka-python's error
+    started: float
+    overdue: bool = False
 
 
 @dataclass
@@ -225,6 +239,7 @@ class ConsumerRunner:
         self._last_lag_update = 0.0
         self._last_idle_call = time.monotonic()
         self._rebalanced = False  # set on assignment: report the group's partitions
+        self._lookup: _PartitionsLookup | None = None  # the group's partitions, being read
 
     # -- control -----------------------------------------------------------------------------
 
@@ -312,8 +327,7 @@ class ConsumerRunner:
             while not self._should_stop(deadline, stop_when):
                 records = self._poll(consumer)
                 with self._lock:
-                    if self._rebalanced:
-                        self._report_group_partitions(consumer)
+                    self._follow_group_partitions(consumer)
                     for tp_records in records.values():
                         self._batcher.add([_to_message(r) for r in tp_records])
                     if self._batcher.due():
@@ -436,6 +450,7 @@ class ConsumerRunner:
             self._in_flight.clear()
             self._batcher.take()
             self._next_offsets.clear()
+            self._lookup = None  # its request fails with the consumer closed, and ends
         logger.info("consumer of group %r closed (%s)", self.group_id, self.stats)
 
     def _should_stop(self, deadline: float | None, stop_when: Callable[[], bool] | None) -> bool:
@@ -612,19 +627,41 @@ class ConsumerRunner:
         self._last_idle_call = now
         _call_hook(hook, f"on_idle failed; trying again in {IDLE_TICK_S:.0f} s")
 
-    def _report_group_partitions(self, consumer: KafkaConsumer) -> None:
-        """After a rebalance: the processor's `on_group_partitions` gets every partition of the
-        subscribed topics as the broker lists them now (one metadata request, not the cache)."""
-        self._rebalanced = False
+    def _follow_group_partitions(self, consumer: KafkaConsumer) -> None:
+        """After a rebalance, give the processor's `on_group_partitions` every partition of the
+        subscribed topics as the broker lists them (one metadata request, not the cache),
+        without waiting for the answer: it is read on a helper thread, and each turn of the
+        loop looks whether it came (see the module docstring)."""
         hook = getattr(self.processor, "on_group_partitions", None)
-        if hook is None:
+        lookup = self._lookup
+        if hook is None or (lookup is None and not self._rebalanced):
             return
+        if lookup is None:
+            self._rebalanced = False
+            self._lookup = _PartitionsLookup(self._read_partitions(consumer), time.monotonic())
+            return
+        if not lookup.answer.done():
+            waited = time.monotonic() - lookup.started
+            if not lookup.overdue and waited >= GROUP_PARTITIONS_WARN_S:
+                lookup.overdue = True
+                logger.warning(
+                    "the broker has not listed the partitions of %s %.0f s after a rebalance; "
+                    "consuming goes on, and the processor hears of them when the answer comes",
+                    self.topics,
+                    waited,
+                    extra={
+                        "fields": {
+                            "event": "group_partitions_overdue",
+                            "topics": self.topics,
+                            "waited_s": round(waited, 1),
+                            "bootstrap": self.bootstrap,
+                        }
+                    },
+                )
+            return
+        self._lookup = None  # a rebalance meanwhile left _rebalanced set: read them again
         try:
-            listed = consumer.topics()
-            partitions = {
-                topic: frozenset(consumer.partitions_for_topic(topic) if topic in listed else ())
-                for topic in self.topics
-            }
+            partitions = lookup.answer.result()
         except kafka_errors.KafkaError as exc:
             raise KafkaUnavailable(
                 f"reading the partitions of {self.topics} from {self.bootstrap!r} failed: {exc!r}"
@@ -632,6 +669,28 @@ class ConsumerRunner:
         _call_hook(
             hook, "on_group_partitions failed; called again after the next rebalance", partitions
         )
+
+    def _read_partitions(self, consumer: KafkaConsumer) -> Future:
+        """Start reading every partition of the subscribed topics from the broker, on a daemon
+        thread (closing the consumer ends a request that is still waiting)."""
+        answer: Future = Future()
+
+        def read() -> None:
+            try:
+                listed = consumer.topics()
+                answer.set_result(
+                    {
+                        topic: frozenset(
+                            consumer.partitions_for_topic(topic) if topic in listed else ()
+                        )
+                        for topic in self.topics
+                    }
+                )
+            except BaseException as exc:
+                answer.set_exception(exc)
+
+        threading.Thread(target=read, name="threefold-group-partitions", daemon=True).start()
+        return answer
 
     def _maybe_update_lag(self, *, force: bool = False) -> None:
         now = time.monotonic()
