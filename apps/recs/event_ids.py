@@ -11,9 +11,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from threefold.apps.recs.events import Event
-from threefold.apps.recs.redis_state import RedisState
+from threefold.apps.recs.redis_state import WRITE_GUARD_SECONDS, RedisState
 
-ID_TTL_SECONDS = 86_400
+# not shorter than the write guard (`event-written:c:<id>`): an id posted again once its claim
+# has expired is a new event, and must not find the old event's guard and be skipped
+ID_TTL_SECONDS = WRITE_GUARD_SECONDS
 
 
 class EventIds:

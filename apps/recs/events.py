@@ -1,12 +1,16 @@
-"""User events (view, click, purchase): weights, validation and loading."""
+"""User events (view, click, purchase): weights, validation and loading; the ids that make an
+accepted event's write to Redis happen once."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
+import secrets
 import time
 from collections.abc import Container, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +38,20 @@ class Event:
     rating: float | None = None
     list_id: str | None = None
     event_id: str | None = None  # the client's id for it: a retried post is counted once
+    # the API's id for an event accepted without `event_id` (`with_accept_ids`); not part of
+    # what happened, so events compare equal without it
+    accept_id: str | None = field(default=None, compare=False)
 
     @property
     def weight(self) -> float:
         return EVENT_WEIGHTS[self.event]
+
+    @property
+    def write_id(self) -> str | None:
+        """What its write to Redis is done once by: the client's `event_id`, else `accept_id`."""
+        if self.event_id:
+            return f"c:{self.event_id}"
+        return f"s:{self.accept_id}" if self.accept_id else None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -52,6 +66,8 @@ class Event:
             data["list_id"] = self.list_id
         if self.event_id is not None:
             data["event_id"] = self.event_id
+        if self.accept_id is not None:
+            data["accept_id"] = self.accept_id
         return data
 
     @classmethod
@@ -66,7 +82,28 @@ class Event:
             rating=float(rating) if rating is not None else None,
             list_id=data.get("list_id"),
             event_id=data.get("event_id"),
+            accept_id=data.get("accept_id"),
         )
+
+
+def with_accept_ids(events: Sequence[Event]) -> list[Event]:
+    """The events as accepted: each without a `write_id` gets a new random `accept_id`."""
+    return [e if e.write_id else replace(e, accept_id=secrets.token_urlsafe(12)) for e in events]
+
+
+def with_spool_ids(records: Sequence[Event]) -> list[Event]:
+    """Replayed spool records as stored: one spooled by an earlier version (no id) gets an
+    `accept_id` from its content and its place in the spool, the same at every replay of that
+    spool, so it is stored once however often the replay is repeated."""
+    return [
+        e if e.write_id else replace(e, accept_id=_spool_id(place, e))
+        for place, e in enumerate(records)
+    ]
+
+
+def _spool_id(place: int, event: Event) -> str:
+    content = f"{place}\n{json.dumps(event.to_dict(), sort_keys=True)}".encode()
+    return "spool-" + hashlib.blake2b(content, digest_size=12).hexdigest()
 
 
 def parse_event(

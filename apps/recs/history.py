@@ -3,8 +3,11 @@
 Posted events live in Redis so every worker sees them; each worker also keeps its own copy,
 used only while Redis is unavailable (then a user's recent events are those this worker saw).
 Events Redis could not take go to the spool on disk and are replayed once Redis answers again,
-before any newer event, so none is lost and their order is kept. `on_stored` sees events once
-they are stored (impressions attribute clicks to the list that showed the item).
+before any newer event, so none is lost and their order is kept. Each event gets its id when it
+is accepted (the client's `event_id`, else an `accept_id` that is spooled with it), and Redis
+stores an id once (`RedisState.append_events`): a write that timed out but that Redis carried
+out, then replayed from the spool, is not stored twice. `on_stored` sees events once they are
+stored (impressions attribute clicks to the list that showed the item).
 """
 
 from __future__ import annotations
@@ -14,7 +17,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from threefold.apps.recs.event_spool import EventSpool
-from threefold.apps.recs.events import Event, group_by_user, sort_events
+from threefold.apps.recs.events import (
+    Event,
+    group_by_user,
+    sort_events,
+    with_accept_ids,
+    with_spool_ids,
+)
 from threefold.apps.recs.redis_state import RedisState
 
 
@@ -43,6 +52,7 @@ class UserHistories:
 
     def record(self, events: Sequence[Event]) -> bool:
         """Store new events; returns whether Redis took them (if not, they are spooled)."""
+        events = with_accept_ids(events)
         with self._lock:
             for event in events:
                 self._local.setdefault(event.user_id, deque(maxlen=self.limit)).append(event)
@@ -68,7 +78,7 @@ class UserHistories:
         """Push spooled events to Redis; True when none is left waiting."""
         if self.spool is None or not self.spool.pending():
             return True
-        self.spool.replay(self._push)
+        self.spool.replay(lambda records: self._push(with_spool_ids(records)))
         return not self.spool.pending()
 
     def get(self, user_id: str) -> list[Event]:

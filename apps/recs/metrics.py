@@ -44,6 +44,12 @@ class RecsMetrics:
         self.events = Counter(
             "recs_events_total", "Events accepted, by type", ["event"], registry=registry
         )
+        self.events_already_stored = Counter(
+            "recs_events_already_stored_total",
+            "Accepted events not written to Redis because Redis had them already (a write "
+            "carried out after its timeout, then replayed from the spool): stored once",
+            registry=registry,
+        )
         self.impressions = Counter(
             "recs_impressions_total",
             "Recommendation lists logged as impressions, by the model version that ranked them",

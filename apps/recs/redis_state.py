@@ -36,6 +36,50 @@ LEGACY_VECTORS_KEY = "vectors"
 CACHE_EPOCH_KEY = "recs-epoch"  # per user: a new value at each invalidation
 SHARED_EVENTS_KEY = "events-log"  # a stream of every posted event, in the order Redis took them
 SHARED_EVENTS_BATCH = 10_000  # stream entries per read
+APPEND_BATCH = 500  # events per append script: one API batch is one round trip
+# `event-written:<write id>`: the event was stored. Kept a day, as long as a client's event_id is
+# claimed: a write Redis carried out while this worker could not hear it must still be known
+# when the worker's spool replays it (the next request after Redis answers again), however long
+# the outage; about 125 bytes of Redis memory per event posted in the last day.
+WRITE_GUARD_KEY = "event-written"
+WRITE_GUARD_SECONDS = 86_400
+# KEYS: the shared log, then per event its guard, history and purchased set; ARGV: history
+# limit, log length, guard TTL, then per event its record and purchased item ('' if none).
+# Returns how many events it wrote: one whose guard exists was written before and is skipped.
+# All or nothing: a key of another type (another app under this prefix) fails the call before
+# anything is written, so no event is left with its guard set and its writes half done.
+APPEND_EVENTS_SCRIPT = """
+local function wrong_type(key, expected)
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= expected then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. found .. ', expected a '
+      .. expected .. '; no event of this batch was stored')
+  end
+end
+local events = (#KEYS - 1) / 3
+local bad = wrong_type(KEYS[1], 'stream')
+for i = 0, events - 1 do
+  bad = bad or wrong_type(KEYS[3 + 3 * i], 'list') or wrong_type(KEYS[4 + 3 * i], 'set')
+end
+if bad then
+  return bad
+end
+local limit, maxlen, ttl = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local written = 0
+for i = 0, events - 1 do
+  if redis.call('SET', KEYS[2 + 3 * i], '1', 'NX', 'EX', ttl) then
+    local history, record, item = KEYS[3 + 3 * i], ARGV[4 + 2 * i], ARGV[5 + 2 * i]
+    redis.call('RPUSH', history, record)
+    redis.call('LTRIM', history, -limit, -1)
+    if item ~= '' then
+      redis.call('SADD', KEYS[4 + 3 * i], item)
+    end
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, '*', 'event', record)
+    written = written + 1
+  end
+end
+return written
+"""
 
 
 class RedisState:
@@ -52,6 +96,7 @@ class RedisState:
         retry_seconds: float = 5.0,
         history_limit: int = 200,
         shared_events_max: int = 1_000_000,
+        write_guard_seconds: int = WRITE_GUARD_SECONDS,
     ) -> None:
         self.settings = settings
         self.url = settings.url
@@ -62,7 +107,9 @@ class RedisState:
         self.retry_seconds = retry_seconds
         self.history_limit = history_limit
         self.shared_events_max = shared_events_max
+        self.write_guard_seconds = write_guard_seconds
         self._client: Any = None
+        self._append_script: Any = None
         self._down_until = 0.0
         self._lock = threading.Lock()
 
@@ -184,28 +231,60 @@ class RedisState:
 
     # ------------------------------------------------------------------ histories
     def append_events(self, events: Sequence[Event]) -> bool:
-        """Append events to each user's shared history (capped at `history_limit`) and to the
-        shared event log (about the newest `shared_events_max`), in one transaction."""
+        """Append events to each user's shared history (capped at `history_limit`), purchases to
+        the user's purchased set, and to the shared event log (about the newest
+        `shared_events_max`), in order, APPEND_BATCH events per Redis call (one Lua script).
 
-        def action(r: Any) -> bool:
-            pipe = r.pipeline()
-            for event in events:
-                key = self._key("history", event.user_id)
-                record = json.dumps(event.to_dict())
-                pipe.rpush(key, record)
-                pipe.ltrim(key, -self.history_limit, -1)
-                if event.event == "purchase":  # kept apart: the history above is capped
-                    pipe.sadd(self._key("purchased", event.user_id), event.item_id)
-                pipe.xadd(
-                    self._key(SHARED_EVENTS_KEY),
-                    {"event": record},
-                    maxlen=self.shared_events_max,
-                    approximate=True,
+        Each event is written at most once: the script claims `event-written:<write_id>` (SET
+        NX, kept `write_guard_seconds`) and skips the event when that id was written before (a
+        write Redis carried out after this worker's timeout, a spool replayed again); skipped
+        events are counted in `recs_events_already_stored_total`. True when Redis took (or
+        already had) every event; on False some leading batches may be stored: storing the
+        same events again stores only the rest.
+
+        Raises ValueError for an event without `write_id` (see `events.with_accept_ids`).
+        """
+        unguarded = [n for n, event in enumerate(events) if not event.write_id]
+        if unguarded:
+            raise ValueError(
+                f"events {unguarded[:5]} have neither an event_id nor an accept_id, so their "
+                "write to Redis could be repeated; pass accepted events "
+                "(events.with_accept_ids) or replayed ones (events.with_spool_ids)"
+            )
+        for start in range(0, len(events), APPEND_BATCH):
+            batch = events[start : start + APPEND_BATCH]
+            written = self._call("append_events", lambda r, b=batch: self._append_batch(r, b))
+            if written is None:
+                return False
+            skipped = len(batch) - written
+            if skipped:
+                self.metrics.events_already_stored.inc(skipped)
+                logger.info(
+                    "%d of %d events were in redis already (a write carried out after its "
+                    "timeout, or a replayed spool): not stored again",
+                    skipped,
+                    len(batch),
+                    extra={"fields": {"event": "events_already_stored", "skipped": skipped}},
                 )
-            pipe.execute()
-            return True
+        return True
 
-        return self._call("append_events", action) is True
+    def _append_batch(self, r: Any, events: Sequence[Event]) -> int:
+        """Run the append script over `events`; how many it wrote (the others were stored)."""
+        if self._append_script is None:
+            self._append_script = r.register_script(APPEND_EVENTS_SCRIPT)
+        keys: list[Any] = [self._key(SHARED_EVENTS_KEY)]
+        args: list[Any] = [self.history_limit, self.shared_events_max, self.write_guard_seconds]
+        for event in events:
+            keys += [
+                self._key(WRITE_GUARD_KEY, event.write_id or ""),
+                self._key("history", event.user_id),
+                self._key("purchased", event.user_id),
+            ]
+            args += [
+                json.dumps(event.to_dict()),
+                event.item_id if event.event == "purchase" else "",
+            ]
+        return int(self._append_script(keys=keys, args=args, client=r))
 
     def shared_events_after(self, entry_id: str) -> tuple[str, list[Event]] | None:
         """The shared log's events after stream entry `entry_id` ("0-0": all), at most

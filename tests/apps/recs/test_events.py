@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from threefold.apps.recs.events import Event, group_by_user, load_events, parse_event
+from threefold.apps.recs.events import (
+    Event,
+    group_by_user,
+    load_events,
+    parse_event,
+    with_accept_ids,
+    with_spool_ids,
+)
 from threefold.core.errors import DataError
 
 
@@ -50,3 +57,28 @@ def test_unknown_item_in_a_file_names_the_line(tmp_path):
     path.write_text("user_id,item_id\na,x\na,nope\n")
     with pytest.raises(DataError, match="line 3, column item_id: unknown item_id 'nope'"):
         load_events(path, known_items={"x"})
+
+
+def test_accepted_events_get_an_id_each_unless_the_client_sent_one():
+    bare, same = Event("u", "i", "view", 1.0), Event("u", "i", "view", 1.0)
+    client = Event("u", "i", "view", 1.0, event_id="e-1")
+    accepted = with_accept_ids([bare, same, client])
+    assert [e.write_id[:2] for e in accepted] == ["s:", "s:", "c:"]
+    assert accepted[0].write_id != accepted[1].write_id  # two identical events are two events
+    assert accepted[2] is client and client.write_id == "c:e-1"
+    assert accepted[0] == bare  # the id is not part of what happened
+    assert Event.from_dict(accepted[0].to_dict()).accept_id == accepted[0].accept_id
+    assert with_accept_ids(accepted) == accepted
+    assert [e.accept_id for e in with_accept_ids(accepted)] == [e.accept_id for e in accepted]
+
+
+def test_records_spooled_without_ids_get_the_same_ids_at_every_replay():
+    """An earlier version spooled events without ids; a replay repeated (a worker died before
+    it emptied the spool) must give them the same ids, or Redis stores them twice."""
+    old = [Event("u", "i", "view", 1.0), Event("u", "i", "view", 1.0)]
+    ids = [e.write_id for e in with_spool_ids(old)]
+    assert ids == [e.write_id for e in with_spool_ids(old)]
+    assert ids[0] != ids[1]  # the same content twice in the spool: two events
+    accepted = with_accept_ids(old)
+    assert with_spool_ids(accepted) == accepted
+    assert [e.accept_id for e in with_spool_ids(accepted)] == [e.accept_id for e in accepted]
