@@ -15,6 +15,7 @@
   let token = sessionStorage.getItem(TOKEN_KEY);
   let labels = { sentiment: ["negative", "neutral", "positive"], topic: [] };
   let timer = null;
+  let resumeTimer = null;
 
   function el(tag, text, className) {
     const node = document.createElement(tag);
@@ -62,6 +63,7 @@
   }
 
   async function signIn(candidate) {
+    clearTimeout(resumeTimer);
     token = candidate;
     try {
       const me = await call("GET", "/api/analyst");
@@ -184,6 +186,7 @@
     }
   });
   ui.signout.addEventListener("click", () => {
+    clearTimeout(resumeTimer);
     token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     renderSignedIn(null);
@@ -195,6 +198,29 @@
     if (button) judge(button);
   });
 
-  if (token) signIn(token).catch(() => tell("Your analyst session ended: sign in again.", "error"));
+  /** After a reload, confirm the token this tab kept. Refused: signed out. Not answered (the
+   * API is down): kept, and tried again every REFRESH_MS until the server answers. */
+  async function resume() {
+    clearTimeout(resumeTimer);
+    try {
+      const me = await call("GET", "/api/analyst");
+      if (!token) return; // signed out meanwhile
+      renderSignedIn(me.analyst);
+      if (ui.message.dataset.kind === "error") tell("Signed in as " + me.analyst + " again.", "info");
+    } catch (error) {
+      if (!token) return;
+      if (error.status === 401 || error.status === 403) {
+        token = null;
+        sessionStorage.removeItem(TOKEN_KEY);
+        renderSignedIn(null);
+        tell("Your analyst session ended: sign in again.", "error");
+        return;
+      }
+      tell("Could not check your analyst sign-in: " + error.message + ". Trying again in " + REFRESH_MS / 1000 + " s.", "error");
+      resumeTimer = setTimeout(resume, REFRESH_MS);
+    }
+  }
+
+  if (token) resume();
   loadHeadlines();
 })();

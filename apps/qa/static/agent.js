@@ -27,6 +27,7 @@
   function signIn(token) {
     state.token = token;
     return api("GET", "/api/agent/me").then((me) => {
+      if (state.agent) return; // signed in already: the form and a resumed sign-in crossed
       state.agent = me.agent;
       try {
         sessionStorage.setItem(TOKEN_KEY, token);
@@ -44,12 +45,16 @@
     });
   }
 
-  function signOut() {
+  function forgetToken() {
     try {
       sessionStorage.removeItem(TOKEN_KEY);
     } catch (error) {
       /* nothing stored */
     }
+  }
+
+  function signOut() {
+    forgetToken();
     location.reload();
   }
 
@@ -238,8 +243,10 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    var stopResuming = () => {};
     $("sign-in").addEventListener("submit", (event) => {
       event.preventDefault();
+      stopResuming();
       $("sign-in-error").textContent = "";
       signIn($("token").value.trim()).catch((error) => {
         $("sign-in-error").textContent =
@@ -284,7 +291,15 @@
     } catch (error) {
       saved = null;
     }
-    if (saved) signIn(saved).catch(() => $("token").focus());
-    else $("token").focus();
+    if (saved) {
+      stopResuming = window.threefoldConsole.resume(
+        () => signIn(saved),
+        (text) => ($("sign-in-error").textContent = text),
+        () => {
+          forgetToken();
+          $("token").focus();
+        }
+      );
+    } else $("token").focus();
   });
 })();

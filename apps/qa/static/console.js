@@ -2,6 +2,7 @@
  * Shared by the staff pages (agent console, review queue): the element builder and the JSON API
  * client that sends the bearer token. Texts from the server are set with textContent, never as
  * HTML. A network failure becomes an error with status 0 and a message a person can act on.
+ * `resume` signs a reloaded page back in with the token the tab kept, also after an outage.
  */
 (function () {
   "use strict";
@@ -48,5 +49,39 @@
     };
   }
 
-  window.threefoldConsole = { el: el, client: client };
+  var FIRST_RESUME_WAIT_S = 2;
+  var MAX_RESUME_WAIT_S = 60;
+
+  /* After a reload, sign in again with the token this tab kept: `signIn()` tries it. A token the
+     server refuses is forgotten (`forget()`) and the form asks for one; while the service cannot
+     be reached or fails, `say(text)` tells why and it tries again by itself (2 s, doubling to
+     60 s) until it answers. Returns a function that stops trying (signed in with the form). */
+  function resume(signIn, say, forget) {
+    var waitS = FIRST_RESUME_WAIT_S;
+    var timer = null;
+    var stopped = false;
+    var attempt = () =>
+      signIn().then(
+        () => say(""),
+        (error) => {
+          if (stopped) return;
+          if (error.status === 401 || error.status === 403) {
+            forget();
+            say("Your saved sign-in was not accepted. Enter your token to sign in again.");
+            return;
+          }
+          var why = error.status === 0 ? "the FAQ service did not answer." : error.message;
+          say("Could not sign you back in: " + why + " Trying again in " + waitS + "\u00a0s.");
+          timer = setTimeout(attempt, waitS * 1000);
+          waitS = Math.min(waitS * 2, MAX_RESUME_WAIT_S);
+        }
+      );
+    attempt();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }
+
+  window.threefoldConsole = { el: el, client: client, resume: resume };
 })();

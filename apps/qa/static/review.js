@@ -180,8 +180,10 @@
   }
 
   function start() {
+    var stopResuming = () => {};
     $("sign-in").addEventListener("submit", (event) => {
       event.preventDefault();
+      stopResuming();
       $("sign-in-error").textContent = "";
       signIn($("token").value.trim()).catch((failure) => {
         $("sign-in-error").textContent =
@@ -191,11 +193,7 @@
       });
     });
     $("sign-out").addEventListener("click", () => {
-      try {
-        sessionStorage.removeItem(TOKEN_KEY);
-      } catch (error) {
-        /* nothing stored */
-      }
+      forgetToken();
       location.reload();
     });
     $("refresh").addEventListener("click", () => {
@@ -212,8 +210,24 @@
     } catch (error) {
       /* storage disabled */
     }
-    if (saved) signIn(saved).catch(() => $("token").focus());
-    else $("token").focus();
+    if (saved) {
+      stopResuming = window.threefoldConsole.resume(
+        () => signIn(saved),
+        (text) => ($("sign-in-error").textContent = text),
+        () => {
+          forgetToken();
+          $("token").focus();
+        }
+      );
+    } else $("token").focus();
+  }
+
+  function forgetToken() {
+    try {
+      sessionStorage.removeItem(TOKEN_KEY);
+    } catch (error) {
+      /* nothing stored */
+    }
   }
 
   start();

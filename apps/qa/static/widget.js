@@ -19,7 +19,8 @@
  * Each message shows its time; an answer shows the FAQ it came from and keeps the customer's
  * vote (one per answer, changeable). While the bot answers, a typing indicator shows. When the
  * API cannot be reached the message stays as a "not sent" bubble with a Retry button; a 503
- * with Retry-After is retried automatically.
+ * with Retry-After is retried automatically. A conversation that cannot be loaded after a reload
+ * is announced in the log ("Load them again") and loaded by itself once the API answers.
  */
 (function () {
   "use strict";
@@ -156,6 +157,7 @@
   var GREETING = "Hi! Ask me anything about orders, shipping, returns or your account.";
   var AUTO_RETRIES = 3; // a 503 with Retry-After is retried this often before the Retry button
   var MAX_RETRY_WAIT_S = 30;
+  var RESTORE_RETRY_S = [2, 5, 10, 30, 60]; // after a reload, while the conversation cannot load
 
   /** "14:05" for a unix time in seconds (now when missing), in the reader's locale. */
   function clock(ts) {
@@ -253,6 +255,11 @@
       this.panel.append(header, this.log, this.typingLine, this.notice, this.leaveForm, this.form);
       root.append(this.panel, this.launcher);
 
+      // where the panel covers the whole screen (phones, 400 % zoom) it is modal: Tab goes round
+      // inside it rather than to the page hidden behind it; Escape and × close it
+      this.fullScreen = window.matchMedia("(max-width: 480px)");
+      this.fullScreen.addEventListener("change", () => this.setModal());
+      this.panel.addEventListener("keydown", (event) => this.keepTabInside(event));
       this.launcher.addEventListener("click", () => this.toggle());
       this.closeButton.addEventListener("click", () => this.close());
       // Escape closes the open panel, also when focus has left it (e.g. a button just disabled).
@@ -324,7 +331,30 @@
       else this.close();
     }
 
+    setModal() {
+      this.panel.setAttribute("aria-modal", String(this.fullScreen.matches));
+    }
+
+    keepTabInside(event) {
+      if (event.key !== "Tab" || !this.fullScreen.matches) return;
+      var stops = Array.from(
+        this.panel.querySelectorAll("button, input, textarea, select, [tabindex='0']")
+      ).filter((node) => !node.disabled && node.getClientRects().length);
+      if (!stops.length) return;
+      var first = stops[0];
+      var last = stops[stops.length - 1];
+      var active = this.shadowRoot.activeElement;
+      if (event.shiftKey && (active === first || !this.panel.contains(active))) {
+        event.preventDefault();
+        last.focus();
+      } else if (!event.shiftKey && (active === last || !this.panel.contains(active))) {
+        event.preventDefault();
+        first.focus();
+      }
+    }
+
     open() {
+      this.setModal();
       this.panel.hidden = false;
       this.setAttribute("open", "");
       this.launcher.setAttribute("aria-expanded", "true");
@@ -633,6 +663,7 @@
         .finally(() => {
           this.showThinking(false);
           this.setBusy(false);
+          if (this.restorePending) this.restore(); // the earlier conversation, now or again
           if (!this.panel.hidden && !this.panel.contains(this.shadowRoot.activeElement)) {
             this.input.focus();
           }
@@ -729,35 +760,79 @@
       this.addSuggestions(turn.suggestions, suggestionsUsed);
     }
 
+    /** Load the stored session's conversation (after a reload). When the API cannot be reached
+     * the log says so, with a button, and it tries again by itself (backing off) until it loads. */
     restore() {
       var sessionId = this.sessionId;
+      clearTimeout(this.restoreTimer);
       if (!sessionId) return;
+      this.restorePending = true;
       fetch(this.api + "/api/sessions/" + encodeURIComponent(sessionId))
         .then((response) => {
           if (response.status === 404) {
             this.forgetSession();
             return null;
           }
-          return response.ok ? response.json() : null;
+          if (!response.ok) throw Object.assign(new Error("HTTP " + response.status), { status: response.status });
+          return response.json();
         })
         .then((history) => {
-          if (!history || !history.turns) return;
-          this.greet();
-          var last = history.turns.length - 1;
-          history.turns.forEach((turn, index) => {
-            if (turn.role === "user") this.addUser(turn.text, turn.ts);
-            else if (turn.role === "agent") this.addAgent(turn);
-            else this.showBotTurn(Object.assign({ answered: turn.outcome === "answer" }, turn), index < last);
-          });
-          this.scrollDown();
-          var state = history.agent_state;
-          if (state && (state.status === "waiting" || state.status === "claimed")) {
-            this.showAgentState(state);
+          if (!history || sessionId !== this.sessionId) {
+            this.restoreFailed(null);
+            return;
           }
+          if (this.busy) return; // a message is on its way: load once it is answered (deliver)
+          this.showHistory(history);
         })
-        .catch(() => {
-          /* offline: start empty */
-        });
+        .catch((error) => this.restoreFailed(error));
+    }
+
+    /** Show `error` (null: nothing left to load) about the earlier conversation and retry later. */
+    restoreFailed(error) {
+      if (this.restoreBox) this.restoreBox.remove();
+      this.restoreBox = null;
+      if (!error) {
+        this.restorePending = false;
+        this.restoreTries = 0;
+        return;
+      }
+      var wait = RESTORE_RETRY_S[Math.min(this.restoreTries || 0, RESTORE_RETRY_S.length - 1)];
+      this.restoreTries = (this.restoreTries || 0) + 1;
+      var box = el("div", { class: "failure restore-failure" });
+      var why = error.status
+        ? "our help service is having trouble"
+        : "we cannot reach our help service";
+      var button = el("button", { class: "retry", type: "button" }, "Load them again");
+      button.addEventListener("click", () => this.restore());
+      box.append(
+        el("p", {}, "Your earlier messages could not be loaded: " + why + ". Trying again in " + wait + "\u00a0s."),
+        button
+      );
+      this.greet();
+      this.log.insertBefore(box, this.log.querySelector(".greeting").nextSibling);
+      this.restoreBox = box;
+      this.restoreTimer = setTimeout(() => this.restore(), wait * 1000);
+    }
+
+    /** Rebuild the log from the session's turns; a message not sent yet stays at the end. */
+    showHistory(history) {
+      this.restoreFailed(null);
+      var keep = Array.from(this.log.querySelectorAll(".msg.pending, .failure, .dots"));
+      this.log.replaceChildren();
+      this.greet();
+      var turns = history.turns || [];
+      var last = turns.length - 1;
+      turns.forEach((turn, index) => {
+        if (turn.role === "user") this.addUser(turn.text, turn.ts);
+        else if (turn.role === "agent") this.addAgent(turn);
+        else this.showBotTurn(Object.assign({ answered: turn.outcome === "answer" }, turn), index < last);
+      });
+      this.log.append(...keep);
+      this.scrollDown();
+      var state = history.agent_state;
+      if (state && (state.status === "waiting" || state.status === "claimed")) {
+        this.showAgentState(state);
+      }
     }
   }
 

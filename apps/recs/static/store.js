@@ -135,7 +135,9 @@
       const kind = body.cold_start ? "new shopper: popular picks" : "personalised for you";
       statusLine.textContent = body.items.length
         ? body.items.length + " items, " + kind
-        : "Nothing to recommend in this category yet: choose another one.";
+        : categorySelect.value
+          ? "Nothing to recommend in " + categorySelect.value + " yet: choose another category."
+          : "Nothing to recommend yet. New items show here as soon as they are added.";
     } catch (error) {
       if (load === latestLoad) showProblem("Could not load recommendations", error, loadRecommendations);
     }

@@ -149,4 +149,19 @@ def test_review_with_the_api_down_says_so_and_recovers(browser, review, screensh
     page.locator(".review").screenshot(path=str(screenshot_dir / "review-api-down.png"))
     page.unroute("**/api/**")
     page.wait_for_selector("#headlines tbody tr", timeout=20_000)
+
+    # signed in, then reloaded during an outage: not signed out, nor told the session ended;
+    # it says the sign-in could not be checked and confirms it once the API is back
+    page.fill("#analyst-token", "ana-secret")
+    page.press("#analyst-token", "Enter")
+    page.wait_for_selector("#signed-in:not([hidden])")
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    page.reload()
+    page.wait_for_function("document.getElementById('review-message').textContent !== ''")
+    message = page.locator("#review-message").inner_text()
+    assert message.startswith("Could not check your analyst sign-in: the dashboard server"), message
+    assert "Trying again in" in message
+    page.unroute("**/api/**")
+    page.wait_for_selector("#signed-in:not([hidden])", timeout=20_000)
+    assert page.locator("#analyst-name").inner_text() == "Signed in as ana."
     context.close()

@@ -52,7 +52,8 @@ def test_keyboard_reaches_every_page_of_the_demo(live_server, browser):
     for _ in range(40):
         page.keyboard.press("Tab")
         reached.add(page.evaluate("document.activeElement.href || ''"))
-    for url in ("/store", "/demo", "/metrics", "/healthz"):
+    # every page the demo prints at start, the staff pages included (the review queue too)
+    for url in ("/store", "/demo", "/agent", "/review", "/metrics", "/healthz"):
         assert any(link.endswith(url) for link in reached), url
     assert f"{CONFIG.recs_url}/store" in reached and f"{CONFIG.qa_url}/demo" in reached
     assert f"{CONFIG.dashboard_url}/" in reached

@@ -188,6 +188,18 @@ def test_agent_sign_in_with_the_api_down_says_so_then_works(
     box.press("Enter")
     agent_page.get_by_text("Signed in as Alice").wait_for()
 
+    # reloaded during an outage: the console says why it is not signed in and, once the API is
+    # back, signs in again with the token the tab kept (before: an unexplained sign-in form)
+    agent_page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    agent_page.reload()
+    error = agent_page.locator("#sign-in-error")
+    agent_page.wait_for_function("document.getElementById('sign-in-error').textContent !== ''")
+    assert error.inner_text().startswith("Could not sign you back in: the FAQ service did not")
+    assert "Trying again in 2" in error.inner_text()
+    agent_page.unroute("**/api/**")
+    agent_page.get_by_text("Signed in as Alice").wait_for(timeout=10_000)
+    assert error.inner_text() == ""
+
 
 def test_a_slow_reply_is_sent_once_and_a_dead_stream_backs_off(
     make_app, live_server, agent_page

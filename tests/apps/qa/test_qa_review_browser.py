@@ -127,6 +127,14 @@ def test_review_with_the_api_down_says_so_keeps_the_item_and_recovers(
     page.get_by_role("button", name="Add as paraphrase").first.click()
     page.get_by_text("Added to damaged_item. Now answering from bot version").wait_for()
 
+    # reloaded during an outage: says why, then signs back in with the kept token by itself
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    page.reload()
+    page.wait_for_function("document.getElementById('sign-in-error').textContent !== ''")
+    assert error.inner_text().startswith("Could not sign you back in: the FAQ service did not")
+    page.unroute("**/api/**")
+    page.get_by_text("1 item to review in 1 group").wait_for(timeout=10_000)
+
 
 def test_a_long_comment_fits_and_a_failed_refresh_reads_as_an_error(
     make_app, live_server, page

@@ -34,10 +34,20 @@ def test_reload_restores_greeting_order_votes_and_suggestions(
     stored = app.extensions["threefold.qa"].feedback.feedback()
     assert [(f["faq_id"], f["rating"]) for f in stored] == [("shipping_cost", "down")]
 
+    # reloaded while the API is down: the widget says the conversation could not be loaded
+    # (never an empty chat that silently starts over), then loads it by itself once it is back
+    page.route("**/api/sessions/**", lambda route: route.abort("connectionrefused"))
     page.reload()
     dialog = open_widget(page, None)
+    unloaded = dialog.locator(".restore-failure")
+    unloaded.wait_for()
+    assert "earlier messages could not be loaded" in unloaded.inner_text()
+    assert dialog.get_by_role("button", name="Load them again").is_visible()
+    assert dialog.locator(".msg.user").count() == 0
+    page.unroute("**/api/sessions/**")
     suggestions = dialog.get_by_role("group", name="Suggested questions")
-    suggestions.wait_for()
+    suggestions.wait_for(timeout=10_000)
+    assert unloaded.count() == 0
     assert dialog.locator(".msg").first.inner_text() == GREETING
     assert dialog.locator(".msg.user").all_inner_texts() == [
         "Is shipping free?",
@@ -116,6 +126,14 @@ def test_keyboard_only_conversation_is_accessible(
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     assert axe_violations(page) == []  # widget open, with an answer, votes and suggestions
     save_screenshot(page, screenshot_dir, name, docs=name == "widget.png")
+    if viewport is PHONE:  # the panel covers the page: Tab goes round inside it, never behind
+        left = []
+        for _ in range(20):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.localName") != "threefold-chat":
+                left.append(page.evaluate("document.activeElement.outerHTML.slice(0, 60)"))
+        assert left == []
+        assert dialog.get_attribute("aria-modal") == "true"
     page.keyboard.press("Escape")
     dialog.wait_for(state="hidden")
     assert focused_name(page) == f"Open chat: {TITLE}"

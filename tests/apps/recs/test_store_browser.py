@@ -84,6 +84,18 @@ def test_desktop_two_columns_empty_history_no_missing_files_and_axe_clean(
     page.locator("#history li").first.wait_for()
     assert empty.is_hidden()
     assert problems == []  # no console error, no 404 (favicon included)
+
+    # nothing at all to recommend (an empty catalog): no "choose another category" when the
+    # shopper already looks at all of them
+    nothing = {"items": [], "cold_start": True, "list_id": "empty"}
+    page.route("**/api/recommendations?*", lambda route: route.fulfill(json=nothing))
+    page.get_by_role("button", name="Refresh").click()
+    page.wait_for_function("document.querySelector('#recs').children.length === 0")
+    status = page.locator("#status").inner_text()
+    assert status.startswith("Nothing to recommend yet") and "category" not in status, status
+    page.select_option("#category", "Books")
+    page.wait_for_function("document.querySelector('#status').textContent.includes('Books')")
+    assert page.locator("#status").inner_text().endswith("choose another category.")
     context.close()
 
 
