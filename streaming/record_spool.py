@@ -3,16 +3,20 @@
 One append-only JSON-lines file per kind of record under the spool directory (any type with
 `to_dict`/`from_dict`), shared by the workers of one host: an exclusive `flock` on the file
 serializes them. Every append is fsync'd before it returns, so an accepted record survives a
-crash (SIGKILL, OOM kill) of the worker. `replay` pushes the whole file to Redis, oldest first,
-and empties it only once Redis has taken every record, holding the lock throughout: of two
-workers replaying at once (two starting after a crash) one pushes, the other then finds the
-file empty, so nothing is written twice. A record is pushed again only when a worker dies
-between Redis taking the records and the file being emptied.
+crash (SIGKILL, OOM kill) of the worker. `replay` pushes the file to Redis, oldest first, and
+removes what Redis took, holding the lock throughout: of two workers replaying at once (two
+starting after a crash) one pushes, the other then finds the file empty, so nothing is written
+twice. A record is pushed again only when a worker dies between Redis taking it and the file
+being rewritten.
 
-A write the disk refuses is cut back off the file; a line torn by a crash is set aside in
-`<file>.rejected` and logged. With `max_bytes` set, an append that would pass it is refused
-whole (`SpoolFull`, an `OSError` with ENOSPC): records already spooled are never dropped to
-make room, the caller decides what happens to the new ones.
+A record Redis refuses on its data (the push raises `RecordsRefused`: a key of the wrong type,
+a script error), as opposed to Redis being unreachable, does not hold up the others: the replay
+pushes halves of the batch until it has found the refused records, sets each aside in
+`<file>.rejected` (a JSON line with the reason), logs it and pushes the rest in order. A line
+torn by a crash is set aside there too, as it was. A write the disk refuses is cut back off the
+file. With `max_bytes` set, an append that would pass it is refused whole (`SpoolFull`, an
+`OSError` with ENOSPC): records already spooled are never dropped to make room, the caller
+decides what happens to the new ones.
 
 Keep the directory on a local disk (e.g. a volume of the pod), not a network share: the lock
 only serializes the workers of one host.
@@ -26,6 +30,8 @@ import fcntl
 import json
 import logging
 import os
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -36,6 +42,28 @@ _CHUNK_BYTES = 1 << 20
 
 class SpoolFull(OSError):
     """An append refused because the spool would pass its `max_bytes` (nothing was written)."""
+
+
+class RecordsRefused(Exception):
+    """Raised by a `replay` push: the store answers but refuses these records on their data
+    (pushing them again would fail again). The message is the reason, kept with each record
+    set aside."""
+
+
+def redis_takes_writes(client: Any, probe_key: str) -> bool:
+    """Whether Redis takes a write now (SET `probe_key`, kept a minute): tells records Redis
+    refuses on their data (`RecordsRefused`: it still takes this) from a Redis that refuses every
+    write for now (a READONLY replica after a failover, OOM, MISCONF) or does not answer."""
+    try:
+        client.set(probe_key, "1", ex=60)
+    except Exception:  # any failure: not the records' fault, they wait
+        return False
+    return True
+
+
+def record_kind(record: Any) -> str:
+    """What a record is, for logs and metrics: its `kind` attribute, else its type's name."""
+    return str(getattr(record, "kind", None) or type(record).__name__)
 
 
 class RecordSpool:
@@ -52,6 +80,7 @@ class RecordSpool:
         if max_bytes is not None and max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1 (or None: no limit), found {max_bytes}")
         self.path = Path(directory) / file_name
+        self.rejected_path = self.path.with_name(file_name + ".rejected")
         self.record_type = record_type
         self.max_bytes = max_bytes
 
@@ -107,48 +136,206 @@ class RecordSpool:
             return 0
         return lines + (last != b"\n")
 
-    def replay(self, push: Callable[[list[Any]], bool]) -> int:
-        """Push the spooled records with `push`; on success empty the spool. Returns how many.
+    def replay(
+        self,
+        push: Callable[[list[Any]], bool],
+        *,
+        prepare: Callable[[list[Any]], list[Any]] | None = None,
+        on_refused: Callable[[list[tuple[Any, str]]], object] | None = None,
+    ) -> int:
+        """Push the spooled records with `push`, oldest first; returns how many Redis took.
 
-        `push` gets every record, oldest first; when it returns False or raises, the spool
-        keeps them all. A line that is not a record (torn by a crash mid-write) is set aside in
-        `<file>.rejected`, logged, and does not hold back the others.
+        `push` gets a list of records and returns True when Redis took them all. When it returns
+        False or raises, Redis is taken to be unreachable: the records not yet taken stay in the
+        spool, and what it raised is raised again. When it raises `RecordsRefused`, the batch is
+        pushed again in halves down to the refused records, which are set aside in
+        `<file>.rejected` with the reason, logged and passed to `on_refused` as (record, reason)
+        pairs; the others go on, in order. A line that is not a record (torn by a crash
+        mid-write) is set aside there too and does not hold back the others.
+
+        `prepare` maps all the records read, once, before any push (e.g. to give each an id from
+        its place in the spool); records left for a later replay are written back as prepared,
+        so it sees them as this one did.
         """
         with self._locked() as handle:
             handle.seek(0)
-            records, unreadable = [], []
-            for line in handle:
-                if line.strip():
-                    try:
-                        records.append(self.record_type.from_dict(json.loads(line)))
-                    except (ValueError, KeyError, TypeError):
-                        unreadable.append(line if line.endswith("\n") else line + "\n")
-            if records and not push(records):
-                return 0
-            if unreadable:
-                self._set_aside(unreadable)
+            lines = handle.readlines()
+            parsed = [self._parse(line) for line in lines]
+            numbers = [number for number, record in enumerate(parsed) if record is not None]
+            records = [parsed[number] for number in numbers]
+            if prepare is not None:
+                records = prepare(records)
+                for number, record in zip(numbers, records, strict=True):
+                    parsed[number] = record
+            pusher = _Pusher(records, push)
+            try:
+                pusher.push_all()
+            finally:
+                if pusher.settled or not records:  # else nothing changed: the file stays
+                    done = numbers[pusher.settled] if pusher.settled < len(records) else len(lines)
+                    unreadable = [
+                        line
+                        for line, record in zip(lines[:done], parsed[:done], strict=True)
+                        if record is None and line.strip()
+                    ]
+                    self._set_aside(unreadable, pusher.refused)
+                    rest = [
+                        line if record is None else json.dumps(record.to_dict()).encode() + b"\n"
+                        for line, record in zip(lines[done:], parsed[done:], strict=True)
+                    ]
+                    self._keep_only(handle, rest)
+                    if pusher.refused:
+                        self._log_refused(pusher.refused)
+                        if on_refused is not None:
+                            on_refused(pusher.refused)
+        if pusher.taken:
+            logger.info("replayed %d spooled records of %s to redis", pusher.taken, self.path.name)
+        return pusher.taken
+
+    def _parse(self, line: bytes) -> Any | None:
+        """The record of a line; None for a blank line or one torn by a crash."""
+        if not line.strip():
+            return None
+        try:
+            return self.record_type.from_dict(json.loads(line))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def set_aside(self, refused: list[tuple[Any, str]]) -> None:
+        """Set aside records Redis refused on their data that never were in the spool (kept in
+        a worker's memory): in `<file>.rejected` with the reason, logged."""
+        with self._locked():
+            self._set_aside([], refused)
+        self._log_refused(refused)
+
+    def _keep_only(self, handle: IO[bytes], rest: list[bytes]) -> None:
+        """Leave only `rest` in the spool file, fsync'd."""
+        if not rest:
             handle.truncate(0)
             handle.flush()
             os.fsync(handle.fileno())
-        logger.info("replayed %d spooled records of %s to redis", len(records), self.path.name)
-        return len(records)
+            return
+        # written beside the spool and renamed over it: a crash leaves the old file or the new
+        # one, never half of each; `_locked` sees the rename and locks the new file
+        fresh = self.path.with_name(self.path.name + ".replaying")
+        with fresh.open("wb") as out:
+            out.writelines(rest)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(fresh, self.path)
+        _fsync_directory(self.path.parent)
 
-    def _set_aside(self, lines: list[str]) -> None:
-        rejected = self.path.with_name(self.path.name + ".rejected")
-        with rejected.open("a", encoding="utf-8") as handle:
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        logger.error(
-            "%d unreadable line(s) of %s (torn by a crash?) set aside in %s",
-            len(lines),
-            self.path.name,
-            rejected,
-        )
+    def _set_aside(self, unreadable: list[bytes], refused: list[tuple[Any, str]]) -> None:
+        """Append torn lines as they are and refused records with their reason, fsync'd."""
+        if not unreadable and not refused:
+            return
+        refused_at = time.time()
+        entries = [line if line.endswith(b"\n") else line + b"\n" for line in unreadable]
+        entries += [
+            json.dumps(
+                {"reason": reason, "refused_at": refused_at, "record": record.to_dict()}
+            ).encode("utf-8")
+            + b"\n"
+            for record, reason in refused
+        ]
+        with self.rejected_path.open("ab") as out:
+            out.writelines(entries)
+            out.flush()
+            os.fsync(out.fileno())
+        if unreadable:
+            logger.error(
+                "%d unreadable line(s) of %s (torn by a crash?) set aside in %s",
+                len(unreadable),
+                self.path.name,
+                self.rejected_path,
+            )
+
+    def _log_refused(self, refused: list[tuple[Any, str]]) -> None:
+        """One error line per kind of record and reason (not one per record)."""
+        for (kind, reason), count in Counter(
+            (record_kind(record), reason) for record, reason in refused
+        ).items():
+            logger.error(
+                "redis refused %d %s record(s) of spool %s (%s): set aside in %s; the other "
+                "records go on",
+                count,
+                kind,
+                self.path.name,
+                reason,
+                self.rejected_path,
+                extra={
+                    "fields": {
+                        "event": "spool_records_refused",
+                        "kind": kind,
+                        "reason": reason,
+                        "count": count,
+                        "file": str(self.rejected_path),
+                    }
+                },
+            )
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[IO[str]]:
+    def _locked(self) -> Iterator[IO[bytes]]:
+        """The spool file, opened to append and read, under its exclusive lock."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a+", encoding="utf-8") as handle:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        while True:
+            handle = self.path.open("a+b")
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                if _is_at(handle.fileno(), self.path):
+                    break
+            except BaseException:
+                handle.close()
+                raise
+            handle.close()  # a replay renamed a new file over it meanwhile: lock that one
+        with handle:
             yield handle
+
+
+class _Pusher:
+    """Pushes records oldest first, in halves around those Redis refuses on their data."""
+
+    def __init__(self, records: list[Any], push: Callable[[list[Any]], bool]) -> None:
+        self.records = records
+        self.push = push
+        self.settled = 0  # the leading records taken or refused: done with
+        self.taken = 0
+        self.refused: list[tuple[Any, str]] = []
+
+    def push_all(self) -> None:
+        if self.records:
+            self._push(0, len(self.records))
+
+    def _push(self, start: int, end: int) -> bool:
+        """Whether records[start:end] were all taken or set aside (False: Redis is down)."""
+        try:
+            if not self.push(self.records[start:end]):
+                return False
+        except RecordsRefused as exc:
+            if end - start == 1:
+                self.refused.append((self.records[start], str(exc) or type(exc).__name__))
+                self.settled = end
+                return True
+            middle = (start + end) // 2
+            return self._push(start, middle) and self._push(middle, end)
+        self.taken += end - start
+        self.settled = end
+        return True
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is the one at `path` (not one renamed over since)."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (opened.st_dev, opened.st_ino) == (found.st_dev, found.st_ino)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -8,11 +8,13 @@ still raises, so a hostile request never takes Redis away from everyone else.
 What a worker keeps meanwhile reaches Redis again. `FallbackRecordLog` keeps records in an
 fsync'd spool on local disk (`streaming.record_spool`, one file per Redis prefix, shared by the
 workers of a host), so they survive the worker's kill; in its memory only when the spool
-refuses them (full, or the disk fails). `RecordFlusher` writes the spool, then the memory, to
-Redis once it answers (no request needed), also at a worker's start: a worker replays what a
-killed one spooled. `RememberingHandoffStore` remembers which sessions were last seen with a
-person, so that their messages are refused (503) rather than answered by the bot while the
-agent desk cannot be read.
+refuses them (full, or the disk fails), where past `max_entries` per log the oldest are dropped
+(logged, counted). `RecordFlusher` writes the spool, then the memory, to Redis once it answers
+(no request needed), also at a worker's start: a worker replays what a killed one spooled. A
+record Redis refuses on its data (an error reply while it takes other writes) is set aside,
+logged and counted, and the others go on. `RememberingHandoffStore` remembers which sessions
+were last seen with a person, so that their messages are refused (503) rather than answered by
+the bot while the agent desk cannot be read.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import logging
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from threefold.apps.qa.feedback import MemoryRecordLog, RecordLog
@@ -39,13 +42,15 @@ from threefold.apps.qa.sessions import (
     SessionStore,
     valid_session_id,
 )
-from threefold.streaming.record_spool import RecordSpool, SpoolFull
+from threefold.streaming.record_spool import RecordSpool, RecordsRefused, SpoolFull
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 CONNECTION_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
 DEGRADED_REASON = "redis unavailable"
 SPOOL_FULL, SPOOL_DISK_ERROR = "full", "disk_error"  # why the spool refused a record
+# records dropped from a full memory: an error line at the first of an outage, then every this many
+DROPS_PER_LOG_LINE = 1000
 
 
 class RedisFallback:
@@ -134,11 +139,14 @@ class FallbackSessionStore:
 
 class BatchRecordLog(RecordLog, Protocol):
     """A shared `RecordLog` that also appends many records at once (all of them or none) and
-    says whether it answers (`ping` raises what the store raises when it does not)."""
+    says whether it answers (`ping` raises what the store raises when it does not) and whether
+    it takes writes now (`takes_writes`)."""
 
     def append_many(self, records: Sequence[tuple[str, dict[str, Any]]]) -> None: ...
 
     def ping(self) -> None: ...
+
+    def takes_writes(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -147,6 +155,11 @@ class KeptRecord:
 
     log: str
     record: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        """The log it belongs to (feedback, unanswered, agent_replies): logs and metrics."""
+        return self.log
 
     def to_dict(self) -> dict[str, Any]:
         return {"log": self.log, "record": self.record}
@@ -177,8 +190,12 @@ class FallbackRecordLog:
     Kept records go to `spool` (on disk, they outlive the worker) or, when there is none or it
     refuses one (full, disk error: logged, `on_spool_refused` listeners get the reason), to
     `memory`; once one waits in memory the later ones do too, so none overtakes an older one.
-    They are written to Redis by the next call that reaches it, or by a `RecordFlusher` in the
-    background, the spool first; `on_kept` listeners are called whenever one is kept.
+    Memory keeps the newest `max_entries` per log: each older one dropped is counted
+    (`on_dropped` listeners get the log and how many) and logged, once per outage and then every
+    DROPS_PER_LOG_LINE drops. They are written to Redis by the next call that reaches it, or by a
+    `RecordFlusher` in the background, the spool first; `on_kept` listeners are called whenever
+    one is kept. A record Redis refuses on its data is set aside (the spool's `.rejected` file;
+    without a spool, the log line), logged, and `on_rejected` listeners get its log.
     """
 
     def __init__(
@@ -195,9 +212,12 @@ class FallbackRecordLog:
         self.spool = spool
         self.on_kept: list[Callable[[], object]] = []
         self.on_spool_refused: list[Callable[[str], object]] = []
+        self.on_dropped: list[Callable[[str, int], object]] = []
+        self.on_rejected: list[Callable[[str], object]] = []
         self._flush_lock = threading.Lock()
-        self._keep_lock = threading.Lock()
+        self._keep_lock = threading.Lock()  # held to change `memory`, so its length tells drops
         self._spool_refusing = False
+        self._dropped_this_outage = 0
 
     def append(self, name: str, record: dict[str, Any]) -> None:
         def to_redis() -> None:
@@ -239,36 +259,132 @@ class FallbackRecordLog:
         """
         with self._flush_lock:
             replayed = self._replay_spool()
-            pending = self.memory.drain()
+            with self._keep_lock:
+                pending = self.memory.drain()
+            written = 0
             for position, (name, record) in enumerate(pending):
                 try:
                     self.primary.append(name, record)
-                except BaseException:
+                except BaseException as exc:
+                    if self._refused_on_its_data(exc):
+                        self._reject([(KeptRecord(name, record), _reason(exc))])
+                        continue
                     # back in front of any record kept meanwhile (by a request that found the
                     # breaker open): those are newer and must reach Redis after these
-                    self.memory.put_back(pending[position:])
+                    with self._keep_lock:
+                        self._put_back(pending[position:])
                     self._kept()
                     raise
+                written += 1
+            with self._keep_lock:
+                if not len(self.memory):
+                    self._dropped_this_outage = 0  # the outage is over for this worker
         if pending:
-            logger.info("redis is back: %d records kept in memory written to it", len(pending))
-        return replayed + len(pending)
+            logger.info("redis is back: %d records kept in memory written to it", written)
+        return replayed + written
 
     def _replay_spool(self) -> int:
         if self.spool is None or not self.spool.pending():
             return 0
         self.primary.ping()  # outside the spool's lock: while Redis is down, appends never wait
-        return self.spool.replay(self._write_spooled)
+        return self.spool.replay(self._write_spooled, on_refused=self._count_rejected)
 
     def _write_spooled(self, kept: list[KeptRecord]) -> bool:
-        self.primary.append_many([(k.log, k.record) for k in kept])
+        """Push spooled records; `RecordsRefused` when Redis refuses them on their data."""
+        try:
+            self.primary.append_many([(k.log, k.record) for k in kept])
+        except Exception as exc:
+            if self._refused_on_its_data(exc):
+                raise RecordsRefused(_reason(exc)) from exc
+            raise
         return True
+
+    def _refused_on_its_data(self, exc: BaseException) -> bool:
+        """Whether Redis answered `exc` (an error reply, not a lost connection) while it takes
+        other writes: the records are at fault, writing them again fails again. A Redis refusing
+        every write for now (READONLY replica, OOM, MISCONF) refuses the probe too: they wait."""
+        return isinstance(exc, ResponseError | DataError) and self.primary.takes_writes()
+
+    def _reject(self, refused: list[tuple[KeptRecord, str]]) -> None:
+        """Set aside records kept in memory that Redis refused on their data."""
+        if self.spool is not None:
+            self.spool.set_aside(refused)
+        else:
+            for kept, reason in refused:
+                logger.error(
+                    "redis refused the %s record kept in memory (%s); no spool to set it aside "
+                    "in, so it is only in this line: %s",
+                    kept.log,
+                    reason,
+                    kept.record,
+                    extra={"fields": {"event": "qa_record_rejected", "kind": kept.log}},
+                )
+        self._count_rejected(refused)
+
+    def _count_rejected(self, refused: list[tuple[KeptRecord, str]]) -> None:
+        for kept, _ in refused:
+            for listener in self.on_rejected:
+                listener(kept.log)
 
     def _keep(self, records: list[tuple[str, dict[str, Any]]]) -> None:
         with self._keep_lock:
             if not self._spool_took(records):
+                dropped: Counter[str] = Counter()
                 for name, record in records:
+                    before = len(self.memory)
                     self.memory.append(name, record)
+                    if len(self.memory) == before:  # the log was full: its oldest one went
+                        dropped[name] += 1
+                self._dropped(dropped)
         self._kept()
+
+    def _put_back(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+        """`memory.put_back`, counting what a full log drops (rare: a flush failed midway)."""
+        names = sorted({name for name, _ in records})
+        before = {name: sum(1 for _ in self.memory.read(name)) for name in names}
+        self.memory.put_back(records)
+        returned = Counter(name for name, _ in records)
+        self._dropped(
+            Counter(
+                {
+                    name: before[name] + returned[name] - sum(1 for _ in self.memory.read(name))
+                    for name in names
+                }
+            )
+        )
+
+    def _dropped(self, dropped: Counter[str]) -> None:
+        """Count records a full memory dropped; log once per outage, then every
+        DROPS_PER_LOG_LINE (caller holds `_keep_lock`)."""
+        dropped = +dropped  # only the logs that dropped some
+        if not dropped:
+            return
+        for name, count in dropped.items():
+            for listener in self.on_dropped:
+                listener(name, count)
+        earlier = self._dropped_this_outage
+        self._dropped_this_outage += dropped.total()
+        if (
+            earlier
+            and earlier // DROPS_PER_LOG_LINE == self._dropped_this_outage // DROPS_PER_LOG_LINE
+        ):
+            return
+        logger.error(
+            "records lost: this worker's memory keeps at most %d records per log while redis "
+            "is down and the spool does not take them; it dropped the oldest %s, %d since the "
+            "outage began (qa_records_dropped_total; logged again every %d)",
+            self.memory.max_entries,
+            ", ".join(f"{count} {name}" for name, count in sorted(dropped.items())),
+            self._dropped_this_outage,
+            DROPS_PER_LOG_LINE,
+            extra={
+                "fields": {
+                    "event": "qa_records_dropped",
+                    "kinds": sorted(dropped),
+                    "dropped_this_outage": self._dropped_this_outage,
+                }
+            },
+        )
 
     def _spool_took(self, records: list[tuple[str, dict[str, Any]]]) -> bool:
         """Whether the spool took the records (not while older ones wait in memory); a refusal
@@ -297,6 +413,10 @@ class FallbackRecordLog:
     def _kept(self) -> None:
         for listener in self.on_kept:
             listener()
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 class RecordFlusher:

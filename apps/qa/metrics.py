@@ -89,6 +89,20 @@ class QAMetrics:
             ["reason"],
             registry=registry,
         )
+        self.records_dropped = Counter(
+            "qa_records_dropped_total",
+            "Records of a Redis outage lost: dropped, oldest first, from a worker's memory full "
+            "at RECORD_MAX_ENTRIES per log (kind: feedback, unanswered, agent_replies)",
+            ["kind"],
+            registry=registry,
+        )
+        self.records_rejected = Counter(
+            "qa_records_rejected_total",
+            "Records of a Redis outage that Redis refused on their data (e.g. a key of another "
+            "type under the prefix), set aside in the spool's .rejected file (kind: the log)",
+            ["kind"],
+            registry=registry,
+        )
 
     def observe_review(self, action: str, items: int) -> None:
         self.review_actions.labels(action).inc()
@@ -118,6 +132,12 @@ class QAMetrics:
 
     def observe_spool_refused(self, reason: str) -> None:
         self.spool_refused.labels(reason).inc()
+
+    def observe_records_dropped(self, kind: str, count: int) -> None:
+        self.records_dropped.labels(kind).inc(count)
+
+    def observe_record_rejected(self, kind: str) -> None:
+        self.records_rejected.labels(kind).inc()
 
     def observe_claim(self, agent: str) -> None:
         self.claims.labels(agent).inc()

@@ -165,6 +165,8 @@ def open_resources(
         )
         fallback_log = FallbackRecordLog(record_log, memory_log, breaker, spool=spool)
         fallback_log.on_spool_refused.append(metrics.observe_spool_refused)
+        fallback_log.on_dropped.append(metrics.observe_records_dropped)
+        fallback_log.on_rejected.append(metrics.observe_record_rejected)
         flusher = RecordFlusher(fallback_log)
         metrics.count_pending_records_with(fallback_log.in_memory, fallback_log.spooled)
         feedback = FeedbackStore(fallback_log)

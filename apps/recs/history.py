@@ -6,8 +6,11 @@ Events Redis could not take go to the spool on disk and are replayed once Redis 
 before any newer event, so none is lost and their order is kept. Each event gets its id when it
 is accepted (the client's `event_id`, else an `accept_id` that is spooled with it), and Redis
 stores an id once (`RedisState.append_events`): a write that timed out but that Redis carried
-out, then replayed from the spool, is not stored twice. `on_stored` sees events once they are
-stored (impressions attribute clicks to the list that showed the item).
+out, then replayed from the spool, is not stored twice. A spooled event Redis refuses while it
+answers (an error reply on its data, e.g. a key of another type under the prefix) is set aside
+in the spool's `.rejected` file, logged and counted (`recs_spool_records_rejected_total`), and
+the others are stored. `on_stored` sees events once they are stored (impressions attribute
+clicks to the list that showed the item).
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ from threefold.apps.recs.events import (
     with_spool_ids,
 )
 from threefold.apps.recs.redis_state import RedisState
+from threefold.streaming.record_spool import RecordsRefused, redis_takes_writes
+
+# RedisState logs the error reply (`redis append_events failed`) but does not pass it on
+REFUSED_REASON = "redis answers but refused the event (see the append_events warning logged)"
+WRITE_PROBE_KEY = "spool-write-probe"  # `redis_takes_writes`
 
 
 class UserHistories:
@@ -78,8 +86,23 @@ class UserHistories:
         """Push spooled events to Redis; True when none is left waiting."""
         if self.spool is None or not self.spool.pending():
             return True
-        self.spool.replay(lambda records: self._push(with_spool_ids(records)))
+        self.spool.replay(
+            self._push_spooled, prepare=with_spool_ids, on_refused=self._count_refused
+        )
         return not self.spool.pending()
+
+    def _push_spooled(self, events: list[Event]) -> bool:
+        """`_push`; `RecordsRefused` when Redis did not take them but still answers and takes
+        other writes: the failure was an error reply on their data."""
+        if self._push(events):
+            return True
+        client = self.redis.client()
+        if self.redis.available and redis_takes_writes(client, self.redis.prefix + WRITE_PROBE_KEY):
+            raise RecordsRefused(REFUSED_REASON)
+        return False
+
+    def _count_refused(self, refused: Sequence[tuple[Event, str]]) -> None:
+        self.redis.metrics.spool_rejected.labels("event").inc(len(refused))
 
     def get(self, user_id: str) -> list[Event]:
         """Oldest first by timestamp (events may arrive out of order), at most `limit` events."""

@@ -86,6 +86,13 @@ class RecsMetrics:
             ["variant"],
             registry=registry,
         )
+        self.spool_rejected = Counter(
+            "recs_spool_records_rejected_total",
+            "Spooled records Redis refused on their data (e.g. a key of another type under the "
+            "prefix), set aside in the spool's .rejected file, by kind (event)",
+            ["kind"],
+            registry=registry,
+        )
         self.impressions_lost = Counter(
             "recs_impressions_lost_total",
             "Impressions neither stored nor spooled (Redis down and the spool disk refused)",

@@ -13,6 +13,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from threefold.streaming.record_spool import RecordSpool, SpoolFull
+from threefold.streaming.record_spool import RecordSpool, RecordsRefused, SpoolFull
 
 
 @dataclass(frozen=True)
@@ -142,3 +143,132 @@ def test_two_processes_replaying_at_once_push_each_record_once(tmp_path: Path) -
     assert sorted(int(stdout) for stdout, _ in results) == [0, 50]
     pushed = [json.loads(line)["n"] for line in out.read_text(encoding="utf-8").splitlines()]
     assert pushed == list(range(50))
+
+
+class RefusesOdd:
+    """A store that refuses odd notes on their data and takes the others; `down_after` takes
+    that many pushes, then is unreachable (returns False)."""
+
+    def __init__(self, *, down_after: int | None = None) -> None:
+        self.taken: list[int] = []
+        self.pushes = 0
+        self.down_after = down_after
+
+    def push(self, notes: list[Note]) -> bool:
+        self.pushes += 1
+        if self.down_after is not None and self.pushes > self.down_after:
+            return False
+        odd = [note.n for note in notes if note.n % 2]
+        if odd:
+            raise RecordsRefused(f"WRONGTYPE for notes {odd}")
+        self.taken += [note.n for note in notes]
+        return True
+
+
+def rejected_records(spool: RecordSpool) -> list[tuple[int, str]]:
+    lines = spool.rejected_path.read_text(encoding="utf-8").splitlines()
+    return [(entry["record"]["n"], entry["reason"]) for entry in map(json.loads, lines)]
+
+
+def test_records_the_store_refuses_are_set_aside_with_the_reason_and_the_rest_go_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = spool_in(tmp_path)
+    spool.append([Note(n) for n in (0, 2, 3, 4, 6, 8, 9, 10)])
+    store, refused = RefusesOdd(), []
+    with caplog.at_level(logging.ERROR, logger="threefold.streaming.record_spool"):
+        assert spool.replay(store.push, on_refused=refused.extend) == 6
+    assert store.taken == [0, 2, 4, 6, 8, 10]  # in order
+    assert rejected_records(spool) == [
+        (3, "WRONGTYPE for notes [3]"),
+        (9, "WRONGTYPE for notes [9]"),
+    ]
+    assert refused == [(Note(3), "WRONGTYPE for notes [3]"), (Note(9), "WRONGTYPE for notes [9]")]
+    assert not spool.pending()
+    assert "redis refused 1 Note record(s) of spool notes.jsonl (WRONGTYPE for notes [3])" in (
+        caplog.text
+    )
+    assert str(spool.rejected_path) in caplog.text
+    assert spool.replay(store.push) == 0 and store.taken == [0, 2, 4, 6, 8, 10]
+
+
+def test_redis_lost_while_finding_a_refused_record_keeps_only_what_it_did_not_take(
+    tmp_path: Path,
+) -> None:
+    """Pushes: all (refused), 0-3 (refused), 0-1 (taken), then Redis is gone: the taken ones
+    leave the spool, the others wait for the next replay, none is pushed twice."""
+    spool = spool_in(tmp_path)
+    spool.append([Note(n) for n in (0, 2, 3, 4, 6, 8, 10, 12)])
+    store = RefusesOdd(down_after=3)
+    assert spool.replay(store.push) == 2
+    assert store.taken == [0, 2]
+    assert spool.count() == 6
+    store.down_after = None
+    assert spool.replay(store.push) == 5
+    assert store.taken == [0, 2, 4, 6, 8, 10, 12]
+    assert rejected_records(spool) == [(3, "WRONGTYPE for notes [3]")]
+
+
+def test_a_push_that_raises_after_a_refusal_keeps_the_rest_and_the_refusal_is_set_aside(
+    tmp_path: Path,
+) -> None:
+    spool = spool_in(tmp_path)
+    spool.append([Note(n) for n in (1, 2, 4)])
+    store = RefusesOdd()
+
+    def lost_after_two(notes: list[Note]) -> bool:
+        if store.pushes == 2:
+            raise ConnectionError("connection lost")
+        return store.push(notes)
+
+    with pytest.raises(ConnectionError):
+        spool.replay(lost_after_two)  # all (refused), 1 (refused: set aside), 2-4: lost
+    assert rejected_records(spool) == [(1, "WRONGTYPE for notes [1]")]
+    assert spool.replay(store.push) == 2 and store.taken == [2, 4]
+
+
+def test_records_appended_while_a_replay_rewrites_the_spool_are_kept(tmp_path: Path) -> None:
+    """A replay that took some records leaves the others in a new file renamed over the spool;
+    an append that was waiting for the lock meanwhile writes to the new file, not the old."""
+    spool = spool_in(tmp_path)
+    spool.append([Note(n) for n in (0, 1, 2)])
+    store = RefusesOdd(down_after=3)  # all refused, 0 taken, 1-2 refused, Redis gone
+    appending = threading.Event()
+
+    def slow_push(notes: list[Note]) -> bool:
+        if store.pushes == 0:
+            appending.set()
+            time.sleep(0.3)  # the append below waits on the lock meanwhile
+        return store.push(notes)
+
+    appender = threading.Thread(target=lambda: appending.wait(10) and spool.append([Note(4)]))
+    appender.start()
+    assert spool.replay(slow_push) == 1
+    appender.join(10)
+    store.down_after = None
+    assert spool.replay(store.push) == 2
+    assert store.taken == [0, 2, 4]
+    assert rejected_records(spool) == [(1, "WRONGTYPE for notes [1]")]
+
+
+def test_records_left_for_a_later_replay_are_written_back_as_prepared(tmp_path: Path) -> None:
+    """`prepare` (e.g. an id from each record's place in the spool) sees the whole spool once;
+    what a partial replay leaves keeps what it gave, though the places change."""
+    spool = spool_in(tmp_path)
+    spool.append([Note(n) for n in (0, 1, 2, 4)])
+    store = RefusesOdd(down_after=3)  # all refused, 0-1 refused, 0 taken, then Redis is gone
+    prepared: list[list[int]] = []
+
+    def by_place(notes: list[Note]) -> list[Note]:
+        prepared.append([note.n for note in notes])
+        return [
+            note if note.n >= 100 else Note(100 * place + note.n)
+            for place, note in enumerate(notes)
+        ]
+
+    assert spool.replay(store.push, prepare=by_place) == 1
+    store.down_after = None
+    assert spool.replay(store.push, prepare=by_place) == 2
+    assert prepared == [[0, 1, 2, 4], [101, 202, 304]]
+    assert store.taken == [0, 202, 304]
+    assert rejected_records(spool) == [(101, "WRONGTYPE for notes [101]")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from itertools import pairwise
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+from prometheus_client import CollectorRegistry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from support.services import frozen
 
@@ -26,6 +28,7 @@ from threefold.apps.qa.handoff_queue import (
     end,
     new_conversation,
 )
+from threefold.apps.qa.metrics import QAMetrics
 from threefold.apps.qa.redis_feedback import RedisRecordLog
 from threefold.apps.qa.redis_handoff import RedisHandoffStore
 from threefold.apps.qa.sessions import new_id
@@ -374,3 +377,76 @@ def test_a_read_from_before_a_list_does_not_undo_what_the_list_told() -> None:
     assert not worker.with_person(session_id)
     worker.get(session_id)  # a read of its own tells it the rest
     assert worker.with_person(session_id)
+
+
+def dropped(registry: CollectorRegistry, kind: str) -> float | None:
+    return registry.get_sample_value("qa_records_dropped_total", {"kind": kind})
+
+
+@pytest.mark.integration
+def test_a_full_memory_counts_and_logs_what_it_drops_once_per_outage_and_every_thousand(
+    hung_redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No spool (or one refusing): memory keeps the newest 3 records per log. The 1,002 votes
+    it drops are counted, and logged at the first drop and at the 1,000th, not once each; after
+    Redis took the rest, the next outage's first drop is logged again."""
+    client = redis.Redis.from_url(hung_redis.url, socket_timeout=0.3)
+    registry = CollectorRegistry()
+    metrics = QAMetrics(registry)
+    log = FallbackRecordLog(
+        RedisRecordLog(client, prefix=redis_prefix),
+        MemoryRecordLog(max_entries=3),
+        RedisFallback(retry_s=60),
+    )
+    log.on_dropped.append(metrics.observe_records_dropped)
+    try:
+        with frozen(hung_redis), caplog.at_level(logging.ERROR, logger="threefold.apps.qa"):
+            for n in range(1005):
+                log.append("feedback", {"n": n})
+            log.append("unanswered", {"question": "huh?"})
+            lines = [r.getMessage() for r in caplog.records if "records lost" in r.getMessage()]
+            assert len(lines) == 2, lines
+            assert "dropped the oldest 1 feedback, 1 since the outage began" in lines[0]
+            assert "1000 since the outage began" in lines[1]
+            assert dropped(registry, "feedback") == 1002
+            assert dropped(registry, "unanswered") is None
+        assert log.flush() == 4
+        assert [r["n"] for r in log.primary.read("feedback")] == [1002, 1003, 1004]
+        caplog.clear()
+        with frozen(hung_redis), caplog.at_level(logging.ERROR, logger="threefold.apps.qa"):
+            for n in range(4):
+                log.append("feedback", {"n": n})
+        assert "1 since the outage began" in caplog.text
+        assert dropped(registry, "feedback") == 1003
+    finally:
+        client.close()
+
+
+@pytest.mark.integration
+def test_a_record_kept_in_memory_that_redis_refuses_does_not_hold_up_the_others(
+    redis_client, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a spool, kept records are written one by one: one Redis refuses on its data
+    (a key of another type) is logged with the record and counted, the others are written.
+    Before, the flush raised at it every time and put it back: nothing after it reached Redis."""
+    redis_client.set(redis_prefix + "unanswered", "not a list")
+    memory = MemoryRecordLog()
+    for name, record in [
+        ("feedback", {"n": 1}),
+        ("unanswered", {"q": "?"}),
+        ("feedback", {"n": 2}),
+    ]:
+        memory.append(name, record)
+    registry = CollectorRegistry()
+    log = FallbackRecordLog(
+        RedisRecordLog(redis_client, prefix=redis_prefix), memory, RedisFallback()
+    )
+    log.on_rejected.append(QAMetrics(registry).observe_record_rejected)
+    with caplog.at_level(logging.ERROR, logger="threefold.apps.qa"):
+        assert log.flush() == 2
+    assert [r["n"] for r in log.primary.read("feedback")] == [1, 2]
+    assert log.pending() == 0
+    assert "redis refused the unanswered record kept in memory (ResponseError: WRONGTYPE" in (
+        caplog.text
+    )
+    assert registry.get_sample_value("qa_records_rejected_total", {"kind": "unanswered"}) == 1

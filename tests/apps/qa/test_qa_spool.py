@@ -192,3 +192,90 @@ def test_a_full_spool_keeps_new_records_in_memory_says_so_and_keeps_their_order(
         client.close()
     assert stored_ns == [1, 2, 30, 4]
     assert log.pending() == 0
+
+
+@pytest.mark.integration
+def test_a_record_redis_refuses_is_set_aside_and_the_others_reach_redis_once(
+    redis_client, redis_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another app left a string at `<prefix>unanswered`: Redis refuses the unanswered record
+    on its data (WRONGTYPE) whatever the retry. It goes to `<spool>.rejected` with the reason,
+    logged and counted; the feedback spooled before and after it reaches Redis, in order, once,
+    and the spool is empty. Before, every flush failed and kept the whole spool, for ever."""
+    redis_client.set(redis_prefix + "unanswered", "not a list")
+    spool = spool_of(tmp_path, redis_prefix)
+    spool.append(
+        [
+            KeptRecord("feedback", {"n": 1}),
+            KeptRecord("unanswered", {"question": "huh?"}),
+            KeptRecord("feedback", {"n": 2}),
+            KeptRecord("feedback", {"n": 3}),
+        ]
+    )
+    registry = CollectorRegistry()
+    log = FallbackRecordLog(
+        RedisRecordLog(redis_client, prefix=redis_prefix),
+        MemoryRecordLog(),
+        RedisFallback(),
+        spool=spool,
+    )
+    log.on_rejected.append(QAMetrics(registry).observe_record_rejected)
+    with caplog.at_level(logging.ERROR):
+        assert log.flush() == 3
+    assert [r["n"] for r in RedisRecordLog(redis_client, prefix=redis_prefix).read("feedback")] == [
+        1,
+        2,
+        3,
+    ]
+    assert log.pending() == 0
+    [rejected] = [json.loads(line) for line in spool.rejected_path.read_text().splitlines()]
+    assert rejected["record"] == {"log": "unanswered", "record": {"question": "huh?"}}
+    assert rejected["reason"].startswith("ResponseError: WRONGTYPE " + redis_prefix + "unanswered")
+    assert f"redis refused 1 unanswered record(s) of spool {spool.path.name}" in caplog.text
+    assert str(spool.rejected_path) in caplog.text
+    assert registry.get_sample_value("qa_records_rejected_total", {"kind": "unanswered"}) == 1
+    assert redis_client.get(redis_prefix + "unanswered") == b"not a list"  # left as it was
+    log.flush()
+    assert len(list(RedisRecordLog(redis_client, prefix=redis_prefix).read("feedback"))) == 3
+
+
+@pytest.mark.integration
+def test_records_wait_in_the_spool_while_redis_refuses_every_write(
+    hung_redis, redis_prefix: str, tmp_path: Path
+) -> None:
+    """A Redis out of memory (or a read-only replica after a failover) refuses every write with
+    an error reply (from a script: "ERR Error running script ... -OOM"): that is no fault of
+    the records, none is set aside."""
+    client = redis.Redis.from_url(hung_redis.url)
+    spool = spool_of(tmp_path, redis_prefix)
+    spool.append([KeptRecord("feedback", {"n": n}) for n in range(3)])
+    log = FallbackRecordLog(
+        RedisRecordLog(client, prefix=redis_prefix), MemoryRecordLog(), RedisFallback(), spool=spool
+    )
+    try:
+        client.config_set("maxmemory", 1)
+        with pytest.raises(redis.exceptions.ResponseError, match="OOM"):
+            log.flush()
+        assert spool.count() == 3 and not spool.rejected_path.exists()
+        client.config_set("maxmemory", 0)
+        assert log.flush() == 3
+        assert [r["n"] for r in log.primary.read("feedback")] == [0, 1, 2]
+    finally:
+        client.config_set("maxmemory", 0)
+        client.close()
+
+
+@pytest.mark.integration
+def test_the_app_counts_a_spooled_record_redis_refuses_on_its_metrics_page(
+    make_app, redis_client, redis_prefix: str, spool_dir: Path
+) -> None:
+    """The service's own wiring: a record set aside at start-up shows on /metrics."""
+    redis_client.set(redis_prefix + "unanswered", "not a list")
+    spool_of(spool_dir, redis_prefix).append([KeptRecord("unanswered", {"question": "huh?"})])
+    client = make_app().test_client()
+    deadline = time.monotonic() + 20
+    while 'qa_records_rejected_total{kind="unanswered"} 1.0' not in (
+        page := client.get("/metrics").get_data(as_text=True)
+    ):
+        assert time.monotonic() < deadline, page[-2000:]
+        time.sleep(0.2)

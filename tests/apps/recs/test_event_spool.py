@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import errno
+import json
+import logging
 import os
 from pathlib import Path
 
 import pytest
+import redis as redis_lib
+from prometheus_client import CollectorRegistry
 
 from threefold.apps.recs.event_spool import EventSpool
-from threefold.apps.recs.events import Event
+from threefold.apps.recs.events import Event, with_accept_ids
+from threefold.apps.recs.history import REFUSED_REASON, UserHistories
+from threefold.apps.recs.metrics import RecsMetrics
+from threefold.apps.recs.redis_state import RedisState
+from threefold.streaming.connections import RedisSettings
 
 EVENTS = [Event("u1", f"i{n}", "purchase", 1_700_000_000.0 + n) for n in range(3)]
 
@@ -68,3 +76,66 @@ def test_a_write_the_disk_refuses_leaves_no_partial_line(tmp_path: Path, monkeyp
     pushed: list[list[Event]] = []
     assert spool.replay(lambda events: pushed.append(events) or True) == 1
     assert pushed == [EVENTS[:1]]
+
+
+@pytest.mark.integration
+def test_an_event_redis_refuses_is_set_aside_and_the_others_are_stored(
+    tmp_path: Path, redis_url: str, redis_prefix: str, redis_client, caplog
+) -> None:
+    """Another app left a string at `<prefix>history:u2`: the append script refuses any batch
+    with u2's event, whatever the retry. That event goes to `events.jsonl.rejected` (logged,
+    counted); the events before and after it are stored, in order. Before, the replay kept the
+    whole spool and no event of it ever reached Redis."""
+    redis_client.set(f"{redis_prefix}history:u2", "not a list")
+    events = with_accept_ids(
+        [Event(f"u{user}", f"i{n}", "view", 1_700_000_000.0 + n) for n, user in enumerate("1213")]
+    )
+    EventSpool(tmp_path).append(events)
+    registry = CollectorRegistry()
+    redis = RedisState(
+        RedisSettings(url=redis_url), prefix=redis_prefix, metrics=RecsMetrics(registry)
+    )
+    histories = UserHistories([], redis, spool=EventSpool(tmp_path))
+    with caplog.at_level(logging.ERROR, logger="threefold.streaming.record_spool"):
+        assert histories.replay_spool()
+    assert [e.item_id for e in histories.get("u1")] == ["i0", "i2"]
+    assert [e.item_id for e in histories.get("u3")] == ["i3"]
+    logged = [
+        json.loads(f[b"event"])["item_id"]
+        for _, f in redis_client.xrange(f"{redis_prefix}events-log")
+    ]
+    assert logged == ["i0", "i2", "i3"]
+    spool = EventSpool(tmp_path)
+    [rejected] = [json.loads(line) for line in spool.rejected_path.read_text().splitlines()]
+    assert rejected["record"]["item_id"] == "i1" and rejected["reason"] == REFUSED_REASON
+    assert "redis refused 1 Event record(s) of spool events.jsonl" in caplog.text
+    assert registry.get_sample_value("recs_spool_records_rejected_total", {"kind": "event"}) == 1
+    assert redis_client.get(f"{redis_prefix}history:u2") == b"not a list"
+
+
+@pytest.mark.integration
+def test_events_wait_in_the_spool_while_redis_refuses_every_write(
+    tmp_path: Path, hung_redis, redis_prefix: str
+) -> None:
+    """A Redis out of memory (or a read-only replica after a failover) answers pings but
+    refuses every write: that is no fault of the events, none is set aside."""
+    client = redis_lib.Redis.from_url(hung_redis.url)
+    events = with_accept_ids([Event("u1", f"i{n}", "view", 1_700_000_000.0 + n) for n in range(3)])
+    EventSpool(tmp_path).append(events)
+    redis = RedisState(
+        RedisSettings(url=hung_redis.url),
+        prefix=redis_prefix,
+        metrics=RecsMetrics(CollectorRegistry()),
+    )
+    histories = UserHistories([], redis, spool=EventSpool(tmp_path))
+    try:
+        client.config_set("maxmemory", 1)
+        assert not histories.replay_spool()
+        assert EventSpool(tmp_path).count() == 3
+        assert not EventSpool(tmp_path).rejected_path.exists()
+        client.config_set("maxmemory", 0)
+        assert histories.replay_spool()
+        assert [e.item_id for e in histories.get("u1")] == ["i0", "i1", "i2"]
+    finally:
+        client.config_set("maxmemory", 0)
+        client.close()
