@@ -30,6 +30,8 @@ import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -40,6 +42,8 @@ LEASE_MARGIN_S = 10.0  # a claim outlives the longest attempt (timeout_s in all)
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})  # timeout, conflict, too early, too many requests
 ANSWER_SNIPPET_CHARS = 200  # how much of a failed answer's body is kept for log lines
 REJECTED_LIMIT = 1_000  # rejected deliveries an outbox keeps a record of, newest first
+# What urllib and http.client pass as the timeout when the caller gave none.
+_NO_TIMEOUT_GIVEN: Any = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 
 OnResult = Callable[[dict[str, Any], str | None], None]
 """Called once per payload with None when delivered or the last error when it failed."""
@@ -88,10 +92,11 @@ def post_json(
 ) -> PostResult:
     """One POST of `payload` as JSON, never raising for what the network or receiver does.
 
-    The whole exchange after connecting (sending, the status line, headers and body) gets
-    `timeout_s` in all: a receiver that trickles its answer has its connection shut when the
-    time is up (name resolution and the TLS handshake are bounded per step by `timeout_s`).
-    A redirect is not followed but reported as a failure naming where it points.
+    The whole attempt gets `timeout_s` in all: name resolution, connecting (each address of
+    the host with the time left), a proxy tunnel, the TLS handshake, sending, and the status
+    line, headers and body of the answer. A step still running when the time is up is cut
+    (a receiver that trickles its answer has its connection shut). A redirect is not followed
+    but reported as a failure naming where it points.
     """
     body = json.dumps(payload, ensure_ascii=False, default=str).encode("utf-8")
     sent = {"Content-Type": "application/json", "User-Agent": user_agent, **(headers or {})}
@@ -109,7 +114,7 @@ def post_json(
             if deadline.expired:
                 return PostResult(f"timed out: no complete answer within {timeout_s:g} s")
             return PostResult(" ".join(f"{type(exc).__name__}: {exc}".split()))
-    if deadline.expired:  # cut off mid-headers, which http.client takes for their end
+    if deadline.cut_off:  # mid-headers, which http.client takes for their end
         return PostResult(f"timed out: no complete answer within {timeout_s:g} s", status)
     return PostResult() if 200 <= status < 300 else PostResult(f"HTTP {status}", status)
 
@@ -143,11 +148,14 @@ def _shown_url(url: str) -> str:
 
 
 class _Deadline:
-    """Shuts the sockets of one POST when its time is up, so no read or write outlives it
-    (a socket timeout only bounds each read, and a trickling receiver never trips it)."""
+    """One POST's time limit: shuts the sockets it watches when the time is up, so no read
+    or write outlives it (a socket timeout only bounds each read, and a trickling receiver
+    never trips it), and tells the steps before a socket exists how much time is left."""
 
     def __init__(self, seconds: float) -> None:
-        self.expired = False
+        self.seconds = seconds
+        self._ends = time.monotonic() + seconds
+        self.cut_off = False  # the time ran out and every socket watched was shut
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._timer = threading.Timer(seconds, self._expire)
@@ -159,39 +167,103 @@ class _Deadline:
 
     def __exit__(self, *exc: object) -> None:
         self._timer.cancel()
+        with self._lock:  # not while `_expire` shuts them: a closed descriptor is reused
+            for sock in self._sockets:  # duplicates of the connection's socket: see `watch`
+                sock.close()
+            self._sockets.clear()
+
+    @property
+    def expired(self) -> bool:
+        """The time is up (the sockets may not be shut yet)."""
+        return self.cut_off or self.remaining() <= 0
+
+    def remaining(self) -> float:
+        """Seconds left (0 once the time is up)."""
+        return max(0.0, self._ends - time.monotonic())
 
     def watch(self, sock: socket.socket) -> None:
-        """Shut `sock` when the time is up (at once if it is already)."""
+        """Shut the connection of `sock` when the time is up (at once if it is already).
+
+        A duplicate of `sock` is kept, not `sock` itself: `ssl.wrap_socket` detaches the
+        socket object it wraps, while a duplicate's shutdown still ends the one connection
+        both refer to, so the TLS handshake and everything after it are cut alike."""
+        watched = sock.dup()
         with self._lock:
-            self._sockets.append(sock)
-            if not self.expired:
-                return
-        _shut(sock)
+            self._sockets.append(watched)
+            if self.cut_off:
+                _shut(watched)
 
     def _expire(self) -> None:
         with self._lock:
-            self.expired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shut(sock)
+            self.cut_off = True
+            for sock in self._sockets:
+                _shut(sock)
 
 
 def _shut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):  # closed already
-        # socket.socket's own shutdown: an SSLSocket's would also drop its TLS state
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _resolve(host: str, port: int, deadline: _Deadline) -> list[tuple[Any, ...]]:
+    """`socket.getaddrinfo(host, port)` for TCP, waiting for at most the time `deadline` has
+    left: the lookup runs on a daemon thread, since getaddrinfo itself cannot be interrupted
+    (a thread left behind ends with the system resolver's own timeout)."""
+    answer: Future[list[tuple[Any, ...]]] = Future()
+
+    def lookup() -> None:
+        try:
+            answer.set_result(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except BaseException as exc:  # handed to the waiting caller
+            answer.set_exception(exc)
+
+    threading.Thread(target=lookup, name="webhook-resolve", daemon=True).start()
+    try:
+        return answer.result(timeout=deadline.remaining())
+    except FutureTimeout:
+        raise TimeoutError(f"resolving {host!r} took over {deadline.seconds:g} s") from None
 
 
 class _Watched:
-    """An HTTP(S) connection whose socket a `_Deadline` shuts when the time is up."""
+    """An HTTP(S) connection whose every step a `_Deadline` bounds: name resolution and each
+    address's connect get the time left, and the socket is watched from before the proxy
+    tunnel and the TLS handshake on."""
 
     def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline = deadline
+        self._create_connection = self._connect_within_deadline
 
-    def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
-        self._deadline.watch(self.sock)  # type: ignore[attr-defined]
+    def _connect_within_deadline(
+        self,
+        address: tuple[str, int],
+        timeout: Any = _NO_TIMEOUT_GIVEN,
+        source_address: tuple[str, int] | None = None,
+    ) -> socket.socket:
+        """`socket.create_connection` with the deadline's time left as the limit of each
+        step; the socket keeps `timeout` for its reads and writes afterwards."""
+        deadline = self._deadline
+        host, port = address
+        per_step = socket.getdefaulttimeout() if timeout is _NO_TIMEOUT_GIVEN else timeout
+        error: OSError = OSError(f"{host!r} resolves to no address")
+        for family, kind, proto, _, sockaddr in _resolve(host, port, deadline):
+            left = deadline.remaining()
+            if left <= 0:
+                raise TimeoutError(f"connecting to {host!r} took over {deadline.seconds:g} s")
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(left if per_step is None else min(left, per_step))
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)
+                sock.settimeout(per_step)
+                deadline.watch(sock)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            return sock
+        raise error
 
 
 class _WatchedHTTPConnection(_Watched, http.client.HTTPConnection):

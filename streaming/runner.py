@@ -28,6 +28,8 @@ stops the runner: it drops the uncommitted batch, closes consumer and producer, 
 `degraded` (attribute and the threefold_stream_degraded gauge), waits with exponential backoff
 (capped at `max_reconnect_backoff_ms`) and reconnects, however long the outage lasts; the
 group then resumes from its committed offsets (at-least-once: only uncommitted work repeats).
+A stop (or SIGTERM) during the outage ends the runner at once, also while a new consumer
+waits for the broker (kafka-python's bootstrap, up to `bootstrap_timeout_ms`).
 
 After each rebalance the runner tells a processor with an `on_group_partitions(partitions)`
 hook every partition of the subscribed topics as the broker lists them then ({topic: frozenset
@@ -83,6 +85,7 @@ from threefold.streaming.dead_letter import (
     MIN_DEAD_LETTER_BYTES,
     encode_dead_letter,
 )
+from threefold.streaming.kafka_calls import call_within, close_unwanted_consumer, new_consumer
 from threefold.streaming.kafka_config import consumer_config
 from threefold.streaming.messages import (
     BatchProcessor,
@@ -244,7 +247,8 @@ class ConsumerRunner:
     # -- control -----------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask `run()` to finish the current batch, commit, close and return (thread-safe)."""
+        """Ask `run()` to finish the current batch, commit, close and return (thread-safe); a
+        wait for the broker to come back (reconnecting, connecting) ends at once."""
         self._stop.set()
 
     @property
@@ -349,12 +353,25 @@ class ConsumerRunner:
             self._close()
 
     def _open(self) -> KafkaConsumer:
+        """Connect the consumer and producer. A broker that is away keeps kafka-python's
+        consumer waiting (bootstrap_timeout_ms, 30 s by default): it waits on a helper thread,
+        so that a stop meanwhile ends the wait at once (KafkaUnavailable, which `run` takes
+        for the end when stopping)."""
         try:
-            consumer = KafkaConsumer(**self._consumer_config)
+            consumer = call_within(
+                lambda: new_consumer(self._consumer_config),
+                stop=self._stop,
+                late=close_unwanted_consumer,
+                name="threefold-consumer-open",
+            )
         except kafka_errors.KafkaError as exc:
             raise KafkaUnavailable(
                 f"cannot connect a Kafka consumer to {self.bootstrap!r} ({exc}); start the broker "
                 "or fix KAFKA_BOOTSTRAP_SERVERS / --bootstrap"
+            ) from exc
+        except TimeoutError as exc:  # only a stop ends the wait early
+            raise KafkaUnavailable(
+                f"stopped while connecting a Kafka consumer to {self.bootstrap!r}"
             ) from exc
         consumer.subscribe(self.topics, listener=_Listener(self))
         self._consumer = consumer

@@ -8,51 +8,119 @@ missing, so a crash neither loses the record nor publishes it twice.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from threefold.core.errors import ServiceError
 from threefold.core.untrusted_json import UntrustedJsonError, loads_untrusted
 from threefold.streaming.connections import KafkaTarget, as_kafka_settings
+from threefold.streaming.kafka_calls import call_within, close_unwanted_consumer, new_consumer
 from threefold.streaming.kafka_config import consumer_config
 
 Offsets = dict[int, int]  # partition -> offset
+T = TypeVar("T")
 
 
 class TopicProbe:
-    """Reads one topic of JSON records by partition offsets (no consumer group, no commits)."""
+    """Reads one topic of JSON records by partition offsets (no consumer group, no commits).
+
+    Each call gives up after `timeout_s` with a ServiceError when the broker does not answer
+    (stopped, frozen, unreachable): kafka-python alone waits for its bootstrap (30 s), a
+    request timeout (30 s) or a reconnect backoff that grows to 30 s, however short the
+    probe's timeout, and its caller is a consumer thread that must poll again within
+    max_poll_interval_ms to stay in its group."""
 
     def __init__(self, kafka: KafkaTarget, topic: str, *, timeout_s: float = 10.0) -> None:
         settings = as_kafka_settings(kafka)
         self.topic = topic
         self.timeout_s = timeout_s
+        self.bootstrap = settings.bootstrap_servers
         self._config = {**settings.client_config(), **consumer_config(None)}
         self._consumer: Any = None
 
-    def _client(self) -> Any:
+    def _client(self, deadline: float) -> Any:
         if self._consumer is None:
-            from kafka import KafkaConsumer
-
-            self._consumer = KafkaConsumer(**self._config)
+            config = {**self._config, "bootstrap_timeout_ms": _ms_until(deadline)}
+            self._consumer = self._within(
+                deadline,
+                "connecting to read",
+                lambda: new_consumer(config),
+                close_unwanted_consumer,
+            )
         return self._consumer
 
-    def end_offsets(self) -> Offsets:
-        """Each partition's next offset now ({} while the topic does not exist)."""
-        from kafka import TopicPartition
+    def _within(
+        self,
+        deadline: float,
+        doing: str,
+        call: Callable[[], T],
+        late: Callable[[T | None], None],
+    ) -> T:
+        """`call()` (`doing` what, for the error), given up at `deadline`: a ServiceError then,
+        and `late` runs once the call is over (it closes what the call used or made)."""
+        try:
+            return call_within(
+                call,
+                timeout_s=max(0.0, deadline - time.monotonic()),
+                late=late,
+                name="threefold-topic-probe",
+            )
+        except TimeoutError:
+            raise self._no_answer(doing) from None
 
-        consumer = self._client()
-        numbers = consumer.partitions_for_topic(self.topic)
-        partitions = [TopicPartition(self.topic, p) for p in sorted(numbers or ())]  # None: unknown
-        if not partitions:
-            return {}
-        ends = consumer.end_offsets(partitions, timeout_ms=int(self.timeout_s * 1000))
+    def _no_answer(self, doing: str, error: BaseException | None = None) -> ServiceError:
+        why = f": {error!r}" if error is not None else ""
+        return ServiceError(
+            f"the Kafka broker at {self.bootstrap!r} did not answer within {self.timeout_s:g} s "
+            f"({doing} topic {self.topic!r}{why}); is it up?"
+        )
+
+    def end_offsets(self) -> Offsets:
+        """Each partition's next offset now ({} while the topic does not exist); ServiceError
+        when the broker does not answer within the timeout."""
+        from kafka import TopicPartition
+        from kafka.errors import KafkaError
+
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            consumer = self._client(deadline)
+            numbers = self._partitions(consumer, deadline) or ()  # None: unknown
+            partitions = [TopicPartition(self.topic, p) for p in sorted(numbers)]
+            if not partitions:
+                return {}
+            ends = consumer.end_offsets(partitions, timeout_ms=_ms_until(deadline))
+        except KafkaError as exc:
+            raise self._no_answer("reading the end offsets of", exc) from exc
         return {tp.partition: int(offset) for tp, offset in ends.items()}
+
+    def _partitions(self, consumer: Any, deadline: float) -> set[int] | None:
+        """The topic's partition numbers. kafka-python asks the broker when its cache lacks
+        the topic and waits for the answer without a limit; a call given up on leaves this
+        consumer to it (closed when the call ends), and the next call makes a new one."""
+
+        def close_abandoned(_: object) -> None:
+            with contextlib.suppress(Exception):
+                consumer.close()
+
+        try:
+            return self._within(
+                deadline,
+                "listing the partitions of",
+                lambda: consumer.partitions_for_topic(self.topic),
+                close_abandoned,
+            )
+        except ServiceError:
+            self._consumer = None
+            raise
 
     def ids_since(self, since: Offsets, wanted: set[str], *, id_field: str) -> set[str]:
         """Which of `wanted` records (by `id_field`) the topic holds past `since`; a partition
         missing from `since` (created later) is read from its start. ServiceError if the broker
         does not answer within the timeout."""
         from kafka import TopicPartition
+        from kafka.errors import KafkaError
 
         ends = self.end_offsets()
         todo = {
@@ -62,32 +130,40 @@ class TopicProbe:
         }
         if not todo or not wanted:
             return set()
-        consumer = self._client()
-        consumer.assign(list(todo))
-        for tp, (start, _) in todo.items():
-            consumer.seek(tp, start)
+        consumer = self._client(time.monotonic() + self.timeout_s)
         found: set[str] = set()
         deadline = time.monotonic() + self.timeout_s
-        while todo:
-            if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"reading topic {self.topic!r} back took over {self.timeout_s} s; "
-                    "is the broker up?"
-                )
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    record_id = _field(record.value, id_field)
-                    if record_id in wanted:
-                        found.add(record_id)
-            for tp in list(todo):
-                if consumer.position(tp) >= todo[tp][1]:
-                    del todo[tp]
+        try:
+            consumer.assign(list(todo))
+            for tp, (start, _) in todo.items():
+                consumer.seek(tp, start)
+            while todo:
+                if time.monotonic() > deadline:
+                    raise ServiceError(
+                        f"reading topic {self.topic!r} back took over {self.timeout_s} s; "
+                        "is the broker up?"
+                    )
+                for records in consumer.poll(timeout_ms=200).values():
+                    for record in records:
+                        record_id = _field(record.value, id_field)
+                        if record_id in wanted:
+                            found.add(record_id)
+                for tp in list(todo):
+                    if consumer.position(tp) >= todo[tp][1]:
+                        del todo[tp]
+        except KafkaError as exc:
+            raise self._no_answer("reading", exc) from exc
         return found
 
     def close(self) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             consumer.close()
+
+
+def _ms_until(deadline: float) -> int:
+    """Milliseconds left until `deadline`, at least 1."""
+    return max(1, int((deadline - time.monotonic()) * 1000))
 
 
 def _field(value: bytes | None, name: str) -> str | None:

@@ -13,6 +13,13 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from support.slow_network import (
+    HOLD_S,
+    FakeDNS,
+    silent_tls_receiver,
+    socket_timeout,
+    syn_dropping_address,
+)
 
 from threefold.core.webhook import (
     IDEMPOTENCY_HEADER,
@@ -203,6 +210,62 @@ def test_https_is_posted_and_bounded_alike(raw_server, tls_files, monkeypatch):
     result = post(url, timeout_s=0.6)
     assert time.monotonic() - started < 2.0
     assert result.error == "timed out: no complete answer within 0.6 s"
+
+
+# -- one deadline for the whole attempt: resolving, connecting, the TLS handshake ------------------
+# Each test gives urllib's sockets a timeout far past the attempt's deadline (or none), so what
+# ends the attempt is the deadline, and it ends while the slow network still holds out.
+
+SLOW_HOST = "slow-dns.test"
+
+
+@pytest.fixture
+def fake_dns(monkeypatch) -> Iterator[Callable[[list[tuple[str, int]]], FakeDNS]]:
+    made: list[FakeDNS] = []
+
+    def install(addresses: list[tuple[str, int]]) -> FakeDNS:
+        made.append(FakeDNS(SLOW_HOST, addresses))
+        monkeypatch.setattr(socket, "getaddrinfo", made[-1])
+        return made[-1]
+
+    yield install
+    for dns in made:
+        dns.release()  # lets the resolving thread the attempt left behind end
+
+
+def test_a_name_that_never_resolves_ends_the_attempt_at_its_deadline(
+    fake_dns, status_server, monkeypatch
+):
+    socket_timeout(monkeypatch, None)
+    port = int(status_server().url.rsplit(":", 1)[1])
+    dns = fake_dns([("127.0.0.1", port)])
+    result = post(f"http://{SLOW_HOST}:{port}/hook", timeout_s=0.5)
+    assert result.error == "timed out: no complete answer within 0.5 s"
+    assert dns.asked.is_set() and not dns.answered.is_set()  # it ended while DNS held out
+
+
+def test_connecting_to_several_silent_addresses_ends_at_the_deadline_not_per_address(
+    fake_dns, monkeypatch
+):
+    """Each address gets what is left of the attempt, not a socket timeout of its own."""
+    socket_timeout(monkeypatch, HOLD_S)
+    with syn_dropping_address() as (host, port):
+        fake_dns([(host, port), (host, port)]).release()  # answers at once
+        started = time.monotonic()
+        result = post(f"http://{SLOW_HOST}:{port}/hook", timeout_s=0.5)
+        took = time.monotonic() - started
+    assert result.error == "timed out: no complete answer within 0.5 s"
+    assert took < HOLD_S / 2  # not the socket timeout of one address, let alone two
+
+
+def test_a_tls_handshake_never_answered_ends_at_the_deadline_not_the_socket_timeout(
+    monkeypatch,
+):
+    socket_timeout(monkeypatch, HOLD_S * 2)
+    with silent_tls_receiver() as (url, held):
+        result = post(url, timeout_s=0.5)
+        assert held.is_set()  # the receiver still holds the connection: the deadline ended it
+    assert result.error == "timed out: no complete answer within 0.5 s"
 
 
 # -- WebhookSender: best effort from an in-memory queue -------------------------------------------

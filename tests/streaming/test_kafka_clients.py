@@ -70,7 +70,8 @@ def assert_all_settings(calls: list[dict[str, Any]], settings: KafkaSettings) ->
 
 @pytest.fixture
 def record(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[dict[str, Any]]]:
-    """Replace kafka.KafkaConsumer/KafkaProducer/KafkaAdminClient (and the runner's import)."""
+    """Replace kafka.KafkaConsumer/KafkaProducer/KafkaAdminClient, and the consumer class
+    streaming.kafka_calls builds with."""
     calls: dict[str, list[dict[str, Any]]] = {}
 
     def recorder(name: str) -> Any:
@@ -82,9 +83,9 @@ def record(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[dict[str, Any]]]:
 
     for name in ("KafkaConsumer", "KafkaProducer", "KafkaAdminClient"):
         monkeypatch.setattr(kafka, name, recorder(name))
-    import threefold.streaming.runner as runner_module
+    import threefold.streaming.kafka_calls as kafka_calls
 
-    monkeypatch.setattr(runner_module, "KafkaConsumer", recorder("KafkaConsumer"))
+    monkeypatch.setattr(kafka_calls, "KafkaConsumer", recorder("KafkaConsumer"))
     return calls
 
 
@@ -100,7 +101,7 @@ def test_the_producer_gets_every_setting(record, secure) -> None:
 def test_the_runner_consumer_and_its_producer_get_every_setting(
     record, secure, monkeypatch
 ) -> None:
-    import threefold.streaming.runner as runner_module
+    import threefold.streaming.kafka_calls as kafka_calls
     from threefold.streaming.runner import ConsumerRunner
 
     class Consumer:
@@ -110,7 +111,7 @@ def test_the_runner_consumer_and_its_producer_get_every_setting(
         def subscribe(self, topics: list[str], listener: Any) -> None:
             pass
 
-    monkeypatch.setattr(runner_module, "KafkaConsumer", Consumer)
+    monkeypatch.setattr(kafka_calls, "KafkaConsumer", Consumer)
     runner = ConsumerRunner(
         kafka=secure, topics=["in"], group_id="g", processor=object(), dead_letter_topic="dlq"
     )

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from support.servers import free_port
+from support.slow_network import FakeDNS
 
 from threefold.apps.alerts.cli import alerts as alerts_cli
 from threefold.apps.alerts.config import AlertsConfig
@@ -606,3 +607,41 @@ def test_a_tls_handshake_that_never_ends_is_a_failed_attempt_cut_at_its_deadline
         redis_store.webhook_outbox().pending() == 1
         and redis_store.webhook_outbox().rejected() == []
     )
+
+
+# -- a receiver whose name the DNS does not resolve in time --------------------------------------
+
+
+def test_a_receiver_name_that_does_not_resolve_in_time_is_a_failed_attempt_cut_at_its_deadline(
+    redis_store, receiver, monkeypatch, caplog
+):
+    """Name resolution is inside the attempt's deadline (well within the delivery's lease),
+    and the delivery goes out once the DNS answers again."""
+    hook = receiver()
+    port = int(hook.url.split(":")[2].split("/")[0])
+    dns = FakeDNS("hooks.slow-dns.test", [("127.0.0.1", port)])
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    queue_alerts(redis_store, [alert(1)])
+    metrics = AlertsMetrics()
+    caplog.set_level(logging.WARNING, logger="threefold.core.webhook")
+    webhook = sender(redis_store, f"http://{dns.host}:{port}/alerts", metrics, timeout_s=1.0)
+    webhook.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not metrics.registry.get_sample_value("threefold_alerts_webhook_failures_total"):
+            assert time.monotonic() < deadline, "no attempt ended"
+            time.sleep(0.05)
+        assert not dns.answered.is_set()  # the attempt ended while the DNS still held out
+        assert redis_store.webhook_outbox().pending() == 1
+        dns.release()
+        hook.wait_for(delivered=1)
+    finally:
+        dns.release()
+        webhook.close()
+    failed = [
+        r.fields
+        for r in caplog.records
+        if getattr(r, "fields", {}).get("event") == "webhook_failed"
+    ]
+    assert failed[0]["error"] == "timed out: no complete answer within 1 s"
+    assert hook.delivered() == ["a-1"]
