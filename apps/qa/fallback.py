@@ -10,11 +10,13 @@ fsync'd spool on local disk (`streaming.record_spool`, one file per Redis prefix
 workers of a host), so they survive the worker's kill; in its memory only when the spool
 refuses them (full, or the disk fails), where past `max_entries` per log the oldest are dropped
 (logged, counted). `RecordFlusher` writes the spool, then the memory, to Redis once it answers
-(no request needed), also at a worker's start: a worker replays what a killed one spooled. A
-record Redis refuses on its data (an error reply while it takes other writes) is set aside,
-logged and counted, and the others go on. `RememberingHandoffStore` remembers which sessions
-were last seen with a person, so that their messages are refused (503) rather than answered by
-the bot while the agent desk cannot be read.
+(no request needed), also at a worker's start: a worker replays what a killed one spooled. Each
+record gets a write id before its first write (`streaming.write_ids`), kept with it, and Redis
+writes an id once: a write Redis carried out after the client timed out is not written again by
+the flush (logged, counted). A record Redis refuses on its data (an error reply while it takes
+other writes) is set aside, logged and counted, and the others go on. `RememberingHandoffStore`
+remembers which sessions were last seen with a person, so that their messages are refused (503)
+rather than answered by the bot while the agent desk cannot be read.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from threefold.apps.qa.sessions import (
     valid_session_id,
 )
 from threefold.streaming.record_spool import RecordSpool, RecordsRefused, SpoolFull
+from threefold.streaming.write_ids import new_write_id, spooled_write_id
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,11 +141,13 @@ class FallbackSessionStore:
 
 
 class BatchRecordLog(RecordLog, Protocol):
-    """A shared `RecordLog` that also appends many records at once (all of them or none) and
-    says whether it answers (`ping` raises what the store raises when it does not) and whether
-    it takes writes now (`takes_writes`)."""
+    """A shared `RecordLog` that also appends many records at once (all of them or none), each
+    once by its write id, and says whether it answers (`ping` raises what the store raises when
+    it does not) and whether it takes writes now (`takes_writes`)."""
 
-    def append_many(self, records: Sequence[tuple[str, dict[str, Any]]]) -> None: ...
+    def append_many(self, records: Sequence[tuple[str, dict[str, Any], str]]) -> Counter[str]:
+        """Append (log name, record, write id) triples; how many of each log it had already."""
+        ...
 
     def ping(self) -> None: ...
 
@@ -151,10 +156,12 @@ class BatchRecordLog(RecordLog, Protocol):
 
 @dataclass(frozen=True)
 class KeptRecord:
-    """One record of a named log, as the spool keeps it (one JSON line)."""
+    """One record of a named log, as the spool keeps it (one JSON line), with the id its write
+    to Redis is done once by (None: spooled by an earlier version, see `with_spool_ids`)."""
 
     log: str
     record: dict[str, Any]
+    write_id: str | None = None
 
     @property
     def kind(self) -> str:
@@ -162,18 +169,57 @@ class KeptRecord:
         return self.log
 
     def to_dict(self) -> dict[str, Any]:
-        return {"log": self.log, "record": self.record}
+        data: dict[str, Any] = {"log": self.log, "record": self.record}
+        if self.write_id is not None:
+            data["write_id"] = self.write_id
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KeptRecord:
         """TypeError/KeyError for a line that is not a kept record (the spool sets it aside)."""
-        log, record = data["log"], data["record"]
+        log, record, write_id = data["log"], data["record"], data.get("write_id")
         if not isinstance(log, str) or not isinstance(record, dict):
             raise TypeError(
                 f"expected a log name and a record, found {type(log).__name__} "
                 f"and {type(record).__name__}"
             )
-        return cls(log, record)
+        if write_id is not None and not (isinstance(write_id, str) and write_id):
+            raise TypeError(f"expected a write id (a string), found {write_id!r}")
+        return cls(log, record, write_id)
+
+    def as_write(self) -> tuple[str, dict[str, Any], str]:
+        """What `BatchRecordLog.append_many` takes (the record must have its write id)."""
+        if self.write_id is None:
+            raise ValueError(
+                f"the {self.log} record has no write id, so its write could be repeated; keep "
+                "records with one (`new_write_id`) or replay the spool with `with_spool_ids`"
+            )
+        return self.log, self.record, self.write_id
+
+
+def with_spool_ids(kept: Sequence[KeptRecord]) -> list[KeptRecord]:
+    """Replayed spool records as written: one an earlier version spooled without an id gets one
+    from its place in the spool and its content, the same at every replay of that spool."""
+    return [
+        k if k.write_id else replace(k, write_id=spooled_write_id(place, k.to_dict()))
+        for place, k in enumerate(kept)
+    ]
+
+
+class _InMemory(dict[str, Any]):
+    """A record kept in memory with its write id: a dict, so the memory log reads it as any."""
+
+    __slots__ = ("write_id",)
+
+    def __init__(self, kept: KeptRecord) -> None:
+        super().__init__(kept.record)
+        self.write_id = kept.write_id
+
+
+def _from_memory(name: str, record: dict[str, Any]) -> KeptRecord:
+    """A record drained from memory; one put there without a write id (not by `_keep`) gets
+    one now, and keeps it when it is put back."""
+    return KeptRecord(name, dict(record), getattr(record, "write_id", None) or new_write_id())
 
 
 def spool_file_name(redis_prefix: str) -> str:
@@ -214,17 +260,24 @@ class FallbackRecordLog:
         self.on_spool_refused: list[Callable[[str], object]] = []
         self.on_dropped: list[Callable[[str, int], object]] = []
         self.on_rejected: list[Callable[[str], object]] = []
+        self.on_already_written: list[Callable[[str, int], object]] = []
         self._flush_lock = threading.Lock()
-        self._keep_lock = threading.Lock()  # held to change `memory`, so its length tells drops
+        # held to change `memory` (so its length tells drops) and `_flushing_from_memory`
+        self._keep_lock = threading.Lock()
+        self._flushing_from_memory = 0  # drained by a flush, not yet written or put back
         self._spool_refusing = False
         self._dropped_this_outage = 0
 
     def append(self, name: str, record: dict[str, Any]) -> None:
+        # the id comes first: a write that times out may still be carried out by Redis, and the
+        # flush that writes the kept record again must find it written
+        kept = KeptRecord(name, record, new_write_id())
+
         def to_redis() -> None:
             self.flush()
-            self.primary.append(name, record)
+            self._write([kept])
 
-        self.breaker.call("append_" + name, to_redis, lambda: self._keep([(name, record)]))
+        self.breaker.call("append_" + name, to_redis, lambda: self._keep([kept]))
 
     def read(self, name: str) -> Iterator[dict[str, Any]]:
         def from_redis() -> list[dict[str, Any]]:
@@ -252,33 +305,40 @@ class FallbackRecordLog:
         """Move the spooled records, then those kept in memory, to Redis, oldest first; returns
         how many.
 
-        Raises what Redis raises; the records not written stay kept, ahead of any kept meanwhile.
-        One flush at a time, so a record appended meanwhile never overtakes older kept ones. The
-        spool goes to Redis in one transaction, under its lock: a worker flushing at the same
-        time finds it empty, so no record is written twice.
+        Raises what Redis raises; the records not written stay kept, ahead of any kept meanwhile
+        (records kept while a flush writes those of memory go to memory too, never to the spool,
+        which the next flush writes first). One flush at a time, so a record appended meanwhile
+        never overtakes older kept ones. The spool goes to Redis in one transaction, under its
+        lock: a worker flushing at the same time finds it empty. A record whose write Redis
+        carried out unheard (a timeout) is not written again: counted in the total, reported to
+        `on_already_written`.
         """
         with self._flush_lock:
             replayed = self._replay_spool()
             with self._keep_lock:
-                pending = self.memory.drain()
+                pending = [_from_memory(name, record) for name, record in self.memory.drain()]
+                self._flushing_from_memory = len(pending)
             written = 0
-            for position, (name, record) in enumerate(pending):
-                try:
-                    self.primary.append(name, record)
-                except BaseException as exc:
-                    if self._refused_on_its_data(exc):
-                        self._reject([(KeptRecord(name, record), _reason(exc))])
-                        continue
-                    # back in front of any record kept meanwhile (by a request that found the
-                    # breaker open): those are newer and must reach Redis after these
-                    with self._keep_lock:
-                        self._put_back(pending[position:])
-                    self._kept()
-                    raise
-                written += 1
-            with self._keep_lock:
-                if not len(self.memory):
-                    self._dropped_this_outage = 0  # the outage is over for this worker
+            try:
+                for position, kept in enumerate(pending):
+                    try:
+                        self._write([kept])
+                    except BaseException as exc:
+                        if self._refused_on_its_data(exc):
+                            self._reject([(kept, _reason(exc))])
+                            continue
+                        # back in front of any record kept meanwhile (by a request that found
+                        # the breaker open): those are newer and must reach Redis after these
+                        with self._keep_lock:
+                            self._put_back(pending[position:])
+                        self._kept()
+                        raise
+                    written += 1
+            finally:
+                with self._keep_lock:
+                    self._flushing_from_memory = 0
+                    if not len(self.memory):
+                        self._dropped_this_outage = 0  # the outage is over for this worker
         if pending:
             logger.info("redis is back: %d records kept in memory written to it", written)
         return replayed + written
@@ -287,17 +347,36 @@ class FallbackRecordLog:
         if self.spool is None or not self.spool.pending():
             return 0
         self.primary.ping()  # outside the spool's lock: while Redis is down, appends never wait
-        return self.spool.replay(self._write_spooled, on_refused=self._count_rejected)
+        return self.spool.replay(
+            self._write_spooled, prepare=with_spool_ids, on_refused=self._count_rejected
+        )
 
     def _write_spooled(self, kept: list[KeptRecord]) -> bool:
         """Push spooled records; `RecordsRefused` when Redis refuses them on their data."""
         try:
-            self.primary.append_many([(k.log, k.record) for k in kept])
+            self._write(kept)
         except Exception as exc:
             if self._refused_on_its_data(exc):
                 raise RecordsRefused(_reason(exc)) from exc
             raise
         return True
+
+    def _write(self, kept: Sequence[KeptRecord]) -> None:
+        """Append the records to Redis, each once: those Redis had already (a write it carried
+        out after this worker's timeout) are logged and reported to `on_already_written`."""
+        already = self.primary.append_many([k.as_write() for k in kept])
+        if not already:
+            return
+        for name, count in sorted(already.items()):
+            for listener in self.on_already_written:
+                listener(name, count)
+        logger.info(
+            "%d of %d records were in redis already (a write carried out after its timeout, or "
+            "a spool replayed again): not written again",
+            already.total(),
+            len(kept),
+            extra={"fields": {"event": "qa_records_already_written", "kinds": dict(already)}},
+        )
 
     def _refused_on_its_data(self, exc: BaseException) -> bool:
         """Whether Redis answered `exc` (an error reply, not a lost connection) while it takes
@@ -326,24 +405,24 @@ class FallbackRecordLog:
             for listener in self.on_rejected:
                 listener(kept.log)
 
-    def _keep(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+    def _keep(self, records: list[KeptRecord]) -> None:
         with self._keep_lock:
             if not self._spool_took(records):
                 dropped: Counter[str] = Counter()
-                for name, record in records:
+                for kept in records:
                     before = len(self.memory)
-                    self.memory.append(name, record)
+                    self.memory.append(kept.log, _InMemory(kept))
                     if len(self.memory) == before:  # the log was full: its oldest one went
-                        dropped[name] += 1
+                        dropped[kept.log] += 1
                 self._dropped(dropped)
         self._kept()
 
-    def _put_back(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+    def _put_back(self, records: list[KeptRecord]) -> None:
         """`memory.put_back`, counting what a full log drops (rare: a flush failed midway)."""
-        names = sorted({name for name, _ in records})
+        names = sorted({kept.log for kept in records})
         before = {name: sum(1 for _ in self.memory.read(name)) for name in names}
-        self.memory.put_back(records)
-        returned = Counter(name for name, _ in records)
+        self.memory.put_back([(kept.log, _InMemory(kept)) for kept in records])
+        returned = Counter(kept.log for kept in records)
         self._dropped(
             Counter(
                 {
@@ -386,13 +465,14 @@ class FallbackRecordLog:
             },
         )
 
-    def _spool_took(self, records: list[tuple[str, dict[str, Any]]]) -> bool:
-        """Whether the spool took the records (not while older ones wait in memory); a refusal
-        is logged once per streak, counted each time."""
-        if self.spool is None or self.in_memory():
+    def _spool_took(self, records: list[KeptRecord]) -> bool:
+        """Whether the spool took the records (not while older ones wait in memory or are being
+        flushed from it: the next flush writes the spool first); a refusal is logged once per
+        streak, counted each time (caller holds `_keep_lock`)."""
+        if self.spool is None or self.in_memory() or self._flushing_from_memory:
             return False
         try:
-            self.spool.append([KeptRecord(name, record) for name, record in records])
+            self.spool.append(records)
         except OSError as exc:
             reason = SPOOL_FULL if isinstance(exc, SpoolFull) else SPOOL_DISK_ERROR
             if not self._spool_refusing:

@@ -103,6 +103,14 @@ class QAMetrics:
             ["kind"],
             registry=registry,
         )
+        self.records_already_written = Counter(
+            "qa_records_already_written_total",
+            "Kept records not written to Redis again because Redis had them already (a write "
+            "it carried out after the worker's timeout, or a spool replayed again): stored once "
+            "(kind: the log)",
+            ["kind"],
+            registry=registry,
+        )
 
     def observe_review(self, action: str, items: int) -> None:
         self.review_actions.labels(action).inc()
@@ -129,6 +137,9 @@ class QAMetrics:
         calling `in_memory()` and `spooled()` at each scrape."""
         self.records_pending.set_function(lambda: float(in_memory()))
         self.records_spooled.set_function(lambda: float(spooled()))
+
+    def observe_records_already_written(self, kind: str, count: int) -> None:
+        self.records_already_written.labels(kind).inc(count)
 
     def observe_spool_refused(self, reason: str) -> None:
         self.spool_refused.labels(reason).inc()

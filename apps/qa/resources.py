@@ -167,6 +167,7 @@ def open_resources(
         fallback_log.on_spool_refused.append(metrics.observe_spool_refused)
         fallback_log.on_dropped.append(metrics.observe_records_dropped)
         fallback_log.on_rejected.append(metrics.observe_record_rejected)
+        fallback_log.on_already_written.append(metrics.observe_records_already_written)
         flusher = RecordFlusher(fallback_log)
         metrics.count_pending_records_with(fallback_log.in_memory, fallback_log.spooled)
         feedback = FeedbackStore(fallback_log)

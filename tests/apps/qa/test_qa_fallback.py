@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +19,11 @@ from support.services import frozen
 
 from threefold.apps.qa.fallback import (
     FallbackRecordLog,
+    KeptRecord,
     RecordFlusher,
     RedisFallback,
     RememberingHandoffStore,
+    spool_file_name,
 )
 from threefold.apps.qa.feedback import MemoryRecordLog
 from threefold.apps.qa.handoff_queue import (
@@ -32,6 +37,8 @@ from threefold.apps.qa.metrics import QAMetrics
 from threefold.apps.qa.redis_feedback import RedisRecordLog
 from threefold.apps.qa.redis_handoff import RedisHandoffStore
 from threefold.apps.qa.sessions import new_id
+from threefold.streaming.record_spool import RecordSpool
+from threefold.streaming.write_ids import new_write_id
 
 
 def wait_until(condition: Any, timeout_s: float = 20.0) -> bool:
@@ -95,12 +102,12 @@ class StopsWriting:
         self.stopped = threading.Event()
         self.resume = threading.Event()
 
-    def append(self, name: str, record: dict[str, Any]) -> None:
-        if record.get("n") == self.stop_at and not self.resume.is_set():
+    def append_many(self, records: Sequence[tuple[str, dict[str, Any], str]]) -> Any:
+        if any(r.get("n") == self.stop_at for _, r, _ in records) and not self.resume.is_set():
             self.stopped.set()
             self.resume.wait(10)
             raise RedisConnectionError("connection lost mid-flush")
-        self.log.append(name, record)
+        return self.log.append_many(records)
 
     def read(self, name: str) -> Any:
         return self.log.read(name)
@@ -140,6 +147,66 @@ def test_records_a_failed_flush_did_not_write_stay_ahead_of_records_kept_meanwhi
     assert [r["n"] for r in memory.read("feedback")] == [2, 3, 4]
     assert log.flush() == 3
     assert [r["n"] for r in redis_log.read("feedback")] == [1, 2, 3, 4]
+
+
+def redis_goes_down(breaker: RedisFallback) -> None:
+    """A request finds Redis unreachable: the breaker opens, records are kept."""
+
+    def refused() -> None:
+        raise RedisConnectionError("connection refused")
+
+    breaker.call("append_feedback", refused, lambda: None)
+
+
+class KeepsANewerRecordThenFails(RedisRecordLog):
+    """Redis goes away while a flush writes the record `{"n": fail_at}`: just before, a request
+    finds the breaker open and keeps a newer record (`meanwhile`)."""
+
+    def __init__(self, client: Any, *, prefix: str, fail_at: int) -> None:
+        super().__init__(client, prefix=prefix)
+        self.fail_at = fail_at
+        self.meanwhile: Callable[[], None] = lambda: None
+
+    def append_many(self, records: Sequence[tuple[str, dict[str, Any], str]]) -> Any:
+        if any(record.get("n") == self.fail_at for _, record, _ in records):
+            self.fail_at = -1
+            self.meanwhile()
+            raise RedisConnectionError("redis went away again")
+        return super().append_many(records)
+
+
+@pytest.mark.integration
+def test_a_record_kept_while_a_flush_writes_memory_does_not_overtake_the_flushed_ones(
+    redis_client, redis_prefix: str, tmp_path: Path
+) -> None:
+    """The spool, full, took R0 and refused R1, R2 (kept in memory). A flush writes R0 and takes
+    R1, R2 out of memory; meanwhile a request finds the breaker open and keeps its newer R3, and
+    the flush fails at R1 and puts R1, R2 back. The next flush writes R0, R1, R2, R3 (before:
+    R3 went to the spool, memory looking empty, and reached Redis before R1 and R2)."""
+    one_line = len(json.dumps(KeptRecord("feedback", {"n": 0}, new_write_id()).to_dict())) + 1
+    primary = KeepsANewerRecordThenFails(redis_client, prefix=redis_prefix, fail_at=1)
+    breaker = RedisFallback(retry_s=60)
+    log = FallbackRecordLog(
+        primary,
+        MemoryRecordLog(),
+        breaker,
+        spool=RecordSpool(
+            tmp_path,
+            file_name=spool_file_name(redis_prefix),
+            record_type=KeptRecord,
+            max_bytes=one_line,
+        ),
+    )
+    primary.meanwhile = lambda: log.append("feedback", {"n": 3})
+    redis_goes_down(breaker)
+    for n in range(3):
+        log.append("feedback", {"n": n})
+    assert (log.spooled(), log.in_memory()) == (1, 2)
+    with pytest.raises(RedisConnectionError):
+        log.flush()
+    assert (log.spooled(), log.in_memory()) == (0, 3)
+    assert log.flush() == 3
+    assert [r["n"] for r in primary.read("feedback")] == [0, 1, 2, 3]
 
 
 class FakeKeptLog:
