@@ -9,12 +9,17 @@ stores an id once (`RedisState.append_events`): a write that timed out but that 
 out, then replayed from the spool, is not stored twice. A spooled event Redis refuses while it
 answers (an error reply on its data, e.g. a key of another type under the prefix) is set aside
 in the spool's `.rejected` file, logged and counted (`recs_spool_records_rejected_total`), and
-the others are stored. `on_stored` sees events once they are stored (impressions attribute
-clicks to the list that showed the item).
+the others are stored (`on_refused` sees those set aside). A key of another type at the shared
+event log (`<prefix>events-log`: every append fails, whatever the event) is no event's fault:
+the replay then keeps every event spooled, without searching for refused ones, logs one error
+(`"event": "shared_log_wrong_type"`), sets `recs_shared_log_wrong_type` 1, and stores them all
+once the key is deleted or renamed. `on_stored` sees events once they are stored (impressions
+attribute clicks to the list that showed the item).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -27,12 +32,12 @@ from threefold.apps.recs.events import (
     with_accept_ids,
     with_spool_ids,
 )
-from threefold.apps.recs.redis_state import RedisState
-from threefold.streaming.record_spool import RecordsRefused, redis_takes_writes
+from threefold.apps.recs.redis_state import SHARED_EVENTS_KEY, RedisState
+from threefold.streaming.record_spool import RecordsRefused
 
+logger = logging.getLogger(__name__)
 # RedisState logs the error reply (`redis append_events failed`) but does not pass it on
 REFUSED_REASON = "redis answers but refused the event (see the append_events warning logged)"
-WRITE_PROBE_KEY = "spool-write-probe"  # `redis_takes_writes`
 
 
 class UserHistories:
@@ -44,11 +49,14 @@ class UserHistories:
         limit: int = 200,
         spool: EventSpool | None = None,
         on_stored: Callable[[Sequence[Event]], None] | None = None,
+        on_refused: Callable[[Sequence[Event]], None] | None = None,
     ) -> None:
         self.limit = limit
         self.redis = redis
         self.spool = spool
         self.on_stored = on_stored or (lambda events: None)
+        self.on_refused = on_refused or (lambda events: None)
+        self._wrong_log_type: str | None = None  # what the shared log key held at the last try
         by_user = group_by_user(seed)
         self._seed = {user: events[-limit:] for user, events in by_user.items()}
         # purchases outlive the capped history: a bought item stays excluded however many
@@ -93,16 +101,48 @@ class UserHistories:
 
     def _push_spooled(self, events: list[Event]) -> bool:
         """`_push`; `RecordsRefused` when Redis did not take them but still answers and takes
-        other writes: the failure was an error reply on their data."""
+        other writes: the failure was an error reply on their data. False (all wait) when Redis
+        is unavailable, refuses every write, or holds another type at the shared log key."""
         if self._push(events):
+            self._shared_log_type_now(None)
             return True
-        client = self.redis.client()
-        if self.redis.available and redis_takes_writes(client, self.redis.prefix + WRITE_PROBE_KEY):
+        if not self.redis.available:
+            return False
+        wrong = self.redis.wrong_shared_log_type()
+        self._shared_log_type_now(wrong)
+        if wrong is not None:  # every append fails, whatever the event: none is set aside
+            return False
+        if self.redis.takes_writes():
             raise RecordsRefused(REFUSED_REASON)
         return False
 
+    def _shared_log_type_now(self, wrong: str | None) -> None:
+        """Gauge and log (once per change) another type at the shared event log key."""
+        before, self._wrong_log_type = self._wrong_log_type, wrong
+        if wrong == before:
+            return
+        self.redis.metrics.shared_log_wrong_type.set(int(wrong is not None))
+        key = self.redis.prefix + SHARED_EVENTS_KEY
+        if wrong is not None:
+            logger.error(
+                "redis holds a %s at %s, where the shared event log (a stream) belongs: no "
+                "event can be stored; they wait in the spool %s (none is set aside) until that "
+                "key is deleted or renamed",
+                wrong,
+                key,
+                self.spool.path if self.spool else None,
+                extra={"fields": {"event": "shared_log_wrong_type", "key": key, "found": wrong}},
+            )
+        elif before is not None:
+            logger.info(
+                "the shared event log key %s is a stream again: spooled events are stored",
+                key,
+                extra={"fields": {"event": "shared_log_type_fixed", "key": key}},
+            )
+
     def _count_refused(self, refused: Sequence[tuple[Event, str]]) -> None:
         self.redis.metrics.spool_rejected.labels("event").inc(len(refused))
+        self.on_refused([event for event, _ in refused])
 
     def get(self, user_id: str) -> list[Event]:
         """Oldest first by timestamp (events may arrive out of order), at most `limit` events."""

@@ -5,7 +5,10 @@ that ranked it, the A/B variant that chose that ranker, when). A click or purcha
 the list's `list_id` is attributed to that list's model version and variant when the list
 showed the item. `ImpressionLog` records impressions
 in a store (Redis, or the in-memory twin without Redis) and never fails the request: while
-Redis is down impressions wait in an fsync'd spool and are replayed when it answers again.
+Redis is down impressions wait in an fsync'd spool and are replayed when it answers again;
+one Redis refuses on its data while it takes other writes (a key of another type under the
+prefix) is set aside in the spool's `.rejected` file, logged and counted
+(`recs_spool_records_rejected_total{kind="impression"}`), and the others are stored.
 `readout` gives, per model version, lists served, items shown, attributed clicks and purchases,
 and the click-through rate (clicks / items shown); `ab_counts` the same counts per (variant,
 version) for `threefold recs ab-report`.
@@ -18,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -26,10 +29,12 @@ from threefold.apps.recs.ab_buckets import CONTROL
 from threefold.apps.recs.event_spool import EventSpool
 from threefold.apps.recs.events import Event
 from threefold.apps.recs.metrics import RecsMetrics
+from threefold.streaming.record_spool import RecordsRefused
 
 logger = logging.getLogger(__name__)
 OUTCOMES = ("click", "purchase")  # the events attributed to the list that showed the item
 COUNTS = ("lists", "shown", *OUTCOMES)
+REFUSED_REASON = "redis answers but refused the impression (see the add_impressions warning)"
 AbCounts = dict[str, dict[str, dict[str, int]]]  # variant -> version -> count name -> count
 
 
@@ -214,11 +219,19 @@ class ImpressionLog:
     """Records impressions without ever failing the request; attributes clicks; reads out CTR."""
 
     def __init__(
-        self, store: ImpressionStore, metrics: RecsMetrics, spool: EventSpool | None = None
+        self,
+        store: ImpressionStore,
+        metrics: RecsMetrics,
+        spool: EventSpool | None = None,
+        *,
+        takes_writes: Callable[[], bool] = lambda: False,
     ) -> None:
+        """`takes_writes()`: whether the store takes writes now (`RedisState.takes_writes`),
+        asked after a spooled batch failed: True means it refused them on their data."""
         self.store = store
         self.metrics = metrics
         self.spool = spool
+        self.takes_writes = takes_writes
 
     def record(self, impression: Impression) -> None:
         """Store one impression; when the store is down spool it; when that fails log + count."""
@@ -243,11 +256,22 @@ class ImpressionLog:
             return True
         try:
             if self.spool.pending():
-                self.spool.replay(self.store.add)
+                self.spool.replay(self._push_spooled, on_refused=self._count_refused)
             return not self.spool.pending()
         except OSError as exc:
             logger.error("impression spool %s unreadable: %s", self.spool.path, exc)
             return False
+
+    def _push_spooled(self, impressions: list[Impression]) -> bool:
+        """`store.add`; `RecordsRefused` when it failed but the store takes other writes."""
+        if self.store.add(impressions):
+            return True
+        if self.takes_writes():
+            raise RecordsRefused(REFUSED_REASON)
+        return False
+
+    def _count_refused(self, refused: Sequence[tuple[Impression, str]]) -> None:
+        self.metrics.spool_rejected.labels("impression").inc(len(refused))
 
     def attribute(self, events: Sequence[Event]) -> None:
         """Count clicks/purchases that name a list (`list_id`) against its version and variant.

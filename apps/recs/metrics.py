@@ -93,6 +93,13 @@ class RecsMetrics:
             ["kind"],
             registry=registry,
         )
+        self.shared_log_wrong_type = Gauge(
+            "recs_shared_log_wrong_type",
+            "1 while Redis holds another type than a stream at the shared event log key "
+            "(<prefix>events-log): no event can be stored, they wait in the spool; delete or "
+            "rename that key",
+            registry=registry,
+        )
         self.impressions_lost = Counter(
             "recs_impressions_lost_total",
             "Impressions neither stored nor spooled (Redis down and the spool disk refused)",
@@ -120,6 +127,12 @@ class RecsMetrics:
         self.shared_events_read = Counter(
             "recs_shared_events_read_total",
             "Events read from the shared event log (posted to any worker) and counted here",
+            registry=registry,
+        )
+        self.shared_events_counted = Gauge(
+            "recs_shared_events_counted",
+            "Posted events this worker's statistics count besides the seed log: the newest "
+            "shared_events_max of the shared log, and its own not yet read back from there",
             registry=registry,
         )
         self.hits = 0

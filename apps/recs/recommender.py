@@ -217,6 +217,9 @@ class Recommender:
         self.stats_refresh_seconds = stats_refresh_seconds
         self.index_factory = index_factory
         self._events: list[Event] = list(events)
+        # the log it counts instead of `_events` once it follows one (`count_events_from`)
+        self._event_log: Callable[[], Sequence[Event]] | None = None
+        self._events_generation = 0  # each change of the events counted
         self._lock = threading.RLock()
         self._items: list[Item] = []
         self._position: dict[str, int] = {}
@@ -273,7 +276,7 @@ class Recommender:
         logger.info(
             "recommender ready: %d items, %d events, %d vectors computed",
             len(items),
-            len(self._events),
+            len(self._counted_events()),
             len(computed),
         )
         return computed
@@ -326,7 +329,7 @@ class Recommender:
 
     def _rebuild_stats(self) -> None:
         """Count the whole event log now (call with the lock held)."""
-        self._use_stats(self._count(attribute_of(self._items, "item_id"), self._events))
+        self._use_stats(self._count(attribute_of(self._items, "item_id"), self._counted_events()))
 
     def _use_stats(
         self,
@@ -351,7 +354,7 @@ class Recommender:
         Events arriving meanwhile mark the statistics dirty again for the next rebuild; items
         added meanwhile get no counts until then (the builder maps stats by item id).
         """
-        builder, events = self._builder, list(self._events)
+        builder, events = self._builder, self._counted_events()
         generation, installed = self._stats_generation, self._tables_generation
         self._stats_dirty = False
 
@@ -420,7 +423,8 @@ class Recommender:
         encoder = ranker.encoder
         encoder.load()
         with self._lock:
-            items, active, events = list(self._items), self._active.copy(), list(self._events)
+            items, active = list(self._items), self._active.copy()
+            events, events_generation = self._counted_events(), self._events_generation
             builder = self._builder  # of these items
         query_encoder = query_encoder_for(encoder, self.quantize_queries, len(items))
         vectors, computed = self._vectors_for(items, ranker.vectors, encoder)
@@ -460,7 +464,8 @@ class Recommender:
             self._vectors, self._index = vectors, index
             # items added meanwhile need new tables (seconds at 1M items, rare)
             self._use_stats(stats, None if changed else tables)
-            self._stats_dirty = len(self._events) != len(events)  # events that came meanwhile
+            # events that came meanwhile
+            self._stats_dirty = self._events_generation != events_generation
         logger.info(
             "ranker %s now serves: %d items, %d vectors computed, %d item edits during the swap",
             ranker.version,
@@ -478,7 +483,7 @@ class Recommender:
         version, and new items grow a new matrix that this snapshot does not see.
         """
         with self._lock:
-            items, vectors, events = list(self._items), self._vectors, list(self._events)
+            items, vectors, events = list(self._items), self._vectors, self._counted_events()
             neighbours = self.neighbours
         # fitted on the co-occurrence table this recommender serves with
         settings = settings or RankerSettings(neighbours=neighbours)
@@ -584,13 +589,45 @@ class Recommender:
     def add_events(self, events: Sequence[Event]) -> None:
         """Count new events in popularity/co-occurrence (applied at the next refresh)."""
         with self._lock:
+            if self._event_log is not None:
+                raise ValueError(
+                    "this recommender counts a shared event log (count_events_from): add the "
+                    "events to that log (SharedEvents.counted), not to the recommender"
+                )
             self._events.extend(events)
-            self._stats_dirty = True
+            self._events_changed()
+
+    def count_events_from(
+        self, log: Callable[[], Sequence[Event]], *, changed: bool = True
+    ) -> None:
+        """Count the events `log()` answers from now on (asked at each statistics rebuild;
+        call `events_changed` when they change) instead of its own list; `changed`: they differ
+        from what it counts now. Several recommenders can share one log, held once in memory.
+
+        `log` must not wait for a lock that is held while calling this recommender.
+        """
+        with self._lock:
+            self._event_log, self._events = log, []
+            if changed:
+                self._events_changed()
+
+    def events_changed(self) -> None:
+        """The log given to `count_events_from` changed: recount it at the next refresh."""
+        with self._lock:
+            self._events_changed()
+
+    def _events_changed(self) -> None:
+        self._events_generation += 1
+        self._stats_dirty = True
+
+    def _counted_events(self) -> Sequence[Event]:
+        """The events it counts, a snapshot no later change alters (call with the lock)."""
+        return list(self._events) if self._event_log is None else self._event_log()
 
     def events(self) -> list[Event]:
         """The event log this recommender counts (seed log, then events as added), a copy."""
         with self._lock:
-            return list(self._events)
+            return list(self._counted_events())
 
     # ------------------------------------------------------------------ queries
     def recommend(

@@ -10,6 +10,12 @@ Keys under the app prefix, all bounded:
     impressions:ab:<variant>:<ver>  the same counts per A/B variant and version
     impressions:ab              set of the JSON pairs [variant, version] counted
 Every call goes through `RedisState`'s circuit breaker: False/None while Redis is down.
+
+`add` stores each impression once, all or nothing per batch (one Lua script, ADD_BATCH
+impressions a call): the list record's `version` field (HSETNX) says it was stored, so a write
+Redis carried out after the worker's timeout, replayed from the spool, is not counted again (as
+long as the list record lives: `list_ttl_seconds`), and a key of another type fails the batch
+before anything is written, so the spool can push it again in halves to find the refused one.
 """
 
 from __future__ import annotations
@@ -28,7 +34,47 @@ from threefold.apps.recs.impressions import (
     attributions,
     outcome_key,
 )
-from threefold.apps.recs.redis_state import RedisState
+from threefold.apps.recs.redis_state import WRONG_TYPE_LUA, RedisState
+
+ADD_BATCH = 500  # impressions per script call
+# KEYS: the log, the versions set, the (variant, version) set, then per impression its list
+# record, version counts and (variant, version) counts. ARGV: log length, list TTL, then per
+# impression its JSON, version, variant, items JSON, user, items shown, [variant, version] JSON.
+# Returns how many it stored: one whose list record has a version was stored before.
+ADD_IMPRESSIONS_SCRIPT = (
+    WRONG_TYPE_LUA
+    + """
+local lists = (#KEYS - 3) / 3
+local bad = wrong_type(KEYS[1], 'stream', 'impression')
+  or wrong_type(KEYS[2], 'set', 'impression') or wrong_type(KEYS[3], 'set', 'impression')
+for i = 0, lists - 1 do
+  for k = 4, 6 do
+    bad = bad or wrong_type(KEYS[k + 3 * i], 'hash', 'impression')
+  end
+end
+if bad then
+  return bad
+end
+local written = 0
+for i = 0, lists - 1 do
+  local record, a = KEYS[4 + 3 * i], 2 + 7 * i
+  local version = ARGV[a + 2]
+  if redis.call('HSETNX', record, 'version', version) == 1 then
+    redis.call('HSET', record, 'variant', ARGV[a + 3], 'items', ARGV[a + 4], 'user', ARGV[a + 5])
+    redis.call('EXPIRE', record, ARGV[2])
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'impression', ARGV[a + 1])
+    for k = 5, 6 do
+      redis.call('HINCRBY', KEYS[k + 3 * i], 'lists', 1)
+      redis.call('HINCRBY', KEYS[k + 3 * i], 'shown', ARGV[a + 6])
+    end
+    redis.call('SADD', KEYS[2], version)
+    redis.call('SADD', KEYS[3], ARGV[a + 7])
+    written = written + 1
+  end
+end
+return written
+"""
+)
 
 
 class RedisImpressionStore:
@@ -38,6 +84,7 @@ class RedisImpressionStore:
         self.state = state
         self.log_limit = log_limit
         self.list_ttl_seconds = list_ttl_seconds
+        self._add_script: Any = None
 
     def _key(self, *parts: str) -> str:
         return self.state._key("impressions", *parts)
@@ -46,37 +93,37 @@ class RedisImpressionStore:
         return self._key("ab", variant, version)
 
     def add(self, impressions: Sequence[Impression]) -> bool:
-        def action(r: Any) -> bool:
-            pipe = r.pipeline(transaction=False)
-            for impression in impressions:
-                version = impression.model_version
-                pipe.xadd(
-                    self._key("log"),
-                    {"impression": json.dumps(impression.to_dict())},
-                    maxlen=self.log_limit,
-                    approximate=True,
-                )
-                record = self._key("list", impression.list_id)
-                pipe.hset(
-                    record,
-                    mapping={
-                        "version": version,
-                        "variant": impression.variant,
-                        "items": json.dumps(impression.items),
-                        "user": impression.user_id,
-                    },
-                )
-                pipe.expire(record, self.list_ttl_seconds)
-                ab = self._ab_key(impression.variant, version)
-                for key in (self._key("counts", version), ab):
-                    pipe.hincrby(key, "lists", 1)
-                    pipe.hincrby(key, "shown", len(impression.items))
-                pipe.sadd(self._key("versions"), version)
-                pipe.sadd(self._key("ab"), json.dumps([impression.variant, version]))
-            pipe.execute()
-            return True
+        """Store and count the impressions, each once (see the module docstring); False when
+        Redis is unavailable or refused a batch (some leading batches may be stored: adding
+        the same impressions again stores only the rest)."""
+        for start in range(0, len(impressions), ADD_BATCH):
+            batch = impressions[start : start + ADD_BATCH]
+            if self.state._call("add_impressions", lambda r, b=batch: self._add(r, b)) is None:
+                return False
+        return True
 
-        return self.state._call("add_impressions", action) is True
+    def _add(self, r: Any, impressions: Sequence[Impression]) -> int:
+        if self._add_script is None:
+            self._add_script = r.register_script(ADD_IMPRESSIONS_SCRIPT)
+        keys: list[Any] = [self._key("log"), self._key("versions"), self._key("ab")]
+        args: list[Any] = [self.log_limit, self.list_ttl_seconds]
+        for impression in impressions:
+            version, variant = impression.model_version, impression.variant
+            keys += [
+                self._key("list", impression.list_id),
+                self._key("counts", version),
+                self._ab_key(variant, version),
+            ]
+            args += [
+                json.dumps(impression.to_dict()),
+                version,
+                variant,
+                json.dumps(impression.items),
+                impression.user_id,
+                len(impression.items),
+                json.dumps([variant, version]),
+            ]
+        return int(self._add_script(keys=keys, args=args, client=r))
 
     def attribute(self, events: Sequence[Event]) -> list[Attribution] | None:
         outcomes = [e for e in events if e.list_id and e.event in OUTCOMES]

@@ -24,6 +24,7 @@ from threefold.apps.recs.events import Event
 from threefold.apps.recs.item_vectors import DIGEST_BYTES, text_digest
 from threefold.apps.recs.metrics import RecsMetrics
 from threefold.streaming.connections import RedisSettings, redis_client
+from threefold.streaming.record_spool import redis_takes_writes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,23 +44,30 @@ APPEND_BATCH = 500  # events per append script: one API batch is one round trip
 # the outage; about 125 bytes of Redis memory per event posted in the last day.
 WRITE_GUARD_KEY = "event-written"
 WRITE_GUARD_SECONDS = 86_400
+WRITE_PROBE_KEY = "spool-write-probe"  # `takes_writes`
+# Lua: an error reply when `key` holds another type than `expected` (nil when it does or is absent)
+WRONG_TYPE_LUA = """
+local function wrong_type(key, expected, what)
+  local found = redis.call('TYPE', key)['ok']
+  if found ~= 'none' and found ~= expected then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. found .. ', expected a '
+      .. expected .. '; no ' .. what .. ' of this batch was stored')
+  end
+end
+"""
 # KEYS: the shared log, then per event its guard, history and purchased set; ARGV: history
 # limit, log length, guard TTL, then per event its record and purchased item ('' if none).
 # Returns how many events it wrote: one whose guard exists was written before and is skipped.
 # All or nothing: a key of another type (another app under this prefix) fails the call before
 # anything is written, so no event is left with its guard set and its writes half done.
-APPEND_EVENTS_SCRIPT = """
-local function wrong_type(key, expected)
-  local found = redis.call('TYPE', key)['ok']
-  if found ~= 'none' and found ~= expected then
-    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. found .. ', expected a '
-      .. expected .. '; no event of this batch was stored')
-  end
-end
+APPEND_EVENTS_SCRIPT = (
+    WRONG_TYPE_LUA
+    + """
 local events = (#KEYS - 1) / 3
-local bad = wrong_type(KEYS[1], 'stream')
+local bad = wrong_type(KEYS[1], 'stream', 'event')
 for i = 0, events - 1 do
-  bad = bad or wrong_type(KEYS[3 + 3 * i], 'list') or wrong_type(KEYS[4 + 3 * i], 'set')
+  bad = bad or wrong_type(KEYS[3 + 3 * i], 'list', 'event')
+    or wrong_type(KEYS[4 + 3 * i], 'set', 'event')
 end
 if bad then
   return bad
@@ -80,6 +88,7 @@ for i = 0, events - 1 do
 end
 return written
 """
+)
 
 
 class RedisState:
@@ -159,6 +168,13 @@ class RedisState:
     @property
     def available(self) -> bool:
         return self._call("ping", lambda r: bool(r.ping())) is True
+
+    def takes_writes(self) -> bool:
+        """Whether Redis takes a write now (`redis_takes_writes`; False while the breaker is
+        open): a write that failed then was refused on its data, not for want of Redis."""
+        if self.url is None or time.monotonic() < self._down_until:
+            return False
+        return redis_takes_writes(self._redis(), self._key(WRITE_PROBE_KEY))
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
@@ -285,6 +301,13 @@ class RedisState:
                 event.item_id if event.event == "purchase" else "",
             ]
         return int(self._append_script(keys=keys, args=args, client=r))
+
+    def wrong_shared_log_type(self) -> str | None:
+        """The type Redis holds at the shared event log key when it is not a stream (every
+        append fails then); None for a stream, no key, or Redis unavailable."""
+        found = self._call("shared_log_type", lambda r: r.type(self._key(SHARED_EVENTS_KEY)))
+        found = found.decode() if isinstance(found, bytes) else found
+        return None if found in (None, "stream", "none") else found
 
     def shared_events_after(self, entry_id: str) -> tuple[str, list[Event]] | None:
         """The shared log's events after stream entry `entry_id` ("0-0": all), at most

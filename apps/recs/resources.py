@@ -132,7 +132,8 @@ class Resources:
     experiment: Experiment = field(default_factory=lambda: RecsConfig().experiment)
     pinned: dict[str, Recommender] = field(default_factory=dict)
     fallbacks: dict[str, str] = field(default_factory=dict)
-    shared_events: SharedEvents | None = None  # None: one reading the shared log from its start
+    # None: one reading the shared log from its start, the recommender's events as its seed
+    shared_events: SharedEvents | None = None
     watching: list[LiveModel[Recommender]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -140,9 +141,11 @@ class Resources:
             self.shared_events = SharedEvents(
                 self.redis,
                 self.metrics,
-                self.recommenders,
+                seed=self.recommender.events(),
                 interval_seconds=self.settings.stats_refresh_seconds,
             )
+            for recommender in self.recommenders:
+                self.shared_events.join(recommender, built_from=self.shared_events.generation)
 
     def recommender_for(self, user_id: str | None) -> tuple[str, Recommender]:
         """The label of the user's A/B variant and the recommender that ranks for it: the
@@ -181,7 +184,7 @@ class Resources:
             catalog = Catalog(self.recommender.catalog)
             ranker = load_ranker(folder, version, catalog, self.redis)
             return index_ranker(
-                self.settings, catalog, self.recommender.events(), ranker, self.redis
+                self.settings, catalog, self.shared_events.log(), ranker, self.redis
             )
         except Exception:
             watched.refused = stamp  # tried again once the folder changes
@@ -465,7 +468,9 @@ def open_impressions(
     if redis.url is None:
         return ImpressionLog(MemoryImpressionStore(), metrics)
     spool = EventSpool(settings.spool_dir, file_name=IMPRESSION_SPOOL, record_type=Impression)
-    return ImpressionLog(RedisImpressionStore(redis), metrics, spool)
+    return ImpressionLog(
+        RedisImpressionStore(redis), metrics, spool, takes_writes=redis.takes_writes
+    )
 
 
 def open_resources(
@@ -481,16 +486,24 @@ def open_resources(
     metrics = RecsMetrics(registry)
     state = open_redis(settings, redis, metrics)
     shared_events = SharedEvents(state, metrics, interval_seconds=settings.stats_refresh_seconds)
-    posted = shared_events.read_new()  # what every worker posted so far: all count the same
+    shared_events.read_new()  # the newest shared_events_max every worker posted: all count them
+    posted = shared_events.posted()
     recommender, seed, live = load_recommender(settings, state, encoder, tuned, posted)
-    pinned, fallbacks, waiting = load_pinned(settings, state, [*seed, *posted], versions)
-    shared_events.recommenders = [recommender, *pinned.values()]
+    shared_events.seed = seed
+    pinned, fallbacks, waiting = load_pinned(settings, state, shared_events.log(), versions)
+    for counting in [recommender, *pinned.values()]:  # built on the log as it is now
+        shared_events.join(counting, built_from=shared_events.generation)
     for variant in fallbacks:
         metrics.ab_fallback.labels(variant).set(1)
     spool = EventSpool(settings.spool_dir) if redis.url else None
     impressions = open_impressions(settings, state, metrics)
     histories = UserHistories(
-        seed, state, limit=settings.history_limit, spool=spool, on_stored=impressions.attribute
+        seed,
+        state,
+        limit=settings.history_limit,
+        spool=spool,
+        on_stored=impressions.attribute,
+        on_refused=shared_events.uncount,  # set aside: never in the stream, no longer counted
     )
     metrics.watch_catalog(
         lambda: recommender.item_count, lambda: recommender.statistics_rebuild_seconds

@@ -16,7 +16,7 @@ from threefold.apps.recs.event_spool import EventSpool
 from threefold.apps.recs.events import Event, with_accept_ids
 from threefold.apps.recs.history import REFUSED_REASON, UserHistories
 from threefold.apps.recs.metrics import RecsMetrics
-from threefold.apps.recs.redis_state import RedisState
+from threefold.apps.recs.redis_state import APPEND_EVENTS_SCRIPT, RedisState
 from threefold.streaming.connections import RedisSettings
 
 EVENTS = [Event("u1", f"i{n}", "purchase", 1_700_000_000.0 + n) for n in range(3)]
@@ -139,3 +139,58 @@ def test_events_wait_in_the_spool_while_redis_refuses_every_write(
     finally:
         client.config_set("maxmemory", 0)
         client.close()
+
+
+def script_calls(client) -> int:
+    stats = client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+
+
+@pytest.mark.integration
+def test_a_shared_log_key_of_another_type_keeps_every_event_spooled_without_a_search(
+    tmp_path: Path, redis_url: str, redis_prefix: str, redis_client, caplog
+) -> None:
+    """Another tool left a string at `<prefix>events-log`: every append fails, whatever the
+    event. Before, the replay pushed halves of the spool down to single events (2n - 1 script
+    calls, each failure followed by a ping and a probe SET, all under the spool lock every
+    request takes) and set every event aside in `.rejected`, also each one posted afterwards.
+    Now one failed append and a TYPE tell it: every event waits in the spool (logged once,
+    gauged) and is stored once the key is gone."""
+    log_key = f"{redis_prefix}events-log"
+    redis_client.set(log_key, "something else")
+    events = with_accept_ids(
+        [Event(f"u{n % 5}", f"i{n}", "view", 1_700_000_000.0 + n) for n in range(64)]
+    )
+    EventSpool(tmp_path).append(events)
+    registry = CollectorRegistry()
+    redis = RedisState(
+        RedisSettings(url=redis_url), prefix=redis_prefix, metrics=RecsMetrics(registry)
+    )
+    histories = UserHistories([], redis, spool=EventSpool(tmp_path))
+    redis_client.script_load(APPEND_EVENTS_SCRIPT)  # no NOSCRIPT round trip to count
+    before = script_calls(redis_client)
+    with caplog.at_level(logging.ERROR, logger="threefold.apps.recs.history"):
+        assert not histories.replay_spool()
+        later = with_accept_ids([Event("u1", "i99", "view", 1_700_000_100.0)])
+        assert histories.record(later) is False  # spooled, not set aside
+        assert not histories.replay_spool()
+    assert script_calls(redis_client) - before == 3, "one append per replay, no search"
+    spool = EventSpool(tmp_path)
+    assert spool.count() == 65 and not spool.rejected_path.exists()
+    [logged] = [
+        r
+        for r in caplog.records
+        if getattr(r, "fields", {}).get("event") == "shared_log_wrong_type"
+    ]
+    assert f"redis holds a string at {log_key}" in logged.getMessage()
+    assert registry.get_sample_value("recs_shared_log_wrong_type") == 1
+    assert registry.get_sample_value("recs_spool_records_rejected_total", {"kind": "event"}) in (
+        None,
+        0,
+    )
+
+    redis_client.delete(log_key)  # the operator's fix
+    assert histories.replay_spool()
+    assert redis_client.xlen(log_key) == 65
+    assert [e.item_id for e in histories.get("u1")][-2:] == ["i61", "i99"]
+    assert registry.get_sample_value("recs_shared_log_wrong_type") == 0
