@@ -3,11 +3,8 @@ accepted event's write to Redis happen once."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
-import secrets
 import time
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,6 +14,7 @@ from typing import Any
 from threefold.core.errors import DataError
 from threefold.core.tables import read_records
 from threefold.core.timestamps import parse_timestamp
+from threefold.streaming.write_ids import new_write_id, spooled_write_id
 
 EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 2.0, "purchase": 4.0}
 EVENT_VERBS: dict[str, str] = {"view": "viewed", "click": "clicked", "purchase": "bought"}
@@ -88,7 +86,7 @@ class Event:
 
 def with_accept_ids(events: Sequence[Event]) -> list[Event]:
     """The events as accepted: each without a `write_id` gets a new random `accept_id`."""
-    return [e if e.write_id else replace(e, accept_id=secrets.token_urlsafe(12)) for e in events]
+    return [e if e.write_id else replace(e, accept_id=new_write_id()) for e in events]
 
 
 def with_spool_ids(records: Sequence[Event]) -> list[Event]:
@@ -96,14 +94,9 @@ def with_spool_ids(records: Sequence[Event]) -> list[Event]:
     `accept_id` from its content and its place in the spool, the same at every replay of that
     spool, so it is stored once however often the replay is repeated."""
     return [
-        e if e.write_id else replace(e, accept_id=_spool_id(place, e))
+        e if e.write_id else replace(e, accept_id=spooled_write_id(place, e.to_dict()))
         for place, e in enumerate(records)
     ]
-
-
-def _spool_id(place: int, event: Event) -> str:
-    content = f"{place}\n{json.dumps(event.to_dict(), sort_keys=True)}".encode()
-    return "spool-" + hashlib.blake2b(content, digest_size=12).hexdigest()
 
 
 def parse_event(
