@@ -62,18 +62,36 @@
     else delete document.body.dataset.analyst;
   }
 
+  /** The analyst whose token `candidate` is, the token in use when asked. The answer, a name or a
+   * refusal, counts only while `candidate` is still in use: after a sign-in with the form or a
+   * sign-out meanwhile it is stale, and this rejects with `stale` set (the caller changes nothing). */
+  async function analystFor(candidate) {
+    let me = null;
+    let failure = null;
+    try {
+      me = await call("GET", "/api/analyst");
+    } catch (error) {
+      failure = error;
+    }
+    if (token !== candidate) throw Object.assign(new Error("another sign-in took over"), { stale: true });
+    if (failure) throw failure;
+    return me.analyst;
+  }
+
   async function signIn(candidate) {
     clearTimeout(resumeTimer);
     token = candidate;
     try {
-      const me = await call("GET", "/api/analyst");
-      sessionStorage.setItem(TOKEN_KEY, token);
-      renderSignedIn(me.analyst);
-      return me.analyst;
+      const name = await analystFor(candidate);
+      sessionStorage.setItem(TOKEN_KEY, candidate);
+      renderSignedIn(name);
+      return name;
     } catch (error) {
-      token = null;
-      sessionStorage.removeItem(TOKEN_KEY);
-      renderSignedIn(null);
+      if (!error.stale) {
+        token = null;
+        sessionStorage.removeItem(TOKEN_KEY);
+        renderSignedIn(null);
+      }
       throw error;
     }
   }
@@ -181,6 +199,7 @@
       tell("Signed in as " + name + ". Correct a headline below or judge an alert.", "info");
       ui.signout.focus();
     } catch (error) {
+      if (error.stale) return; // a later sign-in (or sign-out) took over and says how it went
       tell("Could not sign in: " + error.message + ".", "error");
       ui.token.focus();
     }
@@ -199,16 +218,16 @@
   });
 
   /** After a reload, confirm the token this tab kept. Refused: signed out. Not answered (the
-   * API is down): kept, and tried again every REFRESH_MS until the server answers. */
+   * API is down): kept, and tried again every REFRESH_MS until the server answers. An answer that
+   * comes after the analyst signed in with the form or signed out is ignored, whatever it says. */
   async function resume() {
     clearTimeout(resumeTimer);
     try {
-      const me = await call("GET", "/api/analyst");
-      if (!token) return; // signed out meanwhile
-      renderSignedIn(me.analyst);
-      if (ui.message.dataset.kind === "error") tell("Signed in as " + me.analyst + " again.", "info");
+      const name = await analystFor(token);
+      renderSignedIn(name);
+      if (ui.message.dataset.kind === "error") tell("Signed in as " + name + " again.", "info");
     } catch (error) {
-      if (!token) return;
+      if (error.stale) return;
       if (error.status === 401 || error.status === 403) {
         token = null;
         sessionStorage.removeItem(TOKEN_KEY);

@@ -26,7 +26,7 @@
 
   function signIn(token) {
     state.token = token;
-    return api("GET", "/api/agent/me").then((me) => {
+    return api.signInCheck(token, "/api/agent/me").then((me) => {
       if (state.agent) return; // signed in already: the form and a resumed sign-in crossed
       state.agent = me.agent;
       try {
@@ -249,6 +249,7 @@
       stopResuming();
       $("sign-in-error").textContent = "";
       signIn($("token").value.trim()).catch((error) => {
+        if (error.stale) return; // a later sign-in took over and says how it went
         $("sign-in-error").textContent =
           error.status === 403 ? "That token belongs to no agent. Check it and try again." : error.message;
       });

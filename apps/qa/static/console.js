@@ -2,7 +2,8 @@
  * Shared by the staff pages (agent console, review queue): the element builder and the JSON API
  * client that sends the bearer token. Texts from the server are set with textContent, never as
  * HTML. A network failure becomes an error with status 0 and a message a person can act on.
- * `resume` signs a reloaded page back in with the token the tab kept, also after an outage.
+ * `resume` signs a reloaded page back in with the token the tab kept, also after an outage;
+ * `api.signInCheck` makes sure an answer for a token no longer in use changes nothing.
  */
 (function () {
   "use strict";
@@ -17,7 +18,7 @@
   /* api(method, path, body) for the token `token()` returns; resolves to the JSON body (null
      for 204) or rejects with an Error carrying the server's message and the HTTP status. */
   function client(token) {
-    return function api(method, path, body) {
+    function api(method, path, body) {
       var headers = { Authorization: "Bearer " + token() };
       if (body !== undefined) headers["Content-Type"] = "application/json";
       return fetch(path, {
@@ -46,7 +47,32 @@
               return data;
             });
         });
+    }
+
+    /* A sign-in's check: GET `path` with `candidate`, which the page has just made its token.
+       Its answer, success or refusal, counts only while `candidate` is still the page's token:
+       once another sign-in took over (the form while a resumed sign-in was on its way, or the
+       other way round) it rejects with an Error whose `stale` is true, and the page changes
+       nothing. */
+    api.signInCheck = function (candidate, path) {
+      var current = () => {
+        if (token() === candidate) return;
+        var stale = new Error("Another sign-in took over.");
+        stale.stale = true;
+        throw stale;
+      };
+      return api("GET", path).then(
+        (data) => {
+          current();
+          return data;
+        },
+        (error) => {
+          current();
+          throw error;
+        }
+      );
     };
+    return api;
   }
 
   var FIRST_RESUME_WAIT_S = 2;
@@ -55,7 +81,8 @@
   /* After a reload, sign in again with the token this tab kept: `signIn()` tries it. A token the
      server refuses is forgotten (`forget()`) and the form asks for one; while the service cannot
      be reached or fails, `say(text)` tells why and it tries again by itself (2 s, doubling to
-     60 s) until it answers. Returns a function that stops trying (signed in with the form). */
+     60 s) until it answers. Returns a function that stops trying (signed in with the form);
+     an answer still on its way then changes nothing (`signIn` rejects it as `stale`). */
   function resume(signIn, say, forget) {
     var waitS = FIRST_RESUME_WAIT_S;
     var timer = null;
@@ -64,7 +91,7 @@
       signIn().then(
         () => say(""),
         (error) => {
-          if (stopped) return;
+          if (stopped || error.stale) return;
           if (error.status === 401 || error.status === 403) {
             forget();
             say("Your saved sign-in was not accepted. Enter your token to sign in again.");

@@ -20,7 +20,8 @@
 
   function signIn(token) {
     state.token = token;
-    return load().then(() => {
+    return api.signInCheck(token, "/api/review").then((data) => {
+      render(data);
       try {
         sessionStorage.setItem(TOKEN_KEY, token);
       } catch (error) {
@@ -186,6 +187,7 @@
       stopResuming();
       $("sign-in-error").textContent = "";
       signIn($("token").value.trim()).catch((failure) => {
+        if (failure.stale) return; // a later sign-in took over and says how it went
         $("sign-in-error").textContent =
           failure.status === 401 || failure.status === 403
             ? "That token was not accepted."

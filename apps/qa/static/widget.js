@@ -787,13 +787,17 @@
         .catch((error) => this.restoreFailed(error));
     }
 
-    /** Show `error` (null: nothing left to load) about the earlier conversation and retry later. */
+    /** Show `error` (null: nothing left to load) about the earlier conversation and retry later.
+     * The focus, when on the box it replaces, goes to the new box's button (or, once there is
+     * nothing left to load, to the question box), never to the page's <body>. */
     restoreFailed(error) {
+      var hadFocus = !!this.restoreBox && this.restoreBox.contains(this.shadowRoot.activeElement);
       if (this.restoreBox) this.restoreBox.remove();
       this.restoreBox = null;
       if (!error) {
         this.restorePending = false;
         this.restoreTries = 0;
+        if (hadFocus) this.input.focus();
         return;
       }
       var wait = RESTORE_RETRY_S[Math.min(this.restoreTries || 0, RESTORE_RETRY_S.length - 1)];
@@ -811,6 +815,7 @@
       this.greet();
       this.log.insertBefore(box, this.log.querySelector(".greeting").nextSibling);
       this.restoreBox = box;
+      if (hadFocus) button.focus();
       this.restoreTimer = setTimeout(() => this.restore(), wait * 1000);
     }
 

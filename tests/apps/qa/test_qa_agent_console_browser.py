@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 from support.browser import copy_to_docs
+from support.held_sign_in import hold_kept_token, release_held, wait_answers_read, wait_held
 from support.qa_widget import TITLE, ask, open_widget
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -199,6 +200,42 @@ def test_agent_sign_in_with_the_api_down_says_so_then_works(
     agent_page.unroute("**/api/**")
     agent_page.get_by_text("Signed in as Alice").wait_for(timeout=10_000)
     assert error.inner_text() == ""
+
+    # reloaded, the kept token's check is slow, and meanwhile the agent signs in with the form:
+    # the late answer is for a token no longer in use and changes nothing, a refusal (the kept
+    # token was revoked; Bob signed in) or an acceptance (a wrong token was typed; before: then
+    # "Signed in as Bob" while the console sent the refused token, and the queue failed)
+    hold_kept_token(agent_page.context, "threefold-agent-token", "/api/agent/me")
+    agent_page.evaluate("sessionStorage.setItem('threefold-agent-token', 'revoked-token')")
+    agent_page.reload()
+    wait_held(agent_page)
+    box.fill("tok-bob-2")
+    box.press("Enter")
+    agent_page.get_by_text("Signed in as Bob").wait_for()
+    release_held(agent_page)
+    wait_answers_read(agent_page, "revoked-token")
+    assert agent_page.locator("#whoami").inner_text() == "Signed in as Bob"
+    assert agent_page.locator("#sign-in").is_hidden() and error.inner_text() == ""
+    assert agent_page.evaluate("sessionStorage.getItem('threefold-agent-token')") == "tok-bob-2"
+
+    agent_page.reload()
+    wait_held(agent_page)
+    box.fill("not-a-token")
+    box.press("Enter")
+    refused = "That token belongs to no agent. Check it and try again."
+    agent_page.wait_for_function(
+        f"document.getElementById('sign-in-error').textContent === {refused!r}"
+    )
+    release_held(agent_page)
+    wait_answers_read(agent_page, "tok-bob-2")
+    assert agent_page.locator("#sign-in").is_visible()
+    assert agent_page.locator("#whoami").is_hidden()
+    assert error.inner_text() == refused
+    box.fill("tok-alice-1")
+    box.press("Enter")
+    agent_page.get_by_text("Signed in as Alice").wait_for()
+    agent_page.get_by_text("Live: new conversations appear here.").wait_for()
+    assert agent_page.evaluate("sessionStorage.getItem('threefold-agent-token')") == "tok-alice-1"
 
 
 def test_a_slow_reply_is_sent_once_and_a_dead_stream_backs_off(

@@ -37,17 +37,29 @@ def test_reload_restores_greeting_order_votes_and_suggestions(
     # reloaded while the API is down: the widget says the conversation could not be loaded
     # (never an empty chat that silently starts over), then loads it by itself once it is back
     page.route("**/api/sessions/**", lambda route: route.abort("connectionrefused"))
+    page.set_viewport_size(PHONE)  # the panel covers the page and is modal
     page.reload()
     dialog = open_widget(page, None)
     unloaded = dialog.locator(".restore-failure")
     unloaded.wait_for()
     assert "earlier messages could not be loaded" in unloaded.inner_text()
-    assert dialog.get_by_role("button", name="Load them again").is_visible()
+    again = dialog.get_by_role("button", name="Load them again")
+    assert again.is_visible()
     assert dialog.locator(".msg.user").count() == 0
+    # "Load them again" pressed while the API is still down: the failure box is replaced and
+    # the focus stays on its new button (before: it fell to the page's <body>)
+    pressed = again.element_handle()
+    pressed.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("button => !button.isConnected", arg=pressed)
+    assert unloaded.count() == 1
+    assert focused_name(page) == "Load them again"
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.unroute("**/api/sessions/**")
     suggestions = dialog.get_by_role("group", name="Suggested questions")
-    suggestions.wait_for(timeout=10_000)
+    suggestions.wait_for(timeout=15_000)
     assert unloaded.count() == 0
+    assert focused_name(page) == "Your question"  # its button is gone: on to the question box
     assert dialog.locator(".msg").first.inner_text() == GREETING
     assert dialog.locator(".msg.user").all_inner_texts() == [
         "Is shipping free?",
