@@ -6,8 +6,10 @@ serializes them. Every append is fsync'd before it returns, so an accepted recor
 crash (SIGKILL, OOM kill) of the worker. `replay` pushes the file to Redis, oldest first, and
 removes what Redis took, holding the lock throughout: of two workers replaying at once (two
 starting after a crash) one pushes, the other then finds the file empty, so nothing is written
-twice. A record is pushed again only when a worker dies between Redis taking it and the file
-being rewritten.
+twice by the spool itself. A record is still pushed again when Redis took it but the push did
+not hear so (a timeout while Redis stalled, a worker killed before the file was rewritten):
+the apps make that harmless with write ids (`streaming.write_ids`), which their append scripts
+claim, so Redis stores each record once.
 
 A record Redis refuses on its data (the push raises `RecordsRefused`: a key of the wrong type,
 a script error), as opposed to Redis being unreachable, does not hold up the others: the replay
