@@ -286,21 +286,6 @@
       state.typingAt = now;
       api("POST", "/api/agent/conversations/" + state.selected + "/typing").catch(() => {});
     });
-    var saved = null;
-    try {
-      saved = sessionStorage.getItem(TOKEN_KEY);
-    } catch (error) {
-      saved = null;
-    }
-    if (saved) {
-      stopResuming = window.threefoldConsole.resume(
-        () => signIn(saved),
-        (text) => ($("sign-in-error").textContent = text),
-        () => {
-          forgetToken();
-          $("token").focus();
-        }
-      );
-    } else $("token").focus();
+    stopResuming = window.threefoldConsole.resumeKept(TOKEN_KEY, signIn, forgetToken);
   });
 })();

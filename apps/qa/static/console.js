@@ -2,7 +2,7 @@
  * Shared by the staff pages (agent console, review queue): the element builder and the JSON API
  * client that sends the bearer token. Texts from the server are set with textContent, never as
  * HTML. A network failure becomes an error with status 0 and a message a person can act on.
- * `resume` signs a reloaded page back in with the token the tab kept, also after an outage;
+ * `resumeKept` signs a reloaded page back in with the token the tab kept, also after an outage;
  * `api.signInCheck` makes sure an answer for a token no longer in use changes nothing.
  */
 (function () {
@@ -110,5 +110,30 @@
     };
   }
 
-  window.threefoldConsole = { el: el, client: client, resume: resume };
+  /* A staff page's start: `resume` with the token this tab kept under `tokenKey` (the page's
+     `#sign-in-error` says how it goes; a refused token is forgotten with `forgetToken()`), or,
+     with none kept, the focus in `#token`. Returns the function that stops resuming. */
+  function resumeKept(tokenKey, signIn, forgetToken) {
+    var kept = null;
+    try {
+      kept = sessionStorage.getItem(tokenKey);
+    } catch (error) {
+      kept = null; // storage disabled
+    }
+    var field = document.getElementById("token");
+    if (!kept) {
+      field.focus();
+      return () => {};
+    }
+    return resume(
+      () => signIn(kept),
+      (text) => (document.getElementById("sign-in-error").textContent = text),
+      () => {
+        forgetToken();
+        field.focus();
+      }
+    );
+  }
+
+  window.threefoldConsole = { el: el, client: client, resumeKept: resumeKept };
 })();

@@ -206,22 +206,7 @@
         $("announce").textContent = failure.message;
       });
     });
-    var saved = null;
-    try {
-      saved = sessionStorage.getItem(TOKEN_KEY);
-    } catch (error) {
-      /* storage disabled */
-    }
-    if (saved) {
-      stopResuming = window.threefoldConsole.resume(
-        () => signIn(saved),
-        (text) => ($("sign-in-error").textContent = text),
-        () => {
-          forgetToken();
-          $("token").focus();
-        }
-      );
-    } else $("token").focus();
+    stopResuming = window.threefoldConsole.resumeKept(TOKEN_KEY, signIn, forgetToken);
   }
 
   function forgetToken() {
