@@ -1,8 +1,9 @@
 """kafka-python calls that may wait longer than their caller can: bounded, stoppable, cleaned up.
 
 kafka-python 3 waits for some answers without a limit of its own (metadata after a broker went
-away) or with one too long for a consumer thread (a 30 s bootstrap), and leaves a consumer's IO
-thread running when its bootstrap fails. The runner and the topic probe go through here.
+away) or with one too long for a consumer thread (a 30 s bootstrap), and leaves what a client
+opened (an IO thread, a selector) open when its bootstrap fails. The runner, the topic probe and
+the producer go through here.
 """
 
 from __future__ import annotations
@@ -17,16 +18,20 @@ from kafka import KafkaConsumer
 from kafka.net.compat import KafkaNetClient
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 STOP_CHECK_S = 0.1  # how often a wait in `call_within` looks whether it was asked to stop
 
 
-def new_consumer(config: Mapping[str, Any]) -> KafkaConsumer:
-    """`KafkaConsumer(**config)`, closing its network client when the constructor fails.
+def new_client(kind: Callable[..., C], config: Mapping[str, Any]) -> C:
+    """`kind(**config)` for a kafka-python client class (KafkaConsumer, KafkaProducer,
+    KafkaAdminClient), closing the network clients it made when the constructor fails.
 
-    kafka-python 3 starts the client's IO thread before it bootstraps, and leaves it running
-    when the bootstrap fails (KafkaTimeoutError): one thread, selector and socket pair more
-    for every consumer that could not connect, for as long as the broker stays away."""
+    kafka-python 3 gives up on them there: a consumer's or an admin client's IO thread, started
+    before the bootstrap, keeps running when the bootstrap fails (KafkaTimeoutError), and a
+    producer's selector (an epoll and a socket pair) stays open until the garbage collector
+    finds it; one more of each for every client that could not connect, for as long as the
+    broker stays away."""
     clients: list[Any] = []
     make_client = config.get("kafka_client") or KafkaNetClient
 
@@ -35,12 +40,17 @@ def new_consumer(config: Mapping[str, Any]) -> KafkaConsumer:
         return clients[-1]
 
     try:
-        return KafkaConsumer(**{**config, "kafka_client": client})
+        return kind(**{**config, "kafka_client": client})
     except BaseException:
         for each in clients:
             with contextlib.suppress(Exception):
                 each.close()
         raise
+
+
+def new_consumer(config: Mapping[str, Any]) -> KafkaConsumer:
+    """`KafkaConsumer(**config)` through `new_client`."""
+    return new_client(KafkaConsumer, config)
 
 
 def call_within(

@@ -73,10 +73,14 @@ def ensure_topics(
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+    from threefold.streaming.kafka_calls import new_client
+
     settings = as_kafka_settings(kafka)
     bootstrap = settings.bootstrap_servers
     try:
-        admin = KafkaAdminClient(**settings.client_config(), client_id="threefold-admin")
+        admin = new_client(
+            KafkaAdminClient, {**settings.client_config(), "client_id": "threefold-admin"}
+        )
     except KafkaError as exc:
         raise ServiceError(
             f"cannot reach the Kafka broker at {bootstrap!r} ({exc}); start it or fix "

@@ -45,8 +45,10 @@ class JsonProducer:
             from kafka import KafkaProducer
             from kafka.errors import KafkaError
 
+            from threefold.streaming.kafka_calls import new_client
+
             try:
-                self._producer = KafkaProducer(**self._config)
+                self._producer = new_client(KafkaProducer, self._config)
             except ValueError as exc:
                 raise ConfigError(f"invalid Kafka producer settings: {exc}") from exc
             except KafkaError as exc:

@@ -406,10 +406,15 @@ def _kafka_metadata(bootstrap: str) -> bool:
         pass
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        request_timeout_ms=2000,
-        client_id="threefold-readiness",
+    from threefold.streaming.kafka_calls import new_client
+
+    admin = new_client(
+        KafkaAdminClient,
+        {
+            "bootstrap_servers": bootstrap,
+            "request_timeout_ms": 2000,
+            "client_id": "threefold-readiness",
+        },
     )
     try:
         admin.list_topics()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from threefold.apps.alerts.config import AlertsConfig
@@ -15,9 +16,23 @@ from threefold.core.errors import ServiceError
 from threefold.core.settings import reveal
 from threefold.core.webhook import OutboxSender
 from threefold.streaming.connections import KafkaSettings, RedisSettings
+from threefold.streaming.kafka_config import consumer_config
 from threefold.streaming.producer import JsonProducer
 from threefold.streaming.runner import ConsumerRunner
 from threefold.streaming.topic_probe import TopicProbe
+
+# The publisher probes the alerts topic on the consumer thread, which must poll again within
+# max_poll_interval_ms or the group drops it (a rebalance: batches processed again). A probe
+# call waits up to one timeout per step, and `TopicProbe.ids_since` takes two (end offsets,
+# then the read back), so a whole `ids_since` gets half of max_poll_interval_ms, and the
+# `end_offsets` the publisher may call after it a quarter more.
+PROBE_TIMEOUTS_PER_POLL_INTERVAL = 4
+
+
+def probe_timeout_s(consumer: Mapping[str, Any]) -> float:
+    """The alerts-topic probe's timeout for a consumer with these settings (KafkaConsumer
+    keyword arguments): a quarter of its max_poll_interval_ms."""
+    return int(consumer["max_poll_interval_ms"]) / 1000 / PROBE_TIMEOUTS_PER_POLL_INTERVAL
 
 
 def build_runner(
@@ -65,11 +80,13 @@ def build_runner(
             on_attempt=metrics.count_webhook_attempt,
             on_pending=metrics.set_webhook_pending,
         )
+    consumer_overrides = {"fetch_max_wait_ms": config.fetch_max_wait_ms}
+    probe_timeout = probe_timeout_s(consumer_config(config.group_id, **consumer_overrides))
     publisher = AlertPublisher(
         store,
         JsonProducer(kafka),
         config.alerts_topic,
-        probe=TopicProbe(kafka, config.alerts_topic),
+        probe=TopicProbe(kafka, config.alerts_topic, timeout_s=probe_timeout),
         webhook=webhook,
         metrics=metrics,
     )
@@ -90,7 +107,7 @@ def build_runner(
         max_batch=config.max_batch,
         max_wait_ms=config.max_wait_ms,
         metrics_registry=metrics.registry,
-        consumer_overrides={"fetch_max_wait_ms": config.fetch_max_wait_ms},
+        consumer_overrides=consumer_overrides,
         prepare_workers=config.prepare_workers,
     )
     return runner, processor

@@ -187,13 +187,17 @@ def wait_for_alert(
     import json
     import time
 
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import TopicPartition
 
-    consumer = KafkaConsumer(
-        **kafka.client_config(),
-        group_id=None,
-        enable_auto_commit=False,
-        client_id="threefold-demo-alert-watch",
+    from threefold.streaming.kafka_calls import new_consumer
+
+    consumer = new_consumer(
+        {
+            **kafka.client_config(),
+            "group_id": None,
+            "enable_auto_commit": False,
+            "client_id": "threefold-demo-alert-watch",
+        }
     )
     try:
         known = consumer.partitions_for_topic(topic) or {0}
