@@ -40,6 +40,7 @@ from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 _CHUNK_BYTES = 1 << 20
+WRITE_PROBE_KEY = "spool-write-probe"  # `redis_takes_writes`, under the app's Redis prefix
 
 
 class SpoolFull(OSError):
@@ -52,12 +53,13 @@ class RecordsRefused(Exception):
     set aside."""
 
 
-def redis_takes_writes(client: Any, probe_key: str) -> bool:
-    """Whether Redis takes a write now (SET `probe_key`, kept a minute): tells records Redis
-    refuses on their data (`RecordsRefused`: it still takes this) from a Redis that refuses every
-    write for now (a READONLY replica after a failover, OOM, MISCONF) or does not answer."""
+def redis_takes_writes(client: Any, prefix: str) -> bool:
+    """Whether Redis takes a write now (SET `<prefix>spool-write-probe`, kept a minute): tells
+    records Redis refuses on their data (`RecordsRefused`: it still takes this) from a Redis that
+    refuses every write for now (a READONLY replica after a failover, OOM, MISCONF) or does not
+    answer."""
     try:
-        client.set(probe_key, "1", ex=60)
+        client.set(prefix + WRITE_PROBE_KEY, "1", ex=60)
     except Exception:  # any failure: not the records' fault, they wait
         return False
     return True

@@ -16,16 +16,12 @@ from typing import Any
 
 from threefold.apps.qa.feedback import MAX_LOG_ENTRIES
 from threefold.streaming.record_spool import redis_takes_writes
-from threefold.streaming.write_ids import new_write_id
+from threefold.streaming.write_ids import WRITE_GUARD_SECONDS, WRONG_TYPE_LUA, new_write_id
 
-WRITE_PROBE_KEY = "spool-write-probe"  # `takes_writes`
-# `record-written:<write id>`: the record was written. Kept a day: a write Redis carried out
-# while the worker could not hear it must still be known when the worker writes the record again
-# (its next flush, within about 30 s of Redis answering; a day covers any outage a spool or a
-# worker's memory outlives). About 120 bytes of Redis memory per record written in the last day
-# (measured with the default prefix `threefold:qa:`): ~12 MB for 100,000 records a day.
+# `record-written:<write id>`: the record was written, kept WRITE_GUARD_SECONDS (a day). About
+# 120 bytes of Redis memory per record written in the last day (measured with the default prefix
+# `threefold:qa:`): ~12 MB for 100,000 records a day.
 WRITE_GUARD_KEY = "record-written:"
-WRITE_GUARD_SECONDS = 86_400
 RecordWrite = tuple[str, dict[str, Any], str]  # (log name, record, write id)
 
 # KEYS: the logs, then one write guard per record; ARGV: max entries, TTL in seconds (-1: none),
@@ -34,14 +30,15 @@ RecordWrite = tuple[str, dict[str, Any], str]  # (log name, record, write id)
 # log is checked before anything is written: a key of another type (another app under this
 # prefix) fails the whole call with nothing written and no guard claimed, so a retry writes each
 # record once (in MULTI/EXEC the other commands would have run).
-APPEND_RECORDS_SCRIPT = """
+APPEND_RECORDS_SCRIPT = (
+    WRONG_TYPE_LUA
+    + """
 local records = (#ARGV - 3) / 2
 local logs = #KEYS - records
 for i = 1, logs do
-  local found = redis.call('TYPE', KEYS[i])['ok']
-  if found ~= 'none' and found ~= 'list' then
-    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. found
-      .. ', expected a list of records; no record of this batch was written')
+  local bad = wrong_type(KEYS[i], 'list', 'record')
+  if bad then
+    return bad
   end
 end
 local max_entries, ttl, guard_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
@@ -70,6 +67,7 @@ for i = 1, logs do
 end
 return written
 """
+)
 
 
 class RedisRecordLog:
@@ -128,7 +126,7 @@ class RedisRecordLog:
     def takes_writes(self) -> bool:
         """Whether Redis takes a write now: False while it refuses every write (READONLY
         replica, OOM, MISCONF) or does not answer (`redis_takes_writes`)."""
-        return redis_takes_writes(self.client, self.prefix + WRITE_PROBE_KEY)
+        return redis_takes_writes(self.client, self.prefix)
 
     def ping(self) -> None:
         """Raise what redis-py raises when Redis does not answer."""

@@ -34,7 +34,8 @@ from threefold.apps.recs.impressions import (
     attributions,
     outcome_key,
 )
-from threefold.apps.recs.redis_state import WRONG_TYPE_LUA, RedisState
+from threefold.apps.recs.redis_state import RedisState
+from threefold.streaming.write_ids import WRONG_TYPE_LUA
 
 ADD_BATCH = 500  # impressions per script call
 # KEYS: the log, the versions set, the (variant, version) set, then per impression its list

@@ -25,6 +25,7 @@ from threefold.apps.recs.item_vectors import DIGEST_BYTES, text_digest
 from threefold.apps.recs.metrics import RecsMetrics
 from threefold.streaming.connections import RedisSettings, redis_client
 from threefold.streaming.record_spool import redis_takes_writes
+from threefold.streaming.write_ids import WRITE_GUARD_SECONDS, WRONG_TYPE_LUA
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,23 +39,9 @@ CACHE_EPOCH_KEY = "recs-epoch"  # per user: a new value at each invalidation
 SHARED_EVENTS_KEY = "events-log"  # a stream of every posted event, in the order Redis took them
 SHARED_EVENTS_BATCH = 10_000  # stream entries per read
 APPEND_BATCH = 500  # events per append script: one API batch is one round trip
-# `event-written:<write id>`: the event was stored. Kept a day, as long as a client's event_id is
-# claimed: a write Redis carried out while this worker could not hear it must still be known
-# when the worker's spool replays it (the next request after Redis answers again), however long
-# the outage; about 125 bytes of Redis memory per event posted in the last day.
+# `event-written:<write id>`: the event was stored, kept WRITE_GUARD_SECONDS (a day, as long as a
+# client's event_id is claimed); about 125 bytes of Redis memory per event posted in the last day.
 WRITE_GUARD_KEY = "event-written"
-WRITE_GUARD_SECONDS = 86_400
-WRITE_PROBE_KEY = "spool-write-probe"  # `takes_writes`
-# Lua: an error reply when `key` holds another type than `expected` (nil when it does or is absent)
-WRONG_TYPE_LUA = """
-local function wrong_type(key, expected, what)
-  local found = redis.call('TYPE', key)['ok']
-  if found ~= 'none' and found ~= expected then
-    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. found .. ', expected a '
-      .. expected .. '; no ' .. what .. ' of this batch was stored')
-  end
-end
-"""
 # KEYS: the shared log, then per event its guard, history and purchased set; ARGV: history
 # limit, log length, guard TTL, then per event its record and purchased item ('' if none).
 # Returns how many events it wrote: one whose guard exists was written before and is skipped.
@@ -174,7 +161,7 @@ class RedisState:
         open): a write that failed then was refused on its data, not for want of Redis."""
         if self.url is None or time.monotonic() < self._down_until:
             return False
-        return redis_takes_writes(self._redis(), self._key(WRITE_PROBE_KEY))
+        return redis_takes_writes(self._redis(), self.prefix)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
