@@ -262,7 +262,7 @@ class FallbackRecordLog:
         self.on_rejected: list[Callable[[str], object]] = []
         self.on_already_written: list[Callable[[str, int], object]] = []
         self._flush_lock = threading.Lock()
-        # held to change `memory` (so its length tells drops) and `_flushing_from_memory`
+        # held to change `memory` and `_flushing_from_memory`, and while choosing spool or memory
         self._keep_lock = threading.Lock()
         self._flushing_from_memory = 0  # drained by a flush, not yet written or put back
         self._spool_refusing = False
@@ -410,27 +410,13 @@ class FallbackRecordLog:
             if not self._spool_took(records):
                 dropped: Counter[str] = Counter()
                 for kept in records:
-                    before = len(self.memory)
-                    self.memory.append(kept.log, _InMemory(kept))
-                    if len(self.memory) == before:  # the log was full: its oldest one went
-                        dropped[kept.log] += 1
+                    dropped[kept.log] += self.memory.append(kept.log, _InMemory(kept))
                 self._dropped(dropped)
         self._kept()
 
     def _put_back(self, records: list[KeptRecord]) -> None:
         """`memory.put_back`, counting what a full log drops (rare: a flush failed midway)."""
-        names = sorted({kept.log for kept in records})
-        before = {name: sum(1 for _ in self.memory.read(name)) for name in names}
-        self.memory.put_back([(kept.log, _InMemory(kept)) for kept in records])
-        returned = Counter(kept.log for kept in records)
-        self._dropped(
-            Counter(
-                {
-                    name: before[name] + returned[name] - sum(1 for _ in self.memory.read(name))
-                    for name in names
-                }
-            )
-        )
+        self._dropped(self.memory.put_back([(kept.log, _InMemory(kept)) for kept in records]))
 
     def _dropped(self, dropped: Counter[str]) -> None:
         """Count records a full memory dropped; log once per outage, then every

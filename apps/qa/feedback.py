@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from typing import IO, Any, Protocol
 
@@ -66,10 +66,13 @@ class MemoryRecordLog:
         self._lock = threading.Lock()
         self._logs: dict[str, deque[dict[str, Any]]] = {}
 
-    def append(self, name: str, record: dict[str, Any]) -> None:
+    def append(self, name: str, record: dict[str, Any]) -> int:
+        """Add `record` to log `name`; returns how many older records a full log dropped (0/1)."""
         with self._lock:
             log = self._logs.setdefault(name, deque(maxlen=self.max_entries))
+            full = len(log) == self.max_entries
             log.append(record)
+        return int(full)
 
     def read(self, name: str) -> Iterator[dict[str, Any]]:
         with self._lock:
@@ -87,16 +90,20 @@ class MemoryRecordLog:
             logs, self._logs = self._logs, {}
         return [(name, record) for name, records in logs.items() for record in records]
 
-    def put_back(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+    def put_back(self, records: list[tuple[str, dict[str, Any]]]) -> Counter[str]:
         """Return drained (log name, record) pairs to the front of their logs, ahead of records
-        appended since; a full log still keeps its newest `max_entries`."""
+        appended since; a full log still keeps its newest `max_entries`. Returns how many each
+        log dropped."""
         older: dict[str, list[dict[str, Any]]] = {}
         for name, record in records:
             older.setdefault(name, []).append(record)
+        dropped: Counter[str] = Counter()
         with self._lock:
             for name, front in older.items():
                 newer = self._logs.get(name, ())
+                dropped[name] = max(0, len(front) + len(newer) - self.max_entries)
                 self._logs[name] = deque([*front, *newer], maxlen=self.max_entries)
+        return dropped
 
 
 class FeedbackStore:
