@@ -30,10 +30,10 @@ import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from threefold.core.bounded_call import call_within
 
 logger = logging.getLogger(__name__)
 _STOP = object()
@@ -209,18 +209,13 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[tuple[Any, ...]]
     """`socket.getaddrinfo(host, port)` for TCP, waiting for at most the time `deadline` has
     left: the lookup runs on a daemon thread, since getaddrinfo itself cannot be interrupted
     (a thread left behind ends with the system resolver's own timeout)."""
-    answer: Future[list[tuple[Any, ...]]] = Future()
-
-    def lookup() -> None:
-        try:
-            answer.set_result(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
-        except BaseException as exc:  # handed to the waiting caller
-            answer.set_exception(exc)
-
-    threading.Thread(target=lookup, name="webhook-resolve", daemon=True).start()
     try:
-        return answer.result(timeout=deadline.remaining())
-    except FutureTimeout:
+        return call_within(
+            lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM),
+            timeout_s=deadline.remaining(),
+            name="webhook-resolve",
+        )
+    except TimeoutError:
         raise TimeoutError(f"resolving {host!r} took over {deadline.seconds:g} s") from None
 
 

@@ -70,6 +70,7 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.structs import OffsetAndMetadata
 
+from threefold.core.bounded_call import call_within
 from threefold.core.errors import ConfigError, ServiceError
 from threefold.streaming.batching import (
     BatchOutcome,
@@ -85,7 +86,7 @@ from threefold.streaming.dead_letter import (
     MIN_DEAD_LETTER_BYTES,
     encode_dead_letter,
 )
-from threefold.streaming.kafka_calls import call_within, close_unwanted_consumer, new_consumer
+from threefold.streaming.kafka_calls import close_unwanted_consumer, new_consumer
 from threefold.streaming.kafka_config import consumer_config
 from threefold.streaming.messages import (
     BatchProcessor,

@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from threefold.core.bounded_call import call_within
 from threefold.core.errors import ServiceError
 from threefold.core.untrusted_json import UntrustedJsonError, loads_untrusted
 from threefold.streaming.connections import KafkaTarget, as_kafka_settings
-from threefold.streaming.kafka_calls import call_within, close_unwanted_consumer, new_consumer
+from threefold.streaming.kafka_calls import close_unwanted_consumer, new_consumer
 from threefold.streaming.kafka_config import consumer_config
 
 Offsets = dict[int, int]  # partition -> offset
