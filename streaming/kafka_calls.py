@@ -49,8 +49,8 @@ def new_consumer(config: Mapping[str, Any]) -> KafkaConsumer:
 
 
 def close_unwanted_consumer(consumer: KafkaConsumer | None) -> None:
-    """Close a consumer that connected after its caller stopped waiting for it (a `late`
-    for `call_within`)."""
+    """Close a consumer its caller stopped waiting for (a `late` for `call_within`): one that
+    connected too late, or one whose call was given up on."""
     if consumer is not None:
         with contextlib.suppress(Exception):
             consumer.close(autocommit=False)

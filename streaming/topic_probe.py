@@ -8,7 +8,6 @@ missing, so a crash neither loses the record nor publishes it twice.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -100,17 +99,12 @@ class TopicProbe:
         """The topic's partition numbers. kafka-python asks the broker when its cache lacks
         the topic and waits for the answer without a limit; a call given up on leaves this
         consumer to it (closed when the call ends), and the next call makes a new one."""
-
-        def close_abandoned(_: object) -> None:
-            with contextlib.suppress(Exception):
-                consumer.close()
-
         try:
             return self._within(
                 deadline,
                 "listing the partitions of",
                 lambda: consumer.partitions_for_topic(self.topic),
-                close_abandoned,
+                lambda _: close_unwanted_consumer(consumer),
             )
         except ServiceError:
             self._consumer = None
