@@ -9,11 +9,18 @@ STAMP := $(VENV)/.threefold-installed
 
 .PHONY: venv demo test lint lock system-deps browser-deps bench clean
 
-$(STAMP): pyproject.toml
+# The project installs with deploy/constraints.txt, so tests run on the versions the images get
+# (tests/deploy/test_dependency_lock.py checks it); LOCKED= installs the newest releases instead.
+LOCKED ?= -c deploy/constraints.txt
+# A venv installed from the lock with the lock's torch vouches for it: tests fail if it drifts.
+LOCK_MARKER := .threefold-lock-reference
+
+$(STAMP): pyproject.toml deploy/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet $(LOCKED) -e '.[dev]'
+	$(if $(and $(LOCKED),$(filter torch==2.13.0,$(TORCH_SPEC))),touch,rm -f) $(VENV)/$(LOCK_MARKER)
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -4,9 +4,10 @@ Checked offline (no container engine here): the lock pins every runtime dependen
 pyproject.toml and of the extras the images install, within pyproject's ranges, with the pins
 satisfying each other's requirements; it leaves torch and the CUDA libraries to TORCH_SPEC; the
 Dockerfile passes it to every pip install of the project's dependencies; and it matches this
-environment. That last check fails in the virtualenv `make lock` took the lock from (the lock's
-reference) and is a skip that lists the differences in any other (a fresh `make venv` resolves
-the newest releases; a CUDA torch brings other builds).
+environment. That last check fails in a virtualenv marked as the lock's reference (the one
+`make lock` took it from, or one `make venv` installed from it with the default torch, as CI's
+is) and is a skip that lists the differences in any other (`make venv LOCKED=` resolves the
+newest releases; a CUDA torch brings other builds).
 """
 
 from __future__ import annotations
@@ -307,4 +308,15 @@ def test_lock_matches_the_environment_the_suite_runs_in(locking: ModuleType, loc
     pytest.skip(
         f"this environment differs from {LOCK_PATH} (not its reference: no {reference}), "
         f"so this run does not vouch for the images' versions: {differences}"
+    )
+
+
+def test_make_venv_installs_the_locked_versions_and_marks_the_venv(locking: ModuleType) -> None:
+    """CI's fresh venv (`make test`) runs on the lock's versions, so the check above runs there."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"LOCKED ?= -c {LOCK_PATH}" in makefile, "make venv no longer installs with the lock"
+    assert re.search(r"pip install .*\$\(LOCKED\) -e '\.\[dev\]'", makefile), makefile
+    assert f"LOCK_MARKER := {locking.REFERENCE_MARKER}" in makefile, (
+        f"the Makefile's marker is not deploy/lock.py's REFERENCE_MARKER "
+        f"({locking.REFERENCE_MARKER}): the drift check would skip in CI"
     )
