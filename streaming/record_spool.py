@@ -18,10 +18,17 @@ pushes halves of the batch until it has found the refused records, sets each asi
 torn by a crash is set aside there too, as it was. A write the disk refuses is cut back off the
 file. With `max_bytes` set, an append that would pass it is refused whole (`SpoolFull`, an
 `OSError` with ENOSPC): records already spooled are never dropped to make room, the caller
-decides what happens to the new ones.
+decides what happens to the new ones. The `.rejected` file has a limit of its own
+(`rejected_max_bytes`, by default `max_bytes`): once the next entry would pass it, that entry
+and the others of its batch are not set aside but dropped, as they would be refused again,
+logged with how many of each kind, and reported to the `on_not_set_aside` listeners (the app
+counts them), so records refused on their data never fill the disk. Nothing in it is ever
+dropped to make room: the operator reads it, then empties or moves it away.
 
 Keep the directory on a local disk (e.g. a volume of the pod), not a network share: the lock
-only serializes the workers of one host.
+only serializes the workers of one host. Apps sharing a directory name their files with
+`spool_file_name`, by the Redis prefix and server the records are for, so that none is ever
+replayed into another deployment's Redis.
 """
 
 from __future__ import annotations
@@ -29,14 +36,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
+
+from redis.connection import parse_url
+
+from threefold.core.settings import safe_url
 
 logger = logging.getLogger(__name__)
 _CHUNK_BYTES = 1 << 20
@@ -65,6 +78,37 @@ def redis_takes_writes(client: Any, prefix: str) -> bool:
     return True
 
 
+def spool_file_name(kind: str, redis_prefix: str, redis_url: str | None) -> str:
+    """`<kind>-<prefix>-<digest of the prefix>-<digest of the server>.jsonl`: the spool of the
+    `kind` records bound for `redis_prefix` on the Redis at `redis_url` (`redis_server`: no
+    credentials, so none reaches the file system and rotating them keeps the name)."""
+    return f"{prefix_file_stem(kind, redis_prefix)}-{_digest(redis_server(redis_url))}.jsonl"
+
+
+def prefix_file_stem(kind: str, redis_prefix: str) -> str:
+    """`<kind>-<prefix>-<digest of the prefix>`: the prefix made file-safe for people to read,
+    the digest telling apart prefixes that read alike."""
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", redis_prefix).strip("-")[:60]
+    return f"{kind}-{readable}-{_digest(redis_prefix)}"
+
+
+def redis_server(redis_url: str | None) -> str:
+    """Where the keys of `redis_url` live, without credentials: `host:port/db` (Redis's default
+    port and db filled in) or `unix:<socket path>/db`; a URL redis-py cannot read, masked."""
+    try:
+        parts = parse_url(redis_url or "")
+    except ValueError:
+        return safe_url(redis_url)
+    db = parts.get("db", 0)
+    if "path" in parts:
+        return f"unix:{parts['path']}/{db}"
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', 6379)}/{db}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
 def record_kind(record: Any) -> str:
     """What a record is, for logs and metrics: its `kind` attribute, else its type's name."""
     return str(getattr(record, "kind", None) or type(record).__name__)
@@ -80,13 +124,23 @@ class RecordSpool:
         file_name: str,
         record_type: Any,
         max_bytes: int | None = None,
+        rejected_max_bytes: int | None = None,
     ) -> None:
         if max_bytes is not None and max_bytes < 1:
             raise ValueError(f"max_bytes must be >= 1 (or None: no limit), found {max_bytes}")
+        if rejected_max_bytes is not None and rejected_max_bytes < 1:
+            raise ValueError(
+                "rejected_max_bytes must be >= 1 (or None: the same as max_bytes), found "
+                f"{rejected_max_bytes}"
+            )
         self.path = Path(directory) / file_name
         self.rejected_path = self.path.with_name(file_name + ".rejected")
         self.record_type = record_type
         self.max_bytes = max_bytes
+        self.rejected_max_bytes = max_bytes if rejected_max_bytes is None else rejected_max_bytes
+        # called with how many of each kind (`record_kind`; "unreadable" for a torn line) the
+        # full `.rejected` file did not take: dropped, so the app can count them
+        self.on_not_set_aside: list[Callable[[Counter[str]], object]] = []
 
     def append(self, records: Sequence[Any]) -> None:
         """Write the records and fsync them (OSError when the disk refuses, `SpoolFull` past
@@ -119,6 +173,18 @@ class RecordSpool:
     def pending(self) -> bool:
         """Whether records are waiting (cheap: one stat)."""
         return self.size_bytes() > 0
+
+    def remove_if_empty(self) -> bool:
+        """Remove the file when no record waits in it (e.g. one a former version named); returns
+        whether it did. Under the lock: an append waiting for it then starts a new file."""
+        if not self.path.exists():
+            return False
+        with self._locked() as handle:
+            if os.fstat(handle.fileno()).st_size:
+                return False
+            self.path.unlink()
+            _fsync_directory(self.path.parent)
+        return True
 
     def size_bytes(self) -> int:
         """The size of the file (one stat; 0 when there is none)."""
@@ -188,10 +254,8 @@ class RecordSpool:
                         for line, record in zip(lines[done:], parsed[done:], strict=True)
                     ]
                     self._keep_only(handle, rest)
-                    if pusher.refused:
-                        self._log_refused(pusher.refused)
-                        if on_refused is not None:
-                            on_refused(pusher.refused)
+                    if pusher.refused and on_refused is not None:
+                        on_refused(pusher.refused)
         if pusher.taken:
             logger.info("replayed %d spooled records of %s to redis", pusher.taken, self.path.name)
         return pusher.taken
@@ -207,10 +271,9 @@ class RecordSpool:
 
     def set_aside(self, refused: list[tuple[Any, str]]) -> None:
         """Set aside records Redis refused on their data that never were in the spool (kept in
-        a worker's memory): in `<file>.rejected` with the reason, logged."""
+        a worker's memory): in `<file>.rejected` with the reason (room permitting), logged."""
         with self._locked():
             self._set_aside([], refused)
-        self._log_refused(refused)
 
     def _keep_only(self, handle: IO[bytes], rest: list[bytes]) -> None:
         """Leave only `rest` in the spool file, fsync'd."""
@@ -230,32 +293,76 @@ class RecordSpool:
         _fsync_directory(self.path.parent)
 
     def _set_aside(self, unreadable: list[bytes], refused: list[tuple[Any, str]]) -> None:
-        """Append torn lines as they are and refused records with their reason, fsync'd."""
+        """Append torn lines as they are and refused records with their reason, fsync'd, while
+        they fit within `rejected_max_bytes`; log both, and report what did not fit (caller
+        holds the lock)."""
         if not unreadable and not refused:
             return
         refused_at = time.time()
-        entries = [line if line.endswith(b"\n") else line + b"\n" for line in unreadable]
+        entries = [
+            ("unreadable", line if line.endswith(b"\n") else line + b"\n") for line in unreadable
+        ]
         entries += [
-            json.dumps(
-                {"reason": reason, "refused_at": refused_at, "record": record.to_dict()}
-            ).encode("utf-8")
-            + b"\n"
+            (
+                record_kind(record),
+                json.dumps(
+                    {"reason": reason, "refused_at": refused_at, "record": record.to_dict()}
+                ).encode("utf-8")
+                + b"\n",
+            )
             for record, reason in refused
         ]
         with self.rejected_path.open("ab") as out:
-            out.writelines(entries)
+            size = os.fstat(out.fileno()).st_size
+            fitting = 0
+            for _, entry in entries:
+                if self.rejected_max_bytes is not None and (
+                    size + len(entry) > self.rejected_max_bytes
+                ):
+                    break
+                size += len(entry)
+                fitting += 1
+            out.writelines(entry for _, entry in entries[:fitting])
             out.flush()
             os.fsync(out.fileno())
-        if unreadable:
+        torn_kept = min(fitting, len(unreadable))
+        if torn_kept:
             logger.error(
                 "%d unreadable line(s) of %s (torn by a crash?) set aside in %s",
-                len(unreadable),
+                torn_kept,
                 self.path.name,
                 self.rejected_path,
             )
+        self._log_refused(refused[: fitting - torn_kept])
+        if fitting < len(entries):
+            self._not_set_aside(Counter(kind for kind, _ in entries[fitting:]), size)
+
+    def _not_set_aside(self, kinds: Counter[str], size: int) -> None:
+        """Log and report entries the full `.rejected` file did not take."""
+        what = " and ".join(
+            f"{count} {kind} line(s)" if kind == "unreadable" else f"{count} {kind} record(s)"
+            for kind, count in kinds.items()
+        )
+        logger.error(
+            "%s is full (%d bytes, limit %d): %s not set aside: lost. Read that file and empty "
+            "or move it away, or raise its limit",
+            self.rejected_path,
+            size,
+            self.rejected_max_bytes,
+            what,
+            extra={
+                "fields": {
+                    "event": "spool_rejected_full",
+                    "kinds": dict(kinds),
+                    "file": str(self.rejected_path),
+                }
+            },
+        )
+        for listener in self.on_not_set_aside:
+            listener(kinds)
 
     def _log_refused(self, refused: list[tuple[Any, str]]) -> None:
-        """One error line per kind of record and reason (not one per record)."""
+        """One error line per kind of record and reason (not one per record) set aside."""
         for (kind, reason), count in Counter(
             (record_kind(record), reason) for record, reason in refused
         ).items():

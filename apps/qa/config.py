@@ -50,6 +50,9 @@ class QAConfig:
     # past spool_max_mb new ones are kept in the worker's memory instead (fallback.py)
     spool_dir: Path = field(default_factory=default_spool_dir)
     spool_max_mb: int = 64
+    # records Redis refused on their data are set aside in the spool's .rejected file, up to this
+    # size; past it further ones are dropped, logged and counted (qa_records_rejected_lost_total)
+    spool_rejected_max_mb: int = 16
     kb_versions_kept: int = 5  # published bot versions kept besides the current one
     follow_pointer_s: float = 1.0  # how often each worker looks for a new current bot version
     gate_set: str | None = None  # CSV question,faq_id that `threefold retrain qa` is judged on
@@ -72,6 +75,7 @@ class QAConfig:
             "record_max_entries": self.record_max_entries,
             "record_ttl_days": self.record_ttl_days,
             "spool_max_mb": self.spool_max_mb,
+            "spool_rejected_max_mb": self.spool_rejected_max_mb,
             "kb_versions_kept": self.kb_versions_kept,
             "max_message_chars": self.max_message_chars,
             "max_body_bytes": self.max_body_bytes,

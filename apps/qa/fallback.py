@@ -6,24 +6,23 @@ runs the in-memory twin instead and opens a circuit breaker so the next calls sk
 still raises, so a hostile request never takes Redis away from everyone else.
 
 What a worker keeps meanwhile reaches Redis again. `FallbackRecordLog` keeps records in an
-fsync'd spool on local disk (`streaming.record_spool`, one file per Redis prefix, shared by the
-workers of a host), so they survive the worker's kill; in its memory only when the spool
-refuses them (full, or the disk fails), where past `max_entries` per log the oldest are dropped
-(logged, counted). `RecordFlusher` writes the spool, then the memory, to Redis once it answers
-(no request needed), also at a worker's start: a worker replays what a killed one spooled. Each
-record gets a write id before its first write (`streaming.write_ids`), kept with it, and Redis
-writes an id once: a write Redis carried out after the client timed out is not written again by
-the flush (logged, counted). A record Redis refuses on its data (an error reply while it takes
-other writes) is set aside, logged and counted, and the others go on. `RememberingHandoffStore`
-remembers which sessions were last seen with a person, so that their messages are refused (503)
-rather than answered by the bot while the agent desk cannot be read.
+fsync'd spool on local disk (`streaming.record_spool`, one file per Redis prefix and server,
+shared by the workers of a host), so they survive the worker's kill; in its memory only when
+the spool refuses them (full, or the disk fails), where past `max_entries` per log the oldest
+are dropped (logged, counted). `RecordFlusher` writes the spool, then the memory, to Redis once
+it answers (no request needed), also at a worker's start: a worker replays what a killed one
+spooled. Each record gets a write id before its first write (`streaming.write_ids`), kept with
+it, and Redis writes an id once: a write Redis carried out after the client timed out is not
+written again by the flush (logged, counted). A record Redis refuses on its data (an error
+reply while it takes other writes) is set aside, logged and counted, and the others go on.
+`RememberingHandoffStore` remembers which sessions were last seen with a person, so that their
+messages are refused (503) rather than answered by the bot while the agent desk cannot be read.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import logging
-import re
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -44,6 +43,7 @@ from threefold.apps.qa.sessions import (
     SessionStore,
     valid_session_id,
 )
+from threefold.streaming import record_spool
 from threefold.streaming.record_spool import RecordSpool, RecordsRefused, SpoolFull
 from threefold.streaming.write_ids import new_write_id, spooled_write_id
 
@@ -54,6 +54,7 @@ DEGRADED_REASON = "redis unavailable"
 SPOOL_FULL, SPOOL_DISK_ERROR = "full", "disk_error"  # why the spool refused a record
 # records dropped from a full memory: an error line at the first of an outage, then every this many
 DROPS_PER_LOG_LINE = 1000
+SPOOL_KIND = "records"  # spool files are named records-<prefix>-<digests>.jsonl
 
 
 class RedisFallback:
@@ -222,12 +223,51 @@ def _from_memory(name: str, record: dict[str, Any]) -> KeptRecord:
     return KeptRecord(name, dict(record), getattr(record, "write_id", None) or new_write_id())
 
 
-def spool_file_name(redis_prefix: str) -> str:
-    """The spool file of the records under `redis_prefix`: records are only ever replayed to
-    the prefix they were kept for, whatever else shares the spool directory."""
-    readable = re.sub(r"[^A-Za-z0-9]+", "-", redis_prefix).strip("-")[:60]
-    digest = hashlib.sha256(redis_prefix.encode("utf-8")).hexdigest()[:12]
-    return f"records-{readable}-{digest}.jsonl"
+def spool_file_name(redis_prefix: str, redis_url: str) -> str:
+    """The spool file of the records under `redis_prefix` on the Redis at `redis_url`: records
+    are only ever replayed to the prefix and server they were kept for, whatever else shares
+    the spool directory (`streaming.record_spool.spool_file_name`, kind "records")."""
+    return record_spool.spool_file_name(SPOOL_KIND, redis_prefix, redis_url)
+
+
+def former_spool_file_name(redis_prefix: str) -> str:
+    """The spool file name of versions that named it by the prefix only (`adopt_former_spool`)."""
+    return f"{record_spool.prefix_file_stem(SPOOL_KIND, redis_prefix)}.jsonl"
+
+
+def adopt_former_spool(spool: RecordSpool, former: RecordSpool) -> int:
+    """Move the records a former version left in `former` (a file named by the prefix only) to
+    the end of `spool`, which replays them; returns how many. Each keeps the write id it had, or
+    gets the one that version's replay would have given it, so a record that version wrote
+    already is not written again. The emptied file (that version leaves one after each replay)
+    is removed. When `spool` refuses them (full, disk error) they stay in `former` for the next
+    start, logged."""
+
+    def move(kept: list[KeptRecord]) -> bool:
+        spool.append(kept)
+        return True
+
+    try:
+        moved = former.replay(move, prepare=with_spool_ids) if former.pending() else 0
+    except OSError as exc:
+        logger.error(
+            "records spooled by a former version in %s not moved to %s (%s): they wait there "
+            "and are moved at the next start",
+            former.path,
+            spool.path.name,
+            exc.strerror or exc,
+        )
+        return 0
+    with contextlib.suppress(OSError):  # an empty file left behind holds nothing
+        former.remove_if_empty()
+    if moved:
+        logger.info(
+            "moved %d records spooled by a former version from %s to %s",
+            moved,
+            former.path.name,
+            spool.path.name,
+        )
+    return moved
 
 
 class FallbackRecordLog:
@@ -240,8 +280,9 @@ class FallbackRecordLog:
     (`on_dropped` listeners get the log and how many) and logged, once per outage and then every
     DROPS_PER_LOG_LINE drops. They are written to Redis by the next call that reaches it, or by a
     `RecordFlusher` in the background, the spool first; `on_kept` listeners are called whenever
-    one is kept. A record Redis refuses on its data is set aside (the spool's `.rejected` file;
-    without a spool, the log line), logged, and `on_rejected` listeners get its log.
+    one is kept. A record Redis refuses on its data is set aside (the spool's `.rejected` file, as
+    far as its limit allows; without a spool, the log line), logged, and `on_rejected` listeners
+    get its log.
     """
 
     def __init__(

@@ -3,7 +3,7 @@ records kept during a Redis outage."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -103,6 +103,14 @@ class QAMetrics:
             ["kind"],
             registry=registry,
         )
+        self.records_rejected_lost = Counter(
+            "qa_records_rejected_lost_total",
+            "Records Redis refused on their data (kind: the log) and lines torn by a crash "
+            "(kind: unreadable) that the spool's full .rejected file did not take "
+            "(THREEFOLD_QA_SPOOL_REJECTED_MAX_MB): lost, logged",
+            ["kind"],
+            registry=registry,
+        )
         self.records_already_written = Counter(
             "qa_records_already_written_total",
             "Kept records not written to Redis again because Redis had them already (a write "
@@ -149,6 +157,10 @@ class QAMetrics:
 
     def observe_record_rejected(self, kind: str) -> None:
         self.records_rejected.labels(kind).inc()
+
+    def observe_records_rejected_lost(self, kinds: Mapping[str, int]) -> None:
+        for kind, count in kinds.items():
+            self.records_rejected_lost.labels(kind).inc(count)
 
     def observe_claim(self, agent: str) -> None:
         self.claims.labels(agent).inc()

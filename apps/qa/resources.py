@@ -3,7 +3,8 @@
 Opening only loads: the current bot from its directory and a Redis client. Building a bot or
 starting a redis-server is the job of `threefold serve qa` and the demo. Without a Redis URL
 sessions and feedback live in this process (the app reports itself degraded). Records of a
-Redis outage wait in the spool (`spool_dir`, on disk). `Resources.start` (called by the app
+Redis outage wait in the spool (`spool_dir`, on disk; one file per Redis prefix and server,
+into which opening moves what a former version spooled). `Resources.start` (called by the app
 factory) starts the background flush of those records, which at once replays what earlier
 workers spooled; `Resources.close` stops it, and runs at the process's exit if nobody called it
 (gunicorn).
@@ -31,6 +32,8 @@ from threefold.apps.qa.fallback import (
     RecordFlusher,
     RedisFallback,
     RememberingHandoffStore,
+    adopt_former_spool,
+    former_spool_file_name,
     spool_file_name,
 )
 from threefold.apps.qa.feedback import FeedbackStore, MemoryRecordLog
@@ -159,9 +162,15 @@ def open_resources(
         )
         spool = RecordSpool(
             settings.spool_dir,
-            file_name=spool_file_name(settings.redis_prefix),
+            file_name=spool_file_name(settings.redis_prefix, redis.url),
             record_type=KeptRecord,
             max_bytes=settings.spool_max_mb * 2**20,
+            rejected_max_bytes=settings.spool_rejected_max_mb * 2**20,
+        )
+        spool.on_not_set_aside.append(metrics.observe_records_rejected_lost)
+        former_file = former_spool_file_name(settings.redis_prefix)
+        adopt_former_spool(
+            spool, RecordSpool(settings.spool_dir, file_name=former_file, record_type=KeptRecord)
         )
         fallback_log = FallbackRecordLog(record_log, memory_log, breaker, spool=spool)
         fallback_log.on_spool_refused.append(metrics.observe_spool_refused)

@@ -21,7 +21,13 @@ from typing import Any
 
 import pytest
 
-from threefold.streaming.record_spool import RecordSpool, RecordsRefused, SpoolFull
+from threefold.streaming.record_spool import (
+    RecordSpool,
+    RecordsRefused,
+    SpoolFull,
+    redis_server,
+    spool_file_name,
+)
 
 
 @dataclass(frozen=True)
@@ -272,3 +278,76 @@ def test_records_left_for_a_later_replay_are_written_back_as_prepared(tmp_path: 
     assert prepared == [[0, 1, 2, 4], [101, 202, 304]]
     assert store.taken == [0, 202, 304]
     assert rejected_records(spool) == [(101, "WRONGTYPE for notes [101]")]
+
+
+def rejected_entry_bytes(note: Note, reason: str) -> int:
+    """The size of the `.rejected` line of a refused note (`refused_at` is a float of the clock:
+    its digits vary, so the line is measured with the longest form a timestamp takes here)."""
+    entry = {"reason": reason, "refused_at": 1_700_000_000.1234567, "record": note.to_dict()}
+    return len(json.dumps(entry)) + 1
+
+
+def test_a_full_rejected_file_refuses_further_set_asides_counts_and_logs_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stream of records the store refuses on their data must not fill the disk: past
+    `rejected_max_bytes` the `.rejected` file keeps what it has and takes no more; what it
+    refused is counted by kind (`on_not_set_aside`) and logged, and leaves the spool all the
+    same (pushing it again would be refused again)."""
+    room = rejected_entry_bytes(Note(1), "WRONGTYPE for notes [1]") + 4
+    spool = spool_in(tmp_path, rejected_max_bytes=room)
+    lost: list[dict[str, int]] = []
+    spool.on_not_set_aside.append(lambda kinds: lost.append(dict(kinds)))
+    spool.append([Note(n) for n in (1, 2, 3, 4, 5)])
+    store, refused = RefusesOdd(), []
+    with caplog.at_level(logging.ERROR, logger="threefold.streaming.record_spool"):
+        assert spool.replay(store.push, on_refused=refused.extend) == 2
+    assert store.taken == [2, 4]
+    assert [note.n for note, _ in refused] == [1, 3, 5]  # all refused by the store ...
+    assert rejected_records(spool) == [(1, "WRONGTYPE for notes [1]")]  # ... one set aside
+    assert lost == [{"Note": 2}]
+    assert not spool.pending()
+    assert "redis refused 1 Note record(s) of spool notes.jsonl" in caplog.text
+    assert f"{spool.rejected_path} is full" in caplog.text
+    assert "2 Note record(s) not set aside: lost" in caplog.text
+
+    spool.append([Note(6)])
+    with spool.path.open("a", encoding="utf-8") as handle:
+        handle.write('{"n": 8')  # a line torn by a crash: no room for it either
+    assert spool.replay(store.push) == 1
+    spool.set_aside([(Note(7), "WRONGTYPE")])  # one a worker kept in memory: refused as well
+    assert lost[1:] == [{"unreadable": 1}, {"Note": 1}]
+    assert rejected_records(spool) == [(1, "WRONGTYPE for notes [1]")]
+    assert spool.rejected_path.stat().st_size <= room
+    assert not spool.pending()
+
+
+def test_the_rejected_file_is_bounded_like_the_spool_unless_told_otherwise(
+    tmp_path: Path,
+) -> None:
+    assert spool_in(tmp_path, max_bytes=1000).rejected_max_bytes == 1000
+    assert spool_in(tmp_path, max_bytes=1000, rejected_max_bytes=50).rejected_max_bytes == 50
+    assert spool_in(tmp_path).rejected_max_bytes is None  # no limit at all, as before
+    with pytest.raises(ValueError, match=r"rejected_max_bytes must be >= 1 .*, found 0"):
+        spool_in(tmp_path, rejected_max_bytes=0)
+
+
+def test_an_emptied_spool_file_can_be_removed_and_a_waiting_one_is_kept(tmp_path: Path) -> None:
+    spool = spool_in(tmp_path)
+    spool.append([Note(1)])
+    assert not spool.remove_if_empty() and spool.count() == 1
+    spool.replay(lambda notes: True)
+    assert spool.remove_if_empty() and not spool.path.exists()
+    assert not spool.remove_if_empty()  # none there: nothing to do
+    spool.append([Note(2)])  # an append after it starts a new file
+    assert spool.count() == 1
+
+
+def test_a_redis_server_is_named_without_its_credentials() -> None:
+    """What `spool_file_name` digests: where the keys live, the defaults filled in."""
+    assert redis_server("redis://agent:s3cret@Cache.internal:6380/2") == "cache.internal:6380/2"
+    assert redis_server("rediss://:s3cret@cache?db=3") == "cache:6379/3"
+    assert redis_server("unix:///run/redis.sock?db=1") == "unix:/run/redis.sock/1"
+    assert "s3cret" not in redis_server("redis://agent:s3cret@cache:no-port/0")  # unreadable
+    name = spool_file_name("notes", "shop:", "redis://agent:s3cret@cache:6379/0")
+    assert name.startswith("notes-shop-") and name.endswith(".jsonl") and "s3cret" not in name

@@ -23,7 +23,6 @@ from threefold.apps.qa.fallback import (
     RecordFlusher,
     RedisFallback,
     RememberingHandoffStore,
-    spool_file_name,
 )
 from threefold.apps.qa.feedback import MemoryRecordLog
 from threefold.apps.qa.handoff_queue import (
@@ -192,7 +191,7 @@ def test_a_record_kept_while_a_flush_writes_memory_does_not_overtake_the_flushed
         breaker,
         spool=RecordSpool(
             tmp_path,
-            file_name=spool_file_name(redis_prefix),
+            file_name="records.jsonl",
             record_type=KeptRecord,
             max_bytes=one_line,
         ),

@@ -20,7 +20,6 @@ from threefold.apps.qa.fallback import (
     FallbackRecordLog,
     KeptRecord,
     RedisFallback,
-    spool_file_name,
 )
 from threefold.apps.qa.feedback import FeedbackStore, MemoryRecordLog
 from threefold.apps.qa.metrics import QAMetrics
@@ -38,8 +37,9 @@ def app_client(url: str) -> Any:
     return redis_client(RedisSettings(url=url), socket_timeout=REDIS_TIMEOUT_S)
 
 
-def spool_of(directory: Path, prefix: str) -> RecordSpool:
-    return RecordSpool(directory, file_name=spool_file_name(prefix), record_type=KeptRecord)
+def spool_of(directory: Path) -> RecordSpool:
+    """A spool of this test's records (its own directory: the app's file name does not matter)."""
+    return RecordSpool(directory, file_name="records.jsonl", record_type=KeptRecord)
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
@@ -104,7 +104,7 @@ def test_a_vote_redis_stored_after_the_timeout_is_not_written_again_from_the_spo
         RedisRecordLog(client, prefix=redis_prefix),
         MemoryRecordLog(),
         RedisFallback(retry_s=60),
-        spool=spool_of(tmp_path, redis_prefix),
+        spool=spool_of(tmp_path),
     )
     log.on_already_written.append(QAMetrics(registry).observe_records_already_written)
     feedback = FeedbackStore(log)
@@ -133,7 +133,7 @@ def test_spooled_records_redis_stored_after_the_replay_timed_out_are_not_written
     then carries the push out. The next flush writes none of them again (before: 3 -> 6)."""
     client = app_client(hung_redis.url)
     primary = StallsOnce(client, prefix=redis_prefix, service=hung_redis)
-    spool = spool_of(tmp_path, redis_prefix)
+    spool = spool_of(tmp_path)
     registry = CollectorRegistry()
     breaker = RedisFallback(retry_s=60)
     log = FallbackRecordLog(primary, MemoryRecordLog(), breaker, spool=spool)
@@ -192,7 +192,7 @@ def test_records_an_earlier_version_spooled_without_an_id_are_written_once(
     old_lines = "".join(
         json.dumps({"log": "feedback", "record": {"turn_id": f"old{n}"}}) + "\n" for n in (1, 2)
     )
-    spool = spool_of(tmp_path, redis_prefix)
+    spool = spool_of(tmp_path)
     spool.path.parent.mkdir(parents=True, exist_ok=True)
     spool.path.write_text(old_lines, encoding="utf-8")
     log = FallbackRecordLog(
@@ -211,7 +211,7 @@ def test_records_an_earlier_version_spooled_without_an_id_are_written_once(
 
 def test_each_kept_record_carries_its_id_in_the_spool(redis_prefix: str, tmp_path: Path) -> None:
     """The id a record gets when it is kept is on its spool line, different for each record."""
-    spool = spool_of(tmp_path, redis_prefix)
+    spool = spool_of(tmp_path)
     log = FallbackRecordLog(
         RedisRecordLog(redis.Redis(port=1), prefix=redis_prefix),  # nothing listens: an outage
         MemoryRecordLog(),

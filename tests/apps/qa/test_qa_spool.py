@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +22,20 @@ from prometheus_client import CollectorRegistry
 from support.servers import free_port, wait_until_serving
 from support.services import frozen
 
+from threefold.apps.qa.config import QAConfig
 from threefold.apps.qa.fallback import (
     FallbackRecordLog,
     KeptRecord,
     RedisFallback,
+    adopt_former_spool,
     spool_file_name,
 )
 from threefold.apps.qa.feedback import MemoryRecordLog
 from threefold.apps.qa.metrics import QAMetrics
 from threefold.apps.qa.redis_feedback import RedisRecordLog
+from threefold.core.errors import ConfigError
 from threefold.streaming.record_spool import RecordSpool
-from threefold.streaming.write_ids import new_write_id
+from threefold.streaming.write_ids import new_write_id, spooled_write_id
 
 REDIS_TIMEOUT_S = "0.3"
 
@@ -52,9 +58,13 @@ def stored(url: str, key: str) -> list[dict[str, Any]]:
         client.close()
 
 
-def spool_of(spool_dir: Path, redis_prefix: str, **options: Any) -> RecordSpool:
+def spool_of(spool_dir: Path, redis_prefix: str, redis_url: str, **options: Any) -> RecordSpool:
+    """The spool the app keeps the records of `redis_prefix` on the Redis at `redis_url` in."""
     return RecordSpool(
-        spool_dir, file_name=spool_file_name(redis_prefix), record_type=KeptRecord, **options
+        spool_dir,
+        file_name=spool_file_name(redis_prefix, redis_url),
+        record_type=KeptRecord,
+        **options,
     )
 
 
@@ -126,18 +136,22 @@ def test_feedback_kept_by_a_killed_worker_reaches_redis_once_from_the_next_worke
     logs = log_path.read_text(encoding="utf-8")[-2000:]
     assert [(r["turn_id"], r["rating"]) for r in feedback] == [(answer["turn_id"], "up")], logs
     assert [r["session_id"] for r in unanswered] == [declined["session_id"]]
-    assert spool_of(spool_dir, redis_prefix).count() == 0
+    assert spool_of(spool_dir, redis_prefix, hung_redis.url).count() == 0
 
 
 @pytest.mark.integration
 def test_a_record_torn_by_a_kill_is_skipped_with_a_log_line_and_the_rest_replayed(
-    redis_client, redis_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    redis_client,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The worker was killed while writing its third record: the next worker writes the two
     whole ones, in order, sets the torn one aside and logs it, and goes on."""
     kept = [KeptRecord("feedback", {"n": n}) for n in (1, 2)]
-    spool_of(tmp_path, redis_prefix).append(kept)
-    spool = spool_of(tmp_path, redis_prefix)
+    spool_of(tmp_path, redis_prefix, redis_url).append(kept)
+    spool = spool_of(tmp_path, redis_prefix, redis_url)
     with spool.path.open("a", encoding="utf-8") as handle:
         handle.write('{"log": "feedback", "record": {"n": 3')  # the kill, mid-write
     log = FallbackRecordLog(
@@ -174,7 +188,7 @@ def test_a_full_spool_keeps_new_records_in_memory_says_so_and_keeps_their_order(
         RedisRecordLog(client, prefix=redis_prefix),
         MemoryRecordLog(),
         RedisFallback(retry_s=60),
-        spool=spool_of(tmp_path, redis_prefix, max_bytes=3 * one_record),
+        spool=spool_of(tmp_path, redis_prefix, hung_redis.url, max_bytes=3 * one_record),
     )
     log.on_spool_refused.append(QAMetrics(registry).observe_spool_refused)
     try:
@@ -197,14 +211,18 @@ def test_a_full_spool_keeps_new_records_in_memory_says_so_and_keeps_their_order(
 
 @pytest.mark.integration
 def test_a_record_redis_refuses_is_set_aside_and_the_others_reach_redis_once(
-    redis_client, redis_prefix: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    redis_client,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Another app left a string at `<prefix>unanswered`: Redis refuses the unanswered record
     on its data (WRONGTYPE) whatever the retry. It goes to `<spool>.rejected` with the reason,
     logged and counted; the feedback spooled before and after it reaches Redis, in order, once,
     and the spool is empty. Before, every flush failed and kept the whole spool, for ever."""
     redis_client.set(redis_prefix + "unanswered", "not a list")
-    spool = spool_of(tmp_path, redis_prefix)
+    spool = spool_of(tmp_path, redis_prefix, redis_url)
     spool.append(
         [
             KeptRecord("feedback", {"n": 1}),
@@ -249,7 +267,7 @@ def test_records_wait_in_the_spool_while_redis_refuses_every_write(
     an error reply (from a script: "ERR Error running script ... -OOM"): that is no fault of
     the records, none is set aside."""
     client = redis.Redis.from_url(hung_redis.url)
-    spool = spool_of(tmp_path, redis_prefix)
+    spool = spool_of(tmp_path, redis_prefix, hung_redis.url)
     spool.append([KeptRecord("feedback", {"n": n}) for n in range(3)])
     log = FallbackRecordLog(
         RedisRecordLog(client, prefix=redis_prefix), MemoryRecordLog(), RedisFallback(), spool=spool
@@ -269,11 +287,13 @@ def test_records_wait_in_the_spool_while_redis_refuses_every_write(
 
 @pytest.mark.integration
 def test_the_app_counts_a_spooled_record_redis_refuses_on_its_metrics_page(
-    make_app, redis_client, redis_prefix: str, spool_dir: Path
+    make_app, redis_client, redis_url: str, redis_prefix: str, spool_dir: Path
 ) -> None:
     """The service's own wiring: a record set aside at start-up shows on /metrics."""
     redis_client.set(redis_prefix + "unanswered", "not a list")
-    spool_of(spool_dir, redis_prefix).append([KeptRecord("unanswered", {"question": "huh?"})])
+    spool_of(spool_dir, redis_prefix, redis_url).append(
+        [KeptRecord("unanswered", {"question": "huh?"})]
+    )
     client = make_app().test_client()
     deadline = time.monotonic() + 20
     while 'qa_records_rejected_total{kind="unanswered"} 1.0' not in (
@@ -281,3 +301,146 @@ def test_the_app_counts_a_spooled_record_redis_refuses_on_its_metrics_page(
     ):
         assert time.monotonic() < deadline, page[-2000:]
         time.sleep(0.2)
+
+
+def test_the_spool_is_named_by_prefix_and_redis_server_without_credentials() -> None:
+    """Same prefix, another Redis server (host, port or db): another file. Credentials, and
+    ways of writing the same server, do not change it; none shows in the name."""
+    prefix = "threefold:qa:"
+    name = spool_file_name(prefix, "redis://redis.internal:6379/0")
+    assert name == "records-threefold-qa-82ffcf2e3ef9-81d9dacf5f32.jsonl"  # stable
+    same_server = [
+        "redis://:s3cret@redis.internal:6379/0",
+        "redis://agent:s3cret@REDIS.internal:6379",
+        "redis://redis.internal/0?password=s3cret",
+    ]
+    assert {spool_file_name(prefix, url) for url in same_server} == {name}
+    other_servers = [
+        "redis://redis-2.internal:6379/0",
+        "redis://redis.internal:6380/0",
+        "redis://redis.internal:6379/1",
+        "redis://redis.internal:6379?db=2",
+        "unix:///run/redis.sock?db=0",
+    ]
+    names = {spool_file_name(prefix, url) for url in other_servers}
+    assert len(names) == len(other_servers) and name not in names
+    assert all("s3cret" not in spool_file_name(prefix, url) for url in same_server)
+    assert spool_file_name("other:", "redis://redis.internal:6379/0") != name
+
+
+@pytest.mark.integration
+def test_two_deployments_sharing_a_spool_dir_and_prefix_replay_to_their_own_redis(
+    make_app, hung_redis, redis_url: str, redis_prefix: str
+) -> None:
+    """Deployment A (its Redis down) and B (another Redis, the same prefix and spool dir) on one
+    host: B's replay leaves A's records alone (before, it wrote them into B's Redis); they reach
+    A's Redis once it answers."""
+    deployment_a = make_app(redis_url=hung_redis.url, redis_timeout_s=0.3, redis_retry_s=60)
+    log_a = deployment_a.extensions["threefold.qa"].feedback.log
+    with frozen(hung_redis):
+        deployment_a.extensions["threefold.qa"].feedback.log_unanswered(
+            session_id="s-a",
+            question="kept by A",
+            reason="out_of_scope",
+            confidence=0.1,
+            candidates=[],
+        )
+        assert log_a.spooled() == 1
+        log_b = make_app().extensions["threefold.qa"].feedback.log
+        log_b.flush()  # B's own start-up replay is over too when this returns
+        assert stored(redis_url, redis_prefix + "unanswered") == []
+        assert log_b.spooled() == 0 and log_a.spooled() == 1
+    log_a.flush()
+    assert [r["question"] for r in stored(hung_redis.url, redis_prefix + "unanswered")] == [
+        "kept by A"
+    ]
+    assert stored(redis_url, redis_prefix + "unanswered") == []
+
+
+def former_spool_name(redis_prefix: str) -> str:
+    """The file the version before named the spool by (the prefix only)."""
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", redis_prefix).strip("-")[:60]
+    return f"records-{readable}-{hashlib.sha256(redis_prefix.encode()).hexdigest()[:12]}.jsonl"
+
+
+@pytest.mark.integration
+def test_records_spooled_under_the_former_file_name_are_replayed_once_after_the_upgrade(
+    make_app, redis_client, redis_url: str, redis_prefix: str, spool_dir: Path
+) -> None:
+    """The version before left a spool named by the prefix only: a worker killed while
+    replaying it (Redis had taken `taken` and the id-less `old`, as that version's replay ids
+    them), and a record it never wrote. The upgraded app moves them into its own spool, behind
+    one it kept already, and each reaches Redis once; the former file is gone, so a later start
+    writes nothing again."""
+    taken = KeptRecord("feedback", {"turn_id": "taken"}, new_write_id())
+    waiting = KeptRecord("feedback", {"turn_id": "waiting"}, new_write_id())
+    old = KeptRecord("feedback", {"turn_id": "old"})
+    RedisRecordLog(redis_client, prefix=redis_prefix).append_many(
+        [taken.as_write(), replace(old, write_id=spooled_write_id(2, old.to_dict())).as_write()]
+    )
+    former = RecordSpool(
+        spool_dir, file_name=former_spool_name(redis_prefix), record_type=KeptRecord
+    )
+    former.append([taken, waiting, old])
+    spool_of(spool_dir, redis_prefix, redis_url).append(
+        [KeptRecord("feedback", {"turn_id": "new"}, new_write_id())]
+    )
+    make_app().extensions["threefold.qa"].feedback.log.flush()
+    turn_ids = [r["turn_id"] for r in stored(redis_url, redis_prefix + "feedback")]
+    assert turn_ids == ["taken", "old", "new", "waiting"]
+    assert not former.path.exists()
+    assert spool_of(spool_dir, redis_prefix, redis_url).count() == 0
+    make_app().extensions["threefold.qa"].feedback.log.flush()
+    assert [r["turn_id"] for r in stored(redis_url, redis_prefix + "feedback")] == turn_ids
+
+
+@pytest.mark.integration
+def test_a_full_rejected_file_takes_no_more_and_the_app_counts_what_it_refused(
+    make_app, redis_client, redis_url: str, redis_prefix: str, spool_dir: Path
+) -> None:
+    """`<spool>.rejected` holds SPOOL_REJECTED_MAX_MB already (earlier refusals nobody read):
+    a record Redis refuses now is not added to it, and leaves the spool; /metrics counts it
+    (qa_records_rejected_lost_total) besides qa_records_rejected_total."""
+    redis_client.set(redis_prefix + "unanswered", "not a list")
+    spool = spool_of(spool_dir, redis_prefix, redis_url)
+    spool.append([KeptRecord("unanswered", {"question": "huh?"})])
+    spool.rejected_path.write_bytes(b"x" * (2**20 - 10) + b"\n")
+    client = make_app(spool_rejected_max_mb=1).test_client()
+    deadline = time.monotonic() + 20
+    while 'qa_records_rejected_lost_total{kind="unanswered"} 1.0' not in (
+        page := client.get("/metrics").get_data(as_text=True)
+    ):
+        assert time.monotonic() < deadline, page[-2000:]
+        time.sleep(0.2)
+    assert 'qa_records_rejected_total{kind="unanswered"} 1.0' in page
+    assert spool.rejected_path.stat().st_size == 2**20 - 9
+    assert spool.count() == 0
+
+
+def test_the_rejected_file_limit_is_a_setting_of_its_own() -> None:
+    settings = QAConfig.from_env({"THREEFOLD_QA_SPOOL_REJECTED_MAX_MB": "8"})
+    assert (settings.spool_max_mb, settings.spool_rejected_max_mb) == (64, 8)
+    assert QAConfig().spool_rejected_max_mb == 16
+    with pytest.raises(ConfigError, match="spool_rejected_max_mb must be >= 1, found 0"):
+        QAConfig(spool_rejected_max_mb=0)
+
+
+def test_records_of_the_former_spool_wait_there_while_the_new_one_is_full(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    former = RecordSpool(tmp_path, file_name=former_spool_name("p:"), record_type=KeptRecord)
+    former.append([KeptRecord("feedback", {"n": n}, new_write_id()) for n in range(3)])
+    url = "redis://localhost:6379/0"
+    with caplog.at_level(logging.ERROR):
+        assert adopt_former_spool(spool_of(tmp_path, "p:", url, max_bytes=10), former) == 0
+    assert former.count() == 3
+    assert f"records spooled by a former version in {former.path} not moved" in caplog.text
+    spool = spool_of(tmp_path, "p:", url)
+    assert adopt_former_spool(spool, former) == 3
+    assert [k.record["n"] for k in spool_records(spool)] == [0, 1, 2]
+    assert not former.path.exists()
+
+
+def spool_records(spool: RecordSpool) -> list[KeptRecord]:
+    lines = spool.path.read_text(encoding="utf-8").splitlines()
+    return [KeptRecord.from_dict(json.loads(line)) for line in lines]
