@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,10 @@ class RecsConfig:
     stats_refresh_seconds: float = 2.0
     shared_events_max: int = 1_000_000  # events the shared log in Redis keeps (about; oldest go)
     model_check_seconds: float = 2.0  # how often a worker reads a registry entry's pointer
-    spool_dir: Path = Path("recs-spool")  # events accepted while Redis is down wait here
+    # events accepted while Redis is down wait here (`<temp dir>/threefold-recs-spool` by default)
+    spool_dir: Path = field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "threefold-recs-spool"
+    )
     ab_variants: str = ""  # e.g. "current:90,v5:10"; see ab_buckets.py
     ab_salt: str = "recs-ab-1"  # a new salt reshuffles every user into new buckets
 

@@ -13,8 +13,9 @@ the others are stored (`on_refused` sees those set aside). A key of another type
 event log (`<prefix>events-log`: every append fails, whatever the event) is no event's fault:
 the replay then keeps every event spooled, without searching for refused ones, logs one error
 (`"event": "shared_log_wrong_type"`), sets `recs_shared_log_wrong_type` 1, and stores them all
-once the key is deleted or renamed. `on_stored` sees events once they are stored (impressions
-attribute clicks to the list that showed the item).
+once the key is deleted or renamed; `/healthz` asks `shared_log_problem` for the same finding.
+`on_stored` sees events once they are stored (impressions attribute clicks to the list that
+showed the item).
 """
 
 from __future__ import annotations
@@ -116,20 +117,27 @@ class UserHistories:
             raise RecordsRefused(REFUSED_REASON)
         return False
 
+    def shared_log_problem(self) -> str | None:
+        """Why no event can reach the shared event log although Redis answers (another type
+        at its key), with the fix; None when there is none or Redis does not answer. Gauged and
+        logged as a replay's finding is (`/healthz` asks it)."""
+        wrong = self.redis.wrong_shared_log_type()
+        if wrong is not None or self.redis.available:  # None from a Redis gone away says nothing
+            self._shared_log_type_now(wrong)
+        return None if wrong is None else wrong_log_type_reason(self.redis.prefix, wrong)
+
     def _shared_log_type_now(self, wrong: str | None) -> None:
         """Gauge and log (once per change) another type at the shared event log key."""
-        before, self._wrong_log_type = self._wrong_log_type, wrong
+        with self._lock:
+            before, self._wrong_log_type = self._wrong_log_type, wrong
         if wrong == before:
             return
         self.redis.metrics.shared_log_wrong_type.set(int(wrong is not None))
         key = self.redis.prefix + SHARED_EVENTS_KEY
         if wrong is not None:
             logger.error(
-                "redis holds a %s at %s, where the shared event log (a stream) belongs: no "
-                "event can be stored; they wait in the spool %s (none is set aside) until that "
-                "key is deleted or renamed",
-                wrong,
-                key,
+                "%s (spool: %s; none is set aside)",
+                wrong_log_type_reason(self.redis.prefix, wrong),
                 self.spool.path if self.spool else None,
                 extra={"fields": {"event": "shared_log_wrong_type", "key": key, "found": wrong}},
             )
@@ -167,6 +175,15 @@ class UserHistories:
     def known_users(self) -> list[str]:
         with self._lock:
             return sorted(set(self._seed) | set(self._local))
+
+
+def wrong_log_type_reason(prefix: str, found: str) -> str:
+    """What another type at the shared event log key means, and the fix."""
+    return (
+        f"redis holds a {found} at {prefix}{SHARED_EVENTS_KEY}, where the shared event log (a "
+        "stream) belongs: no event can be stored, posted events wait in the spool and the other "
+        "workers do not count them; delete or rename that key and they are stored, in order"
+    )
 
 
 def _purchases(events: Sequence[Event]) -> set[str]:

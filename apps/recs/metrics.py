@@ -9,7 +9,7 @@ clicks and purchases per worker; the scraper computes CTR (these counters never 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -93,6 +93,14 @@ class RecsMetrics:
             ["kind"],
             registry=registry,
         )
+        self.spool_rejected_lost = Counter(
+            "recs_spool_records_rejected_lost_total",
+            "Records Redis refused on their data that the spool's full .rejected file "
+            "(event_spool.REJECTED_MAX_BYTES) could not keep: dropped, by kind "
+            "(Event, Impression; unreadable for a torn line); empty the .rejected file",
+            ["kind"],
+            registry=registry,
+        )
         self.shared_log_wrong_type = Gauge(
             "recs_shared_log_wrong_type",
             "1 while Redis holds another type than a stream at the shared event log key "
@@ -144,6 +152,10 @@ class RecsMetrics:
             "Cache hits / (hits + misses) since start",
             registry=registry,
         ).set_function(lambda: self.hit_rate)
+
+    def observe_rejected_lost(self, kinds: Mapping[str, int]) -> None:
+        for kind, count in kinds.items():
+            self.spool_rejected_lost.labels(kind).inc(count)
 
     def count_ab_impression(self, variant: str, version: str, shown: int) -> None:
         self.ab_lists.labels(variant, version).inc()

@@ -787,11 +787,13 @@ class Recommender:
         }
 
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
-        """Items most like `item_id` (itself excluded): text first, see `similar_items`."""
+        """Items most like `item_id` (itself excluded): text first, see `similar_items`;
+        co-occurrence counted from the events `recommend` counts (recounted when stale)."""
         with self._lock:
             position = self._position.get(item_id)
             if position is None or not self._active[position]:
                 return []
+            self._refresh_stats_if_stale()
             vector = self._vectors[position]
             index = self._index
             items = self._items

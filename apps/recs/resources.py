@@ -36,7 +36,7 @@ from threefold.apps.recs.catalog_sync import CatalogSync
 from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.config import RecsConfig
 from threefold.apps.recs.event_ids import EventIds
-from threefold.apps.recs.event_spool import EventSpool
+from threefold.apps.recs.event_spool import SPOOL_FILE, EventSpool
 from threefold.apps.recs.events import Event, load_events
 from threefold.apps.recs.history import UserHistories
 from threefold.apps.recs.impressions import Impression, ImpressionLog, MemoryImpressionStore
@@ -54,7 +54,7 @@ from threefold.streaming.connections import RedisSettings
 logger = logging.getLogger(__name__)
 
 DEFAULT_INFO = {"model": "base encoder, default weights"}
-IMPRESSION_SPOOL = "impressions.jsonl"
+IMPRESSION_SPOOL = "impressions.jsonl"  # the name earlier versions gave the impression spool
 TUNED_INFO = "base encoder, combiner tuned on the seed log by `threefold serve recs`"
 
 
@@ -461,13 +461,36 @@ def follow_registry(
     live.watch(interval_s)
 
 
+def open_spool(
+    settings: RecsConfig,
+    redis: RedisState,
+    kind: str,
+    legacy_file_name: str,
+    record_type: Any = Event,
+) -> EventSpool:
+    """The spool of `kind` records bound for this Redis and prefix, in `spool_dir` (named by
+    them: another deployment sharing the folder never replays it), the file an earlier version
+    wrote (`legacy_file_name`) replayed first; records its full `.rejected` file drops are
+    counted."""
+    spool = EventSpool.for_redis(
+        settings.spool_dir,
+        kind=kind,
+        redis_prefix=redis.prefix,
+        redis_url=redis.url,
+        legacy_file_name=legacy_file_name,
+        record_type=record_type,
+    )
+    spool.on_not_set_aside.append(redis.metrics.observe_rejected_lost)
+    return spool
+
+
 def open_impressions(
     settings: RecsConfig, redis: RedisState, metrics: RecsMetrics
 ) -> ImpressionLog:
     """Impressions in Redis (spooled while it is down), or this worker's memory without Redis."""
     if redis.url is None:
         return ImpressionLog(MemoryImpressionStore(), metrics)
-    spool = EventSpool(settings.spool_dir, file_name=IMPRESSION_SPOOL, record_type=Impression)
+    spool = open_spool(settings, redis, "impressions", IMPRESSION_SPOOL, Impression)
     return ImpressionLog(
         RedisImpressionStore(redis), metrics, spool, takes_writes=redis.takes_writes
     )
@@ -495,7 +518,7 @@ def open_resources(
         shared_events.join(counting, built_from=shared_events.generation)
     for variant in fallbacks:
         metrics.ab_fallback.labels(variant).set(1)
-    spool = EventSpool(settings.spool_dir) if redis.url else None
+    spool = open_spool(settings, state, "events", SPOOL_FILE) if redis.url else None
     impressions = open_impressions(settings, state, metrics)
     histories = UserHistories(
         seed,

@@ -35,6 +35,7 @@ def similar_items(item_id: str) -> Any:
     shared = resources()
     k = int_arg("k", shared.settings.default_k, low=1, high=shared.settings.max_k)
     shared.catalog_changes.sync()
+    shared.shared_events.sync()  # events other workers posted: co-occurrence agrees
     if not shared.recommender.has_item(item_id):
         raise _unknown(item_id)
     similar = shared.recommender.similar(item_id, k)

@@ -19,7 +19,8 @@ pages = Blueprint("recs_pages", __name__)
 
 @pages.get("/healthz")
 def healthz() -> Any:
-    """200 "ok" with Redis up; 503 "degraded" with a reason when it is not configured or down."""
+    """200 "ok" with Redis up; 503 "degraded" with a reason (and the fix) when it is not
+    configured or down, or holds another type at the shared event log key."""
     shared = resources()
     body: dict[str, Any] = {
         "status": "ok",
@@ -44,17 +45,20 @@ def healthz() -> Any:
             "reason": f"{DEGRADED_REASON}; Redis at {shared.redis.settings.display_url} "
             "does not answer",
         }
+    elif (problem := shared.histories.shared_log_problem()) is not None:
+        body |= {"status": "degraded", "shared_event_log": "wrong type", "reason": problem}
     return jsonify(body), 200 if body["status"] == "ok" else 503
 
 
 @pages.get("/store")
 def storefront() -> Any:
-    """The shop page; with `chat_url` set it embeds that FAQ bot's chat widget (one script tag)."""
+    """The shop page; with `chat_url` set it embeds that FAQ bot's chat widget (one deferred
+    script tag: a bot host that hangs never holds up the page's load)."""
     page = (STATIC_DIR / "store.html").read_text(encoding="utf-8")
     chat_url = resources().settings.chat_url.rstrip("/")
     if chat_url:
         src = f"{escape(chat_url)}/static/widget.js"
-        tag = f'<script src="{src}" data-title="{CHAT_TITLE}"></script>'
+        tag = f'<script src="{src}" data-title="{CHAT_TITLE}" defer></script>'
         page = page.replace("</body>", f"  {tag}\n</body>")
     return Response(page, mimetype="text/html")
 

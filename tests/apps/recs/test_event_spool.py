@@ -6,11 +6,13 @@ import errno
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
 import redis as redis_lib
 from prometheus_client import CollectorRegistry
+from support.services import frozen
 
 from threefold.apps.recs.event_spool import EventSpool
 from threefold.apps.recs.events import Event, with_accept_ids
@@ -18,6 +20,7 @@ from threefold.apps.recs.history import REFUSED_REASON, UserHistories
 from threefold.apps.recs.metrics import RecsMetrics
 from threefold.apps.recs.redis_state import APPEND_EVENTS_SCRIPT, RedisState
 from threefold.streaming.connections import RedisSettings
+from threefold.streaming.record_spool import spool_file_name
 
 EVENTS = [Event("u1", f"i{n}", "purchase", 1_700_000_000.0 + n) for n in range(3)]
 
@@ -194,3 +197,74 @@ def test_a_shared_log_key_of_another_type_keeps_every_event_spooled_without_a_se
     assert redis_client.xlen(log_key) == 65
     assert [e.item_id for e in histories.get("u1")][-2:] == ["i61", "i99"]
     assert registry.get_sample_value("recs_shared_log_wrong_type") == 0
+
+
+def test_spool_files_are_named_by_their_redis_and_prefix_without_the_password() -> None:
+    name = spool_file_name("events", "shop:", "redis://app:s3cret@cache-a:6379/0")
+    assert name.startswith("events-shop-") and name.endswith(".jsonl")
+    assert "s3cret" not in name
+    for same_server in ("redis://app:rotated@cache-a:6379/0", "redis://cache-a"):
+        assert spool_file_name("events", "shop:", same_server) == name
+    others = {
+        spool_file_name("events", "shop:", "redis://app:s3cret@cache-b:6379/0"),
+        spool_file_name("events", "shop:", "redis://app:s3cret@cache-a:6379/1"),
+        spool_file_name("events", "shop-", "redis://app:s3cret@cache-a:6379/0"),
+        spool_file_name("impressions", "shop:", "redis://app:s3cret@cache-a:6379/0"),
+    }
+    assert name not in others and len(others) == 4
+
+
+def deployment(make_app, url: str, prefix: str, spool_dir: Path):
+    return make_app(
+        redis_url=url, redis_prefix=prefix, spool_dir=spool_dir, redis_retry_seconds=0.2
+    ).test_client()
+
+
+@pytest.mark.integration
+def test_two_deployments_sharing_a_spool_dir_replay_only_their_own_events(
+    make_app, hung_redis, redis_url: str, redis_prefix: str, redis_client, tmp_path: Path
+) -> None:
+    """Two recs deployments on one host, same spool folder, each with its own Redis. Before,
+    both spooled to `events.jsonl`: the events one accepted while its Redis was down were
+    replayed by the other into the wrong Redis, and never reached their own."""
+    away = deployment(make_app, hung_redis.url, redis_prefix, tmp_path)
+    up = deployment(make_app, redis_url, redis_prefix, tmp_path)
+    view = {"user_id": "away-shopper", "item_id": "bk-002", "event": "view"}
+    with frozen(hung_redis):
+        assert away.post("/api/events", json=view).json["shared"] is False
+    other = {"user_id": "up-shopper", "item_id": "bk-003", "event": "view"}
+    assert up.post("/api/events", json=other).json["shared"] is True
+    assert not redis_client.exists(f"{redis_prefix}history:away-shopper"), "not its Redis"
+    assert redis_client.xlen(f"{redis_prefix}events-log") == 1
+
+    time.sleep(0.3)  # the breaker lets the thawed Redis be tried again
+    assert away.post("/api/events", json={**view, "item_id": "bk-004"}).json["shared"] is True
+    own = redis_lib.Redis.from_url(hung_redis.url)
+    try:
+        stored = [
+            json.loads(e)["item_id"]
+            for e in own.lrange(f"{redis_prefix}history:away-shopper", 0, -1)
+        ]
+    finally:
+        own.close()
+    assert stored == ["bk-002", "bk-004"]
+
+
+@pytest.mark.integration
+def test_a_spool_of_an_earlier_version_is_replayed_once(
+    make_app, redis_url: str, redis_prefix: str, redis_client, tmp_path: Path
+) -> None:
+    """Events spooled under the old name (`events.jsonl`, before spools named their Redis)
+    are replayed, before newer ones, by the first worker that reaches Redis, and only once."""
+    legacy = EventSpool(tmp_path)  # the old file name
+    legacy.append(with_accept_ids([Event("old-shopper", "bk-005", "view", 1_700_000_000.0)]))
+    client = deployment(make_app, redis_url, redis_prefix, tmp_path)
+    view = {"user_id": "old-shopper", "item_id": "bk-006", "event": "view"}
+    assert client.post("/api/events", json=view).json["shared"] is True
+    log_key = f"{redis_prefix}events-log"
+    logged = [json.loads(f[b"event"])["item_id"] for _, f in redis_client.xrange(log_key)]
+    assert logged == ["bk-005", "bk-006"]
+    assert not legacy.pending()
+    again = deployment(make_app, redis_url, redis_prefix, tmp_path)  # a restarted worker
+    assert again.post("/api/events", json={**view, "item_id": "bk-007"}).json["shared"] is True
+    assert redis_client.xlen(log_key) == 3

@@ -16,11 +16,13 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from threefold.apps.recs.ab_buckets import CONTROL
-from threefold.apps.recs.event_spool import EventSpool
+from threefold.apps.recs.config import RecsConfig
+from threefold.apps.recs.event_spool import REJECTED_MAX_BYTES, EventSpool
 from threefold.apps.recs.impressions import REFUSED_REASON, Impression, ImpressionLog
 from threefold.apps.recs.metrics import RecsMetrics
 from threefold.apps.recs.redis_impressions import RedisImpressionStore
 from threefold.apps.recs.redis_state import RedisState
+from threefold.apps.recs.resources import IMPRESSION_SPOOL, open_spool
 from threefold.streaming.connections import RedisSettings
 
 pytestmark = pytest.mark.integration
@@ -96,3 +98,30 @@ def test_an_impression_redis_stored_after_the_timeout_is_not_counted_again(
     assert log.readout()["v1"]["lists"] == 2 and log.readout()["v1"]["shown"] == 4
     assert direct.xlen(f"{redis_prefix}impressions:log") == 2
     assert log.ab_counts() == {CONTROL: {"v1": {"lists": 2, "shown": 4}}}
+
+
+def test_a_full_rejected_file_drops_further_refused_records_and_counts_them(
+    tmp_path: Path, redis_url: str, redis_prefix: str, redis_client
+) -> None:
+    """The `.rejected` file is bounded (REJECTED_MAX_BYTES): past it a refused record is
+    dropped and counted in /metrics, never left to fill the disk; the others are stored."""
+    redis_client.set(f"{redis_prefix}impressions:counts:vbad", "not a hash")
+    registry = CollectorRegistry()
+    metrics = RecsMetrics(registry)
+    state = RedisState(RedisSettings(url=redis_url), prefix=redis_prefix, metrics=metrics)
+    spool = open_spool(
+        RecsConfig(spool_dir=tmp_path), state, "impressions", IMPRESSION_SPOOL, Impression
+    )
+    log = ImpressionLog(
+        RedisImpressionStore(state), metrics, spool, takes_writes=state.takes_writes
+    )
+    with spool.rejected_path.open("wb") as full:
+        full.truncate(REJECTED_MAX_BYTES)
+    spool.append([shown("l1"), shown("l2", "vbad"), shown("l3")])
+    assert log.replay_spool()
+    assert log.readout()["v1"]["lists"] == 2
+    assert spool.rejected_path.stat().st_size == REJECTED_MAX_BYTES
+    lost = registry.get_sample_value(
+        "recs_spool_records_rejected_lost_total", {"kind": "Impression"}
+    )
+    assert lost == 1

@@ -68,7 +68,8 @@ def test_redis_down_lists_still_serve_and_their_impressions_are_spooled(make_app
     client = app.test_client()
     response = client.get(RECS)
     assert response.status_code == 200 and response.json["model_version"] == "base"
-    spool = Path(app.extensions[EXTENSION].settings.spool_dir) / "impressions.jsonl"
+    spool = app.extensions[EXTENSION].impressions.spool.path
+    assert spool.name.startswith("impressions-threefold-recs-"), "named by its Redis, prefix"
     (line,) = spool.read_text().splitlines()
     assert json.loads(line)["list_id"] == response.json["list_id"]
     readout = client.get("/api/impressions/ctr")

@@ -72,6 +72,36 @@ def test_events_posted_to_one_worker_rank_the_same_lists_on_every_worker(
     assert metric(c, "recs_shared_events_read_total") == 30
 
 
+def similar_ids(client, item_id: str, k: int) -> list[str]:
+    response = client.get(f"/api/items/{item_id}/similar?k={k}")
+    assert response.status_code == 200, response.json
+    return item_ids(response.json)
+
+
+def test_events_posted_to_one_worker_reorder_similar_items_the_same_on_every_worker(
+    make_app, redis_url, redis_prefix
+) -> None:
+    """Co-occurrence breaks ties among similar items: each worker counts it from the shared
+    log, as for recommendations. Before, `/similar` neither read the log nor recounted, so the
+    worker the events were posted to and the others answered from different (or no) counts."""
+    settings = {"redis_url": redis_url, "redis_prefix": redis_prefix, "stats_refresh_seconds": 0}
+    a, b = make_app(**settings).test_client(), make_app(**settings).test_client()
+    item, k = "el-005", 5  # its 5th and 6th nearest items are close in text
+    before = similar_ids(a, item, k + 1)
+    assert similar_ids(b, item, k + 1) == before
+    runner_up = before[k]
+    together = [
+        {"user_id": f"pair-{n}", "item_id": both, "event": "view"}
+        for n in range(20)
+        for both in (item, runner_up)
+    ]
+    assert a.post("/api/events", json={"events": together}).json["shared"] is True
+
+    on_b = similar_ids(b, item, k)  # b only saw them in the shared log
+    assert runner_up in on_b, "viewed together 20 times: the tie-breaker lifts it"
+    assert similar_ids(a, item, k) == on_b
+
+
 def test_with_redis_down_a_worker_keeps_its_statistics_and_counts_spooled_events_once(
     make_app, hung_redis, redis_client, redis_prefix, caplog: pytest.LogCaptureFixture
 ) -> None:
