@@ -450,10 +450,14 @@ function selectKey(key) {
   renderChart();
 }
 
+/** One option per key; with none, the menu is disabled and its one option says why. */
 function renderKeyOptions() {
-  const wanted = state.series.map((s) => s.key + "\u0000" + s.name).join("\u0001");
+  const options = state.series.length
+    ? state.series.map((s) => [s.key, s.name])
+    : [["", state.seriesKind ? "No keys yet" : "No keys loaded yet"]];
+  const wanted = options.map(([key, name]) => key + "\u0000" + name).join("\u0001");
   if (ui.key.dataset.options !== wanted) {
-    ui.key.replaceChildren(...state.series.map((s) => Object.assign(el("option", s.name), { value: s.key })));
+    ui.key.replaceChildren(...options.map(([key, name]) => Object.assign(el("option", name), { value: key })));
     ui.key.dataset.options = wanted;
   }
   if (state.selectedKey) ui.key.value = state.selectedKey;

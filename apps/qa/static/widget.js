@@ -18,8 +18,8 @@
  *
  * Each message shows its time; an answer shows the FAQ it came from and keeps the customer's
  * vote (one per answer, changeable). While the bot answers, a typing indicator shows. When the
- * API cannot be reached the message stays as a "not sent" bubble with a Retry button; a 503
- * with Retry-After is retried automatically. A conversation that cannot be loaded after a reload
+ * API cannot be reached, or has not answered within 15 s, the message stays as a "not sent"
+ * bubble with a Retry button; a 503 with Retry-After is retried automatically. A conversation that cannot be loaded after a reload
  * is announced in the log ("Load them again") and loaded by itself once the API answers.
  */
 (function () {
@@ -158,6 +158,7 @@
   var AUTO_RETRIES = 3; // a 503 with Retry-After is retried this often before the Retry button
   var MAX_RETRY_WAIT_S = 30;
   var RESTORE_RETRY_S = [2, 5, 10, 30, 60]; // after a reload, while the conversation cannot load
+  var REQUEST_TIMEOUT_S = 15; // an API that has not answered by then counts as failed, not waited on
 
   /** "14:05" for a unix time in seconds (now when missing), in the reader's locale. */
   function clock(ts) {
@@ -599,12 +600,29 @@
       this.setNotice("");
     }
 
+    /** fetch() of `path` on the API, rejected with `timedOut` when the answer (headers and body)
+     * has not come within REQUEST_TIMEOUT_S: a hung API is reported, never waited on forever. */
+    request(path, options, read) {
+      var abort = window.AbortController ? new AbortController() : null;
+      var timer;
+      var late = new Promise((resolve, reject) => {
+        timer = setTimeout(() => {
+          reject(Object.assign(new Error("no answer within " + REQUEST_TIMEOUT_S + " s"), { timedOut: true }));
+          if (abort) abort.abort();
+        }, REQUEST_TIMEOUT_S * 1000);
+      });
+      var answer = fetch(this.api + path, Object.assign({}, options, abort ? { signal: abort.signal } : {}))
+        .then(read);
+      return Promise.race([answer, late]).finally(() => clearTimeout(timer));
+    }
+
     post(path, body) {
-      return fetch(this.api + path, {
+      var options = {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(body),
-      }).then((response) =>
+      };
+      return this.request(path, options, (response) =>
         response
           .json()
           .catch(() => ({}))
@@ -689,7 +707,7 @@
     }
 
     showFailure(bubble, body, error, autoRetries) {
-      var unreachable = error.status === undefined; // fetch itself failed: offline or server down
+      var unreachable = error.status === undefined && !error.timedOut; // offline or server down
       if (!unreachable && error.status < 500 && error.status !== 429) {
         this.addBot("Sorry, that message could not be answered: " + error.message, "error");
         return;
@@ -717,6 +735,10 @@
           "Our help service is busy. Your message is kept and will be sent again in " +
           Math.round(wait) + " s, or press Retry now.";
         timer = setTimeout(() => retry(autoRetries + 1), wait * 1000);
+      } else if (error.timedOut) {
+        line.textContent =
+          "Our help service did not answer within " + REQUEST_TIMEOUT_S + " s. " +
+          "Please press Retry in a moment to send your message again.";
       } else {
         line.textContent = unreachable
           ? "Your message was not sent: we cannot reach our help service. " +
@@ -767,15 +789,14 @@
       clearTimeout(this.restoreTimer);
       if (!sessionId) return;
       this.restorePending = true;
-      fetch(this.api + "/api/sessions/" + encodeURIComponent(sessionId))
-        .then((response) => {
-          if (response.status === 404) {
-            this.forgetSession();
-            return null;
-          }
-          if (!response.ok) throw Object.assign(new Error("HTTP " + response.status), { status: response.status });
-          return response.json();
-        })
+      this.request("/api/sessions/" + encodeURIComponent(sessionId), {}, (response) => {
+        if (response.status === 404) {
+          this.forgetSession();
+          return null;
+        }
+        if (!response.ok) throw Object.assign(new Error("HTTP " + response.status), { status: response.status });
+        return response.json();
+      })
         .then((history) => {
           if (!history || sessionId !== this.sessionId) {
             this.restoreFailed(null);

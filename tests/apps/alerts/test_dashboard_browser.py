@@ -283,6 +283,9 @@ def test_api_down_from_the_start_explains_and_recovers_by_itself(
     assert "could not be loaded" in page.locator("#alerts-empty").inner_text()
     assert page.locator("#chart").get_attribute("aria-label") == "No data loaded yet."
     assert page.locator("#keys-empty").inner_text() == "No keys loaded yet."
+    key_menu = page.get_by_role("combobox", name="Key")  # no empty menu to open: it says why
+    assert key_menu.is_disabled()
+    assert key_menu.locator("option").all_inner_texts() == ["No keys loaded yet"]
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert axe_violations(page) == []
     save_screenshot(page, screenshot_dir, "dashboard-api-down-phone.png")
@@ -291,6 +294,9 @@ def test_api_down_from_the_start_explains_and_recovers_by_itself(
     page.wait_for_selector("#keys tbody tr", timeout=10_000)
     assert problem.is_hidden()
     assert page.locator("#alerts li.alert").count() == 2
+    assert key_menu.is_enabled()  # the keys have arrived
+    assert sorted(key_menu.locator("option").all_inner_texts()) == ["legal", "markets"]
+    assert key_menu.input_value() == "topic:legal"
     context.close()
 
 
@@ -327,6 +333,7 @@ def test_empty_dashboard_says_there_is_nothing_yet(
     assert page.locator("#keys-empty").inner_text().startswith("No keys yet:")
     assert page.locator("#chart-title").inner_text().startswith("No keys yet:")
     assert page.locator("#key").is_disabled()
+    assert page.locator("#key option").all_inner_texts() == ["No keys yet"]
     assert axe_violations(page) == []
     context.close()
 
