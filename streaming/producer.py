@@ -8,11 +8,19 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from threefold.core.bounded_call import call_within
 from threefold.core.errors import ConfigError, DataError, ServiceError
 from threefold.streaming.connections import KafkaTarget, as_kafka_settings
+from threefold.streaming.kafka_calls import (
+    Deadline,
+    close_producer,
+    close_unwanted_producer,
+    new_client,
+)
 from threefold.streaming.kafka_config import producer_config
 
 logger = logging.getLogger(__name__)
+CLOSE_GRACE_S = 0.5  # of close()'s timeout, kept from the flush for ending what still waits
 
 
 def encode_json(value: Any) -> bytes:
@@ -30,28 +38,46 @@ class JsonProducer:
 
     Failed sends are collected and raised (ServiceError) by the next `flush()`, so a caller that
     flushes before committing offsets never commits past a lost message.
+
+    Every wait has a limit, cut to the end of the calling thread's `kafka_calls.time_budget`:
+    a send waits up to `max_block_ms` in all (connecting, then the topic's metadata), a flush
+    or a close up to its `timeout`.
     """
 
     def __init__(self, kafka: KafkaTarget, **cfg: object) -> None:
         settings = as_kafka_settings(kafka)
         self.bootstrap = settings.bootstrap_servers
         self._config = {**settings.client_config(), **producer_config(**cfg)}
+        self._max_block_s = float(str(self._config["max_block_ms"])) / 1000
         self._producer: Any = None
         self._errors: list[BaseException] = []
+        self._unanswered = 0  # sends the broker has not answered yet
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
 
-    def _client(self) -> Any:
+    def _client(self, deadline: Deadline) -> Any:
+        """The producer, connected first if need be by `deadline` (ServiceError if not)."""
         if self._producer is None:
             from kafka import KafkaProducer
             from kafka.errors import KafkaError
 
-            from threefold.streaming.kafka_calls import new_client
-
+            if deadline.passed:
+                raise ServiceError(
+                    f"no time left to connect a Kafka producer to {self.bootstrap!r}: the "
+                    "caller's time budget is spent; try again"
+                )
+            bootstrap_ms = float(str(self._config.get("bootstrap_timeout_ms", 30_000)))
+            config = {**self._config, "bootstrap_timeout_ms": min(bootstrap_ms, deadline.left_ms())}
             try:
-                self._producer = new_client(KafkaProducer, self._config)
+                self._producer = call_within(
+                    lambda: new_client(KafkaProducer, config),
+                    timeout_s=deadline.left_s() if deadline.bounded else None,
+                    late=close_unwanted_producer,
+                    name="threefold-producer-connect",
+                )
             except ValueError as exc:
                 raise ConfigError(f"invalid Kafka producer settings: {exc}") from exc
-            except KafkaError as exc:
+            except (KafkaError, TimeoutError) as exc:
                 raise ServiceError(
                     f"cannot connect a Kafka producer to {self.bootstrap!r} ({exc}); start the "
                     "broker or fix KAFKA_BOOTSTRAP_SERVERS / --bootstrap"
@@ -76,35 +102,47 @@ class JsonProducer:
         timestamp_ms: int | None = None,
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> Any:
-        """Queue a pre-encoded value, with Kafka record `headers` (name, value) if any."""
+        """Queue a pre-encoded value, with Kafka record `headers` (name, value) if any.
+        ServiceError when the broker cannot be connected to, kafka-python's KafkaTimeoutError
+        when it does not list the topic, within `max_block_ms` (cut to the time budget)."""
         key_bytes = key.encode("utf-8") if isinstance(key, str) else key
-        future = self._client().send(
-            topic,
-            value=value,
-            key=key_bytes,
-            timestamp_ms=timestamp_ms,
-            headers=list(headers) or None,
-        )
+        deadline = Deadline.after(self._max_block_s)
+        client = self._client(deadline)
+        with self._send_lock:
+            client.config["max_block_ms"] = deadline.left_ms()  # read by each send()
+            future = client.send(
+                topic,
+                value=value,
+                key=key_bytes,
+                timestamp_ms=timestamp_ms,
+                headers=list(headers) or None,
+            )
+        with self._lock:
+            self._unanswered += 1
         future.add_errback(self._record_error)
+        future.add_both(self._answered)
         return future
 
     def _record_error(self, exc: BaseException) -> None:
         with self._lock:
             self._errors.append(exc)
 
-    def flush(self, timeout: float | None = 30.0) -> None:
-        """Wait until every queued message is acknowledged; ServiceError if any was not."""
-        if self._producer is None:
-            return
-        from kafka.errors import KafkaTimeoutError
+    def _answered(self, _result: object) -> None:
+        with self._lock:
+            self._unanswered -= 1
 
-        try:
-            self._producer.flush(timeout=timeout)
-        except KafkaTimeoutError as exc:
-            raise ServiceError(
-                f"Kafka at {self.bootstrap!r} did not acknowledge queued messages within "
-                f"{timeout} s; is the broker up?"
-            ) from exc
+    @property
+    def unanswered(self) -> int:
+        """Messages sent that the broker has not acknowledged (or failed) yet."""
+        with self._lock:
+            return self._unanswered
+
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Wait until every queued message is acknowledged, `timeout` seconds at most in all
+        (None: no limit; cut to the time budget); ServiceError if any was not."""
+        deadline = Deadline.after(timeout)
+        if self._producer is not None and self.unanswered:
+            self._wait_for_answers(self._producer, deadline)
         with self._lock:
             errors, self._errors = self._errors, []
         if errors:
@@ -113,17 +151,48 @@ class JsonProducer:
                 f"first error: {errors[0]!r}"
             ) from errors[0]
 
+    def _wait_for_answers(self, producer: Any, deadline: Deadline) -> None:
+        """kafka-python's flush waits up to its timeout for each batch in turn: it runs on a
+        helper thread, waited for until `deadline`."""
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            if not deadline.bounded:
+                producer.flush()
+            elif deadline.passed:
+                raise TimeoutError("no time left")
+            else:
+                call_within(
+                    lambda: producer.flush(timeout=deadline.left_s()),
+                    timeout_s=deadline.left_s(),
+                    name="threefold-producer-flush",
+                )
+        except (KafkaTimeoutError, TimeoutError) as exc:
+            raise ServiceError(
+                f"Kafka at {self.bootstrap!r} did not acknowledge {self.unanswered} queued "
+                f"message(s) within {deadline.limit_text}; is the broker up?"
+            ) from exc
+
     def close(self, timeout: float | None = 10.0) -> None:
-        """Flush what is queued (best effort: call flush() first to see errors) and close."""
+        """Flush what is queued, then close, `timeout` seconds at most in all (cut to the time
+        budget); what the broker has not acknowledged by then is dropped, with a warning that
+        counts it. Never raises for the broker's sake: call flush() first to see errors."""
         if self._producer is None:
             return
-        producer, self._producer = self._producer, None
+        deadline = Deadline.after(timeout)
+        grace_s = min(CLOSE_GRACE_S, deadline.left_s() / 4)  # to end a sender that waits
         try:
-            producer.flush(timeout=timeout)
-        except Exception as exc:  # callers that must know flush() before closing
-            logger.warning("closing the producer: unsent messages may be lost (%r)", exc)
+            self.flush(timeout=deadline.left_s() - grace_s if deadline.bounded else None)
+        except ServiceError as exc:
+            logger.warning(
+                "closing the producer for %r: %s; dropping the %d message(s) not acknowledged",
+                self.bootstrap,
+                exc,
+                self.unanswered,
+            )
         finally:
-            producer.close(timeout=timeout)
+            producer, self._producer = self._producer, None
+            close_producer(producer, deadline, drop_unsent=self.unanswered > 0)
 
     def __enter__(self) -> JsonProducer:
         return self

@@ -23,6 +23,14 @@ Failure handling of one batch:
 - ServiceError (a dependency such as Redis is down) is retried the same way and then
   re-raised: the runner stops without committing, instead of dead-lettering good messages.
 
+Each poll cycle (a poll and the work on what it returned) gets one `kafka_calls.time_budget` of
+`poll_cycle_budget_s` (half of max_poll_interval_ms): every send, flush and topic probe made on
+the consumer thread in that cycle, the processor's own included, ends by then, so a frozen
+broker (a stopped process, an endpoint that accepts and never answers) cannot hold the thread
+past max_poll_interval_ms, which would drop it from its group into a rebalance loop. A flush
+or send that the budget cuts short is a Kafka failure (below), logged with `"event":
+"poll_cycle_out_of_time"`: the uncommitted batch is read again.
+
 Kafka itself failing (broker down or restarted, a produce, flush or commit that fails) never
 stops the runner: it drops the uncommitted batch, closes consumer and producer, reports
 `degraded` (attribute and the threefold_stream_degraded gauge), waits with exponential backoff
@@ -61,7 +69,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +94,12 @@ from threefold.streaming.dead_letter import (
     MIN_DEAD_LETTER_BYTES,
     encode_dead_letter,
 )
-from threefold.streaming.kafka_calls import close_unwanted_consumer, new_consumer
+from threefold.streaming.kafka_calls import (
+    budget_spent,
+    close_unwanted_consumer,
+    new_consumer,
+    time_budget,
+)
 from threefold.streaming.kafka_config import consumer_config
 from threefold.streaming.messages import (
     BatchProcessor,
@@ -120,6 +133,7 @@ GROUP_PARTITIONS_WARN_S = 10.0  # a rebalance's metadata answer this late is log
 FIRST_RECONNECT_S = 0.5
 RECOVERED_AFTER_S = 60.0  # a connection that lasted this long resets the reconnect backoff
 RECORD_OVERHEAD_BYTES = 16_384  # key, headers and batch framing beside a dead letter's value
+POLL_CYCLE_BUDGET_SHARE = 0.5  # of max_poll_interval_ms, for the Kafka calls of one poll cycle
 _COMMIT_LOST = (
     kafka_errors.CommitFailedError,
     kafka_errors.RebalanceInProgressError,
@@ -130,6 +144,13 @@ _COMMIT_LOST = (
 
 class KafkaUnavailable(ServiceError):
     """The broker cannot be reached or refused a produce, flush or commit: reconnect."""
+
+
+def poll_cycle_budget_s(consumer: Mapping[str, Any]) -> float:
+    """The time the Kafka calls of one poll cycle (the processor's too) get in all, for a
+    consumer with these settings (KafkaConsumer keyword arguments): half of its
+    max_poll_interval_ms, the rest left to the processor's other work and the poll."""
+    return int(consumer["max_poll_interval_ms"]) / 1000 * POLL_CYCLE_BUDGET_SHARE
 
 
 @dataclass
@@ -221,6 +242,7 @@ class ConsumerRunner:
             **self.kafka.client_config(),
             **consumer_config(group_id, **(consumer_overrides or {})),
         }
+        self.cycle_budget_s = poll_cycle_budget_s(self._consumer_config)
         self._producer_overrides = dict(producer_overrides or {})
         request_limit = int(str(self._producer_overrides.get("max_request_size", 1_048_576)))
         # Within the producer's own limit too, or kafka-python refuses the dead letter.
@@ -330,19 +352,20 @@ class ConsumerRunner:
         consumer = self._open()
         try:
             while not self._should_stop(deadline, stop_when):
-                records = self._poll(consumer)
-                with self._lock:
-                    self._follow_group_partitions(consumer)
-                    for tp_records in records.values():
-                        self._batcher.add([_to_message(r) for r in tp_records])
-                    if self._batcher.due():
-                        self._start(self._batcher.take())
-                    elif self._in_flight and self._in_flight[0].prepared.done():
-                        self._finish_oldest()
-                    elif not records and not len(self._batcher) and not self._in_flight:
-                        self._maybe_idle()
-                self._maybe_update_lag()
-            with self._lock:
+                with time_budget(self.cycle_budget_s):
+                    records = self._poll(consumer)
+                    with self._lock:
+                        self._follow_group_partitions(consumer)
+                        for tp_records in records.values():
+                            self._batcher.add([_to_message(r) for r in tp_records])
+                        if self._batcher.due():
+                            self._start(self._batcher.take())
+                        elif self._in_flight and self._in_flight[0].prepared.done():
+                            self._finish_oldest()
+                        elif not records and not len(self._batcher) and not self._in_flight:
+                            self._maybe_idle()
+                    self._maybe_update_lag()
+            with time_budget(self.cycle_budget_s), self._lock:
                 if len(self._batcher):
                     self._start(self._batcher.take())
                 while self._in_flight:
@@ -443,7 +466,7 @@ class ConsumerRunner:
             producer.send_bytes(self.dead_letter_topic, value)
             producer.flush()
         except (kafka_errors.KafkaError, ServiceError) as error:
-            raise KafkaUnavailable(f"producing to {self.bootstrap!r} failed: {error!r}") from error
+            raise self._kafka_failed("producing", error) from error
         self.stats.dead_lettered += 1
         self.metrics.messages_failed.labels(topic=tp.topic, error_type="CorruptRecordError").inc()
         consumer.seek(tp, offset + 1)
@@ -550,9 +573,32 @@ class ConsumerRunner:
                     key=failure.message.key,
                     headers=failure.message.headers,
                 )
-        except kafka_errors.KafkaError as exc:
-            raise KafkaUnavailable(f"producing to {self.bootstrap!r} failed: {exc!r}") from exc
+        except (kafka_errors.KafkaError, ServiceError) as exc:  # ServiceError: no connection
+            raise self._kafka_failed("producing", exc) from exc
         return outcome
+
+    def _kafka_failed(self, doing: str, exc: BaseException) -> KafkaUnavailable:
+        """The KafkaUnavailable for a send or flush that failed `doing` what; one that the
+        poll cycle's time budget cut short is logged as such."""
+        if budget_spent():
+            logger.warning(
+                "%s ran out of the poll cycle's %.1f s for Kafka (half of "
+                "max_poll_interval_ms) (%r); the uncommitted batch will be read again after "
+                "reconnecting",
+                doing,
+                self.cycle_budget_s,
+                exc,
+                extra={
+                    "fields": {
+                        "event": "poll_cycle_out_of_time",
+                        "doing": doing,
+                        "budget_s": self.cycle_budget_s,
+                        "group": self.group_id,
+                        "bootstrap": self.bootstrap,
+                    }
+                },
+            )
+        return KafkaUnavailable(f"{doing} to {self.bootstrap!r} failed: {exc!r}")
 
     def _oversized_output(self, out: EncodedOutput, exc: Exception) -> Failure:
         """An output the producer refuses as too large, as a dead letter (partition and offset
@@ -577,7 +623,7 @@ class ConsumerRunner:
         try:
             producer.flush()
         except ServiceError as exc:
-            raise KafkaUnavailable(str(exc)) from exc
+            raise self._kafka_failed("flushing a batch's outputs", exc) from exc
         self._commit(batch)
         self._account(batch, outcome, time.monotonic() - started)
         self._maybe_update_lag(force=True)

@@ -18,14 +18,14 @@ from threefold.core.webhook import OutboxSender
 from threefold.streaming.connections import KafkaSettings, RedisSettings
 from threefold.streaming.kafka_config import consumer_config
 from threefold.streaming.producer import JsonProducer
-from threefold.streaming.runner import ConsumerRunner
+from threefold.streaming.runner import ConsumerRunner, poll_cycle_budget_s
 from threefold.streaming.topic_probe import TopicProbe
 
-# The publisher probes the alerts topic on the consumer thread, which must poll again within
-# max_poll_interval_ms or the group drops it (a rebalance: batches processed again). A probe
-# call waits up to one timeout per step, and `TopicProbe.ids_since` takes two (end offsets,
-# then the read back), so a whole `ids_since` gets half of max_poll_interval_ms, and the
-# `end_offsets` the publisher may call after it a quarter more.
+# The publisher probes the alerts topic, sends and flushes on the consumer thread, which must
+# poll again within max_poll_interval_ms or the group drops it (a rebalance: batches processed
+# again). All of that gets the runner's poll-cycle budget (half of max_poll_interval_ms) in all,
+# and one probe call a quarter: the `ids_since` and the `end_offsets` the publisher may call
+# after it fit in the budget together.
 PROBE_TIMEOUTS_PER_POLL_INTERVAL = 4
 
 
@@ -81,14 +81,16 @@ def build_runner(
             on_pending=metrics.set_webhook_pending,
         )
     consumer_overrides = {"fetch_max_wait_ms": config.fetch_max_wait_ms}
-    probe_timeout = probe_timeout_s(consumer_config(config.group_id, **consumer_overrides))
+    consumer = consumer_config(config.group_id, **consumer_overrides)
     publisher = AlertPublisher(
         store,
         JsonProducer(kafka),
         config.alerts_topic,
-        probe=TopicProbe(kafka, config.alerts_topic, timeout_s=probe_timeout),
+        probe=TopicProbe(kafka, config.alerts_topic, timeout_s=probe_timeout_s(consumer)),
         webhook=webhook,
         metrics=metrics,
+        # also when kafka-python calls it outside a poll cycle (rebalance listeners)
+        budget_s=poll_cycle_budget_s(consumer),
     )
     processor = AlertsProcessor(
         config,

@@ -43,6 +43,12 @@ class AlertsMetrics:
             "Failed attempts to publish alerts (kept in the outbox and retried)",
             registry=r,
         )
+        self.publish_out_of_time = Counter(
+            "threefold_alerts_publish_out_of_time",
+            "Attempts to publish alerts that ran out of their time for Kafka (a share of "
+            "max_poll_interval_ms) with alerts unanswered: kept in the outbox for the next one",
+            registry=r,
+        )
         self.webhook_pending = Gauge(
             "threefold_alerts_webhook_pending",
             "Alert webhook deliveries waiting in the outbox (all replicas', as last read; "

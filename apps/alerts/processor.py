@@ -27,11 +27,14 @@ from threefold.apps.alerts.state.signal_store import SignalStore
 from threefold.apps.alerts.state.store import StateStore
 from threefold.core.errors import ServiceError
 from threefold.core.webhook import OutboxSender
+from threefold.streaming.kafka_calls import Deadline, time_budget
 from threefold.streaming.messages import BatchResult, Message, Output
 from threefold.streaming.topic_probe import TopicProbe
 
 logger = logging.getLogger(__name__)
-PUBLISH_TIMEOUT_S = 10.0  # well inside the outbox lease (state.store.ALERT_LEASE_S)
+# A publishing call's time for Kafka in all (probe, sends, flush) unless told otherwise, and
+# close()'s at shutdown; well inside the outbox lease (state.store.ALERT_LEASE_S).
+PUBLISH_TIMEOUT_S = 10.0
 # why a partition left the watermark: its topic is not an input any more / the topic lacks it
 TOPIC_NOT_READ, PARTITION_GONE = "topic_not_read", "partition_gone"
 
@@ -43,6 +46,14 @@ class AlertPublisher:
     timed out on a slow broker) stays in flight under this publisher's lease, which every call
     renews, and is acknowledged when it succeeds or released for a resend when it fails. Sending
     it again while the first send may still land would publish it twice.
+
+    Each call waits for Kafka `budget_s` at most in all (the probe, the sends, the flush), and
+    never past the end of the caller's `kafka_calls.time_budget` (the runner's poll cycle): the
+    consumer thread must poll again within max_poll_interval_ms. What has no answer by then
+    stays in flight or in the outbox for the next call, and the call logs
+    `"event": "alerts_publish_out_of_time"` and counts in
+    threefold_alerts_publish_out_of_time_total. The alerts live in the outbox, not in the input
+    offsets, so the batch's offsets are committed all the same and none is lost.
 
     With a `probe` on the alerts topic, the topic's end offsets are noted in the store before an
     alert's first send; an alert that has such a note (a publisher died, or a send failed, after
@@ -63,6 +74,7 @@ class AlertPublisher:
         probe: TopicProbe | None = None,
         webhook: OutboxSender | None = None,
         metrics: AlertsMetrics | None = None,
+        budget_s: float = PUBLISH_TIMEOUT_S,
     ) -> None:
         self.store = store
         self.producer = producer
@@ -70,6 +82,7 @@ class AlertPublisher:
         self.probe = probe
         self.webhook = webhook
         self.metrics = metrics or AlertsMetrics()
+        self.budget_s = budget_s
         self.owner = uuid.uuid4().hex  # holds the outbox leases of what it is sending
         self._sending: dict[str, tuple[dict, Any]] = {}  # alert id -> (alert, producer future)
 
@@ -79,29 +92,30 @@ class AlertPublisher:
         pending, free for the next call of any publisher."""
         if self.webhook is not None:
             self.webhook.start()
-        pending = self.store.lease_pending_alerts(self.owner)  # renews the in-flight leases
-        fresh = [alert for alert in pending if alert["alert_id"] not in self._sending]
-        landed: list[dict] = []
-        unsent: list[dict] = []
-        error: BaseException | None = None
-        if fresh and self.probe is not None:
-            try:
-                landed, fresh = self._split_published(fresh, self.probe)
-            except Exception as exc:  # the broker is down: try them all again later
-                unsent, fresh, error = fresh, [], exc
-        for alert in fresh:
-            try:
-                future = self.producer.send(self.topic, alert, key=alert["key"])
-            except Exception as exc:  # e.g. no metadata within max_block_ms: the broker is down
-                unsent.append(alert)
-                error = exc
-            else:
-                self._sending[alert["alert_id"]] = (alert, future)
-        if self._sending:
-            try:
-                self.producer.flush(timeout=PUBLISH_TIMEOUT_S)
-            except Exception as exc:  # settled below, send by send
-                error = exc
+        with time_budget(self.budget_s) as budget:
+            pending = self.store.lease_pending_alerts(self.owner)  # renews the in-flight leases
+            fresh = [alert for alert in pending if alert["alert_id"] not in self._sending]
+            landed: list[dict] = []
+            unsent: list[dict] = []
+            error: BaseException | None = None
+            if fresh and self.probe is not None:
+                try:
+                    landed, fresh = self._split_published(fresh, self.probe)
+                except Exception as exc:  # the broker is down: try them all again later
+                    unsent, fresh, error = fresh, [], exc
+            for alert in fresh:
+                try:
+                    future = self.producer.send(self.topic, alert, key=alert["key"])
+                except Exception as exc:  # e.g. no metadata in time: the broker is down
+                    unsent.append(alert)
+                    error = exc
+                else:
+                    self._sending[alert["alert_id"]] = (alert, future)
+            if self._sending:
+                try:
+                    self.producer.flush(timeout=self.budget_s)
+                except Exception as exc:  # settled below, send by send
+                    error = exc
         sent, failed = self._settle()
         sent += landed
         failed += unsent
@@ -109,7 +123,9 @@ class AlertPublisher:
             self.store.release_alerts(failed, self.owner)
             self.metrics.publish_failures.inc()
             logger.warning("could not publish %d alert(s) (%r); will retry", len(failed), error)
-        if self._sending:
+        if (failed or self._sending) and budget.passed:
+            self._report_out_of_time(budget, failed, error)
+        elif self._sending:
             logger.warning(
                 "%d alert(s) not acknowledged by Kafka yet; waiting for them, not resending",
                 len(self._sending),
@@ -117,6 +133,31 @@ class AlertPublisher:
         if sent:
             self._acknowledge(sent)
         return sent
+
+    def _report_out_of_time(
+        self, budget: Deadline, released: list[dict], error: BaseException | None
+    ) -> None:
+        """The call's time for Kafka ran out with alerts in flight or released."""
+        in_flight = list(self._sending)
+        self.metrics.publish_out_of_time.inc()
+        logger.warning(
+            "publishing alerts ran out of its %s for Kafka (the consumer must poll again within "
+            "max_poll_interval_ms): %d alert(s) in flight wait for the broker's answer, %d go "
+            "out on the next try; all stay in the outbox, none is lost (%r)",
+            budget.limit_text,
+            len(in_flight),
+            len(released),
+            error,
+            extra={
+                "fields": {
+                    "event": "alerts_publish_out_of_time",
+                    "budget_s": round(budget.limit_s, 3),
+                    "in_flight": in_flight,
+                    "released": [alert["alert_id"] for alert in released],
+                    "error": repr(error),
+                }
+            },
+        )
 
     def _split_published(
         self, alerts: list[dict], probe: TopicProbe
@@ -143,28 +184,56 @@ class AlertPublisher:
             )
         return landed, [alert for alert in alerts if alert["alert_id"] not in found]
 
-    def close(self) -> None:
-        """On shutdown: wait for the sends in flight, acknowledge those that landed, free the
-        rest for the other consumers (an unanswered one may then go out twice, never zero
-        times), and close the producer and the webhook."""
-        if self._sending:
-            try:
-                self.producer.flush(timeout=PUBLISH_TIMEOUT_S)
-            except Exception as exc:
-                logger.warning("flushing alerts at shutdown failed (%r)", exc)
+    def close(self, timeout_s: float = PUBLISH_TIMEOUT_S) -> None:
+        """On shutdown, within `timeout_s` in all (Redis calls aside): close the producer,
+        which waits for the sends in flight and drops those without an answer by then;
+        acknowledge the alerts that landed, free the rest for the other consumers (an
+        unanswered one may then go out twice, never zero times; with a probe it is looked for
+        in the topic first), close the probe and the webhook sender, and log how many alerts
+        were not delivered."""
+        with time_budget(timeout_s) as budget:
+            if self.producer is not None:
+                self.producer.close(timeout=timeout_s)
             sent, failed = self._settle()
-            failed += [alert for alert, _ in self._sending.values()]
+            undelivered = failed + [alert for alert, _ in self._sending.values()]
             self._sending.clear()
-            if failed:
-                self.store.release_alerts(failed, self.owner)
+            if undelivered:
+                self.store.release_alerts(undelivered, self.owner)
             if sent:
                 self._acknowledge(sent)
-        if self.producer is not None:
-            self.producer.close()
-        if self.probe is not None:
-            self.probe.close()
-        if self.webhook is not None:
-            self.webhook.close()
+            if self.probe is not None:
+                self.probe.close()
+            if self.webhook is not None:
+                self.webhook.close(timeout_s=budget.left_s())
+        self._report_close(undelivered, timeout_s)
+
+    def _report_close(self, undelivered: list[dict], timeout_s: float) -> None:
+        """The log line of `close`: how many alerts it leaves undelivered, and where they are."""
+        if not undelivered:
+            logger.info("alert publisher closed: every alert it sent was acknowledged by Kafka")
+            return
+        again = (
+            "after looking for them in the alerts topic, so none goes out twice"
+            if self.probe is not None
+            else "again (one the broker took after all then goes out twice)"
+        )
+        logger.warning(
+            "alert publisher closed with %d alert(s) not acknowledged by Kafka within %g s: not "
+            "lost, they are back in the Redis outbox, and the next consumer (another replica "
+            "now, or this one after its restart) publishes them %s",
+            len(undelivered),
+            timeout_s,
+            again,
+            extra={
+                "fields": {
+                    "event": "alerts_undelivered_at_close",
+                    "undelivered": len(undelivered),
+                    "alert_ids": [alert["alert_id"] for alert in undelivered],
+                    "timeout_s": timeout_s,
+                    "kept_in": "outbox",
+                }
+            },
+        )
 
     def _settle(self) -> tuple[list[dict], list[dict]]:
         """Take the answered sends out of flight: (succeeded, failed) alerts."""

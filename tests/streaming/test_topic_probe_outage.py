@@ -12,6 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from threefold.core.errors import ServiceError
+from threefold.streaming import topic_probe
+from threefold.streaming.kafka_config import ensure_topics
+from threefold.streaming.producer import JsonProducer
 from threefold.streaming.services import KafkaService, start_kafka
 from threefold.streaming.topic_probe import TopicProbe
 
@@ -76,3 +79,40 @@ def test_a_probe_on_a_frozen_broker_gives_up_within_its_timeout_then_recovers(ow
     assert used.end_offsets() == {} and fresh.end_offsets() == {}  # the broker is back
     used.close()
     fresh.close()
+
+
+def test_a_read_back_gives_up_within_the_timeout_of_the_whole_call(own_broker, monkeypatch):
+    """The broker is slow to take the probe's connection (most of the timeout), then freezes
+    as the probe starts reading the topic back: `ids_since` gives up once its one timeout is
+    over, not after a fresh timeout for each step (end offsets, then the read)."""
+    bootstrap = own_broker.bootstrap_servers
+    ensure_topics(bootstrap, ["alerts"])
+    with JsonProducer(bootstrap) as producer:
+        producer.send("alerts", {"alert_id": "a-0"})
+        producer.flush()
+    timeout_s = 2.0
+    connect = topic_probe.new_consumer
+
+    def slow_connect_then_freeze_on_read(config):
+        time.sleep(0.9 * timeout_s)
+        consumer = connect(config)
+        poll = consumer.poll
+
+        def freezing_poll(*args, **kwargs):
+            os.kill(own_broker.pid, signal.SIGSTOP)
+            return poll(*args, **kwargs)
+
+        consumer.poll = freezing_poll
+        return consumer
+
+    monkeypatch.setattr(topic_probe, "new_consumer", slow_connect_then_freeze_on_read)
+    slow = TopicProbe(bootstrap, "alerts", timeout_s=timeout_s)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ServiceError, match=r"is (it|the broker) up\?"):
+            slow.ids_since({0: 0}, {"a-1"}, id_field="alert_id")
+        took = time.monotonic() - started
+    finally:
+        os.kill(own_broker.pid, signal.SIGCONT)
+    assert took < 1.5 * timeout_s  # one step after another, each with its own timeout: ~1.9x
+    slow.close()

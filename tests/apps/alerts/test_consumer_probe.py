@@ -1,6 +1,7 @@
 """The alerts consumer's probe of the alerts topic gives up in time for the consumer to stay in
 its group: the publisher probes on the consumer thread, which must poll again within
-max_poll_interval_ms, and `TopicProbe.ids_since` may wait up to two of the probe's timeouts."""
+max_poll_interval_ms; a publishing call (an `ids_since`, then an `end_offsets`, then the sends
+and the flush) waits for Kafka the poll cycle's budget at most, half of that interval."""
 
 from __future__ import annotations
 
@@ -36,10 +37,11 @@ def test_the_probe_timeout_leaves_the_consumer_time_to_poll_again(monkeypatch, i
     config = AlertsConfig(bootstrap_servers="127.0.0.1:9", redis_prefix="t:")
     runner, processor = build_runner(config, NOWHERE, scorer=object())
     timeout_s = processor.publisher.probe.timeout_s
+    budget_s = processor.publisher.budget_s
 
     assert poll_interval_s(runner) == interval_ms / 1000
-    assert 2 * timeout_s <= poll_interval_s(runner) / 2  # a whole ids_since
-    assert 3 * timeout_s < poll_interval_s(runner)  # and the end_offsets the publisher adds
+    assert budget_s == runner.cycle_budget_s == poll_interval_s(runner) / 2
+    assert 2 * timeout_s <= budget_s  # an ids_since and the end_offsets the publisher adds
     # No shorter than that: a slow but healthy broker must still be read back in time.
     assert timeout_s >= poll_interval_s(runner) / 4
 

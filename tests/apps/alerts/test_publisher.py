@@ -121,7 +121,7 @@ class SlowProducer:
         if not all(future.is_done for _, future in self.sent):
             raise TimeoutError(f"not acknowledged within {timeout} s")
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = None) -> None:
         self.closed = True
 
 

@@ -1,0 +1,111 @@
+"""The Kafka calls of one poll cycle share one deadline: a frozen broker (SIGSTOP) cannot hold
+the consumer thread past max_poll_interval_ms, the processor's own producer included; the
+batch it froze on is read again once the broker is back (at-least-once)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+import pytest
+from support.runner_threads import RunnerThreads
+from support.services import read_topic_records
+
+from threefold.core.errors import ServiceError
+from threefold.streaming.kafka_config import ensure_topics
+from threefold.streaming.producer import JsonProducer
+from threefold.streaming.runner import BatchResult, ConsumerRunner, Message, Output
+from threefold.streaming.services import KafkaService, start_kafka
+
+pytestmark = pytest.mark.integration
+SAFETY_S = 90
+POLL_INTERVAL_MS = 6000  # the cycle's budget: 3 s
+LONG_S = 60.0  # a flush timeout far past the poll interval
+
+
+class FlushesItsOwnProducer:
+    """Sends and flushes a record of its own for each batch (as the alerts publisher does),
+    then echoes the batch; the first batch freezes the broker (SIGSTOP) before its send."""
+
+    def __init__(self, broker: KafkaService, side_topic: str, out_topic: str) -> None:
+        self.broker = broker
+        self.side_topic = side_topic
+        self.out_topic = out_topic
+        self.producer = JsonProducer(broker.bootstrap_servers)
+        self.producer.send(side_topic, {"warm": True})  # connected, the topic's metadata known
+        self.producer.flush()
+        self.batches: list[list[bytes]] = []
+        self.flush_errors: list[BaseException] = []
+        self.frozen_flush_over = threading.Event()
+
+    def process(self, batch: list[Message]) -> BatchResult:
+        self.batches.append([m.value for m in batch])
+        first = len(self.batches) == 1
+        if first:
+            os.kill(self.broker.pid, signal.SIGSTOP)
+        self.producer.send(self.side_topic, {"batch": len(self.batches)})
+        try:
+            self.producer.flush(timeout=LONG_S)
+        except ServiceError as exc:  # the publisher keeps what it could not send for later
+            self.flush_errors.append(exc)
+        if first:
+            self.frozen_flush_over.set()
+        return BatchResult([Output(self.out_topic, {"echo": m.json()["n"]}) for m in batch])
+
+
+@pytest.fixture
+def own_broker() -> Iterator[KafkaService]:
+    """A broker this test freezes (SIGSTOP) and thaws."""
+    broker = start_kafka()
+    yield broker
+    os.kill(broker.pid, signal.SIGCONT)
+    broker.stop()
+
+
+def test_a_frozen_broker_holds_a_poll_cycle_for_its_budget_at_most_then_the_batch_is_reread(
+    own_broker, caplog
+) -> None:
+    bootstrap = own_broker.bootstrap_servers
+    src, out, side, dlq = "news", "echoes", "side", "news.dlq"
+    ensure_topics(bootstrap, [src, out, side, dlq])
+    with JsonProducer(bootstrap) as feeder:
+        feeder.send(src, {"n": 1})
+        feeder.flush()
+    processor = FlushesItsOwnProducer(own_broker, side, out)
+    runner = ConsumerRunner(
+        kafka=bootstrap,
+        topics=[src],
+        group_id="g-poll-budget",
+        processor=processor,
+        dead_letter_topic=dlq,
+        max_wait_ms=50,
+        max_reconnect_backoff_ms=500,
+        consumer_overrides={"max_poll_interval_ms": POLL_INTERVAL_MS},
+    )
+    caplog.set_level(logging.WARNING, logger="threefold.streaming.runner")
+    running = RunnerThreads(SAFETY_S)
+    running.start(runner)
+
+    def out_of_time_logged() -> bool:
+        fields = [getattr(r, "fields", {}) for r in caplog.records]
+        return any(f.get("event") == "poll_cycle_out_of_time" for f in fields)
+
+    try:
+        running.wait_for(lambda: bool(processor.batches), "the first batch")
+        # The processor's flush ends with the cycle's budget, not its own 60 s timeout.
+        assert processor.frozen_flush_over.wait(POLL_INTERVAL_MS / 1000), "flush held the thread"
+        assert "did not acknowledge 1 queued message(s)" in str(processor.flush_errors[:1])
+        running.wait_for(out_of_time_logged, "the runner's own send given up and logged")
+        os.kill(own_broker.pid, signal.SIGCONT)
+        echoes = read_topic_records(bootstrap, out, min_count=1, timeout_s=SAFETY_S)
+    finally:
+        os.kill(own_broker.pid, signal.SIGCONT)
+        running.stop_all()
+    assert not running.errors, running.errors
+    assert [r.value for r in echoes] == [b'{"echo":1}']
+    assert len(processor.batches) >= 2 and processor.batches[1] == processor.batches[0]
+    assert runner.stats.reconnects >= 1
+    assert runner.cycle_budget_s == POLL_INTERVAL_MS / 1000 / 2
