@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 import re
 import time
+import unicodedata
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from threefold.apps.recs.catalog import MAX_ID_LENGTH
 from threefold.core.errors import DataError
 from threefold.core.tables import read_records
 from threefold.core.timestamps import parse_timestamp
@@ -19,10 +21,28 @@ from threefold.streaming.write_ids import new_write_id, spooled_write_id
 EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 2.0, "purchase": 4.0}
 EVENT_VERBS: dict[str, str] = {"view": "viewed", "click": "clicked", "purchase": "bought"}
 DEFAULT_EVENT_TYPE = "view"
-MAX_USER_ID_LENGTH = 128
+# the fields of a posted event (`type` is the older name of `event`); a file may hold more columns
+EVENT_FIELDS = ("user_id", "item_id", "event", "type", "timestamp", "rating", "list_id", "event_id")
 MAX_CLOCK_SKEW_S = 300.0  # how far in the future an event timestamp may be
 LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the recommendation list an event came from
 EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")  # a client's id for one event (UUIDs fit)
+# what an id may not hold: each is invisible, reorders the text around it or breaks a line
+REFUSED_ID_CATEGORIES = {
+    "Cc": "a control character",
+    "Cf": "a format character",
+    "Cs": "a surrogate",
+    "Co": "a private-use character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Zs": "a space other than ' '",
+}
+# letters and symbols that draw nothing: an id made of them looks empty in the user picker
+BLANK_LOOKALIKES = frozenset("\u034f\u115f\u1160\u3164\uffa0\u2800")
+ID_RULE = (
+    "ids hold letters, digits, marks, punctuation, symbols and inner spaces (' '), not control "
+    "or format characters (NUL, tab, newline, bidi controls, zero-width spaces and joiners), "
+    "other spaces, private-use characters or blank fillers"
+)
 
 
 @dataclass(frozen=True)
@@ -106,23 +126,34 @@ def parse_event(
     path: str | None = None,
     line: int | None = None,
     now: float | None = None,
+    strict: bool = True,
 ) -> Event:
-    """Validate one event; DataError names the column, e.g. an item id the catalog lacks."""
+    """Validate one event; DataError names the column, e.g. an item id the catalog lacks.
+
+    `strict` (a posted event): ids must be strings and fields other than `EVENT_FIELDS` are
+    refused. A file record (`strict=False`) may hold number ids (JSON exports) and more columns.
+    """
 
     def fail(column: str, message: str) -> DataError:
         return DataError(message, path=path, line=line, column=column)
 
+    if strict and (unknown := sorted(set(values) - set(EVENT_FIELDS))):
+        raise fail(unknown[0], f"unknown field(s) {unknown}; an event has {sorted(EVENT_FIELDS)}")
     ids: dict[str, str] = {}
     for column in ("user_id", "item_id"):
         value = values.get(column)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if not strict and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        if not isinstance(value, str) or not value.strip():
-            found = "nothing" if value is None else repr(value)
-            raise fail(column, f"{column!r} must be a non-empty string, found {found}")
-        if len(value) > MAX_USER_ID_LENGTH:
-            raise fail(column, f"{column!r} is longer than {MAX_USER_ID_LENGTH} characters")
-        ids[column] = value.strip()
+        if value is None:
+            raise fail(column, f"{column!r} must be a non-empty string, found nothing")
+        if not isinstance(value, str):
+            hint = f'; send "{value}"' if type(value) is int else ""
+            found = f"{_json_type(value)} {str(value)[:40]}"
+            raise fail(column, f"{column!r} must be a string, found {found}{hint}")
+        try:
+            ids[column] = normalized_id(column, value, catalog_item=column == "item_id")
+        except DataError as exc:
+            raise fail(column, str(exc)) from None
     kind = values.get("event", values.get("type"))
     if kind is None or kind == "":
         kind = DEFAULT_EVENT_TYPE
@@ -142,6 +173,43 @@ def parse_event(
         list_id=_parse_list_id(values.get("list_id"), fail),
         event_id=_parse_event_id(values.get("event_id"), fail),
     )
+
+
+def normalized_id(name: str, value: str, *, catalog_item: bool = False) -> str:
+    """`value` as stored: stripped and NFC-normalized (so composed and decomposed twins are one
+    id); DataError says what was found (escaped) and what an id may hold.
+
+    A `catalog_item` id is only stripped and bounded: it is looked up as the catalog holds it
+    (not normalized), and an id the catalog lacks is refused as unknown.
+    """
+    text = value.strip() if catalog_item else unicodedata.normalize("NFC", value.strip())
+    if not text:
+        raise DataError(f"{name!r} must be a non-empty string, found {value[:40]!r}")
+    if len(text) > MAX_ID_LENGTH:
+        raise DataError(f"{name!r} is {len(text)} characters; the limit is {MAX_ID_LENGTH}")
+    if catalog_item:
+        return text
+    shown = repr(text) if len(text) <= 60 else f"{text[:60]!r}..."
+    for position, char in enumerate(text):
+        category = unicodedata.category(char)
+        if category in REFUSED_ID_CATEGORIES or char in BLANK_LOOKALIKES:
+            what = unicodedata.name(char, "") or REFUSED_ID_CATEGORIES[category]
+            raise DataError(
+                f"{name!r} {shown} holds U+{ord(char):04X} ({what}) at position {position}; "
+                f"{ID_RULE}"
+            )
+    if not any(unicodedata.category(char)[0] in "LNPS" for char in text):
+        raise DataError(f"{name!r} {shown} holds nothing visible; {ID_RULE}")
+    return text
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed JSON value's type."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
 def _parse_event_id(value: Any, fail) -> str | None:
@@ -203,7 +271,9 @@ def load_events(path: str | Path, *, known_items: Container[str] | None = None) 
         path, required=("user_id", "item_id"), hint="(events need user_id and item_id)"
     )
     events = [
-        parse_event(r.values, known_items=known_items, path=str(path), line=r.line, now=0.0)
+        parse_event(
+            r.values, known_items=known_items, path=str(path), line=r.line, now=0.0, strict=False
+        )
         for r in records
     ]
     return sort_events(events)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 
 from threefold.apps.recs.catalog import Item, parse_item
 from threefold.apps.recs.web.shared import batch, resources
@@ -15,9 +15,23 @@ from threefold.core.web import ApiError, bearer_token_required, read_json_body
 
 ADMIN_TOKEN_KEY = "THREEFOLD_RECS_ADMIN_TOKEN"  # the setting named in the 503 when unset
 
-items_api = Blueprint("recs_items", __name__, url_prefix="/api/items")
+ITEMS_PREFIX = "/api/items"
+items_api = Blueprint("recs_items", __name__, url_prefix=ITEMS_PREFIX)
 # `path:` ids: an item id may hold '/' (an SKU path), sent as is or as %2F; `<id>/similar` of
 # such an id still names the similar-items route
+
+
+@items_api.before_app_request
+def _refuse_an_empty_item_id() -> None:
+    """`/api/items//similar` has no id: the router would redirect it to `/api/items/similar`,
+    the item called 'similar' (a 308, so a PUT would be repeated there too)."""
+    if request.path.startswith(f"{ITEMS_PREFIX}//"):
+        raise ApiError(
+            404,
+            f"the URL {request.path[:100]} holds no item_id: the part after '{ITEMS_PREFIX}/' "
+            "is empty; put the id there (an id may hold '/', as is or as %2F)",
+            field="item_id",
+        )
 
 
 @items_api.get("/<path:item_id>")

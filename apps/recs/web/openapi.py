@@ -8,14 +8,31 @@ from threefold.core.openapi import openapi_document, operation, path_param, quer
 
 ITEM = path_param("item_id", "a catalog item id")
 OBJECT = {"type": "object"}
+USER_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 128,
+    "description": 'stripped and NFC-normalized; a JSON number is refused (send "5"), and so '
+    "are control and format characters (NUL, tab, bidi controls, zero-width spaces and joiners), "
+    "spaces other than ' ', private-use characters, blank fillers, and ids with nothing visible",
+}
+EVENT_TYPES = ["click", "purchase", "view"]
 EVENT = {
     "type": "object",
-    "required": ["user_id", "item_id", "event"],
+    "required": ["user_id", "item_id"],
+    "additionalProperties": False,
     "properties": {
-        "user_id": {"type": "string"},
-        "item_id": {"type": "string"},
-        "event": {"type": "string", "enum": ["click", "purchase", "view"]},
+        "user_id": USER_ID,
+        "item_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "description": "a catalog item id, as the catalog holds it (422 when unknown)",
+        },
+        "event": {"type": "string", "enum": EVENT_TYPES, "default": "view"},
+        "type": {"type": "string", "enum": EVENT_TYPES, "description": "older name of `event`"},
         "timestamp": {"type": "number", "description": "unix seconds; at most 5 min ahead"},
+        "rating": {"type": "number"},
         "list_id": {
             "type": "string",
             "pattern": "^[A-Za-z0-9_-]{1,64}$",
@@ -61,10 +78,10 @@ DOCUMENT = openapi_document(
                 response=OBJECT,
                 errors=(400,),
                 params=[
-                    query_param("user_id", {"type": "string"}, required=True),
+                    query_param("user_id", USER_ID, required=True),
                     K,
-                    query_param("offset", {"type": "integer", "minimum": 0}),
-                    query_param("cursor", {"type": "string"}),
+                    query_param("offset", {"type": "integer", "minimum": 0}, "not with cursor"),
+                    query_param("cursor", {"type": "string"}, "next_cursor; not with offset"),
                     query_param("diversity", {"type": "number", "minimum": 0, "maximum": 1}),
                     query_param("exclude_seen", {"type": "boolean"}),
                     query_param("category", {"type": "string"}),
@@ -91,7 +108,7 @@ DOCUMENT = openapi_document(
                 tag="recommendations",
                 response=OBJECT,
                 errors=(400,),
-                params=[query_param("user_id", {"type": "string"}, "show this user's variant")],
+                params=[query_param("user_id", USER_ID, "show this user's variant")],
             )
         },
         "/api/events": {
@@ -107,7 +124,14 @@ DOCUMENT = openapi_document(
                         {
                             "type": "object",
                             "required": ["events"],
-                            "properties": {"events": {"type": "array", "items": EVENT}},
+                            "additionalProperties": False,
+                            "properties": {
+                                "events": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": EVENT,
+                                }
+                            },
                         },
                     ]
                 },

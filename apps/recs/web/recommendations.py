@@ -26,6 +26,13 @@ def get_recommendations() -> Any:
     max_offset = 10 * settings.max_k
     offset = int_arg("offset", 0, low=0, high=max_offset)
     cursor = request.args.get("cursor")
+    if cursor and request.args.get("offset"):  # which page was meant is unknown
+        raise ApiError(
+            400,
+            f"pass 'cursor' or 'offset', not both (found offset={request.args['offset'][:20]!r} "
+            "and a cursor); to follow next_cursor leave offset out",
+            field="offset",
+        )
     if cursor:
         try:
             offset = decode_cursor(cursor)

@@ -6,7 +6,9 @@ from typing import Any
 
 from flask import current_app
 
+from threefold.apps.recs.events import normalized_id
 from threefold.apps.recs.resources import Resources
+from threefold.core.errors import DataError
 from threefold.core.web import ApiError
 
 EXTENSION = "threefold.recs"
@@ -18,18 +20,30 @@ def resources() -> Resources:
 
 
 def user_id_arg(raw: str | None) -> str:
-    """A stripped `user_id` query value; 400 when missing or longer than 128 characters."""
+    """The `user_id` query value as events store it (`normalized_id`); 400 when missing or not an
+    id an event could have."""
     if raw is None or not raw.strip():
         raise ApiError(400, "missing query parameter 'user_id'", field="user_id")
-    if len(raw) > 128:
-        raise ApiError(400, "'user_id' is longer than 128 characters", field="user_id")
-    return raw.strip()
+    try:
+        return normalized_id("user_id", raw)
+    except DataError as exc:
+        raise ApiError(400, str(exc), field="user_id") from None
 
 
 def batch(body: dict[str, Any], key: str, limit: int) -> list[Any]:
-    """`{key: [...]}` or one bare object -> the list; 400 when empty, 413 above `limit`."""
-    raw = body.get(key) if key in body else [body]
+    """`{key: [...]}` or one bare object -> the list; 400 when empty or when other keys stand
+    beside `key` (they would be ignored), 413 above `limit`."""
     noun = key[:-1]
+    if key in body and (unknown := sorted(set(body) - {key})):
+        raise ApiError(
+            400,
+            f"unknown top-level key(s) {unknown} next to {key!r}; a batch body holds only "
+            f"{key!r} (or send one {noun} object on its own)",
+            field=unknown[0],
+            unknown=unknown,
+            allowed=[key],
+        )
+    raw = body.get(key) if key in body else [body]
     if not isinstance(raw, list) or not raw:
         raise ApiError(400, f"'{key}' must be a non-empty list of {noun} objects", field=key)
     if len(raw) > limit:

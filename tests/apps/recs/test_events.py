@@ -16,7 +16,7 @@ from threefold.core.errors import DataError
 
 
 def test_event_defaults_and_weights():
-    event = parse_event({"user_id": 7, "item_id": "kt-001"}, now=123.0)
+    event = parse_event({"user_id": "7", "item_id": "kt-001"}, now=123.0)
     assert event == Event("7", "kt-001", "view", 123.0)
     assert parse_event({"user_id": "u", "item_id": "i", "event": "Purchase"}).weight == 4.0
 
@@ -82,3 +82,67 @@ def test_records_spooled_without_ids_get_the_same_ids_at_every_replay():
     accepted = with_accept_ids(old)
     assert with_spool_ids(accepted) == accepted
     assert [e.accept_id for e in with_spool_ids(accepted)] == [e.accept_id for e in accepted]
+
+
+@pytest.mark.parametrize("column", ["user_id", "item_id"])
+def test_a_posted_number_id_is_refused_with_the_type_found(column):
+    values = {"user_id": "u", "item_id": "i", column: 5}
+    with pytest.raises(DataError, match=f"'{column}' must be a string, found number 5; send \"5\""):
+        parse_event(values)
+
+
+def test_a_file_record_may_hold_number_ids_and_extra_columns(tmp_path):
+    """JSON/JSONL exports (MovieLens) write ids as numbers; CSV values are always strings."""
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"user_id": 7, "item_id": 42, "timestamp": 1, "session": "s-1"}\n')
+    assert load_events(path, known_items={"42"}) == [Event("7", "42", "view", 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("user_id", "found"),
+    [
+        ("a\x00b", "U+0000 (a control character)"),
+        ("a\tb", "U+0009 (a control character)"),
+        ("evil\u202eexe.txt", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("a\u2066b", "U+2066 (LEFT-TO-RIGHT ISOLATE)"),
+        ("\u200b", "U+200B (ZERO WIDTH SPACE)"),
+        ("ann\u200d", "U+200D (ZERO WIDTH JOINER)"),
+        ("a\u00a0b", "U+00A0 (NO-BREAK SPACE)"),
+        ("\u3164", "U+3164 (HANGUL FILLER)"),
+        ("a\ue000", "U+E000"),
+    ],
+)
+def test_ids_with_control_format_or_invisible_characters_are_refused(user_id, found):
+    with pytest.raises(DataError, match="letters, digits") as caught:
+        parse_event({"user_id": user_id, "item_id": "i"})
+    assert caught.value.column == "user_id"
+    assert found in str(caught.value)
+    assert repr(user_id.strip())[1:-1] in str(caught.value)  # shown escaped, as a Python literal
+
+
+def test_an_id_with_nothing_visible_is_refused():
+    with pytest.raises(DataError, match="holds nothing visible; ids hold letters"):
+        parse_event({"user_id": "\u0301\u0301", "item_id": "i"})
+
+
+def test_user_ids_are_nfc_normalized_item_ids_looked_up_as_the_catalog_holds_them():
+    decomposed = parse_event({"user_id": "Jose\u0301", "item_id": "cafe\u0301"})
+    composed = parse_event({"user_id": "Jos\u00e9", "item_id": "i"})
+    assert decomposed.user_id == composed.user_id == "Jos\u00e9"
+    assert decomposed.item_id == "cafe\u0301"  # the catalog does not normalize its ids
+    with pytest.raises(DataError, match=r"unknown item_id 'a\\u202eb'"):
+        parse_event({"user_id": "u", "item_id": "a\u202eb"}, known_items={"i"})
+
+
+def test_the_id_length_limit_counts_the_stored_id():
+    assert parse_event({"user_id": " " + "u" * 128 + " ", "item_id": "i"}).user_id == "u" * 128
+    with pytest.raises(DataError, match="'user_id' is 129 characters; the limit is 128"):
+        parse_event({"user_id": "u" * 129, "item_id": "i"})
+
+
+def test_an_unknown_field_is_refused_naming_the_allowed_ones():
+    """A typo such as `evnt` would otherwise record a view instead of the purchase meant."""
+    with pytest.raises(DataError, match=r"unknown field\(s\) \['evnt'\]; an event has") as caught:
+        parse_event({"user_id": "u", "item_id": "i", "evnt": "purchase"})
+    assert caught.value.column == "evnt"
+    assert "'event_id', 'item_id'" in str(caught.value)

@@ -1,0 +1,135 @@
+"""What the API refuses rather than silently reading another way: number ids, ids the user picker
+would show wrong, unknown keys, a cursor with an offset, an empty item id in the URL."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def client(make_app):
+    return make_app().test_client()
+
+
+def _users(client) -> list[str]:
+    return client.get("/api/users?limit=1000").json["users"]
+
+
+def test_a_number_user_id_is_400_naming_the_field_and_types(client):
+    response = client.post("/api/events", json={"user_id": 5, "item_id": "od-001"})
+    assert response.status_code == 400
+    assert response.json["field"] == "user_id"
+    assert "'user_id' must be a string, found number 5; send \"5\"" in response.json["message"]
+    assert "5" not in _users(client)
+
+
+@pytest.mark.parametrize(
+    ("user_id", "found"),
+    [
+        ("nul\x00user", "U+0000"),
+        ("admin\u202etxt.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("\u200b", "U+200B (ZERO WIDTH SPACE)"),
+        ("\u200b\u200b\u200b", "U+200B (ZERO WIDTH SPACE)"),
+    ],
+)
+def test_an_id_the_user_picker_would_show_wrong_is_400_and_never_listed(client, user_id, found):
+    body = {
+        "events": [
+            {"user_id": "fine", "item_id": "od-001"},
+            {"user_id": user_id, "item_id": "od-001"},
+        ]
+    }
+    response = client.post("/api/events", json=body)
+    assert response.status_code == 400
+    assert (response.json["field"], response.json["index"]) == ("user_id", 1)
+    message = response.json["message"]
+    assert found in message and repr(user_id)[1:-1] in message  # escaped, as it was found
+    assert "ids hold letters, digits" in message  # and what is allowed
+    assert user_id not in _users(client)
+    query = client.get(f"/api/recommendations?user_id={quote(user_id)}")
+    assert query.status_code == 400 and found in query.json["message"]
+
+
+def test_composed_and_decomposed_user_ids_are_one_user(client):
+    composed, decomposed = "ren\u00e9e", "rene\u0301e"
+    event = {"user_id": decomposed, "item_id": "bt-001", "event": "purchase"}
+    posted = client.post("/api/events", json=event)
+    assert posted.status_code == 202 and posted.json["users"] == [composed]
+    assert composed in _users(client) and decomposed not in _users(client)
+    for spelling in (composed, decomposed):
+        served = client.get(f"/api/recommendations?user_id={quote(spelling)}&k=3").json
+        assert served["cold_start"] is False
+
+
+def test_the_id_length_limit_stays_128(client):
+    too_long = client.post("/api/events", json={"user_id": "u" * 129, "item_id": "od-001"})
+    assert too_long.status_code == 400
+    assert "'user_id' is 129 characters; the limit is 128" in too_long.json["message"]
+    assert client.get(f"/api/recommendations?user_id={'u' * 129}").status_code == 400
+    assert client.get(f"/api/recommendations?user_id={'u' * 128}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "unknown"),
+    [
+        ({"events": [{"user_id": "x", "item_id": "od-001"}], "dry_run": True}, ["dry_run"]),
+        (
+            {
+                "user_id": "x",
+                "item_id": "od-002",
+                "events": [{"user_id": "x", "item_id": "od-001"}],
+            },
+            ["item_id", "user_id"],
+        ),
+    ],
+)
+def test_unknown_top_level_keys_next_to_events_are_400(client, body, unknown):
+    response = client.post("/api/events", json=body)
+    assert response.status_code == 400
+    assert response.json["unknown"] == unknown and response.json["allowed"] == ["events"]
+    assert f"unknown top-level key(s) {unknown}" in response.json["message"]
+
+
+def test_unknown_top_level_keys_next_to_items_are_400(admin_headers, client):
+    item = {"item_id": "ty-300", "title": "Kite", "description": "", "category": "Toys & Games"}
+    body = {"items": [item], "replace_all": True}
+    response = client.post("/api/items", json=body, headers=admin_headers)
+    assert response.status_code == 400
+    assert (response.json["unknown"], response.json["allowed"]) == (["replace_all"], ["items"])
+    assert client.get("/api/items/ty-300").status_code == 404
+
+
+def test_an_unknown_event_field_is_400_in_both_forms(client):
+    """A typo'd `evnt` would otherwise store a view instead of the purchase meant."""
+    event = {"user_id": "typo-user", "item_id": "od-001", "evnt": "purchase"}
+    for body in (event, {"events": [event]}):
+        response = client.post("/api/events", json=body)
+        assert response.status_code == 400
+        assert response.json["field"] == "evnt"
+        assert "unknown field(s) ['evnt']; an event has ['event', " in response.json["message"]
+    assert "typo-user" not in _users(client)
+
+
+def test_cursor_and_offset_together_are_400(client):
+    first = client.get("/api/recommendations?user_id=u002&k=3").json
+    both = client.get(
+        f"/api/recommendations?user_id=u002&k=3&offset=0&cursor={first['next_cursor']}"
+    )
+    assert both.status_code == 400
+    assert both.json["field"] == "offset"
+    assert "not both" in both.json["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/api/items//similar"), ("GET", "/api/items//"), ("PUT", "/api/items//similar")],
+)
+def test_an_empty_item_id_in_the_url_is_a_json_404_about_it(admin_headers, client, method, path):
+    """The router would redirect to /api/items/similar: the item called 'similar' (a 308 also
+    repeats a PUT there)."""
+    response = client.open(path, method=method, headers=admin_headers, json={})
+    assert response.status_code == 404
+    assert response.json["field"] == "item_id"
+    assert response.json["message"].startswith(f"the URL {path} holds no item_id")
