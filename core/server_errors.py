@@ -22,7 +22,11 @@ def json_error_body(status: int, message: str) -> bytes:
 
 
 class JsonErrorRequestHandler(WSGIRequestHandler):
-    """werkzeug's request handler, answering its own protocol errors with JSON."""
+    """werkzeug's request handler, answering its own protocol errors with JSON. A client that
+    sends nothing for `timeout` seconds (half a request line or headers) is disconnected
+    instead of holding a server thread for ever (werkzeug sets no timeout of its own)."""
+
+    timeout = 30
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         short, long = self.responses.get(code, ("error", ""))

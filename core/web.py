@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, NotFound
 
 from threefold.core.privacy import mask_pii
 from threefold.core.rate_limit import (
@@ -30,6 +30,7 @@ ERROR_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     410: "gone",
     413: "payload_too_large",
@@ -42,6 +43,12 @@ ERROR_CODES = {
     501: "not_implemented",
     503: "unavailable",
 }
+
+# Retry-After (seconds) of a JSON 503 whose view set none: clients wait this long, then retry.
+DEFAULT_RETRY_AFTER_S = 5
+# Longest wait for the next piece of a request body before it is answered with a 408: a client
+# that sends less than its Content-Length (or stops mid-chunk) frees the server thread then.
+BODY_READ_TIMEOUT_S = 10.0
 
 
 class ApiError(Exception):
@@ -70,11 +77,21 @@ def _json_response(body: dict[str, Any], status: int) -> Response:
 
 
 def read_json_body(*, max_bytes: int = 64_000, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
-    """The request's JSON object, or an ApiError (413, 415, 400) that says what was wrong.
+    """The request's JSON object, or an ApiError (400, 408, 413, 415) that says what was wrong.
 
-    Refused with 400: invalid JSON, NaN/Infinity, nesting deeper than `max_depth`, and strings
-    that are not valid Unicode (lone surrogates such as "\\ud800").
+    At most `max_bytes + 1` bytes are read, also from a chunked body (no Content-Length), and a
+    client that stalls for BODY_READ_TIMEOUT_S is answered 408. Refused with 400: an empty body,
+    an invalid Content-Length, malformed chunked encoding, invalid JSON, NaN/Infinity, nesting
+    deeper than `max_depth`, and strings that are not valid Unicode (lone surrogates "\\ud800").
     """
+    declared = request.headers.get("Content-Length")
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if declared is not None and not chunked and not _is_byte_count(declared):
+        raise ApiError(
+            400,
+            f"Content-Length header is {declared!r}; expected the body's size in bytes (a whole "
+            "number). Send the body with a correct Content-Length, or let the client set it",
+        )
     length = request.content_length
     if length is not None and length > max_bytes:
         raise ApiError(
@@ -85,15 +102,81 @@ def read_json_body(*, max_bytes: int = 64_000, max_depth: int = MAX_JSON_DEPTH) 
             415,
             f"expected Content-Type application/json, found {request.mimetype or 'none'!r}",
         )
-    raw = request.get_data(cache=True)
+    raw = _read_body(max_bytes + 1, chunked=chunked)
     if len(raw) > max_bytes:
         raise ApiError(
-            413, f"request body is {len(raw)} bytes; the limit is {max_bytes}", limit=max_bytes
+            413,
+            f"request body is over {max_bytes} bytes; the limit is {max_bytes}",
+            limit=max_bytes,
         )
-    body = parse_json(raw or b"null", max_depth=max_depth, what="request body")
+    if not raw:
+        raise ApiError(400, 'request body is empty; send a JSON object, e.g. {"key": "value"}')
+    body = parse_json(raw, max_depth=max_depth, what="request body")
     if not isinstance(body, dict):
         raise ApiError(400, f"expected a JSON object, found {type(body).__name__}")
     return body
+
+
+def _is_byte_count(header: str) -> bool:
+    value = header.strip()
+    return value.isascii() and value.isdigit()
+
+
+def _read_body(limit: int, *, chunked: bool) -> bytes:
+    """Up to `limit` bytes of the request body; transport failures become a 408 or 400 ApiError."""
+    pieces: list[bytes] = []
+    size = 0
+    _time_out_body_reads()
+    try:
+        stream = request.stream
+        while size < limit and (piece := stream.read(limit - size)):
+            pieces.append(piece)
+            size += len(piece)
+    except (TimeoutError, ClientDisconnected) as exc:
+        # werkzeug reports a read that timed out under a Content-Length as a disconnect.
+        if not isinstance(exc, TimeoutError) and not isinstance(exc.__context__, TimeoutError):
+            raise
+        raise ApiError(
+            408,
+            f"request body stopped arriving: nothing came for {BODY_READ_TIMEOUT_S:g} s. Send "
+            "the whole body without pausing, with a Content-Length that matches its size",
+        ) from None
+    except Exception as exc:
+        if not chunked or not _is_chunk_error(exc):
+            raise
+        raise ApiError(
+            400,
+            f"the request body's chunked encoding is malformed ({str(exc) or type(exc).__name__}); "
+            "send chunks as '<size in hex>\\r\\n<data>\\r\\n' ending with '0\\r\\n\\r\\n', "
+            "or send the body with a Content-Length instead",
+        ) from None
+    return b"".join(pieces)
+
+
+def _is_chunk_error(error: Exception) -> bool:
+    """Whether the server's de-chunking refused the body: werkzeug raises a plain OSError,
+    gunicorn a ParseException (or NoMoreData, an OSError, when the body ends early)."""
+    gunicorn_errors = sys.modules.get("gunicorn.http.errors")
+    if gunicorn_errors is not None and isinstance(error, gunicorn_errors.ParseException):
+        return True
+    return isinstance(error, OSError) and not isinstance(error, ConnectionError)
+
+
+def _time_out_body_reads() -> None:
+    """Give each socket read of this request's body at most BODY_READ_TIMEOUT_S.
+
+    Neither werkzeug's server nor gunicorn's gthread worker sets a read timeout of its own; both
+    hand the app the client socket (`werkzeug.socket`, `gunicorn.socket`; other servers and the
+    test client pass none). The timeout stays for the rest of the request, so it also bounds the
+    server's own drain of a body left unread after a 413; gunicorn clears it before reusing a
+    kept-alive connection, werkzeug closes every connection.
+    """
+    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    if sock is None:
+        return
+    current = sock.gettimeout()
+    if current is None or current > BODY_READ_TIMEOUT_S:
+        sock.settimeout(BODY_READ_TIMEOUT_S)
 
 
 def parse_json(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH, what: str = "JSON") -> Any:
@@ -216,6 +299,12 @@ def setup_web_app(
 
     @app.after_request
     def _finish(response: Response) -> Response:
+        if (
+            response.status_code == 503
+            and response.is_json
+            and "Retry-After" not in response.headers
+        ):
+            response.headers["Retry-After"] = str(DEFAULT_RETRY_AFTER_S)
         origin = request.headers.get("Origin")
         if origin and origin.rstrip("/") in origins:
             response.headers["Access-Control-Allow-Origin"] = origin
@@ -246,8 +335,11 @@ def setup_web_app(
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:
-        status = error.code or 500
-        return ApiError(status, error.description or error.name).to_response()
+        response = ApiError(error.code or 500, _http_error_message(error)).to_response()
+        for header, value in error.get_headers(request.environ):
+            if header.lower() != "content-type":  # Allow on a 405, WWW-Authenticate, ...
+                response.headers[header] = value
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
@@ -261,6 +353,16 @@ def setup_web_app(
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
     app.register_blueprint(metrics)
+
+
+def _http_error_message(error: HTTPException) -> str:
+    """werkzeug's description, or for routing errors one that names the path and methods."""
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        allowed = ", ".join(sorted(error.valid_methods))
+        return f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+    if isinstance(error, NotFound) and request.url_rule is None:
+        return f"no route for {request.path}; check the path and the method"
+    return error.description or error.name
 
 
 def bearer_token_required(config_key: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -56,6 +56,23 @@ def test_too_many_headers_is_a_json_431(server_port: int) -> None:
     assert json.loads(body)["error"] == "request_header_fields_too_large"
 
 
+def test_a_client_stalled_in_its_headers_is_disconnected(server_port: int, monkeypatch) -> None:
+    """Half a request, then silence: the server closes the connection after the handler's
+    timeout instead of holding a thread for ever (werkzeug has no timeout of its own)."""
+    assert JsonErrorRequestHandler.timeout is not None and JsonErrorRequestHandler.timeout <= 60
+    monkeypatch.setattr(JsonErrorRequestHandler, "timeout", 0.5)
+    with socket.create_connection(("127.0.0.1", server_port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Half: ")
+        try:
+            closed = sock.recv(65536) == b""  # the server hung up (or sent an error first)
+        except TimeoutError:
+            closed = False  # still held after 10 s
+        except ConnectionResetError:
+            closed = True
+    assert closed, "the server still held the stalled connection after 10 s"
+    _raw_response(server_port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # and it still serves
+
+
 def test_gunicorn_writes_json_for_the_requests_it_refuses() -> None:
     from gunicorn import util
 
