@@ -96,6 +96,32 @@ class ChatReply:
         return asdict(self)
 
 
+def remember(session: Session, message: str, reply: ChatReply) -> None:
+    """Append the customer's message and the bot's reply to the session and count failures."""
+    now = time.time()
+    session.turns.append(Turn(turn_id=new_id(), role="user", text=message, ts=now))
+    session.turns.append(
+        Turn(
+            turn_id=reply.turn_id,
+            role="bot",
+            text=reply.reply,
+            ts=now,
+            faq_id=reply.faq_id,
+            confidence=reply.confidence,
+            outcome=reply.outcome,
+            suggestions=reply.suggestions,
+            bot_version=reply.bot_version,
+        )
+    )
+    if reply.outcome == "answer":
+        session.failures = 0
+    elif reply.outcome == "handoff":
+        session.failures = 0
+        session.handed_off = True
+    elif reply.reason in FAILURE_REASONS:
+        session.failures += 1
+
+
 class ChatService:
     """Stateless between calls: the bot comes from `get_bot`, state lives in the session store."""
 
@@ -184,9 +210,9 @@ class ChatService:
             logger.info("suggested FAQ %s is gone; answering the message instead", faq_id)
             faq_id = None  # its text (the widget sends the question) is asked as it is
         exact = None if faq_id is not None or wants_human(message) else bot.exact_faq(message)
+        small_talk = None
         if faq_id is not None or exact is not None:
             result = None
-            decision = Decision("answer", "selected" if faq_id is not None else "answered")
             confidence = 1.0
             chosen = faq_id or exact
         else:
@@ -194,22 +220,39 @@ class ChatService:
             result, used_context = self._retrieve(
                 bot, message, session, settings.threshold, follow_up=small_talk is None
             )
-            decision = decide(
-                confidence=result.confidence,
-                margin=result.ranking.margin,
-                confidence_if_clear=result.confidence_if_clear,
-                settings=settings,
-                failures_so_far=session.failures,
-                human_requested=wants_human(message),
-                small_talk=small_talk,
-            )
             confidence = result.confidence
             chosen = result.ranking.top.faq_id if result.ranking.top else None
-        if decision.outcome == "handoff" and not desk_reachable:
-            self._check_handoff_deliverable(session.id)
-        reply = self._reply(bot, session, message, decision, result, confidence, chosen)
-        reply.used_context = used_context
-        self._remember(session, message, reply)
+
+        decided: tuple[Decision, ChatReply] | None = None
+
+        def answer(stored: Session) -> None:
+            """Decide on the stored failure count and remember the turn: one atomic change, so
+            concurrent messages of the session all stay and their failures add up."""
+            nonlocal decided
+            if result is None:
+                decision = Decision("answer", "selected" if faq_id is not None else "answered")
+            else:
+                decision = decide(
+                    confidence=result.confidence,
+                    margin=result.ranking.margin,
+                    confidence_if_clear=result.confidence_if_clear,
+                    settings=settings,
+                    failures_so_far=stored.failures,
+                    human_requested=wants_human(message),
+                    small_talk=small_talk,
+                )
+            if decision.outcome == "handoff" and not desk_reachable:
+                self._check_handoff_deliverable(stored.id)
+            reply = self._reply(bot, stored, message, decision, result, confidence, chosen)
+            reply.used_context = used_context
+            remember(stored, message, reply)
+            decided = decision, reply
+
+        stored = self.sessions.update(session.id, answer)
+        if stored is None or decided is None:
+            raise UnknownSession(session.id)
+        decision, reply = decided
+        session = stored
         if decision.outcome == "handoff":
             self._hand_off(bot, session, message, decision, result, page_url)
         if decision.outcome not in ("answer", "small_talk"):
@@ -285,31 +328,6 @@ class ChatService:
             bot_version=bot.version,
             question=entry.question if entry else None,
         )
-
-    def _remember(self, session: Session, message: str, reply: ChatReply) -> None:
-        now = time.time()
-        session.turns.append(Turn(turn_id=new_id(), role="user", text=message, ts=now))
-        session.turns.append(
-            Turn(
-                turn_id=reply.turn_id,
-                role="bot",
-                text=reply.reply,
-                ts=now,
-                faq_id=reply.faq_id,
-                confidence=reply.confidence,
-                outcome=reply.outcome,
-                suggestions=reply.suggestions,
-                bot_version=reply.bot_version,
-            )
-        )
-        if reply.outcome == "answer":
-            session.failures = 0
-        elif reply.outcome == "handoff":
-            session.failures = 0
-            session.handed_off = True
-        elif reply.reason in FAILURE_REASONS:
-            session.failures += 1
-        self.sessions.save(session)
 
     def _hand_off(
         self,
@@ -420,22 +438,26 @@ class ChatService:
         self, *, session_id: str, turn_id: str, rating: str, comment: str = ""
     ) -> dict[str, Any]:
         """Store a thumbs up/down on one bot answer of the session; a second vote replaces the
-        first (the session keeps the vote, so the widget shows it after a reload)."""
-        session = self.open_session(session_id)
-        turn = session.bot_turn(turn_id)
-        if turn is None:
-            raise UnknownTurn(turn_id)
-        position = session.turns.index(turn)
-        question = session.turns[position - 1].text if position > 0 else ""
-        turn.rating = rating
-        self.sessions.save(session)
+        first (the session keeps the vote, so the widget shows it after a reload). The vote is
+        set in one atomic change of the stored session: a turn or an agent's reply written at
+        the same moment stays."""
+        rated: dict[str, Any] = {}
+
+        def rate(session: Session) -> None:
+            turn = session.bot_turn(turn_id)
+            if turn is None:
+                raise UnknownTurn(turn_id)
+            position = session.turns.index(turn)
+            turn.rating = rating
+            rated.update(
+                faq_id=turn.faq_id,
+                question=session.turns[position - 1].text if position > 0 else "",
+                answer=turn.text,
+                bot_version=turn.bot_version or "",
+            )
+
+        if self.sessions.update(session_id, rate) is None:
+            raise UnknownSession(session_id)
         return self.feedback.record_feedback(
-            session_id=session_id,
-            turn_id=turn_id,
-            rating=rating,
-            faq_id=turn.faq_id,
-            question=question,
-            answer=turn.text,
-            comment=comment,
-            bot_version=turn.bot_version or "",
+            session_id=session_id, turn_id=turn_id, rating=rating, comment=comment, **rated
         )

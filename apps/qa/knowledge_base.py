@@ -6,7 +6,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,107 @@ from threefold.core.tables import read_records
 
 logger = logging.getLogger(__name__)
 
-MAX_ID_CHARS = 128
 KNOWN_COLUMNS = ("id", "question", "questions", "answer", "category")
+# Limits that fit a FAQ with room to spare: the longest question of the shipped and benchmark
+# KBs (store, CLINC150, banking77, StackFAQ) has 433 characters, the longest answer 3,796.
+MAX_ID_CHARS = 128
+MAX_QUESTION_CHARS = 1_000
+MAX_ANSWER_CHARS = 20_000
+MAX_CATEGORY_CHARS = 100
+ID_RULE = (
+    f"an id is 1 to {MAX_ID_CHARS} letters (with their accents), digits, punctuation, symbols "
+    "and plain spaces, without '#', stored NFC-normalized and trimmed: no control characters "
+    "(NUL, tabs, line breaks), no invisible format characters (zero-width spaces and joiners, "
+    "a BOM, right-to-left overrides), no other kinds of space"
+)
+TEXT_CONTROLS = "\t\n\r"  # the only control characters a question, answer or category may hold
+_KINDS = {
+    "Cc": "a control character",
+    "Cf": "an invisible format character",
+    "Co": "a private-use character",
+    "Cn": "an unassigned code point",
+    "Cs": "a lone surrogate",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+    "Zs": "a space other than U+0020",
+}
+
+
+class InvalidEntry(ValueError):
+    """An FAQ entry that breaks the contract; `field` names the field (id, questions, ...)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _describe(char: str) -> str:
+    """U+200B ZERO WIDTH SPACE (an invisible format character)."""
+    kind = _KINDS.get(unicodedata.category(char), "reserved")
+    name = unicodedata.name(char, "")  # control characters have none
+    return f"U+{ord(char):04X}{' ' + name if name else ''} ({kind})"
+
+
+def _visible(char: str) -> bool:
+    """A letter, digit, punctuation or symbol (not a space, mark alone, control or format)."""
+    return unicodedata.category(char)[0] in "LNPS"
+
+
+def _allowed_in_id(char: str) -> bool:
+    return char == " " or (char != "#" and unicodedata.category(char)[0] in "LMNPS")
+
+
+def normalized_id(text: str) -> str:
+    """`text` NFC-normalized as stored ids are: an id looked up by either spelling of an
+    accented letter (composed or decomposed) finds the FAQ."""
+    return unicodedata.normalize("NFC", text)
+
+
+def check_id(value: object) -> str:
+    """The FAQ id as stored (NFC-normalized, trimmed); ValueError saying what was found and
+    what an id may hold (`ID_RULE`). Only text is an id: a number is a type error."""
+    if not isinstance(value, str):
+        quoted = isinstance(value, int | float) and not isinstance(value, bool)
+        raise ValueError(
+            f"'id' must be text (a JSON string), found {type(value).__name__} {value!r:.40}"
+            + (f'; send it quoted: "{value}"' if quoted else "")
+        )
+    text = normalized_id(value).strip()
+    if not text:
+        raise ValueError(f"'id' must be non-empty text, found {value!r:.40}; {ID_RULE}")
+    if len(text) > MAX_ID_CHARS:
+        raise ValueError(f"id {text[:40]!r}... has {len(text)} characters; {ID_RULE}")
+    for position, char in enumerate(text):
+        if not _allowed_in_id(char):
+            found = "'#'" if char == "#" else _describe(char)
+            raise ValueError(f"id {text[:40]!r} holds {found} at position {position}; {ID_RULE}")
+    return text
+
+
+def check_text(value: object, name: str, *, max_chars: int, optional: bool = False) -> str:
+    """A question, answer or category as stored (NFC-normalized, trimmed); ValueError unless
+    it is text with a visible character (letters, digits, punctuation or symbols), at most
+    `max_chars` characters and no control characters but tabs and line breaks. `optional`:
+    "" (or a blank text) is allowed and stays ""."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{name} must be text, found {type(value).__name__} {value!r:.40}")
+    text = unicodedata.normalize("NFC", value or "").strip()
+    if optional and not text:
+        return ""
+    if not any(_visible(char) for char in text):
+        raise ValueError(
+            f"{name} must be non-empty text with a visible character (a letter, digit, "
+            f"punctuation or symbol), found {value!r:.40}"
+        )
+    if len(text) > max_chars:
+        raise ValueError(f"{name} has {len(text):,} characters; at most {max_chars:,} are allowed")
+    for position, char in enumerate(text):
+        if unicodedata.category(char) == "Cc" and char not in TEXT_CONTROLS:
+            raise ValueError(
+                f"{name} holds {_describe(char)} at position {position}; only tabs and line "
+                "breaks are allowed among control characters"
+            )
+    return text
 
 
 @dataclass(frozen=True)
@@ -53,54 +153,65 @@ class FaqEntry:
 
 
 def entry_from_mapping(value: Mapping[str, Any], *, where: str = "entry") -> FaqEntry:
-    """Validate one entry given as a mapping (admin API, JSON file); ValueError names the field."""
+    """Validate one entry given as a mapping (admin API, review); InvalidEntry names the field.
+
+    The contract: `check_id` for the id (text only), `check_text` for each question (at most
+    MAX_QUESTION_CHARS), the answer (MAX_ANSWER_CHARS) and the optional category
+    (MAX_CATEGORY_CHARS). Questions that are the same once normalized are kept once.
+    """
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where}: expected an object, found {type(value).__name__}")
-    faq_id = _clean_id(value.get("id"), where)
+        raise InvalidEntry(f"{where}: expected an object, found {type(value).__name__}", field="")
+
+    faq_id = _checked(where, "id", check_id, value.get("id"))
     questions_raw = value.get("questions")
     if questions_raw is None and "question" in value:
         questions_raw = [value["question"]]
     if not isinstance(questions_raw, list) or not questions_raw:
-        raise ValueError(
+        raise InvalidEntry(
             f"{where}: 'questions' must be a non-empty list of strings (or give 'question'), "
-            f"found {questions_raw!r}"
+            f"found {questions_raw!r:.60}",
+            field="questions",
         )
     questions: list[str] = []
-    for i, question in enumerate(questions_raw):
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError(f"{where}: questions[{i}] must be non-empty text, found {question!r}")
-        if question.strip() not in questions:
-            questions.append(question.strip())
-    answer = value.get("answer")
-    if not isinstance(answer, str) or not answer.strip():
-        raise ValueError(f"{where}: 'answer' must be non-empty text, found {answer!r}")
-    category = value.get("category") or ""
-    if not isinstance(category, str):
-        raise ValueError(f"{where}: 'category' must be text, found {type(category).__name__}")
+    for i, raw in enumerate(questions_raw):
+        question = _checked(
+            where, "questions", check_text, raw, f"questions[{i}]", max_chars=MAX_QUESTION_CHARS
+        )
+        if question not in questions:
+            questions.append(question)
+    answer = _checked(
+        where, "answer", check_text, value.get("answer"), "'answer'", max_chars=MAX_ANSWER_CHARS
+    )
+    category = _checked(
+        where,
+        "category",
+        check_text,
+        value.get("category") or "",
+        "'category'",
+        max_chars=MAX_CATEGORY_CHARS,
+        optional=True,
+    )
     metadata = value.get("metadata") or {}
     if not isinstance(metadata, Mapping):
-        raise ValueError(f"{where}: 'metadata' must be an object, found {type(metadata).__name__}")
+        raise InvalidEntry(
+            f"{where}: 'metadata' must be an object, found {type(metadata).__name__}",
+            field="metadata",
+        )
     return FaqEntry(
         id=faq_id,
         questions=tuple(questions),
-        answer=answer.strip(),
-        category=category.strip(),
+        answer=answer,
+        category=category,
         metadata={str(k): str(v) for k, v in metadata.items()},
     )
 
 
-def _clean_id(value: object, where: str) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"{where}: 'id' must be non-empty text, found {value!r}")
-    text = value.strip()
-    if len(text) > MAX_ID_CHARS or any(ch in text for ch in "#\n\r\t"):
-        raise ValueError(
-            f"{where}: id {text[:40]!r} must be at most {MAX_ID_CHARS} characters without "
-            "'#', tabs or line breaks"
-        )
-    return text
+def _checked(where: str, field: str, check: Callable[..., str], *args: Any, **kwargs: Any) -> str:
+    """`check(*args, **kwargs)`, its ValueError as an InvalidEntry of `field`."""
+    try:
+        return check(*args, **kwargs)
+    except ValueError as exc:
+        raise InvalidEntry(f"{where}: {exc}", field=field) from None
 
 
 class KnowledgeBase:
@@ -159,7 +270,8 @@ class KnowledgeBase:
         return [e.to_dict() for e in self]
 
     def save(self, path: str | Path) -> None:
-        """Write as a JSON array (the format `load` reads back), atomically."""
+        """Write as a JSON array, atomically: `load_saved` reads it back exactly (`load` reads it
+        as a KB file, checked against the entry contract)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kb-", suffix=".json")
@@ -168,8 +280,36 @@ class KnowledgeBase:
         os.replace(tmp, path)
 
     @classmethod
+    def load_saved(cls, path: str | Path) -> KnowledgeBase:
+        """A KB written by `save` (a bot version's kb.json), read back exactly as written.
+
+        Nothing is normalized or refused: its entries were checked when they entered, the bot's
+        index names their ids as saved, and a KB saved before a rule was added must still load.
+        """
+        path = Path(path)
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                FaqEntry(
+                    id=r["id"],
+                    questions=tuple(r["questions"]),
+                    answer=r["answer"],
+                    category=r.get("category", ""),
+                    metadata=dict(r.get("metadata", {})),
+                )
+                for r in records
+            )
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(
+                f"not a knowledge base saved by threefold ({type(exc).__name__}: {exc}); "
+                "save it again (or load a KB file with `KnowledgeBase.load`)",
+                path=str(path),
+            ) from exc
+
+    @classmethod
     def load(cls, path: str | Path) -> KnowledgeBase:
-        """Load CSV (`id,question,answer[,category,...]`, one row per paraphrase) or JSON/JSONL.
+        """Load CSV (`id,question,answer[,category,...]`, one row per paraphrase) or JSON/JSONL,
+        every row checked against the entry contract (`check_id`, `check_text`).
 
         JSON records may carry `questions: [...]` instead of `question`. Rows sharing an id are
         paraphrases: the answer (and category) may be repeated or left blank after the first row,
@@ -220,12 +360,19 @@ class KnowledgeBase:
 def _merge_record(
     drafts: dict[str, dict[str, Any]], values: Mapping[str, Any], *, path: str, line: int
 ) -> None:
-    try:
-        faq_id = _clean_id(values.get("id"), "record")
-    except ValueError as exc:
-        raise DataError(
-            str(exc).removeprefix("record: "), path=path, line=line, column="id"
-        ) from None
+    """Add one row (CSV) or record (JSON) to the drafts by id, with the rules of
+    `entry_from_mapping`, except that a JSON file's whole-number id is read as text ("7")."""
+
+    def checked(column: str, check: Callable[..., str], *args: Any, **kwargs: Any) -> str:
+        try:
+            return check(*args, **kwargs)
+        except ValueError as exc:
+            raise DataError(str(exc), path=path, line=line, column=column) from None
+
+    raw_id = values.get("id")
+    if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+        raw_id = str(raw_id)
+    faq_id = checked("id", check_id, raw_id)
     questions = values.get("questions")
     if questions is None:
         questions = [values.get("question")]
@@ -240,24 +387,22 @@ def _merge_record(
         faq_id, {"questions": [], "answer": "", "category": "", "metadata": {}, "line": line}
     )
     for question in questions:
-        if not isinstance(question, str) or not question.strip():
-            raise DataError(
-                f"expected non-empty question text for id {faq_id!r}, found {question!r}",
-                path=path,
-                line=line,
-                column="question",
-            )
-        if question.strip() not in draft["questions"]:
-            draft["questions"].append(question.strip())
-    for column in ("answer", "category"):
+        text = checked(
+            "question",
+            check_text,
+            question,
+            f"the question of FAQ {faq_id!r}",
+            max_chars=MAX_QUESTION_CHARS,
+        )
+        if text not in draft["questions"]:
+            draft["questions"].append(text)
+    for column, max_chars in (("answer", MAX_ANSWER_CHARS), ("category", MAX_CATEGORY_CHARS)):
         value = values.get(column)
         if value is None or (isinstance(value, str) and not value.strip()):
-            continue
-        if not isinstance(value, str):
-            raise DataError(
-                f"expected text, found {type(value).__name__}", path=path, line=line, column=column
-            )
-        value = value.strip()
+            continue  # a paraphrase row may leave them blank
+        value = checked(
+            column, check_text, value, f"the {column} of FAQ {faq_id!r}", max_chars=max_chars
+        )
         if draft[column] and draft[column] != value:
             raise DataError(
                 f"FAQ id {faq_id!r} already has a different {column} (line {draft['line']}); "

@@ -17,11 +17,12 @@ from threefold.apps.qa.sessions import (
 
 
 class RedisSessionStore:
-    """A `SessionStore` in Redis, shared by every worker; every save renews the TTL.
+    """A `SessionStore` in Redis, shared by every worker; every write renews the TTL.
 
-    Two requests of one session racing each other through `save`: the last save wins (a chat
-    widget sends one message at a time, so this is accepted rather than locked). Writers that
-    meet other people's (a customer and an agent during a handoff) use `update` (WATCH/MULTI).
+    Every change of a stored session goes through `update` (WATCH/MULTI, retried when another
+    request changed the session in between): requests of one session that overlap (messages sent
+    at once, a vote while an agent replies) never overwrite each other's turns. `save` writes a
+    whole session: for a new one (`create`), where nothing can be lost.
     """
 
     def __init__(self, client: Any, *, prefix: str, ttl_s: int, max_turns: int = 20) -> None:

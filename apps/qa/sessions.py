@@ -116,11 +116,15 @@ class SessionStore(Protocol):
 
     def get(self, session_id: str) -> Session | None: ...
 
-    def save(self, session: Session) -> None: ...
+    def save(self, session: Session) -> None:
+        """Write the whole session: for a new one (a stored one changes through `update`, or a
+        change made meanwhile by another request is lost)."""
+        ...
 
     def update(self, session_id: str, change: SessionChange) -> Session | None:
         """Apply `change` to the stored session atomically (no concurrent write is lost) and
-        save it; None when the session is unknown or expired."""
+        save it; None when the session is unknown or expired. `change` may run more than once
+        (on a fresh copy each time); an exception it raises leaves the session as it was."""
         ...
 
 

@@ -181,7 +181,7 @@ class BotStore:
         if doc["format_version"] == 1:
             info.embedder = _upgrade_v1_embedder(info.embedder)
         info.version = version
-        kb = KnowledgeBase.load(folder / "kb.json")
+        kb = KnowledgeBase.load_saved(folder / "kb.json")  # as saved: rules may have changed
         index = FaissIndex.load(folder / "index")
         model = self._embedder_for(info, folder, embedder)
         calibrator = Calibrator.from_dict(doc["calibration"])

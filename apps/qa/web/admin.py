@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from threefold.apps.qa.knowledge_base import entry_from_mapping
+from threefold.apps.qa.knowledge_base import (
+    FaqEntry,
+    InvalidEntry,
+    entry_from_mapping,
+    normalized_id,
+)
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.web.handoff_errors import RETRY_AFTER_S
 from threefold.core.audit import AUDIT_LOG, audit
@@ -19,25 +26,31 @@ from threefold.core.web import ApiError, bearer_token_required, read_json_body
 TOKEN_KEY = "THREEFOLD_QA_ADMIN_TOKEN"
 admin_blueprint = Blueprint("qa_admin", __name__, url_prefix="/api")
 MAX_ADMIN_BODY = 1_000_000
-RESERVED_IDS = ("reload", "rollback", "versions")  # /api/kb/<these> are other endpoints
-UNADDRESSABLE = re.compile(r"[/\x00-\x1f\x7f?%]")
+# /api/kb/<these> are other endpoints, with the methods they take
+RESERVED_IDS = {"reload": ("POST",), "rollback": ("POST",), "versions": ("GET",)}
+UNADDRESSABLE = re.compile(r"[/?%]")
 
 
 def _resources() -> Resources:
     return current_app.extensions[EXTENSION_KEY]
 
 
-def entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> Any:
+def entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> FaqEntry:
+    """The entry of a request body (`faq_id`: the URL's, used when the body has no id); 400
+    naming the field when it breaks the contract (`knowledge_base.entry_from_mapping`)."""
     if faq_id is not None:
-        if "id" in body and body["id"] != faq_id:
-            raise ApiError(400, f"body id {body['id']!r} differs from the URL id {faq_id!r}")
-        body = {**body, "id": faq_id}
+        faq_id = normalized_id(faq_id)
+        body = {"id": faq_id, **body}
     try:
         entry = entry_from_mapping(body)
-    except ValueError as exc:
-        raise ApiError(400, str(exc)) from None
-    if faq_id is not None and entry.id != faq_id:  # the stored id is trimmed
-        raise ApiError(
+    except InvalidEntry as exc:
+        raise ApiError(400, str(exc), field=exc.field) from None
+    if faq_id is not None and entry.id != faq_id:
+        if entry.id != faq_id.strip():
+            raise ApiError(
+                400, f"body id {entry.id!r} differs from the URL id {faq_id!r}", field="id"
+            )
+        raise ApiError(  # the stored id is trimmed
             400,
             f"the URL id {faq_id!r} has spaces around it; it would be stored as {entry.id!r}: "
             f"use PUT /api/kb/{entry.id}",
@@ -48,15 +61,43 @@ def entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> Any:
 
 
 def check_addressable(faq_id: str) -> None:
-    """Refuse ids that GET/PUT/DELETE /api/kb/<id> could never reach again."""
-    if UNADDRESSABLE.search(faq_id) or faq_id in RESERVED_IDS or faq_id in (".", ".."):
-        raise ApiError(
-            400,
-            f"FAQ id {faq_id[:40]!r} cannot be used in the URL /api/kb/<id>: an id must not "
-            f"contain '/', '?', '%' or control characters (NUL included), be '.' or '..', or be "
-            f"one of {list(RESERVED_IDS)}. Pick another id, e.g. letters, digits, '_' and '-'",
-            field="id",
-        )
+    """Refuse ids that GET/PUT/DELETE /api/kb/<id> could never reach again (or that clients
+    would have to percent-encode); the 400 says what was found."""
+    found = UNADDRESSABLE.search(faq_id)
+    if found is not None:
+        problem = f"it holds {found.group()!r}"
+    elif faq_id in (".", ".."):
+        problem = "it is a path step"
+    elif faq_id in RESERVED_IDS:
+        problem = f"/api/kb/{faq_id} is another endpoint"
+    else:
+        return
+    raise ApiError(
+        400,
+        f"FAQ id {faq_id[:40]!r} cannot be used in the URL /api/kb/<id>: {problem}. An id must "
+        f"not contain '/', '?' or '%', be '.' or '..', or be one of {sorted(RESERVED_IDS)}. "
+        "Pick another id, e.g. letters, digits, '_' and '-'",
+        field="id",
+    )
+
+
+def not_for_reserved_ids(view: Callable[..., ResponseReturnValue]) -> Callable[..., Any]:
+    """405 (with Allow) for GET/PUT/DELETE /api/kb/reload and the like: these paths are other
+    endpoints, not FAQs that do not exist."""
+
+    @wraps(view)
+    def wrapped(faq_id: str) -> ResponseReturnValue:
+        allowed = RESERVED_IDS.get(faq_id)
+        if allowed is None:
+            return view(faq_id)
+        response = ApiError(
+            405,
+            f"{request.method} is not allowed on /api/kb/{faq_id}; it takes {' or '.join(allowed)}",
+        ).to_response()
+        response.headers["Allow"] = ", ".join(allowed)
+        return response
+
+    return wrapped
 
 
 def admin_audit(action: str, **details: Any) -> None:
@@ -75,9 +116,10 @@ def list_entries() -> ResponseReturnValue:
 
 
 @admin_blueprint.get("/kb/<faq_id>")
+@not_for_reserved_ids
 @bearer_token_required(TOKEN_KEY)
 def get_entry(faq_id: str) -> ResponseReturnValue:
-    entry = _resources().manager.bot.kb.get(faq_id)
+    entry = _resources().manager.bot.kb.get(normalized_id(faq_id))
     if entry is None:
         raise ApiError(404, f"no FAQ with id {faq_id!r}", code="unknown_faq")
     return jsonify(entry.to_dict())
@@ -97,6 +139,7 @@ def create_entry() -> ResponseReturnValue:
 
 
 @admin_blueprint.put("/kb/<faq_id>")
+@not_for_reserved_ids
 @bearer_token_required(TOKEN_KEY)
 def replace_entry(faq_id: str) -> ResponseReturnValue:
     """Create or replace the entry with this id; only changed texts are re-embedded."""
@@ -107,8 +150,10 @@ def replace_entry(faq_id: str) -> ResponseReturnValue:
 
 
 @admin_blueprint.delete("/kb/<faq_id>")
+@not_for_reserved_ids
 @bearer_token_required(TOKEN_KEY)
 def delete_entry(faq_id: str) -> ResponseReturnValue:
+    faq_id = normalized_id(faq_id)
     manager = _resources().manager
     if faq_id not in manager.bot.kb:
         raise ApiError(404, f"no FAQ with id {faq_id!r}", code="unknown_faq")

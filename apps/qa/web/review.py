@@ -13,7 +13,12 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 from flask.typing import ResponseReturnValue
 
-from threefold.apps.qa.knowledge_base import KnowledgeBase
+from threefold.apps.qa.knowledge_base import (
+    MAX_QUESTION_CHARS,
+    KnowledgeBase,
+    check_text,
+    normalized_id,
+)
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.review import (
     DEFAULT_LIMIT,
@@ -74,18 +79,27 @@ def _items(body: dict[str, Any]) -> list[ReviewItem]:
 
 
 def _questions(body: dict[str, Any], items: list[ReviewItem]) -> list[str]:
-    """The questions to add: `questions` from the body, else the items' own questions."""
+    """The questions to add: `questions` from the body, else the items' own questions; each
+    must be a valid FAQ question (`knowledge_base.check_text`)."""
     given = body.get("questions")
     if given is None:
-        return [item.question for item in items]
-    if not isinstance(given, list) or not all(isinstance(q, str) and q.strip() for q in given):
+        given = [item.question for item in items]
+    elif not isinstance(given, list):
         raise ApiError(
             400,
-            "'questions' must be a list of non-empty texts (or leave it out to add the "
-            "items' own questions)",
+            f"'questions' must be a list of texts (or leave it out to add the items' own "
+            f"questions), found {type(given).__name__}",
             field="questions",
         )
-    return [q.strip() for q in given]
+    try:
+        return [
+            check_text(q, f"questions[{i}]", max_chars=MAX_QUESTION_CHARS)
+            for i, q in enumerate(given)
+        ]
+    except ValueError as exc:
+        raise ApiError(
+            400, f"{exc}. Send 'questions' with the texts to add", field="questions"
+        ) from None
 
 
 def _refuse_duplicates(kb: KnowledgeBase, questions: list[str], faq_id: str) -> None:
@@ -141,9 +155,17 @@ def add_paraphrases() -> ResponseReturnValue:
     body = read_json_body(max_bytes=MAX_ADMIN_BODY)
     items = _items(body)
     faq_id = body.get("faq_id")
+    if not isinstance(faq_id, str):
+        raise ApiError(
+            400,
+            f"'faq_id' must be an FAQ id (a JSON string), found {type(faq_id).__name__} "
+            f"{faq_id!r:.40}. Pick an id from 'faqs' of GET /api/review",
+            field="faq_id",
+        )
+    faq_id = normalized_id(faq_id)
     manager = _resources().manager
     kb = manager.bot.kb
-    if not isinstance(faq_id, str) or faq_id not in kb:
+    if faq_id not in kb:
         raise ApiError(
             404,
             f"no FAQ with id {str(faq_id)[:40]!r} to add paraphrases to. Pick an id from 'faqs' "

@@ -228,7 +228,19 @@ def test_review_api_errors(client, admin_headers) -> None:
             "paraphrase",
             {"items": group["item_ids"], "faq_id": "po_box", "questions": [""]},
             400,
-            "non-empty texts",
+            "questions[0] must be non-empty text",
+        ),
+        (
+            "paraphrase",
+            {"items": group["item_ids"], "faq_id": "po_box", "questions": ["\u200b"]},
+            400,
+            "questions[0] must be non-empty text with a visible character",
+        ),
+        (
+            "paraphrase",
+            {"items": group["item_ids"], "faq_id": 5},
+            400,
+            "'faq_id' must be an FAQ id (a JSON string), found int 5",
         ),
         ("new-faq", {"items": group["item_ids"], "id": "po_box", "answer": "x"}, 409, "exists"),
         (

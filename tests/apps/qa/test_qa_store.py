@@ -39,6 +39,20 @@ def test_saved_bot_loads_back_and_answers_the_same(
         assert a.confidence == pytest.approx(b.confidence, abs=1e-5)
 
 
+def test_a_version_saved_before_a_kb_rule_existed_still_loads(
+    store_bot: Bot, tmp_path: Path, embedder, publish_copy
+) -> None:
+    """kb.json is read back as saved: an answer longer than today's limit, written by an
+    earlier version, must not stop the bot from loading after an upgrade."""
+    store = publish_copy(store_bot, tmp_path / "bot")
+    kb_file = store.version_dir(store.current_version()) / "kb.json"
+    records = json.loads(kb_file.read_text(encoding="utf-8"))
+    records[0]["answer"] = "Long. " * 5_000  # 30,000 characters: over the 20,000 limit
+    kb_file.write_text(json.dumps(records), encoding="utf-8")
+    loaded = store.load(embedder=embedder)
+    assert loaded.kb.to_json()[0]["answer"] == records[0]["answer"]
+
+
 def test_versions_rollback_and_activate(store_bot: Bot, tmp_path: Path, publish_copy) -> None:
     store = publish_copy(store_bot, tmp_path / "bot")
     first = store.current_version()
