@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from threefold.core import ids
 from threefold.core.errors import DataError
+from threefold.core.ids import describe, is_visible
+from threefold.core.ids import normalized_id as normalized_id  # the admin API's id lookups
 from threefold.core.tables import read_records
 
 logger = logging.getLogger(__name__)
@@ -24,23 +27,8 @@ MAX_ID_CHARS = 128
 MAX_QUESTION_CHARS = 1_000
 MAX_ANSWER_CHARS = 20_000
 MAX_CATEGORY_CHARS = 100
-ID_RULE = (
-    f"an id is 1 to {MAX_ID_CHARS} letters (with their accents), digits, punctuation, symbols "
-    "and plain spaces, without '#', stored NFC-normalized and trimmed: no control characters "
-    "(NUL, tabs, line breaks), no invisible format characters (zero-width spaces and joiners, "
-    "a BOM, right-to-left overrides), no other kinds of space"
-)
+ID_REFUSED = "#"  # what FAQ ids refuse beyond the shared rule (`core.ids`): a URL's fragment mark
 TEXT_CONTROLS = "\t\n\r"  # the only control characters a question, answer or category may hold
-_KINDS = {
-    "Cc": "a control character",
-    "Cf": "an invisible format character",
-    "Co": "a private-use character",
-    "Cn": "an unassigned code point",
-    "Cs": "a lone surrogate",
-    "Zl": "a line separator",
-    "Zp": "a paragraph separator",
-    "Zs": "a space other than U+0020",
-}
 
 
 class InvalidEntry(ValueError):
@@ -51,60 +39,30 @@ class InvalidEntry(ValueError):
         self.field = field
 
 
-def _describe(char: str) -> str:
-    """U+200B ZERO WIDTH SPACE (an invisible format character)."""
-    kind = _KINDS.get(unicodedata.category(char), "reserved")
-    name = unicodedata.name(char, "")  # control characters have none
-    return f"U+{ord(char):04X}{' ' + name if name else ''} ({kind})"
-
-
-def _visible(char: str) -> bool:
-    """A letter, digit, punctuation or symbol (not a space, mark alone, control or format)."""
-    return unicodedata.category(char)[0] in "LNPS"
-
-
-def _allowed_in_id(char: str) -> bool:
-    return char == " " or (char != "#" and unicodedata.category(char)[0] in "LMNPS")
-
-
-def normalized_id(text: str) -> str:
-    """`text` NFC-normalized as stored ids are: an id looked up by either spelling of an
-    accented letter (composed or decomposed) finds the FAQ."""
-    return unicodedata.normalize("NFC", text)
-
-
 def check_id(value: object) -> str:
-    """The FAQ id as stored (NFC-normalized, trimmed); ValueError saying what was found and
-    what an id may hold (`ID_RULE`). Only text is an id: a number is a type error."""
+    """The FAQ id as stored: the shared id rule (`core.ids.check_id`: NFC-normalized, trimmed,
+    1 to MAX_ID_CHARS characters) without '#'; ValueError saying what was found and what an id
+    may hold. Only text is an id: a number is a type error."""
     if not isinstance(value, str):
         quoted = isinstance(value, int | float) and not isinstance(value, bool)
         raise ValueError(
             f"'id' must be text (a JSON string), found {type(value).__name__} {value!r:.40}"
             + (f'; send it quoted: "{value}"' if quoted else "")
         )
-    text = normalized_id(value).strip()
-    if not text:
-        raise ValueError(f"'id' must be non-empty text, found {value!r:.40}; {ID_RULE}")
-    if len(text) > MAX_ID_CHARS:
-        raise ValueError(f"id {text[:40]!r}... has {len(text)} characters; {ID_RULE}")
-    for position, char in enumerate(text):
-        if not _allowed_in_id(char):
-            found = "'#'" if char == "#" else _describe(char)
-            raise ValueError(f"id {text[:40]!r} holds {found} at position {position}; {ID_RULE}")
-    return text
+    return ids.check_id(value, field="id", max_chars=MAX_ID_CHARS, also_refused=ID_REFUSED)
 
 
 def check_text(value: object, name: str, *, max_chars: int, optional: bool = False) -> str:
     """A question, answer or category as stored (NFC-normalized, trimmed); ValueError unless
-    it is text with a visible character (letters, digits, punctuation or symbols), at most
-    `max_chars` characters and no control characters but tabs and line breaks. `optional`:
-    "" (or a blank text) is allowed and stays ""."""
+    it is text with a visible character (`core.ids.is_visible`), at most `max_chars` characters
+    and no control characters but tabs and line breaks. `optional`: "" (or a blank text) is
+    allowed and stays ""."""
     if value is not None and not isinstance(value, str):
         raise ValueError(f"{name} must be text, found {type(value).__name__} {value!r:.40}")
     text = unicodedata.normalize("NFC", value or "").strip()
     if optional and not text:
         return ""
-    if not any(_visible(char) for char in text):
+    if not any(is_visible(char) for char in text):
         raise ValueError(
             f"{name} must be non-empty text with a visible character (a letter, digit, "
             f"punctuation or symbol), found {value!r:.40}"
@@ -114,7 +72,7 @@ def check_text(value: object, name: str, *, max_chars: int, optional: bool = Fal
     for position, char in enumerate(text):
         if unicodedata.category(char) == "Cc" and char not in TEXT_CONTROLS:
             raise ValueError(
-                f"{name} holds {_describe(char)} at position {position}; only tabs and line "
+                f"{name} holds {describe(char)} at position {position}; only tabs and line "
                 "breaks are allowed among control characters"
             )
     return text

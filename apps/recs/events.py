@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import re
 import time
-import unicodedata
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 from threefold.apps.recs.catalog import MAX_ID_LENGTH
 from threefold.core.errors import DataError
+from threefold.core.ids import check_id
 from threefold.core.tables import read_records
 from threefold.core.timestamps import parse_timestamp
 from threefold.streaming.write_ids import new_write_id, spooled_write_id
@@ -26,23 +26,6 @@ EVENT_FIELDS = ("user_id", "item_id", "event", "type", "timestamp", "rating", "l
 MAX_CLOCK_SKEW_S = 300.0  # how far in the future an event timestamp may be
 LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the recommendation list an event came from
 EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")  # a client's id for one event (UUIDs fit)
-# what an id may not hold: each is invisible, reorders the text around it or breaks a line
-REFUSED_ID_CATEGORIES = {
-    "Cc": "a control character",
-    "Cf": "a format character",
-    "Cs": "a surrogate",
-    "Co": "a private-use character",
-    "Zl": "a line separator",
-    "Zp": "a paragraph separator",
-    "Zs": "a space other than ' '",
-}
-# letters and symbols that draw nothing: an id made of them looks empty in the user picker
-BLANK_LOOKALIKES = frozenset("\u034f\u115f\u1160\u3164\uffa0\u2800")
-ID_RULE = (
-    "ids hold letters, digits, marks, punctuation, symbols and inner spaces (' '), not control "
-    "or format characters (NUL, tab, newline, bidi controls, zero-width spaces and joiners), "
-    "other spaces, private-use characters or blank fillers"
-)
 
 
 @dataclass(frozen=True)
@@ -176,31 +159,14 @@ def parse_event(
 
 
 def normalized_id(name: str, value: str, *, catalog_item: bool = False) -> str:
-    """`value` as stored: stripped and NFC-normalized (so composed and decomposed twins are one
-    id); DataError says what was found (escaped) and what an id may hold.
+    """`value` as stored, by the shared id rule (`core.ids.check_id`: stripped, NFC-normalized, so
+    composed and decomposed twins are one id, at most MAX_ID_LENGTH characters); DataError
+    names `name` and says what was found (escaped) and what an id may hold.
 
     A `catalog_item` id is only stripped and bounded: it is looked up as the catalog holds it
     (not normalized), and an id the catalog lacks is refused as unknown.
     """
-    text = value.strip() if catalog_item else unicodedata.normalize("NFC", value.strip())
-    if not text:
-        raise DataError(f"{name!r} must be a non-empty string, found {value[:40]!r}")
-    if len(text) > MAX_ID_LENGTH:
-        raise DataError(f"{name!r} is {len(text)} characters; the limit is {MAX_ID_LENGTH}")
-    if catalog_item:
-        return text
-    shown = repr(text) if len(text) <= 60 else f"{text[:60]!r}..."
-    for position, char in enumerate(text):
-        category = unicodedata.category(char)
-        if category in REFUSED_ID_CATEGORIES or char in BLANK_LOOKALIKES:
-            what = unicodedata.name(char, "") or REFUSED_ID_CATEGORIES[category]
-            raise DataError(
-                f"{name!r} {shown} holds U+{ord(char):04X} ({what}) at position {position}; "
-                f"{ID_RULE}"
-            )
-    if not any(unicodedata.category(char)[0] in "LNPS" for char in text):
-        raise DataError(f"{name!r} {shown} holds nothing visible; {ID_RULE}")
-    return text
+    return check_id(value, field=name, max_chars=MAX_ID_LENGTH, as_given=catalog_item)
 
 
 def _json_type(value: Any) -> str:

@@ -144,6 +144,8 @@ def test_with_changes_returns_a_new_kb(store_kb: KnowledgeBase) -> None:
         ("nb\u00a0sp", "U+00A0 NO-BREAK SPACE (a space other than U+0020)"),
         ("line\u2028sep", "U+2028 LINE SEPARATOR (a line separator)"),
         ("a#1", "'#'"),
+        ("\u3164", "U+3164 HANGUL FILLER (a blank filler)"),
+        ("\u0301\u0301", "holds nothing visible"),
     ],
 )
 def test_ids_with_invisible_or_control_characters_are_refused(faq_id: str, found: str) -> None:
@@ -182,6 +184,7 @@ def test_a_number_id_says_to_send_it_quoted() -> None:
         ),
         ({"question": "\u200b \u200d"}, "questions", r"questions\[0\] must be non-empty text"),
         ({"answer": "\u00a0"}, "answer", "'answer' must be non-empty text with a visible"),
+        ({"answer": "\u3164\u2800"}, "answer", "'answer' must be non-empty text with a visible"),
         (
             {"question": "Why\x00?"},
             "questions",

@@ -29,9 +29,9 @@ def test_a_number_user_id_is_400_naming_the_field_and_types(client):
     ("user_id", "found"),
     [
         ("nul\x00user", "U+0000"),
-        ("admin\u202etxt.exe", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
-        ("\u200b", "U+200B (ZERO WIDTH SPACE)"),
-        ("\u200b\u200b\u200b", "U+200B (ZERO WIDTH SPACE)"),
+        ("admin\u202etxt.exe", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("\u200b", "U+200B ZERO WIDTH SPACE"),
+        ("\u200b\u200b\u200b", "U+200B ZERO WIDTH SPACE"),
     ],
 )
 def test_an_id_the_user_picker_would_show_wrong_is_400_and_never_listed(client, user_id, found):
@@ -46,7 +46,7 @@ def test_an_id_the_user_picker_would_show_wrong_is_400_and_never_listed(client, 
     assert (response.json["field"], response.json["index"]) == ("user_id", 1)
     message = response.json["message"]
     assert found in message and repr(user_id)[1:-1] in message  # escaped, as it was found
-    assert "ids hold letters, digits" in message  # and what is allowed
+    assert "letters, digits" in message  # and what is allowed
     assert user_id not in _users(client)
     query = client.get(f"/api/recommendations?user_id={quote(user_id)}")
     assert query.status_code == 400 and found in query.json["message"]
