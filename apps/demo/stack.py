@@ -3,6 +3,12 @@
 Servers are bound before their apps exist (a `_LateApp` stands in), so every port, and with it
 every origin the apps must allow for CORS, is known before the apps are built; only then do
 the servers start answering.
+
+The alerts consumer runs on a thread that restarts its runner whenever `run()` raises (what
+the runner does not retry by itself, such as Redis refusing the consumer), after 1 s, then
+twice as long after each failure in a row, up to 30 s; each restart is an error log line
+(`"event": "alerts_consumer_restart"`, the restart number, the delay and the error).
+`ConsumerThread.health()` says whether it runs, for the hub's /healthz.
 """
 
 from __future__ import annotations
@@ -10,17 +16,21 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from threefold.core.errors import ConfigError, ServiceError
+from threefold.core.errors import ConfigError
 from threefold.streaming.connections import KafkaSettings
 
 logger = logging.getLogger(__name__)
 
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 SHUTDOWN_TIMEOUT_S = 10.0
+FIRST_RESTART_S = 1.0
+MAX_RESTART_S = 30.0
+RECOVERED_AFTER_S = 60.0  # a run that lasted this long resets the restart backoff
 
 
 class _LateApp:
@@ -130,38 +140,112 @@ def browser_origins(server: AppServer) -> tuple[str, ...]:
     return tuple(sorted(f"http://{h}:{server.port}" for h in hosts))
 
 
+@dataclass(frozen=True)
+class ConsumerHealth:
+    """The alerts consumer as the hub's /healthz reports it.
+
+    `state`: starting, running, reconnecting (Kafka away: the runner reconnects by itself),
+    restarting (stopped with an error, restarted after a backoff) or stopped.
+    """
+
+    state: str
+    restarts: int = 0
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "running"
+
+
 @dataclass
 class ConsumerThread:
-    """Runs a ConsumerRunner in a thread; remembers why it stopped when it failed."""
+    """Runs a ConsumerRunner in a thread and restarts it, with backoff, when it fails."""
 
     runner: Any
     processor: Any
-    error: BaseException | None = None
+    first_restart_s: float = FIRST_RESTART_S
+    max_restart_s: float = MAX_RESTART_S
+    error: Exception | None = None  # the last failure
+    restarts: int = 0
     thread: threading.Thread | None = field(default=None, repr=False)
+    _restart_at: float | None = field(default=None, repr=False)  # monotonic; None: not waiting
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="demo-alerts-consumer", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        try:
-            self.runner.run()
-        except BaseException as exc:
-            logger.exception("the alerts consumer stopped with an error")
-            self.error = exc
+        failures = 0  # in a row: a run that lasted RECOVERED_AFTER_S starts the count again
+        while not self._stopping.is_set():
+            started = time.monotonic()
+            try:
+                self.runner.run()
+            except Exception as exc:
+                if self._stopping.is_set():
+                    logger.info("the alerts consumer stopped with %r while stopping", exc)
+                    return
+                recovered = time.monotonic() - started >= RECOVERED_AFTER_S
+                failures = 1 if recovered else failures + 1
+                delay = min(self.max_restart_s, self.first_restart_s * 2 ** (failures - 1))
+                self._failed(exc, delay)
+                self._stopping.wait(delay)
+                self._restart_at = None
+            else:
+                return  # run() returns once stopped
+
+    def _failed(self, exc: Exception, delay: float) -> None:
+        self.error = exc
+        self.restarts += 1
+        self._restart_at = time.monotonic() + delay
+        logger.error(
+            "the alerts consumer stopped with an error (%s); restarting it in %.1f s (restart %d)",
+            _describe(exc),
+            delay,
+            self.restarts,
+            exc_info=exc,
+            extra={
+                "fields": {
+                    "event": "alerts_consumer_restart",
+                    "restart": self.restarts,
+                    "delay_s": delay,
+                    "error": _describe(exc),
+                }
+            },
+        )
+
+    def health(self) -> ConsumerHealth:
+        """Whether the consumer runs now, and why not."""
+        thread, restart_at = self.thread, self._restart_at
+        if thread is None:
+            return ConsumerHealth("starting", reason="the alerts consumer has not started yet")
+        if not thread.is_alive():
+            why = "the demo is stopping" if self._stopping.is_set() else "its thread ended"
+            return ConsumerHealth("stopped", self.restarts, f"the alerts consumer stopped: {why}")
+        if restart_at is not None:
+            wait_s = max(0.0, restart_at - time.monotonic())
+            reason = (
+                f"the alerts consumer stopped with an error ({_describe(self.error)}); "
+                f"restart {self.restarts} in {wait_s:.0f} s. Headlines wait in the input topic "
+                "meanwhile; see the log (event alerts_consumer_restart)"
+            )
+            return ConsumerHealth("restarting", self.restarts, reason)
+        if getattr(self.runner, "degraded", False):
+            reason = (
+                f"the alerts consumer cannot reach Kafka at {self.runner.bootstrap}; it "
+                "reconnects by itself"
+            )
+            return ConsumerHealth("reconnecting", self.restarts, reason)
+        return ConsumerHealth("running", self.restarts)
 
     @property
     def processed(self) -> int:
         return int(self.runner.stats.processed)
 
-    def check_alive(self) -> None:
-        """ServiceError when the consumer died."""
-        if self.error is not None:
-            raise ServiceError(f"the alerts consumer stopped: {self.error}") from self.error
-
     def stop(self) -> None:
         """Finish the current batch, commit, leave the group; close the alert publisher (its
         producer, topic probe and webhook: a client left open retries the stopped broker)."""
+        self._stopping.set()
         self.runner.stop()
         if self.thread is not None:
             self.thread.join(timeout=SHUTDOWN_TIMEOUT_S)
@@ -175,17 +259,19 @@ class ConsumerThread:
                 logger.info("closing the alert publisher: %r", exc)
 
 
+def _describe(exc: BaseException | None) -> str:
+    return "unknown" if exc is None else f"{type(exc).__name__}: {exc}"
+
+
 def wait_for_alert(
     kafka: KafkaSettings,
     topic: str,
     *,
     timeout_s: float,
     progress: Callable[[], None] | None = None,
-    alive: Callable[[], None] | None = None,
 ) -> dict | None:
     """The first alert on `topic` (read from the beginning, no group), or None after timeout_s."""
     import json
-    import time
 
     from kafka import TopicPartition
 
@@ -206,8 +292,6 @@ def wait_for_alert(
         consumer.seek_to_beginning(*partitions)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if alive is not None:
-                alive()
             if progress is not None:
                 progress()
             for records in consumer.poll(timeout_ms=300).values():

@@ -34,6 +34,7 @@ import click
 from threefold.apps.demo.config import DemoOptions
 
 if TYPE_CHECKING:
+    from threefold.apps.demo.stack import ConsumerHealth
     from threefold.streaming.connections import KafkaSettings, RedisSettings
 
 STAGES = 8
@@ -88,6 +89,14 @@ class DemoState:
 
     def url(self, name: str) -> str:
         return self.servers[name].url
+
+    def consumer_health(self) -> ConsumerHealth:
+        """The alerts consumer's health (the hub's /healthz); "starting" before stage 4 ends."""
+        from threefold.apps.demo.stack import ConsumerHealth
+
+        if self.consumer is None:
+            return ConsumerHealth("starting", reason="the alerts consumer has not started yet")
+        return self.consumer.health()
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -252,7 +261,8 @@ def build_apps(
     hub = create_hub(
         HubConfig(
             qa_url=state.url("qa"), recs_url=state.url("recs"), dashboard_url=state.url("dashboard")
-        )
+        ),
+        consumer_health=state.consumer_health,
     )
     log.done("apps built")
     return {"hub": hub, "qa": qa, "recs": recs, "dashboard": dashboard}
@@ -324,7 +334,6 @@ def await_alert(state: DemoState, sent: int, options: DemoOptions, log: StageLog
     from tqdm import tqdm
 
     from threefold.apps.demo.stack import wait_for_alert
-    from threefold.core.errors import ServiceError
 
     topic = state.alerts_config.alerts_topic
     log.begin(6, "alert", f"scoring the stream; waiting for an alert on {topic}")
@@ -335,19 +344,18 @@ def await_alert(state: DemoState, sent: int, options: DemoOptions, log: StageLog
         def progress() -> None:
             bar.update(min(sent, state.consumer.processed) - bar.n)
 
-        try:
-            state.alert = wait_for_alert(
-                state.kafka,
-                topic,
-                timeout_s=timeout_s,
-                progress=progress,
-                alive=state.consumer.check_alive,
-            )
-        except ServiceError as exc:
-            state.alert_problem = str(exc)
+        state.alert = wait_for_alert(state.kafka, topic, timeout_s=timeout_s, progress=progress)
         progress()
     if state.alert is None:
-        state.alert_problem = state.alert_problem or f"no alert within {timeout_s:.0f} s"
+        health = state.consumer.health()
+        state.alert_problem = f"no alert within {timeout_s:.0f} s"
+        if not health.ok:
+            state.alert_problem += f"; {health.reason}"
+        elif health.restarts:
+            state.alert_problem += (
+                f"; the alerts consumer was restarted {health.restarts} time(s) after errors "
+                "(log event alerts_consumer_restart)"
+            )
         log.done(f"WARNING: {state.alert_problem}; raise --timeout, or add -v for the logs")
     else:
         log.done(f"alert {state.alert.get('alert_id')}: {state.alert.get('summary')}")

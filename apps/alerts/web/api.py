@@ -7,7 +7,8 @@ clients block on XREAD, and resume after a reconnect from the `Last-Event-ID` th
 half the Redis client's socket timeout and a keepalive comment follows every empty read, so
 neither redis-py nor a proxy ever sees an idle connection; a Redis failure mid-stream is a
 comment and a retry from the same id, not a dropped feed. Without Redis (not configured or
-down) every route answers 503 with a `Retry-After` header and the reason.
+down) every route answers 503 with a `Retry-After` header and the reason; the feed too, before
+it starts streaming.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from threefold.core.web import ApiError
 KEEPALIVE_S = 15.0
 RETRY_AFTER_S = 30
 REDIS_RETRY_S = 1.0
+MAX_KEY_CHARS = 200  # the longest series key accepted: `topic:` or `entity:` and the name
+KEY_KINDS = ("entity", "topic")
+SHOWN_CHARS = 40  # how much of a rejected value an error message quotes
 
 api = Blueprint("alerts_api", __name__, url_prefix="/api")
 
@@ -56,15 +60,42 @@ def unavailable(exc: StoreUnavailable) -> Response:
     return response
 
 
+def redis_status(exc: Exception) -> str:
+    """How Redis failed: unreachable (no connection, a timeout) or refusing (it answered with
+    an error: OOM at maxmemory, READONLY after a failover, MISCONF, a refused login)."""
+    unreachable = (redis.ConnectionError, redis.TimeoutError, OSError)
+    return "unreachable" if isinstance(exc, unreachable) else "refusing"
+
+
 @api.errorhandler(redis.RedisError)
 def redis_down(exc: redis.RedisError) -> Response:
-    """Redis out of reach, or answering with an error (OOM at maxmemory, READONLY after a
-    failover, MISCONF when it cannot persist): 503, not a 500."""
-    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-        return unavailable(
-            StoreUnavailable("unreachable", f"the consumer's Redis did not answer ({exc!r})")
-        )
-    return unavailable(StoreUnavailable("refusing", f"the consumer's Redis refused: {exc}"))
+    """Redis out of reach, or answering with an error: 503, not a 500."""
+    if redis_status(exc) == "refusing":
+        return unavailable(StoreUnavailable("refusing", f"the consumer's Redis refused: {exc}"))
+    return unavailable(
+        StoreUnavailable("unreachable", f"the consumer's Redis did not answer ({exc!r})")
+    )
+
+
+def _shown(value: str) -> str:
+    """`value` quoted for an error message, cut to SHOWN_CHARS with its length when longer."""
+    if len(value) <= SHOWN_CHARS:
+        return repr(value)
+    return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
+
+
+def _check_series_key(key: str) -> None:
+    """400 unless `key` is KIND:NAME with a known kind and a printable name."""
+    kind, _, name = key.partition(":")
+    if kind in KEY_KINDS and name.strip() and name.isprintable() and len(key) <= MAX_KEY_CHARS:
+        return
+    raise ApiError(
+        400,
+        f"key must be topic:NAME or entity:NAME (NAME printable, the key {MAX_KEY_CHARS} "
+        f"characters at most), found {_shown(key)}; GET /api/keys lists the keys",
+        code="bad_parameter",
+        field="key",
+    )
 
 
 @api.get("/keys")
@@ -86,8 +117,15 @@ def series() -> dict:
         raise ApiError(
             400, "pass exactly one of key=KIND:NAME or kind=topic|entity", code="bad_parameter"
         )
-    if kind and kind not in ("topic", "entity"):
-        raise ApiError(400, f"kind must be topic or entity, found {kind!r}", code="bad_parameter")
+    if kind and kind not in KEY_KINDS:
+        raise ApiError(
+            400,
+            f"kind must be topic or entity, found {_shown(kind)}",
+            code="bad_parameter",
+            field="kind",
+        )
+    if key:
+        _check_series_key(key)
     store = _store()
     wanted = [key] if key else [k for k in store.aggregation_keys() if split_key(k)[0] == kind]
     open_windows: dict[str, list[dict]] = {}
@@ -114,12 +152,19 @@ def alert_stream() -> Response:
     """Server-sent events: one `alert` event per new alert; resumes from Last-Event-ID.
 
     `?since=0` replays the whole feed first; `?timeout=S` ends the stream after S seconds.
+    Redis is read once before the stream starts, so a Redis that is down is a 503 JSON answer
+    here (inside the stream, Flask's error handlers no longer apply).
     """
     store = _store()
     last_id = request.headers.get("Last-Event-ID") or request.args.get("since") or "$"
     if last_id != "$" and not _valid_stream_id(last_id):
-        raise ApiError(400, f"since must be a stream id like 1714550400000-0, found {last_id!r}")
+        raise ApiError(
+            400, f"since must be a stream id like 1714550400000-0, found {_shown(last_id)}"
+        )
     timeout = int_arg("timeout", 0, low=0, high=24 * 3600)
+    newest = store.recent_alerts(1)
+    if last_id == "$":  # resolved now, so alerts arriving between two reads are not skipped
+        last_id = newest[0][0] if newest else "0-0"
     return Response(
         _events(store, last_id, timeout),
         mimetype="text/event-stream",
@@ -133,18 +178,21 @@ def _valid_stream_id(value: str) -> bool:
 
 
 def _keepalive_s(store: StateStore) -> float:
-    """How long one XREAD may block: KEEPALIVE_S, below half the client's socket timeout."""
-    client = getattr(store, "client", None)
-    pool = getattr(client, "connection_pool", None)
-    socket_timeout = getattr(pool, "connection_kwargs", {}).get("socket_timeout")
+    """How long one XREAD may block: KEEPALIVE_S, below half the client's socket timeout.
+
+    The timeout is read off a connection as the pool makes them (not connected): a client made
+    without `socket_timeout` has no such key in `connection_kwargs`, and its connections take
+    the library's default (5 s in redis-py 8), not "no timeout"; blocking past it made every
+    read a TimeoutError.
+    """
+    pool = getattr(getattr(store, "client", None), "connection_pool", None)
+    if pool is None:
+        return KEEPALIVE_S
+    socket_timeout = pool.connection_class(**pool.connection_kwargs).socket_timeout
     return KEEPALIVE_S if not socket_timeout else min(KEEPALIVE_S, socket_timeout / 2)
 
 
 def _events(store: StateStore, last_id: str, timeout: int) -> Iterator[str]:
-    if last_id == "$":
-        # Resolve "$" now so alerts arriving between our reads are not skipped.
-        recent = store.recent_alerts(1)
-        last_id = recent[0][0] if recent else "0-0"
     deadline = time.monotonic() + timeout if timeout else None
     keepalive_s = _keepalive_s(store)
     yield "retry: 2000\n\n"
@@ -152,8 +200,8 @@ def _events(store: StateStore, last_id: str, timeout: int) -> Iterator[str]:
         wait_s = keepalive_s if deadline is None else min(keepalive_s, deadline - time.monotonic())
         try:
             entries = store.read_feed(last_id, block_ms=max(1, int(wait_s * 1000)))
-        except (redis.ConnectionError, redis.TimeoutError):
-            yield ": redis unavailable, retrying\n\n"
+        except redis.RedisError as exc:  # an error answer too: the stream stays open
+            yield f": redis unavailable ({type(exc).__name__}), retrying\n\n"
             time.sleep(REDIS_RETRY_S)
             continue
         if not entries:

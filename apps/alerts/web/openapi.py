@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from threefold.apps.alerts.web.api import MAX_KEY_CHARS
 from threefold.core.openapi import openapi_document, operation, path_param, query_param
 
 OBJECT = {"type": "object"}
+SERIES_KEY = {"type": "string", "pattern": "^(entity|topic):.", "maxLength": MAX_KEY_CHARS}
 REDIS_DOWN = (503,)  # every /api route answers 503 + Retry-After while Redis is down
 
 
@@ -55,7 +57,12 @@ DOCUMENT = openapi_document(
                 response=OBJECT,
                 errors=(400, *REDIS_DOWN),
                 params=[
-                    query_param("key", {"type": "string"}, "KIND:NAME, e.g. topic:legal"),
+                    query_param(
+                        "key",
+                        SERIES_KEY,
+                        "KIND:NAME, e.g. topic:legal (NAME printable); an unknown key has no "
+                        "windows",
+                    ),
                     query_param("kind", {"type": "string", "enum": ["entity", "topic"]}),
                     query_param("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
                 ],

@@ -9,7 +9,11 @@ DOCUMENT = openapi_document(
     version="1",
     description="The demo's entry page; its API tells the pages where the three apps are.",
     paths={
-        "/healthz": {"get": operation("Health", tag="ops")},
+        "/healthz": {
+            "get": operation(
+                "Health (503 while the demo's alerts consumer is down)", tag="ops", errors=(503,)
+            )
+        },
         "/api/links": {
             "get": operation(
                 "The apps' base URLs as this client should use them",

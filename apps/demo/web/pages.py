@@ -11,6 +11,7 @@ from threefold.apps.demo.config import HubConfig
 from threefold.apps.demo.links import client_links
 
 CONFIG_KEY = "threefold_hub"
+CONSUMER_HEALTH_KEY = "threefold_hub_consumer_health"
 
 pages = Blueprint("hub_pages", __name__)
 
@@ -40,4 +41,17 @@ def links() -> ResponseReturnValue:
 
 @pages.get("/healthz")
 def healthz() -> ResponseReturnValue:
-    return jsonify({"status": "ok"})
+    """200 "ok"; with the demo's alerts consumer attached, 503 "degraded" and the reason while
+    it does not run (restarting after an error, reconnecting to Kafka, stopped)."""
+    consumer_health = current_app.extensions[CONSUMER_HEALTH_KEY]
+    if consumer_health is None:
+        return jsonify({"status": "ok"})
+    health = consumer_health()
+    body = {
+        "status": "ok" if health.ok else "degraded",
+        "alerts_consumer": health.state,
+        "restarts": health.restarts,
+    }
+    if not health.ok:
+        body["reason"] = health.reason
+    return jsonify(body), 200 if health.ok else 503

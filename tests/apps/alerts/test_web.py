@@ -8,12 +8,14 @@ import time
 import urllib.request
 
 import pytest
+from support.services import frozen
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.pipeline import AlertPipeline
 from threefold.apps.alerts.resources import Resources, open_resources
 from threefold.apps.alerts.state.redis_store import RedisStateStore
 from threefold.apps.alerts.web import create_app
+from threefold.apps.alerts.web.api import MAX_KEY_CHARS
 from threefold.streaming.connections import RedisSettings
 
 from .conftest import calm_then_surge
@@ -109,6 +111,7 @@ def test_no_redis_url_serves_pages_and_answers_the_api_with_503_and_the_fix():
     assert health.status_code == 503
     assert health.get_json()["status"] == "degraded"
     assert health.get_json()["redis"] == "not configured"
+    assert "set REDIS_URL" in health.get_json()["reason"]
     for path in ("/api/keys", "/api/series?kind=topic", "/api/alerts", "/api/alerts/stream"):
         response = client.get(path)
         assert response.status_code == 503
@@ -122,7 +125,10 @@ def test_redis_down_is_degraded_and_the_api_answers_503():
     client = create_app(config, open_resources(config, down)).test_client()
     health = client.get("/healthz")
     assert health.status_code == 503
-    assert health.get_json()["redis"] == "unreachable"
+    body = health.get_json()
+    assert (body["status"], body["redis"]) == ("degraded", "unreachable")
+    assert "127.0.0.1:1" in body["reason"] and "does not answer" in body["reason"]
+    assert "REDIS_URL" in body["reason"]  # what to check
     response = client.get("/api/keys")
     assert response.status_code == 503
     assert response.headers["Retry-After"]
@@ -174,6 +180,98 @@ def test_bad_last_event_id_is_rejected(client):
 
 def test_pipeline_items_for_unknown_key_show_empty_series(client):
     assert client.get("/api/series?key=entity:NOPE").get_json()["series"][0]["windows"] == []
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../../etc/passwd",
+        "%00",
+        "x%0Ay",
+        "topic:x%0Ay",
+        "entity:%00",
+        "topic:",
+        "sector:legal",
+        "topic:" + "x" * MAX_KEY_CHARS,
+        "x" * 10_000,
+    ],
+)
+def test_a_malformed_series_key_is_a_400_that_shows_it_cut_short(client, key):
+    response = client.get(f"/api/series?key={key}")
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["field"] == "key"
+    assert body["message"].startswith("key must be topic:NAME or entity:NAME")
+    assert "found" in body["message"]
+    assert len(response.get_data()) < 500  # never the whole key echoed back
+
+
+def test_a_long_kind_is_not_echoed_back_whole(client):
+    response = client.get("/api/series?kind=" + "k" * 10_000)
+    assert response.status_code == 400
+    assert len(response.get_data()) < 500
+
+
+@pytest.mark.parametrize("headers", [{}, {"Last-Event-ID": "0-0"}])
+def test_the_live_feed_answers_503_json_before_streaming_when_redis_is_down(headers):
+    config = AlertsConfig()
+    down = RedisSettings(url="redis://127.0.0.1:1/0")
+    client = create_app(config, open_resources(config, down)).test_client()
+    response = client.get("/api/alerts/stream", headers=headers)
+    assert response.status_code == 503
+    assert response.is_json and response.get_json()["redis"] == "unreachable"
+    assert response.headers["Retry-After"]
+
+
+def _listen(url: str, lines: list[str], done: threading.Event) -> None:
+    """Append each line of the event stream at `url` until `done` is set or it ends."""
+    with urllib.request.urlopen(url, timeout=60) as stream:
+        for raw in stream:
+            lines.append(raw.decode("utf-8").rstrip("\n"))
+            if done.is_set():
+                return
+
+
+def _wait_for(condition, what: str, limit_s: float = 30.0) -> None:
+    deadline = time.monotonic() + limit_s  # a safety net, not an assertion on timing
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_live_feed_says_redis_is_away_then_streams_again_once_it_is_back(
+    hung_redis, redis_prefix, live_server
+) -> None:
+    """The dashboard's own Redis client (default socket timeout): a comment while Redis is
+    frozen, then alerts and keepalives again, not one "redis unavailable" after it is back."""
+    config = AlertsConfig(redis_prefix=redis_prefix, grace_s=0)
+    resources = open_resources(config, RedisSettings(url=hung_redis.url))
+    base = live_server(create_app(config, resources))
+    lines: list[str] = []
+    done = threading.Event()
+    listener = threading.Thread(
+        target=_listen, args=(base + "/api/alerts/stream?timeout=120", lines, done), daemon=True
+    )
+    listener.start()
+    try:
+        _wait_for(lambda: "retry: 2000" in lines, "the stream to open")
+        with frozen(hung_redis):
+            _wait_for(lambda: any("redis unavailable" in line for line in lines), "the comment")
+        back = len(lines)
+        store = resources.store
+        assert isinstance(store, RedisStateStore)
+        published = feed_surge(config, store)
+        _wait_for(lambda: "event: alert" in lines[back:], "an alert after Redis came back")
+        alert_at = lines.index("event: alert", back)
+        _wait_for(lambda: ": keepalive" in lines[alert_at:], "a keepalive after the alert")
+        after = lines[back:]
+    finally:
+        done.set()
+        listener.join(30)
+    data = [json.loads(line[6:]) for line in after if line.startswith("data: ")]
+    assert data[0]["alert_id"] in {a["alert_id"] for a in published}
+    assert not any("redis unavailable" in line for line in lines[alert_at:])
 
 
 @pytest.mark.slow

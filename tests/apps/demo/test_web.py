@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from threefold.apps.demo.config import HubConfig
+from threefold.apps.demo.stack import ConsumerHealth
+from threefold.apps.demo.stages import DemoState
 from threefold.apps.demo.web.app import create_app
 
 
@@ -50,3 +52,28 @@ def test_unknown_path_is_a_json_404(client) -> None:
     response = client.get("/nope")
     assert response.status_code == 404
     assert response.json["error"] == "not_found"
+
+
+def test_healthz_alone_is_ok(client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_healthz_is_503_with_the_reason_while_the_demo_consumer_is_not_running() -> None:
+    state = DemoState(run_id="test")  # the hub answers before stage 4 starts the consumer
+    client = create_app(HubConfig(), consumer_health=state.consumer_health).test_client()
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json == {
+        "status": "degraded",
+        "alerts_consumer": "starting",
+        "restarts": 0,
+        "reason": "the alerts consumer has not started yet",
+    }
+    running = create_app(HubConfig(), consumer_health=lambda: ConsumerHealth("running", 2))
+    assert running.test_client().get("/healthz").json == {
+        "status": "ok",
+        "alerts_consumer": "running",
+        "restarts": 2,
+    }
