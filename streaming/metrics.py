@@ -77,6 +77,25 @@ class RunnerMetrics:
             "Times the consumer lost Kafka and reconnected.",
             registry=self.registry,
         )
+        self.dependency_down_since = Gauge(
+            "threefold_stream_dependency_down_since_seconds",
+            "Unix time at which a dependency other than Kafka (e.g. Redis) started failing the "
+            "processor, while the consumer retries with backoff; 0 when none is failing.",
+            registry=self.registry,
+        )
+        self.dependency_retries = Counter(
+            "threefold_stream_dependency_retries_total",
+            "Times the consumer backed off because a dependency other than Kafka failed the "
+            "processor (each is retried; nothing is committed or dead-lettered meanwhile).",
+            registry=self.registry,
+        )
+        self.poll_cycles_out_of_time = Counter(
+            "threefold_stream_poll_cycles_out_of_time_total",
+            "Poll cycles whose own send, flush or offset commit was cut short by the cycle's "
+            "time budget (half of max_poll_interval_ms): the batch is read again after "
+            "reconnecting.",
+            registry=self.registry,
+        )
         self.throughput = Gauge(
             "threefold_stream_throughput_messages_per_second",
             "Messages per second finished over the last window (10 s by default).",

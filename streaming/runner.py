@@ -20,16 +20,37 @@ Failure handling of one batch:
   that fail are dead-lettered (error_type = the exception class name).
 - Any other exception (or a retriable ProcessingError): the batch is retried up to `max_retries`
   times with exponential backoff, then processed message by message as above.
-- ServiceError (a dependency such as Redis is down) is retried the same way and then
-  re-raised: the runner stops without committing, instead of dead-lettering good messages.
+- ServiceError (a dependency such as Redis is down) is retried the same way, then handled as
+  a dependency outage (below), never dead-lettered.
+
+A dependency outage (a ServiceError other than Kafka's from `process`, `apply`, `on_idle` or
+`on_group_partitions`) never stops the runner, however long it lasts: the uncommitted messages
+are dropped (each partition is read again from its first uncommitted offset, so nothing is
+lost or skipped), the assigned partitions are paused (the consumer goes on polling, so it
+stays in its group), and the work is tried again after a backoff (0.5 s doubling, capped at
+`max_reconnect_backoff_ms`): with the processor's `on_idle` when it has one (one call, cheaper
+than a batch), else with the next batch. Each retry is a warning log line (`"event":
+"dependency_retry"`) and counts in threefold_stream_dependency_retries_total;
+threefold_stream_dependency_down_since_seconds holds when the outage began (0 without one),
+and `"event": "dependency_recovered"` is logged when a retry succeeds. Only a ServiceError that
+is also a ConfigError (`DependencyRefused`: the dependency answered and refused the consumer,
+such as wrong credentials) stops the runner, without committing: waiting cannot fix it.
+
+A processor with an `on_status(status)` hook is handed a `RunnerStatus` (running,
+dependency_down, kafka_down, stopped; the last poll's time) every HEARTBEAT_S while `run()`
+runs, at once when the state changes, and once more when `run()` ends. It is called on a
+helper thread of its own, so it may block (a Redis that does not answer) without holding up
+the consumer thread, and a consumer thread that is stuck shows as a last poll growing old;
+its errors are logged, never raised.
 
 Each poll cycle (a poll and the work on what it returned) gets one `kafka_calls.time_budget` of
 `poll_cycle_budget_s` (half of max_poll_interval_ms): every send, flush and topic probe made on
 the consumer thread in that cycle, the processor's own included, ends by then, so a frozen
 broker (a stopped process, an endpoint that accepts and never answers) cannot hold the thread
-past max_poll_interval_ms, which would drop it from its group into a rebalance loop. A flush
-or send that the budget cuts short is a Kafka failure (below), logged with `"event":
-"poll_cycle_out_of_time"`: the uncommitted batch is read again.
+past max_poll_interval_ms, which would drop it from its group into a rebalance loop. A flush,
+send or offset commit that the budget cuts short is a Kafka failure (below), logged with
+`"event": "poll_cycle_out_of_time"` and counted in threefold_stream_poll_cycles_out_of_time_total:
+the uncommitted batch is read again.
 
 Kafka itself failing (broker down or restarted, a produce, flush or commit that fails) never
 stops the runner: it drops the uncommitted batch, closes consumer and producer, reports
@@ -56,9 +77,13 @@ and the broker accepts) is read once more, then dead-lettered by position (error
 "CorruptRecordError", no value) and skipped, instead of stalling its partition.
 
 Dead letters are cut to `max_dead_letter_bytes` (see dead_letter.encode_dead_letter), so an
-oversized or binary message cannot make its own dead letter fail; an output the producer
-refuses as too large is dead-lettered (error_type "OutputTooLarge") instead. Input headers
-(trace ids) travel with the dead letter; processors pass `Message.headers` on in
+oversized or binary message cannot make its own dead letter fail. An output too large for the
+producer (`max_request_size`) is never sent: the input it came from is dead-lettered instead
+(error_type "OutputTooLarge", with the input's topic, partition and offset), and the batch's
+other inputs go on (a batch of several is processed again message by message to find it, and
+nothing of it is sent before). The processor had applied that input by then: a processor with
+state should refuse inputs whose output could be that large (the alerts one limits every field).
+Input headers (trace ids) travel with the dead letter; processors pass `Message.headers` on in
 `Output.headers`.
 """
 
@@ -71,15 +96,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka import errors as kafka_errors
+from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import OffsetAndMetadata
 
 from threefold.core.bounded_call import call_within
-from threefold.core.errors import ConfigError, ServiceError
+from threefold.core.errors import ConfigError, ServiceError, first_line
 from threefold.streaming.batching import (
     BatchOutcome,
     EncodedOutput,
@@ -95,6 +121,7 @@ from threefold.streaming.dead_letter import (
     encode_dead_letter,
 )
 from threefold.streaming.kafka_calls import (
+    Deadline,
     budget_spent,
     close_unwanted_consumer,
     new_consumer,
@@ -116,12 +143,14 @@ __all__ = [
     "BatchProcessor",
     "BatchResult",
     "ConsumerRunner",
+    "DependencyRefused",
     "KafkaUnavailable",
     "Message",
     "Output",
     "PreparingProcessor",
     "ProcessingError",
     "RunnerStats",
+    "RunnerStatus",
 ]
 
 logger = logging.getLogger(__name__)
@@ -134,6 +163,8 @@ FIRST_RECONNECT_S = 0.5
 RECOVERED_AFTER_S = 60.0  # a connection that lasted this long resets the reconnect backoff
 RECORD_OVERHEAD_BYTES = 16_384  # key, headers and batch framing beside a dead letter's value
 POLL_CYCLE_BUDGET_SHARE = 0.5  # of max_poll_interval_ms, for the Kafka calls of one poll cycle
+HEARTBEAT_S = 5.0  # how often a processor's on_status hook hears of the runner's status
+DEFAULT_MAX_REQUEST_BYTES = 1_048_576  # kafka-python's max_request_size
 _COMMIT_LOST = (
     kafka_errors.CommitFailedError,
     kafka_errors.RebalanceInProgressError,
@@ -144,6 +175,31 @@ _COMMIT_LOST = (
 
 class KafkaUnavailable(ServiceError):
     """The broker cannot be reached or refused a produce, flush or commit: reconnect."""
+
+
+class DependencyRefused(ConfigError, ServiceError):
+    """A dependency answered and refused the processor (wrong credentials, no permission):
+    unlike an outage, waiting does not fix it, so the runner stops (without committing)."""
+
+
+@dataclass(frozen=True)
+class RunnerStatus:
+    """What a runner is doing, for a processor's `on_status` hook (times: Unix seconds).
+
+    state: "starting" (no poll yet), "running", "dependency_down" (retrying a dependency
+    outage, partitions paused), "kafka_down" (reconnecting) or "stopped" (`run()` returned or
+    raised; `reason` then says why when it raised).
+    """
+
+    state: str
+    group: str
+    last_poll_at: float | None  # when a poll last returned (None: none yet)
+    down_since: float | None = None  # when the current outage began
+    retries: int = 0  # backoffs in the current dependency outage
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 def poll_cycle_budget_s(consumer: Mapping[str, Any]) -> float:
@@ -169,6 +225,17 @@ class _PartitionsLookup:
     answer: Future  # {topic: frozenset of partition numbers}, or kafka-python's error
     started: float
     overdue: bool = False
+
+
+@dataclass
+class _Outage:
+    """A dependency other than Kafka failing the processor (see the module docstring)."""
+
+    since: float  # time.time()
+    reason: str = ""
+    retries: int = 0
+    retry_at: float = 0.0  # time.monotonic()
+    waiting: bool = True  # partitions paused until retry_at
 
 
 @dataclass
@@ -244,10 +311,12 @@ class ConsumerRunner:
         }
         self.cycle_budget_s = poll_cycle_budget_s(self._consumer_config)
         self._producer_overrides = dict(producer_overrides or {})
-        request_limit = int(str(self._producer_overrides.get("max_request_size", 1_048_576)))
+        request_limit = self._producer_overrides.get("max_request_size", DEFAULT_MAX_REQUEST_BYTES)
+        self.max_request_bytes = int(str(request_limit))
         # Within the producer's own limit too, or kafka-python refuses the dead letter.
         self.max_dead_letter_bytes = max(
-            MIN_DEAD_LETTER_BYTES, min(max_dead_letter_bytes, request_limit - RECORD_OVERHEAD_BYTES)
+            MIN_DEAD_LETTER_BYTES,
+            min(max_dead_letter_bytes, self.max_request_bytes - RECORD_OVERHEAD_BYTES),
         )
         self.max_reconnect_backoff_s = max_reconnect_backoff_ms / 1000
         self.degraded = False
@@ -266,6 +335,14 @@ class ConsumerRunner:
         self._last_idle_call = time.monotonic()
         self._rebalanced = False  # set on assignment: report the group's partitions
         self._lookup: _PartitionsLookup | None = None  # the group's partitions, being read
+        # per partition, the offset to read again from if the uncommitted work is dropped
+        self._first_uncommitted: dict[TopicPartition, int] = {}
+        self._outage: _Outage | None = None
+        self._kafka_down_since: float | None = None
+        self._kafka_error = ""  # why Kafka is unavailable, while degraded
+        self._last_poll_at: float | None = None
+        self._stopped: str | None = None  # why run() ended ("" when stopped), None while running
+        self._status_wake = threading.Event()
 
     # -- control -----------------------------------------------------------------------------
 
@@ -277,6 +354,26 @@ class ConsumerRunner:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    def status(self) -> RunnerStatus:
+        """What the runner is doing now (thread-safe)."""
+        outage, last_poll = self._outage, self._last_poll_at
+        if self._stopped is not None:
+            return RunnerStatus("stopped", self.group_id, last_poll, reason=self._stopped)
+        if self.degraded:
+            since, reason = self._kafka_down_since, self._kafka_error
+            return RunnerStatus("kafka_down", self.group_id, last_poll, since, reason=reason)
+        if outage is not None:
+            return RunnerStatus(
+                "dependency_down",
+                self.group_id,
+                last_poll,
+                outage.since,
+                outage.retries,
+                outage.reason,
+            )
+        state = "starting" if last_poll is None else "running"
+        return RunnerStatus(state, self.group_id, last_poll)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT stop the runner gracefully; a second signal acts as the default would.
@@ -313,6 +410,8 @@ class ConsumerRunner:
         """
         deadline = None if stop_after is None else time.monotonic() + stop_after
         outages = 0  # in a row, each within RECOVERED_AFTER_S of reconnecting
+        self._stopped = None
+        reporting = self._start_status_reports()
         try:
             while True:
                 connected_at = time.monotonic()
@@ -325,9 +424,8 @@ class ConsumerRunner:
                         return self.stats
                     recovered = time.monotonic() - connected_at > RECOVERED_AFTER_S
                     outages = 1 if recovered else outages + 1
-                    delay = min(
-                        self.max_reconnect_backoff_s, FIRST_RECONNECT_S * 2 ** (outages - 1)
-                    )
+                    delay = self._backoff_s(outages)
+                    self._kafka_error = first_line(exc)
                     self._set_degraded(True)
                     logger.warning(
                         "Kafka unavailable (%s); uncommitted messages will be read again; "
@@ -336,15 +434,79 @@ class ConsumerRunner:
                         delay,
                     )
                     self._stop.wait(delay)
+        except BaseException as exc:
+            self._stopped = f"{type(exc).__name__}: {first_line(exc)}"
+            raise
         finally:
+            if self._stopped is None:
+                self._stopped = ""
             self._stop.clear()
+            self._end_status_reports(reporting)
+
+    def _backoff_s(self, attempt: int) -> float:
+        """The wait before retry `attempt` (1, 2, ...) after an outage: 0.5 s doubling, capped
+        at max_reconnect_backoff_ms."""
+        return min(self.max_reconnect_backoff_s, FIRST_RECONNECT_S * 2 ** (attempt - 1))
 
     def _set_degraded(self, degraded: bool) -> None:
         if degraded and not self.degraded:
             self.stats.reconnects += 1
             self.metrics.reconnects.inc()
+            self._kafka_down_since = time.time()
+        if degraded != self.degraded:
+            self._status_wake.set()
         self.degraded = degraded
         self.metrics.degraded.set(1 if degraded else 0)
+
+    # -- status reports (the processor's on_status hook, on a helper thread) -------------------
+
+    def _start_status_reports(self) -> tuple[threading.Thread, threading.Event] | None:
+        hook = getattr(self.processor, "on_status", None)
+        if hook is None:
+            return None
+        done = threading.Event()
+        thread = threading.Thread(
+            target=self._report_status,
+            args=(hook, done),
+            name="threefold-runner-status",
+            daemon=True,
+        )
+        thread.start()
+        return thread, done
+
+    def _end_status_reports(
+        self, reporting: tuple[threading.Thread, threading.Event] | None
+    ) -> None:
+        """Have the last status (stopped) reported; wait HEARTBEAT_S for it at most."""
+        if reporting is None:
+            return
+        thread, done = reporting
+        done.set()
+        self._status_wake.set()
+        thread.join(HEARTBEAT_S)
+
+    def _report_status(self, hook: Callable[[RunnerStatus], None], done: threading.Event) -> None:
+        """Hand `hook` the status every HEARTBEAT_S, at once on a change, and once after
+        `done`; a failure is logged once until the hook works again."""
+        failing = False
+        while True:
+            self._status_wake.clear()
+            last = done.is_set()
+            try:
+                hook(self.status())
+            except Exception as exc:
+                if not failing:
+                    logger.warning(
+                        "the processor's on_status failed (%r); trying again every %.0f s",
+                        exc,
+                        HEARTBEAT_S,
+                    )
+                failing = True
+            else:
+                failing = False
+            if last:
+                return
+            self._status_wake.wait(HEARTBEAT_S)
 
     def _run_connected(self, deadline: float | None, stop_when: Callable[[], bool] | None) -> None:
         """One connection's worth of `run()`: open, consume until stopped, close."""
@@ -355,15 +517,14 @@ class ConsumerRunner:
                 with time_budget(self.cycle_budget_s):
                     records = self._poll(consumer)
                     with self._lock:
-                        self._follow_group_partitions(consumer)
-                        for tp_records in records.values():
-                            self._batcher.add([_to_message(r) for r in tp_records])
-                        if self._batcher.due():
-                            self._start(self._batcher.take())
-                        elif self._in_flight and self._in_flight[0].prepared.done():
-                            self._finish_oldest()
-                        elif not records and not len(self._batcher) and not self._in_flight:
-                            self._maybe_idle()
+                        try:
+                            self._cycle(consumer, records)
+                        except KafkaUnavailable:
+                            raise
+                        except ServiceError as exc:
+                            if isinstance(exc, ConfigError):  # refused: waiting cannot fix it
+                                raise
+                            self._dependency_failed(consumer, exc)
                     self._maybe_update_lag()
             with time_budget(self.cycle_budget_s), self._lock:
                 if len(self._batcher):
@@ -375,6 +536,116 @@ class ConsumerRunner:
             raise
         finally:
             self._close()
+
+    def _cycle(self, consumer: KafkaConsumer, records: Mapping[TopicPartition, list[Any]]) -> None:
+        """The work of one poll cycle on what the poll returned (none while an outage waits)."""
+        if self._outage_waits(consumer, records):
+            return
+        self._follow_group_partitions(consumer)
+        for tp, tp_records in records.items():
+            if tp_records:
+                self._first_uncommitted.setdefault(tp, tp_records[0].offset)
+                self._batcher.add([_to_message(r) for r in tp_records])
+        if self._batcher.due():
+            self._start(self._batcher.take())
+        elif self._in_flight and self._in_flight[0].prepared.done():
+            self._finish_oldest()
+        elif not records and not len(self._batcher) and not self._in_flight:
+            self._maybe_idle()
+
+    # -- dependency outages (see the module docstring) -----------------------------------------
+
+    def _dependency_failed(self, consumer: KafkaConsumer, exc: ServiceError) -> None:
+        """A dependency failed the processor: drop the uncommitted work, pause the partitions
+        and retry after a backoff."""
+        outage = self._outage
+        if outage is None:
+            outage = self._outage = _Outage(since=time.time())
+            self.metrics.dependency_down_since.set(outage.since)
+            self._status_wake.set()
+        outage.retries += 1
+        outage.reason = f"{type(exc).__name__}: {first_line(exc)}"
+        delay = self._backoff_s(outage.retries)
+        outage.retry_at = time.monotonic() + delay
+        outage.waiting = True
+        self._drop_uncommitted(consumer)
+        consumer.pause(*consumer.assignment())
+        self.metrics.dependency_retries.inc()
+        logger.warning(
+            "a dependency failed (%s): nothing is committed, skipped or dead-lettered; the "
+            "uncommitted messages are read again once it answers; retry %d in %.1f s",
+            outage.reason,
+            outage.retries,
+            delay,
+            extra={
+                "fields": {
+                    "event": "dependency_retry",
+                    "retry": outage.retries,
+                    "delay_s": delay,
+                    "down_s": round(time.time() - outage.since, 1),
+                    "error": outage.reason,
+                    "group": self.group_id,
+                }
+            },
+        )
+
+    def _outage_waits(
+        self, consumer: KafkaConsumer, records: Mapping[TopicPartition, list]
+    ) -> bool:
+        """Whether this cycle waits out a dependency outage (only polling, so the consumer
+        stays in its group). When the retry is due, the processor's `on_idle` is the retry
+        (a ServiceError from it backs off again); without one, the next batch is."""
+        outage = self._outage
+        if outage is None or not outage.waiting:
+            return False
+        if records:  # from partitions assigned during the outage: read them again later
+            for tp, tp_records in records.items():
+                if tp_records:
+                    consumer.seek(tp, tp_records[0].offset)
+            consumer.pause(*consumer.assignment())
+            return True
+        if time.monotonic() < outage.retry_at:
+            return True
+        hook = getattr(self.processor, "on_idle", None)
+        outage.waiting = False
+        consumer.resume(*consumer.paused())
+        if hook is not None:
+            self._last_idle_call = time.monotonic()
+            _call_hook(hook, f"on_idle failed; trying again in {IDLE_TICK_S:.0f} s")
+            self._dependency_back()
+        return False
+
+    def _dependency_back(self) -> None:
+        """The processor's work succeeded: end the outage, if there was one."""
+        outage, self._outage = self._outage, None
+        if outage is None:
+            return
+        self.metrics.dependency_down_since.set(0)
+        self._status_wake.set()
+        down_s = round(time.time() - outage.since, 1)
+        logger.info(
+            "the failing dependency answers again after %.1f s (%d retries); consuming resumes",
+            down_s,
+            outage.retries,
+            extra={
+                "fields": {
+                    "event": "dependency_recovered",
+                    "down_s": down_s,
+                    "retries": outage.retries,
+                    "group": self.group_id,
+                }
+            },
+        )
+
+    def _drop_uncommitted(self, consumer: KafkaConsumer) -> None:
+        """Forget the batches buffered or in flight and read each partition again from its
+        first uncommitted offset."""
+        self._in_flight.clear()
+        self._batcher.take()
+        assigned = consumer.assignment()
+        for tp, offset in self._first_uncommitted.items():
+            if tp in assigned:
+                consumer.seek(tp, offset)
 
     def _open(self) -> KafkaConsumer:
         """Connect the consumer and producer. A broker that is away keeps kafka-python's
@@ -423,7 +694,7 @@ class ConsumerRunner:
             ready = self._in_flight[0].prepared.done()
             timeout_ms = 0 if ready else min(timeout_ms, IN_FLIGHT_POLL_MS)
         try:
-            return consumer.poll(timeout_ms=timeout_ms, max_records=self._batcher.room)
+            records = consumer.poll(timeout_ms=timeout_ms, max_records=self._batcher.room)
         except kafka_errors.KafkaError as exc:
             unreadable = isinstance(exc, kafka_errors.CorruptRecordError)
             if unreadable and self._skip_unreadable(consumer, exc):
@@ -431,6 +702,8 @@ class ConsumerRunner:
             raise KafkaUnavailable(
                 f"consuming {self.topics} from {self.bootstrap!r} failed: {exc!r}"
             ) from exc
+        self._last_poll_at = time.time()
+        return records
 
     def _skip_unreadable(self, consumer: KafkaConsumer, exc: Exception) -> bool:
         """A record kafka-python cannot decode (e.g. a header name that is not UTF-8, which
@@ -491,6 +764,7 @@ class ConsumerRunner:
             self._in_flight.clear()
             self._batcher.take()
             self._next_offsets.clear()
+            self._first_uncommitted.clear()
             self._lookup = None  # its request fails with the consumer closed, and ends
         logger.info("consumer of group %r closed (%s)", self.group_id, self.stats)
 
@@ -509,7 +783,7 @@ class ConsumerRunner:
         its offsets committed."""
         started = time.monotonic()
         if not self._pipelined or self._worker is None:
-            self._complete(batch, self._produce(self._process(batch)), started)
+            self._complete(batch, self._produce(batch, self._process(batch)), started)
             return
         applied = None
         if len(self._in_flight) >= self.prepare_workers:
@@ -519,11 +793,12 @@ class ConsumerRunner:
         self._in_flight.append(_InFlight(batch, self._worker.submit(prepare, batch), started))
         if applied is not None:
             oldest, outcome = applied
-            self._complete(oldest.batch, self._produce(outcome), oldest.started)
+            self._complete(oldest.batch, self._produce(oldest.batch, outcome), oldest.started)
 
     def _finish_oldest(self) -> None:
         oldest = self._in_flight.popleft()
-        self._complete(oldest.batch, self._produce(self._apply(oldest)), oldest.started)
+        outcome = self._apply(oldest)
+        self._complete(oldest.batch, self._produce(oldest.batch, outcome), oldest.started)
 
     def _apply(self, in_flight: _InFlight) -> BatchOutcome:
         """Apply a prepared batch (its outputs are not produced yet)."""
@@ -542,25 +817,24 @@ class ConsumerRunner:
     ) -> BatchOutcome:
         return process_batch(self.processor, batch, self.retry_policy, first_attempt=first_attempt)
 
-    def _produce(self, outcome: BatchOutcome) -> BatchOutcome:
-        """Queue a batch's outputs and dead letters with the producer."""
+    def _produce(self, batch: list[Message], outcome: BatchOutcome) -> BatchOutcome:
+        """Queue a batch's outputs and dead letters with the producer; returns what was queued
+        (an output too large to produce has its input dead-lettered instead)."""
         producer = self._producer
         if producer is None:
             raise ServiceError("the runner is not running; call run()")
+        if any(self._record_bytes(out) > self.max_request_bytes for out in outcome.outputs):
+            outcome = self._without_oversized(batch, outcome)
         try:
-            failures = list(outcome.failures)
             for out in outcome.outputs:
-                try:
-                    producer.send_bytes(
-                        out.topic,
-                        out.value,
-                        key=out.key,
-                        timestamp_ms=out.timestamp_ms,
-                        headers=out.headers,
-                    )
-                except kafka_errors.MessageSizeTooLargeError as exc:
-                    failures.append(self._oversized_output(out, exc))
-            for failure in failures:
+                producer.send_bytes(
+                    out.topic,
+                    out.value,
+                    key=out.key,
+                    timestamp_ms=out.timestamp_ms,
+                    headers=out.headers,
+                )
+            for failure in outcome.failures:
                 value = encode_dead_letter(
                     failure.message,
                     failure.reason,
@@ -577,10 +851,65 @@ class ConsumerRunner:
             raise self._kafka_failed("producing", exc) from exc
         return outcome
 
+    @staticmethod
+    def _record_bytes(out: EncodedOutput) -> int:
+        """The size kafka-python gives the output's record, against max_request_size."""
+        key = out.key.encode("utf-8") if out.key is not None else None
+        return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, out.value, list(out.headers))
+
+    def _without_oversized(self, batch: list[Message], outcome: BatchOutcome) -> BatchOutcome:
+        """`outcome` with each input whose output is too large to produce dead-lettered
+        (OutputTooLarge) in place of its outputs. A batch of several is processed again
+        message by message to tell which input it is (processors are idempotent: at least
+        once)."""
+        if len(batch) > 1:
+            logger.warning(
+                "a batch of %d has an output too large to produce; processing its messages one "
+                "by one to find the input it came from",
+                len(batch),
+            )
+            isolated = BatchOutcome(retries=outcome.retries)
+            for message in batch:
+                single = self._process([message])
+                if any(self._record_bytes(o) > self.max_request_bytes for o in single.outputs):
+                    single = self._without_oversized([message], single)
+                isolated.outputs.extend(single.outputs)
+                isolated.failures.extend(single.failures)
+            return isolated
+        (message,) = batch
+        out = max(outcome.outputs, key=self._record_bytes)
+        size = self._record_bytes(out)
+        reason = (
+            f"its output to {out.topic!r} would be a record of {size} bytes, over the "
+            f"producer's max_request_size of {self.max_request_bytes}; the processor should "
+            "refuse such input"
+        )
+        logger.warning(
+            "dead-lettering %s[%d]@%d: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            reason,
+            extra={
+                "fields": {
+                    "event": "output_too_large",
+                    "topic": message.topic,
+                    "partition": message.partition,
+                    "offset": message.offset,
+                    "output_topic": out.topic,
+                    "output_bytes": size,
+                }
+            },
+        )
+        return BatchOutcome(
+            failures=[Failure(message, reason, "OutputTooLarge")], retries=outcome.retries
+        )
+
     def _kafka_failed(self, doing: str, exc: BaseException) -> KafkaUnavailable:
-        """The KafkaUnavailable for a send or flush that failed `doing` what; one that the
-        poll cycle's time budget cut short is logged as such."""
+        """The KafkaUnavailable for a send, flush or commit that failed `doing` what; one that
+        the poll cycle's time budget cut short is logged and counted as such."""
         if budget_spent():
+            self.metrics.poll_cycles_out_of_time.inc()
             logger.warning(
                 "%s ran out of the poll cycle's %.1f s for Kafka (half of "
                 "max_poll_interval_ms) (%r); the uncommitted batch will be read again after "
@@ -600,21 +929,6 @@ class ConsumerRunner:
             )
         return KafkaUnavailable(f"{doing} to {self.bootstrap!r} failed: {exc!r}")
 
-    def _oversized_output(self, out: EncodedOutput, exc: Exception) -> Failure:
-        """An output the producer refuses as too large, as a dead letter (partition and offset
-        -1: it is an output, not a consumed message) instead of a send that fails forever."""
-        logger.warning(
-            "dead-lettering an output of %d bytes to %r: %s", len(out.value), out.topic, exc
-        )
-        self.stats.dead_lettered += 1
-        self.metrics.messages_failed.labels(topic=out.topic, error_type="OutputTooLarge").inc()
-        key = out.key.encode("utf-8") if out.key is not None else None
-        timestamp_ms = out.timestamp_ms if out.timestamp_ms is not None else int(time.time() * 1000)
-        message = Message(out.topic, -1, -1, key, out.value, timestamp_ms, out.headers)
-        return Failure(
-            message, f"output to {out.topic!r} is too large to produce: {exc}", "OutputTooLarge"
-        )
-
     def _complete(self, batch: list[Message], outcome: BatchOutcome, started: float) -> None:
         """Wait for the broker to acknowledge the batch's outputs, then commit its offsets."""
         producer = self._producer
@@ -625,6 +939,7 @@ class ConsumerRunner:
         except ServiceError as exc:
             raise self._kafka_failed("flushing a batch's outputs", exc) from exc
         self._commit(batch)
+        self._dependency_back()
         self._account(batch, outcome, time.monotonic() - started)
         self._maybe_update_lag(force=True)
 
@@ -636,8 +951,12 @@ class ConsumerRunner:
         consumer = self._consumer
         if consumer is None:
             raise ServiceError("the runner is not running; call run()")
+        deadline = Deadline.after(None)  # the poll cycle's budget (request_timeout_ms is 30 s)
         try:
-            consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+            consumer.commit(
+                {tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()},
+                timeout_ms=deadline.left_ms() if deadline.bounded else None,
+            )
         except _COMMIT_LOST as exc:
             # The group rebalanced: the new owner re-reads these messages (duplicates, no loss).
             self.stats.commits_failed += 1
@@ -648,12 +967,13 @@ class ConsumerRunner:
                 exc,
             )
             return
-        except kafka_errors.KafkaError as exc:
+        except kafka_errors.KafkaError as exc:  # KafkaTimeoutError: the budget ran out
             self.metrics.commits.labels(outcome="error").inc()
-            raise KafkaUnavailable(f"offset commit to {self.bootstrap!r} failed: {exc!r}") from exc
+            raise self._kafka_failed("committing a batch's offsets", exc) from exc
         self.metrics.commits.labels(outcome="ok").inc()
         self._set_degraded(False)
         self._next_offsets.update(offsets)
+        self._first_uncommitted.update(offsets)
 
     def _account(self, batch: list[Message], outcome: BatchOutcome, seconds: float) -> None:
         failures: list[Failure] = outcome.failures
@@ -690,6 +1010,7 @@ class ConsumerRunner:
             return
         self._last_idle_call = now
         _call_hook(hook, f"on_idle failed; trying again in {IDLE_TICK_S:.0f} s")
+        self._dependency_back()
 
     def _follow_group_partitions(self, consumer: KafkaConsumer) -> None:
         """After a rebalance, give the processor's `on_group_partitions` every partition of the
@@ -730,9 +1051,15 @@ class ConsumerRunner:
             raise KafkaUnavailable(
                 f"reading the partitions of {self.topics} from {self.bootstrap!r} failed: {exc!r}"
             ) from exc
-        _call_hook(
-            hook, "on_group_partitions failed; called again after the next rebalance", partitions
-        )
+        try:
+            _call_hook(
+                hook,
+                "on_group_partitions failed; called again after the next rebalance",
+                partitions,
+            )
+        except ServiceError:
+            self._rebalanced = True  # a dependency outage: called again once it is over
+            raise
 
     def _read_partitions(self, consumer: KafkaConsumer) -> Future:
         """Start reading every partition of the subscribed topics from the broker, on a daemon
@@ -801,6 +1128,7 @@ class ConsumerRunner:
                         self._consumer.seek(tp, offset)
             for tp in revoked:
                 self._next_offsets.pop(tp, None)
+                self._first_uncommitted.pop(tp, None)
                 self.metrics.forget_partition(tp.topic, tp.partition)
             event = "lost" if lost else "revoked"
             self.metrics.rebalances.labels(event=event).inc()
@@ -819,6 +1147,9 @@ class ConsumerRunner:
             self.metrics.rebalances.labels(event="assigned").inc()
             logger.info("partitions %s assigned", sorted(partitions))
             self._rebalanced = True
+            outage = self._outage
+            if outage is not None and outage.waiting and self._consumer is not None:
+                self._consumer.pause(*partitions)  # until the dependency outage's retry
             hook = getattr(self.processor, "on_partitions_assigned", None)
             if hook is not None:
                 hook(set(partitions))
@@ -826,7 +1157,8 @@ class ConsumerRunner:
 
 def _call_hook(hook: Callable[..., None], failed: str, *args: Any) -> None:
     """Call a processor's time- or metadata-driven hook on the consumer thread: a ServiceError
-    (a dependency is down) stops the runner; other errors are logged (`failed` says what next)."""
+    (a dependency is down) goes to the caller (a dependency outage: retried with backoff);
+    other errors are logged (`failed` says what next)."""
     try:
         hook(*args)
     except ServiceError:

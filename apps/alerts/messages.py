@@ -1,8 +1,26 @@
-"""Parse and validate incoming news messages (step 1 of parse -> score -> aggregate -> decide)."""
+"""Parse and validate incoming news messages (step 1 of parse -> score -> aggregate -> decide).
+
+Every field has a limit, so that one message cannot fill the dashboard or Redis (an entity is a
+Redis key) and its scored output always fits a Kafka record (well under 1 MB):
+
+| field | limit |
+| --- | --- |
+| the whole message | MAX_MESSAGE_BYTES (256 KiB) of UTF-8 JSON |
+| `text` | MAX_TEXT_CHARS (10 000) characters |
+| `id` | MAX_ID_CHARS (200) characters, as the dashboard's corrections API takes them |
+| `source` | MAX_SOURCE_CHARS (200) characters |
+| `published_at` | MAX_PUBLISHED_AT_CHARS (64) characters when text |
+| `entities` | MAX_ENTITIES (50) items of MAX_ENTITY_CHARS (64) characters each |
+| any other fields | MAX_EXTRA_BYTES (16 KiB) together, as compact UTF-8 JSON |
+
+A message over a limit is an InvalidMessage whose reason names the field, the limit and what
+was found; the consumer dead-letters it before scoring, so it is never counted.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -10,8 +28,15 @@ from threefold.core.errors import DataError
 from threefold.core.timestamps import parse_timestamp
 from threefold.core.untrusted_json import UntrustedJsonError, check_untrusted, loads_untrusted
 
+MAX_MESSAGE_BYTES = 262_144
 MAX_TEXT_CHARS = 10_000
+MAX_ID_CHARS = 200
+MAX_SOURCE_CHARS = 200
+MAX_PUBLISHED_AT_CHARS = 64
 MAX_ENTITIES = 50
+MAX_ENTITY_CHARS = 64
+MAX_EXTRA_BYTES = 16_384
+KNOWN_FIELDS = ("id", "text", "source", "published_at", "entities")
 
 
 class InvalidMessage(ValueError):
@@ -61,6 +86,9 @@ def format_time(seconds: float) -> str:
 
 def _loads(raw: bytes | str) -> object:
     """JSON of untrusted bytes: InvalidMessage (never another error) for anything unusable."""
+    size = len(raw) if isinstance(raw, bytes) else len(raw.encode("utf-8", "surrogatepass"))
+    if size > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message has {size} bytes, at most {MAX_MESSAGE_BYTES}")
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
@@ -111,36 +139,78 @@ def parse_message(
     if not isinstance(body, str) or not body.strip():
         found = "missing" if "text" not in data else repr(body)[:60]
         raise InvalidMessage(f"field 'text' must be non-empty text, found {found}")
-    if len(body) > MAX_TEXT_CHARS:
-        raise InvalidMessage(f"field 'text' has {len(body)} characters, at most {MAX_TEXT_CHARS}")
+    _check_length("text", body, MAX_TEXT_CHARS)
     source = data.get("source") or ""
     if not isinstance(source, str):
         raise InvalidMessage(f"field 'source' must be text, found {type(source).__name__}")
+    _check_length("source", source, MAX_SOURCE_CHARS)
     published = data.get("published_at")
+    if isinstance(published, str):
+        _check_length("published_at", published, MAX_PUBLISHED_AT_CHARS)
     event_time = _event_time(published, fallback_time, not_after)
     if isinstance(published, str) and published:
         published_at = published
     else:
         published_at = format_time(event_time)
-    entities = data.get("entities") or []
-    if not isinstance(entities, list) or not all(isinstance(e, str) for e in entities):
-        raise InvalidMessage("field 'entities' must be a list of ticker strings")
-    if len(entities) > MAX_ENTITIES:
-        raise InvalidMessage(f"field 'entities' has {len(entities)} items, at most {MAX_ENTITIES}")
-    message_id = data.get("id")
-    if message_id is None or message_id == "":
-        message_id = derive_id(body, source, "" if published is None else str(published))
-    elif isinstance(message_id, (int, str)) and not isinstance(message_id, bool):
-        message_id = str(message_id)
-    else:
-        raise InvalidMessage(f"field 'id' must be text or an integer, found {message_id!r}")
-    known = {"id", "text", "source", "published_at", "entities"}
     return NewsItem(
-        id=message_id,
+        id=_message_id(data.get("id"), body, source, published),
         text=body.strip(),
         event_time=event_time,
         source=source,
         published_at=published_at,
-        entities=[e.strip().lstrip("$").upper() for e in entities if e.strip()],
-        extra={k: v for k, v in data.items() if k not in known},
+        entities=_entities(data.get("entities") or []),
+        extra=_extra_fields(data),
     )
+
+
+def _check_length(name: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidMessage(f"field {name!r} has {len(value)} characters, at most {limit}")
+
+
+def _message_id(given: object, body: str, source: str, published: object) -> str:
+    """The message's `id` as text, or one derived from its content when it has none."""
+    if given is None or given == "":
+        return derive_id(body, source, "" if published is None else str(published))
+    if isinstance(given, bool) or not isinstance(given, (int, str)):
+        raise InvalidMessage(f"field 'id' must be text or an integer, found {given!r}"[:200])
+    message_id = str(given)
+    _check_length("id", message_id, MAX_ID_CHARS)
+    return message_id
+
+
+def _entities(entities: object) -> list[str]:
+    """The tickers of field `entities`, trimmed, without '$', upper case."""
+    if not isinstance(entities, list) or not all(isinstance(e, str) for e in entities):
+        raise InvalidMessage("field 'entities' must be a list of ticker strings")
+    if len(entities) > MAX_ENTITIES:
+        raise InvalidMessage(f"field 'entities' has {len(entities)} items, at most {MAX_ENTITIES}")
+    tickers = [e.strip().lstrip("$").upper() for e in entities if e.strip()]
+    for ticker in tickers:
+        if len(ticker) > MAX_ENTITY_CHARS:
+            raise InvalidMessage(
+                f"field 'entities' has an item of {len(ticker)} characters, at most "
+                f"{MAX_ENTITY_CHARS} ({ticker[:20]!r}...)"
+            )
+    return tickers
+
+
+def _extra_fields(data: dict) -> dict[str, object]:
+    """The message's other fields (passed on to the scored topic), MAX_EXTRA_BYTES in all."""
+    extra = {k: v for k, v in data.items() if k not in KNOWN_FIELDS}
+    if not extra:
+        return extra
+    sizes = {k: _json_bytes(v) for k, v in extra.items()}
+    total = _json_bytes(extra)
+    if total > MAX_EXTRA_BYTES:
+        largest = max(sizes, key=sizes.__getitem__)
+        raise InvalidMessage(
+            f"fields other than {', '.join(KNOWN_FIELDS)} have {total} bytes of JSON in all, at "
+            f"most {MAX_EXTRA_BYTES} (the largest: {largest[:40]!r}, {sizes[largest]} bytes)"
+        )
+    return extra
+
+
+def _json_bytes(value: object) -> int:
+    """The size of `value` as compact UTF-8 JSON, as the scored topic carries it."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))

@@ -5,17 +5,28 @@ inputs go back to the runner as failures, which dead-letters them with the reaso
 claimed in the state store's outbox, then published to the alerts topic by `AlertPublisher`
 (produced and flushed inside `process`, before the runner commits the batch's offsets); the
 acknowledgement that records a published alert also queues its webhook delivery.
+
+Redis failing (down, timing out) is a ServiceError: the runner retries with backoff for as long
+as it lasts, committing nothing. Redis refusing the consumer (wrong credentials, an ACL without
+the commands the state needs) is a `DependencyRefused`: the runner stops, as waiting cannot
+fix it. The processor's `on_status` writes the runner's status to Redis as this consumer's
+heartbeat (`StateStore.write_heartbeat`), for the dashboard's /healthz.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import redis
+from redis.exceptions import AuthenticationError, AuthorizationError, NoPermissionError
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.messages import InvalidMessage, NewsItem, parse_message
@@ -29,6 +40,7 @@ from threefold.core.errors import ServiceError
 from threefold.core.webhook import OutboxSender
 from threefold.streaming.kafka_calls import Deadline, time_budget
 from threefold.streaming.messages import BatchResult, Message, Output
+from threefold.streaming.runner import HEARTBEAT_S, DependencyRefused, RunnerStatus
 from threefold.streaming.topic_probe import TopicProbe
 
 logger = logging.getLogger(__name__)
@@ -37,6 +49,8 @@ logger = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 10.0
 # why a partition left the watermark: its topic is not an input any more / the topic lacks it
 TOPIC_NOT_READ, PARTITION_GONE = "topic_not_read", "partition_gone"
+# Redis answered and refused the consumer: waiting does not fix these (the runner stops)
+REDIS_REFUSALS = (AuthenticationError, AuthorizationError, NoPermissionError)
 
 
 class AlertPublisher:
@@ -300,6 +314,9 @@ class AlertsProcessor:
         # partition -> (its watermark, wall clock of its last message): for on_idle
         self._event_clock: dict[str, tuple[float, float]] = {}
         self._last_message_at: float | None = None
+        self._unregistered: set[str] = set()  # assigned, not yet registered in the watermark
+        # names this consumer's heartbeat: host and process, for people; unique all the same
+        self.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{publisher.owner[:8]}"
 
     def process(self, batch: list[Message]) -> BatchResult:
         return self.apply(batch, self.prepare(batch))
@@ -330,6 +347,7 @@ class AlertsProcessor:
         scored, sources = prepared.scored, prepared.sources
         self.metrics.invalid.inc(len(prepared.failed))
         with _state_errors():
+            self._register_assigned()
             idle = self._idle_partitions([_partition_name(m.topic, m.partition) for m in batch])
             partitions = [_partition_name(m.topic, m.partition) for m in sources]
             result = self.pipeline.process(scored, partitions, idle_partitions=idle)
@@ -360,6 +378,7 @@ class AlertsProcessor:
         quiet stream, then publish what is in the outbox (alerts just claimed, a dead
         consumer's whose lease ran out, failed sends)."""
         with _state_errors():
+            self._register_assigned()
             idle = self._idle_partitions([])
             result = self._close_quiet_windows()
             if result is None and idle:
@@ -368,6 +387,17 @@ class AlertsProcessor:
             self.publisher.publish_pending()
         if result is not None:
             self._account(0, result)
+
+    def on_status(self, status: RunnerStatus) -> None:
+        """Write the runner's status as this consumer's heartbeat (the runner calls it on a
+        helper thread every few seconds; while Redis is away it fails, and the heartbeat ages)."""
+        beat = {
+            **status.to_dict(),
+            "consumer": self.consumer_id,
+            "written_at": time.time(),
+            "interval_s": HEARTBEAT_S,
+        }
+        self.pipeline.store.write_heartbeat(self.consumer_id, beat)
 
     def _close_quiet_windows(self) -> PipelineResult | None:
         """After `quiet_close_s` without messages, event time runs on with the wall clock from
@@ -386,17 +416,36 @@ class AlertsProcessor:
 
     def on_partitions_revoked(self, partitions: Collection[Any]) -> None:
         for tp in partitions:
-            self._last_seen.pop(_partition_name(tp.topic, tp.partition), None)
-            self._event_clock.pop(_partition_name(tp.topic, tp.partition), None)
-        self.publisher.publish_pending()
+            name = _partition_name(tp.topic, tp.partition)
+            self._last_seen.pop(name, None)
+            self._event_clock.pop(name, None)
+            self._unregistered.discard(name)
+        self._in_rebalance(self.publisher.publish_pending, "publishing the outbox")
 
     def on_partitions_assigned(self, partitions: Collection[Any]) -> None:
         names = [_partition_name(tp.topic, tp.partition) for tp in partitions]
         now = self._clock()
         self._last_seen.update(dict.fromkeys(names, now))
-        self.pipeline.register_partitions(names)
+        self._unregistered.update(names)
+        self._in_rebalance(self._register_assigned, "registering the assigned partitions")
         # Alerts claimed by a consumer that died before publishing them.
-        self.publisher.publish_pending()
+        self._in_rebalance(self.publisher.publish_pending, "publishing the outbox")
+
+    def _in_rebalance(self, work: Callable[[], object], doing: str) -> None:
+        """Redis work in a rebalance hook. kafka-python takes an error raised there for a broken
+        group (the runner would reconnect, again and again while Redis is away), so a Redis
+        failure is logged and left to the next batch or idle tick, which retries it."""
+        try:
+            with _state_errors():
+                work()
+        except ServiceError as exc:
+            logger.warning("%s at a rebalance failed (%s); the next batch does it", doing, exc)
+
+    def _register_assigned(self) -> None:
+        """Register the partitions assigned since the last registration in the watermark."""
+        if self._unregistered:
+            self.pipeline.register_partitions(sorted(self._unregistered))
+            self._unregistered.clear()
 
     def on_group_partitions(self, partitions: Mapping[str, Collection[int]]) -> None:
         """After a rebalance (`partitions`: every partition of the input topics, the other
@@ -469,11 +518,17 @@ class AlertsProcessor:
 
 @contextmanager
 def _state_errors() -> Iterator[None]:
-    """A Redis failure is a ServiceError: the runner retries, then stops without committing."""
+    """A Redis failure is a ServiceError (the runner retries with backoff, committing nothing);
+    Redis refusing the consumer is a DependencyRefused (the runner stops)."""
     try:
         yield
     except Exception as exc:
-        if _is_redis_error(exc):
+        if isinstance(exc, REDIS_REFUSALS):
+            raise DependencyRefused(
+                f"Redis refused the alerts consumer ({exc!r}); fix REDIS_USERNAME and "
+                "REDIS_PASSWORD, or the user's ACL (the state uses Lua scripts: +@scripting)"
+            ) from exc
+        if isinstance(exc, redis.RedisError):
             raise ServiceError(f"Redis state store failed: {exc!r}") from exc
         raise
 
@@ -494,11 +549,3 @@ def unread_partitions(known: Iterable[str], group: Mapping[str, Collection[int]]
         elif group[topic] and not (number.isdigit() and int(number) in group[topic]):
             out[name] = PARTITION_GONE
     return out
-
-
-def _is_redis_error(exc: BaseException) -> bool:
-    try:
-        import redis
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(exc, redis.RedisError)

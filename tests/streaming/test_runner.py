@@ -22,6 +22,7 @@ from threefold.streaming.producer import JsonProducer
 from threefold.streaming.runner import (
     BatchResult,
     ConsumerRunner,
+    DependencyRefused,
     Message,
     Output,
     ProcessingError,
@@ -41,13 +42,14 @@ Parsed = tuple[Message, str | None, str | None]  # (message, text, reason it was
 
 
 class Upper:
-    """Uppercases `text`. "poison" fails its batch; "down" raises ServiceError when `outage`."""
+    """Uppercases `text`. "poison" fails its batch; "down" raises `outage` (a ServiceError
+    class) while it is set."""
 
     def __init__(
         self,
         out_topic: str,
         *,
-        outage: bool = False,
+        outage: type[ServiceError] | None = None,
         side_topic: str | None = None,
         bootstrap: str | None = None,
     ) -> None:
@@ -70,8 +72,8 @@ class Upper:
             if text is None:
                 failed.append((m, reason))
                 continue
-            if text == "down" and self.outage:
-                raise ServiceError("state store is down")
+            if text == "down" and self.outage is not None:
+                raise self.outage("state store is down")
             outputs.append(Output(self.out_topic, {"text": text.upper()}, key=m.key_text()))
         with self.lock:
             self.seen.extend((m.partition, m.offset) for m in batch)
@@ -232,42 +234,90 @@ def test_outputs_and_dead_letters_then_offsets_committed(
         assert processor.apply_threads == {threading.current_thread().name}
 
 
+def _outage_runner(
+    kafka_bootstrap: str, src: str, dlq: str, group: str, processor: Upper, workers: int
+) -> ConsumerRunner:
+    return ConsumerRunner(
+        kafka=kafka_bootstrap,
+        topics=[src],
+        group_id=group,
+        processor=processor,
+        dead_letter_topic=dlq,
+        max_batch=2,
+        max_wait_ms=50,
+        max_retries=1,
+        retry_backoff_ms=10,
+        prepare_workers=workers,
+        max_reconnect_backoff_ms=1000,
+    )
+
+
 @BOTH_KINDS
-def test_a_failed_batch_is_not_committed_and_the_next_consumer_reads_it(
+def test_a_dependency_outage_is_retried_until_it_ends_and_nothing_is_lost(
     kind, workers, kafka_bootstrap, unique_name, read_topic
 ) -> None:
+    """A ServiceError (Redis down) used to stop the runner after the batch's few retries; it
+    must back off and retry however long the outage lasts, committing nothing meanwhile."""
+    src, out, dlq = _topics(kafka_bootstrap, unique_name)
+    texts = ["a", "b", "c", "d", "e", "down", "g", "h"]
+    _send(kafka_bootstrap, src, [{"text": t} for t in texts])
+    group = unique_name("g")
+    processor = kind(out, outage=ServiceError)
+    statuses: list = []
+    processor.on_status = statuses.append  # type: ignore[attr-defined]
+    runner = _outage_runner(kafka_bootstrap, src, dlq, group, processor, workers)
+    running = RunnerThreads(SAFETY_S)
+    running.start(runner)
+    try:
+        running.wait_for(lambda: runner.status().retries >= 3, "three retries of the outage")
+        assert runner.status().state == "dependency_down"
+        assert _committed(kafka_bootstrap, group, src) == 4  # [0,1] [2,3] done; [4,5] not
+        processor.outage = None  # the dependency answers again
+        running.wait_for(lambda: runner.stats.processed == 8, "the rest processed")
+    finally:
+        running.stop_all()
+    assert not running.errors
+    assert sorted(json.loads(r.value)["text"] for r in read_topic(out, min_count=8)) == sorted(
+        t.upper() for t in texts
+    )
+    assert read_topic(dlq, timeout_s=2) == []  # an outage dead-letters nothing
+    assert _committed(kafka_bootstrap, group, src) == 8
+    metric = runner.metrics.registry.get_sample_value
+    assert metric("threefold_stream_dependency_retries_total") >= 3
+    assert metric("threefold_stream_dependency_down_since_seconds") == 0
+    down = [s for s in statuses if s.state == "dependency_down"]
+    assert down and "state store is down" in down[0].reason and down[0].down_since
+    assert statuses[-1].state == "stopped" and statuses[-1].reason == ""
+
+
+@BOTH_KINDS
+def test_a_refusing_dependency_stops_the_runner_and_the_next_consumer_reads_the_batch(
+    kind, workers, kafka_bootstrap, unique_name, read_topic
+) -> None:
+    """A dependency that answers and refuses (wrong credentials) is not an outage: waiting
+    cannot fix it, so the runner stops without committing."""
     src, out, dlq = _topics(kafka_bootstrap, unique_name)
     texts = ["a", "b", "c", "d", "e", "down", "g", "h"]
     _send(kafka_bootstrap, src, [{"text": t} for t in texts])
     group = unique_name("g")
 
-    def runner(processor: Upper) -> ConsumerRunner:
-        return ConsumerRunner(
-            kafka=kafka_bootstrap,
-            topics=[src],
-            group_id=group,
-            processor=processor,
-            dead_letter_topic=dlq,
-            max_batch=2,
-            max_wait_ms=50,
-            max_retries=1,
-            retry_backoff_ms=10,
-            prepare_workers=workers,
-        )
-
-    first = kind(out, outage=True)
-    with pytest.raises(ServiceError, match="state store is down"):
-        runner(first).run(stop_after=SAFETY_S)
+    first = _outage_runner(
+        kafka_bootstrap, src, dlq, group, kind(out, outage=DependencyRefused), workers
+    )
+    with pytest.raises(DependencyRefused, match="state store is down"):
+        first.run(stop_after=SAFETY_S)
     assert _committed(kafka_bootstrap, group, src) == 4  # batches [0,1] [2,3] done; [4,5] not
+    assert first.status().state == "stopped"
+    assert first.status().reason == "DependencyRefused: state store is down"
 
     second = kind(out)
-    again = runner(second)
+    again = _outage_runner(kafka_bootstrap, src, dlq, group, second, workers)
     again.run(stop_when=lambda: again.stats.processed >= 4, stop_after=SAFETY_S)
     assert sorted(second.seen)[0] == (0, 4)  # re-read from the last commit
     assert sorted(json.loads(r.value)["text"] for r in read_topic(out, min_count=8)) == sorted(
         t.upper() for t in texts
     )
-    assert read_topic(dlq, timeout_s=2) == []  # an outage dead-letters nothing
+    assert read_topic(dlq, timeout_s=2) == []
 
 
 @BOTH_KINDS

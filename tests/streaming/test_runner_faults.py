@@ -110,23 +110,37 @@ def test_oversized_and_binary_messages_are_dead_lettered_and_consuming_goes_on(
     assert binary.startswith(base64.b64decode(records[1]["value_prefix_base64"]))
 
 
-def test_an_output_too_large_to_produce_is_dead_lettered_and_consuming_goes_on(
+def test_an_output_too_large_to_produce_dead_letters_its_input_and_consuming_goes_on(
     kafka_bootstrap, unique_name, read_topic
 ) -> None:
+    """The dead letter used to hold the output, under the output topic at offset -1: replayed
+    it would count twice, and the operator could not find the input it came from."""
     src, out, dlq = unique_name("in"), unique_name("out"), unique_name("dlq")
     ensure_topics(kafka_bootstrap, [src, out, dlq])
     big = json.dumps({"text": "x" * BIG}).encode()
-    _produce(kafka_bootstrap, src, [big, b'{"text": "after"}'], max_request_size=3 * BIG)
+    values = [b'{"text": "before"}', big, b'{"text": "after"}']
+    _produce(kafka_bootstrap, src, values, max_request_size=3 * BIG)
     runner = _runner(kafka_bootstrap, src, out, dlq, unique_name("g"), max_text=3 * BIG)
 
-    stats = runner.run(stop_when=lambda: runner.stats.processed >= 2, stop_after=SAFETY_S)
+    stats = runner.run(
+        stop_when=lambda: runner.stats.processed + runner.stats.dead_lettered >= 3,
+        stop_after=SAFETY_S,
+    )
 
-    assert stats.dead_lettered == 1
-    assert [json.loads(r.value)["text"] for r in read_topic(out, min_count=1)] == ["after"]
+    assert (stats.processed, stats.dead_lettered) == (2, 1)
+    texts = [json.loads(r.value)["text"] for r in read_topic(out, min_count=2)]
+    assert texts == ["before", "after"]  # each once: nothing of the batch went out before
     (dead,) = read_topic(dlq, min_count=1)
     record = json.loads(dead.value)
     assert record["error_type"] == "OutputTooLarge" and record["truncated"] is True
-    assert list(dead.headers) == [("trace-id", b"t0")]
+    assert (record["source_topic"], record["partition"], record["offset"]) == (src, 0, 1)
+    assert record["value_bytes"] == len(big)  # the input, not the output
+    assert "max_request_size of 1048576" in record["reason"]
+    assert list(dead.headers) == [("trace-id", b"t1")]
+    failed = runner.metrics.registry.get_sample_value(
+        "threefold_stream_messages_failed_total", {"topic": src, "error_type": "OutputTooLarge"}
+    )
+    assert failed == 1
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])

@@ -1,9 +1,10 @@
 """The Kafka calls of one poll cycle share one deadline: a frozen broker (SIGSTOP) cannot hold
-the consumer thread past max_poll_interval_ms, the processor's own producer included; the
-batch it froze on is read again once the broker is back (at-least-once)."""
+the consumer thread past max_poll_interval_ms, the processor's own producer and the offset
+commit included; the batch it froze on is read again once the broker is back (at-least-once)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -11,6 +12,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from kafka import KafkaConsumer
 from support.runner_threads import RunnerThreads
 from support.services import read_topic_records
 
@@ -109,3 +111,79 @@ def test_a_frozen_broker_holds_a_poll_cycle_for_its_budget_at_most_then_the_batc
     assert len(processor.batches) >= 2 and processor.batches[1] == processor.batches[0]
     assert runner.stats.reconnects >= 1
     assert runner.cycle_budget_s == POLL_INTERVAL_MS / 1000 / 2
+    out_of_time = "threefold_stream_poll_cycles_out_of_time_total"
+    assert runner.metrics.registry.get_sample_value(out_of_time) >= 1
+
+
+class Echo:
+    """Echoes each message's `n`; `echoed` lists them all."""
+
+    def __init__(self, out_topic: str) -> None:
+        self.out_topic = out_topic
+        self.echoed: list[int] = []
+
+    def process(self, batch: list[Message]) -> BatchResult:
+        self.echoed += [m.json()["n"] for m in batch]
+        return BatchResult([Output(self.out_topic, {"echo": m.json()["n"]}) for m in batch])
+
+
+def test_a_broker_frozen_between_flush_and_commit_holds_the_commit_for_the_budget_at_most(
+    own_broker, caplog, monkeypatch
+) -> None:
+    """The commit waited request_timeout_ms (30 s) for a frozen broker, past the poll interval."""
+    bootstrap = own_broker.bootstrap_servers
+    src, out, dlq = "news", "echoes", "news.dlq"
+    ensure_topics(bootstrap, [src, out, dlq])
+    with JsonProducer(bootstrap) as feeder:
+        feeder.send(src, {"n": 1})
+        feeder.flush()
+    commit = KafkaConsumer.commit
+    first_commit_started, first_commit_over = threading.Event(), threading.Event()
+
+    def freeze_then_commit(consumer: KafkaConsumer, offsets=None, timeout_ms=None) -> None:
+        """The real commit, on a broker frozen (SIGSTOP) just before the first one."""
+        if first_commit_over.is_set():
+            return commit(consumer, offsets, timeout_ms=timeout_ms)
+        os.kill(own_broker.pid, signal.SIGSTOP)
+        first_commit_started.set()
+        try:
+            return commit(consumer, offsets, timeout_ms=timeout_ms)
+        finally:
+            first_commit_over.set()
+
+    monkeypatch.setattr(KafkaConsumer, "commit", freeze_then_commit)
+    echo = Echo(out)
+    runner = ConsumerRunner(
+        kafka=bootstrap,
+        topics=[src],
+        group_id="g-commit-budget",
+        processor=echo,
+        dead_letter_topic=dlq,
+        max_wait_ms=50,
+        max_reconnect_backoff_ms=500,
+        consumer_overrides={"max_poll_interval_ms": POLL_INTERVAL_MS},
+    )
+    caplog.set_level(logging.WARNING, logger="threefold.streaming.runner")
+    running = RunnerThreads(SAFETY_S)
+    running.start(runner)
+    try:
+        running.wait_for(first_commit_started.is_set, "the first batch's commit")
+        assert first_commit_over.wait(POLL_INTERVAL_MS / 1000), "the commit held the thread"
+        os.kill(own_broker.pid, signal.SIGCONT)
+        with JsonProducer(bootstrap) as feeder:
+            feeder.send(src, {"n": 2})
+            feeder.flush()
+        running.wait_for(lambda: 2 in echo.echoed and runner.stats.batches, "news after the thaw")
+        echoes = read_topic_records(bootstrap, out, timeout_s=SAFETY_S)
+    finally:
+        os.kill(own_broker.pid, signal.SIGCONT)
+        running.stop_all()
+    assert not running.errors, running.errors
+    # The frozen commit may land once the broker is thawed; if not, the batch is read again.
+    values = [json.loads(r.value)["echo"] for r in echoes]
+    assert values in ([1, 2], [1, 1, 2]), values
+    cut = [getattr(r, "fields", {}) for r in caplog.records]
+    assert {"event": "poll_cycle_out_of_time", "doing": "committing a batch's offsets"} in [
+        {"event": f.get("event"), "doing": f.get("doing")} for f in cut
+    ]
+    assert runner.stats.reconnects >= 1

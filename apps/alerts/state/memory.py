@@ -19,6 +19,7 @@ from threefold.apps.alerts.state.store import (
     COUNTED,
     DUPLICATE,
     FEED_READ_COUNT,
+    HEARTBEAT_TTL_S,
     MAX_FEED,
     MAX_SERIES,
     REPLAY_MEMORY_S,
@@ -55,6 +56,7 @@ class InMemoryStateStore:
         self._feed_appended = 0  # entry ids are "<n>-0", like a Redis stream's
         self._feed_changed = threading.Condition()
         self._webhooks = InMemoryOutbox(webhook_limit)
+        self._heartbeats: dict[str, dict] = {}
 
     def add_entries(self, entries: Sequence[Entry], max_examples: int) -> list[int]:
         out = []
@@ -227,6 +229,14 @@ class InMemoryStateStore:
             )
             newer = [(entry_id, a) for entry_id, a in self._feed if _sequence(entry_id) > after]
             return newer[:FEED_READ_COUNT]
+
+    def write_heartbeat(self, consumer: str, beat: dict) -> None:
+        oldest = beat["written_at"] - HEARTBEAT_TTL_S
+        beats = {c: b for c, b in self._heartbeats.items() if b["written_at"] >= oldest}
+        self._heartbeats = {**beats, consumer: dict(beat)}
+
+    def heartbeats(self) -> dict[str, dict]:
+        return {consumer: dict(beat) for consumer, beat in self._heartbeats.items()}
 
 
 def _sequence(entry_id: str) -> int:

@@ -14,6 +14,7 @@ from threefold.apps.alerts.state.store import (
     COOLDOWN,
     DUPLICATE,
     FEED_READ_COUNT,
+    HEARTBEAT_TTL_S,
     MAX_FEED,
     MAX_SERIES,
     REPLAY_MEMORY_S,
@@ -272,3 +273,21 @@ class RedisStateStore:
         for _, entries in found or []:
             out.extend((entry_id, json.loads(fields["alert"])) for entry_id, fields in entries)
         return out
+
+    def write_heartbeat(self, consumer: str, beat: dict) -> None:
+        """HSET in `<prefix>consumers`, whose expiry each write renews; then HDEL of the
+        consumers whose last heartbeat is older than HEARTBEAT_TTL_S."""
+        key = self._k("consumers")
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(key, consumer, json.dumps(beat, sort_keys=True))
+        pipe.expire(key, HEARTBEAT_TTL_S)
+        pipe.hgetall(key)
+        beats = pipe.execute()[-1]
+        oldest = beat["written_at"] - HEARTBEAT_TTL_S
+        gone = [c for c, value in beats.items() if json.loads(value)["written_at"] < oldest]
+        if gone:
+            self.client.hdel(key, *gone)
+
+    def heartbeats(self) -> dict[str, dict]:
+        beats = self.client.hgetall(self._k("consumers"))
+        return {consumer: json.loads(value) for consumer, value in beats.items()}

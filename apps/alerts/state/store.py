@@ -36,6 +36,11 @@ after a batch's outputs are flushed, so a crash replays the uncommitted messages
   oldest delivery is dropped, and reported, to make room); its deliveries are claimed under a
   lease by any consumer's `core.webhook.OutboxSender` and leave it after a 2xx, or after a 4xx
   that retrying cannot fix, into a capped record of rejected deliveries.
+* Each consumer writes a heartbeat (`write_heartbeat`, every few seconds while its Redis
+  answers): its runner's state and last poll, for the dashboard's /healthz. Redis: the hash
+  `<prefix>consumers`, one field per consumer (its id) holding the heartbeat as JSON; the key
+  expires HEARTBEAT_TTL_S after the last write, and each write drops the fields older than that
+  (consumers that are gone).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ MAX_FEED = 1000
 FEED_READ_COUNT = 100  # alerts returned by one read_feed call at most
 ALERT_LEASE_S = 20  # a publisher's hold on the outbox alerts it is sending
 REPLAY_MEMORY_S = 3600  # how long a closed window remembers the ids it counted (redeliveries)
+HEARTBEAT_TTL_S = 60  # a consumer's heartbeat is dropped this long after it was written
 
 WindowRef = tuple[str, int, int]  # (key, start, end)
 # (final counts, windows in the baseline it was computed from, the baseline with it folded in)
@@ -137,6 +143,16 @@ class StateStore(Protocol):
 
     def read_feed(self, last_id: str, block_ms: int) -> list[tuple[str, dict]]:
         """Feed entries after `last_id` ("$" = only new ones), waiting up to block_ms."""
+        ...
+
+    def write_heartbeat(self, consumer: str, beat: dict) -> None:
+        """Note `consumer`'s heartbeat (a JSON object with `written_at`, Unix seconds), in
+        place of its last one; heartbeats older than HEARTBEAT_TTL_S are dropped."""
+        ...
+
+    def heartbeats(self) -> dict[str, dict]:
+        """The consumers' latest heartbeats by consumer id (those of the last
+        HEARTBEAT_TTL_S at least)."""
         ...
 
 

@@ -109,3 +109,55 @@ def test_event_times_after_not_after_are_refused_with_the_field_named():
         parse_message(b'{"text": "x"}', fallback_time=KAFKA_TIME + 1, not_after=KAFKA_TIME)
     ok = parse_message(json.dumps(body).encode(), fallback_time=KAFKA_TIME)
     assert ok.published_at == "2999-01-01T00:00:00Z"  # no limit without not_after
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ({"text": "x", "id": "i" * 201}, "field 'id' has 201 characters, at most 200"),
+        ({"text": "x", "id": 10**201}, "field 'id' has 202 characters, at most 200"),
+        ({"text": "x", "source": "s" * 201}, "field 'source' has 201 characters, at most 200"),
+        (
+            {"text": "x", "published_at": " " * 60 + "2024-05-01T09:30:00Z"},
+            "field 'published_at' has 80 characters, at most 64",
+        ),
+        (
+            {"text": "x", "entities": ["A" * 65]},
+            "field 'entities' has an item of 65 characters, at most 64",
+        ),
+        ({"text": "x", "entities": ["A"] * 51}, "field 'entities' has 51 items, at most 50"),
+        (
+            {"text": "x", "lang": "en", "blob": "b" * 16_400},
+            "have 16423 bytes of JSON in all, at most 16384 \\(the largest: 'blob', 16402 bytes\\)",
+        ),
+    ],
+    ids=["id", "integer-id", "source", "published_at", "entity", "entities", "extra"],
+)
+def test_every_field_has_a_limit_named_with_what_was_found(body, reason):
+    """Unbounded, a 500 000-character id or source filled /api/headlines (and could not be
+    corrected: the corrections API takes ids of 200 characters at most), an entity became a
+    100 KB Redis key and an extra field passed 900 KB on to the scored topic."""
+    with pytest.raises(InvalidMessage, match=reason):
+        parse(body)
+
+
+def test_a_message_at_every_limit_is_accepted_and_its_output_stays_small():
+    from threefold.apps.alerts import messages
+
+    body = {
+        "id": "i" * messages.MAX_ID_CHARS,
+        "text": "\U0001f4c8" * messages.MAX_TEXT_CHARS,  # 4 bytes each in UTF-8
+        "source": "s" * messages.MAX_SOURCE_CHARS,
+        "published_at": "2024-05-01T09:30:00Z",
+        "entities": [f"{i:02d}" + "E" * (messages.MAX_ENTITY_CHARS - 2) for i in range(50)],
+        "blob": "b" * (messages.MAX_EXTRA_BYTES - len('{"blob":""}')),
+    }
+    item = parse(body)
+    output = json.dumps(item.to_dict(), ensure_ascii=False).encode()
+    assert len(output) < 100_000  # a scored output always fits a Kafka record (1 MB)
+
+
+def test_a_message_over_the_size_limit_is_refused_before_parsing():
+    raw = json.dumps({"text": "x", "pad": " " * 300_000}).encode()
+    with pytest.raises(InvalidMessage, match=r"message has 300\d{3} bytes, at most 262144"):
+        parse(raw)

@@ -280,3 +280,26 @@ def test_an_ack_whose_answer_is_lost_leaves_the_alert_in_the_feed(redis_store, m
     assert redis_store.pending_alerts() == []
     assert sorted(feed_ids()) == sorted([first["alert_id"], other["alert_id"]])  # once each
     assert redis_store.webhook_outbox().pending() == 2
+
+
+def test_a_heartbeat_replaces_the_consumers_last_and_old_ones_are_dropped(store) -> None:
+    """The dashboard's /healthz reads these: one per consumer, gone ones pruned."""
+    from threefold.apps.alerts.state.store import HEARTBEAT_TTL_S
+
+    now = time.time()
+    store.write_heartbeat("gone", {"state": "running", "written_at": now - HEARTBEAT_TTL_S - 1})
+    store.write_heartbeat("a", {"state": "starting", "written_at": now - 1})
+    store.write_heartbeat("a", {"state": "running", "written_at": now})
+    store.write_heartbeat("b", {"state": "dependency_down", "written_at": now})
+    assert store.heartbeats() == {
+        "a": {"state": "running", "written_at": now},
+        "b": {"state": "dependency_down", "written_at": now},
+    }
+
+
+@pytest.mark.integration
+def test_the_heartbeats_key_expires_when_no_consumer_writes(redis_store) -> None:
+    from threefold.apps.alerts.state.store import HEARTBEAT_TTL_S
+
+    redis_store.write_heartbeat("a", {"state": "running", "written_at": time.time()})
+    assert 0 < redis_store.client.ttl(f"{redis_store.prefix}consumers") <= HEARTBEAT_TTL_S
