@@ -70,6 +70,7 @@ class RedisStateStore:
         self._lease = client.register_script(lua_script("lease_alerts"))
         self._release = client.register_script(lua_script("release_alerts"))
         self._ack = client.register_script(lua_script("ack_alerts"))
+        self._heartbeat = client.register_script(lua_script("write_heartbeat"))
 
     def _k(self, *parts: object) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
@@ -275,18 +276,13 @@ class RedisStateStore:
         return out
 
     def write_heartbeat(self, consumer: str, beat: dict) -> None:
-        """HSET in `<prefix>consumers`, whose expiry each write renews; then HDEL of the
-        consumers whose last heartbeat is older than HEARTBEAT_TTL_S."""
-        key = self._k("consumers")
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(key, consumer, json.dumps(beat, sort_keys=True))
-        pipe.expire(key, HEARTBEAT_TTL_S)
-        pipe.hgetall(key)
-        beats = pipe.execute()[-1]
-        oldest = beat["written_at"] - HEARTBEAT_TTL_S
-        gone = [c for c, value in beats.items() if json.loads(value)["written_at"] < oldest]
-        if gone:
-            self.client.hdel(key, *gone)
+        """HSET in `<prefix>consumers` and, in the same script, HDEL of the consumers Redis has
+        not seen for HEARTBEAT_TTL_S (by Redis's clock, in `<prefix>consumers:seen`: hosts
+        whose clocks disagree never prune each other); both keys expire with the last write."""
+        self._heartbeat(
+            keys=[self._k("consumers"), self._k("consumers:seen")],
+            args=[consumer, json.dumps(beat, sort_keys=True), HEARTBEAT_TTL_S],
+        )
 
     def heartbeats(self) -> dict[str, dict]:
         beats = self.client.hgetall(self._k("consumers"))

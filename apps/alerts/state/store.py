@@ -39,8 +39,8 @@ after a batch's outputs are flushed, so a crash replays the uncommitted messages
 * Each consumer writes a heartbeat (`write_heartbeat`, every few seconds while its Redis
   answers): its runner's state and last poll, for the dashboard's /healthz. Redis: the hash
   `<prefix>consumers`, one field per consumer (its id) holding the heartbeat as JSON; the key
-  expires HEARTBEAT_TTL_S after the last write, and each write drops the fields older than that
-  (consumers that are gone).
+  expires HEARTBEAT_TTL_S after the last write, and each write drops the consumers not seen for
+  that long (gone), by Redis's clock (`<prefix>consumers:seen`), not the hosts' clocks.
 """
 
 from __future__ import annotations

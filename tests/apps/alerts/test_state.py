@@ -282,10 +282,12 @@ def test_an_ack_whose_answer_is_lost_leaves_the_alert_in_the_feed(redis_store, m
     assert redis_store.webhook_outbox().pending() == 2
 
 
-def test_a_heartbeat_replaces_the_consumers_last_and_old_ones_are_dropped(store) -> None:
-    """The dashboard's /healthz reads these: one per consumer, gone ones pruned."""
+def test_a_heartbeat_replaces_the_consumers_last_and_old_ones_are_dropped() -> None:
+    """The dashboard's /healthz reads these: one per consumer, gone ones pruned (in memory by
+    `written_at`: one process, one clock; Redis judges by its own clock, tested below)."""
     from threefold.apps.alerts.state.store import HEARTBEAT_TTL_S
 
+    store = InMemoryStateStore()
     now = time.time()
     store.write_heartbeat("gone", {"state": "running", "written_at": now - HEARTBEAT_TTL_S - 1})
     store.write_heartbeat("a", {"state": "starting", "written_at": now - 1})
@@ -295,6 +297,25 @@ def test_a_heartbeat_replaces_the_consumers_last_and_old_ones_are_dropped(store)
         "a": {"state": "running", "written_at": now},
         "b": {"state": "dependency_down", "written_at": now},
     }
+
+
+@pytest.mark.integration
+def test_consumers_with_skewed_clocks_never_prune_each_others_heartbeats(redis_store) -> None:
+    """A host whose clock is over HEARTBEAT_TTL_S behind writes a `written_at` that looks old:
+    gone is judged by when Redis last saw each consumer, so both stay listed."""
+    from threefold.apps.alerts.state.store import HEARTBEAT_TTL_S
+
+    now = time.time()
+    redis_store.write_heartbeat("slow-clock", {"state": "running", "written_at": now - 61})
+    redis_store.write_heartbeat("a", {"state": "running", "written_at": now})
+    assert sorted(redis_store.heartbeats()) == ["a", "slow-clock"]
+    seen = f"{redis_store.prefix}consumers:seen"  # Redis last saw it HEARTBEAT_TTL_S + 1 ago
+    redis_store.client.zadd(
+        seen, {"slow-clock": redis_store.client.time()[0] - HEARTBEAT_TTL_S - 1}
+    )
+    redis_store.write_heartbeat("a", {"state": "running", "written_at": now + 1})
+    assert sorted(redis_store.heartbeats()) == ["a"]
+    assert redis_store.client.zrange(seen, 0, -1) == ["a"]
 
 
 @pytest.mark.integration
