@@ -8,7 +8,9 @@ The alerts consumer runs on a thread that restarts its runner whenever `run()` r
 the runner does not retry by itself, such as Redis refusing the consumer), after 1 s, then
 twice as long after each failure in a row, up to 30 s; each restart is an error log line
 (`"event": "alerts_consumer_restart"`, the restart number, the delay and the error).
-`ConsumerThread.health()` says whether it runs, for the hub's /healthz.
+`ConsumerThread.health()` says whether it runs, for the hub's /healthz: the thread's own state
+(restarting, stopped), else the runner's `status()` (starting, running, dependency_down,
+kafka_down) with the reason.
 """
 
 from __future__ import annotations
@@ -19,10 +21,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from threefold.core.errors import ConfigError
 from threefold.streaming.connections import KafkaSettings
+
+if TYPE_CHECKING:
+    from threefold.streaming.runner import RunnerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +149,9 @@ def browser_origins(server: AppServer) -> tuple[str, ...]:
 class ConsumerHealth:
     """The alerts consumer as the hub's /healthz reports it.
 
-    `state`: starting, running, reconnecting (Kafka away: the runner reconnects by itself),
-    restarting (stopped with an error, restarted after a backoff) or stopped.
+    `state`: starting (not started, or no poll yet), running, dependency_down (Redis away: the
+    runner retries by itself), kafka_down (the runner reconnects by itself), restarting
+    (stopped with an error, restarted after a backoff) or stopped.
     """
 
     state: str
@@ -230,13 +236,29 @@ class ConsumerThread:
                 "meanwhile; see the log (event alerts_consumer_restart)"
             )
             return ConsumerHealth("restarting", self.restarts, reason)
-        if getattr(self.runner, "degraded", False):
-            reason = (
-                f"the alerts consumer cannot reach Kafka at {self.runner.bootstrap}; it "
-                "reconnects by itself"
+        status = self.runner.status()
+        if status.state == "running":
+            return ConsumerHealth("running", self.restarts)
+        return ConsumerHealth(status.state, self.restarts, self._runner_reason(status))
+
+    def _runner_reason(self, status: RunnerStatus) -> str:
+        """Why the runner does not run, from its status (`ConsumerRunner.status()`)."""
+        from threefold.apps.alerts.web.consumer_health import describe_outage
+
+        outage = describe_outage(status.to_dict(), time.time())
+        if status.state == "dependency_down":
+            return (
+                f"the alerts consumer's Redis is down {outage}; it retries by itself and "
+                "headlines wait in the input topic meanwhile (log event dependency_retry)"
             )
-            return ConsumerHealth("reconnecting", self.restarts, reason)
-        return ConsumerHealth("running", self.restarts)
+        if status.state == "kafka_down":
+            return (
+                f"the alerts consumer cannot reach Kafka at {self.runner.bootstrap} {outage}; "
+                "it reconnects by itself"
+            )
+        if status.state == "starting":
+            return "the alerts consumer is joining its group (no poll yet)"
+        return f"the alerts consumer stopped ({status.reason or 'asked to stop'})"
 
     @property
     def processed(self) -> int:

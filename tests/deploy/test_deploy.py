@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -745,8 +746,11 @@ def test_retrain_role_runs_every_app_and_names_the_failed_ones(tmp_path: Path) -
     assert json.loads((bot_dir / "state.json").read_text())["current"] == report["live_version"]
 
 
-def _start_role(role: str, env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen, str]:
-    """Run a web role as the image does (entrypoint -> gunicorn) on a free port."""
+def _start_role(
+    role: str, env: dict[str, str], log_dir: Path, ready_path: str = "/healthz"
+) -> tuple[subprocess.Popen, str]:
+    """Run a web role as the image does (entrypoint -> gunicorn) on a free port; returns once
+    `ready_path` answers 2xx (the role's container healthcheck)."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -761,7 +765,7 @@ def _start_role(role: str, env: dict[str, str], log_dir: Path) -> tuple[subproce
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
-    while _run(["bash", str(ENTRYPOINT), "healthcheck", f"{base}/healthz"]).returncode != 0:
+    while _run(["bash", str(ENTRYPOINT), "healthcheck", f"{base}{ready_path}"]).returncode != 0:
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"{role} never became healthy:\n{(log_dir / f'{role}.err').read_text()}")
@@ -836,21 +840,42 @@ def test_qa_api_role_answers_from_the_bot_init_models_built(
 @pytest.mark.integration
 def test_dashboard_role_serves_with_redis(tmp_path: Path, redis_url: str, redis_prefix: str):
     _require_module("threefold.apps.alerts.web")
+    """Served and ready (`/openapi.json`, its container healthcheck) without a consumer; its
+    /healthz says no consumer runs (503) until one writes a heartbeat, then ok."""
+    from support.alerts_setup import heartbeat
+
     process, base = _start_role(
         "dashboard",
         {"REDIS_URL": redis_url, "THREEFOLD_ALERTS_REDIS_PREFIX": redis_prefix},
         tmp_path,
+        ready_path="/openapi.json",
     )
     try:
+        with pytest.raises(urllib.error.HTTPError) as no_consumer:
+            urllib.request.urlopen(f"{base}/healthz", timeout=10)
+        degraded = json.loads(no_consumer.value.read())
+        store = _dashboard_store(redis_url, redis_prefix)
+        store.write_heartbeat("deploy-test:1:0", heartbeat())
         with urllib.request.urlopen(f"{base}/healthz", timeout=10) as response:
             health = json.loads(response.read())
         with urllib.request.urlopen(f"{base}/", timeout=10) as response:
             page = response.read().decode()
     finally:
         exit_code = _stop_gracefully(process)
+    assert no_consumer.value.code == 503
+    assert degraded["redis"] == "ok" and degraded["alerts_consumer"] == "none", degraded
     assert health["status"] == "ok"
     assert "<html" in page.lower()
     assert exit_code == 0
+
+
+def _dashboard_store(redis_url: str, redis_prefix: str):
+    """The alerts state store the dashboard reads, as a consumer would open it."""
+    from threefold.apps.alerts.config import AlertsConfig
+    from threefold.apps.alerts.resources import open_state_store
+    from threefold.streaming.connections import RedisSettings
+
+    return open_state_store(AlertsConfig(redis_prefix=redis_prefix), RedisSettings(url=redis_url))
 
 
 # ---------------------------------------------------------------- compose

@@ -1,12 +1,17 @@
-"""The alerts consumer's settings for a test on the embedded services."""
+"""The alerts consumer's settings for a test on the embedded services, a scorer that needs no
+model, and consumer heartbeats as the consumer writes them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.messages import NewsItem
+from threefold.apps.alerts.scoring import ScoredItem
 from threefold.streaming.kafka_config import ensure_topics
+from threefold.streaming.runner import HEARTBEAT_S
 
 
 def alerts_test_config(
@@ -40,3 +45,38 @@ def alerts_test_config(
         kafka_bootstrap, [config.scored_topic, config.alerts_topic, config.dead_letter_topic]
     )
     return config
+
+
+class NeutralScorer:
+    """Scores every headline neutral / legal (for tests where the models are not under test)."""
+
+    def score(self, items: Sequence[NewsItem]) -> list[ScoredItem]:
+        return [
+            ScoredItem(item, "legal", "neutral", {"legal": 1.0}, {"neutral": 1.0}, [], {})
+            for item in items
+        ]
+
+
+def heartbeat(
+    state: str = "running",
+    *,
+    written_ago_s: float = 0.0,
+    polled_ago_s: float | None = 0.0,
+    consumer: str = "test-host:1:0123abcd",
+    **fields: Any,
+) -> dict:
+    """A consumer's heartbeat as `AlertsProcessor.on_status` writes it, its times this many
+    seconds before now (`polled_ago_s=None`: no poll yet), then `fields`."""
+    now = time.time()
+    return {
+        "consumer": consumer,
+        "group": "alerts",
+        "state": state,
+        "last_poll_at": None if polled_ago_s is None else now - polled_ago_s,
+        "down_since": None,
+        "retries": 0,
+        "reason": "",
+        "written_at": now - written_ago_s,
+        "interval_s": HEARTBEAT_S,
+        **fields,
+    }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from flask import Blueprint, Response, send_from_directory
 
 from threefold.apps.alerts.resources import REDIS_FIX, current_resources
 from threefold.apps.alerts.web.api import redis_status
+from threefold.apps.alerts.web.consumer_health import assess_consumers
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 UNAVAILABLE = "the dashboard's charts, alerts and live feed answer 503 until it is back"
@@ -32,14 +34,17 @@ def static_file(name: str) -> Response:
 
 @pages.get("/healthz")
 def healthz() -> tuple[dict, int]:
-    """200 when the consumer's Redis answers; 503 "degraded" with the reason otherwise (the
-    same shape as the other apps': status, redis, reason)."""
-    store = current_resources().store
+    """200 when the consumer's Redis answers and an alerts consumer runs (a fresh heartbeat
+    says so); else 503 "degraded" with the reason: Redis down or not configured (status,
+    redis, reason: the other apps' shape), or no consumer running (`alerts_consumer` says what
+    instead). With Redis answering, `consumers` lists each consumer's heartbeat in short."""
+    resources = current_resources()
+    store = resources.store
     if store is None:
         reason = f"REDIS_URL is not set: {UNAVAILABLE}. Fix: {REDIS_FIX}"
         return {"status": "degraded", "redis": "not configured", "reason": reason}, 503
     try:
-        store.watermark()
+        beats = store.heartbeats()
     except Exception as exc:  # any failure is reported as degraded, never a 500
         status = redis_status(exc)
         reason = (
@@ -47,7 +52,13 @@ def healthz() -> tuple[dict, int]:
             f"({type(exc).__name__}: {exc}): {UNAVAILABLE}. Fix: {FIX[status]}"
         )
         return {"status": "degraded", "redis": status, "reason": reason}, 503
-    return {"status": "ok", "redis": "ok"}, 200
+    key = f"{resources.settings.redis_prefix}consumers"
+    health = assess_consumers(beats, time.time(), key)
+    body = {"status": "ok", "redis": "ok", "alerts_consumer": health.state}
+    if not health.ok:
+        body.update(status="degraded", reason=health.reason)
+    body["consumers"] = health.consumers
+    return body, 200 if health.ok else 503
 
 
 def _where(store: object) -> str:

@@ -17,6 +17,7 @@ import redis
 from flask import Blueprint, g
 from flask.typing import ResponseReturnValue
 
+from threefold.apps.alerts.messages import MAX_ID_CHARS
 from threefold.apps.alerts.resources import REDIS_FIX, current_resources
 from threefold.apps.alerts.signals import (
     TASKS,
@@ -34,7 +35,6 @@ from threefold.core.web import ApiError, named_token_required, read_json_body, r
 signals = Blueprint("alerts_signals", __name__, url_prefix="/api")
 signals.register_error_handler(StoreUnavailable, unavailable)
 signals.register_error_handler(redis.RedisError, redis_down)
-MAX_ID_CHARS = 200
 
 
 @signals.errorhandler(InvalidSignal)

@@ -42,7 +42,7 @@ def links() -> ResponseReturnValue:
 @pages.get("/healthz")
 def healthz() -> ResponseReturnValue:
     """200 "ok"; with the demo's alerts consumer attached, 503 "degraded" and the reason while
-    it does not run (restarting after an error, reconnecting to Kafka, stopped)."""
+    it does not run (starting, its Redis or Kafka down, restarting after an error, stopped)."""
     consumer_health = current_app.extensions[CONSUMER_HEALTH_KEY]
     if consumer_health is None:
         return jsonify({"status": "ok"})

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from kafka import KafkaProducer
-from support.alerts_setup import alerts_test_config
+from support.alerts_setup import NeutralScorer, alerts_test_config
 from support.runner_threads import RunnerThreads
 
 from threefold.apps.alerts.config import AlertsConfig
@@ -14,7 +14,6 @@ from threefold.apps.alerts.consumer import build_runner
 from threefold.apps.alerts.state.redis_store import RedisStateStore
 
 from .conftest import T0
-from .test_poison_messages import NeutralScorer
 
 pytestmark = pytest.mark.integration
 SAFETY_S = 60

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
-from support.alerts_setup import alerts_test_config
+from support.alerts_setup import NeutralScorer, alerts_test_config
 from support.runner_threads import RunnerThreads
 
 from threefold.apps.alerts.config import AlertsConfig
@@ -24,7 +24,6 @@ from threefold.apps.alerts.state.redis_store import RedisStateStore
 from threefold.streaming.kafka_config import ensure_topics
 
 from .conftest import T0
-from .test_poison_messages import NeutralScorer
 
 pytestmark = pytest.mark.integration
 SAFETY_S = 45

@@ -4,27 +4,16 @@ reason, never retried as a batch, never moving the watermark."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+
+from support.alerts_setup import NeutralScorer
 
 from threefold.apps.alerts.config import AlertsConfig
-from threefold.apps.alerts.messages import NewsItem
 from threefold.apps.alerts.pipeline import AlertPipeline
 from threefold.apps.alerts.processor import AlertPublisher, AlertsProcessor
-from threefold.apps.alerts.scoring import ScoredItem
 from threefold.apps.alerts.state.memory import InMemoryStateStore
 from threefold.streaming.messages import Message
 
 from .conftest import T0
-
-
-class NeutralScorer:
-    """Scores every headline neutral / legal (the models are not under test)."""
-
-    def score(self, items: Sequence[NewsItem]) -> list[ScoredItem]:
-        return [
-            ScoredItem(item, "legal", "neutral", {"legal": 1.0}, {"neutral": 1.0}, [], {})
-            for item in items
-        ]
 
 
 def _processor() -> tuple[AlertsProcessor, InMemoryStateStore]:

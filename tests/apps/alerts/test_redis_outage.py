@@ -9,7 +9,7 @@ import logging
 
 import pytest
 import redis as redis_lib
-from support.alerts_setup import alerts_test_config
+from support.alerts_setup import NeutralScorer, alerts_test_config
 from support.runner_threads import RunnerThreads
 from support.services import frozen
 
@@ -20,7 +20,6 @@ from threefold.streaming.connections import RedisSettings
 from threefold.streaming.runner import DependencyRefused
 
 from .conftest import T0, produce
-from .test_poison_messages import NeutralScorer
 
 pytestmark = pytest.mark.integration
 SAFETY_S = 60

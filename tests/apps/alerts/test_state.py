@@ -208,12 +208,13 @@ def test_a_redelivered_batch_is_not_flagged_late_after_its_windows_closed(store)
     late news: republished `late: true` and counted as late, they looked unaggregated."""
     import json
 
+    from support.alerts_setup import NeutralScorer
+
     from threefold.apps.alerts.pipeline import AlertPipeline
     from threefold.apps.alerts.processor import AlertPublisher, AlertsProcessor
     from threefold.streaming.messages import Message
 
     from .conftest import T0
-    from .test_poison_messages import NeutralScorer
 
     config = AlertsConfig(window_size_s=300, grace_s=60)
     pipeline = AlertPipeline.from_config(config, store)

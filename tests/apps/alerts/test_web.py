@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
 
 import pytest
+from support.alerts_setup import NeutralScorer, alerts_test_config, heartbeat
+from support.runner_threads import RunnerThreads
 from support.services import frozen
 
 from threefold.apps.alerts.config import AlertsConfig
+from threefold.apps.alerts.consumer import build_runner
 from threefold.apps.alerts.pipeline import AlertPipeline
 from threefold.apps.alerts.resources import Resources, open_resources
 from threefold.apps.alerts.state.redis_store import RedisStateStore
@@ -54,13 +58,120 @@ def feed_surge(config: AlertsConfig, store: RedisStateStore) -> list[dict]:
     return alerts
 
 
-def test_healthz_and_metrics(client):
+def test_healthz_and_metrics(client, store):
+    store.write_heartbeat("host:7:0123abcd", heartbeat(written_ago_s=2, polled_ago_s=1))
     health = client.get("/healthz")
     assert health.status_code == 200
-    assert health.get_json() == {"status": "ok", "redis": "ok"}
+    body = health.get_json()
+    (listed,) = body.pop("consumers")
+    assert body == {"status": "ok", "redis": "ok", "alerts_consumer": "running"}
+    assert (listed["consumer"], listed["state"]) == ("host:7:0123abcd", "running")
+    assert listed["written_s_ago"] >= 2 and listed["last_poll_s_ago"] >= 1
     client.get("/api/keys")
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'http_requests_total{endpoint="/api/keys"' in metrics
+
+
+def test_healthz_without_a_consumer_is_degraded_and_says_to_start_one(client, config):
+    """Redis answers, but no consumer wrote a heartbeat: nothing moves on the dashboard."""
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    body = health.get_json()
+    assert body["status"] == "degraded" and body["redis"] == "ok"
+    assert body["alerts_consumer"] == "none" and body["consumers"] == []
+    assert f"the Redis hash {config.redis_prefix}consumers is empty" in body["reason"]
+    assert "Fix: start one (`threefold alerts run`)" in body["reason"]
+
+
+DOWN_90_S = {"down_ago_s": 90, "retries": 4}  # an outage 90 s old, 4 retries so far
+
+
+def _beat(state: str = "running", *, down_ago_s: float | None = None, **fields) -> dict:
+    """A heartbeat written now (`down_ago_s`: an outage that began that long ago)."""
+    if down_ago_s is not None:
+        fields["down_since"] = time.time() - down_ago_s
+    return heartbeat(state, **fields)
+
+
+@pytest.mark.parametrize(
+    ("beat", "shown", "says"),
+    [
+        ({"written_ago_s": 40}, "none", "no alerts consumer has written a heartbeat for 4"),
+        (
+            {"written_ago_s": 1, "polled_ago_s": 50},
+            "stuck",
+            "writes heartbeats but has not polled Kafka for 5",
+        ),
+        (
+            {"state": "dependency_down", **DOWN_90_S, "reason": "Redis state store failed: x"},
+            "dependency_down",
+            "says its Redis is down since ",
+        ),
+        (
+            {"state": "kafka_down", **DOWN_90_S, "reason": "NoBrokersAvailable"},
+            "kafka_down",
+            "says Kafka is down since ",
+        ),
+        (
+            {"state": "stopped", "reason": "DependencyRefused: WRONGPASS"},
+            "stopped",
+            "stopped (DependencyRefused: WRONGPASS). Fix: start one (`threefold alerts run`)",
+        ),
+        ({"state": "starting", "polled_ago_s": None}, "starting", "is starting"),
+    ],
+    ids=["silent", "stuck", "redis-down", "kafka-down", "stopped", "starting"],
+)
+def test_healthz_is_degraded_with_the_reason_while_no_consumer_runs(
+    client, store, beat, shown, says
+):
+    store.write_heartbeat("host:7:0123abcd", _beat(**beat))
+    health = client.get("/healthz")
+    assert health.status_code == 503
+    body = health.get_json()
+    assert (body["status"], body["redis"], body["alerts_consumer"]) == ("degraded", "ok", shown)
+    assert says in body["reason"]
+    if "down_ago_s" in beat:
+        assert re.search(r"\(9\d s ago; 4 retries\): " + re.escape(beat["reason"]), body["reason"])
+    (listed,) = body["consumers"]
+    assert listed["consumer"] == "host:7:0123abcd"
+
+
+def test_healthz_is_ok_while_one_of_the_consumers_runs(client, store):
+    store.write_heartbeat("a:1:0", _beat("kafka_down", **DOWN_90_S, reason="broker gone"))
+    store.write_heartbeat("b:2:0", _beat(written_ago_s=1, polled_ago_s=1))
+    store.write_heartbeat("c:3:0", _beat(written_ago_s=1, polled_ago_s=50))
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "ok" and body["alerts_consumer"] == "running"
+    states = {each["consumer"]: each["state"] for each in body["consumers"]}
+    assert states == {"a:1:0": "kafka_down", "b:2:0": "running", "c:3:0": "stuck"}
+
+
+def test_healthz_follows_a_real_consumer_from_running_to_stopped(
+    kafka_bootstrap, redis_settings, redis_prefix, unique_name
+):
+    """The consumer's own heartbeats on the embedded broker and Redis: ok while it runs, 503
+    "stopped" once it has stopped."""
+    config = alerts_test_config(
+        kafka_bootstrap, redis_prefix, unique_name, input_partitions=1, max_wait_ms=50
+    )
+    runner, processor = build_runner(config, redis_settings, scorer=NeutralScorer())
+    dashboard = create_app(config, open_resources(config, redis_settings)).test_client()
+    running = RunnerThreads(safety_s=60)
+    try:
+        running.start(runner)
+        running.wait_for(lambda: dashboard.get("/healthz").status_code == 200, "a running beat")
+        body = dashboard.get("/healthz").get_json()
+        assert [(c["consumer"], c["state"]) for c in body["consumers"]] == [
+            (processor.consumer_id, "running")
+        ]
+    finally:
+        running.stop_all()
+        processor.publisher.close()
+    assert not running.errors
+    stopped = dashboard.get("/healthz")
+    assert stopped.status_code == 503
+    assert stopped.get_json()["alerts_consumer"] == "stopped"
+    assert f"alerts consumer {processor.consumer_id} stopped" in stopped.get_json()["reason"]
 
 
 def test_keys_series_and_alerts(client, config, store):

@@ -374,9 +374,9 @@ def test_the_redis_record_of_rejections_keeps_the_newest(redis_store, redis_pref
 def test_the_consumer_wires_the_webhook_to_the_redis_outbox_and_its_metrics(
     redis_settings, redis_prefix, receiver, kafka_bootstrap, alerts_topic
 ):
-    from threefold.apps.alerts.consumer import build_runner
+    from support.alerts_setup import NeutralScorer
 
-    from .test_poison_messages import NeutralScorer
+    from threefold.apps.alerts.consumer import build_runner
 
     hook = receiver(fail_first=1)
     config = AlertsConfig(

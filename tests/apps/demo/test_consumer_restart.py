@@ -1,46 +1,32 @@
 """The demo's alerts consumer thread on the embedded broker and Redis: a runner stopped by an
 error is restarted with backoff, each restart logged, and the hub's /healthz says the consumer
-is down meanwhile (503 and why), then ok once it runs again."""
+is down meanwhile (503 and why), then ok once it runs again; a Redis outage, which the runner
+waits out by itself, is a 503 "dependency_down" with the reason while it lasts."""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import pytest
 from kafka import KafkaProducer
-from support.alerts_setup import alerts_test_config
+from support.alerts_setup import NeutralScorer, alerts_test_config
+from support.services import frozen
 
 from threefold.apps.alerts.consumer import build_runner
-from threefold.apps.alerts.messages import NewsItem
-from threefold.apps.alerts.scoring import ScoredItem
 from threefold.apps.demo.config import HubConfig
 from threefold.apps.demo.stack import ConsumerThread
 from threefold.apps.demo.web.app import create_app
-from threefold.core.errors import ConfigError, ServiceError
 from threefold.streaming.connections import RedisSettings
+from threefold.streaming.runner import DependencyRefused
 
 pytestmark = pytest.mark.integration
 SAFETY_S = 60.0  # a broken consumer fails the test instead of hanging it (not an assertion)
 FIRST_RESTART_S = 1.5  # long enough for the test to see the consumer down
 FAILURES = 2
-
-
-class RedisRefused(ConfigError, ServiceError):
-    """Redis answering and refusing the consumer (say a changed password): waiting in the
-    runner cannot fix it, so the runner stops; the demo's thread restarts it."""
-
-
-class NeutralScorer:
-    """Scores every headline neutral / legal (the models are not under test)."""
-
-    def score(self, items: Sequence[NewsItem]) -> list[ScoredItem]:
-        return [
-            ScoredItem(item, "legal", "neutral", {"legal": 1.0}, {"neutral": 1.0}, [], {})
-            for item in items
-        ]
+REDIS_TIMEOUT_S = 1  # the consumer's socket timeout: a frozen Redis fails each call after it
 
 
 def wait_for(condition: Callable[[], object], what: str) -> None:
@@ -72,7 +58,7 @@ def test_a_consumer_stopped_by_an_error_is_restarted_and_the_hub_says_it_is_down
         if assigned and len(injected) < FAILURES:
             assigned.clear()
             injected.append("WRONGPASS (injected by the test)")
-            raise RedisRefused(injected[-1])
+            raise DependencyRefused(injected[-1])  # as Redis refusing the consumer
         close_quiet_windows()
 
     processor.on_partitions_assigned = on_partitions_assigned  # type: ignore[method-assign]
@@ -82,18 +68,17 @@ def test_a_consumer_stopped_by_an_error_is_restarted_and_the_hub_says_it_is_down
     caplog.set_level(logging.ERROR, logger="threefold.apps.demo.stack")
     down: list[dict] = []
 
-    def hub_says_down() -> bool:
+    def hub_says_restarting() -> bool:
         response = hub.get("/healthz")
-        if response.status_code == 503:
+        if response.status_code == 503 and response.get_json()["alerts_consumer"] == "restarting":
             down.append(response.get_json())
         return bool(down)
 
     consumer.start()
     try:
-        wait_for(hub_says_down, "the hub to report the consumer down")
+        wait_for(hub_says_restarting, "the hub to report the consumer restarting")
         assert down[0]["status"] == "degraded"
-        assert down[0]["alerts_consumer"] == "restarting"
-        assert "RedisRefused: WRONGPASS" in down[0]["reason"]
+        assert "DependencyRefused: WRONGPASS" in down[0]["reason"]
         wait_for(lambda: consumer.restarts == FAILURES, "the second failure")
         wait_for(lambda: hub.get("/healthz").status_code == 200, "the consumer to run again")
         assert hub.get("/healthz").get_json() == {
@@ -122,3 +107,36 @@ def test_a_consumer_stopped_by_an_error_is_restarted_and_the_hub_says_it_is_down
     stopped = hub.get("/healthz")
     assert stopped.status_code == 503
     assert stopped.get_json()["alerts_consumer"] == "stopped"
+
+
+def test_the_hub_says_the_consumer_waits_for_its_redis_while_redis_is_down(
+    kafka_bootstrap, hung_redis, redis_prefix, unique_name
+) -> None:
+    """The runner retries a Redis outage by itself (its thread goes on): the hub reports the
+    runner's own status, not "running"."""
+    config = alerts_test_config(
+        kafka_bootstrap, redis_prefix, unique_name, input_partitions=1, max_wait_ms=50
+    )
+    redis = RedisSettings(url=f"{hung_redis.url}?socket_timeout={REDIS_TIMEOUT_S}")
+    runner, processor = build_runner(config, redis, scorer=NeutralScorer())
+    consumer = ConsumerThread(runner, processor)
+    hub = create_app(HubConfig(), consumer_health=consumer.health).test_client()
+    consumer.start()
+    try:
+        wait_for(lambda: hub.get("/healthz").status_code == 200, "the consumer to run")
+        with frozen(hung_redis):
+            wait_for(lambda: runner.status().state == "dependency_down", "the runner to wait")
+            during = hub.get("/healthz")
+        wait_for(lambda: hub.get("/healthz").status_code == 200, "the consumer to run again")
+    finally:
+        consumer.stop()
+    assert during.status_code == 503
+    body = during.get_json()
+    assert (body["status"], body["alerts_consumer"], body["restarts"]) == (
+        "degraded",
+        "dependency_down",
+        0,
+    )
+    assert body["reason"].startswith("the alerts consumer's Redis is down since ")
+    assert "Redis state store failed" in body["reason"]
+    assert "it retries by itself" in body["reason"]
