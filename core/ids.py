@@ -1,11 +1,14 @@
 """The characters an id may hold (a FAQ id, a user id): one rule, its text and its errors.
 
 An id is stored NFC-normalized and trimmed, so composed and decomposed spellings of an
-accented letter are one id. It holds letters, digits, marks, punctuation, symbols and plain
-spaces (U+0020), at least one of them visible. Refused, because each is invisible, reorders the
-text around it or breaks a line: control and format characters, other spaces, line and
-paragraph separators, private-use characters, lone surrogates, and blank fillers (letters and
-symbols that draw nothing, such as U+3164 HANGUL FILLER and U+2800 BRAILLE PATTERN BLANK).
+accented letter are one id (FAQ ids); ids that were stored as given before this rule (recs user
+ids: a user's history is keyed by the spelling it was posted in) stay as given, only trimmed and
+checked (`check_id(..., normalize=False)`). An id holds letters, digits, marks, punctuation,
+symbols and plain spaces (U+0020), at least one of them visible. Refused, because each is
+invisible, reorders the text around it or breaks a line: control and format characters, other
+spaces, line and paragraph separators, private-use characters, lone surrogates, and blank
+fillers (letters and symbols that draw nothing, such as U+3164 HANGUL FILLER and U+2800 BRAILLE
+PATTERN BLANK).
 
 Unassigned code points are allowed: this Python's Unicode data is older than the emoji people
 type (U+1FAE8 SHAKING FACE, Unicode 15, is unassigned to Python 3.11), and refusing them would
@@ -55,16 +58,17 @@ def _allowed(char: str) -> bool:
     )
 
 
-def id_rule(max_chars: int, *, also_refused: str = "") -> str:
-    """What an id may hold, as error messages and docs say it."""
+def id_rule(max_chars: int, *, also_refused: str = "", normalize: bool = True) -> str:
+    """What an id may hold, as error messages and docs say it (`normalize`: see `check_id`)."""
     without = f", without {', '.join(map(repr, also_refused))}" if also_refused else ""
+    stored = "NFC-normalized and trimmed" if normalize else "as given (trimmed, not normalized)"
     return (
         f"an id is 1 to {max_chars} letters, digits, marks (accents), punctuation, symbols and "
-        f"plain spaces{without}, at least one of them visible, stored NFC-normalized and "
-        "trimmed; refused: control characters (NUL, tab, line breaks), invisible format "
-        "characters (zero-width spaces and joiners, a BOM, bidi overrides and isolates), other "
-        "spaces and line or paragraph separators, private-use characters, lone surrogates and "
-        "blank fillers (U+3164, U+2800, ...)"
+        f"plain spaces{without}, at least one of them visible, stored {stored}; refused: "
+        "control characters (NUL, tab, line breaks), invisible format characters (zero-width "
+        "spaces and joiners, a BOM, bidi overrides and isolates), other spaces and line or "
+        "paragraph separators, private-use characters, lone surrogates and blank fillers "
+        "(U+3164, U+2800, ...)"
     )
 
 
@@ -75,16 +79,26 @@ def normalized_id(text: str) -> str:
 
 
 def check_id(
-    value: str, *, field: str, max_chars: int, also_refused: str = "", as_given: bool = False
+    value: str,
+    *,
+    field: str,
+    max_chars: int,
+    also_refused: str = "",
+    normalize: bool = True,
+    as_given: bool = False,
 ) -> str:
     """`value` as stored: trimmed, NFC-normalized and checked against `id_rule`.
 
     DataError (a ValueError) names `field` and says what was found (the id escaped, the refused
     character's code point, name and position) and what an id may hold. `also_refused`: more
-    characters the caller refuses (the FAQ ids' '#'). `as_given`: an id looked up as another
-    store holds it (a catalog item id) is only trimmed and bounded, not normalized or checked.
+    characters the caller refuses (the FAQ ids' '#'). `normalize=False`: an id kept as given
+    (recs user ids, stored so before this rule) is checked but not NFC-normalized, so composed
+    and decomposed spellings stay two ids. `as_given`: an id looked up as another store holds it
+    (a catalog item id) is only trimmed and bounded, not normalized or checked.
     """
-    text = value.strip() if as_given else normalized_id(value.strip())
+    text = value.strip()
+    if normalize and not as_given:
+        text = normalized_id(text)
     shown = _shown(text)
     if not text:
         raise DataError(f"{field!r} must be a non-empty string, found {value[:40]!r}")
@@ -94,7 +108,7 @@ def check_id(
         )
     if as_given:
         return text
-    rule = id_rule(max_chars, also_refused=also_refused)
+    rule = id_rule(max_chars, also_refused=also_refused, normalize=normalize)
     for position, char in enumerate(text):
         if char in also_refused or not _allowed(char):
             found = repr(char) if char in also_refused else describe(char)

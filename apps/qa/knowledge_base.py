@@ -15,7 +15,7 @@ from typing import Any
 from threefold.core import ids
 from threefold.core.errors import DataError
 from threefold.core.ids import describe, is_visible
-from threefold.core.ids import normalized_id as normalized_id  # the admin API's id lookups
+from threefold.core.ids import normalized_id as normalized_id  # the admin API's URL ids
 from threefold.core.tables import read_records
 
 logger = logging.getLogger(__name__)
@@ -177,10 +177,12 @@ class KnowledgeBase:
 
     def __init__(self, entries: Iterable[FaqEntry] = ()) -> None:
         self._entries: dict[str, FaqEntry] = {}
+        self._by_normalized_id: dict[str, str] = {}  # NFC id -> the first stored id equal to it
         for entry in entries:
             if entry.id in self._entries:
                 raise ValueError(f"duplicate FAQ id {entry.id!r}")
             self._entries[entry.id] = entry
+            self._by_normalized_id.setdefault(normalized_id(entry.id), entry.id)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -196,6 +198,18 @@ class KnowledgeBase:
 
     def get(self, faq_id: str) -> FaqEntry | None:
         return self._entries.get(faq_id)
+
+    def resolve_id(self, faq_id: str) -> str | None:
+        """The stored id that `faq_id` (from a URL or a request body) names: itself when stored,
+        else the stored id equal to it once both are NFC-normalized (the first, in a KB saved
+        with several such spellings); None when there is none.
+
+        New ids are stored NFC-normalized, but a bot version saved before that rule may hold a
+        decomposed `cafe\u0301`: it is listed as saved and found by either spelling.
+        """
+        if faq_id in self._entries:
+            return faq_id
+        return self._by_normalized_id.get(normalized_id(faq_id))
 
     @property
     def ids(self) -> list[str]:

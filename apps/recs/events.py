@@ -113,8 +113,10 @@ def parse_event(
 ) -> Event:
     """Validate one event; DataError names the column, e.g. an item id the catalog lacks.
 
-    `strict` (a posted event): ids must be strings and fields other than `EVENT_FIELDS` are
-    refused. A file record (`strict=False`) may hold number ids (JSON exports) and more columns.
+    `strict` (a posted event): ids must be strings, the user id must follow the id character
+    rule (`stored_id`) and fields other than `EVENT_FIELDS` are refused. A file record
+    (`strict=False`, the operator's own data) may hold number ids (JSON exports), user ids only
+    trimmed and bounded, and more columns.
     """
 
     def fail(column: str, message: str) -> DataError:
@@ -134,7 +136,7 @@ def parse_event(
             found = f"{_json_type(value)} {str(value)[:40]}"
             raise fail(column, f"{column!r} must be a string, found {found}{hint}")
         try:
-            ids[column] = normalized_id(column, value, catalog_item=column == "item_id")
+            ids[column] = stored_id(column, value, checked=strict and column == "user_id")
         except DataError as exc:
             raise fail(column, str(exc)) from None
     kind = values.get("event", values.get("type"))
@@ -158,15 +160,21 @@ def parse_event(
     )
 
 
-def normalized_id(name: str, value: str, *, catalog_item: bool = False) -> str:
-    """`value` as stored, by the shared id rule (`core.ids.check_id`: stripped, NFC-normalized, so
-    composed and decomposed twins are one id, at most MAX_ID_LENGTH characters); DataError
-    names `name` and says what was found (escaped) and what an id may hold.
+def stored_id(name: str, value: str, *, checked: bool) -> str:
+    """`value` as events store it: trimmed, at most MAX_ID_LENGTH characters, otherwise as given.
 
-    A `catalog_item` id is only stripped and bounded: it is looked up as the catalog holds it
-    (not normalized), and an id the catalog lacks is refused as unknown.
+    Not NFC-normalized: a user's history, purchases and shared-log entries are keyed by the id
+    as posted (those stored before ids had a rule too), so `rene\u0301e` and `ren\u00e9e` stay
+    two users.
+    `checked` (a user id from the API): the shared character rule too (`core.ids.check_id`, no
+    control, format, bidi or blank-filler characters, something visible), so the user picker
+    never shows a reordered or blank name. An item id is looked up as the catalog holds it, and
+    a file's user ids are the operator's own: both only trimmed and bounded. DataError names
+    `name` and says what was found (escaped) and what an id may hold.
     """
-    return check_id(value, field=name, max_chars=MAX_ID_LENGTH, as_given=catalog_item)
+    return check_id(
+        value, field=name, max_chars=MAX_ID_LENGTH, normalize=False, as_given=not checked
+    )
 
 
 def _json_type(value: Any) -> str:

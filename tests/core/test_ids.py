@@ -81,6 +81,21 @@ def test_an_id_as_given_is_only_stripped_and_bounded() -> None:
         check_id("cafe\u0301xxxx", field="item_id", max_chars=8, as_given=True)  # NFC: 8
 
 
+def test_an_id_kept_as_given_is_checked_but_not_normalized() -> None:
+    """Ids stored as given before the rule (recs user ids): either spelling stays its own id."""
+    assert check_id(" Jose\u0301 ", field="user_id", max_chars=128, normalize=False) == "Jose\u0301"
+    assert check_id("Jos\u00e9", field="user_id", max_chars=128, normalize=False) == "Jos\u00e9"
+    with pytest.raises(DataError) as raised:
+        check_id("nb\u00a0sp", field="user_id", max_chars=128, normalize=False)
+    assert "U+00A0 NO-BREAK SPACE (a space other than U+0020) at position 2" in str(raised.value)
+    assert str(raised.value).endswith(id_rule(128, normalize=False))
+    assert "stored as given (trimmed, not normalized)" in id_rule(128, normalize=False)
+    with pytest.raises(DataError, match="holds nothing visible; an id is"):
+        check_id("\u0301\u0301", field="user_id", max_chars=128, normalize=False)
+    with pytest.raises(DataError, match="'user_id' is 10 characters; the limit is 5"):
+        check_id("e\u0301" * 5, field="user_id", max_chars=5, normalize=False)  # NFC would be 5
+
+
 def test_a_long_id_is_shown_shortened() -> None:
     with pytest.raises(DataError) as raised:
         check_id("x" * 100 + "\x00", field="id", max_chars=128)
@@ -99,3 +114,4 @@ def test_the_rule_names_the_limit_and_the_extra_refusals() -> None:
     assert id_rule(64).startswith("an id is 1 to 64 letters, digits, marks")
     assert "without '#'" in id_rule(128, also_refused="#")
     assert "without" not in id_rule(128)
+    assert "stored NFC-normalized and trimmed; refused:" in id_rule(128)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from functools import wraps
 from typing import Any
 
@@ -14,6 +15,7 @@ from flask.typing import ResponseReturnValue
 from threefold.apps.qa.knowledge_base import (
     FaqEntry,
     InvalidEntry,
+    KnowledgeBase,
     entry_from_mapping,
     normalized_id,
 )
@@ -35,9 +37,22 @@ def _resources() -> Resources:
     return current_app.extensions[EXTENSION_KEY]
 
 
+def stored_faq_id(kb: KnowledgeBase, faq_id: str) -> str:
+    """The id under which `kb` stores the FAQ that the URL id `faq_id` names (exactly, else by
+    NFC-equivalence: `KnowledgeBase.resolve_id`); 404 when it has none."""
+    stored = kb.resolve_id(faq_id)
+    if stored is None:
+        raise ApiError(404, f"no FAQ with id {faq_id!r}", code="unknown_faq")
+    return stored
+
+
 def entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> FaqEntry:
     """The entry of a request body (`faq_id`: the URL's, used when the body has no id); 400
-    naming the field when it breaks the contract (`knowledge_base.entry_from_mapping`)."""
+    naming the field when it breaks the contract (`knowledge_base.entry_from_mapping`).
+
+    Its id is NFC-normalized, as new ids are stored. A PUT to an FAQ stored under another
+    spelling of that id (saved before ids were normalized) keeps the stored spelling: see
+    `replace_entry`."""
     if faq_id is not None:
         faq_id = normalized_id(faq_id)
         body = {"id": faq_id, **body}
@@ -119,10 +134,8 @@ def list_entries() -> ResponseReturnValue:
 @not_for_reserved_ids
 @bearer_token_required(TOKEN_KEY)
 def get_entry(faq_id: str) -> ResponseReturnValue:
-    entry = _resources().manager.bot.kb.get(normalized_id(faq_id))
-    if entry is None:
-        raise ApiError(404, f"no FAQ with id {faq_id!r}", code="unknown_faq")
-    return jsonify(entry.to_dict())
+    kb = _resources().manager.bot.kb
+    return jsonify(kb[stored_faq_id(kb, faq_id)].to_dict())
 
 
 @admin_blueprint.post("/kb")
@@ -130,10 +143,10 @@ def get_entry(faq_id: str) -> ResponseReturnValue:
 def create_entry() -> ResponseReturnValue:
     """Add one entry `{id, questions|question, answer, category?}`; 409 when the id exists."""
     entry = entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY))
-    manager = _resources().manager
-    if entry.id in manager.bot.kb:
-        raise ApiError(409, f"FAQ id {entry.id!r} exists; use PUT /api/kb/{entry.id} to replace it")
-    version, stats = manager.edit(upserts=[entry])
+    taken = _resources().manager.bot.kb.resolve_id(entry.id)  # also by another spelling
+    if taken is not None:
+        raise ApiError(409, f"FAQ id {taken!r} exists; use PUT /api/kb/{taken} to replace it")
+    version, stats = _resources().manager.edit(upserts=[entry])
     admin_audit("kb.create", faq_id=entry.id, version=version)
     return _version_response(version, stats, 201)
 
@@ -142,8 +155,15 @@ def create_entry() -> ResponseReturnValue:
 @not_for_reserved_ids
 @bearer_token_required(TOKEN_KEY)
 def replace_entry(faq_id: str) -> ResponseReturnValue:
-    """Create or replace the entry with this id; only changed texts are re-embedded."""
+    """Create or replace the entry with this id; only changed texts are re-embedded.
+
+    An FAQ stored under another spelling of the id (NFC-equivalent, saved before ids were
+    normalized) is replaced and keeps its stored id, so its listed id, feedback and gate sets
+    still name it; a new id is stored NFC-normalized."""
     entry = entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY), faq_id=faq_id)
+    stored = _resources().manager.bot.kb.resolve_id(faq_id)
+    if stored is not None:
+        entry = replace(entry, id=stored)
     version, stats = _resources().manager.edit(upserts=[entry])
     admin_audit("kb.replace", faq_id=entry.id, version=version)
     return _version_response(version, stats)
@@ -153,10 +173,8 @@ def replace_entry(faq_id: str) -> ResponseReturnValue:
 @not_for_reserved_ids
 @bearer_token_required(TOKEN_KEY)
 def delete_entry(faq_id: str) -> ResponseReturnValue:
-    faq_id = normalized_id(faq_id)
     manager = _resources().manager
-    if faq_id not in manager.bot.kb:
-        raise ApiError(404, f"no FAQ with id {faq_id!r}", code="unknown_faq")
+    faq_id = stored_faq_id(manager.bot.kb, faq_id)
     if len(manager.bot.kb) == 1:
         raise ApiError(409, "cannot delete the last FAQ entry; a bot needs at least one")
     version, stats = manager.edit(deletes=[faq_id])

@@ -17,7 +17,6 @@ from threefold.apps.qa.knowledge_base import (
     MAX_QUESTION_CHARS,
     KnowledgeBase,
     check_text,
-    normalized_id,
 )
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.review import (
@@ -162,17 +161,18 @@ def add_paraphrases() -> ResponseReturnValue:
             f"{faq_id!r:.40}. Pick an id from 'faqs' of GET /api/review",
             field="faq_id",
         )
-    faq_id = normalized_id(faq_id)
     manager = _resources().manager
     kb = manager.bot.kb
-    if faq_id not in kb:
+    stored = kb.resolve_id(faq_id)  # exactly, else by another spelling (NFC-equivalent)
+    if stored is None:
         raise ApiError(
             404,
-            f"no FAQ with id {str(faq_id)[:40]!r} to add paraphrases to. Pick an id from 'faqs' "
+            f"no FAQ with id {faq_id[:40]!r} to add paraphrases to. Pick an id from 'faqs' "
             "of GET /api/review, or create a new FAQ with POST /api/review/new-faq",
             code="unknown_faq",
             field="faq_id",
         )
+    faq_id = stored
     questions = _questions(body, items)
     _refuse_duplicates(kb, questions, faq_id)
     before = kb[faq_id]
@@ -196,10 +196,11 @@ def add_faq() -> ResponseReturnValue:
     entry = entry_from_body({**body, "questions": _questions(body, items)})
     manager = _resources().manager
     kb = manager.bot.kb
-    if entry.id in kb:
+    taken = kb.resolve_id(entry.id)  # also by another spelling (NFC-equivalent)
+    if taken is not None:
         raise ApiError(
             409,
-            f"FAQ id {entry.id!r} exists; add the questions to it with POST "
+            f"FAQ id {taken!r} exists; add the questions to it with POST "
             f"{api}/paraphrase, or pick a new id",
             code="faq_exists",
             field="id",

@@ -12,9 +12,11 @@ USER_ID = {
     "type": "string",
     "minLength": 1,
     "maxLength": 128,
-    "description": 'stripped and NFC-normalized; a JSON number is refused (send "5"), and so '
-    "are control and format characters (NUL, tab, bidi controls, zero-width spaces and joiners), "
-    "spaces other than ' ', private-use characters, blank fillers, and ids with nothing visible",
+    "description": "stripped, otherwise kept as given: not normalized, so a composed and a "
+    "decomposed spelling (`ren\\u00e9e`, `rene\\u0301e`) are two users, as histories were always "
+    'stored; a JSON number is refused (send "5"), and so are control and format characters '
+    "(NUL, tab, bidi controls, zero-width spaces and joiners), spaces other than ' ', "
+    "private-use characters, blank fillers, and ids with nothing visible",
 }
 EVENT_TYPES = ["click", "purchase", "view"]
 EVENT = {

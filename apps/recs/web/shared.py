@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import current_app
 
-from threefold.apps.recs.events import normalized_id
+from threefold.apps.recs.events import stored_id
 from threefold.apps.recs.resources import Resources
 from threefold.core.errors import DataError
 from threefold.core.web import ApiError
@@ -20,12 +20,13 @@ def resources() -> Resources:
 
 
 def user_id_arg(raw: str | None) -> str:
-    """The `user_id` query value as events store it (`normalized_id`); 400 when missing or not an
-    id an event could have."""
+    """The `user_id` query value as events store it (`stored_id`: trimmed, not normalized, so a
+    history stored under a decomposed spelling is found); 400 when missing or not an id a posted
+    event could have."""
     if raw is None or not raw.strip():
         raise ApiError(400, "missing query parameter 'user_id'", field="user_id")
     try:
-        return normalized_id("user_id", raw)
+        return stored_id("user_id", raw, checked=True)
     except DataError as exc:
         raise ApiError(400, str(exc), field="user_id") from None
 

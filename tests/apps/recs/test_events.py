@@ -125,13 +125,33 @@ def test_an_id_with_nothing_visible_is_refused():
         parse_event({"user_id": "\u0301\u0301", "item_id": "i"})
 
 
-def test_user_ids_are_nfc_normalized_item_ids_looked_up_as_the_catalog_holds_them():
-    decomposed = parse_event({"user_id": "Jose\u0301", "item_id": "cafe\u0301"})
+def test_user_and_item_ids_are_kept_as_given():
+    """User histories are keyed by the id as posted (stored so before ids had a rule), and the
+    catalog does not normalize its ids: composed and decomposed spellings are two ids."""
+    decomposed = parse_event({"user_id": " Jose\u0301 ", "item_id": "cafe\u0301"})
     composed = parse_event({"user_id": "Jos\u00e9", "item_id": "i"})
-    assert decomposed.user_id == composed.user_id == "Jos\u00e9"
-    assert decomposed.item_id == "cafe\u0301"  # the catalog does not normalize its ids
+    assert (decomposed.user_id, composed.user_id) == ("Jose\u0301", "Jos\u00e9")
+    assert decomposed.item_id == "cafe\u0301"
     with pytest.raises(DataError, match=r"unknown item_id 'a\\u202eb'"):
         parse_event({"user_id": "u", "item_id": "a\u202eb"}, known_items={"i"})
+
+
+def test_a_file_keeps_user_ids_the_api_refuses_only_trimmed_and_bounded(tmp_path):
+    """An operator's own seed or --events file loads as it did before the API's id rule."""
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,item_id,event,timestamp\n"
+        "ana\u00a0lee,od-001,view,1700000000\n"
+        " rene\u0301e ,od-002,click,1700000001\n"
+        "zw\u200bid,od-002,view,1700000002\n",
+        encoding="utf-8",
+    )
+    loaded = load_events(path, known_items={"od-001", "od-002"})
+    assert [e.user_id for e in loaded] == ["ana\u00a0lee", "rene\u0301e", "zw\u200bid"]
+    path.write_text(f"user_id,item_id\n{'u' * 129},od-001\n", encoding="utf-8")
+    with pytest.raises(DataError, match="'user_id' is 129 characters; the limit is 128") as caught:
+        load_events(path, known_items={"od-001"})
+    assert (caught.value.line, caught.value.column) == (2, "user_id")
 
 
 def test_the_id_length_limit_counts_the_stored_id():

@@ -3,9 +3,13 @@ would show wrong, unknown keys, a cursor with an offset, an empty item id in the
 
 from __future__ import annotations
 
+import json
+import time
 from urllib.parse import quote
 
 import pytest
+
+from threefold.apps.recs.events import Event
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +56,37 @@ def test_an_id_the_user_picker_would_show_wrong_is_400_and_never_listed(client, 
     assert query.status_code == 400 and found in query.json["message"]
 
 
-def test_composed_and_decomposed_user_ids_are_one_user(client):
+def test_user_ids_are_kept_as_given_so_each_spelling_is_its_own_user(client):
+    """Histories stored before ids had a rule are keyed by the id as posted: not normalized."""
     composed, decomposed = "ren\u00e9e", "rene\u0301e"
-    event = {"user_id": decomposed, "item_id": "bt-001", "event": "purchase"}
+    event = {"user_id": f" {decomposed} ", "item_id": "bt-001", "event": "purchase"}
     posted = client.post("/api/events", json=event)
-    assert posted.status_code == 202 and posted.json["users"] == [composed]
-    assert composed in _users(client) and decomposed not in _users(client)
-    for spelling in (composed, decomposed):
-        served = client.get(f"/api/recommendations?user_id={quote(spelling)}&k=3").json
-        assert served["cold_start"] is False
+    assert posted.status_code == 202 and posted.json["users"] == [decomposed]
+    assert decomposed in _users(client) and composed not in _users(client)
+    served = client.get(f"/api/recommendations?user_id={quote(decomposed)}&k=3").json
+    assert served["cold_start"] is False
+    other = client.get(f"/api/recommendations?user_id={quote(composed)}&k=3").json
+    assert other["cold_start"] is True
+
+
+@pytest.mark.integration
+def test_a_history_stored_under_a_decomposed_user_id_is_read_and_extended(
+    make_app, redis_url, redis_prefix, redis_client
+):
+    """Before the id rule a posted `jose\u0301` was stored under that spelling; it keeps working."""
+    decomposed = "jose\u0301"
+    history = f"{redis_prefix}history:{decomposed}"
+    for item in ("od-001", "od-002"):
+        stored = Event(user_id=decomposed, item_id=item, event="purchase", timestamp=time.time())
+        redis_client.rpush(history, json.dumps(stored.to_dict()))
+    client = make_app(redis_url=redis_url, redis_prefix=redis_prefix).test_client()
+    served = client.get(f"/api/recommendations?user_id={quote(decomposed)}").json
+    assert served["cold_start"] is False
+    assert not {"od-001", "od-002"} & {item["item_id"] for item in served["items"]}  # bought
+    event = {"user_id": decomposed, "item_id": "bt-001", "event": "click"}
+    assert client.post("/api/events", json=event).status_code == 202
+    assert redis_client.llen(history) == 3  # one history, not split by spelling
+    assert not redis_client.exists(f"{redis_prefix}history:jos\u00e9")
 
 
 def test_the_id_length_limit_stays_128(client):
