@@ -22,6 +22,7 @@ import pytest
 from threefold.streaming.services import (
     KAFKA_BOOTSTRAP_ENV,
     REDIS_URL_ENV,
+    KafkaService,
     RedisService,
     start_kafka,
     start_redis,
@@ -103,8 +104,19 @@ def hung_redis() -> Iterator[RedisService]:
         service.stop()
 
 
+@pytest.fixture
+def own_broker() -> Iterator[KafkaService]:
+    """An embedded Kafka broker of this test's own, which it may freeze (SIGSTOP) and thaw."""
+    broker = start_kafka()
+    try:
+        yield broker
+    finally:
+        os.kill(broker.pid, signal.SIGCONT)
+        broker.stop()
+
+
 @contextmanager
-def frozen(service: RedisService) -> Iterator[None]:
+def frozen(service: RedisService | KafkaService) -> Iterator[None]:
     """`service` answers nothing inside the block (SIGSTOP), then goes on (SIGCONT)."""
     os.kill(service.pid, signal.SIGSTOP)
     try:

@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
 
 import pytest
 from support.services import read_topic_records
@@ -20,7 +19,6 @@ from threefold.apps.alerts.consumer import build_runner
 from threefold.streaming import kafka_config
 from threefold.streaming.connections import RedisSettings
 from threefold.streaming.kafka_config import ensure_topics
-from threefold.streaming.services import KafkaService, start_kafka
 
 ALERT = {"alert_id": "a-1", "key": "entity:QNTV", "window_end_ts": 300, "summary": "surge"}
 NOWHERE = RedisSettings(url="redis://127.0.0.1:1/0")  # build_runner connects lazily
@@ -44,15 +42,6 @@ def test_the_probe_timeout_leaves_the_consumer_time_to_poll_again(monkeypatch, i
     assert 2 * timeout_s <= budget_s  # an ids_since and the end_offsets the publisher adds
     # No shorter than that: a slow but healthy broker must still be read back in time.
     assert timeout_s >= poll_interval_s(runner) / 4
-
-
-@pytest.fixture
-def own_broker() -> Iterator[KafkaService]:
-    """A broker this test may freeze (SIGSTOP) and thaw."""
-    broker = start_kafka()
-    yield broker
-    os.kill(broker.pid, signal.SIGCONT)
-    broker.stop()
 
 
 @pytest.mark.integration

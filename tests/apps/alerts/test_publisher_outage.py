@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
 
 import pytest
 from support.services import read_topic_records
@@ -22,22 +21,13 @@ from threefold.apps.alerts.processor import PUBLISH_TIMEOUT_S, AlertPublisher
 from threefold.streaming import kafka_config
 from threefold.streaming.connections import RedisSettings
 from threefold.streaming.kafka_config import ensure_topics
-from threefold.streaming.services import KafkaService, start_kafka
+from threefold.streaming.services import KafkaService
 
 pytestmark = pytest.mark.integration
 POLL_INTERVAL_MS = 6000  # the publisher's budget: 3 s; its flush timeout alone was 10 s
 SLACK_S = 4.0  # thread start-up and a busy machine
 FIRST = {"alert_id": "a-1", "key": "entity:QNTV", "window_end_ts": 300, "summary": "surge"}
 SECOND = {**FIRST, "alert_id": "a-2", "key": "entity:APXR"}
-
-
-@pytest.fixture
-def own_broker() -> Iterator[KafkaService]:
-    """A broker this test may freeze (SIGSTOP) and thaw."""
-    broker = start_kafka()
-    yield broker
-    os.kill(broker.pid, signal.SIGCONT)
-    broker.stop()
 
 
 def consumer_publisher(
