@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator
 
 import pytest
 from kafka import KafkaConsumer
@@ -19,7 +20,7 @@ from threefold.core.errors import ServiceError
 from threefold.streaming.kafka_config import ensure_topics
 from threefold.streaming.producer import JsonProducer
 from threefold.streaming.runner import BatchResult, ConsumerRunner, Message, Output
-from threefold.streaming.services import KafkaService
+from threefold.streaming.services import KafkaService, start_kafka
 
 pytestmark = pytest.mark.integration
 SAFETY_S = 90
@@ -55,6 +56,15 @@ class FlushesItsOwnProducer:
         if first:
             self.frozen_flush_over.set()
         return BatchResult([Output(self.out_topic, {"echo": m.json()["n"]}) for m in batch])
+
+
+@pytest.fixture
+def own_broker() -> Iterator[KafkaService]:
+    """A broker this test freezes (SIGSTOP) and thaws."""
+    broker = start_kafka()
+    yield broker
+    os.kill(broker.pid, signal.SIGCONT)
+    broker.stop()
 
 
 def test_a_frozen_broker_holds_a_poll_cycle_for_its_budget_at_most_then_the_batch_is_reread(
