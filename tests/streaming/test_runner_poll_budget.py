@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
 
 import pytest
 from kafka import KafkaConsumer
@@ -20,7 +19,7 @@ from threefold.core.errors import ServiceError
 from threefold.streaming.kafka_config import ensure_topics
 from threefold.streaming.producer import JsonProducer
 from threefold.streaming.runner import BatchResult, ConsumerRunner, Message, Output
-from threefold.streaming.services import KafkaService, start_kafka
+from threefold.streaming.services import KafkaService
 
 pytestmark = pytest.mark.integration
 SAFETY_S = 90
@@ -58,15 +57,6 @@ class FlushesItsOwnProducer:
         return BatchResult([Output(self.out_topic, {"echo": m.json()["n"]}) for m in batch])
 
 
-@pytest.fixture
-def own_broker() -> Iterator[KafkaService]:
-    """A broker this test freezes (SIGSTOP) and thaws."""
-    broker = start_kafka()
-    yield broker
-    os.kill(broker.pid, signal.SIGCONT)
-    broker.stop()
-
-
 def test_a_frozen_broker_holds_a_poll_cycle_for_its_budget_at_most_then_the_batch_is_reread(
     own_broker, caplog
 ) -> None:
@@ -77,16 +67,7 @@ def test_a_frozen_broker_holds_a_poll_cycle_for_its_budget_at_most_then_the_batc
         feeder.send(src, {"n": 1})
         feeder.flush()
     processor = FlushesItsOwnProducer(own_broker, side, out)
-    runner = ConsumerRunner(
-        kafka=bootstrap,
-        topics=[src],
-        group_id="g-poll-budget",
-        processor=processor,
-        dead_letter_topic=dlq,
-        max_wait_ms=50,
-        max_reconnect_backoff_ms=500,
-        consumer_overrides={"max_poll_interval_ms": POLL_INTERVAL_MS},
-    )
+    runner = _budgeted_runner(bootstrap, src, dlq, "g-poll-budget", processor)
     caplog.set_level(logging.WARNING, logger="threefold.streaming.runner")
     running = RunnerThreads(SAFETY_S)
     running.start(runner)
@@ -153,16 +134,7 @@ def test_a_broker_frozen_between_flush_and_commit_holds_the_commit_for_the_budge
 
     monkeypatch.setattr(KafkaConsumer, "commit", freeze_then_commit)
     echo = Echo(out)
-    runner = ConsumerRunner(
-        kafka=bootstrap,
-        topics=[src],
-        group_id="g-commit-budget",
-        processor=echo,
-        dead_letter_topic=dlq,
-        max_wait_ms=50,
-        max_reconnect_backoff_ms=500,
-        consumer_overrides={"max_poll_interval_ms": POLL_INTERVAL_MS},
-    )
+    runner = _budgeted_runner(bootstrap, src, dlq, "g-commit-budget", echo)
     caplog.set_level(logging.WARNING, logger="threefold.streaming.runner")
     running = RunnerThreads(SAFETY_S)
     running.start(runner)
@@ -187,3 +159,19 @@ def test_a_broker_frozen_between_flush_and_commit_holds_the_commit_for_the_budge
         {"event": f.get("event"), "doing": f.get("doing")} for f in cut
     ]
     assert runner.stats.reconnects >= 1
+
+
+def _budgeted_runner(
+    bootstrap: str, src: str, dlq: str, group_id: str, processor: object
+) -> ConsumerRunner:
+    """A runner on `src` whose poll interval (so its cycle budget) is POLL_INTERVAL_MS."""
+    return ConsumerRunner(
+        kafka=bootstrap,
+        topics=[src],
+        group_id=group_id,
+        processor=processor,
+        dead_letter_topic=dlq,
+        max_wait_ms=50,
+        max_reconnect_backoff_ms=500,
+        consumer_overrides={"max_poll_interval_ms": POLL_INTERVAL_MS},
+    )
