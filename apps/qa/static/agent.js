@@ -14,6 +14,19 @@
   var MAX_RECONNECT_MS = 30000;
   var reconnectMs = RECONNECT_MS;
 
+  // Replies can arrive out of order (a slow GET started before a claim answers after the one
+  // started after it): each view renders only replies newer than the one it shows.
+  var asked = { queue: 0, detail: 0 };
+  var shown = { queue: 0, detail: 0 };
+  function newest(view, reply) {
+    var n = ++asked[view];
+    return reply.then((data) => {
+      if (n < shown[view]) return { stale: true };
+      shown[view] = n;
+      return { data: data };
+    });
+  }
+
   var el = window.threefoldConsole.el;
   var api = window.threefoldConsole.client(() => state.token);
 
@@ -109,11 +122,14 @@
   }
 
   function refreshQueue() {
-    return Promise.all([
+    var both = Promise.all([
       api("GET", "/api/agent/conversations?status=waiting"),
       api("GET", "/api/agent/conversations?status=claimed"),
-    ])
-      .then(([waiting, claimed]) => {
+    ]);
+    return newest("queue", both)
+      .then((reply) => {
+        if (reply.stale) return;
+        var [waiting, claimed] = reply.data;
         renderItems($("waiting"), waiting, "Nobody is waiting.");
         renderItems($("claimed"), claimed, "No claimed conversations.");
         $("waiting-count").textContent = String(waiting.length);
@@ -122,6 +138,8 @@
   }
 
   function renderItems(list, items, emptyText) {
+    // a keyboard user on an item keeps their place when the queue refreshes under them
+    var focused = list.contains(document.activeElement) ? document.activeElement.dataset.sessionId : null;
     list.replaceChildren();
     if (!items.length) list.appendChild(el("li", { class: "empty" }, emptyText));
     items.forEach((item) => {
@@ -146,6 +164,7 @@
       button.addEventListener("click", () => openConversation(item.session_id, true));
       li.appendChild(button);
       list.appendChild(li);
+      if (item.session_id === focused) button.focus();
     });
   }
 
@@ -164,9 +183,10 @@
       if (b.dataset.sessionId === sessionId) b.setAttribute("aria-current", "true");
       else b.removeAttribute("aria-current");
     });
-    return api("GET", "/api/agent/conversations/" + sessionId)
-      .then((detail) => {
-        renderDetail(detail);
+    return newest("detail", api("GET", "/api/agent/conversations/" + sessionId))
+      .then((reply) => {
+        if (reply.stale || state.selected !== sessionId) return;
+        renderDetail(reply.data);
         if (focus) $("detail-title").focus();
       })
       .catch((error) => ($("action-error").textContent = error.message));
@@ -199,20 +219,13 @@
     $("reply").placeholder = mine ? "Type a reply, or insert a suggested answer" : "Claim the conversation to reply";
     $("action-error").textContent = d.session_expired ? "The customer's session has expired." : "";
 
-    var log = $("transcript");
-    log.replaceChildren();
-    d.transcript.forEach((turn) => {
-      // dir=auto: each turn reads in the direction of its own text; the name has a dir of its
-      // own, so it neither sets the turn's direction nor takes it
-      var node = el("div", { class: "turn " + turn.role, dir: "auto" });
-      var who = turn.role === "user" ? "Customer" : turn.role === "agent" ? turn.agent : "Bot";
-      node.appendChild(el("span", { class: "who", dir: "auto" }, who));
-      node.appendChild(document.createTextNode(turn.text));
-      log.appendChild(node);
-    });
-    log.scrollTop = log.scrollHeight;
+    renderTranscript(d.session_id, d.transcript);
 
+    // rebuilt only when the candidates change, so a focused "Insert" button keeps its focus
     var list = $("suggested");
+    var candidatesKey = JSON.stringify([d.session_id, mine, d.candidates]);
+    if (list.dataset.key === candidatesKey) return;
+    list.dataset.key = candidatesKey;
     list.replaceChildren();
     if (!d.candidates.length) list.appendChild(el("li", {}, "The bot had no candidates."));
     d.candidates.forEach((c) => {
@@ -229,6 +242,28 @@
       li.appendChild(insert);
       list.appendChild(li);
     });
+  }
+
+  // Turns already shown stay in place (an agent's selection and reading position survive a
+  // refresh); new turns are appended, and the log follows them only if it was at the bottom.
+  function renderTranscript(sessionId, turns) {
+    var log = $("transcript");
+    var keys = turns.map((turn) => JSON.stringify([sessionId, turn.role, turn.agent || "", turn.text]));
+    var shown = Array.prototype.map.call(log.children, (node) => node.dataset.key);
+    var kept = shown.length <= keys.length && shown.every((key, i) => key === keys[i]);
+    var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
+    if (!kept) log.replaceChildren();
+    turns.slice(kept ? shown.length : 0).forEach((turn, i) => {
+      // dir=auto: each turn reads in the direction of its own text; the name has a dir of its
+      // own, so it neither sets the turn's direction nor takes it
+      var node = el("div", { class: "turn " + turn.role, dir: "auto" });
+      node.dataset.key = keys[(kept ? shown.length : 0) + i];
+      var who = turn.role === "user" ? "Customer" : turn.role === "agent" ? turn.agent : "Bot";
+      node.appendChild(el("span", { class: "who", dir: "auto" }, who));
+      node.appendChild(document.createTextNode(turn.text));
+      log.appendChild(node);
+    });
+    if (!kept || atBottom) log.scrollTop = log.scrollHeight;
   }
 
   function act(path, body) {

@@ -108,6 +108,70 @@ def test_customer_reaches_a_person_and_back_to_the_bot(
     console.screenshot(path=str(screenshot_dir / "qa_agent_console_phone.png"), full_page=True)
 
 
+def test_a_live_refresh_keeps_the_agents_place(make_app, live_server, page, agent_page) -> None:
+    """A new customer message refreshes the console; turns already shown stay the same nodes
+    (a selection or a test's locator is not pulled from under it) and focus stays put."""
+    base = live_server(make_app(agent_tokens=TOKENS))
+    console = agent_page
+    sign_in(console, base)
+    dialog = open_widget(page, base)
+    ask(dialog, "Can I talk to a real person please?")
+    dialog.get_by_text("We're finding a member of our team").wait_for()
+    console.locator("#waiting button").first.press("Enter")
+    console.get_by_role("button", name="Claim", exact=True).press("Enter")
+    console.get_by_text("claimed by you").wait_for()
+    first_turn = console.locator("#transcript .turn").first
+    first_turn.evaluate("node => { node.dataset.seen = 'yes'; }")
+    insert = console.get_by_role("button", name="Insert answer:").first
+    expect(insert).to_be_enabled()
+    insert.focus()
+
+    ask(dialog, "my order number is 123")
+    console.locator("#transcript .turn.user", has_text="order number is 123").wait_for()
+    assert first_turn.get_attribute("data-seen") == "yes"  # the same node, not a rebuilt copy
+    assert console.locator("#transcript .turn").count() == 3  # asked, handoff reply, new one
+    assert insert.evaluate("node => node === document.activeElement")
+
+    item = console.locator("#claimed button").first
+    item.focus()
+    ask(dialog, "are you there?")
+    expect(item.locator(".last bdi")).to_have_text("are you there?")
+    assert item.evaluate("node => node === document.activeElement")
+
+
+def test_a_late_reply_from_before_a_claim_does_not_undo_it(
+    make_app, live_server, page, agent_page
+) -> None:
+    """A refresh asked for before the claim answers after it: the console keeps showing the
+    newer state (claimed by you, reply box open) rather than the stale "waiting" one."""
+    base = live_server(make_app(agent_tokens=TOKENS))
+    console = agent_page
+    sign_in(console, base)
+    dialog = open_widget(page, base)
+    ask(dialog, "Can I talk to a real person please?")
+    dialog.get_by_text("We're finding a member of our team").wait_for()
+    item = console.locator("#waiting button").first
+    item.press("Enter")
+    session_id = item.get_attribute("data-session-id")
+    console.get_by_role("heading", name=f"Customer {session_id[:6]}").wait_for()
+
+    held = []  # (route, its answer fetched now) of the next refresh, delivered when we say
+    console.route(
+        f"**/api/agent/conversations/{session_id}",
+        lambda route: held.append((route, route.fetch())) if not held else route.continue_(),
+    )
+    ask(dialog, "hello?")  # the customer writes: the console refreshes the conversation
+    while not held:
+        console.wait_for_timeout(50)
+    console.get_by_role("button", name="Claim", exact=True).press("Enter")
+    console.get_by_text("claimed by you").wait_for()
+    route, stale = held[0]
+    route.fulfill(response=stale)  # the "waiting" answer arrives last
+    console.wait_for_timeout(500)
+    expect(console.locator("#d-status")).to_have_text("claimed by you")
+    expect(console.get_by_label("Reply", exact=True)).to_be_enabled()
+
+
 def test_nobody_claims_in_time_so_the_customer_leaves_a_message(
     make_app, live_server, browser, agent_page, screenshot_dir: Path
 ) -> None:
