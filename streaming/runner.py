@@ -58,7 +58,10 @@ stops the runner: it drops the uncommitted batch, closes consumer and producer, 
 (capped at `max_reconnect_backoff_ms`) and reconnects, however long the outage lasts; the
 group then resumes from its committed offsets (at-least-once: only uncommitted work repeats).
 A stop (or SIGTERM) during the outage ends the runner at once, also while a new consumer
-waits for the broker (kafka-python's bootstrap, up to `bootstrap_timeout_ms`).
+waits for the broker (kafka-python's bootstrap, up to `bootstrap_timeout_ms`). A broker that
+goes away while the stream is quiet fails no send, flush or commit, and kafka-python looks for
+a group coordinator silently for ever: a group with no reachable coordinator for longer than
+`session_timeout_ms` (the group has dropped the member by then anyway) is an outage too.
 
 After each rebalance the runner tells a processor with an `on_group_partitions(partitions)`
 hook every partition of the subscribed topics as the broker lists them then ({topic: frozenset
@@ -310,6 +313,7 @@ class ConsumerRunner:
             **consumer_config(group_id, **(consumer_overrides or {})),
         }
         self.cycle_budget_s = poll_cycle_budget_s(self._consumer_config)
+        self.coordinator_lost_after_s = int(str(self._consumer_config["session_timeout_ms"])) / 1000
         self._producer_overrides = dict(producer_overrides or {})
         request_limit = self._producer_overrides.get("max_request_size", DEFAULT_MAX_REQUEST_BYTES)
         self.max_request_bytes = int(str(request_limit))
@@ -341,6 +345,7 @@ class ConsumerRunner:
         self._kafka_down_since: float | None = None
         self._kafka_error = ""  # why Kafka is unavailable, while degraded
         self._last_poll_at: float | None = None
+        self._coordinator_lost_at: float | None = None  # monotonic; None while one is known
         self._stopped: str | None = None  # why run() ended ("" when stopped), None while running
         self._status_wake = threading.Event()
 
@@ -516,6 +521,7 @@ class ConsumerRunner:
             while not self._should_stop(deadline, stop_when):
                 with time_budget(self.cycle_budget_s):
                     records = self._poll(consumer)
+                    self._watch_coordinator(consumer)
                     with self._lock:
                         try:
                             self._cycle(consumer, records)
@@ -670,6 +676,7 @@ class ConsumerRunner:
             ) from exc
         consumer.subscribe(self.topics, listener=_Listener(self))
         self._consumer = consumer
+        self._coordinator_lost_at = None
         if self._pipelined:
             self._worker = ThreadPoolExecutor(
                 self.prepare_workers, thread_name_prefix="threefold-prepare"
@@ -704,6 +711,26 @@ class ConsumerRunner:
             ) from exc
         self._last_poll_at = time.time()
         return records
+
+    def _watch_coordinator(self, consumer: KafkaConsumer) -> None:
+        """Raise KafkaUnavailable once the group has had no reachable coordinator for longer
+        than session_timeout_ms (by then the group has dropped this member anyway): a broker
+        that goes away while the stream is quiet is an outage too, reported and reconnected
+        from, although no send, flush or commit failed to say so. kafka-python keeps looking
+        for a coordinator on its own, silently, for ever."""
+        coordinator = getattr(consumer, "_coordinator", None)
+        if coordinator is None or getattr(coordinator, "coordinator_id", None) is not None:
+            self._coordinator_lost_at = None
+            return
+        now = time.monotonic()
+        if self._coordinator_lost_at is None:
+            self._coordinator_lost_at = now
+        elif now - self._coordinator_lost_at > self.coordinator_lost_after_s:
+            raise KafkaUnavailable(
+                f"group {self.group_id!r} has had no reachable coordinator at "
+                f"{self.bootstrap!r} for {now - self._coordinator_lost_at:.0f} s (over "
+                "session_timeout_ms): the broker is down or unreachable"
+            )
 
     def _skip_unreadable(self, consumer: KafkaConsumer, exc: Exception) -> bool:
         """A record kafka-python cannot decode (e.g. a header name that is not UTF-8, which

@@ -262,3 +262,41 @@ def test_the_consumer_survives_a_broker_restart_and_resumes(outage_s, own_broker
     assert sorted(json.loads(r.value)["text"] for r in after) == [f"after {i}" for i in range(5)]
     assert runner.stats.reconnects >= 1  # it noticed the outage, reported it and reconnected
     assert runner.degraded is False
+
+
+def test_a_broker_gone_while_the_stream_is_quiet_is_reported_then_reconnected(
+    own_broker,
+) -> None:
+    """No send, flush or commit is there to fail while nothing arrives: the runner still
+    notices a group with no reachable coordinator (past session_timeout_ms), reports Kafka
+    down and reconnects; kafka-python alone would look for one silently for ever."""
+    bootstrap = own_broker[0].bootstrap_servers
+    src, out, dlq, group = "news", "scored", "news.dlq", "g-quiet-outage"
+    ensure_topics(bootstrap, [src, out, dlq])
+    runner = _runner(bootstrap, src, out, dlq, group, max_reconnect_backoff_ms=1000)
+    thread = threading.Thread(target=runner.run, kwargs={"stop_after": SAFETY_S * 3}, daemon=True)
+    thread.start()
+    try:
+        _produce(bootstrap, src, [json.dumps({"text": "before"}).encode()])
+        assert len(read_topic_records(bootstrap, out, min_count=1, timeout_s=SAFETY_S)) == 1
+
+        own_broker[0].stop()
+        _wait_for(lambda: runner.status().state == "kafka_down", "Kafka reported down")
+
+        own_broker.append(start_kafka(port=int(bootstrap.rsplit(":", 1)[1])))
+        ensure_topics(bootstrap, [src, out, dlq])
+        _wait_for(lambda: runner.status().state == "running", "reconnected")
+        _produce(bootstrap, src, [json.dumps({"text": "after"}).encode()])
+        after = read_topic_records(bootstrap, out, min_count=1, timeout_s=SAFETY_S)
+        assert [json.loads(r.value)["text"] for r in after] == ["after"]
+    finally:
+        runner.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+def _wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + SAFETY_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {SAFETY_S} s: {what}"
+        time.sleep(0.1)
