@@ -1,8 +1,9 @@
-"""The item catalog: validated items with the text the ranker reads."""
+"""The item catalog: validated items with the text the ranker reads; ids as recs stores them."""
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import threading
@@ -12,14 +13,40 @@ from pathlib import Path
 from typing import Any
 
 from threefold.core.errors import DataError
+from threefold.core.ids import check_id
 from threefold.core.tables import read_records
 
+logger = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("item_id", "title", "description", "category")
 OPTIONAL_COLUMNS = ("price", "tags", "metadata")
+ITEM_FIELDS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)  # what an item from the API may hold
 MAX_ID_LENGTH = 128
 MAX_TEXT_LENGTH = 5_000
 CATEGORY_SEPARATOR = "|"
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+ITEM_ID_FIX = (
+    "choose an item_id the rule allows (an item already stored under such an id can still be "
+    "read, recommended and deleted: DELETE it and add it again under an allowed id)"
+)
+
+
+def stored_id(name: str, value: str, *, checked: bool) -> str:
+    """`value` as recs stores an id (a user's, an item's): trimmed, at most MAX_ID_LENGTH
+    characters, otherwise as given.
+
+    Not NFC-normalized: a user's history, purchases and shared-log entries, and an item's
+    catalog entry and vectors, are keyed by the id as posted (those stored before ids had a rule
+    too), so `rene\u0301e` and `ren\u00e9e` stay two ids.
+    `checked` (an id the API creates or changes: a posted user id, an added or replaced item's
+    id): the shared character rule too (`core.ids.check_id`, no control, format, bidi or
+    blank-filler characters, something visible), so the store never shows a reordered or blank
+    name. An id looked up as stored (an event's item id) and a file's ids are the operator's own:
+    only trimmed and bounded. DataError names `name` and says what was found (escaped) and what
+    an id may hold.
+    """
+    return check_id(
+        value, field=name, max_chars=MAX_ID_LENGTH, normalize=False, as_given=not checked
+    )
 
 
 def split_categories(category: str) -> tuple[str, ...]:
@@ -75,13 +102,25 @@ class Item:
 
 
 def parse_item(
-    values: Mapping[str, Any], *, path: str | None = None, line: int | None = None
+    values: Mapping[str, Any],
+    *,
+    path: str | None = None,
+    line: int | None = None,
+    strict: bool = False,
 ) -> Item:
-    """Validate one record (from a file or a JSON body); DataError names the bad column."""
+    """Validate one record (from a file or a JSON body); DataError names the bad column.
+
+    `strict` (an item the API adds or replaces): its `item_id` must follow the id character rule
+    (`stored_id`, kept as given) and fields other than `ITEM_FIELDS` are refused. A file's row
+    or a replayed catalog change (stored before the rule) may hold any id `parse_item` checks
+    (trimmed, bounded, no control character) and more columns.
+    """
 
     def fail(column: str, message: str) -> DataError:
         return DataError(message, path=path, line=line, column=column)
 
+    if strict and (unknown := sorted(set(values) - set(ITEM_FIELDS))):
+        raise fail(unknown[0], f"unknown field(s) {unknown}; an item has {sorted(ITEM_FIELDS)}")
     texts: dict[str, str] = {}
     for column in REQUIRED_COLUMNS:
         value = values.get(column)
@@ -90,6 +129,11 @@ def parse_item(
         if not isinstance(value, str):
             found = "nothing" if value is None else type(value).__name__
             raise fail(column, f"{column!r} must be text, found {found}")
+        if strict and column == "item_id":
+            try:
+                stored_id(column, value, checked=True)
+            except DataError as exc:
+                raise fail(column, f"{exc}; {ITEM_ID_FIX}") from None
         value = value.strip()
         if column != "description" and not value:
             raise fail(column, f"{column!r} must not be empty")
@@ -219,7 +263,12 @@ class Catalog:
 
 
 def load_catalog(path: str | Path) -> Catalog:
-    """Read items from CSV/JSON/JSONL; duplicate ids and bad values name file, line and column."""
+    """Read items from CSV/JSON/JSONL; duplicate ids and bad values name file, line and column.
+
+    The file is the operator's own data: an item_id the API's id rule refuses (a bidi override,
+    a zero-width space, nothing visible) loads as before, with one warning for the file, as a
+    seed log's user ids do (without the warning); the API refuses to change such an item.
+    """
     path_text = str(path)
     records = read_records(
         path,
@@ -228,8 +277,13 @@ def load_catalog(path: str | Path) -> Catalog:
     )
     catalog = Catalog()
     first_line: dict[str, int] = {}
+    refused: list[tuple[int, DataError]] = []  # (line, why) of ids the API's rule refuses
     for record in records:
         item = parse_item(record.values, path=path_text, line=record.line)
+        try:
+            stored_id("item_id", item.item_id, checked=True)
+        except DataError as exc:
+            refused.append((record.line, exc))
         if item.item_id in first_line:
             raise DataError(
                 f"duplicate item_id {item.item_id!r} (first seen on line "
@@ -240,4 +294,15 @@ def load_catalog(path: str | Path) -> Catalog:
             )
         first_line[item.item_id] = record.line
         catalog.add(item)
+    if refused:
+        line, why = refused[0]
+        logger.warning(
+            "%s: %d item_id(s) the id rule refuses, loaded as before (read, recommended and "
+            "deleted as usual, but the API refuses to change them: rename them in the file); "
+            "the first, line %d: %s",
+            path_text,
+            len(refused),
+            line,
+            why,
+        )
     return catalog

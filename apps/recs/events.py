@@ -11,9 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from threefold.apps.recs.catalog import MAX_ID_LENGTH
+from threefold.apps.recs.catalog import stored_id
 from threefold.core.errors import DataError
-from threefold.core.ids import check_id
 from threefold.core.tables import read_records
 from threefold.core.timestamps import parse_timestamp
 from threefold.streaming.write_ids import new_write_id, spooled_write_id
@@ -157,23 +156,6 @@ def parse_event(
         rating=_parse_rating(values.get("rating"), fail),
         list_id=_parse_list_id(values.get("list_id"), fail),
         event_id=_parse_event_id(values.get("event_id"), fail),
-    )
-
-
-def stored_id(name: str, value: str, *, checked: bool) -> str:
-    """`value` as events store it: trimmed, at most MAX_ID_LENGTH characters, otherwise as given.
-
-    Not NFC-normalized: a user's history, purchases and shared-log entries are keyed by the id
-    as posted (those stored before ids had a rule too), so `rene\u0301e` and `ren\u00e9e` stay
-    two users.
-    `checked` (a user id from the API): the shared character rule too (`core.ids.check_id`, no
-    control, format, bidi or blank-filler characters, something visible), so the user picker
-    never shows a reordered or blank name. An item id is looked up as the catalog holds it, and
-    a file's user ids are the operator's own: both only trimmed and bounded. DataError names
-    `name` and says what was found (escaped) and what an id may hold.
-    """
-    return check_id(
-        value, field=name, max_chars=MAX_ID_LENGTH, normalize=False, as_given=not checked
     )
 
 

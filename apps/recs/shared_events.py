@@ -13,12 +13,13 @@ most the seed log plus `shared_events_max` posted events (one copy, shared by th
 of all its A/B variants).
 
 While Redis is down a worker ranks with the statistics it has (logged once, gauge
-`recs_shared_events_available` 0). The events posted to it then are counted here at once (they
-take a place in the window, after the stream's entries) and wait in its spool; when the stream
-brings them back they move to their place in stream order, so once the spool has reached the
-stream this worker counts exactly what the others count. A spooled event Redis refuses (set
-aside) is no longer counted here either (`uncount`). Without Redis the events posted to this
-worker are its window (the newest `shared_events_max`).
+`recs_shared_events_available` 0); so it does while Redis holds another type at the stream's
+key (logged once as that, with the fix, in the words of `/healthz`). The events posted to it then
+are counted here at once (they take a place in the window, after the stream's entries) and wait
+in its spool; when the stream brings them back they move to their place in stream order, so once
+the spool has reached the stream this worker counts exactly what the others count. A spooled
+event Redis refuses (set aside) is no longer counted here either (`uncount`). Without Redis the
+events posted to this worker are its window (the newest `shared_events_max`).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 
 from threefold.apps.recs.events import Event
+from threefold.apps.recs.history import wrong_log_type_reason
 from threefold.apps.recs.metrics import RecsMetrics
 from threefold.apps.recs.recommender import Recommender
-from threefold.apps.recs.redis_state import RedisState
+from threefold.apps.recs.redis_state import SHARED_EVENTS_KEY, RedisState
 
 logger = logging.getLogger(__name__)
 START = "0-0"  # the stream position before its first entry
@@ -69,7 +71,7 @@ class SharedEvents:
         self._local: dict[Event, int] = {}
         self._local_count = 0
         self._snapshot: tuple[Event, ...] | None = None
-        self._reachable: bool | None = None
+        self._state: tuple[bool, str | None] | None = None  # (read, type at the key if wrong)
         self._lock = threading.Lock()  # one reader of the stream at a time
         self._log_lock = threading.Lock()  # the window; never held while calling a recommender
         metrics.shared_events_up.set(0)
@@ -186,14 +188,14 @@ class SharedEvents:
         while True:
             found = self.redis.shared_events_after(self.position)
             if found is None:
-                self._reachable_now(False)
+                self._shared_log_now(False, self.redis.wrong_shared_log_type())
                 break
             position, events = found
             if events:
                 with self._log_lock:
                     fresh.extend(self._take(events))
             if position == self.position:
-                self._reachable_now(True)
+                self._shared_log_now(True)
                 break
             self.position = position
         self.last_read = time.monotonic()
@@ -235,23 +237,40 @@ class SharedEvents:
         self.generation += 1
         self.metrics.shared_events_counted.set(len(self._window) + self._local_count)
 
-    def _reachable_now(self, reachable: bool) -> None:
-        """Gauge and log the state of the shared log (one line per change)."""
-        self.metrics.shared_events_up.set(int(reachable))
-        before, self._reachable = self._reachable, reachable
-        if reachable == before:
+    def _shared_log_now(self, read: bool, wrong_type: str | None = None) -> None:
+        """Gauge and log the state of the shared log (one line per change): read, unreachable,
+        or unreadable because Redis holds `wrong_type` at its key."""
+        self.metrics.shared_events_up.set(int(read))
+        before, self._state = self._state, (read, wrong_type)
+        if self._state == before:
             return
         counted = self.size()
-        if not reachable:
+        if wrong_type is not None:
+            key = self.redis.prefix + SHARED_EVENTS_KEY
+            logger.error(
+                "%s; until then this worker ranks with its last statistics (%d events) plus the "
+                "events posted to it",
+                wrong_log_type_reason(self.redis.prefix, wrong_type),
+                counted,
+                extra={
+                    "fields": {
+                        "event": "shared_events_wrong_type",
+                        "key": key,
+                        "found": wrong_type,
+                        "events": counted,
+                    }
+                },
+            )
+        elif not read:
             logger.warning(
                 "the shared event log in Redis is unreachable; ranking with this worker's last "
                 "statistics (%d events) plus the events posted to it, until Redis answers",
                 counted,
                 extra={"fields": {"event": "shared_events_unreachable", "events": counted}},
             )
-        elif before is False:
+        elif before is not None:
             logger.info(
-                "the shared event log in Redis is reachable again; counting from it (%d events)",
+                "the shared event log in Redis is readable again; counting from it (%d events)",
                 counted,
                 extra={"fields": {"event": "shared_events_resumed", "events": counted}},
             )

@@ -60,7 +60,7 @@ def _parse_body_item(values: Any, index: int | None = None) -> Item:
     if not isinstance(values, dict):
         raise ApiError(400, f"item must be an object, found {type(values).__name__}", index=index)
     try:
-        return parse_item(values)
+        return parse_item(values, strict=True)
     except DataError as exc:
         where = f"item {index}: " if index is not None else ""
         raise ApiError(400, f"{where}{exc}", field=exc.column, index=index) from None

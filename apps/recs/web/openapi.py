@@ -8,15 +8,17 @@ from threefold.core.openapi import openapi_document, operation, path_param, quer
 
 ITEM = path_param("item_id", "a catalog item id")
 OBJECT = {"type": "object"}
+REFUSED_ID_CHARACTERS = (
+    "control and format characters (NUL, tab, bidi controls, zero-width spaces and joiners), "
+    "spaces other than ' ', private-use characters, blank fillers, and ids with nothing visible"
+)
 USER_ID = {
     "type": "string",
     "minLength": 1,
     "maxLength": 128,
     "description": "stripped, otherwise kept as given: not normalized, so a composed and a "
     "decomposed spelling (`ren\\u00e9e`, `rene\\u0301e`) are two users, as histories were always "
-    'stored; a JSON number is refused (send "5"), and so are control and format characters '
-    "(NUL, tab, bidi controls, zero-width spaces and joiners), spaces other than ' ', "
-    "private-use characters, blank fillers, and ids with nothing visible",
+    f'stored; a JSON number is refused (send "5"), and so are {REFUSED_ID_CHARACTERS}',
 }
 EVENT_TYPES = ["click", "purchase", "view"]
 EVENT = {
@@ -50,13 +52,34 @@ EVENT = {
 ITEM_BODY = {
     "type": "object",
     "required": ["item_id", "title", "description", "category"],
+    "additionalProperties": False,
     "properties": {
-        "item_id": {"type": "string"},
+        "item_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "description": "stripped, otherwise kept as given (not normalized), as user ids; "
+            f"refused: {REFUSED_ID_CHARACTERS} (an item already stored under such an id is "
+            "still read and deleted)",
+        },
         "title": {"type": "string"},
         "description": {"type": "string"},
-        "category": {"type": "string"},
+        "category": {"type": "string", "description": "one name, or several joined by '|'"},
+        "price": {"type": "number", "minimum": 0},
+        "tags": {"type": "array", "items": {"type": "string"}},
         "metadata": {"type": "object"},
     },
+}
+ITEMS_BODY = {
+    "oneOf": [
+        ITEM_BODY,
+        {
+            "type": "object",
+            "required": ["items"],
+            "additionalProperties": False,
+            "properties": {"items": {"type": "array", "minItems": 1, "items": ITEM_BODY}},
+        },
+    ]
 }
 LIMIT = query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000})
 K = query_param("k", {"type": "integer", "minimum": 1}, "how many (at most the configured max_k)")
@@ -140,7 +163,7 @@ DOCUMENT = openapi_document(
             )
         },
         "/api/items": {
-            "post": _admin("Add or replace items (one or {items: [...]})", ok=201, body=ITEM_BODY)
+            "post": _admin("Add or replace items (one or {items: [...]})", ok=201, body=ITEMS_BODY)
         },
         "/api/items/{item_id}": {
             "get": operation(

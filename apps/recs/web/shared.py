@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import current_app
 
-from threefold.apps.recs.events import stored_id
+from threefold.apps.recs.catalog import stored_id
 from threefold.apps.recs.resources import Resources
 from threefold.core.errors import DataError
 from threefold.core.web import ApiError

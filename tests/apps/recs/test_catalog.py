@@ -108,3 +108,18 @@ def test_reading_the_catalog_while_an_admin_edit_adds_an_item_does_not_fail():
     assert catalog.categories == ["Books", "Home", "Kitchen", "Outdoor"]  # then the edit shows
     added = [item.item_id for item in catalog if catalog.add(Item(f"{item.item_id}2", "", "", "X"))]
     assert added == ["a", "b", "c", "late"]
+
+
+def test_an_api_item_is_held_to_the_id_rule_and_its_fields():
+    """`strict` (an item from the API): the shared id rule, kept as given, no other fields."""
+    fields = {"title": "Kite", "description": "", "category": "Toys"}
+    assert parse_item({"item_id": " cafe\u0301 ", **fields}, strict=True).item_id == "cafe\u0301"
+    with pytest.raises(DataError, match="U\\+202E RIGHT-TO-LEFT OVERRIDE") as caught:
+        parse_item({"item_id": "a\u202eb", **fields}, strict=True)
+    assert caught.value.column == "item_id"
+    assert parse_item({"item_id": "a\u202eb", **fields}).item_id == "a\u202eb"  # a file's row
+    unknown = r"unknown field\(s\) \['titel'\]; an item has \["
+    with pytest.raises(DataError, match=unknown) as caught:
+        parse_item({"item_id": "k", **fields, "titel": "Kite"}, strict=True)
+    assert caught.value.column == "titel"
+    assert parse_item({"item_id": "k", **fields, "titel": "Kite"}).title == "Kite"  # a file's

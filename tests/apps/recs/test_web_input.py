@@ -4,6 +4,7 @@ would show wrong, unknown keys, a cursor with an offset, an empty item id in the
 from __future__ import annotations
 
 import json
+import logging
 import time
 from urllib.parse import quote
 
@@ -159,3 +160,112 @@ def test_an_empty_item_id_in_the_url_is_a_json_404_about_it(admin_headers, clien
     assert response.status_code == 404
     assert response.json["field"] == "item_id"
     assert response.json["message"].startswith(f"the URL {path} holds no item_id")
+
+
+NEW_ITEM = {"item_id": "ty-400", "title": "Kite", "description": "", "category": "Toys & Games"}
+RULE_BREAKING_ITEM_IDS = [
+    ("nul\x00item", "U+0000"),
+    ("sku\u202etxt.exe", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+    ("\u200b\u200b", "U+200B ZERO WIDTH SPACE"),
+    ("\u3164", "U+3164 HANGUL FILLER (a blank filler)"),
+    ("\u0301", "holds nothing visible"),
+]
+
+
+def _item_forms(client, item: dict, headers: dict) -> list[tuple[object, int | None]]:
+    """The item posted on its own (index 0), second in a batch, and PUT to its id."""
+    url_id = quote(item["item_id"], safe="")
+    return [
+        (client.post("/api/items", json=item, headers=headers), 0),
+        (client.post("/api/items", json={"items": [NEW_ITEM, item]}, headers=headers), 1),
+        (client.put(f"/api/items/{url_id}", json=item, headers=headers), None),
+    ]
+
+
+@pytest.mark.parametrize(("item_id", "found"), RULE_BREAKING_ITEM_IDS)
+def test_an_item_id_the_id_rule_refuses_is_400_in_every_form(admin_headers, client, item_id, found):
+    """Held to the rule user ids follow: the store would show it reordered, blank or cut."""
+    item = {**NEW_ITEM, "item_id": item_id}
+    for response, index in _item_forms(client, item, admin_headers):
+        assert response.status_code == 400, response.json
+        assert (response.json["field"], response.json.get("index")) == ("item_id", index)
+        message = response.json["message"]
+        assert found in message
+        assert repr(item_id)[1:-1] in message or ascii(item_id)[1:-1] in message  # escaped
+        assert "letters, digits" in message  # what an id may hold
+        assert "choose an item_id the rule allows" in message  # and the fix
+    assert client.get(f"/api/items/{quote(item_id, safe='')}").status_code == 404
+    assert client.get("/api/items/ty-400").status_code == 404  # the batch stored nothing
+
+
+def test_item_ids_are_stored_as_given_like_user_ids(admin_headers, client):
+    """Not NFC-normalized: a decomposed id is found under that spelling only."""
+    composed, decomposed = "caf\u00e9-mug", "cafe\u0301-mug"
+    item = {**NEW_ITEM, "item_id": f" {decomposed} "}
+    stored = client.post("/api/items", json=item, headers=admin_headers)
+    assert stored.status_code == 201 and stored.json["added"] == [decomposed]
+    assert client.get(f"/api/items/{quote(decomposed)}").status_code == 200
+    assert client.get(f"/api/items/{quote(composed)}").status_code == 404
+    deleted = client.delete(f"/api/items/{quote(decomposed)}", headers=admin_headers)
+    assert deleted.status_code == 200
+
+
+def test_an_unknown_item_field_is_400_in_every_form(admin_headers, client):
+    """A typo'd `titel` would otherwise be dropped while the item is stored."""
+    item = {**NEW_ITEM, "titel": "Kite 2", "colour": "red"}
+    for response, index in _item_forms(client, item, admin_headers):
+        assert response.status_code == 400, response.json
+        assert (response.json["field"], response.json.get("index")) == ("colour", index)
+        message = response.json["message"]
+        assert "unknown field(s) ['colour', 'titel']; an item has ['category', " in message
+        assert "'title']" in message
+    assert client.get("/api/items/ty-400").status_code == 404
+
+
+LEGACY_ID = "sku\u202eexe.txt"  # stored before item ids had a rule
+
+
+def _legacy_item_still_works(client, admin_headers) -> None:
+    """Readable, recommendable and deletable; edits through the API are refused with the fix."""
+    url_id = quote(LEGACY_ID, safe="")
+    assert client.get(f"/api/items/{url_id}").json["item_id"] == LEGACY_ID
+    assert client.get(f"/api/items/{url_id}/similar?k=3").status_code == 200
+    similar = client.get("/api/items/kt-003/similar?k=3").json["items"]
+    assert LEGACY_ID in [item["item_id"] for item in similar]  # its twin's neighbour
+    event = {"user_id": "legacy-fan", "item_id": LEGACY_ID, "event": "purchase"}
+    assert client.post("/api/events", json=event).status_code == 202
+    edit = {"title": "Renamed", "description": "", "category": "Kitchen"}
+    renamed = client.put(f"/api/items/{url_id}", json=edit, headers=admin_headers)
+    assert renamed.status_code == 400 and "DELETE it" in renamed.json["message"]
+    assert client.delete(f"/api/items/{url_id}", headers=admin_headers).status_code == 200
+    assert client.get(f"/api/items/{url_id}").status_code == 404
+
+
+def test_a_catalog_file_item_id_the_rule_refuses_loads_with_a_warning(
+    admin_headers, make_app, tmp_path, caplog
+):
+    from threefold.apps.recs.config import DEFAULT_ITEMS
+
+    shipped = DEFAULT_ITEMS.read_text(encoding="utf-8")
+    twin = next(line for line in shipped.splitlines() if line.startswith("kt-003,"))
+    path = tmp_path / "catalog.csv"
+    path.write_text(f"{shipped.rstrip()}\n{LEGACY_ID}{twin[len('kt-003') :]}\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="threefold.apps.recs.catalog"):
+        client = make_app(items_path=path).test_client()
+    [warning] = [r for r in caplog.records if r.name == "threefold.apps.recs.catalog"]
+    message = warning.getMessage()
+    assert f"{path}: 1 item_id(s) the id rule refuses" in message
+    assert "line 74" in message and "U+202E RIGHT-TO-LEFT OVERRIDE" in message
+    _legacy_item_still_works(client, admin_headers)
+
+
+@pytest.mark.integration
+def test_an_item_added_through_the_api_before_the_rule_keeps_working(
+    admin_headers, make_app, redis_url, redis_prefix, redis_client, catalog
+):
+    """Its change, in the Redis change log, is replayed by every worker that starts."""
+    twin = catalog["kt-003"].to_dict()
+    change = {"op": "upsert", "item": {**twin, "item_id": LEGACY_ID}}
+    redis_client.rpush(f"{redis_prefix}catalog:changes", json.dumps(change))
+    client = make_app(redis_url=redis_url, redis_prefix=redis_prefix).test_client()
+    _legacy_item_still_works(client, admin_headers)
