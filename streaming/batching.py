@@ -1,4 +1,5 @@
-"""Broker-free parts of the consumer runner: micro-batch assembly and failure isolation."""
+"""Broker-free parts of the consumer runner: micro-batch assembly, its size limit and failure
+isolation."""
 
 from __future__ import annotations
 
@@ -84,6 +85,45 @@ class MicroBatcher:
         return 0.0 if self._started is None else (self._clock() - self._started) * 1000
 
 
+GROW_AFTER_BATCHES = 8  # full batches in a row that fit with room to spare, before doubling
+GROW_SPARE_SHARE = 0.5  # of the poll cycle's budget left at the commit: twice the batch fits
+
+
+class BatchLimit:
+    """How many messages the runner takes into one batch: `max_batch` until a poll cycle runs
+    out of its time budget (`budget_s`), then halved each time (down to 1), so that a batch
+    whose processing alone outlasts the budget is split until one fits; doubled back (up to
+    `max_batch`) after GROW_AFTER_BATCHES full batches in a row were committed with at least
+    GROW_SPARE_SHARE of their cycle's budget left, so a batch twice as big would fit too."""
+
+    def __init__(self, max_batch: int, budget_s: float) -> None:
+        self.max_batch = max_batch
+        self.budget_s = budget_s
+        self.value = max_batch
+        self._fitting = 0  # full batches in a row committed with time to spare
+
+    def halve(self) -> None:
+        """A poll cycle ran out of its time budget."""
+        self.value = max(1, self.value // 2)
+        self._fitting = 0
+
+    def committed(self, size: int, budget_left_s: float) -> bool:
+        """A batch of `size` messages was committed with `budget_left_s` of its cycle's budget
+        left; True when that doubled the limit. A smaller batch than the limit (the stream ran
+        dry, or it was taken before the limit grew) tells nothing and changes nothing."""
+        if self.value >= self.max_batch or size < self.value:
+            return False
+        if budget_left_s < self.budget_s * GROW_SPARE_SHARE:
+            self._fitting = 0
+            return False
+        self._fitting += 1
+        if self._fitting < GROW_AFTER_BATCHES:
+            return False
+        self.value = min(self.max_batch, self.value * 2)
+        self._fitting = 0
+        return True
+
+
 @dataclass(frozen=True)
 class EncodedOutput:
     topic: str
@@ -133,9 +173,11 @@ def process_batch(
 
     `first_attempt` replaces `processor.process(batch)` for the first try only (the runner passes
     `apply` of a batch prepared ahead); retries call `process`.
-    ServiceError is retried, then re-raised. Other exceptions are retried (a non-retriable
-    ProcessingError is not), then each message is processed alone and the ones that still fail
-    become Failures named after the exception class.
+    ServiceError (a dependency is down) is raised at once, not retried here: each try would wait
+    out the dependency's timeout on the consumer thread, past max_poll_interval_ms, while the
+    runner backs off without holding the thread (see its docstring). Other exceptions are retried
+    (a non-retriable ProcessingError is not), then each message is processed alone and the ones
+    that still fail become Failures named after the exception class.
     """
     attempt = 0
     while True:
@@ -147,8 +189,7 @@ def process_batch(
             outcome.retries = attempt
             return outcome
         except ServiceError:
-            if attempt >= policy.max_retries:
-                raise
+            raise
         except ProcessingError as exc:
             last: Exception = exc
             if not exc.retriable or attempt >= policy.max_retries:

@@ -96,7 +96,9 @@ class BatchProcessor(Protocol):
     waits in poll/close, never concurrently with `process` or `apply`; keep them short
     (heartbeats wait). An optional `on_idle()` is called on the consumer thread about once a
     second while nothing is buffered or in flight, for time-driven work (closing windows of a
-    stream gone quiet); a ServiceError from it stops the runner, other errors are logged.
+    stream gone quiet); a ServiceError from it, as from `process`, is a dependency outage (the
+    runner backs off and tries again; only `runner.DependencyRefused` stops it), other errors
+    are logged.
     An optional `on_group_partitions(partitions)` is called on the consumer thread after each
     rebalance with every partition of the subscribed topics, the group's and not only this
     consumer's ({topic: frozenset of partition numbers}, as the broker lists them then); errors

@@ -96,6 +96,13 @@ class RunnerMetrics:
             "reconnecting.",
             registry=self.registry,
         )
+        self.batch_limit = Gauge(
+            "threefold_stream_batch_limit",
+            "The most messages the consumer takes into one batch now: max_batch, halved each "
+            "time a poll cycle runs out of its time budget (down to 1), doubled back once "
+            "batches fit with time to spare.",
+            registry=self.registry,
+        )
         self.throughput = Gauge(
             "threefold_stream_throughput_messages_per_second",
             "Messages per second finished over the last window (10 s by default).",

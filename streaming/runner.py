@@ -20,8 +20,9 @@ Failure handling of one batch:
   that fail are dead-lettered (error_type = the exception class name).
 - Any other exception (or a retriable ProcessingError): the batch is retried up to `max_retries`
   times with exponential backoff, then processed message by message as above.
-- ServiceError (a dependency such as Redis is down) is retried the same way, then handled as
-  a dependency outage (below), never dead-lettered.
+- ServiceError (a dependency such as Redis is down) is not retried within the batch (each try
+  would wait out the dependency's timeout on the consumer thread): it is a dependency outage
+  at once (below), never dead-lettered.
 
 A dependency outage (a ServiceError other than Kafka's from `process`, `apply`, `on_idle` or
 `on_group_partitions`) never stops the runner, however long it lasts: the uncommitted messages
@@ -50,7 +51,21 @@ broker (a stopped process, an endpoint that accepts and never answers) cannot ho
 past max_poll_interval_ms, which would drop it from its group into a rebalance loop. A flush,
 send or offset commit that the budget cuts short is a Kafka failure (below), logged with
 `"event": "poll_cycle_out_of_time"` and counted in threefold_stream_poll_cycles_out_of_time_total:
-the uncommitted batch is read again.
+the uncommitted batch is read again. So is a commit the group refused after the cycle overran
+its budget (past max_poll_interval_ms, the group dropped the consumer).
+
+The budget starts at the poll, and the batch's processing (`process`, or `apply` waiting for its
+`prepare`) happens in it: a batch whose processing alone outlasts it (a slower model, a busy
+machine, a large max_batch) would run out of time, be read again and run out again, forever.
+So each cycle that runs out of time also halves the batch limit, the most messages the runner
+takes into one batch (down to 1, logged as `batch_limit` in that warning; the
+threefold_stream_batch_limit gauge), and the uncommitted work is dropped with it (reconnecting,
+or rewinding after a refused commit), so no buffered or prepared batch is bigger than the limit;
+polls ask for no more messages than it leaves room for. After `batching.GROW_AFTER_BATCHES` (8)
+full batches in a row committed with half of their cycle's budget left, it doubles back, up to
+max_batch (`"event": "batch_limit_raised"`). A limit that stays at 1 with cycles still out of
+time means one message takes longer than the budget (or the broker is slow): raise
+max_poll_interval_ms.
 
 Kafka itself failing (broker down or restarted, a produce, flush or commit that fails) never
 stops the runner: it drops the uncommitted batch, closes consumer and producer, reports
@@ -110,6 +125,7 @@ from kafka.structs import OffsetAndMetadata
 from threefold.core.bounded_call import call_within
 from threefold.core.errors import ConfigError, ServiceError, first_line
 from threefold.streaming.batching import (
+    BatchLimit,
     BatchOutcome,
     EncodedOutput,
     Failure,
@@ -329,6 +345,8 @@ class ConsumerRunner:
         self._consumer: KafkaConsumer | None = None
         self._producer: JsonProducer | None = None
         self._batcher = MicroBatcher(max_batch, max_wait_ms)
+        self._batch_limit = BatchLimit(max_batch, self.cycle_budget_s)
+        self.metrics.batch_limit.set(max_batch)
         self._pipelined = isinstance(processor, PreparingProcessor)
         self._worker: ThreadPoolExecutor | None = None
         self._in_flight: deque[_InFlight] = deque()  # oldest first
@@ -689,7 +707,7 @@ class ConsumerRunner:
             "consuming %s as group %r (batch <= %d messages / %d ms, dead letters to %r)",
             self.topics,
             self.group_id,
-            self.max_batch,
+            self._batch_limit.value,
             self.max_wait_ms,
             self.dead_letter_topic,
         )
@@ -934,27 +952,63 @@ class ConsumerRunner:
 
     def _kafka_failed(self, doing: str, exc: BaseException) -> KafkaUnavailable:
         """The KafkaUnavailable for a send, flush or commit that failed `doing` what; one that
-        the poll cycle's time budget cut short is logged and counted as such."""
+        the poll cycle's time budget cut short is logged and counted as such. Raising it
+        reconnects, which drops the uncommitted work."""
         if budget_spent():
-            self.metrics.poll_cycles_out_of_time.inc()
-            logger.warning(
-                "%s ran out of the poll cycle's %.1f s for Kafka (half of "
-                "max_poll_interval_ms) (%r); the uncommitted batch will be read again after "
-                "reconnecting",
-                doing,
-                self.cycle_budget_s,
-                exc,
-                extra={
-                    "fields": {
-                        "event": "poll_cycle_out_of_time",
-                        "doing": doing,
-                        "budget_s": self.cycle_budget_s,
-                        "group": self.group_id,
-                        "bootstrap": self.bootstrap,
-                    }
-                },
-            )
+            self._out_of_time(doing, exc)
         return KafkaUnavailable(f"{doing} to {self.bootstrap!r} failed: {exc!r}")
+
+    def _out_of_time(self, doing: str, exc: BaseException) -> None:
+        """The poll cycle ran past its time budget `doing` what: count it and halve the batch
+        limit. The caller drops the uncommitted work, so no batch bigger than the new limit
+        stays buffered or in flight (a prepared one included)."""
+        self.metrics.poll_cycles_out_of_time.inc()
+        self._batch_limit.halve()
+        self._set_batch_limit()
+        logger.warning(
+            "%s ran out of the poll cycle's %.1f s for Kafka (half of max_poll_interval_ms) "
+            "(%r); the uncommitted messages will be read again, in batches of %d at most "
+            "(max_batch %d)",
+            doing,
+            self.cycle_budget_s,
+            exc,
+            self._batch_limit.value,
+            self.max_batch,
+            extra={
+                "fields": {
+                    "event": "poll_cycle_out_of_time",
+                    "doing": doing,
+                    "budget_s": self.cycle_budget_s,
+                    "batch_limit": self._batch_limit.value,
+                    "group": self.group_id,
+                    "bootstrap": self.bootstrap,
+                }
+            },
+        )
+
+    def _set_batch_limit(self) -> None:
+        self._batcher.max_batch = self._batch_limit.value
+        self.metrics.batch_limit.set(self._batch_limit.value)
+
+    def _batch_fitted(self, size: int) -> None:
+        """A batch of `size` was committed: double the batch limit once batches fit well."""
+        if not self._batch_limit.committed(size, Deadline.after(None).left_s()):
+            return
+        self._set_batch_limit()
+        logger.info(
+            "batches fit in the poll cycle's %.1f s with time to spare; taking %d at most "
+            "(max_batch %d)",
+            self.cycle_budget_s,
+            self._batch_limit.value,
+            self.max_batch,
+            extra={
+                "fields": {
+                    "event": "batch_limit_raised",
+                    "batch_limit": self._batch_limit.value,
+                    "group": self.group_id,
+                }
+            },
+        )
 
     def _complete(self, batch: list[Message], outcome: BatchOutcome, started: float) -> None:
         """Wait for the broker to acknowledge the batch's outputs, then commit its offsets."""
@@ -965,12 +1019,14 @@ class ConsumerRunner:
             producer.flush()
         except ServiceError as exc:
             raise self._kafka_failed("flushing a batch's outputs", exc) from exc
-        self._commit(batch)
+        if self._commit(batch):
+            self._batch_fitted(len(batch))
         self._dependency_back()
         self._account(batch, outcome, time.monotonic() - started)
         self._maybe_update_lag(force=True)
 
-    def _commit(self, batch: list[Message]) -> None:
+    def _commit(self, batch: list[Message]) -> bool:
+        """Commit the batch's offsets; False when a rebalance took its partitions first."""
         offsets: dict[TopicPartition, int] = {}
         for message in batch:
             tp = TopicPartition(message.topic, message.partition)
@@ -993,7 +1049,10 @@ class ConsumerRunner:
                 "processed again by the partitions' new owner",
                 exc,
             )
-            return
+            if budget_spent():  # the cycle overran, past max_poll_interval_ms: dropped from it
+                self._out_of_time("committing a batch's offsets", exc)
+                self._drop_uncommitted(consumer)
+            return False
         except kafka_errors.KafkaError as exc:  # KafkaTimeoutError: the budget ran out
             self.metrics.commits.labels(outcome="error").inc()
             raise self._kafka_failed("committing a batch's offsets", exc) from exc
@@ -1001,6 +1060,7 @@ class ConsumerRunner:
         self._set_degraded(False)
         self._next_offsets.update(offsets)
         self._first_uncommitted.update(offsets)
+        return True
 
     def _account(self, batch: list[Message], outcome: BatchOutcome, seconds: float) -> None:
         failures: list[Failure] = outcome.failures

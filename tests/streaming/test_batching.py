@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from threefold.core.errors import ServiceError
-from threefold.streaming.batching import MicroBatcher, RetryPolicy, process_batch
+from threefold.streaming.batching import (
+    GROW_AFTER_BATCHES,
+    BatchLimit,
+    MicroBatcher,
+    RetryPolicy,
+    process_batch,
+)
 from threefold.streaming.messages import BatchResult, Message, Output, ProcessingError
 
 
@@ -134,12 +140,21 @@ def test_a_transient_error_that_clears_loses_nothing() -> None:
     assert len(outcome.outputs) == 2 and outcome.failures == [] and outcome.retries == 1
 
 
-def test_service_errors_are_retried_then_raised_not_dead_lettered() -> None:
+def test_a_service_error_is_raised_at_once_not_retried_nor_dead_lettered() -> None:
+    """Each try waited out the dependency's timeout (Redis: 5 s) on the consumer thread, past
+    max_poll_interval_ms; the runner backs off instead, without holding the thread."""
     processor = Upper(bad={"x"}, exc=ServiceError)
     sleeps: list[float] = []
     with pytest.raises(ServiceError, match="cannot handle"):
         process_batch(processor, [_msg(0)], RetryPolicy(max_retries=2), sleep=sleeps.append)
-    assert len(processor.calls) == 3 and len(sleeps) == 2
+    assert len(processor.calls) == 1 and sleeps == []
+
+    def applied() -> BatchResult:
+        raise ServiceError("state store is down")
+
+    with pytest.raises(ServiceError, match="state store is down"):
+        process_batch(processor, [_msg(0)], RetryPolicy(max_retries=2), first_attempt=applied)
+    assert len(processor.calls) == 1  # a prepared batch's apply is not retried with process
 
 
 def test_an_output_that_is_not_json_fails_only_its_message() -> None:
@@ -183,3 +198,44 @@ def test_a_failing_first_attempt_is_retried_with_process() -> None:
     )
     assert processor.calls == [[0]]
     assert len(outcome.outputs) == 1 and outcome.retries == 1
+
+
+def test_the_batch_limit_halves_down_to_one_when_cycles_run_out_of_time() -> None:
+    limit = BatchLimit(max_batch=64, budget_s=5.0)
+    sizes = []
+    for _ in range(8):
+        limit.halve()
+        sizes.append(limit.value)
+    assert sizes == [32, 16, 8, 4, 2, 1, 1, 1]
+
+
+def test_the_batch_limit_doubles_back_after_full_batches_that_fit_with_time_to_spare() -> None:
+    limit = BatchLimit(max_batch=8, budget_s=5.0)
+    limit.halve()
+    limit.halve()
+    assert limit.value == 2
+    for _ in range(GROW_AFTER_BATCHES - 1):
+        assert not limit.committed(2, budget_left_s=4.0)
+    assert not limit.committed(1, budget_left_s=4.0)  # a short batch tells nothing
+    assert limit.committed(2, budget_left_s=4.0) and limit.value == 4
+    for _ in range(GROW_AFTER_BATCHES - 1):
+        limit.committed(4, budget_left_s=4.0)
+    assert not limit.committed(4, budget_left_s=2.0)  # tight: twice as many would not fit
+    assert limit.value == 4
+    for _ in range(GROW_AFTER_BATCHES):
+        limit.committed(4, budget_left_s=2.5)
+    assert limit.value == 8
+    for _ in range(GROW_AFTER_BATCHES * 2):
+        assert not limit.committed(8, budget_left_s=5.0)
+    assert limit.value == 8  # never past max_batch
+
+
+def test_a_halving_restarts_the_count_towards_growing() -> None:
+    limit = BatchLimit(max_batch=8, budget_s=5.0)
+    limit.halve()
+    for _ in range(GROW_AFTER_BATCHES - 1):
+        limit.committed(4, budget_left_s=4.0)
+    limit.halve()
+    for _ in range(GROW_AFTER_BATCHES - 1):
+        assert not limit.committed(2, budget_left_s=4.0)
+    assert limit.committed(2, budget_left_s=4.0) and limit.value == 4

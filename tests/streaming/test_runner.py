@@ -57,6 +57,7 @@ class Upper:
         self.bootstrap = bootstrap
         self.outage = outage
         self.seen: list[tuple[int, int]] = []
+        self.outage_calls = 0  # calls that raised `outage`
         self.revoked: list[set] = []
         self.assigned: list[set] = []
         self.side_topic = side_topic
@@ -73,6 +74,7 @@ class Upper:
                 failed.append((m, reason))
                 continue
             if text == "down" and self.outage is not None:
+                self.outage_calls += 1
                 raise self.outage("state store is down")
             outputs.append(Output(self.out_topic, {"text": text.upper()}, key=m.key_text()))
         with self.lock:
@@ -284,6 +286,8 @@ def test_a_dependency_outage_is_retried_until_it_ends_and_nothing_is_lost(
     assert _committed(kafka_bootstrap, group, src) == 8
     metric = runner.metrics.registry.get_sample_value
     assert metric("threefold_stream_dependency_retries_total") >= 3
+    # one call per backoff: the batch is not retried at once (each try: a Redis timeout)
+    assert metric("threefold_stream_dependency_retries_total") == processor.outage_calls
     assert metric("threefold_stream_dependency_down_since_seconds") == 0
     down = [s for s in statuses if s.state == "dependency_down"]
     assert down and "state store is down" in down[0].reason and down[0].down_since
