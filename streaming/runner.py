@@ -737,7 +737,9 @@ class ConsumerRunner:
         from, although no send, flush or commit failed to say so. kafka-python keeps looking
         for a coordinator on its own, silently, for ever."""
         coordinator = getattr(consumer, "_coordinator", None)
-        if coordinator is None or getattr(coordinator, "coordinator_id", None) is not None:
+        if not hasattr(coordinator, "coordinator_id"):  # another kafka-python: no watch
+            return
+        if coordinator.coordinator_id is not None:
             self._coordinator_lost_at = None
             return
         now = time.monotonic()

@@ -300,3 +300,18 @@ def _wait_for(condition, what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out after {SAFETY_S} s: {what}"
         time.sleep(0.1)
+
+
+def test_the_coordinator_watch_is_off_without_kafka_pythons_coordinator_id() -> None:
+    """The watch reads kafka-python's private coordinator id: a release without it turns the
+    watch off instead of taking every healthy consumer for one without a coordinator."""
+    from types import SimpleNamespace
+
+    from threefold.streaming.runner import KafkaUnavailable
+
+    runner = _runner("127.0.0.1:9", "news", "scored", "news.dlq", "g-watch")
+    runner._coordinator_lost_at = time.monotonic() - 100  # lost long ago, if it were watched
+    runner._watch_coordinator(SimpleNamespace(_coordinator=SimpleNamespace()))  # no attribute
+    with pytest.raises(KafkaUnavailable, match="no reachable coordinator"):
+        lost = SimpleNamespace(_coordinator=SimpleNamespace(coordinator_id=None))
+        runner._watch_coordinator(lost)

@@ -178,6 +178,7 @@
   }
 
   function openConversation(sessionId, focus) {
+    if (sessionId !== state.selected) $("action-error").textContent = ""; // errors of another one
     state.selected = sessionId;
     document.querySelectorAll(".items button").forEach((b) => {
       if (b.dataset.sessionId === sessionId) b.setAttribute("aria-current", "true");
@@ -217,7 +218,7 @@
     $("reply").disabled = !mine;
     $("send").disabled = !mine;
     $("reply").placeholder = mine ? "Type a reply, or insert a suggested answer" : "Claim the conversation to reply";
-    $("action-error").textContent = d.session_expired ? "The customer's session has expired." : "";
+    if (d.session_expired) $("action-error").textContent = "The customer's session has expired.";
 
     renderTranscript(d.session_id, d.transcript);
 
@@ -245,25 +246,37 @@
   }
 
   // Turns already shown stay in place (an agent's selection and reading position survive a
-  // refresh); new turns are appended, and the log follows them only if it was at the bottom.
+  // refresh): the session keeps its last turns only, so turns that left that window are
+  // removed from the top (the view keeps its place), new turns are appended, and the log
+  // follows them only if it was at the bottom. Another conversation is drawn afresh.
   function renderTranscript(sessionId, turns) {
     var log = $("transcript");
-    var keys = turns.map((turn) => JSON.stringify([sessionId, turn.role, turn.agent || "", turn.text]));
-    var shown = Array.prototype.map.call(log.children, (node) => node.dataset.key);
-    var kept = shown.length <= keys.length && shown.every((key, i) => key === keys[i]);
+    var keys = turns.map((turn) => sessionId + "/" + turn.turn_id);
     var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
+    var removedHeight = 0;
+    var gap = parseFloat(getComputedStyle(log).rowGap) || 0;
+    Array.from(log.children).forEach((node) => {
+      if (keys.indexOf(node.dataset.key) < 0) {
+        removedHeight += node.offsetHeight + gap;
+        node.remove();
+      }
+    });
+    var onScreen = Array.prototype.map.call(log.children, (node) => node.dataset.key);
+    var kept = onScreen.length > 0 && onScreen.every((key, i) => key === keys[i]);
     if (!kept) log.replaceChildren();
-    turns.slice(kept ? shown.length : 0).forEach((turn, i) => {
+    var from = kept ? onScreen.length : 0;
+    turns.slice(from).forEach((turn, i) => {
       // dir=auto: each turn reads in the direction of its own text; the name has a dir of its
       // own, so it neither sets the turn's direction nor takes it
       var node = el("div", { class: "turn " + turn.role, dir: "auto" });
-      node.dataset.key = keys[(kept ? shown.length : 0) + i];
+      node.dataset.key = keys[from + i];
       var who = turn.role === "user" ? "Customer" : turn.role === "agent" ? turn.agent : "Bot";
       node.appendChild(el("span", { class: "who", dir: "auto" }, who));
       node.appendChild(document.createTextNode(turn.text));
       log.appendChild(node);
     });
     if (!kept || atBottom) log.scrollTop = log.scrollHeight;
+    else if (removedHeight) log.scrollTop -= removedHeight; // #transcript: overflow-anchor none
   }
 
   function act(path, body) {

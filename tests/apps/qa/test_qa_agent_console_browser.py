@@ -132,6 +132,23 @@ def test_a_live_refresh_keeps_the_agents_place(make_app, live_server, page, agen
     assert console.locator("#transcript .turn").count() == 3  # asked, handoff reply, new one
     assert insert.evaluate("node => node === document.activeElement")
 
+    # the session keeps its last 20 turns: a long chat drops its oldest turn from the top while
+    # an agent reads further up; what the agent reads stays put
+    for n in range(20):
+        ask(dialog, f"message number {n:02d}")
+        dialog.locator(".msg.user", has_text=f"message number {n:02d}").wait_for()
+        expect(dialog.get_by_role("log")).to_have_attribute("aria-busy", "false")  # sent
+    console.locator("#transcript .turn", has_text="message number 19").wait_for()
+    reading = console.locator("#transcript .turn", has_text="message number 08")
+    reading.evaluate("node => { node.scrollIntoView(); node.dataset.seen = 'yes'; }")
+    where = "node => node.getBoundingClientRect().top - node.parentNode.getBoundingClientRect().top"
+    before = reading.evaluate(where)
+    ask(dialog, "message number 20")
+    console.locator("#transcript .turn", has_text="message number 20").wait_for(state="attached")
+    assert reading.get_attribute("data-seen") == "yes"
+    assert abs(reading.evaluate(where) - before) < 2
+    assert console.locator("#transcript .turn").count() == 20
+
     item = console.locator("#claimed button").first
     item.focus()
     ask(dialog, "are you there?")
@@ -161,8 +178,11 @@ def test_a_late_reply_from_before_a_claim_does_not_undo_it(
         lambda route: held.append((route, route.fetch())) if not held else route.continue_(),
     )
     ask(dialog, "hello?")  # the customer writes: the console refreshes the conversation
-    while not held:
+    for _ in range(600):  # 30 s at most
+        if held:
+            break
         console.wait_for_timeout(50)
+    assert held, "the console did not refresh the conversation after the customer wrote"
     console.get_by_role("button", name="Claim", exact=True).press("Enter")
     console.get_by_text("claimed by you").wait_for()
     route, stale = held[0]
