@@ -25,6 +25,15 @@ def sign_in(console, base: str, token: str = "tok-alice-1", name: str = "Alice")
     console.get_by_text("Live: new conversations appear here.").wait_for()
 
 
+def customer_waiting(base: str, page, console):
+    """Alice signed in on `console`; a customer on `page` asked for a person. Their widget."""
+    sign_in(console, base)
+    dialog = open_widget(page, base)
+    ask(dialog, "Can I talk to a real person please?")
+    dialog.get_by_text("We're finding a member of our team").wait_for()
+    return dialog
+
+
 @pytest.fixture
 def agent_page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -111,12 +120,8 @@ def test_customer_reaches_a_person_and_back_to_the_bot(
 def test_a_live_refresh_keeps_the_agents_place(make_app, live_server, page, agent_page) -> None:
     """A new customer message refreshes the console; turns already shown stay the same nodes
     (a selection or a test's locator is not pulled from under it) and focus stays put."""
-    base = live_server(make_app(agent_tokens=TOKENS))
     console = agent_page
-    sign_in(console, base)
-    dialog = open_widget(page, base)
-    ask(dialog, "Can I talk to a real person please?")
-    dialog.get_by_text("We're finding a member of our team").wait_for()
+    dialog = customer_waiting(live_server(make_app(agent_tokens=TOKENS)), page, console)
     console.locator("#waiting button").first.press("Enter")
     console.get_by_role("button", name="Claim", exact=True).press("Enter")
     console.get_by_text("claimed by you").wait_for()
@@ -161,12 +166,8 @@ def test_a_late_reply_from_before_a_claim_does_not_undo_it(
 ) -> None:
     """A refresh asked for before the claim answers after it: the console keeps showing the
     newer state (claimed by you, reply box open) rather than the stale "waiting" one."""
-    base = live_server(make_app(agent_tokens=TOKENS))
     console = agent_page
-    sign_in(console, base)
-    dialog = open_widget(page, base)
-    ask(dialog, "Can I talk to a real person please?")
-    dialog.get_by_text("We're finding a member of our team").wait_for()
+    dialog = customer_waiting(live_server(make_app(agent_tokens=TOKENS)), page, console)
     item = console.locator("#waiting button").first
     item.press("Enter")
     session_id = item.get_attribute("data-session-id")
