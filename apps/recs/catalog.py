@@ -125,6 +125,10 @@ def parse_item(
     for column in REQUIRED_COLUMNS:
         value = values.get(column)
         if isinstance(value, int) and not isinstance(value, bool) and column == "item_id":
+            if strict:  # as an event's ids: the API takes JSON strings, files may hold numbers
+                raise fail(
+                    column, f"'item_id' must be a string, found number {value}; send \"{value}\""
+                )
             value = str(value)
         if not isinstance(value, str):
             found = "nothing" if value is None else type(value).__name__

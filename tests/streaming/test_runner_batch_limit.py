@@ -20,7 +20,7 @@ SAFETY_S = 90  # a runner that never gets through the backlog stops here and the
 POLL_INTERVAL_MS = 3000  # the cycle's budget: 1.5 s
 MAX_BATCH = 8
 SLOW_S = 0.3  # per slow message: 8 take 2.4 s, past the budget; 4 take 1.2 s, within it
-SLOW, FAST = 8, 64  # then enough quick messages for full batches to grow the limit back
+SLOW, FAST = 8, 128  # then quick messages enough to grow the limit back from 1 (56), twice
 
 
 def _echo_slowly(batch: list[Message]) -> list[int]:

@@ -186,9 +186,10 @@
     });
     return newest("detail", api("GET", "/api/agent/conversations/" + sessionId))
       .then((reply) => {
-        if (reply.stale || state.selected !== sessionId) return;
-        renderDetail(reply.data);
-        if (focus) $("detail-title").focus();
+        if (state.selected !== sessionId) return;
+        if (!reply.stale) renderDetail(reply.data);
+        // a newer reply may have drawn it first: the title takes the focus all the same
+        if (focus && !$("detail-body").hidden) $("detail-title").focus();
       })
       .catch((error) => ($("action-error").textContent = error.message));
   }

@@ -210,6 +210,17 @@ def test_item_ids_are_stored_as_given_like_user_ids(admin_headers, client):
     assert deleted.status_code == 200
 
 
+def test_a_number_item_id_is_400_as_an_events_is(admin_headers, client):
+    """Ids are JSON strings in the API (a file's `42` still reads as "42")."""
+    item = {**NEW_ITEM, "item_id": 5}
+    for body, index in ((item, 0), ({"items": [NEW_ITEM, item]}, 1)):
+        response = client.post("/api/items", json=body, headers=admin_headers)
+        assert response.status_code == 400, response.json
+        assert (response.json["field"], response.json.get("index")) == ("item_id", index)
+        assert response.json["message"].endswith('found number 5; send "5"')
+    assert client.get("/api/items/5").status_code == 404
+
+
 def test_an_unknown_item_field_is_400_in_every_form(admin_headers, client):
     """A typo'd `titel` would otherwise be dropped while the item is stored."""
     item = {**NEW_ITEM, "titel": "Kite 2", "colour": "red"}
