@@ -278,7 +278,14 @@ def run_copy_of_bot(cached: Path, stack: ExitStack) -> Path:
 
     from threefold.apps.qa.store import BotStore
 
-    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="threefold-demo-qa-")))
+    # The bot's background intent retrain (after the learning loop's edit) may still publish a
+    # version while the demo stops: its daemon thread ends with the process; the scratch
+    # removal must not fail the demo's exit code over the files it is writing.
+    scratch = Path(
+        stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="threefold-demo-qa-", ignore_cleanup_errors=True)
+        )
+    )
     source = BotStore(cached)
     version = source.current_version()
     entry = BotStore(scratch / "qa-bot").entry
