@@ -37,7 +37,8 @@ def test_personal_data_is_masked_in_every_stored_record(
             *redis_client.lrange(f"{redis_prefix}feedback", 0, -1),
         ]
     ).decode()
-    without_numbers = re.sub(r"\d+\.\d+", "", stored)  # timestamps and scores may hold 4111
+    # timestamps, scores, random hex ids and bot version names may hold 4111 by chance
+    without_numbers = re.sub(r"\d+\.\d+|\b[0-9a-f]{32}\b|\d{4}-\d{8}T\d{6}", "", stored)
     for secret in ("jane@example.com", "4111", "555 0134", "078-05-1120"):
         assert secret not in without_numbers
     assert "[email]" in stored and "[card]" in stored and "[national-id]" in stored
