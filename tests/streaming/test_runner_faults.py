@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from kafka import KafkaProducer
+from support.runner_threads import RunnerThreads
 from support.services import read_topic_records
 
 from threefold.streaming.kafka_config import ensure_topics
@@ -274,32 +275,24 @@ def test_a_broker_gone_while_the_stream_is_quiet_is_reported_then_reconnected(
     src, out, dlq, group = "news", "scored", "news.dlq", "g-quiet-outage"
     ensure_topics(bootstrap, [src, out, dlq])
     runner = _runner(bootstrap, src, out, dlq, group, max_reconnect_backoff_ms=1000)
-    thread = threading.Thread(target=runner.run, kwargs={"stop_after": SAFETY_S * 3}, daemon=True)
-    thread.start()
+    running = RunnerThreads(SAFETY_S)
+    thread = running.start(runner)
     try:
         _produce(bootstrap, src, [json.dumps({"text": "before"}).encode()])
         assert len(read_topic_records(bootstrap, out, min_count=1, timeout_s=SAFETY_S)) == 1
 
         own_broker[0].stop()
-        _wait_for(lambda: runner.status().state == "kafka_down", "Kafka reported down")
+        running.wait_for(lambda: runner.status().state == "kafka_down", "Kafka reported down")
 
         own_broker.append(start_kafka(port=int(bootstrap.rsplit(":", 1)[1])))
         ensure_topics(bootstrap, [src, out, dlq])
-        _wait_for(lambda: runner.status().state == "running", "reconnected")
+        running.wait_for(lambda: runner.status().state == "running", "reconnected")
         _produce(bootstrap, src, [json.dumps({"text": "after"}).encode()])
         after = read_topic_records(bootstrap, out, min_count=1, timeout_s=SAFETY_S)
         assert [json.loads(r.value)["text"] for r in after] == ["after"]
     finally:
-        runner.stop()
-        thread.join(timeout=60)
-    assert not thread.is_alive()
-
-
-def _wait_for(condition, what: str) -> None:
-    deadline = time.monotonic() + SAFETY_S
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {SAFETY_S} s: {what}"
-        time.sleep(0.1)
+        running.stop_all()
+    assert not thread.is_alive() and not running.errors, running.errors
 
 
 def test_the_coordinator_watch_is_off_without_kafka_pythons_coordinator_id() -> None:
