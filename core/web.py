@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, NotFound
@@ -55,20 +55,33 @@ class ApiError(Exception):
     """Raise in a view to answer with a JSON error: `{"error": code, "message": ..., **details}`."""
 
     def __init__(
-        self, status: int, message: str, *, code: str | None = None, **details: Any
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool = True,
+        **details: Any,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code or ERROR_CODES.get(status, "error")
+        self.retryable = retryable
         self.details = details
 
     def to_response(self) -> Response:
-        """The JSON error; a `retry_after` detail (seconds) also becomes the Retry-After header."""
+        """The JSON error; a `retry_after` detail (seconds) also becomes the Retry-After header.
+
+        A 503 raised with `retryable=False` (a feature switched off by configuration, which no
+        wait will change) gets no Retry-After, not even the default one.
+        """
         body = {"error": self.code, "message": self.message, **self.details}
         response = _json_response(body, self.status)
         if "retry_after" in self.details:
             response.headers["Retry-After"] = str(self.details["retry_after"])
+        elif not self.retryable and has_request_context():
+            g.threefold_not_retryable = True
         return response
 
 
@@ -303,6 +316,7 @@ def setup_web_app(
             response.status_code == 503
             and response.is_json
             and "Retry-After" not in response.headers
+            and not g.get("threefold_not_retryable")
         ):
             response.headers["Retry-After"] = str(DEFAULT_RETRY_AFTER_S)
         origin = request.headers.get("Origin")
@@ -366,7 +380,10 @@ def _http_error_message(error: HTTPException) -> str:
 
 
 def bearer_token_required(config_key: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Protect a view with the bearer token in `app.config[config_key]` (503 when none is set)."""
+    """Protect a view with the bearer token in `app.config[config_key]`.
+
+    When none is set the view answers 503 without Retry-After: only configuration enables it.
+    """
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
@@ -376,6 +393,7 @@ def bearer_token_required(config_key: str) -> Callable[[Callable[..., Any]], Cal
                 raise ApiError(
                     503,
                     f"admin API disabled: no token configured ({config_key} is not set)",
+                    retryable=False,
                 )
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
@@ -396,8 +414,8 @@ def named_token_required(
     """Protect a view for people with their own bearer token; sets `g.signed_in` to the name.
 
     `tokens()` returns the request's `core.named_tokens.NamedTokens`; when it holds nobody the
-    view answers 503 with `disabled` (which says the setting) and `code`; no or a malformed
-    header is a 401, a token nobody holds a 403.
+    view answers 503 with `disabled` (which says the setting) and `code`, without Retry-After;
+    no or a malformed header is a 401, a token nobody holds a 403.
     """
 
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -405,7 +423,7 @@ def named_token_required(
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             known = tokens()
             if not known:
-                raise ApiError(503, disabled, code=code)
+                raise ApiError(503, disabled, code=code, retryable=False)
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise ApiError(401, f"missing 'Authorization: Bearer <{person} token>' header")

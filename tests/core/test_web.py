@@ -6,14 +6,16 @@ import json
 import logging
 
 import pytest
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify
 from prometheus_client import CollectorRegistry
 
+from threefold.core.named_tokens import NamedTokens
 from threefold.core.web import (
     ApiError,
     JsonLogFormatter,
     TokenBucketLimiter,
     bearer_token_required,
+    named_token_required,
     read_json_body,
     require_fields,
     setup_web_app,
@@ -103,6 +105,23 @@ def test_admin_disabled_without_token() -> None:
     response = app.test_client().get("/api/admin", headers={"Authorization": "Bearer x"})
     assert response.status_code == 503
     assert "ADMIN_TOKEN" in response.get_json()["message"]
+    assert "Retry-After" not in response.headers, "only configuration enables it: no retry"
+
+
+def test_people_tokens_disabled_is_a_503_without_retry_after() -> None:
+    app = make_app()
+
+    @app.get("/api/agent")
+    @named_token_required(
+        lambda: NamedTokens({}), person="agent", disabled="set AGENTS", code="disabled"
+    )
+    def agent():
+        return jsonify(agent=g.signed_in)
+
+    response = app.test_client().get("/api/agent", headers={"Authorization": "Bearer x"})
+    assert response.status_code == 503
+    assert response.get_json() == {"error": "disabled", "message": "set AGENTS"}
+    assert "Retry-After" not in response.headers
 
 
 def test_cors_only_for_configured_origins(client) -> None:
