@@ -1,9 +1,16 @@
-"""JSON for the errors an HTTP server sends before Flask sees the request (414, 431, 400).
+"""What HTTP servers do before Flask sees a request: JSON errors, a deadline for stalled clients.
 
 werkzeug's development server (`threefold serve ...`, the demo) and gunicorn (deploy/) answer a
 too-long request line or too many header bytes themselves, with HTML. `JsonErrorRequestHandler`
 (werkzeug) and `install_gunicorn_json_errors()` (gunicorn) make those answers the same JSON
 error body every API sends: `{"error": code, "message": ...}`.
+
+Neither server bounds a socket read of its own: a client that sends half a request line or its
+headers and then nothing holds a server thread for ever, and a few such clients (slowloris) hold
+every thread of a worker. `JsonErrorRequestHandler.timeout` and
+`install_gunicorn_client_timeout()` give each read and write `CLIENT_TIMEOUT_S`; the connection
+of a client that stalls longer is closed. (A request body's reads get the shorter
+`core.web.BODY_READ_TIMEOUT_S` and a 408.)
 """
 
 from __future__ import annotations
@@ -14,6 +21,9 @@ from typing import Any
 from werkzeug.serving import WSGIRequestHandler
 
 from threefold.core.web import ERROR_CODES
+
+# Longest a client may stall in one socket read or write (request line, headers, the answer).
+CLIENT_TIMEOUT_S = 30.0
 
 
 def json_error_body(status: int, message: str) -> bytes:
@@ -26,7 +36,7 @@ class JsonErrorRequestHandler(WSGIRequestHandler):
     sends nothing for `timeout` seconds (half a request line or headers) is disconnected
     instead of holding a server thread for ever (werkzeug sets no timeout of its own)."""
 
-    timeout = 30
+    timeout = CLIENT_TIMEOUT_S
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         short, long = self.responses.get(code, ("error", ""))
@@ -55,3 +65,24 @@ def install_gunicorn_json_errors() -> None:
         util.write_nonblock(sock, head.encode("latin1") + body)
 
     util.write_error = write_json_error
+
+
+def install_gunicorn_client_timeout(seconds: float = CLIENT_TIMEOUT_S) -> None:
+    """Give each socket read and write of gunicorn's gthread worker at most `seconds` (call once).
+
+    gthread waits for a new connection's first bytes without a thread, but then reads the
+    request line and headers in a pool thread with no timeout. The deadline is set where the
+    worker makes a connection's socket blocking to read a request (`TConn.init`, on every
+    request of a kept-alive connection too); a stalled client's read raises `TimeoutError`,
+    and gunicorn closes that connection and frees the thread.
+    """
+    from gunicorn.workers import gthread
+
+    original = getattr(gthread.TConn.init, "threefold_original", gthread.TConn.init)
+
+    def init_with_timeout(conn: Any) -> None:
+        original(conn)
+        conn.sock.settimeout(seconds)
+
+    init_with_timeout.threefold_original = original  # type: ignore[attr-defined]
+    gthread.TConn.init = init_with_timeout

@@ -11,6 +11,8 @@ Environment:
     GUNICORN_TIMEOUT      seconds a silent worker may take before it is restarted (default 120)
     GUNICORN_GRACEFUL_TIMEOUT  seconds in-flight requests get to finish after SIGTERM (default
                           30; k8s terminationGracePeriodSeconds must cover it + the preStop sleep)
+    GUNICORN_CLIENT_TIMEOUT  seconds a client may stall mid-request (request line, headers) or
+                          in reading the answer before its connection is closed (default 30)
     GUNICORN_MAX_REQUESTS recycle a worker after this many requests (default 0 = never)
     GUNICORN_ACCESS_LOG   "1" (default) for one JSON line per request on stdout, "0" for none
     GUNICORN_LOG_SKIP     comma-separated paths left out of the access log (default "/healthz")
@@ -23,13 +25,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
 from gunicorn.glogging import Logger
 
 from threefold.core.privacy import redact_query
-from threefold.core.server_errors import install_gunicorn_json_errors
+from threefold.core.server_errors import (
+    CLIENT_TIMEOUT_S,
+    install_gunicorn_client_timeout,
+    install_gunicorn_json_errors,
+)
 
 
 def _int_env(name: str, default: int, minimum: int = 0) -> int:
@@ -74,6 +81,17 @@ class JsonLogger(Logger):
         skip = os.environ.get("GUNICORN_LOG_SKIP", "/healthz")
         self.skip_paths = {path.strip() for path in skip.split(",") if path.strip()}
 
+    def exception(self, msg, *args, **kwargs) -> None:
+        """A client cut off by the client timeout is one warning line, not a traceback."""
+        if isinstance(sys.exc_info()[1], TimeoutError):
+            self.error_log.warning(
+                "a client stalled for %s s mid-request or reading the answer: "
+                "connection closed (GUNICORN_CLIENT_TIMEOUT)",
+                client_timeout,
+            )
+            return
+        super().exception(msg, *args, **kwargs)
+
     def access(self, resp, req, environ, request_time) -> None:
         if not self.access_log_enabled or environ.get("PATH_INFO") in self.skip_paths:
             return
@@ -103,6 +121,7 @@ workers = _int_env("WEB_CONCURRENCY", 1, minimum=1)
 worker_class = "gthread"
 threads = _int_env("GUNICORN_THREADS", 8, minimum=1)
 timeout = _int_env("GUNICORN_TIMEOUT", 120, minimum=1)
+client_timeout = _int_env("GUNICORN_CLIENT_TIMEOUT", int(CLIENT_TIMEOUT_S), minimum=1)
 graceful_timeout = _int_env("GUNICORN_GRACEFUL_TIMEOUT", 30, minimum=1)
 keepalive = 5
 max_requests = _int_env("GUNICORN_MAX_REQUESTS", 0)
@@ -125,3 +144,5 @@ accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "1") != "0" else None
 # Requests gunicorn refuses itself (414 URI too long, 431 header fields too large, 400) get the
 # apps' JSON error body instead of gunicorn's HTML page.
 install_gunicorn_json_errors()
+# A client that stalls mid-request holds a thread for at most client_timeout (slowloris).
+install_gunicorn_client_timeout(client_timeout)

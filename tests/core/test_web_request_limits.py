@@ -93,22 +93,27 @@ def werkzeug_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     server.server_close()
 
 
-@pytest.fixture(scope="module")
-def gunicorn_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """gunicorn with deploy/gunicorn.conf.py (gthread workers), as production runs the apps."""
-    folder = tmp_path_factory.mktemp("gunicorn_app")
+def _start_gunicorn(folder: Path, **env: str) -> tuple[subprocess.Popen, int]:
+    """gunicorn with deploy/gunicorn.conf.py (gthread workers) serving the limits app."""
     (folder / "limits_app.py").write_text(APP_SOURCE.format(stall_s=STALL_S, limit=LIMIT))
     port = free_port()
     conf = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py"
     gunicorn = Path(sys.executable).parent / "gunicorn"
     process = subprocess.Popen(
         [str(gunicorn), "-c", str(conf), "--chdir", str(folder), "limits_app:create_app()"],
-        env={"PATH": str(gunicorn.parent), "PORT": str(port), "GUNICORN_ACCESS_LOG": "0"},
+        env={"PATH": str(gunicorn.parent), "PORT": str(port), "GUNICORN_ACCESS_LOG": "0", **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     wait_until_serving(process, f"http://127.0.0.1:{port}/metrics")
+    return process, port
+
+
+@pytest.fixture(scope="module")
+def gunicorn_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """gunicorn as production runs the apps."""
+    process, port = _start_gunicorn(tmp_path_factory.mktemp("gunicorn_app"))
     yield port
     process.terminate()
     process.communicate(timeout=30)
@@ -270,3 +275,26 @@ def test_a_503_keeps_the_retry_after_its_view_set(client, path: str, seconds: st
 
 def test_a_503_page_that_is_not_json_is_left_alone(client) -> None:
     assert "Retry-After" not in client.get("/api/page").headers
+
+
+def test_clients_stalled_mid_headers_do_not_hold_every_gunicorn_thread(tmp_path: Path) -> None:
+    """Slowloris: more stalled clients than threads; an ordinary request is still answered."""
+    process, port = _start_gunicorn(tmp_path, GUNICORN_THREADS="2", GUNICORN_CLIENT_TIMEOUT="1")
+    stalled = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    try:
+        for sock in stalled:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        with socket.create_connection(("127.0.0.1", port), timeout=CLIENT_WAIT_S) as sock:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert sock.recv(64).startswith(b"HTTP/1.1 200"), "a stalled client held the threads"
+        for sock in stalled:
+            sock.settimeout(CLIENT_WAIT_S)
+            assert sock.recv(64) == b"", "the stalled client's connection is closed"
+    finally:
+        for sock in stalled:
+            sock.close()
+        process.terminate()
+        _, log = process.communicate(timeout=30)
+    warnings = [line for line in log.splitlines() if "stalled for 1 s" in line]
+    assert warnings and all(json.loads(line)["level"] == "warning" for line in warnings)
+    assert "Traceback" not in log
