@@ -14,8 +14,7 @@ import threading
 import time
 from typing import Any
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
 MAX_LOCAL_CLIENTS = 100_000
@@ -77,8 +76,9 @@ class TokenBucketLimiter:
 class SharedRateLimiter:
     """Token buckets in Redis under `<prefix>ratelimit:<client>`, one limit for all workers.
 
-    While Redis is unreachable the per-process buckets apply (each worker then allows the rate
-    on its own) and Redis is tried again after `retry_s`.
+    While Redis is unreachable or refuses the script (out of memory, read-only replica) the
+    per-process buckets apply (each worker then allows the rate on its own) and Redis is tried
+    again after `retry_s`.
     """
 
     def __init__(
@@ -105,11 +105,12 @@ class SharedRateLimiter:
                     args=[self.local.rate, self.local.capacity],
                 )
                 return float(wait)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except (RedisError, OSError) as exc:
                 self._down_until = time.monotonic() + self.retry_s
                 logger.warning(
-                    "redis unavailable for rate limits (%s); per-process limits for %.0fs",
+                    "redis unavailable for rate limits (%s: %s); per-process limits for %.0fs",
                     type(exc).__name__,
+                    str(exc).splitlines()[0][:200] if str(exc) else "",
                     self.retry_s,
                 )
         return self.local.acquire(client)

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from redis.exceptions import RedisError, ResponseError
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, NotFound
 
 from threefold.core.privacy import mask_pii
@@ -319,6 +320,7 @@ def setup_web_app(
             and not g.get("threefold_not_retryable")
         ):
             response.headers["Retry-After"] = str(DEFAULT_RETRY_AFTER_S)
+        _protect(response)
         origin = request.headers.get("Origin")
         if origin and origin.rstrip("/") in origins:
             response.headers["Access-Control-Allow-Origin"] = origin
@@ -355,6 +357,15 @@ def setup_web_app(
                 response.headers[header] = value
         return response
 
+    @app.errorhandler(RedisError)
+    def _redis_error(error: RedisError) -> Response:
+        http_log.warning(
+            "redis failed on %s %s: %s", request.method, request.path, _redis_reason(error)
+        )
+        return ApiError(
+            503, f"redis {_redis_reason(error)}; retry shortly", code="redis_unavailable"
+        ).to_response()
+
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
         http_log.exception("unhandled error on %s %s", request.method, request.path)
@@ -367,6 +378,27 @@ def setup_web_app(
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
     app.register_blueprint(metrics)
+
+
+def _protect(response: Response) -> None:
+    """Headers every answer carries unless its view set its own: no MIME sniffing, no framing
+    by other sites (clickjacking the agent console or an admin page), and nothing a bearer
+    token unlocked kept in a browser's or a shared proxy's cache."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+    if "Authorization" in request.headers:
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
+def _redis_reason(error: RedisError) -> str:
+    """What went wrong with Redis, in a few words: unreachable, or what it refused and why."""
+    if isinstance(error, ResponseError):
+        detail = str(error).splitlines()[0] if str(error) else ""
+        # A script's error quotes the script position before Redis's own "-OOM ..." reply.
+        detail = detail.rsplit(": -", 1)[-1][:200].rstrip(".")
+        return f"refused the request ({type(error).__name__}: {detail})"
+    return f"unreachable ({type(error).__name__})"
 
 
 def _http_error_message(error: HTTPException) -> str:

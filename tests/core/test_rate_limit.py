@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from threefold.core.rate_limit import SharedRateLimiter, retry_after_seconds
 from threefold.core.web import setup_web_app
-from threefold.streaming.services import free_port
+from threefold.streaming.services import free_port, start_redis
 
 
 def make_worker(client: object, prefix: str, rate_per_minute: int = 60) -> Flask:
@@ -67,3 +67,35 @@ def test_redis_down_falls_back_to_per_process_limits(caplog) -> None:
         statuses = [client.get("/api/ping").status_code for _ in range(20)]
     assert statuses.count(200) == 15 and statuses[-1] == 429
     assert "per-process limits" in caplog.text
+
+
+@pytest.mark.integration
+def test_a_redis_that_refuses_writes_leaves_limits_per_process_and_errors_503(caplog) -> None:
+    """Redis out of memory (noeviction) or read-only answers, but refuses the limiter's
+    script: requests keep being served under per-process limits; a view's own refused write
+    is a 503 that says so, never a 500."""
+    service = start_redis()
+    client = redis.Redis.from_url(service.url)
+    try:
+        app = make_worker(client, "oom:")
+
+        @app.post("/api/write")
+        def write():
+            client.set("oom:key", "x" * 1000)
+            return jsonify(ok=True)
+
+        client.config_set("maxmemory", "1")
+        client.config_set("maxmemory-policy", "noeviction")
+        http = app.test_client()
+        with caplog.at_level(logging.WARNING):
+            assert http.get("/api/ping").status_code == 200
+            assert http.get("/api/nope").status_code == 404
+            refused = http.post("/api/write")
+        assert refused.status_code == 503
+        assert refused.get_json()["error"] == "redis_unavailable"
+        assert "memory" in refused.get_json()["message"]
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert "per-process limits" in caplog.text
+    finally:
+        client.close()
+        service.stop()

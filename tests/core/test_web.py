@@ -254,3 +254,17 @@ def test_rate_limited_request_says_when_to_retry_in_whole_seconds() -> None:
     for response in limited:
         seconds = int(response.headers["Retry-After"])
         assert seconds >= 1 and response.get_json()["retry_after"] == seconds
+
+
+@pytest.mark.parametrize("path", ["/api/echo", "/nope", "/metrics"])
+def test_every_answer_forbids_sniffing_and_framing(client, path: str) -> None:
+    response = client.get(path)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+
+
+def test_what_a_token_unlocked_is_not_cached(client) -> None:
+    unlocked = client.get("/api/admin", headers={"Authorization": "Bearer s3cret"})
+    assert unlocked.status_code == 200 and unlocked.headers["Cache-Control"] == "no-store"
+    assert "Cache-Control" not in client.get("/api/echo").headers
