@@ -223,10 +223,9 @@ def build_apps(
         allowed_origins=storefront_origins,
         agent_tokens=f"{DEMO_AGENT}:{state.agent_token}",
     )
-    qa = create_qa(
-        qa_settings,
-        open_qa_resources(qa_settings, state.redis, encoder=embedder),
-    )
+    qa_resources = open_qa_resources(qa_settings, state.redis, encoder=embedder)
+    qa = create_qa(qa_settings, qa_resources)
+    stack.callback(qa_resources.close)  # before the scratch bot folder goes: stops the rebuild
     recs_settings = RecsConfig(redis_prefix=prefix + "recs:", chat_url=state.url("qa"))
     recs_redis = state.redis
     tuned, vectors = prepare_recs_cached(
@@ -278,14 +277,9 @@ def run_copy_of_bot(cached: Path, stack: ExitStack) -> Path:
 
     from threefold.apps.qa.store import BotStore
 
-    # The bot's background intent retrain (after the learning loop's edit) may still publish a
-    # version while the demo stops: its daemon thread ends with the process; the scratch
-    # removal must not fail the demo's exit code over the files it is writing.
-    scratch = Path(
-        stack.enter_context(
-            tempfile.TemporaryDirectory(prefix="threefold-demo-qa-", ignore_cleanup_errors=True)
-        )
-    )
+    # Removed after the QA app's resources close (`build_apps`): the bot's background rebuild
+    # publishes nothing into it from then on.
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="threefold-demo-qa-")))
     source = BotStore(cached)
     version = source.current_version()
     entry = BotStore(scratch / "qa-bot").entry

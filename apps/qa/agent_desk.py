@@ -77,15 +77,24 @@ class AgentDesk:
             self._changed(conversation)
 
     def claim(self, session_id: str, agent: str) -> Conversation:
+        """`agent` takes the conversation. Claiming one you hold already answers the same and
+        changes nothing: no second event, no second count; another agent's is HeldByAnother."""
         now = self.clock()
-        conversation = self.store.update(session_id, lambda c: handoff_queue.claim(c, agent, now))
-        if conversation.claimed_at == now:  # this call claimed it (not a repeated claim)
+        taken: list[bool] = []
+
+        def take(current: Conversation) -> Conversation:
+            claimed = handoff_queue.claim(current, agent, now)
+            taken[:] = [claimed is not current]  # the last try is the one stored
+            return claimed
+
+        conversation = self.store.update(session_id, take)
+        if taken[0]:
             if self.metrics is not None:
                 self.metrics.observe_claim(agent)
             self._notify_customer(
                 session_id, {"type": "status", "status": "claimed", "agent": agent}
             )
-        self._changed(conversation)
+            self._changed(conversation)
         return conversation
 
     def reply(self, session_id: str, agent: str, text: str) -> Turn:

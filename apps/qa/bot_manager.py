@@ -15,6 +15,13 @@ Every worker follows the bot directory's `current` pointer (`follow_pointer`, at
 `check_every_s`, from the `bot` property): a version published or rolled back by another process
 (`threefold retrain qa`, `threefold models rollback`, another gunicorn worker's edit) is loaded
 and swapped in without a restart. A version that fails to load is logged and the old bot kept.
+
+An edit (and a background rebuild's publish) holds the directory's edit lock
+(`BotStore.edit_lock`, across processes) from reading the newest version to publishing its own:
+`edit_with` decides the changes on that newest KB, so a check such as "this id is new" and the
+write that relies on it are one step, and no worker's edit is lost to another's.
+
+`close` stops the background rebuild: it stops at its next check and publishes nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from collections.abc import Callable, Iterable
 
 from threefold.apps.qa.bot import Bot
 from threefold.apps.qa.builder import BuildOptions, EditStats, apply_edits, build_bot
+from threefold.apps.qa.intent_model import TrainingStopped
 from threefold.apps.qa.knowledge_base import FaqEntry, KnowledgeBase
 from threefold.apps.qa.micro_batch import MicroBatchEncoder
 from threefold.apps.qa.store import BotStore
@@ -35,6 +43,8 @@ logger = logging.getLogger(__name__)
 CHECK_EVERY_S = 1.0
 RECALIBRATED_BY = "qa recalibration after kb edit"
 REBUILT_FROM = "rebuilt_from"  # a background rebuild's metadata: the version it rebuilt
+CLOSE_WAIT_S = 10.0  # how long `close` waits for the background rebuild's thread to end
+KbEdit = tuple[Iterable[FaqEntry], Iterable[str]]  # (upserts, deletes)
 
 
 class BotManager:
@@ -65,6 +75,7 @@ class BotManager:
         self._retrain_thread: threading.Thread | None = None
         self._retrain_idle = threading.Event()
         self._retrain_idle.set()
+        self._stopping = threading.Event()
         self.check_every_s = check_every_s
         self._stamp: object = None
         self._checked_at = 0.0
@@ -89,18 +100,24 @@ class BotManager:
         if stamp == self._stamp or not self._write_lock.acquire(blocking=False):
             return False
         try:
-            self._stamp = stamp
+            return self._catch_up()
+        finally:
+            self._write_lock.release()
+
+    def _catch_up(self) -> bool:
+        """With the write lock held: swap in the version the pointer names when it is another
+        one; True when swapped. One that fails to load is logged and the old bot kept."""
+        try:
+            self._stamp = self.store.pointer_stamp()
             version = self.store.current_version()
             if self._bot is None or version is None or version == self._bot.version:
                 return False
             self._swap(self.store.load(version, embedder=self._embedder))
-            logger.info("followed the pointer of %s to bot version %s", self.store.root, version)
-            return True
         except Exception:
             logger.exception("could not load the bot version the pointer names; keeping the old")
             return False
-        finally:
-            self._write_lock.release()
+        logger.info("followed the pointer of %s to bot version %s", self.store.root, version)
+        return True
 
     def _swap(self, bot: Bot) -> None:
         if self.micro_batch and not isinstance(bot.embedder, MicroBatchEncoder):
@@ -138,7 +155,23 @@ class BotManager:
         `recalibrate`: also refit a retrieval-only bot's calibration in the background (a bot
         with an intent model is always rebuilt after an edit).
         """
-        with self._write_lock:
+        changes = (list(upserts), list(deletes))
+        return self.edit_with(lambda _kb: changes, by=by, recalibrate=recalibrate)
+
+    def edit_with(
+        self,
+        plan: Callable[[KnowledgeBase], KbEdit],
+        *,
+        by: str = "admin",
+        recalibrate: bool = False,
+    ) -> tuple[str, EditStats]:
+        """`edit` with the changes `plan(kb)` returns as (upserts, deletes) for the newest KB,
+        under the edit lock: what `plan` checks (an id is new, an FAQ exists) still holds when
+        the edit is published. An exception `plan` raises refuses the edit; nothing is written.
+        """
+        with self._write_lock, self.store.edit_lock():
+            self._catch_up()  # another worker's edit is the base, not lost
+            upserts, deletes = plan(self._current().kb)
             new_bot, stats = apply_edits(self._current(), upserts, deletes)
             self.store.publish(new_bot, created_by=f"kb edit by {by}")
             self._stamp = self.store.pointer_stamp()
@@ -151,7 +184,28 @@ class BotManager:
         """Block until no background retrain is pending or running; False on timeout."""
         return self._retrain_idle.wait(timeout)
 
+    def close(self, timeout: float = CLOSE_WAIT_S) -> bool:
+        """Stop the background rebuild; safe to call again.
+
+        It stops at its next check (between build stages, before each intent training step,
+        before publishing), publishes nothing and logs `qa_retrain_stopped`; later edits start
+        none. On return no rebuild can publish any more (one publishing already is waited
+        for); the thread itself is waited for up to `timeout` s (True when it ended: an encode
+        under way runs to its end first, in a daemon thread).
+        """
+        self._stopping.set()
+        with self._write_lock:
+            pass  # a publish under way ends first; the rebuild checks the flag before its own
+        with self._retrain_lock:
+            thread = self._retrain_thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
     def _schedule_retrain(self) -> None:
+        if self._stopping.is_set():
+            logger.info("closing: the edit is not rebuilt in the background")
+            return
         with self._retrain_lock:
             self._retrain_wanted = True
             self._retrain_idle.clear()
@@ -164,20 +218,32 @@ class BotManager:
     def _retrain_loop(self) -> None:
         while True:
             with self._retrain_lock:
-                if not self._retrain_wanted:
+                if self._retrain_wanted and self._stopping.is_set():
+                    self._log_stopped(self._current(), "before starting")
+                if not self._retrain_wanted or self._stopping.is_set():
                     self._retrain_thread = None
                     self._retrain_idle.set()
                     return
                 self._retrain_wanted = False
             base = self._current()
             try:
-                rebuilt = retrained(base)
+                rebuilt = retrained(base, should_stop=self._stopping.is_set)
+            except TrainingStopped as stopped:
+                self._log_stopped(base, stopped.stage)
+                continue
             except Exception:
                 logger.exception("background retrain of bot %s failed", base.version)
                 continue
-            with self._write_lock:
+            with self._write_lock, self.store.edit_lock():
+                if self._stopping.is_set():
+                    self._log_stopped(base, "before publishing")
+                    continue
+                self._catch_up()  # another worker's edit since: rebuild from that one
                 if self._bot is not base:
-                    logger.info("bot changed during the retrain; retraining from the newer one")
+                    logger.info(  # the edit that changed it schedules the next rebuild
+                        "bot changed during the retrain (an edit here or in another process); "
+                        "not published, the newer bot is rebuilt"
+                    )
                     continue
                 rebuilt.info.parent = base.version
                 self.store.publish(
@@ -185,6 +251,21 @@ class BotManager:
                 )
                 self._stamp = self.store.pointer_stamp()
                 self._swap(rebuilt)
+
+    @staticmethod
+    def _log_stopped(base: Bot, stage: str) -> None:
+        logger.info(
+            "background retrain of bot %s stopped %s (closing); nothing published",
+            base.version,
+            stage,
+            extra={
+                "fields": {
+                    "event": "qa_retrain_stopped",
+                    "bot_version": base.version,
+                    "stage": stage,
+                }
+            },
+        )
 
     def rollback(self) -> str:
         """Re-activate the previously active version and swap it in; returns its version.
@@ -203,9 +284,17 @@ class BotManager:
             return version
 
 
-def retrained(bot: Bot, kb: KnowledgeBase | None = None) -> Bot:
+def retrained(
+    bot: Bot, kb: KnowledgeBase | None = None, *, should_stop: Callable[[], bool] | None = None
+) -> Bot:
     """The bot rebuilt from its own KB (or `kb`) and build options (calibration, intent head and
     fusion refitted). The embedder is reused as it is (a fine-tuned one is not fine-tuned again).
+    `should_stop`: see `build_bot` (TrainingStopped).
     """
     options = BuildOptions.from_dict({**bot.info.options, "fine_tune": False})
-    return build_bot(bot.kb if kb is None else kb, bot.embedder, options)  # type: ignore[arg-type]
+    return build_bot(
+        bot.kb if kb is None else kb,
+        bot.embedder,  # type: ignore[arg-type]
+        options,
+        should_stop=should_stop,
+    )

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +43,12 @@ from threefold.apps.qa.intent_fusion import (
     IntentFusion,
     fit_fusion,
 )
-from threefold.apps.qa.intent_model import IntentHead, IntentTraining, train_intent_head
+from threefold.apps.qa.intent_model import (
+    IntentHead,
+    IntentTraining,
+    check_stop,
+    train_intent_head,
+)
 from threefold.apps.qa.knowledge_base import FaqEntry, KnowledgeBase
 from threefold.apps.qa.retrieval import per_id_max, vector_id
 from threefold.core.encoder import TextEncoder
@@ -341,12 +346,18 @@ def build_bot(
     options: BuildOptions | None = None,
     *,
     show_progress: bool = False,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Bot:
     """Embed the KB, index it in FAISS and fit the confidence calibration on held-out data.
 
     With fine-tuning (`options.fine_tune`; by default for intent bots of large KBs) a copy of
     `embedder` is fine-tuned on paraphrase pairs (held-out questions excluded), and the bot keeps
     that copy; `embedder` itself is never changed. The bot records the resolved choice.
+
+    `should_stop` is asked between the stages (fine-tune, embedding, calibration) and before
+    each step of the intent head's training; `intent_model.TrainingStopped` when it says so.
+    The encoder's own calls (a fine-tune, an `encode`) run to their end first: `core` takes no
+    stop request.
     """
     from threefold.core.index import build_index
 
@@ -387,8 +398,10 @@ def build_bot(
             max_steps=options.fine_tune_max_steps,
             show_progress=show_progress,
         )
+    check_stop(should_stop, "before embedding the KB")
     logger.info("embedding %d texts of %d FAQs", len(layout.texts), len(kb))
     vectors = np.asarray(model.encode(layout.texts, show_progress=show_progress), dtype=np.float32)
+    check_stop(should_stop, "after embedding the KB")
     held = _held_out_features(vectors, layout, holdout)
     probes: list[str] = list(GENERIC_OOS_PROBES) if options.generic_oos else []
     generic_top, generic_margin, dropped = _probe_features(
@@ -412,7 +425,10 @@ def build_bot(
     intent: IntentHead | None = None
     fusion: IntentFusion | None = None
     if use_intent:
-        intent, fusion = _fit_intent(model, vectors, layout, holdout, kb, options, probes)
+        check_stop(should_stop, "before training the intent head")
+        intent, fusion = _fit_intent(
+            model, vectors, layout, holdout, kb, options, probes, should_stop=should_stop
+        )
     index = build_index(layout.vector_ids, vectors)
     stats = {
         "faqs": len(kb),
@@ -478,6 +494,8 @@ def _fit_intent(
     kb: KnowledgeBase,
     options: BuildOptions,
     generic_probes: list[str],
+    *,
+    should_stop: Callable[[], bool] | None = None,
 ) -> tuple[IntentHead, IntentFusion]:
     """Train the head without the held-out rows, fit the fusion on them, retrain on all rows."""
     training = IntentTraining(steps=options.intent_steps, seed=options.seed)
@@ -485,7 +503,12 @@ def _fit_intent(
     row_labels = [ids[position] for position in layout.owner]
     held = np.asarray(holdout, dtype=int)
     train_rows = np.setdiff1d(np.arange(len(layout.texts)), held)
-    head = train_intent_head(vectors[train_rows], [row_labels[r] for r in train_rows], training)
+    head = train_intent_head(
+        vectors[train_rows],
+        [row_labels[r] for r in train_rows],
+        training,
+        should_stop=should_stop,
+    )
     sims = vectors[held] @ vectors.T
     sims[np.arange(len(held)), held] = -np.inf
     cosines = per_id_max(sims, layout.group_starts)
@@ -514,7 +537,7 @@ def _fit_intent(
     )
     if options.threshold is not None:
         fusion = fusion.with_threshold(options.threshold)
-    final = train_intent_head(vectors, row_labels, training)
+    final = train_intent_head(vectors, row_labels, training, should_stop=should_stop)
     return final, fusion
 
 

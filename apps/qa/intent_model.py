@@ -16,19 +16,34 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from threefold.core.errors import ConfigError, ModelError
+from threefold.core.errors import ConfigError, ModelError, ThreefoldError
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "intent.npz"
 META_FILE = "intent.json"
+
+
+class TrainingStopped(ThreefoldError):
+    """A build or training was asked to stop (`should_stop`) and did, leaving nothing behind;
+    `stage` says where it stopped."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"stopped on request {stage}")
+        self.stage = stage
+
+
+def check_stop(should_stop: Callable[[], bool] | None, stage: str) -> None:
+    """Raise TrainingStopped(stage) when `should_stop` says so."""
+    if should_stop is not None and should_stop():
+        raise TrainingStopped(stage)
 
 
 @dataclass
@@ -118,9 +133,16 @@ class IntentHead:
 
 
 def train_intent_head(
-    vectors: np.ndarray, labels: Sequence[str], training: IntentTraining | None = None
+    vectors: np.ndarray,
+    labels: Sequence[str],
+    training: IntentTraining | None = None,
+    *,
+    should_stop: Callable[[], bool] | None = None,
 ) -> IntentHead:
-    """Fit the head by full-batch Adam on cross-entropy (torch, CPU)."""
+    """Fit the head by full-batch Adam on cross-entropy (torch, CPU).
+
+    `should_stop` is asked before each step; TrainingStopped when it answers True.
+    """
     import torch
 
     training = training or IntentTraining()
@@ -136,7 +158,8 @@ def train_intent_head(
     bias = torch.zeros(len(names), requires_grad=True)
     optimizer = torch.optim.Adam([weight, bias], lr=training.learning_rate)
     loss = torch.tensor(0.0)
-    for _ in range(training.steps):
+    for step in range(training.steps):
+        check_stop(should_stop, f"at intent head step {step} of {training.steps}")
         optimizer.zero_grad()
         logits = training.scale * (x @ weight.T) + bias
         loss = torch.nn.functional.cross_entropy(logits, y)

@@ -43,13 +43,18 @@ def check_id(value: object) -> str:
     """The FAQ id as stored: the shared id rule (`core.ids.check_id`: NFC-normalized, trimmed,
     1 to MAX_ID_CHARS characters) without '#'; ValueError saying what was found and what an id
     may hold. Only text is an id: a number is a type error."""
+    return ids.check_id(id_text(value), field="id", max_chars=MAX_ID_CHARS, also_refused=ID_REFUSED)
+
+
+def id_text(value: object) -> str:
+    """`value` when it is text; a ValueError naming what it is otherwise (a number: quote it)."""
     if not isinstance(value, str):
         quoted = isinstance(value, int | float) and not isinstance(value, bool)
         raise ValueError(
             f"'id' must be text (a JSON string), found {type(value).__name__} {value!r:.40}"
             + (f'; send it quoted: "{value}"' if quoted else "")
         )
-    return ids.check_id(value, field="id", max_chars=MAX_ID_CHARS, also_refused=ID_REFUSED)
+    return value
 
 
 def check_text(value: object, name: str, *, max_chars: int, optional: bool = False) -> str:
@@ -110,17 +115,25 @@ class FaqEntry:
         }
 
 
-def entry_from_mapping(value: Mapping[str, Any], *, where: str = "entry") -> FaqEntry:
+def entry_from_mapping(
+    value: Mapping[str, Any], *, where: str = "entry", stored_id: str | None = None
+) -> FaqEntry:
     """Validate one entry given as a mapping (admin API, review); InvalidEntry names the field.
 
     The contract: `check_id` for the id (text only), `check_text` for each question (at most
     MAX_QUESTION_CHARS), the answer (MAX_ANSWER_CHARS) and the optional category
     (MAX_CATEGORY_CHARS). Questions that are the same once normalized are kept once.
+
+    `stored_id`: the entry replaces the FAQ stored under this id and keeps it as stored,
+    unchecked: the id rule is for new ids, and an FAQ saved before a rule was added stays
+    editable. The mapping's own 'id' is not read then (the caller matches it to that FAQ).
     """
     if not isinstance(value, Mapping):
         raise InvalidEntry(f"{where}: expected an object, found {type(value).__name__}", field="")
 
-    faq_id = _checked(where, "id", check_id, value.get("id"))
+    faq_id = (
+        stored_id if stored_id is not None else _checked(where, "id", check_id, value.get("id"))
+    )
     questions_raw = value.get("questions")
     if questions_raw is None and "question" in value:
         questions_raw = [value["question"]]

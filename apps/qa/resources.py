@@ -6,8 +6,8 @@ sessions and feedback live in this process (the app reports itself degraded). Re
 Redis outage wait in the spool (`spool_dir`, on disk; one file per Redis prefix and server,
 into which opening moves what a former version spooled). `Resources.start` (called by the app
 factory) starts the background flush of those records, which at once replays what earlier
-workers spooled; `Resources.close` stops it, and runs at the process's exit if nobody called it
-(gunicorn).
+workers spooled; `Resources.close` stops it and the bot's background rebuild, and runs at the
+process's exit if nobody called it (gunicorn).
 """
 
 from __future__ import annotations
@@ -82,19 +82,21 @@ class Resources:
 
         Also registers `close` to run when the process exits (a gunicorn worker's SIGTERM or
         max-requests recycle ends with a normal interpreter exit), so that the records kept
-        then get their last try.
+        then get their last try and a background rebuild stops before it publishes.
         """
         if self.flusher is not None:
             self.flusher.start()
-            atexit.unregister(self.close)  # once, however often started
-            atexit.register(self.close)
+        atexit.unregister(self.close)  # once, however often started
+        atexit.register(self.close)
 
     def close(self) -> None:
-        """Stop the background work (after one last attempt to write kept records to Redis).
+        """Stop the background work: the bot's background rebuild (`BotManager.close`: it
+        publishes nothing more) and the flush (after one last attempt to write kept records).
 
         Safe to call again; no longer runs at exit once called.
         """
         atexit.unregister(self.close)  # nothing at exit holds on to closed resources
+        self.manager.close()
         if self.flusher is not None:
             self.flusher.stop()
 

@@ -11,6 +11,7 @@ Layout of a bot directory (what `threefold qa build --out DIR` writes):
 
 So `threefold models list --registry <parent of DIR>` lists the bot's versions; bot directories
 written before version.json existed load as before (their versions simply carry no metadata).
+`DIR/.edit.lock` is the (empty) file whose flock serializes KB edits (`BotStore.edit_lock`).
 
 A version is written to a temporary folder and renamed into place, then state.json is replaced
 with os.replace, so a reader (another process, or `reload`) sees either the old or the new
@@ -19,12 +20,14 @@ version, never a half-written one. Rollback re-activates the version activated b
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,7 @@ FORMAT_NAME = "threefold-qa-bot"
 FORMAT_VERSION = 2  # 2: bot.json records the embedder's weights_id
 READABLE_VERSIONS = (1, 2)
 INTENT_DIR = "intent"
+EDIT_LOCK_FILE = ".edit.lock"
 
 
 class BotStore:
@@ -112,6 +116,19 @@ class BotStore:
             self._write_version(bot, folder)
 
         return write
+
+    @contextlib.contextmanager
+    def edit_lock(self) -> Iterator[None]:
+        """Hold the directory's edit lock: an exclusive flock on `DIR/.edit.lock`, so that of
+        the threads and processes editing one bot, one at a time reads the current version,
+        checks and publishes. Publishing takes the registry's own lock inside it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / EDIT_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def pointer_stamp(self) -> object:
         """Changes whenever the current pointer (state.json) is replaced; cheap (one stat)."""

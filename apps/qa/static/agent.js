@@ -246,6 +246,19 @@
     });
   }
 
+  function isAtBottom(log) {
+    return log.scrollHeight - log.scrollTop - log.clientHeight < 8;
+  }
+
+  // Whether the transcript shows its newest turn, as of the agent's last scroll (or ours). A
+  // narrower window (a phone, a window made smaller, the on-screen keyboard) wraps the turns
+  // onto more lines: the log grows under a still scrollTop, and would leave the bottom.
+  var pinnedToBottom = true;
+  function keepPinned() {
+    var log = $("transcript");
+    if (pinnedToBottom && !isAtBottom(log)) log.scrollTop = log.scrollHeight;
+  }
+
   // Turns already shown stay in place (an agent's selection and reading position survive a
   // refresh): the session keeps its last turns only, so turns that left that window are
   // removed from the top (the view keeps its place), new turns are appended, and the log
@@ -253,7 +266,7 @@
   function renderTranscript(sessionId, turns) {
     var log = $("transcript");
     var keys = turns.map((turn) => sessionId + "/" + turn.turn_id);
-    var atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 8;
+    var atBottom = pinnedToBottom || isAtBottom(log);
     var removedHeight = 0;
     var gap = parseFloat(getComputedStyle(log).rowGap) || 0;
     Array.from(log.children).forEach((node) => {
@@ -335,6 +348,12 @@
       state.typingAt = now;
       api("POST", "/api/agent/conversations/" + state.selected + "/typing").catch(() => {});
     });
+    var log = $("transcript");
+    log.addEventListener("scroll", () => (pinnedToBottom = isAtBottom(log)));
+    // the log's own box changes width with the window; its turns change height as they wrap
+    if (window.ResizeObserver) new ResizeObserver(keepPinned).observe(log);
+    window.addEventListener("resize", keepPinned);
+    if (window.visualViewport) window.visualViewport.addEventListener("resize", keepPinned);
     stopResuming = window.threefoldConsole.resumeKept(TOKEN_KEY, signIn, forgetToken);
   });
 })();

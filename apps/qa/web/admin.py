@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
-from dataclasses import replace
 from functools import wraps
 from typing import Any
 
@@ -17,6 +16,7 @@ from threefold.apps.qa.knowledge_base import (
     InvalidEntry,
     KnowledgeBase,
     entry_from_mapping,
+    id_text,
     normalized_id,
 )
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
@@ -50,9 +50,8 @@ def entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> FaqEn
     """The entry of a request body (`faq_id`: the URL's, used when the body has no id); 400
     naming the field when it breaks the contract (`knowledge_base.entry_from_mapping`).
 
-    Its id is NFC-normalized, as new ids are stored. A PUT to an FAQ stored under another
-    spelling of that id (saved before ids were normalized) keeps the stored spelling: see
-    `replace_entry`."""
+    Its id is NFC-normalized, as new ids are stored, and must follow the id rule; a PUT to an
+    FAQ already stored is `replacement_from_body`."""
     if faq_id is not None:
         faq_id = normalized_id(faq_id)
         body = {"id": faq_id, **body}
@@ -73,6 +72,25 @@ def entry_from_body(body: dict[str, Any], *, faq_id: str | None = None) -> FaqEn
         )
     check_addressable(entry.id)
     return entry
+
+
+def replacement_from_body(
+    body: dict[str, Any], url_id: str, stored: str, kb: KnowledgeBase
+) -> FaqEntry:
+    """The new version of the FAQ stored as `stored` (which `url_id` names): the body checked
+    as an entry, keeping the stored id. The id rule is for new ids: an FAQ saved before a rule
+    was added (a no-break space, a '#' in its id) stays editable. A body id must name it too."""
+    given = body.get("id", stored)
+    try:
+        given = id_text(given)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), field="id") from None
+    if stored not in (kb.resolve_id(given), kb.resolve_id(given.strip())):
+        raise ApiError(400, f"body id {given!r} differs from the URL id {url_id!r}", field="id")
+    try:
+        return entry_from_mapping(body, stored_id=stored)
+    except InvalidEntry as exc:
+        raise ApiError(400, str(exc), field=exc.field) from None
 
 
 def check_addressable(faq_id: str) -> None:
@@ -141,12 +159,17 @@ def get_entry(faq_id: str) -> ResponseReturnValue:
 @admin_blueprint.post("/kb")
 @bearer_token_required(TOKEN_KEY)
 def create_entry() -> ResponseReturnValue:
-    """Add one entry `{id, questions|question, answer, category?}`; 409 when the id exists."""
+    """Add one entry `{id, questions|question, answer, category?}`; 409 when the id exists
+    (checked and written under the bot's edit lock: of two creates of one id, one is a 409)."""
     entry = entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY))
-    taken = _resources().manager.bot.kb.resolve_id(entry.id)  # also by another spelling
-    if taken is not None:
-        raise ApiError(409, f"FAQ id {taken!r} exists; use PUT /api/kb/{taken} to replace it")
-    version, stats = _resources().manager.edit(upserts=[entry])
+
+    def plan(kb: KnowledgeBase) -> tuple[list[FaqEntry], list[str]]:
+        taken = kb.resolve_id(entry.id)  # also by another spelling
+        if taken is not None:
+            raise ApiError(409, f"FAQ id {taken!r} exists; use PUT /api/kb/{taken} to replace it")
+        return [entry], []
+
+    version, stats = _resources().manager.edit_with(plan)
     admin_audit("kb.create", faq_id=entry.id, version=version)
     return _version_response(version, stats, 201)
 
@@ -157,15 +180,25 @@ def create_entry() -> ResponseReturnValue:
 def replace_entry(faq_id: str) -> ResponseReturnValue:
     """Create or replace the entry with this id; only changed texts are re-embedded.
 
-    An FAQ stored under another spelling of the id (NFC-equivalent, saved before ids were
-    normalized) is replaced and keeps its stored id, so its listed id, feedback and gate sets
-    still name it; a new id is stored NFC-normalized."""
-    entry = entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY), faq_id=faq_id)
-    stored = _resources().manager.bot.kb.resolve_id(faq_id)
-    if stored is not None:
-        entry = replace(entry, id=stored)
-    version, stats = _resources().manager.edit(upserts=[entry])
-    admin_audit("kb.replace", faq_id=entry.id, version=version)
+    An FAQ already stored (also under another, NFC-equivalent spelling of the id, or under an
+    id saved before today's id rule) is replaced and keeps its stored id, so its listed id,
+    feedback and gate sets still name it; a new id follows the id rule and is stored
+    NFC-normalized. Resolved and written under the bot's edit lock."""
+    body = read_json_body(max_bytes=MAX_ADMIN_BODY)
+    written: list[FaqEntry] = []
+
+    def plan(kb: KnowledgeBase) -> tuple[list[FaqEntry], list[str]]:
+        stored = kb.resolve_id(faq_id)
+        entry = (
+            entry_from_body(body, faq_id=faq_id)
+            if stored is None
+            else replacement_from_body(body, faq_id, stored, kb)
+        )
+        written.append(entry)
+        return [entry], []
+
+    version, stats = _resources().manager.edit_with(plan)
+    admin_audit("kb.replace", faq_id=written[0].id, version=version)
     return _version_response(version, stats)
 
 
@@ -173,12 +206,17 @@ def replace_entry(faq_id: str) -> ResponseReturnValue:
 @not_for_reserved_ids
 @bearer_token_required(TOKEN_KEY)
 def delete_entry(faq_id: str) -> ResponseReturnValue:
-    manager = _resources().manager
-    faq_id = stored_faq_id(manager.bot.kb, faq_id)
-    if len(manager.bot.kb) == 1:
-        raise ApiError(409, "cannot delete the last FAQ entry; a bot needs at least one")
-    version, stats = manager.edit(deletes=[faq_id])
-    admin_audit("kb.delete", faq_id=faq_id, version=version)
+    deleted: list[str] = []
+
+    def plan(kb: KnowledgeBase) -> tuple[list[FaqEntry], list[str]]:
+        stored = stored_faq_id(kb, faq_id)
+        if len(kb) == 1:
+            raise ApiError(409, "cannot delete the last FAQ entry; a bot needs at least one")
+        deleted.append(stored)
+        return [], [stored]
+
+    version, stats = _resources().manager.edit_with(plan)
+    admin_audit("kb.delete", faq_id=deleted[0], version=version)
     return _version_response(version, stats)
 
 

@@ -15,6 +15,7 @@ from flask.typing import ResponseReturnValue
 
 from threefold.apps.qa.knowledge_base import (
     MAX_QUESTION_CHARS,
+    FaqEntry,
     KnowledgeBase,
     check_text,
 )
@@ -194,19 +195,22 @@ def add_faq() -> ResponseReturnValue:
     body = read_json_body(max_bytes=MAX_ADMIN_BODY)
     items = _items(body)
     entry = entry_from_body({**body, "questions": _questions(body, items)})
-    manager = _resources().manager
-    kb = manager.bot.kb
-    taken = kb.resolve_id(entry.id)  # also by another spelling (NFC-equivalent)
-    if taken is not None:
-        raise ApiError(
-            409,
-            f"FAQ id {taken!r} exists; add the questions to it with POST "
-            f"{api}/paraphrase, or pick a new id",
-            code="faq_exists",
-            field="id",
-        )
-    _refuse_duplicates(kb, list(entry.questions), entry.id)
-    version, _ = manager.edit(upserts=[entry], by=f"{ADMIN} (review)", recalibrate=True)
+
+    def plan(kb: KnowledgeBase) -> tuple[list[FaqEntry], list[str]]:
+        taken = kb.resolve_id(entry.id)  # also by another spelling (NFC-equivalent)
+        if taken is not None:
+            raise ApiError(
+                409,
+                f"FAQ id {taken!r} exists; add the questions to it with POST "
+                f"{api}/paraphrase, or pick a new id",
+                code="faq_exists",
+                field="id",
+            )
+        _refuse_duplicates(kb, list(entry.questions), entry.id)
+        return [entry], []
+
+    manager = _resources().manager  # checked and written under the bot's edit lock
+    version, _ = manager.edit_with(plan, by=f"{ADMIN} (review)", recalibrate=True)
     _queue().mark_reviewed(items, action="new_faq", who=ADMIN, faq_id=entry.id, version=version)
     _record("new_faq", len(items), faq_id=entry.id, version=version)
     return jsonify(

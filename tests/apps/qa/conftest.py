@@ -91,16 +91,18 @@ def make_app(
     """`make_app(**settings_overrides)` -> a Flask app on this test's bot dir, Redis prefix and
     record spool.
 
-    `redis_url=None` gives the app no Redis (the degraded, in-memory mode). At teardown it waits
-    for the apps' background rebuilds (after edits) and stops their record flush, so none
-    outlives its test.
+    `redis_url=None` gives the app no Redis (the degraded, in-memory mode); `encoder` replaces
+    the shared test encoder. At teardown it closes the apps (their background rebuilds stop,
+    their record flush ends), so none outlives its test.
     """
     opened = []
     from threefold.apps.qa.resources import open_resources
     from threefold.apps.qa.web import create_app
     from threefold.streaming.connections import RedisSettings
 
-    def make(*, redis_url: str | None = redis_url, **overrides: object) -> object:
+    def make(
+        *, redis_url: str | None = redis_url, encoder: object = None, **overrides: object
+    ) -> object:
         values: dict[str, object] = {
             "bot_dir": str(bot_dir),
             "kb_path": None,
@@ -111,7 +113,9 @@ def make_app(
         }
         values.update(overrides)
         settings = QAConfig(**values)  # type: ignore[arg-type]
-        resources = open_resources(settings, RedisSettings(url=redis_url), encoder=embedder)
+        resources = open_resources(
+            settings, RedisSettings(url=redis_url), encoder=encoder or embedder
+        )
         opened.append(resources)
         return create_app(settings, resources)
 

@@ -252,6 +252,28 @@ def test_console_stream_shows_new_handoffs_and_customer_typing(make_app) -> None
     ]
 
 
+def test_a_repeated_claim_answers_the_same_and_sends_no_second_event(make_app) -> None:
+    first = make_app(agent_tokens=TOKENS).test_client()
+    second = make_app(agent_tokens=TOKENS).test_client()
+    sid = hand_off(first)
+    console = second.get("/api/agent/events", headers=BOB, buffered=False)
+    widget = second.get(f"/api/sessions/{sid}/events", buffered=False)
+    claims = [first.post(f"/api/agent/conversations/{sid}/claim", headers=ALICE) for _ in "12"]
+    assert [c.status_code for c in claims] == [200, 200]
+    assert claims[0].get_json() == claims[1].get_json()
+    taken = first.post(f"/api/agent/conversations/{sid}/claim", headers=BOB)
+    assert taken.status_code == 409 and taken.get_json()["agent"] == "alice"
+    assert first.post(f"/api/sessions/{sid}/typing").status_code == 204  # the next event
+    first.post(f"/api/agent/conversations/{sid}/typing", headers=ALICE)
+    assert read_events(console, 2) == [
+        {"type": "conversation", "session_id": sid, "status": "claimed"},
+        {"type": "typing", "session_id": sid},
+    ]
+    assert [e["type"] for e in read_events(widget, 2)] == ["status", "typing"]
+    text = first.get("/metrics").get_data(as_text=True)
+    assert 'qa_agent_conversations_total{agent="alice"} 1.0' in text
+
+
 def test_long_polling_returns_the_next_event(client) -> None:
     sid = hand_off(client)
     assert client.get(f"/api/sessions/{sid}/wait?timeout=0.2").get_json() == {"event": None}

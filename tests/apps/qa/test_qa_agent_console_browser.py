@@ -366,3 +366,54 @@ def test_a_slow_reply_is_sent_once_and_a_dead_stream_backs_off(
     assert reply.input_value() == ""
     assert agent_page.get_by_role("button", name="Send", exact=True).is_enabled()
     assert not [p for p in problems if "favicon" in p], problems
+
+
+AT_BOTTOM = "log => log.scrollHeight - log.scrollTop - log.clientHeight < 8"
+
+
+def next_frames(page) -> None:
+    """Wait until the page has drawn two more frames (its scroll and resize work has run)."""
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def test_the_transcript_stays_at_the_bottom_when_the_window_narrows(
+    make_app, live_server, agent_page
+) -> None:
+    """1280 px wide, then a phone's 390: the turns wrap onto more lines and the log grows; an
+    agent who read the newest turn still sees it, one who scrolled up keeps their place."""
+    base = live_server(make_app(agent_tokens=TOKENS))
+    console = agent_page
+    sign_in(console, base)
+    handed = console.request.post(f"{base}/api/chat", data={"message": "talk to a person"})
+    session_id = handed.json()["session_id"]
+    console.locator(f"#waiting button[data-session-id='{session_id}']").click()
+    console.get_by_role("button", name="Claim", exact=True).click()
+    console.get_by_text("claimed by you").wait_for()
+    words = " ".join(["a reply long enough to wrap onto a few lines on a phone"] * 4)
+    for n in range(6):
+        sent = console.request.post(
+            f"{base}/api/agent/conversations/{session_id}/messages",
+            headers={"Authorization": "Bearer tok-alice-1"},
+            data={"text": f"reply {n}: {words}"},
+        )
+        assert sent.status == 201
+    console.locator("#transcript .turn.agent", has_text="reply 5:").wait_for()
+    log = console.locator("#transcript")
+    console.wait_for_function(f"() => ({AT_BOTTOM})(document.getElementById('transcript'))")
+    assert log.evaluate("log => log.scrollHeight > log.clientHeight")  # it scrolls
+    wide_height = log.evaluate("log => log.scrollHeight")
+
+    console.set_viewport_size(PHONE)
+    console.wait_for_function(
+        f"h => {{ const log = document.getElementById('transcript'); "
+        f"return log.scrollHeight > h && ({AT_BOTTOM})(log); }}",
+        arg=wide_height,
+        timeout=5000,
+    )
+
+    log.evaluate("log => { log.scrollTop = 0; }")  # the agent reads the start
+    next_frames(console)  # its scroll event
+    console.set_viewport_size({"width": 1280, "height": 900})
+    console.set_viewport_size(PHONE)
+    next_frames(console)
+    assert log.evaluate("log => log.scrollTop") == 0

@@ -18,6 +18,9 @@ NFD = unicodedata.normalize("NFD", "caf\u00e9_hours")  # allowed, as given, by t
 NFC = unicodedata.normalize("NFC", NFD)
 CAFE = FaqEntry(id=NFD, questions=("When is the cafe open?",), answer="9 to 5.")
 RETURNS = FaqEntry(id="returns", questions=("How do I return shoes?",), answer="Within 30 days.")
+# allowed when saved, refused by today's rule (`core.ids`, and '#' for FAQ ids)
+GIFT_CARDS = FaqEntry(id="gift\u00a0cards", questions=("Do you sell gift cards?",), answer="Yes.")
+FAQ_7 = FaqEntry(id="faq#7", questions=("Can I pay in installments?",), answer="Not yet.")
 
 
 def test_an_id_resolves_exactly_first_then_by_nfc_equivalence() -> None:
@@ -28,6 +31,52 @@ def test_an_id_resolves_exactly_first_then_by_nfc_equivalence() -> None:
     assert kb.resolve_id("caf\u00e9") is None and kb.resolve_id(" returns") is None
     twins = KnowledgeBase([CAFE, FaqEntry(id=NFC, questions=("Q?",), answer="A.")])  # saved so
     assert (twins.resolve_id(NFD), twins.resolve_id(NFC)) == (NFD, NFC)
+
+
+@pytest.fixture
+def old_ids_bot_dir(tmp_path: Path, embedder) -> Path:
+    """A bot directory whose version was saved with ids today's id rule refuses."""
+    from threefold.apps.qa.builder import BuildOptions, build_bot
+
+    root = tmp_path / "old-ids-bot"
+    kb = KnowledgeBase([GIFT_CARDS, FAQ_7, RETURNS])
+    BotStore(root).publish(build_bot(kb, embedder, BuildOptions(intent_model=False)))
+    return root
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("old", [GIFT_CARDS, FAQ_7], ids=["no-break space", "hash"])
+def test_an_faq_saved_under_an_id_the_rule_now_refuses_can_be_edited(
+    make_app, old_ids_bot_dir: Path, admin_headers, old: FaqEntry
+) -> None:
+    """The id rule applies to new ids: the operator can still read, edit and delete it."""
+    app = make_app(bot_dir=str(old_ids_bot_dir))
+    client = app.test_client()
+    url = f"/api/kb/{quote(old.id)}"
+    assert client.get(url, headers=admin_headers).get_json()["answer"] == old.answer
+    body = {"question": old.question, "answer": "Updated answer."}
+    for sent in (body, {**body, "id": old.id}):
+        edited = client.put(url, json=sent, headers=admin_headers)
+        assert edited.status_code == 200, edited.get_json()
+    assert client.get(url, headers=admin_headers).get_json()["answer"] == "Updated answer."
+    assert _ids(app) == [GIFT_CARDS.id, FAQ_7.id, "returns"]  # the stored id kept, in place
+    refused = client.put(url, json={"question": "", "answer": "x"}, headers=admin_headers)
+    assert refused.status_code == 400 and refused.get_json()["field"] == "questions"
+    other = client.put(url, json={**body, "id": "returns"}, headers=admin_headers)
+    assert other.status_code == 400 and "differs from the URL id" in other.get_json()["message"]
+    assert client.delete(url, headers=admin_headers).status_code == 200
+    assert client.put(url, json=body, headers=admin_headers).status_code == 400  # new id now
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("new_id", ["gift\u00a0wrap", "faq#8"], ids=["no-break space", "hash"])
+def test_a_new_id_the_rule_refuses_is_still_a_400_on_put(
+    make_app, old_ids_bot_dir: Path, admin_headers, new_id: str
+) -> None:
+    client = make_app(bot_dir=str(old_ids_bot_dir)).test_client()
+    body = {"question": "Do you gift wrap?", "answer": "Yes."}
+    refused = client.put(f"/api/kb/{quote(new_id)}", json=body, headers=admin_headers)
+    assert refused.status_code == 400 and refused.get_json()["field"] == "id"
 
 
 @pytest.fixture
