@@ -8,7 +8,8 @@ the producer build their clients here, and wait for them with `core.bounded_call
 A consumer thread must poll again within max_poll_interval_ms, or its group drops it. The
 runner gives each poll cycle one `time_budget`; every wait of `JsonProducer` (send, flush,
 close) and `TopicProbe` on that thread, the processor's own included, ends by then (a
-`Deadline`), whatever its own limit.
+`Deadline`), whatever its own limit. Those waits also add up in the budget (`kafka_waited_s`),
+so the runner can tell a cycle that a slow broker used up from one its processing did.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 # When the innermost `time_budget` of this thread (or asyncio task) ends, on time.monotonic().
 _budget_ends: ContextVar[float | None] = ContextVar("threefold_kafka_budget_ends", default=None)
+# Seconds the outermost `time_budget` of this thread has waited for the broker so far.
+_budget_waited: ContextVar[list[float] | None] = ContextVar(
+    "threefold_kafka_budget_waited", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -80,17 +85,39 @@ def budget_spent() -> bool:
     return ends is not None and time.monotonic() >= ends
 
 
+def kafka_waited_s() -> float:
+    """Seconds this thread's current `time_budget` has spent waiting for the broker in
+    `waiting_for_kafka` blocks so far (0 outside one)."""
+    waited = _budget_waited.get()
+    return 0.0 if waited is None else waited[0]
+
+
+@contextlib.contextmanager
+def waiting_for_kafka() -> Iterator[None]:
+    """Count the block's time as waiting for the broker, in the current `time_budget`."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        waited = _budget_waited.get()
+        if waited is not None:
+            waited[0] += time.monotonic() - started
+
+
 @contextlib.contextmanager
 def time_budget(seconds: float) -> Iterator[Deadline]:
     """One deadline, `seconds` from now, for every wait of `JsonProducer` and `TopicProbe`
     that this thread makes inside the block: each waits its own limit at most and never past
-    the deadline, which it yields. A budget opened inside another ends by the outer one's end.
-    Other threads (kafka-python's own, a `call_within` helper) do not see it."""
+    the deadline, which it yields. A budget opened inside another ends by the outer one's end,
+    and its waits count in the outer one's `kafka_waited_s`. Other threads (kafka-python's own,
+    a `call_within` helper) do not see it."""
     deadline = Deadline.after(seconds)
     token = _budget_ends.set(deadline.ends)
+    waited = _budget_waited.set(_budget_waited.get() or [0.0])
     try:
         yield deadline
     finally:
+        _budget_waited.reset(waited)
         _budget_ends.reset(token)
 
 

@@ -28,19 +28,20 @@ class RunnerMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.messages_processed = Counter(
             "threefold_stream_messages_processed_total",
-            "Messages handled without a failure (outputs produced, offsets committed).",
+            "Messages handled without a failure, counted once their offsets are committed (a "
+            "batch whose commit the group refused counts where it is committed after re-reading).",
             ["topic"],
             registry=self.registry,
         )
         self.messages_failed = Counter(
             "threefold_stream_messages_failed_total",
-            "Messages sent to the dead-letter topic.",
+            "Messages sent to the dead-letter topic, counted once their offsets are committed.",
             ["topic", "error_type"],
             registry=self.registry,
         )
         self.outputs_produced = Counter(
             "threefold_stream_outputs_produced_total",
-            "Output messages produced.",
+            "Output messages produced by batches whose offsets were committed.",
             ["topic"],
             registry=self.registry,
         )
@@ -92,14 +93,19 @@ class RunnerMetrics:
         self.poll_cycles_out_of_time = Counter(
             "threefold_stream_poll_cycles_out_of_time_total",
             "Poll cycles whose own send, flush or offset commit was cut short by the cycle's "
-            "time budget (half of max_poll_interval_ms): the batch is read again after "
-            "reconnecting.",
+            "time budget (half of max_poll_interval_ms): the batch is read again.",
+            registry=self.registry,
+        )
+        self.poll_cycles_broker_slow = Counter(
+            "threefold_stream_poll_cycles_broker_slow_total",
+            "Of those, the cycles that the broker's answers used up (processing took less than "
+            "half the budget): the consumer reconnects, and the batch limit stays.",
             registry=self.registry,
         )
         self.batch_limit = Gauge(
             "threefold_stream_batch_limit",
             "The most messages the consumer takes into one batch now: max_batch, halved each "
-            "time a poll cycle runs out of its time budget (down to 1), doubled back once "
+            "time processing uses up a poll cycle's time budget (down to 1), doubled back once "
             "batches fit with time to spare.",
             registry=self.registry,
         )

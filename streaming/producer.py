@@ -16,6 +16,7 @@ from threefold.streaming.kafka_calls import (
     close_producer,
     close_unwanted_producer,
     new_client,
+    waiting_for_kafka,
 )
 from threefold.streaming.kafka_config import producer_config
 
@@ -69,12 +70,13 @@ class JsonProducer:
             bootstrap_ms = float(str(self._config.get("bootstrap_timeout_ms", 30_000)))
             config = {**self._config, "bootstrap_timeout_ms": min(bootstrap_ms, deadline.left_ms())}
             try:
-                self._producer = call_within(
-                    lambda: new_client(KafkaProducer, config),
-                    timeout_s=deadline.left_s() if deadline.bounded else None,
-                    late=close_unwanted_producer,
-                    name="threefold-producer-connect",
-                )
+                with waiting_for_kafka():
+                    self._producer = call_within(
+                        lambda: new_client(KafkaProducer, config),
+                        timeout_s=deadline.left_s() if deadline.bounded else None,
+                        late=close_unwanted_producer,
+                        name="threefold-producer-connect",
+                    )
             except ValueError as exc:
                 raise ConfigError(f"invalid Kafka producer settings: {exc}") from exc
             except (KafkaError, TimeoutError) as exc:
@@ -108,7 +110,7 @@ class JsonProducer:
         key_bytes = key.encode("utf-8") if isinstance(key, str) else key
         deadline = Deadline.after(self._max_block_s)
         client = self._client(deadline)
-        with self._send_lock:
+        with self._send_lock, waiting_for_kafka():  # for the topic's metadata, if need be
             client.config["max_block_ms"] = deadline.left_ms()  # read by each send()
             future = client.send(
                 topic,
@@ -157,16 +159,17 @@ class JsonProducer:
         from kafka.errors import KafkaTimeoutError
 
         try:
-            if not deadline.bounded:
-                producer.flush()
-            elif deadline.passed:
-                raise TimeoutError("no time left")
-            else:
-                call_within(
-                    lambda: producer.flush(timeout=deadline.left_s()),
-                    timeout_s=deadline.left_s(),
-                    name="threefold-producer-flush",
-                )
+            with waiting_for_kafka():
+                if not deadline.bounded:
+                    producer.flush()
+                elif deadline.passed:
+                    raise TimeoutError("no time left")
+                else:
+                    call_within(
+                        lambda: producer.flush(timeout=deadline.left_s()),
+                        timeout_s=deadline.left_s(),
+                        name="threefold-producer-flush",
+                    )
         except (KafkaTimeoutError, TimeoutError) as exc:
             raise ServiceError(
                 f"Kafka at {self.bootstrap!r} did not acknowledge {self.unanswered} queued "

@@ -49,23 +49,36 @@ Each poll cycle (a poll and the work on what it returned) gets one `kafka_calls.
 the consumer thread in that cycle, the processor's own included, ends by then, so a frozen
 broker (a stopped process, an endpoint that accepts and never answers) cannot hold the thread
 past max_poll_interval_ms, which would drop it from its group into a rebalance loop. A flush,
-send or offset commit that the budget cuts short is a Kafka failure (below), logged with
-`"event": "poll_cycle_out_of_time"` and counted in threefold_stream_poll_cycles_out_of_time_total:
-the uncommitted batch is read again. So is a commit the group refused after the cycle overran
-its budget (past max_poll_interval_ms, the group dropped the consumer).
+send or offset commit that the budget cuts short is logged with `"event":
+"poll_cycle_out_of_time"` and counted in threefold_stream_poll_cycles_out_of_time_total, and the
+uncommitted batch is read again. So is a commit the group refused after the cycle overran its
+budget (past max_poll_interval_ms, the group dropped the consumer).
 
 The budget starts at the poll, and the batch's processing (`process`, or `apply` waiting for its
 `prepare`) happens in it: a batch whose processing alone outlasts it (a slower model, a busy
 machine, a large max_batch) would run out of time, be read again and run out again, forever.
-So each cycle that runs out of time also halves the batch limit, the most messages the runner
-takes into one batch (down to 1, logged as `batch_limit` in that warning; the
-threefold_stream_batch_limit gauge), and the uncommitted work is dropped with it (reconnecting,
-or rewinding after a refused commit), so no buffered or prepared batch is bigger than the limit;
-polls ask for no more messages than it leaves room for. After `batching.GROW_AFTER_BATCHES` (8)
-full batches in a row committed with half of their cycle's budget left, it doubles back, up to
-max_batch (`"event": "batch_limit_raised"`). A limit that stays at 1 with cycles still out of
-time means one message takes longer than the budget (or the broker is slow): raise
-max_poll_interval_ms.
+Which of the two used the budget up decides what follows (`"slow"` in that warning):
+- the broker (processing, less the processor's own waits for Kafka, took under
+  PROCESSING_OVERRAN_SHARE of the budget; also counted in
+  threefold_stream_poll_cycles_broker_slow_total): a Kafka failure (below, reconnecting); a
+  smaller batch would not help, so the batch limit stays;
+- processing: the batch limit, the most messages the runner takes into one batch, is halved
+  (down to 1, logged as `batch_limit` in that warning; the threefold_stream_batch_limit gauge)
+  and the uncommitted work is dropped and read again (no reconnect), so no buffered or prepared
+  batch is bigger than the limit; polls ask for no more messages than it leaves room for. A
+  dropped batch's `prepare` that is running cannot be stopped: it is waited for then, so the
+  next batch's does not queue behind it and overrun a second cycle. At a limit of 1 already,
+  one message takes longer than the budget: a dependency outage (below; a dependency of the
+  processor, such as Redis, answering slowly: `dependency_down`, not `kafka_down`), retried
+  with backoff; raise max_poll_interval_ms if the work needs that long.
+After `batching.GROW_AFTER_BATCHES` (8) full batches in a row committed with half of their
+cycle's budget left, it doubles back, up to max_batch (`"event": "batch_limit_raised"`).
+
+`stats` and the processed, failed (dead-lettered) and output metrics count a batch once its
+offsets are committed: one whose commit the group refused (a rebalance) is counted by whoever
+commits it after reading it again, not twice; one whose commit the budget cut short is counted
+if the group's committed offsets show it landed (asked before the next commit), else when it is
+read again and committed.
 
 Kafka itself failing (broker down or restarted, a produce, flush or commit that fails) never
 stops the runner: it drops the uncommitted batch, closes consumer and producer, reports
@@ -112,9 +125,12 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
@@ -143,6 +159,7 @@ from threefold.streaming.kafka_calls import (
     Deadline,
     budget_spent,
     close_unwanted_consumer,
+    kafka_waited_s,
     new_consumer,
     time_budget,
 )
@@ -168,6 +185,7 @@ __all__ = [
     "Output",
     "PreparingProcessor",
     "ProcessingError",
+    "ProcessingOverran",
     "RunnerStats",
     "RunnerStatus",
 ]
@@ -182,6 +200,9 @@ FIRST_RECONNECT_S = 0.5
 RECOVERED_AFTER_S = 60.0  # a connection that lasted this long resets the reconnect backoff
 RECORD_OVERHEAD_BYTES = 16_384  # key, headers and batch framing beside a dead letter's value
 POLL_CYCLE_BUDGET_SHARE = 0.5  # of max_poll_interval_ms, for the Kafka calls of one poll cycle
+# of the cycle's budget: processing that took this much used it up (a smaller batch helps);
+# less, and the broker's answers did (a smaller batch does not help)
+PROCESSING_OVERRAN_SHARE = 0.5
 HEARTBEAT_S = 5.0  # how often a processor's on_status hook hears of the runner's status
 DEFAULT_MAX_REQUEST_BYTES = 1_048_576  # kafka-python's max_request_size
 _COMMIT_LOST = (
@@ -194,6 +215,16 @@ _COMMIT_LOST = (
 
 class KafkaUnavailable(ServiceError):
     """The broker cannot be reached or refused a produce, flush or commit: reconnect."""
+
+
+class ProcessingOverran(ServiceError):
+    """Processing, not the broker, used up a poll cycle's time budget. `halved`: the batch
+    limit was halved, so the uncommitted work is read again in smaller batches; else it was
+    1 already, which is a dependency outage (a dependency of the processor answers slowly)."""
+
+    def __init__(self, message: str, *, halved: bool) -> None:
+        super().__init__(message)
+        self.halved = halved
 
 
 class DependencyRefused(ConfigError, ServiceError):
@@ -238,6 +269,14 @@ class _InFlight:
 
 
 @dataclass
+class _CommitCutShort:
+    """A commit whose answer the poll cycle's budget cut short: it may have landed."""
+
+    offsets: dict[TopicPartition, int]
+    account: Callable[[], None]  # counts its batch, once it is known to have landed
+
+
+@dataclass
 class _PartitionsLookup:
     """The metadata request that follows a rebalance, running on a helper thread."""
 
@@ -259,10 +298,14 @@ class _Outage:
 
 @dataclass
 class RunnerStats:
-    """Counts since the runner was built."""
+    """Counts since the runner was built. batches, processed, dead_lettered and outputs count
+    committed batches only (as the processed/failed/outputs metrics do): a batch whose commit
+    the group refused is counted by whoever commits it when reading it again (commits_failed
+    counts the refusals), and one whose commit was cut short by the poll cycle's budget is
+    counted once it is known to have landed."""
 
     batches: int = 0
-    processed: int = 0
+    processed: int = 0  # committed without a failure
     dead_lettered: int = 0
     outputs: int = 0
     commits_failed: int = 0
@@ -359,6 +402,8 @@ class ConsumerRunner:
         self._lookup: _PartitionsLookup | None = None  # the group's partitions, being read
         # per partition, the offset to read again from if the uncommitted work is dropped
         self._first_uncommitted: dict[TopicPartition, int] = {}
+        self._cut_short: _CommitCutShort | None = None  # to count if it landed
+        self._processing_s = 0.0  # this poll cycle's processing, waits for the broker aside
         self._outage: _Outage | None = None
         self._kafka_down_since: float | None = None
         self._kafka_error = ""  # why Kafka is unavailable, while degraded
@@ -538,6 +583,7 @@ class ConsumerRunner:
         try:
             while not self._should_stop(deadline, stop_when):
                 with time_budget(self.cycle_budget_s):
+                    self._processing_s = 0.0
                     records = self._poll(consumer)
                     self._watch_coordinator(consumer)
                     with self._lock:
@@ -545,16 +591,25 @@ class ConsumerRunner:
                             self._cycle(consumer, records)
                         except KafkaUnavailable:
                             raise
+                        except ProcessingOverran as exc:
+                            if exc.halved:  # read again in smaller batches
+                                self._drop_uncommitted(consumer)
+                            else:  # at 1 already: a dependency of the processor is slow
+                                self._dependency_failed(consumer, exc)
                         except ServiceError as exc:
                             if isinstance(exc, ConfigError):  # refused: waiting cannot fix it
                                 raise
                             self._dependency_failed(consumer, exc)
                     self._maybe_update_lag()
             with time_budget(self.cycle_budget_s), self._lock:
-                if len(self._batcher):
-                    self._start(self._batcher.take())
-                while self._in_flight:
-                    self._finish_oldest()
+                self._processing_s = 0.0
+                try:
+                    if len(self._batcher):
+                        self._start(self._batcher.take())
+                    while self._in_flight:
+                        self._finish_oldest()
+                except ProcessingOverran as exc:  # the next consumer reads it again
+                    logger.warning("stopping with the last batch not committed (%s)", exc)
         except BaseException:
             self._failed = True
             raise
@@ -565,6 +620,8 @@ class ConsumerRunner:
         """The work of one poll cycle on what the poll returned (none while an outage waits)."""
         if self._outage_waits(consumer, records):
             return
+        if self._cut_short is not None and consumer.assignment():
+            self._count_cut_short(consumer)  # early in the cycle, with its budget to spare
         self._follow_group_partitions(consumer)
         for tp, tp_records in records.items():
             if tp_records:
@@ -663,8 +720,12 @@ class ConsumerRunner:
 
     def _drop_uncommitted(self, consumer: KafkaConsumer) -> None:
         """Forget the batches buffered or in flight and read each partition again from its
-        first uncommitted offset."""
+        first uncommitted offset. A dropped batch's `prepare` that already runs cannot be
+        stopped: it is waited for here, or the next batch's would queue behind it on the worker
+        and run its poll cycle out of time once more."""
+        dropped = [in_flight.prepared for in_flight in self._in_flight]
         self._in_flight.clear()
+        wait_for_futures([f for f in dropped if not f.cancel()])
         self._batcher.take()
         assigned = consumer.assignment()
         for tp, offset in self._first_uncommitted.items():
@@ -851,7 +912,8 @@ class ConsumerRunner:
         """Apply a prepared batch (its outputs are not produced yet)."""
         batch = in_flight.batch
         try:
-            prepared = in_flight.prepared.result()
+            with self._processing():
+                prepared = in_flight.prepared.result()
         except Exception as exc:
             # process() prepares again, with the retries and isolation of any failure.
             logger.warning("preparing a batch of %d failed (%r)", len(batch), exc)
@@ -862,7 +924,21 @@ class ConsumerRunner:
     def _process(
         self, batch: list[Message], first_attempt: Callable[[], BatchResult] | None = None
     ) -> BatchOutcome:
-        return process_batch(self.processor, batch, self.retry_policy, first_attempt=first_attempt)
+        with self._processing():
+            return process_batch(
+                self.processor, batch, self.retry_policy, first_attempt=first_attempt
+            )
+
+    @contextmanager
+    def _processing(self) -> Iterator[None]:
+        """Add the block's time to this poll cycle's processing, less what the processor's own
+        Kafka calls waited for the broker (see `_out_of_time`)."""
+        started, waited = time.monotonic(), kafka_waited_s()
+        try:
+            yield
+        finally:
+            broker_s = kafka_waited_s() - waited
+            self._processing_s += max(0.0, time.monotonic() - started - broker_s)
 
     def _produce(self, batch: list[Message], outcome: BatchOutcome) -> BatchOutcome:
         """Queue a batch's outputs and dead letters with the producer; returns what was queued
@@ -952,40 +1028,77 @@ class ConsumerRunner:
             failures=[Failure(message, reason, "OutputTooLarge")], retries=outcome.retries
         )
 
-    def _kafka_failed(self, doing: str, exc: BaseException) -> KafkaUnavailable:
-        """The KafkaUnavailable for a send, flush or commit that failed `doing` what; one that
-        the poll cycle's time budget cut short is logged and counted as such. Raising it
-        reconnects, which drops the uncommitted work."""
+    def _kafka_failed(self, doing: str, exc: BaseException) -> ServiceError:
+        """The error for a send, flush or commit that failed `doing` what: KafkaUnavailable
+        (raising it reconnects, which drops the uncommitted work), or ProcessingOverran when
+        the poll cycle's time budget cut it short after processing used the budget up. One
+        the budget cut short is logged and counted as such."""
         if budget_spent():
-            self._out_of_time(doing, exc)
+            overran = self._out_of_time(doing, exc)
+            if overran is not None:
+                return overran
         return KafkaUnavailable(f"{doing} to {self.bootstrap!r} failed: {exc!r}")
 
-    def _out_of_time(self, doing: str, exc: BaseException) -> None:
-        """The poll cycle ran past its time budget `doing` what: count it and halve the batch
-        limit. The caller drops the uncommitted work, so no batch bigger than the new limit
-        stays buffered or in flight (a prepared one included)."""
+    def _out_of_time(self, doing: str, exc: BaseException) -> ProcessingOverran | None:
+        """The poll cycle ran past its time budget `doing` what: count and log it. When
+        processing used PROCESSING_OVERRAN_SHARE of the budget or more, halve the batch limit
+        and return the ProcessingOverran to raise (the caller drops the uncommitted work, so no
+        batch bigger than the new limit stays buffered or in flight); otherwise the broker was
+        slow to answer, which a smaller batch does not help: None, the limit stays."""
         self.metrics.poll_cycles_out_of_time.inc()
+        processing_s = self._processing_s
+        overran = processing_s >= self.cycle_budget_s * PROCESSING_OVERRAN_SHARE
+        fields = {
+            "event": "poll_cycle_out_of_time",
+            "doing": doing,
+            "slow": "processing" if overran else "broker",
+            "processing_s": round(processing_s, 2),
+            "budget_s": self.cycle_budget_s,
+            "group": self.group_id,
+            "bootstrap": self.bootstrap,
+        }
+        if not overran:
+            self.metrics.poll_cycles_broker_slow.inc()
+            logger.warning(
+                "%s ran out of the poll cycle's %.1f s for Kafka (half of max_poll_interval_ms) "
+                "(%r) waiting for the broker (processing took %.1f s): the broker is slow or "
+                "away; the uncommitted messages will be read again, in batches of %d at most "
+                "as before",
+                doing,
+                self.cycle_budget_s,
+                exc,
+                processing_s,
+                self._batch_limit.value,
+                extra={"fields": {**fields, "batch_limit": self._batch_limit.value}},
+            )
+            return None
+        halved = self._batch_limit.value > 1
         self._batch_limit.halve()
         self._set_batch_limit()
         logger.warning(
             "%s ran out of the poll cycle's %.1f s for Kafka (half of max_poll_interval_ms) "
-            "(%r); the uncommitted messages will be read again, in batches of %d at most "
-            "(max_batch %d)",
+            "(%r) after processing took %.1f s; the uncommitted messages will be read again, "
+            "in batches of %d at most (max_batch %d)",
             doing,
             self.cycle_budget_s,
             exc,
+            processing_s,
             self._batch_limit.value,
             self.max_batch,
-            extra={
-                "fields": {
-                    "event": "poll_cycle_out_of_time",
-                    "doing": doing,
-                    "budget_s": self.cycle_budget_s,
-                    "batch_limit": self._batch_limit.value,
-                    "group": self.group_id,
-                    "bootstrap": self.bootstrap,
-                }
-            },
+            extra={"fields": {**fields, "batch_limit": self._batch_limit.value}},
+        )
+        if halved:
+            return ProcessingOverran(
+                f"processing took {processing_s:.1f} s of the poll cycle's "
+                f"{self.cycle_budget_s:.1f} s budget; batch limit halved",
+                halved=True,
+            )
+        return ProcessingOverran(
+            f"processing one message took {processing_s:.1f} s, over the poll cycle's "
+            f"{self.cycle_budget_s:.1f} s budget (half of max_poll_interval_ms): a dependency "
+            "of the processor (such as Redis) answers slowly, or the work needs more time; "
+            "raise max_poll_interval_ms if it does",
+            halved=False,
         )
 
     def _set_batch_limit(self) -> None:
@@ -1021,14 +1134,16 @@ class ConsumerRunner:
             producer.flush()
         except ServiceError as exc:
             raise self._kafka_failed("flushing a batch's outputs", exc) from exc
-        if self._commit(batch):
+        account = partial(self._account, batch, outcome, time.monotonic() - started)
+        if self._commit(batch, account):
             self._batch_fitted(len(batch))
+            account()
         self._dependency_back()
-        self._account(batch, outcome, time.monotonic() - started)
         self._maybe_update_lag(force=True)
 
-    def _commit(self, batch: list[Message]) -> bool:
-        """Commit the batch's offsets; False when a rebalance took its partitions first."""
+    def _commit(self, batch: list[Message], account: Callable[[], None]) -> bool:
+        """Commit the batch's offsets; False when a rebalance took its partitions first.
+        `account` counts the batch if a commit the budget cut short turns out to have landed."""
         offsets: dict[TopicPartition, int] = {}
         for message in batch:
             tp = TopicPartition(message.topic, message.partition)
@@ -1036,6 +1151,7 @@ class ConsumerRunner:
         consumer = self._consumer
         if consumer is None:
             raise ServiceError("the runner is not running; call run()")
+        self._count_cut_short(consumer)
         deadline = Deadline.after(None)  # the poll cycle's budget (request_timeout_ms is 30 s)
         try:
             consumer.commit(
@@ -1052,11 +1168,15 @@ class ConsumerRunner:
                 exc,
             )
             if budget_spent():  # the cycle overran, past max_poll_interval_ms: dropped from it
-                self._out_of_time("committing a batch's offsets", exc)
+                overran = self._out_of_time("committing a batch's offsets", exc)
+                if overran is not None:
+                    raise overran from exc
                 self._drop_uncommitted(consumer)
             return False
         except kafka_errors.KafkaError as exc:  # KafkaTimeoutError: the budget ran out
             self.metrics.commits.labels(outcome="error").inc()
+            if isinstance(exc, kafka_errors.KafkaTimeoutError):  # it may land all the same
+                self._cut_short = _CommitCutShort(offsets, account)
             raise self._kafka_failed("committing a batch's offsets", exc) from exc
         self.metrics.commits.labels(outcome="ok").inc()
         self._set_degraded(False)
@@ -1064,7 +1184,34 @@ class ConsumerRunner:
         self._first_uncommitted.update(offsets)
         return True
 
+    def _count_cut_short(self, consumer: KafkaConsumer) -> None:
+        """Before the next commit (which could cover the same messages read again), ask the
+        group's committed offsets whether a commit the budget cut short landed, and count its
+        batch if so; otherwise its messages were read again and count with their new batch.
+        Only partitions still assigned to this consumer tell: another owner may have committed
+        the others since."""
+        cut_short, self._cut_short = self._cut_short, None
+        if cut_short is None:
+            return
+        assigned = consumer.assignment()
+        offsets = {tp: off for tp, off in cut_short.offsets.items() if tp in assigned}
+        deadline = Deadline.after(None)
+        try:
+            committed = {
+                tp: consumer.committed(tp, timeout_ms=deadline.left_ms() or 1) for tp in offsets
+            }
+        except kafka_errors.KafkaError as exc:
+            logger.warning(
+                "could not learn whether a commit cut short by the poll cycle's budget landed "
+                "(%r); if it did, its batch is not counted in the stats",
+                exc,
+            )
+            return
+        if offsets and all((committed[tp] or 0) >= off for tp, off in offsets.items()):
+            cut_short.account()
+
     def _account(self, batch: list[Message], outcome: BatchOutcome, seconds: float) -> None:
+        """Count a committed batch in the stats and metrics."""
         failures: list[Failure] = outcome.failures
         failed_ids = {(f.message.topic, f.message.partition, f.message.offset) for f in failures}
         for message in batch:

@@ -15,7 +15,12 @@ from threefold.core.bounded_call import call_within
 from threefold.core.errors import ServiceError
 from threefold.core.untrusted_json import UntrustedJsonError, loads_untrusted
 from threefold.streaming.connections import KafkaTarget, as_kafka_settings
-from threefold.streaming.kafka_calls import Deadline, close_unwanted_consumer, new_consumer
+from threefold.streaming.kafka_calls import (
+    Deadline,
+    close_unwanted_consumer,
+    new_consumer,
+    waiting_for_kafka,
+)
 from threefold.streaming.kafka_config import consumer_config
 
 Offsets = dict[int, int]  # partition -> offset
@@ -64,9 +69,10 @@ class TopicProbe:
         if deadline.passed:
             raise self._no_answer(doing, deadline)
         try:
-            return call_within(
-                call, timeout_s=deadline.left_s(), late=late, name="threefold-topic-probe"
-            )
+            with waiting_for_kafka():
+                return call_within(
+                    call, timeout_s=deadline.left_s(), late=late, name="threefold-topic-probe"
+                )
         except TimeoutError:
             raise self._no_answer(doing, deadline) from None
 

@@ -11,7 +11,13 @@ import time
 import pytest
 from kafka import KafkaConsumer
 
-from threefold.streaming.runner import BatchResult, ConsumerRunner, Message, Output
+from threefold.streaming.runner import (
+    BatchResult,
+    ConsumerRunner,
+    Message,
+    Output,
+    RunnerStatus,
+)
 
 from .test_runner import _committed, _send, _topics
 
@@ -146,3 +152,138 @@ def test_a_commit_refused_after_the_group_dropped_an_overrunning_consumer_also_h
     ]
     assert overruns[:1] == [("committing a batch's offsets", MAX_BATCH // 2)], overruns
     assert metric("threefold_stream_batch_limit") == MAX_BATCH // 2
+    # The refused batch is counted once, when committed after reading it again (it was
+    # counted at the refusal too: 16 processed of 8).
+    assert runner.stats.processed == MAX_BATCH, runner.stats
+    assert metric("threefold_stream_messages_processed_total", {"topic": src}) == MAX_BATCH
+    assert metric("threefold_stream_commits_total", {"outcome": "failed"}) >= 1
+
+
+class SlowOnFirstSight:
+    """Outputs nothing; `prepare` takes each message's `slow_s` the first time it prepares it,
+    no time after."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def process(self, batch: list[Message]) -> BatchResult:
+        return self.apply(batch, self.prepare(batch))
+
+    def prepare(self, batch: list[Message]) -> None:
+        new = [m for m in batch if m.offset not in self.seen]
+        time.sleep(sum(m.json()["slow_s"] for m in new))
+        self.seen |= {m.offset for m in new}
+
+    def apply(self, batch: list[Message], prepared: None) -> BatchResult:
+        return BatchResult()
+
+
+def test_a_refused_commit_on_the_pipelined_path_halves_the_batch_limit_once(
+    kafka_bootstrap, unique_name, caplog, monkeypatch
+) -> None:
+    """The refused batch's successor was being prepared, which cannot be stopped: the next
+    batch's prepare waited behind it on the worker, its cycle overran too and the limit was
+    halved twice (8 -> 4 -> 2) for one overrun."""
+    commit = KafkaConsumer.commit
+    monkeypatch.setattr(
+        KafkaConsumer,
+        "commit",
+        lambda consumer, offsets=None, timeout_ms=None: commit(consumer, offsets),
+    )  # the refusal every time, not a timeout that may come first (see the test above)
+    src, _, dlq = _topics(kafka_bootstrap, unique_name)
+    total = 2 * MAX_BATCH
+    # The first batch takes 4 s, past the poll interval; the second, being prepared when the
+    # first's commit is refused, 10 s: longer than rejoining the group takes.
+    slow_s = [0.5] * MAX_BATCH + [1.25] * MAX_BATCH
+    _send(kafka_bootstrap, src, [{"n": n, "slow_s": s} for n, s in enumerate(slow_s)])
+    group = unique_name("g")
+    runner = ConsumerRunner(
+        kafka=kafka_bootstrap,
+        topics=[src],
+        group_id=group,
+        processor=SlowOnFirstSight(),
+        dead_letter_topic=dlq,
+        max_batch=MAX_BATCH,
+        max_wait_ms=500,
+        consumer_overrides={"max_poll_interval_ms": POLL_INTERVAL_MS, "heartbeat_interval_ms": 100},
+    )
+    caplog.set_level(logging.INFO, logger="threefold.streaming.runner")
+    metric = runner.metrics.registry.get_sample_value
+
+    def caught_up() -> bool:
+        lag = metric("threefold_stream_consumer_lag", {"topic": src, "partition": "0"})
+        return _committed_ok(metric) and lag == 0
+
+    runner.run(stop_when=caught_up, stop_after=SAFETY_S)
+
+    assert _committed(kafka_bootstrap, group, src) == total, f"no progress: {runner.stats}"
+    halved_to = [
+        f["batch_limit"]
+        for f in (getattr(r, "fields", {}) for r in caplog.records)
+        if f.get("event") == "poll_cycle_out_of_time"
+    ]
+    assert halved_to == [MAX_BATCH // 2], halved_to
+    assert metric("threefold_stream_batch_limit") == MAX_BATCH // 2
+    assert runner.stats.processed == total, runner.stats
+
+
+def _committed_ok(metric) -> bool:
+    return bool(metric("threefold_stream_commits_total", {"outcome": "ok"}))
+
+
+class SlowDependency:
+    """Echoes each message after waiting DEPENDENCY_S for "its dependency" (a Redis that
+    answers, slowly): one message takes longer than the poll cycle's budget."""
+
+    def __init__(self, out_topic: str) -> None:
+        self.out_topic = out_topic
+
+    def process(self, batch: list[Message]) -> BatchResult:
+        time.sleep(DEPENDENCY_S * len(batch))
+        return BatchResult([Output(self.out_topic, {"echo": m.json()["n"]}) for m in batch])
+
+
+DEPENDENCY_S = POLL_INTERVAL_MS / 1000 / 2 + 0.2  # past the 1.5 s budget, within the interval
+
+
+def test_processing_one_message_past_the_budget_reports_a_slow_dependency_not_kafka(
+    kafka_bootstrap, unique_name, caplog
+) -> None:
+    """At a batch limit of 1 every cycle ran out of time, reconnected and reported kafka_down,
+    naming the wrong dependency: it is a dependency outage of the processor (backoff, the
+    partitions paused, the consumer stays in its group)."""
+    src, out, dlq = _topics(kafka_bootstrap, unique_name)
+    _send(kafka_bootstrap, src, [{"n": n} for n in range(3)])
+    runner = ConsumerRunner(
+        kafka=kafka_bootstrap,
+        topics=[src],
+        group_id=unique_name("g"),
+        processor=SlowDependency(out),
+        dead_letter_topic=dlq,
+        max_batch=1,
+        max_wait_ms=50,
+        max_reconnect_backoff_ms=500,
+        consumer_overrides={"max_poll_interval_ms": POLL_INTERVAL_MS},
+    )
+    caplog.set_level(logging.INFO, logger="threefold.streaming.runner")
+    seen: list[RunnerStatus] = []
+
+    def reported() -> bool:
+        seen.append(runner.status())
+        return seen[-1].state == "dependency_down" or runner.stats.reconnects > 0
+
+    runner.run(stop_when=reported, stop_after=SAFETY_S)
+
+    assert runner.stats.reconnects == 0, runner.stats
+    assert seen[-1].state == "dependency_down", seen[-1]
+    assert "processing one message took" in seen[-1].reason
+    assert "raise max_poll_interval_ms" in seen[-1].reason
+    slow = [
+        f.get("slow")
+        for f in (getattr(r, "fields", {}) for r in caplog.records)
+        if f.get("event") == "poll_cycle_out_of_time"
+    ]
+    assert slow and set(slow) == {"processing"}, slow
+    metric = runner.metrics.registry.get_sample_value
+    assert metric("threefold_stream_dependency_retries_total") >= 1
+    assert metric("threefold_stream_batch_limit") == 1

@@ -12,6 +12,7 @@ import threading
 
 import pytest
 from kafka import KafkaConsumer
+from kafka.errors import KafkaTimeoutError
 from support.runner_threads import RunnerThreads
 from support.services import read_topic_records
 
@@ -94,6 +95,8 @@ def test_a_frozen_broker_holds_a_poll_cycle_for_its_budget_at_most_then_the_batc
     assert runner.cycle_budget_s == POLL_INTERVAL_MS / 1000 / 2
     out_of_time = "threefold_stream_poll_cycles_out_of_time_total"
     assert runner.metrics.registry.get_sample_value(out_of_time) >= 1
+    # The processor's own flush waited for the broker, not for its processing.
+    _assert_broker_slow_and_limit_kept(runner, caplog)
 
 
 class Echo:
@@ -159,6 +162,58 @@ def test_a_broker_frozen_between_flush_and_commit_holds_the_commit_for_the_budge
         {"event": f.get("event"), "doing": f.get("doing")} for f in cut
     ]
     assert runner.stats.reconnects >= 1
+    _assert_broker_slow_and_limit_kept(runner, caplog)
+    # Each echoed input is counted once: the frozen commit counts once known to have landed.
+    assert runner.stats.processed == 2, runner.stats
+
+
+def _assert_broker_slow_and_limit_kept(runner: ConsumerRunner, caplog) -> None:
+    """A cycle the broker's answers used up is reported as such and leaves the batch limit
+    as it was: halving it (as it did) only helps when processing is what is slow."""
+    metric = runner.metrics.registry.get_sample_value
+    assert metric("threefold_stream_batch_limit") == runner.max_batch
+    assert metric("threefold_stream_poll_cycles_broker_slow_total") >= 1
+    slow = {
+        f.get("slow")
+        for f in (getattr(r, "fields", {}) for r in caplog.records)
+        if f.get("event") == "poll_cycle_out_of_time"
+    }
+    assert slow == {"broker"}, slow
+
+
+def test_a_commit_cut_short_that_landed_is_counted_once(
+    kafka_bootstrap, unique_name, monkeypatch
+) -> None:
+    """A commit the budget cut short may land all the same; then its messages are not read
+    again, and were never counted (an undercount in the stats and processed metrics)."""
+    src, out, dlq = unique_name("in"), unique_name("out"), unique_name("dlq")
+    ensure_topics(kafka_bootstrap, [src, out, dlq])
+    with JsonProducer(kafka_bootstrap) as feeder:
+        for n in range(3):
+            feeder.send(src, {"n": n})
+        feeder.flush()
+    commit, answered = KafkaConsumer.commit, []
+
+    def landed_but_answered_late(consumer: KafkaConsumer, offsets=None, timeout_ms=None):
+        """The first commit lands, and its answer comes after the cycle gave up on it."""
+        commit(consumer, offsets, timeout_ms=timeout_ms)
+        if not answered:
+            answered.append(offsets)
+            raise KafkaTimeoutError("the answer came after the poll cycle's budget")
+
+    monkeypatch.setattr(KafkaConsumer, "commit", landed_but_answered_late)
+    runner = _budgeted_runner(kafka_bootstrap, src, dlq, unique_name("g"), Echo(out))
+    metric = runner.metrics.registry.get_sample_value
+
+    runner.run(
+        stop_when=lambda: runner.stats.reconnects > 0 and runner.stats.processed >= 3,
+        stop_after=20,
+    )
+
+    assert answered, "no commit was made"
+    assert runner.stats.reconnects == 1, runner.stats
+    assert runner.stats.processed == 3, runner.stats  # 0 before: counted nowhere
+    assert metric("threefold_stream_messages_processed_total", {"topic": src}) == 3
 
 
 def _budgeted_runner(
