@@ -271,7 +271,7 @@ def load_catalog(path: str | Path) -> Catalog:
 
     The file is the operator's own data: an item_id the API's id rule refuses (a bidi override,
     a zero-width space, nothing visible) loads as before, with one warning for the file, as a
-    seed log's user ids do (without the warning); the API refuses to change such an item.
+    seed log's user ids do (`events.load_events`); the API refuses to change such an item.
     """
     path_text = str(path)
     records = read_records(

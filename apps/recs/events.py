@@ -3,6 +3,7 @@ accepted event's write to Redis happen once."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -17,6 +18,7 @@ from threefold.core.tables import read_records
 from threefold.core.timestamps import parse_timestamp
 from threefold.streaming.write_ids import new_write_id, spooled_write_id
 
+logger = logging.getLogger(__name__)
 EVENT_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 2.0, "purchase": 4.0}
 EVENT_VERBS: dict[str, str] = {"view": "viewed", "click": "clicked", "purchase": "bought"}
 DEFAULT_EVENT_TYPE = "view"
@@ -222,7 +224,12 @@ def _parse_rating(value: Any, fail) -> float | None:
 
 
 def load_events(path: str | Path, *, known_items: Container[str] | None = None) -> list[Event]:
-    """Read `user_id,item_id[,event][,timestamp][,rating]` records, sorted by time (stable)."""
+    """Read `user_id,item_id[,event][,timestamp][,rating]` records, sorted by time (stable).
+
+    The file is the operator's own data: a user_id the API's id rule refuses (a no-break space,
+    a bidi override, nothing visible) loads as before, with one warning for the file, as a
+    catalog file's item ids do.
+    """
     records = read_records(
         path, required=("user_id", "item_id"), hint="(events need user_id and item_id)"
     )
@@ -232,7 +239,46 @@ def load_events(path: str | Path, *, known_items: Container[str] | None = None) 
         )
         for r in records
     ]
+    _warn_of_refused_user_ids(str(path), events, [r.line for r in records])
     return sort_events(events)
+
+
+def _warn_of_refused_user_ids(path: str, events: Sequence[Event], lines: Sequence[int]) -> None:
+    """One warning for a file whose user ids the API's id rule refuses: count, first, fix."""
+    findings: dict[str, str | None] = {}  # user id -> why the rule refuses it (None: allowed)
+    first: tuple[int, str] | None = None
+    refused_events = 0
+    for event, line in zip(events, lines, strict=True):
+        if event.user_id not in findings:
+            try:
+                stored_id("user_id", event.user_id, checked=True)
+                findings[event.user_id] = None
+            except DataError as exc:
+                findings[event.user_id] = str(exc)
+        if (why := findings[event.user_id]) is not None:
+            refused_events += 1
+            first = first or (line, why)
+    if first is None:
+        return
+    users = sum(why is not None for why in findings.values())
+    logger.warning(
+        "%s: %d event(s) of %d user_id(s) the id rule refuses, loaded as before (they count "
+        "for popularity and co-occurrence, but the API refuses those users: no recommendations "
+        "for them and no posted events, a 400): rename those users in the file; the first, "
+        "line %d: %s",
+        path,
+        refused_events,
+        users,
+        *first,
+        extra={
+            "fields": {
+                "event": "events_file_refused_user_ids",
+                "path": path,
+                "events": refused_events,
+                "users": users,
+            }
+        },
+    )
 
 
 def sort_events(events: Sequence[Event]) -> list[Event]:

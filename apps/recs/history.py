@@ -11,9 +11,9 @@ answers (an error reply on its data, e.g. a key of another type under the prefix
 in the spool's `.rejected` file, logged and counted (`recs_spool_records_rejected_total`), and
 the others are stored (`on_refused` sees those set aside). A key of another type at the shared
 event log (`<prefix>events-log`: every append fails, whatever the event) is no event's fault:
-the replay then keeps every event spooled, without searching for refused ones, logs one error
-(`"event": "shared_log_wrong_type"`), sets `recs_shared_log_wrong_type` 1, and stores them all
-once the key is deleted or renamed; `/healthz` asks `shared_log_problem` for the same finding.
+the replay then keeps every event spooled, without searching for refused ones, and stores them
+all once the key is deleted or renamed; `RedisState.shared_log_type_now` gauges and logs that
+finding once for the worker; `/healthz` asks `shared_log_problem` for it.
 `on_stored` sees events once they are stored (impressions attribute clicks to the list that
 showed the item).
 """
@@ -33,7 +33,7 @@ from threefold.apps.recs.events import (
     with_accept_ids,
     with_spool_ids,
 )
-from threefold.apps.recs.redis_state import SHARED_EVENTS_KEY, RedisState
+from threefold.apps.recs.redis_state import RedisState, wrong_log_type_reason
 from threefold.streaming.record_spool import RecordsRefused
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ class UserHistories:
         self.spool = spool
         self.on_stored = on_stored or (lambda events: None)
         self.on_refused = on_refused or (lambda events: None)
-        self._wrong_log_type: str | None = None  # what the shared log key held at the last try
         by_user = group_by_user(seed)
         self._seed = {user: events[-limit:] for user, events in by_user.items()}
         # purchases outlive the capped history: a bought item stays excluded however many
@@ -105,13 +104,10 @@ class UserHistories:
         other writes: the failure was an error reply on their data. False (all wait) when Redis
         is unavailable, refuses every write, or holds another type at the shared log key."""
         if self._push(events):
-            self._shared_log_type_now(None)
             return True
         if not self.redis.available:
             return False
-        wrong = self.redis.wrong_shared_log_type()
-        self._shared_log_type_now(wrong)
-        if wrong is not None:  # every append fails, whatever the event: none is set aside
+        if self.redis.wrong_shared_log_type() is not None:  # every append fails: none set aside
             return False
         if self.redis.takes_writes():
             raise RecordsRefused(REFUSED_REASON)
@@ -119,34 +115,10 @@ class UserHistories:
 
     def shared_log_problem(self) -> str | None:
         """Why no event can reach the shared event log although Redis answers (another type
-        at its key), with the fix; None when there is none or Redis does not answer. Gauged and
-        logged as a replay's finding is (`/healthz` asks it)."""
+        at its key), with the fix; None when there is none or Redis does not answer (`/healthz`
+        asks it; gauged and logged once for the worker by `RedisState`)."""
         wrong = self.redis.wrong_shared_log_type()
-        if wrong is not None or self.redis.available:  # None from a Redis gone away says nothing
-            self._shared_log_type_now(wrong)
         return None if wrong is None else wrong_log_type_reason(self.redis.prefix, wrong)
-
-    def _shared_log_type_now(self, wrong: str | None) -> None:
-        """Gauge and log (once per change) another type at the shared event log key."""
-        with self._lock:
-            before, self._wrong_log_type = self._wrong_log_type, wrong
-        if wrong == before:
-            return
-        self.redis.metrics.shared_log_wrong_type.set(int(wrong is not None))
-        key = self.redis.prefix + SHARED_EVENTS_KEY
-        if wrong is not None:
-            logger.error(
-                "%s (spool: %s; none is set aside)",
-                wrong_log_type_reason(self.redis.prefix, wrong),
-                self.spool.path if self.spool else None,
-                extra={"fields": {"event": "shared_log_wrong_type", "key": key, "found": wrong}},
-            )
-        elif before is not None:
-            logger.info(
-                "the shared event log key %s is a stream again: spooled events are stored",
-                key,
-                extra={"fields": {"event": "shared_log_type_fixed", "key": key}},
-            )
 
     def _count_refused(self, refused: Sequence[tuple[Event, str]]) -> None:
         self.redis.metrics.spool_rejected.labels("event").inc(len(refused))
@@ -175,15 +147,6 @@ class UserHistories:
     def known_users(self) -> list[str]:
         with self._lock:
             return sorted(set(self._seed) | set(self._local))
-
-
-def wrong_log_type_reason(prefix: str, found: str) -> str:
-    """What another type at the shared event log key means, and the fix."""
-    return (
-        f"redis holds a {found} at {prefix}{SHARED_EVENTS_KEY}, where the shared event log (a "
-        "stream) belongs: no event can be stored, posted events wait in the spool and the other "
-        "workers do not count them; delete or rename that key and they are stored, in order"
-    )
 
 
 def _purchases(events: Sequence[Event]) -> set[str]:

@@ -38,6 +38,8 @@ LEGACY_VECTORS_KEY = "vectors"
 CACHE_EPOCH_KEY = "recs-epoch"  # per user: a new value at each invalidation
 SHARED_EVENTS_KEY = "events-log"  # a stream of every posted event, in the order Redis took them
 SHARED_EVENTS_BATCH = 10_000  # stream entries per read
+# while another type stays at the shared log key, its error line is repeated this often at most
+SHARED_LOG_REMINDER_SECONDS = 600.0
 APPEND_BATCH = 500  # events per append script: one API batch is one round trip
 # `event-written:<write id>`: the event was stored, kept WRITE_GUARD_SECONDS (a day, as long as a
 # client's event_id is claimed); about 125 bytes of Redis memory per event posted in the last day.
@@ -108,6 +110,8 @@ class RedisState:
         self._append_script: Any = None
         self._down_until = 0.0
         self._lock = threading.Lock()
+        self._shared_log_found: str | None = None  # another type at the shared log key, if so
+        self._shared_log_logged = float("-inf")  # when its error line was last logged
 
     # ------------------------------------------------------------------ plumbing
     def _redis(self) -> Any:
@@ -147,7 +151,9 @@ class RedisState:
             return None
         except Exception as exc:  # bad data or an error reply: this call fails, Redis stays in use
             self.metrics.redis_errors.labels(operation).inc()
-            logger.warning("redis %s failed (%s: %s)", operation, type(exc).__name__, exc)
+            # another type at the shared log key: its own line says so (`wrong_shared_log_type`)
+            if not (self._on_shared_log(operation, exc) and self.wrong_shared_log_type()):
+                logger.warning("redis %s failed (%s: %s)", operation, type(exc).__name__, exc)
             return None
         self.metrics.redis_up.set(1)
         return result
@@ -269,6 +275,8 @@ class RedisState:
                     len(batch),
                     extra={"fields": {"event": "events_already_stored", "skipped": skipped}},
                 )
+        if events:  # the shared log took them: a stream (again)
+            self.shared_log_type_now(None)
         return True
 
     def _append_batch(self, r: Any, events: Sequence[Event]) -> int:
@@ -291,10 +299,55 @@ class RedisState:
 
     def wrong_shared_log_type(self) -> str | None:
         """The type Redis holds at the shared event log key when it is not a stream (every
-        append fails then); None for a stream, no key, or Redis unavailable."""
+        append fails then); None for a stream, no key, or Redis unavailable. An answer is
+        gauged and logged (`shared_log_type_now`)."""
         found = self._call("shared_log_type", lambda r: r.type(self._key(SHARED_EVENTS_KEY)))
         found = found.decode() if isinstance(found, bytes) else found
-        return None if found in (None, "stream", "none") else found
+        if found is None:  # Redis does not answer: that says nothing about the key
+            return None
+        wrong = None if found in ("stream", "none") else found
+        self.shared_log_type_now(wrong)
+        return wrong
+
+    def _on_shared_log(self, operation: str, exc: Exception) -> bool:
+        """Whether `exc` is a WRONGTYPE reply that may come from the shared log key."""
+        text = str(exc)
+        if operation == "shared_events":  # XREAD of that key alone
+            return text.startswith("WRONGTYPE")
+        return operation == "append_events" and text.startswith(
+            f"WRONGTYPE {self._key(SHARED_EVENTS_KEY)} "
+        )
+
+    def shared_log_type_now(self, wrong: str | None) -> None:
+        """Gauge and log another type (`wrong`) at the shared event log key, for the whole
+        worker: the appends, the spool's replay, the shared log's reader and /healthz all meet
+        it, and it has one fix. One error line when it is found, repeated at most every
+        SHARED_LOG_REMINDER_SECONDS while it stays; one info line once the key is fixed."""
+        now = time.monotonic()
+        with self._lock:
+            before = self._shared_log_found
+            due = now - self._shared_log_logged >= SHARED_LOG_REMINDER_SECONDS
+            if wrong == before and not (wrong is not None and due):
+                return
+            self._shared_log_found = wrong
+            if wrong is not None:
+                self._shared_log_logged = now
+        self.metrics.shared_log_wrong_type.set(int(wrong is not None))
+        key = self._key(SHARED_EVENTS_KEY)
+        if wrong is not None:
+            logger.error(
+                "%s; meanwhile each worker ranks with its last statistics plus the events posted "
+                "to it",
+                wrong_log_type_reason(self.prefix, wrong),
+                extra={"fields": {"event": "shared_log_wrong_type", "key": key, "found": wrong}},
+            )
+        else:
+            logger.info(
+                "the shared event log key %s is a stream again: spooled events are stored and "
+                "counted by every worker",
+                key,
+                extra={"fields": {"event": "shared_log_type_fixed", "key": key}},
+            )
 
     def shared_events_after(self, entry_id: str) -> tuple[str, list[Event]] | None:
         """The shared log's events after stream entry `entry_id` ("0-0": all), at most
@@ -306,6 +359,7 @@ class RedisState:
         )
         if found is None:
             return None
+        self.shared_log_type_now(None)  # read: a stream (again), or no key yet
         entries = found[0][1] if found else []
         last = entries[-1][0] if entries else entry_id
         return (last.decode() if isinstance(last, bytes) else last), [
@@ -452,6 +506,15 @@ class RedisState:
         if found is None:
             return None
         return found[0], [json.loads(entry) for entry in found[1]]
+
+
+def wrong_log_type_reason(prefix: str, found: str) -> str:
+    """What another type at the shared event log key means, and the fix."""
+    return (
+        f"redis holds a {found} at {prefix}{SHARED_EVENTS_KEY}, where the shared event log (a "
+        "stream) belongs: no event can be stored, posted events wait in the spool and the other "
+        "workers do not count them; delete or rename that key and they are stored, in order"
+    )
 
 
 def _logged_event(entry_id: Any, fields: Mapping[Any, Any]) -> Event | None:

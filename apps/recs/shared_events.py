@@ -14,7 +14,8 @@ of all its A/B variants).
 
 While Redis is down a worker ranks with the statistics it has (logged once, gauge
 `recs_shared_events_available` 0); so it does while Redis holds another type at the stream's
-key (logged once as that, with the fix, in the words of `/healthz`). The events posted to it then
+key (logged once for the worker by `RedisState.shared_log_type_now`, with the fix, in the words
+of `/healthz`; not again here). The events posted to it then
 are counted here at once (they take a place in the window, after the stream's entries) and wait
 in its spool; when the stream brings them back they move to their place in stream order, so once
 the spool has reached the stream this worker counts exactly what the others count. A spooled
@@ -32,10 +33,9 @@ from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 
 from threefold.apps.recs.events import Event
-from threefold.apps.recs.history import wrong_log_type_reason
 from threefold.apps.recs.metrics import RecsMetrics
 from threefold.apps.recs.recommender import Recommender
-from threefold.apps.recs.redis_state import SHARED_EVENTS_KEY, RedisState
+from threefold.apps.recs.redis_state import RedisState
 
 logger = logging.getLogger(__name__)
 START = "0-0"  # the stream position before its first entry
@@ -238,37 +238,22 @@ class SharedEvents:
         self.metrics.shared_events_counted.set(len(self._window) + self._local_count)
 
     def _shared_log_now(self, read: bool, wrong_type: str | None = None) -> None:
-        """Gauge and log the state of the shared log (one line per change): read, unreachable,
-        or unreadable because Redis holds `wrong_type` at its key."""
+        """Gauge and log the state of the shared log (one line per change): read, or
+        unreachable. Another type at its key (`wrong_type`) has its own line, logged once for
+        the worker by `RedisState`; reading again after it is not news here either."""
         self.metrics.shared_events_up.set(int(read))
         before, self._state = self._state, (read, wrong_type)
         if self._state == before:
             return
         counted = self.size()
-        if wrong_type is not None:
-            key = self.redis.prefix + SHARED_EVENTS_KEY
-            logger.error(
-                "%s; until then this worker ranks with its last statistics (%d events) plus the "
-                "events posted to it",
-                wrong_log_type_reason(self.redis.prefix, wrong_type),
-                counted,
-                extra={
-                    "fields": {
-                        "event": "shared_events_wrong_type",
-                        "key": key,
-                        "found": wrong_type,
-                        "events": counted,
-                    }
-                },
-            )
-        elif not read:
+        if not read and wrong_type is None:
             logger.warning(
                 "the shared event log in Redis is unreachable; ranking with this worker's last "
                 "statistics (%d events) plus the events posted to it, until Redis answers",
                 counted,
                 extra={"fields": {"event": "shared_events_unreachable", "events": counted}},
             )
-        elif before is not None:
+        elif read and before is not None and before[1] is None:
             logger.info(
                 "the shared event log in Redis is readable again; counting from it (%d events)",
                 counted,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from threefold.apps.recs.catalog import MAX_TEXT_LENGTH
 from threefold.core.openapi import openapi_document, operation, path_param, query_param
 
 ITEM = path_param("item_id", "a catalog item id")
@@ -35,7 +36,13 @@ EVENT = {
         },
         "event": {"type": "string", "enum": EVENT_TYPES, "default": "view"},
         "type": {"type": "string", "enum": EVENT_TYPES, "description": "older name of `event`"},
-        "timestamp": {"type": "number", "description": "unix seconds; at most 5 min ahead"},
+        "timestamp": {
+            "oneOf": [
+                {"type": "number", "description": "unix seconds"},
+                {"type": "string", "format": "date-time", "description": "ISO 8601"},
+            ],
+            "description": "when it happened (default: when it is accepted); at most 5 min ahead",
+        },
         "rating": {"type": "number"},
         "list_id": {
             "type": "string",
@@ -49,25 +56,45 @@ EVENT = {
         },
     },
 }
+ITEM_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 128,
+    "description": "stripped, otherwise kept as given (not normalized), as user ids; "
+    f"refused: {REFUSED_ID_CHARACTERS} (an item already stored under such an id is "
+    "still read and deleted)",
+}
+VISIBLE = "\\S"  # holds something besides spaces (ECMA regex, matched anywhere)
 ITEM_BODY = {
     "type": "object",
     "required": ["item_id", "title", "description", "category"],
     "additionalProperties": False,
     "properties": {
-        "item_id": {
+        "item_id": ITEM_ID,
+        "title": {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": VISIBLE},
+        "description": {
             "type": "string",
-            "minLength": 1,
-            "maxLength": 128,
-            "description": "stripped, otherwise kept as given (not normalized), as user ids; "
-            f"refused: {REFUSED_ID_CHARACTERS} (an item already stored under such an id is "
-            "still read and deleted)",
+            "maxLength": MAX_TEXT_LENGTH,
+            "description": "may be empty",
         },
-        "title": {"type": "string"},
-        "description": {"type": "string"},
-        "category": {"type": "string", "description": "one name, or several joined by '|'"},
+        "category": {
+            "type": "string",
+            "maxLength": MAX_TEXT_LENGTH,
+            "pattern": "[^\\s|]",
+            "description": "one name, or several joined by '|'",
+        },
         "price": {"type": "number", "minimum": 0},
         "tags": {"type": "array", "items": {"type": "string"}},
         "metadata": {"type": "object"},
+    },
+}
+# PUT /api/items/{item_id}: the id is the URL's; a body may repeat it (then it must match)
+PUT_ITEM_BODY = {
+    **ITEM_BODY,
+    "required": ["title", "description", "category"],
+    "properties": {
+        **ITEM_BODY["properties"],
+        "item_id": {**ITEM_ID, "description": "optional: the URL's item_id (400 when another)"},
     },
 }
 ITEMS_BODY = {
@@ -172,7 +199,7 @@ DOCUMENT = openapi_document(
             "put": _admin(
                 "Replace one item (201 when the id was new)",
                 params=[ITEM],
-                body=ITEM_BODY,
+                body=PUT_ITEM_BODY,
                 response=OBJECT,
                 also_ok=(201,),
             ),

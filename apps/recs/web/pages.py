@@ -53,13 +53,19 @@ def healthz() -> Any:
 @pages.get("/store")
 def storefront() -> Any:
     """The shop page; with `chat_url` set it embeds that FAQ bot's chat widget (one deferred
-    script tag: a bot host that hangs never holds up the page's load)."""
+    script tag: a bot host that hangs never holds up the page's load), then the store's own
+    `chat-fallback.js`, deferred after it: when the widget's script could not load (the bot's
+    server is down), it shows a launcher whose panel says chat is unavailable for now."""
     page = (STATIC_DIR / "store.html").read_text(encoding="utf-8")
     chat_url = resources().settings.chat_url.rstrip("/")
     if chat_url:
         src = f"{escape(chat_url)}/static/widget.js"
-        tag = f'<script src="{src}" data-title="{CHAT_TITLE}" defer></script>'
-        page = page.replace("</body>", f"  {tag}\n</body>")
+        tags = (
+            f'<script src="{src}" data-title="{CHAT_TITLE}" defer></script>\n'
+            f'  <script src="/store/static/chat-fallback.js" data-widget="{src}" '
+            f'data-title="{CHAT_TITLE}" defer></script>'
+        )
+        page = page.replace("</body>", f"  {tags}\n</body>")
     return Response(page, mimetype="text/html")
 
 

@@ -172,7 +172,7 @@ def test_a_shared_log_key_of_another_type_keeps_every_event_spooled_without_a_se
     histories = UserHistories([], redis, spool=EventSpool(tmp_path))
     redis_client.script_load(APPEND_EVENTS_SCRIPT)  # no NOSCRIPT round trip to count
     before = script_calls(redis_client)
-    with caplog.at_level(logging.ERROR, logger="threefold.apps.recs.history"):
+    with caplog.at_level(logging.ERROR, logger="threefold.apps.recs"):
         assert not histories.replay_spool()
         later = with_accept_ids([Event("u1", "i99", "view", 1_700_000_100.0)])
         assert histories.record(later) is False  # spooled, not set aside

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from threefold.apps.recs.events import (
@@ -166,3 +168,41 @@ def test_an_unknown_field_is_refused_naming_the_allowed_ones():
         parse_event({"user_id": "u", "item_id": "i", "evnt": "purchase"})
     assert caught.value.column == "evnt"
     assert "'event_id', 'item_id'" in str(caught.value)
+
+
+def test_a_file_with_user_ids_the_api_refuses_loads_them_with_one_warning(tmp_path, caplog):
+    """The operator learns which of their users the API will not serve (one line per file,
+    with the count, the first refused id's line and finding, and the fix), as for item ids."""
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,item_id,event,timestamp\n"
+        "ok,od-001,view,1700000000\n"
+        "ana\u00a0lee,od-001,view,1700000001\n"
+        "zw\u200bid,od-002,view,1700000002\n"
+        "zw\u200bid,od-001,click,1700000003\n",
+        encoding="utf-8",
+    )
+    with caplog.at_level(logging.WARNING, logger="threefold.apps.recs"):
+        loaded = load_events(path, known_items={"od-001", "od-002"})
+        load_events(path, known_items={"od-001", "od-002"})  # another load: its own line
+    assert [e.user_id for e in loaded] == ["ok", "ana\u00a0lee", "zw\u200bid", "zw\u200bid"]
+    assert len(caplog.records) == 2
+    warning = caplog.records[0]
+    message = warning.getMessage()
+    assert message.startswith(f"{path}: 3 event(s) of 2 user_id(s) the id rule refuses")
+    assert "line 3: user_id 'ana\\xa0lee' holds U+00A0 NO-BREAK SPACE" in message
+    assert "rename those users in the file" in message
+    assert warning.fields == {
+        "event": "events_file_refused_user_ids",
+        "path": str(path),
+        "events": 3,
+        "users": 2,
+    }
+
+
+def test_a_file_of_allowed_user_ids_loads_without_a_warning(tmp_path, caplog):
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id\nren\u00e9e,od-001\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="threefold.apps.recs"):
+        assert len(load_events(path, known_items={"od-001"})) == 1
+    assert caplog.records == []

@@ -8,6 +8,7 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
+from threefold.apps.recs import redis_state
 from threefold.apps.recs.metrics import RecsMetrics
 from threefold.apps.recs.redis_state import RedisState
 from threefold.apps.recs.shared_events import SharedEvents
@@ -65,18 +66,70 @@ def test_a_worker_logs_a_shared_log_key_of_another_type_as_that_not_as_unreachab
     shared = SharedEvents(state, state.metrics)
     log_key = f"{redis_prefix}events-log"
     redis_client.set(log_key, "left by another tool")
-    with caplog.at_level(logging.INFO, logger="threefold.apps.recs.shared_events"):
+    with caplog.at_level(logging.INFO, logger="threefold.apps.recs"):
         assert shared.read_new() == []
         assert shared.read_new() == []  # one line per change
         redis_client.delete(log_key)  # the operator's fix
         assert shared.read_new() == []
-    records = [r for r in caplog.records if r.name == "threefold.apps.recs.shared_events"]
-    found = [(r.levelno, r.fields["event"], r.getMessage()) for r in records]
+    found = [(r.levelno, r.fields["event"], r.getMessage()) for r in caplog.records]
     assert [(level, event) for level, event, _ in found] == [
-        (logging.ERROR, "shared_events_wrong_type"),
-        (logging.INFO, "shared_events_resumed"),
+        (logging.ERROR, "shared_log_wrong_type"),
+        (logging.INFO, "shared_log_type_fixed"),
     ]
     wrong = found[0][2]
     assert f"redis holds a string at {log_key}" in wrong and "unreachable" not in wrong
     assert "delete or rename that key" in wrong and "last statistics" in wrong
-    assert records[0].fields["key"] == log_key
+    assert caplog.records[0].fields["key"] == log_key
+
+
+def test_a_shared_log_key_of_another_type_is_one_error_line_for_the_whole_worker(
+    make_app, redis_url: str, redis_prefix: str, redis_client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One cause, one actionable line: the spool's replay, the shared log's reader, the
+    appends and /healthz all meet the same key, and before each logged it (two errors with
+    the same fix, plus a warning per failed append or read)."""
+    client = make_app(
+        redis_url=redis_url, redis_prefix=redis_prefix, stats_refresh_seconds=0.0
+    ).test_client()
+    log_key = f"{redis_prefix}events-log"
+    redis_client.set(log_key, "left by another tool")
+    with caplog.at_level(logging.INFO, logger="threefold"):
+        for n in range(3):  # degraded, never a 500
+            view = {"user_id": "shopper", "item_id": f"bk-00{n + 2}", "event": "view"}
+            assert client.post("/api/events", json=view).status_code == 202
+            assert client.get("/api/recommendations?user_id=shopper&k=4").status_code == 200
+            assert client.get("/api/items/bk-002/similar?k=4").status_code == 200
+            assert client.get("/healthz").status_code == 503
+        redis_client.delete(log_key)  # the operator's fix
+        assert client.post("/api/events", json=view).json["shared"] is True
+        assert client.get("/api/items/bk-002/similar?k=4").status_code == 200
+    about_the_key = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING
+        and (log_key in r.getMessage() or "WRONGTYPE" in r.getMessage())
+    ]
+    assert [(r.levelno, getattr(r, "fields", {}).get("event")) for r in about_the_key] == [
+        (logging.ERROR, "shared_log_wrong_type")
+    ], [r.getMessage()[:160] for r in about_the_key]
+    message = about_the_key[0].getMessage()
+    assert f"redis holds a string at {log_key}" in message
+    assert "delete or rename that key" in message and "last statistics" in message
+    fixed = [r for r in caplog.records if getattr(r, "fields", {}).get("key") == log_key]
+    assert [r.fields["event"] for r in fixed] == ["shared_log_wrong_type", "shared_log_type_fixed"]
+
+
+def test_the_shared_log_error_line_repeats_only_after_the_reminder_interval(
+    redis_url: str, redis_prefix: str, redis_client, caplog, monkeypatch
+) -> None:
+    state = RedisState(
+        RedisSettings(url=redis_url), prefix=redis_prefix, metrics=RecsMetrics(CollectorRegistry())
+    )
+    redis_client.set(f"{redis_prefix}events-log", "left by another tool")
+    with caplog.at_level(logging.ERROR, logger="threefold.apps.recs"):
+        for _ in range(3):
+            assert state.wrong_shared_log_type() == "string"
+        assert len(caplog.records) == 1
+        monkeypatch.setattr(redis_state, "SHARED_LOG_REMINDER_SECONDS", 0.0)
+        assert state.wrong_shared_log_type() == "string"  # still there: reminded
+    assert [r.fields["event"] for r in caplog.records] == ["shared_log_wrong_type"] * 2

@@ -4,8 +4,12 @@ audited by axe-core."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from support.browser import axe_violations, page_problems, save_screenshot
+
+from threefold.apps.recs.web.pages import CHAT_TITLE
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -248,4 +252,57 @@ def test_slow_api_shows_the_latest_choice_and_records_a_double_click_once(
     page.wait_for_timeout(1000)
     assert page.evaluate("window.__clicksPosted") == 1
     assert page.locator("#history li").count() == 1
+    context.close()
+
+
+def unused_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("viewport", "mobile", "name"), [(DESKTOP, False, "desktop"), (PHONE, True, "phone")]
+)
+def test_faq_server_down_still_shows_a_chat_launcher_that_says_chat_is_unavailable(
+    make_app, live_server, browser, screenshot_dir, viewport, mobile, name
+):
+    """The widget's script comes from the FAQ server: with that server down the store showed no
+    chat at all. Now the store's own launcher stands in and says so, by mouse and keyboard."""
+    app = make_app(chat_url=f"http://127.0.0.1:{unused_port()}")
+    context, page, _ = open_store(browser, live_server(app), viewport, mobile=mobile)
+    launcher = page.get_by_role("button", name=f"Open chat: {CHAT_TITLE}")
+    launcher.wait_for(timeout=5_000)
+    box = launcher.bounding_box()
+    assert box["x"] + box["width"] <= viewport["width"] and box["width"] >= 44  # a touch target
+    assert box["y"] + box["height"] <= viewport["height"]  # fixed in view, bottom right
+    save_screenshot(page, screenshot_dir, f"store-chat-down-{name}.png")
+
+    launcher.click()
+    dialog = page.get_by_role("dialog", name=CHAT_TITLE)
+    assert dialog.is_visible()
+    assert "Chat is unavailable right now" in dialog.inner_text()
+    assert page.evaluate("document.activeElement.textContent") == "Try again"
+    panel = dialog.bounding_box()
+    assert panel["x"] >= 0 and panel["x"] + panel["width"] <= viewport["width"]
+    assert axe_violations(page) == []
+    save_screenshot(page, screenshot_dir, f"store-chat-down-{name}-open.png")
+
+    page.keyboard.press("Enter")  # Try again: the server is still down
+    page.get_by_text("Chat is still unavailable").wait_for(timeout=5_000)
+    page.keyboard.press("Escape")
+    assert not dialog.is_visible()
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
+        f"Open chat: {CHAT_TITLE}"
+    )
+    page.keyboard.press("Enter")  # the keyboard opens it again
+    assert dialog.is_visible()
+    context.close()
+
+
+def test_no_chat_launcher_without_a_chat_url(make_app, live_server, browser):
+    context, page, problems = open_store(browser, live_server(make_app()), DESKTOP)
+    assert page.get_by_role("button", name=f"Open chat: {CHAT_TITLE}").count() == 0
+    assert problems == []
     context.close()
