@@ -6,6 +6,7 @@ const RETRY_DELAYS_S = [5, 10, 20, 30];
 const REQUEST_TIMEOUT_MS = 10000;
 const FEED_RECONNECT_MS = 5000;
 const FEED_MAX_RECONNECT_MS = 60000;
+const SERIES_WINDOWS = 100;
 const ALERTS_SHOWN = 5;
 const KIND_WORDS = { topic: "topic", entity: "company" };
 const KIND_PLURALS = { topic: "topics", entity: "companies" };
@@ -35,11 +36,13 @@ const ui = {
   keysBody: document.querySelector("#keys tbody"),
   keysTable: byId("keys"),
   keysEmpty: byId("keys-empty"),
+  keysMore: byId("keys-more"),
 };
 
 const state = {
   series: [], // the last /api/series answer that loaded
   seriesKind: null, // the kind that answer is for
+  seriesTotal: 0, // how many keys that kind has (the answer holds the latest few)
   selectedKey: null,
   wantedKey: null, // a key to select once the series of its kind has loaded
   alerts: new Map(), // alert_id -> <li>
@@ -160,15 +163,17 @@ async function refresh() {
   clearTimeout(state.timer);
   renderProblem();
   const kind = ui.kind.value;
+  const seriesWhat = "the " + KIND_PLURALS[kind] + " chart data";
   const requests = [
     { what: "the alert list", url: "/api/alerts?limit=50", apply: (data) => applyAlerts(data.alerts) },
     {
-      what: "the " + KIND_PLURALS[kind] + " chart data",
-      url: "/api/series?kind=" + encodeURIComponent(kind) + "&limit=100",
-      apply: (data) => ui.kind.value === kind && applySeries(data.series, kind),
+      what: seriesWhat,
+      url: "/api/series?kind=" + encodeURIComponent(kind) + "&limit=" + SERIES_WINDOWS,
+      load: (url) => loadSeries(url, kind, seriesWhat),
+      apply: (data) => ui.kind.value === kind && applySeries(data.series, kind, data.total),
     },
   ];
-  const results = await Promise.allSettled(requests.map((r) => getJson(r.url, r.what)));
+  const results = await Promise.allSettled(requests.map((r) => (r.load || getJson)(r.url, r.what)));
   try {
     const failed = [];
     results.forEach((result, i) => {
@@ -231,6 +236,19 @@ function schedule(ms) {
 
 function say(text) {
   ui.announce.textContent = text;
+}
+
+/** The most recently updated keys of `kind` (one page), and the key asked for or chosen when
+ * it is not among them (an alert's key, or one that has since gone quiet). */
+async function loadSeries(url, kind, what) {
+  const data = await getJson(url, what);
+  const shown = new Set(data.series.map((s) => s.key));
+  const missing = [state.wantedKey, state.selectedKey].filter((k) => k && k.startsWith(kind + ":") && !shown.has(k));
+  for (const key of new Set(missing)) {
+    const one = await getJson("/api/series?key=" + encodeURIComponent(key) + "&limit=" + SERIES_WINDOWS, what);
+    data.series.push(...one.series.filter((s) => s.windows.length));
+  }
+  return data;
 }
 
 // -- status and error box ------------------------------------------------------------------
@@ -387,6 +405,7 @@ function renderVerdict(alert) {
     button.type = "button";
     button.dataset.verdict = value;
     button.setAttribute("aria-label", text + ": " + alert.name);
+    button.setAttribute("aria-pressed", "false"); // review.js presses the stored verdict
     buttons.append(button);
   }
   box.append(buttons, el("p", "", "verdict-status"));
@@ -427,9 +446,10 @@ function showOnChart(alert) {
 
 // -- series: key list, table, chart --------------------------------------------------------
 
-function applySeries(series, kind) {
+function applySeries(series, kind, total) {
   state.series = series;
   state.seriesKind = kind;
+  state.seriesTotal = Math.max(total || 0, series.length);
   const keys = series.map((s) => s.key);
   const newestAlert = ui.alerts.firstElementChild;
   const alertKey = newestAlert ? newestAlert.dataset.key : null;
@@ -486,6 +506,12 @@ function renderKeysTable() {
     if (last.open) windowCell.append(" ", el("span", "open", "open-tag"));
     wanted.push(row);
   }
+  const more = state.seriesTotal - state.series.length;
+  ui.keysMore.hidden = more <= 0;
+  ui.keysMore.textContent = more > 0
+    ? "Showing the " + state.series.length + " most recently updated of " + state.seriesTotal + " " +
+      KIND_PLURALS[state.seriesKind] + "."
+    : "";
   ui.keysEmpty.hidden = wanted.length > 0;
   ui.keysEmpty.textContent = state.seriesKind ? NO_KEYS : "No keys loaded yet.";
   ui.keysTable.hidden = wanted.length === 0;
@@ -702,6 +728,20 @@ function connectFeed() {
     source.close();
     state.feedTimer = setTimeout(connectFeed, state.feedRetryMs);
     state.feedRetryMs = Math.min(state.feedRetryMs * 2, FEED_MAX_RECONNECT_MS);
+  });
+  source.addEventListener("end", (event) => {
+    // The server ends each feed after a few minutes (so feeds never pile up on its threads):
+    // reconnect at once from the id it names; the feed stays live, nothing to report.
+    let resumeFrom = null;
+    try {
+      resumeFrom = JSON.parse(event.data).resume_from;
+    } catch (error) {
+      resumeFrom = null;
+    }
+    if (resumeFrom && (!state.lastEventId || compareEventIds(resumeFrom, state.lastEventId) > 0)) {
+      state.lastEventId = resumeFrom;
+    }
+    connectFeed();
   });
   source.addEventListener("alert", (event) => {
     const alert = JSON.parse(event.data);

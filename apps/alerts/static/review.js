@@ -11,11 +11,13 @@
     signin: $("signin"), token: $("analyst-token"), signedIn: $("signed-in"), name: $("analyst-name"),
     signout: $("signout"), message: $("review-message"), empty: $("headlines-empty"),
     table: $("headlines"), body: document.querySelector("#headlines tbody"), alerts: $("alerts"),
+    paused: $("headlines-paused"),
   };
   let token = sessionStorage.getItem(TOKEN_KEY);
   let labels = { sentiment: ["negative", "neutral", "positive"], topic: [] };
   let timer = null;
   let resumeTimer = null;
+  const verdicts = new Map(); // alert_id -> the stored verdict, while signed in
 
   function el(tag, text, className) {
     const node = document.createElement(tag);
@@ -96,35 +98,43 @@
     }
   }
 
-  function select(task, options, chosen, headline) {
+  /** One task's menu: the model's label marked "(model)", the stored correction chosen. */
+  function select(task, options, predicted, saved, headline) {
     const id = "fix-" + task + "-" + ui.body.children.length;
     const label = el("label", task === "sentiment" ? "Sentiment" : "Topic", "cell-label");
     label.htmlFor = id;
     const box = el("select");
     box.id = id;
     box.dataset.task = task;
-    box.dataset.predicted = chosen || "";
+    const current = saved ? saved.label : predicted || "";
+    box.dataset.current = current;
     box.setAttribute("aria-description", "for: " + headline);
-    for (const option of new Set([...options, chosen].filter(Boolean))) {
-      const item = el("option", option + (option === chosen ? " (model)" : ""));
+    for (const option of new Set([...options, predicted, current].filter(Boolean))) {
+      const item = el("option", option + (option === predicted ? " (model)" : ""));
       item.value = option;
-      item.selected = option === chosen;
+      item.selected = option === current;
       box.append(item);
     }
-    return [label, box];
+    const cell = [label, box];
+    if (saved) cell.push(el("span", "saved by " + saved.analyst, "saved-note"));
+    return cell;
   }
+
+  const unsaved = (row) => [...row.querySelectorAll("select")].some((box) => box.value !== box.dataset.current);
 
   function renderHeadlines(headlines) {
     ui.body.replaceChildren();
     for (const record of headlines) {
       const row = document.createElement("tr");
       row.dataset.messageId = record.id;
+      row.dataset.textDigest = record.text_digest;
+      const saved = record.corrections || {};
       const text = el("td", record.text, "headline");
       text.dir = "auto"; // an Arabic or Hebrew headline reads right to left, at the right
       const sentiment = el("td");
-      sentiment.append(...select("sentiment", labels.sentiment, record.sentiment, record.text));
+      sentiment.append(...select("sentiment", labels.sentiment, record.sentiment, saved.sentiment, record.text));
       const topic = el("td");
-      topic.append(...select("topic", labels.topic, record.topic, record.text));
+      topic.append(...select("topic", labels.topic, record.topic, saved.topic, record.text));
       const models = record.models || {};
       const versions = el("td", "sentiment " + (models.sentiment || "?") + " · topic " + (models.topic || "?"), "models models-cell");
       const save = el("button", "Save", "save-button");
@@ -144,11 +154,15 @@
   async function loadHeadlines() {
     clearTimeout(timer);
     timer = setTimeout(loadHeadlines, REFRESH_MS);
+    if (token) loadVerdicts();
     if (ui.table.contains(document.activeElement)) return; // never re-render under the keyboard
+    const pending = [...ui.body.children].some(unsaved);
+    ui.paused.hidden = !pending;
+    if (pending) return; // an unsaved choice stays until it is saved or set back
     try {
       const data = await call("GET", "/api/headlines?limit=20");
       if (data.labels) labels = data.labels;
-      renderHeadlines(data.headlines || []);
+      if (![...ui.body.children].some(unsaved)) renderHeadlines(data.headlines || []);
     } catch (error) {
       ui.empty.hidden = false;
       ui.empty.textContent = "Could not load the headlines: " + error.message + ". Retrying every " + REFRESH_MS / 1000 + " s.";
@@ -161,28 +175,68 @@
       ui.token.focus();
       return;
     }
-    const changed = [...row.querySelectorAll("select")].filter((box) => box.value !== box.dataset.predicted);
+    const changed = [...row.querySelectorAll("select")].filter((box) => box.value !== box.dataset.current);
     if (!changed.length) {
       tell("Nothing to save: choose a different sentiment or topic first.", "error");
       return;
     }
     try {
+      const stored = [];
       for (const box of changed) {
-        await call("POST", "/api/corrections", { message_id: row.dataset.messageId, task: box.dataset.task, label: box.value });
+        const data = await call("POST", "/api/corrections", {
+          message_id: row.dataset.messageId, text_digest: row.dataset.textDigest, task: box.dataset.task, label: box.value,
+        });
+        box.dataset.current = data.correction.label;
+        stored.push(data.correction);
       }
-      const said = changed.map((box) => box.dataset.task + " " + box.value).join(" and ");
-      tell("Saved: " + said + " for “" + row.querySelector(".headline").textContent + "”.", "info");
+      const said = stored.map((c) => c.task + " " + c.label).join(" and ");
+      tell("Saved: " + said + " for “" + stored[0].text + "”.", "info");
+      if (![...ui.body.children].some(unsaved)) ui.paused.hidden = true;
     } catch (error) {
       tell("Could not save the correction: " + error.message + ".", "error");
     }
   }
+
+  /** Show an alert's stored verdict: the chosen button pressed, who said so. */
+  function showVerdict(record) {
+    verdicts.set(record.alert_id, record);
+    const item = [...ui.alerts.querySelectorAll("li.alert")].find((li) => li.dataset.alertId === record.alert_id);
+    if (item) markVerdict(item, record);
+  }
+
+  function markVerdict(item, record) {
+    for (const button of item.querySelectorAll("button[data-verdict]")) {
+      button.setAttribute("aria-pressed", String(button.dataset.verdict === record.verdict));
+    }
+    item.querySelector(".verdict-status").textContent =
+      "Marked a " + VERDICT_WORDS[record.verdict] + " by " + record.analyst + ".";
+  }
+
+  async function loadVerdicts() {
+    try {
+      const data = await call("GET", "/api/verdicts");
+      for (const record of data.verdicts || []) showVerdict(record); // oldest first: the latest wins
+    } catch (error) {
+      // the sign-in check says when the token is refused; the buttons still work
+    }
+  }
+
+  // alerts the live feed or a refresh adds later show their verdict too
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      for (const item of change.addedNodes) {
+        const record = item.dataset && verdicts.get(item.dataset.alertId);
+        if (record) markVerdict(item, record);
+      }
+    }
+  }).observe(ui.alerts, { childList: true });
 
   async function judge(button) {
     const item = button.closest("li.alert");
     const status = item.querySelector(".verdict-status");
     try {
       const data = await call("POST", "/api/alerts/" + encodeURIComponent(item.dataset.alertId) + "/verdict", { verdict: button.dataset.verdict });
-      status.textContent = "Marked a " + VERDICT_WORDS[data.verdict.verdict] + " by " + data.verdict.analyst + ".";
+      showVerdict(data.verdict);
       tell("Alert marked a " + VERDICT_WORDS[data.verdict.verdict] + ".", "info");
     } catch (error) {
       status.textContent = "Not saved: " + error.message + ".";
@@ -197,6 +251,7 @@
     try {
       const name = await signIn(candidate);
       tell("Signed in as " + name + ". Correct a headline below or judge an alert.", "info");
+      loadHeadlines(); // with the corrections and verdicts analysts saved
       ui.signout.focus();
     } catch (error) {
       if (error.stale) return; // a later sign-in (or sign-out) took over and says how it went
@@ -206,6 +261,7 @@
   });
   ui.signout.addEventListener("click", () => {
     clearTimeout(resumeTimer);
+    verdicts.clear();
     token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     renderSignedIn(null);

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from flask import Flask
 
 from threefold.apps.alerts.config import AlertsConfig
 from threefold.apps.alerts.resources import EXTENSION, Resources, open_resources
-from threefold.apps.alerts.web.api import api
+from threefold.apps.alerts.web.api import FEED_SLOTS, FEEDS_PER_CLIENT, api
 from threefold.apps.alerts.web.openapi import DOCUMENT
 from threefold.apps.alerts.web.pages import pages
 from threefold.apps.alerts.web.signals import signals
 from threefold.core.openapi import register_openapi
 from threefold.core.settings import load_settings
+from threefold.core.stream_slots import StreamSlots, server_threads, worker_stream_slots
 from threefold.core.web import setup_web_app
 from threefold.streaming.connections import RedisSettings
 
@@ -42,4 +44,7 @@ def create_app(settings: AlertsConfig | None = None, resources: Resources | None
     app.register_blueprint(pages)
     register_openapi(app, DOCUMENT)
     app.extensions[EXTENSION] = resources
+    # Live feeds hold a thread each: leave some of gunicorn's threads to the other requests.
+    feeds = worker_stream_slots(server_threads(os.environ))
+    app.extensions[FEED_SLOTS] = StreamSlots(feeds, per_client=FEEDS_PER_CLIENT)
     return app

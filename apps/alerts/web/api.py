@@ -5,27 +5,41 @@ alert feed, a Redis stream the consumer appends to once an alert is on the alert
 clients block on XREAD, and resume after a reconnect from the `Last-Event-ID` the browser sends
 (the stream entry id), so a dropped connection misses no alert. Each XREAD blocks for less than
 half the Redis client's socket timeout and a keepalive comment follows every empty read, so
-neither redis-py nor a proxy ever sees an idle connection; a Redis failure mid-stream is a
-comment and a retry from the same id, not a dropped feed. Without Redis (not configured or
-down) every route answers 503 with a `Retry-After` header and the reason; the feed too, before
-it starts streaming.
+neither redis-py nor a proxy ever sees an idle connection; Redis out of reach mid-stream is a
+comment and a retry from the same id, Redis refusing the read (an error answer) ends the stream.
+
+Each feed holds a server thread, so a worker serves at most `StreamSlots.total` feeds at once
+(its threads less two) and FEEDS_PER_CLIENT per client, answering 503 + Retry-After beyond; and
+each feed ends after FEED_MAX_S with an `end` event naming the id to resume from. Without Redis
+(not configured or down) every route answers 503 with a `Retry-After` header and the reason;
+the feed too, before it starts streaming.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 
 import redis
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from threefold.apps.alerts.resources import REDIS_FIX, current_resources
 from threefold.apps.alerts.state.store import StateStore
 from threefold.apps.alerts.windows import split_key
 from threefold.core.query_args import int_arg
-from threefold.core.web import ApiError
+from threefold.core.stream_slots import StreamSlots
+from threefold.core.web import ApiError, client_key
 
+FEED_SLOTS = "threefold.alerts.feed_slots"  # app.extensions key of the feeds' StreamSlots
+FEEDS_PER_CLIENT = 2
+FEED_MAX_S = 300  # then the stream ends and the page reconnects, resuming where it was
+STREAM_ID = re.compile(r"[0-9]+(?:-[0-9]+)?")
+MAX_ID_PART = 2**64 - 1  # Redis stream ids are two unsigned 64-bit numbers
+MAX_KEYS = 5000  # /api/keys answers at most this many per page
+SERIES_KEYS = 50  # /api/series?kind= answers the windows of this many keys by default
+MAX_SERIES_KEYS = 200
 KEEPALIVE_S = 15.0
 RETRY_AFTER_S = 30
 REDIS_RETRY_S = 1.0
@@ -98,20 +112,34 @@ def _check_series_key(key: str) -> None:
     )
 
 
+def _page(items: list[str], limit: int, offset: int) -> tuple[list[str], dict]:
+    """`items[offset:offset + limit]` and what the answer says about paging on."""
+    page = items[offset : offset + limit]
+    more = offset + len(page) < len(items)
+    return page, {"total": len(items), "next_offset": offset + len(page) if more else None}
+
+
 @api.get("/keys")
 def keys() -> dict:
-    """Every topic and entity the consumer has aggregated, most recent first."""
+    """The topics and entities the consumer has aggregated, most recent first, a page at a
+    time (`limit`, `offset`; `next_offset` is null on the last page)."""
+    limit = int_arg("limit", 500, low=1, high=MAX_KEYS)
+    offset = int_arg("offset", 0, low=0, high=10**9)
+    page, paging = _page(_store().aggregation_keys(), limit, offset)
     out = []
-    for key in _store().aggregation_keys():
+    for key in page:
         kind, name = split_key(key)
         out.append({"key": key, "kind": kind, "name": name})
-    return {"keys": out}
+    return {"keys": out, **paging}
 
 
 @api.get("/series")
 def series() -> dict:
-    """Windows of one key (`key=topic:legal`) or of every key of a kind (`kind=entity`)."""
+    """Windows of one key (`key=topic:legal`) or of the keys of a kind (`kind=entity`), the
+    most recently updated `keys` of them (a page: `offset`, `next_offset`)."""
     limit = int_arg("limit", 100, low=1, high=500)
+    key_limit = int_arg("keys", SERIES_KEYS, low=1, high=MAX_SERIES_KEYS)
+    offset = int_arg("offset", 0, low=0, high=10**9)
     key, kind = request.args.get("key"), request.args.get("kind")
     if bool(key) == bool(kind):
         raise ApiError(
@@ -127,7 +155,8 @@ def series() -> dict:
     if key:
         _check_series_key(key)
     store = _store()
-    wanted = [key] if key else [k for k in store.aggregation_keys() if split_key(k)[0] == kind]
+    of_kind = [key] if key else [k for k in store.aggregation_keys() if split_key(k)[0] == kind]
+    wanted, paging = _page(of_kind, key_limit, offset)
     open_windows: dict[str, list[dict]] = {}
     for counts in store.open_windows():
         open_windows.setdefault(counts.key, []).append({**counts.to_dict(), "open": True})
@@ -137,7 +166,7 @@ def series() -> dict:
         windows = (closed + open_windows.get(k, []))[-limit:]
         kind_of, name = split_key(k)
         result.append({"key": k, "kind": kind_of, "name": name, "windows": windows})
-    return {"series": result}
+    return {"series": result, **paging}
 
 
 @api.get("/alerts")
@@ -151,30 +180,37 @@ def recent_alerts() -> dict:
 def alert_stream() -> Response:
     """Server-sent events: one `alert` event per new alert; resumes from Last-Event-ID.
 
-    `?since=0` replays the whole feed first; `?timeout=S` ends the stream after S seconds.
-    Redis is read once before the stream starts, so a Redis that is down is a 503 JSON answer
-    here (inside the stream, Flask's error handlers no longer apply).
+    `?since=0` replays the whole feed first; the stream ends after FEED_MAX_S (or `?timeout=S`
+    seconds, if sooner) with an `end` event. Redis is read once before the stream starts, so
+    a Redis that is down is a 503 JSON answer here (inside the stream, Flask's error handlers no
+    longer apply); so is a worker or client that has no feed slot left.
     """
-    store = _store()
-    last_id = request.headers.get("Last-Event-ID") or request.args.get("since") or "$"
+    header = request.headers.get("Last-Event-ID")
+    last_id = header or request.args.get("since") or "$"
     if last_id != "$" and not _valid_stream_id(last_id):
+        where = "the Last-Event-ID header" if header else "since"
         raise ApiError(
-            400, f"since must be a stream id like 1714550400000-0, found {_shown(last_id)}"
+            400,
+            f"{where} must be a stream id like 1714550400000-0 (digits, each part at most "
+            f"{MAX_ID_PART}), found {_shown(last_id)}; leave it out to start from now",
+            field="Last-Event-ID" if header else "since",
         )
     timeout = int_arg("timeout", 0, low=0, high=24 * 3600)
+    life_s = min(timeout, FEED_MAX_S) if timeout else FEED_MAX_S
+    store = _store()
     newest = store.recent_alerts(1)
     if last_id == "$":  # resolved now, so alerts arriving between two reads are not skipped
         last_id = newest[0][0] if newest else "0-0"
-    return Response(
-        _events(store, last_id, timeout),
-        mimetype="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    slots: StreamSlots = current_app.extensions[FEED_SLOTS]
+    events = iter(()) if request.method == "HEAD" else _events(store, last_id, life_s)
+    return slots.open(events, client=client_key())
 
 
 def _valid_stream_id(value: str) -> bool:
-    parts = value.split("-")
-    return 1 <= len(parts) <= 2 and all(p.isdigit() for p in parts)
+    """ASCII digits, `MS` or `MS-SEQ`, each part a 64-bit unsigned number (what Redis takes)."""
+    if not STREAM_ID.fullmatch(value):
+        return False
+    return all(int(part) <= MAX_ID_PART for part in value.split("-"))
 
 
 def _keepalive_s(store: StateStore) -> float:
@@ -192,15 +228,21 @@ def _keepalive_s(store: StateStore) -> float:
     return KEEPALIVE_S if not socket_timeout else min(KEEPALIVE_S, socket_timeout / 2)
 
 
-def _events(store: StateStore, last_id: str, timeout: int) -> Iterator[str]:
-    deadline = time.monotonic() + timeout if timeout else None
+def _events(store: StateStore, last_id: str, life_s: float) -> Iterator[str]:
+    """The feed after `last_id` for `life_s` seconds, then an `end` event with the id to resume
+    from; a Redis that refuses the read ends it early (the page reconnects, Redis is read again
+    before the new stream starts)."""
+    deadline = time.monotonic() + life_s
     keepalive_s = _keepalive_s(store)
     yield "retry: 2000\n\n"
-    while deadline is None or time.monotonic() < deadline:
-        wait_s = keepalive_s if deadline is None else min(keepalive_s, deadline - time.monotonic())
+    while (left_s := deadline - time.monotonic()) > 0:
+        block_ms = max(1, int(min(keepalive_s, left_s) * 1000))
         try:
-            entries = store.read_feed(last_id, block_ms=max(1, int(wait_s * 1000)))
-        except redis.RedisError as exc:  # an error answer too: the stream stays open
+            entries = store.read_feed(last_id, block_ms=block_ms)
+        except redis.ResponseError as exc:
+            yield f": redis refused the read ({type(exc).__name__}), stream closed\n\n"
+            return
+        except redis.RedisError as exc:  # out of reach: the stream stays open
             yield f": redis unavailable ({type(exc).__name__}), retrying\n\n"
             time.sleep(REDIS_RETRY_S)
             continue
@@ -210,3 +252,4 @@ def _events(store: StateStore, last_id: str, timeout: int) -> Iterator[str]:
         for entry_id, alert in entries:
             last_id = entry_id
             yield f"id: {entry_id}\nevent: alert\ndata: {json.dumps(alert)}\n\n"
+    yield f"event: end\ndata: {json.dumps({'resume_from': last_id})}\n\n"

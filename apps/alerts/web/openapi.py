@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from threefold.apps.alerts.web.api import MAX_KEY_CHARS
+from threefold.apps.alerts.web.api import (
+    FEED_MAX_S,
+    FEEDS_PER_CLIENT,
+    MAX_KEY_CHARS,
+    MAX_KEYS,
+    MAX_SERIES_KEYS,
+    SERIES_KEYS,
+)
 from threefold.core.openapi import openapi_document, operation, path_param, query_param
 
 OBJECT = {"type": "object"}
 SERIES_KEY = {"type": "string", "pattern": "^(entity|topic):.", "maxLength": MAX_KEY_CHARS}
 REDIS_DOWN = (503,)  # every /api route answers 503 + Retry-After while Redis is down
+OFFSET = query_param("offset", {"type": "integer", "minimum": 0}, "where the page starts")
 
 
 def _analyst(summary: str, **kwargs: Any) -> dict[str, Any]:
@@ -23,6 +31,12 @@ CORRECTION = {
     "required": ["message_id", "task", "label"],
     "properties": {
         "message_id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "text_digest": {
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+            "description": "the headline's text_digest from GET /api/headlines (SHA-256 of its "
+            "text); required when several recent headlines share the message_id",
+        },
         "task": {"type": "string", "enum": ["sentiment", "topic"]},
         "label": {"type": "string"},
     },
@@ -44,15 +58,21 @@ DOCUMENT = openapi_document(
         "/healthz": {"get": operation("Health (503 while degraded)", tag="ops", errors=(503,))},
         "/api/keys": {
             "get": operation(
-                "Every aggregated topic and entity",
+                "The aggregated topics and entities, most recent first, a page at a time "
+                "({keys, total, next_offset}; next_offset is null on the last page)",
                 tag="dashboard",
                 response=OBJECT,
-                errors=REDIS_DOWN,
+                errors=(400, *REDIS_DOWN),
+                params=[
+                    query_param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_KEYS}),
+                    OFFSET,
+                ],
             )
         },
         "/api/series": {
             "get": operation(
-                "Windows of one key or of every key of a kind (exactly one of key, kind)",
+                "Windows of one key or of the most recently updated keys of a kind (exactly one "
+                "of key, kind), a page of keys at a time ({series, total, next_offset})",
                 tag="dashboard",
                 response=OBJECT,
                 errors=(400, *REDIS_DOWN),
@@ -64,7 +84,17 @@ DOCUMENT = openapi_document(
                         "windows",
                     ),
                     query_param("kind", {"type": "string", "enum": ["entity", "topic"]}),
-                    query_param("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
+                    query_param(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 500},
+                        "windows per key",
+                    ),
+                    query_param(
+                        "keys",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_SERIES_KEYS},
+                        f"keys per answer (default {SERIES_KEYS})",
+                    ),
+                    OFFSET,
                 ],
             )
         },
@@ -79,20 +109,32 @@ DOCUMENT = openapi_document(
         },
         "/api/alerts/stream": {
             "get": operation(
-                "Server-sent events, one per new alert; resumes from Last-Event-ID",
+                "Server-sent events, one `alert` per new alert; resumes from Last-Event-ID. "
+                f"Ends after {FEED_MAX_S} s (or timeout) with an `end` event whose data "
+                "{resume_from} is the id to reconnect with. 503 + Retry-After also when this "
+                f"server's feeds are all in use or the client has {FEEDS_PER_CLIENT} open",
                 tag="dashboard",
                 media_type="text/event-stream",
                 response={"type": "string"},
                 errors=(400, *REDIS_DOWN),
                 params=[
-                    query_param("since", {"type": "string"}, "a stream id, or 0 to replay all"),
-                    query_param("timeout", {"type": "integer", "minimum": 0, "maximum": 86400}),
+                    query_param(
+                        "since",
+                        {"type": "string", "pattern": "^[0-9]+(-[0-9]+)?$"},
+                        "a stream id (each part at most 2^64-1), or 0 to replay all",
+                    ),
+                    query_param(
+                        "timeout",
+                        {"type": "integer", "minimum": 0, "maximum": 86400},
+                        f"end the stream sooner than {FEED_MAX_S} s",
+                    ),
                 ],
             )
         },
         "/api/headlines": {
             "get": operation(
-                "The most recently scored headlines with predictions and model versions",
+                "The most recently scored headlines with predictions, model versions and "
+                "text_digest; with an analyst token, also each one's stored corrections",
                 tag="signals",
                 response=OBJECT,
                 errors=(400, *REDIS_DOWN),
@@ -106,7 +148,7 @@ DOCUMENT = openapi_document(
                 "Correct a scored headline's sentiment or topic",
                 ok=201,
                 body=CORRECTION,
-                errors=(404, 503),
+                errors=(404, 409, 503),
             ),
         },
         "/api/alerts/{alert_id}/verdict": {

@@ -4,17 +4,24 @@ Reading the recent scored headlines is open like the rest of the dashboard API; 
 that names analysts or writes needs `Authorization: Bearer <analyst token>`
 (THREEFOLD_ALERTS_ANALYST_TOKENS=name:token,...): 401 without one, 403 with an unknown one,
 503 when no analysts are configured. Each write is audited (`core.audit`, kept in Redis).
+
+Message ids come from the producers and need not be unique, so each headline carries a
+`text_digest` (SHA-256 of its text) and a correction names the headline by both: one whose
+digest matches none of the headlines with that id is a 409, and so is one without a digest
+when the id names headlines with different texts.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 import redis
-from flask import Blueprint, g
+from flask import Blueprint, g, request
 from flask.typing import ResponseReturnValue
 
 from threefold.apps.alerts.messages import MAX_ID_CHARS
@@ -31,6 +38,8 @@ from threefold.apps.alerts.web.api import StoreUnavailable, redis_down, unavaila
 from threefold.core.audit import audit
 from threefold.core.query_args import int_arg
 from threefold.core.web import ApiError, named_token_required, read_json_body, require_fields
+
+DIGEST = re.compile(r"[0-9a-f]{64}")
 
 signals = Blueprint("alerts_signals", __name__, url_prefix="/api")
 signals.register_error_handler(StoreUnavailable, unavailable)
@@ -74,28 +83,47 @@ def me() -> dict:
     return {"analyst": g.analyst}
 
 
+def text_digest(text: str) -> str:
+    """How a correction names the headline text it was made for: SHA-256 of its UTF-8, hex."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _signed_in_analyst() -> str | None:
+    """The analyst whose bearer token came with this request, if any: None without a header
+    or with a token nobody holds (the sign-in check, GET /api/analyst, says so)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    known = current_resources().analysts
+    if scheme.lower() != "bearer" or not token.strip() or not known:
+        return None
+    return known.name_for(token.strip())
+
+
 @signals.get("/headlines")
 def headlines() -> dict:
-    """The most recently scored headlines, newest first, with the predictions and versions,
-    and the labels an analyst may choose per task."""
+    """The most recently scored headlines, newest first, with the predictions, versions and
+    `text_digest`, and the labels an analyst may choose per task. With an analyst's token, each
+    also carries the stored corrections: `corrections: {task: {label, analyst, at}}`."""
     limit = int_arg("limit", 50, low=1, high=MAX_SCORED)
     topics = current_resources().settings.topic_labels
-    return {
-        "headlines": _signals().recent_scored(limit),
-        "labels": {task: allowed_labels(task, topics) for task in TASKS},
-    }
-
-
-@signals.post("/corrections")
-@analyst_required
-def correct() -> tuple[dict, int]:
-    """Correct a scored headline: `{message_id, task: sentiment|topic, label}`."""
-    body = read_json_body()
-    require_fields(body, {"message_id": str, "task": str, "label": str})
     store = _signals()
-    message_id = _bounded_id(body["message_id"], "message_id")
-    scored = store.scored_message(message_id)
-    if scored is None:
+    shown = [{**r, "text_digest": text_digest(r["text"])} for r in store.recent_scored(limit)]
+    if _signed_in_analyst() is not None:
+        latest = {(c["task"], c["text"]): c for c in store.corrections()}  # oldest first
+        for record in shown:
+            found = {task: latest.get((task, record["text"])) for task in TASKS}
+            record["corrections"] = {
+                task: {key: c[key] for key in ("label", "analyst", "at")}
+                for task, c in found.items()
+                if c is not None
+            }
+    return {"headlines": shown, "labels": {task: allowed_labels(task, topics) for task in TASKS}}
+
+
+def _scored_headline(store: SignalStore, message_id: str, digest: str | None) -> dict:
+    """The remembered scored headline with this id (and text digest): 404 when none has the
+    id, 409 when the digest matches none of them or, without one, their texts differ."""
+    same_id = [r for r in store.recent_scored(MAX_SCORED) if r.get("id") == message_id]
+    if not same_id:
         raise ApiError(
             404,
             f"no recently scored headline with id {message_id!r}; pick one from "
@@ -103,6 +131,45 @@ def correct() -> tuple[dict, int]:
             code="unknown_message",
             field="message_id",
         )
+    if digest is not None:
+        chosen = next((r for r in same_id if text_digest(r["text"]) == digest), None)
+        if chosen is None:
+            raise ApiError(
+                409,
+                f"no recently scored headline with id {message_id!r} has that text_digest: "
+                "its text is not the one shown. Reload GET /api/headlines and correct again",
+                code="headline_mismatch",
+                field="text_digest",
+            )
+        return chosen
+    if len({r["text"] for r in same_id}) > 1:
+        raise ApiError(
+            409,
+            f"several recent headlines have id {message_id!r} with different texts; send the "
+            "text_digest of the one to correct (GET /api/headlines lists it)",
+            code="ambiguous_message_id",
+            field="text_digest",
+        )
+    return same_id[0]  # newest first
+
+
+@signals.post("/corrections")
+@analyst_required
+def correct() -> tuple[dict, int]:
+    """Correct a scored headline: `{message_id, text_digest, task: sentiment|topic, label}`."""
+    body = read_json_body()
+    require_fields(body, {"message_id": str, "task": str, "label": str})
+    digest = body.get("text_digest")
+    if digest is not None and not (isinstance(digest, str) and DIGEST.fullmatch(digest)):
+        raise ApiError(
+            400,
+            "text_digest must be the 64 lowercase hex digits GET /api/headlines gives each "
+            f"headline (SHA-256 of its text), found {str(digest)[:80]!r}",
+            field="text_digest",
+        )
+    store = _signals()
+    message_id = _bounded_id(body["message_id"], "message_id")
+    scored = _scored_headline(store, message_id, digest)
     record = make_correction(
         scored,
         body["task"],

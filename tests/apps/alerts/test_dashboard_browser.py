@@ -3,6 +3,7 @@ only, with its API down, and audited by axe-core."""
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.slow]
 HOSTILE = '<img src=x onerror="window.pwned=1">Quantive'
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+FEED_API = "threefold.apps.alerts.web.api"  # the module (`web.api` is the blueprint)
 
 
 def test_dashboard_shows_series_and_alerts_as_text(
@@ -411,4 +413,38 @@ def test_the_live_feed_backs_off_while_it_cannot_connect(browser, dashboard_url)
     page.wait_for_function(
         "document.getElementById('status').dataset.state === 'live'", timeout=30_000
     )
+    context.close()
+
+
+def test_the_live_feed_renews_itself_quietly_and_misses_no_alert(browser, dashboard, monkeypatch):
+    """Each feed ends after its life (here 1 s); the page reconnects from where it ended, the
+    status stays live, and an alert published meanwhile still arrives."""
+    monkeypatch.setattr(importlib.import_module(FEED_API), "FEED_MAX_S", 1)
+    context, page = open_page(browser, DESKTOP, 1)
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/alerts/stream" in r.url else None)
+    page.add_init_script(
+        """document.addEventListener("DOMContentLoaded", () => {
+          window.statusStates = [];
+          const status = document.getElementById("status");
+          new MutationObserver(() => window.statusStates.push(status.dataset.state))
+            .observe(status, { attributes: true, attributeFilter: ["data-state"] });
+        });"""
+    )
+    page.goto(dashboard.url)
+    wait_loaded(page)
+    for _ in range(300):  # a safety net: three renewals take about 3 s
+        if len(streams) >= 4:
+            break
+        page.wait_for_timeout(200)
+    assert len(streams) >= 4, streams
+    surge = markets_items(100, 20, lambda i: i < 19, start=T0 + 5 * 300, every=10)
+    dashboard.pipeline.process(surge)
+    dashboard.store.ack_alerts(dashboard.store.pending_alerts())
+    page.wait_for_function(
+        "document.querySelector('#alerts li.alert h3').textContent.includes('markets')"
+    )
+    states = page.evaluate("window.statusStates")
+    assert "warn" not in states[states.index("live") :], states
+    assert page.locator("#problem").is_hidden()
     context.close()

@@ -197,3 +197,73 @@ def test_review_with_the_api_down_says_so_and_recovers(browser, review, screensh
             "focused": "signout",
         }, kept
     context.close()
+
+
+def test_saved_work_shows_after_a_reload_and_an_unsaved_choice_outlives_the_refresh(
+    browser, review, screenshot_dir
+):
+    """Corrections and verdicts colleagues saved are shown; a second headline with the same id
+    gets the correction made on its own row; a choice not yet saved survives the refresh."""
+    url, signals = review
+    twin = {**HEADLINES[0], "text": "Apex Robotics wins record contract", "source": "spoof"}
+    signals.record_scored([twin])  # the same id "m0" as the Apex recall, now the newest row
+    recall = HEADLINES[0]["text"]
+    context, page = open_page(browser, DESKTOP, 1)
+    page.clock.install()
+    page.goto(url)
+    page.wait_for_selector("#alerts li.alert")
+    page.fill("#analyst-token", "bob-secret")
+    page.press("#analyst-token", "Enter")
+    page.wait_for_function("document.body.dataset.analyst === 'bob'")
+    row = page.locator("#headlines tbody tr", has_text=recall)
+    row.locator("select[data-task=sentiment]").select_option("negative")
+    row.locator(".save-button").click()
+    page.wait_for_function(
+        "document.getElementById('review-message').textContent.includes('Saved')"
+    )
+    assert page.locator("#review-message").inner_text() == (
+        f"Saved: sentiment negative for “{recall}”."
+    )
+    (correction,) = signals.corrections()
+    assert correction["text"] == recall  # not the newer headline with the same id
+    page.locator("#alerts li.alert [data-verdict=true_alarm]").first.click()
+    page.wait_for_function("document.querySelector('.verdict-status').textContent !== ''")
+
+    page.evaluate("sessionStorage.setItem('threefold.alerts.analyst', 'ana-secret')")
+    page.reload()  # ana, after bob: what bob saved is shown
+    page.wait_for_function("document.body.dataset.analyst === 'ana'")
+    row = page.locator("#headlines tbody tr", has_text=recall)
+    row.locator(".saved-note").wait_for()
+    assert row.locator("select[data-task=sentiment]").input_value() == "negative"
+    assert row.locator(".saved-note").inner_text() == "saved by bob"
+    first_alert = page.locator("#alerts li.alert").first
+    pressed = first_alert.locator("[data-verdict=true_alarm]")
+    page.wait_for_function(
+        "document.querySelector('#alerts li.alert [data-verdict=true_alarm]')"
+        ".getAttribute('aria-pressed') === 'true'"
+    )
+    assert first_alert.locator(".verdict-status").inner_text() == "Marked a true alarm by bob."
+    assert first_alert.locator("[data-verdict=false_alarm]").get_attribute("aria-pressed") == (
+        "false"
+    )
+    assert pressed.get_attribute("aria-pressed") == "true"
+
+    twin_row = page.locator("#headlines tbody tr", has_text="wins record contract")
+    twin_row.locator("select[data-task=topic]").select_option("mergers")
+    page.focus("#signout")  # focus leaves the table, the choice is not saved
+    signals.record_scored([{**HEADLINES[1], "id": "m9", "text": "Newer headline"}])
+    page.clock.run_for(16_000)  # the 15 s refresh
+    page.locator("#headlines-paused").wait_for()
+    assert twin_row.locator("select[data-task=topic]").input_value() == "mergers"
+    assert page.locator("#headlines tbody tr", has_text="Newer headline").count() == 0
+    page.locator(".review").screenshot(path=str(screenshot_dir / "review-saved-and-unsaved.png"))
+    assert axe_violations(page) == []
+    twin_row.locator(".save-button").click()
+    page.wait_for_function(
+        "document.getElementById('review-message').textContent.includes('Saved')"
+    )
+    page.focus("#signout")
+    page.clock.run_for(16_000)
+    page.locator("#headlines tbody tr", has_text="Newer headline").wait_for()
+    assert page.locator("#headlines-paused").is_hidden()
+    context.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from threefold.apps.alerts.config import AlertsConfig
@@ -45,7 +47,8 @@ def client(config, resources):
 def test_recent_headlines_show_predictions_and_model_versions(client) -> None:
     response = client.get("/api/headlines?limit=5")
     assert response.status_code == 200
-    assert response.get_json()["headlines"] == [SCORED]
+    digest = hashlib.sha256(SCORED["text"].encode()).hexdigest()
+    assert response.get_json()["headlines"] == [{**SCORED, "text_digest": digest}]
     assert response.get_json()["labels"]["sentiment"] == ["negative", "neutral", "positive"]
     assert "legal" in response.get_json()["labels"]["topic"]
 
@@ -154,3 +157,48 @@ def test_a_redis_that_refuses_writes_is_503_not_500(config, hung_redis) -> None:
     assert response.status_code == 503, response.get_json()
     assert response.headers["Retry-After"]
     assert "OOM" in response.get_json()["message"] or "maxmemory" in response.get_json()["message"]
+
+
+def _shown(client, headers: dict | None = None) -> list[dict]:
+    return client.get("/api/headlines?limit=20", headers=headers or {}).get_json()["headlines"]
+
+
+def test_a_correction_lands_on_the_headline_shown_not_another_with_its_id(
+    client, resources
+) -> None:
+    """Producers' ids are not unique: the digest of the text shown picks the headline."""
+    other = {**SCORED, "text": "Apex Robotics wins record contract", "source": "spoof"}
+    resources.signals.record_scored([other])  # newer, same id "m1"
+    shown = next(h for h in _shown(client) if h["text"] == SCORED["text"])
+    body = {"message_id": "m1", "task": "sentiment", "label": "negative"}
+    response = client.post(
+        "/api/corrections", json={**body, "text_digest": shown["text_digest"]}, headers=ANA
+    )
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["correction"]["text"] == SCORED["text"]
+    ambiguous = client.post("/api/corrections", json=body, headers=ANA)
+    assert ambiguous.status_code == 409
+    assert ambiguous.get_json()["error"] == "ambiguous_message_id"
+    gone = hashlib.sha256(b"a headline no longer kept").hexdigest()
+    stale = client.post("/api/corrections", json={**body, "text_digest": gone}, headers=ANA)
+    assert stale.status_code == 409 and stale.get_json()["error"] == "headline_mismatch"
+    bad = client.post("/api/corrections", json={**body, "text_digest": "XYZ"}, headers=ANA)
+    assert bad.status_code == 400 and bad.get_json()["field"] == "text_digest"
+    corrections = client.get("/api/corrections", headers=ANA).get_json()["corrections"]
+    assert [c["text"] for c in corrections] == [SCORED["text"]]
+
+
+def test_signed_in_analysts_see_the_stored_corrections_with_each_headline(client) -> None:
+    (shown,) = _shown(client)
+    for task, label in (("sentiment", "negative"), ("sentiment", "positive"), ("topic", "legal")):
+        body = {"message_id": "m1", "text_digest": shown["text_digest"], "task": task}
+        saved = client.post("/api/corrections", json={**body, "label": label}, headers=ANA)
+        assert saved.status_code == 201
+    (seen,) = _shown(client, ANA)
+    assert {task: c["label"] for task, c in seen["corrections"].items()} == {
+        "sentiment": "positive",  # the latest wins
+        "topic": "legal",
+    }
+    assert seen["corrections"]["topic"]["analyst"] == "ana"
+    assert "corrections" not in _shown(client)[0]  # analysts' names only for analysts
+    assert "corrections" not in _shown(client, {"Authorization": "Bearer x"})[0]

@@ -22,7 +22,7 @@ from threefold.apps.alerts.web import create_app
 from threefold.apps.alerts.web.api import MAX_KEY_CHARS
 from threefold.streaming.connections import RedisSettings
 
-from .conftest import calm_then_surge
+from .conftest import T0, calm_then_surge, make_scored
 
 pytestmark = pytest.mark.integration
 
@@ -191,6 +191,25 @@ def test_keys_series_and_alerts(client, config, store):
     assert all("event_id" in a for a in alerts)
 
 
+def test_keys_and_series_come_a_page_at_a_time(client, config, store):
+    names = [f"CO{i:03d}" for i in range(120)]
+    AlertPipeline.from_config(config, store).process(
+        [make_scored("many", T0, "neutral", entities=names)]
+    )
+    first = client.get("/api/keys?limit=50").get_json()
+    assert (len(first["keys"]), first["total"], first["next_offset"]) == (50, 121, 50)
+    last = client.get("/api/keys?limit=50&offset=100").get_json()
+    assert (len(last["keys"]), last["next_offset"]) == (21, None)
+    every = first["keys"] + client.get("/api/keys?limit=50&offset=50").get_json()["keys"]
+    assert len({k["key"] for k in every + last["keys"]}) == 121
+    series = client.get("/api/series?kind=entity&limit=5").get_json()
+    assert (len(series["series"]), series["total"], series["next_offset"]) == (50, 120, 50)
+    wide = client.get("/api/series?kind=entity&limit=5&keys=200").get_json()
+    assert (len(wide["series"]), wide["next_offset"]) == (120, None)
+    assert client.get("/api/series?kind=entity&keys=201").status_code == 400
+    assert client.get("/api/keys?limit=5001").status_code == 400
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -281,7 +300,8 @@ def test_sse_replays_after_last_event_id(client, config, store):
     )
     body = response.get_data(as_text=True)
     replayed = [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
-    assert [a["alert_id"] for a in replayed] == [a["alert_id"] for _, a in events[-2::-1]]
+    assert [a.get("alert_id") for a in replayed[:-1]] == [a["alert_id"] for _, a in events[-2::-1]]
+    assert replayed[-1] == {"resume_from": events[0][0]}  # the stream's `end` event
 
 
 def test_bad_last_event_id_is_rejected(client):
