@@ -115,9 +115,10 @@ def _reason(entry: dict, beat: dict, now: float) -> str:
         )
     if state == "dependency_down":
         return (
-            f"{who} says its Redis is down {describe_outage(beat, now)}. It retries by itself; "
-            "news waits in the input topic meanwhile. Fix: check the Redis of its REDIS_URL "
-            "and its log (event dependency_retry)"
+            f"{who} says its Redis is down or too slow {describe_outage(beat, now)}. It "
+            "retries by itself; news waits in the input topic meanwhile. Fix: check the Redis "
+            "of its REDIS_URL (reachable, and answering quickly: `redis-cli --latency`) and "
+            "its log (event dependency_retry)"
         )
     if state == "kafka_down":
         return (

@@ -105,7 +105,7 @@ def _beat(state: str = "running", *, down_ago_s: float | None = None, **fields) 
         (
             {"state": "dependency_down", **DOWN_90_S, "reason": "Redis state store failed: x"},
             "dependency_down",
-            "says its Redis is down since ",
+            "says its Redis is down or too slow since ",
         ),
         (
             {"state": "kafka_down", **DOWN_90_S, "reason": "NoBrokersAvailable"},
