@@ -38,10 +38,11 @@ class AlertsConfig:
     # wall-clock s of silence after which event time runs on with the wall clock, closing the
     # last windows; 0 = wait for the next message (e.g. replaying history with pauses)
     quiet_close_s: float = 60.0
-    # event times later than the wall clock plus this are dead-lettered (a far-future one would
-    # move the watermark past every open window for good); 0 = no limit. Kafka's own
-    # message.timestamp.after.max.ms defaults to one hour too
-    max_future_s: float = 3600.0
+    # event times later than the wall clock plus this are dead-lettered, so a feed whose clock
+    # or time zone is wrong (CET read as UTC: an hour ahead) shows in the dead-letter topic
+    # instead of counting in windows that close an hour late; 0 = no limit. 2 minutes covers
+    # a drifting clock. (The watermark never passes the wall clock whatever this is.)
+    max_future_s: float = 120.0
     min_volume: int = 10
     z_threshold: float = 2.33  # one-sided, about p < 0.01
     share_margin: float = 0.15

@@ -10,7 +10,7 @@ Redis key) and its scored output always fits a Kafka record (well under 1 MB):
 | `id` | MAX_ID_CHARS (200) characters, as the dashboard's corrections API takes them |
 | `source` | MAX_SOURCE_CHARS (200) characters |
 | `published_at` | MAX_PUBLISHED_AT_CHARS (64) characters when text |
-| `entities` | MAX_ENTITIES (50) items of MAX_ENTITY_CHARS (64) characters each |
+| `entities` | MAX_ENTITIES (50) tickers such as '$BRK.B' (`entities.as_ticker`) |
 | any other fields | MAX_EXTRA_BYTES (16 KiB) together, as compact UTF-8 JSON |
 
 A message over a limit is an InvalidMessage whose reason names the field, the limit and what
@@ -24,8 +24,9 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from threefold.apps.alerts.entities import MAX_ENTITIES, as_ticker
 from threefold.core.errors import DataError
-from threefold.core.timestamps import parse_timestamp
+from threefold.core.timestamps import EPOCH_2000_S, parse_timestamp
 from threefold.core.untrusted_json import UntrustedJsonError, check_untrusted, loads_untrusted
 
 MAX_MESSAGE_BYTES = 262_144
@@ -33,7 +34,7 @@ MAX_TEXT_CHARS = 10_000
 MAX_ID_CHARS = 200
 MAX_SOURCE_CHARS = 200
 MAX_PUBLISHED_AT_CHARS = 64
-MAX_ENTITIES = 50
+
 MAX_ENTITY_CHARS = 64
 MAX_EXTRA_BYTES = 16_384
 KNOWN_FIELDS = ("id", "text", "source", "published_at", "entities")
@@ -105,7 +106,11 @@ def _event_time(published: object, fallback_time: float, not_after: float | None
     what = "the Kafka timestamp" if from_kafka else "field 'published_at'"
     found = fallback_time if from_kafka else published
     try:
-        event_time = found if from_kafka else parse_timestamp(found, name="published_at")
+        event_time = (
+            found
+            if from_kafka
+            else parse_timestamp(found, name="published_at", not_before=EPOCH_2000_S)
+        )
         format_time(event_time)  # within the years datetime can represent
     except DataError as exc:
         raise InvalidMessage(str(exc)) from None
@@ -185,13 +190,20 @@ def _entities(entities: object) -> list[str]:
         raise InvalidMessage("field 'entities' must be a list of ticker strings")
     if len(entities) > MAX_ENTITIES:
         raise InvalidMessage(f"field 'entities' has {len(entities)} items, at most {MAX_ENTITIES}")
-    tickers = [e.strip().lstrip("$").upper() for e in entities if e.strip()]
-    for ticker in tickers:
-        if len(ticker) > MAX_ENTITY_CHARS:
+    tickers = []
+    for item in (e.strip() for e in entities if e.strip()):
+        if len(item) > MAX_ENTITY_CHARS:
             raise InvalidMessage(
-                f"field 'entities' has an item of {len(ticker)} characters, at most "
-                f"{MAX_ENTITY_CHARS} ({ticker[:20]!r}...)"
+                f"field 'entities' has an item of {len(item)} characters, at most "
+                f"{MAX_ENTITY_CHARS} ({item[:20]!r}...)"
             )
+        ticker = as_ticker(item)
+        if ticker is None:
+            raise InvalidMessage(
+                f"field 'entities' has {item!r}, not a ticker: expected 1-6 letters with an "
+                "optional '.X' class suffix and an optional leading '$' (e.g. 'ACME', '$BRK.B')"
+            )
+        tickers.append(ticker)
     return tickers
 
 

@@ -7,7 +7,9 @@ claimed in the store's outbox; the caller publishes `store.pending_alerts()` and
 them.
 
 Alerts depend on the data, not on partitioning or timing: the watermark is the minimum over
-the input partitions, windows close in event-time order per key, and an open window is checked
+the input partitions (each one's highest event time, but never past the wall clock, minus the
+grace: one headline stamped ahead cannot make the real-time ones after it late), windows
+close in event-time order per key, and an open window is checked
 early only once the window before it has closed (so its baseline is the one its final
 decision will use) and, while the key's baseline is forming, only on overwhelming evidence
 (surge.early_alert_allowed).
@@ -37,7 +39,7 @@ from threefold.apps.alerts.surge import (
     decide,
     early_alert_allowed,
 )
-from threefold.apps.alerts.windows import Entry, WindowCounts, WindowSpec, keys_for
+from threefold.apps.alerts.windows import Entry, WindowCounts, WindowSpec, keys_for, model_tag
 
 logger = logging.getLogger(__name__)
 CLOSE_RETRIES = 5
@@ -49,6 +51,7 @@ class PipelineResult:
     """What one batch did to the state."""
 
     late: int = 0
+    ahead_of_clock: int = 0  # event time later than the wall clock plus the grace
     duplicates: int = 0
     windows_closed: int = 0
     alerts: list[dict] = field(default_factory=list)  # claimed by this batch
@@ -114,11 +117,14 @@ class AlertPipeline:
         `idle_partitions` stop holding the watermark back until their next message.
         """
         result = PipelineResult()
+        now = self.clock()
         highest: dict[str, float] = {}
         for index, s in enumerate(scored):
             partition = partitions[index] if partitions is not None else "0"
-            highest[partition] = max(s.item.event_time, highest.get(partition, NO_EVENT_TIME))
+            event_time = min(s.item.event_time, now)
+            highest[partition] = max(event_time, highest.get(partition, NO_EVENT_TIME))
         touched = self._aggregate(scored, result) if scored else []
+        self._report_ahead_of_clock(scored, now, result)
         result.partition_watermarks = {p: self.spec.watermark(t) for p, t in highest.items()}
         if highest or idle_partitions:
             watermark = self.store.advance_watermark(result.partition_watermarks, idle_partitions)
@@ -136,22 +142,53 @@ class AlertPipeline:
     def advance(
         self, watermarks: dict[str, float], idle_partitions: Sequence[str] = ()
     ) -> PipelineResult:
-        """Move partition watermarks forward without messages (a stream gone quiet) and close
-        the windows that are then due, with their final surge decisions."""
+        """Move partition watermarks forward without messages (a stream gone quiet), never past
+        the wall clock minus the grace, and close the windows that are then due, with their
+        final surge decisions."""
+        latest = self.spec.watermark(self.clock())
+        watermarks = {p: min(mark, latest) for p, mark in watermarks.items()}
         result = PipelineResult(partition_watermarks=dict(watermarks))
         watermark = result.watermark = self.store.advance_watermark(watermarks, idle_partitions)
         if watermark is not None:
             self._close_due(watermark, result)
         return result
 
+    def _report_ahead_of_clock(
+        self, scored: Sequence[ScoredItem], now: float, result: PipelineResult
+    ) -> None:
+        """Count and log messages stamped more than the grace after the wall clock: a feed
+        whose clock (or time zone) is wrong. They are counted in their windows, which close
+        when the clock gets there."""
+        ahead = [s.item.event_time - now for s in scored]
+        ahead = [seconds for seconds in ahead if seconds > self.spec.grace_s]
+        if not ahead:
+            return
+        result.ahead_of_clock = len(ahead)
+        logger.warning(
+            "%d message(s) stamped ahead of the clock, up to %.0f s (more than the grace, "
+            "%d s): check the feed's clock and time zone (naive times are read as UTC)",
+            len(ahead),
+            max(ahead),
+            self.spec.grace_s,
+            extra={
+                "fields": {
+                    "event": "event_time_ahead_of_clock",
+                    "messages": len(ahead),
+                    "most_ahead_s": round(max(ahead), 3),
+                    "grace_s": self.spec.grace_s,
+                }
+            },
+        )
+
     def _aggregate(self, scored: Sequence[ScoredItem], result: PipelineResult) -> list:
         entries: list[Entry] = []
         owners: list[int] = []
         for index, s in enumerate(scored):
             example = s.item.text if s.sentiment == "negative" else None
+            model = model_tag(s.models)
             for key in keys_for(s.topic, s.entities):
                 for start, end in self.spec.windows_for(s.item.event_time):
-                    entries.append(Entry(key, start, end, s.item.id, s.sentiment, example))
+                    entries.append(Entry(key, start, end, s.item.id, s.sentiment, example, model))
                     owners.append(index)
         statuses = self.store.add_entries(entries, self.max_examples)
         closed_only = [True] * len(scored)

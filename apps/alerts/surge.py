@@ -14,21 +14,38 @@ MIN_P0 = 0.02  # keeps the z-test finite when the baseline has never seen a nega
 
 @dataclass(frozen=True)
 class Baseline:
-    """EWMA of a key's negative share and volume over its closed windows (`windows` folded in)."""
+    """EWMA of a key's negative share and volume over its closed windows (`windows` folded in).
+
+    `model` is the scoring models' tag of the latest window (`WindowCounts.model`; "" from
+    before they were recorded). A window scored by other models restarts the EWMA from that
+    window: another model calls a different share negative. `model_from` is how many of
+    `windows` came before the restart (0: none), so the baseline is forming again until
+    `SurgeRule.warmup_windows` windows under the new models. `windows` only grows: closing
+    compares it and sets it (state.store), so a restart keeps counting it.
+    """
 
     share: float
     volume: float
     windows: int = 0
+    model: str = ""
+    model_from: int = 0
 
     def updated(self, counts: WindowCounts, alpha: float) -> Baseline:
-        """Fold one closed, non-empty window into the baseline."""
+        """Fold one closed, non-empty window into the baseline (restarted under new models)."""
         if counts.total == 0:
             return self
-        if self.windows == 0:
-            return Baseline(counts.negative_share, float(counts.total), 1)
+        model = counts.model or self.model
+        if self.windows == 0 or self.model_changed(counts):
+            return Baseline(
+                counts.negative_share, float(counts.total), self.windows + 1, model, self.windows
+            )
         share = alpha * counts.negative_share + (1 - alpha) * self.share
         volume = alpha * counts.total + (1 - alpha) * self.volume
-        return Baseline(share, volume, self.windows + 1)
+        return Baseline(share, volume, self.windows + 1, model, self.model_from)
+
+    def model_changed(self, counts: WindowCounts) -> bool:
+        """Was `counts` scored by other models than this baseline's (both known)?"""
+        return bool(self.model and counts.model and counts.model != self.model)
 
 
 @dataclass(frozen=True)
@@ -93,8 +110,23 @@ def decide(counts: WindowCounts, baseline: Baseline | None, rule: SurgeRule) -> 
     elif share - p0 < rule.share_margin:
         reason = f"share {share:.2f} - baseline {p0:.2f} < margin {rule.share_margin}"
     else:
-        reason = "surge"
+        reason = _model_change(counts, baseline, rule) or "surge"
     return Decision(reason == "surge", share, p0, z, lower, reason)
+
+
+def _model_change(counts: WindowCounts, baseline: Baseline | None, rule: SurgeRule) -> str:
+    """Why the baseline cannot judge this window since the scoring models changed ("": it can)."""
+    if baseline is None or baseline.windows == 0:
+        return ""
+    if baseline.model_changed(counts):
+        return f"scored by model {counts.model}, the baseline by {baseline.model}: baseline forming"
+    under = baseline.windows - baseline.model_from
+    if baseline.model_from and under < rule.warmup_windows:
+        return (
+            f"baseline forming under model {baseline.model}: {under} of {rule.warmup_windows} "
+            "windows"
+        )
+    return ""
 
 
 def early_alert_allowed(counts: WindowCounts, baseline: Baseline | None, rule: SurgeRule) -> bool:
@@ -162,6 +194,8 @@ def build_alert(
             "z_threshold": rule.z_threshold,
             "share_margin": rule.share_margin,
             "min_volume": rule.min_volume,
+            "models": list(counts.models),
+            "baseline_model": baseline.model if baseline else None,
             "examples": list(counts.examples),
         },
     }

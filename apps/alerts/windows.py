@@ -68,6 +68,12 @@ class Entry:
     message_id: str
     sentiment: str
     example: str | None = None  # the headline, kept as evidence when negative
+    model: str = ""  # the models that scored the message (`model_tag`)
+
+
+def model_tag(models: dict[str, str]) -> str:
+    """One message's scoring models as text: {"topic": "t1", ...} -> "sentiment=s1,topic=t1"."""
+    return ",".join(f"{task}={version}" for task, version in sorted(models.items()))
 
 
 @dataclass
@@ -82,10 +88,16 @@ class WindowCounts:
     neutral: int = 0
     positive: int = 0
     examples: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)  # model tags of its messages, sorted
 
     @property
     def negative_share(self) -> float:
         return self.negative / self.total if self.total else 0.0
+
+    @property
+    def model(self) -> str:
+        """The models that scored it as one tag: "" unknown, "a+b" when a swap split it."""
+        return "+".join(self.models)
 
     def to_dict(self) -> dict[str, object]:
         return {

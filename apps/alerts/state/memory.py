@@ -21,6 +21,7 @@ from threefold.apps.alerts.state.store import (
     FEED_READ_COUNT,
     HEARTBEAT_TTL_S,
     MAX_FEED,
+    MAX_KEYS,
     MAX_SERIES,
     REPLAY_MEMORY_S,
     SEEN,
@@ -37,7 +38,15 @@ from threefold.streaming.topic_probe import Offsets
 class InMemoryStateStore:
     """Process-local state with the same semantics as the Redis store (lost on exit)."""
 
-    def __init__(self, *, webhook_limit: int = WEBHOOK_OUTBOX_MAX) -> None:
+    def __init__(
+        self,
+        *,
+        webhook_limit: int = WEBHOOK_OUTBOX_MAX,
+        ttl_s: int = 7 * 24 * 3600,
+        max_keys: int = MAX_KEYS,
+    ) -> None:
+        self.ttl_s = ttl_s  # only for the key list (nothing else here expires)
+        self.max_keys = max_keys
         self._watermark: float | None = None
         self._partitions: dict[str, float] = {}
         self._windows: dict[WindowRef, WindowCounts] = {}
@@ -77,9 +86,23 @@ class InMemoryStateStore:
             negative = entry.sentiment == "negative"
             if entry.example and negative and len(counts.examples) < max_examples:
                 counts.examples.append(entry.example)
+            if entry.model and entry.model not in counts.models:
+                counts.models = sorted([*counts.models, entry.model])
             self._keys[entry.key] = max(self._keys.get(entry.key, 0), entry.end)
             out.append(COUNTED)
+        self._trim_keys()
         return out
+
+    def _trim_keys(self) -> None:
+        """Drop keys whose latest window is older than the watermark minus the TTL, and the
+        oldest beyond `max_keys` (as the Redis store does)."""
+        oldest = self._watermark - self.ttl_s if self._watermark is not None else None
+        kept = sorted(
+            ((end, key) for key, end in self._keys.items() if oldest is None or end >= oldest),
+            reverse=True,
+        )[: self.max_keys]
+        if len(kept) < len(self._keys):
+            self._keys = {key: end for end, key in kept}
 
     def watermark(self) -> float | None:
         return self._watermark
@@ -113,6 +136,7 @@ class InMemoryStateStore:
                 copy.total, copy.negative = found.total, found.negative
                 copy.neutral, copy.positive = found.neutral, found.positive
                 copy.examples = list(found.examples)
+                copy.models = list(found.models)
             out.append(copy)
         return out
 

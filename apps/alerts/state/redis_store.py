@@ -16,6 +16,7 @@ from threefold.apps.alerts.state.store import (
     FEED_READ_COUNT,
     HEARTBEAT_TTL_S,
     MAX_FEED,
+    MAX_KEYS,
     MAX_SERIES,
     REPLAY_MEMORY_S,
     WindowClose,
@@ -36,14 +37,20 @@ def _parse_member(member: str) -> WindowRef:
 
 def _baselines(keys: Sequence[str], hashes: Sequence[dict]) -> dict[str, Baseline]:
     return {
-        key: Baseline(float(values["share"]), float(values["volume"]), int(values["windows"]))
+        key: Baseline(
+            float(values["share"]),
+            float(values["volume"]),
+            int(values["windows"]),
+            values.get("model", ""),
+            int(values.get("model_from", 0)),
+        )
         for key, values in zip(keys, hashes, strict=True)
         if values
     }
 
 
 class RedisStateStore:
-    """State in one Redis database under `prefix` (keys: wm, open, w:/seen:/ex: per window,
+    """State in one Redis database under `prefix` (keys: wm, open, w:/seen:/ex:/models: per window,
     base:/cool:/hist: per key, alert: per alert id, outbox, feed (a stream), keys, and the
     webhook outbox's keys, see `redis_webhooks`).
 
@@ -58,11 +65,13 @@ class RedisStateStore:
         *,
         ttl_s: int = 7 * 24 * 3600,
         webhook_limit: int = WEBHOOK_OUTBOX_MAX,
+        max_keys: int = MAX_KEYS,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.webhook_limit = webhook_limit
+        self.max_keys = max_keys
         self._add = client.register_script(lua_script("count_entries"))
         self._advance = client.register_script(lua_script("advance_watermark"))
         self._claim = client.register_script(lua_script("claim_alert"))
@@ -75,17 +84,24 @@ class RedisStateStore:
     def _k(self, *parts: object) -> str:
         return self.prefix + ":".join(str(p) for p in parts)
 
-    def _window_keys(self, key: str, start: int) -> tuple[str, str, str]:
-        return self._k("w", key, start), self._k("seen", key, start), self._k("ex", key, start)
+    def _window_keys(self, key: str, start: int) -> tuple[str, str, str, str]:
+        """Its counts, counted ids, examples and scoring models' tags."""
+        k = self._k
+        return (
+            k("w", key, start),
+            k("seen", key, start),
+            k("ex", key, start),
+            k("models", key, start),
+        )
 
     def add_entries(self, entries: Sequence[Entry], max_examples: int) -> list[int]:
         # One script call per chunk (window keys are built in Lua from the prefix, see _k and
         # _parse_member): thousands of small commands cost more in the client than in Redis.
         statuses: list[int] = []
         for first in range(0, len(entries), ADD_CHUNK):
-            args: list[object] = [self.prefix, max_examples, self.ttl_s]
+            args: list[object] = [self.prefix, max_examples, self.ttl_s, self.max_keys]
             for e in entries[first : first + ADD_CHUNK]:
-                args += [e.key, e.start, e.end, e.message_id, e.sentiment, e.example or ""]
+                args += [e.key, e.start, e.end, e.message_id, e.sentiment, e.example or "", e.model]
             keys = [self._k("wm"), self._k("open"), self._k("keys")]
             statuses += [int(r) for r in self._add(keys=keys, args=args)]
         return statuses
@@ -126,14 +142,15 @@ class RedisStateStore:
         """The windows' counts and (one round trip) the baselines of their keys."""
         pipe = self.client.pipeline(transaction=False)
         for key, start, _ in windows:
-            counts_key, _, examples_key = self._window_keys(key, start)
+            counts_key, _, examples_key, models_key = self._window_keys(key, start)
             pipe.hgetall(counts_key)
             pipe.lrange(examples_key, 0, -1)
+            pipe.smembers(models_key)
         keys = self._queue_baselines(pipe, {ref[0] for ref in windows} if with_baselines else ())
         raw = pipe.execute()
         out = []
         for index, (key, start, end) in enumerate(windows):
-            values, examples = raw[2 * index], raw[2 * index + 1]
+            values, examples, models = raw[3 * index : 3 * index + 3]
             out.append(
                 WindowCounts(
                     key,
@@ -144,9 +161,10 @@ class RedisStateStore:
                     neutral=int(values.get("neutral", 0)),
                     positive=int(values.get("positive", 0)),
                     examples=list(examples),
+                    models=sorted(models),
                 )
             )
-        return out, _baselines(keys, raw[2 * len(windows) :])
+        return out, _baselines(keys, raw[3 * len(windows) :])
 
     def _queue_baselines(self, pipe, keys: Iterable[str]) -> list[str]:
         keys = sorted(keys)
@@ -186,6 +204,8 @@ class RedisStateStore:
                 repr(new.share),
                 repr(new.volume),
                 new.windows,
+                new.model,
+                new.model_from,
                 json.dumps(counts.to_dict(), sort_keys=True),
             ]
         return [int(r) for r in self._close(keys=[self._k("open")], args=args)]

@@ -17,6 +17,10 @@ after a batch's outputs are flushed, so a crash replays the uncommitted messages
   After each rebalance the consumer drops the partitions its group no longer reads (a topic
   no longer consumed, or a partition its topic no longer has), so an input topic changed or
   recreated with fewer partitions under the same prefix does not hold the watermark for good.
+* The aggregation keys are listed with their latest window's end (`aggregation_keys`, newest
+  first); a key leaves the list once that end is older than the watermark minus the state TTL
+  (its history and baseline have expired), and only the MAX_KEYS newest stay, so headlines
+  naming new tickers cannot grow it without end.
 * Closing a window (fold it into the EWMA baseline, append it to the key's history, drop its
   counts) is one atomic compare-and-set on the number of windows in the baseline, so two
   consumers racing to close it (during a rebalance) fold it in exactly once.
@@ -56,6 +60,7 @@ from threefold.streaming.topic_probe import Offsets
 CLAIMED, DUPLICATE, COOLDOWN = "claimed", "duplicate", "cooldown"
 COUNTED, SEEN, CLOSED = 1, 0, -1
 MAX_SERIES = 500
+MAX_KEYS = 10_000  # aggregation keys listed at most (those with the latest windows)
 MAX_FEED = 1000
 FEED_READ_COUNT = 100  # alerts returned by one read_feed call at most
 ALERT_LEASE_S = 20  # a publisher's hold on the outbox alerts it is sending

@@ -62,6 +62,10 @@ def test_epoch_milliseconds_are_understood():
         ({"text": "   "}, "field 'text' must be non-empty text"),
         ({"text": "x", "published_at": "yesterday"}, "not ISO 8601"),
         ({"text": "x", "published_at": True}, "published_at must be ISO 8601"),
+        (
+            {"text": "x", "published_at": 20240501},
+            "published_at 20240501 is not a plausible epoch time: .* ISO 8601 text",
+        ),
         ({"text": "x", "entities": "ACME"}, "'entities' must be a list"),
         ({"text": "x", "id": {"a": 1}}, "field 'id' must be text or an integer"),
         ({"text": "x" * 10_001}, "at most 10000"),
@@ -85,7 +89,7 @@ def test_bad_messages_raise_with_a_reason(raw, reason):
         (b'{"id": "s", "text": "a\\ud800b"}', "not valid Unicode"),
         (b'{"text": "x", "published_at": ' + b"9" * 400 + b"}", "'published_at' is out of range"),
         (b'{"text": "x", "published_at": 1e300}', "'published_at' is out of range"),
-        (b'{"text": "x", "published_at": "1e300"}', "'published_at' is out of range"),
+        (b'{"text": "x", "published_at": "1e300"}', "published_at '1e300' is not ISO 8601"),
     ],
 )
 def test_hostile_json_is_an_invalid_message_not_a_crash(raw, reason):
@@ -149,7 +153,7 @@ def test_a_message_at_every_limit_is_accepted_and_its_output_stays_small():
         "text": "\U0001f4c8" * messages.MAX_TEXT_CHARS,  # 4 bytes each in UTF-8
         "source": "s" * messages.MAX_SOURCE_CHARS,
         "published_at": "2024-05-01T09:30:00Z",
-        "entities": [f"{i:02d}" + "E" * (messages.MAX_ENTITY_CHARS - 2) for i in range(50)],
+        "entities": [f"$ABCD{chr(65 + i // 26)}{chr(65 + i % 26)}.XY" for i in range(50)],
         "blob": "b" * (messages.MAX_EXTRA_BYTES - len('{"blob":""}')),
     }
     item = parse(body)
@@ -161,3 +165,32 @@ def test_a_message_over_the_size_limit_is_refused_before_parsing():
     raw = json.dumps({"text": "x", "pad": " " * 300_000}).encode()
     with pytest.raises(InvalidMessage, match=r"message has 300\d{3} bytes, at most 262144"):
         parse(raw)
+
+
+def test_given_entities_are_normalised_tickers():
+    item = parse({"text": "x", "entities": [" $brk.b ", "hlx", "", "HLX"]})
+    assert item.entities == ["BRK.B", "HLX", "HLX"]
+
+
+@pytest.mark.parametrize("bad", ["$", "not a ticker", "BRK-B", "ABCDEFG", "Ğ", "ß", "A.BCD", "$$A"])
+def test_a_given_entity_that_is_not_a_ticker_dead_letters_the_message(bad):
+    """'$' became the aggregation key 'entity:', which the dashboard's API then refused."""
+    with pytest.raises(InvalidMessage) as caught:
+        parse({"text": "x", "entities": ["ACME", bad]})
+    assert caught.value.reason == (
+        f"field 'entities' has {bad!r}, not a ticker: expected 1-6 letters with an optional "
+        "'.X' class suffix and an optional leading '$' (e.g. 'ACME', '$BRK.B')"
+    )
+
+
+def test_by_default_a_headline_stamped_an_hour_ahead_is_dead_lettered():
+    """A feed sending local time (CET read as UTC) is refused, so the dead-letter topic shows
+    its clock problem, instead of its headlines counting in windows an hour away."""
+    from threefold.apps.alerts.config import AlertsConfig
+
+    not_after = KAFKA_TIME + AlertsConfig().max_future_s
+    ahead = {"text": "x", "published_at": KAFKA_TIME + 3500}
+    with pytest.raises(InvalidMessage, match=r"later than .* max_future_s"):
+        parse_message(json.dumps(ahead).encode(), fallback_time=KAFKA_TIME, not_after=not_after)
+    skewed = {"text": "x", "published_at": KAFKA_TIME + 90}  # a drifting clock: accepted
+    assert parse_message(json.dumps(skewed).encode(), fallback_time=KAFKA_TIME, not_after=not_after)

@@ -16,6 +16,8 @@ from threefold.apps.alerts.windows import WindowSpec
 
 from .conftest import T0, make_scored
 
+LATER = T0 + 365 * 24 * 3600  # the wall clock: after every event time here
+
 RULE = SurgeRule(min_volume=10, z_threshold=2.33, share_margin=0.15, prior_share=0.2)
 WINDOW_S = 300
 WINDOWS = 12
@@ -54,7 +56,7 @@ def alert_ids(partitions: int, *, max_chunk: int, seed: int, by_key: bool = Fals
     """Deliver the stream as a consumer of `partitions` partitions would: each partition in
     order, the partitions interleaved at random in chunks of up to `max_chunk` messages."""
     spec = WindowSpec(WINDOW_S, WINDOW_S, grace_s=30)
-    pipeline = AlertPipeline(spec, RULE, InMemoryStateStore(), cooldown_s=0, clock=lambda: 0.0)
+    pipeline = AlertPipeline(spec, RULE, InMemoryStateStore(), cooldown_s=0, clock=lambda: LATER)
     names = [f"news:{p}" for p in range(partitions)]
     pipeline.register_partitions(names)
     queues: list[list[ScoredItem]] = [[] for _ in names]

@@ -11,13 +11,14 @@ from threefold.apps.alerts.windows import WindowSpec
 
 from .conftest import T0, calm_then_surge, make_scored
 
+LATER = T0 + 365 * 24 * 3600  # the wall clock: after every event time here
 RULE = SurgeRule(min_volume=10, z_threshold=2.33, share_margin=0.15, prior_share=0.2)
 
 
 @pytest.fixture
 def pipeline() -> AlertPipeline:
     spec = WindowSpec(size_s=300, slide_s=300, grace_s=30)
-    return AlertPipeline(spec, RULE, InMemoryStateStore(), cooldown_s=900, clock=lambda: 0.0)
+    return AlertPipeline(spec, RULE, InMemoryStateStore(), cooldown_s=900, clock=lambda: LATER)
 
 
 def run(pipeline: AlertPipeline, items, batch: int = 16) -> list[dict]:
@@ -150,3 +151,64 @@ def test_advancing_a_quiet_stream_closes_its_due_windows(pipeline):
     assert result.windows_closed == 2  # its topic and its entity
     assert pipeline.store.open_windows() == []
     assert [h["total"] for h in pipeline.store.history("entity:QNTV")] == [1]
+
+
+def test_a_message_stamped_ahead_of_the_clock_does_not_make_real_time_news_late(caplog):
+    """One headline stamped 58 minutes ahead (a feed's local time read as UTC) moved its
+    partition's watermark past the clock: every real-time headline after it was late, not
+    counted, and no alert could fire for an hour."""
+    now = T0 + 10_000
+    spec = WindowSpec(size_s=300, slide_s=300, grace_s=60)
+    pipeline = AlertPipeline(spec, RULE, InMemoryStateStore(), clock=lambda: now)
+    pipeline.process([make_scored("before", now - 5, "neutral")])
+    ahead = pipeline.process([make_scored("ahead", now + 3500, "negative")])
+    assert ahead.ahead_of_clock == 1
+    assert ahead.watermark == now - spec.grace_s  # held at the clock, not at now + 3500
+    (record,) = [r for r in caplog.records if "ahead of the clock" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert record.fields == {
+        "event": "event_time_ahead_of_clock",
+        "messages": 1,
+        "most_ahead_s": 3500.0,
+        "grace_s": 60,
+    }
+    after = pipeline.process([make_scored(f"real-{i}", now + 1, "neutral") for i in range(5)])
+    assert (after.late, after.ahead_of_clock) == (0, 0)
+    (ahead_window,) = pipeline.store.open_windows("entity:QNTV")[-1:]
+    assert ahead_window.start == spec.windows_for(now + 3500)[0][0]  # still counted
+
+
+def test_quiet_close_does_not_move_the_watermark_past_the_clock():
+    now = T0 + 10_000
+    spec = WindowSpec(size_s=300, slide_s=300, grace_s=60)
+    pipeline = AlertPipeline(spec, RULE, InMemoryStateStore(), clock=lambda: now)
+    assert pipeline.advance({"news:0": now + 3600}).watermark == now - spec.grace_s
+
+
+def test_a_model_swap_makes_baselines_form_again_instead_of_alerting_on_every_key():
+    """The promoted model calls 1 headline in 3 negative where the old one called 1 in 10:
+    judged against the old baselines, every key alerted in the same window."""
+    spec = WindowSpec(size_s=300, slide_s=300, grace_s=0)
+    pipeline = AlertPipeline(spec, RULE, InMemoryStateStore(), clock=lambda: LATER)
+    alerts = []
+    for w in range(10):
+        version = "s1" if w < 5 else "s2"
+        items = []
+        for entity in ("NWB", "APXR"):
+            for i in range(20):
+                surge = w == 9  # a real one, once the baseline has formed under s2
+                negative = i < 16 if surge else i % (10 if version == "s1" else 3) == 0
+                scored = make_scored(
+                    f"{w}-{entity}-{i}",
+                    T0 + w * 300 + i * 15,
+                    "negative" if negative else "neutral",
+                    entities=(entity,),
+                )
+                scored.models = {"topic": "t1", "sentiment": version}
+                items.append(scored)
+        alerts += pipeline.process(sorted(items, key=lambda s: s.item.event_time)).alerts
+    assert sorted(a["key"] for a in alerts) == ["entity:APXR", "entity:NWB", "topic:legal"]
+    assert {a["window_start_ts"] for a in alerts} == {T0 + 9 * 300}
+    assert {tuple(a["evidence"]["models"]) for a in alerts} == {("sentiment=s2,topic=t1",)}
+    baseline = pipeline.store.baselines(["entity:NWB"])["entity:NWB"]
+    assert (baseline.model, baseline.model_from) == ("sentiment=s2,topic=t1", 5)

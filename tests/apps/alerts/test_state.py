@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -240,7 +241,8 @@ def test_a_redelivered_batch_is_not_flagged_late_after_its_windows_closed(store)
     assert metric("threefold_alerts_messages_late_total") == 0
     assert metric("threefold_alerts_messages_redelivered_total") == 16
     assert [w["total"] for w in store.history("topic:legal")] == [8]
-    late = Message("news", 0, 99, None, b'{"id": "new", "text": "x", "published_at": 0}', 0)
+    news = json.dumps({"id": "new", "text": "x", "published_at": T0 - 3600}).encode()
+    late = Message("news", 0, 99, None, news, 0)
     assert [o.value["late"] for o in processor.process([late]).outputs] == [True]
 
 
@@ -325,3 +327,32 @@ def test_the_heartbeats_key_expires_when_no_consumer_writes(redis_store) -> None
 
     redis_store.write_heartbeat("a", {"state": "running", "written_at": time.time()})
     assert 0 < redis_store.client.ttl(f"{redis_store.prefix}consumers") <= HEARTBEAT_TTL_S
+
+
+def test_the_key_list_keeps_the_keys_with_the_latest_windows_up_to_its_bound(store) -> None:
+    """Hostile headlines added a key each (4261 from three messages), never removed."""
+    store.max_keys = 3
+    for n, key in enumerate(["entity:A", "entity:B", "entity:C", "entity:D"]):
+        store.add_entries([entry(f"m{n}", key=key, start=300 * n)], 3)
+    assert store.aggregation_keys() == ["entity:D", "entity:C", "entity:B"]
+
+
+def test_a_key_leaves_the_key_list_once_its_history_has_expired(store) -> None:
+    store.add_entries([entry("old", key="entity:OLD")], 3)
+    later = 8 * 24 * 3600  # past the state TTL (7 days): its history and baseline are gone
+    store.advance_watermark({"news:0": later})
+    store.add_entries([entry("new", key="entity:NEW", start=later)], 3)
+    assert store.aggregation_keys() == ["entity:NEW"]
+
+
+def test_windows_keep_the_scoring_models_and_baselines_their_model(store) -> None:
+    store.add_entries(
+        [entry("m1"), replace(entry("m2"), model="s2"), replace(entry("m3"), model="s1")], 3
+    )
+    (counts,) = store.counts([("entity:QNTV", 0, 300)])
+    assert counts.models == ["s1", "s2"]
+    new = Baseline(0.5, 3.0, 6, model="s2", model_from=5)
+    assert store.close_window(counts, expected_windows=0, new=new) == 1
+    assert store.baselines(["entity:QNTV"]) == {"entity:QNTV": new}
+    (reopened,) = store.counts([("entity:QNTV", 0, 300)])
+    assert reopened.models == []  # dropped with the window's counts

@@ -104,3 +104,44 @@ def test_without_history_only_an_overwhelming_window_alerts_early():
 def test_a_formed_baseline_allows_an_early_alert_on_a_clear_surge():
     formed = Baseline(0.1, 20.0, 4)
     assert early_alert_allowed(WindowCounts("entity:X", 0, 300, 12, 10, 2), formed, RULE)
+
+
+def under(model: str, total: int, negative: int) -> WindowCounts:
+    return WindowCounts("entity:QNTV", 600, 900, total=total, negative=negative, models=[model])
+
+
+def test_a_new_scoring_model_restarts_the_baseline_and_it_forms_again():
+    """After a promotion the new model's negative share is not the old one's: judged against
+    the old baseline, every key alerted in the same window."""
+    old = Baseline(0.1, 20.0, 5, model="m1")
+    assert old.updated(under("m1", 20, 4), alpha=0.5).model_from == 0
+    restarted = old.updated(under("m2", 20, 7), alpha=0.5)
+    assert restarted == Baseline(0.35, 20.0, 6, model="m2", model_from=5)
+    decision = decide(under("m2", 20, 14), restarted, RULE)
+    assert not decision.surge
+    assert decision.reason == "baseline forming under model m2: 1 of 3 windows"
+    formed = restarted.updated(under("m2", 20, 7), 0.5).updated(under("m2", 20, 7), 0.5)
+    assert decide(under("m2", 20, 16), formed, RULE).surge
+
+
+def test_a_window_scored_by_another_model_than_its_baseline_does_not_alert():
+    decision = decide(under("m2", 20, 14), Baseline(0.1, 20.0, 5, model="m1"), RULE)
+    assert not decision.surge
+    assert decision.reason == "scored by model m2, the baseline by m1: baseline forming"
+    assert not early_alert_allowed(under("m2", 20, 20), Baseline(0.1, 20.0, 5, model="m1"), RULE)
+
+
+def test_a_baseline_from_before_models_were_recorded_adopts_the_model_without_restarting():
+    legacy = Baseline(0.1, 20.0, 5)
+    assert legacy.updated(under("m1", 20, 2), 0.5).model_from == 0
+    assert decide(under("m1", 20, 14), legacy, RULE).surge
+
+
+def test_alert_evidence_names_the_scoring_models():
+    window = under("sentiment=s2,topic=t1", 20, 14)
+    baseline = Baseline(0.15, 20, 5, model="sentiment=s2,topic=t1")
+    alert = build_alert(
+        window, decide(window, baseline, RULE), baseline, RULE, stage="window_closed", detected_at=0
+    )
+    assert alert["evidence"]["models"] == ["sentiment=s2,topic=t1"]
+    assert alert["evidence"]["baseline_model"] == "sentiment=s2,topic=t1"
