@@ -80,6 +80,7 @@ class AlertsConfig:
     state_ttl_s: int = 7 * 24 * 3600
     allowed_origins: list[str] = field(default_factory=list)
     rate_limit_per_minute: int | None = 600  # dashboard API, per client; 0 disables
+    trusted_proxies: int = 0  # reverse proxies whose X-Forwarded-For is believed
 
     def __post_init__(self) -> None:
         coerce_fields(self)
@@ -107,6 +108,7 @@ class AlertsConfig:
             "share_margin",
             "model_check_s",
             "gate_margin",
+            "trusted_proxies",
         )
         for name in (
             *non_negative,

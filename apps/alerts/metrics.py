@@ -24,6 +24,12 @@ class AlertsMetrics:
             "Messages whose windows had all closed (scored, not aggregated)",
             registry=r,
         )
+        self.ahead_of_clock = Counter(
+            "threefold_alerts_messages_ahead_of_clock",
+            "Messages stamped further ahead of the consumer's clock than grace_s (counted; a "
+            "feed sending these has a wrong clock or time zone)",
+            registry=r,
+        )
         self.duplicates = Counter(
             "threefold_alerts_messages_redelivered",
             "Messages already counted in their windows (redelivery); not counted twice",

@@ -508,6 +508,7 @@ class AlertsProcessor:
         m = self.metrics
         m.scored.inc(n_scored)
         m.late.inc(result.late)
+        m.ahead_of_clock.inc(result.ahead_of_clock)
         m.duplicates.inc(result.duplicates)
         m.windows_closed.inc(result.windows_closed)
         for reason, count in result.suppressed.items():

@@ -36,6 +36,7 @@ def create_app(settings: AlertsConfig | None = None, resources: Resources | None
         registry=resources.registry,
         allowed_origins=settings.allowed_origins,
         rate_limit_per_minute=settings.rate_limit_per_minute,
+        trusted_proxies=settings.trusted_proxies,
         redis=getattr(resources.store, "client", None),
         redis_prefix=settings.redis_prefix,
     )

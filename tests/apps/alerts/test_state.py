@@ -356,3 +356,40 @@ def test_windows_keep_the_scoring_models_and_baselines_their_model(store) -> Non
     assert store.baselines(["entity:QNTV"]) == {"entity:QNTV": new}
     (reopened,) = store.counts([("entity:QNTV", 0, 300)])
     assert reopened.models == []  # dropped with the window's counts
+
+
+def test_messages_stamped_ahead_of_the_clock_are_counted_for_operators(store) -> None:
+    """A feed whose clock or time zone is wrong shows in a metric, not only in a log line."""
+    import json
+    import time
+
+    from support.alerts_setup import NeutralScorer
+
+    from threefold.apps.alerts.pipeline import AlertPipeline
+    from threefold.apps.alerts.processor import AlertPublisher, AlertsProcessor
+    from threefold.streaming.messages import Message
+
+    config = AlertsConfig(window_size_s=300, grace_s=60)
+    processor = AlertsProcessor(
+        config,
+        NeutralScorer(),
+        AlertPipeline.from_config(config, store),
+        AlertPublisher(store, producer=None, topic="alerts"),
+    )
+    now = time.time()
+    stamps = [now - 5, now + 100, now + 110]  # two within max_future_s (120), past grace_s
+    batch = [
+        Message(
+            "news",
+            0,
+            i,
+            None,
+            json.dumps({"id": f"m{i}", "text": "x", "published_at": t}).encode(),
+            0,
+        )
+        for i, t in enumerate(stamps)
+    ]
+    processor.process(batch)
+    metric = processor.metrics.registry.get_sample_value
+    assert metric("threefold_alerts_messages_ahead_of_clock_total") == 2
+    assert metric("threefold_alerts_messages_late_total") == 0

@@ -428,3 +428,15 @@ def test_dashboard_api_is_rate_limited_by_default(redis_prefix, redis_settings) 
     statuses = [client.get("/api/keys").status_code for _ in range(3)]
     assert statuses == [200, 429, 429]  # burst 1 (4 per minute // 4)
     assert int(client.get("/api/keys").headers["Retry-After"]) >= 1
+
+
+def test_behind_a_trusted_proxy_each_viewer_has_their_own_rate_limit(
+    redis_prefix, redis_settings, monkeypatch
+) -> None:
+    monkeypatch.setenv("THREEFOLD_ALERTS_TRUSTED_PROXIES", "1")
+    limited = AlertsConfig.from_env(redis_prefix=redis_prefix, rate_limit_per_minute=4)
+    assert limited.trusted_proxies == 1
+    client = create_app(limited, open_resources(limited, redis_settings)).test_client()
+    one, two = ({"X-Forwarded-For": address} for address in ("198.51.100.1", "198.51.100.2"))
+    assert [client.get("/api/keys", headers=one).status_code for _ in range(2)] == [200, 429]
+    assert client.get("/api/keys", headers=two).status_code == 200
