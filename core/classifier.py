@@ -147,19 +147,25 @@ class TextClassifier:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"cannot save into {path}: it is a file, expected a directory")
-        path.mkdir(parents=True, exist_ok=True)
-        with without_progress_bars():  # no "Writing model shards" bar for one small file
-            self.model.save_pretrained(path)
-            self.tokenizer.save_pretrained(path)
-        if not (path / WEIGHTS_FILE).is_file():
-            raise ModelError(f"saving did not produce {path / WEIGHTS_FILE}; check disk space")
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "labels": self.labels,
-            "architecture": self.architecture,
-            **training_record(self),
-        }
-        write_json_atomic(path / META_FILE, meta)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with without_progress_bars():  # no "Writing model shards" bar for one small file
+                self.model.save_pretrained(path)
+                self.tokenizer.save_pretrained(path)
+            if not (path / WEIGHTS_FILE).is_file():
+                raise ModelError(f"saving did not produce {path / WEIGHTS_FILE}; check disk space")
+            meta = {
+                "format_version": FORMAT_VERSION,
+                "labels": self.labels,
+                "architecture": self.architecture,
+                **training_record(self),
+            }
+            write_json_atomic(path / META_FILE, meta)
+        except OSError as exc:
+            raise ModelError(
+                f"cannot save the classifier into {path}: {exc.strerror or exc} "
+                f"({exc.filename or path}). Fix: choose a writable directory with free space"
+            ) from exc
         logger.info("saved classifier %s to %s", self.version, path)
 
     @classmethod

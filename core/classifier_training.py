@@ -56,8 +56,15 @@ from threefold.core.labelled_data import (
     read_labelled,
     stratified_split,
 )
-from threefold.core.small_data import CONTRASTIVE, choose_strategy, train_contrastive
-from threefold.core.training_config import FINE_TUNE_LEVERS, TrainingConfig
+from threefold.core.small_data import (
+    CONTRASTIVE,
+    MAX_STEPS,
+    MIN_STEPS,
+    ROUNDS,
+    choose_strategy,
+    train_contrastive,
+)
+from threefold.core.training_config import EPOCH_SCHEDULE, FINE_TUNE_LEVERS, TrainingConfig
 from threefold.core.training_recipe import (
     CheckpointAverage,
     EmbeddingAdversary,
@@ -142,6 +149,18 @@ def train_classifier(
             f"{fine_tune_only} apply to the fine-tune path only and were not used: this data "
             f"takes the contrastive path ({choice.reason}). Fix: pass --strategy fine-tune to "
             "use them"
+        )
+        logger.warning("%s", notes[-1])
+    schedule = config.changed(EPOCH_SCHEDULE)
+    if schedule and choice.strategy == CONTRASTIVE:
+        notes.append(
+            ", ".join(
+                f"{name}={value} ({EPOCH_SCHEDULE[name]})" for name, value in schedule.items()
+            )
+            + " not used: the contrastive path runs its own number of steps ("
+            f"{ROUNDS} passes over the examples, {MIN_STEPS} to {MAX_STEPS} steps) and has no "
+            "early stopping. Fix: cap the steps with --max-steps (max_steps), or pass "
+            "--strategy fine-tune to use them"
         )
         logger.warning("%s", notes[-1])
     augmented = 0

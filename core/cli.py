@@ -7,6 +7,8 @@ module level: torch and transformers load inside the commands.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -15,6 +17,8 @@ import click
 
 from threefold.core.base_model import BASE_MODEL_ENV
 from threefold.core.command_line import clean_errors, emit_json
+from threefold.core.errors import ConfigError
+from threefold.core.files import move_dir_into_place, staging_dir
 from threefold.core.training_config import TrainingConfig
 
 _RECIPE = TrainingConfig()  # defaults of the fine-tune levers shown by --help
@@ -41,7 +45,10 @@ def classifier() -> None:
     help="Eval file for early stopping; default: a stratified --eval-fraction of --train.",
 )
 @click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Directory to save into."
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory to save into; the classifier appears there whole, at the end.",
 )
 @click.option(
     "--base",
@@ -172,7 +179,12 @@ def classifier() -> None:
     help="Softening of the teacher's and the student's probabilities.",
 )
 @click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--overwrite", is_flag=True, help="Allow --out to be a non-empty directory.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace what a non-empty --out holds (swapped whole for the new classifier, once "
+    "training succeeded).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars (logs only).")
 @clean_errors
 def train_command(
@@ -211,8 +223,6 @@ def train_command(
     The summary says which training path was taken and why, why training stopped, and lists
     warnings (an eval split too small to early-stop on, a model that predicts one class).
     """
-    from threefold.core.errors import ConfigError
-
     config = TrainingConfig(
         epochs=epochs,
         learning_rate=learning_rate,
@@ -240,15 +250,15 @@ def train_command(
         output_progress=not no_progress,
     )
     out_dir = Path(out)
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise ConfigError(
-            f"--out {out_dir} is a non-empty directory; pass --overwrite to replace the "
-            "classifier there, or choose a new directory"
-        )
-    from threefold.core.classifier_training import train_classifier_from_files
+    staging = _prepare_out(out_dir, overwrite=overwrite)
+    try:
+        from threefold.core.classifier_training import train_classifier_from_files
 
-    model = train_classifier_from_files(train_path, eval_path, base_model=base, config=config)
-    model.save(out_dir)
+        model = train_classifier_from_files(train_path, eval_path, base_model=base, config=config)
+        model.save(staging)
+        _publish(staging, out_dir, overwrite=overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # Ctrl-C or an error: no half model left
     click.echo(
         f"training path: {model.metrics['strategy']}, because {model.metrics['strategy_reason']}",
         err=True,
@@ -278,6 +288,44 @@ def train_command(
             "warnings": model.metrics.get("warnings", []),
         }
     )
+
+
+def _prepare_out(out: Path, *, overwrite: bool) -> Path:
+    """Check --out before training; return the empty folder beside it that the model is saved in.
+
+    The model reaches --out by one rename at the end (`_publish`), so a failed or interrupted
+    run leaves --out as it was.
+    """
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; expected a directory. Fix: choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"--out {out} is a non-empty directory; pass --overwrite to replace the "
+            "classifier there, or choose a new directory"
+        )
+    try:
+        return staging_dir(out)
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {out} cannot be written: creating a folder in {out.parent} failed "
+            f"({exc.strerror or exc}). Fix: choose a writable directory for --out"
+        ) from exc
+
+
+def _publish(staging: Path, out: Path, *, overwrite: bool) -> None:
+    """Rename the saved model in `staging` to --out; keep it beside --out if another run won."""
+    try:
+        move_dir_into_place(staging, out, replace=overwrite)
+    except FileExistsError as exc:
+        kept = staging.with_name(f"{out.name}.{staging.name.rsplit('-', 1)[-1]}")
+        os.rename(staging, kept)
+        raise ConfigError(
+            f"--out {out} was filled by another run while this one trained, so this run's "
+            f"classifier was saved to {kept} instead. Fix: keep the one you want in --out, or "
+            "pass --overwrite to replace it"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot move the trained classifier into --out {out}: {exc}") from exc
 
 
 @classifier.command("eval")

@@ -346,9 +346,31 @@ class Embedder:
                 f"{meta_path} says dimension {expected} but the weights in {folder} give "
                 f"{embedder.dimension}. Fix: save the embedder again."
             )
+        if meta:
+            embedder._check_fingerprint(meta.get("fingerprint"), meta_path)
         return embedder
 
     # ------------------------------------------------------------------ internals
+    def _check_fingerprint(self, recorded: object, meta_path: Path) -> None:
+        """ModelError when the loaded weights are not the ones `save` recorded in `meta_path`."""
+        if not isinstance(recorded, str):
+            logger.warning(
+                "%s records no weights fingerprint (saved by an older threefold), so damaged "
+                "weights in %s cannot be detected. Fix: load and save the embedder again",
+                meta_path,
+                meta_path.parent,
+            )
+            return
+        found = _fingerprint(self._model)
+        if found != recorded:
+            raise ModelError(
+                f"the weights in {meta_path.parent} have fingerprint {found}, but {meta_path} "
+                f"records {recorded}: they were changed or damaged after saving (a flipped bit, "
+                "a half-copied or replaced model.safetensors). Fix: restore the whole folder "
+                "from a good copy, or rebuild it."
+            )
+        self._fingerprint = found
+
     def _loaded_model(self) -> SentenceTransformer:
         if self._model is None:
             self.load()

@@ -1,9 +1,11 @@
-"""JSON files written atomically (temporary file, then rename) and read with clear errors."""
+"""Files and folders written atomically (a temporary copy, then a rename); JSON read back."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -38,3 +40,34 @@ def read_json(path: Path, what: str) -> dict:
             f"{path} holds a JSON {type(doc).__name__}, expected an object. Fix: save {what} again."
         )
     return doc
+
+
+def staging_dir(target: Path) -> Path:
+    """A new empty hidden folder beside `target` (same filesystem, so it renames into place)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+
+
+def move_dir_into_place(new: Path, target: Path, *, replace: bool) -> None:
+    """Rename folder `new` (from `staging_dir(target)`) to `target` in one step.
+
+    An absent or empty `target` is taken. A non-empty one raises FileExistsError unless
+    `replace`: then it is renamed aside, `new` renamed in, and the old folder removed only
+    after that succeeded (renamed back if it failed). Readers never see half a folder.
+    """
+    try:
+        os.rename(new, target)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        if not replace:
+            raise FileExistsError(exc.errno, f"{target} is not empty", str(target)) from exc
+    aside = new.with_name(f"{new.name}.old")
+    os.rename(target, aside)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(aside, target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from threefold.core.errors import ConfigError, DataError
-from threefold.core.tables import read_records
+from threefold.core.tables import Record, read_records
 
 
 def read_labelled(
@@ -40,8 +40,40 @@ def read_labelled(
                 column=label_column,
             )
         texts.append(str(record.values[text_column]))
-        labels.append(str(label).strip())
+        labels.append(_label_text(label))
+    _check_one_spelling_per_number(records, labels, path, label_column)
     return texts, labels
+
+
+def _label_text(label: object) -> str:
+    """A label as text; a whole-number float is written as an integer (JSON 1.0 -> "1")."""
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label).strip()
+
+
+def _check_one_spelling_per_number(
+    records: Sequence[Record], labels: Sequence[str], path: str | Path, column: str
+) -> None:
+    """DataError when two different labels are the same number ("1" and "1.0", 1 and true)."""
+    seen: dict[float, tuple[str, int]] = {}
+    for record, label in zip(records, labels, strict=True):
+        raw = record.values[column]
+        try:
+            number = float(raw) if isinstance(raw, bool | int | float | str) else math.nan
+        except ValueError:
+            continue
+        if not math.isfinite(number):
+            continue
+        first, line = seen.setdefault(number, (label, record.line))
+        if first != label:
+            raise DataError(
+                f"labels {first!r} (line {line}) and {label!r} are the same number written two "
+                "ways, so they would be two classes. Fix: write each label one way",
+                path=str(path),
+                line=record.line,
+                column=column,
+            )
 
 
 def stratified_split(

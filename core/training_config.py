@@ -20,6 +20,9 @@ FINE_TUNE_LEVERS = (
     "augment_copies",
 )
 """Options only the single-task fine-tune path uses (not the contrastive path, not multi-task)."""
+EPOCH_SCHEDULE = {"epochs": "--epochs", "early_stopping_patience": "--patience"}
+"""Options (and their flags) the contrastive path does not use: it runs a step count of its own
+(`small_data.contrastive_steps`, capped by `max_steps`) and has no early stopping."""
 
 
 @dataclass

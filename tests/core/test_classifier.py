@@ -110,6 +110,14 @@ def test_training_records_the_int8_decision_and_loading_follows_it(classifier_di
     assert not TextClassifier.load(classifier_dir, quantize=False).quantized
 
 
+def test_saving_into_an_unwritable_place_is_a_model_error_naming_it(
+    classifier: TextClassifier, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    with pytest.raises(ModelError, match=r"cannot save the classifier into .*notes\.txt/sub: "):
+        classifier.save(tmp_path / "notes.txt" / "sub")
+
+
 def test_int8_decision_allows_half_a_point_on_every_task() -> None:
     from threefold.core.classifier import int8_decision
     from threefold.core.model_directory import quantize_by_default

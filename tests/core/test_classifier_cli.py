@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -177,6 +178,86 @@ def test_train_refuses_a_non_empty_out_directory(data_dir: Path) -> None:
     assert_clean_error(result, "pass --overwrite")
 
 
+def quick_train(data_dir: Path, out: Path, *extra: str) -> Result:
+    """The cheapest real training run: the contrastive path, two steps, no eval split."""
+    return invoke(
+        "train", "--train", str(data_dir / "train.csv"), "--out", str(out),
+        "--text-column", "sentence", "--label-column", "tone", "--strategy", "contrastive",
+        "--max-steps", "2", "--eval-fraction", "0", "--no-progress", *extra,
+    )  # fmt: skip
+
+
+def test_an_out_under_a_file_fails_before_training(data_dir: Path) -> None:
+    result = quick_train(data_dir, data_dir / "train.csv" / "sub")
+    assert_clean_error(result, "train.csv/sub cannot be written")
+    assert "training path:" not in result.stderr  # refused before any training
+
+
+def test_a_run_whose_out_was_filled_meanwhile_keeps_its_model_beside_it(
+    data_dir: Path, tmp_path: Path, trained: tuple[Path, dict], monkeypatch
+) -> None:
+    """Two runs into the same new --out: the later one neither overwrites nor claims success."""
+    from threefold.core import classifier_training
+
+    out = tmp_path / "model"
+    train = classifier_training.train_classifier_from_files
+
+    def other_run_finishes_first(*args, **kwargs):
+        model = train(*args, **kwargs)
+        shutil.copytree(trained[0], out)
+        return model
+
+    monkeypatch.setattr(
+        classifier_training, "train_classifier_from_files", other_run_finishes_first
+    )
+    result = quick_train(data_dir, out)
+    assert_clean_error(result, f"--out {out} was filled by another run while this one trained")
+    (kept,) = [p for p in tmp_path.iterdir() if p != out]
+    assert kept.name.startswith("model.") and f"saved to {kept} instead" in result.stderr
+    assert (kept / "threefold_classifier.json").is_file()
+    winner = json.loads((out / "threefold_classifier.json").read_text())
+    assert winner["version"] == trained[1]["version"]  # the other run's model, untouched
+
+
+def test_an_interrupted_save_leaves_no_half_model_in_out(
+    data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    from threefold.core import classifier
+
+    def interrupted(path: Path, doc: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C after the weights, before the metadata
+
+    monkeypatch.setattr(classifier, "write_json_atomic", interrupted)
+    result = quick_train(data_dir, tmp_path / "model")
+    assert result.exit_code != 0
+    assert list(tmp_path.iterdir()) == []  # no --out, no staging folder
+
+
+def test_overwrite_replaces_the_old_model_whole(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "old-model.txt").write_text("the previous classifier")
+    result = quick_train(data_dir, out, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (out / "threefold_classifier.json").is_file()
+    assert not (out / "old-model.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # old copy and staging removed
+
+
+def test_epochs_and_patience_are_named_as_unused_on_the_contrastive_path(
+    data_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """In the JSON warnings and as a WARNING log line (the CLI logs warnings to stderr)."""
+    result = quick_train(data_dir, tmp_path / "m", "--epochs", "2", "--patience", "5")
+    assert result.exit_code == 0, result.output
+    note = (
+        "epochs=2.0 (--epochs), early_stopping_patience=5 (--patience) not used: the "
+        "contrastive path runs its own number of steps"
+    )
+    assert [w for w in json.loads(result.stdout)["warnings"] if note in w]
+    assert [r for r in caplog.records if r.levelname == "WARNING" and note in r.getMessage()]
+
+
 def test_eval_of_a_missing_model_fails_cleanly(data_dir: Path, tmp_path: Path) -> None:
     data = write_rows(tmp_path / "t.csv", ["text", "label"], [["profit rose", "positive"]])
     result = invoke("eval", "--model", str(tmp_path / "none"), "--data", str(data))
@@ -341,7 +422,8 @@ def test_a_new_users_30_row_csv_trains_a_model_that_tells_labels_apart(tmp_path:
     assert summary["strategy"] == "contrastive"
     assert summary["strategy_reason"].startswith("small data: ")
     assert "training stopped: contrastive pass complete" in result.stderr
-    assert summary["warnings"] == []
+    (warning,) = summary["warnings"]  # the README's --epochs 3 is named as unused, nothing else
+    assert warning.startswith("epochs=3.0 (--epochs) not used: the contrastive path")
     assert summary["train_accuracy"] >= 0.9
     report = json.loads(invoke("eval", "--model", str(out), "--data", str(test)).stdout)
     assert report["accuracy"] >= 0.6, report  # majority class: 0.33

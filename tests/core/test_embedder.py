@@ -193,6 +193,39 @@ def test_from_dir_errors(tmp_path: Path) -> None:
         Embedder.from_dir(folder)
 
 
+def test_weights_changed_after_saving_are_refused_at_load(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    folder = tmp_path / "saved"
+    embedder.save(folder)
+    recorded = json.loads((folder / META_FILE).read_text(encoding="utf-8"))["fingerprint"]
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1000] ^= 0x01  # one flipped bit in the last tensor's data: still loads
+    weights.write_bytes(bytes(data))
+    with pytest.raises(
+        ModelError,
+        match=rf"saved have fingerprint [0-9a-f]{{16}}, but .*"
+        rf"records {recorded}: they were changed or damaged .*Fix: restore",
+    ):
+        Embedder.from_dir(folder)
+
+
+def test_a_folder_saved_without_a_fingerprint_loads_with_one_warning(
+    embedder: Embedder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "older"
+    embedder.save(folder)
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    del meta["fingerprint"]
+    (folder / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    with caplog.at_level("WARNING", logger="threefold.core.embedder"):
+        loaded = Embedder.from_dir(folder)
+    assert loaded.weights_id == embedder.weights_id
+    warned = [r for r in caplog.records if "records no weights fingerprint" in r.getMessage()]
+    assert len(warned) == 1
+
+
 def test_fine_tune_rejects_bad_pairs() -> None:
     lazy = Embedder()  # validation happens before any weights are loaded
     with pytest.raises(DataError, match="at least 2 pairs"):

@@ -57,3 +57,10 @@ def test_registry_from_the_environment_and_clear_errors(tmp_path: Path, monkeypa
     assert code == 1 and "no model 'nope'" in message and "alerts-sentiment" in message
     code, message = run("promote", "alerts-sentiment", "v9")
     assert code == 1 and "has no version 'v9'" in message
+
+
+def test_a_registry_folder_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    for command in (["list"], ["show", "alerts-sentiment"]):
+        code, message = run(*command, "--registry", str(tmp_path / "nowhere"))
+        assert code == 1 and "Traceback" not in message
+        assert f"the registry folder {tmp_path / 'nowhere'} does not exist. Fix: pass" in message
