@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from threefold.core.base_model import BASE_MODEL_ENV
 from threefold.core.command_line import clean_errors, emit_json
+from threefold.core.errors import ConfigError
 
 REGISTRY_NAME = "qa-bot"  # the bot's entry in a registry ROOT (`--registry`)
 
@@ -253,12 +255,25 @@ def evaluate_command(
     labeled = read_queries(queries)
     bot = BotStore(bot_dir).load()
     settings = bot.policy_settings(threshold=threshold, ambiguity_margin=ambiguity_margin)
-    details: list[dict] | None = [] if details_path else None
-    result = evaluate(bot, labeled, settings=settings, details=details)
-    if details_path and details is not None:
-        with open(details_path, "w", encoding="utf-8") as handle:
+    with ExitStack() as stack:
+        handle = stack.enter_context(_details_file(details_path)) if details_path else None
+        details: list[dict] | None = [] if handle else None
+        result = evaluate(bot, labeled, settings=settings, details=details)
+        if handle is not None and details is not None:
             handle.writelines(json.dumps(record) + "\n" for record in details)
     emit_json(result)
+
+
+def _details_file(path: str) -> IO[str]:
+    """`--details` opened for writing before the evaluation, so a path that cannot be written
+    is refused at once instead of after the whole run."""
+    try:
+        return open(path, "w", encoding="utf-8")  # closed by the caller's ExitStack
+    except OSError as exc:
+        raise ConfigError(
+            f"--details {path!r} cannot be written ({exc.strerror or exc}). Fix: pass a file "
+            "in an existing folder you can write to."
+        ) from exc
 
 
 @qa.command()
@@ -457,7 +472,6 @@ def retrain_command(
     from threefold.apps.qa.knowledge_base import KnowledgeBase
     from threefold.apps.qa.retrain import retrain
     from threefold.apps.qa.store import BotStore
-    from threefold.core.errors import ConfigError
 
     if registry and bot_dir:
         source = click.get_current_context().get_parameter_source("registry")

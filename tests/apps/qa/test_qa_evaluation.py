@@ -143,3 +143,17 @@ def test_eval_counts_outcomes_and_writes_per_query_details(
     assert lines[0]["faq_id"] == "shipping_cost" and lines[0]["correct"] is True
     assert lines[1]["outcome"] == "small_talk" and lines[2]["outcome"] != "answer"
     assert {"reason", "top_ids", "confidence", "latency_ms"} <= set(lines[0])
+
+
+def test_eval_refuses_a_details_path_it_cannot_write_before_evaluating(
+    store_intent_bot: Bot, publish_copy, tmp_path: Path
+) -> None:
+    publish_copy(store_intent_bot, tmp_path / "bot")
+    queries = tmp_path / "q.csv"
+    queries.write_text("query,expected_id\nis shipping free?,shipping_cost\n", encoding="utf-8")
+    details = tmp_path / "no-such-folder" / "details.jsonl"
+    args = ["eval", "--bot", str(tmp_path / "bot"), "--queries", str(queries)]
+    evaluated = CliRunner().invoke(qa, [*args, "--details", str(details)])
+    assert evaluated.exit_code == 1
+    assert "Traceback" not in evaluated.output and evaluated.exception.__class__ is SystemExit
+    assert "--details" in evaluated.output and "no-such-folder" in evaluated.output
