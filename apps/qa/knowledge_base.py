@@ -296,10 +296,11 @@ class KnowledgeBase:
         """Load CSV (`id,question,answer[,category,...]`, one row per paraphrase) or JSON/JSONL,
         every row checked against the entry contract (`check_id`, `check_text`).
 
-        JSON records may carry `questions: [...]` instead of `question`. Rows sharing an id are
-        paraphrases: the answer (and category) may be repeated or left blank after the first row,
-        but two different answers for one id are an error naming the line. Extra columns become
-        metadata.
+        JSON records may carry `questions: [...]` instead of (or beside) `question`. Rows sharing
+        an id are paraphrases: the answer (and category) may be repeated or left blank after the
+        first row, but two different answers for one id are an error naming the line. Extra
+        columns become metadata. A question under several ids is warned about (the bot cannot
+        tell those FAQs apart by it).
         """
         path = Path(path)
         hint = "(expected id, question, answer; optional category)"
@@ -339,7 +340,37 @@ class KnowledgeBase:
             )
         kb = cls(entries)
         logger.info("loaded %d FAQ entries (%d questions) from %s", len(kb), kb.n_questions, path)
+        _warn_of_shared_questions(kb, path)
         return kb
+
+
+def _warn_of_shared_questions(kb: KnowledgeBase, path: Path) -> None:
+    """One warning when a question (compared casefolded, spaces collapsed) is under several
+    FAQ ids: the bot cannot tell those FAQs apart by it and asks the customer to choose."""
+    owners: dict[str, list[str]] = {}
+    shown: dict[str, str] = {}
+    for entry in kb:
+        for question in entry.questions:
+            key = " ".join(question.casefold().split())
+            shown.setdefault(key, question)
+            if entry.id not in owners.setdefault(key, []):
+                owners[key].append(entry.id)
+    shared = {key: ids for key, ids in owners.items() if len(ids) > 1}
+    if not shared:
+        return
+    examples = "; ".join(
+        f"{shown[key]!r} under {', '.join(repr(i) for i in ids)}"
+        for key, ids in list(shared.items())[:3]
+    )
+    logger.warning(
+        "%s: %d question(s) under more than one FAQ id (%s): the bot cannot tell those FAQs "
+        "apart by them and asks the customer to choose. Fix: keep each question under one id, "
+        "or merge the FAQs",
+        path,
+        len(shared),
+        examples,
+        extra={"fields": {"event": "kb_shared_questions", "path": str(path), "count": len(shared)}},
+    )
 
 
 def _merge_record(
@@ -368,6 +399,8 @@ def _merge_record(
             line=line,
             column="questions",
         )
+    if "questions" in values and values.get("question") not in (None, ""):
+        questions = [values["question"], *questions]  # a record may carry both: keep both
     draft = drafts.setdefault(
         faq_id, {"questions": [], "answer": "", "category": "", "metadata": {}, "line": line}
     )

@@ -245,3 +245,25 @@ def test_a_kb_file_breaking_the_rules_is_refused_naming_the_row(tmp_path: Path) 
 @pytest.mark.parametrize("name", ["banking77", "clinc150", "stackfaq"])
 def test_the_benchmark_kbs_meet_the_contract(name: str) -> None:
     assert len(KnowledgeBase.load(SHARED_FAQ / name / "kb.csv")) > 0
+
+
+def test_a_question_under_two_faq_ids_is_warned_about(tmp_path: Path, caplog) -> None:
+    path = write(
+        tmp_path / "kb.csv",
+        "id,question,answer\na,How do I pay?,By card.\nb,how do I  pay?,By invoice.\n"
+        "b,Can I pay by invoice?,\nc,Where is my parcel?,Tracking page.\n",
+    )
+    with caplog.at_level("WARNING"):
+        kb = KnowledgeBase.load(path)
+    assert len(kb) == 3  # loaded all the same
+    (record,) = [r for r in caplog.records if "more than one FAQ id" in r.getMessage()]
+    message = record.getMessage()
+    assert "1 question" in message and "'How do I pay?'" in message and "'a', 'b'" in message
+    assert "Fix:" in message
+
+
+def test_a_json_record_with_question_and_questions_keeps_both(tmp_path: Path) -> None:
+    record = {"id": "pay", "question": "How do I pay?", "questions": ["Payment options?"]}
+    record["answer"] = "By card."
+    kb = KnowledgeBase.load(write(tmp_path / "kb.jsonl", json.dumps(record) + "\n"))
+    assert kb["pay"].questions == ("How do I pay?", "Payment options?")
