@@ -58,13 +58,11 @@ from threefold.core.labelled_data import (
 )
 from threefold.core.small_data import (
     CONTRASTIVE,
-    MAX_STEPS,
-    MIN_STEPS,
-    ROUNDS,
     choose_strategy,
     train_contrastive,
+    unused_schedule_note,
 )
-from threefold.core.training_config import EPOCH_SCHEDULE, FINE_TUNE_LEVERS, TrainingConfig
+from threefold.core.training_config import FINE_TUNE_LEVERS, TrainingConfig
 from threefold.core.training_recipe import (
     CheckpointAverage,
     EmbeddingAdversary,
@@ -151,17 +149,9 @@ def train_classifier(
             "use them"
         )
         logger.warning("%s", notes[-1])
-    schedule = config.changed(EPOCH_SCHEDULE)
-    if schedule and choice.strategy == CONTRASTIVE:
-        notes.append(
-            ", ".join(
-                f"{name}={value} ({EPOCH_SCHEDULE[name]})" for name, value in schedule.items()
-            )
-            + " not used: the contrastive path runs its own number of steps ("
-            f"{ROUNDS} passes over the examples, {MIN_STEPS} to {MAX_STEPS} steps) and has no "
-            "early stopping. Fix: cap the steps with --max-steps (max_steps), or pass "
-            "--strategy fine-tune to use them"
-        )
+    schedule_note = unused_schedule_note(config)
+    if schedule_note and choice.strategy == CONTRASTIVE:
+        notes.append(schedule_note)
         logger.warning("%s", notes[-1])
     augmented = 0
     if config.augment_copies and choice.strategy != CONTRASTIVE:

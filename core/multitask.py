@@ -51,6 +51,7 @@ from threefold.core.small_data import (
     contrastive_fine_tune,
     embed_texts,
     fit_logistic_head,
+    unused_schedule_note,
 )
 from threefold.core.training_config import FINE_TUNE_LEVERS, TrainingConfig
 from threefold.core.training_recipe import class_weights
@@ -301,6 +302,10 @@ def train_multitask(
     train_labels = {task: _labelled(cleaned[task], train_idx) for task in tasks}
     choice = _choose_path(train_labels, config)
     logger.info("multi-task training path: %s (%s)", choice.strategy, choice.reason)
+    schedule_note = unused_schedule_note(config)
+    if schedule_note and choice.strategy == CONTRASTIVE:
+        warnings.append(schedule_note)
+        logger.warning("%s", warnings[-1])
     hidden = body.config.hidden_size
     model = MultiTaskModel(
         body,

@@ -41,6 +41,23 @@ UNLABELLED = -100
 """A text's label id in a label set it has no label in (cross-entropy's ignore_index)."""
 
 
+def unused_schedule_note(config: TrainingConfig) -> str | None:
+    """What to tell a caller who set an epoch schedule (`--epochs`, `--patience`) that the
+    contrastive path does not use, or None when they set none."""
+    from threefold.core.training_config import EPOCH_SCHEDULE
+
+    schedule = config.changed(EPOCH_SCHEDULE)
+    if not schedule:
+        return None
+    return (
+        ", ".join(f"{name}={value} ({EPOCH_SCHEDULE[name]})" for name, value in schedule.items())
+        + " not used: the contrastive path runs its own number of steps ("
+        f"{ROUNDS} passes over the examples, {MIN_STEPS} to {MAX_STEPS} steps) and has no "
+        "early stopping. Fix: cap the steps with --max-steps (max_steps), or pass "
+        "--strategy fine-tune to use them"
+    )
+
+
 @dataclass(frozen=True)
 class StrategyChoice:
     """The training path and, in words, why it was chosen."""

@@ -181,9 +181,11 @@ def test_small_data_takes_the_contrastive_path_in_one_model_and_round_trips(
 ) -> None:
     import dataclasses
 
-    config = dataclasses.replace(CONFIG, strategy="auto", max_steps=8, learning_rate=2e-5)
+    config = dataclasses.replace(CONFIG, strategy="auto", max_steps=8, learning_rate=2e-5, epochs=7)
     model = train_multitask(TEXTS, {"topic": TOPICS, "sentiment": LABELS}, config=config)
     assert model.metrics["strategy"] == "contrastive"
+    (warning,) = model.metrics["warnings"]  # said, not silently dropped
+    assert warning.startswith("epochs=7 (--epochs) not used: the contrastive path")
     assert (
         "the topic and sentiment data takes the contrastive path"
         in (model.metrics["strategy_reason"])
