@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -43,9 +44,18 @@ def read_json(path: Path, what: str) -> dict:
 
 
 def staging_dir(target: Path) -> Path:
-    """A new empty hidden folder beside `target` (same filesystem, so it renames into place)."""
+    """A new empty hidden folder beside `target` (same filesystem, so it renames into place),
+    with the usual permissions (not `tempfile.mkdtemp`'s owner-only ones: a server running as
+    another user must read the folder once it is in place). OSError when none can be made."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    for _ in range(8):
+        staged = target.parent / f".{target.name}.partial-{secrets.token_hex(4)}"
+        try:
+            staged.mkdir()
+            return staged
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free staging folder name", str(target.parent))
 
 
 def move_dir_into_place(new: Path, target: Path, *, replace: bool) -> None:

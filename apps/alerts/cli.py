@@ -223,7 +223,7 @@ def train_command(
     one multi-task model (OUT, or ROOT/alerts-multitask) or two (OUT/topic and OUT/sentiment,
     or ROOT/alerts-topic and ROOT/alerts-sentiment); the JSON says which (`mode`) and why."""
     from threefold.core.classifier import META_FILE as CLASSIFIER_META
-    from threefold.core.classifier_training import train_classifier_from_files
+    from threefold.core.classifier_training import train_classifier
     from threefold.core.errors import ConfigError
     from threefold.core.labelled_data import read_labelled
     from threefold.core.multitask import META_FILE as MULTITASK_META
@@ -246,9 +246,17 @@ def train_command(
     for name in ["joint"] if multitask else list(sources):
         check_entry_holds(_target(out, registry, name), markers, "an alerts classifier")
     if multitask:
+        sets = _read_task_sets(sources, text_column)
+    else:
+        sets = {
+            task: read_labelled(path, text_column, column)
+            for task, (path, column) in sources.items()
+        }
+    _check_two_labels(sets, sources)  # every task's data, before any model is trained
+    if multitask:
         target = _target(out, registry, "joint")
         _train_multitask(
-            _read_task_sets(sources, text_column),
+            sets,
             [path for path, _ in sources.values()],
             text_column,
             target,
@@ -260,17 +268,18 @@ def train_command(
         )
         return
 
-    for path, column in sources.values():  # both files, before either model is written
-        read_labelled(path, text_column, column)
-    summary: dict[str, Any] = dict(mode)
-    for name, (path, column) in sources.items():
+    models = {}
+    for name, (texts, labels) in sets.items():
         config = TrainingConfig(
             text_column=text_column,
-            label_column=column,
+            label_column=sources[name][1],
             output_progress=not no_progress,
             **training,
         )
-        model = train_classifier_from_files(path, base_model=base, config=config)
+        models[name] = train_classifier(texts, labels, base_model=base, config=config)
+    summary: dict[str, Any] = dict(mode)
+    for name, model in models.items():  # both trained: neither is written without its twin
+        path = sources[name][0]
         target = _target(out, registry, name)
         evaluation = model.metrics.get("eval") or {}
         summary[name] = {
@@ -283,6 +292,27 @@ def train_command(
             "train_seconds": model.train_seconds,
         }
     emit_json(summary)
+
+
+def _check_two_labels(
+    sets: dict[str, tuple[list[str], list[str]]], sources: dict[str, tuple[str, str]]
+) -> None:
+    """DataError unless each task's labels hold two values or more; it names the task's file,
+    column and the option that chose the column (`--topic-column`, `--sentiment-column`)."""
+    from threefold.core.errors import DataError
+
+    for task, (_texts, labels) in sets.items():
+        names = sorted(set(labels))
+        if len(names) < 2:
+            path, column = sources[task]
+            found = f"all {names[0]!r}" if names else "missing"
+            raise DataError(
+                f"the {task} labels are {found} ({len(labels)} rows); a classifier needs "
+                f"examples of at least two labels. Fix: add rows of other labels, or check "
+                f"that --{task}-column names the {task} column",
+                path=path,
+                column=column,
+            )
 
 
 def _read_task_sets(

@@ -164,6 +164,9 @@ def eval_command(
     help="Registry ROOT: publish as the next current version of ROOT/recs-ranker.",
 )
 @click.option("--created-by", default=None, help="Recorded in the version (default: $USER).")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the recs model a plain --out folder holds."
+)
 @_training_options
 @clean_errors
 def build_command(
@@ -172,18 +175,21 @@ def build_command(
     out: str | None,
     registry: str | None,
     created_by: str | None,
+    overwrite: bool,
     base_model: str | None,
     training: dict[str, Any],
 ) -> None:
     """Train the ranker on an event log; serve it with THREEFOLD_RECS_MODEL_DIR=OUT (or the entry).
 
-    With --registry ROOT (or an --out that is a registry entry) the model becomes the entry's
-    new current version, with its data fingerprint, creator and validation metrics recorded;
-    a running API picks it up without a restart.
+    A plain OUT folder is written whole and swapped in at the end (an existing model there
+    needs --overwrite). With --registry ROOT (or an --out that is a registry entry) the model
+    becomes the entry's new current version, with its data fingerprint, creator and validation
+    metrics recorded; a running API picks it up without a restart.
     """
-    from threefold.apps.recs.ranker_store import MODEL_FILE
+    from threefold.apps.recs.ranker_store import MODEL_FILE, check_save_target
     from threefold.apps.recs.ranker_training import train_ranker
     from threefold.apps.recs.retrain import entry_for, publish_ranker, training_fingerprint
+    from threefold.core.errors import ConfigError
     from threefold.core.registry import ModelEntry, check_entry_holds
 
     if (out is None) == (registry is None):
@@ -192,6 +198,11 @@ def build_command(
     if registry is not None or ModelEntry.is_entry(out):
         entry = entry_for(registry, out)
         check_entry_holds(entry.path, [MODEL_FILE], "a recs ranker")
+    elif check_save_target(Path(out)) and not overwrite:
+        raise ConfigError(
+            f"--out {out} already holds a recs model; pass --overwrite to replace it (the new "
+            "one is swapped in whole when the build has finished), or choose a new folder"
+        )
     catalog, log = _load(items, events)
     settings = _settings(10, training)
     model = train_ranker(list(catalog), log, settings=settings, base_model=base_model)

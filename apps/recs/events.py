@@ -194,8 +194,12 @@ def _parse_list_id(value: Any, fail) -> str | None:
     return value
 
 
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def _parse_timestamp(value: Any, fail, now: float | None) -> float:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if _blank(value):
         return time.time() if now is None else now
     try:
         timestamp = parse_timestamp(value, name="'timestamp'")
@@ -226,13 +230,26 @@ def _parse_rating(value: Any, fail) -> float | None:
 def load_events(path: str | Path, *, known_items: Container[str] | None = None) -> list[Event]:
     """Read `user_id,item_id[,event][,timestamp][,rating]` records, sorted by time (stable).
 
-    The file is the operator's own data: a user_id the API's id rule refuses (a no-break space,
-    a bidi override, nothing visible) loads as before, with one warning for the file, as a
-    catalog file's item ids do.
+    Every record has a timestamp or none does (the file's order is then the time order); a file
+    with some blank is a DataError with their count and the first one's line. The file is the
+    operator's own data: a user_id the API's id rule refuses (a no-break space, a bidi override,
+    nothing visible) loads as before, with one warning for the file, as a catalog file's item
+    ids do.
     """
     records = read_records(
         path, required=("user_id", "item_id"), hint="(events need user_id and item_id)"
     )
+    untimed = [r.line for r in records if _blank(r.values.get("timestamp"))]
+    if 0 < len(untimed) < len(records):
+        raise DataError(
+            f"{len(untimed)} of {len(records)} events have no timestamp, so their place in "
+            "time is unknown (it is not the file's order when the others have one). Fix: give "
+            "every event a timestamp (unix seconds or ISO 8601), or none: a file without any "
+            "is read in its own order",
+            path=str(path),
+            line=untimed[0],
+            column="timestamp",
+        )
     events = [
         parse_event(
             r.values, known_items=known_items, path=str(path), line=r.line, now=0.0, strict=False

@@ -4,11 +4,15 @@ A model folder holds the fine-tuned text encoder (`encoder/`), the combiner
 (`combiner.json`), the training facts (`ranker.json`), when trained, the sequence ranker
 (`sequence/`) and the catalog vectors the build computed (`item_vectors.*`: the API reuses
 those whose item text is unchanged instead of embedding the catalog again).
+
+`save` writes the whole folder beside its target and swaps it in by rename, so a reader sees the
+old model or the new one, never a mix, and nothing of an earlier build survives.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,18 +24,62 @@ from threefold.apps.recs.candidates import DAY
 from threefold.apps.recs.catalog import Item
 from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.item_vectors import ItemVectors
-from threefold.core.errors import ModelError
+from threefold.core.errors import ConfigError, ModelError
+from threefold.core.files import move_dir_into_place, staging_dir
 
 COMBINER_FILE = "combiner.json"
 MODEL_FILE = "ranker.json"
 ENCODER_DIR = "encoder"
 SEQUENCE_DIR = "sequence"
 REQUIRED = (ENCODER_DIR, COMBINER_FILE, MODEL_FILE)  # what every model folder holds
+LOAD_ATTEMPTS = 3  # reads of a folder that saves keep replacing before `load` gives up
 
 
 def missing_files(path: Path) -> list[str]:
     """The files of `REQUIRED` that the folder `path` lacks (all of them when it is absent)."""
     return [name for name in REQUIRED if not (path / name).exists()]
+
+
+def _folder_id(path: Path) -> tuple[int, int] | None:
+    """What tells the folder at `path` from the one a `save` swaps in (None: not there)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def check_save_target(path: Path) -> bool:
+    """Whether `path` already holds a recs model (False: absent or empty); ConfigError when a
+    model cannot be saved there: a non-empty folder that is not a model (saving would delete
+    what it holds), or a place where no folder can be written (checked by making one beside it).
+    """
+    if path.is_dir() and any(path.iterdir()):
+        if missing := missing_files(path):
+            raise ConfigError(
+                f"{path} is not empty and not a recs model folder (missing {missing}); saving "
+                "a model there would replace what it holds. Fix: choose a new or empty folder"
+            )
+        holds_model = True
+    else:
+        holds_model = False
+    _staging_folder(path).rmdir()
+    return holds_model
+
+
+def _staging_folder(path: Path) -> Path:
+    """A new empty folder beside `path`, in which a model is written before it is swapped in."""
+    try:
+        return staging_dir(path)
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
+
+
+def _unwritable(path: Path, exc: OSError) -> ConfigError:
+    return ConfigError(
+        f"cannot write the recs model folder {path}: {exc.strerror or exc} ({exc.filename}). "
+        "Fix: choose a folder in a writable place, with space left"
+    )
 
 
 @dataclass
@@ -60,21 +108,46 @@ class RankerModel:
         return self.info.get("neighbours")
 
     def save(self, path: str | Path) -> None:
+        """Write the model folder `path` whole, replacing a model there (see the module doc);
+        ConfigError for a folder that holds something else or cannot be written."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.encoder.save(path / ENCODER_DIR)
-        (path / COMBINER_FILE).write_text(json.dumps(self.combiner.to_dict(), indent=2))
-        (path / MODEL_FILE).write_text(json.dumps(self.info, indent=2, default=str))
+        check_save_target(path)
+        staged = _staging_folder(path)
+        try:
+            self._write(staged)
+            move_dir_into_place(staged, path, replace=True)
+        except OSError as exc:
+            raise _unwritable(path, exc) from exc
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def _write(self, folder: Path) -> None:
+        self.encoder.save(folder / ENCODER_DIR)
+        (folder / COMBINER_FILE).write_text(json.dumps(self.combiner.to_dict(), indent=2))
+        (folder / MODEL_FILE).write_text(json.dumps(self.info, indent=2, default=str))
         if self.sequence is not None:
-            self.sequence.save(path / SEQUENCE_DIR)
+            self.sequence.save(folder / SEQUENCE_DIR)
         if self.item_vectors is not None:
-            self.item_vectors.save(path)
+            self.item_vectors.save(folder)
 
     @classmethod
     def load(cls, path: str | Path, **encoder_kwargs: Any) -> RankerModel:
+        """The model in folder `path`, read again when a `save` swapped it meanwhile."""
+        path = Path(path)
+        for _ in range(LOAD_ATTEMPTS):
+            folder = _folder_id(path)
+            model = cls._read(path, **encoder_kwargs)
+            if _folder_id(path) == folder:
+                return model
+        raise ModelError(
+            f"{path} was replaced by another save each of the {LOAD_ATTEMPTS} times it was read. "
+            "Fix: load it again once the build writing it has finished"
+        )
+
+    @classmethod
+    def _read(cls, path: Path, **encoder_kwargs: Any) -> RankerModel:
         from threefold.core.embedder import Embedder
 
-        path = Path(path)
         if missing := missing_files(path):
             raise ModelError(
                 f"{path} is not a recommendation model folder: missing {missing}. "

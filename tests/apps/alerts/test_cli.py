@@ -194,6 +194,26 @@ def test_separate_train_checks_both_files_before_writing_either_model(tmp_path):
     assert not (tmp_path / "m").exists()  # no topic model left without its sentiment twin
 
 
+@pytest.mark.parametrize("mode", ["--separate", "--multitask"])
+def test_train_checks_every_task_has_two_labels_before_training_either(tmp_path, mode):
+    """Before, --separate trained and wrote the topic model, then failed on the sentiment labels
+    with a hint naming --label-column, an option alerts train does not have."""
+    data = tmp_path / "news.csv"
+    topics = ["earnings", "legal", "macro", "mergers"] * 3
+    rows = "".join(f"{topic} news {i},{topic},positive\n" for i, topic in enumerate(topics))
+    data.write_text("headline,topic,mood\n" + rows, encoding="utf-8")
+    # fmt: off
+    args = ["train", mode, "--data", str(data), "--text-column", "headline",
+            "--sentiment-column", "mood", "--out", str(tmp_path / "m"), "--max-steps", "1",
+            "--eval-fraction", "0", "--batch-size", "8", "--max-length", "16", "--no-progress"]
+    # fmt: on
+    result = CliRunner().invoke(alerts, args)
+    assert result.exit_code == 1, result.output
+    assert f"file {data}, column mood: the sentiment labels are all 'positive'" in result.output
+    assert "check that --sentiment-column names the sentiment column" in result.output
+    assert not (tmp_path / "m").exists()  # nothing trained, nothing written
+
+
 def test_the_webhooks_commands_say_when_redis_is_missing_or_down(monkeypatch):
     from support.servers import free_port
 

@@ -206,3 +206,24 @@ def test_a_file_of_allowed_user_ids_loads_without_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="threefold.apps.recs"):
         assert len(load_events(path, known_items={"od-001"})) == 1
     assert caplog.records == []
+
+
+def test_a_file_with_some_timestamps_blank_is_refused_with_the_count_and_first_line(tmp_path):
+    """A blank timestamp once read as 1970: the newest event (i3) became the user's oldest."""
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,item_id,event,timestamp\n"
+        "u1,i1,view,2026-01-05T10:00:00Z\n"
+        "u1,i2,view,2026-01-05T11:00:00Z\n"
+        "u1,i3,purchase,\n"
+    )
+    with pytest.raises(DataError, match=r"line 4, column timestamp: 1 of 3 events") as caught:
+        load_events(path, known_items={"i1", "i2", "i3"})
+    assert "give every event a timestamp" in str(caught.value)
+
+
+def test_a_file_without_any_timestamps_keeps_its_order(tmp_path):
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id,timestamp\nu1,i3,\nu1,i1,\nu1,i2,\n")
+    events = load_events(path, known_items={"i1", "i2", "i3"})
+    assert [e.item_id for e in group_by_user(events)["u1"]] == ["i3", "i1", "i2"]
