@@ -12,7 +12,8 @@ a maximum life too, after which the browser's EventSource reconnects and resumes
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 
 from flask import Response
 
@@ -88,12 +89,26 @@ class StreamSlots:
                 if not held[0]:
                     return
                 held[0] = False
-                left = self._open.get(client, 0) - 1
-                if left > 0:
-                    self._open[client] = left
-                else:
-                    self._open.pop(client, None)
+            self._release(client)
 
         response = Response(events, mimetype="text/event-stream", headers=SSE_HEADERS)
         response.call_on_close(release)
         return response
+
+    @contextmanager
+    def hold(self, client: str) -> Iterator[None]:
+        """Hold one of `client`'s slots for the block (a long poll, which holds a server thread
+        as a stream does); a 503 ApiError (Retry-After) when none is left."""
+        self._acquire(client)
+        try:
+            yield
+        finally:
+            self._release(client)
+
+    def _release(self, client: str) -> None:
+        with self._lock:
+            left = self._open.get(client, 0) - 1
+            if left > 0:
+                self._open[client] = left
+            else:
+                self._open.pop(client, None)

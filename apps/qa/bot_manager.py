@@ -19,7 +19,8 @@ and swapped in without a restart. A version that fails to load is logged and the
 An edit (and a background rebuild's publish) holds the directory's edit lock
 (`BotStore.edit_lock`, across processes) from reading the newest version to publishing its own:
 `edit_with` decides the changes on that newest KB, so a check such as "this id is new" and the
-write that relies on it are one step, and no worker's edit is lost to another's.
+write that relies on it are one step, and no worker's edit is lost to another's. A reload or a
+rollback holds it too, so it never lands between an edit's read and its publish.
 
 `close` stops the background rebuild: it stops at its next check and publishes nothing.
 """
@@ -129,8 +130,9 @@ class BotManager:
             callback(bot)
 
     def reload(self) -> str:
-        """Load the store's current version (e.g. after an offline rebuild) and swap it in."""
-        with self._write_lock:
+        """Load the store's current version (e.g. after an offline rebuild) and swap it in
+        (under the edit lock, so never in the middle of another worker's edit)."""
+        with self._write_lock, self.store.edit_lock():
             self._stamp = self.store.pointer_stamp()
             self._swap(self.store.load(embedder=self._embedder))
             return self._current().version
@@ -271,9 +273,11 @@ class BotManager:
         """Re-activate the previously active version and swap it in; returns its version.
 
         A background rebuild and the edit it followed hold the same KB, so rolling back from
-        the rebuild goes back past that edit too: one rollback undoes one edit.
+        the rebuild goes back past that edit too: one rollback undoes one edit. Taken under the
+        edit lock: an edit under way (here or in another worker) publishes first, and the next
+        one edits the rolled-back version.
         """
-        with self._write_lock:
+        with self._write_lock, self.store.edit_lock():
             current = self.store.current_version()
             version = self.store.rollback()
             rebuilt_from = self.store.entry.info(current).get(REBUILT_FROM) if current else None

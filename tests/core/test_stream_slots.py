@@ -90,3 +90,13 @@ def test_a_worker_keeps_two_threads_for_other_requests() -> None:
     assert server_threads({}) == 8
     with pytest.raises(ValueError, match="per_client >= 1, found 4 and 0"):
         StreamSlots(4, per_client=0)
+
+
+def test_hold_takes_a_slot_for_the_block_and_frees_it() -> None:
+    slots = StreamSlots(1, per_client=1)
+    with slots.hold("a"):
+        assert slots.in_use() == 1
+        with pytest.raises(ApiError) as refused, slots.hold("b"):
+            pass
+        assert refused.value.status == 503
+    assert slots.in_use() == 0

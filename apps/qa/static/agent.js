@@ -73,11 +73,15 @@
 
   function follow() {
     // Server-sent events over fetch; reconnects after each stream ends or fails, backing off
-    // (up to 30 s) while the service stays down rather than retrying every second.
+    // (up to 30 s, and no sooner than a refusal's Retry-After) while the service stays down or
+    // busy rather than retrying every second; each failed try refreshes the queue instead.
     var reconnect = () => setTimeout(follow, reconnectMs);
     fetch("/api/agent/events", { headers: { Authorization: "Bearer " + state.token } })
       .then((response) => {
-        if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+        if (!response.ok || !response.body) {
+          var retryAfterS = parseFloat(response.headers.get("Retry-After"));
+          throw Object.assign(new Error("HTTP " + response.status), { retryAfterS: retryAfterS });
+        }
         reconnectMs = RECONNECT_MS;
         $("live-state").textContent = "Live: new conversations appear here.";
         refreshQueue();
@@ -101,9 +105,14 @@
           });
         return pump();
       })
-      .catch(() => {
-        $("live-state").textContent = "Reconnecting…";
-        reconnectMs = Math.min(reconnectMs * 2, MAX_RECONNECT_MS);
+      .catch((error) => {
+        var busy = error.retryAfterS > 0; // a 503: e.g. the server's live connections all in use
+        $("live-state").textContent = busy
+          ? "Live updates paused (the server is busy): the queue refreshes now and then."
+          : "Reconnecting…";
+        reconnectMs = Math.min(Math.max(reconnectMs * 2, busy ? error.retryAfterS * 1000 : 0), MAX_RECONNECT_MS);
+        refreshQueue(); // keep up meanwhile
+        if (state.selected) openConversation(state.selected, false);
       })
       .finally(reconnect);
   }

@@ -14,7 +14,9 @@
  * After a handoff the widget follows the conversation live (server-sent events, or long
  * polling where EventSource is missing): "connected to <name>", the agent's messages and
  * typing, the end of the conversation (the bot answers again), and when nobody claims it in
- * time, an honest notice with a form to leave a message for the team.
+ * time, an honest notice with a form to leave a message for the team. When the live connection
+ * is refused (the server's live connections all in use, a proxy's error during a deploy), the
+ * widget refreshes the conversation every few seconds instead and goes live again later.
  *
  * Each message shows its time; an answer shows the FAQ it came from and keeps the customer's
  * vote (one per answer, changeable). While the bot answers, a typing indicator shows. When the
@@ -158,6 +160,8 @@
   var AUTO_RETRIES = 3; // a 503 with Retry-After is retried this often before the Retry button
   var MAX_RETRY_WAIT_S = 30;
   var RESTORE_RETRY_S = [2, 5, 10, 30, 60]; // after a reload, while the conversation cannot load
+  var LIVE_RETRY_FIRST_S = 3; // after the live connection failed: refresh, then try it again
+  var LIVE_RETRY_MAX_S = 30; // the wait doubles up to this while it keeps failing
   var REQUEST_TIMEOUT_S = 15; // an API that has not answered by then counts as failed, not waited on
 
   /** "14:05" for a unix time in seconds (now when missing), in the reader's locale. */
@@ -276,7 +280,7 @@
         if (text) this.send(text, null);
       });
       this.input.addEventListener("input", () => this.sayTyping());
-      this.live = null; // the open EventSource or long-polling loop while a person is involved
+      this.live = null; // the open EventSource, long-polling loop or refresh timer (liveLost)
       this.agentState = null;
     }
 
@@ -551,7 +555,16 @@
         ["message", "typing", "status"].forEach((type) =>
           source.addEventListener(type, (event) => this.onLiveEvent(JSON.parse(event.data)))
         );
-        source.addEventListener("open", () => this.refreshState());
+        source.addEventListener("open", () => {
+          this.liveRetryS = 0;
+          this.refreshState();
+        });
+        // EventSource retries a dropped stream by itself, but gives up for good on an answer
+        // other than 200 (a 503 while the server's live connections are all in use, a proxy's
+        // 502 during a rolling update): then the widget keeps up by refreshing (liveLost)
+        source.addEventListener("error", () => {
+          if (source.readyState === EventSource.CLOSED) this.liveLost();
+        });
         this.live = { close: () => source.close() };
         return;
       }
@@ -562,9 +575,12 @@
         // what the last refresh saw: the server answers at once if the conversation moved on
         var seen = this.seen ? "&turns=" + this.seen.turns + "&status=" + encodeURIComponent(this.seen.status) : "";
         fetch(base + "/wait?timeout=10" + seen)
-          .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
+          .then((response) =>
+            response.ok ? response.json() : response.json().then((data) => Promise.reject(data))
+          )
           .then((data) => {
             if (stopped) return;
+            this.liveRetryS = 0;
             if (data.event) this.onLiveEvent(data.event);
             // resync from the session (agent turns are added once, by turn id), then wait
             // again; an event published between the two is caught by the next poll's seen
@@ -574,10 +590,42 @@
               else poll();
             });
           })
-          .catch(() => setTimeout(poll, 3000));
+          .catch((failed) => {
+            if (!stopped) this.liveLost(failed && failed.retry_after); // a 503's JSON says when
+          });
       };
       this.refreshState();
       poll();
+    }
+
+    /** The live connection failed (refused, the API out of reach): refresh the conversation
+     * now and every few seconds (3, doubling up to 30 while it keeps failing), and go live
+     * again at the first refresh after `retryAfterS` (the server's Retry-After, when known). */
+    liveLost(retryAfterS) {
+      this.disconnectLive();
+      var stopped = false;
+      var timer;
+      var waitS = Math.min(Math.max(Number(retryAfterS) || 0, 0), LIVE_RETRY_MAX_S);
+      var liveAt = Date.now() + waitS * 1000;
+      var next = () => {
+        this.liveRetryS = Math.min((this.liveRetryS || LIVE_RETRY_FIRST_S / 2) * 2, LIVE_RETRY_MAX_S);
+        timer = setTimeout(() => {
+          this.refreshState().then(() => {
+            if (stopped) return; // the conversation ended, or the session was forgotten
+            if (Date.now() < liveAt) return next();
+            this.live = null;
+            this.connectLive();
+          });
+        }, this.liveRetryS * 1000);
+      };
+      this.live = {
+        close: () => {
+          stopped = true;
+          clearTimeout(timer);
+        },
+      };
+      this.refreshState();
+      next();
     }
 
     disconnectLive() {

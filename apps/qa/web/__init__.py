@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from flask import Flask
 
@@ -13,6 +14,7 @@ from threefold.apps.qa.web.admin import TOKEN_KEY, admin_blueprint
 from threefold.apps.qa.web.agent import agent_blueprint
 from threefold.apps.qa.web.chat import chat_blueprint
 from threefold.apps.qa.web.customer_live import customer_live_blueprint
+from threefold.apps.qa.web.event_stream import STREAM_SLOTS, live_slots
 from threefold.apps.qa.web.handoff_errors import install_handoff_errors
 from threefold.apps.qa.web.openapi import DOCUMENT
 from threefold.apps.qa.web.pages import STATIC_DIR, pages_blueprint
@@ -58,6 +60,8 @@ def create_app(settings: QAConfig | None = None, resources: Resources | None = N
         redis_prefix=settings.redis_prefix,
     )
     app.extensions[EXTENSION_KEY] = resources
+    # Live updates hold a thread each: some of gunicorn's threads are always left to the rest.
+    app.extensions[STREAM_SLOTS] = live_slots(os.environ)
     app.register_blueprint(chat_blueprint)
     app.register_blueprint(admin_blueprint)
     app.register_blueprint(pages_blueprint)

@@ -140,5 +140,6 @@ def typing(session_id: str) -> ResponseReturnValue:
 @agent_blueprint.get(f"{api}/events")
 @agent_required
 def events() -> ResponseReturnValue:
-    """Server-sent events of the queue: conversation changes and customer typing."""
-    return sse_response(_resources().desk.bus, [QUEUE_CHANNEL])
+    """Server-sent events of the queue: conversation changes and customer typing (503
+    `streams_full` + Retry-After when the worker or this agent has no live slot left)."""
+    return sse_response(_resources().desk.bus, [QUEUE_CHANNEL], client=f"agent:{g.agent}")

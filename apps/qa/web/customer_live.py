@@ -11,8 +11,8 @@ from threefold.apps.qa.handoff_events import session_channel
 from threefold.apps.qa.handoff_queue import UnknownConversation
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
-from threefold.apps.qa.web.event_stream import first_event, sse_response
-from threefold.core.web import ApiError, read_json_body, require_fields
+from threefold.apps.qa.web.event_stream import first_event, live_slot, sse_response
+from threefold.core.web import ApiError, client_key, read_json_body, require_fields
 
 customer_live_blueprint = Blueprint("qa_customer_live", __name__, url_prefix="/api/sessions")
 MAX_WAIT_S = 25.0
@@ -34,9 +34,10 @@ def _known_session(session_id: str) -> str:
 
 @customer_live_blueprint.get("/<session_id>/events")
 def events(session_id: str) -> ResponseReturnValue:
-    """Server-sent events for this conversation: agent messages, typing, claimed/closed."""
+    """Server-sent events for this conversation: agent messages, typing, claimed/closed (503
+    `streams_full` + Retry-After when the worker or this address has no live slot left)."""
     channel = session_channel(_known_session(session_id))
-    return sse_response(_resources().desk.bus, [channel])
+    return sse_response(_resources().desk.bus, [channel], client=client_key())
 
 
 @customer_live_blueprint.get("/<session_id>/wait")
@@ -47,7 +48,8 @@ def wait(session_id: str) -> ResponseReturnValue:
     `?turns=N&status=S` say what the client last saw (the number of turns and the handoff
     status, empty for none): when the conversation has moved on since, for instance an agent
     replied between that GET and this poll, the answer is `{"event": null, "changed": true}`
-    at once, instead of the reply waiting for the next poll.
+    at once, instead of the reply waiting for the next poll. A poll holds one of the live
+    slots the event streams hold (503 `streams_full` + Retry-After when none is left).
     """
     resources = _resources()
     channel = session_channel(_known_session(session_id))
@@ -79,7 +81,8 @@ def wait(session_id: str) -> ResponseReturnValue:
             seen_status is not None and seen_status != status
         )
 
-    event = first_event(resources.desk.bus, [channel], seconds=timeout, stale=changed)
+    with live_slot(client_key()):
+        event = first_event(resources.desk.bus, [channel], seconds=timeout, stale=changed)
     if event is None and changed():
         return jsonify({"event": None, "changed": True})
     return jsonify({"event": event})

@@ -99,17 +99,19 @@ DOCUMENT = openapi_document(
         },
         "/api/sessions/{session_id}/events": {
             "get": operation(
-                "Server-sent events of this conversation",
+                "Server-sent events of this conversation (503 streams_full + Retry-After when "
+                "the server's live connections are all in use)",
                 tag="live",
                 params=[SESSION],
                 media_type="text/event-stream",
                 response={"type": "string"},
-                errors=(404,),
+                errors=(404, 503),
             )
         },
         "/api/sessions/{session_id}/wait": {
             "get": operation(
-                "Long poll: the first event, or null after `timeout` seconds",
+                "Long poll: the first event, or null after `timeout` seconds (503 streams_full "
+                "+ Retry-After when the server's live connections are all in use)",
                 tag="live",
                 params=[
                     SESSION,
@@ -130,7 +132,7 @@ DOCUMENT = openapi_document(
                     ),
                 ],
                 response=OBJECT,
-                errors=(400, 404),
+                errors=(400, 404, 503),
             )
         },
         "/api/sessions/{session_id}/typing": {
@@ -262,7 +264,8 @@ DOCUMENT = openapi_document(
         },
         "/api/agent/events": {
             "get": _agent(
-                "Server-sent events of the queue",
+                "Server-sent events of the queue (503 streams_full + Retry-After also when the "
+                "server's live connections are all in use)",
                 media_type="text/event-stream",
                 response={"type": "string"},
             )

@@ -125,6 +125,25 @@ def _record(action: str, items: int, **details: Any) -> None:
         metrics.observe_review(action, items)
 
 
+class _NothingToAdd(Exception):
+    """The FAQ has every question already: no edit to publish."""
+
+
+def _paraphrased_faq(kb: KnowledgeBase, faq_id: str) -> str:
+    """The stored id of the FAQ to add paraphrases to (also by another, NFC-equivalent
+    spelling); 404 when there is none."""
+    stored = kb.resolve_id(faq_id)
+    if stored is None:
+        raise ApiError(
+            404,
+            f"no FAQ with id {faq_id[:40]!r} to add paraphrases to. Pick an id from 'faqs' "
+            "of GET /api/review, or create a new FAQ with POST /api/review/new-faq",
+            code="unknown_faq",
+            field="faq_id",
+        )
+    return stored
+
+
 @review_blueprint.get("/review")
 def review_page() -> ResponseReturnValue:
     """The review page (it signs in with the admin token, kept in the tab's sessionStorage)."""
@@ -162,26 +181,25 @@ def add_paraphrases() -> ResponseReturnValue:
             f"{faq_id!r:.40}. Pick an id from 'faqs' of GET /api/review",
             field="faq_id",
         )
-    manager = _resources().manager
-    kb = manager.bot.kb
-    stored = kb.resolve_id(faq_id)  # exactly, else by another spelling (NFC-equivalent)
-    if stored is None:
-        raise ApiError(
-            404,
-            f"no FAQ with id {faq_id[:40]!r} to add paraphrases to. Pick an id from 'faqs' "
-            "of GET /api/review, or create a new FAQ with POST /api/review/new-faq",
-            code="unknown_faq",
-            field="faq_id",
-        )
-    faq_id = stored
     questions = _questions(body, items)
-    _refuse_duplicates(kb, questions, faq_id)
-    before = kb[faq_id]
-    entry = with_paraphrases(kb, faq_id, questions)
-    added = list(entry.questions[len(before.questions) :])
-    version = manager.bot.version
-    if added:
-        version, _ = manager.edit(upserts=[entry], by=f"{ADMIN} (review)", recalibrate=True)
+    stored: list[str] = []  # the FAQ's id as stored (exactly, else an NFC-equivalent spelling)
+    added: list[str] = []
+
+    def plan(kb: KnowledgeBase) -> tuple[list[FaqEntry], list[str]]:
+        stored.append(_paraphrased_faq(kb, faq_id))
+        _refuse_duplicates(kb, questions, stored[0])
+        entry = with_paraphrases(kb, stored[0], questions)
+        added.extend(entry.questions[len(kb[stored[0]].questions) :])
+        if not added:
+            raise _NothingToAdd
+        return [entry], []
+
+    manager = _resources().manager  # checked and written on the newest KB, under the edit lock
+    try:
+        version, _ = manager.edit_with(plan, by=f"{ADMIN} (review)", recalibrate=True)
+    except _NothingToAdd:
+        version = manager.bot.version
+    faq_id = stored[0]
     _queue().mark_reviewed(items, action="paraphrase", who=ADMIN, faq_id=faq_id, version=version)
     _record("paraphrase", len(items), faq_id=faq_id, version=version)
     return jsonify({"version": version, "faq_id": faq_id, "added": added, "reviewed": len(items)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from support.qa_widget import TITLE, ask, open_widget
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 TOKENS = "Alice:tok-alice-1,Bob:tok-bob-2"
+ALICE = {"Authorization": "Bearer tok-alice-1"}
 PHONE = {"width": 390, "height": 844}
 
 
@@ -366,6 +368,90 @@ def test_a_slow_reply_is_sent_once_and_a_dead_stream_backs_off(
     assert reply.input_value() == ""
     assert agent_page.get_by_role("button", name="Send", exact=True).is_enabled()
     assert not [p for p in problems if "favicon" in p], problems
+
+
+def streams_full(retry_after_s: int):
+    """A route handler answering as a server whose live connections are all in use; the
+    refused requests' URLs are listed in its `refused`."""
+    body = {"error": "streams_full", "message": "busy", "retry_after": retry_after_s}
+
+    def refuse(route) -> None:
+        refuse.refused.append(route.request.url)
+        route.fulfill(
+            status=503,
+            headers={"Retry-After": str(retry_after_s)},
+            content_type="application/json",
+            body=json.dumps(body),
+        )
+
+    refuse.refused = []
+    return refuse
+
+
+def agent_replies(page, base: str, session_id: str, text: str) -> None:
+    """Alice claims the conversation (once) and replies, through the API."""
+    path = f"{base}/api/agent/conversations/{session_id}"
+    page.request.post(f"{path}/claim", headers=ALICE)
+    sent = page.request.post(f"{path}/messages", headers=ALICE, data={"text": text})
+    assert sent.status == 201, sent.text()
+
+
+def waiting_session(page, base: str):
+    """A customer on `page` asked for a person: (their widget, the session id)."""
+    dialog = open_widget(page, base)
+    ask(dialog, "Can I talk to a real person please?")
+    dialog.get_by_text("We're finding a member of our team").wait_for()
+    session_id = page.evaluate(
+        "() => Object.entries(localStorage).find(([k]) => k.startsWith('threefold-chat'))[1]"
+    )
+    return dialog, session_id
+
+
+def test_a_refused_live_stream_still_brings_the_agents_reply(make_app, live_server, page) -> None:
+    """EventSource gives up on a 503 (streams full, a proxy during a deploy): the widget
+    refreshes the conversation instead, and goes live again once the server lets it."""
+    base = live_server(make_app(agent_tokens=TOKENS))
+    refuse = streams_full(30)
+    page.route("**/api/sessions/*/events", refuse)
+    dialog, session_id = waiting_session(page, base)
+    assert refuse.refused, "the widget never tried to go live"
+    agent_replies(page, base, session_id, "Hello, Alice here.")
+    dialog.get_by_text("You are connected to Alice.").wait_for(timeout=20000)
+    dialog.locator(".msg.agent", has_text="Hello, Alice here.").wait_for(timeout=20000)
+
+    with page.expect_response(
+        lambda r: "/events" in r.url and r.status == 200, timeout=60000
+    ):  # tried again later, now with room: live again
+        page.unroute("**/api/sessions/*/events")
+    agent_replies(page, base, session_id, "Still with you.")
+    dialog.locator(".msg.agent", has_text="Still with you.").wait_for(timeout=10000)
+
+
+def test_a_refused_long_poll_backs_off_and_still_brings_the_reply(
+    make_app, live_server, page
+) -> None:
+    base = live_server(make_app(agent_tokens=TOKENS))
+    page.add_init_script("delete window.EventSource")  # the long-polling path
+    refuse = streams_full(30)
+    page.route("**/api/sessions/*/wait*", refuse)
+    dialog, session_id = waiting_session(page, base)
+    agent_replies(page, base, session_id, "Hello, Alice here.")
+    # refreshed within seconds, though the server asked to wait 30 s before polling again
+    dialog.locator(".msg.agent", has_text="Hello, Alice here.").wait_for(timeout=20000)
+    assert refuse.refused, "the widget never polled"
+
+
+def test_a_console_refused_its_live_stream_says_so_and_still_shows_new_customers(
+    make_app, live_server, page, agent_page
+) -> None:
+    base = live_server(make_app(agent_tokens=TOKENS))
+    agent_page.route("**/api/agent/events", streams_full(2))
+    agent_page.goto(f"{base}/agent")
+    agent_page.get_by_label("Agent token").fill("tok-alice-1")
+    agent_page.get_by_label("Agent token").press("Enter")
+    agent_page.get_by_text("Live updates paused (the server is busy)").wait_for()
+    _, session_id = waiting_session(page, base)
+    agent_page.locator(f"#waiting button[data-session-id='{session_id}']").wait_for(timeout=40000)
 
 
 AT_BOTTOM = "log => log.scrollHeight - log.scrollTop - log.clientHeight < 8"

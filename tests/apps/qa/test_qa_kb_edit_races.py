@@ -12,6 +12,8 @@ from threefold.apps.qa.resources import EXTENSION_KEY
 
 pytestmark = pytest.mark.integration
 RACERS = 4
+DECLINED = "my box got eaten by the dog, what now"  # the store bot declines it
+PARAPHRASES = [f"The parcel number {n} arrived broken, what now?" for n in range(RACERS)]
 
 
 def race(calls: list[Callable[[], object]]) -> list[object]:
@@ -66,3 +68,44 @@ def test_creates_on_two_workers_at_once_keep_both_faqs(make_app, admin_headers) 
     for app in apps:
         listed = app.test_client().get("/api/kb", headers=admin_headers).get_json()
         assert {f"new_{n}" for n in range(RACERS)} <= {e["id"] for e in listed["entries"]}
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one worker", "two workers"])
+def test_paraphrases_added_to_one_faq_at_once_are_all_kept(
+    make_app, admin_headers, workers: int
+) -> None:
+    """Each review paraphrase extends the newest version of the FAQ, not the one it served."""
+    apps = [make_app(follow_pointer_s=0) for _ in range(workers)]
+    client = apps[0].test_client()
+    assert client.post("/api/chat", json={"message": DECLINED}).status_code == 200
+    listing = client.get("/api/review", headers=admin_headers).get_json()
+    items = next(g for g in listing["groups"] if DECLINED in g["questions"])["item_ids"]
+
+    def paraphrase(n: int) -> Callable[[], object]:
+        body = {"items": items, "faq_id": "damaged_item", "questions": [PARAPHRASES[n]]}
+        racer = apps[n % workers].test_client()
+        return lambda: racer.post("/api/review/paraphrase", json=body, headers=admin_headers)
+
+    responses = race([paraphrase(n) for n in range(RACERS)])
+    assert [r.status_code for r in responses] == [200] * RACERS, [r.get_json() for r in responses]
+    assert [r.get_json()["added"] for r in responses] == [[q] for q in PARAPHRASES]
+    for app in apps:
+        entry = app.test_client().get("/api/kb/damaged_item", headers=admin_headers).get_json()
+        assert set(PARAPHRASES) <= set(entry["questions"]), entry["questions"]
+
+
+@pytest.mark.parametrize("swap", ["rollback", "reload"])
+def test_a_rollback_or_reload_waits_for_an_edit_under_way(make_app, admin_headers, swap) -> None:
+    """Rollback and reload take the edit lock: an edit reading the newest version and
+    publishing its own is one step they cannot land in the middle of."""
+    app = make_app(follow_pointer_s=0)
+    body = {"id": "pickup_hours", "question": "When can I pick up?", "answer": "From 9."}
+    assert app.test_client().post("/api/kb", json=body, headers=admin_headers).status_code == 201
+    manager = app.extensions[EXTENSION_KEY].manager  # two versions: one to roll back to
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (getattr(manager, swap)(), done.set()))
+    with manager.store.edit_lock():  # as an edit in another worker holds it
+        thread.start()
+        assert not done.wait(timeout=1.0), f"{swap} ran inside another's edit"
+    thread.join(timeout=60)
+    assert done.is_set()
