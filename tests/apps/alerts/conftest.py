@@ -255,6 +255,32 @@ def redis_store(redis_settings, redis_prefix):
     return open_state_store(AlertsConfig(redis_prefix=redis_prefix), redis_settings)
 
 
+# -- the dashboard on the embedded Redis (a module may override `config` or `resources`) --------
+
+
+@pytest.fixture
+def config(redis_prefix):
+    """The dashboard's AlertsConfig under this test's own key prefix, windows without grace."""
+    from threefold.apps.alerts.config import AlertsConfig
+
+    return AlertsConfig(redis_prefix=redis_prefix, grace_s=0)
+
+
+@pytest.fixture
+def resources(config, redis_settings):
+    from threefold.apps.alerts.resources import open_resources
+
+    return open_resources(config, redis_settings)
+
+
+@pytest.fixture
+def client(config, resources):
+    """A Flask test client of the dashboard."""
+    from threefold.apps.alerts.web import create_app
+
+    return create_app(config, resources).test_client()
+
+
 # -- a real webhook receiver (a local http.server thread) ---------------------------------------
 
 import json  # noqa: E402

@@ -39,11 +39,6 @@ def resources(config, redis_settings):
     return resources
 
 
-@pytest.fixture
-def client(config, resources):
-    return create_app(config, resources).test_client()
-
-
 def test_recent_headlines_show_predictions_and_model_versions(client) -> None:
     response = client.get("/api/headlines?limit=5")
     assert response.status_code == 200

@@ -32,21 +32,6 @@ def store(redis_store) -> RedisStateStore:
     return redis_store
 
 
-@pytest.fixture
-def config(redis_prefix) -> AlertsConfig:
-    return AlertsConfig(redis_prefix=redis_prefix, grace_s=0)
-
-
-@pytest.fixture
-def resources(config, redis_settings) -> Resources:
-    return open_resources(config, redis_settings)
-
-
-@pytest.fixture
-def client(config, resources):
-    return create_app(config, resources).test_client()
-
-
 def feed_surge(config: AlertsConfig, store: RedisStateStore) -> list[dict]:
     """Run the calm-then-surge stream through the pipeline; publish (acknowledge) its alerts."""
     pipeline = AlertPipeline.from_config(config, store)

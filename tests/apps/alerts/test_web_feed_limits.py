@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 from support.servers import free_port, wait_until_serving
 
-from threefold.apps.alerts.config import AlertsConfig
-from threefold.apps.alerts.resources import Resources, open_resources
+from threefold.apps.alerts.resources import Resources
 from threefold.apps.alerts.state.redis_store import RedisStateStore
 from threefold.apps.alerts.web import create_app
 from threefold.streaming.connections import redis_client
@@ -29,21 +28,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 FEED_API = importlib.import_module("threefold.apps.alerts.web.api")  # `web.api` is the blueprint
-
-
-@pytest.fixture
-def config(redis_prefix) -> AlertsConfig:
-    return AlertsConfig(redis_prefix=redis_prefix, grace_s=0)
-
-
-@pytest.fixture
-def resources(config, redis_settings) -> Resources:
-    return open_resources(config, redis_settings)
-
-
-@pytest.fixture
-def client(config, resources):
-    return create_app(config, resources).test_client()
 
 
 @pytest.fixture
