@@ -16,6 +16,8 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from threefold.core.redis_errors import redis_unavailable
+
 logger = logging.getLogger(__name__)
 MAX_LOCAL_CLIENTS = 100_000
 
@@ -107,6 +109,13 @@ class SharedRateLimiter:
                 return float(wait)
             except (RedisError, OSError) as exc:
                 self._down_until = time.monotonic() + self.retry_s
+                if not isinstance(exc, OSError) and not redis_unavailable(exc):
+                    logger.exception(
+                        "the rate-limit script failed (a bug, not an outage); per-process "
+                        "limits for %.0fs",
+                        self.retry_s,
+                    )
+                    return self.local.acquire(client)
                 logger.warning(
                     "redis unavailable for rate limits (%s: %s); per-process limits for %.0fs",
                     type(exc).__name__,

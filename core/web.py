@@ -23,6 +23,7 @@ from threefold.core.rate_limit import (
     TokenBucketLimiter,
     retry_after_seconds,
 )
+from threefold.core.redis_errors import redis_unavailable
 from threefold.core.untrusted_json import MAX_JSON_DEPTH, UntrustedJsonError, loads_untrusted
 
 ERROR_CODES = {
@@ -359,6 +360,8 @@ def setup_web_app(
 
     @app.errorhandler(RedisError)
     def _redis_error(error: RedisError) -> Response:
+        if not redis_unavailable(error):  # a bug (wrong type, a script's error): a 500
+            return _unexpected(error)
         http_log.warning(
             "redis failed on %s %s: %s", request.method, request.path, _redis_reason(error)
         )
@@ -368,7 +371,7 @@ def setup_web_app(
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> Response:
-        http_log.exception("unhandled error on %s %s", request.method, request.path)
+        http_log.exception("unhandled error on %s %s", request.method, request.path, exc_info=error)
         return ApiError(500, "internal error; the server log has the details").to_response()
 
     metrics = Blueprint(f"{name}_metrics", __name__)
@@ -392,10 +395,10 @@ def _protect(response: Response) -> None:
 
 
 def _redis_reason(error: RedisError) -> str:
-    """What went wrong with Redis, in a few words: unreachable, or what it refused and why."""
+    """What went wrong with Redis, in a few words: unreachable, or what it refused and why
+    (Redis's own reply, never the script's text around it)."""
     if isinstance(error, ResponseError):
         detail = str(error).splitlines()[0] if str(error) else ""
-        # A script's error quotes the script position before Redis's own "-OOM ..." reply.
         detail = detail.rsplit(": -", 1)[-1][:200].rstrip(".")
         return f"refused the request ({type(error).__name__}: {detail})"
     return f"unreachable ({type(error).__name__})"

@@ -8,6 +8,7 @@ import logging
 import pytest
 from flask import Flask, g, jsonify
 from prometheus_client import CollectorRegistry
+from redis import exceptions as redis_errors
 
 from threefold.core.named_tokens import NamedTokens
 from threefold.core.web import (
@@ -268,3 +269,49 @@ def test_what_a_token_unlocked_is_not_cached(client) -> None:
     unlocked = client.get("/api/admin", headers={"Authorization": "Bearer s3cret"})
     assert unlocked.status_code == 200 and unlocked.headers["Cache-Control"] == "no-store"
     assert "Cache-Control" not in client.get("/api/echo").headers
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (redis_errors.ConnectionError("Connection refused"), 503),
+        (redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"), 503),
+        (redis_errors.ReadOnlyError("You can't write against a read only replica."), 503),
+        (
+            redis_errors.ResponseError(
+                "Error running script (call to f_1): @user_script:12: @user_script: 12: "
+                "-OOM command not allowed when used memory > 'maxmemory'."
+            ),
+            503,
+        ),
+        (redis_errors.ResponseError("WRONGTYPE Operation against a key holding the wrong"), 500),
+        (
+            redis_errors.ResponseError(
+                "Error running script: @user_script:3: attempt to compare nil"
+            ),
+            500,
+        ),
+        (redis_errors.DataError("Invalid input of type: 'NoneType'"), 500),
+    ],
+    ids=["unreachable", "oom", "read-only", "oom-in-a-script", "wrongtype", "lua-bug", "data"],
+)
+def test_redis_down_is_a_503_and_a_redis_bug_a_500(error, status: int, caplog) -> None:
+    app = make_app()
+
+    @app.get("/api/redis")
+    def fails():
+        raise error
+
+    with caplog.at_level(logging.WARNING):
+        response = app.test_client().get("/api/redis")
+    assert response.status_code == status
+    body = response.get_json()
+    if status == 503:
+        assert body["error"] == "redis_unavailable" and response.headers["Retry-After"]
+        assert "user_script" not in body["message"]
+    else:
+        assert body == {
+            "error": "internal_error",
+            "message": "internal error; the server log has the details",
+        }
+        assert "Traceback" in caplog.text
