@@ -39,6 +39,7 @@ from threefold.apps.qa.knowledge_base import FaqEntry, KnowledgeBase
 from threefold.apps.qa.micro_batch import MicroBatchEncoder
 from threefold.apps.qa.store import BotStore
 from threefold.core.encoder import TextEncoder
+from threefold.core.errors import ModelError
 
 logger = logging.getLogger(__name__)
 CHECK_EVERY_S = 1.0
@@ -46,6 +47,11 @@ RECALIBRATED_BY = "qa recalibration after kb edit"
 REBUILT_FROM = "rebuilt_from"  # a background rebuild's metadata: the version it rebuilt
 CLOSE_WAIT_S = 10.0  # how long `close` waits for the background rebuild's thread to end
 KbEdit = tuple[Iterable[FaqEntry], Iterable[str]]  # (upserts, deletes)
+
+
+class StaleBot(ModelError):
+    """The bot directory's current version could not be loaded here, so an edit now would be
+    built on an older one and discard it."""
 
 
 class BotManager:
@@ -132,7 +138,7 @@ class BotManager:
     def reload(self) -> str:
         """Load the store's current version (e.g. after an offline rebuild) and swap it in
         (under the edit lock, so never in the middle of another worker's edit)."""
-        with self._write_lock, self.store.edit_lock():
+        with self._write_lock, self.store.edit_lock(for_reading=True):
             self._stamp = self.store.pointer_stamp()
             self._swap(self.store.load(embedder=self._embedder))
             return self._current().version
@@ -173,6 +179,7 @@ class BotManager:
         """
         with self._write_lock, self.store.edit_lock():
             self._catch_up()  # another worker's edit is the base, not lost
+            self._refuse_a_stale_base()
             upserts, deletes = plan(self._current().kb)
             new_bot, stats = apply_edits(self._current(), upserts, deletes)
             self.store.publish(new_bot, created_by=f"kb edit by {by}")
@@ -181,6 +188,16 @@ class BotManager:
         if (new_bot.intent is not None or recalibrate) and self.retrain_in_background:
             self._schedule_retrain()
         return new_bot.version, stats
+
+    def _refuse_a_stale_base(self) -> None:
+        """StaleBot when the pointer names a version `_catch_up` could not load."""
+        current, serving = self.store.current_version(), self._current().version
+        if current is not None and current != serving:
+            raise StaleBot(
+                f"the bot's current version {current} could not be loaded here (the log says "
+                f"why), so an edit now would be built on {serving} and discard {current}. "
+                "Fix: repair that version or roll back to one that loads, then edit again"
+            )
 
     def wait_for_retrain(self, timeout: float | None = None) -> bool:
         """Block until no background retrain is pending or running; False on timeout."""
@@ -245,6 +262,14 @@ class BotManager:
                     logger.info(  # the edit that changed it schedules the next rebuild
                         "bot changed during the retrain (an edit here or in another process); "
                         "not published, the newer bot is rebuilt"
+                    )
+                    continue
+                if self.store.current_version() not in (None, base.version):
+                    logger.warning(  # the pointer names a version that did not load here
+                        "the bot's current version %s could not be loaded here; the retrain "
+                        "of %s is not published over it",
+                        self.store.current_version(),
+                        base.version,
                     )
                     continue
                 rebuilt.info.parent = base.version

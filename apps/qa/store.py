@@ -118,12 +118,26 @@ class BotStore:
         return write
 
     @contextlib.contextmanager
-    def edit_lock(self) -> Iterator[None]:
+    def edit_lock(self, *, for_reading: bool = False) -> Iterator[None]:
         """Hold the directory's edit lock: an exclusive flock on `DIR/.edit.lock`, so that of
         the threads and processes editing one bot, one at a time reads the current version,
-        checks and publishes. Publishing takes the registry's own lock inside it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / EDIT_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        checks and publishes. Publishing takes the registry's own lock inside it.
+
+        `for_reading` (a reload, which only reads): in a directory that cannot be written (a
+        bot baked into a read-only image) the lock file is opened read-only (flock works on
+        it), or, when there is none, the read goes on without the lock: nobody can edit
+        there."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / EDIT_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            if not for_reading:
+                raise
+            try:
+                fd = os.open(self.root / EDIT_LOCK_FILE, os.O_RDONLY)
+            except OSError:
+                yield
+                return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from threefold.apps.qa.bot_manager import StaleBot
 from threefold.apps.qa.knowledge_base import (
     FaqEntry,
     InvalidEntry,
@@ -27,6 +28,14 @@ from threefold.core.web import ApiError, bearer_token_required, read_json_body
 
 TOKEN_KEY = "THREEFOLD_QA_ADMIN_TOKEN"
 admin_blueprint = Blueprint("qa_admin", __name__, url_prefix="/api")
+
+
+@admin_blueprint.errorhandler(StaleBot)
+def stale_bot_error(error: StaleBot) -> ResponseReturnValue:
+    """An edit refused because the current version could not be loaded here: a 409."""
+    return ApiError(409, str(error), code="stale_bot").to_response()
+
+
 MAX_ADMIN_BODY = 1_000_000
 # /api/kb/<these> are other endpoints, with the methods they take
 RESERVED_IDS = {"reload": ("POST",), "rollback": ("POST",), "versions": ("GET",)}

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, send_from_directory
 from flask.typing import ResponseReturnValue
 
+from threefold.apps.qa.bot_manager import StaleBot
 from threefold.apps.qa.knowledge_base import (
     MAX_QUESTION_CHARS,
     FaqEntry,
@@ -33,6 +34,7 @@ from threefold.apps.qa.web.admin import (
     admin_audit,
     entry_from_body,
     require_shared_records,
+    stale_bot_error,
 )
 from threefold.apps.qa.web.pages import STATIC_DIR
 from threefold.core.audit import ADMIN
@@ -40,6 +42,7 @@ from threefold.core.errors import DataError
 from threefold.core.web import ApiError, bearer_token_required, read_json_body
 
 review_blueprint = Blueprint("qa_review", __name__)
+review_blueprint.register_error_handler(StaleBot, stale_bot_error)
 api = "/api/review"
 MAX_LIMIT = 1000
 

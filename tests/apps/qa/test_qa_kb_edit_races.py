@@ -109,3 +109,46 @@ def test_a_rollback_or_reload_waits_for_an_edit_under_way(make_app, admin_header
         assert not done.wait(timeout=1.0), f"{swap} ran inside another's edit"
     thread.join(timeout=60)
     assert done.is_set()
+
+
+def test_a_bot_in_a_folder_nobody_may_write_still_serves(
+    make_app, store_intent_bot, publish_copy, tmp_path, monkeypatch
+) -> None:
+    """A bot baked into a read-only image: the start's reload takes the edit lock read-only
+    (or goes without it), instead of failing to create DIR/.edit.lock. (As root, file modes
+    cannot refuse a write, so the refusal is simulated at os.open.)"""
+    import os
+
+    from threefold.apps.qa.store import EDIT_LOCK_FILE
+
+    root = tmp_path / "read-only-bot"
+    publish_copy(store_intent_bot, root)
+    real_open = os.open
+
+    def read_only_open(path, flags, *args):
+        if str(path).endswith(EDIT_LOCK_FILE) and flags & (os.O_RDWR | os.O_WRONLY | os.O_CREAT):
+            raise OSError(30, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only_open)
+    client = make_app(bot_dir=str(root)).test_client()
+    answered = client.post("/api/chat", json={"message": "how long does shipping take?"})
+    assert answered.status_code == 200 and answered.get_json()["outcome"] == "answer"
+
+
+def test_an_edit_on_a_version_that_cannot_be_loaded_is_refused_not_built_on_the_old(
+    make_app, admin_headers
+) -> None:
+    """Worker B cannot load the version worker A published (damaged on disk): B's edit would
+    be built on the older version and discard A's. It is a 409 that says so instead."""
+    first, second = make_app(follow_pointer_s=0), make_app(follow_pointer_s=0)
+    body = {"id": "new_a", "question": "Question from worker A?", "answer": "Answer A."}
+    assert first.test_client().post("/api/kb", json=body, headers=admin_headers).status_code == 201
+    store = first.extensions[EXTENSION_KEY].manager.store
+    published = store.current_version()
+    (store.version_dir(published) / "kb.json").unlink()  # damaged: it no longer loads
+    body = {"id": "new_b", "question": "Question from worker B?", "answer": "Answer B."}
+    refused = second.test_client().post("/api/kb", json=body, headers=admin_headers)
+    assert refused.status_code == 409, refused.get_json()
+    assert refused.get_json()["error"] == "stale_bot" and published in refused.get_json()["message"]
+    assert store.current_version() == published  # nothing published over it
