@@ -11,6 +11,7 @@ a maximum life too, after which the browser's EventSource reconnects and resumes
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from flask import Response
 
 from threefold.core.web import ApiError
 
+logger = logging.getLogger(__name__)
 RESERVED_THREADS = 2  # per worker, always left to the other requests
 DEFAULT_THREADS = 8  # gunicorn's GUNICORN_THREADS default (deploy/gunicorn.conf.py)
 FULL_RETRY_AFTER_S = 30
@@ -26,8 +28,17 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def worker_stream_slots(threads: int = DEFAULT_THREADS, reserved: int = RESERVED_THREADS) -> int:
-    """Streams one worker may serve at once: its threads less `reserved` (0: no streams)."""
-    return max(0, threads - reserved)
+    """Streams one worker may serve at once: its threads less `reserved`, but one while it has
+    two threads or more (a stream, and a thread for everything else); 0 with one thread, said
+    in a warning (live updates are off: pages refresh instead)."""
+    slots = max(threads - reserved, 1 if threads > 1 else 0)
+    if slots == 0:
+        logger.warning(
+            "GUNICORN_THREADS=%d leaves no thread for live streams: live updates are off and "
+            "pages refresh instead. Fix: GUNICORN_THREADS=4 or more",
+            threads,
+        )
+    return slots
 
 
 def server_threads(environ: Mapping[str, str]) -> int:

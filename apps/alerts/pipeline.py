@@ -42,6 +42,7 @@ from threefold.apps.alerts.surge import (
 from threefold.apps.alerts.windows import Entry, WindowCounts, WindowSpec, keys_for, model_tag
 
 logger = logging.getLogger(__name__)
+AHEAD_LOG_EVERY_S = 60.0  # at most one ahead-of-clock warning a minute, with the count
 CLOSE_RETRIES = 5
 NO_EVENT_TIME = 0.0  # a registered partition without messages yet
 
@@ -81,6 +82,8 @@ class AlertPipeline:
         self.cooldown_s = cooldown_s
         self.max_examples = max_examples
         self.clock = clock
+        self._ahead_unlogged = 0  # messages ahead of the clock since the last warning
+        self._ahead_logged_at: float | None = None
 
     @classmethod
     def from_config(cls, config: AlertsConfig, store: StateStore) -> AlertPipeline:
@@ -156,29 +159,35 @@ class AlertPipeline:
     def _report_ahead_of_clock(
         self, scored: Sequence[ScoredItem], now: float, result: PipelineResult
     ) -> None:
-        """Count and log messages stamped more than the grace after the wall clock: a feed
-        whose clock (or time zone) is wrong. They are counted in their windows, which close
-        when the clock gets there."""
+        """Count messages stamped more than the grace after the wall clock (a feed whose
+        clock or time zone is wrong, or this host's clock behind) and log them, at most once
+        a minute with the count since the last line. They are counted in their windows, which
+        close when the clock gets there."""
         ahead = [s.item.event_time - now for s in scored]
         ahead = [seconds for seconds in ahead if seconds > self.spec.grace_s]
         if not ahead:
             return
         result.ahead_of_clock = len(ahead)
+        self._ahead_unlogged += len(ahead)
+        if self._ahead_logged_at is not None and now - self._ahead_logged_at < AHEAD_LOG_EVERY_S:
+            return
         logger.warning(
-            "%d message(s) stamped ahead of the clock, up to %.0f s (more than the grace, "
-            "%d s): check the feed's clock and time zone (naive times are read as UTC)",
-            len(ahead),
+            "%d message(s) stamped ahead of the clock since the last such line, now up to "
+            "%.0f s (more than the grace, %d s): check the feed's clock and time zone (naive "
+            "times are read as UTC), and that this host's clock is synchronised (NTP)",
+            self._ahead_unlogged,
             max(ahead),
             self.spec.grace_s,
             extra={
                 "fields": {
                     "event": "event_time_ahead_of_clock",
-                    "messages": len(ahead),
+                    "messages": self._ahead_unlogged,
                     "most_ahead_s": round(max(ahead), 3),
                     "grace_s": self.spec.grace_s,
                 }
             },
         )
+        self._ahead_unlogged, self._ahead_logged_at = 0, now
 
     def _aggregate(self, scored: Sequence[ScoredItem], result: PipelineResult) -> list:
         entries: list[Entry] = []

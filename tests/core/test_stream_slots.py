@@ -85,7 +85,8 @@ def test_no_slots_means_every_stream_is_refused() -> None:
 
 def test_a_worker_keeps_two_threads_for_other_requests() -> None:
     assert worker_stream_slots(8) == 6
-    assert worker_stream_slots(2) == 0
+    assert worker_stream_slots(3) == worker_stream_slots(2) == 1  # one stream, one other thread
+    assert worker_stream_slots(1) == 0  # said in a warning
     assert server_threads({"GUNICORN_THREADS": "16"}) == 16
     assert server_threads({}) == 8
     with pytest.raises(ValueError, match="per_client >= 1, found 4 and 0"):

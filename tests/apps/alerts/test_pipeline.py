@@ -178,6 +178,19 @@ def test_a_message_stamped_ahead_of_the_clock_does_not_make_real_time_news_late(
     assert ahead_window.start == spec.windows_for(now + 3500)[0][0]  # still counted
 
 
+def test_the_ahead_of_clock_warning_comes_at_most_once_a_minute_with_the_count(caplog):
+    """A feed steadily ahead gave one warning per batch."""
+    clock = [T0 + 10_000]
+    spec = WindowSpec(size_s=300, slide_s=300, grace_s=60)
+    pipeline = AlertPipeline(spec, RULE, InMemoryStateStore(), clock=lambda: clock[0])
+    for step in range(4):  # a batch every 20 s, each 90 s ahead
+        clock[0] += 20
+        batch = [make_scored(f"m{step}-{i}", clock[0] + 90, "neutral") for i in range(2)]
+        assert pipeline.process(batch).ahead_of_clock == 2
+    warnings = [r for r in caplog.records if "ahead of the clock" in r.getMessage()]
+    assert [r.fields["messages"] for r in warnings] == [2, 6]  # the first, then after 60 s
+
+
 def test_quiet_close_does_not_move_the_watermark_past_the_clock():
     now = T0 + 10_000
     spec = WindowSpec(size_s=300, slide_s=300, grace_s=60)
