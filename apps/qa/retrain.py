@@ -24,7 +24,7 @@ from threefold.apps.qa.builder import GENERIC_OOS_PROBES, BuildOptions
 from threefold.apps.qa.evaluation import LabeledQuery, evaluate
 from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.apps.qa.store import BotStore
-from threefold.core.errors import DataError
+from threefold.core.errors import DataError, ModelError
 from threefold.core.gate import judge, publish_gated, retrain_report
 from threefold.core.registry import data_fingerprint
 from threefold.core.tables import read_records
@@ -132,17 +132,26 @@ def retrain(
         "n": len(queries),
         "fingerprint": data_fingerprint(Path(gate_set)),
     }
-    version = publish_gated(
-        store.entry,
-        store.writer(candidate),
-        decision,
-        metadata=store.metadata(
-            candidate,
-            created_by=CREATED_BY,
-            gate_set=gate_info,
-            current_metrics={GATE_METRIC: decision.current, "version": current.version},
-        ),
-    )
+    with store.edit_lock():  # as the API's edits do: none lands between this check and publish
+        now_current = store.current_version()
+        if now_current != current.version:
+            raise ModelError(
+                f"the bot changed during the retrain: version {now_current} is current now, the "
+                f"retrain started from {current.version} (an admin edit or another publish), so "
+                "its candidate would discard that change. Nothing published. Fix: run the "
+                "retrain again"
+            )
+        version = publish_gated(
+            store.entry,
+            store.writer(candidate),
+            decision,
+            metadata=store.metadata(
+                candidate,
+                created_by=CREATED_BY,
+                gate_set=gate_info,
+                current_metrics={GATE_METRIC: decision.current, "version": current.version},
+            ),
+        )
     scores["candidate"]["bot_version"] = version  # it had none while it was evaluated
     return retrain_report(
         "qa",

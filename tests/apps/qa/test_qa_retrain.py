@@ -182,3 +182,31 @@ def test_gate_questions_seen_in_the_kb_are_an_error(
     assert [v for v in (bot_dir / "versions").iterdir() if not v.name.startswith(".")] == [
         next((bot_dir / "versions").iterdir())
     ]
+
+
+def test_a_retrain_does_not_publish_over_an_edit_made_while_it_built(
+    make_app, bot_dir: Path, gate_set: Path, admin_headers, monkeypatch
+) -> None:
+    """An admin edit published while the candidate was built and judged: publishing the
+    candidate (built from the KB before the edit) would discard it."""
+    from threefold.apps.qa import retrain as retrain_module
+
+    app = make_app(follow_pointer_s=0)
+    admin = admin_headers
+    build_candidate = retrain_module.candidate_bot
+
+    def edited_meanwhile(*args, **kwargs):
+        candidate = build_candidate(*args, **kwargs)
+        body = {"id": "gift_wrap", "question": "Do you gift wrap?", "answer": "Yes, for 3 EUR."}
+        assert app.test_client().post("/api/kb", json=body, headers=admin).status_code == 201
+        return candidate
+
+    monkeypatch.setattr(retrain_module, "candidate_bot", edited_meanwhile)
+    result = CliRunner().invoke(
+        cli, ["retrain", "qa", "--bot-dir", str(bot_dir), "--gate-set", str(gate_set)]
+    )
+    assert result.exit_code == 1
+    assert "the bot changed during the retrain" in result.output
+    assert "Nothing published" in result.output
+    kb = app.test_client().get("/api/kb", headers=admin).get_json()["entries"]
+    assert "gift_wrap" in {entry["id"] for entry in kb}
