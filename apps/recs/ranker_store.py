@@ -12,10 +12,10 @@ old model or the new one, never a mix, and nothing of an earlier build survives.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from time import sleep
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,12 @@ from threefold.apps.recs.catalog import Item
 from threefold.apps.recs.combiner import LinearCombiner
 from threefold.apps.recs.item_vectors import ItemVectors
 from threefold.core.errors import ConfigError, ModelError
-from threefold.core.files import move_dir_into_place, staging_dir
+from threefold.core.files import (
+    FolderNotMovedError,
+    move_dir_into_place,
+    removed_on_error,
+    staging_dir,
+)
 
 COMBINER_FILE = "combiner.json"
 MODEL_FILE = "ranker.json"
@@ -33,6 +38,7 @@ ENCODER_DIR = "encoder"
 SEQUENCE_DIR = "sequence"
 REQUIRED = (ENCODER_DIR, COMBINER_FILE, MODEL_FILE)  # what every model folder holds
 LOAD_ATTEMPTS = 3  # reads of a folder that saves keep replacing before `load` gives up
+SWAP_WAIT_SECONDS = 0.05  # a read that met a save's swap half-done waits this long to read again
 
 
 def missing_files(path: Path) -> list[str]:
@@ -52,7 +58,8 @@ def _folder_id(path: Path) -> tuple[int, int] | None:
 def check_save_target(path: Path) -> bool:
     """Whether `path` already holds a recs model (False: absent or empty); ConfigError when a
     model cannot be saved there: a non-empty folder that is not a model (saving would delete
-    what it holds), or a place where no folder can be written (checked by making one beside it).
+    what it holds), a place where no folder can be written (checked by making one beside it),
+    or a folder no rename can replace (`.`, a mount point; see `core.files.swap_target`).
     """
     if path.is_dir() and any(path.iterdir()):
         if missing := missing_files(path):
@@ -109,17 +116,22 @@ class RankerModel:
 
     def save(self, path: str | Path) -> None:
         """Write the model folder `path` whole, replacing a model there (see the module doc);
-        ConfigError for a folder that holds something else or cannot be written."""
+        ConfigError for a folder that holds something else or cannot be written, or when the
+        finished model cannot be renamed into place (it then says where the model was kept)."""
         path = Path(path)
         check_save_target(path)
         staged = _staging_folder(path)
         try:
-            self._write(staged)
+            with removed_on_error(staged):
+                self._write(staged)
             move_dir_into_place(staged, path, replace=True)
+        except FolderNotMovedError as exc:
+            raise ConfigError(
+                f"the recs model could not be renamed into {path} ({exc}). Fix: move it there "
+                "yourself, or build again"
+            ) from exc
         except OSError as exc:
             raise _unwritable(path, exc) from exc
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
 
     def _write(self, folder: Path) -> None:
         self.encoder.save(folder / ENCODER_DIR)
@@ -132,11 +144,19 @@ class RankerModel:
 
     @classmethod
     def load(cls, path: str | Path, **encoder_kwargs: Any) -> RankerModel:
-        """The model in folder `path`, read again when a `save` swapped it meanwhile."""
+        """The model in folder `path`, read again when a `save` swapped it meanwhile (the folder
+        changed during the read, or was missing for the moment between the two renames)."""
         path = Path(path)
-        for _ in range(LOAD_ATTEMPTS):
+        for attempt in range(1, LOAD_ATTEMPTS + 1):
             folder = _folder_id(path)
-            model = cls._read(path, **encoder_kwargs)
+            try:
+                model = cls._read(path, **encoder_kwargs)
+            except (ModelError, OSError, json.JSONDecodeError):
+                swapping = folder is None or _folder_id(path) != folder
+                if not swapping or attempt == LOAD_ATTEMPTS:
+                    raise
+                sleep(SWAP_WAIT_SECONDS)
+                continue
             if _folder_id(path) == folder:
                 return model
         raise ModelError(

