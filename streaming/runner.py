@@ -70,15 +70,18 @@ Which of the two used the budget up decides what follows (`"slow"` in that warni
   next batch's does not queue behind it and overrun a second cycle. At a limit of 1 already,
   one message takes longer than the budget: a dependency outage (below; a dependency of the
   processor, such as Redis, answering slowly: `dependency_down`, not `kafka_down`), retried
-  with backoff; raise max_poll_interval_ms if the work needs that long.
+  with backoff; raise max_poll_interval_ms if the work needs that long. That outage ends
+  when a batch commits, not when `on_idle` succeeds (its quick calls may well succeed against
+  a dependency that is merely slow), so the backoff keeps growing while the message overruns.
 After `batching.GROW_AFTER_BATCHES` (8) full batches in a row committed with half of their
 cycle's budget left, it doubles back, up to max_batch (`"event": "batch_limit_raised"`).
 
 `stats` and the processed, failed (dead-lettered) and output metrics count a batch once its
 offsets are committed: one whose commit the group refused (a rebalance) is counted by whoever
 commits it after reading it again, not twice; one whose commit the budget cut short is counted
-if the group's committed offsets show it landed (asked before the next commit), else when it is
-read again and committed.
+if the group's committed offsets show it landed (asked before the next poll or commit; its
+messages, dropped to be read again, are then read on after instead), else (or when that
+answer does not come) when it is read again and committed.
 
 Kafka itself failing (broker down or restarted, a produce, flush or commit that fails) never
 stops the runner: it drops the uncommitted batch, closes consumer and producer, reports
@@ -105,7 +108,9 @@ answer still missing after `GROUP_PARTITIONS_WARN_S` is a warning log line (`"ev
 
 A record kafka-python cannot decode (a header name that is not UTF-8, which other clients write
 and the broker accepts) is read once more, then dead-lettered by position (error_type
-"CorruptRecordError", no value) and skipped, instead of stalling its partition.
+"CorruptRecordError", no value) and skipped, instead of stalling its partition. It counts
+once an offset past it is committed (at once when nothing before it awaits a commit); read
+again before that (uncommitted work dropped), it is skipped without a second dead letter.
 
 Dead letters are cut to `max_dead_letter_bytes` (see dead_letter.encode_dead_letter), so an
 oversized or binary message cannot make its own dead letter fail. An output too large for the
@@ -294,6 +299,9 @@ class _Outage:
     retries: int = 0
     retry_at: float = 0.0  # time.monotonic()
     waiting: bool = True  # partitions paused until retry_at
+    # processing overran its budget at a batch limit of 1: only a batch that gets through
+    # ends it (on_idle's quick calls may succeed against a dependency that is merely slow)
+    overran: bool = False
 
 
 @dataclass
@@ -301,8 +309,9 @@ class RunnerStats:
     """Counts since the runner was built. batches, processed, dead_lettered and outputs count
     committed batches only (as the processed/failed/outputs metrics do): a batch whose commit
     the group refused is counted by whoever commits it when reading it again (commits_failed
-    counts the refusals), and one whose commit was cut short by the poll cycle's budget is
-    counted once it is known to have landed."""
+    counts the refusals), one whose commit was cut short by the poll cycle's budget is counted
+    once it is known to have landed, and a skipped unreadable record once an offset past it
+    is committed."""
 
     batches: int = 0
     processed: int = 0  # committed without a failure
@@ -395,6 +404,9 @@ class ConsumerRunner:
         self._in_flight: deque[_InFlight] = deque()  # oldest first
         self._next_offsets: dict[TopicPartition, int] = {}
         self._unreadable: tuple[TopicPartition, int] | None = None  # read again once, then skip
+        # unreadable records dead-lettered and skipped, per partition, until an offset past
+        # them is committed (then they count); read again meanwhile, they are skipped at once
+        self._skipped: dict[TopicPartition, list[int]] = {}
         self._failed = False
         self._last_lag_update = 0.0
         self._last_idle_call = time.monotonic()
@@ -584,6 +596,8 @@ class ConsumerRunner:
             while not self._should_stop(deadline, stop_when):
                 with time_budget(self.cycle_budget_s):
                     self._processing_s = 0.0
+                    with self._lock:  # before the poll would read a landed batch again
+                        self._settle_cut_short(consumer)
                     records = self._poll(consumer)
                     self._watch_coordinator(consumer)
                     with self._lock:
@@ -620,8 +634,6 @@ class ConsumerRunner:
         """The work of one poll cycle on what the poll returned (none while an outage waits)."""
         if self._outage_waits(consumer, records):
             return
-        if self._cut_short is not None and consumer.assignment():
-            self._count_cut_short(consumer)  # early in the cycle, with its budget to spare
         self._follow_group_partitions(consumer)
         for tp, tp_records in records.items():
             if tp_records:
@@ -646,6 +658,7 @@ class ConsumerRunner:
             self._status_wake.set()
         outage.retries += 1
         outage.reason = f"{type(exc).__name__}: {first_line(exc)}"
+        outage.overran = outage.overran or isinstance(exc, ProcessingOverran)
         delay = self._backoff_s(outage.retries)
         outage.retry_at = time.monotonic() + delay
         outage.waiting = True
@@ -675,7 +688,9 @@ class ConsumerRunner:
     ) -> bool:
         """Whether this cycle waits out a dependency outage (only polling, so the consumer
         stays in its group). When the retry is due, the processor's `on_idle` is the retry
-        (a ServiceError from it backs off again); without one, the next batch is."""
+        (a ServiceError from it backs off again); without one, the next batch is. When
+        processing overran, on_idle is still called, but only a batch that commits ends the
+        outage (a quick on_idle proves nothing then)."""
         outage = self._outage
         if outage is None or not outage.waiting:
             return False
@@ -693,14 +708,16 @@ class ConsumerRunner:
         if hook is not None:
             self._last_idle_call = time.monotonic()
             _call_hook(hook, f"on_idle failed; trying again in {IDLE_TICK_S:.0f} s")
-            self._dependency_back()
+            self._dependency_back(batch_done=False)
         return False
 
-    def _dependency_back(self) -> None:
-        """The processor's work succeeded: end the outage, if there was one."""
-        outage, self._outage = self._outage, None
-        if outage is None:
+    def _dependency_back(self, *, batch_done: bool = True) -> None:
+        """The processor's work succeeded (a batch, else only its `on_idle`): end the outage,
+        if there was one, unless processing overran and no batch has got through since."""
+        outage = self._outage
+        if outage is None or (outage.overran and not batch_done):
             return
+        self._outage = None
         self.metrics.dependency_down_since.set(0)
         self._status_wake.set()
         down_s = round(time.time() - outage.since, 1)
@@ -817,7 +834,10 @@ class ConsumerRunner:
         """A record kafka-python cannot decode (e.g. a header name that is not UTF-8, which
         other clients write and the broker accepts): read it again once, then dead-letter it
         by position (its bytes cannot be had) and seek past it, instead of reconnecting to the
-        same record forever. False when the partition is unknown (then: reconnect)."""
+        same record forever. It counts once an offset past it is committed: at once when
+        nothing before it waits for a commit, else with the batch that commits up to it (one
+        dropped and read again meanwhile skips it without a second dead letter). False when
+        the partition is unknown (then: reconnect)."""
         fetched = getattr(getattr(consumer, "_fetcher", None), "_next_partition_records", None)
         tp = getattr(fetched, "topic_partition", None)
         producer = self._producer
@@ -828,6 +848,9 @@ class ConsumerRunner:
             return False
         # kafka-python keeps the failed fetch and, after a seek, spins on it inside poll().
         fetched.drain()
+        if offset in self._skipped.get(tp, ()):  # dead-lettered already, then dropped
+            consumer.seek(tp, offset + 1)
+            return True
         if self._unreadable != (tp, offset):  # maybe a bad fetch: read it once more
             self._unreadable = (tp, offset)
             consumer.seek(tp, offset)
@@ -848,9 +871,10 @@ class ConsumerRunner:
             producer.flush()
         except (kafka_errors.KafkaError, ServiceError) as error:
             raise self._kafka_failed("producing", error) from error
-        self.stats.dead_lettered += 1
-        self.metrics.messages_failed.labels(topic=tp.topic, error_type="CorruptRecordError").inc()
+        self._skipped.setdefault(tp, []).append(offset)
         consumer.seek(tp, offset + 1)
+        if self._first_uncommitted.setdefault(tp, offset) == offset:  # nothing before it waits
+            self._commit([], lambda: None)
         return True
 
     def _close(self) -> None:
@@ -873,6 +897,7 @@ class ConsumerRunner:
             self._batcher.take()
             self._next_offsets.clear()
             self._first_uncommitted.clear()
+            self._skipped.clear()  # not committed: read again, dead-lettered again
             self._lookup = None  # its request fails with the consumer closed, and ends
         logger.info("consumer of group %r closed (%s)", self.group_id, self.stats)
 
@@ -1137,21 +1162,27 @@ class ConsumerRunner:
         account = partial(self._account, batch, outcome, time.monotonic() - started)
         if self._commit(batch, account):
             self._batch_fitted(len(batch))
-            account()
         self._dependency_back()
         self._maybe_update_lag(force=True)
 
     def _commit(self, batch: list[Message], account: Callable[[], None]) -> bool:
-        """Commit the batch's offsets; False when a rebalance took its partitions first.
-        `account` counts the batch if a commit the budget cut short turns out to have landed."""
+        """Commit the batch's offsets, past the skipped unreadable records they reach, and
+        count them (`account`: the batch); False when a rebalance took its partitions first.
+        A commit the budget cut short counts once it turns out to have landed."""
         offsets: dict[TopicPartition, int] = {}
         for message in batch:
             tp = TopicPartition(message.topic, message.partition)
             offsets[tp] = max(offsets.get(tp, 0), message.offset + 1)
+        skipped = self._past_skipped(offsets)
+
+        def committed() -> None:
+            account()
+            self._account_skipped(skipped)
+
         consumer = self._consumer
         if consumer is None:
             raise ServiceError("the runner is not running; call run()")
-        self._count_cut_short(consumer)
+        self._settle_cut_short(consumer)
         deadline = Deadline.after(None)  # the poll cycle's budget (request_timeout_ms is 30 s)
         try:
             consumer.commit(
@@ -1176,24 +1207,63 @@ class ConsumerRunner:
         except kafka_errors.KafkaError as exc:  # KafkaTimeoutError: the budget ran out
             self.metrics.commits.labels(outcome="error").inc()
             if isinstance(exc, kafka_errors.KafkaTimeoutError):  # it may land all the same
-                self._cut_short = _CommitCutShort(offsets, account)
+                self._cut_short = _CommitCutShort(offsets, committed)
             raise self._kafka_failed("committing a batch's offsets", exc) from exc
         self.metrics.commits.labels(outcome="ok").inc()
         self._set_degraded(False)
         self._next_offsets.update(offsets)
         self._first_uncommitted.update(offsets)
+        committed()
         return True
 
-    def _count_cut_short(self, consumer: KafkaConsumer) -> None:
-        """Before the next commit (which could cover the same messages read again), ask the
-        group's committed offsets whether a commit the budget cut short landed, and count its
-        batch if so; otherwise its messages were read again and count with their new batch.
-        Only partitions still assigned to this consumer tell: another owner may have committed
-        the others since."""
-        cut_short, self._cut_short = self._cut_short, None
+    def _past_skipped(self, offsets: dict[TopicPartition, int]) -> list[tuple[TopicPartition, int]]:
+        """Move `offsets` past each skipped unreadable record that they (or, for a partition
+        not in them, its first uncommitted offset) reach: nothing before it is uncommitted
+        then. Returns those records."""
+        reached: list[tuple[TopicPartition, int]] = []
+        for tp, pending in self._skipped.items():
+            done = offsets.get(tp, self._first_uncommitted.get(tp))
+            if done is None:
+                continue
+            past = done
+            for offset in sorted(pending):
+                if past < offset:
+                    break
+                past = max(past, offset + 1)
+                reached.append((tp, offset))
+            if past != done:
+                offsets[tp] = past
+        return reached
+
+    def _account_skipped(self, skipped: list[tuple[TopicPartition, int]]) -> None:
+        """Count skipped unreadable records whose offsets were committed past."""
+        for tp, offset in skipped:
+            pending = self._skipped.get(tp, [])
+            if offset not in pending:  # its partition was revoked meanwhile: not ours to count
+                continue
+            pending.remove(offset)
+            if not pending:
+                del self._skipped[tp]
+            self.stats.dead_lettered += 1
+            self.metrics.messages_failed.labels(
+                topic=tp.topic, error_type="CorruptRecordError"
+            ).inc()
+
+    def _settle_cut_short(self, consumer: KafkaConsumer) -> None:
+        """Before the next poll or commit (either could read or commit its messages again),
+        ask the group's committed offsets whether a commit the budget cut short landed. If it
+        did, count its batch, and where its messages were dropped to be read again (no
+        reconnect), read on after them instead. Otherwise, or when the answer does not come,
+        its messages are read again and count with their new batch. Waits until the consumer
+        has partitions (after a reconnect); only those still assigned tell: another owner may
+        have committed the others since."""
+        cut_short = self._cut_short
         if cut_short is None:
             return
         assigned = consumer.assignment()
+        if not assigned:
+            return
+        self._cut_short = None
         offsets = {tp: off for tp, off in cut_short.offsets.items() if tp in assigned}
         deadline = Deadline.after(None)
         try:
@@ -1203,12 +1273,17 @@ class ConsumerRunner:
         except kafka_errors.KafkaError as exc:
             logger.warning(
                 "could not learn whether a commit cut short by the poll cycle's budget landed "
-                "(%r); if it did, its batch is not counted in the stats",
+                "(%r); its batch is counted if its messages are read again, else not at all",
                 exc,
             )
             return
-        if offsets and all((committed[tp] or 0) >= off for tp, off in offsets.items()):
-            cut_short.account()
+        if not offsets or any((committed[tp] or 0) < off for tp, off in offsets.items()):
+            return
+        cut_short.account()
+        for tp, off in offsets.items():
+            if self._first_uncommitted.get(tp, off) < off:  # dropped, nothing buffered since
+                self._first_uncommitted[tp] = self._next_offsets[tp] = off
+                consumer.seek(tp, off)
 
     def _account(self, batch: list[Message], outcome: BatchOutcome, seconds: float) -> None:
         """Count a committed batch in the stats and metrics."""
@@ -1246,7 +1321,7 @@ class ConsumerRunner:
             return
         self._last_idle_call = now
         _call_hook(hook, f"on_idle failed; trying again in {IDLE_TICK_S:.0f} s")
-        self._dependency_back()
+        self._dependency_back(batch_done=False)
 
     def _follow_group_partitions(self, consumer: KafkaConsumer) -> None:
         """After a rebalance, give the processor's `on_group_partitions` every partition of the
@@ -1365,6 +1440,7 @@ class ConsumerRunner:
             for tp in revoked:
                 self._next_offsets.pop(tp, None)
                 self._first_uncommitted.pop(tp, None)
+                self._skipped.pop(tp, None)
                 self.metrics.forget_partition(tp.topic, tp.partition)
             event = "lost" if lost else "revoked"
             self.metrics.rebalances.labels(event=event).inc()

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 
 import pytest
 from kafka import KafkaConsumer
+from kafka.errors import KafkaTimeoutError
 
 from threefold.streaming.runner import (
     BatchResult,
@@ -287,3 +289,124 @@ def test_processing_one_message_past_the_budget_reports_a_slow_dependency_not_ka
     metric = runner.metrics.registry.get_sample_value
     assert metric("threefold_stream_dependency_retries_total") >= 1
     assert metric("threefold_stream_batch_limit") == 1
+
+
+class SlowDependencyWithIdleWork(SlowDependency):
+    """SlowDependency with an `on_idle` whose quick calls succeed (as the alerts processor's
+    do under a Redis that is merely slow); `slow` False: the dependency is quick again."""
+
+    def __init__(self, out_topic: str) -> None:
+        super().__init__(out_topic)
+        self.slow = True
+        self.idle_calls = 0
+
+    def process(self, batch: list[Message]) -> BatchResult:
+        if self.slow:
+            return super().process(batch)
+        return BatchResult([Output(self.out_topic, {"echo": m.json()["n"]}) for m in batch])
+
+    def on_idle(self) -> None:
+        self.idle_calls += 1
+
+
+def test_a_slow_dependency_outage_backs_off_until_a_batch_commits_though_on_idle_succeeds(
+    kafka_bootstrap, unique_name, caplog
+) -> None:
+    """on_idle succeeding ended the outage: the same message was read again, overran again and
+    started a new outage at retry 1, every 0.5 s plus the budget, for ever, the state flapping
+    between dependency_down and running."""
+    src, out, dlq = _topics(kafka_bootstrap, unique_name)
+    _send(kafka_bootstrap, src, [{"n": n} for n in range(3)])
+    processor = SlowDependencyWithIdleWork(out)
+    runner = ConsumerRunner(
+        kafka=kafka_bootstrap,
+        topics=[src],
+        group_id=unique_name("g"),
+        processor=processor,
+        dead_letter_topic=dlq,
+        max_batch=1,
+        max_wait_ms=50,
+        consumer_overrides={"max_poll_interval_ms": POLL_INTERVAL_MS},
+    )
+    caplog.set_level(logging.INFO, logger="threefold.streaming.runner")
+    metric = runner.metrics.registry.get_sample_value
+    states: list[str] = []
+
+    def done() -> bool:
+        states.append(runner.status().state)
+        if metric("threefold_stream_dependency_retries_total") >= 3:
+            processor.slow = False  # the dependency answers quickly again
+        return runner.stats.processed >= 3
+
+    runner.run(stop_when=done, stop_after=SAFETY_S)
+
+    fields = [getattr(r, "fields", {}) for r in caplog.records]
+    retries = [(f["retry"], f["delay_s"]) for f in fields if f.get("event") == "dependency_retry"]
+    assert retries == [(1, 0.5), (2, 1.0), (3, 2.0)], retries
+    recovered = [f["retries"] for f in fields if f.get("event") == "dependency_recovered"]
+    assert recovered == [3], recovered  # ended once, by the batch that committed
+    assert processor.idle_calls >= 1  # its on_idle ran, and succeeded, during the outage
+    changes = [s for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
+    assert changes.count("dependency_down") == 1, changes  # one outage, no flapping
+
+
+class SlowOnceFilter:
+    """Outputs nothing, so a batch's commit is its first Kafka call; a batch with offset 0
+    takes longer than the poll cycle's budget the first time. `processed` counts each offset."""
+
+    def __init__(self) -> None:
+        self.processed: Counter[int] = Counter()
+
+    def process(self, batch: list[Message]) -> BatchResult:
+        if not self.processed[0] and any(m.offset == 0 for m in batch):
+            time.sleep(DEPENDENCY_S)
+        self.processed.update(m.offset for m in batch)
+        return BatchResult()
+
+
+@pytest.mark.parametrize("max_batch", [2, 1], ids=["limit_halved", "at_limit_1"])
+def test_a_commit_cut_short_after_processing_overran_that_landed_is_not_read_again(
+    max_batch, kafka_bootstrap, unique_name, monkeypatch
+) -> None:
+    """Without a reconnect the runner read the batch again from its first offset: counted once
+    when the group's offsets showed the commit had landed, then processed, committed (moving
+    the committed offset back for a while) and counted again."""
+    commit, answered = KafkaConsumer.commit, []
+
+    def landed_but_answered_late(consumer: KafkaConsumer, offsets=None, timeout_ms=None):
+        """The first commit lands, and its answer comes after the cycle gave up on it."""
+        commit(consumer, offsets)
+        if not answered:
+            answered.append(offsets)
+            raise KafkaTimeoutError("the answer came after the poll cycle's budget")
+
+    monkeypatch.setattr(KafkaConsumer, "commit", landed_but_answered_late)
+    src, _, dlq = _topics(kafka_bootstrap, unique_name)
+    _send(kafka_bootstrap, src, [{"n": n} for n in range(3)])
+    group = unique_name("g")
+    processor = SlowOnceFilter()
+    runner = ConsumerRunner(
+        kafka=kafka_bootstrap,
+        topics=[src],
+        group_id=group,
+        processor=processor,
+        dead_letter_topic=dlq,
+        max_batch=max_batch,
+        max_wait_ms=500,  # full batches from the backlog
+        max_reconnect_backoff_ms=500,
+        consumer_overrides={"max_poll_interval_ms": POLL_INTERVAL_MS},
+    )
+    metric = runner.metrics.registry.get_sample_value
+
+    def caught_up() -> bool:
+        lag = metric("threefold_stream_consumer_lag", {"topic": src, "partition": "0"})
+        return runner.stats.processed >= 3 and lag == 0
+
+    runner.run(stop_when=caught_up, stop_after=SAFETY_S)
+
+    assert answered, "no commit was cut short"
+    assert runner.stats.reconnects == 0, runner.stats
+    assert dict(processor.processed) == {0: 1, 1: 1, 2: 1}  # none read again
+    assert runner.stats.processed == 3, runner.stats
+    assert metric("threefold_stream_messages_processed_total", {"topic": src}) == 3
+    assert _committed(kafka_bootstrap, group, src) == 3

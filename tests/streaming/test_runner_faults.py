@@ -14,6 +14,7 @@ from kafka import KafkaProducer
 from support.runner_threads import RunnerThreads
 from support.services import read_topic_records
 
+from threefold.core.errors import ServiceError
 from threefold.streaming.kafka_config import ensure_topics
 from threefold.streaming.runner import (
     BatchResult,
@@ -23,6 +24,8 @@ from threefold.streaming.runner import (
     ProcessingError,
 )
 from threefold.streaming.services import KafkaService, start_kafka
+
+from .test_runner import _committed
 
 pytestmark = pytest.mark.integration
 SAFETY_S = 90
@@ -53,13 +56,20 @@ class Echo:
 
 
 def _runner(
-    bootstrap: str, src: str, out: str, dlq: str, group: str, max_text: int = MAX_TEXT, **kw
+    bootstrap: str,
+    src: str,
+    out: str,
+    dlq: str,
+    group: str,
+    max_text: int = MAX_TEXT,
+    processor: Echo | None = None,
+    **kw,
 ) -> ConsumerRunner:
     return ConsumerRunner(
         kafka=bootstrap,
         topics=[src],
         group_id=group,
-        processor=Echo(out, max_text),
+        processor=processor or Echo(out, max_text),
         dead_letter_topic=dlq,
         max_batch=8,
         max_wait_ms=50,
@@ -221,6 +231,86 @@ def test_a_record_the_consumer_cannot_decode_is_dead_lettered_and_consuming_goes
     record = json.loads(dead.value)
     assert (record["error_type"], record["offset"]) == ("CorruptRecordError", 1)
     assert "could not decode" in record["reason"]
+
+
+def _produce_with_unreadable(bootstrap: str, topic: str, texts: list[str | None]) -> None:
+    """One record per text, each flushed alone; None: a record the consumer cannot decode."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    try:
+        for text in texts:
+            if text is None:
+                odd = [(_RawHeaderName("x"), b"v")]
+                producer.send(topic, b'{"text": "odd header"}', headers=odd)
+            else:
+                producer.send(topic, json.dumps({"text": text}).encode())
+            producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def test_an_unreadable_last_record_counts_once_the_offset_past_it_is_committed(
+    kafka_bootstrap, unique_name, read_topic
+) -> None:
+    """It counted as dead-lettered before any commit, and nothing committed past it: the
+    group's next consumer dead-lettered (and counted) it again."""
+    src, out, dlq = unique_name("in"), unique_name("out"), unique_name("dlq")
+    ensure_topics(kafka_bootstrap, [src, out, dlq])
+    _produce_with_unreadable(kafka_bootstrap, src, ["before", None])
+    group = unique_name("g")
+    runner = _runner(kafka_bootstrap, src, out, dlq, group)
+
+    stats = runner.run(
+        stop_when=lambda: runner.stats.processed >= 1 and runner.stats.dead_lettered >= 1,
+        stop_after=30,
+    )
+
+    assert (stats.processed, stats.dead_lettered) == (1, 1)
+    assert _committed(kafka_bootstrap, group, src) == 2  # past it: not read again
+    assert len(read_topic(dlq)) == 1
+
+
+class FailsOnceAt(Echo):
+    """Echo whose dependency is away the first time it sees the message at `offset`."""
+
+    def __init__(self, out_topic: str, offset: int) -> None:
+        super().__init__(out_topic)
+        self.offset = offset
+        self.failed = False
+
+    def process(self, batch: list[Message]) -> BatchResult:
+        if not self.failed and any(m.offset == self.offset for m in batch):
+            self.failed = True
+            raise ServiceError("the dependency is away, once")
+        return super().process(batch)
+
+
+def test_an_unreadable_record_read_again_after_a_drop_is_dead_lettered_and_counted_once(
+    kafka_bootstrap, unique_name, read_topic
+) -> None:
+    """A dependency outage drops the uncommitted messages and reads them again: the unreadable
+    record among them was dead-lettered and counted a second time."""
+    src, out, dlq = unique_name("in"), unique_name("out"), unique_name("dlq")
+    ensure_topics(kafka_bootstrap, [src, out, dlq])
+    _produce_with_unreadable(kafka_bootstrap, src, ["before", None, "after"])
+    group = unique_name("g")
+    processor = FailsOnceAt(out, offset=2)  # read after the unreadable record only
+    runner = _runner(
+        kafka_bootstrap, src, out, dlq, group, processor=processor, max_reconnect_backoff_ms=500
+    )
+    metric = runner.metrics.registry.get_sample_value
+
+    def caught_up() -> bool:
+        lag = metric("threefold_stream_consumer_lag", {"topic": src, "partition": "0"})
+        return runner.stats.processed >= 2 and lag == 0
+
+    stats = runner.run(stop_when=caught_up, stop_after=30)
+
+    assert processor.failed
+    assert (stats.processed, stats.dead_lettered, stats.reconnects) == (2, 1, 0)
+    assert len(read_topic(dlq)) == 1
+    assert _committed(kafka_bootstrap, group, src) == 3
+    failed = {"topic": src, "error_type": "CorruptRecordError"}
+    assert metric("threefold_stream_messages_failed_total", failed) == 1
 
 
 @pytest.fixture
