@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from flask import Flask, Response, jsonify
 from prometheus_client import CollectorRegistry
-from support.servers import free_port, wait_until_serving
+from support.servers import start_gunicorn
 from werkzeug.serving import make_server
 
 from threefold.core import web
@@ -96,18 +96,11 @@ def werkzeug_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
 def _start_gunicorn(folder: Path, **env: str) -> tuple[subprocess.Popen, int]:
     """gunicorn with deploy/gunicorn.conf.py (gthread workers) serving the limits app."""
     (folder / "limits_app.py").write_text(APP_SOURCE.format(stall_s=STALL_S, limit=LIMIT))
-    port = free_port()
-    conf = Path(__file__).resolve().parents[2] / "deploy" / "gunicorn.conf.py"
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    process = subprocess.Popen(
-        [str(gunicorn), "-c", str(conf), "--chdir", str(folder), "limits_app:create_app()"],
-        env={"PATH": str(gunicorn.parent), "PORT": str(port), "GUNICORN_ACCESS_LOG": "0", **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    gunicorn_dir = str(Path(sys.executable).parent)
+    environment = {"PATH": gunicorn_dir, "GUNICORN_ACCESS_LOG": "0", **env}
+    return start_gunicorn(
+        "limits_app:create_app()", environment, ready_path="/metrics", chdir=folder, timeout_s=30
     )
-    wait_until_serving(process, f"http://127.0.0.1:{port}/metrics")
-    return process, port
 
 
 @pytest.fixture(scope="module")

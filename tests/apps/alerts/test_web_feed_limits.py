@@ -6,16 +6,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from support.servers import free_port, wait_until_serving
+from support.servers import open_raw_get, start_gunicorn
 
 from threefold.apps.alerts.resources import Resources
 from threefold.apps.alerts.state.redis_store import RedisStateStore
@@ -26,67 +22,39 @@ from .test_web import feed_surge
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 FEED_API = importlib.import_module("threefold.apps.alerts.web.api")  # `web.api` is the blueprint
 
 
 @pytest.fixture
 def gunicorn_dashboard(redis_url: str, redis_prefix: str) -> Iterator[int]:
     """The dashboard under gunicorn as deployed, with 4 threads: the port."""
-    port = free_port()
     env = {
         **os.environ,
-        "PORT": str(port),
         "GUNICORN_THREADS": "4",
         "GUNICORN_ACCESS_LOG": "0",
         "REDIS_URL": redis_url,
         "THREEFOLD_ALERTS_REDIS_PREFIX": redis_prefix,
         "THREEFOLD_ALERTS_RATE_LIMIT_PER_MINUTE": "0",
     }
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    process = subprocess.Popen(
-        [str(gunicorn), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
-         "threefold.apps.alerts.web:create_app()"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    process, port = start_gunicorn(
+        "threefold.apps.alerts.web:create_app()", env, ready_path="/openapi.json"
+    )
     try:
-        wait_until_serving(process, f"http://127.0.0.1:{port}/openapi.json", timeout_s=120)
         yield port
     finally:
         process.terminate()
         process.communicate(timeout=60)
 
 
-def _open_stream(port: int) -> tuple[socket.socket, bytes]:
-    """A raw GET of the feed left open; the answer's head, and its body when it has a length."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=20)
-    sock.sendall(b"GET /api/alerts/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(4096)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        ),
-        0,
-    )
-    while len(body) < length:
-        body += sock.recv(4096)
-    return sock, head + b"\r\n\r\n" + body
-
-
 def test_open_feeds_never_take_every_gunicorn_thread(gunicorn_dashboard) -> None:
     port = gunicorn_dashboard
-    opened = [_open_stream(port) for _ in range(4)]  # as many as the worker has threads
+    opened = [open_raw_get(port, "/api/alerts/stream") for _ in range(4)]  # one per thread
     try:
-        heads = [first.split(b"\r\n", 1)[0] for _, first in opened]
-        assert heads.count(b"HTTP/1.1 200 OK") == 2  # 4 threads less 2, 2 per client
-        refused = next(first for _, first in opened if b" 503 " in first.split(b"\r\n", 1)[0])
-        assert b"Retry-After: " in refused
-        assert b'"error": "streams_full"' in refused
+        statuses = [status for _, status, _, _ in opened]
+        assert statuses.count("HTTP/1.1 200 OK") == 2  # 4 threads less 2, 2 per client
+        _, _, headers, body = next(answer for answer in opened if " 503 " in answer[1])
+        assert headers["retry-after"]
+        assert b'"error": "streams_full"' in body
         base = f"http://127.0.0.1:{port}"
         for path in ("/api/keys", "/", "/healthz"):
             try:
@@ -95,7 +63,7 @@ def test_open_feeds_never_take_every_gunicorn_thread(gunicorn_dashboard) -> None
             except urllib.error.HTTPError as error:  # /healthz: 503 without a consumer
                 assert error.code == 503 and path == "/healthz", path
     finally:
-        for sock, _ in opened:
+        for sock, *_ in opened:
             sock.close()
 
 

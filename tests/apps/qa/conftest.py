@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support.servers import free_port, wait_until_serving
+from support.servers import start_gunicorn
 
 from threefold.apps.qa.bot import Bot
 from threefold.apps.qa.config import SAMPLE_KB, QAConfig
@@ -18,7 +17,6 @@ from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.apps.qa.store import BotStore
 
 ADMIN_TOKEN = "test-admin-token"
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def publish_copy(bot: Bot, root: Path) -> BotStore:
@@ -138,10 +136,8 @@ def gunicorn_qa(
     started: list[subprocess.Popen] = []
 
     def start(**env: str) -> tuple[str, subprocess.Popen]:
-        port = free_port()
         environment = {
             **os.environ,
-            "PORT": str(port),
             "GUNICORN_ACCESS_LOG": "0",
             "REDIS_URL": redis_url,
             "THREEFOLD_QA_BOT_DIR": str(bot_dir),
@@ -151,16 +147,11 @@ def gunicorn_qa(
             "THREEFOLD_QA_RATE_LIMIT_PER_MINUTE": "0",
             **env,
         }
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        process = subprocess.Popen(
-            [str(gunicorn), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
-             "threefold.apps.qa.web:create_app()"],
-            env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        process, port = start_gunicorn(
+            "threefold.apps.qa.web:create_app()", environment, ready_path="/healthz", timeout_s=180
+        )
         started.append(process)
-        base = f"http://127.0.0.1:{port}"
-        wait_until_serving(process, f"{base}/healthz", timeout_s=180, poll_s=0.5)
-        return base, process
+        return f"http://127.0.0.1:{port}", process
 
     yield start
     for process in started:

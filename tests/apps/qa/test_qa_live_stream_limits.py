@@ -4,11 +4,11 @@ server thread: capped per worker and per client, a full server answers 503 + Ret
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 
 import pytest
+from support.servers import open_raw_get
 
 from threefold.apps.qa.handoff_events import session_channel
 from threefold.apps.qa.resources import EXTENSION_KEY
@@ -32,32 +32,16 @@ def _start_session(base: str) -> str:
         return json.load(answer)["session_id"]
 
 
-def _open_stream(port: int, path: str, headers: dict[str, str] | None = None) -> tuple:
-    """A raw GET left open: (socket, status line, headers, body when it has a length)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    lines = [f"GET {path} HTTP/1.1", "Host: x", *(f"{k}: {v}" for k, v in (headers or {}).items())]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(4096)
-    head, _, body = data.partition(b"\r\n\r\n")
-    status, *fields = head.decode().split("\r\n")
-    header = {k.lower(): v.strip() for k, v in (f.split(":", 1) for f in fields)}
-    while len(body) < int(header.get("content-length", 0)):
-        body += sock.recv(4096)
-    return sock, status, header, body
-
-
 def test_open_streams_never_take_every_gunicorn_thread(gunicorn_qa) -> None:
     base, _ = gunicorn_qa(GUNICORN_THREADS="4", THREEFOLD_QA_AGENT_TOKENS=TOKENS)
     port = int(base.rsplit(":", 1)[1])
     sid = _start_session(base)
     events = f"/api/sessions/{sid}/events"
     opened = [
-        _open_stream(port, events),  # the widget: its slot
-        _open_stream(port, "/api/agent/events", ALICE),  # alice's console: the last slot
-        _open_stream(port, events),  # as many streams as the worker has threads
-        _open_stream(port, "/api/agent/events", BOB),
+        open_raw_get(port, events),  # the widget: its slot
+        open_raw_get(port, "/api/agent/events", ALICE),  # alice's console: the last slot
+        open_raw_get(port, events),  # as many streams as the worker has threads
+        open_raw_get(port, "/api/agent/events", BOB),
     ]
     try:
         statuses = [status for _, status, _, _ in opened]
