@@ -6,10 +6,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
 from functools import partial
 
 import pytest
+from support.concurrency import at_once
 
 pytestmark = pytest.mark.integration
 TOKENS = "alice:tok-alice-1,bob:tok-bob-2"
@@ -367,28 +367,20 @@ def test_reply_after_the_customer_session_expired_is_410(make_app) -> None:
     assert client.post(f"/api/agent/conversations/{sid}/close", headers=ALICE).status_code == 200
 
 
-def at_once(*calls: Callable[[], object]) -> None:
-    """Run the calls in threads released together, and wait for all of them."""
-    start = threading.Barrier(len(calls))
-    threads = [threading.Thread(target=lambda c=c: (start.wait(), c())) for c in calls]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
 def test_an_agent_reply_and_a_customer_message_at_once_are_both_kept(client) -> None:
     for round_ in range(12):
         sid = hand_off(client)
         client.post(f"/api/agent/conversations/{sid}/claim", headers=ALICE)
         at_once(
-            partial(chat, client, f"customer message {round_}", session_id=sid),
-            partial(
-                client.post,
-                f"/api/agent/conversations/{sid}/messages",
-                headers=ALICE,
-                json={"text": f"agent reply {round_}"},
-            ),
+            [
+                partial(chat, client, f"customer message {round_}", session_id=sid),
+                partial(
+                    client.post,
+                    f"/api/agent/conversations/{sid}/messages",
+                    headers=ALICE,
+                    json={"text": f"agent reply {round_}"},
+                ),
+            ]
         )
         texts = [t["text"] for t in client.get(f"/api/sessions/{sid}").get_json()["turns"]]
         assert f"customer message {round_}" in texts and f"agent reply {round_}" in texts, texts

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from support.concurrency import at_once
 
 from threefold.apps.qa.resources import EXTENSION_KEY
 
@@ -14,24 +15,6 @@ pytestmark = pytest.mark.integration
 RACERS = 4
 DECLINED = "my box got eaten by the dog, what now"  # the store bot declines it
 PARAPHRASES = [f"The parcel number {n} arrived broken, what now?" for n in range(RACERS)]
-
-
-def race(calls: list[Callable[[], object]]) -> list[object]:
-    """Run the calls at once (one thread each, released together); their results in order."""
-    start = threading.Barrier(len(calls))
-    results: list[object] = [None] * len(calls)
-
-    def run(i: int) -> None:
-        start.wait()
-        results[i] = calls[i]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert not any(thread.is_alive() for thread in threads)
-    return results
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one worker", "two workers"])
@@ -45,7 +28,7 @@ def test_of_creates_racing_for_one_id_exactly_one_wins(
         client = apps[n % workers].test_client()
         return lambda: client.post("/api/kb", json=body, headers=admin_headers)
 
-    responses = race([create(n) for n in range(RACERS)])
+    responses = at_once([create(n) for n in range(RACERS)])
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] + [409] * (RACERS - 1), [r.get_json() for r in responses]
     winner = next(n for n, r in enumerate(responses) if r.status_code == 201)
@@ -63,7 +46,7 @@ def test_creates_on_two_workers_at_once_keep_both_faqs(make_app, admin_headers) 
         client = apps[n % 2].test_client()
         return lambda: client.post("/api/kb", json=body, headers=admin_headers)
 
-    responses = race([create(n) for n in range(RACERS)])
+    responses = at_once([create(n) for n in range(RACERS)])
     assert [r.status_code for r in responses] == [201] * RACERS
     for app in apps:
         listed = app.test_client().get("/api/kb", headers=admin_headers).get_json()
@@ -86,7 +69,7 @@ def test_paraphrases_added_to_one_faq_at_once_are_all_kept(
         racer = apps[n % workers].test_client()
         return lambda: racer.post("/api/review/paraphrase", json=body, headers=admin_headers)
 
-    responses = race([paraphrase(n) for n in range(RACERS)])
+    responses = at_once([paraphrase(n) for n in range(RACERS)])
     assert [r.status_code for r in responses] == [200] * RACERS, [r.get_json() for r in responses]
     assert [r.get_json()["added"] for r in responses] == [[q] for q in PARAPHRASES]
     for app in apps:

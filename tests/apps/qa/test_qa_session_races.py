@@ -5,13 +5,12 @@ without Redis)."""
 from __future__ import annotations
 
 import json
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support.concurrency import at_once
 
 pytestmark = pytest.mark.integration
 AGENT_TOKENS = "alice:tok-alice-1"
@@ -34,23 +33,6 @@ OFF_TOPIC = [
 ]
 ROUNDS, REPLIES = 5, 8  # before votes were atomic, most rounds lost an agent reply
 STORES = pytest.mark.parametrize("redis", [True, False], ids=["redis", "in-memory"])
-
-
-def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run the calls in threads released together; their results in order."""
-    start = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(position: int) -> None:
-        start.wait()
-        results[position] = calls[position]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def app_of(make_app, redis: bool, **settings: object):
