@@ -46,6 +46,11 @@ def redis_unavailable(error: BaseException) -> bool:
 
 def refusal_code(error: ResponseError) -> str:
     """The error reply's code ("OOM", "WRONGTYPE", ...), also when a script's error wraps it."""
+    return redis_reply(error).split(" ", 1)[0].upper()
+
+
+def redis_reply(error: ResponseError) -> str:
+    """Redis's own error reply: the first line, without the script text a script's error puts
+    before it ("Error running script ...: @user_script:12: -OOM ...")."""
     text = str(error).splitlines()[0] if str(error) else ""
-    reply = text.rsplit(": -", 1)[-1]
-    return reply.split(" ", 1)[0].upper()
+    return text.rsplit(": -", 1)[-1]

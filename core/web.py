@@ -23,7 +23,7 @@ from threefold.core.rate_limit import (
     TokenBucketLimiter,
     retry_after_seconds,
 )
-from threefold.core.redis_errors import redis_unavailable
+from threefold.core.redis_errors import redis_reply, redis_unavailable
 from threefold.core.untrusted_json import MAX_JSON_DEPTH, UntrustedJsonError, loads_untrusted
 
 ERROR_CODES = {
@@ -398,8 +398,7 @@ def _redis_reason(error: RedisError) -> str:
     """What went wrong with Redis, in a few words: unreachable, or what it refused and why
     (Redis's own reply, never the script's text around it)."""
     if isinstance(error, ResponseError):
-        detail = str(error).splitlines()[0] if str(error) else ""
-        detail = detail.rsplit(": -", 1)[-1][:200].rstrip(".")
+        detail = redis_reply(error)[:200].rstrip(".")
         return f"refused the request ({type(error).__name__}: {detail})"
     return f"unreachable ({type(error).__name__})"
 
