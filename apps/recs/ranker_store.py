@@ -61,17 +61,22 @@ def check_save_target(path: Path) -> bool:
     what it holds), a place where no folder can be written (checked by making one beside it),
     or a folder no rename can replace (`.`, a mount point; see `core.files.swap_target`).
     """
-    if path.is_dir() and any(path.iterdir()):
-        if missing := missing_files(path):
-            raise ConfigError(
-                f"{path} is not empty and not a recs model folder (missing {missing}); saving "
-                "a model there would replace what it holds. Fix: choose a new or empty folder"
-            )
-        holds_model = True
-    else:
-        holds_model = False
+    holds_model = _holds_a_model(path)
     _staging_folder(path).rmdir()
     return holds_model
+
+
+def _holds_a_model(path: Path) -> bool:
+    """Whether `path` holds a recs model (False: absent or empty); ConfigError for a non-empty
+    folder that is not one (saving would delete what it holds)."""
+    if not (path.is_dir() and any(path.iterdir())):
+        return False
+    if missing := missing_files(path):
+        raise ConfigError(
+            f"{path} is not empty and not a recs model folder (missing {missing}); saving "
+            "a model there would replace what it holds. Fix: choose a new or empty folder"
+        )
+    return True
 
 
 def _staging_folder(path: Path) -> Path:
@@ -119,8 +124,8 @@ class RankerModel:
         ConfigError for a folder that holds something else or cannot be written, or when the
         finished model cannot be renamed into place (it then says where the model was kept)."""
         path = Path(path)
-        check_save_target(path)
-        staged = _staging_folder(path)
+        _holds_a_model(path)
+        staged = _staging_folder(path)  # also says when no folder can be written there
         try:
             with removed_on_error(staged):
                 self._write(staged)
