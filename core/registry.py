@@ -26,14 +26,13 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from threefold.core.errors import ConfigError, ModelError
-from threefold.core.files import write_json_atomic
+from threefold.core.files import removed_on_error, staging_dir, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -115,13 +114,9 @@ class VersionedFolders:
                     "one."
                 )
             self.versions_dir.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=self.versions_dir, prefix=f".{version}-"))
-            try:
+            with removed_on_error(staging_dir(target)) as staging:
                 write(staging, version)
                 os.rename(staging, target)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
             if activate:
                 self._activate(version)
             self._prune()

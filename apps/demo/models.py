@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from threefold.core.errors import DataError
+from threefold.core.files import staging_dir
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ def cached_build(
     if (target / META_FILE).is_file() and not rebuild:
         logger.info("reusing cached %s at %s", name, target)
         return CachedArtefact(target, key, built=False)
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    scratch = staging_dir(target)
     try:
         build(scratch)
         (scratch / META_FILE).write_text(json.dumps({"name": name, "key": key}), encoding="utf-8")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -109,6 +111,22 @@ def folders(tmp_path: Path) -> VersionedFolders:
         label="thing",
         next_version=lambda existing: f"v{len(existing) + 1}",
     )
+
+
+def test_published_version_is_readable_by_other_users(folders: VersionedFolders) -> None:
+    """A server running as another user (another container's uid) reads a version folder
+    filled in place (a bot's build): it has the umask's permissions, not a temporary folder's
+    owner-only ones, and nothing is left beside it, also when a write fails."""
+    old_umask = os.umask(0o022)
+    try:
+        folders.publish(lambda folder, version: (folder / "kb.json").write_text("{}"))
+        with pytest.raises(ZeroDivisionError):
+            folders.publish(lambda folder, version: 1 / 0)
+    finally:
+        os.umask(old_umask)
+    mode = stat.S_IMODE(folders.path("v1").stat().st_mode)
+    assert mode == 0o755, oct(mode)
+    assert [p.name for p in folders.versions_dir.iterdir()] == ["v1"]
 
 
 def test_versioned_folders_roll_back_along_the_activation_history(
