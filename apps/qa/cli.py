@@ -198,7 +198,9 @@ def build(
     )
     kb = KnowledgeBase.load(kb_path)
     bot = build_bot(kb, Embedder(model).load(), options, show_progress=sys.stderr.isatty())
-    version = BotStore(out_dir).publish(bot)
+    store = BotStore(out_dir)
+    with store.edit_lock():  # as the API's edits do: none lands between their read and publish
+        version = store.publish(bot)
     emit_json(
         {
             "bot_dir": out_dir,
