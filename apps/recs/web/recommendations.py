@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from threefold.apps.recs.catalog import stored_id
 from threefold.apps.recs.impressions import Impression, new_list_id
 from threefold.apps.recs.resources import Resources
 from threefold.apps.recs.rules import decode_cursor
 from threefold.apps.recs.web.shared import resources, user_id_arg
-from threefold.core.errors import ConfigError
+from threefold.core.errors import ConfigError, DataError
 from threefold.core.query_args import bool_arg, float_arg, int_arg
 from threefold.core.web import ApiError
 
@@ -95,9 +97,19 @@ def _served(shared: Resources, body: dict[str, Any], *, cached: bool) -> Any:
 
 @recommendations.get("/users")
 def list_users() -> Any:
-    """Users with a history (for the storefront's user picker)."""
+    """Users with a history whose ids the API serves (for the storefront's user picker): a seed
+    log's id that the id rule refuses counts for statistics, but every request for it is a 400."""
     limit = int_arg("limit", 50, low=1, high=1000)
-    return jsonify({"users": resources().histories.known_users[:limit]})
+    users = (u for u in resources().histories.known_users if _servable_user(u))
+    return jsonify({"users": list(itertools.islice(users, limit))})
+
+
+def _servable_user(user_id: str) -> bool:
+    try:
+        stored_id("user_id", user_id, checked=True)
+    except DataError:
+        return False
+    return True
 
 
 @recommendations.get("/categories")

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
+from threefold.apps.recs.config import DEFAULT_EVENTS
 from threefold.apps.recs.events import Event
 
 
@@ -280,3 +281,17 @@ def test_an_item_added_through_the_api_before_the_rule_keeps_working(
     redis_client.rpush(f"{redis_prefix}catalog:changes", json.dumps(change))
     client = make_app(redis_url=redis_url, redis_prefix=redis_prefix).test_client()
     _legacy_item_still_works(client, admin_headers)
+
+
+def test_the_user_picker_lists_only_users_the_api_serves(make_app, tmp_path):
+    """A seed log's user id that the id rule refuses still counts for statistics, but the
+    storefront's picker must not offer it: every request for that user would be a 400."""
+    events = tmp_path / "events.csv"
+    shipped = (DEFAULT_EVENTS).read_text(encoding="utf-8")
+    events.write_text(shipped + "zw\u200bid,bk-003,view,1790975999\n", encoding="utf-8")
+    client = make_app(events_path=events).test_client()
+    users = client.get("/api/users?limit=1000").json["users"]
+    assert "zw\u200bid" not in users
+    assert client.get("/api/recommendations?user_id=zw%E2%80%8Bid").status_code == 400
+    assert users == sorted(users) and len(users) == len(set(users)) > 10
+    assert len(client.get("/api/users?limit=3").json["users"]) == 3
