@@ -111,7 +111,10 @@ def end(conversation: Conversation, agent: str, status: str, now: float) -> Conv
 
 
 def leave_message(conversation: Conversation, text: str) -> Conversation:
-    """The customer left a message for the team (nobody claimed in time)."""
+    """The customer left a message for the team (nobody claimed in time). Only while the
+    conversation waits or is held: an ended one is in no agent's queue, so nobody would read it
+    (ConversationEnded; asking for a person again opens a new conversation)."""
+    _require_active(conversation)
     return replace(conversation, left_message=text)
 
 

@@ -185,6 +185,11 @@ def _checked(where: str, field: str, check: Callable[..., str], *args: Any, **kw
         raise InvalidEntry(f"{where}: {exc}", field=field) from None
 
 
+def question_key(question: str) -> str:
+    """How two questions are compared for sameness: casefolded, spaces collapsed."""
+    return " ".join(question.casefold().split())
+
+
 class KnowledgeBase:
     """An ordered, immutable collection of FAQ entries keyed by id; edits return a new one."""
 
@@ -231,6 +236,16 @@ class KnowledgeBase:
     @property
     def n_questions(self) -> int:
         return sum(len(e.questions) for e in self)
+
+    def question_owners(self) -> dict[str, list[str]]:
+        """Each question's `question_key` -> the ids of the FAQs that have it, in KB order."""
+        owners: dict[str, list[str]] = {}
+        for entry in self._entries.values():
+            for question in entry.questions:
+                ids = owners.setdefault(question_key(question), [])
+                if entry.id not in ids:
+                    ids.append(entry.id)
+        return owners
 
     def topics(self, limit: int = 5) -> list[str]:
         """What the KB covers, for "I can help with ...": its categories, most FAQs first."""
@@ -347,17 +362,13 @@ class KnowledgeBase:
 def _warn_of_shared_questions(kb: KnowledgeBase, path: Path) -> None:
     """One warning when a question (compared casefolded, spaces collapsed) is under several
     FAQ ids: the bot cannot tell those FAQs apart by it and asks the customer to choose."""
-    owners: dict[str, list[str]] = {}
+    shared = {key: ids for key, ids in kb.question_owners().items() if len(ids) > 1}
+    if not shared:
+        return
     shown: dict[str, str] = {}
     for entry in kb:
         for question in entry.questions:
-            key = " ".join(question.casefold().split())
-            shown.setdefault(key, question)
-            if entry.id not in owners.setdefault(key, []):
-                owners[key].append(entry.id)
-    shared = {key: ids for key, ids in owners.items() if len(ids) > 1}
-    if not shared:
-        return
+            shown.setdefault(question_key(question), question)
     examples = "; ".join(
         f"{shown[key]!r} under {', '.join(repr(i) for i in ids)}"
         for key, ids in list(shared.items())[:3]

@@ -24,7 +24,7 @@ import numpy as np
 
 from threefold.apps.qa.bot import Bot
 from threefold.apps.qa.feedback import FeedbackStore
-from threefold.apps.qa.knowledge_base import FaqEntry, KnowledgeBase
+from threefold.apps.qa.knowledge_base import FaqEntry, KnowledgeBase, question_key
 from threefold.core.errors import DataError
 
 REVIEWED_LOG = "reviewed"
@@ -213,11 +213,12 @@ def with_paraphrases(kb: KnowledgeBase, faq_id: str, questions: Sequence[str]) -
 def questions_of_other_faqs(
     kb: KnowledgeBase, questions: Sequence[str], faq_id: str
 ) -> dict[str, str]:
-    """The questions (case and spacing aside) that are already questions of another FAQ, with
-    that FAQ's id: adding them would give two FAQs the same question."""
-    owners = {" ".join(q.casefold().split()): e.id for e in kb for q in e.questions}
-    found = {q: owners.get(" ".join(q.casefold().split()), faq_id) for q in _clean(questions)}
-    return {q: owner for q, owner in found.items() if owner != faq_id}
+    """The questions (case and spacing aside) that another FAQ has and `faq_id` has not, with
+    that FAQ's id: adding them would give two FAQs the same question. A question `faq_id` has
+    already stays its own, also where a KB saved before this check has it under another FAQ too."""
+    owners = kb.question_owners()
+    found = {q: owners.get(question_key(q), []) for q in _clean(questions)}
+    return {q: ids[0] for q, ids in found.items() if ids and faq_id not in ids}
 
 
 def _clean(questions: Sequence[str]) -> list[str]:

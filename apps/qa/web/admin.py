@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any
 
@@ -21,6 +21,7 @@ from threefold.apps.qa.knowledge_base import (
     normalized_id,
 )
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
+from threefold.apps.qa.review import questions_of_other_faqs
 from threefold.apps.qa.web.handoff_errors import RETRY_AFTER_S
 from threefold.core.audit import AUDIT_LOG, audit
 from threefold.core.errors import ModelError
@@ -123,6 +124,27 @@ def check_addressable(faq_id: str) -> None:
     )
 
 
+def refuse_shared_questions(
+    kb: KnowledgeBase, questions: Sequence[str], faq_id: str, *, other_fix: str = ""
+) -> None:
+    """409 `question_in_another_faq` when one of the questions FAQ `faq_id` would get is
+    already another FAQ's (`review.questions_of_other_faqs`): the KB would contradict itself.
+    `other_fix`: a fix offered first, `{owner}` standing for that FAQ's id. Call it under the
+    edit lock, on the KB the edit applies to."""
+    taken = questions_of_other_faqs(kb, questions, faq_id)
+    if taken:
+        question, owner = next(iter(taken.items()))
+        raise ApiError(
+            409,
+            f"{question[:80]!r} is already a question of FAQ {owner!r}. Fix: "
+            f"{other_fix.format(owner=owner)}first remove it from {owner!r} (PUT /api/kb/"
+            f"{owner}), or leave it out: under two FAQs, the bot could no longer tell which one "
+            "it asks for and would ask the customer to choose",
+            code="question_in_another_faq",
+            faq_id=owner,
+        )
+
+
 def not_for_reserved_ids(view: Callable[..., ResponseReturnValue]) -> Callable[..., Any]:
     """405 (with Allow) for GET/PUT/DELETE /api/kb/reload and the like: these paths are other
     endpoints, not FAQs that do not exist."""
@@ -169,13 +191,15 @@ def get_entry(faq_id: str) -> ResponseReturnValue:
 @bearer_token_required(TOKEN_KEY)
 def create_entry() -> ResponseReturnValue:
     """Add one entry `{id, questions|question, answer, category?}`; 409 when the id exists
-    (checked and written under the bot's edit lock: of two creates of one id, one is a 409)."""
+    (checked and written under the bot's edit lock: of two creates of one id, one is a 409) or
+    a question is another FAQ's already."""
     entry = entry_from_body(read_json_body(max_bytes=MAX_ADMIN_BODY))
 
     def plan(kb: KnowledgeBase) -> tuple[list[FaqEntry], list[str]]:
         taken = kb.resolve_id(entry.id)  # also by another spelling
         if taken is not None:
             raise ApiError(409, f"FAQ id {taken!r} exists; use PUT /api/kb/{taken} to replace it")
+        refuse_shared_questions(kb, entry.questions, entry.id)
         return [entry], []
 
     version, stats = _resources().manager.edit_with(plan)
@@ -192,7 +216,8 @@ def replace_entry(faq_id: str) -> ResponseReturnValue:
     An FAQ already stored (also under another, NFC-equivalent spelling of the id, or under an
     id saved before today's id rule) is replaced and keeps its stored id, so its listed id,
     feedback and gate sets still name it; a new id follows the id rule and is stored
-    NFC-normalized. Resolved and written under the bot's edit lock."""
+    NFC-normalized. Resolved and written under the bot's edit lock; 409 when a question it does
+    not have yet is another FAQ's already."""
     body = read_json_body(max_bytes=MAX_ADMIN_BODY)
     written: list[FaqEntry] = []
 
@@ -203,6 +228,7 @@ def replace_entry(faq_id: str) -> ResponseReturnValue:
             if stored is None
             else replacement_from_body(body, faq_id, stored, kb)
         )
+        refuse_shared_questions(kb, entry.questions, entry.id)
         written.append(entry)
         return [entry], []
 

@@ -8,11 +8,12 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from threefold.apps.qa.handoff_events import session_channel
-from threefold.apps.qa.handoff_queue import UnknownConversation
+from threefold.apps.qa.handoff_queue import ConversationEnded, UnknownConversation
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
+from threefold.apps.qa.web.chat import require_visible_text
 from threefold.apps.qa.web.event_stream import first_event, live_slot, sse_response
-from threefold.core.web import ApiError, client_key, read_json_body, require_fields
+from threefold.core.web import ApiError, client_key, read_json_body
 
 customer_live_blueprint = Blueprint("qa_customer_live", __name__, url_prefix="/api/sessions")
 MAX_WAIT_S = 25.0
@@ -99,18 +100,17 @@ def typing(session_id: str) -> ResponseReturnValue:
 
 @customer_live_blueprint.post("/<session_id>/message-for-team")
 def leave_message(session_id: str) -> ResponseReturnValue:
-    """`{"text": ...}`: nobody answered in time; the message is stored and shown in the console."""
+    """`{"text": ...}`: nobody answered in time; the message is stored and shown in the console.
+    409 `conversation_ended` once the team has ended the conversation (nobody would read it)."""
     resources = _resources()
     _known_session(session_id)
     body = read_json_body(max_bytes=resources.config.max_body_bytes)
-    require_fields(body, {"text": str})
-    text = body["text"].strip()
-    if not text or len(text) > resources.config.max_message_chars:
-        raise ApiError(
-            400,
-            f"text must be 1 to {resources.config.max_message_chars} characters; found {len(text)}",
-            field="text",
-        )
+    text = require_visible_text(
+        body,
+        "text",
+        max_chars=resources.config.max_message_chars,
+        empty_hint="type the message for our team",
+    )
     try:
         conversation = resources.desk.leave_message(session_id, text)
     except UnknownConversation:  # the agents' wording points at their console: not for customers
@@ -119,5 +119,13 @@ def leave_message(session_id: str) -> ResponseReturnValue:
             "this conversation was never handed to our team, so there is no one to leave a "
             "message for; ask for a person in the chat first",
             code="unknown_conversation",
+        ) from None
+    except ConversationEnded as ended:
+        raise ApiError(
+            409,
+            "our team has ended this conversation, so nobody would read a message left in it; "
+            "ask for a person in the chat to reach our team again",
+            code="conversation_ended",
+            conversation_status=ended.status,
         ) from None
     return jsonify({"status": "stored", "session_id": conversation.session_id}), 201

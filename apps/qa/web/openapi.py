@@ -142,13 +142,14 @@ DOCUMENT = openapi_document(
         },
         "/api/sessions/{session_id}/message-for-team": {
             "post": operation(
-                "Leave a message when nobody answered",
+                "Leave a message when nobody answered (409 conversation_ended once the team "
+                "ended the conversation)",
                 tag="live",
                 ok=201,
                 params=[SESSION],
                 body=TEXT_BODY,
                 response=OBJECT,
-                errors=(404,),
+                errors=(404, 409),
             )
         },
         "/api/kb": {
@@ -160,7 +161,11 @@ DOCUMENT = openapi_document(
         "/api/kb/{faq_id}": {
             "get": _admin("One FAQ entry", params=[FAQ], response=OBJECT, errors=(404,)),
             "put": _admin(
-                "Create or replace one FAQ entry", params=[FAQ], body=FAQ_ENTRY, response=OBJECT
+                "Create or replace one FAQ entry",
+                params=[FAQ],
+                body=FAQ_ENTRY,
+                response=OBJECT,
+                errors=(409,),
             ),
             "delete": _admin(
                 "Delete one FAQ entry", params=[FAQ], response=OBJECT, errors=(404, 409)

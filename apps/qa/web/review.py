@@ -25,7 +25,6 @@ from threefold.apps.qa.review import (
     DEFAULT_LIMIT,
     ReviewItem,
     ReviewQueue,
-    questions_of_other_faqs,
     with_paraphrases,
 )
 from threefold.apps.qa.web.admin import (
@@ -33,6 +32,7 @@ from threefold.apps.qa.web.admin import (
     TOKEN_KEY,
     admin_audit,
     entry_from_body,
+    refuse_shared_questions,
     require_shared_records,
     stale_bot_error,
 )
@@ -45,6 +45,7 @@ review_blueprint = Blueprint("qa_review", __name__)
 review_blueprint.register_error_handler(StaleBot, stale_bot_error)
 api = "/api/review"
 MAX_LIMIT = 1000
+ADD_TO_OWNER = f"add the items to {{owner!r}} instead ({api}/paraphrase), or "
 
 
 def _resources() -> Resources:
@@ -76,9 +77,14 @@ def _items(body: dict[str, Any]) -> list[ReviewItem]:
             field="items",
         )
     try:
-        return _queue().find(ids)
+        found: list[ReviewItem] | DataError = _queue().find(ids)
     except DataError as exc:
-        raise ApiError(409, str(exc), code="not_in_queue") from None
+        found = exc
+    # read without Redis, every item would look reviewed already: 503, never a false 409
+    require_shared_records(_resources(), "the review queue")
+    if isinstance(found, DataError):
+        raise ApiError(409, str(found), code="not_in_queue")
+    return found
 
 
 def _questions(body: dict[str, Any], items: list[ReviewItem]) -> list[str]:
@@ -103,21 +109,6 @@ def _questions(body: dict[str, Any], items: list[ReviewItem]) -> list[str]:
         raise ApiError(
             400, f"{exc}. Send 'questions' with the texts to add", field="questions"
         ) from None
-
-
-def _refuse_duplicates(kb: KnowledgeBase, questions: list[str], faq_id: str) -> None:
-    """409 when a question already belongs to another FAQ (the KB would contradict itself)."""
-    taken = questions_of_other_faqs(kb, questions, faq_id)
-    if taken:
-        question, owner = next(iter(taken.items()))
-        raise ApiError(
-            409,
-            f"{question[:80]!r} is already a question of FAQ {owner!r}. Fix: add the items to "
-            f"{owner!r} instead, or first remove the question from it (PUT /api/kb/{owner}), or "
-            "send 'questions' without it",
-            code="question_in_another_faq",
-            faq_id=owner,
-        )
 
 
 def _record(action: str, items: int, **details: Any) -> None:
@@ -190,7 +181,7 @@ def add_paraphrases() -> ResponseReturnValue:
 
     def plan(kb: KnowledgeBase) -> tuple[list[FaqEntry], list[str]]:
         stored.append(_paraphrased_faq(kb, faq_id))
-        _refuse_duplicates(kb, questions, stored[0])
+        refuse_shared_questions(kb, questions, stored[0], other_fix=ADD_TO_OWNER)
         entry = with_paraphrases(kb, stored[0], questions)
         added.extend(entry.questions[len(kb[stored[0]].questions) :])
         if not added:
@@ -227,7 +218,7 @@ def add_faq() -> ResponseReturnValue:
                 code="faq_exists",
                 field="id",
             )
-        _refuse_duplicates(kb, list(entry.questions), entry.id)
+        refuse_shared_questions(kb, entry.questions, entry.id, other_fix=ADD_TO_OWNER)
         return [entry], []
 
     manager = _resources().manager  # checked and written under the bot's edit lock

@@ -202,6 +202,70 @@ def test_unclaimed_timeout_and_a_message_left_for_the_team(make_app) -> None:
     assert "/api/agent" not in unknown.get_json()["message"]
 
 
+@pytest.mark.parametrize(("ending", "status"), [("close", "closed"), ("release", "released")])
+@pytest.mark.parametrize("storage", ["redis", "memory"])
+def test_a_message_left_after_the_team_ended_the_conversation_is_refused(
+    make_app, storage: str, ending: str, status: str
+) -> None:
+    """An ended conversation is in no agent's queue: a 409 that says what to do, not a 201
+    "stored" that nobody reads (the widget's form can still be open when the agent ends it)."""
+    settings = {"agent_tokens": TOKENS, **({"redis_url": None} if storage == "memory" else {})}
+    client = make_app(**settings).test_client()
+    sid = hand_off(client)
+    client.post(f"/api/agent/conversations/{sid}/claim", headers=ALICE)
+    assert client.post(f"/api/agent/conversations/{sid}/{ending}", headers=ALICE).status_code == 200
+    left = client.post(f"/api/sessions/{sid}/message-for-team", json={"text": "Call me back"})
+    assert left.status_code == 409, left.get_json()
+    refused = left.get_json()
+    assert (refused["error"], refused["conversation_status"]) == ("conversation_ended", status)
+    assert "ask for a person in the chat" in refused["message"]
+    assert "/api/agent" not in refused["message"]  # the customer's wording, not the console's
+    session = client.get(f"/api/sessions/{sid}").get_json()
+    assert "Call me back" not in [t["text"] for t in session["turns"]]
+    assert session["agent_state"]["left_message"] is False
+    again = chat(client, "Can I talk to a real person please?", session_id=sid)
+    assert again["handoff"] is True  # what the message says to do: a new conversation, queued
+    left = client.post(f"/api/sessions/{sid}/message-for-team", json={"text": "Call me back"})
+    assert left.status_code == 201, left.get_json()
+    listed = client.get("/api/agent/conversations", headers=ALICE).get_json()
+    assert [(c["session_id"], c["left_message"]) for c in listed] == [(sid, "Call me back")]
+
+
+INVISIBLE = ["\u200b", "\u200b\u200b", "\ufeff", "\u2800", " \u3164\u200d "]
+
+
+def test_text_with_nothing_visible_is_refused_as_empty(make_app) -> None:
+    """Zero-width spaces, a BOM or blank fillers alone show nothing: a 400 naming the field, not
+    a chat turn counted as out of scope or a left message that replaces the real one."""
+    app = make_app(agent_tokens=TOKENS)
+    client = app.test_client()
+    for text in INVISIBLE:
+        refused = client.post("/api/chat", json={"message": text})
+        assert refused.status_code == 400, (ascii(text), refused.get_json())
+        assert refused.get_json()["field"] == "message"
+        assert "message is empty" in refused.get_json()["message"]
+    assert app.extensions["threefold.qa"].feedback.unanswered() == []
+    sid = hand_off(client)
+    assert (
+        client.post(f"/api/sessions/{sid}/message-for-team", json={"text": "Call me"}).status_code
+        == 201
+    )
+    client.post(f"/api/agent/conversations/{sid}/claim", headers=ALICE)
+    for text in INVISIBLE:
+        left = client.post(f"/api/sessions/{sid}/message-for-team", json={"text": text})
+        reply = client.post(
+            f"/api/agent/conversations/{sid}/messages", headers=ALICE, json={"text": text}
+        )
+        for response in (left, reply):
+            assert response.status_code == 400, (ascii(text), response.get_json())
+            assert response.get_json()["field"] == "text"
+            assert "text is empty" in response.get_json()["message"]
+    (listed,) = client.get("/api/agent/conversations?status=claimed", headers=ALICE).get_json()
+    assert listed["left_message"] == "Call me"
+    turns = client.get(f"/api/sessions/{sid}").get_json()["turns"]
+    assert [t["role"] for t in turns][-1:] == ["user"] and turns[-1]["text"] == "Call me"
+
+
 def read_events(response, count: int, seconds: float = 10.0) -> list[dict]:
     """The first `count` SSE events of a streamed test-client response."""
     events, buffer, deadline = [], "", time.monotonic() + seconds

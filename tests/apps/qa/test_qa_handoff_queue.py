@@ -42,6 +42,7 @@ def test_claim_reply_and_end_follow_the_rules() -> None:
         lambda c: hq.claim(c, "bob", 160.0),
         lambda c: hq.record_reply(c, "alice", 160.0),
         lambda c: hq.end(c, "alice", "released", 160.0),
+        lambda c: hq.leave_message(c, "is anyone there?"),
     ):
         with pytest.raises(ConversationEnded, match="closed"):
             change(closed)
@@ -77,6 +78,20 @@ def test_store_contract(store) -> None:
     store.update(SID, lambda c: hq.end(c, "alice", "closed", 120.0))
     reopened = store.open(waiting(now=300.0))
     assert (reopened.status, reopened.waiting_since) == ("waiting", 300.0)
+
+
+@pytest.mark.integration
+def test_a_message_left_after_the_conversation_ended_is_refused_not_stored(store) -> None:
+    """Nobody would read it (an ended conversation is in no agent's queue): the customer is
+    told, in both stores alike, rather than a 'stored' nobody sees."""
+    store.open(waiting())
+    assert store.update(SID, lambda c: hq.leave_message(c, "call me")).left_message == "call me"
+    store.update(SID, lambda c: hq.claim(c, "alice", 110.0))
+    assert store.update(SID, lambda c: hq.leave_message(c, "still me")).left_message == "still me"
+    store.update(SID, lambda c: hq.end(c, "alice", "closed", 120.0))
+    with pytest.raises(ConversationEnded, match="closed"):
+        store.update(SID, lambda c: hq.leave_message(c, "anyone?"))
+    assert store.get(SID).left_message == "still me"
 
 
 @pytest.mark.integration

@@ -180,3 +180,35 @@ def test_kb_versions_are_pruned_to_the_configured_count(make_app, admin_headers)
     assert versions["current"] == versions["versions"][-1] == versions["serving"]
     assert set(versions["history"]) <= set(versions["versions"])
     assert client.post("/api/kb/rollback", headers=admin_headers).status_code == 200
+
+
+def test_a_question_of_one_faq_cannot_be_given_to_another(make_app, admin_headers) -> None:
+    """Two FAQs sharing a question contradict each other: the bot, sure of it before, would ask
+    the customer to choose. The review API refuses it; so do the admin's create and PUT."""
+    client = make_app().test_client()
+    shipping = "how much does  SHIPPING cost?"  # shipping_cost's, case and spacing aside
+    taken = {"questions": [shipping], "answer": "Contradicting."}
+    po_box = {"questions": ["Can you ship to a PO box?", shipping], "answer": "Yes."}
+    for method, path, body in (
+        ("POST", "/api/kb", {"id": "x5", **taken}),
+        ("PUT", "/api/kb/x5", taken),
+        ("PUT", "/api/kb/po_box", po_box),
+    ):
+        response = client.open(path, method=method, json=body, headers=admin_headers)
+        assert response.status_code == 409, (method, path, response.get_json())
+        refused = response.get_json()
+        assert (refused["error"], refused["faq_id"]) == ("question_in_another_faq", "shipping_cost")
+        assert "is already a question of FAQ 'shipping_cost'" in refused["message"]
+        assert "PUT /api/kb/shipping_cost" in refused["message"]
+    assert client.get("/api/kb/x5", headers=admin_headers).status_code == 404
+    own = client.get("/api/kb/shipping_cost", headers=admin_headers).get_json()
+    kept = client.put(
+        "/api/kb/shipping_cost", json={**own, "answer": "Free over $50."}, headers=admin_headers
+    )
+    assert kept.status_code == 200, kept.get_json()  # its own questions are not another's
+    reply = client.post("/api/chat", json={"message": "How much does shipping cost?"}).get_json()
+    assert (reply["outcome"], reply["faq_id"], reply["answer"]) == (
+        "answer",
+        "shipping_cost",
+        "Free over $50.",
+    )

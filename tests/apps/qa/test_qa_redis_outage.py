@@ -67,6 +67,34 @@ def test_exports_and_the_review_queue_are_503_while_redis_is_down(
             assert int(response.headers["Retry-After"]) > 0
 
 
+def test_review_actions_are_503_while_redis_is_down_and_the_items_stay_queued(
+    make_app, hung_redis, admin_headers
+) -> None:
+    """Read from this worker's records only, every item would look already reviewed (a 409
+    `not_in_queue` telling the admin to reload): the actions wait for Redis instead."""
+    settings = {"redis_url": hung_redis.url, "redis_timeout_s": 0.3}
+    client = make_app(**settings).test_client()
+    declined = chat(client, "what is the airspeed of an unladen swallow").get_json()
+    assert declined["outcome"] == "out_of_scope"
+    (group,) = client.get("/api/review", headers=admin_headers).get_json()["groups"]
+    items = group["item_ids"]
+    actions = {
+        "dismiss": {"items": items},
+        "paraphrase": {"items": items, "faq_id": "damaged_item"},
+        "new-faq": {"items": items, "id": "swallows", "answer": "About 11 m/s."},
+    }
+    with frozen(hung_redis):
+        for route, body in actions.items():
+            response = client.post(f"/api/review/{route}", headers=admin_headers, json=body)
+            assert response.status_code == 503, (route, response.get_json())
+            assert response.get_json()["error"] == "redis_unavailable"
+            assert int(response.headers["Retry-After"]) > 0
+    other_worker = make_app(**settings).test_client()  # its breaker never opened
+    listing = other_worker.get("/api/review", headers=admin_headers).get_json()
+    assert [g["item_ids"] for g in listing["groups"]] == [items]
+    assert "swallows" not in {f["id"] for f in listing["faqs"]}
+
+
 def test_bad_data_does_not_open_the_breaker(redis_client, redis_prefix: str) -> None:
     breaker = RedisFallback(retry_s=60)
     redis_store = RedisSessionStore(redis_client, prefix=redis_prefix, ttl_s=60)

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from threefold.apps.qa.feedback import FeedbackStore, MemoryRecordLog
-from threefold.apps.qa.review import ReviewItem, ReviewQueue, cluster, with_paraphrases
+from threefold.apps.qa.knowledge_base import FaqEntry, KnowledgeBase
+from threefold.apps.qa.review import (
+    ReviewItem,
+    ReviewQueue,
+    cluster,
+    questions_of_other_faqs,
+    with_paraphrases,
+)
 
 pytestmark = pytest.mark.integration
 TOKENS = "alice:tok-alice-1"
@@ -62,6 +69,20 @@ def test_declined_questions_cluster_by_meaning(store_bot) -> None:
 def test_paraphrases_are_added_once(store_kb) -> None:
     entry = with_paraphrases(store_kb, "po_box", ["Do you deliver to post office boxes?", " x? "])
     assert entry.questions == (*store_kb["po_box"].questions, "x?")
+
+
+def test_a_question_an_faq_has_already_is_not_another_faqs() -> None:
+    """A KB saved with a question under two FAQs (the load warns) stays editable: each FAQ
+    keeps its own questions; only questions new to it that another FAQ has are taken."""
+    shared = KnowledgeBase(
+        [
+            FaqEntry(id="a", questions=("Where is my order?",), answer="A."),
+            FaqEntry(id="b", questions=("where is my  ORDER?", "Track it?"), answer="B."),
+        ]
+    )
+    assert questions_of_other_faqs(shared, ["Where is my order?"], "a") == {}
+    assert questions_of_other_faqs(shared, ["Where is my order?"], "b") == {}
+    assert questions_of_other_faqs(shared, [" track IT? ", "New?"], "a") == {"track IT?": "b"}
 
 
 def test_reviewed_and_dismissed_items_leave_the_queue() -> None:
