@@ -21,8 +21,7 @@ from threefold.apps.qa.policy import (
     wants_human,
 )
 from threefold.apps.qa.sessions import Session, SessionStore, Turn, new_id
-from threefold.apps.qa.small_talk import REPLIES as SMALL_TALK_REPLIES
-from threefold.apps.qa.small_talk import without_small_talk
+from threefold.apps.qa.small_talk import reply_template, without_small_talk
 
 logger = logging.getLogger(__name__)
 HANDOFF_CANDIDATES = 5
@@ -41,14 +40,12 @@ REPLIES = {
         "Sorry, that's not something I can answer. I can help with {topics}. "
         'To reach a person, type "talk to a person".'
     ),
-    **SMALL_TALK_REPLIES,
 }
 FAILURE_REASONS = ("low_confidence", "out_of_scope")
 
 
-def reply_text(reason: str, bot: Bot) -> str:
-    """The canned reply of a non-answer, with the KB's topics where the text names them."""
-    template = REPLIES[reason]
+def reply_text(template: str, bot: Bot) -> str:
+    """A canned reply (`REPLIES`, small talk's), with the KB's topics where the text names them."""
     if "{topics}" not in template:
         return template
     topics = bot.kb.topics()
@@ -308,6 +305,16 @@ class ChatService:
     ) -> ChatReply:
         answered = decision.outcome == "answer" and chosen is not None
         entry = bot.kb[chosen] if answered and chosen is not None else None
+        if entry is not None:
+            text = entry.answer
+        elif decision.outcome == "small_talk":
+            # "ok" / "no" speak of the last answer only after one (small talk in between aside)
+            _, answered_faq = session.follow_up_context()
+            text = reply_text(
+                reply_template(decision.reason, after_answer=answered_faq is not None), bot
+            )
+        else:
+            text = reply_text(REPLIES[decision.reason], bot)
         suggestions: list[dict[str, str]] = []
         if decision.outcome in ("clarify", "handoff") and result is not None:
             suggestions = [
@@ -324,7 +331,7 @@ class ChatService:
             handoff=decision.outcome == "handoff",
             outcome=decision.outcome,
             reason=decision.reason,
-            reply=entry.answer if entry else reply_text(decision.reason, bot),
+            reply=text,
             bot_version=bot.version,
             question=entry.question if entry else None,
         )

@@ -13,21 +13,38 @@ Outcome = Literal["answer", "clarify", "out_of_scope", "small_talk", "handoff"]
 # (something in the KB is related); lower, the message is out of scope for this KB.
 CLARIFY_SHARE = 0.25
 
-# A request for a person: an asking verb before a person ("can I talk to a human", "get me an
-# agent"), a person before "talk to" ("is there a human I can talk to"), talking to someone, or
-# a message that is nothing but a person ("agent please", "live agent"). A person named in a
-# question ("I'm a travel agent, ...", "an agent program") is not a request.
+# A request for a person: a contact verb before a person ("can I talk to a human", "put me
+# through to one of your agents"), a person wanted where the request ends ("can I get a real
+# person", "I need a human, this bot is useless"), a person before "talk to" ("is there a human
+# I can talk to?"), talking to someone, or a message that is nothing but a person ("agent
+# please", "live agent"). A person named in a question ("I'm a travel agent, ...", "I need a
+# person to pick up my order", "can I get a refund if the person I gifted it to...") is not a
+# request: only small words may stand between the verb and the person.
 _PERSON = (
-    r"(?:human(?: being)?|(?:real |actual |live )?person|someone real|"
+    r"(?:(?:real |actual |live )?person|(?:real|actual) people|someone real|"
     r"(?:someone|somebody) from (?:your|the) (?:team|staff)|"
-    r"(?:live |real |support |customer service )?"
-    r"(?:agent|representative|rep|operator|manager|supervisor))(?![\w-])"
+    r"(?:live |real |actual |human |support |customer service )?"
+    r"(?:agent|representative|rep|operator|manager|supervisor|human(?: being)?)s?)(?![\w-])"
 )
-_ASK = r"\b(?:talk|speak|chat|connect|transfer|put|get|give|want|need|reach|contact|escalate)"
+_SMALL_WORDS = (
+    r"(?:[\s,]+(?:me|us|it|this|to|with|through|directly|please|pls|a|an|the|one|of|your|some|"
+    r"real|actual|live)){0,6}"
+)
+_CONTACT = r"\b(?:talk|speak|chat|connect|transfer|put|reach|contact|escalate)\b"
+_WANT = r"\b(?:get|give|want|need|have|like)\b"
+_REQUEST_ENDS = (
+    r"(?=\W*$|\s*[,.!?;:]|\s+(?:please|pls|now|asap|right now|instead|here|not a bot|"
+    r"on the (?:line|phone|chat)|to (?:talk|speak|chat|help|look|call|contact|handle|check))\b)"
+)
 _HUMAN_REQUEST = re.compile(
-    rf"{_ASK}\b(?:[\s,]+[^\s,]+){{0,4}}?[\s,]+{_PERSON}|"
+    rf"{_CONTACT}{_SMALL_WORDS}[\s,]+{_PERSON}|"
+    rf"{_WANT}{_SMALL_WORDS}[\s,]+{_PERSON}{_REQUEST_ENDS}|"
     rf"\b{_PERSON}(?:[\s,]+[^\s,]+){{0,3}}?[\s,]+(?:talk|speak|chat)\b|"
-    r"\b(?:talk|speak|chat) (?:to|with) (?:someone|somebody|staff|support)\b",
+    r"\b(?:talk|speak|chat|(?:connect|transfer|put)(?: me| us)?(?: through)?) (?:to|with) "
+    r"(?:someone|somebody|staff|support)\b|"
+    rf"\b(?:help|support|assistance) from{_SMALL_WORDS}[\s,]+{_PERSON}{_REQUEST_ENDS}|"
+    rf"{_WANT}{_SMALL_WORDS}[\s,]+(?:human|real person|live person)(?:'s)? "
+    r"(?:help|support|assistance)\b",
     re.IGNORECASE,
 )
 _ONLY_A_PERSON = re.compile(

@@ -53,6 +53,22 @@ def test_explicit_request_for_a_person_hands_off_even_when_confident() -> None:
         "transfer me to a representative",
         "is there a human I can talk to?",
         "I need to speak to a manager",
+        "talk to a human",
+        "I want to speak to an agent",
+        "can I get a real person",
+        "human please",
+        "agent",
+        "connect me with someone",
+        "let me talk to a representative",
+        "put me through to one of your agents",
+        "I need a human, this bot is useless",
+        "I want a human agent",
+        "can i get a human agent please",
+        "I want a human agent to help me",
+        "I need help from a human",
+        "need human help",
+        "Can I have a human?",
+        "I would like a human",
     ],
 )
 def test_requests_for_a_person_are_recognized(message: str) -> None:
@@ -73,11 +89,23 @@ def test_ordinary_questions_are_not_handoff_requests(message: str) -> None:
         "Can I send a gift card to a person abroad?",
         "Is there a human-readable invoice?",
         "My parcel says 'operator error'",
+        "I need a person to pick up my order in store, is that ok?",
+        "Can I get a refund if the person I gifted it to doesn't want it?",
+        "want to know if a human checks the returns",
+        "Can I transfer my gift card to someone?",
+        "Does the help from a human agent cost extra?",
+        "do you have an agent in my area?",
+        "I would like a person to pick up my parcel",
+        "I have a person who can pick it up",
     ],
 )
 def test_a_person_named_in_a_question_is_not_a_handoff_request(message: str) -> None:
     """Only asking for a person hands off; a question that mentions one is answered."""
     assert not wants_human(message)
+
+
+def test_small_talk_is_never_a_failure_however_many_failures_came_before() -> None:
+    assert run(0.0, 0.0, failures_so_far=5, small_talk="no_words") == "small_talk:no_words"
 
 
 def test_human_request_detection_stays_fast_on_long_messages() -> None:
