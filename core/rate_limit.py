@@ -2,8 +2,9 @@
 
 `TokenBucketLimiter` counts in this process; `SharedRateLimiter` keeps the buckets in Redis
 (one Lua script, so workers never race) and falls back to its own process-local buckets while
-Redis is unreachable. `acquire(client)` returns 0 when the request may go ahead, else the
-seconds until the client has a token again.
+Redis is unreachable: it skips Redis while the client's breaker (`core.redis_breaker`, shared
+with the app's other uses of that client) is open. `acquire(client)` returns 0 when the request
+may go ahead, else the seconds until the client has a token again.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from threefold.core.redis_breaker import (
+    CONNECTION_FAILURES,
+    DEFAULT_RETRY_S,
+    Failure,
+    RedisBreaker,
+    breaker_for,
+)
 from threefold.core.redis_errors import redis_unavailable
 
 logger = logging.getLogger(__name__)
@@ -78,9 +86,9 @@ class TokenBucketLimiter:
 class SharedRateLimiter:
     """Token buckets in Redis under `<prefix>ratelimit:<client>`, one limit for all workers.
 
-    While Redis is unreachable or refuses the script (out of memory, read-only replica) the
-    per-process buckets apply (each worker then allows the rate on its own) and Redis is tried
-    again after `retry_s`.
+    While Redis is unreachable (`breaker` open: by default the client's, `breaker_for`) or
+    refuses the script (out of memory, read-only replica: then for `retry_s`) the per-process
+    buckets apply, each worker then allowing the rate on its own.
     """
 
     def __init__(
@@ -90,36 +98,58 @@ class SharedRateLimiter:
         prefix: str,
         rate_per_minute: int,
         burst: int | None = None,
-        retry_s: float = 5.0,
+        retry_s: float = DEFAULT_RETRY_S,
+        breaker: RedisBreaker | None = None,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.local = TokenBucketLimiter(rate_per_minute, burst)
         self.retry_s = retry_s
+        self.breaker = breaker if breaker is not None else breaker_for(client, retry_s=retry_s)
         self._script = client.register_script(TOKEN_BUCKET_LUA)
-        self._down_until = 0.0
+        self._refused_until = 0.0
 
     def acquire(self, client: str) -> float:
-        if time.monotonic() >= self._down_until:
-            try:
-                wait = self._script(
-                    keys=[f"{self.prefix}ratelimit:{client}"],
-                    args=[self.local.rate, self.local.capacity],
-                )
-                return float(wait)
-            except (RedisError, OSError) as exc:
-                self._down_until = time.monotonic() + self.retry_s
-                if not isinstance(exc, OSError) and not redis_unavailable(exc):
-                    logger.exception(
-                        "the rate-limit script failed (a bug, not an outage); per-process "
-                        "limits for %.0fs",
-                        self.retry_s,
-                    )
-                    return self.local.acquire(client)
-                logger.warning(
-                    "redis unavailable for rate limits (%s: %s); per-process limits for %.0fs",
-                    type(exc).__name__,
-                    str(exc).splitlines()[0][:200] if str(exc) else "",
+        if time.monotonic() < self._refused_until:
+            return self.local.acquire(client)
+        return self.breaker.call(
+            "rate_limit", lambda: self._shared(client), lambda: self._per_process(client)
+        )
+
+    def _shared(self, client: str) -> float:
+        """The wait from the bucket in Redis; a refusal (or a bug in the script) gives the
+        per-process one and leaves Redis alone for `retry_s`."""
+        try:
+            wait = self._script(
+                keys=[f"{self.prefix}ratelimit:{client}"],
+                args=[self.local.rate, self.local.capacity],
+            )
+            return float(wait)
+        except CONNECTION_FAILURES:
+            raise  # the breaker's business
+        except RedisError as exc:
+            self._refused_until = time.monotonic() + self.retry_s
+            if not redis_unavailable(exc):
+                logger.exception(
+                    "the rate-limit script failed (a bug, not an outage); per-process "
+                    "limits for %.0fs",
                     self.retry_s,
                 )
+            else:
+                _warn_unavailable(Failure.of("rate_limit", exc), self.retry_s)
+            return self.local.acquire(client)
+
+    def _per_process(self, client: str) -> float:
+        cause = self.breaker.first_fallback("rate limits")
+        if cause is not None:
+            _warn_unavailable(cause, self.breaker.retry_s)
         return self.local.acquire(client)
+
+
+def _warn_unavailable(failure: Failure, retry_s: float) -> None:
+    logger.warning(
+        "redis unavailable for rate limits (%s: %s); per-process limits for %.0fs",
+        failure.error_type,
+        failure.message,
+        retry_s,
+    )

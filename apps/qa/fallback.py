@@ -1,9 +1,11 @@
 """Answering through a Redis outage: session and feedback stores that fall back to memory.
 
 `RedisFallback` runs a Redis call and, when Redis is unreachable (connection refused, timeout),
-runs the in-memory twin instead and opens a circuit breaker so the next calls skip Redis for
-`retry_s`. Only connection failures open it: bad data (a corrupt value, a Redis error reply)
-still raises, so a hostile request never takes Redis away from everyone else.
+runs the in-memory twin instead, through the circuit breaker of the Redis client
+(`core.redis_breaker`, shared with the rate limiter): after a connection failure the next calls
+skip Redis for `retry_s`, then one call probes it while the others still skip it. Only
+connection failures open it: bad data (a corrupt value, a Redis error reply) still raises, so a
+hostile request never takes Redis away from everyone else.
 
 What a worker keeps meanwhile reaches Redis again. `FallbackRecordLog` keeps records in an
 fsync'd spool on local disk (`streaming.record_spool`, one file per Redis prefix and server,
@@ -16,7 +18,8 @@ it, and Redis writes an id once: a write Redis carried out after the client time
 written again by the flush (logged, counted). A record Redis refuses on its data (an error
 reply while it takes other writes) is set aside, logged and counted, and the others go on.
 `RememberingHandoffStore` remembers which sessions were last seen with a person, so that their
-messages are refused (503) rather than answered by the bot while the agent desk cannot be read.
+messages are refused (503) rather than answered by the bot while the agent desk cannot be read;
+while the breaker is open it reads the desk only for those sessions.
 """
 
 from __future__ import annotations
@@ -30,9 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from threefold.apps.qa.feedback import MemoryRecordLog, RecordLog
 from threefold.apps.qa.handoff_queue import ACTIVE, Conversation, HandoffStore, Update
@@ -43,13 +44,13 @@ from threefold.apps.qa.sessions import (
     SessionStore,
     valid_session_id,
 )
+from threefold.core.redis_breaker import CONNECTION_FAILURES, DEFAULT_RETRY_S, RedisBreaker
 from threefold.streaming import record_spool
 from threefold.streaming.record_spool import RecordSpool, RecordsRefused, SpoolFull
 from threefold.streaming.write_ids import new_write_id, spooled_write_id
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-CONNECTION_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
 DEGRADED_REASON = "redis unavailable"
 SPOOL_FULL, SPOOL_DISK_ERROR = "full", "disk_error"  # why the spool refused a record
 # records dropped from a full memory: an error line at the first of an outage, then every this many
@@ -58,16 +59,22 @@ SPOOL_KIND = "records"  # spool files are named records-<prefix>-<digests>.jsonl
 
 
 class RedisFallback:
-    """A circuit breaker around Redis calls: open for `retry_s` after a connection failure."""
+    """Redis calls with an in-memory fallback, through a circuit breaker (`breaker`: the Redis
+    client's, `core.redis_breaker.breaker_for`; None: a breaker of its own, open for `retry_s`
+    after a connection failure)."""
 
-    def __init__(self, *, retry_s: float = 5.0) -> None:
-        self.retry_s = retry_s
-        self._open_until = 0.0
-        self._lock = threading.Lock()
+    def __init__(
+        self, breaker: RedisBreaker | None = None, *, retry_s: float = DEFAULT_RETRY_S
+    ) -> None:
+        self.breaker = breaker if breaker is not None else RedisBreaker(retry_s=retry_s)
+
+    @property
+    def retry_s(self) -> float:
+        return self.breaker.retry_s
 
     @property
     def is_open(self) -> bool:
-        return time.monotonic() < self._open_until
+        return self.breaker.is_open
 
     def degraded_reason(self) -> str | None:
         """ "redis unavailable" while the breaker is open, else None."""
@@ -75,23 +82,26 @@ class RedisFallback:
 
     def call(self, operation: str, primary: Callable[[], T], fallback: Callable[[], T]) -> T:
         """`primary()` unless the breaker is open or Redis is unreachable; then `fallback()`."""
-        if self.is_open:
-            return fallback()
-        try:
-            return primary()
-        except CONNECTION_FAILURES as exc:
-            with self._lock:
-                first = not self.is_open
-                self._open_until = time.monotonic() + self.retry_s
-            if first:
+
+        def without_redis() -> T:
+            cause = self.breaker.first_fallback("qa")
+            if cause is not None:
                 logger.warning(
                     "redis unavailable during %s (%s: %s); answering without it for %.0fs",
-                    operation,
-                    type(exc).__name__,
-                    exc,
+                    cause.operation,
+                    cause.error_type,
+                    cause.message,
                     self.retry_s,
                 )
             return fallback()
+
+        return self.breaker.call(operation, primary, without_redis)
+
+    def attempt(
+        self, operation: str, *, always: bool = False
+    ) -> contextlib.AbstractContextManager[None]:
+        """`RedisBreaker.attempt`: a block of Redis calls without a fallback."""
+        return self.breaker.attempt(operation, always=always)
 
 
 class FallbackSessionStore:
@@ -532,11 +542,18 @@ class RecordFlusher:
 
     The thread sleeps while nothing is kept (a kept record wakes it). After a failed attempt it
     waits `first_retry_s`, doubling up to `max_retry_s`, and records kept meanwhile do not cut
-    that wait short. `stop()` tries a last flush.
+    that wait short. With a `breaker` an attempt goes through it (skipped while it is open, so
+    at most the probe reaches Redis, and a successful flush closes it). `stop()` tries a last
+    flush, open breaker or not.
     """
 
     def __init__(
-        self, log: FallbackRecordLog, *, first_retry_s: float = 1.0, max_retry_s: float = 30.0
+        self,
+        log: FallbackRecordLog,
+        *,
+        first_retry_s: float = 1.0,
+        max_retry_s: float = 30.0,
+        breaker: RedisFallback | None = None,
     ) -> None:
         if not 0 < first_retry_s <= max_retry_s:
             raise ValueError(
@@ -544,6 +561,7 @@ class RecordFlusher:
                 f"first_retry_s={first_retry_s} and max_retry_s={max_retry_s}"
             )
         self.log = log
+        self.breaker = breaker
         self.first_retry_s = first_retry_s
         self.max_retry_s = max_retry_s
         self._wake = threading.Event()
@@ -587,19 +605,25 @@ class RecordFlusher:
                 self._stopping.wait(retry_s)
                 retry_s = min(retry_s * 2, self.max_retry_s)
             retry_s = self.first_retry_s
-        if not self._attempt():
+        if not self._attempt(last=True):
             logger.warning(
                 "record flush stopped: %d records not written to redis (spooled ones wait on "
                 "disk for the next worker; any kept in this worker's memory are lost)",
                 self.log.pending(),
             )
 
-    def _attempt(self) -> bool:
+    def _attempt(self, *, last: bool = False) -> bool:
         """One flush when records are kept: False when Redis refused them (they stay kept)."""
         if not self.log.pending():
             return True
+        through_breaker = (
+            self.breaker.attempt("flush_records", always=last)
+            if self.breaker
+            else contextlib.nullcontext()
+        )
         try:
-            self.log.flush()
+            with through_breaker:
+                self.log.flush()
         except CONNECTION_FAILURES as exc:
             logger.info(
                 "redis still unavailable (%s): %d records waiting for it",
@@ -635,6 +659,12 @@ class RememberingHandoffStore:
     longer remembered with a person. `with_person(session_id)` answers from that memory when the
     store cannot be read: True when the latest state seen, within `ttl_s`, was waiting or
     claimed. Bounded to the `max_sessions` most recently seen.
+
+    With a `breaker` its calls go through it, so their connection failures open it; while it is
+    open `get` raises `BreakerOpen` (a redis ConnectionError) at once, without waiting for Redis,
+    except for a session last seen with a person: its message would be refused otherwise, so the
+    desk is read (the bot answers the others, as it would after a timeout). The console's calls
+    (`open`, `update`, `list`) always try Redis.
     """
 
     def __init__(
@@ -644,35 +674,43 @@ class RememberingHandoffStore:
         ttl_s: float,
         max_sessions: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        breaker: RedisFallback | None = None,
     ) -> None:
         self.primary = primary
         self.ttl_s = ttl_s
         self.max_sessions = max_sessions
         self.clock = clock
+        self.breaker = breaker
         self._lock = threading.Lock()
         self._seen: OrderedDict[str, _Seen] = OrderedDict()  # least recently noted first
         self._notes = 0
 
     def open(self, conversation: Conversation) -> Conversation:
-        opened = self.primary.open(conversation)
+        opened = self._through_breaker("open_handoff", lambda: self.primary.open(conversation))
         self._note(opened)
         return opened
 
     def get(self, session_id: str) -> Conversation | None:
-        conversation = self.primary.get(session_id)
+        conversation = self._through_breaker(
+            "get_handoff",
+            lambda: self.primary.get(session_id),
+            always=self.with_person(session_id),
+        )
         if conversation is not None:
             self._note(conversation)
         return conversation
 
     def update(self, session_id: str, change: Update) -> Conversation:
-        conversation = self.primary.update(session_id, change)
+        conversation = self._through_breaker(
+            "update_handoff", lambda: self.primary.update(session_id, change)
+        )
         self._note(conversation)
         return conversation
 
     def list(self, status: str) -> list[Conversation]:
         with self._lock:
             started = self._notes
-        found = self.primary.list(status)
+        found = self._through_breaker("list_handoffs", lambda: self.primary.list(status))
         for conversation in found:
             self._note(conversation)
         listed = {conversation.session_id for conversation in found}
@@ -688,6 +726,13 @@ class RememberingHandoffStore:
                     seen, progress=(waiting_since, stage + 0.5), status=None
                 )
         return found
+
+    def _through_breaker(self, operation: str, call: Callable[[], T], *, always: bool = True) -> T:
+        """`call()` through the breaker, if any (`always`: also while it is open)."""
+        if self.breaker is None:
+            return call()
+        with self.breaker.attempt(operation, always=always):
+            return call()
 
     def with_person(self, session_id: str) -> bool:
         """Whether the session was last seen waiting for or held by a person (within `ttl_s`)."""

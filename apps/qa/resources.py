@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,6 @@ from threefold.apps.qa.bot_manager import BotManager
 from threefold.apps.qa.chat import ChatService
 from threefold.apps.qa.config import QAConfig
 from threefold.apps.qa.fallback import (
-    CONNECTION_FAILURES,
     FallbackRecordLog,
     FallbackSessionStore,
     KeptRecord,
@@ -48,6 +48,7 @@ from threefold.apps.qa.sessions import MemorySessionStore, SessionStore
 from threefold.apps.qa.store import BotStore
 from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ConfigError
+from threefold.core.redis_breaker import CONNECTION_FAILURES, breaker_for
 from threefold.core.settings import reveal
 from threefold.streaming.connections import RedisSettings, redis_client
 from threefold.streaming.record_spool import RecordSpool
@@ -105,11 +106,15 @@ class Resources:
         return None if self.breaker is None else self.breaker.degraded_reason()
 
     def redis_status(self) -> str:
-        """Redis as /healthz reports it: ok, not configured, or unreachable."""
+        """Redis as /healthz reports it: ok, not configured, or unreachable (also while the
+        breaker is open, without asking Redis, which would hold the health check for the socket
+        timeout; once the breaker's pause is over, the ping may be its probe)."""
         if self.redis is None:
             return "not configured"
+        through_breaker = self.breaker.attempt("ping") if self.breaker else nullcontext()
         try:
-            return "ok" if self.redis.ping() else "unreachable"
+            with through_breaker:
+                return "ok" if self.redis.ping() else "unreachable"
         except Exception:  # any connection failure means degraded, reported not raised
             return "unreachable"
 
@@ -151,7 +156,8 @@ def open_resources(
         client = redis_client(
             redis, socket_timeout=settings.redis_timeout_s, health_check_interval=30
         )
-        breaker = RedisFallback(retry_s=settings.redis_retry_s)
+        # the client's breaker, so the rate limiter (`core.web`) opens and closes it too
+        breaker = RedisFallback(breaker_for(client, retry_s=settings.redis_retry_s))
         shared_sessions: SessionStore = RedisSessionStore(
             client, prefix=settings.redis_prefix, ttl_s=settings.session_ttl_s
         )
@@ -179,11 +185,13 @@ def open_resources(
         fallback_log.on_dropped.append(metrics.observe_records_dropped)
         fallback_log.on_rejected.append(metrics.observe_record_rejected)
         fallback_log.on_already_written.append(metrics.observe_records_already_written)
-        flusher = RecordFlusher(fallback_log)
+        flusher = RecordFlusher(fallback_log, breaker=breaker)
         metrics.count_pending_records_with(fallback_log.in_memory, fallback_log.spooled)
         feedback = FeedbackStore(fallback_log)
         remembered = RememberingHandoffStore(
-            RedisHandoffStore(client, prefix=settings.redis_prefix), ttl_s=settings.session_ttl_s
+            RedisHandoffStore(client, prefix=settings.redis_prefix),
+            ttl_s=settings.session_ttl_s,
+            breaker=breaker,
         )
         last_seen_with_person = remembered.with_person
         handoffs: HandoffStore = remembered

@@ -12,7 +12,10 @@ Each feed holds a server thread, so a worker serves at most `StreamSlots.total` 
 (its threads less two) and FEEDS_PER_CLIENT per client, answering 503 + Retry-After beyond; and
 each feed ends after FEED_MAX_S with an `end` event naming the id to resume from. Without Redis
 (not configured or down) every route answers 503 with a `Retry-After` header and the reason;
-the feed too, before it starts streaming.
+the feed too, before it starts streaming. The routes read Redis through the breaker of its
+client (`core.redis_breaker`, shared with the rate limiter): once a read or a rate-limit check
+found Redis not answering, they answer 503 at once, and one request per retry window waits for
+the client's socket timeout to find out whether it is back.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import wraps
+from typing import TypeVar
 
 import redis
 from flask import Blueprint, Response, current_app, request
@@ -29,6 +34,7 @@ from threefold.apps.alerts.resources import REDIS_FIX, current_resources
 from threefold.apps.alerts.state.store import StateStore
 from threefold.apps.alerts.windows import split_key
 from threefold.core.query_args import int_arg
+from threefold.core.redis_breaker import BreakerOpen, breaker_for
 from threefold.core.stream_slots import StreamSlots
 from threefold.core.web import ApiError, client_key
 
@@ -48,6 +54,7 @@ KEY_KINDS = ("entity", "topic")
 SHOWN_CHARS = 40  # how much of a rejected value an error message quotes
 
 api = Blueprint("alerts_api", __name__, url_prefix="/api")
+V = TypeVar("V", bound=Callable[..., object])
 
 
 class StoreUnavailable(Exception):
@@ -74,6 +81,21 @@ def unavailable(exc: StoreUnavailable) -> Response:
     return response
 
 
+def _through_breaker(view: V) -> V:
+    """Run `view` through the breaker of the store's Redis client: a BreakerOpen (a 503) at once
+    while Redis did not answer a moment ago, instead of a wait for the socket timeout."""
+
+    @wraps(view)
+    def guarded(*args: object, **kwargs: object) -> object:
+        client = getattr(current_resources().store, "client", None)
+        if client is None:  # not configured (the view answers 503), or a store without Redis
+            return view(*args, **kwargs)
+        with breaker_for(client).attempt(f"dashboard {request.path}"):
+            return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
 def redis_status(exc: Exception) -> str:
     """How Redis failed: unreachable (no connection, a timeout) or refusing (it answered with
     an error: OOM at maxmemory, READONLY after a failover, MISCONF, a refused login)."""
@@ -86,6 +108,8 @@ def redis_down(exc: redis.RedisError) -> Response:
     """Redis out of reach, or answering with an error: 503, not a 500."""
     if redis_status(exc) == "refusing":
         return unavailable(StoreUnavailable("refusing", f"the consumer's Redis refused: {exc}"))
+    if isinstance(exc, BreakerOpen):
+        return unavailable(StoreUnavailable("unreachable", f"the consumer's Redis: {exc}"))
     return unavailable(
         StoreUnavailable("unreachable", f"the consumer's Redis did not answer ({exc!r})")
     )
@@ -120,6 +144,7 @@ def _page(items: list[str], limit: int, offset: int) -> tuple[list[str], dict]:
 
 
 @api.get("/keys")
+@_through_breaker
 def keys() -> dict:
     """The topics and entities the consumer has aggregated, most recent first, a page at a
     time (`limit`, `offset`; `next_offset` is null on the last page)."""
@@ -134,6 +159,7 @@ def keys() -> dict:
 
 
 @api.get("/series")
+@_through_breaker
 def series() -> dict:
     """Windows of one key (`key=topic:legal`) or of the keys of a kind (`kind=entity`), the
     most recently updated `keys` of them (a page: `offset`, `next_offset`)."""
@@ -170,6 +196,7 @@ def series() -> dict:
 
 
 @api.get("/alerts")
+@_through_breaker
 def recent_alerts() -> dict:
     """The most recent alerts, newest first."""
     limit = int_arg("limit", 50, low=1, high=1000)
@@ -177,6 +204,7 @@ def recent_alerts() -> dict:
 
 
 @api.get("/alerts/stream")
+@_through_breaker
 def alert_stream() -> Response:
     """Server-sent events: one `alert` event per new alert; resumes from Last-Event-ID.
 
