@@ -25,8 +25,8 @@ DEFAULT_EVENT_TYPE = "view"
 # the fields of a posted event (`type` is the older name of `event`); a file may hold more columns
 EVENT_FIELDS = ("user_id", "item_id", "event", "type", "timestamp", "rating", "list_id", "event_id")
 MAX_CLOCK_SKEW_S = 300.0  # how far in the future an event timestamp may be
-LIST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # the recommendation list an event came from
-EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")  # a client's id for one event (UUIDs fit)
+LIST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # the recommendation list an event came from
+EVENT_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # a client's id for one event (UUIDs fit)
 
 
 @dataclass(frozen=True)
@@ -115,9 +115,10 @@ def parse_event(
     """Validate one event; DataError names the column, e.g. an item id the catalog lacks.
 
     `strict` (a posted event): ids must be strings, the user id must follow the id character
-    rule (`stored_id`) and fields other than `EVENT_FIELDS` are refused. A file record
-    (`strict=False`, the operator's own data) may hold number ids (JSON exports), user ids only
-    trimmed and bounded, and more columns.
+    rule (`stored_id`), the event type must be written as documented (lowercase) and fields
+    other than `EVENT_FIELDS` are refused. A file record (`strict=False`, the operator's own
+    data) may hold number ids (JSON exports), user ids only trimmed and bounded, event types in
+    any case, and more columns.
     """
 
     def fail(column: str, message: str) -> DataError:
@@ -140,11 +141,7 @@ def parse_event(
             ids[column] = stored_id(column, value, checked=strict and column == "user_id")
         except DataError as exc:
             raise fail(column, str(exc)) from None
-    kind = values.get("event", values.get("type"))
-    if kind is None or kind == "":
-        kind = DEFAULT_EVENT_TYPE
-    if not isinstance(kind, str) or kind.strip().lower() not in EVENT_WEIGHTS:
-        raise fail("event", f"'event' must be one of {sorted(EVENT_WEIGHTS)}, found {kind!r}")
+    kind = _parse_kind(values, fail, strict)
     if known_items is not None and ids["item_id"] not in known_items:
         raise fail(
             "item_id",
@@ -153,7 +150,7 @@ def parse_event(
     return Event(
         user_id=ids["user_id"],
         item_id=ids["item_id"],
-        event=kind.strip().lower(),
+        event=kind,
         timestamp=_parse_timestamp(values.get("timestamp"), fail, now),
         rating=_parse_rating(values.get("rating"), fail),
         list_id=_parse_list_id(values.get("list_id"), fail),
@@ -170,22 +167,48 @@ def _json_type(value: Any) -> str:
     return {list: "array", dict: "object"}.get(type(value), type(value).__name__)
 
 
+def _parse_kind(values: Mapping[str, Any], fail, strict: bool) -> str:
+    """The event type from `event` or its older name `type`: null or "" (in a file any blank)
+    counts as absent (default: view), and two that name different types are refused."""
+    kinds: dict[str, str] = {}
+    for column in ("event", "type"):
+        value = values.get(column)
+        if value is None or value == "" or (not strict and _blank(value)):
+            continue
+        kind = value.strip().lower() if isinstance(value, str) else None
+        if kind not in EVENT_WEIGHTS or (strict and value != kind):
+            send = f"; send {kind!r}" if kind in EVENT_WEIGHTS else ""
+            raise fail(
+                column,
+                f"{column!r} must be one of {sorted(EVENT_WEIGHTS)} (lowercase), found "
+                f"{value!r}{send}",
+            )
+        kinds[column] = kind
+    if len(set(kinds.values())) > 1:
+        raise fail(
+            "event",
+            f"'event' {kinds['event']!r} and 'type' {kinds['type']!r} disagree: send one of "
+            "them ('type' is the older name of 'event')",
+        )
+    return next(iter(kinds.values()), DEFAULT_EVENT_TYPE)
+
+
 def _parse_event_id(value: Any, fail) -> str | None:
-    if value is None or value == "":
+    if value is None:
         return None
-    if not isinstance(value, str) or not EVENT_ID.match(value):
+    if not isinstance(value, str) or not EVENT_ID.fullmatch(value):
         raise fail(
             "event_id",
             f"'event_id' must be 1-128 letters, digits or '_-.:' (the client's id of the event, "
-            f"the same on a retry), found {str(value)[:40]!r}",
+            f"the same on a retry), found {str(value)[:40]!r}; leave it out (or null) for none",
         )
     return value
 
 
 def _parse_list_id(value: Any, fail) -> str | None:
-    if value is None or value == "":
+    if value is None:
         return None
-    if not isinstance(value, str) or not LIST_ID.match(value):
+    if not isinstance(value, str) or not LIST_ID.fullmatch(value):
         raise fail(
             "list_id",
             f"'list_id' must be the list_id of a recommendation response (1-64 letters, digits, "
@@ -211,6 +234,12 @@ def _parse_timestamp(value: Any, fail, now: float | None) -> float:
             "timestamp",
             f"'timestamp' {value!r} is in the future (unix seconds after {latest:.0f}, now plus "
             f"{MAX_CLOCK_SKEW_S:.0f} s of clock skew); send unix seconds or ISO 8601, or omit it",
+        )
+    if timestamp < 0:  # as parse_timestamp refuses a negative epoch number
+        raise fail(
+            "timestamp",
+            f"'timestamp' {value!r} is before 1970-01-01T00:00:00Z: it must be a time >= 0 in "
+            "unix seconds; send unix seconds or ISO 8601 from 1970 on, or omit it",
         )
     return timestamp
 

@@ -1,7 +1,9 @@
 """User histories: the seed log every worker loads, plus events posted through the API.
 
-Posted events live in Redis so every worker sees them; each worker also keeps its own copy,
-used only while Redis is unavailable (then a user's recent events are those this worker saw).
+Posted events live in Redis so every worker sees them; each worker also keeps its own copy of
+the newest `local_events` it accepted (`RecentEvents`), used only while Redis is unavailable
+or not configured (then a user's recent events are those of that copy): its memory stays
+bounded however many users post, the oldest events going first.
 Events Redis could not take go to the spool on disk and are replayed once Redis answers again,
 before any newer event, so none is lost and their order is kept. Each event gets its id when it
 is accepted (the client's `event_id`, else an `accept_id` that is spooled with it), and Redis
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
 from threefold.apps.recs.event_spool import EventSpool
@@ -39,15 +41,79 @@ from threefold.streaming.record_spool import RecordsRefused
 logger = logging.getLogger(__name__)
 # RedisState logs the error reply (`redis append_events failed`) but does not pass it on
 REFUSED_REASON = "redis answers but refused the event (see the append_events warning logged)"
+LOCAL_EVENTS = 100_000  # the most posted events a worker keeps a copy of (~120 MB at worst)
+
+
+class RecentEvents:
+    """The newest `max_events` events added, by user: each user's last `per_user` of them and
+    the items bought in any of them (also one older than the user's last `per_user`). The
+    oldest event goes first; a user none of whose events is left is forgotten."""
+
+    def __init__(self, max_events: int, per_user: int) -> None:
+        self.max_events = max_events
+        self.per_user = per_user
+        self._order: deque[Event] = deque()  # every event kept, oldest first
+        self._histories: dict[str, deque[Event]] = {}
+        self._bought: dict[str, Counter[str]] = {}  # user -> item -> purchases kept
+        self._lock = threading.Lock()
+
+    def add(self, events: Sequence[Event]) -> None:
+        with self._lock:
+            for event in events:
+                self._order.append(event)
+                user = event.user_id
+                self._histories.setdefault(user, deque(maxlen=self.per_user)).append(event)
+                if event.event == "purchase":
+                    self._bought.setdefault(user, Counter())[event.item_id] += 1
+                while len(self._order) > self.max_events:
+                    self._forget(self._order.popleft())
+
+    def _forget(self, event: Event) -> None:
+        """Drop the oldest event kept (call with the lock held)."""
+        user = event.user_id
+        history = self._histories.get(user)
+        if history and history[0] is event:  # else it already left the user's last per_user
+            history.popleft()
+        bought = self._bought.get(user)
+        if event.event == "purchase" and bought:
+            bought[event.item_id] -= 1
+            if bought[event.item_id] <= 0:
+                del bought[event.item_id]
+            if not bought:
+                del self._bought[user]
+        if history is not None and not history:  # its newest event: nothing of it is left
+            del self._histories[user]
+
+    def history(self, user_id: str) -> list[Event]:
+        """The user's events kept, in the order added (at most `per_user`)."""
+        with self._lock:
+            return list(self._histories.get(user_id, ()))
+
+    def purchased(self, user_id: str) -> set[str]:
+        with self._lock:
+            return set(self._bought.get(user_id, ()))
+
+    def __len__(self) -> int:
+        """How many events are kept (at most `max_events`)."""
+        return len(self._order)
+
+    @property
+    def user_count(self) -> int:
+        """How many users have an event kept (at most `max_events`)."""
+        return len(self._histories)
 
 
 class UserHistories:
+    """Each user's events: the seed log's, then the posted ones (Redis, or `local` while it is
+    unavailable or not configured)."""
+
     def __init__(
         self,
         seed: Sequence[Event],
         redis: RedisState,
         *,
         limit: int = 200,
+        local_events: int = LOCAL_EVENTS,
         spool: EventSpool | None = None,
         on_stored: Callable[[Sequence[Event]], None] | None = None,
         on_refused: Callable[[Sequence[Event]], None] | None = None,
@@ -62,18 +128,12 @@ class UserHistories:
         # purchases outlive the capped history: a bought item stays excluded however many
         # events follow it
         self._seed_purchases = {user: _purchases(events) for user, events in by_user.items()}
-        self._local: dict[str, deque[Event]] = {}
-        self._local_purchases: dict[str, set[str]] = {}
-        self._lock = threading.Lock()
+        self.local = RecentEvents(local_events, limit)
 
     def record(self, events: Sequence[Event]) -> bool:
         """Store new events; returns whether Redis took them (if not, they are spooled)."""
         events = with_accept_ids(events)
-        with self._lock:
-            for event in events:
-                self._local.setdefault(event.user_id, deque(maxlen=self.limit)).append(event)
-                if event.event == "purchase":
-                    self._local_purchases.setdefault(event.user_id, set()).add(event.item_id)
+        self.local.add(events)
         if self.spool is None:  # no Redis configured: this worker's copy is the store
             stored = self.redis.append_events(events)
             self.on_stored(events)
@@ -82,6 +142,11 @@ class UserHistories:
             return True
         self.spool.append(events)
         return False
+
+    def all_shared(self) -> bool:
+        """Whether every event this worker accepted is in Redis now: Redis is configured and
+        answers, and no spooled event waits (a post of only duplicates says so)."""
+        return self.spool is not None and self.replay_spool() and self.redis.available
 
     def _push(self, events: Sequence[Event]) -> bool:
         """Append to Redis; once it took them, `on_stored` (e.g. click attribution) sees them."""
@@ -129,24 +194,22 @@ class UserHistories:
         self.replay_spool()
         posted = self.redis.history(user_id)
         if posted is None:
-            with self._lock:
-                posted = list(self._local.get(user_id, ()))
+            posted = self.local.history(user_id)
         events = sort_events([*self._seed.get(user_id, ()), *posted])
         return events[-self.limit :]
 
     def purchased(self, user_id: str) -> set[str]:
         """Every item the user bought: the seed log's, the shared ones (Redis, or this worker's
-        while it is unavailable), also those older than the last `limit` events."""
+        `local` copy while it is unavailable), also those older than the last `limit` events."""
         shared = self.redis.purchased(user_id)
         if shared is None:
-            with self._lock:
-                shared = set(self._local_purchases.get(user_id, ()))
+            shared = self.local.purchased(user_id)
         return self._seed_purchases.get(user_id, set()) | shared
 
     @property
     def known_users(self) -> list[str]:
-        with self._lock:
-            return sorted(set(self._seed) | set(self._local))
+        """The seed log's users, sorted: the same on every worker; never a posted user id."""
+        return sorted(self._seed)
 
 
 def _purchases(events: Sequence[Event]) -> set[str]:

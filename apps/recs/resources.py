@@ -38,7 +38,7 @@ from threefold.apps.recs.config import RecsConfig
 from threefold.apps.recs.event_ids import EventIds
 from threefold.apps.recs.event_spool import SPOOL_FILE, EventSpool
 from threefold.apps.recs.events import Event, load_events
-from threefold.apps.recs.history import UserHistories
+from threefold.apps.recs.history import LOCAL_EVENTS, UserHistories
 from threefold.apps.recs.impressions import Impression, ImpressionLog, MemoryImpressionStore
 from threefold.apps.recs.metrics import RecsMetrics
 from threefold.apps.recs.recommender import Ranker, Recommender
@@ -514,8 +514,7 @@ def open_resources(
     recommender, seed, live = load_recommender(settings, state, encoder, tuned, posted)
     shared_events.seed = seed
     pinned, fallbacks, waiting = load_pinned(settings, state, shared_events.log(), versions)
-    for counting in [recommender, *pinned.values()]:  # built on the log as it is now
-        shared_events.join(counting, built_from=shared_events.generation)
+    built_from = shared_events.generation  # the log they counted, before the catalog's sync
     for variant in fallbacks:
         metrics.ab_fallback.labels(variant).set(1)
     spool = open_spool(settings, state, "events", SPOOL_FILE) if redis.url else None
@@ -524,6 +523,7 @@ def open_resources(
         seed,
         state,
         limit=settings.history_limit,
+        local_events=min(settings.shared_events_max, LOCAL_EVENTS),
         spool=spool,
         on_stored=impressions.attribute,
         on_refused=shared_events.uncount,  # set aside: never in the stream, no longer counted
@@ -538,6 +538,10 @@ def open_resources(
         followers=list(pinned.values()),
     )
     catalog_changes.sync(force=True)
+    if catalog_changes.applied_changes:  # items added through the API were counted without
+        built_from = None  # their events (not in the catalog yet): recount at the first refresh
+    for counting in [recommender, *pinned.values()]:
+        shared_events.join(counting, built_from=built_from)
     if live is not None:
         follow_registry(live, recommender, state, metrics, settings.model_check_seconds)
     resources = Resources(

@@ -22,7 +22,8 @@ def post_events() -> Any:
     and not stored again.
 
     202 means kept: in Redis (`shared: true`) or, while Redis is down, in this worker and the
-    fsync'd spool that is replayed to Redis when it returns (`shared: false`).
+    fsync'd spool that is replayed to Redis when it returns (`shared: false`). A post of only
+    duplicates stores nothing: `shared` then says whether all this worker accepted is in Redis.
     """
     shared = resources()
     body = read_json_body(max_bytes=shared.settings.max_body_bytes)
@@ -54,7 +55,9 @@ def post_events() -> Any:
     duplicates = len(parsed) - len(fresh)
     parsed = fresh
     try:
-        stored_in_redis = shared.histories.record(parsed) if parsed else True
+        stored_in_redis = (
+            shared.histories.record(parsed) if parsed else shared.histories.all_shared()
+        )
     except OSError as exc:  # Redis down and the spool disk refused: nothing was accepted
         raise ApiError(
             503,

@@ -1,4 +1,4 @@
-"""Recommendation lists, the users with a history and the catalog's categories."""
+"""Recommendation lists, the seed log's shoppers and the catalog's categories."""
 
 from __future__ import annotations
 
@@ -97,8 +97,10 @@ def _served(shared: Resources, body: dict[str, Any], *, cached: bool) -> Any:
 
 @recommendations.get("/users")
 def list_users() -> Any:
-    """Users with a history whose ids the API serves (for the storefront's user picker): a seed
-    log's id that the id rule refuses counts for statistics, but every request for it is a 400."""
+    """The demo shoppers for the storefront's user picker: the seed log's users (the same on
+    every worker; a posted user id is never listed, so no client can put a name into the
+    picker and customers' ids stay private), only those the id rule accepts: a seed log's id
+    that it refuses counts for statistics, but every request for it is a 400."""
     limit = int_arg("limit", 50, low=1, high=1000)
     users = (u for u in resources().histories.known_users if _servable_user(u))
     return jsonify({"users": list(itertools.islice(users, limit))})

@@ -20,7 +20,65 @@ from threefold.core.errors import DataError
 def test_event_defaults_and_weights():
     event = parse_event({"user_id": "7", "item_id": "kt-001"}, now=123.0)
     assert event == Event("7", "kt-001", "view", 123.0)
-    assert parse_event({"user_id": "u", "item_id": "i", "event": "Purchase"}).weight == 4.0
+    assert parse_event({"user_id": "u", "item_id": "i", "event": "purchase"}).weight == 4.0
+
+
+POSTED = {"user_id": "u", "item_id": "i"}
+
+
+@pytest.mark.parametrize("absent", [None, ""])
+def test_an_empty_event_counts_as_absent_so_the_older_type_key_decides(absent):
+    """`{"event": null, "type": "purchase"}` was stored as a view: the purchase was lost."""
+    assert parse_event({**POSTED, "event": absent, "type": "purchase"}).event == "purchase"
+    assert parse_event({**POSTED, "event": absent}).event == "view"
+    assert parse_event({**POSTED, "event": "click", "type": absent}).event == "click"
+
+
+def test_event_and_type_that_disagree_are_refused_naming_both():
+    """`{"event": "click", "type": "purchase"}` was silently a click."""
+    with pytest.raises(DataError, match="'event' 'click' and 'type' 'purchase' disagree"):
+        parse_event({**POSTED, "event": "click", "type": "purchase"})
+    assert parse_event({**POSTED, "event": "click", "type": "click"}).event == "click"
+
+
+def test_a_posted_event_type_is_lowercase_as_documented_a_file_may_use_any_case(tmp_path):
+    with pytest.raises(DataError, match="found 'CLICK'; send 'click'") as caught:
+        parse_event({**POSTED, "event": "CLICK"})
+    assert caught.value.column == "event"
+    with pytest.raises(DataError, match="found ' view'; send 'view'"):
+        parse_event({**POSTED, "type": " view"})
+    path = tmp_path / "events.csv"
+    path.write_text("user_id,item_id,event\nu,i,Purchase\nu,i, CLICK \nu,i, \n")
+    events = load_events(path, known_items={"i"})
+    assert [e.event for e in events] == ["purchase", "click", "view"]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("event_id", "evt-9\n"),
+        ("event_id", ""),
+        ("event_id", "x" * 129),
+        ("list_id", "abc\n"),
+        ("list_id", ""),
+    ],
+)
+def test_ids_of_events_and_lists_must_match_their_whole_pattern(column, value):
+    """`evt-9\\n` was stored with its newline (a retry as `evt-9` was then a new event), and
+    an empty `event_id` passed although the document says 1 to 128 characters."""
+    with pytest.raises(DataError, match=f"'{column}' must be") as caught:
+        parse_event({**POSTED, column: value})
+    assert caught.value.column == column
+    assert getattr(parse_event({**POSTED, column: None}), column) is None, "null: none given"
+
+
+@pytest.mark.parametrize("value", [-1, -0.5, "0001-01-01", "1969-12-31T23:59:59Z"])
+def test_a_timestamp_before_1970_is_refused_whether_a_number_or_iso_text(value):
+    """-1 was refused ("must be >= 0") but the ISO date 0001-01-01 was taken."""
+    with pytest.raises(DataError, match=">= 0") as caught:
+        parse_event({**POSTED, "timestamp": value})
+    assert caught.value.column == "timestamp"
+    assert parse_event({**POSTED, "timestamp": "1970-01-01T00:00:00Z"}).timestamp == 0.0
 
 
 def test_iso_timestamps_are_accepted():

@@ -44,3 +44,40 @@ def test_the_statistics_refresh_interval_reaches_the_recommender(embedder):
 def test_prepare_skips_tuning_when_told_not_to(embedder):
     settings = RecsConfig(tune_on_start=False)
     assert prepare_recs(settings, RedisSettings(), encoder=embedder) is None
+
+
+def fresh_list(client, redis_client, prefix: str, user: str) -> list[str]:
+    """The user's list ranked now by this worker (not one another worker cached in Redis)."""
+    redis_client.delete(f"{prefix}recs:{user}")
+    response = client.get(f"/api/recommendations?user_id={user}&k=10")
+    assert response.status_code == 200, response.json
+    return [item["item_id"] for item in response.json["items"]]
+
+
+def test_a_worker_started_after_items_were_added_counts_the_events_on_them(
+    make_app, admin_headers, redis_url, redis_prefix, redis_client, sample_events
+):
+    """A new worker counted the shared log before its start-up sync added the API's items, so
+    it ignored every event on them until some other event arrived: its lists differed."""
+    settings = {"redis_url": redis_url, "redis_prefix": redis_prefix, "stats_refresh_seconds": 0}
+    older = make_app(**settings).test_client()
+    added = [
+        {
+            "item_id": f"churn-{n}",
+            "title": f"Trail running shoe model {n}",
+            "description": "A light trail running shoe with a grippy sole.",
+            "category": "Sports",
+        }
+        for n in range(3)
+    ]
+    assert older.post("/api/items", json={"items": added}, headers=admin_headers).status_code == 201
+    bought = [
+        {"user_id": f"runner-{n}", "item_id": f"churn-{n % 3}", "event": "purchase"}
+        for n in range(30)
+    ]
+    assert older.post("/api/events", json={"events": bought}).json["shared"] is True
+    newer = make_app(**settings).test_client()
+    users = ["newcomer", *sorted({event.user_id for event in sample_events})[:8]]
+    on_older = {user: fresh_list(older, redis_client, redis_prefix, user) for user in users}
+    assert "churn-0" in on_older["newcomer"], "30 purchases make the new items popular"
+    assert {user: fresh_list(newer, redis_client, redis_prefix, user) for user in users} == on_older

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from threefold.apps.recs.config import RecsConfig
+from threefold.apps.recs.web.shared import EXTENSION
 from threefold.core.errors import ConfigError
 
 NEW_ITEM = {
@@ -150,6 +151,42 @@ def test_event_batch_is_accepted(client):
     response = client.post("/api/events", json=batch)
     assert response.status_code == 202
     assert response.json["accepted"] == 2
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"event": "click", "type": "purchase"}, "event"),
+        ({"event": "CLICK"}, "event"),
+        ({"event_id": "evt-9\n"}, "event_id"),
+        ({"event_id": ""}, "event_id"),
+        ({"list_id": "list-1\n"}, "list_id"),
+        ({"timestamp": "0001-01-01"}, "timestamp"),
+    ],
+)
+def test_an_event_the_contract_refuses_is_400_naming_the_field(client, event, field):
+    response = client.post("/api/events", json={"user_id": "strict", "item_id": "od-001", **event})
+    assert response.status_code == 400, response.json
+    assert response.json["field"] == field
+
+
+def test_a_purchase_under_the_older_key_beside_a_null_event_is_a_purchase(client):
+    bought = {"user_id": "null-event", "item_id": "od-003", "event": None, "type": "purchase"}
+    assert client.post("/api/events", json=bought).status_code == 202
+    histories = client.application.extensions[EXTENSION].histories
+    assert [e.event for e in histories.get("null-event")] == ["purchase"]
+    assert histories.purchased("null-event") == {"od-003"}
+
+
+@pytest.mark.parametrize("redis_url", [None, "redis://127.0.0.1:1/0"], ids=["none", "down"])
+def test_a_post_of_only_duplicates_without_redis_is_not_called_shared(make_app, redis_url):
+    """It answered `"shared": true` although nothing it held was in Redis."""
+    client = make_app(redis_url=redis_url).test_client()
+    view = {"user_id": "retrier", "item_id": "od-001", "event_id": "once-only"}
+    first = client.post("/api/events", json=view).json
+    again = client.post("/api/events", json=view).json
+    assert (first["accepted"], first["shared"]) == (1, False)
+    assert (again["accepted"], again["duplicates"], again["shared"]) == (0, 1, False)
 
 
 def test_unknown_item_in_an_event_is_422_with_the_reason(client):
