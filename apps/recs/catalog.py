@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from threefold.core.errors import DataError
-from threefold.core.ids import check_id
+from threefold.core.ids import check_id, describe, is_visible
 from threefold.core.tables import read_records
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ def parse_item(
     """Validate one record (from a file or a JSON body); DataError names the bad column.
 
     `strict` (an item the API adds or replaces): its `item_id` must follow the id character rule
-    (`stored_id`, kept as given) and fields other than `ITEM_FIELDS` are refused. A file's row
+    (`stored_id`, kept as given), its title and each category name must hold something visible
+    (`core.ids.is_visible`) and fields other than `ITEM_FIELDS` are refused. A file's row
     or a replayed catalog change (stored before the rule) may hold any id `parse_item` checks
     (trimmed, bounded, no control character) and more columns.
     """
@@ -153,6 +155,17 @@ def parse_item(
             f"'category' {texts['category'][:40]!r} names no category; give one name, or "
             f"several joined by {CATEGORY_SEPARATOR!r}",
         )
+    if strict:  # the store would show a blank title or category name
+        for column, text in [("title", texts["title"])] + [
+            ("category", name) for name in split_categories(texts["category"])
+        ]:
+            if not any(is_visible(char) for char in text):
+                found = ", ".join(dict.fromkeys(describe(char) for char in text if char != " "))
+                raise fail(
+                    column,
+                    f"{column!r} {text[:40]!a} holds nothing visible ({found}); give it "
+                    "a letter, digit, punctuation mark or symbol",
+                )
     return Item(
         item_id=texts["item_id"],
         title=texts["title"],
@@ -201,12 +214,21 @@ def _parse_metadata(value: Any, fail) -> dict[str, Any]:
     return value
 
 
+def content_hash(item: Item) -> int:
+    """A 64-bit hash of everything an item shows (metadata too), the same in every process."""
+    metadata = json.dumps(item.metadata, sort_keys=True, default=str) if item.metadata else ""
+    fields = (item.item_id, item.title, item.description, item.category, item.price, item.tags)
+    text = repr((*fields, metadata))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
 class Catalog:
     """Items by id, in insertion order; add replaces an existing id."""
 
     def __init__(self, items: Iterable[Item] = ()) -> None:
         self._items: dict[str, Item] = {}
         self._categories: list[str] | None = None
+        self._digest: int | None = None  # computed at the first `digest`, then kept up to date
         self._changes = 0  # a `categories` computed across a change is not kept
         self._lock = threading.Lock()
         for item in items:
@@ -215,20 +237,36 @@ class Catalog:
     def add(self, item: Item) -> bool:
         """Insert or replace; returns True when the id was new."""
         with self._lock:
-            new = item.item_id not in self._items
+            replaced = self._items.get(item.item_id)
             self._items[item.item_id] = item
-            self._changed()
-        return new
+            self._changed(replaced, item)
+        return replaced is None
 
     def remove(self, item_id: str) -> Item | None:
         with self._lock:
             removed = self._items.pop(item_id, None)
-            self._changed()
+            self._changed(removed, None)
         return removed
 
-    def _changed(self) -> None:
+    def _changed(self, before: Item | None, after: Item | None) -> None:
         self._changes += 1
         self._categories = None
+        if self._digest is not None:
+            for item in (before, after):
+                if item is not None:
+                    self._digest ^= content_hash(item)
+
+    @property
+    def digest(self) -> str:
+        """16 hex digits naming the items' content (ids, text, price, tags, metadata; not their
+        order): two catalogs with one digest hold the same items. Computed once (about 3 s at a
+        million items), then updated by each change."""
+        with self._lock:
+            if self._digest is None:
+                self._digest = 0
+                for item in self._items.values():
+                    self._digest ^= content_hash(item)
+            return f"{self._digest:016x}"
 
     def get(self, item_id: str) -> Item | None:
         return self._items.get(item_id)

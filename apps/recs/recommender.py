@@ -736,7 +736,7 @@ class Recommender:
             Recommendation(
                 item=builder.items[p],
                 score=float(scores[row_of[p]]),
-                **self._reason(builder, profile, p, category, contributions, row_of[p]),
+                **self._reason(builder, profile, active, p, category, contributions, row_of[p]),
             )
             for p in page.positions
         ]
@@ -754,11 +754,14 @@ class Recommender:
         self,
         builder: FeatureBuilder,
         profile: UserProfile,
+        active: np.ndarray,
         position: int,
         category: str | None,
         contributions: np.ndarray | None,
         row: int,
     ) -> dict[str, Any]:
+        """The history item most like the recommendation, when a text feature decided (a deleted
+        one never: its page is gone), else why it is popular."""
         popular = f"Popular in {category}" if category else "Popular with other shoppers"
         if contributions is None:
             return {"reason": popular}
@@ -771,6 +774,8 @@ class Recommender:
         best, best_score = None, -np.inf
         for event in recent:
             source = builder.position[event.item_id]
+            if not active[source]:
+                continue
             together = stats.pair_similarity(
                 stats.position.get(event.item_id, -1),
                 stats.position.get(builder.items[position].item_id, -1),

@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -486,26 +487,53 @@ class RedisState:
         return self._call("append_audit", action) is True
 
     # ------------------------------------------------------------------ catalog changes
-    def publish_change(self, change: Mapping[str, Any]) -> int | None:
-        """Append to the catalog change log; returns the new log length (the version)."""
-        return self._call(
-            "publish_change",
-            lambda r: int(r.rpush(self._key("catalog", "changes"), json.dumps(change))),
-        )
-
-    def changes_since(self, version: int) -> tuple[int, list[dict[str, Any]]] | None:
-        """(index of the first change returned, the changes from `version` on). A log shorter
-        than `version` was lost (Redis restarted empty, or lost its last writes): all of it."""
+    def publish_change(self, change: Mapping[str, Any]) -> tuple[int, str | None] | None:
+        """Append to the catalog change log; (its new length, the `id` of the change before
+        this one: None for the first, or one published without an id)."""
         key = self._key("catalog", "changes")
 
-        def action(r: Any) -> tuple[int, list[bytes]]:
-            length, entries = r.pipeline().llen(key).lrange(key, version, -1).execute()
-            return (0, r.lrange(key, 0, -1)) if length < version else (version, entries)
+        def action(r: Any) -> tuple[int, str | None]:
+            length, previous = r.pipeline().rpush(key, json.dumps(change)).lindex(key, -2).execute()
+            return int(length), _change_id(previous) if length > 1 else None
+
+        return self._call("publish_change", action)
+
+    def changes_since(self, version: int) -> ChangeLog | None:
+        """The log's length, the `id` of its change at `version - 1` and the changes from
+        `version` on: a log shorter than `version`, or whose change there is another than the
+        reader applied, was lost (Redis restarted empty, or lost its last writes)."""
+        key = self._key("catalog", "changes")
+
+        def action(r: Any) -> tuple[int, Any, list[bytes]]:
+            pipe = r.pipeline().llen(key).lindex(key, max(version - 1, 0)).lrange(key, version, -1)
+            return tuple(pipe.execute())
 
         found = self._call("changes_since", action)
         if found is None:
             return None
-        return found[0], [json.loads(entry) for entry in found[1]]
+        length, previous, entries = found
+        return ChangeLog(
+            length=int(length),
+            previous_id=_change_id(previous) if version > 0 else None,
+            changes=[json.loads(entry) for entry in entries],
+        )
+
+
+@dataclass(frozen=True)
+class ChangeLog:
+    """What `RedisState.changes_since(version)` read from the catalog change log."""
+
+    length: int
+    previous_id: str | None  # of the change at version - 1; None when there is none or no id
+    changes: list[dict[str, Any]]  # from `version` on
+
+
+def _change_id(entry: bytes | str | None) -> str | None:
+    """A logged catalog change's `id` (changes published before ids were given have none)."""
+    if entry is None:
+        return None
+    found = json.loads(entry).get("id")
+    return str(found) if found is not None else None
 
 
 def wrong_log_type_reason(prefix: str, found: str) -> str:

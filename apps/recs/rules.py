@@ -151,6 +151,8 @@ def paginate(ranked: Sequence[int], *, offset: int, k: int) -> Page:
 
 
 def encode_cursor(offset: int) -> str:
+    """The next page's `offset`, opaque to clients. Only an offset: the page it names is ranked
+    anew when asked for (no snapshot), so an edit, purchase or click in between can shift it."""
     return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{offset}".encode()).decode().rstrip("=")
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from threefold.apps.recs.catalog import Item, parse_item
 from threefold.apps.recs.web.shared import batch, resources
@@ -18,7 +19,7 @@ ADMIN_TOKEN_KEY = "THREEFOLD_RECS_ADMIN_TOKEN"  # the setting named in the 503 w
 ITEMS_PREFIX = "/api/items"
 items_api = Blueprint("recs_items", __name__, url_prefix=ITEMS_PREFIX)
 # `path:` ids: an item id may hold '/' (an SKU path), sent as is or as %2F; `<id>/similar` of
-# such an id still names the similar-items route
+# such an id still names the similar-items route, so the API stores no id ending in '/similar'
 
 
 @items_api.before_app_request
@@ -59,11 +60,38 @@ def similar_items(item_id: str) -> Any:
 def _parse_body_item(values: Any, index: int | None = None) -> Item:
     if not isinstance(values, dict):
         raise ApiError(400, f"item must be an object, found {type(values).__name__}", index=index)
+    where = f"item {index}: " if index is not None else ""
     try:
-        return parse_item(values, strict=True)
+        item = parse_item(values, strict=True)
     except DataError as exc:
-        where = f"item {index}: " if index is not None else ""
         raise ApiError(400, f"{where}{exc}", field=exc.column, index=index) from None
+    if (unreachable := _unreadable(item.item_id)) is not None:
+        raise ApiError(
+            400,
+            f"{where}item_id {_shown(item.item_id)} could not be read back: {unreachable}; "
+            "choose another item_id",
+            field="item_id",
+            index=index,
+        )
+    return item
+
+
+def _unreadable(item_id: str) -> str | None:
+    """Why `GET /api/items/<item_id>` (as is or with %2F) would not answer this item, asking
+    the router itself; None when it would."""
+    path = f"{ITEMS_PREFIX}/{item_id}"
+    try:
+        endpoint, args = current_app.url_map.bind("localhost").match(path, method="GET")
+    except HTTPException:  # a redirect ('//' merged) or no route
+        return f"GET {path[:100]} holds an empty id; an item id may not start with '/'"
+    if endpoint == f"{items_api.name}.{get_item.__name__}" and args["item_id"] == item_id:
+        return None
+    if endpoint == f"{items_api.name}.{similar_items.__name__}":
+        return (
+            f"GET {path[:100]} names the similar items of {_shown(args['item_id'])} (an item id "
+            "may hold '/' but not end in '/similar')"
+        )
+    return f"GET {path[:100]} reaches {endpoint}, not this item"
 
 
 @items_api.post("")
@@ -74,6 +102,16 @@ def add_items() -> Any:
     body = read_json_body(max_bytes=shared.settings.max_body_bytes)
     raw_items = batch(body, "items", shared.settings.max_batch_events)
     items = [_parse_body_item(raw, i) for i, raw in enumerate(raw_items)]
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if (first := first_index.setdefault(item.item_id, index)) != index:
+            raise ApiError(
+                400,
+                f"item {index}: item_id {_shown(item.item_id)} is item {first} of this batch "
+                "too; which one to store is unknown: send each item once",
+                field="item_id",
+                index=index,
+            )
     stored = shared.catalog_changes.store(items)
     _audit("items.store", item_ids=[item.item_id for item in items])
     return jsonify(stored), 201

@@ -22,6 +22,13 @@ USER_ID = {
     f'stored; a JSON number is refused (send "5"), and so are {REFUSED_ID_CHARACTERS}',
 }
 EVENT_TYPES = ["click", "purchase", "view"]
+# null or "" is no type given; two keys naming different types are a 400 (not expressible here)
+EVENT_TYPE = {
+    "type": "string",
+    "nullable": True,
+    "enum": [*EVENT_TYPES, "", None],
+    "description": 'lowercase, as listed (`CLICK` is a 400); null or "": not given',
+}
 EVENT = {
     "type": "object",
     "required": ["user_id", "item_id"],
@@ -34,25 +41,34 @@ EVENT = {
             "maxLength": 128,
             "description": "a catalog item id, as the catalog holds it (422 when unknown)",
         },
-        "event": {"type": "string", "enum": EVENT_TYPES, "default": "view"},
-        "type": {"type": "string", "enum": EVENT_TYPES, "description": "older name of `event`"},
+        "event": {**EVENT_TYPE, "default": "view"},
+        "type": {
+            **EVENT_TYPE,
+            "description": f"older name of `event`, {EVENT_TYPE['description']}; with both, "
+            "they must name the same type (else a 400)",
+        },
         "timestamp": {
             "oneOf": [
-                {"type": "number", "description": "unix seconds"},
+                {"type": "number", "minimum": 0, "description": "unix seconds"},
                 {"type": "string", "format": "date-time", "description": "ISO 8601"},
             ],
-            "description": "when it happened (default: when it is accepted); at most 5 min ahead",
+            "description": "when it happened (default: when it is accepted); at most 5 min "
+            "ahead, not before 1970-01-01T00:00:00Z",
         },
         "rating": {"type": "number"},
         "list_id": {
             "type": "string",
+            "nullable": True,
             "pattern": "^[A-Za-z0-9_-]{1,64}$",
-            "description": "the list_id of the recommendation list the item was picked from",
+            "description": "the list_id of the recommendation list the item was picked from "
+            "(null: none)",
         },
         "event_id": {
             "type": "string",
+            "nullable": True,
             "pattern": "^[A-Za-z0-9_.:-]{1,128}$",
-            "description": "the client's id of the event: a retry with the same id counts once",
+            "description": "the client's id of the event: a retry with the same id counts once "
+            "(null: none)",
         },
     },
 }
@@ -61,17 +77,27 @@ ITEM_ID = {
     "minLength": 1,
     "maxLength": 128,
     "description": "stripped, otherwise kept as given (not normalized), as user ids; "
-    f"refused: {REFUSED_ID_CHARACTERS} (an item already stored under such an id is "
-    "still read and deleted)",
+    f"refused: {REFUSED_ID_CHARACTERS}, and ids GET /api/items/{{item_id}} would not reach (one "
+    "ending in '/similar', the similar items of what precedes it, or starting with '/'); an "
+    "item already stored under such an id is still read and deleted",
 }
 VISIBLE = "\\S"  # holds something besides spaces (ECMA regex, matched anywhere)
+SHOWN = (
+    "at least one visible character (a letter, digit, punctuation mark or symbol; one made only "
+    "of zero-width or other invisible characters is refused)"
+)
 ITEM_BODY = {
     "type": "object",
     "required": ["item_id", "title", "description", "category"],
     "additionalProperties": False,
     "properties": {
         "item_id": ITEM_ID,
-        "title": {"type": "string", "maxLength": MAX_TEXT_LENGTH, "pattern": VISIBLE},
+        "title": {
+            "type": "string",
+            "maxLength": MAX_TEXT_LENGTH,
+            "pattern": VISIBLE,
+            "description": SHOWN,
+        },
         "description": {
             "type": "string",
             "maxLength": MAX_TEXT_LENGTH,
@@ -81,7 +107,7 @@ ITEM_BODY = {
             "type": "string",
             "maxLength": MAX_TEXT_LENGTH,
             "pattern": "[^\\s|]",
-            "description": "one name, or several joined by '|'",
+            "description": f"one name, or several joined by '|'; each with {SHOWN}",
         },
         "price": {"type": "number", "minimum": 0},
         "tags": {"type": "array", "items": {"type": "string"}},
@@ -104,10 +130,22 @@ ITEMS_BODY = {
             "type": "object",
             "required": ["items"],
             "additionalProperties": False,
-            "properties": {"items": {"type": "array", "minItems": 1, "items": ITEM_BODY}},
+            "properties": {
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": ITEM_BODY,
+                    "description": "each item_id once (400 naming one sent twice)",
+                }
+            },
         },
     ]
 }
+CURSOR = (
+    "the previous page's next_cursor, unchanged; not with offset. It encodes the next page's "
+    "offset only: that page is ranked anew when asked for (no snapshot), so an item deleted, "
+    "bought or clicked between pages moves the later ones and a page can skip or repeat one"
+)
 LIMIT = query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000})
 K = query_param("k", {"type": "integer", "minimum": 1}, "how many (at most the configured max_k)")
 
@@ -133,7 +171,7 @@ DOCUMENT = openapi_document(
                     query_param("user_id", USER_ID, required=True),
                     K,
                     query_param("offset", {"type": "integer", "minimum": 0}, "not with cursor"),
-                    query_param("cursor", {"type": "string"}, "next_cursor; not with offset"),
+                    query_param("cursor", {"type": "string"}, CURSOR),
                     query_param("diversity", {"type": "number", "minimum": 0, "maximum": 1}),
                     query_param("exclude_seen", {"type": "boolean"}),
                     query_param("category", {"type": "string"}),
@@ -142,7 +180,15 @@ DOCUMENT = openapi_document(
         },
         "/api/users": {
             "get": operation(
-                "Users with a history", tag="recommendations", params=[LIMIT], errors=(400,)
+                "The demo shoppers for the storefront's picker: the seed log's users the id rule "
+                "accepts, sorted (the same on every worker; posted user ids are never listed)",
+                tag="recommendations",
+                params=[LIMIT],
+                response={
+                    "type": "object",
+                    "properties": {"users": {"type": "array", "items": {"type": "string"}}},
+                },
+                errors=(400,),
             )
         },
         "/api/categories": {"get": operation("The catalog's categories", tag="recommendations")},

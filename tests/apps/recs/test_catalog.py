@@ -90,6 +90,24 @@ def test_categories_follow_every_change():
     assert catalog.categories == ["Garden", "Toys"]
 
 
+def test_the_digest_names_the_content_whatever_the_order_of_the_edits():
+    """Workers whose catalogs differ must never report one version (it keys cached lists)."""
+    lamp, mug = Item("a", "Lamp", "", "Home"), Item("b", "Mug", "", "Kitchen", price=4.0)
+    catalog = Catalog([lamp, mug])
+    before = catalog.digest
+    assert Catalog([mug, lamp]).digest == before
+    catalog.add(Item("b", "Mug", "", "Kitchen", price=5.0))
+    assert catalog.digest != before
+    catalog.add(Item("b", "Mug", "", "Kitchen", metadata={"colour": "red"}, price=4.0))
+    assert catalog.digest != before  # metadata is shown too
+    catalog.add(mug)
+    assert catalog.digest == before
+    catalog.remove("a")
+    assert catalog.digest == Catalog([mug]).digest
+    catalog.add(lamp)
+    assert catalog.digest == before
+
+
 def test_reading_the_catalog_while_an_admin_edit_adds_an_item_does_not_fail():
     """A request reads `categories` (or a ranker swap iterates the items) while an admin's edit
     adds an item on another thread; `Intruder` adds one mid-read, as that thread would."""

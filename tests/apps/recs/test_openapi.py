@@ -21,8 +21,10 @@ def test_openapi_document_matches_the_api_routes(make_app) -> None:
 
 def schema_errors(schema: dict[str, Any], value: Any, where: str = "body") -> list[str]:
     """Why `value` does not follow `schema` (the JSON-schema subset the threefold documents use:
-    oneOf, type, enum, lengths, bounds, pattern, required, properties, additionalProperties,
-    items, minItems); [] when it does."""
+    nullable, oneOf, type, enum, lengths, bounds, pattern, required, properties,
+    additionalProperties, items, minItems); [] when it does."""
+    if value is None and schema.get("nullable"):
+        return []
     if "oneOf" in schema:
         fits = [s for s in schema["oneOf"] if not schema_errors(s, value, where)]
         return [] if len(fits) == 1 else [f"{where}: fits {len(fits)} of oneOf"]
@@ -90,6 +92,16 @@ VIEW = {"user_id": "shopper", "item_id": "bk-002"}
         ("post", "/api/events", {"item_id": "bk-002"}),
         ("post", "/api/events", {**VIEW, "evnt": "click"}),
         ("post", "/api/events", {**VIEW, "list_id": "not a list id"}),
+        ("post", "/api/events", {**VIEW, "list_id": ""}),
+        ("post", "/api/events", {**VIEW, "list_id": None}),
+        ("post", "/api/events", {**VIEW, "event_id": ""}),
+        ("post", "/api/events", {**VIEW, "event_id": None}),
+        ("post", "/api/events", {**VIEW, "event": None, "type": "purchase"}),
+        ("post", "/api/events", {**VIEW, "event": "", "type": "click"}),
+        ("post", "/api/events", {**VIEW, "event": "CLICK"}),
+        ("post", "/api/events", {**VIEW, "type": "Purchase"}),
+        ("post", "/api/events", {**VIEW, "timestamp": -1}),
+        ("post", "/api/events", {**VIEW, "timestamp": 0}),
     ],
 )
 def test_the_request_body_schemas_accept_what_the_server_accepts(

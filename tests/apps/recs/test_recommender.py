@@ -293,6 +293,20 @@ def test_removed_item_is_never_recommended(recommender):
     assert not recommender.remove_item(target)
 
 
+def test_a_removed_item_is_never_named_as_the_reason(recommender):
+    """`GET /api/items/<id>` is a 404 after a delete: "Because you viewed …" must not name it."""
+    history = coffee_history()
+    before = recommender.recommend("coffee-fan", history, k=20).items
+    named = {r.because for r in before if r.because is not None}
+    assert named, [r.reason for r in before]
+    for item_id in named:
+        title = recommender.catalog[item_id].title
+        assert recommender.remove_item(item_id)
+        after = recommender.recommend("coffee-fan", history, k=20).items
+        assert item_id not in {r.because for r in after}
+        assert not any(title in r.reason for r in after), [r.reason for r in after]
+
+
 def test_a_ranker_swap_reembeds_the_catalog_and_keeps_items_added_meanwhile(
     catalog, sample_events
 ) -> None:

@@ -64,7 +64,6 @@ def test_user_ids_are_kept_as_given_so_each_spelling_is_its_own_user(client):
     event = {"user_id": f" {decomposed} ", "item_id": "bt-001", "event": "purchase"}
     posted = client.post("/api/events", json=event)
     assert posted.status_code == 202 and posted.json["users"] == [decomposed]
-    assert decomposed in _users(client) and composed not in _users(client)
     served = client.get(f"/api/recommendations?user_id={quote(decomposed)}&k=3").json
     assert served["cold_start"] is False
     other = client.get(f"/api/recommendations?user_id={quote(composed)}&k=3").json
@@ -199,6 +198,65 @@ def test_an_item_id_the_id_rule_refuses_is_400_in_every_form(admin_headers, clie
     assert client.get("/api/items/ty-400").status_code == 404  # the batch stored nothing
 
 
+@pytest.mark.parametrize(
+    ("item_id", "similar_of"), [("x/similar", "x"), ("sku/1/similar", "sku/1")]
+)
+def test_an_item_id_its_url_would_not_reach_is_400_in_every_form(
+    admin_headers, client, item_id, similar_of
+):
+    """`GET /api/items/x/similar` (and `x%2Fsimilar`) are the similar items of `x`: an item
+    stored as `x/similar` was answered 201 and could never be read."""
+    item = {**NEW_ITEM, "item_id": item_id}
+    for response, index in _item_forms(client, item, admin_headers):
+        assert response.status_code == 400, response.json
+        assert (response.json["field"], response.json.get("index")) == ("item_id", index)
+        message = response.json["message"]
+        assert f"GET /api/items/{item_id} names the similar items of {similar_of!r}" in message
+        assert "may hold '/' but not end in '/similar'" in message
+    assert client.get("/api/items/ty-400").status_code == 404  # the batch stored nothing
+
+
+def test_an_item_id_starting_with_a_slash_is_400(admin_headers, client):
+    response = client.post(
+        "/api/items", json={**NEW_ITEM, "item_id": "/lamp"}, headers=admin_headers
+    )
+    assert response.status_code == 400, response.json
+    assert response.json["field"] == "item_id"
+    assert "may not start with '/'" in response.json["message"]
+
+
+def test_a_batch_naming_one_item_twice_is_400_naming_it(admin_headers, client):
+    """Which of the two was meant is unknown (it reported "added": ["dup1", "dup1"])."""
+    twice = {"items": [NEW_ITEM, {**NEW_ITEM, "item_id": " ty-400 ", "title": "Kite 2"}]}
+    response = client.post("/api/items", json=twice, headers=admin_headers)
+    assert response.status_code == 400, response.json
+    assert (response.json["field"], response.json["index"]) == ("item_id", 1)
+    assert "item 1: item_id 'ty-400' is item 0 of this batch too" in response.json["message"]
+    assert client.get("/api/items/ty-400").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("title", "\u200b"),
+        ("title", " \u200b\u200d "),
+        ("category", "\u200b"),
+        ("category", "Toys|\u200b"),
+    ],
+)
+def test_a_title_or_category_with_nothing_visible_is_400_in_every_form(
+    admin_headers, client, field, value
+):
+    """The store would show a blank title or category name."""
+    item = {**NEW_ITEM, "item_id": "ty-401", field: value}
+    for response, index in _item_forms(client, item, admin_headers):
+        assert response.status_code == 400, response.json
+        assert (response.json["field"], response.json.get("index")) == (field, index)
+        assert "holds nothing visible" in response.json["message"]
+        assert "U+200B ZERO WIDTH SPACE" in response.json["message"]
+    assert client.get("/api/items/ty-401").status_code == 404
+
+
 def test_item_ids_are_stored_as_given_like_user_ids(admin_headers, client):
     """Not NFC-normalized: a decomposed id is found under that spelling only."""
     composed, decomposed = "caf\u00e9-mug", "cafe\u0301-mug"
@@ -295,3 +353,17 @@ def test_the_user_picker_lists_only_users_the_api_serves(make_app, tmp_path):
     assert client.get("/api/recommendations?user_id=zw%E2%80%8Bid").status_code == 400
     assert users == sorted(users) and len(users) == len(set(users)) > 10
     assert len(client.get("/api/users?limit=3").json["users"]) == 3
+
+
+def test_the_user_picker_lists_the_seed_log_shoppers_never_posted_user_ids(make_app, sample_events):
+    """It listed every user id ever posted to the worker, sorted, unauthenticated: a posted
+    `!!! FREE GIFT CARDS ...` led the storefront's list, customers' ids were public, and two
+    workers listed different users."""
+    client = make_app().test_client()
+    posted = ["!!! FREE GIFT CARDS at evil.example !!!", "customer-4711"]
+    for user_id in posted:
+        view = {"user_id": user_id, "item_id": "od-001"}
+        assert client.post("/api/events", json=view).status_code == 202
+    users = _users(client)
+    assert users == sorted({event.user_id for event in sample_events})
+    assert not set(posted) & set(users)
