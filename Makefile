@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml deploy/constraints.txt
 venv: $(STAMP)
 
 # Debian packages the tests use: chromium and npm (browser tests), redis-server built with TLS
-# (tests/support/tls.py). Installed with apt-get, through sudo when not root.
+# (tests/support/tls.py), tini (the image's init, tests/deploy/test_graceful_shutdown.py).
+# Installed with apt-get, through sudo when not root.
 system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing Debian's redis-server: the TLS tests start one"; \
@@ -40,14 +41,23 @@ system-deps:
 	  echo "installing Debian's npm: the browser tests install axe-core with it"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq npm >/dev/null; }
+	@command -v tini >/dev/null 2>&1 || { \
+	  echo "installing Debian's tini: the image's init, run by tests/deploy"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq tini >/dev/null; }
 
 browser-deps: system-deps  # kept for scripts that call it
 
 demo: venv
 	$(BIN)/threefold demo
 
+# pytest's exit code 5 (collected no tests) fails the run, saying so here: make itself exits 2
+# for any failed recipe, so nothing that runs `make test` (.ci/run) could tell it apart.
 test: venv system-deps
-	$(BIN)/python -m pytest
+	@echo "$(BIN)/python -m pytest"; $(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then \
+	  echo "pytest collected no tests (exit 5): failing, a test run must run tests" >&2; \
+	fi; exit $$status
 
 lint: venv
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -9,6 +9,9 @@ pass the result down. A field may name an unprefixed fallback variable with
 Conversions: `str`, `int`, `float`, `bool` (true/false/1/0/yes/no/on/off), `Path`, `Secret`,
 `tuple[str, ...]` and `list[str]` (comma-separated), and `X | None` of those. An empty variable
 means None for optional fields and "keep the default" for the others.
+
+A `Secret` field named `*_token` (one bearer token) or `*_tokens` (`name:token,...`) guards an
+API: a published placeholder or a short token there is refused (`core.named_tokens`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any, TypeVar, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from threefold.core.errors import ConfigError
+from threefold.core.named_tokens import check_token_setting
 
 T = TypeVar("T")
 
@@ -139,6 +143,9 @@ def load_settings(
     for name, value in overrides.items():
         if value is not None:
             values[name] = _coerce(value, hints[name], name)
+    for name, value in values.items():
+        if isinstance(value, Secret):
+            check_token_setting(name, value.reveal(), prefix + name.upper())
     return settings_class(**values)
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from threefold.apps.alerts.config import AlertsConfig
     from threefold.apps.alerts.state.redis_webhooks import RedisWebhookOutbox
     from threefold.streaming.connections import KafkaSettings, RedisSettings
+    from threefold.streaming.runner import ConsumerRunner
 
 logger = logging.getLogger("threefold.alerts")
 SAMPLE = Path(__file__).resolve().parent / "data" / "headlines_sample.csv"
@@ -106,6 +108,17 @@ def _kafka(config: AlertsConfig) -> KafkaSettings:
     )
 
 
+class _StopDuringStartUp(BaseException):
+    """SIGTERM/SIGINT before the consumer runs (a BaseException: no `except Exception` in the
+    model loading or Kafka code may swallow it)."""
+
+
+def _stop_during_start_up(signum: int, _frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second signal acts as the default would
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    raise _StopDuringStartUp(signal.Signals(signum).name)
+
+
 @alerts.command("run")
 @_config_options
 @click.option("--metrics-port", type=int, default=None, help="Serve /metrics on this port.")
@@ -114,6 +127,27 @@ def _kafka(config: AlertsConfig) -> KafkaSettings:
 @clean_errors
 def run_command(metrics_port: int | None, stop_after: float | None, create_topics: bool, **kw):
     """Consume news, publish scored messages and alerts (needs Kafka and Redis)."""
+    # First thing: a container's PID 1 never gets a signal it has no handler for, and loading
+    # the models or waiting for Kafka takes long enough for a SIGTERM to arrive meanwhile.
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, _stop_during_start_up) for sig in stop_signals}
+    with ExitStack() as started:
+        for sig, handler in previous.items():  # the caller's again at the end
+            started.callback(signal.signal, sig, handler)
+        try:
+            runner = _start_consumer(started, metrics_port, create_topics, kw)
+        except _StopDuringStartUp as stop:
+            logger.warning("received %s during start-up: stopping before consuming", stop)
+            emit_json({"stopped": True, "stats": None})
+            return
+        stats = runner.run(stop_after=stop_after)
+    emit_json({"stopped": True, "stats": vars(stats)})
+
+
+def _start_consumer(
+    started: ExitStack, metrics_port: int | None, create_topics: bool, kw: dict[str, Any]
+) -> ConsumerRunner:
+    """`alerts run` up to consuming: models loaded, topics there, its signal handlers set."""
     from threefold.apps.alerts.consumer import build_runner
     from threefold.core.device import set_torch_threads
     from threefold.core.settings import public_dict
@@ -131,6 +165,7 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
     )
     set_torch_threads(config.torch_threads)
     runner, processor = build_runner(config, redis, kafka=kafka)
+    started.callback(processor.publisher.close)
     if create_topics:
         from threefold.streaming.kafka_config import ensure_topics
 
@@ -147,12 +182,8 @@ def run_command(metrics_port: int | None, stop_after: float | None, create_topic
         from threefold.streaming.metrics import serve_metrics
 
         serve_metrics(runner.metrics.registry, config.metrics_port, config.metrics_addr)
-    runner.install_signal_handlers()
-    try:
-        stats = runner.run(stop_after=stop_after)
-    finally:
-        processor.publisher.close()
-    emit_json({"stopped": True, "stats": vars(stats)})
+    runner.install_signal_handlers()  # from here on a signal finishes the batch, then stops
+    return runner
 
 
 @alerts.command("train")

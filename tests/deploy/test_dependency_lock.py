@@ -180,6 +180,15 @@ def test_lock_was_taken_on_the_image_python(lock) -> None:
     )
 
 
+def test_python_floor_is_the_lock_python(lock) -> None:
+    """`make venv` installs the lock, whose pins (numpy, pandas, scipy...) have no builds for an
+    older Python: pyproject's requires-python and the README promise none."""
+    assert _pyproject()["requires-python"] == f">={lock.python}"
+    readme = (ROOT / "README.md").read_text()
+    promised = set(re.findall(r"Python (\d+\.\d+)\+", readme))
+    assert promised == {lock.python}, f"README promises Python {sorted(promised)}+"
+
+
 def test_torch_spec_defaults_install_the_torch_the_suite_passed_with(lock) -> None:
     release = Version(lock.torch).public
     for where, spec in _torch_spec_defaults().items():

@@ -77,7 +77,12 @@ UNSET_ON_PURPOSE = {
     "THREEFOLD_RECS_BASE_MODEL": "optional: the packaged base model is used when it is unset",
 }
 # Optional manifests that kustomization.yaml leaves out on purpose (applied with -f).
-K8S_OPTIONAL = {"dev-services.yaml", "hpa.yaml", "secret.yaml", "retrain-cronjob.yaml"}
+K8S_OPTIONAL = {"dev-services.yaml", "hpa.yaml", "retrain-cronjob.yaml"}
+# The Secret threefold-secrets as a template, outside deploy/k8s: `kubectl apply -f deploy/k8s/`
+# must never replace the Secret an operator created with real tokens.
+SECRET_TEMPLATE = DEPLOY / "k8s-secret.template.yaml"
+# Overlay for storage classes with ReadWriteOnce only: every pod on the node holding the claim.
+ONE_NODE_OVERLAY = DEPLOY / "k8s-one-node"
 THREEFOLD_ERRORS = ("ThreefoldError", "ConfigError", "ModelError", "ServiceError", "DataError")
 
 
@@ -113,6 +118,14 @@ def k8s_docs() -> dict[str, list[dict]]:
             continue
         docs[path.name] = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
     return docs
+
+
+@pytest.fixture(scope="module")
+def secret() -> dict:
+    """The Secret template's one document."""
+    [doc] = [doc for doc in yaml.safe_load_all(SECRET_TEMPLATE.read_text()) if doc]
+    assert doc["kind"] == "Secret" and doc["metadata"]["name"] == "threefold-secrets"
+    return doc
 
 
 def _objects(k8s_docs: dict[str, list[dict]], kind: str) -> list[dict]:
@@ -244,7 +257,7 @@ def test_dockerfile_extras_exist_in_pyproject() -> None:
 def test_dockerfile_entrypoint_is_the_role_script_and_cmd_a_known_role() -> None:
     runtime = dockerfile_stages()[-1]
     steps = {inst: args for inst, args in runtime["steps"]}  # the last of each one counts
-    assert json.loads(steps["ENTRYPOINT"]) == [IMAGE_ENTRYPOINT]
+    assert json.loads(steps["ENTRYPOINT"])[-1] == IMAGE_ENTRYPOINT  # after its init
     cmd = json.loads(steps["CMD"])
     assert cmd[0] in ROLES
     copies = [args for inst, args in runtime["steps"] if inst == "COPY"]
@@ -1045,10 +1058,9 @@ def test_compose_retrain_profile_with_docker_compose_when_available() -> None:
 # ---------------------------------------------------------------- environment contract
 
 
-def test_compose_and_k8s_configuration_agree(compose, k8s_docs) -> None:
+def test_compose_and_k8s_configuration_agree(compose, k8s_docs, secret) -> None:
     raw_env = _compose_raw()["x-threefold-env"]
     [configmap] = _objects(k8s_docs, "ConfigMap")
-    [secret] = _objects(k8s_docs, "Secret")
     secret_keys = set(secret["stringData"])
     assert set(raw_env) == set(configmap["data"]) | secret_keys
     assert not set(configmap["data"]) & secret_keys
@@ -1063,11 +1075,12 @@ def test_compose_and_k8s_configuration_agree(compose, k8s_docs) -> None:
         assert f"{key}={value}" in image_env, f"Dockerfile ENV {key}"
 
 
-def test_tokens_and_webhooks_are_secrets_that_compose_passes_through(compose, k8s_docs) -> None:
+def test_tokens_and_webhooks_are_secrets_that_compose_passes_through(
+    compose, k8s_docs, secret
+) -> None:
     """Sign-in tokens (admin, agents, analysts) and webhook URLs come from the Secret (k8s) or
     the host env (compose, which passes a container only the names x-threefold-env lists)."""
     [configmap] = _objects(k8s_docs, "ConfigMap")
-    [secret] = _objects(k8s_docs, "Secret")
     secret_like = re.compile(r"^THREEFOLD_\w+_(TOKENS?|WEBHOOK|WEBHOOK_URL)$")
     assert not [key for key in configmap["data"] if secret_like.match(key)]
     expected = {
@@ -1078,13 +1091,24 @@ def test_tokens_and_webhooks_are_secrets_that_compose_passes_through(compose, k8
         "THREEFOLD_QA_HANDOFF_WEBHOOK",
         "THREEFOLD_ALERTS_WEBHOOK_URL",
     }
-    assert expected <= set(secret["stringData"]), "secret.yaml: the template of every secret"
+    assert expected <= set(secret["stringData"]), "the Secret template lists every secret"
     raw_env = _compose_raw()["x-threefold-env"]
     for key in expected:
         assert raw_env.get(key) == f"${{{key}:-}}", f"compose: {key} from the host env"
     guide = (DEPLOY / "OPERATIONS.md").read_text()
     for key in expected:
         assert key in guide, f"OPERATIONS.md does not say where {key} goes"
+
+
+def test_no_secret_is_applied_with_the_manifests_and_the_template_holds_no_token(
+    k8s_docs, secret
+) -> None:
+    """The Secret is created once from real values (`kubectl create secret`). A Secret among the
+    manifests would replace it on any `kubectl apply -f deploy/k8s/`, and the template's old
+    placeholder tokens were public (apps now refuse them: tests/core/test_named_tokens.py)."""
+    assert not _objects(k8s_docs, "Secret"), "keep Secrets out of deploy/k8s"
+    assert not list(K8S.rglob("*secret*.yaml"))
+    assert set(secret["stringData"].values()) == {""}, "the template must not ship a value"
 
 
 def test_consumer_metrics_listen_where_the_probes_and_prometheus_connect(
@@ -1197,7 +1221,7 @@ def _unset(required: set[str], present: set[str]) -> list[str]:
 
 @pytest.mark.parametrize("app", APPS)
 def test_every_deployment_setting_the_app_reads_is_set_by_deploy(
-    app: str, compose, k8s_docs, tmp_path: Path, monkeypatch
+    app: str, compose, k8s_docs, secret, tmp_path: Path, monkeypatch
 ) -> None:
     _require_module(f"threefold.apps.{app}.config")
     literal = _literal_env_names()
@@ -1205,7 +1229,6 @@ def test_every_deployment_setting_the_app_reads_is_set_by_deploy(
     read |= literal[app] | literal["streaming"]
     required = {name for name in read if DEPLOY_RELEVANT.match(name)}
     [configmap] = _objects(k8s_docs, "ConfigMap")
-    [secret] = _objects(k8s_docs, "Secret")
     missing_compose = _unset(required, set(compose["x-threefold-env"]))
     missing_k8s = _unset(required, set(configmap["data"]) | set(secret["stringData"]))
     assert not missing_compose, (
@@ -1213,7 +1236,7 @@ def test_every_deployment_setting_the_app_reads_is_set_by_deploy(
     )
     assert not missing_k8s, (
         f"the {app} app reads {missing_k8s}: set them in deploy/k8s/configmap.yaml "
-        "(secret.yaml for secrets)"
+        f"({SECRET_TEMPLATE.name} for secrets)"
     )
 
 
@@ -1459,6 +1482,86 @@ def test_dashboard_liveness_survives_as_many_live_feeds_as_threads(k8s_docs) -> 
     assert "httpGet" not in container["livenessProbe"]
 
 
+# A hung Redis slows every request to a few seconds (each Redis call waits for its timeout) and
+# the kubelet's probe queues behind them for one of the worker's threads.
+READINESS_TIMEOUT_MIN_S = 10
+LIVENESS_WINDOW_MIN_S = 60  # failures in a row x period before a restart
+
+
+def test_k8s_web_probes_tolerate_requests_queued_behind_a_hung_redis(k8s_docs) -> None:
+    """Liveness checks the port (a process that accepts connections is alive, and a restart
+    would not fix Redis but lose qa's in-memory sessions and pending records); readiness
+    waits out a few seconds of queueing before it takes a replica out of the Service."""
+    for name, container in _web_containers(k8s_docs).items():
+        liveness = container["livenessProbe"]
+        assert liveness.get("tcpSocket") == {"port": "http"}, f"{name}: liveness on the port"
+        window = liveness["periodSeconds"] * liveness["failureThreshold"]
+        assert window >= LIVENESS_WINDOW_MIN_S, f"{name}: restarted after {window} s"
+        readiness = container["readinessProbe"]
+        assert readiness.get("timeoutSeconds", 1) >= READINESS_TIMEOUT_MIN_S, (
+            f"{name}: readiness gives up after {readiness.get('timeoutSeconds', 1)} s"
+        )
+    guide = (DEPLOY / "OPERATIONS.md").read_text()
+    assert "tcpSocket" in guide and "hung Redis" in guide, "OPERATIONS.md explains the probes"
+
+
+def _models_mounts(container: dict) -> list[dict]:
+    return [m for m in container.get("volumeMounts", []) if m["name"] == "models"]
+
+
+def test_only_qa_api_mounts_the_models_volume_writable(k8s_docs) -> None:
+    """qa-api publishes bot versions (admin KB edits, the review queue) and is where
+    OPERATIONS.md runs `threefold models rollback`; every other app only reads the registry."""
+    writable = set()
+    for workload in _objects(k8s_docs, "Deployment"):
+        spec = _pod_spec(workload)
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            if any(not mount.get("readOnly") for mount in _models_mounts(container)):
+                writable.add(f"{workload['metadata']['name']}/{container['name']}")
+    assert writable == {"qa-api/qa-api"}
+
+
+def _pod_templates(docs: list[dict]) -> dict[str, dict]:
+    """name -> pod template of every workload, Job and CronJob."""
+    templates = {}
+    for doc in docs:
+        if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
+            templates[doc["metadata"]["name"]] = doc["spec"]["template"]
+        elif doc["kind"] == "CronJob":
+            templates[doc["metadata"]["name"]] = doc["spec"]["jobTemplate"]["spec"]["template"]
+    return templates
+
+
+def test_one_node_overlay_keeps_every_models_pod_on_the_node_of_the_claim() -> None:
+    """A ReadWriteOnce claim mounts on one node only: a pod scheduled elsewhere would wait
+    for ever (Multi-Attach). The overlay makes the claim RWO and requires each pod that
+    mounts it beside the other threefold pods; the spread constraints stay soft."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: `kubectl kustomize` check not run")
+    done = _run([kubectl, "kustomize", str(ONE_NODE_OVERLAY)], timeout=60)
+    assert done.returncode == 0, done.stderr
+    docs = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    [claim] = [doc for doc in docs if doc["kind"] == "PersistentVolumeClaim"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    templates = _pod_templates(docs)
+    using = {
+        name: template
+        for name, template in templates.items()
+        if any("persistentVolumeClaim" in v for v in template["spec"].get("volumes", []))
+    }
+    assert {"qa-api", "recs-api", "dashboard", "alerts-consumer", "init-models"} <= set(using)
+    for name, template in using.items():
+        spec = template["spec"]
+        [term] = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "kubernetes.io/hostname", name
+        selector = term["labelSelector"]["matchLabels"]
+        # matching its own labels lets the first such pod schedule on any node
+        assert selector.items() <= template["metadata"]["labels"].items(), name
+        for constraint in spec.get("topologySpreadConstraints", []):
+            assert constraint["whenUnsatisfiable"] == "ScheduleAnyway", name
+
+
 def test_web_probe_path_answers_while_redis_is_not_configured(monkeypatch) -> None:
     _require_module("threefold.apps.alerts.web")
     from threefold.apps.alerts.web import create_app
@@ -1637,3 +1740,39 @@ def test_operations_guide_covers_running_scaling_and_security() -> None:
         "run --rm retrain",
     ):
         assert topic in guide, f"OPERATIONS.md does not mention {topic!r}"
+
+
+def _kubernetes_steps(guide: str) -> list[str]:
+    """The command lines of the guide's "Kubernetes" block under "Run it"."""
+    block = guide.split("**Kubernetes**", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_operations_guide_creates_the_namespace_before_the_secret_in_every_cluster() -> None:
+    """The Secret goes into the namespace: a production operator who skips the dev-only line
+    must still create it first, or `kubectl -n threefold create secret` says NotFound."""
+    steps = _kubernetes_steps((DEPLOY / "OPERATIONS.md").read_text())
+    [namespace] = [i for i, line in enumerate(steps) if "namespace.yaml" in line]
+    secret = next(i for i, line in enumerate(steps) if "create secret" in line)
+    assert namespace < secret
+    assert "dev" not in steps[namespace] and "dev-services" not in steps[namespace]
+
+
+def test_no_doc_applies_threefold_manifests_around_kustomize() -> None:
+    """`kubectl apply -f` on deploy/k8s (the folder, or a manifest running the threefold image)
+    skips kustomization.yaml: the folder applies the dev Redis/Kafka too, and either runs
+    `threefold:latest` instead of the image set with `kustomize edit set image`."""
+    threefold_manifests = {
+        path.name
+        for path in K8S.glob("*.yaml")
+        if re.search(r"^\s+image: threefold:", path.read_text(), re.MULTILINE)
+    }
+    assert "retrain-cronjob.yaml" in threefold_manifests
+    docs = [DEPLOY / "OPERATIONS.md", ROOT / "README.md", *K8S.glob("*.yaml")]
+    for doc in docs:
+        text = doc.read_text()
+        assert not re.search(r"apply -f deploy/k8s/?(?=[\s`)]|$)", text), (
+            f"{doc.name}: `kubectl apply -f deploy/k8s/`"
+        )
+        for name in threefold_manifests:
+            assert f"apply -f deploy/k8s/{name}" not in text, f"{doc.name}: -f {name}"

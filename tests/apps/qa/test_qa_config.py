@@ -13,7 +13,7 @@ from threefold.streaming.connections import RedisSettings
 def test_from_env_reads_prefixed_variables_and_redis_url() -> None:
     environ = {
         "THREEFOLD_QA_BOT_DIR": "/srv/bot",
-        "THREEFOLD_QA_ADMIN_TOKEN": "s3cret",
+        "THREEFOLD_QA_ADMIN_TOKEN": "s3cret-admin-token-0042",
         "THREEFOLD_QA_ALLOWED_ORIGINS": "https://a.example, https://b.example",
         "THREEFOLD_QA_THRESHOLD": "0.7",
         "THREEFOLD_QA_RATE_LIMIT_PER_MINUTE": "0",
@@ -28,7 +28,7 @@ def test_from_env_reads_prefixed_variables_and_redis_url() -> None:
     assert config.session_ttl_s == 60
     assert load_settings(RedisSettings, "REDIS_", environ).url == "redis://localhost:6379/2"
     assert config.kb_path == str(SAMPLE_KB)
-    assert "s3cret" not in repr(config)
+    assert "s3cret-admin-token-0042" not in repr(config)
 
 
 def test_empty_kb_path_disables_building_at_start_up() -> None:

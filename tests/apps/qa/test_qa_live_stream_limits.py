@@ -16,9 +16,9 @@ from threefold.apps.qa.web.event_stream import STREAM_SLOTS
 from threefold.core.stream_slots import StreamSlots
 
 pytestmark = pytest.mark.integration
-TOKENS = "alice:tok-alice-1,bob:tok-bob-2"
-ALICE = {"Authorization": "Bearer tok-alice-1"}
-BOB = {"Authorization": "Bearer tok-bob-2"}
+TOKENS = "alice:tok-alice-1-0123456789,bob:tok-bob-2-0123456789"
+ALICE = {"Authorization": "Bearer tok-alice-1-0123456789"}
+BOB = {"Authorization": "Bearer tok-bob-2-0123456789"}
 
 
 def _start_session(base: str) -> str:

@@ -13,8 +13,8 @@ import pytest
 from support.concurrency import at_once
 
 pytestmark = pytest.mark.integration
-AGENT_TOKENS = "alice:tok-alice-1"
-ALICE = {"Authorization": "Bearer tok-alice-1"}
+AGENT_TOKENS = "alice:tok-alice-1-0123456789"
+ALICE = {"Authorization": "Bearer tok-alice-1-0123456789"}
 OPENING = "Do you sell gift cards?"
 QUESTIONS = [
     "How long does shipping take?",

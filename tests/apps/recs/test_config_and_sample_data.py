@@ -15,7 +15,7 @@ from threefold.streaming.connections import RedisSettings
 
 def test_from_env_reads_prefixed_settings_and_redis_url():
     environ = {
-        "THREEFOLD_RECS_ADMIN_TOKEN": "s3cret",
+        "THREEFOLD_RECS_ADMIN_TOKEN": "s3cret-admin-token-0042",
         "THREEFOLD_RECS_MAX_K": "50",
         "THREEFOLD_RECS_EXCLUDE_SEEN": "false",
         "THREEFOLD_RECS_ALLOWED_ORIGINS": "http://a.test, http://b.test",
@@ -25,8 +25,8 @@ def test_from_env_reads_prefixed_settings_and_redis_url():
     }
     config = RecsConfig.from_env(environ=environ)
     redis = load_settings(RedisSettings, "REDIS_", environ)
-    assert reveal(config.admin_token) == "s3cret"
-    assert "s3cret" not in repr(config)
+    assert reveal(config.admin_token) == "s3cret-admin-token-0042"
+    assert "s3cret-admin-token-0042" not in repr(config)
     assert config.max_k == 50
     assert config.exclude_seen is False
     assert config.allowed_origins == ("http://a.test", "http://b.test")
