@@ -58,18 +58,30 @@ class AgentDesk:
         reason: str,
         candidates: list[dict[str, Any]],
         page_url: str | None,
+        client: str | None = None,
+        max_waiting: int | None = None,
     ) -> Conversation:
-        conversation = self.store.open(
-            handoff_queue.new_conversation(
-                session.id,
-                reason=reason,
-                page_url=page_url,
-                candidates=candidates,
-                now=self.clock(),
-            )
+        """Open the session's conversation (or give its active one); `announce` it once the
+        customer's message is stored. TooManyWaiting (counted) when `client`, the customer's
+        address, has `max_waiting` conversations waiting already."""
+        conversation = handoff_queue.new_conversation(
+            session.id,
+            reason=reason,
+            page_url=page_url,
+            candidates=candidates,
+            now=self.clock(),
+            client=client,
         )
+        try:
+            return self.store.open(conversation, max_waiting=max_waiting)
+        except handoff_queue.TooManyWaiting:
+            if self.metrics is not None:
+                self.metrics.observe_handoff_refused()
+            raise
+
+    def announce(self, conversation: Conversation) -> None:
+        """Tell every worker's consoles that the conversation was handed off."""
         self._changed(conversation)
-        return conversation
 
     def customer_wrote(self, session_id: str) -> None:
         conversation = self.store.get(session_id)
@@ -181,8 +193,9 @@ class AgentDesk:
 
     def detail(self, conversation: Conversation) -> dict[str, Any]:
         session = self.sessions.get(conversation.session_id)
+        shown = {k: v for k, v in conversation.to_json().items() if k != "client"}
         return {
-            **conversation.to_json(),
+            **shown,
             **self.summary(conversation),
             "transcript": session.transcript() if session is not None else [],
             "session_expired": session is None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from threefold.apps.qa.policy import (
 )
 from threefold.apps.qa.sessions import Session, SessionStore, Turn, new_id
 from threefold.apps.qa.small_talk import reply_template, without_small_talk
+from threefold.core.errors import first_line
 
 logger = logging.getLogger(__name__)
 HANDOFF_CANDIDATES = 5
@@ -158,6 +160,8 @@ class ChatService:
         self.desk_unavailable = desk_unavailable
         self.last_seen_with_person = last_seen_with_person
         self.shared_sessions = sessions if shared_sessions is None else shared_sessions
+        self._desk_lock = threading.Lock()
+        self._desk_down = False  # the desk's last read failed: its outage was logged
 
     def open_session(self, session_id: str | None) -> Session:
         if session_id is None:
@@ -175,6 +179,8 @@ class ChatService:
         faq_id: str | None = None,
         page_url: str | None = None,
         with_person: bool = False,
+        client: str | None = None,
+        max_waiting: int | None = None,
     ) -> ChatReply:
         """Answer one customer message (or a clicked suggestion when `faq_id` is given).
 
@@ -184,6 +190,9 @@ class ChatService:
         was (`with_person`: the widget knows, whichever worker it reached before),
         HandoffUnavailable (the message is refused, not answered by the bot behind the person's
         back).
+
+        A handoff opens the conversation before the turn is stored: TooManyWaiting (nothing
+        stored) when `client`, the customer's address, has `max_waiting` conversations waiting.
         """
         session = self.open_session(session_id)
         bot = self.get_bot()
@@ -221,11 +230,13 @@ class ChatService:
             chosen = result.ranking.top.faq_id if result.ranking.top else None
 
         decided: tuple[Decision, ChatReply] | None = None
+        candidates = self._candidates(bot, result)
+        opened: Conversation | None = None
 
         def answer(stored: Session) -> None:
             """Decide on the stored failure count and remember the turn: one atomic change, so
             concurrent messages of the session all stay and their failures add up."""
-            nonlocal decided
+            nonlocal decided, opened
             if result is None:
                 decision = Decision("answer", "selected" if faq_id is not None else "answered")
             else:
@@ -238,8 +249,12 @@ class ChatService:
                     human_requested=wants_human(message),
                     small_talk=small_talk,
                 )
-            if decision.outcome == "handoff" and not desk_reachable:
-                self._check_handoff_deliverable(stored.id)
+            if decision.outcome == "handoff":
+                if not desk_reachable:
+                    self._check_handoff_deliverable(stored.id)
+                opened = self._open_conversation(
+                    stored, decision, candidates, page_url, client, max_waiting
+                )
             reply = self._reply(bot, stored, message, decision, result, confidence, chosen)
             reply.used_context = used_context
             remember(stored, message, reply)
@@ -251,7 +266,7 @@ class ChatService:
         decision, reply = decided
         session = stored
         if decision.outcome == "handoff":
-            self._hand_off(bot, session, message, decision, result, page_url)
+            self._hand_off(bot, session, message, decision, result, candidates, opened)
         if decision.outcome not in ("answer", "small_talk"):
             self.feedback.log_unanswered(
                 session_id=session.id,
@@ -336,6 +351,52 @@ class ChatService:
             question=entry.question if entry else None,
         )
 
+    @staticmethod
+    def _candidates(bot: Bot, result: Retrieval | None) -> list[dict[str, Any]]:
+        """The top candidates a person is shown with a handoff (none for a clicked FAQ)."""
+        if result is None:
+            return []
+        return [
+            {
+                "faq_id": c.faq_id,
+                "question": bot.kb[c.faq_id].question,
+                "answer": bot.kb[c.faq_id].answer,
+                "score": round(c.score, 4),
+            }
+            for c in result.ranking.candidates[:HANDOFF_CANDIDATES]
+        ]
+
+    def _open_conversation(
+        self,
+        session: Session,
+        decision: Decision,
+        candidates: list[dict[str, Any]],
+        page_url: str | None,
+        client: str | None,
+        max_waiting: int | None,
+    ) -> Conversation | None:
+        """Open the conversation with a person; None when the desk is out of reach (then the
+        webhook alone announces it, or HandoffUnavailable when there is none)."""
+        if self.desk is None:
+            return None
+        try:
+            return self.desk.hand_off(
+                session,
+                reason=decision.reason,
+                candidates=candidates,
+                page_url=page_url,
+                client=client,
+                max_waiting=max_waiting,
+            )
+        except self.desk_unavailable as exc:
+            self._check_handoff_deliverable(session.id)
+            logger.warning(
+                "agent desk unavailable (%s): session %s announced by webhook only",
+                type(exc).__name__,
+                session.id,
+            )
+            return None
+
     def _hand_off(
         self,
         bot: Bot,
@@ -343,19 +404,10 @@ class ChatService:
         message: str,
         decision: Decision,
         result: Retrieval | None,
-        page_url: str | None,
+        candidates: list[dict[str, Any]],
+        conversation: Conversation | None,
     ) -> None:
-        candidates = []
-        if result is not None:
-            candidates = [
-                {
-                    "faq_id": c.faq_id,
-                    "question": bot.kb[c.faq_id].question,
-                    "answer": bot.kb[c.faq_id].answer,
-                    "score": round(c.score, 4),
-                }
-                for c in result.ranking.candidates[:HANDOFF_CANDIDATES]
-            ]
+        """Announce the stored handoff: the webhook, then the agents' consoles."""
         payload = {
             "event": "handoff",
             "session_id": session.id,
@@ -369,18 +421,8 @@ class ChatService:
         }
         logger.info("handing off session %s (%s)", session.id, decision.reason)
         self.notifier.notify(payload)
-        if self.desk is not None:
-            try:
-                self.desk.hand_off(
-                    session, reason=decision.reason, candidates=candidates, page_url=page_url
-                )
-            except self.desk_unavailable as exc:
-                self._check_handoff_deliverable(session.id)
-                logger.warning(
-                    "agent desk unavailable (%s): session %s announced by webhook only",
-                    type(exc).__name__,
-                    session.id,
-                )
+        if self.desk is not None and conversation is not None:
+            self.desk.announce(conversation)
 
     def _check_handoff_deliverable(self, session_id: str) -> None:
         """Raise HandoffUnavailable unless the webhook still announces a handoff the desk missed."""
@@ -394,10 +436,26 @@ class ChatService:
         if self.desk is None:
             return None, True
         try:
-            return self.desk.active(session_id), True
+            conversation = self.desk.active(session_id)
         except self.desk_unavailable as exc:
-            logger.warning("agent desk unavailable (%s): the bot answers", type(exc).__name__)
+            self._desk_unreachable(exc)
             return None, False
+        if self._desk_down:
+            with self._desk_lock:
+                self._desk_down = False
+        return conversation, True
+
+    def _desk_unreachable(self, error: BaseException) -> None:
+        """Log the desk's outage once (a warning at its first failed read, until one succeeds),
+        not at every chat of it."""
+        with self._desk_lock:
+            first, self._desk_down = not self._desk_down, True
+        if first:
+            logger.warning(
+                "agent desk unavailable (%s: %s): the bot answers until it is back",
+                type(error).__name__,
+                first_line(error),
+            )
 
     def _last_seen_with_person(self, session_id: str) -> bool:
         return self.last_seen_with_person is not None and self.last_seen_with_person(session_id)

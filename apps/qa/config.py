@@ -40,6 +40,9 @@ class QAConfig:
     handoff_timeout_s: float = 3.0
     agent_tokens: Secret | None = None  # name:token,name:token (the agent console's sign-in)
     agent_wait_timeout_s: float = 120.0  # then the customer is offered to leave a message
+    # conversations of one client address waiting for a person at once (more: a 429); generous,
+    # as customers behind one NAT share an address; 0 or None: no cap
+    max_waiting_per_client: int | None = 20
     redis_prefix: str = "threefold:qa:"
     session_ttl_s: int = 1800
     record_max_entries: int = 100_000  # feedback/unanswered records kept (oldest dropped)
@@ -68,8 +71,9 @@ class QAConfig:
 
     def __post_init__(self) -> None:
         coerce_fields(self)
-        if self.rate_limit_per_minute == 0:
-            object.__setattr__(self, "rate_limit_per_minute", None)
+        for optional in ("rate_limit_per_minute", "max_waiting_per_client"):
+            if getattr(self, optional) == 0:
+                object.__setattr__(self, optional, None)
         positive = {
             "session_ttl_s": self.session_ttl_s,
             "record_max_entries": self.record_max_entries,
@@ -88,6 +92,11 @@ class QAConfig:
             raise ConfigError(
                 f"rate_limit_per_minute must be >= 1 (or unset to disable), found "
                 f"{self.rate_limit_per_minute}"
+            )
+        if self.max_waiting_per_client is not None and self.max_waiting_per_client < 1:
+            raise ConfigError(
+                f"max_waiting_per_client must be >= 1 (or 0 to disable), found "
+                f"{self.max_waiting_per_client}"
             )
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"threshold must be within [0, 1], found {self.threshold}")

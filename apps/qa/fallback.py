@@ -685,8 +685,10 @@ class RememberingHandoffStore:
         self._seen: OrderedDict[str, _Seen] = OrderedDict()  # least recently noted first
         self._notes = 0
 
-    def open(self, conversation: Conversation) -> Conversation:
-        opened = self._through_breaker("open_handoff", lambda: self.primary.open(conversation))
+    def open(self, conversation: Conversation, *, max_waiting: int | None = None) -> Conversation:
+        opened = self._through_breaker(
+            "open_handoff", lambda: self.primary.open(conversation, max_waiting=max_waiting)
+        )
         self._note(opened)
         return opened
 

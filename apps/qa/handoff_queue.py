@@ -4,6 +4,10 @@ A conversation is `waiting` (in the queue) until an agent claims it, then `claim
 silent), then `released` (handed back to the bot) or `closed`. A new handoff of the same session
 opens a fresh conversation. `HandoffStore` is where conversations live; `MemoryHandoffStore`
 keeps them in this process, `redis_handoff.RedisHandoffStore` in Redis.
+
+Opening can be capped per client address (`Conversation.client`): past `max_waiting`
+conversations of one address waiting at once, `open` raises `TooManyWaiting`, so one client
+cannot flood the agents' queue; a conversation stops counting once claimed, ended or expired.
 """
 
 from __future__ import annotations
@@ -39,6 +43,15 @@ class NotClaimed(HandoffError):
     """The conversation is waiting: claim it before replying or releasing it."""
 
 
+class TooManyWaiting(HandoffError):
+    """The client address already has `limit` conversations waiting for a person."""
+
+    def __init__(self, waiting: int, limit: int) -> None:
+        super().__init__(f"{waiting} conversations of this client wait already (limit {limit})")
+        self.waiting = waiting
+        self.limit = limit
+
+
 class ConversationEnded(HandoffError):
     """The conversation was closed or handed back to the bot."""
 
@@ -62,6 +75,7 @@ class Conversation:
     ended_at: float | None = None
     candidates: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     left_message: str | None = None
+    client: str | None = None  # the address that asked (`core.web.client_key`); not for agents
 
     @property
     def active(self) -> bool:
@@ -137,8 +151,11 @@ Update = Callable[[Conversation], Conversation]
 class HandoffStore(Protocol):
     """Where conversations live; `update` applies a transition atomically (all workers)."""
 
-    def open(self, conversation: Conversation) -> Conversation:
-        """Store a new conversation unless the session already has an active one (returned)."""
+    def open(self, conversation: Conversation, *, max_waiting: int | None = None) -> Conversation:
+        """Store a new conversation unless the session already has an active one (returned).
+
+        `max_waiting`: TooManyWaiting when `conversation.client` has that many waiting already
+        (checked atomically with the opening, across workers)."""
         ...
 
     def get(self, session_id: str) -> Conversation | None: ...
@@ -159,11 +176,18 @@ class MemoryHandoffStore:
         self._lock = threading.Lock()
         self._conversations: dict[str, Conversation] = {}
 
-    def open(self, conversation: Conversation) -> Conversation:
+    def open(self, conversation: Conversation, *, max_waiting: int | None = None) -> Conversation:
         with self._lock:
             current = self._conversations.get(conversation.session_id)
             if current is not None and current.active:
                 return current
+            if max_waiting is not None and conversation.client is not None:
+                waiting = sum(
+                    c.status == "waiting" and c.client == conversation.client
+                    for c in self._conversations.values()
+                )
+                if waiting >= max_waiting:
+                    raise TooManyWaiting(waiting, max_waiting)
             self._conversations[conversation.session_id] = conversation
             return conversation
 
@@ -193,6 +217,7 @@ def new_conversation(
     page_url: str | None,
     candidates: list[dict[str, Any]],
     now: float | None = None,
+    client: str | None = None,
 ) -> Conversation:
     return Conversation(
         session_id=session_id,
@@ -201,4 +226,5 @@ def new_conversation(
         reason=reason,
         page_url=page_url,
         candidates=tuple(candidates),
+        client=client,
     )

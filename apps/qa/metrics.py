@@ -50,6 +50,12 @@ class QAMetrics:
             ["agent"],
             registry=registry,
         )
+        self.handoffs_refused = Counter(
+            "qa_handoffs_refused_total",
+            "Handoffs refused (429) because the client address had THREEFOLD_QA_MAX_WAITING_PER_"
+            "CLIENT conversations waiting for a person already",
+            registry=registry,
+        )
         self.ended = Counter(
             "qa_agent_conversations_ended_total",
             "Conversations handed back to the bot (released) or closed",
@@ -167,6 +173,9 @@ class QAMetrics:
 
     def observe_first_reply(self, seconds: float) -> None:
         self.first_reply.observe(max(0.0, seconds))
+
+    def observe_handoff_refused(self) -> None:
+        self.handoffs_refused.inc()
 
     def observe_end(self, how: str) -> None:
         self.ended.labels(how).inc()

@@ -1,7 +1,10 @@
 """Handoffs in Redis: conversations (atomic transitions with WATCH/MULTI) and pub/sub events.
 
-Keys: `<prefix>handoff:<session_id>` (JSON) and `<prefix>handoff:index` (sorted set of session
-ids by handoff time). Channels: `<prefix>events:<channel>`.
+Keys: `<prefix>handoff:<session_id>` (JSON), `<prefix>handoff:index` (sorted set of session
+ids by handoff time) and `<prefix>handoff:waiting:<client address>` (sorted set of the address's
+waiting session ids by handoff time, for the per-client cap: a conversation leaves it in the same
+MULTI as its claim or end, and counts no more once older than the conversations' TTL).
+Channels: `<prefix>events:<channel>`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import redis
 
 from threefold.apps.qa.handoff_queue import (
     Conversation,
+    TooManyWaiting,
     UnknownConversation,
     Update,
     conversation_from_dict,
@@ -41,15 +45,45 @@ class RedisHandoffStore:
     def index_key(self) -> str:
         return f"{self.prefix}handoff:index"
 
-    def open(self, conversation: Conversation) -> Conversation:
-        def opened(current: Conversation | None) -> Conversation:
-            return current if current is not None and current.active else conversation
+    def waiting_key(self, client: str) -> str:
+        return f"{self.prefix}handoff:waiting:{client}"
 
-        return self._transact(conversation.session_id, opened)
+    def open(self, conversation: Conversation, *, max_waiting: int | None = None) -> Conversation:
+        if max_waiting is None or conversation.client is None:
+
+            def opened(current: Conversation | None) -> Conversation:
+                return current if current is not None and current.active else conversation
+
+            return self._transact(conversation.session_id, opened)
+        return self._open_capped(conversation, conversation.client, max_waiting)
+
+    def _open_capped(
+        self, conversation: Conversation, client: str, max_waiting: int
+    ) -> Conversation:
+        """`open` with the cap: WATCH on the conversation and the client's waiting set, so two
+        workers opening for one address at once never both take its last place."""
+        key, waiting_key = self.key(conversation.session_id), self.waiting_key(client)
+        oldest_counted = conversation.waiting_since - self.ttl_s  # older ones have expired
+        with self.client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key, waiting_key)
+                    current = _conversation(pipe.get(key))
+                    if current is not None and current.active:
+                        return current
+                    waiting = pipe.zcount(waiting_key, oldest_counted, "+inf")
+                    if waiting >= max_waiting:
+                        raise TooManyWaiting(waiting, max_waiting)
+                    pipe.multi()
+                    pipe.zremrangebyscore(waiting_key, "-inf", f"({oldest_counted}")
+                    self._queue_write(pipe, conversation)
+                    pipe.execute()
+                    return conversation
+                except redis.WatchError:
+                    continue
 
     def get(self, session_id: str) -> Conversation | None:
-        raw = self.client.get(self.key(session_id))
-        return None if raw is None else conversation_from_dict(json.loads(raw))
+        return _conversation(self.client.get(self.key(session_id)))
 
     def update(self, session_id: str, change: Update) -> Conversation:
         def changed(current: Conversation | None) -> Conversation:
@@ -74,18 +108,29 @@ class RedisHandoffStore:
         return found
 
     def _transact(self, session_id: str, change: Any) -> Conversation:
-        key = self.key(session_id)
-
         def changed(raw: bytes | None) -> tuple[Conversation, Queue]:
-            result = change(None if raw is None else conversation_from_dict(json.loads(raw)))
+            result = change(_conversation(raw))
+            return result, lambda pipe: self._queue_write(pipe, result)
 
-            def queue(pipe: Any) -> None:
-                pipe.set(key, json.dumps(result.to_json()), ex=self.ttl_s)
-                pipe.zadd(self.index_key, {session_id: result.waiting_since})
+        return update_watched(self.client, self.key(session_id), changed)
 
-            return result, queue
+    def _queue_write(self, pipe: Any, conversation: Conversation) -> None:
+        """Queue the write of `conversation`, its index entry and its client's waiting entry."""
+        session_id = conversation.session_id
+        pipe.set(self.key(session_id), json.dumps(conversation.to_json()), ex=self.ttl_s)
+        pipe.zadd(self.index_key, {session_id: conversation.waiting_since})
+        if conversation.client is None:
+            return
+        waiting_key = self.waiting_key(conversation.client)
+        if conversation.status == "waiting":
+            pipe.zadd(waiting_key, {session_id: conversation.waiting_since})
+            pipe.expire(waiting_key, self.ttl_s)
+        else:
+            pipe.zrem(waiting_key, session_id)
 
-        return update_watched(self.client, key, changed)
+
+def _conversation(raw: bytes | None) -> Conversation | None:
+    return None if raw is None else conversation_from_dict(json.loads(raw))
 
 
 class RedisEventBus:

@@ -8,16 +8,24 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from threefold.apps.qa.chat import HandoffUnavailable, UnknownSession, UnknownTurn
+from threefold.apps.qa.handoff_queue import TooManyWaiting
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
 from threefold.apps.qa.web.handoff_errors import RETRY_AFTER_S
 from threefold.core.ids import describe, is_visible
-from threefold.core.web import ApiError, read_json_body, require_fields, require_text
+from threefold.core.web import (
+    ApiError,
+    client_key,
+    read_json_body,
+    require_fields,
+    require_text,
+)
 
 chat_blueprint = Blueprint("qa_chat", __name__, url_prefix="/api")
 RATINGS = ("down", "up")
 MAX_COMMENT_CHARS = 1000
 MAX_URL_CHARS = 2000
+WAITING_RETRY_AFTER_S = 60  # a customer over the waiting cap: when to ask again
 
 
 def _resources() -> Resources:
@@ -72,7 +80,8 @@ def chat() -> ResponseReturnValue:
     """`{session_id?, message, faq_id?, page_url?, with_person?}` -> the bot's reply (answer,
     clarification or handoff), or outcome "agent" with no answer while a person has the
     conversation. `with_person`: the client last saw the conversation with a person (then, while
-    the agent desk cannot be read, a 503 rather than a bot answer)."""
+    the agent desk cannot be read, a 503 rather than a bot answer). A handoff from an address
+    with `max_waiting_per_client` conversations waiting already: a 429, nothing stored."""
     resources = _resources()
     body = read_json_body(max_bytes=resources.config.max_body_bytes)
     limit = resources.config.max_message_chars
@@ -107,6 +116,8 @@ def chat() -> ResponseReturnValue:
             faq_id=faq_id,
             page_url=page_url,
             with_person=with_person,
+            client=client_key(),
+            max_waiting=resources.config.max_waiting_per_client,
         )
     except UnknownSession:
         raise _unknown_session(session_id) from None
@@ -117,6 +128,16 @@ def chat() -> ResponseReturnValue:
             f"not taken; send it again in {RETRY_AFTER_S} s",
             code="agents_unreachable",
             retry_after=RETRY_AFTER_S,
+        ) from None
+    except TooManyWaiting as refused:
+        raise ApiError(
+            429,
+            f"our team already has {refused.waiting} requests for a person from your network "
+            "waiting; a member of the team will reply in the conversation you already opened, "
+            f"so please wait there (or ask again in {WAITING_RETRY_AFTER_S} s)",
+            code="too_many_waiting",
+            retry_after=WAITING_RETRY_AFTER_S,
+            limit=refused.limit,
         ) from None
     return jsonify(_flag_degraded(reply.to_json(), resources))
 
