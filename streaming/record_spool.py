@@ -248,14 +248,17 @@ class RecordSpool:
                         for line, record in zip(lines[:done], parsed[:done], strict=True)
                         if record is None and line.strip()
                     ]
-                    self._set_aside(unreadable, pusher.refused)
+                    lost = self._set_aside(unreadable, pusher.refused)
                     rest = [
                         line if record is None else json.dumps(record.to_dict()).encode() + b"\n"
                         for line, record in zip(lines[done:], parsed[done:], strict=True)
                     ]
                     self._keep_only(handle, rest)
+                    # reported once out of the spool, the lost after the refused: a scrape in
+                    # between never sees a record twice, nor more lost than refused
                     if pusher.refused and on_refused is not None:
                         on_refused(pusher.refused)
+                    self._report_lost(lost)
         if pusher.taken:
             logger.info("replayed %d spooled records of %s to redis", pusher.taken, self.path.name)
         return pusher.taken
@@ -273,7 +276,7 @@ class RecordSpool:
         """Set aside records Redis refused on their data that never were in the spool (kept in
         a worker's memory): in `<file>.rejected` with the reason (room permitting), logged."""
         with self._locked():
-            self._set_aside([], refused)
+            self._report_lost(self._set_aside([], refused))
 
     def _keep_only(self, handle: IO[bytes], rest: list[bytes]) -> None:
         """Leave only `rest` in the spool file, fsync'd."""
@@ -292,12 +295,12 @@ class RecordSpool:
         os.replace(fresh, self.path)
         _fsync_directory(self.path.parent)
 
-    def _set_aside(self, unreadable: list[bytes], refused: list[tuple[Any, str]]) -> None:
+    def _set_aside(self, unreadable: list[bytes], refused: list[tuple[Any, str]]) -> Counter[str]:
         """Append torn lines as they are and refused records with their reason, fsync'd, while
-        they fit within `rejected_max_bytes`; log both, and report what did not fit (caller
-        holds the lock)."""
+        they fit within `rejected_max_bytes`; log both, and what did not fit, which it returns
+        by kind for `_report_lost` (caller holds the lock)."""
         if not unreadable and not refused:
-            return
+            return Counter()
         refused_at = time.time()
         entries = [
             ("unreadable", line if line.endswith(b"\n") else line + b"\n") for line in unreadable
@@ -334,11 +337,13 @@ class RecordSpool:
                 self.rejected_path,
             )
         self._log_refused(refused[: fitting - torn_kept])
-        if fitting < len(entries):
-            self._not_set_aside(Counter(kind for kind, _ in entries[fitting:]), size)
+        lost = Counter(kind for kind, _ in entries[fitting:])
+        if lost:
+            self._log_not_set_aside(lost, size)
+        return lost
 
-    def _not_set_aside(self, kinds: Counter[str], size: int) -> None:
-        """Log and report entries the full `.rejected` file did not take."""
+    def _log_not_set_aside(self, kinds: Counter[str], size: int) -> None:
+        """Log entries the full `.rejected` file did not take."""
         what = " and ".join(
             f"{count} {kind} line(s)" if kind == "unreadable" else f"{count} {kind} record(s)"
             for kind, count in kinds.items()
@@ -358,8 +363,12 @@ class RecordSpool:
                 }
             },
         )
-        for listener in self.on_not_set_aside:
-            listener(kinds)
+
+    def _report_lost(self, kinds: Counter[str]) -> None:
+        """Tell the `on_not_set_aside` listeners what the full `.rejected` file did not take."""
+        if kinds:
+            for listener in self.on_not_set_aside:
+                listener(kinds)
 
     def _log_refused(self, refused: list[tuple[Any, str]]) -> None:
         """One error line per kind of record and reason (not one per record) set aside."""
