@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app
 from prometheus_client import CollectorRegistry
@@ -18,6 +19,10 @@ from threefold.streaming.connections import RedisSettings, redis_client
 
 EXTENSION = "threefold.alerts"
 REDIS_FIX = "set REDIS_URL (or --redis-url) to the Redis the alerts consumer writes to"
+# the dashboard's Redis socket timeout: a hung Redis holds a request this long (redis-py's
+# default is 5 s) before the client's breaker answers the others at once; the live feed's XREAD
+# blocks for under half of it (`web.api._keepalive_s`)
+DASHBOARD_REDIS_TIMEOUT_S = 2.0
 
 
 class AnalystTokens(NamedTokens):
@@ -42,7 +47,10 @@ class Resources:
 
 def open_state_store(settings: AlertsConfig, redis: RedisSettings) -> RedisStateStore:
     """The alerts state in the Redis of `redis` under `settings.redis_prefix` (connects lazily)."""
-    client = redis_client(redis, decode_responses=True)
+    return _state_store(settings, redis_client(redis, decode_responses=True))
+
+
+def _state_store(settings: AlertsConfig, client: Any) -> RedisStateStore:
     return RedisStateStore(
         client,
         settings.redis_prefix,
@@ -57,13 +65,24 @@ def open_signal_store(settings: AlertsConfig, redis: RedisSettings) -> RedisSign
 
 
 def open_resources(settings: AlertsConfig, redis: RedisSettings) -> Resources:
-    """The dashboard's resources; without a Redis URL the stores are None (it runs degraded)."""
+    """The dashboard's resources; without a Redis URL the stores are None (it runs degraded).
+
+    Both stores share one client with a `DASHBOARD_REDIS_TIMEOUT_S` socket timeout, so one
+    breaker (`core.redis_breaker.breaker_for`) covers every dashboard call to Redis.
+    """
+    if not redis.url:
+        return Resources(settings=settings, store=None, analysts=_analysts(settings))
+    client = redis_client(redis, decode_responses=True, socket_timeout=DASHBOARD_REDIS_TIMEOUT_S)
     return Resources(
         settings=settings,
-        store=open_state_store(settings, redis) if redis.url else None,
-        signals=open_signal_store(settings, redis) if redis.url else None,
-        analysts=AnalystTokens.parse(reveal(settings.analyst_tokens)),
+        store=_state_store(settings, client),
+        signals=RedisSignalStore(client, settings.redis_prefix),
+        analysts=_analysts(settings),
     )
+
+
+def _analysts(settings: AlertsConfig) -> AnalystTokens:
+    return AnalystTokens.parse(reveal(settings.analyst_tokens))
 
 
 def current_resources() -> Resources:
