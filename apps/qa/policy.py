@@ -15,34 +15,48 @@ CLARIFY_SHARE = 0.25
 
 # A request for a person: a contact verb before a person ("can I talk to a human", "put me
 # through to one of your agents"), a person wanted where the request ends ("can I get a real
-# person", "I need a human, this bot is useless"), a person before "talk to" ("is there a human
+# person", "I need a human, this bot is useless") or followed by what they are for ("I need an
+# agent for my return", "a person who can help me"), a person before "talk to" ("is there a human
 # I can talk to?"), talking to someone, or a message that is nothing but a person ("agent
 # please", "live agent"). A person named in a question ("I'm a travel agent, ...", "I need a
-# person to pick up my order", "can I get a refund if the person I gifted it to...") is not a
-# request: only small words may stand between the verb and the person.
-_PERSON = (
+# person to pick up my order", "can I get a refund if the person I gifted it to...", "do you need
+# a manager to approve it?") is not a request: only small words may stand between the verb and
+# the person, and a plain "person" must end the request or be one "who" helps.
+_PEOPLE = (
     r"(?:(?:real |actual |live )?person|(?:real|actual) people|someone real|"
-    r"(?:someone|somebody) from (?:your|the) (?:team|staff)|"
-    r"(?:live |real |actual |human |support |customer service )?"
-    r"(?:agent|representative|rep|operator|manager|supervisor|human(?: being)?)s?)(?![\w-])"
+    r"(?:someone|somebody) from (?:your|the) (?:team|staff))"
 )
+_STAFF = (
+    r"(?:(?:live |real |actual |human |support |customer service )?"
+    r"(?:agent|representative|rep|operator|manager|supervisor|human(?: being)?)s?)"
+)
+_PERSON = rf"(?:{_PEOPLE}|{_STAFF})(?![\w'-])"
 _SMALL_WORDS = (
     r"(?:[\s,]+(?:me|us|it|this|to|with|through|directly|please|pls|a|an|the|one|of|your|some|"
     r"real|actual|live)){0,6}"
 )
 _CONTACT = r"\b(?:talk|speak|chat|connect|transfer|put|reach|contact|escalate)\b"
-_WANT = r"\b(?:get|give|want|need|have|like)\b"
-_REQUEST_ENDS = (
-    r"(?=\W*$|\s*[,.!?;:]|\s+(?:please|pls|now|asap|right now|instead|here|not a bot|"
-    r"on the (?:line|phone|chat)|to (?:talk|speak|chat|help|look|call|contact|handle|check))\b)"
+# get/want...: not another's need ("do you need a manager to...", "does it need an agent");
+# have/like only where the request ends ("can I have a human?", not "I like the agent who...")
+_NOT_ANOTHERS = r"(?<!you )(?<!they )(?<!does )(?<!it )"
+_WANT = rf"{_NOT_ANOTHERS}\b(?:get|give|want|need)\b"
+_WOULD_HAVE = rf"{_NOT_ANOTHERS}\b(?:have|like)\b"
+_ENDS = (
+    r"\W*$|\s*[,.!?;:]|\s+(?:please|pls|now|asap|right now|instead|here|not a bot|"
+    r"on the (?:line|phone|chat)|to (?:talk|speak|chat|help|look|call|contact|handle|check|"
+    r"answer|review|fix|sort|deal|explain|assist|resolve))\b"
 )
+_PEOPLE_ENDS = rf"(?={_ENDS}|\s+(?:who|that)\b)"
+_STAFF_ENDS = rf"(?={_ENDS}|\s+(?:to|for|who|that|about|because|so)\b)"
+_WANTED = rf"(?:{_PEOPLE}(?![\w'-]){_PEOPLE_ENDS}|{_STAFF}(?![\w'-]){_STAFF_ENDS})"
 _HUMAN_REQUEST = re.compile(
     rf"{_CONTACT}{_SMALL_WORDS}[\s,]+{_PERSON}|"
-    rf"{_WANT}{_SMALL_WORDS}[\s,]+{_PERSON}{_REQUEST_ENDS}|"
+    rf"{_WANT}{_SMALL_WORDS}[\s,]+{_WANTED}|"
+    rf"{_WOULD_HAVE}{_SMALL_WORDS}[\s,]+{_PERSON}(?={_ENDS})|"
     rf"\b{_PERSON}(?:[\s,]+[^\s,]+){{0,3}}?[\s,]+(?:talk|speak|chat)\b|"
     r"\b(?:talk|speak|chat|(?:connect|transfer|put)(?: me| us)?(?: through)?) (?:to|with) "
     r"(?:someone|somebody|staff|support)\b|"
-    rf"\b(?:help|support|assistance) from{_SMALL_WORDS}[\s,]+{_PERSON}{_REQUEST_ENDS}|"
+    rf"\b(?:help|support|assistance) from{_SMALL_WORDS}[\s,]+{_WANTED}|"
     rf"{_WANT}{_SMALL_WORDS}[\s,]+(?:human|real person|live person)(?:'s)? "
     r"(?:help|support|assistance)\b",
     re.IGNORECASE,

@@ -69,6 +69,15 @@ def test_explicit_request_for_a_person_hands_off_even_when_confident() -> None:
         "need human help",
         "Can I have a human?",
         "I would like a human",
+        "I need a human to sort this out",
+        "i need a representative to fix my order",
+        "get me a representative for billing",
+        "need an agent for my return",
+        "need help from an agent about my return",
+        "I want a real person to answer my question",
+        "I need a person who can help me",
+        "i need an actual person to review my case",
+        "I want an agent that can actually help",
     ],
 )
 def test_requests_for_a_person_are_recognized(message: str) -> None:
@@ -97,6 +106,10 @@ def test_ordinary_questions_are_not_handoff_requests(message: str) -> None:
         "do you have an agent in my area?",
         "I would like a person to pick up my parcel",
         "I have a person who can pick it up",
+        "I like the agent who helped me",
+        "Do you need a manager to approve refunds?",
+        "I need a manager's approval",
+        "I'm a travel agent, I need an agent account",
     ],
 )
 def test_a_person_named_in_a_question_is_not_a_handoff_request(message: str) -> None:
