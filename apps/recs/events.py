@@ -153,8 +153,8 @@ def parse_event(
         event=kind,
         timestamp=_parse_timestamp(values.get("timestamp"), fail, now),
         rating=_parse_rating(values.get("rating"), fail),
-        list_id=_parse_list_id(values.get("list_id"), fail),
-        event_id=_parse_event_id(values.get("event_id"), fail),
+        list_id=_parse_list_id(_optional(values.get("list_id"), strict), fail),
+        event_id=_parse_event_id(_optional(values.get("event_id"), strict), fail),
     )
 
 
@@ -215,6 +215,11 @@ def _parse_list_id(value: Any, fail) -> str | None:
             f"'_' or '-'), found {value!r}; send it back unchanged or leave it out",
         )
     return value
+
+
+def _optional(value: Any, strict: bool) -> Any:
+    """An optional column's value; a file's blank cell (not `strict`) is None, as left out."""
+    return None if not strict and _blank(value) else value
 
 
 def _blank(value: Any) -> bool:

@@ -285,3 +285,18 @@ def test_a_file_without_any_timestamps_keeps_its_order(tmp_path):
     path.write_text("user_id,item_id,timestamp\nu1,i3,\nu1,i1,\nu1,i2,\n")
     events = load_events(path, known_items={"i1", "i2", "i3"})
     assert [e.item_id for e in group_by_user(events)["u1"]] == ["i3", "i1", "i2"]
+
+
+def test_a_files_blank_list_id_and_event_id_cells_are_left_out(tmp_path):
+    """An export with the optional columns mostly empty loads; a posted "" is still a 400."""
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,item_id,event,timestamp,list_id,event_id\n"
+        "u1,i1,click,1700000000,,\n"
+        "u1,i2,click,1700000001, ,evt-2\n"
+    )
+    first, second = load_events(path, known_items={"i1", "i2"})
+    assert (first.list_id, first.event_id) == (None, None)
+    assert (second.list_id, second.event_id) == (None, "evt-2")
+    with pytest.raises(DataError, match="event_id"):
+        parse_event({"user_id": "u1", "item_id": "i1", "event_id": ""}, strict=True)
