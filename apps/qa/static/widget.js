@@ -775,7 +775,9 @@
       };
       retryButton.addEventListener("click", () => retry(0));
       var automatic = error.retryAfter !== undefined && autoRetries < AUTO_RETRIES;
-      if (error.status === 429) {
+      if (error.code === "too_many_waiting") {
+        line.textContent = error.message + " Your message is kept: press Retry to send it.";
+      } else if (error.status === 429) {
         line.textContent = "You are sending messages very quickly. Please wait a moment, then press Retry.";
       } else if (automatic) {
         var wait = Math.min(Math.max(error.retryAfter, 1), MAX_RETRY_WAIT_S);

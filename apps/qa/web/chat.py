@@ -132,9 +132,10 @@ def chat() -> ResponseReturnValue:
     except TooManyWaiting as refused:
         raise ApiError(
             429,
-            f"our team already has {refused.waiting} requests for a person from your network "
-            "waiting; a member of the team will reply in the conversation you already opened, "
-            f"so please wait there (or ask again in {WAITING_RETRY_AFTER_S} s)",
+            f"Our team already has {refused.waiting} "
+            f"request{'s' if refused.waiting != 1 else ''} for a person waiting from your "
+            "network. If you asked already, please wait for their reply there; otherwise ask "
+            f"again in {WAITING_RETRY_AFTER_S} s.",
             code="too_many_waiting",
             retry_after=WAITING_RETRY_AFTER_S,
             limit=refused.limit,

@@ -100,7 +100,7 @@ def test_a_flood_of_handoffs_from_one_address_stops_at_the_cap(make_capped_app) 
     assert refused.status_code == 429, refused.get_json()
     body = refused.get_json()
     assert body["error"] == "too_many_waiting" and body["limit"] == 2
-    assert "already has 2 requests" in body["message"] and "wait there" in body["message"]
+    assert "already has 2 requests" in body["message"] and "please wait" in body["message"]
     assert refused.headers["Retry-After"] == str(body["retry_after"])
     queue = client.get("/api/agent/conversations?status=waiting", headers=ALICE).get_json()
     assert sorted(c["session_id"] for c in queue) == sorted(

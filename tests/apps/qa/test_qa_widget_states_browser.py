@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 from support.browser import axe_violations, save_screenshot
 from support.qa_widget import TITLE, ask, focused_name, open_widget, tab_to
@@ -195,6 +198,29 @@ def test_a_503_with_retry_after_is_retried_automatically(make_app, live_server, 
     assert "will be sent again in 1 s" in dialog.get_by_role("alert").inner_text()
     dialog.locator(".msg.bot[data-faq-id='shipping_cost']").wait_for(timeout=10_000)
     assert len(refused) == 1 and dialog.get_by_role("alert").count() == 0
+
+
+def test_too_many_waiting_from_one_network_says_so_and_keeps_the_message(
+    make_app, live_server, page, screenshot_dir
+) -> None:
+    """The waiting cap's 429 is not "sending too quickly": the widget shows the server's words."""
+    base = live_server(make_app(max_waiting_per_client=1))
+    earlier = urllib.request.Request(  # another customer behind the same address asked first
+        f"{base}/api/chat",
+        data=json.dumps({"message": "talk to a human"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(earlier) as response:
+        assert json.load(response)["outcome"] == "handoff"
+    dialog = open_widget(page, base)
+    ask(dialog, "talk to a human")
+    alert = dialog.get_by_role("alert")
+    alert.wait_for()
+    assert "1 request for a person waiting from your network" in alert.inner_text()
+    assert "sending messages very quickly" not in alert.inner_text()
+    assert dialog.locator(".msg.user.pending").inner_text() == "talk to a human"
+    save_screenshot(page, screenshot_dir, "widget-too-many-waiting.png")
+    assert axe_violations(page) == []
 
 
 def test_a_suggestion_pressed_while_the_bot_answers_stays_on_offer(
