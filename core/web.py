@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from redis.exceptions import RedisError, ResponseError
 from werkzeug.exceptions import ClientDisconnected, HTTPException, MethodNotAllowed, NotFound
 
+from threefold.core.ids import describe, is_visible
 from threefold.core.privacy import mask_pii
 from threefold.core.rate_limit import (
     SharedRateLimiter,
@@ -223,12 +224,22 @@ def require_fields(body: dict[str, Any], spec: dict[str, type | tuple[type, ...]
 def require_text(
     body: dict[str, Any], field: str, *, max_chars: int, empty_hint: str, **too_long: Any
 ) -> str:
-    """`body[field]` stripped: a 400 ApiError when it is missing, not a string, empty or longer
-    than `max_chars` (`too_long` adds details such as `code` to that error)."""
+    """`body[field]` stripped: a 400 ApiError when it is missing, not a string, empty, longer
+    than `max_chars` (`too_long` adds details such as `code` to that error) or holds nothing
+    visible (zero-width spaces, a BOM, blank fillers: no `core.ids.is_visible` character), as it
+    would show as a blank message."""
     require_fields(body, {field: str})
     text = body[field].strip()
     if not text:
         raise ApiError(400, f"{field} is empty; {empty_hint}", field=field)
+    if not any(is_visible(char) for char in text):
+        more = ", ..." if len(text) > 1 else ""
+        raise ApiError(
+            400,
+            f"{field} is empty: it holds only invisible characters ({describe(text[0])}{more}); "
+            f"{empty_hint}",
+            field=field,
+        )
     if len(text) > max_chars:
         raise ApiError(
             400,

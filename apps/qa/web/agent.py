@@ -17,10 +17,9 @@ from threefold.apps.qa.handoff_events import QUEUE_CHANNEL
 from threefold.apps.qa.handoff_queue import STATUSES
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
-from threefold.apps.qa.web.chat import require_visible_text
 from threefold.apps.qa.web.event_stream import sse_response
 from threefold.apps.qa.web.pages import STATIC_DIR
-from threefold.core.web import ApiError, named_token_required, read_json_body
+from threefold.core.web import ApiError, named_token_required, read_json_body, require_text
 
 agent_blueprint = Blueprint("qa_agent", __name__)
 api = "/api/agent"
@@ -107,7 +106,7 @@ def send_message(session_id: str) -> ResponseReturnValue:
     """`{"text": ...}` -> 201 with the stored turn; the customer's widget shows it at once."""
     resources = _resources()
     body = read_json_body(max_bytes=resources.config.max_body_bytes)
-    text = require_visible_text(
+    text = require_text(
         body, "text", max_chars=resources.config.max_message_chars, empty_hint="type a reply"
     )
     turn = resources.desk.reply(_conversation_id(session_id), g.agent, text)

@@ -12,7 +12,6 @@ from threefold.apps.qa.handoff_queue import TooManyWaiting
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
 from threefold.apps.qa.web.handoff_errors import RETRY_AFTER_S
-from threefold.core.ids import describe, is_visible
 from threefold.core.web import (
     ApiError,
     client_key,
@@ -30,24 +29,6 @@ WAITING_RETRY_AFTER_S = 60  # a customer over the waiting cap: when to ask again
 
 def _resources() -> Resources:
     return current_app.extensions[EXTENSION_KEY]
-
-
-def require_visible_text(
-    body: dict[str, Any], field: str, *, max_chars: int, empty_hint: str, **too_long: Any
-) -> str:
-    """`core.web.require_text`, where text with nothing visible (zero-width spaces, a BOM,
-    blank fillers: no `core.ids.is_visible` character) is empty too: it would show as a blank
-    message. Every text a customer or an agent sends to be read goes through it."""
-    text = require_text(body, field, max_chars=max_chars, empty_hint=empty_hint, **too_long)
-    if not any(is_visible(char) for char in text):
-        more = ", ..." if len(text) > 1 else ""
-        raise ApiError(
-            400,
-            f"{field} is empty: it holds only invisible characters ({describe(text[0])}{more}); "
-            f"{empty_hint}",
-            field=field,
-        )
-    return text
 
 
 def _session_id(body: dict[str, Any], *, required: bool) -> str | None:
@@ -85,7 +66,7 @@ def chat() -> ResponseReturnValue:
     resources = _resources()
     body = read_json_body(max_bytes=resources.config.max_body_bytes)
     limit = resources.config.max_message_chars
-    message = require_visible_text(
+    message = require_text(
         body,
         "message",
         max_chars=limit,

@@ -11,9 +11,8 @@ from threefold.apps.qa.handoff_events import session_channel
 from threefold.apps.qa.handoff_queue import ConversationEnded, UnknownConversation
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
-from threefold.apps.qa.web.chat import require_visible_text
 from threefold.apps.qa.web.event_stream import first_event, live_slot, sse_response
-from threefold.core.web import ApiError, client_key, read_json_body
+from threefold.core.web import ApiError, client_key, read_json_body, require_text
 
 customer_live_blueprint = Blueprint("qa_customer_live", __name__, url_prefix="/api/sessions")
 MAX_WAIT_S = 25.0
@@ -105,7 +104,7 @@ def leave_message(session_id: str) -> ResponseReturnValue:
     resources = _resources()
     _known_session(session_id)
     body = read_json_body(max_bytes=resources.config.max_body_bytes)
-    text = require_visible_text(
+    text = require_text(
         body,
         "text",
         max_chars=resources.config.max_message_chars,
