@@ -2,10 +2,19 @@
 
 A worker applies an admin edit itself, publishes it, and replays what other workers published
 (at most every `interval_seconds`). An edit Redis does not take (an outage) waits in this worker
-and is published, in order, by the first sync or edit that reaches Redis again. Each change has
-an id: a worker whose last applied change is no longer where it read it (Redis restarted empty,
-or lost its last writes) republishes the current state of the items it changed itself, unless
-the new log changed them since, and replays the log from the start. The catalog version keys
+and is published, in order, by the first sync or edit that reaches Redis again.
+
+The last edit wins, per item: each change carries the wall-clock time of the admin edit it
+records (`edited_at`, `edit_id` breaking ties), and a worker keeps, per item changed through the
+API, the stamp of the newest change it applied (`EditRecords`: one entry per item, deletes as
+tombstones, the newest `TOMBSTONES_KEPT` of those). Applying a change older than that is a
+no-op, so the log's order does not matter. Each logged change also has an id of its own: a
+worker whose last applied change is no longer where it read it (Redis restarted empty, or lost
+its last writes) republishes every item it holds a record for as it is now (a delete for a
+tombstone), with the stamp of the edit that made it so, unless the new log holds that edit or a
+newer one, and replays the log from the start: the workers converge on the newest edit whichever
+of them syncs first. Changes logged before they carried `edited_at` count as the oldest (they
+apply in log order to an item no newer edit reached). The catalog version keys
 cached lists: `applied.digest`, the digest naming the catalog's content, so two workers holding
 different catalogs (an edit one of them holds back, a change the log lost) never share a list.
 `followers` (the recommenders of pinned A/B versions) get every change too, each embedding the
@@ -16,11 +25,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,6 +41,73 @@ from threefold.apps.recs.redis_state import ChangeLog, RedisState
 from threefold.core.errors import DataError
 
 logger = logging.getLogger(__name__)
+
+# Deleted items a worker keeps an edit record (a tombstone) for, oldest dropped first: about
+# 180 bytes each. A tombstone dropped, the delete is no longer republished after a loss.
+TOMBSTONES_KEPT = 100_000
+
+
+class EditStamp(NamedTuple):
+    """When the admin edit a change records was made; a later stamp is a newer edit."""
+
+    edited_at: float  # wall clock, seconds
+    edit_id: str  # breaks ties: every worker orders two edits made at one instant alike
+
+
+# A change logged before changes carried `edited_at`: older than any edit stamped since.
+UNSTAMPED = EditStamp(0.0, "")
+
+
+def stamp_of(change: Mapping[str, Any]) -> EditStamp:
+    """The edit a logged change records (UNSTAMPED for one logged without `edited_at`)."""
+    edited_at, edit_id = change.get("edited_at"), change.get("edit_id")
+    if (
+        isinstance(edited_at, int | float)
+        and not isinstance(edited_at, bool)
+        and math.isfinite(edited_at)
+        and isinstance(edit_id, str)
+    ):
+        return EditStamp(float(edited_at), edit_id)
+    return UNSTAMPED
+
+
+class EditRecords:
+    """The newest edit applied to each item changed through the API: one entry per item; of
+    deleted items (tombstones) the `tombstones_kept` deleted last."""
+
+    def __init__(self, tombstones_kept: int = TOMBSTONES_KEPT) -> None:
+        self.tombstones_kept = tombstones_kept
+        self._present: dict[str, EditStamp] = {}
+        self._tombstones: OrderedDict[str, EditStamp] = OrderedDict()  # oldest first
+
+    def __len__(self) -> int:
+        return len(self._present) + len(self._tombstones)
+
+    def __iter__(self) -> Iterator[tuple[str, EditStamp, bool]]:
+        """(item id, stamp, deleted) for every record."""
+        for item_id, stamp in self._present.items():
+            yield item_id, stamp, False
+        for item_id, stamp in self._tombstones.items():
+            yield item_id, stamp, True
+
+    def held(self, item_id: str) -> EditStamp | None:
+        return self._present.get(item_id) or self._tombstones.get(item_id)
+
+    def supersede(self, item_id: str, stamp: EditStamp) -> bool:
+        """Whether this worker applied a newer edit of the item than `stamp`."""
+        held = self.held(item_id)
+        return held is not None and stamp < held
+
+    def note(self, item_id: str, stamp: EditStamp, *, deleted: bool) -> None:
+        """Record the edit just applied to the item (replacing the one before)."""
+        self._present.pop(item_id, None)
+        self._tombstones.pop(item_id, None)
+        if not deleted:
+            self._present[item_id] = stamp
+            return
+        self._tombstones[item_id] = stamp
+        if len(self._tombstones) > self.tombstones_kept:
+            self._tombstones.popitem(last=False)
 
 
 def encode_vector(vector: np.ndarray) -> str:
@@ -54,8 +132,7 @@ class CatalogSync:
         self.applied_changes = 0
         self.last_applied_id: str | None = None  # of the change at applied_changes - 1
         self.pending: list[dict[str, Any]] = []  # made here, not in the log yet, oldest first
-        # ids of the items this worker changed -> ids of the changes to each seen here since
-        self.own_items: dict[str, set[str]] = {}
+        self.edits = EditRecords()  # the newest edit applied here, per item edited anywhere
         self.last_sync = 0.0
         self._lock = threading.Lock()
         recommender.catalog.digest  # noqa: B018 - computed at start, not in the first request
@@ -92,7 +169,6 @@ class CatalogSync:
                     logger.error("skipping a malformed catalog change %r: %s", change, exc)
                 self.applied_changes += 1
                 self.last_applied_id = change.get("id") if isinstance(change, dict) else None
-                self._seen(change)
 
     def _lost(self, found: ChangeLog) -> bool:
         """Whether the log no longer holds the changes applied here where they were read."""
@@ -101,24 +177,28 @@ class CatalogSync:
         )
 
     def _recover(self) -> ChangeLog | None:
-        """After Redis lost changes applied here: republish this worker's own items as they are
-        now, except those the log holds a change to that this worker never saw (an edit made
-        since, on another worker), then read the log from the start (applying a change again
-        changes nothing). Call with the lock held."""
+        """After Redis lost changes applied here: republish each item this worker holds an edit
+        record for, as it is now and stamped with that edit, unless the log holds that edit or
+        a newer one (or a change made here waits to be published), then read the log from the
+        start (an older edit than the one applied here changes nothing). Call with the lock
+        held."""
         found = self.redis.changes_since(0)
         if found is None:
             return None
-        edited_since = {
-            item_id
-            for change in found.changes
-            if (item_id := _item_id_of(change)) in self.own_items
-            and change.get("id") not in self.own_items[item_id]
-        }
-        republished = [self._state_of(i) for i in self.own_items if i not in edited_since]
+        logged: dict[str, EditStamp] = {}
+        for change in found.changes:
+            if (item_id := _item_id_of(change)) is not None:
+                logged[item_id] = max(logged.get(item_id, UNSTAMPED), stamp_of(change))
+        waiting = {_item_id_of(change) for change in self.pending}
+        republished = [
+            _logged(self._state_of(item_id, deleted=deleted), stamp)
+            for item_id, stamp, deleted in self.edits
+            if item_id not in waiting and (item_id not in logged or logged[item_id] < stamp)
+        ]
         logger.warning(
             "the catalog change log lost changes this worker applied (it holds %d, %d were "
             "applied here: Redis restarted empty or lost its last writes); republishing the %d "
-            "items changed here that it lacks and replaying it from the start",
+            "edited items whose last edit it lacks and replaying it from the start",
             found.length,
             self.applied_changes,
             len(republished),
@@ -128,36 +208,37 @@ class CatalogSync:
         self._publish_pending()
         return self.redis.changes_since(0)
 
-    def _seen(self, change: Any) -> None:
-        """Note a change applied or made here to one of this worker's own items."""
-        item_id = _item_id_of(change)
-        if item_id in self.own_items and change.get("id") is not None:
-            self.own_items[item_id].add(change["id"])
-
-    def _state_of(self, item_id: str) -> dict[str, Any]:
+    def _state_of(self, item_id: str, *, deleted: bool) -> dict[str, Any]:
         """The change that gives another worker this item as it is here (a delete if gone)."""
-        item = self.recommender.catalog.get(item_id)
-        vector = self.recommender.vector_of(item_id)
+        item = None if deleted else self.recommender.catalog.get(item_id)
+        vector = None if item is None else self.recommender.vector_of(item_id)
         if item is None or vector is None:
-            return _identified({"op": "delete", "item_id": item_id})
+            return {"op": "delete", "item_id": item_id}
         return self._upsert(item, vector)
 
     def _upsert(self, item: Item, vector: np.ndarray) -> dict[str, Any]:
-        return _identified(
-            {
-                "op": "upsert",
-                "item": item.to_dict(),
-                "model_id": self.model_id,
-                "vector": encode_vector(vector),
-            }
-        )
+        return {
+            "op": "upsert",
+            "item": item.to_dict(),
+            "model_id": self.model_id,
+            "vector": encode_vector(vector),
+        }
 
     def _apply(self, change: Mapping[str, Any]) -> None:
+        """Apply a logged change, unless this worker applied a newer edit of its item."""
+        if not isinstance(change, Mapping):
+            raise TypeError(f"a change is a JSON object, found {type(change).__name__}")
+        stamp = stamp_of(change)
         if change.get("op") == "delete":
-            self.recommender.remove_item(str(change["item_id"]))
-            self._follow_delete(str(change["item_id"]))
+            item_id = str(change["item_id"])
+            if not self.edits.supersede(item_id, stamp):
+                self.recommender.remove_item(item_id)
+                self._follow_delete(item_id)
+                self.edits.note(item_id, stamp, deleted=True)
             return
         item = parse_item(change["item"])
+        if self.edits.supersede(item.item_id, stamp):
+            return
         vectors: dict[str, np.ndarray] = {}
         if change.get("model_id") == self.model_id and change.get("vector"):
             vectors[item.item_id] = np.frombuffer(
@@ -165,6 +246,7 @@ class CatalogSync:
             )
         self.recommender.upsert_items([item], vectors)
         self._follow_upsert([item])
+        self.edits.note(item.item_id, stamp, deleted=False)
 
     def follow(self, recommender: Recommender) -> None:
         """Give a recommender built on a copy of this worker's catalog every change from now on,
@@ -206,19 +288,30 @@ class CatalogSync:
         if not self.recommender.remove_item(item_id):
             return False
         self._follow_delete(item_id)
-        self._publish(_identified({"op": "delete", "item_id": item_id}))
+        self._publish({"op": "delete", "item_id": item_id})
         return True
 
     def _publish(self, change: dict[str, Any]) -> None:
-        """Publish a change made here (without Redis configured there is nobody to tell)."""
+        """Publish an edit made here, stamped now (without Redis configured there is nobody to
+        tell)."""
         if self.redis.url is None:
             return
+        item_id = str(_item_id_of(change))
         with self._lock:
-            self.own_items.setdefault(_item_id_of(change), set())
-            self._seen(change)
-            self.pending.append(change)
+            stamp = self._new_stamp(item_id)
+            self.edits.note(item_id, stamp, deleted=change["op"] == "delete")
+            self.pending.append(_logged(change, stamp))
             self._publish_pending()
         self.last_sync = 0.0
+
+    def _new_stamp(self, item_id: str) -> EditStamp:
+        """Now, or just after the edit of the item applied here if this clock is behind it: an
+        edit made after another worker's, as seen here, is the newer one."""
+        now = time.time()
+        held = self.edits.held(item_id)
+        if held is not None and now <= held.edited_at:
+            now = math.nextafter(held.edited_at, math.inf)
+        return EditStamp(now, secrets.token_hex(8))
 
     def _publish_pending(self) -> None:
         """Publish the changes Redis has not taken yet, oldest first; stop at the first refusal.
@@ -252,6 +345,12 @@ def _item_id_of(change: Any) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def _identified(change: dict[str, Any]) -> dict[str, Any]:
-    """`change` with an id of its own: a reader knows whether the log still holds it."""
-    return {**change, "id": secrets.token_hex(8)}
+def _logged(change: dict[str, Any], stamp: EditStamp) -> dict[str, Any]:
+    """`change` as logged: stamped with the edit it records, and with an id of its own (a
+    reader knows whether the log still holds it; a republished edit gets a new one)."""
+    return {
+        **change,
+        "edited_at": stamp.edited_at,
+        "edit_id": stamp.edit_id,
+        "id": secrets.token_hex(8),
+    }
