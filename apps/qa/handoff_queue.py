@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
 STATUSES = ("claimed", "closed", "released", "waiting")
@@ -95,7 +95,11 @@ class Conversation:
 
 
 def conversation_from_dict(data: dict[str, Any]) -> Conversation:
-    return Conversation(**{**data, "candidates": tuple(data.get("candidates", ()))})
+    """A stored conversation; fields this version does not know (written by a newer one during
+    a rolling update, or before a rollback) are ignored rather than fail every read."""
+    known = {f.name for f in fields(Conversation)}
+    kept = {key: value for key, value in data.items() if key in known}
+    return Conversation(**{**kept, "candidates": tuple(data.get("candidates", ()))})
 
 
 def claim(conversation: Conversation, agent: str, now: float) -> Conversation:

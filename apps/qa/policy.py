@@ -36,11 +36,17 @@ _SMALL_WORDS = (
     r"real|actual|live)){0,6}"
 )
 _CONTACT = r"\b(?:talk|speak|chat|connect|transfer|put|reach|contact|escalate)\b"
-# get/want...: not another's need ("do you need a manager to...", "does it need an agent");
+# want/need: the customer's, not another's or a question about one ("do you need a manager
+# to...", "do I need an agent to sell my home?", "does my order need..."): `wants_human` reads
+# those as "requires", which asks for nobody. get/give: "can you get me an agent?" asks.
+_ASKS_ABOUT_NEED = re.compile(
+    r"\b((?:(?:do|does|did|would|will|should|must|can|could)\s+(?:[\w']+\s+){1,3}?)"
+    r"|(?:you|they|it|he|she)\s+)(?:need|want)s?\b",
+    re.IGNORECASE,
+)
+_WANT = r"\b(?:get|give|want|need)\b"
 # have/like only where the request ends ("can I have a human?", not "I like the agent who...")
-_NOT_ANOTHERS = r"(?<!you )(?<!they )(?<!does )(?<!it )"
-_WANT = rf"{_NOT_ANOTHERS}\b(?:get|give|want|need)\b"
-_WOULD_HAVE = rf"{_NOT_ANOTHERS}\b(?:have|like)\b"
+_WOULD_HAVE = r"(?<!you )(?<!they )\b(?:have|like)\b"
 _ENDS = (
     r"\W*$|\s*[,.!?;:]|\s+(?:please|pls|now|asap|right now|instead|here|not a bot|"
     r"on the (?:line|phone|chat)|to (?:talk|speak|chat|help|look|call|contact|handle|check|"
@@ -73,7 +79,7 @@ _FOLLOW_UP_START = re.compile(
 
 def wants_human(message: str) -> bool:
     """True when the customer explicitly asks for a person (agent, human, representative...)."""
-    text = message.strip()
+    text = _ASKS_ABOUT_NEED.sub(r"\1requires", message.strip())
     return bool(_HUMAN_REQUEST.search(text) or _ONLY_A_PERSON.match(text))
 
 

@@ -57,6 +57,14 @@ def test_conversation_round_trips_through_json() -> None:
     assert hq.conversation_from_dict(conversation.to_json()) == conversation
 
 
+def test_a_conversation_stored_by_a_newer_version_still_reads() -> None:
+    """During a rolling update (or after a rollback) a worker reads conversations written by
+    another version: a field it does not know is ignored, not a 500 on every queue listing."""
+    conversation = new_conversation(SID, reason="requested", page_url=None, candidates=[], now=1.0)
+    stored = {**conversation.to_json(), "field_of_a_newer_version": {"x": 1}}
+    assert hq.conversation_from_dict(stored) == conversation
+
+
 @pytest.fixture(params=["memory", "redis"])
 def store(request, redis_client, redis_prefix):
     if request.param == "memory":

@@ -78,6 +78,10 @@ def test_explicit_request_for_a_person_hands_off_even_when_confident() -> None:
         "I need a person who can help me",
         "i need an actual person to review my case",
         "I want an agent that can actually help",
+        "could you get me an agent?",
+        "can you give me a human",
+        "Can you get me a manager?",
+        "Do I need to talk to a human?",
     ],
 )
 def test_requests_for_a_person_are_recognized(message: str) -> None:
@@ -110,6 +114,10 @@ def test_ordinary_questions_are_not_handoff_requests(message: str) -> None:
         "Do you need a manager to approve refunds?",
         "I need a manager's approval",
         "I'm a travel agent, I need an agent account",
+        "Do I need an agent to sell my home?",
+        "would I need a supervisor to sign off on the refund?",
+        "Does my order need a manager to approve it?",
+        "do we need an agent for customs?",
     ],
 )
 def test_a_person_named_in_a_question_is_not_a_handoff_request(message: str) -> None:
