@@ -436,7 +436,9 @@ class FallbackRecordLog:
         return isinstance(exc, ResponseError | DataError) and self.primary.takes_writes()
 
     def _reject(self, refused: list[tuple[KeptRecord, str]]) -> None:
-        """Set aside records kept in memory that Redis refused on their data."""
+        """Set aside records kept in memory that Redis refused on their data: counted refused
+        first, so a scrape never sees one lost (no room to set it aside) before it is refused."""
+        self._count_rejected(refused)
         if self.spool is not None:
             self.spool.set_aside(refused)
         else:
@@ -449,7 +451,6 @@ class FallbackRecordLog:
                     kept.record,
                     extra={"fields": {"event": "qa_record_rejected", "kind": kept.log}},
                 )
-        self._count_rejected(refused)
 
     def _count_rejected(self, refused: list[tuple[KeptRecord, str]]) -> None:
         for kept, _ in refused:

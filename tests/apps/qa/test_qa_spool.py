@@ -444,3 +444,20 @@ def test_records_of_the_former_spool_wait_there_while_the_new_one_is_full(
 def spool_records(spool: RecordSpool) -> list[KeptRecord]:
     lines = spool.path.read_text(encoding="utf-8").splitlines()
     return [KeptRecord.from_dict(json.loads(line)) for line in lines]
+
+
+def test_a_refused_memory_record_is_counted_refused_before_lost(tmp_path) -> None:
+    """A record kept in memory that Redis refuses and that no longer fits the `.rejected` file:
+    a scrape in between must never see it lost without it being counted refused first."""
+    from threefold.apps.qa.fallback import FallbackRecordLog, KeptRecord
+    from threefold.streaming.record_spool import RecordSpool
+
+    events: list[tuple[str, object]] = []
+    spool = RecordSpool(
+        tmp_path, file_name="qa.spool", record_type=KeptRecord, rejected_max_bytes=10
+    )
+    spool.on_not_set_aside.append(lambda kinds: events.append(("lost", dict(kinds))))
+    log = FallbackRecordLog(None, None, None, spool=spool)
+    log.on_rejected.append(lambda kind: events.append(("refused", kind)))
+    log._reject([(KeptRecord("feedback", {"text": "y" * 50}), "WRONGTYPE")])
+    assert events == [("refused", "feedback"), ("lost", {"feedback": 1})]
