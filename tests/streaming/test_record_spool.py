@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -351,3 +352,24 @@ def test_a_redis_server_is_named_without_its_credentials() -> None:
     assert "s3cret" not in redis_server("redis://agent:s3cret@cache:no-port/0")  # unreadable
     name = spool_file_name("notes", "shop:", "redis://agent:s3cret@cache:6379/0")
     assert name.startswith("notes-shop-") and name.endswith(".jsonl") and "s3cret" not in name
+
+
+def _refuse_all(notes: list[Note]) -> bool:
+    raise RecordsRefused("WRONGTYPE")
+
+
+def test_a_record_lost_to_a_full_rejected_file_is_reported_last(tmp_path: Path) -> None:
+    """A record lost to a full `.rejected` file is reported after it left the spool and after it
+    was reported refused: a metrics scrape at any instant never sees more lost than refused."""
+    spool = RecordSpool(tmp_path, file_name="notes.jsonl", record_type=Note, rejected_max_bytes=8)
+    spool.append([Note(1), Note(2)])
+    refused: list[Note] = []
+    seen_when_lost: list[tuple[dict[str, int], int, int]] = []
+
+    def lost(kinds: Counter[str]) -> None:  # what a scrape at this instant reads
+        seen_when_lost.append((dict(kinds), len(refused), spool.count()))
+
+    spool.on_not_set_aside.append(lost)
+    spool.replay(_refuse_all, on_refused=lambda pairs: refused.extend(r for r, _ in pairs))
+    assert refused == [Note(1), Note(2)]
+    assert seen_when_lost == [({"Note": 2}, 2, 0)]
