@@ -108,6 +108,16 @@ class Ranker:
 
 
 @dataclass(frozen=True)
+class Ranked:
+    """One item of a ranked list as a snapshot keeps it: its score and what decided it
+    (`popular`, `trending` or `text`; a `text` reason names a history item when shown)."""
+
+    item_id: str
+    score: float
+    why: str
+
+
+@dataclass(frozen=True)
 class Recommendation:
     item: Item
     score: float
@@ -132,6 +142,8 @@ class RecommendationList:
     next_offset: int | None
     next_cursor: str | None
     model_version: str = BASE_VERSION
+    # with `recommend(depth=...)`: the whole ranked list the page was cut from
+    ranked: list[Ranked] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +171,37 @@ def tables_of(
     """`feature_tables` of a builder made already."""
     trending = builder.remap(builder.stats.trending())
     return builder, trending, (descending(builder.popularity), descending(trending))
+
+
+def _why(contributions: np.ndarray | None, row: int) -> str:
+    """What decided a candidate's score: `text` (a text feature), `trending` or `popular`."""
+    if contributions is None:
+        return "popular"
+    strongest = FEATURES[int(np.argmax(contributions[row]))]
+    if strongest in TEXT_FEATURES:
+        return "text"
+    return "trending" if strongest == "trending" else "popular"
+
+
+def _allowed_for(
+    builder: FeatureBuilder,
+    profile: UserProfile,
+    active: np.ndarray,
+    category: str | None,
+    exclude_seen: bool,
+    exclude_purchased: bool,
+    purchased: Collection[str],
+) -> np.ndarray:
+    """The items a user may be shown now (`rules.allowed_items` for this profile)."""
+    bought = {e.item_id for e in profile.events if e.event == "purchase"} | set(purchased)
+    bought_positions = [builder.position[i] for i in bought if i in builder.position]
+    return allowed_items(
+        active[: builder.n],
+        seen=profile.positions,
+        purchased=bought_positions if exclude_purchased else (),
+        exclude_seen=exclude_seen,
+        category=category_mask(builder.items, category),
+    )
 
 
 class Recommender:
@@ -642,11 +685,13 @@ class Recommender:
         exclude_seen: bool = True,
         exclude_purchased: bool = True,
         purchased: Collection[str] = (),
+        depth: int = 0,
     ) -> RecommendationList:
         """Rank items for a user; an empty or unknown history gets the cold-start list.
 
         `purchased`: items the user bought besides those in `history` (older than it reaches),
-        excluded too with `exclude_purchased`.
+        excluded too with `exclude_purchased`. With `depth`, at least that many are ranked
+        and returned in `ranked` (for a snapshot later pages are cut from: `page_of`).
         """
         with self._lock:
             self._refresh_stats_if_stale()
@@ -658,18 +703,12 @@ class Recommender:
             encoder, combiner, sequence_model = self._query_encoder, self.combiner, self.sequence
             version = self.model_version
         profile = builder.profile(user_id, history)
-        bought = {e.item_id for e in profile.events if e.event == "purchase"} | set(purchased)
-        bought_positions = [builder.position[i] for i in bought if i in builder.position]
-        allowed = allowed_items(
-            active[: builder.n],
-            seen=profile.positions,
-            purchased=bought_positions if exclude_purchased else (),
-            exclude_seen=exclude_seen,
-            category=category_mask(builder.items, category),
+        allowed = _allowed_for(
+            builder, profile, active, category, exclude_seen, exclude_purchased, purchased
         )
         # one extra so the page knows whether another follows
-        needed = offset + k + 1
-        tiers = pool_tiers(self.candidate_pool, 2 * (offset + k))
+        needed = max(offset + k + 1, depth)
+        tiers = pool_tiers(self.candidate_pool, 2 * (needed - 1))
         if profile.is_cold:
             neighbours, cooc, sequence = [], None, None
         else:
@@ -740,6 +779,7 @@ class Recommender:
             )
             for p in page.positions
         ]
+        kept = [(p, row_of[p]) for p in ranked] if depth else []  # for a snapshot
         return RecommendationList(
             user_id=user_id,
             items=results,
@@ -748,7 +788,46 @@ class Recommender:
             next_offset=page.next_offset,
             next_cursor=page.next_cursor,
             model_version=version,
+            ranked=[
+                Ranked(builder.items[p].item_id, float(scores[row]), _why(contributions, row))
+                for p, row in kept
+            ],
         )
+
+    def page_of(
+        self,
+        user_id: str,
+        history: Sequence[Event],
+        ranked: Sequence[Ranked],
+        *,
+        k: int,
+        offset: int,
+        category: str | None = None,
+        exclude_seen: bool = True,
+        exclude_purchased: bool = True,
+        purchased: Collection[str] = (),
+    ) -> tuple[list[Recommendation], int | None]:
+        """The next `k` items of a list ranked before (`recommend(depth=...)`) from `offset`,
+        skipping those no longer allowed (deleted, bought or seen since), and the offset in
+        `ranked` after them (None when no allowed item follows). Reasons use today's history."""
+        with self._lock:
+            self._refresh_stats_if_stale()
+            builder, active = self._builder, self._active.copy()
+        profile = builder.profile(user_id, history)
+        allowed = _allowed_for(
+            builder, profile, active, category, exclude_seen, exclude_purchased, purchased
+        )
+        page: list[Recommendation] = []
+        for at in range(offset, len(ranked)):
+            entry = ranked[at]
+            position = builder.position.get(entry.item_id)
+            if position is None or position >= builder.n or not allowed[position]:
+                continue
+            if len(page) == k:
+                return page, at
+            reason = self._explain(builder, profile, active, position, category, entry.why)
+            page.append(Recommendation(item=builder.items[position], score=entry.score, **reason))
+        return page, None
 
     def _reason(
         self,
@@ -762,12 +841,22 @@ class Recommender:
     ) -> dict[str, Any]:
         """The history item most like the recommendation, when a text feature decided (a deleted
         one never: its page is gone), else why it is popular."""
+        why = _why(contributions, row)
+        return self._explain(builder, profile, active, position, category, why)
+
+    def _explain(
+        self,
+        builder: FeatureBuilder,
+        profile: UserProfile,
+        active: np.ndarray,
+        position: int,
+        category: str | None,
+        why: str,
+    ) -> dict[str, Any]:
+        """`_reason` for an item whose deciding signal (`_why`) is known."""
         popular = f"Popular in {category}" if category else "Popular with other shoppers"
-        if contributions is None:
-            return {"reason": popular}
-        strongest = FEATURES[int(np.argmax(contributions[row]))]
-        if strongest not in TEXT_FEATURES:
-            return {"reason": "Trending now" if strongest == "trending" else popular}
+        if why != "text":
+            return {"reason": "Trending now" if why == "trending" else popular}
         recent = profile.events[-REASON_HISTORY:]
         target = builder.vectors[position]
         stats = builder.stats

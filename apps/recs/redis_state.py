@@ -222,6 +222,17 @@ class RedisState:
 
         return self._call("put_recs", action) is True
 
+    def get_snapshot(self, snapshot_id: str) -> dict[str, Any] | None:
+        """A ranked list kept by `put_snapshot`; None when unknown, expired or Redis is down."""
+        raw = self._call("get_snapshot", lambda r: r.get(self._key("snapshot", snapshot_id)))
+        return json.loads(raw) if raw is not None else None
+
+    def put_snapshot(self, snapshot_id: str, value: Mapping[str, Any], ttl_seconds: int) -> bool:
+        """Keep a ranked list `ttl_seconds` for the pages after the first (`get_snapshot`)."""
+        key = self._key("snapshot", snapshot_id)
+        stored = self._call("put_snapshot", lambda r: r.set(key, json.dumps(value), ex=ttl_seconds))
+        return stored is True
+
     def invalidate(self, user_ids: Iterable[str]) -> bool:
         """Drop these users' cached lists and give each a new cache epoch (`lookup_recs`)."""
         users = set(user_ids)

@@ -4,6 +4,7 @@ diversity, paging."""
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ from threefold.apps.recs.catalog import Item
 from threefold.core.errors import ConfigError
 
 CURSOR_PREFIX = "o:"
+# a snapshot's cursor: "s:<snapshot id>:<offset>" (`new_snapshot_id` makes the ids)
+SNAPSHOT_CURSOR = re.compile(r"s:([A-Za-z0-9_-]{16}):([0-9]+)")
 
 
 def category_mask(items: Sequence[Item], category: str | None) -> np.ndarray:
@@ -150,21 +153,37 @@ def paginate(ranked: Sequence[int], *, offset: int, k: int) -> Page:
     return Page(page, offset, following if following < len(ranked) else None)
 
 
-def encode_cursor(offset: int) -> str:
-    """The next page's `offset`, opaque to clients. Only an offset: the page it names is ranked
-    anew when asked for (no snapshot), so an edit, purchase or click in between can shift it."""
-    return base64.urlsafe_b64encode(f"{CURSOR_PREFIX}{offset}".encode()).decode().rstrip("=")
+@dataclass(frozen=True)
+class Cursor:
+    """What a `next_cursor` names: the next page's offset, in a snapshot's list when it has
+    one (`snapshot`: its id), else in a list ranked anew."""
+
+    offset: int
+    snapshot: str | None = None
 
 
-def decode_cursor(cursor: str) -> int:
-    """The offset inside a cursor from a previous page; ConfigError when it is not one (only
-    `encode_cursor`'s form: ASCII digits, no sign, spaces, '_' or other scripts' digits)."""
+def encode_cursor(offset: int, snapshot: str | None = None) -> str:
+    """The next page's `offset` (in the list `snapshot` keeps, if given), opaque to clients."""
+    text = f"s:{snapshot}:{offset}" if snapshot else f"{CURSOR_PREFIX}{offset}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def read_cursor(cursor: str) -> Cursor:
+    """A cursor from a previous page; ConfigError when it is not one (only `encode_cursor`'s
+    forms: ASCII digits, no sign, spaces, '_' or other scripts' digits)."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         text = base64.urlsafe_b64decode(padded.encode()).decode()
         digits = text.removeprefix(CURSOR_PREFIX)
         if text.startswith(CURSOR_PREFIX) and digits.isascii() and digits.isdigit():
-            return int(digits)
+            return Cursor(int(digits))
+        if found := SNAPSHOT_CURSOR.fullmatch(text):
+            return Cursor(int(found[2]), found[1])
     except (ValueError, UnicodeDecodeError):
         pass
     raise ConfigError(f"cursor {cursor!r} is not one this API returned; pass next_cursor as is")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The offset inside a cursor from a previous page (`read_cursor`)."""
+    return read_cursor(cursor).offset

@@ -142,9 +142,11 @@ ITEMS_BODY = {
     ]
 }
 CURSOR = (
-    "the previous page's next_cursor, unchanged; not with offset. It encodes the next page's "
-    "offset only: that page is ranked anew when asked for (no snapshot), so an item deleted, "
-    "bought or clicked between pages moves the later ones and a page can skip or repeat one"
+    "the previous page's next_cursor, unchanged, with the same user_id, k, category, diversity "
+    "and exclude_seen; not with offset. It continues the list the first page was cut from (a "
+    "snapshot kept 15 minutes), less items deleted, bought or seen since: the response says "
+    "cursor=snapshot. A snapshot gone (cursor=expired) or of other parameters (cursor=mismatch) "
+    "gets the page ranked anew at the cursor's offset"
 )
 LIMIT = query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000})
 K = query_param("k", {"type": "integer", "minimum": 1}, "how many (at most the configured max_k)")

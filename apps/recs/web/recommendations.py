@@ -5,18 +5,28 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from threefold.apps.recs.catalog import stored_id
 from threefold.apps.recs.impressions import Impression, new_list_id
+from threefold.apps.recs.list_snapshots import Snapshots
+from threefold.apps.recs.recommender import Ranked, RecommendationList, Recommender
 from threefold.apps.recs.resources import Resources
-from threefold.apps.recs.rules import decode_cursor
+from threefold.apps.recs.rules import Cursor, encode_cursor, read_cursor
 from threefold.apps.recs.web.shared import resources, user_id_arg
 from threefold.core.errors import ConfigError, DataError
 from threefold.core.query_args import bool_arg, float_arg, int_arg
 from threefold.core.web import ApiError
 
 recommendations = Blueprint("recs_recommendations", __name__, url_prefix="/api")
+
+SNAPSHOTS = "threefold.recs.snapshots"  # app.extensions key of the Snapshots store
+
+
+def snapshots(shared: Resources) -> Snapshots:
+    """The app's snapshot store (made at its first use; `setdefault` keeps the first made)."""
+    found = current_app.extensions.get(SNAPSHOTS)
+    return found or current_app.extensions.setdefault(SNAPSHOTS, Snapshots(shared.redis))
 
 
 @recommendations.get("/recommendations")
@@ -27,24 +37,29 @@ def get_recommendations() -> Any:
     k = int_arg("k", settings.default_k, low=1, high=settings.max_k)
     max_offset = 10 * settings.max_k
     offset = int_arg("offset", 0, low=0, high=max_offset)
-    cursor = request.args.get("cursor")
-    if cursor and request.args.get("offset"):  # which page was meant is unknown
+    cursor_text = request.args.get("cursor")
+    cursor: Cursor | None = None
+    if cursor_text and request.args.get("offset"):  # which page was meant is unknown
         raise ApiError(
             400,
             f"pass 'cursor' or 'offset', not both (found offset={request.args['offset'][:20]!r} "
             "and a cursor); to follow next_cursor leave offset out",
             field="offset",
         )
-    if cursor:
+    if cursor_text:
         try:
-            offset = decode_cursor(cursor)
+            cursor = read_cursor(cursor_text)
         except ConfigError as exc:
             raise ApiError(400, str(exc), field="cursor") from None
-        if offset > max_offset:  # a forged cursor: no page past the limit `offset` has
+        offset = cursor.offset
+        # a forged cursor: no page past the limit `offset` has (a snapshot's last page starts
+        # before max_offset + k)
+        last = max_offset + (settings.max_k if cursor.snapshot else 0)
+        if offset > last:
             raise ApiError(
                 400,
-                f"cursor {cursor!r} points at offset {offset}, past the last page (offset "
-                f"{max_offset}); pass next_cursor as is",
+                f"cursor {cursor_text!r} points at offset {offset}, past the last page (offset "
+                f"{last}); pass next_cursor as is",
                 field="cursor",
             )
     diversity = float_arg("diversity", settings.default_diversity, low=0.0, high=1.0)
@@ -58,6 +73,23 @@ def get_recommendations() -> Any:
         )
     shared.catalog_changes.sync()
     shared.shared_events.sync()  # events other workers posted: popular/trending agree
+    # what a snapshot is bound to: a cursor of another user or other filters is not honoured
+    binding = {
+        "user_id": user_id,
+        "variant": str(variant),
+        "k": k,
+        "category": (category or "").lower(),
+        "diversity": f"{diversity:.3f}",
+        "exclude_seen": exclude_seen,
+    }
+    notice: dict[str, str] = {}
+    if cursor is not None and cursor.snapshot is not None:
+        snapshot = snapshots(shared).get(cursor.snapshot)
+        if snapshot is not None and snapshot.get("for") == binding:
+            return _continued(shared, recommender, snapshot, cursor, binding, category)
+        # ranked anew at the cursor's offset, as an offset cursor is
+        notice["cursor"] = "expired" if snapshot is None else "mismatch"
+        offset = min(offset, max_offset)
     # A/B variant and ranker version are part of the key: after a swap or a change of variant
     # no list of another ranker is served
     key = (
@@ -70,7 +102,15 @@ def get_recommendations() -> Any:
     if cached is not None:
         kind = "cold_start" if cached["cold_start"] else "personal"
         shared.metrics.served.labels(kind, "yes").inc()
-        return _served(shared, cached, cached=True)
+        return _served(shared, {**cached, **notice}, cached=True)
+    # a first page keeps the list its next pages are cut from: as deep as its candidate pool
+    # goes without a bigger one (ranking deeper would cost every first page a larger pool);
+    # past that, the pages continue with an offset cursor, ranked anew
+    depth = (
+        min(max_offset + k, max(k + 1, recommender.candidate_pool // 2 + 1))
+        if cursor is None
+        else 0
+    )
     result = recommender.recommend(
         user_id,
         shared.histories.get(user_id),
@@ -81,10 +121,63 @@ def get_recommendations() -> Any:
         exclude_seen=exclude_seen,
         exclude_purchased=settings.exclude_purchased,
         purchased=shared.histories.purchased(user_id) if settings.exclude_purchased else (),
+        depth=depth,
     )
+    if result.ranked and result.next_offset is not None:
+        snapshot = {
+            "for": binding,
+            "model_version": result.model_version,
+            "cold_start": result.cold_start,
+            "ranked": [[r.item_id, r.score, r.why] for r in result.ranked],
+            "complete": len(result.ranked) < depth,  # the whole list, not its first `depth`
+        }
+        result.next_cursor = encode_cursor(result.next_offset, snapshots(shared).put(snapshot))
     body = {**result.to_dict(), "variant": variant}
     shared.redis.put_recs(user_id, key, body, epoch=epoch)
     shared.metrics.served.labels("cold_start" if result.cold_start else "personal", "no").inc()
+    return _served(shared, {**body, **notice}, cached=False)
+
+
+def _continued(
+    shared: Resources,
+    recommender: Recommender,
+    snapshot: dict[str, Any],
+    cursor: Cursor,
+    binding: dict[str, Any],
+    category: str | None,
+) -> Any:
+    """The page `cursor` names of the list its snapshot keeps, without the items deleted,
+    bought or (with exclude_seen) seen since; the next cursor continues the same list."""
+    user_id, exclude_purchased = binding["user_id"], shared.settings.exclude_purchased
+    items, next_offset = recommender.page_of(
+        user_id,
+        shared.histories.get(user_id),
+        [Ranked(*entry) for entry in snapshot["ranked"]],
+        k=binding["k"],
+        offset=cursor.offset,
+        category=category,
+        exclude_seen=binding["exclude_seen"],
+        exclude_purchased=exclude_purchased,
+        purchased=shared.histories.purchased(user_id) if exclude_purchased else (),
+    )
+    next_cursor = None
+    if next_offset is not None:
+        next_cursor = encode_cursor(next_offset, cursor.snapshot)
+    elif not snapshot.get("complete", True):  # past the snapshot: ranked anew from its end
+        next_offset = len(snapshot["ranked"])
+        next_cursor = encode_cursor(next_offset)
+    result = RecommendationList(
+        user_id=user_id,
+        items=items,
+        cold_start=snapshot["cold_start"],
+        offset=cursor.offset,
+        next_offset=next_offset,
+        next_cursor=next_cursor,
+        model_version=snapshot["model_version"],
+    )
+    kind = "cold_start" if result.cold_start else "personal"
+    shared.metrics.served.labels(kind, "no").inc()
+    body = {**result.to_dict(), "variant": binding["variant"], "cursor": "snapshot"}
     return _served(shared, body, cached=False)
 
 
