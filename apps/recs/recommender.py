@@ -775,7 +775,9 @@ class Recommender:
             Recommendation(
                 item=builder.items[p],
                 score=float(scores[row_of[p]]),
-                **self._reason(builder, profile, active, p, category, contributions, row_of[p]),
+                **self._explain(
+                    builder, profile, active, p, category, _why(contributions, row_of[p])
+                ),
             )
             for p in page.positions
         ]
@@ -829,21 +831,6 @@ class Recommender:
             page.append(Recommendation(item=builder.items[position], score=entry.score, **reason))
         return page, None
 
-    def _reason(
-        self,
-        builder: FeatureBuilder,
-        profile: UserProfile,
-        active: np.ndarray,
-        position: int,
-        category: str | None,
-        contributions: np.ndarray | None,
-        row: int,
-    ) -> dict[str, Any]:
-        """The history item most like the recommendation, when a text feature decided (a deleted
-        one never: its page is gone), else why it is popular."""
-        why = _why(contributions, row)
-        return self._explain(builder, profile, active, position, category, why)
-
     def _explain(
         self,
         builder: FeatureBuilder,
@@ -853,7 +840,9 @@ class Recommender:
         category: str | None,
         why: str,
     ) -> dict[str, Any]:
-        """`_reason` for an item whose deciding signal (`_why`) is known."""
+        """Why the item is recommended: the history item most like it, when a text feature
+        decided (`why`, see `_why`; a deleted one never: its page is gone), else why it is
+        popular."""
         popular = f"Popular in {category}" if category else "Popular with other shoppers"
         if why != "text":
             return {"reason": "Trending now" if why == "trending" else popular}
