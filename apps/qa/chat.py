@@ -230,13 +230,13 @@ class ChatService:
             chosen = result.ranking.top.faq_id if result.ranking.top else None
 
         decided: tuple[Decision, ChatReply] | None = None
-        candidates = self._candidates(bot, result)
+        candidates: list[dict[str, Any]] = []  # shown to a person: built only for a handoff
         opened: Conversation | None = None
 
         def answer(stored: Session) -> None:
             """Decide on the stored failure count and remember the turn: one atomic change, so
             concurrent messages of the session all stay and their failures add up."""
-            nonlocal decided, opened
+            nonlocal decided, opened, candidates
             if result is None:
                 decision = Decision("answer", "selected" if faq_id is not None else "answered")
             else:
@@ -252,6 +252,7 @@ class ChatService:
             if decision.outcome == "handoff":
                 if not desk_reachable:
                     self._check_handoff_deliverable(stored.id)
+                candidates = self._candidates(bot, result)
                 opened = self._open_conversation(
                     stored, decision, candidates, page_url, client, max_waiting
                 )
