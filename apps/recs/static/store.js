@@ -22,6 +22,7 @@
   let retryAction = null;
   let retryTimer = null;
   let latestLoad = 0; // only the newest request's answer is shown (answers can arrive out of order)
+  let started = false; // the shopper and category lists have loaded once
   let recording = false; // a click being recorded: a double click records it once
 
   class ApiError extends Error {
@@ -184,16 +185,22 @@
     userSelect.append(option("visitor-" + Math.random().toString(36).slice(2, 8), "New visitor (no history)"));
     for (const user of users.users) userSelect.append(option(user, user));
     for (const name of categories.categories) categorySelect.append(option(name, name));
-    userSelect.addEventListener("change", loadRecommendations);
-    categorySelect.addEventListener("change", loadRecommendations);
-    diversityInput.addEventListener("input", () => {
-      diversityValue.textContent = Number(diversityInput.value).toFixed(1);
-    });
-    diversityInput.addEventListener("change", loadRecommendations);
-    byId("refresh").addEventListener("click", loadRecommendations);
+    started = true;
     await loadRecommendations();
   }
 
+  /** Reload the list; before the shop has loaded once (the API was down), load the shop. */
+  function refresh() {
+    return started ? loadRecommendations() : start();
+  }
+
+  userSelect.addEventListener("change", refresh);
+  categorySelect.addEventListener("change", refresh);
+  diversityInput.addEventListener("input", () => {
+    diversityValue.textContent = Number(diversityInput.value).toFixed(1);
+  });
+  diversityInput.addEventListener("change", refresh);
+  byId("refresh").addEventListener("click", refresh);
   retryButton.addEventListener("click", retry);
   start();
 })();

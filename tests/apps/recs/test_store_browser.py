@@ -216,6 +216,21 @@ def test_api_down_from_the_start_explains_and_recovers(make_app, live_server, br
     context.close()
 
 
+def test_refresh_loads_the_shop_when_it_failed_to_load_at_first(make_app, live_server, browser):
+    base = live_server(make_app())
+    context = browser.new_context(viewport=PHONE)
+    page = context.new_page()
+    page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+    page.goto(f"{base}/store")
+    page.get_by_role("alert").wait_for(state="visible")
+    page.unroute("**/api/**")
+    page.get_by_role("button", name="Refresh").click()
+    page.wait_for_selector("#recs .card")
+    assert page.locator("#user option").count() > 1
+    assert page.get_by_role("alert").is_hidden()
+    context.close()
+
+
 SLOW_FETCH = """(() => {
   const real = window.fetch;
   window.__clicksPosted = 0;
