@@ -6,6 +6,7 @@
   const REFRESH_MS = 15000;
   const TOKEN_KEY = "threefold.alerts.analyst";
   const VERDICT_WORDS = { false_alarm: "false alarm", true_alarm: "true alarm" };
+  const VERDICTS_PER_CALL = 50; // alert ids per GET /api/verdicts (it takes up to 100)
   const $ = (id) => document.getElementById(id);
   const ui = {
     signin: $("signin"), token: $("analyst-token"), signedIn: $("signed-in"), name: $("analyst-name"),
@@ -212,23 +213,39 @@
       "Marked a " + VERDICT_WORDS[record.verdict] + " by " + record.analyst + ".";
   }
 
-  async function loadVerdicts() {
-    try {
-      const data = await call("GET", "/api/verdicts");
-      for (const record of data.verdicts || []) showVerdict(record); // oldest first: the latest wins
-    } catch (error) {
-      // the sign-in check says when the token is refused; the buttons still work
+  /** The stored verdicts of these alerts, VERDICTS_PER_CALL ids a request (the API's bound). */
+  async function loadVerdictsOf(alertIds) {
+    for (let start = 0; start < alertIds.length; start += VERDICTS_PER_CALL) {
+      const query = alertIds.slice(start, start + VERDICTS_PER_CALL).map((id) => "alert_id=" + encodeURIComponent(id));
+      try {
+        const data = await call("GET", "/api/verdicts?" + query.join("&"));
+        for (const record of data.verdicts || []) showVerdict(record);
+      } catch (error) {
+        return; // the sign-in check says when the token is refused; the buttons still work
+      }
     }
   }
 
-  // alerts the live feed or a refresh adds later show their verdict too
+  /** The verdicts of the alerts on the page (not every verdict ever stored). */
+  function loadVerdicts() {
+    const shown = [...ui.alerts.querySelectorAll("li.alert")].map((item) => item.dataset.alertId);
+    return loadVerdictsOf(shown.filter(Boolean));
+  }
+
+  // alerts the live feed or a refresh adds later show their verdict too: the one known, or the
+  // one stored, asked for at once
   new MutationObserver((changes) => {
+    const unknown = [];
     for (const change of changes) {
       for (const item of change.addedNodes) {
-        const record = item.dataset && verdicts.get(item.dataset.alertId);
+        const alertId = item.dataset && item.dataset.alertId;
+        if (!alertId) continue;
+        const record = verdicts.get(alertId);
         if (record) markVerdict(item, record);
+        else unknown.push(alertId);
       }
     }
+    if (token && unknown.length) loadVerdictsOf(unknown);
   }).observe(ui.alerts, { childList: true });
 
   async function judge(button) {

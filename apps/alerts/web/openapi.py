@@ -18,6 +18,10 @@ OBJECT = {"type": "object"}
 SERIES_KEY = {"type": "string", "pattern": "^(entity|topic):.", "maxLength": MAX_KEY_CHARS}
 REDIS_DOWN = (503,)  # every /api route answers 503 + Retry-After while Redis is down
 OFFSET = query_param("offset", {"type": "integer", "minimum": 0}, "where the page starts")
+SIGNAL_PAGE = [
+    query_param("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "default 100"),
+    query_param("cursor", {"type": "string"}, "next_cursor of the page before"),
+]
 
 
 def _analyst(summary: str, **kwargs: Any) -> dict[str, Any]:
@@ -143,7 +147,11 @@ DOCUMENT = openapi_document(
         },
         "/api/analyst": {"get": _analyst("The analyst the bearer token belongs to")},
         "/api/corrections": {
-            "get": _analyst("Every stored correction, oldest first"),
+            "get": _analyst(
+                "One page of the stored corrections, newest first ({corrections, next_cursor})",
+                params=SIGNAL_PAGE,
+                errors=(400,),
+            ),
             "post": _analyst(
                 "Correct a scored headline's sentiment or topic",
                 ok=201,
@@ -160,6 +168,20 @@ DOCUMENT = openapi_document(
                 errors=(404, 503),
             )
         },
-        "/api/verdicts": {"get": _analyst("Every stored alert verdict, oldest first")},
+        "/api/verdicts": {
+            "get": _analyst(
+                "One page of the stored alert verdicts, newest first ({verdicts, next_cursor}); "
+                "with alert_id instead, those alerts' verdicts",
+                params=[
+                    *SIGNAL_PAGE,
+                    {
+                        **query_param("alert_id", {"type": "string"}, "up to 100, repeated"),
+                        "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 100},
+                        "explode": True,
+                    },
+                ],
+                errors=(400,),
+            )
+        },
     },
 )

@@ -9,10 +9,16 @@ Message ids come from the producers and need not be unique, so each headline car
 `text_digest` (SHA-256 of its text) and a correction names the headline by both: one whose
 digest matches none of the headlines with that id is a 409, and so is one without a digest
 when the id names headlines with different texts.
+
+`GET /api/corrections` and `GET /api/verdicts` answer a page at a time, newest first:
+`?limit=` (DEFAULT_PAGE, at most MAX_PAGE) and `?cursor=`, the `next_cursor` of the page
+before (null after the last page). A cursor is the position of that page's last record,
+base64url-encoded, so a record saved between two pages neither repeats nor shifts the next one.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 import time
@@ -33,13 +39,17 @@ from threefold.apps.alerts.signals import (
     make_correction,
     make_verdict,
 )
-from threefold.apps.alerts.state.signal_store import MAX_SCORED, SignalStore
+from threefold.apps.alerts.state.signal_store import MAX_SCORED, Page, SignalStore, is_position
 from threefold.apps.alerts.web.api import StoreUnavailable, redis_down, unavailable
 from threefold.core.audit import audit
 from threefold.core.query_args import int_arg
 from threefold.core.web import ApiError, named_token_required, read_json_body, require_fields
 
 DIGEST = re.compile(r"[0-9a-f]{64}")
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+MAX_PICKED_ALERTS = 100  # alert_id= values in one GET /api/verdicts
+MAX_CURSOR_CHARS = 2000  # base64 of a position: 25 + up to 4 * MAX_ID_CHARS UTF-8 bytes
 
 signals = Blueprint("alerts_signals", __name__, url_prefix="/api")
 signals.register_error_handler(StoreUnavailable, unavailable)
@@ -108,7 +118,8 @@ def headlines() -> dict:
     store = _signals()
     shown = [{**r, "text_digest": text_digest(r["text"])} for r in store.recent_scored(limit)]
     if _signed_in_analyst() is not None:
-        latest = {(c["task"], c["text"]): c for c in store.corrections()}  # oldest first
+        stored = store.corrections_of(r["text"] for r in shown)
+        latest = {(c["task"], c["text"]): c for c in stored}
         for record in shown:
             found = {task: latest.get((task, record["text"])) for task in TASKS}
             record["corrections"] = {
@@ -195,8 +206,10 @@ def correct() -> tuple[dict, int]:
 @signals.get("/corrections")
 @analyst_required
 def corrections() -> dict:
-    """Every stored correction, oldest first (the latest per headline and task)."""
-    return {"corrections": _signals().corrections()}
+    """One page of the stored corrections (the latest per headline and task), newest first:
+    `?limit=&cursor=`, answered with `{corrections, next_cursor}`."""
+    page = _signals().corrections_page(*_page_args("/api/corrections"))
+    return {"corrections": page.records, "next_cursor": _next_cursor(page)}
 
 
 @signals.post("/alerts/<alert_id>/verdict")
@@ -237,8 +250,58 @@ def judge_alert(alert_id: str) -> tuple[dict, int]:
 @signals.get("/verdicts")
 @analyst_required
 def verdicts() -> dict:
-    """Every stored alert verdict, oldest first (the latest per alert)."""
-    return {"verdicts": _signals().verdicts()}
+    """One page of the stored alert verdicts (the latest per alert), newest first:
+    `?limit=&cursor=`, answered with `{verdicts, next_cursor}`. With `?alert_id=` (repeated,
+    up to MAX_PICKED_ALERTS) instead: the verdicts of those alerts, the dashboard's question."""
+    picked = request.args.getlist("alert_id")
+    if not picked:
+        page = _signals().verdicts_page(*_page_args("/api/verdicts"))
+        return {"verdicts": page.records, "next_cursor": _next_cursor(page)}
+    if "cursor" in request.args or "limit" in request.args:
+        raise ApiError(
+            400,
+            "pass alert_id alone: it picks those alerts' verdicts, one page with no cursor. "
+            "To page through every verdict leave alert_id out",
+            field="alert_id",
+        )
+    if len(picked) > MAX_PICKED_ALERTS:
+        raise ApiError(
+            400,
+            f"at most {MAX_PICKED_ALERTS} alert_id values per request, found {len(picked)}; "
+            "ask for the rest in another request",
+            field="alert_id",
+        )
+    found = _signals().verdicts_of([_bounded_id(a, "alert_id") for a in picked])
+    return {"verdicts": sorted(found, key=lambda v: v["at"], reverse=True), "next_cursor": None}
+
+
+def _page_args(route: str) -> tuple[int, str | None]:
+    """`?limit=` and the position `?cursor=` stands for (None: from the newest)."""
+    limit = int_arg("limit", DEFAULT_PAGE, low=1, high=MAX_PAGE)
+    cursor = request.args.get("cursor", "")
+    if not cursor:
+        return limit, None
+    found = ""
+    if len(cursor) <= MAX_CURSOR_CHARS:
+        try:
+            found = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        except ValueError:  # not base64 (binascii.Error) or not UTF-8 (UnicodeDecodeError)
+            found = ""
+    if not is_position(found):
+        raise ApiError(
+            400,
+            f"cursor must be the next_cursor of an earlier page of GET {route}, found "
+            f"{cursor[:40]!r}; pass next_cursor as it came, or leave cursor out to start "
+            "from the newest",
+            field="cursor",
+        )
+    return limit, found
+
+
+def _next_cursor(page: Page) -> str | None:
+    if page.after is None:
+        return None
+    return base64.urlsafe_b64encode(page.after.encode()).decode().rstrip("=")
 
 
 def _bounded_id(value: str, field: str) -> str:
