@@ -84,6 +84,14 @@ class RedisBreaker:
         with self._lock:
             return self._open_until is not None
 
+    @property
+    def skipping(self) -> bool:
+        """Whether a call now would skip Redis (open until `retry_s` has passed, or a probe in
+        flight); asks Redis nothing and takes no probe's place."""
+        with self._lock:
+            until = self._open_until
+            return until is not None and (self._probing or self.clock() < until)
+
     def call(self, operation: str, primary: Callable[[], T], fallback: Callable[[], T]) -> T:
         """`primary()` unless the breaker skips Redis or it fails to reach it; then `fallback()`."""
         try:

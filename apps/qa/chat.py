@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ from threefold.apps.qa.policy import (
 )
 from threefold.apps.qa.sessions import Session, SessionStore, Turn, new_id
 from threefold.apps.qa.small_talk import reply_template, without_small_talk
-from threefold.core.errors import first_line
+from threefold.core.redis_breaker import CONNECTION_FAILURES, RedisBreaker
 
 logger = logging.getLogger(__name__)
 HANDOFF_CANDIDATES = 5
@@ -137,11 +136,13 @@ class ChatService:
         n_suggestions: int = 3,
         observe: Callable[[ChatReply], None] | None = None,
         desk: AgentDesk | None = None,
-        desk_unavailable: tuple[type[BaseException], ...] = (),
+        desk_breaker: RedisBreaker | None = None,
         last_seen_with_person: Callable[[str], bool] | None = None,
         shared_sessions: SessionStore | None = None,
     ) -> None:
-        """`last_seen_with_person(session_id)`: whether this process last saw the session with
+        """`desk_breaker`: the circuit breaker of the Redis the desk lives in; its connection
+        failures mean the desk is out of reach, logged once per outage (`first_fallback`).
+        `last_seen_with_person(session_id)`: whether this process last saw the session with
         a person (asked when the desk is out of reach). `shared_sessions`: where messages for a
         person are written, a store every worker and the console read (default `sessions`)."""
         self.get_bot = get_bot
@@ -154,14 +155,12 @@ class ChatService:
         self.n_suggestions = n_suggestions
         self.observe = observe
         self.desk = desk
-        # errors that mean the desk's store is out of reach (e.g. Redis connection failures):
-        # the bot then answers (unless the session was last seen with a person), and a handoff
-        # is announced through the webhook alone
-        self.desk_unavailable = desk_unavailable
+        self.desk_breaker = desk_breaker
+        # errors that mean the desk's store is out of reach: the bot then answers (unless the
+        # session was last seen with a person), and a handoff is announced by the webhook alone
+        self.desk_unavailable = CONNECTION_FAILURES if desk_breaker is not None else ()
         self.last_seen_with_person = last_seen_with_person
         self.shared_sessions = sessions if shared_sessions is None else shared_sessions
-        self._desk_lock = threading.Lock()
-        self._desk_down = False  # the desk's last read failed: its outage was logged
 
     def open_session(self, session_id: str | None) -> Session:
         if session_id is None:
@@ -438,25 +437,17 @@ class ChatService:
             return None, True
         try:
             conversation = self.desk.active(session_id)
-        except self.desk_unavailable as exc:
-            self._desk_unreachable(exc)
+        except self.desk_unavailable:
+            # one warning per outage, not one per chat (the breaker logs Redis back)
+            cause = self.desk_breaker.first_fallback("agent desk") if self.desk_breaker else None
+            if cause is not None:
+                logger.warning(
+                    "agent desk unavailable (%s: %s): the bot answers until it is back",
+                    cause.error_type,
+                    cause.message,
+                )
             return None, False
-        if self._desk_down:
-            with self._desk_lock:
-                self._desk_down = False
         return conversation, True
-
-    def _desk_unreachable(self, error: BaseException) -> None:
-        """Log the desk's outage once (a warning at its first failed read, until one succeeds),
-        not at every chat of it."""
-        with self._desk_lock:
-            first, self._desk_down = not self._desk_down, True
-        if first:
-            logger.warning(
-                "agent desk unavailable (%s: %s): the bot answers until it is back",
-                type(error).__name__,
-                first_line(error),
-            )
 
     def _last_seen_with_person(self, session_id: str) -> bool:
         return self.last_seen_with_person is not None and self.last_seen_with_person(session_id)

@@ -48,7 +48,7 @@ from threefold.apps.qa.sessions import MemorySessionStore, SessionStore
 from threefold.apps.qa.store import BotStore
 from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ConfigError
-from threefold.core.redis_breaker import CONNECTION_FAILURES, breaker_for
+from threefold.core.redis_breaker import breaker_for
 from threefold.core.settings import reveal
 from threefold.streaming.connections import RedisSettings, redis_client
 from threefold.streaming.record_spool import RecordSpool
@@ -236,7 +236,7 @@ def open_resources(
         n_suggestions=settings.n_suggestions,
         observe=metrics.observe_reply,
         desk=desk,
-        desk_unavailable=CONNECTION_FAILURES,
+        desk_breaker=None if breaker is None else breaker.breaker,
         last_seen_with_person=last_seen_with_person,
         shared_sessions=shared_sessions,
     )

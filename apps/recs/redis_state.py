@@ -1,8 +1,9 @@
 """Redis state shared by API workers: cached rec lists, user event histories, the shared event
 log every worker counts, item vectors, the tuned combiner and the catalog change log. Every call
-degrades: when Redis is down the caller gets None/False, the failure is logged and counted, and
-Redis is not retried for `retry_seconds` (the circuit breaker). Only connection failures open the
-breaker: a call that fails on its data (an error reply, a value Redis cannot take) fails alone.
+degrades: when Redis is down the caller gets None/False and the failure is counted and logged
+once; the client's circuit breaker (`core.redis_breaker`, shared with the rate limiter) then
+skips Redis for `retry_seconds` and lets one probe through. Only connection failures open it: a
+call that fails on its data (an error reply, a value Redis cannot take) fails alone.
 """
 
 from __future__ import annotations
@@ -17,20 +18,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from threefold.apps.recs.catalog import Item
 from threefold.apps.recs.events import Event
 from threefold.apps.recs.item_vectors import DIGEST_BYTES, text_digest
 from threefold.apps.recs.metrics import RecsMetrics
+from threefold.core.redis_breaker import CONNECTION_FAILURES, BreakerOpen, RedisBreaker, breaker_for
 from threefold.streaming.connections import RedisSettings, redis_client
 from threefold.streaming.record_spool import redis_takes_writes
 from threefold.streaming.write_ids import WRITE_GUARD_SECONDS, WRONG_TYPE_LUA
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-CONNECTION_FAILURES = (RedisConnectionError, RedisTimeoutError, OSError)
 # vectors per Redis call: ~3 MB at 384 floats; 200k in one HSET timed out (0.25 s socket timeout)
 VECTOR_BATCH = 2_000
 # item id -> text digest + vector (the old 'vectors' hash held bare vectors, whatever the text)
@@ -82,7 +81,7 @@ return written
 
 
 class RedisState:
-    """All Redis access of the recs app, behind one circuit breaker."""
+    """All Redis access of the recs app, behind its client's circuit breaker."""
 
     def __init__(
         self,
@@ -107,47 +106,51 @@ class RedisState:
         self.history_limit = history_limit
         self.shared_events_max = shared_events_max
         self.write_guard_seconds = write_guard_seconds
-        self._client: Any = None
+        self._connection: tuple[Any, RedisBreaker] | None = None  # the client, its breaker
         self._append_script: Any = None
-        self._down_until = 0.0
         self._lock = threading.Lock()
         self._shared_log_found: str | None = None  # another type at the shared log key, if so
         self._shared_log_logged = float("-inf")  # when its error line was last logged
 
     # ------------------------------------------------------------------ plumbing
-    def _redis(self) -> Any:
-        if self._client is None:
-            self._client = redis_client(
-                self.settings,
-                socket_timeout=self.timeout_seconds,
-                socket_connect_timeout=self.timeout_seconds,
-                retry_on_timeout=False,
-            )
-        return self._client
+    def _connect(self) -> tuple[Any, RedisBreaker]:
+        """The redis-py client (it connects at its first command) and its breaker, made once:
+        with the client, so whatever is given `client()` pauses `retry_seconds` too."""
+        with self._lock:
+            if self._connection is None:
+                client = redis_client(
+                    self.settings,
+                    socket_timeout=self.timeout_seconds,
+                    socket_connect_timeout=self.timeout_seconds,
+                    retry_on_timeout=False,
+                )
+                self._connection = client, breaker_for(client, retry_s=self.retry_seconds)
+            return self._connection
 
     def client(self) -> Any | None:
         """The redis-py client (connects lazily), or None when no Redis URL is configured."""
-        return None if self.url is None else self._redis()
+        return None if self.url is None else self._connect()[0]
 
     def _call(self, operation: str, action: Callable[[Any], T]) -> T | None:
-        """Run `action(client)`; on any Redis failure count it, log it and return None."""
-        if self.url is None or time.monotonic() < self._down_until:
+        """Run `action(client)` through the breaker; None while it skips Redis, or on a Redis
+        failure (counted; logged, a connection failure once per outage)."""
+        if self.url is None:
             return None
+        client, breaker = self._connect()
         try:
-            result = action(self._redis())
+            with breaker.attempt(operation):
+                result = action(client)
         except CONNECTION_FAILURES as exc:
-            with self._lock:
-                first = self._down_until == 0.0 or time.monotonic() >= self._down_until
-                self._down_until = time.monotonic() + self.retry_seconds
-            self.metrics.redis_errors.labels(operation).inc()
+            if not isinstance(exc, BreakerOpen):  # a skipped call is no failure
+                self.metrics.redis_errors.labels(operation).inc()
             self.metrics.redis_up.set(0)
-            if first:
+            if (cause := breaker.first_fallback("recs")) is not None:
                 logger.warning(
                     "redis unavailable during %s (%s: %s); serving without it for %.0fs",
-                    operation,
-                    type(exc).__name__,
-                    exc,
-                    self.retry_seconds,
+                    cause.operation,
+                    cause.error_type,
+                    cause.message,
+                    breaker.retry_s,
                 )
             return None
         except Exception as exc:  # bad data or an error reply: this call fails, Redis stays in use
@@ -166,9 +169,10 @@ class RedisState:
     def takes_writes(self) -> bool:
         """Whether Redis takes a write now (`redis_takes_writes`; False while the breaker is
         open): a write that failed then was refused on its data, not for want of Redis."""
-        if self.url is None or time.monotonic() < self._down_until:
+        if self.url is None:
             return False
-        return redis_takes_writes(self._redis(), self.prefix)
+        client, breaker = self._connect()
+        return not breaker.skipping and redis_takes_writes(client, self.prefix)
 
     def _key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)

@@ -40,6 +40,7 @@ from threefold.apps.recs.event_spool import SPOOL_FILE, EventSpool
 from threefold.apps.recs.events import Event, load_events
 from threefold.apps.recs.history import LOCAL_EVENTS, UserHistories
 from threefold.apps.recs.impressions import Impression, ImpressionLog, MemoryImpressionStore
+from threefold.apps.recs.list_snapshots import Snapshots
 from threefold.apps.recs.metrics import RecsMetrics
 from threefold.apps.recs.recommender import Ranker, Recommender
 from threefold.apps.recs.redis_impressions import RedisImpressionStore
@@ -128,6 +129,7 @@ class Resources:
     catalog_changes: CatalogSync
     impressions: ImpressionLog
     event_ids: EventIds
+    snapshots: Snapshots  # the ranked lists `next_cursor` pages continue
     live: LiveModel[Ranker] | None = None
     experiment: Experiment = field(default_factory=lambda: RecsConfig().experiment)
     pinned: dict[str, Recommender] = field(default_factory=dict)
@@ -554,6 +556,7 @@ def open_resources(
         catalog_changes=catalog_changes,
         impressions=impressions,
         event_ids=EventIds(state),
+        snapshots=Snapshots(state),
         live=live,
         experiment=settings.experiment,
         pinned=pinned,

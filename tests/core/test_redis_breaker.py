@@ -101,6 +101,19 @@ def test_after_the_retry_time_one_caller_probes_while_the_others_keep_the_fallba
     assert primary.count == 1 and not breaker.is_open and breaker.probes == 2
 
 
+def test_skipping_says_whether_a_call_now_would_skip_redis_without_taking_the_probe() -> None:
+    clock = FakeClock()
+    assert not RedisBreaker(retry_s=5.0, clock=clock).skipping
+    breaker = opened(clock)
+    assert breaker.skipping
+    clock.now += 5.0
+    assert not breaker.skipping and breaker.is_open  # half-open: the next call probes
+    assert not breaker.skipping and breaker.probes == 0  # asking took no probe's place
+    with breaker.attempt("get"):
+        assert breaker.probes == 1 and breaker.skipping  # a probe in flight
+    assert not breaker.skipping and not breaker.is_open
+
+
 def test_bad_data_is_an_answer_it_neither_opens_it_nor_closes_it() -> None:
     clock = FakeClock()
     breaker = RedisBreaker(retry_s=5.0, clock=clock)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 
 from threefold.apps.recs.catalog import stored_id
 from threefold.apps.recs.impressions import Impression, new_list_id
-from threefold.apps.recs.list_snapshots import Snapshots
 from threefold.apps.recs.recommender import Ranked, RecommendationList, Recommender
 from threefold.apps.recs.resources import Resources
 from threefold.apps.recs.rules import Cursor, encode_cursor, read_cursor
@@ -19,14 +18,6 @@ from threefold.core.query_args import bool_arg, float_arg, int_arg
 from threefold.core.web import ApiError
 
 recommendations = Blueprint("recs_recommendations", __name__, url_prefix="/api")
-
-SNAPSHOTS = "threefold.recs.snapshots"  # app.extensions key of the Snapshots store
-
-
-def snapshots(shared: Resources) -> Snapshots:
-    """The app's snapshot store (made at its first use; `setdefault` keeps the first made)."""
-    found = current_app.extensions.get(SNAPSHOTS)
-    return found or current_app.extensions.setdefault(SNAPSHOTS, Snapshots(shared.redis))
 
 
 @recommendations.get("/recommendations")
@@ -84,7 +75,7 @@ def get_recommendations() -> Any:
     }
     notice: dict[str, str] = {}
     if cursor is not None and cursor.snapshot is not None:
-        snapshot = snapshots(shared).get(cursor.snapshot)
+        snapshot = shared.snapshots.get(cursor.snapshot)
         if snapshot is not None and snapshot.get("for") == binding:
             return _continued(shared, recommender, snapshot, cursor, binding, category)
         # ranked anew at the cursor's offset, as an offset cursor is
@@ -131,7 +122,7 @@ def get_recommendations() -> Any:
             "ranked": [[r.item_id, r.score, r.why] for r in result.ranked],
             "complete": len(result.ranked) < depth,  # the whole list, not its first `depth`
         }
-        result.next_cursor = encode_cursor(result.next_offset, snapshots(shared).put(snapshot))
+        result.next_cursor = encode_cursor(result.next_offset, shared.snapshots.put(snapshot))
     body = {**result.to_dict(), "variant": variant}
     shared.redis.put_recs(user_id, key, body, epoch=epoch)
     shared.metrics.served.labels("cold_start" if result.cold_start else "personal", "no").inc()

@@ -40,3 +40,20 @@ def test_each_outage_warns_once_that_the_bot_answers_without_the_desk(
             assert "degraded" not in chat(client)
             assert not breaker.is_open
     assert "TimeoutError" in caplog.text
+
+
+def test_an_outage_no_chat_saw_end_warns_again_at_the_next(make_app, hung_redis, caplog) -> None:
+    """The desk's warning follows the Redis breaker's outages: Redis answered again (a
+    /healthz ping closed the breaker) with no chat in between, then froze again."""
+    app = make_app(redis_url=hung_redis.url, redis_timeout_s=0.3, redis_retry_s=RETRY_S)
+    client = app.test_client()
+    breaker = breaker_for(app.extensions[EXTENSION_KEY].redis)
+    assert "degraded" not in chat(client)
+    with caplog.at_level(logging.INFO, logger="threefold"):
+        for outage in (1, 2):
+            with frozen(hung_redis):
+                assert chat(client)["degraded"] == "redis unavailable"
+            assert caplog.text.count(DESK_DOWN) == outage, caplog.text
+            breaker.clock = lambda skew=outage * RETRY_S: time.monotonic() + skew
+            assert client.get("/healthz").json["redis"] == "ok"  # the probe: Redis is back
+            assert caplog.text.count("redis answers again") == outage

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from threefold.apps.recs.rules import encode_cursor, read_cursor
-from threefold.apps.recs.web.recommendations import SNAPSHOTS
+from threefold.apps.recs.web.shared import EXTENSION
 from threefold.core.errors import ConfigError
 
 
@@ -94,7 +94,7 @@ def test_another_users_cursor_is_not_honoured(make_client):
 def test_an_expired_snapshot_falls_back_to_ranking_at_the_offset(make_client):
     client = make_client()
     first = page(client, "u007", k=5)
-    store = client.application.extensions[SNAPSHOTS]
+    store = client.application.extensions[EXTENSION].snapshots
     if store.redis.url is None:
         store.clock = lambda: float("inf")  # every local snapshot past its TTL
     else:
@@ -112,7 +112,7 @@ def test_a_cursor_on_another_worker(make_client):
     one, other = make_client(), make_client()
     first = page(one, "u004", k=5)
     second = page(other, "u004", k=5, cursor=first["next_cursor"])
-    shared = one.application.extensions[SNAPSHOTS].redis.url is not None
+    shared = one.application.extensions[EXTENSION].snapshots.redis.url is not None
     assert second["cursor"] == ("snapshot" if shared else "expired")
     assert not set(ids(second)) & set(ids(first))
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import threading
+import time
 
 import pytest
+from prometheus_client import CollectorRegistry
+from support.redis_reads import count_redis_reads
 from support.services import frozen
+
+from threefold.apps.recs.metrics import RecsMetrics
+from threefold.apps.recs.redis_state import RedisState
+from threefold.core.rate_limit import SharedRateLimiter
+from threefold.streaming.connections import RedisSettings
 
 pytestmark = pytest.mark.integration
 
@@ -262,3 +271,36 @@ def test_a_retried_event_with_the_same_event_id_counts_once(
     assert [e.event_id for e in history] == ["e-1", "e-2"]
     bad = workers[0].post("/api/events", json={**bought, "event_id": "no spaces"})
     assert bad.status_code == 400 and bad.json["field"] == "event_id"
+
+
+def test_the_rate_limiter_on_its_client_shares_the_breaker_recs_opened(
+    hung_redis, redis_prefix, monkeypatch, caplog
+):
+    """One breaker per client (as `create_app` wires them): once the recs state waited out a
+    timeout, neither the rate limiter nor the state asks the frozen Redis until one probes."""
+    state = RedisState(
+        RedisSettings(url=hung_redis.url),
+        prefix=redis_prefix,
+        metrics=RecsMetrics(CollectorRegistry()),
+        timeout_seconds=0.3,
+        retry_seconds=60.0,
+    )
+    limiter = SharedRateLimiter(state.client(), prefix=redis_prefix, rate_per_minute=6000)
+    breaker = limiter.breaker
+    assert breaker.retry_s == 60.0  # the state's redis_retry_seconds, not the limiter's default
+    assert state.available and limiter.acquire("a") == 0
+    reads = count_redis_reads(monkeypatch)
+    with frozen(hung_redis), caplog.at_level(logging.WARNING):
+        assert not state.available  # one timeout opens the breaker
+        tried = reads.count
+        assert limiter.acquire("a") == 0  # the per-process bucket, Redis not asked
+        assert state.get_recs("u1", "list") is None and not state.takes_writes()
+        assert reads.count == tried
+        breaker.clock = lambda: time.monotonic() + 60  # the retry time has passed
+        assert limiter.acquire("a") == 0  # the one probe: it times out, the breaker reopens
+        assert reads.count == tried + 1
+        assert not state.available and reads.count == tried + 1
+    assert caplog.text.count("redis unavailable during ping") == 1  # each user logs once
+    assert caplog.text.count("per-process limits") == 1
+    breaker.clock = lambda: time.monotonic() + 200
+    assert state.available and not breaker.is_open
