@@ -7,7 +7,10 @@ keeps them in this process, `redis_handoff.RedisHandoffStore` in Redis.
 
 Opening can be capped per client address (`Conversation.client`): past `max_waiting`
 conversations of one address waiting at once, `open` raises `TooManyWaiting`, so one client
-cannot flood the agents' queue; a conversation stops counting once claimed, ended or expired.
+cannot flood the agents' queue. A waiting conversation counts only while its customer may still
+be there: for `counts_for_s` after its handoff (the customer's session lifetime, which only their
+messages refresh, not the widget's live connection), and until claimed or ended. It stays in
+the agents' queue after that; only the cap's count leaves it.
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
+from threefold.apps.qa.config import QAConfig
+
 STATUSES = ("claimed", "closed", "released", "waiting")
 ACTIVE = ("waiting", "claimed")
 STAGES = {"waiting": 0, "claimed": 1}  # then released or closed: ended
+# how long after its handoff a waiting conversation counts against its address's cap, unless
+# told: the default session lifetime (the customer's messages, not the widget's polls, renew it)
+COUNTS_FOR_S = QAConfig.session_ttl_s
 
 
 class HandoffError(Exception):
@@ -159,7 +167,8 @@ class HandoffStore(Protocol):
         """Store a new conversation unless the session already has an active one (returned).
 
         `max_waiting`: TooManyWaiting when `conversation.client` has that many waiting already
-        (checked atomically with the opening, across workers)."""
+        (checked atomically with the opening, across workers), counting those handed off within
+        the store's `counts_for_s` before `conversation.waiting_since`."""
         ...
 
     def get(self, session_id: str) -> Conversation | None: ...
@@ -176,7 +185,10 @@ class HandoffStore(Protocol):
 class MemoryHandoffStore:
     """Conversations in this process (one lock: transitions are atomic within the process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, counts_for_s: int = COUNTS_FOR_S) -> None:
+        """`counts_for_s`: how long a waiting conversation counts against its address's cap
+        (the customers' `session_ttl_s`)."""
+        self.counts_for_s = counts_for_s
         self._lock = threading.Lock()
         self._conversations: dict[str, Conversation] = {}
 
@@ -186,8 +198,11 @@ class MemoryHandoffStore:
             if current is not None and current.active:
                 return current
             if max_waiting is not None and conversation.client is not None:
+                counted_after = conversation.waiting_since - self.counts_for_s
                 waiting = sum(
-                    c.status == "waiting" and c.client == conversation.client
+                    c.status == "waiting"
+                    and c.client == conversation.client
+                    and c.waiting_since > counted_after
                     for c in self._conversations.values()
                 )
                 if waiting >= max_waiting:

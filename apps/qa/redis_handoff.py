@@ -3,7 +3,9 @@
 Keys: `<prefix>handoff:<session_id>` (JSON), `<prefix>handoff:index` (sorted set of session
 ids by handoff time) and `<prefix>handoff:waiting:<client address>` (sorted set of the address's
 waiting session ids by handoff time, for the per-client cap: a conversation leaves it in the same
-MULTI as its claim or end, and counts no more once older than the conversations' TTL).
+MULTI as its claim or end, and counts no more once handed off `counts_for_s` ago, when its
+customer's session has run out; an opening prunes those, and the set expires that long after its
+last write).
 Channels: `<prefix>events:<channel>`.
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 import redis
 
 from threefold.apps.qa.handoff_queue import (
+    COUNTS_FOR_S,
     Conversation,
     TooManyWaiting,
     UnknownConversation,
@@ -33,10 +36,20 @@ def _text(raw: Any) -> str:
 class RedisHandoffStore:
     """A `HandoffStore` shared by every worker; two agents can never both claim a conversation."""
 
-    def __init__(self, client: Any, *, prefix: str, ttl_s: int = 7 * 24 * 3600) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        prefix: str,
+        ttl_s: int = 7 * 24 * 3600,
+        counts_for_s: int = COUNTS_FOR_S,
+    ) -> None:
+        """`ttl_s`: a conversation's lifetime; `counts_for_s`: how long a waiting one counts
+        against its address's cap (the customers' `session_ttl_s`; never past `ttl_s`)."""
         self.client = client
         self.prefix = prefix
         self.ttl_s = ttl_s
+        self.counts_for_s = min(counts_for_s, ttl_s)
 
     def key(self, session_id: str) -> str:
         return f"{self.prefix}handoff:{session_id}"
@@ -63,7 +76,7 @@ class RedisHandoffStore:
         """`open` with the cap: WATCH on the conversation and the client's waiting set, so two
         workers opening for one address at once never both take its last place."""
         key, waiting_key = self.key(conversation.session_id), self.waiting_key(client)
-        oldest_counted = conversation.waiting_since - self.ttl_s  # older ones have expired
+        counted_after = conversation.waiting_since - self.counts_for_s  # earlier: customer gone
         with self.client.pipeline() as pipe:
             while True:
                 try:
@@ -71,11 +84,11 @@ class RedisHandoffStore:
                     current = _conversation(pipe.get(key))
                     if current is not None and current.active:
                         return current
-                    waiting = pipe.zcount(waiting_key, oldest_counted, "+inf")
+                    waiting = pipe.zcount(waiting_key, f"({counted_after}", "+inf")
                     if waiting >= max_waiting:
                         raise TooManyWaiting(waiting, max_waiting)
                     pipe.multi()
-                    pipe.zremrangebyscore(waiting_key, "-inf", f"({oldest_counted}")
+                    pipe.zremrangebyscore(waiting_key, "-inf", counted_after)
                     self._queue_write(pipe, conversation)
                     pipe.execute()
                     return conversation
@@ -124,7 +137,7 @@ class RedisHandoffStore:
         waiting_key = self.waiting_key(conversation.client)
         if conversation.status == "waiting":
             pipe.zadd(waiting_key, {session_id: conversation.waiting_since})
-            pipe.expire(waiting_key, self.ttl_s)
+            pipe.expire(waiting_key, self.counts_for_s)
         else:
             pipe.zrem(waiting_key, session_id)
 

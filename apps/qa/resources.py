@@ -189,7 +189,9 @@ def open_resources(
         metrics.count_pending_records_with(fallback_log.in_memory, fallback_log.spooled)
         feedback = FeedbackStore(fallback_log)
         remembered = RememberingHandoffStore(
-            RedisHandoffStore(client, prefix=settings.redis_prefix),
+            RedisHandoffStore(
+                client, prefix=settings.redis_prefix, counts_for_s=settings.session_ttl_s
+            ),
             ttl_s=settings.session_ttl_s,
             breaker=breaker,
         )
@@ -203,7 +205,7 @@ def open_resources(
         )
         sessions = shared_sessions = memory_sessions
         feedback = FeedbackStore(memory_log)
-        handoffs = MemoryHandoffStore()
+        handoffs = MemoryHandoffStore(counts_for_s=settings.session_ttl_s)
         bus = MemoryEventBus()
     desk = AgentDesk(
         store=handoffs,
