@@ -30,7 +30,6 @@ import transformers
 from torch import nn
 from transformers import (
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     Trainer,
@@ -39,7 +38,11 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from threefold.core.base_model import resolve_base_model
+from threefold.core.base_model import (
+    clear_embedding_index_errors,
+    load_pretrained,
+    resolve_base_model,
+)
 from threefold.core.classifier import (
     META_FILE,
     TextClassifier,
@@ -48,7 +51,7 @@ from threefold.core.classifier import (
     without_progress_bars,
 )
 from threefold.core.device import torch_device
-from threefold.core.errors import ConfigError, DataError, ModelError
+from threefold.core.errors import ConfigError, DataError
 from threefold.core.evaluation import classification_report
 from threefold.core.labelled_data import (
     check_eval_labels,
@@ -85,6 +88,7 @@ TEACHER_KEY = "teacher_probs"
 
 
 @keeps_global_rngs
+@clear_embedding_index_errors
 def train_classifier(
     texts: Sequence[str],
     labels: Sequence[str],
@@ -544,23 +548,14 @@ def describe_stop(state, config: TrainingConfig) -> str:
 
 def _load_base(base: str, label_names: list[str], config: TrainingConfig):
     transformers.set_seed(config.seed)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base,
-            num_labels=len(label_names),
-            id2label=dict(enumerate(label_names)),
-            label2id={label: i for i, label in enumerate(label_names)},
-        )
-    except OSError as exc:
-        raise ModelError(f"cannot load base model {base!r}: {exc}") from exc
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is not None and config.max_length > limit:
-        raise ConfigError(
-            f"max_length {config.max_length} exceeds what base model {base!r} supports "
-            f"({limit} tokens). Fix: pass --max-length {limit} or less"
-        )
-    return tokenizer, model
+    return load_pretrained(
+        base,
+        AutoModelForSequenceClassification,
+        config.max_length,
+        num_labels=len(label_names),
+        id2label=dict(enumerate(label_names)),
+        label2id={label: i for i, label in enumerate(label_names)},
+    )
 
 
 class _EncodedExamples(torch.utils.data.Dataset):

@@ -12,6 +12,9 @@ Behaviour worth knowing:
   inference (vectors differ slightly from fp32; `model_id` differs too). Training and saving
   always use the fp32 weights.
 - `encode` and `fine_tune` take a lock, so one Embedder can be shared by web-server threads.
+- A folder without its tokenizer files is refused (ModelError), and `max_length` is capped at
+  the tokens the model accepts (`base_model.position_limit`: RoBERTa-style models reserve
+  pad_token_id + 1 positions).
 """
 
 from __future__ import annotations
@@ -32,7 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from threefold.core.base_model import packaged_model_path, resolve_base_model
+from threefold.core.base_model import (
+    check_tokenizer,
+    clear_embedding_index_errors,
+    packaged_model_path,
+    position_limit,
+    resolve_base_model,
+)
 from threefold.core.device import torch_device
 from threefold.core.encoder import check_positive, text_list
 from threefold.core.errors import ConfigError, DataError, ModelError, first_line
@@ -182,6 +191,7 @@ class Embedder:
             return twin
 
     # -------------------------------------------------------------------- encoding
+    @clear_embedding_index_errors
     def encode(
         self,
         texts: Sequence[str],
@@ -208,6 +218,7 @@ class Embedder:
 
     # ----------------------------------------------------------------- fine-tuning
     @keeps_global_rngs
+    @clear_embedding_index_errors
     def fine_tune(
         self,
         pairs: Sequence[tuple[str, str]],
@@ -377,10 +388,10 @@ class Embedder:
         return self._model
 
     def _set_max_length(self, model: SentenceTransformer) -> None:
-        limit = _position_limit(model)
+        limit = position_limit(_transformer_config(model))
         if limit is not None and self.max_length > limit:
             logger.warning(
-                "max_length %d exceeds the model's %d positions; using %d",
+                "max_length %d exceeds the %d tokens the model accepts; using %d",
                 self.max_length,
                 limit,
                 limit,
@@ -416,6 +427,10 @@ def _load_sentence_transformer(location: str, device: str) -> SentenceTransforme
             "complete model (config.json, weights, tokenizer), or leave the model unset to use "
             "the packaged all-MiniLM-L6-v2."
         ) from exc
+    config = _transformer_config(model)
+    tokenizer = getattr(model[0], "tokenizer", None)
+    if config is not None and tokenizer is not None:
+        check_tokenizer(location, tokenizer, config)
     model.eval()
     return model
 
@@ -431,11 +446,9 @@ def _display_name(location: str) -> str:
     return Path(location).name
 
 
-def _position_limit(model: SentenceTransformer) -> int | None:
-    first = model[0]
-    config = getattr(getattr(first, "auto_model", None), "config", None)
-    limit = getattr(config, "max_position_embeddings", None)
-    return int(limit) if isinstance(limit, int) and limit > 0 else None
+def _transformer_config(model: SentenceTransformer) -> Any:
+    """The transformers config of the model's first module (None for one without it)."""
+    return getattr(getattr(model[0], "auto_model", None), "config", None)
 
 
 def _fingerprint(model: SentenceTransformer) -> str:

@@ -25,7 +25,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from threefold.core.base_model import resolve_base_model
+from threefold.core.base_model import (
+    clear_embedding_index_errors,
+    load_pretrained,
+    resolve_base_model,
+)
 from threefold.core.classifier import int8_copy, int8_decision
 from threefold.core.device import torch_device
 from threefold.core.embedding_classifier import encode_batch, masked_mean
@@ -247,6 +251,7 @@ class MultiTaskClassifier:
 
 
 @keeps_global_rngs
+@clear_embedding_index_errors
 def train_multitask(
     texts: Sequence[str],
     targets: Mapping[str, Sequence[str | None]],
@@ -294,11 +299,7 @@ def train_multitask(
     device = torch_device(None)
     base = resolve_base_model(base_model)
     transformers.set_seed(config.seed)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
-        body = AutoModel.from_pretrained(base)
-    except OSError as exc:
-        raise ModelError(f"cannot load base model {base!r}: {exc}") from exc
+    tokenizer, body = load_pretrained(base, AutoModel, config.max_length)
     train_labels = {task: _labelled(cleaned[task], train_idx) for task in tasks}
     choice = _choose_path(train_labels, config)
     logger.info("multi-task training path: %s (%s)", choice.strategy, choice.reason)

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import transformers
 from torch import nn
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel
 
+from threefold.core.base_model import load_pretrained
 from threefold.core.embedding_classifier import EmbeddingClassifier, encode_batch
-from threefold.core.errors import ModelError
 from threefold.core.training_config import TrainingConfig
 from threefold.core.training_recipe import class_weights
 from threefold.core.training_rng import keeps_global_rngs
@@ -138,11 +138,7 @@ def train_contrastive(
     `config.max_steps` > 0 caps the steps.
     """
     transformers.set_seed(config.seed)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
-        body = AutoModel.from_pretrained(base)
-    except OSError as exc:
-        raise ModelError(f"cannot load base model {base!r}: {exc}") from exc
+    tokenizer, body = load_pretrained(base, AutoModel, config.max_length)
     body.config.id2label = dict(enumerate(label_names))
     body.config.label2id = {label: i for i, label in enumerate(label_names)}
     dim = body.config.hidden_size
