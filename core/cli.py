@@ -7,6 +7,7 @@ module level: torch and transformers load inside the commands.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,7 +54,8 @@ def classifier() -> None:
     type=click.Path(file_okay=False),
     help="Directory to save into; the classifier is written beside it and renamed into place "
     "whole at the end (a symlink gets it in its real folder; `.`, a folder above the current "
-    "one or a mount point cannot be renamed: pass a new folder inside it).",
+    "one or a mount point cannot be renamed: pass a new folder inside it). A model registry "
+    "or one of its entries is never replaced: train elsewhere.",
 )
 @click.option(
     "--base",
@@ -298,8 +300,10 @@ def _prepare_out(out: Path, *, overwrite: bool) -> Path:
 
     The model reaches --out by one rename at the end (`_publish`), so a failed or interrupted
     run leaves --out as it was. A symlinked --out stages beside its real folder; one that no
-    rename can replace (`.`, a folder above it, a mount point) is refused here.
+    rename can replace (`.`, a folder above it, a mount point) is refused here, and so is a
+    model registry entry (`_refuse_registry_entry`).
     """
+    _refuse_registry_entry(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; expected a directory. Fix: choose another --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -318,8 +322,43 @@ def _prepare_out(out: Path, *, overwrite: bool) -> Path:
         ) from exc
 
 
+def _refuse_registry_entry(out: Path) -> None:
+    """ConfigError when --out is a model registry, one of its entries or lies in an entry's
+    versions folder: the plain classifier folder swapped in would delete the versions that apps
+    serve and roll back to."""
+    from threefold.core.registry import ModelRegistry, entry_around
+
+    entry = entry_around(out)
+    if entry is None:
+        names = ModelRegistry(os.path.realpath(out)).names()
+        if names:
+            raise ConfigError(
+                f"--out {out} is a model registry holding the models {names}; saving a "
+                "classifier there would delete them all, so it is never replaced. Fix: choose "
+                f"a new --out, such as {os.path.join(out, 'classifier')}"
+            )
+        return
+    where = "is" if entry.path == Path(os.path.realpath(out)) else "lies in"
+    root = entry.path.parent
+    raise ConfigError(
+        f"--out {out} {where} the model registry entry {entry.path} (state.json and versions "
+        f"{entry.versions()}), not a classifier folder: saving there would delete the versions "
+        "that apps serve and roll back to, so it is never replaced. Fix: choose a new --out "
+        "outside the registry; to add a version to that model, use the command that publishes "
+        f"it (e.g. `threefold alerts train --registry {root}`); `threefold models list "
+        f"--registry {root}` shows its versions"
+    )
+
+
 def _publish(staging: Path, out: Path, *, overwrite: bool) -> None:
-    """Rename the saved model in `staging` to --out; when that fails, say where it was kept."""
+    """Rename the saved model in `staging` to --out; when that fails, say where it was kept.
+
+    An --out that became a registry entry while this run trained is refused (the model stays
+    in `staging`, which the error names)."""
+    try:
+        _refuse_registry_entry(out)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}. The trained classifier is kept at {staging}") from exc
     try:
         move_dir_into_place(staging, out, replace=overwrite)
     except FolderNotMovedError as exc:

@@ -1,18 +1,27 @@
-"""Files and folders written atomically (a temporary copy, then a rename); JSON read back."""
+"""Files and folders written atomically (a temporary copy, then a rename); JSON read back.
+
+Everything written here ends up with the permissions the umask gives a plain `open`/`mkdir`
+(usually rw-r--r-- and rwxr-xr-x), not the owner-only ones of temporary files: a server
+running as another user (another container's uid) must read the models it serves.
+"""
 
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from threefold.core.errors import ConfigError, ModelError
+
+logger = logging.getLogger(__name__)
 
 
 def write_json_atomic(path: Path, doc: object) -> None:
@@ -22,6 +31,7 @@ def write_json_atomic(path: Path, doc: object) -> None:
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's file is owner-only
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(doc, handle, indent=1, ensure_ascii=False)
             handle.flush()
@@ -32,10 +42,69 @@ def write_json_atomic(path: Path, doc: object) -> None:
         raise
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux's /proc shows it (changing it,
+    even for an instant, would apply to files other threads create meanwhile)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc: the only portable way to read it
+    os.umask(mask)
+    return mask
+
+
+def share_as_umask_allows(folder: Path) -> None:
+    """Give `folder` and everything under it the permissions a plain `mkdir`/`open` gets under
+    the umask (rwxr-xr-x and rw-r--r-- under 022; executables keep their x bits).
+
+    Libraries save owner-only files (safetensors, tempfile), which a server running as another
+    user could not load. Symlinks are left alone. A file that cannot be changed is logged and
+    skipped: the model still works for the user that wrote it.
+    """
+    mask = current_umask()
+    for path in [folder, *folder.rglob("*")]:
+        try:
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            executable = stat.S_ISDIR(info.st_mode) or info.st_mode & 0o111
+            mode = (0o777 if executable else 0o666) & ~mask
+            if stat.S_IMODE(info.st_mode) != mode:
+                os.chmod(path, mode)
+        except OSError as exc:
+            logger.warning(
+                "cannot give %s the umask's permissions (%s); other users may not read it",
+                path,
+                exc.strerror or exc,
+            )
+
+
+def permission_problem(path: Path, action: str = "read") -> str:
+    """A message for a PermissionError on `path`: what its permissions are, and the fix."""
+    try:
+        info = path.stat()
+        mode, owner = stat.filemode(info.st_mode), f"uid {info.st_uid}, gid {info.st_gid}"
+        found = f"it is {mode} owned by {owner}"
+    except OSError:
+        found = "a folder above it cannot be searched by this user"
+    return (
+        f"cannot {action} {path}: permission denied ({found}; this process runs as uid "
+        f"{os.geteuid()}, gid {os.getegid()}). Fix: give this user access, e.g. "
+        f"`chmod a+r {path}` and `chmod a+x` on the folders above it, or run as the user that "
+        "wrote it"
+    )
+
+
 def read_json(path: Path, what: str) -> dict:
     """The JSON object in `path`; ModelError says to save `what` (e.g. "the index") again."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
+    except PermissionError as exc:
+        raise ModelError(permission_problem(path)) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelError(f"{path} is not readable JSON ({exc}). Fix: save {what} again.") from exc
     if not isinstance(doc, dict):
@@ -97,7 +166,8 @@ def swap_target(path: Path) -> Path:
 def staging_dir(target: Path) -> Path:
     """A new empty hidden folder beside `swap_target(target)` (same filesystem, so it renames
     into place), with the usual permissions (not `tempfile.mkdtemp`'s owner-only ones: a server
-    running as another user must read the folder once it is in place). OSError when none can be
+    running as another user must read the folder once it is in place; `move_dir_into_place`
+    and the registry's publish give its files those permissions too). OSError when none can be
     made; ConfigError (from `swap_target`) for a target that cannot be replaced."""
     target = swap_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -128,9 +198,11 @@ def move_dir_into_place(new: Path, target: Path, *, replace: bool) -> None:
     renamed aside, `new` renamed in, and the old folder removed only after that succeeded (put
     back when it failed). Readers never see half a folder. Any failed rename raises
     FolderNotMovedError and deletes nothing: it says where the new folder and, when it could
-    not be put back, the old one are.
+    not be put back, the old one are. The folder's files get the umask's permissions first
+    (`share_as_umask_allows`).
     """
     target = swap_target(target)
+    share_as_umask_allows(new)
     try:
         os.rename(new, target)
         return

@@ -32,7 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from threefold.core.errors import ConfigError, ModelError
-from threefold.core.files import removed_on_error, staging_dir, write_json_atomic
+from threefold.core.files import (
+    permission_problem,
+    removed_on_error,
+    share_as_umask_allows,
+    staging_dir,
+    write_json_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +91,19 @@ class VersionedFolders:
         """Every version activated so far, oldest first; the last one is current."""
         return list(self._state()["history"])
 
+    def pointer(self) -> str | None:
+        """The version the state file names as current, whether or not its folder exists."""
+        return self._state()["current"]
+
     def current_version(self) -> str | None:
         """The current version; None before the first one; ModelError when it has gone."""
-        version = self._state()["current"]
+        version = self.pointer()
         if version is not None and not self.path(version).is_dir():
+            entry = self.state_path.parent
             raise ModelError(
                 f"{self.state_path} names version {version!r}, which does not exist; available: "
-                f"{self.versions()}. Fix: activate one of those."
+                f"{self.versions()}. Fix: promote one of those: `threefold models promote "
+                f"{entry.name} VERSION --registry {entry.parent}`"
             )
         return version
 
@@ -116,6 +128,7 @@ class VersionedFolders:
             self.versions_dir.mkdir(parents=True, exist_ok=True)
             with removed_on_error(staging_dir(target)) as staging:
                 write(staging, version)
+                share_as_umask_allows(staging)  # libraries save owner-only files
                 os.rename(staging, target)
             if activate:
                 self._activate(version)
@@ -170,6 +183,12 @@ class VersionedFolders:
                     "activated (the current version is the oldest one)"
                 )
             previous = history[-2]
+            if not self.path(previous).is_dir():
+                raise ModelError(
+                    f"cannot roll back to {self.label} version {previous!r} (current before "
+                    f"{history[-1]!r}): its folder {self.path(previous)} no longer exists. Fix: "
+                    f"promote one of the versions there instead: {self.versions()}"
+                )
             write_json_atomic(self.state_path, {"current": previous, "history": history[:-1]})
         logger.info("rolled back %s to version %s", self.label, previous)
         return previous
@@ -179,10 +198,12 @@ class VersionedFolders:
         write_json_atomic(self.state_path, {"current": version, "history": history})
 
     def _state(self) -> dict[str, Any]:
-        if not self.state_path.is_file():
-            return {"current": None, "history": []}
         try:
+            if not self.state_path.is_file():
+                return {"current": None, "history": []}
             state = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except PermissionError as exc:
+            raise ModelError(permission_problem(self.state_path)) from exc
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             state = None
         if isinstance(state, dict) and _is_state(state):
@@ -252,8 +273,13 @@ class ModelEntry:
         return self.folders.history()
 
     def current_version(self) -> str | None:
-        """The current version; None before the first one is activated."""
+        """The current version; None before the first one is activated; ModelError when the
+        state file names a version whose folder has gone (`pointer` still says which)."""
         return self.folders.current_version()
+
+    def pointer(self) -> str | None:
+        """The version `state.json` names as current, whether or not its folder exists."""
+        return self.folders.pointer()
 
     def version_dir(self, version: str) -> Path:
         return self.folders.path(version)
@@ -345,15 +371,20 @@ class ModelEntry:
         if meta_path.is_file():
             try:
                 loaded = json.loads(meta_path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                loaded = {"metadata_error": f"{meta_path}: {exc}"}
+            except PermissionError:
+                loaded = {"metadata_error": permission_problem(meta_path)}
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                loaded = {
+                    "metadata_error": f"{meta_path} is not readable JSON ({exc}). Fix: restore "
+                    "it from a backup, or publish the model again as a new version"
+                }
             if isinstance(loaded, dict):
                 meta.update(loaded)
         meta["status"] = self._status(version, meta)
         return meta
 
     def _status(self, version: str, meta: dict[str, Any]) -> str:
-        if version == self.current_version():
+        if version == self.pointer():  # also when the current version's folder has gone
             return "current"
         if version in self.history():
             return "previous"
@@ -471,6 +502,19 @@ def check_entry_holds(path: str | os.PathLike[str], markers: Iterable[str], what
         f"(expected one of {markers}, found {found}); publishing here would replace the model "
         "it serves. Fix: choose another output folder, or --registry ROOT"
     )
+
+
+def entry_around(path: str | os.PathLike[str]) -> ModelEntry | None:
+    """The registry entry that `path` is, or whose versions folder `path` is or lies in (a
+    symlink resolved); None for any other folder. Replacing such a folder as a whole would
+    delete versions that apps serve or roll back to."""
+    real = Path(os.path.realpath(path))
+    if ModelEntry.is_entry(real):
+        return ModelEntry(real)
+    for folder in [real, *real.parents]:
+        if folder.name == VERSIONS_DIR and (folder.parent / STATE_FILE).is_file():
+            return ModelEntry(folder.parent)
+    return None
 
 
 def data_fingerprint(*parts: str | bytes | os.PathLike[str] | Iterable[Any]) -> str:

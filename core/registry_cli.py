@@ -65,22 +65,33 @@ def _summary(info: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+def _listing(entry: ModelEntry) -> dict[str, Any]:
+    """One model of `list`: its current version and versions; a broken one with its `error`
+    (a missing current version, an unreadable state file), so the others are still listed."""
+    listing: dict[str, Any] = {"name": entry.name, "current": None, "versions": []}
+    try:
+        listing["current"] = entry.current_version()
+    except (ModelError, OSError) as exc:
+        listing["error"] = str(exc)
+    try:
+        listing["versions"] = [_summary(info) for info in entry.infos()]
+    except ModelError:  # the state file cannot be read: `error` says why
+        listing["versions"] = [
+            _summary({"version": version, "status": "unknown"}) for version in entry.versions()
+        ]
+    except OSError as exc:
+        listing.setdefault("error", f"cannot list the versions of {entry.path}: {exc}")
+    return listing
+
+
 @models.command("list")
 @registry_option
 @clean_errors
 def list_models(root: str) -> None:
-    """Every model with its current version and each version's status."""
+    """Every model with its current version and each version's status; a model that cannot
+    be read says why in its `error`."""
     registry = _registry(root)
-    out = []
-    for name in registry.names():
-        entry = registry.entry(name)
-        out.append(
-            {
-                "name": name,
-                "current": entry.current_version(),
-                "versions": [_summary(info) for info in entry.infos()],
-            }
-        )
+    out = [_listing(registry.entry(name)) for name in registry.names()]
     emit_json({"registry": str(registry.root), "models": out})
 
 
@@ -104,11 +115,13 @@ def show(name: str, version: str | None, root: str) -> None:
 @registry_option
 @clean_errors
 def promote(name: str, version: str, root: str) -> None:
-    """Make VERSION current (running apps follow within seconds)."""
+    """Make VERSION current (running apps follow within seconds); also repairs a model whose
+    current version's folder has gone (then `previous_missing` is true)."""
     entry = _entry(root, name)
-    previous = entry.current_version()
+    previous = entry.pointer()
     entry.promote(version)
-    emit_json({"name": name, "current": version, "previous": previous})
+    missing = _missing(entry, previous)
+    emit_json({"name": name, "current": version, "previous": previous, **missing})
 
 
 @models.command("rollback")
@@ -116,11 +129,26 @@ def promote(name: str, version: str, root: str) -> None:
 @registry_option
 @clean_errors
 def rollback(name: str, root: str) -> None:
-    """Re-activate the version that was current before this one."""
+    """Re-activate the version that was current before this one (also when this one's folder
+    has gone: then `rolled_back_from_missing` is true)."""
     entry = _entry(root, name)
-    previous = entry.current_version()
+    previous = entry.pointer()
     current = entry.rollback()
-    emit_json({"name": name, "current": current, "rolled_back_from": previous})
+    emit_json(
+        {
+            "name": name,
+            "current": current,
+            "rolled_back_from": previous,
+            **_missing(entry, previous, key="rolled_back_from_missing"),
+        }
+    )
+
+
+def _missing(entry: ModelEntry, version: str | None, key: str = "previous_missing") -> dict:
+    """{key: True} when `version` (the one state.json named) has no folder; else {}."""
+    if version is None or entry.version_dir(version).is_dir():
+        return {}
+    return {key: True}
 
 
 @models.command("prune")
