@@ -416,10 +416,12 @@ def _save(model: Any, target: Path, data: list[str], evaluation: dict, publish: 
     """Save into a plain folder (returns None), or publish a new current version into the
     registry entry `target` with its metadata (returns the version). A folder that already is
     an entry always gets a new version."""
+    from threefold.core.files import share_as_umask_allows
     from threefold.core.registry import ModelEntry, data_fingerprint
 
     if not publish and not ModelEntry.is_entry(target):
         model.save(target)
+        share_as_umask_allows(target)  # safetensors writes owner-only files
         return None
     files = list(dict.fromkeys(data))
     return ModelEntry(target).publish(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +12,7 @@ from typing import Any
 
 from threefold.core import ids
 from threefold.core.errors import DataError
+from threefold.core.files import write_json_atomic
 from threefold.core.ids import describe, is_visible
 from threefold.core.ids import normalized_id as normalized_id  # the admin API's URL ids
 from threefold.core.tables import read_records
@@ -274,10 +273,7 @@ class KnowledgeBase:
         as a KB file, checked against the entry contract)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kb-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.to_json(), handle, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
+        write_json_atomic(path, self.to_json())
 
     @classmethod
     def load_saved(cls, path: str | Path) -> KnowledgeBase:

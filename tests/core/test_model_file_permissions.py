@@ -143,3 +143,25 @@ def test_an_unreadable_state_file_is_reported_as_a_permission_problem(shared_tmp
     assert bot["name"] == "qa-bot" and "permission denied" in bot["error"]
     assert [v["status"] for v in bot["versions"]] == ["unknown"]
     assert recs["current"] == "v1" and "error" not in recs
+
+
+def test_a_saved_knowledge_base_has_the_umasks_permissions(tmp_path: Path) -> None:
+    from threefold.apps.qa.knowledge_base import KnowledgeBase
+
+    kb = KnowledgeBase.load(Path(__file__).parents[2] / "apps" / "qa" / "data" / "store_faq.csv")
+    with umask(0o022):
+        kb.save(tmp_path / "bot" / "kb.json")
+    assert stat.S_IMODE((tmp_path / "bot" / "kb.json").stat().st_mode) == 0o644
+    assert KnowledgeBase.load_saved(tmp_path / "bot" / "kb.json").to_json() == kb.to_json()
+
+
+@pytest.mark.slow
+def test_alerts_train_into_a_plain_folder_saves_files_other_users_can_read(tmp_path: Path) -> None:
+    # fmt: off
+    args = ["alerts", "train", "--out", str(tmp_path / "joint"), "--max-steps", "1",
+            "--eval-fraction", "0", "--batch-size", "8", "--max-length", "24", "--no-progress"]
+    # fmt: on
+    with umask(0o022):
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert_modes(tmp_path / "joint", files=0o644, dirs=0o755)
