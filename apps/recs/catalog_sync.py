@@ -1,8 +1,10 @@
 """Catalog changes shared between workers through the Redis change log.
 
 A worker applies an admin edit itself, publishes it, and replays what other workers published
-(at most every `interval_seconds`). An edit Redis does not take (an outage) waits in this worker
-and is published, in order, by the first sync or edit that reaches Redis again.
+(at most every `interval_seconds`; a request does not wait for another thread's sync). An edit
+Redis does not take (an outage) waits in this worker and is published, in order, by the first
+sync or edit that reaches Redis again. Changes go out `CHANGE_BATCH` per round trip, and no
+request publishes more than one batch: the rest go out from one background thread per worker.
 
 The last edit wins, per item: each change carries the wall-clock time of the admin edit it
 records (`edited_at`, `edit_id` breaking ties), and a worker keeps, per item changed through the
@@ -10,15 +12,17 @@ API, the stamp of the newest change it applied (`EditRecords`: one entry per ite
 tombstones, the newest `TOMBSTONES_KEPT` of those). Applying a change older than that is a
 no-op, so the log's order does not matter. Each logged change also has an id of its own: a
 worker whose last applied change is no longer where it read it (Redis restarted empty, or lost
-its last writes) republishes every item it holds a record for as it is now (a delete for a
-tombstone), with the stamp of the edit that made it so, unless the new log holds that edit or a
-newer one, and replays the log from the start: the workers converge on the newest edit whichever
-of them syncs first. Changes logged before they carried `edited_at` count as the oldest (they
-apply in log order to an item no newer edit reached). The catalog version keys
-cached lists: `applied.digest`, the digest naming the catalog's content, so two workers holding
-different catalogs (an edit one of them holds back, a change the log lost) never share a list.
-`followers` (the recommenders of pinned A/B versions) get every change too, each embedding the
-item with its own encoder.
+its last writes) replays the log from the start and republishes every item it holds a record for
+as it is now (a delete for a tombstone), with the stamp of the edit that made it so, unless the
+new log holds that edit or a newer one (the request that notices publishes one batch, the
+background thread the rest): the workers converge on the newest edit whichever of them syncs
+first. A delete whose tombstone every running worker dropped is not republished: an item of the
+items file comes back on a worker started after the loss (the README's bound on deletes).
+Changes logged before they carried `edited_at` count as the oldest (they apply in log order to
+an item no newer edit reached). The catalog version keys cached lists: `applied.digest`, the
+digest naming the catalog's content, so two workers holding different catalogs (an edit one of
+them holds back, a change the log lost) never share a list. `followers` (the recommenders of
+pinned A/B versions) get every change too, each embedding the item with its own encoder.
 """
 
 from __future__ import annotations
@@ -37,13 +41,14 @@ import numpy as np
 
 from threefold.apps.recs.catalog import Item, parse_item
 from threefold.apps.recs.recommender import Recommender
-from threefold.apps.recs.redis_state import ChangeLog, RedisState
+from threefold.apps.recs.redis_state import CHANGE_BATCH, ChangeLog, RedisState
 from threefold.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 # Deleted items a worker keeps an edit record (a tombstone) for, oldest dropped first: about
-# 180 bytes each. A tombstone dropped, the delete is no longer republished after a loss.
+# 180 bytes each. A tombstone dropped, the delete is no longer republished after a loss (an item
+# of the items file then comes back on a worker started after it, until deleted again).
 TOMBSTONES_KEPT = 100_000
 
 
@@ -110,6 +115,23 @@ class EditRecords:
             self._tombstones.popitem(last=False)
 
 
+class LostEdit(NamedTuple):
+    """An edit applied here that the change log lost, to republish: the item as it is here."""
+
+    item_id: str
+    stamp: EditStamp
+    deleted: bool
+
+
+class _Batch(NamedTuple):
+    """Changes taken to publish in one round trip: the first `made_here` from `pending`, the
+    rest built from the front of `lost` (the queue then, which a later loss replaces)."""
+
+    changes: list[dict[str, Any]]
+    made_here: int
+    lost: list[LostEdit]
+
+
 def encode_vector(vector: np.ndarray) -> str:
     return base64.b64encode(np.asarray(vector, dtype=np.float32).tobytes()).decode()
 
@@ -132,9 +154,11 @@ class CatalogSync:
         self.applied_changes = 0
         self.last_applied_id: str | None = None  # of the change at applied_changes - 1
         self.pending: list[dict[str, Any]] = []  # made here, not in the log yet, oldest first
+        self.lost: list[LostEdit] = []  # after a loss: to republish, after `pending`
         self.edits = EditRecords()  # the newest edit applied here, per item edited anywhere
         self.last_sync = 0.0
         self._lock = threading.Lock()
+        self._publisher: threading.Thread | None = None  # publishing beyond a first batch
         recommender.catalog.digest  # noqa: B018 - computed at start, not in the first request
 
     @property
@@ -148,27 +172,44 @@ class CatalogSync:
         return f"{self.applied_changes}.{self.recommender.catalog.digest}"
 
     def sync(self, *, force: bool = False) -> None:
-        """Apply item changes other workers published (at most every `interval_seconds`)."""
+        """Apply item changes other workers published (at most every `interval_seconds`). While
+        another thread holds the state (a sync, an edit, a batch being taken) a request does
+        not wait: it serves what this worker holds; `force` waits."""
         if self.redis.url is None:
             return
         now = time.monotonic()
         if not force and now - self.last_sync < self.interval_seconds:
             return
-        with self._lock:
+        if not self._lock.acquire(blocking=force):
+            return
+        try:
             self.last_sync = now
-            self._publish_pending()
+            if published := self._publish_pending():
+                logger.info(
+                    "published %d catalog changes kept while Redis was away or lost (%d still "
+                    "waiting)",
+                    published,
+                    len(self.pending) + len(self.lost),
+                )
             found = self.redis.changes_since(self.applied_changes)
-            if found is not None and self._lost(found):
-                found = self._recover()
             if found is None:
                 return
-            for change in found.changes:
-                try:
-                    self._apply(change)
-                except (DataError, KeyError, TypeError, ValueError) as exc:
-                    logger.error("skipping a malformed catalog change %r: %s", change, exc)
-                self.applied_changes += 1
-                self.last_applied_id = change.get("id") if isinstance(change, dict) else None
+            if self._lost(found):
+                self._recover()
+            else:
+                self._apply_all(found.changes)
+        finally:
+            self._lock.release()
+
+    def _apply_all(self, changes: list[dict[str, Any]]) -> None:
+        """Apply changes read from the log at `applied_changes` on (call with the lock held)."""
+        for change in changes:
+            try:
+                self._apply(change)
+            except (DataError, KeyError, TypeError, ValueError) as exc:
+                logger.error("skipping a malformed catalog change %r: %s", change, exc)
+            self.applied_changes += 1
+            self.last_applied_id = change.get("id") if isinstance(change, dict) else None
 
     def _lost(self, found: ChangeLog) -> bool:
         """Whether the log no longer holds the changes applied here where they were read."""
@@ -176,37 +217,37 @@ class CatalogSync:
             found.length < self.applied_changes or found.previous_id != self.last_applied_id
         )
 
-    def _recover(self) -> ChangeLog | None:
-        """After Redis lost changes applied here: republish each item this worker holds an edit
-        record for, as it is now and stamped with that edit, unless the log holds that edit or
-        a newer one (or a change made here waits to be published), then read the log from the
-        start (an older edit than the one applied here changes nothing). Call with the lock
-        held."""
+    def _recover(self) -> None:
+        """After Redis lost changes applied here: replay the log from the start (an older edit
+        than the one applied here changes nothing), then republish each item this worker holds
+        an edit record for, as it is now and stamped with that edit, unless the log holds that
+        edit or a newer one (or a change made here waits to be published): one batch at once,
+        the rest from the background (`_publish_pending`). Call with the lock held."""
         found = self.redis.changes_since(0)
         if found is None:
-            return None
+            return
+        applied_before = self.applied_changes
+        self.applied_changes, self.last_applied_id = 0, None
+        self._apply_all(found.changes)
         logged: dict[str, EditStamp] = {}
         for change in found.changes:
             if (item_id := _item_id_of(change)) is not None:
                 logged[item_id] = max(logged.get(item_id, UNSTAMPED), stamp_of(change))
         waiting = {_item_id_of(change) for change in self.pending}
-        republished = [
-            _logged(self._state_of(item_id, deleted=deleted), stamp)
+        self.lost = [  # a new list: a batch taken from the one before is not taken from it
+            LostEdit(item_id, stamp, deleted)
             for item_id, stamp, deleted in self.edits
             if item_id not in waiting and (item_id not in logged or logged[item_id] < stamp)
         ]
         logger.warning(
             "the catalog change log lost changes this worker applied (it holds %d, %d were "
-            "applied here: Redis restarted empty or lost its last writes); republishing the %d "
-            "edited items whose last edit it lacks and replaying it from the start",
+            "applied here: Redis restarted empty or lost its last writes); replayed it from the "
+            "start, republishing the %d edited items whose last edit it lacks",
             found.length,
-            self.applied_changes,
-            len(republished),
+            applied_before,
+            len(self.lost),
         )
-        self.pending.extend(republished)
-        self.applied_changes, self.last_applied_id = 0, None
         self._publish_pending()
-        return self.redis.changes_since(0)
 
     def _state_of(self, item_id: str, *, deleted: bool) -> dict[str, Any]:
         """The change that gives another worker this item as it is here (a delete if gone)."""
@@ -276,8 +317,7 @@ class CatalogSync:
         vectors = self.recommender.upsert_items(items)
         self.redis.put_vectors(self.model_id, items, vectors)
         self._follow_upsert(items)
-        for item in items:
-            self._publish(self._upsert(item, vectors[item.item_id]))
+        self._publish([self._upsert(item, vectors[item.item_id]) for item in items])
         return {
             "added": [i.item_id for i in items if i.item_id not in existing],
             "updated": [i.item_id for i in items if i.item_id in existing],
@@ -288,19 +328,20 @@ class CatalogSync:
         if not self.recommender.remove_item(item_id):
             return False
         self._follow_delete(item_id)
-        self._publish({"op": "delete", "item_id": item_id})
+        self._publish([{"op": "delete", "item_id": item_id}])
         return True
 
-    def _publish(self, change: dict[str, Any]) -> None:
-        """Publish an edit made here, stamped now (without Redis configured there is nobody to
-        tell)."""
+    def _publish(self, changes: list[dict[str, Any]]) -> None:
+        """Publish edits made here, each stamped now (without Redis configured there is nobody
+        to tell)."""
         if self.redis.url is None:
             return
-        item_id = str(_item_id_of(change))
         with self._lock:
-            stamp = self._new_stamp(item_id)
-            self.edits.note(item_id, stamp, deleted=change["op"] == "delete")
-            self.pending.append(_logged(change, stamp))
+            for change in changes:
+                item_id = str(_item_id_of(change))
+                stamp = self._new_stamp(item_id)
+                self.edits.note(item_id, stamp, deleted=change["op"] == "delete")
+                self.pending.append(_logged(change, stamp))
             self._publish_pending()
         self.last_sync = 0.0
 
@@ -313,27 +354,87 @@ class CatalogSync:
             now = math.nextafter(held.edited_at, math.inf)
         return EditStamp(now, secrets.token_hex(8))
 
-    def _publish_pending(self) -> None:
-        """Publish the changes Redis has not taken yet, oldest first; stop at the first refusal.
-
-        A change that lands right after the last one applied here counts as applied (this
-        worker made it); otherwise the next sync reads it from the log."""
-        published = 0
-        while self.pending:
-            found = self.redis.publish_change(self.pending[0])
-            if found is None:
-                break
-            change = self.pending.pop(0)
-            published += 1
-            length, previous_id = found
-            if length == self.applied_changes + 1 and previous_id == self.last_applied_id:
-                self.applied_changes, self.last_applied_id = length, change["id"]
-        if published and (self.pending or published > 1):
-            logger.info(
-                "published %d catalog changes kept while Redis was away or lost (%d still waiting)",
-                published,
-                len(self.pending),
+    def _publish_pending(self) -> int:
+        """Publish what the log lacks (`pending`, then `lost`): one batch of `CHANGE_BATCH` in
+        one round trip here, the rest from one background thread per worker, so that no
+        request publishes more than a batch; nothing here while that thread runs (it takes
+        what is added meanwhile). A refusal leaves them to the next sync or edit. Returns how
+        many were published here; call with the lock held."""
+        if self._publisher is not None or not (self.pending or self.lost):
+            return 0
+        batch = self._next_batch()
+        found = self.redis.publish_changes(batch.changes)
+        if found is None:
+            return 0
+        self._landed(batch, found)
+        if self.pending or self.lost:
+            self._publisher = threading.Thread(
+                target=self._publish_rest, name="recs-catalog-publish", daemon=True
             )
+            self._publisher.start()
+        return len(batch.changes)
+
+    def _publish_rest(self) -> None:
+        """The background thread: a batch per round trip until all are published or Redis
+        refuses one. The lock is held only to take a batch and to record it landed, so syncs
+        and edits go on meanwhile."""
+        published = 0
+        try:
+            while True:
+                with self._lock:
+                    if not (self.pending or self.lost):
+                        self._publisher = None
+                        break
+                    batch = self._next_batch()
+                found = self.redis.publish_changes(batch.changes)
+                if found is None:
+                    break
+                with self._lock:
+                    self._landed(batch, found)
+                published += len(batch.changes)
+        except Exception:  # a bug here must not stop publishing for good: the next sync goes on
+            logger.exception("publishing catalog changes in the background failed")
+        finally:
+            with self._lock:
+                if self._publisher is threading.current_thread():
+                    self._publisher = None
+                waiting = len(self.pending) + len(self.lost)
+        logger.info(
+            "published %d catalog changes in the background (%d still waiting)", published, waiting
+        )
+
+    def _next_batch(self) -> _Batch:
+        """The next changes to publish: edits made here first, then lost edits, built now (the
+        item as it is now, stamped with the edit recorded then; an edit of it since is newer).
+        Call with the lock held."""
+        made_here = self.pending[:CHANGE_BATCH]
+        republished = [
+            _logged(self._state_of(lost.item_id, deleted=lost.deleted), lost.stamp)
+            for lost in self.lost[: CHANGE_BATCH - len(made_here)]
+        ]
+        return _Batch(made_here + republished, len(made_here), self.lost)
+
+    def _landed(self, batch: _Batch, found: tuple[int, str | None]) -> None:
+        """Redis took `batch`: drop it from what waits. If it landed right after the last change
+        applied here, it counts as applied (this worker made it); otherwise the next sync reads
+        it from the log. Call with the lock held."""
+        del self.pending[: batch.made_here]
+        if self.lost is batch.lost:
+            del self.lost[: len(batch.changes) - batch.made_here]
+        length, previous_id = found
+        if (
+            length == self.applied_changes + len(batch.changes)
+            and previous_id == self.last_applied_id
+        ):
+            self.applied_changes, self.last_applied_id = length, batch.changes[-1]["id"]
+
+    def wait_for_publishing(self, timeout: float | None = None) -> bool:
+        """Wait for the background publishing in flight; True when none is left running."""
+        thread = self._publisher
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
 
 
 def _item_id_of(change: Any) -> str | None:

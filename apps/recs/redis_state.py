@@ -41,6 +41,8 @@ SHARED_EVENTS_BATCH = 10_000  # stream entries per read
 # while another type stays at the shared log key, its error line is repeated this often at most
 SHARED_LOG_REMINDER_SECONDS = 600.0
 APPEND_BATCH = 500  # events per append script: one API batch is one round trip
+# catalog changes per append to the change log: ~1.3 MB of upserts at 384 floats, one API batch
+CHANGE_BATCH = 500
 # `event-written:<write id>`: the event was stored, kept WRITE_GUARD_SECONDS (a day, as long as a
 # client's event_id is claimed); about 125 bytes of Redis memory per event posted in the last day.
 WRITE_GUARD_KEY = "event-written"
@@ -502,16 +504,21 @@ class RedisState:
         return self._call("append_audit", action) is True
 
     # ------------------------------------------------------------------ catalog changes
-    def publish_change(self, change: Mapping[str, Any]) -> tuple[int, str | None] | None:
-        """Append to the catalog change log; (its new length, the `id` of the change before
-        this one: None for the first, or one published without an id)."""
+    def publish_changes(
+        self, changes: Sequence[Mapping[str, Any]]
+    ) -> tuple[int, str | None] | None:
+        """Append changes (at most `CHANGE_BATCH`) to the catalog change log in one round trip;
+        (its new length, the `id` of the change before the first of them: None when there is
+        none, or it was published without an id)."""
         key = self._key("catalog", "changes")
 
         def action(r: Any) -> tuple[int, str | None]:
-            length, previous = r.pipeline().rpush(key, json.dumps(change)).lindex(key, -2).execute()
-            return int(length), _change_id(previous) if length > 1 else None
+            entries = [json.dumps(change) for change in changes]
+            pipe = r.pipeline().rpush(key, *entries).lindex(key, -len(entries) - 1)
+            length, previous = pipe.execute()
+            return int(length), _change_id(previous) if length > len(entries) else None
 
-        return self._call("publish_change", action)
+        return self._call("publish_changes", action)
 
     def changes_since(self, version: int) -> ChangeLog | None:
         """The log's length, the `id` of its change at `version - 1` and the changes from
