@@ -5,6 +5,9 @@ A worker applies an admin edit itself, publishes it, and replays what other work
 Redis does not take (an outage) waits in this worker and is published, in order, by the first
 sync or edit that reaches Redis again. Changes go out `CHANGE_BATCH` per round trip, and no
 request publishes more than one batch: the rest go out from one background thread per worker.
+The log is read `CHANGE_READ_BATCH` changes per round trip (one read per sync; a forced sync, at
+start, reads it all), the upserts of a read applied in one `upsert_items` call (one rebuild of
+the feature tables), split where a delete of one of their items comes between.
 
 The last edit wins, per item: each change carries the wall-clock time of the admin edit it
 records (`edited_at`, `edit_id` breaking ties), and a worker keeps, per item changed through the
@@ -12,9 +15,10 @@ API, the stamp of the newest change it applied (`EditRecords`: one entry per ite
 tombstones, the newest `TOMBSTONES_KEPT` of those). Applying a change older than that is a
 no-op, so the log's order does not matter. Each logged change also has an id of its own: a
 worker whose last applied change is no longer where it read it (Redis restarted empty, or lost
-its last writes) replays the log from the start and republishes every item it holds a record for
-as it is now (a delete for a tombstone), with the stamp of the edit that made it so, unless the
-new log holds that edit or a newer one (the request that notices publishes one batch, the
+its last writes) replays the log from the start (over several syncs when it is longer than a
+read), then republishes every item it holds a record for as it is now (a delete for a
+tombstone), with the stamp of the edit that made it so, unless the new log holds that edit or a
+newer one (the request that notices publishes one batch, the
 background thread the rest): the workers converge on the newest edit whichever of them syncs
 first. A delete whose tombstone every running worker dropped is not republished: an item of the
 items file comes back on a worker started after the loss (the README's bound on deletes).
@@ -98,10 +102,9 @@ class EditRecords:
     def held(self, item_id: str) -> EditStamp | None:
         return self._present.get(item_id) or self._tombstones.get(item_id)
 
-    def supersede(self, item_id: str, stamp: EditStamp) -> bool:
-        """Whether this worker applied a newer edit of the item than `stamp`."""
-        held = self.held(item_id)
-        return held is not None and stamp < held
+    def outdated(self, item_id: str, stamp: EditStamp) -> bool:
+        """Whether this worker applied the edit `stamp` records or a newer one of the item."""
+        return _outdated(stamp, self.held(item_id))
 
     def note(self, item_id: str, stamp: EditStamp, *, deleted: bool) -> None:
         """Record the edit just applied to the item (replacing the one before)."""
@@ -132,6 +135,28 @@ class _Batch(NamedTuple):
     lost: list[LostEdit]
 
 
+class _Upsert(NamedTuple):
+    """A logged upsert to apply with the others of its run (`CatalogSync._apply_all`)."""
+
+    item: Item
+    vector: np.ndarray | None  # None: embed it here (logged for another encoder, or without)
+    stamp: EditStamp
+
+
+class _Replay(NamedTuple):
+    """A replay of the log from its start after a loss (`CatalogSync._read`), over one sync or
+    several: the newest edit logged per item in what it read so far."""
+
+    logged: dict[str, EditStamp]
+    applied_before: int  # changes applied here before the loss was noticed
+
+
+def _outdated(stamp: EditStamp, held: EditStamp | None) -> bool:
+    """Whether a change stamped `stamp` changes nothing where the edit `held` was applied: it is
+    older, or that edit itself (changes logged without a stamp apply in log order)."""
+    return held is not None and (stamp < held or (stamp == held and stamp != UNSTAMPED))
+
+
 def encode_vector(vector: np.ndarray) -> str:
     return base64.b64encode(np.asarray(vector, dtype=np.float32).tobytes()).decode()
 
@@ -156,6 +181,7 @@ class CatalogSync:
         self.pending: list[dict[str, Any]] = []  # made here, not in the log yet, oldest first
         self.lost: list[LostEdit] = []  # after a loss: to republish, after `pending`
         self.edits = EditRecords()  # the newest edit applied here, per item edited anywhere
+        self._replay: _Replay | None = None  # reading the log from its start after a loss
         self.last_sync = 0.0
         self._lock = threading.Lock()
         self._publisher: threading.Thread | None = None  # publishing beyond a first batch
@@ -172,9 +198,10 @@ class CatalogSync:
         return f"{self.applied_changes}.{self.recommender.catalog.digest}"
 
     def sync(self, *, force: bool = False) -> None:
-        """Apply item changes other workers published (at most every `interval_seconds`). While
+        """Apply item changes other workers published (at most every `interval_seconds`), one
+        read of `CHANGE_READ_BATCH` per sync: a longer log is applied over the next syncs. While
         another thread holds the state (a sync, an edit, a batch being taken) a request does
-        not wait: it serves what this worker holds; `force` waits."""
+        not wait: it serves what this worker holds; `force` waits, and reads the whole log."""
         if self.redis.url is None:
             return
         now = time.monotonic()
@@ -191,25 +218,55 @@ class CatalogSync:
                     published,
                     len(self.pending) + len(self.lost),
                 )
-            found = self.redis.changes_since(self.applied_changes)
-            if found is None:
-                return
-            if self._lost(found):
-                self._recover()
-            else:
-                self._apply_all(found.changes)
+            more = self._read()
+            while force and more:
+                more = self._read()
         finally:
             self._lock.release()
 
+    def _read(self) -> bool:
+        """Read the log's next changes (one bounded read) and apply them, replaying it from the
+        start if it lost changes applied here; whether it holds more. Call with the lock held."""
+        found = self.redis.changes_since(self.applied_changes)
+        if found is not None and self._lost(found):
+            self._replay = _Replay({}, self.applied_changes)
+            self.applied_changes, self.last_applied_id = 0, None
+            found = self.redis.changes_since(0)
+        if found is None:
+            return False
+        self._apply_all(found.changes)
+        if (replay := self._replay) is not None:
+            self._note_logged(found.changes)
+            if self.applied_changes >= found.length:
+                self._replay = None
+                self._recover(replay, found.length)
+        return bool(found.changes) and self.applied_changes < found.length
+
     def _apply_all(self, changes: list[dict[str, Any]]) -> None:
-        """Apply changes read from the log at `applied_changes` on (call with the lock held)."""
+        """Apply changes read from the log at `applied_changes` on, the newest edit of each item
+        winning: the upserts of a read in one `upsert_items` call (one rebuild of the feature
+        tables), split only where a delete of one of their items comes between. Call with the
+        lock held."""
+        run: dict[str, _Upsert] = {}  # item id -> its newest upsert, by first upsert applied
         for change in changes:
             try:
-                self._apply(change)
+                self._apply(change, run)
             except (DataError, KeyError, TypeError, ValueError) as exc:
                 logger.error("skipping a malformed catalog change %r: %s", change, exc)
-            self.applied_changes += 1
-            self.last_applied_id = change.get("id") if isinstance(change, dict) else None
+        self._upsert_run(run)
+        if changes:
+            self.applied_changes += len(changes)
+            last = changes[-1]
+            self.last_applied_id = last.get("id") if isinstance(last, dict) else None
+
+    def _note_logged(self, changes: Sequence[Any]) -> None:
+        """Count changes read (or published) during a replay as logged (`_recover`)."""
+        if self._replay is None:
+            return
+        logged = self._replay.logged
+        for change in changes:
+            if (item_id := _item_id_of(change)) is not None:
+                logged[item_id] = max(logged.get(item_id, UNSTAMPED), stamp_of(change))
 
     def _lost(self, found: ChangeLog) -> bool:
         """Whether the log no longer holds the changes applied here where they were read."""
@@ -217,22 +274,13 @@ class CatalogSync:
             found.length < self.applied_changes or found.previous_id != self.last_applied_id
         )
 
-    def _recover(self) -> None:
-        """After Redis lost changes applied here: replay the log from the start (an older edit
-        than the one applied here changes nothing), then republish each item this worker holds
-        an edit record for, as it is now and stamped with that edit, unless the log holds that
-        edit or a newer one (or a change made here waits to be published): one batch at once,
-        the rest from the background (`_publish_pending`). Call with the lock held."""
-        found = self.redis.changes_since(0)
-        if found is None:
-            return
-        applied_before = self.applied_changes
-        self.applied_changes, self.last_applied_id = 0, None
-        self._apply_all(found.changes)
-        logged: dict[str, EditStamp] = {}
-        for change in found.changes:
-            if (item_id := _item_id_of(change)) is not None:
-                logged[item_id] = max(logged.get(item_id, UNSTAMPED), stamp_of(change))
+    def _recover(self, replay: _Replay, length: int) -> None:
+        """After Redis lost changes applied here and the log was replayed from the start (an
+        older edit than the one applied here changes nothing): republish each item this worker
+        holds an edit record for, as it is now and stamped with that edit, unless the log holds
+        that edit or a newer one (or a change made here waits to be published): one batch at
+        once, the rest from the background (`_publish_pending`). Call with the lock held."""
+        logged, applied_before = replay
         waiting = {_item_id_of(change) for change in self.pending}
         self.lost = [  # a new list: a batch taken from the one before is not taken from it
             LostEdit(item_id, stamp, deleted)
@@ -243,7 +291,7 @@ class CatalogSync:
             "the catalog change log lost changes this worker applied (it holds %d, %d were "
             "applied here: Redis restarted empty or lost its last writes); replayed it from the "
             "start, republishing the %d edited items whose last edit it lacks",
-            found.length,
+            length,
             applied_before,
             len(self.lost),
         )
@@ -265,29 +313,45 @@ class CatalogSync:
             "vector": encode_vector(vector),
         }
 
-    def _apply(self, change: Mapping[str, Any]) -> None:
-        """Apply a logged change, unless this worker applied a newer edit of its item."""
+    def _apply(self, change: Mapping[str, Any], run: dict[str, _Upsert]) -> None:
+        """Apply a logged delete, or add an upsert to `run`, unless this worker applied (or
+        `run` holds) that edit of its item or a newer one. A delete of an item in `run` applies
+        `run` first."""
         if not isinstance(change, Mapping):
             raise TypeError(f"a change is a JSON object, found {type(change).__name__}")
         stamp = stamp_of(change)
         if change.get("op") == "delete":
             item_id = str(change["item_id"])
-            if not self.edits.supersede(item_id, stamp):
-                self.recommender.remove_item(item_id)
-                self._follow_delete(item_id)
-                self.edits.note(item_id, stamp, deleted=True)
+            upsert = run.get(item_id)
+            if _outdated(stamp, self.edits.held(item_id) if upsert is None else upsert.stamp):
+                return
+            if upsert is not None:
+                self._upsert_run(run)
+            self.recommender.remove_item(item_id)
+            self._follow_delete(item_id)
+            self.edits.note(item_id, stamp, deleted=True)
             return
         item = parse_item(change["item"])
-        if self.edits.supersede(item.item_id, stamp):
+        upsert = run.get(item.item_id)
+        if _outdated(stamp, self.edits.held(item.item_id) if upsert is None else upsert.stamp):
             return
-        vectors: dict[str, np.ndarray] = {}
+        vector = None
         if change.get("model_id") == self.model_id and change.get("vector"):
-            vectors[item.item_id] = np.frombuffer(
-                base64.b64decode(change["vector"]), dtype=np.float32
-            )
-        self.recommender.upsert_items([item], vectors)
-        self._follow_upsert([item])
-        self.edits.note(item.item_id, stamp, deleted=False)
+            vector = np.frombuffer(base64.b64decode(change["vector"]), dtype=np.float32)
+        run[item.item_id] = _Upsert(item, vector, stamp)
+
+    def _upsert_run(self, run: dict[str, _Upsert]) -> None:
+        """Apply the upserts in `run` in one `upsert_items` call per recommender; empties it."""
+        upserts = list(run.values())
+        run.clear()
+        if not upserts:
+            return
+        items = [upsert.item for upsert in upserts]
+        vectors = {u.item.item_id: u.vector for u in upserts if u.vector is not None}
+        self.recommender.upsert_items(items, vectors)
+        self._follow_upsert(items)
+        for upsert in upserts:
+            self.edits.note(upsert.item.item_id, upsert.stamp, deleted=False)
 
     def follow(self, recommender: Recommender) -> None:
         """Give a recommender built on a copy of this worker's catalog every change from now on,
@@ -312,12 +376,16 @@ class CatalogSync:
             follower.remove_item(item_id)
 
     def store(self, items: list[Item]) -> dict[str, list[str]]:
-        """Add or replace items here, share their vectors and publish the changes."""
-        existing = {item.item_id for item in items if self.recommender.has_item(item.item_id)}
-        vectors = self.recommender.upsert_items(items)
-        self.redis.put_vectors(self.model_id, items, vectors)
-        self._follow_upsert(items)
-        self._publish([self._upsert(item, vectors[item.item_id]) for item in items])
+        """Add or replace items here, share their vectors and publish the changes. Applied and
+        stamped under the sync lock, so no sync can put an older logged edit of these items
+        between the two (it would then stay, under the newer stamp)."""
+        with self._lock:
+            existing = {item.item_id for item in items if self.recommender.has_item(item.item_id)}
+            vectors = self.recommender.upsert_items(items)
+            self.redis.put_vectors(self.model_id, items, vectors)
+            self._follow_upsert(items)
+            self._publish([self._upsert(item, vectors[item.item_id]) for item in items])
+        self.last_sync = 0.0
         return {
             "added": [i.item_id for i in items if i.item_id not in existing],
             "updated": [i.item_id for i in items if i.item_id in existing],
@@ -325,25 +393,25 @@ class CatalogSync:
 
     def delete(self, item_id: str) -> bool:
         """Remove an item here and publish it; False when it is not in the catalog."""
-        if not self.recommender.remove_item(item_id):
-            return False
-        self._follow_delete(item_id)
-        self._publish([{"op": "delete", "item_id": item_id}])
+        with self._lock:
+            if not self.recommender.remove_item(item_id):
+                return False
+            self._follow_delete(item_id)
+            self._publish([{"op": "delete", "item_id": item_id}])
+        self.last_sync = 0.0
         return True
 
     def _publish(self, changes: list[dict[str, Any]]) -> None:
         """Publish edits made here, each stamped now (without Redis configured there is nobody
-        to tell)."""
+        to tell); call with the lock held."""
         if self.redis.url is None:
             return
-        with self._lock:
-            for change in changes:
-                item_id = str(_item_id_of(change))
-                stamp = self._new_stamp(item_id)
-                self.edits.note(item_id, stamp, deleted=change["op"] == "delete")
-                self.pending.append(_logged(change, stamp))
-            self._publish_pending()
-        self.last_sync = 0.0
+        for change in changes:
+            item_id = str(_item_id_of(change))
+            stamp = self._new_stamp(item_id)
+            self.edits.note(item_id, stamp, deleted=change["op"] == "delete")
+            self.pending.append(_logged(change, stamp))
+        self._publish_pending()
 
     def _new_stamp(self, item_id: str) -> EditStamp:
         """Now, or just after the edit of the item applied here if this clock is behind it: an
@@ -427,6 +495,7 @@ class CatalogSync:
             and previous_id == self.last_applied_id
         ):
             self.applied_changes, self.last_applied_id = length, batch.changes[-1]["id"]
+            self._note_logged(batch.changes)
 
     def wait_for_publishing(self, timeout: float | None = None) -> bool:
         """Wait for the background publishing in flight; True when none is left running."""

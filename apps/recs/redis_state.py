@@ -43,6 +43,9 @@ SHARED_LOG_REMINDER_SECONDS = 600.0
 APPEND_BATCH = 500  # events per append script: one API batch is one round trip
 # catalog changes per append to the change log: ~1.3 MB of upserts at 384 floats, one API batch
 CHANGE_BATCH = 500
+# catalog changes per read of the change log (~2.6 MB of upserts at 384 floats): the whole log in
+# one LRANGE timed out after a large import (100k changes, ~250 MB), at every retry again
+CHANGE_READ_BATCH = 1_000
 # `event-written:<write id>`: the event was stored, kept WRITE_GUARD_SECONDS (a day, as long as a
 # client's event_id is claimed); about 125 bytes of Redis memory per event posted in the last day.
 WRITE_GUARD_KEY = "event-written"
@@ -522,12 +525,14 @@ class RedisState:
 
     def changes_since(self, version: int) -> ChangeLog | None:
         """The log's length, the `id` of its change at `version - 1` and the changes from
-        `version` on: a log shorter than `version`, or whose change there is another than the
-        reader applied, was lost (Redis restarted empty, or lost its last writes)."""
+        `version` on, at most `CHANGE_READ_BATCH` (read on from `version + len(changes)`): a log
+        shorter than `version`, or whose change there is another than the reader applied, was
+        lost (Redis restarted empty, or lost its last writes)."""
         key = self._key("catalog", "changes")
+        previous, last = max(version - 1, 0), version + CHANGE_READ_BATCH - 1
 
         def action(r: Any) -> tuple[int, Any, list[bytes]]:
-            pipe = r.pipeline().llen(key).lindex(key, max(version - 1, 0)).lrange(key, version, -1)
+            pipe = r.pipeline().llen(key).lindex(key, previous).lrange(key, version, last)
             return tuple(pipe.execute())
 
         found = self._call("changes_since", action)
@@ -547,7 +552,7 @@ class ChangeLog:
 
     length: int
     previous_id: str | None  # of the change at version - 1; None when there is none or no id
-    changes: list[dict[str, Any]]  # from `version` on
+    changes: list[dict[str, Any]]  # from `version` on, at most CHANGE_READ_BATCH
 
 
 def _change_id(entry: bytes | str | None) -> str | None:

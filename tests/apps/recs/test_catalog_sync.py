@@ -229,14 +229,16 @@ def test_edit_records_keep_the_newest_edit_per_item_and_the_latest_tombstones():
 
     records = EditRecords(tombstones_kept=2)
     records.note("a", EditStamp(2.0, "x"), deleted=False)
-    assert records.supersede("a", EditStamp(1.0, "z")) and records.supersede("a", UNSTAMPED)
-    assert not records.supersede("a", EditStamp(2.0, "x"))  # the same edit again applies
-    assert not records.supersede("a", EditStamp(2.0, "y")) and not records.supersede("b", UNSTAMPED)
+    assert records.outdated("a", EditStamp(1.0, "z")) and records.outdated("a", UNSTAMPED)
+    assert records.outdated("a", EditStamp(2.0, "x"))  # the same edit again: applied already
+    assert not records.outdated("a", EditStamp(2.0, "y")) and not records.outdated("b", UNSTAMPED)
     for n, item_id in enumerate(["a", "b", "c"]):
         records.note(item_id, EditStamp(3.0 + n, "x"), deleted=True)
     assert [(item_id, deleted) for item_id, _, deleted in records] == [("b", True), ("c", True)]
     records.note("b", EditStamp(9.0, "x"), deleted=False)
     assert len(records) == 2 and records.held("b") == EditStamp(9.0, "x")
+    records.note("u", UNSTAMPED, deleted=False)
+    assert not records.outdated("u", UNSTAMPED)  # changes logged without a stamp: in log order
 
 
 def test_an_edit_made_after_one_from_a_clock_ahead_is_still_the_newer_one(
