@@ -61,7 +61,9 @@ def replay_command(
 ) -> None:
     """Send each record of FILE (CSV, JSON or JSONL) to a topic as a JSON message.
 
-    Prints one JSON summary on stdout: {"sent", "topic", "seconds"}.
+    Prints one JSON summary on stdout: {"sent", "refused", "refused_records", "topic",
+    "seconds"}: a record Kafka refuses (too large) is skipped and named by its line. When Kafka
+    stops answering, the error says which lines were acknowledged and where to resume.
     """
     from threefold.streaming.replay import replay_file
 

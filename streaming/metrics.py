@@ -64,7 +64,8 @@ class RunnerMetrics:
         )
         self.consumer_lag = Gauge(
             "threefold_stream_consumer_lag",
-            "Messages behind the end of the partition (high watermark - position).",
+            "Unread messages of an assigned partition (its end offset - where the consumer is), "
+            "fetched or paused.",
             ["topic", "partition"],
             registry=self.registry,
         )

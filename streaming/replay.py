@@ -1,4 +1,10 @@
-"""Replay a CSV/JSON/JSONL file into a Kafka topic as JSON messages, optionally rate-limited."""
+"""Replay a CSV/JSON/JSONL file into a Kafka topic as JSON messages, optionally rate-limited.
+
+A record Kafka cannot take (over the producer's max_request_size) is skipped, with a warning
+naming its line, and listed in the summary; the others are sent. A broker that fails the
+replay (gone, refusing the sends) ends it with a ServiceError that says how many records Kafka
+acknowledged up to which line, and the line to resume from.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from threefold.core.errors import ConfigError, DataError
+from kafka import errors as kafka_errors
+
+from threefold.core.errors import ConfigError, DataError, ServiceError, first_line
 from threefold.core.tables import read_records
 from threefold.core.timestamps import parse_timestamp_ms
 from threefold.streaming.connections import KafkaTarget
@@ -17,6 +25,7 @@ from threefold.streaming.producer import JsonProducer
 logger = logging.getLogger(__name__)
 
 FLUSH_EVERY = 1000
+REFUSED_LISTED = 100  # refused records named in the summary (and logged) at most
 
 
 def replay_file(
@@ -32,7 +41,9 @@ def replay_file(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """Send every record of `path` to `topic`; returns {"sent", "topic", "seconds"}.
+    """Send every record of `path` to `topic`; returns {"sent", "refused", "refused_records",
+    "topic", "seconds"}: `refused` counts the records Kafka cannot take (too large), skipped;
+    `refused_records` names the first REFUSED_LISTED of them ({"line", "reason"}).
 
     Args:
         rate: messages per second (None: as fast as possible).
@@ -57,31 +68,109 @@ def replay_file(
                 raise DataError(
                     str(exc), path=str(path), line=record.line, column=timestamp_field
                 ) from exc
-        prepared.append((record.values, None if key is None else str(key), timestamp_ms))
+        prepared.append(
+            (record.line, record.values, None if key is None else str(key), timestamp_ms)
+        )
 
     from tqdm import tqdm
 
-    producer = JsonProducer(kafka, **dict(producer_overrides or {}))
+    overrides = dict(producer_overrides or {})
+    producer = JsonProducer(kafka, **overrides)
+    progress_made = _Progress(path, topic)
     started = clock()
     sent = 0
     try:
         with tqdm(
             total=len(prepared), unit="msg", desc=f"replay -> {topic}", disable=not progress
         ) as bar:
-            for value, key, timestamp_ms in prepared:
+            for line, value, key, timestamp_ms in prepared:
                 if rate is not None:
                     due = started + sent / rate
                     wait = due - clock()
                     if wait > 0:
                         sleep(wait)
-                producer.send(topic, value, key=key, timestamp_ms=timestamp_ms)
-                sent += 1
+                try:
+                    producer.send(topic, value, key=key, timestamp_ms=timestamp_ms)
+                except (kafka_errors.MessageSizeTooLargeError, DataError) as exc:
+                    progress_made.refuse(line, _refusal(exc, overrides))
+                except (kafka_errors.KafkaError, ServiceError) as exc:
+                    raise progress_made.stopped(exc) from exc
+                else:
+                    sent += 1
+                    if sent % FLUSH_EVERY == 0:
+                        progress_made.flush(producer, sent, line)
                 bar.update(1)
-                if sent % FLUSH_EVERY == 0:
-                    producer.flush()
-            producer.flush()
+            if prepared:
+                progress_made.flush(producer, sent, prepared[-1][0])
     finally:
         producer.close()
     seconds = clock() - started
     logger.info("replayed %d messages from %s into %s in %.2f s", sent, path, topic, seconds)
-    return {"sent": sent, "topic": topic, "seconds": round(seconds, 3)}
+    return {
+        "sent": sent,
+        "refused": progress_made.refused,
+        "refused_records": progress_made.listed,
+        "topic": topic,
+        "seconds": round(seconds, 3),
+    }
+
+
+class _Progress:
+    """How far a replay got: the records Kafka acknowledged (as of the last flush) and those
+    refused, for the summary and for the error that ends a replay early."""
+
+    def __init__(self, path: str | Path, topic: str) -> None:
+        self.path, self.topic = path, topic
+        self.acknowledged = 0  # records acknowledged by the last flush that succeeded
+        self.through_line = 0  # the line of the last record that flush covered
+        self.refused = 0
+        self.listed: list[dict[str, Any]] = []  # {"line", "reason"}, REFUSED_LISTED at most
+
+    def refuse(self, line: int, reason: str) -> None:
+        self.refused += 1
+        if len(self.listed) < REFUSED_LISTED:
+            self.listed.append({"line": line, "reason": reason})
+            logger.warning(
+                "%s line %d not sent to %r: %s; going on with the next record",
+                self.path,
+                line,
+                self.topic,
+                reason,
+            )
+
+    def flush(self, producer: JsonProducer, sent: int, line: int) -> None:
+        """Flush `producer`: `sent` records, up to `line`, are acknowledged (ServiceError that
+        says where to resume if not)."""
+        try:
+            producer.flush()
+        except ServiceError as exc:
+            raise self.stopped(exc) from exc
+        self.acknowledged, self.through_line = sent, line
+
+    def stopped(self, exc: BaseException) -> ServiceError:
+        """The error that ends the replay, with the line to resume from: the first one after
+        those the last flush that succeeded covered."""
+        done = (
+            f"{self.acknowledged} record(s) (lines 1-{self.through_line}) acknowledged by Kafka"
+            if self.acknowledged
+            else "No record acknowledged by Kafka"
+        )
+        refused = f", {self.refused} refused (too large)" if self.refused else ""
+        return ServiceError(
+            f"replaying {self.path} into {self.topic!r} stopped: {first_line(exc)}. {done}"
+            f"{refused}; resume from line {self.through_line + 1} (records after it that were "
+            "queued may be in the topic already) once the broker is reachable"
+        )
+
+
+def _refusal(exc: BaseException, overrides: Mapping[str, Any]) -> str:
+    """Why a record was not sent, with the limit it broke and the fix."""
+    if isinstance(exc, DataError):
+        return str(exc)
+    from kafka import KafkaProducer
+
+    limit = overrides.get("max_request_size", KafkaProducer.DEFAULT_CONFIG["max_request_size"])
+    return (
+        f"too large for Kafka: {first_line(exc)} (max_request_size {limit} bytes); split or "
+        "shorten the record"
+    )

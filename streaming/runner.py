@@ -37,6 +37,18 @@ and `"event": "dependency_recovered"` is logged when a retry succeeds. Only a Se
 is also a ConfigError (`DependencyRefused`: the dependency answered and refused the consumer,
 such as wrong credentials) stops the runner, without committing: waiting cannot fix it.
 
+Every LAG_INTERVAL_S the runner asks the broker for the assigned partitions' end offsets (one
+ListOffsets request, END_OFFSETS_TIMEOUT_S at most; the last known ones stay when it fails,
+counted in `stats.end_offsets_failed` and logged once, `"event": "end_offsets_failed"`), and
+at once when a poll returns the first records after a second without any, before they are
+processed. Each assigned partition, fetched yet or not, paused or not, then has its records
+not processed yet: from its first uncommitted offset while it has records buffered or in
+flight, else from its position, to its end offset (or its high watermark, when a fetch told
+of a later one). That is the threefold_stream_consumer_lag gauge, and what a processor's
+`on_backlog(unread)` hook is handed ({TopicPartition: count, None when not known}), on the
+consumer thread; the hook only takes note (the alerts processor: a partition with records to
+read is never idle).
+
 A processor with an `on_status(status)` hook is handed a `RunnerStatus` (running,
 dependency_down, kafka_down, stopped; the last poll's time) every HEARTBEAT_S while `run()`
 runs, at once when the state changes, and once more when `run()` ends. It is called on a
@@ -197,7 +209,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LAG_INTERVAL_S = 1.0
+LAG_INTERVAL_S = 1.0  # how often the partitions' end offsets are asked for (lag, backlog)
+END_OFFSETS_TIMEOUT_S = 0.5  # the most one such request may hold up the consumer thread
 IN_FLIGHT_POLL_MS = 5  # poll slice while a prepared batch is still being computed
 IDLE_TICK_S = 1.0  # how often a quiet consumer calls the processor's on_idle()
 GROUP_PARTITIONS_WARN_S = 10.0  # a rebalance's metadata answer this late is logged as overdue
@@ -319,6 +332,7 @@ class RunnerStats:
     outputs: int = 0
     commits_failed: int = 0
     reconnects: int = 0
+    end_offsets_failed: int = 0  # requests for the partitions' end offsets that failed
 
 
 class ConsumerRunner:
@@ -409,6 +423,11 @@ class ConsumerRunner:
         self._skipped: dict[TopicPartition, list[int]] = {}
         self._failed = False
         self._last_lag_update = 0.0
+        self._last_records_at = 0.0  # monotonic: when a poll last returned records
+        # each assigned partition's end offset as last known (LAG_INTERVAL_S), for the lag
+        # gauge and the processor's on_backlog hook
+        self._end_offsets: dict[TopicPartition, int] = {}
+        self._end_offsets_failing = False
         self._last_idle_call = time.monotonic()
         self._rebalanced = False  # set on assignment: report the group's partitions
         self._lookup: _PartitionsLookup | None = None  # the group's partitions, being read
@@ -639,6 +658,8 @@ class ConsumerRunner:
             if tp_records:
                 self._first_uncommitted.setdefault(tp, tp_records[0].offset)
                 self._batcher.add([_to_message(r) for r in tp_records])
+        if self._records_resume(records):
+            self._maybe_update_lag(force=True)
         if self._batcher.due():
             self._start(self._batcher.take())
         elif self._in_flight and self._in_flight[0].prepared.done():
@@ -898,6 +919,7 @@ class ConsumerRunner:
             self._next_offsets.clear()
             self._first_uncommitted.clear()
             self._skipped.clear()  # not committed: read again, dead-lettered again
+            self._end_offsets.clear()
             self._lookup = None  # its request fails with the consumer closed, and ends
         logger.info("consumer of group %r closed (%s)", self.group_id, self.stats)
 
@@ -1394,25 +1416,89 @@ class ConsumerRunner:
         threading.Thread(target=read, name="threefold-group-partitions", daemon=True).start()
         return answer
 
-    def _maybe_update_lag(self, *, force: bool = False) -> None:
+    def _records_resume(self, records: Mapping[TopicPartition, list[Any]]) -> bool:
+        """Whether the poll returned the first records after LAG_INTERVAL_S without any: the
+        end offsets known may predate them (and records on other partitions written with
+        them), so they are asked for again before the records are processed."""
+        if not records:
+            return False
         now = time.monotonic()
-        if self._consumer is None or (not force and now - self._last_lag_update < LAG_INTERVAL_S):
+        resumed = now - self._last_records_at >= LAG_INTERVAL_S
+        self._last_records_at = now
+        return resumed
+
+    def _maybe_update_lag(self, *, force: bool = False) -> None:
+        """Every LAG_INTERVAL_S (at once when `force`): ask for the assigned partitions' end
+        offsets, then set each one's lag gauge and hand the processor's `on_backlog` hook the
+        records each has unread (see the module docstring)."""
+        now = time.monotonic()
+        consumer = self._consumer
+        if consumer is None or (not force and now - self._last_lag_update < LAG_INTERVAL_S):
             return
         self._last_lag_update = now
         self.metrics.refresh_throughput()
-        consumer = self._consumer
-        for tp in consumer.assignment():
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue
-            done = self._next_offsets.get(tp)
-            if done is None:
-                try:
-                    done = consumer.position(tp, timeout_ms=1000)
-                except kafka_errors.KafkaError:
-                    continue
-            if done is not None:
-                self.metrics.set_lag(tp.topic, tp.partition, highwater - done)
+        deadline = Deadline.after(END_OFFSETS_TIMEOUT_S)
+        self._refresh_end_offsets(consumer, deadline)
+        with self._lock:
+            held = [m for batch in self._in_flight for m in batch.batch] + self._batcher.pending
+            pending = {TopicPartition(m.topic, m.partition) for m in held}
+            unread = {
+                tp: self._unread(consumer, tp, deadline, pending=tp in pending)
+                for tp in consumer.assignment()
+            }
+        for tp, count in unread.items():
+            if count is not None:
+                self.metrics.set_lag(tp.topic, tp.partition, count)
+        hook = getattr(self.processor, "on_backlog", None)
+        if hook is not None:
+            _call_hook(hook, f"on_backlog failed; told again in {LAG_INTERVAL_S:.0f} s", unread)
+
+    def _refresh_end_offsets(self, consumer: KafkaConsumer, deadline: Deadline) -> None:
+        """Ask the broker for the assigned partitions' end offsets, paused ones and ones not
+        fetched yet included, waiting until `deadline` at most. On a failure the last known
+        ones stay (counted in `stats.end_offsets_failed`, logged once until one succeeds)."""
+        assigned = sorted(consumer.assignment())
+        if not assigned:
+            return
+        try:
+            ends = consumer.end_offsets(assigned, timeout_ms=max(1, deadline.left_ms()))
+        except kafka_errors.KafkaError as exc:
+            self.stats.end_offsets_failed += 1
+            if not self._end_offsets_failing:
+                logger.warning(
+                    "could not learn the end offsets of %d partition(s) (%r); consumer lag and "
+                    "partition backlogs use the last known ones until the broker answers",
+                    len(assigned),
+                    exc,
+                    extra={"fields": {"event": "end_offsets_failed", "error": repr(exc)}},
+                )
+            self._end_offsets_failing = True
+            return
+        if self._end_offsets_failing:
+            logger.info("the broker answers requests for end offsets again")
+        self._end_offsets_failing = False
+        with self._lock:
+            assigned_now = consumer.assignment()  # a rebalance may have run meanwhile
+            self._end_offsets.update({tp: end for tp, end in ends.items() if tp in assigned_now})
+
+    def _unread(
+        self, consumer: KafkaConsumer, tp: TopicPartition, deadline: Deadline, *, pending: bool
+    ) -> int | None:
+        """Records of `tp` not processed yet: from its first uncommitted offset when it has
+        records buffered or in flight (`pending`), else from its position (past any control
+        record, which a committed offset may never pass), to its end offset as last known, or
+        its high watermark when a fetch told of a later one. None when either is not known."""
+        known = (self._end_offsets.get(tp), consumer.highwater(tp))
+        ends = [end for end in known if end is not None]
+        done = self._first_uncommitted.get(tp) if pending else None
+        if done is None:
+            try:
+                done = consumer.position(tp, timeout_ms=deadline.left_ms())
+            except kafka_errors.KafkaError:
+                return None
+        if done is None or not ends:
+            return None
+        return max(0, max(ends) - done)
 
     # -- rebalance (kafka-python calls these on its IO thread while run() is in poll/close) --
 
@@ -1441,6 +1527,7 @@ class ConsumerRunner:
                 self._next_offsets.pop(tp, None)
                 self._first_uncommitted.pop(tp, None)
                 self._skipped.pop(tp, None)
+                self._end_offsets.pop(tp, None)
                 self.metrics.forget_partition(tp.topic, tp.partition)
             event = "lost" if lost else "revoked"
             self.metrics.rebalances.labels(event=event).inc()

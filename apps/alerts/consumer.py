@@ -17,7 +17,7 @@ from threefold.core.settings import reveal
 from threefold.core.webhook import OutboxSender
 from threefold.streaming.connections import KafkaSettings, RedisSettings
 from threefold.streaming.kafka_config import consumer_config
-from threefold.streaming.producer import JsonProducer
+from threefold.streaming.producer import JsonProducer, ProducerMetrics
 from threefold.streaming.runner import ConsumerRunner, poll_cycle_budget_s
 from threefold.streaming.topic_probe import TopicProbe
 
@@ -84,7 +84,8 @@ def build_runner(
     consumer = consumer_config(config.group_id, **consumer_overrides)
     publisher = AlertPublisher(
         store,
-        JsonProducer(kafka),
+        # replaced when it cannot send any more (a restarted broker forgot its producer id)
+        JsonProducer(kafka, name="alerts", metrics=ProducerMetrics(metrics.registry)),
         config.alerts_topic,
         probe=TopicProbe(kafka, config.alerts_topic, timeout_s=probe_timeout_s(consumer)),
         webhook=webhook,

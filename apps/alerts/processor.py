@@ -99,6 +99,8 @@ class AlertPublisher:
         self.budget_s = budget_s
         self.owner = uuid.uuid4().hex  # holds the outbox leases of what it is sending
         self._sending: dict[str, tuple[dict, Any]] = {}  # alert id -> (alert, producer future)
+        # alert id -> alert whose last send by this publisher failed (back in the outbox)
+        self._failed: dict[str, dict] = {}
 
     def publish_pending(self) -> list[dict]:
         """Send the pending alerts no other consumer is sending, flush, and settle every send
@@ -108,6 +110,9 @@ class AlertPublisher:
             self.webhook.start()
         with time_budget(self.budget_s) as budget:
             pending = self.store.lease_pending_alerts(self.owner)  # renews the in-flight leases
+            leased = {alert["alert_id"] for alert in pending}
+            # failed before and not leased now: another consumer holds or published them
+            self._failed = {i: alert for i, alert in self._failed.items() if i in leased}
             fresh = [alert for alert in pending if alert["alert_id"] not in self._sending]
             landed: list[dict] = []
             unsent: list[dict] = []
@@ -135,6 +140,7 @@ class AlertPublisher:
         failed += unsent
         if failed:
             self.store.release_alerts(failed, self.owner)
+            self._failed.update((alert["alert_id"], alert) for alert in failed)
             self.metrics.publish_failures.inc()
             logger.warning("could not publish %d alert(s) (%r); will retry", len(failed), error)
         if (failed or self._sending) and budget.passed:
@@ -204,7 +210,8 @@ class AlertPublisher:
         acknowledge the alerts that landed, free the rest for the other consumers (an
         unanswered one may then go out twice, never zero times; with a probe it is looked for
         in the topic first), close the probe and the webhook sender, and log how many alerts
-        were not delivered."""
+        were not delivered: those, and the ones whose last send by this publisher failed that
+        are still in the outbox."""
         with time_budget(timeout_s) as budget:
             if self.producer is not None:
                 self.producer.close(timeout=timeout_s)
@@ -215,11 +222,27 @@ class AlertPublisher:
                 self.store.release_alerts(undelivered, self.owner)
             if sent:
                 self._acknowledge(sent)
+            undelivered += self._failed_still_pending(undelivered)
             if self.probe is not None:
                 self.probe.close()
             if self.webhook is not None:
                 self.webhook.close(timeout_s=budget.left_s())
         self._report_close(undelivered, timeout_s)
+
+    def _failed_still_pending(self, besides: list[dict]) -> list[dict]:
+        """The alerts whose last send by this publisher failed that are still in the outbox
+        (another consumer may have published them since), other than `besides`; all of them
+        when Redis does not say."""
+        told = {alert["alert_id"] for alert in besides}
+        failed = [alert for alert_id, alert in self._failed.items() if alert_id not in told]
+        if not failed:
+            return []
+        try:
+            pending = {alert["alert_id"] for alert in self.store.pending_alerts()}
+        except Exception as exc:  # Redis away: report them all as possibly undelivered
+            logger.warning("could not read the alerts outbox at close (%r)", exc)
+            return failed
+        return [alert for alert in failed if alert["alert_id"] in pending]
 
     def _report_close(self, undelivered: list[dict], timeout_s: float) -> None:
         """The log line of `close`: how many alerts it leaves undelivered, and where they are."""
@@ -232,9 +255,10 @@ class AlertPublisher:
             else "again (one the broker took after all then goes out twice)"
         )
         logger.warning(
-            "alert publisher closed with %d alert(s) not acknowledged by Kafka within %g s: not "
-            "lost, they are back in the Redis outbox, and the next consumer (another replica "
-            "now, or this one after its restart) publishes them %s",
+            "alert publisher closed with %d alert(s) not acknowledged by Kafka (their last send "
+            "failed, or had no answer within %g s): not lost, they are back in the Redis outbox, "
+            "and the next consumer (another replica now, or this one after its restart) "
+            "publishes them %s",
             len(undelivered),
             timeout_s,
             again,
@@ -262,6 +286,8 @@ class AlertPublisher:
 
     def _acknowledge(self, sent: list[dict]) -> None:
         dropped = self.store.ack_alerts(sent, webhook=self.webhook is not None)
+        for alert in sent:
+            self._failed.pop(alert["alert_id"], None)
         self.metrics.alerts.inc(len(sent))
         for alert in sent:
             logger.info("published alert %s: %s", alert["alert_id"], alert["summary"])
@@ -315,6 +341,9 @@ class AlertsProcessor:
         self._event_clock: dict[str, tuple[float, float]] = {}
         self._last_message_at: float | None = None
         self._unregistered: set[str] = set()  # assigned, not yet registered in the watermark
+        # partition -> records not processed yet, as the runner last counted them (None: not
+        # known); None without any count (no runner: idleness is wall-clock time alone)
+        self._unread: dict[str, int | None] | None = None
         # names this consumer's heartbeat: host and process, for people; unique all the same
         self.consumer_id = f"{socket.gethostname()}:{os.getpid()}:{publisher.owner[:8]}"
 
@@ -409,9 +438,14 @@ class AlertsProcessor:
         now = self._clock()
         if now - last < self.config.quiet_close_s:
             return None
-        watermarks = {p: mark + (now - at) for p, (mark, at) in self._event_clock.items()}
+        # A partition with records still to read is not quiet: it keeps its watermark.
+        watermarks = {
+            p: mark + (now - at)
+            for p, (mark, at) in self._event_clock.items()
+            if self._caught_up(p)
+        }
         # Assigned partitions without messages would otherwise hold the watermark back.
-        silent = [p for p in self._last_seen if p not in watermarks]
+        silent = [p for p in self._last_seen if p not in self._event_clock and self._caught_up(p)]
         return self.pipeline.advance(watermarks, silent)
 
     def on_partitions_revoked(self, partitions: Collection[Any]) -> None:
@@ -441,11 +475,29 @@ class AlertsProcessor:
         except ServiceError as exc:
             logger.warning("%s at a rebalance failed (%s); the next batch does it", doing, exc)
 
+    def on_backlog(self, unread: Mapping[Any, int | None]) -> None:
+        """The runner's count of each assigned partition's records not processed yet (None:
+        not known), every second and before the first records after a quiet spell."""
+        self._unread = {_partition_name(tp.topic, tp.partition): n for tp, n in unread.items()}
+
+    def _caught_up(self, name: str) -> bool:
+        """Whether partition `name` has no records left to read, as far as the runner knows."""
+        return self._unread is None or self._unread.get(name) == 0
+
     def _register_assigned(self) -> None:
-        """Register the partitions assigned since the last registration in the watermark."""
+        """Register in the watermark the partitions assigned since the last registration, and
+        the ones dropped as idle that have records to read again: they hold it back again
+        (where it is) until their next message."""
+        rejoining = [
+            n for n, last in self._last_seen.items() if last is None and not self._caught_up(n)
+        ]
+        self._unregistered.update(rejoining)
         if self._unregistered:
             self.pipeline.register_partitions(sorted(self._unregistered))
             self._unregistered.clear()
+        now = self._clock()
+        for name in rejoining:
+            self._last_seen[name] = now
 
     def on_group_partitions(self, partitions: Mapping[str, Collection[int]]) -> None:
         """After a rebalance (`partitions`: every partition of the input topics, the other
@@ -487,14 +539,19 @@ class AlertsProcessor:
         self._account(0, result)
 
     def _idle_partitions(self, seen: list[str]) -> list[str]:
-        """Assigned partitions without a message for `partition_idle_s`, not reported yet."""
+        """Assigned partitions without a message for `partition_idle_s` and no records left to
+        read, not reported yet. One with unread records is never idle, however long ago its
+        last message came (a burst fetched one partition at a time, partitions paused through
+        an outage): dropped, it would let the others' messages move the watermark past its own."""
         now = self._clock()
         for name in seen:
             self._last_seen[name] = now
         return [
             name
             for name, last in self._last_seen.items()
-            if last is not None and now - last > self.config.partition_idle_s
+            if last is not None
+            and now - last > self.config.partition_idle_s
+            and self._caught_up(name)
         ]
 
     def _reported_idle(self, names: list[str]) -> None:

@@ -82,7 +82,13 @@ def test_replay_paces_messages_at_the_rate(
         sleep=sleep,
         clock=lambda: now[0],
     )
-    assert summary == {"sent": 5, "topic": topic, "seconds": 0.4}
+    assert summary == {
+        "sent": 5,
+        "refused": 0,
+        "refused_records": [],
+        "topic": topic,
+        "seconds": 0.4,
+    }
     assert sleeps == [0.1, 0.1, 0.1, 0.1]  # message i is due i/rate seconds after the start
     received = sorted(json.loads(r.value)["i"] for r in read_topic(topic, min_count=5))
     assert received == list(range(5))
