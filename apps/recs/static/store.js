@@ -23,6 +23,7 @@
   let retryTimer = null;
   let latestLoad = 0; // only the newest request's answer is shown (answers can arrive out of order)
   let started = false; // the shopper and category lists have loaded once
+  let starting = null; // the shop's load under way, if any
   let recording = false; // a click being recorded: a double click records it once
 
   class ApiError extends Error {
@@ -172,7 +173,14 @@
     }
   }
 
-  async function start() {
+  /** Load the shop (shoppers, categories, then the list) once, however often it is asked for
+   * while loading (Refresh, a filter or Try again pressed meanwhile). */
+  function start() {
+    if (!starting) starting = loadShop().finally(() => { starting = null; });
+    return starting;
+  }
+
+  async function loadShop() {
     statusLine.textContent = "Loading…";
     let users, categories;
     try {

@@ -231,6 +231,31 @@ def test_refresh_loads_the_shop_when_it_failed_to_load_at_first(make_app, live_s
     context.close()
 
 
+SLOW_USERS = """(() => {
+  const real = window.fetch;
+  window.fetch = (url, options) => {
+    const delay = String(url).includes("/api/users") ? 1000 : 0;
+    return new Promise((done) => setTimeout(done, delay)).then(() => real(url, options));
+  };
+})()"""
+
+
+def test_refresh_while_the_shop_loads_does_not_load_it_twice(make_app, live_server, browser):
+    base = live_server(make_app())
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.add_init_script(SLOW_USERS)
+    page.goto(f"{base}/store")
+    for _ in range(2):
+        page.get_by_role("button", name="Refresh").click()  # while the shoppers still load
+    page.wait_for_selector("#recs .card")
+    users = page.locator("#user option").all_inner_texts()
+    categories = page.locator("#category option").all_inner_texts()
+    assert users.count("New visitor (no history)") == 1
+    assert len(users) == len(set(users)) and len(categories) == len(set(categories))
+    context.close()
+
+
 SLOW_FETCH = """(() => {
   const real = window.fetch;
   window.__clicksPosted = 0;
