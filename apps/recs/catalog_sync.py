@@ -3,8 +3,9 @@
 A worker applies an admin edit itself, publishes it, and replays what other workers published
 (at most every `interval_seconds`; a request does not wait for another thread's sync). An edit
 Redis does not take (an outage) waits in this worker and is published, in order, by the first
-sync or edit that reaches Redis again. Changes go out `CHANGE_BATCH` per round trip, and no
-request publishes more than one batch: the rest go out from one background thread per worker.
+sync or edit that reaches Redis again. Changes go out `CHANGE_BATCH` per round trip; an edit
+made here is in the log before its request answers, while edits republished after a loss go
+out one batch in the request that noticed and the rest from one background thread per worker.
 The log is read `CHANGE_READ_BATCH` changes per round trip (one read per sync; a forced sync, at
 start, reads it all), the upserts of a read applied in one `upsert_items` call (one rebuild of
 the feature tables), split where a delete of one of their items comes between.
@@ -423,24 +424,30 @@ class CatalogSync:
         return EditStamp(now, secrets.token_hex(8))
 
     def _publish_pending(self) -> int:
-        """Publish what the log lacks (`pending`, then `lost`): one batch of `CHANGE_BATCH` in
-        one round trip here, the rest from one background thread per worker, so that no
-        request publishes more than a batch; nothing here while that thread runs (it takes
-        what is added meanwhile). A refusal leaves them to the next sync or edit. Returns how
-        many were published here; call with the lock held."""
-        if self._publisher is not None or not (self.pending or self.lost):
+        """Publish what the log lacks: every edit made here (`pending`, `CHANGE_BATCH` per
+        round trip: an edit is in the log before its request answers, so a worker that stops
+        loses none), then one batch of `lost` here and the rest from one background thread per
+        worker, so that no request republishes more than a batch; nothing here while that
+        thread runs (it takes what is added meanwhile). A refusal leaves them to the next sync
+        or edit. Returns how many were published here; call with the lock held."""
+        if self._publisher is not None:
             return 0
-        batch = self._next_batch()
-        found = self.redis.publish_changes(batch.changes)
-        if found is None:
-            return 0
-        self._landed(batch, found)
-        if self.pending or self.lost:
+        published = 0
+        while self.pending or (self.lost and not published):
+            batch = self._next_batch()
+            found = self.redis.publish_changes(batch.changes)
+            if found is None:
+                return published
+            self._landed(batch, found)
+            published += len(batch.changes)
+            if batch.made_here < len(batch.changes):
+                break  # lost edits went out: the rest are for the background thread
+        if self.lost:
             self._publisher = threading.Thread(
                 target=self._publish_rest, name="recs-catalog-publish", daemon=True
             )
             self._publisher.start()
-        return len(batch.changes)
+        return published
 
     def _publish_rest(self) -> None:
         """The background thread: a batch per round trip until all are published or Redis

@@ -169,3 +169,30 @@ def test_an_import_is_published_in_one_round_trip(
     assert rpush_calls(raw) == 1 + 1  # the change log, the audit trail
     assert raw.llen(f"{redis_prefix}catalog:changes") == 40
     assert worker_b.get("/api/items/im-39").json["title"] == "Imported Chair 39"
+
+
+def test_an_import_larger_than_a_batch_is_in_the_log_before_the_201(
+    admin_headers, make_app, hung_redis, redis_prefix
+):
+    """Past CHANGE_BATCH items, a POST answered 201 with only the first batch in the log and the
+    rest left to a background thread that a stopping worker does not wait for."""
+    import redis
+
+    from threefold.apps.recs.redis_state import CHANGE_BATCH
+
+    settings = {
+        "redis_url": hung_redis.url,
+        "redis_prefix": redis_prefix,
+        "catalog_sync_seconds": 0.0,
+        "max_batch_events": 3 * CHANGE_BATCH,
+    }
+    worker = make_app(**settings).test_client()
+    count = 2 * CHANGE_BATCH + 200
+    items = [{"item_id": f"ib-{n}", "title": f"Imported Bench {n}", **ITEM} for n in range(count)]
+    raw = redis.Redis.from_url(hung_redis.url)
+    raw.config_resetstat()
+    answer = worker.post("/api/items", json={"items": items}, headers=admin_headers)
+    assert answer.status_code == 201
+    assert raw.llen(f"{redis_prefix}catalog:changes") == count
+    assert rpush_calls(raw) == 3 + 1  # three batches, the audit trail
+    assert publishers() == 0
