@@ -6,14 +6,19 @@ records: one per (task, headline) and per alert), `corrections:by_time` and `ver
 orders them by position: a page is one ZREVRANGEBYLEX ... LIMIT and one HMGET), `audit` (list,
 newest first, capped). Signals have no TTL: they are training data.
 
-Records a version without the `by_time` sets stored are indexed lazily: a page read that finds
-fewer positions than records indexes the hash (HSCAN, a chunk at a time) before it reads.
+The previous version (no `by_time` sets) may still be saving beside this one during a rolling
+upgrade: it HSETs a record and leaves the index alone, so a record it adds has no position and one
+it replaces keeps its old position. So a page read leaves out and ZREMs a position whose record is
+gone or now sorts elsewhere, and repairs the index (`_repair`: HSCAN and ZSCAN a chunk at a time)
+when positions and records differ in number or a save found the record it replaced unindexed
+(it sets `<name>:by_time:repair`: the index may hold a stale position of that record), then reads
+the page again. With the index whole a page read reads one page.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from redis.client import Pipeline
 
@@ -84,48 +89,102 @@ class RedisSignalStore:
     def verdicts_of(self, alert_ids: Iterable[str]) -> list[dict]:
         return self._pick("verdicts", alert_ids)
 
+    def _keys(self, name: str) -> tuple[str, str, str]:
+        """The hash of `name`'s records, its index and the index's repair flag."""
+        return self._k(name), self._k(f"{name}:by_time"), self._k(f"{name}:by_time:repair")
+
     def _save(self, name: str, field: str, record: dict) -> None:
         """Store `record` under `field`, its position replacing the one of the record it
-        replaces (WATCH on the hash: retried when another write comes between)."""
-        records, index = self._k(name), self._k(f"{name}:by_time")
+        replaces (WATCH on the hash: retried when another write comes between). A replaced
+        record without a position was saved by the previous version, which may have left the
+        position of the record it replaced in the index: the save flags the index for repair."""
+        records, index, repair = self._keys(name)
 
         def replace(pipe: Pipeline) -> None:
             old = pipe.hget(records, field)
+            replaced = None if old is None else position(json.loads(old), field)
+            unindexed = replaced is not None and pipe.zscore(index, replaced) is None
             pipe.multi()
-            if old is not None:
-                pipe.zrem(index, position(json.loads(old), field))
+            if replaced is not None:
+                pipe.zrem(index, replaced)
             pipe.hset(records, field, json.dumps(record, sort_keys=True))
             pipe.zadd(index, {position(record, field): 0})
+            if unindexed:
+                pipe.set(repair, 1)
 
         self.client.transaction(replace, records)
 
     def _page(self, name: str, limit: int, after: str | None) -> Page:
-        records, index = self._k(name), self._k(f"{name}:by_time")
+        records, index, repair = self._keys(name)
         start = "+" if after is None else f"({after}"
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hlen(records).zcard(index).zrevrangebylex(index, start, "-", start=0, num=limit + 1)
-        stored, indexed, placed = pipe.execute()
-        if indexed < stored:
-            self._index(records, index)
+        pipe = self.client.pipeline(transaction=True)  # counts of one moment: no false repair
+        pipe.hlen(records).zcard(index).exists(repair)
+        pipe.zrevrangebylex(index, start, "-", start=0, num=limit + 1)
+        stored, indexed, flagged, placed = pipe.execute()
+        current, dropped = self._current(records, index, placed)
+        if flagged or indexed - dropped != stored:
+            self._repair(records, index, repair)
             placed = self.client.zrevrangebylex(index, start, "-", start=0, num=limit + 1)
+            current, _ = self._current(records, index, placed)
+        return page_of(current, limit)
+
+    def _current(
+        self, records: str, index: str, placed: list[str]
+    ) -> tuple[list[tuple[str, dict | None]], int]:
+        """The records at these positions (None for a stale position: its record is gone or
+        now sorts elsewhere), and how many stale positions were removed from `index`."""
         found = self.client.hmget(records, [field_of(p) for p in placed]) if placed else []
         loaded = [None if raw is None else json.loads(raw) for raw in found]
-        return page_of(list(zip(placed, loaded, strict=True)), limit)
+        current = [
+            (at, None if record is None or position(record, field_of(at)) != at else record)
+            for at, record in zip(placed, loaded, strict=True)
+        ]
+        stale = [at for at, record in current if record is None]
+        return current, self.client.zrem(index, *stale) if stale else 0
 
-    def _index(self, records: str, index: str) -> None:
-        """Add the position of every record in `records` to `index`, a HSCAN chunk at a time;
-        a chunk is retried when a write to the hash comes between its read and its ZADD."""
+    def _repair(self, records: str, index: str, repair: str) -> None:
+        """Make `index` hold the position of every record in `records` and nothing else, a
+        chunk at a time; a chunk is retried when a write to the hash comes between its read and
+        its write. The flag goes first, so a save that flags the index meanwhile is not lost."""
+        self.client.delete(repair)
+        self._scan_in_chunks(records, index, self._index_chunk)
+        self._scan_in_chunks(records, index, self._unindex_stale_chunk)
+
+    @staticmethod
+    def _index_chunk(pipe: Pipeline, records: str, index: str, at: int) -> int:
+        following, chunk = pipe.hscan(records, at, count=SCAN_CHUNK)
+        pipe.multi()
+        if chunk:
+            pipe.zadd(index, {position(json.loads(v), f): 0 for f, v in chunk.items()})
+        return following
+
+    @staticmethod
+    def _unindex_stale_chunk(pipe: Pipeline, records: str, index: str, at: int) -> int:
+        following, chunk = pipe.zscan(index, at, count=SCAN_CHUNK)
+        placed = [member for member, _ in chunk]
+        found = pipe.hmget(records, [field_of(p) for p in placed]) if placed else []
+        stale = [
+            at_
+            for at_, raw in zip(placed, found, strict=True)
+            if raw is None or position(json.loads(raw), field_of(at_)) != at_
+        ]
+        pipe.multi()
+        if stale:
+            pipe.zrem(index, *stale)
+        return following
+
+    def _scan_in_chunks(
+        self, records: str, index: str, chunk: Callable[[Pipeline, str, str, int], int]
+    ) -> None:
+        """Run `chunk` (one SCAN reply and its write) from cursor 0 until the scan ends, each
+        in a transaction that WATCHes `records`."""
         cursor = 0
         while True:
 
-            def index_chunk(pipe: Pipeline, at: int = cursor) -> int:
-                following, chunk = pipe.hscan(records, at, count=SCAN_CHUNK)
-                pipe.multi()
-                if chunk:
-                    pipe.zadd(index, {position(json.loads(v), f): 0 for f, v in chunk.items()})
-                return following
+            def one_chunk(pipe: Pipeline, at: int = cursor) -> int:
+                return chunk(pipe, records, index, at)
 
-            cursor = self.client.transaction(index_chunk, records, value_from_callable=True)
+            cursor = self.client.transaction(one_chunk, records, value_from_callable=True)
             if cursor == 0:
                 return
 

@@ -163,13 +163,90 @@ def test_records_stored_by_the_version_before_paging_are_paged_and_read_in_chunk
     reply_sizes.clear()
     second = store.corrections_page(3, first.after)
     assert texts(second.records) == [f"headline {stored - n}" for n in (2, 3, 4)]
-    assert max(reply_sizes) <= 3 + 1  # one more than a page tells whether another follows
+    # the two counts and the repair flag, and one more than a page tells whether another follows
+    assert max(reply_sizes) <= 3 + 3 + 1
 
     reply_sizes.clear()
     everything = store.corrections()  # retraining's full read: HSCAN chunks, not one reply
     assert len(everything) == stored and everything[-1]["text"] == "headline 7"
     assert [r["at"] for r in everything] == sorted(r["at"] for r in everything)
     assert max(reply_sizes) < stored
+
+
+# -- Redis: old and new versions saving side by side (a rolling upgrade) -----------------------
+
+
+@pytest.fixture
+def redis_signals(redis_settings, redis_prefix):
+    return open_signal_store(AlertsConfig(redis_prefix=redis_prefix), redis_settings)
+
+
+def old_pod_saves(store, record: dict) -> None:
+    """What the version without the time index did: HSET the record, nothing else."""
+    field = correction_key(str(record["task"]), str(record["text"]))
+    store.client.hset(f"{store.prefix}corrections", field, json.dumps(record, sort_keys=True))
+
+
+def every_page_after(store, limit: int, after: str | None) -> list[dict]:
+    records = []
+    while True:
+        page = store.corrections_page(limit, after)
+        records += page.records
+        if page.after is None:
+            return records
+        after = page.after
+
+
+def every_page(store, limit: int) -> list[dict]:
+    return every_page_after(store, limit, None)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("limit", [1, 2, 100])
+def test_old_and_new_pods_saving_side_by_side_list_every_record_once(
+    redis_signals, limit, reply_sizes
+) -> None:
+    store = redis_signals
+    for n in range(1, 21):
+        store.save_correction(correction(n))
+    old_pod_saves(store, correction(2, at=30, label="positive"))  # an old pod corrects 2 again
+    store.save_correction(correction(2, at=40, label="neutral"))  # then a new pod does
+    old_pod_saves(store, correction(21, at=50))  # an old pod corrects a new headline
+
+    listed = every_page(store, limit)
+    assert sorted(texts(listed)) == sorted(f"headline {n}" for n in range(1, 22))
+    assert texts(listed)[:2] == ["headline 21", "headline 2"]
+    assert listed[1]["label"] == "neutral"
+
+    reply_sizes.clear()  # the index is whole again: a page reads a page, not every record
+    assert texts(store.corrections_page(3).records) == ["headline 21", "headline 2", "headline 20"]
+    assert max(reply_sizes) <= 3 + 3 + 1  # as when no old pod wrote
+
+
+@pytest.mark.integration
+def test_a_record_an_old_pod_replaced_is_listed_once_where_it_now_sorts(redis_signals) -> None:
+    store = redis_signals
+    for n in range(1, 6):
+        store.save_correction(correction(n))
+    old_pod_saves(store, correction(2, at=10, label="positive"))  # as many records as positions
+
+    first = store.corrections_page(2)
+    assert texts(first.records) == ["headline 5", "headline 4"]
+    rest = every_page_after(store, 2, first.after)  # reaches the position 2 had: left out
+    assert texts(rest) == ["headline 3", "headline 1"]
+    again = every_page(store, 2)  # a new traversal shows it at the front, once
+    assert texts(again) == [f"headline {n}" for n in (2, 5, 4, 3, 1)]
+    assert again[0]["label"] == "positive"
+
+
+@pytest.mark.integration
+def test_a_new_pod_correcting_an_old_pod_s_new_record_lists_it_once(redis_signals) -> None:
+    store = redis_signals
+    for n in range(1, 4):
+        store.save_correction(correction(n))
+    old_pod_saves(store, correction(4, at=10))
+    store.save_correction(correction(4, at=11, label="positive"))
+    assert texts(every_page(store, 1)) == [f"headline {n}" for n in (4, 3, 2, 1)]
 
 
 # -- the API ---------------------------------------------------------------------------------
