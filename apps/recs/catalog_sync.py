@@ -347,6 +347,18 @@ class CatalogSync:
         run.clear()
         if not upserts:
             return
+        try:
+            self._upsert_all(upserts)
+        except (DataError, KeyError, TypeError, ValueError) as exc:
+            # one bad change must not fail the others of the read (nor every sync after it)
+            logger.error("a read's catalog upserts failed together (%s): applying one by one", exc)
+            for upsert in upserts:
+                try:
+                    self._upsert_all([upsert])
+                except (DataError, KeyError, TypeError, ValueError) as one:
+                    logger.error("skipping a catalog change of %r: %s", upsert.item.item_id, one)
+
+    def _upsert_all(self, upserts: list[_Upsert]) -> None:
         items = [upsert.item for upsert in upserts]
         vectors = {u.item.item_id: u.vector for u in upserts if u.vector is not None}
         self.recommender.upsert_items(items, vectors)

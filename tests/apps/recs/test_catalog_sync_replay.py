@@ -244,3 +244,31 @@ def test_an_older_logged_edit_cannot_land_between_an_edit_and_its_stamp(
     assert worker.get("/api/items/rc-1").json["title"] == "Newer Race Lamp"
     later = make_app(redis_url=redis_url, redis_prefix=redis_prefix, **SETTINGS)
     assert later.test_client().get("/api/items/rc-1").json["title"] == "Newer Race Lamp"
+
+
+def test_an_upsert_that_fails_to_apply_does_not_fail_the_rest_of_its_read(
+    make_app, redis_url, redis_prefix, redis_client, monkeypatch
+):
+    """The upserts of a read are applied together: one the catalog refuses made the whole read
+    fail, at every sync again. Now the read is applied one by one then, the refused one skipped."""
+    key = f"{redis_prefix}catalog:changes"
+    app = make_app(redis_url=redis_url, redis_prefix=redis_prefix, **SETTINGS)
+    sync = catalog_sync(app)
+    upsert_items = sync.recommender.upsert_items
+
+    def refusing(items, *args, **kwargs):
+        if any(item.item_id == "rf-bad" for item in items):
+            raise ValueError("refused for the test")
+        return upsert_items(items, *args, **kwargs)
+
+    monkeypatch.setattr(sync.recommender, "upsert_items", refusing)
+    changes = [
+        stamped({"op": "upsert", "item": {"item_id": item_id, "title": title, **ITEM}}, time.time())
+        for item_id, title in (("rf-good", "Good Lamp"), ("rf-bad", "Bad Lamp"))
+    ]
+    redis_client.rpush(key, *[json.dumps(change) for change in changes])
+    sync.sync(force=True)
+    worker = app.test_client()
+    assert worker.get("/api/items/rf-good").json["title"] == "Good Lamp"
+    assert worker.get("/api/items/rf-bad").status_code == 404
+    assert sync.applied_changes == len(changes)
