@@ -43,6 +43,8 @@ class AlertsConfig:
     # instead of counting in windows that close an hour late; 0 = no limit. 2 minutes covers
     # a drifting clock. (The watermark never passes the wall clock whatever this is.)
     max_future_s: float = 120.0
+    # the dashboard's /healthz is 503 once a consumer's alerts have not reached Kafka this long
+    publish_failing_limit_s: float = 60.0
     min_volume: int = 10
     z_threshold: float = 2.33  # one-sided, about p < 0.01
     share_margin: float = 0.15
@@ -116,6 +118,7 @@ class AlertsConfig:
             "partition_idle_s",
             "quiet_close_s",
             "max_future_s",
+            "publish_failing_limit_s",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, found {getattr(self, name)!r}")

@@ -10,7 +10,8 @@ Redis failing (down, timing out) is a ServiceError: the runner retries with back
 as it lasts, committing nothing. Redis refusing the consumer (wrong credentials, an ACL without
 the commands the state needs) is a `DependencyRefused`: the runner stops, as waiting cannot
 fix it. The processor's `on_status` writes the runner's status to Redis as this consumer's
-heartbeat (`StateStore.write_heartbeat`), for the dashboard's /healthz.
+heartbeat (`StateStore.write_heartbeat`), with its publisher's delivery state and its assigned
+partition count, for the dashboard's /healthz.
 """
 
 from __future__ import annotations
@@ -51,6 +52,37 @@ PUBLISH_TIMEOUT_S = 10.0
 TOPIC_NOT_READ, PARTITION_GONE = "topic_not_read", "partition_gone"
 # Redis answered and refused the consumer: waiting does not fix these (the runner stops)
 REDIS_REFUSALS = (AuthenticationError, AuthorizationError, NoPermissionError)
+ERROR_CHARS = 300  # a publish error in the heartbeat is cut to this
+
+
+@dataclass(frozen=True)
+class DeliveryState:
+    """Whether a publisher's alerts reach Kafka, as its last call left them (for the heartbeat).
+
+    `failing_since`: Unix time of the first call in a row that left an alert undelivered (its
+    send failed, or has no answer yet); None when the last call left none. `undelivered`: how
+    many such alerts (back in the outbox, or in flight). `error`: the last error, if any."""
+
+    failing_since: float | None = None
+    undelivered: int = 0
+    error: str = ""
+
+    def after_call(
+        self, undelivered: int, error: BaseException | None, now: float
+    ) -> DeliveryState:
+        """The state after a call that left `undelivered` alerts, its error `error`, at `now`."""
+        if not undelivered:
+            return DeliveryState()
+        since = now if self.failing_since is None else self.failing_since
+        told = repr(error)[:ERROR_CHARS] if error is not None else self.error
+        return DeliveryState(since, undelivered, told)
+
+    def to_heartbeat(self) -> dict[str, Any]:
+        return {
+            "publish_failing_since": self.failing_since,
+            "alerts_undelivered": self.undelivered,
+            "publish_error": self.error,
+        }
 
 
 class AlertPublisher:
@@ -89,6 +121,7 @@ class AlertPublisher:
         webhook: OutboxSender | None = None,
         metrics: AlertsMetrics | None = None,
         budget_s: float = PUBLISH_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.producer = producer
@@ -101,6 +134,14 @@ class AlertPublisher:
         self._sending: dict[str, tuple[dict, Any]] = {}  # alert id -> (alert, producer future)
         # alert id -> alert whose last send by this publisher failed (back in the outbox)
         self._failed: dict[str, dict] = {}
+        self._clock = clock  # Unix seconds: the dashboard compares `delivery` with its own
+        self._delivery = DeliveryState()
+
+    @property
+    def delivery(self) -> DeliveryState:
+        """Whether the alerts reach Kafka, as the last `publish_pending` left them; safe to read
+        from another thread (one immutable value, replaced at the end of each call)."""
+        return self._delivery
 
     def publish_pending(self) -> list[dict]:
         """Send the pending alerts no other consumer is sending, flush, and settle every send
@@ -152,6 +193,8 @@ class AlertPublisher:
             )
         if sent:
             self._acknowledge(sent)
+        undelivered = len(self._failed.keys() | self._sending.keys())
+        self._delivery = self._delivery.after_call(undelivered, error, self._clock())
         return sent
 
     def _report_out_of_time(
@@ -419,9 +462,12 @@ class AlertsProcessor:
 
     def on_status(self, status: RunnerStatus) -> None:
         """Write the runner's status as this consumer's heartbeat (the runner calls it on a
-        helper thread every few seconds; while Redis is away it fails, and the heartbeat ages)."""
+        helper thread every few seconds; while Redis is away it fails, and the heartbeat ages),
+        with what the publisher's last call left undelivered and the partitions assigned."""
         beat = {
             **status.to_dict(),
+            **self.publisher.delivery.to_heartbeat(),
+            "partitions_assigned": len(self._last_seen),
             "consumer": self.consumer_id,
             "written_at": time.time(),
             "interval_s": HEARTBEAT_S,

@@ -61,7 +61,8 @@ def healthz() -> tuple[dict, int]:
         )
         return {"status": "degraded", "redis": status, "reason": reason}, 503
     key = f"{resources.settings.redis_prefix}consumers"
-    health = assess_consumers(beats, time.time(), key)
+    limit = resources.settings.publish_failing_limit_s
+    health = assess_consumers(beats, time.time(), key, publish_failing_limit_s=limit)
     body = {"status": "ok", "redis": "ok", "alerts_consumer": health.state}
     if not health.ok:
         body.update(status="degraded", reason=health.reason)
