@@ -40,14 +40,15 @@ such as wrong credentials) stops the runner, without committing: waiting cannot 
 Every LAG_INTERVAL_S the runner asks the broker for the assigned partitions' end offsets (one
 ListOffsets request, END_OFFSETS_TIMEOUT_S at most; the last known ones stay when it fails,
 counted in `stats.end_offsets_failed` and logged once, `"event": "end_offsets_failed"`), and
-at once when a poll returns the first records after a second without any, before they are
-processed. Each assigned partition, fetched yet or not, paused or not, then has its records
-not processed yet: from its first uncommitted offset while it has records buffered or in
-flight, else from its position, to its end offset (or its high watermark, when a fetch told
-of a later one). That is the threefold_stream_consumer_lag gauge, and what a processor's
-`on_backlog(unread)` hook is handed ({TopicPartition: count, None when not known}), on the
-consumer thread; the hook only takes note (the alerts processor: a partition with records to
-read is never idle).
+at once when a poll returns the first records of a partition after a second without any,
+before they are processed (a batch's commit recomputes the counts from the ones known,
+without asking the broker). Each assigned partition, fetched yet or not, paused or not, then
+has its records not processed yet: from its first uncommitted offset while it has records
+buffered or in flight, else from its position, to its end offset (or its high watermark, when
+a fetch told of a later one). That is the threefold_stream_consumer_lag gauge, and what a
+processor's `on_backlog(unread)` hook is handed ({TopicPartition: count, None when not known}),
+on the consumer thread; the hook only takes note (the alerts processor: a partition with
+records to read is never idle).
 
 A processor with an `on_status(status)` hook is handed a `RunnerStatus` (running,
 dependency_down, kafka_down, stopped; the last poll's time) every HEARTBEAT_S while `run()`
@@ -423,7 +424,8 @@ class ConsumerRunner:
         self._skipped: dict[TopicPartition, list[int]] = {}
         self._failed = False
         self._last_lag_update = 0.0
-        self._last_records_at = 0.0  # monotonic: when a poll last returned records
+        # monotonic: when a poll last returned records of each partition
+        self._last_records_at: dict[TopicPartition, float] = {}
         # each assigned partition's end offset as last known (LAG_INTERVAL_S), for the lag
         # gauge and the processor's on_backlog hook
         self._end_offsets: dict[TopicPartition, int] = {}
@@ -920,6 +922,7 @@ class ConsumerRunner:
             self._first_uncommitted.clear()
             self._skipped.clear()  # not committed: read again, dead-lettered again
             self._end_offsets.clear()
+            self._last_records_at.clear()
             self._lookup = None  # its request fails with the consumer closed, and ends
         logger.info("consumer of group %r closed (%s)", self.group_id, self.stats)
 
@@ -1185,7 +1188,7 @@ class ConsumerRunner:
         if self._commit(batch, account):
             self._batch_fitted(len(batch))
         self._dependency_back()
-        self._maybe_update_lag(force=True)
+        self._maybe_update_lag(force=True, ask_broker=False)
 
     def _commit(self, batch: list[Message], account: Callable[[], None]) -> bool:
         """Commit the batch's offsets, past the skipped unreadable records they reach, and
@@ -1417,28 +1420,32 @@ class ConsumerRunner:
         return answer
 
     def _records_resume(self, records: Mapping[TopicPartition, list[Any]]) -> bool:
-        """Whether the poll returned the first records after LAG_INTERVAL_S without any: the
-        end offsets known may predate them (and records on other partitions written with
-        them), so they are asked for again before the records are processed."""
-        if not records:
-            return False
+        """Whether the poll returned records of a partition that had none for LAG_INTERVAL_S
+        (or never): the end offsets known may predate them (and records on other partitions
+        written with them), so they are asked for again before the records are processed."""
         now = time.monotonic()
-        resumed = now - self._last_records_at >= LAG_INTERVAL_S
-        self._last_records_at = now
+        resumed = False
+        for tp, tp_records in records.items():
+            if tp_records:
+                last = self._last_records_at.get(tp)
+                resumed = resumed or last is None or now - last >= LAG_INTERVAL_S
+                self._last_records_at[tp] = now
         return resumed
 
-    def _maybe_update_lag(self, *, force: bool = False) -> None:
+    def _maybe_update_lag(self, *, force: bool = False, ask_broker: bool = True) -> None:
         """Every LAG_INTERVAL_S (at once when `force`): ask for the assigned partitions' end
-        offsets, then set each one's lag gauge and hand the processor's `on_backlog` hook the
-        records each has unread (see the module docstring)."""
+        offsets (unless `ask_broker` is False: then the ones known serve, with the high
+        watermarks fetches told of), then set each one's lag gauge and hand the processor's
+        `on_backlog` hook the records each has unread (see the module docstring)."""
         now = time.monotonic()
         consumer = self._consumer
         if consumer is None or (not force and now - self._last_lag_update < LAG_INTERVAL_S):
             return
-        self._last_lag_update = now
-        self.metrics.refresh_throughput()
         deadline = Deadline.after(END_OFFSETS_TIMEOUT_S)
-        self._refresh_end_offsets(consumer, deadline)
+        if ask_broker:
+            self._last_lag_update = now
+            self.metrics.refresh_throughput()
+            self._refresh_end_offsets(consumer, deadline)
         with self._lock:
             held = [m for batch in self._in_flight for m in batch.batch] + self._batcher.pending
             pending = {TopicPartition(m.topic, m.partition) for m in held}
@@ -1528,6 +1535,7 @@ class ConsumerRunner:
                 self._first_uncommitted.pop(tp, None)
                 self._skipped.pop(tp, None)
                 self._end_offsets.pop(tp, None)
+                self._last_records_at.pop(tp, None)
                 self.metrics.forget_partition(tp.topic, tp.partition)
             event = "lost" if lost else "revoked"
             self.metrics.rebalances.labels(event=event).inc()

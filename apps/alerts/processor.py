@@ -527,8 +527,11 @@ class AlertsProcessor:
         self._unread = {_partition_name(tp.topic, tp.partition): n for tp, n in unread.items()}
 
     def _caught_up(self, name: str) -> bool:
-        """Whether partition `name` has no records left to read, as far as the runner knows."""
-        return self._unread is None or self._unread.get(name) == 0
+        """Whether partition `name` may count as having no records left to read: the runner
+        counted none, or cannot tell (no count yet, the broker not answering for its end
+        offset), when the time since its last message decides alone, as it did before counts:
+        an unknown count must not hold the group's windows open for as long as it lasts."""
+        return self._unread is None or not self._unread.get(name)
 
     def _register_assigned(self) -> None:
         """Register in the watermark the partitions assigned since the last registration, and

@@ -94,3 +94,15 @@ def test_quiet_close_leaves_a_partition_with_unread_records_where_it_is() -> Non
     processor.on_idle()
     assert store.watermark() == T0 + 100
     assert store.partition_watermarks()["news:1"] == T0 + 100
+
+
+def test_a_partition_whose_count_is_unknown_goes_idle_by_time_alone() -> None:
+    """The broker not answering for a partition's end offset (its leader offline) must not hold
+    the group's windows open for as long as that lasts: the time since its last message
+    decides, as it did before counts."""
+    processor, store, clock = _processor(quiet_close_s=0)
+    _deliver(processor, 1, T0 + 100)
+    processor.on_backlog({Partition(0): 0, Partition(1): None})
+    clock.now += 3600
+    _deliver(processor, 0, T0 + 900)
+    assert set(store.partition_watermarks()) == {"news:0"}
