@@ -121,6 +121,10 @@ class _Progress:
 
     def __init__(self, path: str | Path, topic: str) -> None:
         self.path, self.topic = path, topic
+        suffix = Path(path).suffix.lower()
+        # what a record's number counts: the items of a JSON array, else the file's lines
+        self.unit = "item" if suffix == ".json" else "line"
+        self.keep = " (keep the header line)" if suffix == ".csv" else ""
         self.acknowledged = 0  # records acknowledged by the last flush that succeeded
         self.through_line = 0  # the line of the last record that flush covered
         self.refused = 0
@@ -131,8 +135,9 @@ class _Progress:
         if len(self.listed) < REFUSED_LISTED:
             self.listed.append({"line": line, "reason": reason})
             logger.warning(
-                "%s line %d not sent to %r: %s; going on with the next record",
+                "%s %s %d not sent to %r: %s; going on with the next record",
                 self.path,
+                self.unit,
                 line,
                 self.topic,
                 reason,
@@ -151,15 +156,16 @@ class _Progress:
         """The error that ends the replay, with the line to resume from: the first one after
         those the last flush that succeeded covered."""
         done = (
-            f"{self.acknowledged} record(s) (lines 1-{self.through_line}) acknowledged by Kafka"
+            f"{self.acknowledged} record(s) ({self.unit}s 1-{self.through_line}) acknowledged "
+            "by Kafka"
             if self.acknowledged
             else "No record acknowledged by Kafka"
         )
         refused = f", {self.refused} refused (too large)" if self.refused else ""
         return ServiceError(
             f"replaying {self.path} into {self.topic!r} stopped: {first_line(exc)}. {done}"
-            f"{refused}; resume from line {self.through_line + 1} (records after it that were "
-            "queued may be in the topic already) once the broker is reachable"
+            f"{refused}; resume from {self.unit} {self.through_line + 1}{self.keep} (records "
+            "after it that were queued may be in the topic already) once the broker is reachable"
         )
 
 

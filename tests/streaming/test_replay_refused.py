@@ -80,3 +80,17 @@ def test_a_broker_lost_mid_replay_ends_it_with_the_line_to_resume_from(
     message = str(raised.value)
     assert "2 record(s) (lines 1-2) acknowledged" in message
     assert "resume from line 3" in message
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [
+        ("news.json", "resume from item 3 ("),  # a JSON array: records are numbered by item
+        ("news.csv", "resume from line 3 (keep the header line)"),
+        ("news.jsonl", "resume from line 3 ("),
+    ],
+)
+def test_where_to_resume_is_said_in_the_files_own_terms(name: str, where: str) -> None:
+    progress = replay._Progress(name, "news")
+    progress.acknowledged, progress.through_line = 2, 2
+    assert where in str(progress.stopped(ServiceError("the broker went away")))
