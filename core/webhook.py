@@ -303,7 +303,9 @@ class WebhookSender:
     Best effort: the queue is in memory, so payloads queued when the process stops are lost
     (use `OutboxSender` when deliveries must survive a restart). A payload the receiver
     rejects for good (`PostResult.rejected`) is not tried again; nothing one payload does
-    stops the thread from delivering the next.
+    stops the thread from delivering the next. Every attempt of one payload carries the same
+    `Idempotency-Key` header: a receiver that took an attempt but answered too late (or whose
+    answer was lost) drops the retries that follow.
 
     Args:
         name: what the webhook is for, in log lines and the thread name ("handoff", "alerts").
@@ -311,6 +313,8 @@ class WebhookSender:
         timeout_s: each attempt's limit, in all (see `post_json`).
         attempts: tries per payload; the wait after try i is backoff_s * 2**(i-1).
         on_result: metrics hook, see `OnResult`.
+        idempotency_key: the payload's `Idempotency-Key` (say, from its id and time, so that
+            the same event queued twice is dropped too); a random one per payload when None.
     """
 
     def __init__(
@@ -325,6 +329,7 @@ class WebhookSender:
         max_queue: int = 10_000,
         user_agent: str = "threefold",
         on_result: OnResult | None = None,
+        idempotency_key: Callable[[dict[str, Any]], str] | None = None,
     ) -> None:
         self.url = url
         self.name = name
@@ -334,6 +339,7 @@ class WebhookSender:
         self.backoff_s = backoff_s
         self.user_agent = user_agent
         self.on_result = on_result
+        self.idempotency_key = idempotency_key
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
 
@@ -363,12 +369,17 @@ class WebhookSender:
 
     def _deliver(self, payload: dict[str, Any]) -> tuple[PostResult, int]:
         """(the last attempt's result, attempts made); stops early on a 2xx or a rejection."""
+        key = uuid.uuid4().hex if self.idempotency_key is None else self.idempotency_key(payload)
         result = PostResult("not attempted")
         for attempt in range(1, self.attempts + 1):
             if attempt > 1:
                 time.sleep(retry_delay(attempt - 1, self.backoff_s))
             result = post_json(
-                self.url, payload, timeout_s=self.timeout_s, user_agent=self.user_agent
+                self.url,
+                payload,
+                timeout_s=self.timeout_s,
+                user_agent=self.user_agent,
+                headers={IDEMPOTENCY_HEADER: key},
             )
             if result.ok or result.rejected:
                 return result, attempt

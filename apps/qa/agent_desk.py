@@ -142,23 +142,39 @@ class AgentDesk:
         return conversation
 
     def typing(self, session_id: str, *, agent: str | None) -> None:
-        """Someone is typing: the agent (shown in the widget) or the customer (in the console)."""
-        self._get(session_id)
+        """Someone is typing: the customer (shown in the console) or the agent, shown in the
+        widget only when they hold the conversation (what a reply needs; its errors otherwise)."""
+        conversation = self._get(session_id)
         if agent is None:
             self.bus.publish(QUEUE_CHANNEL, {"type": "typing", "session_id": session_id})
         else:
+            handoff_queue.require_holder(conversation, agent)
             self._notify_customer(session_id, {"type": "typing", "agent": agent})
 
     def leave_message(self, session_id: str, text: str) -> Conversation:
-        """Store the customer's message for the team (also in the transcript, after a reload)."""
-        conversation = self.store.update(session_id, lambda c: handoff_queue.leave_message(c, text))
-        turn = Turn(turn_id=new_id(), role="user", text=text, ts=self.clock())
+        """Store the customer's message for the team, after those left before (also in the
+        transcript, after a reload; masked in both)."""
+        now = self.clock()
+        conversation = self.store.update(
+            session_id, lambda c: handoff_queue.leave_message(c, text, now)
+        )
+        turn = Turn(turn_id=new_id(), role="user", text=text, ts=now)
         self.sessions.update(session_id, lambda s: s.turns.append(turn))
         self._changed(conversation)
         return conversation
 
-    def conversations(self, status: str) -> list[Conversation]:
-        return self.store.list(status)
+    def conversations(
+        self, status: str, *, limit: int | None = None, offset: int = 0
+    ) -> list[Conversation]:
+        """The status's conversations, oldest handoff first (`limit` of them from `offset`)."""
+        if limit is None and not offset:
+            return self.store.list(status)
+        return self.store.list(status, limit=limit, offset=offset)
+
+    def waiting_customers(self) -> int:
+        """Waiting conversations whose customer may still be there (their session has not
+        expired): the queue length agents should act on."""
+        return sum(self.sessions.get(c.session_id) is not None for c in self.store.list("waiting"))
 
     def customer_state(self, session_id: str) -> dict[str, Any] | None:
         """What the widget shows: waiting (and whether too long), connected to whom, or ended."""
@@ -176,7 +192,8 @@ class AgentDesk:
         }
 
     def summary(self, conversation: Conversation) -> dict[str, Any]:
-        """The contract's list item: session_id, status, waiting_since, agent, last_message."""
+        """The contract's list item: session_id, status, waiting_since, agent, last_message,
+        session_expired (the customer has gone: nobody is left to read a reply)."""
         session = self.sessions.get(conversation.session_id)
         last = session.turns[-1] if session is not None and session.turns else None
         return {
@@ -189,6 +206,8 @@ class AgentDesk:
             else {"role": last.role, "text": last.text, "ts": last.ts, "agent": last.agent},
             "page_url": conversation.page_url,
             "left_message": conversation.left_message,
+            "left_messages": list(conversation.left_messages),
+            "session_expired": session is None,
         }
 
     def detail(self, conversation: Conversation) -> dict[str, Any]:
@@ -198,7 +217,6 @@ class AgentDesk:
             **shown,
             **self.summary(conversation),
             "transcript": session.transcript() if session is not None else [],
-            "session_expired": session is None,
         }
 
     def get(self, session_id: str) -> Conversation:

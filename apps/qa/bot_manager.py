@@ -11,6 +11,14 @@ in which case it rebuilds again from the newer KB. An edit made with `recalibrat
 review queue's) rebuilds a retrieval-only bot the same way, so its calibration is refitted on the
 edited KB too.
 
+With a gate set (`gate`, from THREEFOLD_QA_GATE_SET at the entry point) that rebuild is gated as
+`threefold retrain qa` is (`retrain.GateSet`): published as a candidate, made current only when
+not worse on the gate set than the version it was rebuilt from; a rejected one stays in the
+registry (status rejected, with the reason) and the edited version keeps answering. Without a
+gate set every rebuild goes live ungated. The edit itself (retrieval) always goes live at once:
+an admin's explicit change. Each rebuild's outcome (`REBUILD_OUTCOMES`) is logged as
+`qa_retrain_outcome`, kept in `last_rebuild` and passed to the `on_rebuild` callbacks (metrics).
+
 Every worker follows the bot directory's `current` pointer (`follow_pointer`, at most every
 `check_every_s`, from the `bot` property): a version published or rolled back by another process
 (`threefold retrain qa`, `threefold models rollback`, another gunicorn worker's edit) is loaded
@@ -31,6 +39,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from threefold.apps.qa.bot import Bot
 from threefold.apps.qa.builder import BuildOptions, EditStats, apply_edits, build_bot
@@ -41,12 +50,19 @@ from threefold.apps.qa.store import BotStore
 from threefold.core.encoder import TextEncoder
 from threefold.core.errors import ModelError
 
+if TYPE_CHECKING:
+    from threefold.apps.qa.retrain import GateSet
+    from threefold.core.gate import GateDecision
+
 logger = logging.getLogger(__name__)
 CHECK_EVERY_S = 1.0
 RECALIBRATED_BY = "qa recalibration after kb edit"
 REBUILT_FROM = "rebuilt_from"  # a background rebuild's metadata: the version it rebuilt
 CLOSE_WAIT_S = 10.0  # how long `close` waits for the background rebuild's thread to end
 KbEdit = tuple[Iterable[FaqEntry], Iterable[str]]  # (upserts, deletes)
+# what became of a background rebuild: published ungated (no gate set), promoted or rejected by
+# the gate, failed (the build or the gate's checks raised; logged with the error)
+REBUILD_OUTCOMES = ("published", "promoted", "rejected", "failed")
 
 
 class StaleBot(ModelError):
@@ -60,6 +76,7 @@ class BotManager:
     `micro_batch`: encode concurrent requests together (see `micro_batch`); the serving app's.
     `check_every_s`: how often reading `bot` looks at the pointer (None: never; the server's
     managers follow it every `CHECK_EVERY_S`).
+    `gate`: the gate set a background rebuild must pass to go live (None: it goes live ungated).
     """
 
     def __init__(
@@ -70,6 +87,7 @@ class BotManager:
         retrain_in_background: bool = True,
         micro_batch: bool = False,
         check_every_s: float | None = None,
+        gate: GateSet | None = None,
     ) -> None:
         self.store = store
         self._embedder = embedder
@@ -87,6 +105,10 @@ class BotManager:
         self._stamp: object = None
         self._checked_at = 0.0
         self.on_swap: list[Callable[[Bot], object]] = []  # called after each swap (metrics)
+        self.gate = gate
+        # called with each background rebuild's outcome, one of REBUILD_OUTCOMES (metrics)
+        self.on_rebuild: list[Callable[[str], object]] = []
+        self.last_rebuild: dict[str, Any] | None = None  # the latest one's outcome (status APIs)
 
     @property
     def bot(self) -> Bot:
@@ -246,12 +268,16 @@ class BotManager:
                 self._retrain_wanted = False
             base = self._current()
             try:
+                if self.gate is not None:
+                    self.gate.check(base)  # before the build: a gate that cannot judge it
                 rebuilt = retrained(base, should_stop=self._stopping.is_set)
+                decision = None if self.gate is None else self.gate.judge(rebuilt, base)[0]
             except TrainingStopped as stopped:
                 self._log_stopped(base, stopped.stage)
                 continue
-            except Exception:
+            except Exception as exc:
                 logger.exception("background retrain of bot %s failed", base.version)
+                self._rebuilt(base, "failed", error=f"{type(exc).__name__}: {exc}")
                 continue
             with self._write_lock, self.store.edit_lock():
                 if self._stopping.is_set():
@@ -273,11 +299,49 @@ class BotManager:
                     )
                     continue
                 rebuilt.info.parent = base.version
-                self.store.publish(
-                    rebuilt, created_by=RECALIBRATED_BY, metadata={REBUILT_FROM: base.version}
-                )
+                if self.gate is None or decision is None:
+                    version = self.store.publish(
+                        rebuilt, created_by=RECALIBRATED_BY, metadata={REBUILT_FROM: base.version}
+                    )
+                    outcome = "published"
+                else:
+                    version = self.gate.publish(
+                        self.store, rebuilt, base, decision,
+                        created_by=RECALIBRATED_BY, **{REBUILT_FROM: base.version},
+                    )  # fmt: skip
+                    outcome = "promoted" if decision.promoted else "rejected"
                 self._stamp = self.store.pointer_stamp()
-                self._swap(rebuilt)
+                if outcome != "rejected":
+                    self._swap(rebuilt)
+                self._rebuilt(base, outcome, version=version, decision=decision)
+
+    def _rebuilt(
+        self,
+        base: Bot,
+        outcome: str,
+        *,
+        version: str | None = None,
+        decision: GateDecision | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a background rebuild's outcome: `last_rebuild`, one log line, the callbacks."""
+        self.last_rebuild = {
+            "outcome": outcome,
+            "rebuilt_from": base.version,
+            "version": version,
+            "gate": None if decision is None else decision.to_dict(),
+            "error": error,
+        }
+        logger.log(
+            logging.WARNING if outcome in ("rejected", "failed") else logging.INFO,
+            "background rebuild of bot %s: %s (%s)",
+            base.version,
+            outcome,
+            decision.reason if decision is not None else error or "no gate set",
+            extra={"fields": {"event": "qa_retrain_outcome", **self.last_rebuild}},
+        )
+        for callback in self.on_rebuild:
+            callback(outcome)
 
     @staticmethod
     def _log_stopped(base: Bot, stage: str) -> None:

@@ -16,7 +16,9 @@ from threefold.core.errors import ConfigError
 REGISTRY_NAME = "qa-bot"  # the bot's entry in a registry ROOT (`--registry`)
 
 if TYPE_CHECKING:
+    from threefold.apps.qa.bot import Bot
     from threefold.apps.qa.config import QAConfig
+    from threefold.apps.qa.evaluation import LabeledQuery
     from threefold.core.encoder import TextEncoder
 
 
@@ -219,12 +221,19 @@ def build(
 
 
 @qa.command(name="eval")
-@click.option("--bot", "bot_dir", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--bot",
+    "bot_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Bot directory (its current version) or one version folder of it "
+    "(DIR/versions/VERSION, e.g. a candidate the gate rejected).",
+)
 @click.option(
     "--queries",
     required=True,
     type=click.Path(exists=True, dir_okay=False),
-    help="query,expected_id file; empty expected_id = out of scope.",
+    help="query,expected_id file (or a gate set's question,faq_id); an empty id = out of scope.",
 )
 @click.option(
     "--threshold",
@@ -251,11 +260,10 @@ def evaluate_command(
     """Evaluate a bot; prints one JSON object (accuracy, recall@5, MRR, OOS, outcomes, latency)."""
     import json
 
-    from threefold.apps.qa.evaluation import evaluate, read_queries
-    from threefold.apps.qa.store import BotStore
+    from threefold.apps.qa.evaluation import evaluate
 
-    labeled = read_queries(queries)
-    bot = BotStore(bot_dir).load()
+    labeled = _read_eval_queries(queries)
+    bot = _load_bot(bot_dir)
     settings = bot.policy_settings(threshold=threshold, ambiguity_margin=ambiguity_margin)
     with ExitStack() as stack:
         handle = stack.enter_context(_details_file(details_path)) if details_path else None
@@ -264,6 +272,35 @@ def evaluate_command(
         if handle is not None and details is not None:
             handle.writelines(json.dumps(record) + "\n" for record in details)
     emit_json(result)
+
+
+def _read_eval_queries(path: str) -> list[LabeledQuery]:
+    """`query,expected_id` rows, or a gate set's `question,faq_id` (`retrain qa --gate-set`)."""
+    from threefold.apps.qa.evaluation import read_queries
+    from threefold.apps.qa.retrain import read_gate_set
+    from threefold.core.tables import read_records
+
+    columns = set().union(*(record.values.keys() for record in read_records(path)))
+    if "query" not in columns and {"question", "faq_id"} <= columns:
+        return read_gate_set(path)
+    return read_queries(path)
+
+
+def _load_bot(path: str) -> Bot:
+    """The current version of bot directory `path`, or the version `path` is the folder of."""
+    from threefold.apps.qa.store import BotStore
+    from threefold.core.registry import VERSIONS_DIR, ModelEntry
+
+    folder = Path(path).resolve()
+    if ModelEntry.is_entry(folder) or not (folder / "bot.json").is_file():
+        return BotStore(folder).load()
+    if folder.parent.name != VERSIONS_DIR:
+        raise ConfigError(
+            f"--bot {path} holds a bot version (bot.json) but is not in a bot directory's "
+            f"{VERSIONS_DIR}/ folder, where versions are read from. Fix: pass the version "
+            f"folder inside its bot directory (DIR/{VERSIONS_DIR}/VERSION) or the directory"
+        )
+    return BotStore(folder.parent.parent).load(folder.name)
 
 
 def _details_file(path: str) -> IO[str]:

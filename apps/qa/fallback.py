@@ -710,12 +710,16 @@ class RememberingHandoffStore:
         self._note(conversation)
         return conversation
 
-    def list(self, status: str) -> list[Conversation]:
+    def list(self, status: str, *, limit: int | None = None, offset: int = 0) -> list[Conversation]:
         with self._lock:
             started = self._notes
-        found = self._through_breaker("list_handoffs", lambda: self.primary.list(status))
+        found = self._through_breaker(
+            "list_handoffs", lambda: self.primary.list(status, limit=limit, offset=offset)
+        )
         for conversation in found:
             self._note(conversation)
+        if limit is not None or offset:
+            return found  # a page: what it leaves out may be on another
         listed = {conversation.session_id for conversation in found}
         with self._lock:
             moved_on = [

@@ -1,4 +1,10 @@
-"""Human handoff: POST the transcript and top candidates to a webhook, off the request path."""
+"""Human handoff: POST the transcript and top candidates to a webhook, off the request path.
+
+Each handoff is tried up to 3 times (a timeout, a refused connection, a 5xx, 408/409/425/429),
+every attempt with the same `Idempotency-Key` header, `handoff-<session_id>-<ts>` (`handoff_key`):
+a receiver slower than the timeout gets the retries of a handoff it already took, and drops them
+by that key. A later handoff of the same session has another `ts`, so another key.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ class HandoffNotifier:
 
     A failing webhook (refused, timeout, non-2xx) is logged and counted through `on_result`
     (True when delivered), never raised: the chat answer does not wait for or depend on it.
+    Attempts carry `handoff_key(payload)` as their `Idempotency-Key`.
     """
 
     def __init__(
@@ -34,6 +41,7 @@ class HandoffNotifier:
                 timeout_s=timeout_s,
                 user_agent="threefold-qa/handoff",
                 on_result=None if on_result is None else lambda _p, error: on_result(error is None),
+                idempotency_key=handoff_key,
             )
 
     @property
@@ -47,3 +55,8 @@ class HandoffNotifier:
             logger.info("handoff for session %s (no webhook configured)", payload.get("session_id"))
             return
         self._sender.send(payload)
+
+
+def handoff_key(payload: dict[str, Any]) -> str:
+    """The handoff's `Idempotency-Key`: its session and time, the same for each attempt."""
+    return f"handoff-{payload['session_id']}-{payload['ts']}"

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from threefold.apps.qa.config import QAConfig
+from threefold.core.privacy import mask_pii
 
 STATUSES = ("claimed", "closed", "released", "waiting")
 ACTIVE = ("waiting", "claimed")
@@ -29,6 +30,7 @@ STAGES = {"waiting": 0, "claimed": 1}  # then released or closed: ended
 # how long after its handoff a waiting conversation counts against its address's cap, unless
 # told: the default session lifetime (the customer's messages, not the widget's polls, renew it)
 COUNTS_FOR_S = QAConfig.session_ttl_s
+MAX_LEFT_MESSAGES = 5  # the newest messages for the team a conversation keeps
 
 
 class HandoffError(Exception):
@@ -82,12 +84,19 @@ class Conversation:
     first_reply_at: float | None = None
     ended_at: float | None = None
     candidates: tuple[dict[str, Any], ...] = field(default_factory=tuple)
-    left_message: str | None = None
+    # {"text": masked with `core.privacy.mask_pii`, "ts": when left (None: not recorded)}, oldest
+    # first, the newest MAX_LEFT_MESSAGES
+    left_messages: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     client: str | None = None  # the address that asked (`core.web.client_key`); not for agents
 
     @property
     def active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def left_message(self) -> str | None:
+        """The newest message left for the team."""
+        return self.left_messages[-1]["text"] if self.left_messages else None
 
     @property
     def progress(self) -> tuple[float, int]:
@@ -99,6 +108,8 @@ class Conversation:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["candidates"] = list(self.candidates)
+        data["left_messages"] = list(self.left_messages)
+        data["left_message"] = self.left_message  # what workers of the previous version read
         return data
 
 
@@ -107,7 +118,22 @@ def conversation_from_dict(data: dict[str, Any]) -> Conversation:
     a rolling update, or before a rollback) are ignored rather than fail every read."""
     known = {f.name for f in fields(Conversation)}
     kept = {key: value for key, value in data.items() if key in known}
-    return Conversation(**{**kept, "candidates": tuple(data.get("candidates", ()))})
+    return Conversation(
+        **{
+            **kept,
+            "candidates": tuple(data.get("candidates", ())),
+            "left_messages": _left_messages(data),
+        }
+    )
+
+
+def _left_messages(data: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The stored messages for the team. A record of a version that kept only the newest, as
+    `left_message` and unmasked, reads as that one message (time not recorded), masked."""
+    if "left_messages" in data:
+        return tuple(data["left_messages"])
+    old = data.get("left_message")
+    return () if old is None else ({"text": mask_pii(old), "ts": None},)
 
 
 def claim(conversation: Conversation, agent: str, now: float) -> Conversation:
@@ -122,7 +148,7 @@ def claim(conversation: Conversation, agent: str, now: float) -> Conversation:
 
 def record_reply(conversation: Conversation, agent: str, now: float) -> Conversation:
     """The holder replied (the first reply is kept for the time-to-first-reply metric)."""
-    _require_holder(conversation, agent)
+    require_holder(conversation, agent)
     if conversation.first_reply_at is not None:
         return conversation
     return replace(conversation, first_reply_at=now)
@@ -132,16 +158,19 @@ def end(conversation: Conversation, agent: str, status: str, now: float) -> Conv
     """The holder hands the conversation back to the bot (`released`) or closes it."""
     if status not in ("closed", "released"):
         raise ValueError(f"a conversation ends as 'closed' or 'released', found {status!r}")
-    _require_holder(conversation, agent)
+    require_holder(conversation, agent)
     return replace(conversation, status=status, ended_at=now)
 
 
-def leave_message(conversation: Conversation, text: str) -> Conversation:
-    """The customer left a message for the team (nobody claimed in time). Only while the
-    conversation waits or is held: an ended one is in no agent's queue, so nobody would read it
-    (ConversationEnded; asking for a person again opens a new conversation)."""
+def leave_message(conversation: Conversation, text: str, now: float) -> Conversation:
+    """The customer left a message for the team (nobody claimed in time), kept masked after the
+    earlier ones (the newest MAX_LEFT_MESSAGES). Only while the conversation waits or is held: an
+    ended one is in no agent's queue, so nobody would read it (ConversationEnded; asking for a
+    person again opens a new conversation)."""
     _require_active(conversation)
-    return replace(conversation, left_message=text)
+    left = {"text": mask_pii(text), "ts": now}
+    kept = (*conversation.left_messages, left)[-MAX_LEFT_MESSAGES:]
+    return replace(conversation, left_messages=kept)
 
 
 def _require_active(conversation: Conversation) -> None:
@@ -149,7 +178,9 @@ def _require_active(conversation: Conversation) -> None:
         raise ConversationEnded(conversation.status)
 
 
-def _require_holder(conversation: Conversation, agent: str) -> None:
+def require_holder(conversation: Conversation, agent: str) -> None:
+    """Only the agent holding the conversation may reply, type or end it: NotClaimed while it
+    waits, HeldByAnother, or ConversationEnded."""
     _require_active(conversation)
     if conversation.status == "waiting":
         raise NotClaimed(conversation.session_id)
@@ -177,8 +208,9 @@ class HandoffStore(Protocol):
         """Apply `change` to the stored conversation atomically; raises what `change` raises."""
         ...
 
-    def list(self, status: str) -> list[Conversation]:
-        """Conversations in `status`, oldest handoff first."""
+    def list(self, status: str, *, limit: int | None = None, offset: int = 0) -> list[Conversation]:
+        """Conversations in `status`, oldest handoff first: `limit` of them (all when None)
+        from the `offset`-th. Reads only that status's conversations (at most `limit`)."""
         ...
 
 
@@ -223,10 +255,11 @@ class MemoryHandoffStore:
             self._conversations[session_id] = changed
             return changed
 
-    def list(self, status: str) -> list[Conversation]:
+    def list(self, status: str, *, limit: int | None = None, offset: int = 0) -> list[Conversation]:
         with self._lock:
             found = [c for c in self._conversations.values() if c.status == status]
-        return sorted(found, key=lambda c: c.waiting_since)
+        found.sort(key=lambda c: c.waiting_since)
+        return found[offset:] if limit is None else found[offset : offset + limit]
 
 
 def new_conversation(

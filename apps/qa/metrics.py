@@ -35,7 +35,8 @@ class QAMetrics:
 
         self.queue_length = Gauge(
             "qa_agent_queue_length",
-            "Conversations waiting for a person (read from the shared store at scrape time)",
+            "Conversations waiting for a person whose customer may still be there (their session "
+            "has not expired; read from the shared store at scrape time)",
             registry=registry,
         )
         self.first_reply = Histogram(

@@ -1,11 +1,20 @@
 """Handoffs in Redis: conversations (atomic transitions with WATCH/MULTI) and pub/sub events.
 
 Keys: `<prefix>handoff:<session_id>` (JSON), `<prefix>handoff:index` (sorted set of session
-ids by handoff time) and `<prefix>handoff:waiting:<client address>` (sorted set of the address's
-waiting session ids by handoff time, for the per-client cap: a conversation leaves it in the same
-MULTI as its claim or end, and counts no more once handed off `counts_for_s` ago, when its
-customer's session has run out; an opening prunes those, and the set expires that long after its
-last write).
+ids by handoff time), `<prefix>handoff:status:<status>` (sorted set per status of its session
+ids by handoff time: a listing reads only its status's set) and `<prefix>handoff:waiting:<client
+address>` (sorted set of the address's waiting session ids by handoff time, for the per-client
+cap: a conversation leaves it in the same MULTI as its claim or end, and counts no more once
+handed off `counts_for_s` ago, when its customer's session has run out; an opening prunes those,
+and the set expires that long after its last write). Every transition moves the conversation
+between the status sets in its MULTI; the index and the ended sets forget conversations handed
+off more than `ttl_s` ago.
+
+Conversations written by the previous version (the index only, no status sets) are filed in the
+status sets by the first listing, and conversations that its workers open during a rolling update
+by the listings after (`<prefix>handoff:synced`: the newest handoff filed, so each listing files
+only those handed off since, less a margin). An entry in a status set whose conversation has
+moved on without it (a transition by such a worker) is left out of the listing and refiled.
 Channels: `<prefix>events:<channel>`.
 """
 
@@ -19,7 +28,9 @@ from typing import Any
 import redis
 
 from threefold.apps.qa.handoff_queue import (
+    ACTIVE,
     COUNTS_FOR_S,
+    STATUSES,
     Conversation,
     TooManyWaiting,
     UnknownConversation,
@@ -27,6 +38,12 @@ from threefold.apps.qa.handoff_queue import (
     conversation_from_dict,
 )
 from threefold.apps.qa.redis_watch import Queue, update_watched
+
+# how far before the newest conversation filed a listing looks again for unfiled ones (a worker
+# of the previous version may write a handoff a little after its time, or with a clock behind)
+CATCH_UP_MARGIN_S = 300
+CATCH_UP_BATCH = 1000
+ENDED = tuple(status for status in STATUSES if status not in ACTIVE)
 
 
 def _text(raw: Any) -> str:
@@ -57,6 +74,13 @@ class RedisHandoffStore:
     @property
     def index_key(self) -> str:
         return f"{self.prefix}handoff:index"
+
+    def status_key(self, status: str) -> str:
+        return f"{self.prefix}handoff:status:{status}"
+
+    @property
+    def synced_key(self) -> str:
+        return f"{self.prefix}handoff:synced"
 
     def waiting_key(self, client: str) -> str:
         return f"{self.prefix}handoff:waiting:{client}"
@@ -106,19 +130,68 @@ class RedisHandoffStore:
 
         return self._transact(session_id, changed)
 
-    def list(self, status: str) -> list[Conversation]:
-        ids = [_text(i) for i in self.client.zrange(self.index_key, 0, -1)]
+    def list(self, status: str, *, limit: int | None = None, offset: int = 0) -> list[Conversation]:
+        """Reads the status's set (from `offset`, `limit` of them) and those conversations only."""
+        self._catch_up()
+        last = -1 if limit is None else offset + limit - 1
+        ids = [_text(i) for i in self.client.zrange(self.status_key(status), offset, last)]
         if not ids:
             return []
         found = []
         for session_id, raw in zip(ids, self.client.mget([self.key(i) for i in ids]), strict=True):
-            if raw is None:
-                self.client.zrem(self.index_key, session_id)
-                continue
-            conversation = conversation_from_dict(json.loads(raw))
-            if conversation.status == status:
+            conversation = _conversation(raw)
+            if conversation is not None and conversation.status == status:
                 found.append(conversation)
+            else:  # expired, or moved on by a worker of the previous version
+                self._refile(session_id)
         return found
+
+    def _catch_up(self) -> None:
+        """File in their status sets the conversations handed off since the newest one filed
+        (less `CATCH_UP_MARGIN_S`): all of them on a store the previous version wrote."""
+        synced = self.client.get(self.synced_key)
+        since = "-inf" if synced is None else float(synced) - CATCH_UP_MARGIN_S
+        entries = self.client.zrangebyscore(self.index_key, since, "+inf", withscores=True)
+        for start in range(0, len(entries), CATCH_UP_BATCH):
+            batch = entries[start : start + CATCH_UP_BATCH]
+            raws = self.client.mget([self.key(_text(i)) for i, _ in batch])
+            with self.client.pipeline(transaction=False) as pipe:
+                for raw in raws:
+                    conversation = _conversation(raw)
+                    if conversation is not None:  # NX: never moves one filed by a transition
+                        pipe.zadd(
+                            self.status_key(conversation.status),
+                            {conversation.session_id: conversation.waiting_since},
+                            nx=True,
+                        )
+                pipe.execute()
+        if entries and (synced is None or entries[-1][1] > float(synced)):
+            self.client.set(self.synced_key, repr(entries[-1][1]))
+
+    def _refile(self, session_id: str) -> None:
+        """Put the conversation in its status's set only (in none once it expired), atomically
+        with a read of it: a transition meanwhile retries the refiling."""
+
+        def refiled(raw: bytes | None) -> tuple[None, Queue]:
+            conversation = _conversation(raw)
+            if conversation is None:
+                return None, lambda pipe: self._queue_filing(pipe, session_id, None, 0.0)
+            status, since = conversation.status, conversation.waiting_since
+            return None, lambda pipe: self._queue_filing(pipe, session_id, status, since)
+
+        update_watched(self.client, self.key(session_id), refiled)
+
+    def _queue_filing(
+        self, pipe: Any, session_id: str, status: str | None, waiting_since: float
+    ) -> None:
+        """Queue the session's move to `status`'s set (out of every set when None)."""
+        for other in STATUSES:
+            if other != status:
+                pipe.zrem(self.status_key(other), session_id)
+        if status is None:
+            pipe.zrem(self.index_key, session_id)
+        else:
+            pipe.zadd(self.status_key(status), {session_id: waiting_since})
 
     def _transact(self, session_id: str, change: Any) -> Conversation:
         def changed(raw: bytes | None) -> tuple[Conversation, Queue]:
@@ -132,6 +205,10 @@ class RedisHandoffStore:
         session_id = conversation.session_id
         pipe.set(self.key(session_id), json.dumps(conversation.to_json()), ex=self.ttl_s)
         pipe.zadd(self.index_key, {session_id: conversation.waiting_since})
+        self._queue_filing(pipe, session_id, conversation.status, conversation.waiting_since)
+        forgotten = f"({time.time() - self.ttl_s}"  # handed off before: expired or soon
+        for key in (self.index_key, *(self.status_key(status) for status in ENDED)):
+            pipe.zremrangebyscore(key, "-inf", forgotten)
         if conversation.client is None:
             return
         waiting_key = self.waiting_key(conversation.client)

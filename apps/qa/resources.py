@@ -221,7 +221,7 @@ def open_resources(
             reply=turn.text,
         ),
     )
-    metrics.count_queue_with(lambda: len(handoffs.list("waiting")))
+    metrics.count_queue_with(desk.waiting_customers)
     notifier = HandoffNotifier(
         reveal(settings.handoff_webhook),
         timeout_s=settings.handoff_timeout_s,

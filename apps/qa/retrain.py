@@ -10,11 +10,13 @@ dropped. The gate metric is the
 evaluation contract's `overall_accuracy` (answered correctly, or correctly declined, over all
 gate questions). `core.gate` decides; the candidate is published either way, current only when
 promoted, with the comparison in its registry metadata. Running servers follow the pointer.
+`GateSet` is that gate; the server's background rebuild after a KB edit goes through it too.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from threefold.apps.qa.evaluation import LabeledQuery, evaluate
 from threefold.apps.qa.knowledge_base import KnowledgeBase
 from threefold.apps.qa.store import BotStore
 from threefold.core.errors import DataError, ModelError
-from threefold.core.gate import judge, publish_gated, retrain_report
+from threefold.core.gate import GateDecision, judge, publish_gated, retrain_report
 from threefold.core.registry import data_fingerprint
 from threefold.core.tables import read_records
 
@@ -103,6 +105,75 @@ def candidate_bot(current: Bot, kb: KnowledgeBase | None = None) -> Bot:
     return candidate
 
 
+@dataclass(frozen=True)
+class GateSet:
+    """A gate set read once, and the gate it sets: judge a candidate bot against the current
+    one, publish it gated. `threefold retrain qa` and the server's background rebuild after a
+    KB edit (`BotManager`, when THREEFOLD_QA_GATE_SET is set) both go through it."""
+
+    path: Path
+    queries: tuple[LabeledQuery, ...]
+    fingerprint: str
+    margin: float = 0.0
+
+    @classmethod
+    def read(cls, path: str | Path, *, margin: float = 0.0) -> GateSet:
+        """Read `path` (`read_gate_set`); `margin`: see `core.gate.judge`."""
+        queries = tuple(read_gate_set(path))
+        return cls(Path(path), queries, data_fingerprint(Path(path)), margin)
+
+    def info(self) -> dict[str, Any]:
+        """What the registry metadata and the report record of the gate set."""
+        return {"path": str(self.path), "n": len(self.queries), "fingerprint": self.fingerprint}
+
+    def check(self, current: Bot, candidate_kb: KnowledgeBase | None = None) -> None:
+        """DataError before a build whose comparison would mean nothing: a gate question the
+        build sees, or a gate faq_id of neither KB (`check_unseen`, `check_ids`)."""
+        queries = list(self.queries)
+        kb = current.kb if candidate_kb is None else candidate_kb
+        check_unseen(queries, training_texts(current) | training_texts(current, kb))
+        check_ids(queries, kb, current.kb)
+
+    def judge(self, candidate: Bot, current: Bot) -> tuple[GateDecision, dict[str, Any]]:
+        """The gate's decision on `overall_accuracy` and both evaluations (candidate, current)."""
+        scores = {
+            name: evaluate(bot, self.queries, allow_unknown_ids=True)
+            for name, bot in (("candidate", candidate), ("current", current))
+        }
+        decision = judge(
+            GATE_METRIC,
+            scores["candidate"]["overall_accuracy"],
+            scores["current"]["overall_accuracy"],
+            margin=self.margin,
+        )
+        return decision, scores
+
+    def publish(
+        self,
+        store: BotStore,
+        candidate: Bot,
+        current: Bot,
+        decision: GateDecision,
+        *,
+        created_by: str,
+        **metadata: Any,
+    ) -> str:
+        """Publish `candidate`, current only when `decision` promoted it (call it under the
+        store's edit lock); returns its version."""
+        return publish_gated(
+            store.entry,
+            store.writer(candidate),
+            decision,
+            metadata=store.metadata(
+                candidate,
+                created_by=created_by,
+                gate_set=self.info(),
+                current_metrics={GATE_METRIC: decision.current, "version": current.version},
+                **metadata,
+            ),
+        )
+
+
 def retrain(
     store: BotStore,
     gate_set: str | Path,
@@ -111,27 +182,11 @@ def retrain(
     kb: KnowledgeBase | None = None,
 ) -> dict[str, Any]:
     """Build, judge and publish a candidate; returns the `threefold retrain` JSON report."""
-    queries = read_gate_set(gate_set)
+    gate = GateSet.read(gate_set, margin=margin)
     current = store.load()
-    candidate_kb = kb if kb is not None else current.kb
-    check_unseen(queries, training_texts(current) | training_texts(current, candidate_kb))
-    check_ids(queries, candidate_kb, current.kb)
+    gate.check(current, kb)
     candidate = candidate_bot(current, kb)
-    scores = {
-        name: evaluate(bot, queries, allow_unknown_ids=True)
-        for name, bot in (("candidate", candidate), ("current", current))
-    }
-    decision = judge(
-        GATE_METRIC,
-        scores["candidate"]["overall_accuracy"],
-        scores["current"]["overall_accuracy"],
-        margin=margin,
-    )
-    gate_info = {
-        "path": str(gate_set),
-        "n": len(queries),
-        "fingerprint": data_fingerprint(Path(gate_set)),
-    }
+    decision, scores = gate.judge(candidate, current)
     with store.edit_lock():  # as the API's edits do: none lands between this check and publish
         now_current = store.current_version()
         if now_current != current.version:
@@ -141,17 +196,7 @@ def retrain(
                 "its candidate would discard that change. Nothing published. Fix: run the "
                 "retrain again"
             )
-        version = publish_gated(
-            store.entry,
-            store.writer(candidate),
-            decision,
-            metadata=store.metadata(
-                candidate,
-                created_by=CREATED_BY,
-                gate_set=gate_info,
-                current_metrics={GATE_METRIC: decision.current, "version": current.version},
-            ),
-        )
+        version = gate.publish(store, candidate, current, decision, created_by=CREATED_BY)
     scores["candidate"]["bot_version"] = version  # it had none while it was evaluated
     return retrain_report(
         "qa",
@@ -159,7 +204,7 @@ def retrain(
         version,
         current.version,
         decision,
-        gate_set=gate_info,
+        gate_set=gate.info(),
         evaluation={
             name: {key: result[key] for key in REPORTED} for name, result in scores.items()
         },

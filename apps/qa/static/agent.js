@@ -167,8 +167,11 @@
       }
       // the customer's words in a <bdi>: their own direction, inside the console's LTR line
       var last = el("span", { class: "last" });
-      if (item.left_message) last.append("Left a message: ", el("bdi", {}, item.left_message));
-      else if (item.last_message) last.append(el("bdi", {}, item.last_message.text));
+      var left = item.left_messages || [];
+      if (left.length) {
+        last.append(left.length > 1 ? "Left " + left.length + " messages, the newest: " : "Left a message: ");
+        last.append(el("bdi", {}, left[left.length - 1].text));
+      } else if (item.last_message) last.append(el("bdi", {}, item.last_message.text));
       button.appendChild(last);
       button.addEventListener("click", () => openConversation(item.session_id, true));
       li.appendChild(button);
@@ -218,9 +221,14 @@
     if (d.page_url && /^https?:/.test(d.page_url)) {
       page.appendChild(el("a", { href: d.page_url, target: "_blank", rel: "noopener noreferrer" }, d.page_url));
     } else page.textContent = d.page_url || "unknown";
-    $("d-left").hidden = !d.left_message;
-    $("d-left").replaceChildren();
-    if (d.left_message) $("d-left").append("Message left for the team: ", el("bdi", {}, d.left_message));
+    // every message the customer left for the team, oldest first, each on its line with its time
+    var leftMessages = d.left_messages || [];
+    $("d-left").hidden = !leftMessages.length;
+    $("d-left").replaceChildren(leftMessages.length > 1 ? "Messages left for the team:" : "Message left for the team:");
+    leftMessages.forEach((m) => {
+      $("d-left").append(el("br"), m.ts ? new Date(m.ts * 1000).toLocaleTimeString() + " · " : "");
+      $("d-left").append(el("bdi", {}, m.text));
+    });
     if (d.status !== "claimed") $("customer-typing").hidden = true;
     $("claim").disabled = d.status !== "waiting";
     $("release").disabled = !mine;

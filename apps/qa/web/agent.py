@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, g, jsonify, request, send_from_directo
 from flask.typing import ResponseReturnValue
 
 from threefold.apps.qa.handoff_events import QUEUE_CHANNEL
-from threefold.apps.qa.handoff_queue import STATUSES
+from threefold.apps.qa.handoff_queue import ACTIVE, STATUSES
 from threefold.apps.qa.resources import EXTENSION_KEY, Resources
 from threefold.apps.qa.sessions import valid_session_id
 from threefold.apps.qa.web.event_stream import sse_response
@@ -23,6 +23,9 @@ from threefold.core.web import ApiError, named_token_required, read_json_body, r
 
 agent_blueprint = Blueprint("qa_agent", __name__)
 api = "/api/agent"
+ENDED_PAGE = 100  # closed or released conversations listed when no limit is given
+MAX_PAGE = 1000
+MAX_OFFSET = 10_000_000
 
 
 def _resources() -> Resources:
@@ -69,10 +72,26 @@ def me() -> ResponseReturnValue:
     return jsonify({"agent": g.agent})
 
 
+def _whole_number(name: str, default: int | None, low: int, high: int) -> int | None:
+    """The query parameter `name` (`default` when absent): a 400 unless from `low` to `high`."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise ApiError(
+            400,
+            f"{name} must be a whole number from {low} to {high}, found {raw[:20]!r}",
+            field=name,
+        )
+    return int(raw)
+
+
 @agent_blueprint.get(f"{api}/conversations")
 @agent_required
 def list_conversations() -> ResponseReturnValue:
-    """`?status=waiting|claimed|closed|released` (default waiting), oldest handoff first."""
+    """`?status=waiting|claimed|closed|released` (default waiting), oldest handoff first;
+    `&limit=` (1 to 1000; default all of the waiting or claimed, 100 of the ended) `&offset=`
+    (default 0): the next page starts at offset + limit, an empty page is past the end."""
     status = request.args.get("status", "waiting")
     if status not in STATUSES:
         raise ApiError(
@@ -80,8 +99,12 @@ def list_conversations() -> ResponseReturnValue:
             f"status must be one of {list(STATUSES)}, found {status[:20]!r}",
             field="status",
         )
+    default_limit = None if status in ACTIVE else ENDED_PAGE
+    limit = _whole_number("limit", default_limit, 1, MAX_PAGE)
+    offset = _whole_number("offset", 0, 0, MAX_OFFSET) or 0
     desk = _resources().desk
-    return jsonify([desk.summary(c) for c in desk.conversations(status)])
+    listed = desk.conversations(status, limit=limit, offset=offset)
+    return jsonify([desk.summary(c) for c in listed])
 
 
 @agent_blueprint.get(f"{api}/conversations/<session_id>")

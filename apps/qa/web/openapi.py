@@ -149,7 +149,7 @@ DOCUMENT = openapi_document(
                 params=[SESSION],
                 body=TEXT_BODY,
                 response=OBJECT,
-                errors=(404, 409),
+                errors=(404, 409, 410),
             )
         },
         "/api/kb": {
@@ -228,7 +228,15 @@ DOCUMENT = openapi_document(
                     query_param(
                         "status",
                         {"type": "string", "enum": ["waiting", "claimed", "closed", "released"]},
-                    )
+                    ),
+                    query_param(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": 1000},
+                        "default: every waiting or claimed one, 100 closed or released",
+                    ),
+                    query_param(
+                        "offset", {"type": "integer", "minimum": 0}, "where the page starts"
+                    ),
                 ],
                 response={"type": "array", "items": OBJECT},
                 errors=(400,),
@@ -251,21 +259,21 @@ DOCUMENT = openapi_document(
                 params=[SESSION],
                 body=TEXT_BODY,
                 response=OBJECT,
-                errors=(404, 409),
+                errors=(404, 409, 410),
             )
         },
         "/api/agent/conversations/{session_id}/release": {
             "post": _agent(
-                "Hand back to the bot", params=[SESSION], response=OBJECT, errors=(404, 409)
+                "Hand back to the bot", params=[SESSION], response=OBJECT, errors=(404, 409, 410)
             )
         },
         "/api/agent/conversations/{session_id}/close": {
             "post": _agent(
-                "Close the conversation", params=[SESSION], response=OBJECT, errors=(404, 409)
+                "Close the conversation", params=[SESSION], response=OBJECT, errors=(404, 409, 410)
             )
         },
         "/api/agent/conversations/{session_id}/typing": {
-            "post": _agent("The agent is typing", ok=204, params=[SESSION], errors=(404, 409))
+            "post": _agent("The agent is typing", ok=204, params=[SESSION], errors=(404, 409, 410))
         },
         "/api/agent/events": {
             "get": _agent(

@@ -383,8 +383,8 @@ class HeldRead(MemoryHandoffStore):
     def get(self, session_id: str) -> Conversation | None:
         return self._held(super().get(session_id))
 
-    def list(self, status: str) -> list[Conversation]:
-        return self._held(super().list(status))
+    def list(self, status: str, *, limit: int | None = None, offset: int = 0) -> list[Conversation]:
+        return self._held(super().list(status, limit=limit, offset=offset))
 
 
 def in_background(call: Any) -> threading.Thread:

@@ -42,7 +42,7 @@ def test_claim_reply_and_end_follow_the_rules() -> None:
         lambda c: hq.claim(c, "bob", 160.0),
         lambda c: hq.record_reply(c, "alice", 160.0),
         lambda c: hq.end(c, "alice", "released", 160.0),
-        lambda c: hq.leave_message(c, "is anyone there?"),
+        lambda c: hq.leave_message(c, "is anyone there?", 160.0),
     ):
         with pytest.raises(ConversationEnded, match="closed"):
             change(closed)
@@ -93,12 +93,14 @@ def test_a_message_left_after_the_conversation_ended_is_refused_not_stored(store
     """Nobody would read it (an ended conversation is in no agent's queue): the customer is
     told, in both stores alike, rather than a 'stored' nobody sees."""
     store.open(waiting())
-    assert store.update(SID, lambda c: hq.leave_message(c, "call me")).left_message == "call me"
+    left = store.update(SID, lambda c: hq.leave_message(c, "call me", 105.0))
+    assert left.left_message == "call me"
     store.update(SID, lambda c: hq.claim(c, "alice", 110.0))
-    assert store.update(SID, lambda c: hq.leave_message(c, "still me")).left_message == "still me"
+    left = store.update(SID, lambda c: hq.leave_message(c, "still me", 115.0))
+    assert left.left_message == "still me"
     store.update(SID, lambda c: hq.end(c, "alice", "closed", 120.0))
     with pytest.raises(ConversationEnded, match="closed"):
-        store.update(SID, lambda c: hq.leave_message(c, "anyone?"))
+        store.update(SID, lambda c: hq.leave_message(c, "anyone?", 125.0))
     assert store.get(SID).left_message == "still me"
 
 
