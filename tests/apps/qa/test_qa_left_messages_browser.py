@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
+SCREENSHOTS = Path(__file__).parents[2] / ".artifacts" / "screenshots"
 
 
 def test_the_console_lists_every_left_message_masked(make_app, live_server, browser) -> None:
@@ -34,5 +36,7 @@ def test_the_console_lists_every_left_message_masked(make_app, live_server, brow
             ["Order 123 never arrived, call me at [phone]", "also my email is [email]"]
         )
         expect(left).not_to_contain_text("555-0100")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        console.screenshot(path=str(SCREENSHOTS / "qa_agent_console_left_messages.png"))
     finally:
         context.close()
