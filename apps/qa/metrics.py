@@ -69,6 +69,13 @@ class QAMetrics:
             "Bot versions swapped in by this process (edits, rebuilds, rollbacks, the pointer)",
             registry=registry,
         )
+        self.bot_rebuilds = Counter(
+            "qa_bot_rebuilds_total",
+            "Background rebuilds after KB edits, by outcome: published (no gate set), promoted or "
+            "rejected by THREEFOLD_QA_GATE_SET, failed",
+            ["outcome"],
+            registry=registry,
+        )
         self.review_actions = Counter(
             "qa_review_actions_total",
             "Review queue actions (paraphrase, new_faq, dismiss) and the items they took",

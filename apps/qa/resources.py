@@ -44,6 +44,7 @@ from threefold.apps.qa.metrics import QAMetrics
 from threefold.apps.qa.redis_feedback import RedisRecordLog
 from threefold.apps.qa.redis_handoff import RedisEventBus, RedisHandoffStore
 from threefold.apps.qa.redis_sessions import RedisSessionStore
+from threefold.apps.qa.retrain import GateSet
 from threefold.apps.qa.sessions import MemorySessionStore, SessionStore
 from threefold.apps.qa.store import BotStore
 from threefold.core.encoder import TextEncoder
@@ -128,8 +129,15 @@ def open_bot(settings: QAConfig, *, encoder: TextEncoder | None = None) -> BotMa
             f"{settings.bot_dir}`, or serve with THREEFOLD_QA_KB_PATH set so `threefold serve qa` "
             "builds one"
         )
+    gate = (
+        GateSet.read(settings.gate_set, margin=settings.gate_margin) if settings.gate_set else None
+    )
     manager = BotManager(
-        store, embedder=encoder, micro_batch=True, check_every_s=settings.follow_pointer_s
+        store,
+        embedder=encoder,
+        micro_batch=True,
+        check_every_s=settings.follow_pointer_s,
+        gate=gate,
     )
     manager.reload()
     return manager
@@ -146,6 +154,7 @@ def open_resources(
     registry = CollectorRegistry()
     metrics = QAMetrics(registry)
     manager.on_swap.append(lambda _bot: metrics.bot_swaps.inc())
+    manager.on_rebuild.append(lambda outcome: metrics.bot_rebuilds.labels(outcome).inc())
     client = None
     breaker = None
     flusher = None

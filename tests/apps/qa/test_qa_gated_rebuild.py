@@ -143,3 +143,19 @@ def test_qa_eval_reads_the_gate_set_and_a_version_folder(bot_dir: Path, tmp_path
     )
     assert result.exit_code == 1
     assert "is not in a bot directory's versions/ folder" in result.output
+
+
+def test_the_server_gates_its_rebuilds_with_the_configured_gate_set(make_app) -> None:
+    """THREEFOLD_QA_GATE_SET reaches the serving bot's manager, and /metrics counts the
+    outcome (the manager alone was gated; the server built it without the gate)."""
+    from threefold.apps.qa.resources import EXTENSION_KEY
+
+    app = make_app(gate_set=str(SAMPLE_GATE_SET), gate_margin=-0.9)
+    manager = app.extensions[EXTENSION_KEY].manager
+    edited, _ = manager.edit(
+        [entry_from_mapping(PET_POLICY)], by="admin (review)", recalibrate=True
+    )
+    assert manager.wait_for_retrain(timeout=600), "the background rebuild did not end"
+    assert manager.bot.version == edited  # rejected: the edit keeps answering
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'qa_bot_rebuilds_total{outcome="rejected"} 1.0' in metrics
