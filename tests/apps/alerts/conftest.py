@@ -10,6 +10,23 @@ from threefold.apps.alerts.scoring import ScoredItem
 T0 = 1_714_550_400  # 2024-05-01T08:00:00Z, a multiple of 300
 
 
+class Clock:
+    """A wall clock the test moves by hand (`clock.now += 60`)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Partition:
+    """What the processor reads of a kafka-python TopicPartition."""
+
+    def __init__(self, number: int, topic: str = "news") -> None:
+        self.topic, self.partition = topic, number
+
+
 def make_scored(
     message_id: str,
     event_time: float,

@@ -12,22 +12,9 @@ from threefold.apps.alerts.processor import AlertPublisher, AlertsProcessor, Pre
 from threefold.apps.alerts.state.memory import InMemoryStateStore
 from threefold.streaming.messages import Message
 
-from .conftest import T0, make_scored
+from .conftest import T0, Clock, Partition, make_scored
 
 NAMES = ("news:0", "news:1")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Partition:
-    def __init__(self, number: int) -> None:
-        self.topic, self.partition = "news", number
 
 
 def _processor(**settings: float) -> tuple[AlertsProcessor, InMemoryStateStore, Clock]:

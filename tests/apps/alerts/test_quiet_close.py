@@ -14,20 +14,7 @@ from threefold.apps.alerts.state.memory import InMemoryStateStore
 from threefold.core.errors import ServiceError
 from threefold.streaming.messages import Message
 
-from .conftest import T0, make_scored
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Partition:
-    def __init__(self, number: int) -> None:
-        self.topic, self.partition = "news", number
+from .conftest import T0, Clock, Partition, make_scored
 
 
 def _processor(quiet_close_s: float) -> tuple[AlertsProcessor, InMemoryStateStore, Clock]:

@@ -22,12 +22,7 @@ from threefold.apps.alerts.state.memory import InMemoryStateStore
 from threefold.apps.alerts.state.store import StateStore
 from threefold.streaming.messages import Message
 
-from .conftest import T0, make_scored
-
-
-class Partition:
-    def __init__(self, topic: str, number: int) -> None:
-        self.topic, self.partition = topic, number
+from .conftest import T0, Partition, make_scored
 
 
 def test_unread_partitions_names_each_with_why() -> None:
@@ -56,10 +51,10 @@ def test_partitions_the_group_no_longer_reads_stop_holding_the_windows(caplog) -
     (logged with the reason, counted) and the windows the watermark passed close."""
     caplog.set_level(logging.INFO)
     processor, store = _processor()
-    processor.on_partitions_assigned([Partition("old", 0)])
+    processor.on_partitions_assigned([Partition(0, "old")])
     _deliver(processor, "old", 0, T0 + 100)
-    processor.on_partitions_revoked([Partition("old", 0)])
-    processor.on_partitions_assigned([Partition("news", 0)])
+    processor.on_partitions_revoked([Partition(0, "old")])
+    processor.on_partitions_assigned([Partition(0, "news")])
     _deliver(processor, "news", 0, T0 + 700)
     assert store.watermark() == T0 + 100
     assert len(store.open_windows()) == 2
@@ -91,7 +86,7 @@ def test_partitions_the_group_reads_are_kept_whoever_owns_them(caplog) -> None:
     caplog.set_level(logging.INFO)
     processor, store = _processor()
     store.advance_watermark({"news:0": T0, "news:1": T0 + 50, "other:0": T0 + 10})
-    processor.on_partitions_assigned([Partition("news", 0)])
+    processor.on_partitions_assigned([Partition(0, "news")])
     processor.on_group_partitions({"news": frozenset({0, 1}), "other": frozenset()})
     assert set(store.partition_watermarks()) == {"news:0", "news:1", "other:0"}
     assert not [r for r in caplog.records if "dropped input partition" in r.getMessage()]
@@ -114,7 +109,7 @@ def test_partition_watermarks_are_those_in_the_minimum(store: StateStore) -> Non
 def test_a_partition_this_consumer_reads_is_kept_whatever_stale_metadata_says() -> None:
     """Partitions just added: the broker that answered may list fewer than the group assigned."""
     processor, store = _processor()
-    processor.on_partitions_assigned([Partition("news", 0), Partition("news", 2)])
+    processor.on_partitions_assigned([Partition(0, "news"), Partition(2, "news")])
     _deliver(processor, "news", 0, T0 + 700)
     processor.on_group_partitions({"news": frozenset({0, 1})})  # stale: no partition 2 yet
     assert set(store.partition_watermarks()) == {"news:0", "news:2"}
