@@ -196,6 +196,7 @@ def open_app(recommender: Any, events: list[Event], redis_url: str, name: str) -
     from threefold.apps.recs.config import RecsConfig
     from threefold.apps.recs.event_ids import EventIds
     from threefold.apps.recs.history import UserHistories
+    from threefold.apps.recs.list_snapshots import Snapshots
     from threefold.apps.recs.metrics import RecsMetrics
     from threefold.apps.recs.resources import Resources, open_impressions, open_redis
     from threefold.apps.recs.web import create_app
@@ -224,6 +225,7 @@ def open_app(recommender: Any, events: list[Event], redis_url: str, name: str) -
         catalog_changes=catalog_changes,
         impressions=impressions,
         event_ids=EventIds(state),
+        snapshots=Snapshots(state),
     )
     metrics.watch_catalog(
         lambda: recommender.item_count, lambda: recommender.statistics_rebuild_seconds
