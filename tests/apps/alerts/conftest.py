@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from threefold.apps.alerts.messages import NewsItem
 from threefold.apps.alerts.scoring import ScoredItem
+
+if TYPE_CHECKING:
+    from threefold.apps.alerts.config import AlertsConfig
+    from threefold.apps.alerts.processor import AlertsProcessor
+    from threefold.apps.alerts.state.memory import InMemoryStateStore
 
 T0 = 1_714_550_400  # 2024-05-01T08:00:00Z, a multiple of 300
 
@@ -25,6 +31,21 @@ class Partition:
 
     def __init__(self, number: int, topic: str = "news") -> None:
         self.topic, self.partition = topic, number
+
+
+def memory_processor(config: AlertsConfig) -> tuple[AlertsProcessor, InMemoryStateStore, Clock]:
+    """(processor, its in-memory store, its hand-moved clock) for `config`, assigned partitions
+    news:0 and news:1, with a publisher that never produces (no Kafka)."""
+    from threefold.apps.alerts.processor import AlertPipeline, AlertPublisher, AlertsProcessor
+    from threefold.apps.alerts.state.memory import InMemoryStateStore
+
+    store, clock = InMemoryStateStore(), Clock()
+    publisher = AlertPublisher(store, producer=None, topic="alerts")
+    processor = AlertsProcessor(
+        config, None, AlertPipeline.from_config(config, store), publisher, clock=clock
+    )
+    processor.on_partitions_assigned([Partition(0), Partition(1)])
+    return processor, store, clock
 
 
 def make_scored(

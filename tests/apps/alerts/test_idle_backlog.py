@@ -7,25 +7,18 @@ from __future__ import annotations
 import json
 
 from threefold.apps.alerts.config import AlertsConfig
-from threefold.apps.alerts.pipeline import AlertPipeline
-from threefold.apps.alerts.processor import AlertPublisher, AlertsProcessor, PreparedBatch
+from threefold.apps.alerts.processor import AlertsProcessor, PreparedBatch
 from threefold.apps.alerts.state.memory import InMemoryStateStore
 from threefold.streaming.messages import Message
 
-from .conftest import T0, Clock, Partition, make_scored
+from .conftest import T0, Clock, Partition, make_scored, memory_processor
 
 NAMES = ("news:0", "news:1")
 
 
 def _processor(**settings: float) -> tuple[AlertsProcessor, InMemoryStateStore, Clock]:
     config = AlertsConfig(window_size_s=300, grace_s=0, partition_idle_s=30, **settings)
-    store, clock = InMemoryStateStore(), Clock()
-    publisher = AlertPublisher(store, producer=None, topic="alerts")  # no alert: never produces
-    processor = AlertsProcessor(
-        config, None, AlertPipeline.from_config(config, store), publisher, clock=clock
-    )
-    processor.on_partitions_assigned([Partition(0), Partition(1)])
-    return processor, store, clock
+    return memory_processor(config)
 
 
 def _backlog(processor: AlertsProcessor, *unread: int) -> None:

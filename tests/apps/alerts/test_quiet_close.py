@@ -14,18 +14,12 @@ from threefold.apps.alerts.state.memory import InMemoryStateStore
 from threefold.core.errors import ServiceError
 from threefold.streaming.messages import Message
 
-from .conftest import T0, Clock, Partition, make_scored
+from .conftest import T0, Clock, Partition, make_scored, memory_processor
 
 
 def _processor(quiet_close_s: float) -> tuple[AlertsProcessor, InMemoryStateStore, Clock]:
     config = AlertsConfig(window_size_s=300, grace_s=30, quiet_close_s=quiet_close_s)
-    store, clock = InMemoryStateStore(), Clock()
-    publisher = AlertPublisher(store, producer=None, topic="alerts")  # no alert: never produces
-    processor = AlertsProcessor(
-        config, None, AlertPipeline.from_config(config, store), publisher, clock=clock
-    )
-    processor.on_partitions_assigned([Partition(0), Partition(1)])
-    return processor, store, clock
+    return memory_processor(config)
 
 
 def _deliver(processor: AlertsProcessor, event_time: float) -> None:
