@@ -121,6 +121,8 @@ class RedisState:
     def _connect(self) -> tuple[Any, RedisBreaker]:
         """The redis-py client (it connects at its first command) and its breaker, made once:
         with the client, so whatever is given `client()` pauses `retry_seconds` too."""
+        if self._connection is not None:  # every Redis call comes here: no lock once made
+            return self._connection
         with self._lock:
             if self._connection is None:
                 client = redis_client(
